@@ -1,0 +1,1 @@
+"""Front ends: the roofsim CLI and the Streamlit dashboard."""

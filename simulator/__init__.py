@@ -1,0 +1,1 @@
+"""Discrete-event serving simulator (simpy): workloads, schedulers, KV cache, replicas, routers, metrics."""

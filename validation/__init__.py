@@ -1,0 +1,1 @@
+"""Importers for measured data, predicted-vs-measured comparison, error reports and calibration."""
