@@ -1,0 +1,307 @@
+"""The roofline cost model: seconds, bound, energy of every kernel and of a whole iteration (the simulator's oracle).
+
+Per kernel: max(flops / (peak(dtype) * eff_compute(shape)), bytes / (bandwidth * eff_memory)) + launch overhead
+(Williams et al., "Roofline", CACM 2009). Collectives use the alpha-beta model of a ring all-reduce
+(Thakur et al., "Optimization of collective communication operations in MPICH", IJHPCA 2005). The efficiency
+functions and their defaults are documented in docs/model.md; `Calibration` holds them and a fitted profile
+(validation.calibrate) replaces the defaults without mutating anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hardware_specs.spec import HardwareSpec
+from model.batch import BatchShape
+from model.graph import GraphContext, attention_kernels, graph_context, linear_kernels
+from model.kernel import Kernel
+from model.spec import ModelSpec, ParallelSpec, QuantSpec
+
+Bound = Literal["compute", "memory", "overhead", "communication"]
+
+
+class Calibration(BaseModel):
+    """Efficiency curves and overheads of the cost model. Defaults: see docs/model.md for where each comes from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "default"
+    hardware: str = ""
+    # GEMM: achieved fraction of dense peak on large, well-shaped problems (cuBLAS/CUTLASS reach 70-80% on
+    # A100/H100: AIConfigurator H100 bf16 table peaks near 0.75; see docs/model.md), then tile/wave/K losses.
+    gemm_eff: float = Field(0.75, gt=0, le=1)
+    gemm_tile_m: int = Field(64, gt=0)
+    gemm_tile_n: int = Field(128, gt=0)
+    gemm_k_half: float = Field(128.0, ge=0, description="k at which K-loop efficiency is 50%")
+    gemm_splitk_min_k: int = Field(1024, gt=0, description="minimum K slice when split-K fills idle SMs")
+    gemm_mem_eff: float = Field(0.80, gt=0, le=1)
+    # Attention (FlashAttention-2/3): fraction of tensor peak; short sequences lose more (tile 128 rows).
+    attn_prefill_eff: float = Field(0.55, gt=0, le=1)
+    attn_prefill_s_half: float = Field(256.0, ge=0)
+    attn_decode_mem_eff: float = Field(0.70, gt=0, le=1)
+    attn_decode_ctx_half: float = Field(64.0, ge=0)
+    # Memory-bound elementwise kernels reach 80-90% of STREAM-like bandwidth on large tensors.
+    elementwise_mem_eff: float = Field(0.80, gt=0, le=1)
+    vector_eff: float = Field(0.5, gt=0, le=1, description="fraction of fp32 vector peak for dequantization")
+    kernel_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one kernel")
+    comm_bw_eff: float = Field(0.80, gt=0, le=1)
+    comm_latency_s: float = Field(8e-6, ge=0, description="fixed cost of one collective call (NCCL launch)")
+    step_overhead_s: float = Field(2.0e-3, ge=0, description="per-iteration framework CPU overhead")
+    step_overhead_per_seq_s: float = Field(1.0e-5, ge=0, description="per-sequence CPU cost of one iteration")
+    source: str = "defaults (docs/model.md)"
+
+
+DEFAULT_CALIBRATION = Calibration()
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCost:
+    kernel: Kernel
+    seconds: float  # all `count` invocations
+    compute_s: float  # one invocation
+    memory_s: float  # one invocation
+    bound: Bound
+
+    @property
+    def achieved_flops_per_s(self) -> float:
+        return self.kernel.flops * self.kernel.count / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def achieved_bytes_per_s(self) -> float:
+        return self.kernel.bytes * self.kernel.count / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepCost:
+    seconds: float
+    kernels: tuple[KernelCost, ...]
+    overhead_s: float
+    flops: float  # per GPU
+    bytes: float  # per GPU
+    energy_j: float  # all GPUs of the replica
+    num_gpus: int
+    peak_flops_per_s: float
+    bandwidth_bytes_per_s: float
+
+    @property
+    def seconds_by_bound(self) -> dict[str, float]:
+        out = {"compute": 0.0, "memory": 0.0, "communication": 0.0, "overhead": self.overhead_s}
+        for kc in self.kernels:
+            out[kc.bound] += kc.seconds
+        return out
+
+    @property
+    def bound(self) -> str:
+        by = self.seconds_by_bound
+        return max(by, key=lambda k: by[k])
+
+    @property
+    def mfu(self) -> float:
+        return self.flops / (self.seconds * self.peak_flops_per_s) if self.seconds > 0 else 0.0
+
+    @property
+    def mbu(self) -> float:
+        return self.bytes / (self.seconds * self.bandwidth_bytes_per_s) if self.seconds > 0 else 0.0
+
+
+def _wave_util(tiles: float, units: int) -> float:
+    waves = math.ceil(tiles / units)
+    return tiles / (waves * units)
+
+
+def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration) -> float:
+    """Fraction of peak a GEMM reaches: eff_max x tile padding x wave quantization x K-loop ramp.
+
+    Tile padding: a [m,n] output is computed in tile_m x tile_n tiles, so m=1 costs a whole tile row of
+    MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when there are fewer
+    tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them.
+    """
+    tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
+    mt, nt = math.ceil(m / tm), math.ceil(n / tn)
+    pad = (m * n) / (mt * tm * nt * tn)
+    tiles = mt * nt
+    if tiles < units:
+        split = max(1, min(k // cal.gemm_splitk_min_k, units // tiles))
+        tiles *= split
+    wave = _wave_util(tiles, units)
+    kramp = k / (k + cal.gemm_k_half)
+    return cal.gemm_eff * pad * wave * kramp
+
+
+def allreduce_seconds(message_bytes: float, gpus: int, hw: HardwareSpec, cal: Calibration) -> float:
+    """Ring all-reduce: 2(n-1) steps of latency alpha and 2(n-1)/n of the message over the link (Thakur 2005)."""
+    if gpus <= 1 or message_bytes <= 0:
+        return 0.0
+    bw, alpha = _link(gpus, hw)
+    return cal.comm_latency_s + 2 * (gpus - 1) * alpha + 2 * (gpus - 1) / gpus * message_bytes / (bw * cal.comm_bw_eff)
+
+
+def _link(gpus: int, hw: HardwareSpec) -> tuple[float, float]:
+    ic = hw.interconnect
+    if gpus <= ic.scaleup_max_gpus and ic.scaleup_bytes_per_s > 0:
+        return ic.scaleup_bytes_per_s, ic.scaleup_latency_s
+    if gpus <= ic.scaleup_max_gpus:
+        return ic.pcie_bytes_per_s, ic.scaleup_latency_s
+    bw = ic.scaleout_bytes_per_s if ic.scaleout_bytes_per_s > 0 else ic.pcie_bytes_per_s
+    return bw, ic.scaleout_latency_s
+
+
+def comm_seconds(k: Kernel, hw: HardwareSpec, cal: Calibration) -> float:
+    """One invocation of a communication kernel."""
+    n = k.comm_gpus
+    if k.name == "tp_allreduce":
+        return allreduce_seconds(k.comm_bytes, n, hw, cal)
+    bw, alpha = _link(n, hw)
+    if k.kind == "pp_comm":
+        # point-to-point activation hand-off between adjacent stages
+        return cal.comm_latency_s + alpha + k.comm_bytes / (bw * cal.comm_bw_eff)
+    # all-gather / all-to-all: (n-1)/n of the data crosses the link, n-1 latency steps
+    return cal.comm_latency_s + (n - 1) * alpha + (n - 1) / n * k.comm_bytes / (bw * cal.comm_bw_eff)
+
+
+def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
+    """Roofline time of `k` on `hw` under calibration `cal`."""
+    if k.kind in ("comm", "pp_comm"):
+        t = comm_seconds(k, hw, cal)
+        return KernelCost(k, t * k.count, 0.0, t, "communication")
+    bw = hw.memory.bandwidth_bytes_per_s
+    units = hw.compute.num_units
+    if k.kind == "gemm":
+        peak = hw.peak(k.dtype)
+        eff_c = gemm_compute_efficiency(k.m, k.n, k.k, units, cal)
+        eff_m = cal.gemm_mem_eff
+    elif k.kind == "attn_prefill":
+        peak = hw.peak(k.dtype)
+        s = k.m / max(1, k.n)  # mean new tokens per sequence
+        eff_c = cal.attn_prefill_eff * s / (s + cal.attn_prefill_s_half)
+        eff_m = cal.gemm_mem_eff
+    elif k.kind == "attn_decode":
+        peak = hw.peak(k.dtype)
+        eff_c = cal.attn_prefill_eff
+        ctx = k.kv_read_bytes / max(1.0, k.kv_write_bytes)  # mean context per query token
+        eff_m = cal.attn_decode_mem_eff * ctx / (ctx + cal.attn_decode_ctx_half)
+    else:  # elementwise, sampling: vector units
+        peak = hw.peak("fp32")
+        eff_c = cal.vector_eff
+        eff_m = cal.elementwise_mem_eff
+    compute = k.flops / (peak * eff_c) if k.flops else 0.0
+    if k.dequant_flops:
+        compute += k.dequant_flops / (hw.peak("fp32") * cal.vector_eff)
+    memory = k.bytes / (bw * eff_m)
+    body = max(compute, memory)
+    t = body + cal.kernel_overhead_s
+    bound: Bound = "compute" if compute >= memory else "memory"
+    if cal.kernel_overhead_s > body:
+        bound = "overhead"
+    return KernelCost(k, t * k.count, compute, memory, bound)
+
+
+class CostModel:
+    """Batch -> seconds for one (model, hardware, quant, parallel, calibration); memoises the token-linear part.
+
+    `step` returns the full per-kernel breakdown; `step_seconds` is the hot path the simulator calls every
+    iteration and returns exactly step(shape).seconds.
+    """
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        hardware: HardwareSpec,
+        quant: QuantSpec | None = None,
+        parallel: ParallelSpec | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
+        self.model = model
+        self.hardware = hardware
+        self.quant = quant or QuantSpec()
+        self.parallel = parallel or ParallelSpec()
+        self.calibration = calibration or DEFAULT_CALIBRATION
+        self.ctx: GraphContext = graph_context(model, self.quant, self.parallel)
+        check_dtypes(hardware, self.quant)
+        self._linear_memo: dict[tuple[int, int], tuple[float, float]] = {}
+        self.num_gpus = self.parallel.num_gpus
+        p = hardware.power
+        self._idle_w, self._dyn_w = p.idle_w, p.tdp_w - p.idle_w
+
+    # ---- full breakdown ---------------------------------------------------------------------------------
+    def step(self, shape: BatchShape) -> StepCost:
+        kernels = linear_kernels(self.ctx, shape.tokens, shape.logit_tokens) + attention_kernels(self.ctx, shape)
+        cal, hw = self.calibration, self.hardware
+        costs = tuple(kernel_cost(k, hw, cal) for k in kernels)
+        overhead = self._overhead(shape)
+        seconds = sum(c.seconds for c in costs) + overhead
+        flops = sum(c.kernel.flops * c.kernel.count for c in costs)
+        nbytes = sum(c.kernel.bytes * c.kernel.count for c in costs)
+        energy = sum(self._kernel_energy(c) for c in costs) + overhead * self._idle_w * self.num_gpus
+        return StepCost(
+            seconds=seconds,
+            kernels=costs,
+            overhead_s=overhead,
+            flops=flops,
+            bytes=nbytes,
+            energy_j=energy,
+            num_gpus=self.num_gpus,
+            peak_flops_per_s=hw.peak(self.quant.gemm_dtype),
+            bandwidth_bytes_per_s=hw.memory.bandwidth_bytes_per_s,
+        )
+
+    # ---- hot path -----------------------------------------------------------------------------------------
+    def step_seconds(self, shape: BatchShape) -> float:
+        return self.step_seconds_energy(shape)[0]
+
+    def step_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
+        """(seconds, joules) of one iteration; equals step(shape) to rounding, in microseconds."""
+        key = (shape.tokens, shape.logit_tokens)
+        lin = self._linear_memo.get(key)
+        if lin is None:
+            costs = [kernel_cost(k, self.hardware, self.calibration)
+                     for k in linear_kernels(self.ctx, shape.tokens, shape.logit_tokens)]
+            lin = (sum(c.seconds for c in costs), sum(self._kernel_energy(c) for c in costs))
+            if len(self._linear_memo) > 200_000:
+                self._linear_memo.clear()
+            self._linear_memo[key] = lin
+        seconds, energy = lin
+        for k in attention_kernels(self.ctx, shape):
+            c = kernel_cost(k, self.hardware, self.calibration)
+            seconds += c.seconds
+            energy += self._kernel_energy(c)
+        overhead = self._overhead(shape)
+        return seconds + overhead, energy + overhead * self._idle_w * self.num_gpus
+
+    def _overhead(self, shape: BatchShape) -> float:
+        if shape.is_empty:
+            return 0.0
+        cal = self.calibration
+        return cal.step_overhead_s + cal.step_overhead_per_seq_s * (shape.decode_seqs + shape.prefill_seqs)
+
+    def _kernel_energy(self, c: KernelCost) -> float:
+        """Idle power plus dynamic power scaled by the kernel's utilisation of its bound resource."""
+        if c.seconds <= 0:
+            return 0.0
+        per = c.seconds / c.kernel.count
+        util = max(c.compute_s, c.memory_s) / per if per > 0 else 0.0
+        return c.seconds * (self._idle_w + self._dyn_w * min(1.0, util)) * self.num_gpus
+
+    def pipeline_stage_seconds(self, shape: BatchShape) -> float:
+        """Time one pipeline stage holds a micro-batch: the layer work split evenly over pp stages."""
+        total = self.step_seconds(shape)
+        if self.parallel.pp == 1:
+            return total
+        overhead = self._overhead(shape)
+        return (total - overhead) / self.parallel.pp + overhead
+
+
+def check_dtypes(hw: HardwareSpec, quant: QuantSpec) -> None:
+    """ValueError when the hardware lacks a format the configuration computes in."""
+    needed = {quant.gemm_dtype}
+    if quant.weight_dtype in ("fp8", "fp4") and not quant.weight_only:
+        needed.add(quant.weight_dtype)
+    if quant.kv_dtype == "fp8" and quant.activation_dtype == "fp8":
+        needed.add("fp8")
+    for d in sorted(needed):
+        if not hw.supports(d):
+            hw.peak(d)  # raises the ValueError that lists what the hardware has

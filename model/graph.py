@@ -1,0 +1,324 @@
+"""The per-kernel op graph of one serving iteration on one GPU of a TP x PP layout.
+
+`step_kernels` lists every kernel of a forward pass for a BatchShape (each with `count` = how many times it runs
+across the pipeline), split into the token-linear part (`linear_kernels`, depends only on the number of tokens)
+and the attention part (`attention_kernels`, depends on context lengths). FLOP formulas: a GEMM of [m,k]x[k,n] is
+2mnk FLOPs (Kaplan et al. 2020, arXiv 2001.08361, sec. 2.1); attention is 2 FLOPs per multiply-add in QK^T and PV,
+i.e. 4 * query-key pairs * head_dim per head (FlashAttention, Dao et al. 2022, arXiv 2205.14135, counts the same).
+Bytes follow LLM-Viewer's split (weight / activation / KV, read / write), Yuan et al. 2024, arXiv 2402.16363.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hardware_specs.spec import DTYPE_BYTES
+from model.batch import BatchShape
+from model.kernel import Kernel
+from model.spec import ModelSpec, ParallelSpec, QuantSpec
+
+
+@dataclass(frozen=True, slots=True)
+class GraphContext:
+    """Per-(model, quant, parallel) constants of the graph, computed once."""
+
+    model: ModelSpec
+    quant: QuantSpec
+    parallel: ParallelSpec
+    wb: float  # weight bytes per parameter (incl. group scales)
+    ab: float  # activation bytes per element between kernels
+    kvb: float  # KV-cache bytes per element
+    gemm_dtype: str
+    attn_dtype: str  # tensor-core dtype of attention math (fp8 only with an fp8 KV cache and fp8 activations)
+    heads: int  # query heads per GPU
+    kv_heads: int  # KV heads stored per GPU
+    kv_elems: int  # cached elements per token per layer per GPU
+    dense_layers: int
+    moe_layers: int
+    full_layers: int  # layers with full attention
+    window_layers: int  # sliding-window layers
+
+
+def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> GraphContext:
+    parallel.validate_for(model)
+    tp = parallel.tp
+    kv_heads = parallel.kv_heads_per_gpu(model)
+    if model.mla is not None:
+        # vLLM/SGLang keep the MLA latent cache replicated on every TP rank (DeepSeek-V2, arXiv 2405.04434).
+        kv_elems = model.kv_elements_per_token_per_layer()
+    else:
+        kv_elems = 2 * kv_heads * model.head_dim
+    moe_layers = model.num_moe_layers
+    return GraphContext(
+        model=model,
+        quant=quant,
+        parallel=parallel,
+        wb=quant.weight_bytes_per_param,
+        ab=quant.activation_bytes,
+        kvb=quant.kv_bytes_per_element,
+        gemm_dtype=quant.gemm_dtype,
+        attn_dtype=(
+            "fp8" if quant.kv_dtype == "fp8" and quant.activation_dtype == "fp8"
+            else "fp16" if quant.activation_dtype == "fp16" else "fp32" if quant.activation_dtype == "fp32"
+            else "bf16"
+        ),
+        heads=model.num_heads // tp,
+        kv_heads=kv_heads,
+        kv_elems=kv_elems,
+        dense_layers=model.num_layers - moe_layers,
+        moe_layers=moe_layers,
+        full_layers=model.num_layers - model.num_sliding_layers,
+        window_layers=model.num_sliding_layers,
+    )
+
+
+def gemm(
+    name: str,
+    m: int,
+    n: int,
+    k: int,
+    ctx: GraphContext,
+    count: int,
+    bias: bool = False,
+    weight_dtype_bytes: float | None = None,
+    dtype: str | None = None,
+) -> Kernel:
+    """A token-parallel GEMM: activation [m,k] times weight [k,n]."""
+    wb = ctx.wb if weight_dtype_bytes is None else weight_dtype_bytes
+    weights = (n * k + (n if bias else 0)) * wb
+    dequant = 2.0 * n * k if ctx.quant.weight_only and weight_dtype_bytes is None else 0.0
+    return Kernel(
+        name=name,
+        kind="gemm",
+        dtype=dtype or ctx.gemm_dtype,
+        flops=2.0 * m * n * k + (m * n if bias else 0),
+        weight_bytes=weights,
+        act_read_bytes=m * k * ctx.ab,
+        act_write_bytes=m * n * ctx.ab,
+        count=count,
+        m=m,
+        n=n,
+        k=k,
+        dequant_flops=dequant,
+    )
+
+
+def elementwise(name: str, elems_read: float, elems_written: float, flops_per_elem: float, ctx: GraphContext,
+                count: int, weight_elems: float = 0.0) -> Kernel:
+    return Kernel(
+        name=name,
+        kind="elementwise",
+        dtype="fp32",
+        flops=flops_per_elem * max(elems_read, elems_written),
+        weight_bytes=weight_elems * 2.0,
+        act_read_bytes=elems_read * ctx.ab,
+        act_write_bytes=elems_written * ctx.ab,
+        count=count,
+    )
+
+
+def expected_active_experts(tokens: int, num_experts: int, top_k: int) -> float:
+    """Expected distinct experts hit by `tokens` tokens routing uniformly to top_k of num_experts.
+
+    P(expert unused) = (1 - top_k/E)^tokens under independent uniform routing, so E * (1 - that) are active.
+    """
+    if tokens <= 0:
+        return 0.0
+    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+
+
+def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
+    m, L = c.model, c.model.num_layers
+    h = m.hidden_size
+    if m.mla is not None:
+        a = m.mla
+        qk_head = a.qk_nope_head_dim + a.qk_rope_head_dim
+        if a.q_lora_rank:
+            kernels.append(gemm("q_a_proj", t, a.q_lora_rank, h, c, L))
+            kernels.append(gemm("q_b_proj", t, c.heads * qk_head, a.q_lora_rank, c, L))
+        else:
+            kernels.append(gemm("q_proj", t, c.heads * qk_head, h, c, L))
+        kernels.append(gemm("kv_a_proj", t, a.kv_lora_rank + a.qk_rope_head_dim, h, c, L))
+        kernels.append(gemm("kv_b_proj", t, c.heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, c, L))
+        kernels.append(elementwise("rope", t * c.heads * a.qk_rope_head_dim, t * c.heads * a.qk_rope_head_dim, 6, c, L))
+        kernels.append(gemm("o_proj", t, h, c.heads * a.v_head_dim, c, L))
+        return
+    hd = m.head_dim
+    n_qkv = (c.heads + 2 * c.kv_heads) * hd
+    kernels.append(gemm("qkv_proj", t, n_qkv, h, c, L, bias=m.attention_bias))
+    if m.position == "rope":
+        rot = t * (c.heads + c.kv_heads) * hd
+        kernels.append(elementwise("rope", rot, rot, 6, c, L))
+    kernels.append(gemm("o_proj", t, h, c.heads * hd, c, L, bias=m.attention_bias))
+
+
+def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
+    m, tp = c.model, c.parallel.tp
+    h = m.hidden_size
+    gated = m.mlp_gated
+    if c.dense_layers:
+        inter = m.intermediate_size
+        if m.moe is not None and m.moe.first_dense_layers and m.moe.dense_intermediate_size:
+            inter = m.moe.dense_intermediate_size
+        i_gpu = inter // tp
+        up_n = 2 * i_gpu if gated else i_gpu
+        kernels.append(gemm("mlp_up_gate" if gated else "mlp_up", t, up_n, h, c, c.dense_layers, bias=m.mlp_bias))
+        kernels.append(elementwise("mlp_act", t * up_n, t * i_gpu, 8, c, c.dense_layers))
+        kernels.append(gemm("mlp_down", t, h, i_gpu, c, c.dense_layers, bias=m.mlp_bias))
+    if c.moe_layers and m.moe is not None:
+        e = m.moe
+        ep = c.parallel.ep
+        moe_tp = max(1, tp // ep)
+        n_moe = c.moe_layers
+        kernels.append(gemm("moe_router", t, e.num_experts, h, c, n_moe, weight_dtype_bytes=2.0, dtype="bf16"
+                            if c.gemm_dtype not in ("fp32",) else "fp32"))
+        # Tokens routed to experts on this GPU and the distinct experts they hit (uniform routing).
+        active = expected_active_experts(t, e.num_experts, e.top_k) / ep
+        routed_rows = t * e.top_k / ep
+        ie = e.expert_intermediate_size // moe_tp
+        up_n = 2 * ie if gated else ie
+        rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
+        # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
+        for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
+            kernels.append(
+                Kernel(
+                    name=name,
+                    kind="gemm",
+                    dtype=c.gemm_dtype,
+                    flops=2.0 * routed_rows * n * k,
+                    weight_bytes=active * n * k * c.wb,
+                    act_read_bytes=routed_rows * k * c.ab,
+                    act_write_bytes=routed_rows * n * c.ab,
+                    count=n_moe,
+                    m=rows_per_expert,
+                    n=n,
+                    k=k,
+                    dequant_flops=2.0 * active * n * k if c.quant.weight_only else 0.0,
+                )
+            )
+        kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe))
+        if e.num_shared_experts:
+            si = e.num_shared_experts * e.shared_intermediate_size // tp
+            s_up = 2 * si if gated else si
+            kernels.append(gemm("shared_expert_up_gate", t, s_up, h, c, n_moe))
+            kernels.append(gemm("shared_expert_down", t, h, si, c, n_moe))
+        if ep > 1:
+            # dispatch + combine all-to-all of the routed activations across the EP group
+            a2a = routed_rows * h * c.ab
+            kernels.append(Kernel(name="moe_all_to_all", kind="comm", dtype="bf16", comm_bytes=a2a,
+                                  comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
+
+
+def linear_kernels(model_ctx: GraphContext, tokens: int, logit_tokens: int) -> list[Kernel]:
+    """Kernels whose cost depends only on the number of tokens in the step (and of tokens needing logits)."""
+    c, t = model_ctx, tokens
+    m, L, tp = c.model, c.model.num_layers, c.parallel.tp
+    h = m.hidden_size
+    ks: list[Kernel] = []
+    if t > 0:
+        ks.append(Kernel(name="embedding", kind="elementwise", dtype="fp32", weight_bytes=t * h * c.wb,
+                         act_write_bytes=t * h * c.ab, count=1))
+        norm_flops = 4 if m.norm == "rmsnorm" else 7
+        ks.append(elementwise("input_norm", t * h, t * h, norm_flops, c, L, weight_elems=h))
+        _attention_linear(t, c, ks)
+        ks.append(elementwise("residual_add", 2 * t * h, t * h, 1, c, 2 * L))
+        ks.append(elementwise("post_attn_norm", t * h, t * h, norm_flops, c, L, weight_elems=h))
+        _mlp_linear(t, c, ks)
+        if tp > 1:
+            msg = t * h * c.ab
+            ks.append(Kernel(name="tp_allreduce", kind="comm", dtype="bf16", comm_bytes=msg, comm_gpus=tp,
+                             count=2 * L, act_read_bytes=msg, act_write_bytes=msg))
+        if c.parallel.pp > 1:
+            msg = t * h * c.ab
+            ks.append(Kernel(name="pp_send_recv", kind="pp_comm", dtype="bf16", comm_bytes=msg, comm_gpus=2,
+                             count=c.parallel.pp - 1))
+    if logit_tokens > 0:
+        lt = logit_tokens
+        ks.append(elementwise("final_norm", lt * h, lt * h, 4, c, 1, weight_elems=h))
+        ks.append(gemm("lm_head", lt, m.vocab_size // tp, h, c, 1))
+        if tp > 1:
+            msg = lt * (m.vocab_size // tp) * 4.0
+            ks.append(Kernel(name="logits_gather", kind="comm", dtype="fp32", comm_bytes=msg, comm_gpus=tp,
+                             count=1, act_read_bytes=msg, act_write_bytes=msg * tp))
+        ks.append(Kernel(name="sampling", kind="sampling", dtype="fp32", flops=5.0 * lt * m.vocab_size,
+                         act_read_bytes=lt * m.vocab_size * 4.0, act_write_bytes=lt * 8.0, count=1))
+    return ks
+
+
+def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
+    """Attention over the KV cache: prefill (causal, chunk attends to prior context) and decode."""
+    m = c.model
+    ks: list[Kernel] = []
+    kv_tok_bytes = c.kv_elems * c.kvb  # per token per layer on this GPU
+    if m.mla is not None:
+        a = m.mla
+        # Prefill: MLA expands K/V per head (qk head = nope+rope, v head = v_head_dim).
+        qk_d, v_d = a.qk_nope_head_dim + a.qk_rope_head_dim, a.v_head_dim
+        # Decode with weight absorption attends in the latent space: scores over kv_lora+rope, values over kv_lora.
+        dec_qk, dec_v = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
+        q_width = c.heads * qk_d
+    else:
+        qk_d = v_d = dec_qk = dec_v = m.head_dim
+        q_width = c.heads * m.head_dim
+    groups = ((c.full_layers, False), (c.window_layers, True))
+    for layers, windowed in groups:
+        if layers == 0:
+            continue
+        suffix = "_swa" if windowed else ""
+        if shape.prefill_tokens:
+            pairs = shape.prefill_attn_pairs_win if windowed else shape.prefill_attn_pairs
+            ctx_read = shape.prefill_ctx_tokens
+            if windowed and m.sliding_window is not None:
+                ctx_read = min(ctx_read, shape.prefill_seqs * m.sliding_window)
+            t = shape.prefill_tokens
+            ks.append(
+                Kernel(
+                    name="attn_prefill" + suffix,
+                    kind="attn_prefill",
+                    dtype=c.attn_dtype,
+                    flops=2.0 * pairs * c.heads * (qk_d + v_d),
+                    act_read_bytes=t * q_width * c.ab + t * kv_tok_bytes,
+                    act_write_bytes=t * c.heads * v_d * c.ab,
+                    kv_read_bytes=ctx_read * kv_tok_bytes,
+                    kv_write_bytes=t * kv_tok_bytes,
+                    count=layers,
+                    m=t,
+                    n=max(1, shape.prefill_seqs),
+                )
+            )
+        if shape.decode_seqs:
+            ctx = shape.decode_ctx_tokens_win if windowed else shape.decode_ctx_tokens
+            q_per_seq = shape.decode_tokens / shape.decode_seqs
+            ks.append(
+                Kernel(
+                    name="attn_decode" + suffix,
+                    kind="attn_decode",
+                    dtype=c.attn_dtype,
+                    flops=2.0 * ctx * q_per_seq * c.heads * (dec_qk + dec_v),
+                    act_read_bytes=shape.decode_tokens * q_width * c.ab,
+                    act_write_bytes=shape.decode_tokens * c.heads * v_d * c.ab,
+                    kv_read_bytes=ctx * kv_tok_bytes,
+                    kv_write_bytes=shape.decode_tokens * kv_tok_bytes,
+                    count=layers,
+                    m=shape.decode_tokens,
+                    n=shape.decode_seqs,
+                    dequant_flops=(2.0 * ctx * c.kv_elems if c.quant.kv_dtype in ("int8", "int4") else 0.0),
+                )
+            )
+    return ks
+
+
+def step_kernels(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, shape: BatchShape) -> list[Kernel]:
+    """Every kernel of one iteration on one GPU, in execution order of kind (linear, then attention)."""
+    c = graph_context(model, quant, parallel)
+    return linear_kernels(c, shape.tokens, shape.logit_tokens) + attention_kernels(c, shape)
+
+
+def kv_bytes_per_token(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> float:
+    """KV-cache bytes one token occupies on one GPU (its pipeline stage's layers)."""
+    c = graph_context(model, quant, parallel)
+    return c.kv_elems * c.kvb * model.num_layers / parallel.pp
+
+
+def bytes_of(dtype: str) -> float:
+    return DTYPE_BYTES[dtype]

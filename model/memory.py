@@ -1,0 +1,190 @@
+"""Memory planner: weights, KV bytes per token, activation workspace and reserve per GPU -> KV-cache capacity.
+
+Mirrors how vLLM sizes its KV cache: usable = capacity x gpu_memory_utilization; KV = usable - weights -
+peak activations of a profiling run at max_num_batched_tokens - non-torch memory (CUDA context, NCCL buffers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hardware_specs.errors import InputError
+from hardware_specs.spec import HardwareSpec
+from model.graph import graph_context
+from model.params import count_params
+from model.spec import ModelSpec, ParallelSpec, QuantSpec
+
+# CUDA context + cuBLAS/NCCL workspaces outside the PyTorch allocator: ~0.5-1 GB per GPU as reported by vLLM's
+# memory profiler ("non_torch_memory") on A100/H100 (vLLM worker logs); we take 0.75e9 bytes.
+NON_TORCH_BYTES = 0.75e9
+
+
+class DoesNotFitError(InputError):
+    """The model's weights (plus minimal workspace) exceed the memory of the layout; message has the breakdown."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPlan:
+    capacity_bytes: float  # per GPU
+    usable_bytes: float  # capacity x gpu_memory_utilization
+    weights_bytes: float  # per GPU (largest pipeline stage)
+    activation_bytes: float
+    non_torch_bytes: float
+    kv_capacity_bytes: float
+    kv_bytes_per_token: float  # per GPU
+    block_size: int
+    max_kv_tokens: int  # whole blocks
+    max_context_tokens: int
+    total_weight_bytes: float  # whole model, all GPUs
+
+    @property
+    def kv_blocks(self) -> int:
+        return self.max_kv_tokens // self.block_size
+
+    def max_sequences(self, context_tokens: int) -> int:
+        """Sequences of `context_tokens` each that fit in the KV cache at once (block-rounded)."""
+        if context_tokens <= 0:
+            raise ValueError(f"context_tokens={context_tokens} must be > 0")
+        blocks = math.ceil(context_tokens / self.block_size)
+        return self.kv_blocks // blocks
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "capacity_bytes": self.capacity_bytes,
+            "usable_bytes": self.usable_bytes,
+            "weights_bytes": self.weights_bytes,
+            "activation_bytes": self.activation_bytes,
+            "non_torch_bytes": self.non_torch_bytes,
+            "kv_capacity_bytes": self.kv_capacity_bytes,
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "max_kv_tokens": self.max_kv_tokens,
+            "block_size": self.block_size,
+            "total_weight_bytes": self.total_weight_bytes,
+        }
+
+
+def weight_bytes_per_gpu(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> tuple[float, float]:
+    """(bytes on the most loaded GPU, bytes of the whole model)."""
+    p = count_params(model)
+    wb = quant.weight_bytes_per_param
+    layer_params = p.attention + p.dense_mlp + p.moe_routed + p.moe_shared + p.norms
+    total = p.total * wb
+    # Layers split evenly over pp stages and sharded over tp; the embedding lives on the first stage and the
+    # LM head on the last, both vocab-sharded over tp. KV projections are replicated when tp > kv heads.
+    replicated = 0.0
+    if model.mla is None and parallel.tp > model.num_kv_heads:
+        kv_w = 2 * model.hidden_size * model.kv_dim * model.num_layers
+        replicated = kv_w * (parallel.tp / model.num_kv_heads - 1) / parallel.tp
+    per_stage_layers = (layer_params / parallel.tp + replicated) / parallel.pp
+    ends = max(p.embedding + p.position, p.lm_head) / parallel.tp if parallel.pp > 1 else (
+        p.embedding + p.position + p.lm_head) / parallel.tp
+    return (per_stage_layers + ends) * wb, total
+
+
+def activation_bytes(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, max_batched_tokens: int,
+                     max_seqs: int) -> float:
+    """Peak transient memory of a forward pass over max_batched_tokens (the largest live intermediates)."""
+    c = graph_context(model, quant, parallel)
+    h = model.hidden_size
+    tp = parallel.tp
+    inter = model.intermediate_size
+    if model.moe is not None:
+        inter = max(inter, 2 * model.moe.expert_intermediate_size * model.moe.top_k)
+    widest = max(3 * h, (c.heads + 2 * c.kv_heads) * model.head_dim + h, 3 * inter // tp)
+    per_token = (2 * h + widest) * c.ab
+    logits = max_seqs * model.vocab_size / tp * 4.0 * 2  # fp32 logits + sampling workspace
+    return max_batched_tokens * per_token + logits
+
+
+def plan_memory(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    quant: QuantSpec | None = None,
+    parallel: ParallelSpec | None = None,
+    gpu_memory_utilization: float = 0.9,
+    max_batched_tokens: int = 8192,
+    max_seqs: int = 256,
+    block_size: int = 16,
+    extra_bytes_per_gpu: float = 0.0,
+) -> MemoryPlan:
+    """KV capacity of one replica; DoesNotFitError (with the breakdown and what would fit) when nothing is left."""
+    quant = quant or QuantSpec()
+    parallel = parallel or ParallelSpec()
+    if not 0 < gpu_memory_utilization <= 1:
+        raise ValueError(f"gpu_memory_utilization={gpu_memory_utilization} must be in (0, 1]")
+    if block_size <= 0:
+        raise ValueError(f"block_size={block_size} must be > 0")
+    parallel.validate_for(model)
+    cap = hardware.memory.capacity_bytes
+    usable = cap * gpu_memory_utilization
+    weights, total_w = weight_bytes_per_gpu(model, quant, parallel)
+    act = activation_bytes(model, quant, parallel, max_batched_tokens, max_seqs)
+    c = graph_context(model, quant, parallel)
+    kv_tok = c.kv_elems * c.kvb * model.num_layers / parallel.pp
+    kv_cap = usable - weights - act - NON_TORCH_BYTES - extra_bytes_per_gpu
+    blocks = int(kv_cap // (kv_tok * block_size)) if kv_cap > 0 else 0
+    plan = MemoryPlan(
+        capacity_bytes=cap,
+        usable_bytes=usable,
+        weights_bytes=weights,
+        activation_bytes=act,
+        non_torch_bytes=NON_TORCH_BYTES + extra_bytes_per_gpu,
+        kv_capacity_bytes=max(0.0, kv_cap),
+        kv_bytes_per_token=kv_tok,
+        block_size=block_size,
+        max_kv_tokens=blocks * block_size,
+        max_context_tokens=model.max_context_tokens,
+        total_weight_bytes=total_w,
+    )
+    if blocks < 1:
+        raise DoesNotFitError(_does_not_fit_message(model, hardware, quant, parallel, plan, kv_cap,
+                                                    gpu_memory_utilization))
+    return plan
+
+
+def _gb(x: float) -> str:
+    return f"{x / 1e9:.2f} GB"
+
+
+def _does_not_fit_message(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: ParallelSpec,
+                          plan: MemoryPlan, kv_cap: float, util: float) -> str:
+    lines = [
+        f"{model.name} does not fit on {par.num_gpus} x {hw.id} (tp={par.tp}, pp={par.pp}) with "
+        f"weights {quant.weight_dtype}, KV {quant.kv_dtype}, gpu_memory_utilization={util}:",
+        f"  per-GPU capacity {_gb(plan.capacity_bytes)}, usable {_gb(plan.usable_bytes)}",
+        f"  weights {_gb(plan.weights_bytes)} + activations {_gb(plan.activation_bytes)} + "
+        f"non-torch {_gb(plan.non_torch_bytes)} leaves {_gb(kv_cap)} for the KV cache "
+        f"(needs at least one block of {plan.block_size} tokens x {plan.kv_bytes_per_token / 1e3:.1f} kB)",
+    ]
+    suggestions = suggest_fits(model, hw, quant, par, util)
+    if suggestions:
+        lines.append("  would fit: " + "; ".join(suggestions))
+    else:
+        lines.append("  no tp in 1..8 with bf16/fp8/int4 weights fits on one node; add pipeline stages or a larger GPU")
+    return "\n".join(lines)
+
+
+def suggest_fits(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: ParallelSpec, util: float) -> list[str]:
+    """Smallest layouts/quantizations (tp up to 8, pp up to 4) that leave room for a KV cache."""
+    out: list[str] = []
+    dtypes = [quant.weight_dtype] + [d for d in ("fp8", "int4") if d != quant.weight_dtype]
+    for wd in dtypes:
+        if wd == "fp8" and not hw.supports("fp8"):
+            continue
+        q = quant.model_copy(update={"weight_dtype": wd})
+        for pp in (1, 2, 4):
+            found = False
+            for tp in (1, 2, 4, 8):
+                cand = ParallelSpec(tp=tp, pp=pp, ep=1)
+                try:
+                    cand.validate_for(model)
+                    plan_memory(model, hw, q, cand, util)
+                except ValueError:
+                    continue
+                out.append(f"tp={tp} pp={pp} weights {wd}")
+                found = True
+                break
+            if found:
+                break
+    return out[:3]
