@@ -583,6 +583,8 @@ def _presets() -> tuple[tuple[_Preset, ...], dict[str, str]]:
     lookup: dict[str, str] = {}
     for p in presets:
         for key in (p.name, p.hf_id, *p.aliases):
+            if not key:
+                continue
             norm = normalize_model_id(key)
             if lookup.setdefault(norm, p.name) != p.name:
                 raise RuntimeError(f"{_INDEX_FILE}: {key!r} of {p.name} collides with {lookup[norm]}")
@@ -596,7 +598,7 @@ def model_ids() -> list[str]:
 
 def known_model_names() -> list[str]:
     """Canonical names, HF ids and aliases that load_model resolves."""
-    return sorted({k for p in _presets()[0] for k in (p.name, p.hf_id, *p.aliases)})
+    return sorted({k for p in _presets()[0] for k in (p.name, p.hf_id, *p.aliases) if k})
 
 
 @cache
