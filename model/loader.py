@@ -541,10 +541,11 @@ def model_from_file(path: str | Path, name: str | None = None) -> ModelSpec:
     p = Path(path)
     file = p / "config.json" if p.is_dir() else p
     config = read_config_file(p)
-    if name is None:
+    if not name:
         default = p.name if p.is_dir() else (p.parent.name if p.name == "config.json" else p.stem)
-        name = config.get("name") if isinstance(config.get("name"), str) else default
-    return model_from_hf_config(config, name or default, source=str(file))
+        own = config.get("name")  # llm-analysis files name their model
+        name = own if isinstance(own, str) and own else default
+    return model_from_hf_config(config, name, source=str(file))
 
 
 # ---- presets ----------------------------------------------------------------------------------------
