@@ -340,3 +340,23 @@ def test_wrong_type_in_any_field_is_an_input_error_naming_it(case: tuple[str, di
     msg = str(info.value)
     assert msg.startswith("invalid hardware file fuzz.toml:")
     assert f"\n  {field}" in msg
+
+
+# ------------------------------------------------------------------------------------------ docs stay in sync
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "hardware.md"
+
+
+def test_docs_table_lists_every_bundled_device() -> None:
+    text = DOCS.read_text()
+    for spec in list_hardware():
+        assert f"| `{spec.id}` | {spec.name} |" in text, f"docs/hardware.md lacks a table row for {spec.id}"
+
+
+def test_docs_example_file_is_a_valid_device(tmp_path: Path) -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), flags=re.S)
+    assert len(blocks) == 1
+    path = tmp_path / "my-accelerator.toml"
+    path.write_text(blocks[0])
+    spec = load_hardware(path)
+    assert spec.id == "my-accelerator" and spec.peak("fp8") == 800e12
