@@ -1,0 +1,110 @@
+"""Microbenchmark records count FLOPs and bytes correctly, measure plausible values, and yield calibration rows."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from validation.local.microbench import (
+    ROW_KEYS,
+    KernelRecord,
+    MachineMeasurements,
+    last_level_cache_bytes,
+    measure_attention_decode,
+    measure_attention_prefill,
+    measure_gemm,
+    measure_overheads,
+    measure_stream,
+    time_call,
+)
+
+# Generous ceiling: every core at 4 GHz retiring 64 fp32 FLOP/cycle (two AVX-512 FMA pipes x 16 lanes x 2).
+THEORETICAL_CAP_FLOPS_PER_S = (os.cpu_count() or 1) * 4e9 * 64
+
+
+def test_gemm_counts_2mnk_flops_and_compulsory_bytes() -> None:
+    rec = measure_gemm(64, 128, 256, "fp32", np.random.default_rng(0), target_s=0.01)
+    assert rec.flops == 2 * 64 * 128 * 256
+    assert rec.bytes == (64 * 256 + 256 * 128 + 64 * 128) * 4
+    assert (rec.op, rec.m, rec.n, rec.k, rec.dtype) == ("gemm", 64, 128, 256, "fp32")
+    assert rec.min_s <= rec.measured_s <= rec.max_s and rec.repeats >= 3
+    rec64 = measure_gemm(8, 16, 32, "fp64", np.random.default_rng(0), target_s=0.01)
+    assert rec64.bytes == (8 * 32 + 32 * 16 + 8 * 16) * 8
+
+
+def test_measured_gemm_peak_is_positive_and_below_the_theoretical_cap() -> None:
+    rec = measure_gemm(512, 512, 512, "fp32", np.random.default_rng(0), target_s=0.1)
+    assert 1e8 < rec.flops_per_s < THEORETICAL_CAP_FLOPS_PER_S
+
+
+def test_fp16_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="half-precision"):
+        measure_gemm(8, 8, 8, "fp16", np.random.default_rng(0))
+
+
+def test_stream_counts_bytes_the_stream_way() -> None:
+    n = 100_000
+    copy = measure_stream("copy", n, repeats=3)
+    assert copy.bytes == 2 * 8 * n and copy.op == "copy" and copy.dtype == "fp64" and copy.n == n
+    triad = measure_stream("triad", n, repeats=3)
+    assert triad.bytes == 3 * 8 * n and triad.flops == 2 * n
+    threaded = measure_stream("add", n, threads=2, repeats=3)
+    assert threaded.op == "add_mt" and threaded.threads == 2 and threaded.bytes == 3 * 8 * n
+    assert 1e8 < copy.bytes_per_s < 1e13
+    with pytest.raises(ValueError, match="op='stream'"):
+        measure_stream("stream", n)
+
+
+def test_attention_records_count_flops_and_bytes() -> None:
+    dec = measure_attention_decode(256, 4, 32, np.random.default_rng(0), target_s=0.01)
+    assert dec.flops == 4 * 4 * 256 * 32
+    assert dec.bytes == (2 * 4 * 256 * 32 + 2 * 4 * 32) * 4
+    assert (dec.ctx_len, dec.num_heads, dec.head_dim, dec.seq_len) == (256, 4, 32, 0)
+    pre = measure_attention_prefill(64, 2, 16, np.random.default_rng(0), target_s=0.01)
+    assert pre.flops == 4 * 2 * 64 * 64 * 16
+    assert pre.bytes == 4 * 2 * 64 * 16 * 4 + 2 * 2 * 64 * 64 * 4
+
+
+def test_overheads_are_microsecond_scale() -> None:
+    gemm, elementwise = measure_overheads(target_s=0.01)
+    assert 1e-8 < gemm.measured_s < 1e-3
+    assert 1e-8 < elementwise.measured_s < 1e-3
+    assert (gemm.m, gemm.n, gemm.k) == (1, 1, 1)
+
+
+def test_time_call_takes_the_median_of_the_requested_repeats() -> None:
+    calls = []
+    median, best, worst, repeats = time_call(lambda: calls.append(1), min_repeats=4, max_repeats=4,
+                                             min_sample_s=0.0, warmup=2)
+    assert repeats == 4 and len(calls) == 2 + 1 + 4  # warm-up, the calibration call, the samples
+    assert 0 < best <= median <= worst
+    with pytest.raises(ValueError, match="min_repeats"):
+        time_call(lambda: None, min_repeats=5, max_repeats=2)
+
+
+def test_rows_have_exactly_the_calibration_keys() -> None:
+    records = (
+        KernelRecord(op="gemm", dtype="fp32", m=2, n=3, k=4, batch=1, measured_s=1e-6, flops=48.0, bytes=104.0,
+                     min_s=1e-6, max_s=2e-6, repeats=3),
+        KernelRecord(op="copy", dtype="fp64", n=10, batch=1, measured_s=1e-7, flops=0.0, bytes=160.0,
+                     min_s=5e-8, max_s=2e-7, repeats=3),
+    )
+    result = MachineMeasurements(
+        records=records, peak_fp32_flops_per_s=1.0, peak_fp64_flops_per_s=1.0, matmul_overhead_s=1e-6,
+        elementwise_overhead_s=1e-7, llc_bytes=2**20, cpu_model="x", logical_cpus=1, blas="b", blas_threads=1,
+        quick=True, wall_s=1.0,
+    )
+    rows = list(result.to_rows())
+    assert [tuple(r) for r in rows] == [ROW_KEYS, ROW_KEYS]
+    assert rows[0]["measured_s"] == 1e-6 and rows[0]["m"] == 2 and rows[1]["seq_len"] == 0
+    best, median = result.bandwidth_bytes_per_s("copy")
+    assert best == pytest.approx(160 / 5e-8) and median == pytest.approx(160 / 1e-7)
+    with pytest.raises(ValueError, match="no STREAM record"):
+        result.bandwidth_bytes_per_s("triad")
+    assert result.to_dict()["summary"]["copy_t1_best_bytes_per_s"] == pytest.approx(160 / 5e-8)
+
+
+def test_last_level_cache_is_read() -> None:
+    assert last_level_cache_bytes() >= 2**20

@@ -1,0 +1,582 @@
+"""Microbenchmarks of this machine with real kernels: numpy-BLAS GEMMs, STREAM-style bandwidth, per-call
+overhead and attention-shaped kernels, each timed as the median of repeats after warm-up (perf_counter_ns).
+
+Run: `python -m validation.local.microbench [--quick] [--seed 0] [--out machine.json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: Keys of every row `MachineMeasurements.to_rows()` yields; the calibration fit reads exactly these.
+ROW_KEYS: tuple[str, ...] = (
+    "op",
+    "dtype",
+    "m",
+    "n",
+    "k",
+    "batch",
+    "seq_len",
+    "ctx_len",
+    "num_heads",
+    "head_dim",
+    "measured_s",
+    "flops",
+    "bytes",
+)
+
+_DTYPES = {"fp32": np.float32, "fp64": np.float64}
+FALLBACK_LLC_BYTES = 32 * 2**20
+
+FP16_SKIPPED_NOTE = (
+    "fp16 GEMM skipped: numpy's BLAS (OpenBLAS) has no half-precision GEMM that np.matmul calls; "
+    "np.matmul on float16 runs numpy's own generic inner loop, which would measure that fallback loop, "
+    "not the machine. fp32 and fp64 go through sgemm/dgemm."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelRecord:
+    """One measured kernel. Shape fields that do not apply are 0.
+
+    gemm: m x k @ k x n. attn_decode: batch=1 query token over ctx_len cached tokens, num_heads x head_dim.
+    attn_prefill: causal over seq_len tokens. copy/scale/add/triad: n = array elements (op name gets a
+    `_mt` suffix when run on more than one thread). `measured_s` is the median over repeats, `min_s` the best.
+    `flops` are the floating-point operations the kernel executes; `bytes` the compulsory memory traffic
+    as documented per op in the measure_* functions.
+    """
+
+    op: str
+    dtype: str
+    m: int = 0
+    n: int = 0
+    k: int = 0
+    batch: int = 0
+    seq_len: int = 0
+    ctx_len: int = 0
+    num_heads: int = 0
+    head_dim: int = 0
+    measured_s: float = 0.0
+    flops: float = 0.0
+    bytes: float = 0.0
+    min_s: float = 0.0
+    max_s: float = 0.0
+    repeats: int = 0
+    threads: int = 1
+
+    def row(self) -> dict[str, object]:
+        """The calibration row: exactly ROW_KEYS."""
+        return {key: getattr(self, key) for key in ROW_KEYS}
+
+    @property
+    def flops_per_s(self) -> float:
+        return self.flops / self.measured_s
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.bytes / self.measured_s
+
+
+@dataclass(frozen=True, slots=True)
+class MachineMeasurements:
+    """Everything `measure_machine` measured, plus a summary (peaks, bandwidth, overheads) and machine facts."""
+
+    records: tuple[KernelRecord, ...]
+    peak_fp32_flops_per_s: float
+    peak_fp64_flops_per_s: float
+    matmul_overhead_s: float
+    elementwise_overhead_s: float
+    llc_bytes: int
+    cpu_model: str
+    logical_cpus: int
+    blas: str
+    blas_threads: int
+    quick: bool
+    wall_s: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_rows(self) -> Iterator[dict[str, object]]:
+        """One dict per record with exactly ROW_KEYS (op, dtype, shape fields, measured_s, flops, bytes)."""
+        for record in self.records:
+            yield record.row()
+
+    def bandwidth_bytes_per_s(self, op: str = "triad", threads: int = 1) -> tuple[float, float]:
+        """(best, median) STREAM-counted bandwidth of `op` on `threads` threads, over its array sizes."""
+        name = op if threads == 1 else f"{op}_mt"
+        recs = [r for r in self.records if r.op == name and r.threads == threads]
+        if not recs:
+            known = sorted({(r.op, r.threads) for r in self.records if r.op.split("_")[0] in _STREAM_OPS})
+            raise ValueError(f"no STREAM record for op={op!r} threads={threads}; measured: {known}")
+        best = max(r.bytes / r.min_s for r in recs)
+        median = float(np.median([r.bytes / r.measured_s for r in recs]))
+        return best, median
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form: the summary, the notes and the calibration rows (plus min/max/repeats/threads)."""
+        summary = {
+            "peak_fp32_flops_per_s": self.peak_fp32_flops_per_s,
+            "peak_fp64_flops_per_s": self.peak_fp64_flops_per_s,
+            "matmul_overhead_s": self.matmul_overhead_s,
+            "elementwise_overhead_s": self.elementwise_overhead_s,
+        }
+        for op in _STREAM_OPS:
+            for threads in sorted({r.threads for r in self.records if r.op.split("_")[0] == op}):
+                best, median = self.bandwidth_bytes_per_s(op, threads)
+                summary[f"{op}_t{threads}_best_bytes_per_s"] = best
+                summary[f"{op}_t{threads}_median_bytes_per_s"] = median
+        return {
+            "machine": {
+                "cpu_model": self.cpu_model,
+                "logical_cpus": self.logical_cpus,
+                "blas": self.blas,
+                "blas_threads": self.blas_threads,
+                "llc_bytes": self.llc_bytes,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+            "quick": self.quick,
+            "wall_s": self.wall_s,
+            "summary": summary,
+            "notes": list(self.notes),
+            "rows": list(self.to_rows()),
+            "records": [asdict(r) for r in self.records],
+        }
+
+
+# ---- timing -----------------------------------------------------------------------------------------
+
+
+def time_call(
+    fn: Callable[[], object],
+    *,
+    min_repeats: int = 3,
+    max_repeats: int = 50,
+    target_s: float = 0.1,
+    min_sample_s: float = 2e-4,
+    warmup: int = 1,
+) -> tuple[float, float, float, int]:
+    """Time `fn`: warm up, then (median, min, max) seconds per call over `repeats` samples.
+
+    A sample runs `fn` enough times back to back to last at least `min_sample_s`, so sub-microsecond calls are
+    not dominated by the clock read; the number of samples aims at `target_s` of total timing, clamped to
+    [min_repeats, max_repeats].
+    """
+    if min_repeats < 1 or max_repeats < min_repeats:
+        raise ValueError(f"need 1 <= min_repeats={min_repeats} <= max_repeats={max_repeats}")
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter_ns()
+    fn()
+    once_s = max((time.perf_counter_ns() - start) * 1e-9, 1e-9)
+    inner = max(1, math.ceil(min_sample_s / once_s))
+    repeats = int(min(max_repeats, max(min_repeats, math.ceil(target_s / (once_s * inner)))))
+    samples = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter_ns()
+        for _ in range(inner):
+            fn()
+        samples[i] = (time.perf_counter_ns() - start) * 1e-9 / inner
+    return float(np.median(samples)), float(samples.min()), float(samples.max()), repeats
+
+
+# ---- kernels ----------------------------------------------------------------------------------------
+
+
+def measure_gemm(
+    m: int, n: int, k: int, dtype: str, rng: np.random.Generator, *, target_s: float = 0.1, min_repeats: int = 3
+) -> KernelRecord:
+    """C[m,n] = A[m,k] @ B[k,n] through np.matmul (BLAS sgemm/dgemm).
+
+    flops = 2*m*n*k (one multiply and one add per inner-product term); bytes = (m*k + k*n + m*n) * itemsize,
+    the compulsory traffic (each operand read once, C written once).
+    """
+    if min(m, n, k) < 1:
+        raise ValueError(f"GEMM shape m={m}, n={n}, k={k} must be positive")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype={dtype!r} must be one of {sorted(_DTYPES)}; fp16: {FP16_SKIPPED_NOTE}")
+    np_dtype = _DTYPES[dtype]
+    a = rng.standard_normal((m, k), dtype=np.float64).astype(np_dtype)
+    b = rng.standard_normal((k, n), dtype=np.float64).astype(np_dtype)
+    c = np.empty((m, n), dtype=np_dtype)
+    median, best, worst, repeats = time_call(
+        lambda: np.matmul(a, b, out=c), target_s=target_s, min_repeats=min_repeats
+    )
+    itemsize = np.dtype(np_dtype).itemsize
+    return KernelRecord(
+        op="gemm",
+        dtype=dtype,
+        m=m,
+        n=n,
+        k=k,
+        batch=1,
+        measured_s=median,
+        flops=2.0 * m * n * k,
+        bytes=float((m * k + k * n + m * n) * itemsize),
+        min_s=best,
+        max_s=worst,
+        repeats=repeats,
+        threads=blas_threads(),
+    )
+
+
+_STREAM_OPS = ("copy", "scale", "add", "triad")
+# Words moved per element as STREAM counts them (McCalpin, STREAM README): copy/scale 2, add/triad 3.
+_STREAM_WORDS = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
+
+
+def measure_stream(
+    op: str,
+    num_elements: int,
+    *,
+    threads: int = 1,
+    repeats: int = 5,
+) -> KernelRecord:
+    """STREAM kernel on float64 arrays of `num_elements`: copy b=a, scale b=s*c, add c=a+b, triad a=b+s*c.
+
+    Every op writes into a preallocated array with out= (no temporaries); triad is np.multiply then np.add
+    into `a`, so it really moves 5 words per element, but bytes are counted the STREAM way (copy 2 x 8 x n,
+    triad 3 x 8 x n) so numbers compare with published STREAM results. With threads > 1 the arrays are split
+    into contiguous chunks run on a thread pool (numpy ufuncs release the GIL) and the op is named `<op>_mt`.
+    """
+    if op not in _STREAM_WORDS:
+        raise ValueError(f"op={op!r} must be one of {list(_STREAM_WORDS)}")
+    if num_elements < threads or threads < 1:
+        raise ValueError(f"need 1 <= threads={threads} <= num_elements={num_elements}")
+    # Constant fills as in STREAM; np.full also touches every page before the timing starts.
+    a = np.full(num_elements, 1.0)
+    b = np.full(num_elements, 2.0)
+    c = np.full(num_elements, 0.5)
+    scalar = 3.0
+
+    def kernel(lo: int, hi: int) -> None:
+        if op == "copy":
+            np.copyto(b[lo:hi], a[lo:hi])
+        elif op == "scale":
+            np.multiply(c[lo:hi], scalar, out=b[lo:hi])
+        elif op == "add":
+            np.add(a[lo:hi], b[lo:hi], out=c[lo:hi])
+        else:
+            np.multiply(c[lo:hi], scalar, out=a[lo:hi])
+            np.add(a[lo:hi], b[lo:hi], out=a[lo:hi])
+
+    bounds = np.linspace(0, num_elements, threads + 1).astype(int)
+    if threads == 1:
+
+        def fn() -> None:
+            kernel(0, num_elements)
+
+        median, best, worst, reps = time_call(fn, min_repeats=repeats, max_repeats=repeats, warmup=1)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+
+            def fn() -> None:
+                list(pool.map(kernel, bounds[:-1], bounds[1:]))
+
+            median, best, worst, reps = time_call(fn, min_repeats=repeats, max_repeats=repeats, warmup=1)
+    return KernelRecord(
+        op=op if threads == 1 else f"{op}_mt",
+        dtype="fp64",
+        n=num_elements,
+        batch=1,
+        measured_s=median,
+        flops=float(num_elements * {"copy": 0, "scale": 1, "add": 1, "triad": 2}[op]),
+        bytes=float(_STREAM_WORDS[op] * 8 * num_elements),
+        min_s=best,
+        max_s=worst,
+        repeats=reps,
+        threads=threads,
+    )
+
+
+def measure_overheads(*, target_s: float = 0.05) -> tuple[KernelRecord, KernelRecord]:
+    """Per-call cost of a 1x1x1 np.matmul and of a 1-element np.add(out=): Python + numpy dispatch overhead."""
+    a = np.ones((1, 1), dtype=np.float32)
+    out = np.empty((1, 1), dtype=np.float32)
+    mm = time_call(lambda: np.matmul(a, a, out=out), target_s=target_s, min_repeats=5, max_repeats=200)
+    x = np.ones(1, dtype=np.float32)
+    y = np.empty(1, dtype=np.float32)
+    ew = time_call(lambda: np.add(x, x, out=y), target_s=target_s, min_repeats=5, max_repeats=200)
+    gemm = KernelRecord(
+        op="gemm_overhead", dtype="fp32", m=1, n=1, k=1, batch=1, measured_s=mm[0], flops=2.0, bytes=12.0,
+        min_s=mm[1], max_s=mm[2], repeats=mm[3],
+    )
+    elementwise = KernelRecord(
+        op="elementwise_overhead", dtype="fp32", n=1, batch=1, measured_s=ew[0], flops=1.0, bytes=12.0,
+        min_s=ew[1], max_s=ew[2], repeats=ew[3],
+    )
+    return gemm, elementwise
+
+
+def measure_attention_decode(
+    ctx_len: int, num_heads: int, head_dim: int, rng: np.random.Generator, *, target_s: float = 0.1
+) -> KernelRecord:
+    """One query token against ctx_len cached keys/values per head: softmax(q K^T / sqrt(d)) V, fp32.
+
+    flops = 4 * heads * ctx * head_dim (QK^T and PV, 2 flops per multiply-add; softmax's ~5 per score is left
+    out, as FLOP counts of attention usually do); bytes = (2*heads*ctx*head_dim + 2*heads*head_dim) * 4: read
+    K and V once, read q, write the output (the ctx-long score vector stays in cache).
+    """
+    if min(ctx_len, num_heads, head_dim) < 1:
+        raise ValueError(f"ctx_len={ctx_len}, num_heads={num_heads}, head_dim={head_dim} must be positive")
+    q = rng.standard_normal((num_heads, 1, head_dim), dtype=np.float32)
+    keys = rng.standard_normal((num_heads, ctx_len, head_dim), dtype=np.float32)
+    values = rng.standard_normal((num_heads, ctx_len, head_dim), dtype=np.float32)
+    keys_t = keys.transpose(0, 2, 1)
+    scale = np.float32(1.0 / math.sqrt(head_dim))
+
+    def fn() -> np.ndarray:
+        scores = np.matmul(q * scale, keys_t)
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        return np.matmul(scores, values)
+
+    median, best, worst, repeats = time_call(fn, target_s=target_s)
+    return KernelRecord(
+        op="attn_decode", dtype="fp32", batch=1, ctx_len=ctx_len, num_heads=num_heads, head_dim=head_dim,
+        measured_s=median, flops=4.0 * num_heads * ctx_len * head_dim,
+        bytes=float((2 * num_heads * ctx_len * head_dim + 2 * num_heads * head_dim) * 4),
+        min_s=best, max_s=worst, repeats=repeats, threads=blas_threads(),
+    )
+
+
+def measure_attention_prefill(
+    seq_len: int, num_heads: int, head_dim: int, rng: np.random.Generator, *, target_s: float = 0.1
+) -> KernelRecord:
+    """Causal self-attention over seq_len tokens per head, materialising the score matrix (fp32).
+
+    numpy computes the full seq x seq scores and masks the upper triangle, so the executed flops are
+    4 * heads * seq^2 * head_dim (dense; the useful causal half is 2 * heads * seq^2 * head_dim).
+    bytes = 4 * heads * seq * head_dim * 4 (read q, k, v, write o) + 2 * heads * seq^2 * 4 (write the scores
+    once and read them once); the softmax passes over the score matrix add more on top of that.
+    """
+    if min(seq_len, num_heads, head_dim) < 1:
+        raise ValueError(f"seq_len={seq_len}, num_heads={num_heads}, head_dim={head_dim} must be positive")
+    q = rng.standard_normal((num_heads, seq_len, head_dim), dtype=np.float32)
+    keys = rng.standard_normal((num_heads, seq_len, head_dim), dtype=np.float32)
+    values = rng.standard_normal((num_heads, seq_len, head_dim), dtype=np.float32)
+    keys_t = keys.transpose(0, 2, 1)
+    scale = np.float32(1.0 / math.sqrt(head_dim))
+    mask = np.triu(np.full((seq_len, seq_len), -np.inf, dtype=np.float32), k=1)
+
+    def fn() -> np.ndarray:
+        scores = np.matmul(q * scale, keys_t)
+        scores += mask
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        return np.matmul(scores, values)
+
+    median, best, worst, repeats = time_call(fn, target_s=target_s)
+    return KernelRecord(
+        op="attn_prefill", dtype="fp32", batch=1, seq_len=seq_len, num_heads=num_heads, head_dim=head_dim,
+        measured_s=median, flops=4.0 * num_heads * seq_len * seq_len * head_dim,
+        bytes=float(4 * num_heads * seq_len * head_dim * 4 + 2 * num_heads * seq_len * seq_len * 4),
+        min_s=best, max_s=worst, repeats=repeats, threads=blas_threads(),
+    )
+
+
+# ---- machine facts ----------------------------------------------------------------------------------
+
+
+def last_level_cache_bytes() -> int:
+    """Largest cache of cpu0 from /sys (index*/size, e.g. '36608K'); 32 MiB when it cannot be read."""
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        match = re.fullmatch(r"(\d+)([KMG]?)", path.read_text().strip())
+        if match:
+            sizes.append(int(match.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)])
+    if not sizes:
+        logger.warning("could not read the cache size from /sys; assuming %d bytes", FALLBACK_LLC_BYTES)
+        return FALLBACK_LLC_BYTES
+    return max(sizes)
+
+
+def cpu_model_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_threads() -> int:
+    """Threads OpenBLAS uses: its env settings, else one per logical CPU (OpenBLAS's default)."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def blas_name() -> str:
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{info.get('name', '?')} {info.get('version', '')}".strip()
+    except Exception:  # noqa: BLE001 - show_config's layout differs across numpy versions
+        return "unknown"
+
+
+# ---- the whole measurement --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    gemm_m: tuple[int, ...]
+    gemm_nk: tuple[tuple[int, int], ...]
+    fp64_min_m: int
+    gemm_target_s: float
+    stream_multiples: tuple[int, ...]
+    stream_repeats: int
+    decode_ctx: tuple[int, ...]
+    prefill_seq: tuple[int, ...]
+    attn_heads: tuple[tuple[int, int], ...]
+    attn_target_s: float
+
+
+_QUICK = _Plan(
+    gemm_m=(1, 8, 64, 256, 1024, 2048),
+    gemm_nk=((1024, 1024), (4096, 4096)),
+    fp64_min_m=256,
+    gemm_target_s=0.05,
+    stream_multiples=(4,),
+    stream_repeats=4,
+    decode_ctx=(128, 1024, 8192),
+    prefill_seq=(64, 256, 1024),
+    attn_heads=((12, 64),),
+    attn_target_s=0.05,
+)
+_FULL = _Plan(
+    gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+    gemm_nk=((256, 256), (1024, 1024), (4096, 4096), (4096, 1024), (1024, 4096)),
+    fp64_min_m=1,
+    gemm_target_s=0.1,
+    stream_multiples=(4, 8),
+    stream_repeats=8,
+    decode_ctx=(128, 256, 512, 1024, 2048, 4096, 8192),
+    prefill_seq=(64, 128, 256, 512, 1024),
+    attn_heads=((12, 64), (32, 128)),
+    attn_target_s=0.1,
+)
+
+#: GEMMs with at least this many rows count as "large" for the peak FLOP/s.
+PEAK_MIN_M = 512
+
+
+def measure_machine(quick: bool, rng: np.random.Generator) -> MachineMeasurements:
+    """Measure GEMM peaks, STREAM bandwidth, call overhead and attention kernels on this machine.
+
+    `quick` takes ~30-40 s on a 2-core machine; the full grid ~2-3 minutes. `rng` fills the operands and
+    shuffles the GEMM order, so slow drift (other load, frequency) does not line up with shape.
+    """
+    plan = _QUICK if quick else _FULL
+    started = time.perf_counter()
+    records: list[KernelRecord] = []
+
+    gemms = [(m, n, k, "fp32") for m in plan.gemm_m for n, k in plan.gemm_nk]
+    gemms += [(m, n, k, "fp64") for m in plan.gemm_m if m >= plan.fp64_min_m for n, k in plan.gemm_nk]
+    for index in rng.permutation(len(gemms)):
+        m, n, k, dtype = gemms[index]
+        records.append(measure_gemm(m, n, k, dtype, rng, target_s=plan.gemm_target_s))
+    records.sort(key=lambda r: (r.dtype, r.n, r.k, r.m))
+    logger.info("GEMM: %d shapes in %.1f s", len(records), time.perf_counter() - started)
+
+    llc = last_level_cache_bytes()
+    threads_options = sorted({1, os.cpu_count() or 1})
+    for multiple in plan.stream_multiples:
+        num_elements = multiple * llc // 8
+        for threads in threads_options:
+            for op in _STREAM_OPS:
+                records.append(measure_stream(op, num_elements, threads=threads, repeats=plan.stream_repeats))
+    logger.info("STREAM done at %.1f s", time.perf_counter() - started)
+
+    gemm_overhead, elementwise_overhead = measure_overheads()
+    records += [gemm_overhead, elementwise_overhead]
+
+    for heads, head_dim in plan.attn_heads:
+        for ctx in plan.decode_ctx:
+            records.append(measure_attention_decode(ctx, heads, head_dim, rng, target_s=plan.attn_target_s))
+        for seq in plan.prefill_seq:
+            records.append(measure_attention_prefill(seq, heads, head_dim, rng, target_s=plan.attn_target_s))
+    logger.info("attention done at %.1f s", time.perf_counter() - started)
+
+    def peak(dtype: str) -> float:
+        large = [r.flops_per_s for r in records if r.op == "gemm" and r.dtype == dtype and r.m >= PEAK_MIN_M]
+        return max(large) if large else float("nan")
+
+    return MachineMeasurements(
+        records=tuple(records),
+        peak_fp32_flops_per_s=peak("fp32"),
+        peak_fp64_flops_per_s=peak("fp64"),
+        matmul_overhead_s=gemm_overhead.measured_s,
+        elementwise_overhead_s=elementwise_overhead.measured_s,
+        llc_bytes=llc,
+        cpu_model=cpu_model_name(),
+        logical_cpus=os.cpu_count() or 1,
+        blas=blas_name(),
+        blas_threads=blas_threads(),
+        quick=quick,
+        wall_s=time.perf_counter() - started,
+        notes=(
+            FP16_SKIPPED_NOTE,
+            "STREAM bytes are counted as STREAM does (copy/scale 2 words, add/triad 3 words per element); "
+            "numpy's triad is two passes (multiply, then add in place) so it moves 5 words.",
+            "Single-thread STREAM ops are named copy/scale/add/triad; multi-thread ones <op>_mt.",
+        ),
+    )
+
+
+def _log_summary(result: MachineMeasurements) -> None:
+    logger.info("cpu: %s, %d logical CPUs, BLAS %s (%d threads)", result.cpu_model, result.logical_cpus,
+                result.blas, result.blas_threads)
+    logger.info("peak fp32 %.1f GFLOP/s, fp64 %.1f GFLOP/s", result.peak_fp32_flops_per_s / 1e9,
+                result.peak_fp64_flops_per_s / 1e9)
+    for op in _STREAM_OPS:
+        for threads in sorted({r.threads for r in result.records if r.op.split("_")[0] == op}):
+            best, median = result.bandwidth_bytes_per_s(op, threads)
+            logger.info("%-5s %d thread(s): best %.2f GB/s, median %.2f GB/s", op, threads, best / 1e9,
+                        median / 1e9)
+    logger.info("overhead: 1x1x1 matmul %.2f us, 1-element add %.2f us", result.matmul_overhead_s * 1e6,
+                result.elementwise_overhead_s * 1e6)
+    for r in result.records:
+        if r.op.startswith("attn"):
+            logger.info("%s heads=%d hd=%d seq=%d ctx=%d: %.3f ms, %.1f GFLOP/s, %.2f GB/s", r.op, r.num_heads,
+                        r.head_dim, r.seq_len, r.ctx_len, r.measured_s * 1e3, r.flops_per_s / 1e9,
+                        r.bytes_per_s / 1e9)
+    logger.info("wall %.1f s", result.wall_s)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small grid, ~40 s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = measure_machine(args.quick, np.random.default_rng(args.seed))
+    _log_summary(result)
+    if args.out:
+        args.out.write_text(json.dumps(result.to_dict(), indent=1))
+        logger.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
