@@ -13,7 +13,9 @@ from pydantic import ValidationError
 from hardware_specs.errors import RoofsimError
 
 # Each module defines `register(subparsers)`, which adds its sub-command and sets `func(args) -> int`.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = (
+    "app.cmd_estimate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,7 +50,7 @@ class Calibration(BaseModel):
     kernel_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one kernel")
     comm_bw_eff: float = Field(0.80, gt=0, le=1)
     comm_latency_s: float = Field(8e-6, ge=0, description="fixed cost of one collective call (NCCL launch)")
-    step_overhead_s: float = Field(2.0e-3, ge=0, description="per-iteration framework CPU overhead")
+    step_overhead_s: float = Field(1.0e-3, ge=0, description="per-iteration framework CPU overhead")
     step_overhead_per_seq_s: float = Field(1.0e-5, ge=0, description="per-sequence CPU cost of one iteration")
     source: str = "defaults (docs/model.md)"
 

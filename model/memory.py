@@ -107,6 +107,7 @@ def plan_memory(
     max_seqs: int = 256,
     block_size: int = 16,
     extra_bytes_per_gpu: float = 0.0,
+    _probe: bool = False,
 ) -> MemoryPlan:
     """KV capacity of one replica; DoesNotFitError (with the breakdown and what would fit) when nothing is left."""
     quant = quant or QuantSpec()
@@ -137,7 +138,7 @@ def plan_memory(
         max_context_tokens=model.max_context_tokens,
         total_weight_bytes=total_w,
     )
-    if blocks < 1:
+    if blocks < 1 and not _probe:
         raise DoesNotFitError(_does_not_fit_message(model, hardware, quant, parallel, plan, kv_cap,
                                                     gpu_memory_utilization))
     return plan
@@ -179,7 +180,8 @@ def suggest_fits(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: Para
                 cand = ParallelSpec(tp=tp, pp=pp, ep=1)
                 try:
                     cand.validate_for(model)
-                    plan_memory(model, hw, q, cand, util)
+                    if plan_memory(model, hw, q, cand, util, _probe=True).max_kv_tokens < 1:
+                        continue
                 except ValueError:
                     continue
                 out.append(f"tp={tp} pp={pp} weights {wd}")

@@ -1,0 +1,106 @@
+"""Shared CLI plumbing: deployment arguments (model, hardware, quantization, layout, calibration) and formatting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hardware_specs.catalog import load_hardware
+from hardware_specs.spec import HardwareSpec
+from model.cost import Calibration, CostModel
+from model.loader import load_model
+from model.spec import ModelSpec, ParallelSpec, QuantSpec
+
+WEIGHT_DTYPES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "fp4")
+KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
+
+
+def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = None,
+                        hardware_default: str | None = None) -> None:
+    g = p.add_argument_group("deployment")
+    g.add_argument("--model", default=model_default, required=model_default is None,
+                   help="preset name, HF id (meta-llama/Llama-3.1-8B-Instruct) or path to a config.json")
+    g.add_argument("--hardware", default=hardware_default, required=hardware_default is None,
+                   help="hardware id/alias (see `roofsim list hardware`) or path to a .toml descriptor")
+    g.add_argument("--tp", type=int, default=1, help="tensor-parallel degree")
+    g.add_argument("--pp", type=int, default=1, help="pipeline-parallel stages")
+    g.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE)")
+    g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="bf16")
+    g.add_argument("--activation-dtype", choices=("auto", "bf16", "fp16", "fp32", "fp8", "int8", "fp4"),
+                   default="auto", help="auto: fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only")
+    g.add_argument("--kv-dtype", choices=("auto", *KV_DTYPES), default="auto",
+                   help="KV-cache format (auto: bf16, or the 16-bit activation dtype)")
+    g.add_argument("--group-size", type=int, default=128, help="weights per scale for int4/int8/fp4")
+    g.add_argument("--calibration", type=Path, default=None, help="calibration profile (.toml)")
+    g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+
+
+def quant_from_args(args: argparse.Namespace) -> QuantSpec:
+    wd = args.weight_dtype
+    ad = args.activation_dtype
+    if ad == "auto":
+        ad = {"fp8": "fp8", "fp4": "fp4", "fp32": "fp32", "fp16": "fp16"}.get(wd, "bf16")
+    kv = args.kv_dtype
+    if kv == "auto":
+        kv = ad if ad in ("bf16", "fp16", "fp32") else "bf16"
+    scale = 1.0 if wd == "fp4" else 2.0  # NVFP4/MXFP4 use 8-bit scales; GPTQ/AWQ fp16 scales
+    group = 16 if wd == "fp4" and args.group_size == 128 else args.group_size  # NVFP4 block of 16
+    return QuantSpec(weight_dtype=wd, activation_dtype=ad, kv_dtype=kv, group_size=group, scale_bytes=scale)
+
+
+def load_calibration(path: Path | None) -> Calibration | None:
+    if path is None:
+        return None
+    from validation.profiles import read_calibration  # noqa: PLC0415 (only when asked for)
+
+    return read_calibration(path)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    model: ModelSpec
+    hardware: HardwareSpec
+    quant: QuantSpec
+    parallel: ParallelSpec
+    calibration: Calibration | None
+
+    def cost_model(self) -> CostModel:
+        return CostModel(self.model, self.hardware, self.quant, self.parallel, self.calibration)
+
+
+def deployment_from_args(args: argparse.Namespace) -> Deployment:
+    model = load_model(args.model)
+    hw = load_hardware(args.hardware)
+    par = ParallelSpec(tp=args.tp, pp=args.pp, ep=args.ep)
+    par.validate_for(model)
+    return Deployment(model, hw, quant_from_args(args), par, load_calibration(args.calibration))
+
+
+def fmt_si(x: float, unit: str = "") -> str:
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}{unit}"
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"),
+                          (1e-6, "u"), (1e-9, "n")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def print_table(rows: list[list[str]], headers: list[str], out: Any = None) -> None:
+    out = out or sys.stdout
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    print(line, file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for r in rows:
+        print("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))),
+              file=out)
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False, default=float))

@@ -1,0 +1,176 @@
+"""Hand-computed roofline cases, FLOP/byte accounting, bounds, fast path == full path, dtype and layout errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hardware_specs.catalog import load_hardware
+from model.batch import BatchShape, causal_pairs, windowed_pairs
+from model.cost import DEFAULT_CALIBRATION, Calibration, CostModel, allreduce_seconds, kernel_cost
+from model.graph import expected_active_experts, gemm, graph_context, step_kernels
+from model.loader import load_model
+from model.params import count_params
+from model.spec import ParallelSpec, QuantSpec
+
+H100 = load_hardware("h100-sxm")
+LLAMA8 = load_model("llama-3.1-8b")
+
+
+def test_4096_cubed_bf16_gemm_on_h100_is_2n3_over_peak_times_efficiency() -> None:
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    k = gemm("g", 4096, 4096, 4096, ctx, count=1)
+    assert k.flops == 2 * 4096**3
+    # Hand-computed efficiency with the defaults: tiles 64x128 -> 64*32 = 2048 tiles on 132 SMs = 16 waves
+    # (utilisation 2048/2112), K ramp 4096/(4096+128), peak fraction 0.75.
+    eff = 0.75 * (2048 / (16 * 132)) * (4096 / (4096 + 128))
+    assert eff == pytest.approx(0.70524, rel=1e-4)
+    expected = 2 * 4096**3 / (989.4e12 * eff) + 2.5e-6
+    kc = kernel_cost(k, H100, DEFAULT_CALIBRATION)
+    assert kc.seconds == pytest.approx(expected, rel=1e-12)
+    assert kc.seconds == pytest.approx(199.5e-6, rel=0.001)
+    assert kc.bound == "compute"
+
+
+def test_memory_bound_gemv_costs_weight_bytes_over_bandwidth() -> None:
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    k = gemm("gemv", 1, 14336, 4096, ctx, count=1)
+    kc = kernel_cost(k, H100, DEFAULT_CALIBRATION)
+    weight = 14336 * 4096 * 2
+    expected = (weight + 4096 * 2 + 14336 * 2) / (3.35e12 * 0.80) + 2.5e-6
+    assert kc.seconds == pytest.approx(expected, rel=1e-9)
+    assert kc.bound == "memory"
+
+
+def test_forward_flops_are_two_per_parameter_plus_attention() -> None:
+    ctx_len = 2000
+    shape = BatchShape.build(decode_ctx=[ctx_len])
+    ks = step_kernels(LLAMA8, QuantSpec(), ParallelSpec(), shape)
+    gemm_flops = sum(k.flops * k.count for k in ks if k.kind == "gemm")
+    p = count_params(LLAMA8)
+    # Kaplan et al. 2020: forward FLOPs per token = 2 N (non-embedding parameters incl. the LM head)
+    assert gemm_flops == pytest.approx(2 * p.non_embedding_active, rel=1e-3)
+    attn = sum(k.flops * k.count for k in ks if k.kind == "attn_decode")
+    # QK^T and PV: 2 * 2 * n_layer * context * d_attn (Kaplan et al. Table 1)
+    assert attn == pytest.approx(4 * 32 * (ctx_len + 1) * 32 * 128, rel=1e-12)
+
+
+def test_weight_bytes_of_a_decode_step_are_the_whole_model_once() -> None:
+    shape = BatchShape.build(decode_ctx=[100, 200, 300])
+    ks = step_kernels(LLAMA8, QuantSpec(), ParallelSpec(), shape)
+    p = count_params(LLAMA8)
+    weight = sum(k.weight_bytes * k.count for k in ks)
+    # every weight once, except the embedding table of which only the 3 looked-up rows are read
+    assert weight == pytest.approx((p.total - p.embedding) * 2 + 3 * 4096 * 2, rel=1e-12)
+    kv_read = sum(k.kv_read_bytes * k.count for k in ks)
+    assert kv_read == pytest.approx((101 + 201 + 301) * 32 * 2 * 8 * 128 * 2, rel=1e-12)
+    for k in ks:
+        parts = k.weight_bytes + k.act_read_bytes + k.act_write_bytes + k.kv_read_bytes + k.kv_write_bytes
+        assert k.bytes == pytest.approx(parts)
+
+
+def test_decode_batch1_memory_bound_prefill_2048_compute_bound_on_h100() -> None:
+    cm = CostModel(LLAMA8, H100)
+    decode = cm.step(BatchShape.build(decode_ctx=[1024]))
+    prefill = cm.step(BatchShape.build(prefill=[(2048, 0)]))
+    assert decode.seconds_by_bound["memory"] > 0.6 * decode.seconds
+    assert decode.bound == "memory"
+    assert prefill.bound == "compute"
+    assert prefill.mfu > 0.4
+    # batch-1 decode streams 16 GB of weights: between the bandwidth bound and 2x it
+    assert 16.06e9 / 3.35e12 < decode.seconds < 2 * 16.06e9 / 3.35e12
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prefill=st.lists(st.tuples(st.integers(1, 3000), st.integers(0, 5000)), max_size=4),
+    decode=st.lists(st.integers(0, 20000), max_size=40),
+)
+def test_fast_path_equals_full_breakdown(prefill: list[tuple[int, int]], decode: list[int]) -> None:
+    if not prefill and not decode:
+        return
+    cm = CostModel(load_model("gpt-oss-20b"), H100)  # sliding-window + MoE + attention bias
+    shape = BatchShape.build(prefill=prefill, decode_ctx=decode, window=cm.model.sliding_window)
+    full = cm.step(shape)
+    fast_s, fast_j = cm.step_seconds_energy(shape)
+    assert fast_s == full.seconds
+    assert fast_j == pytest.approx(full.energy_j, rel=1e-12)
+    assert fast_s == cm.step_seconds(shape)  # memoised second call
+
+
+def test_energy_between_idle_and_tdp() -> None:
+    cm = CostModel(LLAMA8, H100, parallel=ParallelSpec(tp=2))
+    s = cm.step(BatchShape.build(prefill=[(1024, 0)], decode_ctx=[500] * 16))
+    p = H100.power
+    assert p.idle_w * 2 * s.seconds <= s.energy_j <= p.tdp_w * 2 * s.seconds
+
+
+def test_causal_and_windowed_pairs() -> None:
+    assert causal_pairs(4, 0) == 1 + 2 + 3 + 4
+    assert causal_pairs(3, 10) == 11 + 12 + 13
+    assert windowed_pairs(4, 0, 2) == 1 + 2 + 2 + 2
+    assert windowed_pairs(3, 10, 100) == causal_pairs(3, 10)
+    assert windowed_pairs(3, 10, 5) == 15
+
+
+def test_expected_active_experts() -> None:
+    assert expected_active_experts(1, 8, 2) == pytest.approx(2.0)
+    assert expected_active_experts(1000, 8, 2) == pytest.approx(8.0)
+    assert expected_active_experts(2, 8, 2) == pytest.approx(8 * (1 - 0.75**2))
+
+
+def test_tp_adds_allreduce_and_cuts_weight_time() -> None:
+    shape = BatchShape.build(decode_ctx=[1000] * 8)
+    one = CostModel(LLAMA8, H100).step(shape)
+    two = CostModel(LLAMA8, H100, parallel=ParallelSpec(tp=2)).step(shape)
+    names = {kc.kernel.name for kc in two.kernels}
+    assert "tp_allreduce" in names
+    assert two.seconds_by_bound["communication"] > 0
+    assert two.seconds < one.seconds
+    # ring all-reduce of 1 MB over 2 GPUs: latency terms plus 2(n-1)/n of the bytes at 80% of 450 GB/s
+    t = allreduce_seconds(1e6, 2, H100, DEFAULT_CALIBRATION)
+    ic = H100.interconnect
+    assert t == pytest.approx(8e-6 + 2 * ic.scaleup_latency_s + 1e6 / (ic.scaleup_bytes_per_s * 0.8))
+
+
+def test_weight_only_int4_cuts_decode_time_and_fp8_needs_hardware_support() -> None:
+    shape = BatchShape.build(decode_ctx=[512])
+    bf16 = CostModel(LLAMA8, H100).step_seconds(shape)
+    int4 = CostModel(LLAMA8, H100, QuantSpec(weight_dtype="int4")).step_seconds(shape)
+    assert int4 < 0.6 * bf16
+    a100 = load_hardware("a100-sxm-80gb")
+    with pytest.raises(ValueError, match="has no fp8 support"):
+        CostModel(LLAMA8, a100, QuantSpec(weight_dtype="fp8", activation_dtype="fp8"))
+
+
+def test_parallel_layout_errors_name_the_constraint() -> None:
+    with pytest.raises(ValueError, match="tp=3 must divide num_heads=32"):
+        CostModel(LLAMA8, H100, parallel=ParallelSpec(tp=3))
+    with pytest.raises(ValueError, match="pp=5 must divide num_layers=32"):
+        ParallelSpec(pp=5).validate_for(LLAMA8)
+    with pytest.raises(ValueError, match="ep=2 needs a mixture-of-experts model"):
+        ParallelSpec(tp=2, ep=2).validate_for(LLAMA8)
+    mixtral = load_model("mixtral-8x7b")
+    with pytest.raises(ValueError, match="ep=3 must divide num_experts=8"):
+        ParallelSpec(tp=3, ep=3).validate_for(mixtral.model_copy(update={"num_heads": 48, "num_kv_heads": 24}))
+
+
+def test_mixtral_decode_reads_only_active_experts_at_batch_one() -> None:
+    mixtral = load_model("mixtral-8x7b")
+    ks = step_kernels(mixtral, QuantSpec(), ParallelSpec(tp=2), BatchShape.build(decode_ctx=[100]))
+    expert_w = sum(k.weight_bytes * k.count for k in ks if k.name.startswith("moe_") and k.kind == "gemm" and k.name != "moe_router")
+    # top-2 of 8 experts: 2 experts x 3 matrices x 4096 x 14336 per layer, halved by tp=2, bf16
+    assert expert_w == pytest.approx(32 * 2 * 3 * 4096 * 14336 / 2 * 2, rel=1e-9)
+
+
+def test_calibration_changes_cost_without_mutating_defaults() -> None:
+    slow = Calibration(name="slow", gemm_eff=0.375)
+    shape = BatchShape.build(prefill=[(4096, 0)])
+    a = CostModel(LLAMA8, H100).step(shape)
+    b = CostModel(LLAMA8, H100, calibration=slow).step(shape)
+    assert b.seconds > 1.6 * a.seconds - 1e-3
+    assert DEFAULT_CALIBRATION.gemm_eff == 0.75
+    assert math.isfinite(b.mfu)
