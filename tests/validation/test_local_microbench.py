@@ -76,8 +76,9 @@ def test_overheads_are_microsecond_scale() -> None:
 
 def test_time_call_takes_the_median_of_the_requested_repeats() -> None:
     calls = []
-    median, best, worst, repeats = time_call(lambda: calls.append(1), min_repeats=4, max_repeats=4,
-                                             min_sample_s=0.0, warmup=2)
+    median, best, worst, repeats = time_call(
+        lambda: calls.append(1), min_repeats=4, max_repeats=4, min_sample_s=0.0, warmup=2
+    )
     assert repeats == 4 and len(calls) == 2 + 1 + 4  # warm-up, the calibration call, the samples
     assert 0 < best <= median <= worst
     with pytest.raises(ValueError, match="min_repeats"):
@@ -86,15 +87,46 @@ def test_time_call_takes_the_median_of_the_requested_repeats() -> None:
 
 def test_rows_have_exactly_the_calibration_keys() -> None:
     records = (
-        KernelRecord(op="gemm", dtype="fp32", m=2, n=3, k=4, batch=1, measured_s=1e-6, flops=48.0, bytes=104.0,
-                     min_s=1e-6, max_s=2e-6, repeats=3),
-        KernelRecord(op="copy", dtype="fp64", n=10, batch=1, measured_s=1e-7, flops=0.0, bytes=160.0,
-                     min_s=5e-8, max_s=2e-7, repeats=3),
+        KernelRecord(
+            op="gemm",
+            dtype="fp32",
+            m=2,
+            n=3,
+            k=4,
+            batch=1,
+            measured_s=1e-6,
+            flops=48.0,
+            bytes=104.0,
+            min_s=1e-6,
+            max_s=2e-6,
+            repeats=3,
+        ),
+        KernelRecord(
+            op="copy",
+            dtype="fp64",
+            n=10,
+            batch=1,
+            measured_s=1e-7,
+            flops=0.0,
+            bytes=160.0,
+            min_s=5e-8,
+            max_s=2e-7,
+            repeats=3,
+        ),
     )
     result = MachineMeasurements(
-        records=records, peak_fp32_flops_per_s=1.0, peak_fp64_flops_per_s=1.0, matmul_overhead_s=1e-6,
-        elementwise_overhead_s=1e-7, llc_bytes=2**20, cpu_model="x", logical_cpus=1, blas="b", blas_threads=1,
-        quick=True, wall_s=1.0,
+        records=records,
+        peak_fp32_flops_per_s=1.0,
+        peak_fp64_flops_per_s=1.0,
+        matmul_overhead_s=1e-6,
+        elementwise_overhead_s=1e-7,
+        llc_bytes=2**20,
+        cpu_model="x",
+        logical_cpus=1,
+        blas="b",
+        blas_threads=1,
+        quick=True,
+        wall_s=1.0,
     )
     rows = list(result.to_rows())
     assert [tuple(r) for r in rows] == [ROW_KEYS, ROW_KEYS]

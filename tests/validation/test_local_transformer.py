@@ -15,6 +15,7 @@ from validation.local import (
     build_local_llama,
     check_memory,
     estimate_memory_bytes,
+    measure_step_times,
     run_serving,
     small_llama_spec,
     vllm_log_dict,
@@ -24,8 +25,15 @@ from validation.local.transformer import parameter_count
 
 
 def _tiny(num_heads: int = 4, num_kv_heads: int = 2, hidden: int = 64, layers: int = 2) -> ModelSpec:
-    return small_llama_spec(hidden_size=hidden, num_layers=layers, num_heads=num_heads, num_kv_heads=num_kv_heads,
-                            intermediate_size=160, vocab_size=300, max_context_tokens=64)
+    return small_llama_spec(
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        intermediate_size=160,
+        vocab_size=300,
+        max_context_tokens=64,
+    )
 
 
 def reference_logits(model, tokens) -> np.ndarray:
@@ -44,7 +52,7 @@ def reference_logits(model, tokens) -> np.ndarray:
     sin = np.concatenate([np.sin(angles)] * 2, axis=-1)[:, None, :]
 
     def rope(x):
-        rotated = np.concatenate([-x[..., hd // 2:], x[..., : hd // 2]], axis=-1)
+        rotated = np.concatenate([-x[..., hd // 2 :], x[..., : hd // 2]], axis=-1)
         return x * cos + rotated * sin
 
     x = w.embed[tokens].astype(np.float64)
@@ -111,12 +119,17 @@ def test_batched_decode_of_different_lengths_equals_decoding_alone() -> None:
 
 
 def test_gqa_code_with_kv_heads_equal_heads_is_reference_mha() -> None:
-    model = build_local_llama(_tiny(num_heads=4, num_kv_heads=4), np.random.default_rng(5), max_seqs=1,
-                              max_ctx_tokens=16)
+    model = build_local_llama(
+        _tiny(num_heads=4, num_kv_heads=4), np.random.default_rng(5), max_seqs=1, max_ctx_tokens=16
+    )
     tokens = np.random.default_rng(6).integers(0, 300, size=10)
     slot = model.allocate()
-    np.testing.assert_allclose(model.prefill([(slot, tokens)], all_logits=True), reference_logits(model, tokens),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        model.prefill([(slot, tokens)], all_logits=True),
+        reference_logits(model, tokens),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_parameter_count_of_the_100m_preset() -> None:
@@ -128,8 +141,14 @@ def test_parameter_count_of_the_100m_preset() -> None:
 
 
 def test_memory_check_raises_before_allocating() -> None:
-    huge = small_llama_spec(hidden_size=65536, num_layers=64, num_heads=64, num_kv_heads=8,
-                            intermediate_size=4 * 65536, vocab_size=32000)
+    huge = small_llama_spec(
+        hidden_size=65536,
+        num_layers=64,
+        num_heads=64,
+        num_kv_heads=8,
+        intermediate_size=4 * 65536,
+        vocab_size=32000,
+    )
     assert estimate_memory_bytes(huge, 1, 128) > 4 * 65536 * 65536 * 64  # > 1 TiB of fp32 MLP weights alone
     tracemalloc.start()
     try:
@@ -157,8 +176,16 @@ def test_unsupported_features_are_named() -> None:
 @pytest.mark.parametrize("mode", ["continuous", "static"])
 def test_run_serving_tiny_model(mode: str, tmp_path) -> None:
     output_len = 4
-    log = run_serving(_tiny(), mode, num_requests=6, rate_per_s=float("inf"), input_len=(3, 9),
-                      output_len=output_len, max_batch=3, seed=7)
+    log = run_serving(
+        _tiny(),
+        mode,
+        num_requests=6,
+        rate_per_s=float("inf"),
+        input_len=(3, 9),
+        output_len=output_len,
+        max_batch=3,
+        seed=7,
+    )
     assert len(log.requests) == 6
     for r in log.requests:
         assert 3 <= r.input_len <= 9
@@ -174,12 +201,43 @@ def test_run_serving_tiny_model(mode: str, tmp_path) -> None:
 
     path = write_vllm_log(log, tmp_path / "run.json")
     data = json.loads(path.read_text())
-    for key in ("date", "backend", "model_id", "num_prompts", "request_rate", "burstiness", "duration",
-                "completed", "total_input_tokens", "total_output_tokens", "request_throughput",
-                "output_throughput", "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
-                "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms", "median_itl_ms", "p99_itl_ms",
-                "mean_e2el_ms", "median_e2el_ms", "p99_e2el_ms", "input_lens", "output_lens", "ttfts", "itls",
-                "generated_texts", "errors", "send_times", "steps", "machine", "seed", "mode"):
+    for key in (
+        "date",
+        "backend",
+        "model_id",
+        "num_prompts",
+        "request_rate",
+        "burstiness",
+        "duration",
+        "completed",
+        "total_input_tokens",
+        "total_output_tokens",
+        "request_throughput",
+        "output_throughput",
+        "mean_ttft_ms",
+        "median_ttft_ms",
+        "p99_ttft_ms",
+        "mean_tpot_ms",
+        "median_tpot_ms",
+        "p99_tpot_ms",
+        "mean_itl_ms",
+        "median_itl_ms",
+        "p99_itl_ms",
+        "mean_e2el_ms",
+        "median_e2el_ms",
+        "p99_e2el_ms",
+        "input_lens",
+        "output_lens",
+        "ttfts",
+        "itls",
+        "generated_texts",
+        "errors",
+        "send_times",
+        "steps",
+        "machine",
+        "seed",
+        "mode",
+    ):
         assert key in data, key
     assert data["backend"] == "roofsim-measure" and data["request_rate"] == "inf" and data["mode"] == mode
     assert data["completed"] == 6 and data["total_output_tokens"] == 6 * output_len
@@ -202,3 +260,20 @@ def test_poisson_arrivals_are_seeded_and_continuous_batching_admits_between_step
     for r in first.requests:
         assert r.token_times_s[0] >= r.send_s  # nothing is served before it is sent
     assert [r.input_len for r in first.requests] == [5] * 6
+
+
+def test_measure_step_times_times_each_size_and_leaves_the_model_clean() -> None:
+    model = build_local_llama(_tiny(), np.random.default_rng(8), max_seqs=4, max_ctx_tokens=64)
+    steps = measure_step_times(
+        model, np.random.default_rng(9), prefill_lens=(8, 16), decode_batch_sizes=(1, 3), decode_ctx_tokens=20,
+        repeats=2,
+    )  # fmt: skip
+    got = [(s.kind, s.batch_size, s.tokens, s.ctx_sum) for s in steps]
+    assert (
+        got
+        == [("prefill", 1, 8, 8)] * 2
+        + [("prefill", 1, 16, 16)] * 2
+        + [("decode", 1, 1, 20)] * 2
+        + [("decode", 3, 3, 60)] * 2
+    )
+    assert model.steps == [] and not model.in_use.any()

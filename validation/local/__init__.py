@@ -21,6 +21,8 @@ from validation.local.transformer import (
     build_local_llama,
     check_memory,
     estimate_memory_bytes,
+    fill_cache,
+    measure_step_times,
     small_llama_spec,
 )
 
@@ -34,11 +36,13 @@ __all__ = [
     "build_local_llama",
     "check_memory",
     "estimate_memory_bytes",
+    "fill_cache",
     "measure_attention_decode",
     "measure_attention_prefill",
     "measure_gemm",
     "measure_machine",
     "measure_overheads",
+    "measure_step_times",
     "measure_stream",
     "run_serving",
     "small_llama_spec",

@@ -198,7 +198,14 @@ def time_call(
 
 
 def measure_gemm(
-    m: int, n: int, k: int, dtype: str, rng: np.random.Generator, *, target_s: float = 0.1, min_repeats: int = 3
+    m: int,
+    n: int,
+    k: int,
+    dtype: str,
+    rng: np.random.Generator,
+    *,
+    target_s: float = 0.1,
+    min_repeats: int = 3,
 ) -> KernelRecord:
     """C[m,n] = A[m,k] @ B[k,n] through np.matmul (BLAS sgemm/dgemm).
 
@@ -312,12 +319,30 @@ def measure_overheads(*, target_s: float = 0.05) -> tuple[KernelRecord, KernelRe
     y = np.empty(1, dtype=np.float32)
     ew = time_call(lambda: np.add(x, x, out=y), target_s=target_s, min_repeats=5, max_repeats=200)
     gemm = KernelRecord(
-        op="gemm_overhead", dtype="fp32", m=1, n=1, k=1, batch=1, measured_s=mm[0], flops=2.0, bytes=12.0,
-        min_s=mm[1], max_s=mm[2], repeats=mm[3],
+        op="gemm_overhead",
+        dtype="fp32",
+        m=1,
+        n=1,
+        k=1,
+        batch=1,
+        measured_s=mm[0],
+        flops=2.0,
+        bytes=12.0,
+        min_s=mm[1],
+        max_s=mm[2],
+        repeats=mm[3],
     )
     elementwise = KernelRecord(
-        op="elementwise_overhead", dtype="fp32", n=1, batch=1, measured_s=ew[0], flops=1.0, bytes=12.0,
-        min_s=ew[1], max_s=ew[2], repeats=ew[3],
+        op="elementwise_overhead",
+        dtype="fp32",
+        n=1,
+        batch=1,
+        measured_s=ew[0],
+        flops=1.0,
+        bytes=12.0,
+        min_s=ew[1],
+        max_s=ew[2],
+        repeats=ew[3],
     )
     return gemm, elementwise
 
@@ -348,10 +373,19 @@ def measure_attention_decode(
 
     median, best, worst, repeats = time_call(fn, target_s=target_s)
     return KernelRecord(
-        op="attn_decode", dtype="fp32", batch=1, ctx_len=ctx_len, num_heads=num_heads, head_dim=head_dim,
-        measured_s=median, flops=4.0 * num_heads * ctx_len * head_dim,
+        op="attn_decode",
+        dtype="fp32",
+        batch=1,
+        ctx_len=ctx_len,
+        num_heads=num_heads,
+        head_dim=head_dim,
+        measured_s=median,
+        flops=4.0 * num_heads * ctx_len * head_dim,
         bytes=float((2 * num_heads * ctx_len * head_dim + 2 * num_heads * head_dim) * 4),
-        min_s=best, max_s=worst, repeats=repeats, threads=blas_threads(),
+        min_s=best,
+        max_s=worst,
+        repeats=repeats,
+        threads=blas_threads(),
     )
 
 
@@ -384,10 +418,19 @@ def measure_attention_prefill(
 
     median, best, worst, repeats = time_call(fn, target_s=target_s)
     return KernelRecord(
-        op="attn_prefill", dtype="fp32", batch=1, seq_len=seq_len, num_heads=num_heads, head_dim=head_dim,
-        measured_s=median, flops=4.0 * num_heads * seq_len * seq_len * head_dim,
+        op="attn_prefill",
+        dtype="fp32",
+        batch=1,
+        seq_len=seq_len,
+        num_heads=num_heads,
+        head_dim=head_dim,
+        measured_s=median,
+        flops=4.0 * num_heads * seq_len * seq_len * head_dim,
         bytes=float(4 * num_heads * seq_len * head_dim * 4 + 2 * num_heads * seq_len * seq_len * 4),
-        min_s=best, max_s=worst, repeats=repeats, threads=blas_threads(),
+        min_s=best,
+        max_s=worst,
+        repeats=repeats,
+        threads=blas_threads(),
     )
 
 
@@ -544,22 +587,42 @@ def measure_machine(quick: bool, rng: np.random.Generator) -> MachineMeasurement
 
 
 def _log_summary(result: MachineMeasurements) -> None:
-    logger.info("cpu: %s, %d logical CPUs, BLAS %s (%d threads)", result.cpu_model, result.logical_cpus,
-                result.blas, result.blas_threads)
-    logger.info("peak fp32 %.1f GFLOP/s, fp64 %.1f GFLOP/s", result.peak_fp32_flops_per_s / 1e9,
-                result.peak_fp64_flops_per_s / 1e9)
+    logger.info(
+        "cpu: %s, %d logical CPUs, BLAS %s (%d threads)",
+        result.cpu_model,
+        result.logical_cpus,
+        result.blas,
+        result.blas_threads,
+    )
+    logger.info(
+        "peak fp32 %.1f GFLOP/s, fp64 %.1f GFLOP/s",
+        result.peak_fp32_flops_per_s / 1e9,
+        result.peak_fp64_flops_per_s / 1e9,
+    )
     for op in _STREAM_OPS:
         for threads in sorted({r.threads for r in result.records if r.op.split("_")[0] == op}):
             best, median = result.bandwidth_bytes_per_s(op, threads)
-            logger.info("%-5s %d thread(s): best %.2f GB/s, median %.2f GB/s", op, threads, best / 1e9,
-                        median / 1e9)
-    logger.info("overhead: 1x1x1 matmul %.2f us, 1-element add %.2f us", result.matmul_overhead_s * 1e6,
-                result.elementwise_overhead_s * 1e6)
+            logger.info(
+                "%-5s %d thread(s): best %.2f GB/s, median %.2f GB/s", op, threads, best / 1e9, median / 1e9
+            )
+    logger.info(
+        "overhead: 1x1x1 matmul %.2f us, 1-element add %.2f us",
+        result.matmul_overhead_s * 1e6,
+        result.elementwise_overhead_s * 1e6,
+    )
     for r in result.records:
         if r.op.startswith("attn"):
-            logger.info("%s heads=%d hd=%d seq=%d ctx=%d: %.3f ms, %.1f GFLOP/s, %.2f GB/s", r.op, r.num_heads,
-                        r.head_dim, r.seq_len, r.ctx_len, r.measured_s * 1e3, r.flops_per_s / 1e9,
-                        r.bytes_per_s / 1e9)
+            logger.info(
+                "%s heads=%d hd=%d seq=%d ctx=%d: %.3f ms, %.1f GFLOP/s, %.2f GB/s",
+                r.op,
+                r.num_heads,
+                r.head_dim,
+                r.seq_len,
+                r.ctx_len,
+                r.measured_s * 1e3,
+                r.flops_per_s / 1e9,
+                r.bytes_per_s / 1e9,
+            )
     logger.info("wall %.1f s", result.wall_s)
 
 

@@ -24,7 +24,9 @@ BACKENDS = ("numpy",)
 #: Fraction of MemAvailable the model may use; the rest is margin for the OS and other processes.
 MEMORY_USABLE_FRACTION = 0.8
 _ACTIVATIONS = ("silu", "gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
-_ROPE_THETA = 10_000.0  # Llama-2's base (Su et al., RoFormer, arXiv 2104.09864, eq. 34); weights are random anyway.
+_ROPE_THETA = (
+    10_000.0  # Llama-2's base (Su et al., RoFormer, arXiv 2104.09864, eq. 34); weights are random anyway.
+)
 _FLOAT_BYTES = 4
 
 
@@ -91,8 +93,10 @@ def check_supported(spec: ModelSpec) -> None:
     if spec.position == "rope" and spec.head_dim % 2:
         unsupported.append(f"RoPE with odd head_dim={spec.head_dim}")
     if unsupported:
-        raise ValueError(f"model {spec.name!r} uses {'; '.join(unsupported)}, which the local numpy "
-                         f"forward pass does not implement")
+        raise ValueError(
+            f"model {spec.name!r} uses {'; '.join(unsupported)}, which the local numpy "
+            f"forward pass does not implement"
+        )
 
 
 def parameter_count(spec: ModelSpec) -> int:
@@ -145,7 +149,9 @@ def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
     raise ValueError(f"{meminfo} has no MemAvailable line")
 
 
-def check_memory(spec: ModelSpec, max_seqs: int, max_ctx_tokens: int, available_bytes: int | None = None) -> int:
+def check_memory(
+    spec: ModelSpec, max_seqs: int, max_ctx_tokens: int, available_bytes: int | None = None
+) -> int:
     """Raise ValueError (needed vs available) if the model would not fit in 80% of MemAvailable; else the need."""
     needed = estimate_memory_bytes(spec, max_seqs, max_ctx_tokens)
     available = available_memory_bytes() if available_bytes is None else available_bytes
@@ -202,7 +208,13 @@ class LlamaWeights:
 def init_weights(spec: ModelSpec, rng: np.random.Generator) -> LlamaWeights:
     """Random fp32 weights: matrices ~ N(0, 1/fan_in) so activations and logits stay O(1) through the layers
     (with HF's 0.02 init the logits of a tiny model would be ~1e-3 and every comparison would pass trivially)."""
-    d, q, kv, inter, vocab = spec.hidden_size, spec.q_dim, spec.kv_dim, spec.intermediate_size, spec.vocab_size
+    d, q, kv, inter, vocab = (
+        spec.hidden_size,
+        spec.q_dim,
+        spec.kv_dim,
+        spec.intermediate_size,
+        spec.vocab_size,
+    )
 
     def mat(fan_in: int, fan_out: int) -> np.ndarray:
         out = rng.standard_normal((fan_in, fan_out), dtype=np.float32)
@@ -272,7 +284,9 @@ def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     return np.concatenate((x1 * c - x2 * s, x2 * c + x1 * s), axis=-1)
 
 
-def _norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, kind: str, eps: float = 1e-6) -> np.ndarray:
+def _norm(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, kind: str, eps: float = 1e-6
+) -> np.ndarray:
     if kind == "rmsnorm":
         # Zhang & Sennrich 2019, "Root Mean Square Layer Normalization" (arXiv 1910.07467).
         return x * (1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)) * weight
@@ -353,8 +367,13 @@ class LocalLlama:
             raise ValueError(f"slot={slot} is not an allocated slot (0 <= slot < {self.max_seqs})")
 
     # ---- steps --------------------------------------------------------------------------------
-    def prefill(self, prompts: Sequence[tuple[int, Sequence[int] | np.ndarray]], *, all_logits: bool = False,
-                record: bool = True) -> np.ndarray:
+    def prefill(
+        self,
+        prompts: Sequence[tuple[int, Sequence[int] | np.ndarray]],
+        *,
+        all_logits: bool = False,
+        record: bool = True,
+    ) -> np.ndarray:
         """Process each (slot, prompt tokens) after what the slot already caches; projections and MLP run as
         one GEMM over all the prompts' tokens, attention per sequence. Returns the logits of each prompt's last
         token [len(prompts), vocab], or of every token [sum tokens, vocab] with all_logits."""
@@ -384,8 +403,9 @@ class LocalLlama:
         draws = self.rng.random(logits.shape[0])[:, None]
         return np.minimum((cumulative < draws).sum(axis=-1), logits.shape[-1] - 1)
 
-    def _timed(self, kind: str, segments: list[tuple[int, np.ndarray]], all_logits: bool, record: bool
-               ) -> np.ndarray:
+    def _timed(
+        self, kind: str, segments: list[tuple[int, np.ndarray]], all_logits: bool, record: bool
+    ) -> np.ndarray:
         seen = set()
         for slot, tokens in segments:
             self._check_slot(slot)
@@ -393,21 +413,25 @@ class LocalLlama:
                 raise ValueError(f"slot={slot} appears twice in one step")
             seen.add(slot)
             if self.lengths[slot] + tokens.size > self.max_ctx_tokens:
-                raise ValueError(f"slot={slot}: {self.lengths[slot]} cached + {tokens.size} new tokens exceed "
-                                 f"max_ctx_tokens={self.max_ctx_tokens}")
+                raise ValueError(
+                    f"slot={slot}: {self.lengths[slot]} cached + {tokens.size} new tokens exceed "
+                    f"max_ctx_tokens={self.max_ctx_tokens}"
+                )
             if tokens.min() < 0 or tokens.max() >= self.spec.vocab_size:
                 raise ValueError(f"slot={slot}: token ids must be in [0, {self.spec.vocab_size})")
         start = time.perf_counter()
         logits = self._forward(segments, all_logits)
         seconds = time.perf_counter() - start
         if record:
-            self.steps.append(StepRecord(
-                kind=kind,
-                batch_size=len(segments),
-                tokens=sum(int(t.size) for _, t in segments),
-                ctx_sum=int(sum(self.lengths[slot] for slot, _ in segments)),
-                seconds=seconds,
-            ))
+            self.steps.append(
+                StepRecord(
+                    kind=kind,
+                    batch_size=len(segments),
+                    tokens=sum(int(t.size) for _, t in segments),
+                    ctx_sum=int(sum(self.lengths[slot] for slot, _ in segments)),
+                    seconds=seconds,
+                )
+            )
         return logits
 
     def _matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -510,20 +534,80 @@ def build_local_llama(
     """Check support and memory (before allocating anything), then draw weights from `rng` and preallocate
     the KV cache. `available_bytes` overrides /proc/meminfo's MemAvailable (for tests)."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not available; implemented: {BACKENDS} (a torch backend "
-                         f"would subclass LocalLlama and override _matmul and the allocations)")
+        raise ValueError(
+            f"backend={backend!r} is not available; implemented: {BACKENDS} (a torch backend "
+            f"would subclass LocalLlama and override _matmul and the allocations)"
+        )
     check_supported(spec)
     if max_seqs < 1:
         raise ValueError(f"max_seqs={max_seqs} must be >= 1")
     if not 1 <= max_ctx_tokens <= spec.max_context_tokens:
-        raise ValueError(f"max_ctx_tokens={max_ctx_tokens} must be in [1, {spec.max_context_tokens}] "
-                         f"(the model's max_context_tokens)")
+        raise ValueError(
+            f"max_ctx_tokens={max_ctx_tokens} must be in [1, {spec.max_context_tokens}] "
+            f"(the model's max_context_tokens)"
+        )
     needed = check_memory(spec, max_seqs, max_ctx_tokens, available_bytes)
-    logger.info("building %s: %.1fM params, %.2f GiB estimated", spec.name, parameter_count(spec) / 1e6,
-                needed / 2**30)
+    logger.info(
+        "building %s: %.1fM params, %.2f GiB estimated",
+        spec.name,
+        parameter_count(spec) / 1e6,
+        needed / 2**30,
+    )
     weights = init_weights(spec, rng)
     shape = (max_seqs, spec.num_kv_heads, max_ctx_tokens, spec.head_dim)
     keys = tuple(np.zeros(shape, dtype=np.float32) for _ in range(spec.num_layers))
     values = tuple(np.zeros(shape, dtype=np.float32) for _ in range(spec.num_layers))
     rope = rope_tables(max_ctx_tokens, spec.head_dim) if spec.position == "rope" else None
     return LocalLlama(spec, weights, keys, values, rope, rng)
+
+
+def fill_cache(model: LocalLlama, slot: int, length: int, rng: np.random.Generator) -> None:
+    """Give `slot` `length` cached tokens of random K/V without running a prefill: a decode step's cost depends
+    on the context length, not on the values, so step-time benchmarks skip the long prefills."""
+    model._check_slot(slot)
+    if not 0 <= length < model.max_ctx_tokens:
+        raise ValueError(f"length={length} must be in [0, max_ctx_tokens={model.max_ctx_tokens})")
+    for keys, values in zip(model.keys, model.values, strict=True):
+        keys[slot, :, :length] = rng.standard_normal(keys[slot, :, :length].shape, dtype=np.float32)
+        values[slot, :, :length] = rng.standard_normal(values[slot, :, :length].shape, dtype=np.float32)
+    model.lengths[slot] = length
+
+
+def measure_step_times(
+    model: LocalLlama,
+    rng: np.random.Generator,
+    *,
+    prefill_lens: Sequence[int] = (32, 128, 512),
+    decode_batch_sizes: Sequence[int] = (1, 4, 16),
+    decode_ctx_tokens: int = 512,
+    repeats: int = 3,
+) -> tuple[StepRecord, ...]:
+    """Time single-sequence prefills of each length and decode steps of each batch size (every sequence at
+    `decode_ctx_tokens` cached tokens), `repeats` times each after one warm-up; returns every timed step.
+    Slots are released afterwards and model.steps is left as it was."""
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be >= 1")
+    if max(decode_batch_sizes) > model.max_seqs:
+        raise ValueError(f"decode batch {max(decode_batch_sizes)} exceeds max_seqs={model.max_seqs}")
+    kept = list(model.steps)
+    model.steps.clear()
+    try:
+        slot = model.allocate()
+        for n in prefill_lens:
+            prompt = rng.integers(0, model.spec.vocab_size, size=n)
+            for rep in range(repeats + 1):
+                model.lengths[slot] = 0
+                model.prefill([(slot, prompt)], record=rep > 0)
+        model.release(slot)
+        for batch in decode_batch_sizes:
+            slots = [model.allocate() for _ in range(batch)]
+            for s in slots:
+                fill_cache(model, s, decode_ctx_tokens - 1, rng)
+            for rep in range(repeats + 1):
+                model.lengths[slots] = decode_ctx_tokens - 1
+                model.decode([(s, 1) for s in slots], record=rep > 0)
+            for s in slots:
+                model.release(s)
+        return tuple(model.steps)
+    finally:
+        model.steps[:] = kept
