@@ -1,0 +1,172 @@
+"""The end-to-end benchmark table (one CSV row per measured serving configuration): schema, reader and writer.
+
+Measured cells may be blank; a bad cell becomes a problem naming line and column, never a silently dropped row.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from hardware_specs.errors import InputError
+
+__all__ = ["BenchRow", "BenchTable", "read_bench_table", "write_bench_table", "COLUMNS", "MODES",
+           "MODE_REQUIRED"]
+
+MODES = ("offline", "closed_loop", "poisson", "static_batch")
+# Fields a row of each mode must fill, besides the always-required identity columns.
+MODE_REQUIRED: dict[str, tuple[str, ...]] = {
+    "offline": ("num_requests",),
+    "closed_loop": ("concurrency",),
+    "poisson": ("qps", "num_requests"),
+    "static_batch": ("concurrency",),  # concurrency = the static batch size
+}
+_MEASURED = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "output_tokens_per_s", "requests_per_s")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchRow:
+    """One end-to-end benchmark point. Times in ms as in the column names (tpot_ms = mean over requests of
+    (e2e - ttft)/(osl - 1)); None = not measured. `notes` carries converter remarks (not a CSV column of the
+    standard header, but written and read back when present)."""
+
+    model: str
+    hardware: str
+    num_gpus: int
+    tp: int
+    pp: int
+    ep: int
+    weight_dtype: str
+    kv_dtype: str
+    framework: str
+    mode: str
+    isl: int
+    osl: int
+    concurrency: int | None = None
+    qps: float | None = None
+    num_requests: int | None = None
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    itl_ms: float | None = None
+    e2e_ms: float | None = None
+    output_tokens_per_s: float | None = None
+    requests_per_s: float | None = None
+    notes: str = ""
+
+
+COLUMNS = tuple(f.name for f in fields(BenchRow) if f.name != "notes")
+_REQUIRED = ("model", "hardware", "num_gpus", "tp", "pp", "ep", "weight_dtype", "kv_dtype", "framework", "mode",
+             "isl", "osl")
+_INT = {"num_gpus", "tp", "pp", "ep", "isl", "osl", "concurrency", "num_requests"}
+_FLOAT = {"qps", *_MEASURED}
+_STR = {"model", "hardware", "weight_dtype", "kv_dtype", "framework", "mode", "notes"}
+
+
+@dataclass(frozen=True, slots=True)
+class BenchTable:
+    rows: tuple[BenchRow, ...]
+    problems: tuple[str, ...]
+
+
+class _CellError(Exception):
+    pass
+
+
+def _cell(col: str, raw: str):
+    v = raw.strip()
+    if v == "":
+        if col in _REQUIRED:
+            raise _CellError(f"column {col!r} is empty (required)")
+        return "" if col in _STR else None
+    if col in _STR:
+        if col == "mode" and v not in MODES:
+            raise _CellError(f"column 'mode'={v!r} is not one of {list(MODES)}")
+        return v
+    try:
+        x = float(v)
+    except ValueError:
+        raise _CellError(f"column {col!r}={v!r} is not a number") from None
+    if col == "qps" and math.isinf(x) and x > 0:
+        return x  # qps=inf: every request sent at t=0
+    if not math.isfinite(x) or x < 0:
+        raise _CellError(f"column {col!r}={v!r} must be a finite non-negative number")
+    if col in _INT:
+        if x != int(x):
+            raise _CellError(f"column {col!r}={v!r} is not an integer")
+        if col in ("num_gpus", "tp", "pp", "ep", "osl", "isl") and x < 1:
+            raise _CellError(f"column {col!r}={v!r} must be >= 1")
+        return int(x)
+    return x
+
+
+def _check_row(row: BenchRow) -> None:
+    for f in MODE_REQUIRED[row.mode]:
+        if getattr(row, f) is None:
+            raise _CellError(f"mode {row.mode!r} needs column {f!r}")
+    if row.tp * row.pp > row.num_gpus:
+        raise _CellError(f"tp*pp={row.tp * row.pp} exceeds num_gpus={row.num_gpus}")
+
+
+def read_bench_table(path: Path | str) -> BenchTable:
+    """Read a benchmark table CSV. Missing required column -> InputError naming it; a bad cell -> a problem
+    "<file> line N: column 'x' ...". Line numbers count the header as line 1."""
+    path = Path(path)
+    try:
+        f = path.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    with f:
+        reader = csv.DictReader(f)
+        try:
+            header = [h.strip() for h in (reader.fieldnames or [])]
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: unreadable CSV header ({e})") from e
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise InputError(f"{path} line 1: missing required column(s) {missing}")
+        unknown = [c for c in header if c not in COLUMNS and c != "notes"]
+        if unknown:
+            raise InputError(f"{path} line 1: unknown column(s) {unknown}; known: {list(COLUMNS)} (+ notes)")
+        reader.fieldnames = header
+        rows: list[BenchRow] = []
+        problems: list[str] = []
+        try:
+            for r in reader:
+                ln = reader.line_num
+                if None in r or any(v is None for v in r.values()):
+                    problems.append(f"{path} line {ln}: number of cells differs from the {len(header)} header columns")
+                    continue
+                try:
+                    kw = {c: _cell(c, r[c]) for c in header}
+                    row = BenchRow(**kw)
+                    _check_row(row)
+                except _CellError as e:
+                    problems.append(f"{path} line {ln}: {e}")
+                    continue
+                rows.append(row)
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise InputError(f"{path} line {reader.line_num}: malformed CSV ({e})") from e
+    return BenchTable(tuple(rows), tuple(problems))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "inf" if math.isinf(v) else repr(v)
+    return str(v)
+
+
+def write_bench_table(rows: Iterable[BenchRow], path: Path | str) -> Path:
+    """Write rows as a benchmark table CSV (standard columns + notes); returns the path."""
+    path = Path(path)
+    cols = (*COLUMNS, "notes")
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for row in rows:
+            w.writerow([_fmt(getattr(row, c)) for c in cols])
+    return path

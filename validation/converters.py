@@ -1,0 +1,201 @@
+"""Converters from published end-to-end benchmark files (AIConfigurator silicon, Splitwise, Argonne
+LLM-Inference-Bench) into the benchmark table format of validation.bench_table; unusable rows become problems.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from hardware_specs.errors import InputError
+from validation.bench_table import BenchRow, BenchTable
+from validation.kernel_tables import normalize_dtype
+
+__all__ = ["convert_aiconfigurator_silicon", "convert_splitwise", "convert_argonne", "SPLITWISE_HW", "ARGONNE_HW",
+           "ARGONNE_FRAMEWORKS"]
+
+
+class _Skip(Exception):
+    pass
+
+
+def _rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise InputError(f"{path} line 1: missing required column(s) {missing}")
+            out = [(reader.line_num, r) for r in reader]
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: malformed CSV ({e})") from e
+    return header, out
+
+
+def _f(r: dict, col: str, *, blank_ok: bool = False) -> float | None:
+    v = (r.get(col) or "").strip()
+    if v == "":
+        if blank_ok:
+            return None
+        raise _Skip(f"column {col!r} is empty")
+    try:
+        x = float(v)
+    except ValueError:
+        raise _Skip(f"column {col!r}={v!r} is not a number") from None
+    if not math.isfinite(x) or x < 0:
+        raise _Skip(f"column {col!r}={v!r} must be a finite non-negative number")
+    return x
+
+
+def _i(r: dict, col: str, *, blank_ok: bool = False) -> int | None:
+    x = _f(r, col, blank_ok=blank_ok)
+    if x is None:
+        return None
+    if x != int(x):
+        raise _Skip(f"column {col!r}={r[col]!r} is not an integer")
+    return int(x)
+
+
+def _convert(path: Path, required: tuple[str, ...], fn: Callable[[dict], BenchRow]) -> BenchTable:
+    _, recs = _rows(path, required)
+    rows: list[BenchRow] = []
+    problems: list[str] = []
+    for ln, r in recs:
+        try:
+            rows.append(fn(r))
+        except _Skip as e:
+            problems.append(f"{path} line {ln}: {e}")
+    return BenchTable(tuple(rows), tuple(problems))
+
+
+# ---------------------------------------------------------------------------------- AIConfigurator silicon
+_AIC_SYSTEMS = {"h100_sxm": "h100-sxm", "a100_sxm": "a100-sxm-80gb"}
+_SILICON_REQ = ("backend", "model_path", "system", "precision", "mode", "isl", "osl", "gemm_quant_mode",
+                "batch_size", "tp_size", "pp_size", "attention_dp_size", "moe_ep_size", "silicon_ttft_ms",
+                "silicon_tpot_ms")
+
+
+def convert_aiconfigurator_silicon(csv_path: Path | str) -> BenchTable:
+    """silicon_sample_h100.csv -> closed_loop rows (concurrency = batch_size) for `agg` rows.
+
+    `disagg` rows (separate prefill/decode pools) cannot be expressed in one table row and are listed as problems.
+    weight_dtype from gemm_quant_mode (blank = unquantised, taken as bf16); the KV dtype is not recorded and is
+    taken as bf16 (stated in each row's notes).
+    """
+    path = Path(csv_path)
+
+    def conv(r: dict) -> BenchRow:
+        if r["mode"] != "agg":
+            raise _Skip(f"mode={r['mode']!r}: disaggregated prefill/decode pools are not representable as one "
+                        f"benchmark-table row (not converted)")
+        sysname = r["system"]
+        if sysname not in _AIC_SYSTEMS:
+            raise _Skip(f"column 'system'={sysname!r} has no roofsim hardware id (known: {sorted(_AIC_SYSTEMS)})")
+        notes = ["kv_dtype not recorded: assumed bf16"]
+        q = (r.get("gemm_quant_mode") or "").strip()
+        if q:
+            wd = normalize_dtype(q)
+            if wd is None:
+                raise _Skip(f"column 'gemm_quant_mode'={q!r} is not a known dtype")
+            if wd != q:
+                notes.append(f"gemm_quant_mode={q}")
+        else:
+            wd = "bf16"
+            notes.append("no quant mode: weights assumed bf16")
+        tp, pp = _i(r, "tp_size"), _i(r, "pp_size")
+        dp = _i(r, "attention_dp_size", blank_ok=True) or 1
+        ep = _i(r, "moe_ep_size", blank_ok=True) or 1
+        if dp > 1:
+            notes.append(f"attention_dp_size={dp}: num_gpus = tp*pp*dp")
+        ver = (r.get("backend_version") or "").strip()
+        if ver:
+            notes.append(f"{r['backend']} {ver}")
+        return BenchRow(
+            model=r["model_path"], hardware=_AIC_SYSTEMS[sysname], num_gpus=tp * pp * dp, tp=tp, pp=pp, ep=ep,
+            weight_dtype=wd, kv_dtype="bf16", framework=r["backend"], mode="closed_loop",
+            isl=_i(r, "isl"), osl=_i(r, "osl"), concurrency=_i(r, "batch_size"),
+            ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"), notes="; ".join(notes))
+
+    return _convert(path, _SILICON_REQ, conv)
+
+
+# ------------------------------------------------------------------------------------------------ Splitwise
+SPLITWISE_HW = {"a100-80gb": "a100-sxm-80gb", "h100-80gb": "h100-sxm", "h100-80gb-pcap": "h100-sxm"}
+_SPLIT_REQ = ("model", "hardware", "prompt_size", "batch_size", "token_size", "prompt_time", "token_time",
+              "e2e_time", "tensor_parallel")
+_SPLIT_MODELS = {"llama2-70b": "meta-llama/Llama-2-70b-hf", "bloom-176b": "bigscience/bloom"}
+
+
+def convert_splitwise(csv_path: Path | str) -> BenchTable:
+    """splitwise perf_model.csv -> static_batch rows: ttft = prompt_time, tpot = token_time (ms per decode
+    iteration), e2e = e2e_time, concurrency = batch_size; power-capped `-pcap` rows are flagged in notes."""
+    path = Path(csv_path)
+
+    def conv(r: dict) -> BenchRow:
+        hw = r["hardware"]
+        if hw not in SPLITWISE_HW:
+            raise _Skip(f"column 'hardware'={hw!r} has no roofsim id (known: {sorted(SPLITWISE_HW)})")
+        model = _SPLIT_MODELS.get(r["model"])
+        if model is None:
+            raise _Skip(f"column 'model'={r['model']!r} is not a known Splitwise model ({sorted(_SPLIT_MODELS)})")
+        notes = [f"splitwise {r['model']} on {hw} (DGX node); fp16 assumed"]
+        if hw.endswith("-pcap"):
+            notes.append("POWER-CAPPED GPU (h100-80gb-pcap): not comparable to an uncapped prediction")
+        tp, b, osl = _i(r, "tensor_parallel"), _i(r, "batch_size"), _i(r, "token_size")
+        e2e = _f(r, "e2e_time")
+        return BenchRow(
+            model=model, hardware=SPLITWISE_HW[hw], num_gpus=tp, tp=tp, pp=1, ep=1, weight_dtype="fp16",
+            kv_dtype="fp16", framework="splitwise", mode="static_batch", isl=_i(r, "prompt_size"), osl=osl,
+            concurrency=b, num_requests=b, ttft_ms=_f(r, "prompt_time"), tpot_ms=_f(r, "token_time"), e2e_ms=e2e,
+            output_tokens_per_s=b * osl / (e2e / 1e3) if e2e else None, notes="; ".join(notes))
+
+    return _convert(path, _SPLIT_REQ, conv)
+
+
+# ------------------------------------------------------------------------------------------------- Argonne
+# Argonne's A100 results come from ALCF Polaris (4x A100-SXM4-40GB per node): mapped to a100-sxm-40gb.
+# H100 taken as the SXM part. Other accelerators have no roofsim hardware descriptor yet: rows become problems.
+ARGONNE_HW = {"Nvidia A100 GPU": "a100-sxm-40gb", "Nvidia H100 GPU": "h100-sxm"}
+ARGONNE_FRAMEWORKS = {"vLLM": "vllm", "TensorRT-LLM": "trtllm", "llama.cpp": "llamacpp", "Deepspeed": "deepspeed",
+                      "Deepspeed-MII": "deepspeed-mii", "sambaflow": "sambaflow"}
+_ARG_REQ = ("Hardware", "Num of Hardware", "Framework", "Model", "Input Output Length", "Batch Size", "Latency",
+            "Throughput")
+
+
+def convert_argonne(csv_path: Path | str) -> BenchTable:
+    """Argonne LLM-Inference-Bench Plots/All_results.csv -> static_batch rows: ISL = OSL = `Input Output Length`,
+    concurrency = `Batch Size`, e2e_ms = Latency * 1000, output_tokens_per_s = batch * OSL / Latency,
+    tp = `Num of Hardware` (pp 1), fp16 weights/KV assumed."""
+    path = Path(csv_path)
+
+    def conv(r: dict) -> BenchRow:
+        hw = r["Hardware"]
+        if hw not in ARGONNE_HW:
+            raise _Skip(f"column 'Hardware'={hw!r} has no roofsim hardware id (mapped: {sorted(ARGONNE_HW)})")
+        fw = ARGONNE_FRAMEWORKS.get(r["Framework"])
+        if fw is None:
+            raise _Skip(f"column 'Framework'={r['Framework']!r} is not known ({sorted(ARGONNE_FRAMEWORKS)})")
+        model = r["Model"].strip()
+        if model.count("/") != 1:
+            raise _Skip(f"column 'Model'={model!r} is not a HuggingFace org/name id")
+        n, b, L = _i(r, "Num of Hardware"), _i(r, "Batch Size"), _i(r, "Input Output Length")
+        lat = _f(r, "Latency")
+        if not lat:
+            raise _Skip("column 'Latency' is 0")
+        thr = _f(r, "Throughput")
+        notes = ["Argonne static batch; tp = Num of Hardware, fp16 assumed"]
+        expect = b * 2 * L / lat
+        if thr and abs(thr / expect - 1) > 0.01:
+            notes.append(f"published Throughput {thr:.4g} tok/s != batch*(ISL+OSL)/Latency {expect:.4g}")
+        return BenchRow(
+            model=model, hardware=ARGONNE_HW[hw], num_gpus=n, tp=n, pp=1, ep=1, weight_dtype="fp16",
+            kv_dtype="fp16", framework=fw, mode="static_batch", isl=L, osl=L, concurrency=b, num_requests=b,
+            e2e_ms=lat * 1e3, output_tokens_per_s=b * L / lat, notes="; ".join(notes))
+
+    return _convert(path, _ARG_REQ, conv)
