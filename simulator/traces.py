@@ -70,21 +70,19 @@ def _parse_float(rows: _Rows, line: int, field: str, value: Any) -> float:
 
 
 def _parse_tokens(rows: _Rows, line: int, field: str, value: Any, allow_zero: bool = False) -> int:
+    n: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         n = value
-    else:
-        if isinstance(value, str):
-            try:
-                n = int(value.strip())
-            except ValueError:
-                n = None  # type: ignore[assignment]
-        else:
-            n = None  # type: ignore[assignment]
-        if n is None:
-            x = _parse_float(rows, line, field, value)
-            if not x.is_integer():
-                raise rows.fail(line, field, f"{value!r} is not a whole number of tokens")
-            n = int(x)
+    elif isinstance(value, str):
+        try:
+            n = int(value.strip())
+        except ValueError:
+            n = None
+    if n is None:
+        x = _parse_float(rows, line, field, value)
+        if not x.is_integer():
+            raise rows.fail(line, field, f"{value!r} is not a whole number of tokens")
+        n = int(x)
     lowest = 0 if allow_zero else 1
     if not lowest <= n <= MAX_TOKENS:
         raise rows.fail(line, field, f"{value!r} tokens must be in [{lowest}, {MAX_TOKENS}]")

@@ -30,7 +30,7 @@ MAX_TOKENS = 2**31 - 1
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # eq on arrays would be ambiguous: compare by identity
 class Trace:
     """Requests as a struct of arrays, sorted by arrival (arrays are made read-only).
 
@@ -72,8 +72,8 @@ class Trace:
                                      f"must be in [1, {MAX_TOKENS}]")
         if self.hash_ids is not None and len(self.hash_ids) != arrival.size:
             raise ValueError(f"trace{where}: hash_ids has {len(self.hash_ids)} entries for {arrival.size} requests")
-        for arr in (arrival, inp, out):
-            arr.flags.writeable = False
+        for frozen in (arrival, inp, out):
+            frozen.flags.writeable = False
         object.__setattr__(self, "arrival_s", arrival)
         object.__setattr__(self, "input_tokens", inp)
         object.__setattr__(self, "output_tokens", out)
@@ -246,9 +246,8 @@ def _gamma(cfg: GammaArrivals, rng: np.random.Generator, n: int | None, d: float
 
 def _constant(cfg: ConstantArrivals, rng: np.random.Generator, n: int | None, d: float | None) -> np.ndarray:
     gap = 1.0 / cfg.rate_per_s
-    count = math.ceil(d * cfg.rate_per_s) if d is not None else n
-    if n is not None:
-        count = min(count, n)
+    limits = [math.ceil(d * cfg.rate_per_s)] if d is not None else []
+    count = min(limits + ([n] if n is not None else []))
     arrivals = np.arange(1, count + 1, dtype=np.float64) * gap
     return arrivals[arrivals < d] if d is not None else arrivals
 
