@@ -1,0 +1,73 @@
+"""Tests for the benchmark table reader/writer and the converters (on the real shared data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hardware_specs.errors import InputError
+from validation.bench_table import COLUMNS, BenchRow, read_bench_table, write_bench_table
+from validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
+
+ROW = BenchRow(model="meta-llama/Llama-3.1-8B-Instruct", hardware="h100-sxm", num_gpus=1, tp=1, pp=1, ep=1,
+               weight_dtype="bf16", kv_dtype="bf16", framework="vllm", mode="poisson", isl=1024, osl=128,
+               qps=4.0, num_requests=200, ttft_ms=50.0, tpot_ms=10.0)
+
+
+def test_roundtrip(tmp_path: Path) -> None:
+    p = write_bench_table([ROW], tmp_path / "b.csv")
+    t = read_bench_table(p)
+    assert t.rows == (ROW,) and t.problems == ()
+
+
+def test_missing_column_and_bad_cells(tmp_path: Path) -> None:
+    p = tmp_path / "b.csv"
+    write_bench_table([ROW], p)
+    text = p.read_text().splitlines()
+    p.write_text("\n".join([text[0].replace("qps,", "")] + [text[1]]) + "\n")
+    with pytest.raises(InputError, match=r"missing required column\(s\) \['qps'\]"):
+        read_bench_table(p)
+    hdr = ",".join((*COLUMNS, "notes"))
+    good = text[1]
+    bad_num = good.replace(",50.0,", ",fast,")
+    no_qps = good.replace(",4.0,200,", ",,200,")
+    bad_mode = good.replace(",poisson,", ",burst,")
+    p.write_text("\n".join([hdr, good, bad_num, no_qps, bad_mode]) + "\n")
+    t = read_bench_table(p)
+    assert len(t.rows) == 1 and len(t.problems) == 3
+    assert "line 3: column 'ttft_ms'='fast' is not a number" in t.problems[0]
+    assert "line 4: mode 'poisson' needs column 'qps'" in t.problems[1]
+    assert "line 5: column 'mode'='burst'" in t.problems[2]
+
+
+def test_convert_aiconfigurator_silicon(shared_data: Path, tmp_path: Path) -> None:
+    t = convert_aiconfigurator_silicon(shared_data / "serving/aiconfigurator_silicon/silicon_sample_h100.csv")
+    assert len(t.rows) == 810 and len(t.problems) == 107  # 917 rows = 810 agg + 107 disagg (problems)
+    assert all("disagg" in p for p in t.problems)
+    llama = [r for r in t.rows if r.model == "meta-llama/Llama-3.1-8B-Instruct"]
+    assert len(llama) == 177 and all(r.mode == "closed_loop" and r.concurrency for r in llama)
+    assert {r.weight_dtype for r in t.rows} == {"bf16", "fp8", "fp4"}
+    back = read_bench_table(write_bench_table(t.rows, tmp_path / "s.csv"))
+    assert back.rows == t.rows and back.problems == ()
+
+
+def test_convert_splitwise(shared_data: Path, tmp_path: Path) -> None:
+    t = convert_splitwise(shared_data / "serving/splitwise/perf_model.csv")
+    assert len(t.rows) == 1260 and t.problems == ()
+    r = t.rows[0]  # llama2-70b,a100-80gb,512,1,128,...,196.2532191537321,54.87951193752838,7168.98...,2
+    assert (r.hardware, r.tp, r.isl, r.osl, r.concurrency) == ("a100-sxm-80gb", 2, 512, 128, 1)
+    assert r.ttft_ms == pytest.approx(196.2532191537321) and r.tpot_ms == pytest.approx(54.87951193752838)
+    assert sum("POWER-CAPPED" in x.notes for x in t.rows) == 420
+    assert read_bench_table(write_bench_table(t.rows, tmp_path / "s.csv")).rows == t.rows
+
+
+def test_convert_argonne(shared_data: Path, tmp_path: Path) -> None:
+    t = convert_argonne(shared_data / "serving/argonne_llm_inference_bench/Plots/All_results.csv")
+    assert len(t.rows) + len(t.problems) == 4772
+    assert len(t.rows) == 878 + 908  # A100 + H100 rows; other accelerators are problems
+    assert all("has no roofsim hardware id" in p for p in t.problems)
+    a100 = next(r for r in t.rows if r.hardware == "a100-sxm-40gb")
+    assert a100.e2e_ms > 0 and a100.output_tokens_per_s == pytest.approx(
+        a100.concurrency * a100.osl / (a100.e2e_ms / 1e3))
+    assert read_bench_table(write_bench_table(t.rows, tmp_path / "a.csv")).problems == ()
