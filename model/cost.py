@@ -226,6 +226,8 @@ class CostModel:
         self.num_gpus = self.parallel.num_gpus
         p = hardware.power
         self._idle_w, self._dyn_w = p.idle_w, p.tdp_w - p.idle_w
+        self._attn = self._attention_consts()
+        self._attn_peak = hardware.peak(self.ctx.attn_dtype)
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
@@ -265,12 +267,76 @@ class CostModel:
                 self._linear_memo.clear()
             self._linear_memo[key] = lin
         seconds, energy = lin
-        for k in attention_kernels(self.ctx, shape):
-            c = kernel_cost(k, self.hardware, self.calibration)
-            seconds += c.seconds
-            energy += self._kernel_energy(c)
+        a_s, a_j = self._attention_seconds_energy(shape)
+        seconds += a_s
+        energy += a_j
         overhead = self._overhead(shape)
         return seconds + overhead, energy + overhead * self._idle_w * self.num_gpus
+
+    def _attention_consts(self) -> tuple[float, ...]:
+        """Per-unit coefficients of the attention kernels of graph.attention_kernels (closed form, same math)."""
+        c, m = self.ctx, self.model
+        kv_tok = c.kv_elems * c.kvb
+        if m.mla is not None:
+            a = m.mla
+            qk_d, v_d = a.qk_nope_head_dim + a.qk_rope_head_dim, a.v_head_dim
+            dec_qk, dec_v = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
+            q_width = c.heads * qk_d
+        else:
+            qk_d = v_d = dec_qk = dec_v = m.head_dim
+            q_width = c.heads * m.head_dim
+        return (
+            2.0 * c.heads * (qk_d + v_d),  # prefill FLOPs per query-key pair
+            q_width * c.ab + kv_tok + c.heads * v_d * c.ab + kv_tok,  # prefill bytes per new token
+            kv_tok,  # bytes per cached token read
+            2.0 * c.heads * (dec_qk + dec_v),  # decode FLOPs per (context token x query)
+            q_width * c.ab + c.heads * v_d * c.ab + kv_tok,  # decode bytes per query token
+            2.0 * c.kv_elems if self.quant.kv_dtype in ("int8", "int4") else 0.0,  # dequant FLOPs per ctx token
+        )
+
+    def _attention_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
+        """Closed form of sum(kernel_cost(k)) over attention_kernels(ctx, shape); equality is tested."""
+        cal, hw, m, c = self.calibration, self.hardware, self.model, self.ctx
+        pf_flops, pf_bytes_tok, ctx_bytes, dec_flops, dec_bytes_q, deq = self._attn
+        peak = self._attn_peak
+        bw = hw.memory.bandwidth_bytes_per_s
+        ovh = cal.kernel_overhead_s
+        seconds = energy = 0.0
+        for layers, windowed in ((c.full_layers, False), (c.window_layers, True)):
+            if layers == 0:
+                continue
+            if shape.prefill_tokens:
+                t = shape.prefill_tokens
+                pairs = shape.prefill_attn_pairs_win if windowed else shape.prefill_attn_pairs
+                ctx_read = shape.prefill_ctx_tokens
+                if windowed and m.sliding_window is not None:
+                    ctx_read = min(ctx_read, shape.prefill_seqs * m.sliding_window)
+                s = t / max(1, shape.prefill_seqs)
+                comp = pf_flops * pairs / (peak * (cal.attn_prefill_eff * s / (s + cal.attn_prefill_s_half)))
+                mem = (t * pf_bytes_tok + ctx_read * ctx_bytes) / (bw * cal.gemm_mem_eff)
+                sec, jou = self._roofline_energy(comp, mem, ovh, layers)
+                seconds += sec
+                energy += jou
+            if shape.decode_seqs:
+                ctx = shape.decode_ctx_tokens_win if windowed else shape.decode_ctx_tokens
+                q_per_seq = shape.decode_tokens / shape.decode_seqs
+                comp = dec_flops * ctx * q_per_seq / (peak * cal.attn_prefill_eff) if ctx else 0.0
+                if deq and ctx:
+                    comp += deq * ctx / (hw.peak("fp32") * cal.vector_eff)
+                kv_write = shape.decode_tokens * ctx_bytes
+                mean_ctx = ctx * ctx_bytes / max(1.0, kv_write)
+                eff_m = cal.attn_decode_mem_eff * mean_ctx / (mean_ctx + cal.attn_decode_ctx_half)
+                mem = (shape.decode_tokens * dec_bytes_q + ctx * ctx_bytes) / (bw * eff_m)
+                sec, jou = self._roofline_energy(comp, mem, ovh, layers)
+                seconds += sec
+                energy += jou
+        return seconds, energy
+
+    def _roofline_energy(self, compute: float, memory: float, overhead: float, count: int) -> tuple[float, float]:
+        per = max(compute, memory) + overhead
+        total = per * count
+        util = max(compute, memory) / per if per > 0 else 0.0
+        return total, total * (self._idle_w + self._dyn_w * min(1.0, util)) * self.num_gpus
 
     def _overhead(self, shape: BatchShape) -> float:
         if shape.is_empty:
