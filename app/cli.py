@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
         print(f"roofsim: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("roofsim: interrupted", file=sys.stderr)
         return 130
