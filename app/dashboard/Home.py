@@ -1,0 +1,23 @@
+"""Entry script of the roofsim dashboard (`roofsim app`): what each page does, with links to them."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="roofsim", page_icon=":material/speed:", layout="wide")
+
+st.title("roofsim: what-if dashboard")
+st.markdown(
+    "Predict how fast an LLM is served on a given accelerator before renting it. Every number comes from the "
+    "same roofline cost model and serving simulator the `roofsim` CLI uses, so the two never disagree."
+)
+st.page_link("pages/1_Step_explorer.py", label="Step explorer / roofline", icon=":material/ssid_chart:")
+st.caption("One prefill and one decode step: every kernel on the device roofline, time and memory breakdown, "
+           "TTFT/TPOT/throughput, two configurations side by side.")
+st.page_link("pages/2_Serving_what-if.py", label="Serving what-if", icon=":material/dns:")
+st.caption("Simulate a workload or an uploaded trace under a scheduler: latency CDFs, KPIs, load sweeps, "
+           "scenarios overlaid; download the scenario as the TOML `roofsim simulate --config` takes.")
+st.page_link("pages/3_Validation.py", label="Validation", icon=":material/fact_check:")
+st.caption("Upload measured kernel tables, benchmark tables or serving logs and compare them with predictions.")
+st.page_link("pages/4_Capacity_planning.py", label="Capacity planning", icon=":material/calculate:")
+st.caption("How many of which GPU serve a target load under an SLO at the lowest cost (coming next).")
