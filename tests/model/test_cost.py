@@ -133,10 +133,13 @@ def test_tp_adds_allreduce_and_cuts_weight_time() -> None:
     assert "tp_allreduce" in names
     assert two.seconds_by_bound["communication"] > 0
     assert two.seconds < one.seconds
-    # ring all-reduce of 1 MB over 2 GPUs: latency terms plus 2(n-1)/n of the bytes at 80% of 450 GB/s
+    # all-reduce of 1 MB over 2 GPUs: 2 us + 1 hop + 2(n-1)/n of the bytes at 80% of 450 GB/s
     t = allreduce_seconds(1e6, 2, H100, DEFAULT_CALIBRATION)
     ic = H100.interconnect
-    assert t == pytest.approx(8e-6 + 2 * ic.scaleup_latency_s + 1e6 / (ic.scaleup_bytes_per_s * 0.8))
+    assert t == pytest.approx(2e-6 + ic.scaleup_latency_s + 1e6 / (ic.scaleup_bytes_per_s * 0.8))
+    # 8 GPUs: three hops, 14/8 of the message
+    t8 = allreduce_seconds(1e6, 8, H100, DEFAULT_CALIBRATION)
+    assert t8 == pytest.approx(2e-6 + 3 * ic.scaleup_latency_s + 1.75e6 / (ic.scaleup_bytes_per_s * 0.8))
 
 
 def test_weight_only_int4_cuts_decode_time_and_fp8_needs_hardware_support() -> None:
