@@ -1,0 +1,487 @@
+"""One serving replica: a simpy process that runs iterations (batch -> StepModel -> advance time) over a paged
+KV cache, with O(1) per-iteration bookkeeping; pipeline parallelism as `pp` micro-batch lanes."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from array import array
+from collections import deque
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import simpy
+
+from model.batch import BatchShape, causal_pairs, windowed_pairs
+from model.cost import CostModel
+from model.memory import MemoryPlan
+from simulator.kvcache import BlockPool, decode_phase
+from simulator.request import DECODING, DONE, PREFILLING, SWAPPED, WAITING, Request
+
+if TYPE_CHECKING:
+    from simulator.cluster import Cluster
+    from simulator.schedulers import Scheduler
+
+logger = logging.getLogger(__name__)
+
+
+class StepModel:
+    """Cost of one iteration: (seconds, joules, tokens emitted per decoding sequence).
+
+    The seam for speculative decoding / early exit: a subclass may cost extra draft passes, scale depth, or
+    emit more than one token per decoding sequence (the lane counter then advances by that many).
+    `stage_seconds` is the time one pipeline stage holds the micro-batch (equal to seconds when pp == 1).
+    """
+
+    def __init__(self, cost: CostModel) -> None:
+        self.cost = cost
+        self.pp = cost.parallel.pp
+
+    def step(self, shape: BatchShape) -> tuple[float, float, int]:
+        seconds, joules = self.cost.step_seconds_energy(shape)
+        return seconds, joules, 1
+
+    def stage_seconds(self, shape: BatchShape, seconds: float) -> float:
+        if self.pp == 1:
+            return seconds
+        return self.cost.pipeline_stage_seconds(shape)
+
+
+class Waiting:
+    """Waiting queue: preempted requests first (in preemption order), then FCFS or by a priority key."""
+
+    __slots__ = ("front", "main", "keyed", "_seq")
+
+    def __init__(self, keyed: bool) -> None:
+        self.front: deque[Request] = deque()
+        self.main: Any = [] if keyed else deque()
+        self.keyed = keyed
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self.front) + len(self.main)
+
+    def push(self, r: Request) -> None:
+        if self.keyed:
+            self._seq += 1
+            heapq.heappush(self.main, (r.predicted_output_tokens, self._seq, r))
+        else:
+            self.main.append(r)
+
+    def push_front(self, r: Request) -> None:
+        self.front.appendleft(r)
+
+    def peek(self) -> Request | None:
+        if self.front:
+            return self.front[0]
+        if self.main:
+            return self.main[0][2] if self.keyed else self.main[0]
+        return None
+
+    def pop(self) -> Request:
+        if self.front:
+            return self.front.popleft()
+        return heapq.heappop(self.main)[2] if self.keyed else self.main.popleft()
+
+
+class Lane:
+    """One micro-batch slot (the whole replica when pp == 1): its running requests and decode bookkeeping.
+
+    Decoding requests are never iterated per step: `counter` counts tokens emitted per decoding sequence,
+    `sum_kv` is the KV tokens of all decoding sequences, `phase_count` gives blocks needed by the next step,
+    `finish_heap` yields the requests that finish, keyed by the counter value at which they do.
+    """
+
+    __slots__ = ("idx", "running", "prefilling", "n_dec", "sum_kv", "phase_count", "counter", "finish_heap",
+                 "win_heap", "n_cap", "sum_uncapped", "dec_end_s", "dec_cum", "busy", "static_lock")
+
+    def __init__(self, idx: int, block_size: int) -> None:
+        self.idx = idx
+        self.running: dict[Request, None] = {}  # admission order (LIFO preemption victim = last)
+        self.prefilling: list[Request] = []  # admitted, prompt not finished (FCFS)
+        self.n_dec = 0
+        self.sum_kv = 0
+        self.phase_count = [0] * block_size
+        self.counter = 0
+        self.finish_heap: list[tuple[int, int, int, Request]] = []
+        self.win_heap: list[tuple[int, int, int, Request]] = []
+        self.n_cap = 0
+        self.sum_uncapped = 0
+        self.dec_end_s = array("d")  # end time of each decode iteration of this lane
+        self.dec_cum = array("q")  # lane counter after each decode iteration
+        self.busy = False
+        self.static_lock = False
+
+
+class Replica:
+    """A model copy on tp x pp GPUs. The scheduler policy forms each iteration's batch; this class owns the
+    mechanics (admission, preemption, block accounting, token emission, timing, recording)."""
+
+    def __init__(self, idx: int, group: int, name: str, step_model: StepModel, plan: MemoryPlan,
+                 scheduler: Scheduler, max_context_tokens: int, window: int | None) -> None:
+        self.idx, self.group, self.name = idx, group, name
+        self.step_model = step_model
+        self.cost = step_model.cost
+        self.plan = plan
+        self.scheduler = scheduler
+        cfg = scheduler.cfg
+        self.max_num_seqs = cfg.max_num_seqs
+        self.max_batched_tokens = cfg.max_batched_tokens
+        self.swap = cfg.preemption == "swap"
+        self.predictor_sigma = float(getattr(cfg, "predictor_sigma", 0.0))
+        self.pool = BlockPool(plan, cfg.watermark_fraction)
+        self.B = plan.block_size
+        self.max_context_tokens = max_context_tokens
+        self.window = window
+        self.pp = step_model.pp
+        self.lanes = [Lane(i, self.B) for i in range(self.pp)]
+        self.stage_free = [0.0] * self.pp
+        self.waiting = Waiting(keyed=scheduler.keyed)
+        self.swapped: deque[Request] = deque()
+        self.n_running = 0
+        self.queued_prompt_tokens = 0  # prompts of requests never scheduled yet (least_kv router)
+        self.cluster: Cluster | None = None
+        self.env: simpy.Environment | None = None
+        self._wake: simpy.Event | None = None
+        self.num_gpus = step_model.cost.parallel.num_gpus
+        # per-iteration series
+        self.it_start_s = array("d")
+        self.it_dur_s = array("d")
+        self.it_lane = array("i")
+        self.it_prefill_tokens = array("q")
+        self.it_prefill_seqs = array("i")
+        self.it_decode_seqs = array("i")
+        self.it_kv_blocks = array("q")
+        self.it_waiting = array("q")
+        self.it_running = array("q")
+        self.energy_j = 0.0
+        self.busy_s = 0.0
+        self.preemptions = 0
+        self.swap_s = 0.0
+        # aggregate batch sums (for MFU/MBU of the whole run, see metrics.py)
+        self.sum_pairs = 0.0
+        self.sum_pairs_win = 0.0
+        self.sum_prefill_ctx = 0
+        self.sum_decode_ctx = 0
+        self.sum_decode_ctx_win = 0
+        # the iteration being formed
+        self._chunks: list[tuple[Request, int]] = []
+        self._swap_extra_s = 0.0
+
+    # ---- queries used by routers -------------------------------------------------------------------------
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.swapped) + self.n_running
+
+    @property
+    def kv_load(self) -> float:
+        return self.pool.used / self.pool.total
+
+    def never_fits(self, r: Request) -> str:
+        """Why `r` can never be served here ('' when it can)."""
+        total = r.input_tokens + r.output_tokens
+        if total > self.max_context_tokens:
+            return f"input+output={total} tokens exceeds the model context ({self.max_context_tokens})"
+        if self.pool.blocks_for(total) > self.pool.total - self.pool.watermark:
+            return (f"input+output={total} tokens needs {self.pool.blocks_for(total)} KV blocks; the replica "
+                    f"has {self.pool.total} ({self.pool.watermark} kept free)")
+        return self.scheduler.never_fits(self, r)
+
+    # ---- arrival ---------------------------------------------------------------------------------------
+    def enqueue(self, r: Request) -> None:
+        r.replica = self.idx
+        r.state = WAITING
+        if self.scheduler.keyed:
+            r.predicted_output_tokens = r.output_tokens * math.exp(self.predictor_sigma * r.predictor_z)
+        self.waiting.push(r)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    # ---- mechanics the schedulers call ---------------------------------------------------------------
+    def admit(self, lane: Lane, r: Request, now: float) -> None:
+        """Move `r` from waiting into `lane` and reserve KV blocks for its whole prompt."""
+        target = r.input_tokens + r.generated
+        blocks = self.pool.blocks_for(target)
+        self.pool.allocate(blocks)
+        r.blocks = blocks
+        r.kv_tokens = 0
+        r.prefill_target = target
+        r.prefilled = 0
+        r.state = PREFILLING
+        r.lane = lane.idx
+        if r.first_scheduled_s != r.first_scheduled_s:  # NaN: first time
+            r.first_scheduled_s = now
+            self.queued_prompt_tokens -= r.input_tokens
+        lane.running[r] = None
+        lane.prefilling.append(r)
+        self.n_running += 1
+
+    def swap_in(self, lane: Lane, r: Request) -> None:
+        blocks = self.pool.blocks_for(r.kv_tokens)
+        self.pool.allocate(blocks)
+        self._swap_extra_s += r.kv_tokens * self.pool.kv_bytes_per_token / self._pcie_bytes_per_s()
+        lane.running[r] = None
+        self.n_running += 1
+        r.lane = lane.idx
+        r.segments.append([math.nan, lane.idx, lane.counter, 0])
+        self._join_decode(lane, r, r.kv_tokens, blocks)
+
+    def _pcie_bytes_per_s(self) -> float:
+        return self.cost.hardware.interconnect.pcie_bytes_per_s
+
+    def _join_decode(self, lane: Lane, r: Request, kv: int, blocks: int) -> None:
+        J = lane.counter
+        r.state = DECODING
+        r.join_counter = J
+        r.kv_tokens = kv
+        r.blocks = blocks
+        r.stint += 1
+        ph = decode_phase(J, kv, self.B)
+        r.phase = ph
+        lane.phase_count[ph] += 1
+        lane.n_dec += 1
+        lane.sum_kv += kv
+        heapq.heappush(lane.finish_heap, (J + r.output_tokens - r.generated, r.id, r.stint, r))
+        W = self.window
+        if W is not None:
+            if kv >= W:
+                lane.n_cap += 1
+            else:
+                lane.sum_uncapped += kv
+                heapq.heappush(lane.win_heap, (J + W - kv, r.id, r.stint, r))
+
+    def _leave_decode(self, lane: Lane, r: Request) -> int:
+        """Take a decoding request out of the lane sums; returns its KV tokens now."""
+        emitted = lane.counter - r.join_counter
+        kv = r.kv_tokens + emitted
+        lane.phase_count[r.phase] -= 1
+        lane.n_dec -= 1
+        lane.sum_kv -= kv
+        if self.window is not None:
+            if kv >= self.window:
+                lane.n_cap -= 1
+            else:
+                lane.sum_uncapped -= kv
+        r.segments[-1][3] = emitted
+        r.generated += emitted
+        r.join_counter = -1
+        r.stint += 1  # invalidates heap entries
+        return kv
+
+    def preempt_one(self, lane: Lane, now: float) -> bool:
+        """Preempt the most recently admitted request of `lane` (vLLM's victim order). False if none."""
+        if not lane.running:
+            return False
+        victim, _ = lane.running.popitem()
+        self.n_running -= 1
+        victim.preemptions += 1
+        self.preemptions += 1
+        if victim.state == DECODING:
+            kv = self._leave_decode(lane, victim)
+            self.pool.release(self.pool.blocks_for(kv))
+            if self.swap:
+                # Swap the victim's KV to host memory over PCIe; every GPU moves its own shard in parallel.
+                victim.kv_tokens = kv
+                victim.swaps += 1
+                victim.state = SWAPPED
+                self._swap_extra_s += kv * self.pool.kv_bytes_per_token / self._pcie_bytes_per_s()
+                self.swapped.append(victim)
+                return True
+        else:  # prefilling: drop its partial KV (always recomputed)
+            lane.prefilling.remove(victim)
+            self.pool.release(victim.blocks)
+        victim.blocks = 0
+        victim.kv_tokens = 0
+        victim.state = WAITING
+        self.waiting.push_front(victim)
+        return True
+
+    def prepare_decode(self, lane: Lane, now: float) -> int:
+        """Reserve blocks for one decode step of every decoding request in `lane`, preempting (LIFO) while
+        the pool is short. Returns the number of decoding sequences left."""
+        need = lane.phase_count[lane.counter % self.B]
+        while need > self.pool.total - self.pool.used:
+            if not self.preempt_one(lane, now):
+                break
+            need = lane.phase_count[lane.counter % self.B]
+        if lane.n_dec:
+            self.pool.allocate(need)
+        return lane.n_dec
+
+    # ---- one iteration -------------------------------------------------------------------------------
+    def start_iteration(self, lane: Lane, now: float) -> float | None:
+        """Form and cost the next iteration of `lane` starting at `now`; returns its end time (None: idle)."""
+        self._chunks = chunks = []
+        self._swap_extra_s = 0.0
+        n_dec = self.scheduler.form(self, lane, now, chunks)
+        if n_dec == 0 and not chunks:
+            if self._swap_extra_s:
+                raise AssertionError("swap without an iteration")
+            return None
+        # prefill aggregates (O(chunks))
+        p_tok = p_ctx = 0
+        pairs = pairs_w = 0.0
+        W = self.window
+        for r, new in chunks:
+            ctx = r.prefilled
+            p_tok += new
+            p_ctx += ctx
+            pairs += causal_pairs(new, ctx)
+            if W is not None:
+                pairs_w += windowed_pairs(new, ctx, W)
+        # decode aggregates (O(1)): every decoding sequence adds one KV token this step
+        if n_dec:
+            lane.sum_kv += n_dec
+            if W is not None:
+                lane.sum_uncapped += n_dec - lane.n_cap
+                c_after = lane.counter + 1
+                wh = lane.win_heap
+                while wh and wh[0][0] <= c_after:
+                    _, _, stint, r = heapq.heappop(wh)
+                    if r.stint == stint:
+                        lane.sum_uncapped -= W
+                        lane.n_cap += 1
+            d_ctx = lane.sum_kv
+            d_ctx_w = lane.sum_uncapped + lane.n_cap * W if W is not None else -1
+        else:
+            d_ctx = 0
+            d_ctx_w = 0 if W is not None else -1
+        shape = BatchShape(
+            prefill_tokens=p_tok, prefill_seqs=len(chunks), prefill_attn_pairs=pairs, prefill_ctx_tokens=p_ctx,
+            decode_seqs=n_dec, decode_tokens=n_dec, decode_ctx_tokens=d_ctx,
+            prefill_attn_pairs_win=pairs_w if W is not None else -1.0, decode_ctx_tokens_win=d_ctx_w,
+        )
+        seconds, joules, k = self.step_model.step(shape)
+        if k != 1:
+            raise NotImplementedError("multi-token decode steps need a StepModel-aware lane (speculation)")
+        if n_dec:
+            lane.counter += k
+        extra = self._swap_extra_s
+        if self.pp == 1:
+            start = now
+            end = now + seconds + extra
+        else:
+            stage = self.step_model.stage_seconds(shape, seconds) + extra / self.pp
+            sf = self.stage_free
+            start = prev = max(now, sf[0])
+            for s in range(self.pp):
+                b = prev if prev > sf[s] else sf[s]
+                prev = b + stage
+                sf[s] = prev
+            end = prev
+        self.swap_s += extra
+        self.energy_j += joules
+        self.busy_s += end - start
+        self.sum_pairs += pairs
+        self.sum_pairs_win += pairs_w
+        self.sum_prefill_ctx += p_ctx
+        self.sum_decode_ctx += d_ctx
+        if W is not None:
+            self.sum_decode_ctx_win += d_ctx_w
+        self.it_start_s.append(start)
+        self.it_dur_s.append(end - start)
+        self.it_lane.append(lane.idx)
+        self.it_prefill_tokens.append(p_tok)
+        self.it_prefill_seqs.append(len(chunks))
+        self.it_decode_seqs.append(n_dec)
+        self.it_kv_blocks.append(self.pool.used)
+        self.it_waiting.append(len(self.waiting) + len(self.swapped))
+        self.it_running.append(self.n_running)
+        lane.busy = True
+        self._lane_chunks[lane.idx] = chunks
+        self._lane_dec[lane.idx] = n_dec
+        return end
+
+    def end_iteration(self, lane: Lane, end: float) -> None:
+        """Apply the iteration of `lane` that ends at `end`: prefill progress, emitted tokens, completions."""
+        lane.busy = False
+        chunks = self._lane_chunks[lane.idx]
+        if self._lane_dec[lane.idx]:
+            lane.dec_end_s.append(end)
+            lane.dec_cum.append(lane.counter)
+            fh = lane.finish_heap
+            c = lane.counter
+            while fh and fh[0][0] <= c:
+                _, _, stint, r = heapq.heappop(fh)
+                if r.stint == stint:
+                    self._finish(lane, r, end, decoding=True)
+        for r, new in chunks:
+            r.prefilled += new
+            if r.prefilled < r.prefill_target:
+                continue
+            lane.prefilling.remove(r)
+            r.generated += 1
+            if r.first_token_s != r.first_token_s:
+                r.first_token_s = end
+            r.segments.append([end, lane.idx, lane.counter, 0])
+            if r.generated >= r.output_tokens:
+                self._finish(lane, r, end, decoding=False)
+            else:
+                self._join_decode(lane, r, r.prefill_target, r.blocks)
+
+    def _finish(self, lane: Lane, r: Request, end: float, decoding: bool) -> None:
+        if decoding:
+            kv = self._leave_decode(lane, r)
+            self.pool.release(self.pool.blocks_for(kv))
+        else:
+            self.pool.release(r.blocks)
+        r.blocks = 0
+        del lane.running[r]
+        self.n_running -= 1
+        r.state = DONE
+        r.completion_s = end
+        assert self.cluster is not None
+        self.cluster.on_finish(r, end)
+
+    # ---- the simpy process ---------------------------------------------------------------------------
+    def has_work(self) -> bool:
+        return bool(self.n_running or len(self.waiting) or self.swapped)
+
+    def run(self, env: simpy.Environment, stepwise: bool) -> Generator[simpy.Event, Any, None]:
+        """Iterate while there is work. Between external events (the next arrival, the stop time) nothing can
+        change the outcome, so iterations that end before the next one are applied without yielding to
+        simpy; `stepwise` yields after every iteration instead (same results; slower)."""
+        cluster = self.cluster
+        assert cluster is not None
+        self.env = env
+        self._lane_chunks: list[list[tuple[Request, int]]] = [[] for _ in self.lanes]
+        self._lane_dec = [0] * self.pp
+        lanes = self.lanes
+        pending: list[tuple[float, int]] = []
+        while not cluster.stopped:
+            t = env.now
+            for lane in lanes:
+                if not lane.busy:
+                    e = self.start_iteration(lane, t)
+                    if e is not None:
+                        heapq.heappush(pending, (e, lane.idx))
+            if not pending:
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            while pending:
+                end, li = pending[0]
+                if stepwise or end >= cluster.next_event_s:
+                    yield env.timeout(end - env.now)
+                    if cluster.stopped:
+                        return
+                heapq.heappop(pending)
+                lane = lanes[li]
+                self.end_iteration(lane, end)
+                if cluster.stopped:
+                    return
+                e = self.start_iteration(lane, end)
+                if e is not None:
+                    heapq.heappush(pending, (e, li))
+                if self.pp > 1:
+                    for other in lanes:
+                        if not other.busy and other is not lane:
+                            e = self.start_iteration(other, end)
+                            if e is not None:
+                                heapq.heappush(pending, (e, other.idx))
+            # idle now; loop back (the wake event handles the next arrival)
+
+
+__all__ = ["Lane", "Replica", "StepModel", "Waiting"]

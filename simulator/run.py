@@ -1,0 +1,114 @@
+"""`simulate(config)`: build the trace, the replicas and the cluster from a SimConfig, run simpy, summarise.
+All randomness comes from one numpy Generator seeded with config.seed (trace, predictor noise, router)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import simpy
+
+from hardware_specs.catalog import load_hardware
+from model.cost import CostModel
+from model.loader import load_model
+from model.memory import plan_memory
+from model.spec import ParallelSpec
+from simulator.cluster import Cluster
+from simulator.config import SimConfig
+from simulator.metrics import SimResult, summarize
+from simulator.replica import Replica, StepModel
+from simulator.request import Request
+from simulator.schedulers import make_scheduler
+from simulator.workload import ClosedLoopArrivals, SyntheticWorkload, Trace, build_trace, resolve_workload
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], StepModel] = StepModel,
+                   ) -> list[Replica]:
+    """Replicas of every group, in config order (one CostModel per group, shared by its replicas)."""
+    replicas: list[Replica] = []
+    for gi, g in enumerate(config.replicas):
+        model = load_model(g.model)
+        hw = load_hardware(g.hardware)
+        par = ParallelSpec(tp=g.tp, pp=g.pp, ep=g.ep)
+        par.validate_for(model)
+        cost = CostModel(model, hw, g.quant, par, g.calibration)
+        sched_cfg = g.scheduler
+        plan = plan_memory(model, hw, g.quant, par, g.gpu_memory_utilization,
+                           max_batched_tokens=sched_cfg.max_batched_tokens, max_seqs=sched_cfg.max_num_seqs,
+                           block_size=g.block_size)
+        window = model.sliding_window if model.num_sliding_layers else None
+        for _ in range(g.count):
+            name = f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp})#{len(replicas)}"
+            replicas.append(Replica(len(replicas), gi, name, step_model_factory(cost), plan,
+                                    make_scheduler(sched_cfg), model.max_context_tokens, window))
+    return replicas
+
+
+def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace | None = None,
+             step_model_factory: Callable[[CostModel], StepModel] = StepModel) -> SimResult:
+    """Run one simulation. `progress(done, total)` is called now and then; `trace` replaces the workload's
+    requests (its arrival process settings still decide closed loop). Same config -> identical result."""
+    wall0 = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    if trace is None:
+        trace = build_trace(config.workload, rng)
+    wl = resolve_workload(config.workload)
+    closed: tuple[int, float] | None = None
+    if isinstance(wl, SyntheticWorkload) and isinstance(wl.arrival, ClosedLoopArrivals):
+        closed = (wl.arrival.clients, wl.arrival.think_s)
+    n = len(trace)
+    if n == 0:
+        raise ValueError(f"workload {config.workload.kind!r} produced no requests")
+    arr = trace.arrival_s.tolist()
+    inp = trace.input_tokens.tolist()
+    out = trace.output_tokens.tolist()
+    requests = [Request(i, arr[i], inp[i], out[i]) for i in range(n)]
+    if any(g.scheduler.kind == "sjf" for g in config.replicas):
+        z = rng.standard_normal(n).tolist()
+        for r, zi in zip(requests, z, strict=True):
+            r.predictor_z = zi
+    replicas = build_replicas(config, step_model_factory)
+    last_arrival = float(trace.arrival_s[-1])
+    if config.max_sim_time_s is not None:
+        max_t = config.max_sim_time_s
+    elif closed is None and last_arrival > 0:
+        max_t = max(4.0 * last_arrival, last_arrival + 3600.0)
+    else:
+        max_t = math.inf  # closed loop / offline: nothing piles up beyond what was issued
+    env = simpy.Environment()
+    cluster = Cluster(env, replicas, config.router.kind, requests, rng, closed, max_t,
+                      config.max_waiting_requests, progress)
+    # Closed loop with several replicas: a completion at one replica creates an arrival another replica may
+    # already have simulated past, so replicas must stay in lock step with simpy's clock.
+    stepwise = config.stepwise or (closed is not None and len(replicas) > 1)
+    cluster.start()
+    for rep in replicas:
+        env.process(rep.run(env, stepwise))
+    try:
+        env.run(until=cluster.done_event)
+    except RuntimeError as e:  # no events left before the run was done: an engine bug, not user error
+        raise AssertionError(f"simulation deadlocked at t={env.now}: {e}") from None
+    end_s = cluster.last_completion_s
+    if cluster.stop_reason != "completed":
+        end_s = max(end_s, min(env.now, max_t))
+    if progress is not None:
+        progress(cluster.completed + cluster.rejected, n)
+    result = summarize(requests, replicas, slo_ttft_s=config.slo.ttft_s, slo_tpot_s=config.slo.tpot_s,
+                       stop_reason=cluster.stop_reason, last_arrival_s=last_arrival,
+                       wall_s=time.perf_counter() - wall0, end_s=end_s)
+    s = result.summary
+    if s["requests_unfinished"]:
+        logger.warning("%d requests unfinished (%d waiting, %d running) when the run stopped: %s",
+                       s["requests_unfinished"], s["requests_waiting_at_end"], s["requests_running_at_end"],
+                       cluster.stop_reason)
+    return result
+
+
+__all__ = ["build_replicas", "simulate"]

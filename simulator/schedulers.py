@@ -1,0 +1,168 @@
+"""Replica scheduler policies: each decides what one iteration of a lane runs (which waiting requests to admit,
+which prefill chunks, whether running requests decode). One dict maps the config `kind` to the policy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hardware_specs.errors import UnknownNameError
+from simulator.request import Request
+
+if TYPE_CHECKING:
+    from simulator.config import SchedulerConfig
+    from simulator.replica import Lane, Replica
+
+Chunks = list[tuple[Request, int]]
+
+
+class Scheduler:
+    """Base policy. `form` fills `chunks` with (request, new prefill tokens) and returns the number of
+    sequences that decode this iteration (after `Replica.prepare_decode`, which may preempt)."""
+
+    keyed = False  # waiting queue ordered by predicted output length instead of FCFS
+    chunked = False
+
+    def __init__(self, cfg: SchedulerConfig) -> None:
+        self.cfg = cfg
+
+    def never_fits(self, rep: Replica, r: Request) -> str:
+        if not self.chunked and r.input_tokens > self.cfg.max_batched_tokens:
+            return (f"prompt of {r.input_tokens} tokens exceeds max_batched_tokens={self.cfg.max_batched_tokens} "
+                    f"and scheduler {self.cfg.kind!r} does not chunk prompts")
+        return ""
+
+    def form(self, rep: Replica, lane: Lane, now: float, chunks: Chunks) -> int:
+        raise NotImplementedError
+
+    # -- shared pieces ----------------------------------------------------------------------------------
+    def swap_ins(self, rep: Replica, lane: Lane) -> None:
+        """Bring swapped-out requests back (oldest first) while blocks and the sequence limit allow."""
+        pool = rep.pool
+        while rep.swapped and len(lane.running) < self.cfg.max_num_seqs:
+            r = rep.swapped[0]
+            if not pool.can_admit(pool.blocks_for(r.kv_tokens)):
+                break
+            rep.swapped.popleft()
+            rep.swap_in(lane, r)
+
+    def admit_whole(self, rep: Replica, lane: Lane, now: float, chunks: Chunks, budget: int,
+                    reserve_full: bool = False) -> None:
+        """Admit waiting requests with their whole prompt in this iteration while the token budget, the
+        sequence limit and free KV blocks allow (head-of-line: stop at the first that does not fit). A prompt
+        longer than max_batched_tokens (only a recompute after preemption) is admitted alone."""
+        pool = rep.pool
+        waiting = rep.waiting
+        max_seqs = self.cfg.max_num_seqs
+        reserved = 0
+        while waiting and len(lane.running) < max_seqs:
+            r = waiting.peek()
+            assert r is not None
+            target = r.input_tokens + r.generated
+            if target > budget and (chunks or target <= self.cfg.max_batched_tokens):
+                break
+            blocks = pool.blocks_for(r.input_tokens + r.output_tokens if reserve_full else target)
+            if not pool.can_admit(blocks + reserved):
+                break
+            if reserve_full:
+                reserved += blocks - pool.blocks_for(target)
+            waiting.pop()
+            rep.admit(lane, r, now)
+            chunks.append((r, target))
+            budget -= target
+
+
+class StaticBatching(Scheduler):
+    """FasterTransformer: when the lane is empty, admit a batch (KV reserved for input+output), prefill it in
+    one iteration, then decode until every request of the batch has finished; nobody joins meanwhile."""
+
+    def form(self, rep: Replica, lane: Lane, now: float, chunks: Chunks) -> int:
+        if lane.running:
+            return rep.prepare_decode(lane, now)
+        self.swap_ins(rep, lane)
+        if lane.running:
+            return rep.prepare_decode(lane, now)
+        self.admit_whole(rep, lane, now, chunks, self.cfg.max_batched_tokens, reserve_full=True)
+        return 0
+
+
+class VLLMBatching(Scheduler):
+    """vLLM v0 default: swapped requests come back first; if none are left swapped and the head of the queue
+    fits, the iteration prefills waiting requests only; otherwise every running request decodes."""
+
+    def form(self, rep: Replica, lane: Lane, now: float, chunks: Chunks) -> int:
+        self.swap_ins(rep, lane)
+        if not rep.swapped and rep.waiting:
+            self.admit_whole(rep, lane, now, chunks, self.cfg.max_batched_tokens)
+            if chunks:
+                return 0
+        return rep.prepare_decode(lane, now)
+
+
+class SJFBatching(VLLMBatching):
+    """vLLM batching with the waiting queue ordered by predicted output length (shortest first)."""
+
+    keyed = True
+
+
+class OrcaBatching(Scheduler):
+    """Orca: every iteration decodes all running requests and adds whole prompts within the token budget."""
+
+    def form(self, rep: Replica, lane: Lane, now: float, chunks: Chunks) -> int:
+        self.swap_ins(rep, lane)
+        n_dec = rep.prepare_decode(lane, now)
+        if not rep.swapped:
+            self.admit_whole(rep, lane, now, chunks, self.cfg.max_batched_tokens - n_dec)
+        return n_dec
+
+
+class SarathiBatching(Scheduler):
+    """Sarathi-Serve stall-free batching: decodes first, then chunks of in-progress prompts, then new prompts,
+    until the iteration holds min(chunk_size, max_batched_tokens) tokens."""
+
+    chunked = True
+
+    def form(self, rep: Replica, lane: Lane, now: float, chunks: Chunks) -> int:
+        self.swap_ins(rep, lane)
+        n_dec = rep.prepare_decode(lane, now)
+        budget = min(self.cfg.chunk_size, self.cfg.max_batched_tokens) - n_dec  # type: ignore[union-attr]
+        for r in lane.prefilling:
+            if budget <= 0:
+                break
+            new = min(budget, r.prefill_target - r.prefilled)
+            chunks.append((r, new))
+            budget -= new
+        if rep.swapped:
+            return n_dec
+        pool = rep.pool
+        waiting = rep.waiting
+        while budget > 0 and waiting and len(lane.running) < self.cfg.max_num_seqs:
+            r = waiting.peek()
+            assert r is not None
+            if not pool.can_admit(pool.blocks_for(r.input_tokens + r.generated)):
+                break
+            waiting.pop()
+            rep.admit(lane, r, now)
+            new = min(budget, r.prefill_target)
+            chunks.append((r, new))
+            budget -= new
+        return n_dec
+
+
+SCHEDULERS: dict[str, type[Scheduler]] = {
+    "static": StaticBatching,
+    "vllm": VLLMBatching,
+    "orca": OrcaBatching,
+    "sarathi": SarathiBatching,
+    "sjf": SJFBatching,
+}
+
+
+def make_scheduler(cfg: SchedulerConfig) -> Scheduler:
+    kind = getattr(cfg, "kind", None)
+    if kind not in SCHEDULERS:
+        raise UnknownNameError("scheduler kind", str(kind), SCHEDULERS)
+    return SCHEDULERS[kind](cfg)
+
+
+__all__ = ["SCHEDULERS", "OrcaBatching", "SJFBatching", "SarathiBatching", "Scheduler", "StaticBatching",
+           "VLLMBatching", "make_scheduler"]
