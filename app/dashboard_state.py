@@ -8,7 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +21,7 @@ from app.cmd_estimate import estimate
 from app.common import Deployment, quant_from_args
 from hardware_specs.catalog import load_hardware
 from hardware_specs.errors import RoofsimError
-from hardware_specs.spec import DTYPES, HardwareSpec
+from hardware_specs.spec import DTYPE_BYTES, DTYPES, HardwareSpec
 from model.loader import load_model
 from model.spec import ParallelSpec
 
@@ -151,3 +155,177 @@ def kernel_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
              "GFLOP": k["flops"] / 1e9, "MB": k["bytes"] / 1e6,
              "FLOP/byte": k["arithmetic_intensity"], "bound": k["bound"],
              "time_us": k["seconds"] * 1e6, "share": k["share"]} for k in view["kernels"]]
+
+
+# ----------------------------------------------------------------------------------------- validation
+# No prediction function exists in validation/ yet, so the page predicts measured GEMM rows itself: a GEMM of
+# shape (m, n, k) as one roofline Kernel (activation [m, k] and weight [k, n] in the row's dtype, 16-bit output)
+# through model.cost.kernel_cost with the default calibration, exactly as the cost model costs a linear layer.
+
+
+def predict_gemm_s(m: int, n: int, k: int, dtype: str, hw: HardwareSpec, calibration: Any = None,
+                   weight_only: bool = False) -> float:
+    """Predicted seconds of one (m, n, k) GEMM in `dtype` on `hw` (ValueError if the device lacks the dtype).
+
+    weight_only: weights stored in `dtype` but multiplied in bf16 (int8_wo / int4_wo / w4a16 kernels).
+    """
+    from model.cost import DEFAULT_CALIBRATION, kernel_cost  # noqa: PLC0415
+    from model.kernel import Kernel  # noqa: PLC0415
+
+    wb = DTYPE_BYTES[dtype]
+    compute = "bf16" if weight_only else dtype
+    ab = DTYPE_BYTES[compute]
+    kern = Kernel(name="gemm", kind="gemm", dtype=compute, flops=2.0 * m * n * k, weight_bytes=n * k * wb,
+                  act_read_bytes=m * k * ab, act_write_bytes=m * n * 2.0, m=m, n=n, k=k)
+    return kernel_cost(kern, hw, calibration or DEFAULT_CALIBRATION).seconds
+
+
+def kernel_comparison(rows: Sequence[Any], max_rows: int = 4000, seed: int = 0
+                      ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Predicted vs measured for the GEMM rows of a KernelTable (evenly subsampled to max_rows, deterministic).
+
+    Returns (records, skipped) where skipped counts rows not predicted, by reason (never silently dropped).
+    """
+    import numpy as np  # noqa: PLC0415
+
+    skipped: dict[str, int] = {}
+    gemms = []
+    for r in rows:
+        if r.op != "gemm":
+            skipped[f"op {r.op} (only GEMMs are predicted here)"] = skipped.get(
+                f"op {r.op} (only GEMMs are predicted here)", 0) + 1
+        elif r.m <= 0 or r.n <= 0 or r.k <= 0:
+            skipped["gemm without m/n/k"] = skipped.get("gemm without m/n/k", 0) + 1
+        else:
+            gemms.append(r)
+    if len(gemms) > max_rows:
+        pick = np.unique(np.linspace(0, len(gemms) - 1, max_rows).round().astype(int))
+        skipped[f"subsampled to {len(pick)} of {len(gemms)} GEMM rows"] = len(gemms) - len(pick)
+        gemms = [gemms[i] for i in pick]
+    hws: dict[str, HardwareSpec | None] = {}
+    out: list[dict[str, Any]] = []
+    for r in gemms:
+        if r.hardware not in hws:
+            try:
+                hws[r.hardware] = load_hardware(r.hardware)
+            except USER_ERRORS:
+                hws[r.hardware] = None
+        hw = hws[r.hardware]
+        if hw is None:
+            skipped[f"hardware {r.hardware!r} not in the catalog"] = skipped.get(
+                f"hardware {r.hardware!r} not in the catalog", 0) + 1
+            continue
+        try:
+            wo = any(t in r.variant for t in ("_wo", "w4a16", "w8a16"))
+            pred = predict_gemm_s(r.m, r.n, r.k, r.dtype, hw, weight_only=wo)
+        except (ValueError, KeyError) as err:
+            reason = f"{r.dtype} on {r.hardware}: {error_message(err)[:80]}"
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        out.append({"group": f"{r.hardware} {r.dtype}{' weight-only' if wo else ''} {r.framework}", "label": f"m={r.m} n={r.n} k={r.k}",
+                    "op": r.op, "dtype": r.dtype, "hardware": r.hardware, "m": r.m, "n": r.n, "k": r.k,
+                    "measured_s": r.measured_s, "predicted_s": pred,
+                    "rel_error": (pred - r.measured_s) / r.measured_s})
+    return out, skipped
+
+
+def bench_comparison(rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Predicted vs measured TTFT and TPOT of benchmark-table rows with a concurrency (static-batch estimate:
+    `estimate` with batch = concurrency, input isl, output osl). Rows that cannot be predicted are counted."""
+    skipped: dict[str, int] = {}
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        if not r.concurrency or (r.ttft_ms is None and r.tpot_ms is None):
+            skipped["no concurrency or no measured TTFT/TPOT"] = skipped.get("no concurrency or no measured "
+                                                                              "TTFT/TPOT", 0) + 1
+            continue
+        cfg = StepConfig(hardware=r.hardware, model=r.model, weight_dtype=r.weight_dtype,
+                         kv_dtype=r.kv_dtype if r.kv_dtype in ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
+                         else "auto", tp=r.tp, pp=r.pp, batch=r.concurrency, input_len=r.isl, output_len=r.osl)
+        try:
+            v = step_view(cfg)
+        except USER_ERRORS as err:
+            reason = error_message(err).split("\n")[0][:100]
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        for metric, measured_ms, pred_s in (("TTFT", r.ttft_ms, v["ttft_s"]), ("TPOT", r.tpot_ms, v["tpot_s"])):
+            if measured_ms is None:
+                continue
+            meas = measured_ms / 1e3
+            out.append({"group": f"{metric} {r.framework}", "metric": metric, "model": r.model,
+                        "hardware": r.hardware, "tp": r.tp, "weight_dtype": r.weight_dtype,
+                        "concurrency": r.concurrency, "isl": r.isl, "osl": r.osl,
+                        "label": f"{r.model} tp={r.tp} {r.weight_dtype} c={r.concurrency} {r.isl}/{r.osl}",
+                        "measured_s": meas, "predicted_s": pred_s, "rel_error": (pred_s - meas) / meas})
+    return out, skipped
+
+
+def error_table(records: Sequence[Mapping[str, Any]], by: str = "group") -> list[dict[str, Any]]:
+    """Per group: rows, mean/median/P90 absolute percentage error and the signed bias (mean relative error)."""
+    import numpy as np  # noqa: PLC0415
+
+    groups: dict[str, list[float]] = {}
+    for rec in records:
+        groups.setdefault(str(rec[by]), []).append(float(rec["rel_error"]))
+    table = []
+    for g, errs in sorted(groups.items()):
+        e = np.asarray(errs)
+        a = np.abs(e)
+        table.append({by: g, "rows": int(e.size), "MAPE %": float(100 * a.mean()),
+                      "median APE %": float(100 * np.median(a)), "P90 APE %": float(100 * np.percentile(a, 90)),
+                      "bias %": float(100 * e.mean()), "within 20 %": float(100 * (a <= 0.2).mean())})
+    return table
+
+
+def shared_data_dir() -> Path:
+    """../shared/data next to the checkout (or $ROOFSIM_SHARED_DATA): measured data the examples come from."""
+    env = os.environ.get("ROOFSIM_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+EXAMPLES: dict[str, tuple[str, str]] = {
+    "AIConfigurator H100 GEMM (SGLang 0.5.6)": (
+        "kernel", "kernels/aiconfigurator/h100_sxm/gemm/sglang/0.5.6.post2/gemm_perf.parquet"),
+    "AIConfigurator A100 GEMM (vLLM)": ("kernel", "kernels/aiconfigurator/a100_sxm/gemm"),
+    "Vidur H100 Llama-2-7B per-op": ("kernel", "kernels/vidur/profiling/compute/h100/meta-llama/Llama-2-7b-hf/mlp.csv"),
+    "AIConfigurator H100 end-to-end (silicon)": ("bench_aic", "serving/aiconfigurator_silicon/silicon_sample_h100.csv"),
+}
+
+
+def example_files(kind: str) -> dict[str, Path]:
+    """The bundled/shared examples of one kind that exist on this machine (label -> path)."""
+    root = shared_data_dir()
+    out = {}
+    for label, (k, rel) in EXAMPLES.items():
+        if k.startswith(kind) and (root / rel).exists():
+            out[label] = root / rel
+    if kind == "log":
+        logs = sorted((root / "serving" / "vllm_llm-k8s").glob("results_serving_*/*/serving_*.json"))[:6]
+        out.update({f"vLLM benchmark_serving: {p.parent.name}/{p.name}": p for p in logs})
+    return out
+
+
+def save_upload(name: str, data: bytes, folder: Path | None = None) -> Path:
+    """Write an uploaded file to a private temp folder under its own (sanitised) name; readers take paths."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name) or "upload"
+    folder = folder or Path(tempfile.mkdtemp(prefix="roofsim-upload-"))
+    path = folder / safe
+    path.write_bytes(data)
+    return path
+
+
+def log_summary(log: Any) -> list[dict[str, Any]]:
+    """P50/P90/P99 and mean of measured TTFT, TPOT ((e2e - ttft)/(out - 1)) and E2E of a ServingLog, seconds."""
+    import numpy as np  # noqa: PLC0415
+
+    out_tok = np.asarray(log.output_tokens, dtype=float)
+    tpot = np.where(out_tok > 1, (log.e2e_s - log.ttft_s) / np.maximum(out_tok - 1, 1), np.nan)
+    rows = []
+    for name, v in (("TTFT", log.ttft_s), ("TPOT", tpot), ("E2E", log.e2e_s)):
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v)]
+        if v.size:
+            rows.append({"metric": name, "requests": int(v.size), "mean_s": float(v.mean()),
+                         "p50_s": float(np.percentile(v, 50)), "p90_s": float(np.percentile(v, 90)),
+                         "p99_s": float(np.percentile(v, 99))})
+    return rows

@@ -1,0 +1,162 @@
+"""Figure builders and the dashboard's pure helpers: roofs, ridge points, kernel points, bars, CDFs, errors."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import pytest
+
+from app.cmd_estimate import estimate
+from app.common import Deployment, quant_from_args
+from app.dashboard_state import (
+    StepConfig,
+    error_table,
+    parse_metric,
+    predict_gemm_s,
+    roofs,
+    step_metrics,
+    step_view,
+)
+from app.figures import (
+    ecdf,
+    kernel_time_figure,
+    latency_cdf_figure,
+    marker_sizes,
+    memory_figure,
+    predicted_vs_measured_figure,
+    roofline_figure,
+)
+from hardware_specs.catalog import load_hardware
+from model.loader import load_model
+from model.spec import ParallelSpec
+
+
+@pytest.fixture(scope="module")
+def view() -> dict:
+    return step_view(StepConfig(hardware="h100-sxm", model="Llama-3.1-8B", batch=16, input_len=1024, output_len=256))
+
+
+def test_h100_roofs_and_ridge_points_are_datasheet_ratios() -> None:
+    r = {x["dtype"]: x for x in roofs(load_hardware("h100-sxm"))}
+    # H100 SXM datasheet: 989.4 TFLOP/s dense bf16, 1978.9 fp8, 3.35 TB/s HBM3 -> ridges 295.3 and 590.7 FLOP/B (1978.9e12 / 3.35e12 = 590.716)
+    assert set(r) == {"fp32", "tf32", "bf16", "fp16", "fp8", "int8"}  # no int4/fp4 on Hopper
+    assert r["bf16"]["ridge_flops_per_byte"] == pytest.approx(989.4e12 / 3.35e12)
+    assert r["bf16"]["ridge_flops_per_byte"] == pytest.approx(295.34, abs=0.01)
+    assert r["fp8"]["ridge_flops_per_byte"] == pytest.approx(590.72, abs=0.01)
+
+
+def test_roofline_figure_has_one_roof_per_dtype_and_every_flop_kernel(view: dict) -> None:
+    fig = roofline_figure(view["roofs"], view["bandwidth_bytes_per_s"], view["kernels"])
+    names = [t.name for t in fig.data]
+    assert [n for n in names if n.endswith(" roof")] == [f"{d} roof" for d in ("fp32", "tf32", "bf16", "fp16",
+                                                                               "fp8", "int8")]
+    bf16 = next(t for t in fig.data if t.name == "bf16 roof")
+    # the roof's knee is at the ridge point, flat at the peak afterwards, slope = bandwidth before
+    assert bf16.x[1] == pytest.approx(989.4e12 / 3.35e12) and bf16.y[1] == bf16.y[2] == 989.4e12
+    assert bf16.y[0] == pytest.approx(3.35e12 * bf16.x[0])
+    ridge = next(t for t in fig.data if t.name == "bf16 ridge")
+    assert ridge.x[0] == pytest.approx(295.34, abs=0.01)
+    pts = [t for t in fig.data if t.name.endswith("kernels")]
+    n_points = sum(len(t.x) for t in pts)
+    assert n_points == sum(1 for k in view["kernels"] if k["flops"] > 0)
+    assert {t.name for t in pts} == {"prefill kernels", "decode kernels"}
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+
+def test_every_kernel_sits_under_its_roof(view: dict) -> None:
+    """achieved = flops / time can never exceed min(peak(dtype), bandwidth x AI): a cost-model invariant."""
+    hw = load_hardware("h100-sxm")
+    bw = hw.memory.bandwidth_bytes_per_s
+    for k in view["kernels"]:
+        if k["flops"] <= 0 or k["kind"] in ("comm", "pp_comm"):
+            continue
+        peak = hw.peak(k["dtype"]) if k["kind"] in ("gemm", "attn_prefill", "attn_decode") else hw.peak("fp32")
+        assert k["achieved_flops_per_s"] <= min(peak, bw * k["arithmetic_intensity"]) * (1 + 1e-9), k["name"]
+
+
+def test_decode_gemms_are_memory_bound_and_prefill_gemms_compute_bound(view: dict) -> None:
+    dec = [k for k in view["kernels"] if k["phase"] == "decode" and k["kind"] == "gemm" and k["name"] != "lm_head"]
+    pre = [k for k in view["kernels"] if k["phase"] == "prefill" and k["kind"] == "gemm" and k["name"] != "lm_head"]
+    assert dec and all(k["bound"] == "memory" for k in dec)
+    assert pre and all(k["bound"] == "compute" for k in pre)
+    # batch 16 decode: AI of a bf16 GEMM ~ 2*16*n*k / (2*n*k) = 16 FLOP/byte, far left of the 295 ridge
+    assert all(10 < k["arithmetic_intensity"] < 20 for k in dec)
+
+
+def test_marker_area_proportional_to_time() -> None:
+    s = marker_sizes([1.0, 4.0, 0.0], smallest=0.0, largest=10.0)
+    assert s == pytest.approx([5.0, 10.0, 0.0])  # sqrt(1)/sqrt(4) of the diameter -> 1/4 of the area
+    assert marker_sizes([]) == []
+
+
+def test_kernel_time_bars_add_up_to_the_step_minus_overhead(view: dict) -> None:
+    fig = kernel_time_figure(view["kernels"])
+    for phase in ("prefill", "decode"):
+        bar = next(t for t in fig.data if t.name == phase)
+        step = view[phase]
+        assert sum(bar.x) * 1e-6 == pytest.approx(step["seconds"] - step["overhead_s"], rel=1e-9)
+
+
+def test_memory_figure_stacks_to_the_device_capacity(view: dict) -> None:
+    fig = memory_figure({"A": view["memory"]})
+    total_gb = sum(t.x[0] for t in fig.data)
+    assert total_gb == pytest.approx(80.0)  # H100 SXM: 80 GB (1e9 bytes)
+    kv = next(t for t in fig.data if t.name == "KV cache")
+    assert kv.x[0] == pytest.approx(view["memory"]["kv_capacity_bytes"] / 1e9)
+
+
+def test_step_metrics_match_the_cli_estimate(view: dict) -> None:
+    ns = argparse.Namespace(weight_dtype="bf16", activation_dtype="auto", kv_dtype="auto", group_size=128)
+    dep = Deployment(load_model("Llama-3.1-8B"), load_hardware("h100-sxm"), quant_from_args(ns), ParallelSpec(), None)
+    ref = estimate(dep, 16, 1024, 256)
+    shown = step_metrics(view)
+    assert parse_metric(shown["TPOT"]) == pytest.approx(ref["tpot_s"] * 1e3, abs=5e-4)
+    assert parse_metric(shown["TTFT"]) == pytest.approx(ref["ttft_s"] * 1e3, abs=5e-4)
+    assert parse_metric(shown["Output throughput"]) == pytest.approx(16 / ref["tpot_s"], abs=0.05)
+    # $/1M output tokens = price/h / 3600 / (tokens/s) * 1e6
+    price = load_hardware("h100-sxm").price_usd_per_hour
+    assert parse_metric(shown["$ / 1M output tokens"]) == pytest.approx(price / 3600 / (16 / ref["tpot_s"]) * 1e6,
+                                                                        abs=5e-4)
+
+
+@pytest.mark.parametrize("cfg, needle", [
+    (StepConfig(tp=3), "tp=3 must divide"),
+    (StepConfig(model="Llama-3.1-405B"), "does not fit"),
+    (StepConfig(hardware="a100-sxm-80gb", weight_dtype="fp8"), "no fp8"),
+])
+def test_impossible_configs_raise_user_errors(cfg: StepConfig, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        step_view(cfg)
+
+
+def test_ecdf_and_cdf_figure() -> None:
+    x, y = ecdf([3.0, 1.0, math.nan, 2.0])
+    assert list(x) == [1.0, 2.0, 3.0] and list(y) == pytest.approx([1 / 3, 2 / 3, 1.0])
+    fig = latency_cdf_figure({"a": np.arange(10_000, dtype=float)}, max_points=100)
+    assert len(fig.data[0].x) <= 100 and fig.data[0].y[-1] == 1.0 and fig.data[0].x[-1] == 9999.0
+
+
+def test_predicted_vs_measured_and_error_table() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        predicted_vs_measured_figure([1.0, 2.0], [1.0])
+    recs = [{"group": "g", "rel_error": e} for e in (0.1, -0.3, 0.5, 0.0)]
+    t = error_table(recs)[0]
+    assert t["rows"] == 4 and t["MAPE %"] == pytest.approx(22.5) and t["bias %"] == pytest.approx(7.5)
+    assert t["within 20 %"] == pytest.approx(50.0)
+    fig = predicted_vs_measured_figure([1e-3, 2e-3], [1.1e-3, 2e-3], groups=["a", "b"])
+    assert {t.name for t in fig.data} >= {"y = x", "a", "b"}
+
+
+def test_gemm_prediction_is_the_hand_computed_roofline() -> None:
+    """A 4096^3 bf16 GEMM on an H100: 2*4096^3 FLOPs at peak x efficiency (compute-bound), plus launch overhead."""
+    from model.cost import DEFAULT_CALIBRATION as cal
+    from model.cost import gemm_compute_efficiency
+
+    hw = load_hardware("h100-sxm")
+    eff = gemm_compute_efficiency(4096, 4096, 4096, hw.compute.num_units, cal)
+    expect = 2 * 4096**3 / (989.4e12 * eff) + cal.kernel_overhead_s
+    assert predict_gemm_s(4096, 4096, 4096, "bf16", hw) == pytest.approx(expect, rel=1e-12)
+    # weight-only int8: the same bf16 math, but 1-byte weights -> never slower than bf16
+    assert predict_gemm_s(1, 4096, 4096, "int8", hw, weight_only=True) < predict_gemm_s(1, 4096, 4096, "bf16", hw)
