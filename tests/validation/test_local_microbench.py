@@ -17,7 +17,9 @@ from validation.local.microbench import (
     measure_gemm,
     measure_overheads,
     measure_stream,
+    prepare_gemm,
     time_call,
+    time_interleaved,
 )
 
 # Generous ceiling: every core at 4 GHz retiring 64 fp32 FLOP/cycle (two AVX-512 FMA pipes x 16 lanes x 2).
@@ -140,3 +142,30 @@ def test_rows_have_exactly_the_calibration_keys() -> None:
 
 def test_last_level_cache_is_read() -> None:
     assert last_level_cache_bytes() >= 2**20
+
+
+def test_time_interleaved_times_every_kernel_every_round() -> None:
+    import time
+
+    calls = {"fast": 0, "slow": 0}
+
+    def fast() -> None:
+        calls["fast"] += 1
+
+    def slow() -> None:
+        calls["slow"] += 1
+        time.sleep(0.003)
+
+    template = KernelRecord(op="x", dtype="fp32")
+    recs = time_interleaved(
+        [(fast, template), (slow, template)], 3, np.random.default_rng(0), min_sample_s=1e-3
+    )
+    assert [r.repeats for r in recs] == [3, 3]
+    assert calls["slow"] == 2 + 3  # warm-up, calibration, one call per round (3 ms > min_sample_s)
+    assert recs[1].measured_s >= 0.003 > recs[0].measured_s
+    assert all(r.min_s <= r.measured_s <= r.max_s for r in recs)
+
+
+def test_prepare_gemm_refuses_a_mismatched_shared_b() -> None:
+    with pytest.raises(ValueError, match="need"):
+        prepare_gemm(4, 8, 16, "fp32", np.random.default_rng(0), b=np.zeros((8, 16), dtype=np.float32))

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -197,17 +197,14 @@ def time_call(
 # ---- kernels ----------------------------------------------------------------------------------------
 
 
-def measure_gemm(
-    m: int,
-    n: int,
-    k: int,
-    dtype: str,
-    rng: np.random.Generator,
-    *,
-    target_s: float = 0.1,
-    min_repeats: int = 3,
-) -> KernelRecord:
-    """C[m,n] = A[m,k] @ B[k,n] through np.matmul (BLAS sgemm/dgemm).
+Prepared = tuple[Callable[[], object], KernelRecord]
+"""A kernel ready to time: the call, and its record with the timing fields still 0."""
+
+
+def prepare_gemm(
+    m: int, n: int, k: int, dtype: str, rng: np.random.Generator, *, b: np.ndarray | None = None
+) -> Prepared:
+    """C[m,n] = A[m,k] @ B[k,n] through np.matmul (BLAS sgemm/dgemm); pass `b` to share one B across shapes.
 
     flops = 2*m*n*k (one multiply and one add per inner-product term); bytes = (m*k + k*n + m*n) * itemsize,
     the compulsory traffic (each operand read once, C written once).
@@ -218,27 +215,86 @@ def measure_gemm(
         raise ValueError(f"dtype={dtype!r} must be one of {sorted(_DTYPES)}; fp16: {FP16_SKIPPED_NOTE}")
     np_dtype = _DTYPES[dtype]
     a = rng.standard_normal((m, k), dtype=np.float64).astype(np_dtype)
-    b = rng.standard_normal((k, n), dtype=np.float64).astype(np_dtype)
+    if b is None:
+        b = rng.standard_normal((k, n), dtype=np.float64).astype(np_dtype)
+    elif b.shape != (k, n) or b.dtype != np_dtype:
+        raise ValueError(f"b has shape {b.shape} and dtype {b.dtype}; need {(k, n)} {np.dtype(np_dtype)}")
     c = np.empty((m, n), dtype=np_dtype)
-    median, best, worst, repeats = time_call(
-        lambda: np.matmul(a, b, out=c), target_s=target_s, min_repeats=min_repeats
-    )
     itemsize = np.dtype(np_dtype).itemsize
-    return KernelRecord(
+    record = KernelRecord(
         op="gemm",
         dtype=dtype,
         m=m,
         n=n,
         k=k,
         batch=1,
-        measured_s=median,
         flops=2.0 * m * n * k,
         bytes=float((m * k + k * n + m * n) * itemsize),
-        min_s=best,
-        max_s=worst,
-        repeats=repeats,
         threads=blas_threads(),
     )
+    return (lambda: np.matmul(a, b, out=c)), record
+
+
+def measure_gemm(
+    m: int,
+    n: int,
+    k: int,
+    dtype: str,
+    rng: np.random.Generator,
+    *,
+    target_s: float = 0.1,
+    min_repeats: int = 3,
+) -> KernelRecord:
+    """Time one GEMM shape on its own (see prepare_gemm for the FLOP and byte counts)."""
+    return _time_prepared(prepare_gemm(m, n, k, dtype, rng), target_s=target_s, min_repeats=min_repeats)
+
+
+def _time_prepared(prepared: Prepared, *, target_s: float, min_repeats: int = 3) -> KernelRecord:
+    fn, record = prepared
+    median, best, worst, repeats = time_call(fn, target_s=target_s, min_repeats=min_repeats)
+    return replace(record, measured_s=median, min_s=best, max_s=worst, repeats=repeats)
+
+
+def time_interleaved(
+    prepared: Sequence[Prepared],
+    rounds: int,
+    rng: np.random.Generator,
+    *,
+    min_sample_s: float = 2e-3,
+) -> list[KernelRecord]:
+    """Time many kernels in `rounds` rounds, each round visiting every kernel once in a fresh random order.
+
+    On a shared machine a burst of someone else's load then spreads over many kernels as one sample each,
+    and the per-kernel median over rounds discards it, instead of spoiling every repeat of one kernel.
+    A sample repeats a kernel back to back until it lasts `min_sample_s`.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds} must be >= 1")
+    inner = []
+    for fn, _ in prepared:
+        fn()  # warm-up: page faults, BLAS thread start, caches
+        start = time.perf_counter_ns()
+        fn()
+        once_s = max((time.perf_counter_ns() - start) * 1e-9, 1e-9)
+        inner.append(max(1, math.ceil(min_sample_s / once_s)))
+    samples = np.empty((len(prepared), rounds))
+    for r in range(rounds):
+        for i in rng.permutation(len(prepared)):
+            fn, count = prepared[i][0], inner[i]
+            start = time.perf_counter_ns()
+            for _ in range(count):
+                fn()
+            samples[i, r] = (time.perf_counter_ns() - start) * 1e-9 / count
+    return [
+        replace(
+            record,
+            measured_s=float(np.median(samples[i])),
+            min_s=float(samples[i].min()),
+            max_s=float(samples[i].max()),
+            repeats=rounds,
+        )
+        for i, (_, record) in enumerate(prepared)
+    ]
 
 
 _STREAM_OPS = ("copy", "scale", "add", "triad")
@@ -246,28 +302,33 @@ _STREAM_OPS = ("copy", "scale", "add", "triad")
 _STREAM_WORDS = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
 
 
-def measure_stream(
+def stream_arrays(num_elements: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """STREAM's three float64 arrays, filled with constants as STREAM does (np.full touches every page)."""
+    return np.full(num_elements, 1.0), np.full(num_elements, 2.0), np.full(num_elements, 0.5)
+
+
+def prepare_stream(
     op: str,
-    num_elements: int,
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray],
     *,
     threads: int = 1,
-    repeats: int = 5,
-) -> KernelRecord:
-    """STREAM kernel on float64 arrays of `num_elements`: copy b=a, scale b=s*c, add c=a+b, triad a=b+s*c.
+    pool: ThreadPoolExecutor | None = None,
+) -> Prepared:
+    """STREAM kernel on float64 arrays a, b, c: copy b=a, scale b=s*c, add c=a+b, triad a=b+s*c.
 
     Every op writes into a preallocated array with out= (no temporaries); triad is np.multiply then np.add
     into `a`, so it really moves 5 words per element, but bytes are counted the STREAM way (copy 2 x 8 x n,
     triad 3 x 8 x n) so numbers compare with published STREAM results. With threads > 1 the arrays are split
-    into contiguous chunks run on a thread pool (numpy ufuncs release the GIL) and the op is named `<op>_mt`.
+    into contiguous chunks run on `pool` (numpy ufuncs release the GIL) and the op is named `<op>_mt`.
     """
     if op not in _STREAM_WORDS:
         raise ValueError(f"op={op!r} must be one of {list(_STREAM_WORDS)}")
+    a, b, c = arrays
+    num_elements = a.size
     if num_elements < threads or threads < 1:
         raise ValueError(f"need 1 <= threads={threads} <= num_elements={num_elements}")
-    # Constant fills as in STREAM; np.full also touches every page before the timing starts.
-    a = np.full(num_elements, 1.0)
-    b = np.full(num_elements, 2.0)
-    c = np.full(num_elements, 0.5)
+    if threads > 1 and pool is None:
+        raise ValueError(f"threads={threads} needs a thread pool")
     scalar = 3.0
 
     def kernel(lo: int, hi: int) -> None:
@@ -282,32 +343,31 @@ def measure_stream(
             np.add(a[lo:hi], b[lo:hi], out=a[lo:hi])
 
     bounds = np.linspace(0, num_elements, threads + 1).astype(int)
-    if threads == 1:
 
-        def fn() -> None:
+    def fn() -> None:
+        if threads == 1:
             kernel(0, num_elements)
+        else:
+            list(pool.map(kernel, bounds[:-1], bounds[1:]))
 
-        median, best, worst, reps = time_call(fn, min_repeats=repeats, max_repeats=repeats, warmup=1)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-
-            def fn() -> None:
-                list(pool.map(kernel, bounds[:-1], bounds[1:]))
-
-            median, best, worst, reps = time_call(fn, min_repeats=repeats, max_repeats=repeats, warmup=1)
-    return KernelRecord(
+    return fn, KernelRecord(
         op=op if threads == 1 else f"{op}_mt",
         dtype="fp64",
         n=num_elements,
         batch=1,
-        measured_s=median,
         flops=float(num_elements * {"copy": 0, "scale": 1, "add": 1, "triad": 2}[op]),
         bytes=float(_STREAM_WORDS[op] * 8 * num_elements),
-        min_s=best,
-        max_s=worst,
-        repeats=reps,
         threads=threads,
     )
+
+
+def measure_stream(op: str, num_elements: int, *, threads: int = 1, repeats: int = 5) -> KernelRecord:
+    """Time one STREAM op on its own arrays (see prepare_stream for the byte counting)."""
+    arrays = stream_arrays(num_elements)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        fn, record = prepare_stream(op, arrays, threads=threads, pool=pool)
+        median, best, worst, reps = time_call(fn, min_repeats=repeats, max_repeats=repeats, warmup=1)
+    return replace(record, measured_s=median, min_s=best, max_s=worst, repeats=reps)
 
 
 def measure_overheads(*, target_s: float = 0.05) -> tuple[KernelRecord, KernelRecord]:
@@ -350,6 +410,13 @@ def measure_overheads(*, target_s: float = 0.05) -> tuple[KernelRecord, KernelRe
 def measure_attention_decode(
     ctx_len: int, num_heads: int, head_dim: int, rng: np.random.Generator, *, target_s: float = 0.1
 ) -> KernelRecord:
+    """Time one decode-attention shape on its own (see prepare_attention_decode for the counts)."""
+    return _time_prepared(prepare_attention_decode(ctx_len, num_heads, head_dim, rng), target_s=target_s)
+
+
+def prepare_attention_decode(
+    ctx_len: int, num_heads: int, head_dim: int, rng: np.random.Generator
+) -> Prepared:
     """One query token against ctx_len cached keys/values per head: softmax(q K^T / sqrt(d)) V, fp32.
 
     flops = 4 * heads * ctx * head_dim (QK^T and PV, 2 flops per multiply-add; softmax's ~5 per score is left
@@ -371,20 +438,15 @@ def measure_attention_decode(
         scores /= scores.sum(axis=-1, keepdims=True)
         return np.matmul(scores, values)
 
-    median, best, worst, repeats = time_call(fn, target_s=target_s)
-    return KernelRecord(
+    return fn, KernelRecord(
         op="attn_decode",
         dtype="fp32",
         batch=1,
         ctx_len=ctx_len,
         num_heads=num_heads,
         head_dim=head_dim,
-        measured_s=median,
         flops=4.0 * num_heads * ctx_len * head_dim,
         bytes=float((2 * num_heads * ctx_len * head_dim + 2 * num_heads * head_dim) * 4),
-        min_s=best,
-        max_s=worst,
-        repeats=repeats,
         threads=blas_threads(),
     )
 
@@ -392,6 +454,13 @@ def measure_attention_decode(
 def measure_attention_prefill(
     seq_len: int, num_heads: int, head_dim: int, rng: np.random.Generator, *, target_s: float = 0.1
 ) -> KernelRecord:
+    """Time one causal prefill-attention shape on its own (see prepare_attention_prefill for the counts)."""
+    return _time_prepared(prepare_attention_prefill(seq_len, num_heads, head_dim, rng), target_s=target_s)
+
+
+def prepare_attention_prefill(
+    seq_len: int, num_heads: int, head_dim: int, rng: np.random.Generator
+) -> Prepared:
     """Causal self-attention over seq_len tokens per head, materialising the score matrix (fp32).
 
     numpy computes the full seq x seq scores and masks the upper triangle, so the executed flops are
@@ -416,20 +485,15 @@ def measure_attention_prefill(
         scores /= scores.sum(axis=-1, keepdims=True)
         return np.matmul(scores, values)
 
-    median, best, worst, repeats = time_call(fn, target_s=target_s)
-    return KernelRecord(
+    return fn, KernelRecord(
         op="attn_prefill",
         dtype="fp32",
         batch=1,
         seq_len=seq_len,
         num_heads=num_heads,
         head_dim=head_dim,
-        measured_s=median,
         flops=4.0 * num_heads * seq_len * seq_len * head_dim,
         bytes=float(4 * num_heads * seq_len * head_dim * 4 + 2 * num_heads * seq_len * seq_len * 4),
-        min_s=best,
-        max_s=worst,
-        repeats=repeats,
         threads=blas_threads(),
     )
 
@@ -485,38 +549,38 @@ class _Plan:
     gemm_m: tuple[int, ...]
     gemm_nk: tuple[tuple[int, int], ...]
     fp64_min_m: int
-    gemm_target_s: float
+    gemm_rounds: int
     stream_multiples: tuple[int, ...]
     stream_repeats: int
     decode_ctx: tuple[int, ...]
     prefill_seq: tuple[int, ...]
     attn_heads: tuple[tuple[int, int], ...]
-    attn_target_s: float
+    attn_rounds: int
 
 
 _QUICK = _Plan(
     gemm_m=(1, 8, 64, 256, 1024, 2048),
     gemm_nk=((1024, 1024), (4096, 4096)),
     fp64_min_m=256,
-    gemm_target_s=0.05,
+    gemm_rounds=5,
     stream_multiples=(4,),
     stream_repeats=4,
     decode_ctx=(128, 1024, 8192),
     prefill_seq=(64, 256, 1024),
     attn_heads=((12, 64),),
-    attn_target_s=0.05,
+    attn_rounds=5,
 )
 _FULL = _Plan(
     gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
     gemm_nk=((256, 256), (1024, 1024), (4096, 4096), (4096, 1024), (1024, 4096)),
     fp64_min_m=1,
-    gemm_target_s=0.1,
+    gemm_rounds=9,
     stream_multiples=(4, 8),
     stream_repeats=8,
     decode_ctx=(128, 256, 512, 1024, 2048, 4096, 8192),
     prefill_seq=(64, 128, 256, 512, 1024),
     attn_heads=((12, 64), (32, 128)),
-    attn_target_s=0.1,
+    attn_rounds=9,
 )
 
 #: GEMMs with at least this many rows count as "large" for the peak FLOP/s.
@@ -526,8 +590,9 @@ PEAK_MIN_M = 512
 def measure_machine(quick: bool, rng: np.random.Generator) -> MachineMeasurements:
     """Measure GEMM peaks, STREAM bandwidth, call overhead and attention kernels on this machine.
 
-    `quick` takes ~30-40 s on a 2-core machine; the full grid ~2-3 minutes. `rng` fills the operands and
-    shuffles the GEMM order, so slow drift (other load, frequency) does not line up with shape.
+    `quick` takes ~30-40 s on a 2-core machine; the full grid ~2-3 minutes. GEMMs and attention kernels are
+    timed in interleaved rounds (`time_interleaved`) so load from other processes does not line up with one
+    shape. `rng` fills the operands and draws the order of every round.
     """
     plan = _QUICK if quick else _FULL
     started = time.perf_counter()
@@ -535,29 +600,39 @@ def measure_machine(quick: bool, rng: np.random.Generator) -> MachineMeasurement
 
     gemms = [(m, n, k, "fp32") for m in plan.gemm_m for n, k in plan.gemm_nk]
     gemms += [(m, n, k, "fp64") for m in plan.gemm_m if m >= plan.fp64_min_m for n, k in plan.gemm_nk]
-    for index in rng.permutation(len(gemms)):
-        m, n, k, dtype = gemms[index]
-        records.append(measure_gemm(m, n, k, dtype, rng, target_s=plan.gemm_target_s))
+    shared_b: dict[tuple[int, int, str], np.ndarray] = {}
+    for _, n, k, dtype in gemms:
+        if (n, k, dtype) not in shared_b:
+            shared_b[n, k, dtype] = rng.standard_normal((k, n)).astype(_DTYPES[dtype])
+    prepared = [prepare_gemm(m, n, k, dtype, rng, b=shared_b[n, k, dtype]) for m, n, k, dtype in gemms]
+    records += time_interleaved(prepared, plan.gemm_rounds, rng)
+    del prepared, shared_b
     records.sort(key=lambda r: (r.dtype, r.n, r.k, r.m))
     logger.info("GEMM: %d shapes in %.1f s", len(records), time.perf_counter() - started)
 
     llc = last_level_cache_bytes()
     threads_options = sorted({1, os.cpu_count() or 1})
-    for multiple in plan.stream_multiples:
-        num_elements = multiple * llc // 8
-        for threads in threads_options:
-            for op in _STREAM_OPS:
-                records.append(measure_stream(op, num_elements, threads=threads, repeats=plan.stream_repeats))
+    with ThreadPoolExecutor(max_workers=max(threads_options)) as pool:
+        for multiple in plan.stream_multiples:
+            arrays = stream_arrays(multiple * llc // 8)
+            stream = [
+                prepare_stream(op, arrays, threads=threads, pool=pool)
+                for threads in threads_options
+                for op in _STREAM_OPS
+            ]
+            records += time_interleaved(stream, plan.stream_repeats, rng)
+            del arrays, stream
     logger.info("STREAM done at %.1f s", time.perf_counter() - started)
 
     gemm_overhead, elementwise_overhead = measure_overheads()
     records += [gemm_overhead, elementwise_overhead]
 
+    attention = []
     for heads, head_dim in plan.attn_heads:
-        for ctx in plan.decode_ctx:
-            records.append(measure_attention_decode(ctx, heads, head_dim, rng, target_s=plan.attn_target_s))
-        for seq in plan.prefill_seq:
-            records.append(measure_attention_prefill(seq, heads, head_dim, rng, target_s=plan.attn_target_s))
+        attention += [prepare_attention_decode(ctx, heads, head_dim, rng) for ctx in plan.decode_ctx]
+        attention += [prepare_attention_prefill(seq, heads, head_dim, rng) for seq in plan.prefill_seq]
+    records += time_interleaved(attention, plan.attn_rounds, rng)
+    del attention
     logger.info("attention done at %.1f s", time.perf_counter() - started)
 
     def peak(dtype: str) -> float:
