@@ -35,6 +35,15 @@ class Scheduler:
         raise NotImplementedError
 
     # -- shared pieces ----------------------------------------------------------------------------------
+    @staticmethod
+    def balanced(rep: Replica, lane: Lane) -> bool:
+        """With pipeline lanes, a lane admits only while it holds no more than the emptiest lane plus its
+        share of the queue (vLLM gives each request to the virtual engine with the fewest unfinished ones)."""
+        if rep.pp == 1:
+            return True
+        least = min(len(other.running) for other in rep.lanes)
+        return len(lane.running) <= least + len(rep.waiting) // rep.pp  # its share of the queue
+
     def swap_ins(self, rep: Replica, lane: Lane) -> None:
         """Bring swapped-out requests back (oldest first) while blocks and the sequence limit allow."""
         pool = rep.pool
@@ -54,7 +63,7 @@ class Scheduler:
         waiting = rep.waiting
         max_seqs = self.cfg.max_num_seqs
         reserved = 0
-        while waiting and len(lane.running) < max_seqs:
+        while waiting and len(lane.running) < max_seqs and self.balanced(rep, lane):
             r = waiting.peek()
             assert r is not None
             target = r.input_tokens + r.generated
@@ -135,7 +144,7 @@ class SarathiBatching(Scheduler):
             return n_dec
         pool = rep.pool
         waiting = rep.waiting
-        while budget > 0 and waiting and len(lane.running) < self.cfg.max_num_seqs:
+        while budget > 0 and waiting and len(lane.running) < self.cfg.max_num_seqs and self.balanced(rep, lane):
             r = waiting.peek()
             assert r is not None
             if not pool.can_admit(pool.blocks_for(r.input_tokens + r.generated)):
