@@ -11,6 +11,7 @@ from validation.local.microbench import (
     ROW_KEYS,
     KernelRecord,
     MachineMeasurements,
+    blas_threads,
     last_level_cache_bytes,
     measure_attention_decode,
     measure_attention_prefill,
@@ -18,6 +19,7 @@ from validation.local.microbench import (
     measure_overheads,
     measure_stream,
     prepare_gemm,
+    set_blas_threads,
     time_call,
     time_interleaved,
 )
@@ -169,3 +171,15 @@ def test_time_interleaved_times_every_kernel_every_round() -> None:
 def test_prepare_gemm_refuses_a_mismatched_shared_b() -> None:
     with pytest.raises(ValueError, match="need"):
         prepare_gemm(4, 8, 16, "fp32", np.random.default_rng(0), b=np.zeros((8, 16), dtype=np.float32))
+
+
+def test_blas_threads_can_be_set_and_read_back() -> None:
+    before = blas_threads()
+    try:
+        set_blas_threads(1)
+        assert blas_threads() == 1
+    finally:
+        set_blas_threads(before)
+    assert blas_threads() == before
+    with pytest.raises(ValueError, match="threads=0"):
+        set_blas_threads(0)

@@ -7,6 +7,7 @@ Run: `python -m validation.local.microbench [--quick] [--seed 0] [--out machine.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import math
@@ -524,13 +525,52 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _openblas() -> ctypes.CDLL | None:
+    """The OpenBLAS library numpy loaded (found in /proc/self/maps), or None."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    for line in maps.splitlines():
+        path = line.split()[-1] if line.split() else ""
+        if "openblas" in Path(path).name and ".so" in Path(path).name:
+            return ctypes.CDLL(path)
+    return None
+
+
+def _openblas_function(suffix: str) -> Callable[..., int] | None:
+    lib = _openblas()
+    if lib is None:
+        return None
+    for name in (f"scipy_openblas_{suffix}64_", f"openblas_{suffix}64_", f"openblas_{suffix}"):
+        if hasattr(lib, name):
+            return getattr(lib, name)
+    return None
+
+
 def blas_threads() -> int:
-    """Threads OpenBLAS uses: its env settings, else one per logical CPU (OpenBLAS's default)."""
+    """Threads OpenBLAS uses now (asked from the library); else its env settings, else one per CPU."""
+    get = _openblas_function("get_num_threads")
+    if get is not None:
+        return int(get())
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(var, "")
         if value.isdigit() and int(value) > 0:
             return int(value)
     return os.cpu_count() or 1
+
+
+def set_blas_threads(threads: int) -> None:
+    """Set OpenBLAS's thread count for this process. On a shared machine one thread is often faster than
+    two: a BLAS call with 2 threads waits for whichever thread another process has preempted."""
+    if threads < 1:
+        raise ValueError(f"threads={threads} must be >= 1")
+    setter = _openblas_function("set_num_threads")
+    if setter is None:
+        raise ValueError(
+            "cannot set BLAS threads: numpy's BLAS is not OpenBLAS (set OMP_NUM_THREADS before start)"
+        )
+    setter(ctypes.c_int(threads))
 
 
 def blas_name() -> str:
@@ -706,8 +746,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small grid, ~40 s")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
+    parser.add_argument("--blas-threads", type=int, help="OpenBLAS threads (default: its own, one per CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.blas_threads:
+        set_blas_threads(args.blas_threads)
     result = measure_machine(args.quick, np.random.default_rng(args.seed))
     _log_summary(result)
     if args.out:

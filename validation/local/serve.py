@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from model.spec import ModelSpec
-from validation.local.microbench import blas_name, blas_threads, cpu_model_name
+from validation.local.microbench import blas_name, blas_threads, cpu_model_name, set_blas_threads
 from validation.local.transformer import (
     LocalLlama,
     StepRecord,
@@ -339,8 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--step-times", action="store_true", help="time steps instead of serving")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="JSON output path")
+    parser.add_argument("--blas-threads", type=int, help="OpenBLAS threads (default: its own, one per CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.blas_threads:
+        set_blas_threads(args.blas_threads)
     spec = small_llama_spec(
         hidden_size=args.hidden,
         num_layers=args.layers,
