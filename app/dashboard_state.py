@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from app.cmd_estimate import estimate
@@ -329,3 +330,162 @@ def log_summary(log: Any) -> list[dict[str, Any]]:
                          "p50_s": float(np.percentile(v, 50)), "p90_s": float(np.percentile(v, 90)),
                          "p99_s": float(np.percentile(v, 99))})
     return rows
+
+
+# ----------------------------------------------------------------------------------------- serving what-if
+
+
+@dataclass(frozen=True)
+class ServingForm:
+    """The serving page's widgets: one replica group, one workload (built-in or uploaded trace), SLOs, seed."""
+
+    workload: str = "conversation"
+    rate_per_s: float = 4.0
+    num_requests: int = 1000
+    trace_path: str = ""  # set: replay this trace file instead of the built-in workload
+    trace_format: str = "auto"
+    rate_scale: float = 1.0
+    model: str = "Llama-3.1-8B"
+    hardware: str = "h100-sxm"
+    tp: int = 1
+    pp: int = 1
+    count: int = 1
+    weight_dtype: str = "bf16"
+    activation_dtype: str = "auto"
+    kv_dtype: str = "auto"
+    scheduler: str = "vllm"
+    max_num_seqs: int = 256
+    max_batched_tokens: int = 8192
+    chunk_size: int = 512
+    predictor_sigma: float = 0.0
+    preemption: str = "recompute"
+    router: str = "round_robin"
+    slo_ttft_s: float = 1.0
+    slo_tpot_s: float = 0.1
+    seed: int = 0
+
+    def with_(self, **changes: Any) -> ServingForm:
+        return replace(self, **changes)
+
+
+def sim_config(form: ServingForm) -> Any:
+    """The SimConfig (the same object `roofsim simulate --config` reads from TOML) for the form."""
+    from simulator.config import SimConfig  # noqa: PLC0415
+
+    ns = argparse.Namespace(weight_dtype=form.weight_dtype, activation_dtype=form.activation_dtype,
+                            kv_dtype=form.kv_dtype, group_size=128)
+    quant = quant_from_args(ns)
+    sched: dict[str, Any] = {"kind": form.scheduler, "max_num_seqs": form.max_num_seqs,
+                             "max_batched_tokens": form.max_batched_tokens, "preemption": form.preemption}
+    if form.scheduler == "sarathi":
+        sched["chunk_size"] = form.chunk_size
+    if form.scheduler == "sjf":
+        sched["predictor_sigma"] = form.predictor_sigma
+    if form.trace_path:
+        workload: dict[str, Any] = {"kind": "trace", "path": form.trace_path, "format": form.trace_format,
+                                    "rate_scale": form.rate_scale, "max_requests": form.num_requests}
+    else:
+        workload = {"kind": "named", "name": form.workload, "rate_per_s": form.rate_per_s,
+                    "num_requests": form.num_requests}
+    return SimConfig.from_dict({
+        "workload": workload,
+        "replicas": [{"model": form.model, "hardware": form.hardware, "tp": form.tp, "pp": form.pp,
+                      "count": form.count, "quant": quant.model_dump(), "scheduler": sched}],
+        "router": {"kind": form.router},
+        "slo": {"ttft_s": form.slo_ttft_s, "tpot_s": form.slo_tpot_s},
+        "seed": form.seed,
+    }, "dashboard form")
+
+
+def form_from_config(cfg: Any) -> ServingForm:
+    """The widgets that reproduce a SimConfig (an uploaded TOML); ValueError for what one form cannot show."""
+    if len(cfg.replicas) != 1:
+        raise ValueError(f"the dashboard edits one replica group; this config has {len(cfg.replicas)} "
+                         "(run it with `roofsim simulate --config`)")
+    g = cfg.replicas[0]
+    wl = cfg.workload
+    base = ServingForm()
+    w: dict[str, Any] = {}
+    if wl.kind == "named":
+        w = {"workload": wl.name, "rate_per_s": wl.rate_per_s or base.rate_per_s,
+             "num_requests": wl.num_requests or base.num_requests}
+    elif wl.kind == "trace":
+        w = {"trace_path": wl.path, "trace_format": wl.format, "rate_scale": wl.rate_scale,
+             "num_requests": wl.max_requests or base.num_requests}
+    else:
+        raise ValueError("the dashboard shows built-in workloads and traces; this config has a synthetic workload "
+                         "(run it with `roofsim simulate --config`)")
+    s = g.scheduler
+    return base.with_(
+        **w, model=g.model, hardware=g.hardware, tp=g.tp, pp=g.pp, count=g.count,
+        weight_dtype=g.quant.weight_dtype, activation_dtype=g.quant.activation_dtype, kv_dtype=g.quant.kv_dtype,
+        scheduler=s.kind, max_num_seqs=s.max_num_seqs, max_batched_tokens=s.max_batched_tokens,
+        chunk_size=getattr(s, "chunk_size", base.chunk_size),
+        predictor_sigma=getattr(s, "predictor_sigma", base.predictor_sigma), preemption=s.preemption,
+        router=cfg.router.kind, slo_ttft_s=cfg.slo.ttft_s or base.slo_ttft_s,
+        slo_tpot_s=cfg.slo.tpot_s or base.slo_tpot_s, seed=cfg.seed)
+
+
+def light_result(result: Any, bins: int = 300) -> dict[str, Any]:
+    """What the serving page keeps of a SimResult: the summary, per-request latencies of completed requests,
+    and the per-iteration series binned over simulated time (throughput, queue, batch size, KV usage)."""
+    import numpy as np  # noqa: PLC0415
+
+    done = np.asarray(result.completed, dtype=bool)
+    s = result.series
+    out: dict[str, Any] = {"summary": dict(result.summary),
+                           "ttft_s": np.asarray(result.ttft_s)[done], "tpot_s": np.asarray(result.tpot_s)[done],
+                           "e2e_s": np.asarray(result.e2e_s)[done]}
+    t = np.asarray(s.start_s, dtype=float)
+    if t.size == 0:
+        out["series"] = {k: (np.zeros(0), np.zeros(0)) for k in ("throughput", "waiting", "batch", "kv")}
+        return out
+    end = float((t + np.asarray(s.duration_s)).max())
+    edges = np.linspace(0.0, max(end, 1e-9), bins + 1)
+    idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, bins - 1)
+    width = edges[1] - edges[0]
+    n = np.bincount(idx, minlength=bins)
+    occupied = n > 0
+
+    def mean_of(v: Any) -> np.ndarray:
+        total = np.bincount(idx, weights=np.asarray(v, dtype=float), minlength=bins)
+        return np.divide(total, n, out=np.full(bins, np.nan), where=occupied)
+
+    # each decode sequence emits one token per iteration; a finished prefill emits the first token
+    tokens = np.bincount(idx, weights=np.asarray(s.decode_seqs, dtype=float), minlength=bins)
+    mid = (edges[:-1] + edges[1:]) / 2
+    # waiting/running are per replica: sum the replicas' means for the cluster-wide queue
+    waiting = np.zeros(bins)
+    for rep in np.unique(s.replica):
+        sel = np.asarray(s.replica) == rep
+        tot = np.bincount(idx[sel], weights=np.asarray(s.waiting, dtype=float)[sel], minlength=bins)
+        cnt = np.bincount(idx[sel], minlength=bins)
+        waiting += np.divide(tot, cnt, out=np.zeros(bins), where=cnt > 0)
+    out["series"] = {"throughput": (mid, tokens / width), "waiting": (mid[occupied], waiting[occupied]),
+                     "batch": (mid[occupied], mean_of(s.batch_size)[occupied]),
+                     "kv": (mid[occupied], 100 * mean_of(s.kv_usage)[occupied])}
+    return out
+
+
+def serving_kpis(summary: Mapping[str, Any]) -> dict[str, str]:
+    """The KPI cards of the serving page, formatted as shown (tests parse these strings)."""
+
+    def ms(x: float) -> str:
+        return f"{x * 1e3:.1f} ms" if math.isfinite(x) else "n/a"
+
+    return {
+        "P50 TTFT": ms(summary["ttft_s"]["p50"]), "P99 TTFT": ms(summary["ttft_s"]["p99"]),
+        "P50 TPOT": ms(summary["tpot_s"]["p50"]), "P99 TPOT": ms(summary["tpot_s"]["p99"]),
+        "P50 E2E": f"{summary['e2e_s']['p50']:.2f} s", "P99 E2E": f"{summary['e2e_s']['p99']:.2f} s",
+        "Throughput": f"{summary['output_tokens_per_s']:.0f} tok/s",
+        "Goodput": f"{summary['goodput_requests_per_s']:.2f} req/s",
+        "$ / 1M tokens": f"{summary['cost_per_million_output_tokens_usd']:.3f}",
+        "J / token": f"{summary['energy_per_output_token_j']:.3f}",
+    }
+
+
+def sweep_rates(rate_per_s: float, points: int = 5) -> list[float]:
+    """Offered loads of the latency-versus-load sweep: 0.25x .. 2x the current rate (geometric, rounded)."""
+    if rate_per_s <= 0 or points < 2:
+        raise ValueError(f"rate_per_s={rate_per_s} must be > 0 and points={points} >= 2")
+    return [float(round(rate_per_s * f, 4)) for f in np.geomspace(0.25, 2.0, points)]
