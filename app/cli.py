@@ -15,6 +15,7 @@ from hardware_specs.errors import RoofsimError
 # Each module defines `register(subparsers)`, which adds its sub-command and sets `func(args) -> int`.
 COMMANDS: tuple[str, ...] = (
     "app.cmd_estimate",
+    "app.cmd_simulate",
     "app.cmd_app",
 )
 

@@ -1,0 +1,57 @@
+"""`roofsim simulate`: JSON keys, flags override the run file, --out files and overwrite refusal, clean errors."""
+
+from __future__ import annotations
+
+import json
+
+from app.cli import main
+from simulator.config import SimConfig
+
+
+def test_json_output_has_the_documented_keys(capsys) -> None:
+    assert main(["simulate", "--num-requests", "60", "--rate", "3", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    for k in ("requests_completed", "requests_rejected", "output_tokens_per_s", "requests_per_s",
+              "sim_duration_s", "wall_s"):
+        assert k in d
+    for k in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
+        assert set(d[k]) >= {"mean", "p50", "p90", "p99"}
+    assert d["requests_completed"] == 60
+    assert d["config"]["workload"]["rate_per_s"] == 3
+
+
+def test_flags_override_run_file(tmp_path, capsys) -> None:
+    cfg = SimConfig.model_validate({
+        "workload": {"kind": "named", "name": "conversation", "num_requests": 40},
+        "replicas": [{"model": "llama-3.1-8b", "hardware": "h100-sxm", "tp": 1}]})
+    p = tmp_path / "run.toml"
+    p.write_text(cfg.to_toml())
+    assert main(["simulate", "--config", str(p), "--tp", "2", "--chunk-size", "256", "--print-config"]) == 0
+    out = SimConfig.model_validate(__import__("tomllib").loads(capsys.readouterr().out))
+    assert out.replicas[0].tp == 2
+    assert out.replicas[0].scheduler.kind == "sarathi" and out.replicas[0].scheduler.chunk_size == 256
+    assert out.workload.num_requests == 40
+
+
+def test_out_dir_files_and_no_overwrite(tmp_path, capsys) -> None:
+    args = ["simulate", "--num-requests", "30", "--json", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    files = sorted(f.name for f in (tmp_path / "o").iterdir())
+    assert files == ["requests.csv", "summary.json", "timeseries.csv", "trace.json"]
+    assert len((tmp_path / "o" / "requests.csv").read_text().splitlines()) == 31
+    ev = json.loads((tmp_path / "o" / "trace.json").read_text())["traceEvents"]
+    assert ev[0]["ph"] == "X" and "decode_seqs" in ev[0]["args"]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+
+
+def test_clean_errors(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[workload]\nkind = "named"\nname = "conversation"\n[[replicas]]\nmodel = "llama-3.1-8b"\n')
+    assert main(["simulate", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roofsim: error:") and "bad.toml" in err and "replicas.0.hardware" in err
+    assert main(["simulate", "--model", "llama-2-70b", "--num-requests", "5"]) == 2
+    assert "does not fit" in capsys.readouterr().err
