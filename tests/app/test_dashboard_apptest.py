@@ -164,3 +164,110 @@ def test_home_and_capacity_placeholder_render() -> None:
     assert "what-if dashboard" in home.title[0].value
     cap = _app("4_Capacity_planning.py")
     assert cap.info and "Coming with the capacity-planning issue" in cap.info[0].value
+
+
+# ------------------------------------------------------------------------------------------ serving what-if
+
+SERVING_N = 300
+
+
+def _serving_reference(count: int = 1) -> dict:
+    """The same run straight through the simulator, config written by hand (not via the dashboard's helpers)."""
+    from simulator.config import SimConfig
+    from simulator.run import simulate
+
+    cfg = SimConfig.model_validate({
+        "workload": {"kind": "named", "name": "conversation", "rate_per_s": 4.0, "num_requests": SERVING_N},
+        "replicas": [{"model": "Llama-3.1-8B", "hardware": "h100-sxm", "count": count,
+                      "quant": {"weight_dtype": "bf16", "activation_dtype": "bf16", "kv_dtype": "bf16"}}],
+        "slo": {"ttft_s": 1.0, "tpot_s": 0.1}, "seed": 0})
+    return simulate(cfg).summary
+
+
+@pytest.fixture(scope="module")
+def serving() -> AppTest:
+    at = _app("2_Serving_what-if.py")
+    assert at.info and "Run simulation" in at.info[0].value  # nothing runs until asked (or cached)
+    at.number_input(key="sv_num_requests").set_value(SERVING_N)
+    at.button(key="run").click().run()
+    _no_traceback(at)
+    return at
+
+
+def test_serving_kpis_equal_the_simulator(serving: AppTest) -> None:
+    ref = _serving_reference()
+    assert _metric(serving, "P50 TTFT") == pytest.approx(ref["ttft_s"]["p50"] * 1e3, abs=0.05)
+    assert _metric(serving, "P99 TTFT") == pytest.approx(ref["ttft_s"]["p99"] * 1e3, abs=0.05)
+    assert _metric(serving, "P50 TPOT") == pytest.approx(ref["tpot_s"]["p50"] * 1e3, abs=0.05)
+    assert _metric(serving, "Throughput") == pytest.approx(ref["output_tokens_per_s"], abs=0.5)
+    assert _metric(serving, "$ / 1M tokens") == pytest.approx(ref["cost_per_million_output_tokens_usd"], abs=5e-4)
+    assert len(serving.get("plotly_chart")) >= 7  # 3 CDFs + 4 time series
+
+
+def test_more_replicas_lower_tail_ttft_and_going_back_is_cached(serving: AppTest) -> None:
+    p99_one = _metric(serving, "P99 TTFT")
+    serving.number_input(key="sv_count").set_value(2)
+    serving.button(key="run").click().run()
+    _no_traceback(serving)
+    ref2 = _serving_reference(count=2)
+    p99_two = _metric(serving, "P99 TTFT")
+    assert p99_two == pytest.approx(ref2["ttft_s"]["p99"] * 1e3, abs=0.05)
+    assert p99_two < p99_one  # round-robin over 2 replicas halves each one's load
+    serving.number_input(key="sv_count").set_value(1).run()  # no click: the earlier result is served from cache
+    _no_traceback(serving)
+    assert _metric(serving, "P99 TTFT") == p99_one
+
+
+def test_load_sweep_latency_grows_with_rate(serving: AppTest) -> None:
+    serving.button(key="sweep").click().run()
+    _no_traceback(serving)
+    table = next(d.value for d in serving.dataframe if "rate_per_s" in d.value.columns)
+    assert list(table["rate_per_s"]) == [1.0, 1.6818, 2.8284, 4.7568, 8.0]
+    assert table["ttft_p99_s"].iloc[-1] > table["ttft_p99_s"].iloc[0]
+
+
+def test_scenario_toml_restores_the_widgets() -> None:
+    from app.dashboard_state import ServingForm, sim_config
+
+    toml = sim_config(ServingForm(model="Qwen3-8B", hardware="a100-sxm-80gb", scheduler="sarathi", chunk_size=256,
+                                  count=3, rate_per_s=2.5, num_requests=200)).to_toml()
+    at = _app("2_Serving_what-if.py")
+    at.file_uploader(key="restore").set_value(("s.toml", toml.encode(), "application/toml")).run()
+    _no_traceback(at)
+    assert at.selectbox(key="sv_model").value == "Qwen3-8B"
+    assert at.selectbox(key="sv_scheduler").value == "sarathi"
+    assert at.number_input(key="sv_chunk_size").value == 256
+    assert at.number_input(key="sv_count").value == 3
+    assert at.number_input(key="sv_rate_per_s").value == 2.5
+    # the download offers the same TOML back
+    assert "chunk_size = 256" in at.code[0].value and 'model = "Qwen3-8B"' in at.code[0].value
+
+
+@pytest.mark.parametrize("key, name, data, needle", [
+    ("restore", "bad.toml", b"[workload\nkind=", "not valid TOML"),
+    ("restore", "typo.toml", b'[workload]\nkind = "named"\nname = "conversation"\n[[replicas]]\nmodel = "x"\n'
+                             b'hardware = "h100-sxm"\nbogus = 1\n', "bogus"),
+])
+def test_serving_bad_upload_shows_error(key: str, name: str, data: bytes, needle: str) -> None:
+    at = _app("2_Serving_what-if.py")
+    at.file_uploader(key=key).set_value((name, data, "application/octet-stream")).run()
+    _no_traceback(at)
+    assert at.error and needle in at.error[0].value, [e.value for e in at.error]
+
+
+def test_serving_unparseable_trace_shows_error() -> None:
+    at = _app("2_Serving_what-if.py")
+    at.file_uploader(key="trace_upload").set_value(("t.csv", b"arrival_s,input_tokens,output_tokens\n0,abc,5\n",
+                                                    "text/csv")).run()
+    at.button(key="run").click().run()
+    _no_traceback(at)
+    assert at.error and "t.csv:2: field 'input_tokens'" in at.error[0].value, [e.value for e in at.error]
+
+
+def test_serving_impossible_deployment_shows_error() -> None:
+    at = _app("2_Serving_what-if.py")
+    at.selectbox(key="sv_model").set_value("Llama-3.1-405B")
+    at.number_input(key="sv_num_requests").set_value(50)
+    at.button(key="run").click().run()
+    _no_traceback(at)
+    assert at.error and "does not fit" in at.error[0].value

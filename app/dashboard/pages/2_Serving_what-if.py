@@ -160,6 +160,9 @@ run_clicked = c1.button("Run simulation", type="primary", key="run")
 c2.download_button("Download config (TOML)", toml_text, file_name="roofsim-scenario.toml", mime="application/toml",
                    key="download", help="The same file `roofsim simulate --config` takes.")
 
+with st.expander("Scenario TOML"):
+    st.code(toml_text, language="toml")
+
 result: dict[str, Any] | None = None
 if run_clicked or is_cached(cfg):
     bar = st.progress(0.0, text="starting ...") if not is_cached(cfg) else None
@@ -246,6 +249,3 @@ with tab_load:
         if pts:
             st.plotly_chart(latency_vs_load_figure({"current": pts}), key="load_curve")
             st.dataframe(pts, hide_index=True, key="load_table")
-
-with st.expander("Scenario TOML"):
-    st.code(toml_text, language="toml")
