@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job on built-in defaults: replay 2,000 requests of the built-in conversation workload (statistics of the
+# Azure 2023 conversation trace) through Llama-3.1-8B on one H100 with vLLM-style continuous batching.
 demo: $(STAMP)
-	$(VENV)/bin/roofsim estimate --model llama-3.1-8b --hardware h100-sxm --batch 16 --input-len 1024 --output-len 256
+	$(VENV)/bin/roofsim simulate --model llama-3.1-8b --hardware h100-sxm --workload conversation --num-requests 2000 --seed 0
 
 test: $(STAMP)
 	$(PY) -m pytest -q
