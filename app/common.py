@@ -97,9 +97,13 @@ def print_table(rows: list[list[str]], headers: list[str], out: Any = None) -> N
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print(line, file=out)
     print("  ".join("-" * w for w in widths), file=out)
+    def numeric(c: object) -> bool:
+        t = str(c).lstrip("$+-")
+        return bool(t) and (t[0].isdigit() or t in ("inf", "nan"))
+
     for r in rows:
-        print("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))),
-              file=out)
+        print("  ".join(str(c).rjust(w) if i and numeric(c) else str(c).ljust(w)
+                        for i, (c, w) in enumerate(zip(r, widths, strict=True))), file=out)
 
 
 def print_json(obj: Any) -> None:
