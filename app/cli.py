@@ -17,6 +17,8 @@ COMMANDS: tuple[str, ...] = (
     "app.cmd_estimate",
     "app.cmd_simulate",
     "app.cmd_app",
+    "app.cmd_validate",
+    "app.cmd_calibrate",
 )
 
 

@@ -1,0 +1,132 @@
+"""`roofsim validate <what>`: compare predictions with measurements. `kernels` checks the per-kernel cost model
+against measured kernel tables; further validators register themselves in VALIDATORS (one function each)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.common import print_json, print_table
+from hardware_specs.spec import HardwareSpec
+from model.cost import Calibration
+from validation.kernel_tables import KernelMeasurement, read_kernel_tables
+from validation.metrics_err import summarize
+from validation.predict import Prediction, predict_rows
+from validation.profiles import profile_for, read_calibration
+from validation.report import write_kernel_report
+
+FORMATS = ("auto", "aiconfigurator", "vidur", "llmcompass", "csv")
+_PROGRESS_MIN_ROWS = 20_000
+
+
+def progress_bar(desc: str) -> Callable[[Iterable], Iterable]:
+    """tqdm on stderr for big tables (off when stderr is not a terminal)."""
+    def wrap(it: Iterable) -> Iterable:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        total = len(it) if hasattr(it, "__len__") else None  # type: ignore[arg-type]
+        return tqdm(it, total=total, desc=desc, file=sys.stderr, mininterval=0.5,
+                    disable=True if total is not None and total < _PROGRESS_MIN_ROWS else None)
+    return wrap
+
+
+def calibration_choice(value: str | None) -> Calibration | Callable[[HardwareSpec], Calibration]:
+    """--calibration: a profile file, 'shipped' (profile_for each row's hardware) or 'default' (model defaults)."""
+    if value is None or value == "default":
+        return Calibration()
+    if value == "shipped":
+        return profile_for
+    return read_calibration(Path(value))
+
+
+# ------------------------------------------------------------------------------------------- kernels
+def _register_kernels(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = vsub.add_parser("kernels", help="predict every row of measured kernel tables and report the errors",
+                        description="Predict every measured kernel row (a file, or every table under a directory) "
+                                    "and report median/mean/P90 absolute %% error and bias per op/dtype/framework.")
+    p.add_argument("path", type=Path, help="kernel table file or directory of tables")
+    p.add_argument("--format", choices=FORMATS, default="auto")
+    p.add_argument("--hardware", default=None, help="only rows measured on this hardware id/alias")
+    p.add_argument("--calibration", default=None,
+                   help="profile .toml, 'shipped' (the shipped profile of each row's hardware) or 'default' "
+                        "(model defaults; the default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report here")
+    p.add_argument("--max-rows", type=int, default=None,
+                   help="predict a random sample (seed 0) of at most N rows; the sampling is reported")
+    p.set_defaults(func=run_kernels)
+
+
+def validate_kernels(path: Path, format: str = "auto", hardware: str | None = None,
+                     calibration: str | None = None, max_rows: int | None = None,
+                     show_progress: bool = True) -> tuple[dict[str, Any], Prediction]:
+    """The JSON object of `roofsim validate kernels` and the predictions behind it."""
+    if max_rows is not None and max_rows <= 0:
+        raise ValueError(f"--max-rows={max_rows} must be > 0")
+    table = read_kernel_tables(path, format)
+    rows: list[KernelMeasurement] | tuple[KernelMeasurement, ...] = table.rows
+    notes: list[str] = []
+    if max_rows is not None and len(rows) > max_rows:
+        idx = np.sort(np.random.default_rng(0).choice(len(rows), max_rows, replace=False))
+        notes.append(f"--max-rows {max_rows}: predicted a random sample (seed 0) of {max_rows} of {len(rows)} rows")
+        rows = [rows[i] for i in idx]
+    cal = calibration_choice(calibration)
+    pred = predict_rows(rows, cal, hardware=hardware,
+                        progress=progress_bar("predicting") if show_progress else None)
+    out: dict[str, Any] = summarize(pred.rows, pred.predicted_s, pred.measured_s)
+    out = {"by_op": out["by_op"], "overall": out["overall"], "by_hardware": out["by_hardware"],
+           "problems": list(table.problems) + list(pred.problems), "notes": notes,
+           "rows_read": len(table.rows), "rows_predicted": len(pred.rows),
+           "calibration": calibration or "default"}
+    return out, pred
+
+
+def run_kernels(args: argparse.Namespace) -> int:
+    out, pred = validate_kernels(args.path, args.format, args.hardware, args.calibration, args.max_rows)
+    if args.report is not None:
+        from validation.metrics_err import error_stats, grouped_stats  # noqa: PLC0415
+
+        write_kernel_report(args.report, pred, grouped_stats(pred.rows, pred.predicted_s, pred.measured_s),
+                            error_stats(pred.predicted_s, pred.measured_s) if len(pred.rows) else None,
+                            title=f"roofsim kernel validation: {args.path}", problems=tuple(out["problems"]),
+                            notes=f"calibration: {out['calibration']}; " + "; ".join(out["notes"]))
+    if args.json:
+        print_json(out)
+        return 0
+    rows = [[k, str(s["n"]), f"{s['median_abs_pct_err']:.1f}", f"{s['mape']:.1f}", f"{s['p90_abs_pct_err']:.1f}",
+             f"{s['bias_pct']:+.1f}"] for hw, d in out["by_hardware"].items() for k, s in
+            ((f"{hw}  {k}", s) for k, s in d.items())]
+    if out["overall"]:
+        s = out["overall"]
+        rows.append(["overall", str(s["n"]), f"{s['median_abs_pct_err']:.1f}", f"{s['mape']:.1f}",
+                     f"{s['p90_abs_pct_err']:.1f}", f"{s['bias_pct']:+.1f}"])
+    print_table(rows, ["hardware  op/dtype/framework", "n", "median|e|%", "MAPE%", "P90|e|%", "bias%"])
+    print(f"\n{out['rows_predicted']} of {out['rows_read']} rows predicted (calibration: {out['calibration']})")
+    for n in out["notes"]:
+        print(f"note: {n}")
+    if out["problems"]:
+        print(f"{len(out['problems'])} problem(s):", file=sys.stderr)
+        for pr in out["problems"]:
+            print(f"  {pr}", file=sys.stderr)
+    if args.report is not None:
+        print(f"report written to {args.report}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- registry
+# One function per validator; each adds its sub-sub-command to `roofsim validate` (benchmarks, run: to come).
+VALIDATORS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (  # type: ignore[type-arg]
+    _register_kernels,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("validate", help="compare predictions with measured kernel tables or serving results")
+    vsub = p.add_subparsers(dest="validate_what", metavar="WHAT", required=True)
+    for reg in VALIDATORS:
+        reg(vsub)

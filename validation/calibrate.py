@@ -1,0 +1,255 @@
+"""Fit a Calibration's efficiencies and overheads to measured kernel rows, with cross-validation over shape families.
+
+Least squares on log(predicted/measured) (scipy.optimize.least_squares, bounded, soft-L1 loss) over the vectorised
+cost of validation.predict.FeatureTable; held-out error comes from GroupKFold-style folds that hold out whole shape
+families (GEMM weight shape (n,k); attention head config x length bucket; collective x GPUs x size bucket).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from model.cost import Calibration
+from validation.kernel_tables import KernelMeasurement
+from validation.metrics_err import ErrorStats, error_stats, grouped_stats
+from validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, predict_rows
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_validate", "calibrate",
+           "shape_family", "fitted_fields", "BOUNDS"]
+
+# Kernel families (FeatureTable.kind codes): each gets equal weight in the fit whatever its row count.
+_FAMILY = {0: "gemm", 1: "attn_prefill", 2: "attn_decode", 3: "elementwise", 4: "comm", 7: "comm"}
+
+# (lower, upper, typical scale) of every fitted field. Efficiencies are fractions of the datasheet peak.
+BOUNDS: dict[str, tuple[float, float, float]] = {
+    "gemm_eff": (0.05, 1.0, 0.7),
+    "gemm_k_half": (0.0, 8192.0, 128.0),
+    "gemm_mem_eff": (0.05, 1.0, 0.8),
+    "attn_prefill_eff": (0.02, 1.0, 0.5),
+    "attn_prefill_s_half": (0.0, 16384.0, 256.0),
+    "attn_decode_mem_eff": (0.02, 1.0, 0.7),
+    "attn_decode_ctx_half": (0.0, 65536.0, 64.0),
+    "elementwise_mem_eff": (0.02, 1.0, 0.8),
+    "vector_eff": (0.01, 1.0, 0.5),
+    "kernel_overhead_s": (0.0, 1e-4, 3e-6),
+    "comm_bw_eff": (0.02, 1.0, 0.8),
+    "comm_latency_s": (0.0, 1e-3, 1e-5),
+}
+
+# log-ratio at which the soft-L1 loss turns from quadratic to linear (~10% error)
+ROBUST_SCALE = 0.1
+
+# Which fields each family constrains.
+_FAMILY_FIELDS = {
+    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "kernel_overhead_s"),
+    "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "gemm_mem_eff", "kernel_overhead_s"),
+    "attn_decode": ("attn_decode_mem_eff", "attn_decode_ctx_half", "attn_prefill_eff", "kernel_overhead_s"),
+    "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s"),
+    "comm": ("comm_bw_eff", "comm_latency_s"),
+}
+
+
+def _bucket(x: float, base: float = 2.0) -> int:
+    return int(math.floor(math.log(max(x, 1.0), base)))
+
+
+def shape_family(row: KernelMeasurement) -> str:
+    """The cross-validation group of a row: rows sharing it are held out together."""
+    op = row.op
+    if op in ("gemm", "attn_qk_matmul", "attn_av_matmul"):
+        return f"gemm n={row.n} k={row.k}"  # one weight shape = one family (all m, all dtypes)
+    if op in ("attn_prefill", "attn_decode"):
+        length = row.seq_len if op == "attn_prefill" else row.ctx_len
+        return (f"{op} h={row.num_heads} kv={row.num_kv_heads} d={row.head_dim} w={row.window} "
+                f"len~2^{_bucket(length)}")
+    if row.message_bytes:
+        return f"{op} gpus={row.num_gpus} bytes~4^{_bucket(row.message_bytes, 4.0)}"
+    return f"{op} hidden={row.hidden} heads={row.num_heads}"
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Predictable rows with their cost features, CV groups and fit weights."""
+
+    prediction: Prediction
+    features: FeatureTable
+    measured: np.ndarray
+    family: np.ndarray  # family name per row
+    groups: np.ndarray  # shape-family id per row (int)
+    weight_key: np.ndarray  # (family, framework) id per row: each key gets equal total weight
+
+    @property
+    def rows(self) -> tuple[KernelMeasurement, ...]:
+        return self.prediction.rows
+
+    def subset(self, idx: np.ndarray) -> FitData:
+        ft = FeatureTable(**{f: (getattr(self.features, f)[idx] if f != "tiling" else self.features.tiling)
+                             for f in self.features.__dataclass_fields__})
+        p = self.prediction
+        pred = Prediction(tuple(p.rows[i] for i in idx), tuple(p.kernels[i] for i in idx),
+                          tuple(p.hardware[i] for i in idx), p.predicted_s[idx], p.problems)
+        return FitData(pred, ft, self.measured[idx], self.family[idx], self.groups[idx], self.weight_key[idx])
+
+
+def prepare(rows: Sequence[KernelMeasurement], base: Calibration, hardware: str | None = None,
+            progress: Callable | None = None) -> tuple[FitData, tuple[str, ...]]:
+    """Build the fit data; returns it with the problems (rows that cannot be predicted, with reasons)."""
+    pred = predict_rows(rows, base, hardware=hardware, progress=progress)
+    if not pred.rows:
+        raise ValueError("no predictable rows to calibrate on" + (f" (problems: {pred.problems[:3]})"
+                                                                 if pred.problems else ""))
+    ft = features(pred.kernels, pred.hardware, base)
+    fam = np.array([_FAMILY[int(k)] for k in ft.kind], dtype=object)
+    _, groups = np.unique(np.array([shape_family(r) for r in pred.rows], dtype=object), return_inverse=True)
+    wk_labels = np.array([f"{f}|{r.framework}" for f, r in zip(fam, pred.rows, strict=True)], dtype=object)
+    _, wkey = np.unique(wk_labels, return_inverse=True)
+    return FitData(pred, ft, pred.measured_s, fam, groups, wkey), pred.problems
+
+
+def fitted_fields(data: FitData) -> tuple[str, ...]:
+    """The Calibration fields the rows in `data` constrain, in FIT_FIELDS order."""
+    present = set(data.family.tolist())
+    wanted = {f for fam in present for f in _FAMILY_FIELDS[fam]}
+    return tuple(f for f in FIT_FIELDS if f in wanted)
+
+
+def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | None = None,
+                    max_rows_per_key: int = 3000, seed: int = 0, name: str | None = None) -> Calibration:
+    """Least-squares fit of `fields` (default: all the data constrains) starting from `base`.
+
+    Residual: log(predicted/measured), weighted so every (kernel family, framework) counts equally; at most
+    `max_rows_per_key` rows per such key (random, from `seed`) enter the fit to keep it fast.
+    """
+    fields = tuple(fields) if fields is not None else fitted_fields(data)
+    unknown = [f for f in fields if f not in BOUNDS]
+    if unknown:
+        raise ValueError(f"cannot fit field(s) {unknown}; fittable: {sorted(BOUNDS)}")
+    rng = np.random.default_rng(seed)
+    idx_parts = []
+    for key in np.unique(data.weight_key):
+        idx = np.flatnonzero(data.weight_key == key)
+        if len(idx) > max_rows_per_key:
+            idx = np.sort(rng.choice(idx, max_rows_per_key, replace=False))
+        idx_parts.append(idx)
+    idx = np.concatenate(idx_parts)
+    sub = data.subset(idx)
+    counts = np.bincount(sub.weight_key)
+    w = 1.0 / np.sqrt(counts[sub.weight_key])
+    logm = np.log(sub.measured)
+    params = {f: float(getattr(base, f)) for f in FIT_FIELDS}
+    lo = np.array([BOUNDS[f][0] for f in fields])
+    hi = np.array([BOUNDS[f][1] for f in fields])
+    scale = np.array([BOUNDS[f][2] for f in fields])
+    x0 = np.clip(np.array([params[f] for f in fields]), lo + 1e-9 * scale, hi - 1e-9 * scale) / scale
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        p = dict(params)
+        p.update(zip(fields, x * scale, strict=True))
+        r = np.log(sub.features.seconds_params(p)) - logm
+        # soft-L1 per row (robust: a few odd shapes do not drag the median), then the family weight:
+        # cost = sum w^2 * 2 f^2 (sqrt(1 + (r/f)^2) - 1), f = ROBUST_SCALE
+        f = ROBUST_SCALE
+        return w * np.sign(r) * np.sqrt(2.0 * f * f * (np.sqrt(1.0 + (r / f) ** 2) - 1.0))
+
+    if fields:
+        res = least_squares(resid, x0, bounds=(lo / scale, hi / scale), x_scale="jac", max_nfev=300)
+        params.update(zip(fields, (float(v) for v in res.x * scale), strict=True))
+        log.debug("fit %s: cost %.4g, %d evaluations, status %s", fields, res.cost, res.nfev, res.status)
+    update: dict[str, float | str] = {f: params[f] for f in fields}
+    if name is not None:
+        update["name"] = name
+    return base.model_copy(update=update)
+
+
+def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold index per row: shape families shuffled and dealt round-robin into k folds (GroupKFold by hand)."""
+    uniq = np.unique(groups)
+    if len(uniq) < k:
+        raise ValueError(f"cross-validation needs at least folds={k} shape families; the rows have {len(uniq)}")
+    perm = np.random.default_rng(seed).permutation(uniq)
+    fold_of_group = np.empty(uniq.max() + 1, dtype=int)
+    fold_of_group[perm] = np.arange(len(perm)) % k
+    return fold_of_group[groups]
+
+
+def cross_validate(data: FitData, base: Calibration, folds: int = 5, seed: int = 0,
+                   max_rows_per_key: int = 3000) -> np.ndarray:
+    """Out-of-fold predicted seconds: each row predicted by a fit that saw none of its shape family."""
+    fold = _folds(data.groups, folds, seed)
+    oof = np.empty(len(data.measured))
+    for f in range(folds):
+        test = fold == f
+        train = np.flatnonzero(~test)
+        cal = fit_calibration(data.subset(train), base, fields=fitted_fields(data),
+                              max_rows_per_key=max_rows_per_key, seed=seed + f)
+        oof[test] = data.features.seconds_params({x: getattr(cal, x) for x in FIT_FIELDS})[test]
+    return oof
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    calibration: Calibration
+    fields: tuple[str, ...]
+    in_sample: dict[str, ErrorStats]  # error of the final fit on the rows it was fitted to (not accuracy)
+    held_out: dict[str, ErrorStats]  # out-of-fold error by group: the accuracy to report
+    in_sample_overall: ErrorStats
+    held_out_overall: ErrorStats
+    n_rows: int
+    n_families: int
+    folds: int
+    problems: tuple[str, ...] = field(default=())
+
+    def meta(self) -> dict:
+        """The fit record written into a profile TOML."""
+        def tab(d: dict[str, ErrorStats]) -> dict:
+            return {k: _rounded(v.as_dict()) for k, v in d.items()}
+        return {
+            "fitted_fields": list(self.fields),
+            "rows": self.n_rows,
+            "shape_families": self.n_families,
+            "folds": self.folds,
+            "rows_not_used": len(self.problems),
+            "held_out_overall": _rounded(self.held_out_overall.as_dict()),
+            "in_sample_overall": _rounded(self.in_sample_overall.as_dict()),
+            "held_out": tab(self.held_out),
+            "in_sample": tab(self.in_sample),
+        }
+
+
+def _rounded(d: dict) -> dict:
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def calibrate(rows: Sequence[KernelMeasurement], hardware: str, base: Calibration | None = None,
+              folds: int = 5, seed: int = 0, name: str | None = None, max_rows_per_key: int = 3000,
+              progress: Callable | None = None) -> CalibrationResult:
+    """Fit a calibration for `hardware` to `rows` (rows of other hardware become problems) and measure its
+    held-out error with `folds`-fold shape-family cross-validation (folds=0 skips it; held-out is then empty)."""
+    from hardware_specs.catalog import load_hardware  # noqa: PLC0415
+
+    hw = load_hardware(hardware)
+    base = base or Calibration()
+    base = base.model_copy(update={"hardware": hw.id})
+    data, problems = prepare(rows, base, hardware=hw.id, progress=progress)
+    cal = fit_calibration(data, base, max_rows_per_key=max_rows_per_key, seed=seed,
+                          name=name or f"{hw.id}-fitted")
+    p = {x: getattr(cal, x) for x in FIT_FIELDS}
+    ins = data.features.seconds_params(p)
+    if folds:
+        oof = cross_validate(data, base, folds=folds, seed=seed, max_rows_per_key=max_rows_per_key)
+        held = grouped_stats(data.rows, oof, data.measured)
+        held_all = error_stats(oof, data.measured)
+    else:
+        held, held_all = {}, ErrorStats(0, math.nan, math.nan, math.nan, math.nan)
+    return CalibrationResult(
+        calibration=cal, fields=fitted_fields(data), in_sample=grouped_stats(data.rows, ins, data.measured),
+        held_out=held, in_sample_overall=error_stats(ins, data.measured), held_out_overall=held_all,
+        n_rows=len(data.measured), n_families=len(np.unique(data.groups)), folds=folds, problems=problems)

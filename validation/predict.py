@@ -1,0 +1,448 @@
+"""Measured kernel row -> the equivalent roofsim Kernel -> predicted seconds, one row or a whole table (vectorised).
+
+The shapes are turned into kernels with model.graph's own functions (gemm, elementwise, attention_kernels on a
+one-layer ModelSpec), so every FLOP/byte formula stays in one place; `FeatureTable.seconds` re-evaluates
+model.cost.kernel_cost in numpy for fast calibration and is tested equal to it row by row.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from hardware_specs.catalog import load_hardware
+from hardware_specs.errors import RoofsimError
+from hardware_specs.spec import HardwareSpec
+from model.batch import BatchShape
+from model.cost import Calibration, comm_seconds, gemm_compute_efficiency, kernel_cost
+from model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context
+from model.kernel import Kernel
+from model.spec import ModelSpec, ParallelSpec, QuantSpec
+from validation.kernel_tables import KernelMeasurement
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Unpredictable",
+    "row_kernel",
+    "predict_kernel",
+    "why_unpredictable",
+    "Prediction",
+    "FeatureTable",
+    "features",
+    "predict_rows",
+    "resolve_hardware",
+    "pct_errors",
+    "FIT_FIELDS",
+    "PREDICTED_OPS",
+]
+
+
+class Unpredictable(ValueError):
+    """A measured row that roofsim has no equivalent kernel for; the message is the reason."""
+
+
+_ACT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4")
+_KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+
+# op name -> how many (elements read, elements written, FLOPs per element) per tokens x hidden.
+# Formulas follow model/graph.py: RMSNorm 4 FLOP/elem, LayerNorm 7, SiLU*mul and GELU 8 (linear_kernels,
+# _mlp_linear); softmax: max, subtract, exp, sum, divide = 5 FLOP/elem (the same count the sampling kernel uses).
+_ELEMENTWISE: dict[str, tuple[float, float, float]] = {
+    "rmsnorm": (1.0, 1.0, 4.0),
+    "layernorm": (1.0, 1.0, 7.0),
+    "softmax": (1.0, 1.0, 5.0),
+    "gelu": (1.0, 1.0, 8.0),
+    "add": (2.0, 1.0, 1.0),  # residual add: two inputs, one output (graph.residual_add)
+}
+_COMM_OPS = ("allreduce", "allgather", "reducescatter", "alltoall", "send_recv")
+PREDICTED_OPS: tuple[str, ...] = (
+    "gemm", "attn_prefill", "attn_decode", "attn_qk_matmul", "attn_av_matmul", "embedding", "rope", "silu_mul",
+    *_ELEMENTWISE, *_COMM_OPS,
+)
+_REASONS = {
+    "moe": "fused MoE module rows are not predicted (no per-kernel MoE validation yet)",
+    "mlp": "fused MLP module rows are not predicted (compare the GEMM rows instead)",
+    "moe_dispatch": "MoE all-to-all dispatch (DeepEP/NVLink kernels) is not modelled separately",
+    "moe_combine": "MoE all-to-all combine (DeepEP/NVLink kernels) is not modelled separately",
+    "attn_output_reshape": "KV/output reshape copies are folded into the attention kernel in roofsim",
+    "attn_input_reshape": "KV/output reshape copies are folded into the attention kernel in roofsim",
+}
+
+
+def _need(row: KernelMeasurement, **fields: int | float) -> None:
+    bad = [f"{k}={v}" for k, v in fields.items() if not v or v <= 0]
+    if bad:
+        raise Unpredictable(f"op {row.op!r} needs positive {', '.join(bad)}")
+
+
+@lru_cache(maxsize=256)
+def _ctx(act: str, kv: str, heads: int = 1, kv_heads: int = 1, head_dim: int = 1, window: int = 0) -> GraphContext:
+    """A one-layer model whose attention has the row's head configuration (only attention fields matter)."""
+    model = ModelSpec(
+        name=f"probe-{heads}h{kv_heads}kv{head_dim}d",
+        family="probe",
+        vocab_size=1,
+        hidden_size=heads * head_dim,
+        num_layers=1,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=1,
+        sliding_window=window or None,
+        num_sliding_layers=1 if window else 0,
+        source="validation.predict probe (shape of a measured kernel row)",
+    )
+    quant = QuantSpec(weight_dtype=act if act in ("bf16", "fp16", "fp32", "fp8") else "bf16",
+                      activation_dtype=act, kv_dtype=kv)  # type: ignore[arg-type]
+    return graph_context(model, quant, ParallelSpec())
+
+
+@lru_cache(maxsize=8)
+def _wo_ctx(weight_dtype: str) -> GraphContext:
+    """A weight-only-quantized GEMM context (bf16 activations); group size 128 with fp16 scales (AWQ/GPTQ)."""
+    model = ModelSpec(name="probe-wo", family="probe", vocab_size=1, hidden_size=1, num_layers=1, num_heads=1,
+                      num_kv_heads=1, head_dim=1, intermediate_size=1, source="validation.predict probe")
+    quant = QuantSpec(weight_dtype=weight_dtype, activation_dtype="bf16", kv_dtype="bf16")  # type: ignore[arg-type]
+    return graph_context(model, quant, ParallelSpec())
+
+
+def _dtypes(row: KernelMeasurement) -> tuple[str, str]:
+    act = row.dtype
+    if act not in _ACT_DTYPES:
+        raise Unpredictable(f"dtype {act!r} is not a GEMM activation dtype roofsim models ({list(_ACT_DTYPES)})")
+    kv = row.kv_dtype or (act if act in _KV_DTYPES else "bf16")
+    if kv not in _KV_DTYPES:
+        raise Unpredictable(f"kv_dtype {kv!r} is not a KV-cache dtype roofsim models ({list(_KV_DTYPES)})")
+    return act, kv
+
+
+def _attention(row: KernelMeasurement) -> Kernel:
+    _need(row, batch=row.batch, num_heads=row.num_heads, num_kv_heads=row.num_kv_heads, head_dim=row.head_dim)
+    if row.num_heads % row.num_kv_heads:
+        raise Unpredictable(f"num_heads={row.num_heads} is not a multiple of num_kv_heads={row.num_kv_heads}")
+    act, kv = _dtypes(row)
+    window = row.window if row.window and row.window > 0 else 0
+    c = _ctx(act, kv, row.num_heads, row.num_kv_heads, row.head_dim, window)
+    if row.op == "attn_prefill":
+        _need(row, seq_len=row.seq_len)
+        shape = BatchShape.build(prefill=[(row.seq_len, row.ctx_len)] * row.batch, window=window or None)
+    else:  # one new token per sequence attending to ctx_len cached tokens (+ its own key)
+        shape = BatchShape.build(decode_ctx=[row.ctx_len] * row.batch, window=window or None)
+    (k,) = attention_kernels(c, shape)
+    return k
+
+
+def _gemm(row: KernelMeasurement) -> Kernel:
+    _need(row, m=row.m, n=row.n, k=row.k)
+    wo = re.search(r"\b(int8|int4|fp8|fp4)_wo\b|w4a16", row.variant)
+    if wo or row.dtype in ("int4", "fp4") and "a16" in row.variant:
+        # weight-only quantization: low-bit weights dequantized to 16-bit in the GEMM (graph.gemm dequant FLOPs)
+        wdt = row.dtype if row.dtype in ("int8", "int4", "fp8", "fp4") else "int4"
+        c = _wo_ctx(wdt)
+        return gemm("gemm", row.m, row.n, row.k, c, 1)
+    act, kv = _dtypes(row)
+    c = _ctx(act, kv)
+    # Weights and activations are stored in the GEMM dtype (fp8 rows read fp8 operands and write 16-bit output;
+    # graph.gemm keeps 16-bit activations between kernels, which is what a serving engine does).
+    return gemm("gemm", row.m, row.n, row.k, c, 1)
+
+
+def _batched_matmul(row: KernelMeasurement) -> Kernel:
+    """LLMCompass Q_mul_K / A_mul_V: batch*heads independent [s,d]x[d,ctx] (or [s,ctx]x[ctx,d]) matmuls,
+    costed as one GEMM whose rows stack the batch and heads (same FLOPs, same tile count)."""
+    _need(row, batch=row.batch, num_heads=row.num_heads, head_dim=row.head_dim, seq_len=row.seq_len,
+          ctx_len=row.ctx_len)
+    act, kv = _dtypes(row)
+    c = _ctx(act, kv)
+    bh = row.batch * row.num_heads
+    n, k = (row.ctx_len, row.head_dim) if row.op == "attn_qk_matmul" else (row.head_dim, row.ctx_len)
+    g = gemm(row.op, bh * row.seq_len, n, k, c, 1)
+    # the "weight" operand (K or V) differs per batch x head: bh copies are read, not one
+    return Kernel(name=g.name, kind="gemm", dtype=g.dtype, flops=g.flops, weight_bytes=g.weight_bytes * bh,
+                  act_read_bytes=g.act_read_bytes, act_write_bytes=g.act_write_bytes, m=g.m, n=g.n, k=g.k)
+
+
+def _elementwise(row: KernelMeasurement) -> Kernel:
+    act, kv = _dtypes(row)
+    c = _ctx(act, kv)
+    if row.op == "rope":
+        _need(row, tokens=row.tokens, num_heads=row.num_heads, head_dim=row.head_dim)
+        rot = row.tokens * (row.num_heads + row.num_kv_heads) * row.head_dim  # graph._attention_linear
+        return elementwise("rope", rot, rot, 6, c, 1)
+    _need(row, tokens=row.tokens, hidden=row.hidden)
+    t, h = row.tokens, row.hidden
+    if row.op == "embedding":  # a gather of t rows of the table (graph.linear_kernels "embedding")
+        return Kernel(name="embedding", kind="elementwise", dtype="fp32", weight_bytes=t * h * c.wb,
+                      act_write_bytes=t * h * c.ab)
+    if row.op == "silu_mul":  # gated MLP activation: reads gate and up halves, writes one (graph mlp_act)
+        return elementwise("silu_mul", 2 * t * h, t * h, 8, c, 1)
+    rd, wr, fl = _ELEMENTWISE[row.op]
+    return elementwise(row.op, rd * t * h, wr * t * h, fl, c, 1,
+                       weight_elems=h if row.op in ("rmsnorm", "layernorm") else 0.0)
+
+
+def _comm(row: KernelMeasurement) -> Kernel:
+    _need(row, message_bytes=row.message_bytes, num_gpus=row.num_gpus)
+    if row.op == "send_recv":
+        return Kernel(name="send_recv", kind="pp_comm", dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=2)
+    if row.num_gpus < 2:
+        raise Unpredictable(f"collective {row.op!r} on num_gpus={row.num_gpus} moves no data")
+    # model.cost.comm_seconds: tp_allreduce -> ring all-reduce; any other comm kernel -> (n-1)/n of the bytes over
+    # the link with n-1 latency steps, which is the ring all-gather / reduce-scatter / all-to-all cost
+    # (Thakur et al. 2005); nccl-tests message_size is the full buffer (output of all-gather, input of
+    # reduce-scatter), which is what that formula takes.
+    name = "tp_allreduce" if row.op == "allreduce" else row.op
+    return Kernel(name=name, kind="comm", dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=row.num_gpus)
+
+
+_BUILDERS: dict[str, Callable[[KernelMeasurement], Kernel]] = {
+    "gemm": _gemm,
+    "attn_prefill": _attention,
+    "attn_decode": _attention,
+    "attn_qk_matmul": _batched_matmul,
+    "attn_av_matmul": _batched_matmul,
+    **{op: _elementwise for op in ("embedding", "rope", "silu_mul", *_ELEMENTWISE)},
+    **{op: _comm for op in _COMM_OPS},
+}
+
+
+def row_kernel(row: KernelMeasurement) -> Kernel:
+    """The roofsim Kernel equivalent to a measured row; Unpredictable(reason) when there is none."""
+    builder = _BUILDERS.get(row.op)
+    if builder is None:
+        if row.op.startswith("cpu_overhead_"):
+            raise Unpredictable("CPU-side engine overhead, not a GPU kernel (validated with serving benchmarks)")
+        raise Unpredictable(_REASONS.get(row.op, f"op {row.op!r} has no roofsim kernel; predicted ops: "
+                                                  f"{sorted(PREDICTED_OPS)}"))
+    try:
+        return builder(row)
+    except Unpredictable:
+        raise
+    except ValueError as e:  # a shape that the model descriptors reject (e.g. heads not divisible)
+        raise Unpredictable(str(e)) from e
+
+
+def why_unpredictable(row: KernelMeasurement) -> str | None:
+    """None when the row can be predicted, else the reason."""
+    try:
+        row_kernel(row)
+    except Unpredictable as e:
+        return str(e)
+    return None
+
+
+def predict_kernel(row: KernelMeasurement, hw: HardwareSpec, cal: Calibration) -> float | None:
+    """Predicted seconds of the measured kernel on `hw` under `cal`, or None when the row cannot be predicted
+    (why_unpredictable gives the reason). A dtype the hardware lacks raises ValueError from hw.peak."""
+    try:
+        k = row_kernel(row)
+    except Unpredictable:
+        return None
+    return kernel_cost(k, hw, cal).seconds
+
+
+# ----------------------------------------------------------------------------------------- hardware
+def resolve_hardware(name: str) -> HardwareSpec:
+    """load_hardware, with the measured-data spelling kept in the error."""
+    try:
+        return load_hardware(name)
+    except (RoofsimError, KeyError) as e:
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        raise Unpredictable(f"hardware {name!r} has no catalog entry ({msg.split('. Known')[0]})") from None
+
+
+# ----------------------------------------------------------------------------------- vectorised table
+# 4 = any collective (affine in comm_latency_s and 1/comm_bw_eff), 7 = a collective that costs nothing
+_KIND_CODE = {"gemm": 0, "attn_prefill": 1, "attn_decode": 2, "elementwise": 3, "sampling": 3}
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Per-row constants of kernel_cost so that predicted seconds for any Calibration is a few numpy ops.
+
+    Integer GEMM tiling fields (gemm_tile_m, gemm_tile_n, gemm_splitk_min_k) are frozen into `gemm_shape_eff`
+    (pad x wave), so `seconds(cal)` is exact only for a cal with the same integer fields as `tiling`.
+    """
+
+    kind: np.ndarray  # int8 code, _KIND_CODE
+    flops: np.ndarray
+    bytes: np.ndarray
+    peak: np.ndarray  # FLOP/s of the kernel dtype (fp32 vector peak for elementwise)
+    fp32_peak: np.ndarray
+    bw: np.ndarray
+    dequant: np.ndarray
+    gemm_shape_eff: np.ndarray  # pad * wave (GEMM), 0 otherwise
+    gemm_k: np.ndarray
+    attn_s: np.ndarray  # mean new tokens per sequence (prefill)
+    attn_ctx: np.ndarray  # mean context per query token (decode)
+    comm_fixed_s: np.ndarray  # latency steps x link alpha
+    comm_bw_s: np.ndarray  # bytes-over-link seconds at 100% efficiency
+    tiling: tuple[int, int, int]
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def seconds(self, cal: Calibration) -> np.ndarray:
+        """kernel_cost(k, hw, cal).seconds for every row (tested equal)."""
+        if (cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k) != self.tiling:
+            raise ValueError(f"FeatureTable built for tiling {self.tiling}; calibration {cal.name!r} has "
+                             f"{(cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k)}")
+        p = {f: getattr(cal, f) for f in FIT_FIELDS}
+        return self.seconds_params(p)
+
+    def seconds_params(self, p: dict[str, float]) -> np.ndarray:
+        kind = self.kind
+        with np.errstate(divide="ignore", invalid="ignore"):
+            eff_c = np.where(
+                kind == 0, p["gemm_eff"] * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
+                np.where(kind == 1, p["attn_prefill_eff"] * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
+                         np.where(kind == 2, p["attn_prefill_eff"], p["vector_eff"])))
+            eff_m = np.where(
+                (kind == 0) | (kind == 1), p["gemm_mem_eff"],
+                np.where(kind == 2, p["attn_decode_mem_eff"] * self.attn_ctx / (self.attn_ctx
+                                                                                + p["attn_decode_ctx_half"]),
+                         p["elementwise_mem_eff"]))
+            compute = np.where(self.flops > 0, self.flops / (self.peak * eff_c), 0.0)
+            compute = compute + np.where(self.dequant > 0, self.dequant / (self.fp32_peak * p["vector_eff"]), 0.0)
+            memory = self.bytes / (self.bw * eff_m)
+        body = np.maximum(compute, memory) + p["kernel_overhead_s"]
+        comm = p["comm_latency_s"] + self.comm_fixed_s + self.comm_bw_s / p["comm_bw_eff"]
+        # kind 7: a collective that moves nothing (all-reduce over 1 GPU or 0 bytes) is free (allreduce_seconds)
+        return np.where(kind == 7, 0.0, np.where(kind == 4, comm, body))
+
+
+# Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
+FIT_FIELDS: tuple[str, ...] = (
+    "gemm_eff", "gemm_k_half", "gemm_mem_eff", "attn_prefill_eff", "attn_prefill_s_half", "attn_decode_mem_eff",
+    "attn_decode_ctx_half", "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff",
+    "comm_latency_s",
+)
+
+
+def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibration) -> FeatureTable:
+    """FeatureTable of kernels (count 1 each) on their hardware; integer tiling taken from `cal`."""
+    n = len(kernels)
+    cols = {name: np.zeros(n) for name in ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff",
+                                            "gemm_k", "attn_s", "attn_ctx", "comm_fixed_s", "comm_bw_s")}
+    kind = np.zeros(n, dtype=np.int8)
+    probe1 = cal.model_copy(update={"comm_latency_s": 0.0, "comm_bw_eff": 1.0})
+    probe2 = cal.model_copy(update={"comm_latency_s": 0.0, "comm_bw_eff": 0.5})
+    for i, (k, hw) in enumerate(zip(kernels, hws, strict=True)):
+        if k.count != 1:
+            raise ValueError(f"features() expects count=1 kernels; {k.name} has count={k.count}")
+        if k.kind in ("comm", "pp_comm"):
+            # comm_seconds is affine in comm_latency_s (coefficient 1) and in 1/comm_bw_eff: recover the fixed
+            # (link latency) and bandwidth terms from two evaluations, so the formulas stay in model/cost.py.
+            a = comm_seconds(k, hw, probe1)
+            b = comm_seconds(k, hw, probe2)
+            kind[i] = 7 if a == 0 and b == 0 else 4
+            cols["comm_bw_s"][i] = b - a
+            cols["comm_fixed_s"][i] = 2 * a - b
+            continue
+        kind[i] = _KIND_CODE[k.kind]
+        cols["flops"][i] = k.flops
+        cols["bytes"][i] = k.bytes
+        cols["bw"][i] = hw.memory.bandwidth_bytes_per_s
+        cols["fp32_peak"][i] = hw.peak("fp32")
+        cols["dequant"][i] = k.dequant_flops
+        if k.kind in ("gemm", "attn_prefill", "attn_decode"):
+            cols["peak"][i] = hw.peak(k.dtype)
+        else:
+            cols["peak"][i] = hw.peak("fp32")
+        if k.kind == "gemm":
+            # pad x wave of gemm_compute_efficiency, with the K ramp and gemm_eff divided out
+            full = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
+            cols["gemm_shape_eff"][i] = full / (cal.gemm_eff * k.k / (k.k + cal.gemm_k_half))
+            cols["gemm_k"][i] = k.k
+        elif k.kind == "attn_prefill":
+            cols["attn_s"][i] = k.m / max(1, k.n)
+        elif k.kind == "attn_decode":
+            cols["attn_ctx"][i] = k.kv_read_bytes / max(1.0, k.kv_write_bytes)
+    return FeatureTable(kind=kind, tiling=(cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k), **cols)
+
+
+# ------------------------------------------------------------------------------------- whole tables
+@dataclass(frozen=True)
+class Prediction:
+    """Rows that were predicted (with their kernels and hardware) and every row that was not, with the reason."""
+
+    rows: tuple[KernelMeasurement, ...]
+    kernels: tuple[Kernel, ...]
+    hardware: tuple[HardwareSpec, ...]
+    predicted_s: np.ndarray
+    problems: tuple[str, ...]
+
+    @property
+    def measured_s(self) -> np.ndarray:
+        return np.array([r.measured_s for r in self.rows], dtype=float)
+
+
+def _where(row: KernelMeasurement) -> str:
+    # parquet tables count 0-based rows, CSV readers 1-based lines (header = line 1)
+    unit = "row" if row.file.endswith(".parquet") else "line"
+    return f"{row.file} {unit} {row.row}" if row.file else f"{unit} {row.row}"
+
+
+def predict_rows(rows: Iterable[KernelMeasurement], cal: Calibration | Callable[[HardwareSpec], Calibration],
+                 hardware: str | None = None, progress: Callable[[Iterable], Iterable] | None = None,
+                 ) -> Prediction:
+    """Predict every row; rows without a kernel, on unknown hardware, in a dtype the hardware lacks, or on other
+    hardware than `hardware` (when given) become problems, grouped by reason with the first rows named.
+
+    `cal` is one Calibration or a function hardware -> Calibration (e.g. validation.profiles.profile_for).
+    """
+    only = load_hardware(hardware).id if hardware else None
+    hw_cache: dict[str, HardwareSpec | str] = {}
+    kept: list[KernelMeasurement] = []
+    kernels: list[Kernel] = []
+    hws: list[HardwareSpec] = []
+    skipped: dict[str, list[str]] = {}
+    it: Iterable[KernelMeasurement] = rows if progress is None else progress(rows)
+    for row in it:
+        hw = hw_cache.get(row.hardware)
+        if hw is None:
+            try:
+                hw = resolve_hardware(row.hardware)
+            except Unpredictable as e:
+                hw = str(e)
+            hw_cache[row.hardware] = hw
+        try:
+            if isinstance(hw, str):
+                raise Unpredictable(hw)
+            if only is not None and hw.id != only:
+                raise Unpredictable(f"measured on {hw.id}, excluded by --hardware {hardware}")
+            k = row_kernel(row)
+            if k.kind in ("gemm", "attn_prefill", "attn_decode") and not hw.supports(k.dtype):
+                raise Unpredictable(f"{hw.id} has no {k.dtype} tensor-core peak")
+        except Unpredictable as e:
+            skipped.setdefault(str(e), []).append(_where(row))
+            continue
+        kept.append(row)
+        kernels.append(k)
+        hws.append(hw)
+    problems = tuple(
+        f"{len(where)} row(s) not predicted: {reason} (e.g. {', '.join(where[:3])}{' ...' if len(where) > 3 else ''})"
+        for reason, where in skipped.items())
+    pred = np.empty(len(kept))
+    by_cal: dict[int, list[int]] = {}
+    cals: dict[int, Calibration] = {}
+    for i, hw in enumerate(hws):
+        c = cal(hw) if callable(cal) else cal
+        by_cal.setdefault(id(c), []).append(i)
+        cals[id(c)] = c
+    for key, idx in by_cal.items():
+        c = cals[key]
+        ft = features([kernels[i] for i in idx], [hws[i] for i in idx], c)
+        pred[idx] = ft.seconds(c)
+    return Prediction(tuple(kept), tuple(kernels), tuple(hws), pred, problems)
+
+
+def pct_errors(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Signed percentage error 100 (predicted - measured) / measured."""
+    return 100.0 * (np.asarray(predicted) - np.asarray(measured)) / np.asarray(measured)
