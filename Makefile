@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint app validate validate-local bench clean
+.PHONY: install demo test lint app validate validate-local bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/roofsim simulate --model llama-3.1-8b --hardware h100-sxm --workload conversation --num-requests 2000 --seed 0
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The Streamlit dashboard on http://localhost:8501 (PORT=N to change).
+PORT ?= 8501
+app: $(STAMP)
+	$(VENV)/bin/roofsim app --port $(PORT)
+
+# Debian's Chromium for the dashboard's browser test; installed only when missing and apt-get can run (root).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update && apt-get install -y chromium chromium-driver; \
+	else echo "make browser: /usr/bin/chromium missing and apt-get unavailable (not root): the browser test will skip"; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -46,7 +46,7 @@ st.caption(f"**A**: {view_a['model']} on {view_a['num_gpus']} x {view_a['hardwar
 def _metric_row(view: dict, suffix: str = "", ref: dict | None = None) -> None:
     shown = step_metrics(view)
     ref_shown = step_metrics(ref) if ref is not None else None
-    cols = st.columns(len(shown))
+    cols = st.columns(3) + st.columns(3)  # two rows of three: full numbers, never truncated
     for col, (label, value) in zip(cols, shown.items(), strict=True):
         delta = None
         if ref_shown is not None and label != "Max batch at context":
