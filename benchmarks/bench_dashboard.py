@@ -11,7 +11,13 @@ from typing import Any
 import plotly.io as pio
 
 from app.dashboard_state import ServingForm, StepConfig, light_result, sim_config, step_view
-from app.figures import kernel_time_figure, latency_cdf_figure, memory_figure, roofline_figure, timeseries_figure
+from app.figures import (
+    kernel_time_figure,
+    latency_cdf_figure,
+    memory_figure,
+    roofline_figure,
+    timeseries_figure,
+)
 from simulator.run import simulate
 
 

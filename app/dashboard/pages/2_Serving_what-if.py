@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.common import KV_DTYPES, WEIGHT_DTYPES
+from app.common import WEIGHT_DTYPES
 from app.dashboard.ui import ACTIVATION_CHOICES, KV_CHOICES, ids, show_error
 from app.dashboard_state import (
     USER_ERRORS,
@@ -33,7 +33,7 @@ st.title("Serving what-if")
 MAX_SCENARIOS = 4
 MAX_CACHED_RUNS = 64
 ROUTERS = ("round_robin", "least_outstanding", "least_kv", "power_of_two")
-_ = (KV_DTYPES, WEIGHT_DTYPES)
+
 
 
 @st.cache_resource(show_spinner=False)
