@@ -330,33 +330,14 @@ class Replica:
             pairs += causal_pairs(new, ctx)
             if W is not None:
                 pairs_w += windowed_pairs(new, ctx, W)
-        # decode aggregates (O(1)): every decoding sequence adds one KV token this step
-        if n_dec:
-            lane.sum_kv += n_dec
-            if W is not None:
-                lane.sum_uncapped += n_dec - lane.n_cap
-                c_after = lane.counter + 1
-                wh = lane.win_heap
-                while wh and wh[0][0] <= c_after:
-                    _, _, stint, r = heapq.heappop(wh)
-                    if r.stint == stint:
-                        lane.sum_uncapped -= W
-                        lane.n_cap += 1
-            d_ctx = lane.sum_kv
-            d_ctx_w = lane.sum_uncapped + lane.n_cap * W if W is not None else -1
-        else:
-            d_ctx = 0
-            d_ctx_w = 0 if W is not None else -1
+        d_ctx, d_ctx_w = self._decode_context(lane, n_dec)
         shape = BatchShape(
             prefill_tokens=p_tok, prefill_seqs=len(chunks), prefill_attn_pairs=pairs, prefill_ctx_tokens=p_ctx,
             decode_seqs=n_dec, decode_tokens=n_dec, decode_ctx_tokens=d_ctx,
             prefill_attn_pairs_win=pairs_w if W is not None else -1.0, decode_ctx_tokens_win=d_ctx_w,
         )
         seconds, joules, k = self.step_model.step(shape)
-        if k != 1:
-            raise NotImplementedError("multi-token decode steps need a StepModel-aware lane (speculation)")
-        if n_dec:
-            lane.counter += k
+        self._advance_decode(lane, n_dec, k)
         extra = self._swap_extra_s
         if self.pp == 1:
             start = now
@@ -393,19 +374,47 @@ class Replica:
         self._lane_dec[lane.idx] = n_dec
         return end
 
+    # ---- decode bookkeeping (overridden by speculative replicas, which track per-request progress) --------
+    def _decode_context(self, lane: Lane, n_dec: int) -> tuple[int, int]:
+        """(decode_ctx_tokens, windowed) of this step, O(1): every decoding sequence adds one KV token."""
+        W = self.window
+        if not n_dec:
+            return 0, (0 if W is not None else -1)
+        lane.sum_kv += n_dec
+        if W is not None:
+            lane.sum_uncapped += n_dec - lane.n_cap
+            c_after = lane.counter + 1
+            wh = lane.win_heap
+            while wh and wh[0][0] <= c_after:
+                _, _, stint, r = heapq.heappop(wh)
+                if r.stint == stint:
+                    lane.sum_uncapped -= W
+                    lane.n_cap += 1
+        return lane.sum_kv, (lane.sum_uncapped + lane.n_cap * W if W is not None else -1)
+
+    def _advance_decode(self, lane: Lane, n_dec: int, k: int) -> None:
+        if k != 1:
+            raise NotImplementedError("multi-token decode steps need a StepModel-aware lane (speculation)")
+        if n_dec:
+            lane.counter += k
+
+    def _end_decode(self, lane: Lane, end: float) -> None:
+        """Record the decode iteration that ended at `end` and finish the requests that are done."""
+        lane.dec_end_s.append(end)
+        lane.dec_cum.append(lane.counter)
+        fh = lane.finish_heap
+        c = lane.counter
+        while fh and fh[0][0] <= c:
+            _, _, stint, r = heapq.heappop(fh)
+            if r.stint == stint:
+                self._finish(lane, r, end, decoding=True)
+
     def end_iteration(self, lane: Lane, end: float) -> None:
         """Apply the iteration of `lane` that ends at `end`: prefill progress, emitted tokens, completions."""
         lane.busy = False
         chunks = self._lane_chunks[lane.idx]
         if self._lane_dec[lane.idx]:
-            lane.dec_end_s.append(end)
-            lane.dec_cum.append(lane.counter)
-            fh = lane.finish_heap
-            c = lane.counter
-            while fh and fh[0][0] <= c:
-                _, _, stint, r = heapq.heappop(fh)
-                if r.stint == stint:
-                    self._finish(lane, r, end, decoding=True)
+            self._end_decode(lane, end)
         for r, new in chunks:
             r.prefilled += new
             if r.prefilled < r.prefill_target:
