@@ -601,7 +601,7 @@ class _Plan:
 _QUICK = _Plan(
     gemm_m=(1, 8, 64, 256, 1024, 2048),
     gemm_nk=((1024, 1024), (4096, 4096)),
-    fp64_min_m=256,
+    fp64_min_m=1024,
     gemm_rounds=5,
     stream_multiples=(4,),
     stream_repeats=4,
