@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import re
@@ -58,7 +59,7 @@ class _Fields:
             raise InputError(f"{self.where}: field {key!r} must be > 0, got {value}")
         return value
 
-    def count(self, *keys: str, default: Any = _MISSING) -> int:
+    def count(self, *keys: builtins.str, default: Any = _MISSING) -> builtins.int:
         """A non-negative integer (0 allowed), null read as 0."""
         key, value = self._get(keys, default)
         if value is None:
@@ -67,19 +68,19 @@ class _Fields:
             raise InputError(f"{self.where}: field {key!r} must be an integer >= 0, got {value!r}")
         return value
 
-    def bool(self, key: str, default: Any = _MISSING) -> bool:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> builtins.bool:
         key, value = self._get((key,), default)
         if not isinstance(value, bool):
             raise InputError(f"{self.where}: field {key!r} must be true or false, got {value!r}")
         return value
 
-    def str(self, *keys: str, default: Any = _MISSING) -> str:
+    def str(self, *keys: builtins.str, default: Any = _MISSING) -> builtins.str:
         key, value = self._get(keys, default)
         if not isinstance(value, str):
             raise InputError(f"{self.where}: field {key!r} must be a string, got {value!r}")
         return value
 
-    def list(self, key: str, default: Any = _MISSING) -> list[Any]:
+    def list(self, key: builtins.str, default: Any = _MISSING) -> builtins.list[Any]:
         key, value = self._get((key,), default)
         if value is None:
             return []
