@@ -23,7 +23,8 @@ from validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, p
 log = logging.getLogger(__name__)
 
 __all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_validate", "calibrate",
-           "shape_family", "fitted_fields", "BOUNDS"]
+           "shape_family", "fitted_fields", "fit_loss",
+           "BOUNDS"]
 
 # Kernel families (FeatureTable.kind codes): each gets equal weight in the fit whatever its row count.
 _FAMILY = {0: "gemm", 1: "attn_prefill", 2: "attn_decode", 3: "elementwise", 4: "comm", 7: "comm"}
@@ -167,6 +168,13 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
     if name is not None:
         update["name"] = name
     return base.model_copy(update=update)
+
+
+def fit_loss(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Mean soft-L1 loss of log(predicted/measured): the (unweighted) objective fit_calibration minimises."""
+    r = np.log(np.asarray(predicted) / np.asarray(measured))
+    f = ROBUST_SCALE
+    return float(np.mean(2.0 * f * f * (np.sqrt(1.0 + (r / f) ** 2) - 1.0)))
 
 
 def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:

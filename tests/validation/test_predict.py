@@ -1,0 +1,122 @@
+"""predict_kernel on hand-checkable rows, the vectorised table equals kernel_cost, error statistics on a tiny table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hardware_specs.catalog import load_hardware
+from model.batch import BatchShape
+from model.cost import Calibration, allreduce_seconds, kernel_cost
+from model.graph import attention_kernels, gemm
+from validation.kernel_tables import KernelMeasurement
+from validation.metrics_err import error_stats, group_key, grouped_stats
+from validation.predict import _ctx, features, predict_kernel, predict_rows, row_kernel, why_unpredictable
+
+H100 = load_hardware("h100-sxm")
+CAL = Calibration()
+
+
+def _row(op: str, dtype: str = "bf16", **kw) -> KernelMeasurement:
+    return KernelMeasurement("test", kw.pop("hardware", "h100-sxm"), kw.pop("framework", "fw"), op, dtype,
+                             kw.pop("variant", ""), kw.pop("measured_s", 1e-4), **kw)
+
+
+def test_gemm_row_equals_kernel_cost_of_graph_gemm() -> None:
+    row = _row("gemm", m=4096, n=4096, k=4096)
+    expected = kernel_cost(gemm("g", 4096, 4096, 4096, _ctx("bf16", "bf16"), 1), H100, CAL).seconds
+    assert predict_kernel(row, H100, CAL) == pytest.approx(expected, rel=1e-12)
+    # hand roofline: 2*4096^3 FLOPs at 989.4e12 x 0.75 x K-ramp 4096/(4096+128) (tiles 64x128 fill 132 SMs evenly?)
+    flops = 2 * 4096**3
+    tiles = (4096 // 64) * (4096 // 128)  # 2048 tiles, 16 waves of 132 -> 2048 / (16 * 132)
+    eff = 0.75 * (tiles / (math.ceil(tiles / 132) * 132)) * 4096 / (4096 + 128)
+    assert predict_kernel(row, H100, CAL) == pytest.approx(flops / (989.4e12 * eff) + 2.5e-6, rel=1e-9)
+
+
+def test_fp8_gemm_uses_fp8_peak_and_one_byte_weights() -> None:
+    k = row_kernel(_row("gemm", "fp8", m=8192, n=8192, k=8192))
+    assert k.dtype == "fp8" and k.weight_bytes == 8192 * 8192 * 1.0
+
+
+def test_weight_only_int4_row_dequantizes_to_bf16() -> None:
+    k = row_kernel(_row("gemm", "int4", variant="x; gemm_dtype=int4_wo; v", m=16, n=4096, k=4096))
+    assert k.dtype == "bf16" and k.dequant_flops == 2.0 * 4096 * 4096
+
+
+def test_attention_rows_match_graph_attention_kernels() -> None:
+    pre = _row("attn_prefill", batch=4, seq_len=1024, num_heads=32, num_kv_heads=8, head_dim=128)
+    (k,) = attention_kernels(_ctx("bf16", "bf16", 32, 8, 128), BatchShape.build(prefill=[(1024, 0)] * 4))
+    assert row_kernel(pre) == k
+    # causal pairs: 4 * 1024*1025/2; FLOPs = 2 * pairs * heads * (128 + 128)
+    assert k.flops == 2.0 * 4 * 1024 * 1025 / 2 * 32 * 256
+    dec = _row("attn_decode", batch=8, seq_len=1, ctx_len=2048, num_heads=32, num_kv_heads=8, head_dim=128)
+    kd = row_kernel(dec)
+    # KV read: 8 sequences x (2048 + 1) keys x 2 (K,V) x 8 heads x 128 x 2 bytes
+    assert kd.kv_read_bytes == 8 * 2049 * 2 * 8 * 128 * 2
+
+
+def test_allreduce_row_is_allreduce_seconds() -> None:
+    row = _row("allreduce", message_bytes=1 << 20, num_gpus=8)
+    assert predict_kernel(row, H100, CAL) == pytest.approx(allreduce_seconds(1 << 20, 8, H100, CAL), rel=1e-12)
+
+
+def test_unpredictable_rows_give_reasons() -> None:
+    assert "MoE" in (why_unpredictable(_row("moe_dispatch")) or "")
+    assert why_unpredictable(_row("cpu_overhead_schedule")) is not None
+    assert predict_kernel(_row("mystery_op"), H100, CAL) is None
+    pred = predict_rows([_row("gemm", hardware="mi210", m=1, n=1, k=1), _row("gemm", m=64, n=64, k=64)], CAL)
+    assert len(pred.rows) == 1
+    assert len(pred.problems) == 1 and "mi210" in pred.problems[0] and "1 row(s)" in pred.problems[0]
+
+
+def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
+    rows = [
+        _row("gemm", m=1, n=4096, k=4096), _row("gemm", "fp8", m=3000, n=1000, k=700),
+        _row("attn_prefill", batch=2, seq_len=300, num_heads=16, num_kv_heads=4, head_dim=64),
+        _row("attn_prefill", "fp8", kv_dtype="fp8", batch=1, seq_len=5000, num_heads=8, num_kv_heads=8,
+             head_dim=128, window=1024),
+        _row("attn_decode", batch=64, seq_len=1, ctx_len=100, num_heads=8, num_kv_heads=1, head_dim=128),
+        _row("rmsnorm", "fp16", tokens=100, hidden=4096), _row("silu_mul", "fp16", tokens=7, hidden=11008),
+        _row("allreduce", message_bytes=1e6, num_gpus=4), _row("allgather", message_bytes=1e7, num_gpus=8),
+        _row("send_recv", message_bytes=1e5, num_gpus=2),
+        _row("attn_qk_matmul", "fp16", batch=8, seq_len=2048, ctx_len=2048, num_heads=24, head_dim=128),
+    ]
+    cal = Calibration(gemm_eff=0.6, kernel_overhead_s=4e-6, comm_latency_s=2e-5, attn_decode_ctx_half=500)
+    pred = predict_rows(rows, cal)
+    ref = np.array([kernel_cost(row_kernel(r), H100, cal).seconds for r in rows])
+    np.testing.assert_allclose(pred.predicted_s, ref, rtol=1e-12)
+    ft = features(pred.kernels, pred.hardware, cal)
+    np.testing.assert_allclose(ft.seconds(cal), ref, rtol=1e-12)
+
+
+def test_error_stats_exact_values() -> None:
+    measured = [1.0, 2.0, 4.0, 10.0, 5.0]
+    predicted = [1.1, 1.0, 4.0, 13.0, 5.5]  # errors: +10, -50, 0, +30, +10 %
+    s = error_stats(predicted, measured)
+    assert s.n == 5
+    assert s.median_abs_pct_err == pytest.approx(10.0)
+    assert s.mape == pytest.approx(20.0)
+    # |e| sorted 0,10,10,30,50: P90 (linear) = 30 + 0.6 * 20 = 42
+    assert s.p90_abs_pct_err == pytest.approx(42.0)
+    assert s.bias_pct == pytest.approx(10.0)
+
+
+def test_grouped_stats_by_op_dtype_framework() -> None:
+    rows = [_row("gemm", measured_s=1.0), _row("gemm", measured_s=2.0), _row("gemm", "fp8", measured_s=1.0,
+                                                                             variant="s; gemm_dtype=fp8_block; v"),
+            _row("allreduce", framework="", measured_s=1.0)]
+    g = grouped_stats(rows, np.array([1.5, 1.0, 0.8, 1.0]))
+    assert list(g) == ["allreduce/bf16", "gemm/bf16/fw", "gemm/fp8_block/fw"]
+    assert g["gemm/bf16/fw"].median_abs_pct_err == pytest.approx(50.0)
+    assert g["gemm/bf16/fw"].bias_pct == pytest.approx(0.0)  # +50 and -50
+    assert g["gemm/fp8_block/fw"].bias_pct == pytest.approx(-20.0)
+    assert group_key(rows[3]) == "allreduce/bf16"
+
+
+def test_error_stats_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        error_stats([], [])
+    with pytest.raises(ValueError, match="positive"):
+        error_stats([1.0], [0.0])
