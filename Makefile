@@ -40,3 +40,8 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Kernel-level validation: refit the shipped calibration profiles from ../shared/data and print held-out errors
+# (docs/validation.md quotes this output; ~5 min on 2 cores).
+validate: $(STAMP)
+	$(PY) scripts/build_profiles.py
