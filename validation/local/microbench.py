@@ -525,26 +525,32 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _openblas() -> ctypes.CDLL | None:
-    """The OpenBLAS library numpy loaded (found in /proc/self/maps), or None."""
+def _openblas_libs() -> list[str]:
+    """Paths of the OpenBLAS libraries mapped into this process (numpy's own first), from /proc/self/maps.
+
+    scipy ships its own OpenBLAS too; once scipy is imported both are mapped, so prefer numpy.libs."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
-        return None
+        return []
+    paths: list[str] = []
     for line in maps.splitlines():
-        path = line.split()[-1] if line.split() else ""
-        if "openblas" in Path(path).name and ".so" in Path(path).name:
-            return ctypes.CDLL(path)
-    return None
+        parts = line.split()
+        path = parts[-1] if len(parts) >= 6 else ""
+        name = Path(path).name
+        if "openblas" in name and ".so" in name and path not in paths:
+            paths.append(path)
+    return sorted(paths, key=lambda p: "numpy.libs" not in p)
 
 
 def _openblas_function(suffix: str) -> Callable[..., int] | None:
-    lib = _openblas()
-    if lib is None:
-        return None
-    for name in (f"scipy_openblas_{suffix}64_", f"openblas_{suffix}64_", f"openblas_{suffix}"):
-        if hasattr(lib, name):
-            return getattr(lib, name)
+    names = (f"scipy_openblas_{suffix}64_", f"scipy_openblas_{suffix}", f"openblas_{suffix}64_",
+             f"openblas_{suffix}")
+    for path in _openblas_libs():
+        lib = ctypes.CDLL(path)
+        for name in names:
+            if hasattr(lib, name):
+                return getattr(lib, name)  # type: ignore[no-any-return]
     return None
 
 
