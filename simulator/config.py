@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hardware_specs.errors import InputError
 from model.cost import Calibration
 from model.spec import QuantSpec
+from model.techniques import EarlyExitConfig, SpeculativeConfig
 from simulator.workload import WorkloadConfig
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -117,6 +118,15 @@ class ReplicaGroup(BaseModel):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     block_size: int = Field(16, ge=1, description="KV-cache block (page) size, tokens")
     calibration: Calibration | None = None
+    speculative: SpeculativeConfig | None = Field(None, description="speculative decoding (docs/techniques.md)")
+    early_exit: EarlyExitConfig | None = Field(None, description="early exit / layer skipping (docs/techniques.md)")
+
+    @model_validator(mode="after")
+    def _check_techniques(self) -> ReplicaGroup:
+        if self.speculative is not None and self.early_exit is not None:
+            raise ValueError("speculative and early_exit cannot both be set; for early-exit drafting use "
+                             "speculative.drafter.kind = 'layerskip'")
+        return self
 
 
 class SLO(BaseModel):

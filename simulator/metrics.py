@@ -12,6 +12,7 @@ import numpy as np
 from model.batch import BatchShape
 from simulator.replica import Replica
 from simulator.request import DONE, REJECTED, Request
+from simulator.speculative import technique_summary
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -146,7 +147,14 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
     queueing = sched - arrival
     lane_arrays = [[(np.frombuffer(ln.dec_end_s, np.float64), np.frombuffer(ln.dec_cum, np.int64))
                     for ln in rp.lanes] for rp in replicas]
-    token_times = tuple(_token_times(r, lane_arrays) if r.state == DONE else np.empty(0) for r in requests)
+    extra_tt = [getattr(rp, "decode_token_times", None) for rp in replicas]  # speculative replicas
+
+    def times_of(r: Request) -> np.ndarray:
+        t = _token_times(r, lane_arrays)
+        f = extra_tt[r.replica]
+        return t if f is None else np.sort(np.concatenate((t, f(r))))
+
+    token_times = tuple(times_of(r) if r.state == DONE else np.empty(0) for r in requests)
     itl = np.concatenate([np.diff(t) for t in token_times]) if token_times else np.empty(0)
 
     # time series
@@ -232,6 +240,8 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
         "sim_s_per_wall_s": duration / wall_s if wall_s > 0 else math.nan,
         "iterations_per_wall_s": iters / wall_s if wall_s > 0 else math.nan,
     }
+    busy_total = sum(rp.busy_s for rp in replicas)
+    summary.update(technique_summary([rp.step_model for rp in replicas], busy_total))
     return SimResult(
         arrival_s=arrival, first_scheduled_s=sched, first_token_s=first, completion_s=compl, input_tokens=inp,
         output_tokens=out, preemptions=pre, replica=rep, completed=done, rejected=rejected,

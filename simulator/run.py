@@ -22,6 +22,7 @@ from simulator.metrics import SimResult, summarize
 from simulator.replica import Replica, StepModel
 from simulator.request import Request
 from simulator.schedulers import make_scheduler
+from simulator.speculative import technique_parts
 from simulator.workload import ClosedLoopArrivals, SyntheticWorkload, Trace, build_trace, resolve_workload
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,10 @@ Progress = Callable[[int, int], None]
 
 
 def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], StepModel] = StepModel,
-                   ) -> list[Replica]:
-    """Replicas of every group, in config order (one CostModel per group, shared by its replicas)."""
+                   rng: np.random.Generator | None = None) -> list[Replica]:
+    """Replicas of every group, in config order (one CostModel per group, shared by its replicas). Groups with
+    speculative decoding or early exit get their step models (drawing from `rng`) from simulator.speculative."""
+    rng = rng if rng is not None else np.random.default_rng(config.seed)
     replicas: list[Replica] = []
     for gi, g in enumerate(config.replicas):
         model = load_model(g.model)
@@ -44,9 +47,11 @@ def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], 
                            max_batched_tokens=sched_cfg.max_batched_tokens, max_seqs=sched_cfg.max_num_seqs,
                            block_size=g.block_size)
         window = model.sliding_window if model.num_sliding_layers else None
+        make_step, plan, rep_cls = technique_parts(g, cost, plan)
         for _ in range(g.count):
             name = f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp})#{len(replicas)}"
-            replicas.append(Replica(len(replicas), gi, name, step_model_factory(cost), plan,
+            step_model = make_step(rng) if make_step is not None else step_model_factory(cost)
+            replicas.append(rep_cls(len(replicas), gi, name, step_model, plan,
                                     make_scheduler(sched_cfg), model.max_context_tokens, window))
     return replicas
 
@@ -74,7 +79,7 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
         z = rng.standard_normal(n).tolist()
         for r, zi in zip(requests, z, strict=True):
             r.predictor_z = zi
-    replicas = build_replicas(config, step_model_factory)
+    replicas = build_replicas(config, step_model_factory, rng)
     last_arrival = float(trace.arrival_s[-1])
     if config.max_sim_time_s is not None:
         max_t = config.max_sim_time_s
