@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.common import KV_DTYPES, WEIGHT_DTYPES, fmt_si, print_json, print_table, quant_from_args
+from model.techniques import DRAFTER_KINDS
 from simulator.config import SCHEDULER_KINDS, SimConfig
 from simulator.metrics import SimResult
 from simulator.run import simulate
@@ -39,6 +40,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--chunk-size", type=int, help="Sarathi token budget (implies --scheduler sarathi)")
     s.add_argument("--preemption", choices=("recompute", "swap"))
     s.add_argument("--router", choices=ROUTER_KINDS)
+    t = p.add_argument_group("speculative decoding / early exit (docs/techniques.md)")
+    t.add_argument("--speculative", choices=(*DRAFTER_KINDS, "off"), help="drafter kind")
+    t.add_argument("--draft-model", help="draft model for --speculative draft_model")
+    t.add_argument("--draft-layers", type=int, help="self: layers the draft runs; layerskip: exit layer")
+    t.add_argument("--spec-k", type=int, help="draft tokens per step (medusa: heads)")
+    t.add_argument("--spec-acceptance", help="per-token rate '0.7', per-position '0.8,0.6,0.5', or 'beta:A,B'")
+    t.add_argument("--spec-tree-width", type=int, help="candidates per draft position (tree verification)")
+    t.add_argument("--spec-adaptive", action="store_true", help="adapt k from recent acceptance")
+    t.add_argument("--early-exit", choices=("per_token", "skipdecode", "off"), help="early-exit policy")
+    t.add_argument("--exit-layers", help="per_token exit histogram 'layer:weight,...' e.g. '8:1,16:1,32:2'")
+    t.add_argument("--exit-csv", help="per_token exit layers measured, one per CSV row")
+    t.add_argument("--kv-fill", choices=("copy", "recompute"), help="KV of skipped layers (per_token)")
+    t.add_argument("--no-batch-sync", action="store_true", help="tokens leave the batch at their exit layer")
+    t.add_argument("--exit-head", choices=("lm_head", "classifier"))
+    t.add_argument("--skip-layers", help="skipdecode depth 'MAX:MIN' (executed layers at position 0 and later)")
     w = p.add_argument_group("workload")
     w.add_argument("--workload", help=f"built-in workload: {', '.join(named_workloads())}")
     w.add_argument("--trace", type=Path, help="trace file to replay (format detected)")
@@ -95,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             if getattr(args, flag) is not None:
                 sched[key] = getattr(args, flag)
         grp["scheduler"] = sched
+        _technique_overrides(grp, args)
         groups.append(grp)
     data["replicas"] = groups
     if args.router:
@@ -110,6 +127,80 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     if args.max_sim_time is not None:
         data["max_sim_time_s"] = args.max_sim_time
     return SimConfig.from_dict(data, str(args.config) if args.config else "command line")
+
+
+def _acceptance(text: str) -> dict[str, Any]:
+    try:
+        if text.startswith("beta:"):
+            a, b = (float(x) for x in text[5:].split(","))
+            return {"kind": "beta", "alpha": a, "beta": b}
+        rates = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--spec-acceptance {text!r}: expected '0.7', '0.8,0.6,0.5' or 'beta:A,B'") from None
+    return {"kind": "iid", "rate": rates[0]} if len(rates) == 1 else {"kind": "positional", "rates": rates}
+
+
+def _technique_overrides(grp: dict[str, Any], args: argparse.Namespace) -> None:
+    """Apply the speculative / early-exit flags to one replica group (a flag given alone edits the file's)."""
+    if args.speculative == "off":
+        grp.pop("speculative", None)
+    elif args.speculative or any(getattr(args, f) is not None for f in
+                                 ("draft_model", "spec_k", "spec_acceptance", "spec_tree_width")) or args.spec_adaptive:
+        spec = dict(grp.get("speculative") or {})
+        drafter = dict(spec.get("drafter") or {})
+        kind = args.speculative or drafter.get("kind")
+        if kind is None:
+            raise ValueError("speculative flags need --speculative KIND (or a [replicas.speculative] table)")
+        if kind != drafter.get("kind"):
+            drafter = {"kind": kind}
+        if args.draft_model is not None:
+            drafter["model"] = args.draft_model
+        if args.draft_layers is not None:
+            drafter["exit_layer" if kind == "layerskip" else "draft_layers"] = args.draft_layers
+        spec["drafter"] = drafter
+        if args.spec_k is not None:
+            spec["k"] = args.spec_k
+        if args.spec_acceptance is not None:
+            spec["acceptance"] = _acceptance(args.spec_acceptance)
+        if args.spec_tree_width is not None:
+            spec["tree_width"] = args.spec_tree_width
+        if args.spec_adaptive:
+            spec["adaptive_k"] = True
+        grp["speculative"] = spec
+    if args.early_exit == "off":
+        grp.pop("early_exit", None)
+        return
+    flags = ("exit_layers", "exit_csv", "kv_fill", "exit_head", "skip_layers")
+    if not (args.early_exit or any(getattr(args, f) is not None for f in flags) or args.no_batch_sync):
+        return
+    ee = dict(grp.get("early_exit") or {})
+    kind = args.early_exit or ee.get("kind") or ("skipdecode" if args.skip_layers else "per_token")
+    if kind != ee.get("kind"):
+        ee = {"kind": kind}
+    if kind == "skipdecode":
+        if args.skip_layers is not None:
+            try:
+                hi, lo = (int(x) for x in args.skip_layers.split(":"))
+            except ValueError:
+                raise ValueError(f"--skip-layers {args.skip_layers!r}: expected 'MAX:MIN', e.g. '32:12'") from None
+            ee.update(max_layers=hi, min_layers=lo)
+    else:
+        if args.exit_layers is not None:
+            try:
+                pairs = [x.split(":") for x in args.exit_layers.split(",")]
+                ee["distribution"] = {"kind": "histogram", "layers": [int(a) for a, _ in pairs],
+                                      "weights": [float(b) for _, b in pairs]}
+            except ValueError:
+                raise ValueError(f"--exit-layers {args.exit_layers!r}: expected 'layer:weight,...'") from None
+        if args.exit_csv is not None:
+            ee["distribution"] = {"kind": "csv", "path": args.exit_csv}
+        if args.kv_fill is not None:
+            ee["kv_fill"] = args.kv_fill
+        if args.exit_head is not None:
+            ee["exit_head"] = args.exit_head
+        if args.no_batch_sync:
+            ee["batch_sync"] = False
+    grp["early_exit"] = ee
 
 
 def _workload_overrides(wl: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -200,6 +291,15 @@ def _print_summary(cfg: SimConfig, r: SimResult) -> None:
           f"{s['requests_per_s']:.3f} req/s, goodput {s['goodput_requests_per_s']:.3f} req/s")
     print(f"utilisation: MFU {s['mfu']:.1%}, MBU {s['mbu']:.1%}, mean batch {s['mean_batch_size']:.1f}, "
           f"peak KV {s['max_kv_usage']:.0%}, preemptions {s['preemptions']}")
+    if "spec_tokens_per_step" in s:
+        print(f"speculation: {s['spec_tokens_per_step']:.2f} tokens/step, draft acceptance "
+              f"{s['spec_acceptance_rate']:.1%} (per-token rate ~{s['spec_alpha_estimate']:.2f}), mean k "
+              f"{s['spec_mean_k']:.2f}, draft time {s['spec_draft_time_fraction']:.1%} of busy time")
+    if "ee_mean_executed_depth" in s:
+        print(f"early exit: executed depth {s['ee_mean_executed_depth']:.1f} layers (requested "
+              f"{s['ee_mean_requested_depth']:.1f}, sync loss {s['ee_sync_loss_layers']:.1f}); decode time saved "
+              f"{s['ee_time_saved_fraction']:.1%}, energy saved {fmt_si(s['ee_energy_saved_j'], 'J')} "
+              f"({s['ee_energy_saved_fraction']:.1%} of decode)")
     print(f"energy {fmt_si(s['energy_per_output_token_j'], 'J')}/output token; cost "
           f"${s['cost_per_million_output_tokens_usd']:.3f} per million output tokens (${s['cost_usd']:.2f})")
     print(f"simulated {s['sim_duration_s']:.1f} s in {s['wall_s']:.2f} s wall "
