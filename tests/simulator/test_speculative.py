@@ -117,3 +117,18 @@ def test_draft_model_with_other_vocabulary_is_rejected() -> None:
         build_replicas(_cfg({"drafter": {"kind": "draft_model", "model": "llama-2-7b"}}))
     with pytest.raises(ValueError, match=r"draft_layers=32 must be < .*num_layers=32"):
         build_replicas(_cfg({"drafter": {"kind": "self", "draft_layers": 32}}))
+
+
+def test_speculative_and_early_exit_toml_round_trip(tmp_path) -> None:
+    cfg = SimConfig.model_validate({"workload": {"kind": "named", "name": "conversation"}, "replicas": [
+        {"model": "llama-3.1-8b", "hardware": "h100-sxm", "speculative": {
+            "drafter": {"kind": "medusa"}, "acceptance": {"kind": "positional", "rates": [0.6, 0.5, 0.4, 0.3]},
+            "k": 4, "tree_width": 2}},
+        {"model": "llama-3.1-8b", "hardware": "h100-sxm", "early_exit": {
+            "kind": "per_token", "distribution": {"kind": "histogram", "layers": [8, 32], "weights": [1, 1]}}}]})
+    p = tmp_path / "run.toml"
+    p.write_text(cfg.to_toml())
+    assert SimConfig.from_toml(p) == cfg
+    with pytest.raises(InputError, match="cannot both be set"):
+        SimConfig.from_dict(cfg.model_dump(mode="json") | {"replicas": [
+            cfg.replicas[0].model_dump(mode="json") | {"early_exit": cfg.replicas[1].early_exit.model_dump()}]})
