@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "app.cmd_app",
     "app.cmd_validate",
     "app.cmd_calibrate",
+    "app.cmd_convert",
 )
 
 

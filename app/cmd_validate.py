@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from app.cmd_validate_e2e import register_benchmarks, register_run
 from app.common import print_json, print_table
 from hardware_specs.spec import HardwareSpec
 from model.cost import Calibration
@@ -122,6 +123,8 @@ def run_kernels(args: argparse.Namespace) -> int:
 # One function per validator; each adds its sub-sub-command to `roofsim validate` (benchmarks, run: to come).
 VALIDATORS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (  # type: ignore[type-arg]
     _register_kernels,
+    register_benchmarks,
+    register_run,
 )
 
 

@@ -1,0 +1,49 @@
+"""`roofsim convert aiconfigurator-silicon|splitwise|argonne SRC --out table.csv`: published end-to-end benchmark
+files -> the benchmark table format (docs/validation-formats.md); rows that cannot be converted are listed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.common import print_json
+from hardware_specs.errors import InputError
+from validation.bench_table import write_bench_table
+from validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
+
+__all__ = ["register", "CONVERTERS"]
+
+CONVERTERS = {
+    "aiconfigurator-silicon": convert_aiconfigurator_silicon,
+    "splitwise": convert_splitwise,
+    "argonne": convert_argonne,
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("convert", help="convert published benchmark results into a benchmark table CSV",
+                       description="Convert AIConfigurator silicon_sample_*.csv, Splitwise perf_model.csv or Argonne "
+                                   "LLM-Inference-Bench All_results.csv into a roofsim benchmark table.")
+    p.add_argument("source", choices=sorted(CONVERTERS), help="which published format SRC is in")
+    p.add_argument("src", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="benchmark table CSV to write")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--json", action="store_true", help="print {rows, problems, out} as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.force:
+        raise InputError(f"{args.out} exists; pass --force to overwrite it")
+    table = CONVERTERS[args.source](args.src)
+    write_bench_table(table.rows, args.out)
+    if args.json:
+        print_json({"rows": len(table.rows), "problems": list(table.problems), "out": str(args.out)})
+        return 0
+    print(f"{len(table.rows)} rows written to {args.out}")
+    if table.problems:
+        print(f"{len(table.problems)} row(s) not converted:", file=sys.stderr)
+        for p in table.problems:
+            print(f"  {p}", file=sys.stderr)
+    return 0

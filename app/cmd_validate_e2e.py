@@ -1,0 +1,192 @@
+"""`roofsim validate benchmarks TABLE.csv` (simulate every benchmark-table row, error statistics per metric) and
+`roofsim validate run LOG` (replay a real serving log, compare latency distributions and per-step times)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from app.common import print_json, print_table
+from hardware_specs.errors import InputError
+from model.spec import QuantSpec
+from validation.bench_table import BenchRow, read_bench_table
+from validation.e2e import METRICS, RowPrediction, e2e_error_stats, predict_table, shipped_calibration, \
+    write_predictions
+from validation.profiles import profile_for, read_calibration
+from validation.replay import SCHEDULERS, make_scheduler_config, replay_log
+
+__all__ = ["register_benchmarks", "register_run", "validate_benchmarks", "validate_run"]
+
+
+def _group(r: BenchRow) -> str:
+    return f"{r.model} {r.framework} {r.hardware}"
+
+
+# --------------------------------------------------------------------------------------------- benchmarks
+def register_benchmarks(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = vsub.add_parser("benchmarks", help="simulate every row of an end-to-end benchmark table and score it",
+                        description="Simulate every row of a benchmark table (docs/validation-formats.md) and report "
+                                    "median/mean absolute %% error and bias of TTFT, TPOT, ITL, E2E and throughput. "
+                                    "Blank measured cells are predicted but not scored.")
+    p.add_argument("table", type=Path, help="benchmark table CSV (roofsim convert ... writes one)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
+    p.add_argument("--out", type=Path, default=None, help="write the table with pred_ columns added")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report")
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="calibration profile .toml for every row (default: the shipped profile of each row's "
+                        "hardware and framework)")
+    p.add_argument("--max-rows", type=int, default=None, help="simulate only the first N rows (stated in output)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: min(2, cpus) for > 8 rows)")
+    p.set_defaults(func=run_benchmarks)
+
+
+def _tqdm(show: bool) -> Callable[[Iterable[RowPrediction], int], Iterable[RowPrediction]] | None:
+    if not show:
+        return None
+
+    def wrap(it: Iterable[RowPrediction], total: int) -> Iterable[RowPrediction]:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        return tqdm(it, total=total, desc="simulating rows", file=sys.stderr, mininterval=0.5)
+    return wrap
+
+
+def validate_benchmarks(table: Path, calibration: Path | None = None, max_rows: int | None = None,
+                        workers: int | None = None, show_progress: bool = False
+                        ) -> tuple[dict[str, Any], tuple[RowPrediction, ...]]:
+    """The JSON object of `roofsim validate benchmarks` and the row predictions behind it."""
+    if max_rows is not None and max_rows <= 0:
+        raise InputError(f"--max-rows={max_rows} must be > 0")
+    t = read_bench_table(table)
+    rows = list(t.rows)
+    notes = []
+    if max_rows is not None and len(rows) > max_rows:
+        notes.append(f"--max-rows {max_rows}: simulated the first {max_rows} of {len(rows)} rows")
+        rows = rows[:max_rows]
+    cal = read_calibration(calibration) if calibration is not None else shipped_calibration
+    res = predict_table(rows, cal, workers=workers, progress=_tqdm(show_progress))
+    stats = e2e_error_stats(res.predictions)
+    out = {"by_metric": {m: {k: s[k] for k in ("n", "median_abs_pct_err", "mape", "bias_pct")}
+                         for m, s in stats.get("all", {}).items()},
+           "by_group": e2e_error_stats(res.predictions, _group),
+           "rows": len(rows), "rows_predicted": len(res.ok),
+           "problems": list(t.problems) + list(res.problems), "notes": notes,
+           "calibration": str(calibration) if calibration else "shipped (per hardware and framework)"}
+    return out, res.predictions
+
+
+def run_benchmarks(args: argparse.Namespace) -> int:
+    if args.out is not None and args.out.exists() and not args.force:
+        raise InputError(f"{args.out} exists; pass --force to overwrite it")
+    out, preds = validate_benchmarks(args.table, args.calibration, args.max_rows, args.workers,
+                                     show_progress=not args.json)
+    if args.out is not None:
+        write_predictions(preds, args.out, force=args.force)
+    if args.report is not None:
+        from validation.e2e_report import write_benchmarks_report  # noqa: PLC0415
+
+        write_benchmarks_report(args.report, preds, out["by_group"], f"roofsim end-to-end validation: {args.table}",
+                                out["problems"], _group, notes=f"calibration: {out['calibration']}")
+    if args.json:
+        print_json(out)
+        return 0
+    rows = [[g, m, str(s["n"]), f"{s['median_abs_pct_err']:.1f}", f"{s['mape']:.1f}", f"{s['bias_pct']:+.1f}"]
+            for g, d in out["by_group"].items() for m, s in d.items()]
+    rows += [["all", m, str(s["n"]), f"{s['median_abs_pct_err']:.1f}", f"{s['mape']:.1f}", f"{s['bias_pct']:+.1f}"]
+             for m, s in out["by_metric"].items()]
+    print_table(rows, ["group", "metric", "n", "median|e|%", "MAPE%", "bias%"])
+    print(f"\n{out['rows_predicted']} of {out['rows']} rows predicted (calibration: {out['calibration']})")
+    for n in out["notes"]:
+        print(f"note: {n}")
+    if out["problems"]:
+        print(f"{len(out['problems'])} problem(s):", file=sys.stderr)
+        for pr in out["problems"]:
+            print(f"  {pr}", file=sys.stderr)
+    for what, path in (("predictions", args.out), ("report", args.report)):
+        if path is not None:
+            print(f"{what} written to {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ run
+def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = vsub.add_parser("run", help="replay a real serving log and compare latency distributions",
+                        description="Replay the requests of a serving log (vLLM benchmark_serving JSON, GuideLLM, "
+                                    "LLMPerf) with the same lengths and send times (or vLLM's regenerated Poisson "
+                                    "draw) and compare mean/P50/P90/P99 of TTFT, TPOT, ITL, E2E, duration and "
+                                    "throughput; per-step times too when the log records them.")
+    p.add_argument("log", type=Path)
+    p.add_argument("--model", required=True)
+    p.add_argument("--hardware", required=True)
+    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--pp", type=int, default=1)
+    p.add_argument("--format", choices=("auto", "vllm", "guidellm", "llmperf"), default="auto")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="vllm-v1",
+                   help="vllm-v1 (default) = chunked prefill with vLLM V1's token budget for this GPU")
+    p.add_argument("--max-batch", type=int, default=None, help="max sequences per iteration (max_num_seqs)")
+    p.add_argument("--max-batched-tokens", type=int, default=None, help="token budget of one iteration")
+    p.add_argument("--weight-dtype", choices=("bf16", "fp16", "fp32", "fp8", "int8", "int4"), default="bf16")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="profile .toml (default: the shipped vLLM profile of the hardware)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--report", type=Path, default=None)
+    p.set_defaults(func=run_run)
+
+
+def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    sched, note = make_scheduler_config(args.scheduler, args.hardware, args.max_batch, args.max_batched_tokens)
+    if args.calibration is not None:
+        cal = read_calibration(args.calibration)
+    else:
+        try:
+            cal = profile_for(args.hardware, "vllm")
+        except InputError:
+            cal = None
+    wd = args.weight_dtype
+    quant = QuantSpec(weight_dtype=wd, activation_dtype="fp8" if wd == "fp8" else ("fp16" if wd == "fp16" else
+                      ("fp32" if wd == "fp32" else "bf16")), kv_dtype="fp16" if wd == "fp16" else "bf16")
+    res = replay_log(args.log, args.model, args.hardware, args.tp, args.pp, log_format=args.format, scheduler=sched,
+                     quant=quant, calibration=cal, gpu_memory_utilization=args.gpu_memory_utilization)
+    out = res.as_json()
+    out["notes"] = out["notes"] + [note]
+    out["calibration"] = cal.name if cal is not None else "default"
+    return out, res
+
+
+def run_run(args: argparse.Namespace) -> int:
+    out, res = validate_run(args)
+    if args.report is not None:
+        from validation.e2e_report import write_replay_report  # noqa: PLC0415
+
+        write_replay_report(args.report, res, f"roofsim replay of {args.log} on {args.model} / {args.hardware} "
+                                              f"tp{args.tp} pp{args.pp}")
+    if args.json:
+        print_json(out)
+        return 0
+
+    def f(x: float, scale: float = 1.0) -> str:
+        return "nan" if not math.isfinite(x) else f"{x * scale:.4g}"
+    rows = [[m, s, f(v["measured"], 1e3), f(v["predicted"], 1e3), f(v["err_pct"])]
+            for m, d in out["comparison"].items() for s, v in d.items()]
+    rows += [[k, "", f(v["measured"]), f(v["predicted"]), f(v["err_pct"])] for k, v in out["totals"].items()]
+    print_table(rows, ["metric", "stat", "measured (ms)", "predicted (ms)", "err%"])
+    if out["steps"]:
+        print()
+        print_table([[s["kind"], str(s["batch_size"]), str(s["n"]), f(s["measured_s"], 1e3),
+                      f(s["predicted_s"], 1e3), f(s["err_pct"])] for s in out["steps"]],
+                    ["step", "batch", "n", "measured (ms)", "predicted (ms)", "err%"])
+    print(f"\n{out['requests']} requests replayed (calibration: {out['calibration']})")
+    for n in out["notes"]:
+        print(f"note: {n}")
+    if args.report is not None:
+        print(f"report written to {args.report}")
+    return 0
+
+
+_ = METRICS  # re-exported for callers that format the table

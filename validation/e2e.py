@@ -1,0 +1,306 @@
+"""End-to-end benchmark validation: each benchmark-table row -> a SimConfig (mode, engine scheduler, calibration)
+-> `simulate` -> predicted TTFT/TPOT/ITL/E2E/throughput, and the error statistics of predicted vs measured cells.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hardware_specs.catalog import load_hardware
+from hardware_specs.errors import InputError, RoofsimError
+from model.cost import Calibration
+from model.spec import QuantSpec
+from simulator.config import (
+    OrcaScheduler,
+    ReplicaGroup,
+    SarathiScheduler,
+    SchedulerConfig,
+    SimConfig,
+    StaticScheduler,
+    VLLMScheduler,
+)
+from simulator.metrics import SimResult
+from simulator.run import simulate
+from simulator.workload import (
+    ClosedLoopArrivals,
+    FixedLengths,
+    OfflineArrivals,
+    PoissonArrivals,
+    SyntheticWorkload,
+)
+from validation.bench_table import COLUMNS, BenchRow
+from validation.metrics_err import error_stats
+from validation.profiles import profile_for
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["METRICS", "RowPrediction", "E2EResult", "row_config", "engine_scheduler", "row_quant",
+           "predict_row", "predict_table", "e2e_error_stats", "write_predictions", "CLOSED_LOOP_WAVES",
+           "row_label"]
+
+# Measured column -> (predicted column, SimResult summary key and statistic, or a throughput key)
+METRICS: dict[str, str] = {
+    "ttft_ms": "ttft_s",
+    "tpot_ms": "tpot_s",
+    "itl_ms": "itl_s",
+    "e2e_ms": "e2e_s",
+    "output_tokens_per_s": "output_tokens_per_s",
+    "requests_per_s": "requests_per_s",
+}
+# A closed-loop row is simulated for at least this many requests per client, so that the first wave (all clients
+# sending at t=0) is one of several and the means are close to the steady state (docs/validation-e2e.md).
+CLOSED_LOOP_WAVES = 4
+
+
+def row_label(row: BenchRow) -> str:
+    """A short identity of a row for problem messages."""
+    load = {"closed_loop": f"concurrency={row.concurrency}", "static_batch": f"batch={row.concurrency}",
+            "poisson": f"qps={row.qps}", "offline": f"num_requests={row.num_requests}"}[row.mode]
+    return (f"{row.model} on {row.num_gpus}x{row.hardware} tp{row.tp} pp{row.pp} {row.framework} {row.mode} "
+            f"isl={row.isl} osl={row.osl} {load}")
+
+
+# ------------------------------------------------------------------------------------------ engine defaults
+def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
+    """The scheduler that stands for the row's serving engine at its default settings, and a note saying so.
+
+    Sources of the defaults:
+    - vLLM V1 (>= 0.8, chunked prefill always on): vllm/engine/arg_utils.py `_set_default_args_v1` — OpenAI API
+      server max_num_batched_tokens 8192 / max_num_seqs 1024 on GPUs with >= 70 GiB that are not A100 (vLLM >= 0.9),
+      otherwise 2048 / 256 (A100, and every GPU in 0.8.x). Modelled as Sarathi-style chunked prefill with that
+      token budget.
+    - TensorRT-LLM (trtllm-serve, PyTorch backend): in-flight batching, max_num_tokens 8192, max_batch_size 2048,
+      chunked context off by default: whole prompts join running decodes (Orca-style).
+    - SGLang: chunked_prefill_size 8192 on large-memory GPUs, prefill batches run separately from decode (mixed
+      chunks off by default): prefill-prioritising continuous batching (our `vllm` v0 policy), max_running 1024.
+    - static_batch rows (Splitwise, Argonne): one static batch.
+    - anything else: vLLM v0-style continuous batching with 8192 tokens.
+    A non-chunking policy gets max_batched_tokens >= isl so that the prompt can be scheduled at all (noted).
+    """
+    fw = row.framework.lower()
+    if row.mode == "static_batch":
+        c = row.concurrency or 1
+        return (StaticScheduler(max_num_seqs=c, max_batched_tokens=max(c * row.isl, 1)),
+                "static batch of concurrency requests, whole batch prefilled in one iteration")
+    if fw == "vllm":
+        hw = load_hardware(row.hardware)
+        big = hw.memory.capacity_bytes >= 70 * 2**30 and "a100" not in hw.id
+        tokens, seqs = (8192, 1024) if big else (2048, 256)
+        return (SarathiScheduler(chunk_size=tokens, max_batched_tokens=tokens, max_num_seqs=seqs),
+                f"vLLM V1 defaults: chunked prefill, max_num_batched_tokens={tokens}, max_num_seqs={seqs}")
+    if fw == "trtllm":
+        tokens = max(8192, row.isl)
+        return (OrcaScheduler(max_batched_tokens=tokens, max_num_seqs=2048),
+                f"TRT-LLM in-flight batching: max_num_tokens={tokens}, max_batch_size=2048, no chunked context")
+    if fw == "sglang":
+        tokens = max(8192, row.isl)
+        return (VLLMScheduler(max_batched_tokens=tokens, max_num_seqs=1024),
+                f"SGLang: prefill-first batches of up to {tokens} tokens, max_running_requests=1024")
+    tokens = max(8192, row.isl)
+    return (VLLMScheduler(max_batched_tokens=tokens, max_num_seqs=256),
+            f"framework {row.framework!r} has no engine profile: vLLM v0-style continuous batching, "
+            f"max_batched_tokens={tokens}")
+
+
+_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
+
+
+def row_quant(row: BenchRow) -> QuantSpec:
+    """QuantSpec of a row: fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only with 16-bit activations."""
+    wd, kv = row.weight_dtype.lower(), row.kv_dtype.lower()
+    if wd not in _DTYPES:
+        raise InputError(f"weight_dtype={row.weight_dtype!r} is not one of {list(_DTYPES)}")
+    if kv not in ("fp32", "bf16", "fp16", "fp8", "int8", "int4"):
+        raise InputError(f"kv_dtype={row.kv_dtype!r} is not one of ['fp32', 'bf16', 'fp16', 'fp8', 'int8', 'int4']")
+    act = {"fp8": "fp8", "fp4": "fp4", "fp32": "fp32", "fp16": "fp16"}.get(wd, "bf16")
+    group = 16 if wd == "fp4" else 128  # NVFP4 block of 16 (as app.common)
+    return QuantSpec(weight_dtype=wd, activation_dtype=act, kv_dtype=kv, group_size=group,
+                     scale_bytes=1.0 if wd == "fp4" else 2.0)
+
+
+def _num_requests(row: BenchRow) -> int:
+    if row.mode == "closed_loop":
+        c = row.concurrency or 0
+        if c < 1:
+            raise InputError("closed_loop row has concurrency < 1")
+        return max(row.num_requests or 0, CLOSED_LOOP_WAVES * c)
+    if row.mode == "static_batch":
+        if not row.concurrency:
+            raise InputError("static_batch row has concurrency < 1")
+        return row.concurrency
+    if not row.num_requests:
+        raise InputError(f"{row.mode} row has num_requests < 1")
+    return row.num_requests
+
+
+def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int = 0) -> tuple[SimConfig, list[str]]:
+    """The SimConfig that reproduces one benchmark row, and notes on every assumption it makes."""
+    sched, note = engine_scheduler(row)
+    notes = [note]
+    n = _num_requests(row)
+    if row.mode == "closed_loop":
+        arrival = ClosedLoopArrivals(clients=row.concurrency)
+        notes.append(f"closed loop: {row.concurrency} clients, {n} requests (>= {CLOSED_LOOP_WAVES} per client), "
+                     "all clients start at t=0")
+    elif row.mode == "poisson" and row.qps is not None and math.isfinite(row.qps) and row.qps > 0:
+        arrival = PoissonArrivals(rate_per_s=row.qps)
+    elif row.mode == "poisson":
+        arrival = OfflineArrivals()
+        notes.append(f"qps={row.qps}: every request sent at t=0")
+    else:
+        arrival = OfflineArrivals()
+    workload = SyntheticWorkload(arrival=arrival, input=FixedLengths(tokens=row.isl),
+                                 output=FixedLengths(tokens=row.osl), num_requests=n)
+    group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep,
+                         quant=row_quant(row), scheduler=sched, calibration=calibration)
+    return SimConfig(workload=workload, replicas=(group,), seed=seed), notes
+
+
+# ------------------------------------------------------------------------------------------- prediction
+@dataclass(frozen=True)
+class RowPrediction:
+    """Predicted columns of one row (None when the row could not be simulated; `problem` says why)."""
+
+    index: int
+    row: BenchRow
+    predicted: dict[str, float] = field(default_factory=dict)
+    calibration: str = ""
+    notes: tuple[str, ...] = ()
+    problem: str | None = None
+
+
+def _predicted(res: SimResult) -> dict[str, float]:
+    s = res.summary
+    out: dict[str, float] = {}
+    for col, key in METRICS.items():
+        v = s[key]["mean"] * 1e3 if col.endswith("_ms") else s[key]
+        out[col] = float(v)
+    return out
+
+
+CalibrationChoice = Calibration | Callable[[BenchRow], Calibration] | None
+
+
+def shipped_calibration(row: BenchRow) -> Calibration:
+    """The shipped profile for the row's hardware and framework (validation.profiles.profile_for); the model
+    defaults, named as such, when no profile is shipped for it."""
+    try:
+        return profile_for(row.hardware, row.framework.lower() or None)
+    except InputError as e:
+        return Calibration(name=f"defaults-for-{row.hardware}", hardware=row.hardware,
+                           source=f"defaults (docs/model.md): no usable shipped profile ({e})")
+
+
+def predict_row(index: int, row: BenchRow, calibration: CalibrationChoice = None, seed: int = 0) -> RowPrediction:
+    """Simulate one row. A row that cannot be simulated comes back with `problem` set (never raised)."""
+    cal_name = ""
+    try:
+        cal = calibration(row) if callable(calibration) else calibration
+        cal_name = cal.name if cal is not None else "default"
+        cfg, notes = row_config(row, cal, seed)
+        res = simulate(cfg)
+    except (RoofsimError, ValueError, KeyError) as e:
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        return RowPrediction(index, row, calibration=cal_name, problem=f"row {index + 1} ({row_label(row)}): {msg}")
+    s = res.summary
+    if s["requests_completed"] < s["requests_total"]:
+        return RowPrediction(index, row, calibration=cal_name, notes=tuple(notes),
+                             problem=f"row {index + 1} ({row_label(row)}): only {s['requests_completed']} of "
+                                     f"{s['requests_total']} requests finished ({s['stop_reason']}; "
+                                     f"rejected: {s['requests_rejected']})")
+    return RowPrediction(index, row, _predicted(res), cal_name, tuple(notes))
+
+
+def _job(args: tuple[int, BenchRow, CalibrationChoice, int]) -> RowPrediction:
+    return predict_row(*args)
+
+
+@dataclass(frozen=True)
+class E2EResult:
+    predictions: tuple[RowPrediction, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> tuple[RowPrediction, ...]:
+        return tuple(p for p in self.predictions if p.problem is None)
+
+
+def predict_table(rows: Sequence[BenchRow], calibration: CalibrationChoice = shipped_calibration, *,
+                  seed: int = 0, workers: int | None = None,
+                  progress: Callable[[Iterable[RowPrediction], int], Iterable[RowPrediction]] | None = None
+                  ) -> E2EResult:
+    """Simulate every row (in a process pool of `workers`, default min(2, cpus) when there are more than 8 rows;
+    results are in row order and do not depend on the pool). `progress(iterator, total)` may wrap the results."""
+    jobs = [(i, r, calibration, seed) for i, r in enumerate(rows)]
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(rows) > 8 else 1
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            it: Iterable[RowPrediction] = ex.map(_job, jobs, chunksize=max(1, len(jobs) // (workers * 16)))
+            if progress is not None:
+                it = progress(it, len(jobs))
+            preds = list(it)
+    else:
+        it = map(_job, jobs)
+        if progress is not None:
+            it = progress(it, len(jobs))
+        preds = list(it)
+    return E2EResult(tuple(preds), tuple(p.problem for p in preds if p.problem))
+
+
+def e2e_error_stats(preds: Sequence[RowPrediction], key: Callable[[BenchRow], str] | None = None
+                    ) -> dict[str, dict[str, dict[str, float | int]]]:
+    """{group: {metric: {n, median_abs_pct_err, mape, p90_abs_pct_err, bias_pct}}} over the rows with both a
+    measured and a predicted value (blank measured cells are not scored). Group "all" when key is None."""
+    groups: dict[str, list[RowPrediction]] = {}
+    for p in preds:
+        if p.problem is None:
+            groups.setdefault(key(p.row) if key else "all", []).append(p)
+    out: dict[str, dict[str, dict[str, float | int]]] = {}
+    for g in sorted(groups):
+        d: dict[str, dict[str, float | int]] = {}
+        for col in METRICS:
+            pairs = [(p.predicted[col], getattr(p.row, col)) for p in groups[g]
+                     if getattr(p.row, col) is not None and getattr(p.row, col) > 0
+                     and math.isfinite(p.predicted.get(col, math.nan))]
+            if pairs:
+                arr = np.array(pairs, dtype=float)
+                st = error_stats(arr[:, 0], arr[:, 1]).as_dict()
+                d[col] = {k: st[k] for k in ("n", "median_abs_pct_err", "mape", "p90_abs_pct_err", "bias_pct")}
+        out[g] = d
+    return out
+
+
+def write_predictions(preds: Sequence[RowPrediction], path: Path | str, *, force: bool = False) -> Path:
+    """The table with pred_<metric> columns (+ calibration, problem) added. Refuses to overwrite unless force."""
+    import csv  # noqa: PLC0415
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise InputError(f"{path} exists; pass --force to overwrite it")
+    cols = [*COLUMNS, "notes", *(f"pred_{c}" for c in METRICS), "calibration", "problem"]
+
+    def fmt(v: object) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return "inf" if math.isinf(v) else repr(v)
+        return str(v)
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for p in preds:
+            vals = [getattr(p.row, c) for c in (*COLUMNS, "notes")]
+            vals += [p.predicted.get(c) for c in METRICS]
+            vals += [p.calibration, p.problem or ""]
+            w.writerow([fmt(v) for v in vals])
+    return path

@@ -1,0 +1,241 @@
+"""Replay a real serving log in the simulator (same input/output lengths, the log's send times or vLLM's regenerated
+Poisson draw) and compare the latency distributions, duration, throughput and, when recorded, per-step times.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardware_specs.catalog import load_hardware
+from hardware_specs.errors import InputError
+from model.batch import BatchShape
+from model.cost import Calibration, CostModel
+from model.loader import load_model
+from model.spec import ParallelSpec, QuantSpec
+from simulator.config import (
+    OrcaScheduler,
+    ReplicaGroup,
+    SarathiScheduler,
+    SchedulerConfig,
+    SimConfig,
+    SJFScheduler,
+    StaticScheduler,
+    VLLMScheduler,
+)
+from simulator.metrics import SimResult
+from simulator.run import simulate
+from simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload, Trace
+from validation.logs import ServingLog, read_log, regenerate_poisson_arrivals
+
+__all__ = ["ReplayResult", "log_trace", "replay_log", "make_scheduler_config", "compare_steps", "read_steps",
+           "vllm_v1_defaults", "STATS", "SCHEDULERS"]
+
+STATS = ("mean", "p50", "p90", "p99")
+SCHEDULERS = ("vllm-v1", "sarathi", "vllm", "orca", "static", "sjf")
+
+
+def vllm_v1_defaults(hardware: str) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) of vLLM V1's OpenAI server on this GPU: 8192/1024 on GPUs with
+    >= 70 GiB that are not A100 (vLLM >= 0.9), else 2048/256 — vllm/engine/arg_utils.py `_set_default_args_v1`."""
+    hw = load_hardware(hardware)
+    big = hw.memory.capacity_bytes >= 70 * 2**30 and "a100" not in hw.id
+    return (8192, 1024) if big else (2048, 256)
+
+
+def make_scheduler_config(kind: str, hardware: str, max_batch: int | None = None,
+                          max_batched_tokens: int | None = None) -> tuple[SchedulerConfig, str]:
+    """A scheduler config from CLI-style settings; 'vllm-v1' = Sarathi chunked prefill with vLLM V1's defaults."""
+    if kind not in SCHEDULERS:
+        raise InputError(f"unknown scheduler {kind!r}; known: {list(SCHEDULERS)}")
+    kw: dict[str, int] = {}
+    if max_batch is not None:
+        kw["max_num_seqs"] = max_batch
+    if max_batched_tokens is not None:
+        kw["max_batched_tokens"] = max_batched_tokens
+    if kind in ("vllm-v1", "sarathi"):
+        tokens, seqs = vllm_v1_defaults(hardware) if kind == "vllm-v1" else (512, 256)
+        tokens = kw.get("max_batched_tokens", tokens)
+        seqs = kw.get("max_num_seqs", seqs)
+        return (SarathiScheduler(chunk_size=tokens, max_batched_tokens=tokens, max_num_seqs=seqs),
+                f"scheduler {kind}: chunked prefill, token budget {tokens}, max_num_seqs {seqs}")
+    cls = {"vllm": VLLMScheduler, "orca": OrcaScheduler, "static": StaticScheduler, "sjf": SJFScheduler}[kind]
+    cfg = cls(**kw)
+    return cfg, f"scheduler {kind}: max_num_seqs {cfg.max_num_seqs}, max_batched_tokens {cfg.max_batched_tokens}"
+
+
+def log_trace(log: ServingLog) -> tuple[Trace, np.ndarray, list[str]]:
+    """The log's requests as a Trace sorted by send time, the permutation (trace position -> log index), and notes.
+    Send times come from the log when it has them, else from vLLM's Poisson draw regenerated from rate and seed."""
+    notes: list[str] = []
+    n = log.num_requests
+    if n == 0:
+        raise InputError(f"{log.path}: the log has no successful requests to replay")
+    if log.send_s is not None:
+        send = np.asarray(log.send_s, dtype=np.float64)
+        notes.append("arrivals: the log's own send times")
+    elif log.request_rate_per_s is not None:
+        seed = log.seed if log.seed is not None else 0
+        send = regenerate_poisson_arrivals(n, log.request_rate_per_s, seed)
+        notes.append(f"ASSUMPTION: the log has no send times; arrivals regenerated as vLLM benchmark_serving draws "
+                     f"them (numpy RandomState({seed}) gamma gaps, rate {log.request_rate_per_s:g}/s, burstiness 1)"
+                     + ("" if log.seed is not None else "; seed not recorded, 0 (vLLM's default) assumed")
+                     + "; request i of the log is taken to be the i-th sent")
+    else:
+        raise InputError(f"{log.path}: the log has neither send times nor a request rate; cannot replay its "
+                         f"arrivals")
+    order = np.argsort(send, kind="stable")
+    send = send[order] - send.min()
+    return Trace(send, log.input_tokens[order], log.output_tokens[order], None, log.path), order, notes
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    log: ServingLog
+    sim: SimResult
+    order: np.ndarray  # trace position -> log request index
+    comparison: dict[str, dict[str, dict[str, float]]]  # metric -> stat -> {measured, predicted, err_pct}
+    totals: dict[str, dict[str, float]]  # duration_s, output_tokens_per_s, requests_per_s
+    steps: list[dict[str, Any]]  # per (kind, batch_size): n, measured_s, predicted_s, err_pct
+    notes: tuple[str, ...]
+
+    def measured_values(self, metric: str) -> np.ndarray:
+        return _measured_arrays(self.log)[metric]
+
+    def predicted_values(self, metric: str) -> np.ndarray:
+        return _predicted_arrays(self.sim)[metric]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"log": self.log.path, "format": self.log.source_format, "requests": self.log.num_requests,
+                "comparison": self.comparison, "totals": self.totals, "steps": self.steps,
+                "notes": list(self.notes)}
+
+
+def _measured_arrays(log: ServingLog) -> dict[str, np.ndarray]:
+    out = log.output_tokens
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(out > 1, (log.e2e_s - log.ttft_s) / (out - 1), np.nan)
+    itl = np.concatenate(log.itl_s) if log.itl_s else np.empty(0)
+    return {"ttft_s": log.ttft_s, "tpot_s": tpot[np.isfinite(tpot)], "itl_s": itl, "e2e_s": log.e2e_s}
+
+
+def _predicted_arrays(sim: SimResult) -> dict[str, np.ndarray]:
+    d = sim.completed
+    tpot = sim.tpot_s[d]
+    return {"ttft_s": sim.ttft_s[d], "tpot_s": tpot[np.isfinite(tpot)], "itl_s": sim.itl_s, "e2e_s": sim.e2e_s[d]}
+
+
+def _stat(x: np.ndarray, s: str) -> float:
+    if x.size == 0:
+        return math.nan
+    return float(x.mean()) if s == "mean" else float(np.percentile(x, int(s[1:])))
+
+
+def _err(p: float, m: float) -> float:
+    return 100.0 * (p - m) / m if m and math.isfinite(m) and math.isfinite(p) else math.nan
+
+
+def read_steps(path: Path | str) -> list[dict[str, Any]]:
+    """The `steps` list of a `roofsim measure` log ({kind, batch_size, tokens, ctx_sum, seconds}); [] if none."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    steps = d.get("steps") if isinstance(d, dict) else None
+    if not steps:
+        return []
+    if not isinstance(steps, list):
+        raise InputError(f"{path}: key 'steps' must be a list")
+    for i, s in enumerate(steps):
+        if not isinstance(s, dict) or any(k not in s for k in ("kind", "batch_size", "tokens", "ctx_sum", "seconds")):
+            raise InputError(f"{path}: steps[{i}] needs keys kind, batch_size, tokens, ctx_sum, seconds")
+        if s["kind"] not in ("prefill", "decode"):
+            raise InputError(f"{path}: steps[{i}].kind={s['kind']!r} is not 'prefill' or 'decode'")
+    return steps
+
+
+def step_shape(kind: str, batch_size: int, tokens: int, ctx_sum: int) -> BatchShape:
+    """BatchShape of one measured step. Prefill: `tokens` new tokens over `batch_size` sequences with
+    ctx_sum - tokens already cached, sequences taken as equal length (attention pairs b*L(L+1)/2 + L*cached/b).
+    Decode: one token per sequence attending to ctx_sum tokens in all."""
+    b = max(int(batch_size), 1)
+    if kind == "prefill":
+        L = tokens / b
+        cached = max(int(ctx_sum) - int(tokens), 0)
+        pairs = b * L * (L + 1) / 2 + L * cached
+        return BatchShape(prefill_tokens=int(tokens), prefill_seqs=b, prefill_attn_pairs=pairs,
+                          prefill_ctx_tokens=cached)
+    return BatchShape(decode_seqs=b, decode_tokens=max(int(tokens), b), decode_ctx_tokens=int(ctx_sum))
+
+
+def compare_steps(steps: list[dict[str, Any]], cost: CostModel) -> list[dict[str, Any]]:
+    """Mean measured vs predicted step time per (kind, batch_size)."""
+    groups: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for s in steps:
+        pred = cost.step(step_shape(s["kind"], s["batch_size"], s["tokens"], s["ctx_sum"])).seconds
+        groups.setdefault((s["kind"], int(s["batch_size"])), []).append((float(s["seconds"]), pred))
+    out = []
+    for (kind, b), v in sorted(groups.items()):
+        a = np.array(v)
+        m, p = float(a[:, 0].mean()), float(a[:, 1].mean())
+        out.append({"kind": kind, "batch_size": b, "n": len(v), "measured_s": m, "predicted_s": p,
+                    "err_pct": _err(p, m)})
+    return out
+
+
+def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int = 1, pp: int = 1, *,
+               log_format: str = "auto", scheduler: SchedulerConfig | None = None,
+               quant: QuantSpec | None = None, calibration: Calibration | None = None,
+               gpu_memory_utilization: float = 0.9, seed: int = 0) -> ReplayResult:
+    """Replay the log's requests on `model` x `hardware` (tp, pp) and compare distributions."""
+    path = None
+    if not isinstance(log, ServingLog):
+        path = Path(log)
+        log = read_log(path, log_format)
+    trace, order, notes = log_trace(log)
+    notes = list(log.notes) + notes
+    if scheduler is None:
+        scheduler, note = make_scheduler_config("vllm-v1", hardware)
+        notes.append(note + " (default)")
+    quant = quant or QuantSpec()
+    group = ReplicaGroup(model=model, hardware=hardware, tp=tp, pp=pp, quant=quant, scheduler=scheduler,
+                         calibration=calibration, gpu_memory_utilization=gpu_memory_utilization)
+    wl = SyntheticWorkload(arrival=OfflineArrivals(), input=FixedLengths(tokens=1), output=FixedLengths(tokens=1),
+                           num_requests=len(trace))  # placeholder: the trace replaces its requests
+    sim = simulate(SimConfig(workload=wl, replicas=(group,), seed=seed), trace=trace)
+    if sim.summary["requests_completed"] < len(trace):
+        notes.append(f"only {sim.summary['requests_completed']} of {len(trace)} replayed requests finished "
+                     f"({sim.summary['stop_reason']})")
+    meas, pred = _measured_arrays(log), _predicted_arrays(sim)
+    comparison = {k: {s: {"measured": _stat(meas[k], s), "predicted": _stat(pred[k], s),
+                          "err_pct": _err(_stat(pred[k], s), _stat(meas[k], s))} for s in STATS} for k in meas}
+    # duration: first send to last token (vLLM benchmark_serving's `duration` spans the same).
+    m_dur = float(np.max(trace.arrival_s[np.argsort(order)] + log.e2e_s)) if log.duration_s is None \
+        else float(log.duration_s)
+    if log.duration_s is None:
+        notes.append("measured duration = last (send + e2e) (the log records no duration)")
+    p_dur = float(np.nanmax(sim.completion_s))
+    out_tok = float(log.output_tokens.sum())
+    totals = {
+        "duration_s": {"measured": m_dur, "predicted": p_dur, "err_pct": _err(p_dur, m_dur)},
+        "output_tokens_per_s": {"measured": out_tok / m_dur, "predicted": out_tok / p_dur,
+                                "err_pct": _err(out_tok / p_dur, out_tok / m_dur)},
+        "requests_per_s": {"measured": len(trace) / m_dur, "predicted": len(trace) / p_dur,
+                           "err_pct": _err(len(trace) / p_dur, len(trace) / m_dur)},
+    }
+    steps: list[dict[str, Any]] = []
+    if path is not None:
+        raw = read_steps(path)
+        if raw:
+            m = load_model(model)
+            par = ParallelSpec(tp=tp, pp=pp)
+            cost = CostModel(m, load_hardware(hardware), quant, par, calibration)
+            steps = compare_steps(raw, cost)
+            notes.append(f"per-step times: {len(raw)} recorded steps compared with model.cost step estimates")
+    return ReplayResult(log, sim, order, comparison, totals, steps, tuple(notes))
