@@ -1,0 +1,150 @@
+"""validation.e2e: a row simulated by hand equals the prediction, exact error statistics, blank cells not scored,
+problems named, mode -> workload mapping, pool determinism, and a real-data bound on a few silicon rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model.cost import Calibration
+from model.spec import QuantSpec
+from simulator.config import ReplicaGroup, SarathiScheduler, SimConfig
+from simulator.run import simulate
+from simulator.workload import ClosedLoopArrivals, FixedLengths, SyntheticWorkload
+from validation.bench_table import BenchRow, read_bench_table, write_bench_table
+from validation.e2e import (
+    RowPrediction,
+    e2e_error_stats,
+    predict_row,
+    predict_table,
+    row_config,
+    write_predictions,
+)
+
+BASE = dict(model="meta-llama/Llama-3.1-8B-Instruct", hardware="h100-sxm", num_gpus=1, tp=1, pp=1, ep=1,
+            weight_dtype="bf16", kv_dtype="bf16", framework="vllm", mode="closed_loop", isl=128, osl=16,
+            concurrency=2)
+
+
+def row(**kw) -> BenchRow:
+    return BenchRow(**{**BASE, **kw})
+
+
+def test_hand_built_config_equals_prediction() -> None:
+    r = row(ttft_ms=10.0, tpot_ms=5.0)
+    cfg = SimConfig(
+        workload=SyntheticWorkload(arrival=ClosedLoopArrivals(clients=2), input=FixedLengths(tokens=128),
+                                   output=FixedLengths(tokens=16), num_requests=8),  # 4 waves of 2 clients
+        replicas=(ReplicaGroup(model=r.model, hardware="h100-sxm", quant=QuantSpec(),
+                               scheduler=SarathiScheduler(chunk_size=8192, max_batched_tokens=8192,
+                                                          max_num_seqs=1024),  # vLLM V1 on H100
+                               calibration=Calibration()),),
+        seed=0)
+    s = simulate(cfg).summary
+    p = predict_row(0, r, Calibration())
+    assert p.problem is None
+    assert p.predicted["ttft_ms"] == s["ttft_s"]["mean"] * 1e3
+    assert p.predicted["tpot_ms"] == s["tpot_s"]["mean"] * 1e3
+    assert p.predicted["e2e_ms"] == s["e2e_s"]["mean"] * 1e3
+    assert p.predicted["output_tokens_per_s"] == s["output_tokens_per_s"]
+    assert 0 < p.predicted["ttft_ms"] < p.predicted["e2e_ms"]
+
+
+def test_mode_mapping() -> None:
+    cfg, _ = row_config(row(mode="offline", num_requests=5, concurrency=None))
+    assert cfg.workload.arrival.kind == "offline" and cfg.workload.num_requests == 5
+    cfg, _ = row_config(row(mode="poisson", qps=3.0, num_requests=7, concurrency=None))
+    assert cfg.workload.arrival.kind == "poisson" and cfg.workload.arrival.rate_per_s == 3.0
+    cfg, notes = row_config(row(mode="poisson", qps=float("inf"), num_requests=7, concurrency=None))
+    assert cfg.workload.arrival.kind == "offline" and "t=0" in notes[-1]
+    cfg, _ = row_config(row(mode="static_batch", concurrency=4, framework="splitwise"))
+    g = cfg.replicas[0].scheduler
+    assert (g.kind, g.max_num_seqs, cfg.workload.num_requests) == ("static", 4, 4)
+    cfg, _ = row_config(row(concurrency=3, num_requests=5))
+    assert cfg.workload.num_requests == 12  # max(num_requests, 4 x concurrency)
+    cfg, _ = row_config(row(framework="trtllm"))
+    assert cfg.replicas[0].scheduler.kind == "orca"
+    cfg, _ = row_config(row(framework="vllm", hardware="a100-sxm-40gb"))
+    assert cfg.replicas[0].scheduler.max_batched_tokens == 2048  # vLLM V1 default on A100
+    cfg, _ = row_config(row(weight_dtype="fp8"))
+    assert cfg.replicas[0].quant.activation_dtype == "fp8"
+
+
+def _pred(i: int, ttft: float | None, tpot: float | None, p_ttft: float, p_tpot: float) -> RowPrediction:
+    r = row(ttft_ms=ttft, tpot_ms=tpot)
+    pred = {"ttft_ms": p_ttft, "tpot_ms": p_tpot, "itl_ms": 1.0, "e2e_ms": 2.0, "output_tokens_per_s": 3.0,
+            "requests_per_s": 4.0}
+    return RowPrediction(i, r, pred, "x")
+
+
+def test_error_stats_exact_and_blank_cells_not_scored() -> None:
+    preds = [_pred(0, 100.0, 10.0, 110.0, 10.0), _pred(1, 200.0, None, 180.0, 99.0),
+             _pred(2, 50.0, 20.0, 65.0, 25.0),
+             RowPrediction(3, row(ttft_ms=1.0), problem="row 4: nope")]
+    s = e2e_error_stats(preds)["all"]
+    assert s["ttft_ms"]["n"] == 3
+    assert s["ttft_ms"]["median_abs_pct_err"] == pytest.approx(10.0)
+    assert s["ttft_ms"]["mape"] == pytest.approx((10 + 10 + 30) / 3)
+    assert s["ttft_ms"]["bias_pct"] == pytest.approx(10.0)
+    assert s["tpot_ms"]["n"] == 2  # the blank tpot cell of row 1 is predicted but not scored
+    assert s["tpot_ms"]["median_abs_pct_err"] == pytest.approx(12.5)
+    assert set(s) == {"ttft_ms", "tpot_ms"}  # no measured itl/e2e/throughput cells: nothing scored
+
+
+def test_problems_are_named(tmp_path: Path) -> None:
+    rows = [row(model="no-such/model-xyz"),
+            row(model="meta-llama/Llama-3.1-70B", hardware="l4"),  # 140 GB of bf16 weights on one 24 GB GPU
+            row(ttft_ms=5.0)]
+    res = predict_table(rows, Calibration(), workers=1)
+    assert len(res.problems) == 2 and len(res.ok) == 1
+    assert "row 1" in res.problems[0] and "no-such/model-xyz" in res.problems[0]
+    assert "row 2" in res.problems[1] and "fit" in res.problems[1].lower()
+    out = write_predictions(res.predictions, tmp_path / "p.csv")
+    import csv  # noqa: PLC0415
+
+    recs = list(csv.reader(out.open(newline="")))
+    assert recs[0][-3:] == ["pred_requests_per_s", "calibration", "problem"] and len(recs) == 4
+    assert recs[1][recs[0].index("pred_ttft_ms")] == "" and "no-such" in recs[1][-1]
+    assert float(recs[3][recs[0].index("pred_ttft_ms")]) > 0 and recs[3][-1] == ""
+    with pytest.raises(Exception, match="--force"):
+        write_predictions(res.predictions, out)
+    # a missing column is an InputError naming it
+    p = write_bench_table([row()], tmp_path / "t.csv")
+    lines = p.read_text().splitlines()
+    cols = lines[0].split(",")
+    k = cols.index("osl")
+    p.write_text("\n".join(",".join(c for j, c in enumerate(ln.split(",")) if j != k) for ln in lines) + "\n")
+    with pytest.raises(Exception, match="osl"):
+        read_bench_table(p)
+
+
+def test_pool_is_deterministic() -> None:
+    rows = [row(concurrency=c, isl=64 * c) for c in (1, 2, 3)]
+    a = predict_table(rows, Calibration(), workers=1)
+    b = predict_table(rows, Calibration(), workers=2)
+    assert [p.predicted for p in a.predictions] == [p.predicted for p in b.predictions]
+
+
+# Bound measured on these rows with the shipped profiles (docs/validation-e2e.md): see the assertion.
+def test_real_silicon_rows(shared_data: Path) -> None:
+    from validation.converters import convert_aiconfigurator_silicon  # noqa: PLC0415
+    from validation.e2e import shipped_calibration  # noqa: PLC0415
+
+    t = convert_aiconfigurator_silicon(shared_data / "serving/aiconfigurator_silicon/silicon_sample_h100.csv")
+    pick = []
+    for model, fw in (("meta-llama/Llama-3.1-8B-Instruct", "trtllm"), ("Qwen/Qwen3-32B", "vllm"),
+                      ("Qwen/Qwen3-32B", "sglang")):
+        pick += [r for r in t.rows if r.model == model and r.framework == fw and (r.concurrency or 0) <= 16
+                 and r.osl <= 512][:3]
+    assert len(pick) == 9
+    res = predict_table(pick, shipped_calibration, workers=1)
+    assert res.problems == ()
+    s = e2e_error_stats(res.predictions)["all"]
+    assert s["tpot_ms"]["n"] == 9 and s["ttft_ms"]["n"] == 9
+    assert s["tpot_ms"]["median_abs_pct_err"] < TPOT_BOUND
+    assert s["ttft_ms"]["median_abs_pct_err"] < TTFT_BOUND
+
+
+TPOT_BOUND = 60.0
+TTFT_BOUND = 60.0
