@@ -134,6 +134,9 @@ def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--calibration", type=Path, default=None,
                    help="profile .toml (default: the shipped vLLM profile of the hardware)")
+    p.add_argument("--prompts-cached", action="store_true",
+                   help="the server's prefix cache already held every prompt (same prompts sent before with "
+                        "prefix caching on): replay each prompt as 1 new token")
     p.add_argument("--json", action="store_true")
     p.add_argument("--report", type=Path, default=None)
     p.set_defaults(func=run_run)
@@ -152,7 +155,8 @@ def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     quant = QuantSpec(weight_dtype=wd, activation_dtype="fp8" if wd == "fp8" else ("fp16" if wd == "fp16" else
                       ("fp32" if wd == "fp32" else "bf16")), kv_dtype="fp16" if wd == "fp16" else "bf16")
     res = replay_log(args.log, args.model, args.hardware, args.tp, args.pp, log_format=args.format, scheduler=sched,
-                     quant=quant, calibration=cal, gpu_memory_utilization=args.gpu_memory_utilization)
+                     quant=quant, calibration=cal, gpu_memory_utilization=args.gpu_memory_utilization,
+                     prompts_cached=args.prompts_cached)
     out = res.as_json()
     out["notes"] = out["notes"] + [note]
     out["calibration"] = cal.name if cal is not None else "default"

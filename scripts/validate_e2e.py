@@ -65,14 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         md += ["", f"### vLLM Llama-3.3-70B TP8 8xA100-40GB, calibration {name} ({note})",
                "| rate | TTFT mean meas/pred ms (err %) | TPOT mean meas/pred ms (err %) | "
                "ITL P99 meas/pred ms | E2E mean err % | duration err % |", "|---|---|---|---|---:|---:|"]
-        for q in RATES:
+        for q, cached in [(q, False) for q in RATES] + [(q, True) for q in RATES[1:]]:
             log = args.data / VLLM_DIR / f"serving_meta-llama-Llama-3.3-70B-Instruct_tp8_pp1_sharegpt_qps_{q}.json"
             r = replay_log(log, "meta-llama/Llama-3.3-70B-Instruct", "a100-sxm-40gb", 8, scheduler=sched,
-                           calibration=cal)
+                           calibration=cal, prompts_cached=cached)
             c = r.comparison
-            result[f"vllm_{name}_qps_{q}"] = r.as_json()
+            result[f"vllm_{name}_qps_{q}{'_cached' if cached else ''}"] = r.as_json()
             t, p, i = c["ttft_s"]["mean"], c["tpot_s"]["mean"], c["itl_s"]["p99"]
-            md.append(f"| {q} | {t['measured'] * 1e3:.1f} / {t['predicted'] * 1e3:.1f} ({t['err_pct']:+.1f}) | "
+            md.append(f"| {q}{' prompts cached' if cached else ''} | {t['measured'] * 1e3:.1f} / {t['predicted'] * 1e3:.1f} ({t['err_pct']:+.1f}) | "
                       f"{p['measured'] * 1e3:.1f} / {p['predicted'] * 1e3:.1f} ({p['err_pct']:+.1f}) | "
                       f"{i['measured'] * 1e3:.1f} / {i['predicted'] * 1e3:.1f} | "
                       f"{c['e2e_s']['mean']['err_pct']:+.1f} | {r.totals['duration_s']['err_pct']:+.1f} |")

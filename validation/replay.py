@@ -192,14 +192,23 @@ def compare_steps(steps: list[dict[str, Any]], cost: CostModel) -> list[dict[str
 def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int = 1, pp: int = 1, *,
                log_format: str = "auto", scheduler: SchedulerConfig | None = None,
                quant: QuantSpec | None = None, calibration: Calibration | None = None,
-               gpu_memory_utilization: float = 0.9, seed: int = 0) -> ReplayResult:
-    """Replay the log's requests on `model` x `hardware` (tp, pp) and compare distributions."""
+               gpu_memory_utilization: float = 0.9, seed: int = 0, prompts_cached: bool = False) -> ReplayResult:
+    """Replay the log's requests on `model` x `hardware` (tp, pp) and compare distributions.
+
+    prompts_cached: the server's prefix cache already holds every prompt (e.g. the same prompts were sent in an
+    earlier run with prefix caching on). The simulator has no prefix cache, so each prompt is replayed as 1 new
+    token (vLLM recomputes the last prompt token); decode attention then misses the prompt's KV reads (small
+    next to the weight reads for short prompts; stated in the notes)."""
     path = None
     if not isinstance(log, ServingLog):
         path = Path(log)
         log = read_log(path, log_format)
     trace, order, notes = log_trace(log)
     notes = list(log.notes) + notes
+    if prompts_cached:
+        trace = Trace(trace.arrival_s, np.ones(len(trace), dtype=np.int64), trace.output_tokens, None, trace.source)
+        notes.append("ASSUMPTION --prompts-cached: every prompt is a prefix-cache hit; replayed as 1 new prompt "
+                     "token (decode attention then omits the prompt's KV reads)")
     if scheduler is None:
         scheduler, note = make_scheduler_config("vllm-v1", hardware)
         notes.append(note + " (default)")
