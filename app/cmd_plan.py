@@ -1,0 +1,186 @@
+"""`roofsim plan`: the cheapest (or fewest-GPU, or least-energy) replica configuration that serves a target
+request rate within P99 TTFT/TPOT SLOs; ranked table or JSON on stdout, progress on stderr, HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.common import KV_DTYPES, WEIGHT_DTYPES, print_json, print_table
+from app.plan_report import HEADERS, table_rows, winner_summary_text, write_report
+from simulator.config import SCHEDULER_KINDS
+from simulator.plan_cache import PointCache
+from simulator.planner import PlanResult, PlanSpec, make_executor, plan
+from simulator.workload import NamedWorkload, TraceWorkload, named_workloads
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("empty list")
+    return vals
+
+
+def _choices(valid: tuple[str, ...], what: str) -> Any:
+    def parse(text: str) -> tuple[str, ...]:
+        vals = tuple(v.strip() for v in text.split(",") if v.strip())
+        bad = [v for v in vals if v not in valid]
+        if bad or not vals:
+            raise argparse.ArgumentTypeError(f"{what} {bad[0] if bad else text!r} is not one of {', '.join(valid)}")
+        return vals
+    return parse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("plan", help="capacity planning: cheapest configuration meeting latency SLOs at a rate",
+                       description="For every candidate (hardware x tp x pp x quantization x scheduler x batch) find "
+                       "the highest rate one replica sustains within the SLOs by bisection over simulated rates, "
+                       "then replicas, GPUs, $/hour, $/1M output tokens and J/token for --rate; rank them.")
+    g = p.add_argument_group("question")
+    g.add_argument("--model", required=True, help="model preset, HF id or config.json")
+    g.add_argument("--workload", help=f"built-in workload: {', '.join(named_workloads())}")
+    g.add_argument("--trace", type=Path, help="trace file to replay (rate-scaled to each tried rate)")
+    g.add_argument("--rate", type=float, required=True, help="target request rate of the deployment, req/s")
+    g.add_argument("--slo-ttft-p99", type=float, required=True, help="P99 TTFT target, s")
+    g.add_argument("--slo-tpot-p99", type=float, required=True, help="P99 TPOT target, s")
+    g.add_argument("--objective", choices=("cost", "gpus", "energy"), default="cost")
+    g.add_argument("--max-gpus", type=int, help="GPU budget of the whole deployment")
+    g.add_argument("--num-requests", type=int, default=2000, help="requests per simulated point (default 2000)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--tolerance", type=float, default=0.05, help="relative capacity tolerance (default 0.05)")
+    c = p.add_argument_group("candidate space (comma-separated lists)")
+    c.add_argument("--hardware", default="h100-sxm", help="hardware ids/aliases (default h100-sxm)")
+    c.add_argument("--tp", type=_ints, default=(1, 2, 4, 8))
+    c.add_argument("--pp", type=_ints, default=(1,))
+    c.add_argument("--weight-dtype", type=_choices(WEIGHT_DTYPES, "weight dtype"), default=("bf16",))
+    c.add_argument("--kv-dtype", type=_choices(("auto", *KV_DTYPES), "kv dtype"), default=("auto",))
+    c.add_argument("--scheduler", type=_choices(SCHEDULER_KINDS, "scheduler"), default=("vllm",))
+    c.add_argument("--max-batch", type=_ints, default=(256,), help="max_num_seqs values")
+    c.add_argument("--max-batched-tokens", type=int, help="iteration token budget (default: fits the longest prompt)")
+    c.add_argument("--chunk-size", type=int, default=512, help="Sarathi token budget")
+    c.add_argument("--speculative", action="append", metavar="JSON",
+                   help="a ReplicaGroup `speculative` setting as a JSON object, or 'none'; repeat for several")
+    c.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    c.add_argument("--exhaustive", action="store_true", help="simulate every candidate (no cost-bound pruning)")
+    e = p.add_argument_group("execution")
+    e.add_argument("--dask-scheduler", metavar="tcp://HOST:PORT", help="run the simulations on this Dask cluster")
+    e.add_argument("--workers", type=int, help="local worker processes (default: all cores; 1 = in-process)")
+    e.add_argument("--cache-dir", type=Path, help="point cache (default $ROOFSIM_CACHE_DIR or ~/.cache/roofsim/plan)")
+    e.add_argument("--no-cache", action="store_true", help="neither read nor write the point cache")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
+    o.add_argument("--report", type=Path, help="write an HTML report (table + Pareto plot) here")
+    o.add_argument("--top", type=int, default=15, help="rows of the ranked table to print (default 15)")
+    p.set_defaults(func=run_plan)
+
+
+def spec_from_args(args: argparse.Namespace) -> PlanSpec:
+    if bool(args.workload) == bool(args.trace):
+        raise ValueError("give exactly one of --workload NAME and --trace FILE")
+    wl: NamedWorkload | TraceWorkload
+    if args.trace:
+        if not args.trace.is_file():
+            raise FileNotFoundError(f"--trace {args.trace}: no such file")
+        wl = TraceWorkload(path=str(args.trace))
+    else:
+        if args.workload not in named_workloads():
+            from hardware_specs.errors import UnknownNameError  # noqa: PLC0415
+
+            raise UnknownNameError("workload", args.workload, named_workloads())
+        wl = NamedWorkload(name=args.workload)
+    spec: list[str | None] = [None]
+    if args.speculative:
+        spec = [None if s.strip().lower() in ("none", "off") else s for s in args.speculative]
+    return PlanSpec(
+        model=args.model, workload=wl, rate_per_s=args.rate, slo_ttft_s=args.slo_ttft_p99,
+        slo_tpot_s=args.slo_tpot_p99, hardware=tuple(h.strip() for h in args.hardware.split(",") if h.strip()),
+        tp=args.tp, pp=args.pp, weight_dtypes=args.weight_dtype, kv_dtypes=args.kv_dtype, schedulers=args.scheduler,
+        max_batch=args.max_batch, speculative=tuple(spec), max_batched_tokens=args.max_batched_tokens,
+        chunk_size=args.chunk_size, gpu_memory_utilization=args.gpu_memory_utilization, objective=args.objective,
+        num_requests=args.num_requests, seed=args.seed, tolerance=args.tolerance, max_gpus=args.max_gpus,
+        exhaustive=args.exhaustive)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers={args.workers} must be >= 1")
+    cache = None if args.no_cache else PointCache(args.cache_dir)
+    executor = make_executor(args.dask_scheduler, args.workers)
+    bar = None
+    progress = None
+    if not args.json:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=None, unit="cand", file=sys.stderr, desc="planning", leave=False)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+    try:
+        result = plan(spec, executor, cache, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+        executor.close()
+    command = "roofsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    if args.report is not None:
+        write_report(result, args.report, command)
+    if args.json:
+        print_json(result.as_dict())
+        return 0 if result.winner is not None else 1
+    _print(result, args.top)
+    if args.report is not None:
+        print(f"\nreport: {args.report}")
+    return 0 if result.winner is not None else 1
+
+
+def _print(result: PlanResult, top: int) -> None:
+    s, st = result.spec, result.stats
+    w = result.winner
+    print(f"{s.model}: {s.rate_per_s:g} req/s, P99 TTFT <= {s.slo_ttft_s:g} s, P99 TPOT <= "
+          f"{s.slo_tpot_s * 1e3:g} ms; objective {s.objective}; {s.num_requests} requests per point, seed {s.seed}")
+    print(f"{st.candidates} candidates: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in st.by_status.items())
+          + f"; {st.simulations} simulations, {st.cache_hits} cached, {st.wall_s:.1f} s on {st.workers} worker(s)")
+    print()
+    if w is None:
+        print("NO CANDIDATE MEETS THE SLOs.")
+        closest = result.closest()
+        if closest:
+            print("closest candidates (best P99 latency / SLO ratio seen):")
+            for o in closest:
+                print(f"  {o.candidate.label}: {o.slo_ratio:.2f}x the SLO; {o.reason}")
+        print()
+    else:
+        print(f"WINNER: {w.replicas} x {w.candidate.label} = {w.gpus} GPUs, ${w.usd_per_hour:.2f}/hour, "
+              f"${w.usd_per_million_tokens:.3f}/1M output tokens, {w.j_per_token:.3g} J/output token "
+              f"(capacity {w.capacity_per_s:.3g} req/s per replica, {w.load_per_replica_s:.3g} req/s each at the target)")
+        if result.winner_metrics is not None:
+            print("the deployment simulated at the target rate:")
+            print("  " + winner_summary_text(result.winner_metrics).replace("\n", "\n  "))
+            m = result.winner_metrics
+            if not (m["ttft_s"]["p99"] <= s.slo_ttft_s and m["tpot_s"]["p99"] <= s.slo_tpot_s) or m["saturated"]:
+                print("  WARNING: the routed deployment misses an SLO that each replica met alone at its share "
+                      "of the load (routing imbalance); consider one more replica")
+        print()
+    rows = table_rows(result, top)
+    print_table(rows, HEADERS)
+    if len(result.outcomes) > top:
+        print(f"... {len(result.outcomes) - top} more (--top N, --json or --report for all)")
+    pf = result.pareto
+    if pf:
+        print("\nPareto front (cost vs P99 TTFT and TPOT at load): " + "; ".join(
+            f"{o.candidate.label} ${o.usd_per_hour:.2f}/h" for o in sorted(pf, key=lambda o: o.usd_per_hour)))
+    if any(o.status == "pruned" for o in result.outcomes):
+        print("pruned = stopped once its cost lower bound exceeded a feasible candidate's cost; --exhaustive "
+              "simulates them all (fuller Pareto front)")
+
+
+__all__ = ["register", "run_plan", "spec_from_args"]

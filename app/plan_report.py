@@ -1,0 +1,135 @@
+"""Capacity-plan report: the ranked table as rows, the cost-versus-P99-latency Pareto figure (plotly), and a
+self-contained HTML page with both."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from simulator.planner import Outcome, PlanResult
+
+HEADERS = ["#", "configuration", "status", "capacity/replica", "replicas", "GPUs", "$/hour", "$/1M out tok",
+           "J/out tok", "P99 TTFT", "P99 TPOT", "why not the winner"]
+
+
+def _num(x: float, fmt: str) -> str:
+    return format(x, fmt) if isinstance(x, int | float) and math.isfinite(x) else "-"
+
+
+def outcome_row(o: Outcome) -> list[str]:
+    status = o.status.replace("_", " ") + (" *" if o.pareto else "")
+    cap = f"{o.capacity_per_s:.3g} req/s" if math.isfinite(o.capacity_per_s) else "-"
+    ttft = f"{o.p99_ttft_s:.3g} s" if math.isfinite(o.p99_ttft_s) else "-"
+    tpot = f"{o.p99_tpot_s * 1e3:.3g} ms" if math.isfinite(o.p99_tpot_s) else "-"
+    return [str(o.rank) if o.rank else "", o.candidate.label, status, cap, str(o.replicas or "-"),
+            str(o.gpus or "-"), _num(o.usd_per_hour, ".2f"), _num(o.usd_per_million_tokens, ".3f"),
+            _num(o.j_per_token, ".3g"), ttft, tpot, o.reason]
+
+
+def table_rows(result: PlanResult, limit: int | None = None) -> list[list[str]]:
+    outs = list(result.outcomes)
+    if limit is not None:
+        outs = outs[:limit]
+    return [outcome_row(o) for o in outs]
+
+
+def pareto_figure(result: PlanResult) -> go.Figure:
+    """Feasible configurations: deployment $/hour against P99 TTFT and P99 TPOT at the deployment's per-replica
+    load; the Pareto front (nothing else is as cheap and as fast on both) is joined by a line, the winner starred."""
+    feas = result.feasible
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("P99 TTFT vs cost", "P99 TPOT vs cost"))
+    for col, attr, scale, unit in ((1, "p99_ttft_s", 1.0, "s"), (2, "p99_tpot_s", 1e3, "ms")):
+        for front in (False, True):
+            pts = [o for o in feas if o.pareto == front]
+            if front:
+                pts.sort(key=lambda o: o.usd_per_hour)
+            fig.add_trace(go.Scatter(
+                x=[o.usd_per_hour for o in pts], y=[getattr(o, attr) * scale for o in pts],
+                mode="lines+markers" if front else "markers",
+                name="Pareto front" if front else "feasible", legendgroup="front" if front else "other",
+                showlegend=col == 1, marker={"size": 10 if front else 7},
+                text=[f"{o.candidate.label}<br>{o.replicas} replica(s), {o.gpus} GPUs" for o in pts],
+                hovertemplate="%{text}<br>$%{x:.2f}/h<br>%{y:.3g} " + unit + "<extra></extra>"), row=1, col=col)
+        w = result.winner
+        if w is not None:
+            fig.add_trace(go.Scatter(x=[w.usd_per_hour], y=[getattr(w, attr) * scale], mode="markers",
+                                     marker={"symbol": "star", "size": 18, "color": "gold",
+                                             "line": {"width": 1, "color": "black"}},
+                                     name="winner", showlegend=col == 1, text=[w.candidate.label],
+                                     hovertemplate="winner: %{text}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="deployment cost, $/hour", row=1, col=col)
+        fig.update_yaxes(title_text=f"P99 {'TTFT' if col == 1 else 'TPOT'} at load, {unit}", row=1, col=col)
+    s = result.spec
+    fig.add_hline(y=s.slo_ttft_s, line_dash="dot", annotation_text="SLO", row=1, col=1)
+    fig.add_hline(y=s.slo_tpot_s * 1e3, line_dash="dot", annotation_text="SLO", row=1, col=2)
+    fig.update_layout(title=f"{s.model}: {s.rate_per_s:g} req/s, P99 TTFT <= {s.slo_ttft_s:g} s, "
+                            f"P99 TPOT <= {s.slo_tpot_s * 1e3:g} ms", height=480)
+    return fig
+
+
+def _html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def report_html(result: PlanResult, command: str = "") -> str:
+    """One self-contained page (plotly.js inlined): summary, figure, winner metrics, the full ranked table."""
+    s, st = result.spec, result.stats
+    w = result.winner
+    parts = [f"<h1>roofsim capacity plan: {html.escape(s.model)}</h1>"]
+    if command:
+        parts.append(f"<pre>{html.escape(command)}</pre>")
+    if w is not None:
+        parts.append(f"<p><b>Winner ({html.escape(s.objective)}):</b> {w.replicas} x {html.escape(w.candidate.label)}"
+                     f" = {w.gpus} GPUs, ${w.usd_per_hour:.2f}/hour, ${w.usd_per_million_tokens:.3f} per million "
+                     f"output tokens, {w.j_per_token:.3g} J/output token; capacity {w.capacity_per_s:.3g} req/s per "
+                     "replica.</p>")
+    else:
+        parts.append("<p><b>No candidate meets the SLOs.</b> Closest: "
+                     + "; ".join(html.escape(f"{o.candidate.label} ({o.reason})") for o in result.closest()) + "</p>")
+    parts.append(f"<p>{st.candidates} candidates, {st.simulated_candidates} simulated, {st.simulations} simulations "
+                 f"run, {st.cache_hits} from cache, {st.wall_s:.1f} s wall on {st.workers} worker(s). "
+                 "Latencies are at the deployment's per-replica load; * = on the Pareto front.</p>")
+    parts.append(pareto_figure(result).to_html(full_html=False, include_plotlyjs="inline"))
+    if result.winner_metrics is not None:
+        m = result.winner_metrics
+        parts.append("<h2>Winning deployment, simulated at the target rate</h2><pre>" + html.escape(
+            winner_summary_text(m)) + "</pre>")
+    parts.append("<h2>All candidates</h2>" + _html_table(table_rows(result)))
+    style = ("<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:nth-child(2),td:last-child"
+             "{text-align:left}</style>")
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>roofsim plan</title>{style}</head><body>" \
+           + "\n".join(parts) + "</body></html>"
+
+
+def winner_summary_text(m: dict[str, Any]) -> str:
+    def ms(d: dict[str, float], k: str) -> str:
+        return f"{d[k] * 1e3:.1f}" if math.isfinite(d[k]) else "-"
+
+    lines = [f"requests {m['requests_completed']}/{m['requests_total']} completed, stop: {m['stop_reason']}"
+             + (", SATURATED" if m["saturated"] else ""),
+             "latency (ms)   mean     p50     p90     p99"]
+    for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
+        d = m[key]
+        lines.append(f"{label:<12}" + "".join(f"{ms(d, k):>8}" for k in ("mean", "p50", "p90", "p99")))
+    lines.append(f"throughput {m['requests_per_s']:.2f} req/s, {m['output_tokens_per_s']:.0f} output tok/s; "
+                 f"SLO attainment {m['slo_attainment']:.1%}; goodput {m['goodput_requests_per_s']:.2f} req/s")
+    lines.append(f"energy {m['energy_per_output_token_j']:.3g} J/output token; "
+                 f"${m['cost_per_million_output_tokens_usd']:.3f} per million output tokens (busy-time priced)")
+    return "\n".join(lines)
+
+
+def write_report(result: PlanResult, path: Path, command: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report_html(result, command), encoding="utf-8")
+
+
+__all__ = ["HEADERS", "outcome_row", "pareto_figure", "report_html", "table_rows", "winner_summary_text",
+           "write_report"]
