@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "app.cmd_estimate",
     "app.cmd_simulate",
     "app.cmd_app",
+    "app.cmd_plan",
     "app.cmd_validate",
     "app.cmd_calibrate",
     "app.cmd_convert",
