@@ -708,21 +708,31 @@ def plan(spec: PlanSpec, executor: Executor | None = None, cache: PointCache | N
             ex.close()
 
 
-def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: ProgressFn | None,
-          stats: PlanStats, t0: float) -> PlanResult:
-    probe = build_trace(SimConfig.model_validate({"workload": workload_at(spec, 1.0, 1.0) if not isinstance(
-        spec.workload, TraceWorkload) else spec.workload, "replicas": [{"model": "x", "hardware": "x"}]}).workload,
-        np.random.default_rng(spec.seed))
-    if isinstance(spec.workload, TraceWorkload):
+def resolve(spec: PlanSpec) -> tuple[PlanSpec, TraceStats]:
+    """The spec with defaults that depend on the workload filled in (max_batched_tokens), and the statistics of
+    the requests every point replays (lengths do not depend on the rate: same seed, time-scaled arrivals)."""
+    wl = spec.workload
+    probe_wl = wl if isinstance(wl, TraceWorkload) else workload_at(spec, 1.0, 1.0)
+    probe_cfg = SimConfig.model_validate({"workload": probe_wl, "replicas": [{"model": "x", "hardware": "x"}]})
+    probe = build_trace(probe_cfg.workload, np.random.default_rng(spec.seed))
+    if isinstance(wl, TraceWorkload):
         probe = probe.head(spec.num_requests)
+    if len(probe) < 2:
+        raise PlannerError(f"the workload has {len(probe)} request(s); a plan needs at least 2")
     ts = TraceStats.of(probe)
+    if isinstance(wl, TraceWorkload) and not (math.isfinite(ts.native_rate) and ts.native_rate > 0):
+        raise PlannerError(f"trace {wl.path} has no arrival rate to scale (all arrivals at one instant)")
     if spec.max_batched_tokens is None:
         spec = spec.model_copy(update={"max_batched_tokens": max(8192, -(-ts.max_input // 1024) * 1024)})
+    return spec, ts
+
+
+def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: ProgressFn | None,
+          stats: PlanStats, t0: float) -> PlanResult:
+    spec, ts = resolve(spec)
     tol = spec.tolerance
     cands = candidates(spec)
     stats.candidates = len(cands)
-    if isinstance(spec.workload, TraceWorkload) and not (math.isfinite(ts.native_rate) and ts.native_rate > 0):
-        raise PlannerError(f"trace {spec.workload.path} has no arrival rate to scale (all arrivals at one instant)")
     native = ts.native_rate
     runner = _Runner(ex, cache, stats)
     outcomes: dict[Candidate, Outcome] = {}
@@ -888,6 +898,6 @@ def _gap(spec: PlanSpec, o: Outcome, w: Outcome) -> tuple[float, str]:
 __all__ = [
     "Bounds", "Candidate", "DaskExecutor", "Executor", "Outcome", "PlanResult", "PlanSpec", "PlanStats",
     "PlannerError", "Point", "ProcessExecutor", "SerialExecutor", "TraceStats", "analytical_bounds", "candidates",
-    "evaluate_point", "grid_index", "grid_rate", "make_executor", "plan", "point_config", "quant_for",
+    "evaluate_point", "grid_index", "grid_rate", "make_executor", "plan", "point_config", "quant_for", "resolve",
     "workload_at",
 ]

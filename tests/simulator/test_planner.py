@@ -1,0 +1,192 @@
+"""Capacity planner: the bisection finds the SLO edge, replicas cover the rate, the winner is the cheapest
+(fewest GPUs), the cache replaces simulations, a Dask cluster gives the local result, bad input fails cleanly."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from hardware_specs.errors import UnknownNameError
+from simulator.plan_cache import PointCache, point_key
+from simulator.planner import (
+    DaskExecutor,
+    PlannerError,
+    PlanResult,
+    PlanSpec,
+    SerialExecutor,
+    _point,
+    candidates,
+    evaluate_point,
+    grid_index,
+    grid_rate,
+    plan,
+    point_config,
+    resolve,
+)
+from simulator.workload import NamedWorkload
+
+N = 150  # requests per point: small enough for a fast suite, large enough for a P99 with a tail
+
+
+def _spec(**kw: object) -> PlanSpec:
+    base: dict[str, object] = dict(model="llama-3.1-8b", workload=NamedWorkload(name="conversation"), rate_per_s=12.0,
+                                   slo_ttft_s=1.0, slo_tpot_s=0.05, hardware=("h100-sxm", "l40s"), tp=(1, 2),
+                                   num_requests=N, tolerance=0.1, verify_winner=False)
+    base.update(kw)
+    return PlanSpec(**base)  # type: ignore[arg-type]
+
+
+def _comparable(r: PlanResult) -> list[dict]:
+    return [o.as_dict() for o in r.outcomes]
+
+
+@pytest.fixture(scope="module")
+def exhaustive(tmp_path_factory: pytest.TempPathFactory) -> tuple[PlanResult, PointCache]:
+    cache = PointCache(tmp_path_factory.mktemp("plan-cache"))
+    return plan(_spec(exhaustive=True), SerialExecutor(), cache), cache
+
+
+def test_grid_is_geometric_and_index_inverts_it() -> None:
+    assert grid_rate(0, 0.05) == 1.0
+    assert grid_rate(2, 0.05) == pytest.approx(1.1025)
+    for r in (0.013, 0.5, 1.0, 7.3, 123.0):
+        k = grid_index(r, 0.05)
+        assert grid_rate(k, 0.05) <= r < grid_rate(k + 1, 0.05)
+
+
+def test_capacity_is_the_slo_edge_within_tolerance(exhaustive: tuple[PlanResult, PointCache]) -> None:
+    result, _ = exhaustive
+    spec = result.spec
+    o = next(o for o in result.outcomes if o.candidate.label.startswith("h100-sxm tp1"))
+    assert o.status == "feasible"
+    native = 1.0
+    at = _point(spec, o.capacity_per_s, evaluate_point(point_config(spec, o.candidate, o.capacity_per_s, native)))
+    above_rate = o.capacity_per_s * (1 + spec.tolerance)
+    above = _point(spec, above_rate, evaluate_point(point_config(spec, o.candidate, above_rate, native)))
+    assert at.feasible, at.why
+    assert not above.feasible
+    assert above.why  # names the SLO that failed
+
+
+def test_replicas_cover_the_target_rate(exhaustive: tuple[PlanResult, PointCache]) -> None:
+    result, _ = exhaustive
+    feas = result.feasible
+    assert len(feas) >= 2
+    for o in feas:
+        assert o.replicas * o.capacity_per_s >= result.spec.rate_per_s
+        assert (o.replicas - 1) * o.capacity_per_s < result.spec.rate_per_s
+        assert o.gpus == o.replicas * o.candidate.gpus
+        assert o.load_per_replica_s == pytest.approx(result.spec.rate_per_s / o.replicas)
+
+
+def test_winner_is_the_cheapest_feasible_and_pruning_keeps_it(exhaustive: tuple[PlanResult, PointCache]) -> None:
+    result, cache = exhaustive
+    w = result.winner
+    assert w is not None and w.rank == 1
+    assert w.usd_per_hour == min(o.usd_per_hour for o in result.feasible)
+    for o in result.feasible[1:]:
+        assert o.objective_gap_pct >= 0 and "expensive" in o.reason or "same cost" in o.reason
+    pruned = plan(_spec(), SerialExecutor(), cache)  # branch and bound over the same points
+    assert pruned.winner is not None
+    assert pruned.winner.candidate == w.candidate and pruned.winner.usd_per_hour == w.usd_per_hour
+    assert pruned.winner.capacity_per_s == w.capacity_per_s
+
+
+def test_objective_gpus_picks_fewest_gpus(exhaustive: tuple[PlanResult, PointCache]) -> None:
+    result, cache = exhaustive
+    r = plan(_spec(exhaustive=True, objective="gpus"), SerialExecutor(), cache)
+    assert r.stats.simulations == 0  # every point was in the cache
+    assert r.winner is not None
+    fewest = min(o.gpus for o in result.feasible)
+    assert r.winner.gpus == fewest
+    assert r.winner.usd_per_hour == min(o.usd_per_hour for o in result.feasible if o.gpus == fewest)
+
+
+def test_second_identical_plan_runs_zero_simulations(tmp_path) -> None:
+    spec = _spec(hardware=("h100-sxm",), tp=(1,), verify_winner=True)
+    cache = PointCache(tmp_path)
+    first = plan(spec, SerialExecutor(), cache)
+    assert first.stats.simulations > 0 and first.stats.cache_hits == 0
+    second = plan(spec, SerialExecutor(), cache)
+    assert second.stats.simulations == 0
+    assert second.stats.cache_hits == first.stats.simulations
+    assert _comparable(second) == _comparable(first)
+    assert second.winner_metrics == first.winner_metrics
+    files = list(tmp_path.rglob("*.json"))
+    assert len(files) == first.stats.simulations
+    assert not list(tmp_path.rglob(".tmp-*"))  # atomic writes leave no temporaries
+
+
+def test_cache_key_changes_with_the_config() -> None:
+    spec, _ = resolve(_spec())
+    c = candidates(spec)[0]
+    a = point_key(point_config(spec, c, 2.0, 1.0))
+    assert a == point_key(point_config(spec, c, 2.0, 1.0))
+    assert a != point_key(point_config(spec, c, 2.1, 1.0))
+    assert a != point_key(point_config(spec.model_copy(update={"seed": 1}), c, 2.0, 1.0))
+
+
+def test_dask_local_cluster_gives_the_local_result() -> None:
+    distributed = pytest.importorskip("distributed")
+    spec = _spec(hardware=("h100-sxm",), tp=(1, 2), exhaustive=True)
+    local = plan(spec, SerialExecutor())
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as lc:
+        ex = DaskExecutor(lc)
+        try:
+            assert ex.workers == 2
+            remote = plan(spec, ex)
+        finally:
+            ex.close()
+    assert remote.stats.simulations == local.stats.simulations
+    assert _comparable(remote) == _comparable(local)
+
+
+def test_unreachable_dask_scheduler_fails_fast() -> None:
+    pytest.importorskip("distributed")
+    t = time.perf_counter()
+    with pytest.raises(PlannerError, match="cannot connect to the Dask scheduler at 'tcp://127.0.0.1:9'"):
+        DaskExecutor("tcp://127.0.0.1:9", timeout_s=2.0)
+    assert time.perf_counter() - t < 15
+
+
+def test_unknown_hardware_names_close_matches() -> None:
+    with pytest.raises(UnknownNameError, match="h100x") as e:
+        candidates(_spec(hardware=("h100-sxm", "h100x")))
+    assert "h100" in str(e.value)
+
+
+def test_impossible_slo_says_so_and_shows_the_closest() -> None:
+    r = plan(_spec(slo_ttft_s=0.02, hardware=("h100-sxm",), tp=(1, 2, 3)), SerialExecutor())
+    assert r.winner is None
+    statuses = {o.candidate.tp: o for o in r.outcomes}
+    assert statuses[3].status == "invalid" and "tp=3 must divide" in statuses[3].reason
+    closest = r.closest()
+    assert closest and all(o.status == "slo_unmet" for o in closest)
+    assert all(o.slo_ratio > 1 for o in closest)
+    assert "TTFT" in closest[0].reason
+
+
+def test_does_not_fit_and_unsupported_are_skipped_without_simulating() -> None:
+    r = plan(_spec(model="llama-3.1-70b", hardware=("a100-sxm-80gb",), tp=(1,), weight_dtypes=("bf16", "fp8")),
+             SerialExecutor())
+    by = {o.candidate.weight_dtype: o for o in r.outcomes}
+    assert by["bf16"].status == "does_not_fit" and "does not fit" in by["bf16"].reason
+    assert by["fp8"].status == "unsupported" and "fp8" in by["fp8"].reason
+    assert r.stats.simulations == 0
+
+
+def test_closed_loop_workload_is_rejected() -> None:
+    from simulator.workload import SyntheticWorkload
+
+    wl = SyntheticWorkload(arrival={"kind": "closed_loop", "clients": 4}, input={"kind": "fixed", "tokens": 10},
+                           output={"kind": "fixed", "tokens": 10}, num_requests=20)
+    with pytest.raises(ValueError, match="no request rate"):
+        _spec(workload=wl)
+
+
+def test_bad_speculative_json_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not a JSON object"):
+        _spec(speculative=("{k: 4",))
+    assert math.isfinite(grid_rate(-40, 0.05))
