@@ -1,0 +1,65 @@
+"""`roofsim plan` end to end: JSON and table output, HTML report, exit codes and clean errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from app.cli import main
+
+BASE = ["plan", "--model", "llama-3.1-8b", "--workload", "conversation", "--rate", "12", "--slo-ttft-p99", "1",
+        "--slo-tpot-p99", "0.05", "--num-requests", "150", "--tolerance", "0.1", "--workers", "1"]
+
+
+def test_json_plan_and_report(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "plan.html"
+    code = main([*BASE, "--hardware", "h100,l40s", "--tp", "1,2", "--json", "--report", str(report),
+                 "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr()
+    assert code == 0
+    d = json.loads(out.out)
+    assert d["winner"]["candidate"]["label"] == d["outcomes"][0]["candidate"]["label"]
+    assert d["winner"]["replicas"] * d["winner"]["capacity_per_s"] >= 12
+    assert {o["candidate"]["hardware"] for o in d["outcomes"]} == {"h100-sxm", "l40s"}  # aliases resolved
+    assert d["winner_metrics"]["requests_completed"] == 150
+    assert "planning" not in out.err  # no progress bar with --json
+    page = report.read_text()
+    assert "Pareto front" in page and d["winner"]["candidate"]["label"] in page and "<table>" in page
+
+
+def test_table_output_and_repeat_from_cache(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*BASE, "--hardware", "h100", "--tp", "1", "--cache-dir", str(tmp_path)]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "WINNER: " in first and "h100-sxm tp1 bf16 vllm b256" in first
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    assert "0 simulations" in second and "cached" in second
+
+
+def test_impossible_slo_exits_1_with_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([*BASE[:7], "--slo-ttft-p99", "0.02", *BASE[9:], "--hardware", "h100", "--tp", "1,2", "--no-cache"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "NO CANDIDATE MEETS THE SLOs" in out and "closest candidates" in out and "TTFT" in out
+
+
+def test_unknown_hardware_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--hardware", "h100,h1000", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown hardware 'h1000'" in err and "closest" in err and "Traceback" not in err
+
+
+def test_unreachable_dask_scheduler_is_a_clean_error_not_a_hang(capsys: pytest.CaptureFixture[str]) -> None:
+    t = time.perf_counter()
+    assert main([*BASE[:-2], "--hardware", "h100", "--dask-scheduler", "tcp://127.0.0.1:9", "--no-cache"]) == 2
+    assert time.perf_counter() - t < 20
+    assert "cannot connect to the Dask scheduler" in capsys.readouterr().err
+
+
+def test_workload_xor_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a for a in BASE if a not in ("--workload", "conversation")]
+    assert main(args) == 2
+    assert "exactly one of --workload" in capsys.readouterr().err
