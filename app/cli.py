@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "app.cmd_plan",
     "app.cmd_validate",
     "app.cmd_calibrate",
+    "app.cmd_measure",
     "app.cmd_convert",
 )
 

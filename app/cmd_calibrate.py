@@ -1,4 +1,5 @@
-"""`roofsim calibrate`: fit a calibration profile for one GPU to measured kernel tables; report held-out error."""
+"""`roofsim calibrate`: fit a calibration profile for one GPU to measured kernel tables (or, with --local, to
+kernels measured on this machine); report held-out error."""
 
 from __future__ import annotations
 
@@ -19,9 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="Fit the cost model's efficiencies and overheads to measured kernel rows of one "
                                    "GPU (least squares on log error), cross-validate over held-out shape families, "
                                    "and write a calibration profile TOML.")
-    p.add_argument("sources", nargs="+", type=Path, help="kernel table files or directories")
-    p.add_argument("--hardware", required=True, help="hardware id/alias the rows were measured on")
-    p.add_argument("--out", type=Path, required=True, help="profile .toml to write (atomically)")
+    p.add_argument("sources", nargs="*", type=Path, help="kernel table files or directories (not with --local)")
+    p.add_argument("--hardware", default=None, help="hardware id/alias the rows were measured on (required "
+                                                    "unless --local)")
+    p.add_argument("--out", type=Path, default=None, help="profile .toml to write (atomically); with --local the "
+                                                          "HardwareSpec (default local-cpu.toml), the calibration "
+                                                          "going to <stem>.calibration.toml next to it")
+    g = p.add_argument_group("this machine (--local)")
+    g.add_argument("--local", action="store_true", help="measure this machine's kernels with numpy "
+                                                        "(validation.local) and fit to them instead of reading tables")
+    g.add_argument("--quick", action="store_true", help="with --local: a reduced grid (~1 minute)")
+    g.add_argument("--blas-threads", type=int, default=None, help="with --local: OpenBLAS threads (default 1)")
+    g.add_argument("--local-model", default="local-llama-125m",
+                   help="with --local: the model whose GEMM shapes, heads and depth are measured "
+                        "(default local-llama-125m; see roofsim measure --model)")
     p.add_argument("--format", choices=("auto", "aiconfigurator", "vidur", "llmcompass", "csv"), default="auto")
     p.add_argument("--framework", action="append", default=None,
                    help="only rows of this framework (trtllm, vllm, sglang, nccl, vidur ...); repeatable")
@@ -53,6 +65,16 @@ def result_json(res: CalibrationResult, out: Path, sources: list[str], notes: li
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    if args.local:
+        if args.sources or args.hardware:
+            raise ValueError("--local measures this machine: give no SOURCES and no --hardware with it")
+        from app.cmd_measure import run_calibrate_local  # noqa: PLC0415
+
+        return run_calibrate_local(args)
+    if args.quick or args.blas_threads is not None:
+        raise ValueError("--quick and --blas-threads apply only with --local")
+    if not args.sources or not args.hardware or args.out is None:
+        raise ValueError("roofsim calibrate needs SOURCES, --hardware and --out (or --local to measure this machine)")
     hw = load_hardware(args.hardware)
     if args.folds < 0 or args.folds == 1:
         raise ValueError(f"--folds={args.folds} must be 0 (no cross-validation) or >= 2")
