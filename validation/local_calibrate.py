@@ -1,6 +1,6 @@
 """Calibrate roofsim for the machine at hand: time real numpy kernels (validation.local), turn the peaks into a
 HardwareSpec, fit the Calibration with validation.calibrate's least squares over held-out shape families, fit the
-engine's per-step overheads on a tiny model of the same depth, and write hardware + profile atomically.
+engine's per-step overheads on short steps of the model itself, and write hardware + profile atomically.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ FP32 = QuantSpec(weight_dtype="fp32", activation_dtype="fp32", kv_dtype="fp32")
 #: GEMM row-tile sizes tried by the fit. OpenBLAS packs a block of B for every call, so a GEMM with few rows costs
 #: about as much as one with a tile of rows: the cost model's tile padding (gemm_tile_m) is what captures it.
 TILE_M_CANDIDATES: tuple[int, ...] = (8, 16, 32, 48, 64, 96, 128, 192)
+QUICK_TILE_M_CANDIDATES: tuple[int, ...] = (16, 32, 64, 96)
 
 Progress = Callable[[str], None]
 
@@ -90,7 +91,7 @@ class LocalMeasurements:
     peak_fp32_flops_per_s: float
     bandwidth_bytes_per_s: float  # best STREAM-counted bandwidth over ops and thread counts
     stream: dict[str, float]  # "<op>_t<threads>" -> best bytes/s
-    overhead_steps: tuple[dict[str, Any], ...]  # tiny-model steps: kind, batch_size, tokens, ctx_sum, seconds
+    overhead_steps: tuple[dict[str, Any], ...]  # short model steps: kind, batch_size, tokens, ctx_sum, seconds
     overhead_model: ModelSpec
     llc_bytes: int
     cpu_model: str
@@ -172,20 +173,13 @@ def _prepare_elementwise(op: str, tokens: int, hidden: int, inter: int, rng: np.
     return fn, mb.KernelRecord(op=op, dtype="fp32", n=width, m=tokens, batch=1)
 
 
-def _tiny_like(spec: ModelSpec) -> ModelSpec:
-    """Same depth, heads and structure as `spec` with negligible FLOPs and bytes: its step time is the engine's
-    Python/numpy dispatch overhead (per step, per layer, per sequence)."""
-    hd = 8
-    return small_llama_spec(hidden_size=spec.num_heads * hd, num_layers=spec.num_layers, num_heads=spec.num_heads,
-                            num_kv_heads=spec.num_kv_heads, intermediate_size=2 * spec.num_heads * hd,
-                            vocab_size=256, max_context_tokens=1024, name=f"overhead-probe-l{spec.num_layers}")
-
-
 def measure_overhead_steps(spec: ModelSpec, batches: Sequence[int], repeats: int,
                            rng: np.random.Generator) -> tuple[ModelSpec, list[dict[str, Any]]]:
-    """Time decode steps (batch sizes `batches`, 16 cached tokens each) and prefills (1 and max(batches)
-    sequences of 16 tokens) of the tiny model of `spec`'s depth; `repeats` timed steps each after a warm-up."""
-    tiny = _tiny_like(spec)
+    """Time short steps of the model itself: decode steps (batch sizes `batches`, 16 cached tokens each) and
+    prefills (1 and max(batches) sequences of 16 tokens); `repeats` timed steps each after a warm-up. What the
+    kernel model misses on these short steps (Python dispatch, per-sequence attention calls, the GEMV/GEMM switch)
+    is fitted as the step overheads. The serving run validated later is a separate run with other shapes."""
+    tiny = spec
     bmax = max(batches)
     model = build_local_llama(tiny, rng, max_seqs=bmax, max_ctx_tokens=64)
     ctx = 16
@@ -243,7 +237,7 @@ def _stream_rows(recs: Iterable[mb.KernelRecord], hardware: str) -> list[KernelM
 def measure_local(spec: ModelSpec, quick: bool, rng: np.random.Generator, *, hardware: str = "local-cpu",
                   progress: Progress | None = None) -> LocalMeasurements:
     """Time GEMMs at `spec`'s weight shapes (plus generic squares), STREAM, the forward pass's elementwise and
-    attention code at `spec`'s head layout, call overhead, and tiny-model steps of `spec`'s depth."""
+    attention code at `spec`'s head layout, call overhead, and short steps of `spec` itself."""
     plan = QUICK if quick else FULL
     say = progress or (lambda msg: log.info("%s", msg))
     started = time.perf_counter()
@@ -284,7 +278,7 @@ def measure_local(spec: ModelSpec, quick: bool, rng: np.random.Generator, *, har
              for s in plan.prefill_seq]
     ew_attn = mb.time_interleaved(ew + attn, plan.attn_rounds, rng)
 
-    say(f"timing engine overhead: steps of a tiny model with {spec.num_layers} layers")
+    say(f"timing engine overhead: short prefill/decode steps of {spec.name}")
     tiny, steps = measure_overhead_steps(spec, plan.step_batches, plan.step_repeats, rng)
 
     rows = [_record_row(r, hardware) for r in gemm_recs]
@@ -402,7 +396,7 @@ class LocalFit:
     tile_scores: dict[int, float]  # tile_m -> held-out median |error| % over all rows
     step_overhead_s: float
     step_overhead_per_seq_s: float
-    overhead_residual_pct: float  # median |error| % of the tiny-model steps after the overhead fit
+    overhead_residual_pct: float  # median |error| % of the short model steps after the overhead fit
 
     def summary(self) -> dict[str, Any]:
         """Held-out median |error| % per family (gemm, memory-bound, attention) and overall."""
@@ -420,7 +414,7 @@ class LocalFit:
 
 def fit_step_overheads(steps: Sequence[Mapping[str, Any]], tiny: ModelSpec, hw: HardwareSpec,
                        cal: Calibration) -> tuple[float, float, float]:
-    """(step_overhead_s, step_overhead_per_seq_s, median |error| %) from tiny-model steps: the measured time minus
+    """(step_overhead_s, step_overhead_per_seq_s, median |error| %) from short steps of the model: the measured time minus
     the kernels' predicted time (overheads zeroed) is fitted as a + b * sequences by non-negative least squares."""
     from scipy.optimize import nnls  # noqa: PLC0415
 
@@ -490,8 +484,7 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
         "source": (f"roofsim calibrate --local{' --quick' if meas.quick else ''}: {res.n_rows} numpy kernel rows "
                    f"on {meas.cpu_model} ({meas.blas_threads} BLAS thread(s)), {res.folds}-fold held-out shape "
                    f"families; gemm_tile_m chosen from {list(tiles)}; step overheads from "
-                   f"{len(meas.overhead_steps)} steps of a {meas.overhead_model.num_layers}-layer tiny model "
-                   f"(they hold for models of that depth)")})
+                   f"{len(meas.overhead_steps)} short steps of {meas.overhead_model.name} (they hold for that model)")})
     return LocalFit(cal, res, tile_m, scores, a, b, resid)
 
 
@@ -549,7 +542,8 @@ def calibrate_local(out: Path | str, *, quick: bool, model: ModelSpec | None = N
     rng = np.random.default_rng(seed)
     meas = measure_local(spec, quick, rng, progress=progress)
     hw = machine_hardware(meas, hw_id)
-    fit = fit_local(meas, hw, folds=folds, seed=seed, name=f"{hw_id}-fitted", progress=progress)
+    fit = fit_local(meas, hw, folds=folds, seed=seed, name=f"{hw_id}-fitted", progress=progress,
+                    tiles=QUICK_TILE_M_CANDIDATES if quick else TILE_M_CANDIDATES)
     paths = write_local_profile(hw, fit, meas, out)
     return hw, fit, meas, paths
 
