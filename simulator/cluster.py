@@ -14,6 +14,7 @@ import simpy
 from hardware_specs.errors import UnknownNameError
 from simulator.replica import Replica
 from simulator.request import REJECTED, Request
+from simulator.workload import ClosedLoopArrivals
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Cluster:
     """Routes requests to replicas and decides when the run stops."""
 
     def __init__(self, env: simpy.Environment, replicas: list[Replica], router_kind: str,
-                 requests: list[Request], rng: np.random.Generator, closed_loop: tuple[int, float] | None,
+                 requests: list[Request], rng: np.random.Generator, closed_loop: ClosedLoopArrivals | None,
                  max_sim_time_s: float, max_waiting_requests: int | None,
                  progress: Callable[[int, int], None] | None = None) -> None:
         if router_kind not in ROUTERS:
@@ -81,6 +82,13 @@ class Cluster:
         self._pending: list[float] = []  # times of arrivals not yet delivered (heap)
         self._issued = 0
         self.last_completion_s = 0.0
+        # closed loop: requests [0, _phase_limit) belong to the current phase (warm-up with drain, then the rest)
+        self._phase_limit = len(requests)
+        self._n_warm = 0
+        self._warm_settled = 0  # warm-up requests finished or rejected
+        self._ramp_left = 0  # "first_token" ramp: clients still to start in this phase
+        self._ramp_last = -1  # id of the request whose first token starts the next client
+        self.first_token_hook = False  # replicas call on_first_token (only while a first-token ramp runs)
         for rep in replicas:
             rep.cluster = self
 
@@ -100,6 +108,11 @@ class Cluster:
             r.reject_reason = reason
             self.rejected += 1
             logger.debug("request %d rejected: %s", r.id, reason)
+            if r.warmup:
+                self._warm_settled += 1
+                self._maybe_end_warmup(self.env.now)
+            if r.id == self._ramp_last:  # its first token never comes: start the next client now
+                self.on_first_token(r, self.env.now)
             self._check_done()
             return
         rep.queued_prompt_tokens += r.input_tokens
@@ -124,30 +137,83 @@ class Cluster:
                 self.deliver(reqs[i])
                 i += 1
 
-    def issue_later(self, delay_s: float) -> Generator[simpy.Event, Any, None]:
-        """Closed loop: the client whose request finished sends its next one after `delay_s`."""
+    def issue_later(self, delay_s: float, ramp: bool = False) -> Generator[simpy.Event, Any, None]:
+        """Closed loop: a client sends its next request after `delay_s` (`ramp`: this client's start is the
+        one whose first token starts the next client)."""
         yield self.env.timeout(delay_s)
+        heapq.heappop(self._pending)
         if self.stopped or self._issued >= len(self.requests):
             return
         r = self.requests[self._issued]
         self._issued += 1
-        heapq.heappop(self._pending)
         r.arrival_s = self.env.now
+        if ramp:
+            self._ramp_last = r.id
         self.deliver(r)
 
+    def _schedule(self, at: float, ramp: bool = False) -> None:
+        """Issue the next closed-loop request at `at` (>= now). Goes through the pending heap, so a replica
+        that simulates ahead of simpy's clock stops at `at` (next_event_s)."""
+        heapq.heappush(self._pending, at)
+        self.env.process(self.issue_later(at - self.env.now, ramp))
+
+    def _start_phase(self, t: float) -> None:
+        """Start the clients of a closed-loop phase at time t (t=0: the run; after a drained warm-up: the
+        measured phase), all at once or along the ramp."""
+        cl = self.closed_loop
+        assert cl is not None
+        k = min(cl.clients, self._phase_limit - self._issued)
+        if k <= 0:
+            return
+        ramp = cl.ramp_up_s
+        if ramp == "first_token":
+            self._ramp_left = k - 1
+            self.first_token_hook = k > 1
+            self._schedule(t, ramp=True)
+        else:
+            step = float(ramp) / cl.clients
+            for j in range(k):
+                self._schedule(t + j * step)
+
     def start(self) -> None:
-        if self.closed_loop is None:
+        cl = self.closed_loop
+        if cl is None:
             self._pending = [r.arrival_s for r in self.requests]  # sorted, hence a valid heap
             self.env.process(self.open_loop())
-        else:
-            clients, _ = self.closed_loop
-            first = min(clients, len(self.requests))
+        elif cl.ramp_up_s == 0 and cl.warmup_requests == 0:
+            first = min(cl.clients, len(self.requests))
             for r in self.requests[:first]:
                 r.arrival_s = 0.0
             self._issued = first
             for r in self.requests[:first]:
                 self.deliver(r)
+        else:
+            n = len(self.requests)
+            self._n_warm = min(cl.warmup_requests * cl.clients, n)
+            for r in self.requests[: self._n_warm]:
+                r.warmup = True
+            if cl.warmup_drain and self._n_warm:
+                self._phase_limit = self._n_warm
+            self._start_phase(0.0)
         self.env.process(self._time_limit())
+
+    def on_first_token(self, r: Request, t: float) -> None:
+        """A request got its first token at t: with a first-token ramp, the next client starts."""
+        if r.id != self._ramp_last:
+            return
+        self._ramp_last = -1
+        if self._ramp_left > 0 and self._issued + len(self._pending) < self._phase_limit:
+            self._ramp_left -= 1
+            self._schedule(t, ramp=True)
+        else:
+            self._ramp_left = 0
+        self.first_token_hook = self._ramp_left > 0
+
+    def _maybe_end_warmup(self, t: float) -> None:
+        """Drained warm-up: once every warm-up request has finished (or was rejected), the measured phase starts."""
+        if self._phase_limit == self._n_warm < len(self.requests) and self._warm_settled >= self._n_warm:
+            self._phase_limit = len(self.requests)
+            self._start_phase(t)
 
     def _time_limit(self) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(self.max_sim_time_s)
@@ -161,11 +227,14 @@ class Cluster:
             self.last_completion_s = t
         if self.progress is not None and (self.completed & 63) == 0:
             self.progress(self.completed + self.rejected, len(self.requests))
-        if self.closed_loop is not None and self._issued + len(self._pending) < len(self.requests):
-            _, think = self.closed_loop
-            at = t + think
-            heapq.heappush(self._pending, at)
-            self.env.process(self.issue_later(at - self.env.now))
+        cl = self.closed_loop
+        if cl is not None:
+            if r.warmup:
+                self._warm_settled += 1
+            if self._issued + len(self._pending) < self._phase_limit:
+                self._schedule(t + cl.think_s)
+            elif r.warmup:
+                self._maybe_end_warmup(t)
         self._check_done()
 
     def _check_done(self) -> None:

@@ -77,6 +77,7 @@ class SimResult:
     replica: np.ndarray
     completed: np.ndarray  # bool
     rejected: np.ndarray  # bool
+    warmup: np.ndarray  # bool: a closed-loop client's warm-up request (excluded from the statistics)
     reject_reasons: tuple[str, ...]
     ttft_s: np.ndarray
     tpot_s: np.ndarray
@@ -91,6 +92,11 @@ class SimResult:
     @property
     def requests_completed(self) -> int:
         return int(self.completed.sum())
+
+    @property
+    def measured(self) -> np.ndarray:
+        """Completed requests that count in the statistics (warm-up requests excluded)."""
+        return self.completed & ~self.warmup
 
 
 def _token_times(r: Request, lanes: list[list[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray:
@@ -137,8 +143,12 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
     pre = f((r.preemptions for r in requests), np.int64, n)
     rep = f((r.replica for r in requests), np.int64, n)
     state = f((r.state for r in requests), np.int64, n)
-    done = state == DONE
+    warm = f((r.warmup for r in requests), np.bool_, n)
+    done_all = state == DONE
     rejected = state == REJECTED
+    # Statistics cover the measured requests; warm-up requests (closed-loop benchmark clients) are simulated and
+    # counted (requests_completed, requests_warmup) but, as in genai-perf/aiperf, not in latency or throughput.
+    done = done_all & ~warm
     ttft = first - arrival
     e2e = compl - arrival
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -155,7 +165,8 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
         return t if f is None else np.sort(np.concatenate((t, f(r))))
 
     token_times = tuple(times_of(r) if r.state == DONE else np.empty(0) for r in requests)
-    itl = np.concatenate([np.diff(t) for t in token_times]) if token_times else np.empty(0)
+    itl_parts = [np.diff(t) for t, w in zip(token_times, warm.tolist(), strict=True) if not w]
+    itl = np.concatenate(itl_parts) if itl_parts else np.empty(0)
 
     # time series
     def cat(name: str, dtype: Any) -> np.ndarray:
@@ -174,8 +185,15 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
     )
 
     duration = end_s
+    # throughput window: the measured phase (from the first measured request sent to the end) when there was a
+    # warm-up, else the whole run (aiperf: profiling duration = first profiling request to last response)
+    n_warm = int(warm.sum())
+    issued_meas = ~warm & (rep >= 0)
+    meas_start = float(arrival[issued_meas].min()) if n_warm and issued_meas.any() else 0.0
+    meas_dur = end_s - meas_start
     n_done = int(done.sum())
     out_done = float(out[done].sum())
+    out_all = float(out[done_all].sum())  # energy and cost cover the whole run, warm-up included
     ok = done.copy()
     if slo_ttft_s is not None:
         ok &= ttft <= slo_ttft_s
@@ -206,9 +224,13 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
     iters = int(series.start_s.size)
     summary: dict[str, Any] = {
         "requests_total": n,
-        "requests_completed": n_done,
+        "requests_completed": int(done_all.sum()),
         "requests_rejected": int(rejected.sum()),
-        "requests_unfinished": int(n - n_done - rejected.sum()),
+        "requests_unfinished": int(n - done_all.sum() - rejected.sum()),
+        "requests_warmup": n_warm,
+        "requests_measured": n_done,
+        "measure_start_s": meas_start,
+        "measure_duration_s": meas_dur,
         "requests_waiting_at_end": int(sum(len(rp.waiting) + len(rp.swapped) for rp in replicas)),
         "requests_running_at_end": int(sum(rp.n_running for rp in replicas)),
         "stop_reason": stop_reason,
@@ -220,18 +242,18 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
         "e2e_s": _stats_dict(e2e[done]),
         "queueing_s": _stats_dict(queueing[done]),
         "normalized_latency_s": _stats_dict(norm[done]),
-        "input_tokens_per_s": float(inp[done].sum()) / duration if duration > 0 else math.nan,
-        "output_tokens_per_s": out_done / duration if duration > 0 else math.nan,
-        "requests_per_s": n_done / duration if duration > 0 else math.nan,
-        "goodput_requests_per_s": float(ok.sum()) / duration if duration > 0 else math.nan,
+        "input_tokens_per_s": float(inp[done].sum()) / meas_dur if meas_dur > 0 else math.nan,
+        "output_tokens_per_s": out_done / meas_dur if meas_dur > 0 else math.nan,
+        "requests_per_s": n_done / meas_dur if meas_dur > 0 else math.nan,
+        "goodput_requests_per_s": float(ok.sum()) / meas_dur if meas_dur > 0 else math.nan,
         "slo_attainment": float(ok.sum()) / n_done if n_done else math.nan,
         "preemptions": int(pre.sum()),
         "mfu": flops_gpu_s / peak_gpu_s if peak_gpu_s > 0 else math.nan,
         "mbu": bytes_gpu_s / bw_gpu_s if bw_gpu_s > 0 else math.nan,
         "energy_j": energy,
-        "energy_per_output_token_j": energy / out_done if out_done else math.nan,
+        "energy_per_output_token_j": energy / out_all if out_all else math.nan,
         "cost_usd": cost_usd,
-        "cost_per_million_output_tokens_usd": cost_usd / out_done * 1e6 if out_done else math.nan,
+        "cost_per_million_output_tokens_usd": cost_usd / out_all * 1e6 if out_all else math.nan,
         "mean_batch_size": float(series.batch_size.mean()) if iters else math.nan,
         "max_kv_usage": float(series.kv_usage.max()) if iters else 0.0,
         "iterations": iters,
@@ -244,7 +266,7 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
     summary.update(technique_summary([rp.step_model for rp in replicas], busy_total))
     return SimResult(
         arrival_s=arrival, first_scheduled_s=sched, first_token_s=first, completion_s=compl, input_tokens=inp,
-        output_tokens=out, preemptions=pre, replica=rep, completed=done, rejected=rejected,
+        output_tokens=out, preemptions=pre, replica=rep, completed=done_all, rejected=rejected, warmup=warm,
         reject_reasons=tuple(r.reject_reason for r in requests), ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
         queueing_s=queueing, normalized_latency_s=norm, itl_s=itl, token_times=token_times, series=series,
         summary=summary,

@@ -423,6 +423,8 @@ class Replica:
             r.generated += 1
             if r.first_token_s != r.first_token_s:
                 r.first_token_s = end
+                if self.cluster.first_token_hook:  # type: ignore[union-attr]
+                    self.cluster.on_first_token(r, end)  # type: ignore[union-attr]
             r.segments.append([end, lane.idx, lane.counter, 0])
             if r.generated >= r.output_tokens:
                 self._finish(lane, r, end, decoding=False)

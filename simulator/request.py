@@ -39,6 +39,7 @@ class Request:
     preemptions: int = 0
     swaps: int = 0
     reject_reason: str = ""
+    warmup: bool = False  # a benchmark client's warm-up request: simulated, counted, excluded from statistics
     generated: int = 0
     prefill_target: int = 0  # tokens the current prefill must put into the KV cache
     prefilled: int = 0  # of those, already processed

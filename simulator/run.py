@@ -65,9 +65,9 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     if trace is None:
         trace = build_trace(config.workload, rng)
     wl = resolve_workload(config.workload)
-    closed: tuple[int, float] | None = None
+    closed: ClosedLoopArrivals | None = None
     if isinstance(wl, SyntheticWorkload) and isinstance(wl.arrival, ClosedLoopArrivals):
-        closed = (wl.arrival.clients, wl.arrival.think_s)
+        closed = wl.arrival
     n = len(trace)
     if n == 0:
         raise ValueError(f"workload {config.workload.kind!r} produced no requests")

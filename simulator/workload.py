@@ -187,12 +187,28 @@ class BurstArrivals(BaseModel):
 
 class ClosedLoopArrivals(BaseModel):
     """`clients` users each send a request, wait for it to finish, think `think_s`, send the next.
-    The engine issues these; the trace carries lengths only (arrival_s all zeros)."""
+    The engine issues these; the trace carries lengths only (arrival_s all zeros).
+
+    Benchmark-harness options (docs/workloads.md, "Closed loop like a benchmark client"):
+    - `ramp_up_s`: how the clients start. 0 = all at t=0 (lockstep). A number R = client k (0-based) starts at
+      k * R / clients, the linear concurrency ramp of aiperf's `--concurrency-ramp-duration`. "first_token" =
+      client k+1 starts when client k's first request gets its first token (parameter-free: spreads the clients
+      by one prefill each, no cost-model estimate needed).
+    - `warmup_requests`: the first warmup_requests x clients requests issued are warm-up (genai-perf/aiperf
+      `--warmup-request-count`, given per client); they run and are counted (`requests_warmup`) but excluded from
+      latency and throughput statistics.
+    - `warmup_drain`: True = aiperf's behaviour: after the last warm-up request is sent, nothing more is sent
+      until every warm-up response is in; then the measured phase starts (with the ramp again). False = the
+      measured requests follow the warm-up ones without a pause.
+    """
 
     model_config = _FROZEN
     kind: Literal["closed_loop"] = "closed_loop"
     clients: int = Field(gt=0)
     think_s: NonNegFloat = 0.0
+    ramp_up_s: NonNegFloat | Literal["first_token"] = 0.0
+    warmup_requests: int = Field(0, ge=0, description="warm-up requests per client, excluded from the metrics")
+    warmup_drain: bool = True
 
 
 class OfflineArrivals(BaseModel):
@@ -577,6 +593,12 @@ class SyntheticWorkload(BaseModel):
             raise ValueError("synthetic workload: give num_requests or duration_s (or both)")
         if self.arrival.kind in ("closed_loop", "offline") and self.num_requests is None:
             raise ValueError(f"synthetic workload: arrival kind {self.arrival.kind!r} needs num_requests")
+        if isinstance(self.arrival, ClosedLoopArrivals) and self.num_requests is not None:
+            warm = self.arrival.warmup_requests * self.arrival.clients
+            if warm and self.num_requests <= warm:
+                raise ValueError(f"synthetic workload: num_requests={self.num_requests} must exceed the "
+                                 f"{warm} warm-up requests (warmup_requests={self.arrival.warmup_requests} x "
+                                 f"clients={self.arrival.clients}), or nothing is measured")
         return self
 
 

@@ -55,9 +55,15 @@ METRICS: dict[str, str] = {
     "output_tokens_per_s": "output_tokens_per_s",
     "requests_per_s": "requests_per_s",
 }
-# A closed-loop row is simulated for at least this many requests per client, so that the first wave (all clients
-# sending at t=0) is one of several and the means are close to the steady state (docs/validation-e2e.md).
-CLOSED_LOOP_WAVES = 4
+# A closed-loop row is simulated the way AIConfigurator's generated benchmark scripts run genai-perf/aiperf
+# (ai-dynamo/aiconfigurator bench_run.sh templates): `--warmup-request-count $((concurrency*2))` and
+# `--request-count $((concurrency*10))` (later aiperf templates measure 20-50 x concurrency; 10 is the smallest, and
+# later waves of a fixed-length closed loop repeat the same pattern). aiperf waits for every warm-up response before
+# the measured phase starts (its warm-up docs, "Grace Period"), so the measured phase starts all clients together
+# again; no concurrency ramp is set in those scripts. See docs/validation-e2e.md.
+CLOSED_LOOP_WARMUP_PER_CLIENT = 2
+CLOSED_LOOP_MEASURED_PER_CLIENT = 10
+CLOSED_LOOP_WAVES = CLOSED_LOOP_WARMUP_PER_CLIENT + CLOSED_LOOP_MEASURED_PER_CLIENT  # requests per client in all
 
 
 def row_label(row: BenchRow) -> str:
@@ -131,7 +137,7 @@ def _num_requests(row: BenchRow) -> int:
         c = row.concurrency or 0
         if c < 1:
             raise InputError("closed_loop row has concurrency < 1")
-        return max(row.num_requests or 0, CLOSED_LOOP_WAVES * c)
+        return max(row.num_requests or 0, CLOSED_LOOP_MEASURED_PER_CLIENT * c) + CLOSED_LOOP_WARMUP_PER_CLIENT * c
     if row.mode == "static_batch":
         if not row.concurrency:
             raise InputError("static_batch row has concurrency < 1")
@@ -141,15 +147,22 @@ def _num_requests(row: BenchRow) -> int:
     return row.num_requests
 
 
-def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int = 0) -> tuple[SimConfig, list[str]]:
-    """The SimConfig that reproduces one benchmark row, and notes on every assumption it makes."""
+def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int = 0, *,
+               ramp_up_s: float | str = 0.0) -> tuple[SimConfig, list[str]]:
+    """The SimConfig that reproduces one benchmark row, and notes on every assumption it makes.
+    `ramp_up_s` is the closed-loop client ramp (simulator.workload.ClosedLoopArrivals; 0 = all clients at once,
+    as the benchmark scripts run)."""
     sched, note = engine_scheduler(row)
     notes = [note]
     n = _num_requests(row)
     if row.mode == "closed_loop":
-        arrival = ClosedLoopArrivals(clients=row.concurrency)
-        notes.append(f"closed loop: {row.concurrency} clients, {n} requests (>= {CLOSED_LOOP_WAVES} per client), "
-                     "all clients start at t=0")
+        c = row.concurrency or 1
+        arrival = ClosedLoopArrivals(clients=c, warmup_requests=CLOSED_LOOP_WARMUP_PER_CLIENT, warmup_drain=True,
+                                     ramp_up_s=ramp_up_s)
+        start = "all clients start together" if ramp_up_s == 0 else f"clients ramp up ({ramp_up_s})"
+        notes.append(f"closed loop like genai-perf/aiperf in AIConfigurator's benchmark scripts: {c} clients, "
+                     f"{CLOSED_LOOP_WARMUP_PER_CLIENT * c} warm-up requests (excluded; all answered before the "
+                     f"measured phase), then {n - CLOSED_LOOP_WARMUP_PER_CLIENT * c} measured; {start}")
     elif row.mode == "poisson" and row.qps is not None and math.isfinite(row.qps) and row.qps > 0:
         arrival = PoissonArrivals(rate_per_s=row.qps)
     elif row.mode == "poisson":
@@ -199,13 +212,14 @@ def shipped_calibration(row: BenchRow) -> Calibration:
                            source=f"defaults (docs/model.md): no usable shipped profile ({e})")
 
 
-def predict_row(index: int, row: BenchRow, calibration: CalibrationChoice = None, seed: int = 0) -> RowPrediction:
+def predict_row(index: int, row: BenchRow, calibration: CalibrationChoice = None, seed: int = 0,
+                ramp_up_s: float | str = 0.0) -> RowPrediction:
     """Simulate one row. A row that cannot be simulated comes back with `problem` set (never raised)."""
     cal_name = ""
     try:
         cal = calibration(row) if callable(calibration) else calibration
         cal_name = cal.name if cal is not None else "default"
-        cfg, notes = row_config(row, cal, seed)
+        cfg, notes = row_config(row, cal, seed, ramp_up_s=ramp_up_s)
         res = simulate(cfg)
     except (RoofsimError, ValueError, KeyError) as e:
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
@@ -219,7 +233,7 @@ def predict_row(index: int, row: BenchRow, calibration: CalibrationChoice = None
     return RowPrediction(index, row, _predicted(res), cal_name, tuple(notes))
 
 
-def _job(args: tuple[int, BenchRow, CalibrationChoice, int]) -> RowPrediction:
+def _job(args: tuple[int, BenchRow, CalibrationChoice, int, float | str]) -> RowPrediction:
     return predict_row(*args)
 
 
@@ -234,12 +248,12 @@ class E2EResult:
 
 
 def predict_table(rows: Sequence[BenchRow], calibration: CalibrationChoice = shipped_calibration, *,
-                  seed: int = 0, workers: int | None = None,
+                  seed: int = 0, workers: int | None = None, ramp_up_s: float | str = 0.0,
                   progress: Callable[[Iterable[RowPrediction], int], Iterable[RowPrediction]] | None = None
                   ) -> E2EResult:
     """Simulate every row (in a process pool of `workers`, default min(2, cpus) when there are more than 8 rows;
     results are in row order and do not depend on the pool). `progress(iterator, total)` may wrap the results."""
-    jobs = [(i, r, calibration, seed) for i, r in enumerate(rows)]
+    jobs = [(i, r, calibration, seed, ramp_up_s) for i, r in enumerate(rows)]
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(rows) > 8 else 1
     if workers > 1:

@@ -125,7 +125,7 @@ def _measured_arrays(log: ServingLog) -> dict[str, np.ndarray]:
 
 
 def _predicted_arrays(sim: SimResult) -> dict[str, np.ndarray]:
-    d = sim.completed
+    d = sim.measured
     tpot = sim.tpot_s[d]
     return {"ttft_s": sim.ttft_s[d], "tpot_s": tpot[np.isfinite(tpot)], "itl_s": sim.itl_s, "e2e_s": sim.e2e_s[d]}
 

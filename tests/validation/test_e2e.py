@@ -34,8 +34,9 @@ def row(**kw) -> BenchRow:
 def test_hand_built_config_equals_prediction() -> None:
     r = row(ttft_ms=10.0, tpot_ms=5.0)
     cfg = SimConfig(
-        workload=SyntheticWorkload(arrival=ClosedLoopArrivals(clients=2), input=FixedLengths(tokens=128),
-                                   output=FixedLengths(tokens=16), num_requests=8),  # 4 waves of 2 clients
+        # genai-perf/aiperf as AIConfigurator's scripts run it: 2 x 2 warm-up requests (drained), 10 x 2 measured
+        workload=SyntheticWorkload(arrival=ClosedLoopArrivals(clients=2, warmup_requests=2),
+                                   input=FixedLengths(tokens=128), output=FixedLengths(tokens=16), num_requests=24),
         replicas=(ReplicaGroup(model=r.model, hardware="h100-sxm", quant=QuantSpec(),
                                scheduler=SarathiScheduler(chunk_size=8192, max_batched_tokens=8192,
                                                           max_num_seqs=1024),  # vLLM V1 on H100
@@ -62,7 +63,10 @@ def test_mode_mapping() -> None:
     g = cfg.replicas[0].scheduler
     assert (g.kind, g.max_num_seqs, cfg.workload.num_requests) == ("static", 4, 4)
     cfg, _ = row_config(row(concurrency=3, num_requests=5))
-    assert cfg.workload.num_requests == 12  # max(num_requests, 4 x concurrency)
+    assert cfg.workload.num_requests == 36  # max(num_requests, 10 x concurrency) measured + 2 x concurrency warm-up
+    assert (cfg.workload.arrival.warmup_requests, cfg.workload.arrival.ramp_up_s) == (2, 0.0)
+    cfg, _ = row_config(row(concurrency=3, num_requests=50))
+    assert cfg.workload.num_requests == 56
     cfg, _ = row_config(row(framework="trtllm"))
     assert cfg.replicas[0].scheduler.kind == "orca"
     cfg, _ = row_config(row(framework="vllm", hardware="a100-sxm-40gb"))
