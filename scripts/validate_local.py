@@ -79,7 +79,7 @@ def one_repeat(i: int, spec: ModelSpec, model_name: str, wl: Workload, work: Pat
     log_path = write_vllm_log(runlog, work / f"run-{i}.json")
     cfg = write_model_config(spec, work / f"run-{i}.config.json")
     sched = (StaticScheduler if wl.mode == "static" else VLLMScheduler)(max_num_seqs=wl.max_batch,
-                                                                         max_batched_tokens=1_000_000)
+                                                                         max_batched_tokens=wl.max_batch * wl.input_len[1])
     say(f"repeat {i + 1}: replaying the log in the simulator")
     rep = replay_log(log_path, str(cfg), str(hw_path), scheduler=sched, quant=FP32, calibration=fit.calibration,
                      seed=seed + i)
