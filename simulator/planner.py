@@ -87,6 +87,8 @@ class PlanSpec(BaseModel):
     tolerance: float = Field(0.05, gt=0, le=1, description="relative bisection tolerance of the capacity")
     max_gpus: int | None = Field(None, ge=1, description="GPU budget of the deployment")
     max_replicas: int = Field(256, ge=1, description="search no capacity below rate_per_s / max_replicas")
+    candidates_per_round: int = Field(8, ge=1, description=(
+        "searches advanced per round, cheapest lower bound first; more = more parallelism, less pruning"))
     exhaustive: bool = Field(False, description="simulate every candidate (no cost-bound pruning)")
     verify_winner: bool = Field(True, description="simulate the winning deployment (all replicas, routed)")
 
@@ -773,9 +775,12 @@ def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: Prog
             for s in live:
                 if _lower_bound(spec, s, tol) > best * (1 + 1e-9):
                     s.pruned = True
+        # Best first: advance the searches with the lowest objective lower bound, a fixed number per round (not
+        # tied to the worker count, so any executor takes the same path); a cheap incumbent found early prunes
+        # the expensive candidates before they cost a single simulation.
         proposals: list[tuple[_Search, int]] = []
-        for s in searches:
-            if s.pruned:
+        for s in sorted(live, key=lambda s: (_lower_bound(spec, s, tol), s.cand.label)):
+            if s.pruned or len(proposals) >= spec.candidates_per_round:
                 continue
             k = s.next_index(tol)
             if k is not None:
