@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hardware_specs.spec import HardwareSpec
 from model.batch import BatchShape
@@ -25,7 +25,12 @@ Bound = Literal["compute", "memory", "overhead", "communication"]
 
 
 class Calibration(BaseModel):
-    """Efficiency curves and overheads of the cost model. Defaults: see docs/model.md for where each comes from."""
+    """Efficiency curves and overheads of the cost model. Defaults: see docs/model.md for where each comes from.
+
+    Fields added after the first profiles (per-kind overheads, per-dtype efficiencies, NCCL fields) inherit the
+    field they refine when a profile or caller does not give them (`_INHERIT`), so an older profile TOML means
+    exactly what it meant before.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -34,25 +39,81 @@ class Calibration(BaseModel):
     # GEMM: achieved fraction of dense peak on large, well-shaped problems (cuBLAS/CUTLASS reach 70-80% on
     # A100/H100: AIConfigurator H100 bf16 table peaks near 0.75; see docs/model.md), then tile/wave/K losses.
     gemm_eff: float = Field(0.75, gt=0, le=1)
+    # per-dtype peak fractions (of that dtype's own peak); fp8_block = fp8 with per-128x128-block scales
+    # (DeepSeek-V3 recipe), whose per-block rescaling of the accumulators is compute proportional to the FLOPs
+    gemm_eff_fp8: float = Field(0.75, gt=0, le=1)
+    gemm_eff_fp8_block: float = Field(0.75, gt=0, le=1)
+    gemm_eff_int8: float = Field(0.75, gt=0, le=1)
     gemm_tile_m: int = Field(64, gt=0)
     gemm_tile_n: int = Field(128, gt=0)
     gemm_k_half: float = Field(128.0, ge=0, description="k at which K-loop efficiency is 50%")
     gemm_splitk_min_k: int = Field(1024, gt=0, description="minimum K slice when split-K fills idle SMs")
     gemm_mem_eff: float = Field(0.80, gt=0, le=1)
+    gemm_overlap_loss: float = Field(0.0, ge=0, le=1, description=(
+        "fraction of the shorter of compute and memory time not hidden under the longer one (GEMM only): "
+        "t = max(c, m) + loss * min(c, m); 0 = ideal roofline"))
+    gemm_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one GEMM")
     # Attention (FlashAttention-2/3): fraction of tensor peak; short sequences lose more (tile 128 rows).
     attn_prefill_eff: float = Field(0.55, gt=0, le=1)
+    attn_prefill_eff_fp8: float = Field(0.55, gt=0, le=1)
     attn_prefill_s_half: float = Field(256.0, ge=0)
+    attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one prefill attention call")
     attn_decode_mem_eff: float = Field(0.70, gt=0, le=1)
     attn_decode_ctx_half: float = Field(64.0, ge=0)
+    attn_decode_par_half: float = Field(0.0, ge=0, description=(
+        "batch x KV heads at which decode attention reaches half its bandwidth (too few independent work units "
+        "to fill the SMs); 0 = no parallelism ramp"))
+    attn_decode_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one decode attention call")
+    attn_decode_seq_s: float = Field(0.0, ge=0, description=(
+        "per-sequence time floor of decode attention (block-table walk, per-sequence launch of work tiles); a "
+        "third roofline term: t = max(compute, memory, seqs x this) + overhead; 0 = none"))
     # Memory-bound elementwise kernels reach 80-90% of STREAM-like bandwidth on large tensors.
     elementwise_mem_eff: float = Field(0.80, gt=0, le=1)
     vector_eff: float = Field(0.5, gt=0, le=1, description="fraction of fp32 vector peak for dequantization")
-    kernel_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one kernel")
+    kernel_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one elementwise/sampling kernel")
+    # TP all-reduce as the serving framework runs it (custom one-shot/two-shot kernels, NCCL above their range)
     comm_bw_eff: float = Field(0.80, gt=0, le=1)
     comm_latency_s: float = Field(2e-6, ge=0, description="fixed cost of one collective call (launch)")
+    comm_oneshot_max_bytes: float = Field(0.0, ge=0, description=(
+        "largest message the TP all-reduce may run one-shot (every GPU reads all peers' buffers: one latency hop, "
+        "(n-1) x bytes); the faster of one-shot and two-shot is taken up to it; 0 = two-shot/ring only"))
+    comm_floor_s: float = Field(0.0, ge=0, description="minimum time of one TP all-reduce call (host dispatch)")
+    # NCCL collectives (all-gather, all-to-all, send/recv, and NCCL all-reduce measurements)
+    nccl_bw_eff: float = Field(0.80, gt=0, le=1)
+    nccl_latency_s: float = Field(2e-6, ge=0)
     step_overhead_s: float = Field(1.0e-3, ge=0, description="per-iteration framework CPU overhead")
     step_overhead_per_seq_s: float = Field(1.0e-5, ge=0, description="per-sequence CPU cost of one iteration")
     source: str = "defaults (docs/model.md)"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: Any) -> Any:
+        """A refined field that is not given takes the value of the field it refines (given or default)."""
+        if not isinstance(data, dict):
+            return data
+        missing = [f for f in _INHERIT if f not in data]
+        if not missing:
+            return data
+        data = dict(data)
+        for f in missing:  # _INHERIT is ordered so a parent is filled before its children
+            parent = _INHERIT[f]
+            if parent in data:
+                data[f] = data[parent]
+        return data
+
+
+# refined field -> the field it defaults to (ordered: fp8 before fp8_block)
+_INHERIT: dict[str, str] = {
+    "gemm_eff_fp8": "gemm_eff",
+    "gemm_eff_fp8_block": "gemm_eff_fp8",
+    "gemm_eff_int8": "gemm_eff",
+    "gemm_overhead_s": "kernel_overhead_s",
+    "attn_prefill_eff_fp8": "attn_prefill_eff",
+    "attn_prefill_overhead_s": "kernel_overhead_s",
+    "attn_decode_overhead_s": "kernel_overhead_s",
+    "nccl_bw_eff": "comm_bw_eff",
+    "nccl_latency_s": "comm_latency_s",
+}
 
 
 DEFAULT_CALIBRATION = Calibration()
@@ -113,8 +174,23 @@ def _wave_util(tiles: float, units: int) -> float:
     return tiles / (waves * units)
 
 
-def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration) -> float:
-    """Fraction of peak a GEMM reaches: eff_max x tile padding x wave quantization x K-loop ramp.
+# GEMM recipes that run on another dtype's tensor-core peak
+PEAK_DTYPE: dict[str, str] = {"fp8_block": "fp8"}
+
+
+def gemm_peak_efficiency(dtype: str, cal: Calibration) -> float:
+    """The GEMM's fraction of its dtype's peak on a large, well-shaped problem (per-dtype calibration)."""
+    if dtype == "fp8":
+        return cal.gemm_eff_fp8
+    if dtype == "fp8_block":
+        return cal.gemm_eff_fp8_block
+    if dtype == "int8":
+        return cal.gemm_eff_int8
+    return cal.gemm_eff
+
+
+def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration) -> float:
+    """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`).
 
     Tile padding: a [m,n] output is computed in tile_m x tile_n tiles, so m=1 costs a whole tile row of
     MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when there are fewer
@@ -127,22 +203,60 @@ def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration
     if tiles < units:
         split = max(1, min(k // cal.gemm_splitk_min_k, units // tiles))
         tiles *= split
-    wave = _wave_util(tiles, units)
+    return pad * _wave_util(tiles, units)
+
+
+def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16") -> float:
+    """Fraction of peak a GEMM reaches: eff_max(dtype) x tile padding x wave quantization x K-loop ramp."""
     kramp = k / (k + cal.gemm_k_half)
-    return cal.gemm_eff * pad * wave * kramp
+    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal) * kramp
 
 
-def allreduce_seconds(message_bytes: float, gpus: int, hw: HardwareSpec, cal: Calibration) -> float:
-    """All-reduce: a latency term of log2(n) hops (NCCL switches to tree/NVLS and vLLM to one-shot kernels for
-    small messages) plus the ring bandwidth term 2(n-1)/n of the message over the link (Thakur et al. 2005).
+def comm_terms(k: Kernel, hw: HardwareSpec) -> tuple[bool, float, float, float, float]:
+    """Calibration-free terms of one communication kernel: (is the framework TP all-reduce, latency seconds of
+    the two-shot/ring/generic algorithm, latency seconds of one-shot, link seconds of two-shot/ring/generic at
+    100% link efficiency, link seconds of one-shot at 100%)."""
+    n = k.comm_gpus
+    if k.kind == "pp_comm":  # point-to-point activation hand-off between adjacent stages
+        bw, alpha = _link(n, hw)
+        return False, alpha, alpha, k.comm_bytes / bw, k.comm_bytes / bw
+    if n <= 1 or k.comm_bytes <= 0:
+        return k.name == "tp_allreduce", 0.0, 0.0, 0.0, 0.0
+    bw, alpha = _link(n, hw)
+    if k.name in ("tp_allreduce", "nccl_allreduce"):
+        # ring / two-shot (reduce-scatter + all-gather): 2(n-1)/n of the message per GPU (Thakur et al. 2005);
+        # latency log2(n) hops (NCCL tree/NVLS, custom two-shot). One-shot: every GPU reads the n-1 peer
+        # buffers whole ((n-1) x bytes) in one hop (vLLM/TRT-LLM custom all-reduce for small messages).
+        return (k.name == "tp_allreduce", math.log2(n) * alpha, alpha,
+                2 * (n - 1) / n * k.comm_bytes / bw, (n - 1) * k.comm_bytes / bw)
+    # all-gather / all-to-all: (n-1)/n of the data crosses the link, log2(n) latency hops as for all-reduce
+    return False, math.log2(n) * alpha, alpha, (n - 1) / n * k.comm_bytes / bw, (n - 1) / n * k.comm_bytes / bw
 
-    AIConfigurator's H100 tables put a small custom all-reduce at 4.3-4.7 us for 2-8 GPUs and a 32 KB NCCL
-    all-reduce over 4 GPUs at 11 us; the defaults (2 us + 3 us x log2 n) sit between them until calibrated.
+
+def _comm_from_terms(custom: bool, a2: float, a1: float, b2: float, b1: float, nbytes: float,
+                     cal: Calibration) -> float:
+    if not custom:
+        return cal.nccl_latency_s + a2 + b2 / cal.nccl_bw_eff
+    t = cal.comm_latency_s + a2 + b2 / cal.comm_bw_eff
+    if nbytes <= cal.comm_oneshot_max_bytes:
+        t = min(t, cal.comm_latency_s + a1 + b1 / cal.comm_bw_eff)
+    return max(t, cal.comm_floor_s)
+
+
+def allreduce_seconds(message_bytes: float, gpus: int, hw: HardwareSpec, cal: Calibration,
+                      nccl: bool = False) -> float:
+    """All-reduce of `message_bytes` over `gpus`: the serving framework's TP all-reduce (default) or NCCL's.
+
+    Two-shot/ring: latency + log2(n) hops + 2(n-1)/n of the message over the link (Thakur et al. 2005); the
+    framework kernel also runs one-shot ((n-1) x message, one hop) up to `comm_oneshot_max_bytes`, taking the
+    faster, and never below `comm_floor_s`. AIConfigurator's H100 tables put a small custom all-reduce at
+    4.3-4.7 us for 2-8 GPUs and a 32 KB NCCL all-reduce over 4 GPUs at 11 us (docs/model.md).
     """
     if gpus <= 1 or message_bytes <= 0:
         return 0.0
-    bw, alpha = _link(gpus, hw)
-    return cal.comm_latency_s + math.log2(gpus) * alpha + 2 * (gpus - 1) / gpus * message_bytes / (bw * cal.comm_bw_eff)
+    k = Kernel(name="nccl_allreduce" if nccl else "tp_allreduce", kind="comm", dtype="bf16",
+               comm_bytes=message_bytes, comm_gpus=gpus)
+    return _comm_from_terms(*comm_terms(k, hw), message_bytes, cal)
 
 
 def _link(gpus: int, hw: HardwareSpec) -> tuple[float, float]:
@@ -156,16 +270,18 @@ def _link(gpus: int, hw: HardwareSpec) -> tuple[float, float]:
 
 
 def comm_seconds(k: Kernel, hw: HardwareSpec, cal: Calibration) -> float:
-    """One invocation of a communication kernel."""
-    n = k.comm_gpus
-    if k.name == "tp_allreduce":
-        return allreduce_seconds(k.comm_bytes, n, hw, cal)
-    bw, alpha = _link(n, hw)
-    if k.kind == "pp_comm":
-        # point-to-point activation hand-off between adjacent stages
-        return cal.comm_latency_s + alpha + k.comm_bytes / (bw * cal.comm_bw_eff)
-    # all-gather / all-to-all: (n-1)/n of the data crosses the link, log2(n) latency hops as for all-reduce
-    return cal.comm_latency_s + math.log2(n) * alpha + (n - 1) / n * k.comm_bytes / (bw * cal.comm_bw_eff)
+    """One invocation of a communication kernel: `tp_allreduce` is the framework's all-reduce (comm_* fields),
+    everything else (all-gather, all-to-all, send/recv, `nccl_allreduce`) runs on NCCL (nccl_* fields)."""
+    if k.kind != "pp_comm" and (k.comm_gpus <= 1 or k.comm_bytes <= 0) and k.name in ("tp_allreduce",
+                                                                                        "nccl_allreduce"):
+        return 0.0
+    return _comm_from_terms(*comm_terms(k, hw), k.comm_bytes, cal)
+
+
+def decode_parallelism(seqs: float, kv_heads: float) -> float:
+    """Independent work units of a decode attention call: sequences x KV heads (each a thread-block row of
+    FlashDecoding/paged attention before split-KV)."""
+    return seqs * max(1.0, kv_heads)
 
 
 def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
@@ -175,32 +291,43 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
         return KernelCost(k, t * k.count, 0.0, t, "communication")
     bw = hw.memory.bandwidth_bytes_per_s
     units = hw.compute.num_units
+    overlap = seq_floor = 0.0
     if k.kind == "gemm":
-        peak = hw.peak(k.dtype)
-        eff_c = gemm_compute_efficiency(k.m, k.n, k.k, units, cal)
+        peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
+        eff_c = gemm_compute_efficiency(k.m, k.n, k.k, units, cal, k.dtype)
         eff_m = cal.gemm_mem_eff
+        overhead = cal.gemm_overhead_s
+        overlap = cal.gemm_overlap_loss
     elif k.kind == "attn_prefill":
         peak = hw.peak(k.dtype)
         s = k.m / max(1, k.n)  # mean new tokens per sequence
-        eff_c = cal.attn_prefill_eff * s / (s + cal.attn_prefill_s_half)
+        eff = cal.attn_prefill_eff_fp8 if k.dtype == "fp8" else cal.attn_prefill_eff
+        eff_c = eff * s / (s + cal.attn_prefill_s_half)
         eff_m = cal.gemm_mem_eff
+        overhead = cal.attn_prefill_overhead_s
     elif k.kind == "attn_decode":
         peak = hw.peak(k.dtype)
-        eff_c = cal.attn_prefill_eff
+        eff_c = cal.attn_prefill_eff_fp8 if k.dtype == "fp8" else cal.attn_prefill_eff
         ctx = k.kv_read_bytes / max(1.0, k.kv_write_bytes)  # mean context per query token
         eff_m = cal.attn_decode_mem_eff * ctx / (ctx + cal.attn_decode_ctx_half)
+        if cal.attn_decode_par_half:
+            par = decode_parallelism(k.n, k.k)
+            eff_m *= par / (par + cal.attn_decode_par_half)
+        overhead = cal.attn_decode_overhead_s
+        seq_floor = cal.attn_decode_seq_s * k.n
     else:  # elementwise, sampling: vector units
         peak = hw.peak("fp32")
         eff_c = cal.vector_eff
         eff_m = cal.elementwise_mem_eff
+        overhead = cal.kernel_overhead_s
     compute = k.flops / (peak * eff_c) if k.flops else 0.0
     if k.dequant_flops:
         compute += k.dequant_flops / (hw.peak("fp32") * cal.vector_eff)
     memory = k.bytes / (bw * eff_m)
-    body = max(compute, memory)
-    t = body + cal.kernel_overhead_s
+    body = max(compute, memory, seq_floor) + overlap * min(compute, memory)
+    t = body + overhead
     bound: Bound = "compute" if compute >= memory else "memory"
-    if cal.kernel_overhead_s > body:
+    if overhead > body or seq_floor > max(compute, memory):
         bound = "overhead"
     return KernelCost(k, t * k.count, compute, memory, bound)
 
@@ -305,7 +432,7 @@ class CostModel:
         pf_flops, pf_bytes_tok, ctx_bytes, dec_flops, dec_bytes_q, deq = self._attn
         peak = self._attn_peak
         bw = hw.memory.bandwidth_bytes_per_s
-        ovh = cal.kernel_overhead_s
+        pf_eff = cal.attn_prefill_eff_fp8 if self.ctx.attn_dtype == "fp8" else cal.attn_prefill_eff
         seconds = energy = 0.0
         for layers, windowed in ((c.full_layers, False), (c.window_layers, True)):
             if layers == 0:
@@ -317,28 +444,33 @@ class CostModel:
                 if windowed and m.sliding_window is not None:
                     ctx_read = min(ctx_read, shape.prefill_seqs * m.sliding_window)
                 s = t / max(1, shape.prefill_seqs)
-                comp = pf_flops * pairs / (peak * (cal.attn_prefill_eff * s / (s + cal.attn_prefill_s_half)))
+                comp = pf_flops * pairs / (peak * (pf_eff * s / (s + cal.attn_prefill_s_half)))
                 mem = (t * pf_bytes_tok + ctx_read * ctx_bytes) / (bw * cal.gemm_mem_eff)
-                sec, jou = self._roofline_energy(comp, mem, ovh, layers)
+                sec, jou = self._roofline_energy(comp, mem, cal.attn_prefill_overhead_s, layers)
                 seconds += sec
                 energy += jou
             if shape.decode_seqs:
                 ctx = shape.decode_ctx_tokens_win if windowed else shape.decode_ctx_tokens
                 q_per_seq = shape.decode_tokens / shape.decode_seqs
-                comp = dec_flops * ctx * q_per_seq / (peak * cal.attn_prefill_eff) if ctx else 0.0
+                comp = dec_flops * ctx * q_per_seq / (peak * pf_eff) if ctx else 0.0
                 if deq and ctx:
                     comp += deq * ctx / (hw.peak("fp32") * cal.vector_eff)
                 kv_write = shape.decode_tokens * ctx_bytes
                 mean_ctx = ctx * ctx_bytes / max(1.0, kv_write)
                 eff_m = cal.attn_decode_mem_eff * mean_ctx / (mean_ctx + cal.attn_decode_ctx_half)
+                if cal.attn_decode_par_half:
+                    par = decode_parallelism(shape.decode_seqs, c.kv_heads)
+                    eff_m *= par / (par + cal.attn_decode_par_half)
                 mem = (shape.decode_tokens * dec_bytes_q + ctx * ctx_bytes) / (bw * eff_m)
-                sec, jou = self._roofline_energy(comp, mem, ovh, layers)
+                sec, jou = self._roofline_energy(comp, mem, cal.attn_decode_overhead_s, layers,
+                                                 cal.attn_decode_seq_s * shape.decode_seqs)
                 seconds += sec
                 energy += jou
         return seconds, energy
 
-    def _roofline_energy(self, compute: float, memory: float, overhead: float, count: int) -> tuple[float, float]:
-        per = max(compute, memory) + overhead
+    def _roofline_energy(self, compute: float, memory: float, overhead: float, count: int,
+                         floor: float = 0.0) -> tuple[float, float]:
+        per = max(compute, memory, floor) + overhead
         total = per * count
         util = max(compute, memory) / per if per > 0 else 0.0
         return total, total * (self._idle_w + self._dyn_w * min(1.0, util)) * self.num_gpus

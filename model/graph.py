@@ -284,6 +284,7 @@ def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
                     count=layers,
                     m=t,
                     n=max(1, shape.prefill_seqs),
+                    k=c.kv_heads,
                 )
             )
         if shape.decode_seqs:
@@ -302,6 +303,7 @@ def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
                     count=layers,
                     m=shape.decode_tokens,
                     n=shape.decode_seqs,
+                    k=c.kv_heads,  # KV heads on this GPU: with n, the decode kernel's parallel work units
                     dequant_flops=(2.0 * ctx * c.kv_elems if c.quant.kv_dtype in ("int8", "int4") else 0.0),
                 )
             )

@@ -17,7 +17,7 @@ from scipy.optimize import least_squares
 
 from model.cost import Calibration
 from validation.kernel_tables import KernelMeasurement
-from validation.metrics_err import ErrorStats, error_stats, grouped_stats
+from validation.metrics_err import ErrorStats, dtype_label, error_stats, grouped_stats
 from validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, predict_rows
 
 log = logging.getLogger(__name__)
@@ -26,36 +26,63 @@ __all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_
            "shape_family", "fitted_fields", "fit_loss",
            "BOUNDS"]
 
-# Kernel families (FeatureTable.kind codes): each gets equal weight in the fit whatever its row count.
-_FAMILY = {0: "gemm", 1: "attn_prefill", 2: "attn_decode", 3: "elementwise", 4: "comm", 7: "comm"}
+# Kernel families (FeatureTable.kind codes): each (family, dtype, framework) gets equal weight in the fit.
+_FAMILY = {0: "gemm", 1: "attn_prefill", 2: "attn_decode", 3: "elementwise", 4: "comm", 5: "nccl", 7: "comm"}
 
 # (lower, upper, typical scale) of every fitted field. Efficiencies are fractions of the datasheet peak.
 BOUNDS: dict[str, tuple[float, float, float]] = {
     "gemm_eff": (0.05, 1.0, 0.7),
+    "gemm_eff_fp8": (0.05, 1.0, 0.7),
+    "gemm_eff_fp8_block": (0.02, 1.0, 0.5),
+    "gemm_eff_int8": (0.05, 1.0, 0.7),
     "gemm_k_half": (0.0, 8192.0, 128.0),
     "gemm_mem_eff": (0.05, 1.0, 0.8),
+    "gemm_overlap_loss": (0.0, 1.0, 0.3),
+    "gemm_overhead_s": (0.0, 1e-4, 3e-6),
     "attn_prefill_eff": (0.02, 1.0, 0.5),
+    "attn_prefill_eff_fp8": (0.02, 1.0, 0.5),
     "attn_prefill_s_half": (0.0, 16384.0, 256.0),
+    "attn_prefill_overhead_s": (0.0, 1e-4, 1e-5),
     "attn_decode_mem_eff": (0.02, 1.0, 0.7),
     "attn_decode_ctx_half": (0.0, 65536.0, 64.0),
+    "attn_decode_par_half": (0.0, 4096.0, 64.0),
+    "attn_decode_overhead_s": (0.0, 1e-4, 1e-5),
+    "attn_decode_seq_s": (0.0, 1e-5, 3e-7),
     "elementwise_mem_eff": (0.02, 1.0, 0.8),
     "vector_eff": (0.01, 1.0, 0.5),
     "kernel_overhead_s": (0.0, 1e-4, 3e-6),
     "comm_bw_eff": (0.02, 1.0, 0.8),
     "comm_latency_s": (0.0, 1e-3, 1e-5),
+    "comm_floor_s": (0.0, 1e-3, 1e-5),
+    "nccl_bw_eff": (0.02, 1.0, 0.8),
+    "nccl_latency_s": (0.0, 1e-3, 1e-5),
 }
 
 # log-ratio at which the soft-L1 loss turns from quadratic to linear (~10% error)
 ROBUST_SCALE = 0.1
 
-# Which fields each family constrains.
+# Which fields each family constrains (per-dtype efficiencies only when rows of that dtype are present).
 _FAMILY_FIELDS = {
-    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "kernel_overhead_s"),
-    "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "gemm_mem_eff", "kernel_overhead_s"),
-    "attn_decode": ("attn_decode_mem_eff", "attn_decode_ctx_half", "attn_prefill_eff", "kernel_overhead_s"),
+    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
+    "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "gemm_mem_eff", "attn_prefill_overhead_s"),
+    "attn_decode": ("attn_decode_mem_eff", "attn_decode_ctx_half", "attn_decode_par_half", "attn_prefill_eff",
+                    "attn_decode_overhead_s", "attn_decode_seq_s"),
     "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s"),
-    "comm": ("comm_bw_eff", "comm_latency_s"),
+    "comm": ("comm_bw_eff", "comm_latency_s", "comm_floor_s"),
+    "nccl": ("nccl_bw_eff", "nccl_latency_s"),
 }
+for _d in ("gemm_fp8", "gemm_fp8_block", "gemm_int8"):
+    _FAMILY_FIELDS[_d] = _FAMILY_FIELDS["gemm"][1:]
+_FAMILY_FIELDS["attn_prefill_fp8"] = _FAMILY_FIELDS["attn_prefill"][1:]
+# Fit order: 16-bit GEMMs fix the shared GEMM fields before the fp8/int8 rows fit only their own efficiency
+# (unless no 16-bit rows are present); prefill reuses gemm_mem_eff, decode reuses attn_prefill_eff.
+_STAGES = ("gemm", "gemm_fp8", "gemm_fp8_block", "gemm_int8", "attn_prefill", "attn_prefill_fp8", "attn_decode",
+           "elementwise", "comm", "nccl")
+_DTYPE_FAMILY = {"gemm_eff_fp8": "gemm_fp8", "gemm_eff_fp8_block": "gemm_fp8_block", "gemm_eff_int8": "gemm_int8",
+                 "attn_prefill_eff_fp8": "attn_prefill_fp8"}
+# (FeatureTable column, code) -> the per-dtype field those rows constrain instead of the 16-bit one
+_DTYPE_FIELDS = {("gemm_dtype", 1): "gemm_eff_fp8", ("gemm_dtype", 2): "gemm_eff_fp8_block",
+                 ("gemm_dtype", 3): "gemm_eff_int8", ("attn_fp8", 1): "attn_prefill_eff_fp8"}
 
 
 def _bucket(x: float, base: float = 2.0) -> int:
@@ -92,8 +119,7 @@ class FitData:
         return self.prediction.rows
 
     def subset(self, idx: np.ndarray) -> FitData:
-        ft = FeatureTable(**{f: (getattr(self.features, f)[idx] if f != "tiling" else self.features.tiling)
-                             for f in self.features.__dataclass_fields__})
+        ft = self.features.subset(idx)
         p = self.prediction
         pred = Prediction(tuple(p.rows[i] for i in idx), tuple(p.kernels[i] for i in idx),
                           tuple(p.hardware[i] for i in idx), p.predicted_s[idx], p.problems)
@@ -109,8 +135,12 @@ def prepare(rows: Sequence[KernelMeasurement], base: Calibration, hardware: str 
                                                                  if pred.problems else ""))
     ft = features(pred.kernels, pred.hardware, base)
     fam = np.array([_FAMILY[int(k)] for k in ft.kind], dtype=object)
+    for code, suffix in ((1, "_fp8"), (2, "_fp8_block"), (3, "_int8")):
+        fam[(ft.kind == 0) & (ft.gemm_dtype == code)] = "gemm" + suffix
+    fam[(ft.kind == 1) & (ft.attn_fp8 == 1)] = "attn_prefill_fp8"
     _, groups = np.unique(np.array([shape_family(r) for r in pred.rows], dtype=object), return_inverse=True)
-    wk_labels = np.array([f"{f}|{r.framework}" for f, r in zip(fam, pred.rows, strict=True)], dtype=object)
+    wk_labels = np.array([f"{f}|{dtype_label(r)}|{r.framework}" for f, r in zip(fam, pred.rows, strict=True)],
+                         dtype=object)
     _, wkey = np.unique(wk_labels, return_inverse=True)
     return FitData(pred, ft, pred.measured_s, fam, groups, wkey), pred.problems
 
@@ -119,6 +149,21 @@ def fitted_fields(data: FitData) -> tuple[str, ...]:
     """The Calibration fields the rows in `data` constrain, in FIT_FIELDS order."""
     present = set(data.family.tolist())
     wanted = {f for fam in present for f in _FAMILY_FIELDS[fam]}
+    ft = data.features
+    sixteen_gemm = bool(np.any((ft.kind == 0) & (ft.gemm_dtype == 0)))
+    sixteen_attn = bool(np.any(((ft.kind == 1) | (ft.kind == 2)) & (ft.attn_fp8 == 0)))
+    if not sixteen_gemm:
+        wanted.discard("gemm_eff")
+    if not sixteen_attn:
+        wanted.discard("attn_prefill_eff")
+    for (col, code), f in _DTYPE_FIELDS.items():
+        sel = getattr(ft, col) == code
+        if col == "attn_fp8":
+            sel &= (ft.kind == 1) | (ft.kind == 2)
+        else:
+            sel &= ft.kind == 0
+        if np.any(sel):
+            wanted.add(f)
     return tuple(f for f in FIT_FIELDS if f in wanted)
 
 
@@ -160,10 +205,38 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
         f = ROBUST_SCALE
         return w * np.sign(r) * np.sqrt(2.0 * f * f * (np.sqrt(1.0 + (r / f) ** 2) - 1.0))
 
-    if fields:
-        res = least_squares(resid, x0, bounds=(lo / scale, hi / scale), x_scale="jac", max_nfev=300)
-        params.update(zip(fields, (float(v) for v in res.x * scale), strict=True))
-        log.debug("fit %s: cost %.4g, %d evaluations, status %s", fields, res.cost, res.nfev, res.status)
+    # Block-coordinate fit, one kernel family at a time in _STAGES order, each on its own rows with the fields it
+    # constrains that an earlier family has not fixed (e.g. prefill attention reuses the GEMMs' gemm_mem_eff).
+    # Per family the problem is small and separable, which keeps a 5-fold cross-validation to seconds.
+    done: set[str] = set()
+    for fam in (*_STAGES, None):  # None: any field no family stage could fit, jointly on all rows
+        if fam is None:
+            own = [f for f in fields if f not in done]
+            rows = np.arange(len(sub.measured))
+        else:
+            own = [f for f in fields if f not in done and (f in _FAMILY_FIELDS[fam] or _DTYPE_FAMILY.get(f) == fam)]
+            rows = np.flatnonzero(sub.family == fam)
+        if not own or not len(rows):
+            continue
+        sel = np.array([fields.index(f) for f in own])
+        ft = sub.features.subset(rows)
+        lm, ww = logm[rows], w[rows]
+
+        def resid(x: np.ndarray, ft: FeatureTable = ft, lm: np.ndarray = lm, ww: np.ndarray = ww,
+                  own: list[str] = own, sc: np.ndarray = scale[sel]) -> np.ndarray:
+            p = dict(params)
+            p.update(zip(own, x * sc, strict=True))
+            r = np.log(ft.seconds_params(p)) - lm
+            # soft-L1 per row (robust: a few odd shapes do not drag the median), then the family weight:
+            # cost = sum w^2 * 2 f^2 (sqrt(1 + (r/f)^2) - 1), f = ROBUST_SCALE
+            f = ROBUST_SCALE
+            return ww * np.sign(r) * np.sqrt(2.0 * f * f * (np.sqrt(1.0 + (r / f) ** 2) - 1.0))
+
+        res = least_squares(resid, x0[sel], bounds=(lo[sel] / scale[sel], hi[sel] / scale[sel]), x_scale="jac",
+                            max_nfev=300)
+        params.update(zip(own, (float(v) for v in res.x * scale[sel]), strict=True))
+        done.update(own)
+        log.debug("fit %s %s: cost %.4g, %d evaluations, status %s", fam, own, res.cost, res.nfev, res.status)
     update: dict[str, float | str] = {f: params[f] for f in fields}
     if name is not None:
         update["name"] = name

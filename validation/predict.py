@@ -19,7 +19,14 @@ from hardware_specs.catalog import load_hardware
 from hardware_specs.errors import RoofsimError
 from hardware_specs.spec import HardwareSpec
 from model.batch import BatchShape
-from model.cost import Calibration, comm_seconds, gemm_compute_efficiency, kernel_cost
+from model.cost import (
+    PEAK_DTYPE,
+    Calibration,
+    comm_terms,
+    decode_parallelism,
+    gemm_shape_efficiency,
+    kernel_cost,
+)
 from model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context
 from model.kernel import Kernel
 from model.spec import ModelSpec, ParallelSpec, QuantSpec
@@ -148,6 +155,10 @@ def _gemm(row: KernelMeasurement) -> Kernel:
         return gemm("gemm", row.m, row.n, row.k, c, 1)
     act, kv = _dtypes(row)
     c = _ctx(act, kv)
+    if act == "fp8" and "fp8_block" in row.variant:
+        # fp8 with per-block scales (DeepSeek-V3 recipe): same operands, its own peak efficiency
+        # (model.cost.gemm_peak_efficiency), costed on the fp8 peak (model.cost.PEAK_DTYPE)
+        return gemm("gemm", row.m, row.n, row.k, c, 1, dtype="fp8_block")
     # Weights and activations are stored in the GEMM dtype (fp8 rows read fp8 operands and write 16-bit output;
     # graph.gemm keeps 16-bit activations between kernels, which is what a serving engine does).
     return gemm("gemm", row.m, row.n, row.k, c, 1)
@@ -197,7 +208,12 @@ def _comm(row: KernelMeasurement) -> Kernel:
     # the link with n-1 latency steps, which is the ring all-gather / reduce-scatter / all-to-all cost
     # (Thakur et al. 2005); nccl-tests message_size is the full buffer (output of all-gather, input of
     # reduce-scatter), which is what that formula takes.
-    name = "tp_allreduce" if row.op == "allreduce" else row.op
+    # The frameworks' own all-reduce tables (custom one-shot/two-shot kernels) are the TP all-reduce of the graph;
+    # nccl-tests and Vidur's torch.distributed rows are NCCL's.
+    if row.op == "allreduce":
+        name = "nccl_allreduce" if row.framework in ("nccl", "vidur", "llmcompass", "") else "tp_allreduce"
+    else:
+        name = row.op
     return Kernel(name=name, kind="comm", dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=row.num_gpus)
 
 
@@ -258,8 +274,10 @@ def resolve_hardware(name: str) -> HardwareSpec:
 
 
 # ----------------------------------------------------------------------------------- vectorised table
-# 4 = any collective (affine in comm_latency_s and 1/comm_bw_eff), 7 = a collective that costs nothing
+# 4 = the framework TP all-reduce, 5 = an NCCL collective / send-recv, 7 = a collective that costs nothing
 _KIND_CODE = {"gemm": 0, "attn_prefill": 1, "attn_decode": 2, "elementwise": 3, "sampling": 3}
+# GEMM dtype -> which per-dtype peak efficiency (model.cost.gemm_peak_efficiency)
+_GEMM_DTYPE_CODE = {"fp8": 1, "fp8_block": 2, "int8": 3}
 
 
 @dataclass(frozen=True)
@@ -279,14 +297,26 @@ class FeatureTable:
     dequant: np.ndarray
     gemm_shape_eff: np.ndarray  # pad * wave (GEMM), 0 otherwise
     gemm_k: np.ndarray
+    gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
+    attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
     attn_ctx: np.ndarray  # mean context per query token (decode)
-    comm_fixed_s: np.ndarray  # latency steps x link alpha
-    comm_bw_s: np.ndarray  # bytes-over-link seconds at 100% efficiency
+    attn_par: np.ndarray  # decode work units: sequences x KV heads
+    attn_seqs: np.ndarray  # decode sequences
+    comm_a2: np.ndarray  # latency seconds, two-shot / ring / generic (model.cost.comm_terms)
+    comm_a1: np.ndarray  # latency seconds, one-shot
+    comm_b2: np.ndarray  # link seconds at 100% efficiency, two-shot / ring / generic
+    comm_b1: np.ndarray  # link seconds at 100% efficiency, one-shot
+    comm_bytes: np.ndarray
     tiling: tuple[int, int, int]
 
     def __len__(self) -> int:
         return len(self.kind)
+
+    def subset(self, idx: np.ndarray) -> FeatureTable:
+        """The rows `idx` (indices or a boolean mask)."""
+        return FeatureTable(**{f: (getattr(self, f)[idx] if f != "tiling" else self.tiling)
+                               for f in self.__dataclass_fields__})
 
     def seconds(self, cal: Calibration) -> np.ndarray:
         """kernel_cost(k, hw, cal).seconds for every row (tested equal)."""
@@ -299,51 +329,67 @@ class FeatureTable:
     def seconds_params(self, p: dict[str, float]) -> np.ndarray:
         kind = self.kind
         with np.errstate(divide="ignore", invalid="ignore"):
+            geff = np.choose(self.gemm_dtype, (p["gemm_eff"], p["gemm_eff_fp8"], p["gemm_eff_fp8_block"],
+                                               p["gemm_eff_int8"]))
+            aeff = np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"], p["attn_prefill_eff"])
             eff_c = np.where(
-                kind == 0, p["gemm_eff"] * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
-                np.where(kind == 1, p["attn_prefill_eff"] * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
-                         np.where(kind == 2, p["attn_prefill_eff"], p["vector_eff"])))
+                kind == 0, geff * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
+                np.where(kind == 1, aeff * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
+                         np.where(kind == 2, aeff, p["vector_eff"])))
+            par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
             eff_m = np.where(
                 (kind == 0) | (kind == 1), p["gemm_mem_eff"],
                 np.where(kind == 2, p["attn_decode_mem_eff"] * self.attn_ctx / (self.attn_ctx
-                                                                                + p["attn_decode_ctx_half"]),
+                                                                                + p["attn_decode_ctx_half"]) * par,
                          p["elementwise_mem_eff"]))
             compute = np.where(self.flops > 0, self.flops / (self.peak * eff_c), 0.0)
             compute = compute + np.where(self.dequant > 0, self.dequant / (self.fp32_peak * p["vector_eff"]), 0.0)
             memory = self.bytes / (self.bw * eff_m)
-        body = np.maximum(compute, memory) + p["kernel_overhead_s"]
-        comm = p["comm_latency_s"] + self.comm_fixed_s + self.comm_bw_s / p["comm_bw_eff"]
+        overhead = np.choose(np.minimum(kind, 3), (p["gemm_overhead_s"], p["attn_prefill_overhead_s"],
+                                                   p["attn_decode_overhead_s"], p["kernel_overhead_s"]))
+        floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs, 0.0)
+        body = (np.maximum(np.maximum(compute, memory), floor) + np.where(kind == 0, p["gemm_overlap_loss"], 0.0)
+                * np.minimum(compute, memory) + overhead)
+        two = p["comm_latency_s"] + self.comm_a2 + self.comm_b2 / p["comm_bw_eff"]
+        one = p["comm_latency_s"] + self.comm_a1 + self.comm_b1 / p["comm_bw_eff"]
+        custom = np.maximum(np.where(self.comm_bytes <= p["comm_oneshot_max_bytes"], np.minimum(one, two), two),
+                            p["comm_floor_s"])
+        nccl = p["nccl_latency_s"] + self.comm_a2 + self.comm_b2 / p["nccl_bw_eff"]
         # kind 7: a collective that moves nothing (all-reduce over 1 GPU or 0 bytes) is free (allreduce_seconds)
-        return np.where(kind == 7, 0.0, np.where(kind == 4, comm, body))
+        return np.where(kind == 7, 0.0, np.where(kind == 4, custom, np.where(kind == 5, nccl, body)))
 
 
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
 FIT_FIELDS: tuple[str, ...] = (
-    "gemm_eff", "gemm_k_half", "gemm_mem_eff", "attn_prefill_eff", "attn_prefill_s_half", "attn_decode_mem_eff",
-    "attn_decode_ctx_half", "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff",
-    "comm_latency_s",
+    "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff",
+    "gemm_overlap_loss", "gemm_overhead_s", "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half",
+    "attn_prefill_overhead_s", "attn_decode_mem_eff", "attn_decode_ctx_half", "attn_decode_par_half",
+    "attn_decode_overhead_s", "attn_decode_seq_s", "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff",
+    "comm_latency_s", "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s",
 )
+
+_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "attn_s", "attn_ctx",
+         "attn_par", "attn_seqs", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes")
 
 
 def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibration) -> FeatureTable:
     """FeatureTable of kernels (count 1 each) on their hardware; integer tiling taken from `cal`."""
     n = len(kernels)
-    cols = {name: np.zeros(n) for name in ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff",
-                                            "gemm_k", "attn_s", "attn_ctx", "comm_fixed_s", "comm_bw_s")}
+    cols = {name: np.zeros(n) for name in _COLS}
     kind = np.zeros(n, dtype=np.int8)
-    probe1 = cal.model_copy(update={"comm_latency_s": 0.0, "comm_bw_eff": 1.0})
-    probe2 = cal.model_copy(update={"comm_latency_s": 0.0, "comm_bw_eff": 0.5})
+    gdt = np.zeros(n, dtype=np.int64)
+    afp8 = np.zeros(n, dtype=np.int8)
     for i, (k, hw) in enumerate(zip(kernels, hws, strict=True)):
         if k.count != 1:
             raise ValueError(f"features() expects count=1 kernels; {k.name} has count={k.count}")
         if k.kind in ("comm", "pp_comm"):
-            # comm_seconds is affine in comm_latency_s (coefficient 1) and in 1/comm_bw_eff: recover the fixed
-            # (link latency) and bandwidth terms from two evaluations, so the formulas stay in model/cost.py.
-            a = comm_seconds(k, hw, probe1)
-            b = comm_seconds(k, hw, probe2)
-            kind[i] = 7 if a == 0 and b == 0 else 4
-            cols["comm_bw_s"][i] = b - a
-            cols["comm_fixed_s"][i] = 2 * a - b
+            # the calibration-free terms come from model.cost.comm_terms, so the formulas stay in model/cost.py
+            custom, a2, a1, b2, b1 = comm_terms(k, hw)
+            free = k.kind == "comm" and k.name in ("tp_allreduce", "nccl_allreduce") and (
+                k.comm_gpus <= 1 or k.comm_bytes <= 0)
+            kind[i] = 7 if free else 4 if custom else 5
+            cols["comm_a2"][i], cols["comm_a1"][i], cols["comm_b2"][i], cols["comm_b1"][i] = a2, a1, b2, b1
+            cols["comm_bytes"][i] = k.comm_bytes
             continue
         kind[i] = _KIND_CODE[k.kind]
         cols["flops"][i] = k.flops
@@ -352,19 +398,22 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
         cols["fp32_peak"][i] = hw.peak("fp32")
         cols["dequant"][i] = k.dequant_flops
         if k.kind in ("gemm", "attn_prefill", "attn_decode"):
-            cols["peak"][i] = hw.peak(k.dtype)
+            cols["peak"][i] = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
+            afp8[i] = k.kind != "gemm" and k.dtype == "fp8"
         else:
             cols["peak"][i] = hw.peak("fp32")
         if k.kind == "gemm":
-            # pad x wave of gemm_compute_efficiency, with the K ramp and gemm_eff divided out
-            full = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
-            cols["gemm_shape_eff"][i] = full / (cal.gemm_eff * k.k / (k.k + cal.gemm_k_half))
+            cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
             cols["gemm_k"][i] = k.k
+            gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)
         elif k.kind == "attn_decode":
             cols["attn_ctx"][i] = k.kv_read_bytes / max(1.0, k.kv_write_bytes)
-    return FeatureTable(kind=kind, tiling=(cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k), **cols)
+            cols["attn_par"][i] = decode_parallelism(k.n, k.k)
+            cols["attn_seqs"][i] = k.n
+    return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8,
+                        tiling=(cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k), **cols)
 
 
 # ------------------------------------------------------------------------------------- whole tables
@@ -418,7 +467,7 @@ def predict_rows(rows: Iterable[KernelMeasurement], cal: Calibration | Callable[
             if only is not None and hw.id != only:
                 raise Unpredictable(f"measured on {hw.id}, excluded by --hardware {hardware}")
             k = row_kernel(row)
-            if k.kind in ("gemm", "attn_prefill", "attn_decode") and not hw.supports(k.dtype):
+            if k.kind in ("gemm", "attn_prefill", "attn_decode") and not hw.supports(PEAK_DTYPE.get(k.dtype, k.dtype)):
                 raise Unpredictable(f"{hw.id} has no {k.dtype} tensor-core peak")
         except Unpredictable as e:
             skipped.setdefault(str(e), []).append(_where(row))

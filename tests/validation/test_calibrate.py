@@ -17,7 +17,8 @@ from validation.profiles import profile_for, read_calibration, read_profile_meta
 
 TRUE = Calibration(gemm_eff=0.62, gemm_k_half=300.0, gemm_mem_eff=0.7, attn_prefill_eff=0.4,
                    attn_prefill_s_half=900.0, attn_decode_mem_eff=0.55, attn_decode_ctx_half=200.0,
-                   kernel_overhead_s=6e-6, comm_bw_eff=0.6, comm_latency_s=1.5e-5)
+                   kernel_overhead_s=6e-6, gemm_overhead_s=3e-6, attn_prefill_overhead_s=1.2e-5,
+                   attn_decode_overhead_s=9e-6, comm_bw_eff=0.6, comm_latency_s=1.5e-5)
 
 
 def _synthetic_rows() -> list[KernelMeasurement]:
@@ -52,8 +53,8 @@ def test_fit_recovers_known_parameters() -> None:
     data, problems = prepare(_synthetic_rows(), Calibration())
     assert problems == ()
     cal = fit_calibration(data, Calibration())
-    for f in ("gemm_eff", "gemm_mem_eff", "attn_prefill_eff", "attn_decode_mem_eff", "kernel_overhead_s",
-              "comm_bw_eff", "comm_latency_s"):
+    for f in ("gemm_eff", "gemm_mem_eff", "attn_prefill_eff", "attn_decode_mem_eff", "gemm_overhead_s",
+              "attn_prefill_overhead_s", "attn_decode_overhead_s", "comm_bw_eff", "comm_latency_s"):
         assert getattr(cal, f) == pytest.approx(getattr(TRUE, f), rel=0.03), f
     for f in ("gemm_k_half", "attn_prefill_s_half", "attn_decode_ctx_half"):
         assert getattr(cal, f) == pytest.approx(getattr(TRUE, f), rel=0.10), f
