@@ -22,7 +22,7 @@ from app.cmd_estimate import estimate
 from app.common import Deployment, quant_from_args
 from hardware_specs.catalog import load_hardware
 from hardware_specs.errors import RoofsimError
-from hardware_specs.spec import DTYPE_BYTES, DTYPES, HardwareSpec
+from hardware_specs.spec import DTYPES, HardwareSpec
 from model.loader import load_model
 from model.spec import ParallelSpec
 
@@ -159,123 +159,162 @@ def kernel_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------------- validation
-# No prediction function exists in validation/ yet, so the page predicts measured GEMM rows itself: a GEMM of
-# shape (m, n, k) as one roofline Kernel (activation [m, k] and weight [k, n] in the row's dtype, 16-bit output)
-# through model.cost.kernel_cost with the default calibration, exactly as the cost model costs a linear layer.
+# The page predicts nothing itself: kernel rows go through validation.predict.predict_rows (GEMMs, attention,
+# collectives, elementwise ops), benchmark tables through validation.e2e.predict_table (one simulation per row),
+# serving logs through validation.replay.replay_log; error statistics come from validation.metrics_err.
+
+CALIBRATIONS = ("shipped profile", "model defaults")
 
 
-def predict_gemm_s(m: int, n: int, k: int, dtype: str, hw: HardwareSpec, calibration: Any = None,
-                   weight_only: bool = False) -> float:
-    """Predicted seconds of one (m, n, k) GEMM in `dtype` on `hw` (ValueError if the device lacks the dtype).
+def kernel_calibration(choice: str) -> Any:
+    """The `cal` argument of predict_rows: the shipped profile of each row's hardware, or the model defaults."""
+    from model.cost import DEFAULT_CALIBRATION  # noqa: PLC0415
+    from validation.profiles import profile_for  # noqa: PLC0415
 
-    weight_only: weights stored in `dtype` but multiplied in bf16 (int8_wo / int4_wo / w4a16 kernels).
-    """
-    from model.cost import DEFAULT_CALIBRATION, kernel_cost  # noqa: PLC0415
-    from model.kernel import Kernel  # noqa: PLC0415
+    if choice not in CALIBRATIONS:
+        raise ValueError(f"calibration {choice!r} is not one of {', '.join(CALIBRATIONS)}")
+    if choice == "model defaults":
+        return DEFAULT_CALIBRATION
+    cache: dict[str, Any] = {}
 
-    wb = DTYPE_BYTES[dtype]
-    compute = "bf16" if weight_only else dtype
-    ab = DTYPE_BYTES[compute]
-    kern = Kernel(name="gemm", kind="gemm", dtype=compute, flops=2.0 * m * n * k, weight_bytes=n * k * wb,
-                  act_read_bytes=m * k * ab, act_write_bytes=m * n * 2.0, m=m, n=n, k=k)
-    return kernel_cost(kern, hw, calibration or DEFAULT_CALIBRATION).seconds
-
-
-def kernel_comparison(rows: Sequence[Any], max_rows: int = 4000, seed: int = 0
-                      ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Predicted vs measured for the GEMM rows of a KernelTable (evenly subsampled to max_rows, deterministic).
-
-    Returns (records, skipped) where skipped counts rows not predicted, by reason (never silently dropped).
-    """
-    import numpy as np  # noqa: PLC0415
-
-    skipped: dict[str, int] = {}
-    gemms = []
-    for r in rows:
-        if r.op != "gemm":
-            skipped[f"op {r.op} (only GEMMs are predicted here)"] = skipped.get(
-                f"op {r.op} (only GEMMs are predicted here)", 0) + 1
-        elif r.m <= 0 or r.n <= 0 or r.k <= 0:
-            skipped["gemm without m/n/k"] = skipped.get("gemm without m/n/k", 0) + 1
-        else:
-            gemms.append(r)
-    if len(gemms) > max_rows:
-        pick = np.unique(np.linspace(0, len(gemms) - 1, max_rows).round().astype(int))
-        skipped[f"subsampled to {len(pick)} of {len(gemms)} GEMM rows"] = len(gemms) - len(pick)
-        gemms = [gemms[i] for i in pick]
-    hws: dict[str, HardwareSpec | None] = {}
-    out: list[dict[str, Any]] = []
-    for r in gemms:
-        if r.hardware not in hws:
+    def for_hw(hw: HardwareSpec) -> Any:
+        if hw.id not in cache:
             try:
-                hws[r.hardware] = load_hardware(r.hardware)
-            except USER_ERRORS:
-                hws[r.hardware] = None
-        hw = hws[r.hardware]
-        if hw is None:
-            skipped[f"hardware {r.hardware!r} not in the catalog"] = skipped.get(
-                f"hardware {r.hardware!r} not in the catalog", 0) + 1
-            continue
-        try:
-            wo = any(t in r.variant for t in ("_wo", "w4a16", "w8a16"))
-            pred = predict_gemm_s(r.m, r.n, r.k, r.dtype, hw, weight_only=wo)
-        except (ValueError, KeyError) as err:
-            reason = f"{r.dtype} on {r.hardware}: {error_message(err)[:80]}"
-            skipped[reason] = skipped.get(reason, 0) + 1
-            continue
-        out.append({"group": f"{r.hardware} {r.dtype}{' weight-only' if wo else ''} {r.framework}", "label": f"m={r.m} n={r.n} k={r.k}",
-                    "op": r.op, "dtype": r.dtype, "hardware": r.hardware, "m": r.m, "n": r.n, "k": r.k,
-                    "measured_s": r.measured_s, "predicted_s": pred,
-                    "rel_error": (pred - r.measured_s) / r.measured_s})
-    return out, skipped
+                cache[hw.id] = profile_for(hw)
+            except RoofsimError:
+                cache[hw.id] = DEFAULT_CALIBRATION
+        return cache[hw.id]
+
+    return for_hw
 
 
-def bench_comparison(rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Predicted vs measured TTFT and TPOT of benchmark-table rows with a concurrency (static-batch estimate:
-    `estimate` with batch = concurrency, input isl, output osl). Rows that cannot be predicted are counted."""
-    skipped: dict[str, int] = {}
-    out: list[dict[str, Any]] = []
-    for r in rows:
-        if not r.concurrency or (r.ttft_ms is None and r.tpot_ms is None):
-            skipped["no concurrency or no measured TTFT/TPOT"] = skipped.get("no concurrency or no measured "
-                                                                              "TTFT/TPOT", 0) + 1
+def subsample(rows: Sequence[Any], max_rows: int) -> tuple[list[Any], int]:
+    """At most max_rows rows, evenly spaced over the table (deterministic), and how many were left out."""
+    if max_rows < 1:
+        raise ValueError(f"max_rows={max_rows} must be >= 1")
+    if len(rows) <= max_rows:
+        return list(rows), 0
+    pick = np.unique(np.linspace(0, len(rows) - 1, max_rows).round().astype(int))
+    return [rows[i] for i in pick], len(rows) - len(pick)
+
+
+def kernel_comparison(rows: Sequence[Any], max_rows: int = 4000, calibration: str = "shipped profile"
+                      ) -> tuple[Any, list[dict[str, Any]], list[str]]:
+    """validation.predict.predict_rows over an even subsample of a KernelTable's rows.
+
+    Returns (Prediction, records for the charts, notes): records carry group = metrics_err.group_key(row)
+    (op/dtype/framework); notes list the subsampling and every reason rows were not predicted (never dropped)."""
+    from validation.metrics_err import group_key  # noqa: PLC0415
+    from validation.predict import predict_rows  # noqa: PLC0415
+
+    picked, left_out = subsample(rows, max_rows)
+    pred = predict_rows(picked, kernel_calibration(calibration))
+    notes = [f"subsampled evenly to {len(picked)} of {len(rows)} rows"] if left_out else []
+    notes += list(pred.problems)
+    records = [{"group": group_key(r), "hardware": r.hardware, "op": r.op, "dtype": r.dtype,
+                "label": shape_label(r),
+                "measured_s": float(r.measured_s), "predicted_s": float(p),
+                "rel_error": (float(p) - r.measured_s) / r.measured_s}
+               for r, p in zip(pred.rows, pred.predicted_s, strict=True)]
+    return pred, records, notes
+
+
+def shape_label(r: Any) -> str:
+    """A short description of a measured kernel row's shape (hover text)."""
+    if r.m or r.n or r.k:
+        return f"{r.op} m={r.m} n={r.n} k={r.k}"
+    if r.message_bytes:
+        return f"{r.op} {r.message_bytes:.3g} B on {r.num_gpus} GPUs"
+    if r.batch or r.seq_len or r.ctx_len:
+        return f"{r.op} batch={r.batch} seq={r.seq_len} ctx={r.ctx_len}"
+    return f"{r.op} tokens={r.tokens} hidden={r.hidden}"
+
+
+def kernel_error_table(pred: Any) -> list[dict[str, Any]]:
+    """validation.metrics_err.grouped_stats of a Prediction (group = op/dtype/framework), as table rows."""
+    from validation.metrics_err import grouped_stats  # noqa: PLC0415
+
+    if not len(pred.rows):
+        return []
+    return stats_rows(grouped_stats(pred.rows, pred.predicted_s, pred.measured_s))
+
+
+def stats_rows(stats: Mapping[str, Any], by: str = "group") -> list[dict[str, Any]]:
+    """ErrorStats per group -> table rows (percentages; bias = median signed error, + = predicted too slow)."""
+    return [{by: g, "rows": s.n, "median APE %": s.median_abs_pct_err, "MAPE %": s.mape,
+             "P90 APE %": s.p90_abs_pct_err, "bias %": s.bias_pct} for g, s in stats.items()]
+
+
+def overall_stats(records: Sequence[Mapping[str, Any]]) -> Any:
+    """validation.metrics_err.error_stats over every record (predicted_s vs measured_s)."""
+    from validation.metrics_err import error_stats  # noqa: PLC0415
+
+    return error_stats([r["predicted_s"] for r in records], [r["measured_s"] for r in records])
+
+
+def bench_group(row: Any) -> str:
+    """Error-table group of a benchmark row: model and framework (as the e2e report groups them)."""
+    return f"{row.model} {row.framework}"
+
+
+def bench_records(preds: Sequence[Any]) -> list[dict[str, Any]]:
+    """Predicted-vs-measured latency cells (seconds) of predict_table's rows, for the scatter and histogram."""
+    out = []
+    for p in preds:
+        if p.problem is not None:
             continue
-        cfg = StepConfig(hardware=r.hardware, model=r.model, weight_dtype=r.weight_dtype,
-                         kv_dtype=r.kv_dtype if r.kv_dtype in ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
-                         else "auto", tp=r.tp, pp=r.pp, batch=r.concurrency, input_len=r.isl, output_len=r.osl)
-        try:
-            v = step_view(cfg)
-        except USER_ERRORS as err:
-            reason = error_message(err).split("\n")[0][:100]
-            skipped[reason] = skipped.get(reason, 0) + 1
-            continue
-        for metric, measured_ms, pred_s in (("TTFT", r.ttft_ms, v["ttft_s"]), ("TPOT", r.tpot_ms, v["tpot_s"])):
-            if measured_ms is None:
+        for col in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+            meas = getattr(p.row, col)
+            pred = p.predicted.get(col, math.nan)
+            if meas is None or meas <= 0 or not math.isfinite(pred):
                 continue
-            meas = measured_ms / 1e3
-            out.append({"group": f"{metric} {r.framework}", "metric": metric, "model": r.model,
-                        "hardware": r.hardware, "tp": r.tp, "weight_dtype": r.weight_dtype,
-                        "concurrency": r.concurrency, "isl": r.isl, "osl": r.osl,
-                        "label": f"{r.model} tp={r.tp} {r.weight_dtype} c={r.concurrency} {r.isl}/{r.osl}",
-                        "measured_s": meas, "predicted_s": pred_s, "rel_error": (pred_s - meas) / meas})
-    return out, skipped
+            metric = col[:-3].upper()
+            out.append({"group": f"{metric} {p.row.framework}", "metric": metric, "model": p.row.model,
+                        "hardware": p.row.hardware, "tp": p.row.tp, "mode": p.row.mode,
+                        "concurrency": p.row.concurrency, "isl": p.row.isl, "osl": p.row.osl,
+                        "label": f"{p.row.model} tp={p.row.tp} c={p.row.concurrency} {p.row.isl}/{p.row.osl}",
+                        "measured_s": meas / 1e3, "predicted_s": pred / 1e3, "rel_error": (pred - meas) / meas})
+    return out
 
 
-def error_table(records: Sequence[Mapping[str, Any]], by: str = "group") -> list[dict[str, Any]]:
-    """Per group: rows, mean/median/P90 absolute percentage error and the signed bias (mean relative error)."""
-    import numpy as np  # noqa: PLC0415
+def bench_error_table(preds: Sequence[Any]) -> list[dict[str, Any]]:
+    """validation.e2e.e2e_error_stats (group = model + framework) flattened to one row per (group, metric)."""
+    from validation.e2e import e2e_error_stats  # noqa: PLC0415
 
-    groups: dict[str, list[float]] = {}
-    for rec in records:
-        groups.setdefault(str(rec[by]), []).append(float(rec["rel_error"]))
-    table = []
-    for g, errs in sorted(groups.items()):
-        e = np.asarray(errs)
-        a = np.abs(e)
-        table.append({by: g, "rows": int(e.size), "MAPE %": float(100 * a.mean()),
-                      "median APE %": float(100 * np.median(a)), "P90 APE %": float(100 * np.percentile(a, 90)),
-                      "bias %": float(100 * e.mean()), "within 20 %": float(100 * (a <= 0.2).mean())})
-    return table
+    rows = []
+    for g, d in e2e_error_stats(preds, key=bench_group).items():
+        for metric, s in d.items():
+            rows.append({"group": g, "metric": metric, "rows": s["n"], "median APE %": s["median_abs_pct_err"],
+                         "MAPE %": s["mape"], "P90 APE %": s["p90_abs_pct_err"], "bias %": s["bias_pct"]})
+    return rows
+
+
+def replay_defaults(path: str | Path) -> dict[str, Any]:
+    """Model/hardware/TP/PP of a log, guessed from its file name (vllm_llm-k8s: serving_<org>-<model>_tpN_ppM_...;
+    the runs were on 8 x A100-40GB) — the page shows them as editable defaults, never as facts."""
+    import re  # noqa: PLC0415
+
+    name = Path(path).name
+    out: dict[str, Any] = {"model": "Llama-3.1-8B", "hardware": "h100-sxm", "tp": 1, "pp": 1}
+    m = re.search(r"_tp(\d+)_pp(\d+)", name)
+    if m:
+        out["tp"], out["pp"] = int(m.group(1)), int(m.group(2))
+    if "Llama-3.3-70B" in name:
+        out.update(model="Llama-3.3-70B", hardware="a100-sxm-40gb")
+    return out
+
+
+def replay_table(res: Any) -> list[dict[str, Any]]:
+    """ReplayResult.comparison and .totals as rows: measured vs predicted (ms for latencies) and error %."""
+    rows = []
+    for metric, d in res.comparison.items():
+        for stat, v in d.items():
+            rows.append({"metric": metric.removesuffix("_s").upper(), "stat": stat, "measured": v["measured"] * 1e3,
+                         "predicted": v["predicted"] * 1e3, "unit": "ms", "error %": v["err_pct"]})
+    for key, v in res.totals.items():
+        rows.append({"metric": key, "stat": "", "measured": v["measured"], "predicted": v["predicted"],
+                     "unit": "s" if key.endswith("_s") else "", "error %": v["err_pct"]})
+    return rows
 
 
 def shared_data_dir() -> Path:
@@ -287,6 +326,12 @@ def shared_data_dir() -> Path:
 EXAMPLES: dict[str, tuple[str, str]] = {
     "AIConfigurator H100 GEMM (SGLang 0.5.6)": (
         "kernel", "kernels/aiconfigurator/h100_sxm/gemm/sglang/0.5.6.post2/gemm_perf.parquet"),
+    "AIConfigurator H100 decode attention (vLLM 0.24)": (
+        "kernel", "kernels/aiconfigurator/h100_sxm/attention/vllm/0.24.0/generation_attention_perf.parquet"),
+    "AIConfigurator H100 prefill attention (vLLM 0.24)": (
+        "kernel", "kernels/aiconfigurator/h100_sxm/attention/vllm/0.24.0/context_attention_perf.parquet"),
+    "AIConfigurator H100 NCCL collectives (2.27.3)": (
+        "kernel", "kernels/aiconfigurator/h100_sxm/comm/nccl/2.27.3/nccl_perf.parquet"),
     "AIConfigurator A100 GEMM (vLLM)": ("kernel", "kernels/aiconfigurator/a100_sxm/gemm"),
     "Vidur H100 Llama-2-7B per-op": ("kernel", "kernels/vidur/profiling/compute/h100/meta-llama/Llama-2-7b-hf/mlp.csv"),
     "AIConfigurator H100 end-to-end (silicon)": ("bench_aic", "serving/aiconfigurator_silicon/silicon_sample_h100.csv"),
@@ -301,7 +346,7 @@ def example_files(kind: str) -> dict[str, Path]:
         if k.startswith(kind) and (root / rel).exists():
             out[label] = root / rel
     if kind == "log":
-        logs = sorted((root / "serving" / "vllm_llm-k8s").glob("results_serving_*/*/serving_*.json"))[:6]
+        logs = sorted((root / "serving" / "vllm_llm-k8s").glob("results_serving_*/01_*/serving_*.json"))[:4]
         out.update({f"vLLM benchmark_serving: {p.parent.name}/{p.name}": p for p in logs})
     return out
 
@@ -335,9 +380,17 @@ def log_summary(log: Any) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------- serving what-if
 
 
+ARRIVAL_MODES = ("open loop (rate)", "closed loop (clients)")
+DRAFTERS = ("off", "eagle", "medusa", "draft_model", "self", "layerskip", "ngram")
+ACCEPTANCES = ("iid", "positional", "beta")
+EARLY_EXITS = ("off", "per_token", "skipdecode")
+EXIT_DISTRIBUTIONS = ("histogram", "per_layer", "csv")
+
+
 @dataclass(frozen=True)
 class ServingForm:
-    """The serving page's widgets: one replica group, one workload (built-in or uploaded trace), SLOs, seed."""
+    """The serving page's widgets: one replica group, one workload (built-in or uploaded trace), SLOs, seed, and the
+    techniques (speculative decoding, early exit, prefix caching, front-end time, closed-loop clients)."""
 
     workload: str = "conversation"
     rate_per_s: float = 4.0
@@ -345,6 +398,14 @@ class ServingForm:
     trace_path: str = ""  # set: replay this trace file instead of the built-in workload
     trace_format: str = "auto"
     rate_scale: float = 1.0
+    # closed loop like a benchmark client (simulator.workload.ClosedLoopArrivals) over the built-in workload's lengths
+    arrival_mode: str = "open loop (rate)"
+    clients: int = 16
+    think_s: float = 0.0
+    ramp_up_s: float = 0.0
+    ramp_first_token: bool = False  # ramp_up_s = "first_token"
+    warmup_requests: int = 0
+    warmup_drain: bool = True
     model: str = "Llama-3.1-8B"
     hardware: str = "h100-sxm"
     tp: int = 1
@@ -360,6 +421,37 @@ class ServingForm:
     predictor_sigma: float = 0.0
     preemption: str = "recompute"
     router: str = "round_robin"
+    prefix_caching: bool = False
+    frontend_s_per_request: float = 0.0
+    # speculative decoding (model.techniques.SpeculativeConfig)
+    spec_drafter: str = "off"
+    spec_draft_model: str = "Qwen3-0.6B"
+    spec_draft_layers: int = 16
+    spec_exit_layer: int = 8
+    spec_lookup_s: float = 0.0
+    spec_k: int = 4
+    spec_acceptance: str = "iid"
+    spec_rate: float = 0.7
+    spec_rates: str = "0.8, 0.7, 0.6, 0.5"
+    spec_alpha: float = 7.0
+    spec_beta: float = 3.0
+    spec_tree_width: int = 1
+    spec_adaptive_k: bool = False
+    spec_k_min: int = 1
+    spec_k_max: int = 8
+    # early exit (model.techniques.PerTokenExit / SkipDecodeExit)
+    ee_kind: str = "off"
+    ee_distribution: str = "histogram"
+    ee_layers: str = "16, 24, 32"
+    ee_weights: str = "0.3, 0.3, 0.4"
+    ee_probs: str = "0.05, 0.05, 0.05"
+    ee_csv_path: str = ""
+    ee_batch_sync: bool = True
+    ee_kv_fill: str = "copy"
+    ee_exit_head: str = "classifier"
+    ee_max_layers: int = 32
+    ee_min_layers: int = 16
+    ee_max_position: int = 2048
     slo_ttft_s: float = 1.0
     slo_tpot_s: float = 0.1
     seed: int = 0
@@ -368,9 +460,93 @@ class ServingForm:
         return replace(self, **changes)
 
 
+def parse_list(text: str, what: str, kind: type = float) -> tuple[Any, ...]:
+    """'0.8, 0.7' -> (0.8, 0.7); ValueError naming the widget for anything else."""
+    parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
+    try:
+        vals = tuple(kind(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not a comma-separated list of {kind.__name__} values") from None
+    if not vals:
+        raise ValueError(f"{what}: give at least one value")
+    return vals
+
+
+def _fmt_list(vals: Sequence[Any]) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals)
+
+
+def speculative_dict(form: ServingForm) -> dict[str, Any] | None:
+    """The ReplicaGroup `speculative` table of the form (None when off)."""
+    if form.spec_drafter == "off":
+        return None
+    if form.spec_drafter not in DRAFTERS:
+        raise ValueError(f"drafter {form.spec_drafter!r} is not one of {', '.join(DRAFTERS)}")
+    drafter: dict[str, Any] = {"kind": form.spec_drafter}
+    if form.spec_drafter == "draft_model":
+        drafter["model"] = form.spec_draft_model
+    elif form.spec_drafter == "self":
+        drafter["draft_layers"] = form.spec_draft_layers
+    elif form.spec_drafter == "layerskip":
+        drafter["exit_layer"] = form.spec_exit_layer
+    elif form.spec_drafter == "ngram":
+        drafter["lookup_s"] = form.spec_lookup_s
+    acc: dict[str, Any] = {"kind": form.spec_acceptance}
+    if form.spec_acceptance == "iid":
+        acc["rate"] = form.spec_rate
+    elif form.spec_acceptance == "positional":
+        acc["rates"] = parse_list(form.spec_rates, "acceptance rates per position")
+    elif form.spec_acceptance == "beta":
+        acc.update(alpha=form.spec_alpha, beta=form.spec_beta)
+    else:
+        raise ValueError(f"acceptance {form.spec_acceptance!r} is not one of {', '.join(ACCEPTANCES)}")
+    d: dict[str, Any] = {"drafter": drafter, "acceptance": acc, "k": form.spec_k, "tree_width": form.spec_tree_width}
+    if form.spec_adaptive_k:
+        d.update(adaptive_k=True, k_min=form.spec_k_min, k_max=form.spec_k_max)
+    return d
+
+
+def early_exit_dict(form: ServingForm) -> dict[str, Any] | None:
+    """The ReplicaGroup `early_exit` table of the form (None when off)."""
+    if form.ee_kind == "off":
+        return None
+    if form.ee_kind == "skipdecode":
+        return {"kind": "skipdecode", "max_layers": form.ee_max_layers, "min_layers": form.ee_min_layers,
+                "max_position": form.ee_max_position}
+    if form.ee_kind != "per_token":
+        raise ValueError(f"early exit {form.ee_kind!r} is not one of {', '.join(EARLY_EXITS)}")
+    dist: dict[str, Any] = {"kind": form.ee_distribution}
+    if form.ee_distribution == "histogram":
+        dist.update(layers=parse_list(form.ee_layers, "exit layers", int),
+                    weights=parse_list(form.ee_weights, "exit weights"))
+    elif form.ee_distribution == "per_layer":
+        dist["probs"] = parse_list(form.ee_probs, "exit probability per layer")
+    elif form.ee_distribution == "csv":
+        if not form.ee_csv_path:
+            raise ValueError("early exit from a CSV of measured exit layers: upload the CSV")
+        dist["path"] = form.ee_csv_path
+    else:
+        raise ValueError(f"exit distribution {form.ee_distribution!r} is not one of {', '.join(EXIT_DISTRIBUTIONS)}")
+    return {"kind": "per_token", "distribution": dist, "batch_sync": form.ee_batch_sync, "kv_fill": form.ee_kv_fill,
+            "exit_head": form.ee_exit_head}
+
+
+def _closed_loop_workload(form: ServingForm) -> dict[str, Any]:
+    """The built-in workload's lengths with benchmark-client arrivals (a synthetic workload)."""
+    from simulator.workload import named_workload  # noqa: PLC0415
+
+    base = named_workload(form.workload)
+    arrival = {"kind": "closed_loop", "clients": form.clients, "think_s": form.think_s,
+               "ramp_up_s": "first_token" if form.ramp_first_token else form.ramp_up_s,
+               "warmup_requests": form.warmup_requests, "warmup_drain": form.warmup_drain}
+    return {"kind": "synthetic", "arrival": arrival, "input": base.input.model_dump(mode="json"),
+            "output": base.output.model_dump(mode="json"), "correlation": base.correlation,
+            "num_requests": form.num_requests}
+
+
 def sim_config(form: ServingForm) -> Any:
     """The SimConfig (the same object `roofsim simulate --config` reads from TOML) for the form."""
-    from simulator.config import SimConfig  # noqa: PLC0415
+    from simulator.config import ReplicaGroup, SimConfig  # noqa: PLC0415
 
     ns = argparse.Namespace(weight_dtype=form.weight_dtype, activation_dtype=form.activation_dtype,
                             kv_dtype=form.kv_dtype, group_size=128)
@@ -384,17 +560,97 @@ def sim_config(form: ServingForm) -> Any:
     if form.trace_path:
         workload: dict[str, Any] = {"kind": "trace", "path": form.trace_path, "format": form.trace_format,
                                     "rate_scale": form.rate_scale, "max_requests": form.num_requests}
+    elif form.arrival_mode == ARRIVAL_MODES[1]:
+        workload = _closed_loop_workload(form)
     else:
         workload = {"kind": "named", "name": form.workload, "rate_per_s": form.rate_per_s,
                     "num_requests": form.num_requests}
+    group: dict[str, Any] = {"model": form.model, "hardware": form.hardware, "tp": form.tp, "pp": form.pp,
+                             "count": form.count, "quant": quant.model_dump(), "scheduler": sched}
+    spec, ee = speculative_dict(form), early_exit_dict(form)
+    if spec is not None:
+        group["speculative"] = spec
+    if ee is not None:
+        group["early_exit"] = ee
+    # fields that landed in ReplicaGroup after the dashboard: set only when on, so configs stay valid either way
+    optional = {"prefix_caching": form.prefix_caching, "frontend_s_per_request": form.frontend_s_per_request}
+    for name, value in optional.items():
+        if value:
+            if name not in ReplicaGroup.model_fields:
+                raise ValueError(f"{name} needs a simulator with ReplicaGroup.{name}")
+            group[name] = value
     return SimConfig.from_dict({
         "workload": workload,
-        "replicas": [{"model": form.model, "hardware": form.hardware, "tp": form.tp, "pp": form.pp,
-                      "count": form.count, "quant": quant.model_dump(), "scheduler": sched}],
+        "replicas": [group],
         "router": {"kind": form.router},
         "slo": {"ttft_s": form.slo_ttft_s, "tpot_s": form.slo_tpot_s},
         "seed": form.seed,
     }, "dashboard form")
+
+
+def _spec_fields(spec: Any, base: ServingForm) -> dict[str, Any]:
+    if spec is None:
+        return {}
+    d = spec.drafter
+    acc = spec.acceptance
+    out: dict[str, Any] = {"spec_drafter": d.kind, "spec_k": spec.k, "spec_tree_width": spec.tree_width,
+                           "spec_acceptance": acc.kind, "spec_adaptive_k": spec.adaptive_k}
+    if spec.adaptive_k:
+        out.update(spec_k_min=spec.k_min, spec_k_max=spec.k_max)
+    if d.kind == "draft_model":
+        out["spec_draft_model"] = d.model
+    elif d.kind == "self":
+        out["spec_draft_layers"] = d.draft_layers
+    elif d.kind == "layerskip":
+        out["spec_exit_layer"] = d.exit_layer
+    elif d.kind == "ngram":
+        out["spec_lookup_s"] = d.lookup_s
+    if acc.kind == "iid":
+        out["spec_rate"] = acc.rate
+    elif acc.kind == "positional":
+        out["spec_rates"] = _fmt_list(acc.rates)
+    else:
+        out.update(spec_alpha=acc.alpha, spec_beta=acc.beta)
+    return out
+
+
+def _ee_fields(ee: Any) -> dict[str, Any]:
+    if ee is None:
+        return {}
+    if ee.kind == "skipdecode":
+        return {"ee_kind": "skipdecode", "ee_max_layers": ee.max_layers, "ee_min_layers": ee.min_layers,
+                "ee_max_position": ee.max_position}
+    dist = ee.distribution
+    out: dict[str, Any] = {"ee_kind": "per_token", "ee_distribution": dist.kind, "ee_batch_sync": ee.batch_sync,
+                           "ee_kv_fill": ee.kv_fill, "ee_exit_head": ee.exit_head}
+    if dist.kind == "histogram":
+        out.update(ee_layers=_fmt_list(dist.layers), ee_weights=_fmt_list(dist.weights))
+    elif dist.kind == "per_layer":
+        out["ee_probs"] = _fmt_list(dist.probs)
+    else:
+        out["ee_csv_path"] = dist.path
+    return out
+
+
+def _closed_loop_fields(wl: Any, base: ServingForm) -> dict[str, Any]:
+    """A synthetic closed-loop workload whose lengths are a built-in workload's -> the form; ValueError otherwise."""
+    from simulator.workload import ClosedLoopArrivals, named_workload, named_workloads  # noqa: PLC0415
+
+    if not isinstance(wl.arrival, ClosedLoopArrivals):
+        raise ValueError(f"the dashboard shows built-in workloads, closed-loop clients over their lengths and traces; "
+                         f"this config has a synthetic {wl.arrival.kind} workload (run it with `roofsim simulate "
+                         "--config`)")
+    name = next((n for n in named_workloads() if (lambda b: (b.input, b.output, b.correlation)
+                                                  == (wl.input, wl.output, wl.correlation))(named_workload(n))), None)
+    if name is None:
+        raise ValueError("this closed-loop workload's lengths are not those of a built-in workload (run it with "
+                         "`roofsim simulate --config`)")
+    a = wl.arrival
+    first = a.ramp_up_s == "first_token"
+    return {"workload": name, "arrival_mode": ARRIVAL_MODES[1], "clients": a.clients, "think_s": a.think_s,
+            "ramp_up_s": 0.0 if first else float(a.ramp_up_s), "ramp_first_token": first,
+            "warmup_requests": a.warmup_requests, "warmup_drain": a.warmup_drain,
+            "num_requests": wl.num_requests or base.num_requests}
 
 
 def form_from_config(cfg: Any) -> ServingForm:
@@ -413,8 +669,7 @@ def form_from_config(cfg: Any) -> ServingForm:
         w = {"trace_path": wl.path, "trace_format": wl.format, "rate_scale": wl.rate_scale,
              "num_requests": wl.max_requests or base.num_requests}
     else:
-        raise ValueError("the dashboard shows built-in workloads and traces; this config has a synthetic workload "
-                         "(run it with `roofsim simulate --config`)")
+        w = _closed_loop_fields(wl, base)
     s = g.scheduler
     return base.with_(
         **w, model=g.model, hardware=g.hardware, tp=g.tp, pp=g.pp, count=g.count,
@@ -423,7 +678,10 @@ def form_from_config(cfg: Any) -> ServingForm:
         chunk_size=getattr(s, "chunk_size", base.chunk_size),
         predictor_sigma=getattr(s, "predictor_sigma", base.predictor_sigma), preemption=s.preemption,
         router=cfg.router.kind, slo_ttft_s=cfg.slo.ttft_s or base.slo_ttft_s,
-        slo_tpot_s=cfg.slo.tpot_s or base.slo_tpot_s, seed=cfg.seed)
+        slo_tpot_s=cfg.slo.tpot_s or base.slo_tpot_s, seed=cfg.seed,
+        prefix_caching=bool(getattr(g, "prefix_caching", False)),
+        frontend_s_per_request=float(getattr(g, "frontend_s_per_request", 0.0)),
+        **_spec_fields(g.speculative, base), **_ee_fields(g.early_exit))
 
 
 def light_result(result: Any, bins: int = 300) -> dict[str, Any]:
@@ -482,6 +740,32 @@ def serving_kpis(summary: Mapping[str, Any]) -> dict[str, str]:
         "$ / 1M tokens": f"{summary['cost_per_million_output_tokens_usd']:.3f}",
         "J / token": f"{summary['energy_per_output_token_j']:.3f}",
     }
+
+
+def technique_kpis(summary: Mapping[str, Any]) -> dict[str, str]:
+    """KPI cards for speculation (spec_*), early exit (ee_*), prefix caching and warm-up, when the run has them."""
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f} %" if math.isfinite(x) else "n/a"
+
+    def num(x: float, fmt: str) -> str:
+        return format(x, fmt) if math.isfinite(x) else "n/a"
+
+    out: dict[str, str] = {}
+    if "spec_tokens_per_step" in summary:
+        out["Tokens / step"] = num(summary["spec_tokens_per_step"], ".3f")
+        out["Acceptance rate"] = pct(summary["spec_acceptance_rate"])
+        out["Mean k"] = num(summary["spec_mean_k"], ".2f")
+        out["Draft time share"] = pct(summary["spec_draft_time_fraction"])
+    if "ee_mean_executed_depth" in summary:
+        out["Executed depth"] = num(summary["ee_mean_executed_depth"], ".2f") + " layers"
+        out["Requested depth"] = num(summary["ee_mean_requested_depth"], ".2f") + " layers"
+        out["Time saved"] = pct(summary["ee_time_saved_fraction"])
+        out["Energy saved"] = pct(summary["ee_energy_saved_fraction"])
+        out["Energy saved (J)"] = num(summary["ee_energy_saved_j"], ".4g") + " J"
+    if "prefix_cache_hit_rate" in summary:
+        out["Prefix-cache hit rate"] = pct(summary["prefix_cache_hit_rate"])
+    return out
 
 
 def sweep_rates(rate_per_s: float, points: int = 5) -> list[float]:

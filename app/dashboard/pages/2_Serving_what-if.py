@@ -1,5 +1,6 @@
-"""Serving what-if: simulate a built-in workload or an uploaded trace under a scheduler and replica layout; KPIs,
-latency CDFs, time series, a latency-versus-load sweep, saved scenarios overlaid, and the config as TOML."""
+"""Serving what-if: simulate a built-in workload (open loop or closed-loop clients) or an uploaded trace under a
+scheduler, replica layout, quantization, speculative decoding, early exit and prefix caching; KPIs, latency CDFs, time
+series, a latency-versus-load sweep, saved scenarios overlaid, and the config as TOML."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ import streamlit as st
 from app.common import WEIGHT_DTYPES
 from app.dashboard.ui import ACTIVATION_CHOICES, KV_CHOICES, ids, show_error
 from app.dashboard_state import (
+    ACCEPTANCES,
+    ARRIVAL_MODES,
+    DRAFTERS,
+    EARLY_EXITS,
+    EXIT_DISTRIBUTIONS,
     USER_ERRORS,
     ServingForm,
     form_from_config,
@@ -20,6 +26,7 @@ from app.dashboard_state import (
     serving_kpis,
     sim_config,
     sweep_rates,
+    technique_kpis,
 )
 from app.figures import latency_cdf_figure, latency_vs_load_figure, timeseries_figure
 from simulator.config import SCHEDULER_KINDS, SimConfig
@@ -112,7 +119,22 @@ with st.sidebar:
         st.session_state[FIELD_KEYS["trace_path"]] = ""
         wl_names = named_workloads()
         _w("selectbox", "Built-in workload", "workload", options=wl_names)
-        _w("number_input", "Request rate (req/s)", "rate_per_s", min_value=0.01, max_value=10_000.0, step=1.0)
+        mode = _w("radio", "Arrivals", "arrival_mode", options=ARRIVAL_MODES, horizontal=True)
+        if mode == ARRIVAL_MODES[0]:
+            _w("number_input", "Request rate (req/s)", "rate_per_s", min_value=0.01, max_value=10_000.0, step=1.0)
+        else:  # a benchmark client: clients send, wait for the answer, think, send again
+            c1, c2 = st.columns(2)
+            _w("number_input", "Clients (concurrency)", "clients", box=c1, min_value=1, max_value=100_000)
+            _w("number_input", "Think time (s)", "think_s", box=c2, min_value=0.0, max_value=3600.0)
+            first = _w("checkbox", "Ramp: next client starts at the previous one's first token", "ramp_first_token")
+            if not first:
+                _w("number_input", "Linear ramp-up over (s; 0 = all at once)", "ramp_up_s", min_value=0.0,
+                   max_value=3600.0)
+            c1, c2 = st.columns(2)
+            _w("number_input", "Warm-up requests per client", "warmup_requests", box=c1, min_value=0,
+               max_value=1000, help="sent first, counted, excluded from the statistics (genai-perf/aiperf)")
+            _w("checkbox", "Drain warm-up first", "warmup_drain", box=c2,
+               help="aiperf: the measured phase starts when every warm-up answer is in")
     _w("number_input", "Requests", "num_requests", min_value=10, max_value=100_000, step=500)
     st.header("Deployment")
     _w("selectbox", "Model", "model", options=m_ids)
@@ -136,12 +158,68 @@ with st.sidebar:
         _w("number_input", "Length predictor error sigma", "predictor_sigma", min_value=0.0, max_value=5.0)
     _w("selectbox", "Preemption", "preemption", options=("recompute", "swap"))
     _w("selectbox", "Router", "router", options=ROUTERS)
+    c1, c2 = st.columns(2)
+    _w("checkbox", "Prefix caching", "prefix_caching", box=c1,
+       help="reuse cached prompt blocks (needs a trace with hash ids, e.g. Mooncake)")
+    _w("number_input", "Front-end s/request", "frontend_s_per_request", box=c2, min_value=0.0, max_value=10.0,
+       format="%.4f", help="serialized API-server time per request before it can be scheduled")
+    st.header("Speculative decoding")
+    drafter = _w("selectbox", "Drafter", "spec_drafter", options=DRAFTERS)
+    if drafter != "off":
+        if drafter == "draft_model":
+            _w("selectbox", "Draft model (same vocabulary)", "spec_draft_model", options=m_ids)
+        elif drafter == "self":
+            _w("number_input", "Draft layers", "spec_draft_layers", min_value=1, max_value=1000)
+        elif drafter == "layerskip":
+            _w("number_input", "Exit layer", "spec_exit_layer", min_value=1, max_value=1000)
+        elif drafter == "ngram":
+            _w("number_input", "Lookup CPU time (s)", "spec_lookup_s", min_value=0.0, max_value=1.0, format="%.5f")
+        c1, c2 = st.columns(2)
+        _w("number_input", "k (draft tokens)", "spec_k", box=c1, min_value=1, max_value=64)
+        _w("number_input", "Tree width", "spec_tree_width", box=c2, min_value=1, max_value=64)
+        acc = _w("selectbox", "Acceptance", "spec_acceptance", options=ACCEPTANCES)
+        if acc == "iid":
+            _w("slider", "Acceptance rate", "spec_rate", min_value=0.0, max_value=1.0, step=0.01)
+        elif acc == "positional":
+            _w("text_input", "Rate per draft position (comma-separated)", "spec_rates")
+        else:
+            c1, c2 = st.columns(2)
+            _w("number_input", "Beta alpha", "spec_alpha", box=c1, min_value=0.01, max_value=1000.0)
+            _w("number_input", "Beta beta", "spec_beta", box=c2, min_value=0.01, max_value=1000.0)
+        if _w("checkbox", "Adaptive k", "spec_adaptive_k"):
+            c1, c2 = st.columns(2)
+            _w("number_input", "k min", "spec_k_min", box=c1, min_value=1, max_value=64)
+            _w("number_input", "k max", "spec_k_max", box=c2, min_value=1, max_value=64)
+    st.header("Early exit")
+    ee = _w("selectbox", "Early exit", "ee_kind", options=EARLY_EXITS)
+    if ee == "per_token":
+        dist = _w("selectbox", "Exit distribution", "ee_distribution", options=EXIT_DISTRIBUTIONS)
+        if dist == "histogram":
+            _w("text_input", "Exit layers (comma-separated)", "ee_layers")
+            _w("text_input", "Weights (comma-separated)", "ee_weights")
+        elif dist == "per_layer":
+            _w("text_input", "P(exit | reached) per layer (comma-separated)", "ee_probs")
+        else:
+            ee_up = st.file_uploader("Measured exit layers (CSV, one per row)", type=["csv", "txt"], key="ee_upload")
+            if ee_up is not None:
+                ekey = "ee:" + hashlib.sha256(ee_up.getvalue()).hexdigest()
+                if ekey not in st.session_state:
+                    st.session_state[ekey] = str(save_upload(ee_up.name, ee_up.getvalue()))
+                st.session_state[FIELD_KEYS["ee_csv_path"]] = st.session_state[ekey]
+        c1, c2 = st.columns(2)
+        _w("checkbox", "Batch sync", "ee_batch_sync", box=c1)
+        _w("selectbox", "KV fill", "ee_kv_fill", box=c2, options=("copy", "recompute"))
+        _w("selectbox", "Exit head", "ee_exit_head", options=("classifier", "lm_head"))
+    elif ee == "skipdecode":
+        c1, c2, c3 = st.columns(3)
+        _w("number_input", "Max layers", "ee_max_layers", box=c1, min_value=1, max_value=1000)
+        _w("number_input", "Min layers", "ee_min_layers", box=c2, min_value=1, max_value=1000)
+        _w("number_input", "Max position", "ee_max_position", box=c3, min_value=1, max_value=10_000_000)
     st.header("SLOs and seed")
     c1, c2 = st.columns(2)
     _w("number_input", "TTFT SLO (s)", "slo_ttft_s", box=c1, min_value=0.001, max_value=600.0)
     _w("number_input", "TPOT SLO (s)", "slo_tpot_s", box=c2, min_value=0.0001, max_value=10.0, format="%.4f")
     _w("number_input", "Seed", "seed", min_value=0, max_value=2**31 - 1)
-    st.caption("Speculative decoding and early exit appear here once SimConfig has them.")
 
 # widgets not shown this run (e.g. chunk_size unless sarathi) have no state: their defaults apply
 values = {f: st.session_state.get(k, getattr(d, f)) for f, k in FIELD_KEYS.items()}
@@ -182,13 +260,20 @@ else:
 s = result["summary"]
 kpis = serving_kpis(s)
 rows = [list(kpis.items())[:5], list(kpis.items())[5:]]
+tech = list(technique_kpis(s).items())
+rows += [tech[i:i + 5] for i in range(0, len(tech), 5)]
 for row in rows:
-    for col, (label, value) in zip(st.columns(len(row)), row, strict=True):
+    for col, (label, value) in zip(st.columns(5), row, strict=False):
         col.metric(label, value)
 st.caption(f"{s['requests_completed']:,} of {s['requests_total']:,} requests completed ({s['stop_reason']}); "
            f"{s['requests_rejected']} rejected; SLO attainment {s['slo_attainment']:.1%}; {s['preemptions']} "
            f"preemptions; {s['iterations']:,} iterations simulated in {s['wall_s']:.2f} s wall "
            f"({s['sim_s_per_wall_s']:.0f} simulated s per wall s).")
+if s.get("requests_warmup"):
+    st.caption(f"{s['requests_warmup']:,} warm-up requests ran and are excluded from the statistics.")
+if "prefix_cache_hit_rate" in s and not form.trace_path:
+    st.caption("Prefix caching needs prompts with hash ids (a trace such as Mooncake's); built-in workloads have "
+               "none, so nothing is reused.")
 if s.get("saturated"):
     st.warning("The system is saturated: the queue keeps growing at this load. Latencies grow with the run length.")
 
@@ -223,8 +308,9 @@ with tab_time:
         col.plotly_chart(timeseries_figure({n: r["series"][key] for n, r in shown.items()}, ytitle, title,
                                            step=key != "throughput"), key=f"ts_{key}")
 with tab_load:
-    if form.trace_path:
-        st.info("The load sweep varies the built-in workload's rate; for a trace, change *Rate scale* instead.")
+    if form.trace_path or form.arrival_mode != ARRIVAL_MODES[0]:
+        st.info("The load sweep varies the built-in workload's open-loop rate; for a trace change *Rate scale*, "
+                "for closed-loop clients change *Clients*.")
     else:
         rates = sweep_rates(form.rate_per_s)
         n_sweep = min(form.num_requests, 1000)

@@ -1,5 +1,6 @@
 """Validation: upload (or pick) a measured kernel table, benchmark table or serving log and compare it with
-the cost model's predictions (predicted-vs-measured scatter, error histogram, per-group error table)."""
+roofsim's predictions: validation.predict for kernels, validation.e2e for benchmark rows, validation.replay for
+logs; error tables from validation.metrics_err, predicted-vs-measured scatter and CDFs."""
 
 from __future__ import annotations
 
@@ -9,21 +10,31 @@ from typing import Any
 
 import streamlit as st
 
-from app.dashboard.ui import show_error
+from app.dashboard.ui import ids, show_error
 from app.dashboard_state import (
+    CALIBRATIONS,
     USER_ERRORS,
-    bench_comparison,
-    error_table,
+    bench_error_table,
+    bench_records,
     example_files,
     kernel_comparison,
+    kernel_error_table,
     log_summary,
+    overall_stats,
+    replay_defaults,
+    replay_table,
     save_upload,
+    subsample,
 )
 from app.figures import error_histogram_figure, latency_cdf_figure, predicted_vs_measured_figure
 from validation.bench_table import read_bench_table
 from validation.converters import convert_aiconfigurator_silicon
+from validation.e2e import predict_table, shipped_calibration
+from validation.e2e_report import cdf_figure, scatter_figure
 from validation.kernel_tables import read_kernel_tables
 from validation.logs import read_log
+from validation.profiles import profile_for
+from validation.replay import SCHEDULERS, make_scheduler_config, replay_log
 
 st.set_page_config(page_title="roofsim: validation", page_icon=":material/fact_check:", layout="wide")
 st.title("Validation: predicted versus measured")
@@ -56,12 +67,20 @@ def _load(kind: str, path: str, digest: str) -> Any:
     return read_log(path)
 
 
-@st.cache_data(max_entries=16, show_spinner="Predicting ...")
-def _compare(kind: str, path: str, digest: str, max_rows: int) -> tuple[list[dict], dict[str, int]]:
-    data = _load(kind, path, digest)
-    if kind == "kernel":
-        return kernel_comparison(data.rows, max_rows=max_rows)
-    return bench_comparison(data.rows)
+@st.cache_resource(max_entries=16, show_spinner="Predicting every row with validation.predict ...")
+def _kernels(path: str, digest: str, max_rows: int, calibration: str) -> tuple[Any, list[dict], list[str]]:
+    return kernel_comparison(_load("kernel", path, digest).rows, max_rows=max_rows, calibration=calibration)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _e2e_store() -> dict[tuple, Any]:
+    """predict_table results by (file, rows, calibration): resource-cached so a miss can drive a progress bar."""
+    return {}
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _replay_store() -> dict[tuple, Any]:
+    return {}
 
 
 path: Path | None = None
@@ -86,61 +105,168 @@ except USER_ERRORS as err:
     show_error(err, f"could not read {path.name}")
     st.stop()
 
+
+def _headline(records: list[dict], label: str = "Rows compared") -> None:
+    stats = overall_stats(records)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric(label, f"{stats.n}")
+    c2.metric("MAPE", f"{stats.mape:.1f} %")
+    c3.metric("Median APE", f"{stats.median_abs_pct_err:.1f} %")
+    c4.metric("Within 20 %", f"{100 * sum(abs(r['rel_error']) <= 0.2 for r in records) / len(records):.1f} %")
+
+
+def _histogram(records: list[dict]) -> None:
+    groups: dict[str, list[float]] = {}
+    for r in records:
+        groups.setdefault(r["group"], []).append(r["rel_error"])
+    st.plotly_chart(error_histogram_figure(groups), key="err_hist")
+
+
+# ---------------------------------------------------------------------------------------- serving logs
 if kind == "log":
     st.subheader(f"{loaded.source_format} log: {loaded.num_requests} requests")
     st.caption(f"{path.name}; request rate {loaded.request_rate_per_s or 'inf'} req/s")
-    summary = log_summary(loaded)
-    st.dataframe(summary, hide_index=True, key="log_summary")
-    cols = st.columns(len(summary))
-    for col, row in zip(cols, summary, strict=True):
-        col.metric(f"measured P50 {row['metric']}", f"{row['p50_s'] * 1e3:.2f} ms")
-    st.plotly_chart(latency_cdf_figure({"measured": loaded.ttft_s}, metric="TTFT"), key="log_ttft_cdf")
-    st.plotly_chart(latency_cdf_figure({"measured": loaded.e2e_s}, metric="E2E"), key="log_e2e_cdf")
     for note in loaded.notes:
         st.caption(f"note: {note}")
-    st.info("Replay this log through the serving simulator on the *Serving what-if* page (upload it as a trace) "
-            "to put predicted CDFs next to these.")
+    guess = replay_defaults(path)
+    hw_ids, m_ids = ids()
+    st.markdown("**Replay it in the simulator** (validation.replay.replay_log: same lengths, the log's send times or "
+                "vLLM's regenerated Poisson draw)")
+    c1, c2, c3, c4, c5 = st.columns([3, 2, 1, 1, 2])
+    model = c1.selectbox("Model", m_ids, index=m_ids.index(guess["model"]) if guess["model"] in m_ids else 0,
+                         key="rp_model")
+    hardware = c2.selectbox("Hardware", hw_ids, index=hw_ids.index(guess["hardware"]), key="rp_hardware")
+    tp = int(c3.number_input("TP", 1, 64, guess["tp"], key="rp_tp"))
+    pp = int(c4.number_input("PP", 1, 64, guess["pp"], key="rp_pp"))
+    sched_kind = c5.selectbox("Scheduler", SCHEDULERS, key="rp_scheduler",
+                              help="vllm-v1 = chunked prefill with vLLM V1's token budget for this GPU")
+    c1, c2 = st.columns(2)
+    cal_choice = c1.selectbox("Calibration", CALIBRATIONS, key="rp_calibration",
+                              help="shipped profile = the hardware's vLLM profile (validation.profiles.profile_for)")
+    cached_prompts = c2.checkbox("Prompts already in the prefix cache", key="rp_prompts_cached",
+                                 help="replay each prompt as 1 new token (runs that resend the same prompts)")
+    rkey = (str(path), digest, model, hardware, tp, pp, sched_kind, cal_choice, cached_prompts)
+    store = _replay_store()
+    if st.button("Replay in the simulator", type="primary", key="replay") and rkey not in store:
+        with st.spinner("Replaying the log ..."):
+            try:
+                sched, _ = make_scheduler_config(sched_kind, hardware)
+                cal = profile_for(hardware, "vllm") if cal_choice == CALIBRATIONS[0] else None
+                store[rkey] = replay_log(path, model, hardware, tp, pp, scheduler=sched, calibration=cal,
+                                         prompts_cached=cached_prompts)
+            except USER_ERRORS as err:
+                show_error(err, "replay failed")
+                st.stop()
+    res = store.get(rkey)
+    if res is None:
+        summary = log_summary(loaded)
+        st.dataframe(summary, hide_index=True, key="log_summary")
+        st.plotly_chart(latency_cdf_figure({"measured": loaded.ttft_s}, metric="TTFT"), key="log_ttft_cdf")
+        st.info("Press **Replay in the simulator** to put predicted distributions next to the measured ones.")
+        st.stop()
+    c = res.comparison
+    cols = st.columns(4)
+    for col, (metric, label) in zip(cols, (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"),
+                                           ("itl_s", "ITL")), strict=True):
+        v = c[metric]["mean"]
+        col.metric(f"mean {label} predicted", f"{v['predicted'] * 1e3:.2f} ms",
+                   delta=f"{v['err_pct']:+.1f} % vs measured {v['measured'] * 1e3:.2f} ms", delta_color="off")
+    st.subheader("Measured versus predicted")
+    st.dataframe(replay_table(res), hide_index=True, key="replay_table")
+    cols = st.columns(2)
+    for i, metric in enumerate(m for m in ("ttft_s", "tpot_s", "e2e_s", "itl_s") if res.measured_values(m).size):
+        cols[i % 2].plotly_chart(cdf_figure(res.measured_values(metric), res.predicted_values(metric), metric),
+                                 key=f"replay_cdf_{metric}")
+    if res.steps:
+        st.dataframe(res.steps, hide_index=True, key="replay_steps")
+    with st.expander("Assumptions of the replay"):
+        for note in res.notes:
+            st.markdown(f"- {note}")
     st.stop()
 
-max_rows = 4000
-if kind == "kernel":
+# ---------------------------------------------------------------------------------------- benchmark tables
+if kind == "bench":
     n = len(loaded.rows)
-    st.caption(f"{n} measured rows; {len(loaded.problems)} rows the importer could not use. GEMMs are predicted "
-               f"with the roofline of model.cost.kernel_cost (default calibration); other ops are counted below.")
-    max_rows = int(st.number_input("Most GEMM rows to predict (evenly subsampled)", 100, 50_000, 4000, step=500,
-                                   key="max_rows"))
+    c1, c2 = st.columns(2)
+    max_rows = int(c1.number_input("Rows to simulate (evenly subsampled)", 1, 5000, min(8, n), key="bench_rows",
+                                   help="each row is one simulation (validation.e2e.predict_table)"))
+    cal_choice = c2.selectbox("Calibration", CALIBRATIONS, key="bench_calibration",
+                              help="shipped profile = per row's hardware and framework")
+    picked, left_out = subsample(loaded.rows, max_rows)
+    bkey = (str(path), digest, len(picked), cal_choice)
+    store = _e2e_store()
+    if bkey not in store:
+        bar = st.progress(0.0, text=f"simulating {len(picked)} benchmark rows ...")
+
+        def progress(it: Any, total: int) -> Any:
+            for i, x in enumerate(it):
+                bar.progress((i + 1) / total, text=f"simulated {i + 1} of {total} benchmark rows")
+                yield x
+
+        try:
+            store[bkey] = predict_table(picked, shipped_calibration if cal_choice == CALIBRATIONS[0] else None,
+                                        workers=1, progress=progress)
+        except USER_ERRORS as err:
+            show_error(err, "prediction failed")
+            st.stop()
+        finally:
+            bar.empty()
+    e2e = store[bkey]
+    records = bench_records(e2e.predictions)
+    st.caption(f"{len(picked)} of {n} rows simulated" + (f" (evenly subsampled; {left_out} left out)" if left_out
+                                                          else "") + ": each row becomes a SimConfig with its "
+               "engine's default scheduler and the benchmark client's load (validation.e2e.row_config).")
+    if not records:
+        st.error("No row of this file could be predicted: " + "; ".join(e2e.problems or ["no measured latency"]))
+        st.stop()
+    _headline(records, "Cells compared")
+    cols = st.columns(2)
+    for col, metric in zip(cols, ("ttft_ms", "tpot_ms"), strict=True):
+        if any(getattr(p.row, metric) for p in e2e.ok):
+            col.plotly_chart(scatter_figure(e2e.predictions, metric, lambda r: f"{r.model} {r.framework}"),
+                             key=f"scatter_{metric}")
+    st.subheader("Error by group (validation.e2e.e2e_error_stats)")
+    st.dataframe(bench_error_table(e2e.predictions), hide_index=True, key="error_table")
+    _histogram(records)
+    if e2e.problems:
+        st.subheader("Rows not predicted")
+        for p in e2e.problems:
+            st.markdown(f"- {p}")
+    with st.expander("All compared cells"):
+        st.dataframe(records, hide_index=True, key="records")
+    st.stop()
+
+# ---------------------------------------------------------------------------------------- kernel tables
+n = len(loaded.rows)
+st.caption(f"{n} measured rows; {len(loaded.problems)} rows the importer could not use. Every row is predicted by "
+           "validation.predict.predict_rows (GEMM, attention, elementwise, collectives) through model.cost.")
+c1, c2 = st.columns(2)
+max_rows = int(c1.number_input("Most rows to predict (evenly subsampled)", 100, 200_000, 2000, step=500,
+                               key="max_rows"))
+cal_choice = c2.selectbox("Calibration", CALIBRATIONS, key="calibration",
+                          help="shipped profile = validation.profiles.profile_for(hardware)")
 try:
-    records, skipped = _compare(load_kind, str(path), digest, max_rows)
+    pred, records, notes = _kernels(str(path), digest, max_rows, cal_choice)
 except USER_ERRORS as err:
     show_error(err, "prediction failed")
     st.stop()
 
 if not records:
-    st.error("No row of this file could be predicted: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+    st.error("No row of this file could be predicted: " + "; ".join(notes or ["empty table"]))
     st.stop()
 
-table = error_table(records)
-total = len(records)
-mape = sum(abs(r["rel_error"]) for r in records) / total * 100
-c1, c2, c3 = st.columns(3)
-c1.metric("Rows compared", f"{total}")
-c2.metric("MAPE", f"{mape:.1f} %")
-c3.metric("Within 20 %", f"{100 * sum(abs(r['rel_error']) <= 0.2 for r in records) / total:.1f} %")
+_headline(records)
 st.plotly_chart(predicted_vs_measured_figure([r["measured_s"] for r in records], [r["predicted_s"] for r in records],
                                              groups=[r["group"] for r in records],
                                              labels=[r["label"] for r in records]), key="pvm")
-st.subheader("Error by group")
-st.dataframe(table, hide_index=True, key="error_table")
-groups: dict[str, list[float]] = {}
-for r in records:
-    groups.setdefault(r["group"], []).append(r["rel_error"])
-st.plotly_chart(error_histogram_figure(groups), key="err_hist")
-if kind == "bench":
-    st.caption("Benchmark rows are predicted with the static-batch estimate (`roofsim estimate` with batch = "
-               "concurrency): TPOT is the decode step at that batch; TTFT is the prefill of the whole batch, an "
-               "upper bound for closed-loop clients that arrive staggered.")
-if skipped:
+st.subheader("Error by group (validation.metrics_err)")
+st.caption("Percentage error = 100 (predicted - measured) / measured; bias is the median signed error "
+           "(+ = predicted too slow).")
+st.dataframe(kernel_error_table(pred), hide_index=True, key="error_table")
+_histogram(records)
+if notes:
     st.subheader("Rows not compared")
-    st.dataframe([{"reason": k, "rows": v} for k, v in skipped.items()], hide_index=True, key="skipped")
+    for note in notes:
+        st.markdown(f"- {note}")
 with st.expander("All compared rows"):
     st.dataframe(records, hide_index=True, key="records")
