@@ -773,3 +773,97 @@ def sweep_rates(rate_per_s: float, points: int = 5) -> list[float]:
     if rate_per_s <= 0 or points < 2:
         raise ValueError(f"rate_per_s={rate_per_s} must be > 0 and points={points} >= 2")
     return [float(round(rate_per_s * f, 4)) for f in np.geomspace(0.25, 2.0, points)]
+
+
+# ----------------------------------------------------------------------------------------- capacity planning
+
+
+@dataclass(frozen=True)
+class PlanForm:
+    """The capacity page's widgets; the default sweep (2 GPUs x TP 1, 2; 200 requests a point) answers in seconds."""
+
+    model: str = "Llama-3.1-8B"
+    workload: str = "conversation"
+    rate_per_s: float = 8.0
+    slo_ttft_s: float = 1.0
+    slo_tpot_s: float = 0.1
+    hardware: tuple[str, ...] = ("h100-sxm", "a100-sxm-80gb")
+    tp: tuple[int, ...] = (1, 2)
+    weight_dtypes: tuple[str, ...] = ("bf16",)
+    kv_dtypes: tuple[str, ...] = ("auto",)
+    objective: str = "cost"
+    num_requests: int = 200
+    tolerance: float = 0.1
+    max_gpus: int = 0  # 0 = no budget
+    exhaustive: bool = False
+    seed: int = 0
+
+    def with_(self, **changes: Any) -> PlanForm:
+        return replace(self, **changes)
+
+
+def plan_spec(form: PlanForm) -> Any:
+    """The simulator.planner.PlanSpec `roofsim plan` would build from the same choices."""
+    from simulator.planner import PlanSpec  # noqa: PLC0415
+    from simulator.workload import NamedWorkload  # noqa: PLC0415
+
+    for name in ("hardware", "tp", "weight_dtypes", "kv_dtypes"):
+        if not getattr(form, name):
+            raise ValueError(f"pick at least one value for {name.replace('_', ' ')}")
+    return PlanSpec(model=form.model, workload=NamedWorkload(name=form.workload), rate_per_s=form.rate_per_s,
+                    slo_ttft_s=form.slo_ttft_s, slo_tpot_s=form.slo_tpot_s, hardware=tuple(form.hardware),
+                    tp=tuple(form.tp), weight_dtypes=tuple(form.weight_dtypes), kv_dtypes=tuple(form.kv_dtypes),
+                    objective=form.objective, num_requests=form.num_requests, tolerance=form.tolerance,
+                    max_gpus=form.max_gpus or None, exhaustive=form.exhaustive, seed=form.seed)
+
+
+def winner_kpis(result: Any) -> dict[str, str]:
+    """KPI cards of the winning deployment (empty when nothing meets the SLOs); tests parse these strings."""
+    w = result.winner
+    if w is None:
+        return {}
+    return {
+        "Winner": w.candidate.label,
+        "Replicas": f"{w.replicas}",
+        "GPUs": f"{w.gpus}",
+        "$ / hour": f"{w.usd_per_hour:.2f}",
+        "$ / 1M output tokens": f"{w.usd_per_million_tokens:.3f}",
+        "J / output token": f"{w.j_per_token:.3g}",
+        "Capacity / replica": f"{w.capacity_per_s:.3g} req/s",
+        "P99 TTFT at load": f"{w.p99_ttft_s * 1e3:.1f} ms",
+        "P99 TPOT at load": f"{w.p99_tpot_s * 1e3:.2f} ms",
+    }
+
+
+def plan_table(result: Any) -> list[dict[str, str]]:
+    """app.plan_report's ranked table (the CLI's columns) as records for st.dataframe."""
+    from app.plan_report import HEADERS, table_rows  # noqa: PLC0415
+
+    return [dict(zip(HEADERS, row, strict=True)) for row in table_rows(result)]
+
+
+def runner_up_reasons(result: Any, limit: int = 8) -> list[str]:
+    """Why the next candidates lost to the winner (the planner's own reasons), best first."""
+    w = result.winner
+    out = []
+    for o in result.outcomes:
+        if o is w or not o.reason:
+            continue
+        out.append(f"{o.candidate.label} ({o.status.replace('_', ' ')}): {o.reason}")
+        if len(out) >= limit:
+            break
+    return out
+
+
+def closest_message(result: Any) -> str:
+    """The message shown when no candidate meets the SLOs: the nearest candidates and how far off they were."""
+    near = result.closest()
+    lines = [f"No candidate meets P99 TTFT <= {result.spec.slo_ttft_s:g} s and P99 TPOT <= "
+             f"{result.spec.slo_tpot_s * 1e3:g} ms at {result.spec.rate_per_s:g} req/s."]
+    if near:
+        lines.append("Closest candidates (best P99 latency / SLO ratio seen):")
+        lines += [f"- {o.candidate.label}: {o.slo_ratio:.2f}x the SLO; {o.reason}" for o in near]
+    else:
+        by = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result.stats.by_status.items())
+        lines.append(f"No candidate came close: {by}. Relax the SLOs, add hardware or TP degrees.")
+    return "\n".join(lines)

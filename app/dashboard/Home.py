@@ -15,9 +15,12 @@ st.page_link("pages/1_Step_explorer.py", label="Step explorer / roofline", icon=
 st.caption("One prefill and one decode step: every kernel on the device roofline, time and memory breakdown, "
            "TTFT/TPOT/throughput, two configurations side by side.")
 st.page_link("pages/2_Serving_what-if.py", label="Serving what-if", icon=":material/dns:")
-st.caption("Simulate a workload or an uploaded trace under a scheduler: latency CDFs, KPIs, load sweeps, "
+st.caption("Simulate a workload (open loop or closed-loop clients) or an uploaded trace under a scheduler, "
+           "quantization, speculative decoding, early exit or prefix caching: latency CDFs, KPIs, load sweeps, "
            "scenarios overlaid; download the scenario as the TOML `roofsim simulate --config` takes.")
 st.page_link("pages/3_Validation.py", label="Validation", icon=":material/fact_check:")
-st.caption("Upload measured kernel tables, benchmark tables or serving logs and compare them with predictions.")
+st.caption("Upload measured kernel tables, benchmark tables or serving logs and compare them with predictions "
+           "(kernel costs, simulated benchmark rows, replayed logs): error tables, scatter and CDFs.")
 st.page_link("pages/4_Capacity_planning.py", label="Capacity planning", icon=":material/calculate:")
-st.caption("How many of which GPU serve a target load under an SLO at the lowest cost (coming next).")
+st.caption("How many of which GPU, TP degree and quantization serve a target rate within P99 SLOs at the lowest "
+           "cost: ranked candidates, Pareto front, why the runners-up lost.")
