@@ -17,14 +17,21 @@ sys.path.insert(0, str(ROOT))
 from model.cost import Calibration  # noqa: E402
 from validation.calibrate import calibrate  # noqa: E402
 from validation.kernel_tables import KernelMeasurement, read_aiconfigurator, read_llmcompass, read_vidur  # noqa: E402
-from validation.metrics_err import grouped_stats  # noqa: E402
+from validation.metrics_err import dtype_label, grouped_stats  # noqa: E402
 from validation.predict import predict_rows  # noqa: E402
 from validation.profiles import PROFILE_DIR, write_calibration  # noqa: E402
 
 log = logging.getLogger("build_profiles")
 
 SYSTEMS = {"a100-sxm-80gb": "a100_sxm", "h100-sxm": "h100_sxm"}
-FIT_DTYPES = ("bf16", "fp16")  # one gemm_eff for all dtypes: fit on 16-bit, report fp8 separately (docs)
+# fitted dtypes: 16-bit, fp8 (and fp8_block) and W8A8 int8 have their own peak-efficiency fields; weight-only
+# int4/int8 GEMMs are reported as not fitted (their dequantisation cost is the vector_eff term)
+FIT_DTYPES = ("bf16", "fp16", "fp8", "int8")
+# Starting point of every fit: the defaults with the framework all-reduce switches enabled. One-shot up to 8 MiB:
+# vLLM's CustomAllreduce max_size default (8192 * 1024 bytes), above which the frameworks fall back to NCCL.
+# The floor and the decode per-sequence term start above zero so the fit sees their gradient (a max() term
+# that is inactive everywhere has none); the fit then moves them, down to 0 where the data says so.
+BASE = Calibration(comm_oneshot_max_bytes=8 * 1024 * 1024, comm_floor_s=3e-5, attn_decode_seq_s=1e-7)
 OPS = ("gemm", "attn_prefill", "attn_decode", "allreduce")
 MAX_PER_KEY = 5_000  # rows per (op, dtype, framework) kept for fitting/evaluation (random, seed 0)
 
@@ -57,6 +64,10 @@ def load_rows(data: Path, hw: str) -> dict[str, list[KernelMeasurement]]:
     return out
 
 
+def _fitted(r: KernelMeasurement) -> bool:
+    return r.dtype in FIT_DTYPES and dtype_label(r) not in ("int8_wo", "int4_wo")
+
+
 def _fmt(x: float) -> str:
     return f"{x:.1f}"
 
@@ -72,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "kernels").is_dir():
         log.error("no kernel data under %s", args.data)
         return 2
+    t_all = time.time()
     lines = ["| profile | op/dtype/framework | n | held-out median abs % | held-out P90 % | held-out bias % | "
              "in-sample median % |", "|---|---|---|---|---|---|---|"]
     for hw in args.hardware or sorted(SYSTEMS):
@@ -79,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         by_src = load_rows(args.data, hw)
         every = _sample([r for rows in by_src.values() for r in rows if r.op in OPS or r.source == "vidur"
                          or r.source == "llmcompass"], seed=0)
-        sixteen = [r for r in every if r.dtype in FIT_DTYPES]
-        log.info("%s: %d rows (%d 16-bit) read in %.0f s", hw, len(every), len(sixteen), time.time() - t0)
+        sixteen = [r for r in every if _fitted(r)]
+        log.info("%s: %d rows (%d of fitted dtypes) read in %.0f s", hw, len(every), len(sixteen), time.time() - t0)
         jobs: list[tuple[str, list[KernelMeasurement]]] = [(hw, sixteen)]
         for fw in ("trtllm", "vllm", "sglang"):
             sel = [r for r in sixteen if r.framework in (fw, "nccl")]
@@ -88,15 +100,15 @@ def main(argv: list[str] | None = None) -> int:
                 jobs.append((f"{hw}-{fw}", sel))
         for name, rows in jobs:
             t1 = time.time()
-            res = calibrate(rows, hw, base=Calibration(), folds=args.folds, seed=0, name=name)
+            res = calibrate(rows, hw, base=BASE, folds=args.folds, seed=0, name=name)
             srcs = sorted({r.file.split("/kernels/")[-1].rsplit("/", 1)[0] for r in rows})
             cal = res.calibration.model_copy(update={
                 "source": f"scripts/build_profiles.py: fit to {res.n_rows} measured {'/'.join(FIT_DTYPES)} kernel rows "
                           f"of {hw} in ../shared/data/kernels ({len(srcs)} tables: AIConfigurator (aiconfigurator-core "
                           f"0.12.0, Apache-2.0), Vidur (microsoft/vidur @ 7d47513, MIT)"
                           f"{', LLMCompass (PrincetonUniversity/LLMCompass @ 2e015fd, BSD-3-Clause)' if hw.startswith('a100') and name == hw else ''})"})
-            # fp8 etc. rows were not fitted: their error under this profile is out-of-sample by construction
-            other = [r for r in every if r.dtype not in FIT_DTYPES
+            # weight-only rows were not fitted: their error under this profile is out-of-sample by construction
+            other = [r for r in every if not _fitted(r)
                      and (name == hw or r.framework == name.split("-")[-1])]
             extra = {}
             if other:
@@ -116,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| {name} | {k} (not fitted) | {d['n']} | {_fmt(d['median_abs_pct_err'])} | "
                              f"{_fmt(d['p90_abs_pct_err'])} | {d['bias_pct']:+.1f} | - |")
     print("\n".join(lines))
+    log.info("all profiles built in %.0f s", time.time() - t_all)
     return 0
 
 

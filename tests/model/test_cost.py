@@ -94,7 +94,12 @@ def test_fast_path_equals_full_breakdown(prefill: list[tuple[int, int]], decode:
         return
     name = ["gpt-oss-20b", "deepseek-v3", "llama-3.1-8b"][len(decode) % 3]  # SWA+MoE, MLA+MoE, dense GQA
     quant = QuantSpec(kv_dtype=["bf16", "int8", "fp8"][len(prefill) % 3])
-    cm = CostModel(load_model(name), load_hardware("h200-sxm"), quant)
+    # every other example runs with the refinements of section 2 switched on (they must stay in the closed form)
+    cal = None if len(decode) % 2 else Calibration(
+        gemm_overhead_s=1e-6, attn_prefill_overhead_s=1.5e-5, attn_decode_overhead_s=1.1e-5,
+        attn_decode_par_half=40.0, attn_decode_seq_s=3e-7, attn_prefill_eff_fp8=0.3, gemm_overlap_loss=0.2,
+        comm_oneshot_max_bytes=1e6, comm_floor_s=5e-6)
+    cm = CostModel(load_model(name), load_hardware("h200-sxm"), quant, calibration=cal)
     shape = BatchShape.build(prefill=prefill, decode_ctx=decode, window=cm.model.sliding_window)
     full = cm.step(shape)
     fast_s, fast_j = cm.step_seconds_energy(shape)
@@ -180,3 +185,88 @@ def test_calibration_changes_cost_without_mutating_defaults() -> None:
     assert b.seconds > 1.6 * a.seconds - 1e-3
     assert DEFAULT_CALIBRATION.gemm_eff == 0.75
     assert math.isfinite(b.mfu)
+
+
+# ---- refinements of the roofline (docs/model.md section 2): hand-computed on h100-sxm -------------------------
+def _decode_kernel(batch: int, ctx_len: int, cal_model=LLAMA8):
+    c = graph_context(cal_model, QuantSpec(), ParallelSpec())
+    from model.graph import attention_kernels
+
+    (k,) = attention_kernels(c, BatchShape.build(decode_ctx=[ctx_len] * batch))
+    return k
+
+
+def test_refined_fields_inherit_the_field_they_refine() -> None:
+    old = Calibration(kernel_overhead_s=7e-6, gemm_eff=0.5, attn_prefill_eff=0.4, comm_bw_eff=0.3,
+                      comm_latency_s=4e-6)
+    assert (old.gemm_overhead_s, old.attn_prefill_overhead_s, old.attn_decode_overhead_s) == (7e-6, 7e-6, 7e-6)
+    assert (old.gemm_eff_fp8, old.gemm_eff_fp8_block, old.gemm_eff_int8) == (0.5, 0.5, 0.5)
+    assert old.attn_prefill_eff_fp8 == 0.4 and (old.nccl_bw_eff, old.nccl_latency_s) == (0.3, 4e-6)
+    assert Calibration(gemm_eff_fp8=0.4).gemm_eff_fp8_block == 0.4  # fp8_block refines fp8
+    assert Calibration(kernel_overhead_s=7e-6, gemm_overhead_s=1e-6).gemm_overhead_s == 1e-6
+
+
+def test_per_kind_overheads() -> None:
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    cal = Calibration(gemm_overhead_s=1e-6, attn_decode_overhead_s=2e-5, kernel_overhead_s=0.0)
+    g = gemm("gemv", 1, 14336, 4096, ctx, count=1)
+    assert kernel_cost(g, H100, cal).seconds == pytest.approx(g.bytes / (3.35e12 * 0.8) + 1e-6, rel=1e-12)
+    k = _decode_kernel(1, 1000)
+    ctx = k.kv_read_bytes / k.kv_write_bytes  # mean context per query token
+    assert ctx == 1001 and k.count == 32  # the new token attends to itself too
+    mem = k.bytes / (3.35e12 * 0.7 * 1001 / (1001 + 64))  # eff = 0.7 x ctx/(ctx + 64)
+    assert kernel_cost(k, H100, cal).seconds == pytest.approx(32 * (mem + 2e-5), rel=1e-12)
+
+
+def test_fp8_gemm_uses_its_own_efficiency_and_fp8_block_the_fp8_peak() -> None:
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    cal = Calibration(gemm_eff_fp8=0.5, gemm_eff_fp8_block=0.25, gemm_overhead_s=0.0)
+    shape = (2048 / (16 * 132)) * (4096 / (4096 + 128))  # as the 4096^3 bf16 case
+    for dtype, eff in (("fp8", 0.5), ("fp8_block", 0.25), ("bf16", 0.75)):
+        k = gemm("g", 4096, 4096, 4096, ctx, count=1, dtype=dtype)
+        peak = 989.4e12 if dtype == "bf16" else 1978.9e12
+        assert kernel_cost(k, H100, cal).seconds == pytest.approx(2 * 4096**3 / (peak * eff * shape), rel=1e-12)
+
+
+def test_gemm_overlap_loss_adds_a_fraction_of_the_shorter_roofline_term() -> None:
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    k = gemm("g", 256, 4096, 4096, ctx, count=1)
+    base = kernel_cost(k, H100, Calibration(gemm_overhead_s=0.0))
+    lossy = kernel_cost(k, H100, Calibration(gemm_overhead_s=0.0, gemm_overlap_loss=0.5))
+    c, m = base.compute_s, base.memory_s
+    assert base.seconds == pytest.approx(max(c, m), rel=1e-12)
+    assert lossy.seconds == pytest.approx(max(c, m) + 0.5 * min(c, m), rel=1e-12)
+
+
+def test_decode_parallelism_ramp_and_per_sequence_floor() -> None:
+    k = _decode_kernel(2, 1000)  # 2 sequences x 8 KV heads = 16 work units
+    cal = Calibration(attn_decode_par_half=16.0, attn_decode_overhead_s=0.0)
+    full = kernel_cost(k, H100, Calibration(attn_decode_overhead_s=0.0)).seconds
+    assert kernel_cost(k, H100, cal).seconds == pytest.approx(2 * full, rel=1e-12)  # 16/(16+16) = half bandwidth
+    many = _decode_kernel(1024, 2)  # tiny KV reads: the per-sequence term binds
+    floor = Calibration(attn_decode_seq_s=5e-7, attn_decode_overhead_s=1e-5)
+    kc = kernel_cost(many, H100, floor)
+    assert kc.seconds == pytest.approx(32 * (1024 * 5e-7 + 1e-5), rel=1e-12)
+    assert kc.bound == "overhead"
+
+
+def test_allreduce_one_shot_two_shot_floor_and_nccl_by_hand() -> None:
+    # h100-sxm: NVLink 450 GB/s per direction, 3 us per hop
+    cal = Calibration(comm_latency_s=1e-6, comm_bw_eff=0.5, comm_oneshot_max_bytes=1e6, comm_floor_s=4e-6,
+                      nccl_latency_s=5e-6, nccl_bw_eff=0.8)
+    bw = 450e9 * 0.5
+    small, big = 64e3, 4e6
+    one = 1e-6 + 3e-6 + 7 * small / bw  # one hop, every GPU reads the 7 peer buffers
+    two = 1e-6 + 3 * 3e-6 + 2 * 7 / 8 * small / bw
+    assert one < two
+    assert allreduce_seconds(small, 8, H100, cal) == pytest.approx(one, rel=1e-12)
+    assert allreduce_seconds(big, 8, H100, cal) == pytest.approx(1e-6 + 9e-6 + 1.75 * big / bw, rel=1e-12)
+    fast = cal.model_copy(update={"comm_latency_s": 0.0, "comm_floor_s": 2e-5})
+    assert allreduce_seconds(16, 2, H100, fast) == pytest.approx(2e-5, rel=1e-12)  # the floor
+    nccl = 5e-6 + 9e-6 + 1.75 * small / (450e9 * 0.8)
+    assert allreduce_seconds(small, 8, H100, cal, nccl=True) == pytest.approx(nccl, rel=1e-12)
+    # defaults: one-shot off, no floor, NCCL = framework fields -> the old ring formula
+    d = DEFAULT_CALIBRATION
+    ring = 2e-6 + 3 * 3e-6 + 1.75 * small / (450e9 * 0.8)
+    assert allreduce_seconds(small, 8, H100, d) == allreduce_seconds(small, 8, H100, d, nccl=True) == \
+        pytest.approx(ring, rel=1e-12)

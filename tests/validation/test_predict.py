@@ -83,12 +83,27 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         _row("send_recv", message_bytes=1e5, num_gpus=2),
         _row("attn_qk_matmul", "fp16", batch=8, seq_len=2048, ctx_len=2048, num_heads=24, head_dim=128),
     ]
-    cal = Calibration(gemm_eff=0.6, kernel_overhead_s=4e-6, comm_latency_s=2e-5, attn_decode_ctx_half=500)
-    pred = predict_rows(rows, cal)
-    ref = np.array([kernel_cost(row_kernel(r), H100, cal).seconds for r in rows])
-    np.testing.assert_allclose(pred.predicted_s, ref, rtol=1e-12)
-    ft = features(pred.kernels, pred.hardware, cal)
-    np.testing.assert_allclose(ft.seconds(cal), ref, rtol=1e-12)
+    rows += [
+        _row("gemm", "fp8", m=64, n=7168, k=2048, variant="deepgemm; gemm_dtype=fp8_block; v"),
+        _row("gemm", "int8", m=512, n=4096, k=4096, variant="sq; gemm_dtype=sq; v"),
+        _row("attn_decode", batch=1024, seq_len=1, ctx_len=4, num_heads=32, num_kv_heads=8, head_dim=128),
+        _row("allreduce", message_bytes=2e4, num_gpus=8), _row("allreduce", message_bytes=2e3, num_gpus=2),
+        _row("allreduce", framework="nccl", message_bytes=3e6, num_gpus=4),
+    ]
+    plain = Calibration(gemm_eff=0.6, kernel_overhead_s=4e-6, comm_latency_s=2e-5, attn_decode_ctx_half=500)
+    # every refinement switched on, so the vectorised copy is checked on each new term too
+    rich = plain.model_copy(update={
+        "gemm_eff_fp8": 0.4, "gemm_eff_fp8_block": 0.3, "gemm_eff_int8": 0.5, "gemm_overlap_loss": 0.3,
+        "gemm_overhead_s": 2e-6, "attn_prefill_eff_fp8": 0.35, "attn_prefill_overhead_s": 1.5e-5,
+        "attn_decode_overhead_s": 1.2e-5, "attn_decode_par_half": 40.0, "attn_decode_seq_s": 4e-7,
+        "comm_oneshot_max_bytes": 1e6, "comm_floor_s": 9e-6, "nccl_bw_eff": 0.5, "nccl_latency_s": 7e-6})
+    for cal in (plain, rich):
+        pred = predict_rows(rows, cal)
+        ref = np.array([kernel_cost(row_kernel(r), H100, cal).seconds for r in rows])
+        np.testing.assert_allclose(pred.predicted_s, ref, rtol=1e-12)
+        ft = features(pred.kernels, pred.hardware, cal)
+        np.testing.assert_allclose(ft.seconds(cal), ref, rtol=1e-12)
+    assert not np.allclose(predict_rows(rows, plain).predicted_s, predict_rows(rows, rich).predicted_s)
 
 
 def test_error_stats_exact_values() -> None:
