@@ -79,7 +79,7 @@ def _html_table(rows: list[list[str]]) -> str:
 
 
 def report_html(result: PlanResult, command: str = "") -> str:
-    """One self-contained page (plotly.js inlined): summary, figure, winner metrics, the full ranked table."""
+    """One page (plotly.js from its CDN, so the file stays small): summary, figure, winner metrics, the full ranked table."""
     s, st = result.spec, result.stats
     w = result.winner
     parts = [f"<h1>roofsim capacity plan: {html.escape(s.model)}</h1>"]
@@ -96,7 +96,7 @@ def report_html(result: PlanResult, command: str = "") -> str:
     parts.append(f"<p>{st.candidates} candidates, {st.simulated_candidates} simulated, {st.simulations} simulations "
                  f"run, {st.cache_hits} from cache, {st.wall_s:.1f} s wall on {st.workers} worker(s). "
                  "Latencies are at the deployment's per-replica load; * = on the Pareto front.</p>")
-    parts.append(pareto_figure(result).to_html(full_html=False, include_plotlyjs="inline"))
+    parts.append(pareto_figure(result).to_html(full_html=False, include_plotlyjs="cdn"))
     if result.winner_metrics is not None:
         m = result.winner_metrics
         parts.append("<h2>Winning deployment, simulated at the target rate</h2><pre>" + html.escape(
