@@ -313,7 +313,8 @@ def replay_table(res: Any) -> list[dict[str, Any]]:
                          "predicted": v["predicted"] * 1e3, "unit": "ms", "error %": v["err_pct"]})
     for key, v in res.totals.items():
         rows.append({"metric": key, "stat": "", "measured": v["measured"], "predicted": v["predicted"],
-                     "unit": "s" if key.endswith("_s") else "", "error %": v["err_pct"]})
+                     "unit": {"duration_s": "s", "output_tokens_per_s": "tok/s"}.get(key, "req/s"),
+                     "error %": v["err_pct"]})
     return rows
 
 

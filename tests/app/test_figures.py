@@ -12,9 +12,7 @@ from app.cmd_estimate import estimate
 from app.common import Deployment, quant_from_args
 from app.dashboard_state import (
     StepConfig,
-    error_table,
     parse_metric,
-    predict_gemm_s,
     roofs,
     step_metrics,
     step_view,
@@ -138,25 +136,74 @@ def test_ecdf_and_cdf_figure() -> None:
     assert len(fig.data[0].x) <= 100 and fig.data[0].y[-1] == 1.0 and fig.data[0].x[-1] == 9999.0
 
 
-def test_predicted_vs_measured_and_error_table() -> None:
+def test_predicted_vs_measured_and_error_tables_are_metrics_err() -> None:
+    from app.dashboard_state import overall_stats, stats_rows
+    from validation.metrics_err import error_stats
+
     with pytest.raises(ValueError, match="same length"):
         predicted_vs_measured_figure([1.0, 2.0], [1.0])
-    recs = [{"group": "g", "rel_error": e} for e in (0.1, -0.3, 0.5, 0.0)]
-    t = error_table(recs)[0]
-    assert t["rows"] == 4 and t["MAPE %"] == pytest.approx(22.5) and t["bias %"] == pytest.approx(7.5)
-    assert t["within 20 %"] == pytest.approx(50.0)
+    recs = [{"group": "g", "measured_s": 1.0, "predicted_s": 1.0 + e, "rel_error": e} for e in (0.1, -0.3, 0.5, 0.0)]
+    st = overall_stats(recs)
+    # |errors| 10, 30, 50, 0 % -> MAPE 22.5, median 20; signed median (0 + 10) / 2 = 5
+    assert st.n == 4 and st.mape == pytest.approx(22.5) and st.median_abs_pct_err == pytest.approx(20.0)
+    assert st.bias_pct == pytest.approx(5.0)
+    row = stats_rows({"g": error_stats([1.1, 0.7, 1.5, 1.0], [1.0] * 4)})[0]
+    assert row == {"group": "g", "rows": 4, "median APE %": pytest.approx(20.0), "MAPE %": pytest.approx(22.5),
+                   "P90 APE %": pytest.approx(44.0), "bias %": pytest.approx(5.0)}
     fig = predicted_vs_measured_figure([1e-3, 2e-3], [1.1e-3, 2e-3], groups=["a", "b"])
     assert {t.name for t in fig.data} >= {"y = x", "a", "b"}
 
 
-def test_gemm_prediction_is_the_hand_computed_roofline() -> None:
-    """A 4096^3 bf16 GEMM on an H100: 2*4096^3 FLOPs at peak x efficiency (compute-bound), plus launch overhead."""
-    from model.cost import DEFAULT_CALIBRATION as cal
-    from model.cost import gemm_compute_efficiency
+def test_kernel_comparison_is_validation_predict(tmp_path) -> None:
+    """The page's kernel predictions are validation.predict's: a GEMM, an RMSNorm and an all-reduce row, each equal
+    to model.cost.kernel_cost of predict.row_kernel; the GEMM is no faster than its roofline bound 2 m n k / peak."""
+    from app.dashboard_state import kernel_comparison
+    from model.cost import DEFAULT_CALIBRATION, kernel_cost
+    from validation.kernel_tables import read_kernel_tables
+    from validation.predict import row_kernel
 
+    p = tmp_path / "k.csv"
+    p.write_text("op,dtype,hardware,measured_s,m,n,k,tokens,hidden,message_bytes,num_gpus\n"
+                 "gemm,bf16,h100-sxm,0.0002,4096,4096,4096,,,,\n"
+                 "rmsnorm,bf16,h100-sxm,0.00001,,,,4096,4096,,\n"
+                 "allreduce,bf16,h100-sxm,0.00005,,,,,,16777216,8\n"
+                 "gemm,bf16,no-such-gpu,0.0002,64,64,64,,,,\n")
+    rows = read_kernel_tables(p).rows
+    pred, records, notes = kernel_comparison(rows, calibration="model defaults")
     hw = load_hardware("h100-sxm")
-    eff = gemm_compute_efficiency(4096, 4096, 4096, hw.compute.num_units, cal)
-    expect = 2 * 4096**3 / (989.4e12 * eff) + cal.kernel_overhead_s
-    assert predict_gemm_s(4096, 4096, 4096, "bf16", hw) == pytest.approx(expect, rel=1e-12)
-    # weight-only int8: the same bf16 math, but 1-byte weights -> never slower than bf16
-    assert predict_gemm_s(1, 4096, 4096, "int8", hw, weight_only=True) < predict_gemm_s(1, 4096, 4096, "bf16", hw)
+    assert [r["op"] for r in records] == ["gemm", "rmsnorm", "allreduce"]
+    for rec, row in zip(records, rows[:3], strict=True):
+        assert rec["predicted_s"] == pytest.approx(kernel_cost(row_kernel(row), hw, DEFAULT_CALIBRATION).seconds,
+                                                   rel=1e-9)
+    assert records[0]["predicted_s"] >= 2 * 4096**3 / 989.4e12
+    assert len(notes) == 1 and "no-such-gpu" in notes[0]  # the unknown-hardware row is reported, not dropped
+
+
+def test_serving_form_round_trips_techniques_through_toml(tmp_path) -> None:
+    from app.dashboard_state import ARRIVAL_MODES, ServingForm, form_from_config, sim_config
+    from simulator.config import SimConfig
+
+    forms = [
+        ServingForm(spec_drafter="eagle", spec_k=3, spec_acceptance="positional", spec_rates="0.9, 0.8, 0.7",
+                    spec_tree_width=2, weight_dtype="fp8", kv_dtype="fp8"),
+        ServingForm(spec_drafter="draft_model", spec_draft_model="Qwen3-0.6B", model="Qwen3-8B",
+                    spec_acceptance="beta", spec_alpha=4.0, spec_beta=2.0, spec_adaptive_k=True, spec_k_max=6),
+        ServingForm(ee_kind="per_token", ee_distribution="per_layer", ee_probs="0.1, 0.2", ee_batch_sync=False,
+                    ee_kv_fill="recompute", ee_exit_head="lm_head"),
+        ServingForm(ee_kind="skipdecode", ee_max_layers=30, ee_min_layers=12, ee_max_position=1024,
+                    arrival_mode=ARRIVAL_MODES[1], clients=12, think_s=0.5, ramp_first_token=True,
+                    warmup_requests=2, warmup_drain=False, workload="code", num_requests=300),
+    ]
+    for i, form in enumerate(forms):
+        cfg = sim_config(form)
+        path = tmp_path / f"s{i}.toml"
+        path.write_text(cfg.to_toml())
+        back = form_from_config(SimConfig.from_toml(path))
+        assert sim_config(back) == cfg
+    g = sim_config(forms[0]).replicas[0]
+    assert g.speculative.acceptance.rates == (0.9, 0.8, 0.7) and g.speculative.tree_width == 2
+    assert g.quant.weight_dtype == "fp8" and g.quant.kv_dtype == "fp8"
+    wl = sim_config(forms[3]).workload
+    assert wl.arrival.clients == 12 and wl.arrival.ramp_up_s == "first_token" and wl.arrival.warmup_requests == 2
+    with pytest.raises(ValueError, match="exit weights"):
+        sim_config(ServingForm(ee_kind="per_token", ee_weights="a, b"))

@@ -130,14 +130,18 @@ if kind == "log":
         st.caption(f"note: {note}")
     guess = replay_defaults(path)
     hw_ids, m_ids = ids()
+    if st.session_state.get("rp_source") != digest:  # a new log: its own defaults, not the last log's settings
+        st.session_state["rp_source"] = digest
+        for k, v in (("rp_model", guess["model"]), ("rp_hardware", guess["hardware"]), ("rp_tp", guess["tp"]),
+                     ("rp_pp", guess["pp"])):
+            st.session_state[k] = v
     st.markdown("**Replay it in the simulator** (validation.replay.replay_log: same lengths, the log's send times or "
                 "vLLM's regenerated Poisson draw)")
     c1, c2, c3, c4, c5 = st.columns([3, 2, 1, 1, 2])
-    model = c1.selectbox("Model", m_ids, index=m_ids.index(guess["model"]) if guess["model"] in m_ids else 0,
-                         key="rp_model")
-    hardware = c2.selectbox("Hardware", hw_ids, index=hw_ids.index(guess["hardware"]), key="rp_hardware")
-    tp = int(c3.number_input("TP", 1, 64, guess["tp"], key="rp_tp"))
-    pp = int(c4.number_input("PP", 1, 64, guess["pp"], key="rp_pp"))
+    model = c1.selectbox("Model", m_ids, key="rp_model")
+    hardware = c2.selectbox("Hardware", hw_ids, key="rp_hardware")
+    tp = int(c3.number_input("TP", 1, 64, key="rp_tp"))
+    pp = int(c4.number_input("PP", 1, 64, key="rp_pp"))
     sched_kind = c5.selectbox("Scheduler", SCHEDULERS, key="rp_scheduler",
                               help="vllm-v1 = chunked prefill with vLLM V1's token budget for this GPU")
     c1, c2 = st.columns(2)
