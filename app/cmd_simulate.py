@@ -33,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES)
     g.add_argument("--kv-dtype", choices=KV_DTYPES)
     g.add_argument("--gpu-memory-utilization", type=float)
+    g.add_argument("--prefix-caching", action="store_true",
+                   help="automatic prefix caching (reuses prompt blocks with equal trace hash ids)")
+    g.add_argument("--frontend-ms", type=float,
+                   help="serialized API-server time per request, ms (measure: a burst's first-scheduled gaps)")
     s = p.add_argument_group("scheduling")
     s.add_argument("--scheduler", choices=SCHEDULER_KINDS)
     s.add_argument("--max-batch", type=int, help="max_num_seqs")
@@ -97,6 +101,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                           ("replicas", "count"), ("gpu_memory_utilization", "gpu_memory_utilization")):
             if getattr(args, flag) is not None:
                 grp[key] = getattr(args, flag)
+        if getattr(args, "prefix_caching", False):
+            grp["prefix_caching"] = True
+        if getattr(args, "frontend_ms", None) is not None:
+            grp["frontend_s_per_request"] = args.frontend_ms / 1e3
         if args.weight_dtype or args.kv_dtype:
             q = quant_from_args(argparse.Namespace(weight_dtype=args.weight_dtype or "bf16", activation_dtype="auto",
                                                    kv_dtype=args.kv_dtype or "auto", group_size=128))
@@ -291,6 +299,12 @@ def _print_summary(cfg: SimConfig, r: SimResult) -> None:
           f"{s['requests_per_s']:.3f} req/s, goodput {s['goodput_requests_per_s']:.3f} req/s")
     print(f"utilisation: MFU {s['mfu']:.1%}, MBU {s['mbu']:.1%}, mean batch {s['mean_batch_size']:.1f}, "
           f"peak KV {s['max_kv_usage']:.0%}, preemptions {s['preemptions']}")
+    if s.get("requests_warmup"):
+        print(f"warm-up: {s['requests_warmup']} requests simulated and excluded; statistics over "
+              f"{s['requests_measured']} measured requests from t={s['measure_start_s']:.2f} s")
+    if "prefix_cache_hit_rate" in s:
+        print(f"prefix cache: {s['prefix_cache_hit_rate']:.1%} of prompt tokens served from cache "
+              f"({s['prefix_cache_request_hit_rate']:.1%} of admissions hit)")
     if "spec_tokens_per_step" in s:
         print(f"speculation: {s['spec_tokens_per_step']:.2f} tokens/step, draft acceptance "
               f"{s['spec_acceptance_rate']:.1%} (per-token rate ~{s['spec_alpha_estimate']:.2f}), mean k "

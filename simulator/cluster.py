@@ -116,6 +116,24 @@ class Cluster:
             self._check_done()
             return
         rep.queued_prompt_tokens += r.input_tokens
+        if rep.frontend_s:
+            # the replica's API server handles requests one at a time before the engine sees them
+            ready = max(self.env.now, rep.frontend_free_s) + rep.frontend_s
+            rep.frontend_free_s = ready
+            rep.frontend_n += 1
+            heapq.heappush(self._pending, ready)
+            self.env.process(self._through_frontend(rep, r, ready - self.env.now))
+            return
+        self._enqueue(rep, r)
+
+    def _through_frontend(self, rep: Replica, r: Request, delay_s: float) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(delay_s)
+        heapq.heappop(self._pending)
+        rep.frontend_n -= 1
+        if not self.stopped:
+            self._enqueue(rep, r)
+
+    def _enqueue(self, rep: Replica, r: Request) -> None:
         rep.enqueue(r)
         if self.max_waiting_requests is not None and len(rep.waiting) > self.max_waiting_requests:
             self.stop(f"overload: {len(rep.waiting)} requests waiting at replica {rep.idx} "

@@ -120,6 +120,12 @@ class ReplicaGroup(BaseModel):
     calibration: Calibration | None = None
     speculative: SpeculativeConfig | None = Field(None, description="speculative decoding (docs/techniques.md)")
     early_exit: EarlyExitConfig | None = Field(None, description="early exit / layer skipping (docs/techniques.md)")
+    prefix_caching: bool = Field(False, description="automatic prefix caching: prompt blocks whose hash ids are "
+                                 "cached skip prefill (per-replica LRU over the KV pool; docs/simulator.md)")
+    frontend_s_per_request: float = Field(
+        0.0, ge=0, allow_inf_nan=False,
+        description="serialized per-request front-end time (API server: accept, tokenize, hand to the engine) "
+                    "before a request can be scheduled; one queue per replica (docs/simulator.md)")
 
     @model_validator(mode="after")
     def _check_techniques(self) -> ReplicaGroup:

@@ -262,6 +262,14 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
         "sim_s_per_wall_s": duration / wall_s if wall_s > 0 else math.nan,
         "iterations_per_wall_s": iters / wall_s if wall_s > 0 else math.nan,
     }
+    caches = [rp.prefix for rp in replicas if rp.prefix is not None]
+    if caches:
+        look = sum(c.lookup_tokens for c in caches)
+        summary["prefix_cache_hit_rate"] = sum(c.hit_tokens for c in caches) / look if look else math.nan
+        summary["prefix_cached_tokens"] = sum(c.hit_tokens for c in caches)
+        n_look = sum(c.lookups for c in caches)
+        summary["prefix_cache_request_hit_rate"] = (sum(c.hit_requests for c in caches) / n_look
+                                                    if n_look else math.nan)
     busy_total = sum(rp.busy_s for rp in replicas)
     summary.update(technique_summary([rp.step_model for rp in replicas], busy_total))
     return SimResult(

@@ -16,7 +16,7 @@ import simpy
 from model.batch import BatchShape, causal_pairs, windowed_pairs
 from model.cost import CostModel
 from model.memory import MemoryPlan
-from simulator.kvcache import BlockPool, decode_phase
+from simulator.kvcache import BlockPool, PrefixCache, decode_phase
 from simulator.request import DECODING, DONE, PREFILLING, SWAPPED, WAITING, Request
 
 if TYPE_CHECKING:
@@ -141,6 +141,10 @@ class Replica:
         self.swapped: deque[Request] = deque()
         self.n_running = 0
         self.queued_prompt_tokens = 0  # prompts of requests never scheduled yet (least_kv router)
+        self.prefix: PrefixCache | None = None  # set by simulate() for groups with prefix_caching
+        self.frontend_s = 0.0  # serialized per-request front-end time (ReplicaGroup.frontend_s_per_request)
+        self.frontend_free_s = 0.0  # when the front end finishes the requests it already holds
+        self.frontend_n = 0  # requests in the front end
         self.cluster: Cluster | None = None
         self.env: simpy.Environment | None = None
         self._wake: simpy.Event | None = None
@@ -172,7 +176,7 @@ class Replica:
     # ---- queries used by routers -------------------------------------------------------------------------
     @property
     def outstanding(self) -> int:
-        return len(self.waiting) + len(self.swapped) + self.n_running
+        return len(self.waiting) + len(self.swapped) + self.n_running + self.frontend_n
 
     @property
     def kv_load(self) -> float:
@@ -207,15 +211,24 @@ class Replica:
         r.blocks = blocks
         r.kv_tokens = 0
         r.prefill_target = target
-        r.prefilled = 0
+        # prefix-cache hit: those tokens' KV is already there (they still occupy the blocks reserved above)
+        cached = self.prefix.lookup(r.prefix, target) if self.prefix is not None and r.prefix else 0
+        r.prefilled = cached
         r.state = PREFILLING
         r.lane = lane.idx
         if r.first_scheduled_s != r.first_scheduled_s:  # NaN: first time
             r.first_scheduled_s = now
+            r.cached_tokens = cached
             self.queued_prompt_tokens -= r.input_tokens
         lane.running[r] = None
         lane.prefilling.append(r)
         self.n_running += 1
+
+    def new_prefill_tokens(self, r: Request, target: int) -> int:
+        """Tokens a `target`-token prefill of `r` must compute if admitted now (prefix-cache hits excluded)."""
+        if self.prefix is None or not r.prefix:
+            return target
+        return target - self.prefix.cached_tokens(r.prefix, target)
 
     def swap_in(self, lane: Lane, r: Request) -> None:
         blocks = self.pool.blocks_for(r.kv_tokens)
@@ -420,6 +433,8 @@ class Replica:
             if r.prefilled < r.prefill_target:
                 continue
             lane.prefilling.remove(r)
+            if self.prefix is not None and r.prefix:
+                self.prefix.insert(r.prefix)
             r.generated += 1
             if r.first_token_s != r.first_token_s:
                 r.first_token_s = end

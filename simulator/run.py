@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import simpy
@@ -18,6 +18,7 @@ from model.memory import plan_memory
 from model.spec import ParallelSpec
 from simulator.cluster import Cluster
 from simulator.config import SimConfig
+from simulator.kvcache import PrefixCache
 from simulator.metrics import SimResult, summarize
 from simulator.replica import Replica, StepModel
 from simulator.request import Request
@@ -51,15 +52,19 @@ def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], 
         for _ in range(g.count):
             name = f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp})#{len(replicas)}"
             step_model = make_step(rng) if make_step is not None else step_model_factory(cost)
-            replicas.append(rep_cls(len(replicas), gi, name, step_model, plan,
-                                    make_scheduler(sched_cfg), model.max_context_tokens, window))
+            rep = rep_cls(len(replicas), gi, name, step_model, plan, make_scheduler(sched_cfg),
+                          model.max_context_tokens, window)
+            rep.frontend_s = g.frontend_s_per_request
+            replicas.append(rep)
     return replicas
 
 
 def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace | None = None,
-             step_model_factory: Callable[[CostModel], StepModel] = StepModel) -> SimResult:
+             step_model_factory: Callable[[CostModel], StepModel] = StepModel,
+             warm_prefixes: Sequence[tuple[int, ...]] = ()) -> SimResult:
     """Run one simulation. `progress(done, total)` is called now and then; `trace` replaces the workload's
-    requests (its arrival process settings still decide closed loop). Same config -> identical result."""
+    requests (its arrival process settings still decide closed loop). `warm_prefixes`: prefix-block hash ids
+    already in every prefix cache at t=0 (e.g. prompts an earlier run sent). Same config -> identical result."""
     wall0 = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     if trace is None:
@@ -80,6 +85,18 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
         for r, zi in zip(requests, z, strict=True):
             r.predictor_z = zi
     replicas = build_replicas(config, step_model_factory, rng)
+    if any(g.prefix_caching for g in config.replicas):
+        if trace.hash_ids is not None:
+            for r, h in zip(requests, trace.hash_ids, strict=True):
+                r.prefix = h
+        else:
+            logger.warning("prefix caching is on but the trace has no hash ids: no prefix can be reused")
+        for rep in replicas:
+            if config.replicas[rep.group].prefix_caching:
+                cap = rep.pool.total * rep.B // trace.hash_block_tokens
+                rep.prefix = PrefixCache(max(cap, 1), trace.hash_block_tokens)
+                for ids in warm_prefixes:
+                    rep.prefix.insert(ids)
     last_arrival = float(trace.arrival_s[-1])
     if config.max_sim_time_s is not None:
         max_t = config.max_sim_time_s

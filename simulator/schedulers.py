@@ -67,7 +67,8 @@ class Scheduler:
             r = waiting.peek()
             assert r is not None
             target = r.input_tokens + r.generated
-            if target > budget and (chunks or target <= self.cfg.max_batched_tokens):
+            new = rep.new_prefill_tokens(r, target)  # = target unless prefix-cache hits
+            if new > budget and (chunks or new <= self.cfg.max_batched_tokens):
                 break
             blocks = pool.blocks_for(r.input_tokens + r.output_tokens if reserve_full else target)
             if not pool.can_admit(blocks + reserved):
@@ -76,8 +77,8 @@ class Scheduler:
                 reserved += blocks - pool.blocks_for(target)
             waiting.pop()
             rep.admit(lane, r, now)
-            chunks.append((r, target))
-            budget -= target
+            chunks.append((r, new))
+            budget -= new
 
 
 class StaticBatching(Scheduler):
@@ -151,7 +152,7 @@ class SarathiBatching(Scheduler):
                 break
             waiting.pop()
             rep.admit(lane, r, now)
-            new = min(budget, r.prefill_target)
+            new = min(budget, r.prefill_target - r.prefilled)  # prefilled = prefix-cache hit tokens
             chunks.append((r, new))
             budget -= new
         return n_dec

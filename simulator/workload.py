@@ -43,6 +43,7 @@ class Trace:
     output_tokens: np.ndarray
     hash_ids: tuple[tuple[int, ...], ...] | None = None
     source: str = ""
+    hash_block_tokens: int = 512  # prompt tokens per hash id (Mooncake: 512)
 
     def __post_init__(self) -> None:
         arrival = np.array(self.arrival_s, dtype=np.float64)
@@ -70,6 +71,8 @@ class Trace:
                 if bad.size:
                     raise ValueError(f"trace{where}: {name}[{int(bad[0])}]={int(arr[bad[0]])} "
                                      f"must be in [1, {MAX_TOKENS}]")
+        if self.hash_block_tokens < 1:
+            raise ValueError(f"trace{where}: hash_block_tokens={self.hash_block_tokens} must be >= 1")
         if self.hash_ids is not None and len(self.hash_ids) != arrival.size:
             raise ValueError(f"trace{where}: hash_ids has {len(self.hash_ids)} entries for {arrival.size} requests")
         for frozen in (arrival, inp, out):
@@ -88,14 +91,15 @@ class Trace:
                 hashes = self.hash_ids[index]
             else:
                 hashes = tuple(self.hash_ids[int(i)] for i in index)
-        return Trace(arrival_s, self.input_tokens[index], self.output_tokens[index], hashes, source)
+        return Trace(arrival_s, self.input_tokens[index], self.output_tokens[index], hashes, source,
+                     self.hash_block_tokens)
 
     def scale_rate(self, factor: float) -> Trace:
         """The same requests with every arrival time divided by `factor` (2 = twice the rate, half the span)."""
         if not (math.isfinite(factor) and factor > 0):
             raise ValueError(f"rate scale factor={factor} must be finite and > 0")
         return Trace(self.arrival_s / factor, self.input_tokens, self.output_tokens, self.hash_ids,
-                     f"{self.source} x{factor:g} rate")
+                     f"{self.source} x{factor:g} rate", self.hash_block_tokens)
 
     def window(self, start_s: float, end_s: float) -> Trace:
         """Requests arriving in [start_s, end_s), re-based so that `start_s` becomes t=0 (gaps are kept)."""

@@ -33,7 +33,7 @@ from simulator.run import simulate
 from simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload, Trace
 from validation.logs import ServingLog, read_log, regenerate_poisson_arrivals
 
-__all__ = ["ReplayResult", "log_trace", "replay_log", "make_scheduler_config", "compare_steps", "read_steps",
+__all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", "replay_log", "make_scheduler_config", "compare_steps", "read_steps",
            "vllm_v1_defaults", "STATS", "SCHEDULERS"]
 
 STATS = ("mean", "p50", "p90", "p99")
@@ -92,6 +92,16 @@ def log_trace(log: ServingLog) -> tuple[Trace, np.ndarray, list[str]]:
     order = np.argsort(send, kind="stable")
     send = send[order] - send.min()
     return Trace(send, log.input_tokens[order], log.output_tokens[order], None, log.path), order, notes
+
+
+PROMPT_HASH_BLOCK = 16  # tokens per derived hash id (vLLM's default KV block size)
+
+
+def prompt_hash_ids(input_tokens: np.ndarray, prompt_keys: np.ndarray, block: int) -> tuple[tuple[int, ...], ...]:
+    """Prefix-block hash ids from prompt identity: prompt k's j-th block is k * 2**32 + j, so equal keys share
+    every block and different keys none."""
+    return tuple(tuple(int(k) * 2**32 + j for j in range(-(-int(n) // block)))
+                 for n, k in zip(input_tokens.tolist(), prompt_keys.tolist(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -192,32 +202,49 @@ def compare_steps(steps: list[dict[str, Any]], cost: CostModel) -> list[dict[str
 def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int = 1, pp: int = 1, *,
                log_format: str = "auto", scheduler: SchedulerConfig | None = None,
                quant: QuantSpec | None = None, calibration: Calibration | None = None,
-               gpu_memory_utilization: float = 0.9, seed: int = 0, prompts_cached: bool = False) -> ReplayResult:
+               gpu_memory_utilization: float = 0.9, seed: int = 0, prompts_cached: bool = False,
+               prefix_caching: bool | None = None, frontend_s_per_request: float = 0.0) -> ReplayResult:
     """Replay the log's requests on `model` x `hardware` (tp, pp) and compare distributions.
 
-    prompts_cached: the server's prefix cache already holds every prompt (e.g. the same prompts were sent in an
-    earlier run with prefix caching on). The simulator has no prefix cache, so each prompt is replayed as 1 new
-    token (vLLM recomputes the last prompt token); decode attention then misses the prompt's KV reads (small
-    next to the weight reads for short prompts; stated in the notes)."""
+    prefix_caching: the server ran with prefix caching (vLLM --enable-prefix-caching); the simulator's prefix
+    cache is on, with each prompt's hash ids derived from its identity in the log (request i = prompt i; distinct
+    prompts share nothing, since the log has no token ids). Default: on when `prompts_cached`.
+    prompts_cached: the server's prefix cache already holds every prompt (the same prompts were sent in an
+    earlier run with prefix caching on): the prefix cache starts warm with them (each prefill then computes only
+    the last prompt token, as vLLM does, while the prompt's KV stays in the blocks and in decode attention).
+    frontend_s_per_request: serialized API-server time per request (ReplicaGroup.frontend_s_per_request)."""
     path = None
     if not isinstance(log, ServingLog):
         path = Path(log)
         log = read_log(path, log_format)
     trace, order, notes = log_trace(log)
     notes = list(log.notes) + notes
-    if prompts_cached:
-        trace = Trace(trace.arrival_s, np.ones(len(trace), dtype=np.int64), trace.output_tokens, None, trace.source)
-        notes.append("ASSUMPTION --prompts-cached: every prompt is a prefix-cache hit; replayed as 1 new prompt "
-                     "token (decode attention then omits the prompt's KV reads)")
+    if prefix_caching is None:
+        prefix_caching = prompts_cached
+    if prompts_cached and not prefix_caching:
+        raise InputError("prompts_cached needs prefix_caching (a prompt can only stay cached in a prefix cache)")
+    warm: tuple[tuple[int, ...], ...] = ()
+    if prefix_caching:
+        ids = prompt_hash_ids(trace.input_tokens, order, PROMPT_HASH_BLOCK)
+        trace = Trace(trace.arrival_s, trace.input_tokens, trace.output_tokens, ids, trace.source, PROMPT_HASH_BLOCK)
+        notes.append("prefix caching on: hash ids from prompt identity (request i of the log = prompt i; prompts "
+                     "share no prefix)")
+        if prompts_cached:
+            warm = ids
+            notes.append("ASSUMPTION prompts cached: every prompt was sent before with prefix caching on; the "
+                         "prefix cache starts warm with all of them")
+    if frontend_s_per_request:
+        notes.append(f"front end: {frontend_s_per_request * 1e3:g} ms per request, serialized")
     if scheduler is None:
         scheduler, note = make_scheduler_config("vllm-v1", hardware)
         notes.append(note + " (default)")
     quant = quant or QuantSpec()
     group = ReplicaGroup(model=model, hardware=hardware, tp=tp, pp=pp, quant=quant, scheduler=scheduler,
-                         calibration=calibration, gpu_memory_utilization=gpu_memory_utilization)
+                         calibration=calibration, gpu_memory_utilization=gpu_memory_utilization,
+                         prefix_caching=prefix_caching, frontend_s_per_request=frontend_s_per_request)
     wl = SyntheticWorkload(arrival=OfflineArrivals(), input=FixedLengths(tokens=1), output=FixedLengths(tokens=1),
                            num_requests=len(trace))  # placeholder: the trace replaces its requests
-    sim = simulate(SimConfig(workload=wl, replicas=(group,), seed=seed), trace=trace)
+    sim = simulate(SimConfig(workload=wl, replicas=(group,), seed=seed), trace=trace, warm_prefixes=warm)
     if sim.summary["requests_completed"] < len(trace):
         notes.append(f"only {sim.summary['requests_completed']} of {len(trace)} replayed requests finished "
                      f"({sim.summary['stop_reason']})")

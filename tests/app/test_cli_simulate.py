@@ -55,3 +55,15 @@ def test_clean_errors(tmp_path, capsys) -> None:
     assert err.startswith("roofsim: error:") and "bad.toml" in err and "replicas.0.hardware" in err
     assert main(["simulate", "--model", "llama-2-70b", "--num-requests", "5"]) == 2
     assert "does not fit" in capsys.readouterr().err
+
+
+def test_prefix_caching_and_frontend_flags(tmp_path, capsys) -> None:
+    trace = tmp_path / "t.jsonl"
+    rows = [{"arrival_s": i * 0.5, "input_tokens": 1024, "output_tokens": 4, "hash_ids": [1, 2]} for i in range(4)]
+    trace.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert main(["simulate", "--trace", str(trace), "--prefix-caching", "--frontend-ms", "2", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["prefix_cached_tokens"] == 3 * 1023  # requests 2-4 reuse all but the last prompt token
+    assert main(["simulate", "--trace", str(trace), "--prefix-caching", "--frontend-ms", "2", "--print-config"]) == 0
+    cfg = SimConfig.model_validate(__import__("tomllib").loads(capsys.readouterr().out))
+    assert cfg.replicas[0].prefix_caching and cfg.replicas[0].frontend_s_per_request == 0.002

@@ -93,3 +93,31 @@ def test_real_vllm_log_rate_4(shared_data: Path) -> None:
     assert abs(c["tpot_s"]["mean"]["err_pct"]) < 25
     assert abs(c["ttft_s"]["mean"]["err_pct"]) < 40
     assert abs(res.totals["duration_s"]["err_pct"]) < 10
+
+
+def test_prompts_cached_uses_a_warm_prefix_cache(tmp_path: Path) -> None:
+    log = vllm_log(tmp_path / "l.json", [0.0, 0.5, 1.0, 1.5])
+    cold = replay_log(log, MODEL, HW, calibration=Calibration())
+    hot = replay_log(log, MODEL, HW, calibration=Calibration(), prompts_cached=True)
+    s = hot.sim.summary
+    # every prompt but its last token comes from the cache: (100-1)+(50-1)+(200-1)+(300-1) of 650 tokens
+    assert s["prefix_cached_tokens"] == 646
+    assert s["prefix_cache_hit_rate"] == pytest.approx(646 / 650)
+    assert (hot.sim.ttft_s < cold.sim.ttft_s).all()
+    # cached prompts keep their KV: same input lengths, same peak KV blocks
+    assert hot.sim.input_tokens.tolist() == cold.sim.input_tokens.tolist()
+    assert hot.sim.series.kv_blocks_used.max() == cold.sim.series.kv_blocks_used.max()
+    # prefix caching on but cold: distinct prompts share nothing
+    on = replay_log(log, MODEL, HW, calibration=Calibration(), prefix_caching=True)
+    assert on.sim.summary["prefix_cached_tokens"] == 0
+    with pytest.raises(InputError, match="prefix_caching"):
+        replay_log(log, MODEL, HW, prompts_cached=True, prefix_caching=False)
+
+
+def test_frontend_cost_delays_a_burst(tmp_path: Path) -> None:
+    log = vllm_log(tmp_path / "l.json", [0.0, 0.0, 0.0, 0.0])
+    base = replay_log(log, MODEL, HW, calibration=Calibration())
+    fe = replay_log(log, MODEL, HW, calibration=Calibration(), frontend_s_per_request=0.005)
+    assert fe.sim.first_scheduled_s.min() == pytest.approx(0.005)
+    assert fe.sim.first_scheduled_s.max() >= 0.020 - 1e-12
+    assert fe.comparison["ttft_s"]["mean"]["predicted"] > base.comparison["ttft_s"]["mean"]["predicted"]
