@@ -59,6 +59,10 @@ class Calibration(BaseModel):
     attn_prefill_s_half: float = Field(256.0, ge=0)
     attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one prefill attention call")
     attn_decode_mem_eff: float = Field(0.70, gt=0, le=1)
+    attn_decode_eff: float = Field(0.55, gt=0, le=1, description=(
+        "fraction of tensor peak of decode attention's math (default: attn_prefill_eff). TRT-LLM's decode kernels "
+        "(MMHA/XQA) run large GQA groups (>= 48 query heads per KV head) on CUDA cores, ~5x slower than the "
+        "bandwidth roofline; fp8 decode uses attn_prefill_eff_fp8 x attn_decode_eff / attn_prefill_eff"))
     attn_decode_ctx_half: float = Field(64.0, ge=0)
     attn_decode_par_half: float = Field(0.0, ge=0, description=(
         "batch x KV heads at which decode attention reaches half its bandwidth (too few independent work units "
@@ -109,6 +113,7 @@ _INHERIT: dict[str, str] = {
     "gemm_eff_int8": "gemm_eff",
     "gemm_overhead_s": "kernel_overhead_s",
     "attn_prefill_eff_fp8": "attn_prefill_eff",
+    "attn_decode_eff": "attn_prefill_eff",
     "attn_prefill_overhead_s": "kernel_overhead_s",
     "attn_decode_overhead_s": "kernel_overhead_s",
     "nccl_bw_eff": "comm_bw_eff",
@@ -284,6 +289,14 @@ def decode_parallelism(seqs: float, kv_heads: float) -> float:
     return seqs * max(1.0, kv_heads)
 
 
+def decode_compute_efficiency(dtype: str, cal: Calibration) -> float:
+    """Decode attention's fraction of tensor peak: attn_decode_eff (16-bit); fp8 scales attn_prefill_eff_fp8 by
+    the same decode/prefill ratio (so a profile without attn_decode_eff keeps attn_prefill_eff[_fp8])."""
+    if dtype == "fp8":
+        return cal.attn_prefill_eff_fp8 * cal.attn_decode_eff / cal.attn_prefill_eff
+    return cal.attn_decode_eff
+
+
 def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
     """Roofline time of `k` on `hw` under calibration `cal`."""
     if k.kind in ("comm", "pp_comm"):
@@ -307,7 +320,7 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
         overhead = cal.attn_prefill_overhead_s
     elif k.kind == "attn_decode":
         peak = hw.peak(k.dtype)
-        eff_c = cal.attn_prefill_eff_fp8 if k.dtype == "fp8" else cal.attn_prefill_eff
+        eff_c = decode_compute_efficiency(k.dtype, cal)
         ctx = k.kv_read_bytes / max(1.0, k.kv_write_bytes)  # mean context per query token
         eff_m = cal.attn_decode_mem_eff * ctx / (ctx + cal.attn_decode_ctx_half)
         if cal.attn_decode_par_half:
@@ -433,6 +446,7 @@ class CostModel:
         peak = self._attn_peak
         bw = hw.memory.bandwidth_bytes_per_s
         pf_eff = cal.attn_prefill_eff_fp8 if self.ctx.attn_dtype == "fp8" else cal.attn_prefill_eff
+        dec_eff = decode_compute_efficiency(self.ctx.attn_dtype, cal)
         seconds = energy = 0.0
         for layers, windowed in ((c.full_layers, False), (c.window_layers, True)):
             if layers == 0:
@@ -452,7 +466,7 @@ class CostModel:
             if shape.decode_seqs:
                 ctx = shape.decode_ctx_tokens_win if windowed else shape.decode_ctx_tokens
                 q_per_seq = shape.decode_tokens / shape.decode_seqs
-                comp = dec_flops * ctx * q_per_seq / (peak * pf_eff) if ctx else 0.0
+                comp = dec_flops * ctx * q_per_seq / (peak * dec_eff) if ctx else 0.0
                 if deq and ctx:
                     comp += deq * ctx / (hw.peak("fp32") * cal.vector_eff)
                 kv_write = shape.decode_tokens * ctx_bytes

@@ -44,6 +44,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "attn_prefill_s_half": (0.0, 16384.0, 256.0),
     "attn_prefill_overhead_s": (0.0, 1e-4, 1e-5),
     "attn_decode_mem_eff": (0.02, 1.0, 0.7),
+    "attn_decode_eff": (0.01, 1.0, 0.5),
     "attn_decode_ctx_half": (0.0, 65536.0, 64.0),
     "attn_decode_par_half": (0.0, 4096.0, 64.0),
     "attn_decode_overhead_s": (0.0, 1e-4, 1e-5),
@@ -65,7 +66,7 @@ ROBUST_SCALE = 0.1
 _FAMILY_FIELDS = {
     "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "gemm_mem_eff", "attn_prefill_overhead_s"),
-    "attn_decode": ("attn_decode_mem_eff", "attn_decode_ctx_half", "attn_decode_par_half", "attn_prefill_eff",
+    "attn_decode": ("attn_decode_mem_eff", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
                     "attn_decode_overhead_s", "attn_decode_seq_s"),
     "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s"),
     "comm": ("comm_bw_eff", "comm_latency_s", "comm_floor_s"),
@@ -195,15 +196,6 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
     hi = np.array([BOUNDS[f][1] for f in fields])
     scale = np.array([BOUNDS[f][2] for f in fields])
     x0 = np.clip(np.array([params[f] for f in fields]), lo + 1e-9 * scale, hi - 1e-9 * scale) / scale
-
-    def resid(x: np.ndarray) -> np.ndarray:
-        p = dict(params)
-        p.update(zip(fields, x * scale, strict=True))
-        r = np.log(sub.features.seconds_params(p)) - logm
-        # soft-L1 per row (robust: a few odd shapes do not drag the median), then the family weight:
-        # cost = sum w^2 * 2 f^2 (sqrt(1 + (r/f)^2) - 1), f = ROBUST_SCALE
-        f = ROBUST_SCALE
-        return w * np.sign(r) * np.sqrt(2.0 * f * f * (np.sqrt(1.0 + (r / f) ** 2) - 1.0))
 
     # Block-coordinate fit, one kernel family at a time in _STAGES order, each on its own rows with the fields it
     # constrains that an earlier family has not fixed (e.g. prefill attention reuses the GEMMs' gemm_mem_eff).

@@ -335,7 +335,9 @@ class FeatureTable:
             eff_c = np.where(
                 kind == 0, geff * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
                 np.where(kind == 1, aeff * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
-                         np.where(kind == 2, aeff, p["vector_eff"])))
+                         np.where(kind == 2, np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"]
+                                                      * p["attn_decode_eff"] / p["attn_prefill_eff"],
+                                                      p["attn_decode_eff"]), p["vector_eff"])))
             par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
             eff_m = np.where(
                 (kind == 0) | (kind == 1), p["gemm_mem_eff"],
@@ -363,7 +365,7 @@ class FeatureTable:
 FIT_FIELDS: tuple[str, ...] = (
     "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff",
     "gemm_overlap_loss", "gemm_overhead_s", "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half",
-    "attn_prefill_overhead_s", "attn_decode_mem_eff", "attn_decode_ctx_half", "attn_decode_par_half",
+    "attn_prefill_overhead_s", "attn_decode_mem_eff", "attn_decode_eff", "attn_decode_ctx_half", "attn_decode_par_half",
     "attn_decode_overhead_s", "attn_decode_seq_s", "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff",
     "comm_latency_s", "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s",
 )

@@ -98,6 +98,7 @@ def test_fast_path_equals_full_breakdown(prefill: list[tuple[int, int]], decode:
     cal = None if len(decode) % 2 else Calibration(
         gemm_overhead_s=1e-6, attn_prefill_overhead_s=1.5e-5, attn_decode_overhead_s=1.1e-5,
         attn_decode_par_half=40.0, attn_decode_seq_s=3e-7, attn_prefill_eff_fp8=0.3, gemm_overlap_loss=0.2,
+        attn_decode_eff=0.05,
         comm_oneshot_max_bytes=1e6, comm_floor_s=5e-6)
     cm = CostModel(load_model(name), load_hardware("h200-sxm"), quant, calibration=cal)
     shape = BatchShape.build(prefill=prefill, decode_ctx=decode, window=cm.model.sliding_window)
@@ -270,3 +271,18 @@ def test_allreduce_one_shot_two_shot_floor_and_nccl_by_hand() -> None:
     ring = 2e-6 + 3 * 3e-6 + 1.75 * small / (450e9 * 0.8)
     assert allreduce_seconds(small, 8, H100, d) == allreduce_seconds(small, 8, H100, d, nccl=True) == \
         pytest.approx(ring, rel=1e-12)
+
+
+def test_decode_compute_efficiency_is_its_own_field_and_inherits_prefill() -> None:
+    assert Calibration(attn_prefill_eff=0.4).attn_decode_eff == 0.4  # older profiles keep their meaning
+    k = _decode_kernel(8, 4096)
+    slow = Calibration(attn_decode_eff=0.002, attn_decode_overhead_s=0.0)  # CUDA-core decode (TRT-LLM MMHA)
+    kc = kernel_cost(k, H100, slow)
+    assert kc.compute_s == pytest.approx(k.flops / (H100.peak("bf16") * 0.002), rel=1e-12)
+    assert kc.seconds == pytest.approx(k.count * kc.compute_s, rel=1e-12) and kc.bound == "compute"
+    # prefill is untouched; fp8 decode scales attn_prefill_eff_fp8 by the decode/prefill ratio
+    assert kernel_cost(k, H100, Calibration(attn_decode_overhead_s=0.0)).bound == "memory"
+    from model.cost import decode_compute_efficiency
+
+    cal = Calibration(attn_prefill_eff=0.5, attn_prefill_eff_fp8=0.4, attn_decode_eff=0.25)
+    assert decode_compute_efficiency("fp8", cal) == pytest.approx(0.2) and decode_compute_efficiency("bf16", cal) == 0.25
