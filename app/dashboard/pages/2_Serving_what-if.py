@@ -158,10 +158,9 @@ with st.sidebar:
         _w("number_input", "Length predictor error sigma", "predictor_sigma", min_value=0.0, max_value=5.0)
     _w("selectbox", "Preemption", "preemption", options=("recompute", "swap"))
     _w("selectbox", "Router", "router", options=ROUTERS)
-    c1, c2 = st.columns(2)
-    _w("checkbox", "Prefix caching", "prefix_caching", box=c1,
+    _w("checkbox", "Prefix caching", "prefix_caching",
        help="reuse cached prompt blocks (needs a trace with hash ids, e.g. Mooncake)")
-    _w("number_input", "Front-end s/request", "frontend_s_per_request", box=c2, min_value=0.0, max_value=10.0,
+    _w("number_input", "Front-end time per request (s)", "frontend_s_per_request", min_value=0.0, max_value=10.0,
        format="%.4f", help="serialized API-server time per request before it can be scheduled")
     st.header("Speculative decoding")
     drafter = _w("selectbox", "Drafter", "spec_drafter", options=DRAFTERS)
