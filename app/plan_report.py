@@ -24,6 +24,10 @@ def _num(x: float, fmt: str) -> str:
 def outcome_row(o: Outcome) -> list[str]:
     status = o.status.replace("_", " ") + (" *" if o.pareto else "")
     cap = f"{o.capacity_per_s:.3g} req/s" if math.isfinite(o.capacity_per_s) else "-"
+    if math.isfinite(o.capacity_per_s) and o.capacity_below_per_s > o.capacity_per_s * 1.25:
+        # the search stopped once the replica count was known: show the bracket, not a false precision
+        top = f"{o.capacity_below_per_s:.3g}" if math.isfinite(o.capacity_below_per_s) else "inf"
+        cap = f"{o.capacity_per_s:.3g}-{top} req/s"
     ttft = f"{o.p99_ttft_s:.3g} s" if math.isfinite(o.p99_ttft_s) else "-"
     tpot = f"{o.p99_tpot_s * 1e3:.3g} ms" if math.isfinite(o.p99_tpot_s) else "-"
     return [str(o.rank) if o.rank else "", o.candidate.label, status, cap, str(o.replicas or "-"),

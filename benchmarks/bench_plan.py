@@ -1,11 +1,13 @@
 """Planner speed: a plan over >= 200 candidate configurations with a 2,000-request workload on a local process
-pool (cold cache), then the identical plan again (warm cache); prints wall times, simulations and cache hits."""
+pool (cold cache), then the identical plan again (warm cache); prints wall and CPU times (this process plus its
+worker processes), the load average around each run, simulations and cache hits."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -28,18 +30,24 @@ def spec(num_requests: int, exhaustive: bool) -> PlanSpec:
 
 def run(s: PlanSpec, cache_dir: Path, workers: int | None) -> dict:
     ex = make_executor(None, workers)
-    t = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t, c = time.perf_counter(), time.process_time()
     try:
         r = plan(s, ex, PointCache(cache_dir))
     finally:
-        ex.close()
+        ex.close()  # joins the pool's workers, so their CPU time is in RUSAGE_CHILDREN below
     wall = time.perf_counter() - t
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() - c + (kids.ru_utime - kids0.ru_utime) + (kids.ru_stime - kids0.ru_stime)
     w = r.winner
-    return {"wall_s": round(wall, 1), "candidates": r.stats.candidates, "simulated_candidates":
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_avg_1min": [round(load0, 2),
+            round(os.getloadavg()[0], 2)], "candidates": r.stats.candidates, "simulated_candidates":
             r.stats.simulated_candidates, "simulations": r.stats.simulations, "cache_hits": r.stats.cache_hits,
             "rounds": r.stats.rounds, "sim_cpu_s": round(r.stats.sim_wall_s, 1), "workers": r.stats.workers,
             "by_status": r.stats.by_status,
-            "winner": f"{w.replicas} x {w.candidate.label} ${w.usd_per_hour:.2f}/h" if w else None}
+            "winner": f"{w.replicas} x {w.candidate.label} ${w.usd_per_hour:.2f}/h, capacity {w.capacity_per_s:.4g} req/s"
+            if w else None}
 
 
 def main() -> int:

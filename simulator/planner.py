@@ -391,6 +391,7 @@ class Bounds:
     ttft_lb_s: float = math.nan
     tpot_lb_s: float = math.nan
     max_kv_tokens: int = 0
+    capacity_est: float = math.nan  # steady-state throughput bound (req/s): where the search starts
 
 
 def analytical_bounds(spec: PlanSpec, cand: Candidate, ts: TraceStats) -> Bounds:
@@ -464,8 +465,27 @@ def analytical_bounds(spec: PlanSpec, cand: Candidate, ts: TraceStats) -> Bounds
     pf = cost.step_seconds(BatchShape(prefill_tokens=per_seq * seqs, prefill_seqs=seqs,
                                       prefill_attn_pairs=seqs * causal_pairs(per_seq, 0)))
     prefill_s_per_token = pf / (per_seq * seqs) / lanes
-    ub = 1.0 / max(ts.mean_output * decode_s_per_token, ts.mean_input * prefill_s_per_token)
-    return Bounds(None, "", ub, ttft_lb, tpot_lb, mem.max_kv_tokens)
+    decode_s = max(0.0, ts.mean_output - 1) * decode_s_per_token  # the first output token comes from prefill
+    prefill_s = ts.mean_input * prefill_s_per_token
+    per_request_s = max(decode_s, prefill_s)
+    if cand.speculative is None:  # (speculation changes tokens per step; keep the plain bound there)
+        if cand.scheduler in ("vllm", "sjf"):
+            # an iteration is prefills only or decodes only, so a request's two costs add up
+            per_request_s = decode_s + prefill_s
+        elif cand.scheduler in ("sarathi", "orca"):
+            # mixed iterations of at most `budget` tokens; every prompt and decode token takes a slot, and no
+            # token of an iteration costs less than a prompt token of a full budget with no attention context
+            budget = min(spec.chunk_size, chunk) if cand.scheduler == "sarathi" else chunk
+            full = cost.step_seconds(BatchShape(prefill_tokens=budget, prefill_seqs=1, prefill_attn_pairs=0))
+            per_request_s = max(per_request_s, (ts.mean_input + max(0.0, ts.mean_output - 1)) * full / budget
+                                / lanes)
+    est = 1.0 / per_request_s
+    # A finite run is feasible while its backlog at the last arrival stays small (saturation: more than
+    # max(20, 5%) of the requests waiting) plus what runs: n - backlog requests must complete within the
+    # arrival window n / rate, so rate <= est x n / (n - backlog). A run that fits in one batch has no bound.
+    backlog = cand.max_batch * lanes + max(20.0, 0.05 * spec.num_requests)
+    ub = est * spec.num_requests / (spec.num_requests - backlog) if spec.num_requests > backlog else math.inf
+    return Bounds(None, "", ub, ttft_lb, tpot_lb, mem.max_kv_tokens, est)
 
 
 # ---- results -----------------------------------------------------------------------------------------------
@@ -492,7 +512,11 @@ class Outcome:
     status: Status
     reason: str = ""
     capacity_ub: float = math.nan
-    capacity_per_s: float = math.nan  # highest feasible grid rate (next grid rate up fails)
+    capacity_per_s: float = math.nan  # highest feasible grid rate found (a rate this replica is proven to sustain)
+    # lowest grid rate found infeasible (inf: none): the capacity lies in [capacity_per_s, capacity_below_per_s).
+    # = capacity x (1 + tolerance) for the winner and with --exhaustive; other feasible candidates stop once the
+    # replica count is known, so theirs can be a few grid steps wider.
+    capacity_below_per_s: float = math.nan
     replicas: int = 0
     gpus: int = 0
     usd_per_hour: float = math.nan
@@ -509,7 +533,8 @@ class Outcome:
     objective_lb: float = math.nan  # pruned candidates: objective lower bound when pruned
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("status", "reason", "capacity_ub", "capacity_per_s", "replicas", "gpus",
+        d = {k: getattr(self, k) for k in ("status", "reason", "capacity_ub", "capacity_per_s",
+                                           "capacity_below_per_s", "replicas", "gpus",
                                            "usd_per_hour", "usd_per_million_tokens", "j_per_token",
                                            "load_per_replica_s", "p99_ttft_s", "p99_tpot_s", "rank", "pareto",
                                            "objective_gap_pct", "slo_ratio", "objective_lb")}
@@ -565,48 +590,127 @@ class PlanResult:
 
 
 # ---- the search --------------------------------------------------------------------------------------------
+STEP_DOWN = math.log(2.5)  # no feasible rate yet and no incumbent: next try is rate / 2.5
+STEP_UP = math.log(2.0)  # feasible up to the top of the bracket: next try is rate x 2
+
+
+def replicas_at(spec: PlanSpec, k: int, tol: float) -> int:
+    """Replicas a deployment needs when one replica's capacity is grid rate k."""
+    return max(1, math.ceil(spec.rate_per_s / grid_rate(k, tol) - 1e-9))
+
+
+def index_for_replicas(spec: PlanSpec, n: int, tol: float) -> int:
+    """Smallest grid index whose rate needs at most n replicas (grid rate >= target / n): a candidate feasible
+    there needs <= n replicas, infeasible there needs > n. These are the only rates the replica count
+    depends on, so the count-phase search tests nothing else."""
+    k = grid_index(spec.rate_per_s / n, tol)
+    while replicas_at(spec, k, tol) > n:
+        k += 1
+    while replicas_at(spec, k - 1, tol) <= n:
+        k -= 1
+    return k
+
+
+def _key(spec: PlanSpec, cand: Candidate, n: int) -> tuple[float, float, str]:
+    """The ranking key of `cand` deployed as n replicas (objectives cost and gpus): lower is better; the same
+    order as the final ranking (objective, the other of cost/GPUs, label), so pruning on it is exact."""
+    gpus = n * cand.gpus
+    usd = gpus * load_hardware(cand.hardware).price_usd_per_hour
+    return (float(gpus), usd, cand.label) if spec.objective == "gpus" else (usd, float(gpus), cand.label)
+
+
+def _n_cap(spec: PlanSpec, cand: Candidate, inc: tuple[float, float, str]) -> int:
+    """Most replicas with which `cand` still ranks at or above the incumbent key (0: it cannot)."""
+    unit = cand.gpus * (1.0 if spec.objective == "gpus" else load_hardware(cand.hardware).price_usd_per_hour)
+    n = int(inc[0] / unit) + 1
+    while n >= 1 and _key(spec, cand, n) > inc:
+        n -= 1
+    return n
+
+
 @dataclass
 class _Search:
-    """Bisection state of one candidate over grid indices: `lo` feasible, `hi` infeasible (simulated or
-    by bound)."""
+    """Search state of one candidate over rate-grid indices: `lo` feasible, `hi` infeasible (simulated, or the
+    analytical bracket while `hi_by_bound`). Count phase: only the replica count ceil(target / capacity) is
+    sought, by testing the grid rates where it changes (`index_for_replicas`), and the search stops as soon as
+    no rate inside (lo, hi) can change it. Refine phase (`refine`: --exhaustive, and the winner at the end):
+    ordinary bisection until hi = lo + 1, i.e. the capacity to the tolerance."""
 
     cand: Candidate
     bounds: Bounds
     floor: int  # lowest grid index worth simulating
-    ub: int  # grid index of the upper bracket (bound x slack)
+    ub: int | None  # grid index of the upper bracket (bound x slack); None: no finite bound
     lo: int | None = None
     hi: int | None = None
     hi_by_bound: bool = True
     points: dict[int, Point] = field(default_factory=dict)
     done: bool = False
     pruned: bool = False
+    refine: bool = False
 
-    def next_index(self, tol: float) -> int | None:
+    def n_min(self, spec: PlanSpec, tol: float) -> int:
+        """Fewest replicas still possible: capacity < grid rate hi, so capacity <= grid rate hi - 1."""
+        return replicas_at(spec, self.hi - 1, tol) if self.hi is not None else 1
+
+    def n_est(self, spec: PlanSpec, tol: float) -> int:
+        """Best guess of the final count (search order): the proven count, else the analytical estimate."""
+        if self.lo is not None:
+            return replicas_at(spec, self.lo, tol)
+        k = grid_index(self.bounds.capacity_est * START_FRACTION, tol)
+        return max(self.n_min(spec, tol), replicas_at(spec, k, tol))
+
+    def next_index(self, spec: PlanSpec, tol: float, n_cap: int | None) -> int | None:
+        """The grid index to simulate next, or None (and `done`). `n_cap`: most replicas with which this
+        candidate can still win (None = no incumbent or no pruning): a candidate with no feasible rate yet is
+        tested right at that threshold, so one simulation either prunes it or makes it a contender."""
         if self.done:
             return None
         if self.lo is None:
-            if self.hi_by_bound:  # nothing simulated yet: start below the bound, where capacity usually is
-                start = grid_index(self.bounds.capacity_ub * START_FRACTION, tol)
-                return max(self.floor, min(start, self.ub))
-            assert self.hi is not None
-            if self.hi <= self.floor:  # infeasible even at the lowest rate worth having
+            if self.hi is not None and not self.hi_by_bound and self.hi <= self.floor:  # infeasible even at the lowest rate worth having
                 self.done = True
                 return None
-            return max(self.floor, self.hi - max(1, math.ceil(math.log(2.5) / math.log1p(tol))))  # rate / 2.5
-        if self.hi is not None and self.hi - self.lo <= 1:
-            if not self.hi_by_bound:
+            if n_cap is not None:
+                k = index_for_replicas(spec, n_cap, tol)
+            elif self.hi is None or self.hi_by_bound:  # nothing simulated: start below the throughput bound
+                k = index_for_replicas(spec, self.n_est(spec, tol), tol)
+            else:
+                down = max(1, math.ceil(STEP_DOWN / math.log1p(tol)))
+                k = index_for_replicas(spec, replicas_at(spec, self.hi - down, tol), tol)
+            return max(self.floor, k if self.hi is None else min(k, self.hi - 1))
+        if self.refine:
+            if self.hi is None:
+                return self.lo + max(1, math.ceil(STEP_UP / math.log1p(tol)))
+            if self.hi - self.lo <= 1:
+                if self.hi_by_bound:  # the bracket's top is the bound's, never simulated: test it
+                    return self.hi
                 self.done = True
                 return None
-            self.hi, self.hi_by_bound = None, False  # feasible up to the bound's bracket: it was no bound
+            return (self.lo + self.hi) // 2
+        n_hi = replicas_at(spec, self.lo, tol)
+        if n_hi == 1:  # one replica is enough: no higher capacity changes the count
+            self.done = True
+            return None
         if self.hi is None:
-            return self.lo + max(1, math.ceil(math.log(2) / math.log1p(tol)))  # rate x 2
-        return (self.lo + self.hi) // 2
+            n = n_hi // 2
+        else:
+            n_lo = replicas_at(spec, self.hi - 1, tol)
+            if n_lo == n_hi:  # no rate inside (lo, hi) changes the count
+                if self.hi_by_bound:
+                    return self.hi
+                self.done = True
+                return None
+            n = (n_lo + n_hi) // 2
+        if n_cap is not None:
+            n = min(n, n_cap)
+        return index_for_replicas(spec, n, tol)
 
     def record(self, k: int, p: Point) -> None:
-        # Proposals always lie strictly inside (lo, hi), so the bracket stays ordered.
+        # Proposals lie inside (lo, hi), or at hi while that is only the bound's bracket.
         self.points[k] = p
         if p.feasible:
             self.lo = k if self.lo is None else max(self.lo, k)
+            if self.hi is not None and self.hi <= self.lo:  # feasible at the bound's bracket: it was no bound
+                self.hi, self.hi_by_bound = None, False
         else:
             self.hi = k if (self.hi is None or self.hi_by_bound) else min(self.hi, k)
             self.hi_by_bound = False
@@ -677,19 +781,22 @@ def _deployment(spec: PlanSpec, cand: Candidate, capacity: float) -> tuple[int, 
 
 
 def _lower_bound(spec: PlanSpec, s: _Search, tol: float) -> float:
-    """Objective lower bound of a candidate still in the search: capacity < rate of its `hi` bracket."""
-    cap = grid_rate(s.hi, tol) if s.hi is not None else math.inf
-    reps, usd = _deployment(spec, s.cand, cap)
-    return float(reps * s.cand.gpus) if spec.objective == "gpus" else usd
+    """Objective lower bound of a candidate still in the search: capacity <= grid rate hi - 1."""
+    return _key(spec, s.cand, s.n_min(spec, tol))[0]
 
 
-def _upper_bound(spec: PlanSpec, s: _Search, tol: float) -> float:
-    if s.lo is None:
-        return math.inf
-    reps, usd = _deployment(spec, s.cand, grid_rate(s.lo, tol))
-    if spec.max_gpus is not None and reps * s.cand.gpus > spec.max_gpus:
-        return math.inf
-    return float(reps * s.cand.gpus) if spec.objective == "gpus" else usd
+def _incumbent(spec: PlanSpec, searches: list[_Search], tol: float) -> tuple[float, float, str] | None:
+    """The best ranking key among candidates with a feasible rate (an upper bound of the winner's key)."""
+    best = None
+    for s in searches:
+        if s.lo is None or s.pruned:
+            continue
+        n = replicas_at(spec, s.lo, tol)
+        if spec.max_gpus is not None and n * s.cand.gpus > spec.max_gpus:
+            continue
+        k = _key(spec, s.cand, n)
+        best = k if best is None or k < best else best
+    return best
 
 
 ProgressFn = Callable[[int, int], None]
@@ -762,27 +869,48 @@ def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: Prog
             outcomes[c] = Outcome(c, b.status, b.reason, capacity_ub=b.capacity_ub, slo_ratio=ratio)
             done_count += 1
             continue
-        ub = grid_index(b.capacity_ub * BOUND_SLACK, tol)
-        searches.append(_Search(c, b, grid_index(floor_rate, tol), ub, hi=ub + 1))
+        if math.isfinite(b.capacity_ub):
+            ub = grid_index(b.capacity_ub * BOUND_SLACK, tol)
+            searches.append(_Search(c, b, grid_index(floor_rate, tol), ub, hi=ub + 1))
+        else:  # no bound: the search brackets the capacity by simulation alone
+            searches.append(_Search(c, b, grid_index(floor_rate, tol), None, hi=None, hi_by_bound=False))
     tick()
     stats.simulated_candidates = len(searches)
 
-    # Round by round: every live search proposes one rate; all run at once; then bounds prune.
+    # Round by round: up to candidates_per_round live searches each propose one rate; all run at once; then the
+    # incumbent (best key among feasible rates) prunes every search whose lower bound ranks below it.
+    prune = not spec.exhaustive and spec.objective in ("cost", "gpus")
+    if spec.exhaustive:
+        for s in searches:
+            s.refine = True
+
+    def run_round(proposals: list[tuple[_Search, int]], extra: list[SimConfig] = ()) -> list[dict[str, Any]]:
+        stats.rounds += 1
+        configs = [point_config(spec, s.cand, grid_rate(k, tol), native) for s, k in proposals]
+        values = runner.run(configs + list(extra))
+        for (s, k), value in zip(proposals, values, strict=False):
+            s.record(k, _point(spec, grid_rate(k, tol), value))
+        return values[len(proposals):]
+
     while True:
-        live = [s for s in searches if not s.done and not s.pruned]
-        if not spec.exhaustive and spec.objective in ("cost", "gpus"):
-            best = min((_upper_bound(spec, s, tol) for s in searches if not s.pruned), default=math.inf)
-            for s in live:
-                if _lower_bound(spec, s, tol) > best * (1 + 1e-9):
-                    s.pruned = True
-        # Best first: advance the searches with the lowest objective lower bound, a fixed number per round (not
-        # tied to the worker count, so any executor takes the same path); a cheap incumbent found early prunes
-        # the expensive candidates before they cost a single simulation.
-        proposals: list[tuple[_Search, int]] = []
-        for s in sorted(live, key=lambda s: (_lower_bound(spec, s, tol), s.cand.label)):
-            if s.pruned or len(proposals) >= spec.candidates_per_round:
+        inc = _incumbent(spec, searches, tol) if prune else None
+        caps: dict[int, int | None] = {}
+        for s in searches:
+            if s.done or s.pruned:
                 continue
-            k = s.next_index(tol)
+            caps[id(s)] = _n_cap(spec, s.cand, inc) if inc is not None else None
+            if inc is not None and caps[id(s)] < s.n_min(spec, tol):
+                s.pruned = True
+        live = [s for s in searches if not s.done and not s.pruned]
+        # Best first: the searches whose estimated deployment ranks best go first, a fixed number per round (not
+        # tied to the worker count, so any executor takes the same path); the incumbent they produce prunes the
+        # rest, most of them before or after a single simulation at their threshold rate.
+        proposals: list[tuple[_Search, int]] = []
+        for s in sorted(live, key=lambda s: (_key(spec, s.cand, s.n_est(spec, tol)),
+                                             _key(spec, s.cand, s.n_min(spec, tol)))):
+            if len(proposals) >= spec.candidates_per_round:
+                break
+            k = s.next_index(spec, tol, caps[id(s)])
             if k is not None:
                 proposals.append((s, k))
         n_done = len(cands) - len(searches) + sum(1 for s in searches if s.done or s.pruned)
@@ -790,11 +918,9 @@ def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: Prog
             done_count = n_done
             tick()
         if not proposals:
+            assert all(s.done or s.pruned for s in searches)
             break
-        stats.rounds += 1
-        configs = [point_config(spec, s.cand, grid_rate(k, tol), native) for s, k in proposals]
-        for (s, k), value in zip(proposals, runner.run(configs), strict=True):
-            s.record(k, _point(spec, grid_rate(k, tol), value))
+        run_round(proposals)
 
     # Feasible candidates: replicas, cost, then one run of one replica at the deployment's per-replica load.
     feasible: list[tuple[_Search, int, float]] = []
@@ -822,10 +948,35 @@ def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: Prog
                                   points=pts)
             continue
         feasible.append((s, reps, usd))
+
+    # The winner's capacity to the tolerance (count-phase searches stop once the count is known): its first
+    # refinement step, the per-replica load runs and the routed deployment run go out in one round.
+    def winner_of(items: list[tuple[_Search, int, float]]) -> tuple[_Search, int] | None:
+        if not items:
+            return None
+        s, reps, _ = min(items, key=lambda t: _key(spec, t[0].cand, t[1]))
+        return s, reps
+
+    def refine_step(ws: _Search | None) -> list[tuple[_Search, int]]:
+        if ws is None:
+            return []
+        ws.refine, ws.done = True, False
+        k = ws.next_index(spec, tol, None)
+        return [] if k is None else [(ws, k)]
+
+    early = winner_of(feasible) if spec.objective != "energy" else None
     load_cfgs = [point_config(spec, s.cand, spec.rate_per_s / reps, native) for s, reps, _ in feasible]
-    if load_cfgs:
-        stats.rounds += 1
-    for (s, reps, usd), value in zip(feasible, runner.run(load_cfgs), strict=True):
+    verify_cfgs = []
+    if early is not None and spec.verify_winner:
+        verify_cfgs = [point_config(spec, early[0].cand, spec.rate_per_s, native, count=early[1], with_slo=True)]
+    winner_metrics = None
+    step = refine_step(early[0] if early else None)
+    if load_cfgs or step:
+        extra = run_round(step, load_cfgs + verify_cfgs)
+        loads, winner_metrics = extra[:len(load_cfgs)], (extra[-1]["summary"] if verify_cfgs else None)
+    else:
+        loads = []
+    for (s, reps, usd), value in zip(feasible, loads, strict=True):
         c = s.cand
         summ = value["summary"]
         out_rate = spec.rate_per_s * ts.mean_output  # output tokens/s of the deployment
@@ -833,16 +984,33 @@ def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: Prog
             c, "feasible", "", capacity_ub=s.bounds.capacity_ub, capacity_per_s=grid_rate(s.lo, tol),  # type: ignore[arg-type]
             replicas=reps, gpus=reps * c.gpus, usd_per_hour=usd, usd_per_million_tokens=usd / 3600 / out_rate * 1e6,
             j_per_token=float(summ["energy_per_output_token_j"]), load_per_replica_s=spec.rate_per_s / reps,
-            p99_ttft_s=float(summ["ttft_s"]["p99"]), p99_tpot_s=float(summ["tpot_s"]["p99"]),
-            points=tuple(s.points[k] for k in sorted(s.points)))
+            p99_ttft_s=float(summ["ttft_s"]["p99"]), p99_tpot_s=float(summ["tpot_s"]["p99"]))
 
     ranked = _rank(spec, [outcomes[c] for c in cands])
-    winner_metrics = None
-    if spec.verify_winner and ranked and ranked[0].status == "feasible":
-        w = ranked[0]
-        cfg = point_config(spec, w.candidate, spec.rate_per_s, native, count=w.replicas, with_slo=True)
-        stats.rounds += 1
-        winner_metrics = runner.run([cfg])[0]["summary"]
+    ws = early[0] if early else None
+    if ws is None and ranked and ranked[0].status == "feasible":  # objective energy: ranked by the load runs
+        ws = next(s for s in searches if s.cand == ranked[0].candidate)
+        step = refine_step(ws)
+        if spec.verify_winner:
+            verify_cfgs = [point_config(spec, ws.cand, spec.rate_per_s, native, count=ranked[0].replicas,
+                                        with_slo=True)]
+            winner_metrics = run_round(step, verify_cfgs)[0]["summary"]
+        elif step:
+            run_round(step)
+    while ws is not None and (step := refine_step(ws)):
+        run_round(step)
+    # Points, capacity and the bracket's top for the table (the winner's capacity may just have been refined).
+    final: dict[Candidate, Outcome] = {}
+    for s in searches:
+        o = outcomes[s.cand]
+        if o.status in ("feasible", "over_budget"):
+            o = replace(o, capacity_per_s=grid_rate(s.lo, tol),  # type: ignore[arg-type]
+                        capacity_below_per_s=grid_rate(s.hi, tol) if s.hi is not None and not s.hi_by_bound
+                        else math.inf)
+        final[s.cand] = replace(o, points=tuple(s.points[k] for k in sorted(s.points)))
+    ranked = [replace(o, points=final[o.candidate].points, capacity_per_s=final[o.candidate].capacity_per_s,
+                      capacity_below_per_s=final[o.candidate].capacity_below_per_s)
+              if o.candidate in final else o for o in ranked]
     by: dict[str, int] = {}
     for o in ranked:
         by[o.status] = by.get(o.status, 0) + 1
@@ -872,7 +1040,11 @@ def _rank(spec: PlanSpec, outs: list[Outcome]) -> list[Outcome]:
     for o in rest:
         if o.status == "pruned" and w is not None:
             lb = o.objective_lb
-            if spec.objective == "cost":
+            if lb <= (w.usd_per_hour if spec.objective == "cost" else w.gpus) * (1 + 1e-9):
+                o = replace(o, objective_gap_pct=0.0, reason=(
+                    "at best ties the winner's " + ("cost" if spec.objective == "cost" else "GPU count")
+                    + " and ranks below it on the tie-break (GPUs/cost, then name); search stopped there"))
+            elif spec.objective == "cost":
                 g = 100 * (lb / w.usd_per_hour - 1)
                 o = replace(o, objective_gap_pct=g, reason=(
                     f"at least {g:.0f}% more expensive than the winner (${lb:.2f}/h or more) even at the capacity "

@@ -15,14 +15,18 @@ from simulator.planner import (
     PlannerError,
     PlanResult,
     PlanSpec,
+    ProcessExecutor,
     SerialExecutor,
     _point,
+    analytical_bounds,
     candidates,
     evaluate_point,
     grid_index,
     grid_rate,
+    index_for_replicas,
     plan,
     point_config,
+    replicas_at,
     resolve,
 )
 from simulator.workload import NamedWorkload
@@ -190,3 +194,87 @@ def test_bad_speculative_json_is_rejected() -> None:
     with pytest.raises(ValueError, match="not a JSON object"):
         _spec(speculative=("{k: 4",))
     assert math.isfinite(grid_rate(-40, 0.05))
+
+
+def test_index_for_replicas_is_where_the_count_changes() -> None:
+    spec = _spec()
+    for n in (1, 2, 3, 7, 40):
+        k = index_for_replicas(spec, n, 0.05)
+        assert replicas_at(spec, k, 0.05) <= n < replicas_at(spec, k - 1, 0.05)
+        assert grid_rate(k, 0.05) >= spec.rate_per_s / n * (1 - 1e-9) > grid_rate(k - 1, 0.05)
+
+
+def _wider_spec(**kw: object) -> PlanSpec:
+    return _spec(hardware=("h100-sxm", "l40s", "a100-sxm-80gb"), tp=(1, 2, 4), weight_dtypes=("bf16", "fp8"),
+                 schedulers=("vllm", "sarathi"), **kw)
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> tuple[PlanResult, PlanResult]:
+    """The same 36-candidate plan searched exhaustively and by branch and bound (separate caches)."""
+    exh = plan(_wider_spec(exhaustive=True), SerialExecutor(), PointCache(tmp_path_factory.mktemp("exh")))
+    bb = plan(_wider_spec(), SerialExecutor(), PointCache(tmp_path_factory.mktemp("bb")))
+    return exh, bb
+
+
+def test_branch_and_bound_gives_the_exhaustive_answer(wide: tuple[PlanResult, PlanResult]) -> None:
+    exh, bb = wide
+    assert exh.winner is not None and bb.winner is not None
+    assert bb.winner.candidate == exh.winner.candidate
+    assert (bb.winner.replicas, bb.winner.gpus, bb.winner.usd_per_hour) == (
+        exh.winner.replicas, exh.winner.gpus, exh.winner.usd_per_hour)
+    # the winner's capacity is refined to the tolerance: the same grid rate, or one step off where the
+    # simulated feasibility is not monotone in the rate
+    tol = bb.spec.tolerance
+    assert abs(math.log(bb.winner.capacity_per_s / exh.winner.capacity_per_s)) <= math.log1p(tol) + 1e-9
+    assert bb.winner.capacity_below_per_s == pytest.approx(bb.winner.capacity_per_s * (1 + tol))
+    # every other candidate B&B kept is feasible there too, with the exhaustive replica count and a
+    # capacity bracket that holds the exhaustive capacity
+    by = {o.candidate: o for o in exh.outcomes}
+    for o in bb.feasible:
+        e = by[o.candidate]
+        assert e.status == "feasible" and o.replicas == e.replicas and o.usd_per_hour == e.usd_per_hour
+        assert o.capacity_per_s <= e.capacity_per_s * (1 + tol) and e.capacity_per_s < o.capacity_below_per_s
+    # pruned candidates really were no better than the winner
+    for o in bb.outcomes:
+        if o.status == "pruned" and by[o.candidate].status == "feasible":
+            assert by[o.candidate].usd_per_hour >= exh.winner.usd_per_hour
+    assert bb.stats.simulations < exh.stats.simulations / 3
+
+
+def test_count_phase_stops_once_the_replica_count_is_known(wide: tuple[PlanResult, PlanResult]) -> None:
+    _, bb = wide
+    spec, tol = bb.spec, bb.spec.tolerance
+    for o in bb.feasible:
+        k_lo = grid_index(o.capacity_per_s * (1 + 1e-9), tol)
+        if math.isfinite(o.capacity_below_per_s):
+            k_hi = grid_index(o.capacity_below_per_s * (1 + 1e-9), tol)
+            assert replicas_at(spec, k_lo, tol) == replicas_at(spec, k_hi - 1, tol) == o.replicas
+        else:
+            assert o.replicas == 1
+    pruned = [o for o in bb.outcomes if o.status == "pruned"]
+    assert pruned and sum(len(o.points) for o in pruned) <= 2 * len(pruned)  # most at most one threshold test
+
+
+def test_branch_and_bound_is_the_same_on_a_process_pool(wide: tuple[PlanResult, PlanResult], tmp_path) -> None:
+    _, bb = wide
+    ex = ProcessExecutor(2)
+    try:
+        pooled = plan(_wider_spec(), ex, PointCache(tmp_path))
+    finally:
+        ex.close()
+    assert pooled.stats.simulations == bb.stats.simulations and pooled.stats.rounds == bb.stats.rounds
+    assert _comparable(pooled) == _comparable(bb)
+
+
+def test_capacity_bound_accounts_for_a_finite_run() -> None:
+    """Short runs (all requests fit in one batch) have no throughput bound; long runs get a finite one a bit
+    above the steady-state throughput bound."""
+    spec, ts = resolve(_spec())
+    c = next(c for c in candidates(spec) if c.hardware == "h100-sxm" and c.tp == 1)
+    short = analytical_bounds(spec, c, ts)
+    assert short.status is None and short.capacity_ub == math.inf and math.isfinite(short.capacity_est)
+    spec2, ts2 = resolve(_spec(num_requests=2000))
+    long = analytical_bounds(spec2, c, ts2)
+    backlog = c.max_batch + 100
+    assert long.capacity_ub == pytest.approx(long.capacity_est * 2000 / (2000 - backlog))
