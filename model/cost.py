@@ -48,6 +48,9 @@ class Calibration(BaseModel):
     gemm_tile_n: int = Field(128, gt=0)
     gemm_k_half: float = Field(128.0, ge=0, description="k at which K-loop efficiency is 50%")
     gemm_splitk_min_k: int = Field(1024, gt=0, description="minimum K slice when split-K fills idle SMs")
+    gemm_gemv_max_m: int = Field(0, ge=0, description=(
+        "GEMMs with m at or below this run as a GEMV (no tile padding, no wave quantization: a weight stream); "
+        "numpy/OpenBLAS sends a 1-row matmul to sgemv and m >= 2 to sgemm; 0 = every GEMM is tiled"))
     gemm_mem_eff: float = Field(0.80, gt=0, le=1)
     gemm_overlap_loss: float = Field(0.0, ge=0, le=1, description=(
         "fraction of the shorter of compute and memory time not hidden under the longer one (GEMM only): "
@@ -195,12 +198,15 @@ def gemm_peak_efficiency(dtype: str, cal: Calibration) -> float:
 
 
 def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration) -> float:
-    """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`).
+    """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
+    (m <= gemm_gemv_max_m).
 
     Tile padding: a [m,n] output is computed in tile_m x tile_n tiles, so m=1 costs a whole tile row of
     MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when there are fewer
     tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them.
     """
+    if m <= cal.gemm_gemv_max_m:
+        return 1.0
     tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
     mt, nt = math.ceil(m / tm), math.ceil(n / tn)
     pad = (m * n) / (mt * tm * nt * tn)

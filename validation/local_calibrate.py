@@ -52,6 +52,10 @@ FP32 = QuantSpec(weight_dtype="fp32", activation_dtype="fp32", kv_dtype="fp32")
 #: about as much as one with a tile of rows: the cost model's tile padding (gemm_tile_m) is what captures it.
 TILE_M_CANDIDATES: tuple[int, ...] = (8, 16, 32, 48, 64, 96, 128, 192)
 QUICK_TILE_M_CANDIDATES: tuple[int, ...] = (16, 32, 64, 96)
+#: numpy's matmul hands a 1-row operand to BLAS sgemv (numpy/_core/src/umath/matmul.c.src: the vector @ matrix
+#: case), which streams the weights at memory speed; m >= 2 goes to sgemm, which packs B on every call: on this
+#: machine a (1, 4096) @ (4096, 4096) fp32 matmul takes 11 ms and m = 2 ... 16 take 40-53 ms. Not fitted.
+GEMV_MAX_M = 1
 
 Progress = Callable[[str], None]
 
@@ -469,7 +473,7 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
         rows = [replace(r, hardware=str(hw_path)) for r in meas.rows]
         for tm in tiles:
             base = Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64,
-                               step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
+                               gemm_gemv_max_m=GEMV_MAX_M, step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
             res = _calibrate_rows(rows, base, folds=folds, seed=seed, name=name)
             score = res.held_out_overall.median_abs_pct_err if folds else res.in_sample_overall.median_abs_pct_err
             scores[tm] = round(float(score), 2)

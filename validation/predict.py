@@ -284,7 +284,7 @@ _GEMM_DTYPE_CODE = {"fp8": 1, "fp8_block": 2, "int8": 3}
 class FeatureTable:
     """Per-row constants of kernel_cost so that predicted seconds for any Calibration is a few numpy ops.
 
-    Integer GEMM tiling fields (gemm_tile_m, gemm_tile_n, gemm_splitk_min_k) are frozen into `gemm_shape_eff`
+    Integer GEMM tiling fields (gemm_tile_m, gemm_tile_n, gemm_splitk_min_k, gemm_gemv_max_m) are frozen into `gemm_shape_eff`
     (pad x wave), so `seconds(cal)` is exact only for a cal with the same integer fields as `tiling`.
     """
 
@@ -308,7 +308,7 @@ class FeatureTable:
     comm_b2: np.ndarray  # link seconds at 100% efficiency, two-shot / ring / generic
     comm_b1: np.ndarray  # link seconds at 100% efficiency, one-shot
     comm_bytes: np.ndarray
-    tiling: tuple[int, int, int]
+    tiling: tuple[int, int, int, int]
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -320,9 +320,9 @@ class FeatureTable:
 
     def seconds(self, cal: Calibration) -> np.ndarray:
         """kernel_cost(k, hw, cal).seconds for every row (tested equal)."""
-        if (cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k) != self.tiling:
+        if _tiling(cal) != self.tiling:
             raise ValueError(f"FeatureTable built for tiling {self.tiling}; calibration {cal.name!r} has "
-                             f"{(cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k)}")
+                             f"{_tiling(cal)}")
         p = {f: getattr(cal, f) for f in FIT_FIELDS}
         return self.seconds_params(p)
 
@@ -359,6 +359,11 @@ class FeatureTable:
         nccl = p["nccl_latency_s"] + self.comm_a2 + self.comm_b2 / p["nccl_bw_eff"]
         # kind 7: a collective that moves nothing (all-reduce over 1 GPU or 0 bytes) is free (allreduce_seconds)
         return np.where(kind == 7, 0.0, np.where(kind == 4, custom, np.where(kind == 5, nccl, body)))
+
+
+def _tiling(cal: Calibration) -> tuple[int, int, int, int]:
+    """The integer GEMM fields frozen into FeatureTable.gemm_shape_eff."""
+    return cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k, cal.gemm_gemv_max_m
 
 
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
@@ -415,7 +420,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             cols["attn_par"][i] = decode_parallelism(k.n, k.k)
             cols["attn_seqs"][i] = k.n
     return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8,
-                        tiling=(cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k), **cols)
+                        tiling=_tiling(cal), **cols)
 
 
 # ------------------------------------------------------------------------------------- whole tables

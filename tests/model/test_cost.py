@@ -286,3 +286,17 @@ def test_decode_compute_efficiency_is_its_own_field_and_inherits_prefill() -> No
 
     cal = Calibration(attn_prefill_eff=0.5, attn_prefill_eff_fp8=0.4, attn_decode_eff=0.25)
     assert decode_compute_efficiency("fp8", cal) == pytest.approx(0.2) and decode_compute_efficiency("bf16", cal) == 0.25
+
+
+def test_gemv_regime_has_no_tile_padding() -> None:
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    from model.cost import gemm_shape_efficiency
+
+    tiled, gemv = Calibration(), Calibration(gemm_gemv_max_m=1)
+    assert gemm_shape_efficiency(1, 4096, 4096, 132, gemv) == 1.0
+    assert gemm_shape_efficiency(1, 4096, 4096, 132, tiled) < 1 / 64  # one row of a 64-row tile
+    assert gemm_shape_efficiency(2, 4096, 4096, 132, gemv) == gemm_shape_efficiency(2, 4096, 4096, 132, tiled)
+    cpu = H100.model_copy(update={"compute": H100.compute.model_copy(update={"num_units": 2})})
+    g = gemm("gemv", 1, 4096, 4096, ctx, count=1)
+    # a GEMV streams the weights: memory-bound at gemm_mem_eff (2 units would otherwise make the padded tile bind)
+    assert kernel_cost(g, cpu, gemv).seconds == pytest.approx(g.bytes / (3.35e12 * 0.8) + 2.5e-6, rel=1e-12)
