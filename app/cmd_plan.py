@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--speculative", action="append", metavar="JSON",
                    help="a ReplicaGroup `speculative` setting as a JSON object, or 'none'; repeat for several")
     c.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    c.add_argument("--exhaustive", action="store_true", help="simulate every candidate (no cost-bound pruning)")
+    c.add_argument("--exhaustive", action="store_true",
+                   help="simulate every candidate and refine every capacity to the tolerance (no cost-bound pruning)")
     e = p.add_argument_group("execution")
     e.add_argument("--dask-scheduler", metavar="tcp://HOST:PORT", help="run the simulations on this Dask cluster")
     e.add_argument("--workers", type=int, help="local worker processes (default: all cores; 1 = in-process)")
