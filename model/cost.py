@@ -61,6 +61,14 @@ class Calibration(BaseModel):
     attn_prefill_eff_fp8: float = Field(0.55, gt=0, le=1)
     attn_prefill_s_half: float = Field(256.0, ge=0)
     attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one prefill attention call")
+    attn_prefill_tile: float = Field(0.0, ge=0, description=(
+        "key-tile width of the prefill kernel: tiles on the causal diagonal (and on a sliding window's trailing "
+        "edge) are computed whole, so each edge adds min(tile, s)/2 scores per query (FlashAttention tiles are "
+        "64-176 keys); 0 = exact causal/window pair counts"))
+    attn_softmax_flops: float = Field(0.0, ge=0, description=(
+        "softmax work per attention score in prefill, in tensor-FLOP equivalents (exp/max/sum run on the much "
+        "slower SFU/FMA units: FlashAttention-3, arXiv 2407.08608, sec. 3); makes small head dims less efficient "
+        "per FLOP; 0 = matmul FLOPs only"))
     attn_decode_mem_eff: float = Field(0.70, gt=0, le=1)
     attn_decode_eff: float = Field(0.55, gt=0, le=1, description=(
         "fraction of tensor peak of decode attention's math (default: attn_prefill_eff). TRT-LLM's decode kernels "
@@ -295,6 +303,26 @@ def decode_parallelism(seqs: float, kv_heads: float) -> float:
     return seqs * max(1.0, kv_heads)
 
 
+def prefill_score_terms(scores: float, heads: int, window: int, t: float, seqs: float) -> tuple[float, float]:
+    """(scores, edge) of a prefill attention call: effective scores = scores + edge x min(tile, s)/2 with s the
+    mean new tokens per sequence; edge = heads x tokens x edges, edges = 1 (causal diagonal) + 1 (the window's
+    trailing edge, when the chunk is longer than the window)."""
+    s = t / max(1.0, seqs)
+    edges = 2.0 if window and s > window else 1.0
+    return scores, heads * t * edges
+
+
+def prefill_attention_flops(k: Kernel, cal: Calibration) -> float:
+    """Tensor-FLOP equivalents of a prefill attention call: matmul FLOPs of the scores including the tile padding
+    at causal/window edges, plus the softmax per score (attn_prefill_tile, attn_softmax_flops; both 0 = k.flops)."""
+    if not k.scores or not (cal.attn_prefill_tile or cal.attn_softmax_flops):
+        return k.flops
+    scores, edge = prefill_score_terms(k.scores, k.heads, k.window, k.m, k.n)
+    s = k.m / max(1, k.n)
+    eff_scores = scores + edge * min(cal.attn_prefill_tile, s) / 2.0
+    return eff_scores * (k.flops / scores + cal.attn_softmax_flops)
+
+
 def decode_compute_efficiency(dtype: str, cal: Calibration) -> float:
     """Decode attention's fraction of tensor peak: attn_decode_eff (16-bit); fp8 scales attn_prefill_eff_fp8 by
     the same decode/prefill ratio (so a profile without attn_decode_eff keeps attn_prefill_eff[_fp8])."""
@@ -311,6 +339,7 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
     bw = hw.memory.bandwidth_bytes_per_s
     units = hw.compute.num_units
     overlap = seq_floor = 0.0
+    flops = k.flops
     if k.kind == "gemm":
         peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
         eff_c = gemm_compute_efficiency(k.m, k.n, k.k, units, cal, k.dtype)
@@ -324,6 +353,7 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
         eff_c = eff * s / (s + cal.attn_prefill_s_half)
         eff_m = cal.gemm_mem_eff
         overhead = cal.attn_prefill_overhead_s
+        flops = prefill_attention_flops(k, cal)
     elif k.kind == "attn_decode":
         peak = hw.peak(k.dtype)
         eff_c = decode_compute_efficiency(k.dtype, cal)
@@ -339,7 +369,7 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
         eff_c = cal.vector_eff
         eff_m = cal.elementwise_mem_eff
         overhead = cal.kernel_overhead_s
-    compute = k.flops / (peak * eff_c) if k.flops else 0.0
+    compute = flops / (peak * eff_c) if flops else 0.0
     if k.dequant_flops:
         compute += k.dequant_flops / (hw.peak("fp32") * cal.vector_eff)
     memory = k.bytes / (bw * eff_m)
@@ -464,7 +494,14 @@ class CostModel:
                 if windowed and m.sliding_window is not None:
                     ctx_read = min(ctx_read, shape.prefill_seqs * m.sliding_window)
                 s = t / max(1, shape.prefill_seqs)
-                comp = pf_flops * pairs / (peak * (pf_eff * s / (s + cal.attn_prefill_s_half)))
+                work = pf_flops * pairs
+                if pairs and (cal.attn_prefill_tile or cal.attn_softmax_flops):  # prefill_attention_flops
+                    scores, edge = prefill_score_terms(float(pairs) * c.heads, c.heads,
+                                                       (m.sliding_window or 0) if windowed else 0,
+                                                       t, max(1, shape.prefill_seqs))
+                    work = ((scores + edge * min(cal.attn_prefill_tile, s) / 2.0)
+                            * (pf_flops / c.heads + cal.attn_softmax_flops))
+                comp = work / (peak * (pf_eff * s / (s + cal.attn_prefill_s_half)))
                 mem = (t * pf_bytes_tok + ctx_read * ctx_bytes) / (bw * cal.gemm_mem_eff)
                 sec, jou = self._roofline_energy(comp, mem, cal.attn_prefill_overhead_s, layers)
                 seconds += sec

@@ -285,6 +285,9 @@ def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
                     m=t,
                     n=max(1, shape.prefill_seqs),
                     k=c.kv_heads,
+                    scores=float(pairs) * c.heads,
+                    heads=c.heads,
+                    window=(m.sliding_window or 0) if windowed else 0,
                 )
             )
         if shape.decode_seqs:

@@ -33,6 +33,11 @@ class Kernel:
     comm_bytes: float = 0.0
     comm_gpus: int = 1
     dequant_flops: float = 0.0  # extra vector work of weight-only or KV dequantization
+    # attention only: query-key scores (pairs x query heads on this GPU), query heads, sliding window (0 = full);
+    # what the cost model needs for per-score softmax work and tile padding at the causal/window edges
+    scores: float = 0.0
+    heads: int = 0
+    window: int = 0
 
     @property
     def bytes(self) -> float:

@@ -26,6 +26,7 @@ from model.cost import (
     decode_parallelism,
     gemm_shape_efficiency,
     kernel_cost,
+    prefill_score_terms,
 )
 from model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context
 from model.kernel import Kernel
@@ -303,6 +304,8 @@ class FeatureTable:
     attn_ctx: np.ndarray  # mean context per query token (decode)
     attn_par: np.ndarray  # decode work units: sequences x KV heads
     attn_seqs: np.ndarray  # decode sequences
+    attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
+    attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     comm_a2: np.ndarray  # latency seconds, two-shot / ring / generic (model.cost.comm_terms)
     comm_a1: np.ndarray  # latency seconds, one-shot
     comm_b2: np.ndarray  # link seconds at 100% efficiency, two-shot / ring / generic
@@ -344,7 +347,12 @@ class FeatureTable:
                 np.where(kind == 2, p["attn_decode_mem_eff"] * self.attn_ctx / (self.attn_ctx
                                                                                 + p["attn_decode_ctx_half"]) * par,
                          p["elementwise_mem_eff"]))
-            compute = np.where(self.flops > 0, self.flops / (self.peak * eff_c), 0.0)
+            flops = self.flops
+            if p["attn_prefill_tile"] or p["attn_softmax_flops"]:  # model.cost.prefill_attention_flops
+                work = ((self.attn_scores + self.attn_edge * np.minimum(p["attn_prefill_tile"], self.attn_s) / 2.0)
+                        * (self.flops / self.attn_scores + p["attn_softmax_flops"]))
+                flops = np.where((kind == 1) & (self.attn_scores > 0), work, flops)
+            compute = np.where(flops > 0, flops / (self.peak * eff_c), 0.0)
             compute = compute + np.where(self.dequant > 0, self.dequant / (self.fp32_peak * p["vector_eff"]), 0.0)
             memory = self.bytes / (self.bw * eff_m)
         overhead = np.choose(np.minimum(kind, 3), (p["gemm_overhead_s"], p["attn_prefill_overhead_s"],
@@ -370,13 +378,14 @@ def _tiling(cal: Calibration) -> tuple[int, int, int, int]:
 FIT_FIELDS: tuple[str, ...] = (
     "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff",
     "gemm_overlap_loss", "gemm_overhead_s", "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half",
-    "attn_prefill_overhead_s", "attn_decode_mem_eff", "attn_decode_eff", "attn_decode_ctx_half", "attn_decode_par_half",
-    "attn_decode_overhead_s", "attn_decode_seq_s", "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff",
-    "comm_latency_s", "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s",
+    "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_eff",
+    "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
+    "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff", "comm_latency_s",
+    "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s",
 )
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "attn_s", "attn_ctx",
-         "attn_par", "attn_seqs", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes")
+         "attn_par", "attn_seqs", "attn_scores", "attn_edge", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes")
 
 
 def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibration) -> FeatureTable:
@@ -415,6 +424,9 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)
+            if k.scores:
+                cols["attn_scores"][i], cols["attn_edge"][i] = prefill_score_terms(k.scores, k.heads, k.window,
+                                                                                   k.m, k.n)
         elif k.kind == "attn_decode":
             cols["attn_ctx"][i] = k.kv_read_bytes / max(1.0, k.kv_write_bytes)
             cols["attn_par"][i] = decode_parallelism(k.n, k.k)

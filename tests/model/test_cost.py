@@ -98,7 +98,7 @@ def test_fast_path_equals_full_breakdown(prefill: list[tuple[int, int]], decode:
     cal = None if len(decode) % 2 else Calibration(
         gemm_overhead_s=1e-6, attn_prefill_overhead_s=1.5e-5, attn_decode_overhead_s=1.1e-5,
         attn_decode_par_half=40.0, attn_decode_seq_s=3e-7, attn_prefill_eff_fp8=0.3, gemm_overlap_loss=0.2,
-        attn_decode_eff=0.05,
+        attn_decode_eff=0.05, attn_prefill_tile=96.0, attn_softmax_flops=150.0,
         comm_oneshot_max_bytes=1e6, comm_floor_s=5e-6)
     cm = CostModel(load_model(name), load_hardware("h200-sxm"), quant, calibration=cal)
     shape = BatchShape.build(prefill=prefill, decode_ctx=decode, window=cm.model.sliding_window)
@@ -300,3 +300,24 @@ def test_gemv_regime_has_no_tile_padding() -> None:
     g = gemm("gemv", 1, 4096, 4096, ctx, count=1)
     # a GEMV streams the weights: memory-bound at gemm_mem_eff (2 units would otherwise make the padded tile bind)
     assert kernel_cost(g, cpu, gemv).seconds == pytest.approx(g.bytes / (3.35e12 * 0.8) + 2.5e-6, rel=1e-12)
+
+
+def test_prefill_tile_padding_and_softmax_work_by_hand() -> None:
+    c = graph_context(LLAMA8, QuantSpec(), ParallelSpec())  # 32 heads of 128
+    from model.graph import attention_kernels
+
+    (k,) = attention_kernels(c, BatchShape.build(prefill=[(1024, 0)] * 2))
+    pairs = 2 * 1024 * 1025 / 2
+    assert (k.scores, k.heads, k.window) == (pairs * 32, 32, 0)
+    cal = Calibration(attn_prefill_tile=128.0, attn_softmax_flops=100.0, attn_prefill_overhead_s=0.0,
+                      attn_prefill_s_half=0.0)
+    # effective scores: exact + one causal edge of min(128, 1024)/2 keys per query per head
+    work = (pairs * 32 + 32 * 2048 * 64) * (4 * 128 + 100)
+    assert kernel_cost(k, H100, cal).compute_s == pytest.approx(work / (H100.peak("bf16") * 0.55), rel=1e-12)
+    gpt = load_model("gpt-oss-20b")  # sliding window 128: a chunk longer than the window pays a second edge
+    (_, swa) = attention_kernels(graph_context(gpt, QuantSpec(), ParallelSpec()),
+                                 BatchShape.build(prefill=[(1024, 0)], window=gpt.sliding_window))
+    assert swa.window == 128
+    from model.cost import prefill_score_terms
+
+    assert prefill_score_terms(swa.scores, swa.heads, swa.window, 1024, 1)[1] == swa.heads * 1024 * 2
