@@ -8,6 +8,7 @@ import csv
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, overload
 
 from hardware_specs.errors import InputError
 from validation.bench_table import BenchRow, BenchTable
@@ -38,6 +39,12 @@ def _rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[
     return header, out
 
 
+@overload
+def _f(r: dict, col: str, *, blank_ok: Literal[False] = ...) -> float: ...
+@overload
+def _f(r: dict, col: str, *, blank_ok: bool) -> float | None: ...
+
+
 def _f(r: dict, col: str, *, blank_ok: bool = False) -> float | None:
     v = (r.get(col) or "").strip()
     if v == "":
@@ -51,6 +58,12 @@ def _f(r: dict, col: str, *, blank_ok: bool = False) -> float | None:
     if not math.isfinite(x) or x < 0:
         raise _Skip(f"column {col!r}={v!r} must be a finite non-negative number")
     return x
+
+
+@overload
+def _i(r: dict, col: str, *, blank_ok: Literal[False] = ...) -> int: ...
+@overload
+def _i(r: dict, col: str, *, blank_ok: bool) -> int | None: ...
 
 
 def _i(r: dict, col: str, *, blank_ok: bool = False) -> int | None:
