@@ -82,8 +82,9 @@ def _html_table(rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def report_html(result: PlanResult, command: str = "") -> str:
-    """One page (plotly.js from its CDN, so the file stays small): summary, figure, winner metrics, the full ranked table."""
+def report_html(result: PlanResult, command: str = "", offline: bool = True) -> str:
+    """One page: summary, figure, winner metrics, the full ranked table. `offline` inlines plotly.js (~4.6 MB) so the
+    report opens without a network; offline=False loads it from its CDN (small files for the docs)."""
     s, st = result.spec, result.stats
     w = result.winner
     parts = [f"<h1>roofsim capacity plan: {html.escape(s.model)}</h1>"]
@@ -100,7 +101,7 @@ def report_html(result: PlanResult, command: str = "") -> str:
     parts.append(f"<p>{st.candidates} candidates, {st.simulated_candidates} simulated, {st.simulations} simulations "
                  f"run, {st.cache_hits} from cache, {st.wall_s:.1f} s wall on {st.workers} worker(s). "
                  "Latencies are at the deployment's per-replica load; * = on the Pareto front.</p>")
-    parts.append(pareto_figure(result).to_html(full_html=False, include_plotlyjs="cdn"))
+    parts.append(pareto_figure(result).to_html(full_html=False, include_plotlyjs=True if offline else "cdn"))
     if result.winner_metrics is not None:
         m = result.winner_metrics
         parts.append("<h2>Winning deployment, simulated at the target rate</h2><pre>" + html.escape(
@@ -130,9 +131,9 @@ def winner_summary_text(m: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(result: PlanResult, path: Path, command: str = "") -> None:
+def write_report(result: PlanResult, path: Path, command: str = "", offline: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(result, command), encoding="utf-8")
+    path.write_text(report_html(result, command, offline), encoding="utf-8")
 
 
 __all__ = ["HEADERS", "outcome_row", "pareto_figure", "report_html", "table_rows", "winner_summary_text",
