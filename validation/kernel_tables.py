@@ -488,10 +488,12 @@ def _vidur_attention(path: Path, hw: str) -> KernelTable:
             raise _RowError(f"field 'is_prefill'={r['is_prefill']!r} is not True/False")
         prefill = flag == "true"
         chunk = _int(r["prefill_chunk_size"], "prefill_chunk_size")
-        shape = {"batch": _int(r["batch_size"], "batch_size"), "seq_len": chunk if prefill else 1,
-                 "ctx_len": _int(r["kv_cache_size"], "kv_cache_size"), "num_heads": _div(nq, tp, "n_q_head / tp"),
-                 "num_kv_heads": _div(nkv, tp, "n_kv_head / tp"), "head_dim": _div(d, nq, "n_embd / n_q_head"),
-                 "tp": tp}
+        batch = _int(r["batch_size"], "batch_size")
+        seq_len = chunk if prefill else 1
+        ctx_len = _int(r["kv_cache_size"], "kv_cache_size")
+        num_heads = _div(nq, tp, "n_q_head / tp")
+        num_kv_heads = _div(nkv, tp, "n_kv_head / tp")
+        head_dim = _div(d, nq, "n_embd / n_q_head")
         main = "attn_prefill" if prefill else "attn_decode"
         out = []
         for name, op in ((main, main), ("attn_input_reshape", "attn_input_reshape"),
@@ -502,7 +504,9 @@ def _vidur_attention(path: Path, hw: str) -> KernelTable:
                 continue  # reshape not timed (0.0 ms) in this row: nothing measured to record
             out.append(KernelMeasurement("vidur", hw, "vidur", op, "fp16",
                                          f"{r.get('attention_backend')}; {r.get('profile_method')}",
-                                         _pos_float(raw, col) * _MS, **shape))
+                                         _pos_float(raw, col) * _MS, batch=batch, seq_len=seq_len,
+                                         ctx_len=ctx_len, num_heads=num_heads, num_kv_heads=num_kv_heads,
+                                         head_dim=head_dim, tp=tp))
         return out
 
     return _run_rows(recs, handler, {}, str(path), "line")

@@ -249,8 +249,12 @@ def _guidellm_one(path: Path, b: Any, bi: int) -> ServingLog:
         st = np.array(starts, dtype=np.float64)
         send = st - st.min()
         notes.append("send_s = request start_time relative to the earliest request of this benchmark")
-    args = b.get("args") if isinstance(b.get("args"), dict) else {}
-    strat = args.get("strategy") if isinstance(args.get("strategy"), dict) else {}
+    args = b.get("args")
+    if not isinstance(args, dict):
+        args = {}
+    strat = args.get("strategy")
+    if not isinstance(strat, dict):
+        strat = {}
     rate = None
     stype = strat.get("type_") or strat.get("type")
     if strat.get("rate") is not None:
