@@ -345,10 +345,13 @@ def prepare_stream(
 
     bounds = np.linspace(0, num_elements, threads + 1).astype(int)
 
-    def fn() -> None:
-        if threads == 1:
+    if threads == 1:
+        def fn() -> None:
             kernel(0, num_elements)
-        else:
+    else:
+        assert pool is not None  # threads > 1 without a pool was rejected above
+
+        def fn() -> None:
             list(pool.map(kernel, bounds[:-1], bounds[1:]))
 
     return fn, KernelRecord(

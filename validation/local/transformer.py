@@ -332,6 +332,8 @@ class LocalLlama:
         self.lengths = np.zeros(keys[0].shape[0], dtype=np.int64)
         self.in_use = np.zeros(keys[0].shape[0], dtype=bool)
         self.steps: list[StepRecord] = []
+        self._cos: np.ndarray | None
+        self._sin: np.ndarray | None
         self._cos, self._sin = rope if rope is not None else (None, None)
         self.rng = rng
 
@@ -400,7 +402,8 @@ class LocalLlama:
         p = np.exp(z)
         p /= p.sum(axis=-1, keepdims=True)
         cumulative = np.cumsum(p, axis=-1)
-        draws = self.rng.random(logits.shape[0])[:, None]
+        rows: int = logits.shape[0]  # an int, so numpy's stubs pick the array-returning overload of random()
+        draws = self.rng.random(rows)[:, None]
         return np.minimum((cumulative < draws).sum(axis=-1), logits.shape[-1] - 1)
 
     def _timed(
@@ -469,7 +472,7 @@ class LocalLlama:
             q = q.reshape(total, heads, hd)
             k = k.reshape(total, kv_heads, hd)
             v = v.reshape(total, kv_heads, hd)
-            if cos is not None:
+            if cos is not None and sin is not None:  # set together from `rope`
                 q = apply_rope(q, cos, sin)
                 k = apply_rope(k, cos, sin)
             cache_k, cache_v = self.keys[index], self.values[index]
@@ -482,7 +485,7 @@ class LocalLlama:
                 keys = cache_k[slot, :, :end]  # [kv_heads, ctx, hd]
                 values = cache_v[slot, :, :end]
                 # GQA: query head h reads kv head h // group (HF repeat_kv); stack a kv group's queries as rows.
-                qg = (q[lo:hi] * scale).reshape(n, kv_heads, group, hd).transpose(1, 2, 0, 3)
+                qg: np.ndarray = (q[lo:hi] * scale).reshape(n, kv_heads, group, hd).transpose(1, 2, 0, 3)
                 qg = qg.reshape(kv_heads, group * n, hd)
                 scores = np.matmul(qg, keys.transpose(0, 2, 1)).reshape(kv_heads, group, n, end)
                 if n > 1:
