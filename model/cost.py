@@ -253,29 +253,29 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> tuple[bool, float, float, float, 
 
 
 def _comm_from_terms(custom: bool, a2: float, a1: float, b2: float, b1: float, nbytes: float,
-                     cal: Calibration) -> float:
+                     cal: Calibration, graphed: bool = False) -> float:
     if not custom:
         return cal.nccl_latency_s + a2 + b2 / cal.nccl_bw_eff
     t = cal.comm_latency_s + a2 + b2 / cal.comm_bw_eff
     if nbytes <= cal.comm_oneshot_max_bytes:
         t = min(t, cal.comm_latency_s + a1 + b1 / cal.comm_bw_eff)
-    return max(t, cal.comm_floor_s)
+    return t if graphed else max(t, cal.comm_floor_s)
 
 
 def allreduce_seconds(message_bytes: float, gpus: int, hw: HardwareSpec, cal: Calibration,
-                      nccl: bool = False) -> float:
+                      nccl: bool = False, graphed: bool = False) -> float:
     """All-reduce of `message_bytes` over `gpus`: the serving framework's TP all-reduce (default) or NCCL's.
 
     Two-shot/ring: latency + log2(n) hops + 2(n-1)/n of the message over the link (Thakur et al. 2005); the
     framework kernel also runs one-shot ((n-1) x message, one hop) up to `comm_oneshot_max_bytes`, taking the
-    faster, and never below `comm_floor_s`. AIConfigurator's H100 tables put a small custom all-reduce at
+    faster, and never below `comm_floor_s` (host dispatch; not under a CUDA graph, `graphed`). AIConfigurator's H100 tables put a small custom all-reduce at
     4.3-4.7 us for 2-8 GPUs and a 32 KB NCCL all-reduce over 4 GPUs at 11 us (docs/model.md).
     """
     if gpus <= 1 or message_bytes <= 0:
         return 0.0
     k = Kernel(name="nccl_allreduce" if nccl else "tp_allreduce", kind="comm", dtype="bf16",
                comm_bytes=message_bytes, comm_gpus=gpus)
-    return _comm_from_terms(*comm_terms(k, hw), message_bytes, cal)
+    return _comm_from_terms(*comm_terms(k, hw), message_bytes, cal, graphed)
 
 
 def _link(gpus: int, hw: HardwareSpec) -> tuple[float, float]:
@@ -294,7 +294,7 @@ def comm_seconds(k: Kernel, hw: HardwareSpec, cal: Calibration) -> float:
     if k.kind != "pp_comm" and (k.comm_gpus <= 1 or k.comm_bytes <= 0) and k.name in ("tp_allreduce",
                                                                                         "nccl_allreduce"):
         return 0.0
-    return _comm_from_terms(*comm_terms(k, hw), k.comm_bytes, cal)
+    return _comm_from_terms(*comm_terms(k, hw), k.comm_bytes, cal, k.graphed)
 
 
 def decode_parallelism(seqs: float, kv_heads: float) -> float:

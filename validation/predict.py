@@ -215,7 +215,11 @@ def _comm(row: KernelMeasurement) -> Kernel:
         name = "nccl_allreduce" if row.framework in ("nccl", "vidur", "llmcompass", "") else "tp_allreduce"
     else:
         name = row.op
-    return Kernel(name=name, kind="comm", dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=row.num_gpus)
+    # AIConfigurator's vLLM/SGLang all-reduce tables time each size both eagerly and replayed in a CUDA graph
+    # (variant "..._graph; vllm_graph" / "..._eager"): only eager calls pay the host-dispatch floor
+    graphed = name == "tp_allreduce" and bool(re.search(r"_graph\b", row.variant))
+    return Kernel(name=name, kind="comm", dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=row.num_gpus,
+                  graphed=graphed)
 
 
 _BUILDERS: dict[str, Callable[[KernelMeasurement], Kernel]] = {
@@ -311,6 +315,7 @@ class FeatureTable:
     comm_b2: np.ndarray  # link seconds at 100% efficiency, two-shot / ring / generic
     comm_b1: np.ndarray  # link seconds at 100% efficiency, one-shot
     comm_bytes: np.ndarray
+    comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
     tiling: tuple[int, int, int, int]
 
     def __len__(self) -> int:
@@ -362,8 +367,8 @@ class FeatureTable:
                 * np.minimum(compute, memory) + overhead)
         two = p["comm_latency_s"] + self.comm_a2 + self.comm_b2 / p["comm_bw_eff"]
         one = p["comm_latency_s"] + self.comm_a1 + self.comm_b1 / p["comm_bw_eff"]
-        custom = np.maximum(np.where(self.comm_bytes <= p["comm_oneshot_max_bytes"], np.minimum(one, two), two),
-                            p["comm_floor_s"])
+        custom = np.where(self.comm_bytes <= p["comm_oneshot_max_bytes"], np.minimum(one, two), two)
+        custom = np.where(self.comm_graphed > 0, custom, np.maximum(custom, p["comm_floor_s"]))
         nccl = p["nccl_latency_s"] + self.comm_a2 + self.comm_b2 / p["nccl_bw_eff"]
         # kind 7: a collective that moves nothing (all-reduce over 1 GPU or 0 bytes) is free (allreduce_seconds)
         return np.where(kind == 7, 0.0, np.where(kind == 4, custom, np.where(kind == 5, nccl, body)))
@@ -385,7 +390,8 @@ FIT_FIELDS: tuple[str, ...] = (
 )
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "attn_s", "attn_ctx",
-         "attn_par", "attn_seqs", "attn_scores", "attn_edge", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes")
+         "attn_par", "attn_seqs", "attn_scores", "attn_edge", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes",
+         "comm_graphed")
 
 
 def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibration) -> FeatureTable:
@@ -406,6 +412,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             kind[i] = 7 if free else 4 if custom else 5
             cols["comm_a2"][i], cols["comm_a1"][i], cols["comm_b2"][i], cols["comm_b1"][i] = a2, a1, b2, b1
             cols["comm_bytes"][i] = k.comm_bytes
+            cols["comm_graphed"][i] = float(k.graphed)
             continue
         kind[i] = _KIND_CODE[k.kind]
         cols["flops"][i] = k.flops

@@ -321,3 +321,11 @@ def test_prefill_tile_padding_and_softmax_work_by_hand() -> None:
     from model.cost import prefill_score_terms
 
     assert prefill_score_terms(swa.scores, swa.heads, swa.window, 1024, 1)[1] == swa.heads * 1024 * 2
+
+
+def test_graphed_allreduce_skips_the_host_dispatch_floor() -> None:
+    cal = Calibration(comm_floor_s=4e-5, comm_latency_s=1e-6)
+    eager = allreduce_seconds(4096, 4, H100, cal)
+    graphed = allreduce_seconds(4096, 4, H100, cal, graphed=True)
+    assert eager == 4e-5 and graphed == allreduce_seconds(4096, 4, H100, cal.model_copy(update={"comm_floor_s": 0}))
+    assert graphed < 1e-5

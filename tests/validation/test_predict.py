@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -60,6 +61,10 @@ def test_attention_rows_match_graph_attention_kernels() -> None:
 def test_allreduce_row_is_allreduce_seconds() -> None:
     row = _row("allreduce", message_bytes=1 << 20, num_gpus=8)
     assert predict_kernel(row, H100, CAL) == pytest.approx(allreduce_seconds(1 << 20, 8, H100, CAL), rel=1e-12)
+    floor = CAL.model_copy(update={"comm_floor_s": 4e-5})
+    graph = _row("allreduce", variant="SGLang_CustomAllReduce_graph; sglang_graph", message_bytes=1024, num_gpus=8)
+    assert predict_kernel(graph, H100, floor) == allreduce_seconds(1024, 8, H100, floor, graphed=True) < 4e-5
+    assert predict_kernel(replace(graph, variant="SGLang_CustomAllReduce_eager; sglang_eager"), H100, floor) == 4e-5
 
 
 def test_unpredictable_rows_give_reasons() -> None:
@@ -89,6 +94,8 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         _row("attn_decode", batch=1024, seq_len=1, ctx_len=4, num_heads=32, num_kv_heads=8, head_dim=128),
         _row("allreduce", message_bytes=2e4, num_gpus=8), _row("allreduce", message_bytes=2e3, num_gpus=2),
         _row("allreduce", framework="nccl", message_bytes=3e6, num_gpus=4),
+        _row("allreduce", variant="vLLM_custom_graph; vllm_graph; allreduce_dtype=bfloat16", message_bytes=2e3,
+             num_gpus=4),
     ]
     plain = Calibration(gemm_eff=0.6, kernel_overhead_s=4e-6, comm_latency_s=2e-5, attn_decode_ctx_half=500)
     # every refinement switched on, so the vectorised copy is checked on each new term too
