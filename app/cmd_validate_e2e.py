@@ -14,8 +14,14 @@ from app.common import print_json, print_table
 from hardware_specs.errors import InputError
 from model.spec import QuantSpec
 from validation.bench_table import BenchRow, read_bench_table
-from validation.e2e import METRICS, RowPrediction, e2e_error_stats, predict_table, shipped_calibration, \
-    write_predictions
+from validation.e2e import (
+    METRICS,
+    RowPrediction,
+    e2e_error_stats,
+    predict_table,
+    shipped_calibration,
+    write_predictions,
+)
 from validation.profiles import profile_for, read_calibration
 from validation.replay import SCHEDULERS, make_scheduler_config, replay_log
 

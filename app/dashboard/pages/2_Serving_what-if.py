@@ -223,8 +223,9 @@ with st.sidebar:
 # widgets not shown this run (e.g. chunk_size unless sarathi) have no state: their defaults apply
 values = {f: st.session_state.get(k, getattr(d, f)) for f, k in FIELD_KEYS.items()}
 values["trace_path"] = trace_path
-form = ServingForm(**{f: (int(v) if isinstance(getattr(d, f), int) and not isinstance(v, bool) else v)
-                      for f, v in values.items()})
+form_kwargs: dict[str, Any] = {f: (int(v) if isinstance(getattr(d, f), int) and not isinstance(v, bool) else v)
+                               for f, v in values.items()}
+form = ServingForm(**form_kwargs)
 try:
     cfg = sim_config(form)
 except USER_ERRORS as err:

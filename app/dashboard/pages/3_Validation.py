@@ -169,9 +169,9 @@ if kind == "log":
         st.info("Press **Replay in the simulator** to put predicted distributions next to the measured ones.")
         st.stop()
     c = res.comparison
-    cols = st.columns(4)
-    for col, (metric, label) in zip(cols, (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"),
-                                           ("itl_s", "ITL")), strict=True):
+    metric_cols = st.columns(4)
+    for col, (metric, label) in zip(metric_cols, (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"),
+                                                  ("itl_s", "ITL")), strict=True):
         v = c[metric]["mean"]
         col.metric(f"mean {label} predicted", f"{v['predicted'] * 1e3:.2f} ms",
                    delta=f"{v['err_pct']:+.1f} % vs measured {v['measured'] * 1e3:.2f} ms", delta_color="off")

@@ -87,9 +87,10 @@ if st.button("Run plan", type="primary", key="run_plan") and key not in store:
     def progress(done: int, total: int) -> None:
         bar.progress(min(1.0, done / max(total, 1)), text=f"{done} of {total} candidates settled")
 
+    plan_errors: tuple[type[BaseException], ...] = (*USER_ERRORS, PlannerError)
     try:
         store[key] = plan(spec, SerialExecutor(), None, progress)
-    except (*USER_ERRORS, PlannerError) as err:
+    except plan_errors as err:
         show_error(err, "plan failed")
         st.stop()
     finally:
