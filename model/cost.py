@@ -96,6 +96,12 @@ class Calibration(BaseModel):
     # NCCL collectives (all-gather, all-to-all, send/recv, and NCCL all-reduce measurements)
     nccl_bw_eff: float = Field(0.80, gt=0, le=1)
     nccl_latency_s: float = Field(2e-6, ge=0)
+    nccl_hop_s: float = Field(0.0, ge=0, description=(
+        "extra latency per peer GPU of an NCCL collective, t += (n-1) x this: nccl-tests small all-reduces grow "
+        "like a ring's 2(n-1) steps (A100: 10/14/22 us for 2/4/8 GPUs), faster than the log2(n) hops; 0 = none"))
+    nccl_bw_gpu_exp: float = Field(0.0, description=(
+        "NCCL bandwidth efficiency scales as (n/2)^this with the GPU count n (NVLS/tree at 8 GPUs move fewer "
+        "bytes per GPU than the ring formula: H100 8-GPU busbw is ~1.4x the 2-GPU one); 0 = one efficiency"))
     step_overhead_s: float = Field(1.0e-3, ge=0, description="per-iteration framework CPU overhead")
     step_overhead_per_seq_s: float = Field(1.0e-5, ge=0, description="per-sequence CPU cost of one iteration")
     source: str = "defaults (docs/model.md)"
@@ -253,9 +259,11 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> tuple[bool, float, float, float, 
 
 
 def _comm_from_terms(custom: bool, a2: float, a1: float, b2: float, b1: float, nbytes: float,
-                     cal: Calibration, graphed: bool = False) -> float:
+                     cal: Calibration, graphed: bool = False, gpus: int = 2) -> float:
     if not custom:
-        return cal.nccl_latency_s + a2 + b2 / cal.nccl_bw_eff
+        n = max(1, gpus)
+        eff = cal.nccl_bw_eff * (n / 2) ** cal.nccl_bw_gpu_exp if cal.nccl_bw_gpu_exp else cal.nccl_bw_eff
+        return cal.nccl_latency_s + a2 + cal.nccl_hop_s * (n - 1) + b2 / eff
     t = cal.comm_latency_s + a2 + b2 / cal.comm_bw_eff
     if nbytes <= cal.comm_oneshot_max_bytes:
         t = min(t, cal.comm_latency_s + a1 + b1 / cal.comm_bw_eff)
@@ -275,7 +283,7 @@ def allreduce_seconds(message_bytes: float, gpus: int, hw: HardwareSpec, cal: Ca
         return 0.0
     k = Kernel(name="nccl_allreduce" if nccl else "tp_allreduce", kind="comm", dtype="bf16",
                comm_bytes=message_bytes, comm_gpus=gpus)
-    return _comm_from_terms(*comm_terms(k, hw), message_bytes, cal, graphed)
+    return _comm_from_terms(*comm_terms(k, hw), message_bytes, cal, graphed, gpus)
 
 
 def _link(gpus: int, hw: HardwareSpec) -> tuple[float, float]:
@@ -294,7 +302,7 @@ def comm_seconds(k: Kernel, hw: HardwareSpec, cal: Calibration) -> float:
     if k.kind != "pp_comm" and (k.comm_gpus <= 1 or k.comm_bytes <= 0) and k.name in ("tp_allreduce",
                                                                                         "nccl_allreduce"):
         return 0.0
-    return _comm_from_terms(*comm_terms(k, hw), k.comm_bytes, cal, k.graphed)
+    return _comm_from_terms(*comm_terms(k, hw), k.comm_bytes, cal, k.graphed, k.comm_gpus)
 
 
 def decode_parallelism(seqs: float, kv_heads: float) -> float:

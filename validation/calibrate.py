@@ -59,6 +59,8 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "comm_floor_s": (0.0, 1e-3, 1e-5),
     "nccl_bw_eff": (0.02, 1.0, 0.8),
     "nccl_latency_s": (0.0, 1e-3, 1e-5),
+    "nccl_hop_s": (0.0, 1e-4, 2e-6),
+    "nccl_bw_gpu_exp": (-1.0, 1.0, 0.2),
 }
 
 # log-ratio at which the soft-L1 loss turns from quadratic to linear (~10% error)
@@ -73,7 +75,7 @@ _FAMILY_FIELDS = {
                     "attn_decode_overhead_s", "attn_decode_seq_s"),
     "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s"),
     "comm": ("comm_bw_eff", "comm_latency_s", "comm_floor_s"),
-    "nccl": ("nccl_bw_eff", "nccl_latency_s"),
+    "nccl": ("nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp"),
 }
 for _d in ("gemm_fp8", "gemm_fp8_block", "gemm_int8"):
     _FAMILY_FIELDS[_d] = _FAMILY_FIELDS["gemm"][1:]

@@ -316,6 +316,7 @@ class FeatureTable:
     comm_b1: np.ndarray  # link seconds at 100% efficiency, one-shot
     comm_bytes: np.ndarray
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
+    comm_gpus: np.ndarray  # GPUs of the collective (NCCL per-hop latency and bandwidth exponent)
     tiling: tuple[int, int, int, int]
 
     def __len__(self) -> int:
@@ -369,7 +370,9 @@ class FeatureTable:
         one = p["comm_latency_s"] + self.comm_a1 + self.comm_b1 / p["comm_bw_eff"]
         custom = np.where(self.comm_bytes <= p["comm_oneshot_max_bytes"], np.minimum(one, two), two)
         custom = np.where(self.comm_graphed > 0, custom, np.maximum(custom, p["comm_floor_s"]))
-        nccl = p["nccl_latency_s"] + self.comm_a2 + self.comm_b2 / p["nccl_bw_eff"]
+        n = np.maximum(1.0, self.comm_gpus)
+        nccl_eff = p["nccl_bw_eff"] * (n / 2) ** p["nccl_bw_gpu_exp"] if p["nccl_bw_gpu_exp"] else p["nccl_bw_eff"]
+        nccl = p["nccl_latency_s"] + self.comm_a2 + p["nccl_hop_s"] * (n - 1) + self.comm_b2 / nccl_eff
         # kind 7: a collective that moves nothing (all-reduce over 1 GPU or 0 bytes) is free (allreduce_seconds)
         return np.where(kind == 7, 0.0, np.where(kind == 4, custom, np.where(kind == 5, nccl, body)))
 
@@ -386,12 +389,12 @@ FIT_FIELDS: tuple[str, ...] = (
     "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_eff",
     "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
     "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff", "comm_latency_s",
-    "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s",
+    "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
 )
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "attn_s", "attn_ctx",
          "attn_par", "attn_seqs", "attn_scores", "attn_edge", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes",
-         "comm_graphed")
+         "comm_graphed", "comm_gpus")
 
 
 def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibration) -> FeatureTable:
@@ -413,6 +416,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             cols["comm_a2"][i], cols["comm_a1"][i], cols["comm_b2"][i], cols["comm_b1"][i] = a2, a1, b2, b1
             cols["comm_bytes"][i] = k.comm_bytes
             cols["comm_graphed"][i] = float(k.graphed)
+            cols["comm_gpus"][i] = k.comm_gpus
             continue
         kind[i] = _KIND_CODE[k.kind]
         cols["flops"][i] = k.flops

@@ -329,3 +329,14 @@ def test_graphed_allreduce_skips_the_host_dispatch_floor() -> None:
     graphed = allreduce_seconds(4096, 4, H100, cal, graphed=True)
     assert eager == 4e-5 and graphed == allreduce_seconds(4096, 4, H100, cal.model_copy(update={"comm_floor_s": 0}))
     assert graphed < 1e-5
+
+
+def test_nccl_per_gpu_latency_and_bandwidth_exponent_by_hand() -> None:
+    cal = Calibration(nccl_latency_s=3e-6, nccl_bw_eff=0.5, nccl_hop_s=1e-6, nccl_bw_gpu_exp=0.25)
+    base = allreduce_seconds(1 << 26, 8, H100, Calibration(nccl_latency_s=3e-6, nccl_bw_eff=0.5), nccl=True)
+    link = base - 3e-6 - 3 * H100.interconnect.scaleup_latency_s  # 2(n-1)/n bytes / (bw x 0.5)
+    t = allreduce_seconds(1 << 26, 8, H100, cal, nccl=True)
+    assert t == pytest.approx(base + 7e-6 - link + link / 4**0.25, rel=1e-12)
+    # two GPUs: (2/2)^exp = 1, one peer hop
+    assert allreduce_seconds(1 << 20, 2, H100, cal, nccl=True) == pytest.approx(
+        allreduce_seconds(1 << 20, 2, H100, cal.model_copy(update={"nccl_bw_gpu_exp": 0.0}), nccl=True), rel=1e-12)
