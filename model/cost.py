@@ -56,10 +56,16 @@ class Calibration(BaseModel):
         "fraction of the shorter of compute and memory time not hidden under the longer one (GEMM only): "
         "t = max(c, m) + loss * min(c, m); 0 = ideal roofline"))
     gemm_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one GEMM")
+    gemm_overhead_s_fp8: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of one fp8 / fp8_block GEMM call, including the activation quantisation (and block-scale) "
+        "kernel that precedes it (default: gemm_overhead_s; H100 TRT-LLM fp8 GEMMs take >= 13 us)"))
     # Attention (FlashAttention-2/3): fraction of tensor peak; short sequences lose more (tile 128 rows).
     attn_prefill_eff: float = Field(0.55, gt=0, le=1)
     attn_prefill_eff_fp8: float = Field(0.55, gt=0, le=1)
     attn_prefill_s_half: float = Field(256.0, ge=0)
+    attn_prefill_mem_eff: float = Field(0.80, gt=0, le=1, description=(
+        "fraction of bandwidth of prefill attention's Q/K/V/O and KV-cache traffic (default: gemm_mem_eff); "
+        "short prefills are latency-bound at 0.25-0.5 of the bandwidth GEMM weight streams reach"))
     attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one prefill attention call")
     attn_prefill_tile: float = Field(0.0, ge=0, description=(
         "key-tile width of the prefill kernel: tiles on the causal diagonal (and on a sliding window's trailing "
@@ -129,7 +135,9 @@ _INHERIT: dict[str, str] = {
     "gemm_eff_fp8_block": "gemm_eff_fp8",
     "gemm_eff_int8": "gemm_eff",
     "gemm_overhead_s": "kernel_overhead_s",
+    "gemm_overhead_s_fp8": "gemm_overhead_s",
     "attn_prefill_eff_fp8": "attn_prefill_eff",
+    "attn_prefill_mem_eff": "gemm_mem_eff",
     "attn_decode_eff": "attn_prefill_eff",
     "attn_prefill_overhead_s": "kernel_overhead_s",
     "attn_decode_overhead_s": "kernel_overhead_s",
@@ -352,14 +360,14 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
         peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
         eff_c = gemm_compute_efficiency(k.m, k.n, k.k, units, cal, k.dtype)
         eff_m = cal.gemm_mem_eff
-        overhead = cal.gemm_overhead_s
+        overhead = cal.gemm_overhead_s_fp8 if k.dtype in ("fp8", "fp8_block") else cal.gemm_overhead_s
         overlap = cal.gemm_overlap_loss
     elif k.kind == "attn_prefill":
         peak = hw.peak(k.dtype)
         s = k.m / max(1, k.n)  # mean new tokens per sequence
         eff = cal.attn_prefill_eff_fp8 if k.dtype == "fp8" else cal.attn_prefill_eff
         eff_c = eff * s / (s + cal.attn_prefill_s_half)
-        eff_m = cal.gemm_mem_eff
+        eff_m = cal.attn_prefill_mem_eff
         overhead = cal.attn_prefill_overhead_s
         flops = prefill_attention_flops(k, cal)
     elif k.kind == "attn_decode":
@@ -510,7 +518,7 @@ class CostModel:
                     work = ((scores + edge * min(cal.attn_prefill_tile, s) / 2.0)
                             * (pf_flops / c.heads + cal.attn_softmax_flops))
                 comp = work / (peak * (pf_eff * s / (s + cal.attn_prefill_s_half)))
-                mem = (t * pf_bytes_tok + ctx_read * ctx_bytes) / (bw * cal.gemm_mem_eff)
+                mem = (t * pf_bytes_tok + ctx_read * ctx_bytes) / (bw * cal.attn_prefill_mem_eff)
                 sec, jou = self._roofline_energy(comp, mem, cal.attn_prefill_overhead_s, layers)
                 seconds += sec
                 energy += jou

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
-from model.cost import Calibration
+from model.cost import _INHERIT, Calibration
 from validation.kernel_tables import KernelMeasurement
 from validation.metrics_err import ErrorStats, dtype_label, error_stats, grouped_stats
 from validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, predict_rows
@@ -39,6 +39,8 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "gemm_mem_eff": (0.05, 1.0, 0.8),
     "gemm_overlap_loss": (0.0, 1.0, 0.3),
     "gemm_overhead_s": (0.0, 1e-4, 3e-6),
+    "gemm_overhead_s_fp8": (0.0, 1e-4, 3e-6),
+    "attn_prefill_mem_eff": (0.02, 1.0, 0.5),
     "attn_prefill_eff": (0.02, 1.0, 0.5),
     "attn_prefill_eff_fp8": (0.02, 1.0, 0.5),
     "attn_prefill_s_half": (0.0, 16384.0, 256.0),
@@ -69,7 +71,7 @@ ROBUST_SCALE = 0.1
 # Which fields each family constrains (per-dtype efficiencies only when rows of that dtype are present).
 _FAMILY_FIELDS = {
     "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
-    "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "gemm_mem_eff", "attn_prefill_overhead_s",
+    "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
                      "attn_prefill_tile", "attn_softmax_flops"),
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
                     "attn_decode_overhead_s", "attn_decode_seq_s"),
@@ -79,6 +81,8 @@ _FAMILY_FIELDS = {
 }
 for _d in ("gemm_fp8", "gemm_fp8_block", "gemm_int8"):
     _FAMILY_FIELDS[_d] = _FAMILY_FIELDS["gemm"][1:]
+for _d in ("gemm_fp8", "gemm_fp8_block"):  # fp8 calls pay an activation-quantisation kernel: own fixed cost
+    _FAMILY_FIELDS[_d] = (*_FAMILY_FIELDS[_d], "gemm_overhead_s_fp8")
 _FAMILY_FIELDS["attn_prefill_fp8"] = _FAMILY_FIELDS["attn_prefill"][1:]
 # Fit order: 16-bit GEMMs fix the shared GEMM fields before the fp8/int8 rows fit only their own efficiency
 # (unless no 16-bit rows are present); prefill reuses gemm_mem_eff, decode reuses attn_prefill_eff.
@@ -235,6 +239,12 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
         done.update(own)
         log.debug("fit %s %s: cost %.4g, %d evaluations, status %s", fam, own, res.cost, res.nfev, res.status)
     update: dict[str, float | str] = {f: params[f] for f in fields}
+    # a refined field that was not fitted and still inherited its parent in `base` follows the fitted parent
+    # (model_copy does not re-run Calibration's inheritance): e.g. no fp8 rows -> gemm_overhead_s_fp8 = the fit's
+    # gemm_overhead_s, as a profile TOML without that field would read
+    for child, parent in _INHERIT.items():
+        if child not in fields and parent in update and getattr(base, child) == getattr(base, parent):
+            update[child] = update[parent]
     if name is not None:
         update["name"] = name
     return base.model_copy(update=update)

@@ -349,10 +349,10 @@ class FeatureTable:
                                                       p["attn_decode_eff"]), p["vector_eff"])))
             par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
             eff_m = np.where(
-                (kind == 0) | (kind == 1), p["gemm_mem_eff"],
+                kind == 0, p["gemm_mem_eff"], np.where(kind == 1, p["attn_prefill_mem_eff"],
                 np.where(kind == 2, p["attn_decode_mem_eff"] * self.attn_ctx / (self.attn_ctx
                                                                                 + p["attn_decode_ctx_half"]) * par,
-                         p["elementwise_mem_eff"]))
+                         p["elementwise_mem_eff"])))
             flops = self.flops
             if p["attn_prefill_tile"] or p["attn_softmax_flops"]:  # model.cost.prefill_attention_flops
                 work = ((self.attn_scores + self.attn_edge * np.minimum(p["attn_prefill_tile"], self.attn_s) / 2.0)
@@ -363,6 +363,8 @@ class FeatureTable:
             memory = self.bytes / (self.bw * eff_m)
         overhead = np.choose(np.minimum(kind, 3), (p["gemm_overhead_s"], p["attn_prefill_overhead_s"],
                                                    p["attn_decode_overhead_s"], p["kernel_overhead_s"]))
+        overhead = np.where((kind == 0) & ((self.gemm_dtype == 1) | (self.gemm_dtype == 2)),
+                            p["gemm_overhead_s_fp8"], overhead)
         floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs, 0.0)
         body = (np.maximum(np.maximum(compute, memory), floor) + np.where(kind == 0, p["gemm_overlap_loss"], 0.0)
                 * np.minimum(compute, memory) + overhead)
@@ -385,11 +387,12 @@ def _tiling(cal: Calibration) -> tuple[int, int, int, int]:
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
 FIT_FIELDS: tuple[str, ...] = (
     "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff",
-    "gemm_overlap_loss", "gemm_overhead_s", "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half",
-    "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_eff",
-    "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
-    "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff", "comm_latency_s",
-    "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
+    "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8", "attn_prefill_eff", "attn_prefill_eff_fp8",
+    "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s", "attn_prefill_tile",
+    "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_eff", "attn_decode_ctx_half", "attn_decode_par_half",
+    "attn_decode_overhead_s", "attn_decode_seq_s", "elementwise_mem_eff", "vector_eff", "kernel_overhead_s",
+    "comm_bw_eff", "comm_latency_s", "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s",
+    "nccl_hop_s", "nccl_bw_gpu_exp",
 )
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "attn_s", "attn_ctx",

@@ -98,7 +98,8 @@ def test_fast_path_equals_full_breakdown(prefill: list[tuple[int, int]], decode:
     cal = None if len(decode) % 2 else Calibration(
         gemm_overhead_s=1e-6, attn_prefill_overhead_s=1.5e-5, attn_decode_overhead_s=1.1e-5,
         attn_decode_par_half=40.0, attn_decode_seq_s=3e-7, attn_prefill_eff_fp8=0.3, gemm_overlap_loss=0.2,
-        attn_decode_eff=0.05, attn_prefill_tile=96.0, attn_softmax_flops=150.0,
+        attn_decode_eff=0.05, attn_prefill_tile=96.0, attn_softmax_flops=150.0, attn_prefill_mem_eff=0.3,
+        gemm_overhead_s_fp8=1.3e-5,
         comm_oneshot_max_bytes=1e6, comm_floor_s=5e-6)
     cm = CostModel(load_model(name), load_hardware("h200-sxm"), quant, calibration=cal)
     shape = BatchShape.build(prefill=prefill, decode_ctx=decode, window=cm.model.sliding_window)
@@ -205,6 +206,8 @@ def test_refined_fields_inherit_the_field_they_refine() -> None:
     assert old.attn_prefill_eff_fp8 == 0.4 and (old.nccl_bw_eff, old.nccl_latency_s) == (0.3, 4e-6)
     assert Calibration(gemm_eff_fp8=0.4).gemm_eff_fp8_block == 0.4  # fp8_block refines fp8
     assert Calibration(kernel_overhead_s=7e-6, gemm_overhead_s=1e-6).gemm_overhead_s == 1e-6
+    assert Calibration(gemm_overhead_s=1e-6).gemm_overhead_s_fp8 == 1e-6
+    assert Calibration(gemm_mem_eff=0.6).attn_prefill_mem_eff == 0.6
 
 
 def test_per_kind_overheads() -> None:
@@ -340,3 +343,12 @@ def test_nccl_per_gpu_latency_and_bandwidth_exponent_by_hand() -> None:
     # two GPUs: (2/2)^exp = 1, one peer hop
     assert allreduce_seconds(1 << 20, 2, H100, cal, nccl=True) == pytest.approx(
         allreduce_seconds(1 << 20, 2, H100, cal.model_copy(update={"nccl_bw_gpu_exp": 0.0}), nccl=True), rel=1e-12)
+
+
+def test_fp8_gemm_pays_its_own_fixed_cost() -> None:
+    ctx = graph_context(LLAMA8, QuantSpec(weight_dtype="fp8", activation_dtype="fp8"), ParallelSpec())
+    cal = Calibration(gemm_overhead_s=2e-6, gemm_overhead_s_fp8=1.3e-5)
+    g8, g16 = gemm("q", 16, 4096, 4096, ctx, count=1), gemm("q", 16, 4096, 4096, ctx, count=1, dtype="bf16")
+    zero = cal.model_copy(update={"gemm_overhead_s": 0.0, "gemm_overhead_s_fp8": 0.0})
+    assert kernel_cost(g8, H100, cal).seconds == pytest.approx(kernel_cost(g8, H100, zero).seconds + 1.3e-5)
+    assert kernel_cost(g16, H100, cal).seconds == pytest.approx(kernel_cost(g16, H100, zero).seconds + 2e-6)

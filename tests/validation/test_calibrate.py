@@ -16,7 +16,8 @@ from validation.predict import row_kernel
 from validation.profiles import profile_for, read_calibration, read_profile_meta, write_calibration
 
 TRUE = Calibration(gemm_eff=0.62, gemm_k_half=300.0, gemm_mem_eff=0.7, attn_prefill_eff=0.4,
-                   attn_prefill_s_half=900.0, attn_prefill_tile=128.0, attn_softmax_flops=200.0,
+                   attn_prefill_s_half=200.0, attn_prefill_tile=128.0, attn_softmax_flops=200.0,
+                   attn_prefill_mem_eff=0.45,
                    attn_decode_mem_eff=0.55, attn_decode_ctx_half=200.0,
                    kernel_overhead_s=6e-6, gemm_overhead_s=3e-6, attn_prefill_overhead_s=1.2e-5,
                    attn_decode_overhead_s=9e-6, comm_bw_eff=0.6, comm_latency_s=1.5e-5)
@@ -39,6 +40,10 @@ def _synthetic_rows() -> list[KernelMeasurement]:
                 rows.append(KernelMeasurement("synth", "h100-sxm", "f", "attn_decode", "bf16", "", 1.0,
                                               batch=b * 16, seq_len=1, ctx_len=s, num_heads=h, num_kv_heads=kv,
                                               head_dim=128))
+    for b in (1, 4, 16):  # chunked prefill over a long cached context: KV reads bind (attn_prefill_mem_eff)
+        for s, c in ((16, 16384), (64, 32768), (32, 65536)):
+            rows.append(KernelMeasurement("synth", "h100-sxm", "f", "attn_prefill", "bf16", "", 1.0, batch=b,
+                                          seq_len=s, ctx_len=c, num_heads=8, num_kv_heads=8, head_dim=128))
     for b in (1, 4):  # sliding-window rows: the window's edge tiles identify attn_prefill_tile (for full causal
         for s in (512, 2048, 8192):  # attention its T/s share has the same form as attn_prefill_s_half)
             for w in (128, 1024):
@@ -60,7 +65,7 @@ def test_fit_recovers_known_parameters() -> None:
     data, problems = prepare(_synthetic_rows(), Calibration())
     assert problems == ()
     cal = fit_calibration(data, Calibration())
-    for f in ("gemm_eff", "gemm_mem_eff", "attn_prefill_eff", "attn_decode_mem_eff", "gemm_overhead_s",
+    for f in ("gemm_eff", "gemm_mem_eff", "attn_prefill_eff", "attn_prefill_mem_eff", "attn_decode_mem_eff", "gemm_overhead_s",
               "attn_prefill_overhead_s", "attn_decode_overhead_s", "comm_bw_eff", "comm_latency_s"):
         assert getattr(cal, f) == pytest.approx(getattr(TRUE, f), rel=0.03), f
     for f in ("gemm_k_half", "attn_prefill_s_half", "attn_decode_ctx_half", "attn_prefill_tile",
