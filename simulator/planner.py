@@ -416,13 +416,14 @@ def analytical_bounds(spec: PlanSpec, cand: Candidate, ts: TraceStats) -> Bounds
         return Bounds("unsupported", str(e))
     if spec.max_gpus is not None and cand.gpus > spec.max_gpus:
         return Bounds("over_budget", f"one replica needs {cand.gpus} GPUs > max_gpus={spec.max_gpus}")
+    # resolved by plan(); None would fail inside plan_memory (None * per-token bytes) anyway
+    assert spec.max_batched_tokens is not None
     try:
         mem = plan_memory(model, hw, quant, par, spec.gpu_memory_utilization,
                           max_batched_tokens=spec.max_batched_tokens, max_seqs=cand.max_batch)
     except DoesNotFitError as e:
         first = str(e).splitlines()
         return Bounds("does_not_fit", " ".join(s.strip() for s in first[:3]))
-    assert spec.max_batched_tokens is not None  # resolved by plan()
     if cand.scheduler != "sarathi" and ts.max_input > spec.max_batched_tokens:
         return Bounds("does_not_fit", f"the longest prompt ({ts.max_input} tokens) exceeds max_batched_tokens="
                       f"{spec.max_batched_tokens} and scheduler {cand.scheduler!r} does not chunk prompts")
@@ -439,7 +440,8 @@ def analytical_bounds(spec: PlanSpec, cand: Candidate, ts: TraceStats) -> Bounds
     p = ts.p99_input
     ttft_lb = cost.step_seconds(BatchShape(prefill_tokens=p, prefill_seqs=1, prefill_attn_pairs=causal_pairs(p, 0)))
     tpot_lb = dec(1, p)
-    kw = {"capacity_ub": math.nan, "ttft_lb_s": ttft_lb, "tpot_lb_s": tpot_lb, "max_kv_tokens": mem.max_kv_tokens}
+    kw: dict[str, Any] = {"capacity_ub": math.nan, "ttft_lb_s": ttft_lb, "tpot_lb_s": tpot_lb,
+                          "max_kv_tokens": mem.max_kv_tokens}
     if ttft_lb > spec.slo_ttft_s:
         return Bounds("slo_unmet", f"the P99 prompt ({p} tokens) alone takes {ttft_lb:.3g} s to prefill > "
                       f"TTFT SLO {spec.slo_ttft_s:g} s", **kw)
@@ -884,7 +886,7 @@ def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: Prog
         for s in searches:
             s.refine = True
 
-    def run_round(proposals: list[tuple[_Search, int]], extra: list[SimConfig] = ()) -> list[dict[str, Any]]:
+    def run_round(proposals: list[tuple[_Search, int]], extra: Sequence[SimConfig] = ()) -> list[dict[str, Any]]:
         stats.rounds += 1
         configs = [point_config(spec, s.cand, grid_rate(k, tol), native) for s, k in proposals]
         values = runner.run(configs + list(extra))
@@ -898,8 +900,9 @@ def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: Prog
         for s in searches:
             if s.done or s.pruned:
                 continue
-            caps[id(s)] = _n_cap(spec, s.cand, inc) if inc is not None else None
-            if inc is not None and caps[id(s)] < s.n_min(spec, tol):
+            n_cap = _n_cap(spec, s.cand, inc) if inc is not None else None
+            caps[id(s)] = n_cap
+            if n_cap is not None and n_cap < s.n_min(spec, tol):  # n_cap is None exactly when inc is None
                 s.pruned = True
         live = [s for s in searches if not s.done and not s.pruned]
         # Best first: the searches whose estimated deployment ranks best go first, a fixed number per round (not
