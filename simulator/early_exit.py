@@ -64,7 +64,7 @@ class EarlyExitStepModel(StepModel):
         L = self.L = cost.model.num_layers
         if isinstance(cfg, PerTokenExit):
             dist = read_exit_csv(cfg.distribution.path) if isinstance(cfg.distribution, CsvExit) else cfg.distribution
-            self.pmf = exit_pmf(dist, L)
+            self.pmf: np.ndarray | None = exit_pmf(dist, L)
             self.cdf = np.cumsum(self.pmf)
             self.cdf[-1] = 1.0
             exits = np.flatnonzero(self.pmf)

@@ -325,7 +325,8 @@ class Replica:
     # ---- one iteration -------------------------------------------------------------------------------
     def start_iteration(self, lane: Lane, now: float) -> float | None:
         """Form and cost the next iteration of `lane` starting at `now`; returns its end time (None: idle)."""
-        self._chunks = chunks = []
+        chunks: list[tuple[Request, int]] = []
+        self._chunks = chunks
         self._swap_extra_s = 0.0
         n_dec = self.scheduler.form(self, lane, now, chunks)
         if n_dec == 0 and not chunks:

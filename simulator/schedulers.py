@@ -146,14 +146,14 @@ class SarathiBatching(Scheduler):
         pool = rep.pool
         waiting = rep.waiting
         while budget > 0 and waiting and len(lane.running) < self.cfg.max_num_seqs and self.balanced(rep, lane):
-            r = waiting.peek()
-            assert r is not None
-            if not pool.can_admit(pool.blocks_for(r.input_tokens + r.generated)):
+            w = waiting.peek()  # not `r`: that name is the Request of the prefilling loop above
+            assert w is not None
+            if not pool.can_admit(pool.blocks_for(w.input_tokens + w.generated)):
                 break
             waiting.pop()
-            rep.admit(lane, r, now)
-            new = min(budget, r.prefill_target - r.prefilled)  # prefilled = prefix-cache hit tokens
-            chunks.append((r, new))
+            rep.admit(lane, w, now)
+            new = min(budget, w.prefill_target - w.prefilled)  # prefilled = prefix-cache hit tokens
+            chunks.append((w, new))
             budget -= new
         return n_dec
 

@@ -51,7 +51,8 @@ class SpeculativeStepModel(StepModel):
         self.tree = spec.tree_width
         acc = spec.acceptance
         self.beta = (acc.alpha, acc.beta) if isinstance(acc, BetaAcceptance) else None
-        self.fixed_rate = acc.rate if isinstance(acc, IIDAcceptance) else (acc.mean if self.beta else np.nan)
+        self.fixed_rate = (acc.rate if isinstance(acc, IIDAcceptance)
+                           else acc.mean if isinstance(acc, BetaAcceptance) else np.nan)
         self._pos = np.asarray(acc.rates, dtype=np.float64) if isinstance(acc, PositionalAcceptance) else None
         # counters (summed over the run)
         self.decode_steps = 0
