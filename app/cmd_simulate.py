@@ -16,7 +16,14 @@ from model.techniques import DRAFTER_KINDS
 from simulator.config import SCHEDULER_KINDS, SimConfig
 from simulator.metrics import SimResult
 from simulator.run import simulate
-from simulator.workload import named_workloads, resolve_workload, with_rate
+from simulator.workload import (
+    ConstantArrivals,
+    GammaArrivals,
+    PoissonArrivals,
+    named_workloads,
+    resolve_workload,
+    with_rate,
+)
 
 ROUTER_KINDS = ("round_robin", "least_outstanding", "least_kv", "power_of_two")
 
@@ -232,7 +239,12 @@ def _workload_overrides(wl: dict[str, Any], args: argparse.Namespace) -> dict[st
     elif kind == "synthetic" and (args.rate is not None or args.rate_scale is not None):
         cfg = SimConfig.model_validate({"workload": wl, "replicas": [{"model": "x", "hardware": "x"}]})
         arrival = cfg.workload.arrival  # type: ignore[union-attr]
-        rate = args.rate if args.rate is not None else arrival.rate_per_s
+        if args.rate is not None:
+            rate = args.rate
+        elif isinstance(arrival, PoissonArrivals | GammaArrivals | ConstantArrivals):
+            rate = arrival.rate_per_s
+        else:  # as before: burst/closed-loop/offline have no rate_per_s to scale (same error as the attribute)
+            raise AttributeError(f"{type(arrival).__name__!r} object has no attribute 'rate_per_s'")
         wl["arrival"] = with_rate(arrival, rate * (args.rate_scale or 1.0)).model_dump(mode="json")
     if args.num_requests is not None:
         wl["num_requests"] = args.num_requests
