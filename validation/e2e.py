@@ -155,6 +155,7 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
     sched, note = engine_scheduler(row)
     notes = [note]
     n = _num_requests(row)
+    arrival: ClosedLoopArrivals | PoissonArrivals | OfflineArrivals
     if row.mode == "closed_loop":
         c = row.concurrency or 1
         arrival = ClosedLoopArrivals(clients=c, warmup_requests=CLOSED_LOOP_WARMUP_PER_CLIENT, warmup_drain=True,

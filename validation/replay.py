@@ -64,7 +64,9 @@ def make_scheduler_config(kind: str, hardware: str, max_batch: int | None = None
         seqs = kw.get("max_num_seqs", seqs)
         return (SarathiScheduler(chunk_size=tokens, max_batched_tokens=tokens, max_num_seqs=seqs),
                 f"scheduler {kind}: chunked prefill, token budget {tokens}, max_num_seqs {seqs}")
-    cls = {"vllm": VLLMScheduler, "orca": OrcaScheduler, "static": StaticScheduler, "sjf": SJFScheduler}[kind]
+    classes: dict[str, type[VLLMScheduler | OrcaScheduler | StaticScheduler | SJFScheduler]] = {
+        "vllm": VLLMScheduler, "orca": OrcaScheduler, "static": StaticScheduler, "sjf": SJFScheduler}
+    cls = classes[kind]
     cfg = cls(**kw)
     return cfg, f"scheduler {kind}: max_num_seqs {cfg.max_num_seqs}, max_batched_tokens {cfg.max_batched_tokens}"
 
