@@ -307,6 +307,7 @@ def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
                     m=shape.decode_tokens,
                     n=shape.decode_seqs,
                     k=c.kv_heads,  # KV heads on this GPU: with n, the decode kernel's parallel work units
+                    kv_dtype=c.quant.kv_dtype,
                     dequant_flops=(2.0 * ctx * c.kv_elems if c.quant.kv_dtype in ("int8", "int4") else 0.0),
                 )
             )

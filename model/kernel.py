@@ -41,6 +41,7 @@ class Kernel:
     # replayed inside a CUDA graph (no per-call host dispatch): the framework all-reduce's comm_floor_s, a host
     # dispatch cost, does not apply (AIConfigurator's vLLM/SGLang tables time both modes: 5 vs 44 us on A100)
     graphed: bool = False
+    kv_dtype: str = ""  # attention only: the KV-cache dtype ("" = the kernel dtype)
 
     @property
     def bytes(self) -> float:

@@ -49,6 +49,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "attn_softmax_flops": (0.0, 4096.0, 64.0),
     "attn_decode_mem_eff": (0.02, 1.0, 0.7),
     "attn_decode_eff": (0.01, 1.0, 0.5),
+    "attn_decode_mem_eff_fp8kv": (0.02, 1.0, 0.7),
     "attn_decode_ctx_half": (0.0, 65536.0, 64.0),
     "attn_decode_par_half": (0.0, 4096.0, 64.0),
     "attn_decode_overhead_s": (0.0, 1e-4, 1e-5),
@@ -73,7 +74,7 @@ _FAMILY_FIELDS = {
     "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
                      "attn_prefill_tile", "attn_softmax_flops"),
-    "attn_decode": ("attn_decode_mem_eff", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
+    "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
                     "attn_decode_overhead_s", "attn_decode_seq_s"),
     "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s"),
     "comm": ("comm_bw_eff", "comm_latency_s", "comm_floor_s"),
@@ -166,6 +167,8 @@ def fitted_fields(data: FitData) -> tuple[str, ...]:
         wanted.discard("gemm_eff")
     if not sixteen_attn:
         wanted.discard("attn_prefill_eff")
+    if not np.any((ft.kind == 2) & (ft.attn_kv8 > 0)):
+        wanted.discard("attn_decode_mem_eff_fp8kv")  # no fp8-KV decode rows: it follows attn_decode_mem_eff
     for (col, code), f in _DTYPE_FIELDS.items():
         sel = getattr(ft, col) == code
         if col == "attn_fp8":

@@ -308,6 +308,7 @@ class FeatureTable:
     attn_ctx: np.ndarray  # mean context per query token (decode)
     attn_par: np.ndarray  # decode work units: sequences x KV heads
     attn_seqs: np.ndarray  # decode sequences
+    attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     comm_a2: np.ndarray  # latency seconds, two-shot / ring / generic (model.cost.comm_terms)
@@ -350,7 +351,8 @@ class FeatureTable:
             par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
             eff_m = np.where(
                 kind == 0, p["gemm_mem_eff"], np.where(kind == 1, p["attn_prefill_mem_eff"],
-                np.where(kind == 2, p["attn_decode_mem_eff"] * self.attn_ctx / (self.attn_ctx
+                np.where(kind == 2, np.where(self.attn_kv8 > 0, p["attn_decode_mem_eff_fp8kv"],
+                                             p["attn_decode_mem_eff"]) * self.attn_ctx / (self.attn_ctx
                                                                                 + p["attn_decode_ctx_half"]) * par,
                          p["elementwise_mem_eff"])))
             flops = self.flops
@@ -389,14 +391,14 @@ FIT_FIELDS: tuple[str, ...] = (
     "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff",
     "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8", "attn_prefill_eff", "attn_prefill_eff_fp8",
     "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s", "attn_prefill_tile",
-    "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_eff", "attn_decode_ctx_half", "attn_decode_par_half",
-    "attn_decode_overhead_s", "attn_decode_seq_s", "elementwise_mem_eff", "vector_eff", "kernel_overhead_s",
-    "comm_bw_eff", "comm_latency_s", "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s",
-    "nccl_hop_s", "nccl_bw_gpu_exp",
+    "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff",
+    "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
+    "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff", "comm_latency_s",
+    "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
 )
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "attn_s", "attn_ctx",
-         "attn_par", "attn_seqs", "attn_scores", "attn_edge", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes",
+         "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes",
          "comm_graphed", "comm_gpus")
 
 
@@ -445,6 +447,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             cols["attn_ctx"][i] = k.kv_read_bytes / max(1.0, k.kv_write_bytes)
             cols["attn_par"][i] = decode_parallelism(k.n, k.k)
             cols["attn_seqs"][i] = k.n
+            cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
     return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8,
                         tiling=_tiling(cal), **cols)
 

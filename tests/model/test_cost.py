@@ -99,7 +99,7 @@ def test_fast_path_equals_full_breakdown(prefill: list[tuple[int, int]], decode:
         gemm_overhead_s=1e-6, attn_prefill_overhead_s=1.5e-5, attn_decode_overhead_s=1.1e-5,
         attn_decode_par_half=40.0, attn_decode_seq_s=3e-7, attn_prefill_eff_fp8=0.3, gemm_overlap_loss=0.2,
         attn_decode_eff=0.05, attn_prefill_tile=96.0, attn_softmax_flops=150.0, attn_prefill_mem_eff=0.3,
-        gemm_overhead_s_fp8=1.3e-5,
+        gemm_overhead_s_fp8=1.3e-5, attn_decode_mem_eff_fp8kv=0.35,
         comm_oneshot_max_bytes=1e6, comm_floor_s=5e-6)
     cm = CostModel(load_model(name), load_hardware("h200-sxm"), quant, calibration=cal)
     shape = BatchShape.build(prefill=prefill, decode_ctx=decode, window=cm.model.sliding_window)
@@ -208,6 +208,7 @@ def test_refined_fields_inherit_the_field_they_refine() -> None:
     assert Calibration(kernel_overhead_s=7e-6, gemm_overhead_s=1e-6).gemm_overhead_s == 1e-6
     assert Calibration(gemm_overhead_s=1e-6).gemm_overhead_s_fp8 == 1e-6
     assert Calibration(gemm_mem_eff=0.6).attn_prefill_mem_eff == 0.6
+    assert Calibration(attn_decode_mem_eff=0.6).attn_decode_mem_eff_fp8kv == 0.6
 
 
 def test_per_kind_overheads() -> None:
@@ -352,3 +353,17 @@ def test_fp8_gemm_pays_its_own_fixed_cost() -> None:
     zero = cal.model_copy(update={"gemm_overhead_s": 0.0, "gemm_overhead_s_fp8": 0.0})
     assert kernel_cost(g8, H100, cal).seconds == pytest.approx(kernel_cost(g8, H100, zero).seconds + 1.3e-5)
     assert kernel_cost(g16, H100, cal).seconds == pytest.approx(kernel_cost(g16, H100, zero).seconds + 2e-6)
+
+
+def test_fp8_kv_decode_uses_its_own_bandwidth_fraction() -> None:
+    c = graph_context(LLAMA8, QuantSpec(kv_dtype="fp8"), ParallelSpec())
+    from model.graph import attention_kernels
+
+    (k,) = attention_kernels(c, BatchShape.build(decode_ctx=[8192] * 8))
+    assert k.kv_dtype == "fp8"
+    base = Calibration(attn_decode_overhead_s=0.0, attn_decode_ctx_half=0.0)
+    half = base.model_copy(update={"attn_decode_mem_eff_fp8kv": 0.35})
+    assert kernel_cost(k, H100, half).memory_s == pytest.approx(2 * kernel_cost(k, H100, base).memory_s, rel=1e-12)
+    (k16,) = attention_kernels(graph_context(LLAMA8, QuantSpec(), ParallelSpec()),
+                               BatchShape.build(decode_ctx=[8192] * 8))
+    assert kernel_cost(k16, H100, half).seconds == kernel_cost(k16, H100, base).seconds

@@ -80,6 +80,8 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
     rows = [
         _row("gemm", m=1, n=4096, k=4096), _row("gemm", "fp8", m=3000, n=1000, k=700),
         _row("attn_prefill", batch=2, seq_len=300, num_heads=16, num_kv_heads=4, head_dim=64),
+        _row("attn_decode", kv_dtype="fp8", batch=8, seq_len=1, ctx_len=4000, num_heads=32, num_kv_heads=8,
+             head_dim=128),
         _row("attn_prefill", "fp8", kv_dtype="fp8", batch=1, seq_len=5000, num_heads=8, num_kv_heads=8,
              head_dim=128, window=1024),
         _row("attn_decode", batch=64, seq_len=1, ctx_len=100, num_heads=8, num_kv_heads=1, head_dim=128),
@@ -104,7 +106,7 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         "gemm_overhead_s": 2e-6, "attn_prefill_eff_fp8": 0.35, "attn_prefill_overhead_s": 1.5e-5,
         "attn_decode_overhead_s": 1.2e-5, "attn_decode_par_half": 40.0, "attn_decode_seq_s": 4e-7,
         "attn_decode_eff": 0.05, "gemm_gemv_max_m": 1, "attn_prefill_tile": 96.0, "attn_softmax_flops": 150.0,
-        "attn_prefill_mem_eff": 0.3, "gemm_overhead_s_fp8": 1.3e-5,
+        "attn_prefill_mem_eff": 0.3, "gemm_overhead_s_fp8": 1.3e-5, "attn_decode_mem_eff_fp8kv": 0.35,
         "comm_oneshot_max_bytes": 1e6, "comm_floor_s": 9e-6, "nccl_bw_eff": 0.5, "nccl_latency_s": 7e-6,
         "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2})
     for cal in (plain, rich):
