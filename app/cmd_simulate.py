@@ -17,9 +17,9 @@ from simulator.config import SCHEDULER_KINDS, SimConfig
 from simulator.metrics import SimResult
 from simulator.run import simulate
 from simulator.workload import (
-    ConstantArrivals,
-    GammaArrivals,
-    PoissonArrivals,
+    ClosedLoopArrivals,
+    OfflineArrivals,
+    mean_rate_per_s,
     named_workloads,
     resolve_workload,
     with_rate,
@@ -239,12 +239,11 @@ def _workload_overrides(wl: dict[str, Any], args: argparse.Namespace) -> dict[st
     elif kind == "synthetic" and (args.rate is not None or args.rate_scale is not None):
         cfg = SimConfig.model_validate({"workload": wl, "replicas": [{"model": "x", "hardware": "x"}]})
         arrival = cfg.workload.arrival  # type: ignore[union-attr]
-        if args.rate is not None:
-            rate = args.rate
-        elif isinstance(arrival, PoissonArrivals | GammaArrivals | ConstantArrivals):
-            rate = arrival.rate_per_s
-        else:  # as before: burst/closed-loop/offline have no rate_per_s to scale (same error as the attribute)
-            raise AttributeError(f"{type(arrival).__name__!r} object has no attribute 'rate_per_s'")
+        if isinstance(arrival, ClosedLoopArrivals | OfflineArrivals):
+            raise ValueError(f"--rate/--rate-scale do not apply to {arrival.kind!r} arrivals (the engine sends "
+                             "those requests itself); change clients/think time or use an open-loop arrival")
+        # a burst process scales both of its rates, keeping its shape (workload.with_rate)
+        rate = args.rate if args.rate is not None else mean_rate_per_s(arrival)
         wl["arrival"] = with_rate(arrival, rate * (args.rate_scale or 1.0)).model_dump(mode="json")
     if args.num_requests is not None:
         wl["num_requests"] = args.num_requests

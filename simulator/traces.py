@@ -57,6 +57,10 @@ class _Rows:
         return InputError(f"{where}: {msg} (file {self.path})")
 
 
+# Largest arrival time accepted (keeps whole seconds inside int64 and is far beyond any real trace).
+MAX_ARRIVAL_S = 1e12
+
+
 def _parse_float(rows: _Rows, line: int, field: str, value: Any) -> float:
     if isinstance(value, bool) or value is None:
         raise rows.fail(line, field, f"{value!r} is not a number")
@@ -133,6 +137,8 @@ def _add_row(rows: _Rows, line: int, get: Callable[[str], Any]) -> None:
             t /= 1000.0  # Mooncake timestamps are milliseconds (Mooncake FAST25 README)
         if rows.fmt not in _REBASE and t < 0:
             raise rows.fail(line, t_col, f"{t!r} s is negative")
+        if abs(t) > MAX_ARRIVAL_S:
+            raise rows.fail(line, t_col, f"{t!r} s is beyond {MAX_ARRIVAL_S:g} s (about 31,700 years)")
         whole, frac = math.floor(t), t - math.floor(t)
     rows.whole_s.append(whole)
     rows.frac_s.append(frac)

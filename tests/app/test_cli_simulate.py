@@ -67,3 +67,31 @@ def test_prefix_caching_and_frontend_flags(tmp_path, capsys) -> None:
     assert main(["simulate", "--trace", str(trace), "--prefix-caching", "--frontend-ms", "2", "--print-config"]) == 0
     cfg = SimConfig.model_validate(__import__("tomllib").loads(capsys.readouterr().out))
     assert cfg.replicas[0].prefix_caching and cfg.replicas[0].frontend_s_per_request == 0.002
+
+
+def test_rate_scale_of_offline_is_a_clean_error_and_scales_a_burst(tmp_path, capsys) -> None:
+    run = tmp_path / "run.toml"
+    body = """[workload]
+kind = "synthetic"
+num_requests = 20
+[workload.arrival]
+{arrival}
+[workload.input]
+kind = "fixed"
+tokens = 100
+[workload.output]
+kind = "fixed"
+tokens = 10
+[[replicas]]
+model = "llama-3.1-8b"
+hardware = "h100-sxm"
+"""
+    run.write_text(body.format(arrival='kind = "offline"'))
+    assert main(["simulate", "--config", str(run), "--rate-scale", "2", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "do not apply to 'offline' arrivals" in err and "Traceback" not in err
+    run.write_text(body.format(arrival='kind = "burst"\non_rate_per_s = 10\noff_rate_per_s = 0\non_s = 1\noff_s = 1'))
+    assert main(["simulate", "--config", str(run), "--rate-scale", "2", "--json"]) == 0
+    arrival = json.loads(capsys.readouterr().out)["config"]["workload"]["arrival"]
+    # both rates of the on/off process double; its shape (on_s, off_s) is kept
+    assert (arrival["on_rate_per_s"], arrival["off_rate_per_s"], arrival["on_s"]) == (20.0, 0.0, 1.0)

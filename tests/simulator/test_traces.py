@@ -208,3 +208,10 @@ def test_real_mooncake_trace(shared_data):
     assert tr.hash_ids is not None and tr.hash_ids[1][:3] == (0, 14, 15)
     # 512-token blocks: one hash id per started block.
     assert all(len(h) == -(-n // 512) for h, n in zip(tr.hash_ids, tr.input_tokens.tolist(), strict=True))
+
+
+def test_absurd_arrival_time_is_a_row_error_not_an_overflow(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("arrival_s,input_tokens,output_tokens\n0,10,5\n1e300,10,5\n")
+    with pytest.raises(InputError, match=r"t.csv:3: field 'arrival_s'.*beyond 1e\+12 s"):
+        read_trace(p)
