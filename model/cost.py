@@ -10,7 +10,7 @@ functions and their defaults are documented in docs/model.md; `Calibration` hold
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -112,6 +112,9 @@ class Calibration(BaseModel):
     nccl_bw_gpu_exp: float = Field(0.0, description=(
         "NCCL bandwidth efficiency scales as (n/2)^this with the GPU count n (NVLS/tree at 8 GPUs move fewer "
         "bytes per GPU than the ring formula: H100 8-GPU busbw is ~1.4x the 2-GPU one); 0 = one efficiency"))
+    decode_cuda_graphs: bool = Field(False, description=(
+        "decode-only iterations replay as CUDA graphs (vLLM/SGLang/TRT-LLM capture decode batches), so their "
+        "framework all-reduces pay no comm_floor_s host dispatch (Kernel.graphed); False = every call pays it"))
     step_overhead_s: float = Field(1.0e-3, ge=0, description="per-iteration framework CPU overhead")
     step_overhead_per_seq_s: float = Field(1.0e-5, ge=0, description="per-sequence CPU cost of one iteration")
     source: str = "defaults (docs/model.md)"
@@ -425,7 +428,9 @@ class CostModel:
         self.calibration = calibration or DEFAULT_CALIBRATION
         self.ctx: GraphContext = graph_context(model, self.quant, self.parallel)
         check_dtypes(hardware, self.quant)
-        self._linear_memo: dict[tuple[int, int], tuple[float, float]] = {}
+        self._linear_memo: dict[tuple[int, int, bool], tuple[float, float]] = {}
+        # decode-only steps under CUDA graphs: the TP all-reduces skip the host-dispatch floor
+        self._graphed = self.calibration.decode_cuda_graphs and self.parallel.tp > 1
         self.num_gpus = self.parallel.num_gpus
         p = hardware.power
         self._idle_w, self._dyn_w = p.idle_w, p.tdp_w - p.idle_w
@@ -434,7 +439,7 @@ class CostModel:
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
-        kernels = linear_kernels(self.ctx, shape.tokens, shape.logit_tokens) + attention_kernels(self.ctx, shape)
+        kernels = self._linear(shape) + attention_kernels(self.ctx, shape)
         cal, hw = self.calibration, self.hardware
         costs = tuple(kernel_cost(k, hw, cal) for k in kernels)
         overhead = self._overhead(shape)
@@ -454,17 +459,23 @@ class CostModel:
             bandwidth_bytes_per_s=hw.memory.bandwidth_bytes_per_s,
         )
 
+    def _linear(self, shape: BatchShape) -> list[Kernel]:
+        ks = linear_kernels(self.ctx, shape.tokens, shape.logit_tokens)
+        if self._graphed and not shape.prefill_tokens:
+            ks = [replace(k, graphed=True) if k.name == "tp_allreduce" else k for k in ks]
+        return ks
+
     # ---- hot path -----------------------------------------------------------------------------------------
     def step_seconds(self, shape: BatchShape) -> float:
         return self.step_seconds_energy(shape)[0]
 
     def step_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
         """(seconds, joules) of one iteration; equals step(shape) to rounding, in microseconds."""
-        key = (shape.tokens, shape.logit_tokens)
+        graphed = self._graphed and not shape.prefill_tokens
+        key = (shape.tokens, shape.logit_tokens, graphed)
         lin = self._linear_memo.get(key)
         if lin is None:
-            costs = [kernel_cost(k, self.hardware, self.calibration)
-                     for k in linear_kernels(self.ctx, shape.tokens, shape.logit_tokens)]
+            costs = [kernel_cost(k, self.hardware, self.calibration) for k in self._linear(shape)]
             lin = (sum(c.seconds for c in costs), sum(self._kernel_energy(c) for c in costs))
             if len(self._linear_memo) > 200_000:
                 self._linear_memo.clear()

@@ -367,3 +367,20 @@ def test_fp8_kv_decode_uses_its_own_bandwidth_fraction() -> None:
     (k16,) = attention_kernels(graph_context(LLAMA8, QuantSpec(), ParallelSpec()),
                                BatchShape.build(decode_ctx=[8192] * 8))
     assert kernel_cost(k16, H100, half).seconds == kernel_cost(k16, H100, base).seconds
+
+
+def test_decode_steps_under_cuda_graphs_skip_the_allreduce_floor() -> None:
+    m70 = load_model("llama-3.1-70b")
+    eager = Calibration(comm_oneshot_max_bytes=8e6, comm_floor_s=4e-5)
+    graphs = eager.model_copy(update={"decode_cuda_graphs": True})
+    par = ParallelSpec(tp=4)
+    dec = BatchShape.build(decode_ctx=[1000] * 8)
+    mixed = BatchShape.build(prefill=[(8, 0)], decode_ctx=[1000] * 8)
+    a, b = CostModel(m70, H100, parallel=par, calibration=eager), CostModel(m70, H100, parallel=par, calibration=graphs)
+    for cm in (a, b):
+        for sh in (dec, mixed):
+            assert cm.step_seconds(sh) == pytest.approx(cm.step(sh).seconds, rel=1e-12)
+    fast = allreduce_seconds(8 * 8192 * 2, 4, H100, eager, graphed=True)
+    assert fast < 4e-5
+    assert a.step_seconds(dec) - b.step_seconds(dec) == pytest.approx(2 * 80 * (4e-5 - fast), rel=1e-9)
+    assert a.step_seconds(mixed) == b.step_seconds(mixed)  # a step with prefill runs eagerly
