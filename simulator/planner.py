@@ -9,7 +9,9 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -297,6 +299,30 @@ class SerialExecutor:
         pass
 
 
+def _noop() -> None:
+    return None
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """A spawn pool whose workers are all started now, with a bare `__main__` while they start.
+
+    A spawned worker re-runs the parent's `__main__` file. Under Streamlit (and its AppTest) `__main__` is the
+    page script, which must not run again in a worker; the planner's tasks only need importable modules, so the
+    workers are started while `sys.modules["__main__"]` is a bare module, then it is put back.
+    """
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        # submitting `workers` tasks at once makes the executor spawn every worker now (it spawns on demand)
+        for f in [pool.submit(_noop) for _ in range(workers)]:
+            f.result()
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+    return pool
+
+
 class ProcessExecutor:
     """A local process pool (spawn start method: safe with threads, same behaviour on every OS); one worker per
     core by default. Callers' scripts need the usual `if __name__ == "__main__":` guard."""
@@ -311,7 +337,7 @@ class ProcessExecutor:
         if len(items) <= 1 and self._pool is None:
             return [fn(x) for x in items]  # not worth starting the pool for
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = _start_pool(self.workers)
         return list(self._pool.map(fn, items, chunksize=1))
 
     def close(self) -> None:

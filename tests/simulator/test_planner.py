@@ -278,3 +278,25 @@ def test_capacity_bound_accounts_for_a_finite_run() -> None:
     long = analytical_bounds(spec2, c, ts2)
     backlog = c.max_batch + 100
     assert long.capacity_ub == pytest.approx(long.capacity_est * 2000 / (2000 - backlog))
+
+
+def test_process_pool_does_not_rerun_a_script_main(tmp_path, monkeypatch) -> None:
+    """Under Streamlit (and AppTest) `__main__` is a page script; spawned workers must not execute it again."""
+    import sys
+    import types
+
+    from simulator.planner import ProcessExecutor
+
+    marker = tmp_path / "ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'w').write('x')\nraise SystemExit('a page script must not run')\n")
+    fake = types.ModuleType("__main__")
+    fake.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    ex = ProcessExecutor(2)
+    try:
+        assert ex.map(abs, [-3, -1, 2]) == [3, 1, 2]
+    finally:
+        ex.close()
+    assert not marker.exists()
+    assert sys.modules["__main__"] is fake
