@@ -95,6 +95,12 @@ class Calibration(BaseModel):
     # Memory-bound elementwise kernels reach 80-90% of STREAM-like bandwidth on large tensors.
     elementwise_mem_eff: float = Field(0.80, gt=0, le=1)
     vector_eff: float = Field(0.5, gt=0, le=1, description="fraction of fp32 vector peak for dequantization")
+    elementwise_norm_passes: float = Field(1.0, gt=0, description=(
+        "memory passes of a normalisation kernel (name ending in 'norm') relative to graph.elementwise's one read "
+        "and one write: an unfused implementation makes several (numpy's RMSNorm: x*x, mean, x*r, *w = 3.5x); "
+        "1 = fused"))
+    elementwise_act_passes: float = Field(1.0, gt=0, description=(
+        "the same for the gated activation (mlp_act, moe_act, silu_mul, gelu): numpy's silu(g)*u = 4x; 1 = fused"))
     kernel_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one elementwise/sampling kernel")
     # TP all-reduce as the serving framework runs it (custom one-shot/two-shot kernels, NCCL above their range)
     comm_bw_eff: float = Field(0.80, gt=0, le=1)
@@ -347,6 +353,18 @@ def prefill_attention_flops(k: Kernel, cal: Calibration) -> float:
     return eff_scores * (k.flops / scores + cal.attn_softmax_flops)
 
 
+ACTIVATION_KERNELS = frozenset({"mlp_act", "moe_act", "silu_mul", "gelu"})
+
+
+def elementwise_passes(name: str, cal: Calibration) -> float:
+    """Memory-traffic multiplier of an elementwise kernel (unfused implementations make several passes)."""
+    if name.endswith("norm"):
+        return cal.elementwise_norm_passes
+    if name in ACTIVATION_KERNELS:
+        return cal.elementwise_act_passes
+    return 1.0
+
+
 def decode_compute_efficiency(dtype: str, cal: Calibration) -> float:
     """Decode attention's fraction of tensor peak: attn_decode_eff (16-bit); fp8 scales attn_prefill_eff_fp8 by
     the same decode/prefill ratio (so a profile without attn_decode_eff keeps attn_prefill_eff[_fp8])."""
@@ -392,7 +410,7 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
     else:  # elementwise, sampling: vector units
         peak = hw.peak("fp32")
         eff_c = cal.vector_eff
-        eff_m = cal.elementwise_mem_eff
+        eff_m = cal.elementwise_mem_eff / elementwise_passes(k.name, cal)
         overhead = cal.kernel_overhead_s
     compute = flops / (peak * eff_c) if flops else 0.0
     if k.dequant_flops:

@@ -57,6 +57,12 @@ QUICK_TILE_M_CANDIDATES: tuple[int, ...] = (16, 32, 64, 96)
 #: case), which streams the weights at memory speed; m >= 2 goes to sgemm, which packs B on every call: on this
 #: machine a (1, 4096) @ (4096, 4096) fp32 matmul takes 11 ms and m = 2 ... 16 take 40-53 ms. Not fitted.
 GEMV_MAX_M = 1
+#: Array passes of the forward pass's unfused numpy elementwise code (validation/local/transformer.py), in units of
+#: graph.elementwise's fused read + write. RMSNorm `x * (1/sqrt(mean(x*x) + eps)) * w`: x*x (read, write), mean
+#: (read), x*r (read, write), *w (read, write) = 7 passes over t x h against 2 -> 3.5. SwiGLU `g / (1 + exp(-g)) * u`:
+#: -g, exp, 1+, g/, *u = 7 reads + 5 writes of t x I against 2 reads + 1 write -> 4. Counted, not fitted.
+NORM_PASSES = 3.5
+ACT_PASSES = 4.0
 
 Progress = Callable[[str], None]
 
@@ -491,7 +497,8 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
         rows = [replace(r, hardware=str(hw_path)) for r in meas.rows]
         for tm in tiles:
             base = Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64,
-                               gemm_gemv_max_m=GEMV_MAX_M, step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
+                               gemm_gemv_max_m=GEMV_MAX_M, elementwise_norm_passes=NORM_PASSES,
+                               elementwise_act_passes=ACT_PASSES, step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
             res = _calibrate_rows(rows, base, folds=folds, seed=seed, name=name)
             score = res.held_out_overall.median_abs_pct_err if folds else res.in_sample_overall.median_abs_pct_err
             scores[tm] = round(float(score), 2)

@@ -20,6 +20,7 @@ from hardware_specs.errors import RoofsimError
 from hardware_specs.spec import HardwareSpec
 from model.batch import BatchShape
 from model.cost import (
+    ACTIVATION_KERNELS,
     PEAK_DTYPE,
     Calibration,
     comm_terms,
@@ -195,7 +196,10 @@ def _elementwise(row: KernelMeasurement) -> Kernel:
     if row.op == "silu_mul":  # gated MLP activation: reads gate and up halves, writes one (graph mlp_act)
         return elementwise("silu_mul", 2 * t * h, t * h, 8, c, 1)
     rd, wr, fl = _ELEMENTWISE[row.op]
-    return elementwise(row.op, rd * t * h, wr * t * h, fl, c, 1,
+    # STREAM copy/scale/add rows (validation.local_calibrate) borrow the rmsnorm/add shapes; named for what they
+    # are so model.cost.elementwise_passes does not treat a copy as an unfused normalisation
+    name = row.variant if row.variant.startswith("stream_") else row.op
+    return elementwise(name, rd * t * h, wr * t * h, fl, c, 1,
                        weight_elems=h if row.op in ("rmsnorm", "layernorm") else 0.0)
 
 
@@ -304,6 +308,7 @@ class FeatureTable:
     gemm_k: np.ndarray
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
+    ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation (model.cost.elementwise_passes), else 0
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
     attn_ctx: np.ndarray  # mean context per query token (decode)
     attn_par: np.ndarray  # decode work units: sequences x KV heads
@@ -354,7 +359,8 @@ class FeatureTable:
                 np.where(kind == 2, np.where(self.attn_kv8 > 0, p["attn_decode_mem_eff_fp8kv"],
                                              p["attn_decode_mem_eff"]) * self.attn_ctx / (self.attn_ctx
                                                                                 + p["attn_decode_ctx_half"]) * par,
-                         p["elementwise_mem_eff"])))
+                         p["elementwise_mem_eff"] / np.choose(self.ew_class, (1.0, p["elementwise_norm_passes"],
+                                                                              p["elementwise_act_passes"])))))
             flops = self.flops
             if p["attn_prefill_tile"] or p["attn_softmax_flops"]:  # model.cost.prefill_attention_flops
                 work = ((self.attn_scores + self.attn_edge * np.minimum(p["attn_prefill_tile"], self.attn_s) / 2.0)
@@ -393,7 +399,8 @@ FIT_FIELDS: tuple[str, ...] = (
     "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s", "attn_prefill_tile",
     "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff",
     "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
-    "elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "comm_bw_eff", "comm_latency_s",
+    "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "vector_eff", "kernel_overhead_s",
+    "comm_bw_eff", "comm_latency_s",
     "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
 )
 
@@ -409,6 +416,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
     kind = np.zeros(n, dtype=np.int8)
     gdt = np.zeros(n, dtype=np.int64)
     afp8 = np.zeros(n, dtype=np.int8)
+    ewc = np.zeros(n, dtype=np.int64)
     for i, (k, hw) in enumerate(zip(kernels, hws, strict=True)):
         if k.count != 1:
             raise ValueError(f"features() expects count=1 kernels; {k.name} has count={k.count}")
@@ -434,6 +442,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             afp8[i] = k.kind != "gemm" and k.dtype == "fp8"
         else:
             cols["peak"][i] = hw.peak("fp32")
+            ewc[i] = 1 if k.name.endswith("norm") else 2 if k.name in ACTIVATION_KERNELS else 0
         if k.kind == "gemm":
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
             cols["gemm_k"][i] = k.k
@@ -448,7 +457,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             cols["attn_par"][i] = decode_parallelism(k.n, k.k)
             cols["attn_seqs"][i] = k.n
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
-    return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8,
+    return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8, ew_class=ewc,
                         tiling=_tiling(cal), **cols)
 
 

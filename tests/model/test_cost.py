@@ -99,7 +99,8 @@ def test_fast_path_equals_full_breakdown(prefill: list[tuple[int, int]], decode:
         gemm_overhead_s=1e-6, attn_prefill_overhead_s=1.5e-5, attn_decode_overhead_s=1.1e-5,
         attn_decode_par_half=40.0, attn_decode_seq_s=3e-7, attn_prefill_eff_fp8=0.3, gemm_overlap_loss=0.2,
         attn_decode_eff=0.05, attn_prefill_tile=96.0, attn_softmax_flops=150.0, attn_prefill_mem_eff=0.3,
-        gemm_overhead_s_fp8=1.3e-5, attn_decode_mem_eff_fp8kv=0.35,
+        gemm_overhead_s_fp8=1.3e-5, attn_decode_mem_eff_fp8kv=0.35, elementwise_norm_passes=3.5,
+        elementwise_act_passes=4.0,
         comm_oneshot_max_bytes=1e6, comm_floor_s=5e-6)
     cm = CostModel(load_model(name), load_hardware("h200-sxm"), quant, calibration=cal)
     shape = BatchShape.build(prefill=prefill, decode_ctx=decode, window=cm.model.sliding_window)
@@ -384,3 +385,17 @@ def test_decode_steps_under_cuda_graphs_skip_the_allreduce_floor() -> None:
     assert fast < 4e-5
     assert a.step_seconds(dec) - b.step_seconds(dec) == pytest.approx(2 * 80 * (4e-5 - fast), rel=1e-9)
     assert a.step_seconds(mixed) == b.step_seconds(mixed)  # a step with prefill runs eagerly
+
+
+def test_unfused_elementwise_passes_multiply_memory_traffic() -> None:
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    from model.graph import elementwise
+
+    norm = elementwise("input_norm", 4096 * 4096, 4096 * 4096, 4, ctx, 1)
+    act = elementwise("mlp_act", 2 * 4096 * 14336, 4096 * 14336, 8, ctx, 1)
+    add = elementwise("residual_add", 2 * 4096 * 4096, 4096 * 4096, 1, ctx, 1)
+    fused = Calibration(kernel_overhead_s=0.0)
+    unfused = fused.model_copy(update={"elementwise_norm_passes": 3.5, "elementwise_act_passes": 4.0})
+    assert kernel_cost(norm, H100, unfused).memory_s == pytest.approx(3.5 * kernel_cost(norm, H100, fused).memory_s)
+    assert kernel_cost(act, H100, unfused).memory_s == pytest.approx(4 * kernel_cost(act, H100, fused).memory_s)
+    assert kernel_cost(add, H100, unfused).seconds == kernel_cost(add, H100, fused).seconds

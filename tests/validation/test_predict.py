@@ -107,6 +107,7 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         "attn_decode_overhead_s": 1.2e-5, "attn_decode_par_half": 40.0, "attn_decode_seq_s": 4e-7,
         "attn_decode_eff": 0.05, "gemm_gemv_max_m": 1, "attn_prefill_tile": 96.0, "attn_softmax_flops": 150.0,
         "attn_prefill_mem_eff": 0.3, "gemm_overhead_s_fp8": 1.3e-5, "attn_decode_mem_eff_fp8kv": 0.35,
+        "elementwise_norm_passes": 3.5, "elementwise_act_passes": 4.0,
         "comm_oneshot_max_bytes": 1e6, "comm_floor_s": 9e-6, "nccl_bw_eff": 0.5, "nccl_latency_s": 7e-6,
         "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2})
     for cal in (plain, rich):
@@ -147,3 +148,14 @@ def test_error_stats_rejects_bad_input() -> None:
         error_stats([], [])
     with pytest.raises(ValueError, match="positive"):
         error_stats([1.0], [0.0])
+
+
+def test_stream_rows_are_not_costed_as_unfused_norms() -> None:
+    from model.kernel import Kernel
+
+    cal = CAL.model_copy(update={"elementwise_norm_passes": 3.5, "kernel_overhead_s": 0.0})
+    copy = _row("rmsnorm", "fp32", framework="stream", variant="stream_copy", tokens=1 << 20, hidden=1)
+    norm = _row("rmsnorm", "fp32", framework="numpy", tokens=1 << 20, hidden=1)
+    k: Kernel = row_kernel(copy)
+    assert k.name == "stream_copy" and row_kernel(norm).name == "rmsnorm"
+    assert predict_kernel(norm, H100, cal) == pytest.approx(3.5 * predict_kernel(copy, H100, cal), rel=1e-9)
