@@ -58,7 +58,13 @@ def test_step_explorer_default_numbers_equal_the_cli_estimate(step: AppTest) -> 
     assert _metric(step, "TTFT") == pytest.approx(ref["ttft_s"] * 1e3, abs=5e-4)
     assert _metric(step, "Output throughput") == pytest.approx(ref["output_tokens_per_s"], abs=0.05)
     assert _metric(step, "Max batch at context") == ref["max_batch_at_context"]
-    assert len(step.get("plotly_chart")) >= 3  # roofline, kernel times, memory
+    # one view drawn at a time (drawing all four charts per rerun made knob changes slow): each view has its chart
+    assert [e.key for e in step.get("plotly_chart")] == ["roofline_A"]
+    step.segmented_control(key="step_view").set_value("Kernel times").run()
+    assert [e.key for e in step.get("plotly_chart")] == ["kernels_A"] and len(step.dataframe) == 1
+    step.segmented_control(key="step_view").set_value("Memory").run()
+    assert [e.key for e in step.get("plotly_chart")] == ["memory"]
+    step.segmented_control(key="step_view").set_value("Roofline").run()
 
 
 def test_larger_batch_raises_tpot_and_throughput(step: AppTest) -> None:
