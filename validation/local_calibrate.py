@@ -139,8 +139,8 @@ def _prepare_attention(n_new: int, ctx: int, heads: int, kv_heads: int, head_dim
     allowed = np.arange(ctx)[None, :] <= (start + np.arange(n_new))[:, None]
 
     def fn() -> np.ndarray:
-        qg = (q * scale).reshape(n_new, kv_heads, group, head_dim).transpose(1, 2, 0, 3)
-        qg = qg.reshape(kv_heads, group * n_new, head_dim)
+        q4 = (q * scale).reshape(n_new, kv_heads, group, head_dim).transpose(1, 2, 0, 3)
+        qg = q4.reshape(kv_heads, group * n_new, head_dim)
         scores = np.matmul(qg, keys.transpose(0, 2, 1)).reshape(kv_heads, group, n_new, ctx)
         if n_new > 1:
             scores = np.where(allowed, scores, np.float32(-np.inf))
@@ -606,4 +606,4 @@ def step_errors(steps: Sequence[Mapping[str, Any]], spec: ModelSpec, hw: Hardwar
     """Measured vs predicted per recorded step, grouped by (kind, batch size): mean seconds and error %."""
     from validation.replay import compare_steps  # noqa: PLC0415
 
-    return compare_steps(list(steps), CostModel(spec, hw, FP32, calibration=cal))
+    return compare_steps([dict(s) for s in steps], CostModel(spec, hw, FP32, calibration=cal))

@@ -90,7 +90,7 @@ def summarize(rows: Sequence[KernelMeasurement], predicted: np.ndarray, measured
     hws = np.array([r.hardware for r in rows], dtype=object)
     for hw in sorted(set(hws.tolist())):
         sel = np.flatnonzero(hws == hw)
-        sub = [rows[i] for i in sel]
+        sub = [rows[int(i)] for i in sel]
         by_hw[hw] = {k: v.as_dict() for k, v in grouped_stats(sub, predicted[sel], measured[sel]).items()}
     return {
         "by_op": {k: v.as_dict() for k, v in grouped_stats(rows, predicted, measured).items()} if len(rows) else {},

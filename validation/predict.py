@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -330,8 +331,9 @@ class FeatureTable:
 
     def subset(self, idx: np.ndarray) -> FeatureTable:
         """The rows `idx` (indices or a boolean mask)."""
-        return FeatureTable(**{f: (getattr(self, f)[idx] if f != "tiling" else self.tiling)
-                               for f in self.__dataclass_fields__})
+        cols: dict[str, Any] = {f: (getattr(self, f)[idx] if f != "tiling" else self.tiling)
+                                for f in self.__dataclass_fields__}
+        return FeatureTable(**cols)
 
     def seconds(self, cal: Calibration) -> np.ndarray:
         """kernel_cost(k, hw, cal).seconds for every row (tested equal)."""
