@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/roofsim simulate --model llama-3.1-8b --hardware h100-sxm --workload conversation --num-requests 2000 --seed 0
 
 test: $(STAMP) browser
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # The Streamlit dashboard on http://localhost:8501 (PORT=N to change).
