@@ -418,6 +418,14 @@ def measure_attention_decode(
     return _time_prepared(prepare_attention_decode(ctx_len, num_heads, head_dim, rng), target_s=target_s)
 
 
+def _softmax_times(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Row softmax of `scores` in place (max-subtracted), then times `values`: the attention kernels' shared tail."""
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return np.matmul(scores, values)
+
+
 def prepare_attention_decode(
     ctx_len: int, num_heads: int, head_dim: int, rng: np.random.Generator
 ) -> Prepared:
@@ -436,11 +444,7 @@ def prepare_attention_decode(
     scale = np.float32(1.0 / math.sqrt(head_dim))
 
     def fn() -> np.ndarray:
-        scores = np.matmul(q * scale, keys_t)
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        return np.matmul(scores, values)
+        return _softmax_times(np.matmul(q * scale, keys_t), values)
 
     return fn, KernelRecord(
         op="attn_decode",
@@ -484,10 +488,7 @@ def prepare_attention_prefill(
     def fn() -> np.ndarray:
         scores = np.matmul(q * scale, keys_t)
         scores += mask
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        return np.matmul(scores, values)
+        return _softmax_times(scores, values)
 
     return fn, KernelRecord(
         op="attn_prefill",
