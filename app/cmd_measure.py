@@ -148,6 +148,7 @@ def run_calibrate_local(args: argparse.Namespace) -> int:
         "rows": fit.kernel_fit.n_rows, "shape_families": fit.kernel_fit.n_families,
         "held_out_median_abs_pct_err": s["held_out_median_abs_pct"],
         "held_out_overall_median_abs_pct_err": s["held_out_overall_median_abs_pct"],
+        "held_out_pooled_median_abs_pct_err": s["held_out_pooled_median_abs_pct"],
         "gemm_tile_m": fit.tile_m, "step_overhead_s": fit.step_overhead_s,
         "step_overhead_per_seq_s": fit.step_overhead_per_seq_s, "calibration": fit.calibration.model_dump(),
         "problems": list(fit.kernel_fit.problems),
@@ -159,6 +160,8 @@ def run_calibrate_local(args: argparse.Namespace) -> int:
           f"({meas.blas_threads} BLAS thread(s), measured in {meas.wall_s:.0f} s)")
     rows = [[k, str(v.n), f"{v.median_abs_pct_err:.1f}", f"{fit.kernel_fit.in_sample[k].median_abs_pct_err:.1f}"]
             for k, v in fit.kernel_fit.held_out.items()]
+    rows += [[f"all {c} (pooled)", str(v.n), f"{v.median_abs_pct_err:.1f}", ""]
+             for c, v in fit.held_out_by_class.items()]
     print_table(rows, ["op/dtype/source", "n", "held-out median|e|%", "in-sample median|e|%"])
     print(f"\ngemm_tile_m={fit.tile_m}; step overhead {fit.step_overhead_s * 1e3:.2f} ms + "
           f"{fit.step_overhead_per_seq_s * 1e3:.3f} ms/sequence")

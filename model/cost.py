@@ -52,6 +52,10 @@ class Calibration(BaseModel):
         "GEMMs with m at or below this run as a GEMV (no tile padding, no wave quantization: a weight stream); "
         "numpy/OpenBLAS sends a 1-row matmul to sgemv and m >= 2 to sgemm; 0 = every GEMM is tiled"))
     gemm_mem_eff: float = Field(0.80, gt=0, le=1)
+    gemm_gemv_mem_eff: float = Field(0.80, gt=0, le=1, description=(
+        "gemm_mem_eff of a GEMV (m <= gemm_gemv_max_m; default: gemm_mem_eff): a vector-matrix product streams the "
+        "weights once, while OpenBLAS's sgemm packs B into a buffer on every call (numpy on a CPU: a 1-row "
+        "matmul streams at ~11 GB/s, 2-16 rows at ~3 GB/s)"))
     gemm_overlap_loss: float = Field(0.0, ge=0, le=1, description=(
         "fraction of the shorter of compute and memory time not hidden under the longer one (GEMM only): "
         "t = max(c, m) + loss * min(c, m); 0 = ideal roofline"))
@@ -101,7 +105,15 @@ class Calibration(BaseModel):
         "1 = fused"))
     elementwise_act_passes: float = Field(1.0, gt=0, description=(
         "the same for the gated activation (mlp_act, moe_act, silu_mul, gelu): numpy's silu(g)*u = 4x; 1 = fused"))
-    kernel_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one elementwise/sampling kernel")
+    kernel_overhead_s: float = Field(2.5e-6, ge=0, description=(
+        "launch + tail of one elementwise/sampling kernel; an unfused kernel pays it once per pass "
+        "(elementwise_norm_passes / elementwise_act_passes launches)"))
+    elementwise_cache_gain: float = Field(1.0, ge=1, description=(
+        "bandwidth of an elementwise kernel whose working set fits in the last-level cache, relative to DRAM "
+        "(cache-aware roofline, Ilic et al., IEEE CAL 2014); 1 = every kernel streams from DRAM"))
+    elementwise_cache_bytes: float = Field(0.0, ge=0, description=(
+        "working set (bytes read + written by one pass) at which an elementwise kernel is halfway between cache "
+        "and DRAM bandwidth: time x (1 + (gain - 1) s) / gain, s = ws^2 / (ws^2 + this^2); 0 = no cache regime"))
     # TP all-reduce as the serving framework runs it (custom one-shot/two-shot kernels, NCCL above their range)
     comm_bw_eff: float = Field(0.80, gt=0, le=1)
     comm_latency_s: float = Field(2e-6, ge=0, description="fixed cost of one collective call (launch)")
@@ -151,6 +163,7 @@ _INHERIT: dict[str, str] = {
     "gemm_overhead_s_fp8": "gemm_overhead_s",
     "attn_prefill_eff_fp8": "attn_prefill_eff",
     "attn_prefill_mem_eff": "gemm_mem_eff",
+    "gemm_gemv_mem_eff": "gemm_mem_eff",
     "attn_decode_eff": "attn_prefill_eff",
     "attn_decode_mem_eff_fp8kv": "attn_decode_mem_eff",
     "attn_prefill_overhead_s": "kernel_overhead_s",
@@ -365,6 +378,16 @@ def elementwise_passes(name: str, cal: Calibration) -> float:
     return 1.0
 
 
+def elementwise_cache_factor(ws_bytes: float, cal: Calibration) -> float:
+    """Memory-time multiplier of an elementwise kernel moving `ws_bytes` per pass: 1/gain when its working set is
+    far below elementwise_cache_bytes (served from cache), 1 far above it (DRAM), a smooth step between."""
+    gain, c = cal.elementwise_cache_gain, cal.elementwise_cache_bytes
+    if gain == 1.0 or c <= 0:
+        return 1.0
+    s = ws_bytes * ws_bytes / (ws_bytes * ws_bytes + c * c)
+    return (1.0 + (gain - 1.0) * s) / gain
+
+
 def decode_compute_efficiency(dtype: str, cal: Calibration) -> float:
     """Decode attention's fraction of tensor peak: attn_decode_eff (16-bit); fp8 scales attn_prefill_eff_fp8 by
     the same decode/prefill ratio (so a profile without attn_decode_eff keeps attn_prefill_eff[_fp8])."""
@@ -385,7 +408,7 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
     if k.kind == "gemm":
         peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
         eff_c = gemm_compute_efficiency(k.m, k.n, k.k, units, cal, k.dtype)
-        eff_m = cal.gemm_mem_eff
+        eff_m = cal.gemm_gemv_mem_eff if k.m <= cal.gemm_gemv_max_m else cal.gemm_mem_eff
         overhead = cal.gemm_overhead_s_fp8 if k.dtype in ("fp8", "fp8_block") else cal.gemm_overhead_s
         overlap = cal.gemm_overlap_loss
     elif k.kind == "attn_prefill":
@@ -410,8 +433,9 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
     else:  # elementwise, sampling: vector units
         peak = hw.peak("fp32")
         eff_c = cal.vector_eff
-        eff_m = cal.elementwise_mem_eff / elementwise_passes(k.name, cal)
-        overhead = cal.kernel_overhead_s
+        passes = elementwise_passes(k.name, cal)
+        eff_m = cal.elementwise_mem_eff / (passes * elementwise_cache_factor(k.bytes, cal))
+        overhead = cal.kernel_overhead_s * passes
     compute = flops / (peak * eff_c) if flops else 0.0
     if k.dequant_flops:
         compute += k.dequant_flops / (hw.peak("fp32") * cal.vector_eff)

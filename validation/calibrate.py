@@ -22,7 +22,7 @@ from validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, p
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_validate", "calibrate",
+__all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_validate", "calibrate", "OPT_IN_FIELDS",
            "shape_family", "fitted_fields", "fit_loss",
            "BOUNDS"]
 
@@ -37,6 +37,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "gemm_eff_int8": (0.05, 1.0, 0.7),
     "gemm_k_half": (0.0, 8192.0, 128.0),
     "gemm_mem_eff": (0.05, 1.0, 0.8),
+    "gemm_gemv_mem_eff": (0.05, 1.0, 0.8),
     "gemm_overlap_loss": (0.0, 1.0, 0.3),
     "gemm_overhead_s": (0.0, 1e-4, 3e-6),
     "gemm_overhead_s_fp8": (0.0, 1e-4, 3e-6),
@@ -57,6 +58,10 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "elementwise_mem_eff": (0.02, 1.0, 0.8),
     "vector_eff": (0.01, 1.0, 0.5),
     "kernel_overhead_s": (0.0, 1e-4, 3e-6),
+    "elementwise_cache_gain": (1.0, 16.0, 2.0),
+    "elementwise_cache_bytes": (0.0, 1e9, 1e7),
+    "elementwise_norm_passes": (1.0, 16.0, 3.0),
+    "elementwise_act_passes": (1.0, 16.0, 3.0),
     "comm_bw_eff": (0.02, 1.0, 0.8),
     "comm_latency_s": (0.0, 1e-3, 1e-5),
     "comm_floor_s": (0.0, 1e-3, 1e-5),
@@ -66,17 +71,22 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "nccl_bw_gpu_exp": (-1.0, 1.0, 0.2),
 }
 
+# Fitted only when a caller asks (fitted_fields(extra=...)): the elementwise cache regime and unfused pass counts.
+OPT_IN_FIELDS: tuple[str, ...] = ("elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_passes",
+                                  "elementwise_act_passes")
+
 # log-ratio at which the soft-L1 loss turns from quadratic to linear (~10% error)
 ROBUST_SCALE = 0.1
 
 # Which fields each family constrains (per-dtype efficiencies only when rows of that dtype are present).
 _FAMILY_FIELDS = {
-    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
+    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
                      "attn_prefill_tile", "attn_softmax_flops"),
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
                     "attn_decode_overhead_s", "attn_decode_seq_s"),
-    "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s"),
+    "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "elementwise_cache_gain",
+                    "elementwise_cache_bytes", "elementwise_norm_passes", "elementwise_act_passes"),
     "comm": ("comm_bw_eff", "comm_latency_s", "comm_floor_s"),
     "nccl": ("nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp"),
 }
@@ -156,8 +166,10 @@ def prepare(rows: Sequence[KernelMeasurement], base: Calibration, hardware: str 
     return FitData(pred, ft, pred.measured_s, fam, groups, wkey), pred.problems
 
 
-def fitted_fields(data: FitData) -> tuple[str, ...]:
-    """The Calibration fields the rows in `data` constrain, in FIT_FIELDS order."""
+def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The Calibration fields the rows in `data` constrain, in FIT_FIELDS order. `extra`: opt-in fields
+    (OPT_IN_FIELDS) to fit too when rows of their family are present; the local CPU calibration fits numpy's
+    unfused pass counts and the cache regime, which GPU tables (fused kernels, one size regime) leave alone."""
     present = set(data.family.tolist())
     wanted = {f for fam in present for f in _FAMILY_FIELDS[fam]}
     ft = data.features
@@ -167,6 +179,9 @@ def fitted_fields(data: FitData) -> tuple[str, ...]:
         wanted.discard("gemm_eff")
     if not sixteen_attn:
         wanted.discard("attn_prefill_eff")
+    wanted.difference_update(f for f in OPT_IN_FIELDS if f not in extra)
+    if not np.any((ft.kind == 0) & (ft.gemm_gemv > 0)):
+        wanted.discard("gemm_gemv_mem_eff")  # no GEMV rows (gemm_gemv_max_m = 0 on GPUs): it follows gemm_mem_eff
     if not np.any((ft.kind == 2) & (ft.attn_kv8 > 0)):
         wanted.discard("attn_decode_mem_eff_fp8kv")  # no fp8-KV decode rows: it follows attn_decode_mem_eff
     for (col, code), f in _DTYPE_FIELDS.items():
@@ -272,14 +287,16 @@ def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def cross_validate(data: FitData, base: Calibration, folds: int = 5, seed: int = 0,
-                   max_rows_per_key: int = 3000) -> np.ndarray:
-    """Out-of-fold predicted seconds: each row predicted by a fit that saw none of its shape family."""
+                   max_rows_per_key: int = 3000, fields: Sequence[str] | None = None) -> np.ndarray:
+    """Out-of-fold predicted seconds: each row predicted by a fit that saw none of its shape family.
+    `fields`: what each fold fits (default fitted_fields(data))."""
+    fields = tuple(fields) if fields is not None else fitted_fields(data)
     fold = _folds(data.groups, folds, seed)
     oof = np.empty(len(data.measured))
     for f in range(folds):
         test = fold == f
         train = np.flatnonzero(~test)
-        cal = fit_calibration(data.subset(train), base, fields=fitted_fields(data),
+        cal = fit_calibration(data.subset(train), base, fields=fields,
                               max_rows_per_key=max_rows_per_key, seed=seed + f)
         oof[test] = data.features.seconds_params({x: getattr(cal, x) for x in FIT_FIELDS})[test]
     return oof

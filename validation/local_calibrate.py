@@ -5,6 +5,7 @@ engine's per-step overheads on short steps of the model itself, and write hardwa
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -25,7 +26,15 @@ from hardware_specs.catalog import hardware_from_dict, load_hardware
 from hardware_specs.spec import HardwareSpec
 from model.cost import Calibration, CostModel
 from model.spec import ModelSpec, QuantSpec
-from validation.calibrate import CalibrationResult, cross_validate, fit_calibration, fitted_fields, prepare
+from validation.calibrate import (
+    OPT_IN_FIELDS,
+    CalibrationResult,
+    FitData,
+    cross_validate,
+    fit_calibration,
+    fitted_fields,
+    prepare,
+)
 from validation.kernel_tables import KernelMeasurement
 from validation.local import microbench as mb
 from validation.local.transformer import (
@@ -44,15 +53,15 @@ log = logging.getLogger(__name__)
 __all__ = ["FP32", "LocalPlan", "LocalMeasurements", "LocalFit", "QUICK", "FULL", "measure_local",
            "machine_hardware", "fit_local", "fit_step_overheads", "calibrate_local",
            "write_local_profile", "calibration_path_for", "dumps_hardware", "local_model_config",
-           "write_model_config", "step_errors", "measure_overhead_steps", "TILE_M_CANDIDATES"]
+           "write_model_config", "step_errors", "measure_overhead_steps", "TILE_M_CANDIDATES", "kernel_class"]
 
 #: The numpy forward pass computes, stores and caches everything in float32.
 FP32 = QuantSpec(weight_dtype="fp32", activation_dtype="fp32", kv_dtype="fp32")
 
 #: GEMM row-tile sizes tried by the fit. OpenBLAS packs a block of B for every call, so a GEMM with few rows costs
 #: about as much as one with a tile of rows: the cost model's tile padding (gemm_tile_m) is what captures it.
-TILE_M_CANDIDATES: tuple[int, ...] = (8, 16, 32, 48, 64, 96, 128, 192)
-QUICK_TILE_M_CANDIDATES: tuple[int, ...] = (16, 32, 64, 96)
+TILE_M_CANDIDATES: tuple[int, ...] = (1, 4, 8, 16, 32, 48, 64, 96, 128)
+QUICK_TILE_M_CANDIDATES: tuple[int, ...] = (1, 8, 16, 32, 64)
 #: numpy's matmul hands a 1-row operand to BLAS sgemv (numpy/_core/src/umath/matmul.c.src: the vector @ matrix
 #: case), which streams the weights at memory speed; m >= 2 goes to sgemm, which packs B on every call: on this
 #: machine a (1, 4096) @ (4096, 4096) fp32 matmul takes 11 ms and m = 2 ... 16 take 40-53 ms. Not fitted.
@@ -76,7 +85,8 @@ class LocalPlan:
     extra_nk: tuple[tuple[int, int], ...]
     gemm_rounds: int
     stream_repeats: int
-    elementwise_tokens: tuple[int, ...]
+    elementwise_tokens: tuple[int, ...]  # from cache-resident to DRAM-sized (the cache regime is fitted)
+    elementwise_rounds: int
     decode_ctx: tuple[int, ...]
     prefill_seq: tuple[int, ...]
     attn_rounds: int
@@ -84,12 +94,13 @@ class LocalPlan:
     step_repeats: int
 
 
-QUICK = LocalPlan(gemm_m=(1, 2, 8, 32, 128, 512), lm_head_m=(1, 4, 16), extra_nk=((1024, 1024),),
-                  gemm_rounds=3, stream_repeats=3, elementwise_tokens=(256, 2048), decode_ctx=(128, 1024),
-                  prefill_seq=(64, 256), attn_rounds=3, step_batches=(1, 4, 8), step_repeats=3)
+QUICK = LocalPlan(gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), lm_head_m=(1, 2, 4, 8, 16),
+                  extra_nk=((1024, 1024),), gemm_rounds=3, stream_repeats=3,
+                  elementwise_tokens=tuple(2**i for i in range(5, 15)), elementwise_rounds=5, decode_ctx=(64, 128, 256, 512, 1024, 2048),
+                  prefill_seq=(32, 64, 128, 256, 512), attn_rounds=3, step_batches=(1, 4, 8), step_repeats=3)
 FULL = LocalPlan(gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048), lm_head_m=(1, 2, 4, 8, 16),
                  extra_nk=((1024, 1024), (4096, 4096), (1024, 4096), (4096, 1024)), gemm_rounds=7,
-                 stream_repeats=6, elementwise_tokens=(64, 256, 1024, 4096),
+                 stream_repeats=6, elementwise_tokens=tuple(2**i for i in range(4, 15)), elementwise_rounds=9,
                  decode_ctx=(128, 256, 512, 1024, 2048, 4096), prefill_seq=(32, 64, 128, 256, 512, 1024),
                  attn_rounds=7, step_batches=(1, 2, 4, 8, 16), step_repeats=5)
 
@@ -264,6 +275,7 @@ def measure_local(spec: ModelSpec, quick: bool, rng: np.random.Generator, *, har
     plan = QUICK if quick else FULL
     say = progress or (lambda msg: log.info("%s", msg))
     started = time.perf_counter()
+    mb.use_caching_allocator()  # as run_serving does: numpy temporaries reuse freed memory (see its docstring)
     threads = mb.blas_threads()
 
     # GEMM: interleaved rounds over every shape (microbench.time_interleaved), one shared B per (n, k)
@@ -304,7 +316,7 @@ def measure_local(spec: ModelSpec, quick: bool, rng: np.random.Generator, *, har
     attn = [_prepare_attention(1, c, spec.num_heads, spec.num_kv_heads, spec.head_dim, rng) for c in plan.decode_ctx]
     attn += [_prepare_attention(s, s, spec.num_heads, spec.num_kv_heads, spec.head_dim, rng)
              for s in plan.prefill_seq]
-    ew_attn = mb.time_interleaved(ew + attn, plan.attn_rounds, rng)
+    ew_attn = mb.time_interleaved(ew, plan.elementwise_rounds, rng) + mb.time_interleaved(attn, plan.attn_rounds, rng)
 
     say(f"timing engine overhead: short prefill/decode steps of {spec.name}")
     tiny, steps = measure_overhead_steps(spec, plan.step_batches, plan.step_repeats, rng)
@@ -425,15 +437,13 @@ class LocalFit:
     step_overhead_s: float
     step_overhead_per_seq_s: float
     overhead_residual_pct: float  # median |error| % of the short model steps after the overhead fit
+    held_out_by_class: dict[str, ErrorStats]  # kernel_class -> held-out error over all its rows, pooled
 
     def summary(self) -> dict[str, Any]:
-        """Held-out median |error| % per family (gemm, memory-bound, attention) and overall."""
+        """Held-out median |error| % per kernel key, pooled per class (gemm, memory_bound, attention), overall."""
         held = self.kernel_fit.held_out
-        fam: dict[str, list[str]] = {"gemm": [], "memory_bound": [], "attention": []}
-        for key in held:
-            op = key.split("/")[0].split()[0]
-            fam["gemm" if op == "gemm" else "attention" if op.startswith("attn") else "memory_bound"].append(key)
         return {"held_out_median_abs_pct": {k: held[k].median_abs_pct_err for k in held},
+                "held_out_pooled_median_abs_pct": {c: v.median_abs_pct_err for c, v in self.held_out_by_class.items()},
                 "held_out_overall_median_abs_pct": self.kernel_fit.held_out_overall.median_abs_pct_err,
                 "tile_m": self.tile_m, "tile_scores": self.tile_scores,
                 "step_overhead_s": self.step_overhead_s, "step_overhead_per_seq_s": self.step_overhead_per_seq_s,
@@ -460,22 +470,45 @@ def fit_step_overheads(steps: Sequence[Mapping[str, Any]], tiny: ModelSpec, hw: 
     return float(base), float(per_seq), float(np.median(np.abs(pred - measured) / measured) * 100)
 
 
+def _local_groups(data: FitData) -> np.ndarray:
+    """Cross-validation groups: validation.calibrate.shape_family, except that elementwise rows are grouped by
+    shape (tokens x width) across ops, not by op: numpy's pass counts are fitted per op (they are properties of
+    the code, like a kernel's name), and what is held out is every op at an unseen size."""
+    names = []
+    for row, g in zip(data.rows, data.groups, strict=True):
+        if row.op in ("rmsnorm", "silu_mul", "add"):
+            names.append(f"elementwise tokens={row.tokens}")
+        else:
+            names.append(f"group {int(g)}")
+    return np.unique(np.array(names, dtype=object), return_inverse=True)[1]
+
+
+def kernel_class(op: str) -> str:
+    """The three classes the local report pools: gemm, attention, memory_bound (numpy elementwise + STREAM)."""
+    return "gemm" if op == "gemm" else "attention" if op.startswith("attn") else "memory_bound"
+
+
 def _calibrate_rows(rows: Sequence[KernelMeasurement], base: Calibration, *, folds: int, seed: int, name: str
-                    ) -> CalibrationResult:
+                    ) -> tuple[CalibrationResult, dict[str, ErrorStats]]:
     """validation.calibrate.calibrate for rows whose `hardware` is a TOML path (not a catalog id): the same
     prepare -> fit_calibration -> cross_validate steps, without the catalog lookup of the hardware id."""
     data, problems = prepare(rows, base)
-    cal = fit_calibration(data, base, name=name, seed=seed)
+    data = dataclasses.replace(data, groups=_local_groups(data))
+    fields = fitted_fields(data, extra=OPT_IN_FIELDS)
+    cal = fit_calibration(data, base, fields=fields, name=name, seed=seed)
     ins = data.features.seconds_params({x: getattr(cal, x) for x in FIT_FIELDS})
+    classes = np.array([kernel_class(r.op) for r in data.rows])
     if folds:
-        oof = cross_validate(data, base, folds=folds, seed=seed)
+        oof = cross_validate(data, base, folds=folds, seed=seed, fields=fields)
         held, held_all = grouped_stats(data.rows, oof, data.measured), error_stats(oof, data.measured)
+        pooled = {c: error_stats(oof[classes == c], data.measured[classes == c]) for c in np.unique(classes)}
     else:
         held, held_all = {}, ErrorStats(0, math.nan, math.nan, math.nan, math.nan)
+        pooled = {}
     return CalibrationResult(
-        calibration=cal, fields=fitted_fields(data), in_sample=grouped_stats(data.rows, ins, data.measured),
+        calibration=cal, fields=fields, in_sample=grouped_stats(data.rows, ins, data.measured),
         held_out=held, in_sample_overall=error_stats(ins, data.measured), held_out_overall=held_all,
-        n_rows=len(data.measured), n_families=len(np.unique(data.groups)), folds=folds, problems=problems)
+        n_rows=len(data.measured), n_families=len(np.unique(data.groups)), folds=folds, problems=problems), pooled
 
 
 def _write_temp_hardware(hw: HardwareSpec, folder: Path) -> Path:
@@ -490,7 +523,7 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
     """validation.calibrate.calibrate for each candidate gemm_tile_m (an integer the least squares cannot move);
     the tile with the lowest held-out median |error| wins; then the step overheads on the tiny-model steps."""
     say = progress or (lambda msg: log.info("%s", msg))
-    best: tuple[float, int, CalibrationResult] | None = None
+    best: tuple[float, int, CalibrationResult, dict[str, ErrorStats]] | None = None
     scores: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="roofsim-local-") as tmp:
         hw_path = _write_temp_hardware(hw, Path(tmp))
@@ -498,15 +531,18 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
         for tm in tiles:
             base = Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64,
                                gemm_gemv_max_m=GEMV_MAX_M, elementwise_norm_passes=NORM_PASSES,
-                               elementwise_act_passes=ACT_PASSES, step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
-            res = _calibrate_rows(rows, base, folds=folds, seed=seed, name=name)
+                               elementwise_act_passes=ACT_PASSES, step_overhead_s=0.0, step_overhead_per_seq_s=0.0,
+                               # start the cache regime (fitted; validation.calibrate.fitted_fields): 2x faster
+                               # below a quarter of the last-level cache
+                               elementwise_cache_gain=2.0, elementwise_cache_bytes=meas.llc_bytes / 4)
+            res, pooled = _calibrate_rows(rows, base, folds=folds, seed=seed, name=name)
             score = res.held_out_overall.median_abs_pct_err if folds else res.in_sample_overall.median_abs_pct_err
             scores[tm] = round(float(score), 2)
             say(f"gemm_tile_m={tm}: held-out median |error| {score:.1f}%")
             if best is None or score < best[0]:
-                best = (score, tm, res)
+                best = (score, tm, res, pooled)
     assert best is not None
-    _, tile_m, res = best
+    _, tile_m, res, pooled = best
     a, b, resid = fit_step_overheads(meas.overhead_steps, meas.overhead_model, hw, res.calibration)
     cal = res.calibration.model_copy(update={
         "step_overhead_s": a, "step_overhead_per_seq_s": b,
@@ -514,7 +550,7 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
                    f"on {meas.cpu_model} ({meas.blas_threads} BLAS thread(s)), {res.folds}-fold held-out shape "
                    f"families; gemm_tile_m chosen from {list(tiles)}; step overheads from "
                    f"{len(meas.overhead_steps)} short steps of {meas.overhead_model.name} (they hold for that model)")})
-    return LocalFit(cal, res, tile_m, scores, a, b, resid)
+    return LocalFit(cal, res, tile_m, scores, a, b, resid, pooled)
 
 
 # ----------------------------------------------------------------------------------------- writing

@@ -307,6 +307,7 @@ class FeatureTable:
     dequant: np.ndarray
     gemm_shape_eff: np.ndarray  # pad * wave (GEMM), 0 otherwise
     gemm_k: np.ndarray
+    gemm_gemv: np.ndarray  # 1 when the GEMM runs as a GEMV (m <= gemm_gemv_max_m): gemm_gemv_mem_eff
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation (model.cost.elementwise_passes), else 0
@@ -356,13 +357,17 @@ class FeatureTable:
                                                       * p["attn_decode_eff"] / p["attn_prefill_eff"],
                                                       p["attn_decode_eff"]), p["vector_eff"])))
             par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
-            eff_m = np.where(
-                kind == 0, p["gemm_mem_eff"], np.where(kind == 1, p["attn_prefill_mem_eff"],
-                np.where(kind == 2, np.where(self.attn_kv8 > 0, p["attn_decode_mem_eff_fp8kv"],
-                                             p["attn_decode_mem_eff"]) * self.attn_ctx / (self.attn_ctx
-                                                                                + p["attn_decode_ctx_half"]) * par,
-                         p["elementwise_mem_eff"] / np.choose(self.ew_class, (1.0, p["elementwise_norm_passes"],
-                                                                              p["elementwise_act_passes"])))))
+            passes = np.choose(self.ew_class, (1.0, p["elementwise_norm_passes"], p["elementwise_act_passes"]))
+            cache = 1.0  # model.cost.elementwise_cache_factor
+            if p["elementwise_cache_gain"] != 1.0 and p["elementwise_cache_bytes"] > 0:
+                ws2 = self.bytes * self.bytes
+                s = ws2 / (ws2 + p["elementwise_cache_bytes"] ** 2)
+                cache = (1.0 + (p["elementwise_cache_gain"] - 1.0) * s) / p["elementwise_cache_gain"]
+            gemm_m = np.where(self.gemm_gemv > 0, p["gemm_gemv_mem_eff"], p["gemm_mem_eff"])
+            decode_m = (np.where(self.attn_kv8 > 0, p["attn_decode_mem_eff_fp8kv"], p["attn_decode_mem_eff"])
+                        * self.attn_ctx / (self.attn_ctx + p["attn_decode_ctx_half"]) * par)
+            eff_m = np.where(kind == 0, gemm_m, np.where(kind == 1, p["attn_prefill_mem_eff"],
+                             np.where(kind == 2, decode_m, p["elementwise_mem_eff"] / (passes * cache))))
             flops = self.flops
             if p["attn_prefill_tile"] or p["attn_softmax_flops"]:  # model.cost.prefill_attention_flops
                 work = ((self.attn_scores + self.attn_edge * np.minimum(p["attn_prefill_tile"], self.attn_s) / 2.0)
@@ -373,6 +378,7 @@ class FeatureTable:
             memory = self.bytes / (self.bw * eff_m)
         overhead = np.choose(np.minimum(kind, 3), (p["gemm_overhead_s"], p["attn_prefill_overhead_s"],
                                                    p["attn_decode_overhead_s"], p["kernel_overhead_s"]))
+        overhead = np.where(kind == 3, overhead * passes, overhead)  # an unfused kernel: one launch per pass
         overhead = np.where((kind == 0) & ((self.gemm_dtype == 1) | (self.gemm_dtype == 2)),
                             p["gemm_overhead_s_fp8"], overhead)
         floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs, 0.0)
@@ -397,16 +403,17 @@ def _tiling(cal: Calibration) -> tuple[int, int, int, int]:
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
 FIT_FIELDS: tuple[str, ...] = (
     "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff",
-    "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8", "attn_prefill_eff", "attn_prefill_eff_fp8",
+    "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8", "attn_prefill_eff", "attn_prefill_eff_fp8",
     "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s", "attn_prefill_tile",
     "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff",
     "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
     "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "vector_eff", "kernel_overhead_s",
+    "elementwise_cache_gain", "elementwise_cache_bytes",
     "comm_bw_eff", "comm_latency_s",
     "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
 )
 
-_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "attn_s", "attn_ctx",
+_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv", "attn_s", "attn_ctx",
          "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes",
          "comm_graphed", "comm_gpus")
 
@@ -448,6 +455,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
         if k.kind == "gemm":
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
             cols["gemm_k"][i] = k.k
+            cols["gemm_gemv"][i] = float(k.m <= cal.gemm_gemv_max_m)
             gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)

@@ -183,3 +183,14 @@ def test_blas_threads_can_be_set_and_read_back() -> None:
     assert blas_threads() == before
     with pytest.raises(ValueError, match="threads=0"):
         set_blas_threads(0)
+
+
+def test_caching_allocator_is_switched_on_once_on_linux_glibc() -> None:
+    import platform
+
+    from validation.local.microbench import use_caching_allocator
+
+    on = use_caching_allocator()
+    assert use_caching_allocator() == on  # idempotent
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert on

@@ -107,7 +107,8 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         "attn_decode_overhead_s": 1.2e-5, "attn_decode_par_half": 40.0, "attn_decode_seq_s": 4e-7,
         "attn_decode_eff": 0.05, "gemm_gemv_max_m": 1, "attn_prefill_tile": 96.0, "attn_softmax_flops": 150.0,
         "attn_prefill_mem_eff": 0.3, "gemm_overhead_s_fp8": 1.3e-5, "attn_decode_mem_eff_fp8kv": 0.35,
-        "elementwise_norm_passes": 3.5, "elementwise_act_passes": 4.0,
+        "elementwise_norm_passes": 3.5, "elementwise_act_passes": 4.0, "gemm_gemv_mem_eff": 0.25,
+        "elementwise_cache_gain": 3.0, "elementwise_cache_bytes": 2e6,
         "comm_oneshot_max_bytes": 1e6, "comm_floor_s": 9e-6, "nccl_bw_eff": 0.5, "nccl_latency_s": 7e-6,
         "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2})
     for cal in (plain, rich):

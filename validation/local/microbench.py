@@ -583,6 +583,34 @@ def set_blas_threads(threads: int) -> None:
     setter(ctypes.c_int(threads))
 
 
+#: glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD = -1, M_MMAP_MAX = -4.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_caching_allocator_on = False
+
+
+def use_caching_allocator() -> bool:
+    """Make this process keep freed memory, like the caching allocators real engines use (PyTorch's CUDA/CPU
+    caching allocator, vLLM's preallocated buffers): glibc's malloc is told never to serve a block by mmap
+    (M_MMAP_MAX = 0) and not to return freed heap to the OS below 2 GiB (M_TRIM_THRESHOLD). Without it every numpy
+    temporary above the mmap threshold (128 KiB .. 32 MiB) is a fresh mmap whose pages fault on first touch;
+    in this VM that made a (256, 768) float32 `x / (1 + y)` 6x slower than the same call on reused memory
+    (1105 vs 171 us) and numpy's RMSNorm 4x slower, a cost no bandwidth or FLOP figure describes. Both the
+    calibration and the served model run with it, so the two see the same machine. True when applied (Linux
+    glibc); False elsewhere (nothing changes). Process-wide and idempotent."""
+    global _caching_allocator_on  # noqa: PLW0603 - one switch per process
+    if _caching_allocator_on:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    _caching_allocator_on = ok
+    return ok
+
+
 def blas_name() -> str:
     try:
         info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]

@@ -21,7 +21,13 @@ from typing import Literal
 import numpy as np
 
 from model.spec import ModelSpec
-from validation.local.microbench import blas_name, blas_threads, cpu_model_name, set_blas_threads
+from validation.local.microbench import (
+    blas_name,
+    blas_threads,
+    cpu_model_name,
+    set_blas_threads,
+    use_caching_allocator,
+)
 from validation.local.transformer import (
     LocalLlama,
     StepRecord,
@@ -136,6 +142,7 @@ def run_serving(
         raise ValueError(f"output_len={output_len} must be >= 1")
     if max_batch < 1:
         raise ValueError(f"max_batch={max_batch} must be >= 1")
+    use_caching_allocator()  # as calibrate --local does (microbench.use_caching_allocator)
     lo, hi = (input_len, input_len) if isinstance(input_len, int) else input_len
     if not 1 <= lo <= hi:
         raise ValueError(
