@@ -111,6 +111,11 @@ class Calibration(BaseModel):
     elementwise_cache_gain: float = Field(1.0, ge=1, description=(
         "bandwidth of an elementwise kernel whose working set fits in the last-level cache, relative to DRAM "
         "(cache-aware roofline, Ilic et al., IEEE CAL 2014); 1 = every kernel streams from DRAM"))
+    elementwise_norm_cache_gain: float = Field(1.0, ge=1, description=(
+        "elementwise_cache_gain of normalisation kernels (default: elementwise_cache_gain); an unfused RMSNorm's row "
+        "reduction runs at a fixed element rate in cache and DRAM alike, so it gains less from the cache"))
+    elementwise_act_cache_gain: float = Field(1.0, ge=1, description=(
+        "elementwise_cache_gain of the gated activation (default: elementwise_cache_gain): exp and division"))
     elementwise_cache_bytes: float = Field(0.0, ge=0, description=(
         "working set (bytes read + written by one pass) at which an elementwise kernel is halfway between cache "
         "and DRAM bandwidth: time x (1 + (gain - 1) s) / gain, s = ws^2 / (ws^2 + this^2); 0 = no cache regime"))
@@ -164,6 +169,8 @@ _INHERIT: dict[str, str] = {
     "attn_prefill_eff_fp8": "attn_prefill_eff",
     "attn_prefill_mem_eff": "gemm_mem_eff",
     "gemm_gemv_mem_eff": "gemm_mem_eff",
+    "elementwise_norm_cache_gain": "elementwise_cache_gain",
+    "elementwise_act_cache_gain": "elementwise_cache_gain",
     "attn_decode_eff": "attn_prefill_eff",
     "attn_decode_mem_eff_fp8kv": "attn_decode_mem_eff",
     "attn_prefill_overhead_s": "kernel_overhead_s",
@@ -378,10 +385,13 @@ def elementwise_passes(name: str, cal: Calibration) -> float:
     return 1.0
 
 
-def elementwise_cache_factor(ws_bytes: float, cal: Calibration) -> float:
-    """Memory-time multiplier of an elementwise kernel moving `ws_bytes` per pass: 1/gain when its working set is
-    far below elementwise_cache_bytes (served from cache), 1 far above it (DRAM), a smooth step between."""
-    gain, c = cal.elementwise_cache_gain, cal.elementwise_cache_bytes
+def elementwise_cache_factor(ws_bytes: float, cal: Calibration, name: str = "") -> float:
+    """Memory-time multiplier of elementwise kernel `name` moving `ws_bytes` per pass: 1/gain when its working set
+    is far below elementwise_cache_bytes (served from cache), 1 far above it (DRAM), a smooth step between; gain
+    per class like elementwise_passes (normalisation, gated activation, anything else)."""
+    gain = (cal.elementwise_norm_cache_gain if name.endswith("norm") else cal.elementwise_act_cache_gain
+            if name in ACTIVATION_KERNELS else cal.elementwise_cache_gain)
+    c = cal.elementwise_cache_bytes
     if gain == 1.0 or c <= 0:
         return 1.0
     s = ws_bytes * ws_bytes / (ws_bytes * ws_bytes + c * c)
@@ -434,7 +444,7 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
         peak = hw.peak("fp32")
         eff_c = cal.vector_eff
         passes = elementwise_passes(k.name, cal)
-        eff_m = cal.elementwise_mem_eff / (passes * elementwise_cache_factor(k.bytes, cal))
+        eff_m = cal.elementwise_mem_eff / (passes * elementwise_cache_factor(k.bytes, cal, k.name))
         overhead = cal.kernel_overhead_s * passes
     compute = flops / (peak * eff_c) if flops else 0.0
     if k.dequant_flops:

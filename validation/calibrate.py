@@ -60,6 +60,8 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "kernel_overhead_s": (0.0, 1e-4, 3e-6),
     "elementwise_cache_gain": (1.0, 16.0, 2.0),
     "elementwise_cache_bytes": (0.0, 1e9, 1e7),
+    "elementwise_norm_cache_gain": (1.0, 16.0, 2.0),
+    "elementwise_act_cache_gain": (1.0, 16.0, 2.0),
     "elementwise_norm_passes": (1.0, 16.0, 3.0),
     "elementwise_act_passes": (1.0, 16.0, 3.0),
     "comm_bw_eff": (0.02, 1.0, 0.8),
@@ -73,7 +75,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
 
 # Fitted only when a caller asks (fitted_fields(extra=...)): the elementwise cache regime and unfused pass counts.
 OPT_IN_FIELDS: tuple[str, ...] = ("elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_passes",
-                                  "elementwise_act_passes")
+                                  "elementwise_act_passes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain")
 
 # log-ratio at which the soft-L1 loss turns from quadratic to linear (~10% error)
 ROBUST_SCALE = 0.1
@@ -86,7 +88,8 @@ _FAMILY_FIELDS = {
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
                     "attn_decode_overhead_s", "attn_decode_seq_s"),
     "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "elementwise_cache_gain",
-                    "elementwise_cache_bytes", "elementwise_norm_passes", "elementwise_act_passes"),
+                    "elementwise_cache_bytes", "elementwise_norm_passes", "elementwise_act_passes",
+                    "elementwise_norm_cache_gain", "elementwise_act_cache_gain"),
     "comm": ("comm_bw_eff", "comm_latency_s", "comm_floor_s"),
     "nccl": ("nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp"),
 }

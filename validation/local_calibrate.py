@@ -534,7 +534,8 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
                                elementwise_act_passes=ACT_PASSES, step_overhead_s=0.0, step_overhead_per_seq_s=0.0,
                                # start the cache regime (fitted; validation.calibrate.fitted_fields): 2x faster
                                # below a quarter of the last-level cache
-                               elementwise_cache_gain=2.0, elementwise_cache_bytes=meas.llc_bytes / 4)
+                               elementwise_cache_gain=2.0, elementwise_cache_bytes=meas.llc_bytes / 4,
+                               elementwise_norm_cache_gain=2.0, elementwise_act_cache_gain=2.0)
             res, pooled = _calibrate_rows(rows, base, folds=folds, seed=seed, name=name)
             score = res.held_out_overall.median_abs_pct_err if folds else res.in_sample_overall.median_abs_pct_err
             scores[tm] = round(float(score), 2)

@@ -359,10 +359,12 @@ class FeatureTable:
             par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
             passes = np.choose(self.ew_class, (1.0, p["elementwise_norm_passes"], p["elementwise_act_passes"]))
             cache = 1.0  # model.cost.elementwise_cache_factor
-            if p["elementwise_cache_gain"] != 1.0 and p["elementwise_cache_bytes"] > 0:
+            gain = np.choose(self.ew_class, (p["elementwise_cache_gain"], p["elementwise_norm_cache_gain"],
+                                             p["elementwise_act_cache_gain"]))
+            if p["elementwise_cache_bytes"] > 0:
                 ws2 = self.bytes * self.bytes
                 s = ws2 / (ws2 + p["elementwise_cache_bytes"] ** 2)
-                cache = (1.0 + (p["elementwise_cache_gain"] - 1.0) * s) / p["elementwise_cache_gain"]
+                cache = (1.0 + (gain - 1.0) * s) / gain
             gemm_m = np.where(self.gemm_gemv > 0, p["gemm_gemv_mem_eff"], p["gemm_mem_eff"])
             decode_m = (np.where(self.attn_kv8 > 0, p["attn_decode_mem_eff_fp8kv"], p["attn_decode_mem_eff"])
                         * self.attn_ctx / (self.attn_ctx + p["attn_decode_ctx_half"]) * par)
@@ -408,7 +410,7 @@ FIT_FIELDS: tuple[str, ...] = (
     "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff",
     "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
     "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "vector_eff", "kernel_overhead_s",
-    "elementwise_cache_gain", "elementwise_cache_bytes",
+    "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
     "comm_bw_eff", "comm_latency_s",
     "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
 )

@@ -418,6 +418,13 @@ def test_unfused_passes_pay_one_launch_each_and_cache_regime_speeds_small_workin
         assert add.bytes == pytest.approx(ws)
         ratio = kernel_cost(add, H100, cached).memory_s / kernel_cost(add, H100, dram).memory_s
         assert ratio == pytest.approx(factor, rel=1e-3), ws
+    # per class: a normalisation kernel takes elementwise_norm_cache_gain (inherits elementwise_cache_gain)
+    assert Calibration(elementwise_cache_gain=3.0).elementwise_norm_cache_gain == 3.0
+    x = 1e3 / (2 * ctx.ab)
+    norm = elementwise("input_norm", x, x, 4, ctx, 1)
+    own = cached.model_copy(update={"elementwise_norm_cache_gain": 1.5})
+    assert (kernel_cost(norm, H100, own).memory_s / kernel_cost(norm, H100, dram).memory_s
+            == pytest.approx(1 / 1.5, rel=1e-3))
     # gain 1 or no cache size: exactly the DRAM roofline
     k = elementwise("residual_add", 1e5, 1e5, 1, ctx, 1)
     for off in (Calibration(elementwise_cache_gain=1.0, elementwise_cache_bytes=c),

@@ -166,7 +166,7 @@ def test_opt_in_fields_are_fitted_only_when_asked_and_recovered_on_synthetic_cpu
     truth = Calibration(gemm_gemv_max_m=1, gemm_tile_m=1, gemm_eff=0.9, gemm_mem_eff=0.2, gemm_gemv_mem_eff=0.6,
                         gemm_overlap_loss=0.8, elementwise_mem_eff=0.5, kernel_overhead_s=2e-6,
                         elementwise_norm_passes=4.7, elementwise_act_passes=3.2, elementwise_cache_gain=2.5,
-                        elementwise_cache_bytes=8e6)
+                        elementwise_cache_bytes=8e6, elementwise_norm_cache_gain=1.3, elementwise_act_cache_gain=1.8)
     rows = [KernelMeasurement("synth", "cpu-generic", "numpy", "gemm", "fp32", "", 1.0, m=m, n=n, k=k)
             for m in (1, 2, 4, 16, 64, 256) for n, k in ((768, 768), (2048, 768), (768, 2048))]
     rows += [KernelMeasurement("synth", "cpu-generic", "numpy", op, "fp32", "", 1.0, tokens=t, hidden=h)
@@ -176,7 +176,8 @@ def test_opt_in_fields_are_fitted_only_when_asked_and_recovered_on_synthetic_cpu
                                  "measured_s": kernel_cost(row_kernel(r), hw, truth).seconds}) for r in rows]
     base = truth.model_copy(update={"gemm_mem_eff": 0.8, "gemm_gemv_mem_eff": 0.8, "elementwise_norm_passes": 3.5,
                                     "elementwise_act_passes": 4.0, "elementwise_cache_gain": 2.0,
-                                    "elementwise_cache_bytes": 4e6})
+                                    "elementwise_cache_bytes": 4e6, "elementwise_norm_cache_gain": 2.0,
+                                    "elementwise_act_cache_gain": 2.0})
     data, problems = prepare(rows, base)
     assert problems == ()
     assert not set(OPT_IN_FIELDS) & set(fitted_fields(data))  # GPU tables: never fitted unless asked
@@ -184,5 +185,6 @@ def test_opt_in_fields_are_fitted_only_when_asked_and_recovered_on_synthetic_cpu
     assert set(OPT_IN_FIELDS) <= set(fields) and "gemm_gemv_mem_eff" in fields
     cal = fit_calibration(data, base, fields=fields)
     for f in ("gemm_mem_eff", "gemm_gemv_mem_eff", "elementwise_norm_passes", "elementwise_act_passes",
-              "elementwise_cache_gain", "elementwise_cache_bytes"):
+              "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain",
+              "elementwise_act_cache_gain"):
         assert getattr(cal, f) == pytest.approx(getattr(truth, f), rel=0.05), f

@@ -109,6 +109,7 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         "attn_prefill_mem_eff": 0.3, "gemm_overhead_s_fp8": 1.3e-5, "attn_decode_mem_eff_fp8kv": 0.35,
         "elementwise_norm_passes": 3.5, "elementwise_act_passes": 4.0, "gemm_gemv_mem_eff": 0.25,
         "elementwise_cache_gain": 3.0, "elementwise_cache_bytes": 2e6,
+        "elementwise_norm_cache_gain": 1.5, "elementwise_act_cache_gain": 2.0,
         "comm_oneshot_max_bytes": 1e6, "comm_floor_s": 9e-6, "nccl_bw_eff": 0.5, "nccl_latency_s": 7e-6,
         "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2})
     for cal in (plain, rich):
