@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 __all__ = ["FP32", "LocalPlan", "LocalMeasurements", "LocalFit", "QUICK", "FULL", "measure_local",
            "machine_hardware", "fit_local", "fit_step_overheads", "calibrate_local",
            "write_local_profile", "calibration_path_for", "dumps_hardware", "local_model_config",
-           "write_model_config", "step_errors", "measure_overhead_steps", "TILE_M_CANDIDATES", "kernel_class"]
+           "write_model_config", "step_errors", "measure_overhead_steps", "TILE_M_CANDIDATES", "QUICK_TILE_M_CANDIDATES",
+           "kernel_class"]
 
 #: The numpy forward pass computes, stores and caches everything in float32.
 FP32 = QuantSpec(weight_dtype="fp32", activation_dtype="fp32", kv_dtype="fp32")
@@ -594,6 +595,8 @@ def write_local_profile(hw: HardwareSpec, fit: LocalFit, meas: LocalMeasurements
             "hardware_file": out.name, "gemm_tile_m": fit.tile_m,
             "tile_m_held_out_median_abs_pct": {str(k): v for k, v in fit.tile_scores.items()},
             "overhead_fit_median_abs_pct": round(fit.overhead_residual_pct, 2),
+            "held_out_pooled_median_abs_pct": {c: round(v.median_abs_pct_err, 2)
+                                               for c, v in fit.held_out_by_class.items()},
             **fit.kernel_fit.meta()}
     cal_path = write_calibration(fit.calibration, calibration_path_for(out), meta)
     _atomic_write(out, text)
