@@ -105,6 +105,9 @@ class Calibration(BaseModel):
         "1 = fused"))
     elementwise_act_passes: float = Field(1.0, gt=0, description=(
         "the same for the gated activation (mlp_act, moe_act, silu_mul, gelu): numpy's silu(g)*u = 4x; 1 = fused"))
+    elementwise_rope_passes: float = Field(1.0, gt=0, description=(
+        "the same for rotary embeddings (kernel 'rope'): numpy's rotate-half (x1*c, x2*s, -, x2*c, x1*s, +, "
+        "concatenate) reads 5 and writes 4 arrays' worth against 1 + 1 -> 4.5; 1 = fused"))
     kernel_overhead_s: float = Field(2.5e-6, ge=0, description=(
         "launch + tail of one elementwise/sampling kernel; an unfused kernel pays it once per pass "
         "(elementwise_norm_passes / elementwise_act_passes launches)"))
@@ -116,6 +119,8 @@ class Calibration(BaseModel):
         "reduction runs at a fixed element rate in cache and DRAM alike, so it gains less from the cache"))
     elementwise_act_cache_gain: float = Field(1.0, ge=1, description=(
         "elementwise_cache_gain of the gated activation (default: elementwise_cache_gain): exp and division"))
+    elementwise_rope_cache_gain: float = Field(1.0, ge=1, description=(
+        "elementwise_cache_gain of rotary embeddings (default: elementwise_cache_gain)"))
     elementwise_cache_bytes: float = Field(0.0, ge=0, description=(
         "working set (bytes read + written by one pass) at which an elementwise kernel is halfway between cache "
         "and DRAM bandwidth: time x (1 + (gain - 1) s) / gain, s = ws^2 / (ws^2 + this^2); 0 = no cache regime"))
@@ -171,6 +176,7 @@ _INHERIT: dict[str, str] = {
     "gemm_gemv_mem_eff": "gemm_mem_eff",
     "elementwise_norm_cache_gain": "elementwise_cache_gain",
     "elementwise_act_cache_gain": "elementwise_cache_gain",
+    "elementwise_rope_cache_gain": "elementwise_cache_gain",
     "attn_decode_eff": "attn_prefill_eff",
     "attn_decode_mem_eff_fp8kv": "attn_decode_mem_eff",
     "attn_prefill_overhead_s": "kernel_overhead_s",
@@ -382,15 +388,18 @@ def elementwise_passes(name: str, cal: Calibration) -> float:
         return cal.elementwise_norm_passes
     if name in ACTIVATION_KERNELS:
         return cal.elementwise_act_passes
+    if name == "rope":
+        return cal.elementwise_rope_passes
     return 1.0
 
 
 def elementwise_cache_factor(ws_bytes: float, cal: Calibration, name: str = "") -> float:
     """Memory-time multiplier of elementwise kernel `name` moving `ws_bytes` per pass: 1/gain when its working set
     is far below elementwise_cache_bytes (served from cache), 1 far above it (DRAM), a smooth step between; gain
-    per class like elementwise_passes (normalisation, gated activation, anything else)."""
+    per class like elementwise_passes (normalisation, gated activation, rotary embedding, anything else)."""
     gain = (cal.elementwise_norm_cache_gain if name.endswith("norm") else cal.elementwise_act_cache_gain
-            if name in ACTIVATION_KERNELS else cal.elementwise_cache_gain)
+            if name in ACTIVATION_KERNELS else cal.elementwise_rope_cache_gain if name == "rope"
+            else cal.elementwise_cache_gain)
     c = cal.elementwise_cache_bytes
     if gain == 1.0 or c <= 0:
         return 1.0

@@ -249,13 +249,15 @@ def write_doc(reps: list[Repeat], wl: Workload, spec: ModelSpec, model_name: str
               "- **Cold weights**: the calibration times every GEMM with copies of B spanning 2x the last-level "
               "cache, cycled per call, because the served model's weights are many times the cache; a "
               "cache-resident B made decode GEMMs ~1.5x too fast (TPOT -32% before, one run).",
-              "- **Unfused elementwise ops and the cache regime** (`elementwise_norm_passes`, "
-              "`elementwise_act_passes`, `elementwise_cache_gain`, `elementwise_cache_bytes`, fitted): numpy's "
-              "RMSNorm and SiLU x up make several array passes (counted 3.5 and 4 from the code; the fit finds "
-              "more, since numpy's broadcasting multiplies and the row mean run below streaming speed), each a "
-              "separate call paying `kernel_overhead_s`; and a working set that fits in the last-level cache runs "
-              "~2x faster than DRAM (a cache-aware roofline). The elementwise rows span 32 to 16,384 tokens so "
-              "both regimes are measured.",
+              "- **Unfused elementwise ops and the cache regime** (`elementwise_{norm,act,rope}_passes`, "
+              "`elementwise_cache_gain` and its per-class refinements, `elementwise_cache_bytes`, all fitted): "
+              "numpy's RMSNorm, SiLU x up and RoPE make several array passes (counted 3.5, 4 and 4.5 from the code "
+              "as the starting point; the fit finds what numpy costs, since its broadcasting multiplies and the "
+              "row mean run below streaming speed), each a separate call paying `kernel_overhead_s`; and a working "
+              "set that fits in the last-level cache runs faster than DRAM (a cache-aware roofline), by a factor "
+              "that depends on the op: ~3x for a plain add, less for RMSNorm, whose row reduction runs at a fixed "
+              "element rate. The elementwise rows span 32 to 16,384 tokens, so both regimes are measured, and are "
+              "timed in the same interleaved rounds as the DRAM-sized STREAM rows.",
               "",
               "## What it still cannot express (for the cost-model owner)", "",
               "- **Per-sequence, per-layer attention overhead**: the numpy engine runs attention one sequence at a "

@@ -62,8 +62,10 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "elementwise_cache_bytes": (0.0, 1e9, 1e7),
     "elementwise_norm_cache_gain": (1.0, 16.0, 2.0),
     "elementwise_act_cache_gain": (1.0, 16.0, 2.0),
+    "elementwise_rope_cache_gain": (1.0, 16.0, 2.0),
     "elementwise_norm_passes": (1.0, 16.0, 3.0),
     "elementwise_act_passes": (1.0, 16.0, 3.0),
+    "elementwise_rope_passes": (1.0, 16.0, 3.0),
     "comm_bw_eff": (0.02, 1.0, 0.8),
     "comm_latency_s": (0.0, 1e-3, 1e-5),
     "comm_floor_s": (0.0, 1e-3, 1e-5),
@@ -75,7 +77,8 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
 
 # Fitted only when a caller asks (fitted_fields(extra=...)): the elementwise cache regime and unfused pass counts.
 OPT_IN_FIELDS: tuple[str, ...] = ("elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_passes",
-                                  "elementwise_act_passes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain")
+                                  "elementwise_act_passes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
+                                  "elementwise_rope_passes", "elementwise_rope_cache_gain")
 
 # log-ratio at which the soft-L1 loss turns from quadratic to linear (~10% error)
 ROBUST_SCALE = 0.1
@@ -89,7 +92,8 @@ _FAMILY_FIELDS = {
                     "attn_decode_overhead_s", "attn_decode_seq_s"),
     "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "elementwise_cache_gain",
                     "elementwise_cache_bytes", "elementwise_norm_passes", "elementwise_act_passes",
-                    "elementwise_norm_cache_gain", "elementwise_act_cache_gain"),
+                    "elementwise_norm_cache_gain", "elementwise_act_cache_gain", "elementwise_rope_passes",
+                    "elementwise_rope_cache_gain"),
     "comm": ("comm_bw_eff", "comm_latency_s", "comm_floor_s"),
     "nccl": ("nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp"),
 }
@@ -183,6 +187,11 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
     if not sixteen_attn:
         wanted.discard("attn_prefill_eff")
     wanted.difference_update(f for f in OPT_IN_FIELDS if f not in extra)
+    for cls, cls_fields in ((1, ("elementwise_norm_passes", "elementwise_norm_cache_gain")),
+                            (2, ("elementwise_act_passes", "elementwise_act_cache_gain")),
+                            (3, ("elementwise_rope_passes", "elementwise_rope_cache_gain"))):
+        if not np.any((ft.kind == 3) & (ft.ew_class == cls)):  # no rows of that elementwise class
+            wanted.difference_update(cls_fields)
     if not np.any((ft.kind == 0) & (ft.gemm_gemv > 0)):
         wanted.discard("gemm_gemv_mem_eff")  # no GEMV rows (gemm_gemv_max_m = 0 on GPUs): it follows gemm_mem_eff
     if not np.any((ft.kind == 2) & (ft.attn_kv8 > 0)):

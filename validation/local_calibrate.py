@@ -40,8 +40,10 @@ from validation.local import microbench as mb
 from validation.local.transformer import (
     _activation,
     _norm,
+    apply_rope,
     build_local_llama,
     fill_cache,
+    rope_tables,
     small_llama_spec,
 )
 from validation.metrics_err import ErrorStats, error_stats, grouped_stats
@@ -70,9 +72,13 @@ GEMV_MAX_M = 1
 #: Array passes of the forward pass's unfused numpy elementwise code (validation/local/transformer.py), in units of
 #: graph.elementwise's fused read + write. RMSNorm `x * (1/sqrt(mean(x*x) + eps)) * w`: x*x (read, write), mean
 #: (read), x*r (read, write), *w (read, write) = 7 passes over t x h against 2 -> 3.5. SwiGLU `g / (1 + exp(-g)) * u`:
-#: -g, exp, 1+, g/, *u = 7 reads + 5 writes of t x I against 2 reads + 1 write -> 4. Counted, not fitted.
+#: -g, exp, 1+, g/, *u = 7 reads + 5 writes of t x I against 2 reads + 1 write -> 4. Counted: the
+#: starting point of the fit (validation.calibrate.OPT_IN_FIELDS), which finds what numpy actually costs.
 NORM_PASSES = 3.5
 ACT_PASSES = 4.0
+#: RoPE's rotate-half (transformer.apply_rope): x1*c, x2*s, x2*c, x1*s (each reads and writes half), the - and +
+#: (read two halves, write one), concatenate (read two halves, write the whole) = 5 reads + 4 writes vs 1 + 1.
+ROPE_PASSES = 4.5
 
 Progress = Callable[[str], None]
 
@@ -180,8 +186,10 @@ def _cold_gemm(m: int, n: int, k: int, weights: Sequence[np.ndarray], rng: np.ra
     return fn, rec
 
 
-def _prepare_elementwise(op: str, tokens: int, hidden: int, inter: int, rng: np.random.Generator) -> mb.Prepared:
-    """The forward pass's own elementwise code: RMSNorm, SwiGLU's silu(gate) * up, the residual add."""
+def _prepare_elementwise(op: str, tokens: int, hidden: int, inter: int, rng: np.random.Generator,
+                         heads: int = 12, kv_heads: int = 4, head_dim: int = 64) -> mb.Prepared:
+    """The forward pass's own elementwise code: RMSNorm, SwiGLU's silu(gate) * up, the residual add, RoPE on q
+    and k."""
     if op == "rmsnorm":
         x = rng.standard_normal((tokens, hidden), dtype=np.float32)
         w = np.ones(hidden, dtype=np.float32)
@@ -203,8 +211,16 @@ def _prepare_elementwise(op: str, tokens: int, hidden: int, inter: int, rng: np.
         def fn() -> object:
             return a + b
         width = hidden
+    elif op == "rope":
+        cos, sin = rope_tables(tokens, head_dim)
+        q = rng.standard_normal((tokens, heads, head_dim), dtype=np.float32)
+        k = rng.standard_normal((tokens, kv_heads, head_dim), dtype=np.float32)
+
+        def fn() -> object:
+            return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return fn, mb.KernelRecord(op=op, dtype="fp32", m=tokens, batch=1, num_heads=heads, head_dim=head_dim)
     else:
-        raise ValueError(f"op={op!r} must be one of rmsnorm, silu_mul, add")
+        raise ValueError(f"op={op!r} must be one of rmsnorm, silu_mul, add, rope")
     return fn, mb.KernelRecord(op=op, dtype="fp32", n=width, m=tokens, batch=1)
 
 
@@ -250,6 +266,9 @@ def _record_row(rec: mb.KernelRecord, hardware: str, kv_heads: int = 0, variant:
                                  head_dim=rec.head_dim, **common)  # type: ignore[arg-type]
     if rec.op in ("rmsnorm", "silu_mul", "add"):  # predict.py: tokens x hidden (silu_mul: hidden = intermediate)
         return KernelMeasurement(op=rec.op, tokens=rec.m, hidden=rec.n, **common)  # type: ignore[arg-type]
+    if rec.op == "rope":  # predict.py: tokens x (heads + kv_heads) x head_dim rotated
+        return KernelMeasurement(op="rope", tokens=rec.m, num_heads=rec.num_heads, num_kv_heads=kv_heads,
+                                 head_dim=rec.head_dim, **common)  # type: ignore[arg-type]
     raise ValueError(f"no kernel row for measured op {rec.op!r}")
 
 
@@ -298,26 +317,30 @@ def measure_local(spec: ModelSpec, quick: bool, rng: np.random.Generator, *, har
     gemm_recs = mb.time_interleaved(prepared, plan.gemm_rounds, rng)
     del prepared, shared
 
-    say("timing STREAM copy/scale/add/triad (1 thread and all CPUs)")
+    say("timing STREAM copy/scale/add/triad (1 thread and all CPUs) interleaved with the forward pass's "
+        "elementwise code, then attention and call overhead")
     llc = mb.last_level_cache_bytes()
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     thread_options = sorted({1, os.cpu_count() or 1})
+    ew = [_prepare_elementwise(op, t, spec.hidden_size, spec.intermediate_size, rng, spec.num_heads,
+                               spec.num_kv_heads, spec.head_dim)
+          for op in ("rmsnorm", "silu_mul", "add", "rope") for t in plan.elementwise_tokens]
     with ThreadPoolExecutor(max_workers=max(thread_options)) as pool:
         arrays = mb.stream_arrays(4 * llc // 8)
         stream_prep = [mb.prepare_stream(op, arrays, threads=t, pool=pool) for t in thread_options
                        for op in ("copy", "scale", "add", "triad")]
-        stream_recs = mb.time_interleaved(stream_prep, plan.stream_repeats, rng)
-        del arrays, stream_prep
+        # one interleaved set: the DRAM-sized STREAM rows and the elementwise rows see the same machine state
+        # (in separate phases a drift of DRAM bandwidth between them would offset one against the other)
+        mem_recs = mb.time_interleaved(stream_prep + ew, max(plan.stream_repeats, plan.elementwise_rounds), rng)
+        stream_recs, ew_recs = mem_recs[:len(stream_prep)], mem_recs[len(stream_prep):]
+        del arrays, stream_prep, ew
 
-    say("timing the forward pass's elementwise and attention code, and call overhead")
     gemm_ovh, _ = mb.measure_overheads()
-    ew = [_prepare_elementwise(op, t, spec.hidden_size, spec.intermediate_size, rng)
-          for op in ("rmsnorm", "silu_mul", "add") for t in plan.elementwise_tokens]
     attn = [_prepare_attention(1, c, spec.num_heads, spec.num_kv_heads, spec.head_dim, rng) for c in plan.decode_ctx]
     attn += [_prepare_attention(s, s, spec.num_heads, spec.num_kv_heads, spec.head_dim, rng)
              for s in plan.prefill_seq]
-    ew_attn = mb.time_interleaved(ew, plan.elementwise_rounds, rng) + mb.time_interleaved(attn, plan.attn_rounds, rng)
+    ew_attn = ew_recs + mb.time_interleaved(attn, plan.attn_rounds, rng)
 
     say(f"timing engine overhead: short prefill/decode steps of {spec.name}")
     tiny, steps = measure_overhead_steps(spec, plan.step_batches, plan.step_repeats, rng)
@@ -477,7 +500,7 @@ def _local_groups(data: FitData) -> np.ndarray:
     the code, like a kernel's name), and what is held out is every op at an unseen size."""
     names = []
     for row, g in zip(data.rows, data.groups, strict=True):
-        if row.op in ("rmsnorm", "silu_mul", "add"):
+        if row.op in ("rmsnorm", "silu_mul", "add", "rope"):
             names.append(f"elementwise tokens={row.tokens}")
         else:
             names.append(f"group {int(g)}")
@@ -536,7 +559,8 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
                                # start the cache regime (fitted; validation.calibrate.fitted_fields): 2x faster
                                # below a quarter of the last-level cache
                                elementwise_cache_gain=2.0, elementwise_cache_bytes=meas.llc_bytes / 4,
-                               elementwise_norm_cache_gain=2.0, elementwise_act_cache_gain=2.0)
+                               elementwise_norm_cache_gain=2.0, elementwise_act_cache_gain=2.0,
+                               elementwise_rope_passes=ROPE_PASSES, elementwise_rope_cache_gain=2.0)
             res, pooled = _calibrate_rows(rows, base, folds=folds, seed=seed, name=name)
             score = res.held_out_overall.median_abs_pct_err if folds else res.in_sample_overall.median_abs_pct_err
             scores[tm] = round(float(score), 2)

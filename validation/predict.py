@@ -310,7 +310,7 @@ class FeatureTable:
     gemm_gemv: np.ndarray  # 1 when the GEMM runs as a GEMV (m <= gemm_gemv_max_m): gemm_gemv_mem_eff
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
-    ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation (model.cost.elementwise_passes), else 0
+    ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation, 3 rope (model.cost.elementwise_passes), else 0
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
     attn_ctx: np.ndarray  # mean context per query token (decode)
     attn_par: np.ndarray  # decode work units: sequences x KV heads
@@ -357,10 +357,11 @@ class FeatureTable:
                                                       * p["attn_decode_eff"] / p["attn_prefill_eff"],
                                                       p["attn_decode_eff"]), p["vector_eff"])))
             par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
-            passes = np.choose(self.ew_class, (1.0, p["elementwise_norm_passes"], p["elementwise_act_passes"]))
+            passes = np.choose(self.ew_class, (1.0, p["elementwise_norm_passes"], p["elementwise_act_passes"],
+                                               p["elementwise_rope_passes"]))
             cache = 1.0  # model.cost.elementwise_cache_factor
             gain = np.choose(self.ew_class, (p["elementwise_cache_gain"], p["elementwise_norm_cache_gain"],
-                                             p["elementwise_act_cache_gain"]))
+                                             p["elementwise_act_cache_gain"], p["elementwise_rope_cache_gain"]))
             if p["elementwise_cache_bytes"] > 0:
                 ws2 = self.bytes * self.bytes
                 s = ws2 / (ws2 + p["elementwise_cache_bytes"] ** 2)
@@ -409,8 +410,9 @@ FIT_FIELDS: tuple[str, ...] = (
     "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s", "attn_prefill_tile",
     "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff",
     "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
-    "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "vector_eff", "kernel_overhead_s",
+    "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "elementwise_rope_passes", "vector_eff", "kernel_overhead_s",
     "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
+    "elementwise_rope_cache_gain",
     "comm_bw_eff", "comm_latency_s",
     "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
 )
@@ -453,7 +455,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             afp8[i] = k.kind != "gemm" and k.dtype == "fp8"
         else:
             cols["peak"][i] = hw.peak("fp32")
-            ewc[i] = 1 if k.name.endswith("norm") else 2 if k.name in ACTIVATION_KERNELS else 0
+            ewc[i] = 1 if k.name.endswith("norm") else 2 if k.name in ACTIVATION_KERNELS else 3 if k.name == "rope" else 0
         if k.kind == "gemm":
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
             cols["gemm_k"][i] = k.k

@@ -86,6 +86,7 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
              head_dim=128, window=1024),
         _row("attn_decode", batch=64, seq_len=1, ctx_len=100, num_heads=8, num_kv_heads=1, head_dim=128),
         _row("rmsnorm", "fp16", tokens=100, hidden=4096), _row("silu_mul", "fp16", tokens=7, hidden=11008),
+        _row("rope", "fp16", tokens=300, num_heads=32, num_kv_heads=8, head_dim=128), _row("add", tokens=9, hidden=64),
         _row("allreduce", message_bytes=1e6, num_gpus=4), _row("allgather", message_bytes=1e7, num_gpus=8),
         _row("send_recv", message_bytes=1e5, num_gpus=2),
         _row("attn_qk_matmul", "fp16", batch=8, seq_len=2048, ctx_len=2048, num_heads=24, head_dim=128),
@@ -109,7 +110,8 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         "attn_prefill_mem_eff": 0.3, "gemm_overhead_s_fp8": 1.3e-5, "attn_decode_mem_eff_fp8kv": 0.35,
         "elementwise_norm_passes": 3.5, "elementwise_act_passes": 4.0, "gemm_gemv_mem_eff": 0.25,
         "elementwise_cache_gain": 3.0, "elementwise_cache_bytes": 2e6,
-        "elementwise_norm_cache_gain": 1.5, "elementwise_act_cache_gain": 2.0,
+        "elementwise_norm_cache_gain": 1.5, "elementwise_act_cache_gain": 2.0, "elementwise_rope_passes": 4.5,
+        "elementwise_rope_cache_gain": 1.7,
         "comm_oneshot_max_bytes": 1e6, "comm_floor_s": 9e-6, "nccl_bw_eff": 0.5, "nccl_latency_s": 7e-6,
         "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2})
     for cal in (plain, rich):
