@@ -52,6 +52,10 @@ class Calibration(BaseModel):
         "GEMMs with m at or below this run as a GEMV (no tile padding, no wave quantization: a weight stream); "
         "numpy/OpenBLAS sends a 1-row matmul to sgemv and m >= 2 to sgemm; 0 = every GEMM is tiled"))
     gemm_mem_eff: float = Field(0.80, gt=0, le=1)
+    gemm_small_max_mnk: int = Field(0, ge=0, description=(
+        "GEMMs with m*n*k at or below this also run unpacked, as a weight stream like a GEMV (OpenBLAS's "
+        "small-matrix kernel on AVX-512 x86; measured here: (4, 256, 768) streams like a GEMV, (2, 768, 768) is "
+        "packed); 0 = none"))
     gemm_gemv_mem_eff: float = Field(0.80, gt=0, le=1, description=(
         "gemm_mem_eff of a GEMV (m <= gemm_gemv_max_m; default: gemm_mem_eff): a vector-matrix product streams the "
         "weights once, while OpenBLAS's sgemm packs B into a buffer on every call (numpy on a CPU: a 1-row "
@@ -259,6 +263,12 @@ def gemm_peak_efficiency(dtype: str, cal: Calibration) -> float:
     return cal.gemm_eff
 
 
+def gemm_is_stream(m: int, n: int, k: int, cal: Calibration) -> bool:
+    """True when the GEMM runs unpacked, as a weight stream: a GEMV (m <= gemm_gemv_max_m) or a small GEMM
+    (m*n*k <= gemm_small_max_mnk): no tile padding or wave quantization, gemm_gemv_mem_eff."""
+    return m <= cal.gemm_gemv_max_m or m * n * k <= cal.gemm_small_max_mnk
+
+
 def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration) -> float:
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
@@ -267,7 +277,7 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration) 
     MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when there are fewer
     tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them.
     """
-    if m <= cal.gemm_gemv_max_m:
+    if gemm_is_stream(m, n, k, cal):
         return 1.0
     tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
     mt, nt = math.ceil(m / tm), math.ceil(n / tn)
@@ -427,7 +437,7 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
     if k.kind == "gemm":
         peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
         eff_c = gemm_compute_efficiency(k.m, k.n, k.k, units, cal, k.dtype)
-        eff_m = cal.gemm_gemv_mem_eff if k.m <= cal.gemm_gemv_max_m else cal.gemm_mem_eff
+        eff_m = cal.gemm_gemv_mem_eff if gemm_is_stream(k.m, k.n, k.k, cal) else cal.gemm_mem_eff
         overhead = cal.gemm_overhead_s_fp8 if k.dtype in ("fp8", "fp8_block") else cal.gemm_overhead_s
         overlap = cal.gemm_overlap_loss
     elif k.kind == "attn_prefill":

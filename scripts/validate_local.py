@@ -245,7 +245,9 @@ def write_doc(reps: list[Repeat], wl: Workload, spec: ModelSpec, model_name: str
               "m >= 2 goes through sgemm, which packs B on every call and reads weights at ~3 GB/s up to m ~ 16. "
               "The GEMV gets its own memory efficiency (fitted), so m = 1 and m = 2...16 no longer pull one "
               "efficiency two ways; the packing cost is `gemm_mem_eff` with `gemm_overlap_loss` near 1 (packing "
-              "and compute do not overlap). The calibration grid includes every decode batch size the run uses.",
+              "and compute do not overlap). Small problems (m*n*k <= 10^6, `gemm_small_max_mnk`) also run unpacked "
+              "in OpenBLAS and are costed like the GEMV. The calibration grid includes every decode batch size "
+              "the run uses.",
               "- **Cold weights**: the calibration times every GEMM with copies of B spanning 2x the last-level "
               "cache, cycled per call, because the served model's weights are many times the cache; a "
               "cache-resident B made decode GEMMs ~1.5x too fast (TPOT -32% before, one run).",

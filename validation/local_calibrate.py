@@ -69,6 +69,10 @@ QUICK_TILE_M_CANDIDATES: tuple[int, ...] = (1, 8, 16, 32, 64)
 #: case), which streams the weights at memory speed; m >= 2 goes to sgemm, which packs B on every call: on this
 #: machine a (1, 4096) @ (4096, 4096) fp32 matmul takes 11 ms and m = 2 ... 16 take 40-53 ms. Not fitted.
 GEMV_MAX_M = 1
+#: OpenBLAS also skips packing for small problems (its small-matrix sgemm kernel on AVX-512 x86): measured on this
+#: machine, m = 2 and 4 with (n, k) = (256, 768) (m*n*k = 0.39M, 0.79M) stream the weights like a GEMV, while
+#: m = 2 with (768, 768) (1.18M) and m = 8 with (256, 768) (1.57M) are packed. Not fitted (an integer).
+SMALL_MAX_MNK = 1_000_000
 #: Array passes of the forward pass's unfused numpy elementwise code (validation/local/transformer.py), in units of
 #: graph.elementwise's fused read + write. RMSNorm `x * (1/sqrt(mean(x*x) + eps)) * w`: x*x (read, write), mean
 #: (read), x*r (read, write), *w (read, write) = 7 passes over t x h against 2 -> 3.5. SwiGLU `g / (1 + exp(-g)) * u`:
@@ -554,7 +558,8 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
         rows = [replace(r, hardware=str(hw_path)) for r in meas.rows]
         for tm in tiles:
             base = Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64,
-                               gemm_gemv_max_m=GEMV_MAX_M, elementwise_norm_passes=NORM_PASSES,
+                               gemm_gemv_max_m=GEMV_MAX_M, gemm_small_max_mnk=SMALL_MAX_MNK,
+                               elementwise_norm_passes=NORM_PASSES,
                                elementwise_act_passes=ACT_PASSES, step_overhead_s=0.0, step_overhead_per_seq_s=0.0,
                                # start the cache regime (fitted; validation.calibrate.fitted_fields): 2x faster
                                # below a quarter of the last-level cache

@@ -26,6 +26,7 @@ from model.cost import (
     Calibration,
     comm_terms,
     decode_parallelism,
+    gemm_is_stream,
     gemm_shape_efficiency,
     kernel_cost,
     prefill_score_terms,
@@ -294,7 +295,8 @@ _GEMM_DTYPE_CODE = {"fp8": 1, "fp8_block": 2, "int8": 3}
 class FeatureTable:
     """Per-row constants of kernel_cost so that predicted seconds for any Calibration is a few numpy ops.
 
-    Integer GEMM tiling fields (gemm_tile_m, gemm_tile_n, gemm_splitk_min_k, gemm_gemv_max_m) are frozen into `gemm_shape_eff`
+    Integer GEMM tiling fields (gemm_tile_m, gemm_tile_n, gemm_splitk_min_k, gemm_gemv_max_m, gemm_small_max_mnk) are
+    frozen into `gemm_shape_eff` and `gemm_gemv`
     (pad x wave), so `seconds(cal)` is exact only for a cal with the same integer fields as `tiling`.
     """
 
@@ -307,7 +309,7 @@ class FeatureTable:
     dequant: np.ndarray
     gemm_shape_eff: np.ndarray  # pad * wave (GEMM), 0 otherwise
     gemm_k: np.ndarray
-    gemm_gemv: np.ndarray  # 1 when the GEMM runs as a GEMV (m <= gemm_gemv_max_m): gemm_gemv_mem_eff
+    gemm_gemv: np.ndarray  # 1 when the GEMM runs unpacked (model.cost.gemm_is_stream): gemm_gemv_mem_eff
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation, 3 rope (model.cost.elementwise_passes), else 0
@@ -325,7 +327,7 @@ class FeatureTable:
     comm_bytes: np.ndarray
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
     comm_gpus: np.ndarray  # GPUs of the collective (NCCL per-hop latency and bandwidth exponent)
-    tiling: tuple[int, int, int, int]
+    tiling: tuple[int, int, int, int, int]
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -398,9 +400,9 @@ class FeatureTable:
         return np.where(kind == 7, 0.0, np.where(kind == 4, custom, np.where(kind == 5, nccl, body)))
 
 
-def _tiling(cal: Calibration) -> tuple[int, int, int, int]:
+def _tiling(cal: Calibration) -> tuple[int, int, int, int, int]:
     """The integer GEMM fields frozen into FeatureTable.gemm_shape_eff."""
-    return cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k, cal.gemm_gemv_max_m
+    return cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k, cal.gemm_gemv_max_m, cal.gemm_small_max_mnk
 
 
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
@@ -459,7 +461,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
         if k.kind == "gemm":
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
             cols["gemm_k"][i] = k.k
-            cols["gemm_gemv"][i] = float(k.m <= cal.gemm_gemv_max_m)
+            cols["gemm_gemv"][i] = float(gemm_is_stream(k.m, k.n, k.k, cal))
             gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)

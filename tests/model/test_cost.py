@@ -444,3 +444,14 @@ def test_gemv_uses_its_own_memory_efficiency() -> None:
     assert kernel_cost(gemm(2), H100, cal).memory_s == pytest.approx(gemm(2).bytes / (bw * 0.2))
     # not given: it follows gemm_mem_eff, so older profiles mean what they meant
     assert Calibration(gemm_mem_eff=0.33).gemm_gemv_mem_eff == 0.33
+
+
+def test_small_gemms_run_unpacked_like_a_gemv() -> None:
+    from model.cost import gemm_is_stream, gemm_shape_efficiency
+
+    cal = Calibration(gemm_gemv_max_m=1, gemm_small_max_mnk=1_000_000, gemm_tile_m=64)
+    assert gemm_is_stream(1, 4096, 4096, cal) and gemm_is_stream(4, 256, 768, cal)
+    assert not gemm_is_stream(2, 768, 768, cal)  # 1.18M > 1M: packed and tiled
+    assert gemm_shape_efficiency(4, 256, 768, 1, cal) == 1.0
+    assert gemm_shape_efficiency(2, 768, 768, 1, cal) == pytest.approx(2 / 64)
+    assert not gemm_is_stream(4, 256, 768, Calibration())  # default: off
