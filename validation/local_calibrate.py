@@ -154,13 +154,21 @@ def _prepare_attention(n_new: int, ctx: int, heads: int, kv_heads: int, head_dim
     tokens over ctx cached keys (ctx includes the new ones), GQA by stacking a KV group's queries as rows."""
     group = heads // kv_heads
     q = rng.standard_normal((n_new, heads, head_dim), dtype=np.float32)
-    keys = rng.standard_normal((kv_heads, ctx, head_dim), dtype=np.float32)
-    values = rng.standard_normal((kv_heads, ctx, head_dim), dtype=np.float32)
+    # K/V are views of a longer per-sequence cache slot, as in the forward pass (cache_k[slot, :, :end]): strided
+    # over the slot's max context, here 2 x ctx. A decode step reads each sequence's cache once per layer, so the
+    # decode timing cycles through copies spanning 2 x the last-level cache (cold, like GEMM weights); a prefill
+    # reads the K/V it has just written (warm).
+    per_copy = 2 * kv_heads * 2 * ctx * head_dim * 4
+    copies = 1 if n_new > 1 else max(1, min(256, math.ceil(2 * mb.last_level_cache_bytes() / per_copy)))
+    caches = [(rng.standard_normal((kv_heads, 2 * ctx, head_dim), dtype=np.float32)[:, :ctx],
+               rng.standard_normal((kv_heads, 2 * ctx, head_dim), dtype=np.float32)[:, :ctx]) for _ in range(copies)]
+    ring = itertools.cycle(caches)
     scale = np.float32(1.0 / math.sqrt(head_dim))
     start = ctx - n_new
     allowed = np.arange(ctx)[None, :] <= (start + np.arange(n_new))[:, None]
 
     def fn() -> np.ndarray:
+        keys, values = next(ring)
         q4 = (q * scale).reshape(n_new, kv_heads, group, head_dim).transpose(1, 2, 0, 3)
         qg = q4.reshape(kv_heads, group * n_new, head_dim)
         scores = np.matmul(qg, keys.transpose(0, 2, 1)).reshape(kv_heads, group, n_new, ctx)
