@@ -586,7 +586,6 @@ class CostModel:
         peak = self._attn_peak
         bw = hw.memory.bandwidth_bytes_per_s
         pf_eff = cal.attn_prefill_eff_fp8 if self.ctx.attn_dtype == "fp8" else cal.attn_prefill_eff
-        dec_eff = decode_compute_efficiency(self.ctx.attn_dtype, cal)
         seconds = energy = 0.0
         for layers, windowed in ((c.full_layers, False), (c.window_layers, True)):
             if layers == 0:
@@ -612,23 +611,62 @@ class CostModel:
                 energy += jou
             if shape.decode_seqs:
                 ctx = shape.decode_ctx_tokens_win if windowed else shape.decode_ctx_tokens
-                q_per_seq = shape.decode_tokens / shape.decode_seqs
-                comp = dec_flops * ctx * q_per_seq / (peak * dec_eff) if ctx else 0.0
-                if deq and ctx:
-                    comp += deq * ctx / (hw.peak("fp32") * cal.vector_eff)
-                kv_write = shape.decode_tokens * ctx_bytes
-                mean_ctx = ctx * ctx_bytes / max(1.0, kv_write)
-                eff_m = (cal.attn_decode_mem_eff_fp8kv if self.quant.kv_dtype == "fp8" else cal.attn_decode_mem_eff
-                         ) * mean_ctx / (mean_ctx + cal.attn_decode_ctx_half)
-                if cal.attn_decode_par_half:
-                    par = decode_parallelism(shape.decode_seqs, c.kv_heads)
-                    eff_m *= par / (par + cal.attn_decode_par_half)
-                mem = (shape.decode_tokens * dec_bytes_q + ctx * ctx_bytes) / (bw * eff_m)
-                sec, jou = self._roofline_energy(comp, mem, cal.attn_decode_overhead_s, layers,
-                                                 cal.attn_decode_seq_s * shape.decode_seqs)
+                sec, jou = self._decode_attention_group(layers, shape.decode_seqs, shape.decode_tokens, ctx)
                 seconds += sec
                 energy += jou
         return seconds, energy
+
+    def _decode_attention_group(self, layers: int, seqs: int, tokens: int, ctx: int) -> tuple[float, float]:
+        """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached tokens in
+        `layers` layers (one layer group of _attention_seconds_energy)."""
+        cal, hw = self.calibration, self.hardware
+        _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = self._attn
+        q_per_seq = tokens / seqs
+        comp = dec_flops * ctx * q_per_seq / (self._attn_peak * decode_compute_efficiency(self.ctx.attn_dtype, cal)
+                                              ) if ctx else 0.0
+        if deq and ctx:
+            comp += deq * ctx / (hw.peak("fp32") * cal.vector_eff)
+        kv_write = tokens * ctx_bytes
+        mean_ctx = ctx * ctx_bytes / max(1.0, kv_write)
+        eff_m = (cal.attn_decode_mem_eff_fp8kv if self.quant.kv_dtype == "fp8" else cal.attn_decode_mem_eff
+                 ) * mean_ctx / (mean_ctx + cal.attn_decode_ctx_half)
+        if cal.attn_decode_par_half:
+            par = decode_parallelism(seqs, self.ctx.kv_heads)
+            eff_m *= par / (par + cal.attn_decode_par_half)
+        mem = (tokens * dec_bytes_q + ctx * ctx_bytes) / (hw.memory.bandwidth_bytes_per_s * eff_m)
+        return self._roofline_energy(comp, mem, cal.attn_decode_overhead_s, layers, cal.attn_decode_seq_s * seqs)
+
+    def decode_attention(self, seqs: int, tokens: int, ctx: int, ctx_win: int) -> tuple[float, float]:
+        """_attention_seconds_energy of a decode-only BatchShape, without building it (same arithmetic)."""
+        c = self.ctx
+        a_s = a_j = 0.0
+        for layers, g_ctx in ((c.full_layers, ctx), (c.window_layers, ctx_win)):
+            if layers:
+                sec, jou = self._decode_attention_group(layers, seqs, tokens, g_ctx)
+                a_s += sec
+                a_j += jou
+        return a_s, a_j
+
+    def decode_passes(self, seqs: int, tokens: int, ctx: int, ctx_win: int, passes: int, first: int = 0,
+                      start: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+        """Sum of step_seconds_energy over the decode-only iterations i = first .. passes-1 whose contexts grow by
+        `seqs` tokens a pass (ctx + i*seqs: a draft model drafting), summed in the same order as a loop over the
+        BatchShapes (bit-identical, tested) without building them; `start` is the running sum to add to."""
+        key = (tokens, tokens, self._graphed)
+        lin = self._linear_memo.get(key)
+        if lin is None:
+            self.step_seconds_energy(BatchShape(decode_seqs=seqs, decode_tokens=tokens, decode_ctx_tokens=ctx,
+                                                decode_ctx_tokens_win=ctx_win))
+            lin = self._linear_memo[key]
+        overhead = self._overhead_seqs(seqs)
+        o_j = overhead * self._idle_w * self.num_gpus
+        total_s, total_j = start
+        for i in range(first, passes):
+            add = seqs * i
+            a_s, a_j = self.decode_attention(seqs, tokens, ctx + add, ctx_win + add)
+            total_s += lin[0] + a_s + overhead
+            total_j += lin[1] + a_j + o_j
+        return total_s, total_j
 
     def _roofline_energy(self, compute: float, memory: float, overhead: float, count: int,
                          floor: float = 0.0) -> tuple[float, float]:
@@ -640,8 +678,11 @@ class CostModel:
     def _overhead(self, shape: BatchShape) -> float:
         if shape.is_empty:
             return 0.0
+        return self._overhead_seqs(shape.decode_seqs + shape.prefill_seqs)
+
+    def _overhead_seqs(self, seqs: int) -> float:
         cal = self.calibration
-        return cal.step_overhead_s + cal.step_overhead_per_seq_s * (shape.decode_seqs + shape.prefill_seqs)
+        return cal.step_overhead_s + cal.step_overhead_per_seq_s * seqs
 
     def _kernel_energy(self, c: KernelCost) -> float:
         """Idle power plus dynamic power scaled by the kernel's utilisation of its bound resource."""

@@ -332,6 +332,24 @@ class LayerCoster:
         o = self.cost._overhead(shape)
         return o, o * self.cost._idle_w * self.cost.num_gpus
 
+    def decode_passes(self, dec: BatchShape, layers: int, passes: int,
+                      extra: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+        """Sum of partial_step(_grow(dec, i), layers) + extra for i < passes (draft passes over a decode-only shape
+        whose contexts grow by one token per sequence a pass), same arithmetic and order as that loop (bit-identical,
+        tested), without building the shapes."""
+        n, t = dec.decode_seqs, dec.decode_tokens
+        fs, fj = self.fixed(t, dec.logit_tokens)
+        ls, lj = self.layer(t)
+        o = self.cost._overhead_seqs(n)
+        oj = o * self.cost._idle_w * self.cost.num_gpus
+        f = layers / self.L
+        ds = dj = 0.0
+        for i in range(passes):
+            add = n * i
+            a_s, a_j = self.cost.decode_attention(n, t, dec.decode_ctx_tokens + add, dec.decode_ctx_tokens_win + add)
+            ds, dj = ds + (fs + layers * ls + f * a_s + o) + extra[0], dj + (fj + layers * lj + f * a_j + oj) + extra[1]
+        return ds, dj
+
     def partial_step(self, shape: BatchShape, layers: int, logit_tokens: int | None = None) -> tuple[float, float]:
         """(s, J) of a forward pass of `shape` through the first `layers` layers, then the LM head."""
         lt = shape.logit_tokens if logit_tokens is None else logit_tokens
@@ -413,10 +431,7 @@ class SpeculativeCoster:
         if isinstance(d, LayerSkipDrafter):
             # verification reuses the first exit_layer layers of the draft tokens (shared KV/activations)
             E = d.exit_layer
-            dec = decode_only(shape)
-            for i in range(k):
-                s, j = lc.partial_step(self._grow(dec, i), E)
-                ds, dj = ds + s, dj + j
+            ds, dj = lc.decode_passes(decode_only(shape), E, k)
             fs, fj = lc.fixed(vshape.tokens, vshape.logit_tokens)
             l1s, l1j = lc.layer(shape.tokens)  # first E layers: the pending token (+ prefill) only
             l2s, l2j = lc.layer(vshape.tokens)
@@ -432,20 +447,16 @@ class SpeculativeCoster:
                                prefill_attn_pairs=shape.prefill_attn_pairs,
                                prefill_ctx_tokens=shape.prefill_ctx_tokens, decode_seqs=n, decode_tokens=n,
                                decode_ctx_tokens=shape.decode_ctx_tokens)
-            for i in range(k):
-                s, j = self.draft.step_seconds_energy(first if i == 0 else self._grow(decode_only(shape), i))
-                ds, dj = ds + s, dj + j
+            if k > 0:
+                ds, dj = self.draft.decode_passes(n, shape.decode_tokens, shape.decode_ctx_tokens,
+                                                  shape.decode_ctx_tokens_win, k, first=1,
+                                                  start=self.draft.step_seconds_energy(first))
         elif isinstance(d, SelfDrafter):
-            for i in range(k):
-                s, j = lc.partial_step(self._grow(decode_only(shape), i), d.draft_layers)
-                ds, dj = ds + s, dj + j
+            ds, dj = lc.decode_passes(decode_only(shape), d.draft_layers, k)
         elif isinstance(d, EagleDrafter):
             h = self.cost.model.hidden_size
-            for i in range(k):
-                g = self._grow(decode_only(shape), i)
-                fs, fj = lc.gemm("eagle_fc", n, h, 2 * h)  # fuse [feature, token embedding] -> h
-                s, j = lc.partial_step(g, 1)
-                ds, dj = ds + s + fs, dj + j + fj
+            # per pass: one layer plus the fusing GEMM [feature, token embedding] -> h
+            ds, dj = lc.decode_passes(decode_only(shape), 1, k, extra=lc.gemm("eagle_fc", n, h, 2 * h))
         elif isinstance(d, MedusaDrafter):
             h, v = self.cost.model.hidden_size, self.cost.model.vocab_size // self.cost.parallel.tp
             rs, rj = lc.gemm("medusa_resblock", n, h, h)

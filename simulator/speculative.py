@@ -90,10 +90,8 @@ class SpeculativeStepModel(StepModel):
     def sample(self, rates: np.ndarray, k: int) -> np.ndarray:
         """Accepted draft tokens per sequence: the run of leading successes among k positions."""
         n = rates.size
-        if self._pos is not None:
-            p = np.broadcast_to(self._pos[:k], (n, k))
-        else:
-            p = np.broadcast_to(rates[:, None], (n, k))
+        # per-position rates [k] or per-sequence rates [n, 1]; the comparison broadcasts them over the draws
+        p = self._pos[:k] if self._pos is not None else rates[:, None]
         if self.tree > 1:
             p = 1.0 - (1.0 - p) ** self.tree
         ok = self.rng.random((n, k)) < p

@@ -132,3 +132,25 @@ def test_speculative_and_early_exit_toml_round_trip(tmp_path) -> None:
     with pytest.raises(InputError, match="cannot both be set"):
         SimConfig.from_dict(cfg.model_dump(mode="json") | {"replicas": [
             cfg.replicas[0].model_dump(mode="json") | {"early_exit": cfg.replicas[1].early_exit.model_dump()}]})
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "gpt-oss-20b"])  # dense; sliding-window layers
+def test_draft_pass_sums_are_bit_identical_to_the_per_shape_loops(model: str) -> None:
+    from model.batch import BatchShape
+    from model.techniques import LayerCoster
+
+    cost = CostModel(load_model(model), load_hardware("h100-sxm"))
+    lc = LayerCoster(cost)
+    dec = BatchShape(decode_seqs=7, decode_tokens=7, decode_ctx_tokens=7 * 900)
+    grown = [SpeculativeCoster._grow(dec, i) for i in range(5)]
+    s = j = 0.0
+    for g in grown[1:]:
+        a, b = cost.step_seconds_energy(g)
+        s, j = s + a, j + b
+    assert cost.decode_passes(7, 7, dec.decode_ctx_tokens, dec.decode_ctx_tokens_win, 5, first=1) == (s, j)
+    for layers, extra in ((3, (0.0, 0.0)), (cost.model.num_layers, (1e-5, 2e-3))):
+        s = j = 0.0
+        for g in grown:
+            a, b = lc.partial_step(g, layers)
+            s, j = s + a + extra[0], j + b + extra[1]
+        assert lc.decode_passes(dec, layers, 5, extra=extra) == (s, j)
