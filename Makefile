@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint app validate validate-local bench clean browser
+.PHONY: install install-torch demo test lint app validate validate-local bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The optional torch extra: calibrate --local then also times GEMMs (fp32, bf16) through PyTorch's CPU kernels.
+install-torch: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,torch]'
 
 # The main job on built-in defaults: replay 2,000 requests of the built-in conversation workload (statistics of the
 # Azure 2023 conversation trace) through Llama-3.1-8B on one H100 with vLLM-style continuous batching.

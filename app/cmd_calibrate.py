@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                                         "(validation.local) and fit to them instead of reading tables")
     g.add_argument("--quick", action="store_true", help="with --local: a reduced grid (~1 minute)")
     g.add_argument("--blas-threads", type=int, default=None, help="with --local: OpenBLAS threads (default 1)")
+    g.add_argument("--no-torch", action="store_true",
+                   help="with --local: skip the GEMMs through PyTorch's CPU kernels even when torch is installed")
     g.add_argument("--local-model", default="local-llama-125m",
                    help="with --local: the model whose GEMM shapes, heads and depth are measured "
                         "(default local-llama-125m; see roofsim measure --model)")
@@ -71,8 +73,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         from app.cmd_measure import run_calibrate_local  # noqa: PLC0415
 
         return run_calibrate_local(args)
-    if args.quick or args.blas_threads is not None:
-        raise ValueError("--quick and --blas-threads apply only with --local")
+    if args.quick or args.blas_threads is not None or args.no_torch:
+        raise ValueError("--quick, --blas-threads and --no-torch apply only with --local")
     if not args.sources or not args.hardware or args.out is None:
         raise ValueError("roofsim calibrate needs SOURCES, --hardware and --out (or --local to measure this machine)")
     hw = load_hardware(args.hardware)

@@ -118,7 +118,7 @@ def run_measure(args: argparse.Namespace) -> int:
 def run_calibrate_local(args: argparse.Namespace) -> int:
     """`roofsim calibrate --local`: measure, fit, write <out> (HardwareSpec) and <out stem>.calibration.toml."""
     from validation.local.microbench import set_blas_threads  # noqa: PLC0415
-    from validation.local_calibrate import calibrate_local  # noqa: PLC0415
+    from validation.local_calibrate import calibrate_local, torch_calibration_path_for  # noqa: PLC0415
 
     threads = args.blas_threads if args.blas_threads is not None else 1
     if threads < 1:
@@ -137,7 +137,8 @@ def run_calibrate_local(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).info("%s", msg)
 
     hw, fit, meas, (hw_path, cal_path) = calibrate_local(out, quick=args.quick, model=model, seed=args.seed,
-                                                         folds=args.folds, progress=say)
+                                                         folds=args.folds, progress=say,
+                                                         use_torch=not getattr(args, "no_torch", False))
     s = fit.summary()
     res: dict[str, Any] = {
         "hardware_file": str(hw_path), "calibration_file": str(cal_path),
@@ -152,6 +153,11 @@ def run_calibrate_local(args: argparse.Namespace) -> int:
         "gemm_tile_m": fit.tile_m, "step_overhead_s": fit.step_overhead_s,
         "step_overhead_per_seq_s": fit.step_overhead_per_seq_s, "calibration": fit.calibration.model_dump(),
         "problems": list(fit.kernel_fit.problems),
+        # GEMMs through PyTorch's CPU kernels: their own profile (None when torch is not installed or --no-torch)
+        "torch": None if fit.torch is None else {
+            "version": fit.torch.version, "peak_flops_per_s": meas.torch_peaks,
+            "calibration_file": str(torch_calibration_path_for(hw_path)), "gemm_tile_m": fit.torch.tile_m,
+            "held_out_median_abs_pct_err": {k: v.median_abs_pct_err for k, v in fit.torch.kernel_fit.held_out.items()}},
     }
     if args.json:
         print_json(res)
@@ -166,4 +172,9 @@ def run_calibrate_local(args: argparse.Namespace) -> int:
     print(f"\ngemm_tile_m={fit.tile_m}; step overhead {fit.step_overhead_s * 1e3:.2f} ms + "
           f"{fit.step_overhead_per_seq_s * 1e3:.3f} ms/sequence")
     print(f"wrote {hw_path} (HardwareSpec) and {cal_path} (calibration profile)")
+    if fit.torch is not None:
+        t = fit.torch
+        print(f"torch {t.version}: peak " + ", ".join(f"{d} {v / 1e9:.1f} GFLOP/s" for d, v in meas.torch_peaks.items())
+              + "; held-out " + ", ".join(f"{k} {v.median_abs_pct_err:.1f}%" for k, v in t.kernel_fit.held_out.items())
+              + f"; wrote {torch_calibration_path_for(hw_path)}")
     return 0

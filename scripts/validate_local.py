@@ -52,6 +52,8 @@ class Repeat:
     kernel_n: dict[str, int]
     kernel_overall: float
     kernel_class: dict[str, float]  # gemm / memory_bound / attention -> pooled held-out median |error| %
+    torch: dict[str, float]  # GEMMs through torch (own profile): key -> held-out median |error| %; {} without torch
+    torch_peaks: dict[str, float]
     peak_fp32: float
     bandwidth: float
     tile_m: int
@@ -88,7 +90,10 @@ def one_repeat(i: int, spec: ModelSpec, model_name: str, wl: Workload, work: Pat
     held = fit.kernel_fit.held_out
     return Repeat(i, {k: v.median_abs_pct_err for k, v in held.items()}, {k: v.n for k, v in held.items()},
                   fit.kernel_fit.held_out_overall.median_abs_pct_err,
-                  {c: v.median_abs_pct_err for c, v in fit.held_out_by_class.items()}, hw.peak("fp32"),
+                  {c: v.median_abs_pct_err for c, v in fit.held_out_by_class.items()},
+                  {} if fit.torch is None else {k: v.median_abs_pct_err
+                                                for k, v in fit.torch.kernel_fit.held_out.items()},
+                  dict(meas.torch_peaks), hw.peak("fp32"),
                   hw.memory.bandwidth_bytes_per_s, fit.tile_m, fit.step_overhead_s, fit.step_overhead_per_seq_s,
                   cal_wall, rep, run_wall)
 
@@ -202,6 +207,15 @@ def write_doc(reps: list[Repeat], wl: Workload, spec: ModelSpec, model_name: str
     for c, label in names.items():
         lines.append(f"| {label} | | {_spread([r.kernel_class.get(c, math.nan) for r in reps])} |")
     lines.append(f"| all | | {_spread([r.kernel_overall for r in reps])} |")
+    torch_keys = sorted({k for r in reps for k in r.torch})
+    if torch_keys:
+        lines += ["", "GEMMs through PyTorch's CPU kernels (the optional torch extra; fitted into their own profile, "
+                  "`<stem>.torch.calibration.toml`, since the numpy engine does not run them), held-out median abs "
+                  "error %, and best GFLOP/s at m >= 512:", "", "| kernels | held-out median abs error % |",
+                  "|---|---|"]
+        lines += [f"| {k} | {_spread([r.torch.get(k, math.nan) for r in reps])} |" for k in torch_keys]
+        lines += [f"| peak {d} GFLOP/s | {_spread([r.torch_peaks.get(d, math.nan) / 1e9 for r in reps])} |"
+                  for d in sorted({d for r in reps for d in r.torch_peaks})]
     lines += ["", "Measured machine figures per repeat: peak fp32 "
               + _spread([r.peak_fp32 / 1e9 for r in reps]) + " GFLOP/s; bandwidth "
               + _spread([r.bandwidth / 1e9 for r in reps], "{:.2f}") + " GB/s; gemm_tile_m "

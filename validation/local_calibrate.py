@@ -37,6 +37,7 @@ from validation.calibrate import (
 )
 from validation.kernel_tables import KernelMeasurement
 from validation.local import microbench as mb
+from validation.local import torch_gemm
 from validation.local.transformer import (
     _activation,
     _norm,
@@ -56,7 +57,7 @@ __all__ = ["FP32", "LocalPlan", "LocalMeasurements", "LocalFit", "QUICK", "FULL"
            "machine_hardware", "fit_local", "fit_step_overheads", "calibrate_local",
            "write_local_profile", "calibration_path_for", "dumps_hardware", "local_model_config",
            "write_model_config", "step_errors", "measure_overhead_steps", "TILE_M_CANDIDATES", "QUICK_TILE_M_CANDIDATES",
-           "kernel_class"]
+           "kernel_class", "TorchFit", "fit_torch", "torch_calibration_path_for"]
 
 #: The numpy forward pass computes, stores and caches everything in float32.
 FP32 = QuantSpec(weight_dtype="fp32", activation_dtype="fp32", kv_dtype="fp32")
@@ -103,6 +104,7 @@ class LocalPlan:
     attn_rounds: int
     step_batches: tuple[int, ...]
     step_repeats: int
+    torch_m: tuple[int, ...] = (1, 4, 16, 64, 256, 512)  # GEMM rows through torch (when installed)
 
 
 QUICK = LocalPlan(gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), lm_head_m=(1, 2, 4, 8, 16),
@@ -134,6 +136,9 @@ class LocalMeasurements:
     quick: bool
     wall_s: float
     notes: tuple[str, ...] = ()
+    torch_rows: tuple[KernelMeasurement, ...] = ()  # GEMMs through torch.matmul (framework "torch"), if installed
+    torch_peaks: dict[str, float] = dataclasses.field(default_factory=dict)  # dtype -> best FLOP/s, m >= 512
+    torch_version: str | None = None
 
 
 # ----------------------------------------------------------------------------------------- measuring
@@ -301,7 +306,7 @@ def _stream_rows(recs: Iterable[mb.KernelRecord], hardware: str) -> list[KernelM
 
 
 def measure_local(spec: ModelSpec, quick: bool, rng: np.random.Generator, *, hardware: str = "local-cpu",
-                  progress: Progress | None = None) -> LocalMeasurements:
+                  progress: Progress | None = None, use_torch: bool = True) -> LocalMeasurements:
     """Time GEMMs at `spec`'s weight shapes (plus generic squares), STREAM, the forward pass's elementwise and
     attention code at `spec`'s head layout, call overhead, and short steps of `spec` itself."""
     plan = QUICK if quick else FULL
@@ -328,6 +333,21 @@ def measure_local(spec: ModelSpec, quick: bool, rng: np.random.Generator, *, har
         prepared.append(_cold_gemm(m, n, k, shared[n, k], rng))
     gemm_recs = mb.time_interleaved(prepared, plan.gemm_rounds, rng)
     del prepared, shared
+
+    torch_rows: list[KernelMeasurement] = []
+    torch_peaks: dict[str, float] = {}
+    version = torch_gemm.torch_version() if use_torch else None
+    if version is not None:
+        tg = [(m, n, k) for n, k in dict.fromkeys(shapes) for m in plan.torch_m]
+        say(f"timing {len(tg) * len(torch_gemm.TORCH_DTYPES)} GEMMs through torch {version} "
+            f"({'/'.join(torch_gemm.TORCH_DTYPES)}, {threads} thread(s))")
+        t_recs = mb.time_interleaved(torch_gemm.prepare_torch_gemms(tg, torch_gemm.TORCH_DTYPES, threads, rng),
+                                     plan.gemm_rounds, rng)
+        torch_rows = [replace(_record_row(r, hardware), framework="torch", variant=f"torch {version}")
+                      for r in t_recs]
+        for r in t_recs:
+            if r.m >= mb.PEAK_MIN_M:
+                torch_peaks[r.dtype] = max(torch_peaks.get(r.dtype, 0.0), r.flops / r.min_s)
 
     say("timing STREAM copy/scale/add/triad (1 thread and all CPUs) interleaved with the forward pass's "
         "elementwise code, then attention and call overhead")
@@ -368,14 +388,18 @@ def measure_local(spec: ModelSpec, quick: bool, rng: np.random.Generator, *, har
     notes = ("peak fp32 = best FLOP/s (fastest of the rounds) over GEMMs with m >= "
              f"{mb.PEAK_MIN_M}; bandwidth = best STREAM-counted bandwidth over copy/scale/add/triad on 1 and "
              f"{max(thread_options)} threads",
-             "fp16/bf16 are not measured (numpy has no BLAS half-precision GEMM): the HardwareSpec lists fp32 only",
+             (f"bf16 GEMMs measured through torch {version} (their own profile, <stem>.torch.calibration.toml); "
+              + torch_gemm.FP16_NOTE) if version else
+             "fp16/bf16 are not measured (numpy has no BLAS half-precision GEMM; install the torch extra for bf16): "
+             "the HardwareSpec lists fp32 only",
              "STREAM rows enter the fit as single-thread elementwise rows with the same bytes; triad is left out "
              "(numpy runs it as two passes)")
     return LocalMeasurements(
         rows=tuple(rows), peak_fp32_flops_per_s=max(big), bandwidth_bytes_per_s=max(stream.values()),
         stream=stream, overhead_steps=tuple(steps), overhead_model=tiny, llc_bytes=llc,
         cpu_model=mb.cpu_model_name(), logical_cpus=os.cpu_count() or 1, blas=mb.blas_name(), blas_threads=threads,
-        quick=quick, wall_s=time.perf_counter() - started, notes=notes)
+        quick=quick, wall_s=time.perf_counter() - started, notes=notes, torch_rows=tuple(torch_rows),
+        torch_peaks=torch_peaks, torch_version=version)
 
 
 # ----------------------------------------------------------------------------------------- hardware
@@ -413,7 +437,9 @@ def machine_hardware(meas: LocalMeasurements, hw_id: str = "local-cpu") -> Hardw
         "vendor": "local",
         "architecture": "cpu",
         "kind": "cpu",
-        "peak_flops_per_s": {"fp32": float(meas.peak_fp32_flops_per_s)},
+        # fp32: numpy's BLAS (what the numpy forward pass runs); bf16: torch's CPU kernels, when measured
+        "peak_flops_per_s": {"fp32": float(meas.peak_fp32_flops_per_s),
+                             **{d: float(v) for d, v in meas.torch_peaks.items() if d != "fp32"}},
         "memory": {"capacity_bytes": float(_mem_total_bytes()),
                    "bandwidth_bytes_per_s": float(meas.bandwidth_bytes_per_s),
                    "l2_bytes": float(meas.llc_bytes)},
@@ -421,7 +447,8 @@ def machine_hardware(meas: LocalMeasurements, hw_id: str = "local-cpu") -> Hardw
         "interconnect": generic.interconnect.model_dump(),
         "power": generic.power.model_dump(),
         "price_usd_per_hour": generic.price_usd_per_hour,
-        "sources": {"compute": measured + " (peak = best GEMM FLOP/s, m >= 512)",
+        "sources": {"compute": measured + " (peak = best GEMM FLOP/s, m >= 512; fp32 through numpy's BLAS"
+                               + (f", bf16 through torch {meas.torch_version}" if meas.torch_peaks else "") + ")",
                     "memory": measured + " (bandwidth = best STREAM-counted copy/scale/add/triad; capacity = "
                                          "/proc/meminfo MemTotal; cache = /sys cpu0 largest cache)",
                     "interconnect": "copied from cpu-generic.toml: " + generic.sources.interconnect,
@@ -474,6 +501,7 @@ class LocalFit:
     step_overhead_per_seq_s: float
     overhead_residual_pct: float  # median |error| % of the short model steps after the overhead fit
     held_out_by_class: dict[str, ErrorStats]  # kernel_class -> held-out error over all its rows, pooled
+    torch: TorchFit | None = None  # the torch GEMMs' own profile, when torch was measured
 
     def summary(self) -> dict[str, Any]:
         """Held-out median |error| % per kernel key, pooled per class (gemm, memory_bound, attention), overall."""
@@ -592,6 +620,54 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
     return LocalFit(cal, res, tile_m, scores, a, b, resid, pooled)
 
 
+@dataclass(frozen=True)
+class TorchFit:
+    """The GEMMs timed through torch (fp32, bf16), fitted on their own: a profile for a torch CPU engine."""
+
+    calibration: Calibration
+    kernel_fit: CalibrationResult
+    tile_m: int
+    tile_scores: dict[int, float]
+    version: str
+
+
+def fit_torch(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed: int = 0,
+              tiles: Sequence[int] = QUICK_TILE_M_CANDIDATES, name: str = "local-cpu-torch",
+              progress: Progress | None = None) -> TorchFit:
+    """validation.calibrate over the torch GEMM rows alone (its kernels are not numpy's: oneDNN/MKL, their own
+    packing and small-matrix paths), tile chosen by held-out error as in fit_local."""
+    if not meas.torch_rows:
+        raise ValueError("no GEMMs were timed through torch (is the optional torch extra installed?)")
+    say = progress or (lambda msg: log.info("%s", msg))
+    best: tuple[float, int, CalibrationResult] | None = None
+    scores: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="roofsim-local-torch-") as tmp:
+        hw_path = _write_temp_hardware(hw, Path(tmp))
+        rows = [replace(r, hardware=str(hw_path)) for r in meas.torch_rows]
+        for tm in tiles:
+            base = Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64,
+                               gemm_gemv_max_m=GEMV_MAX_M, step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
+            res, _ = _calibrate_rows(rows, base, folds=folds, seed=seed, name=name)
+            score = res.held_out_overall.median_abs_pct_err if folds else res.in_sample_overall.median_abs_pct_err
+            scores[tm] = round(float(score), 2)
+            if best is None or score < best[0]:
+                best = (score, tm, res)
+    assert best is not None
+    score, tile_m, res = best
+    say(f"torch {meas.torch_version}: gemm_tile_m={tile_m}, held-out median |error| {score:.1f}%")
+    cal = res.calibration.model_copy(update={
+        "source": (f"roofsim calibrate --local{' --quick' if meas.quick else ''}: {res.n_rows} GEMMs through torch "
+                   f"{meas.torch_version} on {meas.cpu_model} ({meas.blas_threads} thread(s)); kernels only "
+                   f"(no step overheads: those belong to the engine that runs them)")})
+    return TorchFit(cal, res, tile_m, scores, meas.torch_version or "?")
+
+
+def torch_calibration_path_for(hardware_path: Path | str) -> Path:
+    """The torch GEMM profile written next to a local hardware TOML: <stem>.torch.calibration.toml."""
+    p = Path(hardware_path)
+    return p.with_name(f"{p.stem}.torch.calibration.toml")
+
+
 # ----------------------------------------------------------------------------------------- writing
 def calibration_path_for(hardware_path: Path | str) -> Path:
     """The calibration profile written next to a local hardware TOML: <stem>.calibration.toml."""
@@ -636,20 +712,30 @@ def write_local_profile(hw: HardwareSpec, fit: LocalFit, meas: LocalMeasurements
                                                for c, v in fit.held_out_by_class.items()},
             **fit.kernel_fit.meta()}
     cal_path = write_calibration(fit.calibration, calibration_path_for(out), meta)
+    if fit.torch is not None:
+        t = fit.torch
+        write_calibration(t.calibration, torch_calibration_path_for(out), {
+            "torch_version": t.version, "hardware_file": out.name, "gemm_tile_m": t.tile_m,
+            "peak_flops_per_s": dict(meas.torch_peaks),
+            "tile_m_held_out_median_abs_pct": {str(k): v for k, v in t.tile_scores.items()}, **t.kernel_fit.meta()})
     _atomic_write(out, text)
     return out, cal_path
 
 
 def calibrate_local(out: Path | str, *, quick: bool, model: ModelSpec | None = None, seed: int = 0,
-                    folds: int = 5, hw_id: str = "local-cpu", progress: Progress | None = None
-                    ) -> tuple[HardwareSpec, LocalFit, LocalMeasurements, tuple[Path, Path]]:
-    """Measure, fit and write: the whole `roofsim calibrate --local`."""
+                    folds: int = 5, hw_id: str = "local-cpu", progress: Progress | None = None,
+                    use_torch: bool = True) -> tuple[HardwareSpec, LocalFit, LocalMeasurements, tuple[Path, Path]]:
+    """Measure, fit and write: the whole `roofsim calibrate --local`. With torch installed (and `use_torch`), its
+    GEMMs get their own profile, <stem>.torch.calibration.toml (fit_torch)."""
     spec = model or small_llama_spec()
     rng = np.random.default_rng(seed)
-    meas = measure_local(spec, quick, rng, progress=progress)
+    meas = measure_local(spec, quick, rng, progress=progress, use_torch=use_torch)
     hw = machine_hardware(meas, hw_id)
-    fit = fit_local(meas, hw, folds=folds, seed=seed, name=f"{hw_id}-fitted", progress=progress,
-                    tiles=QUICK_TILE_M_CANDIDATES if quick else TILE_M_CANDIDATES)
+    tiles = QUICK_TILE_M_CANDIDATES if quick else TILE_M_CANDIDATES
+    fit = fit_local(meas, hw, folds=folds, seed=seed, name=f"{hw_id}-fitted", progress=progress, tiles=tiles)
+    if meas.torch_rows:
+        fit = replace(fit, torch=fit_torch(meas, hw, folds=folds, seed=seed, name=f"{hw_id}-torch-fitted",
+                                           tiles=tiles, progress=progress))
     paths = write_local_profile(hw, fit, meas, out)
     return hw, fit, meas, paths
 
