@@ -114,7 +114,7 @@ class Calibration(BaseModel):
         "concatenate) reads 5 and writes 4 arrays' worth against 1 + 1 -> 4.5; 1 = fused"))
     kernel_overhead_s: float = Field(2.5e-6, ge=0, description=(
         "launch + tail of one elementwise/sampling kernel; an unfused kernel pays it once per pass "
-        "(elementwise_norm_passes / elementwise_act_passes launches)"))
+        "(elementwise_norm_passes / _act_passes / _rope_passes launches)"))
     elementwise_cache_gain: float = Field(1.0, ge=1, description=(
         "bandwidth of an elementwise kernel whose working set fits in the last-level cache, relative to DRAM "
         "(cache-aware roofline, Ilic et al., IEEE CAL 2014); 1 = every kernel streams from DRAM"))

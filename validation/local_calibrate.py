@@ -581,35 +581,50 @@ def _write_temp_hardware(hw: HardwareSpec, folder: Path) -> Path:
     return path
 
 
+def _best_tile(rows: Sequence[KernelMeasurement], hw: HardwareSpec, tiles: Sequence[int],
+               base: Callable[[int], Calibration], *, folds: int, seed: int, name: str,
+               say: Callable[[int, float], None] | None = None
+               ) -> tuple[int, CalibrationResult, dict[str, ErrorStats], dict[int, float]]:
+    """Fit `rows` once per candidate gemm_tile_m (an integer the least squares cannot move), starting from
+    base(tile); the tile with the lowest held-out median |error| wins. Returns (tile, its fit, its pooled held-out
+    errors per kernel class, every tile's score)."""
+    best: tuple[float, int, CalibrationResult, dict[str, ErrorStats]] | None = None
+    scores: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="roofsim-local-") as tmp:
+        hw_path = _write_temp_hardware(hw, Path(tmp))
+        moved = [replace(r, hardware=str(hw_path)) for r in rows]
+        for tm in tiles:
+            res, pooled = _calibrate_rows(moved, base(tm), folds=folds, seed=seed, name=name)
+            score = res.held_out_overall.median_abs_pct_err if folds else res.in_sample_overall.median_abs_pct_err
+            scores[tm] = round(float(score), 2)
+            if say is not None:
+                say(tm, score)
+            if best is None or score < best[0]:
+                best = (score, tm, res, pooled)
+    assert best is not None
+    return best[1], best[2], best[3], scores
+
+
 def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed: int = 0,
               tiles: Sequence[int] = TILE_M_CANDIDATES, name: str = "local-cpu",
               progress: Progress | None = None) -> LocalFit:
     """validation.calibrate.calibrate for each candidate gemm_tile_m (an integer the least squares cannot move);
     the tile with the lowest held-out median |error| wins; then the step overheads on the tiny-model steps."""
     say = progress or (lambda msg: log.info("%s", msg))
-    best: tuple[float, int, CalibrationResult, dict[str, ErrorStats]] | None = None
-    scores: dict[int, float] = {}
-    with tempfile.TemporaryDirectory(prefix="roofsim-local-") as tmp:
-        hw_path = _write_temp_hardware(hw, Path(tmp))
-        rows = [replace(r, hardware=str(hw_path)) for r in meas.rows]
-        for tm in tiles:
-            base = Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64,
-                               gemm_gemv_max_m=GEMV_MAX_M, gemm_small_max_mnk=SMALL_MAX_MNK,
-                               elementwise_norm_passes=NORM_PASSES,
-                               elementwise_act_passes=ACT_PASSES, step_overhead_s=0.0, step_overhead_per_seq_s=0.0,
-                               # start the cache regime (fitted; validation.calibrate.fitted_fields): 2x faster
-                               # below a quarter of the last-level cache
-                               elementwise_cache_gain=2.0, elementwise_cache_bytes=meas.llc_bytes / 4,
-                               elementwise_norm_cache_gain=2.0, elementwise_act_cache_gain=2.0,
-                               elementwise_rope_passes=ROPE_PASSES, elementwise_rope_cache_gain=2.0)
-            res, pooled = _calibrate_rows(rows, base, folds=folds, seed=seed, name=name)
-            score = res.held_out_overall.median_abs_pct_err if folds else res.in_sample_overall.median_abs_pct_err
-            scores[tm] = round(float(score), 2)
-            say(f"gemm_tile_m={tm}: held-out median |error| {score:.1f}%")
-            if best is None or score < best[0]:
-                best = (score, tm, res, pooled)
-    assert best is not None
-    _, tile_m, res, pooled = best
+
+    def base(tm: int) -> Calibration:
+        return Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64, gemm_gemv_max_m=GEMV_MAX_M,
+                           gemm_small_max_mnk=SMALL_MAX_MNK, elementwise_norm_passes=NORM_PASSES,
+                           elementwise_act_passes=ACT_PASSES, step_overhead_s=0.0, step_overhead_per_seq_s=0.0,
+                           # start the cache regime (fitted; validation.calibrate.fitted_fields): 2x faster
+                           # below a quarter of the last-level cache
+                           elementwise_cache_gain=2.0, elementwise_cache_bytes=meas.llc_bytes / 4,
+                           elementwise_norm_cache_gain=2.0, elementwise_act_cache_gain=2.0,
+                           elementwise_rope_passes=ROPE_PASSES, elementwise_rope_cache_gain=2.0)
+
+    tile_m, res, pooled, scores = _best_tile(meas.rows, hw, tiles, base, folds=folds, seed=seed, name=name,
+                                             say=lambda tm, score: say(f"gemm_tile_m={tm}: held-out median "
+                                                                       f"|error| {score:.1f}%"))
     a, b, resid = fit_step_overheads(meas.overhead_steps, meas.overhead_model, hw, res.calibration)
     cal = res.calibration.model_copy(update={
         "step_overhead_s": a, "step_overhead_per_seq_s": b,
@@ -639,21 +654,13 @@ def fit_torch(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
     if not meas.torch_rows:
         raise ValueError("no GEMMs were timed through torch (is the optional torch extra installed?)")
     say = progress or (lambda msg: log.info("%s", msg))
-    best: tuple[float, int, CalibrationResult] | None = None
-    scores: dict[int, float] = {}
-    with tempfile.TemporaryDirectory(prefix="roofsim-local-torch-") as tmp:
-        hw_path = _write_temp_hardware(hw, Path(tmp))
-        rows = [replace(r, hardware=str(hw_path)) for r in meas.torch_rows]
-        for tm in tiles:
-            base = Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64,
-                               gemm_gemv_max_m=GEMV_MAX_M, step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
-            res, _ = _calibrate_rows(rows, base, folds=folds, seed=seed, name=name)
-            score = res.held_out_overall.median_abs_pct_err if folds else res.in_sample_overall.median_abs_pct_err
-            scores[tm] = round(float(score), 2)
-            if best is None or score < best[0]:
-                best = (score, tm, res)
-    assert best is not None
-    score, tile_m, res = best
+
+    def base(tm: int) -> Calibration:
+        return Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64, gemm_gemv_max_m=GEMV_MAX_M,
+                           step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
+
+    tile_m, res, _, scores = _best_tile(meas.torch_rows, hw, tiles, base, folds=folds, seed=seed, name=name)
+    score = scores[tile_m]
     say(f"torch {meas.torch_version}: gemm_tile_m={tile_m}, held-out median |error| {score:.1f}%")
     cal = res.calibration.model_copy(update={
         "source": (f"roofsim calibrate --local{' --quick' if meas.quick else ''}: {res.n_rows} GEMMs through torch "
