@@ -785,6 +785,8 @@ class PlanForm:
 
     model: str = "Llama-3.1-8B"
     workload: str = "conversation"
+    trace_path: str = ""  # an uploaded trace replaces the built-in workload (rate-scaled to each tried rate)
+    trace_format: str = "auto"
     rate_per_s: float = 8.0
     slo_ttft_s: float = 1.0
     slo_tpot_s: float = 0.1
@@ -806,12 +808,14 @@ class PlanForm:
 def plan_spec(form: PlanForm) -> Any:
     """The simulator.planner.PlanSpec `roofsim plan` would build from the same choices."""
     from simulator.planner import PlanSpec  # noqa: PLC0415
-    from simulator.workload import NamedWorkload  # noqa: PLC0415
+    from simulator.workload import NamedWorkload, TraceWorkload  # noqa: PLC0415
 
     for name in ("hardware", "tp", "weight_dtypes", "kv_dtypes"):
         if not getattr(form, name):
             raise ValueError(f"pick at least one value for {name.replace('_', ' ')}")
-    return PlanSpec(model=form.model, workload=NamedWorkload(name=form.workload), rate_per_s=form.rate_per_s,
+    wl = (TraceWorkload(path=form.trace_path, format=form.trace_format) if form.trace_path  # type: ignore[arg-type]
+          else NamedWorkload(name=form.workload))
+    return PlanSpec(model=form.model, workload=wl, rate_per_s=form.rate_per_s,
                     slo_ttft_s=form.slo_ttft_s, slo_tpot_s=form.slo_tpot_s, hardware=tuple(form.hardware),
                     tp=tuple(form.tp), weight_dtypes=tuple(form.weight_dtypes), kv_dtypes=tuple(form.kv_dtypes),
                     objective=form.objective, num_requests=form.num_requests, tolerance=form.tolerance,

@@ -297,6 +297,51 @@ def test_capacity_bad_question_shows_error(capacity: AppTest) -> None:
     capacity.multiselect(key="pl_hardware").set_value(["h100-sxm", "a100-sxm-80gb"]).run()
 
 
+def _trace_csv(n: int = 80) -> bytes:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    t = np.cumsum(rng.exponential(0.25, n))
+    rows = [f"{a:.4f},{int(i)},{int(o)}" for a, i, o in zip(t, rng.integers(100, 1500, n), rng.integers(20, 300, n),
+                                                            strict=True)]
+    return ("arrival_s,input_tokens,output_tokens\n" + "\n".join(rows) + "\n").encode()
+
+
+def test_capacity_plans_for_an_uploaded_trace_like_the_planner(tmp_path: Path) -> None:
+    """An uploaded trace replaces the built-in workload; the winner equals simulator.planner.plan's on that file."""
+    from simulator.planner import PlanSpec, SerialExecutor, plan
+    from simulator.workload import TraceWorkload
+
+    data = _trace_csv()
+    at = _app("4_Capacity_planning.py")
+    at.radio(key="pl_source").set_value("upload a trace").run()
+    assert at.info and "Upload a trace" in at.info[0].value
+    at.file_uploader(key="pl_trace_upload").set_value(("mine.csv", data, "text/csv")).run()
+    at.multiselect(key="pl_hardware").set_value(["h100-sxm"]).run()
+    at.multiselect(key="pl_tp").set_value([1]).run()
+    at.number_input(key="pl_requests").set_value(60).run()
+    at.button(key="run_plan").click().run()
+    _no_traceback(at)
+    path = tmp_path / "mine.csv"
+    path.write_bytes(data)
+    ref = plan(PlanSpec(model="Llama-3.1-8B", workload=TraceWorkload(path=str(path)), rate_per_s=8.0,
+                        slo_ttft_s=1.0, slo_tpot_s=0.1, hardware=("h100-sxm",), tp=(1,), num_requests=60,
+                        tolerance=0.1), SerialExecutor())
+    assert ref.winner is not None
+    assert _metric(at, "Replicas") == ref.winner.replicas
+    assert _metric(at, "Capacity / replica") == pytest.approx(ref.winner.capacity_per_s, rel=5e-3)  # 3 digits shown
+
+
+def test_capacity_unparseable_trace_shows_error() -> None:
+    at = _app("4_Capacity_planning.py")
+    at.radio(key="pl_source").set_value("upload a trace").run()
+    at.file_uploader(key="pl_trace_upload").set_value(("t.csv", b"arrival_s,input_tokens,output_tokens\n0,abc,5\n",
+                                                       "text/csv")).run()
+    at.button(key="run_plan").click().run()
+    _no_traceback(at)
+    assert at.error and "t.csv:2: field 'input_tokens'" in at.error[0].value, [e.value for e in at.error]
+
+
 # ------------------------------------------------------------------------------------------ serving what-if
 
 SERVING_N = 300

@@ -4,6 +4,7 @@ winner's metrics and why the runners-up lost."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from typing import Any
 
@@ -18,18 +19,20 @@ from app.dashboard_state import (
     plan_spec,
     plan_table,
     runner_up_reasons,
+    save_upload,
     winner_kpis,
 )
 from app.plan_report import pareto_figure, winner_summary_text
 from simulator.planner import PlannerError, SerialExecutor, plan
+from simulator.traces import FORMATS
 from simulator.workload import named_workloads
 
 st.set_page_config(page_title="roofsim: capacity planning", page_icon=":material/calculate:", layout="wide")
 st.title("Capacity planning")
 st.caption("For every candidate (hardware x TP x quantization) the planner finds the highest rate one replica "
            "sustains within the P99 SLOs by bisection over simulated rates, then the replicas, GPUs and cost that "
-           "serve the target rate. Same engine as `roofsim plan`; larger sweeps belong there (process pool, Dask, "
-           "point cache).")
+           "serve the target rate, for a built-in workload or your own trace. Same engine as `roofsim plan`; "
+           "larger sweeps belong there (process pool, Dask, point cache).")
 
 MAX_PLANS = 16
 
@@ -46,7 +49,21 @@ with st.sidebar:
     st.header("Question")
     model = st.selectbox("Model", m_ids, index=m_ids.index(d.model), key="pl_model")
     wl_names = named_workloads()
-    workload = st.selectbox("Workload", wl_names, index=wl_names.index(d.workload), key="pl_workload")
+    source = st.radio("Workload", ("built-in", "upload a trace"), horizontal=True, key="pl_source")
+    trace_path, trace_format, workload = "", d.trace_format, d.workload
+    if source == "built-in":
+        workload = st.selectbox("Built-in workload", wl_names, index=wl_names.index(d.workload), key="pl_workload")
+    else:
+        up = st.file_uploader("Trace (Azure, Vidur, Mooncake, BurstGPT, CSV, JSONL); its arrivals are time-scaled "
+                              "to every rate the planner tries", type=["csv", "jsonl", "json", "txt"],
+                              key="pl_trace_upload")
+        trace_format = st.selectbox("Trace format", ("auto", *FORMATS), key="pl_trace_format")
+        if up is not None:
+            data = up.getvalue()
+            tkey = "pl_trace:" + hashlib.sha256(data).hexdigest()
+            if tkey not in st.session_state:  # one saved copy per uploaded content
+                st.session_state[tkey] = str(save_upload(up.name, data))
+            trace_path = st.session_state[tkey]
     rate = st.number_input("Target rate (req/s)", 0.01, 100_000.0, d.rate_per_s, step=1.0, key="pl_rate")
     c1, c2 = st.columns(2)
     slo_ttft = c1.number_input("P99 TTFT SLO (s)", 0.001, 600.0, d.slo_ttft_s, format="%.3f", key="pl_slo_ttft")
@@ -66,7 +83,11 @@ with st.sidebar:
     seed = c2.number_input("Seed", 0, 2**31 - 1, d.seed, key="pl_seed")
     exhaustive = st.checkbox("Simulate every candidate (fuller Pareto front, slower)", key="pl_exhaustive")
 
-form = PlanForm(model=model, workload=workload, rate_per_s=float(rate), slo_ttft_s=float(slo_ttft),
+if source != "built-in" and not trace_path:
+    st.info("Upload a trace to plan for it (or pick a built-in workload).")
+    st.stop()
+form = PlanForm(model=model, workload=workload, trace_path=trace_path, trace_format=trace_format,
+                rate_per_s=float(rate), slo_ttft_s=float(slo_ttft),
                 slo_tpot_s=float(slo_tpot), hardware=tuple(hardware), tp=tuple(int(t) for t in tp),
                 weight_dtypes=tuple(weights), kv_dtypes=tuple(kvs), objective=objective,
                 num_requests=int(num_requests), tolerance=float(tolerance), max_gpus=int(max_gpus),
