@@ -347,7 +347,8 @@ class LayerCoster:
         for i in range(passes):
             add = n * i
             a_s, a_j = self.cost.decode_attention(n, t, dec.decode_ctx_tokens + add, dec.decode_ctx_tokens_win + add)
-            ds, dj = ds + (fs + layers * ls + f * a_s + o) + extra[0], dj + (fj + layers * lj + f * a_j + oj) + extra[1]
+            ds = ds + (fs + layers * ls + f * a_s + o) + extra[0]
+            dj = dj + (fj + layers * lj + f * a_j + oj) + extra[1]
         return ds, dj
 
     def partial_step(self, shape: BatchShape, layers: int, logit_tokens: int | None = None) -> tuple[float, float]:

@@ -22,7 +22,8 @@ from validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, p
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_validate", "calibrate", "OPT_IN_FIELDS",
+__all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_validate", "calibrate",
+           "OPT_IN_FIELDS",
            "shape_family", "fitted_fields", "fit_loss",
            "BOUNDS"]
 

@@ -110,7 +110,8 @@ class LocalPlan:
 QUICK = LocalPlan(gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), lm_head_m=(1, 2, 4, 8, 16),
                   extra_nk=((1024, 1024),), gemm_rounds=3, stream_repeats=3,
                   elementwise_tokens=tuple(2**i for i in range(5, 15)), elementwise_rounds=7,
-                  decode_ctx=(64, 128, 256, 512, 1024, 2048), prefill_seq=(32, 64, 128, 256, 512), attn_rounds=3, step_batches=(1, 4, 8), step_repeats=3)
+                  decode_ctx=(64, 128, 256, 512, 1024, 2048), prefill_seq=(32, 64, 128, 256, 512), attn_rounds=3,
+                  step_batches=(1, 4, 8), step_repeats=3)
 FULL = LocalPlan(gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048), lm_head_m=(1, 2, 4, 8, 16),
                  extra_nk=((1024, 1024), (4096, 4096), (1024, 4096), (4096, 1024)), gemm_rounds=7,
                  stream_repeats=6, elementwise_tokens=tuple(2**i for i in range(4, 15)), elementwise_rounds=9,

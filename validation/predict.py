@@ -408,20 +408,22 @@ def _tiling(cal: Calibration) -> tuple[int, int, int, int, int]:
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
 FIT_FIELDS: tuple[str, ...] = (
     "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff",
-    "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8", "attn_prefill_eff", "attn_prefill_eff_fp8",
-    "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s", "attn_prefill_tile",
-    "attn_softmax_flops", "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff",
-    "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
-    "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "elementwise_rope_passes", "vector_eff", "kernel_overhead_s",
+    "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8",
+    "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half", "attn_prefill_mem_eff",
+    "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops",
+    "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_ctx_half",
+    "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
+    "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "elementwise_rope_passes",
+    "vector_eff", "kernel_overhead_s",
     "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
     "elementwise_rope_cache_gain",
-    "comm_bw_eff", "comm_latency_s",
-    "comm_oneshot_max_bytes", "comm_floor_s", "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
+    "comm_bw_eff", "comm_latency_s", "comm_oneshot_max_bytes", "comm_floor_s",
+    "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
 )
 
-_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv", "attn_s", "attn_ctx",
-         "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge", "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes",
-         "comm_graphed", "comm_gpus")
+_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv",
+         "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge",
+         "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes", "comm_graphed", "comm_gpus")
 
 
 def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibration) -> FeatureTable:
@@ -457,7 +459,8 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             afp8[i] = k.kind != "gemm" and k.dtype == "fp8"
         else:
             cols["peak"][i] = hw.peak("fp32")
-            ewc[i] = 1 if k.name.endswith("norm") else 2 if k.name in ACTIVATION_KERNELS else 3 if k.name == "rope" else 0
+            ewc[i] = (1 if k.name.endswith("norm") else 2 if k.name in ACTIVATION_KERNELS
+                      else 3 if k.name == "rope" else 0)
         if k.kind == "gemm":
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
             cols["gemm_k"][i] = k.k
