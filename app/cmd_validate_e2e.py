@@ -10,9 +10,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from app.common import print_json, print_table
+from app.common import print_json, print_table, replay_quant
 from hardware_specs.errors import InputError
-from model.spec import QuantSpec
 from validation.bench_table import BenchRow, read_bench_table
 from validation.e2e import (
     METRICS,
@@ -158,8 +157,7 @@ def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         except InputError:
             cal = None
     wd = args.weight_dtype
-    quant = QuantSpec(weight_dtype=wd, activation_dtype="fp8" if wd == "fp8" else ("fp16" if wd == "fp16" else
-                      ("fp32" if wd == "fp32" else "bf16")), kv_dtype="fp16" if wd == "fp16" else "bf16")
+    quant = replay_quant(wd, args.hardware)  # fp32 weights: fp32 activations and KV too (the numpy engine)
     res = replay_log(args.log, args.model, args.hardware, args.tp, args.pp, log_format=args.format, scheduler=sched,
                      quant=quant, calibration=cal, gpu_memory_utilization=args.gpu_memory_utilization,
                      prompts_cached=args.prompts_cached)

@@ -53,6 +53,16 @@ def quant_from_args(args: argparse.Namespace) -> QuantSpec:
     return QuantSpec(weight_dtype=wd, activation_dtype=ad, kv_dtype=kv, group_size=group, scale_bytes=scale)
 
 
+def replay_quant(dtype: str, hardware: str) -> QuantSpec:
+    """QuantSpec for the replay: bf16 (or `dtype`) weights and activations; 'auto' = bf16, or fp32 end to end (KV
+    too) on hardware without bf16, as the numpy engine `roofsim measure` runs."""
+    if dtype == "auto":
+        dtype = "bf16" if load_hardware(hardware).supports("bf16") else "fp32"
+    act = {"fp8": "fp8", "fp16": "fp16", "fp32": "fp32"}.get(dtype, "bf16")
+    kv = {"fp16": "fp16", "fp32": "fp32"}.get(dtype, "bf16")
+    return QuantSpec(weight_dtype=dtype, activation_dtype=act, kv_dtype=kv)
+
+
 def load_calibration(path: Path | None) -> Calibration | None:
     if path is None:
         return None

@@ -304,6 +304,18 @@ def replay_defaults(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def replay_max_batch(path: str | Path) -> int:
+    """The largest batch a `roofsim measure` log's steps record (its max_num_seqs, or what the run reached); 0 for
+    logs without steps (the scheduler's default then applies)."""
+    from validation.replay import read_steps  # noqa: PLC0415
+
+    try:
+        steps = read_steps(path)
+    except (RoofsimError, ValueError, OSError):
+        return 0
+    return max((int(s["batch_size"]) for s in steps), default=0)
+
+
 def replay_table(res: Any) -> list[dict[str, Any]]:
     """ReplayResult.comparison and .totals as rows: measured vs predicted (ms for latencies) and error %."""
     rows = []

@@ -219,6 +219,44 @@ def test_validation_log_replay_equals_replay_log(tmp_path: Path) -> None:
     assert len(at.get("plotly_chart")) >= 3  # predicted-vs-measured CDFs (validation.e2e_report.cdf_figure)
 
 
+def test_validation_replays_a_local_run_with_its_own_model_hardware_and_calibration(tmp_path: Path) -> None:
+    """The #8 loop in the dashboard: a `roofsim measure` log with its config.json, a HardwareSpec TOML and a
+    calibration profile uploaded; fp32 (auto, the hardware has no bf16) and the log's own max batch."""
+    from app.cmd_measure import resolve_local_model
+    from app.common import replay_quant
+    from hardware_specs.catalog import load_hardware
+    from model.cost import Calibration
+    from validation.local.serve import run_serving, write_vllm_log
+    from validation.local_calibrate import dumps_hardware, write_model_config
+    from validation.profiles import write_calibration
+    from validation.replay import make_scheduler_config, replay_log
+
+    spec = resolve_local_model("local-llama-tiny")
+    log = write_vllm_log(run_serving(spec, "continuous", 4, float("inf"), (16, 48), 6, 3, 0), tmp_path / "run.json")
+    cfg = write_model_config(spec, tmp_path / "run.config.json")
+    hw = tmp_path / "cpu.toml"
+    hw.write_text(dumps_hardware(load_hardware("cpu-generic")))
+    cal_path = write_calibration(Calibration(name="mine", hardware="cpu-generic", step_overhead_s=2e-3),
+                                 tmp_path / "cpu.calibration.toml")
+    at = _app("3_Validation.py")
+    at.radio(key="kind").set_value("Serving log").run()
+    at.selectbox(key="source").set_value("Upload a file").run()
+    at.file_uploader(key="upload").set_value(("run.json", log.read_bytes(), "application/json")).run()
+    for key, f in (("rp_model_file", cfg), ("rp_hardware_file", hw), ("rp_calibration_file", cal_path)):
+        at.file_uploader(key=key).set_value((f.name, f.read_bytes(), "application/octet-stream")).run()
+    at.selectbox(key="rp_scheduler").set_value("vllm").run()
+    assert at.number_input(key="rp_max_batch").value == 3  # the log's steps reach batch 3
+    at.button(key="replay").click().run()
+    _no_traceback(at)
+    assert not at.error, [e.value for e in at.error]
+    ref = replay_log(log, str(cfg), str(hw), scheduler=make_scheduler_config("vllm", str(hw), 3)[0],
+                     quant=replay_quant("fp32", str(hw)), calibration=Calibration(name="mine", hardware="cpu-generic",
+                                                                                  step_overhead_s=2e-3))
+    assert _metric(at, "mean TPOT predicted") == pytest.approx(ref.comparison["tpot_s"]["mean"]["predicted"] * 1e3,
+                                                               abs=0.005)
+    assert any("steps" in str(d.value.columns.tolist()) or "batch_size" in d.value.columns for d in at.dataframe)
+
+
 @pytest.mark.parametrize("kind, name, data, needle", [
     ("Kernel table", "broken.csv", b"\x00\xff garbage without a header\n1,2\n", "cannot detect the kernel table format"),
     ("Serving log", "log.json", b"{not json", "log.json"),

@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+from app.common import replay_quant
 from app.dashboard.ui import ids, show_error
 from app.dashboard_state import (
     CALIBRATIONS,
@@ -22,18 +23,21 @@ from app.dashboard_state import (
     log_summary,
     overall_stats,
     replay_defaults,
+    replay_max_batch,
     replay_table,
     save_upload,
     subsample,
 )
 from app.figures import error_histogram_figure, latency_cdf_figure, predicted_vs_measured_figure
+from hardware_specs.errors import InputError
+from model.cost import Calibration
 from validation.bench_table import read_bench_table
 from validation.converters import convert_aiconfigurator_silicon
 from validation.e2e import predict_table, shipped_calibration
 from validation.e2e_report import cdf_figure, scatter_figure
 from validation.kernel_tables import read_kernel_tables
 from validation.logs import read_log
-from validation.profiles import profile_for
+from validation.profiles import profile_for, read_calibration
 from validation.replay import SCHEDULERS, make_scheduler_config, replay_log
 
 st.set_page_config(page_title="roofsim: validation", page_icon=":material/fact_check:", layout="wide")
@@ -122,6 +126,17 @@ def _histogram(records: list[dict]) -> None:
     st.plotly_chart(error_histogram_figure(groups), key="err_hist")
 
 
+def _saved(up: Any) -> str:
+    """An uploaded file saved once per content (readers take paths); '' when nothing is uploaded."""
+    if up is None:
+        return ""
+    data = up.getvalue()
+    key = "own:" + hashlib.sha256(data).hexdigest() + ":" + up.name
+    if key not in st.session_state:
+        st.session_state[key] = str(save_upload(up.name, data))
+    return str(st.session_state[key])
+
+
 # ---------------------------------------------------------------------------------------- serving logs
 if kind == "log":
     st.subheader(f"{loaded.source_format} log: {loaded.num_requests} requests")
@@ -133,31 +148,56 @@ if kind == "log":
     if st.session_state.get("rp_source") != digest:  # a new log: its own defaults, not the last log's settings
         st.session_state["rp_source"] = digest
         for k, v in (("rp_model", guess["model"]), ("rp_hardware", guess["hardware"]), ("rp_tp", guess["tp"]),
-                     ("rp_pp", guess["pp"])):
+                     ("rp_pp", guess["pp"]), ("rp_max_batch", replay_max_batch(path))):
             st.session_state[k] = v
     st.markdown("**Replay it in the simulator** (validation.replay.replay_log: same lengths, the log's send times or "
                 "vLLM's regenerated Poisson draw)")
+    with st.expander("Your own model, hardware or calibration (e.g. from `roofsim measure` and "
+                     "`roofsim calibrate --local`)"):
+        own = {name: _saved(st.file_uploader(label, type=types_, key=f"rp_{name}_file"))
+               for name, label, types_ in (("model", "Model config.json", ["json"]),
+                                           ("hardware", "HardwareSpec TOML", ["toml"]),
+                                           ("calibration", "Calibration profile TOML", ["toml"]))}
     c1, c2, c3, c4, c5 = st.columns([3, 2, 1, 1, 2])
-    model = c1.selectbox("Model", m_ids, key="rp_model")
-    hardware = c2.selectbox("Hardware", hw_ids, key="rp_hardware")
+    model = own["model"] or c1.selectbox("Model", m_ids, key="rp_model")
+    hardware = own["hardware"] or c2.selectbox("Hardware", hw_ids, key="rp_hardware")
+    if own["model"]:
+        c1.text_input("Model", Path(model).name, disabled=True, key="rp_model_own")
+    if own["hardware"]:
+        c2.text_input("Hardware", Path(hardware).name, disabled=True, key="rp_hw_own")
     tp = int(c3.number_input("TP", 1, 64, key="rp_tp"))
     pp = int(c4.number_input("PP", 1, 64, key="rp_pp"))
     sched_kind = c5.selectbox("Scheduler", SCHEDULERS, key="rp_scheduler",
                               help="vllm-v1 = chunked prefill with vLLM V1's token budget for this GPU")
-    c1, c2 = st.columns(2)
-    cal_choice = c1.selectbox("Calibration", CALIBRATIONS, key="rp_calibration",
-                              help="shipped profile = the hardware's vLLM profile (validation.profiles.profile_for)")
-    cached_prompts = c2.checkbox("Prompts already in the prefix cache", key="rp_prompts_cached",
+    c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
+    cal_choice = ("uploaded profile" if own["calibration"] else
+                  c1.selectbox("Calibration", CALIBRATIONS, key="rp_calibration",
+                               help="shipped profile = the hardware's vLLM profile (validation.profiles.profile_for)"))
+    if own["calibration"]:
+        c1.text_input("Calibration", Path(own["calibration"]).name, disabled=True, key="rp_cal_own")
+    dtype = c2.selectbox("Weights", ("auto", "bf16", "fp16", "fp32", "fp8"), key="rp_dtype",
+                         help="auto: bf16, or fp32 on hardware without bf16 (a CPU measured with numpy)")
+    max_batch = int(c3.number_input("Max batch (0 = default)", 0, 100_000, key="rp_max_batch",
+                                    help="the server's max_num_seqs; a `roofsim measure` log records its steps"))
+    cached_prompts = c4.checkbox("Prompts already in the prefix cache", key="rp_prompts_cached",
                                  help="replay each prompt as 1 new token (runs that resend the same prompts)")
-    rkey = (str(path), digest, model, hardware, tp, pp, sched_kind, cal_choice, cached_prompts)
+    rkey = (str(path), digest, model, hardware, tp, pp, sched_kind, cal_choice, own["calibration"], dtype, max_batch,
+            cached_prompts)
     store = _replay_store()
     if st.button("Replay in the simulator", type="primary", key="replay") and rkey not in store:
         with st.spinner("Replaying the log ..."):
             try:
-                sched, _ = make_scheduler_config(sched_kind, hardware)
-                cal = profile_for(hardware, "vllm") if cal_choice == CALIBRATIONS[0] else None
+                sched, _ = make_scheduler_config(sched_kind, hardware, max_batch or None)
+                cal: Calibration | None = None
+                if own["calibration"]:
+                    cal = read_calibration(own["calibration"])
+                elif cal_choice == CALIBRATIONS[0]:
+                    try:
+                        cal = profile_for(hardware, "vllm")
+                    except InputError:  # hardware without a shipped profile (e.g. an uploaded one): defaults
+                        st.caption(f"no shipped profile for {Path(hardware).name}: model defaults")
                 store[rkey] = replay_log(path, model, hardware, tp, pp, scheduler=sched, calibration=cal,
-                                         prompts_cached=cached_prompts)
+                                         quant=replay_quant(dtype, hardware), prompts_cached=cached_prompts)
             except USER_ERRORS as err:
                 show_error(err, "replay failed")
                 st.stop()
