@@ -73,3 +73,14 @@ def test_convert_aiconfigurator_silicon(tmp_path: Path, capsys: pytest.CaptureFi
     assert (rows[0].mode, rows[0].concurrency, rows[0].ttft_ms) == ("closed_loop", 8, 100.5)
     assert main(["convert", "aiconfigurator-silicon", str(src), "--out", str(out)]) == 2  # no overwrite
     assert "--force" in capsys.readouterr().err
+
+
+def test_replay_quant_keeps_fp32_end_to_end_and_auto_follows_the_hardware() -> None:
+    from app.common import replay_quant
+
+    q = replay_quant("fp32", "h100-sxm")
+    assert (q.weight_dtype, q.activation_dtype, q.kv_dtype) == ("fp32", "fp32", "fp32")
+    assert replay_quant("auto", "cpu-generic").kv_dtype == "fp32"  # a CPU without bf16: the numpy engine's fp32
+    assert replay_quant("auto", "h100-sxm").weight_dtype == "bf16"
+    q8 = replay_quant("fp8", "h100-sxm")
+    assert (q8.activation_dtype, q8.kv_dtype) == ("fp8", "bf16")
