@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES)
     g.add_argument("--kv-dtype", choices=KV_DTYPES)
     g.add_argument("--gpu-memory-utilization", type=float)
+    g.add_argument("--calibration", type=Path,
+                   help="calibration profile .toml (e.g. from roofsim calibrate [--local], or a shipped one in "
+                        "validation/profiles/); default: the cost model's defaults (docs/model.md)")
     g.add_argument("--prefix-caching", action="store_true",
                    help="automatic prefix caching (reuses prompt blocks with equal trace hash ids)")
     g.add_argument("--frontend-ms", type=float,
@@ -108,6 +111,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                           ("replicas", "count"), ("gpu_memory_utilization", "gpu_memory_utilization")):
             if getattr(args, flag) is not None:
                 grp[key] = getattr(args, flag)
+        if getattr(args, "calibration", None) is not None:
+            from validation.profiles import read_calibration  # noqa: PLC0415
+
+            grp["calibration"] = read_calibration(args.calibration).model_dump(mode="json")
         if getattr(args, "prefix_caching", False):
             grp["prefix_caching"] = True
         if getattr(args, "frontend_ms", None) is not None:

@@ -95,3 +95,20 @@ hardware = "h100-sxm"
     arrival = json.loads(capsys.readouterr().out)["config"]["workload"]["arrival"]
     # both rates of the on/off process double; its shape (on_s, off_s) is kept
     assert (arrival["on_rate_per_s"], arrival["off_rate_per_s"], arrival["on_s"]) == (20.0, 0.0, 1.0)
+
+
+def test_calibration_flag_uses_that_profile(tmp_path, capsys) -> None:
+    """--calibration FILE (e.g. from roofsim calibrate --local) replaces the shipped profile: a profile with a
+    50 ms step overhead makes every decode step, hence the mean TPOT, ~50 ms slower."""
+    from model.cost import Calibration
+    from validation.profiles import read_calibration, write_calibration
+
+    path = write_calibration(Calibration(name="slow", step_overhead_s=0.05), tmp_path / "slow.toml")
+    base = ["simulate", "--num-requests", "20", "--rate", "1", "--json", "--max-batch", "1"]
+    assert main(base) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*base, "--calibration", str(path)]) == 0
+    slow = json.loads(capsys.readouterr().out)
+    assert slow["config"]["replicas"][0]["calibration"]["name"] == "slow"
+    assert read_calibration(path).step_overhead_s == 0.05
+    assert slow["tpot_s"]["mean"] - plain["tpot_s"]["mean"] > 0.04
