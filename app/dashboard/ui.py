@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import streamlit as st
 
 from app.common import KV_DTYPES, WEIGHT_DTYPES
-from app.dashboard_state import StepConfig, error_message, step_view
+from app.dashboard_state import StepConfig, error_message, save_upload, step_view
 from hardware_specs.catalog import hardware_ids
 from model.loader import model_ids
 
@@ -27,6 +28,18 @@ def cached_step_view(key: str) -> dict[str, Any]:
 
 
 @st.cache_resource(show_spinner=False)
+def saved_upload(up: Any) -> str:
+    """The path of an uploaded file, saved once per content and name for the session (readers take paths);
+    '' when nothing is uploaded."""
+    if up is None:
+        return ""
+    data = up.getvalue()
+    key = "upload:" + hashlib.sha256(data).hexdigest() + ":" + up.name
+    if key not in st.session_state:
+        st.session_state[key] = str(save_upload(up.name, data))
+    return str(st.session_state[key])
+
+
 def ids() -> tuple[list[str], list[str]]:
     return hardware_ids(), model_ids()
 

@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 
 from app.common import WEIGHT_DTYPES
-from app.dashboard.ui import ACTIVATION_CHOICES, KV_CHOICES, ids, show_error
+from app.dashboard.ui import ACTIVATION_CHOICES, KV_CHOICES, ids, saved_upload, show_error
 from app.dashboard_state import (
     ACCEPTANCES,
     ARRIVAL_MODES,
@@ -108,11 +108,7 @@ with st.sidebar:
                                 type=["csv", "jsonl", "json", "txt"], key="trace_upload")
     trace_path = ""
     if trace_up is not None:
-        tdata = trace_up.getvalue()
-        tkey = "trace:" + hashlib.sha256(tdata).hexdigest()
-        if tkey not in st.session_state:
-            st.session_state[tkey] = str(save_upload(trace_up.name, tdata))
-        trace_path = st.session_state[tkey]
+        trace_path = saved_upload(trace_up)
         _w("selectbox", "Trace format", "trace_format", options=("auto", *FORMATS))
         _w("number_input", "Rate scale (2 = twice as fast)", "rate_scale", min_value=0.01, max_value=100.0)
     else:
@@ -201,10 +197,7 @@ with st.sidebar:
         else:
             ee_up = st.file_uploader("Measured exit layers (CSV, one per row)", type=["csv", "txt"], key="ee_upload")
             if ee_up is not None:
-                ekey = "ee:" + hashlib.sha256(ee_up.getvalue()).hexdigest()
-                if ekey not in st.session_state:
-                    st.session_state[ekey] = str(save_upload(ee_up.name, ee_up.getvalue()))
-                st.session_state[FIELD_KEYS["ee_csv_path"]] = st.session_state[ekey]
+                st.session_state[FIELD_KEYS["ee_csv_path"]] = saved_upload(ee_up)
         c1, c2 = st.columns(2)
         _w("checkbox", "Batch sync", "ee_batch_sync", box=c1)
         _w("selectbox", "KV fill", "ee_kv_fill", box=c2, options=("copy", "recompute"))

@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 
 from app.common import replay_quant
-from app.dashboard.ui import ids, show_error
+from app.dashboard.ui import ids, saved_upload, show_error
 from app.dashboard_state import (
     CALIBRATIONS,
     USER_ERRORS,
@@ -126,17 +126,6 @@ def _histogram(records: list[dict]) -> None:
     st.plotly_chart(error_histogram_figure(groups), key="err_hist")
 
 
-def _saved(up: Any) -> str:
-    """An uploaded file saved once per content (readers take paths); '' when nothing is uploaded."""
-    if up is None:
-        return ""
-    data = up.getvalue()
-    key = "own:" + hashlib.sha256(data).hexdigest() + ":" + up.name
-    if key not in st.session_state:
-        st.session_state[key] = str(save_upload(up.name, data))
-    return str(st.session_state[key])
-
-
 # ---------------------------------------------------------------------------------------- serving logs
 if kind == "log":
     st.subheader(f"{loaded.source_format} log: {loaded.num_requests} requests")
@@ -154,7 +143,7 @@ if kind == "log":
                 "vLLM's regenerated Poisson draw)")
     with st.expander("Your own model, hardware or calibration (e.g. from `roofsim measure` and "
                      "`roofsim calibrate --local`)"):
-        own = {name: _saved(st.file_uploader(label, type=types_, key=f"rp_{name}_file"))
+        own = {name: saved_upload(st.file_uploader(label, type=types_, key=f"rp_{name}_file"))
                for name, label, types_ in (("model", "Model config.json", ["json"]),
                                            ("hardware", "HardwareSpec TOML", ["toml"]),
                                            ("calibration", "Calibration profile TOML", ["toml"]))}

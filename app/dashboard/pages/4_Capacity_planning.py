@@ -4,14 +4,13 @@ winner's metrics and why the runners-up lost."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from typing import Any
 
 import streamlit as st
 
 from app.common import KV_DTYPES, WEIGHT_DTYPES
-from app.dashboard.ui import ids, show_error
+from app.dashboard.ui import ids, saved_upload, show_error
 from app.dashboard_state import (
     USER_ERRORS,
     PlanForm,
@@ -19,7 +18,6 @@ from app.dashboard_state import (
     plan_spec,
     plan_table,
     runner_up_reasons,
-    save_upload,
     winner_kpis,
 )
 from app.plan_report import pareto_figure, winner_summary_text
@@ -58,12 +56,7 @@ with st.sidebar:
                               "to every rate the planner tries", type=["csv", "jsonl", "json", "txt"],
                               key="pl_trace_upload")
         trace_format = st.selectbox("Trace format", ("auto", *FORMATS), key="pl_trace_format")
-        if up is not None:
-            data = up.getvalue()
-            tkey = "pl_trace:" + hashlib.sha256(data).hexdigest()
-            if tkey not in st.session_state:  # one saved copy per uploaded content
-                st.session_state[tkey] = str(save_upload(up.name, data))
-            trace_path = st.session_state[tkey]
+        trace_path = saved_upload(up)
     rate = st.number_input("Target rate (req/s)", 0.01, 100_000.0, d.rate_per_s, step=1.0, key="pl_rate")
     c1, c2 = st.columns(2)
     slo_ttft = c1.number_input("P99 TTFT SLO (s)", 0.001, 600.0, d.slo_ttft_s, format="%.3f", key="pl_slo_ttft")
