@@ -507,6 +507,12 @@ class CostModel:
         self._idle_w, self._dyn_w = p.idle_w, p.tdp_w - p.idle_w
         self._attn = self._attention_consts()
         self._attn_peak = hardware.peak(self.ctx.attn_dtype)
+        cal = self.calibration
+        # decode attention's per-model constants (_decode_attention_group, called several times per step)
+        self._dec = (self._attn_peak * decode_compute_efficiency(self.ctx.attn_dtype, cal),
+                     hardware.peak("fp32") * cal.vector_eff if self._attn[5] else 0.0,
+                     cal.attn_decode_mem_eff_fp8kv if self.quant.kv_dtype == "fp8" else cal.attn_decode_mem_eff,
+                     hardware.memory.bandwidth_bytes_per_s)
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
@@ -619,21 +625,20 @@ class CostModel:
     def _decode_attention_group(self, layers: int, seqs: int, tokens: int, ctx: int) -> tuple[float, float]:
         """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached tokens in
         `layers` layers (one layer group of _attention_seconds_energy)."""
-        cal, hw = self.calibration, self.hardware
+        cal = self.calibration
         _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = self._attn
+        comp_denom, deq_denom, mem_eff, bw = self._dec
         q_per_seq = tokens / seqs
-        comp = dec_flops * ctx * q_per_seq / (self._attn_peak * decode_compute_efficiency(self.ctx.attn_dtype, cal)
-                                              ) if ctx else 0.0
+        comp = dec_flops * ctx * q_per_seq / comp_denom if ctx else 0.0
         if deq and ctx:
-            comp += deq * ctx / (hw.peak("fp32") * cal.vector_eff)
+            comp += deq * ctx / deq_denom
         kv_write = tokens * ctx_bytes
         mean_ctx = ctx * ctx_bytes / max(1.0, kv_write)
-        eff_m = (cal.attn_decode_mem_eff_fp8kv if self.quant.kv_dtype == "fp8" else cal.attn_decode_mem_eff
-                 ) * mean_ctx / (mean_ctx + cal.attn_decode_ctx_half)
+        eff_m = mem_eff * mean_ctx / (mean_ctx + cal.attn_decode_ctx_half)
         if cal.attn_decode_par_half:
             par = decode_parallelism(seqs, self.ctx.kv_heads)
             eff_m *= par / (par + cal.attn_decode_par_half)
-        mem = (tokens * dec_bytes_q + ctx * ctx_bytes) / (hw.memory.bandwidth_bytes_per_s * eff_m)
+        mem = (tokens * dec_bytes_q + ctx * ctx_bytes) / (bw * eff_m)
         return self._roofline_energy(comp, mem, cal.attn_decode_overhead_s, layers, cal.attn_decode_seq_s * seqs)
 
     def decode_attention(self, seqs: int, tokens: int, ctx: int, ctx_win: int) -> tuple[float, float]:
