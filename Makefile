@@ -41,7 +41,7 @@ browser:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy hardware_specs model simulator validation app
+	$(VENV)/bin/mypy -p roofsim
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -10,18 +10,18 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from hardware_specs.errors import RoofsimError
+from roofsim.hardware_specs.errors import RoofsimError
 
 # Each module defines `register(subparsers)`, which adds its sub-command and sets `func(args) -> int`.
 COMMANDS: tuple[str, ...] = (
-    "app.cmd_estimate",
-    "app.cmd_simulate",
-    "app.cmd_app",
-    "app.cmd_plan",
-    "app.cmd_validate",
-    "app.cmd_calibrate",
-    "app.cmd_measure",
-    "app.cmd_convert",
+    "roofsim.app.cmd_estimate",
+    "roofsim.app.cmd_simulate",
+    "roofsim.app.cmd_app",
+    "roofsim.app.cmd_plan",
+    "roofsim.app.cmd_validate",
+    "roofsim.app.cmd_calibrate",
+    "roofsim.app.cmd_measure",
+    "roofsim.app.cmd_convert",
 )
 
 

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.common import print_json, print_table
-from hardware_specs.catalog import load_hardware
-from validation.calibrate import CalibrationResult, calibrate
-from validation.kernel_tables import KernelMeasurement, KernelTable, read_kernel_tables
-from validation.profiles import write_calibration
+from roofsim.app.common import print_json, print_table
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.validation.calibrate import CalibrationResult, calibrate
+from roofsim.validation.kernel_tables import KernelMeasurement, KernelTable, read_kernel_tables
+from roofsim.validation.profiles import write_calibration
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -70,7 +70,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if args.local:
         if args.sources or args.hardware:
             raise ValueError("--local measures this machine: give no SOURCES and no --hardware with it")
-        from app.cmd_measure import run_calibrate_local  # noqa: PLC0415
+        from roofsim.app.cmd_measure import run_calibrate_local  # noqa: PLC0415
 
         return run_calibrate_local(args)
     if args.quick or args.blas_threads is not None or args.no_torch:
@@ -87,7 +87,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if not rows:
         raise ValueError(f"no rows left to fit in {[str(s) for s in args.sources]} after filtering ({'; '.join(notes)})")
     name = args.name or args.out.stem
-    from app.cmd_validate import progress_bar  # noqa: PLC0415
+    from roofsim.app.cmd_validate import progress_bar  # noqa: PLC0415
 
     res = calibrate(rows, hw.id, folds=args.folds, seed=args.seed, name=name, progress=progress_bar("features"))
     sources = [str(s) for s in args.sources]

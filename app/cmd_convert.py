@@ -7,10 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.common import print_json
-from hardware_specs.errors import InputError
-from validation.bench_table import write_bench_table
-from validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
+from roofsim.app.common import print_json
+from roofsim.hardware_specs.errors import InputError
+from roofsim.validation.bench_table import write_bench_table
+from roofsim.validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
 
 __all__ = ["register", "CONVERTERS"]
 

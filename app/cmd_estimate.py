@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.common import Deployment, add_deployment_args, deployment_from_args, fmt_si, print_json, print_table
-from hardware_specs.catalog import list_hardware
-from model.batch import BatchShape
-from model.cost import StepCost
-from model.loader import list_models
-from model.memory import plan_memory
-from model.params import count_params
+from roofsim.app.common import Deployment, add_deployment_args, deployment_from_args, fmt_si, print_json, print_table
+from roofsim.hardware_specs.catalog import list_hardware
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import StepCost
+from roofsim.model.loader import list_models
+from roofsim.model.memory import plan_memory
+from roofsim.model.params import count_params
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.common import print_json, print_table
-from model.loader import load_model
-from model.spec import ModelSpec
+from roofsim.app.common import print_json, print_table
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ModelSpec
 
 __all__ = ["register", "run_measure", "run_calibrate_local", "resolve_local_model", "DEFAULT_MODEL"]
 
@@ -25,7 +25,7 @@ DEFAULT_MODEL = "local-llama-125m"
 def resolve_local_model(name: str) -> ModelSpec:
     """`local-llama-125m` (small_llama_spec) or `local-llama-tiny` (a 2-layer CI model), else a preset / HF id /
     config.json through model.loader. The forward pass's own check names unsupported features."""
-    from validation.local.transformer import check_supported, small_llama_spec  # noqa: PLC0415
+    from roofsim.validation.local.transformer import check_supported, small_llama_spec  # noqa: PLC0415
 
     if name == DEFAULT_MODEL:
         spec = small_llama_spec()
@@ -72,10 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_measure(args: argparse.Namespace) -> int:
-    from validation.local.microbench import set_blas_threads  # noqa: PLC0415
-    from validation.local.serve import run_serving, vllm_log_dict, write_vllm_log  # noqa: PLC0415
-    from validation.local.transformer import check_memory  # noqa: PLC0415
-    from validation.local_calibrate import write_model_config  # noqa: PLC0415
+    from roofsim.validation.local.microbench import set_blas_threads  # noqa: PLC0415
+    from roofsim.validation.local.serve import run_serving, vllm_log_dict, write_vllm_log  # noqa: PLC0415
+    from roofsim.validation.local.transformer import check_memory  # noqa: PLC0415
+    from roofsim.validation.local_calibrate import write_model_config  # noqa: PLC0415
 
     spec = resolve_local_model(args.model)
     for flag, v in (("--num-requests", args.num_requests), ("--output-len", args.output_len),
@@ -117,8 +117,8 @@ def run_measure(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ calibrate --local
 def run_calibrate_local(args: argparse.Namespace) -> int:
     """`roofsim calibrate --local`: measure, fit, write <out> (HardwareSpec) and <out stem>.calibration.toml."""
-    from validation.local.microbench import set_blas_threads  # noqa: PLC0415
-    from validation.local_calibrate import calibrate_local, torch_calibration_path_for  # noqa: PLC0415
+    from roofsim.validation.local.microbench import set_blas_threads  # noqa: PLC0415
+    from roofsim.validation.local_calibrate import calibrate_local, torch_calibration_path_for  # noqa: PLC0415
 
     threads = args.blas_threads if args.blas_threads is not None else 1
     if threads < 1:

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.common import KV_DTYPES, WEIGHT_DTYPES, print_json, print_table
-from app.plan_report import HEADERS, table_rows, winner_summary_text, write_report
-from simulator.config import SCHEDULER_KINDS
-from simulator.plan_cache import PointCache
-from simulator.planner import PlanResult, PlanSpec, make_executor, plan
-from simulator.workload import NamedWorkload, TraceWorkload, named_workloads
+from roofsim.app.common import KV_DTYPES, WEIGHT_DTYPES, print_json, print_table
+from roofsim.app.plan_report import HEADERS, table_rows, winner_summary_text, write_report
+from roofsim.simulator.config import SCHEDULER_KINDS
+from roofsim.simulator.plan_cache import PointCache
+from roofsim.simulator.planner import PlanResult, PlanSpec, make_executor, plan
+from roofsim.simulator.workload import NamedWorkload, TraceWorkload, named_workloads
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -91,7 +91,7 @@ def spec_from_args(args: argparse.Namespace) -> PlanSpec:
         wl = TraceWorkload(path=str(args.trace))
     else:
         if args.workload not in named_workloads():
-            from hardware_specs.errors import UnknownNameError  # noqa: PLC0415
+            from roofsim.hardware_specs.errors import UnknownNameError  # noqa: PLC0415
 
             raise UnknownNameError("workload", args.workload, named_workloads())
         wl = NamedWorkload(name=args.workload)

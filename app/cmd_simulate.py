@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.common import KV_DTYPES, WEIGHT_DTYPES, fmt_si, print_json, print_table, quant_from_args
-from model.techniques import DRAFTER_KINDS
-from simulator.config import SCHEDULER_KINDS, SimConfig
-from simulator.metrics import SimResult
-from simulator.run import simulate
-from simulator.workload import (
+from roofsim.app.common import KV_DTYPES, WEIGHT_DTYPES, fmt_si, print_json, print_table, quant_from_args
+from roofsim.model.techniques import DRAFTER_KINDS
+from roofsim.simulator.config import SCHEDULER_KINDS, SimConfig
+from roofsim.simulator.metrics import SimResult
+from roofsim.simulator.run import simulate
+from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     OfflineArrivals,
     mean_rate_per_s,
@@ -112,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             if getattr(args, flag) is not None:
                 grp[key] = getattr(args, flag)
         if getattr(args, "calibration", None) is not None:
-            from validation.profiles import read_calibration  # noqa: PLC0415
+            from roofsim.validation.profiles import read_calibration  # noqa: PLC0415
 
             grp["calibration"] = read_calibration(args.calibration).model_dump(mode="json")
         if getattr(args, "prefix_caching", False):

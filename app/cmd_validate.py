@@ -11,15 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from app.cmd_validate_e2e import register_benchmarks, register_run
-from app.common import print_json, print_table
-from hardware_specs.spec import HardwareSpec
-from model.cost import Calibration
-from validation.kernel_tables import KernelMeasurement, read_kernel_tables
-from validation.metrics_err import summarize
-from validation.predict import Prediction, predict_rows
-from validation.profiles import profile_for, read_calibration
-from validation.report import write_kernel_report
+from roofsim.app.cmd_validate_e2e import register_benchmarks, register_run
+from roofsim.app.common import print_json, print_table
+from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.cost import Calibration
+from roofsim.validation.kernel_tables import KernelMeasurement, read_kernel_tables
+from roofsim.validation.metrics_err import summarize
+from roofsim.validation.predict import Prediction, predict_rows
+from roofsim.validation.profiles import profile_for, read_calibration
+from roofsim.validation.report import write_kernel_report
 
 FORMATS = ("auto", "aiconfigurator", "vidur", "llmcompass", "csv")
 _PROGRESS_MIN_ROWS = 20_000
@@ -90,7 +90,7 @@ def validate_kernels(path: Path, format: str = "auto", hardware: str | None = No
 def run_kernels(args: argparse.Namespace) -> int:
     out, pred = validate_kernels(args.path, args.format, args.hardware, args.calibration, args.max_rows)
     if args.report is not None:
-        from validation.metrics_err import error_stats, grouped_stats  # noqa: PLC0415
+        from roofsim.validation.metrics_err import error_stats, grouped_stats  # noqa: PLC0415
 
         write_kernel_report(args.report, pred, grouped_stats(pred.rows, pred.predicted_s, pred.measured_s),
                             error_stats(pred.predicted_s, pred.measured_s) if len(pred.rows) else None,

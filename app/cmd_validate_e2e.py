@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from app.common import print_json, print_table, replay_quant
-from hardware_specs.errors import InputError
-from validation.bench_table import BenchRow, read_bench_table
-from validation.e2e import (
+from roofsim.app.common import print_json, print_table, replay_quant
+from roofsim.hardware_specs.errors import InputError
+from roofsim.validation.bench_table import BenchRow, read_bench_table
+from roofsim.validation.e2e import (
     METRICS,
     RowPrediction,
     e2e_error_stats,
@@ -21,8 +21,8 @@ from validation.e2e import (
     shipped_calibration,
     write_predictions,
 )
-from validation.profiles import profile_for, read_calibration
-from validation.replay import SCHEDULERS, make_scheduler_config, replay_log
+from roofsim.validation.profiles import profile_for, read_calibration
+from roofsim.validation.replay import SCHEDULERS, make_scheduler_config, replay_log
 
 __all__ = ["register_benchmarks", "register_run", "validate_benchmarks", "validate_run"]
 
@@ -93,7 +93,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_predictions(preds, args.out, force=args.force)
     if args.report is not None:
-        from validation.e2e_report import write_benchmarks_report  # noqa: PLC0415
+        from roofsim.validation.e2e_report import write_benchmarks_report  # noqa: PLC0415
 
         write_benchmarks_report(args.report, preds, out["by_group"], f"roofsim end-to-end validation: {args.table}",
                                 out["problems"], _group, notes=f"calibration: {out['calibration']}")
@@ -170,7 +170,7 @@ def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 def run_run(args: argparse.Namespace) -> int:
     out, res = validate_run(args)
     if args.report is not None:
-        from validation.e2e_report import write_replay_report  # noqa: PLC0415
+        from roofsim.validation.e2e_report import write_replay_report  # noqa: PLC0415
 
         write_replay_report(args.report, res, f"roofsim replay of {args.log} on {args.model} / {args.hardware} "
                                               f"tp{args.tp} pp{args.pp}")

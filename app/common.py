@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardware_specs.catalog import load_hardware
-from hardware_specs.spec import HardwareSpec
-from model.cost import Calibration, CostModel
-from model.loader import load_model
-from model.spec import ModelSpec, ParallelSpec, QuantSpec
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.cost import Calibration, CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "fp4")
 KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
@@ -66,7 +66,7 @@ def replay_quant(dtype: str, hardware: str) -> QuantSpec:
 def load_calibration(path: Path | None) -> Calibration | None:
     if path is None:
         return None
-    from validation.profiles import read_calibration  # noqa: PLC0415 (only when asked for)
+    from roofsim.validation.profiles import read_calibration  # noqa: PLC0415 (only when asked for)
 
     return read_calibration(path)
 

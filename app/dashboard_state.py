@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from app.cmd_estimate import estimate
-from app.common import Deployment, quant_from_args
-from hardware_specs.catalog import load_hardware
-from hardware_specs.errors import RoofsimError
-from hardware_specs.spec import DTYPES, HardwareSpec
-from model.loader import load_model
-from model.spec import ParallelSpec
+from roofsim.app.cmd_estimate import estimate
+from roofsim.app.common import Deployment, quant_from_args
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import RoofsimError
+from roofsim.hardware_specs.spec import DTYPES, HardwareSpec
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ParallelSpec
 
 # Errors that mean "the user asked for something impossible": shown with st.error, never as a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (RoofsimError, ValueError, KeyError, ValidationError,
@@ -168,8 +168,8 @@ CALIBRATIONS = ("shipped profile", "model defaults")
 
 def kernel_calibration(choice: str) -> Any:
     """The `cal` argument of predict_rows: the shipped profile of each row's hardware, or the model defaults."""
-    from model.cost import DEFAULT_CALIBRATION  # noqa: PLC0415
-    from validation.profiles import profile_for  # noqa: PLC0415
+    from roofsim.model.cost import DEFAULT_CALIBRATION  # noqa: PLC0415
+    from roofsim.validation.profiles import profile_for  # noqa: PLC0415
 
     if choice not in CALIBRATIONS:
         raise ValueError(f"calibration {choice!r} is not one of {', '.join(CALIBRATIONS)}")
@@ -204,8 +204,8 @@ def kernel_comparison(rows: Sequence[Any], max_rows: int = 4000, calibration: st
 
     Returns (Prediction, records for the charts, notes): records carry group = metrics_err.group_key(row)
     (op/dtype/framework); notes list the subsampling and every reason rows were not predicted (never dropped)."""
-    from validation.metrics_err import group_key  # noqa: PLC0415
-    from validation.predict import predict_rows  # noqa: PLC0415
+    from roofsim.validation.metrics_err import group_key  # noqa: PLC0415
+    from roofsim.validation.predict import predict_rows  # noqa: PLC0415
 
     picked, left_out = subsample(rows, max_rows)
     pred = predict_rows(picked, kernel_calibration(calibration))
@@ -232,7 +232,7 @@ def shape_label(r: Any) -> str:
 
 def kernel_error_table(pred: Any) -> list[dict[str, Any]]:
     """validation.metrics_err.grouped_stats of a Prediction (group = op/dtype/framework), as table rows."""
-    from validation.metrics_err import grouped_stats  # noqa: PLC0415
+    from roofsim.validation.metrics_err import grouped_stats  # noqa: PLC0415
 
     if not len(pred.rows):
         return []
@@ -247,7 +247,7 @@ def stats_rows(stats: Mapping[str, Any], by: str = "group") -> list[dict[str, An
 
 def overall_stats(records: Sequence[Mapping[str, Any]]) -> Any:
     """validation.metrics_err.error_stats over every record (predicted_s vs measured_s)."""
-    from validation.metrics_err import error_stats  # noqa: PLC0415
+    from roofsim.validation.metrics_err import error_stats  # noqa: PLC0415
 
     return error_stats([r["predicted_s"] for r in records], [r["measured_s"] for r in records])
 
@@ -279,7 +279,7 @@ def bench_records(preds: Sequence[Any]) -> list[dict[str, Any]]:
 
 def bench_error_table(preds: Sequence[Any]) -> list[dict[str, Any]]:
     """validation.e2e.e2e_error_stats (group = model + framework) flattened to one row per (group, metric)."""
-    from validation.e2e import e2e_error_stats  # noqa: PLC0415
+    from roofsim.validation.e2e import e2e_error_stats  # noqa: PLC0415
 
     rows = []
     for g, d in e2e_error_stats(preds, key=bench_group).items():
@@ -307,7 +307,7 @@ def replay_defaults(path: str | Path) -> dict[str, Any]:
 def replay_max_batch(path: str | Path) -> int:
     """The largest batch a `roofsim measure` log's steps record (its max_num_seqs, or what the run reached); 0 for
     logs without steps (the scheduler's default then applies)."""
-    from validation.replay import read_steps  # noqa: PLC0415
+    from roofsim.validation.replay import read_steps  # noqa: PLC0415
 
     try:
         steps = read_steps(path)
@@ -546,7 +546,7 @@ def early_exit_dict(form: ServingForm) -> dict[str, Any] | None:
 
 def _closed_loop_workload(form: ServingForm) -> dict[str, Any]:
     """The built-in workload's lengths with benchmark-client arrivals (a synthetic workload)."""
-    from simulator.workload import named_workload  # noqa: PLC0415
+    from roofsim.simulator.workload import named_workload  # noqa: PLC0415
 
     base = named_workload(form.workload)
     arrival = {"kind": "closed_loop", "clients": form.clients, "think_s": form.think_s,
@@ -559,7 +559,7 @@ def _closed_loop_workload(form: ServingForm) -> dict[str, Any]:
 
 def sim_config(form: ServingForm) -> Any:
     """The SimConfig (the same object `roofsim simulate --config` reads from TOML) for the form."""
-    from simulator.config import ReplicaGroup, SimConfig  # noqa: PLC0415
+    from roofsim.simulator.config import ReplicaGroup, SimConfig  # noqa: PLC0415
 
     ns = argparse.Namespace(weight_dtype=form.weight_dtype, activation_dtype=form.activation_dtype,
                             kv_dtype=form.kv_dtype, group_size=128)
@@ -647,7 +647,7 @@ def _ee_fields(ee: Any) -> dict[str, Any]:
 
 def _closed_loop_fields(wl: Any, base: ServingForm) -> dict[str, Any]:
     """A synthetic closed-loop workload whose lengths are a built-in workload's -> the form; ValueError otherwise."""
-    from simulator.workload import ClosedLoopArrivals, named_workload, named_workloads  # noqa: PLC0415
+    from roofsim.simulator.workload import ClosedLoopArrivals, named_workload, named_workloads  # noqa: PLC0415
 
     if not isinstance(wl.arrival, ClosedLoopArrivals):
         raise ValueError(f"the dashboard shows built-in workloads, closed-loop clients over their lengths and traces; "
@@ -819,8 +819,8 @@ class PlanForm:
 
 def plan_spec(form: PlanForm) -> Any:
     """The simulator.planner.PlanSpec `roofsim plan` would build from the same choices."""
-    from simulator.planner import PlanSpec  # noqa: PLC0415
-    from simulator.workload import NamedWorkload, TraceWorkload  # noqa: PLC0415
+    from roofsim.simulator.planner import PlanSpec  # noqa: PLC0415
+    from roofsim.simulator.workload import NamedWorkload, TraceWorkload  # noqa: PLC0415
 
     for name in ("hardware", "tp", "weight_dtypes", "kv_dtypes"):
         if not getattr(form, name):
@@ -854,7 +854,7 @@ def winner_kpis(result: Any) -> dict[str, str]:
 
 def plan_table(result: Any) -> list[dict[str, str]]:
     """app.plan_report's ranked table (the CLI's columns) as records for st.dataframe."""
-    from app.plan_report import HEADERS, table_rows  # noqa: PLC0415
+    from roofsim.app.plan_report import HEADERS, table_rows  # noqa: PLC0415
 
     return [dict(zip(HEADERS, row, strict=True)) for row in table_rows(result)]
 

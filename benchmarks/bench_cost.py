@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 
-from hardware_specs.catalog import load_hardware
-from model.batch import BatchShape
-from model.cost import CostModel
-from model.loader import load_model
-from model.spec import ParallelSpec
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ParallelSpec
 
 
 def bench(model: str, hw: str, tp: int, n: int = 50_000) -> dict[str, float]:

@@ -10,15 +10,15 @@ from typing import Any
 
 import plotly.io as pio
 
-from app.dashboard_state import ServingForm, StepConfig, light_result, sim_config, step_view
-from app.figures import (
+from roofsim.app.dashboard_state import ServingForm, StepConfig, light_result, sim_config, step_view
+from roofsim.app.figures import (
     kernel_time_figure,
     latency_cdf_figure,
     memory_figure,
     roofline_figure,
     timeseries_figure,
 )
-from simulator.run import simulate
+from roofsim.simulator.run import simulate
 
 
 def best_of(fn: Callable[[], Any], repeat: int = 5) -> float:

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulator.plan_cache import PointCache
-from simulator.planner import PlanSpec, make_executor, plan
-from simulator.workload import NamedWorkload
+from roofsim.simulator.plan_cache import PointCache
+from roofsim.simulator.planner import PlanSpec, make_executor, plan
+from roofsim.simulator.workload import NamedWorkload
 
 
 def spec(num_requests: int, exhaustive: bool) -> PlanSpec:

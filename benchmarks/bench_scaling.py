@@ -25,11 +25,11 @@ import sys
 import time
 from array import array
 
-from model.batch import BatchShape
-from model.cost import CostModel
-from simulator.config import SimConfig
-from simulator.replica import StepModel
-from simulator.run import simulate
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.replica import StepModel
+from roofsim.simulator.run import simulate
 
 SIZES = (12_500, 25_000, 50_000, 100_000)
 

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from simulator.config import SimConfig
-from simulator.run import simulate
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.run import simulate
 
 AZURE = Path(__file__).resolve().parents[2] / "shared/data/traces/azure_2023/AzureLLMInferenceTrace_conv.csv"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.config import SimConfig  # noqa: E402
-from simulator.run import simulate  # noqa: E402
+from roofsim.simulator.config import SimConfig  # noqa: E402
+from roofsim.simulator.run import simulate  # noqa: E402
 
 DRAFTERS: dict[str, dict | None] = {
     "plain": None,

@@ -13,12 +13,12 @@ import csv
 import statistics
 from pathlib import Path
 
-from hardware_specs.catalog import load_hardware
-from model.batch import BatchShape
-from model.cost import DEFAULT_CALIBRATION, CostModel, kernel_cost
-from model.graph import graph_context, linear_kernels
-from model.loader import load_model
-from model.spec import ParallelSpec, QuantSpec
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import DEFAULT_CALIBRATION, CostModel, kernel_cost
+from roofsim.model.graph import graph_context, linear_kernels
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ParallelSpec, QuantSpec
 
 VIDUR_OPS = {"attn_pre_proj": "qkv_proj", "attn_post_proj": "o_proj", "mlp_up_proj": "mlp_up_gate",
              "mlp_down_proj": "mlp_down", "mlp_act": "mlp_act", "input_layernorm": "input_norm",

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from hardware_specs.catalog import load_hardware
-from model.batch import BatchShape
-from model.cost import CostModel
-from model.loader import load_model
-from model.techniques import EarlyExitCoster, SpeculativeConfig, SpeculativeCoster
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.techniques import EarlyExitCoster, SpeculativeConfig, SpeculativeCoster
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)

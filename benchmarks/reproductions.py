@@ -4,21 +4,21 @@ the trends with the same functions."""
 
 from __future__ import annotations
 
-from hardware_specs.catalog import load_hardware
-from model.batch import BatchShape
-from model.cost import CostModel
-from model.loader import load_model
-from model.memory import plan_memory
-from model.spec import ParallelSpec, QuantSpec
-from model.techniques import (
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.memory import plan_memory
+from roofsim.model.spec import ParallelSpec, QuantSpec
+from roofsim.model.techniques import (
     LayerCoster,
     SpeculativeConfig,
     SpeculativeCoster,
     closed_form_tokens,
 )
-from simulator.config import SimConfig
-from simulator.run import simulate
-from simulator.speculative import draft_cost_model
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.run import simulate
+from roofsim.simulator.speculative import draft_cost_model
 
 
 def _coster(model: str, hw: str, spec: dict, tp: int = 1) -> SpeculativeCoster:

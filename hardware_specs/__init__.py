@@ -1,8 +1,8 @@
 """Accelerator descriptors: the HardwareSpec schema, the bundled catalog and the loader."""
 
-from hardware_specs.catalog import hardware_ids, list_hardware, load_hardware
-from hardware_specs.errors import InputError, RoofsimError, UnknownNameError
-from hardware_specs.spec import DTYPE_BYTES, DTYPES, HardwareSpec
+from roofsim.hardware_specs.catalog import hardware_ids, list_hardware, load_hardware
+from roofsim.hardware_specs.errors import InputError, RoofsimError, UnknownNameError
+from roofsim.hardware_specs.spec import DTYPE_BYTES, DTYPES, HardwareSpec
 
 __all__ = [
     "DTYPE_BYTES",

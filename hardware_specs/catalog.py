@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hardware_specs.errors import InputError, UnknownNameError
-from hardware_specs.spec import HardwareSpec
+from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.hardware_specs.spec import HardwareSpec
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hardware_specs.spec import HardwareSpec
-from model.batch import BatchShape
-from model.graph import GraphContext, attention_kernels, graph_context, linear_kernels
-from model.kernel import Kernel
-from model.spec import ModelSpec, ParallelSpec, QuantSpec
+from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.batch import BatchShape
+from roofsim.model.graph import GraphContext, attention_kernels, graph_context, linear_kernels
+from roofsim.model.kernel import Kernel
+from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
 Bound = Literal["compute", "memory", "overhead", "communication"]
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hardware_specs.spec import DTYPE_BYTES
-from model.batch import BatchShape
-from model.kernel import Kernel
-from model.spec import ModelSpec, ParallelSpec, QuantSpec
+from roofsim.hardware_specs.spec import DTYPE_BYTES
+from roofsim.model.batch import BatchShape
+from roofsim.model.kernel import Kernel
+from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hardware_specs.errors import InputError, UnknownNameError
-from model.spec import MLASpec, ModelSpec, MoESpec
+from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.model.spec import MLASpec, ModelSpec, MoESpec
 
 log = logging.getLogger(__name__)
 

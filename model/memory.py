@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hardware_specs.errors import InputError
-from hardware_specs.spec import HardwareSpec
-from model.graph import graph_context
-from model.params import count_params
-from model.spec import ModelSpec, ParallelSpec, QuantSpec
+from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.graph import graph_context
+from roofsim.model.params import count_params
+from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
 # CUDA context + cuBLAS/NCCL workspaces outside the PyTorch allocator: ~0.5-1 GB per GPU as reported by vLLM's
 # memory profiler ("non_torch_memory") on A100/H100 (vLLM worker logs); we take 0.75e9 bytes.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.spec import ModelSpec
+from roofsim.model.spec import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-from hardware_specs.spec import DTYPE_BYTES
+from roofsim.hardware_specs.spec import DTYPE_BYTES
 
 
 class _Frozen(BaseModel):

@@ -10,10 +10,10 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model.batch import BatchShape
-from model.cost import CostModel, kernel_cost
-from model.graph import gemm, linear_kernels
-from model.spec import ModelSpec
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel, kernel_cost
+from roofsim.model.graph import gemm, linear_kernels
+from roofsim.model.spec import ModelSpec
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 Prob = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -481,7 +481,7 @@ class SpeculativeCoster:
     # -- memory -------------------------------------------------------------------------------------------
     def extra_weight_bytes_per_gpu(self) -> float:
         """Drafter weights resident on each GPU of the replica."""
-        from model.memory import weight_bytes_per_gpu  # noqa: PLC0415
+        from roofsim.model.memory import weight_bytes_per_gpu  # noqa: PLC0415
 
         d, m, c = self.spec.drafter, self.cost.model, self.cost.ctx
         tp = self.cost.parallel.tp

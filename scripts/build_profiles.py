@@ -14,12 +14,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.cost import Calibration  # noqa: E402
-from validation.calibrate import calibrate  # noqa: E402
-from validation.kernel_tables import KernelMeasurement, read_aiconfigurator, read_llmcompass, read_vidur  # noqa: E402
-from validation.metrics_err import dtype_label, grouped_stats  # noqa: E402
-from validation.predict import predict_rows  # noqa: E402
-from validation.profiles import PROFILE_DIR, write_calibration  # noqa: E402
+from roofsim.model.cost import Calibration  # noqa: E402
+from roofsim.validation.calibrate import calibrate  # noqa: E402
+from roofsim.validation.kernel_tables import KernelMeasurement, read_aiconfigurator, read_llmcompass, read_vidur  # noqa: E402
+from roofsim.validation.metrics_err import dtype_label, grouped_stats  # noqa: E402
+from roofsim.validation.predict import predict_rows  # noqa: E402
+from roofsim.validation.profiles import PROFILE_DIR, write_calibration  # noqa: E402
 
 log = logging.getLogger("build_profiles")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy import special, stats
 
-from simulator.traces import read_trace
-from simulator.workload import QuantileLengths, Trace
+from roofsim.simulator.traces import read_trace
+from roofsim.simulator.workload import QuantileLengths, Trace
 
 logger = logging.getLogger("derive_workloads")
 

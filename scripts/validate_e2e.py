@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from model.cost import Calibration
-from validation.converters import convert_aiconfigurator_silicon
-from validation.e2e import e2e_error_stats, predict_table, shipped_calibration
-from validation.profiles import profile_for
-from validation.replay import make_scheduler_config, replay_log
+from roofsim.model.cost import Calibration
+from roofsim.validation.converters import convert_aiconfigurator_silicon
+from roofsim.validation.e2e import e2e_error_stats, predict_table, shipped_calibration
+from roofsim.validation.profiles import profile_for
+from roofsim.validation.replay import make_scheduler_config, replay_log
 
 ROOT = Path(__file__).resolve().parents[1]
 DENSE = ("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-32B", "meta-llama/Llama-3.1-70B")
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         md += ["", f"### calibration: {name}", *(_fmt_stats(by)), f"problems: {len(res.problems)}"]
         print(f"silicon ({name}) done at {time.time() - t0:.0f} s", file=sys.stderr)
     if args.report is not None and preds_shipped is not None:
-        from validation.e2e_report import write_benchmarks_report  # noqa: PLC0415
+        from roofsim.validation.e2e_report import write_benchmarks_report  # noqa: PLC0415
 
         write_benchmarks_report(args.report, preds_shipped, result["silicon_shipped"]["by_group"],
                                 "AIConfigurator H100 dense rows (shipped calibration)")

@@ -1,7 +1,7 @@
 """The discrete-event serving simulator: workloads and traces, requests, schedulers, paged KV cache, replicas,
 routers, metrics, and `simulate(SimConfig) -> SimResult`."""
 
-from simulator.config import (
+from roofsim.simulator.config import (
     SLO,
     LeastKVRouter,
     LeastOutstandingRouter,
@@ -15,10 +15,10 @@ from simulator.config import (
     StaticScheduler,
     VLLMScheduler,
 )
-from simulator.metrics import LatencyStats, SimResult, TimeSeries
-from simulator.replica import StepModel
-from simulator.request import Request
-from simulator.run import simulate
+from roofsim.simulator.metrics import LatencyStats, SimResult, TimeSeries
+from roofsim.simulator.replica import StepModel
+from roofsim.simulator.request import Request
+from roofsim.simulator.run import simulate
 
 __all__ = [
     "SLO", "LatencyStats", "LeastKVRouter", "LeastOutstandingRouter", "OrcaScheduler", "PowerOfTwoRouter",

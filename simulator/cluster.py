@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import simpy
 
-from hardware_specs.errors import UnknownNameError
-from simulator.replica import Replica
-from simulator.request import REJECTED, Request
-from simulator.workload import ClosedLoopArrivals
+from roofsim.hardware_specs.errors import UnknownNameError
+from roofsim.simulator.replica import Replica
+from roofsim.simulator.request import REJECTED, Request
+from roofsim.simulator.workload import ClosedLoopArrivals
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hardware_specs.errors import InputError
-from model.cost import Calibration
-from model.spec import QuantSpec
-from model.techniques import EarlyExitConfig, SpeculativeConfig
-from simulator.workload import WorkloadConfig
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.cost import Calibration
+from roofsim.model.spec import QuantSpec
+from roofsim.model.techniques import EarlyExitConfig, SpeculativeConfig
+from roofsim.simulator.workload import WorkloadConfig
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]

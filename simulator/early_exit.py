@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware_specs.errors import InputError
-from model.batch import BatchShape
-from model.cost import CostModel
-from model.techniques import (
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel
+from roofsim.model.techniques import (
     CsvExit,
     EarlyExitCoster,
     HistogramExit,
@@ -20,7 +20,7 @@ from model.techniques import (
     SkipDecodeExit,
     exit_pmf,
 )
-from simulator.replica import StepModel
+from roofsim.simulator.replica import StepModel
 
 
 def read_exit_csv(path: str | Path) -> HistogramExit:
@@ -117,7 +117,7 @@ class EarlyExitStepModel(StepModel):
         a, b = lc.layer(p + n), lc.layer(p)
         s += depth * a[0] + (L - depth) * b[0]
         j += depth * a[1] + (L - depth) * b[1]
-        from model.techniques import decode_only, prefill_only  # noqa: PLC0415
+        from roofsim.model.techniques import decode_only, prefill_only  # noqa: PLC0415
 
         if p:
             x = lc.attention(prefill_only(shape))

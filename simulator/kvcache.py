@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from model.memory import MemoryPlan
+from roofsim.model.memory import MemoryPlan
 
 
 class BlockPool:

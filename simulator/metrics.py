@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from model.batch import BatchShape
-from simulator.replica import Replica
-from simulator.request import DONE, REJECTED, Request
-from simulator.speculative import technique_summary
+from roofsim.model.batch import BatchShape
+from roofsim.simulator.replica import Replica
+from roofsim.simulator.request import DONE, REJECTED, Request
+from roofsim.simulator.speculative import technique_summary
 
 PERCENTILES = (50, 90, 95, 99)
 

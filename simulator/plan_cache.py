@@ -13,8 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from simulator.config import SimConfig
-from simulator.workload import TraceWorkload
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.workload import TraceWorkload
 
 logger = logging.getLogger(__name__)
 

@@ -21,17 +21,17 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hardware_specs.catalog import load_hardware
-from hardware_specs.errors import RoofsimError
-from model.batch import BatchShape, causal_pairs
-from model.cost import CostModel, check_dtypes
-from model.loader import load_model
-from model.memory import DoesNotFitError, plan_memory
-from model.spec import ParallelSpec, QuantSpec
-from simulator.config import SCHEDULER_KINDS, SimConfig
-from simulator.plan_cache import PointCache, point_key
-from simulator.run import simulate
-from simulator.workload import (
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import RoofsimError
+from roofsim.model.batch import BatchShape, causal_pairs
+from roofsim.model.cost import CostModel, check_dtypes
+from roofsim.model.loader import load_model
+from roofsim.model.memory import DoesNotFitError, plan_memory
+from roofsim.model.spec import ParallelSpec, QuantSpec
+from roofsim.simulator.config import SCHEDULER_KINDS, SimConfig
+from roofsim.simulator.plan_cache import PointCache, point_key
+from roofsim.simulator.run import simulate
+from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     NamedWorkload,
     OfflineArrivals,
@@ -250,7 +250,7 @@ def point_config(spec: PlanSpec, cand: Candidate, rate: float, native_rate: floa
 @contextmanager
 def _quiet_simulator() -> Iterator[None]:
     """Overloaded point runs are expected; keep their 'stopped early' warnings out of the user's terminal."""
-    names = ("simulator.cluster", "simulator.run")
+    names = ("roofsim.simulator.cluster", "roofsim.simulator.run")
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from model.batch import BatchShape, causal_pairs, windowed_pairs
-from model.cost import CostModel
-from model.memory import MemoryPlan
-from simulator.kvcache import BlockPool, PrefixCache, decode_phase
-from simulator.request import DECODING, DONE, PREFILLING, SWAPPED, WAITING, Request
+from roofsim.model.batch import BatchShape, causal_pairs, windowed_pairs
+from roofsim.model.cost import CostModel
+from roofsim.model.memory import MemoryPlan
+from roofsim.simulator.kvcache import BlockPool, PrefixCache, decode_phase
+from roofsim.simulator.request import DECODING, DONE, PREFILLING, SWAPPED, WAITING, Request
 
 if TYPE_CHECKING:
-    from simulator.cluster import Cluster
-    from simulator.schedulers import Scheduler
+    from roofsim.simulator.cluster import Cluster
+    from roofsim.simulator.schedulers import Scheduler
 
 logger = logging.getLogger(__name__)
 

@@ -11,20 +11,20 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import simpy
 
-from hardware_specs.catalog import load_hardware
-from model.cost import CostModel
-from model.loader import load_model
-from model.memory import plan_memory
-from model.spec import ParallelSpec
-from simulator.cluster import Cluster
-from simulator.config import SimConfig
-from simulator.kvcache import PrefixCache
-from simulator.metrics import SimResult, summarize
-from simulator.replica import Replica, StepModel
-from simulator.request import Request
-from simulator.schedulers import make_scheduler
-from simulator.speculative import technique_parts
-from simulator.workload import ClosedLoopArrivals, SyntheticWorkload, Trace, build_trace, resolve_workload
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.cost import CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.memory import plan_memory
+from roofsim.model.spec import ParallelSpec
+from roofsim.simulator.cluster import Cluster
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.kvcache import PrefixCache
+from roofsim.simulator.metrics import SimResult, summarize
+from roofsim.simulator.replica import Replica, StepModel
+from roofsim.simulator.request import Request
+from roofsim.simulator.schedulers import make_scheduler
+from roofsim.simulator.speculative import technique_parts
+from roofsim.simulator.workload import ClosedLoopArrivals, SyntheticWorkload, Trace, build_trace, resolve_workload
 
 logger = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hardware_specs.errors import UnknownNameError
-from simulator.request import Request
+from roofsim.hardware_specs.errors import UnknownNameError
+from roofsim.simulator.request import Request
 
 if TYPE_CHECKING:
-    from simulator.config import SchedulerConfig
-    from simulator.replica import Lane, Replica
+    from roofsim.simulator.config import SchedulerConfig
+    from roofsim.simulator.replica import Lane, Replica
 
 Chunks = list[tuple[Request, int]]
 

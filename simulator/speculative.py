@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from model.batch import BatchShape
-from model.cost import CostModel
-from model.loader import load_model
-from model.memory import DoesNotFitError, MemoryPlan, plan_memory
-from model.spec import ParallelSpec
-from model.techniques import (
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.memory import DoesNotFitError, MemoryPlan, plan_memory
+from roofsim.model.spec import ParallelSpec
+from roofsim.model.techniques import (
     BetaAcceptance,
     IIDAcceptance,
     PositionalAcceptance,
@@ -25,9 +25,9 @@ from model.techniques import (
     SpeculativeCoster,
     expected_tokens,
 )
-from simulator.early_exit import EarlyExitStepModel
-from simulator.replica import Lane, Replica, StepModel
-from simulator.request import DECODING, Request
+from roofsim.simulator.early_exit import EarlyExitStepModel
+from roofsim.simulator.replica import Lane, Replica, StepModel
+from roofsim.simulator.request import DECODING, Request
 
 logger = logging.getLogger(__name__)
 

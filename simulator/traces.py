@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from hardware_specs.errors import InputError, UnknownNameError
-from simulator.workload import MAX_TOKENS, Trace
+from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.simulator.workload import MAX_TOKENS, Trace
 
 logger = logging.getLogger(__name__)
 

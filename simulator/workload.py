@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import special, stats
 
-from hardware_specs.errors import UnknownNameError
+from roofsim.hardware_specs.errors import UnknownNameError
 
 logger = logging.getLogger(__name__)
 
@@ -652,7 +652,7 @@ WorkloadConfig = Annotated[SyntheticWorkload | TraceWorkload | NamedWorkload, Fi
 
 @cache
 def _workloads_toml() -> dict:
-    text = resources.files("simulator").joinpath("data/workloads.toml").read_text(encoding="utf-8")
+    text = resources.files("roofsim.simulator").joinpath("data/workloads.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)["workloads"]
 
 
@@ -701,7 +701,7 @@ def build_trace(cfg: SyntheticWorkload | TraceWorkload | NamedWorkload, rng: np.
     source = cfg.name if isinstance(cfg, NamedWorkload) else ""
     cfg = resolve_workload(cfg)
     if isinstance(cfg, TraceWorkload):
-        from simulator.traces import read_trace  # traces.py imports Trace from here
+        from roofsim.simulator.traces import read_trace  # traces.py imports Trace from here
 
         trace = read_trace(cfg.path, cfg.format, drop_failed=cfg.drop_failed)
         if cfg.start_s is not None or cfg.end_s is not None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from hardware_specs.errors import InputError
+from roofsim.hardware_specs.errors import InputError
 
 __all__ = ["BenchRow", "BenchTable", "read_bench_table", "write_bench_table", "COLUMNS", "MODES",
            "MODE_REQUIRED"]

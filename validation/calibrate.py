@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
-from model.cost import _INHERIT, Calibration
-from validation.kernel_tables import KernelMeasurement
-from validation.metrics_err import ErrorStats, dtype_label, error_stats, grouped_stats
-from validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, predict_rows
+from roofsim.model.cost import _INHERIT, Calibration
+from roofsim.validation.kernel_tables import KernelMeasurement
+from roofsim.validation.metrics_err import ErrorStats, dtype_label, error_stats, grouped_stats
+from roofsim.validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, predict_rows
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def calibrate(rows: Sequence[KernelMeasurement], hardware: str, base: Calibratio
               progress: Callable | None = None) -> CalibrationResult:
     """Fit a calibration for `hardware` to `rows` (rows of other hardware become problems) and measure its
     held-out error with `folds`-fold shape-family cross-validation (folds=0 skips it; held-out is then empty)."""
-    from hardware_specs.catalog import load_hardware  # noqa: PLC0415
+    from roofsim.hardware_specs.catalog import load_hardware  # noqa: PLC0415
 
     hw = load_hardware(hardware)
     base = base or Calibration()

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, overload
 
-from hardware_specs.errors import InputError
-from validation.bench_table import BenchRow, BenchTable
-from validation.kernel_tables import normalize_dtype
+from roofsim.hardware_specs.errors import InputError
+from roofsim.validation.bench_table import BenchRow, BenchTable
+from roofsim.validation.kernel_tables import normalize_dtype
 
 __all__ = ["convert_aiconfigurator_silicon", "convert_splitwise", "convert_argonne", "SPLITWISE_HW", "ARGONNE_HW",
            "ARGONNE_FRAMEWORKS"]

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware_specs.catalog import load_hardware
-from hardware_specs.errors import InputError, RoofsimError
-from model.cost import Calibration
-from model.spec import QuantSpec
-from simulator.config import (
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import InputError, RoofsimError
+from roofsim.model.cost import Calibration
+from roofsim.model.spec import QuantSpec
+from roofsim.simulator.config import (
     OrcaScheduler,
     ReplicaGroup,
     SarathiScheduler,
@@ -27,18 +27,18 @@ from simulator.config import (
     StaticScheduler,
     VLLMScheduler,
 )
-from simulator.metrics import SimResult
-from simulator.run import simulate
-from simulator.workload import (
+from roofsim.simulator.metrics import SimResult
+from roofsim.simulator.run import simulate
+from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     FixedLengths,
     OfflineArrivals,
     PoissonArrivals,
     SyntheticWorkload,
 )
-from validation.bench_table import COLUMNS, BenchRow
-from validation.metrics_err import error_stats
-from validation.profiles import profile_for
+from roofsim.validation.bench_table import COLUMNS, BenchRow
+from roofsim.validation.metrics_err import error_stats
+from roofsim.validation.profiles import profile_for
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from validation.bench_table import BenchRow
-from validation.e2e import METRICS, RowPrediction
-from validation.replay import ReplayResult
+from roofsim.validation.bench_table import BenchRow
+from roofsim.validation.e2e import METRICS, RowPrediction
+from roofsim.validation.replay import ReplayResult
 
 __all__ = ["benchmarks_report_html", "write_benchmarks_report", "replay_report_html", "write_replay_report",
            "scatter_figure", "cdf_figure"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardware_specs.errors import InputError
+from roofsim.hardware_specs.errors import InputError
 
 log = logging.getLogger(__name__)
 

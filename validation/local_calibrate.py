@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from hardware_specs.catalog import hardware_from_dict, load_hardware
-from hardware_specs.spec import HardwareSpec
-from model.cost import Calibration, CostModel
-from model.spec import ModelSpec, QuantSpec
-from validation.calibrate import (
+from roofsim.hardware_specs.catalog import hardware_from_dict, load_hardware
+from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.cost import Calibration, CostModel
+from roofsim.model.spec import ModelSpec, QuantSpec
+from roofsim.validation.calibrate import (
     OPT_IN_FIELDS,
     CalibrationResult,
     FitData,
@@ -35,10 +35,10 @@ from validation.calibrate import (
     fitted_fields,
     prepare,
 )
-from validation.kernel_tables import KernelMeasurement
-from validation.local import microbench as mb
-from validation.local import torch_gemm
-from validation.local.transformer import (
+from roofsim.validation.kernel_tables import KernelMeasurement
+from roofsim.validation.local import microbench as mb
+from roofsim.validation.local import torch_gemm
+from roofsim.validation.local.transformer import (
     _activation,
     _norm,
     apply_rope,
@@ -47,9 +47,9 @@ from validation.local.transformer import (
     rope_tables,
     small_llama_spec,
 )
-from validation.metrics_err import ErrorStats, error_stats, grouped_stats
-from validation.predict import FIT_FIELDS
-from validation.profiles import write_calibration
+from roofsim.validation.metrics_err import ErrorStats, error_stats, grouped_stats
+from roofsim.validation.predict import FIT_FIELDS
+from roofsim.validation.profiles import write_calibration
 
 log = logging.getLogger(__name__)
 
@@ -521,7 +521,7 @@ def fit_step_overheads(steps: Sequence[Mapping[str, Any]], tiny: ModelSpec, hw: 
     the kernels' predicted time (overheads zeroed) is fitted as a + b * sequences by non-negative least squares."""
     from scipy.optimize import nnls  # noqa: PLC0415
 
-    from validation.replay import step_shape  # noqa: PLC0415
+    from roofsim.validation.replay import step_shape  # noqa: PLC0415
 
     zero = cal.model_copy(update={"step_overhead_s": 0.0, "step_overhead_per_seq_s": 0.0})
     cost = CostModel(tiny, hw, FP32, calibration=zero)
@@ -775,6 +775,6 @@ def write_model_config(spec: ModelSpec, path: Path | str) -> Path:
 def step_errors(steps: Sequence[Mapping[str, Any]], spec: ModelSpec, hw: HardwareSpec, cal: Calibration
                 ) -> list[dict[str, Any]]:
     """Measured vs predicted per recorded step, grouped by (kind, batch size): mean seconds and error %."""
-    from validation.replay import compare_steps  # noqa: PLC0415
+    from roofsim.validation.replay import compare_steps  # noqa: PLC0415
 
     return compare_steps([dict(s) for s in steps], CostModel(spec, hw, FP32, calibration=cal))

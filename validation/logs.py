@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware_specs.errors import InputError
+from roofsim.hardware_specs.errors import InputError
 
 __all__ = ["ServingLog", "read_vllm_benchmark", "read_guidellm", "read_guidellm_all", "read_llmperf", "read_log",
            "regenerate_poisson_arrivals"]

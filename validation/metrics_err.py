@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from validation.kernel_tables import KernelMeasurement
+from roofsim.validation.kernel_tables import KernelMeasurement
 
 __all__ = ["ErrorStats", "error_stats", "grouped_stats", "group_key", "dtype_label", "summarize"]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from hardware_specs.catalog import load_hardware
-from hardware_specs.errors import RoofsimError
-from hardware_specs.spec import HardwareSpec
-from model.batch import BatchShape
-from model.cost import (
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import RoofsimError
+from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import (
     ACTIVATION_KERNELS,
     PEAK_DTYPE,
     Calibration,
@@ -31,10 +31,10 @@ from model.cost import (
     kernel_cost,
     prefill_score_terms,
 )
-from model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context
-from model.kernel import Kernel
-from model.spec import ModelSpec, ParallelSpec, QuantSpec
-from validation.kernel_tables import KernelMeasurement
+from roofsim.model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context
+from roofsim.model.kernel import Kernel
+from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
+from roofsim.validation.kernel_tables import KernelMeasurement
 
 log = logging.getLogger(__name__)
 

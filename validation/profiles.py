@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hardware_specs.catalog import load_hardware
-from hardware_specs.errors import InputError
-from hardware_specs.spec import HardwareSpec
-from model.cost import Calibration
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.cost import Calibration
 
 __all__ = ["write_calibration", "read_calibration", "read_profile_meta", "profile_for", "shipped_profiles",
            "PROFILE_DIR", "FAMILY_PROFILE"]

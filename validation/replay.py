@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from hardware_specs.catalog import load_hardware
-from hardware_specs.errors import InputError
-from model.batch import BatchShape
-from model.cost import Calibration, CostModel
-from model.loader import load_model
-from model.spec import ParallelSpec, QuantSpec
-from simulator.config import (
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import Calibration, CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ParallelSpec, QuantSpec
+from roofsim.simulator.config import (
     OrcaScheduler,
     ReplicaGroup,
     SarathiScheduler,
@@ -28,10 +28,10 @@ from simulator.config import (
     StaticScheduler,
     VLLMScheduler,
 )
-from simulator.metrics import SimResult
-from simulator.run import simulate
-from simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload, Trace
-from validation.logs import ServingLog, read_log, regenerate_poisson_arrivals
+from roofsim.simulator.metrics import SimResult
+from roofsim.simulator.run import simulate
+from roofsim.simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload, Trace
+from roofsim.validation.logs import ServingLog, read_log, regenerate_poisson_arrivals
 
 __all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", "replay_log", "make_scheduler_config", "compare_steps", "read_steps",
            "vllm_v1_defaults", "STATS", "SCHEDULERS"]

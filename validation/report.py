@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from validation.metrics_err import ErrorStats, group_key
-from validation.predict import Prediction
+from roofsim.validation.metrics_err import ErrorStats, group_key
+from roofsim.validation.predict import Prediction
 
 __all__ = ["kernel_report_html", "write_kernel_report"]
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import streamlit as st
 
-from app.common import KV_DTYPES, WEIGHT_DTYPES
-from app.dashboard_state import StepConfig, error_message, save_upload, step_view
-from hardware_specs.catalog import hardware_ids
-from model.loader import model_ids
+from roofsim.app.common import KV_DTYPES, WEIGHT_DTYPES
+from roofsim.app.dashboard_state import StepConfig, error_message, save_upload, step_view
+from roofsim.hardware_specs.catalog import hardware_ids
+from roofsim.model.loader import model_ids
 
 ACTIVATION_CHOICES = ("auto", "bf16", "fp16", "fp32", "fp8", "int8", "fp4")
 KV_CHOICES = ("auto", *KV_DTYPES)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app.cli import main
+from roofsim.app.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

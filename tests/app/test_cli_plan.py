@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.cli import main
+from roofsim.app.cli import main
 
 BASE = ["plan", "--model", "llama-3.1-8b", "--workload", "conversation", "--rate", "12", "--slo-ttft-p99", "1",
         "--slo-tpot-p99", "0.05", "--num-requests", "150", "--tolerance", "0.1", "--workers", "1"]

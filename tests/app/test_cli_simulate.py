@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from app.cli import main
-from simulator.config import SimConfig
+from roofsim.app.cli import main
+from roofsim.simulator.config import SimConfig
 
 
 def test_json_output_has_the_documented_keys(capsys) -> None:
@@ -100,8 +100,8 @@ hardware = "h100-sxm"
 def test_calibration_flag_uses_that_profile(tmp_path, capsys) -> None:
     """--calibration FILE (e.g. from roofsim calibrate --local) replaces the shipped profile: a profile with a
     50 ms step overhead makes every decode step, hence the mean TPOT, ~50 ms slower."""
-    from model.cost import Calibration
-    from validation.profiles import read_calibration, write_calibration
+    from roofsim.model.cost import Calibration
+    from roofsim.validation.profiles import read_calibration, write_calibration
 
     path = write_calibration(Calibration(name="slow", step_overhead_s=0.05), tmp_path / "slow.toml")
     base = ["simulate", "--num-requests", "20", "--rate", "1", "--json", "--max-batch", "1"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from validation.profiles import read_calibration, read_profile_meta
+from roofsim.app.cli import main
+from roofsim.validation.profiles import read_calibration, read_profile_meta
 
 CSV = """op,dtype,hardware,measured_s,m,n,k,message_bytes,num_gpus,framework
 gemm,bf16,h100-sxm,0.00021,4096,4096,4096,0,0,trtllm

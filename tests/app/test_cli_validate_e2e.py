@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from validation.bench_table import BenchRow, read_bench_table, write_bench_table
+from roofsim.app.cli import main
+from roofsim.validation.bench_table import BenchRow, read_bench_table, write_bench_table
 
 ROW = BenchRow(model="meta-llama/Llama-3.1-8B-Instruct", hardware="h100-sxm", num_gpus=1, tp=1, pp=1, ep=1,
                weight_dtype="bf16", kv_dtype="bf16", framework="sglang", mode="closed_loop", isl=128, osl=8,
@@ -76,7 +76,7 @@ def test_convert_aiconfigurator_silicon(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_replay_quant_keeps_fp32_end_to_end_and_auto_follows_the_hardware() -> None:
-    from app.common import replay_quant
+    from roofsim.app.common import replay_quant
 
     q = replay_quant("fp32", "h100-sxm")
     assert (q.weight_dtype, q.activation_dtype, q.kv_dtype) == ("fp32", "fp32", "fp32")

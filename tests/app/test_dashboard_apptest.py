@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.cmd_estimate import estimate
-from app.common import Deployment, quant_from_args
-from app.dashboard_state import parse_metric
-from hardware_specs.catalog import load_hardware
-from model.loader import load_model
-from model.spec import ParallelSpec
+from roofsim.app.cmd_estimate import estimate
+from roofsim.app.common import Deployment, quant_from_args
+from roofsim.app.dashboard_state import parse_metric
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ParallelSpec
 
 PAGES = Path(__file__).resolve().parents[2] / "app" / "dashboard"
 TIMEOUT_S = 60
@@ -137,10 +137,10 @@ def _frame(at: AppTest, key: str):  # noqa: ANN202
 def test_validation_kernel_upload_equals_validation_predict_and_metrics_err(tmp_path: Path) -> None:
     """GEMM, RMSNorm and all-reduce rows are all predicted (validation.predict), and the error table shown equals
     validation.metrics_err.grouped_stats of predict_rows on the same rows with the same calibration."""
-    from validation.kernel_tables import read_kernel_tables
-    from validation.metrics_err import error_stats, grouped_stats
-    from validation.predict import predict_rows
-    from validation.profiles import profile_for
+    from roofsim.validation.kernel_tables import read_kernel_tables
+    from roofsim.validation.metrics_err import error_stats, grouped_stats
+    from roofsim.validation.predict import predict_rows
+    from roofsim.validation.profiles import profile_for
 
     at = _app("3_Validation.py")
     at.selectbox(key="source").set_value("Upload a file").run()
@@ -164,8 +164,8 @@ def test_validation_kernel_upload_equals_validation_predict_and_metrics_err(tmp_
 
 def test_validation_benchmark_rows_equal_predict_table(tmp_path: Path) -> None:
     """Benchmark rows are simulated by validation.e2e.predict_table; the table shown is e2e_error_stats."""
-    from validation.bench_table import read_bench_table
-    from validation.e2e import e2e_error_stats, predict_table, shipped_calibration
+    from roofsim.validation.bench_table import read_bench_table
+    from roofsim.validation.e2e import e2e_error_stats, predict_table, shipped_calibration
 
     csv = (b"model,hardware,num_gpus,tp,pp,ep,weight_dtype,kv_dtype,framework,mode,isl,osl,concurrency,qps,"
            b"num_requests,ttft_ms,tpot_ms,itl_ms,e2e_ms,output_tokens_per_s,requests_per_s\n"
@@ -191,8 +191,8 @@ def test_validation_log_replay_equals_replay_log(tmp_path: Path) -> None:
     """A serving log is replayed by validation.replay.replay_log; the numbers shown are its comparison."""
     import json
 
-    from validation.profiles import profile_for
-    from validation.replay import make_scheduler_config, replay_log
+    from roofsim.validation.profiles import profile_for
+    from roofsim.validation.replay import make_scheduler_config, replay_log
 
     log = {"request_rate": 2.0, "duration": 3.0, "input_lens": [100, 200, 50, 300], "output_lens": [5, 3, 8, 2],
            "ttfts": [0.05, 0.04, 0.06, 0.05], "itls": [[0.01] * 4, [0.01] * 2, [0.01] * 7, [0.01]],
@@ -222,14 +222,14 @@ def test_validation_log_replay_equals_replay_log(tmp_path: Path) -> None:
 def test_validation_replays_a_local_run_with_its_own_model_hardware_and_calibration(tmp_path: Path) -> None:
     """The #8 loop in the dashboard: a `roofsim measure` log with its config.json, a HardwareSpec TOML and a
     calibration profile uploaded; fp32 (auto, the hardware has no bf16) and the log's own max batch."""
-    from app.cmd_measure import resolve_local_model
-    from app.common import replay_quant
-    from hardware_specs.catalog import load_hardware
-    from model.cost import Calibration
-    from validation.local.serve import run_serving, write_vllm_log
-    from validation.local_calibrate import dumps_hardware, write_model_config
-    from validation.profiles import write_calibration
-    from validation.replay import make_scheduler_config, replay_log
+    from roofsim.app.cmd_measure import resolve_local_model
+    from roofsim.app.common import replay_quant
+    from roofsim.hardware_specs.catalog import load_hardware
+    from roofsim.model.cost import Calibration
+    from roofsim.validation.local.serve import run_serving, write_vllm_log
+    from roofsim.validation.local_calibrate import dumps_hardware, write_model_config
+    from roofsim.validation.profiles import write_calibration
+    from roofsim.validation.replay import make_scheduler_config, replay_log
 
     spec = resolve_local_model("local-llama-tiny")
     log = write_vllm_log(run_serving(spec, "continuous", 4, float("inf"), (16, 48), 6, 3, 0), tmp_path / "run.json")
@@ -297,8 +297,8 @@ def capacity() -> AppTest:
 
 def test_capacity_winner_equals_the_planner(capacity: AppTest) -> None:
     """The page's winner is simulator.planner.plan's for the same small sweep (spec written by hand here)."""
-    from simulator.planner import PlanSpec, SerialExecutor, plan
-    from simulator.workload import NamedWorkload
+    from roofsim.simulator.planner import PlanSpec, SerialExecutor, plan
+    from roofsim.simulator.workload import NamedWorkload
 
     spec = PlanSpec(model="Llama-3.1-8B", workload=NamedWorkload(name="conversation"), rate_per_s=8.0,
                     slo_ttft_s=1.0, slo_tpot_s=0.1, hardware=("h100-sxm", "a100-sxm-80gb"), tp=(1, 2),
@@ -347,8 +347,8 @@ def _trace_csv(n: int = 80) -> bytes:
 
 def test_capacity_plans_for_an_uploaded_trace_like_the_planner(tmp_path: Path) -> None:
     """An uploaded trace replaces the built-in workload; the winner equals simulator.planner.plan's on that file."""
-    from simulator.planner import PlanSpec, SerialExecutor, plan
-    from simulator.workload import TraceWorkload
+    from roofsim.simulator.planner import PlanSpec, SerialExecutor, plan
+    from roofsim.simulator.workload import TraceWorkload
 
     data = _trace_csv()
     at = _app("4_Capacity_planning.py")
@@ -387,8 +387,8 @@ SERVING_N = 300
 
 def _serving_reference(count: int = 1) -> dict:
     """The same run straight through the simulator, config written by hand (not via the dashboard's helpers)."""
-    from simulator.config import SimConfig
-    from simulator.run import simulate
+    from roofsim.simulator.config import SimConfig
+    from roofsim.simulator.run import simulate
 
     cfg = SimConfig.model_validate({
         "workload": {"kind": "named", "name": "conversation", "rate_per_s": 4.0, "num_requests": SERVING_N},
@@ -441,7 +441,7 @@ def test_load_sweep_latency_grows_with_rate(serving: AppTest) -> None:
 
 
 def test_scenario_toml_restores_the_widgets() -> None:
-    from app.dashboard_state import ServingForm, sim_config
+    from roofsim.app.dashboard_state import ServingForm, sim_config
 
     toml = sim_config(ServingForm(model="Qwen3-8B", hardware="a100-sxm-80gb", scheduler="sarathi", chunk_size=256,
                                   count=3, rate_per_s=2.5, num_requests=200)).to_toml()
@@ -488,8 +488,8 @@ def test_serving_impossible_deployment_shows_error() -> None:
 
 
 def _technique_reference(extra: dict, n: int) -> dict:
-    from simulator.config import SimConfig
-    from simulator.run import simulate
+    from roofsim.simulator.config import SimConfig
+    from roofsim.simulator.run import simulate
 
     group = {"model": "Llama-3.1-8B", "hardware": "h100-sxm",
              "quant": {"weight_dtype": "bf16", "activation_dtype": "bf16", "kv_dtype": "bf16"}, **extra}
@@ -537,7 +537,7 @@ def test_speculation_and_early_exit_together_is_an_error_not_a_traceback() -> No
 
 
 def test_technique_toml_restores_the_widgets() -> None:
-    from app.dashboard_state import ARRIVAL_MODES, ServingForm, sim_config
+    from roofsim.app.dashboard_state import ARRIVAL_MODES, ServingForm, sim_config
 
     toml = sim_config(ServingForm(spec_drafter="layerskip", spec_exit_layer=10, spec_k=5, spec_tree_width=2,
                                   spec_acceptance="positional", spec_rates="0.9, 0.8, 0.7, 0.6, 0.5",

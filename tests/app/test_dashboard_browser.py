@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from app.cmd_app import streamlit_command
-from app.cmd_estimate import estimate
-from app.common import Deployment, quant_from_args
-from hardware_specs.catalog import load_hardware
-from model.loader import load_model
-from model.spec import ParallelSpec
+from roofsim.app.cmd_app import streamlit_command
+from roofsim.app.cmd_estimate import estimate
+from roofsim.app.common import Deployment, quant_from_args
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ParallelSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -135,8 +135,8 @@ def _ref_tpot_ms(batch: int) -> float:
 
 def _ref_plan_winner() -> object:
     """simulator.planner.plan of the capacity page's default question, written out by hand."""
-    from simulator.planner import PlanSpec, SerialExecutor, plan
-    from simulator.workload import NamedWorkload
+    from roofsim.simulator.planner import PlanSpec, SerialExecutor, plan
+    from roofsim.simulator.workload import NamedWorkload
 
     spec = PlanSpec(model="Llama-3.1-8B", workload=NamedWorkload(name="conversation"), rate_per_s=8.0,
                     slo_ttft_s=1.0, slo_tpot_s=0.1, hardware=("h100-sxm", "a100-sxm-80gb"), tp=(1, 2),

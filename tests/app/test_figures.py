@@ -8,16 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from app.cmd_estimate import estimate
-from app.common import Deployment, quant_from_args
-from app.dashboard_state import (
+from roofsim.app.cmd_estimate import estimate
+from roofsim.app.common import Deployment, quant_from_args
+from roofsim.app.dashboard_state import (
     StepConfig,
     parse_metric,
     roofs,
     step_metrics,
     step_view,
 )
-from app.figures import (
+from roofsim.app.figures import (
     ecdf,
     kernel_time_figure,
     latency_cdf_figure,
@@ -26,9 +26,9 @@ from app.figures import (
     predicted_vs_measured_figure,
     roofline_figure,
 )
-from hardware_specs.catalog import load_hardware
-from model.loader import load_model
-from model.spec import ParallelSpec
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ParallelSpec
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +137,8 @@ def test_ecdf_and_cdf_figure() -> None:
 
 
 def test_predicted_vs_measured_and_error_tables_are_metrics_err() -> None:
-    from app.dashboard_state import overall_stats, stats_rows
-    from validation.metrics_err import error_stats
+    from roofsim.app.dashboard_state import overall_stats, stats_rows
+    from roofsim.validation.metrics_err import error_stats
 
     with pytest.raises(ValueError, match="same length"):
         predicted_vs_measured_figure([1.0, 2.0], [1.0])
@@ -157,10 +157,10 @@ def test_predicted_vs_measured_and_error_tables_are_metrics_err() -> None:
 def test_kernel_comparison_is_validation_predict(tmp_path) -> None:
     """The page's kernel predictions are validation.predict's: a GEMM, an RMSNorm and an all-reduce row, each equal
     to model.cost.kernel_cost of predict.row_kernel; the GEMM is no faster than its roofline bound 2 m n k / peak."""
-    from app.dashboard_state import kernel_comparison
-    from model.cost import DEFAULT_CALIBRATION, kernel_cost
-    from validation.kernel_tables import read_kernel_tables
-    from validation.predict import row_kernel
+    from roofsim.app.dashboard_state import kernel_comparison
+    from roofsim.model.cost import DEFAULT_CALIBRATION, kernel_cost
+    from roofsim.validation.kernel_tables import read_kernel_tables
+    from roofsim.validation.predict import row_kernel
 
     p = tmp_path / "k.csv"
     p.write_text("op,dtype,hardware,measured_s,m,n,k,tokens,hidden,message_bytes,num_gpus\n"
@@ -180,8 +180,8 @@ def test_kernel_comparison_is_validation_predict(tmp_path) -> None:
 
 
 def test_serving_form_round_trips_techniques_through_toml(tmp_path) -> None:
-    from app.dashboard_state import ARRIVAL_MODES, ServingForm, form_from_config, sim_config
-    from simulator.config import SimConfig
+    from roofsim.app.dashboard_state import ARRIVAL_MODES, ServingForm, form_from_config, sim_config
+    from roofsim.simulator.config import SimConfig
 
     forms = [
         ServingForm(spec_drafter="eagle", spec_k=3, spec_acceptance="positional", spec_rates="0.9, 0.8, 0.7",

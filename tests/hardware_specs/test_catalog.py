@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware_specs import HardwareSpec, hardware_ids, list_hardware, load_hardware
-from hardware_specs.catalog import DATA_DIR, ENV_VAR, hardware_file, hardware_from_dict
-from hardware_specs.errors import InputError, UnknownNameError
+from roofsim.hardware_specs import HardwareSpec, hardware_ids, list_hardware, load_hardware
+from roofsim.hardware_specs.catalog import DATA_DIR, ENV_VAR, hardware_file, hardware_from_dict
+from roofsim.hardware_specs.errors import InputError, UnknownNameError
 
 EXPECTED_IDS = [
     "a100-pcie-80gb",

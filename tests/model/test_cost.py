@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware_specs.catalog import load_hardware
-from model.batch import BatchShape, causal_pairs, windowed_pairs
-from model.cost import DEFAULT_CALIBRATION, Calibration, CostModel, allreduce_seconds, kernel_cost
-from model.graph import expected_active_experts, gemm, graph_context, step_kernels
-from model.loader import load_model
-from model.params import count_params
-from model.spec import ParallelSpec, QuantSpec
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.batch import BatchShape, causal_pairs, windowed_pairs
+from roofsim.model.cost import DEFAULT_CALIBRATION, Calibration, CostModel, allreduce_seconds, kernel_cost
+from roofsim.model.graph import expected_active_experts, gemm, graph_context, step_kernels
+from roofsim.model.loader import load_model
+from roofsim.model.params import count_params
+from roofsim.model.spec import ParallelSpec, QuantSpec
 
 H100 = load_hardware("h100-sxm")
 LLAMA8 = load_model("llama-3.1-8b")
@@ -193,7 +193,7 @@ def test_calibration_changes_cost_without_mutating_defaults() -> None:
 # ---- refinements of the roofline (docs/model.md section 2): hand-computed on h100-sxm -------------------------
 def _decode_kernel(batch: int, ctx_len: int, cal_model=LLAMA8):
     c = graph_context(cal_model, QuantSpec(), ParallelSpec())
-    from model.graph import attention_kernels
+    from roofsim.model.graph import attention_kernels
 
     (k,) = attention_kernels(c, BatchShape.build(decode_ctx=[ctx_len] * batch))
     return k
@@ -287,7 +287,7 @@ def test_decode_compute_efficiency_is_its_own_field_and_inherits_prefill() -> No
     assert kc.seconds == pytest.approx(k.count * kc.compute_s, rel=1e-12) and kc.bound == "compute"
     # prefill is untouched; fp8 decode scales attn_prefill_eff_fp8 by the decode/prefill ratio
     assert kernel_cost(k, H100, Calibration(attn_decode_overhead_s=0.0)).bound == "memory"
-    from model.cost import decode_compute_efficiency
+    from roofsim.model.cost import decode_compute_efficiency
 
     cal = Calibration(attn_prefill_eff=0.5, attn_prefill_eff_fp8=0.4, attn_decode_eff=0.25)
     assert decode_compute_efficiency("fp8", cal) == pytest.approx(0.2) and decode_compute_efficiency("bf16", cal) == 0.25
@@ -295,7 +295,7 @@ def test_decode_compute_efficiency_is_its_own_field_and_inherits_prefill() -> No
 
 def test_gemv_regime_has_no_tile_padding() -> None:
     ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
-    from model.cost import gemm_shape_efficiency
+    from roofsim.model.cost import gemm_shape_efficiency
 
     tiled, gemv = Calibration(), Calibration(gemm_gemv_max_m=1)
     assert gemm_shape_efficiency(1, 4096, 4096, 132, gemv) == 1.0
@@ -309,7 +309,7 @@ def test_gemv_regime_has_no_tile_padding() -> None:
 
 def test_prefill_tile_padding_and_softmax_work_by_hand() -> None:
     c = graph_context(LLAMA8, QuantSpec(), ParallelSpec())  # 32 heads of 128
-    from model.graph import attention_kernels
+    from roofsim.model.graph import attention_kernels
 
     (k,) = attention_kernels(c, BatchShape.build(prefill=[(1024, 0)] * 2))
     pairs = 2 * 1024 * 1025 / 2
@@ -323,7 +323,7 @@ def test_prefill_tile_padding_and_softmax_work_by_hand() -> None:
     (_, swa) = attention_kernels(graph_context(gpt, QuantSpec(), ParallelSpec()),
                                  BatchShape.build(prefill=[(1024, 0)], window=gpt.sliding_window))
     assert swa.window == 128
-    from model.cost import prefill_score_terms
+    from roofsim.model.cost import prefill_score_terms
 
     assert prefill_score_terms(swa.scores, swa.heads, swa.window, 1024, 1)[1] == swa.heads * 1024 * 2
 
@@ -358,7 +358,7 @@ def test_fp8_gemm_pays_its_own_fixed_cost() -> None:
 
 def test_fp8_kv_decode_uses_its_own_bandwidth_fraction() -> None:
     c = graph_context(LLAMA8, QuantSpec(kv_dtype="fp8"), ParallelSpec())
-    from model.graph import attention_kernels
+    from roofsim.model.graph import attention_kernels
 
     (k,) = attention_kernels(c, BatchShape.build(decode_ctx=[8192] * 8))
     assert k.kv_dtype == "fp8"
@@ -389,7 +389,7 @@ def test_decode_steps_under_cuda_graphs_skip_the_allreduce_floor() -> None:
 
 def test_unfused_elementwise_passes_multiply_memory_traffic() -> None:
     ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
-    from model.graph import elementwise
+    from roofsim.model.graph import elementwise
 
     norm = elementwise("input_norm", 4096 * 4096, 4096 * 4096, 4, ctx, 1)
     act = elementwise("mlp_act", 2 * 4096 * 14336, 4096 * 14336, 8, ctx, 1)
@@ -403,7 +403,7 @@ def test_unfused_elementwise_passes_multiply_memory_traffic() -> None:
 
 def test_unfused_passes_pay_one_launch_each_and_cache_regime_speeds_small_working_sets() -> None:
     ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
-    from model.graph import elementwise
+    from roofsim.model.graph import elementwise
 
     tiny = elementwise("input_norm", 8, 8, 4, ctx, 1)  # overhead-bound
     cal = Calibration(kernel_overhead_s=5e-6, elementwise_norm_passes=3.5)
@@ -433,7 +433,7 @@ def test_unfused_passes_pay_one_launch_each_and_cache_regime_speeds_small_workin
 
 
 def test_gemv_uses_its_own_memory_efficiency() -> None:
-    from model.kernel import Kernel
+    from roofsim.model.kernel import Kernel
 
     def gemm(m: int) -> Kernel:
         return Kernel(name="g", kind="gemm", dtype="bf16", flops=2.0 * m * 4096 * 4096, weight_bytes=2 * 4096 * 4096,
@@ -447,7 +447,7 @@ def test_gemv_uses_its_own_memory_efficiency() -> None:
 
 
 def test_small_gemms_run_unpacked_like_a_gemv() -> None:
-    from model.cost import gemm_is_stream, gemm_shape_efficiency
+    from roofsim.model.cost import gemm_is_stream, gemm_shape_efficiency
 
     cal = Calibration(gemm_gemv_max_m=1, gemm_small_max_mnk=1_000_000, gemm_tile_m=64)
     assert gemm_is_stream(1, 4096, 4096, cal) and gemm_is_stream(4, 256, 768, cal)

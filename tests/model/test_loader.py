@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware_specs.errors import InputError, UnknownNameError
-from model.loader import (
+from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.model.loader import (
     PRESET_DIR,
     list_models,
     load_model,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hardware_specs.catalog import load_hardware
-from model.loader import load_model
-from model.memory import NON_TORCH_BYTES, DoesNotFitError, plan_memory
-from model.spec import ParallelSpec, QuantSpec
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.loader import load_model
+from roofsim.model.memory import NON_TORCH_BYTES, DoesNotFitError, plan_memory
+from roofsim.model.spec import ParallelSpec, QuantSpec
 
 H100 = load_hardware("h100-sxm")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model.loader import load_model, model_ids
-from model.params import count_params
+from roofsim.model.loader import load_model, model_ids
+from roofsim.model.params import count_params
 
 REL_TOL = 0.02
 

@@ -4,8 +4,8 @@ or higher TP move the knee."""
 
 from __future__ import annotations
 
-from simulator.config import SimConfig
-from simulator.run import simulate
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.run import simulate
 
 
 def _cfg(sched: dict, rate: float, n: int, inp: dict, out: dict, rep: dict | None = None,

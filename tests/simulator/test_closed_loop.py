@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from simulator.config import SCHEDULER_KINDS, SimConfig
-from simulator.run import simulate
+from roofsim.simulator.config import SCHEDULER_KINDS, SimConfig
+from roofsim.simulator.run import simulate
 
 
 def _cfg(clients: int = 4, n: int = 24, kind: str = "sarathi", isl: int = 1000, osl: int = 20,

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from hardware_specs.catalog import load_hardware
-from hardware_specs.errors import InputError
-from model.batch import BatchShape
-from model.cost import CostModel
-from model.loader import load_model
-from model.techniques import EarlyExitCoster, HistogramExit, LayerCoster, PerLayerExit, exit_pmf
-from simulator.config import SimConfig
-from simulator.run import build_replicas, simulate
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.techniques import EarlyExitCoster, HistogramExit, LayerCoster, PerLayerExit, exit_pmf
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.run import build_replicas, simulate
 
 L = 32
 

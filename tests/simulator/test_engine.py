@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hardware_specs.errors import InputError
-from model.memory import DoesNotFitError
-from simulator.config import SimConfig
-from simulator.run import simulate
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.memory import DoesNotFitError
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.run import simulate
 
 
 def _cfg(sched: dict | None = None, rate: float = 8.0, n: int = 400, replicas: dict | None = None,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.config import SCHEDULER_KINDS, SimConfig
-from simulator.run import simulate
+from roofsim.simulator.config import SCHEDULER_KINDS, SimConfig
+from roofsim.simulator.run import simulate
 
 
 def _config(kind: str, rate: float = 4.0, n: int = 1500, seed: int = 7, **sched: object) -> SimConfig:

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from hardware_specs.errors import UnknownNameError
-from simulator.plan_cache import PointCache, point_key
-from simulator.planner import (
+from roofsim.hardware_specs.errors import UnknownNameError
+from roofsim.simulator.plan_cache import PointCache, point_key
+from roofsim.simulator.planner import (
     DaskExecutor,
     PlannerError,
     PlanResult,
@@ -29,7 +29,7 @@ from simulator.planner import (
     replicas_at,
     resolve,
 )
-from simulator.workload import NamedWorkload
+from roofsim.simulator.workload import NamedWorkload
 
 N = 150  # requests per point: small enough for a fast suite, large enough for a P99 with a tail
 
@@ -182,7 +182,7 @@ def test_does_not_fit_and_unsupported_are_skipped_without_simulating() -> None:
 
 
 def test_closed_loop_workload_is_rejected() -> None:
-    from simulator.workload import SyntheticWorkload
+    from roofsim.simulator.workload import SyntheticWorkload
 
     wl = SyntheticWorkload(arrival={"kind": "closed_loop", "clients": 4}, input={"kind": "fixed", "tokens": 10},
                            output={"kind": "fixed", "tokens": 10}, num_requests=20)
@@ -285,7 +285,7 @@ def test_process_pool_does_not_rerun_a_script_main(tmp_path, monkeypatch) -> Non
     import sys
     import types
 
-    from simulator.planner import ProcessExecutor
+    from roofsim.simulator.planner import ProcessExecutor
 
     marker = tmp_path / "ran"
     script = tmp_path / "page.py"

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.config import SCHEDULER_KINDS, SimConfig
-from simulator.kvcache import PrefixCache
-from simulator.run import simulate
-from simulator.workload import Trace
+from roofsim.simulator.config import SCHEDULER_KINDS, SimConfig
+from roofsim.simulator.kvcache import PrefixCache
+from roofsim.simulator.run import simulate
+from roofsim.simulator.workload import Trace
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -119,7 +119,7 @@ def test_mooncake_conversation_hit_rate() -> None:
 
 
 def r_trace_ids(cfg: SimConfig) -> tuple[tuple[int, ...], ...]:
-    from simulator.workload import build_trace  # noqa: PLC0415
+    from roofsim.simulator.workload import build_trace  # noqa: PLC0415
 
     t = build_trace(cfg.workload, np.random.default_rng(0))
     assert t.hash_ids is not None

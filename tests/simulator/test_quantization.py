@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from hardware_specs.catalog import load_hardware
-from model.batch import BatchShape
-from model.cost import CostModel
-from model.loader import load_model
-from simulator.config import SimConfig
-from simulator.run import build_replicas, simulate
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel
+from roofsim.model.loader import load_model
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.run import build_replicas, simulate
 
 
 def _cfg(quant: dict, hardware: str = "h100-sxm", gmu: float = 0.35) -> SimConfig:
@@ -38,7 +38,7 @@ def test_int4_weights_free_memory_and_speed_up_decode() -> None:
     w4 = build_replicas(_cfg({"weight_dtype": "int4"}))[0].pool.total
     assert w4 > 1.5 * bf  # ~12 GB of bf16 weights shrink to ~4 GB, out of a 28 GB budget
     hw, m = load_hardware("h100-sxm"), load_model("llama-3.1-8b")
-    from model.spec import QuantSpec  # noqa: PLC0415
+    from roofsim.model.spec import QuantSpec  # noqa: PLC0415
 
     one = BatchShape(decode_seqs=1, decode_tokens=1, decode_ctx_tokens=512)
     t16 = CostModel(m, hw).step_seconds(one)

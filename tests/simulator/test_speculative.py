@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from hardware_specs.catalog import load_hardware
-from hardware_specs.errors import InputError
-from model.cost import CostModel
-from model.loader import load_model
-from model.techniques import SpeculativeConfig, SpeculativeCoster, closed_form_tokens, expected_tokens
-from simulator.config import SimConfig
-from simulator.run import build_replicas, simulate
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.cost import CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.techniques import SpeculativeConfig, SpeculativeCoster, closed_form_tokens, expected_tokens
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.run import build_replicas, simulate
 
 
 def _cfg(spec: dict | None, n: int = 60, out: tuple[int, int] = (1500, 2500), model: str = "llama-3.1-8b",
@@ -136,8 +136,8 @@ def test_speculative_and_early_exit_toml_round_trip(tmp_path) -> None:
 
 @pytest.mark.parametrize("model", ["llama-3.1-8b", "gpt-oss-20b"])  # dense; sliding-window layers
 def test_draft_pass_sums_are_bit_identical_to_the_per_shape_loops(model: str) -> None:
-    from model.batch import BatchShape
-    from model.techniques import LayerCoster
+    from roofsim.model.batch import BatchShape
+    from roofsim.model.techniques import LayerCoster
 
     cost = CostModel(load_model(model), load_hardware("h100-sxm"))
     lc = LayerCoster(cost)

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hardware_specs.errors import InputError, UnknownNameError
-from simulator.traces import detect_format, read_trace
-from simulator.workload import Trace
+from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.simulator.traces import detect_format, read_trace
+from roofsim.simulator.workload import Trace
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -72,7 +72,7 @@ def test_burstgpt_failed_rows_raise_unless_drop_failed(tmp_path, caplog):
     p = write(tmp_path, "b.csv", BURST)
     with pytest.raises(InputError, match=r"b\.csv:3: field 'Response tokens'.*1 such rows"):
         read_trace(p)
-    with caplog.at_level(logging.WARNING, logger="simulator.traces"):
+    with caplog.at_level(logging.WARNING, logger="roofsim.simulator.traces"):
         tr = read_trace(p, drop_failed=True)
     assert "dropped 1 failed request" in caplog.text
     np.testing.assert_allclose(tr.arrival_s, [0.0, 113.0])  # re-based to the first request
@@ -143,7 +143,7 @@ def test_out_of_order_sorts_only_when_asked(tmp_path, caplog):
     p = write(tmp_path, "o.csv", HEAD + "0,1,1\n5,2,2\n4,3,3\n")
     with pytest.raises(InputError, match=r"o\.csv:4: field 'arrival_s': time goes backwards \(earlier than line 3\)"):
         read_trace(p)
-    with caplog.at_level(logging.WARNING, logger="simulator.traces"):
+    with caplog.at_level(logging.WARNING, logger="roofsim.simulator.traces"):
         tr = read_trace(p, sort=True)
     assert "1 row(s) out of time order" in caplog.text
     assert tr.arrival_s.tolist() == [0, 4, 5] and tr.input_tokens.tolist() == [1, 3, 2]

@@ -11,8 +11,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 from scipy import special, stats
 
-from hardware_specs.errors import UnknownNameError
-from simulator.workload import (
+from roofsim.hardware_specs.errors import UnknownNameError
+from roofsim.simulator.workload import (
     BurstArrivals,
     ClosedLoopArrivals,
     ConstantArrivals,

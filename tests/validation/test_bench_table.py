@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hardware_specs.errors import InputError
-from validation.bench_table import COLUMNS, BenchRow, read_bench_table, write_bench_table
-from validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
+from roofsim.hardware_specs.errors import InputError
+from roofsim.validation.bench_table import COLUMNS, BenchRow, read_bench_table, write_bench_table
+from roofsim.validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
 
 ROW = BenchRow(model="meta-llama/Llama-3.1-8B-Instruct", hardware="h100-sxm", num_gpus=1, tp=1, pp=1, ep=1,
                weight_dtype="bf16", kv_dtype="bf16", framework="vllm", mode="poisson", isl=1024, osl=128,

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hardware_specs.errors import InputError
-from model.cost import Calibration, kernel_cost
-from validation.calibrate import calibrate, cross_validate, fit_calibration, fit_loss, prepare, shape_family
-from validation.kernel_tables import KernelMeasurement, read_aiconfigurator
-from validation.predict import row_kernel
-from validation.profiles import profile_for, read_calibration, read_profile_meta, write_calibration
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.cost import Calibration, kernel_cost
+from roofsim.validation.calibrate import calibrate, cross_validate, fit_calibration, fit_loss, prepare, shape_family
+from roofsim.validation.kernel_tables import KernelMeasurement, read_aiconfigurator
+from roofsim.validation.predict import row_kernel
+from roofsim.validation.profiles import profile_for, read_calibration, read_profile_meta, write_calibration
 
 TRUE = Calibration(gemm_eff=0.62, gemm_k_half=300.0, gemm_mem_eff=0.7, attn_prefill_eff=0.4,
                    attn_prefill_s_half=200.0, attn_prefill_tile=128.0, attn_softmax_flops=200.0,
@@ -24,7 +24,7 @@ TRUE = Calibration(gemm_eff=0.62, gemm_k_half=300.0, gemm_mem_eff=0.7, attn_pref
 
 
 def _synthetic_rows() -> list[KernelMeasurement]:
-    from hardware_specs.catalog import load_hardware
+    from roofsim.hardware_specs.catalog import load_hardware
 
     hw = load_hardware("h100-sxm")
     rows = []
@@ -159,8 +159,8 @@ def test_profile_for_transfers_architecture_family() -> None:
 
 
 def test_opt_in_fields_are_fitted_only_when_asked_and_recovered_on_synthetic_cpu_rows() -> None:
-    from hardware_specs.catalog import load_hardware
-    from validation.calibrate import OPT_IN_FIELDS, fitted_fields
+    from roofsim.hardware_specs.catalog import load_hardware
+    from roofsim.validation.calibrate import OPT_IN_FIELDS, fitted_fields
 
     hw = load_hardware("cpu-generic")
     truth = Calibration(gemm_gemv_max_m=1, gemm_tile_m=1, gemm_eff=0.9, gemm_mem_eff=0.2, gemm_gemv_mem_eff=0.6,

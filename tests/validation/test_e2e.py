@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from model.cost import Calibration
-from model.spec import QuantSpec
-from simulator.config import ReplicaGroup, SarathiScheduler, SimConfig
-from simulator.run import simulate
-from simulator.workload import ClosedLoopArrivals, FixedLengths, SyntheticWorkload
-from validation.bench_table import BenchRow, read_bench_table, write_bench_table
-from validation.e2e import (
+from roofsim.model.cost import Calibration
+from roofsim.model.spec import QuantSpec
+from roofsim.simulator.config import ReplicaGroup, SarathiScheduler, SimConfig
+from roofsim.simulator.run import simulate
+from roofsim.simulator.workload import ClosedLoopArrivals, FixedLengths, SyntheticWorkload
+from roofsim.validation.bench_table import BenchRow, read_bench_table, write_bench_table
+from roofsim.validation.e2e import (
     RowPrediction,
     e2e_error_stats,
     predict_row,
@@ -132,8 +132,8 @@ def test_pool_is_deterministic() -> None:
 
 # Bound measured on these rows with the shipped profiles (docs/validation-e2e.md): see the assertion.
 def test_real_silicon_rows(shared_data: Path) -> None:
-    from validation.converters import convert_aiconfigurator_silicon  # noqa: PLC0415
-    from validation.e2e import shipped_calibration  # noqa: PLC0415
+    from roofsim.validation.converters import convert_aiconfigurator_silicon  # noqa: PLC0415
+    from roofsim.validation.e2e import shipped_calibration  # noqa: PLC0415
 
     t = convert_aiconfigurator_silicon(shared_data / "serving/aiconfigurator_silicon/silicon_sample_h100.csv")
     pick = []

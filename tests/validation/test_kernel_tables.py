@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hardware_specs.errors import InputError
-from validation.kernel_tables import (
+from roofsim.hardware_specs.errors import InputError
+from roofsim.validation.kernel_tables import (
     read_aiconfigurator,
     read_aiconfigurator_table,
     read_generic_csv,

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from hardware_specs.catalog import load_hardware
-from model.cost import Calibration
-from validation.local_calibrate import (
+from roofsim.app.cli import main
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.cost import Calibration
+from roofsim.validation.local_calibrate import (
     FP32,
     QUICK_TILE_M_CANDIDATES,
     calibration_path_for,
     dumps_hardware,
     local_model_config,
 )
-from validation.profiles import read_calibration, read_profile_meta
+from roofsim.validation.profiles import read_calibration, read_profile_meta
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.timeout(400)
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One reduced loop: calibrate --local --quick on the tiny model, measure 4 requests, replay."""
-    from validation.replay import replay_log
+    from roofsim.validation.replay import replay_log
 
     work = tmp_path_factory.mktemp("local-loop")
     hw_path = work / "cpu.toml"
@@ -45,7 +45,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
     code = main(["measure", "--model", "local-llama-tiny", "--num-requests", "4", "--input-len", "16:48",
                  "--output-len", "8", "--max-batch", "4", "--out", str(log), "--json"])
     assert code == 0
-    from simulator.config import VLLMScheduler
+    from roofsim.simulator.config import VLLMScheduler
 
     cal = read_calibration(calibration_path_for(hw_path))
     rep = replay_log(log, str(work / "run.config.json"), str(hw_path),
@@ -122,7 +122,7 @@ def test_interrupted_calibration_leaves_no_profile(tmp_path: Path) -> None:
     """SIGINT in the middle of measuring: no hardware file, no calibration file, no temp file left."""
     out = tmp_path / "cpu.toml"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "calibrate", "--local", "--quick", "--local-model",
+    proc = subprocess.Popen([sys.executable, "-m", "roofsim.app.cli", "calibrate", "--local", "--quick", "--local-model",
                              "local-llama-tiny", "--out", str(out)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -149,8 +149,8 @@ def test_hardware_toml_round_trips(tmp_path: Path) -> None:
 
 
 def test_model_config_round_trips(tmp_path: Path) -> None:
-    from model.loader import load_model
-    from validation.local.transformer import small_llama_spec
+    from roofsim.model.loader import load_model
+    from roofsim.validation.local.transformer import small_llama_spec
 
     spec = small_llama_spec()
     path = tmp_path / "m.config.json"
@@ -163,10 +163,10 @@ def test_model_config_round_trips(tmp_path: Path) -> None:
 
 def test_step_overhead_fit_recovers_known_overheads() -> None:
     """Synthetic steps = kernel prediction + 2 ms + 0.3 ms/seq -> the fit returns those two numbers."""
-    from model.cost import CostModel
-    from validation.local.transformer import small_llama_spec
-    from validation.local_calibrate import fit_step_overheads
-    from validation.replay import step_shape
+    from roofsim.model.cost import CostModel
+    from roofsim.validation.local.transformer import small_llama_spec
+    from roofsim.validation.local_calibrate import fit_step_overheads
+    from roofsim.validation.replay import step_shape
 
     spec = small_llama_spec(num_layers=2)
     hw = load_hardware("cpu-generic")

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from validation.local.microbench import (
+from roofsim.validation.local.microbench import (
     ROW_KEYS,
     KernelRecord,
     MachineMeasurements,
@@ -188,7 +188,7 @@ def test_blas_threads_can_be_set_and_read_back() -> None:
 def test_caching_allocator_is_switched_on_once_on_linux_glibc() -> None:
     import platform
 
-    from validation.local.microbench import use_caching_allocator
+    from roofsim.validation.local.microbench import use_caching_allocator
 
     on = use_caching_allocator()
     assert use_caching_allocator() == on  # idempotent

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.cli import main
-from hardware_specs.catalog import load_hardware
-from validation.local import torch_gemm
-from validation.local_calibrate import torch_calibration_path_for
-from validation.profiles import read_calibration, read_profile_meta
+from roofsim.app.cli import main
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.validation.local import torch_gemm
+from roofsim.validation.local_calibrate import torch_calibration_path_for
+from roofsim.validation.profiles import read_calibration, read_profile_meta
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(not torch_gemm.torch_available(), reason="the optional torch extra is not installed")]

@@ -10,8 +10,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from model.spec import ModelSpec, MoESpec
-from validation.local import (
+from roofsim.model.spec import ModelSpec, MoESpec
+from roofsim.validation.local import (
     build_local_llama,
     check_memory,
     estimate_memory_bytes,
@@ -21,7 +21,7 @@ from validation.local import (
     vllm_log_dict,
     write_vllm_log,
 )
-from validation.local.transformer import parameter_count
+from roofsim.validation.local.transformer import parameter_count
 
 
 def _tiny(num_heads: int = 4, num_kv_heads: int = 2, hidden: int = 64, layers: int = 2) -> ModelSpec:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hardware_specs.errors import InputError
-from validation.logs import (
+from roofsim.hardware_specs.errors import InputError
+from roofsim.validation.logs import (
     read_guidellm,
     read_llmperf,
     read_log,

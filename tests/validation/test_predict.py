@@ -8,13 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hardware_specs.catalog import load_hardware
-from model.batch import BatchShape
-from model.cost import Calibration, allreduce_seconds, kernel_cost
-from model.graph import attention_kernels, gemm
-from validation.kernel_tables import KernelMeasurement
-from validation.metrics_err import error_stats, group_key, grouped_stats
-from validation.predict import _ctx, features, predict_kernel, predict_rows, row_kernel, why_unpredictable
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import Calibration, allreduce_seconds, kernel_cost
+from roofsim.model.graph import attention_kernels, gemm
+from roofsim.validation.kernel_tables import KernelMeasurement
+from roofsim.validation.metrics_err import error_stats, group_key, grouped_stats
+from roofsim.validation.predict import _ctx, features, predict_kernel, predict_rows, row_kernel, why_unpredictable
 
 H100 = load_hardware("h100-sxm")
 CAL = Calibration()
@@ -155,7 +155,7 @@ def test_error_stats_rejects_bad_input() -> None:
 
 
 def test_stream_rows_are_not_costed_as_unfused_norms() -> None:
-    from model.kernel import Kernel
+    from roofsim.model.kernel import Kernel
 
     cal = CAL.model_copy(update={"elementwise_norm_passes": 3.5, "kernel_overhead_s": 0.0})
     copy = _row("rmsnorm", "fp32", framework="stream", variant="stream_copy", tokens=1 << 20, hidden=1)

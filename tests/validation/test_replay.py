@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hardware_specs.catalog import load_hardware
-from hardware_specs.errors import InputError
-from model.cost import Calibration, CostModel
-from model.loader import load_model
-from model.spec import ParallelSpec, QuantSpec
-from validation.logs import regenerate_poisson_arrivals
-from validation.replay import compare_steps, make_scheduler_config, replay_log, step_shape
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.cost import Calibration, CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ParallelSpec, QuantSpec
+from roofsim.validation.logs import regenerate_poisson_arrivals
+from roofsim.validation.replay import compare_steps, make_scheduler_config, replay_log, step_shape
 
 MODEL, HW = "meta-llama/Llama-3.1-8B-Instruct", "h100-sxm"
 
@@ -82,7 +82,7 @@ def test_per_step_comparison(tmp_path: Path) -> None:
 
 # Bounds measured on this log (docs/validation-e2e.md) with the shipped A100 vLLM profile, plus margin.
 def test_real_vllm_log_rate_4(shared_data: Path) -> None:
-    from validation.profiles import profile_for  # noqa: PLC0415
+    from roofsim.validation.profiles import profile_for  # noqa: PLC0415
 
     log = (shared_data / "serving/vllm_llm-k8s/results_serving_meta-llama-Llama-3.3-70B-Instruct/01_tp8_pp1/"
            "serving_meta-llama-Llama-3.3-70B-Instruct_tp8_pp1_sharegpt_qps_04.json")

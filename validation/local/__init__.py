@@ -4,7 +4,7 @@ These produce measured data (kernel tables, vLLM-layout serving logs) that the v
 roofline cost model and the simulator against, on hardware anyone has: the CPU running the tests.
 """
 
-from validation.local.microbench import (
+from roofsim.validation.local.microbench import (
     KernelRecord,
     MachineMeasurements,
     measure_attention_decode,
@@ -14,8 +14,8 @@ from validation.local.microbench import (
     measure_overheads,
     measure_stream,
 )
-from validation.local.serve import RequestLog, RunLog, run_serving, vllm_log_dict, write_vllm_log
-from validation.local.transformer import (
+from roofsim.validation.local.serve import RequestLog, RunLog, run_serving, vllm_log_dict, write_vllm_log
+from roofsim.validation.local.transformer import (
     LocalLlama,
     StepRecord,
     build_local_llama,

@@ -20,15 +20,15 @@ from typing import Literal
 
 import numpy as np
 
-from model.spec import ModelSpec
-from validation.local.microbench import (
+from roofsim.model.spec import ModelSpec
+from roofsim.validation.local.microbench import (
     blas_name,
     blas_threads,
     cpu_model_name,
     set_blas_threads,
     use_caching_allocator,
 )
-from validation.local.transformer import (
+from roofsim.validation.local.transformer import (
     LocalLlama,
     StepRecord,
     build_local_llama,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from validation.local import microbench as mb
+from roofsim.validation.local import microbench as mb
 
 __all__ = ["TORCH_DTYPES", "FP16_NOTE", "torch_available", "torch_version", "prepare_torch_gemms"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.spec import ModelSpec
+from roofsim.model.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 

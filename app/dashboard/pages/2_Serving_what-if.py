@@ -10,9 +10,9 @@ from typing import Any
 
 import streamlit as st
 
-from app.common import WEIGHT_DTYPES
-from app.dashboard.ui import ACTIVATION_CHOICES, KV_CHOICES, ids, saved_upload, show_error
-from app.dashboard_state import (
+from roofsim.app.common import WEIGHT_DTYPES
+from roofsim.app.dashboard.ui import ACTIVATION_CHOICES, KV_CHOICES, ids, saved_upload, show_error
+from roofsim.app.dashboard_state import (
     ACCEPTANCES,
     ARRIVAL_MODES,
     DRAFTERS,
@@ -28,11 +28,11 @@ from app.dashboard_state import (
     sweep_rates,
     technique_kpis,
 )
-from app.figures import latency_cdf_figure, latency_vs_load_figure, timeseries_figure
-from simulator.config import SCHEDULER_KINDS, SimConfig
-from simulator.run import simulate
-from simulator.traces import FORMATS
-from simulator.workload import named_workloads
+from roofsim.app.figures import latency_cdf_figure, latency_vs_load_figure, timeseries_figure
+from roofsim.simulator.config import SCHEDULER_KINDS, SimConfig
+from roofsim.simulator.run import simulate
+from roofsim.simulator.traces import FORMATS
+from roofsim.simulator.workload import named_workloads
 
 st.set_page_config(page_title="roofsim: serving what-if", page_icon=":material/dns:", layout="wide")
 st.title("Serving what-if")

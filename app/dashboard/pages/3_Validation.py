@@ -10,9 +10,9 @@ from typing import Any
 
 import streamlit as st
 
-from app.common import replay_quant
-from app.dashboard.ui import ids, saved_upload, show_error
-from app.dashboard_state import (
+from roofsim.app.common import replay_quant
+from roofsim.app.dashboard.ui import ids, saved_upload, show_error
+from roofsim.app.dashboard_state import (
     CALIBRATIONS,
     USER_ERRORS,
     bench_error_table,
@@ -28,17 +28,17 @@ from app.dashboard_state import (
     save_upload,
     subsample,
 )
-from app.figures import error_histogram_figure, latency_cdf_figure, predicted_vs_measured_figure
-from hardware_specs.errors import InputError
-from model.cost import Calibration
-from validation.bench_table import read_bench_table
-from validation.converters import convert_aiconfigurator_silicon
-from validation.e2e import predict_table, shipped_calibration
-from validation.e2e_report import cdf_figure, scatter_figure
-from validation.kernel_tables import read_kernel_tables
-from validation.logs import read_log
-from validation.profiles import profile_for, read_calibration
-from validation.replay import SCHEDULERS, make_scheduler_config, replay_log
+from roofsim.app.figures import error_histogram_figure, latency_cdf_figure, predicted_vs_measured_figure
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.cost import Calibration
+from roofsim.validation.bench_table import read_bench_table
+from roofsim.validation.converters import convert_aiconfigurator_silicon
+from roofsim.validation.e2e import predict_table, shipped_calibration
+from roofsim.validation.e2e_report import cdf_figure, scatter_figure
+from roofsim.validation.kernel_tables import read_kernel_tables
+from roofsim.validation.logs import read_log
+from roofsim.validation.profiles import profile_for, read_calibration
+from roofsim.validation.replay import SCHEDULERS, make_scheduler_config, replay_log
 
 st.set_page_config(page_title="roofsim: validation", page_icon=":material/fact_check:", layout="wide")
 st.title("Validation: predicted versus measured")

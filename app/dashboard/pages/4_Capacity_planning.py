@@ -9,9 +9,9 @@ from typing import Any
 
 import streamlit as st
 
-from app.common import KV_DTYPES, WEIGHT_DTYPES
-from app.dashboard.ui import ids, saved_upload, show_error
-from app.dashboard_state import (
+from roofsim.app.common import KV_DTYPES, WEIGHT_DTYPES
+from roofsim.app.dashboard.ui import ids, saved_upload, show_error
+from roofsim.app.dashboard_state import (
     USER_ERRORS,
     PlanForm,
     closest_message,
@@ -20,10 +20,10 @@ from app.dashboard_state import (
     runner_up_reasons,
     winner_kpis,
 )
-from app.plan_report import pareto_figure, winner_summary_text
-from simulator.planner import PlannerError, SerialExecutor, plan
-from simulator.traces import FORMATS
-from simulator.workload import named_workloads
+from roofsim.app.plan_report import pareto_figure, winner_summary_text
+from roofsim.simulator.planner import PlannerError, SerialExecutor, plan
+from roofsim.simulator.traces import FORMATS
+from roofsim.simulator.workload import named_workloads
 
 st.set_page_config(page_title="roofsim: capacity planning", page_icon=":material/calculate:", layout="wide")
 st.title("Capacity planning")
