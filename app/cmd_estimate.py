@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from roofsim.app.common import Deployment, add_deployment_args, deployment_from_args, fmt_si, print_json, print_table
+from roofsim.app.common import (
+    Deployment,
+    add_deployment_args,
+    deployment_from_args,
+    fmt_si,
+    print_json,
+    print_table,
+)
 from roofsim.hardware_specs.catalog import list_hardware
 from roofsim.model.batch import BatchShape
 from roofsim.model.cost import StepCost

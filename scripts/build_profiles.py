@@ -16,7 +16,12 @@ sys.path.insert(0, str(ROOT))
 
 from roofsim.model.cost import Calibration  # noqa: E402
 from roofsim.validation.calibrate import calibrate  # noqa: E402
-from roofsim.validation.kernel_tables import KernelMeasurement, read_aiconfigurator, read_llmcompass, read_vidur  # noqa: E402
+from roofsim.validation.kernel_tables import (  # noqa: E402
+    KernelMeasurement,
+    read_aiconfigurator,
+    read_llmcompass,
+    read_vidur,
+)
 from roofsim.validation.metrics_err import dtype_label, grouped_stats  # noqa: E402
 from roofsim.validation.predict import predict_rows  # noqa: E402
 from roofsim.validation.profiles import PROFILE_DIR, write_calibration  # noqa: E402

@@ -24,7 +24,13 @@ from roofsim.simulator.replica import Replica, StepModel
 from roofsim.simulator.request import Request
 from roofsim.simulator.schedulers import make_scheduler
 from roofsim.simulator.speculative import technique_parts
-from roofsim.simulator.workload import ClosedLoopArrivals, SyntheticWorkload, Trace, build_trace, resolve_workload
+from roofsim.simulator.workload import (
+    ClosedLoopArrivals,
+    SyntheticWorkload,
+    Trace,
+    build_trace,
+    resolve_workload,
+)
 
 logger = logging.getLogger(__name__)
 

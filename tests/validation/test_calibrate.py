@@ -10,7 +10,14 @@ import pytest
 
 from roofsim.hardware_specs.errors import InputError
 from roofsim.model.cost import Calibration, kernel_cost
-from roofsim.validation.calibrate import calibrate, cross_validate, fit_calibration, fit_loss, prepare, shape_family
+from roofsim.validation.calibrate import (
+    calibrate,
+    cross_validate,
+    fit_calibration,
+    fit_loss,
+    prepare,
+    shape_family,
+)
 from roofsim.validation.kernel_tables import KernelMeasurement, read_aiconfigurator
 from roofsim.validation.predict import row_kernel
 from roofsim.validation.profiles import profile_for, read_calibration, read_profile_meta, write_calibration

@@ -14,7 +14,14 @@ from roofsim.model.cost import Calibration, allreduce_seconds, kernel_cost
 from roofsim.model.graph import attention_kernels, gemm
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.metrics_err import error_stats, group_key, grouped_stats
-from roofsim.validation.predict import _ctx, features, predict_kernel, predict_rows, row_kernel, why_unpredictable
+from roofsim.validation.predict import (
+    _ctx,
+    features,
+    predict_kernel,
+    predict_rows,
+    row_kernel,
+    why_unpredictable,
+)
 
 H100 = load_hardware("h100-sxm")
 CAL = Calibration()
