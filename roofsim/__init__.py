@@ -14,3 +14,53 @@ from pathlib import Path as _Path
 _checkout = _Path(__file__).resolve().parent.parent
 if (_checkout / "model" / "cost.py").is_file() and str(_checkout) not in __path__:
     __path__.append(str(_checkout))
+
+from roofsim.api import (  # noqa: E402 (after the checkout path set-up above)
+    Estimate,
+    estimate,
+    load_calibration,
+    load_config,
+    plan,
+    quant_for,
+    simulate,
+    validate_benchmarks,
+    validate_kernels,
+    validate_log,
+)
+from roofsim.hardware_specs.catalog import list_hardware, load_hardware  # noqa: E402
+from roofsim.hardware_specs.errors import InputError, RoofsimError, UnknownNameError  # noqa: E402
+from roofsim.hardware_specs.spec import HardwareSpec  # noqa: E402
+from roofsim.model.batch import BatchShape  # noqa: E402
+from roofsim.model.cost import Calibration, CostModel, StepCost  # noqa: E402
+from roofsim.model.loader import list_models, load_model  # noqa: E402
+from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec  # noqa: E402
+from roofsim.simulator.config import SimConfig  # noqa: E402
+
+__all__ = [
+    "BatchShape",
+    "Calibration",
+    "CostModel",
+    "Estimate",
+    "HardwareSpec",
+    "InputError",
+    "ModelSpec",
+    "ParallelSpec",
+    "QuantSpec",
+    "RoofsimError",
+    "SimConfig",
+    "StepCost",
+    "UnknownNameError",
+    "estimate",
+    "list_hardware",
+    "list_models",
+    "load_calibration",
+    "load_config",
+    "load_hardware",
+    "load_model",
+    "plan",
+    "quant_for",
+    "simulate",
+    "validate_benchmarks",
+    "validate_kernels",
+    "validate_log",
+]

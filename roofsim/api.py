@@ -1,0 +1,132 @@
+"""The public Python API: load a model and hardware, estimate a step, simulate, plan, validate.
+
+Every function takes the same names the CLI and run files use (a preset or HF id or config.json path for a model, a
+hardware id/alias or .toml path) and returns the library's own result objects. docs/api.md shows each in use.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.cost import Calibration
+from roofsim.model.estimate import Estimate, estimate_deployment
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
+from roofsim.simulator.config import SimConfig
+
+if TYPE_CHECKING:
+    from roofsim.simulator.metrics import SimResult
+    from roofsim.simulator.planner import PlanResult, PlanSpec
+    from roofsim.validation.e2e import E2EResult
+    from roofsim.validation.predict import Prediction
+    from roofsim.validation.replay import ReplayResult
+
+ModelLike = ModelSpec | str | Path
+HardwareLike = HardwareSpec | str | Path
+CalibrationLike = Calibration | str | Path | None
+
+
+def _model(m: ModelLike) -> ModelSpec:
+    return m if isinstance(m, ModelSpec) else load_model(m)
+
+
+def _hardware(h: HardwareLike) -> HardwareSpec:
+    return h if isinstance(h, HardwareSpec) else load_hardware(h)
+
+
+def load_calibration(calibration: CalibrationLike) -> Calibration | None:
+    """A Calibration from a profile .toml path (as `roofsim calibrate` writes), or the object itself; None keeps
+    the cost model's defaults."""
+    if calibration is None or isinstance(calibration, Calibration):
+        return calibration
+    from roofsim.validation.profiles import read_calibration  # noqa: PLC0415 (validation loads only when asked)
+
+    return read_calibration(calibration)
+
+
+def quant_for(weight_dtype: str, kv_dtype: str = "auto") -> QuantSpec:
+    """The QuantSpec a weight dtype name means (fp8 -> W8A8 fp8, fp4 -> W4A4 NVFP4, int8/int4 -> weight-only)."""
+    from roofsim.simulator.planner import quant_for as _quant_for  # noqa: PLC0415
+
+    return _quant_for(weight_dtype, kv_dtype)
+
+
+def estimate(model: ModelLike, hardware: HardwareLike, *, batch: int = 1, input_len: int = 1024,
+             output_len: int = 256, tp: int = 1, pp: int = 1, ep: int = 1, quant: QuantSpec | str = "bf16",
+             calibration: CalibrationLike = None, gpu_memory_utilization: float = 0.9) -> Estimate:
+    """TTFT, TPOT, per-kernel breakdown and memory of one batch (`roofsim estimate`). `quant` is a QuantSpec or a
+    weight dtype name; `calibration` a profile path or Calibration (None: the cost model's defaults)."""
+    m = _model(model)
+    par = ParallelSpec(tp=tp, pp=pp, ep=ep)
+    par.validate_for(m)
+    q = quant if isinstance(quant, QuantSpec) else quant_for(quant)
+    return estimate_deployment(m, _hardware(hardware), q, par, load_calibration(calibration), batch, input_len,
+                               output_len, gpu_memory_utilization)
+
+
+def load_config(source: SimConfig | Mapping[str, Any] | str | Path) -> SimConfig:
+    """A SimConfig from a run file (.toml path), a dict shaped like the run file, or a SimConfig."""
+    if isinstance(source, SimConfig):
+        return source
+    if isinstance(source, Mapping):
+        return SimConfig.model_validate(dict(source))
+    path = Path(source)
+    with path.open("rb") as f:
+        return SimConfig.model_validate(tomllib.load(f))
+
+
+def simulate(config: SimConfig | Mapping[str, Any] | str | Path,
+             progress: Callable[[float, float], None] | None = None) -> SimResult:
+    """Replay the workload of `config` through its deployment (`roofsim simulate`); same config -> same result."""
+    from roofsim.simulator.run import simulate as _simulate  # noqa: PLC0415
+
+    return _simulate(load_config(config), progress=progress)
+
+
+def plan(spec: PlanSpec | Mapping[str, Any], *, workers: int | None = 1, dask_scheduler: str | None = None,
+         cache_dir: str | Path | None = None) -> PlanResult:
+    """Cheapest deployment that serves `spec.rate_per_s` within the SLOs (`roofsim plan`). `workers`: local
+    processes (None: one per core); `dask_scheduler`: a Dask scheduler address instead; `cache_dir`: reuse
+    simulated points across runs."""
+    from roofsim.simulator import planner  # noqa: PLC0415
+
+    s = spec if isinstance(spec, planner.PlanSpec) else planner.PlanSpec.model_validate(dict(spec))
+    cache = planner.PointCache(Path(cache_dir)) if cache_dir is not None else None
+    return planner.plan(s, planner.make_executor(dask_scheduler, workers), cache)
+
+
+def validate_kernels(path: str | Path, calibration: CalibrationLike | Callable[[HardwareSpec], Calibration] = None,
+                     format: str = "auto") -> Prediction:
+    """Predict every row of a measured kernel table (AIConfigurator, Vidur, LLMCompass or generic CSV; a file or a
+    folder) and return predictions next to measurements (`roofsim validate kernels`)."""
+    from roofsim.validation.kernel_tables import read_kernel_tables  # noqa: PLC0415
+    from roofsim.validation.predict import predict_rows  # noqa: PLC0415
+
+    table = read_kernel_tables(path, format)
+    cal = calibration if callable(calibration) else load_calibration(calibration)
+    return predict_rows(table.rows, cal if cal is not None else Calibration())
+
+
+def validate_benchmarks(path: str | Path, seed: int = 0) -> E2EResult:
+    """Simulate every row of a benchmark table (validation-formats) with its GPU's shipped profile and return the
+    predictions next to the measured TTFT/TPOT/throughput (`roofsim validate benchmarks`)."""
+    from roofsim.validation.bench_table import read_bench_table  # noqa: PLC0415
+    from roofsim.validation.e2e import predict_table  # noqa: PLC0415
+
+    return predict_table(read_bench_table(path).rows, seed=seed)
+
+
+def validate_log(log: str | Path, model: ModelLike, hardware: HardwareLike, *, tp: int = 1, pp: int = 1,
+                 **options: Any) -> ReplayResult:
+    """Replay a real serving log (vLLM benchmark JSON, GuideLLM, LLMPerf) through the simulator and compare
+    per-request latencies (`roofsim validate run`); `options` as `roofsim.validation.replay.replay_log`."""
+    from roofsim.validation.replay import replay_log  # noqa: PLC0415
+
+    m = model if isinstance(model, str | Path) else model.name
+    h = hardware if isinstance(hardware, str | Path) else hardware.id
+    return replay_log(log, str(m), str(h), tp, pp, **options)
