@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +29,7 @@ def run_app(args: argparse.Namespace) -> int:
         raise ValueError(f"--port={args.port} must be in 1..65535")
     cmd = streamlit_command(args.port, args.address)
     print(f"roofsim dashboard on http://{args.address}:{args.port}  (Ctrl-C to stop)", flush=True)
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130
+    # exec, not a child process: the server IS this process, so Ctrl-C, SIGTERM and a supervisor's kill reach
+    # Streamlit itself and nothing is left holding the port
+    os.execv(cmd[0], cmd)
+    return 0  # not reached

@@ -531,14 +531,19 @@ def _vidur_cpu(path: Path, hw: str) -> KernelTable:
     return _run_rows(recs, handler, {}, str(path), "line")
 
 
-def read_vidur(root: Path | str) -> KernelTable:
-    """Read Vidur profiling CSVs under root (a vidur data folder, or any folder/file inside it)."""
+def _read_tree(root: Path | str, pattern: str, read_file: Callable[[Path], KernelTable]) -> KernelTable:
+    """`read_file` over root (one file) or every file under root matching `pattern`, in sorted order."""
     root = Path(root)
-    files = [root] if root.is_file() else sorted(root.rglob("*.csv"))
+    files = [root] if root.is_file() else sorted(root.rglob(pattern))
     out = _EMPTY
     for p in files:
-        out = out + _read_vidur_file(p)
+        out = out + read_file(p)
     return out
+
+
+def read_vidur(root: Path | str) -> KernelTable:
+    """Read Vidur profiling CSVs under root (a vidur data folder, or any folder/file inside it)."""
+    return _read_tree(root, "*.csv", _read_vidur_file)
 
 
 def _read_vidur_file(p: Path) -> KernelTable:
@@ -644,12 +649,7 @@ def _llmcompass_file(p: Path) -> KernelTable:
 
 def read_llmcompass(root: Path | str) -> KernelTable:
     """Read LLMCompass `ae/figure5/*/real_hardware/*.csv` files under root (or one such file)."""
-    root = Path(root)
-    files = [root] if root.is_file() else sorted(root.rglob("figure5/*/real_hardware/*.csv"))
-    out = _EMPTY
-    for p in files:
-        out = out + _llmcompass_file(p)
-    return out
+    return _read_tree(root, "figure5/*/real_hardware/*.csv", _llmcompass_file)
 
 
 # ---------------------------------------------------------------------------------------- generic CSV
