@@ -64,11 +64,11 @@ def test_machine_path_pattern() -> None:
 def test_no_machine_paths_in_tracked_text_files() -> None:
     hits = []
     for path in _repo_files():
-        text = _text(path)
+        text = None if path == Path(__file__).resolve() else _text(path)  # this file quotes bad paths on purpose
         if text is None:
             continue
         for n, line in enumerate(text.splitlines(), start=1):
-            # URLs may contain /home/ or /work/ legitimately; only the non-URL remainder is checked.
+            # a URL's path may hold such folder names legitimately; only the rest of the line is checked
             if MACHINE_PATH.search(re.sub(r"[a-z]+://\S+", "", line)):
                 hits.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()[:100]}")
     assert not hits, "absolute paths of a development machine:\n" + "\n".join(hits)
