@@ -1,5 +1,6 @@
 """Figures of docs/reproductions.md: speculative speedup vs batch size for two acceptance rates, and early-exit
-decode speedup vs mean exit depth with and without batch synchronisation. Writes docs/figures/*.html (plotly)."""
+decode speedup vs mean exit depth with and without batch synchronisation. Writes both onto one page,
+docs/figures/speculation-early-exit.html (plotly.js from its CDN)."""
 
 from __future__ import annotations
 
@@ -74,10 +75,15 @@ def early_exit_figure(model: str = "llama-3.1-8b", hw: str = "h100-sxm", batch: 
 
 
 def main() -> int:
+    # One page for both figures (fragments, plotly.js loaded once): one file per figure repeated the same page head.
+    figs = {"speculative-speedup-vs-batch": speculative_figure(), "early-exit-speedup-vs-depth": early_exit_figure()}
+    body = "\n".join(fig.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False, div_id=name,
+                                 default_height=520) for i, (name, fig) in enumerate(figs.items()))
     OUT.mkdir(parents=True, exist_ok=True)
-    speculative_figure().write_html(OUT / "speculative_speedup_vs_batch.html", include_plotlyjs="cdn")
-    early_exit_figure().write_html(OUT / "early_exit_speedup_vs_depth.html", include_plotlyjs="cdn")
-    sys.stdout.write(f"wrote {OUT}/speculative_speedup_vs_batch.html and early_exit_speedup_vs_depth.html\n")
+    path = OUT / "speculation-early-exit.html"
+    path.write_text('<!doctype html><html><head><meta charset="utf-8"><title>Speculative decoding and early exit'
+                    f"</title></head><body>\n{body}\n</body></html>\n", encoding="utf-8")
+    sys.stdout.write(f"wrote {path}\n")
     return 0
 
 

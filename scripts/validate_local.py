@@ -112,7 +112,7 @@ def figures(reps: list[Repeat], fig_dir: Path) -> list[str]:
     from plotly.subplots import make_subplots  # noqa: PLC0415
 
     fig_dir.mkdir(parents=True, exist_ok=True)
-    names = []
+    figs = {}
     last = reps[-1].replay
     fig = make_subplots(rows=1, cols=4, subplot_titles=[m.replace("_s", "") for m in METRICS])
     for j, m in enumerate(METRICS, start=1):
@@ -125,9 +125,7 @@ def figures(reps: list[Repeat], fig_dir: Path) -> list[str]:
                                      line={"color": color}, showlegend=j == 1), row=1, col=j)
         fig.update_xaxes(title_text="seconds", row=1, col=j)
     fig.update_layout(title="Local run: measured vs replayed latency CDFs (last repeat)", height=380, width=1300)
-    path = fig_dir / "validation-local-latency.html"
-    fig.write_html(path, include_plotlyjs="cdn")
-    names.append(path.name)
+    figs["validation-local-latency"] = fig
 
     fig = go.Figure()
     for r in reps:
@@ -144,9 +142,7 @@ def figures(reps: list[Repeat], fig_dir: Path) -> list[str]:
                                  name="predicted = measured"))
     fig.update_layout(title="Mean step time per (kind, batch size): predicted vs measured", xaxis_type="log",
                       yaxis_type="log", xaxis_title="measured s", yaxis_title="predicted s", height=500, width=700)
-    path = fig_dir / "validation-local-steps.html"
-    fig.write_html(path, include_plotlyjs="cdn")
-    names.append(path.name)
+    figs["validation-local-steps"] = fig
 
     fig = go.Figure()
     keys = sorted({k for r in reps for k in r.kernel})
@@ -155,10 +151,14 @@ def figures(reps: list[Repeat], fig_dir: Path) -> list[str]:
     fig.add_hline(y=10, line_dash="dash", annotation_text="10% target")
     fig.update_layout(title="Kernel level: held-out median |error| % by kernel family", barmode="group",
                       yaxis_title="median |error| %", height=420, width=900)
-    path = fig_dir / "validation-local-kernels.html"
-    fig.write_html(path, include_plotlyjs="cdn")
-    names.append(path.name)
-    return names
+    figs["validation-local-kernels"] = fig
+    # One page, plotly.js loaded once: one file per figure repeated the same page head three times.
+    body = "\n".join(f.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False, div_id=name)
+                     for i, (name, f) in enumerate(figs.items()))
+    path = fig_dir / "validation-local.html"
+    path.write_text('<!doctype html><html><head><meta charset="utf-8"><title>Local end-to-end validation</title>'
+                    f"</head><body>\n{body}\n</body></html>\n", encoding="utf-8")
+    return [path.name]
 
 
 LOAD_BEFORE = float("nan")
