@@ -52,7 +52,7 @@ validate: $(STAMP)
 	$(PY) scripts/build_profiles.py
 
 # Local end-to-end validation on this machine: calibrate --local (quick grid), serve a real numpy transformer,
-# replay its log with the local calibration; 3 repeats; writes docs/validation-local.md + docs/figures/validation-local-*.html
+# replay its log with the local calibration; 3 repeats; writes docs/validation-local.md + docs/figures/validation-local.html
 # (~5-10 min on 2 cores; run it on a quiet machine for numbers to quote; FULL=1 for the full calibration grid).
 validate-local: $(STAMP)
 	$(PY) scripts/validate_local.py --repeats 3 $(if $(FULL),--full,)

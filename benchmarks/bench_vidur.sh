@@ -3,12 +3,12 @@
 # "Simulator: scaling and Vidur side by side"). Nothing here touches the project venv: Vidur lives in
 # $VENV, all inputs/outputs in $W. Steps: install | prep | train | vidur | roofsim | compare | all.
 #   Llama-2-70B, 1 replica, TP2 on A100 (the only model/GPU/TP with a Vidur attention table on this machine:
-#   /work/shared/data/kernels/vidur/legacy/acb95f6/a100_attention.csv has only n_embd=8192, 64 q / 8 kv heads, TP2),
+#   kernels/vidur/legacy/acb95f6/a100_attention.csv of the shared data folder has only n_embd=8192, 64 q / 8 kv heads, TP2),
 #   vLLM scheduler (batch cap 128, 4096 tokens per batch), Azure 2023 conversation trace (splitwise_conv.csv,
 #   19,366 requests, prompt cut so prompt + output <= 4096 as Vidur's trace_replay does).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED:-/work/shared/data}
+SHARED=${SHARED:-$REPO/../shared/data}
 W=${W:-/tmp/vidur-work}
 VENV=${VENV:-/tmp/vidur-venv}
 CORE=${CORE:-0}
@@ -17,7 +17,7 @@ install() { [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV"; "$VENV/bin/
 
 prep() {
   cat > "$W/prep.py" <<'EOF'
-"""Prepare Vidur 0.0.26 inputs from /work/shared (no network): new-format trace + offline HF dataset snapshots."""
+"""Prepare Vidur 0.0.26 inputs from the shared data folder (no network): new-format trace + offline HF dataset snapshots."""
 import json, os, shutil
 import pandas as pd
 import sys
