@@ -1,4 +1,5 @@
-"""Shared fixtures: the measured data in ../shared/data (skip cleanly when absent)."""
+"""Shared fixtures: the measured data in ../shared/data (skip cleanly when absent), and the --update-golden flag
+that lets tests/golden/test_golden.py rewrite its expected outputs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ROOFSIM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/*.json from the current code instead of comparing against them")
+
+
+@pytest.fixture(scope="session")
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True when pytest ran with --update-golden: golden tests write their expected files and pass."""
+    return bool(request.config.getoption("--update-golden"))
 
 
 @pytest.fixture(scope="session")
