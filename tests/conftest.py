@@ -41,9 +41,10 @@ def shared_data() -> Path:
 
 def _simulate_trace(inputs: list[int], outputs: list[int], arrivals: list[float] | None = None, *,
                     scheduler: dict[str, Any] | None = None, seed: int = 0, router: str = "round_robin",
-                    groups: list[dict[str, Any]] | None = None, **group: Any) -> SimResult:
+                    groups: list[dict[str, Any]] | None = None, run: dict[str, Any] | None = None,
+                    **group: Any) -> SimResult:
     """Simulate a hand-made trace (all arrivals at t=0 unless given) on Llama-3.1-8B / H100 replicas (one group
-    built from `scheduler` and `group` overrides, or the given `groups`)."""
+    built from `scheduler` and `group` overrides, or the given `groups`); `run`: SimConfig-level fields."""
     n = len(inputs)
     trace = Trace(np.zeros(n) if arrivals is None else np.asarray(arrivals, float), np.asarray(inputs),
                   np.asarray(outputs), source="hand-made")
@@ -53,7 +54,7 @@ def _simulate_trace(inputs: list[int], outputs: list[int], arrivals: list[float]
     cfg = SimConfig.model_validate({
         "workload": {"kind": "synthetic", "arrival": {"kind": "offline"}, "input": {"kind": "fixed", "tokens": 1},
                      "output": {"kind": "fixed", "tokens": 1}, "num_requests": n},
-        "replicas": groups, "router": {"kind": router}, "seed": seed})
+        "replicas": groups, "router": {"kind": router}, "seed": seed, **(run or {})})
     return simulate(cfg, trace=trace)
 
 
