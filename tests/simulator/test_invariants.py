@@ -10,6 +10,7 @@ from typing import Any, get_args
 import numpy as np
 import pytest
 
+from roofsim.hardware_specs.errors import InputError
 from roofsim.simulator.config import SCHEDULER_KINDS, SchedulerConfig, SimConfig
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.run import simulate
@@ -231,7 +232,7 @@ def test_pp_with_speculative_is_a_clear_error(kind: str) -> None:
 def test_speculative_with_early_exit_is_a_clear_error() -> None:
     data = _config("vllm", "speculative").model_dump(mode="json", exclude_none=True)
     data["replicas"][0]["early_exit"] = _config("vllm", "early_exit").replicas[0].early_exit.model_dump(mode="json")
-    with pytest.raises(Exception, match="speculative and early_exit cannot both be set"):
+    with pytest.raises(InputError, match="speculative and early_exit cannot both be set"):
         SimConfig.from_dict(data)
 
 
