@@ -232,6 +232,9 @@ def resolve(spec: PlanSpec) -> tuple[PlanSpec, TraceStats]:
 
 def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: ProgressFn | None,
           stats: PlanStats, t0: float) -> PlanResult:
+    """The phases in order: prune by the analytical bounds; count-phase bisection under branch and bound;
+    settle the searches; size the feasible deployments; rank; refine (and verify) the winner; explain why the
+    runners-up lost."""
     spec, ts = resolve(spec)
     p = _Plan(spec, ts, candidates(spec), PointRunner(ex, cache, stats), stats, progress)
     stats.candidates = len(p.cands)
