@@ -12,8 +12,7 @@ from typing import Any
 from roofsim.app.common import KV_DTYPES, WEIGHT_DTYPES, print_json, print_table
 from roofsim.app.plan_report import HEADERS, table_rows, winner_summary_text, write_report
 from roofsim.simulator.config import SCHEDULER_KINDS
-from roofsim.simulator.plan_cache import PointCache
-from roofsim.simulator.planner import PlanResult, PlanSpec, make_executor, plan
+from roofsim.simulator.planning import PlanResult, PlanSpec, PointCache, make_executor, plan
 from roofsim.simulator.workload import NamedWorkload, TraceWorkload, named_workloads
 
 

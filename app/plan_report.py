@@ -11,7 +11,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from roofsim.simulator.planner import Outcome, PlanResult
+from roofsim.simulator.planning import Outcome, PlanResult
 
 HEADERS = ["#", "configuration", "status", "capacity/replica", "replicas", "GPUs", "$/hour", "$/1M out tok",
            "J/out tok", "P99 TTFT", "P99 TPOT", "why not the winner"]

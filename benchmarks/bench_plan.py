@@ -14,8 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from roofsim.simulator.plan_cache import PointCache
-from roofsim.simulator.planner import PlanSpec, make_executor, plan
+from roofsim.simulator.planning import PlanSpec, PointCache, make_executor, plan
 from roofsim.simulator.workload import NamedWorkload
 
 

@@ -3,9 +3,11 @@ which prefill chunks, whether running requests decode). One dict maps the config
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from roofsim.hardware_specs.errors import UnknownNameError
+from roofsim.model.batch import BatchShape
 from roofsim.simulator.request import Request
 
 if TYPE_CHECKING:
@@ -33,6 +35,24 @@ class Scheduler:
 
     def form(self, rep: Replica, lane: Lane, now: float, chunks: Chunks) -> int:
         raise NotImplementedError
+
+    def mixed_token_budget(self) -> int | None:
+        """Most tokens of an iteration that mixes prompt and decode tokens; None: the policy never mixes them."""
+        return None
+
+    def min_seconds_per_request(self, prefill_s: float, decode_s: float, tokens: float, lanes: int,
+                                step_seconds: Callable[[BatchShape], float]) -> float:
+        """Lower bound of the replica time one request takes in steady state (the capacity planner's analytical
+        bound is its inverse), from the request's prompt and decode times at the replica's best throughput,
+        its prompt + decode tokens and the pipeline lanes."""
+        at_best = max(decode_s, prefill_s)  # prefills and decodes overlap at best
+        budget = self.mixed_token_budget()
+        if budget is None:
+            return at_best
+        # mixed iterations of at most `budget` tokens: every prompt and decode token takes a slot, and no token
+        # of an iteration costs less than a prompt token of a full budget with no attention context
+        full = step_seconds(BatchShape(prefill_tokens=budget, prefill_seqs=1, prefill_attn_pairs=0))
+        return max(at_best, tokens * full / budget / lanes)
 
     # -- shared pieces ----------------------------------------------------------------------------------
     @staticmethod
@@ -107,6 +127,11 @@ class VLLMBatching(Scheduler):
                 return 0
         return rep.prepare_decode(lane, now)
 
+    def min_seconds_per_request(self, prefill_s: float, decode_s: float, tokens: float, lanes: int,
+                                step_seconds: Callable[[BatchShape], float]) -> float:
+        # an iteration is prefills only or decodes only, so a request's two costs add up
+        return decode_s + prefill_s
+
 
 class SJFBatching(VLLMBatching):
     """vLLM batching with the waiting queue ordered by predicted output length (shortest first)."""
@@ -123,6 +148,9 @@ class OrcaBatching(Scheduler):
         if not rep.swapped:
             self.admit_whole(rep, lane, now, chunks, self.cfg.max_batched_tokens - n_dec)
         return n_dec
+
+    def mixed_token_budget(self) -> int | None:
+        return self.cfg.max_batched_tokens
 
 
 class SarathiBatching(Scheduler):
@@ -156,6 +184,9 @@ class SarathiBatching(Scheduler):
             chunks.append((w, new))
             budget -= new
         return n_dec
+
+    def mixed_token_budget(self) -> int | None:
+        return min(self.cfg.chunk_size, self.cfg.max_batched_tokens)  # type: ignore[union-attr]
 
 
 SCHEDULERS: dict[str, type[Scheduler]] = {

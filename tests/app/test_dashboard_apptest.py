@@ -296,8 +296,8 @@ def capacity() -> AppTest:
 
 
 def test_capacity_winner_equals_the_planner(capacity: AppTest) -> None:
-    """The page's winner is simulator.planner.plan's for the same small sweep (spec written by hand here)."""
-    from roofsim.simulator.planner import PlanSpec, SerialExecutor, plan
+    """The page's winner is simulator.planning.plan's for the same small sweep (spec written by hand here)."""
+    from roofsim.simulator.planning import PlanSpec, SerialExecutor, plan
     from roofsim.simulator.workload import NamedWorkload
 
     spec = PlanSpec(model="Llama-3.1-8B", workload=NamedWorkload(name="conversation"), rate_per_s=8.0,
@@ -346,8 +346,8 @@ def _trace_csv(n: int = 80) -> bytes:
 
 
 def test_capacity_plans_for_an_uploaded_trace_like_the_planner(tmp_path: Path) -> None:
-    """An uploaded trace replaces the built-in workload; the winner equals simulator.planner.plan's on that file."""
-    from roofsim.simulator.planner import PlanSpec, SerialExecutor, plan
+    """An uploaded trace replaces the built-in workload; the winner equals simulator.planning.plan's on that file."""
+    from roofsim.simulator.planning import PlanSpec, SerialExecutor, plan
     from roofsim.simulator.workload import TraceWorkload
 
     data = _trace_csv()

@@ -134,8 +134,8 @@ def _ref_tpot_ms(batch: int) -> float:
 
 
 def _ref_plan_winner() -> object:
-    """simulator.planner.plan of the capacity page's default question, written out by hand."""
-    from roofsim.simulator.planner import PlanSpec, SerialExecutor, plan
+    """simulator.planning.plan of the capacity page's default question, written out by hand."""
+    from roofsim.simulator.planning import PlanSpec, SerialExecutor, plan
     from roofsim.simulator.workload import NamedWorkload
 
     spec = PlanSpec(model="Llama-3.1-8B", workload=NamedWorkload(name="conversation"), rate_per_s=8.0,

@@ -9,15 +9,22 @@ import time
 import pytest
 
 from roofsim.hardware_specs.errors import UnknownNameError
-from roofsim.simulator.plan_cache import PointCache, point_key
-from roofsim.simulator.planner import (
+from roofsim.model.batch import BatchShape
+from roofsim.simulator.config import (
+    OrcaScheduler,
+    SarathiScheduler,
+    SJFScheduler,
+    StaticScheduler,
+    VLLMScheduler,
+)
+from roofsim.simulator.planning import (
     DaskExecutor,
     PlannerError,
     PlanResult,
     PlanSpec,
+    PointCache,
     ProcessExecutor,
     SerialExecutor,
-    _point,
     analytical_bounds,
     candidates,
     evaluate_point,
@@ -26,9 +33,13 @@ from roofsim.simulator.planner import (
     index_for_replicas,
     plan,
     point_config,
+    point_key,
     replicas_at,
     resolve,
 )
+from roofsim.simulator.planning.cache import fingerprint_files
+from roofsim.simulator.planning.points import point_of
+from roofsim.simulator.schedulers import make_scheduler
 from roofsim.simulator.workload import NamedWorkload
 
 N = 150  # requests per point: small enough for a fast suite, large enough for a P99 with a tail
@@ -66,9 +77,9 @@ def test_capacity_is_the_slo_edge_within_tolerance(exhaustive: tuple[PlanResult,
     o = next(o for o in result.outcomes if o.candidate.label.startswith("h100-sxm tp1"))
     assert o.status == "feasible"
     native = 1.0
-    at = _point(spec, o.capacity_per_s, evaluate_point(point_config(spec, o.candidate, o.capacity_per_s, native)))
+    at = point_of(spec, o.capacity_per_s, evaluate_point(point_config(spec, o.candidate, o.capacity_per_s, native)))
     above_rate = o.capacity_per_s * (1 + spec.tolerance)
-    above = _point(spec, above_rate, evaluate_point(point_config(spec, o.candidate, above_rate, native)))
+    above = point_of(spec, above_rate, evaluate_point(point_config(spec, o.candidate, above_rate, native)))
     assert at.feasible, at.why
     assert not above.feasible
     assert above.why  # names the SLO that failed
@@ -285,8 +296,6 @@ def test_process_pool_does_not_rerun_a_script_main(tmp_path, monkeypatch) -> Non
     import sys
     import types
 
-    from roofsim.simulator.planner import ProcessExecutor
-
     marker = tmp_path / "ran"
     script = tmp_path / "page.py"
     script.write_text(f"open({str(marker)!r}, 'w').write('x')\nraise SystemExit('a page script must not run')\n")
@@ -300,3 +309,30 @@ def test_process_pool_does_not_rerun_a_script_main(tmp_path, monkeypatch) -> Non
         ex.close()
     assert not marker.exists()
     assert sys.modules["__main__"] is fake
+
+
+def test_each_scheduler_policy_gives_its_own_capacity_bound() -> None:
+    """Seconds a request takes at least: static overlaps prefill and decode, vLLM/SJF add them (an iteration is
+    one or the other), Orca and Sarathi also pay every token at a full mixed iteration's per-token cost."""
+    def step_s(shape: BatchShape) -> float:  # 10 ms fixed + 0.1 ms per prompt token
+        return 0.01 + 1e-4 * shape.prefill_tokens
+
+    def bound(cfg: object) -> float:
+        return make_scheduler(cfg).min_seconds_per_request(0.3, 0.5, 20000.0, 2, step_s)  # type: ignore[arg-type]
+
+    assert bound(StaticScheduler()) == 0.5
+    assert bound(VLLMScheduler()) == bound(SJFScheduler()) == 0.8
+    assert bound(OrcaScheduler(max_batched_tokens=4096)) == pytest.approx(20000 * (0.01 + 0.4096) / 4096 / 2)
+    assert bound(SarathiScheduler(chunk_size=512, max_batched_tokens=4096)) == pytest.approx(
+        20000 * (0.01 + 0.0512) / 512 / 2)
+    assert bound(SarathiScheduler(chunk_size=8192, max_batched_tokens=4096)) == bound(
+        OrcaScheduler(max_batched_tokens=4096))
+    # mixed iterations never bound below the plain prefill/decode overlap
+    assert make_scheduler(OrcaScheduler()).min_seconds_per_request(0.3, 0.5, 10.0, 1, step_s) == 0.5
+
+
+def test_cache_fingerprint_covers_the_simulation_not_the_search() -> None:
+    files = {p.as_posix() for p in fingerprint_files()}
+    assert {"simulator/run.py", "simulator/schedulers.py", "simulator/planning/evaluate.py", "model/cost.py",
+            "hardware_specs/data/h100-sxm.toml"} <= files
+    assert [f for f in files if f.startswith("simulator/planning/")] == ["simulator/planning/evaluate.py"]

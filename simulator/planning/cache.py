@@ -22,7 +22,12 @@ CACHE_ENV = "ROOFSIM_CACHE_DIR"
 # Bump when the stored record layout changes (old files are then simply never looked up again).
 RECORD_FORMAT = 1
 _PACKAGES = ("hardware_specs", "model", "simulator")
-_SKIP = {"planner.py", "plan_cache.py"}  # the search driver does not change what one simulation returns
+# The planning package decides which configs to simulate, not what a simulation returns (a config's key holds
+# the config itself); of it only the module that turns a run into the stored value counts.
+_PLANNING = Path("simulator", "planning")
+_PLANNING_KEPT = {"evaluate.py"}
+_SUFFIXES = (".py", ".toml", ".json")
+_ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages/roofsim when installed
 
 
 def default_cache_dir() -> Path:
@@ -31,6 +36,20 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "roofsim" / "plan"
+
+
+def fingerprint_files() -> list[Path]:
+    """The source and data files a simulation result depends on, relative to the folder holding the packages."""
+    out = []
+    for pkg in _PACKAGES:
+        for path in sorted((_ROOT / pkg).rglob("*")):
+            rel = path.relative_to(_ROOT)
+            if path.suffix not in _SUFFIXES or "__pycache__" in rel.parts:
+                continue
+            if _PLANNING in rel.parents and rel.name not in _PLANNING_KEPT:
+                continue
+            out.append(rel)
+    return out
 
 
 @functools.cache
@@ -42,13 +61,9 @@ def code_fingerprint() -> str:
     except metadata.PackageNotFoundError:
         version = "unknown"
     h = hashlib.sha256(version.encode())
-    root = Path(__file__).resolve().parents[1]
-    for pkg in _PACKAGES:
-        for path in sorted((root / pkg).rglob("*")):
-            if path.suffix not in (".py", ".toml", ".json") or path.name in _SKIP or "__pycache__" in path.parts:
-                continue
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
+    for rel in fingerprint_files():
+        h.update(str(rel).encode())
+        h.update((_ROOT / rel).read_bytes())
     return f"{version}+{h.hexdigest()[:16]}"
 
 
@@ -111,4 +126,5 @@ class PointCache:
             raise
 
 
-__all__ = ["CACHE_ENV", "PointCache", "code_fingerprint", "default_cache_dir", "point_key"]
+__all__ = ["CACHE_ENV", "PointCache", "code_fingerprint", "default_cache_dir", "fingerprint_files",
+           "point_key"]

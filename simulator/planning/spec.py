@@ -1,0 +1,177 @@
+"""What a capacity plan searches: the question (PlanSpec: candidate space, traffic, SLOs, objective) and the
+candidate replica configurations it expands to."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import RoofsimError
+from roofsim.model.spec import QuantSpec
+from roofsim.simulator.config import SCHEDULER_KINDS, SchedulerConfig
+from roofsim.simulator.schedulers import Scheduler, make_scheduler
+from roofsim.simulator.workload import (
+    ClosedLoopArrivals,
+    OfflineArrivals,
+    SyntheticWorkload,
+    WorkloadConfig,
+    resolve_workload,
+)
+
+Objective = Literal["cost", "gpus", "energy"]
+Status = Literal["feasible", "pruned", "slo_unmet", "over_budget", "does_not_fit", "unsupported", "invalid"]
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_SCHEDULER_CONFIG: TypeAdapter[Any] = TypeAdapter(SchedulerConfig)
+
+
+class PlannerError(RoofsimError):
+    """A plan that cannot run: bad search space, unreachable cluster."""
+
+
+class PlanSpec(BaseModel):
+    """A capacity-planning question: the candidate space, the traffic, the SLOs and what to minimise."""
+
+    model_config = _FROZEN
+    model: str
+    workload: WorkloadConfig
+    rate_per_s: float = Field(gt=0, allow_inf_nan=False, description="target request rate of the deployment")
+    slo_ttft_s: float = Field(gt=0, allow_inf_nan=False, description="P99 TTFT target")
+    slo_tpot_s: float = Field(gt=0, allow_inf_nan=False, description="P99 TPOT target")
+    hardware: tuple[str, ...] = Field(("h100-sxm",), min_length=1)
+    tp: tuple[int, ...] = Field((1, 2, 4, 8), min_length=1)
+    pp: tuple[int, ...] = Field((1,), min_length=1)
+    weight_dtypes: tuple[str, ...] = Field(("bf16",), min_length=1)
+    kv_dtypes: tuple[str, ...] = Field(("auto",), min_length=1, description="'auto' = bf16 (16-bit activations)")
+    schedulers: tuple[str, ...] = Field(("vllm",), min_length=1)
+    max_batch: tuple[int, ...] = Field((256,), min_length=1, description="max_num_seqs values")
+    # JSON objects for the ReplicaGroup field `speculative` (None = off); passed through to SimConfig unchanged.
+    speculative: tuple[str | None, ...] = (None,)
+    max_batched_tokens: int | None = Field(None, ge=1, description=(
+        "token budget of one iteration; None = max(8192, longest prompt rounded up to 1024): schedulers that "
+        "do not chunk prompts reject longer ones, vLLM likewise sizes it from the context length"))
+    chunk_size: int = Field(512, ge=1, description="Sarathi token budget")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    objective: Objective = "cost"
+    num_requests: int = Field(2000, ge=10)
+    seed: int = 0
+    tolerance: float = Field(0.05, gt=0, le=1, description="relative bisection tolerance of the capacity")
+    max_gpus: int | None = Field(None, ge=1, description="GPU budget of the deployment")
+    max_replicas: int = Field(256, ge=1, description="search no capacity below rate_per_s / max_replicas")
+    candidates_per_round: int = Field(8, ge=1, description=(
+        "searches advanced per round, cheapest lower bound first; more = more parallelism, less pruning"))
+    exhaustive: bool = Field(False, description="simulate every candidate (no cost-bound pruning)")
+    verify_winner: bool = Field(True, description="simulate the winning deployment (all replicas, routed)")
+
+    @model_validator(mode="after")
+    def _check(self) -> PlanSpec:
+        for name in ("tp", "pp", "max_batch"):
+            bad = [v for v in getattr(self, name) if v < 1]
+            if bad:
+                raise ValueError(f"{name}={bad[0]} must be >= 1")
+        bad_s = [s for s in self.schedulers if s not in SCHEDULER_KINDS]
+        if bad_s:
+            raise ValueError(f"scheduler {bad_s[0]!r} is not one of {', '.join(SCHEDULER_KINDS)}")
+        for s in self.speculative:
+            if s is not None:
+                try:
+                    obj = json.loads(s)
+                except ValueError as e:
+                    raise ValueError(f"speculative={s!r} is not a JSON object: {e}") from None
+                if not isinstance(obj, dict):
+                    raise ValueError(f"speculative={s!r} must be a JSON object")
+        wl = resolve_workload(self.workload)
+        if isinstance(wl, SyntheticWorkload) and isinstance(wl.arrival, ClosedLoopArrivals | OfflineArrivals):
+            raise ValueError(f"workload arrival kind {wl.arrival.kind!r} has no request rate to search over; "
+                             "use an open-loop workload (poisson, gamma, constant, burst) or a trace")
+        return self
+
+
+def quant_for(weight_dtype: str, kv_dtype: str = "auto") -> QuantSpec:
+    """The QuantSpec the CLI means by a weight dtype: fp8 -> W8A8 fp8, fp4 -> W4A4 (NVFP4 blocks of 16),
+    int8/int4 -> weight-only with bf16 activations; kv 'auto' -> bf16."""
+    act = {"fp8": "fp8", "fp4": "fp4", "fp32": "fp32", "fp16": "fp16"}.get(weight_dtype, "bf16")
+    kv = "bf16" if kv_dtype == "auto" else kv_dtype
+    if kv_dtype == "auto" and act in ("fp16", "fp32"):
+        kv = act
+    fp4 = weight_dtype == "fp4"
+    return QuantSpec(weight_dtype=weight_dtype, activation_dtype=act, kv_dtype=kv,  # type: ignore[arg-type]
+                     group_size=16 if fp4 else 128, scale_bytes=1.0 if fp4 else 2.0)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One replica configuration of the search space."""
+
+    hardware: str
+    tp: int
+    pp: int
+    weight_dtype: str
+    kv_dtype: str
+    scheduler: str
+    max_batch: int
+    speculative: str | None = None
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def label(self) -> str:
+        kv = "" if self.kv_dtype == "auto" else f"/kv-{self.kv_dtype}"
+        spec = "" if self.speculative is None else f" spec={self.speculative}"
+        return (f"{self.hardware} tp{self.tp}" + (f" pp{self.pp}" if self.pp > 1 else "")
+                + f" {self.weight_dtype}{kv} {self.scheduler} b{self.max_batch}{spec}")
+
+    def scheduler_config(self, spec: PlanSpec) -> dict[str, Any]:
+        """The `scheduler` table of this candidate's replica group."""
+        sched: dict[str, Any] = {"kind": self.scheduler, "max_num_seqs": self.max_batch,
+                                 "max_batched_tokens": spec.max_batched_tokens}
+        if self.scheduler == "sarathi":
+            sched["chunk_size"] = spec.chunk_size
+        return sched
+
+    def scheduler_policy(self, spec: PlanSpec) -> Scheduler:
+        """The scheduler implementation this candidate's replicas run (its capacity bound, whether it chunks)."""
+        return make_scheduler(_SCHEDULER_CONFIG.validate_python(self.scheduler_config(spec)))
+
+    def group(self, spec: PlanSpec, count: int = 1) -> dict[str, Any]:
+        g: dict[str, Any] = {"model": spec.model, "hardware": self.hardware, "tp": self.tp, "pp": self.pp,
+                             "count": count, "quant": quant_for(self.weight_dtype, self.kv_dtype).model_dump(),
+                             "scheduler": self.scheduler_config(spec),
+                             "gpu_memory_utilization": spec.gpu_memory_utilization}
+        if self.speculative is not None:
+            g["speculative"] = json.loads(self.speculative)
+        return g
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hardware": self.hardware, "tp": self.tp, "pp": self.pp, "weight_dtype": self.weight_dtype,
+                "kv_dtype": self.kv_dtype, "scheduler": self.scheduler, "max_batch": self.max_batch,
+                "speculative": self.speculative, "gpus": self.gpus, "label": self.label}
+
+
+def candidates(spec: PlanSpec) -> list[Candidate]:
+    """Every combination of the space, in a fixed order (hardware, weights, kv, tp, pp, scheduler, batch, spec);
+    hardware names are resolved to catalog ids (UnknownNameError with close names for a typo)."""
+    hw_ids: list[str] = []
+    for name in spec.hardware:
+        hid = load_hardware(name).id
+        if hid not in hw_ids:
+            hw_ids.append(hid)
+    out = []
+    for hw in hw_ids:
+        for wd in dict.fromkeys(spec.weight_dtypes):
+            for kv in dict.fromkeys(spec.kv_dtypes):
+                for tp in sorted(set(spec.tp)):
+                    for pp in sorted(set(spec.pp)):
+                        for sch in dict.fromkeys(spec.schedulers):
+                            for mb in sorted(set(spec.max_batch)):
+                                for sp in dict.fromkeys(spec.speculative):
+                                    out.append(Candidate(hw, tp, pp, wd, kv, sch, mb, sp))
+    return out
+
+
+__all__ = ["Candidate", "Objective", "PlanSpec", "PlannerError", "Status", "candidates", "quant_for"]
