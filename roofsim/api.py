@@ -21,7 +21,7 @@ from roofsim.simulator.config import SimConfig
 
 if TYPE_CHECKING:
     from roofsim.simulator.metrics import SimResult
-    from roofsim.simulator.planner import PlanResult, PlanSpec
+    from roofsim.simulator.planning import PlanResult, PlanSpec
     from roofsim.validation.e2e import E2EResult
     from roofsim.validation.predict import Prediction
     from roofsim.validation.replay import ReplayResult
@@ -51,7 +51,7 @@ def load_calibration(calibration: CalibrationLike) -> Calibration | None:
 
 def quant_for(weight_dtype: str, kv_dtype: str = "auto") -> QuantSpec:
     """The QuantSpec a weight dtype name means (fp8 -> W8A8 fp8, fp4 -> W4A4 NVFP4, int8/int4 -> weight-only)."""
-    from roofsim.simulator.planner import quant_for as _quant_for  # noqa: PLC0415
+    from roofsim.simulator.planning import quant_for as _quant_for  # noqa: PLC0415
 
     return _quant_for(weight_dtype, kv_dtype)
 
@@ -93,7 +93,7 @@ def plan(spec: PlanSpec | Mapping[str, Any], *, workers: int | None = 1, dask_sc
     """Cheapest deployment that serves `spec.rate_per_s` within the SLOs (`roofsim plan`). `workers`: local
     processes (None: one per core); `dask_scheduler`: a Dask scheduler address instead; `cache_dir`: reuse
     simulated points across runs."""
-    from roofsim.simulator import planner  # noqa: PLC0415
+    from roofsim.simulator import planning as planner  # noqa: PLC0415
 
     s = spec if isinstance(spec, planner.PlanSpec) else planner.PlanSpec.model_validate(dict(spec))
     cache = planner.PointCache(Path(cache_dir)) if cache_dir is not None else None

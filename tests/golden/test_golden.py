@@ -15,7 +15,7 @@ from roofsim.app.cli import build_parser
 from roofsim.app.cmd_estimate import estimate
 from roofsim.app.common import deployment_from_args
 from roofsim.simulator.config import SimConfig
-from roofsim.simulator.planner import PlanSpec, SerialExecutor, plan
+from roofsim.simulator.planning import PlanSpec, SerialExecutor, plan
 from roofsim.simulator.run import simulate
 from roofsim.simulator.workload import NamedWorkload
 
