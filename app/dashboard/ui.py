@@ -55,14 +55,14 @@ def widget_drawer(rows: Sequence[Widget], values: dict[str, Any]) -> Callable[..
     for r in rows:
         by_key.setdefault(r.key, []).append(r)
 
-    def w(key: str, box: Any = st.sidebar, **extra: Any) -> Any:
+    def w(key: str, box: Any = st.sidebar) -> Any:
         mine = by_key[key]
         if not any(r.when(values) for r in mine):
             return None
         row = next(r for r in mine if r.widget)
         if key not in st.session_state:
             st.session_state[key] = copy.copy(row.default)
-        kw = dict(row.kw) | extra
+        kw = dict(row.kw)
         if row.options is not None:
             kw["options"] = row.choices(st.session_state[key])
         values[key] = getattr(box, row.widget)(row.label, key=key, **kw)

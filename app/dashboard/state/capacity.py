@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from roofsim.app.dashboard.state.common import KV_CHOICES, MAX_SEED, WEIGHT_CHOICES
-from roofsim.app.dashboard.state.form import NEVER, SKIP, Values, Widget, build_dict, defaults, restore
+from roofsim.app.dashboard.state.form import NEVER, SKIP, Values, Widget, build_dict, defaults, is_, restore
 from roofsim.hardware_specs.catalog import hardware_ids
 from roofsim.model.loader import model_ids
 
@@ -15,18 +15,7 @@ from roofsim.simulator.planner import Objective, PlanSpec
 from roofsim.simulator.workload import TraceFormat, named_workloads
 
 SOURCES = ("built-in", "upload a trace")
-
-
-def _source(v: Values) -> str:
-    return v["pl_source"]
-
-
-def _built_in(v: Values) -> bool:
-    return _source(v) == SOURCES[0]
-
-
-def _upload(v: Values) -> bool:
-    return _source(v) == SOURCES[1]
+_built_in, _upload = is_("pl_source", SOURCES[0]), is_("pl_source", SOURCES[1])
 
 
 # One row per widget: session key, PlanSpec dump path, element, label, default [, options, when, converters, kw].

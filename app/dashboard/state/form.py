@@ -25,6 +25,16 @@ def _always(values: Values) -> bool:
     return True
 
 
+def is_(key: str, *choices: Any) -> Callable[[Values], bool]:
+    """A `when`: the widget `key` holds one of `choices`."""
+    return lambda v: v[key] in choices
+
+
+def all_of(*preds: Callable[[Values], bool]) -> Callable[[Values], bool]:
+    """A `when` that holds when every one of `preds` does."""
+    return lambda v: all(p(v) for p in preds)
+
+
 @dataclass(frozen=True)
 class Widget:
     """One widget: its session key, where its value lives in the config dump ("replicas.0.tp"), how it is drawn

@@ -1,5 +1,5 @@
-"""State of the serving what-if page: its widgets as one table of session key -> SimConfig dump path (building the
-config with one SimConfig.model_validate, restoring an uploaded scenario by the same paths) and what a run shows."""
+"""State of the serving what-if page: its widgets as one table of session key -> SimConfig dump path (the config is
+built by one SimConfig.model_validate of the dict the rows write; an uploaded scenario is restored by the same paths)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,18 @@ from roofsim.app.dashboard.state.common import (
     literal_values,
     parse_list,
 )
-from roofsim.app.dashboard.state.form import NEVER, OMIT, SKIP, Values, Widget, build_dict, defaults, restore
+from roofsim.app.dashboard.state.form import (
+    NEVER,
+    OMIT,
+    SKIP,
+    Values,
+    Widget,
+    all_of,
+    build_dict,
+    defaults,
+    is_,
+    restore,
+)
 from roofsim.hardware_specs.catalog import hardware_ids
 from roofsim.model.loader import model_ids
 from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, PerTokenExit
@@ -26,14 +37,6 @@ from roofsim.simulator.config import RouterConfig, SchedulerConfig, SimConfig, V
 from roofsim.simulator.workload import TraceFormat, named_workload, named_workloads
 
 ARRIVAL_MODES = ("open loop (rate)", "closed loop (clients)")
-
-
-def _all(*preds: Callable[[Values], bool]) -> Callable[[Values], bool]:
-    return lambda v: all(p(v) for p in preds)
-
-
-def _is(key: str, *choices: Any) -> Callable[[Values], bool]:
-    return lambda v: v[key] in choices
 
 
 def _trace(v: Values) -> bool:
@@ -79,10 +82,10 @@ def _csv_path(path: str) -> str:
 
 
 _open, _closed = _mode(0), _mode(1)
-_not_trace = _all(lambda v: not _trace(v))
-_spec = _all(lambda v: v["sv_spec_drafter"] != "off")
-_ee = _is("sv_ee_kind", "per_token")
-_hist = _all(_ee, _is("sv_ee_distribution", "histogram"))
+_not_trace = all_of(lambda v: not _trace(v))
+_spec = all_of(lambda v: v["sv_spec_drafter"] != "off")
+_ee = is_("sv_ee_kind", "per_token")
+_hist = all_of(_ee, is_("sv_ee_distribution", "histogram"))
 _R = "replicas.0."
 _SP = _R + "speculative."
 _EE = _R + "early_exit."
@@ -111,7 +114,7 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
            "Ramp: next client starts at the previous one's first token", False, when=_closed,
            to_cfg=lambda on: "first_token" if on else OMIT, from_cfg=lambda r: r == "first_token"),
     Widget("sv_ramp_up_s", "workload.arrival.ramp_up_s", "number_input", "Linear ramp-up over (s; 0 = all at once)",
-           0.0, when=_all(_closed, _is("sv_ramp_first_token", False)),
+           0.0, when=all_of(_closed, is_("sv_ramp_first_token", False)),
            from_cfg=lambda r: SKIP if r == "first_token" else r, kw={"min_value": 0.0}),
     Widget("sv_warmup_requests", "workload.arrival.warmup_requests", "number_input", "Warm-up requests per client",
            0, when=_closed, kw={"min_value": 0, "help": "sent first, counted, excluded from the statistics "
@@ -138,9 +141,9 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_max_batched_tokens", _R + "scheduler.max_batched_tokens", "number_input", "max_batched_tokens", 8192,
            kw={"min_value": 1}),
     Widget("sv_chunk_size", _R + "scheduler.chunk_size", "number_input", "Chunk size (tokens)", 512,
-           when=_is("sv_scheduler", "sarathi"), kw={"min_value": 1}),
+           when=is_("sv_scheduler", "sarathi"), kw={"min_value": 1}),
     Widget("sv_predictor_sigma", _R + "scheduler.predictor_sigma", "number_input", "Length predictor error sigma",
-           0.0, when=_is("sv_scheduler", "sjf"), kw={"min_value": 0.0}),
+           0.0, when=is_("sv_scheduler", "sjf"), kw={"min_value": 0.0}),
     Widget("sv_preemption", _R + "scheduler.preemption", "selectbox", "Preemption", "recompute",
            literal_values(VLLMScheduler, "preemption")),
     Widget("sv_router", "router.kind", "selectbox", "Router", "round_robin", kinds(RouterConfig)),
@@ -154,13 +157,13 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_spec_drafter", _SP + "drafter.kind", "selectbox", "Drafter", "off", ("off", *kinds(Drafter)),
            to_cfg=_off_omitted, absent="off"),
     Widget("sv_spec_draft_model", _SP + "drafter.model", "selectbox", "Draft model (same vocabulary)", "Qwen3-0.6B",
-           model_ids, when=_is("sv_spec_drafter", "draft_model")),
+           model_ids, when=is_("sv_spec_drafter", "draft_model")),
     Widget("sv_spec_draft_layers", _SP + "drafter.draft_layers", "number_input", "Draft layers", 16,
-           when=_is("sv_spec_drafter", "self"), kw={"min_value": 1}),
+           when=is_("sv_spec_drafter", "self"), kw={"min_value": 1}),
     Widget("sv_spec_exit_layer", _SP + "drafter.exit_layer", "number_input", "Exit layer", 8,
-           when=_is("sv_spec_drafter", "layerskip"), kw={"min_value": 1}),
+           when=is_("sv_spec_drafter", "layerskip"), kw={"min_value": 1}),
     Widget("sv_spec_lookup_s", _SP + "drafter.lookup_s", "number_input", "Lookup CPU time (s)", 0.0,
-           when=_is("sv_spec_drafter", "ngram"), kw={"min_value": 0.0, "format": "%.5f"}),
+           when=is_("sv_spec_drafter", "ngram"), kw={"min_value": 0.0, "format": "%.5f"}),
     Widget("sv_spec_k", _SP + "k", "number_input", "k (draft tokens)", 4, when=_spec,
            kw={"min_value": 1, "max_value": 64}),
     Widget("sv_spec_tree_width", _SP + "tree_width", "number_input", "Tree width", 1, when=_spec,
@@ -168,19 +171,19 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_spec_acceptance", _SP + "acceptance.kind", "selectbox", "Acceptance", "iid", kinds(Acceptance),
            when=_spec),
     Widget("sv_spec_rate", _SP + "acceptance.rate", "slider", "Acceptance rate", 0.7,
-           when=_all(_spec, _is("sv_spec_acceptance", "iid")), kw={"min_value": 0.0, "max_value": 1.0, "step": 0.01}),
+           when=all_of(_spec, is_("sv_spec_acceptance", "iid")), kw={"min_value": 0.0, "max_value": 1.0, "step": 0.01}),
     Widget("sv_spec_rates", _SP + "acceptance.rates", "text_input", "Rate per draft position (comma-separated)",
-           "0.8, 0.7, 0.6, 0.5", when=_all(_spec, _is("sv_spec_acceptance", "positional")),
+           "0.8, 0.7, 0.6, 0.5", when=all_of(_spec, is_("sv_spec_acceptance", "positional")),
            to_cfg=lambda t: parse_list(t, "acceptance rates per position"), from_cfg=format_list),
     Widget("sv_spec_alpha", _SP + "acceptance.alpha", "number_input", "Beta alpha", 7.0,
-           when=_all(_spec, _is("sv_spec_acceptance", "beta")), kw={"min_value": 0.0}),
+           when=all_of(_spec, is_("sv_spec_acceptance", "beta")), kw={"min_value": 0.0}),
     Widget("sv_spec_beta", _SP + "acceptance.beta", "number_input", "Beta beta", 3.0,
-           when=_all(_spec, _is("sv_spec_acceptance", "beta")), kw={"min_value": 0.0}),
+           when=all_of(_spec, is_("sv_spec_acceptance", "beta")), kw={"min_value": 0.0}),
     Widget("sv_spec_adaptive_k", _SP + "adaptive_k", "checkbox", "Adaptive k", False, when=_spec),
     Widget("sv_spec_k_min", _SP + "k_min", "number_input", "k min", 1,
-           when=_all(_spec, _is("sv_spec_adaptive_k", True)), kw={"min_value": 1, "max_value": 64}),
+           when=all_of(_spec, is_("sv_spec_adaptive_k", True)), kw={"min_value": 1, "max_value": 64}),
     Widget("sv_spec_k_max", _SP + "k_max", "number_input", "k max", 8,
-           when=_all(_spec, _is("sv_spec_adaptive_k", True)), kw={"min_value": 1, "max_value": 64}),
+           when=all_of(_spec, is_("sv_spec_adaptive_k", True)), kw={"min_value": 1, "max_value": 64}),
     # early exit (model.techniques.PerTokenExit / SkipDecodeExit)
     Widget("sv_ee_kind", _EE + "kind", "selectbox", "Early exit", "off", ("off", *kinds(EarlyExitConfig)),
            to_cfg=_off_omitted, absent="off"),
@@ -191,9 +194,9 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_ee_weights", _EE + "distribution.weights", "text_input", "Weights (comma-separated)",
            "0.3, 0.3, 0.4", when=_hist, to_cfg=lambda t: parse_list(t, "exit weights"), from_cfg=format_list),
     Widget("sv_ee_probs", _EE + "distribution.probs", "text_input", "P(exit | reached) per layer (comma-separated)",
-           "0.05, 0.05, 0.05", when=_all(_ee, _is("sv_ee_distribution", "per_layer")),
+           "0.05, 0.05, 0.05", when=all_of(_ee, is_("sv_ee_distribution", "per_layer")),
            to_cfg=lambda t: parse_list(t, "exit probability per layer"), from_cfg=format_list),
-    Widget("sv_ee_csv_path", _EE + "distribution.path", "", "", "", when=_all(_ee, _is("sv_ee_distribution", "csv")),
+    Widget("sv_ee_csv_path", _EE + "distribution.path", "", "", "", when=all_of(_ee, is_("sv_ee_distribution", "csv")),
            to_cfg=_csv_path),
     Widget("sv_ee_batch_sync", _EE + "batch_sync", "checkbox", "Batch sync", True, when=_ee),
     Widget("sv_ee_kv_fill", _EE + "kv_fill", "selectbox", "KV fill", "copy", literal_values(PerTokenExit, "kv_fill"),
@@ -201,11 +204,11 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_ee_exit_head", _EE + "exit_head", "selectbox", "Exit head", "classifier",
            literal_values(PerTokenExit, "exit_head"), when=_ee),
     Widget("sv_ee_max_layers", _EE + "max_layers", "number_input", "Max layers", 32,
-           when=_is("sv_ee_kind", "skipdecode"), kw={"min_value": 1}),
+           when=is_("sv_ee_kind", "skipdecode"), kw={"min_value": 1}),
     Widget("sv_ee_min_layers", _EE + "min_layers", "number_input", "Min layers", 16,
-           when=_is("sv_ee_kind", "skipdecode"), kw={"min_value": 1}),
+           when=is_("sv_ee_kind", "skipdecode"), kw={"min_value": 1}),
     Widget("sv_ee_max_position", _EE + "max_position", "number_input", "Max position", 2048,
-           when=_is("sv_ee_kind", "skipdecode"), kw={"min_value": 1}),
+           when=is_("sv_ee_kind", "skipdecode"), kw={"min_value": 1}),
     # SLOs and seed
     Widget("sv_slo_ttft_s", "slo.ttft_s", "number_input", "TTFT SLO (s)", 1.0, kw={"min_value": 0.0}),
     Widget("sv_slo_tpot_s", "slo.tpot_s", "number_input", "TPOT SLO (s)", 0.1,
