@@ -10,7 +10,9 @@ from typing import Any
 
 import plotly.io as pio
 
-from roofsim.app.dashboard_state import ServingForm, StepConfig, light_result, sim_config, step_view
+from roofsim.app.dashboard.state.serving import sim_config
+from roofsim.app.dashboard.state.serving_results import light_result
+from roofsim.app.dashboard.state.step import StepConfig, step_view
 from roofsim.app.figures import (
     kernel_time_figure,
     latency_cdf_figure,
@@ -44,7 +46,7 @@ def main() -> None:
     out["step_figures_build_and_serialise_s"] = best_of(lambda: step_figures(v))
     out["step_redraw_cold_total_s"] = out["step_view_cold_s"] + out["step_figures_build_and_serialise_s"]
 
-    cfg = sim_config(ServingForm(num_requests=5000))
+    cfg = sim_config(sv_num_requests=5000)
     t = time.perf_counter()
     res = simulate(cfg)
     out["serving_5000_simulate_s"] = time.perf_counter() - t

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
 
-from roofsim.app.common import KV_DTYPES, WEIGHT_DTYPES
-from roofsim.app.dashboard_state import StepConfig, error_message, save_upload, step_view
+from roofsim.app.dashboard.state.common import (
+    ACTIVATION_CHOICES,
+    KV_CHOICES,
+    WEIGHT_CHOICES,
+    error_message,
+    save_upload,
+)
+from roofsim.app.dashboard.state.form import Widget
+from roofsim.app.dashboard.state.step import StepConfig, step_view
 from roofsim.hardware_specs.catalog import hardware_ids
 from roofsim.model.loader import model_ids
-
-ACTIVATION_CHOICES = ("auto", "bf16", "fp16", "fp32", "fp8", "int8", "fp4")
-KV_CHOICES = ("auto", *KV_DTYPES)
 
 
 def show_error(err: BaseException, what: str = "") -> None:
@@ -40,6 +46,31 @@ def saved_upload(up: Any) -> str:
     return str(st.session_state[key])
 
 
+def widget_drawer(rows: Sequence[Widget], values: dict[str, Any]) -> Callable[..., Any]:
+    """w(key, box=st.sidebar): draw the widget of `key` (its first row with an element) when one of its rows applies
+    to `values`, record its value there, and return it (None when not drawn: the row's default stays in `values`).
+
+    A restored value that is not among the options is added to them, never replaced by the first option."""
+    by_key: dict[str, list[Widget]] = {}
+    for r in rows:
+        by_key.setdefault(r.key, []).append(r)
+
+    def w(key: str, box: Any = st.sidebar) -> Any:
+        mine = by_key[key]
+        if not any(r.when(values) for r in mine):
+            return None
+        row = next(r for r in mine if r.widget)
+        if key not in st.session_state:
+            st.session_state[key] = copy.copy(row.default)
+        kw = dict(row.kw)
+        if row.options is not None:
+            kw["options"] = row.choices(st.session_state[key])
+        values[key] = getattr(box, row.widget)(row.label, key=key, **kw)
+        return values[key]
+
+    return w
+
+
 def ids() -> tuple[list[str], list[str]]:
     return hardware_ids(), model_ids()
 
@@ -58,7 +89,7 @@ def step_config_widgets(box: Any, default: StepConfig, prefix: str = "", deploym
     hw = box.selectbox("Hardware", hw_ids, index=_index(hw_ids, default.hardware), key=f"{prefix}hardware")
     mdl = box.selectbox("Model", m_ids, index=_index(m_ids, default.model), key=f"{prefix}model")
     c1, c2, c3 = box.columns(3)
-    wd = c1.selectbox("Weights", WEIGHT_DTYPES, index=_index(WEIGHT_DTYPES, default.weight_dtype),
+    wd = c1.selectbox("Weights", WEIGHT_CHOICES, index=_index(WEIGHT_CHOICES, default.weight_dtype),
                       key=f"{prefix}weight_dtype")
     ad = c2.selectbox("Activations", ACTIVATION_CHOICES, index=_index(ACTIVATION_CHOICES, default.activation_dtype),
                       key=f"{prefix}activation_dtype")

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from roofsim.app.cmd_estimate import estimate
 from roofsim.app.common import Deployment, quant_from_args
-from roofsim.app.dashboard_state import parse_metric
+from roofsim.app.dashboard.state.common import config_toml, parse_metric
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec
@@ -440,21 +440,109 @@ def test_load_sweep_latency_grows_with_rate(serving: AppTest) -> None:
     assert table["ttft_p99_s"].iloc[-1] > table["ttft_p99_s"].iloc[0]
 
 
-def test_scenario_toml_restores_the_widgets() -> None:
-    from roofsim.app.dashboard_state import ServingForm, sim_config
-
-    toml = sim_config(ServingForm(model="Qwen3-8B", hardware="a100-sxm-80gb", scheduler="sarathi", chunk_size=256,
-                                  count=3, rate_per_s=2.5, num_requests=200)).to_toml()
-    at = _app("2_Serving_what-if.py")
-    at.file_uploader(key="restore").set_value(("s.toml", toml.encode(), "application/toml")).run()
+def _restore(at: AppTest, cfg: object, name: str = "s.toml") -> None:
+    at.file_uploader(key="restore").set_value((name, config_toml(cfg).encode(), "application/toml")).run()
     _no_traceback(at)
+
+
+def _shown_config(at: AppTest) -> object:
+    """The SimConfig the page runs: its Scenario TOML (the download) read back."""
+    import tomllib
+
+    from roofsim.simulator.config import SimConfig
+
+    return SimConfig.model_validate(tomllib.loads(at.code[0].value))
+
+
+def test_scenario_toml_restores_the_widgets() -> None:
+    from roofsim.app.dashboard.state.serving import sim_config
+
+    cfg = sim_config(sv_model="Qwen3-8B", sv_hardware="a100-sxm-80gb", sv_scheduler="sarathi", sv_chunk_size=256,
+                     sv_count=3, sv_rate_per_s=2.5, sv_num_requests=200)
+    at = _app("2_Serving_what-if.py")
+    _restore(at, cfg)
     assert at.selectbox(key="sv_model").value == "Qwen3-8B"
     assert at.selectbox(key="sv_scheduler").value == "sarathi"
     assert at.number_input(key="sv_chunk_size").value == 256
     assert at.number_input(key="sv_count").value == 3
     assert at.number_input(key="sv_rate_per_s").value == 2.5
+    assert at.success and not at.warning
     # the download offers the same TOML back
     assert "chunk_size = 256" in at.code[0].value and 'model = "Qwen3-8B"' in at.code[0].value
+    assert at.code[0].value.strip() == config_toml(cfg).strip()
+
+
+def _scenario(workload: dict, top: dict | None = None, **group: object) -> object:
+    from roofsim.simulator.config import SimConfig
+
+    return SimConfig.model_validate({
+        "workload": workload, "replicas": [{"model": "Llama-3.1-8B", "hardware": "h100-sxm", **group}],
+        "slo": {"ttft_s": 0.5, "tpot_s": 0.05}, **(top or {})})
+
+
+ROUND_TRIPS = {
+    "hf id, huge sizes, tiny rate": lambda: _scenario(
+        {"kind": "named", "name": "code", "rate_per_s": 0.001, "num_requests": 500_000},
+        {"seed": 2**40}, model="meta-llama/Llama-3.1-8B", hardware="h100-sxm", tp=2, count=7),
+    "model path, speculative": lambda: _scenario(
+        {"kind": "named", "name": "conversation", "rate_per_s": 12.5, "num_requests": 250},
+        model="/data/models/my-llama/config.json", quant={"weight_dtype": "fp8", "activation_dtype": "fp8"},
+        scheduler={"kind": "sjf", "predictor_sigma": 0.37, "max_num_seqs": 1000, "preemption": "swap"},
+        speculative={"drafter": {"kind": "draft_model", "model": "Qwen3-0.6B"}, "k": 5, "adaptive_k": True,
+                     "k_min": 2, "k_max": 7, "acceptance": {"kind": "positional",
+                                                            "rates": [0.91, 0.8, 0.7, 0.6, 0.55, 0.5, 0.123456789]}}),
+    "early exit, closed loop": lambda: _scenario(
+        {"kind": "synthetic", **_named_lengths("code"), "num_requests": 300,
+         "arrival": {"kind": "closed_loop", "clients": 12, "think_s": 0.25, "ramp_up_s": "first_token",
+                     "warmup_requests": 2, "warmup_drain": False}},
+        early_exit={"kind": "per_token", "distribution": {"kind": "histogram", "layers": [8, 20, 32],
+                                                          "weights": [0.2, 0.3, 0.5]},
+                    "batch_sync": False, "kv_fill": "recompute", "exit_head": "lm_head"}),
+    "skipdecode, router, prefix caching": lambda: _scenario(
+        {"kind": "named", "name": "conversation", "rate_per_s": 3.0, "num_requests": 1000},
+        {"router": {"kind": "least_kv"}}, early_exit={"kind": "skipdecode", "max_layers": 30, "min_layers": 10, "max_position": 4096},
+        prefix_caching=True, frontend_s_per_request=0.0025),
+}
+
+
+def _named_lengths(name: str) -> dict:
+    from roofsim.simulator.workload import named_workload
+
+    wl = named_workload(name).model_dump(mode="json")
+    return {k: wl[k] for k in ("input", "output", "correlation")}
+
+
+@pytest.mark.parametrize("case", list(ROUND_TRIPS))
+def test_uploaded_scenario_round_trips_exactly(case: str) -> None:
+    """Uploaded TOML -> restored widgets -> the config the page builds equals the uploaded one, including values
+    outside the widgets' usual lists and ranges (an HF id or config path, 500,000 requests, seed 2**40)."""
+    cfg = ROUND_TRIPS[case]()
+    at = _app("2_Serving_what-if.py")
+    _restore(at, cfg)
+    assert not at.error and not at.warning, [e.value for e in (*at.error, *at.warning)]
+    assert _shown_config(at) == cfg
+
+
+def test_restore_names_every_field_it_cannot_show() -> None:
+    """Fields without a widget (block size, a second replica group, no TTFT SLO) are listed, never dropped silently."""
+    from roofsim.simulator.config import SimConfig
+
+    base = _scenario({"kind": "named", "name": "conversation", "rate_per_s": 2.0, "num_requests": 100},
+                     block_size=32, tp=2)
+    dump = base.model_dump()
+    dump["slo"] = {"tpot_s": 0.05}
+    dump["replicas"] = [dump["replicas"][0], {**dump["replicas"][0], "hardware": "a100-sxm-80gb"}]
+    at = _app("2_Serving_what-if.py")
+    _restore(at, SimConfig.model_validate(dump))
+    assert at.warning, "expected the fields not restored to be named"
+    msg = at.warning[0].value
+    assert "replicas = " in msg and "slo.ttft_s = None" in msg
+    one = SimConfig.model_validate({**dump, "replicas": dump["replicas"][:1]})
+    at = _app("2_Serving_what-if.py")
+    _restore(at, one)
+    msg = at.warning[0].value
+    assert "replicas.0.block_size = 32 (shown as 16)" in msg and "slo.ttft_s" in msg and "replicas.0.tp " not in msg
+    assert at.number_input(key="sv_tp").value == 2 and at.number_input(key="sv_rate_per_s").value == 2.0
 
 
 @pytest.mark.parametrize("key, name, data, needle", [
@@ -537,15 +625,14 @@ def test_speculation_and_early_exit_together_is_an_error_not_a_traceback() -> No
 
 
 def test_technique_toml_restores_the_widgets() -> None:
-    from roofsim.app.dashboard_state import ARRIVAL_MODES, ServingForm, sim_config
+    from roofsim.app.dashboard.state.serving import ARRIVAL_MODES, sim_config
 
-    toml = sim_config(ServingForm(spec_drafter="layerskip", spec_exit_layer=10, spec_k=5, spec_tree_width=2,
-                                  spec_acceptance="positional", spec_rates="0.9, 0.8, 0.7, 0.6, 0.5",
-                                  arrival_mode=ARRIVAL_MODES[1], clients=24, warmup_requests=1,
-                                  kv_dtype="fp8", num_requests=400)).to_toml()
+    cfg = sim_config(sv_spec_drafter="layerskip", sv_spec_exit_layer=10, sv_spec_k=5, sv_spec_tree_width=2,
+                     sv_spec_acceptance="positional", sv_spec_rates="0.9, 0.8, 0.7, 0.6, 0.5",
+                     sv_arrival_mode=ARRIVAL_MODES[1], sv_clients=24, sv_warmup_requests=1, sv_kv_dtype="fp8",
+                     sv_num_requests=400)
     at = _app("2_Serving_what-if.py")
-    at.file_uploader(key="restore").set_value(("t.toml", toml.encode(), "application/toml")).run()
-    _no_traceback(at)
+    _restore(at, cfg, "t.toml")
     assert at.selectbox(key="sv_spec_drafter").value == "layerskip"
     assert at.number_input(key="sv_spec_exit_layer").value == 10
     assert at.number_input(key="sv_spec_k").value == 5
@@ -553,4 +640,4 @@ def test_technique_toml_restores_the_widgets() -> None:
     assert at.radio(key="sv_arrival_mode").value == ARRIVAL_MODES[1]
     assert at.number_input(key="sv_clients").value == 24
     assert at.selectbox(key="sv_kv_dtype").value == "fp8"
-    assert at.code[0].value.strip() == toml.strip()  # the download offers exactly the uploaded scenario back
+    assert at.code[0].value.strip() == config_toml(cfg).strip()  # the download: exactly the uploaded scenario

@@ -154,6 +154,23 @@ def _select(pg: object, label: str, option: str) -> None:
     pg.get_by_role("option", name=option, exact=True).click()  # type: ignore[attr-defined]
 
 
+def _fill(pg: object, label: str, text: str) -> None:
+    """Type `text` into the number input labelled `label` and submit it."""
+    box = pg.get_by_label(label, exact=True)  # type: ignore[attr-defined]
+    box.fill(text)
+    box.press("Enter")
+    _settle(pg)
+
+
+def _click_until_metric(pg: object, button: str, metric: str, timeout_ms: int) -> float:
+    """Click `button`, wait for the metric card labelled `metric`; seconds from the click to the card."""
+    t = time.perf_counter()
+    pg.get_by_role("button", name=button).click()  # type: ignore[attr-defined]
+    pg.locator('[data-testid="stMetric"]').filter(  # type: ignore[attr-defined]
+        has=pg.get_by_text(metric, exact=True)).first.wait_for(timeout=timeout_ms)  # type: ignore[attr-defined]
+    return time.perf_counter() - t
+
+
 def _settle(pg: object) -> None:
     """Wait until Streamlit has finished the current script run (the status widget disappears)."""
     pg.wait_for_timeout(150)  # type: ignore[attr-defined]
@@ -198,39 +215,24 @@ def test_dashboard_end_to_end(server: str, page: object) -> None:
     # ---- serving what-if: a 5,000-request run of an 8B model, with a progress bar ----------------------------
     pg.goto(server + "/Serving_what-if")  # type: ignore[attr-defined]
     pg.get_by_role("button", name="Run simulation").wait_for()  # type: ignore[attr-defined]
-    req = pg.get_by_label("Requests", exact=True)  # type: ignore[attr-defined]
-    req.fill("5000")
-    req.press("Enter")
-    _settle(pg)
-    t_run = time.perf_counter()
-    pg.get_by_role("button", name="Run simulation").click()  # type: ignore[attr-defined]
-    pg.locator('[data-testid="stMetric"]').filter(  # type: ignore[attr-defined]
-        has=pg.get_by_text("P99 TTFT", exact=True)).first.wait_for(timeout=30_000)  # type: ignore[attr-defined]
-    timings["serving_5000_requests_click_to_kpis_s"] = time.perf_counter() - t_run
+    _fill(pg, "Requests", "5000")
+    timings["serving_5000_requests_click_to_kpis_s"] = _click_until_metric(pg, "Run simulation", "P99 TTFT", 30_000)
     _settle(pg)
     p99_text = _metric_text(pg, "P99 TTFT")
     p99_one = float(p99_text.split()[0])
     assert p99_one > 0
     # two replicas share the load: the tail TTFT must drop
-    rep = pg.get_by_label("Replicas", exact=True)  # type: ignore[attr-defined]
-    rep.fill("2")
-    rep.press("Enter")
-    _settle(pg)
+    _fill(pg, "Replicas", "2")
     pg.get_by_role("button", name="Run simulation").click()  # type: ignore[attr-defined]
     # compare with the 1-replica value read before the change (reading it after the click can see the new run)
     new, _ = _wait_metric_change(pg, "P99 TTFT", p99_text, timeout_s=90)
     assert float(new.split()[0]) < p99_one
     _settle(pg)
     # speculative decoding (EAGLE, k = 4, acceptance 0.7) on a shorter run: its KPI cards appear
-    req = pg.get_by_label("Requests", exact=True)  # type: ignore[attr-defined]
-    req.fill("500")
-    req.press("Enter")
-    _settle(pg)
+    _fill(pg, "Requests", "500")
     _select(pg, "Drafter", "eagle")
     _settle(pg)
-    pg.get_by_role("button", name="Run simulation").click()  # type: ignore[attr-defined]
-    pg.locator('[data-testid="stMetric"]').filter(  # type: ignore[attr-defined]
-        has=pg.get_by_text("Tokens / step", exact=True)).first.wait_for(timeout=60_000)  # type: ignore
+    _click_until_metric(pg, "Run simulation", "Tokens / step", 60_000)
     _settle(pg)
     tokens = float(_metric_text(pg, "Tokens / step"))
     assert 1.0 < tokens < 5.0  # 1 bonus token + up to k = 4 accepted drafts
@@ -252,11 +254,7 @@ def test_dashboard_end_to_end(server: str, page: object) -> None:
     pg.goto(server + "/Capacity_planning")  # type: ignore[attr-defined]
     pg.get_by_role("button", name="Run plan").wait_for()  # type: ignore[attr-defined]
     _settle(pg)
-    t_plan = time.perf_counter()
-    pg.get_by_role("button", name="Run plan").click()  # type: ignore[attr-defined]
-    pg.locator('[data-testid="stMetric"]').filter(  # type: ignore[attr-defined]
-        has=pg.get_by_text("$ / hour", exact=True)).first.wait_for(timeout=90_000)  # type: ignore[attr-defined]
-    timings["capacity_default_plan_click_to_winner_s"] = time.perf_counter() - t_plan
+    timings["capacity_default_plan_click_to_winner_s"] = _click_until_metric(pg, "Run plan", "$ / hour", 90_000)
     _settle(pg)
     pg.locator('[data-testid="stPlotlyChart"]').first.wait_for()  # type: ignore[attr-defined]
     _shot(pg, "capacity")

@@ -10,13 +10,8 @@ import pytest
 
 from roofsim.app.cmd_estimate import estimate
 from roofsim.app.common import Deployment, quant_from_args
-from roofsim.app.dashboard_state import (
-    StepConfig,
-    parse_metric,
-    roofs,
-    step_metrics,
-    step_view,
-)
+from roofsim.app.dashboard.state.common import parse_metric
+from roofsim.app.dashboard.state.step import StepConfig, roofs, step_metrics, step_view
 from roofsim.app.figures import (
     ecdf,
     kernel_time_figure,
@@ -137,7 +132,7 @@ def test_ecdf_and_cdf_figure() -> None:
 
 
 def test_predicted_vs_measured_and_error_tables_are_metrics_err() -> None:
-    from roofsim.app.dashboard_state import overall_stats, stats_rows
+    from roofsim.app.dashboard.state.validation import overall_stats, stats_rows
     from roofsim.validation.metrics_err import error_stats
 
     with pytest.raises(ValueError, match="same length"):
@@ -157,7 +152,7 @@ def test_predicted_vs_measured_and_error_tables_are_metrics_err() -> None:
 def test_kernel_comparison_is_validation_predict(tmp_path) -> None:
     """The page's kernel predictions are validation.predict's: a GEMM, an RMSNorm and an all-reduce row, each equal
     to model.cost.kernel_cost of predict.row_kernel; the GEMM is no faster than its roofline bound 2 m n k / peak."""
-    from roofsim.app.dashboard_state import kernel_comparison
+    from roofsim.app.dashboard.state.validation import kernel_comparison
     from roofsim.model.cost import DEFAULT_CALIBRATION, kernel_cost
     from roofsim.validation.kernel_tables import read_kernel_tables
     from roofsim.validation.predict import row_kernel
@@ -179,31 +174,83 @@ def test_kernel_comparison_is_validation_predict(tmp_path) -> None:
     assert len(notes) == 1 and "no-such-gpu" in notes[0]  # the unknown-hardware row is reported, not dropped
 
 
-def test_serving_form_round_trips_techniques_through_toml(tmp_path) -> None:
-    from roofsim.app.dashboard_state import ARRIVAL_MODES, ServingForm, form_from_config, sim_config
+def test_serving_widgets_round_trip_techniques_through_toml(tmp_path) -> None:
+    """Widget values -> SimConfig -> TOML (tomli-w) -> SimConfig -> widget values -> the same SimConfig."""
+    from roofsim.app.dashboard.state.common import config_toml
+    from roofsim.app.dashboard.state.serving import ARRIVAL_MODES, restore_scenario, sim_config
     from roofsim.simulator.config import SimConfig
 
     forms = [
-        ServingForm(spec_drafter="eagle", spec_k=3, spec_acceptance="positional", spec_rates="0.9, 0.8, 0.7",
-                    spec_tree_width=2, weight_dtype="fp8", kv_dtype="fp8"),
-        ServingForm(spec_drafter="draft_model", spec_draft_model="Qwen3-0.6B", model="Qwen3-8B",
-                    spec_acceptance="beta", spec_alpha=4.0, spec_beta=2.0, spec_adaptive_k=True, spec_k_max=6),
-        ServingForm(ee_kind="per_token", ee_distribution="per_layer", ee_probs="0.1, 0.2", ee_batch_sync=False,
-                    ee_kv_fill="recompute", ee_exit_head="lm_head"),
-        ServingForm(ee_kind="skipdecode", ee_max_layers=30, ee_min_layers=12, ee_max_position=1024,
-                    arrival_mode=ARRIVAL_MODES[1], clients=12, think_s=0.5, ramp_first_token=True,
-                    warmup_requests=2, warmup_drain=False, workload="code", num_requests=300),
+        dict(sv_spec_drafter="eagle", sv_spec_k=3, sv_spec_acceptance="positional", sv_spec_rates="0.9, 0.8, 0.7",
+             sv_spec_tree_width=2, sv_weight_dtype="fp8", sv_kv_dtype="fp8"),
+        dict(sv_spec_drafter="draft_model", sv_spec_draft_model="Qwen3-0.6B", sv_model="Qwen3-8B",
+             sv_spec_acceptance="beta", sv_spec_alpha=4.0, sv_spec_beta=2.0, sv_spec_adaptive_k=True, sv_spec_k_max=6),
+        dict(sv_ee_kind="per_token", sv_ee_distribution="per_layer", sv_ee_probs="0.1, 0.2", sv_ee_batch_sync=False,
+             sv_ee_kv_fill="recompute", sv_ee_exit_head="lm_head"),
+        dict(sv_ee_kind="skipdecode", sv_ee_max_layers=30, sv_ee_min_layers=12, sv_ee_max_position=1024,
+             sv_arrival_mode=ARRIVAL_MODES[1], sv_clients=12, sv_think_s=0.5, sv_ramp_first_token=True,
+             sv_warmup_requests=2, sv_warmup_drain=False, sv_workload="code", sv_num_requests=300),
     ]
     for i, form in enumerate(forms):
         cfg = sim_config(form)
         path = tmp_path / f"s{i}.toml"
-        path.write_text(cfg.to_toml())
-        back = form_from_config(SimConfig.from_toml(path))
-        assert sim_config(back) == cfg
+        path.write_text(config_toml(cfg))
+        values, missing = restore_scenario(SimConfig.from_toml(path))
+        assert missing == [] and sim_config(values) == cfg
     g = sim_config(forms[0]).replicas[0]
     assert g.speculative.acceptance.rates == (0.9, 0.8, 0.7) and g.speculative.tree_width == 2
     assert g.quant.weight_dtype == "fp8" and g.quant.kv_dtype == "fp8"
     wl = sim_config(forms[3]).workload
     assert wl.arrival.clients == 12 and wl.arrival.ramp_up_s == "first_token" and wl.arrival.warmup_requests == 2
     with pytest.raises(ValueError, match="exit weights"):
-        sim_config(ServingForm(ee_kind="per_token", ee_weights="a, b"))
+        sim_config(sv_ee_kind="per_token", sv_ee_weights="a, b")
+
+
+def test_serving_config_is_the_hand_written_dict() -> None:
+    """The default widgets build the config a user would write by hand (quantization 'auto' resolved as the CLI)."""
+    from roofsim.app.dashboard.state.serving import sim_config
+    from roofsim.simulator.config import SimConfig
+
+    assert sim_config() == SimConfig.model_validate({
+        "workload": {"kind": "named", "name": "conversation", "rate_per_s": 4.0, "num_requests": 1000},
+        "replicas": [{"model": "Llama-3.1-8B", "hardware": "h100-sxm",
+                      "quant": {"weight_dtype": "bf16", "activation_dtype": "bf16", "kv_dtype": "bf16"},
+                      "scheduler": {"kind": "vllm", "max_num_seqs": 256, "max_batched_tokens": 8192}}],
+        "slo": {"ttft_s": 1.0, "tpot_s": 0.1}, "seed": 0})
+    trace = sim_config(sv_trace_path="t.csv", sv_rate_scale=2.0, sv_num_requests=50).workload
+    assert (trace.kind, trace.path, trace.rate_scale, trace.max_requests) == ("trace", "t.csv", 2.0, 50)
+
+
+def test_widget_option_lists_follow_the_config_unions() -> None:
+    from roofsim.app.dashboard.state.serving import WIDGETS_BY_KEY
+
+    assert WIDGETS_BY_KEY["sv_scheduler"].choices() == ["static", "vllm", "orca", "sarathi", "sjf"]
+    assert WIDGETS_BY_KEY["sv_router"].choices() == ["round_robin", "least_outstanding", "least_kv", "power_of_two"]
+    assert WIDGETS_BY_KEY["sv_spec_drafter"].choices() == ["off", "draft_model", "self", "layerskip", "medusa",
+                                                           "eagle", "ngram"]
+    assert WIDGETS_BY_KEY["sv_ee_kind"].choices() == ["off", "per_token", "skipdecode"]
+    assert WIDGETS_BY_KEY["sv_trace_format"].choices()[0] == "auto"
+    # a restored value outside the list is shown as itself, not replaced by the first option
+    assert WIDGETS_BY_KEY["sv_model"].choices("meta-llama/Llama-3.1-8B")[-1] == "meta-llama/Llama-3.1-8B"
+
+
+def test_plan_question_round_trips_and_equals_the_hand_written_spec() -> None:
+    from roofsim.app.dashboard.state.capacity import plan_spec, restore_question
+    from roofsim.simulator.planner import PlanSpec
+    from roofsim.simulator.workload import NamedWorkload, TraceWorkload
+
+    assert plan_spec() == PlanSpec(model="Llama-3.1-8B", workload=NamedWorkload(name="conversation"),
+                                   rate_per_s=8.0, slo_ttft_s=1.0, slo_tpot_s=0.1,
+                                   hardware=("h100-sxm", "a100-sxm-80gb"), tp=(1, 2), num_requests=200,
+                                   tolerance=0.1)
+    spec = plan_spec(pl_source="upload a trace", pl_trace_path="t.csv", pl_max_gpus=4, pl_tp=[1, 16],
+                     pl_objective="energy", pl_model="meta-llama/Llama-3.1-8B", pl_seed=2**40)
+    assert spec.workload == TraceWorkload(path="t.csv") and spec.max_gpus == 4 and spec.tp == (1, 16)
+    values, missing = restore_question(spec)
+    # the trace itself has to be uploaded again: named, not dropped silently
+    assert missing and all(m.startswith("workload.path") for m in missing)
+    assert plan_spec(values, pl_trace_path="t.csv") == spec
+    values, missing = restore_question(plan_spec(pl_max_gpus=0, pl_kv=["fp8", "auto"]))
+    assert missing == [] and values["pl_max_gpus"] == 0 and values["pl_kv"] == ["fp8", "auto"]
+    with pytest.raises(ValueError, match="pick at least one value for hardware"):
+        plan_spec(pl_hardware=[])

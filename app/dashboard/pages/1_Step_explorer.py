@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from roofsim.app.dashboard.state.common import USER_ERRORS, parse_metric
+from roofsim.app.dashboard.state.step import StepConfig, kernel_rows, step_metrics
 from roofsim.app.dashboard.ui import cached_step_view, show_error, step_config_widgets
-from roofsim.app.dashboard_state import USER_ERRORS, StepConfig, kernel_rows, step_metrics
 from roofsim.app.figures import comparison_figure, kernel_time_figure, memory_figure, roofline_figure
 
 st.set_page_config(page_title="roofsim: step explorer", page_icon=":material/ssid_chart:", layout="wide")
@@ -51,8 +52,6 @@ def _metric_row(view: dict, suffix: str = "", ref: dict | None = None) -> None:
         delta = None
         if ref_shown is not None and label != "Max batch at context":
             try:
-                from roofsim.app.dashboard_state import parse_metric
-
                 d = parse_metric(value) - parse_metric(ref_shown[label])
                 delta = f"{d:+.3g} vs A"
             except ValueError:

@@ -11,10 +11,9 @@ from typing import Any
 import streamlit as st
 
 from roofsim.app.common import replay_quant
-from roofsim.app.dashboard.ui import ids, saved_upload, show_error
-from roofsim.app.dashboard_state import (
+from roofsim.app.dashboard.state.common import USER_ERRORS, save_upload
+from roofsim.app.dashboard.state.validation import (
     CALIBRATIONS,
-    USER_ERRORS,
     bench_error_table,
     bench_records,
     example_files,
@@ -25,9 +24,9 @@ from roofsim.app.dashboard_state import (
     replay_defaults,
     replay_max_batch,
     replay_table,
-    save_upload,
     subsample,
 )
+from roofsim.app.dashboard.ui import ids, saved_upload, show_error
 from roofsim.app.figures import error_histogram_figure, latency_cdf_figure, predicted_vs_measured_figure
 from roofsim.hardware_specs.errors import InputError
 from roofsim.model.cost import Calibration

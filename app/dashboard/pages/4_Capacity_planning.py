@@ -9,21 +9,22 @@ from typing import Any
 
 import streamlit as st
 
-from roofsim.app.common import KV_DTYPES, WEIGHT_DTYPES
-from roofsim.app.dashboard.ui import ids, saved_upload, show_error
-from roofsim.app.dashboard_state import (
-    USER_ERRORS,
-    PlanForm,
+from roofsim.app.dashboard.state.capacity import (
+    PLAN_WIDGETS,
+    SOURCES,
     closest_message,
     plan_spec,
     plan_table,
     runner_up_reasons,
     winner_kpis,
 )
+from roofsim.app.dashboard.state.common import USER_ERRORS
+from roofsim.app.dashboard.state.form import defaults
+from roofsim.app.dashboard.ui import saved_upload, show_error, widget_drawer
 from roofsim.app.plan_report import pareto_figure, winner_summary_text
+
+# The planner is moving to roofsim.simulator.planning (another branch); the import follows at merge.
 from roofsim.simulator.planner import PlannerError, SerialExecutor, plan
-from roofsim.simulator.traces import FORMATS
-from roofsim.simulator.workload import named_workloads
 
 st.set_page_config(page_title="roofsim: capacity planning", page_icon=":material/calculate:", layout="wide")
 st.title("Capacity planning")
@@ -41,60 +42,48 @@ def _plans() -> OrderedDict[str, Any]:
     return OrderedDict()
 
 
-d = PlanForm()
-hw_ids, m_ids = ids()
+values = defaults(PLAN_WIDGETS)
+w = widget_drawer(PLAN_WIDGETS, values)
 with st.sidebar:
     st.header("Question")
-    model = st.selectbox("Model", m_ids, index=m_ids.index(d.model), key="pl_model")
-    wl_names = named_workloads()
-    source = st.radio("Workload", ("built-in", "upload a trace"), horizontal=True, key="pl_source")
-    trace_path, trace_format, workload = "", d.trace_format, d.workload
-    if source == "built-in":
-        workload = st.selectbox("Built-in workload", wl_names, index=wl_names.index(d.workload), key="pl_workload")
-    else:
+    w("pl_model")
+    if w("pl_source") == SOURCES[1]:
         up = st.file_uploader("Trace (Azure, Vidur, Mooncake, BurstGPT, CSV, JSONL); its arrivals are time-scaled "
                               "to every rate the planner tries", type=["csv", "jsonl", "json", "txt"],
                               key="pl_trace_upload")
-        trace_format = st.selectbox("Trace format", ("auto", *FORMATS), key="pl_trace_format")
-        trace_path = saved_upload(up)
-    rate = st.number_input("Target rate (req/s)", 0.01, 100_000.0, d.rate_per_s, step=1.0, key="pl_rate")
+        values["pl_trace_path"] = saved_upload(up)
+    w("pl_workload")
+    w("pl_trace_format")
+    w("pl_rate")
     c1, c2 = st.columns(2)
-    slo_ttft = c1.number_input("P99 TTFT SLO (s)", 0.001, 600.0, d.slo_ttft_s, format="%.3f", key="pl_slo_ttft")
-    slo_tpot = c2.number_input("P99 TPOT SLO (s)", 0.0001, 10.0, d.slo_tpot_s, format="%.4f", key="pl_slo_tpot")
-    objective = st.radio("Minimise", ("cost", "gpus", "energy"), horizontal=True, key="pl_objective")
+    w("pl_slo_ttft", c1)
+    w("pl_slo_tpot", c2)
+    w("pl_objective")
     st.header("Candidates")
-    hardware = st.multiselect("Hardware", hw_ids, default=list(d.hardware), key="pl_hardware")
-    tp = st.multiselect("TP degrees", [1, 2, 4, 8], default=list(d.tp), key="pl_tp")
-    weights = st.multiselect("Weight dtypes", WEIGHT_DTYPES, default=list(d.weight_dtypes), key="pl_weights")
-    kvs = st.multiselect("KV-cache dtypes", ("auto", *KV_DTYPES), default=list(d.kv_dtypes), key="pl_kv")
+    for key in ("pl_hardware", "pl_tp", "pl_weights", "pl_kv"):
+        w(key)
     st.header("Search")
     c1, c2 = st.columns(2)
-    num_requests = c1.number_input("Requests per point", 10, 100_000, d.num_requests, step=100, key="pl_requests")
-    tolerance = c2.number_input("Capacity tolerance", 0.01, 1.0, d.tolerance, step=0.05, key="pl_tolerance")
+    w("pl_requests", c1)
+    w("pl_tolerance", c2)
     c1, c2 = st.columns(2)
-    max_gpus = c1.number_input("GPU budget (0 = none)", 0, 100_000, d.max_gpus, key="pl_max_gpus")
-    seed = c2.number_input("Seed", 0, 2**31 - 1, d.seed, key="pl_seed")
-    exhaustive = st.checkbox("Simulate every candidate (fuller Pareto front, slower)", key="pl_exhaustive")
+    w("pl_max_gpus", c1)
+    w("pl_seed", c2)
+    w("pl_exhaustive")
 
-if source != "built-in" and not trace_path:
+if values["pl_source"] != SOURCES[0] and not values["pl_trace_path"]:
     st.info("Upload a trace to plan for it (or pick a built-in workload).")
     st.stop()
-form = PlanForm(model=model, workload=workload, trace_path=trace_path, trace_format=trace_format,
-                rate_per_s=float(rate), slo_ttft_s=float(slo_ttft),
-                slo_tpot_s=float(slo_tpot), hardware=tuple(hardware), tp=tuple(int(t) for t in tp),
-                weight_dtypes=tuple(weights), kv_dtypes=tuple(kvs), objective=objective,
-                num_requests=int(num_requests), tolerance=float(tolerance), max_gpus=int(max_gpus),
-                exhaustive=bool(exhaustive), seed=int(seed))
 try:
-    spec = plan_spec(form)
+    spec = plan_spec(values)
 except USER_ERRORS as err:
     show_error(err, "invalid question")
     st.stop()
 
 key = spec.model_dump_json()
 store = _plans()
-n_cands = len(form.hardware) * len(form.tp) * len(form.weight_dtypes) * len(form.kv_dtypes)
-st.caption(f"{n_cands} candidate(s); {form.num_requests} requests per simulated point.")
+n_cands = len(spec.hardware) * len(spec.tp) * len(spec.weight_dtypes) * len(spec.kv_dtypes)
+st.caption(f"{n_cands} candidate(s); {spec.num_requests} requests per simulated point.")
 if st.button("Run plan", type="primary", key="run_plan") and key not in store:
     bar = st.progress(0.0, text="pruning candidates analytically ...")
 
