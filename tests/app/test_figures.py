@@ -236,7 +236,7 @@ def test_widget_option_lists_follow_the_config_unions() -> None:
 
 def test_plan_question_round_trips_and_equals_the_hand_written_spec() -> None:
     from roofsim.app.dashboard.state.capacity import plan_spec, restore_question
-    from roofsim.simulator.planner import PlanSpec
+    from roofsim.simulator.planning import PlanSpec
     from roofsim.simulator.workload import NamedWorkload, TraceWorkload
 
     assert plan_spec() == PlanSpec(model="Llama-3.1-8B", workload=NamedWorkload(name="conversation"),

@@ -1,5 +1,5 @@
 """Capacity planning: how many of which GPU, TP degree and quantization serve a target rate within P99 TTFT/TPOT
-SLOs at the lowest cost (simulator.planner.plan, the engine of `roofsim plan`): ranked table, Pareto front, the
+SLOs at the lowest cost (simulator.planning.plan, the engine of `roofsim plan`): ranked table, Pareto front, the
 winner's metrics and why the runners-up lost."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from roofsim.app.dashboard.ui import saved_upload, show_error, widget_drawer
 from roofsim.app.plan_report import pareto_figure, winner_summary_text
 
 # The planner is moving to roofsim.simulator.planning (another branch); the import follows at merge.
-from roofsim.simulator.planner import PlannerError, SerialExecutor, plan
+from roofsim.simulator.planning import PlannerError, SerialExecutor, plan
 
 st.set_page_config(page_title="roofsim: capacity planning", page_icon=":material/calculate:", layout="wide")
 st.title("Capacity planning")

@@ -11,7 +11,7 @@ from roofsim.hardware_specs.catalog import hardware_ids
 from roofsim.model.loader import model_ids
 
 # The planner is moving to roofsim.simulator.planning (another branch); the import follows at merge.
-from roofsim.simulator.planner import Objective, PlanSpec
+from roofsim.simulator.planning import Objective, PlanSpec
 from roofsim.simulator.workload import TraceFormat, named_workloads
 
 SOURCES = ("built-in", "upload a trace")
