@@ -14,10 +14,9 @@ from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
+from roofsim.model.quant import quant_for
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
-
-WEIGHT_DTYPES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "fp4")
-KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
+from roofsim.simulator.config import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
 
 
 def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = None,
@@ -31,7 +30,7 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
     g.add_argument("--pp", type=int, default=1, help="pipeline-parallel stages")
     g.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE)")
     g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="bf16")
-    g.add_argument("--activation-dtype", choices=("auto", "bf16", "fp16", "fp32", "fp8", "int8", "fp4"),
+    g.add_argument("--activation-dtype", choices=("auto", *ACTIVATION_DTYPES),
                    default="auto", help="auto: fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only")
     g.add_argument("--kv-dtype", choices=("auto", *KV_DTYPES), default="auto",
                    help="KV-cache format (auto: bf16, or the 16-bit activation dtype)")
@@ -41,26 +40,16 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
 
 
 def quant_from_args(args: argparse.Namespace) -> QuantSpec:
-    wd = args.weight_dtype
-    ad = args.activation_dtype
-    if ad == "auto":
-        ad = {"fp8": "fp8", "fp4": "fp4", "fp32": "fp32", "fp16": "fp16"}.get(wd, "bf16")
-    kv = args.kv_dtype
-    if kv == "auto":
-        kv = ad if ad in ("bf16", "fp16", "fp32") else "bf16"
-    scale = 1.0 if wd == "fp4" else 2.0  # NVFP4/MXFP4 use 8-bit scales; GPTQ/AWQ fp16 scales
-    group = 16 if wd == "fp4" and args.group_size == 128 else args.group_size  # NVFP4 block of 16
-    return QuantSpec(weight_dtype=wd, activation_dtype=ad, kv_dtype=kv, group_size=group, scale_bytes=scale)
+    """--weight-dtype/--activation-dtype/--kv-dtype/--group-size through model.quant.quant_for; the --group-size
+    default 128 lets fp4 take its own NVFP4 block of 16."""
+    group = None if args.group_size == 128 else args.group_size
+    return quant_for(args.weight_dtype, args.kv_dtype, activation_dtype=args.activation_dtype, group_size=group)
 
 
 def replay_quant(dtype: str, hardware: str) -> QuantSpec:
-    """QuantSpec for the replay: bf16 (or `dtype`) weights and activations; 'auto' = bf16, or fp32 end to end (KV
-    too) on hardware without bf16, as the numpy engine `roofsim measure` runs."""
-    if dtype == "auto":
-        dtype = "bf16" if load_hardware(hardware).supports("bf16") else "fp32"
-    act = {"fp8": "fp8", "fp16": "fp16", "fp32": "fp32"}.get(dtype, "bf16")
-    kv = {"fp16": "fp16", "fp32": "fp32"}.get(dtype, "bf16")
-    return QuantSpec(weight_dtype=dtype, activation_dtype=act, kv_dtype=kv)
+    """QuantSpec of a log replay: `dtype` weights ('auto' = bf16, or fp32 end to end on hardware without bf16, as
+    the numpy engine `roofsim measure` runs), activations and KV following them (model.quant.quant_for)."""
+    return quant_for(dtype, hardware=load_hardware(hardware) if dtype == "auto" else None)
 
 
 def load_calibration(path: Path | None) -> Calibration | None:
