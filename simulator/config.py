@@ -280,7 +280,8 @@ def _set_key(node: dict[str, Any], models: tuple[type[BaseModel], ...], segs: li
     if len(models) > 1:  # a discriminated union: the table's kind says which member's keys are valid
         chosen = tuple(m for m in models if node.get("kind") in kinds_of(m))
         if not chosen and key != "kind":
-            raise InputError(f"--set {path}: set {where}.kind first (one of {', '.join(kinds_of(models))})")
+            kinds = [k for m in models for k in kinds_of(m)]
+            raise InputError(f"--set {path}: set {where}.kind first (one of {', '.join(kinds)})")
     else:
         chosen = models
     owner = next((m for m in chosen or models if key in m.model_fields), None)
