@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import fmt_si, load_calibration, print_json, print_table
+from roofsim.app.common import SET_HELP, fmt_si, load_calibration, print_json, print_table, set_epilog
 from roofsim.model.quant import quant_for
 from roofsim.simulator.config import (
     KV_DTYPES,
@@ -66,17 +66,6 @@ SET_EQUIVALENTS: tuple[tuple[str, str], ...] = (
     ("--slo-tpot S", "slo.tpot_s=S"),
     ("--max-sim-time S", "max_sim_time_s=S"),
 )
-
-SET_HELP = ("override any field of the run: PATH=VALUE, PATH dotted with list indices (replicas.0.tp=2; * = every "
-            "item), VALUE a TOML value (2, 2.5, true, [1, 2], {kind=\"iid\", rate=0.7}; a bare word is a string); "
-            "PATH=none removes the field (its default applies). Repeatable; applied after the flags above.")
-
-
-def set_epilog(equivalents: tuple[tuple[str, str], ...]) -> str:
-    width = max(len(old) for old, _ in equivalents)
-    return "former flags as --set:\n" + "\n".join(f"  {old.ljust(width)}  --set {new}" if not new.startswith("--")
-                                                  else f"  {old.ljust(width)}  {new}" for old, new in equivalents)
-
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("simulate", help="simulate serving a workload on replicas (latency, throughput, cost)",

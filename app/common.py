@@ -39,6 +39,18 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
     g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
 
 
+SET_HELP = ("override any field: PATH=VALUE, PATH dotted with list indices (replicas.0.tp=2; * = every item), "
+            "VALUE a TOML value (2, 2.5, true, [1, 2], {kind=\"iid\", rate=0.7}; a bare word is a string); "
+            "PATH=none removes the field (its default applies). Repeatable; applied after the other flags.")
+
+
+def set_epilog(equivalents: tuple[tuple[str, str], ...]) -> str:
+    """The --help epilog table: each former flag and the --set override (or flags) that replace it."""
+    width = max(len(old) for old, _ in equivalents)
+    return "former flags as --set:\n" + "\n".join(
+        f"  {old.ljust(width)}  {new if new.startswith('--') else '--set ' + new}" for old, new in equivalents)
+
+
 def quant_from_args(args: argparse.Namespace) -> QuantSpec:
     """--weight-dtype/--activation-dtype/--kv-dtype/--group-size through model.quant.quant_for; the --group-size
     default 128 lets fp4 take its own NVFP4 block of 16."""
