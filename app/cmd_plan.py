@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import SET_HELP, print_json, print_table, set_epilog
+from roofsim.app.common import SET_HELP, print_json, print_table, progress_bar, set_epilog
 from roofsim.app.plan_report import HEADERS, table_rows, winner_summary_text, write_report
 from roofsim.simulator.config import KV_DTYPES, SCHEDULER_KINDS, WEIGHT_DTYPES, apply_overrides
 from roofsim.simulator.plan_cache import PointCache
@@ -124,22 +124,10 @@ def run_plan(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers={args.workers} must be >= 1")
     cache = None if args.no_cache else PointCache(args.cache_dir)
     executor = make_executor(args.dask_scheduler, args.workers)
-    bar = None
-    progress = None
-    if not args.json:
-        from tqdm import tqdm  # noqa: PLC0415
-
-        bar = tqdm(total=None, unit="cand", file=sys.stderr, desc="planning", leave=False)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
     try:
-        result = plan(spec, executor, cache, progress)
+        with progress_bar(not args.json, "cand", "planning") as progress:
+            result = plan(spec, executor, cache, progress)
     finally:
-        if bar is not None:
-            bar.close()
         executor.close()
     command = "roofsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     if args.report is not None:

@@ -12,7 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import SET_HELP, fmt_si, load_calibration, print_json, print_table, set_epilog
+from roofsim.app.common import (
+    SET_HELP,
+    fmt_si,
+    load_calibration,
+    print_json,
+    print_table,
+    progress_bar,
+    set_epilog,
+)
 from roofsim.model.quant import quant_for
 from roofsim.simulator.config import (
     KV_DTYPES,
@@ -179,22 +187,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         return 0
     if args.out is not None:
         _check_out(args.out, args.force)
-    progress = None
-    bar = None
-    if not args.json:
-        from tqdm import tqdm  # noqa: PLC0415
-
-        bar = tqdm(total=None, unit="req", file=sys.stderr, desc="simulating", leave=False)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-    try:
+    with progress_bar(not args.json, "req", "simulating") as progress:
         r = simulate(cfg, progress)
-    finally:
-        if bar is not None:
-            bar.close()
     if args.out is not None:
         write_outputs(args.out, cfg, r)
     if args.json:

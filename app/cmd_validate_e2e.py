@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import WEIGHT_DTYPES, print_json, print_table, replay_quant
+from roofsim.app.common import WEIGHT_DTYPES, print_json, print_notes_and_problems, print_table, replay_quant
 from roofsim.hardware_specs.errors import InputError
 from roofsim.validation.bench_table import BenchRow, read_bench_table
 from roofsim.validation.e2e import (
@@ -106,12 +106,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
              for m, s in out["by_metric"].items()]
     print_table(rows, ["group", "metric", "n", "median|e|%", "MAPE%", "bias%"])
     print(f"\n{out['rows_predicted']} of {out['rows']} rows predicted (calibration: {out['calibration']})")
-    for n in out["notes"]:
-        print(f"note: {n}")
-    if out["problems"]:
-        print(f"{len(out['problems'])} problem(s):", file=sys.stderr)
-        for pr in out["problems"]:
-            print(f"  {pr}", file=sys.stderr)
+    print_notes_and_problems(out)
     for what, path in (("predictions", args.out), ("report", args.report)):
         if path is not None:
             print(f"{what} written to {path}")

@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,36 @@ def print_table(rows: list[list[str]], headers: list[str], out: Any = None) -> N
     for r in rows:
         print("  ".join(str(c).rjust(w) if i and numeric(c) else str(c).ljust(w)
                         for i, (c, w) in enumerate(zip(r, widths, strict=True))), file=out)
+
+
+@contextmanager
+def progress_bar(enabled: bool, unit: str, desc: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A tqdm bar on stderr and the progress(done, total) callback that moves it; None when not enabled (--json)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm  # noqa: PLC0415 (only for interactive runs)
+
+    bar = tqdm(total=None, unit=unit, file=sys.stderr, desc=desc, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+def print_notes_and_problems(out: dict[str, Any]) -> None:
+    """The notes of a validation result on stdout, its problems (rows not predicted, and why) on stderr."""
+    for n in out["notes"]:
+        print(f"note: {n}")
+    if out["problems"]:
+        print(f"{len(out['problems'])} problem(s):", file=sys.stderr)
+        for pr in out["problems"]:
+            print(f"  {pr}", file=sys.stderr)
 
 
 def print_json(obj: Any) -> None:

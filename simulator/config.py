@@ -81,29 +81,29 @@ SchedulerConfig = Annotated[
 
 
 # ---- routers --------------------------------------------------------------------------------------------
-class RoundRobinRouter(BaseModel):
+class _Router(BaseModel):
     model_config = _FROZEN
+
+
+class RoundRobinRouter(_Router):
     kind: Literal["round_robin"] = "round_robin"
 
 
-class LeastOutstandingRouter(BaseModel):
+class LeastOutstandingRouter(_Router):
     """Replica with the fewest requests waiting or running (ties: lowest index)."""
 
-    model_config = _FROZEN
     kind: Literal["least_outstanding"] = "least_outstanding"
 
 
-class LeastKVRouter(BaseModel):
+class LeastKVRouter(_Router):
     """Replica with the smallest fraction of KV blocks in use plus blocks its queue will need."""
 
-    model_config = _FROZEN
     kind: Literal["least_kv"] = "least_kv"
 
 
-class PowerOfTwoRouter(BaseModel):
+class PowerOfTwoRouter(_Router):
     """Two distinct replicas drawn from the run's Generator; the one with fewer outstanding requests wins."""
 
-    model_config = _FROZEN
     kind: Literal["power_of_two"] = "power_of_two"
 
 

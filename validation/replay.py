@@ -19,6 +19,7 @@ from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec, QuantSpec
 from roofsim.simulator.config import (
+    SCHEDULER_KINDS,
     OrcaScheduler,
     ReplicaGroup,
     SarathiScheduler,
@@ -38,7 +39,7 @@ __all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", 
            "vllm_v1_defaults", "STATS", "SCHEDULERS"]
 
 STATS = ("mean", "p50", "p90", "p99")
-SCHEDULERS = ("vllm-v1", "sarathi", "vllm", "orca", "static", "sjf")
+SCHEDULERS = ("vllm-v1", *SCHEDULER_KINDS)  # vllm-v1 = sarathi with vLLM V1's defaults for the GPU
 
 
 def make_scheduler_config(kind: str, hardware: str, max_batch: int | None = None,
