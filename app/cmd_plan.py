@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import KV_DTYPES, WEIGHT_DTYPES, print_json, print_table
+from roofsim.app.common import SET_HELP, print_json, print_table, progress_bar, set_epilog
 from roofsim.app.plan_report import HEADERS, table_rows, winner_summary_text, write_report
-from roofsim.simulator.config import SCHEDULER_KINDS
+from roofsim.simulator.config import KV_DTYPES, SCHEDULER_KINDS, WEIGHT_DTYPES, apply_overrides
 from roofsim.simulator.planning import PlanResult, PlanSpec, PointCache, make_executor, plan
 from roofsim.simulator.workload import NamedWorkload, TraceWorkload, named_workloads
 
@@ -36,11 +36,23 @@ def _choices(valid: tuple[str, ...], what: str) -> Any:
     return parse
 
 
+# Flags that became --set paths of the PlanSpec.
+SET_EQUIVALENTS: tuple[tuple[str, str], ...] = (
+    ("--max-batched-tokens N", "max_batched_tokens=N"),
+    ("--chunk-size N", "chunk_size=N"),
+    ("--gpu-memory-utilization F", "gpu_memory_utilization=F"),
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("plan", help="capacity planning: cheapest configuration meeting latency SLOs at a rate",
                        description="For every candidate (hardware x tp x pp x quantization x scheduler x batch) find "
                        "the highest rate one replica sustains within the SLOs by bisection over simulated rates, "
-                       "then replicas, GPUs, $/hour, $/1M output tokens and J/token for --rate; rank them.")
+                       "then replicas, GPUs, $/hour, $/1M output tokens and J/token for --rate; rank them.",
+                       epilog=set_epilog(SET_EQUIVALENTS) + "\nother PlanSpec fields: max_replicas, "
+                       "candidates_per_round, verify_winner", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help=SET_HELP + " PATHs are PlanSpec fields (tp=[1, 2], chunk_size=1024, workload.rate_per_s=..).")
     g = p.add_argument_group("question")
     g.add_argument("--model", required=True, help="model preset, HF id or config.json")
     g.add_argument("--workload", help=f"built-in workload: {', '.join(named_workloads())}")
@@ -61,11 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--kv-dtype", type=_choices(("auto", *KV_DTYPES), "kv dtype"), default=("auto",))
     c.add_argument("--scheduler", type=_choices(SCHEDULER_KINDS, "scheduler"), default=("vllm",))
     c.add_argument("--max-batch", type=_ints, default=(256,), help="max_num_seqs values")
-    c.add_argument("--max-batched-tokens", type=int, help="iteration token budget (default: fits the longest prompt)")
-    c.add_argument("--chunk-size", type=int, default=512, help="Sarathi token budget")
     c.add_argument("--speculative", action="append", metavar="JSON",
                    help="a ReplicaGroup `speculative` setting as a JSON object, or 'none'; repeat for several")
-    c.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     c.add_argument("--exhaustive", action="store_true",
                    help="simulate every candidate and refine every capacity to the tolerance (no cost-bound pruning)")
     e = p.add_argument_group("execution")
@@ -97,14 +106,15 @@ def spec_from_args(args: argparse.Namespace) -> PlanSpec:
     spec: list[str | None] = [None]
     if args.speculative:
         spec = [None if s.strip().lower() in ("none", "off") else s for s in args.speculative]
-    return PlanSpec(
-        model=args.model, workload=wl, rate_per_s=args.rate, slo_ttft_s=args.slo_ttft_p99,
-        slo_tpot_s=args.slo_tpot_p99, hardware=tuple(h.strip() for h in args.hardware.split(",") if h.strip()),
-        tp=args.tp, pp=args.pp, weight_dtypes=args.weight_dtype, kv_dtypes=args.kv_dtype, schedulers=args.scheduler,
-        max_batch=args.max_batch, speculative=tuple(spec), max_batched_tokens=args.max_batched_tokens,
-        chunk_size=args.chunk_size, gpu_memory_utilization=args.gpu_memory_utilization, objective=args.objective,
-        num_requests=args.num_requests, seed=args.seed, tolerance=args.tolerance, max_gpus=args.max_gpus,
-        exhaustive=args.exhaustive)
+    data = {
+        "model": args.model, "workload": wl.model_dump(mode="json", exclude_none=True), "rate_per_s": args.rate,
+        "slo_ttft_s": args.slo_ttft_p99, "slo_tpot_s": args.slo_tpot_p99,
+        "hardware": [h.strip() for h in args.hardware.split(",") if h.strip()], "tp": args.tp, "pp": args.pp,
+        "weight_dtypes": args.weight_dtype, "kv_dtypes": args.kv_dtype, "schedulers": args.scheduler,
+        "max_batch": args.max_batch, "speculative": spec, "objective": args.objective,
+        "num_requests": args.num_requests, "seed": args.seed, "tolerance": args.tolerance,
+        "max_gpus": args.max_gpus, "exhaustive": args.exhaustive}
+    return PlanSpec.model_validate(apply_overrides(data, args.set, PlanSpec))
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -113,22 +123,10 @@ def run_plan(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers={args.workers} must be >= 1")
     cache = None if args.no_cache else PointCache(args.cache_dir)
     executor = make_executor(args.dask_scheduler, args.workers)
-    bar = None
-    progress = None
-    if not args.json:
-        from tqdm import tqdm  # noqa: PLC0415
-
-        bar = tqdm(total=None, unit="cand", file=sys.stderr, desc="planning", leave=False)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
     try:
-        result = plan(spec, executor, cache, progress)
+        with progress_bar(not args.json, "cand", "planning") as progress:
+            result = plan(spec, executor, cache, progress)
     finally:
-        if bar is not None:
-            bar.close()
         executor.close()
     command = "roofsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     if args.report is not None:

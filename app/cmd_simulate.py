@@ -1,5 +1,6 @@
-"""`roofsim simulate`: run the serving simulator from a TOML run file and/or flags (flags override the file);
-summary table or JSON on stdout, progress on stderr, optional per-request/time-series/Perfetto outputs."""
+"""`roofsim simulate`: run the serving simulator from a TOML run file and/or a few high-level flags plus generic
+`--set PATH=VALUE` overrides (flags and --set write into the config dict before it is validated); summary table or
+JSON on stdout, progress on stderr, optional per-request/time-series/Perfetto outputs."""
 
 from __future__ import annotations
 
@@ -11,9 +12,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import KV_DTYPES, WEIGHT_DTYPES, fmt_si, print_json, print_table, quant_from_args
-from roofsim.model.techniques import DRAFTER_KINDS
-from roofsim.simulator.config import SCHEDULER_KINDS, SimConfig
+from roofsim.app.common import (
+    SET_HELP,
+    fmt_si,
+    load_calibration,
+    print_json,
+    print_table,
+    progress_bar,
+    set_epilog,
+)
+from roofsim.model.quant import quant_for
+from roofsim.simulator.config import (
+    KV_DTYPES,
+    SCHEDULER_KINDS,
+    WEIGHT_DTYPES,
+    SimConfig,
+    apply_overrides,
+    set_path,
+)
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.run import simulate
 from roofsim.simulator.workload import (
@@ -25,50 +41,57 @@ from roofsim.simulator.workload import (
     with_rate,
 )
 
-ROUTER_KINDS = ("round_robin", "least_outstanding", "least_kv", "power_of_two")
-
+# Flags that became --set paths (replicas.* = every replica group; replicas.0 = the first).
+SET_EQUIVALENTS: tuple[tuple[str, str], ...] = (
+    ("--gpu-memory-utilization F", "replicas.*.gpu_memory_utilization=F"),
+    ("--prefix-caching", "replicas.*.prefix_caching=true"),
+    ("--frontend-ms M", "replicas.*.frontend_s_per_request=<M/1000>"),
+    ("--max-batch N", "replicas.*.scheduler.max_num_seqs=N"),
+    ("--max-batched-tokens N", "replicas.*.scheduler.max_batched_tokens=N"),
+    ("--chunk-size N", "--scheduler sarathi --set replicas.*.scheduler.chunk_size=N"),
+    ("--preemption P", "replicas.*.scheduler.preemption=P"),
+    ("--router R", "router.kind=R"),
+    ("--speculative K", "replicas.*.speculative.drafter.kind=K"),
+    ("--speculative off", "replicas.*.speculative=none"),
+    ("--draft-model M", "replicas.*.speculative.drafter.model=M"),
+    ("--draft-layers N", "replicas.*.speculative.drafter.draft_layers=N (layerskip: .exit_layer=N)"),
+    ("--spec-k K", "replicas.*.speculative.k=K"),
+    ("--spec-acceptance 0.7", "'replicas.*.speculative.acceptance={kind=\"iid\", rate=0.7}'"),
+    ("--spec-acceptance 0.8,0.6", "'replicas.*.speculative.acceptance={kind=\"positional\", rates=[0.8, 0.6]}'"),
+    ("--spec-acceptance beta:A,B", "'replicas.*.speculative.acceptance={kind=\"beta\", alpha=A, beta=B}'"),
+    ("--spec-tree-width W", "replicas.*.speculative.tree_width=W"),
+    ("--spec-adaptive", "replicas.*.speculative.adaptive_k=true"),
+    ("--early-exit K", "replicas.*.early_exit.kind=K"),
+    ("--early-exit off", "replicas.*.early_exit=none"),
+    ("--exit-layers 8:1,32:2", "'replicas.*.early_exit.distribution={kind=\"histogram\", layers=[8, 32], "
+                               "weights=[1, 2]}'"),
+    ("--exit-csv F", "'replicas.*.early_exit.distribution={kind=\"csv\", path=\"F\"}'"),
+    ("--kv-fill X", "replicas.*.early_exit.kv_fill=X"),
+    ("--no-batch-sync", "replicas.*.early_exit.batch_sync=false"),
+    ("--exit-head H", "replicas.*.early_exit.exit_head=H"),
+    ("--skip-layers MAX:MIN", "replicas.*.early_exit.max_layers=MAX --set replicas.*.early_exit.min_layers=MIN"),
+    ("--slo-ttft S", "slo.ttft_s=S"),
+    ("--slo-tpot S", "slo.tpot_s=S"),
+    ("--max-sim-time S", "max_sim_time_s=S"),
+)
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("simulate", help="simulate serving a workload on replicas (latency, throughput, cost)")
-    p.add_argument("--config", type=Path, help="run file (.toml); flags below override it")
+    p = sub.add_parser("simulate", help="simulate serving a workload on replicas (latency, throughput, cost)",
+                       epilog=set_epilog(SET_EQUIVALENTS), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="run file (.toml, e.g. from --print-config); flags override it")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     g = p.add_argument_group("deployment (applies to every replica group)")
     g.add_argument("--model", help="model preset/HF id/config.json (default llama-3.1-8b without --config)")
     g.add_argument("--hardware", help="hardware id or .toml (default h100-sxm without --config)")
     g.add_argument("--tp", type=int)
     g.add_argument("--pp", type=int)
     g.add_argument("--replicas", type=int, help="replicas per group")
-    g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES)
+    g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, help="fp8 -> W8A8, fp4 -> W4A4, int8/int4 weight-only")
     g.add_argument("--kv-dtype", choices=KV_DTYPES)
-    g.add_argument("--gpu-memory-utilization", type=float)
     g.add_argument("--calibration", type=Path,
                    help="calibration profile .toml (e.g. from roofsim calibrate [--local], or a shipped one in "
                         "validation/profiles/); default: the cost model's defaults (docs/model.md)")
-    g.add_argument("--prefix-caching", action="store_true",
-                   help="automatic prefix caching (reuses prompt blocks with equal trace hash ids)")
-    g.add_argument("--frontend-ms", type=float,
-                   help="serialized API-server time per request, ms (measure: a burst's first-scheduled gaps)")
-    s = p.add_argument_group("scheduling")
-    s.add_argument("--scheduler", choices=SCHEDULER_KINDS)
-    s.add_argument("--max-batch", type=int, help="max_num_seqs")
-    s.add_argument("--max-batched-tokens", type=int)
-    s.add_argument("--chunk-size", type=int, help="Sarathi token budget (implies --scheduler sarathi)")
-    s.add_argument("--preemption", choices=("recompute", "swap"))
-    s.add_argument("--router", choices=ROUTER_KINDS)
-    t = p.add_argument_group("speculative decoding / early exit (docs/techniques.md)")
-    t.add_argument("--speculative", choices=(*DRAFTER_KINDS, "off"), help="drafter kind")
-    t.add_argument("--draft-model", help="draft model for --speculative draft_model")
-    t.add_argument("--draft-layers", type=int, help="self: layers the draft runs; layerskip: exit layer")
-    t.add_argument("--spec-k", type=int, help="draft tokens per step (medusa: heads)")
-    t.add_argument("--spec-acceptance", help="per-token rate '0.7', per-position '0.8,0.6,0.5', or 'beta:A,B'")
-    t.add_argument("--spec-tree-width", type=int, help="candidates per draft position (tree verification)")
-    t.add_argument("--spec-adaptive", action="store_true", help="adapt k from recent acceptance")
-    t.add_argument("--early-exit", choices=("per_token", "skipdecode", "off"), help="early-exit policy")
-    t.add_argument("--exit-layers", help="per_token exit histogram 'layer:weight,...' e.g. '8:1,16:1,32:2'")
-    t.add_argument("--exit-csv", help="per_token exit layers measured, one per CSV row")
-    t.add_argument("--kv-fill", choices=("copy", "recompute"), help="KV of skipped layers (per_token)")
-    t.add_argument("--no-batch-sync", action="store_true", help="tokens leave the batch at their exit layer")
-    t.add_argument("--exit-head", choices=("lm_head", "classifier"))
-    t.add_argument("--skip-layers", help="skipdecode depth 'MAX:MIN' (executed layers at position 0 and later)")
+    g.add_argument("--scheduler", choices=SCHEDULER_KINDS, help="batching policy (details: --set, see below)")
     w = p.add_argument_group("workload")
     w.add_argument("--workload", help=f"built-in workload: {', '.join(named_workloads())}")
     w.add_argument("--trace", type=Path, help="trace file to replay (format detected)")
@@ -77,152 +100,44 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     w.add_argument("--duration", type=float, help="seconds of arrivals")
     w.add_argument("--num-requests", type=int)
     w.add_argument("--seed", type=int)
-    w.add_argument("--slo-ttft", type=float, help="TTFT target for goodput, s")
-    w.add_argument("--slo-tpot", type=float, help="TPOT target for goodput, s")
-    w.add_argument("--max-sim-time", type=float, help="stop the simulated clock here, s")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     o.add_argument("--out", type=Path, help="write requests.csv, timeseries.csv, summary.json, trace.json here")
     o.add_argument("--force", action="store_true", help="overwrite files in --out")
-    o.add_argument("--print-config", action="store_true", help="print the resolved run file (TOML) and exit")
+    o.add_argument("--print-config", action="store_true",
+                   help="print the resolved run file (TOML; --config reads it back to the same run) and exit")
     p.set_defaults(func=run_simulate)
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
-    """The run file (or defaults) with the flags applied on top."""
+    """The run file (or defaults), the flags written into its dict, then the --set overrides, validated once."""
     if args.config is not None:
         data: dict[str, Any] = SimConfig.from_toml(args.config).model_dump(mode="json", exclude_none=True)
     else:
         data = {"workload": {"kind": "named", "name": "conversation"},
                 "replicas": [{"model": args.model or "llama-3.1-8b", "hardware": args.hardware or "h100-sxm"}]}
-    wl = data["workload"]
     if args.workload and args.trace:
         raise ValueError("give --workload or --trace, not both")
     if args.workload:
-        wl = {"kind": "named", "name": args.workload}
+        data["workload"] = {"kind": "named", "name": args.workload}
     if args.trace:
-        wl = {"kind": "trace", "path": str(args.trace)}
-    wl = _workload_overrides(wl, args)
-    data["workload"] = wl
-    groups = []
-    for grp in data["replicas"]:
-        grp = dict(grp)
-        for flag, key in (("model", "model"), ("hardware", "hardware"), ("tp", "tp"), ("pp", "pp"),
-                          ("replicas", "count"), ("gpu_memory_utilization", "gpu_memory_utilization")):
-            if getattr(args, flag) is not None:
-                grp[key] = getattr(args, flag)
-        if getattr(args, "calibration", None) is not None:
-            from roofsim.validation.profiles import read_calibration  # noqa: PLC0415
-
-            grp["calibration"] = read_calibration(args.calibration).model_dump(mode="json")
-        if getattr(args, "prefix_caching", False):
-            grp["prefix_caching"] = True
-        if getattr(args, "frontend_ms", None) is not None:
-            grp["frontend_s_per_request"] = args.frontend_ms / 1e3
-        if args.weight_dtype or args.kv_dtype:
-            q = quant_from_args(argparse.Namespace(weight_dtype=args.weight_dtype or "bf16", activation_dtype="auto",
-                                                   kv_dtype=args.kv_dtype or "auto", group_size=128))
-            grp["quant"] = q.model_dump(mode="json")
-        sched = dict(grp.get("scheduler", {"kind": "vllm"}))
-        kind = args.scheduler or ("sarathi" if args.chunk_size is not None else sched.get("kind", "vllm"))
-        if kind != sched.get("kind"):
-            sched = {k: v for k, v in sched.items() if k in ("max_num_seqs", "max_batched_tokens", "preemption")}
-        sched["kind"] = kind
-        for flag, key in (("max_batch", "max_num_seqs"), ("max_batched_tokens", "max_batched_tokens"),
-                          ("chunk_size", "chunk_size"), ("preemption", "preemption")):
-            if getattr(args, flag) is not None:
-                sched[key] = getattr(args, flag)
-        grp["scheduler"] = sched
-        _technique_overrides(grp, args)
-        groups.append(grp)
-    data["replicas"] = groups
-    if args.router:
-        data["router"] = {"kind": args.router}
+        data["workload"] = {"kind": "trace", "path": str(args.trace)}
+    data["workload"] = _workload_overrides(data["workload"], args)
+    flags: list[tuple[str, Any]] = [(f"replicas.*.{key}", getattr(args, flag)) for flag, key in (
+        ("model", "model"), ("hardware", "hardware"), ("tp", "tp"), ("pp", "pp"), ("replicas", "count"),
+        ("scheduler", "scheduler.kind")) if getattr(args, flag) is not None]
+    if args.weight_dtype or args.kv_dtype:
+        quant = quant_for(args.weight_dtype or "bf16", args.kv_dtype or "auto")
+        flags.append(("replicas.*.quant", quant.model_dump(mode="json")))
+    cal = load_calibration(args.calibration)
+    if cal is not None:
+        flags.append(("replicas.*.calibration", cal.model_dump(mode="json")))
     if args.seed is not None:
-        data["seed"] = args.seed
-    slo = dict(data.get("slo", {}))
-    if args.slo_ttft is not None:
-        slo["ttft_s"] = args.slo_ttft
-    if args.slo_tpot is not None:
-        slo["tpot_s"] = args.slo_tpot
-    data["slo"] = slo
-    if args.max_sim_time is not None:
-        data["max_sim_time_s"] = args.max_sim_time
+        flags.append(("seed", args.seed))
+    for path, value in flags:
+        set_path(data, path, value, SimConfig)
+    data = apply_overrides(data, args.set)
     return SimConfig.from_dict(data, str(args.config) if args.config else "command line")
-
-
-def _acceptance(text: str) -> dict[str, Any]:
-    try:
-        if text.startswith("beta:"):
-            a, b = (float(x) for x in text[5:].split(","))
-            return {"kind": "beta", "alpha": a, "beta": b}
-        rates = [float(x) for x in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--spec-acceptance {text!r}: expected '0.7', '0.8,0.6,0.5' or 'beta:A,B'") from None
-    return {"kind": "iid", "rate": rates[0]} if len(rates) == 1 else {"kind": "positional", "rates": rates}
-
-
-def _technique_overrides(grp: dict[str, Any], args: argparse.Namespace) -> None:
-    """Apply the speculative / early-exit flags to one replica group (a flag given alone edits the file's)."""
-    if args.speculative == "off":
-        grp.pop("speculative", None)
-    elif args.speculative or any(getattr(args, f) is not None for f in
-                                 ("draft_model", "spec_k", "spec_acceptance", "spec_tree_width")) or args.spec_adaptive:
-        spec = dict(grp.get("speculative") or {})
-        drafter = dict(spec.get("drafter") or {})
-        kind = args.speculative or drafter.get("kind")
-        if kind is None:
-            raise ValueError("speculative flags need --speculative KIND (or a [replicas.speculative] table)")
-        if kind != drafter.get("kind"):
-            drafter = {"kind": kind}
-        if args.draft_model is not None:
-            drafter["model"] = args.draft_model
-        if args.draft_layers is not None:
-            drafter["exit_layer" if kind == "layerskip" else "draft_layers"] = args.draft_layers
-        spec["drafter"] = drafter
-        if args.spec_k is not None:
-            spec["k"] = args.spec_k
-        if args.spec_acceptance is not None:
-            spec["acceptance"] = _acceptance(args.spec_acceptance)
-        if args.spec_tree_width is not None:
-            spec["tree_width"] = args.spec_tree_width
-        if args.spec_adaptive:
-            spec["adaptive_k"] = True
-        grp["speculative"] = spec
-    if args.early_exit == "off":
-        grp.pop("early_exit", None)
-        return
-    flags = ("exit_layers", "exit_csv", "kv_fill", "exit_head", "skip_layers")
-    if not (args.early_exit or any(getattr(args, f) is not None for f in flags) or args.no_batch_sync):
-        return
-    ee = dict(grp.get("early_exit") or {})
-    kind = args.early_exit or ee.get("kind") or ("skipdecode" if args.skip_layers else "per_token")
-    if kind != ee.get("kind"):
-        ee = {"kind": kind}
-    if kind == "skipdecode":
-        if args.skip_layers is not None:
-            try:
-                hi, lo = (int(x) for x in args.skip_layers.split(":"))
-            except ValueError:
-                raise ValueError(f"--skip-layers {args.skip_layers!r}: expected 'MAX:MIN', e.g. '32:12'") from None
-            ee.update(max_layers=hi, min_layers=lo)
-    else:
-        if args.exit_layers is not None:
-            try:
-                pairs = [x.split(":") for x in args.exit_layers.split(",")]
-                ee["distribution"] = {"kind": "histogram", "layers": [int(a) for a, _ in pairs],
-                                      "weights": [float(b) for _, b in pairs]}
-            except ValueError:
-                raise ValueError(f"--exit-layers {args.exit_layers!r}: expected 'layer:weight,...'") from None
-        if args.exit_csv is not None:
-            ee["distribution"] = {"kind": "csv", "path": args.exit_csv}
-        if args.kv_fill is not None:
-            ee["kv_fill"] = args.kv_fill
-        if args.exit_head is not None:
-            ee["exit_head"] = args.exit_head
-        if args.no_batch_sync:
-            ee["batch_sync"] = False
-    grp["early_exit"] = ee
 
 
 def _workload_overrides(wl: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -272,22 +187,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         return 0
     if args.out is not None:
         _check_out(args.out, args.force)
-    progress = None
-    bar = None
-    if not args.json:
-        from tqdm import tqdm  # noqa: PLC0415
-
-        bar = tqdm(total=None, unit="req", file=sys.stderr, desc="simulating", leave=False)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-    try:
+    with progress_bar(not args.json, "req", "simulating") as progress:
         r = simulate(cfg, progress)
-    finally:
-        if bar is not None:
-            bar.close()
     if args.out is not None:
         write_outputs(args.out, cfg, r)
     if args.json:

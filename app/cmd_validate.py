@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from roofsim.app.cmd_validate_e2e import register_benchmarks, register_run
-from roofsim.app.common import print_json, print_table
+from roofsim.app.common import print_json, print_notes_and_problems, print_table
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
 from roofsim.validation.kernel_tables import KernelMeasurement, read_kernel_tables
@@ -108,12 +108,7 @@ def run_kernels(args: argparse.Namespace) -> int:
                      f"{s['p90_abs_pct_err']:.1f}", f"{s['bias_pct']:+.1f}"])
     print_table(rows, ["hardware  op/dtype/framework", "n", "median|e|%", "MAPE%", "P90|e|%", "bias%"])
     print(f"\n{out['rows_predicted']} of {out['rows_read']} rows predicted (calibration: {out['calibration']})")
-    for n in out["notes"]:
-        print(f"note: {n}")
-    if out["problems"]:
-        print(f"{len(out['problems'])} problem(s):", file=sys.stderr)
-        for pr in out["problems"]:
-            print(f"  {pr}", file=sys.stderr)
+    print_notes_and_problems(out)
     if args.report is not None:
         print(f"report written to {args.report}")
     return 0

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import print_json, print_table, replay_quant
+from roofsim.app.common import WEIGHT_DTYPES, print_json, print_notes_and_problems, print_table, replay_quant
 from roofsim.hardware_specs.errors import InputError
 from roofsim.validation.bench_table import BenchRow, read_bench_table
 from roofsim.validation.e2e import (
@@ -106,12 +106,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
              for m, s in out["by_metric"].items()]
     print_table(rows, ["group", "metric", "n", "median|e|%", "MAPE%", "bias%"])
     print(f"\n{out['rows_predicted']} of {out['rows']} rows predicted (calibration: {out['calibration']})")
-    for n in out["notes"]:
-        print(f"note: {n}")
-    if out["problems"]:
-        print(f"{len(out['problems'])} problem(s):", file=sys.stderr)
-        for pr in out["problems"]:
-            print(f"  {pr}", file=sys.stderr)
+    print_notes_and_problems(out)
     for what, path in (("predictions", args.out), ("report", args.report)):
         if path is not None:
             print(f"{what} written to {path}")
@@ -135,7 +130,8 @@ def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="vllm-v1 (default) = chunked prefill with vLLM V1's token budget for this GPU")
     p.add_argument("--max-batch", type=int, default=None, help="max sequences per iteration (max_num_seqs)")
     p.add_argument("--max-batched-tokens", type=int, default=None, help="token budget of one iteration")
-    p.add_argument("--weight-dtype", choices=("bf16", "fp16", "fp32", "fp8", "int8", "int4"), default="bf16")
+    p.add_argument("--weight-dtype", choices=("auto", *WEIGHT_DTYPES), default="bf16",
+                   help="auto: bf16, or fp32 end to end on hardware without bf16 (the numpy engine)")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--calibration", type=Path, default=None,
                    help="profile .toml (default: the shipped vLLM profile of the hardware)")
@@ -156,8 +152,7 @@ def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
             cal = profile_for(args.hardware, "vllm")
         except InputError:
             cal = None
-    wd = args.weight_dtype
-    quant = replay_quant(wd, args.hardware)  # fp32 weights: fp32 activations and KV too (the numpy engine)
+    quant = replay_quant(args.weight_dtype, args.hardware)  # fp32 weights: fp32 activations and KV too
     res = replay_log(args.log, args.model, args.hardware, args.tp, args.pp, log_format=args.format, scheduler=sched,
                      quant=quant, calibration=cal, gpu_memory_utilization=args.gpu_memory_utilization,
                      prompts_cached=args.prompts_cached)

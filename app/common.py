@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,9 @@ from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
+from roofsim.model.quant import quant_for
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
-
-WEIGHT_DTYPES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4", "fp4")
-KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
+from roofsim.simulator.config import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
 
 
 def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = None,
@@ -31,7 +32,7 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
     g.add_argument("--pp", type=int, default=1, help="pipeline-parallel stages")
     g.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE)")
     g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="bf16")
-    g.add_argument("--activation-dtype", choices=("auto", "bf16", "fp16", "fp32", "fp8", "int8", "fp4"),
+    g.add_argument("--activation-dtype", choices=("auto", *ACTIVATION_DTYPES),
                    default="auto", help="auto: fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only")
     g.add_argument("--kv-dtype", choices=("auto", *KV_DTYPES), default="auto",
                    help="KV-cache format (auto: bf16, or the 16-bit activation dtype)")
@@ -40,27 +41,29 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
     g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
 
 
+SET_HELP = ("override any field: PATH=VALUE, PATH dotted with list indices (replicas.0.tp=2; * = every item), "
+            "VALUE a TOML value (2, 2.5, true, [1, 2], {kind=\"iid\", rate=0.7}; a bare word is a string); "
+            "PATH=none removes the field (its default applies). Repeatable; applied after the other flags.")
+
+
+def set_epilog(equivalents: tuple[tuple[str, str], ...]) -> str:
+    """The --help epilog table: each former flag and the --set override (or flags) that replace it."""
+    width = max(len(old) for old, _ in equivalents)
+    return "former flags as --set:\n" + "\n".join(
+        f"  {old.ljust(width)}  {new if new.startswith('--') else '--set ' + new}" for old, new in equivalents)
+
+
 def quant_from_args(args: argparse.Namespace) -> QuantSpec:
-    wd = args.weight_dtype
-    ad = args.activation_dtype
-    if ad == "auto":
-        ad = {"fp8": "fp8", "fp4": "fp4", "fp32": "fp32", "fp16": "fp16"}.get(wd, "bf16")
-    kv = args.kv_dtype
-    if kv == "auto":
-        kv = ad if ad in ("bf16", "fp16", "fp32") else "bf16"
-    scale = 1.0 if wd == "fp4" else 2.0  # NVFP4/MXFP4 use 8-bit scales; GPTQ/AWQ fp16 scales
-    group = 16 if wd == "fp4" and args.group_size == 128 else args.group_size  # NVFP4 block of 16
-    return QuantSpec(weight_dtype=wd, activation_dtype=ad, kv_dtype=kv, group_size=group, scale_bytes=scale)
+    """--weight-dtype/--activation-dtype/--kv-dtype/--group-size through model.quant.quant_for; the --group-size
+    default 128 lets fp4 take its own NVFP4 block of 16."""
+    group = None if args.group_size == 128 else args.group_size
+    return quant_for(args.weight_dtype, args.kv_dtype, activation_dtype=args.activation_dtype, group_size=group)
 
 
 def replay_quant(dtype: str, hardware: str) -> QuantSpec:
-    """QuantSpec for the replay: bf16 (or `dtype`) weights and activations; 'auto' = bf16, or fp32 end to end (KV
-    too) on hardware without bf16, as the numpy engine `roofsim measure` runs."""
-    if dtype == "auto":
-        dtype = "bf16" if load_hardware(hardware).supports("bf16") else "fp32"
-    act = {"fp8": "fp8", "fp16": "fp16", "fp32": "fp32"}.get(dtype, "bf16")
-    kv = {"fp16": "fp16", "fp32": "fp32"}.get(dtype, "bf16")
-    return QuantSpec(weight_dtype=dtype, activation_dtype=act, kv_dtype=kv)
+    """QuantSpec of a log replay: `dtype` weights ('auto' = bf16, or fp32 end to end on hardware without bf16, as
+    the numpy engine `roofsim measure` runs), activations and KV following them (model.quant.quant_for)."""
+    return quant_for(dtype, hardware=load_hardware(hardware) if dtype == "auto" else None)
 
 
 def load_calibration(path: Path | None) -> Calibration | None:
@@ -114,6 +117,36 @@ def print_table(rows: list[list[str]], headers: list[str], out: Any = None) -> N
     for r in rows:
         print("  ".join(str(c).rjust(w) if i and numeric(c) else str(c).ljust(w)
                         for i, (c, w) in enumerate(zip(r, widths, strict=True))), file=out)
+
+
+@contextmanager
+def progress_bar(enabled: bool, unit: str, desc: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A tqdm bar on stderr and the progress(done, total) callback that moves it; None when not enabled (--json)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm  # noqa: PLC0415 (only for interactive runs)
+
+    bar = tqdm(total=None, unit=unit, file=sys.stderr, desc=desc, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+def print_notes_and_problems(out: dict[str, Any]) -> None:
+    """The notes of a validation result on stdout, its problems (rows not predicted, and why) on stderr."""
+    for n in out["notes"]:
+        print(f"note: {n}")
+    if out["problems"]:
+        print(f"{len(out['problems'])} problem(s):", file=sys.stderr)
+        for pr in out["problems"]:
+            print(f"  {pr}", file=sys.stderr)
 
 
 def print_json(obj: Any) -> None:

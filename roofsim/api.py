@@ -16,6 +16,7 @@ from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
 from roofsim.model.estimate import Estimate, estimate_deployment
 from roofsim.model.loader import load_model
+from roofsim.model.quant import quant_for
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 from roofsim.simulator.config import SimConfig
 
@@ -47,13 +48,6 @@ def load_calibration(calibration: CalibrationLike) -> Calibration | None:
     from roofsim.validation.profiles import read_calibration  # noqa: PLC0415 (validation loads only when asked)
 
     return read_calibration(calibration)
-
-
-def quant_for(weight_dtype: str, kv_dtype: str = "auto") -> QuantSpec:
-    """The QuantSpec a weight dtype name means (fp8 -> W8A8 fp8, fp4 -> W4A4 NVFP4, int8/int4 -> weight-only)."""
-    from roofsim.simulator.planning import quant_for as _quant_for  # noqa: PLC0415
-
-    return _quant_for(weight_dtype, kv_dtype)
 
 
 def estimate(model: ModelLike, hardware: HardwareLike, *, batch: int = 1, input_len: int = 1024,

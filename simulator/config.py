@@ -3,18 +3,29 @@ scheduler and router policies as discriminated unions on `kind`, SLOs, seed, ove
 
 from __future__ import annotations
 
+import copy
 import math
 import tomllib
+import types
+from collections.abc import Sequence
+from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from roofsim.hardware_specs.errors import InputError
 from roofsim.model.cost import Calibration
+from roofsim.model.quant import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
 from roofsim.model.spec import QuantSpec
-from roofsim.model.techniques import EarlyExitConfig, SpeculativeConfig
-from roofsim.simulator.workload import WorkloadConfig
+from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, SpeculativeConfig
+from roofsim.simulator.engines import (
+    DEFAULT_MAX_BATCHED_TOKENS,
+    VLLM_CHUNKED_PREFILL_TOKENS,
+    VLLM_MAX_NUM_SEQS,
+)
+from roofsim.simulator.workload import Arrival, Lengths, WorkloadConfig
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -23,8 +34,8 @@ PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # ---- scheduler policies ---------------------------------------------------------------------------------
 class _SchedBase(BaseModel):
     model_config = _FROZEN
-    max_num_seqs: int = Field(256, ge=1, description="most sequences in one iteration (vLLM max_num_seqs)")
-    max_batched_tokens: int = Field(8192, ge=1, description="most tokens in one iteration")
+    max_num_seqs: int = Field(VLLM_MAX_NUM_SEQS, ge=1, description="most sequences in one iteration (vLLM max_num_seqs)")
+    max_batched_tokens: int = Field(DEFAULT_MAX_BATCHED_TOKENS, ge=1, description="most tokens in one iteration")
     preemption: Literal["recompute", "swap"] = "recompute"
     watermark_fraction: float = Field(0.01, ge=0, lt=1, description="KV blocks kept free at admission (vLLM)")
 
@@ -52,7 +63,7 @@ class SarathiScheduler(_SchedBase):
     """Sarathi-Serve stall-free chunked prefill: decodes first, prefill chunks fill the rest of `chunk_size`."""
 
     kind: Literal["sarathi"] = "sarathi"
-    chunk_size: int = Field(512, ge=1, description="token budget of one iteration")
+    chunk_size: int = Field(VLLM_CHUNKED_PREFILL_TOKENS, ge=1, description="token budget of one iteration")
 
 
 class SJFScheduler(_SchedBase):
@@ -67,33 +78,32 @@ SchedulerConfig = Annotated[
     StaticScheduler | VLLMScheduler | OrcaScheduler | SarathiScheduler | SJFScheduler,
     Field(discriminator="kind"),
 ]
-SCHEDULER_KINDS = ("static", "vllm", "orca", "sarathi", "sjf")
 
 
 # ---- routers --------------------------------------------------------------------------------------------
-class RoundRobinRouter(BaseModel):
+class _Router(BaseModel):
     model_config = _FROZEN
+
+
+class RoundRobinRouter(_Router):
     kind: Literal["round_robin"] = "round_robin"
 
 
-class LeastOutstandingRouter(BaseModel):
+class LeastOutstandingRouter(_Router):
     """Replica with the fewest requests waiting or running (ties: lowest index)."""
 
-    model_config = _FROZEN
     kind: Literal["least_outstanding"] = "least_outstanding"
 
 
-class LeastKVRouter(BaseModel):
+class LeastKVRouter(_Router):
     """Replica with the smallest fraction of KV blocks in use plus blocks its queue will need."""
 
-    model_config = _FROZEN
     kind: Literal["least_kv"] = "least_kv"
 
 
-class PowerOfTwoRouter(BaseModel):
+class PowerOfTwoRouter(_Router):
     """Two distinct replicas drawn from the run's Generator; the one with fewer outstanding requests wins."""
 
-    model_config = _FROZEN
     kind: Literal["power_of_two"] = "power_of_two"
 
 
@@ -186,49 +196,169 @@ class SimConfig(BaseModel):
             raise InputError("\n".join(lines)) from None
 
     def to_toml(self) -> str:
-        """TOML text that from_toml reads back to an equal config (unset optional fields are omitted)."""
-        return dumps_toml(self.model_dump(mode="json", exclude_none=True))
+        """TOML text that from_toml reads back to an equal config (module function to_toml)."""
+        return to_toml(self)
 
 
-# ---- a small TOML writer (tables, arrays of tables, scalars, arrays of scalars) -------------------------
-def _key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else '"' + k.replace('"', '\\"') + '"'
+# ---- choices derived from the schema: argparse choices, dashboard options and error messages import these -----
+def _models_in(tp: Any) -> tuple[type[BaseModel], ...]:
+    """The pydantic models a field annotation admits (Annotated, unions and Optional unwrapped)."""
+    if get_origin(tp) is Annotated:
+        return _models_in(get_args(tp)[0])
+    if get_origin(tp) in (Union, types.UnionType):
+        return tuple(m for a in get_args(tp) for m in _models_in(a))
+    return (tp,) if isinstance(tp, type) and issubclass(tp, BaseModel) else ()
 
 
-def _scalar(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_scalar(x) for x in v) + "]"
-    raise ValueError(f"cannot write {type(v).__name__} value {v!r} to TOML")
+def kinds_of(union: Any) -> tuple[str, ...]:
+    """The `kind` values of a discriminated union of configs, in declaration order."""
+    return tuple(k for m in _models_in(union) for k in get_args(m.model_fields["kind"].annotation))
 
 
-def dumps_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """Serialise nested dicts (tables), lists of dicts (arrays of tables) and scalars."""
-    head: list[str] = []
-    tail: list[str] = []
-    for k, v in data.items():
-        name = f"{prefix}.{_key(k)}" if prefix else _key(k)
-        if isinstance(v, dict):
-            tail.append(f"\n[{name}]\n" + dumps_toml(v, name))
-        elif isinstance(v, list | tuple) and v and all(isinstance(x, dict) for x in v):
-            for item in v:
-                tail.append(f"\n[[{name}]]\n" + dumps_toml(item, name))
-        else:
-            head.append(f"{_key(k)} = {_scalar(v)}")
-    return "\n".join(head) + ("\n" if head else "") + "".join(tail)
+SCHEDULER_KINDS = kinds_of(SchedulerConfig)
+ROUTER_KINDS = kinds_of(RouterConfig)
+PREEMPTION_MODES: tuple[str, ...] = get_args(_SchedBase.model_fields["preemption"].annotation)
+DRAFTER_KINDS = kinds_of(Drafter)
+ACCEPTANCE_KINDS = kinds_of(Acceptance)
+EARLY_EXIT_KINDS = kinds_of(EarlyExitConfig)
+EXIT_DISTRIBUTION_KINDS = kinds_of(ExitDistribution)
+WORKLOAD_KINDS = kinds_of(WorkloadConfig)
+ARRIVAL_KINDS = kinds_of(Arrival)
+LENGTH_KINDS = kinds_of(Lengths)
+# WEIGHT_DTYPES, ACTIVATION_DTYPES, KV_DTYPES come from QuantSpec's Literals (roofsim.model.quant), re-exported here.
+
+
+# ---- TOML out ---------------------------------------------------------------------------------------------
+def to_toml(cfg: BaseModel) -> str:
+    """TOML text of a config that model_validate reads back to an equal config. Unset optional fields are
+    omitted: TOML has no null, and an omitted field takes its default (None)."""
+    return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True))
+
+
+# ---- --set PATH=VALUE overrides on the config dict, before validation ----------------------------------------
+DELETE = object()  # value of `PATH=none`: remove the key, so the field takes its default
+
+
+def parse_value(text: str) -> Any:
+    """A --set value read as a TOML value (2 -> int, 2.5 -> float, true, [1, 2], {k = 1}, "x"); a bare word that
+    is not TOML is a string (kind=sarathi); `none` is DELETE."""
+    text = text.strip()
+    if text.lower() == "none":
+        return DELETE
+    try:
+        doc = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        return text
+    value = doc.get("v")
+    # dates have no place in a config: 2024-01-01 stays the string it was typed as
+    return text if len(doc) != 1 or isinstance(value, date | time) else value
+
+
+def apply_overrides(data: dict[str, Any], sets: Sequence[str], schema: type[BaseModel] | None = None
+                    ) -> dict[str, Any]:
+    """A copy of the config dict `data` with every `PATH=VALUE` of `sets` written into it (see set_path);
+    `schema` defaults to SimConfig."""
+    out = copy.deepcopy(data)
+    for item in sets:
+        path, sep, text = item.partition("=")
+        if not sep or not path.strip():
+            raise InputError(f"--set {item!r}: expected PATH=VALUE, e.g. replicas.0.tp=2 or slo.ttft_s=0.5")
+        set_path(out, path.strip(), parse_value(text), schema or SimConfig)
+    return out
+
+
+def set_path(data: dict[str, Any], path: str, value: Any, schema: type[BaseModel]) -> None:
+    """Write `value` at the dotted `path` of the config dict `data` (list items by index, `*` = every item,
+    index len appends one), creating missing tables from the schema's defaults. InputError naming the path and
+    the valid keys at the level that is wrong; values are checked later by pydantic."""
+    _set_key(data, (schema,), path.split("."), 0, value, path)
+
+
+def _set_key(node: dict[str, Any], models: tuple[type[BaseModel], ...], segs: list[str], i: int, value: Any,
+             path: str) -> None:
+    where, key = ".".join(segs[:i]) or "the top level", segs[i]
+    if len(models) > 1:  # a discriminated union: the table's kind says which member's keys are valid
+        chosen = tuple(m for m in models if node.get("kind") in kinds_of(m))
+        if not chosen and key != "kind":
+            kinds = [k for m in models for k in kinds_of(m)]
+            raise InputError(f"--set {path}: set {where}.kind first (one of {', '.join(kinds)})")
+    else:
+        chosen = models
+    owner = next((m for m in chosen or models if key in m.model_fields), None)
+    if owner is None:
+        valid = sorted({k for m in chosen for k in m.model_fields})
+        others = [k for m in models if m not in chosen and key in m.model_fields for k in kinds_of(m)]
+        hint = f" ({key!r} belongs to kind {', '.join(others)}: set {where}.kind first)" if others else ""
+        raise InputError(f"--set {path}: {where} has no key {key!r}{hint}; valid keys: {', '.join(valid)}")
+    field = owner.model_fields[key]
+    if i == len(segs) - 1:
+        if value is DELETE:
+            if field.is_required():
+                raise InputError(f"--set {path}: {where}.{key} is required and cannot be removed")
+            node.pop(key, None)
+            return
+        if key == "kind" and len(models) > 1:
+            # a new policy kind keeps only the settings it has (a draft model's `model` means nothing to eagle)
+            new = next((m for m in models if value in kinds_of(m)), None)
+            for k in [k for k in node if new is not None and k not in new.model_fields]:
+                del node[k]
+        node[key] = value
+        return
+    default = field.get_default(call_default_factory=True)
+    sub = _models_in(field.annotation)
+    if sub:
+        if key not in node:
+            node[key] = default.model_dump(mode="json", exclude_none=True) if isinstance(default, BaseModel) else {}
+        if not isinstance(node[key], dict):
+            raise InputError(f"--set {path}: {where}.{key} is {node[key]!r}, not a table")
+        _set_key(node[key], sub, segs, i + 1, value, path)
+    elif (item := _item_type(field.annotation)) is not None:
+        node[key] = list(node[key] if node.get(key) is not None else default or ())
+        _set_items(node[key], item, segs, i + 1, value, path)
+    else:
+        raise InputError(f"--set {path}: {where}.{key} is a single value; it has no key {segs[i + 1]!r}")
+
+
+def _set_items(seq: list[Any], item: Any, segs: list[str], i: int, value: Any, path: str) -> None:
+    where, seg = ".".join(segs[:i]), segs[i]
+    if seg == "*":
+        idx = list(range(len(seq)))
+    elif seg.isdigit() and int(seg) <= len(seq):
+        idx = [int(seg)]
+    else:
+        raise InputError(f"--set {path}: {where} is a list of {len(seq)} item(s); {seg!r} is not an index "
+                         f"(0..{len(seq) - 1}, {len(seq)} to append one, * for every item)")
+    models = _models_in(item)
+    last = i == len(segs) - 1
+    if not last and not models:
+        raise InputError(f"--set {path}: the items of {where} are single values; they have no key {segs[i + 1]!r}")
+    for n in reversed(idx):  # reversed: deleting an item leaves the lower indices in place
+        if last and value is DELETE:
+            if n < len(seq):
+                del seq[n]
+            continue
+        if n == len(seq):
+            seq.append(value if last else {})
+        elif last:
+            seq[n] = value
+        if not last:
+            _set_key(seq[n], models, segs, i + 1, value, path)
+
+
+def _item_type(tp: Any) -> Any:
+    """The item type of a tuple/list annotation (Annotated and Optional unwrapped), else None."""
+    if get_origin(tp) is Annotated:
+        return _item_type(get_args(tp)[0])
+    if get_origin(tp) in (Union, types.UnionType):
+        return next((t for a in get_args(tp) if (t := _item_type(a)) is not None), None)
+    return get_args(tp)[0] if get_origin(tp) in (tuple, list) and get_args(tp) else None
 
 
 __all__ = [
-    "SCHEDULER_KINDS", "LeastKVRouter", "LeastOutstandingRouter", "OrcaScheduler", "PowerOfTwoRouter",
-    "ReplicaGroup", "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler", "SJFScheduler",
-    "SchedulerConfig", "SimConfig", "StaticScheduler", "VLLMScheduler", "dumps_toml",
+    "ACCEPTANCE_KINDS", "ACTIVATION_DTYPES", "ARRIVAL_KINDS", "DELETE", "DRAFTER_KINDS", "EARLY_EXIT_KINDS",
+    "EXIT_DISTRIBUTION_KINDS", "KV_DTYPES", "LENGTH_KINDS", "PREEMPTION_MODES", "ROUTER_KINDS", "SCHEDULER_KINDS",
+    "WEIGHT_DTYPES", "WORKLOAD_KINDS", "LeastKVRouter", "LeastOutstandingRouter", "OrcaScheduler",
+    "PowerOfTwoRouter", "ReplicaGroup", "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler",
+    "SJFScheduler", "SchedulerConfig", "SimConfig", "StaticScheduler", "VLLMScheduler", "apply_overrides",
+    "kinds_of", "parse_value", "set_path", "to_toml",
 ]

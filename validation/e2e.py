@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import InputError, RoofsimError
 from roofsim.model.cost import Calibration
+from roofsim.model.quant import KV_DTYPES, WEIGHT_DTYPES, quant_for
 from roofsim.model.spec import QuantSpec
 from roofsim.simulator.config import (
     OrcaScheduler,
@@ -26,6 +26,15 @@ from roofsim.simulator.config import (
     SimConfig,
     StaticScheduler,
     VLLMScheduler,
+)
+from roofsim.simulator.engines import (
+    DEFAULT_MAX_BATCHED_TOKENS,
+    SGLANG_CHUNKED_PREFILL_SIZE,
+    SGLANG_MAX_RUNNING_REQUESTS,
+    TRTLLM_MAX_BATCH_SIZE,
+    TRTLLM_MAX_NUM_TOKENS,
+    VLLM_MAX_NUM_SEQS,
+    vllm_v1_defaults,
 )
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.run import simulate
@@ -78,7 +87,7 @@ def row_label(row: BenchRow) -> str:
 def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
     """The scheduler that stands for the row's serving engine at its default settings, and a note saying so.
 
-    Sources of the defaults:
+    Sources of the defaults (their values: simulator/engines.py):
     - vLLM V1 (>= 0.8, chunked prefill always on): vllm/engine/arg_utils.py `_set_default_args_v1` — OpenAI API
       server max_num_batched_tokens 8192 / max_num_seqs 1024 on GPUs with >= 70 GiB that are not A100 (vLLM >= 0.9),
       otherwise 2048 / 256 (A100, and every GPU in 0.8.x). Modelled as Sarathi-style chunked prefill with that
@@ -97,39 +106,33 @@ def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
         return (StaticScheduler(max_num_seqs=c, max_batched_tokens=max(c * row.isl, 1)),
                 "static batch of concurrency requests, whole batch prefilled in one iteration")
     if fw == "vllm":
-        hw = load_hardware(row.hardware)
-        big = hw.memory.capacity_bytes >= 70 * 2**30 and "a100" not in hw.id
-        tokens, seqs = (8192, 1024) if big else (2048, 256)
+        tokens, seqs = vllm_v1_defaults(row.hardware)
         return (SarathiScheduler(chunk_size=tokens, max_batched_tokens=tokens, max_num_seqs=seqs),
                 f"vLLM V1 defaults: chunked prefill, max_num_batched_tokens={tokens}, max_num_seqs={seqs}")
     if fw == "trtllm":
-        tokens = max(8192, row.isl)
-        return (OrcaScheduler(max_batched_tokens=tokens, max_num_seqs=2048),
-                f"TRT-LLM in-flight batching: max_num_tokens={tokens}, max_batch_size=2048, no chunked context")
+        tokens = max(TRTLLM_MAX_NUM_TOKENS, row.isl)
+        return (OrcaScheduler(max_batched_tokens=tokens, max_num_seqs=TRTLLM_MAX_BATCH_SIZE),
+                f"TRT-LLM in-flight batching: max_num_tokens={tokens}, max_batch_size={TRTLLM_MAX_BATCH_SIZE}, "
+                "no chunked context")
     if fw == "sglang":
-        tokens = max(8192, row.isl)
-        return (VLLMScheduler(max_batched_tokens=tokens, max_num_seqs=1024),
-                f"SGLang: prefill-first batches of up to {tokens} tokens, max_running_requests=1024")
-    tokens = max(8192, row.isl)
-    return (VLLMScheduler(max_batched_tokens=tokens, max_num_seqs=256),
+        tokens = max(SGLANG_CHUNKED_PREFILL_SIZE, row.isl)
+        return (VLLMScheduler(max_batched_tokens=tokens, max_num_seqs=SGLANG_MAX_RUNNING_REQUESTS),
+                f"SGLang: prefill-first batches of up to {tokens} tokens, "
+                f"max_running_requests={SGLANG_MAX_RUNNING_REQUESTS}")
+    tokens = max(DEFAULT_MAX_BATCHED_TOKENS, row.isl)
+    return (VLLMScheduler(max_batched_tokens=tokens, max_num_seqs=VLLM_MAX_NUM_SEQS),
             f"framework {row.framework!r} has no engine profile: vLLM v0-style continuous batching, "
             f"max_batched_tokens={tokens}")
 
 
-_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
-
-
 def row_quant(row: BenchRow) -> QuantSpec:
-    """QuantSpec of a row: fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only with 16-bit activations."""
+    """QuantSpec of a row (model.quant.quant_for): fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only
+    with 16-bit activations."""
     wd, kv = row.weight_dtype.lower(), row.kv_dtype.lower()
-    if wd not in _DTYPES:
-        raise InputError(f"weight_dtype={row.weight_dtype!r} is not one of {list(_DTYPES)}")
-    if kv not in ("fp32", "bf16", "fp16", "fp8", "int8", "int4"):
-        raise InputError(f"kv_dtype={row.kv_dtype!r} is not one of ['fp32', 'bf16', 'fp16', 'fp8', 'int8', 'int4']")
-    act = {"fp8": "fp8", "fp4": "fp4", "fp32": "fp32", "fp16": "fp16"}.get(wd, "bf16")
-    group = 16 if wd == "fp4" else 128  # NVFP4 block of 16 (as app.common)
-    return QuantSpec(weight_dtype=wd, activation_dtype=act, kv_dtype=kv, group_size=group,
-                     scale_bytes=1.0 if wd == "fp4" else 2.0)
+    for name, value, valid in (("weight_dtype", wd, WEIGHT_DTYPES), ("kv_dtype", kv, KV_DTYPES)):
+        if value not in valid:
+            raise InputError(f"{name}={getattr(row, name)!r} is not one of {list(valid)}")
+    return quant_for(wd, kv)
 
 
 def _num_requests(row: BenchRow) -> int:

@@ -19,6 +19,7 @@ from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec, QuantSpec
 from roofsim.simulator.config import (
+    SCHEDULER_KINDS,
     OrcaScheduler,
     ReplicaGroup,
     SarathiScheduler,
@@ -28,6 +29,7 @@ from roofsim.simulator.config import (
     StaticScheduler,
     VLLMScheduler,
 )
+from roofsim.simulator.engines import VLLM_CHUNKED_PREFILL_TOKENS, VLLM_MAX_NUM_SEQS, vllm_v1_defaults
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.run import simulate
 from roofsim.simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload, Trace
@@ -37,15 +39,7 @@ __all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", 
            "vllm_v1_defaults", "STATS", "SCHEDULERS"]
 
 STATS = ("mean", "p50", "p90", "p99")
-SCHEDULERS = ("vllm-v1", "sarathi", "vllm", "orca", "static", "sjf")
-
-
-def vllm_v1_defaults(hardware: str) -> tuple[int, int]:
-    """(max_num_batched_tokens, max_num_seqs) of vLLM V1's OpenAI server on this GPU: 8192/1024 on GPUs with
-    >= 70 GiB that are not A100 (vLLM >= 0.9), else 2048/256 — vllm/engine/arg_utils.py `_set_default_args_v1`."""
-    hw = load_hardware(hardware)
-    big = hw.memory.capacity_bytes >= 70 * 2**30 and "a100" not in hw.id
-    return (8192, 1024) if big else (2048, 256)
+SCHEDULERS = ("vllm-v1", *SCHEDULER_KINDS)  # vllm-v1 = sarathi with vLLM V1's defaults for the GPU
 
 
 def make_scheduler_config(kind: str, hardware: str, max_batch: int | None = None,
@@ -59,7 +53,8 @@ def make_scheduler_config(kind: str, hardware: str, max_batch: int | None = None
     if max_batched_tokens is not None:
         kw["max_batched_tokens"] = max_batched_tokens
     if kind in ("vllm-v1", "sarathi"):
-        tokens, seqs = vllm_v1_defaults(hardware) if kind == "vllm-v1" else (512, 256)
+        tokens, seqs = (vllm_v1_defaults(hardware) if kind == "vllm-v1"
+                        else (VLLM_CHUNKED_PREFILL_TOKENS, VLLM_MAX_NUM_SEQS))
         tokens = kw.get("max_batched_tokens", tokens)
         seqs = kw.get("max_num_seqs", seqs)
         return (SarathiScheduler(chunk_size=tokens, max_batched_tokens=tokens, max_num_seqs=seqs),

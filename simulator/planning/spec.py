@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import RoofsimError
-from roofsim.model.spec import QuantSpec
+from roofsim.model.quant import quant_for
 from roofsim.simulator.config import SCHEDULER_KINDS, SchedulerConfig
 from roofsim.simulator.schedulers import Scheduler, make_scheduler
 from roofsim.simulator.workload import (
@@ -88,18 +88,6 @@ class PlanSpec(BaseModel):
             raise ValueError(f"workload arrival kind {wl.arrival.kind!r} has no request rate to search over; "
                              "use an open-loop workload (poisson, gamma, constant, burst) or a trace")
         return self
-
-
-def quant_for(weight_dtype: str, kv_dtype: str = "auto") -> QuantSpec:
-    """The QuantSpec the CLI means by a weight dtype: fp8 -> W8A8 fp8, fp4 -> W4A4 (NVFP4 blocks of 16),
-    int8/int4 -> weight-only with bf16 activations; kv 'auto' -> bf16."""
-    act = {"fp8": "fp8", "fp4": "fp4", "fp32": "fp32", "fp16": "fp16"}.get(weight_dtype, "bf16")
-    kv = "bf16" if kv_dtype == "auto" else kv_dtype
-    if kv_dtype == "auto" and act in ("fp16", "fp32"):
-        kv = act
-    fp4 = weight_dtype == "fp4"
-    return QuantSpec(weight_dtype=weight_dtype, activation_dtype=act, kv_dtype=kv,  # type: ignore[arg-type]
-                     group_size=16 if fp4 else 128, scale_bytes=1.0 if fp4 else 2.0)
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,20 @@ def test_workload_xor_trace(capsys: pytest.CaptureFixture[str]) -> None:
     args = [a for a in BASE if a not in ("--workload", "conversation")]
     assert main(args) == 2
     assert "exactly one of --workload" in capsys.readouterr().err
+
+
+def test_set_writes_plan_spec_fields_and_names_bad_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    """--set PATH=VALUE edits the PlanSpec before validation (lists as TOML arrays); a wrong path lists the fields."""
+    from roofsim.app.cli import build_parser
+    from roofsim.app.cmd_plan import spec_from_args
+
+    args = build_parser().parse_args([*BASE, "--set", "chunk_size=1024", "--set", 'schedulers=["vllm", "sarathi"]',
+                                      "--set", "max_batched_tokens=4096", "--set", "workload.rate_per_s=3"])
+    spec = spec_from_args(args)
+    assert (spec.chunk_size, spec.schedulers, spec.max_batched_tokens) == (1024, ("vllm", "sarathi"), 4096)
+    assert spec.workload.rate_per_s == 3.0 and spec.rate_per_s == 12 and spec.tolerance == 0.1
+    assert main([*BASE, "--set", "chunksize=1", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "the top level has no key 'chunksize'" in err and "chunk_size" in err
+    assert main([*BASE, "--set", "schedulers=[\"fifo\"]", "--no-cache"]) == 2
+    assert "scheduler 'fifo' is not one of static, vllm, orca, sarathi, sjf" in capsys.readouterr().err

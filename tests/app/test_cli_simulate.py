@@ -1,4 +1,5 @@
-"""`roofsim simulate`: JSON keys, flags override the run file, --out files and overwrite refusal, clean errors."""
+"""`roofsim simulate`: JSON keys, flags and --set override the run file, --print-config reproduces the run, --out
+files and overwrite refusal, clean errors."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def test_flags_override_run_file(tmp_path, capsys) -> None:
         "replicas": [{"model": "llama-3.1-8b", "hardware": "h100-sxm", "tp": 1}]})
     p = tmp_path / "run.toml"
     p.write_text(cfg.to_toml())
-    assert main(["simulate", "--config", str(p), "--tp", "2", "--chunk-size", "256", "--print-config"]) == 0
+    assert main(["simulate", "--config", str(p), "--tp", "2", "--scheduler", "sarathi",
+                 "--set", "replicas.0.scheduler.chunk_size=256", "--print-config"]) == 0
     out = SimConfig.model_validate(__import__("tomllib").loads(capsys.readouterr().out))
     assert out.replicas[0].tp == 2
     assert out.replicas[0].scheduler.kind == "sarathi" and out.replicas[0].scheduler.chunk_size == 256
@@ -57,14 +59,15 @@ def test_clean_errors(tmp_path, capsys) -> None:
     assert "does not fit" in capsys.readouterr().err
 
 
-def test_prefix_caching_and_frontend_flags(tmp_path, capsys) -> None:
+def test_prefix_caching_and_frontend_via_set(tmp_path, capsys) -> None:
     trace = tmp_path / "t.jsonl"
     rows = [{"arrival_s": i * 0.5, "input_tokens": 1024, "output_tokens": 4, "hash_ids": [1, 2]} for i in range(4)]
     trace.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert main(["simulate", "--trace", str(trace), "--prefix-caching", "--frontend-ms", "2", "--json"]) == 0
+    sets = ["--set", "replicas.*.prefix_caching=true", "--set", "replicas.0.frontend_s_per_request=0.002"]
+    assert main(["simulate", "--trace", str(trace), *sets, "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["prefix_cached_tokens"] == 3 * 1023  # requests 2-4 reuse all but the last prompt token
-    assert main(["simulate", "--trace", str(trace), "--prefix-caching", "--frontend-ms", "2", "--print-config"]) == 0
+    assert main(["simulate", "--trace", str(trace), *sets, "--print-config"]) == 0
     cfg = SimConfig.model_validate(__import__("tomllib").loads(capsys.readouterr().out))
     assert cfg.replicas[0].prefix_caching and cfg.replicas[0].frontend_s_per_request == 0.002
 
@@ -104,7 +107,7 @@ def test_calibration_flag_uses_that_profile(tmp_path, capsys) -> None:
     from roofsim.validation.profiles import read_calibration, write_calibration
 
     path = write_calibration(Calibration(name="slow", step_overhead_s=0.05), tmp_path / "slow.toml")
-    base = ["simulate", "--num-requests", "20", "--rate", "1", "--json", "--max-batch", "1"]
+    base = ["simulate", "--num-requests", "20", "--rate", "1", "--json", "--set", "replicas.0.scheduler.max_num_seqs=1"]
     assert main(base) == 0
     plain = json.loads(capsys.readouterr().out)
     assert main([*base, "--calibration", str(path)]) == 0
@@ -112,3 +115,58 @@ def test_calibration_flag_uses_that_profile(tmp_path, capsys) -> None:
     assert slow["config"]["replicas"][0]["calibration"]["name"] == "slow"
     assert read_calibration(path).step_overhead_s == 0.05
     assert slow["tpot_s"]["mean"] - plain["tpot_s"]["mean"] > 0.04
+
+
+WALL = ("wall_s", "sim_s_per_wall_s", "iterations_per_wall_s")
+
+
+def test_print_config_reproduces_the_run(tmp_path, capsys) -> None:
+    """--print-config of flags + --set (speculation, SLO, router) is a run file --config reads back to the same
+    config and the same results."""
+    args = ["simulate", "--num-requests", "40", "--rate", "4", "--seed", "3", "--weight-dtype", "fp8",
+            "--set", "replicas.0.speculative.drafter.kind=eagle", "--set", "replicas.0.speculative.k=3",
+            "--set", 'replicas.0.speculative.acceptance={kind="positional", rates=[0.8, 0.6, 0.5]}',
+            "--set", "slo.ttft_s=0.5", "--set", "router.kind=least_kv", "--set", "replicas.0.count=2"]
+    assert main([*args, "--json"]) == 0
+    direct = json.loads(capsys.readouterr().out)
+    assert main([*args, "--print-config"]) == 0
+    run = tmp_path / "run.toml"
+    run.write_text(capsys.readouterr().out)
+    assert main(["simulate", "--config", str(run), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["config"] == direct["config"]
+    rep = direct["config"]["replicas"][0]
+    assert rep["speculative"]["acceptance"]["rates"] == [0.8, 0.6, 0.5] and rep["quant"]["activation_dtype"] == "fp8"
+    assert direct["requests_completed"] == 40 and direct["spec_mean_k"] == 3.0
+    assert {k: v for k, v in again.items() if k not in WALL} == {k: v for k, v in direct.items() if k not in WALL}
+
+
+def test_set_values_are_toml_and_none_removes_a_table(tmp_path, capsys) -> None:
+    run = tmp_path / "run.toml"
+    assert main(["simulate", "--num-requests", "10", "--set", "replicas.0.early_exit.kind=skipdecode",
+                 "--set", "replicas.0.early_exit.max_layers=32", "--set", "replicas.0.early_exit.min_layers=12",
+                 "--print-config"]) == 0
+    run.write_text(capsys.readouterr().out)
+    assert main(["simulate", "--config", str(run), "--set", "replicas.0.early_exit=none", "--set",
+                 "workload.rate_per_s=2.5", "--set", "max_sim_time_s=1e4", "--set", "replicas.0.block_size=32",
+                 "--set", "replicas.0.scheduler.kind=sjf", "--set", "replicas.0.scheduler.predictor_sigma=0.5",
+                 "--print-config"]) == 0
+    cfg = SimConfig.model_validate(__import__("tomllib").loads(capsys.readouterr().out))
+    assert cfg.replicas[0].early_exit is None
+    assert cfg.workload.rate_per_s == 2.5 and cfg.max_sim_time_s == 1e4 and cfg.replicas[0].block_size == 32
+    assert cfg.replicas[0].scheduler.kind == "sjf" and cfg.replicas[0].scheduler.predictor_sigma == 0.5
+
+
+def test_set_errors_name_the_path_and_the_valid_keys(capsys) -> None:
+    assert main(["simulate", "--set", "replicas.0.schedulr.kind=vllm"]) == 2
+    err = capsys.readouterr().err
+    assert "replicas.0 has no key 'schedulr'" in err and "scheduler, speculative, tp" in err
+    assert main(["simulate", "--set", "replicas.0.scheduler.chunk_size=256"]) == 2
+    assert "'chunk_size' belongs to kind sarathi: set replicas.0.scheduler.kind first" in capsys.readouterr().err
+    assert main(["simulate", "--set", "replicas.2.tp=2"]) == 2
+    assert "replicas is a list of 1 item(s); '2' is not an index" in capsys.readouterr().err
+    assert main(["simulate", "--set", "replicas.0.scheduler.max_num_seqs=0"]) == 2
+    assert "field replicas.0.scheduler.vllm.max_num_seqs: Input should be greater than or equal to 1" in (
+        capsys.readouterr().err)
+    assert main(["simulate", "--set", "seed"]) == 2
+    assert "expected PATH=VALUE" in capsys.readouterr().err
