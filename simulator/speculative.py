@@ -55,15 +55,13 @@ class SpeculativeDecoding:
         self.fixed_rate = (acc.rate if isinstance(acc, IIDAcceptance)
                            else acc.mean if isinstance(acc, BetaAcceptance) else np.nan)
         self._pos = np.asarray(acc.rates, dtype=np.float64) if isinstance(acc, PositionalAcceptance) else None
-        # counters (summed over the run)
-        self.decode_steps = 0
-        self.seq_steps = 0  # decoding sequences x decode iterations
-        self.emitted = 0
-        self.proposed = 0  # draft positions offered (k per sequence per step; a tree counts its depth)
-        self.accepted = 0
-        self.draft_s = 0.0
-        self.rejections = 0
-        self.k_sum = 0
+        # run totals under technique_summary's names: decode iterations, decoding sequences x decode iterations,
+        # tokens emitted, draft positions offered (k per sequence per step; a tree counts its depth) and accepted,
+        # sequences with a rejection, k summed over sequences, drafting seconds
+        self.totals: dict[str, float] = dict.fromkeys(
+            ("spec_decode_steps", "spec_seq_steps", "spec_emitted", "spec_proposed", "spec_accepted",
+             "spec_rejections", "spec_k_sum"), 0)
+        self.totals["spec_draft_s"] = 0.0
         self._acc_w = 0.0
         self._fail_w = 0.0
         self._since_adapt = 0
@@ -84,7 +82,7 @@ class SpeculativeDecoding:
 
     def step(self, shape: BatchShape) -> tuple[float, float]:
         s, j, d = self.coster.step(shape, self.k)
-        self.draft_s += d
+        self.totals["spec_draft_s"] += d
         if shape.decode_seqs:
             self._last_shape = shape
         return s, j
@@ -110,13 +108,14 @@ class SpeculativeDecoding:
     def record(self, accepted: np.ndarray, emitted: np.ndarray, k: int) -> None:
         n = accepted.size
         acc = int(accepted.sum())
-        self.decode_steps += 1
-        self.seq_steps += n
-        self.k_sum += k * n
-        self.emitted += int(emitted.sum())
-        self.proposed += k * n
-        self.accepted += acc
-        self.rejections += int((accepted < k).sum())
+        t = self.totals
+        t["spec_decode_steps"] += 1
+        t["spec_seq_steps"] += n
+        t["spec_k_sum"] += k * n
+        t["spec_emitted"] += int(emitted.sum())
+        t["spec_proposed"] += k * n
+        t["spec_accepted"] += acc
+        t["spec_rejections"] += int((accepted < k).sum())
         if self.spec.adaptive_k:
             # MLE of an i.i.d. rate from truncated geometric runs: successes / (successes + failures seen)
             self._acc_w += acc
@@ -146,10 +145,7 @@ class SpeculativeDecoding:
         self.k = best
 
     def counters(self) -> dict[str, float]:
-        return {"spec_decode_steps": self.decode_steps, "spec_seq_steps": self.seq_steps,
-                "spec_emitted": self.emitted, "spec_proposed": self.proposed, "spec_accepted": self.accepted,
-                "spec_draft_s": self.draft_s, "spec_k_sum": self.k_sum,
-                "spec_rejections": self.rejections}
+        return dict(self.totals)
 
 
 def draft_cost_model(cost: CostModel, name: str) -> CostModel:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from roofsim.simulator.replica import Lane, Replica
 
 
+@runtime_checkable
 class DecodeProgress(Protocol):
     """Per-replica bookkeeping of decoding requests: which tokens they gain, the KV they hold and reserve.
 
@@ -63,6 +64,7 @@ class DecodeProgress(Protocol):
         ...
 
 
+@runtime_checkable
 class DecodeStrategy(Protocol):
     """A decoding technique as the Replica sees it (one instance per replica; it may keep run counters).
 
@@ -134,9 +136,8 @@ class CounterProgress:
     needs, `finish_heap` the requests that finish keyed by the counter value at which they do (Lane's fields).
     """
 
-    token_times = None
-
     def __init__(self, rep: Replica) -> None:
+        self.token_times: Callable[[Request], np.ndarray] | None = None  # the lane series hold them
         self.rep = rep
         self.B = rep.B
         self.window = rep.window
@@ -259,7 +260,7 @@ class SlotProgress:
         self.lanes = [_Slots() for _ in rep.lanes]
         self._slot: dict[int, int] = {}
         self._segs: dict[int, list[list[int]]] = {}
-        self.token_times = self._token_times
+        self.token_times: Callable[[Request], np.ndarray] | None = self._token_times
 
     def join(self, lane: Lane, r: Request) -> None:
         sl = self.lanes[lane.idx]
