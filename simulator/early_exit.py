@@ -1,17 +1,19 @@
-"""Early exit in the simulator: a StepModel that draws each decode token's exit depth from the run's Generator
-(vectorised), applies the batch-synchronisation rule and KV-fill policy via model.techniques.EarlyExitCoster,
-and counts executed depth, synchronisation loss and the energy saved against full-depth decoding."""
+"""Early exit in the simulator: a decode strategy that draws each decode token's exit depth from the run's
+Generator (vectorised), applies the batch-synchronisation rule and KV-fill policy via EarlyExitCoster, and counts
+executed depth, synchronisation loss and the energy saved against full-depth decoding."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from roofsim.hardware_specs.errors import InputError
 from roofsim.model.batch import BatchShape
 from roofsim.model.cost import CostModel
+from roofsim.model.memory import MemoryPlan
 from roofsim.model.techniques import (
     CsvExit,
     EarlyExitCoster,
@@ -20,7 +22,11 @@ from roofsim.model.techniques import (
     SkipDecodeExit,
     exit_pmf,
 )
-from roofsim.simulator.replica import StepModel
+from roofsim.simulator.strategy import CounterProgress, DecodeProgress, StrategyMaker
+
+if TYPE_CHECKING:
+    from roofsim.simulator.config import ReplicaGroup
+    from roofsim.simulator.replica import Replica
 
 
 def read_exit_csv(path: str | Path) -> HistogramExit:
@@ -51,11 +57,13 @@ def read_exit_csv(path: str | Path) -> HistogramExit:
     return HistogramExit(layers=layers, weights=tuple(float(counts[x]) for x in layers))
 
 
-class EarlyExitStepModel(StepModel):
-    """Decode iterations at the depth the policy allows; prefill always runs every layer (its KV is needed)."""
+class EarlyExitDecoding:
+    """Decode iterations at the depth the policy allows; prefill always runs every layer (its KV is needed).
+    Every decoding sequence still gains one token per iteration (strategy.CounterProgress)."""
 
     def __init__(self, cost: CostModel, cfg: PerTokenExit | SkipDecodeExit, rng: np.random.Generator) -> None:
-        super().__init__(cost)
+        self.cost = cost
+        self.pp = cost.parallel.pp
         if cost.parallel.pp > 1:
             raise ValueError(f"early_exit with pp={cost.parallel.pp} is not modelled (exits leave later pipeline "
                              "stages idle, EE-LLM arXiv 2312.04916); use pp=1")
@@ -88,10 +96,12 @@ class EarlyExitStepModel(StepModel):
             return np.full(n, cfg.depth(shape.decode_ctx_tokens / shape.decode_seqs), dtype=np.int64)
         return np.searchsorted(self.cdf, self.rng.random(n), side="right")
 
-    def step(self, shape: BatchShape) -> tuple[float, float, int]:
+    def progress(self, rep: Replica) -> DecodeProgress:
+        return CounterProgress(rep)
+
+    def step(self, shape: BatchShape) -> tuple[float, float]:
         if shape.decode_seqs == 0:
-            s, j = self.cost.step_seconds_energy(shape)
-            return s, j, 1
+            return self.cost.step_seconds_energy(shape)
         n = shape.decode_tokens
         d = self.depths(n, shape)
         counts = np.bincount(d, minlength=self.L + 1)
@@ -107,7 +117,7 @@ class EarlyExitStepModel(StepModel):
         self.j += j
         self.full_s += fs
         self.full_j += fj
-        return s, j, 1
+        return s, j
 
     def _skipdecode(self, shape: BatchShape, depth: int) -> tuple[float, float, float]:
         lc, L = self.coster.lc, self.L
@@ -133,4 +143,12 @@ class EarlyExitStepModel(StepModel):
                 "ee_full_s": self.full_s, "ee_full_j": self.full_j}
 
 
-__all__ = ["EarlyExitStepModel", "read_exit_csv"]
+def early_exit_parts(group: ReplicaGroup, cost: CostModel, plan: MemoryPlan) -> tuple[StrategyMaker, MemoryPlan]:
+    """(strategy maker given the run's Generator, memory plan) of a replica group with `early_exit` set."""
+    ee = group.early_exit
+    assert ee is not None
+    EarlyExitDecoding(cost, ee, np.random.default_rng(0))  # validate now (exit layers vs depth, pp)
+    return (lambda rng: EarlyExitDecoding(cost, ee, rng)), plan
+
+
+__all__ = ["EarlyExitDecoding", "early_exit_parts", "read_exit_csv"]

@@ -1,5 +1,5 @@
-"""One serving replica: a simpy process that runs iterations (batch -> StepModel -> advance time) over a paged
-KV cache, with O(1) per-iteration bookkeeping; pipeline parallelism as `pp` micro-batch lanes."""
+"""One serving replica: a simpy process that runs iterations (batch -> DecodeStrategy -> advance time) over a
+paged KV cache, with O(1) per-iteration bookkeeping; pipeline parallelism as `pp` micro-batch lanes."""
 
 from __future__ import annotations
 
@@ -14,38 +14,16 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from roofsim.model.batch import BatchShape, causal_pairs, windowed_pairs
-from roofsim.model.cost import CostModel
 from roofsim.model.memory import MemoryPlan
-from roofsim.simulator.kvcache import BlockPool, PrefixCache, decode_phase
+from roofsim.simulator.kvcache import BlockPool, PrefixCache
 from roofsim.simulator.request import DECODING, DONE, PREFILLING, SWAPPED, WAITING, Request
+from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding
 
 if TYPE_CHECKING:
     from roofsim.simulator.cluster import Cluster
     from roofsim.simulator.schedulers import Scheduler
 
 logger = logging.getLogger(__name__)
-
-
-class StepModel:
-    """Cost of one iteration: (seconds, joules, tokens emitted per decoding sequence).
-
-    The seam for speculative decoding / early exit: a subclass may cost extra draft passes, scale depth, or
-    emit more than one token per decoding sequence (the lane counter then advances by that many).
-    `stage_seconds` is the time one pipeline stage holds the micro-batch (equal to seconds when pp == 1).
-    """
-
-    def __init__(self, cost: CostModel) -> None:
-        self.cost = cost
-        self.pp = cost.parallel.pp
-
-    def step(self, shape: BatchShape) -> tuple[float, float, int]:
-        seconds, joules = self.cost.step_seconds_energy(shape)
-        return seconds, joules, 1
-
-    def stage_seconds(self, shape: BatchShape, seconds: float) -> float:
-        if self.pp == 1:
-            return seconds
-        return self.cost.pipeline_stage_seconds(shape)
 
 
 class Waiting:
@@ -88,9 +66,8 @@ class Waiting:
 class Lane:
     """One micro-batch slot (the whole replica when pp == 1): its running requests and decode bookkeeping.
 
-    Decoding requests are never iterated per step: `counter` counts tokens emitted per decoding sequence,
-    `sum_kv` is the KV tokens of all decoding sequences, `phase_count` gives blocks needed by the next step,
-    `finish_heap` yields the requests that finish, keyed by the counter value at which they do.
+    `n_dec` counts its decoding sequences; the other decode fields belong to strategy.CounterProgress (plain
+    decoding and early exit), which never iterates decoding requests per step.
     """
 
     __slots__ = ("idx", "running", "prefilling", "n_dec", "sum_kv", "phase_count", "counter", "finish_heap",
@@ -115,14 +92,15 @@ class Lane:
 
 
 class Replica:
-    """A model copy on tp x pp GPUs. The scheduler policy forms each iteration's batch; this class owns the
-    mechanics (admission, preemption, block accounting, token emission, timing, recording)."""
+    """A model copy on tp x pp GPUs. The scheduler policy forms each iteration's batch; the decode strategy costs
+    it and tracks what decoding requests gain (strategy.py); this class owns the mechanics (admission,
+    preemption, block accounting, prefill progress, timing, recording)."""
 
-    def __init__(self, idx: int, group: int, name: str, step_model: StepModel, plan: MemoryPlan,
+    def __init__(self, idx: int, group: int, name: str, strategy: DecodeStrategy, plan: MemoryPlan,
                  scheduler: Scheduler, max_context_tokens: int, window: int | None) -> None:
         self.idx, self.group, self.name = idx, group, name
-        self.step_model = step_model
-        self.cost = step_model.cost
+        self.strategy = strategy
+        self.cost = strategy.cost
         self.plan = plan
         self.scheduler = scheduler
         cfg = scheduler.cfg
@@ -134,7 +112,7 @@ class Replica:
         self.B = plan.block_size
         self.max_context_tokens = max_context_tokens
         self.window = window
-        self.pp = step_model.pp
+        self.pp = strategy.pp
         self.lanes = [Lane(i, self.B) for i in range(self.pp)]
         self.stage_free = [0.0] * self.pp
         self.waiting = Waiting(keyed=scheduler.keyed)
@@ -148,7 +126,7 @@ class Replica:
         self.cluster: Cluster | None = None
         self.env: simpy.Environment | None = None
         self._wake: simpy.Event | None = None
-        self.num_gpus = step_model.cost.parallel.num_gpus
+        self.num_gpus = strategy.cost.parallel.num_gpus
         # per-iteration series
         self.it_start_s = array("d")
         self.it_dur_s = array("d")
@@ -172,6 +150,14 @@ class Replica:
         # the iteration being formed
         self._chunks: list[tuple[Request, int]] = []
         self._swap_extra_s = 0.0
+        self.progress = strategy.progress(self)  # after lanes, pool, B and window: the tracker reads them
+        # decode-token times kept outside the lane series (metrics.py looks this up; None for CounterProgress)
+        self.decode_token_times = self.progress.token_times
+
+    @property
+    def step_model(self) -> DecodeStrategy:
+        """The decode strategy (its older name; metrics.py reads it)."""
+        return self.strategy
 
     # ---- queries used by routers -------------------------------------------------------------------------
     @property
@@ -244,39 +230,17 @@ class Replica:
         return self.cost.hardware.interconnect.pcie_bytes_per_s
 
     def _join_decode(self, lane: Lane, r: Request, kv: int, blocks: int) -> None:
-        J = lane.counter
         r.state = DECODING
-        r.join_counter = J
         r.kv_tokens = kv
         r.blocks = blocks
         r.stint += 1
-        ph = decode_phase(J, kv, self.B)
-        r.phase = ph
-        lane.phase_count[ph] += 1
         lane.n_dec += 1
-        lane.sum_kv += kv
-        heapq.heappush(lane.finish_heap, (J + r.output_tokens - r.generated, r.id, r.stint, r))
-        W = self.window
-        if W is not None:
-            if kv >= W:
-                lane.n_cap += 1
-            else:
-                lane.sum_uncapped += kv
-                heapq.heappush(lane.win_heap, (J + W - kv, r.id, r.stint, r))
+        self.progress.join(lane, r)
 
     def _leave_decode(self, lane: Lane, r: Request) -> int:
-        """Take a decoding request out of the lane sums; returns its KV tokens now."""
-        emitted = lane.counter - r.join_counter
-        kv = r.kv_tokens + emitted
-        lane.phase_count[r.phase] -= 1
+        """Take a decoding request out of the lane; returns its KV tokens now."""
+        kv, emitted = self.progress.leave(lane, r)
         lane.n_dec -= 1
-        lane.sum_kv -= kv
-        if self.window is not None:
-            if kv >= self.window:
-                lane.n_cap -= 1
-            else:
-                lane.sum_uncapped -= kv
-        r.segments[-1][3] = emitted
         r.generated += emitted
         r.join_counter = -1
         r.stint += 1  # invalidates heap entries
@@ -313,14 +277,7 @@ class Replica:
     def prepare_decode(self, lane: Lane, now: float) -> int:
         """Reserve blocks for one decode step of every decoding request in `lane`, preempting (LIFO) while
         the pool is short. Returns the number of decoding sequences left."""
-        need = lane.phase_count[lane.counter % self.B]
-        while need > self.pool.total - self.pool.used:
-            if not self.preempt_one(lane, now):
-                break
-            need = lane.phase_count[lane.counter % self.B]
-        if lane.n_dec:
-            self.pool.allocate(need)
-        return lane.n_dec
+        return self.progress.reserve(lane, now)
 
     # ---- one iteration -------------------------------------------------------------------------------
     def start_iteration(self, lane: Lane, now: float) -> float | None:
@@ -344,20 +301,21 @@ class Replica:
             pairs += causal_pairs(new, ctx)
             if W is not None:
                 pairs_w += windowed_pairs(new, ctx, W)
-        d_ctx, d_ctx_w = self._decode_context(lane, n_dec)
+        d_ctx, d_ctx_w = self.progress.context(lane, n_dec)
         shape = BatchShape(
             prefill_tokens=p_tok, prefill_seqs=len(chunks), prefill_attn_pairs=pairs, prefill_ctx_tokens=p_ctx,
             decode_seqs=n_dec, decode_tokens=n_dec, decode_ctx_tokens=d_ctx,
             prefill_attn_pairs_win=pairs_w if W is not None else -1.0, decode_ctx_tokens_win=d_ctx_w,
         )
-        seconds, joules, k = self.step_model.step(shape)
-        self._advance_decode(lane, n_dec, k)
+        seconds, joules = self.strategy.step(shape)
+        self.progress.advance(lane, n_dec)
         extra = self._swap_extra_s
         if self.pp == 1:
             start = now
             end = now + seconds + extra
         else:
-            stage = self.step_model.stage_seconds(shape, seconds) + extra / self.pp
+            # techniques that change the step's cost refuse pp > 1, so a stage's time is the cost model's
+            stage = self.cost.pipeline_stage_seconds(shape) + extra / self.pp
             sf = self.stage_free
             start = prev = max(now, sf[0])
             for s in range(self.pp):
@@ -388,47 +346,12 @@ class Replica:
         self._lane_dec[lane.idx] = n_dec
         return end
 
-    # ---- decode bookkeeping (overridden by speculative replicas, which track per-request progress) --------
-    def _decode_context(self, lane: Lane, n_dec: int) -> tuple[int, int]:
-        """(decode_ctx_tokens, windowed) of this step, O(1): every decoding sequence adds one KV token."""
-        W = self.window
-        if not n_dec:
-            return 0, (0 if W is not None else -1)
-        lane.sum_kv += n_dec
-        if W is not None:
-            lane.sum_uncapped += n_dec - lane.n_cap
-            c_after = lane.counter + 1
-            wh = lane.win_heap
-            while wh and wh[0][0] <= c_after:
-                _, _, stint, r = heapq.heappop(wh)
-                if r.stint == stint:
-                    lane.sum_uncapped -= W
-                    lane.n_cap += 1
-        return lane.sum_kv, (lane.sum_uncapped + lane.n_cap * W if W is not None else -1)
-
-    def _advance_decode(self, lane: Lane, n_dec: int, k: int) -> None:
-        if k != 1:
-            raise NotImplementedError("multi-token decode steps need a StepModel-aware lane (speculation)")
-        if n_dec:
-            lane.counter += k
-
-    def _end_decode(self, lane: Lane, end: float) -> None:
-        """Record the decode iteration that ended at `end` and finish the requests that are done."""
-        lane.dec_end_s.append(end)
-        lane.dec_cum.append(lane.counter)
-        fh = lane.finish_heap
-        c = lane.counter
-        while fh and fh[0][0] <= c:
-            _, _, stint, r = heapq.heappop(fh)
-            if r.stint == stint:
-                self._finish(lane, r, end, decoding=True)
-
     def end_iteration(self, lane: Lane, end: float) -> None:
         """Apply the iteration of `lane` that ends at `end`: prefill progress, emitted tokens, completions."""
         lane.busy = False
         chunks = self._lane_chunks[lane.idx]
         if self._lane_dec[lane.idx]:
-            self._end_decode(lane, end)
+            self.progress.complete(lane, end)
         for r, new in chunks:
             r.prefilled += new
             if r.prefilled < r.prefill_target:
@@ -443,16 +366,18 @@ class Replica:
                     self.cluster.on_first_token(r, end)  # type: ignore[union-attr]
             r.segments.append([end, lane.idx, lane.counter, 0])
             if r.generated >= r.output_tokens:
-                self._finish(lane, r, end, decoding=False)
+                self.pool.release(r.blocks)
+                self._finish(lane, r, end)
             else:
                 self._join_decode(lane, r, r.prefill_target, r.blocks)
 
-    def _finish(self, lane: Lane, r: Request, end: float, decoding: bool) -> None:
-        if decoding:
-            kv = self._leave_decode(lane, r)
-            self.pool.release(self.pool.blocks_for(kv))
-        else:
-            self.pool.release(r.blocks)
+    def finish_decoding(self, lane: Lane, r: Request, end: float) -> None:
+        """`r` has all its tokens at `end` (called by the decode progress tracker): release its KV, record it."""
+        kv = self._leave_decode(lane, r)
+        self.pool.release(self.pool.blocks_for(kv))
+        self._finish(lane, r, end)
+
+    def _finish(self, lane: Lane, r: Request, end: float) -> None:
         r.blocks = 0
         del lane.running[r]
         self.n_running -= 1
@@ -510,5 +435,8 @@ class Replica:
                                 heapq.heappush(pending, (e, other.idx))
             # idle now; loop back (the wake event handles the next arrival)
 
+
+# the former name of the plain decode strategy (simulate(step_model_factory=...) makes one per plain replica)
+StepModel = PlainDecoding
 
 __all__ = ["Lane", "Replica", "StepModel", "Waiting"]

@@ -14,16 +14,18 @@ import simpy
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.cost import CostModel
 from roofsim.model.loader import load_model
-from roofsim.model.memory import plan_memory
+from roofsim.model.memory import MemoryPlan, plan_memory
 from roofsim.model.spec import ParallelSpec
 from roofsim.simulator.cluster import Cluster
-from roofsim.simulator.config import SimConfig
+from roofsim.simulator.config import ReplicaGroup, SimConfig
+from roofsim.simulator.early_exit import early_exit_parts
 from roofsim.simulator.kvcache import PrefixCache
 from roofsim.simulator.metrics import SimResult, summarize
-from roofsim.simulator.replica import Replica, StepModel
+from roofsim.simulator.replica import Replica
 from roofsim.simulator.request import Request
 from roofsim.simulator.schedulers import make_scheduler
-from roofsim.simulator.speculative import technique_parts
+from roofsim.simulator.speculative import speculative_parts
+from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding, StrategyMaker, plain_parts
 from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     SyntheticWorkload,
@@ -36,11 +38,28 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
+# decode strategy kind -> (strategy maker given the run's Generator, memory plan with the technique's extra memory)
+STRATEGY_PARTS: dict[str, Callable[[ReplicaGroup, CostModel, MemoryPlan], tuple[StrategyMaker, MemoryPlan]]] = {
+    "plain": plain_parts,
+    "speculative": speculative_parts,
+    "early_exit": early_exit_parts,
+}
 
-def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], StepModel] = StepModel,
+
+def strategy_kind(group: ReplicaGroup) -> str:
+    """The STRATEGY_PARTS key of a replica group: from its `speculative` / `early_exit` fields."""
+    if group.speculative is not None and group.early_exit is not None:
+        raise ValueError("speculative and early_exit cannot both be set on a replica group; for early-exit "
+                         "drafting use speculative.drafter.kind = 'layerskip'")
+    return "speculative" if group.speculative is not None else "early_exit" if group.early_exit is not None \
+        else "plain"
+
+
+def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
                    rng: np.random.Generator | None = None) -> list[Replica]:
-    """Replicas of every group, in config order (one CostModel per group, shared by its replicas). Groups with
-    speculative decoding or early exit get their step models (drawing from `rng`) from simulator.speculative."""
+    """Replicas of every group, in config order (one CostModel per group, shared by its replicas). Each replica
+    gets its decode strategy (drawing from `rng`) from STRATEGY_PARTS; `step_model_factory(cost)` makes the
+    strategy of plain groups instead (instrumented benchmarks, tests)."""
     rng = rng if rng is not None else np.random.default_rng(config.seed)
     replicas: list[Replica] = []
     for gi, g in enumerate(config.replicas):
@@ -54,11 +73,12 @@ def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], 
                            max_batched_tokens=sched_cfg.max_batched_tokens, max_seqs=sched_cfg.max_num_seqs,
                            block_size=g.block_size)
         window = model.sliding_window if model.num_sliding_layers else None
-        make_step, plan, rep_cls = technique_parts(g, cost, plan)
+        kind = strategy_kind(g)
+        make_strategy, plan = STRATEGY_PARTS[kind](g, cost, plan)
         for _ in range(g.count):
             name = f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp})#{len(replicas)}"
-            step_model = make_step(rng) if make_step is not None else step_model_factory(cost)
-            rep = rep_cls(len(replicas), gi, name, step_model, plan, make_scheduler(sched_cfg),
+            strategy = step_model_factory(cost) if kind == "plain" else make_strategy(rng)
+            rep = Replica(len(replicas), gi, name, strategy, plan, make_scheduler(sched_cfg),
                           model.max_context_tokens, window)
             rep.frontend_s = g.frontend_s_per_request
             replicas.append(rep)
@@ -66,7 +86,7 @@ def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], 
 
 
 def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace | None = None,
-             step_model_factory: Callable[[CostModel], StepModel] = StepModel,
+             step_model_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
              warm_prefixes: Sequence[tuple[int, ...]] = ()) -> SimResult:
     """Run one simulation. `progress(done, total)` is called now and then; `trace` replaces the workload's
     requests (its arrival process settings still decide closed loop). `warm_prefixes`: prefix-block hash ids
@@ -139,4 +159,4 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     return result
 
 
-__all__ = ["build_replicas", "simulate"]
+__all__ = ["STRATEGY_PARTS", "build_replicas", "simulate", "strategy_kind"]
