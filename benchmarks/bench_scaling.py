@@ -4,7 +4,7 @@ Two measurements of the same saturated workload (Llama-3.1-8B, 1 x H100-SXM, vLL
 outputs U(50, 300) tokens; one replica serves ~34 req/s of it, so Poisson 70 req/s is ~2x its capacity and the
 waiting queue grows to tens of thousands of requests; `--arrival offline` puts all of them in the queue at t=0):
 
-  windows  one run of N requests (default 100,000); a StepModel subclass stamps perf_counter every `--window`
+  windows  one run of N requests (default 100,000); a PlainDecoding subclass stamps perf_counter every `--window`
            iterations, so we get wall microseconds per iteration in successive windows of the run, plus
            requests completed and the waiting-queue length at each window (from the per-iteration series).
   sizes    the same workload with num_requests = 12.5k, 25k, 50k, 100k, each in a fresh subprocess (so peak RSS
@@ -28,8 +28,8 @@ from array import array
 from roofsim.model.batch import BatchShape
 from roofsim.model.cost import CostModel
 from roofsim.simulator.config import SimConfig
-from roofsim.simulator.replica import StepModel
 from roofsim.simulator.run import simulate
+from roofsim.simulator.strategy import PlainDecoding
 
 SIZES = (12_500, 25_000, 50_000, 100_000)
 
@@ -63,14 +63,14 @@ def windows(n: int, arrival: str, rate: float, window: int) -> dict:
     stamps = array("d")  # perf_counter after every `window`-th iteration was costed
     cpu_stamps = array("d")  # process CPU time at the same points (robust to other processes on the core)
 
-    class StampingStepModel(StepModel):
-        """StepModel that records the wall clock every `window` iterations (one compare + decrement per step)."""
+    class StampingDecoding(PlainDecoding):
+        """Plain decoding that records the wall clock every `window` iterations (one compare + decrement per step)."""
 
         def __init__(self, cost: CostModel) -> None:
             super().__init__(cost)
             self.k = 0
 
-        def step(self, shape: BatchShape) -> tuple[float, float, int]:
+        def step(self, shape: BatchShape) -> tuple[float, float]:
             if self.k == 0:  # before iterations 1, window + 1, 2 * window + 1, ...
                 self.k = window
                 stamps.append(time.perf_counter())
@@ -85,7 +85,7 @@ def windows(n: int, arrival: str, rate: float, window: int) -> dict:
 
     cfg = config(n, arrival, rate)
     t0, c0 = time.perf_counter(), time.process_time()
-    r = simulate(cfg, progress=cb, step_model_factory=StampingStepModel)
+    r = simulate(cfg, progress=cb, strategy_factory=StampingDecoding)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     out = {"mode": "windows", "arrival": arrival, "rate_per_s": None if arrival == "offline" else rate,
            "window_iterations": window, **_common(r.summary, wall, cpu)}

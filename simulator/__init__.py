@@ -16,12 +16,12 @@ from roofsim.simulator.config import (
     VLLMScheduler,
 )
 from roofsim.simulator.metrics import LatencyStats, SimResult, TimeSeries
-from roofsim.simulator.replica import StepModel
 from roofsim.simulator.request import Request
 from roofsim.simulator.run import simulate
+from roofsim.simulator.strategy import DecodeProgress, DecodeStrategy, PlainDecoding
 
 __all__ = [
     "SLO", "LatencyStats", "LeastKVRouter", "LeastOutstandingRouter", "OrcaScheduler", "PowerOfTwoRouter",
     "ReplicaGroup", "Request", "RoundRobinRouter", "SJFScheduler", "SarathiScheduler", "SimConfig", "SimResult",
-    "StaticScheduler", "StepModel", "TimeSeries", "VLLMScheduler", "simulate",
+    "StaticScheduler", "DecodeProgress", "DecodeStrategy", "PlainDecoding", "TimeSeries", "VLLMScheduler", "simulate",
 ]

@@ -157,7 +157,8 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
     queueing = sched - arrival
     lane_arrays = [[(np.frombuffer(ln.dec_end_s, np.float64), np.frombuffer(ln.dec_cum, np.int64))
                     for ln in rp.lanes] for rp in replicas]
-    extra_tt = [getattr(rp, "decode_token_times", None) for rp in replicas]  # speculative replicas
+    # decode-token times a progress tracker keeps outside the lane series (speculative slots; None otherwise)
+    extra_tt = [rp.progress.token_times for rp in replicas]
 
     def times_of(r: Request) -> np.ndarray:
         t = _token_times(r, lane_arrays)
@@ -271,7 +272,7 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
         summary["prefix_cache_request_hit_rate"] = (sum(c.hit_requests for c in caches) / n_look
                                                     if n_look else math.nan)
     busy_total = sum(rp.busy_s for rp in replicas)
-    summary.update(technique_summary([rp.step_model for rp in replicas], busy_total))
+    summary.update(technique_summary([rp.strategy for rp in replicas], busy_total))
     return SimResult(
         arrival_s=arrival, first_scheduled_s=sched, first_token_s=first, completion_s=compl, input_tokens=inp,
         output_tokens=out, preemptions=pre, replica=rep, completed=done_all, rejected=rejected, warmup=warm,

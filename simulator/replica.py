@@ -17,7 +17,7 @@ from roofsim.model.batch import BatchShape, causal_pairs, windowed_pairs
 from roofsim.model.memory import MemoryPlan
 from roofsim.simulator.kvcache import BlockPool, PrefixCache
 from roofsim.simulator.request import DECODING, DONE, PREFILLING, SWAPPED, WAITING, Request
-from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding
+from roofsim.simulator.strategy import DecodeStrategy
 
 if TYPE_CHECKING:
     from roofsim.simulator.cluster import Cluster
@@ -151,13 +151,6 @@ class Replica:
         self._chunks: list[tuple[Request, int]] = []
         self._swap_extra_s = 0.0
         self.progress = strategy.progress(self)  # after lanes, pool, B and window: the tracker reads them
-        # decode-token times kept outside the lane series (metrics.py looks this up; None for CounterProgress)
-        self.decode_token_times = self.progress.token_times
-
-    @property
-    def step_model(self) -> DecodeStrategy:
-        """The decode strategy (its older name; metrics.py reads it)."""
-        return self.strategy
 
     # ---- queries used by routers -------------------------------------------------------------------------
     @property
@@ -435,8 +428,4 @@ class Replica:
                                 heapq.heappush(pending, (e, other.idx))
             # idle now; loop back (the wake event handles the next arrival)
 
-
-# the former name of the plain decode strategy (simulate(step_model_factory=...) makes one per plain replica)
-StepModel = PlainDecoding
-
-__all__ = ["Lane", "Replica", "StepModel", "Waiting"]
+__all__ = ["Lane", "Replica", "Waiting"]

@@ -55,10 +55,10 @@ def strategy_kind(group: ReplicaGroup) -> str:
         else "plain"
 
 
-def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
+def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
                    rng: np.random.Generator | None = None) -> list[Replica]:
     """Replicas of every group, in config order (one CostModel per group, shared by its replicas). Each replica
-    gets its decode strategy (drawing from `rng`) from STRATEGY_PARTS; `step_model_factory(cost)` makes the
+    gets its decode strategy (drawing from `rng`) from STRATEGY_PARTS; `strategy_factory(cost)` makes the
     strategy of plain groups instead (instrumented benchmarks, tests)."""
     rng = rng if rng is not None else np.random.default_rng(config.seed)
     replicas: list[Replica] = []
@@ -77,7 +77,7 @@ def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], 
         make_strategy, plan = STRATEGY_PARTS[kind](g, cost, plan)
         for _ in range(g.count):
             name = f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp})#{len(replicas)}"
-            strategy = step_model_factory(cost) if kind == "plain" else make_strategy(rng)
+            strategy = strategy_factory(cost) if kind == "plain" else make_strategy(rng)
             rep = Replica(len(replicas), gi, name, strategy, plan, make_scheduler(sched_cfg),
                           model.max_context_tokens, window)
             rep.frontend_s = g.frontend_s_per_request
@@ -86,7 +86,7 @@ def build_replicas(config: SimConfig, step_model_factory: Callable[[CostModel], 
 
 
 def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace | None = None,
-             step_model_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
+             strategy_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
              warm_prefixes: Sequence[tuple[int, ...]] = ()) -> SimResult:
     """Run one simulation. `progress(done, total)` is called now and then; `trace` replaces the workload's
     requests (its arrival process settings still decide closed loop). `warm_prefixes`: prefix-block hash ids
@@ -110,7 +110,7 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
         z = rng.standard_normal(n).tolist()
         for r, zi in zip(requests, z, strict=True):
             r.predictor_z = zi
-    replicas = build_replicas(config, step_model_factory, rng)
+    replicas = build_replicas(config, strategy_factory, rng)
     if any(g.prefix_caching for g in config.replicas):
         if trace.hash_ids is not None:
             for r, h in zip(requests, trace.hash_ids, strict=True):

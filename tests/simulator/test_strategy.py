@@ -85,7 +85,7 @@ def test_two_tokens_per_iteration_halve_the_decode_iterations() -> None:
         fakes.append(DoubleGain(cost))
         return fakes[-1]
 
-    fast = simulate(_cfg(), step_model_factory=make)
+    fast = simulate(_cfg(), strategy_factory=make)
     # one prefill iteration for all N prompts, then OUT - 1 = 40 decode tokens: 40 iterations vs 20
     assert plain.summary["iterations"] == 1 + (OUT - 1)
     assert fast.summary["iterations"] == 1 + (OUT - 1) // 2
@@ -99,7 +99,7 @@ def test_two_tokens_per_iteration_halve_the_decode_iterations() -> None:
 
 
 def test_step_cost_of_the_strategy_sets_the_clock() -> None:
-    base, slow = simulate(_cfg()), simulate(_cfg(), step_model_factory=DoubleCost)
+    base, slow = simulate(_cfg()), simulate(_cfg(), strategy_factory=DoubleCost)
     assert slow.summary["iterations"] == base.summary["iterations"]
     np.testing.assert_array_equal(slow.completion_s, 2.0 * base.completion_s)  # x2 is exact in binary floats
 
