@@ -7,22 +7,23 @@ import os
 import numpy as np
 import pytest
 
-from roofsim.validation.local.microbench import (
-    ROW_KEYS,
-    KernelRecord,
-    MachineMeasurements,
-    blas_threads,
-    last_level_cache_bytes,
+from roofsim.validation.local.kernels import (
     measure_attention_decode,
     measure_attention_prefill,
     measure_gemm,
     measure_overheads,
     measure_stream,
     prepare_gemm,
-    set_blas_threads,
-    time_call,
-    time_interleaved,
 )
+from roofsim.validation.local.machine import (
+    MachineFacts,
+    blas_threads,
+    last_level_cache_bytes,
+    set_blas_threads,
+    use_caching_allocator,
+)
+from roofsim.validation.local.microbench import MachineMeasurements
+from roofsim.validation.local.timing import ROW_KEYS, KernelRecord, time_call, time_interleaved
 
 # Generous ceiling: every core at 4 GHz retiring 64 fp32 FLOP/cycle (two AVX-512 FMA pipes x 16 lanes x 2).
 THEORETICAL_CAP_FLOPS_PER_S = (os.cpu_count() or 1) * 4e9 * 64
@@ -91,47 +92,15 @@ def test_time_call_takes_the_median_of_the_requested_repeats() -> None:
 
 def test_rows_have_exactly_the_calibration_keys() -> None:
     records = (
-        KernelRecord(
-            op="gemm",
-            dtype="fp32",
-            m=2,
-            n=3,
-            k=4,
-            batch=1,
-            measured_s=1e-6,
-            flops=48.0,
-            bytes=104.0,
-            min_s=1e-6,
-            max_s=2e-6,
-            repeats=3,
-        ),
-        KernelRecord(
-            op="copy",
-            dtype="fp64",
-            n=10,
-            batch=1,
-            measured_s=1e-7,
-            flops=0.0,
-            bytes=160.0,
-            min_s=5e-8,
-            max_s=2e-7,
-            repeats=3,
-        ),
+        KernelRecord(op="gemm", dtype="fp32", m=2, n=3, k=4, batch=1, measured_s=1e-6, flops=48.0, bytes=104.0,
+                     min_s=1e-6, max_s=2e-6, repeats=3),
+        KernelRecord(op="copy", dtype="fp64", n=10, batch=1, measured_s=1e-7, flops=0.0, bytes=160.0, min_s=5e-8,
+                     max_s=2e-7, repeats=3),
     )
-    result = MachineMeasurements(
-        records=records,
-        peak_fp32_flops_per_s=1.0,
-        peak_fp64_flops_per_s=1.0,
-        matmul_overhead_s=1e-6,
-        elementwise_overhead_s=1e-7,
-        llc_bytes=2**20,
-        cpu_model="x",
-        logical_cpus=1,
-        blas="b",
-        blas_threads=1,
-        quick=True,
-        wall_s=1.0,
-    )
+    machine = MachineFacts(cpu_model="x", logical_cpus=1, blas="b", blas_threads=1, llc_bytes=2**20)
+    result = MachineMeasurements(records=records, peak_fp32_flops_per_s=1.0, peak_fp64_flops_per_s=1.0,
+                                 matmul_overhead_s=1e-6, elementwise_overhead_s=1e-7, machine=machine, quick=True,
+                                 wall_s=1.0)
     rows = list(result.to_rows())
     assert [tuple(r) for r in rows] == [ROW_KEYS, ROW_KEYS]
     assert rows[0]["measured_s"] == 1e-6 and rows[0]["m"] == 2 and rows[1]["seq_len"] == 0
@@ -139,7 +108,10 @@ def test_rows_have_exactly_the_calibration_keys() -> None:
     assert best == pytest.approx(160 / 5e-8) and median == pytest.approx(160 / 1e-7)
     with pytest.raises(ValueError, match="no STREAM record"):
         result.bandwidth_bytes_per_s("triad")
-    assert result.to_dict()["summary"]["copy_t1_best_bytes_per_s"] == pytest.approx(160 / 5e-8)
+    d = result.to_dict()
+    assert d["summary"]["copy_t1_best_bytes_per_s"] == pytest.approx(160 / 5e-8)
+    assert {k: d["machine"][k] for k in ("cpu_model", "blas_threads", "llc_bytes")} == {
+        "cpu_model": "x", "blas_threads": 1, "llc_bytes": 2**20}
 
 
 def test_last_level_cache_is_read() -> None:
@@ -187,8 +159,6 @@ def test_blas_threads_can_be_set_and_read_back() -> None:
 
 def test_caching_allocator_is_switched_on_once_on_linux_glibc() -> None:
     import platform
-
-    from roofsim.validation.local.microbench import use_caching_allocator
 
     on = use_caching_allocator()
     assert use_caching_allocator() == on  # idempotent
