@@ -121,11 +121,8 @@ def run_measure(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ calibrate --local
 def run_calibrate_local(args: argparse.Namespace) -> int:
     """`roofsim calibrate --local`: measure, fit, write <out> (HardwareSpec) and <out stem>.calibration.toml."""
-    from roofsim.validation.local import (  # noqa: PLC0415
-        calibrate_local,
-        set_blas_threads,
-        torch_calibration_path_for,
-    )
+    from roofsim.validation.local import set_blas_threads  # noqa: PLC0415
+    from roofsim.validation.local.calibrate import calibrate_local, torch_calibration_path_for  # noqa: PLC0415
 
     threads = args.blas_threads if args.blas_threads is not None else 1
     if threads < 1:

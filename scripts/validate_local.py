@@ -27,14 +27,8 @@ sys.path.insert(0, str(ROOT))
 from roofsim.app.cmd_measure import resolve_local_model  # noqa: E402
 from roofsim.model.spec import ModelSpec  # noqa: E402
 from roofsim.simulator.config import StaticScheduler, VLLMScheduler  # noqa: E402
-from roofsim.validation.local import (  # noqa: E402
-    FP32,
-    calibrate_local,
-    run_serving,
-    set_blas_threads,
-    write_model_config,
-    write_vllm_log,
-)
+from roofsim.validation.local import FP32, run_serving, set_blas_threads, write_model_config, write_vllm_log  # noqa: E402
+from roofsim.validation.local.calibrate import calibrate_local  # noqa: E402
 from roofsim.validation.replay import ReplayResult, replay_log  # noqa: E402
 
 METRICS = ("ttft_s", "tpot_s", "itl_s", "e2e_s")

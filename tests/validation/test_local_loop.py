@@ -22,8 +22,8 @@ from roofsim.app.cli import main
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.cost import Calibration
 from roofsim.validation.calibrate import BOUNDS
-from roofsim.validation.local import FP32, calibration_path_for, dumps_hardware, local_model_config
-from roofsim.validation.local.calibrate import QUICK_TILE_M_CANDIDATES
+from roofsim.validation.local import FP32, dumps_hardware, local_model_config
+from roofsim.validation.local.calibrate import QUICK_TILE_M_CANDIDATES, calibration_path_for
 from roofsim.validation.profiles import read_calibration, read_profile_meta
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,7 +214,7 @@ def test_model_config_round_trips(tmp_path: Path) -> None:
 def test_step_overhead_fit_recovers_known_overheads() -> None:
     """Synthetic steps = kernel prediction + 2 ms + 0.3 ms/seq -> the fit returns those two numbers."""
     from roofsim.model.cost import CostModel
-    from roofsim.validation.local import fit_step_overheads
+    from roofsim.validation.local.calibrate import fit_step_overheads
     from roofsim.validation.local.transformer import small_llama_spec
     from roofsim.validation.replay import step_shape
 

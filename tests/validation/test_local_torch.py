@@ -11,7 +11,8 @@ import pytest
 
 from roofsim.app.cli import main
 from roofsim.hardware_specs.catalog import load_hardware
-from roofsim.validation.local import torch_calibration_path_for, torch_gemm
+from roofsim.validation.local import torch_gemm
+from roofsim.validation.local.calibrate import torch_calibration_path_for
 from roofsim.validation.profiles import read_calibration, read_profile_meta
 
 pytestmark = [pytest.mark.timeout(300),

@@ -6,23 +6,11 @@ roofline cost model and the simulator against, on hardware anyone has: the CPU r
 timing (records, timing harness), kernels (the kernel families), machine (machine facts, BLAS threads,
 allocator), microbench (the generic grid), transformer and serve (the numpy Llama and its serving loop),
 torch_gemm (GEMMs through torch), measure (what calibrate --local times), hardware (the HardwareSpec of this
-machine), calibrate (the fit and the files it writes). The command lines are `roofsim calibrate --local` and
-`roofsim measure` (app/); nothing here parses arguments.
+machine), calibrate (the fit and the files it writes; not re-exported here, since it imports scipy.optimize: use
+`roofsim.validation.local.calibrate`). The command lines are `roofsim calibrate --local` and `roofsim measure`
+(app/); nothing here parses arguments.
 """
 
-from roofsim.validation.local.calibrate import (
-    LocalFit,
-    TorchFit,
-    calibrate_local,
-    calibration_path_for,
-    fit_local,
-    fit_step_overheads,
-    fit_torch,
-    local_model_config,
-    torch_calibration_path_for,
-    write_local_profile,
-    write_model_config,
-)
 from roofsim.validation.local.hardware import dumps_hardware, machine_hardware
 from roofsim.validation.local.kernels import (
     measure_attention_decode,
@@ -39,7 +27,15 @@ from roofsim.validation.local.machine import (
 )
 from roofsim.validation.local.measure import FP32, LocalMeasurements, measure_local
 from roofsim.validation.local.microbench import MachineMeasurements, measure_machine
-from roofsim.validation.local.serve import RequestLog, RunLog, run_serving, vllm_log_dict, write_vllm_log
+from roofsim.validation.local.serve import (
+    RequestLog,
+    RunLog,
+    local_model_config,
+    run_serving,
+    vllm_log_dict,
+    write_model_config,
+    write_vllm_log,
+)
 from roofsim.validation.local.timing import KernelRecord, time_call, time_interleaved
 from roofsim.validation.local.transformer import (
     LocalLlama,
@@ -55,7 +51,6 @@ from roofsim.validation.local.transformer import (
 __all__ = [
     "FP32",
     "KernelRecord",
-    "LocalFit",
     "LocalLlama",
     "LocalMeasurements",
     "MachineFacts",
@@ -63,18 +58,12 @@ __all__ = [
     "RequestLog",
     "RunLog",
     "StepRecord",
-    "TorchFit",
     "blas_threads",
     "build_local_llama",
-    "calibrate_local",
-    "calibration_path_for",
     "check_memory",
     "dumps_hardware",
     "estimate_memory_bytes",
     "fill_cache",
-    "fit_local",
-    "fit_step_overheads",
-    "fit_torch",
     "local_model_config",
     "machine_hardware",
     "measure_attention_decode",
@@ -90,10 +79,8 @@ __all__ = [
     "small_llama_spec",
     "time_call",
     "time_interleaved",
-    "torch_calibration_path_for",
     "use_caching_allocator",
     "vllm_log_dict",
-    "write_local_profile",
     "write_model_config",
     "write_vllm_log",
 ]

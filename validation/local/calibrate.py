@@ -6,7 +6,6 @@ the engine's per-step overheads on short steps of the model itself, and write ha
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import tempfile
@@ -42,8 +41,8 @@ from roofsim.validation.profiles import atomic_write_text, write_calibration
 log = logging.getLogger(__name__)
 
 __all__ = ["LocalFit", "TorchFit", "fit_local", "fit_torch", "fit_step_overheads", "calibrate_local",
-           "write_local_profile", "calibration_path_for", "torch_calibration_path_for", "local_model_config",
-           "write_model_config", "step_errors", "TILE_M_CANDIDATES", "QUICK_TILE_M_CANDIDATES", "kernel_class"]
+           "write_local_profile", "calibration_path_for", "torch_calibration_path_for", "step_errors",
+           "TILE_M_CANDIDATES", "QUICK_TILE_M_CANDIDATES", "kernel_class"]
 
 #: GEMM row-tile sizes tried by the fit. OpenBLAS packs a block of B for every call, so a GEMM with few rows costs
 #: about as much as one with a tile of rows: the cost model's tile padding (gemm_tile_m) is what captures it.
@@ -307,29 +306,6 @@ def calibrate_local(out: Path | str, *, quick: bool, model: ModelSpec | None = N
                                            tiles=tiles, progress=progress))
     paths = write_local_profile(hw, fit, meas, out)
     return hw, fit, meas, paths
-
-
-# ----------------------------------------------------------------------------------------- model configs
-def local_model_config(spec: ModelSpec) -> dict[str, Any]:
-    """A HuggingFace LlamaConfig-style config.json dict for a Llama-architecture ModelSpec, so the simulator
-    (which loads models by preset name or config path) can load the model the local run served."""
-    if spec.family not in ("llama", "mistral", "qwen2", "qwen3") or spec.moe or spec.mla or spec.num_sliding_layers:
-        raise ValueError(f"model {spec.name!r} (family {spec.family!r}) has no Llama-style config.json; "
-                         f"pass the preset or config.json it came from instead")
-    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": spec.hidden_size,
-            "num_hidden_layers": spec.num_layers, "num_attention_heads": spec.num_heads,
-            "num_key_value_heads": spec.num_kv_heads, "head_dim": spec.head_dim,
-            "intermediate_size": spec.intermediate_size, "vocab_size": spec.vocab_size,
-            "max_position_embeddings": spec.max_context_tokens, "hidden_act": spec.activation,
-            "tie_word_embeddings": spec.tie_word_embeddings, "attention_bias": spec.attention_bias,
-            "mlp_bias": spec.mlp_bias, "rms_norm_eps": 1e-6, "torch_dtype": "float32",
-            "_roofsim_source": spec.source}
-
-
-def write_model_config(spec: ModelSpec, path: Path | str) -> Path:
-    path = Path(path)
-    atomic_write_text(path, json.dumps(local_model_config(spec), indent=1) + "\n")
-    return path
 
 
 # ----------------------------------------------------------------------------------------- e2e checks

@@ -1,5 +1,6 @@
 """A real serving loop in wall-clock time around the numpy transformer: Poisson arrivals, static or continuous
-batching, per-token timestamps, and a writer for the vLLM benchmark_serving --save-result JSON layout.
+batching, per-token timestamps, and writers for the vLLM benchmark_serving --save-result JSON layout and for the
+served model's config.json (so the simulator can replay the log with the model that produced it).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from roofsim.model.spec import ModelSpec
 from roofsim.validation.local.machine import machine_facts, use_caching_allocator
 from roofsim.validation.local.transformer import LocalLlama, StepRecord, build_local_llama
+from roofsim.validation.profiles import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -290,3 +292,24 @@ def write_vllm_log(runlog: RunLog, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(json.dumps(vllm_log_dict(runlog), indent=1))
     return path
+
+
+def local_model_config(spec: ModelSpec) -> dict[str, Any]:
+    """A HuggingFace LlamaConfig-style config.json dict for a Llama-architecture ModelSpec, so the simulator
+    (which loads models by preset name or config path) can load the model the local run served."""
+    if spec.family not in ("llama", "mistral", "qwen2", "qwen3") or spec.moe or spec.mla or spec.num_sliding_layers:
+        raise ValueError(f"model {spec.name!r} (family {spec.family!r}) has no Llama-style config.json; "
+                         f"pass the preset or config.json it came from instead")
+    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": spec.hidden_size,
+            "num_hidden_layers": spec.num_layers, "num_attention_heads": spec.num_heads,
+            "num_key_value_heads": spec.num_kv_heads, "head_dim": spec.head_dim,
+            "intermediate_size": spec.intermediate_size, "vocab_size": spec.vocab_size,
+            "max_position_embeddings": spec.max_context_tokens, "hidden_act": spec.activation,
+            "tie_word_embeddings": spec.tie_word_embeddings, "attention_bias": spec.attention_bias,
+            "mlp_bias": spec.mlp_bias, "rms_norm_eps": 1e-6, "torch_dtype": "float32",
+            "_roofsim_source": spec.source}
+
+
+def write_model_config(spec: ModelSpec, path: Path | str) -> Path:
+    """Write `local_model_config(spec)` as JSON to `path` atomically (`roofsim measure` puts it next to the log)."""
+    return atomic_write_text(path, json.dumps(local_model_config(spec), indent=1) + "\n")
