@@ -72,10 +72,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_measure(args: argparse.Namespace) -> int:
-    from roofsim.validation.local.microbench import set_blas_threads  # noqa: PLC0415
-    from roofsim.validation.local.serve import run_serving, vllm_log_dict, write_vllm_log  # noqa: PLC0415
-    from roofsim.validation.local.transformer import check_memory  # noqa: PLC0415
-    from roofsim.validation.local_calibrate import write_model_config  # noqa: PLC0415
+    from roofsim.validation.local import (  # noqa: PLC0415
+        check_memory,
+        run_serving,
+        set_blas_threads,
+        vllm_log_dict,
+        write_model_config,
+        write_vllm_log,
+    )
 
     spec = resolve_local_model(args.model)
     for flag, v in (("--num-requests", args.num_requests), ("--output-len", args.output_len),
@@ -117,8 +121,8 @@ def run_measure(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ calibrate --local
 def run_calibrate_local(args: argparse.Namespace) -> int:
     """`roofsim calibrate --local`: measure, fit, write <out> (HardwareSpec) and <out stem>.calibration.toml."""
-    from roofsim.validation.local.microbench import set_blas_threads  # noqa: PLC0415
-    from roofsim.validation.local_calibrate import calibrate_local, torch_calibration_path_for  # noqa: PLC0415
+    from roofsim.validation.local import set_blas_threads  # noqa: PLC0415
+    from roofsim.validation.local.calibrate import calibrate_local, torch_calibration_path_for  # noqa: PLC0415
 
     threads = args.blas_threads if args.blas_threads is not None else 1
     if threads < 1:
@@ -145,7 +149,7 @@ def run_calibrate_local(args: argparse.Namespace) -> int:
         "peak_flops_per_s": {"fp32": hw.peak("fp32")},
         "bandwidth_bytes_per_s": hw.memory.bandwidth_bytes_per_s,
         "stream_best_bytes_per_s": meas.stream,
-        "blas_threads": meas.blas_threads, "quick": meas.quick, "measure_wall_s": meas.wall_s,
+        "blas_threads": meas.machine.blas_threads, "quick": meas.quick, "measure_wall_s": meas.wall_s,
         "rows": fit.kernel_fit.n_rows, "shape_families": fit.kernel_fit.n_families,
         "held_out_median_abs_pct_err": s["held_out_median_abs_pct"],
         "held_out_overall_median_abs_pct_err": s["held_out_overall_median_abs_pct"],
@@ -163,7 +167,7 @@ def run_calibrate_local(args: argparse.Namespace) -> int:
         print_json(res)
         return 0
     print(f"peak fp32 {hw.peak('fp32') / 1e9:.1f} GFLOP/s, bandwidth {hw.memory.bandwidth_bytes_per_s / 1e9:.2f} GB/s "
-          f"({meas.blas_threads} BLAS thread(s), measured in {meas.wall_s:.0f} s)")
+          f"({meas.machine.blas_threads} BLAS thread(s), measured in {meas.wall_s:.0f} s)")
     rows = [[k, str(v.n), f"{v.median_abs_pct_err:.1f}", f"{fit.kernel_fit.in_sample[k].median_abs_pct_err:.1f}"]
             for k, v in fit.kernel_fit.held_out.items()]
     rows += [[f"all {c} (pooled)", str(v.n), f"{v.median_abs_pct_err:.1f}", ""]

@@ -27,9 +27,8 @@ sys.path.insert(0, str(ROOT))
 from roofsim.app.cmd_measure import resolve_local_model  # noqa: E402
 from roofsim.model.spec import ModelSpec  # noqa: E402
 from roofsim.simulator.config import StaticScheduler, VLLMScheduler  # noqa: E402
-from roofsim.validation.local.microbench import set_blas_threads  # noqa: E402
-from roofsim.validation.local.serve import run_serving, write_vllm_log  # noqa: E402
-from roofsim.validation.local_calibrate import FP32, calibrate_local, write_model_config  # noqa: E402
+from roofsim.validation.local import FP32, run_serving, set_blas_threads, write_model_config, write_vllm_log  # noqa: E402
+from roofsim.validation.local.calibrate import calibrate_local  # noqa: E402
 from roofsim.validation.replay import ReplayResult, replay_log  # noqa: E402
 
 METRICS = ("ttft_s", "tpot_s", "itl_s", "e2e_s")
@@ -166,7 +165,7 @@ LOAD_BEFORE = float("nan")
 
 def write_doc(reps: list[Repeat], wl: Workload, spec: ModelSpec, model_name: str, quick: bool, figs: list[str],
               out: Path, cmdline: str, wall_s: float) -> None:
-    from roofsim.validation.local.microbench import blas_name, cpu_model_name  # noqa: PLC0415
+    from roofsim.validation.local.machine import blas_name, cpu_model_name  # noqa: PLC0415
     from roofsim.validation.local.torch_gemm import torch_version  # noqa: PLC0415
 
     lines = ["# Local validation: calibrate this machine, serve a real model, replay it", "",
@@ -179,7 +178,7 @@ def write_doc(reps: list[Repeat], wl: Workload, spec: ModelSpec, model_name: str
              "show the spread).", "",
              "## The loop", "",
              "1. `roofsim calibrate --local" + (" --quick" if quick else "") + f" --local-model {model_name}` "
-             "times real numpy kernels (validation/local_calibrate.py): fp32 GEMMs at the model's weight shapes "
+             "times real numpy kernels (validation/local/measure.py): fp32 GEMMs at the model's weight shapes "
              "and generic squares over m = 1 ... 512/2048, STREAM copy/scale/add, the forward pass's own "
              "RMSNorm/SwiGLU/add/RoPE and GQA attention code, the 1x1x1 call overhead, and steps of "
              "the same model (short prefill and decode steps, for the step overheads); with torch installed, also "
@@ -252,13 +251,13 @@ def write_doc(reps: list[Repeat], wl: Workload, spec: ModelSpec, model_name: str
     lines += ["", "## Figures", ""] + [f"- [{f}](figures/{f})" for f in figs] + ["", "## Notes from the replay", ""]
     lines += [f"- {n}" for n in reps[-1].replay.notes]
     lines += ["", "## How the cost model handles this machine", "",
-              "- **Caching allocator** (validation/local/microbench.py `use_caching_allocator`, on in both the "
+              "- **Caching allocator** (validation/local/machine.py `use_caching_allocator`, on in both the "
               "calibration and the served run): glibc is told to keep freed memory (no mmap, no trim), as PyTorch's "
               "caching allocator and vLLM's preallocated buffers do. Without it every numpy temporary above 128 KiB "
               "was a fresh mmap whose pages fault on first touch, which in this VM made a (256, 768) float32 "
               "`x / (1 + y)` 6x slower and numpy's RMSNorm up to 4x slower than on reused memory; the served "
               "model's batch-4 prefill steps took 869-985 ms without it and 594-650 ms with it (earlier runs).",
-              "- **GEMV vs packed GEMM** (`gemm_gemv_max_m = 1`, `gemm_gemv_mem_eff`, validation/local_calibrate.py "
+              "- **GEMV vs packed GEMM** (`gemm_gemv_max_m = 1`, `gemm_gemv_mem_eff`, validation/local/calibrate.py "
               "`GEMV_MAX_M`): numpy calls OpenBLAS sgemv for m = 1, which streams the weights at ~11 GB/s, while "
               "m >= 2 goes through sgemm, which packs B on every call and reads weights at ~3 GB/s up to m ~ 16. "
               "The GEMV gets its own memory efficiency (fitted), so m = 1 and m = 2...16 no longer pull one "

@@ -19,7 +19,7 @@ from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
 
-__all__ = ["write_calibration", "read_calibration", "read_profile_meta", "profile_for", "shipped_profiles",
+__all__ = ["write_calibration", "atomic_write_text", "read_calibration", "read_profile_meta", "profile_for", "shipped_profiles",
            "PROFILE_DIR", "FAMILY_PROFILE"]
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
@@ -87,8 +87,14 @@ def dumps_profile(cal: Calibration, meta: Mapping[str, Any] | None = None) -> st
 def write_calibration(cal: Calibration, path: Path | str, meta: Mapping[str, Any] | None = None) -> Path:
     """Write `cal` (+ `meta` as the [fit] table) to `path` atomically: a temp file in the same directory is
     written, flushed and fsynced, then os.replace'd, so an interrupted run leaves the old file or none."""
-    path = Path(path)
     text = dumps_profile(cal, meta)  # serialise first: a bad meta value fails before any file exists
+    return atomic_write_text(path, text)
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write `text` to `path` (parent folders made) through a temp file in the same directory, flushed, fsynced
+    and os.replace'd: an interrupted run leaves the old file or none, never half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -1,5 +1,9 @@
 """The local calibrate -> measure -> replay loop, reduced (quick grid, tiny model, a few requests), plus its bad
-input: a model that does not fit in memory, an interrupted calibration, hardware TOML round trip."""
+input: a model that does not fit in memory, an interrupted calibration, hardware TOML round trip.
+
+Measured times depend on the machine and its load, so nothing here asserts how fast or how accurate a run was
+(docs/validation-local.md carries those figures): only what holds on any machine, idle or busy: physical
+bounds, fitted fields within their fit bounds, files that round-trip, errors computed from the logged data."""
 
 from __future__ import annotations
 
@@ -9,21 +13,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from roofsim.app.cli import main
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.cost import Calibration
-from roofsim.validation.local_calibrate import (
-    FP32,
-    QUICK_TILE_M_CANDIDATES,
-    calibration_path_for,
-    dumps_hardware,
-    local_model_config,
-)
+from roofsim.validation.calibrate import BOUNDS
+from roofsim.validation.local import FP32, dumps_hardware, local_model_config
+from roofsim.validation.local.calibrate import QUICK_TILE_M_CANDIDATES, calibration_path_for
 from roofsim.validation.profiles import read_calibration, read_profile_meta
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,24 +54,42 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"work": work, "hw": hw_path, "log": log, "cal": cal, "replay": rep}
 
 
+# Generous ceilings no CPU exceeds, however idle: every core at 6 GHz retiring 64 fp32 FLOP/cycle, and 5 TB/s of
+# memory bandwidth (5x an HBM-equipped Xeon Max). Load only lowers measured rates, so these never flip.
+CAP_FLOPS_PER_S = (os.cpu_count() or 1) * 6e9 * 64
+CAP_BYTES_PER_S = 5e12
+
+
 def test_loop_writes_hardware_and_profile(loop: dict) -> None:
     hw = load_hardware(str(loop["hw"]))
     assert hw.kind == "cpu" and hw.id == "local-cpu"
-    # a real CPU core does between 1 and 1000 GFLOP/s in fp32 and moves 0.5-500 GB/s
-    assert 1e9 < hw.peak("fp32") < 1e12
-    assert 5e8 < hw.memory.bandwidth_bytes_per_s < 5e11
+    assert 0 < hw.peak("fp32") < CAP_FLOPS_PER_S
+    assert 0 < hw.memory.bandwidth_bytes_per_s < CAP_BYTES_PER_S
+    meta = read_profile_meta(calibration_path_for(loop["hw"]))
+    # the two files describe one measurement: the profile records the peak and bandwidth the hardware file holds
+    assert meta["peak_fp32_flops_per_s"] == hw.peak("fp32")
+    assert meta["bandwidth_bytes_per_s"] == hw.memory.bandwidth_bytes_per_s
+    assert meta["hardware_file"] == loop["hw"].name
     cal = loop["cal"]
     assert cal.hardware == "local-cpu" and cal.gemm_tile_m in QUICK_TILE_M_CANDIDATES
-    assert cal.step_overhead_s >= 0 and cal.step_overhead_per_seq_s >= 0
-    meta_text = calibration_path_for(loop["hw"]).read_text()
-    assert "held_out_overall" in meta_text and "peak_fp32_flops_per_s" in meta_text
-    # kernel level, held-out shapes, pooled per class: bounds wide enough for a loaded shared 2-core VM (the
-    # real figures, 6-10% on a quiet machine, are in docs/validation-local.md)
-    pooled = read_profile_meta(calibration_path_for(loop["hw"]))["held_out_pooled_median_abs_pct"]
+    assert meta["gemm_tile_m"] == cal.gemm_tile_m
+    assert {int(t) for t in meta["tile_m_held_out_median_abs_pct"]} == set(QUICK_TILE_M_CANDIDATES)
+    assert math.isfinite(cal.step_overhead_s) and cal.step_overhead_s >= 0
+    assert math.isfinite(cal.step_overhead_per_seq_s) and cal.step_overhead_per_seq_s >= 0
+    # every fitted field (the CPU-only terms among them) is finite and inside the bounds the fit allows
+    fitted = meta["fitted_fields"]
+    assert {"gemm_gemv_mem_eff", "gemm_mem_eff", "elementwise_cache_gain"} <= set(fitted)
+    for f in fitted:
+        lo, hi, _ = BOUNDS[f]
+        assert lo <= getattr(cal, f) <= hi, (f, getattr(cal, f))
+    # held-out errors: every row predicted once by a fold that did not see it; per key and pooled per class
+    rows, held = meta["rows"], meta["held_out"]
+    assert meta["folds"] == 3 and rows > 0 and meta["held_out_overall"]["n"] == rows
+    assert sum(v["n"] for v in held.values()) == rows
+    assert all(math.isfinite(v["median_abs_pct_err"]) and v["median_abs_pct_err"] >= 0 for v in held.values())
+    pooled = meta["held_out_pooled_median_abs_pct"]
     assert set(pooled) == {"gemm", "memory_bound", "attention"}
-    assert pooled["gemm"] < 35 and pooled["memory_bound"] < 50, pooled
-    # the CPU-only terms were fitted: GEMV streams faster than packed sgemm; the cache regime is a speed-up
-    assert cal.gemm_gemv_mem_eff > cal.gemm_mem_eff and cal.elementwise_cache_gain >= 1
+    assert all(math.isfinite(v) and v >= 0 for v in pooled.values()), pooled
 
 
 def test_loop_log_has_steps_and_requests(loop: dict) -> None:
@@ -83,32 +101,45 @@ def test_loop_log_has_steps_and_requests(loop: dict) -> None:
     assert sum(s["batch_size"] for s in d["steps"] if s["kind"] == "decode") == 4 * 7
 
 
-def test_loop_errors_within_noisy_machine_bounds(loop: dict) -> None:
-    """Predicted means within a factor of 3 of measured on a shared noisy machine; docs/validation-local.md
-    carries the real figures from scripts/validate_local.py."""
-    rep = loop["replay"]
-    for metric in ("tpot_s", "e2e_s"):
+def test_loop_replay_compares_the_logged_times(loop: dict) -> None:
+    """The replay's measured side is the log's own data and its errors are 100 (pred - meas) / meas; the
+    predicted side is a positive time that respects TTFT <= E2E. How close they are depends on the machine's
+    load; docs/validation-local.md carries the figures from scripts/validate_local.py."""
+    rep, d = loop["replay"], json.loads(loop["log"].read_text())
+    ttft = np.array(d["ttfts"])
+    tpot = np.array([np.mean(itl) for itl in d["itls"]])  # (e2el - ttft) / (output_len - 1), vLLM's definition
+    e2e = ttft + np.array([np.sum(itl) for itl in d["itls"]])
+    for metric, measured in (("ttft_s", ttft), ("tpot_s", tpot), ("e2e_s", e2e)):
         c = rep.comparison[metric]["mean"]
-        ratio = c["predicted"] / c["measured"]
-        assert 1 / 3 < ratio < 3, (metric, c)
-    # TTFT of a 4-request burst is one prefill step (a single timing) on the tiny model: the noisiest figure on a
-    # loaded 2-core VM (seen 10x off under load average 7), so only an order of magnitude is asserted here.
-    c = rep.comparison["ttft_s"]["mean"]
-    assert 1 / 12 < c["predicted"] / c["measured"] < 12, c
-    assert rep.steps, "per-step comparison missing"
+        assert c["measured"] == pytest.approx(measured.mean(), rel=1e-9), metric
+        assert math.isfinite(c["predicted"]) and c["predicted"] > 0, (metric, c)
+        assert c["err_pct"] == pytest.approx(100 * (c["predicted"] - c["measured"]) / c["measured"]), metric
+    assert rep.comparison["ttft_s"]["mean"]["predicted"] <= rep.comparison["e2e_s"]["mean"]["predicted"]
+    groups: dict[tuple[str, int], list[float]] = {}
+    for s in d["steps"]:
+        groups.setdefault((s["kind"], s["batch_size"]), []).append(s["seconds"])
+    assert [(s["kind"], s["batch_size"]) for s in rep.steps] == sorted(groups)
     for s in rep.steps:
-        assert 1 / 4 < s["predicted_s"] / s["measured_s"] < 4, s
+        logged = groups[s["kind"], s["batch_size"]]
+        assert s["n"] == len(logged) and s["measured_s"] == pytest.approx(np.mean(logged), rel=1e-9), s
+        assert math.isfinite(s["predicted_s"]) and s["predicted_s"] > 0, s
+        assert s["err_pct"] == pytest.approx(100 * (s["predicted_s"] - s["measured_s"]) / s["measured_s"]), s
 
 
-def test_measure_refuses_a_model_too_big_before_allocating(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_measure_refuses_a_model_too_big_before_allocating(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import roofsim.validation.local as local
+
+    def serve_nothing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("run_serving was called: the model was not refused from the estimate")
+
+    monkeypatch.setattr(local, "run_serving", serve_nothing)  # what would allocate the 263 GiB of weights
     out = tmp_path / "run.json"
-    start = time.perf_counter()
     code = main(["measure", "--model", "llama-3.1-70b", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2
     assert "needs" in err and "GiB" in err and "Llama-3.1-70B" in err
     assert not out.exists()
-    assert time.perf_counter() - start < 10  # refused from the estimate, not after allocating 263 GiB
 
 
 def test_calibrate_local_rejects_tables_and_hardware(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -118,24 +149,43 @@ def test_calibrate_local_rejects_tables_and_hardware(tmp_path: Path, capsys: pyt
     assert "needs SOURCES" in capsys.readouterr().err
 
 
+# The child runs the real `roofsim calibrate --local` up to its first timing round, where it says so on stderr and
+# waits: the test's SIGINT then lands mid-measurement on any machine, however fast or loaded.
+INTERRUPTIBLE_CALIBRATE = """
+import sys, time
+from roofsim.app.cli import main
+from roofsim.validation.local import measure
+
+def time_interleaved_waiting(*args, **kwargs):
+    print("MARK timing started", file=sys.stderr, flush=True)
+    time.sleep(600)  # ended by the test's SIGINT (KeyboardInterrupt)
+    raise AssertionError("no SIGINT arrived")
+
+measure.time_interleaved = time_interleaved_waiting
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
 def test_interrupted_calibration_leaves_no_profile(tmp_path: Path) -> None:
-    """SIGINT in the middle of measuring: no hardware file, no calibration file, no temp file left."""
+    """SIGINT in the middle of measuring: exit code 130, no hardware file, no calibration file, no temp file."""
     out = tmp_path / "cpu.toml"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "roofsim.app.cli", "calibrate", "--local", "--quick", "--local-model",
-                             "local-llama-tiny", "--out", str(out)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE_CALIBRATE, "calibrate", "--local", "--quick",
+                             "--local-model", "local-llama-tiny", "--no-torch", "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 60
-        line = ""
-        while time.time() < deadline and "timing" not in line:  # measuring has started
-            line = proc.stderr.readline() if proc.stderr else ""
-        time.sleep(1.0)
+        seen = []
+        for line in proc.stderr:  # blocks until the child reaches the timing round (or exits)
+            seen.append(line)
+            if line.startswith("MARK timing started"):
+                break
+        assert seen and seen[-1].startswith("MARK"), "".join(seen)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(tmp_path.iterdir()) == []
@@ -164,8 +214,8 @@ def test_model_config_round_trips(tmp_path: Path) -> None:
 def test_step_overhead_fit_recovers_known_overheads() -> None:
     """Synthetic steps = kernel prediction + 2 ms + 0.3 ms/seq -> the fit returns those two numbers."""
     from roofsim.model.cost import CostModel
+    from roofsim.validation.local.calibrate import fit_step_overheads
     from roofsim.validation.local.transformer import small_llama_spec
-    from roofsim.validation.local_calibrate import fit_step_overheads
     from roofsim.validation.replay import step_shape
 
     spec = small_llama_spec(num_layers=2)

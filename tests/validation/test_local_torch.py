@@ -12,7 +12,7 @@ import pytest
 from roofsim.app.cli import main
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.validation.local import torch_gemm
-from roofsim.validation.local_calibrate import torch_calibration_path_for
+from roofsim.validation.local.calibrate import torch_calibration_path_for
 from roofsim.validation.profiles import read_calibration, read_profile_meta
 
 pytestmark = [pytest.mark.timeout(300),
@@ -45,7 +45,8 @@ def test_calibrate_local_writes_a_torch_profile_and_bf16_peak(tmp_path: Path, ca
     assert t["version"] == torch_gemm.torch_version()
     assert set(t["held_out_median_abs_pct_err"]) == {"gemm/fp32/torch", "gemm/bf16/torch"}
     hw = load_hardware(str(hw_path))
-    assert 1e8 < hw.peak("bf16") < 1e13 and hw.peak("bf16") == pytest.approx(t["peak_flops_per_s"]["bf16"])
+    # above zero, below any CPU's bf16 rate (load only lowers it), and the figure the run reported
+    assert 0 < hw.peak("bf16") < 1e13 and hw.peak("bf16") == pytest.approx(t["peak_flops_per_s"]["bf16"])
     path = torch_calibration_path_for(hw_path)
     assert Path(t["calibration_file"]) == path
     cal = read_calibration(path)

@@ -1,40 +1,26 @@
 """A real serving loop in wall-clock time around the numpy transformer: Poisson arrivals, static or continuous
-batching, per-token timestamps, and a writer for the vLLM benchmark_serving --save-result JSON layout.
+batching, per-token timestamps, and writers for the vLLM benchmark_serving --save-result JSON layout and for the
+served model's config.json (so the simulator can replay the log with the model that produced it).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import os
-import platform
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from roofsim.model.spec import ModelSpec
-from roofsim.validation.local.microbench import (
-    blas_name,
-    blas_threads,
-    cpu_model_name,
-    set_blas_threads,
-    use_caching_allocator,
-)
-from roofsim.validation.local.transformer import (
-    LocalLlama,
-    StepRecord,
-    build_local_llama,
-    measure_step_times,
-    small_llama_spec,
-)
+from roofsim.validation.local.machine import machine_facts, use_caching_allocator
+from roofsim.validation.local.transformer import LocalLlama, StepRecord, build_local_llama
+from roofsim.validation.profiles import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -92,17 +78,6 @@ class RunLog:
         return max(r.token_times_s[-1] for r in self.requests) - min(r.send_s for r in self.requests)
 
 
-def machine_facts() -> tuple[tuple[str, str], ...]:
-    return (
-        ("cpu_model", cpu_model_name()),
-        ("logical_cpus", str(os.cpu_count() or 1)),
-        ("blas", blas_name()),
-        ("blas_threads", str(blas_threads())),
-        ("numpy", np.__version__),
-        ("python", platform.python_version()),
-    )
-
-
 @dataclass(slots=True)
 class _Active:
     request: int
@@ -142,7 +117,7 @@ def run_serving(
         raise ValueError(f"output_len={output_len} must be >= 1")
     if max_batch < 1:
         raise ValueError(f"max_batch={max_batch} must be >= 1")
-    use_caching_allocator()  # as calibrate --local does (microbench.use_caching_allocator)
+    use_caching_allocator()  # as calibrate --local does (machine.use_caching_allocator)
     lo, hi = (input_len, input_len) if isinstance(input_len, int) else input_len
     if not 1 <= lo <= hi:
         raise ValueError(
@@ -319,83 +294,22 @@ def write_vllm_log(runlog: RunLog, path: str | Path) -> Path:
     return path
 
 
-def _input_len(text: str) -> int | tuple[int, int]:
-    lo, _, hi = text.partition(":")
-    return (int(lo), int(hi)) if hi else int(lo)
+def local_model_config(spec: ModelSpec) -> dict[str, Any]:
+    """A HuggingFace LlamaConfig-style config.json dict for a Llama-architecture ModelSpec, so the simulator
+    (which loads models by preset name or config path) can load the model the local run served."""
+    if spec.family not in ("llama", "mistral", "qwen2", "qwen3") or spec.moe or spec.mla or spec.num_sliding_layers:
+        raise ValueError(f"model {spec.name!r} (family {spec.family!r}) has no Llama-style config.json; "
+                         f"pass the preset or config.json it came from instead")
+    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": spec.hidden_size,
+            "num_hidden_layers": spec.num_layers, "num_attention_heads": spec.num_heads,
+            "num_key_value_heads": spec.num_kv_heads, "head_dim": spec.head_dim,
+            "intermediate_size": spec.intermediate_size, "vocab_size": spec.vocab_size,
+            "max_position_embeddings": spec.max_context_tokens, "hidden_act": spec.activation,
+            "tie_word_embeddings": spec.tie_word_embeddings, "attention_bias": spec.attention_bias,
+            "mlp_bias": spec.mlp_bias, "rms_norm_eps": 1e-6, "torch_dtype": "float32",
+            "_roofsim_source": spec.source}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m validation.local.serve`: serve synthetic traffic with the local model, write the vLLM JSON;
-    with --step-times, time prefill and decode steps at a few sizes instead."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hidden", type=int, default=768)
-    parser.add_argument("--layers", type=int, default=12)
-    parser.add_argument("--heads", type=int, default=12)
-    parser.add_argument("--kv-heads", type=int, default=4)
-    parser.add_argument("--intermediate", type=int, default=2048)
-    parser.add_argument("--vocab", type=int, default=32000)
-    parser.add_argument("--mode", choices=MODES, default="continuous")
-    parser.add_argument("--num-requests", type=int, default=16)
-    parser.add_argument(
-        "--rate", type=float, default=float("inf"), help="requests/s (Poisson); inf = all at 0"
-    )
-    parser.add_argument("--input-len", type=_input_len, default=128, help="N or LO:HI")
-    parser.add_argument("--output-len", type=int, default=32)
-    parser.add_argument("--max-batch", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--step-times", action="store_true", help="time steps instead of serving")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, help="JSON output path")
-    parser.add_argument("--blas-threads", type=int, help="OpenBLAS threads (default: its own, one per CPU)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.blas_threads:
-        set_blas_threads(args.blas_threads)
-    spec = small_llama_spec(
-        hidden_size=args.hidden,
-        num_layers=args.layers,
-        num_heads=args.heads,
-        num_kv_heads=args.kv_heads,
-        intermediate_size=args.intermediate,
-        vocab_size=args.vocab,
-    )
-    if args.step_times:
-        rng = np.random.default_rng(args.seed)
-        model = build_local_llama(spec, rng, max_seqs=16, max_ctx_tokens=1024)
-        steps = measure_step_times(model, rng, repeats=args.repeats)
-        groups: dict[tuple[str, int, int, int], list[float]] = {}
-        for s in steps:
-            groups.setdefault((s.kind, s.batch_size, s.tokens, s.ctx_sum), []).append(s.seconds)
-        for (kind, batch, tokens, ctx_sum), secs in groups.items():
-            logger.info(
-                "%-7s batch=%2d tokens=%4d ctx_sum=%5d: median %.2f ms (min %.2f, max %.2f, n=%d)",
-                kind, batch, tokens, ctx_sum, np.median(secs) * 1e3, min(secs) * 1e3, max(secs) * 1e3, len(secs),
-            )  # fmt: skip
-        if args.out:
-            args.out.write_text(json.dumps({"model": spec.name, "machine": dict(machine_facts()),
-                                            "steps": [asdict(s) for s in steps]}, indent=1))  # fmt: skip
-        return 0
-    log = run_serving(
-        spec,
-        args.mode,
-        args.num_requests,
-        args.rate,
-        args.input_len,
-        args.output_len,
-        args.max_batch,
-        args.seed,
-    )
-    summary = vllm_log_dict(log)
-    logger.info(
-        "duration %.2f s, %.1f output tok/s, TTFT median %.1f ms, TPOT median %.2f ms, ITL p99 %.2f ms",
-        summary["duration"], summary["output_throughput"], summary["median_ttft_ms"],
-        summary["median_tpot_ms"], summary["p99_itl_ms"],
-    )  # fmt: skip
-    if args.out:
-        write_vllm_log(log, args.out)
-        logger.info("wrote %s", args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def write_model_config(spec: ModelSpec, path: Path | str) -> Path:
+    """Write `local_model_config(spec)` as JSON to `path` atomically (`roofsim measure` puts it next to the log)."""
+    return atomic_write_text(path, json.dumps(local_model_config(spec), indent=1) + "\n")

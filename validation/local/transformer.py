@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from roofsim.model.spec import ModelSpec
+from roofsim.validation.local.machine import meminfo_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -140,13 +141,7 @@ def estimate_memory_bytes(spec: ModelSpec, max_seqs: int, max_ctx_tokens: int) -
 
 def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
     """MemAvailable from /proc/meminfo, in bytes."""
-    for line in meminfo.read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            value, unit = line.split()[1:3]
-            if unit != "kB":
-                raise ValueError(f"{meminfo}: MemAvailable unit {unit!r} is not kB")
-            return int(value) * 1024
-    raise ValueError(f"{meminfo} has no MemAvailable line")
+    return meminfo_bytes("MemAvailable", meminfo)
 
 
 def check_memory(
@@ -595,22 +590,35 @@ def measure_step_times(
     kept = list(model.steps)
     model.steps.clear()
     try:
-        slot = model.allocate()
         for n in prefill_lens:
-            prompt = rng.integers(0, model.spec.vocab_size, size=n)
-            for rep in range(repeats + 1):
-                model.lengths[slot] = 0
-                model.prefill([(slot, prompt)], record=rep > 0)
-        model.release(slot)
+            time_prefill_steps(model, [rng.integers(0, model.spec.vocab_size, size=n)], repeats)
         for batch in decode_batch_sizes:
-            slots = [model.allocate() for _ in range(batch)]
-            for s in slots:
-                fill_cache(model, s, decode_ctx_tokens - 1, rng)
-            for rep in range(repeats + 1):
-                model.lengths[slots] = decode_ctx_tokens - 1
-                model.decode([(s, 1) for s in slots], record=rep > 0)
-            for s in slots:
-                model.release(s)
+            time_decode_steps(model, batch, decode_ctx_tokens, repeats, rng)
         return tuple(model.steps)
     finally:
         model.steps[:] = kept
+
+
+def time_prefill_steps(model: LocalLlama, prompts: Sequence[np.ndarray], repeats: int) -> None:
+    """One prefill step of all `prompts` (one fresh slot each), run repeats + 1 times, the first unrecorded
+    (warm-up); the slots are released afterwards."""
+    slots = [model.allocate() for _ in prompts]
+    for rep in range(repeats + 1):
+        model.lengths[slots] = 0
+        model.prefill(list(zip(slots, prompts, strict=True)), record=rep > 0)
+    for s in slots:
+        model.release(s)
+
+
+def time_decode_steps(model: LocalLlama, batch: int, ctx_tokens: int, repeats: int, rng: np.random.Generator
+                      ) -> None:
+    """A decode step of `batch` sequences, each at `ctx_tokens` tokens after the step (random K/V from `rng`),
+    run repeats + 1 times, the first unrecorded (warm-up); the slots are released afterwards."""
+    slots = [model.allocate() for _ in range(batch)]
+    for s in slots:
+        fill_cache(model, s, ctx_tokens - 1, rng)
+    for rep in range(repeats + 1):
+        model.lengths[slots] = ctx_tokens - 1
+        model.decode([(s, 1) for s in slots], record=rep > 0)
+    for s in slots:
+        model.release(s)
