@@ -267,7 +267,7 @@ def write_doc(reps: list[Repeat], wl: Workload, spec: ModelSpec, model_name: str
               "the run uses.",
               "- **Cold weights**: the calibration times every GEMM with copies of B spanning 2x the last-level "
               "cache, cycled per call, because the served model's weights are many times the cache; a "
-              "cache-resident B made decode GEMMs ~1.5x too fast (TPOT -32% before, one run).",
+              "cache-resident B made decode GEMMs ~1.5x too fast (TPOT -32% in one run with a cache-resident B).",
               "- **Unfused elementwise ops and the cache regime** (`elementwise_{norm,act,rope}_passes`, "
               "`elementwise_cache_gain` and its per-class refinements, `elementwise_cache_bytes`, all fitted): "
               "numpy's RMSNorm, SiLU x up and RoPE make several array passes (counted 3.5, 4 and 4.5 from the code "
@@ -278,7 +278,7 @@ def write_doc(reps: list[Repeat], wl: Workload, spec: ModelSpec, model_name: str
               "element rate. The elementwise rows span 32 to 16,384 tokens, so both regimes are measured, and are "
               "timed in the same interleaved rounds as the DRAM-sized STREAM rows.",
               "",
-              "## What it still cannot express (for the cost-model owner)", "",
+              "## What the cost model cannot express yet", "",
               "- **Per-sequence, per-layer attention overhead**: the numpy engine runs attention one sequence at a "
               "time in every layer; `step_overhead_per_seq_s` is per step, so it is fitted on short steps of the "
               "served model itself (a separate run from the validated one) and holds only for that model (an "

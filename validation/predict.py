@@ -198,7 +198,7 @@ def _elementwise(row: KernelMeasurement) -> Kernel:
     if row.op == "silu_mul":  # gated MLP activation: reads gate and up halves, writes one (graph mlp_act)
         return elementwise("silu_mul", 2 * t * h, t * h, 8, c, 1)
     rd, wr, fl = _ELEMENTWISE[row.op]
-    # STREAM copy/scale/add rows (validation.local_calibrate) borrow the rmsnorm/add shapes; named for what they
+    # STREAM copy/scale/add rows (validation.local.measure) borrow the rmsnorm/add shapes; named for what they
     # are so model.cost.elementwise_passes does not treat a copy as an unfused normalisation
     name = row.variant if row.variant.startswith("stream_") else row.op
     return elementwise(name, rd * t * h, wr * t * h, fl, c, 1,

@@ -226,8 +226,8 @@ def test_validation_replays_a_local_run_with_its_own_model_hardware_and_calibrat
     from roofsim.app.common import replay_quant
     from roofsim.hardware_specs.catalog import load_hardware
     from roofsim.model.cost import Calibration
+    from roofsim.validation.local import dumps_hardware, write_model_config
     from roofsim.validation.local.serve import run_serving, write_vllm_log
-    from roofsim.validation.local_calibrate import dumps_hardware, write_model_config
     from roofsim.validation.profiles import write_calibration
     from roofsim.validation.replay import make_scheduler_config, replay_log
 
