@@ -104,13 +104,14 @@ class Calibration(BaseModel):
     elementwise_mem_eff: float = Field(0.80, gt=0, le=1)
     vector_eff: float = Field(0.5, gt=0, le=1, description="fraction of fp32 vector peak for dequantization")
     elementwise_norm_passes: float = Field(1.0, gt=0, description=(
-        "memory passes of a normalisation kernel (name ending in 'norm') relative to graph.elementwise's one read "
+        "memory passes of a normalisation kernel (op kind 'norm') relative to graph.elementwise's one read "
         "and one write: an unfused implementation makes several (numpy's RMSNorm: x*x, mean, x*r, *w = 3.5x); "
         "1 = fused"))
     elementwise_act_passes: float = Field(1.0, gt=0, description=(
-        "the same for the gated activation (mlp_act, moe_act, silu_mul, gelu): numpy's silu(g)*u = 4x; 1 = fused"))
+        "the same for the gated activation (op kind 'activation': mlp_act, moe_act, silu_mul, gelu): numpy's "
+        "silu(g)*u = 4x; 1 = fused"))
     elementwise_rope_passes: float = Field(1.0, gt=0, description=(
-        "the same for rotary embeddings (kernel 'rope'): numpy's rotate-half (x1*c, x2*s, -, x2*c, x1*s, +, "
+        "the same for rotary embeddings (op kind 'rope'): numpy's rotate-half (x1*c, x2*s, -, x2*c, x1*s, +, "
         "concatenate) reads 5 and writes 4 arrays' worth against 1 + 1 -> 4.5; 1 = fused"))
     kernel_overhead_s: float = Field(2.5e-6, ge=0, description=(
         "launch + tail of one elementwise/sampling kernel; an unfused kernel pays it once per pass "

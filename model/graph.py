@@ -103,19 +103,24 @@ def gemm(
     bias: bool = False,
     weight_dtype_bytes: float | None = None,
     dtype: str | None = None,
+    rows: float | None = None,
+    weight_sets: float = 1,
 ) -> Kernel:
-    """A token-parallel GEMM: activation [m,k] times weight [k,n]."""
+    """A token-parallel GEMM: activation [m,k] times weight [k,n]. A grouped (MoE) GEMM gives `rows`, the rows of
+    all groups (FLOPs and activations; m is then the rows per group, which sets the tiling), and `weight_sets`,
+    the distinct weight matrices it reads (active experts)."""
+    r = m if rows is None else rows
     wb = ctx.wb if weight_dtype_bytes is None else weight_dtype_bytes
-    weights = (n * k + (n if bias else 0)) * wb
-    dequant = 2.0 * n * k if ctx.quant.weight_only and weight_dtype_bytes is None else 0.0
+    weights = (weight_sets * n * k + (n if bias else 0)) * wb
+    dequant = 2.0 * weight_sets * n * k if ctx.quant.weight_only and weight_dtype_bytes is None else 0.0
     return Kernel(
         name=name,
         op="gemm",
         dtype=dtype or ctx.gemm_dtype,
-        flops=2.0 * m * n * k + (m * n if bias else 0),
+        flops=2.0 * r * n * k + (r * n if bias else 0),
         weight_bytes=weights,
-        act_read_bytes=m * k * ctx.ab,
-        act_write_bytes=m * n * ctx.ab,
+        act_read_bytes=r * k * ctx.ab,
+        act_write_bytes=r * n * ctx.ab,
         count=count,
         m=m,
         n=n,
@@ -203,22 +208,7 @@ def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
         rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
         # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
         for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
-            kernels.append(
-                Kernel(
-                    name=name,
-                    op="gemm",
-                    dtype=c.gemm_dtype,
-                    flops=2.0 * routed_rows * n * k,
-                    weight_bytes=active * n * k * c.wb,
-                    act_read_bytes=routed_rows * k * c.ab,
-                    act_write_bytes=routed_rows * n * c.ab,
-                    count=n_moe,
-                    m=rows_per_expert,
-                    n=n,
-                    k=k,
-                    dequant_flops=2.0 * active * n * k if c.quant.weight_only else 0.0,
-                )
-            )
+            kernels.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
         kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
         if e.num_shared_experts:
             si = e.num_shared_experts * e.shared_intermediate_size // tp
