@@ -4,7 +4,8 @@ Per kernel: max(flops / (peak(dtype) * eff_compute(shape)), bytes / (bandwidth *
 (Williams et al., "Roofline", CACM 2009). Collectives use the alpha-beta model of a ring all-reduce
 (Thakur et al., "Optimization of collective communication operations in MPICH", IJHPCA 2005). The efficiency
 functions and their defaults are documented in docs/model.md; `Calibration` holds them and a fitted profile
-(validation.calibrate) replaces the defaults without mutating anything.
+(validation.calibrate) replaces the defaults without mutating anything. Kernels are costed by their op kind
+(`Kernel.op`) through one time function per op class, which both `kernel_cost` and CostModel's closed form call.
 """
 
 from __future__ import annotations
