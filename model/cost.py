@@ -4,13 +4,14 @@ Per kernel: max(flops / (peak(dtype) * eff_compute(shape)), bytes / (bandwidth *
 (Williams et al., "Roofline", CACM 2009). Collectives use the alpha-beta model of a ring all-reduce
 (Thakur et al., "Optimization of collective communication operations in MPICH", IJHPCA 2005). The efficiency
 functions and their defaults are documented in docs/model.md; `Calibration` holds them and a fitted profile
-(validation.calibrate) replaces the defaults without mutating anything.
+(validation.calibrate) replaces the defaults without mutating anything. Kernels are costed by their op kind
+(`Kernel.op`) through one time function per op class, which both `kernel_cost` and CostModel's closed form call.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
 from roofsim.model.graph import GraphContext, attention_kernels, graph_context, linear_kernels
-from roofsim.model.kernel import Kernel
+from roofsim.model.kernel import ALLREDUCE_OPS, Kernel
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
 Bound = Literal["compute", "memory", "overhead", "communication"]
@@ -104,13 +105,14 @@ class Calibration(BaseModel):
     elementwise_mem_eff: float = Field(0.80, gt=0, le=1)
     vector_eff: float = Field(0.5, gt=0, le=1, description="fraction of fp32 vector peak for dequantization")
     elementwise_norm_passes: float = Field(1.0, gt=0, description=(
-        "memory passes of a normalisation kernel (name ending in 'norm') relative to graph.elementwise's one read "
+        "memory passes of a normalisation kernel (op kind 'norm') relative to graph.elementwise's one read "
         "and one write: an unfused implementation makes several (numpy's RMSNorm: x*x, mean, x*r, *w = 3.5x); "
         "1 = fused"))
     elementwise_act_passes: float = Field(1.0, gt=0, description=(
-        "the same for the gated activation (mlp_act, moe_act, silu_mul, gelu): numpy's silu(g)*u = 4x; 1 = fused"))
+        "the same for the gated activation (op kind 'activation': mlp_act, moe_act, silu_mul, gelu): numpy's "
+        "silu(g)*u = 4x; 1 = fused"))
     elementwise_rope_passes: float = Field(1.0, gt=0, description=(
-        "the same for rotary embeddings (kernel 'rope'): numpy's rotate-half (x1*c, x2*s, -, x2*c, x1*s, +, "
+        "the same for rotary embeddings (op kind 'rope'): numpy's rotate-half (x1*c, x2*s, -, x2*c, x1*s, +, "
         "concatenate) reads 5 and writes 4 arrays' worth against 1 + 1 -> 4.5; 1 = fused"))
     kernel_overhead_s: float = Field(2.5e-6, ge=0, description=(
         "launch + tail of one elementwise/sampling kernel; an unfused kernel pays it once per pass "
@@ -300,19 +302,19 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> tuple[bool, float, float, float, 
     the two-shot/ring/generic algorithm, latency seconds of one-shot, link seconds of two-shot/ring/generic at
     100% link efficiency, link seconds of one-shot at 100%)."""
     n = k.comm_gpus
-    if k.kind == "pp_comm":  # point-to-point activation hand-off between adjacent stages
+    if k.op == "send_recv":  # point-to-point activation hand-off between adjacent stages
         bw, alpha = _link(n, hw)
         return False, alpha, alpha, k.comm_bytes / bw, k.comm_bytes / bw
     if n <= 1 or k.comm_bytes <= 0:
-        return k.name == "tp_allreduce", 0.0, 0.0, 0.0, 0.0
+        return k.op == "allreduce", 0.0, 0.0, 0.0, 0.0
     bw, alpha = _link(n, hw)
-    if k.name in ("tp_allreduce", "nccl_allreduce"):
+    if k.op in ALLREDUCE_OPS:
         # ring / two-shot (reduce-scatter + all-gather): 2(n-1)/n of the message per GPU (Thakur et al. 2005);
         # latency log2(n) hops (NCCL tree/NVLS, custom two-shot). One-shot: every GPU reads the n-1 peer
         # buffers whole ((n-1) x bytes) in one hop (vLLM/TRT-LLM custom all-reduce for small messages).
-        return (k.name == "tp_allreduce", math.log2(n) * alpha, alpha,
+        return (k.op == "allreduce", math.log2(n) * alpha, alpha,
                 2 * (n - 1) / n * k.comm_bytes / bw, (n - 1) * k.comm_bytes / bw)
-    # all-gather / all-to-all: (n-1)/n of the data crosses the link, log2(n) latency hops as for all-reduce
+    # all-gather / reduce-scatter / all-to-all: (n-1)/n of the data crosses the link, log2(n) latency hops
     return False, math.log2(n) * alpha, alpha, (n - 1) / n * k.comm_bytes / bw, (n - 1) / n * k.comm_bytes / bw
 
 
@@ -339,8 +341,8 @@ def allreduce_seconds(message_bytes: float, gpus: int, hw: HardwareSpec, cal: Ca
     """
     if gpus <= 1 or message_bytes <= 0:
         return 0.0
-    k = Kernel(name="nccl_allreduce" if nccl else "tp_allreduce", kind="comm", dtype="bf16",
-               comm_bytes=message_bytes, comm_gpus=gpus)
+    k = Kernel(name="nccl_allreduce" if nccl else "tp_allreduce", op="nccl_allreduce" if nccl else "allreduce",
+               dtype="bf16", comm_bytes=message_bytes, comm_gpus=gpus)
     return _comm_from_terms(*comm_terms(k, hw), message_bytes, cal, graphed, gpus)
 
 
@@ -355,10 +357,9 @@ def _link(gpus: int, hw: HardwareSpec) -> tuple[float, float]:
 
 
 def comm_seconds(k: Kernel, hw: HardwareSpec, cal: Calibration) -> float:
-    """One invocation of a communication kernel: `tp_allreduce` is the framework's all-reduce (comm_* fields),
-    everything else (all-gather, all-to-all, send/recv, `nccl_allreduce`) runs on NCCL (nccl_* fields)."""
-    if k.kind != "pp_comm" and (k.comm_gpus <= 1 or k.comm_bytes <= 0) and k.name in ("tp_allreduce",
-                                                                                        "nccl_allreduce"):
+    """One invocation of a communication kernel: op `allreduce` is the framework's all-reduce (comm_* fields),
+    everything else (all-gather, reduce-scatter, all-to-all, send/recv, `nccl_allreduce`) runs on NCCL (nccl_*)."""
+    if k.op in ALLREDUCE_OPS and (k.comm_gpus <= 1 or k.comm_bytes <= 0):
         return 0.0
     return _comm_from_terms(*comm_terms(k, hw), k.comm_bytes, cal, k.graphed, k.comm_gpus)
 
@@ -378,37 +379,39 @@ def prefill_score_terms(scores: float, heads: int, window: int, t: float, seqs: 
     return scores, heads * t * edges
 
 
+def prefill_score_work(scores: float, edge: float, flops_per_score: float, s: float, cal: Calibration) -> float:
+    """Tensor-FLOP equivalents of prefill attention's `scores` (`flops_per_score` matmul FLOPs each): the whole
+    tiles computed at causal/window edges (attn_prefill_tile) plus the softmax per score (attn_softmax_flops)."""
+    return (scores + edge * min(cal.attn_prefill_tile, s) / 2.0) * (flops_per_score + cal.attn_softmax_flops)
+
+
 def prefill_attention_flops(k: Kernel, cal: Calibration) -> float:
-    """Tensor-FLOP equivalents of a prefill attention call: matmul FLOPs of the scores including the tile padding
-    at causal/window edges, plus the softmax per score (attn_prefill_tile, attn_softmax_flops; both 0 = k.flops)."""
+    """prefill_score_work of a prefill attention kernel (k.flops when attn_prefill_tile and attn_softmax_flops
+    are both 0)."""
     if not k.scores or not (cal.attn_prefill_tile or cal.attn_softmax_flops):
         return k.flops
     scores, edge = prefill_score_terms(k.scores, k.heads, k.window, k.m, k.n)
-    s = k.m / max(1, k.n)
-    eff_scores = scores + edge * min(cal.attn_prefill_tile, s) / 2.0
-    return eff_scores * (k.flops / scores + cal.attn_softmax_flops)
+    return prefill_score_work(scores, edge, k.flops / scores, k.m / max(1, k.n), cal)
 
 
-ACTIVATION_KERNELS = frozenset({"mlp_act", "moe_act", "silu_mul", "gelu"})
-
-
-def elementwise_passes(name: str, cal: Calibration) -> float:
-    """Memory-traffic multiplier of an elementwise kernel (unfused implementations make several passes)."""
-    if name.endswith("norm"):
+def elementwise_passes(op: str, cal: Calibration) -> float:
+    """Memory-traffic multiplier of an elementwise kernel of op kind `op` (unfused implementations make several
+    passes): normalisation, gated activation, rotary embedding; 1 for anything else."""
+    if op == "norm":
         return cal.elementwise_norm_passes
-    if name in ACTIVATION_KERNELS:
+    if op == "activation":
         return cal.elementwise_act_passes
-    if name == "rope":
+    if op == "rope":
         return cal.elementwise_rope_passes
     return 1.0
 
 
-def elementwise_cache_factor(ws_bytes: float, cal: Calibration, name: str = "") -> float:
-    """Memory-time multiplier of elementwise kernel `name` moving `ws_bytes` per pass: 1/gain when its working set
-    is far below elementwise_cache_bytes (served from cache), 1 far above it (DRAM), a smooth step between; gain
-    per class like elementwise_passes (normalisation, gated activation, rotary embedding, anything else)."""
-    gain = (cal.elementwise_norm_cache_gain if name.endswith("norm") else cal.elementwise_act_cache_gain
-            if name in ACTIVATION_KERNELS else cal.elementwise_rope_cache_gain if name == "rope"
+def elementwise_cache_factor(ws_bytes: float, cal: Calibration, op: str = "elementwise") -> float:
+    """Memory-time multiplier of an elementwise kernel of op kind `op` moving `ws_bytes` per pass: 1/gain when its
+    working set is far below elementwise_cache_bytes (served from cache), 1 far above it (DRAM), a smooth step
+    between; gain per class like elementwise_passes (normalisation, gated activation, rotary embedding, other)."""
+    gain = (cal.elementwise_norm_cache_gain if op == "norm" else cal.elementwise_act_cache_gain
+            if op == "activation" else cal.elementwise_rope_cache_gain if op == "rope"
             else cal.elementwise_cache_gain)
     c = cal.elementwise_cache_bytes
     if gain == 1.0 or c <= 0:
@@ -425,63 +428,127 @@ def decode_compute_efficiency(dtype: str, cal: Calibration) -> float:
     return cal.attn_decode_eff
 
 
+# ---- the time functions of the oracle -------------------------------------------------------------------------
+# One function per op class returns the terms of one invocation, (compute_s, memory_s, floor_s, overhead_s);
+# kernel_cost feeds them one Kernel's fields, CostModel's closed form feeds the attention ones batch aggregates.
+# roofline_body combines the terms and CostModel._energy prices them, for both. A new cost term goes in one place.
+Terms = tuple[float, float, float, float]
+
+
+def roofline_body(compute: float, memory: float, floor: float = 0.0, overlap: float = 0.0) -> float:
+    """Seconds of one invocation before its fixed overhead: the slowest of compute, memory and a floor, plus the
+    fraction `overlap` of the shorter of compute and memory that does not hide under the longer one."""
+    body = max(compute, memory, floor)
+    return body + overlap * min(compute, memory) if overlap else body
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionRates:
+    """The hardware x calibration rates of attention in one (attention dtype, KV dtype): computed per kernel by
+    kernel_cost, once per CostModel for the closed form."""
+
+    peak: float  # tensor FLOP/s of the attention dtype
+    prefill_eff: float  # attn_prefill_eff[_fp8]
+    decode_flops_per_s: float  # peak x decode_compute_efficiency
+    vector_flops_per_s: float  # fp32 peak x vector_eff (KV dequantization); 0 when there is none
+    decode_mem_eff: float  # attn_decode_mem_eff[_fp8kv]
+    bw: float  # memory bytes/s
+
+
+def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: str,
+                    dequant: bool = False) -> AttentionRates:
+    peak = hw.peak(dtype)
+    return AttentionRates(
+        peak=peak,
+        prefill_eff=cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff,
+        decode_flops_per_s=peak * decode_compute_efficiency(dtype, cal),
+        vector_flops_per_s=hw.peak("fp32") * cal.vector_eff if dequant else 0.0,
+        decode_mem_eff=cal.attn_decode_mem_eff_fp8kv if kv_dtype == "fp8" else cal.attn_decode_mem_eff,
+        bw=hw.memory.bandwidth_bytes_per_s,
+    )
+
+
+def prefill_attention_time(work: float, nbytes: float, s: float, r: AttentionRates, cal: Calibration) -> Terms:
+    """Prefill attention of `work` tensor-FLOP equivalents (prefill_score_work) moving `nbytes`, with `s` mean new
+    tokens per sequence: FlashAttention's efficiency ramps as s / (s + attn_prefill_s_half) (128-row tiles)."""
+    compute = work / (r.peak * (r.prefill_eff * s / (s + cal.attn_prefill_s_half))) if work else 0.0
+    return compute, nbytes / (r.bw * cal.attn_prefill_mem_eff), 0.0, cal.attn_prefill_overhead_s
+
+
+def decode_attention_time(flops: float, dequant_flops: float, nbytes: float, mean_ctx: float, seqs: int,
+                          kv_heads: int, r: AttentionRates, cal: Calibration) -> Terms:
+    """Decode attention of `seqs` sequences (`mean_ctx` cached tokens per query token): bandwidth ramps with the
+    context (attn_decode_ctx_half) and the parallel work units (attn_decode_par_half); a per-sequence floor."""
+    compute = flops / r.decode_flops_per_s if flops else 0.0
+    if dequant_flops:
+        compute += dequant_flops / r.vector_flops_per_s
+    eff_m = r.decode_mem_eff * mean_ctx / (mean_ctx + cal.attn_decode_ctx_half)
+    if cal.attn_decode_par_half:
+        par = decode_parallelism(seqs, kv_heads)
+        eff_m *= par / (par + cal.attn_decode_par_half)
+    return compute, nbytes / (r.bw * eff_m), cal.attn_decode_seq_s * seqs, cal.attn_decode_overhead_s
+
+
+def _vector_seconds(flops: float, hw: HardwareSpec, cal: Calibration) -> float:
+    return flops / (hw.peak("fp32") * cal.vector_eff) if flops else 0.0
+
+
+def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
+    """A GEMM: tile/wave/K-loop compute efficiency, weight-only dequantization on the vector units, its own
+    memory efficiency as a weight stream (GEMV / small GEMM), a per-dtype fixed cost."""
+    peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
+    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype)
+    eff_m = cal.gemm_gemv_mem_eff if gemm_is_stream(k.m, k.n, k.k, cal) else cal.gemm_mem_eff
+    overhead = cal.gemm_overhead_s_fp8 if k.dtype in ("fp8", "fp8_block") else cal.gemm_overhead_s
+    compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
+    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), 0.0, overhead
+
+
+def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
+    """An elementwise or sampling kernel on the vector units; an unfused one (per op kind) makes several memory
+    passes and launches, and a small working set runs at cache bandwidth."""
+    passes = elementwise_passes(k.op, cal)
+    eff_m = cal.elementwise_mem_eff / (passes * elementwise_cache_factor(k.bytes, cal, k.op))
+    compute = _vector_seconds(k.flops, hw, cal) + _vector_seconds(k.dequant_flops, hw, cal)
+    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), 0.0, cal.kernel_overhead_s * passes
+
+
 def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
-    """Roofline time of `k` on `hw` under calibration `cal`."""
-    if k.kind in ("comm", "pp_comm"):
+    """Roofline time of `k` on `hw` under calibration `cal`, by the time function of its op kind."""
+    kind = k.kind
+    if kind in ("comm", "pp_comm"):
         t = comm_seconds(k, hw, cal)
         return KernelCost(k, t * k.count, 0.0, t, "communication")
-    bw = hw.memory.bandwidth_bytes_per_s
-    units = hw.compute.num_units
-    overlap = seq_floor = 0.0
-    flops = k.flops
-    if k.kind == "gemm":
-        peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
-        eff_c = gemm_compute_efficiency(k.m, k.n, k.k, units, cal, k.dtype)
-        eff_m = cal.gemm_gemv_mem_eff if gemm_is_stream(k.m, k.n, k.k, cal) else cal.gemm_mem_eff
-        overhead = cal.gemm_overhead_s_fp8 if k.dtype in ("fp8", "fp8_block") else cal.gemm_overhead_s
+    overlap = 0.0
+    if kind == "gemm":
+        compute, memory, floor, overhead = gemm_time(k, hw, cal)
         overlap = cal.gemm_overlap_loss
-    elif k.kind == "attn_prefill":
-        peak = hw.peak(k.dtype)
-        s = k.m / max(1, k.n)  # mean new tokens per sequence
-        eff = cal.attn_prefill_eff_fp8 if k.dtype == "fp8" else cal.attn_prefill_eff
-        eff_c = eff * s / (s + cal.attn_prefill_s_half)
-        eff_m = cal.attn_prefill_mem_eff
-        overhead = cal.attn_prefill_overhead_s
-        flops = prefill_attention_flops(k, cal)
-    elif k.kind == "attn_decode":
-        peak = hw.peak(k.dtype)
-        eff_c = decode_compute_efficiency(k.dtype, cal)
-        ctx = k.kv_read_bytes / max(1.0, k.kv_write_bytes)  # mean context per query token
-        mem_eff = cal.attn_decode_mem_eff_fp8kv if k.kv_dtype == "fp8" else cal.attn_decode_mem_eff
-        eff_m = mem_eff * ctx / (ctx + cal.attn_decode_ctx_half)
-        if cal.attn_decode_par_half:
-            par = decode_parallelism(k.n, k.k)
-            eff_m *= par / (par + cal.attn_decode_par_half)
-        overhead = cal.attn_decode_overhead_s
-        seq_floor = cal.attn_decode_seq_s * k.n
+    elif kind == "attn_prefill":
+        r = attention_rates(hw, cal, k.dtype, k.kv_dtype)
+        compute, memory, floor, overhead = prefill_attention_time(prefill_attention_flops(k, cal), k.bytes,
+                                                                  k.m / max(1, k.n), r, cal)
+        compute += _vector_seconds(k.dequant_flops, hw, cal)
+    elif kind == "attn_decode":
+        r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops))
+        compute, memory, floor, overhead = decode_attention_time(
+            k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes / max(1.0, k.kv_write_bytes), k.n, k.k, r, cal)
     else:  # elementwise, sampling: vector units
-        peak = hw.peak("fp32")
-        eff_c = cal.vector_eff
-        passes = elementwise_passes(k.name, cal)
-        eff_m = cal.elementwise_mem_eff / (passes * elementwise_cache_factor(k.bytes, cal, k.name))
-        overhead = cal.kernel_overhead_s * passes
-    compute = flops / (peak * eff_c) if flops else 0.0
-    if k.dequant_flops:
-        compute += k.dequant_flops / (hw.peak("fp32") * cal.vector_eff)
-    memory = k.bytes / (bw * eff_m)
-    body = max(compute, memory, seq_floor) + overlap * min(compute, memory)
-    t = body + overhead
+        compute, memory, floor, overhead = elementwise_time(k, hw, cal)
+    body = roofline_body(compute, memory, floor, overlap)
     bound: Bound = "compute" if compute >= memory else "memory"
-    if overhead > body or seq_floor > max(compute, memory):
+    if overhead > body or floor > max(compute, memory):
         bound = "overhead"
-    return KernelCost(k, t * k.count, compute, memory, bound)
+    return KernelCost(k, (body + overhead) * k.count, compute, memory, bound)
 
 
 class CostModel:
-    """Batch -> seconds for one (model, hardware, quant, parallel, calibration); memoises the token-linear part.
+    """Batch -> seconds and joules for one (model, hardware, quant, parallel, calibration): the simulator's oracle.
 
-    `step` returns the full per-kernel breakdown; `step_seconds` is the hot path the simulator calls every
-    iteration and returns exactly step(shape).seconds.
+    `step` costs every kernel of the op graph with kernel_cost (the per-kernel breakdown); `step_seconds_energy`
+    (the hot path) memoises the token-linear kernels and evaluates the same attention time functions on the batch
+    aggregates, and returns step(shape)'s seconds and joules to rounding (tested). Partial-depth and speculative
+    costing (model.techniques) use only the public building blocks: kernels_seconds_energy,
+    linear_seconds_energy, attention_seconds_energy, decode_attention, overhead_seconds(_energy), idle_energy_j.
     """
 
     def __init__(
@@ -506,13 +573,9 @@ class CostModel:
         p = hardware.power
         self._idle_w, self._dyn_w = p.idle_w, p.tdp_w - p.idle_w
         self._attn = self._attention_consts()
-        self._attn_peak = hardware.peak(self.ctx.attn_dtype)
-        cal = self.calibration
-        # decode attention's per-model constants (_decode_attention_group, called several times per step)
-        self._dec = (self._attn_peak * decode_compute_efficiency(self.ctx.attn_dtype, cal),
-                     hardware.peak("fp32") * cal.vector_eff if self._attn[5] else 0.0,
-                     cal.attn_decode_mem_eff_fp8kv if self.quant.kv_dtype == "fp8" else cal.attn_decode_mem_eff,
-                     hardware.memory.bandwidth_bytes_per_s)
+        # attention rates of the closed form, computed once (the hot path evaluates attention every step)
+        self._rates = attention_rates(hardware, self.calibration, self.ctx.attn_dtype, self.quant.kv_dtype,
+                                      dequant=bool(self._attn[5]))
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
@@ -523,7 +586,7 @@ class CostModel:
         seconds = sum(c.seconds for c in costs) + overhead
         flops = sum(c.kernel.flops * c.kernel.count for c in costs)
         nbytes = sum(c.kernel.bytes * c.kernel.count for c in costs)
-        energy = sum(self._kernel_energy(c) for c in costs) + overhead * self._idle_w * self.num_gpus
+        energy = sum(self._kernel_energy(c) for c in costs) + self.idle_energy_j(overhead)
         return StepCost(
             seconds=seconds,
             kernels=costs,
@@ -537,10 +600,7 @@ class CostModel:
         )
 
     def _linear(self, shape: BatchShape) -> list[Kernel]:
-        ks = linear_kernels(self.ctx, shape.tokens, shape.logit_tokens)
-        if self._graphed and not shape.prefill_tokens:
-            ks = [replace(k, graphed=True) if k.name == "tp_allreduce" else k for k in ks]
-        return ks
+        return linear_kernels(self.ctx, shape.tokens, shape.logit_tokens, self._graphed and not shape.prefill_tokens)
 
     # ---- hot path -----------------------------------------------------------------------------------------
     def step_seconds(self, shape: BatchShape) -> float:
@@ -549,49 +609,53 @@ class CostModel:
     def step_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
         """(seconds, joules) of one iteration; equals step(shape) to rounding, in microseconds."""
         graphed = self._graphed and not shape.prefill_tokens
-        key = (shape.tokens, shape.logit_tokens, graphed)
-        lin = self._linear_memo.get(key)
+        lin = self._linear_memo.get((shape.tokens, shape.logit_tokens, graphed))
         if lin is None:
-            costs = [kernel_cost(k, self.hardware, self.calibration) for k in self._linear(shape)]
-            lin = (sum(c.seconds for c in costs), sum(self._kernel_energy(c) for c in costs))
-            if len(self._linear_memo) > 200_000:
-                self._linear_memo.clear()
-            self._linear_memo[key] = lin
+            lin = self.linear_seconds_energy(shape.tokens, shape.logit_tokens, graphed)
         seconds, energy = lin
-        a_s, a_j = self._attention_seconds_energy(shape)
+        a_s, a_j = self.attention_seconds_energy(shape)
         seconds += a_s
         energy += a_j
         overhead = self._overhead(shape)
-        return seconds + overhead, energy + overhead * self._idle_w * self.num_gpus
+        return seconds + overhead, energy + self.idle_energy_j(overhead)
+
+    # ---- building blocks (public: model.techniques composes partial-depth and speculative steps from them) ---
+    def kernels_seconds_energy(self, kernels: list[Kernel]) -> tuple[float, float]:
+        """(s, J) of `kernels` (each all its `count` invocations), summed in order."""
+        costs = [kernel_cost(k, self.hardware, self.calibration) for k in kernels]
+        return sum(c.seconds for c in costs), sum(self._kernel_energy(c) for c in costs)
+
+    def linear_seconds_energy(self, tokens: int, logit_tokens: int, graphed: bool = False) -> tuple[float, float]:
+        """(s, J) of the token-linear kernels of a step of `tokens` rows, `logit_tokens` of them through the LM
+        head (graph.linear_kernels), memoised; `graphed`: replayed as a CUDA graph (a decode-only step when
+        Calibration.decode_cuda_graphs and TP > 1)."""
+        key = (tokens, logit_tokens, graphed)
+        lin = self._linear_memo.get(key)
+        if lin is None:
+            lin = self.kernels_seconds_energy(linear_kernels(self.ctx, tokens, logit_tokens, graphed))
+            if len(self._linear_memo) > 200_000:
+                self._linear_memo.clear()
+            self._linear_memo[key] = lin
+        return lin
 
     def _attention_consts(self) -> tuple[float, ...]:
         """Per-unit coefficients of the attention kernels of graph.attention_kernels (closed form, same math)."""
-        c, m = self.ctx, self.model
+        c = self.ctx
         kv_tok = c.kv_elems * c.kvb
-        if m.mla is not None:
-            a = m.mla
-            qk_d, v_d = a.qk_nope_head_dim + a.qk_rope_head_dim, a.v_head_dim
-            dec_qk, dec_v = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
-            q_width = c.heads * qk_d
-        else:
-            qk_d = v_d = dec_qk = dec_v = m.head_dim
-            q_width = c.heads * m.head_dim
         return (
-            2.0 * c.heads * (qk_d + v_d),  # prefill FLOPs per query-key pair
-            q_width * c.ab + kv_tok + c.heads * v_d * c.ab + kv_tok,  # prefill bytes per new token
+            2.0 * c.heads * (c.qk_dim + c.v_dim),  # prefill FLOPs per query-key pair
+            c.q_width * c.ab + kv_tok + c.heads * c.v_dim * c.ab + kv_tok,  # prefill bytes per new token
             kv_tok,  # bytes per cached token read
-            2.0 * c.heads * (dec_qk + dec_v),  # decode FLOPs per (context token x query)
-            q_width * c.ab + c.heads * v_d * c.ab + kv_tok,  # decode bytes per query token
+            2.0 * c.heads * (c.dec_qk_dim + c.dec_v_dim),  # decode FLOPs per (context token x query)
+            c.q_width * c.ab + c.heads * c.v_dim * c.ab + kv_tok,  # decode bytes per query token
             2.0 * c.kv_elems if self.quant.kv_dtype in ("int8", "int4") else 0.0,  # dequant FLOPs per ctx token
         )
 
-    def _attention_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
-        """Closed form of sum(kernel_cost(k)) over attention_kernels(ctx, shape); equality is tested."""
-        cal, hw, m, c = self.calibration, self.hardware, self.model, self.ctx
-        pf_flops, pf_bytes_tok, ctx_bytes, dec_flops, dec_bytes_q, deq = self._attn
-        peak = self._attn_peak
-        bw = hw.memory.bandwidth_bytes_per_s
-        pf_eff = cal.attn_prefill_eff_fp8 if self.ctx.attn_dtype == "fp8" else cal.attn_prefill_eff
+    def attention_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
+        """(s, J) of all attention of `shape`: sum(kernel_cost(k)) over attention_kernels(ctx, shape) in closed
+        form on the batch aggregates (the same time functions; equal to rounding, tested)."""
+        cal, m, c = self.calibration, self.model, self.ctx
+        pf_flops, pf_bytes_tok, ctx_bytes = self._attn[:3]
         seconds = energy = 0.0
         for layers, windowed in ((c.full_layers, False), (c.window_layers, True)):
             if layers == 0:
@@ -608,11 +672,10 @@ class CostModel:
                     scores, edge = prefill_score_terms(float(pairs) * c.heads, c.heads,
                                                        (m.sliding_window or 0) if windowed else 0,
                                                        t, max(1, shape.prefill_seqs))
-                    work = ((scores + edge * min(cal.attn_prefill_tile, s) / 2.0)
-                            * (pf_flops / c.heads + cal.attn_softmax_flops))
-                comp = work / (peak * (pf_eff * s / (s + cal.attn_prefill_s_half)))
-                mem = (t * pf_bytes_tok + ctx_read * ctx_bytes) / (bw * cal.attn_prefill_mem_eff)
-                sec, jou = self._roofline_energy(comp, mem, cal.attn_prefill_overhead_s, layers)
+                    work = prefill_score_work(scores, edge, pf_flops / c.heads, s, cal)
+                comp, mem, floor, over = prefill_attention_time(work, t * pf_bytes_tok + ctx_read * ctx_bytes, s,
+                                                                self._rates, cal)
+                sec, jou = self._roofline_energy(comp, mem, over, layers, floor)
                 seconds += sec
                 energy += jou
             if shape.decode_seqs:
@@ -624,25 +687,16 @@ class CostModel:
 
     def _decode_attention_group(self, layers: int, seqs: int, tokens: int, ctx: int) -> tuple[float, float]:
         """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached tokens in
-        `layers` layers (one layer group of _attention_seconds_energy)."""
-        cal = self.calibration
+        `layers` layers (one layer group of attention_seconds_energy)."""
         _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = self._attn
-        comp_denom, deq_denom, mem_eff, bw = self._dec
-        q_per_seq = tokens / seqs
-        comp = dec_flops * ctx * q_per_seq / comp_denom if ctx else 0.0
-        if deq and ctx:
-            comp += deq * ctx / deq_denom
         kv_write = tokens * ctx_bytes
-        mean_ctx = ctx * ctx_bytes / max(1.0, kv_write)
-        eff_m = mem_eff * mean_ctx / (mean_ctx + cal.attn_decode_ctx_half)
-        if cal.attn_decode_par_half:
-            par = decode_parallelism(seqs, self.ctx.kv_heads)
-            eff_m *= par / (par + cal.attn_decode_par_half)
-        mem = (tokens * dec_bytes_q + ctx * ctx_bytes) / (bw * eff_m)
-        return self._roofline_energy(comp, mem, cal.attn_decode_overhead_s, layers, cal.attn_decode_seq_s * seqs)
+        comp, mem, floor, over = decode_attention_time(
+            dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes,
+            ctx * ctx_bytes / max(1.0, kv_write), seqs, self.ctx.kv_heads, self._rates, self.calibration)
+        return self._roofline_energy(comp, mem, over, layers, floor)
 
     def decode_attention(self, seqs: int, tokens: int, ctx: int, ctx_win: int) -> tuple[float, float]:
-        """_attention_seconds_energy of a decode-only BatchShape, without building it (same arithmetic)."""
+        """attention_seconds_energy of a decode-only BatchShape, without building it (same arithmetic)."""
         c = self.ctx
         a_s = a_j = 0.0
         for layers, g_ctx in ((c.full_layers, ctx), (c.window_layers, ctx_win)):
@@ -657,14 +711,9 @@ class CostModel:
         """Sum of step_seconds_energy over the decode-only iterations i = first .. passes-1 whose contexts grow by
         `seqs` tokens a pass (ctx + i*seqs: a draft model drafting), summed in the same order as a loop over the
         BatchShapes (bit-identical, tested) without building them; `start` is the running sum to add to."""
-        key = (tokens, tokens, self._graphed)
-        lin = self._linear_memo.get(key)
-        if lin is None:
-            self.step_seconds_energy(BatchShape(decode_seqs=seqs, decode_tokens=tokens, decode_ctx_tokens=ctx,
-                                                decode_ctx_tokens_win=ctx_win))
-            lin = self._linear_memo[key]
-        overhead = self._overhead_seqs(seqs)
-        o_j = overhead * self._idle_w * self.num_gpus
+        lin = self.linear_seconds_energy(tokens, tokens, self._graphed)
+        overhead = self.overhead_seconds(seqs)
+        o_j = self.idle_energy_j(overhead)
         total_s, total_j = start
         for i in range(first, passes):
             add = seqs * i
@@ -673,29 +722,41 @@ class CostModel:
             total_j += lin[1] + a_j + o_j
         return total_s, total_j
 
+    def overhead_seconds(self, seqs: int) -> float:
+        """Framework CPU time of one non-empty iteration over `seqs` sequences."""
+        cal = self.calibration
+        return cal.step_overhead_s + cal.step_overhead_per_seq_s * seqs
+
+    def overhead_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
+        """(s, J) of the framework overhead of the iteration `shape` (0 for an empty one), the GPUs idling."""
+        o = self._overhead(shape)
+        return o, self.idle_energy_j(o)
+
+    def idle_energy_j(self, seconds: float) -> float:
+        """Joules of all GPUs of the replica idling for `seconds` (CPU-side work: overheads, n-gram lookup)."""
+        return seconds * self._idle_w * self.num_gpus
+
+    # ---- private: the roofline-to-energy combination shared by both evaluations --------------------------
+    def _energy(self, seconds: float, per_s: float, busy_s: float) -> float:
+        """Idle power plus dynamic power scaled by the utilisation busy_s / per_s of the bound resource."""
+        util = busy_s / per_s if per_s > 0 else 0.0
+        return seconds * (self._idle_w + self._dyn_w * min(1.0, util)) * self.num_gpus
+
     def _roofline_energy(self, compute: float, memory: float, overhead: float, count: int,
                          floor: float = 0.0) -> tuple[float, float]:
-        per = max(compute, memory, floor) + overhead
+        per = roofline_body(compute, memory, floor) + overhead
         total = per * count
-        util = max(compute, memory) / per if per > 0 else 0.0
-        return total, total * (self._idle_w + self._dyn_w * min(1.0, util)) * self.num_gpus
+        return total, self._energy(total, per, max(compute, memory))
+
+    def _kernel_energy(self, c: KernelCost) -> float:
+        if c.seconds <= 0:
+            return 0.0
+        return self._energy(c.seconds, c.seconds / c.kernel.count, max(c.compute_s, c.memory_s))
 
     def _overhead(self, shape: BatchShape) -> float:
         if shape.is_empty:
             return 0.0
-        return self._overhead_seqs(shape.decode_seqs + shape.prefill_seqs)
-
-    def _overhead_seqs(self, seqs: int) -> float:
-        cal = self.calibration
-        return cal.step_overhead_s + cal.step_overhead_per_seq_s * seqs
-
-    def _kernel_energy(self, c: KernelCost) -> float:
-        """Idle power plus dynamic power scaled by the kernel's utilisation of its bound resource."""
-        if c.seconds <= 0:
-            return 0.0
-        per = c.seconds / c.kernel.count
-        util = max(c.compute_s, c.memory_s) / per if per > 0 else 0.0
-        return c.seconds * (self._idle_w + self._dyn_w * min(1.0, util)) * self.num_gpus
+        return self.overhead_seconds(shape.decode_seqs + shape.prefill_seqs)
 
     def pipeline_stage_seconds(self, shape: BatchShape) -> float:
         """Time one pipeline stage holds a micro-batch: the layer work split evenly over pp stages."""

@@ -1,8 +1,9 @@
 """The per-kernel op graph of one serving iteration on one GPU of a TP x PP layout.
 
 `step_kernels` lists every kernel of a forward pass for a BatchShape (each with `count` = how many times it runs
-across the pipeline), split into the token-linear part (`linear_kernels`, depends only on the number of tokens)
-and the attention part (`attention_kernels`, depends on context lengths). FLOP formulas: a GEMM of [m,k]x[k,n] is
+across the pipeline, and its `op` kind), split into the token-linear part (`linear_kernels` = `layer_kernels` of
+the decoder layers + the once-per-step `fixed_kernels`, depends only on the number of tokens) and the attention
+part (`attention_kernels`, depends on context lengths). FLOP formulas: a GEMM of [m,k]x[k,n] is
 2mnk FLOPs (Kaplan et al. 2020, arXiv 2001.08361, sec. 2.1); attention is 2 FLOPs per multiply-add in QK^T and PV,
 i.e. 4 * query-key pairs * head_dim per head (FlashAttention, Dao et al. 2022, arXiv 2205.14135, counts the same).
 Bytes follow LLM-Viewer's split (weight / activation / KV, read / write), Yuan et al. 2024, arXiv 2402.16363.
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from roofsim.hardware_specs.spec import DTYPE_BYTES
 from roofsim.model.batch import BatchShape
-from roofsim.model.kernel import Kernel
+from roofsim.model.kernel import Kernel, OpKind
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
 
@@ -37,6 +38,12 @@ class GraphContext:
     moe_layers: int
     full_layers: int  # layers with full attention
     window_layers: int  # sliding-window layers
+    # attention head widths: prefill qk/v; decode qk/v (MLA decode attends in the latent space); query row width
+    qk_dim: int
+    v_dim: int
+    dec_qk_dim: int
+    dec_v_dim: int
+    q_width: int  # query elements per token on this GPU
 
 
 def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> GraphContext:
@@ -49,6 +56,15 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) ->
     else:
         kv_elems = 2 * kv_heads * model.head_dim
     moe_layers = model.num_moe_layers
+    heads = model.num_heads // tp
+    if model.mla is not None:
+        a = model.mla
+        # Prefill: MLA expands K/V per head (qk head = nope+rope, v head = v_head_dim).
+        qk_d, v_d = a.qk_nope_head_dim + a.qk_rope_head_dim, a.v_head_dim
+        # Decode with weight absorption attends in the latent space: scores over kv_lora+rope, values over kv_lora.
+        dec_qk, dec_v = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
+    else:
+        qk_d = v_d = dec_qk = dec_v = model.head_dim
     return GraphContext(
         model=model,
         quant=quant,
@@ -62,13 +78,18 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) ->
             else "fp16" if quant.activation_dtype == "fp16" else "fp32" if quant.activation_dtype == "fp32"
             else "bf16"
         ),
-        heads=model.num_heads // tp,
+        heads=heads,
         kv_heads=kv_heads,
         kv_elems=kv_elems,
         dense_layers=model.num_layers - moe_layers,
         moe_layers=moe_layers,
         full_layers=model.num_layers - model.num_sliding_layers,
         window_layers=model.num_sliding_layers,
+        qk_dim=qk_d,
+        v_dim=v_d,
+        dec_qk_dim=dec_qk,
+        dec_v_dim=dec_v,
+        q_width=heads * qk_d,
     )
 
 
@@ -82,19 +103,24 @@ def gemm(
     bias: bool = False,
     weight_dtype_bytes: float | None = None,
     dtype: str | None = None,
+    rows: float | None = None,
+    weight_sets: float = 1,
 ) -> Kernel:
-    """A token-parallel GEMM: activation [m,k] times weight [k,n]."""
+    """A token-parallel GEMM: activation [m,k] times weight [k,n]. A grouped (MoE) GEMM gives `rows`, the rows of
+    all groups (FLOPs and activations; m is then the rows per group, which sets the tiling), and `weight_sets`,
+    the distinct weight matrices it reads (active experts)."""
+    r = m if rows is None else rows
     wb = ctx.wb if weight_dtype_bytes is None else weight_dtype_bytes
-    weights = (n * k + (n if bias else 0)) * wb
-    dequant = 2.0 * n * k if ctx.quant.weight_only and weight_dtype_bytes is None else 0.0
+    weights = (weight_sets * n * k + (n if bias else 0)) * wb
+    dequant = 2.0 * weight_sets * n * k if ctx.quant.weight_only and weight_dtype_bytes is None else 0.0
     return Kernel(
         name=name,
-        kind="gemm",
+        op="gemm",
         dtype=dtype or ctx.gemm_dtype,
-        flops=2.0 * m * n * k + (m * n if bias else 0),
+        flops=2.0 * r * n * k + (r * n if bias else 0),
         weight_bytes=weights,
-        act_read_bytes=m * k * ctx.ab,
-        act_write_bytes=m * n * ctx.ab,
+        act_read_bytes=r * k * ctx.ab,
+        act_write_bytes=r * n * ctx.ab,
         count=count,
         m=m,
         n=n,
@@ -104,10 +130,11 @@ def gemm(
 
 
 def elementwise(name: str, elems_read: float, elems_written: float, flops_per_elem: float, ctx: GraphContext,
-                count: int, weight_elems: float = 0.0) -> Kernel:
+                count: int, weight_elems: float = 0.0, *, op: OpKind) -> Kernel:
+    """A memory-bound vector kernel; `op` (norm, activation, rope, residual, elementwise) selects its calibration."""
     return Kernel(
         name=name,
-        kind="elementwise",
+        op=op,
         dtype="fp32",
         flops=flops_per_elem * max(elems_read, elems_written),
         weight_bytes=weight_elems * 2.0,
@@ -140,7 +167,8 @@ def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
             kernels.append(gemm("q_proj", t, c.heads * qk_head, h, c, L))
         kernels.append(gemm("kv_a_proj", t, a.kv_lora_rank + a.qk_rope_head_dim, h, c, L))
         kernels.append(gemm("kv_b_proj", t, c.heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, c, L))
-        kernels.append(elementwise("rope", t * c.heads * a.qk_rope_head_dim, t * c.heads * a.qk_rope_head_dim, 6, c, L))
+        rot = t * c.heads * a.qk_rope_head_dim
+        kernels.append(elementwise("rope", rot, rot, 6, c, L, op="rope"))
         kernels.append(gemm("o_proj", t, h, c.heads * a.v_head_dim, c, L))
         return
     hd = m.head_dim
@@ -148,7 +176,7 @@ def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
     kernels.append(gemm("qkv_proj", t, n_qkv, h, c, L, bias=m.attention_bias))
     if m.position == "rope":
         rot = t * (c.heads + c.kv_heads) * hd
-        kernels.append(elementwise("rope", rot, rot, 6, c, L))
+        kernels.append(elementwise("rope", rot, rot, 6, c, L, op="rope"))
     kernels.append(gemm("o_proj", t, h, c.heads * hd, c, L, bias=m.attention_bias))
 
 
@@ -163,7 +191,7 @@ def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
         i_gpu = inter // tp
         up_n = 2 * i_gpu if gated else i_gpu
         kernels.append(gemm("mlp_up_gate" if gated else "mlp_up", t, up_n, h, c, c.dense_layers, bias=m.mlp_bias))
-        kernels.append(elementwise("mlp_act", t * up_n, t * i_gpu, 8, c, c.dense_layers))
+        kernels.append(elementwise("mlp_act", t * up_n, t * i_gpu, 8, c, c.dense_layers, op="activation"))
         kernels.append(gemm("mlp_down", t, h, i_gpu, c, c.dense_layers, bias=m.mlp_bias))
     if c.moe_layers and m.moe is not None:
         e = m.moe
@@ -180,23 +208,8 @@ def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
         rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
         # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
         for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
-            kernels.append(
-                Kernel(
-                    name=name,
-                    kind="gemm",
-                    dtype=c.gemm_dtype,
-                    flops=2.0 * routed_rows * n * k,
-                    weight_bytes=active * n * k * c.wb,
-                    act_read_bytes=routed_rows * k * c.ab,
-                    act_write_bytes=routed_rows * n * c.ab,
-                    count=n_moe,
-                    m=rows_per_expert,
-                    n=n,
-                    k=k,
-                    dequant_flops=2.0 * active * n * k if c.quant.weight_only else 0.0,
-                )
-            )
-        kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe))
+            kernels.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
+        kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
         if e.num_shared_experts:
             si = e.num_shared_experts * e.shared_intermediate_size // tp
             s_up = 2 * si if gated else si
@@ -205,44 +218,72 @@ def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
         if ep > 1:
             # dispatch + combine all-to-all of the routed activations across the EP group
             a2a = routed_rows * h * c.ab
-            kernels.append(Kernel(name="moe_all_to_all", kind="comm", dtype="bf16", comm_bytes=a2a,
+            kernels.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
                                   comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
 
 
-def linear_kernels(model_ctx: GraphContext, tokens: int, logit_tokens: int) -> list[Kernel]:
-    """Kernels whose cost depends only on the number of tokens in the step (and of tokens needing logits)."""
-    c, t = model_ctx, tokens
-    m, L, tp = c.model, c.model.num_layers, c.parallel.tp
+def layer_kernels(c: GraphContext, tokens: int, graphed: bool = False) -> list[Kernel]:
+    """The decoder layers' token-linear kernels over `tokens` rows (each `count` = the layers it runs in);
+    `graphed`: the step replays as a CUDA graph (its TP all-reduces pay no host dispatch)."""
+    m, L, tp, t = c.model, c.model.num_layers, c.parallel.tp, tokens
     h = m.hidden_size
     ks: list[Kernel] = []
-    if t > 0:
-        ks.append(Kernel(name="embedding", kind="elementwise", dtype="fp32", weight_bytes=t * h * c.wb,
-                         act_write_bytes=t * h * c.ab, count=1))
-        norm_flops = 4 if m.norm == "rmsnorm" else 7
-        ks.append(elementwise("input_norm", t * h, t * h, norm_flops, c, L, weight_elems=h))
-        _attention_linear(t, c, ks)
-        ks.append(elementwise("residual_add", 2 * t * h, t * h, 1, c, 2 * L))
-        ks.append(elementwise("post_attn_norm", t * h, t * h, norm_flops, c, L, weight_elems=h))
-        _mlp_linear(t, c, ks)
-        if tp > 1:
-            msg = t * h * c.ab
-            ks.append(Kernel(name="tp_allreduce", kind="comm", dtype="bf16", comm_bytes=msg, comm_gpus=tp,
-                             count=2 * L, act_read_bytes=msg, act_write_bytes=msg))
-        if c.parallel.pp > 1:
-            msg = t * h * c.ab
-            ks.append(Kernel(name="pp_send_recv", kind="pp_comm", dtype="bf16", comm_bytes=msg, comm_gpus=2,
-                             count=c.parallel.pp - 1))
+    if t <= 0:
+        return ks
+    norm_flops = 4 if m.norm == "rmsnorm" else 7
+    ks.append(elementwise("input_norm", t * h, t * h, norm_flops, c, L, weight_elems=h, op="norm"))
+    _attention_linear(t, c, ks)
+    ks.append(elementwise("residual_add", 2 * t * h, t * h, 1, c, 2 * L, op="residual"))
+    ks.append(elementwise("post_attn_norm", t * h, t * h, norm_flops, c, L, weight_elems=h, op="norm"))
+    _mlp_linear(t, c, ks)
+    if tp > 1:
+        msg = t * h * c.ab
+        ks.append(Kernel(name="tp_allreduce", op="allreduce", dtype="bf16", comm_bytes=msg, comm_gpus=tp,
+                         count=2 * L, act_read_bytes=msg, act_write_bytes=msg, graphed=graphed))
+    return ks
+
+
+def _entry_kernels(c: GraphContext, tokens: int) -> list[Kernel]:
+    """Once per step before the layers: the embedding gather (the pipeline hand-off follows the layers)."""
+    if tokens <= 0:
+        return []
+    t, h = tokens, c.model.hidden_size
+    return [Kernel(name="embedding", op="embedding", dtype="fp32", weight_bytes=t * h * c.wb,
+                   act_write_bytes=t * h * c.ab, count=1)]
+
+
+def _exit_kernels(c: GraphContext, tokens: int, logit_tokens: int) -> list[Kernel]:
+    """Once per step after the layers: the pipeline hand-offs, then final norm, LM head, logits gather, sampling."""
+    m, tp, t = c.model, c.parallel.tp, tokens
+    h = m.hidden_size
+    ks: list[Kernel] = []
+    if t > 0 and c.parallel.pp > 1:
+        msg = t * h * c.ab
+        ks.append(Kernel(name="pp_send_recv", op="send_recv", dtype="bf16", comm_bytes=msg, comm_gpus=2,
+                         count=c.parallel.pp - 1))
     if logit_tokens > 0:
         lt = logit_tokens
-        ks.append(elementwise("final_norm", lt * h, lt * h, 4, c, 1, weight_elems=h))
+        ks.append(elementwise("final_norm", lt * h, lt * h, 4, c, 1, weight_elems=h, op="norm"))
         ks.append(gemm("lm_head", lt, m.vocab_size // tp, h, c, 1))
         if tp > 1:
             msg = lt * (m.vocab_size // tp) * 4.0
-            ks.append(Kernel(name="logits_gather", kind="comm", dtype="fp32", comm_bytes=msg, comm_gpus=tp,
+            ks.append(Kernel(name="logits_gather", op="all_gather", dtype="fp32", comm_bytes=msg, comm_gpus=tp,
                              count=1, act_read_bytes=msg, act_write_bytes=msg * tp))
-        ks.append(Kernel(name="sampling", kind="sampling", dtype="fp32", flops=5.0 * lt * m.vocab_size,
+        ks.append(Kernel(name="sampling", op="sampling", dtype="fp32", flops=5.0 * lt * m.vocab_size,
                          act_read_bytes=lt * m.vocab_size * 4.0, act_write_bytes=lt * 8.0, count=1))
     return ks
+
+
+def fixed_kernels(c: GraphContext, tokens: int, logit_tokens: int) -> list[Kernel]:
+    """The kernels that run once per step whatever the depth: embedding, pipeline hand-offs, LM head, sampling."""
+    return _entry_kernels(c, tokens) + _exit_kernels(c, tokens, logit_tokens)
+
+
+def linear_kernels(model_ctx: GraphContext, tokens: int, logit_tokens: int, graphed: bool = False) -> list[Kernel]:
+    """Kernels whose cost depends only on the number of tokens in the step (and of tokens needing logits), in
+    execution order: fixed entry kernels, the layers' kernels, fixed exit kernels."""
+    c = model_ctx
+    return _entry_kernels(c, tokens) + layer_kernels(c, tokens, graphed) + _exit_kernels(c, tokens, logit_tokens)
 
 
 def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
@@ -250,16 +291,7 @@ def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
     m = c.model
     ks: list[Kernel] = []
     kv_tok_bytes = c.kv_elems * c.kvb  # per token per layer on this GPU
-    if m.mla is not None:
-        a = m.mla
-        # Prefill: MLA expands K/V per head (qk head = nope+rope, v head = v_head_dim).
-        qk_d, v_d = a.qk_nope_head_dim + a.qk_rope_head_dim, a.v_head_dim
-        # Decode with weight absorption attends in the latent space: scores over kv_lora+rope, values over kv_lora.
-        dec_qk, dec_v = a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
-        q_width = c.heads * qk_d
-    else:
-        qk_d = v_d = dec_qk = dec_v = m.head_dim
-        q_width = c.heads * m.head_dim
+    qk_d, v_d, dec_qk, dec_v, q_width = c.qk_dim, c.v_dim, c.dec_qk_dim, c.dec_v_dim, c.q_width
     groups = ((c.full_layers, False), (c.window_layers, True))
     for layers, windowed in groups:
         if layers == 0:
@@ -274,7 +306,7 @@ def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
             ks.append(
                 Kernel(
                     name="attn_prefill" + suffix,
-                    kind="attn_prefill",
+                    op="attn_prefill",
                     dtype=c.attn_dtype,
                     flops=2.0 * pairs * c.heads * (qk_d + v_d),
                     act_read_bytes=t * q_width * c.ab + t * kv_tok_bytes,
@@ -296,7 +328,7 @@ def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
             ks.append(
                 Kernel(
                     name="attn_decode" + suffix,
-                    kind="attn_decode",
+                    op="attn_decode",
                     dtype=c.attn_dtype,
                     flops=2.0 * ctx * q_per_seq * c.heads * (dec_qk + dec_v),
                     act_read_bytes=shape.decode_tokens * q_width * c.ab,

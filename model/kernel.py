@@ -1,11 +1,42 @@
-"""Kernel: one GPU kernel of a forward pass with its FLOPs and bytes split LLM-Viewer style."""
+"""Kernel: one GPU kernel of a forward pass with its FLOPs and bytes split LLM-Viewer style, typed by its op kind.
+
+The cost model dispatches on `Kernel.op` (what the kernel computes), never on `Kernel.name` (a display label).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
+# What a kernel computes; the cost model picks its roofline terms from this (model.cost.kernel_cost).
+OpKind = Literal[
+    "gemm",  # [m,k] x [k,n] matmul (projections, MLP, experts, LM head)
+    "attn_prefill",  # causal attention of new tokens over themselves and cached context
+    "attn_decode",  # attention of decode query tokens over the KV cache
+    "embedding",  # token-embedding gather
+    "norm",  # RMSNorm / LayerNorm (calibration: elementwise_norm_*)
+    "activation",  # gated MLP activation, SiLU*mul / GELU (elementwise_act_*)
+    "rope",  # rotary position embedding (elementwise_rope_*)
+    "residual",  # residual add
+    "elementwise",  # any other elementwise kernel (softmax, STREAM copy/scale/add)
+    "sampling",  # logits softmax + sampling
+    "allreduce",  # the serving framework's TP all-reduce (custom one-/two-shot kernels: comm_* fields)
+    "nccl_allreduce",  # NCCL's all-reduce (nccl_* fields)
+    "all_gather",
+    "reduce_scatter",
+    "all_to_all",
+    "send_recv",  # point-to-point hand-off between pipeline stages
+]
+# The coarse roofline class of an op (reported as Kernel.kind: estimate output, validation reports).
 KernelKind = Literal["gemm", "attn_prefill", "attn_decode", "elementwise", "comm", "pp_comm", "sampling"]
+OP_KIND: dict[str, KernelKind] = {
+    "gemm": "gemm", "attn_prefill": "attn_prefill", "attn_decode": "attn_decode",
+    **{op: "elementwise" for op in ("embedding", "norm", "activation", "rope", "residual", "elementwise")},
+    "sampling": "sampling",
+    **{op: "comm" for op in ("allreduce", "nccl_allreduce", "all_gather", "reduce_scatter", "all_to_all")},
+    "send_recv": "pp_comm",
+}
+ALLREDUCE_OPS = frozenset({"allreduce", "nccl_allreduce"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +48,8 @@ class Kernel:
     shape (activation [m, k] x weight [k, n]); `comm_bytes` and `comm_gpus` describe a collective.
     """
 
-    name: str
-    kind: KernelKind
+    name: str  # display label only
+    op: OpKind
     dtype: str
     flops: float = 0.0
     weight_bytes: float = 0.0
@@ -42,6 +73,15 @@ class Kernel:
     # dispatch cost, does not apply (AIConfigurator's vLLM/SGLang tables time both modes: 5 vs 44 us on A100)
     graphed: bool = False
     kv_dtype: str = ""  # attention only: the KV-cache dtype ("" = the kernel dtype)
+
+    def __post_init__(self) -> None:
+        if self.op not in OP_KIND:
+            raise ValueError(f"kernel {self.name!r}: op={self.op!r} is not one of {sorted(OP_KIND)}")
+
+    @property
+    def kind(self) -> KernelKind:
+        """The op's roofline class (gemm, attn_prefill, attn_decode, elementwise, comm, pp_comm, sampling)."""
+        return OP_KIND[self.op]
 
     @property
     def bytes(self) -> float:

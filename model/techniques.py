@@ -11,8 +11,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roofsim.model.batch import BatchShape
-from roofsim.model.cost import CostModel, kernel_cost
-from roofsim.model.graph import gemm, linear_kernels
+from roofsim.model.cost import CostModel
+from roofsim.model.graph import fixed_kernels, gemm, layer_kernels
 from roofsim.model.spec import ModelSpec
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -272,12 +272,10 @@ def exit_pmf(dist: HistogramExit | PerLayerExit, num_layers: int) -> np.ndarray:
 
 
 # ---- partial-depth costing ------------------------------------------------------------------------------
-_FIXED = {"embedding", "pp_send_recv", "final_norm", "lm_head", "logits_gather", "sampling"}
-
-
 class LayerCoster:
-    """Splits CostModel.step into embedding, per-layer, attention, head and overhead terms, so a pass can be
-    costed at any depth or with a different number of rows per layer (memoised per token count).
+    """Splits CostModel.step into the once-per-step kernels (graph.fixed_kernels: embedding, pipeline hand-offs,
+    LM head), per-layer (graph.layer_kernels), attention and overhead terms, so a pass can be costed at any depth
+    or with a different number of rows per layer (memoised per token count). Uses CostModel's public API only.
 
     Per-layer time is the average over layers (dense and MoE layers of mixed models are averaged), so
     `partial_step(shape, L)` equals `CostModel.step_seconds_energy(shape)` up to rounding (tested)."""
@@ -289,19 +287,13 @@ class LayerCoster:
         self._fixed: dict[tuple[int, int], tuple[float, float]] = {}
         self._gemm: dict[tuple[str, int, int, int], tuple[float, float]] = {}
 
-    def _kc(self, kernels: list) -> tuple[float, float]:
-        c = self.cost
-        costs = [kernel_cost(k, c.hardware, c.calibration) for k in kernels]
-        return sum(x.seconds for x in costs), sum(c._kernel_energy(x) for x in costs)
-
     def layer(self, tokens: int) -> tuple[float, float]:
         """(s, J) of one average decoder layer's token-linear kernels over `tokens` rows."""
         if tokens <= 0:
             return 0.0, 0.0
         v = self._layer.get(tokens)
         if v is None:
-            ks = [k for k in linear_kernels(self.cost.ctx, tokens, 0) if k.name not in _FIXED]
-            s, j = self._kc(ks)
+            s, j = self.cost.kernels_seconds_energy(layer_kernels(self.cost.ctx, tokens))
             v = self._layer[tokens] = (s / self.L, j / self.L)
         return v
 
@@ -310,8 +302,7 @@ class LayerCoster:
         key = (tokens, logit_tokens)
         v = self._fixed.get(key)
         if v is None:
-            ks = [k for k in linear_kernels(self.cost.ctx, tokens, logit_tokens) if k.name in _FIXED]
-            v = self._fixed[key] = self._kc(ks)
+            v = self._fixed[key] = self.cost.kernels_seconds_energy(fixed_kernels(self.cost.ctx, tokens, logit_tokens))
         return v
 
     def gemm(self, name: str, m: int, n: int, k: int) -> tuple[float, float]:
@@ -321,16 +312,15 @@ class LayerCoster:
         key = (name, m, n, k)
         v = self._gemm.get(key)
         if v is None:
-            v = self._gemm[key] = self._kc([gemm(name, m, n, k, self.cost.ctx, 1)])
+            v = self._gemm[key] = self.cost.kernels_seconds_energy([gemm(name, m, n, k, self.cost.ctx, 1)])
         return v
 
     def attention(self, shape: BatchShape) -> tuple[float, float]:
         """(s, J) of attention over all layers for `shape`."""
-        return self.cost._attention_seconds_energy(shape)
+        return self.cost.attention_seconds_energy(shape)
 
     def overhead(self, shape: BatchShape) -> tuple[float, float]:
-        o = self.cost._overhead(shape)
-        return o, o * self.cost._idle_w * self.cost.num_gpus
+        return self.cost.overhead_seconds_energy(shape)
 
     def decode_passes(self, dec: BatchShape, layers: int, passes: int,
                       extra: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
@@ -340,8 +330,8 @@ class LayerCoster:
         n, t = dec.decode_seqs, dec.decode_tokens
         fs, fj = self.fixed(t, dec.logit_tokens)
         ls, lj = self.layer(t)
-        o = self.cost._overhead_seqs(n)
-        oj = o * self.cost._idle_w * self.cost.num_gpus
+        o = self.cost.overhead_seconds(n)
+        oj = self.cost.idle_energy_j(o)
         f = layers / self.L
         ds = dj = 0.0
         for i in range(passes):
@@ -465,7 +455,7 @@ class SpeculativeCoster:
             ds, dj = k * (rs + hs), k * (rj + hj)
         elif isinstance(d, NgramDrafter):
             ds = d.lookup_s
-            dj = ds * self.cost._idle_w * self.cost.num_gpus
+            dj = self.cost.idle_energy_j(ds)
         return vs + ds, vj + dj, ds
 
     @staticmethod

@@ -21,7 +21,6 @@ from roofsim.hardware_specs.errors import RoofsimError
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
 from roofsim.model.cost import (
-    ACTIVATION_KERNELS,
     PEAK_DTYPE,
     Calibration,
     comm_terms,
@@ -32,7 +31,7 @@ from roofsim.model.cost import (
     prefill_score_terms,
 )
 from roofsim.model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context
-from roofsim.model.kernel import Kernel
+from roofsim.model.kernel import ALLREDUCE_OPS, Kernel, OpKind
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 from roofsim.validation.kernel_tables import KernelMeasurement
 
@@ -71,6 +70,9 @@ _ELEMENTWISE: dict[str, tuple[float, float, float]] = {
     "gelu": (1.0, 1.0, 8.0),
     "add": (2.0, 1.0, 1.0),  # residual add: two inputs, one output (graph.residual_add)
 }
+# the op kind of those rows (model.cost picks unfused passes / cache gain by it); others are plain "elementwise"
+_ELEMENTWISE_OP: dict[str, OpKind] = {"rmsnorm": "norm", "layernorm": "norm", "gelu": "activation", "add": "residual"}
+_COMM_OP: dict[str, OpKind] = {"allgather": "all_gather", "reducescatter": "reduce_scatter", "alltoall": "all_to_all"}
 _COMM_OPS = ("allreduce", "allgather", "reducescatter", "alltoall", "send_recv")
 PREDICTED_OPS: tuple[str, ...] = (
     "gemm", "attn_prefill", "attn_decode", "attn_qk_matmul", "attn_av_matmul", "embedding", "rope", "silu_mul",
@@ -179,7 +181,7 @@ def _batched_matmul(row: KernelMeasurement) -> Kernel:
     n, k = (row.ctx_len, row.head_dim) if row.op == "attn_qk_matmul" else (row.head_dim, row.ctx_len)
     g = gemm(row.op, bh * row.seq_len, n, k, c, 1)
     # the "weight" operand (K or V) differs per batch x head: bh copies are read, not one
-    return Kernel(name=g.name, kind="gemm", dtype=g.dtype, flops=g.flops, weight_bytes=g.weight_bytes * bh,
+    return Kernel(name=g.name, op="gemm", dtype=g.dtype, flops=g.flops, weight_bytes=g.weight_bytes * bh,
                   act_read_bytes=g.act_read_bytes, act_write_bytes=g.act_write_bytes, m=g.m, n=g.n, k=g.k)
 
 
@@ -189,26 +191,27 @@ def _elementwise(row: KernelMeasurement) -> Kernel:
     if row.op == "rope":
         _need(row, tokens=row.tokens, num_heads=row.num_heads, head_dim=row.head_dim)
         rot = row.tokens * (row.num_heads + row.num_kv_heads) * row.head_dim  # graph._attention_linear
-        return elementwise("rope", rot, rot, 6, c, 1)
+        return elementwise("rope", rot, rot, 6, c, 1, op="rope")
     _need(row, tokens=row.tokens, hidden=row.hidden)
     t, h = row.tokens, row.hidden
     if row.op == "embedding":  # a gather of t rows of the table (graph.linear_kernels "embedding")
-        return Kernel(name="embedding", kind="elementwise", dtype="fp32", weight_bytes=t * h * c.wb,
+        return Kernel(name="embedding", op="embedding", dtype="fp32", weight_bytes=t * h * c.wb,
                       act_write_bytes=t * h * c.ab)
     if row.op == "silu_mul":  # gated MLP activation: reads gate and up halves, writes one (graph mlp_act)
-        return elementwise("silu_mul", 2 * t * h, t * h, 8, c, 1)
+        return elementwise("silu_mul", 2 * t * h, t * h, 8, c, 1, op="activation")
     rd, wr, fl = _ELEMENTWISE[row.op]
-    # STREAM copy/scale/add rows (validation.local.measure) borrow the rmsnorm/add shapes; named for what they
-    # are so model.cost.elementwise_passes does not treat a copy as an unfused normalisation
-    name = row.variant if row.variant.startswith("stream_") else row.op
-    return elementwise(name, rd * t * h, wr * t * h, fl, c, 1,
-                       weight_elems=h if row.op in ("rmsnorm", "layernorm") else 0.0)
+    # STREAM copy/scale/add rows (validation.local.measure) borrow the rmsnorm/add shapes; they are plain
+    # elementwise kernels, so model.cost.elementwise_passes does not treat a copy as an unfused normalisation
+    stream = row.variant.startswith("stream_")
+    return elementwise(row.variant if stream else row.op, rd * t * h, wr * t * h, fl, c, 1,
+                       weight_elems=h if row.op in ("rmsnorm", "layernorm") else 0.0,
+                       op="elementwise" if stream else _ELEMENTWISE_OP.get(row.op, "elementwise"))
 
 
 def _comm(row: KernelMeasurement) -> Kernel:
     _need(row, message_bytes=row.message_bytes, num_gpus=row.num_gpus)
     if row.op == "send_recv":
-        return Kernel(name="send_recv", kind="pp_comm", dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=2)
+        return Kernel(name="send_recv", op="send_recv", dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=2)
     if row.num_gpus < 2:
         raise Unpredictable(f"collective {row.op!r} on num_gpus={row.num_gpus} moves no data")
     # model.cost.comm_seconds: tp_allreduce -> ring all-reduce; any other comm kernel -> (n-1)/n of the bytes over
@@ -217,14 +220,16 @@ def _comm(row: KernelMeasurement) -> Kernel:
     # reduce-scatter), which is what that formula takes.
     # The frameworks' own all-reduce tables (custom one-shot/two-shot kernels) are the TP all-reduce of the graph;
     # nccl-tests and Vidur's torch.distributed rows are NCCL's.
+    op: OpKind
     if row.op == "allreduce":
-        name = "nccl_allreduce" if row.framework in ("nccl", "vidur", "llmcompass", "") else "tp_allreduce"
+        op = "nccl_allreduce" if row.framework in ("nccl", "vidur", "llmcompass", "") else "allreduce"
+        name = "tp_allreduce" if op == "allreduce" else op
     else:
-        name = row.op
+        op, name = _COMM_OP[row.op], row.op
     # AIConfigurator's vLLM/SGLang all-reduce tables time each size both eagerly and replayed in a CUDA graph
     # (variant "..._graph; vllm_graph" / "..._eager"): only eager calls pay the host-dispatch floor
-    graphed = name == "tp_allreduce" and bool(re.search(r"_graph\b", row.variant))
-    return Kernel(name=name, kind="comm", dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=row.num_gpus,
+    graphed = op == "allreduce" and bool(re.search(r"_graph\b", row.variant))
+    return Kernel(name=name, op=op, dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=row.num_gpus,
                   graphed=graphed)
 
 
@@ -426,6 +431,10 @@ _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff
          "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes", "comm_graphed", "comm_gpus")
 
 
+# elementwise class codes of FeatureTable.ew_class by op kind (model.cost.elementwise_passes)
+_EW_CLASS = {"norm": 1, "activation": 2, "rope": 3}
+
+
 def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibration) -> FeatureTable:
     """FeatureTable of kernels (count 1 each) on their hardware; integer tiling taken from `cal`."""
     n = len(kernels)
@@ -440,7 +449,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
         if k.kind in ("comm", "pp_comm"):
             # the calibration-free terms come from model.cost.comm_terms, so the formulas stay in model/cost.py
             custom, a2, a1, b2, b1 = comm_terms(k, hw)
-            free = k.kind == "comm" and k.name in ("tp_allreduce", "nccl_allreduce") and (
+            free = k.op in ALLREDUCE_OPS and (
                 k.comm_gpus <= 1 or k.comm_bytes <= 0)
             kind[i] = 7 if free else 4 if custom else 5
             cols["comm_a2"][i], cols["comm_a1"][i], cols["comm_b2"][i], cols["comm_b1"][i] = a2, a1, b2, b1
@@ -459,8 +468,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             afp8[i] = k.kind != "gemm" and k.dtype == "fp8"
         else:
             cols["peak"][i] = hw.peak("fp32")
-            ewc[i] = (1 if k.name.endswith("norm") else 2 if k.name in ACTIVATION_KERNELS
-                      else 3 if k.name == "rope" else 0)
+            ewc[i] = _EW_CLASS.get(k.op, 0)
         if k.kind == "gemm":
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
             cols["gemm_k"][i] = k.k

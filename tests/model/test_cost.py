@@ -391,9 +391,9 @@ def test_unfused_elementwise_passes_multiply_memory_traffic() -> None:
     ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
     from roofsim.model.graph import elementwise
 
-    norm = elementwise("input_norm", 4096 * 4096, 4096 * 4096, 4, ctx, 1)
-    act = elementwise("mlp_act", 2 * 4096 * 14336, 4096 * 14336, 8, ctx, 1)
-    add = elementwise("residual_add", 2 * 4096 * 4096, 4096 * 4096, 1, ctx, 1)
+    norm = elementwise("input_norm", 4096 * 4096, 4096 * 4096, 4, ctx, 1, op="norm")
+    act = elementwise("mlp_act", 2 * 4096 * 14336, 4096 * 14336, 8, ctx, 1, op="activation")
+    add = elementwise("residual_add", 2 * 4096 * 4096, 4096 * 4096, 1, ctx, 1, op="residual")
     fused = Calibration(kernel_overhead_s=0.0)
     unfused = fused.model_copy(update={"elementwise_norm_passes": 3.5, "elementwise_act_passes": 4.0})
     assert kernel_cost(norm, H100, unfused).memory_s == pytest.approx(3.5 * kernel_cost(norm, H100, fused).memory_s)
@@ -405,7 +405,7 @@ def test_unfused_passes_pay_one_launch_each_and_cache_regime_speeds_small_workin
     ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
     from roofsim.model.graph import elementwise
 
-    tiny = elementwise("input_norm", 8, 8, 4, ctx, 1)  # overhead-bound
+    tiny = elementwise("input_norm", 8, 8, 4, ctx, 1, op="norm")  # overhead-bound
     cal = Calibration(kernel_overhead_s=5e-6, elementwise_norm_passes=3.5)
     assert kernel_cost(tiny, H100, cal).seconds == pytest.approx(3.5 * 5e-6, rel=1e-3)
     # cache regime: time x (1 + (gain - 1) s) / gain with s = ws^2 / (ws^2 + C^2)
@@ -414,19 +414,19 @@ def test_unfused_passes_pay_one_launch_each_and_cache_regime_speeds_small_workin
     dram = Calibration(kernel_overhead_s=0.0)
     for ws, factor in ((1e3, 1 / 3), (c, (1 + 2 * 0.5) / 3), (4e9, 1.0)):
         x = ws / (3 * ctx.ab)  # reads 2x, writes x elements: ws bytes in all
-        add = elementwise("residual_add", 2 * x, x, 1, ctx, 1)
+        add = elementwise("residual_add", 2 * x, x, 1, ctx, 1, op="residual")
         assert add.bytes == pytest.approx(ws)
         ratio = kernel_cost(add, H100, cached).memory_s / kernel_cost(add, H100, dram).memory_s
         assert ratio == pytest.approx(factor, rel=1e-3), ws
     # per class: a normalisation kernel takes elementwise_norm_cache_gain (inherits elementwise_cache_gain)
     assert Calibration(elementwise_cache_gain=3.0).elementwise_norm_cache_gain == 3.0
     x = 1e3 / (2 * ctx.ab)
-    norm = elementwise("input_norm", x, x, 4, ctx, 1)
+    norm = elementwise("input_norm", x, x, 4, ctx, 1, op="norm")
     own = cached.model_copy(update={"elementwise_norm_cache_gain": 1.5})
     assert (kernel_cost(norm, H100, own).memory_s / kernel_cost(norm, H100, dram).memory_s
             == pytest.approx(1 / 1.5, rel=1e-3))
     # gain 1 or no cache size: exactly the DRAM roofline
-    k = elementwise("residual_add", 1e5, 1e5, 1, ctx, 1)
+    k = elementwise("residual_add", 1e5, 1e5, 1, ctx, 1, op="residual")
     for off in (Calibration(elementwise_cache_gain=1.0, elementwise_cache_bytes=c),
                 Calibration(elementwise_cache_gain=3.0, elementwise_cache_bytes=0.0)):
         assert kernel_cost(k, H100, off).seconds == kernel_cost(k, H100, Calibration()).seconds
@@ -436,7 +436,7 @@ def test_gemv_uses_its_own_memory_efficiency() -> None:
     from roofsim.model.kernel import Kernel
 
     def gemm(m: int) -> Kernel:
-        return Kernel(name="g", kind="gemm", dtype="bf16", flops=2.0 * m * 4096 * 4096, weight_bytes=2 * 4096 * 4096,
+        return Kernel(name="g", op="gemm", dtype="bf16", flops=2.0 * m * 4096 * 4096, weight_bytes=2 * 4096 * 4096,
                       act_read_bytes=2 * m * 4096, act_write_bytes=2 * m * 4096, m=m, n=4096, k=4096)
     cal = Calibration(gemm_gemv_max_m=1, gemm_mem_eff=0.2, gemm_gemv_mem_eff=0.8)
     bw = H100.memory.bandwidth_bytes_per_s
