@@ -14,10 +14,9 @@ from roofsim.app.common import (
     print_table,
 )
 from roofsim.hardware_specs.catalog import list_hardware
-from roofsim.model.batch import BatchShape
 from roofsim.model.cost import StepCost
+from roofsim.model.estimate import estimate_deployment
 from roofsim.model.loader import list_models
-from roofsim.model.memory import plan_memory
 from roofsim.model.params import count_params
 
 
@@ -38,49 +37,35 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def estimate(dep: Deployment, batch: int, input_len: int, output_len: int,
              gpu_memory_utilization: float = 0.9) -> dict[str, Any]:
-    """The numbers `roofsim estimate` prints, as a JSON-ready dict."""
-    for name, v in (("batch", batch), ("input_len", input_len), ("output_len", output_len)):
-        if v <= 0:
-            raise ValueError(f"--{name.replace('_', '-')}={v} must be > 0")
-    if input_len + output_len > dep.model.max_context_tokens:
-        raise ValueError(
-            f"input_len + output_len = {input_len + output_len} exceeds the context of {dep.model.name} "
-            f"({dep.model.max_context_tokens} tokens)"
-        )
-    plan = plan_memory(dep.model, dep.hardware, dep.quant, dep.parallel, gpu_memory_utilization,
-                       max_batched_tokens=max(8192, batch * input_len), max_seqs=max(256, batch))
-    cm = dep.cost_model()
-    prefill = cm.step(BatchShape.build(prefill=[(input_len, 0)] * batch, window=dep.model.sliding_window))
-    ctx = input_len + output_len // 2
-    decode = cm.step(BatchShape.build(decode_ctx=[ctx] * batch, window=dep.model.sliding_window))
-    fits = plan.max_sequences(input_len + output_len)
-    params = count_params(dep.model)
+    """The numbers `roofsim estimate` prints (model.estimate.estimate_deployment), as a JSON-ready dict."""
+    e = estimate_deployment(dep.model, dep.hardware, dep.quant, dep.parallel, dep.calibration, batch, input_len,
+                            output_len, gpu_memory_utilization)
     return {
-        "model": dep.model.name,
-        "hardware": dep.hardware.id,
-        "tp": dep.parallel.tp,
-        "pp": dep.parallel.pp,
-        "ep": dep.parallel.ep,
-        "num_gpus": dep.parallel.num_gpus,
-        "weight_dtype": dep.quant.weight_dtype,
-        "activation_dtype": dep.quant.activation_dtype,
-        "kv_dtype": dep.quant.kv_dtype,
+        "model": e.model.name,
+        "hardware": e.hardware.id,
+        "tp": e.parallel.tp,
+        "pp": e.parallel.pp,
+        "ep": e.parallel.ep,
+        "num_gpus": e.parallel.num_gpus,
+        "weight_dtype": e.quant.weight_dtype,
+        "activation_dtype": e.quant.activation_dtype,
+        "kv_dtype": e.quant.kv_dtype,
         "batch": batch,
         "input_len": input_len,
         "output_len": output_len,
-        "params": params.total,
-        "active_params": params.active,
-        "ttft_s": prefill.seconds,
-        "tpot_s": decode.seconds,
-        "e2e_s": prefill.seconds + (output_len - 1) * decode.seconds,
-        "output_tokens_per_s": batch / decode.seconds,
-        "prefill": _step_summary(prefill),
-        "decode": _step_summary(decode),
-        "kernels": _kernels(prefill, "prefill") + _kernels(decode, "decode"),
-        "memory": plan.as_dict(),
-        "max_batch_at_context": fits,
-        "batch_fits": fits >= batch,
-        "calibration": cm.calibration.name,
+        "params": e.params.total,
+        "active_params": e.params.active,
+        "ttft_s": e.ttft_s,
+        "tpot_s": e.tpot_s,
+        "e2e_s": e.e2e_s,
+        "output_tokens_per_s": e.output_tokens_per_s,
+        "prefill": _step_summary(e.prefill),
+        "decode": _step_summary(e.decode),
+        "kernels": _kernels(e.prefill, "prefill") + _kernels(e.decode, "decode"),
+        "memory": e.memory.as_dict(),
+        "max_batch_at_context": e.max_batch_at_context,
+        "batch_fits": e.batch_fits,
+        "calibration": e.calibration.name,
     }
 
 
