@@ -15,6 +15,7 @@ from scipy import special, stats
 
 from roofsim.simulator.traces import read_trace
 from roofsim.simulator.workload import QuantileLengths, Trace
+from roofsim.validation.profiles import toml_text
 
 logger = logging.getLogger("derive_workloads")
 
@@ -109,46 +110,32 @@ def derive(name: str, inp: np.ndarray, out: np.ndarray, trace: Trace | None, dat
             "arrival": arrival, "input": qin, "output": qout, "stats": st}
 
 
-def _toml_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _rounded(v: object) -> object:
+    """Floats to 6 significant decimals (the statistics are not more precise than that), NaN kept."""
     if isinstance(v, float):
-        return repr(round(v, 6)) if math.isfinite(v) else "nan"
-    if isinstance(v, int):
-        return str(v)
+        return round(v, 6) if math.isfinite(v) else v
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
     if isinstance(v, tuple | list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} to TOML")
+        return [_rounded(x) for x in v]
+    return v
 
 
 def to_toml(workloads: dict[str, dict]) -> str:
-    lines = [
-        "# Built-in named workloads: synthetic generators parameterised by statistics of public traces",
-        "# (quantile tables, mean rate, gap coefficient of variation, normal-scores length correlation).",
-        "# No trace rows are copied. Generated; do not edit by hand. Regenerate with:",
-        f"#   {COMMAND}",
-        "# Field meanings: docs/workloads.md. Length tables: tokens[i] is the probabilities[i] quantile.",
-        "",
-    ]
+    data = {}
     for name, w in workloads.items():
-        lines.append(f"[workloads.{_toml_key(name)}]")
-        for key in ("description", "source", "arrival_note", "num_requests", "correlation"):
-            if w.get(key, "") != "":
-                lines.append(f"{key} = {_toml_value(w[key])}")
-        lines.append("")
+        entry = {key: w[key] for key in ("description", "source", "arrival_note", "num_requests", "correlation")
+                 if w.get(key, "") != ""}
         for sub in ("arrival", "input", "output", "stats"):
-            lines.append(f"[workloads.{_toml_key(name)}.{sub}]")
-            body = w[sub] if isinstance(w[sub], dict) else w[sub].model_dump()
-            for key, value in body.items():
-                lines.append(f"{key} = {_toml_value(value)}")
-            lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_key(name: str) -> str:
-    return f'"{name}"' if "-" in name else name
+            entry[sub] = w[sub] if isinstance(w[sub], dict) else w[sub].model_dump()
+        data[name] = entry
+    return toml_text({"workloads": _rounded(data)}, [
+        "Built-in named workloads: synthetic generators parameterised by statistics of public traces",
+        "(quantile tables, mean rate, gap coefficient of variation, normal-scores length correlation).",
+        "No trace rows are copied. Generated; do not edit by hand. Regenerate with:",
+        f"  {COMMAND}",
+        "Field meanings: docs/workloads.md. Length tables: tokens[i] is the probabilities[i] quantile.",
+    ])
 
 
 def main(argv: list[str] | None = None) -> None:

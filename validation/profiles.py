@@ -4,14 +4,14 @@ read), and `profile_for(hardware)`, which picks the shipped profile of a GPU or 
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from pydantic import ValidationError
 
 from roofsim.hardware_specs.catalog import load_hardware
@@ -38,50 +38,33 @@ FAMILY_PROFILE: dict[str, str] = {
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def _toml_key(k: str) -> str:
-    if k and all(c.isalnum() or c in "_-" for c in k):
-        return k
-    return '"' + k.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml_value(v: Any, where: str) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+def _plain(v: Any) -> Any:
+    """Values TOML can hold: numpy scalars as Python numbers, tuples as lists, None-valued keys left out."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items() if x is not None}
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x, where) for x in v) + "]"
-    if hasattr(v, "item"):  # numpy scalar
-        return _toml_value(v.item(), where)
-    raise TypeError(f"{where}: cannot write {type(v).__name__} value {v!r} to TOML")
+        return [_plain(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):  # numpy scalar
+        return v.item()
+    return v
 
 
-def _toml_table(prefix: str, d: Mapping[str, Any], out: list[str]) -> None:
-    scalars = [(k, v) for k, v in d.items() if not isinstance(v, Mapping)]
-    tables = [(k, v) for k, v in d.items() if isinstance(v, Mapping)]
-    if prefix:
-        out.append(f"\n[{prefix}]")
-    for k, v in scalars:
-        out.append(f"{_toml_key(k)} = {_toml_value(v, f'{prefix}.{k}')}")
-    for k, v in tables:
-        _toml_table(f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k), v, out)
+def toml_text(data: Mapping[str, Any], header: Sequence[str] = ()) -> str:
+    """`data` as TOML through tomli-w (the project's one TOML writer), after `header` comment lines."""
+    try:
+        body = tomli_w.dumps(_plain(data))
+    except TypeError as e:
+        raise TypeError(f"cannot write to TOML: {e}") from None
+    return "".join(f"# {line}\n" for line in header) + body
 
 
 def dumps_profile(cal: Calibration, meta: Mapping[str, Any] | None = None) -> str:
-    lines = ["# roofsim calibration profile (validation/profiles.py). [calibration] is a model.cost.Calibration;",
-             "# [fit] records the measured data it was fitted to and its in-sample and held-out errors."]
-    _toml_table("calibration", cal.model_dump(), lines)
+    data: dict[str, Any] = {"calibration": cal.model_dump()}
     if meta:
-        _toml_table("fit", dict(meta), lines)
-    return "\n".join(lines) + "\n"
+        data["fit"] = dict(meta)
+    return toml_text(data, ["roofsim calibration profile (validation/profiles.py). [calibration] is a "
+                            "model.cost.Calibration;", "[fit] records the measured data it was fitted to and its "
+                            "in-sample and held-out errors."])
 
 
 def write_calibration(cal: Calibration, path: Path | str, meta: Mapping[str, Any] | None = None) -> Path:

@@ -3,17 +3,15 @@ its TOML text (`dumps_hardware`; `load_hardware` reads it back)."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from roofsim.hardware_specs.catalog import hardware_from_dict, load_hardware
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.validation.local.machine import meminfo_bytes
 from roofsim.validation.local.measure import LocalMeasurements
+from roofsim.validation.profiles import toml_text
 
 __all__ = ["dumps_hardware", "machine_hardware"]
 
@@ -68,30 +66,9 @@ def machine_hardware(meas: LocalMeasurements, hw_id: str = "local-cpu") -> Hardw
     return hardware_from_dict(data, source="validation.local.hardware.machine_hardware")
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} value {v!r} to TOML")
-
-
 def dumps_hardware(hw: HardwareSpec) -> str:
     """The TOML text of a HardwareSpec (load_hardware reads it back to an equal spec; tested)."""
-    d = hw.model_dump(exclude_none=True)
-    lines = ["# HardwareSpec of this machine, written by `roofsim calibrate --local` (validation/local/hardware.py).",
-             "# Its calibration profile is the file next to it named <stem>.calibration.toml."]
-    tables = [(k, v) for k, v in d.items() if isinstance(v, Mapping)]
-    for k, v in d.items():
-        if not isinstance(v, Mapping):
-            lines.append(f"{k} = {_toml_value(v)}")
-    for k, v in tables:
-        lines.append(f"\n[{k}]")
-        lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"
+    return toml_text(hw.model_dump(exclude_none=True),
+                     ["HardwareSpec of this machine, written by `roofsim calibrate --local` "
+                      "(validation/local/hardware.py).",
+                      "Its calibration profile is the file next to it named <stem>.calibration.toml."])
