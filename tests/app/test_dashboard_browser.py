@@ -35,12 +35,12 @@ DOCS_SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 START_TIMEOUT_S = 40
-UI_TIMEOUT_MS = 20_000
+UI_TIMEOUT_MS = 90_000  # waits for an element, not a speed bound: a busy 2-core CI machine renders slowly
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: run `make browser` "
                        "(apt-get install chromium chromium-driver) to enable the browser test"),
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(600),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright python package is not installed")
 
@@ -103,7 +103,7 @@ def _metric_text(pg: object, label: str) -> str:
     return str(m.first.locator('[data-testid="stMetricValue"]').inner_text()).strip()
 
 
-def _wait_metric_change(pg: object, label: str, old: str, timeout_s: float = 20.0) -> tuple[str, float]:
+def _wait_metric_change(pg: object, label: str, old: str, timeout_s: float = 90.0) -> tuple[str, float]:
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout_s:
         try:
