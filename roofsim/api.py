@@ -116,11 +116,13 @@ def validate_benchmarks(path: str | Path, seed: int = 0) -> E2EResult:
 
 
 def validate_log(log: str | Path, model: ModelLike, hardware: HardwareLike, *, tp: int = 1, pp: int = 1,
-                 **options: Any) -> ReplayResult:
-    """Replay a real serving log (vLLM benchmark JSON, GuideLLM, LLMPerf) through the simulator and compare
-    per-request latencies (`roofsim validate run`); `options` as `roofsim.validation.replay.replay_log`."""
-    from roofsim.validation.replay import replay_log  # noqa: PLC0415
+                 **options: Any) -> list[ReplayResult]:
+    """Replay a real serving log through the simulator and compare per-request latencies (`roofsim validate
+    run`): one ReplayResult per benchmark of the file (vLLM benchmark/bench serve JSON, GuideLLM, LLMPerf, SGLang
+    bench_serving, genai-perf, AIPerf; format detected from the content). `options` as
+    `roofsim.validation.replay.replay_log`."""
+    from roofsim.validation.replay import replay_all  # noqa: PLC0415
 
     m = model if isinstance(model, str | Path) else model.name
     h = hardware if isinstance(hardware, str | Path) else hardware.id
-    return replay_log(log, str(m), str(h), tp, pp, **options)
+    return replay_all(log, str(m), str(h), tp, pp, **options)
