@@ -9,7 +9,12 @@ import pytest
 
 from roofsim.model.cost import Calibration
 from roofsim.simulator.config import SimConfig
-from roofsim.validation.profiles import PROFILE_DIR, read_calibration, resolve_calibration, resolve_config_calibrations
+from roofsim.validation.profiles import (
+    PROFILE_DIR,
+    read_calibration,
+    resolve_calibration,
+    resolve_config_calibrations,
+)
 
 
 def test_shipped_profile_of_a_measured_gpu_per_engine() -> None:
