@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from roofsim.app.common import (
@@ -18,6 +19,7 @@ from roofsim.model.cost import StepCost
 from roofsim.model.estimate import estimate_deployment
 from roofsim.model.loader import list_models
 from roofsim.model.params import count_params
+from roofsim.validation.profiles import resolve_calibration
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -91,8 +93,12 @@ def _kernels(s: StepCost, phase: str) -> list[dict[str, Any]]:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
+    choice, args.calibration = args.calibration, None  # resolved below: one rule for every command
     dep = deployment_from_args(args)
-    r = estimate(dep, args.batch, args.input_len, args.output_len, args.gpu_memory_utilization)
+    cal, label = resolve_calibration(choice, dep.hardware)
+    r = estimate(dataclasses.replace(dep, calibration=cal), args.batch, args.input_len, args.output_len,
+                 args.gpu_memory_utilization)
+    r["calibration"] = label
     if args.json:
         print_json(r)
         return 0

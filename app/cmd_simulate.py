@@ -15,7 +15,6 @@ from typing import Any
 from roofsim.app.common import (
     SET_HELP,
     fmt_si,
-    load_calibration,
     print_json,
     print_table,
     progress_bar,
@@ -40,6 +39,7 @@ from roofsim.simulator.workload import (
     resolve_workload,
     with_rate,
 )
+from roofsim.validation.profiles import resolve_calibration, resolve_config_calibrations
 
 # Flags that became --set paths (replicas.* = every replica group; replicas.0 = the first).
 SET_EQUIVALENTS: tuple[tuple[str, str], ...] = (
@@ -90,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--kv-dtype", choices=KV_DTYPES)
     g.add_argument("--calibration", type=Path,
                    help="calibration profile .toml (e.g. from roofsim calibrate [--local], or a shipped one in "
-                        "validation/profiles/); default: the cost model's defaults (docs/model.md)")
+                        "validation/profiles/), 'shipped' (the default: each GPU's shipped profile, or its "
+                        "architecture family's) or 'default' (the cost model's defaults, docs/model.md)")
     g.add_argument("--scheduler", choices=SCHEDULER_KINDS, help="batching policy (details: --set, see below)")
     w = p.add_argument_group("workload")
     w.add_argument("--workload", help=f"built-in workload: {', '.join(named_workloads())}")
@@ -129,8 +130,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     if args.weight_dtype or args.kv_dtype:
         quant = quant_for(args.weight_dtype or "bf16", args.kv_dtype or "auto")
         flags.append(("replicas.*.quant", quant.model_dump(mode="json")))
-    cal = load_calibration(args.calibration)
-    if cal is not None:
+    if args.calibration is not None and str(args.calibration) != "shipped":  # shipped: resolved per group later
+        cal, _ = resolve_calibration(args.calibration, None)  # a file or "default": no hardware needed
         flags.append(("replicas.*.calibration", cal.model_dump(mode="json")))
     if args.seed is not None:
         flags.append(("seed", args.seed))
@@ -185,6 +186,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(cfg.to_toml())
         return 0
+    cfg, cal_labels = resolve_config_calibrations(cfg)  # groups without one: the GPU's shipped/transferred profile
     if args.out is not None:
         _check_out(args.out, args.force)
     with progress_bar(not args.json, "req", "simulating") as progress:
@@ -194,6 +196,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result_json(cfg, r))
         return 0
+    print("calibration: " + "; ".join(cal_labels))
     _print_summary(cfg, r)
     return 0
 

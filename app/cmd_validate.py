@@ -18,7 +18,7 @@ from roofsim.model.cost import Calibration
 from roofsim.validation.kernel_tables import KernelMeasurement, read_kernel_tables
 from roofsim.validation.metrics_err import summarize
 from roofsim.validation.predict import Prediction, predict_rows
-from roofsim.validation.profiles import profile_for, read_calibration
+from roofsim.validation.profiles import resolve_calibration
 from roofsim.validation.report import write_kernel_report
 
 FORMATS = ("auto", "aiconfigurator", "vidur", "llmcompass", "csv")
@@ -37,12 +37,11 @@ def progress_bar(desc: str) -> Callable[[Iterable], Iterable]:
 
 
 def calibration_choice(value: str | None) -> Calibration | Callable[[HardwareSpec], Calibration]:
-    """--calibration: a profile file, 'shipped' (profile_for each row's hardware) or 'default' (model defaults)."""
-    if value is None or value == "default":
-        return Calibration()
-    if value == "shipped":
-        return profile_for
-    return read_calibration(Path(value))
+    """--calibration (validation.profiles.resolve_calibration): a profile file, 'default' (model defaults), or
+    None/'shipped' (each row's GPU: its shipped profile, else its architecture family's)."""
+    if value is None or value == "shipped":
+        return lambda hw: resolve_calibration(None, hw)[0]
+    return resolve_calibration(value, None)[0]
 
 
 # ------------------------------------------------------------------------------------------- kernels
@@ -54,8 +53,8 @@ def _register_kernels(vsub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--format", choices=FORMATS, default="auto")
     p.add_argument("--hardware", default=None, help="only rows measured on this hardware id/alias")
     p.add_argument("--calibration", default=None,
-                   help="profile .toml, 'shipped' (the shipped profile of each row's hardware) or 'default' "
-                        "(model defaults; the default)")
+                   help="profile .toml, 'shipped' (the default: each row's GPU's shipped profile, or its "
+                        "architecture family's) or 'default' (model defaults)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report here")
     p.add_argument("--max-rows", type=int, default=None,
@@ -83,7 +82,7 @@ def validate_kernels(path: Path, format: str = "auto", hardware: str | None = No
     out = {"by_op": out["by_op"], "overall": out["overall"], "by_hardware": out["by_hardware"],
            "problems": list(table.problems) + list(pred.problems), "notes": notes,
            "rows_read": len(table.rows), "rows_predicted": len(pred.rows),
-           "calibration": calibration or "default"}
+           "calibration": calibration or "shipped (each row's GPU: shipped or transferred profile)"}
     return out, pred
 
 
