@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("src", type=Path)
     p.add_argument("--out", type=Path, required=True, help="benchmark table CSV to write")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--hardware", default=None,
+                   help="aiconfigurator-silicon: hardware id/alias/.toml for every row (default: each row's device)")
     p.add_argument("--json", action="store_true", help="print {rows, problems, out} as JSON")
     p.set_defaults(func=run)
 
@@ -36,7 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
         raise InputError(f"{args.out} exists; pass --force to overwrite it")
-    table = CONVERTERS[args.source](args.src)
+    if args.hardware is not None and args.source != "aiconfigurator-silicon":
+        raise InputError(f"--hardware applies to aiconfigurator-silicon only, not {args.source}")
+    table = (CONVERTERS[args.source](args.src, hardware=args.hardware) if args.hardware is not None
+             else CONVERTERS[args.source](args.src))
     write_bench_table(table.rows, args.out)
     if args.json:
         print_json({"rows": len(table.rows), "problems": list(table.problems), "out": str(args.out)})

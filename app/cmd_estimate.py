@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
 from roofsim.app.common import (
@@ -93,12 +92,9 @@ def _kernels(s: StepCost, phase: str) -> list[dict[str, Any]]:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    choice, args.calibration = args.calibration, None  # resolved below: one rule for every command
     dep = deployment_from_args(args)
-    cal, label = resolve_calibration(choice, dep.hardware)
-    r = estimate(dataclasses.replace(dep, calibration=cal), args.batch, args.input_len, args.output_len,
-                 args.gpu_memory_utilization)
-    r["calibration"] = label
+    r = estimate(dep, args.batch, args.input_len, args.output_len, args.gpu_memory_utilization)
+    r["calibration"] = resolve_calibration(args.calibration, dep.hardware)[1]
     if args.json:
         print_json(r)
         return 0

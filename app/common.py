@@ -19,6 +19,7 @@ from roofsim.model.loader import load_model
 from roofsim.model.quant import quant_for
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 from roofsim.simulator.config import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
+from roofsim.validation.profiles import resolve_calibration
 
 
 def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = None,
@@ -66,14 +67,6 @@ def replay_quant(dtype: str, hardware: str) -> QuantSpec:
     return quant_for(dtype, hardware=load_hardware(hardware) if dtype == "auto" else None)
 
 
-def load_calibration(path: Path | None) -> Calibration | None:
-    if path is None:
-        return None
-    from roofsim.validation.profiles import read_calibration  # noqa: PLC0415 (only when asked for)
-
-    return read_calibration(path)
-
-
 @dataclass(frozen=True)
 class Deployment:
     model: ModelSpec
@@ -91,7 +84,7 @@ def deployment_from_args(args: argparse.Namespace) -> Deployment:
     hw = load_hardware(args.hardware)
     par = ParallelSpec(tp=args.tp, pp=args.pp, ep=args.ep)
     par.validate_for(model)
-    return Deployment(model, hw, quant_from_args(args), par, load_calibration(args.calibration))
+    return Deployment(model, hw, quant_from_args(args), par, resolve_calibration(args.calibration, hw)[0])
 
 
 def fmt_si(x: float, unit: str = "") -> str:

@@ -45,7 +45,7 @@ class PeakFlops(_Frozen):
 
 
 class MemorySpec(_Frozen):
-    capacity_bytes: PositiveFloat = Field(description="device memory, bytes (datasheet GB = 1e9 bytes)")
+    capacity_bytes: PositiveFloat = Field(description="device memory, bytes (the capacity the driver reports (nvidia-smi MiB x 2**20; docs/hardware.md))")
     bandwidth_bytes_per_s: PositiveFloat = Field(description="peak device-memory bandwidth, bytes/s")
     l2_bytes: PositiveFloat = Field(description="last-level on-chip cache, bytes")
 
