@@ -22,8 +22,9 @@ from roofsim.model.spec import (
     LinearAttention,
     Mamba2Mixer,
     MLAAttention,
-    MoEMLP,
     ModelSpec,
+    MoEMLP,
+    MoESpec,
     NoMixer,
     ParallelSpec,
     QuantSpec,
@@ -283,8 +284,59 @@ def expected_active_experts(tokens: int, num_experts: int, top_k: int) -> float:
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
 
 
+def _mixer_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
+    """Projections of a per-layer (ModelSpec.layers) model: each token mixer's input/output GEMMs, shapes as in
+    model.params.mixer_params, sharded over TP."""
+    m, tp, h = c.model, c.parallel.tp, c.model.hidden_size
+    for mixer, n in m.mixer_counts():
+        if isinstance(mixer, NoMixer):
+            continue
+        if isinstance(mixer, (MLAAttention, SparseAttention)) and mixer.mla is not None:
+            a = mixer.mla
+            heads = mixer.num_heads // tp
+            qk_head = a.qk_nope_head_dim + a.qk_rope_head_dim
+            q_in = a.q_lora_rank or h
+            if a.q_lora_rank:
+                kernels.append(gemm("q_a_proj", t, a.q_lora_rank, h, c, n))
+            kernels.append(gemm("q_proj", t, heads * qk_head, q_in, c, n))
+            kernels.append(gemm("kv_a_proj", t, a.kv_lora_rank + a.qk_rope_head_dim, h, c, n))
+            kernels.append(gemm("kv_b_proj", t, heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, c, n))
+            kernels.append(gemm("o_proj", t, h, heads * a.v_head_dim, c, n))
+        elif isinstance(mixer, LinearAttention):
+            qk = 2 * mixer.num_k_heads * mixer.k_head_dim // tp
+            v = mixer.num_v_heads * mixer.v_head_dim // tp
+            kernels.append(gemm("linear_in_proj", t, qk + 2 * v + 2 * mixer.num_v_heads // tp, h, c, n))
+            kernels.append(gemm("linear_out_proj", t, h, v, c, n))
+        elif isinstance(mixer, Mamba2Mixer):
+            d_in = mixer.num_heads * mixer.head_dim // tp
+            bc = 2 * mixer.n_groups * mixer.state_size
+            kernels.append(gemm("mamba_in_proj", t, 2 * d_in + bc + mixer.num_heads // tp, h, c, n))
+            kernels.append(gemm("mamba_out_proj", t, h, d_in, c, n))
+        else:
+            heads = mixer.num_heads // tp
+            kv = max(1, mixer.num_kv_heads // tp)
+            v_dim = mixer.v_dim if isinstance(mixer, GQAAttention) else mixer.head_dim
+            k_eq_v = isinstance(mixer, GQAAttention) and mixer.k_eq_v
+            gate = heads * mixer.head_dim if isinstance(mixer, GQAAttention) and mixer.output_gate else 0
+            q_in = h
+            n_qkv = heads * mixer.head_dim + gate + kv * mixer.head_dim + (0 if k_eq_v else kv * v_dim)
+            bias = isinstance(mixer, GQAAttention) and mixer.bias
+            kernels.append(gemm("qkv_proj", t, n_qkv, q_in, c, n, bias=bias))
+            if isinstance(mixer, SparseAttention):
+                kernels.append(gemm("indexer_proj", t, (mixer.index_heads * (mixer.index_head_dim + 1)
+                                                        + mixer.index_head_dim), h, c, n))
+            kernels.append(gemm("o_proj", t, h, heads * v_dim, c, n, bias=bias))
+        if isinstance(mixer, SparseAttention) and mixer.mla is not None:
+            q_in = mixer.mla.q_lora_rank or h
+            kernels.append(gemm("indexer_proj", t, mixer.index_heads * mixer.index_head_dim, q_in, c, n))
+            kernels.append(gemm("indexer_k_w", t, mixer.index_head_dim + mixer.index_heads, h, c, n))
+
+
 def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
     m, L = c.model, c.model.num_layers
+    if m.layers:
+        _mixer_linear(t, c, kernels)
+        return
     h = m.hidden_size
     if m.mla is not None:
         a = m.mla
@@ -310,45 +362,63 @@ def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
 
 
 def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
-    m, tp = c.model, c.parallel.tp
-    h = m.hidden_size
-    gated = m.mlp_gated
+    m = c.model
+    if m.layers:  # per-layer models: one set of kernels per distinct MLP (heterogeneous widths, MoE kinds)
+        for mlp, n in m.mlp_counts():
+            if isinstance(mlp, DenseMLP):
+                _dense_mlp(t, c, mlp.intermediate_size, n, kernels)
+            elif isinstance(mlp, MoEMLP):
+                _moe_mlp(t, c, mlp.moe, n, kernels)
+        return
     if c.dense_layers:
         inter = m.intermediate_size
         if m.moe is not None and m.moe.first_dense_layers and m.moe.dense_intermediate_size:
             inter = m.moe.dense_intermediate_size
-        i_gpu = inter // tp
-        up_n = 2 * i_gpu if gated else i_gpu
-        kernels.append(gemm("mlp_up_gate" if gated else "mlp_up", t, up_n, h, c, c.dense_layers, bias=m.mlp_bias))
-        kernels.append(elementwise("mlp_act", t * up_n, t * i_gpu, 8, c, c.dense_layers, op="activation"))
-        kernels.append(gemm("mlp_down", t, h, i_gpu, c, c.dense_layers, bias=m.mlp_bias))
+        _dense_mlp(t, c, inter, c.dense_layers, kernels)
     if c.moe_layers and m.moe is not None:
-        e = m.moe
-        ep = c.parallel.ep
-        moe_tp = max(1, tp // ep)
-        n_moe = c.moe_layers
-        kernels.append(gemm("moe_router", t, e.num_experts, h, c, n_moe, weight_dtype_bytes=2.0, dtype="bf16"
-                            if c.gemm_dtype not in ("fp32",) else "fp32"))
-        # Tokens routed to experts on this GPU and the distinct experts they hit (uniform routing).
-        active = expected_active_experts(t, e.num_experts, e.top_k) / ep
-        routed_rows = t * e.top_k / ep
-        ie = e.expert_intermediate_size // moe_tp
-        up_n = 2 * ie if gated else ie
-        rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
-        # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
-        for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
-            kernels.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
-        kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
-        if e.num_shared_experts:
-            si = e.num_shared_experts * e.shared_intermediate_size // tp
-            s_up = 2 * si if gated else si
-            kernels.append(gemm("shared_expert_up_gate", t, s_up, h, c, n_moe))
-            kernels.append(gemm("shared_expert_down", t, h, si, c, n_moe))
-        if ep > 1:
-            # dispatch + combine all-to-all of the routed activations across the EP group
-            a2a = routed_rows * h * c.ab
-            kernels.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
-                                  comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
+        _moe_mlp(t, c, m.moe, c.moe_layers, kernels)
+
+
+def _dense_mlp(t: int, c: GraphContext, inter: int, layers: int, kernels: list[Kernel]) -> None:
+    m, h, gated = c.model, c.model.hidden_size, c.model.mlp_gated
+    i_gpu = inter // c.parallel.tp
+    up_n = 2 * i_gpu if gated else i_gpu
+    kernels.append(gemm("mlp_up_gate" if gated else "mlp_up", t, up_n, h, c, layers, bias=m.mlp_bias))
+    kernels.append(elementwise("mlp_act", t * up_n, t * i_gpu, 8, c, layers, op="activation"))
+    kernels.append(gemm("mlp_down", t, h, i_gpu, c, layers, bias=m.mlp_bias))
+
+
+def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kernel]) -> None:
+    m, tp = c.model, c.parallel.tp
+    gated = m.mlp_gated
+    h = e.latent_size or m.hidden_size  # latent MoE: the experts work in the latent width
+    ep = c.parallel.ep
+    moe_tp = max(1, tp // ep)
+    if e.latent_size:  # Nemotron-3 latent MoE: hidden -> latent before the experts, latent -> hidden after
+        kernels.append(gemm("moe_latent_in", t, e.latent_size, m.hidden_size, c, n_moe))
+        kernels.append(gemm("moe_latent_out", t, m.hidden_size, e.latent_size, c, n_moe))
+    kernels.append(gemm("moe_router", t, e.num_experts, m.hidden_size, c, n_moe, weight_dtype_bytes=2.0, dtype="bf16"
+                        if c.gemm_dtype not in ("fp32",) else "fp32"))
+    # Tokens routed to experts on this GPU and the distinct experts they hit (uniform routing).
+    active = expected_active_experts(t, e.num_experts, e.top_k) / ep
+    routed_rows = t * e.top_k / ep
+    ie = e.expert_intermediate_size // moe_tp
+    up_n = 2 * ie if gated else ie
+    rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
+    # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
+    for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
+        kernels.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
+    kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
+    if e.num_shared_experts:
+        si = e.num_shared_experts * e.shared_intermediate_size // tp
+        s_up = 2 * si if gated else si
+        kernels.append(gemm("shared_expert_up_gate", t, s_up, m.hidden_size, c, n_moe))
+        kernels.append(gemm("shared_expert_down", t, m.hidden_size, si, c, n_moe))
+    if ep > 1:
+        # dispatch + combine all-to-all of the routed activations across the EP group
+        a2a = routed_rows * h * c.ab
+        kernels.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
+                              comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
 
 
 def layer_kernels(c: GraphContext, tokens: int, graphed: bool = False) -> list[Kernel]:

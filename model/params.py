@@ -16,9 +16,9 @@ from roofsim.model.spec import (
     Mixer,
     MLAAttention,
     MLASpec,
+    ModelSpec,
     MoEMLP,
     MoESpec,
-    ModelSpec,
     NoMixer,
     SparseAttention,
 )
