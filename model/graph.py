@@ -132,7 +132,7 @@ def _attn_groups(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> 
             kv_heads = max(1, mixer.num_kv_heads // tp)
             qk = mixer.head_dim
             v = mixer.v_dim if isinstance(mixer, GQAAttention) else mixer.head_dim
-            k_eq_v = isinstance(mixer, GQAAttention) and mixer.k_eq_v
+            k_eq_v = mixer.k_eq_v
             elems = kv_heads * (qk if k_eq_v else qk + v)
             dqk, dv = qk, v
         window = mixer.window if isinstance(mixer, GQAAttention) else 0
@@ -316,7 +316,7 @@ def _mixer_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
             heads = mixer.num_heads // tp
             kv = max(1, mixer.num_kv_heads // tp)
             v_dim = mixer.v_dim if isinstance(mixer, GQAAttention) else mixer.head_dim
-            k_eq_v = isinstance(mixer, GQAAttention) and mixer.k_eq_v
+            k_eq_v = mixer.k_eq_v
             gate = heads * mixer.head_dim if isinstance(mixer, GQAAttention) and mixer.output_gate else 0
             q_in = h
             n_qkv = heads * mixer.head_dim + gate + kv * mixer.head_dim + (0 if k_eq_v else kv * v_dim)
@@ -586,8 +586,31 @@ def step_kernels(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, sha
     return linear_kernels(c, shape.tokens, shape.logit_tokens) + attention_kernels(c, shape)
 
 
+def cache_bytes(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> tuple[float, float, float, int]:
+    """(bytes per context token of the layers whose cache grows with the context, bytes per token of the
+    sliding/chunked layers, which hold at most `window` tokens, that window, fixed bytes per sequence) on one GPU
+    (its pipeline stage's share). Full, MLA and DSA layers (with the indexer's key) grow with the context,
+    compressed layers by 1/ratio; linear-attention and Mamba layers hold a fixed state per sequence."""
+    grow = win = state = 0.0
+    window = 0
+    for g in graph_context(model, quant, parallel).attn:
+        if g.state_bytes:
+            state += g.state_bytes * g.layers
+        elif g.window and g.kind in ("sliding", "chunked"):
+            win += g.entry_bytes * g.layers
+            window = max(window, g.window)
+        else:
+            grow += g.entry_bytes / g.ratio * g.layers
+    pp = parallel.pp
+    return grow / pp, win / pp, state / pp, window
+
+
 def kv_bytes_per_token(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> float:
-    """KV-cache bytes one token occupies on one GPU (its pipeline stage's layers)."""
+    """KV-cache bytes one token occupies on one GPU (its pipeline stage's layers); of a per-layer model, the
+    layers with a KV cache (window layers included: exact up to the window; cache_bytes has the split)."""
+    if model.layers:
+        grow, win, _, _ = cache_bytes(model, quant, parallel)
+        return grow + win
     c = graph_context(model, quant, parallel)
     return c.kv_elems * c.kvb * model.num_layers / parallel.pp
 

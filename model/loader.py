@@ -898,7 +898,7 @@ def _parse_deepseek_v4(f: _Fields, family: str) -> dict[str, Any]:
             mixers.append(SparseAttention(num_heads=heads["num_heads"], num_kv_heads=heads["num_kv_heads"],
                                           head_dim=heads["head_dim"], index_heads=f.int("index_n_heads"),
                                           index_head_dim=f.int("index_head_dim"), topk=f.int("index_topk"),
-                                          compress_ratio=4))
+                                          compress_ratio=4, k_eq_v=True))
         elif isinstance(r, int) and r > 0:
             mixers.append(_gqa(f, k_eq_v=True, compress_ratio=r, **heads))
         else:

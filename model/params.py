@@ -9,19 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from roofsim.model.spec import (
-    DenseMLP,
-    LinearAttention,
-    Mamba2Mixer,
-    Mixer,
-    MLAAttention,
-    MLASpec,
-    ModelSpec,
-    MoEMLP,
-    MoESpec,
-    NoMixer,
-    SparseAttention,
-)
+from roofsim.model import spec as ms
+from roofsim.model.spec import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +52,7 @@ class ParamCounts:
         return self.active - self.embedding - self.position
 
 
-def _mla_params(h: int, heads: int, a: MLASpec) -> int:
+def _mla_params(h: int, heads: int, a: ms.MLASpec) -> int:
     qk_head = a.qk_nope_head_dim + a.qk_rope_head_dim
     if a.q_lora_rank:
         # q_a_proj, q_a_layernorm, q_b_proj (DeepSeek-V2 eq. 12-13)
@@ -76,12 +65,12 @@ def _mla_params(h: int, heads: int, a: MLASpec) -> int:
     return q + kv_a + kv_b + o
 
 
-def mixer_params(mixer: Mixer, m: ModelSpec) -> int:
+def mixer_params(mixer: ms.Mixer, m: ModelSpec) -> int:
     """Weights of one layer's token mixer (shapes of the HF modeling files named in each branch)."""
     h = m.hidden_size
-    if isinstance(mixer, MLAAttention):
+    if isinstance(mixer, ms.MLAAttention):
         return _mla_params(h, mixer.num_heads, mixer.mla)
-    if isinstance(mixer, SparseAttention):
+    if isinstance(mixer, ms.SparseAttention):
         # DeepSeek-V3.2 Indexer (inference/model.py): wq_b [q_lora -> heads x dim], wk [h -> dim] + k_norm,
         # weights_proj [h -> heads]; the attention proper is MLA (or GQA for MiniMax-M3).
         q_in = mixer.mla.q_lora_rank if mixer.mla is not None and mixer.mla.q_lora_rank else h
@@ -90,22 +79,22 @@ def mixer_params(mixer: Mixer, m: ModelSpec) -> int:
         if mixer.mla is not None:
             return _mla_params(h, mixer.num_heads, mixer.mla) + idx
         q, kv = mixer.num_heads * mixer.head_dim, mixer.num_kv_heads * mixer.head_dim
-        return 2 * h * q + 2 * h * kv + idx
-    if isinstance(mixer, LinearAttention):
+        return 2 * h * q + (1 if mixer.k_eq_v else 2) * h * kv + idx
+    if isinstance(mixer, ms.LinearAttention):
         # transformers Qwen3NextGatedDeltaNet: in_proj_qkvz [h -> 2 nk dk + 2 nv dv], in_proj_ba [h -> 2 nv],
         # conv1d over q,k,v channels (kernel K, no bias), dt_bias + A_log (nv each), gated RMSNorm (dv), out_proj.
         qk = 2 * mixer.num_k_heads * mixer.k_head_dim
         v = mixer.num_v_heads * mixer.v_head_dim
         return h * (qk + 2 * v) + h * 2 * mixer.num_v_heads + (qk + v) * mixer.conv_kernel + \
             2 * mixer.num_v_heads + mixer.v_head_dim + v * h
-    if isinstance(mixer, Mamba2Mixer):
+    if isinstance(mixer, ms.Mamba2Mixer):
         # transformers NemotronHMamba2Mixer / Mamba2Mixer: in_proj [h -> 2 d_in + 2 g N + heads], conv1d over
         # x,B,C with bias, dt_bias/A_log/D per head, gated RMSNorm (d_in), out_proj [d_in -> h].
         d_in = mixer.num_heads * mixer.head_dim
         conv = d_in + 2 * mixer.n_groups * mixer.state_size
         return h * (2 * d_in + 2 * mixer.n_groups * mixer.state_size + mixer.num_heads) + conv * (
             mixer.conv_kernel + 1) + 3 * mixer.num_heads + d_in + d_in * h
-    if isinstance(mixer, NoMixer):
+    if isinstance(mixer, ms.NoMixer):
         return 0
     q_dim = mixer.num_heads * mixer.head_dim
     kv_dim = mixer.num_kv_heads * mixer.head_dim
@@ -129,7 +118,7 @@ def mlp_params(h: int, inter: int, gated: bool, bias: bool) -> int:
     return mats * h * inter + b
 
 
-def moe_params(m: ModelSpec, e: MoESpec) -> tuple[int, int, int]:
+def moe_params(m: ModelSpec, e: ms.MoESpec) -> tuple[int, int, int]:
     """(all routed experts, the top-k a token uses, shared experts + router + latent projections) of one layer."""
     h = m.hidden_size
     width = e.latent_size or h
@@ -146,9 +135,9 @@ def count_params(m: ModelSpec) -> ParamCounts:
     attn = sum(mixer_params(mixer, m) * n for mixer, n in m.mixer_counts())
     dense = routed = routed_active = shared = 0
     for mlp, n in m.mlp_counts():
-        if isinstance(mlp, DenseMLP):
+        if isinstance(mlp, ms.DenseMLP):
             dense += mlp_params(h, mlp.intermediate_size, m.mlp_gated, m.mlp_bias) * n
-        elif isinstance(mlp, MoEMLP):
+        elif isinstance(mlp, ms.MoEMLP):
             r, ra, sh = moe_params(m, mlp.moe)
             routed, routed_active, shared = routed + n * r, routed_active + n * ra, shared + n * sh
     norm_size = 2 * h if m.norm == "layernorm" else h  # layernorm has a bias
@@ -179,9 +168,9 @@ def _mtp_params(m: ModelSpec) -> int:
     h = m.hidden_size
     last = m.layer_groups[-1]
     mlp = last.mlp
-    if isinstance(mlp, MoEMLP):
+    if isinstance(mlp, ms.MoEMLP):
         mlp_w = sum(moe_params(m, mlp.moe)[::2])
-    elif isinstance(mlp, DenseMLP):
+    elif isinstance(mlp, ms.DenseMLP):
         mlp_w = mlp_params(h, mlp.intermediate_size, m.mlp_gated, m.mlp_bias)
     else:
         mlp_w = 0

@@ -104,6 +104,7 @@ class SparseAttention(_Frozen):
     index_head_dim: PositiveInt
     topk: PositiveInt = Field(description="keys (cached entries) the attention proper reads per query")
     compress_ratio: PositiveInt = 1
+    k_eq_v: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> SparseAttention:
