@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
-from roofsim.model.graph import GraphContext, attention_kernels, graph_context, linear_kernels
+from roofsim.model.graph import (
+    AttnGroup,
+    GraphContext,
+    attention_kernels,
+    decode_keys,
+    graph_context,
+    group_attention_kernels,
+    linear_kernels,
+    prefill_keys,
+)
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
@@ -575,7 +584,7 @@ class CostModel:
         self._attn = self._attention_consts()
         # attention rates of the closed form, computed once (the hot path evaluates attention every step)
         self._rates = attention_rates(hardware, self.calibration, self.ctx.attn_dtype, self.quant.kv_dtype,
-                                      dequant=bool(self._attn[5]))
+                                      dequant=self.quant.kv_dtype in ("int8", "int4"))
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
@@ -638,72 +647,82 @@ class CostModel:
             self._linear_memo[key] = lin
         return lin
 
-    def _attention_consts(self) -> tuple[float, ...]:
-        """Per-unit coefficients of the attention kernels of graph.attention_kernels (closed form, same math)."""
+    def _attention_consts(self) -> tuple[tuple[float, ...], ...]:
+        """Per-unit coefficients of the attention kernels of graph.attention_kernels (closed form, same math), one
+        tuple per softmax-attention group of ctx.attn (fixed-state and DSA groups are costed by their kernels)."""
         c = self.ctx
-        kv_tok = c.kv_elems * c.kvb
-        return (
-            2.0 * c.heads * (c.qk_dim + c.v_dim),  # prefill FLOPs per query-key pair
-            c.q_width * c.ab + kv_tok + c.heads * c.v_dim * c.ab + kv_tok,  # prefill bytes per new token
-            kv_tok,  # bytes per cached token read
-            2.0 * c.heads * (c.dec_qk_dim + c.dec_v_dim),  # decode FLOPs per (context token x query)
-            c.q_width * c.ab + c.heads * c.v_dim * c.ab + kv_tok,  # decode bytes per query token
-            2.0 * c.kv_elems if self.quant.kv_dtype in ("int8", "int4") else 0.0,  # dequant FLOPs per ctx token
-        )
+        out = []
+        for g in c.attn:
+            kv_tok = g.elems * c.kvb
+            out.append((
+                2.0 * g.heads * (g.qk_dim + g.v_dim),  # prefill FLOPs per query-key pair
+                g.q_width * c.ab + kv_tok + g.heads * g.v_dim * c.ab + kv_tok,  # prefill bytes per new token
+                kv_tok,  # bytes per cached token read
+                2.0 * g.heads * (g.dec_qk_dim + g.dec_v_dim),  # decode FLOPs per (context token x query)
+                g.q_width * c.ab + g.heads * g.v_dim * c.ab + kv_tok,  # decode bytes per query token
+                2.0 * g.elems if self.quant.kv_dtype in ("int8", "int4") else 0.0,  # dequant FLOPs per ctx token
+            ))
+        return tuple(out)
 
     def attention_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
         """(s, J) of all attention of `shape`: sum(kernel_cost(k)) over attention_kernels(ctx, shape) in closed
         form on the batch aggregates (the same time functions; equal to rounding, tested)."""
-        cal, m, c = self.calibration, self.model, self.ctx
-        pf_flops, pf_bytes_tok, ctx_bytes = self._attn[:3]
+        cal, c = self.calibration, self.ctx
         seconds = energy = 0.0
-        for layers, windowed in ((c.full_layers, False), (c.window_layers, True)):
-            if layers == 0:
+        for g, consts in zip(c.attn, self._attn, strict=True):
+            if g.state_bytes or g.index_flops:  # a few kernels whatever the batch: cost them directly
+                sec, jou = self.kernels_seconds_energy(group_attention_kernels(c, g, shape))
+                seconds += sec
+                energy += jou
                 continue
+            pf_flops, pf_bytes_tok, ctx_bytes = consts[:3]
             if shape.prefill_tokens:
                 t = shape.prefill_tokens
-                pairs = shape.prefill_attn_pairs_win if windowed else shape.prefill_attn_pairs
-                ctx_read = shape.prefill_ctx_tokens
-                if windowed and m.sliding_window is not None:
-                    ctx_read = min(ctx_read, shape.prefill_seqs * m.sliding_window)
+                pairs, ctx_read = prefill_keys(g, shape)
                 s = t / max(1, shape.prefill_seqs)
                 work = pf_flops * pairs
                 if pairs and (cal.attn_prefill_tile or cal.attn_softmax_flops):  # prefill_attention_flops
-                    scores, edge = prefill_score_terms(float(pairs) * c.heads, c.heads,
-                                                       (m.sliding_window or 0) if windowed else 0,
+                    scores, edge = prefill_score_terms(float(pairs) * g.heads, g.heads,
+                                                       g.window if g.primary else 0,
                                                        t, max(1, shape.prefill_seqs))
-                    work = prefill_score_work(scores, edge, pf_flops / c.heads, s, cal)
+                    work = prefill_score_work(scores, edge, pf_flops / g.heads, s, cal)
                 comp, mem, floor, over = prefill_attention_time(work, t * pf_bytes_tok + ctx_read * ctx_bytes, s,
                                                                 self._rates, cal)
-                sec, jou = self._roofline_energy(comp, mem, over, layers, floor)
+                sec, jou = self._roofline_energy(comp, mem, over, g.layers, floor)
                 seconds += sec
                 energy += jou
             if shape.decode_seqs:
-                ctx = shape.decode_ctx_tokens_win if windowed else shape.decode_ctx_tokens
-                sec, jou = self._decode_attention_group(layers, shape.decode_seqs, shape.decode_tokens, ctx)
+                ctx = decode_keys(g, shape.decode_seqs, shape.decode_ctx_tokens, shape.decode_ctx_tokens_win)
+                sec, jou = self._decode_attention_group(g, consts, shape.decode_seqs, shape.decode_tokens, ctx)
                 seconds += sec
                 energy += jou
         return seconds, energy
 
-    def _decode_attention_group(self, layers: int, seqs: int, tokens: int, ctx: int) -> tuple[float, float]:
-        """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached tokens in
-        `layers` layers (one layer group of attention_seconds_energy)."""
-        _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = self._attn
+    def _decode_attention_group(self, g: AttnGroup, consts: tuple[float, ...], seqs: int, tokens: int,
+                                ctx: float) -> tuple[float, float]:
+        """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached entries in
+        the layers of group `g` (one group of attention_seconds_energy)."""
+        _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = consts
         kv_write = tokens * ctx_bytes
         comp, mem, floor, over = decode_attention_time(
             dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes,
-            ctx * ctx_bytes / max(1.0, kv_write), seqs, self.ctx.kv_heads, self._rates, self.calibration)
-        return self._roofline_energy(comp, mem, over, layers, floor)
+            ctx * ctx_bytes / max(1.0, kv_write), seqs, g.kv_heads, self._rates, self.calibration)
+        return self._roofline_energy(comp, mem, over, g.layers, floor)
 
     def decode_attention(self, seqs: int, tokens: int, ctx: int, ctx_win: int) -> tuple[float, float]:
         """attention_seconds_energy of a decode-only BatchShape, without building it (same arithmetic)."""
         c = self.ctx
         a_s = a_j = 0.0
-        for layers, g_ctx in ((c.full_layers, ctx), (c.window_layers, ctx_win)):
-            if layers:
-                sec, jou = self._decode_attention_group(layers, seqs, tokens, g_ctx)
-                a_s += sec
-                a_j += jou
+        for g, consts in zip(c.attn, self._attn, strict=True):
+            if g.state_bytes or g.index_flops:
+                shape = BatchShape(decode_seqs=seqs, decode_tokens=tokens, decode_ctx_tokens=ctx,
+                                   decode_ctx_tokens_win=ctx_win)
+                sec, jou = self.kernels_seconds_energy(group_attention_kernels(c, g, shape))
+            else:
+                sec, jou = self._decode_attention_group(g, consts, seqs, tokens,
+                                                        decode_keys(g, seqs, ctx, ctx_win))
+            a_s += sec
+            a_j += jou
         return a_s, a_j
 
     def decode_passes(self, seqs: int, tokens: int, ctx: int, ctx_win: int, passes: int, first: int = 0,

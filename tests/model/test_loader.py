@@ -225,8 +225,11 @@ def test_llm_analysis_format(shared_data: Path) -> None:
         2048,
     )
     assert model_from_file(la / "upstage_Llama-2-70b-instruct-v2.json").num_kv_heads == 8
-    with pytest.raises(InputError, match="bloom-7b1.json.*max_seq_len"):  # "max_seq_len": null
-        model_from_file(la / "bigscience_bloom-7b1.json")
+    # BLOOM entries leave "max_seq_len" null (or out): ALiBi, no position table, BLOOM's 2048-token training length
+    bloom = model_from_file(la / "bigscience_bloom-7b1.json")
+    assert (bloom.position, bloom.max_context_tokens) == ("alibi", 2048)
+    with pytest.raises(InputError, match="max_seq_len"):
+        model_from_hf_config({"hidden_dim": 64, "n_head": 4, "num_layers": 2, "vocab_size": 10}, "x")
 
 
 def test_quantized_checkpoints_parse_architecture_only(shared_data: Path) -> None:
