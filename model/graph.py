@@ -44,9 +44,11 @@ class GraphContext:
     dec_qk_dim: int
     dec_v_dim: int
     q_width: int  # query elements per token on this GPU
+    moe_skew: float = 0.0  # Zipf exponent of the experts' routing popularity (0 = uniform; expert_load)
 
 
-def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> GraphContext:
+def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec,
+                  moe_skew: float = 0.0) -> GraphContext:
     parallel.validate_for(model)
     tp = parallel.tp
     kv_heads = parallel.kv_heads_per_gpu(model)
@@ -90,6 +92,7 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) ->
         dec_qk_dim=dec_qk,
         dec_v_dim=dec_v,
         q_width=heads * qk_d,
+        moe_skew=moe_skew,
     )
 
 
@@ -154,6 +157,22 @@ def expected_active_experts(tokens: int, num_experts: int, top_k: int) -> float:
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
 
 
+def expert_load(tokens: int, num_experts: int, top_k: int, ep: int = 1, skew: float = 0.0) -> tuple[float, float]:
+    """(distinct experts hit, rows routed) on the busiest of `ep` expert-parallel GPUs for `tokens` tokens.
+
+    Expert i is picked by a token with probability q_i = top_k * w_i / sum(w), w_i = (i+1)^-skew (Zipf; skew 0 =
+    uniform, where this equals expected_active_experts / ep and tokens * top_k / ep), capped at 1; experts sit
+    round-robin on the EP GPUs (i mod ep), so GPU 0 holds the hottest and sets the pace of the step."""
+    if tokens <= 0:
+        return 0.0, 0.0
+    if skew == 0.0:
+        return expected_active_experts(tokens, num_experts, top_k) / ep, tokens * top_k / ep
+    w = [(i + 1) ** -skew for i in range(num_experts)]
+    total = sum(w)
+    q = [min(1.0, top_k * x / total) for x in w[::ep]]
+    return sum(1.0 - (1.0 - p) ** tokens for p in q), tokens * sum(q)
+
+
 def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
     m, L = c.model, c.model.num_layers
     h = m.hidden_size
@@ -194,32 +213,44 @@ def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
         kernels.append(elementwise("mlp_act", t * up_n, t * i_gpu, 8, c, c.dense_layers, op="activation"))
         kernels.append(gemm("mlp_down", t, h, i_gpu, c, c.dense_layers, bias=m.mlp_bias))
     if c.moe_layers and m.moe is not None:
-        e = m.moe
-        ep = c.parallel.ep
-        moe_tp = max(1, tp // ep)
-        n_moe = c.moe_layers
-        kernels.append(gemm("moe_router", t, e.num_experts, h, c, n_moe, weight_dtype_bytes=2.0, dtype="bf16"
-                            if c.gemm_dtype not in ("fp32",) else "fp32"))
-        # Tokens routed to experts on this GPU and the distinct experts they hit (uniform routing).
-        active = expected_active_experts(t, e.num_experts, e.top_k) / ep
-        routed_rows = t * e.top_k / ep
-        ie = e.expert_intermediate_size // moe_tp
-        up_n = 2 * ie if gated else ie
-        rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
-        # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
-        for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
-            kernels.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
-        kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
-        if e.num_shared_experts:
-            si = e.num_shared_experts * e.shared_intermediate_size // tp
-            s_up = 2 * si if gated else si
-            kernels.append(gemm("shared_expert_up_gate", t, s_up, h, c, n_moe))
-            kernels.append(gemm("shared_expert_down", t, h, si, c, n_moe))
-        if ep > 1:
-            # dispatch + combine all-to-all of the routed activations across the EP group
-            a2a = routed_rows * h * c.ab
-            kernels.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
-                                  comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
+        kernels.extend(moe_kernels(c, t))
+
+
+def moe_kernels(c: GraphContext, t: int) -> list[Kernel]:
+    """The MoE block of one layer kind over `t` tokens (count = the MoE layers): router, the grouped expert GEMMs
+    as the fused-MoE kernels run them, shared experts, the EP dispatch/combine all-to-alls.
+
+    Each grouped GEMM reads the weights of the experts its tokens hit and computes the rows routed to them
+    (expert_load: uniform routing, or Zipf-skewed by GraphContext.moe_skew); its m is the mean rows per expert,
+    which sets the row tile (model.cost.gemm_shape_efficiency), and its FLOPs over 2mnk give the expert count."""
+    m = c.model
+    e = m.moe
+    assert e is not None
+    h, gated, tp = m.hidden_size, m.mlp_gated, c.parallel.tp
+    ep = c.parallel.ep
+    moe_tp = max(1, tp // ep)
+    n_moe = c.moe_layers
+    ks = [gemm("moe_router", t, e.num_experts, h, c, n_moe, weight_dtype_bytes=2.0,
+               dtype="bf16" if c.gemm_dtype not in ("fp32",) else "fp32")]
+    active, routed_rows = expert_load(t, e.num_experts, e.top_k, ep, c.moe_skew)
+    ie = e.expert_intermediate_size // moe_tp
+    up_n = 2 * ie if gated else ie
+    rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
+    # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
+    for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
+        ks.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
+    ks.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
+    if e.num_shared_experts:
+        si = e.num_shared_experts * e.shared_intermediate_size // tp
+        s_up = 2 * si if gated else si
+        ks.append(gemm("shared_expert_up_gate", t, s_up, h, c, n_moe))
+        ks.append(gemm("shared_expert_down", t, h, si, c, n_moe))
+    if ep > 1:
+        # dispatch + combine all-to-all of the routed activations across the EP group
+        a2a = routed_rows * h * c.ab
+        ks.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
+                         comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
+    return ks
 
 
 def layer_kernels(c: GraphContext, tokens: int, graphed: bool = False) -> list[Kernel]:
