@@ -236,10 +236,16 @@ def moe_kernels(c: GraphContext, t: int) -> list[Kernel]:
     ie = e.expert_intermediate_size // moe_tp
     up_n = 2 * ie if gated else ie
     rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
+    # The fused-MoE module gathers each token's rows into expert order before the grouped GEMMs and sums the
+    # top-k outputs back after them (vLLM moe_align_block_size / moe_sum, TensorRT-LLM expandInputRows /
+    # finalizeMoeRouting): two memory-bound kernels over the routed rows.
+    ks.append(elementwise("moe_permute", t * h, routed_rows * h, 1, c, n_moe, op="elementwise"))
     # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
     for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
         ks.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
-    ks.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
+        if name != "moe_down":
+            ks.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
+    ks.append(elementwise("moe_unpermute", routed_rows * h, t * h, 2, c, n_moe, op="elementwise"))
     if e.num_shared_experts:
         si = e.num_shared_experts * e.shared_intermediate_size // tp
         s_up = 2 * si if gated else si
