@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from roofsim.hardware_specs.spec import DTYPE_BYTES
 from roofsim.model.batch import BatchShape
+from roofsim.model.checkpoint_quant import FP8_BLOCK_GROUP
 from roofsim.model.kernel import Kernel, OpKind
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
@@ -74,7 +75,9 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec,
         wb=quant.weight_bytes_per_param,
         ab=quant.activation_bytes,
         kvb=quant.kv_bytes_per_element,
-        gemm_dtype=quant.gemm_dtype,
+        # a 128x128-block-scaled fp8 checkpoint (model.checkpoint_quant) runs the fp8_block GEMM recipe
+        gemm_dtype="fp8_block" if quant.gemm_dtype == "fp8" and quant.group_size == FP8_BLOCK_GROUP
+        else quant.gemm_dtype,
         attn_dtype=(
             "fp8" if quant.kv_dtype == "fp8" and quant.activation_dtype == "fp8"
             else "fp16" if quant.activation_dtype == "fp16" else "fp32" if quant.activation_dtype == "fp32"

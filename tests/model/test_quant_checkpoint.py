@@ -11,7 +11,7 @@ from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import InputError
 from roofsim.model.batch import BatchShape
 from roofsim.model.checkpoint_quant import quant_from_configs
-from roofsim.model.cost import CostModel
+from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.estimate import estimate_deployment
 from roofsim.model.loader import load_checkpoint_quant, load_model
 from roofsim.model.quant import quant_for, resolve_quant
@@ -131,3 +131,17 @@ def test_w4a4_on_h100_is_refused_pointing_at_weight_only() -> None:
         CostModel(load_model("gpt-oss-20b"), H100, quant_for("fp4"))
     cm = CostModel(load_model("gpt-oss-20b"), H100, quant_for("fp4", hardware=H100))
     assert cm.step(BatchShape.build(decode_ctx=[100])).seconds > 0
+
+
+def test_block_scaled_fp8_checkpoint_runs_the_fp8_block_recipe() -> None:
+    q, _ = resolve_quant(load_checkpoint_quant("deepseek-ai/DeepSeek-R1"), hardware=H100)
+    cal = Calibration(gemm_eff_fp8=0.75, gemm_eff_fp8_block=0.5)
+    step = CostModel(load_model("deepseek-v3"), H100, q, ParallelSpec(tp=8), cal).step(
+        BatchShape.build(prefill=[(4096, 0)]))
+    o_proj = next(kc for kc in step.kernels if kc.kernel.name == "o_proj")
+    assert o_proj.kernel.dtype == "fp8_block"
+    per_tensor = next(kc for kc in CostModel(load_model("deepseek-v3"), H100, quant_for("fp8"), ParallelSpec(tp=8),
+                                             cal).step(BatchShape.build(prefill=[(4096, 0)])).kernels
+                      if kc.kernel.name == "o_proj")
+    assert per_tensor.kernel.dtype == "fp8"
+    assert o_proj.compute_s == pytest.approx(per_tensor.compute_s * 0.75 / 0.5)
