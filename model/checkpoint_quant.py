@@ -42,24 +42,17 @@ def _q(weight: str, act: str, group: int, scale_bytes: float, kv: str | None) ->
                      group_size=group, scale_bytes=scale_bytes)
 
 
-# ModelOpt quant_algo -> (weight dtype, activation dtype, weights per scale, bytes per scale)
+# ModelOpt quant_algo: weight dtype, activation dtype, weights per scale (0 = per tensor/channel), bytes per scale
+_MODELOPT_TABLE = """
+FP8 fp8 fp8 0 4;  FP8_PER_CHANNEL_PER_TOKEN fp8 fp8 0 4;  FP8_BLOCK_SCALES fp8 fp8 16384 4;  MXFP8 fp8 fp8 32 1
+NVFP4 fp4 fp4 16 1;  W4A16_NVFP4 fp4 bf16 16 1;  NVFP4_AWQ fp4 fp4 16 1;  MXFP4 fp4 bf16 32 1
+W4A8_MXFP4_FP8 fp4 fp8 32 1;  W4A8_NVFP4_FP8 fp4 fp8 16 1
+INT4_AWQ int4 bf16 128 2;  W4A16_AWQ int4 bf16 128 2;  W4A8_AWQ int4 fp8 128 2
+INT8_SQ int8 int8 0 2;  W8A8_SQ_PER_CHANNEL int8 int8 0 2;  INT8_WEIGHT_ONLY int8 bf16 0 2
+"""
 _MODELOPT: dict[str, tuple[str, str, int, float]] = {
-    "FP8": ("fp8", "fp8", 0, 4.0),  # per-tensor fp32 scale
-    "FP8_PER_CHANNEL_PER_TOKEN": ("fp8", "fp8", 0, 4.0),
-    "FP8_BLOCK_SCALES": ("fp8", "fp8", FP8_BLOCK_GROUP, 4.0),
-    "MXFP8": ("fp8", "fp8", 32, 1.0),
-    "NVFP4": ("fp4", "fp4", 16, 1.0),
-    "W4A16_NVFP4": ("fp4", "bf16", 16, 1.0),
-    "NVFP4_AWQ": ("fp4", "fp4", 16, 1.0),
-    "MXFP4": ("fp4", "bf16", 32, 1.0),
-    "W4A8_MXFP4_FP8": ("fp4", "fp8", 32, 1.0),
-    "W4A8_NVFP4_FP8": ("fp4", "fp8", 16, 1.0),
-    "INT4_AWQ": ("int4", "bf16", 128, 2.0),
-    "W4A16_AWQ": ("int4", "bf16", 128, 2.0),
-    "W4A8_AWQ": ("int4", "fp8", 128, 2.0),
-    "INT8_SQ": ("int8", "int8", 0, 2.0),
-    "W8A8_SQ_PER_CHANNEL": ("int8", "int8", 0, 2.0),
-    "INT8_WEIGHT_ONLY": ("int8", "bf16", 0, 2.0),
+    name: (w, a, int(g), float(b))
+    for name, w, a, g, b in (e.split() for e in _MODELOPT_TABLE.replace("\n", ";").split(";") if e.strip())
 }
 
 

@@ -56,9 +56,6 @@ class Calibration(BaseModel):
         "smallest row tile of a grouped (MoE expert) GEMM: the fused-MoE kernels pick the row tile from the tokens "
         "per expert, padding each expert's rows to it (vLLM fused_moe get_default_config: BLOCK_SIZE_M 16 for "
         "small batches; TensorRT-LLM's CUTLASS MoE GEMM tiles of 16-128 rows), at most gemm_tile_m"))
-    moe_routing_skew: float = Field(0.0, ge=0, description=(
-        "Zipf exponent of the experts' routing popularity (graph.expert_load): 0 = uniform routing; > 0 routes "
-        "more tokens to fewer experts (fewer weights read, the busiest EP GPU sets the pace)"))
     gemm_mem_eff: float = Field(0.80, gt=0, le=1)
     gemm_small_max_mnk: int = Field(0, ge=0, description=(
         "GEMMs with m*n*k at or below this also run unpacked, as a weight stream like a GEMV (OpenBLAS's "
@@ -158,6 +155,9 @@ class Calibration(BaseModel):
         "framework all-reduces pay no comm_floor_s host dispatch (Kernel.graphed); False = every call pays it"))
     step_overhead_s: float = Field(1.0e-3, ge=0, description="per-iteration framework CPU overhead")
     step_overhead_per_seq_s: float = Field(1.0e-5, ge=0, description="per-sequence CPU cost of one iteration")
+    # MoE routing: Zipf exponent of the experts' popularity (graph.expert_load; AIConfigurator's MoE tables time
+    # power_law_1.01 / 1.2 routing); 0 = uniform; > 0: fewer experts' weights read, the busiest EP GPU sets the pace
+    moe_routing_skew: float = Field(0.0, ge=0)
     source: str = "defaults (docs/model.md)"
 
     @model_validator(mode="before")
