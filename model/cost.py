@@ -61,6 +61,10 @@ class Calibration(BaseModel):
     gemm_gemv_max_m: int = Field(0, ge=0, description=(
         "GEMMs with m at or below this run as a GEMV (no tile padding, no wave quantization: a weight stream); "
         "numpy/OpenBLAS sends a 1-row matmul to sgemv and m >= 2 to sgemm; 0 = every GEMM is tiled"))
+    gemm_grouped_min_tile_m: int = Field(16, gt=0, description=(
+        "smallest row tile of a grouped (MoE expert) GEMM: the fused-MoE kernels pick the row tile from the tokens "
+        "per expert, padding each expert's rows to it (vLLM fused_moe get_default_config: BLOCK_SIZE_M 16 for "
+        "small batches; TensorRT-LLM's CUTLASS MoE GEMM tiles of 16-128 rows), at most gemm_tile_m"))
     gemm_mem_eff: float = Field(0.80, gt=0, le=1)
     gemm_small_max_mnk: int = Field(0, ge=0, description=(
         "GEMMs with m*n*k at or below this also run unpacked, as a weight stream like a GEMV (OpenBLAS's "
@@ -160,6 +164,9 @@ class Calibration(BaseModel):
         "framework all-reduces pay no comm_floor_s host dispatch (Kernel.graphed); False = every call pays it"))
     step_overhead_s: float = Field(1.0e-3, ge=0, description="per-iteration framework CPU overhead")
     step_overhead_per_seq_s: float = Field(1.0e-5, ge=0, description="per-sequence CPU cost of one iteration")
+    # MoE routing: Zipf exponent of the experts' popularity (graph.expert_load; AIConfigurator's MoE tables time
+    # power_law_1.01 / 1.2 routing); 0 = uniform; > 0: fewer experts' weights read, the busiest EP GPU sets the pace
+    moe_routing_skew: float = Field(0.0, ge=0)
     source: str = "defaults (docs/model.md)"
 
     @model_validator(mode="before")
@@ -280,30 +287,45 @@ def gemm_is_stream(m: int, n: int, k: int, cal: Calibration) -> bool:
     return m <= cal.gemm_gemv_max_m or m * n * k <= cal.gemm_small_max_mnk
 
 
-def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration) -> float:
+def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0) -> float:
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
 
     Tile padding: a [m,n] output is computed in tile_m x tile_n tiles, so m=1 costs a whole tile row of
     MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when there are fewer
-    tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them.
+    tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them. A grouped GEMM of `groups`
+    experts with m rows each pads every expert's rows to its own row tile (the power of two >= m, from
+    gemm_grouped_min_tile_m to gemm_tile_m) and runs the tiles of all experts in one launch.
     """
-    if gemm_is_stream(m, n, k, cal):
+    grouped = groups > 1.0
+    if gemm_is_stream(m, n, k, cal) and not grouped:
         return 1.0
     tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
+    if grouped:
+        tm = min(tm, max(cal.gemm_grouped_min_tile_m, 1 << max(0, math.ceil(math.log2(max(1, m))))))
     mt, nt = math.ceil(m / tm), math.ceil(n / tn)
     pad = (m * n) / (mt * tm * nt * tn)
-    tiles = mt * nt
+    tiles = max(1, round(mt * nt * groups))
     if tiles < units:
         split = max(1, min(k // cal.gemm_splitk_min_k, units // tiles))
         tiles *= split
     return pad * _wave_util(tiles, units)
 
 
-def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16") -> float:
+def gemm_groups(k: Kernel) -> float:
+    """Experts of a grouped GEMM kernel (graph.gemm with `rows`): its FLOPs cover rows = groups x m; 1 for a plain
+    GEMM (whose bias adds at most 1/(2k) to 2mnk)."""
+    if not (k.m and k.n and k.k):
+        return 1.0
+    g = k.flops / (2.0 * k.m * k.n * k.k)
+    return g if g > 1.01 else 1.0
+
+
+def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
+                            groups: float = 1.0) -> float:
     """Fraction of peak a GEMM reaches: eff_max(dtype) x tile padding x wave quantization x K-loop ramp."""
     kramp = k / (k + cal.gemm_k_half)
-    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal) * kramp
+    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal, groups) * kramp
 
 
 def comm_terms(k: Kernel, hw: HardwareSpec) -> tuple[bool, float, float, float, float]:
@@ -506,8 +528,10 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """A GEMM: tile/wave/K-loop compute efficiency, weight-only dequantization on the vector units, its own
     memory efficiency as a weight stream (GEMV / small GEMM), a per-dtype fixed cost."""
     peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
-    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype)
-    eff_m = cal.gemm_gemv_mem_eff if gemm_is_stream(k.m, k.n, k.k, cal) else cal.gemm_mem_eff
+    groups = gemm_groups(k)
+    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups)
+    stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
+    eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
     overhead = cal.gemm_overhead_s_fp8 if k.dtype in ("fp8", "fp8_block") else cal.gemm_overhead_s
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
     return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), 0.0, overhead
@@ -573,7 +597,7 @@ class CostModel:
         self.quant = quant or QuantSpec()
         self.parallel = parallel or ParallelSpec()
         self.calibration = calibration or DEFAULT_CALIBRATION
-        self.ctx: GraphContext = graph_context(model, self.quant, self.parallel)
+        self.ctx: GraphContext = graph_context(model, self.quant, self.parallel, self.calibration.moe_routing_skew)
         check_dtypes(hardware, self.quant)
         self._linear_memo: dict[tuple[int, int, bool], tuple[float, float]] = {}
         # decode-only steps under CUDA graphs: the TP all-reduces skip the host-dispatch floor
@@ -787,7 +811,8 @@ class CostModel:
 
 
 def check_dtypes(hw: HardwareSpec, quant: QuantSpec) -> None:
-    """ValueError when the hardware lacks a format the configuration computes in."""
+    """ValueError when the hardware lacks a format the configuration computes in. Low-bit weights with 16-bit
+    activations (weight-only) need only the 16-bit tensor cores: the GEMM dequantises them (its dequant_flops)."""
     needed = {quant.gemm_dtype}
     if quant.weight_dtype in ("fp8", "fp4") and not quant.weight_only:
         needed.add(quant.weight_dtype)
@@ -795,4 +820,10 @@ def check_dtypes(hw: HardwareSpec, quant: QuantSpec) -> None:
         needed.add("fp8")
     for d in sorted(needed):
         if not hw.supports(d):
-            hw.peak(d)  # raises the ValueError that lists what the hardware has
+            try:
+                hw.peak(d)  # raises the ValueError that lists what the hardware has
+            except ValueError as exc:
+                if quant.weight_dtype == d:
+                    raise ValueError(f"{exc}; {d} weights run weight-only on it: activation_dtype=bf16 "
+                                     f"(model.quant.resolve_quant picks that when given the hardware)") from exc
+                raise

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from roofsim.hardware_specs.spec import DTYPE_BYTES
 from roofsim.model.batch import BatchShape
+from roofsim.model.checkpoint_quant import FP8_BLOCK_GROUP
 from roofsim.model.kernel import Kernel, OpKind
 from roofsim.model.spec import (
     DenseMLP,
@@ -59,6 +60,7 @@ class GraphContext:
     dec_v_dim: int
     q_width: int  # query elements per token on this GPU
     attn: tuple[AttnGroup, ...] = ()  # the token-mixer groups of attention_kernels (layers of one kind each)
+    moe_skew: float = 0.0  # Zipf exponent of the experts' routing popularity (0 = uniform; expert_load)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +177,8 @@ def _state_group(mixer: LinearAttention | Mamba2Mixer, n: int, tp: int, sb: floa
                      scan_flops=recur + heads * 2.0 * chunk * (dk + dv), io_bytes=qkv * ab + heads * dv * ab)
 
 
-def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> GraphContext:
+def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec,
+                  moe_skew: float = 0.0) -> GraphContext:
     parallel.validate_for(model)
     tp = parallel.tp
     kv_heads = parallel.kv_heads_per_gpu(model)
@@ -201,7 +204,9 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) ->
         wb=quant.weight_bytes_per_param,
         ab=quant.activation_bytes,
         kvb=quant.kv_bytes_per_element,
-        gemm_dtype=quant.gemm_dtype,
+        # a 128x128-block-scaled fp8 checkpoint (model.checkpoint_quant) runs the fp8_block GEMM recipe
+        gemm_dtype="fp8_block" if quant.gemm_dtype == "fp8" and quant.group_size == FP8_BLOCK_GROUP
+        else quant.gemm_dtype,
         attn_dtype=(
             "fp8" if quant.kv_dtype == "fp8" and quant.activation_dtype == "fp8"
             else "fp16" if quant.activation_dtype == "fp16" else "fp32" if quant.activation_dtype == "fp32"
@@ -220,6 +225,7 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) ->
         dec_v_dim=dec_v,
         q_width=heads * qk_d,
         attn=_attn_groups(model, quant, parallel),
+        moe_skew=moe_skew,
     )
 
 
@@ -332,6 +338,22 @@ def _mixer_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
             kernels.append(gemm("indexer_k_w", t, mixer.index_head_dim + mixer.index_heads, h, c, n))
 
 
+def expert_load(tokens: int, num_experts: int, top_k: int, ep: int = 1, skew: float = 0.0) -> tuple[float, float]:
+    """(distinct experts hit, rows routed) on the busiest of `ep` expert-parallel GPUs for `tokens` tokens.
+
+    Expert i is picked by a token with probability q_i = top_k * w_i / sum(w), w_i = (i+1)^-skew (Zipf; skew 0 =
+    uniform, where this equals expected_active_experts / ep and tokens * top_k / ep), capped at 1; experts sit
+    round-robin on the EP GPUs (i mod ep), so GPU 0 holds the hottest and sets the pace of the step."""
+    if tokens <= 0:
+        return 0.0, 0.0
+    if skew == 0.0:
+        return expected_active_experts(tokens, num_experts, top_k) / ep, tokens * top_k / ep
+    w = [(i + 1) ** -skew for i in range(num_experts)]
+    total = sum(w)
+    q = [min(1.0, top_k * x / total) for x in w[::ep]]
+    return sum(1.0 - (1.0 - p) ** tokens for p in q), tokens * sum(q)
+
+
 def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
     m, L = c.model, c.model.num_layers
     if m.layers:
@@ -388,7 +410,21 @@ def _dense_mlp(t: int, c: GraphContext, inter: int, layers: int, kernels: list[K
     kernels.append(gemm("mlp_down", t, h, i_gpu, c, layers, bias=m.mlp_bias))
 
 
+def moe_kernels(c: GraphContext, t: int) -> list[Kernel]:
+    """The MoE block of a uniform MoE model over `t` tokens (count = its MoE layers); see _moe_mlp."""
+    assert c.model.moe is not None
+    ks: list[Kernel] = []
+    _moe_mlp(t, c, c.model.moe, c.moe_layers, ks)
+    return ks
+
+
 def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kernel]) -> None:
+    """The MoE block of `n_moe` layers over `t` tokens: router, the grouped expert GEMMs as the fused-MoE kernels
+    run them, shared experts, the EP dispatch/combine all-to-alls.
+
+    Each grouped GEMM reads the weights of the experts its tokens hit and computes the rows routed to them
+    (expert_load: uniform routing, or Zipf-skewed by GraphContext.moe_skew); its m is the mean rows per expert,
+    which sets the row tile (model.cost.gemm_shape_efficiency), and its FLOPs over 2mnk give the expert count."""
     m, tp = c.model, c.parallel.tp
     gated = m.mlp_gated
     h = e.latent_size or m.hidden_size  # latent MoE: the experts work in the latent width
@@ -397,18 +433,22 @@ def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kern
     if e.latent_size:  # Nemotron-3 latent MoE: hidden -> latent before the experts, latent -> hidden after
         kernels.append(gemm("moe_latent_in", t, e.latent_size, m.hidden_size, c, n_moe))
         kernels.append(gemm("moe_latent_out", t, m.hidden_size, e.latent_size, c, n_moe))
-    kernels.append(gemm("moe_router", t, e.num_experts, m.hidden_size, c, n_moe, weight_dtype_bytes=2.0, dtype="bf16"
-                        if c.gemm_dtype not in ("fp32",) else "fp32"))
-    # Tokens routed to experts on this GPU and the distinct experts they hit (uniform routing).
-    active = expected_active_experts(t, e.num_experts, e.top_k) / ep
-    routed_rows = t * e.top_k / ep
+    kernels.append(gemm("moe_router", t, e.num_experts, m.hidden_size, c, n_moe, weight_dtype_bytes=2.0,
+                        dtype="bf16" if c.gemm_dtype not in ("fp32",) else "fp32"))
+    active, routed_rows = expert_load(t, e.num_experts, e.top_k, ep, c.moe_skew)
     ie = e.expert_intermediate_size // moe_tp
     up_n = 2 * ie if gated else ie
     rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
+    # The fused-MoE module gathers each token's rows into expert order before the grouped GEMMs and sums the
+    # top-k outputs back after them (vLLM moe_align_block_size / moe_sum, TensorRT-LLM expandInputRows /
+    # finalizeMoeRouting): two memory-bound kernels over the routed rows.
+    kernels.append(elementwise("moe_permute", t * h, routed_rows * h, 1, c, n_moe, op="elementwise"))
     # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
     for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
         kernels.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
-    kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
+        if name != "moe_down":
+            kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
+    kernels.append(elementwise("moe_unpermute", routed_rows * h, t * h, 2, c, n_moe, op="elementwise"))
     if e.num_shared_experts:
         si = e.num_shared_experts * e.shared_intermediate_size // tp
         s_up = 2 * si if gated else si
@@ -419,7 +459,6 @@ def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kern
         a2a = routed_rows * h * c.ab
         kernels.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
                               comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
-
 
 def layer_kernels(c: GraphContext, tokens: int, graphed: bool = False) -> list[Kernel]:
     """The decoder layers' token-linear kernels over `tokens` rows (each `count` = the layers it runs in);

@@ -19,6 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.model.checkpoint_quant import CheckpointQuant, checkpoint_quant_of_file, quant_from_configs
+from roofsim.model.params import count_params
 from roofsim.model.spec import (
     MLP,
     DenseMLP,
@@ -1067,6 +1069,7 @@ class _Preset:
     hf_id: str
     aliases: tuple[str, ...]
     file: str
+    quant_file: str = ""  # the checkpoint's hf_quant_config.json (ModelOpt), when it has one
 
 
 _SUFFIXES = re.compile(r"(-instruct|-chat|-hf|-base|-v\d+(\.\d+)*)$")
@@ -1083,23 +1086,34 @@ def normalize_model_id(text: str) -> str:
         base = stripped
 
 
+def _exact_keys(key: str) -> tuple[str, ...]:
+    """A name/HF id as typed (lower case), with and without its org."""
+    low = key.strip().lower()
+    return (low, low.rpartition("/")[2]) if "/" in low else (low,)
+
+
 @lru_cache(maxsize=1)
-def _presets() -> tuple[tuple[_Preset, ...], dict[str, str]]:
-    """The preset index and a lookup from every normalised id/alias to the canonical name."""
+def _presets() -> tuple[tuple[_Preset, ...], dict[str, str], dict[str, str]]:
+    """The preset index, a lookup from every exact name/HF id/alias (with and without org) to the canonical name,
+    and a loose one from normalised ids (normalize_model_id; the first preset in index order wins, so
+    DeepSeek-V3 and DeepSeek-V3.2, equal once '-v3.2' is stripped, are told apart by the exact lookup)."""
     with _INDEX_FILE.open("rb") as fh:
         raw = tomllib.load(fh)
     presets = tuple(
-        _Preset(m["name"], m["hf_id"], tuple(m.get("aliases", ())), m["file"]) for m in raw["model"]
+        _Preset(m["name"], m["hf_id"], tuple(m.get("aliases", ())), m["file"], m.get("quant_file", ""))
+        for m in raw["model"]
     )
-    lookup: dict[str, str] = {}
+    exact: dict[str, str] = {}
+    loose: dict[str, str] = {}
     for p in presets:
         for key in (p.name, p.hf_id, *p.aliases):
             if not key:
                 continue
-            norm = normalize_model_id(key)
-            if lookup.setdefault(norm, p.name) != p.name:
-                raise RuntimeError(f"{_INDEX_FILE}: {key!r} of {p.name} collides with {lookup[norm]}")
-    return presets, lookup
+            for k in _exact_keys(key):
+                if exact.setdefault(k, p.name) != p.name and k == key.strip().lower():
+                    raise RuntimeError(f"{_INDEX_FILE}: {key!r} of {p.name} collides with {exact[k]}")
+            loose.setdefault(normalize_model_id(key), p.name)
+    return presets, exact, loose
 
 
 def model_ids() -> list[str]:
@@ -1112,9 +1126,13 @@ def known_model_names() -> list[str]:
     return sorted({k for p in _presets()[0] for k in (p.name, p.hf_id, *p.aliases) if k})
 
 
+def _preset(canonical: str) -> _Preset:
+    return next(p for p in _presets()[0] if p.name == canonical)
+
+
 @cache
 def _load_preset(canonical: str) -> ModelSpec:
-    preset = next(p for p in _presets()[0] if p.name == canonical)
+    preset = _preset(canonical)
     path = PRESET_DIR / preset.file
     config = read_config_file(path)
     cited = config.get("_source")
@@ -1140,15 +1158,91 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
     return _resolve_preset(name_or_path)
 
 
-@lru_cache(maxsize=256)
-def _resolve_preset(name: str) -> ModelSpec:
-    _, lookup = _presets()
-    canonical = lookup.get(normalize_model_id(name))
+def _canonical(name: str) -> str:
+    _, exact, loose = _presets()
+    low = name.strip().lower()
+    canonical = exact.get(low) or exact.get(low.rpartition("/")[2]) or loose.get(normalize_model_id(name))
     if canonical is None:
         raise UnknownNameError("model", name, known_model_names())
-    return _load_preset(canonical)
+    return canonical
+
+
+@lru_cache(maxsize=256)
+def _resolve_preset(name: str) -> ModelSpec:
+    return _load_preset(_canonical(name))
+
+
+@cache
+def _preset_checkpoint_quant(canonical: str) -> CheckpointQuant | None:
+    preset = _preset(canonical)
+    config = read_config_file(PRESET_DIR / preset.file)
+    side = read_config_file(PRESET_DIR / preset.quant_file) if preset.quant_file else None
+    where = f"model/presets/{preset.file}" + (f" + {preset.quant_file}" if preset.quant_file else "")
+    return quant_from_configs(config, side, where)
+
+
+def load_checkpoint_quant(name_or_path: str | Path) -> CheckpointQuant | None:
+    """The number format the checkpoint of a preset / HF id / config path ships in (its `quantization_config`
+    and hf_quant_config.json side file, model.checkpoint_quant), or None when it is unquantised. The CLI applies
+    it when no --weight-dtype is given (model.quant.resolve_quant)."""
+    if isinstance(name_or_path, Path) or _looks_like_path(name_or_path):
+        p = Path(name_or_path).expanduser()
+        file = p / "config.json" if p.is_dir() else p
+        return checkpoint_quant_of_file(file, read_config_file(file))
+    return _preset_checkpoint_quant(_canonical(name_or_path))
 
 
 def list_models() -> list[ModelSpec]:
-    """Every bundled preset as a ModelSpec, in index order."""
-    return [_load_preset(n) for n in model_ids()]
+    """Every bundled preset that loads, as a ModelSpec, in index order (preset_load_errors lists the others)."""
+    return [m for m in map(_try_preset, model_ids()) if isinstance(m, ModelSpec)]
+
+
+def preset_load_errors() -> dict[str, str]:
+    """Canonical name -> the error of every bundled preset whose architecture the parsers do not describe yet."""
+    return {n: str(m) for n, m in zip(model_ids(), map(_try_preset, model_ids()), strict=True)
+            if not isinstance(m, ModelSpec)}
+
+
+def _try_preset(canonical: str) -> ModelSpec | InputError:
+    try:
+        return _load_preset(canonical)
+    except InputError as exc:
+        return exc
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    """The architecture of a model as `roofsim list models` shows it."""
+
+    name: str
+    hf_id: str
+    family: str
+    layers_by_kind: dict[str, int]  # "attention: full" / "attention: sliding window 4096" / "mlp: moe 8/256" ...
+    total_params: int
+    active_params: int  # per token (ParamCounts.active)
+    kv_bytes_per_token: float  # 16-bit KV of one sequence of context_tokens, over all layers, per token
+    context_tokens: int
+
+
+def model_summary(spec: ModelSpec, context_tokens: int, kv_bytes_per_element: float = 2.0) -> ModelSummary:
+    """Layers by attention and MLP kind, total and active parameters, and the KV-cache bytes per token of one
+    sequence of `context_tokens` (a sliding-window layer holds min(window, context) tokens of it)."""
+    if context_tokens <= 0:
+        raise ValueError(f"context_tokens={context_tokens} must be > 0")
+    kinds: dict[str, int] = {}
+    full = spec.num_layers - spec.num_sliding_layers
+    attn = "mla" if spec.mla is not None else "full"
+    for label, n in ((f"attention: {attn}", full),
+                     (f"attention: sliding window {spec.sliding_window}", spec.num_sliding_layers)):
+        if n:
+            kinds[label] = n
+    moe = spec.num_moe_layers
+    if spec.num_layers - moe:
+        kinds["mlp: dense"] = spec.num_layers - moe
+    if moe and spec.moe is not None:
+        shared = f" + {spec.moe.num_shared_experts} shared" if spec.moe.num_shared_experts else ""
+        kinds[f"mlp: moe top-{spec.moe.top_k} of {spec.moe.num_experts}{shared}"] = moe
+    held = full * context_tokens + spec.num_sliding_layers * min(context_tokens, spec.sliding_window or 0)
+    kv = spec.kv_elements_per_token_per_layer() * kv_bytes_per_element * held / context_tokens
+    p = count_params(spec)
+    return ModelSummary(spec.name, spec.hf_id, spec.family, kinds, p.total, p.active, kv, context_tokens)

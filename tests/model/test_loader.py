@@ -19,6 +19,7 @@ from roofsim.model.loader import (
     model_from_hf_config,
     model_ids,
     normalize_model_id,
+    preset_load_errors,
 )
 
 
@@ -247,14 +248,6 @@ def test_quantized_checkpoints_parse_architecture_only(shared_data: Path) -> Non
 # ---- presets vs their sources --------------------------------------------------------------------------
 
 
-def test_copied_presets_are_unchanged(shared_data: Path) -> None:
-    ai = shared_data / "model_configs" / "aiconfigurator"
-    copied = sorted(p.name for p in PRESET_DIR.glob("*--*_config.json"))
-    assert len(copied) == 14
-    for name in copied:
-        assert (PRESET_DIR / name).read_bytes() == (ai / name).read_bytes(), name
-
-
 @pytest.mark.parametrize(
     ("preset", "original"),
     [
@@ -323,7 +316,7 @@ def test_normalize_model_id() -> None:
 def test_every_preset_and_alias_resolves_to_itself() -> None:
     specs = list_models()
     assert [m.name for m in specs] == model_ids()
-    assert len(specs) == 24
+    assert len(specs) == len(model_ids()) >= 141 and not preset_load_errors()  # every bundled config loads
     for m in specs:
         for key in filter(None, (m.name, m.hf_id, *m.aliases)):
             assert load_model(key) is m  # lru-cached: the same object
