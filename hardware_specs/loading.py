@@ -4,6 +4,7 @@ each a named constant checked before parsing, so a malformed or hostile file end
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 import re
 import tomllib
@@ -24,10 +25,12 @@ __all__ = [
     "MAX_NESTING_DEPTH",
     "MAX_ROWS",
     "check_rows",
+    "check_unique_columns",
     "load_json_file",
     "load_toml_file",
     "open_text_lines",
     "parse_json_text",
+    "read_csv_records",
     "parse_toml_text",
     "read_text_file",
 ]
@@ -222,6 +225,35 @@ def open_text_lines(path: str | Path, *, what: str = "file", max_bytes: int = MA
     _check_encoding_head(head, path, what)
     with path.open(encoding="utf-8-sig", newline="") as f:
         yield _decoding(_limited_lines(f, path, what), path, what)
+
+
+def read_csv_records(path: str | Path, *, what: str = "CSV table", max_bytes: int = MAX_DATA_BYTES
+                     ) -> tuple[list[str], list[tuple[int, dict[Any, Any]]]]:
+    """(header with names stripped, [(line number, csv.DictReader row)]) of a CSV file within the loading limits;
+    InputError naming the file for malformed CSV, a repeated column or more than MAX_ROWS rows. Extra cells land
+    under the key None and missing cells are None, as in csv.DictReader."""
+    path = Path(path)
+    with open_text_lines(path, what=what, max_bytes=max_bytes) as lines:
+        reader = csv.DictReader(lines)
+        records: list[tuple[int, dict[Any, Any]]] = []
+        try:
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            check_unique_columns(header, path)
+            reader.fieldnames = header
+            for row in reader:
+                records.append((reader.line_num, row))
+                check_rows(len(records), path)
+        except csv.Error as e:
+            raise InputError(f"{path} line {reader.line_num}: malformed CSV ({e})") from None
+    return header, records
+
+
+def check_unique_columns(header: Iterable[str], path: str | Path) -> None:
+    """InputError naming the file and every column a CSV header repeats (csv.DictReader would keep the last)."""
+    cols = list(header)
+    dup = sorted({c for c in cols if cols.count(c) > 1})
+    if dup:
+        raise InputError(f"{path} line 1: header repeats column(s) {dup}; each column must appear once")
 
 
 def check_rows(count: int, path: str | Path, what: str = "rows") -> None:

@@ -4,13 +4,13 @@ LLM-Inference-Bench) into the benchmark table format of validation.bench_table; 
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, overload
 
 from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.loading import read_csv_records
 from roofsim.validation.bench_table import BenchRow, BenchTable
 from roofsim.validation.kernel_tables import normalize_dtype
 
@@ -23,19 +23,10 @@ class _Skip(Exception):
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = list(reader.fieldnames or [])
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise InputError(f"{path} line 1: missing required column(s) {missing}")
-            out = [(reader.line_num, r) for r in reader]
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: malformed CSV ({e})") from e
+    header, out = read_csv_records(path, what="benchmark file")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(f"{path} line 1: missing required column(s) {missing}")
     return header, out
 
 

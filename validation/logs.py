@@ -4,7 +4,6 @@ into one per-request `ServingLog`, plus the regeneration of vLLM's Poisson send 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.loading import MAX_DOCUMENT_BYTES, load_json_file
 
 __all__ = ["ServingLog", "read_vllm_benchmark", "read_guidellm", "read_guidellm_all", "read_llmperf", "read_log",
            "regenerate_poisson_arrivals"]
@@ -64,13 +64,7 @@ def regenerate_poisson_arrivals(n: int, rate: float, seed: int, burstiness: floa
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from e
+    return load_json_file(path, what="serving log", max_bytes=MAX_DOCUMENT_BYTES)
 
 
 def _rate(value: Any, path: Path, key: str) -> float | None:
