@@ -30,13 +30,14 @@ __all__ = [
     "load_toml_file",
     "open_text_lines",
     "parse_json_text",
-    "read_csv_records",
     "parse_toml_text",
+    "read_csv_records",
     "read_text_file",
 ]
 
-# Model config.json, hardware TOML, run TOML, calibration profile: hand-written files of a few KB; 16 MiB leaves
-# room for a config that embeds a tokenizer-sized list and still parses in well under a second.
+# Model config.json, hardware TOML, run TOML, calibration profile: files of a few KB (the largest bundled one,
+# validation/profiles/a100-sxm-80gb.toml, is 13 KB); 16 MiB is
+# over 1000x that.
 MAX_CONFIG_BYTES = 16 * 2**20
 # A whole-document JSON serving log (vLLM --save-detailed keeps every generated text): parsed in one piece,
 # Python objects take ~10x the file, so 512 MiB is what a laptop can hold.
@@ -52,6 +53,8 @@ MAX_LINE_CHARS = 131_072
 # Rows of one trace or table: ~100 bytes of Python objects per parsed row, so 50 M rows is ~5 GB.
 MAX_ROWS = 50_000_000
 
+_BYTE_LIMITS = {MAX_CONFIG_BYTES: "MAX_CONFIG_BYTES", MAX_DOCUMENT_BYTES: "MAX_DOCUMENT_BYTES",
+                MAX_DATA_BYTES: "MAX_DATA_BYTES"}
 _OTHER_ENCODINGS = (
     (codecs.BOM_UTF32_LE, "UTF-32"),
     (codecs.BOM_UTF32_BE, "UTF-32"),
@@ -72,8 +75,8 @@ def _check_size(path: Path, what: str, max_bytes: int) -> None:
     if path.is_dir():
         raise InputError(f"{path}: {what} is a folder, not a file")
     if size > max_bytes:
-        raise InputError(f"{path}: {what} is {size:,} bytes, over the limit of {max_bytes:,} bytes "
-                         f"(roofsim.hardware_specs.loading limit for this kind of file)")
+        name = _BYTE_LIMITS.get(max_bytes, "the size limit")
+        raise InputError(f"{path}: {what} is {size:,} bytes, over {name}={max_bytes:,} bytes")
 
 
 def _check_encoding_head(head: bytes, path: Path, what: str) -> None:
@@ -85,8 +88,8 @@ def _check_encoding_head(head: bytes, path: Path, what: str) -> None:
         raise InputError(f"{path}: {what} looks like UTF-16 text (NUL bytes); {_ENCODING_HINT}")
 
 
-def _decode_error(e: UnicodeDecodeError, path: Path, what: str, data: bytes | None = None) -> InputError:
-    where = "" if data is None else f" at line {data.count(_NEWLINE, 0, e.start) + 1}"
+def _decode_error(e: UnicodeDecodeError, path: Path, what: str, data: bytes) -> InputError:
+    where = f" at line {data.count(_NEWLINE, 0, e.start) + 1}"
     return InputError(f"{path}: {what} is not UTF-8 text{where} (byte {e.object[e.start:e.start + 1]!r}: "
                       f"{e.reason}); {_ENCODING_HINT}")
 
@@ -190,10 +193,29 @@ def load_toml_file(path: str | Path, *, what: str = "TOML file", max_bytes: int 
 
 
 # ------------------------------------------------------------------------------------------ line-oriented files
+def _first_decode_error(path: Path, what: str) -> InputError:
+    """The error for the first undecodable line (the text layer decodes ahead, so its position is not the line's);
+    decodes in 16 MiB chunks so a large file is never held whole."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    line = 1
+    with path.open("rb") as raw:
+        for chunk in iter(lambda: raw.read(2**24), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                line += chunk.count(_NEWLINE, 0, max(e.start, 0))
+                return InputError(f"{path}: {what} is not UTF-8 text at line {line} ({e.reason}); {_ENCODING_HINT}")
+            line += chunk.count(_NEWLINE)
+    return InputError(f"{path}: {what} is not UTF-8 text (it ends inside a character); {_ENCODING_HINT}")
+
+
 def _limited_lines(f: IO[str], path: Path, what: str) -> Iterator[str]:
     line_no = 0
     while True:
-        line = f.readline(MAX_LINE_CHARS + 1)
+        try:
+            line = f.readline(MAX_LINE_CHARS + 1)
+        except UnicodeDecodeError:
+            raise _first_decode_error(path, what) from None
         if not line:
             return
         line_no += 1
@@ -201,13 +223,6 @@ def _limited_lines(f: IO[str], path: Path, what: str) -> Iterator[str]:
             raise InputError(f"{path}:{line_no}: {what} line is longer than MAX_LINE_CHARS={MAX_LINE_CHARS:,} "
                              f"characters (file {path})")
         yield line
-
-
-def _decoding(lines: Iterator[str], path: Path, what: str) -> Iterator[str]:
-    try:
-        yield from lines
-    except UnicodeDecodeError as e:
-        raise _decode_error(e, path, what) from None
 
 
 @contextmanager
@@ -224,7 +239,7 @@ def open_text_lines(path: str | Path, *, what: str = "file", max_bytes: int = MA
         raise InputError(f"{path}: cannot read {what} ({e.strerror or e})") from None
     _check_encoding_head(head, path, what)
     with path.open(encoding="utf-8-sig", newline="") as f:
-        yield _decoding(_limited_lines(f, path, what), path, what)
+        yield _limited_lines(f, path, what)
 
 
 def read_csv_records(path: str | Path, *, what: str = "CSV table", max_bytes: int = MAX_DATA_BYTES

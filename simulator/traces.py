@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import logging
 import math
 import re
@@ -266,9 +265,12 @@ def detect_format(path: str | Path) -> str:
         first = next((ln for ln in lines if ln.strip()), "")
     if first.lstrip().startswith("{"):
         try:
-            keys = set(json.loads(first))
-        except (json.JSONDecodeError, TypeError, RecursionError, ValueError):
-            raise InputError(f"{path.name}:1: not valid JSON, or not an object (file {path})") from None
+            record = parse_json_text(first, f"{path.name}:1")
+        except InputError as e:
+            raise InputError(f"{e} (file {path})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path.name}:1: expected a JSON object, got {type(record).__name__} (file {path})")
+        keys = set(record)
         for fmt in ("mooncake", "jsonl"):
             if set(_COLUMNS[fmt][:3]) <= keys:
                 return fmt

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.loading import read_csv_records
 from roofsim.model.spec import MAX_MODEL_SIZE
 
-__all__ = ["BenchRow", "BenchTable", "read_bench_table", "write_bench_table", "COLUMNS", "MODES",
+__all__ = ["BenchRow", "BenchTable", "read_bench_table", "rows_to_table", "write_bench_table", "COLUMNS", "MODES",
            "MODE_REQUIRED"]
 
 MODES = ("offline", "closed_loop", "poisson", "static_batch")
@@ -131,20 +131,29 @@ def read_bench_table(path: Path | str) -> BenchTable:
     unknown = [c for c in header if c not in COLUMNS and c != "notes"]
     if unknown:
         raise InputError(f"{path} line 1: unknown column(s) {unknown}; known: {list(COLUMNS)} (+ notes)")
+
+    def make_row(r: dict[str, str]) -> BenchRow:
+        row = BenchRow(**{c: _cell(c, r[c]) for c in header})
+        _check_row(row)
+        return row
+
+    return rows_to_table(path, records, make_row, _CellError)
+
+
+def rows_to_table(path: Path, records: Iterable[tuple[int, dict]], make_row: Callable[[dict], BenchRow],
+                  row_error: type[Exception]) -> BenchTable:
+    """The BenchTable of CSV records: a ragged row or a row whose make_row raises `row_error` becomes a problem
+    naming file and line; a table with no data rows gets one problem saying nothing was read."""
     rows: list[BenchRow] = []
     problems: list[str] = []
     for ln, r in records:
         if None in r or any(v is None for v in r.values()):
-            problems.append(f"{path} line {ln}: number of cells differs from the {len(header)} header columns")
+            problems.append(f"{path} line {ln}: number of cells differs from the header")
             continue
         try:
-            kw = {c: _cell(c, r[c]) for c in header}
-            row = BenchRow(**kw)
-            _check_row(row)
-        except _CellError as e:
+            rows.append(make_row(r))
+        except row_error as e:
             problems.append(f"{path} line {ln}: {e}")
-            continue
-        rows.append(row)
     if not rows and not problems:
         problems.append(f"{path}: no rows: the table has a header but no data (nothing read)")
     return BenchTable(tuple(rows), tuple(problems))

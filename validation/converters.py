@@ -11,7 +11,7 @@ from typing import Literal, overload
 
 from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.loading import read_csv_records
-from roofsim.validation.bench_table import BenchRow, BenchTable
+from roofsim.validation.bench_table import BenchRow, BenchTable, rows_to_table
 from roofsim.validation.kernel_tables import normalize_dtype
 
 __all__ = ["convert_aiconfigurator_silicon", "convert_splitwise", "convert_argonne", "SPLITWISE_HW", "ARGONNE_HW",
@@ -68,14 +68,7 @@ def _i(r: dict, col: str, *, blank_ok: bool = False) -> int | None:
 
 def _convert(path: Path, required: tuple[str, ...], fn: Callable[[dict], BenchRow]) -> BenchTable:
     _, recs = _rows(path, required)
-    rows: list[BenchRow] = []
-    problems: list[str] = []
-    for ln, r in recs:
-        try:
-            rows.append(fn(r))
-        except _Skip as e:
-            problems.append(f"{path} line {ln}: {e}")
-    return BenchTable(tuple(rows), tuple(problems))
+    return rows_to_table(path, recs, fn, _Skip)
 
 
 # ---------------------------------------------------------------------------------- AIConfigurator silicon

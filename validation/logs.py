@@ -91,6 +91,22 @@ def _num(value: Any, path: Path, where: str, *, integer: bool = False, allow_zer
     return x
 
 
+def _optional(value: Any, path: Path, key: str, *, integer: bool = False) -> float | None:
+    """A recorded seed/duration: None when absent, else a finite number (an integer for a seed)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+            integer and value != int(value)):
+        raise InputError(f"{path}: field {key!r}={value!r} must be a finite {'integer' if integer else 'number'}")
+    return value
+
+
+def _list(value: Any, path: Path, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise InputError(f"{path}: {key} must be a list, got {type(value).__name__}")
+    return value
+
+
 # ------------------------------------------------------------------------------------------------ vLLM
 _VLLM_KEYS = ("input_lens", "output_lens", "ttfts", "itls")
 
@@ -112,7 +128,7 @@ def read_vllm_benchmark(path: Path | str) -> ServingLog:
             raise InputError(f"{path}: key {key!r} must be a list, got {type(d[key]).__name__}")
     n = len(d["ttfts"])
     for key in _VLLM_KEYS + ("errors", "generated_texts"):
-        if key in d and len(d[key]) != n:
+        if key in d and d[key] is not None and len(_list(d[key], path, f"key {key!r}")) != n:
             raise InputError(f"{path}: key {key!r} has {len(d[key])} entries but 'ttfts' has {n}")
     notes: list[str] = []
     errors = d.get("errors") or [""] * n
@@ -142,7 +158,7 @@ def read_vllm_benchmark(path: Path | str) -> ServingLog:
     e2e = ttft + np.array([g.sum() for g in itls], dtype=np.float64)
     notes.append("e2e_s = ttft + sum(itls) (vLLM's own latency field is not saved per request)")
     rate = _rate(d.get("request_rate"), path, "request_rate")
-    seed = d.get("seed")
+    seed = _optional(d.get("seed"), path, "seed", integer=True)
     if seed is None:
         notes.append("seed not recorded in the file; vLLM benchmark_serving's --seed defaults to 0")
     send = None
@@ -161,7 +177,7 @@ def read_vllm_benchmark(path: Path | str) -> ServingLog:
     burst = d.get("burstiness")
     if burst not in (None, 1.0, 1):
         notes.append(f"burstiness={burst}: arrivals are gamma, not Poisson")
-    dur = d.get("duration")
+    dur = _optional(d.get("duration"), path, "duration")
     return ServingLog("vllm", str(path), inp, out, ttft, tuple(itls), e2e, send, rate,
                       int(seed) if seed is not None else None,
                       float(dur) if dur is not None else None, tuple(notes))
@@ -179,6 +195,8 @@ def _guidellm_request(r: Any, path: Path, where: str) -> tuple[int, int, float, 
                          f"{'prompt_tokens' if pt is None else 'output_tokens'!r}")
     pt = int(_num(pt, path, f"{where}.prompt_tokens", integer=True))
     ot = int(_num(ot, path, f"{where}.output_tokens", integer=True))
+    if timings is not None and not isinstance(timings, dict):
+        raise InputError(f"{path}: {where}.info.timings must be an object, got {type(timings).__name__}")
     if timings:  # GuideLLM >= 0.4: info.timings.{request_start, first_iteration, last_iteration, request_end}
         start, first = timings.get("request_start"), timings.get("first_iteration")
         last, end = timings.get("last_iteration"), timings.get("request_end")
@@ -189,7 +207,8 @@ def _guidellm_request(r: Any, path: Path, where: str) -> tuple[int, int, float, 
         s = _num(start, path, f"{where}.start")
         ttft = _num(first, path, f"{where}.first_token_time") - s
         e2e = _num(end, path, f"{where}.end_time") - s
-        itl = (float(last) - float(first)) / (ot - 1) if ot > 1 else 0.0
+        itl = (_num(last, path, f"{where}.last_token_time") - _num(first, path, f"{where}.first_token_time")
+               ) / (ot - 1) if ot > 1 else 0.0
         if ttft < 0 or e2e < ttft or itl < 0:
             raise InputError(f"{path}: {where}: timestamps out of order (start {start}, first {first}, "
                              f"last {last}, end {end})")
@@ -219,7 +238,7 @@ def _guidellm_one(path: Path, b: Any, bi: int) -> ServingLog:
     if not isinstance(b, dict) or not isinstance(b.get("requests"), dict) or "successful" not in b["requests"]:
         raise InputError(f"{path} is not a GuideLLM JSON: benchmarks[{bi}] missing key 'requests.successful'")
     reqs = b["requests"]
-    succ = reqs["successful"]
+    succ = _list(reqs["successful"], path, f"benchmarks[{bi}].requests.successful")
     notes = [
         f"benchmarks[{bi}]",
         "GuideLLM stores one mean inter-token latency per request, (last_token - first_token)/(output_tokens - 1);"
@@ -228,7 +247,7 @@ def _guidellm_one(path: Path, b: Any, bi: int) -> ServingLog:
         " it is not used: our TPOT is (e2e - ttft)/(output_tokens - 1)",
     ]
     for kind in ("errored", "incomplete"):
-        k = len(reqs.get(kind) or [])
+        k = len(_list(reqs.get(kind) or [], path, f"benchmarks[{bi}].requests.{kind}"))
         if k:
             notes.append(f"{k} {kind} requests are excluded")
     rows = [_guidellm_request(r, path, f"benchmarks[{bi}].requests.successful[{i}]") for i, r in enumerate(succ)]
@@ -258,10 +277,11 @@ def _guidellm_one(path: Path, b: Any, bi: int) -> ServingLog:
     if stype:
         notes.append(f"strategy {stype}" + (f", streams/concurrency {strat.get('streams')}" if strat.get("streams")
                                             else ""))
-    seed = strat.get("random_seed")
+    seed = _optional(strat.get("random_seed"), path, f"benchmarks[{bi}].args.strategy.random_seed", integer=True)
     dur = None
     if b.get("start_time") is not None and b.get("end_time") is not None:
-        dur = float(b["end_time"]) - float(b["start_time"])
+        dur = _num(b["end_time"], path, f"benchmarks[{bi}].end_time") - _num(b["start_time"], path,
+                                                                              f"benchmarks[{bi}].start_time")
     return ServingLog("guidellm", str(path), inp, out, ttft, itl, e2e, send, rate,
                       int(seed) if seed is not None else None, dur, tuple(notes))
 
