@@ -34,8 +34,8 @@ from tests.robust_inputs import _BENCH, READERS, Reader, file_bytes
 # is far from machine speed (the hangs ran for minutes or forever).
 CASE_TIMEOUT_S = 20
 EXPECTED = (InputError, UnknownNameError, ValidationError)
-# Examples per reader: 25 keeps the suite at ~15 s of CPU; ROOFSIM_ROBUST_EXAMPLES=500 for a longer hunt.
-EXAMPLES = int(os.environ.get("ROOFSIM_ROBUST_EXAMPLES", "25"))
+# Examples per reader: 30 keeps the suite at ~15 s of CPU; ROOFSIM_ROBUST_EXAMPLES=500 for a longer hunt.
+EXAMPLES = int(os.environ.get("ROOFSIM_ROBUST_EXAMPLES", "30"))
 
 
 class Hang(Exception):
