@@ -11,7 +11,6 @@ A mixed-precision checkpoint is described by the format of its MLP/expert weight
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.loading import load_json_file
 from roofsim.model.spec import QuantSpec
 
 # A 128x128 weight block shares one scale (DeepSeek-V3 FP8 recipe): "weights per scale" = 16384.
@@ -209,10 +209,7 @@ def checkpoint_quant_of_file(config_path: Path, config: Mapping[str, Any]) -> Ch
     side = None
     where = str(config_path)
     if side_path is not None:
-        try:
-            side = json.loads(side_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{side_path}: cannot read the quantisation side file ({exc})") from exc
+        side = load_json_file(side_path, what="quantisation side file")
         where = f"{config_path} + {side_path.name}"
     return quant_from_configs(config, side, where)
 

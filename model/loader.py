@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import re
 import tomllib
@@ -19,9 +18,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.hardware_specs.loading import load_json_file
 from roofsim.model.checkpoint_quant import CheckpointQuant, checkpoint_quant_of_file, quant_from_configs
 from roofsim.model.params import count_params
 from roofsim.model.spec import (
+    MAX_LAYERS,
+    MAX_MODEL_SIZE,
     MLP,
     DenseMLP,
     GQAAttention,
@@ -68,6 +70,13 @@ class _Fields:
             raise InputError(f"{self.where}: required field {names} is missing")
         return keys[0], default
 
+    def _limit(self, key: builtins.str, value: builtins.int) -> builtins.int:
+        """The value, or an InputError naming the size limit it is over (checked before anything loops on it)."""
+        name, limit = ("MAX_LAYERS", MAX_LAYERS) if "layer" in key else ("MAX_MODEL_SIZE", MAX_MODEL_SIZE)
+        if value > limit:
+            raise InputError(f"{self.where}: field {key!r}={value} is over {name}={limit}")
+        return value
+
     def int(self, *keys: str, default: Any = _MISSING, nullable: bool = False) -> Any:
         """A positive integer (None allowed only when `nullable`)."""
         key, value = self._get(keys, default)
@@ -77,7 +86,7 @@ class _Fields:
             raise InputError(f"{self.where}: field {key!r} must be an integer, got {value!r}")
         if value <= 0:
             raise InputError(f"{self.where}: field {key!r} must be > 0, got {value}")
-        return value
+        return self._limit(key, value)
 
     def count(self, *keys: builtins.str, default: Any = _MISSING) -> builtins.int:
         """A non-negative integer (0 allowed), null read as 0."""
@@ -86,7 +95,7 @@ class _Fields:
             return 0
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InputError(f"{self.where}: field {key!r} must be an integer >= 0, got {value!r}")
-        return value
+        return self._limit(key, value)
 
     def bool(self, key: builtins.str, default: Any = _MISSING) -> builtins.bool:
         key, value = self._get((key,), default)
@@ -224,7 +233,8 @@ def _qwen_moe_layout(f: _Fields, num_layers: int) -> tuple[int, int]:
         raise InputError(
             f"{f.where}: field 'mlp_only_layers' must list layer indices in [0, {num_layers}), got {dense_only!r}"
         )
-    moe_layers = [i for i in range(num_layers) if i not in dense_only and (i + 1) % step == 0]
+    dense_set = set(dense_only)
+    moe_layers = [i for i in range(num_layers) if i not in dense_set and (i + 1) % step == 0]
     if not moe_layers:
         raise InputError(f"{f.where}: decoder_sparse_step/mlp_only_layers leave no MoE layer")
     first, freq = moe_layers[0], step
@@ -1031,18 +1041,12 @@ def model_from_hf_config(config: dict[str, Any], name: str, source: str = "", **
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The JSON object in `path` (a config.json or a directory holding one); InputError if unreadable."""
+    """The JSON object in `path` (a config.json or a directory holding one); InputError if unreadable or over
+    a roofsim.hardware_specs.loading limit (size, nesting depth, encoding)."""
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read model config ({exc.strerror or exc})") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    data = load_json_file(p, what="model config")
     if not isinstance(data, dict):
         raise InputError(f"{p}: a model config must be a JSON object, got {type(data).__name__}")
     return data

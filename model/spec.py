@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from roofsim.hardware_specs.spec import DTYPE_BYTES
 
+# Size limits checked when a model is loaded or built, so a config with num_hidden_layers=10**30 is an error, not a
+# hang or a MemoryError. The largest bundled model (Llama-3.1-405B, model/presets) has 126 layers, hidden 16384,
+# vocab 250880 (BLOOM) and 163840 context tokens (DeepSeek-V3): the limits are 30x-100x beyond them.
+MAX_LAYERS = 4096
+MAX_MODEL_SIZE = 2**24  # any width, head count, expert count, vocabulary or context length of one model
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -284,6 +290,16 @@ class ModelSpec(_Frozen):
         """(MLP, layers) of each distinct MLP kind, in order of first appearance."""
         return _merge((g.mlp, g.count) for g in self.layer_groups)
 
+    @model_validator(mode="after")
+    def _check_sizes(self) -> ModelSpec:
+        if self.num_layers > MAX_LAYERS:
+            raise ValueError(f"num_layers={self.num_layers} is over MAX_LAYERS={MAX_LAYERS}")
+        for name in ("vocab_size", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size",
+                     "max_context_tokens"):
+            if getattr(self, name) > MAX_MODEL_SIZE:
+                raise ValueError(f"{name}={getattr(self, name)} is over MAX_MODEL_SIZE={MAX_MODEL_SIZE}")
+        return self
+
     # ---- derived architecture facts -------------------------------------------------------------
     @property
     def q_dim(self) -> int:
@@ -304,9 +320,13 @@ class ModelSpec(_Frozen):
 
     @property
     def num_moe_layers(self) -> int:
+        """Layers carrying a routed-expert MLP (the per-layer groups, or i >= first_dense_layers with
+        (i - first) % layer_freq == 0 counted in closed form)."""
         if self.layers:
             return sum(g.count for g in self.layers if g.mlp.kind == "moe")
-        return sum(self.is_moe_layer(i) for i in range(self.num_layers))
+        if self.moe is None or self.num_layers <= self.moe.first_dense_layers:
+            return 0
+        return -(-(self.num_layers - self.moe.first_dense_layers) // self.moe.layer_freq)
 
     def kv_elements_per_token_per_layer(self) -> int:
         """Cached elements per token per layer: 2*kv_heads*head_dim, or latent+rope for MLA."""

@@ -16,6 +16,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.model.cost import Calibration
 from roofsim.model.quant import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
 from roofsim.model.spec import QuantSpec
@@ -179,7 +180,7 @@ class SimConfig(BaseModel):
         """Read a run file; InputError naming the file and every bad field."""
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = load_toml_file(path, what="run file")
         except tomllib.TOMLDecodeError as e:
             raise InputError(f"{path}: not valid TOML: {e}") from None
         return cls.from_dict(data, str(path))

@@ -4,14 +4,14 @@ LLM-Inference-Bench) into the benchmark table format of validation.bench_table; 
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, overload
 
 from roofsim.hardware_specs.errors import InputError
-from roofsim.validation.bench_table import BenchRow, BenchTable
+from roofsim.hardware_specs.loading import read_csv_records
+from roofsim.validation.bench_table import BenchRow, BenchTable, rows_to_table
 from roofsim.validation.kernel_tables import aic_system_hardware, normalize_dtype
 
 __all__ = ["convert_aiconfigurator_silicon", "convert_splitwise", "convert_argonne", "SPLITWISE_HW", "ARGONNE_HW",
@@ -23,19 +23,10 @@ class _Skip(Exception):
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = list(reader.fieldnames or [])
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise InputError(f"{path} line 1: missing required column(s) {missing}")
-            out = [(reader.line_num, r) for r in reader]
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: malformed CSV ({e})") from e
+    header, out = read_csv_records(path, what="benchmark file")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(f"{path} line 1: missing required column(s) {missing}")
     return header, out
 
 
@@ -77,14 +68,7 @@ def _i(r: dict, col: str, *, blank_ok: bool = False) -> int | None:
 
 def _convert(path: Path, required: tuple[str, ...], fn: Callable[[dict], BenchRow]) -> BenchTable:
     _, recs = _rows(path, required)
-    rows: list[BenchRow] = []
-    problems: list[str] = []
-    for ln, r in recs:
-        try:
-            rows.append(fn(r))
-        except _Skip as e:
-            problems.append(f"{path} line {ln}: {e}")
-    return BenchTable(tuple(rows), tuple(problems))
+    return rows_to_table(path, recs, fn, _Skip)
 
 
 # ---------------------------------------------------------------------------------- AIConfigurator silicon

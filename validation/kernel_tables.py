@@ -18,6 +18,7 @@ from typing import Any
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.hardware_specs.loading import open_text_lines, read_csv_records
 
 log = logging.getLogger(__name__)
 
@@ -478,15 +479,7 @@ _MEDIAN = "time_stats.{}.median"
 
 
 def _csv_records(path: Path) -> tuple[list[str], Iterable[tuple[int, dict]]]:
-    f = path.open(newline="", encoding="utf-8")
-    reader = csv.DictReader(f)
-    header = list(reader.fieldnames or [])
-
-    def gen():
-        with f:
-            for row in reader:
-                yield reader.line_num, row
-    return header, gen()
+    return read_csv_records(path, what="kernel table")
 
 
 def _need_cols(path: Path, header: Sequence[str], cols: Iterable[str]) -> None:
@@ -692,8 +685,11 @@ def _llmcompass_file(p: Path) -> KernelTable:
     hw = LLMCOMPASS_HW.get(dev, dev.lower())
     rows: list[KernelMeasurement] = []
     problems: list[str] = []
-    with p.open(newline="", encoding="utf-8") as f:
-        lines = [[c.strip() for c in row] for row in csv.reader(f)]
+    with open_text_lines(p, what="kernel table") as text:
+        try:
+            lines = [[c.strip() for c in row] for row in csv.reader(text)]
+        except csv.Error as e:
+            raise InputError(f"{p}: malformed CSV ({e})") from None
     if kind.startswith("transformer"):
         shapes = _g3_shapes(kind == "transformerAR")
         vals = [r for r in lines if r]
@@ -756,33 +752,22 @@ def read_generic_csv(path: Path | str) -> KernelTable:
     Unknown columns and missing required columns raise InputError; a bad cell is a problem naming line and field.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            if not header:
-                raise InputError(f"{path}: empty file, expected a header with {list(GENERIC_REQUIRED)}")
-            missing = [c for c in GENERIC_REQUIRED if c not in header]
-            if missing:
-                raise InputError(f"{path} line 1: missing required column(s) {missing}")
-            unknown = [c for c in header if c not in _GENERIC_ALLOWED]
-            if unknown:
-                raise InputError(f"{path} line 1: unknown column(s) {unknown}; allowed: {sorted(_GENERIC_ALLOWED)}")
-            if len(set(header)) != len(header):
-                raise InputError(f"{path} line 1: duplicate column names in {header}")
-            reader.fieldnames = header
-            rows: list[KernelMeasurement] = []
-            problems: list[str] = []
-            for r in reader:
-                ln = reader.line_num
-                try:
-                    rows.append(_generic_row(r, str(path), ln))
-                except _RowError as e:
-                    problems.append(f"{path} line {ln}: {e}")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e})") from e
-    except csv.Error as e:
-        raise InputError(f"{path}: malformed CSV ({e})") from e
+    header, records = read_csv_records(path, what="kernel table")
+    if not header:
+        raise InputError(f"{path}: empty file, expected a header with {list(GENERIC_REQUIRED)}")
+    missing = [c for c in GENERIC_REQUIRED if c not in header]
+    if missing:
+        raise InputError(f"{path} line 1: missing required column(s) {missing}")
+    unknown = [c for c in header if c not in _GENERIC_ALLOWED]
+    if unknown:
+        raise InputError(f"{path} line 1: unknown column(s) {unknown}; allowed: {sorted(_GENERIC_ALLOWED)}")
+    rows: list[KernelMeasurement] = []
+    problems: list[str] = []
+    for ln, r in records:
+        try:
+            rows.append(_generic_row(r, str(path), ln))
+        except _RowError as e:
+            problems.append(f"{path} line {ln}: {e}")
     return KernelTable(tuple(rows), tuple(problems))
 
 
@@ -853,8 +838,8 @@ def _detect(path: Path) -> str:
         raise InputError(f"{path}: cannot detect the kernel table format (expected .parquet or .csv)")
     if "real_hardware" in path.parts:
         return "llmcompass"
-    with path.open(encoding="utf-8", errors="replace") as f:
-        first = f.readline()
+    with open_text_lines(path, what="kernel table") as lines:
+        first = next(lines, "")
     cols = [c.strip() for c in first.split(",")]
     if "measured_s" in cols:
         return "csv"
@@ -873,12 +858,16 @@ def read_kernel_tables(path: Path | str, format: str = "auto") -> KernelTable:
     if not path.is_dir():
         raise InputError(f"{path}: no such file or directory")
     out = _EMPTY
+    tables = 0
     for p in sorted(x for x in path.rglob("*") if x.is_file()):
         if p.suffix not in (".csv", ".parquet"):
             log.debug("skipping non-table file %s", p)
             continue
+        tables += 1
         try:
             out = out + read_kernel_file(p, format)
         except InputError as e:
             out = out + KernelTable((), (str(e),))
+    if not tables:
+        return KernelTable((), (f"{path}: no kernel table (.csv or .parquet file) in the folder (nothing read)",))
     return out

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.loading import MAX_DOCUMENT_BYTES, parse_json_text, read_text_file
 
 __all__ = ["ServingLog", "ServingStats", "LOG_FORMATS", "read_vllm_benchmark", "read_guidellm", "read_guidellm_all",
            "read_llmperf", "read_sglang", "read_aiperf", "read_genai_perf", "read_log", "read_logs", "read_stats",
@@ -88,28 +89,17 @@ def regenerate_poisson_arrivals(n: int, rate: float, seed: int, burstiness: floa
 
 # ------------------------------------------------------------------------------------------------ helpers
 def _load_json(path: Path) -> Any:
-    """The file's JSON value; a JSON Lines file (vLLM --append-result, SGLang bench_serving, AIPerf
-    profile_export.jsonl) becomes the list of its line objects. The one place serving logs are loaded."""
+    """The file's JSON value (within the loading layer's size, encoding and nesting limits); a JSON Lines file
+    (vLLM --append-result, SGLang bench_serving, AIPerf profile_export.jsonl) becomes the list of its line objects.
+    The one place serving logs are loaded."""
+    text = read_text_file(path, what="serving log", max_bytes=MAX_DOCUMENT_BYTES)
     try:
-        with path.open(encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from e
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
+        return parse_json_text(text, str(path))
+    except InputError:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         if len(lines) < 2:
-            raise InputError(f"{path}: not valid JSON ({e})") from e
-        out = []
-        for i, ln in enumerate(lines):
-            try:
-                out.append(json.loads(ln))
-            except json.JSONDecodeError as e2:
-                raise InputError(f"{path}: not valid JSON or JSON Lines (line {i + 1}: {e2})") from e2
-        return out
+            raise
+        return [parse_json_text(ln, f"{path}: JSON Lines line {i + 1}") for i, ln in enumerate(lines)]
 
 
 def _rate(value: Any, path: Path, key: str) -> float | None:
@@ -183,6 +173,23 @@ def _mean_gaps(out_tokens: int, mean_gap_s: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- vLLM and SGLang (per-request lists)
+
+
+def _optional(value: Any, path: Path, key: str, *, integer: bool = False) -> float | None:
+    """A recorded seed/duration: None when absent, else a finite number (an integer for a seed)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+            integer and value != int(value)):
+        raise InputError(f"{path}: field {key!r}={value!r} must be a finite {'integer' if integer else 'number'}")
+    return value
+
+
+def _list(value: Any, path: Path, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise InputError(f"{path}: {key} must be a list, got {type(value).__name__}")
+    return value
+
 _VLLM_KEYS = ("input_lens", "output_lens", "ttfts", "itls")
 # Summary fields both scripts also write: recomputable from the per-request lists, so not needed for replay.
 _SUMMARY_PREFIXES = ("mean_", "median_", "std_", "p")
@@ -213,7 +220,7 @@ def _per_request_lists(d: dict[str, Any], path: Path, fmt: str, where: str, note
             raise InputError(f"{path}: {where} key {key!r} must be a list, got {type(d[key]).__name__}")
     n = len(d["ttfts"])
     for key in _VLLM_KEYS + ("errors", "generated_texts", "latencies", "start_times"):
-        if key in d and d[key] is not None and len(d[key]) != n:
+        if key in d and d[key] is not None and len(_list(d[key], path, f"{where} key {key!r}")) != n:
             raise InputError(f"{path}: {where} key {key!r} has {len(d[key])} entries but 'ttfts' has {n}")
     errors = d.get("errors") or [""] * n
     failed = [i for i in range(n) if errors[i] or d["output_lens"][i] == 0]
@@ -261,7 +268,7 @@ def _vllm_one(d: Any, path: Path, where: str) -> ServingLog:
     notes += _unread_keys({k: v for k, v in d.items() if not _is_summary_key(k) and not k.startswith(
         ("spec_decode_", "diffusion_", "probe_"))}, known, where)
     rate = _rate(d.get("request_rate"), path, "request_rate")
-    seed = d.get("seed")
+    seed = _optional(d.get("seed"), path, "seed", integer=True)
     # our own `roofsim measure` logs store send times under these keys (seconds)
     for key in ("send_times", "arrival_s"):
         if key in d:
@@ -290,7 +297,7 @@ def _vllm_one(d: Any, path: Path, where: str) -> ServingLog:
     burst = d.get("burstiness")
     if burst not in (None, 1.0, 1):
         notes.append(f"burstiness={burst}: arrivals are gamma, not Poisson")
-    dur = d.get("duration")
+    dur = _optional(d.get("duration"), path, "duration")
     mc = _opt_int(d.get("max_concurrency"), path, "max_concurrency")
     if mc is not None:
         notes.append(f"max_concurrency={mc}: the client held at most {mc} requests in flight")
@@ -332,7 +339,7 @@ def _sglang_one(d: Any, path: Path, where: str) -> ServingLog:
                  "rate, seed) when nothing else drew from numpy's RNG first (the random dataset does)")
     if d.get("accept_length") is not None:
         notes.append(f"accept_length={d['accept_length']}: the server ran speculative decoding")
-    dur = d.get("duration")
+    dur = _optional(d.get("duration"), path, f"{where}.duration")
     return rows.log("sglang", path, notes, rate=_rate(d.get("request_rate"), path, f"{where}.request_rate"),
                     duration_s=float(dur) if dur is not None else None, label=where,
                     concurrency=_opt_int(d.get("max_concurrency"), path, "max_concurrency"))
@@ -375,6 +382,8 @@ def _guidellm_request(r: Any, path: Path, where: str) -> tuple[int, int, float, 
                          f"{'prompt_tokens' if pt is None else 'output_tokens'!r}")
     pt = int(_num(pt, path, f"{where}.prompt_tokens", integer=True))
     ot = int(_num(ot, path, f"{where}.output_tokens", integer=True))
+    if timings is not None and not isinstance(timings, dict):
+        raise InputError(f"{path}: {where}.info.timings must be an object, got {type(timings).__name__}")
     if isinstance(timings, dict):
         # GuideLLM 0.5/0.6 RequestTimings (src/guidellm/schemas/info.py): request_start, first_token_iteration,
         # last_token_iteration, request_end (resolve_start/resolve_end as GuideLLM's own fallbacks);
@@ -392,7 +401,8 @@ def _guidellm_request(r: Any, path: Path, where: str) -> tuple[int, int, float, 
         s = _num(start, path, f"{where}.start")
         ttft = _num(first, path, f"{where}.first_token_time") - s
         e2e = _num(end, path, f"{where}.end_time") - s
-        itl = (_num(last, path, f"{where}.last_token_time") - float(first)) / (ot - 1) if ot > 1 else 0.0
+        itl = (_num(last, path, f"{where}.last_token_time") - _num(first, path, f"{where}.first_token_time")
+               ) / (ot - 1) if ot > 1 else 0.0
         if ttft < 0 or e2e < ttft or itl < 0:
             raise InputError(f"{path}: {where}: timestamps out of order (start {start}, first {first}, "
                              f"last {last}, end {end})")
@@ -433,7 +443,7 @@ def _guidellm_one(path: Path, b: Any, bi: int) -> ServingLog:
     if not isinstance(b, dict) or not isinstance(b.get("requests"), dict) or "successful" not in b["requests"]:
         raise InputError(f"{path} is not a GuideLLM JSON: benchmarks[{bi}] missing key 'requests.successful'")
     reqs = b["requests"]
-    succ = reqs["successful"]
+    succ = _list(reqs["successful"], path, f"benchmarks[{bi}].requests.successful")
     notes = [
         f"benchmarks[{bi}]",
         "GuideLLM stores one mean inter-token latency per request, (last_token - first_token)/(output_tokens - 1);"
@@ -442,7 +452,7 @@ def _guidellm_one(path: Path, b: Any, bi: int) -> ServingLog:
         " it is not used: our TPOT is (e2e - ttft)/(output_tokens - 1)",
     ]
     for kind in ("errored", "incomplete"):
-        k = len(reqs.get(kind) or [])
+        k = len(_list(reqs.get(kind) or [], path, f"benchmarks[{bi}].requests.{kind}"))
         if k:
             notes.append(f"{k} {kind} requests are excluded")
     rows = _Rows()
@@ -476,12 +486,13 @@ def _guidellm_one(path: Path, b: Any, bi: int) -> ServingLog:
     for k in ("warmup_duration", "cooldown_duration"):
         if b.get(k):
             notes.append(f"{k}={float(b[k]):.3g} s: requests of that phase ran but are not in the file")
-    seed = strat.get("random_seed")
+    seed = _optional(strat.get("random_seed"), path, f"benchmarks[{bi}].args.strategy.random_seed", integer=True)
     dur = None
     if b.get("duration") is not None:
         dur = _num(b["duration"], path, f"benchmarks[{bi}].duration")
     elif b.get("start_time") is not None and b.get("end_time") is not None:
-        dur = float(b["end_time"]) - float(b["start_time"])
+        dur = _num(b["end_time"], path, f"benchmarks[{bi}].end_time") - _num(b["start_time"], path,
+                                                                              f"benchmarks[{bi}].start_time")
     return rows.log("guidellm", path, notes, rate=rate, seed=int(seed) if seed is not None else None,
                     duration_s=dur, label=label, concurrency=conc)
 

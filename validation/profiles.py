@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
 from roofsim.simulator.config import SimConfig
@@ -99,13 +99,7 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------- reading
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: calibration profile not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML ({e})") from e
+    return load_toml_file(path, what="calibration profile")
 
 
 def read_calibration(path: Path | str) -> Calibration:
@@ -124,7 +118,10 @@ def read_calibration(path: Path | str) -> Calibration:
 
 def read_profile_meta(path: Path | str) -> dict[str, Any]:
     """The [fit] table of a profile (empty when the profile has none)."""
-    return dict(_load(Path(path)).get("fit", {}))
+    fit = _load(Path(path)).get("fit", {})
+    if not isinstance(fit, dict):
+        raise InputError(f"{path}: [fit] must be a table, got {type(fit).__name__}")
+    return dict(fit)
 
 
 # ------------------------------------------------------------------------------------------- selection

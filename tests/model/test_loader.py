@@ -379,7 +379,7 @@ def test_unsupported_model_type(tmp_path: Path) -> None:
 
 def test_invalid_json_and_missing_file(tmp_path: Path) -> None:
     p = _write(tmp_path, '{"model_type": "llama", "hidden_size": 4096,')
-    with pytest.raises(InputError, match="invalid JSON at line 1") as info:
+    with pytest.raises(InputError, match="not valid JSON: line 1") as info:
         load_model(p)
     assert str(p) in str(info.value)
     with pytest.raises(InputError, match="nope.json"):
