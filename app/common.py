@@ -21,7 +21,7 @@ from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.quant import quant_for
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
-from roofsim.simulator.config import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
+from roofsim.simulator.config import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES, ReplicaGroup
 from roofsim.simulator.limits import limited
 from roofsim.simulator.outfiles import check_output_path
 
@@ -92,9 +92,9 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
                    help="preset name, HF id (meta-llama/Llama-3.1-8B-Instruct) or path to a config.json")
     g.add_argument("--hardware", default=hardware_default, required=hardware_default is None,
                    help="hardware id/alias (see `roofsim list hardware`) or path to a .toml descriptor")
-    g.add_argument("--tp", type=int, default=1, help="tensor-parallel degree")
-    g.add_argument("--pp", type=int, default=1, help="pipeline-parallel stages")
-    g.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE)")
+    g.add_argument("--tp", type=limit_arg("MAX_PARALLEL", "--tp"), default=1, help="tensor-parallel degree")
+    g.add_argument("--pp", type=limit_arg("MAX_PARALLEL", "--pp"), default=1, help="pipeline-parallel stages")
+    g.add_argument("--ep", type=limit_arg("MAX_PARALLEL", "--ep"), default=1, help="expert-parallel degree (MoE)")
     g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="bf16")
     g.add_argument("--activation-dtype", choices=("auto", *ACTIVATION_DTYPES),
                    default="auto", help="auto: fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only")
@@ -102,7 +102,8 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
                    help="KV-cache format (auto: bf16, or the 16-bit activation dtype)")
     g.add_argument("--group-size", type=int, default=128, help="weights per scale for int4/int8/fp4")
     g.add_argument("--calibration", type=Path, default=None, help="calibration profile (.toml)")
-    g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    g.add_argument("--gpu-memory-utilization", type=schema_arg(ReplicaGroup, "gpu_memory_utilization",
+                                                               "--gpu-memory-utilization", float), default=0.9)
 
 
 SET_HELP = ("override any field: PATH=VALUE, PATH dotted with list indices (replicas.0.tp=2; * = every item), "
