@@ -32,113 +32,116 @@ class Case:
     no_file: str | None = None  # a path (with {d}) that must not exist afterwards
 
 
-def _c(id: str, cmd: str, code: int, names: str, fast: bool = True, no_file: str | None = None) -> Case:
-    return Case(id, tuple(cmd.split()), code, names, fast, no_file)
+SHORT = {"$PLAN": "plan --model llama-3.1-8b --workload conversation --slo-ttft-p99 1 --slo-tpot-p99 0.1 --no-cache",
+         "$EST": "estimate --model llama-3.1-8b --hardware h100"}
+# id | expected exit code | text stderr must contain | "slow" (runs a simulation) and/or no_file=PATH | argv
+TABLE = """
+sim-duration-1e308 | 2 | --duration |  | simulate --duration 1e308
+sim-duration-1e9 | 2 | MAX_DURATION_S |  | simulate --duration 1e9
+sim-duration-0 | 2 | --duration |  | simulate --duration 0
+sim-duration-nan | 2 | --duration |  | simulate --duration nan
+sim-duration-inf | 2 | --duration |  | simulate --duration inf
+sim-duration-neg | 2 | --duration |  | simulate --duration -5
+sim-num-requests-1e12 | 2 | MAX_REQUESTS |  | simulate --num-requests 1e12
+sim-num-requests-0 | 2 | --num-requests |  | simulate --num-requests 0
+sim-num-requests-float | 2 | --num-requests |  | simulate --num-requests 2.5
+sim-num-requests-word | 2 | --num-requests |  | simulate --num-requests many
+sim-replicas-1e6 | 2 | MAX_REPLICAS |  | simulate --replicas 1000000
+sim-replicas-0 | 2 | --replicas |  | simulate --replicas 0
+sim-tp-huge | 2 | MAX_PARALLEL |  | simulate --tp 100000
+sim-tp-0 | 2 | --tp |  | simulate --tp 0
+sim-pp-neg | 2 | --pp |  | simulate --pp -1
+sim-rate-1e-300 | 2 | MAX_DURATION_S |  | simulate --num-requests 5 --rate 1e-300
+sim-rate-0 | 2 | --rate |  | simulate --rate 0
+sim-rate-huge | 2 | MAX_RATE_PER_S |  | simulate --rate 1e12
+sim-rate-nan | 2 | --rate |  | simulate --rate nan
+sim-rate-scale-0 | 2 | --rate-scale |  | simulate --rate-scale 0
+sim-rate-scale-neg | 2 | --rate-scale |  | simulate --rate-scale -2
+sim-rate-scale-tiny | 2 | --rate-scale |  | simulate --rate-scale 1e-300
+sim-rate-duration-implied | 2 | MAX_REQUESTS |  | simulate --rate 100000 --duration 1000000
+sim-seed-neg | 2 | --seed |  | simulate --seed -1
+sim-seed-huge | 2 | MAX_SEED |  | simulate --seed 99999999999999999999999
+sim-unknown-model | 2 | llama-9000 |  | simulate --num-requests 5 --model llama-9000
+sim-unknown-hardware | 2 | h9000 |  | simulate --num-requests 5 --hardware h9000
+sim-unknown-workload | 2 | nope |  | simulate --num-requests 5 --workload nope
+sim-workload-and-trace | 2 | --trace |  | simulate --workload conversation --trace {d}/trace.csv
+sim-missing-trace | 2 | absent.csv |  | simulate --num-requests 5 --trace {d}/absent.csv
+sim-set-no-equals | 2 | --set |  | simulate --set seed
+sim-set-unknown-key | 2 | schedulr |  | simulate --set replicas.0.schedulr.kind=vllm
+sim-set-bad-index | 2 | replicas |  | simulate --set replicas.5.tp=2
+sim-set-count-huge | 2 | MAX_REPLICAS |  | simulate --set replicas.0.count=100000
+sim-set-max-seqs-huge | 2 | MAX_BATCH_SEQS |  | simulate --set replicas.*.scheduler.max_num_seqs=1e9
+sim-set-block-huge | 2 | MAX_BLOCK_TOKENS |  | simulate --set replicas.0.block_size=10000000
+sim-set-max-sim-time-inf | 2 | max_sim_time_s |  | simulate --set max_sim_time_s=inf
+sim-set-frontend-huge | 2 | MAX_DURATION_S |  | simulate --set replicas.0.frontend_s_per_request=1e12
+sim-set-seed-neg | 2 | seed |  | simulate --set seed=-5
+sim-set-gpu-util-2 | 2 | gpu_memory_utilization |  | simulate --set replicas.0.gpu_memory_utilization=2
+sim-config-missing | 2 | absent.toml |  | simulate --config {d}/absent.toml
+sim-config-bad-toml | 2 | bad.toml |  | simulate --config {d}/bad.toml
+sim-config-empty | 2 | workload |  | simulate --config {d}/empty.toml
+sim-config-unknown-field | 2 | replicaz |  | simulate --config {d}/typo.toml
+sim-config-is-dir | 2 | {d} |  | simulate --config {d}
+sim-config-clients-1e8 | 2 | MAX_CLIENTS |  | simulate --config {d}/clients.toml
+sim-out-is-file | 2 | --out |  | simulate --num-requests 5 --out {d}/bad.toml
+sim-out-existing | 2 | --force |  | simulate --num-requests 5 --out {d}/outdir
+sim-out-nothing-completes | 0 |  | slow | simulate --num-requests 5 --set max_sim_time_s=0.001 --json --out {d}/fresh
+est-batch-1e9 | 2 | MAX_BATCH_SEQS |  | $EST --batch 1e9
+est-batch-0 | 2 | --batch |  | $EST --batch 0
+est-batch-too-big | 2 | lower the batch |  | $EST --batch 100000
+est-input-len-huge | 2 | --input-len |  | $EST --input-len 1e12
+est-output-len-0 | 2 | --output-len |  | $EST --output-len 0
+est-tp-3 | 2 | tp=3 |  | $EST --tp 3
+est-tp-huge | 2 | MAX_PARALLEL |  | $EST --tp 4096
+est-gpu-util-0 | 2 | --gpu-memory-utilization |  | $EST --gpu-memory-utilization 0
+est-gpu-util-nan | 2 | --gpu-memory-utilization |  | $EST --gpu-memory-utilization nan
+est-model-utf16 | 2 | config.json |  | estimate --model {d}/utf16/config.json --hardware h100
+est-model-nested | 2 | nested too deeply |  | estimate --model {d}/nested/config.json --hardware h100
+est-hardware-bad-toml | 2 | bad.toml |  | estimate --model llama-3.1-8b --hardware {d}/bad.toml
+est-calibration-missing | 2 | absent.toml |  | $EST --calibration {d}/absent.toml
+plan-rate-0 | 2 | --rate |  | $PLAN --rate 0
+plan-num-requests-huge | 2 | MAX_REQUESTS |  | $PLAN --rate 1 --num-requests 1e9
+plan-seed-neg | 2 | --seed |  | $PLAN --rate 1 --seed -3
+plan-tp-word | 2 | --tp |  | $PLAN --rate 1 --tp one
+plan-tp-huge | 2 | MAX_PARALLEL |  | $PLAN --rate 1 --tp 1,100000
+plan-report-no-folder | 2 | --report |  | $PLAN --rate 1 --report {d}/no/such/r.html
+plan-report-exists | 2 | --force |  | $PLAN --rate 1 --report {d}/bad.toml
+val-bench-header-only | 1 | header.csv |  | validate benchmarks {d}/header.csv
+val-bench-missing | 2 | absent.csv |  | validate benchmarks {d}/absent.csv
+val-bench-report-exists | 2 | --report |  | validate benchmarks {d}/header.csv --report {d}/bad.toml
+val-bench-out-exists | 2 | --out |  | validate benchmarks {d}/header.csv --out {d}/bad.toml
+val-bench-concurrency-1e8 | 1 | MAX_CLIENTS | slow | validate benchmarks {d}/big.csv
+val-kernels-empty-dir | 1 | emptydir |  | validate kernels {d}/emptydir
+val-kernels-missing | 2 | absent.csv |  | validate kernels {d}/absent.csv
+val-kernels-max-rows-0 | 2 | --max-rows |  | validate kernels {d}/emptydir --max-rows 0
+val-run-missing-log | 2 | absent.json |  | validate run {d}/absent.json --model llama-3.1-8b --hardware h100
+val-run-bad-json | 2 | bad.json |  | validate run {d}/bad.json --model llama-3.1-8b --hardware h100
+val-run-tp-huge | 2 | MAX_PARALLEL |  | validate run {d}/bad.json --model llama-3.1-8b --hardware h100 --tp 5000
+convert-out-exists | 2 | --force |  | convert splitwise {d}/header.csv --out {d}/bad.toml
+convert-src-missing | 2 | absent.csv | no_file={d}/conv.csv | convert splitwise {d}/absent.csv --out {d}/conv.csv
+convert-out-no-folder | 2 | --out |  | convert splitwise {d}/header.csv --out {d}/no/such/x.csv
+calibrate-no-sources | 2 | SOURCES |  | calibrate --hardware h100 --out {d}/p.toml
+calibrate-out-exists | 2 | --force |  | calibrate {d}/emptydir --hardware h100 --out {d}/bad.toml
+calibrate-local-with-hw | 2 | --local |  | calibrate --local --hardware h100
+calibrate-local-out-not-toml | 2 | --out |  | calibrate --local --out {d}/x.json
+measure-out-exists | 2 | --force |  | measure --out {d}/bad.toml
+measure-num-requests-huge | 2 | MAX_REQUESTS |  | measure --out {d}/m.json --num-requests 1e9
+measure-rate-neg | 2 | --rate |  | measure --out {d}/m.json --rate -1
+app-port | 2 | --port |  | app --port 70000
+"""
 
 
-SIM = "simulate --num-requests 5"
-EST = "estimate --model llama-3.1-8b --hardware h100"
-PLAN = "plan --model llama-3.1-8b --workload conversation --slo-ttft-p99 1 --slo-tpot-p99 0.1 --no-cache"
+def _parse(table: str) -> tuple[Case, ...]:
+    cases = []
+    for line in table.strip().splitlines():
+        cid, code, names, flags, cmd = (f.strip() for f in line.split(" | "))
+        for short, full in SHORT.items():
+            cmd = cmd.replace(short, full)
+        no_file = next((f.removeprefix("no_file=") for f in flags.split() if f.startswith("no_file=")), None)
+        cases.append(Case(cid, tuple(cmd.split()), int(code), names, "slow" not in flags.split(), no_file))
+    return tuple(cases)
 
-CASES: tuple[Case, ...] = (
-    # ---- simulate: flag limits (item 1) and flag syntax
-    _c("sim-duration-1e308", "simulate --duration 1e308", 2, "--duration"),
-    _c("sim-duration-1e9", "simulate --duration 1e9", 2, "MAX_DURATION_S"),
-    _c("sim-duration-0", "simulate --duration 0", 2, "--duration"),
-    _c("sim-duration-nan", "simulate --duration nan", 2, "--duration"),
-    _c("sim-duration-inf", "simulate --duration inf", 2, "--duration"),
-    _c("sim-duration-neg", "simulate --duration -5", 2, "--duration"),
-    _c("sim-num-requests-1e12", "simulate --num-requests 1e12", 2, "MAX_REQUESTS"),
-    _c("sim-num-requests-0", "simulate --num-requests 0", 2, "--num-requests"),
-    _c("sim-num-requests-float", "simulate --num-requests 2.5", 2, "--num-requests"),
-    _c("sim-num-requests-word", "simulate --num-requests many", 2, "--num-requests"),
-    _c("sim-replicas-1e6", "simulate --replicas 1000000", 2, "MAX_REPLICAS"),
-    _c("sim-replicas-0", "simulate --replicas 0", 2, "--replicas"),
-    _c("sim-tp-huge", "simulate --tp 100000", 2, "MAX_PARALLEL"),
-    _c("sim-tp-0", "simulate --tp 0", 2, "--tp"),
-    _c("sim-pp-neg", "simulate --pp -1", 2, "--pp"),
-    _c("sim-rate-1e-300", f"{SIM} --rate 1e-300", 2, "MAX_DURATION_S"),
-    _c("sim-rate-0", "simulate --rate 0", 2, "--rate"),
-    _c("sim-rate-huge", "simulate --rate 1e12", 2, "MAX_RATE_PER_S"),
-    _c("sim-rate-nan", "simulate --rate nan", 2, "--rate"),
-    _c("sim-rate-scale-0", "simulate --rate-scale 0", 2, "--rate-scale"),
-    _c("sim-rate-scale-neg", "simulate --rate-scale -2", 2, "--rate-scale"),
-    _c("sim-rate-scale-tiny", "simulate --rate-scale 1e-300", 2, "--rate-scale"),
-    _c("sim-rate-duration-implied", "simulate --rate 100000 --duration 1000000", 2, "MAX_REQUESTS"),
-    _c("sim-seed-neg", "simulate --seed -1", 2, "--seed"),
-    _c("sim-seed-huge", "simulate --seed 99999999999999999999999", 2, "MAX_SEED"),
-    _c("sim-unknown-model", f"{SIM} --model llama-9000", 2, "llama-9000"),
-    _c("sim-unknown-hardware", f"{SIM} --hardware h9000", 2, "h9000"),
-    _c("sim-unknown-workload", f"{SIM} --workload nope", 2, "nope"),
-    _c("sim-workload-and-trace", "simulate --workload conversation --trace {d}/trace.csv", 2, "--trace"),
-    _c("sim-missing-trace", f"{SIM} --trace {{d}}/absent.csv", 2, "absent.csv"),
-    _c("sim-set-no-equals", "simulate --set seed", 2, "--set"),
-    _c("sim-set-unknown-key", "simulate --set replicas.0.schedulr.kind=vllm", 2, "schedulr"),
-    _c("sim-set-bad-index", "simulate --set replicas.5.tp=2", 2, "replicas"),
-    _c("sim-set-count-huge", "simulate --set replicas.0.count=100000", 2, "MAX_REPLICAS"),
-    _c("sim-set-max-seqs-huge", "simulate --set replicas.*.scheduler.max_num_seqs=1e9", 2, "MAX_BATCH_SEQS"),
-    _c("sim-set-block-huge", "simulate --set replicas.0.block_size=10000000", 2, "MAX_BLOCK_TOKENS"),
-    _c("sim-set-max-sim-time-inf", "simulate --set max_sim_time_s=inf", 2, "max_sim_time_s"),
-    _c("sim-set-frontend-huge", "simulate --set replicas.0.frontend_s_per_request=1e12", 2, "MAX_DURATION_S"),
-    _c("sim-set-seed-neg", "simulate --set seed=-5", 2, "seed"),
-    _c("sim-set-gpu-util-2", "simulate --set replicas.0.gpu_memory_utilization=2", 2, "gpu_memory_utilization"),
-    _c("sim-config-missing", "simulate --config {d}/absent.toml", 2, "absent.toml"),
-    _c("sim-config-bad-toml", "simulate --config {d}/bad.toml", 2, "bad.toml"),
-    _c("sim-config-empty", "simulate --config {d}/empty.toml", 2, "workload"),
-    _c("sim-config-unknown-field", "simulate --config {d}/typo.toml", 2, "replicaz"),
-    _c("sim-config-is-dir", "simulate --config {d}", 2, "{d}"),
-    _c("sim-config-clients-1e8", "simulate --config {d}/clients.toml", 2, "MAX_CLIENTS"),
-    _c("sim-out-is-file", f"{SIM} --out {{d}}/bad.toml", 2, "--out"),
-    _c("sim-out-existing", f"{SIM} --out {{d}}/outdir", 2, "--force"),
-    _c("sim-out-nothing-completes", f"{SIM} --set max_sim_time_s=0.001 --json --out {{d}}/fresh", 0, "", False),
-    # ---- estimate
-    _c("est-batch-1e9", f"{EST} --batch 1e9", 2, "MAX_BATCH_SEQS"),
-    _c("est-batch-0", f"{EST} --batch 0", 2, "--batch"),
-    _c("est-batch-too-big", f"{EST} --batch 100000", 2, "lower the batch"),
-    _c("est-input-len-huge", f"{EST} --input-len 1e12", 2, "--input-len"),
-    _c("est-output-len-0", f"{EST} --output-len 0", 2, "--output-len"),
-    _c("est-tp-3", f"{EST} --tp 3", 2, "tp=3"),
-    _c("est-tp-huge", f"{EST} --tp 4096", 2, "MAX_PARALLEL"),
-    _c("est-gpu-util-0", f"{EST} --gpu-memory-utilization 0", 2, "--gpu-memory-utilization"),
-    _c("est-gpu-util-nan", f"{EST} --gpu-memory-utilization nan", 2, "--gpu-memory-utilization"),
-    _c("est-model-utf16", "estimate --model {d}/utf16/config.json --hardware h100", 2, "config.json"),
-    _c("est-model-nested", "estimate --model {d}/nested/config.json --hardware h100", 2, "nested too deeply"),
-    _c("est-hardware-bad-toml", "estimate --model llama-3.1-8b --hardware {d}/bad.toml", 2, "bad.toml"),
-    _c("est-calibration-missing", f"{EST} --calibration {{d}}/absent.toml", 2, "absent.toml"),
-    # ---- plan
-    _c("plan-rate-0", f"{PLAN} --rate 0", 2, "--rate"),
-    _c("plan-num-requests-huge", f"{PLAN} --rate 1 --num-requests 1e9", 2, "MAX_REQUESTS"),
-    _c("plan-seed-neg", f"{PLAN} --rate 1 --seed -3", 2, "--seed"),
-    _c("plan-tp-word", f"{PLAN} --rate 1 --tp one", 2, "--tp"),
-    _c("plan-tp-huge", f"{PLAN} --rate 1 --tp 1,100000", 2, "MAX_PARALLEL"),
-    _c("plan-report-no-folder", f"{PLAN} --rate 1 --report {{d}}/no/such/r.html", 2, "--report"),
-    _c("plan-report-exists", f"{PLAN} --rate 1 --report {{d}}/bad.toml", 2, "--force"),
-    # ---- validate, convert, calibrate, measure
-    _c("val-bench-header-only", "validate benchmarks {d}/header.csv", 1, "header.csv"),
-    _c("val-bench-missing", "validate benchmarks {d}/absent.csv", 2, "absent.csv"),
-    _c("val-bench-report-exists", "validate benchmarks {d}/header.csv --report {d}/bad.toml", 2, "--report"),
-    _c("val-bench-out-exists", "validate benchmarks {d}/header.csv --out {d}/bad.toml", 2, "--out"),
-    _c("val-bench-concurrency-1e8", "validate benchmarks {d}/big.csv", 1, "MAX_CLIENTS", False),
-    _c("val-kernels-empty-dir", "validate kernels {d}/emptydir", 1, "emptydir"),
-    _c("val-kernels-missing", "validate kernels {d}/absent.csv", 2, "absent.csv"),
-    _c("val-kernels-max-rows-0", "validate kernels {d}/emptydir --max-rows 0", 2, "--max-rows"),
-    _c("val-run-missing-log", "validate run {d}/absent.json --model llama-3.1-8b --hardware h100", 2, "absent.json"),
-    _c("val-run-bad-json", "validate run {d}/bad.json --model llama-3.1-8b --hardware h100", 2, "bad.json"),
-    _c("val-run-tp-huge", "validate run {d}/bad.json --model llama-3.1-8b --hardware h100 --tp 5000", 2,
-       "MAX_PARALLEL"),
-    _c("convert-out-exists", "convert splitwise {d}/header.csv --out {d}/bad.toml", 2, "--force"),
-    _c("convert-src-missing", "convert splitwise {d}/absent.csv --out {d}/conv.csv", 2, "absent.csv",
-       no_file="{d}/conv.csv"),
-    _c("convert-out-no-folder", "convert splitwise {d}/header.csv --out {d}/no/such/x.csv", 2, "--out"),
-    _c("calibrate-no-sources", "calibrate --hardware h100 --out {d}/p.toml", 2, "SOURCES"),
-    _c("calibrate-out-exists", "calibrate {d}/emptydir --hardware h100 --out {d}/bad.toml", 2, "--force"),
-    _c("calibrate-local-with-hw", "calibrate --local --hardware h100", 2, "--local"),
-    _c("calibrate-local-out-not-toml", "calibrate --local --out {d}/x.json", 2, "--out"),
-    _c("measure-out-exists", "measure --out {d}/bad.toml", 2, "--force"),
-    _c("measure-num-requests-huge", "measure --out {d}/m.json --num-requests 1e9", 2, "MAX_REQUESTS"),
-    _c("measure-rate-neg", "measure --out {d}/m.json --rate -1", 2, "--rate"),
-    _c("app-port", "app --port 70000", 2, "--port"),
-)
+
+CASES: tuple[Case, ...] = _parse(TABLE)
 
 
 def make_fixtures(d: Path) -> None:
