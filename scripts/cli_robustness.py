@@ -161,9 +161,11 @@ def make_fixtures(d: Path) -> None:
     from roofsim.validation.bench_table import COLUMNS  # noqa: PLC0415
 
     (d / "header.csv").write_text(",".join((*COLUMNS, "notes")) + "\n", encoding="utf-8")
-    (d / "big.csv").write_text("model,hardware,num_gpus,tp,pp,ep,weight_dtype,kv_dtype,framework,mode,isl,osl,"
-                               "concurrency,ttft_ms\nmeta-llama/Llama-3.1-8B-Instruct,h100-sxm,1,1,1,1,bf16,bf16,"
-                               "sglang,closed_loop,128,8,100000000,20\n", encoding="utf-8")
+    row = {"model": "meta-llama/Llama-3.1-8B-Instruct", "hardware": "h100-sxm", "num_gpus": 1, "tp": 1, "pp": 1,
+           "ep": 1, "weight_dtype": "bf16", "kv_dtype": "bf16", "framework": "sglang", "mode": "closed_loop",
+           "isl": 128, "osl": 8, "concurrency": 100_000_000, "ttft_ms": 20}
+    (d / "big.csv").write_text(",".join((*COLUMNS, "notes")) + "\n" + ",".join(
+        str(row.get(c, "")) for c in (*COLUMNS, "notes")) + "\n", encoding="utf-8")
     (d / "emptydir").mkdir(exist_ok=True)
     (d / "outdir").mkdir(exist_ok=True)
     (d / "outdir" / "summary.json").write_text("{}", encoding="utf-8")
