@@ -10,8 +10,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import WEIGHT_DTYPES, print_json, print_notes_and_problems, print_table, replay_quant
+from roofsim.app.common import (
+    WEIGHT_DTYPES,
+    check_out,
+    limit_arg,
+    print_json,
+    print_notes_and_problems,
+    print_table,
+    replay_quant,
+    schema_arg,
+)
 from roofsim.hardware_specs.errors import InputError
+from roofsim.simulator.config import ReplicaGroup
+from roofsim.simulator.outfiles import atomic_path
 from roofsim.validation.bench_table import BenchRow, read_bench_table
 from roofsim.validation.e2e import (
     METRICS,
@@ -41,7 +52,7 @@ def register_benchmarks(vsub: argparse._SubParsersAction) -> None:  # type: igno
     p.add_argument("table", type=Path, help="benchmark table CSV (roofsim convert ... writes one)")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     p.add_argument("--out", type=Path, default=None, help="write the table with pred_ columns added")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite --out and --report if they exist")
     p.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report")
     p.add_argument("--calibration", type=Path, default=None,
                    help="calibration profile .toml for every row (default: the shipped profile of each row's "
@@ -87,17 +98,22 @@ def validate_benchmarks(table: Path, calibration: Path | None = None, max_rows: 
 
 
 def run_benchmarks(args: argparse.Namespace) -> int:
-    if args.out is not None and args.out.exists() and not args.force:
-        raise InputError(f"{args.out} exists; pass --force to overwrite it")
+    from roofsim.app.cmd_validate import nothing_predicted  # noqa: PLC0415 (cmd_validate imports this module)
+
+    check_out(args.out, "--out", args.force)
+    check_out(args.report, "--report", args.force)
     out, preds = validate_benchmarks(args.table, args.calibration, args.max_rows, args.workers,
                                      show_progress=not args.json)
+    nothing_predicted(out, out["rows"], args.table)
     if args.out is not None:
-        write_predictions(preds, args.out, force=args.force)
+        with atomic_path(args.out) as tmp:
+            write_predictions(preds, tmp, force=True)
     if args.report is not None:
         from roofsim.validation.e2e_report import write_benchmarks_report  # noqa: PLC0415
 
-        write_benchmarks_report(args.report, preds, out["by_group"], f"roofsim end-to-end validation: {args.table}",
-                                out["problems"], _group, notes=f"calibration: {out['calibration']}")
+        with atomic_path(args.report) as tmp:
+            write_benchmarks_report(tmp, preds, out["by_group"], f"roofsim end-to-end validation: {args.table}",
+                                    out["problems"], _group, notes=f"calibration: {out['calibration']}")
     if args.json:
         print_json(out)
         return 0
@@ -125,19 +141,21 @@ def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("log", type=Path)
     p.add_argument("--model", required=True)
     p.add_argument("--hardware", required=True)
-    p.add_argument("--tp", type=int, default=1)
-    p.add_argument("--pp", type=int, default=1)
+    p.add_argument("--tp", type=limit_arg("MAX_PARALLEL", "--tp"), default=1)
+    p.add_argument("--pp", type=limit_arg("MAX_PARALLEL", "--pp"), default=1)
     p.add_argument("--format", choices=LOG_FORMATS, default="auto",
                    help="auto (default) detects the format from the content (docs/validation-formats.md)")
     p.add_argument("--benchmark", type=int, default=None,
                    help="replay only benchmark N (0-based) of a multi-benchmark file (default: every benchmark)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="vllm-v1",
                    help="vllm-v1 (default) = chunked prefill with vLLM V1's token budget for this GPU")
-    p.add_argument("--max-batch", type=int, default=None, help="max sequences per iteration (max_num_seqs)")
+    p.add_argument("--max-batch", type=limit_arg("MAX_BATCH_SEQS", "--max-batch"), default=None,
+                   help="max sequences per iteration (max_num_seqs)")
     p.add_argument("--max-batched-tokens", type=int, default=None, help="token budget of one iteration")
     p.add_argument("--weight-dtype", choices=("auto", *WEIGHT_DTYPES), default="bf16",
                    help="auto: bf16, or fp32 end to end on hardware without bf16 (the numpy engine)")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--gpu-memory-utilization", type=schema_arg(ReplicaGroup, "gpu_memory_utilization",
+                                                               "--gpu-memory-utilization", float), default=0.9)
     p.add_argument("--calibration", type=Path, default=None,
                    help="profile .toml (default: the shipped vLLM profile of the hardware)")
     p.add_argument("--prompts-cached", action="store_true",
@@ -145,6 +163,7 @@ def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type
                         "prefix caching on): replay each prompt as 1 new token")
     p.add_argument("--json", action="store_true")
     p.add_argument("--report", type=Path, default=None)
+    p.add_argument("--force", action="store_true", help="overwrite --report if it exists")
     p.set_defaults(func=run_run)
 
 
@@ -183,15 +202,16 @@ def _report_path(path: Path, i: int, n: int) -> Path:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    check_out(args.report, "--report", args.force)
     out, results = validate_run(args)
     outs = out.get("benchmarks", [out])
     if args.report is not None:
         from roofsim.validation.e2e_report import write_replay_report  # noqa: PLC0415
 
         for i, res in enumerate(results):
-            write_replay_report(_report_path(args.report, i, len(results)), res,
-                                f"roofsim replay of {args.log} {res.log.label} on {args.model} / {args.hardware} "
-                                f"tp{args.tp} pp{args.pp}")
+            with atomic_path(_report_path(args.report, i, len(results))) as tmp:
+                write_replay_report(tmp, res, f"roofsim replay of {args.log} {res.log.label} on {args.model} / "
+                                              f"{args.hardware} tp{args.tp} pp{args.pp}")
     if args.json:
         print_json(out)
         return 0

@@ -163,8 +163,12 @@ def plan_memory(
         window_tokens=window,
     )
     if blocks < 1 and not _probe:
+        # the suggestions are sized with this plan's batch, not the defaults: a layout that only fits a smaller
+        # batch would be the very layout just rejected
+        sizing = {"max_batched_tokens": max_batched_tokens, "max_seqs": max_seqs, "block_size": block_size,
+                  "extra_bytes_per_gpu": extra_bytes_per_gpu}
         raise DoesNotFitError(_does_not_fit_message(model, hardware, quant, parallel, plan, kv_cap,
-                                                    gpu_memory_utilization))
+                                                    gpu_memory_utilization, sizing))
     return plan
 
 
@@ -173,7 +177,7 @@ def _gb(x: float) -> str:
 
 
 def _does_not_fit_message(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: ParallelSpec,
-                          plan: MemoryPlan, kv_cap: float, util: float) -> str:
+                          plan: MemoryPlan, kv_cap: float, util: float, sizing: dict[str, float]) -> str:
     lines = [
         f"{model.name} does not fit on {par.num_gpus} x {hw.id} (tp={par.tp}, pp={par.pp}) with "
         f"weights {quant.weight_dtype}, KV {quant.kv_dtype}, gpu_memory_utilization={util}:",
@@ -182,16 +186,23 @@ def _does_not_fit_message(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, 
         f"non-torch {_gb(plan.non_torch_bytes)} leaves {_gb(kv_cap)} for the KV cache "
         f"(needs at least one block of {plan.block_size} tokens x {plan.kv_bytes_per_token / 1e3:.1f} kB)",
     ]
-    suggestions = suggest_fits(model, hw, quant, par, util)
+    suggestions = suggest_fits(model, hw, quant, par, util, **sizing)  # type: ignore[arg-type]
     if suggestions:
         lines.append("  would fit: " + "; ".join(suggestions))
+    elif plan.activation_bytes >= plan.usable_bytes:
+        lines.append(f"  the activations of one step over {sizing['max_batched_tokens']:.0f} batched tokens "
+                     f"({_gb(plan.activation_bytes)}) alone exceed a GPU's usable memory and no layout tried fits "
+                     "them; lower the batch or the prompt length")
     else:
         lines.append("  no tp in 1..8 with bf16/fp8/int4 weights fits on one node; add pipeline stages or a larger GPU")
     return "\n".join(lines)
 
 
-def suggest_fits(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: ParallelSpec, util: float) -> list[str]:
-    """Smallest layouts/quantizations (tp up to 8, pp up to 4) that leave room for a KV cache."""
+def suggest_fits(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: ParallelSpec, util: float,
+                 max_batched_tokens: int = 8192, max_seqs: int = 256, block_size: int = 16,
+                 extra_bytes_per_gpu: float = 0.0) -> list[str]:
+    """Smallest layouts/quantizations (tp up to 8, pp up to 4) that leave room for a KV cache with the same
+    batch sizing (max_batched_tokens, max_seqs, block_size, extra bytes) as the plan that did not fit."""
     out: list[str] = []
     dtypes = [quant.weight_dtype] + [d for d in ("fp8", "int4") if d != quant.weight_dtype]
     for wd in dtypes:
@@ -204,7 +215,8 @@ def suggest_fits(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: Para
                 cand = ParallelSpec(tp=tp, pp=pp, ep=1)
                 try:
                     cand.validate_for(model)
-                    if plan_memory(model, hw, q, cand, util, _probe=True).max_kv_tokens < 1:
+                    if plan_memory(model, hw, q, cand, util, max_batched_tokens, max_seqs, block_size,
+                                   extra_bytes_per_gpu, _probe=True).max_kv_tokens < 1:
                         continue
                 except ValueError:
                     continue

@@ -260,7 +260,7 @@ def test_validation_replays_a_local_run_with_its_own_model_hardware_and_calibrat
 
 
 @pytest.mark.parametrize("kind, name, data, needle", [
-    ("Kernel table", "broken.csv", b"\x00\xff garbage without a header\n1,2\n", "cannot detect the kernel table format"),
+    ("Kernel table", "broken.csv", b"\x00\xff garbage without a header\n1,2\n", "looks like UTF-16 text"),
     ("Serving log", "log.json", b"{not json", "log.json"),
     ("Benchmark table", "bench.csv", b"model,hardware\nx,y\n", "bench.csv"),
 ])
@@ -483,9 +483,12 @@ def _scenario(workload: dict, top: dict | None = None, **group: object) -> objec
 
 
 ROUND_TRIPS = {
-    "hf id, huge sizes, tiny rate": lambda: _scenario(
-        {"kind": "named", "name": "code", "rate_per_s": 0.001, "num_requests": 500_000},
+    # arrivals must end within MAX_DURATION_S = 1e7 s (simulator/limits.py): 9,000 at 0.001/s, 500,000 at 0.1/s
+    "hf id, huge seed, tiny rate": lambda: _scenario(
+        {"kind": "named", "name": "code", "rate_per_s": 0.001, "num_requests": 9_000},
         {"seed": 2**40}, model="meta-llama/Llama-3.1-8B", hardware="h100-sxm", tp=2, count=7),
+    "huge request count": lambda: _scenario(
+        {"kind": "named", "name": "code", "rate_per_s": 0.1, "num_requests": 500_000}, hardware="h100"),
     "model path, speculative": lambda: _scenario(
         {"kind": "named", "name": "conversation", "rate_per_s": 12.5, "num_requests": 250},
         model="/data/models/my-llama/config.json", quant={"weight_dtype": "fp8", "activation_dtype": "fp8"},

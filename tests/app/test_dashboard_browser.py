@@ -27,6 +27,7 @@ from roofsim.app.common import Deployment, quant_from_args
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec
+from roofsim.validation.profiles import resolve_calibration
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -129,7 +130,9 @@ def _shot(pg: object, name: str) -> Path:
 
 def _ref_tpot_ms(batch: int) -> float:
     ns = argparse.Namespace(weight_dtype="bf16", activation_dtype="auto", kv_dtype="auto", group_size=128)
-    dep = Deployment(load_model("Llama-3.1-8B"), load_hardware("h100-sxm"), quant_from_args(ns), ParallelSpec(), None)
+    hw = load_hardware("h100-sxm")
+    cal, _ = resolve_calibration(None, hw)  # the page and the CLI both use the GPU's shipped profile
+    dep = Deployment(load_model("Llama-3.1-8B"), hw, quant_from_args(ns), ParallelSpec(), cal)
     return float(estimate(dep, batch, 1024, 256)["tpot_s"] * 1e3)
 
 
