@@ -27,6 +27,7 @@ from roofsim.validation.logs import read_guidellm, read_llmperf, read_log, read_
 from roofsim.validation.profiles import PROFILE_DIR, read_calibration
 
 ROOT = Path(__file__).resolve().parents[1]
+_LOG_DATA = ROOT / "tests" / "validation" / "data"  # the serving-log fixtures of tests/validation/test_log_formats.py
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,13 @@ READERS: tuple[Reader, ...] = (
     Reader("log-guidellm", "benchmarks.json", json.dumps(_GUIDELLM), read_guidellm, "json"),
     Reader("log-llmperf", "x_individual_responses.json", json.dumps(_LLMPERF), read_llmperf, "json"),
     Reader("log-auto", "log.json", json.dumps(_VLLM), read_log, "json"),
+    Reader("log-vllm-bench-serve", "v.json", (_LOG_DATA / "vllm_bench_serve_detailed.json").read_text(), read_log,
+           "json"),
+    Reader("log-guidellm-0.6", "benchmarks.json", (_LOG_DATA / "guidellm_0_6_sweep.json").read_text(), read_log,
+           "json"),
+    Reader("log-sglang", "s.jsonl", (_LOG_DATA / "sglang_bench_serving.jsonl").read_text(), read_log, "lines"),
+    Reader("log-aiperf", "profile_export.jsonl", (_LOG_DATA / "aiperf_profile_export.jsonl").read_text(), read_log,
+           "lines"),
     Reader("kernels-csv", "k.csv", "op,dtype,hardware,measured_s,m,n,k,message_bytes,num_gpus,variant\n"
            "gemm,bf16,h100-sxm,1e-5,16,4096,4096,0,0,x\nallreduce,bf16,h100-sxm,2e-5,0,0,0,1048576,8,\n",
            read_kernel_tables, "lines"),
