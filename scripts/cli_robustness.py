@@ -254,8 +254,9 @@ def main() -> int:
         bad = check(c, code, err, d)
         failed += bool(bad)
         print(f"{'FAIL' if bad else 'ok  '} {c.id:32} exit {code:4} {wall:5.1f} s  {'; '.join(bad)}", flush=True)
-    if not args.fast and not args.k:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+    sigs = [] if args.fast else [s for s in (signal.SIGINT, signal.SIGTERM) if args.k in f"interrupt-{s.name}"]
+    if sigs:
+        for sig in sigs:
             bad = interrupt_case(d, sig, args.timeout)
             failed += bool(bad)
             print(f"{'FAIL' if bad else 'ok  '} interrupt-{signal.Signals(sig).name:22} {'; '.join(bad)}", flush=True)
@@ -263,7 +264,7 @@ def main() -> int:
     if left:
         failed += 1
         print(f"FAIL temp files left: {', '.join(left)}")
-    total = len(cases) + (2 if not args.fast and not args.k else 0)
+    total = len(cases) + len(sigs)
     print(f"\n{total - failed} of {total} cases passed ({d})")
     return 0 if failed == 0 else 1
 
