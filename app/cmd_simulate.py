@@ -234,6 +234,14 @@ def _print_summary(cfg: SimConfig, r: SimResult) -> None:
           f"{s['requests_per_s']:.3f} req/s, goodput {s['goodput_requests_per_s']:.3f} req/s")
     print(f"utilisation: MFU {s['mfu']:.1%}, MBU {s['mbu']:.1%}, mean batch {s['mean_batch_size']:.1f}, "
           f"peak KV {s['max_kv_usage']:.0%}, preemptions {s['preemptions']}")
+    st = s["steady_state"]
+    if st["steady"]:
+        print(f"steady state: {st['requests']} requests arriving {st['start_s']:.1f}-{st['end_s']:.1f} s "
+              f"(after the warm-up, before the drain; {st['metric'].removesuffix('_s').upper()} drift "
+              f"{st['drift']:+.0%}): TTFT mean {_ms(st['ttft_s']['mean'])} ms, P99 {_ms(st['ttft_s']['p99'])} ms; "
+              f"TPOT mean {_ms(st['tpot_s']['mean'])} ms, P99 {_ms(st['tpot_s']['p99'])} ms")
+    else:
+        print(f"steady state: not reached: {st['reason']}")
     if s.get("requests_warmup"):
         print(f"warm-up: {s['requests_warmup']} requests simulated and excluded; statistics over "
               f"{s['requests_measured']} measured requests from t={s['measure_start_s']:.2f} s")

@@ -13,6 +13,7 @@ from roofsim.model.batch import BatchShape
 from roofsim.simulator.replica import Replica
 from roofsim.simulator.request import DONE, REJECTED, Request
 from roofsim.simulator.speculative import technique_summary
+from roofsim.simulator.steady import steady_state
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -271,6 +272,11 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
         n_look = sum(c.lookups for c in caches)
         summary["prefix_cache_request_hit_rate"] = (sum(c.hit_requests for c in caches) / n_look
                                                     if n_look else math.nan)
+    steady, window = steady_state(arrival, tpot, ttft, e2e, done, series.start_s, series.replica,
+                                  series.waiting + series.running, last_arrival_s, saturated)
+    if steady["steady"]:
+        steady.update(ttft_s=_stats_dict(ttft[window]), tpot_s=_stats_dict(tpot[window]))
+    summary["steady_state"] = steady
     busy_total = sum(rp.busy_s for rp in replicas)
     summary.update(technique_summary([rp.strategy for rp in replicas], busy_total))
     return SimResult(
