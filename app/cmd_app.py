@@ -10,11 +10,15 @@ from pathlib import Path
 HOME = Path(__file__).resolve().parent / "dashboard" / "Home.py"
 
 
-def streamlit_command(port: int, address: str = "localhost", python: str | None = None) -> list[str]:
-    """The `streamlit run` command line the app (and the browser test) uses."""
+def streamlit_command(port: int, address: str = "localhost", python: str | None = None,
+                      verbose: bool = False) -> list[str]:
+    """The `streamlit run` command line the app (and the browser test) uses. The pages show every error a user can
+    cause as a message; an unexpected one (a bug) shows its type in the page and its traceback in the terminal,
+    or in the page too with `roofsim app -v` (Streamlit's client.showErrorDetails "type" / "full")."""
     return [python or sys.executable, "-m", "streamlit", "run", str(HOME),
             "--server.headless", "true", "--server.port", str(port), "--server.address", address,
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            "--client.showErrorDetails", "full" if verbose else "type"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run_app(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise ValueError(f"--port={args.port} must be in 1..65535")
-    cmd = streamlit_command(args.port, args.address)
+    cmd = streamlit_command(args.port, args.address, verbose=args.verbose)
     print(f"roofsim dashboard on http://{args.address}:{args.port}  (Ctrl-C to stop)", flush=True)
     # exec, not a child process: the server IS this process, so Ctrl-C, SIGTERM and a supervisor's kill reach
     # Streamlit itself and nothing is left holding the port
