@@ -62,8 +62,9 @@ def steady_state(arrival_s: np.ndarray, tpot_s: np.ndarray, ttft_s: np.ndarray, 
                  last_arrival_s: float, saturated: bool) -> tuple[dict[str, Any], np.ndarray]:
     """The steady window (its description, and the indices of the measured requests that arrived in it; empty when
     the run is not steady, with the reason)."""
-    out: dict[str, Any] = {"steady": False, "reason": "", "start_s": math.nan, "end_s": float(last_arrival_s),
-                           "requests": 0, "drift": math.nan, "metric": ""}
+    # None, not NaN, for what is undefined: the summary round-trips through JSON (point cache) and compares equal
+    out: dict[str, Any] = {"steady": False, "reason": "", "start_s": None, "end_s": float(last_arrival_s),
+                           "requests": 0, "drift": None, "metric": ""}
     none = np.flatnonzero(measured)[:0]
     if saturated:
         out["reason"] = ("the waiting queue was still growing at the last arrival (load above capacity): latency "
@@ -89,7 +90,7 @@ def steady_state(arrival_s: np.ndarray, tpot_s: np.ndarray, ttft_s: np.ndarray, 
     if np.isnan(y).mean() > 0.5:
         y, metric = ttft_s[window], "ttft_s"
     drift, se, mean = _drift(y)
-    out.update(drift=drift / mean if mean > 0 else math.nan, metric=metric)
+    out.update(drift=drift / mean if mean > 0 else None, metric=metric)
     if abs(drift) > DRIFT_LIMIT * mean and abs(drift) > 2 * se:
         out["reason"] = (f"mean {metric.removesuffix('_s').upper()} drifts {drift / mean:+.0%} from the first to "
                          f"the last tenth of the window (limit {DRIFT_LIMIT:.0%}); run more requests (near capacity "
