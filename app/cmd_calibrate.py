@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import print_json, print_table
+from roofsim.app.common import NothingDoneError, check_out, print_json, print_table, schema_arg
 from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.simulator.config import SimConfig
 from roofsim.validation.calibrate import CalibrationResult, calibrate
 from roofsim.validation.kernel_tables import KernelMeasurement, KernelTable, read_kernel_tables
 from roofsim.validation.profiles import write_calibration
@@ -24,8 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--hardware", default=None, help="hardware id/alias the rows were measured on (required "
                                                     "unless --local)")
     p.add_argument("--out", type=Path, default=None, help="profile .toml to write (atomically); with --local the "
-                                                          "HardwareSpec (default local-cpu.toml), the calibration "
-                                                          "going to <stem>.calibration.toml next to it")
+                                                          "HardwareSpec (default $XDG_CONFIG_HOME/roofsim/"
+                                                          "local-cpu.toml, else ~/.config/roofsim/local-cpu.toml), "
+                                                          "the calibration going to <stem>.calibration.toml next to it")
+    p.add_argument("--force", action="store_true", help="overwrite --out (and its calibration file) if it exists")
     g = p.add_argument_group("this machine (--local)")
     g.add_argument("--local", action="store_true", help="measure this machine's kernels with numpy "
                                                         "(validation.local) and fit to them instead of reading tables")
@@ -42,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--op", action="append", default=None, help="only rows of this op (gemm, attn_prefill ...)")
     p.add_argument("--dtype", action="append", default=None, help="only rows of this dtype (bf16, fp16, fp8 ...)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over shape families (0: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=schema_arg(SimConfig, "seed", "--seed"), default=0)
     p.add_argument("--name", default=None, help="profile name (default: the --out file stem)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_calibrate)
@@ -77,6 +80,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise ValueError("--quick, --blas-threads and --no-torch apply only with --local")
     if not args.sources or not args.hardware or args.out is None:
         raise ValueError("roofsim calibrate needs SOURCES, --hardware and --out (or --local to measure this machine)")
+    check_out(args.out, "--out", args.force)
     hw = load_hardware(args.hardware)
     if args.folds < 0 or args.folds == 1:
         raise ValueError(f"--folds={args.folds} must be 0 (no cross-validation) or >= 2")
@@ -85,7 +89,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         table = table + read_kernel_tables(src, args.format)
     rows, notes = select_rows(table, args.framework, args.op, args.dtype)
     if not rows:
-        raise ValueError(f"no rows left to fit in {[str(s) for s in args.sources]} after filtering ({'; '.join(notes)})")
+        raise NothingDoneError(f"no rows left to fit in {[str(s) for s in args.sources]} after filtering ({'; '.join(notes)})")
     name = args.name or args.out.stem
     from roofsim.app.cmd_validate import progress_bar  # noqa: PLC0415
 

@@ -7,8 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from roofsim.app.common import print_json
+from roofsim.app.common import NothingDoneError, check_out, print_json
 from roofsim.hardware_specs.errors import InputError
+from roofsim.simulator.outfiles import atomic_path
 from roofsim.validation.bench_table import write_bench_table
 from roofsim.validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
 
@@ -29,15 +30,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("src", type=Path)
     p.add_argument("--out", type=Path, required=True, help="benchmark table CSV to write")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--hardware", default=None,
+                   help="aiconfigurator-silicon: hardware id/alias/.toml for every row (default: each row's device)")
     p.add_argument("--json", action="store_true", help="print {rows, problems, out} as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out.exists() and not args.force:
-        raise InputError(f"{args.out} exists; pass --force to overwrite it")
-    table = CONVERTERS[args.source](args.src)
-    write_bench_table(table.rows, args.out)
+    check_out(args.out, "--out", args.force)
+    if args.hardware is not None and args.source != "aiconfigurator-silicon":
+        raise InputError(f"--hardware applies to aiconfigurator-silicon only, not {args.source}")
+    table = (CONVERTERS[args.source](args.src, hardware=args.hardware) if args.hardware is not None
+             else CONVERTERS[args.source](args.src))
+    if not table.rows:
+        for p in table.problems:
+            print(f"  {p}", file=sys.stderr)
+        raise NothingDoneError(f"no row of {args.src} could be converted ({len(table.problems)} problem(s)); "
+                               f"{args.out} not written")
+    with atomic_path(args.out) as tmp:
+        write_bench_table(table.rows, tmp)
     if args.json:
         print_json({"rows": len(table.rows), "problems": list(table.problems), "out": str(args.out)})
         return 0

@@ -10,22 +10,28 @@ from roofsim.app.common import (
     add_deployment_args,
     deployment_from_args,
     fmt_si,
+    limit_arg,
     print_json,
     print_table,
+    schema_arg,
 )
 from roofsim.hardware_specs.catalog import list_hardware
 from roofsim.model.cost import StepCost
 from roofsim.model.estimate import estimate_deployment
 from roofsim.model.loader import list_models
 from roofsim.model.params import count_params
+from roofsim.simulator.workload import FixedLengths
+from roofsim.validation.profiles import resolve_calibration
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("estimate", help="TTFT, TPOT, throughput, per-kernel breakdown and memory of one config")
     add_deployment_args(p)
-    p.add_argument("--batch", type=int, default=1, help="concurrent requests B")
-    p.add_argument("--input-len", type=int, default=1024, help="prompt tokens I")
-    p.add_argument("--output-len", type=int, default=256, help="generated tokens O")
+    p.add_argument("--batch", type=limit_arg("MAX_BATCH_SEQS", "--batch"), default=1, help="concurrent requests B")
+    p.add_argument("--input-len", type=schema_arg(FixedLengths, "tokens", "--input-len"), default=1024,
+                   help="prompt tokens I")
+    p.add_argument("--output-len", type=schema_arg(FixedLengths, "tokens", "--output-len"), default=256,
+                   help="generated tokens O")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_estimate)
 
@@ -93,6 +99,7 @@ def _kernels(s: StepCost, phase: str) -> list[dict[str, Any]]:
 def run_estimate(args: argparse.Namespace) -> int:
     dep = deployment_from_args(args)
     r = estimate(dep, args.batch, args.input_len, args.output_len, args.gpu_memory_utilization)
+    r["calibration"] = resolve_calibration(args.calibration, dep.hardware)[1]
     if args.json:
         print_json(r)
         return 0

@@ -6,13 +6,17 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import print_json, print_table
+from roofsim.app.common import check_out, limit_arg, print_json, print_table, schema_arg
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ModelSpec
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.outfiles import atomic_path
+from roofsim.simulator.workload import PoissonArrivals
 
 __all__ = ["register", "run_measure", "run_calibrate_local", "resolve_local_model", "DEFAULT_MODEL"]
 
@@ -56,19 +60,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help=f"{DEFAULT_MODEL} (default, 124.7M params), local-llama-tiny, a preset or a config.json "
                         "(Llama-architecture: no MoE/MLA/sliding window)")
     p.add_argument("--mode", choices=("static", "continuous"), default="continuous")
-    p.add_argument("--num-requests", type=int, default=16)
-    p.add_argument("--rate", type=float, default=math.inf, help="requests/s, Poisson (default inf: all at once)")
+    p.add_argument("--num-requests", type=limit_arg("MAX_REQUESTS", "--num-requests"), default=16)
+    p.add_argument("--rate", type=_rate, default=math.inf, help="requests/s, Poisson (default inf: all at once)")
     p.add_argument("--input-len", type=_input_len, default=(32, 128), help="N or LO:HI (uniform); default 32:128")
     p.add_argument("--output-len", type=int, default=32)
-    p.add_argument("--max-batch", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-batch", type=limit_arg("MAX_BATCH_SEQS", "--max-batch"), default=8)
+    p.add_argument("--seed", type=schema_arg(SimConfig, "seed", "--seed"), default=0)
     p.add_argument("--blas-threads", type=int, default=1,
                    help="OpenBLAS threads (default 1: steadier on a shared machine; use what calibrate used)")
     p.add_argument("--out", type=Path, required=True, help="log JSON to write")
     p.add_argument("--model-out", type=Path, default=None,
                    help="config.json of the served model (default: <out stem>.config.json next to the log)")
+    p.add_argument("--force", action="store_true", help="overwrite --out and --model-out if they exist")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run_measure)
+
+
+_poisson_rate = schema_arg(PoissonArrivals, "rate_per_s", "--rate", float)
+
+
+def _rate(text: str) -> float:
+    """--rate: a Poisson rate within the limits, or inf (every request at t=0)."""
+    return math.inf if text.strip().lower() in ("inf", "infinity") else float(_poisson_rate(text))
 
 
 def run_measure(args: argparse.Namespace) -> int:
@@ -81,6 +94,9 @@ def run_measure(args: argparse.Namespace) -> int:
         write_vllm_log,
     )
 
+    model_out = args.model_out or args.out.with_name(f"{args.out.stem}.config.json")
+    check_out(args.out, "--out", args.force)  # before minutes of serving
+    check_out(model_out, "--model-out", args.force)
     spec = resolve_local_model(args.model)
     for flag, v in (("--num-requests", args.num_requests), ("--output-len", args.output_len),
                     ("--max-batch", args.max_batch), ("--blas-threads", args.blas_threads)):
@@ -99,9 +115,9 @@ def run_measure(args: argparse.Namespace) -> int:
               f"{args.blas_threads} BLAS thread(s)) ...", file=sys.stderr)
     runlog = run_serving(spec, args.mode, args.num_requests, args.rate, args.input_len, args.output_len,
                          args.max_batch, args.seed)
-    write_vllm_log(runlog, args.out)
-    model_out = args.model_out or args.out.with_name(f"{args.out.stem}.config.json")
-    write_model_config(spec, model_out)
+    with atomic_path(args.out) as tmp:
+        write_vllm_log(runlog, tmp)
+    write_model_config(spec, model_out)  # atomic (validation.profiles.atomic_write_text)
     d = vllm_log_dict(runlog)
     summary = {k: d[k] for k in ("duration", "completed", "total_input_tokens", "total_output_tokens",
                                  "output_throughput", "mean_ttft_ms", "median_ttft_ms", "mean_tpot_ms",
@@ -119,6 +135,13 @@ def run_measure(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ calibrate --local
+def default_local_profile() -> Path:
+    """Where `calibrate --local` writes without --out: a per-user folder, never the current one (a checkout would
+    get untracked files): $XDG_CONFIG_HOME/roofsim/local-cpu.toml, else ~/.config/roofsim/local-cpu.toml."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "roofsim" / "local-cpu.toml"
+
+
 def run_calibrate_local(args: argparse.Namespace) -> int:
     """`roofsim calibrate --local`: measure, fit, write <out> (HardwareSpec) and <out stem>.calibration.toml."""
     from roofsim.validation.local import set_blas_threads  # noqa: PLC0415
@@ -129,9 +152,12 @@ def run_calibrate_local(args: argparse.Namespace) -> int:
         raise ValueError(f"--blas-threads={threads} must be >= 1")
     if args.folds < 0 or args.folds == 1:
         raise ValueError(f"--folds={args.folds} must be 0 (no cross-validation) or >= 2")
-    out = args.out or Path("local-cpu.toml")
+    out = args.out or default_local_profile()
     if out.suffix != ".toml":
         raise ValueError(f"--out {out} must end in .toml (the hardware descriptor; the calibration goes next to it)")
+    if args.out is not None:  # roofsim's own per-user default is replaced on a re-run; a path the user gave is not
+        check_out(out, "--out", args.force)
+        check_out(out.with_name(f"{out.stem}.calibration.toml"), "--out (its calibration file)", args.force)
     model = resolve_local_model(args.local_model)
     set_blas_threads(threads)
 
@@ -139,6 +165,8 @@ def run_calibrate_local(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"[calibrate --local] {msg}", file=sys.stderr, flush=True)
         logging.getLogger(__name__).info("%s", msg)
+
+    say(f"writing {out} and {out.stem}.calibration.toml next to it" + ("" if args.out else " (default; --out to change)"))
 
     hw, fit, meas, (hw_path, cal_path) = calibrate_local(out, quick=args.quick, model=model, seed=args.seed,
                                                          folds=args.folds, progress=say,

@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import SET_HELP, print_json, print_table, progress_bar, set_epilog
+from roofsim.app.common import (
+    SET_HELP,
+    check_out,
+    print_json,
+    print_table,
+    progress_bar,
+    schema_arg,
+    set_epilog,
+)
 from roofsim.app.plan_report import HEADERS, table_rows, winner_summary_text, write_report
 from roofsim.simulator.config import KV_DTYPES, SCHEDULER_KINDS, WEIGHT_DTYPES, apply_overrides
 from roofsim.simulator.planning import PlanResult, PlanSpec, PointCache, make_executor, plan
@@ -57,13 +65,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--model", required=True, help="model preset, HF id or config.json")
     g.add_argument("--workload", help=f"built-in workload: {', '.join(named_workloads())}")
     g.add_argument("--trace", type=Path, help="trace file to replay (rate-scaled to each tried rate)")
-    g.add_argument("--rate", type=float, required=True, help="target request rate of the deployment, req/s")
+    g.add_argument("--rate", type=schema_arg(PlanSpec, "rate_per_s", "--rate", float), required=True,
+                   help="target request rate of the deployment, req/s")
     g.add_argument("--slo-ttft-p99", type=float, required=True, help="P99 TTFT target, s")
     g.add_argument("--slo-tpot-p99", type=float, required=True, help="P99 TPOT target, s")
     g.add_argument("--objective", choices=("cost", "gpus", "energy"), default="cost")
-    g.add_argument("--max-gpus", type=int, help="GPU budget of the whole deployment")
-    g.add_argument("--num-requests", type=int, default=2000, help="requests per simulated point (default 2000)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-gpus", type=schema_arg(PlanSpec, "max_gpus", "--max-gpus"),
+                   help="GPU budget of the whole deployment")
+    g.add_argument("--num-requests", type=schema_arg(PlanSpec, "num_requests", "--num-requests"), default=2000,
+                   help="requests per simulated point (default 2000)")
+    g.add_argument("--seed", type=schema_arg(PlanSpec, "seed", "--seed"), default=0)
     g.add_argument("--tolerance", type=float, default=0.05, help="relative capacity tolerance (default 0.05)")
     c = p.add_argument_group("candidate space (comma-separated lists)")
     c.add_argument("--hardware", default="h100-sxm", help="hardware ids/aliases (default h100-sxm)")
@@ -85,6 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     o.add_argument("--report", type=Path, help="write an HTML report (table + Pareto plot) here")
+    o.add_argument("--force", action="store_true", help="overwrite --report if it exists")
     o.add_argument("--top", type=int, default=15, help="rows of the ranked table to print (default 15)")
     p.set_defaults(func=run_plan)
 
@@ -119,6 +131,7 @@ def spec_from_args(args: argparse.Namespace) -> PlanSpec:
 
 def run_plan(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
+    check_out(args.report, "--report", args.force)
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers={args.workers} must be >= 1")
     cache = None if args.no_cache else PointCache(args.cache_dir)

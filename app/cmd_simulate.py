@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from pathlib import Path
@@ -14,11 +13,13 @@ from typing import Any
 
 from roofsim.app.common import (
     SET_HELP,
+    check_out,
     fmt_si,
-    load_calibration,
+    json_text,
     print_json,
     print_table,
     progress_bar,
+    schema_arg,
     set_epilog,
 )
 from roofsim.model.quant import quant_for
@@ -26,20 +27,26 @@ from roofsim.simulator.config import (
     KV_DTYPES,
     SCHEDULER_KINDS,
     WEIGHT_DTYPES,
+    ReplicaGroup,
     SimConfig,
     apply_overrides,
     set_path,
 )
 from roofsim.simulator.metrics import SimResult
+from roofsim.simulator.outfiles import atomic_path, atomic_write_text
 from roofsim.simulator.run import simulate
 from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     OfflineArrivals,
+    PoissonArrivals,
+    SyntheticWorkload,
+    TraceWorkload,
     mean_rate_per_s,
     named_workloads,
     resolve_workload,
     with_rate,
 )
+from roofsim.validation.profiles import resolve_calibration, resolve_config_calibrations
 
 # Flags that became --set paths (replicas.* = every replica group; replicas.0 = the first).
 SET_EQUIVALENTS: tuple[tuple[str, str], ...] = (
@@ -83,23 +90,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g = p.add_argument_group("deployment (applies to every replica group)")
     g.add_argument("--model", help="model preset/HF id/config.json (default llama-3.1-8b without --config)")
     g.add_argument("--hardware", help="hardware id or .toml (default h100-sxm without --config)")
-    g.add_argument("--tp", type=int)
-    g.add_argument("--pp", type=int)
-    g.add_argument("--replicas", type=int, help="replicas per group")
+    g.add_argument("--tp", type=schema_arg(ReplicaGroup, "tp", "--tp"))
+    g.add_argument("--pp", type=schema_arg(ReplicaGroup, "pp", "--pp"))
+    g.add_argument("--replicas", type=schema_arg(ReplicaGroup, "count", "--replicas"), help="replicas per group")
     g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, help="fp8 -> W8A8, fp4 -> W4A4, int8/int4 weight-only")
     g.add_argument("--kv-dtype", choices=KV_DTYPES)
     g.add_argument("--calibration", type=Path,
                    help="calibration profile .toml (e.g. from roofsim calibrate [--local], or a shipped one in "
-                        "validation/profiles/); default: the cost model's defaults (docs/model.md)")
+                        "validation/profiles/), 'shipped' (the default: each GPU's shipped profile, or its "
+                        "architecture family's) or 'default' (the cost model's defaults, docs/model.md)")
     g.add_argument("--scheduler", choices=SCHEDULER_KINDS, help="batching policy (details: --set, see below)")
     w = p.add_argument_group("workload")
     w.add_argument("--workload", help=f"built-in workload: {', '.join(named_workloads())}")
     w.add_argument("--trace", type=Path, help="trace file to replay (format detected)")
-    w.add_argument("--rate", type=float, help="mean arrival rate, requests/s (synthetic/named)")
-    w.add_argument("--rate-scale", type=float, help="multiply the arrival rate (trace: compress time)")
-    w.add_argument("--duration", type=float, help="seconds of arrivals")
-    w.add_argument("--num-requests", type=int)
-    w.add_argument("--seed", type=int)
+    w.add_argument("--rate", type=schema_arg(PoissonArrivals, "rate_per_s", "--rate", float),
+                   help="mean arrival rate, requests/s (synthetic/named)")
+    w.add_argument("--rate-scale", type=schema_arg(TraceWorkload, "rate_scale", "--rate-scale", float),
+                   help="multiply the arrival rate (trace: compress time)")
+    w.add_argument("--duration", type=schema_arg(SyntheticWorkload, "duration_s", "--duration", float),
+                   help="seconds of arrivals")
+    w.add_argument("--num-requests", type=schema_arg(SyntheticWorkload, "num_requests", "--num-requests"))
+    w.add_argument("--seed", type=schema_arg(SimConfig, "seed", "--seed"))
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     o.add_argument("--out", type=Path, help="write requests.csv, timeseries.csv, summary.json, trace.json here")
@@ -129,8 +140,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     if args.weight_dtype or args.kv_dtype:
         quant = quant_for(args.weight_dtype or "bf16", args.kv_dtype or "auto")
         flags.append(("replicas.*.quant", quant.model_dump(mode="json")))
-    cal = load_calibration(args.calibration)
-    if cal is not None:
+    if args.calibration is not None and str(args.calibration) != "shipped":  # shipped: resolved per group later
+        cal, _ = resolve_calibration(args.calibration, None)  # a file or "default": no hardware needed
         flags.append(("replicas.*.calibration", cal.model_dump(mode="json")))
     if args.seed is not None:
         flags.append(("seed", args.seed))
@@ -157,7 +168,7 @@ def _workload_overrides(wl: dict[str, Any], args: argparse.Namespace) -> dict[st
         base = resolve_workload(SimConfig.model_validate(
             {"workload": wl, "replicas": [{"model": "x", "hardware": "x"}]}).workload)
         rate = args.rate if args.rate is not None else base.arrival.rate_per_s  # type: ignore[union-attr]
-        wl["rate_per_s"] = rate * (args.rate_scale or 1.0)
+        wl["rate_per_s"] = rate * _scale(args)
     elif kind == "synthetic" and (args.rate is not None or args.rate_scale is not None):
         cfg = SimConfig.model_validate({"workload": wl, "replicas": [{"model": "x", "hardware": "x"}]})
         arrival = cfg.workload.arrival  # type: ignore[union-attr]
@@ -166,13 +177,17 @@ def _workload_overrides(wl: dict[str, Any], args: argparse.Namespace) -> dict[st
                              "those requests itself); change clients/think time or use an open-loop arrival")
         # a burst process scales both of its rates, keeping its shape (workload.with_rate)
         rate = args.rate if args.rate is not None else mean_rate_per_s(arrival)
-        wl["arrival"] = with_rate(arrival, rate * (args.rate_scale or 1.0)).model_dump(mode="json")
+        wl["arrival"] = with_rate(arrival, rate * _scale(args)).model_dump(mode="json")
     if args.num_requests is not None:
         wl["num_requests"] = args.num_requests
         wl.setdefault("duration_s", None)
     if args.duration is not None:
         wl["duration_s"] = args.duration
     return {k: v for k, v in wl.items() if v is not None}
+
+
+def _scale(args: argparse.Namespace) -> float:
+    return 1.0 if args.rate_scale is None else float(args.rate_scale)
 
 
 def result_json(cfg: SimConfig, r: SimResult) -> dict[str, Any]:
@@ -185,8 +200,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(cfg.to_toml())
         return 0
-    if args.out is not None:
-        _check_out(args.out, args.force)
+    cfg, cal_labels = resolve_config_calibrations(cfg)  # groups without one: the GPU's shipped/transferred profile
+    check_out(args.out, "--out", args.force, directory=True, names=OUT_FILES)  # before the long work
     with progress_bar(not args.json, "req", "simulating") as progress:
         r = simulate(cfg, progress)
     if args.out is not None:
@@ -194,6 +209,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result_json(cfg, r))
         return 0
+    print("calibration: " + "; ".join(cal_labels))
     _print_summary(cfg, r)
     return 0
 
@@ -246,17 +262,11 @@ def _ms(x: float) -> str:
 OUT_FILES = ("requests.csv", "timeseries.csv", "summary.json", "trace.json")
 
 
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
-    existing = [f for f in OUT_FILES if (out / f).exists()]
-    if existing and not force:
-        raise ValueError(f"--out {out} already has {', '.join(existing)}; pass --force to overwrite")
-
 
 def write_outputs(out: Path, cfg: SimConfig, r: SimResult) -> None:
+    """The four files of --out, each written whole or not at all (simulator.outfiles.atomic_path)."""
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "requests.csv").open("w", newline="") as f:
+    with atomic_path(out / "requests.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "replica", "status", "arrival_s", "first_scheduled_s", "first_token_s", "completion_s",
                     "input_tokens", "output_tokens", "ttft_s", "tpot_s", "e2e_s", "preemptions", "reject_reason"])
@@ -269,12 +279,12 @@ def write_outputs(out: Path, cfg: SimConfig, r: SimResult) -> None:
     ts = r.series
     cols = ("replica", "lane", "start_s", "duration_s", "prefill_tokens", "prefill_seqs", "decode_seqs",
             "kv_blocks_used", "kv_blocks_total", "waiting", "running")
-    with (out / "timeseries.csv").open("w", newline="") as f:
+    with atomic_path(out / "timeseries.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
         arrays = [getattr(ts, c).tolist() for c in cols]
         w.writerows(zip(*arrays, strict=True))
-    (out / "summary.json").write_text(json.dumps(result_json(cfg, r), indent=2, default=float))
+    atomic_write_text(out / "summary.json", json_text(result_json(cfg, r)))
     # Chrome/Perfetto trace: one complete ("X") event per iteration, pid = replica, tid = pipeline lane.
     events: list[dict[str, Any]] = []
     for i in range(ts.start_s.size):
@@ -284,7 +294,7 @@ def write_outputs(out: Path, cfg: SimConfig, r: SimResult) -> None:
                        "args": {"prefill_tokens": int(ts.prefill_tokens[i]), "prefill_seqs": int(ts.prefill_seqs[i]),
                                 "decode_seqs": int(ts.decode_seqs[i]), "kv_blocks_used": int(ts.kv_blocks_used[i]),
                                 "waiting": int(ts.waiting[i])}})
-    (out / "trace.json").write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms"}))
+    atomic_write_text(out / "trace.json", json_text({"traceEvents": events, "displayTimeUnit": "ms"}, indent=None))
 
 
 __all__ = ["config_from_args", "register", "result_json", "run_simulate", "write_outputs"]

@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 
 from roofsim.app.cmd_validate_e2e import register_benchmarks, register_run
-from roofsim.app.common import print_json, print_notes_and_problems, print_table
+from roofsim.app.common import NothingDoneError, check_out, print_json, print_notes_and_problems, print_table
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
+from roofsim.simulator.outfiles import atomic_path
 from roofsim.validation.kernel_tables import KernelMeasurement, read_kernel_tables
 from roofsim.validation.metrics_err import summarize
 from roofsim.validation.predict import Prediction, predict_rows
-from roofsim.validation.profiles import profile_for, read_calibration
+from roofsim.validation.profiles import resolve_calibration
 from roofsim.validation.report import write_kernel_report
 
 FORMATS = ("auto", "aiconfigurator", "vidur", "llmcompass", "csv")
@@ -37,12 +38,11 @@ def progress_bar(desc: str) -> Callable[[Iterable], Iterable]:
 
 
 def calibration_choice(value: str | None) -> Calibration | Callable[[HardwareSpec], Calibration]:
-    """--calibration: a profile file, 'shipped' (profile_for each row's hardware) or 'default' (model defaults)."""
-    if value is None or value == "default":
-        return Calibration()
-    if value == "shipped":
-        return profile_for
-    return read_calibration(Path(value))
+    """--calibration (validation.profiles.resolve_calibration): a profile file, 'default' (model defaults), or
+    None/'shipped' (each row's GPU: its shipped profile, else its architecture family's)."""
+    if value is None or value == "shipped":
+        return lambda hw: resolve_calibration(None, hw)[0]
+    return resolve_calibration(value, None)[0]
 
 
 # ------------------------------------------------------------------------------------------- kernels
@@ -54,10 +54,11 @@ def _register_kernels(vsub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--format", choices=FORMATS, default="auto")
     p.add_argument("--hardware", default=None, help="only rows measured on this hardware id/alias")
     p.add_argument("--calibration", default=None,
-                   help="profile .toml, 'shipped' (the shipped profile of each row's hardware) or 'default' "
-                        "(model defaults; the default)")
+                   help="profile .toml, 'shipped' (the default: each row's GPU's shipped profile, or its "
+                        "architecture family's) or 'default' (model defaults)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report here")
+    p.add_argument("--force", action="store_true", help="overwrite --report if it exists")
     p.add_argument("--max-rows", type=int, default=None,
                    help="predict a random sample (seed 0) of at most N rows; the sampling is reported")
     p.set_defaults(func=run_kernels)
@@ -83,19 +84,31 @@ def validate_kernels(path: Path, format: str = "auto", hardware: str | None = No
     out = {"by_op": out["by_op"], "overall": out["overall"], "by_hardware": out["by_hardware"],
            "problems": list(table.problems) + list(pred.problems), "notes": notes,
            "rows_read": len(table.rows), "rows_predicted": len(pred.rows),
-           "calibration": calibration or "default"}
+           "calibration": calibration or "shipped (each row's GPU: shipped or transferred profile)"}
     return out, pred
 
 
+def nothing_predicted(out: dict[str, Any], read: int, source: Path) -> None:
+    """NothingDoneError (exit 1) when no row was predicted; the problems saying why go to stderr first."""
+    if out["rows_predicted"]:
+        return
+    print_notes_and_problems({"notes": [], "problems": out["problems"]})
+    raise NothingDoneError(f"{source}: {read} row(s) read, none could be predicted" if read
+                           else f"{source}: no rows read")
+
+
 def run_kernels(args: argparse.Namespace) -> int:
+    check_out(args.report, "--report", args.force)
     out, pred = validate_kernels(args.path, args.format, args.hardware, args.calibration, args.max_rows)
+    nothing_predicted(out, out["rows_read"], args.path)
     if args.report is not None:
         from roofsim.validation.metrics_err import error_stats, grouped_stats  # noqa: PLC0415
 
-        write_kernel_report(args.report, pred, grouped_stats(pred.rows, pred.predicted_s, pred.measured_s),
-                            error_stats(pred.predicted_s, pred.measured_s) if len(pred.rows) else None,
-                            title=f"roofsim kernel validation: {args.path}", problems=tuple(out["problems"]),
-                            notes=f"calibration: {out['calibration']}; " + "; ".join(out["notes"]))
+        with atomic_path(args.report) as tmp:
+            write_kernel_report(tmp, pred, grouped_stats(pred.rows, pred.predicted_s, pred.measured_s),
+                                error_stats(pred.predicted_s, pred.measured_s) if len(pred.rows) else None,
+                                title=f"roofsim kernel validation: {args.path}", problems=tuple(out["problems"]),
+                                notes=f"calibration: {out['calibration']}; " + "; ".join(out["notes"]))
     if args.json:
         print_json(out)
         return 0

@@ -10,8 +10,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from roofsim.app.common import WEIGHT_DTYPES, print_json, print_notes_and_problems, print_table, replay_quant
+from roofsim.app.common import (
+    WEIGHT_DTYPES,
+    check_out,
+    limit_arg,
+    print_json,
+    print_notes_and_problems,
+    print_table,
+    replay_quant,
+    schema_arg,
+)
 from roofsim.hardware_specs.errors import InputError
+from roofsim.simulator.config import ReplicaGroup
+from roofsim.simulator.outfiles import atomic_path
 from roofsim.validation.bench_table import BenchRow, read_bench_table
 from roofsim.validation.e2e import (
     METRICS,
@@ -21,8 +32,9 @@ from roofsim.validation.e2e import (
     shipped_calibration,
     write_predictions,
 )
+from roofsim.validation.logs import LOG_FORMATS, read_log
 from roofsim.validation.profiles import profile_for, read_calibration
-from roofsim.validation.replay import SCHEDULERS, make_scheduler_config, replay_log
+from roofsim.validation.replay import SCHEDULERS, make_scheduler_config, replay_all, replay_log
 
 __all__ = ["register_benchmarks", "register_run", "validate_benchmarks", "validate_run"]
 
@@ -40,7 +52,7 @@ def register_benchmarks(vsub: argparse._SubParsersAction) -> None:  # type: igno
     p.add_argument("table", type=Path, help="benchmark table CSV (roofsim convert ... writes one)")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     p.add_argument("--out", type=Path, default=None, help="write the table with pred_ columns added")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite --out and --report if they exist")
     p.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report")
     p.add_argument("--calibration", type=Path, default=None,
                    help="calibration profile .toml for every row (default: the shipped profile of each row's "
@@ -86,17 +98,22 @@ def validate_benchmarks(table: Path, calibration: Path | None = None, max_rows: 
 
 
 def run_benchmarks(args: argparse.Namespace) -> int:
-    if args.out is not None and args.out.exists() and not args.force:
-        raise InputError(f"{args.out} exists; pass --force to overwrite it")
+    from roofsim.app.cmd_validate import nothing_predicted  # noqa: PLC0415 (cmd_validate imports this module)
+
+    check_out(args.out, "--out", args.force)
+    check_out(args.report, "--report", args.force)
     out, preds = validate_benchmarks(args.table, args.calibration, args.max_rows, args.workers,
                                      show_progress=not args.json)
+    nothing_predicted(out, out["rows"], args.table)
     if args.out is not None:
-        write_predictions(preds, args.out, force=args.force)
+        with atomic_path(args.out) as tmp:
+            write_predictions(preds, tmp, force=True)
     if args.report is not None:
         from roofsim.validation.e2e_report import write_benchmarks_report  # noqa: PLC0415
 
-        write_benchmarks_report(args.report, preds, out["by_group"], f"roofsim end-to-end validation: {args.table}",
-                                out["problems"], _group, notes=f"calibration: {out['calibration']}")
+        with atomic_path(args.report) as tmp:
+            write_benchmarks_report(tmp, preds, out["by_group"], f"roofsim end-to-end validation: {args.table}",
+                                    out["problems"], _group, notes=f"calibration: {out['calibration']}")
     if args.json:
         print_json(out)
         return 0
@@ -116,23 +133,29 @@ def run_benchmarks(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ run
 def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = vsub.add_parser("run", help="replay a real serving log and compare latency distributions",
-                        description="Replay the requests of a serving log (vLLM benchmark_serving JSON, GuideLLM, "
-                                    "LLMPerf) with the same lengths and send times (or vLLM's regenerated Poisson "
+                        description="Replay the requests of a serving log (vLLM bench serve / benchmark_serving, "
+                                    "GuideLLM, LLMPerf, SGLang bench_serving, AIPerf, genai-perf; every benchmark "
+                                    "of a sweep file) with the same lengths and send times (or vLLM's regenerated Poisson "
                                     "draw) and compare mean/P50/P90/P99 of TTFT, TPOT, ITL, E2E, duration and "
                                     "throughput; per-step times too when the log records them.")
     p.add_argument("log", type=Path)
     p.add_argument("--model", required=True)
     p.add_argument("--hardware", required=True)
-    p.add_argument("--tp", type=int, default=1)
-    p.add_argument("--pp", type=int, default=1)
-    p.add_argument("--format", choices=("auto", "vllm", "guidellm", "llmperf"), default="auto")
+    p.add_argument("--tp", type=limit_arg("MAX_PARALLEL", "--tp"), default=1)
+    p.add_argument("--pp", type=limit_arg("MAX_PARALLEL", "--pp"), default=1)
+    p.add_argument("--format", choices=LOG_FORMATS, default="auto",
+                   help="auto (default) detects the format from the content (docs/validation-formats.md)")
+    p.add_argument("--benchmark", type=int, default=None,
+                   help="replay only benchmark N (0-based) of a multi-benchmark file (default: every benchmark)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="vllm-v1",
                    help="vllm-v1 (default) = chunked prefill with vLLM V1's token budget for this GPU")
-    p.add_argument("--max-batch", type=int, default=None, help="max sequences per iteration (max_num_seqs)")
+    p.add_argument("--max-batch", type=limit_arg("MAX_BATCH_SEQS", "--max-batch"), default=None,
+                   help="max sequences per iteration (max_num_seqs)")
     p.add_argument("--max-batched-tokens", type=int, default=None, help="token budget of one iteration")
     p.add_argument("--weight-dtype", choices=("auto", *WEIGHT_DTYPES), default="bf16",
                    help="auto: bf16, or fp32 end to end on hardware without bf16 (the numpy engine)")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--gpu-memory-utilization", type=schema_arg(ReplicaGroup, "gpu_memory_utilization",
+                                                               "--gpu-memory-utilization", float), default=0.9)
     p.add_argument("--calibration", type=Path, default=None,
                    help="profile .toml (default: the shipped vLLM profile of the hardware)")
     p.add_argument("--prompts-cached", action="store_true",
@@ -140,10 +163,13 @@ def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type
                         "prefix caching on): replay each prompt as 1 new token")
     p.add_argument("--json", action="store_true")
     p.add_argument("--report", type=Path, default=None)
+    p.add_argument("--force", action="store_true", help="overwrite --report if it exists")
     p.set_defaults(func=run_run)
 
 
-def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
+    """The JSON of `roofsim validate run` and the ReplayResults behind it: one object for a one-benchmark log (or
+    --benchmark N), else {"log", "calibration", "benchmarks": [one object per benchmark]}."""
     sched, note = make_scheduler_config(args.scheduler, args.hardware, args.max_batch, args.max_batched_tokens)
     if args.calibration is not None:
         cal = read_calibration(args.calibration)
@@ -153,42 +179,63 @@ def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         except InputError:
             cal = None
     quant = replay_quant(args.weight_dtype, args.hardware)  # fp32 weights: fp32 activations and KV too
-    res = replay_log(args.log, args.model, args.hardware, args.tp, args.pp, log_format=args.format, scheduler=sched,
-                     quant=quant, calibration=cal, gpu_memory_utilization=args.gpu_memory_utilization,
-                     prompts_cached=args.prompts_cached)
-    out = res.as_json()
-    out["notes"] = out["notes"] + [note]
-    out["calibration"] = cal.name if cal is not None else "default"
-    return out, res
+    opts: dict[str, Any] = dict(scheduler=sched, quant=quant, calibration=cal,
+                                gpu_memory_utilization=args.gpu_memory_utilization, prompts_cached=args.prompts_cached)
+    if args.benchmark is not None:
+        results = [replay_log(read_log(args.log, args.format, args.benchmark), args.model, args.hardware, args.tp,
+                              args.pp, **opts)]
+    else:
+        results = replay_all(args.log, args.model, args.hardware, args.tp, args.pp, log_format=args.format, **opts)
+    outs = []
+    for res in results:
+        o = res.as_json()
+        o["notes"] = o["notes"] + [note]
+        o["calibration"] = cal.name if cal is not None else "default"
+        outs.append(o)
+    if len(outs) == 1:
+        return outs[0], results
+    return {"log": str(args.log), "calibration": outs[0]["calibration"], "benchmarks": outs}, results
+
+
+def _report_path(path: Path, i: int, n: int) -> Path:
+    return path if n == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
 
 
 def run_run(args: argparse.Namespace) -> int:
-    out, res = validate_run(args)
+    check_out(args.report, "--report", args.force)
+    out, results = validate_run(args)
+    outs = out.get("benchmarks", [out])
     if args.report is not None:
         from roofsim.validation.e2e_report import write_replay_report  # noqa: PLC0415
 
-        write_replay_report(args.report, res, f"roofsim replay of {args.log} on {args.model} / {args.hardware} "
-                                              f"tp{args.tp} pp{args.pp}")
+        for i, res in enumerate(results):
+            with atomic_path(_report_path(args.report, i, len(results))) as tmp:
+                write_replay_report(tmp, res, f"roofsim replay of {args.log} {res.log.label} on {args.model} / "
+                                              f"{args.hardware} tp{args.tp} pp{args.pp}")
     if args.json:
         print_json(out)
         return 0
 
     def f(x: float, scale: float = 1.0) -> str:
         return "nan" if not math.isfinite(x) else f"{x * scale:.4g}"
-    rows = [[m, s, f(v["measured"], 1e3), f(v["predicted"], 1e3), f(v["err_pct"])]
-            for m, d in out["comparison"].items() for s, v in d.items()]
-    rows += [[k, "", f(v["measured"]), f(v["predicted"]), f(v["err_pct"])] for k, v in out["totals"].items()]
-    print_table(rows, ["metric", "stat", "measured (ms)", "predicted (ms)", "err%"])
-    if out["steps"]:
-        print()
-        print_table([[s["kind"], str(s["batch_size"]), str(s["n"]), f(s["measured_s"], 1e3),
-                      f(s["predicted_s"], 1e3), f(s["err_pct"])] for s in out["steps"]],
-                    ["step", "batch", "n", "measured (ms)", "predicted (ms)", "err%"])
-    print(f"\n{out['requests']} requests replayed (calibration: {out['calibration']})")
-    for n in out["notes"]:
-        print(f"note: {n}")
+    for i, o in enumerate(outs):
+        if len(outs) > 1:
+            print(f"{'' if i == 0 else chr(10)}== {o['benchmark'] or f'benchmark {i}'}: {o['requests']} requests")
+        rows = [[m, s, f(v["measured"], 1e3), f(v["predicted"], 1e3), f(v["err_pct"])]
+                for m, d in o["comparison"].items() for s, v in d.items()]
+        rows += [[k, "", f(v["measured"]), f(v["predicted"]), f(v["err_pct"])] for k, v in o["totals"].items()]
+        print_table(rows, ["metric", "stat", "measured (ms)", "predicted (ms)", "err%"])
+        if o["steps"]:
+            print()
+            print_table([[s["kind"], str(s["batch_size"]), str(s["n"]), f(s["measured_s"], 1e3),
+                          f(s["predicted_s"], 1e3), f(s["err_pct"])] for s in o["steps"]],
+                        ["step", "batch", "n", "measured (ms)", "predicted (ms)", "err%"])
+        print(f"\n{o['requests']} requests replayed (calibration: {o['calibration']})")
+        for n in o["notes"]:
+            print(f"note: {n}")
     if args.report is not None:
-        print(f"report written to {args.report}")
+        print(f"report written to {args.report}" if len(results) == 1 else
+              f"{len(results)} reports written to {_report_path(args.report, 0, 2).name} ...")
     return 0
 
 

@@ -10,15 +10,80 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import RoofsimError
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.quant import quant_for
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
-from roofsim.simulator.config import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
+from roofsim.simulator.config import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES, ReplicaGroup
+from roofsim.simulator.limits import limited
+from roofsim.simulator.outfiles import check_output_path
+from roofsim.validation.profiles import resolve_calibration
+
+# Exit codes: one meaning each (`roofsim --help` epilog, docs/reliability.md).
+EXIT_OK = 0
+EXIT_NOTHING_DONE = 1  # the input was read but nothing could be done with it (no row predicted, no row read)
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+
+
+class NothingDoneError(RoofsimError):
+    """The command read its input but could do nothing with it (exit 1): zero rows read, predicted or written."""
+
+
+def parse_int(text: str) -> int:
+    """An integer flag value; 1e6 and 2.0 are read as the integers they are (1.5 and inf are not integers)."""
+    try:
+        return int(text)
+    except ValueError:
+        v = float(text)  # ValueError for text that is no number
+        if not v.is_integer():
+            raise ValueError(text) from None
+        return int(v)
+
+
+def schema_arg(model: type[BaseModel], field: str, flag: str, parse: Callable[[str], Any] = parse_int
+               ) -> Callable[[str], Any]:
+    """An argparse `type` that parses a flag and checks it against `model.field`'s constraints and limits
+    (simulator/limits.py), so the error names the flag and the limit before any work starts."""
+    info = model.model_fields[field]
+    inner = getattr(info.annotation, "__args__", (info.annotation,))  # Optional[X] -> X
+    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[inner[0], *info.metadata]) if info.metadata else TypeAdapter(
+        inner[0])
+    return _checked(adapter, flag, parse)
+
+
+def limit_arg(name: str, flag: str, low: int = 1) -> Callable[[str], int]:
+    """An argparse `type` for an int flag in [low, limit `name`] with no schema field behind it."""
+    return _checked(TypeAdapter(limited(int, name, ge=low)), flag, parse_int)
+
+
+def _checked(adapter: TypeAdapter[Any], flag: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def check(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if parse is parse_int else ' number'}"
+                                             ) from None
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as err:
+            msg = err.errors()[0]["msg"].removeprefix("Value error, ")
+            raise argparse.ArgumentTypeError(f"{text}: {msg}") from None
+    check.__name__ = flag  # argparse names the type in "invalid <name> value"
+    return check
+
+
+def check_out(path: Path | None, flag: str, force: bool = False, **kw: Any) -> None:
+    """check_output_path for an optional output flag (nothing to check when it is not given)."""
+    if path is not None:
+        check_output_path(path, flag, force, **kw)
 
 
 def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = None,
@@ -28,9 +93,9 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
                    help="preset name, HF id (meta-llama/Llama-3.1-8B-Instruct) or path to a config.json")
     g.add_argument("--hardware", default=hardware_default, required=hardware_default is None,
                    help="hardware id/alias (see `roofsim list hardware`) or path to a .toml descriptor")
-    g.add_argument("--tp", type=int, default=1, help="tensor-parallel degree")
-    g.add_argument("--pp", type=int, default=1, help="pipeline-parallel stages")
-    g.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE)")
+    g.add_argument("--tp", type=limit_arg("MAX_PARALLEL", "--tp"), default=1, help="tensor-parallel degree")
+    g.add_argument("--pp", type=limit_arg("MAX_PARALLEL", "--pp"), default=1, help="pipeline-parallel stages")
+    g.add_argument("--ep", type=limit_arg("MAX_PARALLEL", "--ep"), default=1, help="expert-parallel degree (MoE)")
     g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="bf16")
     g.add_argument("--activation-dtype", choices=("auto", *ACTIVATION_DTYPES),
                    default="auto", help="auto: fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only")
@@ -38,7 +103,8 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
                    help="KV-cache format (auto: bf16, or the 16-bit activation dtype)")
     g.add_argument("--group-size", type=int, default=128, help="weights per scale for int4/int8/fp4")
     g.add_argument("--calibration", type=Path, default=None, help="calibration profile (.toml)")
-    g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    g.add_argument("--gpu-memory-utilization", type=schema_arg(ReplicaGroup, "gpu_memory_utilization",
+                                                               "--gpu-memory-utilization", float), default=0.9)
 
 
 SET_HELP = ("override any field: PATH=VALUE, PATH dotted with list indices (replicas.0.tp=2; * = every item), "
@@ -66,14 +132,6 @@ def replay_quant(dtype: str, hardware: str) -> QuantSpec:
     return quant_for(dtype, hardware=load_hardware(hardware) if dtype == "auto" else None)
 
 
-def load_calibration(path: Path | None) -> Calibration | None:
-    if path is None:
-        return None
-    from roofsim.validation.profiles import read_calibration  # noqa: PLC0415 (only when asked for)
-
-    return read_calibration(path)
-
-
 @dataclass(frozen=True)
 class Deployment:
     model: ModelSpec
@@ -91,7 +149,7 @@ def deployment_from_args(args: argparse.Namespace) -> Deployment:
     hw = load_hardware(args.hardware)
     par = ParallelSpec(tp=args.tp, pp=args.pp, ep=args.ep)
     par.validate_for(model)
-    return Deployment(model, hw, quant_from_args(args), par, load_calibration(args.calibration))
+    return Deployment(model, hw, quant_from_args(args), par, resolve_calibration(args.calibration, hw)[0])
 
 
 def fmt_si(x: float, unit: str = "") -> str:
@@ -149,5 +207,24 @@ def print_notes_and_problems(out: dict[str, Any]) -> None:
             print(f"  {pr}", file=sys.stderr)
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float (an undefined statistic: a percentile of no requests) as None,
+    numpy scalars as Python numbers and tuples as lists, so json.dumps(allow_nan=False) writes valid JSON."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, str | bytes):  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """Valid JSON (RFC 8259: no NaN/Infinity) of `obj` through json_safe."""
+    return json.dumps(json_safe(obj), indent=indent, sort_keys=False, allow_nan=False, default=float)
+
+
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=False, default=float))
+    print(json_text(obj))

@@ -11,6 +11,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from roofsim.simulator.outfiles import atomic_write_text
 from roofsim.simulator.planning import Outcome, PlanResult
 
 HEADERS = ["#", "configuration", "status", "capacity/replica", "replicas", "GPUs", "$/hour", "$/1M out tok",
@@ -132,8 +133,8 @@ def winner_summary_text(m: dict[str, Any]) -> str:
 
 
 def write_report(result: PlanResult, path: Path, command: str = "", offline: bool = True) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(result, command, offline), encoding="utf-8")
+    """The HTML report, written whole or not at all (simulator.outfiles)."""
+    atomic_write_text(path, report_html(result, command, offline))
 
 
 __all__ = ["HEADERS", "outcome_row", "pareto_figure", "report_html", "table_rows", "winner_summary_text",

@@ -152,11 +152,12 @@ vidur() {  # timed runs with cached predictors, one core; plots off (kaleido/chr
   done
 }
 
-roofsim() {  # same requests, same deployment; --max-sim-time large so the queue drains like Vidur's run
+roofsim() {  # same requests, same deployment; max_sim_time_s large so the queue drains like Vidur's run
   for i in 1 2 3; do
     (cd "$REPO" && /usr/bin/time -v taskset -c "$CORE" .venv/bin/roofsim simulate \
       --trace "$W/splitwise_conv_clip4096_vidur_format.csv" --model llama-2-70b --hardware a100-sxm-80gb --tp 2 \
-      --scheduler vllm --max-batch 128 --max-batched-tokens 4096 --max-sim-time 1000000 --json \
+      --scheduler vllm --set 'replicas.*.scheduler.max_num_seqs=128' --set 'replicas.*.scheduler.max_batched_tokens=4096' \
+      --set max_sim_time_s=1000000 --json \
       --out "$W/roofsim_r$i" --force > "$W/roofsim_r$i.stdout" 2> "$W/roofsim_r$i.time")
   done
 }

@@ -8,7 +8,6 @@ import functools
 import logging
 import os
 import re
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.hardware_specs.spec import HardwareSpec
 
 logger = logging.getLogger(__name__)
@@ -111,18 +111,15 @@ def hardware_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Hardw
 
 
 def load_hardware_file(path: str | Path) -> HardwareSpec:
-    """Read one hardware TOML file. InputError for a TOML syntax error or an invalid field."""
+    """Read one hardware TOML file. InputError for a TOML syntax error, an invalid field or a file over a
+    roofsim.hardware_specs.loading limit; FileNotFoundError for a missing file."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"hardware file {path} does not exist")
     try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"hardware file {path} does not exist") from None
-    try:
-        data = tomllib.loads(text.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"invalid hardware file {path}: not UTF-8 text ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"invalid hardware file {path}: TOML syntax error: {exc}") from None
+        data = load_toml_file(path, what="hardware file")
+    except InputError as exc:
+        raise InputError(f"invalid hardware file {exc}") from None
     return hardware_from_dict(data, source=str(path))
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 DTYPES: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
@@ -19,6 +19,10 @@ DTYPE_BYTES: dict[str, float] = {
     "int4": 0.5,
     "fp4": 0.5,
 }
+
+
+# A datasheet number: finite and > 0 (`inf` or `nan` in a hardware file would silently make a kernel free).
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class _Frozen(BaseModel):
@@ -45,7 +49,7 @@ class PeakFlops(_Frozen):
 
 
 class MemorySpec(_Frozen):
-    capacity_bytes: PositiveFloat = Field(description="device memory, bytes (datasheet GB = 1e9 bytes)")
+    capacity_bytes: PositiveFloat = Field(description="device memory, bytes (the capacity the driver reports (nvidia-smi MiB x 2**20; docs/hardware.md))")
     bandwidth_bytes_per_s: PositiveFloat = Field(description="peak device-memory bandwidth, bytes/s")
     l2_bytes: PositiveFloat = Field(description="last-level on-chip cache, bytes")
 
@@ -58,17 +62,23 @@ class ComputeSpec(_Frozen):
 class InterconnectSpec(_Frozen):
     """Per-GPU scale-up link (NVLink/xGMI/RoCE) and host link. Bandwidths are per direction."""
 
-    scaleup_bytes_per_s: float = Field(ge=0, description="per-GPU, per-direction scale-up bandwidth; 0 if none")
+    scaleup_bytes_per_s: float = Field(ge=0, allow_inf_nan=False, description="per-GPU, per-direction scale-up bandwidth; 0 if none")
     scaleup_latency_s: PositiveFloat = Field(description="one-hop latency of the scale-up fabric")
     scaleup_max_gpus: PositiveInt = Field(description="GPUs reachable over the scale-up fabric (node/domain)")
     pcie_bytes_per_s: PositiveFloat = Field(description="host link, per direction")
-    scaleout_bytes_per_s: float = Field(ge=0, description="per-GPU network bandwidth between nodes")
+    scaleout_bytes_per_s: float = Field(ge=0, allow_inf_nan=False, description="per-GPU network bandwidth between nodes")
     scaleout_latency_s: PositiveFloat = 5e-6
 
 
 class PowerSpec(_Frozen):
     tdp_w: PositiveFloat
     idle_w: PositiveFloat
+
+    @model_validator(mode="after")
+    def _idle_below_tdp(self) -> PowerSpec:
+        if self.idle_w >= self.tdp_w:
+            raise ValueError(f"idle_w={self.idle_w} must be below tdp_w={self.tdp_w}")
+        return self
 
 
 class Sources(_Frozen):

@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
-from roofsim.model.graph import GraphContext, attention_kernels, graph_context, linear_kernels
+from roofsim.model.graph import (
+    AttnGroup,
+    GraphContext,
+    attention_kernels,
+    decode_keys,
+    graph_context,
+    group_attention_kernels,
+    linear_kernels,
+    prefill_keys,
+)
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
@@ -52,6 +61,10 @@ class Calibration(BaseModel):
     gemm_gemv_max_m: int = Field(0, ge=0, description=(
         "GEMMs with m at or below this run as a GEMV (no tile padding, no wave quantization: a weight stream); "
         "numpy/OpenBLAS sends a 1-row matmul to sgemv and m >= 2 to sgemm; 0 = every GEMM is tiled"))
+    gemm_grouped_min_tile_m: int = Field(16, gt=0, description=(
+        "smallest row tile of a grouped (MoE expert) GEMM: the fused-MoE kernels pick the row tile from the tokens "
+        "per expert, padding each expert's rows to it (vLLM fused_moe get_default_config: BLOCK_SIZE_M 16 for "
+        "small batches; TensorRT-LLM's CUTLASS MoE GEMM tiles of 16-128 rows), at most gemm_tile_m"))
     gemm_mem_eff: float = Field(0.80, gt=0, le=1)
     gemm_small_max_mnk: int = Field(0, ge=0, description=(
         "GEMMs with m*n*k at or below this also run unpacked, as a weight stream like a GEMV (OpenBLAS's "
@@ -151,6 +164,9 @@ class Calibration(BaseModel):
         "framework all-reduces pay no comm_floor_s host dispatch (Kernel.graphed); False = every call pays it"))
     step_overhead_s: float = Field(1.0e-3, ge=0, description="per-iteration framework CPU overhead")
     step_overhead_per_seq_s: float = Field(1.0e-5, ge=0, description="per-sequence CPU cost of one iteration")
+    # MoE routing: Zipf exponent of the experts' popularity (graph.expert_load; AIConfigurator's MoE tables time
+    # power_law_1.01 / 1.2 routing); 0 = uniform; > 0: fewer experts' weights read, the busiest EP GPU sets the pace
+    moe_routing_skew: float = Field(0.0, ge=0)
     source: str = "defaults (docs/model.md)"
 
     @model_validator(mode="before")
@@ -271,30 +287,45 @@ def gemm_is_stream(m: int, n: int, k: int, cal: Calibration) -> bool:
     return m <= cal.gemm_gemv_max_m or m * n * k <= cal.gemm_small_max_mnk
 
 
-def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration) -> float:
+def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0) -> float:
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
 
     Tile padding: a [m,n] output is computed in tile_m x tile_n tiles, so m=1 costs a whole tile row of
     MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when there are fewer
-    tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them.
+    tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them. A grouped GEMM of `groups`
+    experts with m rows each pads every expert's rows to its own row tile (the power of two >= m, from
+    gemm_grouped_min_tile_m to gemm_tile_m) and runs the tiles of all experts in one launch.
     """
-    if gemm_is_stream(m, n, k, cal):
+    grouped = groups > 1.0
+    if gemm_is_stream(m, n, k, cal) and not grouped:
         return 1.0
     tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
+    if grouped:
+        tm = min(tm, max(cal.gemm_grouped_min_tile_m, 1 << max(0, math.ceil(math.log2(max(1, m))))))
     mt, nt = math.ceil(m / tm), math.ceil(n / tn)
     pad = (m * n) / (mt * tm * nt * tn)
-    tiles = mt * nt
+    tiles = max(1, round(mt * nt * groups))
     if tiles < units:
         split = max(1, min(k // cal.gemm_splitk_min_k, units // tiles))
         tiles *= split
     return pad * _wave_util(tiles, units)
 
 
-def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16") -> float:
+def gemm_groups(k: Kernel) -> float:
+    """Experts of a grouped GEMM kernel (graph.gemm with `rows`): its FLOPs cover rows = groups x m; 1 for a plain
+    GEMM (whose bias adds at most 1/(2k) to 2mnk)."""
+    if not (k.m and k.n and k.k):
+        return 1.0
+    g = k.flops / (2.0 * k.m * k.n * k.k)
+    return g if g > 1.01 else 1.0
+
+
+def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
+                            groups: float = 1.0) -> float:
     """Fraction of peak a GEMM reaches: eff_max(dtype) x tile padding x wave quantization x K-loop ramp."""
     kramp = k / (k + cal.gemm_k_half)
-    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal) * kramp
+    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal, groups) * kramp
 
 
 def comm_terms(k: Kernel, hw: HardwareSpec) -> tuple[bool, float, float, float, float]:
@@ -497,8 +528,10 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """A GEMM: tile/wave/K-loop compute efficiency, weight-only dequantization on the vector units, its own
     memory efficiency as a weight stream (GEMV / small GEMM), a per-dtype fixed cost."""
     peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
-    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype)
-    eff_m = cal.gemm_gemv_mem_eff if gemm_is_stream(k.m, k.n, k.k, cal) else cal.gemm_mem_eff
+    groups = gemm_groups(k)
+    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups)
+    stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
+    eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
     overhead = cal.gemm_overhead_s_fp8 if k.dtype in ("fp8", "fp8_block") else cal.gemm_overhead_s
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
     return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), 0.0, overhead
@@ -564,7 +597,7 @@ class CostModel:
         self.quant = quant or QuantSpec()
         self.parallel = parallel or ParallelSpec()
         self.calibration = calibration or DEFAULT_CALIBRATION
-        self.ctx: GraphContext = graph_context(model, self.quant, self.parallel)
+        self.ctx: GraphContext = graph_context(model, self.quant, self.parallel, self.calibration.moe_routing_skew)
         check_dtypes(hardware, self.quant)
         self._linear_memo: dict[tuple[int, int, bool], tuple[float, float]] = {}
         # decode-only steps under CUDA graphs: the TP all-reduces skip the host-dispatch floor
@@ -575,7 +608,7 @@ class CostModel:
         self._attn = self._attention_consts()
         # attention rates of the closed form, computed once (the hot path evaluates attention every step)
         self._rates = attention_rates(hardware, self.calibration, self.ctx.attn_dtype, self.quant.kv_dtype,
-                                      dequant=bool(self._attn[5]))
+                                      dequant=self.quant.kv_dtype in ("int8", "int4"))
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
@@ -638,72 +671,82 @@ class CostModel:
             self._linear_memo[key] = lin
         return lin
 
-    def _attention_consts(self) -> tuple[float, ...]:
-        """Per-unit coefficients of the attention kernels of graph.attention_kernels (closed form, same math)."""
+    def _attention_consts(self) -> tuple[tuple[float, ...], ...]:
+        """Per-unit coefficients of the attention kernels of graph.attention_kernels (closed form, same math), one
+        tuple per softmax-attention group of ctx.attn (fixed-state and DSA groups are costed by their kernels)."""
         c = self.ctx
-        kv_tok = c.kv_elems * c.kvb
-        return (
-            2.0 * c.heads * (c.qk_dim + c.v_dim),  # prefill FLOPs per query-key pair
-            c.q_width * c.ab + kv_tok + c.heads * c.v_dim * c.ab + kv_tok,  # prefill bytes per new token
-            kv_tok,  # bytes per cached token read
-            2.0 * c.heads * (c.dec_qk_dim + c.dec_v_dim),  # decode FLOPs per (context token x query)
-            c.q_width * c.ab + c.heads * c.v_dim * c.ab + kv_tok,  # decode bytes per query token
-            2.0 * c.kv_elems if self.quant.kv_dtype in ("int8", "int4") else 0.0,  # dequant FLOPs per ctx token
-        )
+        out = []
+        for g in c.attn:
+            kv_tok = g.elems * c.kvb
+            out.append((
+                2.0 * g.heads * (g.qk_dim + g.v_dim),  # prefill FLOPs per query-key pair
+                g.q_width * c.ab + kv_tok + g.heads * g.v_dim * c.ab + kv_tok,  # prefill bytes per new token
+                kv_tok,  # bytes per cached token read
+                2.0 * g.heads * (g.dec_qk_dim + g.dec_v_dim),  # decode FLOPs per (context token x query)
+                g.q_width * c.ab + g.heads * g.v_dim * c.ab + kv_tok,  # decode bytes per query token
+                2.0 * g.elems if self.quant.kv_dtype in ("int8", "int4") else 0.0,  # dequant FLOPs per ctx token
+            ))
+        return tuple(out)
 
     def attention_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
         """(s, J) of all attention of `shape`: sum(kernel_cost(k)) over attention_kernels(ctx, shape) in closed
         form on the batch aggregates (the same time functions; equal to rounding, tested)."""
-        cal, m, c = self.calibration, self.model, self.ctx
-        pf_flops, pf_bytes_tok, ctx_bytes = self._attn[:3]
+        cal, c = self.calibration, self.ctx
         seconds = energy = 0.0
-        for layers, windowed in ((c.full_layers, False), (c.window_layers, True)):
-            if layers == 0:
+        for g, consts in zip(c.attn, self._attn, strict=True):
+            if g.state_bytes or g.index_flops:  # a few kernels whatever the batch: cost them directly
+                sec, jou = self.kernels_seconds_energy(group_attention_kernels(c, g, shape))
+                seconds += sec
+                energy += jou
                 continue
+            pf_flops, pf_bytes_tok, ctx_bytes = consts[:3]
             if shape.prefill_tokens:
                 t = shape.prefill_tokens
-                pairs = shape.prefill_attn_pairs_win if windowed else shape.prefill_attn_pairs
-                ctx_read = shape.prefill_ctx_tokens
-                if windowed and m.sliding_window is not None:
-                    ctx_read = min(ctx_read, shape.prefill_seqs * m.sliding_window)
+                pairs, ctx_read = prefill_keys(g, shape)
                 s = t / max(1, shape.prefill_seqs)
                 work = pf_flops * pairs
                 if pairs and (cal.attn_prefill_tile or cal.attn_softmax_flops):  # prefill_attention_flops
-                    scores, edge = prefill_score_terms(float(pairs) * c.heads, c.heads,
-                                                       (m.sliding_window or 0) if windowed else 0,
+                    scores, edge = prefill_score_terms(float(pairs) * g.heads, g.heads,
+                                                       g.window if g.primary else 0,
                                                        t, max(1, shape.prefill_seqs))
-                    work = prefill_score_work(scores, edge, pf_flops / c.heads, s, cal)
+                    work = prefill_score_work(scores, edge, pf_flops / g.heads, s, cal)
                 comp, mem, floor, over = prefill_attention_time(work, t * pf_bytes_tok + ctx_read * ctx_bytes, s,
                                                                 self._rates, cal)
-                sec, jou = self._roofline_energy(comp, mem, over, layers, floor)
+                sec, jou = self._roofline_energy(comp, mem, over, g.layers, floor)
                 seconds += sec
                 energy += jou
             if shape.decode_seqs:
-                ctx = shape.decode_ctx_tokens_win if windowed else shape.decode_ctx_tokens
-                sec, jou = self._decode_attention_group(layers, shape.decode_seqs, shape.decode_tokens, ctx)
+                ctx = decode_keys(g, shape.decode_seqs, shape.decode_ctx_tokens, shape.decode_ctx_tokens_win)
+                sec, jou = self._decode_attention_group(g, consts, shape.decode_seqs, shape.decode_tokens, ctx)
                 seconds += sec
                 energy += jou
         return seconds, energy
 
-    def _decode_attention_group(self, layers: int, seqs: int, tokens: int, ctx: int) -> tuple[float, float]:
-        """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached tokens in
-        `layers` layers (one layer group of attention_seconds_energy)."""
-        _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = self._attn
+    def _decode_attention_group(self, g: AttnGroup, consts: tuple[float, ...], seqs: int, tokens: int,
+                                ctx: float) -> tuple[float, float]:
+        """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached entries in
+        the layers of group `g` (one group of attention_seconds_energy)."""
+        _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = consts
         kv_write = tokens * ctx_bytes
         comp, mem, floor, over = decode_attention_time(
             dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes,
-            ctx * ctx_bytes / max(1.0, kv_write), seqs, self.ctx.kv_heads, self._rates, self.calibration)
-        return self._roofline_energy(comp, mem, over, layers, floor)
+            ctx * ctx_bytes / max(1.0, kv_write), seqs, g.kv_heads, self._rates, self.calibration)
+        return self._roofline_energy(comp, mem, over, g.layers, floor)
 
     def decode_attention(self, seqs: int, tokens: int, ctx: int, ctx_win: int) -> tuple[float, float]:
         """attention_seconds_energy of a decode-only BatchShape, without building it (same arithmetic)."""
         c = self.ctx
         a_s = a_j = 0.0
-        for layers, g_ctx in ((c.full_layers, ctx), (c.window_layers, ctx_win)):
-            if layers:
-                sec, jou = self._decode_attention_group(layers, seqs, tokens, g_ctx)
-                a_s += sec
-                a_j += jou
+        for g, consts in zip(c.attn, self._attn, strict=True):
+            if g.state_bytes or g.index_flops:
+                shape = BatchShape(decode_seqs=seqs, decode_tokens=tokens, decode_ctx_tokens=ctx,
+                                   decode_ctx_tokens_win=ctx_win)
+                sec, jou = self.kernels_seconds_energy(group_attention_kernels(c, g, shape))
+            else:
+                sec, jou = self._decode_attention_group(g, consts, seqs, tokens,
+                                                        decode_keys(g, seqs, ctx, ctx_win))
+            a_s += sec
+            a_j += jou
         return a_s, a_j
 
     def decode_passes(self, seqs: int, tokens: int, ctx: int, ctx_win: int, passes: int, first: int = 0,
@@ -768,7 +811,8 @@ class CostModel:
 
 
 def check_dtypes(hw: HardwareSpec, quant: QuantSpec) -> None:
-    """ValueError when the hardware lacks a format the configuration computes in."""
+    """ValueError when the hardware lacks a format the configuration computes in. Low-bit weights with 16-bit
+    activations (weight-only) need only the 16-bit tensor cores: the GEMM dequantises them (its dequant_flops)."""
     needed = {quant.gemm_dtype}
     if quant.weight_dtype in ("fp8", "fp4") and not quant.weight_only:
         needed.add(quant.weight_dtype)
@@ -776,4 +820,10 @@ def check_dtypes(hw: HardwareSpec, quant: QuantSpec) -> None:
         needed.add("fp8")
     for d in sorted(needed):
         if not hw.supports(d):
-            hw.peak(d)  # raises the ValueError that lists what the hardware has
+            try:
+                hw.peak(d)  # raises the ValueError that lists what the hardware has
+            except ValueError as exc:
+                if quant.weight_dtype == d:
+                    raise ValueError(f"{exc}; {d} weights run weight-only on it: activation_dtype=bf16 "
+                                     f"(model.quant.resolve_quant picks that when given the hardware)") from exc
+                raise

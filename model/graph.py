@@ -15,8 +15,23 @@ from dataclasses import dataclass
 
 from roofsim.hardware_specs.spec import DTYPE_BYTES
 from roofsim.model.batch import BatchShape
+from roofsim.model.checkpoint_quant import FP8_BLOCK_GROUP
 from roofsim.model.kernel import Kernel, OpKind
-from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
+from roofsim.model.spec import (
+    DenseMLP,
+    GQAAttention,
+    LinearAttention,
+    Mamba2Mixer,
+    MLAAttention,
+    ModelSpec,
+    MoEMLP,
+    MoESpec,
+    NoMixer,
+    ParallelSpec,
+    QuantSpec,
+    SparseAttention,
+    bounded_span,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +59,126 @@ class GraphContext:
     dec_qk_dim: int
     dec_v_dim: int
     q_width: int  # query elements per token on this GPU
+    attn: tuple[AttnGroup, ...] = ()  # the token-mixer groups of attention_kernels (layers of one kind each)
+    moe_skew: float = 0.0  # Zipf exponent of the experts' routing popularity (0 = uniform; expert_load)
 
 
-def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> GraphContext:
+@dataclass(frozen=True, slots=True)
+class AttnGroup:
+    """Per-GPU constants of the attention (token-mixer) kernels of `layers` layers of one kind."""
+
+    kind: str  # full, sliding, chunked, mla, dsa, linear, mamba2
+    layers: int
+    heads: int
+    kv_heads: int
+    entry_bytes: float  # cache bytes of one cached entry of one layer (K+V, MLA latent, DSA + indexer key)
+    elems: int  # cached elements of one entry of the attention proper (K+V or the MLA latent)
+    qk_dim: int
+    v_dim: int
+    dec_qk_dim: int
+    dec_v_dim: int
+    q_width: int
+    window: int = 0  # keys (entries) one query reads at most; 0 = all
+    ratio: int = 1  # tokens per cached entry (DeepSeek-V4 compression)
+    primary: bool = False  # window is the model's sliding_window: use the batch's *_win aggregates
+    index_flops: float = 0.0  # DSA indexer FLOPs per (query, entry): 2 x index heads x index dim
+    index_bytes: float = 0.0  # DSA indexer key bytes per entry
+    state_bytes: float = 0.0  # linear / Mamba: fixed state per sequence per layer (matrix state + conv window)
+    state_flops: float = 0.0  # linear / Mamba: recurrent FLOPs per token
+    scan_flops: float = 0.0  # linear / Mamba: chunked-scan FLOPs per prefill token
+    io_bytes: float = 0.0  # linear / Mamba: activation bytes in + out per token
+
+
+def decode_keys(g: AttnGroup, seqs: float, ctx: float, ctx_win: float) -> float:
+    """Entries a decode step of group `g` reads over `seqs` sequences with `ctx` keys in all (`ctx_win` with
+    each limited to the model's sliding_window): all of them / ratio, the window aggregate, or at most
+    `window` per sequence (exact when every context is longer than the window)."""
+    if not g.window:
+        return ctx / g.ratio if g.ratio != 1 else ctx
+    if g.primary:
+        return ctx_win
+    return min(ctx / g.ratio, seqs * g.window)
+
+
+def prefill_keys(g: AttnGroup, shape: BatchShape) -> tuple[float, float]:
+    """(query-entry pairs, previously cached entries read) of the prefill chunks of `shape` for group `g`."""
+    pairs, ctx = shape.prefill_attn_pairs, shape.prefill_ctx_tokens
+    if g.ratio != 1:
+        pairs, ctx = pairs / g.ratio, ctx / g.ratio
+    if not g.window:
+        return pairs, ctx
+    if g.primary:
+        return shape.prefill_attn_pairs_win, min(ctx, shape.prefill_seqs * g.window)
+    return min(pairs, shape.prefill_tokens * g.window), min(ctx, shape.prefill_seqs * g.window)
+
+
+def _attn_groups(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> tuple[AttnGroup, ...]:
+    tp, kvb = parallel.tp, quant.kv_bytes_per_element
+    out: list[AttnGroup] = []
+    for mixer, n in model.mixer_counts():
+        if isinstance(mixer, NoMixer):
+            continue
+        if isinstance(mixer, (LinearAttention, Mamba2Mixer)):
+            out.append(_state_group(mixer, n, tp, kvb, quant.activation_bytes))
+            continue
+        heads = mixer.num_heads // tp
+        mla = mixer.mla if isinstance(mixer, (MLAAttention, SparseAttention)) else None
+        if mla is not None:
+            # vLLM/SGLang keep the MLA latent cache replicated on every TP rank (DeepSeek-V2, arXiv 2405.04434).
+            kv_heads, elems = max(1, model.num_kv_heads // tp), mla.kv_lora_rank + mla.qk_rope_head_dim
+            qk, v = mla.qk_nope_head_dim + mla.qk_rope_head_dim, mla.v_head_dim
+            # decode with weight absorption attends in the latent space
+            dqk, dv = mla.kv_lora_rank + mla.qk_rope_head_dim, mla.kv_lora_rank
+        else:
+            assert isinstance(mixer, (GQAAttention, SparseAttention))
+            kv_heads = max(1, mixer.num_kv_heads // tp)
+            qk = mixer.head_dim
+            v = mixer.v_dim if isinstance(mixer, GQAAttention) else mixer.head_dim
+            k_eq_v = mixer.k_eq_v
+            elems = kv_heads * (qk if k_eq_v else qk + v)
+            dqk, dv = qk, v
+        window = mixer.window if isinstance(mixer, GQAAttention) else 0
+        index_flops = index_bytes = 0.0
+        if isinstance(mixer, SparseAttention):
+            window = mixer.topk
+            # DeepSeek-V3.2-Exp (arXiv 2512.02556 sec. 2.1): index score of a (query, key) = sum over index heads
+            # of w * ReLU(q . k): 2 x heads x dim FLOPs; one index key of index_head_dim cached per entry.
+            index_flops, index_bytes = 2.0 * mixer.index_heads * mixer.index_head_dim, mixer.index_head_dim * kvb
+        out.append(AttnGroup(
+            kind=mixer.kind, layers=n, heads=heads, kv_heads=kv_heads, entry_bytes=elems * kvb + index_bytes, elems=elems,
+            qk_dim=qk, v_dim=v, dec_qk_dim=dqk, dec_v_dim=dv, q_width=heads * qk, window=window,
+            ratio=mixer.compress_ratio if isinstance(mixer, (GQAAttention, SparseAttention)) else 1,
+            primary=bool(window) and bounded_span(mixer) == model.sliding_window,
+            index_flops=index_flops, index_bytes=index_bytes))
+    return tuple(out)
+
+
+def _state_group(mixer: LinearAttention | Mamba2Mixer, n: int, tp: int, sb: float, ab: float) -> AttnGroup:
+    """A fixed-state mixer: per-sequence state, recurrent FLOPs per decode token, chunked-scan FLOPs per prefill
+    token (all per GPU: heads sharded over TP)."""
+    if isinstance(mixer, LinearAttention):
+        # Gated DeltaNet (Yang et al. 2024, arXiv 2412.06464 sec. 3): a dk x dv state per value head; a decode
+        # token decays it, reads S k, writes the rank-1 delta and reads S q (~8 dk dv FLOPs); the chunked
+        # prefill (chunk C = 64, fla's chunk_gated_delta_rule) adds 2C(dk+dv) intra-chunk FLOPs per token.
+        heads, dk, dv, chunk = mixer.num_v_heads // tp or 1, mixer.k_head_dim, mixer.v_head_dim, 64
+        conv = (2 * mixer.num_k_heads * dk + mixer.num_v_heads * dv) // tp
+        state = heads * dk * dv + (mixer.conv_kernel - 1) * conv
+        qkv = (2 * mixer.num_k_heads * dk + 2 * mixer.num_v_heads * dv) // tp
+    else:
+        # Mamba-2 SSD (Dao & Gu 2024, arXiv 2405.21060 sec. 6): a head_dim x state state per head; recurrent
+        # step ~6 P N FLOPs per head; the chunked scan costs 2Q(N + P) per token per head within a chunk of Q.
+        heads, dk, dv, chunk = mixer.num_heads // tp or 1, mixer.state_size, mixer.head_dim, mixer.chunk_size
+        conv = (mixer.num_heads * mixer.head_dim + 2 * mixer.n_groups * mixer.state_size) // tp
+        state = heads * dk * dv + (mixer.conv_kernel - 1) * conv
+        qkv = conv + heads * dv
+    recur = heads * (8.0 * dk * dv) + 2.0 * mixer.conv_kernel * conv
+    return AttnGroup(kind=mixer.kind, layers=n, heads=heads, kv_heads=heads, entry_bytes=0.0, elems=0, qk_dim=dk, v_dim=dv,
+                     dec_qk_dim=dk, dec_v_dim=dv, q_width=0, state_bytes=state * sb, state_flops=recur,
+                     scan_flops=recur + heads * 2.0 * chunk * (dk + dv), io_bytes=qkv * ab + heads * dv * ab)
+
+
+def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec,
+                  moe_skew: float = 0.0) -> GraphContext:
     parallel.validate_for(model)
     tp = parallel.tp
     kv_heads = parallel.kv_heads_per_gpu(model)
@@ -72,7 +204,9 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) ->
         wb=quant.weight_bytes_per_param,
         ab=quant.activation_bytes,
         kvb=quant.kv_bytes_per_element,
-        gemm_dtype=quant.gemm_dtype,
+        # a 128x128-block-scaled fp8 checkpoint (model.checkpoint_quant) runs the fp8_block GEMM recipe
+        gemm_dtype="fp8_block" if quant.gemm_dtype == "fp8" and quant.group_size == FP8_BLOCK_GROUP
+        else quant.gemm_dtype,
         attn_dtype=(
             "fp8" if quant.kv_dtype == "fp8" and quant.activation_dtype == "fp8"
             else "fp16" if quant.activation_dtype == "fp16" else "fp32" if quant.activation_dtype == "fp32"
@@ -90,6 +224,8 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) ->
         dec_qk_dim=dec_qk,
         dec_v_dim=dec_v,
         q_width=heads * qk_d,
+        attn=_attn_groups(model, quant, parallel),
+        moe_skew=moe_skew,
     )
 
 
@@ -154,8 +290,75 @@ def expected_active_experts(tokens: int, num_experts: int, top_k: int) -> float:
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
 
 
+def _mixer_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
+    """Projections of a per-layer (ModelSpec.layers) model: each token mixer's input/output GEMMs, shapes as in
+    model.params.mixer_params, sharded over TP."""
+    m, tp, h = c.model, c.parallel.tp, c.model.hidden_size
+    for mixer, n in m.mixer_counts():
+        if isinstance(mixer, NoMixer):
+            continue
+        if isinstance(mixer, (MLAAttention, SparseAttention)) and mixer.mla is not None:
+            a = mixer.mla
+            heads = mixer.num_heads // tp
+            qk_head = a.qk_nope_head_dim + a.qk_rope_head_dim
+            q_in = a.q_lora_rank or h
+            if a.q_lora_rank:
+                kernels.append(gemm("q_a_proj", t, a.q_lora_rank, h, c, n))
+            kernels.append(gemm("q_proj", t, heads * qk_head, q_in, c, n))
+            kernels.append(gemm("kv_a_proj", t, a.kv_lora_rank + a.qk_rope_head_dim, h, c, n))
+            kernels.append(gemm("kv_b_proj", t, heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, c, n))
+            kernels.append(gemm("o_proj", t, h, heads * a.v_head_dim, c, n))
+        elif isinstance(mixer, LinearAttention):
+            qk = 2 * mixer.num_k_heads * mixer.k_head_dim // tp
+            v = mixer.num_v_heads * mixer.v_head_dim // tp
+            kernels.append(gemm("linear_in_proj", t, qk + 2 * v + 2 * mixer.num_v_heads // tp, h, c, n))
+            kernels.append(gemm("linear_out_proj", t, h, v, c, n))
+        elif isinstance(mixer, Mamba2Mixer):
+            d_in = mixer.num_heads * mixer.head_dim // tp
+            bc = 2 * mixer.n_groups * mixer.state_size
+            kernels.append(gemm("mamba_in_proj", t, 2 * d_in + bc + mixer.num_heads // tp, h, c, n))
+            kernels.append(gemm("mamba_out_proj", t, h, d_in, c, n))
+        else:
+            heads = mixer.num_heads // tp
+            kv = max(1, mixer.num_kv_heads // tp)
+            v_dim = mixer.v_dim if isinstance(mixer, GQAAttention) else mixer.head_dim
+            k_eq_v = mixer.k_eq_v
+            gate = heads * mixer.head_dim if isinstance(mixer, GQAAttention) and mixer.output_gate else 0
+            q_in = h
+            n_qkv = heads * mixer.head_dim + gate + kv * mixer.head_dim + (0 if k_eq_v else kv * v_dim)
+            bias = isinstance(mixer, GQAAttention) and mixer.bias
+            kernels.append(gemm("qkv_proj", t, n_qkv, q_in, c, n, bias=bias))
+            if isinstance(mixer, SparseAttention):
+                kernels.append(gemm("indexer_proj", t, (mixer.index_heads * (mixer.index_head_dim + 1)
+                                                        + mixer.index_head_dim), h, c, n))
+            kernels.append(gemm("o_proj", t, h, heads * v_dim, c, n, bias=bias))
+        if isinstance(mixer, SparseAttention) and mixer.mla is not None:
+            q_in = mixer.mla.q_lora_rank or h
+            kernels.append(gemm("indexer_proj", t, mixer.index_heads * mixer.index_head_dim, q_in, c, n))
+            kernels.append(gemm("indexer_k_w", t, mixer.index_head_dim + mixer.index_heads, h, c, n))
+
+
+def expert_load(tokens: int, num_experts: int, top_k: int, ep: int = 1, skew: float = 0.0) -> tuple[float, float]:
+    """(distinct experts hit, rows routed) on the busiest of `ep` expert-parallel GPUs for `tokens` tokens.
+
+    Expert i is picked by a token with probability q_i = top_k * w_i / sum(w), w_i = (i+1)^-skew (Zipf; skew 0 =
+    uniform, where this equals expected_active_experts / ep and tokens * top_k / ep), capped at 1; experts sit
+    round-robin on the EP GPUs (i mod ep), so GPU 0 holds the hottest and sets the pace of the step."""
+    if tokens <= 0:
+        return 0.0, 0.0
+    if skew == 0.0:
+        return expected_active_experts(tokens, num_experts, top_k) / ep, tokens * top_k / ep
+    w = [(i + 1) ** -skew for i in range(num_experts)]
+    total = sum(w)
+    q = [min(1.0, top_k * x / total) for x in w[::ep]]
+    return sum(1.0 - (1.0 - p) ** tokens for p in q), tokens * sum(q)
+
+
 def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
     m, L = c.model, c.model.num_layers
+    if m.layers:
+        _mixer_linear(t, c, kernels)
+        return
     h = m.hidden_size
     if m.mla is not None:
         a = m.mla
@@ -181,46 +384,81 @@ def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
 
 
 def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
-    m, tp = c.model, c.parallel.tp
-    h = m.hidden_size
-    gated = m.mlp_gated
+    m = c.model
+    if m.layers:  # per-layer models: one set of kernels per distinct MLP (heterogeneous widths, MoE kinds)
+        for mlp, n in m.mlp_counts():
+            if isinstance(mlp, DenseMLP):
+                _dense_mlp(t, c, mlp.intermediate_size, n, kernels)
+            elif isinstance(mlp, MoEMLP):
+                _moe_mlp(t, c, mlp.moe, n, kernels)
+        return
     if c.dense_layers:
         inter = m.intermediate_size
         if m.moe is not None and m.moe.first_dense_layers and m.moe.dense_intermediate_size:
             inter = m.moe.dense_intermediate_size
-        i_gpu = inter // tp
-        up_n = 2 * i_gpu if gated else i_gpu
-        kernels.append(gemm("mlp_up_gate" if gated else "mlp_up", t, up_n, h, c, c.dense_layers, bias=m.mlp_bias))
-        kernels.append(elementwise("mlp_act", t * up_n, t * i_gpu, 8, c, c.dense_layers, op="activation"))
-        kernels.append(gemm("mlp_down", t, h, i_gpu, c, c.dense_layers, bias=m.mlp_bias))
+        _dense_mlp(t, c, inter, c.dense_layers, kernels)
     if c.moe_layers and m.moe is not None:
-        e = m.moe
-        ep = c.parallel.ep
-        moe_tp = max(1, tp // ep)
-        n_moe = c.moe_layers
-        kernels.append(gemm("moe_router", t, e.num_experts, h, c, n_moe, weight_dtype_bytes=2.0, dtype="bf16"
-                            if c.gemm_dtype not in ("fp32",) else "fp32"))
-        # Tokens routed to experts on this GPU and the distinct experts they hit (uniform routing).
-        active = expected_active_experts(t, e.num_experts, e.top_k) / ep
-        routed_rows = t * e.top_k / ep
-        ie = e.expert_intermediate_size // moe_tp
-        up_n = 2 * ie if gated else ie
-        rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
-        # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
-        for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
-            kernels.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
-        kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
-        if e.num_shared_experts:
-            si = e.num_shared_experts * e.shared_intermediate_size // tp
-            s_up = 2 * si if gated else si
-            kernels.append(gemm("shared_expert_up_gate", t, s_up, h, c, n_moe))
-            kernels.append(gemm("shared_expert_down", t, h, si, c, n_moe))
-        if ep > 1:
-            # dispatch + combine all-to-all of the routed activations across the EP group
-            a2a = routed_rows * h * c.ab
-            kernels.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
-                                  comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
+        _moe_mlp(t, c, m.moe, c.moe_layers, kernels)
 
+
+def _dense_mlp(t: int, c: GraphContext, inter: int, layers: int, kernels: list[Kernel]) -> None:
+    m, h, gated = c.model, c.model.hidden_size, c.model.mlp_gated
+    i_gpu = inter // c.parallel.tp
+    up_n = 2 * i_gpu if gated else i_gpu
+    kernels.append(gemm("mlp_up_gate" if gated else "mlp_up", t, up_n, h, c, layers, bias=m.mlp_bias))
+    kernels.append(elementwise("mlp_act", t * up_n, t * i_gpu, 8, c, layers, op="activation"))
+    kernels.append(gemm("mlp_down", t, h, i_gpu, c, layers, bias=m.mlp_bias))
+
+
+def moe_kernels(c: GraphContext, t: int) -> list[Kernel]:
+    """The MoE block of a uniform MoE model over `t` tokens (count = its MoE layers); see _moe_mlp."""
+    assert c.model.moe is not None
+    ks: list[Kernel] = []
+    _moe_mlp(t, c, c.model.moe, c.moe_layers, ks)
+    return ks
+
+
+def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kernel]) -> None:
+    """The MoE block of `n_moe` layers over `t` tokens: router, the grouped expert GEMMs as the fused-MoE kernels
+    run them, shared experts, the EP dispatch/combine all-to-alls.
+
+    Each grouped GEMM reads the weights of the experts its tokens hit and computes the rows routed to them
+    (expert_load: uniform routing, or Zipf-skewed by GraphContext.moe_skew); its m is the mean rows per expert,
+    which sets the row tile (model.cost.gemm_shape_efficiency), and its FLOPs over 2mnk give the expert count."""
+    m, tp = c.model, c.parallel.tp
+    gated = m.mlp_gated
+    h = e.latent_size or m.hidden_size  # latent MoE: the experts work in the latent width
+    ep = c.parallel.ep
+    moe_tp = max(1, tp // ep)
+    if e.latent_size:  # Nemotron-3 latent MoE: hidden -> latent before the experts, latent -> hidden after
+        kernels.append(gemm("moe_latent_in", t, e.latent_size, m.hidden_size, c, n_moe))
+        kernels.append(gemm("moe_latent_out", t, m.hidden_size, e.latent_size, c, n_moe))
+    kernels.append(gemm("moe_router", t, e.num_experts, m.hidden_size, c, n_moe, weight_dtype_bytes=2.0,
+                        dtype="bf16" if c.gemm_dtype not in ("fp32",) else "fp32"))
+    active, routed_rows = expert_load(t, e.num_experts, e.top_k, ep, c.moe_skew)
+    ie = e.expert_intermediate_size // moe_tp
+    up_n = 2 * ie if gated else ie
+    rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
+    # The fused-MoE module gathers each token's rows into expert order before the grouped GEMMs and sums the
+    # top-k outputs back after them (vLLM moe_align_block_size / moe_sum, TensorRT-LLM expandInputRows /
+    # finalizeMoeRouting): two memory-bound kernels over the routed rows.
+    kernels.append(elementwise("moe_permute", t * h, routed_rows * h, 1, c, n_moe, op="elementwise"))
+    # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
+    for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
+        kernels.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
+        if name != "moe_down":
+            kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
+    kernels.append(elementwise("moe_unpermute", routed_rows * h, t * h, 2, c, n_moe, op="elementwise"))
+    if e.num_shared_experts:
+        si = e.num_shared_experts * e.shared_intermediate_size // tp
+        s_up = 2 * si if gated else si
+        kernels.append(gemm("shared_expert_up_gate", t, s_up, m.hidden_size, c, n_moe))
+        kernels.append(gemm("shared_expert_down", t, m.hidden_size, si, c, n_moe))
+    if ep > 1:
+        # dispatch + combine all-to-all of the routed activations across the EP group
+        a2a = routed_rows * h * c.ab
+        kernels.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
+                              comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
 
 def layer_kernels(c: GraphContext, tokens: int, graphed: bool = False) -> list[Kernel]:
     """The decoder layers' token-linear kernels over `tokens` rows (each `count` = the layers it runs in);
@@ -287,62 +525,97 @@ def linear_kernels(model_ctx: GraphContext, tokens: int, logit_tokens: int, grap
 
 
 def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:
-    """Attention over the KV cache: prefill (causal, chunk attends to prior context) and decode."""
-    m = c.model
+    """Attention over the KV cache: prefill (causal, chunk attends to prior context) and decode, one pair of
+    kernels per token-mixer group; fixed-state mixers (linear attention, Mamba-2) read and write their state."""
     ks: list[Kernel] = []
-    kv_tok_bytes = c.kv_elems * c.kvb  # per token per layer on this GPU
-    qk_d, v_d, dec_qk, dec_v, q_width = c.qk_dim, c.v_dim, c.dec_qk_dim, c.dec_v_dim, c.q_width
-    groups = ((c.full_layers, False), (c.window_layers, True))
-    for layers, windowed in groups:
-        if layers == 0:
-            continue
-        suffix = "_swa" if windowed else ""
-        if shape.prefill_tokens:
-            pairs = shape.prefill_attn_pairs_win if windowed else shape.prefill_attn_pairs
-            ctx_read = shape.prefill_ctx_tokens
-            if windowed and m.sliding_window is not None:
-                ctx_read = min(ctx_read, shape.prefill_seqs * m.sliding_window)
-            t = shape.prefill_tokens
-            ks.append(
-                Kernel(
-                    name="attn_prefill" + suffix,
-                    op="attn_prefill",
-                    dtype=c.attn_dtype,
-                    flops=2.0 * pairs * c.heads * (qk_d + v_d),
-                    act_read_bytes=t * q_width * c.ab + t * kv_tok_bytes,
-                    act_write_bytes=t * c.heads * v_d * c.ab,
-                    kv_read_bytes=ctx_read * kv_tok_bytes,
-                    kv_write_bytes=t * kv_tok_bytes,
-                    count=layers,
-                    m=t,
-                    n=max(1, shape.prefill_seqs),
-                    k=c.kv_heads,
-                    scores=float(pairs) * c.heads,
-                    heads=c.heads,
-                    window=(m.sliding_window or 0) if windowed else 0,
-                )
+    for g in c.attn:
+        ks.extend(group_attention_kernels(c, g, shape))
+    return ks
+
+
+def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) -> list[Kernel]:
+    """The attention kernels of one token-mixer group (the closed form of model.cost mirrors them)."""
+    if g.state_bytes:
+        return _state_kernels(c, g, shape)
+    ks: list[Kernel] = []
+    kv_tok_bytes = g.elems * c.kvb  # per cached entry per layer on this GPU
+    suffix = {"full": "", "mla": "", "sliding": "_swa"}.get(g.kind, "_" + g.kind)
+    if shape.prefill_tokens:
+        pairs, ctx_read = prefill_keys(g, shape)
+        t = shape.prefill_tokens
+        if g.index_flops:  # the indexer scores every cached entry
+            all_pairs = shape.prefill_attn_pairs / g.ratio
+            ks.append(Kernel(name="dsa_indexer_prefill", op="attn_prefill", dtype=c.attn_dtype,
+                             flops=g.index_flops * all_pairs, act_read_bytes=t * g.index_flops / 2 * c.ab,
+                             kv_read_bytes=shape.prefill_ctx_tokens / g.ratio * g.index_bytes,
+                             kv_write_bytes=t / g.ratio * g.index_bytes, count=g.layers, m=t,
+                             n=max(1, shape.prefill_seqs), k=1))
+        ks.append(
+            Kernel(
+                name="attn_prefill" + suffix,
+                op="attn_prefill",
+                dtype=c.attn_dtype,
+                flops=2.0 * pairs * g.heads * (g.qk_dim + g.v_dim),
+                act_read_bytes=t * g.q_width * c.ab + t * kv_tok_bytes,
+                act_write_bytes=t * g.heads * g.v_dim * c.ab,
+                kv_read_bytes=ctx_read * kv_tok_bytes,
+                kv_write_bytes=t * kv_tok_bytes,
+                count=g.layers,
+                m=t,
+                n=max(1, shape.prefill_seqs),
+                k=g.kv_heads,
+                scores=float(pairs) * g.heads,
+                heads=g.heads,
+                window=g.window if g.primary else 0,
             )
-        if shape.decode_seqs:
-            ctx = shape.decode_ctx_tokens_win if windowed else shape.decode_ctx_tokens
-            q_per_seq = shape.decode_tokens / shape.decode_seqs
-            ks.append(
-                Kernel(
-                    name="attn_decode" + suffix,
-                    op="attn_decode",
-                    dtype=c.attn_dtype,
-                    flops=2.0 * ctx * q_per_seq * c.heads * (dec_qk + dec_v),
-                    act_read_bytes=shape.decode_tokens * q_width * c.ab,
-                    act_write_bytes=shape.decode_tokens * c.heads * v_d * c.ab,
-                    kv_read_bytes=ctx * kv_tok_bytes,
-                    kv_write_bytes=shape.decode_tokens * kv_tok_bytes,
-                    count=layers,
-                    m=shape.decode_tokens,
-                    n=shape.decode_seqs,
-                    k=c.kv_heads,  # KV heads on this GPU: with n, the decode kernel's parallel work units
-                    kv_dtype=c.quant.kv_dtype,
-                    dequant_flops=(2.0 * ctx * c.kv_elems if c.quant.kv_dtype in ("int8", "int4") else 0.0),
-                )
+        )
+    if shape.decode_seqs:
+        ctx = decode_keys(g, shape.decode_seqs, shape.decode_ctx_tokens, shape.decode_ctx_tokens_win)
+        q_per_seq = shape.decode_tokens / shape.decode_seqs
+        if g.index_flops:
+            entries = shape.decode_ctx_tokens / g.ratio
+            ks.append(Kernel(name="dsa_indexer_decode", op="attn_decode", dtype=c.attn_dtype,
+                             flops=g.index_flops * entries * q_per_seq,
+                             act_read_bytes=shape.decode_tokens * g.index_flops / 2 * c.ab,
+                             kv_read_bytes=entries * g.index_bytes, kv_write_bytes=shape.decode_tokens * g.index_bytes,
+                             count=g.layers, m=shape.decode_tokens, n=shape.decode_seqs, k=1,
+                             kv_dtype=c.quant.kv_dtype))
+        ks.append(
+            Kernel(
+                name="attn_decode" + suffix,
+                op="attn_decode",
+                dtype=c.attn_dtype,
+                flops=2.0 * ctx * q_per_seq * g.heads * (g.dec_qk_dim + g.dec_v_dim),
+                act_read_bytes=shape.decode_tokens * g.q_width * c.ab,
+                act_write_bytes=shape.decode_tokens * g.heads * g.v_dim * c.ab,
+                kv_read_bytes=ctx * kv_tok_bytes,
+                kv_write_bytes=shape.decode_tokens * kv_tok_bytes,
+                count=g.layers,
+                m=shape.decode_tokens,
+                n=shape.decode_seqs,
+                k=g.kv_heads,  # KV heads on this GPU: with n, the decode kernel's parallel work units
+                kv_dtype=c.quant.kv_dtype,
+                dequant_flops=(2.0 * ctx * g.elems if c.quant.kv_dtype in ("int8", "int4") else 0.0),
             )
+        )
+    return ks
+
+
+def _state_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) -> list[Kernel]:
+    """Linear attention / Mamba-2: the prefill chunked scan (tensor cores: an attention-prefill class kernel)
+    writes each chunk's final state; a decode step is a memory-bound recurrent update reading and writing the
+    state of every sequence (an elementwise-class kernel)."""
+    ks: list[Kernel] = []
+    if shape.prefill_tokens:
+        t, seqs = shape.prefill_tokens, max(1, shape.prefill_seqs)
+        ks.append(Kernel(name=f"{g.kind}_scan_prefill", op="attn_prefill", dtype=c.attn_dtype,
+                         flops=g.scan_flops * t, act_read_bytes=t * g.io_bytes, kv_read_bytes=seqs * g.state_bytes,
+                         kv_write_bytes=seqs * g.state_bytes, count=g.layers, m=t, n=seqs, k=g.kv_heads))
+    if shape.decode_seqs:
+        n = shape.decode_seqs
+        ks.append(Kernel(name=f"{g.kind}_state_decode", op="elementwise", dtype="fp32",
+                         flops=g.state_flops * shape.decode_tokens, act_read_bytes=shape.decode_tokens * g.io_bytes,
+                         kv_read_bytes=n * g.state_bytes, kv_write_bytes=n * g.state_bytes, count=g.layers))
     return ks
 
 
@@ -352,8 +625,31 @@ def step_kernels(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, sha
     return linear_kernels(c, shape.tokens, shape.logit_tokens) + attention_kernels(c, shape)
 
 
+def cache_bytes(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> tuple[float, float, float, int]:
+    """(bytes per context token of the layers whose cache grows with the context, bytes per token of the
+    sliding/chunked layers, which hold at most `window` tokens, that window, fixed bytes per sequence) on one GPU
+    (its pipeline stage's share). Full, MLA and DSA layers (with the indexer's key) grow with the context,
+    compressed layers by 1/ratio; linear-attention and Mamba layers hold a fixed state per sequence."""
+    grow = win = state = 0.0
+    window = 0
+    for g in graph_context(model, quant, parallel).attn:
+        if g.state_bytes:
+            state += g.state_bytes * g.layers
+        elif g.window and g.kind in ("sliding", "chunked"):
+            win += g.entry_bytes * g.layers
+            window = max(window, g.window)
+        else:
+            grow += g.entry_bytes / g.ratio * g.layers
+    pp = parallel.pp
+    return grow / pp, win / pp, state / pp, window
+
+
 def kv_bytes_per_token(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> float:
-    """KV-cache bytes one token occupies on one GPU (its pipeline stage's layers)."""
+    """KV-cache bytes one token occupies on one GPU (its pipeline stage's layers); of a per-layer model, the
+    layers with a KV cache (window layers included: exact up to the window; cache_bytes has the split)."""
+    if model.layers:
+        grow, win, _, _ = cache_bytes(model, quant, parallel)
+        return grow + win
     c = graph_context(model, quant, parallel)
     return c.kv_elems * c.kvb * model.num_layers / parallel.pp
 

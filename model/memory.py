@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.spec import HardwareSpec
-from roofsim.model.graph import graph_context
+from roofsim.model.graph import cache_bytes, graph_context
 from roofsim.model.params import count_params
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 
@@ -37,6 +37,12 @@ class MemoryPlan:
     max_kv_tokens: int  # whole blocks
     max_context_tokens: int
     total_weight_bytes: float  # whole model, all GPUs
+    # per-layer models: the fixed state of linear-attention / Mamba layers per sequence (reserved for max_seqs
+    # sequences before the KV blocks), and the part of kv_bytes_per_token of sliding/chunked layers, which
+    # hold at most window_tokens of a sequence (max_sequences counts them so; the token pool counts them whole)
+    state_bytes_per_seq: float = 0.0
+    window_bytes_per_token: float = 0.0
+    window_tokens: int = 0
 
     @property
     def kv_blocks(self) -> int:
@@ -47,7 +53,12 @@ class MemoryPlan:
         if context_tokens <= 0:
             raise ValueError(f"context_tokens={context_tokens} must be > 0")
         blocks = math.ceil(context_tokens / self.block_size)
-        return self.kv_blocks // blocks
+        if not self.window_bytes_per_token or context_tokens <= self.window_tokens:
+            return self.kv_blocks // blocks
+        # window layers stop growing at the window: a sequence needs fewer bytes than blocks x kv_bytes_per_token
+        grow = self.kv_bytes_per_token - self.window_bytes_per_token
+        per_seq = blocks * self.block_size * grow + self.window_tokens * self.window_bytes_per_token
+        return int(self.kv_blocks * self.block_size * self.kv_bytes_per_token // per_seq)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -61,6 +72,10 @@ class MemoryPlan:
             "max_kv_tokens": self.max_kv_tokens,
             "block_size": self.block_size,
             "total_weight_bytes": self.total_weight_bytes,
+            # per-layer models only (a uniform stack's plan reads as it always has)
+            **({"state_bytes_per_seq": self.state_bytes_per_seq} if self.state_bytes_per_seq else {}),
+            **({"window_bytes_per_token": self.window_bytes_per_token, "window_tokens": self.window_tokens}
+               if self.window_bytes_per_token else {}),
         }
 
 
@@ -122,9 +137,15 @@ def plan_memory(
     weights, total_w = weight_bytes_per_gpu(model, quant, parallel)
     act = activation_bytes(model, quant, parallel, max_batched_tokens, max_seqs)
     c = graph_context(model, quant, parallel)
-    kv_tok = c.kv_elems * c.kvb * model.num_layers / parallel.pp
-    kv_cap = usable - weights - act - NON_TORCH_BYTES - extra_bytes_per_gpu
-    blocks = int(kv_cap // (kv_tok * block_size)) if kv_cap > 0 else 0
+    state = win = 0.0
+    window = 0
+    if model.layers:
+        grow, win, state, window = cache_bytes(model, quant, parallel)
+        kv_tok = grow + win
+    else:
+        kv_tok = c.kv_elems * c.kvb * model.num_layers / parallel.pp
+    kv_cap = usable - weights - act - NON_TORCH_BYTES - extra_bytes_per_gpu - max_seqs * state
+    blocks = int(kv_cap // (kv_tok * block_size)) if kv_cap > 0 and kv_tok > 0 else 0
     plan = MemoryPlan(
         capacity_bytes=cap,
         usable_bytes=usable,
@@ -137,10 +158,17 @@ def plan_memory(
         max_kv_tokens=blocks * block_size,
         max_context_tokens=model.max_context_tokens,
         total_weight_bytes=total_w,
+        state_bytes_per_seq=state,
+        window_bytes_per_token=win,
+        window_tokens=window,
     )
     if blocks < 1 and not _probe:
+        # the suggestions are sized with this plan's batch, not the defaults: a layout that only fits a smaller
+        # batch would be the very layout just rejected
+        sizing = {"max_batched_tokens": max_batched_tokens, "max_seqs": max_seqs, "block_size": block_size,
+                  "extra_bytes_per_gpu": extra_bytes_per_gpu}
         raise DoesNotFitError(_does_not_fit_message(model, hardware, quant, parallel, plan, kv_cap,
-                                                    gpu_memory_utilization))
+                                                    gpu_memory_utilization, sizing))
     return plan
 
 
@@ -149,7 +177,7 @@ def _gb(x: float) -> str:
 
 
 def _does_not_fit_message(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: ParallelSpec,
-                          plan: MemoryPlan, kv_cap: float, util: float) -> str:
+                          plan: MemoryPlan, kv_cap: float, util: float, sizing: dict[str, float]) -> str:
     lines = [
         f"{model.name} does not fit on {par.num_gpus} x {hw.id} (tp={par.tp}, pp={par.pp}) with "
         f"weights {quant.weight_dtype}, KV {quant.kv_dtype}, gpu_memory_utilization={util}:",
@@ -158,16 +186,23 @@ def _does_not_fit_message(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, 
         f"non-torch {_gb(plan.non_torch_bytes)} leaves {_gb(kv_cap)} for the KV cache "
         f"(needs at least one block of {plan.block_size} tokens x {plan.kv_bytes_per_token / 1e3:.1f} kB)",
     ]
-    suggestions = suggest_fits(model, hw, quant, par, util)
+    suggestions = suggest_fits(model, hw, quant, par, util, **sizing)  # type: ignore[arg-type]
     if suggestions:
         lines.append("  would fit: " + "; ".join(suggestions))
+    elif plan.activation_bytes >= plan.usable_bytes:
+        lines.append(f"  the activations of one step over {sizing['max_batched_tokens']:.0f} batched tokens "
+                     f"({_gb(plan.activation_bytes)}) alone exceed a GPU's usable memory and no layout tried fits "
+                     "them; lower the batch or the prompt length")
     else:
         lines.append("  no tp in 1..8 with bf16/fp8/int4 weights fits on one node; add pipeline stages or a larger GPU")
     return "\n".join(lines)
 
 
-def suggest_fits(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: ParallelSpec, util: float) -> list[str]:
-    """Smallest layouts/quantizations (tp up to 8, pp up to 4) that leave room for a KV cache."""
+def suggest_fits(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: ParallelSpec, util: float,
+                 max_batched_tokens: int = 8192, max_seqs: int = 256, block_size: int = 16,
+                 extra_bytes_per_gpu: float = 0.0) -> list[str]:
+    """Smallest layouts/quantizations (tp up to 8, pp up to 4) that leave room for a KV cache with the same
+    batch sizing (max_batched_tokens, max_seqs, block_size, extra bytes) as the plan that did not fit."""
     out: list[str] = []
     dtypes = [quant.weight_dtype] + [d for d in ("fp8", "int4") if d != quant.weight_dtype]
     for wd in dtypes:
@@ -180,7 +215,8 @@ def suggest_fits(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: Para
                 cand = ParallelSpec(tp=tp, pp=pp, ep=1)
                 try:
                     cand.validate_for(model)
-                    if plan_memory(model, hw, q, cand, util, _probe=True).max_kv_tokens < 1:
+                    if plan_memory(model, hw, q, cand, util, max_batched_tokens, max_seqs, block_size,
+                                   extra_bytes_per_gpu, _probe=True).max_kv_tokens < 1:
                         continue
                 except ValueError:
                     continue

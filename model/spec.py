@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from roofsim.hardware_specs.spec import DTYPE_BYTES
+
+# Size limits checked when a model is loaded or built, so a config with num_hidden_layers=10**30 is an error, not a
+# hang or a MemoryError. The largest bundled model (Llama-3.1-405B, model/presets) has 126 layers, hidden 16384,
+# vocab 250880 (BLOOM) and 163840 context tokens (DeepSeek-V3): the limits are 30x-100x beyond them.
+MAX_LAYERS = 4096
+MAX_MODEL_SIZE = 2**24  # any width, head count, expert count, vocabulary or context length of one model
 
 
 class _Frozen(BaseModel):
@@ -23,6 +30,9 @@ class MoESpec(_Frozen):
     dense_intermediate_size: int = Field(0, ge=0, description="FFN size of those dense layers")
     layer_freq: PositiveInt = Field(1, description="every n-th layer (after the dense ones) is MoE")
     router_bias: bool = False
+    latent_size: int = Field(0, ge=0, description=(
+        "routed experts work in this latent width, behind a hidden->latent and a latent->hidden projection "
+        "(Nemotron-3 latent MoE, Kimi-K3); 0 = experts read the hidden state"))
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -39,6 +49,176 @@ class MLASpec(_Frozen):
     qk_nope_head_dim: PositiveInt
     qk_rope_head_dim: PositiveInt
     v_head_dim: PositiveInt
+
+
+# ---- per-layer structure: what each layer's token mixer and MLP are, described by what they cost ------------
+
+
+class GQAAttention(_Frozen):
+    """Softmax attention with grouped KV heads. full: every prior key; sliding: the last `window` keys; chunked:
+    keys of the query's own `window`-token chunk (Llama-4 local layers, costed as a window of that size: an upper
+    bound). `rope=False` marks NoPE layers (same cost). `k_eq_v`: the layer projects and caches K only and uses it
+    as V (Gemma-4 global layers, `attention_k_eq_v`). `compress_ratio` r: one cached entry per r tokens
+    (DeepSeek-V4 compressed layers)."""
+
+    kind: Literal["full", "sliding", "chunked"] = "full"
+    num_heads: PositiveInt
+    num_kv_heads: PositiveInt
+    head_dim: PositiveInt
+    v_head_dim: int = Field(0, ge=0, description="0 = head_dim")
+    window: int = Field(0, ge=0, description="keys a query reads at most (sliding/chunked); 0 for full")
+    rope: bool = True
+    k_eq_v: bool = False
+    qk_norm: bool = False
+    bias: bool = False
+    output_gate: bool = Field(False, description="q_proj also emits a sigmoid gate on the output (Qwen3-Next)")
+    compress_ratio: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> GQAAttention:
+        if (self.kind == "full") != (self.window == 0):
+            raise ValueError(f"attention kind={self.kind!r} with window={self.window}: only sliding/chunked "
+                             f"layers have a window (> 0)")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}")
+        return self
+
+    @property
+    def v_dim(self) -> int:
+        return self.v_head_dim or self.head_dim
+
+
+class MLAAttention(_Frozen):
+    """Multi-head latent attention (DeepSeek-V2/V3, Kimi-K2): the cache holds the latent plus the RoPE key."""
+
+    kind: Literal["mla"] = "mla"
+    num_heads: PositiveInt
+    mla: MLASpec
+
+
+class SparseAttention(_Frozen):
+    """DeepSeek sparse attention (DSA, DeepSeek-V3.2; GLM-5; MiniMax-M3 block-sparse): a lightning indexer of
+    `index_heads` x `index_head_dim` scores every cached entry, the attention proper reads the `topk` it selects.
+    The attention proper is MLA (`mla` set) or GQA (num_kv_heads x head_dim). `compress_ratio` as GQAAttention."""
+
+    kind: Literal["dsa"] = "dsa"
+    num_heads: PositiveInt
+    mla: MLASpec | None = None
+    num_kv_heads: int = Field(0, ge=0, description="GQA KV heads when mla is None")
+    head_dim: int = Field(0, ge=0, description="GQA head width when mla is None")
+    index_heads: PositiveInt
+    index_head_dim: PositiveInt
+    topk: PositiveInt = Field(description="keys (cached entries) the attention proper reads per query")
+    compress_ratio: PositiveInt = 1
+    k_eq_v: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> SparseAttention:
+        if self.mla is None and not (self.num_kv_heads and self.head_dim):
+            raise ValueError("sparse attention without mla needs num_kv_heads and head_dim > 0")
+        return self
+
+
+class LinearAttention(_Frozen):
+    """Gated linear attention with a fixed matrix state per head (Gated DeltaNet: Qwen3-Next/3.5; Kimi delta
+    attention: Kimi-K3): a k_head_dim x v_head_dim state per value head and a short causal convolution."""
+
+    kind: Literal["linear"] = "linear"
+    num_k_heads: PositiveInt
+    num_v_heads: PositiveInt
+    k_head_dim: PositiveInt
+    v_head_dim: PositiveInt
+    conv_kernel: PositiveInt = 4
+
+
+class Mamba2Mixer(_Frozen):
+    """Mamba-2 state-space mixer (Dao & Gu 2024, arXiv 2405.21060): num_heads x head_dim channels, each with a
+    state of state_size; B/C shared within n_groups; chunked SSD scan of chunk_size in prefill."""
+
+    kind: Literal["mamba2"] = "mamba2"
+    num_heads: PositiveInt
+    head_dim: PositiveInt
+    state_size: PositiveInt
+    n_groups: PositiveInt = 1
+    conv_kernel: PositiveInt = 4
+    chunk_size: PositiveInt = 128
+
+
+class NoMixer(_Frozen):
+    """No token mixer in this layer (Nemotron-H MLP-only blocks, Nemotron-NAS no-op attention)."""
+
+    kind: Literal["none"] = "none"
+
+
+Mixer = Annotated[
+    GQAAttention | MLAAttention | SparseAttention | LinearAttention | Mamba2Mixer | NoMixer,
+    Field(discriminator="kind"),
+]
+
+
+class DenseMLP(_Frozen):
+    kind: Literal["dense"] = "dense"
+    intermediate_size: PositiveInt
+
+
+class MoEMLP(_Frozen):
+    kind: Literal["moe"] = "moe"
+    moe: MoESpec
+
+
+class NoMLP(_Frozen):
+    kind: Literal["none"] = "none"
+
+
+MLP = Annotated[DenseMLP | MoEMLP | NoMLP, Field(discriminator="kind")]
+
+
+class LayerGroup(_Frozen):
+    """`count` decoder layers with the same token mixer and MLP (their position in the stack does not change
+    the cost of a step, so groups are counts, in order of first appearance)."""
+
+    count: PositiveInt
+    mixer: Mixer
+    mlp: MLP
+
+
+class VisionSpec(_Frozen):
+    """A ViT image encoder of a VL model: its cost per image at a resolution. Text-only requests skip it; no
+    workload carries images yet, so nothing charges it in a step (estimate it with `flops_per_image`)."""
+
+    num_layers: PositiveInt
+    hidden_size: PositiveInt
+    intermediate_size: PositiveInt
+    num_heads: PositiveInt
+    patch_size: PositiveInt
+    merge_size: PositiveInt = Field(1, description="spatial merge: one LLM token per merge^2 patches")
+    out_hidden_size: PositiveInt = Field(description="width of the LLM tokens the projector emits")
+    gated_mlp: bool = False
+
+    def patches(self, height_px: int, width_px: int) -> int:
+        if height_px <= 0 or width_px <= 0:
+            raise ValueError(f"image {height_px}x{width_px} px must have positive sides")
+        return -(-height_px // self.patch_size) * -(-width_px // self.patch_size)
+
+    def tokens_per_image(self, height_px: int, width_px: int) -> int:
+        """LLM tokens one image becomes (patches / merge^2)."""
+        return -(-self.patches(height_px, width_px) // (self.merge_size * self.merge_size))
+
+    @property
+    def params(self) -> int:
+        """Patch embedding, ViT layers (QKV/O, MLP, two LayerNorms with bias), merger MLP to out_hidden_size."""
+        h, i = self.hidden_size, self.intermediate_size
+        layer = 4 * h * h + 4 * h + (3 if self.gated_mlp else 2) * h * i + i + h + 4 * h
+        merged = h * self.merge_size * self.merge_size
+        return 3 * self.patch_size**2 * h + self.num_layers * layer + merged * merged + merged * self.out_hidden_size
+
+    def flops_per_image(self, height_px: int, width_px: int) -> float:
+        """Forward FLOPs of one image: 2 x params per patch for the GEMMs (Kaplan et al. 2020, arXiv 2001.08361)
+        plus bidirectional attention, 4 x patches^2 x hidden per layer (FlashAttention count)."""
+        n = self.patches(height_px, width_px)
+        h, i = self.hidden_size, self.intermediate_size
+        per_patch = self.num_layers * (4 * h * h + (3 if self.gated_mlp else 2) * h * i)
+        return 2.0 * n * per_patch + 4.0 * n * n * h * self.num_layers
 
 
 class ModelSpec(_Frozen):
@@ -61,10 +241,16 @@ class ModelSpec(_Frozen):
     mlp_bias: bool = False
     tie_word_embeddings: bool = False
     max_context_tokens: PositiveInt = 4096
-    sliding_window: int | None = Field(None, gt=0, description="window of sliding-window layers (tokens)")
-    num_sliding_layers: int = Field(0, ge=0, description="layers that use the sliding window")
+    sliding_window: int | None = Field(None, gt=0, description=(
+        "keys a query of a windowed layer reads at most: the sliding window, a chunked-local chunk, a DSA top-k "
+        "(the span the simulator's `*_win` batch aggregates are computed with)"))
+    num_sliding_layers: int = Field(0, ge=0, description="layers whose queries read at most sliding_window keys")
     moe: MoESpec | None = None
     mla: MLASpec | None = None
+    layers: tuple[LayerGroup, ...] = Field((), description=(
+        "per-layer structure as groups of layers of one kind; () = the uniform stack the fields above describe"))
+    vision: VisionSpec | None = None
+    mtp_layers: int = Field(0, ge=0, description="multi-token-prediction modules (not loaded for plain decoding)")
     source: str = Field("", description="where the architecture numbers come from")
 
     @model_validator(mode="after")
@@ -79,6 +265,39 @@ class ModelSpec(_Frozen):
             )
         if self.num_sliding_layers and self.sliding_window is None:
             raise ValueError("num_sliding_layers > 0 needs sliding_window")
+        if self.layers:
+            n = sum(g.count for g in self.layers)
+            if n != self.num_layers:
+                raise ValueError(f"layers describe {n} layers, num_layers={self.num_layers}")
+            bounded = sum(g.count for g in self.layers if bounded_span(g.mixer) == self.sliding_window)
+            if self.sliding_window is not None and bounded != self.num_sliding_layers:
+                raise ValueError(f"num_sliding_layers={self.num_sliding_layers} but {bounded} layers read at most "
+                                 f"sliding_window={self.sliding_window} keys")
+        return self
+
+    @property
+    def layer_groups(self) -> tuple[LayerGroup, ...]:
+        """The per-layer structure: `layers`, or the groups the uniform-stack fields describe."""
+        if self.layers:
+            return self.layers
+        return _uniform_groups(self)
+
+    def mixer_counts(self) -> tuple[tuple[Mixer, int], ...]:
+        """(token mixer, layers) of each distinct mixer, in order of first appearance."""
+        return _merge((g.mixer, g.count) for g in self.layer_groups)
+
+    def mlp_counts(self) -> tuple[tuple[MLP, int], ...]:
+        """(MLP, layers) of each distinct MLP kind, in order of first appearance."""
+        return _merge((g.mlp, g.count) for g in self.layer_groups)
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> ModelSpec:
+        if self.num_layers > MAX_LAYERS:
+            raise ValueError(f"num_layers={self.num_layers} is over MAX_LAYERS={MAX_LAYERS}")
+        for name in ("vocab_size", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size",
+                     "max_context_tokens"):
+            if getattr(self, name) > MAX_MODEL_SIZE:
+                raise ValueError(f"{name}={getattr(self, name)} is over MAX_MODEL_SIZE={MAX_MODEL_SIZE}")
         return self
 
     # ---- derived architecture facts -------------------------------------------------------------
@@ -101,7 +320,13 @@ class ModelSpec(_Frozen):
 
     @property
     def num_moe_layers(self) -> int:
-        return sum(self.is_moe_layer(i) for i in range(self.num_layers))
+        """Layers carrying a routed-expert MLP (the per-layer groups, or i >= first_dense_layers with
+        (i - first) % layer_freq == 0 counted in closed form)."""
+        if self.layers:
+            return sum(g.count for g in self.layers if g.mlp.kind == "moe")
+        if self.moe is None or self.num_layers <= self.moe.first_dense_layers:
+            return 0
+        return -(-(self.num_layers - self.moe.first_dense_layers) // self.moe.layer_freq)
 
     def kv_elements_per_token_per_layer(self) -> int:
         """Cached elements per token per layer: 2*kv_heads*head_dim, or latent+rope for MLA."""
@@ -189,3 +414,56 @@ class ParallelSpec(_Frozen):
     def kv_heads_per_gpu(self, model: ModelSpec) -> int:
         """KV heads stored on each GPU: sharded when tp <= kv heads, one replicated head otherwise."""
         return max(1, model.num_kv_heads // self.tp)
+
+
+def bounded_span(mixer: Mixer) -> int | None:
+    """Keys one query of this mixer reads at most (window, chunk, DSA top-k), None when unbounded or stateful."""
+    if isinstance(mixer, GQAAttention) and mixer.window and mixer.compress_ratio == 1:
+        return mixer.window
+    if isinstance(mixer, SparseAttention) and mixer.compress_ratio == 1:
+        return mixer.topk
+    return None
+
+
+def _merge(pairs: Iterable[tuple[Any, int]]) -> tuple[tuple[Any, int], ...]:
+    out: dict[Any, int] = {}
+    for kind, n in pairs:
+        out[kind] = out.get(kind, 0) + n
+    return tuple(out.items())
+
+
+def _uniform_groups(m: ModelSpec) -> tuple[LayerGroup, ...]:
+    """The layer groups of a uniform stack: full (or MLA) then sliding layers, paired with dense then MoE MLPs
+    (pairing is arbitrary: costs depend only on the counts of each kind)."""
+    if m.mla is not None:
+        mixers: list[tuple[Mixer, int]] = [(MLAAttention(num_heads=m.num_heads, mla=m.mla), m.num_layers)]
+    else:
+        gqa = dict(num_heads=m.num_heads, num_kv_heads=m.num_kv_heads, head_dim=m.head_dim,
+                   rope=m.position == "rope", bias=m.attention_bias)
+        mixers = [(GQAAttention(**gqa), m.num_layers - m.num_sliding_layers)]
+        if m.num_sliding_layers:
+            mixers.append((GQAAttention(kind="sliding", window=m.sliding_window, **gqa), m.num_sliding_layers))
+    dense_inter = m.intermediate_size
+    if m.moe is not None and m.moe.first_dense_layers and m.moe.dense_intermediate_size:
+        dense_inter = m.moe.dense_intermediate_size
+    n_moe = m.num_moe_layers
+    mlps: list[tuple[MLP, int]] = [(DenseMLP(intermediate_size=dense_inter), m.num_layers - n_moe)]
+    if m.moe is not None and n_moe:
+        mlps.append((MoEMLP(moe=m.moe), n_moe))
+    groups: list[LayerGroup] = []
+    mixers = [p for p in mixers if p[1]]
+    mlps = [p for p in mlps if p[1]]
+    i = j = 0
+    left_a, left_b = mixers[0][1], mlps[0][1]
+    while i < len(mixers) and j < len(mlps):
+        n = min(left_a, left_b)
+        groups.append(LayerGroup(count=n, mixer=mixers[i][0], mlp=mlps[j][0]))
+        left_a -= n
+        left_b -= n
+        if not left_a:
+            i += 1
+            left_a = mixers[i][1] if i < len(mixers) else 0
+        if not left_b:
+            j += 1
+            left_b = mlps[j][1] if j < len(mlps) else 0
+    return tuple(groups)

@@ -112,7 +112,6 @@ Drafter = Annotated[
     DraftModelDrafter | SelfDrafter | LayerSkipDrafter | MedusaDrafter | EagleDrafter | NgramDrafter,
     Field(discriminator="kind"),
 ]
-DRAFTER_KINDS = ("draft_model", "self", "layerskip", "medusa", "eagle", "ngram")
 
 
 class SpeculativeConfig(BaseModel):
@@ -590,7 +589,7 @@ class EarlyExitCoster:
 
 
 __all__ = [
-    "DRAFTER_KINDS", "Acceptance", "BetaAcceptance", "CsvExit", "DraftModelDrafter", "Drafter", "EagleDrafter",
+    "Acceptance", "BetaAcceptance", "CsvExit", "DraftModelDrafter", "Drafter", "EagleDrafter",
     "EarlyExitConfig", "EarlyExitCoster", "ExitDistribution", "HistogramExit", "IIDAcceptance", "LayerCoster",
     "LayerSkipDrafter", "MedusaDrafter", "NgramDrafter", "PerLayerExit", "PerTokenExit", "PositionalAcceptance",
     "SelfDrafter", "SkipDecodeExit", "SpeculativeCoster", "SpeculativeConfig", "check_draft_model",

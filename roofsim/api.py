@@ -19,6 +19,7 @@ from roofsim.model.loader import load_model
 from roofsim.model.quant import quant_for
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 from roofsim.simulator.config import SimConfig
+from roofsim.validation.profiles import resolve_calibration, resolve_config_calibrations
 
 if TYPE_CHECKING:
     from roofsim.simulator.metrics import SimResult
@@ -40,26 +41,18 @@ def _hardware(h: HardwareLike) -> HardwareSpec:
     return h if isinstance(h, HardwareSpec) else load_hardware(h)
 
 
-def load_calibration(calibration: CalibrationLike) -> Calibration | None:
-    """A Calibration from a profile .toml path (as `roofsim calibrate` writes), or the object itself; None keeps
-    the cost model's defaults."""
-    if calibration is None or isinstance(calibration, Calibration):
-        return calibration
-    from roofsim.validation.profiles import read_calibration  # noqa: PLC0415 (validation loads only when asked)
-
-    return read_calibration(calibration)
-
-
 def estimate(model: ModelLike, hardware: HardwareLike, *, batch: int = 1, input_len: int = 1024,
              output_len: int = 256, tp: int = 1, pp: int = 1, ep: int = 1, quant: QuantSpec | str = "bf16",
              calibration: CalibrationLike = None, gpu_memory_utilization: float = 0.9) -> Estimate:
     """TTFT, TPOT, per-kernel breakdown and memory of one batch (`roofsim estimate`). `quant` is a QuantSpec or a
-    weight dtype name; `calibration` a profile path or Calibration (None: the cost model's defaults)."""
+    weight dtype name; `calibration` as resolve_calibration: None = the GPU's shipped (or transferred) profile,
+    "default" = the cost model's defaults, a profile path, or a Calibration."""
     m = _model(model)
     par = ParallelSpec(tp=tp, pp=pp, ep=ep)
     par.validate_for(m)
     q = quant if isinstance(quant, QuantSpec) else quant_for(quant)
-    return estimate_deployment(m, _hardware(hardware), q, par, load_calibration(calibration), batch, input_len,
+    hw = _hardware(hardware)
+    return estimate_deployment(m, hw, q, par, resolve_calibration(calibration, hw)[0], batch, input_len,
                                output_len, gpu_memory_utilization)
 
 
@@ -76,10 +69,12 @@ def load_config(source: SimConfig | Mapping[str, Any] | str | Path) -> SimConfig
 
 def simulate(config: SimConfig | Mapping[str, Any] | str | Path,
              progress: Callable[[float, float], None] | None = None) -> SimResult:
-    """Replay the workload of `config` through its deployment (`roofsim simulate`); same config -> same result."""
+    """Replay the workload of `config` through its deployment (`roofsim simulate`); a replica group without a
+    calibration gets its GPU's shipped or transferred profile (resolve_calibration). Same config -> same result."""
     from roofsim.simulator.run import simulate as _simulate  # noqa: PLC0415
 
-    return _simulate(load_config(config), progress=progress)
+    cfg, _ = resolve_config_calibrations(load_config(config))
+    return _simulate(cfg, progress=progress)
 
 
 def plan(spec: PlanSpec | Mapping[str, Any], *, workers: int | None = 1, dask_scheduler: str | None = None,
@@ -102,8 +97,10 @@ def validate_kernels(path: str | Path, calibration: CalibrationLike | Callable[[
     from roofsim.validation.predict import predict_rows  # noqa: PLC0415
 
     table = read_kernel_tables(path, format)
-    cal = calibration if callable(calibration) else load_calibration(calibration)
-    return predict_rows(table.rows, cal if cal is not None else Calibration())
+    if calibration is None:
+        return predict_rows(table.rows, lambda hw: resolve_calibration(None, hw)[0])
+    cal = calibration if callable(calibration) else resolve_calibration(calibration, None)[0]
+    return predict_rows(table.rows, cal)
 
 
 def validate_benchmarks(path: str | Path, seed: int = 0) -> E2EResult:
@@ -116,11 +113,13 @@ def validate_benchmarks(path: str | Path, seed: int = 0) -> E2EResult:
 
 
 def validate_log(log: str | Path, model: ModelLike, hardware: HardwareLike, *, tp: int = 1, pp: int = 1,
-                 **options: Any) -> ReplayResult:
-    """Replay a real serving log (vLLM benchmark JSON, GuideLLM, LLMPerf) through the simulator and compare
-    per-request latencies (`roofsim validate run`); `options` as `roofsim.validation.replay.replay_log`."""
-    from roofsim.validation.replay import replay_log  # noqa: PLC0415
+                 **options: Any) -> list[ReplayResult]:
+    """Replay a real serving log through the simulator and compare per-request latencies (`roofsim validate
+    run`): one ReplayResult per benchmark of the file (vLLM benchmark/bench serve JSON, GuideLLM, LLMPerf, SGLang
+    bench_serving, genai-perf, AIPerf; format detected from the content). `options` as
+    `roofsim.validation.replay.replay_log`."""
+    from roofsim.validation.replay import replay_all  # noqa: PLC0415
 
     m = model if isinstance(model, str | Path) else model.name
     h = hardware if isinstance(hardware, str | Path) else hardware.id
-    return replay_log(log, str(m), str(h), tp, pp, **options)
+    return replay_all(log, str(m), str(h), tp, pp, **options)

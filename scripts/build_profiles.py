@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,10 +16,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from roofsim.hardware_specs import catalog  # noqa: E402
-from roofsim.hardware_specs.errors import RoofsimError  # noqa: E402
 from roofsim.model.cost import Calibration  # noqa: E402
-from roofsim.validation import kernel_tables  # noqa: E402
 from roofsim.validation.calibrate import FIT_FIELDS, FROZEN_GPU_FIELDS, OPT_IN_FIELDS, calibrate  # noqa: E402
 from roofsim.validation.kernel_tables import (  # noqa: E402
     KernelMeasurement,
@@ -34,6 +29,8 @@ from roofsim.validation.predict import predict_rows  # noqa: E402
 from roofsim.validation.profiles import PROFILE_DIR, write_calibration  # noqa: E402
 from roofsim.validation.transfer import (  # noqa: E402
     TransferReport,
+    default_fit,
+    freezing,
     knob_report,
     leave_one_gpu_out,
     read_aiconfigurator_sample,
@@ -60,74 +57,6 @@ MAX_PER_KEY = 5_000  # rows per (op, dtype, framework) kept for fitting/evaluati
 # which keeps `make validate` within minutes on 2 cores (docs/validation.md states the figure is on this sample).
 LOGO_PER_STRATUM = 300
 LOGO_SAME_GPU_FOLDS = 3
-
-# TEMPORARY (until the reader/descriptor change of issue #13 item 2/4 merges): the AIConfigurator reader knows
-# only the a100_sxm/h100_sxm folders and their device names, and the catalog has no rtx-pro-6000; these mappings
-# let this script read the four GPUs. The RTX PRO 6000 numbers are AIConfigurator's own system file
-# (aiconfigurator-core 0.12.0 systems/rtx_pro_6000_server.yaml, Apache-2.0): tensor peaks at 2430 MHz, 1.792 TB/s
-# GDDR7, 97,887 MiB, PCIe Gen5 x16 (64 GB/s per direction), 600 W; 188 SMs (NVIDIA RTX PRO 6000 Blackwell Server
-# Edition datasheet); fp32 = 188 SMs x 128 lanes x 2 FLOP x 2.43 GHz.
-_TEMP_SYSTEMS = {"l40s": "l40s", "rtx_pro_6000_server": "rtx-pro-6000"}
-_TEMP_DEVICES = {"NVIDIA L40S": "l40s", "NVIDIA RTX PRO 6000 Blackwell Server Edition": "rtx-pro-6000"}
-_TEMP_RTX = """id = "rtx-pro-6000"
-name = "NVIDIA RTX PRO 6000 Blackwell Server Edition (temporary descriptor of scripts/build_profiles.py)"
-vendor = "nvidia"
-architecture = "blackwell"
-kind = "gpu"
-price_usd_per_hour = 1.0
-[peak_flops_per_s]
-fp32 = 116.9e12
-bf16 = 467.8e12
-fp16 = 467.8e12
-fp8 = 935.6e12
-int8 = 935.6e12
-fp4 = 1871.2e12
-[memory]
-capacity_bytes = 102641958912
-bandwidth_bytes_per_s = 1.792e12
-l2_bytes = 134217728
-[compute]
-num_units = 188
-clock_hz = 2.43e9
-[interconnect]
-scaleup_bytes_per_s = 64e9
-scaleup_latency_s = 5e-6
-scaleup_max_gpus = 8
-pcie_bytes_per_s = 64e9
-scaleout_bytes_per_s = 50e9
-[power]
-tdp_w = 600
-idle_w = 60
-[sources]
-compute = "aiconfigurator-core 0.12.0 systems/rtx_pro_6000_server.yaml (Apache-2.0)"
-memory = "aiconfigurator-core 0.12.0 systems/rtx_pro_6000_server.yaml (Apache-2.0)"
-interconnect = "aiconfigurator-core 0.12.0 systems/rtx_pro_6000_server.yaml (PCIe Gen5 x16)"
-power = "aiconfigurator-core 0.12.0 systems/rtx_pro_6000_server.yaml (600 W); idle assumed 10%"
-price = "placeholder: not used by validation"
-"""
-
-
-def temporary_catalog() -> list[str]:
-    """Install the TEMPORARY mappings above where the reader or catalog lacks them; returns what was added."""
-    added = []
-    for folder, hw in _TEMP_SYSTEMS.items():
-        if folder not in kernel_tables.AIC_SYSTEMS:
-            kernel_tables.AIC_SYSTEMS[folder] = hw
-            added.append(f"reader system {folder}")
-    for dev, hw in _TEMP_DEVICES.items():
-        if dev not in kernel_tables.AIC_DEVICES:
-            kernel_tables.AIC_DEVICES[dev] = hw
-            added.append(f"reader device {dev!r}")
-    try:
-        catalog.load_hardware("rtx-pro-6000")
-    except (RoofsimError, KeyError):
-        folder = tempfile.mkdtemp(prefix="roofsim-temp-hw-")
-        Path(folder, "rtx-pro-6000.toml").write_text(_TEMP_RTX)
-        prev = os.environ.get(catalog.ENV_VAR, "")
-        os.environ[catalog.ENV_VAR] = os.pathsep.join(p for p in (prev, folder) if p)
-        added.append("hardware rtx-pro-6000")
-    return added
-
 
 def run_transfer(data: Path, per_stratum: int = LOGO_PER_STRATUM, same_gpu_folds: int = LOGO_SAME_GPU_FOLDS,
                  seed: int = 0) -> tuple[TransferReport, list, dict[str, str]]:
@@ -196,9 +125,6 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no kernel data under %s", args.data)
         return 2
     t_all = time.time()
-    added = temporary_catalog()
-    if added:
-        log.warning("TEMPORARY mappings installed by scripts/build_profiles.py: %s", ", ".join(added))
     rep, logo_rows, skipped = run_transfer(args.data, args.per_stratum)
     print(f"## Leave-one-GPU-out ({', '.join(rep.gpus)}; {rep.n_rows} rows, <= {args.per_stratum} per table "
           f"stratum, seed 0)\n")
@@ -210,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("leave-one-GPU-out done in %.0f s; residual plots: %s", time.time() - t_all,
              transfer_figure(rep, args.figure))
     if args.identify:
-        print(_knob_table(rep, logo_rows))
+        print(_knob_table(logo_rows))
     if args.transfer_only:
         return 0
     lines = ["| profile | op/dtype/framework | n | held-out median abs % | held-out P90 % | held-out bias % | "
@@ -285,11 +211,16 @@ def transfer_figure(rep: TransferReport, path: Path) -> Path:
     return path
 
 
-def _knob_table(rep: TransferReport, rows: list) -> str:
+def _knob_table(rows: list, same_gpu_folds: int = 0) -> str:
+    """The identifiability report: every GPU knob fitted (FROZEN_GPU_FIELDS too), then each frozen alone."""
     knobs = [f for f in FIT_FIELDS if f not in OPT_IN_FIELDS and f != "comm_oneshot_max_bytes"]
+    fit_all = default_fit(extra=FROZEN_GPU_FIELDS)
+    rep = leave_one_gpu_out(rows, BASE, fit=fit_all, same_gpu_folds=same_gpu_folds)
+    print("### Every GPU knob fitted (reference of the knob report)\n\n" + rep.family_table() + "\n")
     lines = ["| knob | fitted per GPU/engine alone (min .. max) | spread max/min | at a bound | "
              "LOGO median change when frozen (points, per family) | frozen |", "|---|---|---|---|---|---|"]
-    for kr in knob_report(rep, rows, BASE, knobs):
+    for kr in knob_report(rep, rows, BASE, knobs, fit=fit_all,
+                          fit_frozen=lambda k: freezing((k,), extra=FROZEN_GPU_FIELDS)):
         v = kr.values.values()
         rng = f"{min(v):.3g} .. {max(v):.3g}" if v else "not fitted"
         eff = ", ".join(f"{f} {d:+.1f}" for f, d in sorted(kr.freeze_delta.items())) or "-"

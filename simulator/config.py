@@ -4,7 +4,6 @@ scheduler and router policies as discriminated unions on `kind`, SLOs, seed, ove
 from __future__ import annotations
 
 import copy
-import math
 import tomllib
 import types
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.model.cost import Calibration
 from roofsim.model.quant import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
 from roofsim.model.spec import QuantSpec
@@ -25,17 +25,29 @@ from roofsim.simulator.engines import (
     VLLM_CHUNKED_PREFILL_TOKENS,
     VLLM_MAX_NUM_SEQS,
 )
-from roofsim.simulator.workload import Arrival, Lengths, WorkloadConfig
+from roofsim.simulator.limits import MAX_REPLICAS, exceeds, limited
+from roofsim.simulator.workload import (
+    MAX_TOKENS,
+    Arrival,
+    Lengths,
+    NonNegSeconds,
+    Requests,
+    Seconds,
+    WorkloadConfig,
+)
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Degree = limited(int, "MAX_PARALLEL", ge=1)
 
 
 # ---- scheduler policies ---------------------------------------------------------------------------------
 class _SchedBase(BaseModel):
     model_config = _FROZEN
-    max_num_seqs: int = Field(VLLM_MAX_NUM_SEQS, ge=1, description="most sequences in one iteration (vLLM max_num_seqs)")
-    max_batched_tokens: int = Field(DEFAULT_MAX_BATCHED_TOKENS, ge=1, description="most tokens in one iteration")
+    max_num_seqs: limited(int, "MAX_BATCH_SEQS", ge=1) = Field(  # type: ignore[valid-type]
+        VLLM_MAX_NUM_SEQS, description="most sequences in one iteration (vLLM max_num_seqs)")
+    max_batched_tokens: int = Field(DEFAULT_MAX_BATCHED_TOKENS, ge=1, le=MAX_TOKENS,
+                                    description="most tokens in one iteration")
     preemption: Literal["recompute", "swap"] = "recompute"
     watermark_fraction: float = Field(0.01, ge=0, lt=1, description="KV blocks kept free at admission (vLLM)")
 
@@ -63,7 +75,8 @@ class SarathiScheduler(_SchedBase):
     """Sarathi-Serve stall-free chunked prefill: decodes first, prefill chunks fill the rest of `chunk_size`."""
 
     kind: Literal["sarathi"] = "sarathi"
-    chunk_size: int = Field(VLLM_CHUNKED_PREFILL_TOKENS, ge=1, description="token budget of one iteration")
+    chunk_size: int = Field(VLLM_CHUNKED_PREFILL_TOKENS, ge=1, le=MAX_TOKENS,
+                            description="token budget of one iteration")
 
 
 class SJFScheduler(_SchedBase):
@@ -119,22 +132,22 @@ class ReplicaGroup(BaseModel):
     model_config = _FROZEN
     model: str = Field(description="model preset, HF id or config.json path")
     hardware: str = Field(description="hardware id/alias or .toml path")
-    tp: int = Field(1, ge=1)
-    pp: int = Field(1, ge=1)
-    ep: int = Field(1, ge=1)
-    count: int = Field(1, ge=1)
+    tp: Degree = 1
+    pp: Degree = 1
+    ep: Degree = 1
+    count: limited(int, "MAX_REPLICAS", ge=1) = 1  # type: ignore[valid-type]
     quant: QuantSpec = QuantSpec()
     scheduler: SchedulerConfig = VLLMScheduler()
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    block_size: int = Field(16, ge=1, description="KV-cache block (page) size, tokens")
+    block_size: limited(int, "MAX_BLOCK_TOKENS", ge=1) = Field(  # type: ignore[valid-type]
+        16, description="KV-cache block (page) size, tokens")
     calibration: Calibration | None = None
     speculative: SpeculativeConfig | None = Field(None, description="speculative decoding (docs/techniques.md)")
     early_exit: EarlyExitConfig | None = Field(None, description="early exit / layer skipping (docs/techniques.md)")
     prefix_caching: bool = Field(False, description="automatic prefix caching: prompt blocks whose hash ids are "
                                  "cached skip prefill (per-replica LRU over the KV pool; docs/simulator.md)")
-    frontend_s_per_request: float = Field(
-        0.0, ge=0, allow_inf_nan=False,
-        description="serialized per-request front-end time (API server: accept, tokenize, hand to the engine) "
+    frontend_s_per_request: NonNegSeconds = Field(
+        0.0, description="serialized per-request front-end time (API server: accept, tokenize, hand to the engine) "
                     "before a request can be scheduled; one queue per replica (docs/simulator.md)")
 
     @model_validator(mode="after")
@@ -160,18 +173,19 @@ class SimConfig(BaseModel):
     workload: WorkloadConfig
     replicas: tuple[ReplicaGroup, ...] = Field(min_length=1)
     router: RouterConfig = RoundRobinRouter()
-    seed: int = 0
+    seed: limited(int, "MAX_SEED", ge=0) = 0  # type: ignore[valid-type]
     slo: SLO = SLO()
-    max_sim_time_s: PosFloat | None = Field(
+    max_sim_time_s: Seconds | None = Field(
         None, description="stop the simulated clock here; None = max(4 x last arrival, last arrival + 3600 s)")
-    max_waiting_requests: int | None = Field(
-        None, ge=1, description="overload guard: stop when this many requests wait in one replica")
+    max_waiting_requests: Requests | None = Field(
+        None, description="overload guard: stop when this many requests wait in one replica")
     stepwise: bool = Field(False, description="yield to simpy after every iteration (slow; for checking)")
 
     @model_validator(mode="after")
     def _check(self) -> SimConfig:
-        if self.max_sim_time_s is not None and not math.isfinite(self.max_sim_time_s):
-            raise ValueError(f"max_sim_time_s={self.max_sim_time_s} must be finite")
+        total = sum(g.count for g in self.replicas)
+        if total > MAX_REPLICAS:
+            raise ValueError("replicas: " + exceeds(total, "MAX_REPLICAS", "sum of count"))
         return self
 
     @classmethod
@@ -179,7 +193,7 @@ class SimConfig(BaseModel):
         """Read a run file; InputError naming the file and every bad field."""
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = load_toml_file(path, what="run file")
         except tomllib.TOMLDecodeError as e:
             raise InputError(f"{path}: not valid TOML: {e}") from None
         return cls.from_dict(data, str(path))
@@ -192,7 +206,7 @@ class SimConfig(BaseModel):
             lines = [f"{source}: invalid simulation config:"]
             for e in err.errors():
                 loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-                lines.append(f"  field {loc}: {e['msg']}")
+                lines.append(f"  field {loc}: {e['msg'].removeprefix('Value error, ')}")
             raise InputError("\n".join(lines)) from None
 
     def to_toml(self) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import logging
 import math
 import re
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.hardware_specs.loading import MAX_ROWS, open_text_lines, parse_json_text
 from roofsim.simulator.workload import MAX_TOKENS, Trace
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,8 @@ def _add_row(rows: _Rows, line: int, get: Callable[[str], Any]) -> None:
             raise rows.fail(line, h_col, "missing")
         rows.hashes.append(None if value is None else _parse_hashes(rows, line, h_col, value))
     rows.lines.append(line)
+    if len(rows.lines) > MAX_ROWS:
+        raise rows.fail(line, None, f"more than MAX_ROWS={MAX_ROWS:,} requests; split the trace")
 
 
 def _read_csv(rows: _Rows, text_lines: Iterator[str]) -> None:
@@ -165,6 +167,9 @@ def _read_csv(rows: _Rows, text_lines: Iterator[str]) -> None:
                 continue  # a blank line is not a row
             if header is None:
                 header = [c.strip() for c in cells]
+                dup = sorted({c for c in header if header.count(c) > 1})
+                if dup:
+                    raise rows.fail(line, None, f"header repeats column(s) {dup}; each column must appear once")
                 index = {name: i for i, name in enumerate(header)}
                 optional = _COLUMNS[rows.fmt][3] if rows.fmt == "csv" else None
                 missing = [c for c in required if c not in index and c != optional]
@@ -190,9 +195,9 @@ def _read_jsonl(rows: _Rows, text_lines: Iterator[str]) -> None:
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise rows.fail(line, None, f"not valid JSON: {e}") from None
+            record = parse_json_text(text, f"{rows.path.name}:{line}")
+        except InputError as e:
+            raise InputError(f"{e} (file {rows.path})") from None
         if not isinstance(record, dict):
             raise rows.fail(line, None, f"expected a JSON object, got {type(record).__name__}")
         for col in _COLUMNS[rows.fmt][:3]:
@@ -217,6 +222,8 @@ def _finish(rows: _Rows, drop_failed: bool, sort: bool) -> Trace:
             raise rows.fail(int(lines[gap]), _COLUMNS[rows.fmt][3], "missing while other rows have it")
         hashes = rows.hashes  # type: ignore[assignment]
 
+    if not out.size:
+        raise rows.fail(1, None, "no requests: the file has a header (or nothing) but no rows")
     failed = np.flatnonzero(out == 0)
     if failed.size:
         if not drop_failed:
@@ -254,22 +261,25 @@ def _finish(rows: _Rows, drop_failed: bool, sort: bool) -> Trace:
 def detect_format(path: str | Path) -> str:
     """The trace format of a file, from its header (CSV) or its first record's keys (JSONL)."""
     path = Path(path)
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            first = next((ln for ln in f if ln.strip()), "")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path.name}: not UTF-8 text ({e}) (file {path})") from None
+    with open_text_lines(path, what="trace") as lines:
+        first = next((ln for ln in lines if ln.strip()), "")
     if first.lstrip().startswith("{"):
         try:
-            keys = set(json.loads(first))
-        except (json.JSONDecodeError, TypeError):
-            raise InputError(f"{path.name}:1: not valid JSON (file {path})") from None
+            record = parse_json_text(first, f"{path.name}:1")
+        except InputError as e:
+            raise InputError(f"{e} (file {path})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path.name}:1: expected a JSON object, got {type(record).__name__} (file {path})")
+        keys = set(record)
         for fmt in ("mooncake", "jsonl"):
             if set(_COLUMNS[fmt][:3]) <= keys:
                 return fmt
         raise InputError(f"{path.name}:1: cannot tell the trace format from keys {sorted(keys)}; known JSONL "
                          f"keys: mooncake {_COLUMNS['mooncake'][:3]}, jsonl {_COLUMNS['jsonl'][:3]} (file {path})")
-    header = {c.strip() for c in next(csv.reader([first]), [])}
+    try:
+        header = {c.strip() for c in next(csv.reader([first]), [])}
+    except csv.Error as e:
+        raise InputError(f"{path.name}:1: not valid CSV: {e} (file {path})") from None
     for fmt in ("azure", "vidur", "burstgpt", "csv"):
         if set(_COLUMNS[fmt][:3]) <= header:
             return fmt
@@ -291,14 +301,11 @@ def read_trace(path: str | Path, format: str = "auto", *, drop_failed: bool = Fa
     if format not in FORMATS:
         raise UnknownNameError("trace format", format, (*FORMATS, "auto"))
     rows = _Rows(path, format)
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            if format in _CSV_FORMATS:
-                _read_csv(rows, f)
-            else:
-                _read_jsonl(rows, f)
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path.name}: not UTF-8 text ({e}) (file {path})") from None
+    with open_text_lines(path, what="trace") as lines:
+        if format in _CSV_FORMATS:
+            _read_csv(rows, lines)
+        else:
+            _read_jsonl(rows, lines)
     trace = _finish(rows, drop_failed, sort)
     logger.debug("read %d requests from %s (%s)", len(trace), path, format)
     return trace

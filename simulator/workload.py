@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import special, stats
 
 from roofsim.hardware_specs.errors import UnknownNameError
+from roofsim.simulator.limits import MAX_DURATION_S, MAX_REQUESTS, MIN_RATE_SCALE, exceeds, limited
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,12 @@ class Trace:
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Sizes, rates and durations a user sets: bounded by the named limits of simulator/limits.py.
+Rate = limited(float, "MAX_RATE_PER_S", gt=0)
+NonNegRate = limited(float, "MAX_RATE_PER_S", ge=0)
+Seconds = limited(float, "MAX_DURATION_S", gt=0)
+NonNegSeconds = limited(float, "MAX_DURATION_S", ge=0)
+Requests = limited(int, "MAX_REQUESTS", ge=1)
 
 
 class PoissonArrivals(BaseModel):
@@ -155,7 +162,7 @@ class PoissonArrivals(BaseModel):
 
     model_config = _FROZEN
     kind: Literal["poisson"] = "poisson"
-    rate_per_s: PositiveFloat
+    rate_per_s: Rate
 
 
 class GammaArrivals(BaseModel):
@@ -164,7 +171,7 @@ class GammaArrivals(BaseModel):
 
     model_config = _FROZEN
     kind: Literal["gamma"] = "gamma"
-    rate_per_s: PositiveFloat
+    rate_per_s: Rate
     cv: PositiveFloat
 
 
@@ -173,7 +180,7 @@ class ConstantArrivals(BaseModel):
 
     model_config = _FROZEN
     kind: Literal["constant"] = "constant"
-    rate_per_s: PositiveFloat
+    rate_per_s: Rate
 
 
 class BurstArrivals(BaseModel):
@@ -183,10 +190,10 @@ class BurstArrivals(BaseModel):
 
     model_config = _FROZEN
     kind: Literal["burst"] = "burst"
-    on_rate_per_s: PositiveFloat
-    off_rate_per_s: NonNegFloat = 0.0
-    on_s: PositiveFloat
-    off_s: NonNegFloat
+    on_rate_per_s: Rate
+    off_rate_per_s: NonNegRate = 0.0
+    on_s: Seconds
+    off_s: NonNegSeconds
 
 
 class ClosedLoopArrivals(BaseModel):
@@ -208,10 +215,11 @@ class ClosedLoopArrivals(BaseModel):
 
     model_config = _FROZEN
     kind: Literal["closed_loop"] = "closed_loop"
-    clients: int = Field(gt=0)
-    think_s: NonNegFloat = 0.0
-    ramp_up_s: NonNegFloat | Literal["first_token"] = 0.0
-    warmup_requests: int = Field(0, ge=0, description="warm-up requests per client, excluded from the metrics")
+    clients: limited(int, "MAX_CLIENTS", gt=0)  # type: ignore[valid-type]
+    think_s: NonNegSeconds = 0.0
+    ramp_up_s: NonNegSeconds | Literal["first_token"] = 0.0
+    warmup_requests: limited(int, "MAX_REQUESTS", ge=0) = Field(  # type: ignore[valid-type]
+        0, description="warm-up requests per client, excluded from the metrics")
     warmup_drain: bool = True
 
 
@@ -587,8 +595,8 @@ class SyntheticWorkload(BaseModel):
     arrival: Arrival
     input: Lengths
     output: Lengths
-    num_requests: int | None = Field(default=None, ge=1)
-    duration_s: PositiveFloat | None = None
+    num_requests: Requests | None = None
+    duration_s: Seconds | None = None
     correlation: Annotated[float, Field(gt=-1, lt=1)] = 0.0
 
     @model_validator(mode="after")
@@ -603,7 +611,27 @@ class SyntheticWorkload(BaseModel):
                 raise ValueError(f"synthetic workload: num_requests={self.num_requests} must exceed the "
                                  f"{warm} warm-up requests (warmup_requests={self.arrival.warmup_requests} x "
                                  f"clients={self.arrival.clients}), or nothing is measured")
+        _check_size(self.arrival, self.num_requests, self.duration_s)
         return self
+
+
+def _check_size(arrival: BaseModel, num_requests: int | None, duration_s: float | None) -> None:
+    """Before any arrival is drawn: an open-loop process must not imply more than MAX_REQUESTS requests (rate x
+    duration) nor arrivals spread over more than MAX_DURATION_S (requests / rate: at 1e-300 req/s the clock
+    reaches 1e300 s, where adding a step of milliseconds changes nothing and every latency reads 0)."""
+    rate = mean_rate_per_s(arrival)
+    if math.isnan(rate):
+        return
+    if duration_s is not None and num_requests is None:
+        implied = rate * duration_s
+        if implied > MAX_REQUESTS:
+            raise ValueError("synthetic workload: rate x duration_s = " + exceeds(implied, "MAX_REQUESTS",
+                             "implied requests") + "; lower the rate or the duration, or set num_requests")
+    if duration_s is None and num_requests is not None:
+        span = num_requests / rate
+        if span > MAX_DURATION_S:
+            raise ValueError(f"synthetic workload: {num_requests} requests at {rate:g} req/s arrive over ~"
+                             + exceeds(span, "MAX_DURATION_S", "span_s") + "; raise the rate or set duration_s")
 
 
 TraceFormat = Literal["auto", "azure", "vidur", "mooncake", "burstgpt", "csv", "jsonl"]
@@ -617,10 +645,10 @@ class TraceWorkload(BaseModel):
     kind: Literal["trace"] = "trace"
     path: str
     format: TraceFormat = "auto"
-    rate_scale: PositiveFloat = 1.0
-    start_s: NonNegFloat | None = None
-    end_s: PositiveFloat | None = None
-    max_requests: int | None = Field(default=None, ge=1)
+    rate_scale: limited(float, "MAX_RATE_PER_S", gt=0, low_limit=MIN_RATE_SCALE) = 1.0  # type: ignore[valid-type]
+    start_s: NonNegSeconds | None = None
+    end_s: Seconds | None = None
+    max_requests: Requests | None = None
     drop_failed: bool = False  # drop rows with 0 output tokens (failed requests), with a warning
 
     @model_validator(mode="after")
@@ -637,9 +665,15 @@ class NamedWorkload(BaseModel):
     model_config = _FROZEN
     kind: Literal["named"] = "named"
     name: str
-    rate_per_s: PositiveFloat | None = None
-    num_requests: int | None = Field(default=None, ge=1)
-    duration_s: PositiveFloat | None = None
+    rate_per_s: Rate | None = None
+    num_requests: Requests | None = None
+    duration_s: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> NamedWorkload:
+        if self.name in _workloads_toml():  # an unknown name is reported (with close names) when resolved
+            resolve_workload(self)  # the overrides' implied size is checked now, not when the run starts
+        return self
 
 
 WorkloadConfig = Annotated[SyntheticWorkload | TraceWorkload | NamedWorkload, Field(discriminator="kind")]
@@ -708,6 +742,9 @@ def build_trace(cfg: SyntheticWorkload | TraceWorkload | NamedWorkload, rng: np.
             trace = trace.window(cfg.start_s or 0.0, math.inf if cfg.end_s is None else cfg.end_s)
         if cfg.rate_scale != 1.0:
             trace = trace.scale_rate(cfg.rate_scale)
+            if trace.duration_s > MAX_DURATION_S:
+                raise ValueError(f"trace {cfg.path}: rate_scale={cfg.rate_scale:g} stretches the arrivals to "
+                                 + exceeds(trace.duration_s, "MAX_DURATION_S", "span_s"))
         if cfg.max_requests is not None:
             trace = trace.head(cfg.max_requests)
         return trace

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.loading import read_csv_records
+from roofsim.model.spec import MAX_MODEL_SIZE
 
-__all__ = ["BenchRow", "BenchTable", "read_bench_table", "write_bench_table", "COLUMNS", "MODES",
+__all__ = ["BenchRow", "BenchTable", "read_bench_table", "rows_to_table", "write_bench_table", "COLUMNS", "MODES",
            "MODE_REQUIRED"]
 
 MODES = ("offline", "closed_loop", "poisson", "static_batch")
@@ -24,6 +26,12 @@ MODE_REQUIRED: dict[str, tuple[str, ...]] = {
     "poisson": ("qps", "num_requests"),
     "static_batch": ("concurrency",),  # concurrency = the static batch size
 }
+# Counts a row may ask the predictor to simulate: beyond them a row is a problem, not a multi-GB allocation. Real
+# serving benchmarks use concurrency <= a few thousand and <= 100k prompts; the token bound is the model layer's.
+MAX_CONCURRENCY = 65_536
+MAX_NUM_REQUESTS = 10_000_000
+_LIMITS = {"concurrency": ("MAX_CONCURRENCY", MAX_CONCURRENCY), "num_requests": ("MAX_NUM_REQUESTS", MAX_NUM_REQUESTS),
+           "isl": ("MAX_MODEL_SIZE", MAX_MODEL_SIZE), "osl": ("MAX_MODEL_SIZE", MAX_MODEL_SIZE)}
 _MEASURED = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "output_tokens_per_s", "requests_per_s")
 
 
@@ -98,6 +106,8 @@ def _cell(col: str, raw: str):
             raise _CellError(f"column {col!r}={v!r} is not an integer")
         if col in ("num_gpus", "tp", "pp", "ep", "osl", "isl") and x < 1:
             raise _CellError(f"column {col!r}={v!r} must be >= 1")
+        if col in _LIMITS and x > _LIMITS[col][1]:
+            raise _CellError(f"column {col!r}={v!r} is over {_LIMITS[col][0]}={_LIMITS[col][1]:,}")
         return int(x)
     return x
 
@@ -114,41 +124,38 @@ def read_bench_table(path: Path | str) -> BenchTable:
     """Read a benchmark table CSV. Missing required column -> InputError naming it; a bad cell -> a problem
     "<file> line N: column 'x' ...". Line numbers count the header as line 1."""
     path = Path(path)
-    try:
-        f = path.open(newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    with f:
-        reader = csv.DictReader(f)
+    header, records = read_csv_records(path, what="benchmark table")
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path} line 1: missing required column(s) {missing}")
+    unknown = [c for c in header if c not in COLUMNS and c != "notes"]
+    if unknown:
+        raise InputError(f"{path} line 1: unknown column(s) {unknown}; known: {list(COLUMNS)} (+ notes)")
+
+    def make_row(r: dict[str, str]) -> BenchRow:
+        row = BenchRow(**{c: _cell(c, r[c]) for c in header})
+        _check_row(row)
+        return row
+
+    return rows_to_table(path, records, make_row, _CellError)
+
+
+def rows_to_table(path: Path, records: Iterable[tuple[int, dict]], make_row: Callable[[dict], BenchRow],
+                  row_error: type[Exception]) -> BenchTable:
+    """The BenchTable of CSV records: a ragged row or a row whose make_row raises `row_error` becomes a problem
+    naming file and line; a table with no data rows gets one problem saying nothing was read."""
+    rows: list[BenchRow] = []
+    problems: list[str] = []
+    for ln, r in records:
+        if None in r or any(v is None for v in r.values()):
+            problems.append(f"{path} line {ln}: number of cells differs from the header")
+            continue
         try:
-            header = [h.strip() for h in (reader.fieldnames or [])]
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise InputError(f"{path}: unreadable CSV header ({e})") from e
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise InputError(f"{path} line 1: missing required column(s) {missing}")
-        unknown = [c for c in header if c not in COLUMNS and c != "notes"]
-        if unknown:
-            raise InputError(f"{path} line 1: unknown column(s) {unknown}; known: {list(COLUMNS)} (+ notes)")
-        reader.fieldnames = header
-        rows: list[BenchRow] = []
-        problems: list[str] = []
-        try:
-            for r in reader:
-                ln = reader.line_num
-                if None in r or any(v is None for v in r.values()):
-                    problems.append(f"{path} line {ln}: number of cells differs from the {len(header)} header columns")
-                    continue
-                try:
-                    kw = {c: _cell(c, r[c]) for c in header}
-                    row = BenchRow(**kw)
-                    _check_row(row)
-                except _CellError as e:
-                    problems.append(f"{path} line {ln}: {e}")
-                    continue
-                rows.append(row)
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise InputError(f"{path} line {reader.line_num}: malformed CSV ({e})") from e
+            rows.append(make_row(r))
+        except row_error as e:
+            problems.append(f"{path} line {ln}: {e}")
+    if not rows and not problems:
+        problems.append(f"{path}: no rows: the table has a header but no data (nothing read)")
     return BenchTable(tuple(rows), tuple(problems))
 
 

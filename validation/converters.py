@@ -4,15 +4,15 @@ LLM-Inference-Bench) into the benchmark table format of validation.bench_table; 
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, overload
 
 from roofsim.hardware_specs.errors import InputError
-from roofsim.validation.bench_table import BenchRow, BenchTable
-from roofsim.validation.kernel_tables import normalize_dtype
+from roofsim.hardware_specs.loading import read_csv_records
+from roofsim.validation.bench_table import BenchRow, BenchTable, rows_to_table
+from roofsim.validation.kernel_tables import aic_system_hardware, normalize_dtype
 
 __all__ = ["convert_aiconfigurator_silicon", "convert_splitwise", "convert_argonne", "SPLITWISE_HW", "ARGONNE_HW",
            "ARGONNE_FRAMEWORKS"]
@@ -23,19 +23,10 @@ class _Skip(Exception):
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = list(reader.fieldnames or [])
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise InputError(f"{path} line 1: missing required column(s) {missing}")
-            out = [(reader.line_num, r) for r in reader]
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: malformed CSV ({e})") from e
+    header, out = read_csv_records(path, what="benchmark file")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(f"{path} line 1: missing required column(s) {missing}")
     return header, out
 
 
@@ -77,39 +68,43 @@ def _i(r: dict, col: str, *, blank_ok: bool = False) -> int | None:
 
 def _convert(path: Path, required: tuple[str, ...], fn: Callable[[dict], BenchRow]) -> BenchTable:
     _, recs = _rows(path, required)
-    rows: list[BenchRow] = []
-    problems: list[str] = []
-    for ln, r in recs:
-        try:
-            rows.append(fn(r))
-        except _Skip as e:
-            problems.append(f"{path} line {ln}: {e}")
-    return BenchTable(tuple(rows), tuple(problems))
+    return rows_to_table(path, recs, fn, _Skip)
 
 
 # ---------------------------------------------------------------------------------- AIConfigurator silicon
-_AIC_SYSTEMS = {"h100_sxm": "h100-sxm", "a100_sxm": "a100-sxm-80gb"}
 _SILICON_REQ = ("backend", "model_path", "system", "precision", "mode", "isl", "osl", "gemm_quant_mode",
                 "batch_size", "tp_size", "pp_size", "attention_dp_size", "moe_ep_size", "silicon_ttft_ms",
                 "silicon_tpot_ms")
 
 
-def convert_aiconfigurator_silicon(csv_path: Path | str) -> BenchTable:
-    """silicon_sample_h100.csv -> closed_loop rows (concurrency = batch_size) for `agg` rows.
+def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = None) -> BenchTable:
+    """silicon_sample_*.csv -> closed_loop rows (concurrency = batch_size) for `agg` rows.
+
+    The `system` column (an AIConfigurator system name such as h100_sxm or l40s) resolves through the hardware
+    catalog like the kernel reader's system folders; `hardware` (id/alias) overrides it for every row.
 
     `disagg` rows (separate prefill/decode pools) cannot be expressed in one table row and are listed as problems.
     weight_dtype from gemm_quant_mode (blank = unquantised, taken as bf16); the KV dtype is not recorded and is
     taken as bf16 (stated in each row's notes).
     """
     path = Path(csv_path)
+    fixed = aic_system_hardware("", path, hardware) if hardware is not None else None
+    systems: dict[str, str | None] = {}
 
     def conv(r: dict) -> BenchRow:
         if r["mode"] != "agg":
             raise _Skip(f"mode={r['mode']!r}: disaggregated prefill/decode pools are not representable as one "
                         f"benchmark-table row (not converted)")
         sysname = r["system"]
-        if sysname not in _AIC_SYSTEMS:
-            raise _Skip(f"column 'system'={sysname!r} has no roofsim hardware id (known: {sorted(_AIC_SYSTEMS)})")
+        if fixed is None and sysname not in systems:
+            try:
+                systems[sysname] = aic_system_hardware(sysname, path)
+            except InputError:
+                systems[sysname] = None
+        hw = fixed or systems[sysname]
+        if hw is None:
+            raise _Skip(f"column 'system'={sysname!r} is not a GPU the hardware catalog describes (add a hardware "
+                        f"file whose aliases name it, or pass --hardware)")
         notes = ["kv_dtype not recorded: assumed bf16"]
         q = (r.get("gemm_quant_mode") or "").strip()
         if q:
@@ -130,7 +125,7 @@ def convert_aiconfigurator_silicon(csv_path: Path | str) -> BenchTable:
         if ver:
             notes.append(f"{r['backend']} {ver}")
         return BenchRow(
-            model=r["model_path"], hardware=_AIC_SYSTEMS[sysname], num_gpus=tp * pp * dp, tp=tp, pp=pp, ep=ep,
+            model=r["model_path"], hardware=hw, num_gpus=tp * pp * dp, tp=tp, pp=pp, ep=ep,
             weight_dtype=wd, kv_dtype="bf16", framework=r["backend"], mode="closed_loop",
             isl=_i(r, "isl"), osl=_i(r, "osl"), concurrency=_i(r, "batch_size"),
             ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"), notes="; ".join(notes))

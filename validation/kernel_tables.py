@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import InputError, UnknownNameError
+from roofsim.hardware_specs.loading import open_text_lines, read_csv_records
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ __all__ = [
     "read_kernel_file",
     "read_kernel_tables",
     "GENERIC_REQUIRED",
+    "AIC_TABLE_FAMILIES",
+    "aic_system_hardware",
 ]
 
 
@@ -151,24 +155,102 @@ def _div(a: int, b: int, what: str) -> int:
 
 
 # ------------------------------------------------------------------------------------- aiconfigurator
-AIC_SYSTEMS = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm"}
-AIC_DEVICES = {
-    "NVIDIA A100-SXM4-80GB": "a100-sxm-80gb",
-    "NVIDIA H100 80GB HBM3": "h100-sxm",
-    "NVIDIA H100": "h100-sxm",  # legacy sglang 0.5.0 DeepEP rows collected on the same h100_sxm system
-}
+# The system folder and each row's `device` (the driver's device name, e.g. "NVIDIA L40S") are resolved through the
+# hardware catalog (ids, aliases and driver names in hardware_specs/data/*.toml), so a GPU the catalog describes reads
+# without a change here; `hardware=` overrides both (a GPU described only in a user file, or a renamed folder).
 _MS = 1e-3
 _US = 1e-6
+
+_WHY_MLA = "DeepSeek MLA attention (latent KV, absorbed projections): no reader to roofsim attention shapes yet"
+_WHY_SPARSE = "sparse attention (indexer, top-k, compressed KV) is not modelled by the cost model"
+_WHY_LINEAR = "linear / state-space attention (recurrent state, no KV cache) is not modelled by the cost model"
+# Every AIConfigurator table (file stem) in the data -> (op family folder, what roofsim does with it). "predicted":
+# read and costed by validation.predict; "read, not predicted: ..." rows are read (the reason is predict's);
+# "not read: ..." files are skipped by read_aiconfigurator with one problem naming the reason. docs/validation-formats.md
+# carries the same table.
+AIC_TABLE_FAMILIES: dict[str, tuple[str, str]] = {
+    "gemm_perf": ("gemm", "predicted"),
+    "context_attention_perf": ("attention", "predicted"),
+    "generation_attention_perf": ("attention", "predicted"),
+    "nccl_perf": ("comm", "predicted"),
+    "custom_allreduce_perf": ("comm", "predicted"),
+    "moe_perf": ("moe", "read, not predicted: fused MoE module (no per-kernel MoE cost yet)"),
+    "wideep_moe_perf": ("moe", "read, not predicted: fused MoE module (no per-kernel MoE cost yet)"),
+    "wideep_context_moe_perf": ("moe", "read, not predicted: fused MoE module (no per-kernel MoE cost yet)"),
+    "wideep_generation_moe_perf": ("moe", "read, not predicted: fused MoE module (no per-kernel MoE cost yet)"),
+    "moe_a2a_perf": ("comm", "read, not predicted: MoE dispatch/combine all-to-all is not modelled separately"),
+    "wideep_deepep_ll_perf": ("comm", "read, not predicted: DeepEP low-latency dispatch/combine not modelled"),
+    "wideep_deepep_normal_perf": ("comm", "read, not predicted: DeepEP normal dispatch/combine not modelled"),
+    "wideep_context_mlp_perf": ("mlp", "read, not predicted: fused MLP module (its GEMMs are in gemm_perf)"),
+    "wideep_generation_mlp_perf": ("mlp", "read, not predicted: fused MLP module (its GEMMs are in gemm_perf)"),
+    "context_mla_perf": ("mla", f"not read: {_WHY_MLA}"),
+    "generation_mla_perf": ("mla", f"not read: {_WHY_MLA}"),
+    "wideep_context_mla_perf": ("mla", f"not read: {_WHY_MLA}"),
+    "wideep_generation_mla_perf": ("mla", f"not read: {_WHY_MLA}"),
+    "mla_context_module_perf": ("mla", f"not read: {_WHY_MLA}"),
+    "mla_generation_module_perf": ("mla", f"not read: {_WHY_MLA}"),
+    "mla_bmm_perf": ("mla_bmm", "not read: MLA absorbed-projection batched GEMMs (num_tokens x num_heads); "
+                                "no reader to batched gemm rows yet"),
+    "msa_context_module_perf": ("msa", f"not read: MiniMax sparse attention module; {_WHY_SPARSE}"),
+    "msa_generation_module_perf": ("msa", f"not read: MiniMax sparse attention module; {_WHY_SPARSE}"),
+    "dsa_context_module_perf": ("sparse_attention", f"not read: DeepSeek-V3.2 DSA module; {_WHY_SPARSE}"),
+    "dsa_generation_module_perf": ("sparse_attention", f"not read: DeepSeek-V3.2 DSA module; {_WHY_SPARSE}"),
+    "dsv4_csa_context_module_perf": ("sparse_attention", f"not read: DeepSeek-V4 CSA module; {_WHY_SPARSE}"),
+    "dsv4_csa_generation_module_perf": ("sparse_attention", f"not read: DeepSeek-V4 CSA module; {_WHY_SPARSE}"),
+    "dsv4_csa_topk_calib_perf": ("sparse_attention", f"not read: DeepSeek-V4 CSA top-k; {_WHY_SPARSE}"),
+    "dsv4_hca_attn_module_perf": ("sparse_attention", f"not read: DeepSeek-V4 HCA module; {_WHY_SPARSE}"),
+    "dsv4_hca_context_module_perf": ("sparse_attention", f"not read: DeepSeek-V4 HCA module; {_WHY_SPARSE}"),
+    "dsv4_hca_generation_module_perf": ("sparse_attention", f"not read: DeepSeek-V4 HCA module; {_WHY_SPARSE}"),
+    "dsv4_paged_mqa_logits_module_perf": ("sparse_attention", f"not read: DeepSeek-V4 indexer logits; {_WHY_SPARSE}"),
+    "glm5_dsa_attn_module_perf": ("sparse_attention", f"not read: GLM-5 DSA module; {_WHY_SPARSE}"),
+    "glm5_mqa_logits_module_perf": ("sparse_attention", f"not read: GLM-5 indexer logits; {_WHY_SPARSE}"),
+    "glm5_topk_module_perf": ("sparse_attention", f"not read: GLM-5 top-k; {_WHY_SPARSE}"),
+    "gdn_perf": ("linear_attention", f"not read: Gated DeltaNet; {_WHY_LINEAR}"),
+    "mamba2_perf": ("linear_attention", f"not read: Mamba2; {_WHY_LINEAR}"),
+    "kda_perf": ("kda", f"not read: Kimi Delta Attention; {_WHY_LINEAR}"),
+    "mhc_module_perf": ("mhc", "not read: manifold hyper-connection residual mixing (Sinkhorn) is not modelled"),
+    "encoder_attention_perf": ("encoder_attention", "not read: vision-encoder (bidirectional) attention; roofsim "
+                                                    "costs decoder LLMs"),
+    "computescale_perf": ("quantize", "not read: activation-quantization scale kernels; roofsim folds "
+                                      "quantization into the GEMM cost"),
+    "scale_matrix_perf": ("quantize", "not read: activation-quantization kernels; roofsim folds quantization "
+                                      "into the GEMM cost"),
+}
+
+
+def _catalog_id(name: str) -> str | None:
+    """Catalog id of an id, alias or driver device name; None when the catalog does not describe it."""
+    try:
+        return load_hardware(name).id
+    except (UnknownNameError, FileNotFoundError, InputError):
+        return None
+
+
+def aic_system_hardware(system: str, path: Path | str = "", hardware: str | None = None) -> str:
+    """Hardware id of an AIConfigurator `<system>` folder (or the `hardware` override); InputError when the catalog
+    does not describe it."""
+    hw = _catalog_id(hardware or system)
+    if hw is None:
+        if hardware:
+            raise InputError(f"{path}: --hardware {hardware!r} is not a GPU the hardware catalog describes "
+                             f"(`roofsim list hardware` lists them; docs/hardware.md shows how to add one)")
+        raise InputError(f"{path}: AIConfigurator system directory {system!r} is not a GPU the hardware catalog "
+                         f"describes; add a hardware file whose id or aliases name it (docs/hardware.md) or pass "
+                         f"--hardware <id>")
+    return hw
 
 
 def _aic_common(r: dict, ctx: dict) -> tuple[str, str]:
     dev = r.get("device")
-    if dev is None:
-        hardware = ctx["system_hw"]
-    elif dev in AIC_DEVICES:
-        hardware = AIC_DEVICES[dev]
-    else:
-        raise _RowError(f"field 'device'={dev!r} is not a known device (known: {sorted(AIC_DEVICES)})")
+    if dev is None or ctx["override"]:
+        return ctx["system_hw"], ctx["framework"]
+    devices = ctx["devices"]  # per-table cache: a table has one or two device names over many rows
+    if dev not in devices:
+        devices[dev] = _catalog_id(str(dev))
+    hardware = devices[dev]
+    if hardware is None:
+        raise _RowError(f"field 'device'={dev!r} is not a GPU the hardware catalog describes (add its name to a "
+                        f"hardware file's aliases, or pass --hardware)")
     return hardware, ctx["framework"]
 
 
@@ -326,8 +408,11 @@ def _stamp(km: KernelMeasurement, file: str, row: int) -> KernelMeasurement:
     return km
 
 
-def read_aiconfigurator_table(path: Path | str) -> KernelTable:
-    """Read one AIConfigurator parquet table (`<system>/<family>/<framework>/<version>/<table>.parquet`).
+def read_aiconfigurator_table(path: Path | str, hardware: str | None = None,
+                              select: Callable[[Any], Sequence[int]] | None = None) -> KernelTable:
+    """Read one AIConfigurator parquet table (`<system>/<family>/<framework>/<version>/<table>.parquet`); the system
+    folder and `device` column resolve through the hardware catalog, `hardware` (id/alias) overrides both.
+    `select(pyarrow_table)` -> the parquet row indices to read (a sample); default every row.
 
     `row` in records and problems is the 0-based parquet row index.
     """
@@ -337,30 +422,34 @@ def read_aiconfigurator_table(path: Path | str) -> KernelTable:
     table = path.stem
     handler = _AIC_HANDLERS.get(table)
     if handler is None:
+        if table in AIC_TABLE_FAMILIES:
+            raise InputError(f"{path}: {AIC_TABLE_FAMILIES[table][1]}")
         raise InputError(f"{path}: unknown AIConfigurator table {table!r}; known: {sorted(_AIC_HANDLERS)}")
     parts = path.parts
     if len(parts) < 5:
         raise InputError(f"{path}: expected <system>/<family>/<framework>/<version>/{table}.parquet")
     system, framework, version = parts[-5], parts[-3], parts[-2]
-    if system not in AIC_SYSTEMS:
-        raise InputError(f"{path}: unknown AIConfigurator system directory {system!r}; known: {sorted(AIC_SYSTEMS)}")
+    system_hw = aic_system_hardware(system, path, hardware)
     try:
-        data = pq.read_table(path).to_pydict()
+        pa_table = pq.read_table(path)
     except Exception as e:  # pyarrow raises several types for a corrupt file
         raise InputError(f"{path}: cannot read parquet: {e}") from e
+    index = list(range(pa_table.num_rows)) if select is None else [int(i) for i in select(pa_table)]
+    data = (pa_table if select is None else pa_table.take(index)).to_pydict()
     cols = list(data)
-    n = len(data[cols[0]]) if cols else 0
-    ctx = {"system_hw": AIC_SYSTEMS[system], "framework": framework.lower(), "table": table,
-           "version": f"{framework} {version}"}
-    records = ((i, {c: data[c][i] for c in cols}) for i in range(n))
+    ctx = {"system_hw": system_hw, "override": hardware is not None, "devices": {}, "framework": framework.lower(),
+           "table": table, "version": f"{framework} {version}"}
+    records = ((row, {c: data[c][j] for c in cols}) for j, row in enumerate(index))
     return _run_rows(records, handler, ctx, str(path), "row")
 
 
 def read_aiconfigurator(root: Path | str, *, systems: Sequence[str] | None = None,
                         families: Sequence[str] | None = None, frameworks: Sequence[str] | None = None,
-                        tables: Sequence[str] | None = None) -> KernelTable:
+                        tables: Sequence[str] | None = None, hardware: str | None = None) -> KernelTable:
     """Read every AIConfigurator parquet table under root, optionally filtered by system / op family /
-    framework directory names and table stems (e.g. tables=["gemm_perf"])."""
+    framework directory names and table stems (e.g. tables=["gemm_perf"]). Tables roofsim does not read
+    (AIC_TABLE_FAMILIES "not read: ...") become one problem each naming the reason; `hardware` overrides the
+    system folder and device column (read_aiconfigurator_table)."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: not a directory")
@@ -370,7 +459,11 @@ def read_aiconfigurator(root: Path | str, *, systems: Sequence[str] | None = Non
         if (systems and system not in systems) or (families and family not in families) or \
                 (frameworks and fw not in frameworks) or (tables and p.stem not in tables):
             continue
-        out = out + read_aiconfigurator_table(p)
+        status = AIC_TABLE_FAMILIES.get(p.stem, (family, "not read: unknown AIConfigurator table"))[1]
+        if status.startswith("not read"):
+            out = out + KernelTable((), (f"{p}: {status}",))
+            continue
+        out = out + read_aiconfigurator_table(p, hardware)
     return out
 
 
@@ -389,15 +482,7 @@ _MEDIAN = "time_stats.{}.median"
 
 
 def _csv_records(path: Path) -> tuple[list[str], Iterable[tuple[int, dict]]]:
-    f = path.open(newline="", encoding="utf-8")
-    reader = csv.DictReader(f)
-    header = list(reader.fieldnames or [])
-
-    def gen():
-        with f:
-            for row in reader:
-                yield reader.line_num, row
-    return header, gen()
+    return read_csv_records(path, what="kernel table")
 
 
 def _need_cols(path: Path, header: Sequence[str], cols: Iterable[str]) -> None:
@@ -603,8 +688,11 @@ def _llmcompass_file(p: Path) -> KernelTable:
     hw = LLMCOMPASS_HW.get(dev, dev.lower())
     rows: list[KernelMeasurement] = []
     problems: list[str] = []
-    with p.open(newline="", encoding="utf-8") as f:
-        lines = [[c.strip() for c in row] for row in csv.reader(f)]
+    with open_text_lines(p, what="kernel table") as text:
+        try:
+            lines = [[c.strip() for c in row] for row in csv.reader(text)]
+        except csv.Error as e:
+            raise InputError(f"{p}: malformed CSV ({e})") from None
     if kind.startswith("transformer"):
         shapes = _g3_shapes(kind == "transformerAR")
         vals = [r for r in lines if r]
@@ -667,33 +755,22 @@ def read_generic_csv(path: Path | str) -> KernelTable:
     Unknown columns and missing required columns raise InputError; a bad cell is a problem naming line and field.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            if not header:
-                raise InputError(f"{path}: empty file, expected a header with {list(GENERIC_REQUIRED)}")
-            missing = [c for c in GENERIC_REQUIRED if c not in header]
-            if missing:
-                raise InputError(f"{path} line 1: missing required column(s) {missing}")
-            unknown = [c for c in header if c not in _GENERIC_ALLOWED]
-            if unknown:
-                raise InputError(f"{path} line 1: unknown column(s) {unknown}; allowed: {sorted(_GENERIC_ALLOWED)}")
-            if len(set(header)) != len(header):
-                raise InputError(f"{path} line 1: duplicate column names in {header}")
-            reader.fieldnames = header
-            rows: list[KernelMeasurement] = []
-            problems: list[str] = []
-            for r in reader:
-                ln = reader.line_num
-                try:
-                    rows.append(_generic_row(r, str(path), ln))
-                except _RowError as e:
-                    problems.append(f"{path} line {ln}: {e}")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e})") from e
-    except csv.Error as e:
-        raise InputError(f"{path}: malformed CSV ({e})") from e
+    header, records = read_csv_records(path, what="kernel table")
+    if not header:
+        raise InputError(f"{path}: empty file, expected a header with {list(GENERIC_REQUIRED)}")
+    missing = [c for c in GENERIC_REQUIRED if c not in header]
+    if missing:
+        raise InputError(f"{path} line 1: missing required column(s) {missing}")
+    unknown = [c for c in header if c not in _GENERIC_ALLOWED]
+    if unknown:
+        raise InputError(f"{path} line 1: unknown column(s) {unknown}; allowed: {sorted(_GENERIC_ALLOWED)}")
+    rows: list[KernelMeasurement] = []
+    problems: list[str] = []
+    for ln, r in records:
+        try:
+            rows.append(_generic_row(r, str(path), ln))
+        except _RowError as e:
+            problems.append(f"{path} line {ln}: {e}")
     return KernelTable(tuple(rows), tuple(problems))
 
 
@@ -764,8 +841,8 @@ def _detect(path: Path) -> str:
         raise InputError(f"{path}: cannot detect the kernel table format (expected .parquet or .csv)")
     if "real_hardware" in path.parts:
         return "llmcompass"
-    with path.open(encoding="utf-8", errors="replace") as f:
-        first = f.readline()
+    with open_text_lines(path, what="kernel table") as lines:
+        first = next(lines, "")
     cols = [c.strip() for c in first.split(",")]
     if "measured_s" in cols:
         return "csv"
@@ -784,12 +861,16 @@ def read_kernel_tables(path: Path | str, format: str = "auto") -> KernelTable:
     if not path.is_dir():
         raise InputError(f"{path}: no such file or directory")
     out = _EMPTY
+    tables = 0
     for p in sorted(x for x in path.rglob("*") if x.is_file()):
         if p.suffix not in (".csv", ".parquet"):
             log.debug("skipping non-table file %s", p)
             continue
+        tables += 1
         try:
             out = out + read_kernel_file(p, format)
         except InputError as e:
             out = out + KernelTable((), (str(e),))
+    if not tables:
+        return KernelTable((), (f"{path}: no kernel table (.csv or .parquet file) in the folder (nothing read)",))
     return out

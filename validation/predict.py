@@ -32,6 +32,7 @@ from roofsim.model.cost import (
 )
 from roofsim.model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel, OpKind
+from roofsim.model.quant import ACTIVATION_DTYPES, KV_DTYPES
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 from roofsim.validation.kernel_tables import KernelMeasurement
 
@@ -57,8 +58,8 @@ class Unpredictable(ValueError):
     """A measured row that roofsim has no equivalent kernel for; the message is the reason."""
 
 
-_ACT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4")
-_KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+_ACT_DTYPES = ACTIVATION_DTYPES
+_KV_DTYPES = KV_DTYPES
 
 # op name -> how many (elements read, elements written, FLOPs per element) per tokens x hidden.
 # Formulas follow model/graph.py: RMSNorm 4 FLOP/elem, LayerNorm 7, SiLU*mul and GELU 8 (linear_kernels,

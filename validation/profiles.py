@@ -1,12 +1,11 @@
 """Calibration profiles: TOML files holding a fitted Calibration plus the record of its fit (atomic write, checked
-read), and `profile_for(hardware)`, which picks the shipped profile of a GPU or transfers its architecture family's.
+read), `profile_for(hardware)`, which picks the shipped profile of a GPU or transfers its architecture family's, and
+`resolve_calibration`, the one rule every front end (CLI, dashboard, Python API) uses to choose a calibration.
 """
-
 from __future__ import annotations
 
 import os
 import tempfile
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,13 @@ from pydantic import ValidationError
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
+from roofsim.simulator.config import SimConfig
 
-__all__ = ["PROFILE_SCHEMA_VERSION", "write_calibration", "atomic_write_text", "read_calibration", "read_profile_meta", "profile_for", "shipped_profiles",
+__all__ = ["PROFILE_SCHEMA_VERSION", "write_calibration", "atomic_write_text", "read_calibration", "read_profile_meta",
+           "profile_for", "shipped_profiles", "resolve_calibration", "resolve_config_calibrations", "CALIBRATION_KEYWORDS",
            "PROFILE_DIR", "FAMILY_PROFILE"]
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
@@ -101,13 +103,7 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------- reading
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: calibration profile not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML ({e})") from e
+    return load_toml_file(path, what="calibration profile")
 
 
 def read_calibration(path: Path | str) -> Calibration:
@@ -130,7 +126,10 @@ def read_calibration(path: Path | str) -> Calibration:
 
 def read_profile_meta(path: Path | str) -> dict[str, Any]:
     """The [fit] table of a profile (empty when the profile has none)."""
-    return dict(_load(Path(path)).get("fit", {}))
+    fit = _load(Path(path)).get("fit", {})
+    if not isinstance(fit, dict):
+        raise InputError(f"{path}: [fit] must be a table, got {type(fit).__name__}")
+    return dict(fit)
 
 
 # ------------------------------------------------------------------------------------------- selection
@@ -163,3 +162,50 @@ def profile_for(hardware: HardwareSpec | str, framework: str | None = None) -> C
         "source": f"transferred from profile {stem} (architecture {hw.architecture} -> {donor}){guess}: "
                   f"efficiencies are fractions of peak, scaled by the {hw.id} datasheet; {base.source}",
     })
+
+
+CALIBRATION_KEYWORDS = ("shipped", "default")
+
+
+def resolve_calibration(choice: Calibration | str | Path | None, hardware: HardwareSpec | str | None,
+                        framework: str | None = None) -> tuple[Calibration, str]:
+    """The one calibration rule of every command, the dashboard and the API, and a label saying what was used.
+
+    None or "shipped": the GPU's shipped profile (per engine when `framework` names one with a profile), else its
+    architecture family's transferred profile, else the defaults (profile_for); "default": the model defaults; a
+    Calibration: itself; anything else: a profile .toml path. `hardware` may be None only for those last three.
+    """
+    if isinstance(choice, Calibration):
+        return choice, f"{choice.name} (given)"
+    key = None if choice is None else str(choice)
+    if key == "default" and not Path(key).is_file():
+        return Calibration(), "model defaults (--calibration default)"
+    if key is None or (key == "shipped" and not Path(key).is_file()):
+        if hardware is None:
+            raise ValueError("calibration 'shipped' needs the hardware whose profile to use (got hardware=None)")
+        hw = load_hardware(hardware) if isinstance(hardware, str) else hardware
+        cal = profile_for(hw, framework)
+        if cal.name.startswith("defaults-for-"):
+            how = "model defaults: no shipped or transferable profile"
+        elif "->" in cal.name:
+            how = "transferred by architecture"
+        else:
+            how = "shipped profile"
+        return cal, f"{cal.name} ({how})"
+    cal = read_calibration(Path(key))
+    return cal, f"{cal.name} (file {key})"
+
+
+def resolve_config_calibrations(cfg: SimConfig) -> tuple[SimConfig, list[str]]:
+    """`cfg` with every replica group that names no calibration given its GPU's by resolve_calibration (the
+    simulator cannot import validation/, so front ends resolve before simulating), and one label per group."""
+    groups, labels = [], []
+    for i, g in enumerate(cfg.replicas):
+        if g.calibration is None:
+            cal, label = resolve_calibration(None, g.hardware)
+            g = g.model_copy(update={"calibration": cal})
+        else:
+            label = f"{g.calibration.name} (set in the config)"
+        groups.append(g)
+        labels.append(f"replicas[{i}] {g.hardware}: {label}")
+    return cfg.model_copy(update={"replicas": tuple(groups)}), labels

@@ -33,10 +33,10 @@ from roofsim.simulator.engines import VLLM_CHUNKED_PREFILL_TOKENS, VLLM_MAX_NUM_
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.run import simulate
 from roofsim.simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload, Trace
-from roofsim.validation.logs import ServingLog, read_log, regenerate_poisson_arrivals
+from roofsim.validation.logs import ServingLog, read_log, read_logs, regenerate_poisson_arrivals
 
-__all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", "replay_log", "make_scheduler_config", "compare_steps", "read_steps",
-           "vllm_v1_defaults", "STATS", "SCHEDULERS"]
+__all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", "replay_log", "replay_all",
+           "make_scheduler_config", "compare_steps", "read_steps", "vllm_v1_defaults", "STATS", "SCHEDULERS"]
 
 STATS = ("mean", "p50", "p90", "p99")
 SCHEDULERS = ("vllm-v1", *SCHEDULER_KINDS)  # vllm-v1 = sarathi with vLLM V1's defaults for the GPU
@@ -118,9 +118,15 @@ class ReplayResult:
         return _predicted_arrays(self.sim)[metric]
 
     def as_json(self) -> dict[str, Any]:
-        return {"log": self.log.path, "format": self.log.source_format, "requests": self.log.num_requests,
+        return {"log": self.log.path, "benchmark": self.log.label, "format": self.log.source_format,
+                "requests": self.log.num_requests, "request_rate_per_s": _json_rate(self.log.request_rate_per_s),
+                "concurrency": self.log.concurrency,
                 "comparison": self.comparison, "totals": self.totals, "steps": self.steps,
                 "notes": list(self.notes)}
+
+
+def _json_rate(rate: float | None) -> float | str | None:
+    return "inf" if rate is not None and math.isinf(rate) else rate
 
 
 def _measured_arrays(log: ServingLog) -> dict[str, np.ndarray]:
@@ -272,3 +278,14 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
             steps = compare_steps(raw, cost)
             notes.append(f"per-step times: {len(raw)} recorded steps compared with model.cost step estimates")
     return ReplayResult(log, sim, order, comparison, totals, steps, tuple(notes))
+
+
+def replay_all(path: str | Path, model: str, hardware: str, tp: int = 1, pp: int = 1, *, log_format: str = "auto",
+               **options: Any) -> list[ReplayResult]:
+    """replay_log for every benchmark of a file (a GuideLLM sweep, an SGLang or vLLM --append-result JSONL,
+    genai-perf experiments), in file order; `options` as replay_log's. A one-benchmark file is replayed from its
+    path, so recorded per-step times are compared too."""
+    logs = read_logs(path, log_format)
+    if len(logs) == 1:
+        return [replay_log(path, model, hardware, tp, pp, log_format=log_format, **options)]
+    return [replay_log(lg, model, hardware, tp, pp, **options) for lg in logs]

@@ -68,39 +68,37 @@ _STRATA = ("gemm_dtype", "attn_dtype", "kv_cache_dtype", "op_name", "nccl_dtype"
 
 def read_aiconfigurator_sample(root: Path | str, per_stratum: int, seed: int = 0,
                                families: Sequence[str] = TRANSFER_FAMILIES) -> tuple[KernelTable, dict[str, str]]:
-    """Every AIConfigurator table of `families` under root, at most `per_stratum` rows per (table, dtype,
-    collective, phase) stratum drawn with numpy's generator from `seed` (row ids stay the parquet row index):
-    a 100k-row GEMM table costs seconds instead of minutes. Also returns table -> reason for every other table
-    (an op family no reader turns into rows)."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
+    """Every AIConfigurator table of `families` under root (kernel_tables.read_aiconfigurator_table: GPUs resolve
+    through the hardware catalog), at most `per_stratum` rows per (table, dtype, collective, phase, GPU count)
+    stratum drawn with numpy's generator from `seed` (row ids stay the parquet row index): a 100k-row GEMM table
+    costs seconds instead of minutes. Also returns table -> reason for every table not read (its op family is
+    outside `families`, or roofsim reads no rows of it: kernel_tables.AIC_TABLE_FAMILIES)."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: not a directory")
     out = KernelTable((), ())
     skipped: dict[str, str] = {}
     rng = np.random.default_rng(seed)
-    for p in sorted(root.glob("*/*/*/*/*.parquet")):
-        system, family, fw, ver, _ = p.relative_to(root).parts
-        handler = kernel_tables._AIC_HANDLERS.get(p.stem)
-        if family not in families or handler is None:
-            skipped[f"{family}/{p.stem}"] = ("no roofsim kernel for this op family yet" if handler is None
-                                             else "op family not part of the transfer set")
-            continue
-        table = pq.read_table(p)
+
+    def select(table) -> list[int]:
         cols = [c for c in _STRATA if c in table.column_names]
         strata = list(zip(*(table.column(c).to_pylist() for c in cols), strict=True)) if cols else \
             [()] * table.num_rows
         by: dict[tuple, list[int]] = {}
         for i, s in enumerate(strata):
             by.setdefault(s, []).append(i)
-        keep = sorted(i for _, idx in sorted(by.items(), key=lambda kv: str(kv[0]))
+        return sorted(i for _, idx in sorted(by.items(), key=lambda kv: str(kv[0]))
                       for i in (idx if len(idx) <= per_stratum else rng.choice(idx, per_stratum, replace=False)))
-        data = table.take(keep).to_pydict()
-        ctx = {"system_hw": kernel_tables.AIC_SYSTEMS.get(system, system), "framework": fw.lower(),
-               "table": p.stem, "version": f"{fw} {ver}"}
-        records = ((int(row), {c: data[c][j] for c in data}) for j, row in enumerate(keep))
-        out = out + kernel_tables._run_rows(records, handler, ctx, str(p), "row")
+
+    for p in sorted(root.glob("*/*/*/*/*.parquet")):
+        family = p.relative_to(root).parts[1]
+        status = kernel_tables.AIC_TABLE_FAMILIES.get(p.stem, (family, "not read: unknown AIConfigurator table"))[1]
+        if status.startswith("not read"):
+            skipped[f"{family}/{p.stem}"] = status.removeprefix("not read: ")
+        elif family not in families:
+            skipped[f"{family}/{p.stem}"] = "op family not part of the transfer set"
+        else:
+            out = out + kernel_tables.read_aiconfigurator_table(p, select=select)
     return out, skipped
 
 
@@ -119,19 +117,21 @@ def deterministic_sample(rows: Sequence[KernelMeasurement], per_key: int, seed: 
     return [rows[i] for i in sorted(keep)]
 
 
-def default_fit(max_rows_per_key: int = 3000, frozen: Iterable[str] = (), seed: int = 0) -> FitFn:
-    """fit_calibration on every field the data constrains except `frozen` (kept at the base value)."""
+def default_fit(max_rows_per_key: int = 3000, frozen: Iterable[str] = (), seed: int = 0,
+                extra: Sequence[str] = ()) -> FitFn:
+    """fit_calibration on every field the data constrains (fitted_fields(data, extra=extra): `extra` adds knobs the
+    GPU fit leaves at their defaults, e.g. calibrate.FROZEN_GPU_FIELDS) except `frozen` (kept at the base value)."""
     skip = set(frozen)
 
     def fit(data: FitData, base: Calibration) -> Calibration:
-        fields = tuple(f for f in fitted_fields(data) if f not in skip)
+        fields = tuple(f for f in fitted_fields(data, extra=extra) if f not in skip)
         return fit_calibration(data, base, fields=fields, max_rows_per_key=max_rows_per_key, seed=seed)
     return fit
 
 
-def freezing(frozen: Iterable[str], max_rows_per_key: int = 3000) -> FitFn:
+def freezing(frozen: Iterable[str], max_rows_per_key: int = 3000, extra: Sequence[str] = ()) -> FitFn:
     """default_fit with `frozen` held at the base calibration's values (the identifiability experiment)."""
-    return default_fit(max_rows_per_key, frozen)
+    return default_fit(max_rows_per_key, frozen, extra=extra)
 
 
 @dataclass(frozen=True)
@@ -317,11 +317,13 @@ def _bound_hit(name: str, value: float) -> bool:
 
 
 def knob_report(report: TransferReport, rows: Sequence[KernelMeasurement], base: Calibration,
-                knobs: Sequence[str], fit_frozen: Callable[[str], FitFn] | None = None) -> list[KnobReport]:
-    """KnobReport per knob: values from report.own_fits; freeze effect from a LOGO run with the knob frozen, on the
-    rows of the families whose fit moves that knob (the fit is staged per family, so others do not change)."""
+                knobs: Sequence[str], fit_frozen: Callable[[str], FitFn] | None = None,
+                fit: FitFn | None = None) -> list[KnobReport]:
+    """KnobReport per knob: values from report.own_fits (`report` made with `fit`, default default_fit()); freeze
+    effect = LOGO median per family with the knob frozen (`fit_frozen(knob)`, default freezing((knob,))) minus with
+    `fit`, both on the rows of the families whose fit moves that knob."""
     fit_frozen = fit_frozen or (lambda k: freezing((k,)))
-    fams = report.family_stats()
+    baselines: dict[frozenset[str], dict[str, ErrorStats]] = {}
     out = []
     for k in knobs:
         # NCCL knobs are fitted by the "nccl" scope, the others by the engines' scopes (where an engine fit leaves
@@ -333,6 +335,10 @@ def knob_report(report: TransferReport, rows: Sequence[KernelMeasurement], base:
         sub = [r for r in rows if family_of(r) in touched]
         delta: dict[str, float] = {}
         if sub and vals:
+            key = frozenset(touched)
+            if key not in baselines:  # same rows with nothing frozen (shared stages, e.g. gemm_mem_eff, move too)
+                baselines[key] = leave_one_gpu_out(sub, base, fit=fit, own_fits=False).family_stats()
+            fams = baselines[key]
             frozen = leave_one_gpu_out(sub, base, fit=fit_frozen(k), own_fits=False).family_stats()
             delta = {f: frozen[f].median_abs_pct_err - fams[f].median_abs_pct_err for f in frozen if f in fams}
         out.append(KnobReport(k, vals, tuple(key for key, v in vals.items() if _bound_hit(k, v)), delta))

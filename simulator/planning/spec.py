@@ -12,11 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import RoofsimError
 from roofsim.model.quant import quant_for
-from roofsim.simulator.config import SCHEDULER_KINDS, SchedulerConfig
+from roofsim.simulator.config import SCHEDULER_KINDS, Degree, SchedulerConfig
+from roofsim.simulator.limits import MAX_PARALLEL, MAX_REPLICAS, limited
 from roofsim.simulator.schedulers import Scheduler, make_scheduler
 from roofsim.simulator.workload import (
+    MAX_TOKENS,
     ClosedLoopArrivals,
     OfflineArrivals,
+    Rate,
+    Requests,
     SyntheticWorkload,
     WorkloadConfig,
     resolve_workload,
@@ -38,29 +42,32 @@ class PlanSpec(BaseModel):
     model_config = _FROZEN
     model: str
     workload: WorkloadConfig
-    rate_per_s: float = Field(gt=0, allow_inf_nan=False, description="target request rate of the deployment")
+    rate_per_s: Rate = Field(description="target request rate of the deployment")
     slo_ttft_s: float = Field(gt=0, allow_inf_nan=False, description="P99 TTFT target")
     slo_tpot_s: float = Field(gt=0, allow_inf_nan=False, description="P99 TPOT target")
     hardware: tuple[str, ...] = Field(("h100-sxm",), min_length=1)
-    tp: tuple[int, ...] = Field((1, 2, 4, 8), min_length=1)
-    pp: tuple[int, ...] = Field((1,), min_length=1)
+    tp: tuple[Degree, ...] = Field((1, 2, 4, 8), min_length=1)
+    pp: tuple[Degree, ...] = Field((1,), min_length=1)
     weight_dtypes: tuple[str, ...] = Field(("bf16",), min_length=1)
     kv_dtypes: tuple[str, ...] = Field(("auto",), min_length=1, description="'auto' = bf16 (16-bit activations)")
     schedulers: tuple[str, ...] = Field(("vllm",), min_length=1)
-    max_batch: tuple[int, ...] = Field((256,), min_length=1, description="max_num_seqs values")
+    max_batch: tuple[limited(int, "MAX_BATCH_SEQS", ge=1), ...] = Field(  # type: ignore[valid-type]
+        (256,), min_length=1, description="max_num_seqs values")
     # JSON objects for the ReplicaGroup field `speculative` (None = off); passed through to SimConfig unchanged.
     speculative: tuple[str | None, ...] = (None,)
-    max_batched_tokens: int | None = Field(None, ge=1, description=(
+    max_batched_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description=(
         "token budget of one iteration; None = max(8192, longest prompt rounded up to 1024): schedulers that "
         "do not chunk prompts reject longer ones, vLLM likewise sizes it from the context length"))
-    chunk_size: int = Field(512, ge=1, description="Sarathi token budget")
+    chunk_size: int = Field(512, ge=1, le=MAX_TOKENS, description="Sarathi token budget")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     objective: Objective = "cost"
-    num_requests: int = Field(2000, ge=10)
-    seed: int = 0
+    num_requests: Requests = Field(2000, ge=10)
+    seed: limited(int, "MAX_SEED", ge=0) = 0  # type: ignore[valid-type]
     tolerance: float = Field(0.05, gt=0, le=1, description="relative bisection tolerance of the capacity")
-    max_gpus: int | None = Field(None, ge=1, description="GPU budget of the deployment")
-    max_replicas: int = Field(256, ge=1, description="search no capacity below rate_per_s / max_replicas")
+    max_gpus: int | None = Field(None, ge=1, le=MAX_REPLICAS * MAX_PARALLEL,
+                                 description="GPU budget of the deployment")
+    max_replicas: limited(int, "MAX_REPLICAS", ge=1) = Field(  # type: ignore[valid-type]
+        256, description="search no capacity below rate_per_s / max_replicas")
     candidates_per_round: int = Field(8, ge=1, description=(
         "searches advanced per round, cheapest lower bound first; more = more parallelism, less pruning"))
     exhaustive: bool = Field(False, description="simulate every candidate (no cost-bound pruning)")

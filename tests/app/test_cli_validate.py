@@ -30,7 +30,8 @@ def test_validate_kernels_json_structure(tmp_path: Path, capsys: pytest.CaptureF
     assert all(set(v) == STATS for v in out["by_op"].values())
     assert out["by_op"]["gemm/bf16/trtllm"]["n"] == 2 and out["overall"]["n"] == 3
     assert set(out["by_hardware"]) == {"h100-sxm"}
-    assert (out["rows_read"], out["rows_predicted"], out["calibration"]) == (4, 3, "default")
+    assert (out["rows_read"], out["rows_predicted"]) == (4, 3)
+    assert out["calibration"] == "shipped (each row's GPU: shipped or transferred profile)"
     assert len(out["problems"]) == 1 and "mi210" in out["problems"][0] and "line 5" in out["problems"][0]
     html = (tmp_path / "r.html").read_text()
     assert "<script src=" not in html and "Plotly" in html and "y = x" in html  # JS inlined: works offline

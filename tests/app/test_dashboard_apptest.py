@@ -15,6 +15,7 @@ from roofsim.app.dashboard.state.common import config_toml, parse_metric
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec
+from roofsim.validation.profiles import resolve_calibration, resolve_config_calibrations
 
 PAGES = Path(__file__).resolve().parents[2] / "app" / "dashboard"
 TIMEOUT_S = 60
@@ -36,7 +37,8 @@ def _metric(at: AppTest, label: str) -> float:
 
 def _reference(model: str, hw: str, batch: int, inp: int, out: int, tp: int = 1, wd: str = "bf16") -> dict:
     ns = argparse.Namespace(weight_dtype=wd, activation_dtype="auto", kv_dtype="auto", group_size=128)
-    dep = Deployment(load_model(model), load_hardware(hw), quant_from_args(ns), ParallelSpec(tp=tp), None)
+    spec = load_hardware(hw)  # the one calibration rule: the GPU's shipped (or transferred) profile
+    dep = Deployment(load_model(model), spec, quant_from_args(ns), ParallelSpec(tp=tp), resolve_calibration(None, spec)[0])
     return estimate(dep, batch, inp, out)
 
 
@@ -258,7 +260,7 @@ def test_validation_replays_a_local_run_with_its_own_model_hardware_and_calibrat
 
 
 @pytest.mark.parametrize("kind, name, data, needle", [
-    ("Kernel table", "broken.csv", b"\x00\xff garbage without a header\n1,2\n", "cannot detect the kernel table format"),
+    ("Kernel table", "broken.csv", b"\x00\xff garbage without a header\n1,2\n", "looks like UTF-16 text"),
     ("Serving log", "log.json", b"{not json", "log.json"),
     ("Benchmark table", "bench.csv", b"model,hardware\nx,y\n", "bench.csv"),
 ])
@@ -395,7 +397,7 @@ def _serving_reference(count: int = 1) -> dict:
         "replicas": [{"model": "Llama-3.1-8B", "hardware": "h100-sxm", "count": count,
                       "quant": {"weight_dtype": "bf16", "activation_dtype": "bf16", "kv_dtype": "bf16"}}],
         "slo": {"ttft_s": 1.0, "tpot_s": 0.1}, "seed": 0})
-    return simulate(cfg).summary
+    return simulate(resolve_config_calibrations(cfg)[0]).summary  # the page applies the one calibration rule
 
 
 @pytest.fixture(scope="module")
@@ -481,9 +483,12 @@ def _scenario(workload: dict, top: dict | None = None, **group: object) -> objec
 
 
 ROUND_TRIPS = {
-    "hf id, huge sizes, tiny rate": lambda: _scenario(
-        {"kind": "named", "name": "code", "rate_per_s": 0.001, "num_requests": 500_000},
+    # arrivals must end within MAX_DURATION_S = 1e7 s (simulator/limits.py): 9,000 at 0.001/s, 500,000 at 0.1/s
+    "hf id, huge seed, tiny rate": lambda: _scenario(
+        {"kind": "named", "name": "code", "rate_per_s": 0.001, "num_requests": 9_000},
         {"seed": 2**40}, model="meta-llama/Llama-3.1-8B", hardware="h100-sxm", tp=2, count=7),
+    "huge request count": lambda: _scenario(
+        {"kind": "named", "name": "code", "rate_per_s": 0.1, "num_requests": 500_000}, hardware="h100"),
     "model path, speculative": lambda: _scenario(
         {"kind": "named", "name": "conversation", "rate_per_s": 12.5, "num_requests": 250},
         model="/data/models/my-llama/config.json", quant={"weight_dtype": "fp8", "activation_dtype": "fp8"},
@@ -584,7 +589,7 @@ def _technique_reference(extra: dict, n: int) -> dict:
     cfg = SimConfig.model_validate({
         "workload": {"kind": "named", "name": "conversation", "rate_per_s": 4.0, "num_requests": n},
         "replicas": [group], "slo": {"ttft_s": 1.0, "tpot_s": 0.1}, "seed": 0})
-    return simulate(cfg).summary
+    return simulate(resolve_config_calibrations(cfg)[0]).summary  # the page applies the one calibration rule
 
 
 def test_speculative_and_early_exit_kpis_equal_the_simulator() -> None:

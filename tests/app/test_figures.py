@@ -24,6 +24,7 @@ from roofsim.app.figures import (
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec
+from roofsim.validation.profiles import resolve_calibration
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +96,17 @@ def test_kernel_time_bars_add_up_to_the_step_minus_overhead(view: dict) -> None:
 def test_memory_figure_stacks_to_the_device_capacity(view: dict) -> None:
     fig = memory_figure({"A": view["memory"]})
     total_gb = sum(t.x[0] for t in fig.data)
-    assert total_gb == pytest.approx(80.0)  # H100 SXM: 80 GB (1e9 bytes)
+    # H100 SXM: the 81,559 MiB nvidia-smi reports (hardware_specs/gpus/h100-sxm.toml), in GB of 1e9 bytes
+    assert total_gb == pytest.approx(81559 * 2**20 / 1e9)
     kv = next(t for t in fig.data if t.name == "KV cache")
     assert kv.x[0] == pytest.approx(view["memory"]["kv_capacity_bytes"] / 1e9)
 
 
 def test_step_metrics_match_the_cli_estimate(view: dict) -> None:
     ns = argparse.Namespace(weight_dtype="bf16", activation_dtype="auto", kv_dtype="auto", group_size=128)
-    dep = Deployment(load_model("Llama-3.1-8B"), load_hardware("h100-sxm"), quant_from_args(ns), ParallelSpec(), None)
+    hw = load_hardware("h100-sxm")
+    cal, _ = resolve_calibration(None, hw)  # the dashboard and the CLI both use the GPU's shipped profile
+    dep = Deployment(load_model("Llama-3.1-8B"), hw, quant_from_args(ns), ParallelSpec(), cal)
     ref = estimate(dep, 16, 1024, 256)
     shown = step_metrics(view)
     assert parse_metric(shown["TPOT"]) == pytest.approx(ref["tpot_s"] * 1e3, abs=5e-4)

@@ -33,6 +33,7 @@ EXPECTED_IDS = [
     "l40s",
     "mi300x",
     "rtx-4090",
+    "rtx-pro-6000",
 ]
 H100_TEXT = (DATA_DIR / "h100-sxm.toml").read_text()
 
@@ -77,6 +78,16 @@ def test_every_id_loads_from_a_file_named_after_it(hw_id: str) -> None:
         ("4090", "rtx-4090"),
         ("Gaudi-2", "gaudi2"),
         ("  L40S ", "l40s"),
+        # the driver's device names (nvidia-smi, torch.cuda.get_device_name, AIConfigurator's `device` column)
+        ("NVIDIA L40S", "l40s"),
+        ("NVIDIA A100-SXM4-80GB", "a100-sxm-80gb"),
+        ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "rtx-pro-6000"),
+        ("AMD Instinct MI300X", "mi300x"),
+        # AIConfigurator system folders
+        ("a100_sxm", "a100-sxm-80gb"),
+        ("rtx_pro_6000_server", "rtx-pro-6000"),
     ],
 )
 def test_aliases_resolve_case_and_separator_insensitively(name: str, hw_id: str) -> None:
@@ -87,7 +98,7 @@ def test_h100_sxm_dense_datasheet_peaks() -> None:
     h100 = load_hardware("h100-sxm")
     assert h100.peak("bf16") == pytest.approx(989.4e12)
     assert h100.peak("fp8") == pytest.approx(1978.9e12)
-    assert h100.memory.capacity_bytes == 80e9  # datasheet GB = 1e9 bytes
+    assert h100.memory.capacity_bytes == 81559 * 2**20  # what nvidia-smi reports, not "80GB" = 80e9
     assert h100.interconnect.scaleup_bytes_per_s == 450e9
 
 
@@ -105,6 +116,7 @@ def test_a100_bf16_peak_and_no_fp8() -> None:
         ("a100-sxm-40gb", {"bf16", "int8"}, {"fp8", "fp4"}),
         ("h100-sxm", {"bf16", "fp8"}, {"fp4", "int4"}),
         ("b200", {"bf16", "fp8", "fp4"}, set()),
+        ("rtx-pro-6000", {"bf16", "fp8", "fp4"}, set()),
         ("l4", {"fp8"}, {"fp4"}),
         ("l40s", {"fp8"}, {"fp4"}),
         ("rtx-4090", {"fp8"}, {"fp4"}),
@@ -118,6 +130,35 @@ def test_dtypes_match_the_silicon(hw_id: str, has: set[str], lacks: set[str]) ->
     spec = load_hardware(hw_id)
     assert {d for d in has if spec.supports(d)} == has
     assert {d for d in lacks if spec.supports(d)} == set()
+
+
+@pytest.mark.parametrize(
+    ("hw_id", "mib"),
+    [("a100-sxm-80gb", 81920), ("a100-sxm-40gb", 40960), ("h100-sxm", 81559), ("h200-sxm", 143771),
+     ("b200", 183359), ("l40s", 46068), ("l4", 23034), ("rtx-4090", 24564), ("rtx-pro-6000", 97887)],
+)
+def test_capacity_is_the_runtime_total_in_mib(hw_id: str, mib: int) -> None:
+    assert load_hardware(hw_id).memory.capacity_bytes == mib * 2**20
+
+
+def test_no_gpu_file_uses_the_datasheet_decimal_gb() -> None:
+    """Every GPU's capacity is the runtime's figure (MiB-based), never the marketing "NN GB" = NN e9."""
+    for spec in list_hardware():
+        if spec.kind == "cpu":
+            continue
+        cap = spec.memory.capacity_bytes
+        assert cap % 2**20 == 0 or spec.vendor == "amd", f"{spec.id}: {cap} is not a whole number of MiB"
+        assert cap % 1e9 != 0, f"{spec.id}: {cap} looks like a datasheet 'GB' figure"
+
+
+def test_rtx_pro_6000_server_edition() -> None:
+    rtx = load_hardware("rtx-pro-6000")
+    assert (rtx.architecture, rtx.compute.num_units) == ("blackwell", 188)
+    assert rtx.peak("fp4") == pytest.approx(1920e12)
+    assert rtx.peak("fp8") == pytest.approx(960e12) and rtx.peak("bf16") == pytest.approx(480e12)
+    assert rtx.memory.bandwidth_bytes_per_s == pytest.approx(1.597e12)
+    assert rtx.interconnect.scaleup_bytes_per_s == pytest.approx(64e9)  # PCIe Gen5, no NVLink
+    assert "rtx-pro-6000-blackwell-server-edition" in rtx.sources.compute
 
 
 def test_h100_ridge_point_is_plausible() -> None:

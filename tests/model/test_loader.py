@@ -19,6 +19,7 @@ from roofsim.model.loader import (
     model_from_hf_config,
     model_ids,
     normalize_model_id,
+    preset_load_errors,
 )
 
 
@@ -225,8 +226,11 @@ def test_llm_analysis_format(shared_data: Path) -> None:
         2048,
     )
     assert model_from_file(la / "upstage_Llama-2-70b-instruct-v2.json").num_kv_heads == 8
-    with pytest.raises(InputError, match="bloom-7b1.json.*max_seq_len"):  # "max_seq_len": null
-        model_from_file(la / "bigscience_bloom-7b1.json")
+    # BLOOM entries leave "max_seq_len" null (or out): ALiBi, no position table, BLOOM's 2048-token training length
+    bloom = model_from_file(la / "bigscience_bloom-7b1.json")
+    assert (bloom.position, bloom.max_context_tokens) == ("alibi", 2048)
+    with pytest.raises(InputError, match="max_seq_len"):
+        model_from_hf_config({"hidden_dim": 64, "n_head": 4, "num_layers": 2, "vocab_size": 10}, "x")
 
 
 def test_quantized_checkpoints_parse_architecture_only(shared_data: Path) -> None:
@@ -242,14 +246,6 @@ def test_quantized_checkpoints_parse_architecture_only(shared_data: Path) -> Non
 
 
 # ---- presets vs their sources --------------------------------------------------------------------------
-
-
-def test_copied_presets_are_unchanged(shared_data: Path) -> None:
-    ai = shared_data / "model_configs" / "aiconfigurator"
-    copied = sorted(p.name for p in PRESET_DIR.glob("*--*_config.json"))
-    assert len(copied) == 14
-    for name in copied:
-        assert (PRESET_DIR / name).read_bytes() == (ai / name).read_bytes(), name
 
 
 @pytest.mark.parametrize(
@@ -320,7 +316,7 @@ def test_normalize_model_id() -> None:
 def test_every_preset_and_alias_resolves_to_itself() -> None:
     specs = list_models()
     assert [m.name for m in specs] == model_ids()
-    assert len(specs) == 24
+    assert len(specs) == len(model_ids()) >= 141 and not preset_load_errors()  # every bundled config loads
     for m in specs:
         for key in filter(None, (m.name, m.hf_id, *m.aliases)):
             assert load_model(key) is m  # lru-cached: the same object
@@ -383,7 +379,7 @@ def test_unsupported_model_type(tmp_path: Path) -> None:
 
 def test_invalid_json_and_missing_file(tmp_path: Path) -> None:
     p = _write(tmp_path, '{"model_type": "llama", "hidden_size": 4096,')
-    with pytest.raises(InputError, match="invalid JSON at line 1") as info:
+    with pytest.raises(InputError, match="not valid JSON: line 1") as info:
         load_model(p)
     assert str(p) in str(info.value)
     with pytest.raises(InputError, match="nope.json"):

@@ -18,7 +18,7 @@ def test_llama8b_on_h100_plan() -> None:
     assert plan.weights_bytes == pytest.approx(8.030261248e9 * 2)
     # GQA: 32 layers x (K + V) x 8 kv heads x 128 x 2 bytes
     assert plan.kv_bytes_per_token == 32 * 2 * 8 * 128 * 2 == 131072
-    left = 80e9 * 0.9 - plan.weights_bytes - plan.activation_bytes - NON_TORCH_BYTES
+    left = H100.memory.capacity_bytes * 0.9 - plan.weights_bytes - plan.activation_bytes - NON_TORCH_BYTES
     assert plan.kv_capacity_bytes == pytest.approx(left)
     assert plan.max_kv_tokens == int(left // (131072 * 16)) * 16
     assert plan.max_sequences(4096) == plan.max_kv_tokens // 4096
@@ -50,8 +50,9 @@ def test_does_not_fit_shows_breakdown_and_suggests_a_fix() -> None:
     msg = str(e.value)
     assert "does not fit on 1 x h100-sxm" in msg
     assert "weights 141." in msg
-    # 141 GB / 2 = 70.6 GB per GPU leaves no room in 72 GB usable, so tp=4 is the smallest bf16 layout
-    assert "would fit: tp=4 pp=1 weights bf16; tp=2 pp=1 weights fp8" in msg
+    # 81,559 MiB (85.52 GB) x 0.9 = 76.97 GB usable: 141 GB / 2 = 70.6 GB of weights per GPU leaves ~3.6 GB of KV
+    # at tp=2 (bf16), and fp8 weights (70.6 GB) fit on one GPU
+    assert "would fit: tp=2 pp=1 weights bf16; tp=1 pp=1 weights fp8" in msg
     assert isinstance(e.value, ValueError)
 
 

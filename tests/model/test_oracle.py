@@ -62,7 +62,7 @@ def test_every_graph_kernel_has_a_known_op_kind(name: str, quant: QuantSpec, par
 def test_op_kinds_of_a_tp_pp_ep_graph() -> None:
     ops = {k.op for case in CASES for k in _kernels(*case)}
     assert ops == {"embedding", "norm", "gemm", "rope", "residual", "activation", "allreduce", "all_to_all",
-                   "send_recv", "all_gather", "sampling", "attn_prefill", "attn_decode"}
+                   "send_recv", "all_gather", "sampling", "attn_prefill", "attn_decode", "elementwise"}
     assert set(OP_KIND) == set(typing.get_args(OpKind))
 
 

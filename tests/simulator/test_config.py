@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from roofsim.hardware_specs.errors import InputError
 from roofsim.model.cost import Calibration
-from roofsim.model.techniques import DRAFTER_KINDS as TECHNIQUE_DRAFTER_KINDS
 from roofsim.simulator.config import (
     DRAFTER_KINDS,
     EARLY_EXIT_KINDS,
@@ -157,7 +156,7 @@ def test_kind_lists_are_derived_from_the_unions() -> None:
     assert set(SCHEDULER_KINDS) == set(SCHEDULERS)  # every config kind has an implementation, and back
     assert ROUTER_KINDS == ("round_robin", "least_outstanding", "least_kv", "power_of_two")
     assert PREEMPTION_MODES == ("recompute", "swap")
-    assert DRAFTER_KINDS == TECHNIQUE_DRAFTER_KINDS == ("draft_model", "self", "layerskip", "medusa", "eagle",
+    assert DRAFTER_KINDS == ("draft_model", "self", "layerskip", "medusa", "eagle",
                                                         "ngram")
     assert EARLY_EXIT_KINDS == ("per_token", "skipdecode")
     assert WORKLOAD_KINDS == ("synthetic", "trace", "named")

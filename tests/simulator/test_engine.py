@@ -8,7 +8,7 @@ import pytest
 
 from roofsim.hardware_specs.errors import InputError
 from roofsim.model.memory import DoesNotFitError
-from roofsim.simulator.config import SimConfig
+from roofsim.simulator.config import ROUTER_KINDS, SimConfig
 from roofsim.simulator.run import simulate
 
 
@@ -122,7 +122,7 @@ def test_model_that_does_not_fit_gives_breakdown() -> None:
         simulate(_cfg(replicas={"model": "llama-2-70b"}))
 
 
-@pytest.mark.parametrize("router", ["round_robin", "least_outstanding", "least_kv", "power_of_two"])
+@pytest.mark.parametrize("router", ROUTER_KINDS)
 def test_routers_spread_load(router: str) -> None:
     r = simulate(_cfg(rate=10.0, n=400, replicas={"count": 3}, router={"kind": router}))
     counts = np.bincount(r.replica, minlength=3)

@@ -31,10 +31,10 @@ N = 120
 SEED = 7
 TOO_LONG = 5  # this request's prompt exceeds the model context (131072 tokens): rejected at routing
 HASH_BLOCK = 64  # prompt tokens per prefix hash id in the prefix-caching variant
-# KV pressure: gpu_memory_utilization 0.235 on an 80 GiB H100 leaves 723 KV blocks (11,568 tokens) next to
+# KV pressure: gpu_memory_utilization 0.22 of an H100's 81,559 MiB leaves 730 KV blocks (11,680 tokens) next to
 # Llama-3.1-8B's 16 GB of weights, while 20 req/s with 200-800 output tokens overfill it (50-60 preemptions per run).
-KV_UTIL = 0.235
-KV_BLOCKS = 723
+KV_UTIL = 0.22
+KV_BLOCKS = 730
 # Little's law is exact for the true number in system; the engine samples it at iteration starts (arrivals
 # during an iteration are seen one iteration late), which the bound absorbs (worst case of these 35 runs: 1.0%).
 LITTLE_REL = 0.03

@@ -23,10 +23,11 @@ def _cfg(quant: dict, hardware: str = "h100-sxm", gmu: float = 0.35) -> SimConfi
 
 
 def test_fp8_kv_doubles_capacity_and_cuts_preemptions() -> None:
-    bf = build_replicas(_cfg({}))[0].pool.total
-    f8 = build_replicas(_cfg({"kv_dtype": "fp8"}))[0].pool.total
+    # gpu_memory_utilization 0.26: a 2,061-block bf16 pool, full enough that preemptions are many (17 vs 8)
+    bf = build_replicas(_cfg({}, gmu=0.26))[0].pool.total
+    f8 = build_replicas(_cfg({"kv_dtype": "fp8"}, gmu=0.26))[0].pool.total
     assert f8 == pytest.approx(2 * bf, rel=0.01)
-    a, b = simulate(_cfg({})).summary, simulate(_cfg({"kv_dtype": "fp8"})).summary
+    a, b = simulate(_cfg({}, gmu=0.26)).summary, simulate(_cfg({"kv_dtype": "fp8"}, gmu=0.26)).summary
     assert a["preemptions"] > 0
     assert b["preemptions"] < a["preemptions"]
     assert b["mean_batch_size"] > a["mean_batch_size"]

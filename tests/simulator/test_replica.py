@@ -67,18 +67,18 @@ def test_frontend_serializes_admission(simulate_trace) -> None:
 
 
 def test_requests_that_never_fit_are_rejected(simulate_trace) -> None:
-    # gpu_memory_utilization 0.235 leaves 723 blocks (7 kept free by the 1% watermark): 716 x 16 = 11,456 tokens
-    r = simulate_trace([11_000, 11_000, 100], [456, 457, 1], gpu_memory_utilization=0.235,
+    # gpu_memory_utilization 0.22 of 81,559 MiB leaves 730 blocks (7 kept free by the 1% watermark): 723 x 16 = 11,568 tokens
+    r = simulate_trace([11_000, 11_000, 100], [568, 569, 1], gpu_memory_utilization=0.22,
                        scheduler={"kind": "sarathi", "max_batched_tokens": 2048})
     assert r.completed.tolist() == [True, False, True]
-    assert r.reject_reasons[1] == ("input+output=11457 tokens needs 717 KV blocks; the replica has 723 "
+    assert r.reject_reasons[1] == ("input+output=11569 tokens needs 724 KV blocks; the replica has 730 "
                                    "(7 kept free)")
 
 
 def test_preempted_request_loses_no_tokens(simulate_trace) -> None:
-    # two requests that cannot both grow to 9,000 tokens in a 723-block pool: the later one is preempted and
+    # two requests that cannot both grow to 9,000 tokens in a 730-block pool: the later one is preempted and
     # recomputed, and still emits exactly its tokens in increasing time order
-    r = simulate_trace([1000, 1000], [8000, 8000], gpu_memory_utilization=0.235,
+    r = simulate_trace([1000, 1000], [8000, 8000], gpu_memory_utilization=0.22,
                        scheduler={"kind": "vllm", "max_batched_tokens": 2048})
     assert r.preemptions.tolist() == [0, 1]
     assert [t.size for t in r.token_times] == [8000, 8000]

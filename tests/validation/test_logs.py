@@ -14,6 +14,7 @@ from roofsim.validation.logs import (
     read_guidellm,
     read_llmperf,
     read_log,
+    read_logs,
     read_vllm_benchmark,
     regenerate_poisson_arrivals,
 )
@@ -152,3 +153,18 @@ def test_read_log_unknown(tmp_path: Path) -> None:
     p.write_text(json.dumps({"hello": 1}))
     with pytest.raises(InputError, match="cannot detect the log format"):
         read_log(p)
+
+
+def test_every_shared_vllm_log_reads_as_before(shared_data: Path) -> None:
+    """All vllm_llm-k8s logs: one benchmark each, vLLM's own mean TTFT / TPOT reproduced, no unknown keys."""
+    files = sorted((shared_data / "serving" / "vllm_llm-k8s").rglob("serving_*.json"))
+    assert len(files) == 24
+    for p in files:
+        raw = json.loads(p.read_text())
+        (lg,) = read_logs(p)
+        assert lg.source_format == "vllm" and lg.num_requests == raw["completed"] == 200 and lg.label == ""
+        assert lg.ttft_s.mean() * 1e3 == pytest.approx(raw["mean_ttft_ms"])
+        out = lg.output_tokens
+        tpot = ((lg.e2e_s - lg.ttft_s)[out > 1] / (out[out > 1] - 1)).mean()
+        assert tpot * 1e3 == pytest.approx(raw["mean_tpot_ms"], rel=1e-6), p.name  # vLLM: latency - ttft
+        assert not any("keys not read" in n for n in lg.notes), p.name

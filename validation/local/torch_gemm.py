@@ -1,7 +1,7 @@
 """GEMMs through PyTorch's CPU kernels (oneDNN/MKL), for `roofsim calibrate --local` when the optional `torch`
 extra is installed (`pip install -e '.[torch]'`). numpy reaches only fp32/fp64 BLAS; torch adds bf16.
 
-Timed like the numpy GEMMs (validation.local.microbench.time_interleaved, cold weights cycled through copies
+Timed like the numpy GEMMs (validation.local.timing.time_interleaved, cold weights cycled through copies
 spanning 2x the last-level cache), on `threads` intra-op threads.
 """
 

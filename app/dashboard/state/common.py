@@ -90,10 +90,17 @@ def shared_data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
+_UPLOADS: list[tempfile.TemporaryDirectory[str]] = []  # one per process, removed when the process exits
+
+
 def save_upload(name: str, data: bytes, folder: Path | None = None) -> Path:
-    """Write an uploaded file to a private temp folder under its own (sanitised) name; readers take paths."""
+    """Write an uploaded file to a private temp folder under its own (sanitised) name; readers take paths.
+    The folders live under one temporary directory of this process, deleted when it exits."""
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name) or "upload"
-    folder = folder or Path(tempfile.mkdtemp(prefix="roofsim-upload-"))
+    if folder is None:
+        if not _UPLOADS:
+            _UPLOADS.append(tempfile.TemporaryDirectory(prefix="roofsim-upload-"))
+        folder = Path(tempfile.mkdtemp(dir=_UPLOADS[0].name))
     path = folder / safe
     path.write_bytes(data)
     return path

@@ -14,6 +14,7 @@ from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.spec import DTYPES, HardwareSpec
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec
+from roofsim.validation.profiles import resolve_calibration
 
 # Dtypes that have a tensor-core roof (fp32/tf32 roofs are drawn too when the device lists them).
 ROOF_DTYPES: tuple[str, ...] = DTYPES
@@ -69,7 +70,7 @@ def deployment(cfg: StepConfig) -> Deployment:
         have = [d for d in DTYPES if hw.supports(d)]
         raise ValueError(f"{hw.name} has no {gemm} tensor-core support (needed by weights {quant.weight_dtype} / "
                          f"activations {quant.activation_dtype}); it supports: {', '.join(have)}")
-    return Deployment(mdl, hw, quant, par, None)
+    return Deployment(mdl, hw, quant, par, resolve_calibration(None, hw)[0])  # the CLI's rule
 
 
 def roofs(hw: HardwareSpec) -> list[dict[str, float | str]]:
@@ -92,6 +93,7 @@ def step_view(cfg: StepConfig) -> dict[str, Any]:
     r = estimate(dep, cfg.batch, cfg.input_len, cfg.output_len, cfg.gpu_memory_utilization)
     for k in r["kernels"]:
         k["achieved_flops_per_s"] = k["flops"] / k["seconds"] if k["seconds"] > 0 else 0.0
+    r["calibration"] = resolve_calibration(None, dep.hardware)[1]
     r["roofs"] = roofs(dep.hardware)
     r["bandwidth_bytes_per_s"] = dep.hardware.memory.bandwidth_bytes_per_s
     r["hardware_name"] = dep.hardware.name

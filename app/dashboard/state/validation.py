@@ -25,7 +25,7 @@ CALIBRATIONS = ("shipped profile", "model defaults")
 def kernel_calibration(choice: str) -> Any:
     """The `cal` argument of predict_rows: the shipped profile of each row's hardware, or the model defaults."""
     from roofsim.model.cost import DEFAULT_CALIBRATION  # noqa: PLC0415
-    from roofsim.validation.profiles import profile_for  # noqa: PLC0415
+    from roofsim.validation.profiles import resolve_calibration  # noqa: PLC0415
 
     if choice not in CALIBRATIONS:
         raise ValueError(f"calibration {choice!r} is not one of {', '.join(CALIBRATIONS)}")
@@ -36,7 +36,7 @@ def kernel_calibration(choice: str) -> Any:
     def for_hw(hw: HardwareSpec) -> Any:
         if hw.id not in cache:
             try:
-                cache[hw.id] = profile_for(hw)
+                cache[hw.id] = resolve_calibration(None, hw)[0]
             except RoofsimError:
                 cache[hw.id] = DEFAULT_CALIBRATION
         return cache[hw.id]
