@@ -88,6 +88,11 @@ OPT_IN_FIELDS: tuple[str, ...] = ("elementwise_cache_gain", "elementwise_cache_b
 # knobs the data pins"; scripts/build_profiles.py --identify). attn_prefill_eff and attn_prefill_mem_eff passed
 # that test alone but are kept: frozen together with the other prefill knobs they cost 1.1-1.4 points. Rows of
 # CPU hardware (the local calibration) still fit them; extra=FROZEN_GPU_FIELDS fits them on GPU rows too.
+# A frozen knob keeps the base value through the fit and after it, except these refinements, which keep following
+# their fitted parent (the dtype's efficiency tied to its parent's, as a profile without the field reads). Without
+# this, gemm_overhead_s would take the elementwise kernel_overhead_s fitted on Vidur rows (19 us on A100) after a GEMM
+# fit that held it at the base value.
+TIED_WHEN_FROZEN: frozenset[str] = frozenset({"gemm_eff_fp8_block", "gemm_eff_int8", "attn_decode_mem_eff_fp8kv"})
 FROZEN_GPU_FIELDS: tuple[str, ...] = (
     "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_overhead_s",
     "attn_prefill_s_half", "attn_prefill_tile", "attn_softmax_flops",
@@ -192,6 +197,11 @@ def prepare(rows: Sequence[KernelMeasurement], base: Calibration, hardware: str 
     return FitData(pred, ft, pred.measured_s, fam, groups, wkey), pred.problems
 
 
+def _cpu_only(data: FitData) -> bool:
+    """True when every row is of CPU hardware (the local calibration fits the frozen GPU knobs too)."""
+    return all(hw.kind == "cpu" for hw in data.prediction.hardware)
+
+
 def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
     """The Calibration fields the rows in `data` constrain, in FIT_FIELDS order. `extra`: opt-in fields
     (OPT_IN_FIELDS) to fit too when rows of their family are present; the local CPU calibration fits numpy's
@@ -205,8 +215,8 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
         wanted.discard("gemm_eff")
     if not sixteen_attn:
         wanted.discard("attn_prefill_eff")
-    cpu_only = all(hw.kind == "cpu" for hw in data.prediction.hardware)
-    wanted.difference_update(f for f in (*OPT_IN_FIELDS, *(() if cpu_only else FROZEN_GPU_FIELDS)) if f not in extra)
+    wanted.difference_update(f for f in (*OPT_IN_FIELDS, *(() if _cpu_only(data) else FROZEN_GPU_FIELDS))
+                             if f not in extra)
     for cls, cls_fields in ((1, ("elementwise_norm_passes", "elementwise_norm_cache_gain")),
                             (2, ("elementwise_act_passes", "elementwise_act_cache_gain")),
                             (3, ("elementwise_rope_passes", "elementwise_rope_cache_gain"))):
@@ -292,7 +302,10 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
     # a refined field that was not fitted and still inherited its parent in `base` follows the fitted parent
     # (model_copy does not re-run Calibration's inheritance): e.g. no fp8 rows -> gemm_overhead_s_fp8 = the fit's
     # gemm_overhead_s, as a profile TOML without that field would read
+    frozen = () if _cpu_only(data) else FROZEN_GPU_FIELDS
     for child, parent in _INHERIT.items():
+        if child in frozen and child not in TIED_WHEN_FROZEN:
+            continue  # held at the base value by the fit: the profile must say what was fitted
         if child not in fields and parent in update and getattr(base, child) == getattr(base, parent):
             update[child] = update[parent]
     if name is not None:

@@ -83,6 +83,22 @@ def test_fit_recovers_known_parameters() -> None:
         assert getattr(cal, f) == pytest.approx(getattr(TRUE, f), rel=0.10), f
 
 
+def test_frozen_gpu_knob_keeps_its_base_value_when_its_parent_is_fitted() -> None:
+    """gemm_overhead_s is frozen on GPU rows; kernel_overhead_s (its inheritance parent) is fitted on elementwise rows.
+    The profile must keep the value the GEMM fit held (the base), not copy the elementwise fixed cost."""
+    hw_rows = [r for r in _synthetic_rows() if r.op == "gemm"]
+    elem = [KernelMeasurement("synth", "h100-sxm", "f", "rmsnorm", "fp16", "", 5e-5, tokens=t, hidden=4096)
+            for t in (1, 64, 512, 4096)]
+    base = Calibration()
+    data, problems = prepare(hw_rows + elem, base)
+    assert problems == ()
+    fields = fitted_fields(data)
+    assert "kernel_overhead_s" in fields and "gemm_overhead_s" not in fields
+    cal = fit_calibration(data, base, fields=fields)
+    assert cal.kernel_overhead_s != base.kernel_overhead_s
+    assert cal.gemm_overhead_s == base.gemm_overhead_s
+
+
 def test_calibrate_reports_in_sample_and_held_out_on_synthetic_data() -> None:
     res = calibrate(_synthetic_rows(), "h100-sxm", folds=3, extra=FROZEN_GPU_FIELDS)
     assert res.held_out_overall.median_abs_pct_err < 1.0  # the model family contains the truth
