@@ -30,6 +30,7 @@ from roofsim.validation.profiles import PROFILE_DIR, write_calibration  # noqa: 
 from roofsim.validation.transfer import (  # noqa: E402
     TransferReport,
     default_fit,
+    family_of,
     freezing,
     knob_report,
     leave_one_gpu_out,
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
              transfer_figure(rep, args.figure))
     if args.identify:
         print(_knob_table(logo_rows))
+        print("### Borderline calls checked against the frozen set\n\n" + _freeze_checks(logo_rows))
     if args.transfer_only:
         return 0
     lines = ["| profile | op/dtype/framework | n | held-out median abs % | held-out P90 % | held-out bias % | "
@@ -209,6 +211,41 @@ def transfer_figure(rep: TransferReport, path: Path) -> Path:
     path.write_text('<!doctype html><html><head><meta charset="utf-8"><title>Leave-one-GPU-out residuals</title>'
                     f"</head><body>\n{body}\n</body></html>\n", encoding="utf-8")
     return path
+
+
+# Borderline calls of the freeze, checked against the frozen set itself: knobs fitted back on top of it, knobs
+# frozen on top of it (docs/validation.md, "Which knobs the data pins").
+FREEZE_CHECKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    # (label, fitted back, frozen on top, family prefixes whose rows the run uses)
+    ("fit attn_prefill_s_half", ("attn_prefill_s_half",), (), ("gemm", "attn_")),
+    ("fit nccl_latency_s", ("nccl_latency_s",), (), ("nccl_",)),
+    ("fit nccl_bw_gpu_exp", ("nccl_bw_gpu_exp",), (), ("nccl_",)),
+    ("fit nccl_latency_s + nccl_bw_gpu_exp", ("nccl_latency_s", "nccl_bw_gpu_exp"), (), ("nccl_",)),
+    ("freeze attn_prefill_eff", (), ("attn_prefill_eff",), ("gemm", "attn_")),
+    ("freeze attn_prefill_mem_eff", (), ("attn_prefill_mem_eff",), ("gemm", "attn_")),
+    ("freeze attn_prefill_eff + attn_prefill_mem_eff", (), ("attn_prefill_eff", "attn_prefill_mem_eff"),
+     ("gemm", "attn_")),
+)
+
+
+def _freeze_checks(rows: list) -> str:
+    """LOGO per family for each FREEZE_CHECKS change to the shipped frozen set, beside the frozen set itself."""
+    lines = ["| change to the frozen set | family | LOGO median abs % | LOGO P90 % | LOGO bias % |", "|---|---|---|---|---|"]
+    base_runs: dict[tuple[str, ...], dict] = {}
+    for label, fit_back, freeze_more, prefixes in FREEZE_CHECKS:
+        sub = [r for r in rows if family_of(r).startswith(prefixes)]
+        if prefixes not in base_runs:
+            base_runs[prefixes] = leave_one_gpu_out(sub, BASE, own_fits=False).family_stats()
+            for fam, st in sorted(base_runs[prefixes].items()):
+                if fam.startswith(("attn_", "nccl_")):
+                    lines.append(f"| (none: the shipped set) | {fam} | {st.median_abs_pct_err:.1f} | "
+                                 f"{st.p90_abs_pct_err:.1f} | {st.bias_pct:+.1f} |")
+        rep = leave_one_gpu_out(sub, BASE, fit=default_fit(frozen=freeze_more, extra=fit_back), own_fits=False)
+        for fam, st in sorted(rep.family_stats().items()):
+            if fam.startswith(("attn_prefill", "nccl_")):
+                lines.append(f"| {label} | {fam} | {st.median_abs_pct_err:.1f} | {st.p90_abs_pct_err:.1f} | "
+                             f"{st.bias_pct:+.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _knob_table(rows: list, same_gpu_folds: int = 0) -> str:

@@ -150,6 +150,16 @@ def test_profile_schema_version_written_old_read_newer_refused(tmp_path: Path) -
         new.write_text(f"schema_version = {bad}\n[calibration]\ngemm_eff = 0.6\n")
         with pytest.raises(InputError, match=r"new\.toml: schema_version=.*rebuild it with scripts/build_profiles"):
             read_calibration(new)
+    # the message names the version found
+    new.write_text(f"schema_version = {PROFILE_SCHEMA_VERSION + 1}\n[calibration]\n")
+    with pytest.raises(InputError, match=rf"schema_version={PROFILE_SCHEMA_VERSION + 1} is not"):
+        read_calibration(new)
+    # every shipped profile is of the current version
+    from roofsim.validation.profiles import shipped_profiles
+
+    assert shipped_profiles()
+    for stem, path in shipped_profiles().items():
+        assert f"\nschema_version = {PROFILE_SCHEMA_VERSION}\n" in path.read_text(), stem
 
 
 def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
