@@ -22,6 +22,7 @@ from roofsim.app.plan_report import HEADERS, table_rows, winner_summary_text, wr
 from roofsim.simulator.config import KV_DTYPES, SCHEDULER_KINDS, WEIGHT_DTYPES, apply_overrides
 from roofsim.simulator.planning import PlanResult, PlanSpec, PointCache, make_executor, plan
 from roofsim.simulator.workload import NamedWorkload, TraceWorkload, named_workloads
+from roofsim.validation.profiles import resolve_plan_calibrations
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -130,7 +131,7 @@ def spec_from_args(args: argparse.Namespace) -> PlanSpec:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
+    spec, cal_labels = resolve_plan_calibrations(spec_from_args(args))
     check_out(args.report, "--report", args.force)
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers={args.workers} must be >= 1")
@@ -147,6 +148,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.as_dict())
         return 0 if result.winner is not None else 1
+    print("calibration: " + "; ".join(cal_labels))
     _print(result, args.top)
     if args.report is not None:
         print(f"\nreport: {args.report}")

@@ -15,26 +15,51 @@ _checkout = _Path(__file__).resolve().parent.parent
 if (_checkout / "model" / "cost.py").is_file() and str(_checkout) not in __path__:
     __path__.append(str(_checkout))
 
-from roofsim.api import (  # noqa: E402 (after the checkout path set-up above)
-    Estimate,
-    estimate,
-    load_config,
-    plan,
-    quant_for,
-    resolve_calibration,
-    simulate,
-    validate_benchmarks,
-    validate_kernels,
-    validate_log,
-)
-from roofsim.hardware_specs.catalog import list_hardware, load_hardware  # noqa: E402
-from roofsim.hardware_specs.errors import InputError, RoofsimError, UnknownNameError  # noqa: E402
-from roofsim.hardware_specs.spec import HardwareSpec  # noqa: E402
-from roofsim.model.batch import BatchShape  # noqa: E402
-from roofsim.model.cost import Calibration, CostModel, StepCost  # noqa: E402
-from roofsim.model.loader import list_models, load_model  # noqa: E402
-from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec  # noqa: E402
-from roofsim.simulator.config import SimConfig  # noqa: E402
+# The public names, imported on first use (PEP 562): `import roofsim.app.cli` (the command line) does not pay for
+# the whole API, so start-up stays short and a Ctrl-C during it is handled (roofsim/__main__.py).
+_EXPORTS: dict[str, str] = {
+    "Estimate": "roofsim.api",
+    "estimate": "roofsim.api",
+    "load_config": "roofsim.api",
+    "plan": "roofsim.api",
+    "quant_for": "roofsim.api",
+    "resolve_calibration": "roofsim.api",
+    "simulate": "roofsim.api",
+    "validate_benchmarks": "roofsim.api",
+    "validate_kernels": "roofsim.api",
+    "validate_log": "roofsim.api",
+    "BatchShape": "roofsim.model.batch",
+    "Calibration": "roofsim.model.cost",
+    "CostModel": "roofsim.model.cost",
+    "HardwareSpec": "roofsim.hardware_specs.spec",
+    "InputError": "roofsim.hardware_specs.errors",
+    "list_hardware": "roofsim.hardware_specs.catalog",
+    "list_models": "roofsim.model.loader",
+    "load_hardware": "roofsim.hardware_specs.catalog",
+    "load_model": "roofsim.model.loader",
+    "ModelSpec": "roofsim.model.spec",
+    "ParallelSpec": "roofsim.model.spec",
+    "QuantSpec": "roofsim.model.spec",
+    "RoofsimError": "roofsim.hardware_specs.errors",
+    "SimConfig": "roofsim.simulator.config",
+    "StepCost": "roofsim.model.cost",
+    "UnknownNameError": "roofsim.hardware_specs.errors",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        import importlib  # noqa: PLC0415
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'roofsim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "BatchShape",

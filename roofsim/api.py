@@ -19,7 +19,11 @@ from roofsim.model.loader import load_model
 from roofsim.model.quant import quant_for
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 from roofsim.simulator.config import SimConfig
-from roofsim.validation.profiles import resolve_calibration, resolve_config_calibrations
+from roofsim.validation.profiles import (
+    resolve_calibration,
+    resolve_config_calibrations,
+    resolve_plan_calibrations,
+)
 
 if TYPE_CHECKING:
     from roofsim.simulator.metrics import SimResult
@@ -85,6 +89,7 @@ def plan(spec: PlanSpec | Mapping[str, Any], *, workers: int | None = 1, dask_sc
     from roofsim.simulator import planning as planner  # noqa: PLC0415
 
     s = spec if isinstance(spec, planner.PlanSpec) else planner.PlanSpec.model_validate(dict(spec))
+    s, _ = resolve_plan_calibrations(s)  # each GPU's shipped profile unless spec.calibrations names one
     cache = planner.PointCache(Path(cache_dir)) if cache_dir is not None else None
     return planner.plan(s, planner.make_executor(dask_scheduler, workers), cache)
 

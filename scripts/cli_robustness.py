@@ -95,7 +95,7 @@ est-tp-huge | 2 | MAX_PARALLEL |  | $EST --tp 4096
 est-gpu-util-0 | 2 | --gpu-memory-utilization |  | $EST --gpu-memory-utilization 0
 est-gpu-util-nan | 2 | --gpu-memory-utilization |  | $EST --gpu-memory-utilization nan
 est-model-utf16 | 2 | config.json |  | estimate --model {d}/utf16/config.json --hardware h100
-est-model-nested | 2 | nested too deeply |  | estimate --model {d}/nested/config.json --hardware h100
+est-model-nested | 2 | MAX_NESTING_DEPTH |  | estimate --model {d}/nested/config.json --hardware h100
 est-hardware-bad-toml | 2 | bad.toml |  | estimate --model llama-3.1-8b --hardware {d}/bad.toml
 est-calibration-missing | 2 | absent.toml |  | $EST --calibration {d}/absent.toml
 plan-rate-0 | 2 | --rate |  | $PLAN --rate 0
@@ -206,7 +206,7 @@ def run_case(case: Case, d: Path, timeout_s: float) -> tuple[int, str, float]:
     argv, _, _ = expand(case, d)
     t0 = time.monotonic()
     try:
-        p = subprocess.run([sys.executable, "-m", "roofsim.app.cli", *argv], capture_output=True, text=True,
+        p = subprocess.run([sys.executable, "-m", "roofsim", *argv], capture_output=True, text=True,
                            timeout=timeout_s, env={**os.environ, "XDG_CONFIG_HOME": str(d / "xdg")})
         return p.returncode, p.stderr, time.monotonic() - t0
     except subprocess.TimeoutExpired as e:
@@ -216,7 +216,7 @@ def run_case(case: Case, d: Path, timeout_s: float) -> tuple[int, str, float]:
 def interrupt_case(d: Path, sig: int, timeout_s: float) -> list[str]:
     """SIGINT/SIGTERM during a simulate --out run: exit 130, every file in --out whole (JSON parses), no temp."""
     out = d / f"interrupted-{sig}"
-    p = subprocess.Popen([sys.executable, "-m", "roofsim.app.cli", "simulate", "--num-requests", "200000",
+    p = subprocess.Popen([sys.executable, "-m", "roofsim", "simulate", "--num-requests", "200000",
                           "--out", str(out), "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(3.0)
     p.send_signal(sig)
@@ -254,8 +254,9 @@ def main() -> int:
         bad = check(c, code, err, d)
         failed += bool(bad)
         print(f"{'FAIL' if bad else 'ok  '} {c.id:32} exit {code:4} {wall:5.1f} s  {'; '.join(bad)}", flush=True)
-    if not args.fast and not args.k:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+    sigs = [] if args.fast else [s for s in (signal.SIGINT, signal.SIGTERM) if args.k in f"interrupt-{s.name}"]
+    if sigs:
+        for sig in sigs:
             bad = interrupt_case(d, sig, args.timeout)
             failed += bool(bad)
             print(f"{'FAIL' if bad else 'ok  '} interrupt-{signal.Signals(sig).name:22} {'; '.join(bad)}", flush=True)
@@ -263,7 +264,7 @@ def main() -> int:
     if left:
         failed += 1
         print(f"FAIL temp files left: {', '.join(left)}")
-    total = len(cases) + (2 if not args.fast and not args.k else 0)
+    total = len(cases) + len(sigs)
     print(f"\n{total - failed} of {total} cases passed ({d})")
     return 0 if failed == 0 else 1
 

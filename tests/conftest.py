@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.metrics import SimResult
@@ -18,6 +19,12 @@ from roofsim.simulator.workload import Trace
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ROOFSIM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+# Property-based tests draw the same examples on every run (derandomize, no example database): `make test` gives
+# the same verdict on every machine and every run. HYPOTHESIS_PROFILE=explore searches with fresh randomness.
+settings.register_profile("roofsim", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "roofsim"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -22,11 +22,13 @@ from roofsim.simulator.config import SimConfig
 from roofsim.simulator.traces import read_trace
 from roofsim.validation.bench_table import read_bench_table
 from roofsim.validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
+from roofsim.validation.engine_logs import read_vllm_memory_profile
 from roofsim.validation.kernel_tables import read_kernel_tables, read_llmcompass, read_vidur
 from roofsim.validation.logs import read_guidellm, read_llmperf, read_log, read_vllm_benchmark
 from roofsim.validation.profiles import PROFILE_DIR, read_calibration
 
 ROOT = Path(__file__).resolve().parents[1]
+_LOG_DATA = ROOT / "tests" / "validation" / "data"  # the serving-log fixtures of tests/validation/test_log_formats.py
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,13 @@ _LLMPERF = [{"error_code": None, "error_msg": "", "ttft_s": 0.2, "end_to_end_lat
              "number_output_tokens": 21, "number_input_tokens": 550},
             {"error_code": 500, "error_msg": "boom", "ttft_s": 0, "end_to_end_latency_s": 0,
              "number_output_tokens": 0, "number_input_tokens": 550}]
+_VLLM_SERVER = (
+    "INFO 04-14 16:08:05 [llm_engine.py:242] Initializing a V0 LLM engine (v0.8.3) with config: model='m'\n"
+    "INFO 04-14 16:11:36 [worker.py:267] the current vLLM instance can use total_gpu_memory (39.49GiB) x "
+    "gpu_memory_utilization (0.90) = 35.55GiB\n"
+    "INFO 04-14 16:11:36 [worker.py:267] model weights take 16.46GiB; non_torch_memory takes 0.89GiB; PyTorch "
+    "activation peak memory takes 0.25GiB; the rest of the memory reserved for KV Cache is 17.94GiB.\n"
+    "INFO 04-14 16:11:36 [executor_base.py:117] Maximum concurrency for 131072 tokens per request: 3.12x\n")
 _BENCH = ("model,hardware,num_gpus,tp,pp,ep,weight_dtype,kv_dtype,framework,mode,isl,osl,concurrency,qps,"
           "num_requests,ttft_ms,tpot_ms,itl_ms,e2e_ms,output_tokens_per_s,requests_per_s,notes\n"
           "meta-llama/Llama-3.1-8B-Instruct,h100-sxm,1,1,1,1,bf16,bf16,vllm,poisson,1024,128,,4.0,200,50.0,10.0,,,,,\n"
@@ -99,6 +108,14 @@ READERS: tuple[Reader, ...] = (
     Reader("log-guidellm", "benchmarks.json", json.dumps(_GUIDELLM), read_guidellm, "json"),
     Reader("log-llmperf", "x_individual_responses.json", json.dumps(_LLMPERF), read_llmperf, "json"),
     Reader("log-auto", "log.json", json.dumps(_VLLM), read_log, "json"),
+    Reader("vllm-server-log", "server.log", _VLLM_SERVER, read_vllm_memory_profile, "lines"),
+    Reader("log-vllm-bench-serve", "v.json", (_LOG_DATA / "vllm_bench_serve_detailed.json").read_text(), read_log,
+           "json"),
+    Reader("log-guidellm-0.6", "benchmarks.json", (_LOG_DATA / "guidellm_0_6_sweep.json").read_text(), read_log,
+           "json"),
+    Reader("log-sglang", "s.jsonl", (_LOG_DATA / "sglang_bench_serving.jsonl").read_text(), read_log, "lines"),
+    Reader("log-aiperf", "profile_export.jsonl", (_LOG_DATA / "aiperf_profile_export.jsonl").read_text(), read_log,
+           "lines"),
     Reader("kernels-csv", "k.csv", "op,dtype,hardware,measured_s,m,n,k,message_bytes,num_gpus,variant\n"
            "gemm,bf16,h100-sxm,1e-5,16,4096,4096,0,0,x\nallreduce,bf16,h100-sxm,2e-5,0,0,0,1048576,8,\n",
            read_kernel_tables, "lines"),

@@ -35,7 +35,7 @@ def test_wheel_installs_only_the_roofsim_package(wheel: Path) -> None:
     dist_info = {t for t in tops if t.endswith(".dist-info")}
     assert tops - dist_info == {"roofsim"}
     entry = zipfile.ZipFile(wheel).read(f"{dist_info.pop()}/entry_points.txt").decode()
-    assert "roofsim = roofsim.app.cli:main" in entry
+    assert "roofsim = roofsim.__main__:run" in entry
 
 
 def test_wheel_carries_every_module_and_data_file(wheel: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.loading import read_csv_records
 from roofsim.model.spec import MAX_MODEL_SIZE
+from roofsim.simulator.limits import MAX_CLIENTS, MAX_REQUESTS
 
 __all__ = ["BenchRow", "BenchTable", "read_bench_table", "rows_to_table", "write_bench_table", "COLUMNS", "MODES",
            "MODE_REQUIRED"]
@@ -26,11 +27,10 @@ MODE_REQUIRED: dict[str, tuple[str, ...]] = {
     "poisson": ("qps", "num_requests"),
     "static_batch": ("concurrency",),  # concurrency = the static batch size
 }
-# Counts a row may ask the predictor to simulate: beyond them a row is a problem, not a multi-GB allocation. Real
-# serving benchmarks use concurrency <= a few thousand and <= 100k prompts; the token bound is the model layer's.
-MAX_CONCURRENCY = 65_536
-MAX_NUM_REQUESTS = 10_000_000
-_LIMITS = {"concurrency": ("MAX_CONCURRENCY", MAX_CONCURRENCY), "num_requests": ("MAX_NUM_REQUESTS", MAX_NUM_REQUESTS),
+# Counts a row may ask the predictor to simulate: beyond them a row is a problem, not a multi-GB allocation. The
+# same limits a run file has (roofsim.simulator.limits: a row's concurrency is its closed-loop clients, its
+# num_requests the replay's requests); the token bound is the model layer's.
+_LIMITS = {"concurrency": ("MAX_CLIENTS", MAX_CLIENTS), "num_requests": ("MAX_REQUESTS", MAX_REQUESTS),
            "isl": ("MAX_MODEL_SIZE", MAX_MODEL_SIZE), "osl": ("MAX_MODEL_SIZE", MAX_MODEL_SIZE)}
 _MEASURED = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "output_tokens_per_s", "requests_per_s")
 

@@ -19,10 +19,11 @@ from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
 from roofsim.simulator.config import SimConfig
+from roofsim.simulator.planning.spec import PlanSpec
 
 __all__ = ["PROFILE_SCHEMA_VERSION", "write_calibration", "atomic_write_text", "read_calibration", "read_profile_meta",
-           "profile_for", "shipped_profiles", "resolve_calibration", "resolve_config_calibrations", "CALIBRATION_KEYWORDS",
-           "PROFILE_DIR", "FAMILY_PROFILE"]
+           "profile_for", "shipped_profiles", "resolve_calibration", "resolve_config_calibrations",
+           "resolve_plan_calibrations", "CALIBRATION_KEYWORDS", "PROFILE_DIR", "FAMILY_PROFILE"]
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 # Version of the profile layout: 1 = files without `schema_version` (read unchanged: same [calibration] fields);
@@ -194,6 +195,20 @@ def resolve_calibration(choice: Calibration | str | Path | None, hardware: Hardw
         return cal, f"{cal.name} ({how})"
     cal = read_calibration(Path(key))
     return cal, f"{cal.name} (file {key})"
+
+
+def resolve_plan_calibrations(spec: PlanSpec) -> tuple[PlanSpec, list[str]]:
+    """`spec` with a calibration for every GPU it searches that has none yet (resolve_calibration's default: the
+    GPU's shipped or transferred profile), keyed by catalog id, and one label per GPU."""
+    cals, labels = dict(spec.calibrations), []
+    for name in spec.hardware:
+        hw = load_hardware(name)
+        if hw.id in cals:
+            labels.append(f"{hw.id}: {cals[hw.id].name} (set in the plan)")
+            continue
+        cals[hw.id], label = resolve_calibration(None, hw)
+        labels.append(f"{hw.id}: {label}")
+    return spec.model_copy(update={"calibrations": cals}), list(dict.fromkeys(labels))
 
 
 def resolve_config_calibrations(cfg: SimConfig) -> tuple[SimConfig, list[str]]:

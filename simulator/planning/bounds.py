@@ -112,7 +112,7 @@ def _screen(spec: PlanSpec, cand: Candidate,
     if ts.max_total > usable_kv:
         return Bounds("does_not_fit", f"the longest request ({ts.max_total} tokens) exceeds the KV cache "
                       f"({mem.max_kv_tokens} tokens); the replica would reject it", max_kv_tokens=mem.max_kv_tokens)
-    return CostModel(model, hw, quant, par), mem, sched
+    return CostModel(model, hw, quant, par, spec.calibrations.get(cand.hardware)), mem, sched
 
 
 def _decode_step_s(cost: CostModel, b: int, ctx: int) -> float:

@@ -101,7 +101,9 @@ class PlanResult:
 
     def as_dict(self) -> dict[str, Any]:
         w = self.winner
-        return {"spec": self.spec.model_dump(mode="json"),
+        spec = self.spec.model_dump(mode="json", exclude={"calibrations"})
+        spec["calibrations"] = {hw: c.name for hw, c in self.spec.calibrations.items()}  # the profiles by name
+        return {"spec": spec,
                 "winner": w.as_dict() if w else None,
                 "winner_metrics": self.winner_metrics,
                 "outcomes": [o.as_dict() for o in self.outcomes],

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import RoofsimError
+from roofsim.model.cost import Calibration
 from roofsim.model.quant import quant_for
 from roofsim.simulator.config import SCHEDULER_KINDS, Degree, SchedulerConfig
 from roofsim.simulator.limits import MAX_PARALLEL, MAX_REPLICAS, limited
@@ -72,6 +73,10 @@ class PlanSpec(BaseModel):
         "searches advanced per round, cheapest lower bound first; more = more parallelism, less pruning"))
     exhaustive: bool = Field(False, description="simulate every candidate (no cost-bound pruning)")
     verify_winner: bool = Field(True, description="simulate the winning deployment (all replicas, routed)")
+    calibrations: dict[str, Calibration] = Field(default_factory=dict, description=(
+        "cost-model calibration per hardware catalog id; a GPU not listed uses the model defaults. The front ends "
+        "(roofsim plan, the API, the dashboard) fill it with each GPU's shipped profile, the one calibration rule "
+        "(validation.profiles.resolve_plan_calibrations)"))
 
     @model_validator(mode="after")
     def _check(self) -> PlanSpec:
@@ -138,6 +143,8 @@ class Candidate:
                              "count": count, "quant": quant_for(self.weight_dtype, self.kv_dtype).model_dump(),
                              "scheduler": self.scheduler_config(spec),
                              "gpu_memory_utilization": spec.gpu_memory_utilization}
+        if self.hardware in spec.calibrations:
+            g["calibration"] = spec.calibrations[self.hardware]
         if self.speculative is not None:
             g["speculative"] = json.loads(self.speculative)
         return g

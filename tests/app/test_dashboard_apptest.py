@@ -301,11 +301,12 @@ def test_capacity_winner_equals_the_planner(capacity: AppTest) -> None:
     """The page's winner is simulator.planning.plan's for the same small sweep (spec written by hand here)."""
     from roofsim.simulator.planning import PlanSpec, SerialExecutor, plan
     from roofsim.simulator.workload import NamedWorkload
+    from roofsim.validation.profiles import resolve_plan_calibrations
 
     spec = PlanSpec(model="Llama-3.1-8B", workload=NamedWorkload(name="conversation"), rate_per_s=8.0,
                     slo_ttft_s=1.0, slo_tpot_s=0.1, hardware=("h100-sxm", "a100-sxm-80gb"), tp=(1, 2),
                     num_requests=200, tolerance=0.1)
-    ref = plan(spec, SerialExecutor())
+    ref = plan(resolve_plan_calibrations(spec)[0], SerialExecutor())  # the page's calibration rule
     w = ref.winner
     assert w is not None
     assert any(w.candidate.label in h.value for h in capacity.subheader), [h.value for h in capacity.subheader]

@@ -140,11 +140,12 @@ def _ref_plan_winner() -> object:
     """simulator.planning.plan of the capacity page's default question, written out by hand."""
     from roofsim.simulator.planning import PlanSpec, SerialExecutor, plan
     from roofsim.simulator.workload import NamedWorkload
+    from roofsim.validation.profiles import resolve_plan_calibrations
 
     spec = PlanSpec(model="Llama-3.1-8B", workload=NamedWorkload(name="conversation"), rate_per_s=8.0,
                     slo_ttft_s=1.0, slo_tpot_s=0.1, hardware=("h100-sxm", "a100-sxm-80gb"), tp=(1, 2),
                     num_requests=200, tolerance=0.1)
-    w = plan(spec, SerialExecutor()).winner
+    w = plan(resolve_plan_calibrations(spec)[0], SerialExecutor()).winner  # the page's calibration rule
     assert w is not None
     return w
 

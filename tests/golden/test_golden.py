@@ -18,7 +18,7 @@ from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning import PlanSpec, SerialExecutor, plan
 from roofsim.simulator.run import simulate
 from roofsim.simulator.workload import NamedWorkload
-from roofsim.validation.profiles import resolve_config_calibrations
+from roofsim.validation.profiles import resolve_config_calibrations, resolve_plan_calibrations
 
 HERE = Path(__file__).resolve().parent
 REL = 1e-12
@@ -105,7 +105,8 @@ def test_estimate_golden(update_golden: bool) -> None:
 
 
 def test_plan_golden(update_golden: bool) -> None:
-    check_golden("plan", plan(PLAN_SPEC, SerialExecutor(), None).as_dict(), update_golden)
+    spec, _ = resolve_plan_calibrations(PLAN_SPEC)  # as `roofsim plan` does: each GPU's shipped profile
+    check_golden("plan", plan(spec, SerialExecutor(), None).as_dict(), update_golden)
 
 
 def test_comparison_names_the_moved_fields() -> None:

@@ -25,6 +25,7 @@ from roofsim.app.plan_report import pareto_figure, winner_summary_text
 
 # The planner is moving to roofsim.simulator.planning (another branch); the import follows at merge.
 from roofsim.simulator.planning import PlannerError, SerialExecutor, plan
+from roofsim.validation.profiles import resolve_plan_calibrations
 
 st.set_page_config(page_title="roofsim: capacity planning", page_icon=":material/calculate:", layout="wide")
 st.title("Capacity planning")
@@ -92,7 +93,8 @@ if st.button("Run plan", type="primary", key="run_plan") and key not in store:
 
     plan_errors: tuple[type[BaseException], ...] = (*USER_ERRORS, PlannerError)
     try:
-        store[key] = plan(spec, SerialExecutor(), None, progress)
+        resolved, _ = resolve_plan_calibrations(spec)  # each GPU's shipped profile, as `roofsim plan`
+        store[key] = plan(resolved, SerialExecutor(), None, progress)
     except plan_errors as err:
         show_error(err, "plan failed")
         st.stop()
@@ -110,7 +112,8 @@ store.move_to_end(key)
 stats = result.stats
 st.caption(f"{stats.candidates} candidates: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in
                                                          stats.by_status.items())
-           + f"; {stats.simulations} simulations in {stats.wall_s:.1f} s.")
+           + f"; {stats.simulations} simulations in {stats.wall_s:.1f} s. Calibration: "
+           + ", ".join(f"{hw} {cal.name}" for hw, cal in result.spec.calibrations.items()) + ".")
 w = result.winner
 if w is None:
     st.error(closest_message(result), icon=":material/block:")
