@@ -125,3 +125,32 @@ def test_logo_error_per_family_on_measured_tables(shared_data: Path) -> None:
     assert skipped["mla/context_mla_perf"].startswith("DeepSeek MLA attention")
     assert {f for f, _ in rep.not_predicted} == {"moe", "moe_a2a", "mlp"}
     assert np.isfinite([s.p90_abs_pct_err for s in rep.logo.values()]).all()
+
+
+def test_sample_reader_strata_row_ids_and_skipped_tables(tmp_path: Path) -> None:
+    """read_aiconfigurator_sample keeps at most per_stratum rows per (table, dtype, ...) stratum, the parquet row
+    index as row id, the GPU from the catalog, and names every table it does not read with the reason."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from roofsim.validation.transfer import read_aiconfigurator_sample  # noqa: PLC0415
+
+    gemm = tmp_path / "l40s" / "gemm" / "vllm" / "0.1" / "gemm_perf.parquet"
+    gemm.parent.mkdir(parents=True)
+    dtypes = ["bfloat16"] * 10 + ["fp8"] * 3
+    pq.write_table(pa.table({"device": ["NVIDIA L40S"] * 13, "gemm_dtype": dtypes, "m": list(range(1, 14)),
+                             "n": [4096] * 13, "k": [4096] * 13, "kernel_source": ["x"] * 13,
+                             "latency": [0.05] * 13}), gemm)
+    mla = tmp_path / "l40s" / "mla" / "vllm" / "0.1" / "context_mla_perf.parquet"
+    mla.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1]}), mla)
+    table, skipped = read_aiconfigurator_sample(tmp_path, per_stratum=4, seed=0)
+    assert table.problems == ()
+    assert {r.hardware for r in table.rows} == {"l40s"}
+    by_dtype = {d: [r for r in table.rows if r.dtype == d] for d in ("bf16", "fp8")}
+    assert len(by_dtype["bf16"]) == 4 and len(by_dtype["fp8"]) == 3  # 10 bf16 rows capped at 4; 3 fp8 kept
+    assert all(r.m == r.row + 1 for r in table.rows)  # row id = parquet row index
+    again, _ = read_aiconfigurator_sample(tmp_path, per_stratum=4, seed=0)
+    assert [r.row for r in again.rows] == [r.row for r in table.rows]
+    assert skipped == {"mla/context_mla_perf": skipped["mla/context_mla_perf"]}
+    assert skipped["mla/context_mla_perf"].startswith("DeepSeek MLA attention")
