@@ -46,8 +46,10 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info
 
-# Kernel-level validation: refit the shipped calibration profiles from ../shared/data and print held-out errors
-# (docs/validation.md quotes this output; ~5 min on 2 cores).
+# Kernel-level validation: first the leave-one-GPU-out table (fit on three GPUs, predict the fourth from its
+# datasheet; a deterministic sample of <= 300 rows per table stratum) and docs/figures/validation-transfer.html,
+# then refit the shipped calibration profiles from ../shared/data and print their held-out-shape errors
+# (docs/validation.md quotes this output; ~3-6 min on 2 cores).
 validate: $(STAMP)
 	$(PY) scripts/build_profiles.py
 

@@ -1,5 +1,7 @@
-"""Build the shipped calibration profiles (validation/profiles/*.toml) from ../shared/data and print the held-out
-kernel-level accuracy table that docs/validation.md quotes. Run: `make validate` (or this script directly)."""
+"""Print the leave-one-GPU-out kernel accuracy table (fit on three GPUs, predict the fourth from its datasheet), then
+build the shipped calibration profiles (validation/profiles/*.toml) from ../shared/data and print their held-out
+shape errors; docs/validation.md quotes both. Run: `make validate` (or this script directly); `--identify` adds the
+per-knob fit report."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from roofsim.model.cost import Calibration  # noqa: E402
-from roofsim.validation.calibrate import calibrate  # noqa: E402
+from roofsim.validation.calibrate import FIT_FIELDS, FROZEN_GPU_FIELDS, OPT_IN_FIELDS, calibrate  # noqa: E402
 from roofsim.validation.kernel_tables import (  # noqa: E402
     KernelMeasurement,
     read_aiconfigurator,
@@ -25,6 +27,15 @@ from roofsim.validation.kernel_tables import (  # noqa: E402
 from roofsim.validation.metrics_err import dtype_label, grouped_stats  # noqa: E402
 from roofsim.validation.predict import predict_rows  # noqa: E402
 from roofsim.validation.profiles import PROFILE_DIR, write_calibration  # noqa: E402
+from roofsim.validation.transfer import (  # noqa: E402
+    TransferReport,
+    default_fit,
+    family_of,
+    freezing,
+    knob_report,
+    leave_one_gpu_out,
+    read_aiconfigurator_sample,
+)
 
 log = logging.getLogger("build_profiles")
 
@@ -43,6 +54,21 @@ BASE = Calibration(comm_oneshot_max_bytes=8 * 1024 * 1024, comm_floor_s=3e-5, at
                    decode_cuda_graphs=True)
 OPS = ("gemm", "attn_prefill", "attn_decode", "allreduce")
 MAX_PER_KEY = 5_000  # rows per (op, dtype, framework) kept for fitting/evaluation (random, seed 0)
+# Leave-one-GPU-out: at most this many rows per (table, dtype, collective, phase) stratum (numpy generator, seed 0),
+# which keeps `make validate` within minutes on 2 cores (docs/validation.md states the figure is on this sample).
+LOGO_PER_STRATUM = 300
+LOGO_SAME_GPU_FOLDS = 3
+
+def run_transfer(data: Path, per_stratum: int = LOGO_PER_STRATUM, same_gpu_folds: int = LOGO_SAME_GPU_FOLDS,
+                 seed: int = 0) -> tuple[TransferReport, list, dict[str, str]]:
+    """The leave-one-GPU-out report on the AIConfigurator tables (sampled), its rows and the tables not read."""
+    table, skipped = read_aiconfigurator_sample(data / "kernels" / "aiconfigurator", per_stratum, seed=seed)
+    for problem in table.problems[:5]:
+        log.warning("%s", problem)
+    if table.problems:
+        log.warning("%d AIConfigurator rows unreadable (first shown above)", len(table.problems))
+    rep = leave_one_gpu_out(table.rows, BASE, same_gpu_folds=same_gpu_folds, seed=seed)
+    return rep, list(table.rows), skipped
 
 
 def _sample(rows: list[KernelMeasurement], seed: int) -> list[KernelMeasurement]:
@@ -87,12 +113,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=PROFILE_DIR)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--hardware", action="append", default=None, choices=sorted(SYSTEMS))
+    ap.add_argument("--per-stratum", type=int, default=LOGO_PER_STRATUM,
+                    help="leave-one-GPU-out rows per table stratum (deterministic sample)")
+    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "validation-transfer.html",
+                    help="where the leave-one-GPU-out residual page is written")
+    ap.add_argument("--transfer-only", action="store_true", help="print the leave-one-GPU-out tables, build nothing")
+    ap.add_argument("--identify", action="store_true",
+                    help="also print the per-knob fit report (value per GPU, bounds, effect of freezing on LOGO error)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if not (args.data / "kernels").is_dir():
         log.error("no kernel data under %s", args.data)
         return 2
     t_all = time.time()
+    rep, logo_rows, skipped = run_transfer(args.data, args.per_stratum)
+    print(f"## Leave-one-GPU-out ({', '.join(rep.gpus)}; {rep.n_rows} rows, <= {args.per_stratum} per table "
+          f"stratum, seed 0)\n")
+    print(rep.family_table() + "\n")
+    print(rep.table() + "\n")
+    print(rep.not_predicted_table())
+    print("\n| table | why not predicted |\n|---|---|")
+    print("\n".join(f"| {t} | {why} |" for t, why in sorted(skipped.items())) + "\n")
+    log.info("leave-one-GPU-out done in %.0f s; residual plots: %s", time.time() - t_all,
+             transfer_figure(rep, args.figure))
+    if args.identify:
+        print(_knob_table(logo_rows))
+        print("### Borderline calls checked against the frozen set\n\n" + _freeze_checks(logo_rows))
+    if args.transfer_only:
+        return 0
     lines = ["| profile | op/dtype/framework | n | held-out median abs % | held-out P90 % | held-out bias % | "
              "in-sample median % |", "|---|---|---|---|---|---|---|"]
     for hw in args.hardware or sorted(SYSTEMS):
@@ -139,6 +187,83 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     log.info("all profiles built in %.0f s", time.time() - t_all)
     return 0
+
+
+def transfer_figure(rep: TransferReport, path: Path) -> Path:
+    """One plotly page: signed % error of every leave-one-GPU-out family, one box per held-out GPU drawn from its
+    quantiles (whiskers P10..P90, box P25..P75, line = median), so the page stays small."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    fig = go.Figure()
+    for g in rep.gpus:
+        keys = [k for k in rep.residuals_by_gpu if k[0] == g]
+        qs = np.array([np.percentile(rep.residuals_by_gpu[k], (10, 25, 50, 75, 90)) for k in keys]).reshape(-1, 5)
+        x = [f"{'gemm/' + k[2] if k[1] == 'gemm' else k[1]} ({k[3]})" for k in keys]
+        fig.add_trace(go.Box(x=x, lowerfence=qs[:, 0], q1=qs[:, 1], median=qs[:, 2], q3=qs[:, 3],
+                             upperfence=qs[:, 4], name=f"held out: {g}"))
+    fig.add_hline(y=0, line_color="grey")
+    fig.update_layout(title="Leave-one-GPU-out: signed error on the GPU left out of the fit (positive = predicted "
+                            "too slow; box P25-P75, whiskers P10-P90)", boxmode="group",
+                      yaxis_title="(predicted - measured) / measured, %", yaxis_range=[-100, 300], height=650,
+                      width=1500)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = fig.to_html(full_html=False, include_plotlyjs="cdn", div_id="validation-transfer")
+    path.write_text('<!doctype html><html><head><meta charset="utf-8"><title>Leave-one-GPU-out residuals</title>'
+                    f"</head><body>\n{body}\n</body></html>\n", encoding="utf-8")
+    return path
+
+
+# Borderline calls of the freeze, checked against the frozen set itself: knobs fitted back on top of it, knobs
+# frozen on top of it (docs/validation.md, "Which knobs the data pins").
+FREEZE_CHECKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    # (label, fitted back, frozen on top, family prefixes whose rows the run uses)
+    ("fit attn_prefill_s_half", ("attn_prefill_s_half",), (), ("gemm", "attn_")),
+    ("fit nccl_latency_s", ("nccl_latency_s",), (), ("nccl_",)),
+    ("fit nccl_bw_gpu_exp", ("nccl_bw_gpu_exp",), (), ("nccl_",)),
+    ("fit nccl_latency_s + nccl_bw_gpu_exp", ("nccl_latency_s", "nccl_bw_gpu_exp"), (), ("nccl_",)),
+    ("freeze attn_prefill_eff", (), ("attn_prefill_eff",), ("gemm", "attn_")),
+    ("freeze attn_prefill_mem_eff", (), ("attn_prefill_mem_eff",), ("gemm", "attn_")),
+    ("freeze attn_prefill_eff + attn_prefill_mem_eff", (), ("attn_prefill_eff", "attn_prefill_mem_eff"),
+     ("gemm", "attn_")),
+)
+
+
+def _freeze_checks(rows: list) -> str:
+    """LOGO per family for each FREEZE_CHECKS change to the shipped frozen set, beside the frozen set itself."""
+    lines = ["| change to the frozen set | family | LOGO median abs % | LOGO P90 % | LOGO bias % |", "|---|---|---|---|---|"]
+    base_runs: dict[tuple[str, ...], dict] = {}
+    for label, fit_back, freeze_more, prefixes in FREEZE_CHECKS:
+        sub = [r for r in rows if family_of(r).startswith(prefixes)]
+        if prefixes not in base_runs:
+            base_runs[prefixes] = leave_one_gpu_out(sub, BASE, own_fits=False).family_stats()
+            for fam, st in sorted(base_runs[prefixes].items()):
+                if fam.startswith(("attn_", "nccl_")):
+                    lines.append(f"| (none: the shipped set) | {fam} | {st.median_abs_pct_err:.1f} | "
+                                 f"{st.p90_abs_pct_err:.1f} | {st.bias_pct:+.1f} |")
+        rep = leave_one_gpu_out(sub, BASE, fit=default_fit(frozen=freeze_more, extra=fit_back), own_fits=False)
+        for fam, st in sorted(rep.family_stats().items()):
+            if fam.startswith(("attn_prefill", "nccl_")):
+                lines.append(f"| {label} | {fam} | {st.median_abs_pct_err:.1f} | {st.p90_abs_pct_err:.1f} | "
+                             f"{st.bias_pct:+.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _knob_table(rows: list, same_gpu_folds: int = 0) -> str:
+    """The identifiability report: every GPU knob fitted (FROZEN_GPU_FIELDS too), then each frozen alone."""
+    knobs = [f for f in FIT_FIELDS if f not in OPT_IN_FIELDS and f != "comm_oneshot_max_bytes"]
+    fit_all = default_fit(extra=FROZEN_GPU_FIELDS)
+    rep = leave_one_gpu_out(rows, BASE, fit=fit_all, same_gpu_folds=same_gpu_folds)
+    print("### Every GPU knob fitted (reference of the knob report)\n\n" + rep.family_table() + "\n")
+    lines = ["| knob | fitted per GPU/engine alone (min .. max) | spread max/min | at a bound | "
+             "LOGO median change when frozen (points, per family) | frozen |", "|---|---|---|---|---|---|"]
+    for kr in knob_report(rep, rows, BASE, knobs, fit=fit_all,
+                          fit_frozen=lambda k: freezing((k,), extra=FROZEN_GPU_FIELDS)):
+        v = kr.values.values()
+        rng = f"{min(v):.3g} .. {max(v):.3g}" if v else "not fitted"
+        eff = ", ".join(f"{f} {d:+.1f}" for f, d in sorted(kr.freeze_delta.items())) or "-"
+        lines.append(f"| {kr.name} | {rng} | {kr.spread:.3g} | {len(kr.at_bound)}/{len(kr.values)} | {eff} | "
+                     f"{'yes' if kr.name in FROZEN_GPU_FIELDS else 'no'} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

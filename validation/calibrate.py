@@ -23,8 +23,8 @@ from roofsim.validation.predict import FIT_FIELDS, FeatureTable, Prediction, fea
 log = logging.getLogger(__name__)
 
 __all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_validate", "calibrate",
-           "OPT_IN_FIELDS",
-           "shape_family", "fitted_fields", "fit_loss",
+           "OPT_IN_FIELDS", "FROZEN_GPU_FIELDS",
+           "shape_family", "shape_folds", "fitted_fields", "fit_loss",
            "BOUNDS"]
 
 # Kernel families (FeatureTable.kind codes): each (family, dtype, framework) gets equal weight in the fit.
@@ -76,10 +76,29 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "nccl_bw_gpu_exp": (-1.0, 1.0, 0.2),
 }
 
-# Fitted only when a caller asks (fitted_fields(extra=...)): the elementwise cache regime and unfused pass counts.
+# CPU-only knobs, fitted only when a caller asks (fitted_fields(extra=...), the local CPU calibration): the
+# elementwise cache regime, numpy's unfused pass counts and the unpacked-GEMM (GEMV) stream efficiency (GPUs run
+# no unpacked GEMMs: gemm_gemv_max_m = gemm_small_max_mnk = 0). The GPU fit never moves them.
 OPT_IN_FIELDS: tuple[str, ...] = ("elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_passes",
                                   "elementwise_act_passes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
-                                  "elementwise_rope_passes", "elementwise_rope_cache_gain")
+                                  "elementwise_rope_passes", "elementwise_rope_cache_gain", "gemm_gemv_mem_eff")
+
+# GPU knobs frozen at their Calibration default (BASE of scripts/build_profiles.py): freezing each alone did not
+# raise the leave-one-GPU-out median of any target family by more than half a point (docs/validation.md, "Which
+# knobs the data pins"; scripts/build_profiles.py --identify). attn_prefill_eff and attn_prefill_mem_eff passed
+# that test alone but are kept: frozen together with the other prefill knobs they cost 1.1-1.4 points. Rows of
+# CPU hardware (the local calibration) still fit them; extra=FROZEN_GPU_FIELDS fits them on GPU rows too.
+# A frozen knob keeps the base value through the fit and after it, except these refinements, which keep following
+# their fitted parent (the dtype's efficiency tied to its parent's, as a profile without the field reads). Without
+# this, gemm_overhead_s would take the elementwise kernel_overhead_s fitted on Vidur rows (19 us on A100) after a GEMM
+# fit that held it at the base value.
+TIED_WHEN_FROZEN: frozenset[str] = frozenset({"gemm_eff_fp8_block", "gemm_eff_int8", "attn_decode_mem_eff_fp8kv"})
+FROZEN_GPU_FIELDS: tuple[str, ...] = (
+    "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_overhead_s",
+    "attn_prefill_s_half", "attn_prefill_tile", "attn_softmax_flops",
+    "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_par_half",
+    "comm_bw_eff", "comm_latency_s", "comm_floor_s", "nccl_latency_s", "nccl_bw_gpu_exp",
+)
 
 # log-ratio at which the soft-L1 loss turns from quadratic to linear (~10% error)
 ROBUST_SCALE = 0.1
@@ -103,6 +122,7 @@ for _d in ("gemm_fp8", "gemm_fp8_block", "gemm_int8"):
 for _d in ("gemm_fp8", "gemm_fp8_block"):  # fp8 calls pay an activation-quantisation kernel: own fixed cost
     _FAMILY_FIELDS[_d] = (*_FAMILY_FIELDS[_d], "gemm_overhead_s_fp8")
 _FAMILY_FIELDS["attn_prefill_fp8"] = _FAMILY_FIELDS["attn_prefill"][1:]
+_FAMILY_FIELDS["gemm_fp4"] = ()
 # Fit order: 16-bit GEMMs fix the shared GEMM fields before the fp8/int8 rows fit only their own efficiency
 # (unless no 16-bit rows are present); prefill reuses gemm_mem_eff, decode reuses attn_prefill_eff.
 _STAGES = ("gemm", "gemm_fp8", "gemm_fp8_block", "gemm_int8", "attn_prefill", "attn_prefill_fp8", "attn_decode",
@@ -167,11 +187,19 @@ def prepare(rows: Sequence[KernelMeasurement], base: Calibration, hardware: str 
     for code, suffix in ((1, "_fp8"), (2, "_fp8_block"), (3, "_int8")):
         fam[(ft.kind == 0) & (ft.gemm_dtype == code)] = "gemm" + suffix
     fam[(ft.kind == 1) & (ft.attn_fp8 == 1)] = "attn_prefill_fp8"
+    # NVFP4 GEMMs have no efficiency knob of their own yet (they would pull the 16-bit gemm_eff): predicted from
+    # the 16-bit fit on the fp4 peak, not fitted ("gemm_fp4" is in no fit stage)
+    fam[np.array([k.kind == "gemm" and k.dtype == "fp4" for k in pred.kernels], dtype=bool)] = "gemm_fp4"
     _, groups = np.unique(np.array([shape_family(r) for r in pred.rows], dtype=object), return_inverse=True)
     wk_labels = np.array([f"{f}|{dtype_label(r)}|{r.framework}" for f, r in zip(fam, pred.rows, strict=True)],
                          dtype=object)
     _, wkey = np.unique(wk_labels, return_inverse=True)
     return FitData(pred, ft, pred.measured_s, fam, groups, wkey), pred.problems
+
+
+def _cpu_only(data: FitData) -> bool:
+    """True when every row is of CPU hardware (the local calibration fits the frozen GPU knobs too)."""
+    return all(hw.kind == "cpu" for hw in data.prediction.hardware)
 
 
 def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
@@ -187,7 +215,8 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
         wanted.discard("gemm_eff")
     if not sixteen_attn:
         wanted.discard("attn_prefill_eff")
-    wanted.difference_update(f for f in OPT_IN_FIELDS if f not in extra)
+    wanted.difference_update(f for f in (*OPT_IN_FIELDS, *(() if _cpu_only(data) else FROZEN_GPU_FIELDS))
+                             if f not in extra)
     for cls, cls_fields in ((1, ("elementwise_norm_passes", "elementwise_norm_cache_gain")),
                             (2, ("elementwise_act_passes", "elementwise_act_cache_gain")),
                             (3, ("elementwise_rope_passes", "elementwise_rope_cache_gain"))):
@@ -273,7 +302,10 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
     # a refined field that was not fitted and still inherited its parent in `base` follows the fitted parent
     # (model_copy does not re-run Calibration's inheritance): e.g. no fp8 rows -> gemm_overhead_s_fp8 = the fit's
     # gemm_overhead_s, as a profile TOML without that field would read
+    frozen = () if _cpu_only(data) else FROZEN_GPU_FIELDS
     for child, parent in _INHERIT.items():
+        if child in frozen and child not in TIED_WHEN_FROZEN:
+            continue  # held at the base value by the fit: the profile must say what was fitted
         if child not in fields and parent in update and getattr(base, child) == getattr(base, parent):
             update[child] = update[parent]
     if name is not None:
@@ -288,7 +320,7 @@ def fit_loss(predicted: np.ndarray, measured: np.ndarray) -> float:
     return float(np.mean(2.0 * f * f * (np.sqrt(1.0 + (r / f) ** 2) - 1.0)))
 
 
-def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+def shape_folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold index per row: shape families shuffled and dealt round-robin into k folds (GroupKFold by hand)."""
     uniq = np.unique(groups)
     if len(uniq) < k:
@@ -304,7 +336,7 @@ def cross_validate(data: FitData, base: Calibration, folds: int = 5, seed: int =
     """Out-of-fold predicted seconds: each row predicted by a fit that saw none of its shape family.
     `fields`: what each fold fits (default fitted_fields(data))."""
     fields = tuple(fields) if fields is not None else fitted_fields(data)
-    fold = _folds(data.groups, folds, seed)
+    fold = shape_folds(data.groups, folds, seed)
     oof = np.empty(len(data.measured))
     for f in range(folds):
         test = fold == f
@@ -351,26 +383,28 @@ def _rounded(d: dict) -> dict:
 
 def calibrate(rows: Sequence[KernelMeasurement], hardware: str, base: Calibration | None = None,
               folds: int = 5, seed: int = 0, name: str | None = None, max_rows_per_key: int = 3000,
-              progress: Callable | None = None) -> CalibrationResult:
+              progress: Callable | None = None, extra: Sequence[str] = ()) -> CalibrationResult:
     """Fit a calibration for `hardware` to `rows` (rows of other hardware become problems) and measure its
-    held-out error with `folds`-fold shape-family cross-validation (folds=0 skips it; held-out is then empty)."""
+    held-out error with `folds`-fold shape-family cross-validation (folds=0 skips it; held-out is then empty).
+    `extra`: CPU-only or frozen knobs (OPT_IN_FIELDS, FROZEN_GPU_FIELDS) to fit as well."""
     from roofsim.hardware_specs.catalog import load_hardware  # noqa: PLC0415
 
     hw = load_hardware(hardware)
     base = base or Calibration()
     base = base.model_copy(update={"hardware": hw.id})
     data, problems = prepare(rows, base, hardware=hw.id, progress=progress)
-    cal = fit_calibration(data, base, max_rows_per_key=max_rows_per_key, seed=seed,
+    fields = fitted_fields(data, extra=extra)
+    cal = fit_calibration(data, base, fields=fields, max_rows_per_key=max_rows_per_key, seed=seed,
                           name=name or f"{hw.id}-fitted")
     p = {x: getattr(cal, x) for x in FIT_FIELDS}
     ins = data.features.seconds_params(p)
     if folds:
-        oof = cross_validate(data, base, folds=folds, seed=seed, max_rows_per_key=max_rows_per_key)
+        oof = cross_validate(data, base, folds=folds, seed=seed, max_rows_per_key=max_rows_per_key, fields=fields)
         held = grouped_stats(data.rows, oof, data.measured)
         held_all = error_stats(oof, data.measured)
     else:
         held, held_all = {}, ErrorStats(0, math.nan, math.nan, math.nan, math.nan)
     return CalibrationResult(
-        calibration=cal, fields=fitted_fields(data), in_sample=grouped_stats(data.rows, ins, data.measured),
+        calibration=cal, fields=fields, in_sample=grouped_stats(data.rows, ins, data.measured),
         held_out=held, in_sample_overall=error_stats(ins, data.measured), held_out_overall=held_all,
         n_rows=len(data.measured), n_families=len(np.unique(data.groups)), folds=folds, problems=problems)

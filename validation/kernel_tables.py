@@ -408,9 +408,11 @@ def _stamp(km: KernelMeasurement, file: str, row: int) -> KernelMeasurement:
     return km
 
 
-def read_aiconfigurator_table(path: Path | str, hardware: str | None = None) -> KernelTable:
+def read_aiconfigurator_table(path: Path | str, hardware: str | None = None,
+                              select: Callable[[Any], Sequence[int]] | None = None) -> KernelTable:
     """Read one AIConfigurator parquet table (`<system>/<family>/<framework>/<version>/<table>.parquet`); the system
     folder and `device` column resolve through the hardware catalog, `hardware` (id/alias) overrides both.
+    `select(pyarrow_table)` -> the parquet row indices to read (a sample); default every row.
 
     `row` in records and problems is the 0-based parquet row index.
     """
@@ -429,14 +431,15 @@ def read_aiconfigurator_table(path: Path | str, hardware: str | None = None) -> 
     system, framework, version = parts[-5], parts[-3], parts[-2]
     system_hw = aic_system_hardware(system, path, hardware)
     try:
-        data = pq.read_table(path).to_pydict()
+        pa_table = pq.read_table(path)
     except Exception as e:  # pyarrow raises several types for a corrupt file
         raise InputError(f"{path}: cannot read parquet: {e}") from e
+    index = list(range(pa_table.num_rows)) if select is None else [int(i) for i in select(pa_table)]
+    data = (pa_table if select is None else pa_table.take(index)).to_pydict()
     cols = list(data)
-    n = len(data[cols[0]]) if cols else 0
     ctx = {"system_hw": system_hw, "override": hardware is not None, "devices": {}, "framework": framework.lower(),
            "table": table, "version": f"{framework} {version}"}
-    records = ((i, {c: data[c][i] for c in cols}) for i in range(n))
+    records = ((row, {c: data[c][j] for c in cols}) for j, row in enumerate(index))
     return _run_rows(records, handler, ctx, str(path), "row")
 
 

@@ -112,8 +112,11 @@ def _ctx(act: str, kv: str, heads: int = 1, kv_heads: int = 1, head_dim: int = 1
         num_sliding_layers=1 if window else 0,
         source="validation.predict probe (shape of a measured kernel row)",
     )
-    quant = QuantSpec(weight_dtype=act if act in ("bf16", "fp16", "fp32", "fp8") else "bf16",
-                      activation_dtype=act, kv_dtype=kv)  # type: ignore[arg-type]
+    # Weights are stored in the GEMM dtype: fp4 rows are NVFP4 W4A4 (one 8-bit scale per 16 weights, as
+    # model.quant.quant_for), int8 rows SmoothQuant W8A8 (per-channel scales: group_size 0)
+    fp4 = act == "fp4"
+    quant = QuantSpec(weight_dtype=act, activation_dtype=act, kv_dtype=kv,  # type: ignore[arg-type]
+                      group_size=16 if fp4 else 0 if act == "int8" else 128, scale_bytes=1.0 if fp4 else 2.0)
     return graph_context(model, quant, ParallelSpec())
 
 

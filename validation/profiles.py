@@ -21,10 +21,14 @@ from roofsim.model.cost import Calibration
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.spec import PlanSpec
 
-__all__ = ["write_calibration", "atomic_write_text", "read_calibration", "read_profile_meta", "profile_for", "shipped_profiles",
-           "resolve_calibration", "resolve_config_calibrations", "resolve_plan_calibrations", "CALIBRATION_KEYWORDS", "PROFILE_DIR", "FAMILY_PROFILE"]
+__all__ = ["PROFILE_SCHEMA_VERSION", "write_calibration", "atomic_write_text", "read_calibration", "read_profile_meta",
+           "profile_for", "shipped_profiles", "resolve_calibration", "resolve_config_calibrations",
+           "resolve_plan_calibrations", "CALIBRATION_KEYWORDS", "PROFILE_DIR", "FAMILY_PROFILE"]
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+# Version of the profile layout: 1 = files without `schema_version` (read unchanged: same [calibration] fields);
+# 2 = the GPU fit leaves the CPU-only and frozen knobs at their defaults (validation.calibrate FROZEN_GPU_FIELDS).
+PROFILE_SCHEMA_VERSION = 2
 
 # Architecture family -> the measured GPU whose efficiency curves it borrows (docs/validation.md, "GPUs without
 # measurements"). Efficiencies are fractions of the datasheet peak, so they transfer; the target's own peaks,
@@ -61,7 +65,7 @@ def toml_text(data: Mapping[str, Any], header: Sequence[str] = ()) -> str:
 
 
 def dumps_profile(cal: Calibration, meta: Mapping[str, Any] | None = None) -> str:
-    data: dict[str, Any] = {"calibration": cal.model_dump()}
+    data: dict[str, Any] = {"schema_version": PROFILE_SCHEMA_VERSION, "calibration": cal.model_dump()}
     if meta:
         data["fit"] = dict(meta)
     return toml_text(data, ["roofsim calibration profile (validation/profiles.py). [calibration] is a "
@@ -107,6 +111,10 @@ def read_calibration(path: Path | str) -> Calibration:
     """The Calibration in a profile TOML; InputError naming the file and the field when it is not valid."""
     path = Path(path)
     data = _load(path)
+    version = data.get("schema_version", 1)  # version 1 had no field; its [calibration] reads unchanged
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= PROFILE_SCHEMA_VERSION:
+        raise InputError(f"{path}: schema_version={version!r} is not a profile version this roofsim reads "
+                         f"(1..{PROFILE_SCHEMA_VERSION}); rebuild it with scripts/build_profiles.py")
     table = data.get("calibration")
     if not isinstance(table, dict):
         raise InputError(f"{path}: missing [calibration] table (fields: {sorted(Calibration.model_fields)})")

@@ -11,10 +11,12 @@ import pytest
 from roofsim.hardware_specs.errors import InputError
 from roofsim.model.cost import Calibration, kernel_cost
 from roofsim.validation.calibrate import (
+    FROZEN_GPU_FIELDS,
     calibrate,
     cross_validate,
     fit_calibration,
     fit_loss,
+    fitted_fields,
     prepare,
     shape_family,
 )
@@ -71,7 +73,8 @@ def _synthetic_rows() -> list[KernelMeasurement]:
 def test_fit_recovers_known_parameters() -> None:
     data, problems = prepare(_synthetic_rows(), Calibration())
     assert problems == ()
-    cal = fit_calibration(data, Calibration())
+    # every knob, the frozen GPU ones too: the fitter recovers them when the rows pin them (synthetic data does)
+    cal = fit_calibration(data, Calibration(), fields=fitted_fields(data, extra=FROZEN_GPU_FIELDS))
     for f in ("gemm_eff", "gemm_mem_eff", "attn_prefill_eff", "attn_prefill_mem_eff", "attn_decode_mem_eff", "gemm_overhead_s",
               "attn_prefill_overhead_s", "attn_decode_overhead_s", "comm_bw_eff", "comm_latency_s"):
         assert getattr(cal, f) == pytest.approx(getattr(TRUE, f), rel=0.03), f
@@ -80,8 +83,24 @@ def test_fit_recovers_known_parameters() -> None:
         assert getattr(cal, f) == pytest.approx(getattr(TRUE, f), rel=0.10), f
 
 
+def test_frozen_gpu_knob_keeps_its_base_value_when_its_parent_is_fitted() -> None:
+    """gemm_overhead_s is frozen on GPU rows; kernel_overhead_s (its inheritance parent) is fitted on elementwise rows.
+    The profile must keep the value the GEMM fit held (the base), not copy the elementwise fixed cost."""
+    hw_rows = [r for r in _synthetic_rows() if r.op == "gemm"]
+    elem = [KernelMeasurement("synth", "h100-sxm", "f", "rmsnorm", "fp16", "", 5e-5, tokens=t, hidden=4096)
+            for t in (1, 64, 512, 4096)]
+    base = Calibration()
+    data, problems = prepare(hw_rows + elem, base)
+    assert problems == ()
+    fields = fitted_fields(data)
+    assert "kernel_overhead_s" in fields and "gemm_overhead_s" not in fields
+    cal = fit_calibration(data, base, fields=fields)
+    assert cal.kernel_overhead_s != base.kernel_overhead_s
+    assert cal.gemm_overhead_s == base.gemm_overhead_s
+
+
 def test_calibrate_reports_in_sample_and_held_out_on_synthetic_data() -> None:
-    res = calibrate(_synthetic_rows(), "h100-sxm", folds=3)
+    res = calibrate(_synthetic_rows(), "h100-sxm", folds=3, extra=FROZEN_GPU_FIELDS)
     assert res.held_out_overall.median_abs_pct_err < 1.0  # the model family contains the truth
     assert set(res.held_out) == set(res.in_sample) == {"gemm/bf16/f", "attn_prefill/bf16/f",
                                                        "attn_decode/bf16/f", "allreduce/bf16/f"}
@@ -116,6 +135,31 @@ def test_profile_round_trip(tmp_path: Path) -> None:
     p = write_calibration(cal, tmp_path / "p.toml", meta)
     assert read_calibration(p) == cal
     assert read_profile_meta(p)["held_out"]["gemm/bf16/trtllm"] == {"n": 3, "mape": 4.5}
+
+
+def test_profile_schema_version_written_old_read_newer_refused(tmp_path: Path) -> None:
+    from roofsim.validation.profiles import PROFILE_SCHEMA_VERSION
+
+    p = write_calibration(Calibration(gemm_eff=0.6), tmp_path / "p.toml")
+    assert p.read_text().count(f"schema_version = {PROFILE_SCHEMA_VERSION}\n") == 1
+    old = tmp_path / "old.toml"  # version 1: no schema_version field, same [calibration] table
+    old.write_text("[calibration]\ngemm_eff = 0.6\n")
+    assert read_calibration(old).gemm_eff == 0.6
+    for bad in (PROFILE_SCHEMA_VERSION + 1, 0, '"2"'):
+        new = tmp_path / "new.toml"
+        new.write_text(f"schema_version = {bad}\n[calibration]\ngemm_eff = 0.6\n")
+        with pytest.raises(InputError, match=r"new\.toml: schema_version=.*rebuild it with scripts/build_profiles"):
+            read_calibration(new)
+    # the message names the version found
+    new.write_text(f"schema_version = {PROFILE_SCHEMA_VERSION + 1}\n[calibration]\n")
+    with pytest.raises(InputError, match=rf"schema_version={PROFILE_SCHEMA_VERSION + 1} is not"):
+        read_calibration(new)
+    # every shipped profile is of the current version
+    from roofsim.validation.profiles import shipped_profiles
+
+    assert shipped_profiles()
+    for stem, path in shipped_profiles().items():
+        assert f"\nschema_version = {PROFILE_SCHEMA_VERSION}\n" in path.read_text(), stem
 
 
 def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
