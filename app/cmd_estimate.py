@@ -13,6 +13,7 @@ from roofsim.app.common import (
     limit_arg,
     print_json,
     print_table,
+    quant_line,
     schema_arg,
 )
 from roofsim.hardware_specs.catalog import list_hardware
@@ -100,12 +101,15 @@ def run_estimate(args: argparse.Namespace) -> int:
     dep = deployment_from_args(args)
     r = estimate(dep, args.batch, args.input_len, args.output_len, args.gpu_memory_utilization)
     r["calibration"] = resolve_calibration(args.calibration, dep.hardware)[1]
+    r["quantisation"] = list(dep.quant_notes)  # where the formats came from: the checkpoint, a flag
     if args.json:
         print_json(r)
         return 0
     print(f"{r['model']} on {r['num_gpus']} x {r['hardware']} (tp={r['tp']} pp={r['pp']}), weights "
           f"{r['weight_dtype']}, activations {r['activation_dtype']}, KV {r['kv_dtype']}; "
           f"{fmt_si(r['params'])} params ({fmt_si(r['active_params'])} active); calibration: {r['calibration']}")
+    if (line := quant_line(r["quantisation"])) is not None:
+        print(line)
     print(f"batch {r['batch']}, input {r['input_len']}, output {r['output_len']} tokens\n")
     print(f"  TTFT  (prefill of {r['batch']} x {r['input_len']} tokens): {r['ttft_s'] * 1e3:9.2f} ms "
           f"[{r['prefill']['bound']}-bound, MFU {r['prefill']['mfu']:.0%}]")

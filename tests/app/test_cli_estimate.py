@@ -53,8 +53,13 @@ def test_impossible_layout_and_missing_dtype(capsys: pytest.CaptureFixture[str])
     code, _, err = run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "h100", "--tp", "3")
     assert code == 2 and "tp=3 must divide num_heads=32" in err
     code, _, err = run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "a100-80gb",
-                       "--weight-dtype", "fp8")
+                       "--weight-dtype", "fp8", "--activation-dtype", "fp8")
     assert code == 2 and "no fp8 support" in err
+    # fp8 weights alone on a GPU without fp8 run weight-only (vLLM's Marlin FP8), as an FP8 checkpoint does
+    code, out, _ = run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "a100-80gb",
+                       "--weight-dtype", "fp8")
+    assert code == 0 and "weights fp8, activations bf16" in out
+    assert "no fp8 tensor cores: fp8 weights run weight-only" in out
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
