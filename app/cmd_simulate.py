@@ -19,10 +19,14 @@ from roofsim.app.common import (
     print_json,
     print_table,
     progress_bar,
+    quant_line,
     schema_arg,
     set_epilog,
 )
-from roofsim.model.quant import quant_for
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.loader import load_checkpoint_quant
+from roofsim.model.quant import resolve_quant
+from roofsim.model.spec import QuantSpec
 from roofsim.simulator.config import (
     KV_DTYPES,
     SCHEDULER_KINDS,
@@ -34,7 +38,7 @@ from roofsim.simulator.config import (
 )
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.outfiles import atomic_path, atomic_write_text
-from roofsim.simulator.run import simulate
+from roofsim.simulator.run import resolve_config_quants, simulate
 from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     OfflineArrivals,
@@ -93,8 +97,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--tp", type=schema_arg(ReplicaGroup, "tp", "--tp"))
     g.add_argument("--pp", type=schema_arg(ReplicaGroup, "pp", "--pp"))
     g.add_argument("--replicas", type=schema_arg(ReplicaGroup, "count", "--replicas"), help="replicas per group")
-    g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, help="fp8 -> W8A8, fp4 -> W4A4, int8/int4 weight-only")
-    g.add_argument("--kv-dtype", choices=KV_DTYPES)
+    g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES,
+                   help="fp8 -> W8A8, fp4 -> W4A4, int8/int4 weight-only (default: a group's quant table, else the "
+                        "checkpoint's format, bf16 for an unquantised one)")
+    g.add_argument("--kv-dtype", choices=KV_DTYPES, help="KV-cache format (default: as --weight-dtype)")
     g.add_argument("--calibration", type=Path,
                    help="calibration profile .toml (e.g. from roofsim calibrate [--local], or a shipped one in "
                         "validation/profiles/), 'shipped' (the default: each GPU's shipped profile, or its "
@@ -138,8 +144,11 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         ("model", "model"), ("hardware", "hardware"), ("tp", "tp"), ("pp", "pp"), ("replicas", "count"),
         ("scheduler", "scheduler.kind")) if getattr(args, flag) is not None]
     if args.weight_dtype or args.kv_dtype:
-        quant = quant_for(args.weight_dtype or "bf16", args.kv_dtype or "auto")
-        flags.append(("replicas.*.quant", quant.model_dump(mode="json")))
+        # over each group's checkpoint format on its hardware (model.quant.resolve_quant): --kv-dtype alone keeps
+        # an FP8 checkpoint's fp8 weights; the notes are printed by run_simulate
+        for i, group in enumerate(data["replicas"]):
+            quant, _ = flag_quant(args, flags_or(group, flags, "model"), flags_or(group, flags, "hardware"))
+            flags.append((f"replicas.{i}.quant", quant.model_dump(mode="json")))
     if args.calibration is not None and str(args.calibration) != "shipped":  # shipped: resolved per group later
         cal, _ = resolve_calibration(args.calibration, None)  # a file or "default": no hardware needed
         flags.append(("replicas.*.calibration", cal.model_dump(mode="json")))
@@ -149,6 +158,17 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         set_path(data, path, value, SimConfig)
     data = apply_overrides(data, args.set)
     return SimConfig.from_dict(data, str(args.config) if args.config else "command line")
+
+
+def flag_quant(args: argparse.Namespace, model: str, hardware: str) -> tuple[QuantSpec, list[str]]:
+    """--weight-dtype/--kv-dtype over the checkpoint's format of `model` on `hardware` (resolve_quant), notes."""
+    return resolve_quant(load_checkpoint_quant(model), args.weight_dtype, args.kv_dtype or "auto",
+                         load_hardware(hardware))
+
+
+def flags_or(group: dict[str, Any], flags: list[tuple[str, Any]], key: str) -> Any:
+    """A replica group's `key` as the flags set it for every group, else as the run file has it."""
+    return next((v for path, v in flags if path == f"replicas.*.{key}"), group.get(key))
 
 
 def _workload_overrides(wl: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -201,6 +221,10 @@ def run_simulate(args: argparse.Namespace) -> int:
         sys.stdout.write(cfg.to_toml())
         return 0
     cfg, cal_labels = resolve_config_calibrations(cfg)  # groups without one: the GPU's shipped/transferred profile
+    cfg, quant_notes = resolve_config_quants(cfg)  # groups without a quant table: the checkpoint's format
+    if args.weight_dtype or args.kv_dtype:  # the flags wrote every group's quant table: say what they overrode
+        quant_notes = [f"replicas[{i}] {g.model}: {n}" for i, g in enumerate(cfg.replicas)
+                       for n in flag_quant(args, g.model, g.hardware)[1]]
     check_out(args.out, "--out", args.force, directory=True, names=OUT_FILES)  # before the long work
     with progress_bar(not args.json, "req", "simulating") as progress:
         r = simulate(cfg, progress)
@@ -210,6 +234,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         print_json(result_json(cfg, r))
         return 0
     print("calibration: " + "; ".join(cal_labels))
+    if (line := quant_line(quant_notes)) is not None:
+        print(line)
     _print_summary(cfg, r)
     return 0
 
