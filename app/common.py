@@ -186,7 +186,8 @@ def fmt_si(x: float, unit: str = "") -> str:
     return f"{x:.3g} {unit}"
 
 
-def print_table(rows: list[list[str]], headers: list[str], out: Any = None) -> None:
+def print_table(rows: list[list[str]], headers: list[str], out: Any = None, left: tuple[int, ...] = ()) -> None:
+    """Columns padded to their widest cell; numbers right-aligned except in the columns `left` names."""
     out = out or sys.stdout
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
@@ -197,7 +198,7 @@ def print_table(rows: list[list[str]], headers: list[str], out: Any = None) -> N
         return bool(t) and (t[0].isdigit() or t in ("inf", "nan"))
 
     for r in rows:
-        print("  ".join(str(c).rjust(w) if i and numeric(c) else str(c).ljust(w)
+        print("  ".join(str(c).rjust(w) if i and i not in left and numeric(c) else str(c).ljust(w)
                         for i, (c, w) in enumerate(zip(r, widths, strict=True))), file=out)
 
 
