@@ -154,6 +154,14 @@ def replay_quant(dtype: str, hardware: str) -> QuantSpec:
     return quant_for(dtype, hardware=load_hardware(hardware) if dtype == "auto" else None)
 
 
+def replay_quant_and_notes(dtype: str | None, model: str, hardware: str) -> tuple[QuantSpec, list[str]]:
+    """replay_quant, or with no `dtype` the checkpoint's own format of `model` on `hardware` (resolve_quant: an
+    unquantised checkpoint runs as 'auto' does), with the notes saying so."""
+    if dtype is not None:
+        return replay_quant(dtype, hardware), []
+    return resolve_quant(load_checkpoint_quant(model), hardware=load_hardware(hardware))
+
+
 @dataclass(frozen=True)
 class Deployment:
     model: ModelSpec
