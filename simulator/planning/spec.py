@@ -81,13 +81,20 @@ class PlanSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _checkpoint_weights(cls, data: Any) -> Any:
-        """No weight_dtypes: the checkpoint's own format when it is quantised, else bf16."""
-        if isinstance(data, dict) and data.get("weight_dtypes") is None:
+        """No weight_dtypes: the checkpoint's own format when it is quantised, else bf16; 'checkpoint' of an
+        unquantised checkpoint is bf16 (so its candidates keep their bf16 labels)."""
+        if not isinstance(data, dict):
+            return data
+        wanted = data.get("weight_dtypes")
+        if wanted is None or "checkpoint" in wanted:
             try:
                 quantised = load_checkpoint_quant(data["model"]) is not None
             except (KeyError, TypeError, ValueError, OSError):  # an unknown model fails later, with its own message
                 quantised = False
-            data = {**data, "weight_dtypes": ("checkpoint",) if quantised else ("bf16",)}
+            own = "checkpoint" if quantised else "bf16"
+            wanted = (own,) if wanted is None else tuple(dict.fromkeys(own if w == "checkpoint" else w
+                                                                       for w in wanted))
+            data = {**data, "weight_dtypes": wanted}
         return data
 
     @model_validator(mode="after")
