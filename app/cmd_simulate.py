@@ -26,7 +26,6 @@ from roofsim.app.common import (
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.loader import load_checkpoint_quant
 from roofsim.model.quant import resolve_quant
-from roofsim.model.spec import QuantSpec
 from roofsim.simulator.config import (
     KV_DTYPES,
     SCHEDULER_KINDS,
@@ -128,6 +127,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """The run file (or defaults), the flags written into its dict, then the --set overrides, validated once."""
+    return config_and_notes(args)[0]
+
+
+def config_and_notes(args: argparse.Namespace) -> tuple[SimConfig, list[str]]:
+    """config_from_args and the notes of what --weight-dtype/--kv-dtype did to each group's formats."""
     if args.config is not None:
         data: dict[str, Any] = SimConfig.from_toml(args.config).model_dump(mode="json", exclude_none=True)
     else:
@@ -143,12 +147,21 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     flags: list[tuple[str, Any]] = [(f"replicas.*.{key}", getattr(args, flag)) for flag, key in (
         ("model", "model"), ("hardware", "hardware"), ("tp", "tp"), ("pp", "pp"), ("replicas", "count"),
         ("scheduler", "scheduler.kind")) if getattr(args, flag) is not None]
+    notes: list[str] = []
     if args.weight_dtype or args.kv_dtype:
-        # over each group's checkpoint format on its hardware (model.quant.resolve_quant): --kv-dtype alone keeps
-        # an FP8 checkpoint's fp8 weights; the notes are printed by run_simulate
+        # --kv-dtype alone changes the KV format of a group's quant table; otherwise the flags apply over the
+        # group's checkpoint format on its hardware (model.quant.resolve_quant: an FP8 checkpoint keeps fp8 weights)
         for i, group in enumerate(data["replicas"]):
-            quant, _ = flag_quant(args, flags_or(group, flags, "model"), flags_or(group, flags, "hardware"))
-            flags.append((f"replicas.{i}.quant", quant.model_dump(mode="json")))
+            model = flags_or(group, flags, "model")
+            if not args.weight_dtype and isinstance(group.get("quant"), dict):
+                quant, why = {**group["quant"], "kv_dtype": args.kv_dtype}, [f"--kv-dtype {args.kv_dtype} in the "
+                                                                           "run file's quant table"]
+            else:
+                q, why = resolve_quant(load_checkpoint_quant(model), args.weight_dtype, args.kv_dtype or "auto",
+                                       load_hardware(flags_or(group, flags, "hardware")))
+                quant = q.model_dump(mode="json")
+            flags.append((f"replicas.{i}.quant", quant))
+            notes += [f"replicas[{i}] {model}: {n}" for n in why]
     if args.calibration is not None and str(args.calibration) != "shipped":  # shipped: resolved per group later
         cal, _ = resolve_calibration(args.calibration, None)  # a file or "default": no hardware needed
         flags.append(("replicas.*.calibration", cal.model_dump(mode="json")))
@@ -157,13 +170,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     for path, value in flags:
         set_path(data, path, value, SimConfig)
     data = apply_overrides(data, args.set)
-    return SimConfig.from_dict(data, str(args.config) if args.config else "command line")
-
-
-def flag_quant(args: argparse.Namespace, model: str, hardware: str) -> tuple[QuantSpec, list[str]]:
-    """--weight-dtype/--kv-dtype over the checkpoint's format of `model` on `hardware` (resolve_quant), notes."""
-    return resolve_quant(load_checkpoint_quant(model), args.weight_dtype, args.kv_dtype or "auto",
-                         load_hardware(hardware))
+    return SimConfig.from_dict(data, str(args.config) if args.config else "command line"), notes
 
 
 def flags_or(group: dict[str, Any], flags: list[tuple[str, Any]], key: str) -> Any:
@@ -216,15 +223,13 @@ def result_json(cfg: SimConfig, r: SimResult) -> dict[str, Any]:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    cfg, flag_notes = config_and_notes(args)
     if args.print_config:
         sys.stdout.write(cfg.to_toml())
         return 0
     cfg, cal_labels = resolve_config_calibrations(cfg)  # groups without one: the GPU's shipped/transferred profile
     cfg, quant_notes = resolve_config_quants(cfg)  # groups without a quant table: the checkpoint's format
-    if args.weight_dtype or args.kv_dtype:  # the flags wrote every group's quant table: say what they overrode
-        quant_notes = [f"replicas[{i}] {g.model}: {n}" for i, g in enumerate(cfg.replicas)
-                       for n in flag_quant(args, g.model, g.hardware)[1]]
+    quant_notes = flag_notes + quant_notes  # (the dtype flags write every group's table: one of the two is empty)
     check_out(args.out, "--out", args.force, directory=True, names=OUT_FILES)  # before the long work
     with progress_bar(not args.json, "req", "simulating") as progress:
         r = simulate(cfg, progress)
@@ -323,4 +328,4 @@ def write_outputs(out: Path, cfg: SimConfig, r: SimResult) -> None:
     atomic_write_text(out / "trace.json", json_text({"traceEvents": events, "displayTimeUnit": "ms"}, indent=None))
 
 
-__all__ = ["config_from_args", "register", "result_json", "run_simulate", "write_outputs"]
+__all__ = ["config_and_notes", "config_from_args", "register", "result_json", "run_simulate", "write_outputs"]

@@ -4,6 +4,7 @@ files and overwrite refusal, clean errors."""
 from __future__ import annotations
 
 import json
+import tomllib
 
 from roofsim.app.cli import main
 from roofsim.simulator.config import SimConfig
@@ -202,3 +203,15 @@ def test_unquantised_checkpoint_without_quant_table_is_the_bf16_run(tmp_path, ca
     assert runs[0] == runs[1]
     assert main(["simulate", "--num-requests", "20"]) == 0
     assert "quantisation:" not in capsys.readouterr().out
+
+
+def test_kv_dtype_flag_changes_only_the_kv_of_a_quant_table(tmp_path, capsys) -> None:
+    cfg = SimConfig.model_validate({
+        "workload": {"kind": "named", "name": "conversation", "num_requests": 20},
+        "replicas": [{"model": "llama-3.1-8b", "hardware": "h100-sxm",
+                      "quant": {"weight_dtype": "int4", "activation_dtype": "bf16", "group_size": 64}}]})
+    p = tmp_path / "run.toml"
+    p.write_text(cfg.to_toml())
+    assert main(["simulate", "--config", str(p), "--kv-dtype", "fp8", "--print-config"]) == 0
+    q = SimConfig.model_validate(tomllib.loads(capsys.readouterr().out)).replicas[0].quant
+    assert (q.weight_dtype, q.group_size, q.kv_dtype) == ("int4", 64, "fp8")
