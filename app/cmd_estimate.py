@@ -13,13 +13,13 @@ from roofsim.app.common import (
     limit_arg,
     print_json,
     print_table,
+    quant_line,
     schema_arg,
 )
 from roofsim.hardware_specs.catalog import list_hardware
 from roofsim.model.cost import StepCost
 from roofsim.model.estimate import estimate_deployment
-from roofsim.model.loader import list_models
-from roofsim.model.params import count_params
+from roofsim.model.loader import list_models, load_checkpoint_quant, model_summary
 from roofsim.simulator.workload import FixedLengths
 from roofsim.validation.profiles import resolve_calibration
 
@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     lp = sub.add_parser("list", help="list the bundled hardware or model presets")
     lp.add_argument("what", choices=("hardware", "models"))
+    lp.add_argument("--context", type=schema_arg(FixedLengths, "tokens", "--context"), default=8192,
+                    help="models: tokens of context the KV/state bytes per token are given at (default 8192)")
     lp.add_argument("--json", action="store_true")
     lp.set_defaults(func=run_list)
 
@@ -100,12 +102,15 @@ def run_estimate(args: argparse.Namespace) -> int:
     dep = deployment_from_args(args)
     r = estimate(dep, args.batch, args.input_len, args.output_len, args.gpu_memory_utilization)
     r["calibration"] = resolve_calibration(args.calibration, dep.hardware)[1]
+    r["quantisation"] = list(dep.quant_notes)  # where the formats came from: the checkpoint, a flag
     if args.json:
         print_json(r)
         return 0
     print(f"{r['model']} on {r['num_gpus']} x {r['hardware']} (tp={r['tp']} pp={r['pp']}), weights "
           f"{r['weight_dtype']}, activations {r['activation_dtype']}, KV {r['kv_dtype']}; "
           f"{fmt_si(r['params'])} params ({fmt_si(r['active_params'])} active); calibration: {r['calibration']}")
+    if (line := quant_line(r["quantisation"])) is not None:
+        print(line)
     print(f"batch {r['batch']}, input {r['input_len']}, output {r['output_len']} tokens\n")
     print(f"  TTFT  (prefill of {r['batch']} x {r['input_len']} tokens): {r['ttft_s'] * 1e3:9.2f} ms "
           f"[{r['prefill']['bound']}-bound, MFU {r['prefill']['mfu']:.0%}]")
@@ -142,14 +147,54 @@ def run_list(args: argparse.Namespace) -> int:
                  f"${h.price_usd_per_hour:.2f}"] for h in hws]
         print_table(rows, ["id", "name", "bf16", "fp8", "memory", "bandwidth", "$/h"])
         return 0
-    models = list_models()
+    summaries = model_rows(args.context)
     if args.json:
-        print_json([m.model_dump() for m in models])
+        print_json(summaries)
         return 0
-    rows = []
-    for m in models:
-        p = count_params(m)
-        rows.append([m.name, m.hf_id, m.family, str(m.num_layers), str(m.hidden_size),
-                     f"{m.num_heads}/{m.num_kv_heads}", fmt_si(p.total), fmt_si(p.active)])
-    print_table(rows, ["model", "hf id", "family", "layers", "hidden", "heads/kv", "params", "active"])
+    rows = [[r["name"], r["family"], str(r["num_layers"]), _mixers(r["layers_by_kind"]),
+             _mlps(r["layers_by_kind"]), fmt_si(r["total_params"]), fmt_si(r["active_params"]),
+             fmt_si(r["kv_bytes_per_token"], "B"), fmt_si(r["state_bytes_per_seq"], "B") if r["state_bytes_per_seq"]
+             else "-", r["checkpoint_quant"]["label"] if r["checkpoint_quant"] else "-"] for r in summaries]
+    print_table(rows, ["model", "family", "layers", "token mixers", "mlp", "params", "active",
+                       f"KV/token@{args.context}", "state/seq", "checkpoint quant"], left=(3, 4))
     return 0
+
+
+def model_rows(context_tokens: int) -> list[dict[str, Any]]:
+    """Every preset's model_summary at `context_tokens` (the cache in the checkpoint's KV format) and checkpoint
+    quantisation, as JSON-ready dicts (`roofsim list models`)."""
+    out = []
+    for m in list_models():
+        ckpt = load_checkpoint_quant(m.name)
+        s = model_summary(m, context_tokens, ckpt.quant if ckpt else None)
+        q = None
+        if ckpt is not None:
+            label = ckpt.scheme + (f", KV {ckpt.quant.kv_dtype}" if ckpt.kv_stated else "")
+            q = {"label": label, "scheme": ckpt.scheme, "source": ckpt.source,
+                 **ckpt.quant.model_dump()}
+        out.append({"name": s.name, "hf_id": s.hf_id, "family": s.family, "num_layers": m.num_layers,
+                    "layers_by_kind": s.layers_by_kind, "total_params": s.total_params,
+                    "active_params": s.active_params, "context_tokens": s.context_tokens,
+                    "kv_bytes_per_token": s.kv_bytes_per_token, "state_bytes_per_seq": s.state_bytes_per_seq,
+                    "checkpoint_quant": q})
+    return out
+
+
+def _short(kind: str) -> str:
+    kind = kind.split(": ", 1)[1]
+    for long, short in (("sliding window ", "swa "), ("mamba2 state ", "mamba2/"), ("gated delta", "gated-delta"),
+                        (", compressed 1/", " /"), ("sparse mla top-", "dsa-mla "), ("sparse top-", "dsa ")):
+        kind = kind.replace(long, short)
+    if kind.startswith("moe top-"):  # moe top-8 of 256 + 1 shared -> moe 8/256+1
+        top, _, rest = kind.removeprefix("moe top-").partition(" of ")
+        n, _, shared = rest.partition(" + ")
+        kind = f"moe {top}/{n}" + (f"+{shared.split()[0]}" if shared else "")
+    return kind
+
+
+def _mixers(kinds: dict[str, int]) -> str:
+    return " + ".join(f"{n} {_short(k)}" for k, n in kinds.items() if not k.startswith("mlp: "))
+
+
+def _mlps(kinds: dict[str, int]) -> str:
+    return " + ".join(f"{n} {_short(k)}" for k, n in kinds.items() if k.startswith("mlp: "))

@@ -19,6 +19,7 @@ from roofsim.app.common import (
     set_epilog,
 )
 from roofsim.app.plan_report import HEADERS, table_rows, winner_summary_text, write_report
+from roofsim.model.loader import load_checkpoint_quant
 from roofsim.simulator.config import KV_DTYPES, SCHEDULER_KINDS, WEIGHT_DTYPES, apply_overrides
 from roofsim.simulator.planning import PlanResult, PlanSpec, PointCache, make_executor, plan
 from roofsim.simulator.workload import NamedWorkload, TraceWorkload, named_workloads
@@ -81,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--hardware", default="h100-sxm", help="hardware ids/aliases (default h100-sxm)")
     c.add_argument("--tp", type=_ints, default=(1, 2, 4, 8))
     c.add_argument("--pp", type=_ints, default=(1,))
-    c.add_argument("--weight-dtype", type=_choices(WEIGHT_DTYPES, "weight dtype"), default=("bf16",))
+    c.add_argument("--weight-dtype", type=_choices(("checkpoint", *WEIGHT_DTYPES), "weight dtype"), default=None,
+                   help="checkpoint = the checkpoint's own format (default for a quantised checkpoint, else bf16)")
     c.add_argument("--kv-dtype", type=_choices(("auto", *KV_DTYPES), "kv dtype"), default=("auto",))
     c.add_argument("--scheduler", type=_choices(SCHEDULER_KINDS, "scheduler"), default=("vllm",))
     c.add_argument("--max-batch", type=_ints, default=(256,), help="max_num_seqs values")
@@ -160,6 +162,11 @@ def _print(result: PlanResult, top: int) -> None:
     w = result.winner
     print(f"{s.model}: {s.rate_per_s:g} req/s, P99 TTFT <= {s.slo_ttft_s:g} s, P99 TPOT <= "
           f"{s.slo_tpot_s * 1e3:g} ms; objective {s.objective}; {s.num_requests} requests per point, seed {s.seed}")
+    if "checkpoint" in s.weight_dtypes and (ckpt := load_checkpoint_quant(s.model)) is not None:
+        q = ckpt.quant
+        print(f"quantisation: weight dtype 'checkpoint' = {ckpt.scheme} from the checkpoint ({ckpt.source}): "
+              f"weights {q.weight_dtype}, activations {q.activation_dtype}, KV {q.kv_dtype} (16-bit activations "
+              "on a GPU without that format; --weight-dtype overrides)")
     print(f"{st.candidates} candidates: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in st.by_status.items())
           + f"; {st.simulations} simulations, {st.cache_hits} cached, {st.wall_s:.1f} s on {st.workers} worker(s)")
     print()

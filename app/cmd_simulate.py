@@ -19,10 +19,13 @@ from roofsim.app.common import (
     print_json,
     print_table,
     progress_bar,
+    quant_line,
     schema_arg,
     set_epilog,
 )
-from roofsim.model.quant import quant_for
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.loader import load_checkpoint_quant
+from roofsim.model.quant import resolve_quant
 from roofsim.simulator.config import (
     KV_DTYPES,
     SCHEDULER_KINDS,
@@ -34,7 +37,7 @@ from roofsim.simulator.config import (
 )
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.outfiles import atomic_path, atomic_write_text
-from roofsim.simulator.run import simulate
+from roofsim.simulator.run import resolve_config_quants, simulate
 from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     OfflineArrivals,
@@ -93,8 +96,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--tp", type=schema_arg(ReplicaGroup, "tp", "--tp"))
     g.add_argument("--pp", type=schema_arg(ReplicaGroup, "pp", "--pp"))
     g.add_argument("--replicas", type=schema_arg(ReplicaGroup, "count", "--replicas"), help="replicas per group")
-    g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, help="fp8 -> W8A8, fp4 -> W4A4, int8/int4 weight-only")
-    g.add_argument("--kv-dtype", choices=KV_DTYPES)
+    g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES,
+                   help="fp8 -> W8A8, fp4 -> W4A4, int8/int4 weight-only (default: a group's quant table, else the "
+                        "checkpoint's format, bf16 for an unquantised one)")
+    g.add_argument("--kv-dtype", choices=KV_DTYPES, help="KV-cache format (default: as --weight-dtype)")
     g.add_argument("--calibration", type=Path,
                    help="calibration profile .toml (e.g. from roofsim calibrate [--local], or a shipped one in "
                         "validation/profiles/), 'shipped' (the default: each GPU's shipped profile, or its "
@@ -122,6 +127,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """The run file (or defaults), the flags written into its dict, then the --set overrides, validated once."""
+    return config_and_notes(args)[0]
+
+
+def config_and_notes(args: argparse.Namespace) -> tuple[SimConfig, list[str]]:
+    """config_from_args and the notes of what --weight-dtype/--kv-dtype did to each group's formats."""
     if args.config is not None:
         data: dict[str, Any] = SimConfig.from_toml(args.config).model_dump(mode="json", exclude_none=True)
     else:
@@ -137,9 +147,21 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     flags: list[tuple[str, Any]] = [(f"replicas.*.{key}", getattr(args, flag)) for flag, key in (
         ("model", "model"), ("hardware", "hardware"), ("tp", "tp"), ("pp", "pp"), ("replicas", "count"),
         ("scheduler", "scheduler.kind")) if getattr(args, flag) is not None]
+    notes: list[str] = []
     if args.weight_dtype or args.kv_dtype:
-        quant = quant_for(args.weight_dtype or "bf16", args.kv_dtype or "auto")
-        flags.append(("replicas.*.quant", quant.model_dump(mode="json")))
+        # --kv-dtype alone changes the KV format of a group's quant table; otherwise the flags apply over the
+        # group's checkpoint format on its hardware (model.quant.resolve_quant: an FP8 checkpoint keeps fp8 weights)
+        for i, group in enumerate(data["replicas"]):
+            model = flags_or(group, flags, "model")
+            if not args.weight_dtype and isinstance(group.get("quant"), dict):
+                quant, why = {**group["quant"], "kv_dtype": args.kv_dtype}, [f"--kv-dtype {args.kv_dtype} in the "
+                                                                           "run file's quant table"]
+            else:
+                q, why = resolve_quant(load_checkpoint_quant(model), args.weight_dtype, args.kv_dtype or "auto",
+                                       load_hardware(flags_or(group, flags, "hardware")))
+                quant = q.model_dump(mode="json")
+            flags.append((f"replicas.{i}.quant", quant))
+            notes += [f"replicas[{i}] {model}: {n}" for n in why]
     if args.calibration is not None and str(args.calibration) != "shipped":  # shipped: resolved per group later
         cal, _ = resolve_calibration(args.calibration, None)  # a file or "default": no hardware needed
         flags.append(("replicas.*.calibration", cal.model_dump(mode="json")))
@@ -148,7 +170,12 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     for path, value in flags:
         set_path(data, path, value, SimConfig)
     data = apply_overrides(data, args.set)
-    return SimConfig.from_dict(data, str(args.config) if args.config else "command line")
+    return SimConfig.from_dict(data, str(args.config) if args.config else "command line"), notes
+
+
+def flags_or(group: dict[str, Any], flags: list[tuple[str, Any]], key: str) -> Any:
+    """A replica group's `key` as the flags set it for every group, else as the run file has it."""
+    return next((v for path, v in flags if path == f"replicas.*.{key}"), group.get(key))
 
 
 def _workload_overrides(wl: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -196,11 +223,13 @@ def result_json(cfg: SimConfig, r: SimResult) -> dict[str, Any]:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    cfg, flag_notes = config_and_notes(args)
     if args.print_config:
         sys.stdout.write(cfg.to_toml())
         return 0
     cfg, cal_labels = resolve_config_calibrations(cfg)  # groups without one: the GPU's shipped/transferred profile
+    cfg, quant_notes = resolve_config_quants(cfg)  # groups without a quant table: the checkpoint's format
+    quant_notes = flag_notes + quant_notes  # (the dtype flags write every group's table: one of the two is empty)
     check_out(args.out, "--out", args.force, directory=True, names=OUT_FILES)  # before the long work
     with progress_bar(not args.json, "req", "simulating") as progress:
         r = simulate(cfg, progress)
@@ -210,6 +239,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         print_json(result_json(cfg, r))
         return 0
     print("calibration: " + "; ".join(cal_labels))
+    if (line := quant_line(quant_notes)) is not None:
+        print(line)
     _print_summary(cfg, r)
     return 0
 
@@ -305,4 +336,4 @@ def write_outputs(out: Path, cfg: SimConfig, r: SimResult) -> None:
     atomic_write_text(out / "trace.json", json_text({"traceEvents": events, "displayTimeUnit": "ms"}, indent=None))
 
 
-__all__ = ["config_from_args", "register", "result_json", "run_simulate", "write_outputs"]
+__all__ = ["config_and_notes", "config_from_args", "register", "result_json", "run_simulate", "write_outputs"]

@@ -17,7 +17,7 @@ from roofsim.app.common import (
     print_json,
     print_notes_and_problems,
     print_table,
-    replay_quant,
+    replay_quant_and_notes,
     schema_arg,
 )
 from roofsim.hardware_specs.errors import InputError
@@ -152,8 +152,10 @@ def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--max-batch", type=limit_arg("MAX_BATCH_SEQS", "--max-batch"), default=None,
                    help="max sequences per iteration (max_num_seqs)")
     p.add_argument("--max-batched-tokens", type=int, default=None, help="token budget of one iteration")
-    p.add_argument("--weight-dtype", choices=("auto", *WEIGHT_DTYPES), default="bf16",
-                   help="auto: bf16, or fp32 end to end on hardware without bf16 (the numpy engine)")
+    p.add_argument("--weight-dtype", choices=("auto", *WEIGHT_DTYPES), default=None,
+                   help="default: the checkpoint's format (its quantization_config / hf_quant_config.json), as "
+                        "auto for an unquantised one; auto: bf16, or fp32 end to end on hardware without bf16 "
+                        "(the numpy engine)")
     p.add_argument("--gpu-memory-utilization", type=schema_arg(ReplicaGroup, "gpu_memory_utilization",
                                                                "--gpu-memory-utilization", float), default=0.9)
     p.add_argument("--calibration", type=Path, default=None,
@@ -178,7 +180,8 @@ def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
             cal = profile_for(args.hardware, "vllm")
         except InputError:
             cal = None
-    quant = replay_quant(args.weight_dtype, args.hardware)  # fp32 weights: fp32 activations and KV too
+    # fp32 weights: fp32 activations and KV too; no --weight-dtype: the checkpoint's format
+    quant, quant_notes = replay_quant_and_notes(args.weight_dtype, args.model, args.hardware)
     opts: dict[str, Any] = dict(scheduler=sched, quant=quant, calibration=cal,
                                 gpu_memory_utilization=args.gpu_memory_utilization, prompts_cached=args.prompts_cached)
     if args.benchmark is not None:
@@ -189,7 +192,7 @@ def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
     outs = []
     for res in results:
         o = res.as_json()
-        o["notes"] = o["notes"] + [note]
+        o["notes"] = o["notes"] + [note] + [f"quantisation: {n}" for n in quant_notes]
         o["calibration"] = cal.name if cal is not None else "default"
         outs.append(o)
     if len(outs) == 1:

@@ -17,9 +17,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import RoofsimError
 from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.checkpoint_quant import CheckpointQuant
 from roofsim.model.cost import Calibration, CostModel
-from roofsim.model.loader import load_model
-from roofsim.model.quant import quant_for
+from roofsim.model.loader import load_checkpoint_quant, load_model
+from roofsim.model.quant import quant_for, resolve_quant
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 from roofsim.simulator.config import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES, ReplicaGroup
 from roofsim.simulator.limits import limited
@@ -96,12 +97,16 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
     g.add_argument("--tp", type=limit_arg("MAX_PARALLEL", "--tp"), default=1, help="tensor-parallel degree")
     g.add_argument("--pp", type=limit_arg("MAX_PARALLEL", "--pp"), default=1, help="pipeline-parallel stages")
     g.add_argument("--ep", type=limit_arg("MAX_PARALLEL", "--ep"), default=1, help="expert-parallel degree (MoE)")
-    g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="bf16")
+    g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default=None,
+                   help="default: the checkpoint's format (its quantization_config / hf_quant_config.json), bf16 "
+                        "for an unquantised checkpoint; a value overrides the checkpoint's")
     g.add_argument("--activation-dtype", choices=("auto", *ACTIVATION_DTYPES),
-                   default="auto", help="auto: fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only")
+                   default="auto", help="auto: the checkpoint's; else fp8 weights -> W8A8 fp8, fp4 -> W4A4, "
+                                        "int8/int4 -> weight-only; 16-bit where the GPU lacks the format")
     g.add_argument("--kv-dtype", choices=("auto", *KV_DTYPES), default="auto",
-                   help="KV-cache format (auto: bf16, or the 16-bit activation dtype)")
-    g.add_argument("--group-size", type=int, default=128, help="weights per scale for int4/int8/fp4")
+                   help="KV-cache format (auto: the checkpoint's, else bf16 or the 16-bit activation dtype)")
+    g.add_argument("--group-size", type=int, default=None,
+                   help="weights per scale for int4/int8/fp4 (default: the checkpoint's, else 128; 16 for fp4)")
     g.add_argument("--calibration", type=Path, default=None, help="calibration profile (.toml)")
     g.add_argument("--gpu-memory-utilization", type=schema_arg(ReplicaGroup, "gpu_memory_utilization",
                                                                "--gpu-memory-utilization", float), default=0.9)
@@ -119,17 +124,42 @@ def set_epilog(equivalents: tuple[tuple[str, str], ...]) -> str:
         f"  {old.ljust(width)}  {new if new.startswith('--') else '--set ' + new}" for old, new in equivalents)
 
 
-def quant_from_args(args: argparse.Namespace) -> QuantSpec:
-    """--weight-dtype/--activation-dtype/--kv-dtype/--group-size through model.quant.quant_for; the --group-size
-    default 128 lets fp4 take its own NVFP4 block of 16."""
-    group = None if args.group_size == 128 else args.group_size
-    return quant_for(args.weight_dtype, args.kv_dtype, activation_dtype=args.activation_dtype, group_size=group)
+def quant_from_args(args: argparse.Namespace, checkpoint: CheckpointQuant | None = None,
+                    hardware: HardwareSpec | None = None) -> QuantSpec:
+    """The QuantSpec of --weight-dtype/--activation-dtype/--kv-dtype/--group-size (quant_and_notes)."""
+    return quant_and_notes(args, checkpoint, hardware)[0]
+
+
+def quant_and_notes(args: argparse.Namespace, checkpoint: CheckpointQuant | None = None,
+                    hardware: HardwareSpec | None = None) -> tuple[QuantSpec, list[str]]:
+    """--weight-dtype/--activation-dtype/--kv-dtype/--group-size over the checkpoint's own format
+    (model.quant.resolve_quant): no --weight-dtype = the checkpoint's (bf16 for an unquantised one); each flag
+    given overrides its part, and the notes say where every part came from. A --group-size of 128 (the former
+    default) counts as not given, so fp4 keeps its own NVFP4 block of 16."""
+    group = None if args.group_size in (None, 128) else args.group_size
+    weight = None if args.weight_dtype in (None, "checkpoint") else args.weight_dtype
+    return resolve_quant(checkpoint, weight, args.kv_dtype, hardware, activation_dtype=args.activation_dtype,
+                         group_size=group)
+
+
+def quant_line(notes: list[str]) -> str | None:
+    """The `quantisation: ...` line a command prints when the checkpoint or a flag decided the format (None when
+    neither had anything to say: an unquantised checkpoint run as bf16)."""
+    return "quantisation: " + "; ".join(notes) if notes else None
 
 
 def replay_quant(dtype: str, hardware: str) -> QuantSpec:
     """QuantSpec of a log replay: `dtype` weights ('auto' = bf16, or fp32 end to end on hardware without bf16, as
     the numpy engine `roofsim measure` runs), activations and KV following them (model.quant.quant_for)."""
     return quant_for(dtype, hardware=load_hardware(hardware) if dtype == "auto" else None)
+
+
+def replay_quant_and_notes(dtype: str | None, model: str, hardware: str) -> tuple[QuantSpec, list[str]]:
+    """replay_quant, or with no `dtype` the checkpoint's own format of `model` on `hardware` (resolve_quant: an
+    unquantised checkpoint runs as 'auto' does), with the notes saying so."""
+    if dtype is not None:
+        return replay_quant(dtype, hardware), []
+    return resolve_quant(load_checkpoint_quant(model), hardware=load_hardware(hardware))
 
 
 @dataclass(frozen=True)
@@ -139,6 +169,7 @@ class Deployment:
     quant: QuantSpec
     parallel: ParallelSpec
     calibration: Calibration | None
+    quant_notes: tuple[str, ...] = ()  # where the quantisation came from (checkpoint, flags): quant_and_notes
 
     def cost_model(self) -> CostModel:
         return CostModel(self.model, self.hardware, self.quant, self.parallel, self.calibration)
@@ -149,7 +180,8 @@ def deployment_from_args(args: argparse.Namespace) -> Deployment:
     hw = load_hardware(args.hardware)
     par = ParallelSpec(tp=args.tp, pp=args.pp, ep=args.ep)
     par.validate_for(model)
-    return Deployment(model, hw, quant_from_args(args), par, resolve_calibration(args.calibration, hw)[0])
+    quant, notes = quant_and_notes(args, load_checkpoint_quant(args.model), hw)
+    return Deployment(model, hw, quant, par, resolve_calibration(args.calibration, hw)[0], tuple(notes))
 
 
 def fmt_si(x: float, unit: str = "") -> str:
@@ -162,7 +194,8 @@ def fmt_si(x: float, unit: str = "") -> str:
     return f"{x:.3g} {unit}"
 
 
-def print_table(rows: list[list[str]], headers: list[str], out: Any = None) -> None:
+def print_table(rows: list[list[str]], headers: list[str], out: Any = None, left: tuple[int, ...] = ()) -> None:
+    """Columns padded to their widest cell; numbers right-aligned except in the columns `left` names."""
     out = out or sys.stdout
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
@@ -173,7 +206,7 @@ def print_table(rows: list[list[str]], headers: list[str], out: Any = None) -> N
         return bool(t) and (t[0].isdigit() or t in ("inf", "nan"))
 
     for r in rows:
-        print("  ".join(str(c).rjust(w) if i and numeric(c) else str(c).ljust(w)
+        print("  ".join(str(c).rjust(w) if i and i not in left and numeric(c) else str(c).ljust(w)
                         for i, (c, w) in enumerate(zip(r, widths, strict=True))), file=out)
 
 

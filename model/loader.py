@@ -38,6 +38,8 @@ from roofsim.model.spec import (
     MoESpec,
     NoMixer,
     NoMLP,
+    ParallelSpec,
+    QuantSpec,
     SparseAttention,
     VisionSpec,
     bounded_span,
@@ -1221,32 +1223,54 @@ class ModelSummary:
     name: str
     hf_id: str
     family: str
-    layers_by_kind: dict[str, int]  # "attention: full" / "attention: sliding window 4096" / "mlp: moe 8/256" ...
+    layers_by_kind: dict[str, int]  # "attention: full" / "mamba: mamba2 state 128" / "mlp: moe top-8 of 256"
     total_params: int
     active_params: int  # per token (ParamCounts.active)
-    kv_bytes_per_token: float  # 16-bit KV of one sequence of context_tokens, over all layers, per token
+    kv_bytes_per_token: float  # KV cache + fixed state of one sequence of context_tokens, over all layers, per token
     context_tokens: int
+    state_bytes_per_seq: float = 0.0  # the fixed state of linear-attention / Mamba layers (in kv_bytes_per_token)
 
 
-def model_summary(spec: ModelSpec, context_tokens: int, kv_bytes_per_element: float = 2.0) -> ModelSummary:
-    """Layers by attention and MLP kind, total and active parameters, and the KV-cache bytes per token of one
-    sequence of `context_tokens` (a sliding-window layer holds min(window, context) tokens of it)."""
+def _mixer_label(m: Mixer) -> str:
+    if isinstance(m, GQAAttention):
+        kind = {"full": "full", "sliding": f"sliding window {m.window}", "chunked": f"chunked {m.window}"}[m.kind]
+        label = f"attention: {kind}"
+        return label + (f", compressed 1/{m.compress_ratio}" if m.compress_ratio > 1 else "")
+    if isinstance(m, MLAAttention):
+        return "attention: mla"
+    if isinstance(m, SparseAttention):
+        return f"attention: sparse{' mla' if m.mla is not None else ''} top-{m.topk}" + (
+            f", compressed 1/{m.compress_ratio}" if m.compress_ratio > 1 else "")
+    if isinstance(m, LinearAttention):
+        return "linear attention: gated delta"
+    if isinstance(m, Mamba2Mixer):
+        return f"mamba: mamba2 state {m.state_size}"
+    return "mixer: none"
+
+
+def _mlp_label(m: MLP) -> str:
+    if isinstance(m, MoEMLP):
+        shared = f" + {m.moe.num_shared_experts} shared" if m.moe.num_shared_experts else ""
+        return f"mlp: moe top-{m.moe.top_k} of {m.moe.num_experts}{shared}"
+    return "mlp: dense" if isinstance(m, DenseMLP) else "mlp: none"
+
+
+def model_summary(spec: ModelSpec, context_tokens: int, quant: QuantSpec | None = None) -> ModelSummary:
+    """Layers by token-mixer and MLP kind, total and active parameters, and the cache bytes per token of one
+    sequence of `context_tokens` in `quant`'s KV format (default 16-bit): full/MLA/sparse layers hold every token
+    (compressed ones 1/ratio of them), a sliding-window layer min(window, context) tokens, and linear-attention /
+    Mamba layers a fixed state per sequence, spread over its tokens (model.graph.cache_bytes, unsharded)."""
     if context_tokens <= 0:
         raise ValueError(f"context_tokens={context_tokens} must be > 0")
+    from roofsim.model.graph import cache_bytes  # noqa: PLC0415 (graph is heavier than the loader needs)
+
     kinds: dict[str, int] = {}
-    full = spec.num_layers - spec.num_sliding_layers
-    attn = "mla" if spec.mla is not None else "full"
-    for label, n in ((f"attention: {attn}", full),
-                     (f"attention: sliding window {spec.sliding_window}", spec.num_sliding_layers)):
-        if n:
-            kinds[label] = n
-    moe = spec.num_moe_layers
-    if spec.num_layers - moe:
-        kinds["mlp: dense"] = spec.num_layers - moe
-    if moe and spec.moe is not None:
-        shared = f" + {spec.moe.num_shared_experts} shared" if spec.moe.num_shared_experts else ""
-        kinds[f"mlp: moe top-{spec.moe.top_k} of {spec.moe.num_experts}{shared}"] = moe
-    held = full * context_tokens + spec.num_sliding_layers * min(context_tokens, spec.sliding_window or 0)
-    kv = spec.kv_elements_per_token_per_layer() * kv_bytes_per_element * held / context_tokens
+    for mixer, n in spec.mixer_counts():
+        kinds[_mixer_label(mixer)] = kinds.get(_mixer_label(mixer), 0) + n
+    for mlp, n in spec.mlp_counts():
+        kinds[_mlp_label(mlp)] = kinds.get(_mlp_label(mlp), 0) + n
+    grow, win, state, window = cache_bytes(spec, quant or QuantSpec(), ParallelSpec())
+    held = grow * context_tokens + win * min(context_tokens, window) + state
     p = count_params(spec)
-    return ModelSummary(spec.name, spec.hf_id, spec.family, kinds, p.total, p.active, kv, context_tokens)
+    return ModelSummary(spec.name, spec.hf_id, spec.family, kinds, p.total, p.active, held / context_tokens,
+                        context_tokens, state)

@@ -75,8 +75,8 @@ def resolve_quant(checkpoint: CheckpointQuant | None, weight_dtype: str | None =
                          f"({checkpoint.source})")
     else:
         q = checkpoint.quant
-        notes.append(f"quantisation from the checkpoint: {checkpoint.scheme} (weights {q.weight_dtype}, "
-                     f"activations {q.activation_dtype}, KV {q.kv_dtype})")
+        notes.append(f"{checkpoint.scheme} from the checkpoint ({checkpoint.source}): weights {q.weight_dtype}, "
+                     f"activations {q.activation_dtype}, KV {q.kv_dtype}")
         changes: dict[str, object] = {}
         for field, value in (("activation_dtype", activation_dtype), ("kv_dtype", kv_dtype)):
             if value != "auto" and value != getattr(q, field):

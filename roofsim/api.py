@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.checkpoint_quant import CheckpointQuant
 from roofsim.model.cost import Calibration
 from roofsim.model.estimate import Estimate, estimate_deployment
-from roofsim.model.loader import load_model
-from roofsim.model.quant import quant_for
+from roofsim.model.loader import load_checkpoint_quant, load_model
+from roofsim.model.quant import quant_for, resolve_quant  # noqa: F401 (quant_for: re-exported by roofsim)
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 from roofsim.simulator.config import SimConfig
 from roofsim.validation.profiles import (
@@ -45,17 +46,40 @@ def _hardware(h: HardwareLike) -> HardwareSpec:
     return h if isinstance(h, HardwareSpec) else load_hardware(h)
 
 
+def _checkpoint(model: ModelLike) -> CheckpointQuant | None:
+    """The checkpoint format of a model name/path, or of a ModelSpec's preset (None when it has none)."""
+    if not isinstance(model, ModelSpec):
+        return load_checkpoint_quant(model)
+    try:
+        return load_checkpoint_quant(model.hf_id or model.name)
+    except KeyError:  # a ModelSpec built by hand or from a file: no preset behind it
+        return None
+
+
+def quant_of(model: ModelLike, hardware: HardwareLike | None = None, weight_dtype: str | None = None, *,
+             kv_dtype: str = "auto", activation_dtype: str = "auto",
+             group_size: int | None = None) -> tuple[QuantSpec, list[str]]:
+    """The formats a deployment of `model` runs in, and notes saying where each came from: the checkpoint's own
+    (its quantization_config / hf_quant_config.json; bf16 for an unquantised one) unless `weight_dtype`,
+    `kv_dtype`, `activation_dtype` or `group_size` override it; on `hardware` without the checkpoint's activation
+    format, 16-bit activations (weight-only kernels). What `roofsim estimate` does with its dtype flags."""
+    hw = _hardware(hardware) if hardware is not None else None
+    return resolve_quant(_checkpoint(model), weight_dtype, kv_dtype, hw, activation_dtype=activation_dtype,
+                         group_size=group_size)
+
+
 def estimate(model: ModelLike, hardware: HardwareLike, *, batch: int = 1, input_len: int = 1024,
-             output_len: int = 256, tp: int = 1, pp: int = 1, ep: int = 1, quant: QuantSpec | str = "bf16",
+             output_len: int = 256, tp: int = 1, pp: int = 1, ep: int = 1, quant: QuantSpec | str | None = None,
              calibration: CalibrationLike = None, gpu_memory_utilization: float = 0.9) -> Estimate:
-    """TTFT, TPOT, per-kernel breakdown and memory of one batch (`roofsim estimate`). `quant` is a QuantSpec or a
-    weight dtype name; `calibration` as resolve_calibration: None = the GPU's shipped (or transferred) profile,
-    "default" = the cost model's defaults, a profile path, or a Calibration."""
+    """TTFT, TPOT, per-kernel breakdown and memory of one batch (`roofsim estimate`). `quant`: None = the
+    checkpoint's own format (quant_of; bf16 for an unquantised checkpoint), a weight dtype name overriding it, or a
+    QuantSpec used as given; `calibration` as resolve_calibration: None = the GPU's shipped (or transferred)
+    profile, "default" = the cost model's defaults, a profile path, or a Calibration."""
     m = _model(model)
     par = ParallelSpec(tp=tp, pp=pp, ep=ep)
     par.validate_for(m)
-    q = quant if isinstance(quant, QuantSpec) else quant_for(quant)
     hw = _hardware(hardware)
+    q = quant if isinstance(quant, QuantSpec) else quant_of(model, hw, quant)[0]
     return estimate_deployment(m, hw, q, par, resolve_calibration(calibration, hw)[0], batch, input_len,
                                output_len, gpu_memory_utilization)
 
@@ -74,10 +98,13 @@ def load_config(source: SimConfig | Mapping[str, Any] | str | Path) -> SimConfig
 def simulate(config: SimConfig | Mapping[str, Any] | str | Path,
              progress: Callable[[float, float], None] | None = None) -> SimResult:
     """Replay the workload of `config` through its deployment (`roofsim simulate`); a replica group without a
-    calibration gets its GPU's shipped or transferred profile (resolve_calibration). Same config -> same result."""
+    calibration gets its GPU's shipped or transferred profile (resolve_calibration), one without a `quant` table
+    its checkpoint's own format (quant_of; bf16 for an unquantised checkpoint). Same config -> same result."""
+    from roofsim.simulator.run import resolve_config_quants  # noqa: PLC0415
     from roofsim.simulator.run import simulate as _simulate  # noqa: PLC0415
 
     cfg, _ = resolve_config_calibrations(load_config(config))
+    cfg, _ = resolve_config_quants(cfg)
     return _simulate(cfg, progress=progress)
 
 

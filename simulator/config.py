@@ -136,7 +136,10 @@ class ReplicaGroup(BaseModel):
     pp: Degree = 1
     ep: Degree = 1
     count: limited(int, "MAX_REPLICAS", ge=1) = 1  # type: ignore[valid-type]
-    quant: QuantSpec = QuantSpec()
+    quant: QuantSpec | None = Field(
+        None, description="number formats; absent = the checkpoint's own (its quantization_config / "
+        "hf_quant_config.json, bf16 for an unquantised one) on this hardware (simulator.run.group_quant). A table "
+        "given is the whole format: fields it omits take QuantSpec's defaults (bf16), not the checkpoint's")
     scheduler: SchedulerConfig = VLLMScheduler()
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     block_size: limited(int, "MAX_BLOCK_TOKENS", ge=1) = Field(  # type: ignore[valid-type]

@@ -12,10 +12,12 @@ import numpy as np
 import simpy
 
 from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import CostModel
-from roofsim.model.loader import load_model
+from roofsim.model.loader import load_checkpoint_quant, load_model
 from roofsim.model.memory import MemoryPlan, plan_memory
-from roofsim.model.spec import ParallelSpec
+from roofsim.model.quant import resolve_quant
+from roofsim.model.spec import ParallelSpec, QuantSpec
 from roofsim.simulator.cluster import Cluster
 from roofsim.simulator.config import ReplicaGroup, SimConfig
 from roofsim.simulator.early_exit import early_exit_parts
@@ -55,6 +57,30 @@ def strategy_kind(group: ReplicaGroup) -> str:
         else "plain"
 
 
+def group_quant(group: ReplicaGroup, hardware: HardwareSpec | None = None) -> tuple[QuantSpec, list[str]]:
+    """The formats a replica group runs in and notes saying where they came from: its `quant` table when the run
+    file has one (no notes), else the checkpoint's own format on the group's hardware (model.quant.resolve_quant:
+    bf16 for an unquantised checkpoint, 16-bit activations where the GPU lacks the checkpoint's)."""
+    if group.quant is not None:
+        return group.quant, []
+    hw = hardware if hardware is not None else load_hardware(group.hardware)
+    return resolve_quant(load_checkpoint_quant(group.model), hardware=hw)
+
+
+def resolve_config_quants(config: SimConfig) -> tuple[SimConfig, list[str]]:
+    """`config` with every replica group's `quant` filled in (group_quant), and one note per group whose format
+    came from its checkpoint; the front ends resolve before simulating, so results and their saved configs name
+    the formats that ran."""
+    groups, notes = [], []
+    for i, g in enumerate(config.replicas):
+        if g.quant is None:
+            q, why = group_quant(g)
+            g = g.model_copy(update={"quant": q})
+            notes += [f"replicas[{i}] {g.model}: {n}" for n in why]
+        groups.append(g)
+    return config.model_copy(update={"replicas": tuple(groups)}), notes
+
+
 def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
                    rng: np.random.Generator | None = None) -> list[Replica]:
     """Replicas of every group, in config order (one CostModel per group, shared by its replicas). Each replica
@@ -67,9 +93,10 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
         hw = load_hardware(g.hardware)
         par = ParallelSpec(tp=g.tp, pp=g.pp, ep=g.ep)
         par.validate_for(model)
-        cost = CostModel(model, hw, g.quant, par, g.calibration)
+        quant, _ = group_quant(g, hw)
+        cost = CostModel(model, hw, quant, par, g.calibration)
         sched_cfg = g.scheduler
-        plan = plan_memory(model, hw, g.quant, par, g.gpu_memory_utilization,
+        plan = plan_memory(model, hw, quant, par, g.gpu_memory_utilization,
                            max_batched_tokens=sched_cfg.max_batched_tokens, max_seqs=sched_cfg.max_num_seqs,
                            block_size=g.block_size)
         window = model.sliding_window if model.num_sliding_layers else None
@@ -159,4 +186,4 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     return result
 
 
-__all__ = ["STRATEGY_PARTS", "build_replicas", "simulate", "strategy_kind"]
+__all__ = ["STRATEGY_PARTS", "build_replicas", "group_quant", "resolve_config_quants", "simulate", "strategy_kind"]

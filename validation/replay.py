@@ -31,7 +31,7 @@ from roofsim.simulator.config import (
 )
 from roofsim.simulator.engines import VLLM_CHUNKED_PREFILL_TOKENS, VLLM_MAX_NUM_SEQS, vllm_v1_defaults
 from roofsim.simulator.metrics import SimResult
-from roofsim.simulator.run import simulate
+from roofsim.simulator.run import group_quant, simulate
 from roofsim.simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload, Trace
 from roofsim.validation.logs import ServingLog, read_log, read_logs, regenerate_poisson_arrivals
 
@@ -209,6 +209,8 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
                prefix_caching: bool | None = None, frontend_s_per_request: float = 0.0) -> ReplayResult:
     """Replay the log's requests on `model` x `hardware` (tp, pp) and compare distributions.
 
+    quant: the formats served; None = the checkpoint's own on this hardware (simulator.run.group_quant), noted.
+
     prefix_caching: the server ran with prefix caching (vLLM --enable-prefix-caching); the simulator's prefix
     cache is on, with each prompt's hash ids derived from its identity in the log (request i = prompt i; distinct
     prompts share nothing, since the log has no token ids). Default: on when `prompts_cached`.
@@ -241,10 +243,13 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
     if scheduler is None:
         scheduler, note = make_scheduler_config("vllm-v1", hardware)
         notes.append(note + " (default)")
-    quant = quant or QuantSpec()
     group = ReplicaGroup(model=model, hardware=hardware, tp=tp, pp=pp, quant=quant, scheduler=scheduler,
                          calibration=calibration, gpu_memory_utilization=gpu_memory_utilization,
                          prefix_caching=prefix_caching, frontend_s_per_request=frontend_s_per_request)
+    if quant is None:  # the checkpoint's own format on this hardware (bf16 for an unquantised one)
+        quant, why = group_quant(group)
+        group = group.model_copy(update={"quant": quant})
+        notes += [f"quantisation: {n}" for n in why]
     wl = SyntheticWorkload(arrival=OfflineArrivals(), input=FixedLengths(tokens=1), output=FixedLengths(tokens=1),
                            num_requests=len(trace))  # placeholder: the trace replaces its requests
     sim = simulate(SimConfig(workload=wl, replicas=(group,), seed=seed), trace=trace, warm_prefixes=warm)

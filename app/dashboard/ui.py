@@ -12,7 +12,7 @@ import streamlit as st
 from roofsim.app.dashboard.state.common import (
     ACTIVATION_CHOICES,
     KV_CHOICES,
-    WEIGHT_CHOICES,
+    WEIGHT_OR_CHECKPOINT,
     error_message,
     save_upload,
 )
@@ -89,8 +89,9 @@ def step_config_widgets(box: Any, default: StepConfig, prefix: str = "", deploym
     hw = box.selectbox("Hardware", hw_ids, index=_index(hw_ids, default.hardware), key=f"{prefix}hardware")
     mdl = box.selectbox("Model", m_ids, index=_index(m_ids, default.model), key=f"{prefix}model")
     c1, c2, c3 = box.columns(3)
-    wd = c1.selectbox("Weights", WEIGHT_CHOICES, index=_index(WEIGHT_CHOICES, default.weight_dtype),
-                      key=f"{prefix}weight_dtype")
+    wd = c1.selectbox("Weights", WEIGHT_OR_CHECKPOINT, index=_index(WEIGHT_OR_CHECKPOINT, default.weight_dtype),
+                      key=f"{prefix}weight_dtype", help="checkpoint: the format the checkpoint ships in (its "
+                      "quantization_config; bf16 for an unquantised one); a dtype overrides it")
     ad = c2.selectbox("Activations", ACTIVATION_CHOICES, index=_index(ACTIVATION_CHOICES, default.activation_dtype),
                       key=f"{prefix}activation_dtype")
     kv = c3.selectbox("KV cache", KV_CHOICES, index=_index(KV_CHOICES, default.kv_dtype), key=f"{prefix}kv_dtype")

@@ -15,7 +15,7 @@ from roofsim.model.cost import CostModel, check_dtypes
 from roofsim.model.loader import load_model
 from roofsim.model.memory import DoesNotFitError, MemoryPlan, plan_memory
 from roofsim.model.spec import ParallelSpec
-from roofsim.simulator.planning.spec import Candidate, PlanSpec, Status, quant_for
+from roofsim.simulator.planning.spec import Candidate, PlanSpec, Status
 from roofsim.simulator.schedulers import Scheduler
 from roofsim.simulator.workload import Trace
 
@@ -84,7 +84,7 @@ def _screen(spec: PlanSpec, cand: Candidate,
     the longest request not fitting."""
     model = load_model(spec.model)
     hw = load_hardware(cand.hardware)
-    quant = quant_for(cand.weight_dtype, cand.kv_dtype)
+    quant = cand.quant(spec)
     par = ParallelSpec(tp=cand.tp, pp=cand.pp)
     try:
         par.validate_for(model)

@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import RoofsimError
 from roofsim.model.cost import Calibration
-from roofsim.model.quant import quant_for
+from roofsim.model.loader import load_checkpoint_quant
+from roofsim.model.quant import quant_for, resolve_quant
+from roofsim.model.spec import QuantSpec
 from roofsim.simulator.config import SCHEDULER_KINDS, Degree, SchedulerConfig
 from roofsim.simulator.limits import MAX_PARALLEL, MAX_REPLICAS, limited
 from roofsim.simulator.schedulers import Scheduler, make_scheduler
@@ -49,7 +51,10 @@ class PlanSpec(BaseModel):
     hardware: tuple[str, ...] = Field(("h100-sxm",), min_length=1)
     tp: tuple[Degree, ...] = Field((1, 2, 4, 8), min_length=1)
     pp: tuple[Degree, ...] = Field((1,), min_length=1)
-    weight_dtypes: tuple[str, ...] = Field(("bf16",), min_length=1)
+    weight_dtypes: tuple[str, ...] = Field(min_length=1, description=(
+        "weight dtypes to try; 'checkpoint' = the checkpoint's own format (its scales, activations and KV as "
+        "stated, 16-bit activations on a GPU without its format). Absent: ('checkpoint',) for a quantised "
+        "checkpoint, else ('bf16',)"))
     kv_dtypes: tuple[str, ...] = Field(("auto",), min_length=1, description="'auto' = bf16 (16-bit activations)")
     schedulers: tuple[str, ...] = Field(("vllm",), min_length=1)
     max_batch: tuple[limited(int, "MAX_BATCH_SEQS", ge=1), ...] = Field(  # type: ignore[valid-type]
@@ -77,6 +82,25 @@ class PlanSpec(BaseModel):
         "cost-model calibration per hardware catalog id; a GPU not listed uses the model defaults. The front ends "
         "(roofsim plan, the API, the dashboard) fill it with each GPU's shipped profile, the one calibration rule "
         "(validation.profiles.resolve_plan_calibrations)"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checkpoint_weights(cls, data: Any) -> Any:
+        """No weight_dtypes: the checkpoint's own format when it is quantised, else bf16; 'checkpoint' of an
+        unquantised checkpoint is bf16 (so its candidates keep their bf16 labels)."""
+        if not isinstance(data, dict):
+            return data
+        wanted = data.get("weight_dtypes")
+        if wanted is None or "checkpoint" in wanted:
+            try:
+                quantised = load_checkpoint_quant(data["model"]) is not None
+            except (KeyError, TypeError, ValueError, OSError):  # an unknown model fails later, with its own message
+                quantised = False
+            own = "checkpoint" if quantised else "bf16"
+            wanted = (own,) if wanted is None else tuple(dict.fromkeys(own if w == "checkpoint" else w
+                                                                       for w in wanted))
+            data = {**data, "weight_dtypes": wanted}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> PlanSpec:
@@ -138,9 +162,17 @@ class Candidate:
         """The scheduler implementation this candidate's replicas run (its capacity bound, whether it chunks)."""
         return make_scheduler(_SCHEDULER_CONFIG.validate_python(self.scheduler_config(spec)))
 
+    def quant(self, spec: PlanSpec) -> QuantSpec:
+        """The formats this candidate runs in: the checkpoint's (over `kv_dtype`, on this hardware) for weight
+        dtype 'checkpoint', else quant_for(weight_dtype, kv_dtype)."""
+        if self.weight_dtype == "checkpoint":
+            return resolve_quant(load_checkpoint_quant(spec.model), None, self.kv_dtype,
+                                 load_hardware(self.hardware))[0]
+        return quant_for(self.weight_dtype, self.kv_dtype)
+
     def group(self, spec: PlanSpec, count: int = 1) -> dict[str, Any]:
         g: dict[str, Any] = {"model": spec.model, "hardware": self.hardware, "tp": self.tp, "pp": self.pp,
-                             "count": count, "quant": quant_for(self.weight_dtype, self.kv_dtype).model_dump(),
+                             "count": count, "quant": self.quant(spec).model_dump(),
                              "scheduler": self.scheduler_config(spec),
                              "gpu_memory_utilization": spec.gpu_memory_utilization}
         if self.hardware in spec.calibrations:

@@ -53,8 +53,13 @@ def test_impossible_layout_and_missing_dtype(capsys: pytest.CaptureFixture[str])
     code, _, err = run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "h100", "--tp", "3")
     assert code == 2 and "tp=3 must divide num_heads=32" in err
     code, _, err = run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "a100-80gb",
-                       "--weight-dtype", "fp8")
+                       "--weight-dtype", "fp8", "--activation-dtype", "fp8")
     assert code == 2 and "no fp8 support" in err
+    # fp8 weights alone on a GPU without fp8 run weight-only (vLLM's Marlin FP8), as an FP8 checkpoint does
+    code, out, _ = run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "a100-80gb",
+                       "--weight-dtype", "fp8")
+    assert code == 0 and "weights fp8, activations bf16" in out
+    assert "no fp8 tensor cores: fp8 weights run weight-only" in out
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,3 +68,80 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "list", "models", "--json")
     names = {m["name"] for m in json.loads(out)}
     assert {"Llama-3.1-8B", "DeepSeek-V3"} <= names
+
+
+# ---- quantisation from the checkpoint ------------------------------------------------------------------------
+
+
+def test_fp8_checkpoint_runs_fp8_without_flags_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "estimate", "--model", "Qwen/Qwen3-32B-FP8", "--hardware", "h100-sxm", "--json")
+    assert code == 0
+    r = json.loads(out)
+    assert (r["weight_dtype"], r["activation_dtype"], r["kv_dtype"]) == ("fp8", "fp8", "bf16")
+    assert r["quantisation"] == ["FP8 block 128x128 from the checkpoint (model/presets/Qwen--Qwen3-32B-FP8_config.json)"
+                                 ": weights fp8, activations fp8, KV bf16"]
+    # the block-scaled recipe, not per-tensor fp8: the GEMMs run as fp8_block kernels
+    assert {k["dtype"] for k in r["kernels"] if k["name"] == "o_proj"} == {"fp8_block"}
+    code, text, _ = run(capsys, "estimate", "--model", "Qwen/Qwen3-32B-FP8", "--hardware", "h100-sxm")
+    assert "weights fp8, activations fp8, KV bf16" in text.splitlines()[0]
+    assert text.splitlines()[1] == "quantisation: " + r["quantisation"][0]
+
+
+def test_dtype_flags_override_the_checkpoint_and_the_output_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "estimate", "--model", "Qwen/Qwen3-32B-FP8", "--hardware", "h100-sxm",
+                       "--kv-dtype", "fp8", "--json")
+    r = json.loads(out)
+    assert code == 0 and (r["weight_dtype"], r["kv_dtype"]) == ("fp8", "fp8")
+    assert r["quantisation"][1] == "--kv-dtype fp8 overrides the checkpoint's bf16"
+    code, out, _ = run(capsys, "estimate", "--model", "Qwen/Qwen3-32B-FP8", "--hardware", "h100-sxm",
+                       "--weight-dtype", "bf16")
+    assert code == 0 and "weights bf16, activations bf16, KV bf16" in out
+    assert ("quantisation: --weight-dtype bf16 overrides the checkpoint's FP8 block 128x128 "
+            "(model/presets/Qwen--Qwen3-32B-FP8_config.json)") in out.splitlines()
+    # the override costs what a bf16 checkpoint of the same architecture costs
+    bf16 = json.loads(run(capsys, "estimate", "--model", "Qwen/Qwen3-32B-FP8", "--hardware", "h100-sxm",
+                          "--weight-dtype", "bf16", "--json")[1])
+    plain = json.loads(run(capsys, "estimate", "--model", "Qwen3-32B", "--hardware", "h100-sxm", "--json")[1])
+    assert bf16["tpot_s"] == plain["tpot_s"] and bf16["ttft_s"] == plain["ttft_s"]
+
+
+def test_unquantised_checkpoint_is_bf16_as_before_with_nothing_to_say(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "4", "--json")
+    default = json.loads(run(capsys, *argv)[1])
+    explicit = json.loads(run(capsys, *argv, "--weight-dtype", "bf16", "--kv-dtype", "bf16")[1])
+    assert default == explicit and default["quantisation"] == []
+    assert (default["weight_dtype"], default["activation_dtype"], default["kv_dtype"]) == ("bf16",) * 3
+    assert "quantisation:" not in run(capsys, *argv[:-1])[1]
+
+
+# ---- list models ---------------------------------------------------------------------------------------------
+
+
+def test_list_models_shows_a_hybrid_as_model_summary_describes_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from roofsim.model.loader import load_model, model_ids, model_summary
+
+    code, out, _ = run(capsys, "list", "models", "--json", "--context", "32768")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert len(rows) == len(model_ids())
+    nano = rows["NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"]
+    s = model_summary(load_model("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"), 32768)
+    assert nano["layers_by_kind"] == s.layers_by_kind == {
+        "mamba: mamba2 state 128": 23, "mixer: none": 23, "attention: full": 6,
+        "mlp: none": 29, "mlp: moe top-6 of 128 + 1 shared": 23}
+    assert (nano["total_params"], nano["active_params"]) == (s.total_params, s.active_params)
+    assert nano["kv_bytes_per_token"] == s.kv_bytes_per_token and nano["context_tokens"] == 32768
+    assert nano["checkpoint_quant"] is None
+    # its NVFP4 checkpoint states an fp8 KV cache: the cache bytes are counted in it
+    nvfp4 = rows["NVIDIA-Nemotron-3-Nano-30B-A3B-NVFP4"]
+    assert nvfp4["checkpoint_quant"]["weight_dtype"] == "fp4" and nvfp4["checkpoint_quant"]["kv_dtype"] == "fp8"
+    assert nvfp4["kv_bytes_per_token"] == pytest.approx(nano["kv_bytes_per_token"] / 2)
+    qwen = rows["Qwen3.5-27B"]
+    assert qwen["layers_by_kind"] == {"linear attention: gated delta": 48, "attention: full": 16, "mlp: dense": 64}
+    assert rows["Qwen3-32B-FP8"]["checkpoint_quant"]["label"] == "FP8 block 128x128"
+
+    code, text, _ = run(capsys, "list", "models")
+    line = next(x for x in text.splitlines() if x.startswith("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16 "))
+    assert "23 mamba2/128 + 23 none + 6 full" in line and "29 none + 23 moe 6/128+1" in line
+    assert "31.6 G" in line and "3.58 G" in line
+    assert "KV/token@8192" in text.splitlines()[0]

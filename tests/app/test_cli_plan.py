@@ -80,3 +80,21 @@ def test_set_writes_plan_spec_fields_and_names_bad_ones(capsys: pytest.CaptureFi
     assert "the top level has no key 'chunksize'" in err and "chunk_size" in err
     assert main([*BASE, "--set", "schedulers=[\"fifo\"]", "--no-cache"]) == 2
     assert "scheduler 'fifo' is not one of static, vllm, orca, sarathi, sjf" in capsys.readouterr().err
+
+
+def test_plan_weights_default_to_the_checkpoint_format() -> None:
+    from roofsim.simulator.planning import PlanSpec, candidates
+
+    q = {"workload": {"kind": "named", "name": "conversation"}, "rate_per_s": 1, "slo_ttft_s": 1, "slo_tpot_s": 0.1,
+         "hardware": ["h100-sxm", "a100-sxm-80gb"], "tp": [1]}
+    fp8 = PlanSpec.model_validate({**q, "model": "Qwen/Qwen3-32B-FP8"})
+    assert fp8.weight_dtypes == ("checkpoint",)
+    h100, a100 = candidates(fp8)
+    assert h100.label == "h100-sxm tp1 checkpoint vllm b256"
+    assert (h100.quant(fp8).activation_dtype, h100.quant(fp8).group_size) == ("fp8", 128 * 128)
+    assert a100.quant(fp8).activation_dtype == "bf16"  # weight-only where the GPU has no fp8
+    assert h100.group(fp8)["quant"] == h100.quant(fp8).model_dump()
+    # an unquantised checkpoint: 'checkpoint' is bf16, and the labels stay bf16
+    assert PlanSpec.model_validate({**q, "model": "llama-3.1-8b"}).weight_dtypes == ("bf16",)
+    assert PlanSpec.model_validate({**q, "model": "llama-3.1-8b",
+                                    "weight_dtypes": ["checkpoint", "bf16", "fp8"]}).weight_dtypes == ("bf16", "fp8")

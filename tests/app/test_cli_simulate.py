@@ -4,6 +4,7 @@ files and overwrite refusal, clean errors."""
 from __future__ import annotations
 
 import json
+import tomllib
 
 from roofsim.app.cli import main
 from roofsim.simulator.config import SimConfig
@@ -170,3 +171,47 @@ def test_set_errors_name_the_path_and_the_valid_keys(capsys) -> None:
         capsys.readouterr().err)
     assert main(["simulate", "--set", "seed"]) == 2
     assert "expected PATH=VALUE" in capsys.readouterr().err
+
+
+def test_quantised_checkpoint_runs_its_format_and_flags_override_it(capsys) -> None:
+    base = ["simulate", "--model", "Qwen/Qwen3-32B-FP8", "--num-requests", "30", "--rate", "2"]
+    assert main([*base, "--json"]) == 0
+    q = json.loads(capsys.readouterr().out)["config"]["replicas"][0]["quant"]
+    assert q == {"weight_dtype": "fp8", "activation_dtype": "fp8", "kv_dtype": "bf16", "group_size": 128 * 128,
+                 "scale_bytes": 4.0}
+    assert main([*base, "--kv-dtype", "fp8"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("quantisation: "))
+    assert "replicas[0] Qwen/Qwen3-32B-FP8: FP8 block 128x128 from the checkpoint" in line
+    assert "--kv-dtype fp8 overrides the checkpoint's bf16" in line
+    # a run file without a quant table keeps none: it reads back to the same run, resolved again
+    assert main([*base, "--print-config"]) == 0
+    assert "quant" not in capsys.readouterr().out
+
+
+def test_unquantised_checkpoint_without_quant_table_is_the_bf16_run(tmp_path, capsys) -> None:
+    runs = []
+    for quant in (None, {"weight_dtype": "bf16", "activation_dtype": "bf16", "kv_dtype": "bf16"}):
+        group = {"model": "llama-3.1-8b", "hardware": "h100-sxm", **({"quant": quant} if quant else {})}
+        cfg = SimConfig.model_validate({"workload": {"kind": "named", "name": "conversation", "num_requests": 40},
+                                        "replicas": [group]})
+        p = tmp_path / "run.toml"
+        p.write_text(cfg.to_toml())
+        assert main(["simulate", "--config", str(p), "--json"]) == 0
+        d = json.loads(capsys.readouterr().out)
+        runs.append({k: v for k, v in d.items() if k not in ("wall_s", "sim_s_per_wall_s", "iterations_per_wall_s")})
+    assert runs[0] == runs[1]
+    assert main(["simulate", "--num-requests", "20"]) == 0
+    assert "quantisation:" not in capsys.readouterr().out
+
+
+def test_kv_dtype_flag_changes_only_the_kv_of_a_quant_table(tmp_path, capsys) -> None:
+    cfg = SimConfig.model_validate({
+        "workload": {"kind": "named", "name": "conversation", "num_requests": 20},
+        "replicas": [{"model": "llama-3.1-8b", "hardware": "h100-sxm",
+                      "quant": {"weight_dtype": "int4", "activation_dtype": "bf16", "group_size": 64}}]})
+    p = tmp_path / "run.toml"
+    p.write_text(cfg.to_toml())
+    assert main(["simulate", "--config", str(p), "--kv-dtype", "fp8", "--print-config"]) == 0
+    q = SimConfig.model_validate(tomllib.loads(capsys.readouterr().out)).replicas[0].quant
+    assert (q.weight_dtype, q.group_size, q.kv_dtype) == ("int4", 64, "fp8")

@@ -121,11 +121,22 @@ def test_step_metrics_match_the_cli_estimate(view: dict) -> None:
 @pytest.mark.parametrize("cfg, needle", [
     (StepConfig(tp=3), "tp=3 must divide"),
     (StepConfig(model="Llama-3.1-405B"), "does not fit"),
-    (StepConfig(hardware="a100-sxm-80gb", weight_dtype="fp8"), "no fp8"),
+    (StepConfig(hardware="a100-sxm-80gb", weight_dtype="fp8", activation_dtype="fp8"), "no fp8"),
+    (StepConfig(weight_dtype="fp4", activation_dtype="fp4"), "has no fp4"),
 ])
 def test_impossible_configs_raise_user_errors(cfg: StepConfig, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         step_view(cfg)
+
+
+def test_step_view_runs_the_checkpoint_format_and_says_so() -> None:
+    fp8 = step_view(StepConfig(model="Qwen3-32B-FP8"))  # weights "checkpoint", the default
+    assert (fp8["weight_dtype"], fp8["activation_dtype"]) == ("fp8", "fp8")
+    assert fp8["quantisation"][0].startswith("FP8 block 128x128 from the checkpoint")
+    # fp8 weights on a GPU without fp8 run weight-only (as the CLI), noted rather than refused
+    a100 = step_view(StepConfig(hardware="a100-sxm-80gb", weight_dtype="fp8"))
+    assert a100["activation_dtype"] == "bf16" and "no fp8 tensor cores" in a100["quantisation"][-1]
+    assert step_view(StepConfig())["quantisation"] == []  # an unquantised checkpoint: bf16, nothing to say
 
 
 def test_ecdf_and_cdf_figure() -> None:
@@ -211,14 +222,14 @@ def test_serving_widgets_round_trip_techniques_through_toml(tmp_path) -> None:
 
 
 def test_serving_config_is_the_hand_written_dict() -> None:
-    """The default widgets build the config a user would write by hand (quantization 'auto' resolved as the CLI)."""
+    """The default widgets build the config a user would write by hand (no quant table: the checkpoint's format,
+    as the simulator resolves it)."""
     from roofsim.app.dashboard.state.serving import sim_config
     from roofsim.simulator.config import SimConfig
 
     assert sim_config() == SimConfig.model_validate({
         "workload": {"kind": "named", "name": "conversation", "rate_per_s": 4.0, "num_requests": 1000},
         "replicas": [{"model": "Llama-3.1-8B", "hardware": "h100-sxm",
-                      "quant": {"weight_dtype": "bf16", "activation_dtype": "bf16", "kv_dtype": "bf16"},
                       "scheduler": {"kind": "vllm", "max_num_seqs": 256, "max_batched_tokens": 8192}}],
         "slo": {"ttft_s": 1.0, "tpot_s": 0.1}, "seed": 0})
     trace = sim_config(sv_trace_path="t.csv", sv_rate_scale=2.0, sv_num_requests=50).workload
@@ -246,7 +257,7 @@ def test_plan_question_round_trips_and_equals_the_hand_written_spec() -> None:
     assert plan_spec() == PlanSpec(model="Llama-3.1-8B", workload=NamedWorkload(name="conversation"),
                                    rate_per_s=8.0, slo_ttft_s=1.0, slo_tpot_s=0.1,
                                    hardware=("h100-sxm", "a100-sxm-80gb"), tp=(1, 2), num_requests=200,
-                                   tolerance=0.1)
+                                   tolerance=0.1)  # weights 'checkpoint' of an unquantised checkpoint = bf16
     spec = plan_spec(pl_source="upload a trace", pl_trace_path="t.csv", pl_max_gpus=4, pl_tp=[1, 16],
                      pl_objective="energy", pl_model="meta-llama/Llama-3.1-8B", pl_seed=2**40)
     assert spec.workload == TraceWorkload(path="t.csv") and spec.max_gpus == 4 and spec.tp == (1, 16)

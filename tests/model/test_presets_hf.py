@@ -67,3 +67,19 @@ def test_model_summary_by_hand() -> None:
     assert g.kv_bytes_per_token == 18 * 2048 + 18 * 2048 * 128 / 8192
     with pytest.raises(ValueError, match="context_tokens=0 must be > 0"):
         model_summary(load_model("gpt-oss-20b"), 0)
+
+
+def test_model_summary_of_hybrids_by_hand() -> None:
+    # Nemotron-3 Nano: pattern M (Mamba-2) x 23, E (MoE MLP, no mixer) x 23, * (GQA) x 6
+    s = model_summary(load_model("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"), 8192)
+    assert s.layers_by_kind == {"mamba: mamba2 state 128": 23, "mixer: none": 23, "attention: full": 6,
+                                "mlp: none": 29, "mlp: moe top-6 of 128 + 1 shared": 23}
+    kv = 6 * 2 * 128 * 2 * 2  # 6 attention layers x 2 KV heads x 128 x (K, V) x 2 bytes
+    # per Mamba layer: 64 heads x head_dim 64 x state 128, plus 3 conv taps of 64 x 64 + 2 x 8 groups x 128 channels
+    state = 23 * (64 * 64 * 128 + 3 * (64 * 64 + 2 * 8 * 128)) * 2
+    assert s.state_bytes_per_seq == state
+    assert s.kv_bytes_per_token == kv + state / 8192
+    # Qwen3.5-27B: 3 gated-delta layers per full-attention layer
+    q = model_summary(load_model("Qwen/Qwen3.5-27B"), 8192)
+    assert q.layers_by_kind == {"linear attention: gated delta": 48, "attention: full": 16, "mlp: dense": 64}
+    assert q.kv_bytes_per_token == 16 * 4 * 256 * 2 * 2 + q.state_bytes_per_seq / 8192

@@ -100,7 +100,8 @@ def test_no_flag_applies_the_checkpoint_and_a_flag_overrides_it_with_a_note() ->
     ckpt = load_checkpoint_quant("openai/gpt-oss-120b")
     q, notes = resolve_quant(ckpt, hardware=H100)
     assert q == _spec("fp4", "bf16", "bf16", 32, 1.0)
-    assert notes[0].startswith("quantisation from the checkpoint: MXFP4")
+    assert notes[0].startswith("MXFP4 from the checkpoint (model/presets/openai--gpt-oss-120b_config.json): "
+                            "weights fp4, activations bf16, KV bf16")
     q, notes = resolve_quant(ckpt, "fp8", hardware=H100)
     assert (q.weight_dtype, q.activation_dtype) == ("fp8", "fp8")
     assert notes == ["--weight-dtype fp8 overrides the checkpoint's MXFP4 (model/presets/openai--gpt-oss-120b"

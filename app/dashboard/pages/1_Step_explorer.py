@@ -42,6 +42,8 @@ if view_a is None:
 st.caption(f"**A**: {view_a['model']} on {view_a['num_gpus']} x {view_a['hardware_name']} (tp={view_a['tp']} "
            f"pp={view_a['pp']}); weights {view_a['weight_dtype']}, activations {view_a['activation_dtype']}, KV "
            f"{view_a['kv_dtype']}; batch {cfg_a.batch}, input {cfg_a.input_len}, output {cfg_a.output_len}")
+if view_a["quantisation"]:
+    st.caption("Quantisation (A): " + "; ".join(view_a["quantisation"]))
 
 
 def _metric_row(view: dict, suffix: str = "", ref: dict | None = None) -> None:
@@ -66,7 +68,8 @@ if not view_a["batch_fits"]:
                f"of context (at most {view_a['max_batch_at_context']}): requests would queue or be preempted.")
 if view_b is not None:
     st.caption(f"**B**: {view_b['model']} on {view_b['num_gpus']} x {view_b['hardware_name']} (tp={view_b['tp']} "
-               f"pp={view_b['pp']}); weights {view_b['weight_dtype']}, KV {view_b['kv_dtype']}")
+               f"pp={view_b['pp']}); weights {view_b['weight_dtype']}, KV {view_b['kv_dtype']}"
+               + ("; quantisation: " + "; ".join(view_b["quantisation"]) if view_b["quantisation"] else ""))
     _metric_row(view_b, " (B)", ref=view_a)
 
 # One view at a time: drawing every chart on each rerun (as st.tabs does) is what made a knob change slow

@@ -27,7 +27,7 @@ from roofsim.app.dashboard.state.serving_results import (
 from roofsim.app.dashboard.ui import saved_upload, show_error, widget_drawer
 from roofsim.app.figures import latency_cdf_figure, latency_vs_load_figure, timeseries_figure
 from roofsim.simulator.config import SimConfig
-from roofsim.simulator.run import simulate
+from roofsim.simulator.run import resolve_config_quants, simulate
 from roofsim.validation.profiles import resolve_config_calibrations
 
 st.set_page_config(page_title="roofsim: serving what-if", page_icon=":material/dns:", layout="wide")
@@ -212,6 +212,8 @@ st.caption(f"{s['requests_completed']:,} of {s['requests_total']:,} requests com
            f"{s['requests_rejected']} rejected; SLO attainment {s['slo_attainment']:.1%}; {s['preemptions']} "
            f"preemptions; {s['iterations']:,} iterations simulated in {s['wall_s']:.2f} s wall "
            f"({s['sim_s_per_wall_s']:.0f} simulated s per wall s).")
+if quant_notes := resolve_config_quants(cfg)[1]:  # a group without a quant table: its checkpoint's format
+    st.caption("Quantisation: " + "; ".join(quant_notes))
 if s.get("requests_warmup"):
     st.caption(f"{s['requests_warmup']:,} warm-up requests ran and are excluded from the statistics.")
 if "prefix_cache_hit_rate" in s and not values["sv_trace_path"]:

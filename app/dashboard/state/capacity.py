@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from roofsim.app.dashboard.state.common import KV_CHOICES, MAX_SEED, WEIGHT_CHOICES
+from roofsim.app.dashboard.state.common import CHECKPOINT, KV_CHOICES, MAX_SEED, WEIGHT_OR_CHECKPOINT
 from roofsim.app.dashboard.state.form import NEVER, SKIP, Values, Widget, build_dict, defaults, is_, restore
 from roofsim.hardware_specs.catalog import hardware_ids
 from roofsim.model.loader import model_ids
@@ -40,7 +40,7 @@ PLAN_WIDGETS: tuple[Widget, ...] = (
     Widget("pl_objective", "objective", "radio", "Minimise", "cost", get_args(Objective), kw={"horizontal": True}),
     Widget("pl_hardware", "hardware", "multiselect", "Hardware", ["h100-sxm", "a100-sxm-80gb"], hardware_ids),
     Widget("pl_tp", "tp", "multiselect", "TP degrees", [1, 2], (1, 2, 4, 8)),
-    Widget("pl_weights", "weight_dtypes", "multiselect", "Weight dtypes", ["bf16"], WEIGHT_CHOICES),
+    Widget("pl_weights", "weight_dtypes", "multiselect", "Weight dtypes", [CHECKPOINT], WEIGHT_OR_CHECKPOINT),
     Widget("pl_kv", "kv_dtypes", "multiselect", "KV-cache dtypes", ["auto"], KV_CHOICES),
     Widget("pl_requests", "num_requests", "number_input", "Requests per point", 200,
            kw={"min_value": 10, "step": 100}),

@@ -21,6 +21,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (RoofsimError, ValueError, KeyErr
                                                 FileNotFoundError, UnicodeDecodeError)
 
 WEIGHT_CHOICES: tuple[str, ...] = get_args(QuantSpec.model_fields["weight_dtype"].annotation)
+# "checkpoint": the checkpoint's own format (its quantization_config; bf16 for an unquantised one), as the CLI runs
+# without --weight-dtype (app.common.quant_and_notes)
+CHECKPOINT = "checkpoint"
+WEIGHT_OR_CHECKPOINT: tuple[str, ...] = (CHECKPOINT, *WEIGHT_CHOICES)
 ACTIVATION_CHOICES: tuple[str, ...] = ("auto", *get_args(QuantSpec.model_fields["activation_dtype"].annotation))
 KV_CHOICES: tuple[str, ...] = ("auto", *get_args(QuantSpec.model_fields["kv_dtype"].annotation))
 MAX_SEED = 2**53 - 1  # the browser holds numbers as doubles: larger integers would not survive a widget

@@ -10,9 +10,10 @@ from typing import Any, get_args
 from roofsim.app.common import quant_from_args
 from roofsim.app.dashboard.state.common import (
     ACTIVATION_CHOICES,
+    CHECKPOINT,
     KV_CHOICES,
     MAX_SEED,
-    WEIGHT_CHOICES,
+    WEIGHT_OR_CHECKPOINT,
     format_list,
     kinds,
     literal_values,
@@ -30,8 +31,8 @@ from roofsim.app.dashboard.state.form import (
     is_,
     restore,
 )
-from roofsim.hardware_specs.catalog import hardware_ids
-from roofsim.model.loader import model_ids
+from roofsim.hardware_specs.catalog import hardware_ids, load_hardware
+from roofsim.model.loader import load_checkpoint_quant, model_ids
 from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, PerTokenExit
 from roofsim.simulator.config import RouterConfig, SchedulerConfig, SimConfig, VLLMScheduler
 from roofsim.simulator.workload import TraceFormat, named_workload, named_workloads
@@ -130,7 +131,7 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_tp", _R + "tp", "number_input", "TP", 1, kw={"min_value": 1}),
     Widget("sv_pp", _R + "pp", "number_input", "PP", 1, kw={"min_value": 1}),
     Widget("sv_count", _R + "count", "number_input", "Replicas", 1, kw={"min_value": 1}),
-    Widget("sv_weight_dtype", _R + "quant.weight_dtype", "selectbox", "Weights", "bf16", WEIGHT_CHOICES),
+    Widget("sv_weight_dtype", _R + "quant.weight_dtype", "selectbox", "Weights", CHECKPOINT, WEIGHT_OR_CHECKPOINT),
     Widget("sv_activation_dtype", _R + "quant.activation_dtype", "selectbox", "Activations", "auto",
            ACTIVATION_CHOICES),
     Widget("sv_kv_dtype", _R + "quant.kv_dtype", "selectbox", "KV cache", "auto", KV_CHOICES),
@@ -230,10 +231,19 @@ def sim_config(values: Values | None = None, **changes: Any) -> SimConfig:
     dict the rows build; quantization 'auto' resolved as the CLI does (app.common.quant_from_args)."""
     v = serving_defaults() | dict(values or {}) | changes
     d = build_dict(SERVING_WIDGETS, v)
-    q = d["replicas"][0]["quant"]
-    ns = argparse.Namespace(weight_dtype=q["weight_dtype"], activation_dtype=q["activation_dtype"],
-                            kv_dtype=q["kv_dtype"], group_size=128)
-    d["replicas"][0]["quant"] = quant_from_args(ns).model_dump()
+    rep = d["replicas"][0]
+    q = rep["quant"]
+    if (q["weight_dtype"], q["activation_dtype"], q["kv_dtype"]) == (CHECKPOINT, "auto", "auto"):
+        del rep["quant"]  # no quant table: the checkpoint's own format (simulator.run.group_quant), as a run file
+    else:
+        ns = argparse.Namespace(weight_dtype=q["weight_dtype"], activation_dtype=q["activation_dtype"],
+                                kv_dtype=q["kv_dtype"], group_size=None)
+        # the checkpoint and the hardware only where they decide something (a model path or hardware file of an
+        # uploaded scenario need not exist on this machine to show its explicit formats)
+        ckpt = load_checkpoint_quant(rep["model"]) if q["weight_dtype"] == CHECKPOINT else None
+        hw = load_hardware(rep["hardware"]) if q["weight_dtype"] == CHECKPOINT or q["activation_dtype"] == "auto" \
+            else None
+        rep["quant"] = quant_from_args(ns, ckpt, hw).model_dump()
     return SimConfig.model_validate(d)
 
 

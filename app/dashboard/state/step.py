@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from roofsim.app.cmd_estimate import estimate
-from roofsim.app.common import Deployment, quant_from_args
+from roofsim.app.common import Deployment, quant_and_notes
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.spec import DTYPES, HardwareSpec
-from roofsim.model.loader import load_model
+from roofsim.model.loader import load_checkpoint_quant, load_model
 from roofsim.model.spec import ParallelSpec
 from roofsim.validation.profiles import resolve_calibration
 
@@ -26,7 +26,7 @@ class StepConfig:
 
     hardware: str = "h100-sxm"
     model: str = "Llama-3.1-8B"
-    weight_dtype: str = "bf16"
+    weight_dtype: str = "checkpoint"  # the checkpoint's own format, as the CLI without --weight-dtype
     activation_dtype: str = "auto"
     kv_dtype: str = "auto"
     tp: int = 1
@@ -63,14 +63,14 @@ def deployment(cfg: StepConfig) -> Deployment:
     par = ParallelSpec(tp=cfg.tp, pp=cfg.pp)
     par.validate_for(mdl)
     ns = argparse.Namespace(weight_dtype=cfg.weight_dtype, activation_dtype=cfg.activation_dtype,
-                            kv_dtype=cfg.kv_dtype, group_size=128)
-    quant = quant_from_args(ns)
+                            kv_dtype=cfg.kv_dtype, group_size=None)
+    quant, notes = quant_and_notes(ns, load_checkpoint_quant(cfg.model), hw)
     gemm = quant.gemm_dtype
     if not hw.supports(gemm):
         have = [d for d in DTYPES if hw.supports(d)]
         raise ValueError(f"{hw.name} has no {gemm} tensor-core support (needed by weights {quant.weight_dtype} / "
                          f"activations {quant.activation_dtype}); it supports: {', '.join(have)}")
-    return Deployment(mdl, hw, quant, par, resolve_calibration(None, hw)[0])  # the CLI's rule
+    return Deployment(mdl, hw, quant, par, resolve_calibration(None, hw)[0], tuple(notes))  # the CLI's rules
 
 
 def roofs(hw: HardwareSpec) -> list[dict[str, float | str]]:
@@ -94,6 +94,7 @@ def step_view(cfg: StepConfig) -> dict[str, Any]:
     for k in r["kernels"]:
         k["achieved_flops_per_s"] = k["flops"] / k["seconds"] if k["seconds"] > 0 else 0.0
     r["calibration"] = resolve_calibration(None, dep.hardware)[1]
+    r["quantisation"] = list(dep.quant_notes)
     r["roofs"] = roofs(dep.hardware)
     r["bandwidth_bytes_per_s"] = dep.hardware.memory.bandwidth_bytes_per_s
     r["hardware_name"] = dep.hardware.name
