@@ -394,6 +394,27 @@ def needs_model(spec: str) -> bool:
         "scheduler", "max_batched_tokens", "max_num_seqs", "chunk_size"))
 
 
+def engine_table_markdown() -> str:
+    """The table of docs/engines.md, generated from ENGINES (a test keeps the page equal to it)."""
+    def cell(v: Setting) -> str:
+        if v is None:
+            return "off"
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        return str(v).replace("|", "\\|")
+    head = ("| engine | versions | what | scheduler | token budget | max_num_seqs | chunked prefill | prefix caching "
+            "| preemption | gpu_memory_utilization |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    rows = [f"| `{r.engine}` | `{r.versions or '-'}` | {r.label} | {cell(r.scheduler)} | {cell(r.max_batched_tokens)} "
+            f"| {cell(r.max_num_seqs)} | {cell(r.chunk_size)} | {cell(r.prefix_caching)} | {r.preemption} "
+            f"| {cell(r.gpu_memory_utilization)} |" for r in ENGINES]
+    sources = []
+    for r in ENGINES:
+        sources.append(f"\n**{r.name}**\n")
+        sources += [f"- {what}: {src}" for what, src in r.sources]
+        sources += [f"- note: {n}" for n in r.notes]
+    return head + "\n".join(rows) + "\n\n### Sources\n" + "\n".join(sources) + "\n"
+
+
 # ------------------------------------------------------------------------------------------ trtllm-bench
 def trtllm_bench_limits(param_count: float, weight_bytes_per_param: float, kv_bytes_per_token: float,
                         hardware: HardwareSpec | str, tp: int, pp: int, isl: int, osl: int,
@@ -432,5 +453,6 @@ __all__ = [
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",
     "VLLM_V1_BIG_GPU", "VLLM_V1_BIG_GPU_BYTES", "VLLM_V1_OTHER_GPU", "engine_names", "engine_profile",
+    "engine_table_markdown",
     "engine_row", "known_engines", "needs_model", "sglang_defaults", "trtllm_bench_limits", "vllm_v1_defaults",
 ]

@@ -80,3 +80,14 @@ def test_set_writes_plan_spec_fields_and_names_bad_ones(capsys: pytest.CaptureFi
     assert "the top level has no key 'chunksize'" in err and "chunk_size" in err
     assert main([*BASE, "--set", "schedulers=[\"fifo\"]", "--no-cache"]) == 2
     assert "scheduler 'fifo' is not one of static, vllm, orca, sarathi, sjf" in capsys.readouterr().err
+
+
+def test_engine_flag_plans_with_the_engines_scheduler(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--hardware", "h100", "--tp", "1", "--engine", "vllm==0.10", "--json", "--no-cache"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    c = d["winner"]["candidate"]
+    assert (c["engine"], c["scheduler"], c["max_batch"], c["max_batched_tokens"]) == ("vllm==0.10", "sarathi", 1024,
+                                                                                     8192)
+    assert d["spec"]["engine"] == "vllm==0.10"
+    assert main([*BASE, "--engine", "vllm==7", "--no-cache"]) == 2
+    assert "unknown engine version 'vllm==7'" in capsys.readouterr().err

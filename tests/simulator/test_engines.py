@@ -154,3 +154,14 @@ def test_toml_round_trip_keeps_the_engine_and_only_the_overrides() -> None:
     # the file states intent: a different engine in it takes effect
     groups[1]["engine"] = "vllm==0.10"
     assert SimConfig.model_validate({**config_dict(cfg), "replicas": groups}).replicas[1].scheduler.kind == "sarathi"
+
+
+def test_docs_page_holds_the_generated_table() -> None:
+    """docs/engines.md shows the table generated from ENGINES (regenerate the part after '## The table' with
+    engine_table_markdown() when a row changes)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from roofsim.simulator.engines import engine_table_markdown  # noqa: PLC0415
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "engines.md").read_text(encoding="utf-8")
+    assert page.split("## The table\n\n", 1)[1] == engine_table_markdown()
