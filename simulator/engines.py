@@ -335,6 +335,21 @@ def known_engines() -> tuple[str, ...]:
     return tuple(r.name for r in ENGINES)
 
 
+def engine_choices() -> tuple[str, ...]:
+    """One name per row that selects it (the newest by bare name first): what a menu offers, e.g. the dashboard."""
+    out: list[str] = list(engine_names())
+    for r in ENGINES:
+        if not r.versions:
+            continue
+        specs = list(SpecifierSet(r.versions))
+        low = next((s.version for s in specs if s.operator == ">="), None)
+        if low is None:  # "<0.6": the minor release before the bound
+            major, minor = (int(x) for x in next(s.version for s in specs if s.operator == "<").split(".")[:2])
+            low = f"{major}.{minor - 1}"
+        out.append(f"{r.engine}=={low}")
+    return tuple(out)
+
+
 class UnknownEngineError(UnknownNameError, ValueError):
     """An engine name or version the table does not cover (a ValueError too, so pydantic reports it on the field)."""
 
@@ -452,7 +467,8 @@ __all__ = [
     "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",
-    "VLLM_V1_BIG_GPU", "VLLM_V1_BIG_GPU_BYTES", "VLLM_V1_OTHER_GPU", "engine_names", "engine_profile",
+    "VLLM_V1_BIG_GPU", "VLLM_V1_BIG_GPU_BYTES", "VLLM_V1_OTHER_GPU", "engine_choices", "engine_names",
+    "engine_profile",
     "engine_table_markdown",
     "engine_row", "known_engines", "needs_model", "sglang_defaults", "trtllm_bench_limits", "vllm_v1_defaults",
 ]
