@@ -234,7 +234,7 @@ def _engine_comments(cfg: SimConfig) -> str:
 def _print_summary(cfg: SimConfig, r: SimResult) -> None:
     s = r.summary
     groups = "; ".join(f"{g.count} x {g.model} on {g.tp * g.pp} x {g.hardware} (tp={g.tp}, pp={g.pp}, "
-                       + (f"{g.engine}: " if g.engine else "") + f"{g.scheduler.kind})" for g in cfg.replicas)
+                       + f"{g.engine or 'roofsim-default'}: {g.scheduler.kind})" for g in cfg.replicas)
     print(f"{groups}; router {cfg.router.kind}; seed {cfg.seed}")
     print(f"requests: {s['requests_completed']} completed, {s['requests_rejected']} rejected, "
           f"{s['requests_unfinished']} unfinished; stop: {s['stop_reason']}"
