@@ -85,8 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--weight-dtype", type=_choices(("checkpoint", *WEIGHT_DTYPES), "weight dtype"), default=None,
                    help="checkpoint = the checkpoint's own format (default for a quantised checkpoint, else bf16)")
     c.add_argument("--kv-dtype", type=_choices(("auto", *KV_DTYPES), "kv dtype"), default=("auto",))
-    c.add_argument("--scheduler", type=_choices(SCHEDULER_KINDS, "scheduler"), default=("vllm",))
-    c.add_argument("--max-batch", type=_ints, default=(256,), help="max_num_seqs values")
+    c.add_argument("--engine", metavar="NAME[==VERSION]",
+                   help="serving engine (docs/engines.md: vllm, vllm==0.5.4, trtllm==1.0, sglang) whose defaults set "
+                        "each candidate's scheduler, max batch, token budget, chunk size and gpu_memory_utilization "
+                        "for its GPU; --scheduler, --max-batch and --set win")
+    c.add_argument("--scheduler", type=_choices(SCHEDULER_KINDS, "scheduler"), default=None,
+                   help="scheduler kinds (default vllm, or the --engine's)")
+    c.add_argument("--max-batch", type=_ints, default=None, help="max_num_seqs values (default 256, or the --engine's)")
     c.add_argument("--speculative", action="append", metavar="JSON",
                    help="a ReplicaGroup `speculative` setting as a JSON object, or 'none'; repeat for several")
     c.add_argument("--exhaustive", action="store_true",
@@ -125,10 +130,13 @@ def spec_from_args(args: argparse.Namespace) -> PlanSpec:
         "model": args.model, "workload": wl.model_dump(mode="json", exclude_none=True), "rate_per_s": args.rate,
         "slo_ttft_s": args.slo_ttft_p99, "slo_tpot_s": args.slo_tpot_p99,
         "hardware": [h.strip() for h in args.hardware.split(",") if h.strip()], "tp": args.tp, "pp": args.pp,
-        "weight_dtypes": args.weight_dtype, "kv_dtypes": args.kv_dtype, "schedulers": args.scheduler,
-        "max_batch": args.max_batch, "speculative": spec, "objective": args.objective,
-        "num_requests": args.num_requests, "seed": args.seed, "tolerance": args.tolerance,
-        "max_gpus": args.max_gpus, "exhaustive": args.exhaustive}
+        "weight_dtypes": args.weight_dtype, "kv_dtypes": args.kv_dtype, "speculative": spec,
+        "objective": args.objective, "num_requests": args.num_requests, "seed": args.seed,
+        "tolerance": args.tolerance, "max_gpus": args.max_gpus, "exhaustive": args.exhaustive}
+    # only what was given: PlanSpec's defaults apply otherwise, and an engine can tell the given from the default
+    for key, value in (("engine", args.engine), ("schedulers", args.scheduler), ("max_batch", args.max_batch)):
+        if value is not None:
+            data[key] = value
     return PlanSpec.model_validate(apply_overrides(data, args.set, PlanSpec))
 
 

@@ -33,8 +33,11 @@ from roofsim.simulator.config import (
     ReplicaGroup,
     SimConfig,
     apply_overrides,
+    config_dict,
+    group_engine_profile,
     set_path,
 )
+from roofsim.simulator.engines import engine_names
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.outfiles import atomic_path, atomic_write_text
 from roofsim.simulator.run import resolve_config_quants, simulate
@@ -104,6 +107,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="calibration profile .toml (e.g. from roofsim calibrate [--local], or a shipped one in "
                         "validation/profiles/), 'shipped' (the default: each GPU's shipped profile, or its "
                         "architecture family's) or 'default' (the cost model's defaults, docs/model.md)")
+    g.add_argument("--engine", metavar="NAME[==VERSION]",
+                   help=f"serving engine whose defaults set the scheduler, token budget, max_num_seqs, prefix "
+                        f"caching and gpu_memory_utilization ({', '.join(engine_names())}; e.g. vllm==0.5.4, "
+                        f"trtllm==1.0; docs/engines.md). Default: roofsim-default (V0-style, 8192-token budget). "
+                        f"Explicit settings (--scheduler, --set, the run file) win")
     g.add_argument("--scheduler", choices=SCHEDULER_KINDS, help="batching policy (details: --set, see below)")
     w = p.add_argument_group("workload")
     w.add_argument("--workload", help=f"built-in workload: {', '.join(named_workloads())}")
@@ -133,7 +141,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 def config_and_notes(args: argparse.Namespace) -> tuple[SimConfig, list[str]]:
     """config_from_args and the notes of what --weight-dtype/--kv-dtype did to each group's formats."""
     if args.config is not None:
-        data: dict[str, Any] = SimConfig.from_toml(args.config).model_dump(mode="json", exclude_none=True)
+        # engine-relative (config_dict): a group's settings that merely repeat its engine's stay implicit, so a
+        # different --engine takes effect
+        data: dict[str, Any] = config_dict(SimConfig.from_toml(args.config))
     else:
         data = {"workload": {"kind": "named", "name": "conversation"},
                 "replicas": [{"model": args.model or "llama-3.1-8b", "hardware": args.hardware or "h100-sxm"}]}
@@ -145,8 +155,8 @@ def config_and_notes(args: argparse.Namespace) -> tuple[SimConfig, list[str]]:
         data["workload"] = {"kind": "trace", "path": str(args.trace)}
     data["workload"] = _workload_overrides(data["workload"], args)
     flags: list[tuple[str, Any]] = [(f"replicas.*.{key}", getattr(args, flag)) for flag, key in (
-        ("model", "model"), ("hardware", "hardware"), ("tp", "tp"), ("pp", "pp"), ("replicas", "count"),
-        ("scheduler", "scheduler.kind")) if getattr(args, flag) is not None]
+        ("model", "model"), ("hardware", "hardware"), ("engine", "engine"), ("tp", "tp"), ("pp", "pp"),
+        ("replicas", "count"), ("scheduler", "scheduler.kind")) if getattr(args, flag) is not None]
     notes: list[str] = []
     if args.weight_dtype or args.kv_dtype:
         # --kv-dtype alone changes the KV format of a group's quant table; otherwise the flags apply over the
@@ -225,7 +235,7 @@ def result_json(cfg: SimConfig, r: SimResult) -> dict[str, Any]:
 def run_simulate(args: argparse.Namespace) -> int:
     cfg, flag_notes = config_and_notes(args)
     if args.print_config:
-        sys.stdout.write(cfg.to_toml())
+        sys.stdout.write(_engine_comments(cfg) + cfg.to_toml())
         return 0
     cfg, cal_labels = resolve_config_calibrations(cfg)  # groups without one: the GPU's shipped/transferred profile
     cfg, quant_notes = resolve_config_quants(cfg)  # groups without a quant table: the checkpoint's format
@@ -245,10 +255,17 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_comments(cfg: SimConfig) -> str:
+    """TOML comments saying what each group's engine resolved to (the file itself keeps only the overrides)."""
+    lines = [f"# replicas.{i}: engine {group_engine_profile(g).summary()}; explicit settings below win "
+             f"(docs/engines.md)\n" for i, g in enumerate(cfg.replicas) if g.engine]
+    return "".join(lines)
+
+
 def _print_summary(cfg: SimConfig, r: SimResult) -> None:
     s = r.summary
     groups = "; ".join(f"{g.count} x {g.model} on {g.tp * g.pp} x {g.hardware} (tp={g.tp}, pp={g.pp}, "
-                       f"{g.scheduler.kind})" for g in cfg.replicas)
+                       + f"{g.engine or 'roofsim-default'}: {g.scheduler.kind})" for g in cfg.replicas)
     print(f"{groups}; router {cfg.router.kind}; seed {cfg.seed}")
     print(f"requests: {s['requests_completed']} completed, {s['requests_rejected']} rejected, "
           f"{s['requests_unfinished']} unfinished; stop: {s['stop_reason']}"

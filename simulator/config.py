@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from roofsim.hardware_specs.errors import InputError
+from roofsim.hardware_specs.errors import InputError, RoofsimError
 from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.model.cost import Calibration
 from roofsim.model.quant import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
@@ -24,6 +24,9 @@ from roofsim.simulator.engines import (
     DEFAULT_MAX_BATCHED_TOKENS,
     VLLM_CHUNKED_PREFILL_TOKENS,
     VLLM_MAX_NUM_SEQS,
+    EngineProfile,
+    engine_profile,
+    needs_model,
 )
 from roofsim.simulator.limits import MAX_REPLICAS, exceeds, limited
 from roofsim.simulator.workload import (
@@ -132,6 +135,10 @@ class ReplicaGroup(BaseModel):
     model_config = _FROZEN
     model: str = Field(description="model preset, HF id or config.json path")
     hardware: str = Field(description="hardware id/alias or .toml path")
+    engine: str | None = Field(None, description=(
+        "serving engine NAME[==VERSION] (vllm, vllm==0.5.4, trtllm==1.0, sglang; docs/engines.md): fills the "
+        "scheduler, gpu_memory_utilization and prefix_caching settings not given explicitly; None = "
+        "roofsim-default (the schema defaults)"))
     tp: Degree = 1
     pp: Degree = 1
     ep: Degree = 1
@@ -153,12 +160,91 @@ class ReplicaGroup(BaseModel):
         0.0, description="serialized per-request front-end time (API server: accept, tokenize, hand to the engine) "
                     "before a request can be scheduled; one queue per replica (docs/simulator.md)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_engine(cls, data: Any) -> Any:
+        """Fill the settings the engine decides and the user did not set (explicit fields win)."""
+        if not isinstance(data, dict):
+            return data
+        if not data.get("engine"):
+            sched = data.get("scheduler")
+            if isinstance(sched, dict) and "kind" not in sched:  # no engine: roofsim-default's kind
+                data = {**data, "scheduler": {**sched, "kind": VLLMScheduler().kind}}
+            return data
+        return merge_engine(data, group_engine_profile(data))
+
     @model_validator(mode="after")
     def _check_techniques(self) -> ReplicaGroup:
         if self.speculative is not None and self.early_exit is not None:
             raise ValueError("speculative and early_exit cannot both be set; for early-exit drafting use "
                              "speculative.drafter.kind = 'layerskip'")
         return self
+
+
+def group_engine_profile(group: dict[str, Any] | ReplicaGroup) -> EngineProfile:
+    """The engine profile of a replica group (dict or model) on its GPU, for its model's context length."""
+    g = group if isinstance(group, dict) else group.model_dump()
+    spec, hw = str(g["engine"]), g.get("hardware")
+    try:
+        max_len = None
+        if needs_model(spec):
+            from roofsim.model.loader import load_model  # noqa: PLC0415  (only engines that need the model)
+
+            max_len = load_model(g["model"]).max_context_tokens
+        gpus = int(g.get("tp", 1) or 1) * int(g.get("pp", 1) or 1)
+        return engine_profile(spec, hw, max_model_len=max_len, gpus=gpus)
+    except (RoofsimError, KeyError, TypeError) as e:
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        raise ValueError(f"engine {spec!r}: {msg}") from None
+
+
+def _explicit(value: Any) -> dict[str, Any]:
+    """The explicitly given keys of a table: a dict's keys, a model's fields_set (+ its kind)."""
+    if isinstance(value, BaseModel):
+        keys = set(value.model_fields_set) | ({"kind"} if "kind" in type(value).model_fields else set())
+        return value.model_dump(mode="json", include=keys)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def merge_engine(data: dict[str, Any], prof: EngineProfile) -> dict[str, Any]:
+    """A replica-group dict with the engine's settings under the explicit ones. A scheduler kind other than the
+    engine's keeps the engine's values of the fields that kind has."""
+    out = dict(data)
+    settings = prof.group_settings()
+    for key in ("gpu_memory_utilization", "prefix_caching"):
+        out.setdefault(key, settings[key])
+    user = _explicit(data.get("scheduler", {}))
+    sched = dict(settings["scheduler"])
+    kind = user.get("kind", sched["kind"])
+    model = next((m for m in _models_in(SchedulerConfig) if kind in kinds_of(m)), None)
+    if model is not None:
+        sched = {k: v for k, v in sched.items() if k in model.model_fields}
+    out["scheduler"] = {**sched, **user, "kind": kind}
+    return out
+
+
+def engine_overrides(group: ReplicaGroup) -> dict[str, Any]:
+    """The replica group as a dict holding only what differs from its engine's settings (so that a printed config
+    reads back to the same group and a changed `engine` in the file takes effect)."""
+    d = group.model_dump(mode="json", exclude_none=True)
+    if group.engine is None:
+        return d
+    settings = group_engine_profile(group).group_settings()
+    for key in ("gpu_memory_utilization", "prefix_caching"):
+        if d.get(key) == settings[key]:
+            d.pop(key)
+    eng, sched = settings["scheduler"], d.get("scheduler", {})
+    if sched.get("kind") == eng["kind"]:
+        defaults = type(group.scheduler)().model_dump(mode="json")  # what a field the engine leaves alone takes
+        rest = {k: v for k, v in sched.items() if eng.get(k, defaults.get(k, _MISSING)) != v}
+        if rest:
+            d["scheduler"] = rest  # no kind: the engine's applies, and a changed engine brings its own
+        else:
+            d.pop("scheduler", None)
+    return d
+
+
+_MISSING = object()
 
 
 class SLO(BaseModel):
@@ -248,8 +334,18 @@ LENGTH_KINDS = kinds_of(Lengths)
 # ---- TOML out ---------------------------------------------------------------------------------------------
 def to_toml(cfg: BaseModel) -> str:
     """TOML text of a config that model_validate reads back to an equal config. Unset optional fields are
-    omitted: TOML has no null, and an omitted field takes its default (None)."""
-    return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True))
+    omitted: TOML has no null, and an omitted field takes its default (None). A replica group with an engine
+    carries only what differs from the engine's settings (config_dict)."""
+    return tomli_w.dumps(config_dict(cfg) if isinstance(cfg, SimConfig) else
+                         cfg.model_dump(mode="json", exclude_none=True))
+
+
+def config_dict(cfg: SimConfig) -> dict[str, Any]:
+    """The run as a plain dict (JSON types, no None) whose replica groups hold only their settings that differ
+    from their engine's (engine_overrides); SimConfig.model_validate reads it back to an equal config."""
+    d = cfg.model_dump(mode="json", exclude_none=True)
+    d["replicas"] = [engine_overrides(g) for g in cfg.replicas]
+    return d
 
 
 # ---- --set PATH=VALUE overrides on the config dict, before validation ----------------------------------------
@@ -292,10 +388,15 @@ def set_path(data: dict[str, Any], path: str, value: Any, schema: type[BaseModel
 
 
 def _set_key(node: dict[str, Any], models: tuple[type[BaseModel], ...], segs: list[str], i: int, value: Any,
-             path: str) -> None:
+             path: str, default_kind: str | None = None, engine: bool = False) -> None:
     where, key = ".".join(segs[:i]) or "the top level", segs[i]
-    if len(models) > 1:  # a discriminated union: the table's kind says which member's keys are valid
-        chosen = tuple(m for m in models if node.get("kind") in kinds_of(m))
+    if len(models) > 1 and node.get("kind") is None and engine:
+        # no kind given in a replica group with an engine: the engine's kind applies at validation, so any
+        # member's keys are accepted here and checked by pydantic
+        chosen = models
+    elif len(models) > 1:  # a discriminated union: the table's kind (else the default's) says which keys are valid
+        kind = node.get("kind", default_kind)
+        chosen = tuple(m for m in models if kind in kinds_of(m))
         if not chosen and key != "kind":
             kinds = [k for m in models for k in kinds_of(m)]
             raise InputError(f"--set {path}: set {where}.kind first (one of {', '.join(kinds)})")
@@ -324,11 +425,15 @@ def _set_key(node: dict[str, Any], models: tuple[type[BaseModel], ...], segs: li
     default = field.get_default(call_default_factory=True)
     sub = _models_in(field.annotation)
     if sub:
+        default_kind = getattr(default, "kind", None) if isinstance(default, BaseModel) else None
         if key not in node:
-            node[key] = default.model_dump(mode="json", exclude_none=True) if isinstance(default, BaseModel) else {}
+            # only the default's explicitly given fields, not its kind: the others take their defaults at
+            # validation, and a replica group's engine may still fill them (ReplicaGroup.engine)
+            node[key] = ({k: v for k, v in _explicit(default).items() if k != "kind"}
+                         if isinstance(default, BaseModel) else {})
         if not isinstance(node[key], dict):
             raise InputError(f"--set {path}: {where}.{key} is {node[key]!r}, not a table")
-        _set_key(node[key], sub, segs, i + 1, value, path)
+        _set_key(node[key], sub, segs, i + 1, value, path, default_kind, bool(node.get("engine")))
     elif (item := _item_type(field.annotation)) is not None:
         node[key] = list(node[key] if node.get(key) is not None else default or ())
         _set_items(node[key], item, segs, i + 1, value, path)
@@ -377,5 +482,6 @@ __all__ = [
     "WEIGHT_DTYPES", "WORKLOAD_KINDS", "LeastKVRouter", "LeastOutstandingRouter", "OrcaScheduler",
     "PowerOfTwoRouter", "ReplicaGroup", "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler",
     "SJFScheduler", "SchedulerConfig", "SimConfig", "StaticScheduler", "VLLMScheduler", "apply_overrides",
-    "kinds_of", "parse_value", "set_path", "to_toml",
+    "config_dict", "engine_overrides", "group_engine_profile", "kinds_of", "merge_engine", "parse_value",
+    "set_path", "to_toml",
 ]

@@ -1,9 +1,20 @@
-"""Default batching settings of the serving engines roofsim stands in for (vLLM, TensorRT-LLM, SGLang), each with
-the engine source it comes from; the scheduler configs, the log replay and the benchmark-row replay read them here."""
+"""Serving engines by name and version: the one table from `engine[==version]` (+ the GPU, + the model's context
+length where the engine's own default depends on them) to the scheduler and limits roofsim simulates it with.
+`simulate`, `validate`, `plan` and the dashboard all resolve engine names here (docs/engines.md)."""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
 from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.hardware_specs.errors import UnknownNameError
 from roofsim.hardware_specs.spec import HardwareSpec
 
 # vLLM (v0) EngineArgs.max_num_seqs = 256 (vllm/engine/arg_utils.py); the scheduler configs' default.
@@ -12,35 +23,452 @@ VLLM_MAX_NUM_SEQS = 256
 # uses max(max_model_len, 2048) (vllm/config.py SchedulerConfig), i.e. 8192 for the 8k-context Llama-3 models.
 DEFAULT_MAX_BATCHED_TOKENS = 8192
 # vLLM v0 with chunked prefill: "512 is the default max_num_batched_tokens for chunked prefill"
-# (vLLM 0.4-0.5 docs/source/models/performance.rst); the Sarathi scheduler's default chunk.
+# (vLLM 0.4-0.5 docs/source/models/performance.rst; vllm/config.py SchedulerConfig.__post_init__ through 0.6.x);
+# the Sarathi scheduler's default chunk.
 VLLM_CHUNKED_PREFILL_TOKENS = 512
+# vLLM 0.7+ V0 with chunked prefill: vllm/config.py `_DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048` ("chosen to have a
+# balance between ITL and TTFT"); also V1's OpenAI-server budget on GPUs outside the big-GPU class.
+VLLM_DEFAULT_CHUNKED_TOKENS = 2048
+# vLLM V0 arg_utils: chunked prefill is switched on by itself when max_model_len > 32768 ("use_long_context").
+VLLM_LONG_CONTEXT_TOKENS = 32768
 
-# vLLM V1 OpenAI API server, vllm/engine/arg_utils.py `_set_default_args_v1` (vLLM >= 0.9): GPUs with >= 70 GiB
-# that are not A100 get max_num_batched_tokens 8192 / max_num_seqs 1024, the others (and every GPU in 0.8.x)
-# 2048 / 256.
+# vLLM V1 OpenAI API server, vllm/engine/arg_utils.py `_set_default_args_v1` (vLLM >= 0.9; later
+# `EngineArgs.get_batch_defaults`): GPUs with >= 70 GiB that are not A100 get max_num_batched_tokens 8192 /
+# max_num_seqs 1024, the others (and every GPU in 0.8.x) 2048 / 256.
 VLLM_V1_BIG_GPU_BYTES = 70 * 2**30
 VLLM_V1_BIG_GPU = (8192, 1024)
 VLLM_V1_OTHER_GPU = (2048, 256)
+# vLLM gpu_memory_utilization default 0.9 (EngineArgs / CacheConfig, every version in the table).
+VLLM_GPU_MEMORY_UTILIZATION = 0.9
 
-# TensorRT-LLM trtllm-serve (PyTorch backend) defaults: max_num_tokens 8192, max_batch_size 2048, chunked context
-# off (trtllm-serve --help; the engine profile of validation/e2e.py `engine_scheduler`).
+# TensorRT-LLM defaults: max_num_tokens 8192, max_batch_size 2048 (trtllm-build and the LLM API BuildConfig /
+# TorchLlmArgs; trtllm-serve --help), chunked context off (`enable_chunked_context` / `enable_chunked_prefill`
+# False), KvCacheConfig.free_gpu_memory_fraction 0.9.
 TRTLLM_MAX_NUM_TOKENS = 8192
 TRTLLM_MAX_BATCH_SIZE = 2048
-# SGLang: chunked_prefill_size 8192 on large-memory GPUs (python/sglang/srt/server_args.py, sized from GPU memory),
-# max_running_requests 1024 (the engine profile of validation/e2e.py `engine_scheduler`).
+TRTLLM_FREE_GPU_MEMORY_FRACTION = 0.9
+# SGLang: chunked_prefill_size by GPU memory (python/sglang/srt/server_args.py `_handle_gpu_memory_settings`);
+# 8192 on 80-GiB-class GPUs.
 SGLANG_CHUNKED_PREFILL_SIZE = 8192
-SGLANG_MAX_RUNNING_REQUESTS = 1024
+# SGLang max_running_requests: None -> the request pool, min(max(context-scaled, 2048), 4096) requests
+# (model_runner `max_num_reqs`), capped by half the KV tokens; 2048 for a 128k-context 8B model on an 80 GB GPU.
+SGLANG_MAX_RUNNING_REQUESTS = 2048
 
 
 def vllm_v1_defaults(hardware: HardwareSpec | str) -> tuple[int, int]:
     """(max_num_batched_tokens, max_num_seqs) of vLLM V1's OpenAI server on this GPU (the big-GPU rule above)."""
-    hw = load_hardware(hardware) if isinstance(hardware, str) else hardware
+    hw = _hw(hardware)
     big = hw.memory.capacity_bytes >= VLLM_V1_BIG_GPU_BYTES and "a100" not in hw.id
     return VLLM_V1_BIG_GPU if big else VLLM_V1_OTHER_GPU
 
 
+# SGLang server_args.py memory tiers (GPU memory in MiB as torch reports it): (upper bound GiB, chunked prefill
+# size, reserved GiB for activations/CUDA graphs as a function of tp*pp) for mem_fraction_static.
+_SGLANG_TIERS: tuple[tuple[float, int, Callable[[int], float]], ...] = (
+    (20, 2048, lambda p: 2.8 + p / 10),   # T4, 4080
+    (35, 2048, lambda p: 2.8 + p / 10),   # A10, L40, 4090, 5090
+    (60, 4096, lambda p: 9.5 + p / 2),    # A100-40GB, L40S
+    (90, 8192, lambda p: 9.5 + p / 2),    # H100, A100-80GB
+    (160, 8192, lambda p: 12 + p / 2),    # H20, H200
+    (math.inf, 16384, lambda p: 32.0),    # B200, MI300
+)
+
+
+def sglang_defaults(hardware: HardwareSpec | str, gpus: int = 1) -> tuple[int, float]:
+    """(chunked_prefill_size, mem_fraction_static) of SGLang's server on this GPU with tp*pp = `gpus`
+    (server_args.py: the tier table above; mem_fraction_static = (gpu_mem - reserved) / gpu_mem)."""
+    gib = _hw(hardware).memory.capacity_bytes / 2**30
+    chunk, reserved = next((c, r(gpus)) for top, c, r in _SGLANG_TIERS if gib < top)
+    return chunk, round((gib - reserved) / gib, 3)
+
+
+def _hw(hardware: HardwareSpec | str) -> HardwareSpec:
+    return load_hardware(hardware) if isinstance(hardware, str) else hardware
+
+
+# ------------------------------------------------------------------------------------------------ the table
+@dataclass(frozen=True, slots=True)
+class EngineContext:
+    """What an engine's own defaults may depend on: the GPU, the replica's GPU count, the model's context length
+    (max_model_len) and the longest prompt it must admit (a benchmark row's isl; None = the context length)."""
+
+    hardware: HardwareSpec | None = None
+    gpus: int = 1
+    max_model_len: int | None = None
+    longest_prompt: int | None = None
+
+    def need_hw(self, what: str) -> HardwareSpec:
+        if self.hardware is None:
+            raise ValueError(f"{what} depends on the GPU; give the hardware")
+        return self.hardware
+
+    def need_len(self, what: str) -> int:
+        if self.max_model_len is None:
+            raise ValueError(f"{what} depends on the model's context length (max_model_len); give the model")
+        return self.max_model_len
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A setting the engine derives from the GPU or the model: `text` for the docs, `fn` to evaluate it."""
+
+    text: str
+    fn: Callable[[EngineContext], Any]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Setting = Any  # a plain value or a Rule
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRow:
+    """One row of the table: an engine over a version range, each setting with the source it was read from."""
+
+    engine: str
+    versions: str  # PEP 440 specifier set ("" = the engine has no versions)
+    label: str
+    scheduler: Setting  # roofsim scheduler kind (simulator/config.py)
+    max_batched_tokens: Setting
+    max_num_seqs: Setting
+    chunk_size: Setting  # None = chunked prefill off
+    prefix_caching: Setting
+    preemption: str
+    gpu_memory_utilization: Setting
+    sources: tuple[tuple[str, str], ...]  # (setting, where the engine sets it)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}{self.versions}" if self.versions else self.engine
+
+    def contains(self, version: Version) -> bool:
+        return not self.versions or SpecifierSet(self.versions).contains(version, prereleases=True)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineProfile:
+    """An engine row resolved for one GPU and model: the scheduler settings roofsim simulates it with."""
+
+    name: str  # the row, e.g. "vllm>=0.9,<1.0"
+    label: str
+    scheduler: str
+    max_batched_tokens: int
+    max_num_seqs: int
+    chunk_size: int | None
+    prefix_caching: bool
+    preemption: str
+    gpu_memory_utilization: float
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def scheduler_config(self) -> dict[str, Any]:
+        """The `scheduler` table of a replica group (simulator/config.py SchedulerConfig)."""
+        d: dict[str, Any] = {"kind": self.scheduler, "max_num_seqs": self.max_num_seqs,
+                             "max_batched_tokens": self.max_batched_tokens, "preemption": self.preemption}
+        if self.scheduler == "sarathi":
+            d["chunk_size"] = self.chunk_size if self.chunk_size is not None else self.max_batched_tokens
+        return d
+
+    def group_settings(self) -> dict[str, Any]:
+        """The replica-group fields this engine fills when the user did not set them."""
+        return {"scheduler": self.scheduler_config(), "gpu_memory_utilization": self.gpu_memory_utilization,
+                "prefix_caching": self.prefix_caching}
+
+    def summary(self) -> str:
+        chunk = f"chunked prefill {self.chunk_size}" if self.chunk_size else "no chunked prefill"
+        return (f"{self.name} ({self.label}): {self.scheduler} scheduler, {chunk}, token budget "
+                f"{self.max_batched_tokens}, max_num_seqs {self.max_num_seqs}, prefix caching "
+                f"{'on' if self.prefix_caching else 'off'}, gpu_memory_utilization {self.gpu_memory_utilization:g}")
+
+
+def _v0_chunked(budget: int) -> Rule:
+    return Rule(f"on when max_model_len > {VLLM_LONG_CONTEXT_TOKENS} ({budget} tokens), else off",
+                lambda c: budget if c.need_len("vLLM V0 chunked prefill") > VLLM_LONG_CONTEXT_TOKENS else None)
+
+
+def _v0_kind() -> Rule:
+    return Rule("sarathi when chunked, else vllm",
+                lambda c: "sarathi" if c.need_len("vLLM V0 scheduler") > VLLM_LONG_CONTEXT_TOKENS else "vllm")
+
+
+def _v0_budget(chunked: int) -> Rule:
+    def fn(c: EngineContext) -> int:
+        n = c.need_len("vLLM V0 max_num_batched_tokens")
+        return chunked if n > VLLM_LONG_CONTEXT_TOKENS else max(n, 2048)
+    return Rule(f"{chunked} when chunked, else max(max_model_len, 2048)", fn)
+
+
+_V0_SOURCES = (
+    ("max_num_seqs", "vllm/engine/arg_utils.py EngineArgs.max_num_seqs = 256"),
+    ("max_batched_tokens", "vllm/config.py SchedulerConfig.__post_init__: max(max_model_len, 2048) without "
+                           "chunked prefill"),
+    ("chunked prefill", "vllm/engine/arg_utils.py: enable_chunked_prefill None -> on for max_model_len > 32768 "
+                        "(use_long_context), else off"),
+    ("prefix_caching", "vllm/engine/arg_utils.py enable_prefix_caching = False (V0)"),
+    ("preemption", "vllm/core/scheduler.py: recompute for single-sequence groups (swap only for beam search)"),
+    ("gpu_memory_utilization", "vllm/engine/arg_utils.py gpu_memory_utilization = 0.9"),
+)
+_V1_SOURCES = (
+    ("scheduler", "vllm/engine/arg_utils.py _set_default_args_v1: 'V1 always uses chunked prefills'; decodes "
+                  "first, prompt chunks fill the token budget (vllm/v1/core/sched/scheduler.py)"),
+    ("prefix_caching", "vllm/engine/arg_utils.py _set_default_args_v1: 'V1 enables prefix caching by default'"),
+    ("preemption", "vllm/v1/core/sched/scheduler.py: recompute (V1 has no swap)"),
+    ("gpu_memory_utilization", "vllm/config.py CacheConfig.gpu_memory_utilization = 0.9"),
+)
+
+
+def _v1_big(i: int, what: str) -> Rule:
+    return Rule(f"{VLLM_V1_BIG_GPU[i]} on GPUs >= 70 GiB that are not A100, else {VLLM_V1_OTHER_GPU[i]}",
+                lambda c: vllm_v1_defaults(c.need_hw(f"vLLM V1 {what}"))[i])
+
+
+def _sglang_chunk() -> Rule:
+    return Rule("by GPU memory: < 35 GiB 2048, < 60 GiB 4096, < 160 GiB 8192, else 16384",
+                lambda c: sglang_defaults(c.need_hw("SGLang chunked_prefill_size"), c.gpus)[0])
+
+
+def _sglang_budget() -> Rule:
+    def fn(c: EngineContext) -> int:
+        chunk = sglang_defaults(c.need_hw("SGLang chunked_prefill_size"), c.gpus)[0]
+        longest = c.longest_prompt if c.longest_prompt is not None else c.need_len("SGLang token budget")
+        return max(chunk, longest)
+    return Rule("max(chunked_prefill_size, longest prompt = max_model_len, or a benchmark row's isl)", fn)
+
+
+ENGINES: tuple[EngineRow, ...] = (
+    EngineRow(
+        "roofsim-default", "", "roofsim's own default (vLLM V0-style, no chunked prefill, fixed 8192 budget)",
+        "vllm", DEFAULT_MAX_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS, None, False, "recompute", 0.9,
+        (("all", "roofsim simulator/config.py schema defaults; vLLM V0 values for an 8k-context model"),),
+        ("what `simulate` runs when no engine is named; prompts longer than 8192 tokens are rejected",)),
+    EngineRow(
+        "vllm", "<0.6", "vLLM V0, chunked prefill off unless the model's context is > 32k",
+        _v0_kind(), _v0_budget(VLLM_CHUNKED_PREFILL_TOKENS), VLLM_MAX_NUM_SEQS,
+        _v0_chunked(VLLM_CHUNKED_PREFILL_TOKENS), False, "recompute", VLLM_GPU_MEMORY_UTILIZATION,
+        (*_V0_SOURCES, ("chunk_size", "vllm/config.py SchedulerConfig: 512 with chunked prefill; vLLM 0.4-0.5 "
+                                      "docs/source/models/performance.rst"))),
+    EngineRow(
+        "vllm", ">=0.6,<0.7", "vLLM V0, chunked prefill optional (--enable-chunked-prefill)",
+        _v0_kind(), _v0_budget(VLLM_CHUNKED_PREFILL_TOKENS), VLLM_MAX_NUM_SEQS,
+        _v0_chunked(VLLM_CHUNKED_PREFILL_TOKENS), False, "recompute", VLLM_GPU_MEMORY_UTILIZATION,
+        (*_V0_SOURCES, ("chunk_size", "vllm/config.py SchedulerConfig.__post_init__ (0.6.x): 512 with chunked "
+                                      "prefill"))),
+    EngineRow(
+        "vllm", ">=0.7,<0.8", "vLLM V0, chunked prefill optional, 2048-token chunked budget",
+        _v0_kind(), _v0_budget(VLLM_DEFAULT_CHUNKED_TOKENS), VLLM_MAX_NUM_SEQS,
+        _v0_chunked(VLLM_DEFAULT_CHUNKED_TOKENS), False, "recompute", VLLM_GPU_MEMORY_UTILIZATION,
+        (*_V0_SOURCES, ("chunk_size", "vllm/config.py _DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048 with chunked "
+                                      "prefill"))),
+    EngineRow(
+        "vllm", ">=0.8,<0.9", "vLLM V1 (default engine from 0.8), OpenAI server",
+        "sarathi", VLLM_V1_OTHER_GPU[0], VLLM_V1_OTHER_GPU[1], VLLM_V1_OTHER_GPU[0], True, "recompute",
+        VLLM_GPU_MEMORY_UTILIZATION,
+        (*_V1_SOURCES, ("max_batched_tokens, max_num_seqs", "vllm/engine/arg_utils.py _set_default_args_v1 "
+                        "(0.8.x): OPENAI_API_SERVER 2048 tokens, max_num_seqs 256 on every GPU"))),
+    EngineRow(
+        "vllm", ">=0.9,<1.0", "vLLM V1, OpenAI server, budget by GPU class",
+        "sarathi", _v1_big(0, "max_num_batched_tokens"), _v1_big(1, "max_num_seqs"),
+        _v1_big(0, "max_num_batched_tokens"), True, "recompute", VLLM_GPU_MEMORY_UTILIZATION,
+        (*_V1_SOURCES, ("max_batched_tokens, max_num_seqs", "vllm/engine/arg_utils.py _set_default_args_v1, "
+                        "later EngineArgs.get_batch_defaults: device memory >= 70 GiB and 'a100' not in the device "
+                        "name -> OPENAI_API_SERVER 8192 / 1024, else 2048 / 256 (PR #17885 keeps A100 out)"))),
+    EngineRow(
+        "trtllm", ">=0.11,<1.0", "TensorRT-LLM 0.x (TensorRT engines), in-flight batching",
+        "orca", TRTLLM_MAX_NUM_TOKENS, TRTLLM_MAX_BATCH_SIZE, None, False, "recompute",
+        TRTLLM_FREE_GPU_MEMORY_FRACTION,
+        (("scheduler", "in-flight batching: context (whole prompts) and generation requests in one batch "
+                       "(docs/source/advanced/gpt-attention.md, inflight batching)"),
+         ("max_batched_tokens, max_num_seqs", "trtllm-build --max_num_tokens 8192, --max_batch_size 2048 "
+                                              "(tensorrt_llm/builder.py BuildConfig defaults)"),
+         ("chunked prefill", "ExecutorConfig enable_chunked_context = False"),
+         ("prefix_caching", "executor KvCacheConfig enable_block_reuse = False (0.x C++ executor default)"),
+         ("gpu_memory_utilization", "KvCacheConfig free_gpu_memory_fraction = 0.9 (of the memory left after "
+                                    "weights; roofsim applies it to the whole GPU)"),
+         ("preemption", "CapacitySchedulerPolicy GUARANTEED_NO_EVICT (never evicts; roofsim preempts by "
+                        "recompute if KV runs out)")),
+        ("a prompt longer than max_num_tokens is rejected (no chunked context)",)),
+    EngineRow(
+        "trtllm", ">=1.0,<2.0", "TensorRT-LLM 1.x (PyTorch backend, trtllm-serve), in-flight batching",
+        "orca", TRTLLM_MAX_NUM_TOKENS, TRTLLM_MAX_BATCH_SIZE, None, True, "recompute",
+        TRTLLM_FREE_GPU_MEMORY_FRACTION,
+        (("scheduler", "tensorrt_llm/_torch/pyexecutor: in-flight batching of context and generation requests"),
+         ("max_batched_tokens, max_num_seqs", "tensorrt_llm/llmapi/llm_args.py max_num_tokens 8192, "
+                                              "max_batch_size 2048 (trtllm-serve --help)"),
+         ("chunked prefill", "llm_args.py enable_chunked_prefill = False"),
+         ("prefix_caching", "llm_args.py KvCacheConfig.enable_block_reuse = True"),
+         ("gpu_memory_utilization", "KvCacheConfig.free_gpu_memory_fraction = 0.9"),
+         ("preemption", "CapacitySchedulerPolicy GUARANTEED_NO_EVICT (roofsim preempts by recompute if KV runs "
+                        "out)")),
+        ("a prompt longer than max_num_tokens is rejected (no chunked prefill)",
+         "offline trtllm-bench runs size max_batch_size / max_num_tokens from memory: trtllm_bench_limits")),
+    EngineRow(
+        "sglang", ">=0.4,<1.0", "SGLang, prefill-first batches, radix cache",
+        "vllm", _sglang_budget(), SGLANG_MAX_RUNNING_REQUESTS, _sglang_chunk(), True, "recompute",
+        Rule("mem_fraction_static = (gpu_mem - reserved) / gpu_mem, reserved by GPU-memory tier and tp*pp",
+             lambda c: sglang_defaults(c.need_hw("SGLang mem_fraction_static"), c.gpus)[1]),
+        (("scheduler", "python/sglang/srt/managers/scheduler.py: a prefill batch runs whenever one can be formed, "
+                       "decode otherwise; enable_mixed_chunk = False (server_args.py)"),
+         ("chunk_size", "server_args.py _handle_gpu_memory_settings: chunked_prefill_size by GPU memory"),
+         ("max_batched_tokens", "roofsim: a long prompt's back-to-back prefill chunks run as one prefill "
+                                "iteration, so the budget is raised to the longest prompt (SGLang's own prefill "
+                                "batch limit is max_prefill_tokens = 16384, server_args.py)"),
+         ("max_num_seqs", "max_running_requests None -> model_runner max_num_reqs, min(max(., 2048), 4096)"),
+         ("prefix_caching", "server_args.py disable_radix_cache = False"),
+         ("preemption", "scheduler.py retract_decode: retracted requests are recomputed"),
+         ("gpu_memory_utilization", "server_args.py mem_fraction_static from GPU memory and tp*pp")),
+        ("modelled with roofsim's prefill-first `vllm` policy; chunked_prefill_size is reported, not simulated",)),
+)
+
+ALIASES = {"tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "trt-llm": "trtllm", "roofsim": "roofsim-default"}
+_SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.\-]*)\s*(?:==\s*v?(\S+))?\s*$")
+
+
+def engine_names() -> tuple[str, ...]:
+    """The engine names the table knows (what `--engine` accepts without a version)."""
+    return tuple(dict.fromkeys(r.engine for r in ENGINES))
+
+
+def known_engines() -> tuple[str, ...]:
+    """Every row's name, e.g. 'vllm>=0.9,<1.0' (for error messages and the docs)."""
+    return tuple(r.name for r in ENGINES)
+
+
+def engine_choices() -> tuple[str, ...]:
+    """One name per row that selects it (the newest by bare name first): what a menu offers, e.g. the dashboard."""
+    out: list[str] = list(engine_names())
+    for r in ENGINES:
+        if not r.versions:
+            continue
+        specs = list(SpecifierSet(r.versions))
+        low = next((s.version for s in specs if s.operator == ">="), None)
+        if low is None:  # "<0.6": the minor release before the bound
+            major, minor = (int(x) for x in next(s.version for s in specs if s.operator == "<").split(".")[:2])
+            low = f"{major}.{minor - 1}"
+        out.append(f"{r.engine}=={low}")
+    return tuple(out)
+
+
+class UnknownEngineError(UnknownNameError, ValueError):
+    """An engine name or version the table does not cover (a ValueError too, so pydantic reports it on the field)."""
+
+
+def engine_row(spec: str) -> EngineRow:
+    """The table row of `engine[==version]`; without a version the engine's newest row."""
+    m = _SPEC.match(spec or "")
+    if m is None:
+        raise UnknownEngineError("engine", str(spec), known_engines())
+    name, ver = m.group(1).lower(), m.group(2)
+    name = ALIASES.get(name, name)
+    rows = [r for r in ENGINES if r.engine == name]
+    if not rows:
+        raise UnknownEngineError("engine", spec, [*engine_names(), *known_engines()])
+    if ver is None:
+        return rows[-1]
+    if not rows[0].versions:
+        raise ValueError(f"engine {spec!r}: {name} has no versions; use {name!r}")
+    try:
+        version = Version(ver)
+    except InvalidVersion:
+        raise ValueError(f"engine {spec!r}: {ver!r} is not a version (e.g. {name}==0.10.1)") from None
+    if version.is_prerelease or version.is_devrelease:
+        version = Version(version.base_version)  # a release candidate gets its release's defaults
+    for r in rows:
+        if r.contains(version):
+            return r
+    raise UnknownEngineError("engine version", spec, [r.name for r in rows])
+
+
+def _value(v: Setting, ctx: EngineContext) -> Any:
+    return v.fn(ctx) if isinstance(v, Rule) else v
+
+
+def engine_profile(spec: str, hardware: HardwareSpec | str | None = None, *, max_model_len: int | None = None,
+                   gpus: int = 1, longest_prompt: int | None = None) -> EngineProfile:
+    """The settings of `engine[==version]` (e.g. 'vllm==0.5.4', 'vllm' = the newest known, 'trtllm==1.0',
+    'sglang') on this GPU for a model of `max_model_len` context tokens on tp*pp = `gpus` GPUs. Unknown engine or
+    version: UnknownEngineError listing the known ones; a setting that depends on a missing input: ValueError."""
+    row = engine_row(spec)
+    hw = _hw(hardware) if hardware is not None else None
+    ctx = EngineContext(hw, gpus, max_model_len, longest_prompt)
+    try:
+        vals = {k: _value(getattr(row, k), ctx) for k in (
+            "scheduler", "max_batched_tokens", "max_num_seqs", "chunk_size", "prefix_caching",
+            "gpu_memory_utilization")}
+    except ValueError as e:
+        raise ValueError(f"engine {spec!r} ({row.name}): {e}") from None
+    return EngineProfile(name=row.name, label=row.label, preemption=row.preemption, sources=row.sources,
+                         notes=row.notes, **vals)
+
+
+def needs_model(spec: str) -> bool:
+    """Whether the engine's settings depend on the model's context length (so the caller must load the model)."""
+    row = engine_row(spec)
+    return any(isinstance(getattr(row, k), Rule) and "max_model_len" in getattr(row, k).text for k in (
+        "scheduler", "max_batched_tokens", "max_num_seqs", "chunk_size"))
+
+
+def engine_table_markdown() -> str:
+    """The table of docs/engines.md, generated from ENGINES (a test keeps the page equal to it)."""
+    def cell(v: Setting) -> str:
+        if v is None:
+            return "off"
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        return str(v).replace("|", "\\|")
+    head = ("| engine | versions | what | scheduler | token budget | max_num_seqs | chunked prefill | prefix caching "
+            "| preemption | gpu_memory_utilization |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    rows = [f"| `{r.engine}` | `{r.versions or '-'}` | {r.label} | {cell(r.scheduler)} | {cell(r.max_batched_tokens)} "
+            f"| {cell(r.max_num_seqs)} | {cell(r.chunk_size)} | {cell(r.prefix_caching)} | {r.preemption} "
+            f"| {cell(r.gpu_memory_utilization)} |" for r in ENGINES]
+    sources = []
+    for r in ENGINES:
+        sources.append(f"\n**{r.name}**\n")
+        sources += [f"- {what}: {src}" for what, src in r.sources]
+        sources += [f"- note: {n}" for n in r.notes]
+    return head + "\n".join(rows) + "\n\n### Sources\n" + "\n".join(sources) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ trtllm-bench
+def trtllm_bench_limits(param_count: float, weight_bytes_per_param: float, kv_bytes_per_token: float,
+                        hardware: HardwareSpec | str, tp: int, pp: int, isl: int, osl: int,
+                        kv_fraction: float = 0.95) -> tuple[int, int]:
+    """(max_batch_size, max_num_tokens) that `trtllm-bench throughput` picks for an offline run when none is given
+    (tensorrt_llm/bench/build/tuning.py calc_engine_setting + finetune_setting): the KV memory left after the
+    weights, x 0.95, holds `requests` sequences of isl + osl tokens; batch = min(requests, 4096) / pp rounded up
+    (to 32 below 256, min 64; to 128 below 1024; else to 256); tokens = min(batch x (1 + isl/osl), 32768) rounded up
+    (to 256 below 4096, min 2048; to 512 below 8192; else to 1024). `kv_bytes_per_token` is for the whole model."""
+    gpus = tp * pp
+    free = _hw(hardware).memory.capacity_bytes * gpus - param_count * weight_bytes_per_param
+    if free <= 0:
+        raise ValueError(f"the weights ({param_count * weight_bytes_per_param / 2**30:.1f} GiB) do not fit on "
+                         f"{gpus} GPU(s)")
+    requests = free * kv_fraction / (kv_bytes_per_token * (isl + osl))
+    raw_bs = min(requests, 4096) / pp
+    raw_tokens = min(raw_bs * (1 + isl / osl), 32768)
+    if raw_bs < 256:
+        bs = max(64, 32 * math.ceil(raw_bs / 32))
+    elif raw_bs < 1024:
+        bs = 128 * math.ceil(raw_bs / 128)
+    else:
+        bs = 256 * math.ceil(raw_bs / 256)
+    if raw_tokens < 4096:
+        tokens = max(2048, 256 * math.ceil(raw_tokens / 256))
+    elif raw_tokens < 8192:
+        tokens = 512 * math.ceil(raw_tokens / 512)
+    else:
+        tokens = 1024 * math.ceil(raw_tokens / 1024)
+    return bs, tokens
+
+
 __all__ = [
-    "DEFAULT_MAX_BATCHED_TOKENS", "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS",
-    "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "VLLM_CHUNKED_PREFILL_TOKENS", "VLLM_MAX_NUM_SEQS",
-    "VLLM_V1_BIG_GPU", "VLLM_V1_BIG_GPU_BYTES", "VLLM_V1_OTHER_GPU", "vllm_v1_defaults",
+    "ALIASES", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
+    "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
+    "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
+    "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",
+    "VLLM_V1_BIG_GPU", "VLLM_V1_BIG_GPU_BYTES", "VLLM_V1_OTHER_GPU", "engine_choices", "engine_names",
+    "engine_profile",
+    "engine_table_markdown",
+    "engine_row", "known_engines", "needs_model", "sglang_defaults", "trtllm_bench_limits", "vllm_v1_defaults",
 ]

@@ -143,7 +143,8 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
             for r, h in zip(requests, trace.hash_ids, strict=True):
                 r.prefix = h
         else:
-            logger.warning("prefix caching is on but the trace has no hash ids: no prefix can be reused")
+            # info, not a warning: engines (vLLM V1, SGLang, TRT-LLM 1.x) turn prefix caching on by default
+            logger.info("prefix caching is on but the trace has no hash ids: no prefix can be reused")
         for rep in replicas:
             if config.replicas[rep.group].prefix_caching:
                 cap = rep.pool.total * rep.B // trace.hash_block_tokens

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -63,14 +63,21 @@ class BenchRow:
     output_tokens_per_s: float | None = None
     requests_per_s: float | None = None
     notes: str = ""
+    framework_version: str = ""  # e.g. 0.10.1; picks the engine profile's version row (simulator/engines.py)
 
 
-COLUMNS = tuple(f.name for f in fields(BenchRow) if f.name != "notes")
+OPTIONAL_COLUMNS = ("notes", "framework_version")  # read when present; notes always written, a version when any
+
+
+def written_columns(rows: Sequence[BenchRow]) -> tuple[str, ...]:
+    """The columns a table of these rows is written with: framework_version only when a row has one."""
+    return (*COLUMNS, "notes", *(("framework_version",) if any(r.framework_version for r in rows) else ()))
+COLUMNS = tuple(f.name for f in fields(BenchRow) if f.name not in OPTIONAL_COLUMNS)
 _REQUIRED = ("model", "hardware", "num_gpus", "tp", "pp", "ep", "weight_dtype", "kv_dtype", "framework", "mode",
              "isl", "osl")
 _INT = {"num_gpus", "tp", "pp", "ep", "isl", "osl", "concurrency", "num_requests"}
 _FLOAT = {"qps", *_MEASURED}
-_STR = {"model", "hardware", "weight_dtype", "kv_dtype", "framework", "mode", "notes"}
+_STR = {"model", "hardware", "weight_dtype", "kv_dtype", "framework", "mode", "notes", "framework_version"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +135,10 @@ def read_bench_table(path: Path | str) -> BenchTable:
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise InputError(f"{path} line 1: missing required column(s) {missing}")
-    unknown = [c for c in header if c not in COLUMNS and c != "notes"]
+    unknown = [c for c in header if c not in COLUMNS and c not in OPTIONAL_COLUMNS]
     if unknown:
-        raise InputError(f"{path} line 1: unknown column(s) {unknown}; known: {list(COLUMNS)} (+ notes)")
+        raise InputError(f"{path} line 1: unknown column(s) {unknown}; known: {list(COLUMNS)} (+ optional "
+                         f"{', '.join(OPTIONAL_COLUMNS)})")
 
     def make_row(r: dict[str, str]) -> BenchRow:
         row = BenchRow(**{c: _cell(c, r[c]) for c in header})
@@ -168,9 +176,10 @@ def _fmt(v) -> str:
 
 
 def write_bench_table(rows: Iterable[BenchRow], path: Path | str) -> Path:
-    """Write rows as a benchmark table CSV (standard columns + notes); returns the path."""
+    """Write rows as a benchmark table CSV (standard columns + notes [+ framework_version]); returns the path."""
     path = Path(path)
-    cols = (*COLUMNS, "notes")
+    rows = list(rows)
+    cols = written_columns(rows)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)

@@ -128,7 +128,8 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
             model=r["model_path"], hardware=hw, num_gpus=tp * pp * dp, tp=tp, pp=pp, ep=ep,
             weight_dtype=wd, kv_dtype="bf16", framework=r["backend"], mode="closed_loop",
             isl=_i(r, "isl"), osl=_i(r, "osl"), concurrency=_i(r, "batch_size"),
-            ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"), notes="; ".join(notes))
+            ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"), notes="; ".join(notes),
+            framework_version=ver)
 
     return _convert(path, _SILICON_REQ, conv)
 

@@ -11,31 +11,23 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from roofsim.hardware_specs.errors import InputError, RoofsimError
 from roofsim.model.cost import Calibration
+from roofsim.model.loader import load_model
 from roofsim.model.quant import KV_DTYPES, WEIGHT_DTYPES, quant_for
 from roofsim.model.spec import QuantSpec
 from roofsim.simulator.config import (
-    OrcaScheduler,
     ReplicaGroup,
-    SarathiScheduler,
     SchedulerConfig,
     SimConfig,
     StaticScheduler,
-    VLLMScheduler,
 )
-from roofsim.simulator.engines import (
-    DEFAULT_MAX_BATCHED_TOKENS,
-    SGLANG_CHUNKED_PREFILL_SIZE,
-    SGLANG_MAX_RUNNING_REQUESTS,
-    TRTLLM_MAX_BATCH_SIZE,
-    TRTLLM_MAX_NUM_TOKENS,
-    VLLM_MAX_NUM_SEQS,
-    vllm_v1_defaults,
-)
+from roofsim.simulator.engines import ALIASES, engine_names, engine_profile, engine_row, needs_model
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.run import simulate
 from roofsim.simulator.workload import (
@@ -45,13 +37,14 @@ from roofsim.simulator.workload import (
     PoissonArrivals,
     SyntheticWorkload,
 )
-from roofsim.validation.bench_table import COLUMNS, BenchRow
+from roofsim.validation.bench_table import BenchRow, written_columns
 from roofsim.validation.metrics_err import error_stats
 from roofsim.validation.profiles import profile_for
 
 logger = logging.getLogger(__name__)
+_SCHEDULER: TypeAdapter[Any] = TypeAdapter(SchedulerConfig)
 
-__all__ = ["METRICS", "RowPrediction", "E2EResult", "row_config", "engine_scheduler", "row_quant",
+__all__ = ["METRICS", "RowPrediction", "E2EResult", "row_config", "engine_scheduler", "row_engine", "row_quant",
            "predict_row", "predict_table", "e2e_error_stats", "write_predictions", "CLOSED_LOOP_WAVES",
            "row_label"]
 
@@ -84,45 +77,49 @@ def row_label(row: BenchRow) -> str:
 
 
 # ------------------------------------------------------------------------------------------ engine defaults
+def row_engine(row: BenchRow) -> tuple[str | None, str]:
+    """The engine (simulator/engines.py) of a row's framework and framework_version, and a note. A version the
+    table does not cover gets the engine's newest row (said so); a framework it does not know, None."""
+    fw = row.framework.strip().lower()
+    if fw not in (*engine_names(), *ALIASES):
+        return None, (f"framework {row.framework!r} is not in the engine table: roofsim-default (V0-style "
+                      f"continuous batching)")
+    ver = row.framework_version.strip()
+    if not ver:
+        return fw, f"engine {fw}: no framework_version, the newest known profile"
+    spec = f"{fw}=={ver}"
+    try:
+        engine_row(spec)
+    except (KeyError, ValueError) as e:
+        return fw, f"{e.args[0] if e.args else e}: the newest known {fw} profile used"
+    return spec, f"engine {spec}"
+
+
 def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
     """The scheduler that stands for the row's serving engine at its default settings, and a note saying so.
 
-    Sources of the defaults (their values: simulator/engines.py):
-    - vLLM V1 (>= 0.8, chunked prefill always on): vllm/engine/arg_utils.py `_set_default_args_v1` — OpenAI API
-      server max_num_batched_tokens 8192 / max_num_seqs 1024 on GPUs with >= 70 GiB that are not A100 (vLLM >= 0.9),
-      otherwise 2048 / 256 (A100, and every GPU in 0.8.x). Modelled as Sarathi-style chunked prefill with that
-      token budget.
-    - TensorRT-LLM (trtllm-serve, PyTorch backend): in-flight batching, max_num_tokens 8192, max_batch_size 2048,
-      chunked context off by default: whole prompts join running decodes (Orca-style).
-    - SGLang: chunked_prefill_size 8192 on large-memory GPUs, prefill batches run separately from decode (mixed
-      chunks off by default): prefill-prioritising continuous batching (our `vllm` v0 policy), max_running 1024.
-    - static_batch rows (Splitwise, Argonne): one static batch.
-    - anything else: vLLM v0-style continuous batching with 8192 tokens.
-    A non-chunking policy gets max_batched_tokens >= isl so that the prompt can be scheduled at all (noted).
+    The defaults come from the engine table (simulator/engines.py, docs/engines.md) by the row's framework and
+    framework_version, the same table `simulate --engine` reads: vLLM V1 = chunked prefill with the GPU class's
+    token budget; TRT-LLM = in-flight batching, whole prompts join running decodes (orca), 8192 tokens; SGLang =
+    prefill-first batches (our `vllm` policy) of at least chunked_prefill_size tokens; an unknown framework =
+    roofsim-default. Row specifics: static_batch rows (Splitwise, Argonne) run one static batch; a policy that does
+    not chunk gets max_batched_tokens >= isl so that the prompt can be scheduled at all (noted); SGLang's budget
+    is sized from the row's isl (its longest prompt), not the model's context length.
     """
-    fw = row.framework.lower()
     if row.mode == "static_batch":
         c = row.concurrency or 1
         return (StaticScheduler(max_num_seqs=c, max_batched_tokens=max(c * row.isl, 1)),
                 "static batch of concurrency requests, whole batch prefilled in one iteration")
-    if fw == "vllm":
-        tokens, seqs = vllm_v1_defaults(row.hardware)
-        return (SarathiScheduler(chunk_size=tokens, max_batched_tokens=tokens, max_num_seqs=seqs),
-                f"vLLM V1 defaults: chunked prefill, max_num_batched_tokens={tokens}, max_num_seqs={seqs}")
-    if fw == "trtllm":
-        tokens = max(TRTLLM_MAX_NUM_TOKENS, row.isl)
-        return (OrcaScheduler(max_batched_tokens=tokens, max_num_seqs=TRTLLM_MAX_BATCH_SIZE),
-                f"TRT-LLM in-flight batching: max_num_tokens={tokens}, max_batch_size={TRTLLM_MAX_BATCH_SIZE}, "
-                "no chunked context")
-    if fw == "sglang":
-        tokens = max(SGLANG_CHUNKED_PREFILL_SIZE, row.isl)
-        return (VLLMScheduler(max_batched_tokens=tokens, max_num_seqs=SGLANG_MAX_RUNNING_REQUESTS),
-                f"SGLang: prefill-first batches of up to {tokens} tokens, "
-                f"max_running_requests={SGLANG_MAX_RUNNING_REQUESTS}")
-    tokens = max(DEFAULT_MAX_BATCHED_TOKENS, row.isl)
-    return (VLLMScheduler(max_batched_tokens=tokens, max_num_seqs=VLLM_MAX_NUM_SEQS),
-            f"framework {row.framework!r} has no engine profile: vLLM v0-style continuous batching, "
-            f"max_batched_tokens={tokens}")
+    spec, note = row_engine(row)
+    name = spec or "roofsim-default"
+    max_len = load_model(row.model).max_context_tokens if needs_model(name) else None
+    prof = engine_profile(name, row.hardware, max_model_len=max_len, gpus=row.tp * row.pp, longest_prompt=row.isl)
+    sched = prof.scheduler_config()
+    if prof.scheduler != "sarathi" and sched["max_batched_tokens"] < row.isl:
+        sched["max_batched_tokens"] = row.isl
+        note += f"; max_batched_tokens raised to isl={row.isl} so that the prompt can be scheduled"
+    cfg: SchedulerConfig = _SCHEDULER.validate_python(sched)
+    return cfg, f"{note}: {prof.summary()}"
 
 
 def row_quant(row: BenchRow) -> QuantSpec:
@@ -156,6 +153,8 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
     `ramp_up_s` is the closed-loop client ramp (simulator.workload.ClosedLoopArrivals; 0 = all clients at once,
     as the benchmark scripts run)."""
     sched, note = engine_scheduler(row)
+    if row.mode != "static_batch" and row_engine(row)[0] is not None:
+        note += "; prefix caching off: the benchmark client's random prompts share no prefix"
     notes = [note]
     n = _num_requests(row)
     arrival: ClosedLoopArrivals | PoissonArrivals | OfflineArrivals
@@ -176,8 +175,10 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
         arrival = OfflineArrivals()
     workload = SyntheticWorkload(arrival=arrival, input=FixedLengths(tokens=row.isl),
                                  output=FixedLengths(tokens=row.osl), num_requests=n)
-    group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep,
-                         quant=row_quant(row), scheduler=sched, calibration=calibration)
+    # the engine also sets gpu_memory_utilization; prefix caching stays off: benchmark clients send random prompts
+    engine = row_engine(row)[0] if row.mode != "static_batch" else None
+    group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep, engine=engine,
+                         quant=row_quant(row), scheduler=sched, calibration=calibration, prefix_caching=False)
     return SimConfig(workload=workload, replicas=(group,), seed=seed), notes
 
 
@@ -304,7 +305,8 @@ def write_predictions(preds: Sequence[RowPrediction], path: Path | str, *, force
     path = Path(path)
     if path.exists() and not force:
         raise InputError(f"{path} exists; pass --force to overwrite it")
-    cols = [*COLUMNS, "notes", *(f"pred_{c}" for c in METRICS), "calibration", "problem"]
+    row_cols = written_columns([p.row for p in preds])
+    cols = [*row_cols, *(f"pred_{c}" for c in METRICS), "calibration", "problem"]
 
     def fmt(v: object) -> str:
         if v is None:
@@ -317,7 +319,7 @@ def write_predictions(preds: Sequence[RowPrediction], path: Path | str, *, force
         w = csv.writer(f)
         w.writerow(cols)
         for p in preds:
-            vals = [getattr(p.row, c) for c in (*COLUMNS, "notes")]
+            vals = [getattr(p.row, c) for c in row_cols]
             vals += [p.predicted.get(c) for c in METRICS]
             vals += [p.calibration, p.problem or ""]
             w.writerow([fmt(v) for v in vals])

@@ -29,7 +29,12 @@ from roofsim.simulator.config import (
     StaticScheduler,
     VLLMScheduler,
 )
-from roofsim.simulator.engines import VLLM_CHUNKED_PREFILL_TOKENS, VLLM_MAX_NUM_SEQS, vllm_v1_defaults
+from roofsim.simulator.engines import (
+    VLLM_CHUNKED_PREFILL_TOKENS,
+    VLLM_MAX_NUM_SEQS,
+    engine_profile,
+    vllm_v1_defaults,
+)
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.run import group_quant, simulate
 from roofsim.simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload, Trace
@@ -53,8 +58,11 @@ def make_scheduler_config(kind: str, hardware: str, max_batch: int | None = None
     if max_batched_tokens is not None:
         kw["max_batched_tokens"] = max_batched_tokens
     if kind in ("vllm-v1", "sarathi"):
-        tokens, seqs = (vllm_v1_defaults(hardware) if kind == "vllm-v1"
-                        else (VLLM_CHUNKED_PREFILL_TOKENS, VLLM_MAX_NUM_SEQS))
+        if kind == "vllm-v1":  # the engine table's newest vLLM row (simulator/engines.py), as `simulate --engine vllm`
+            prof = engine_profile("vllm", hardware)
+            tokens, seqs = prof.max_batched_tokens, prof.max_num_seqs
+        else:
+            tokens, seqs = VLLM_CHUNKED_PREFILL_TOKENS, VLLM_MAX_NUM_SEQS
         tokens = kw.get("max_batched_tokens", tokens)
         seqs = kw.get("max_num_seqs", seqs)
         return (SarathiScheduler(chunk_size=tokens, max_batched_tokens=tokens, max_num_seqs=seqs),

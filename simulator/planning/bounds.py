@@ -96,18 +96,17 @@ def _screen(spec: PlanSpec, cand: Candidate,
         return Bounds("unsupported", str(e))
     if spec.max_gpus is not None and cand.gpus > spec.max_gpus:
         return Bounds("over_budget", f"one replica needs {cand.gpus} GPUs > max_gpus={spec.max_gpus}")
-    # resolved by plan(); None would fail inside plan_memory (None * per-token bytes) anyway
-    assert spec.max_batched_tokens is not None
+    tokens = cand.tokens(spec)  # the engine's budget, else the PlanSpec's (resolved by plan())
     try:
-        mem = plan_memory(model, hw, quant, par, spec.gpu_memory_utilization,
-                          max_batched_tokens=spec.max_batched_tokens, max_seqs=cand.max_batch)
+        mem = plan_memory(model, hw, quant, par, cand.memory_utilization(spec),
+                          max_batched_tokens=tokens, max_seqs=cand.max_batch)
     except DoesNotFitError as e:
         first = str(e).splitlines()
         return Bounds("does_not_fit", " ".join(s.strip() for s in first[:3]))
     sched = cand.scheduler_policy(spec)
-    if not sched.chunked and ts.max_input > spec.max_batched_tokens:
+    if not sched.chunked and ts.max_input > tokens:
         return Bounds("does_not_fit", f"the longest prompt ({ts.max_input} tokens) exceeds max_batched_tokens="
-                      f"{spec.max_batched_tokens} and scheduler {cand.scheduler!r} does not chunk prompts")
+                      f"{tokens} and scheduler {cand.scheduler!r} does not chunk prompts")
     usable_kv = mem.max_kv_tokens * (1 - 0.01)  # the scheduler keeps a 1% watermark free
     if ts.max_total > usable_kv:
         return Bounds("does_not_fit", f"the longest request ({ts.max_total} tokens) exceeds the KV cache "
@@ -143,13 +142,12 @@ def _capacity(spec: PlanSpec, cand: Candidate, ts: TraceStats, sched: Scheduler,
     pipeline lane, and b is held where one decode step stays within the TPOT SLO; a request costs at least its
     share of such a step per output token, and at least its prompt at the best prefill throughput (Roofline,
     Williams et al. 2009); the scheduler policy says how the two combine (`Scheduler.min_seconds_per_request`)."""
-    assert spec.max_batched_tokens is not None
     lanes = cand.pp
     cin = max(1, round(ts.mean_input))
     b_max = max(1, min(cand.max_batch, int(mem.max_kv_tokens / (ts.mean_input + ts.mean_output / 2) / lanes)))
     b = max_decode_batch(cost, b_max, cin, spec.slo_tpot_s)
     decode_s_per_token = _decode_step_s(cost, b, cin) / (b * lanes)
-    chunk = spec.max_batched_tokens
+    chunk = cand.tokens(spec)
     seqs = max(1, round(chunk / ts.mean_input))
     per_seq = max(1, chunk // seqs)
     pf = cost.step_seconds(BatchShape(prefill_tokens=per_seq * seqs, prefill_seqs=seqs,

@@ -225,7 +225,7 @@ def resolve(spec: PlanSpec) -> tuple[PlanSpec, TraceStats]:
     ts = TraceStats.of(probe)
     if isinstance(wl, TraceWorkload) and not (math.isfinite(ts.native_rate) and ts.native_rate > 0):
         raise PlannerError(f"trace {wl.path} has no arrival rate to scale (all arrivals at one instant)")
-    if spec.max_batched_tokens is None:
+    if spec.max_batched_tokens is None and spec.engine is None:  # an engine brings its own budget per GPU
         spec = spec.model_copy(update={"max_batched_tokens": max(8192, -(-ts.max_input // 1024) * 1024)})
     return spec, ts
 

@@ -16,6 +16,7 @@ from roofsim.model.loader import load_checkpoint_quant
 from roofsim.model.quant import quant_for, resolve_quant
 from roofsim.model.spec import QuantSpec
 from roofsim.simulator.config import SCHEDULER_KINDS, Degree, SchedulerConfig
+from roofsim.simulator.engines import engine_profile, engine_row, needs_model
 from roofsim.simulator.limits import MAX_PARALLEL, MAX_REPLICAS, limited
 from roofsim.simulator.schedulers import Scheduler, make_scheduler
 from roofsim.simulator.workload import (
@@ -56,6 +57,9 @@ class PlanSpec(BaseModel):
         "stated, 16-bit activations on a GPU without its format). Absent: ('checkpoint',) for a quantised "
         "checkpoint, else ('bf16',)"))
     kv_dtypes: tuple[str, ...] = Field(("auto",), min_length=1, description="'auto' = bf16 (16-bit activations)")
+    engine: str | None = Field(None, description=(
+        "serving engine NAME[==VERSION] (docs/engines.md): sets each candidate's scheduler kind, max_batch, token "
+        "budget, chunk size and gpu_memory_utilization for its GPU; fields set explicitly here win"))
     schedulers: tuple[str, ...] = Field(("vllm",), min_length=1)
     max_batch: tuple[limited(int, "MAX_BATCH_SEQS", ge=1), ...] = Field(  # type: ignore[valid-type]
         (256,), min_length=1, description="max_num_seqs values")
@@ -108,6 +112,8 @@ class PlanSpec(BaseModel):
             bad = [v for v in getattr(self, name) if v < 1]
             if bad:
                 raise ValueError(f"{name}={bad[0]} must be >= 1")
+        if self.engine is not None:
+            engine_row(self.engine)  # an unknown engine or version fails here, naming the known ones
         bad_s = [s for s in self.schedulers if s not in SCHEDULER_KINDS]
         if bad_s:
             raise ValueError(f"scheduler {bad_s[0]!r} is not one of {', '.join(SCHEDULER_KINDS)}")
@@ -138,6 +144,11 @@ class Candidate:
     scheduler: str
     max_batch: int
     speculative: str | None = None
+    # set from PlanSpec.engine for this GPU (None: the PlanSpec's own value)
+    engine: str | None = None
+    max_batched_tokens: int | None = None
+    chunk_size: int | None = None
+    gpu_memory_utilization: float | None = None
 
     @property
     def gpus(self) -> int:
@@ -147,15 +158,25 @@ class Candidate:
     def label(self) -> str:
         kv = "" if self.kv_dtype == "auto" else f"/kv-{self.kv_dtype}"
         spec = "" if self.speculative is None else f" spec={self.speculative}"
+        eng = f" {self.engine}:" if self.engine else ""
         return (f"{self.hardware} tp{self.tp}" + (f" pp{self.pp}" if self.pp > 1 else "")
-                + f" {self.weight_dtype}{kv} {self.scheduler} b{self.max_batch}{spec}")
+                + f" {self.weight_dtype}{kv}{eng} {self.scheduler} b{self.max_batch}{spec}")
+
+    def tokens(self, spec: PlanSpec) -> int:
+        """The iteration token budget of this candidate (its engine's, else the PlanSpec's resolved one)."""
+        n = self.max_batched_tokens if self.max_batched_tokens is not None else spec.max_batched_tokens
+        assert n is not None, "resolved by plan()"
+        return n
+
+    def memory_utilization(self, spec: PlanSpec) -> float:
+        return self.gpu_memory_utilization if self.gpu_memory_utilization is not None else spec.gpu_memory_utilization
 
     def scheduler_config(self, spec: PlanSpec) -> dict[str, Any]:
         """The `scheduler` table of this candidate's replica group."""
         sched: dict[str, Any] = {"kind": self.scheduler, "max_num_seqs": self.max_batch,
-                                 "max_batched_tokens": spec.max_batched_tokens}
+                                 "max_batched_tokens": self.tokens(spec)}
         if self.scheduler == "sarathi":
-            sched["chunk_size"] = spec.chunk_size
+            sched["chunk_size"] = self.chunk_size if self.chunk_size is not None else spec.chunk_size
         return sched
 
     def scheduler_policy(self, spec: PlanSpec) -> Scheduler:
@@ -174,7 +195,9 @@ class Candidate:
         g: dict[str, Any] = {"model": spec.model, "hardware": self.hardware, "tp": self.tp, "pp": self.pp,
                              "count": count, "quant": self.quant(spec).model_dump(),
                              "scheduler": self.scheduler_config(spec),
-                             "gpu_memory_utilization": spec.gpu_memory_utilization}
+                             "gpu_memory_utilization": self.memory_utilization(spec)}
+        if self.engine is not None:
+            g["engine"] = self.engine  # fills what the candidate leaves open (prefix caching)
         if self.hardware in spec.calibrations:
             g["calibration"] = spec.calibrations[self.hardware]
         if self.speculative is not None:
@@ -182,9 +205,13 @@ class Candidate:
         return g
 
     def as_dict(self) -> dict[str, Any]:
-        return {"hardware": self.hardware, "tp": self.tp, "pp": self.pp, "weight_dtype": self.weight_dtype,
-                "kv_dtype": self.kv_dtype, "scheduler": self.scheduler, "max_batch": self.max_batch,
-                "speculative": self.speculative, "gpus": self.gpus, "label": self.label}
+        d = {"hardware": self.hardware, "tp": self.tp, "pp": self.pp, "weight_dtype": self.weight_dtype,
+             "kv_dtype": self.kv_dtype, "scheduler": self.scheduler, "max_batch": self.max_batch,
+             "speculative": self.speculative, "gpus": self.gpus, "label": self.label}
+        if self.engine is not None:
+            d.update(engine=self.engine, max_batched_tokens=self.max_batched_tokens, chunk_size=self.chunk_size,
+                     gpu_memory_utilization=self.gpu_memory_utilization)
+        return d
 
 
 def candidates(spec: PlanSpec) -> list[Candidate]:
@@ -201,11 +228,35 @@ def candidates(spec: PlanSpec) -> list[Candidate]:
             for kv in dict.fromkeys(spec.kv_dtypes):
                 for tp in sorted(set(spec.tp)):
                     for pp in sorted(set(spec.pp)):
-                        for sch in dict.fromkeys(spec.schedulers):
-                            for mb in sorted(set(spec.max_batch)):
+                        eng, schedulers, batches = _engine_settings(spec, hw, tp * pp)
+                        for sch in schedulers:
+                            for mb in batches:
                                 for sp in dict.fromkeys(spec.speculative):
-                                    out.append(Candidate(hw, tp, pp, wd, kv, sch, mb, sp))
+                                    out.append(Candidate(hw, tp, pp, wd, kv, sch, mb, sp, **eng))
     return out
+
+
+def _engine_settings(spec: PlanSpec, hw: str, gpus: int) -> tuple[dict[str, Any], list[str], list[int]]:
+    """(Candidate engine fields, scheduler kinds, max_batch values) of one GPU and replica size: PlanSpec.engine's
+    profile (simulator/engines.py) under the PlanSpec fields the user set explicitly."""
+    given = spec.model_fields_set
+    schedulers = list(dict.fromkeys(spec.schedulers))
+    batches = sorted(set(spec.max_batch))
+    if spec.engine is None:
+        return {}, schedulers, batches
+    max_len = None
+    if needs_model(spec.engine):
+        from roofsim.model.loader import load_model  # noqa: PLC0415
+
+        max_len = load_model(spec.model).max_context_tokens
+    prof = engine_profile(spec.engine, hw, max_model_len=max_len, gpus=gpus)
+    eng = {"engine": spec.engine,
+           "max_batched_tokens": spec.max_batched_tokens if "max_batched_tokens" in given else prof.max_batched_tokens,
+           "chunk_size": spec.chunk_size if "chunk_size" in given or prof.chunk_size is None else prof.chunk_size,
+           "gpu_memory_utilization": (spec.gpu_memory_utilization if "gpu_memory_utilization" in given
+                                      else prof.gpu_memory_utilization)}
+    return (eng, schedulers if "schedulers" in given else [prof.scheduler],
+            batches if "max_batch" in given else [prof.max_num_seqs])
 
 
 __all__ = ["Candidate", "Objective", "PlanSpec", "PlannerError", "Status", "candidates", "quant_for"]

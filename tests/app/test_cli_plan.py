@@ -84,6 +84,7 @@ def test_set_writes_plan_spec_fields_and_names_bad_ones(capsys: pytest.CaptureFi
 
 def test_plan_weights_default_to_the_checkpoint_format() -> None:
     from roofsim.simulator.planning import PlanSpec, candidates
+    from roofsim.simulator.planning.search import resolve
 
     q = {"workload": {"kind": "named", "name": "conversation"}, "rate_per_s": 1, "slo_ttft_s": 1, "slo_tpot_s": 0.1,
          "hardware": ["h100-sxm", "a100-sxm-80gb"], "tp": [1]}
@@ -93,8 +94,20 @@ def test_plan_weights_default_to_the_checkpoint_format() -> None:
     assert h100.label == "h100-sxm tp1 checkpoint vllm b256"
     assert (h100.quant(fp8).activation_dtype, h100.quant(fp8).group_size) == ("fp8", 128 * 128)
     assert a100.quant(fp8).activation_dtype == "bf16"  # weight-only where the GPU has no fp8
-    assert h100.group(fp8)["quant"] == h100.quant(fp8).model_dump()
+    resolved, _ = resolve(fp8)  # the token budget plan() sizes from the workload
+    assert h100.group(resolved)["quant"] == h100.quant(fp8).model_dump()
     # an unquantised checkpoint: 'checkpoint' is bf16, and the labels stay bf16
     assert PlanSpec.model_validate({**q, "model": "llama-3.1-8b"}).weight_dtypes == ("bf16",)
     assert PlanSpec.model_validate({**q, "model": "llama-3.1-8b",
                                     "weight_dtypes": ["checkpoint", "bf16", "fp8"]}).weight_dtypes == ("bf16", "fp8")
+
+
+def test_engine_flag_plans_with_the_engines_scheduler(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--hardware", "h100", "--tp", "1", "--engine", "vllm==0.10", "--json", "--no-cache"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    c = d["winner"]["candidate"]
+    assert (c["engine"], c["scheduler"], c["max_batch"], c["max_batched_tokens"]) == ("vllm==0.10", "sarathi", 1024,
+                                                                                     8192)
+    assert d["spec"]["engine"] == "vllm==0.10"
+    assert main([*BASE, "--engine", "vllm==7", "--no-cache"]) == 2
+    assert "unknown engine version 'vllm==7'" in capsys.readouterr().err

@@ -215,3 +215,58 @@ def test_kv_dtype_flag_changes_only_the_kv_of_a_quant_table(tmp_path, capsys) ->
     assert main(["simulate", "--config", str(p), "--kv-dtype", "fp8", "--print-config"]) == 0
     q = SimConfig.model_validate(tomllib.loads(capsys.readouterr().out)).replicas[0].quant
     assert (q.weight_dtype, q.group_size, q.kv_dtype) == ("int4", 64, "fp8")
+
+
+# ---- --engine (simulator/engines.py) -------------------------------------------------------------------------
+def _printed(capsys) -> SimConfig:
+    return SimConfig.model_validate(__import__("tomllib").loads(capsys.readouterr().out))
+
+
+def test_engine_flag_sets_the_scheduler_and_explicit_flags_win(capsys) -> None:
+    assert main(["simulate", "--engine", "vllm==0.10", "--print-config"]) == 0
+    g = _printed(capsys).replicas[0]
+    assert g.engine == "vllm==0.10" and (g.scheduler.kind, g.scheduler.max_batched_tokens) == ("sarathi", 8192)
+    assert g.scheduler.max_num_seqs == 1024 and g.prefix_caching
+    assert main(["simulate", "--engine", "vllm==0.10", "--scheduler", "vllm", "--set",
+                 "replicas.*.scheduler.max_num_seqs=32", "--set", "replicas.*.prefix_caching=false",
+                 "--print-config"]) == 0
+    g = _printed(capsys).replicas[0]
+    assert (g.scheduler.kind, g.scheduler.max_num_seqs, g.scheduler.max_batched_tokens) == ("vllm", 32, 8192)
+    assert not g.prefix_caching
+    assert main(["simulate", "--print-config"]) == 0  # no engine: roofsim-default, as before
+    g = _printed(capsys).replicas[0]
+    assert g.engine is None and (g.scheduler.kind, g.scheduler.max_batched_tokens) == ("vllm", 8192)
+
+
+def test_engine_survives_print_config_and_a_new_engine_flag_takes_effect(tmp_path, capsys) -> None:
+    args = ["simulate", "--engine", "sglang", "--num-requests", "30", "--set", "replicas.0.scheduler.max_num_seqs=64"]
+    assert main([*args, "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# replicas.0: engine sglang>=0.4,<1.0")  # what the engine resolved to, as comments
+    run = tmp_path / "run.toml"
+    run.write_text(text)
+    assert main(["simulate", "--config", str(run), "--print-config"]) == 0
+    again = _printed(capsys)
+    assert again == SimConfig.model_validate(__import__("tomllib").loads(text))
+    assert again.replicas[0].engine == "sglang" and again.replicas[0].scheduler.max_num_seqs == 64
+    assert main(["simulate", "--config", str(run), "--engine", "vllm==0.10", "--print-config"]) == 0
+    g = _printed(capsys).replicas[0]  # the file's override stays, the rest follows the new engine
+    assert (g.engine, g.scheduler.kind, g.scheduler.max_num_seqs, g.gpu_memory_utilization) == (
+        "vllm==0.10", "sarathi", 64, 0.9)
+
+
+def test_unknown_engine_is_a_clean_error(capsys) -> None:
+    assert main(["simulate", "--engine", "vllm==9", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "engine 'vllm==9'" in err and "Known engine versions: vllm<0.6" in err
+
+
+def test_set_on_an_engine_group_keeps_the_engine_kind(capsys) -> None:
+    """--set of one scheduler field does not pin the default `vllm` kind over the engine's."""
+    assert main(["simulate", "--engine", "vllm==0.10", "--set", "replicas.0.scheduler.max_num_seqs=5",
+                 "--set", "replicas.0.scheduler.chunk_size=1024", "--print-config"]) == 0
+    s = _printed(capsys).replicas[0].scheduler
+    assert (s.kind, s.max_num_seqs, s.chunk_size, s.max_batched_tokens) == ("sarathi", 5, 1024, 8192)
+    assert main(["simulate", "--set", "replicas.0.scheduler.max_num_seqs=5", "--print-config"]) == 0
+    s = _printed(capsys).replicas[0].scheduler
+    assert (s.kind, s.max_num_seqs) == ("vllm", 5)

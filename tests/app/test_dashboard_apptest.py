@@ -646,3 +646,27 @@ def test_technique_toml_restores_the_widgets() -> None:
     assert at.number_input(key="sv_clients").value == 24
     assert at.selectbox(key="sv_kv_dtype").value == "fp8"
     assert at.code[0].value.strip() == config_toml(cfg).strip()  # the download: exactly the uploaded scenario
+
+
+def test_engine_choice_sets_the_scheduler_like_simulate() -> None:
+    """The Engine menu (simulator/engines.py) hides the scheduler widgets, says what the engine resolves to, and
+    the page runs the replica group `roofsim simulate --engine` builds; a scenario with an engine restores it."""
+    from roofsim.app.dashboard.state.serving import sim_config
+    from roofsim.simulator.config import ReplicaGroup
+
+    cfg = sim_config(sv_engine="vllm==0.8")
+    g = cfg.replicas[0]
+    assert g == ReplicaGroup(model="Llama-3.1-8B", hardware="h100-sxm", engine="vllm==0.8", quant=g.quant)
+    assert (g.scheduler.kind, g.scheduler.max_batched_tokens, g.prefix_caching) == ("sarathi", 2048, True)
+    at = _app("2_Serving_what-if.py")
+    at.selectbox(key="sv_engine").set_value("vllm").run()
+    _no_traceback(at)
+    assert any("vllm>=0.9,<1.0" in c.value and "token budget 8192" in c.value for c in at.caption)
+    assert not [s for s in at.selectbox if s.key == "sv_scheduler"]
+    assert _shown_config(at).replicas[0].engine == "vllm"
+    custom = _scenario({"kind": "named", "name": "conversation", "rate_per_s": 2.0, "num_requests": 100},
+                       engine="sglang", quant={"weight_dtype": "bf16", "activation_dtype": "bf16", "kv_dtype": "bf16"})
+    at = _app("2_Serving_what-if.py")
+    _restore(at, custom)
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.selectbox(key="sv_engine").value == "sglang" and _shown_config(at) == custom

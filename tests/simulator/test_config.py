@@ -69,6 +69,8 @@ def test_to_toml_round_trips(name: str) -> None:
     assert cfg.to_toml() == text
 
 
+# within the schema limits (simulator/limits.py): rate <= MAX_RATE_PER_S and >= 1e-3 so 200 arrivals end within
+# MAX_DURATION_S; seed >= 0
 @settings(max_examples=60, deadline=None)
 # rates and seeds within the run limits (simulator/limits.py): 200 requests arrive within MAX_DURATION_S = 1e7 s
 # from 2e-5 req/s up to MAX_RATE_PER_S = 1e6; seeds in [0, MAX_SEED = 2^63 - 1]

@@ -12,6 +12,7 @@ from roofsim.hardware_specs.errors import UnknownNameError
 from roofsim.model.batch import BatchShape
 from roofsim.simulator.config import (
     OrcaScheduler,
+    ReplicaGroup,
     SarathiScheduler,
     SJFScheduler,
     StaticScheduler,
@@ -336,3 +337,23 @@ def test_cache_fingerprint_covers_the_simulation_not_the_search() -> None:
     assert {"simulator/run.py", "simulator/schedulers.py", "simulator/planning/evaluate.py", "model/cost.py",
             "hardware_specs/data/h100-sxm.toml"} <= files
     assert [f for f in files if f.startswith("simulator/planning/")] == ["simulator/planning/evaluate.py"]
+
+
+# ---- PlanSpec.engine (simulator/engines.py) --------------------------------------------------------------------
+def test_engine_sets_each_candidates_scheduler_for_its_gpu_and_explicit_fields_win() -> None:
+    spec, _ = resolve(_spec(engine="vllm==0.10", hardware=("h100-sxm", "a100-sxm-80gb"), tp=(1,)))
+    by_hw = {c.hardware: c for c in candidates(spec)}
+    h, a = by_hw["h100-sxm"], by_hw["a100-sxm-80gb"]
+    assert (h.scheduler, h.max_batch, h.max_batched_tokens, h.chunk_size) == ("sarathi", 1024, 8192, 8192)
+    assert (a.scheduler, a.max_batch, a.max_batched_tokens, a.chunk_size) == ("sarathi", 256, 2048, 2048)
+    assert "vllm==0.10: sarathi b1024" in h.label
+    g = ReplicaGroup.model_validate(h.group(spec))  # the simulated group is the engine's (prefix caching too)
+    assert g == ReplicaGroup(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm==0.10", quant=g.quant)
+    assert h.scheduler_policy(spec).chunked
+    spec, _ = resolve(_spec(engine="vllm==0.10", hardware=("h100-sxm",), tp=(1,), max_batch=(64,),
+                            schedulers=("vllm",), gpu_memory_utilization=0.8))
+    (c,) = candidates(spec)
+    assert (c.scheduler, c.max_batch, c.max_batched_tokens, c.gpu_memory_utilization) == ("vllm", 64, 8192, 0.8)
+    assert [c.scheduler for c in candidates(resolve(_spec(tp=(1,)))[0])] == ["vllm", "vllm"]  # no engine: as before
+    with pytest.raises(ValueError, match="unknown engine version 'vllm==7'"):
+        _spec(engine="vllm==7")

@@ -152,3 +152,42 @@ def test_real_silicon_rows(shared_data: Path) -> None:
 
 TPOT_BOUND = 60.0
 TTFT_BOUND = 60.0
+
+
+# ---- one engine table for simulate and the benchmark replay (simulator/engines.py) ---------------------------
+@pytest.mark.parametrize(("framework", "version", "spec"), [
+    ("vllm", "0.10.1", "vllm==0.10.1"), ("vllm", "", "vllm"), ("vllm", "0.5.4", "vllm==0.5.4"),
+    ("trtllm", "1.0.0rc3", "trtllm==1.0.0rc3"), ("trtllm", "0.17.0", "trtllm==0.17.0"),
+])
+def test_replay_and_simulate_resolve_the_same_engine(framework: str, version: str, spec: str) -> None:
+    """A benchmark row of framework + framework_version runs the replica group `simulate --engine` builds from the
+    same name (for prompts the engine admits as they are)."""
+    r = row(framework=framework, framework_version=version, isl=1024)
+    cfg, notes = row_config(r)
+    group = ReplicaGroup(model=r.model, hardware=r.hardware, engine=spec)
+    got = cfg.replicas[0]
+    assert got.engine == spec and got.scheduler == group.scheduler
+    assert got.gpu_memory_utilization == group.gpu_memory_utilization
+    assert not got.prefix_caching and "prefix caching off" in notes[0]
+
+
+def test_replay_engine_row_specifics() -> None:
+    """SGLang's prefill budget follows the row's isl (not the model's context); a TRT-LLM prompt over
+    max_num_tokens is raised to isl; an unknown version gets the newest row, an unknown framework roofsim-default."""
+    cfg, _ = row_config(row(framework="sglang", framework_version="0.5.1.post1", isl=1024))
+    g = cfg.replicas[0]
+    assert (g.scheduler.kind, g.scheduler.max_batched_tokens, g.gpu_memory_utilization) == ("vllm", 8192, 0.874)
+    cfg, notes = row_config(row(framework="trtllm", isl=10000))
+    assert cfg.replicas[0].scheduler.max_batched_tokens == 10000 and "raised to isl=10000" in notes[0]
+    cfg, notes = row_config(row(framework="trtllm", framework_version="0.8.1.post3"))
+    assert cfg.replicas[0].engine == "trtllm" and "newest known trtllm profile" in notes[0]
+    cfg, notes = row_config(row(framework="deepspeed-mii"))
+    assert cfg.replicas[0].engine is None and "roofsim-default" in notes[0]
+    assert cfg.replicas[0].scheduler.kind == "vllm"
+
+
+def test_framework_version_column_round_trips(tmp_path: Path) -> None:
+    p = write_bench_table([row(framework_version="0.10.1"), row()], tmp_path / "t.csv")
+    assert p.read_text().splitlines()[0].endswith(",notes,framework_version")
+    assert [x.framework_version for x in read_bench_table(p).rows] == ["0.10.1", ""]
+    assert "framework_version" not in write_bench_table([row()], tmp_path / "u.csv").read_text()

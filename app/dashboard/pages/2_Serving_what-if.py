@@ -13,6 +13,7 @@ import streamlit as st
 from roofsim.app.dashboard.state.common import USER_ERRORS, config_toml, save_upload
 from roofsim.app.dashboard.state.serving import (
     ARRIVAL_MODES,
+    CUSTOM_ENGINE,
     SERVING_WIDGETS,
     restore_scenario,
     serving_defaults,
@@ -26,7 +27,7 @@ from roofsim.app.dashboard.state.serving_results import (
 )
 from roofsim.app.dashboard.ui import saved_upload, show_error, widget_drawer
 from roofsim.app.figures import latency_cdf_figure, latency_vs_load_figure, timeseries_figure
-from roofsim.simulator.config import SimConfig
+from roofsim.simulator.config import SimConfig, group_engine_profile
 from roofsim.simulator.run import resolve_config_quants, simulate
 from roofsim.validation.profiles import resolve_config_calibrations
 
@@ -120,6 +121,14 @@ with st.sidebar:
     for col, key in zip(st.columns(3), ("sv_weight_dtype", "sv_activation_dtype", "sv_kv_dtype"), strict=True):
         w(key, col)
     st.header("Scheduler")
+    if w("sv_engine") not in (None, CUSTOM_ENGINE):
+        try:
+            prof = group_engine_profile({"engine": values["sv_engine"], "model": values["sv_model"],
+                                         "hardware": values["sv_hardware"], "tp": values["sv_tp"],
+                                         "pp": values["sv_pp"]})
+            st.caption(prof.summary())
+        except USER_ERRORS as err:
+            show_error(err, "engine")
     w("sv_scheduler")
     c1, c2 = st.columns(2)
     w("sv_max_num_seqs", c1)

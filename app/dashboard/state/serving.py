@@ -35,6 +35,7 @@ from roofsim.hardware_specs.catalog import hardware_ids, load_hardware
 from roofsim.model.loader import load_checkpoint_quant, model_ids
 from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, PerTokenExit
 from roofsim.simulator.config import RouterConfig, SchedulerConfig, SimConfig, VLLMScheduler
+from roofsim.simulator.engines import engine_choices
 from roofsim.simulator.workload import TraceFormat, named_workload, named_workloads
 
 ARRIVAL_MODES = ("open loop (rate)", "closed loop (clients)")
@@ -87,6 +88,8 @@ _not_trace = all_of(lambda v: not _trace(v))
 _spec = all_of(lambda v: v["sv_spec_drafter"] != "off")
 _ee = is_("sv_ee_kind", "per_token")
 _hist = all_of(_ee, is_("sv_ee_distribution", "histogram"))
+CUSTOM_ENGINE = "custom"
+_custom = is_("sv_engine", CUSTOM_ENGINE)
 _R = "replicas.0."
 _SP = _R + "speculative."
 _EE = _R + "early_exit."
@@ -135,20 +138,26 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_activation_dtype", _R + "quant.activation_dtype", "selectbox", "Activations", "auto",
            ACTIVATION_CHOICES),
     Widget("sv_kv_dtype", _R + "quant.kv_dtype", "selectbox", "KV cache", "auto", KV_CHOICES),
-    # scheduler and router
-    Widget("sv_scheduler", _R + "scheduler.kind", "selectbox", "Policy", "vllm", kinds(SchedulerConfig)),
+    # scheduler and router: a named engine (simulator/engines.py) sets the scheduler, prefix caching and
+    # gpu_memory_utilization, so those widgets are shown (and written) only for a custom scheduler
+    Widget("sv_engine", _R + "engine", "selectbox", "Engine", CUSTOM_ENGINE, (CUSTOM_ENGINE, *engine_choices()),
+           to_cfg=lambda e: OMIT if e == CUSTOM_ENGINE else e, absent=CUSTOM_ENGINE,
+           kw={"help": "a serving engine and version: its default scheduler and limits for this GPU "
+                       "(docs/engines.md); 'custom' = set them below"}),
+    Widget("sv_scheduler", _R + "scheduler.kind", "selectbox", "Policy", "vllm", kinds(SchedulerConfig),
+           when=_custom),
     Widget("sv_max_num_seqs", _R + "scheduler.max_num_seqs", "number_input", "max_num_seqs", 256,
-           kw={"min_value": 1}),
+           when=_custom, kw={"min_value": 1}),
     Widget("sv_max_batched_tokens", _R + "scheduler.max_batched_tokens", "number_input", "max_batched_tokens", 8192,
-           kw={"min_value": 1}),
+           when=_custom, kw={"min_value": 1}),
     Widget("sv_chunk_size", _R + "scheduler.chunk_size", "number_input", "Chunk size (tokens)", 512,
-           when=is_("sv_scheduler", "sarathi"), kw={"min_value": 1}),
+           when=all_of(_custom, is_("sv_scheduler", "sarathi")), kw={"min_value": 1}),
     Widget("sv_predictor_sigma", _R + "scheduler.predictor_sigma", "number_input", "Length predictor error sigma",
-           0.0, when=is_("sv_scheduler", "sjf"), kw={"min_value": 0.0}),
+           0.0, when=all_of(_custom, is_("sv_scheduler", "sjf")), kw={"min_value": 0.0}),
     Widget("sv_preemption", _R + "scheduler.preemption", "selectbox", "Preemption", "recompute",
-           literal_values(VLLMScheduler, "preemption")),
+           literal_values(VLLMScheduler, "preemption"), when=_custom),
     Widget("sv_router", "router.kind", "selectbox", "Router", "round_robin", kinds(RouterConfig)),
-    Widget("sv_prefix_caching", _R + "prefix_caching", "checkbox", "Prefix caching", False,
+    Widget("sv_prefix_caching", _R + "prefix_caching", "checkbox", "Prefix caching", False, when=_custom,
            kw={"help": "reuse cached prompt blocks (needs a trace with hash ids, e.g. Mooncake)"}),
     Widget("sv_frontend_s_per_request", _R + "frontend_s_per_request", "number_input",
            "Front-end time per request (s)", 0.0,
