@@ -335,8 +335,8 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     graph.moe_kernels on a one-layer model of the row's shape, dtype, TP x EP shard and routing distribution."""
     op_name = row.variant.split(";", 1)[0].strip()
     if op_name != "moe":
-        raise Unpredictable(f"MoE op {op_name!r} (wide-EP module with DeepEP dispatch or EPLB slots; per-rank token "
-                            f"counts) is not mapped; only the single-GPU 'moe' module rows are")
+        raise Unpredictable(f"MoE op {op_name!r} is not the single-GPU 'moe' module, the only one mapped (the wide-EP "
+                            f"tables time DeepEP dispatch or EPLB slots with per-rank token counts)")
     _need(row, tokens=row.tokens, hidden=row.hidden, n=row.n, num_experts=row.num_experts, topk=row.topk,
           tp=row.tp, ep=row.ep)
     raw = _variant_field(row.variant, "moe_dtype")
