@@ -410,15 +410,17 @@ def _dense_mlp(t: int, c: GraphContext, inter: int, layers: int, kernels: list[K
     kernels.append(gemm("mlp_down", t, h, i_gpu, c, layers, bias=m.mlp_bias))
 
 
-def moe_kernels(c: GraphContext, t: int) -> list[Kernel]:
-    """The MoE block of a uniform MoE model over `t` tokens (count = its MoE layers); see _moe_mlp."""
+def moe_kernels(c: GraphContext, t: int, load: tuple[float, float] | None = None) -> list[Kernel]:
+    """The MoE block of a uniform MoE model over `t` tokens (count = its MoE layers); see _moe_mlp. `load`:
+    (distinct experts hit, rows routed) on this GPU when a measured routing is known (default: expert_load)."""
     assert c.model.moe is not None
     ks: list[Kernel] = []
-    _moe_mlp(t, c, c.model.moe, c.moe_layers, ks)
+    _moe_mlp(t, c, c.model.moe, c.moe_layers, ks, load)
     return ks
 
 
-def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kernel]) -> None:
+def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kernel],
+             load: tuple[float, float] | None = None) -> None:
     """The MoE block of `n_moe` layers over `t` tokens: router, the grouped expert GEMMs as the fused-MoE kernels
     run them, shared experts, the EP dispatch/combine all-to-alls.
 
@@ -435,7 +437,7 @@ def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kern
         kernels.append(gemm("moe_latent_out", t, m.hidden_size, e.latent_size, c, n_moe))
     kernels.append(gemm("moe_router", t, e.num_experts, m.hidden_size, c, n_moe, weight_dtype_bytes=2.0,
                         dtype="bf16" if c.gemm_dtype not in ("fp32",) else "fp32"))
-    active, routed_rows = expert_load(t, e.num_experts, e.top_k, ep, c.moe_skew)
+    active, routed_rows = load if load is not None else expert_load(t, e.num_experts, e.top_k, ep, c.moe_skew)
     ie = e.expert_intermediate_size // moe_tp
     up_n = 2 * ie if gated else ie
     rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1

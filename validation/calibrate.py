@@ -28,7 +28,9 @@ __all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_
            "BOUNDS"]
 
 # Kernel families (FeatureTable.kind codes): each (family, dtype, framework) gets equal weight in the fit.
-_FAMILY = {0: "gemm", 1: "attn_prefill", 2: "attn_decode", 3: "elementwise", 4: "comm", 5: "nccl", 7: "comm"}
+# Module rows (8: fused MoE) are predicted from the knobs their kernels' own families fit, never fitted themselves.
+_FAMILY = {0: "gemm", 1: "attn_prefill", 2: "attn_decode", 3: "elementwise", 4: "comm", 5: "nccl", 7: "comm",
+           8: "moe"}
 
 # (lower, upper, typical scale) of every fitted field. Efficiencies are fractions of the datasheet peak.
 BOUNDS: dict[str, tuple[float, float, float]] = {
@@ -116,6 +118,7 @@ _FAMILY_FIELDS = {
                     "elementwise_rope_cache_gain"),
     "comm": ("comm_bw_eff", "comm_latency_s", "comm_floor_s"),
     "nccl": ("nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp"),
+    "moe": (),  # no knob of its own: the module is the sum of GEMM and elementwise kernels
 }
 for _d in ("gemm_fp8", "gemm_fp8_block", "gemm_int8"):
     _FAMILY_FIELDS[_d] = _FAMILY_FIELDS["gemm"][1:]
@@ -171,7 +174,8 @@ class FitData:
         ft = self.features.subset(idx)
         p = self.prediction
         pred = Prediction(tuple(p.rows[i] for i in idx), tuple(p.kernels[i] for i in idx),
-                          tuple(p.hardware[i] for i in idx), p.predicted_s[idx], p.problems)
+                          tuple(p.hardware[i] for i in idx), p.predicted_s[idx], p.problems,
+                          tuple(p.parts[i] for i in idx) if p.parts else ())
         return FitData(pred, ft, self.measured[idx], self.family[idx], self.groups[idx], self.weight_key[idx])
 
 
@@ -182,14 +186,15 @@ def prepare(rows: Sequence[KernelMeasurement], base: Calibration, hardware: str 
     if not pred.rows:
         raise ValueError("no predictable rows to calibrate on" + (f" (problems: {pred.problems[:3]})"
                                                                  if pred.problems else ""))
-    ft = features(pred.kernels, pred.hardware, base)
+    ft = features(pred.kernels, pred.hardware, base, pred.parts)
     fam = np.array([_FAMILY[int(k)] for k in ft.kind], dtype=object)
     for code, suffix in ((1, "_fp8"), (2, "_fp8_block"), (3, "_int8")):
         fam[(ft.kind == 0) & (ft.gemm_dtype == code)] = "gemm" + suffix
     fam[(ft.kind == 1) & (ft.attn_fp8 == 1)] = "attn_prefill_fp8"
     # NVFP4 GEMMs have no efficiency knob of their own yet (they would pull the 16-bit gemm_eff): predicted from
     # the 16-bit fit on the fp4 peak, not fitted ("gemm_fp4" is in no fit stage)
-    fam[np.array([k.kind == "gemm" and k.dtype == "fp4" for k in pred.kernels], dtype=bool)] = "gemm_fp4"
+    fam[np.array([k.kind == "gemm" and k.dtype == "fp4" for k in pred.kernels], dtype=bool) & (ft.kind == 0)] = \
+        "gemm_fp4"
     _, groups = np.unique(np.array([shape_family(r) for r in pred.rows], dtype=object), return_inverse=True)
     wk_labels = np.array([f"{f}|{dtype_label(r)}|{r.framework}" for f, r in zip(fam, pred.rows, strict=True)],
                          dtype=object)
@@ -252,10 +257,12 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
     idx_parts = []
     for key in np.unique(data.weight_key):
         idx = np.flatnonzero(data.weight_key == key)
+        if data.family[idx[0]] == "moe":
+            continue  # module rows (fused MoE) are predicted from their kernels' knobs, not fitted
         if len(idx) > max_rows_per_key:
             idx = np.sort(rng.choice(idx, max_rows_per_key, replace=False))
         idx_parts.append(idx)
-    idx = np.concatenate(idx_parts)
+    idx = np.concatenate(idx_parts) if idx_parts else np.arange(0)
     sub = data.subset(idx)
     counts = np.bincount(sub.weight_key)
     w = 1.0 / np.sqrt(counts[sub.weight_key])

@@ -174,10 +174,13 @@ AIC_TABLE_FAMILIES: dict[str, tuple[str, str]] = {
     "generation_attention_perf": ("attention", "predicted"),
     "nccl_perf": ("comm", "predicted"),
     "custom_allreduce_perf": ("comm", "predicted"),
-    "moe_perf": ("moe", "read, not predicted: fused MoE module (no per-kernel MoE cost yet)"),
-    "wideep_moe_perf": ("moe", "read, not predicted: fused MoE module (no per-kernel MoE cost yet)"),
-    "wideep_context_moe_perf": ("moe", "read, not predicted: fused MoE module (no per-kernel MoE cost yet)"),
-    "wideep_generation_moe_perf": ("moe", "read, not predicted: fused MoE module (no per-kernel MoE cost yet)"),
+    # fused MoE module: the sum of the model's MoE kernels (validation.predict.moe_module_kernels). Rows whose
+    # moe_dtype the reader cannot map (w4afp8, w4a8_mxfp4_mxfp8: mixed int4/fp4 weights on fp8 activations, no
+    # QuantSpec) are reader problems with that reason
+    "moe_perf": ("moe", "predicted"),
+    "wideep_moe_perf": ("moe", "read, not predicted: wide-EP module (EPLB slots, per-rank token counts) not mapped"),
+    "wideep_context_moe_perf": ("moe", "read, not predicted: DeepEP wide-EP module (dispatch inside) not mapped"),
+    "wideep_generation_moe_perf": ("moe", "read, not predicted: DeepEP wide-EP module (dispatch inside) not mapped"),
     "moe_a2a_perf": ("comm", "read, not predicted: MoE dispatch/combine all-to-all is not modelled separately"),
     "wideep_deepep_ll_perf": ("comm", "read, not predicted: DeepEP low-latency dispatch/combine not modelled"),
     "wideep_deepep_normal_perf": ("comm", "read, not predicted: DeepEP normal dispatch/combine not modelled"),

@@ -47,7 +47,7 @@ def error_stats(predicted: Sequence[float] | np.ndarray, measured: Sequence[floa
                       p90_abs_pct_err=float(np.percentile(a, 90)), bias_pct=float(np.median(e)))
 
 
-_RAW_DTYPE = re.compile(r"(?:gemm_dtype|attn_dtype|quant_type)=([A-Za-z0-9_]+)")
+_RAW_DTYPE = re.compile(r"(?:gemm_dtype|attn_dtype|quant_type|moe_dtype)=([A-Za-z0-9_]+)")
 _KEEP_RAW = {"fp8_block", "int8_wo", "int4_wo", "sq", "w4a16_mxfp4", "nvfp4", "mxfp4"}
 
 

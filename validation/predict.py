@@ -7,6 +7,7 @@ model.cost.kernel_cost in numpy for fast calibration and is tested equal to it r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -20,20 +21,22 @@ from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import RoofsimError
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
+from roofsim.model.checkpoint_quant import FP8_BLOCK_GROUP
 from roofsim.model.cost import (
     PEAK_DTYPE,
     Calibration,
     comm_terms,
     decode_parallelism,
+    gemm_groups,
     gemm_is_stream,
     gemm_shape_efficiency,
     kernel_cost,
     prefill_score_terms,
 )
-from roofsim.model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context
+from roofsim.model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context, moe_kernels
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel, OpKind
 from roofsim.model.quant import ACTIVATION_DTYPES, KV_DTYPES
-from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
+from roofsim.model.spec import ModelSpec, MoESpec, ParallelSpec, QuantSpec
 from roofsim.validation.kernel_tables import KernelMeasurement
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Unpredictable",
     "row_kernel",
+    "row_kernels",
+    "moe_module_kernels",
+    "power_law_load",
     "predict_kernel",
     "why_unpredictable",
     "Prediction",
@@ -77,10 +83,9 @@ _COMM_OP: dict[str, OpKind] = {"allgather": "all_gather", "reducescatter": "redu
 _COMM_OPS = ("allreduce", "allgather", "reducescatter", "alltoall", "send_recv")
 PREDICTED_OPS: tuple[str, ...] = (
     "gemm", "attn_prefill", "attn_decode", "attn_qk_matmul", "attn_av_matmul", "embedding", "rope", "silu_mul",
-    *_ELEMENTWISE, *_COMM_OPS,
+    "moe", *_ELEMENTWISE, *_COMM_OPS,
 )
 _REASONS = {
-    "moe": "fused MoE module rows are not predicted (no per-kernel MoE validation yet)",
     "mlp": "fused MLP module rows are not predicted (compare the GEMM rows instead)",
     "moe_dispatch": "MoE all-to-all dispatch (DeepEP/NVLink kernels) is not modelled separately",
     "moe_combine": "MoE all-to-all combine (DeepEP/NVLink kernels) is not modelled separately",
@@ -237,6 +242,116 @@ def _comm(row: KernelMeasurement) -> Kernel:
                   graphed=graphed)
 
 
+# ------------------------------------------------------------------------------------------------ fused MoE
+# AIConfigurator's moe_perf collectors (collector/{vllm,sglang,trtllm}/collect_moe*.py, aiconfigurator-core 0.12)
+# time one GPU's fused-MoE call: vLLM/SGLang `fused_experts(hidden, w1, w2, topk_weights, topk_ids, expert_map)`,
+# TensorRT-LLM's MoE module forward, on `num_tokens` tokens whose top-k ids were computed beforehand (routing logits
+# are synthetic) and with the rank's own experts (num_experts / moe_ep_size, inter_size / moe_tp_size wide). The
+# timed region is therefore the module of model.graph._moe_mlp without the router GEMM (ids precomputed), without
+# shared experts (none in the module) and without the EP all-to-all (one process, no dispatch): the token gather
+# into expert order, the grouped up(+gate) GEMM, the activation, the grouped down GEMM and the top-k sum back.
+MOE_MODULE_KERNELS = frozenset({"moe_permute", "moe_up_gate", "moe_up", "moe_act", "moe_down", "moe_unpermute"})
+# moe_dtype -> (weight, activation, group size, scale bytes): the recipe each collector builds.
+#   fp8: per-tensor W8A8; fp8_block: 128x128 block scales (graph_context runs it as the fp8_block GEMM recipe);
+#   int4_wo: Marlin W4A16, group 128, bf16 scales; w4a16_mxfp4: MXFP4 weights (group 32, e8m0 scales) on 16-bit
+#   activations; nvfp4: W4A4, one fp8 scale per 16 weights (as model.quant.quant_for).
+_MOE_QUANT: dict[str, tuple[str, str, int, float]] = {
+    "bfloat16": ("bf16", "bf16", 128, 2.0), "float16": ("fp16", "fp16", 128, 2.0),
+    "fp8": ("fp8", "fp8", 0, 2.0), "fp8_block": ("fp8", "fp8", FP8_BLOCK_GROUP, 2.0),
+    "int4_wo": ("int4", "bf16", 128, 2.0), "w4a16_mxfp4": ("fp4", "bf16", 32, 1.0), "nvfp4": ("fp4", "fp4", 16, 1.0),
+}
+
+
+def _variant_field(variant: str, key: str) -> str:
+    m = re.search(rf"\b{key}=([^;]+)", variant)
+    return m.group(1).strip() if m else ""
+
+
+@lru_cache(maxsize=512)
+def _moe_ctx(hidden: int, inter: int, experts: int, topk: int, tp: int, ep: int, moe_dtype: str, gated: bool
+             ) -> GraphContext:
+    """A one-layer MoE model of the row's shape on a TP x EP layout whose expert shard is the row's (moe_tp =
+    tp // ep in graph._moe_mlp, so tp = moe_tp x moe_ep); attention fields are placeholders the module never uses."""
+    w, a, group, scale = _MOE_QUANT[moe_dtype]
+    gpus = tp * ep
+    model = ModelSpec(
+        name=f"probe-moe-{hidden}h{inter}i{experts}e{topk}k", family="probe", vocab_size=1, hidden_size=hidden,
+        num_layers=1, num_heads=gpus, num_kv_heads=gpus, head_dim=1, intermediate_size=inter, mlp_gated=gated,
+        moe=MoESpec(num_experts=experts, top_k=topk, expert_intermediate_size=inter),
+        source="validation.predict probe (shape of a measured fused-MoE row)")
+    quant = QuantSpec(weight_dtype=w, activation_dtype=a, kv_dtype="bf16",  # type: ignore[arg-type]
+                      group_size=group, scale_bytes=scale)
+    return graph_context(model, quant, ParallelSpec(tp=gpus, ep=ep))
+
+
+@lru_cache(maxsize=4096)
+def power_law_load(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int = 32
+                   ) -> tuple[float, float]:
+    """(distinct experts hit, rows routed) on the measured GPU under AIConfigurator's power-law routing, the mean
+    over `draws` replays of its generator (collector helper `_generate_power_law_distribution`): tokens per expert
+    drawn i.i.d. from p(x) ~ x^-alpha on [1, 0.8 tokens] ([0.01, 2] when tokens x topk <= experts), scaled to sum
+    tokens x topk and rounded; the EP rank (block of experts/ep consecutive experts) with the most rows is swapped to
+    rank 0, the rank timed. A token may draw the same expert twice (its rows are counts, not capped at `tokens`).
+    This is a different law from the Zipf popularity of GraphContext.moe_skew, so the rows' own law is replayed."""
+    lo, hi = (1.0, 0.8 * tokens) if tokens * topk > experts else (0.01, 2.0)
+    u = np.random.default_rng(0).random((draws, experts))
+    b = 1.0 - alpha
+    x = ((hi ** b - lo ** b) * u + lo ** b) ** (1.0 / b) if abs(b) > 1e-9 else lo * (hi / lo) ** u
+    target = tokens * topk
+    counts = np.round(x / x.sum(axis=1, keepdims=True) * target)
+    # the generator then adds the missing rows one each to the largest experts in turn (or takes the surplus from
+    # the smallest non-empty ones, the rest from the largest) until the rows sum to tokens x topk
+    order = np.argsort(-counts, axis=1, kind="stable")
+    for d in range(draws):
+        delta = int(target - counts[d].sum())
+        if delta > 0:
+            counts[d, order[d]] += delta // experts + (np.arange(experts) < delta % experts)
+        elif delta < 0:
+            take = np.zeros(experts)
+            take[order[d][::-1]] = -delta // experts + (np.arange(experts) < -delta % experts)
+            short = np.maximum(take - counts[d], 0.0)
+            counts[d] -= take - short
+            counts[d, order[d][0]] -= short.sum()
+    blocks = counts.reshape(draws, ep, experts // ep)
+    rank0 = blocks[np.arange(draws), blocks.sum(axis=2).argmax(axis=1)]
+    return float((rank0 > 0).sum(axis=1).mean()), float(rank0.sum(axis=1).mean())
+
+
+def _moe_load(row: KernelMeasurement) -> tuple[float, float] | None:
+    """The routing the row was measured under: None = uniform (graph.expert_load), else the power-law replay."""
+    dist = _variant_field(row.variant, "distribution")
+    if dist in ("balanced", "uniform"):
+        # balanced: token i takes experts (i + j ceil(E/topk)) mod E, an even spread: the uniform expert_load
+        return None
+    m = re.fullmatch(r"power_law_([0-9.]+)", dist)
+    if not m:
+        raise Unpredictable(f"MoE routing distribution {dist!r} is not mapped (balanced, uniform, power_law_<alpha>;"
+                            f" EPLB-rebalanced *_eplb rows need the replica placement)")
+    return power_law_load(row.tokens, row.num_experts, row.topk, row.ep, float(m.group(1)))
+
+
+def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
+    """The kernels of the fused-MoE module an AIConfigurator moe row times (MOE_MODULE_KERNELS), built by
+    graph.moe_kernels on a one-layer model of the row's shape, dtype, TP x EP shard and routing distribution."""
+    op_name = row.variant.split(";", 1)[0].strip()
+    if op_name != "moe":
+        raise Unpredictable(f"MoE op {op_name!r} is not the single-GPU 'moe' module, the only one mapped (the wide-EP "
+                            f"tables time DeepEP dispatch or EPLB slots with per-rank token counts)")
+    _need(row, tokens=row.tokens, hidden=row.hidden, n=row.n, num_experts=row.num_experts, topk=row.topk,
+          tp=row.tp, ep=row.ep)
+    raw = _variant_field(row.variant, "moe_dtype")
+    if raw not in _MOE_QUANT:
+        raise Unpredictable(f"moe_dtype {raw!r} has no QuantSpec mapping (mapped: {sorted(_MOE_QUANT)})")
+    if row.num_experts % row.ep:
+        raise Unpredictable(f"moe_ep_size={row.ep} does not divide num_experts={row.num_experts}")
+    # Nemotron-3 style experts (TensorRT-LLM moe_torch_flow_nongated): up -> relu^2 -> down, no gate projection
+    gated = "nongated" not in row.variant
+    c = _moe_ctx(row.hidden, row.n, row.num_experts, row.topk, row.tp, row.ep, raw, gated)
+    ks = tuple(k for k in moe_kernels(c, row.tokens, _moe_load(row)) if k.name in MOE_MODULE_KERNELS)
+    assert all(k.count == 1 for k in ks)
+    return ks
+
+
 _BUILDERS: dict[str, Callable[[KernelMeasurement], Kernel]] = {
     "gemm": _gemm,
     "attn_prefill": _attention,
@@ -249,7 +364,10 @@ _BUILDERS: dict[str, Callable[[KernelMeasurement], Kernel]] = {
 
 
 def row_kernel(row: KernelMeasurement) -> Kernel:
-    """The roofsim Kernel equivalent to a measured row; Unpredictable(reason) when there is none."""
+    """The roofsim Kernel equivalent to a measured row; Unpredictable(reason) when there is none (a module row,
+    e.g. fused MoE, is several kernels: row_kernels)."""
+    if row.op == "moe":
+        raise Unpredictable("a fused-MoE row times a module of several kernels (row_kernels)")
     builder = _BUILDERS.get(row.op)
     if builder is None:
         if row.op.startswith("cpu_overhead_"):
@@ -264,23 +382,46 @@ def row_kernel(row: KernelMeasurement) -> Kernel:
         raise Unpredictable(str(e)) from e
 
 
+def row_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
+    """The kernels whose summed time is the measured row: (row_kernel(row),), or a module's kernels (fused MoE:
+    moe_module_kernels). Unpredictable(reason) when there is none."""
+    if row.op != "moe":
+        return (row_kernel(row),)
+    try:
+        return moe_module_kernels(row)
+    except Unpredictable:
+        raise
+    except ValueError as e:  # a shape the model descriptors reject
+        raise Unpredictable(str(e)) from e
+
+
 def why_unpredictable(row: KernelMeasurement) -> str | None:
     """None when the row can be predicted, else the reason."""
     try:
-        row_kernel(row)
+        row_kernels(row)
     except Unpredictable as e:
         return str(e)
     return None
 
 
 def predict_kernel(row: KernelMeasurement, hw: HardwareSpec, cal: Calibration) -> float | None:
-    """Predicted seconds of the measured kernel on `hw` under `cal`, or None when the row cannot be predicted
-    (why_unpredictable gives the reason). A dtype the hardware lacks raises ValueError from hw.peak."""
+    """Predicted seconds of the measured kernel (or module: the sum of its kernels) on `hw` under `cal`, or None
+    when the row cannot be predicted (why_unpredictable gives the reason). A dtype the hardware lacks raises
+    ValueError from hw.peak."""
     try:
-        k = row_kernel(row)
+        ks = row_kernels(row)
     except Unpredictable:
         return None
-    return kernel_cost(k, hw, cal).seconds
+    return sum(kernel_cost(k, hw, cal).seconds for k in ks)
+
+
+def _summary(parts: tuple[Kernel, ...]) -> Kernel:
+    """One kernel standing for a module row in Prediction.kernels (reports size it by FLOPs/bytes): the sum of the
+    parts' work, typed as its largest GEMM. FeatureTable costs the parts, never this."""
+    main = max(parts, key=lambda k: k.flops)
+    return Kernel(name="module", op=main.op, dtype=main.dtype, flops=sum(k.flops for k in parts),
+                  weight_bytes=sum(k.weight_bytes for k in parts), act_read_bytes=sum(k.act_read_bytes for k in parts),
+                  act_write_bytes=sum(k.act_write_bytes for k in parts))
 
 
 # ----------------------------------------------------------------------------------------- hardware
@@ -294,7 +435,8 @@ def resolve_hardware(name: str) -> HardwareSpec:
 
 
 # ----------------------------------------------------------------------------------- vectorised table
-# 4 = the framework TP all-reduce, 5 = an NCCL collective / send-recv, 7 = a collective that costs nothing
+# 4 = the framework TP all-reduce, 5 = an NCCL collective / send-recv, 7 = a collective that costs nothing,
+# 8 = a module row (the sum of FeatureTable.parts)
 _KIND_CODE = {"gemm": 0, "attn_prefill": 1, "attn_decode": 2, "elementwise": 3, "sampling": 3}
 # GEMM dtype -> which per-dtype peak efficiency (model.cost.gemm_peak_efficiency)
 _GEMM_DTYPE_CODE = {"fp8": 1, "fp8_block": 2, "int8": 3}
@@ -336,15 +478,27 @@ class FeatureTable:
     comm_bytes: np.ndarray
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
     comm_gpus: np.ndarray  # GPUs of the collective (NCCL per-hop latency and bandwidth exponent)
-    tiling: tuple[int, int, int, int, int]
+    tiling: tuple[int, int, int, int, int, int]
+    # module rows (kind 8, e.g. a fused-MoE row): their time is the sum of `parts` rows whose `owner` is the row
+    parts: FeatureTable | None = None
+    owner: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.kind)
 
     def subset(self, idx: np.ndarray) -> FeatureTable:
-        """The rows `idx` (indices or a boolean mask)."""
-        cols: dict[str, Any] = {f: (getattr(self, f)[idx] if f != "tiling" else self.tiling)
+        """The rows `idx` (indices or a boolean mask; no repeats), with the parts of their module rows."""
+        cols: dict[str, Any] = {f: (getattr(self, f)[idx] if f not in ("tiling", "parts", "owner") else None)
                                 for f in self.__dataclass_fields__}
+        cols["tiling"] = self.tiling
+        if self.parts is not None and self.owner is not None:
+            sel = np.asarray(idx)
+            sel = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(np.int64)
+            pos = np.full(len(self), -1, dtype=np.int64)
+            pos[sel] = np.arange(len(sel))
+            keep = np.flatnonzero(pos[self.owner] >= 0)
+            cols["parts"] = self.parts.subset(keep)
+            cols["owner"] = pos[self.owner[keep]]
         return FeatureTable(**cols)
 
     def seconds(self, cal: Calibration) -> np.ndarray:
@@ -406,12 +560,16 @@ class FeatureTable:
         nccl_eff = p["nccl_bw_eff"] * (n / 2) ** p["nccl_bw_gpu_exp"] if p["nccl_bw_gpu_exp"] else p["nccl_bw_eff"]
         nccl = p["nccl_latency_s"] + self.comm_a2 + p["nccl_hop_s"] * (n - 1) + self.comm_b2 / nccl_eff
         # kind 7: a collective that moves nothing (all-reduce over 1 GPU or 0 bytes) is free (allreduce_seconds)
-        return np.where(kind == 7, 0.0, np.where(kind == 4, custom, np.where(kind == 5, nccl, body)))
+        out = np.where((kind == 7) | (kind == 8), 0.0, np.where(kind == 4, custom, np.where(kind == 5, nccl, body)))
+        if self.parts is not None and self.owner is not None and len(self.owner):
+            np.add.at(out, self.owner, self.parts.seconds_params(p))  # kind 8: a module = the sum of its kernels
+        return out
 
 
-def _tiling(cal: Calibration) -> tuple[int, int, int, int, int]:
+def _tiling(cal: Calibration) -> tuple[int, int, int, int, int, int]:
     """The integer GEMM fields frozen into FeatureTable.gemm_shape_eff."""
-    return cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k, cal.gemm_gemv_max_m, cal.gemm_small_max_mnk
+    return (cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k, cal.gemm_gemv_max_m, cal.gemm_small_max_mnk,
+            cal.gemm_grouped_min_tile_m)
 
 
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
@@ -439,8 +597,22 @@ _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff
 _EW_CLASS = {"norm": 1, "activation": 2, "rope": 3}
 
 
-def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibration) -> FeatureTable:
-    """FeatureTable of kernels (count 1 each) on their hardware; integer tiling taken from `cal`."""
+def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibration,
+             parts: Sequence[tuple[Kernel, ...]] = ()) -> FeatureTable:
+    """FeatureTable of kernels (count 1 each) on their hardware; integer tiling taken from `cal`. `parts` (per row,
+    Prediction.parts): a row with several kernels is a module row whose time is the sum of them."""
+    if not parts:
+        return _features(kernels, hws, cal)
+    module = [len(p) > 1 for p in parts]
+    ft = _features([None if mod else k for k, mod in zip(kernels, module, strict=True)], hws, cal)
+    sub = [(i, k) for i, (p, mod) in enumerate(zip(parts, module, strict=True)) if mod for k in p]
+    owner = np.array([i for i, _ in sub], dtype=np.int64)
+    sub_ft = _features([k for _, k in sub], [hws[i] for i, _ in sub], cal)
+    return dataclasses.replace(ft, parts=sub_ft, owner=owner)
+
+
+def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal: Calibration) -> FeatureTable:
+    """features() of single kernels; None marks a module row (kind 8, costed by its parts)."""
     n = len(kernels)
     cols = {name: np.zeros(n) for name in _COLS}
     kind = np.zeros(n, dtype=np.int8)
@@ -448,6 +620,9 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
     afp8 = np.zeros(n, dtype=np.int8)
     ewc = np.zeros(n, dtype=np.int64)
     for i, (k, hw) in enumerate(zip(kernels, hws, strict=True)):
+        if k is None:
+            kind[i] = 8
+            continue
         if k.count != 1:
             raise ValueError(f"features() expects count=1 kernels; {k.name} has count={k.count}")
         if k.kind in ("comm", "pp_comm"):
@@ -474,9 +649,10 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
             cols["peak"][i] = hw.peak("fp32")
             ewc[i] = _EW_CLASS.get(k.op, 0)
         if k.kind == "gemm":
-            cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal)
+            groups = gemm_groups(k)  # a grouped (MoE) GEMM pads each expert's rows to its own tile
+            cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups)
             cols["gemm_k"][i] = k.k
-            cols["gemm_gemv"][i] = float(gemm_is_stream(k.m, k.n, k.k, cal))
+            cols["gemm_gemv"][i] = float(gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0)
             gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)
@@ -502,6 +678,9 @@ class Prediction:
     hardware: tuple[HardwareSpec, ...]
     predicted_s: np.ndarray
     problems: tuple[str, ...]
+    # per row, the kernels whose times sum to it ((kernel,) for a one-kernel row; a module's kernels otherwise,
+    # when `kernels` holds a summary of them); empty = every row is its one kernel
+    parts: tuple[tuple[Kernel, ...], ...] = ()
 
     @property
     def measured_s(self) -> np.ndarray:
@@ -526,6 +705,7 @@ def predict_rows(rows: Iterable[KernelMeasurement], cal: Calibration | Callable[
     hw_cache: dict[str, HardwareSpec | str] = {}
     kept: list[KernelMeasurement] = []
     kernels: list[Kernel] = []
+    parts: list[tuple[Kernel, ...]] = []
     hws: list[HardwareSpec] = []
     skipped: dict[str, list[str]] = {}
     it: Iterable[KernelMeasurement] = rows if progress is None else progress(rows)
@@ -542,14 +722,17 @@ def predict_rows(rows: Iterable[KernelMeasurement], cal: Calibration | Callable[
                 raise Unpredictable(hw)
             if only is not None and hw.id != only:
                 raise Unpredictable(f"measured on {hw.id}, excluded by --hardware {hardware}")
-            k = row_kernel(row)
-            if k.kind in ("gemm", "attn_prefill", "attn_decode") and not hw.supports(PEAK_DTYPE.get(k.dtype, k.dtype)):
-                raise Unpredictable(f"{hw.id} has no {k.dtype} tensor-core peak")
+            ks = row_kernels(row)
+            for k in ks:
+                if k.kind in ("gemm", "attn_prefill", "attn_decode") and not hw.supports(PEAK_DTYPE.get(k.dtype,
+                                                                                                      k.dtype)):
+                    raise Unpredictable(f"{hw.id} has no {k.dtype} tensor-core peak")
         except Unpredictable as e:
             skipped.setdefault(str(e), []).append(_where(row))
             continue
         kept.append(row)
-        kernels.append(k)
+        kernels.append(ks[0] if len(ks) == 1 else _summary(ks))
+        parts.append(ks)
         hws.append(hw)
     problems = tuple(
         f"{len(where)} row(s) not predicted: {reason} (e.g. {', '.join(where[:3])}{' ...' if len(where) > 3 else ''})"
@@ -563,9 +746,9 @@ def predict_rows(rows: Iterable[KernelMeasurement], cal: Calibration | Callable[
         cals[id(c)] = c
     for key, idx in by_cal.items():
         c = cals[key]
-        ft = features([kernels[i] for i in idx], [hws[i] for i in idx], c)
+        ft = features([kernels[i] for i in idx], [hws[i] for i in idx], c, [parts[i] for i in idx])
         pred[idx] = ft.seconds(c)
-    return Prediction(tuple(kept), tuple(kernels), tuple(hws), pred, problems)
+    return Prediction(tuple(kept), tuple(kernels), tuple(hws), pred, problems, tuple(parts))
 
 
 def pct_errors(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:

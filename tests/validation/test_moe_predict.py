@@ -1,0 +1,106 @@
+"""AIConfigurator fused-MoE rows predicted as the sum of the model's MoE module kernels: the mapping by hand on a
+small case (uniform routing), the power-law routing replay, the refusals with their reasons, and the vectorised
+module rows equal to the scalar sum (no shared data needed)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.cost import Calibration, kernel_cost
+from roofsim.validation.calibrate import fit_calibration, prepare
+from roofsim.validation.kernel_tables import KernelMeasurement
+from roofsim.validation.predict import (
+    features,
+    power_law_load,
+    predict_kernel,
+    predict_rows,
+    row_kernels,
+    why_unpredictable,
+)
+
+H100 = load_hardware("h100-sxm")
+CAL = Calibration()
+
+
+def _moe(dist: str = "balanced", moe_dtype: str = "bfloat16", op_name: str = "moe",
+         source: str = "moe_torch_flow_cutlass", **kw) -> KernelMeasurement:
+    shape = {"tokens": 4, "hidden": 1024, "n": 512, "num_experts": 8, "topk": 2, "tp": 1, "ep": 1, **kw}
+    dtype = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "int4_wo": "int4"}[moe_dtype]
+    return KernelMeasurement("aiconfigurator", "h100-sxm", "trtllm", "moe", dtype,
+                             f"{op_name}; {source}; moe_dtype={moe_dtype}; distribution={dist}; 1.0", 1e-4, **shape)
+
+
+def test_module_kernels_by_hand() -> None:
+    """4 tokens, top-2 of 8 experts, hidden 1024, inter 512, bf16, one GPU, balanced (= uniform) routing:
+    8 routed rows over 8 (1 - (3/4)^4) = 5.46875 expected experts (1 row each after rounding 1.46)."""
+    ks = {k.name: k for k in row_kernels(_moe())}
+    assert list(ks) == ["moe_permute", "moe_up_gate", "moe_act", "moe_down", "moe_unpermute"]  # no router, no a2a
+    active = 8 * (1 - 0.75 ** 4)
+    up, down = ks["moe_up_gate"], ks["moe_down"]
+    assert (up.m, up.n, up.k) == (1, 1024, 1024) and (down.m, down.n, down.k) == (1, 1024, 512)
+    assert up.flops == 2 * 8 * 1024 * 1024 and down.flops == 2 * 8 * 1024 * 512
+    assert up.weight_bytes == pytest.approx(active * 1024 * 1024 * 2)
+    assert down.weight_bytes == pytest.approx(active * 1024 * 512 * 2)
+    # gather 4 token rows into 8 expert rows, sum the 8 back into 4 (2 bytes per element)
+    assert ks["moe_permute"].bytes == (4 + 8) * 1024 * 2 and ks["moe_unpermute"].bytes == (8 + 4) * 1024 * 2
+    assert ks["moe_act"].bytes == (8 * 1024 + 8 * 512) * 2  # reads gate+up, writes one
+    expected = sum(kernel_cost(k, H100, CAL).seconds for k in ks.values())
+    assert predict_kernel(_moe(), H100, CAL) == pytest.approx(expected, rel=1e-12)
+
+
+def test_shard_dtype_and_gating() -> None:
+    # moe_tp 2 halves each expert's width; EP 2 keeps half the experts and half the rows, and still no all-to-all
+    (up,) = [k for k in row_kernels(_moe(tp=2)) if k.name == "moe_up_gate"]
+    assert (up.n, up.k) == (512, 1024)
+    ks = row_kernels(_moe(ep=2))
+    assert [k.name for k in ks] == ["moe_permute", "moe_up_gate", "moe_act", "moe_down", "moe_unpermute"]
+    assert ks[1].flops == 2 * 4 * 1024 * 1024
+    # Nemotron-style non-gated experts: one up projection of the inter width
+    names = [k.name for k in row_kernels(_moe(source="moe_torch_flow_nongated"))]
+    assert "moe_up" in names and "moe_up_gate" not in names
+    assert {k.dtype for k in row_kernels(_moe(moe_dtype="fp8")) if k.op == "gemm"} == {"fp8"}
+    assert {k.dtype for k in row_kernels(_moe(moe_dtype="fp8_block")) if k.op == "gemm"} == {"fp8_block"}
+    wo = [k for k in row_kernels(_moe(moe_dtype="int4_wo")) if k.op == "gemm"]
+    assert {k.dtype for k in wo} == {"bf16"} and all(k.dequant_flops > 0 for k in wo)  # Marlin W4A16
+
+
+def test_power_law_routing_replay() -> None:
+    # one GPU holds every expert: all tokens x topk rows, whatever the skew
+    assert power_law_load(64, 8, 2, 1, 1.2)[1] == 128
+    # EP 4: the busiest rank (the one timed) gets more than the uniform quarter of the rows
+    active, rows = power_law_load(256, 64, 4, 4, 1.2)
+    assert rows > 256 * 4 / 4 and 1 <= active <= 16
+    skewed = {k.name: k for k in row_kernels(_moe("power_law_1.2", tokens=256, num_experts=64, topk=4, ep=4))}
+    assert skewed["moe_up_gate"].flops == pytest.approx(2 * rows * 1024 * 1024)
+
+
+@pytest.mark.parametrize(("row", "reason"), [
+    (_moe(op_name="wideep_moe"), "wide-EP"),
+    (_moe("power_law_1.01_eplb"), "EPLB"),
+    (_moe(moe_dtype="fp8", ep=3), "does not divide"),
+])
+def test_refused_rows_name_the_reason(row: KernelMeasurement, reason: str) -> None:
+    why = why_unpredictable(row)
+    assert why is not None and reason in why
+    assert predict_kernel(row, H100, CAL) is None
+
+
+def test_module_rows_vectorised_and_never_fitted() -> None:
+    rows = [_moe(), _moe("power_law_1.01", tokens=256, num_experts=64, topk=4, ep=4),
+            _moe(moe_dtype="fp8_block", tokens=1024),
+            KernelMeasurement("t", "h100-sxm", "trtllm", "gemm", "bf16", "", 1e-4, m=64, n=4096, k=4096)]
+    pred = predict_rows(rows, CAL)
+    ref = [predict_kernel(r, H100, CAL) for r in rows]
+    np.testing.assert_allclose(pred.predicted_s, ref, rtol=1e-12)
+    ft = features(pred.kernels, pred.hardware, CAL, pred.parts)
+    np.testing.assert_allclose(ft.subset(np.array([1, 3])).seconds(CAL), [ref[1], ref[3]], rtol=1e-12)
+    # the fit moves no knob for module rows: only the GEMM row constrains it
+    data, _ = prepare(rows, CAL)
+    assert list(data.family) == ["moe", "moe", "moe", "gemm"]
+    moved = replace(rows[0], measured_s=1.0)
+    only_moe, _ = prepare([moved, rows[1]], CAL)
+    assert fit_calibration(only_moe, CAL, fields=("gemm_eff",)).gemm_eff == CAL.gemm_eff
