@@ -24,3 +24,8 @@ st.caption("Upload measured kernel tables, benchmark tables or serving logs and 
 st.page_link("pages/4_Capacity_planning.py", label="Capacity planning", icon=":material/calculate:")
 st.caption("How many of which GPU, TP degree and quantization serve a target rate within P99 SLOs at the lowest "
            "cost: ranked candidates, Pareto front, why the runners-up lost.")
+st.divider()
+st.caption("Errors: a problem with what you entered or uploaded is shown as a message on its page. An error shown "
+           "only by its type is a bug in roofsim: please report it on the project's issue tracker with the page, "
+           "your inputs and the traceback that the terminal running `roofsim app` prints (`roofsim app -v` also "
+           "shows it in the page).")
