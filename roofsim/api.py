@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.spec import HardwareSpec
@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from roofsim.validation.predict import Prediction
     from roofsim.validation.replay import ReplayResult
 
-ModelLike = ModelSpec | str | Path
-HardwareLike = HardwareSpec | str | Path
-CalibrationLike = Calibration | str | Path | None
+ModelLike: TypeAlias = ModelSpec | str | Path
+HardwareLike: TypeAlias = HardwareSpec | str | Path
+CalibrationLike: TypeAlias = Calibration | str | Path | None
 
 
 def _model(m: ModelLike) -> ModelSpec:
