@@ -62,32 +62,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-__all__ = [
-    "BatchShape",
-    "Calibration",
-    "CostModel",
-    "Estimate",
-    "HardwareSpec",
-    "InputError",
-    "ModelSpec",
-    "ParallelSpec",
-    "QuantSpec",
-    "RoofsimError",
-    "SimConfig",
-    "StepCost",
-    "UnknownNameError",
-    "estimate",
-    "list_hardware",
-    "list_models",
-    "resolve_calibration",
-    "load_config",
-    "load_hardware",
-    "load_model",
-    "plan",
-    "quant_for",
-    "quant_of",
-    "simulate",
-    "validate_benchmarks",
-    "validate_kernels",
-    "validate_log",
-]
+__all__ = sorted(_EXPORTS)
