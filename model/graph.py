@@ -169,7 +169,10 @@ def _state_group(mixer: LinearAttention | Mamba2Mixer, n: int, tp: int, sb: floa
         # step ~6 P N FLOPs per head; the chunked scan costs 2Q(N + P) per token per head within a chunk of Q.
         heads, dk, dv, chunk = mixer.num_heads // tp or 1, mixer.state_size, mixer.head_dim, mixer.chunk_size
         conv = (mixer.num_heads * mixer.head_dim + 2 * mixer.n_groups * mixer.state_size) // tp
-        state = heads * dk * dv + (mixer.conv_kernel - 1) * conv
+        # the SSM state in its pinned dtype, the conv window in the cache dtype (vLLM
+        # vllm/model_executor/layers/mamba/mamba_utils.py MambaStateDtypeCalculator.mamba2_state_dtype)
+        ssm_b = DTYPE_BYTES[mixer.ssm_state_dtype] if mixer.ssm_state_dtype else sb
+        state = heads * dk * dv * ssm_b / sb + (mixer.conv_kernel - 1) * conv
         qkv = conv + heads * dv
     recur = heads * (8.0 * dk * dv) + 2.0 * mixer.conv_kernel * conv
     return AttnGroup(kind=mixer.kind, layers=n, heads=heads, kv_heads=heads, entry_bytes=0.0, elems=0, qk_dim=dk, v_dim=dv,

@@ -825,6 +825,20 @@ def _parse_step3(f: _Fields, family: str) -> dict[str, Any]:
     return _finish(_base(f), per_layer)
 
 
+_SSM_STATE_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def _ssm_state_dtype(f: _Fields) -> str | None:
+    """`mamba_ssm_cache_dtype` of the config ("auto" or absent = the KV-cache dtype, as in vLLM)."""
+    value = f.str("mamba_ssm_cache_dtype", default="auto")
+    if value == "auto":
+        return None
+    if value not in _SSM_STATE_DTYPES:
+        raise InputError(f"{f.where}: field 'mamba_ssm_cache_dtype' is {value!r}; known: auto, "
+                         f"{', '.join(_SSM_STATE_DTYPES)}")
+    return _SSM_STATE_DTYPES[value]
+
+
 _NEMOTRON_H_BLOCKS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 
 
@@ -843,7 +857,8 @@ def _parse_nemotron_h(f: _Fields, family: str) -> dict[str, Any]:
         blocks = [_NEMOTRON_H_BLOCKS[c] for c in pattern]
     mamba = Mamba2Mixer(num_heads=f.int("mamba_num_heads"), head_dim=f.int("mamba_head_dim"),
                         state_size=f.int("ssm_state_size"), n_groups=f.int("n_groups", default=1),
-                        conv_kernel=f.int("conv_kernel", default=4), chunk_size=f.int("chunk_size", default=128))
+                        conv_kernel=f.int("conv_kernel", default=4), chunk_size=f.int("chunk_size", default=128),
+                        ssm_state_dtype=_ssm_state_dtype(f))
     attn = _gqa(f, num_heads=f.int("num_attention_heads"), num_kv_heads=f.int("num_key_value_heads"),
                 head_dim=f.int("head_dim", "attention_head_dim"), bias=f.bool("attention_bias", default=False))
     none_mix, none_mlp = NoMixer(), NoMLP()

@@ -142,6 +142,9 @@ class Mamba2Mixer(_Frozen):
     n_groups: PositiveInt = 1
     conv_kernel: PositiveInt = 4
     chunk_size: PositiveInt = 128
+    # dtype of the SSM state when the checkpoint pins it (config.json `mamba_ssm_cache_dtype`, e.g. Nemotron-H /
+    # Nemotron-3: "float32"; vLLM honours it, MambaConfig.mamba_ssm_cache_dtype); None = the KV-cache dtype
+    ssm_state_dtype: Literal["fp32", "bf16", "fp16"] | None = None
 
 
 class NoMixer(_Frozen):

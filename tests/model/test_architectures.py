@@ -107,9 +107,9 @@ def test_cache_bytes_by_kind(aic: Path) -> None:
     # DeepSeek-V3.2: MLA latent 512 + RoPE key 64 + indexer key 128 per layer, 61 layers
     assert cb("deepseek-ai--DeepSeek-V3.2") == (61 * (512 + 64 + 128) * 2, 0, 0, 0)
     # Nemotron-3-Nano: 6 attention layers of 2 KV heads x 128; 23 Mamba-2 layers: 64 heads x 64 x 128 state +
-    # 3 conv steps x (64 x 64 + 2 x 8 x 128) channels
+    # 3 conv steps x (64 x 64 + 2 x 8 x 128) channels; the SSM state in fp32 (mamba_ssm_cache_dtype), conv in bf16
     assert cb("nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16") == (
-        6 * 2 * 2 * 128 * 2, 0, 23 * (64 * 64 * 128 + 3 * (4096 + 2048)) * 2, 0)
+        6 * 2 * 2 * 128 * 2, 0, 23 * (64 * 64 * 128 * 4 + 3 * (4096 + 2048) * 2), 0)
     # DeepSeek-V4-Flash: one 512-wide K=V head; 21 layers of 4-token entries (+ 128-wide index key), 20 of
     # 128-token entries, 2 sliding layers of 128 tokens (compress_ratios[:43]; the 44th entry is the MTP layer's)
     assert cb("deepseek-ai--DeepSeek-V4-Flash") == (
@@ -133,11 +133,11 @@ def test_state_layers_read_and_write_their_state(aic: Path) -> None:
     m = load_model(aic / "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16_config.json")
     shape = BatchShape.build(decode_ctx=[100, 50000])
     ks = {k.name: k for k in attention_kernels(graph_context(m, BF16, ONE), shape)}
-    state = (64 * 64 * 128 + 3 * (4096 + 2048)) * 2
+    state = 64 * 64 * 128 * 4 + 3 * (4096 + 2048) * 2  # SSM state in fp32 (mamba_ssm_cache_dtype), conv in bf16
     assert (ks["mamba2_state_decode"].kv_read_bytes, ks["mamba2_state_decode"].kv_write_bytes) == (2 * state,
                                                                                                    2 * state)
     assert ks["mamba2_state_decode"].count == 23
-    plan = plan_memory(m, H100)
+    plan = plan_memory(m, H100, max_seqs=64)  # 256 fp32 states (12.6 GB) do not fit beside the bf16 weights
     assert plan.state_bytes_per_seq == 23 * state
 
 
@@ -199,3 +199,20 @@ def test_vision_encoder_is_a_spec_field(aic: Path) -> None:
     assert v.tokens_per_image(448, 448) == 28 * 28 // 4
     n = 28 * 28
     assert v.flops_per_image(448, 448) == 2.0 * n * 27 * (4 * 1152**2 + 2 * 1152 * 4304) + 4.0 * n * n * 1152 * 27
+
+
+def test_ssm_state_dtype_from_config(aic: Path, tmp_path: Path) -> None:
+    import json
+    cfg = json.loads((aic / "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16_config.json").read_text())
+    m32 = load_model(aic / "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16_config.json")
+    cfg["mamba_ssm_cache_dtype"] = "auto"
+    (tmp_path / "auto.json").write_text(json.dumps(cfg))
+    m_auto = load_model(tmp_path / "auto.json")
+    # "auto": the SSM state in the cache dtype (bf16): 64 x 64 x 128 x 2 bytes fewer per Mamba layer
+    diff = (plan_memory(m32, H100, max_seqs=64).state_bytes_per_seq
+            - plan_memory(m_auto, H100, max_seqs=64).state_bytes_per_seq)
+    assert diff == 23 * 64 * 64 * 128 * 2
+    cfg["mamba_ssm_cache_dtype"] = "float8"
+    (tmp_path / "bad.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="mamba_ssm_cache_dtype.*'float8'.*known: auto, float32"):
+        load_model(tmp_path / "bad.json")

@@ -75,8 +75,9 @@ def test_model_summary_of_hybrids_by_hand() -> None:
     assert s.layers_by_kind == {"mamba: mamba2 state 128": 23, "mixer: none": 23, "attention: full": 6,
                                 "mlp: none": 29, "mlp: moe top-6 of 128 + 1 shared": 23}
     kv = 6 * 2 * 128 * 2 * 2  # 6 attention layers x 2 KV heads x 128 x (K, V) x 2 bytes
-    # per Mamba layer: 64 heads x head_dim 64 x state 128, plus 3 conv taps of 64 x 64 + 2 x 8 groups x 128 channels
-    state = 23 * (64 * 64 * 128 + 3 * (64 * 64 + 2 * 8 * 128)) * 2
+    # per Mamba layer: 64 heads x head_dim 64 x state 128 in fp32 (config: mamba_ssm_cache_dtype "float32"), plus
+    # 3 conv taps of 64 x 64 + 2 x 8 groups x 128 channels in bf16
+    state = 23 * (64 * 64 * 128 * 4 + 3 * (64 * 64 + 2 * 8 * 128) * 2)
     assert s.state_bytes_per_seq == state
     assert s.kv_bytes_per_token == kv + state / 8192
     # Qwen3.5-27B: 3 gated-delta layers per full-attention layer
