@@ -33,6 +33,7 @@ class BatchShape:
     decode: `decode_seqs` sequences issuing `decode_tokens` query tokens (1 each, more when verifying a
     speculative draft) over `decode_ctx_tokens` cached tokens in all.
     The `*_win` fields are the same sums with every query limited to the model's sliding window.
+    `vision_*`: images whose encoder pass runs in this step (their LLM tokens are among the prefill tokens).
     """
 
     prefill_tokens: int = 0
@@ -45,9 +46,13 @@ class BatchShape:
     logit_tokens: int = -1  # -1: one per decode token and one per prefill chunk
     prefill_attn_pairs_win: float = -1.0  # -1: same as the unwindowed sum
     decode_ctx_tokens_win: int = -1
+    # images encoded in this step by a VL model's vision encoder (ModelSpec.vision): their patches in all, and
+    # the sum over images of patches^2 (bidirectional attention within an image)
+    vision_patches: int = 0
+    vision_attn_pairs: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.prefill_tokens < 0 or self.decode_seqs < 0 or self.decode_ctx_tokens < 0:
+        if self.prefill_tokens < 0 or self.decode_seqs < 0 or self.decode_ctx_tokens < 0 or self.vision_patches < 0:
             raise ValueError(f"negative batch aggregate in {self}")
         if self.prefill_seqs > self.prefill_tokens:
             raise ValueError(f"prefill_seqs={self.prefill_seqs} exceeds prefill_tokens={self.prefill_tokens}")
@@ -67,7 +72,7 @@ class BatchShape:
 
     @property
     def is_empty(self) -> bool:
-        return self.tokens == 0
+        return self.tokens == 0 and self.vision_patches == 0
 
     @classmethod
     def build(

@@ -27,6 +27,7 @@ from roofsim.model.graph import (
     group_attention_kernels,
     linear_kernels,
     prefill_keys,
+    vision_kernels,
 )
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
@@ -600,6 +601,7 @@ class CostModel:
         self.ctx: GraphContext = graph_context(model, self.quant, self.parallel, self.calibration.moe_routing_skew)
         check_dtypes(hardware, self.quant)
         self._linear_memo: dict[tuple[int, int, bool], tuple[float, float]] = {}
+        self._vision_memo: dict[tuple[int, float], tuple[float, float]] = {}
         # decode-only steps under CUDA graphs: the TP all-reduces skip the host-dispatch floor
         self._graphed = self.calibration.decode_cuda_graphs and self.parallel.tp > 1
         self.num_gpus = self.parallel.num_gpus
@@ -613,6 +615,8 @@ class CostModel:
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
         kernels = self._linear(shape) + attention_kernels(self.ctx, shape)
+        if shape.vision_patches:
+            kernels += vision_kernels(self.ctx, shape.vision_patches, shape.vision_attn_pairs)
         cal, hw = self.calibration, self.hardware
         costs = tuple(kernel_cost(k, hw, cal) for k in kernels)
         overhead = self._overhead(shape)
@@ -649,6 +653,10 @@ class CostModel:
         a_s, a_j = self.attention_seconds_energy(shape)
         seconds += a_s
         energy += a_j
+        if shape.vision_patches:
+            v_s, v_j = self.vision_seconds_energy(shape.vision_patches, shape.vision_attn_pairs)
+            seconds += v_s
+            energy += v_j
         overhead = self._overhead(shape)
         return seconds + overhead, energy + self.idle_energy_j(overhead)
 
@@ -670,6 +678,17 @@ class CostModel:
                 self._linear_memo.clear()
             self._linear_memo[key] = lin
         return lin
+
+    def vision_seconds_energy(self, patches: int, pairs: float) -> tuple[float, float]:
+        """(s, J) of the vision encoder over `patches` patches (graph.vision_kernels), memoised: the same image
+        sizes repeat."""
+        v = self._vision_memo.get((patches, pairs))
+        if v is None:
+            v = self.kernels_seconds_energy(vision_kernels(self.ctx, patches, pairs))
+            if len(self._vision_memo) > 100_000:
+                self._vision_memo.clear()
+            self._vision_memo[(patches, pairs)] = v
+        return v
 
     def _attention_consts(self) -> tuple[tuple[float, ...], ...]:
         """Per-unit coefficients of the attention kernels of graph.attention_kernels (closed form, same math), one

@@ -11,7 +11,7 @@ Bytes follow LLM-Viewer's split (weight / activation / KV, read / write), Yuan e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from roofsim.hardware_specs.spec import DTYPE_BYTES
 from roofsim.model.batch import BatchShape
@@ -527,6 +527,42 @@ def linear_kernels(model_ctx: GraphContext, tokens: int, logit_tokens: int, grap
     execution order: fixed entry kernels, the layers' kernels, fixed exit kernels."""
     c = model_ctx
     return _entry_kernels(c, tokens) + layer_kernels(c, tokens, graphed) + _exit_kernels(c, tokens, logit_tokens)
+
+
+def vision_kernels(c: GraphContext, patches: int, pairs: float) -> list[Kernel]:
+    """The vision encoder (ModelSpec.vision) over `patches` image patches of this step, `pairs` = sum over images
+    of patches^2: patch embedding, per ViT layer QKV / attention / output / MLP GEMMs and two TP all-reduces,
+    then the patch merger to the LLM width (shapes of VisionSpec.params). The tower runs in 16-bit: quantised VL
+    checkpoints keep it unquantised (the ModelOpt NVFP4 configs of Gemma-4, Qwen3.5 and Kimi-K2.5 in
+    ../shared/data/model_configs exclude `model.vision_tower*` / `model.visual*` / `vision_tower*`);
+    heads and MLP sharded over TP as vLLM's Qwen2.5/3-VL vision towers do."""
+    v = c.model.vision
+    if v is None or patches <= 0:
+        return []
+    tp = c.parallel.tp
+    dt = "fp16" if c.gemm_dtype == "fp16" else "fp32" if c.gemm_dtype == "fp32" else "bf16"
+    vc = replace(c, wb=2.0, ab=2.0, gemm_dtype=dt)
+    h, i, L, heads = v.hidden_size, v.intermediate_size, v.num_layers, max(1, v.num_heads // tp)
+    hd = h // v.num_heads
+    merged = h * v.merge_size * v.merge_size
+    out = -(-patches // (v.merge_size * v.merge_size))
+    ks = [gemm("vit_patch_embed", patches, h, 3 * v.patch_size**2, vc, 1, bias=True)]
+    ks += [gemm("vit_qkv", patches, 3 * h // tp, h, vc, L, bias=True),
+           Kernel(name="vit_attn", op="attn_prefill", dtype=dt, flops=4.0 * pairs * heads * hd,
+                  act_read_bytes=patches * 3 * heads * hd * 2.0, act_write_bytes=patches * heads * hd * 2.0,
+                  count=L, m=patches, n=1, k=heads, scores=pairs * heads, heads=heads),
+           gemm("vit_o_proj", patches, h, h // tp, vc, L, bias=True),
+           gemm("vit_mlp_up", patches, (2 if v.gated_mlp else 1) * i // tp, h, vc, L, bias=True),
+           elementwise("vit_act", patches * i / tp, patches * i / tp, 8.0, vc, L, op="activation"),
+           gemm("vit_mlp_down", patches, h, i // tp, vc, L, bias=True),
+           elementwise("vit_norm", 2 * patches * h, 2 * patches * h, 5.0, vc, L, 2 * h, op="norm")]
+    if tp > 1:
+        msg = patches * h * 2.0
+        ks.append(Kernel(name="vit_tp_allreduce", op="allreduce", dtype="bf16", comm_bytes=msg, comm_gpus=tp,
+                         count=2 * L, act_read_bytes=msg, act_write_bytes=msg))
+    ks += [gemm("vit_merger_fc1", out, merged, merged, vc, 1, bias=True),
+           gemm("vit_merger_fc2", out, v.out_hidden_size, merged, vc, 1, bias=True)]
+    return ks
 
 
 def attention_kernels(c: GraphContext, shape: BatchShape) -> list[Kernel]:

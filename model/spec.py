@@ -186,8 +186,8 @@ class LayerGroup(_Frozen):
 
 
 class VisionSpec(_Frozen):
-    """A ViT image encoder of a VL model: its cost per image at a resolution. Text-only requests skip it; no
-    workload carries images yet, so nothing charges it in a step (estimate it with `flops_per_image`)."""
+    """A ViT image encoder of a VL model: its cost per image at a resolution (model.graph.vision_kernels charges
+    it in the step that encodes a request's images; text-only requests skip it)."""
 
     num_layers: PositiveInt
     hidden_size: PositiveInt

@@ -255,6 +255,24 @@ class SLO(BaseModel):
     tpot_s: PosFloat | None = None
 
 
+# Input guards, not engine limits: engines resize images to a pixel budget far below this (Qwen2.5/3-VL
+# processors cap max_pixels at 16384 x 28 x 28 = 12.8 MP, i.e. sides of a few thousand pixels).
+MAX_IMAGE_SIDE_PX = 32768
+MAX_IMAGES_PER_REQUEST = 1024
+
+
+class ImageInputs(BaseModel):
+    """Images sent with the workload's requests, for VL models (ModelSpec.vision). Each image becomes
+    VisionSpec.tokens_per_image LLM tokens, added to the request's input tokens (the workload's input lengths
+    are its text), and runs through the vision encoder in the step of the request's first prefill chunk."""
+
+    model_config = _FROZEN
+    per_request: int = Field(1, ge=1, le=MAX_IMAGES_PER_REQUEST)
+    height_px: int = Field(ge=1, le=MAX_IMAGE_SIDE_PX)
+    width_px: int = Field(ge=1, le=MAX_IMAGE_SIDE_PX)
+    share: Annotated[float, Field(gt=0, le=1)] = 1.0  # of requests carrying images (drawn from the seed)
+
+
 class SimConfig(BaseModel):
     """One simulation run. Same config (including seed) -> bit-identical SimResult."""
 
@@ -269,6 +287,7 @@ class SimConfig(BaseModel):
     max_waiting_requests: Requests | None = Field(
         None, description="overload guard: stop when this many requests wait in one replica")
     stepwise: bool = Field(False, description="yield to simpy after every iteration (slow; for checking)")
+    images: ImageInputs | None = Field(None, description="images with the requests (VL models); None = text only")
 
     @model_validator(mode="after")
     def _check(self) -> SimConfig:

@@ -272,6 +272,9 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
         n_look = sum(c.lookups for c in caches)
         summary["prefix_cache_request_hit_rate"] = (sum(c.hit_requests for c in caches) / n_look
                                                     if n_look else math.nan)
+    vision = sum(rp.vision_s for rp in replicas)
+    if vision:  # a VL workload (SimConfig.images): replica-seconds spent in the vision encoder
+        summary["vision_encoder_s"] = vision
     steady, window = steady_state(arrival, tpot, ttft, e2e, done, series.start_s, series.replica,
                                   series.waiting + series.running, last_arrival_s, saturated)
     if steady["steady"]:

@@ -141,6 +141,7 @@ class Replica:
         self.busy_s = 0.0
         self.preemptions = 0
         self.swap_s = 0.0
+        self.vision_s = 0.0  # seconds of vision-encoder work (images of VL requests)
         # aggregate batch sums (for MFU/MBU of the whole run, see metrics.py)
         self.sum_pairs = 0.0
         self.sum_pairs_win = 0.0
@@ -284,8 +285,8 @@ class Replica:
                 raise AssertionError("swap without an iteration")
             return None
         # prefill aggregates (O(chunks))
-        p_tok = p_ctx = 0
-        pairs = pairs_w = 0.0
+        p_tok = p_ctx = v_patches = 0
+        pairs = pairs_w = v_pairs = 0.0
         W = self.window
         for r, new in chunks:
             ctx = r.prefilled
@@ -294,6 +295,12 @@ class Replica:
             pairs += causal_pairs(new, ctx)
             if W is not None:
                 pairs_w += windowed_pairs(new, ctx, W)
+            if r.image_patches and not r.images_encoded:
+                # the encoder runs in the step of the request's first prefill chunk (vLLM V1 schedules the
+                # encoder inputs with the chunk that first needs them; our image tokens lead the prompt)
+                v_patches += r.image_patches
+                v_pairs += r.image_attn_pairs
+                r.images_encoded = True
         d_ctx, d_ctx_w = self.progress.context(lane, n_dec)
         shape = BatchShape(
             prefill_tokens=p_tok, prefill_seqs=len(chunks), prefill_attn_pairs=pairs, prefill_ctx_tokens=p_ctx,
@@ -303,6 +310,11 @@ class Replica:
         seconds, joules = self.strategy.step(shape)
         self.progress.advance(lane, n_dec)
         extra = self._swap_extra_s
+        if v_patches:  # the vision encoder, outside the decode strategy (it does not change how tokens decode)
+            v_s, v_j = self.cost.vision_seconds_energy(v_patches, v_pairs)
+            extra += v_s
+            joules += v_j
+            self.vision_s += v_s
         if self.pp == 1:
             start = now
             end = now + seconds + extra

@@ -42,6 +42,9 @@ class Request:
     prefix: tuple[int, ...] = ()  # prefix-block hash ids of the prompt (prefix caching); () = none known
     cached_tokens: int = 0  # prompt tokens served from the prefix cache at the first admission
     warmup: bool = False  # a benchmark client's warm-up request: simulated, counted, excluded from statistics
+    image_patches: int = 0  # vision-encoder patches of the request's images (their LLM tokens are in input_tokens)
+    image_attn_pairs: float = 0.0  # sum over its images of patches^2 (the encoder's bidirectional attention)
+    images_encoded: bool = False
     generated: int = 0
     prefill_target: int = 0  # tokens the current prefill must put into the KV cache
     prefilled: int = 0  # of those, already processed

@@ -112,6 +112,31 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
     return replicas
 
 
+def attach_images(config: SimConfig, requests: Sequence[Request]) -> None:
+    """Give `config.images.share` of the requests (drawn from the seed, on a stream of its own so a text-only
+    run's draws are unchanged) their images: LLM tokens added to the prompt, patches for the encoder."""
+    im = config.images
+    assert im is not None
+    sizes = set()
+    for g in config.replicas:
+        v = load_model(g.model).vision
+        if v is None:
+            raise ValueError(f"images: model {g.model!r} has no vision encoder (no vision_config in its "
+                             f"config.json); drop [images] or serve a VL model")
+        sizes.add((v.tokens_per_image(im.height_px, im.width_px), v.patches(im.height_px, im.width_px)))
+    if len(sizes) > 1:
+        raise ValueError(f"images: the replica groups' vision encoders turn a {im.height_px}x{im.width_px} image "
+                         f"into different token counts {sorted(sizes)}; serve one VL model per run")
+    tokens, patches = sizes.pop()
+    pick = (np.ones(len(requests), dtype=bool) if im.share >= 1.0
+            else np.random.default_rng((config.seed, 0x1A9E)).random(len(requests)) < im.share)
+    for r, p in zip(requests, pick.tolist(), strict=True):
+        if p:
+            r.input_tokens += im.per_request * tokens
+            r.image_patches = im.per_request * patches
+            r.image_attn_pairs = float(im.per_request * patches * patches)
+
+
 def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace | None = None,
              strategy_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
              warm_prefixes: Sequence[tuple[int, ...]] = ()) -> SimResult:
@@ -133,6 +158,8 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     inp = trace.input_tokens.tolist()
     out = trace.output_tokens.tolist()
     requests = [Request(i, arr[i], inp[i], out[i]) for i in range(n)]
+    if config.images is not None:
+        attach_images(config, requests)
     if any(g.scheduler.kind == "sjf" for g in config.replicas):
         z = rng.standard_normal(n).tolist()
         for r, zi in zip(requests, z, strict=True):
@@ -187,4 +214,4 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     return result
 
 
-__all__ = ["STRATEGY_PARTS", "build_replicas", "group_quant", "resolve_config_quants", "simulate", "strategy_kind"]
+__all__ = ["STRATEGY_PARTS", "attach_images", "build_replicas", "group_quant", "resolve_config_quants", "simulate", "strategy_kind"]
