@@ -161,9 +161,11 @@ def _div(a: int, b: int, what: str) -> int:
 _MS = 1e-3
 _US = 1e-6
 
-_WHY_MLA = "DeepSeek MLA attention (latent KV, absorbed projections): no reader to roofsim attention shapes yet"
-_WHY_SPARSE = "sparse attention (indexer, top-k, compressed KV) is not modelled by the cost model"
-_WHY_LINEAR = "linear / state-space attention (recurrent state, no KV cache) is not modelled by the cost model"
+_WHY_SPARSE = ("model.graph has DSA kernels (indexer + top-k attention) but no reader maps these module rows to "
+               "them yet (per-model geometry of DeepSeek-V3.2 / GLM-5 / V4, the skip-indexer variants)")
+_WHY_SPLIT = ("each row times one kernel of the layer (kernel_source: the causal conv1d, the chunked scan or the "
+              "recurrent decode update) while model.graph costs the conv + state update of a phase as one fused "
+              "kernel (graph._state_kernels), so a row is a part of a roofsim kernel")
 # Every AIConfigurator table (file stem) in the data -> (op family folder, what roofsim does with it). "predicted":
 # read and costed by validation.predict; "read, not predicted: ..." rows are read (the reason is predict's);
 # "not read: ..." files are skipped by read_aiconfigurator with one problem naming the reason. docs/validation-formats.md
@@ -186,14 +188,15 @@ AIC_TABLE_FAMILIES: dict[str, tuple[str, str]] = {
     "wideep_deepep_normal_perf": ("comm", "read, not predicted: DeepEP normal dispatch/combine not modelled"),
     "wideep_context_mlp_perf": ("mlp", "read, not predicted: fused MLP module (its GEMMs are in gemm_perf)"),
     "wideep_generation_mlp_perf": ("mlp", "read, not predicted: fused MLP module (its GEMMs are in gemm_perf)"),
-    "context_mla_perf": ("mla", f"not read: {_WHY_MLA}"),
-    "generation_mla_perf": ("mla", f"not read: {_WHY_MLA}"),
-    "wideep_context_mla_perf": ("mla", f"not read: {_WHY_MLA}"),
-    "wideep_generation_mla_perf": ("mla", f"not read: {_WHY_MLA}"),
-    "mla_context_module_perf": ("mla", f"not read: {_WHY_MLA}"),
-    "mla_generation_module_perf": ("mla", f"not read: {_WHY_MLA}"),
-    "mla_bmm_perf": ("mla_bmm", "not read: MLA absorbed-projection batched GEMMs (num_tokens x num_heads); "
-                                "no reader to batched gemm rows yet"),
+    # DeepSeek MLA: the bare attention op (validation.predict.mla_kernels), the whole attention module with its
+    # projections (SGLang's wide-EP tables time the same module), and the absorbed-projection batched GEMMs
+    "context_mla_perf": ("mla", "predicted"),
+    "generation_mla_perf": ("mla", "predicted"),
+    "wideep_context_mla_perf": ("mla", "predicted"),
+    "wideep_generation_mla_perf": ("mla", "predicted"),
+    "mla_context_module_perf": ("mla", "predicted"),
+    "mla_generation_module_perf": ("mla", "predicted"),
+    "mla_bmm_perf": ("mla_bmm", "predicted"),
     "msa_context_module_perf": ("msa", f"not read: MiniMax sparse attention module; {_WHY_SPARSE}"),
     "msa_generation_module_perf": ("msa", f"not read: MiniMax sparse attention module; {_WHY_SPARSE}"),
     "dsa_context_module_perf": ("sparse_attention", f"not read: DeepSeek-V3.2 DSA module; {_WHY_SPARSE}"),
@@ -208,16 +211,20 @@ AIC_TABLE_FAMILIES: dict[str, tuple[str, str]] = {
     "glm5_dsa_attn_module_perf": ("sparse_attention", f"not read: GLM-5 DSA module; {_WHY_SPARSE}"),
     "glm5_mqa_logits_module_perf": ("sparse_attention", f"not read: GLM-5 indexer logits; {_WHY_SPARSE}"),
     "glm5_topk_module_perf": ("sparse_attention", f"not read: GLM-5 top-k; {_WHY_SPARSE}"),
-    "gdn_perf": ("linear_attention", f"not read: Gated DeltaNet; {_WHY_LINEAR}"),
-    "mamba2_perf": ("linear_attention", f"not read: Mamba2; {_WHY_LINEAR}"),
-    "kda_perf": ("kda", f"not read: Kimi Delta Attention; {_WHY_LINEAR}"),
-    "mhc_module_perf": ("mhc", "not read: manifold hyper-connection residual mixing (Sinkhorn) is not modelled"),
-    "encoder_attention_perf": ("encoder_attention", "not read: vision-encoder (bidirectional) attention; roofsim "
-                                                    "costs decoder LLMs"),
-    "computescale_perf": ("quantize", "not read: activation-quantization scale kernels; roofsim folds "
-                                      "quantization into the GEMM cost"),
-    "scale_matrix_perf": ("quantize", "not read: activation-quantization kernels; roofsim folds quantization "
-                                      "into the GEMM cost"),
+    "gdn_perf": ("linear_attention", f"not read: Gated DeltaNet; {_WHY_SPLIT}"),
+    "mamba2_perf": ("linear_attention", "not read: Mamba2; the rows time the causal conv1d alone (kernel_source "
+                                        "causal_conv1d_fn / _update, no SSD scan) while model.graph fuses conv and "
+                                        "scan into one state kernel per phase (graph._state_kernels)"),
+    "kda_perf": ("kda", f"not read: Kimi Delta Attention; {_WHY_SPLIT}"),
+    "mhc_module_perf": ("mhc", "not read: DeepSeek-V4 manifold hyper-connection residual mixing (Sinkhorn "
+                               "iterations): model.graph has no such kernel"),
+    "encoder_attention_perf": ("encoder_attention", "not read: vision-encoder attention is bidirectional; "
+                                                    "model.graph's attention kernels count causal query-key "
+                                                    "pairs only"),
+    # fp8 activation quantization: the static quantize pass and the dynamic scale (amax) pass, as memory-bound
+    # vector kernels (validation.predict.quantize_kernel)
+    "computescale_perf": ("quantize", "predicted"),
+    "scale_matrix_perf": ("quantize", "predicted"),
 }
 
 
@@ -372,7 +379,104 @@ def _aic_mlp(r: dict, ctx: dict) -> Iterable[KernelMeasurement]:
         n=_int(r["intermediate_size"], "intermediate_size"))
 
 
+# AIConfigurator MLA tables (collector/{trtllm,sglang,vllm}/collect_mla*.py): every collector builds DeepSeek-V3's
+# MLA geometry, `num_heads` is the heads of one GPU (num_heads // tp_size, as logged), `isl` the new tokens of a
+# context row (1 in generation) and `step` the tokens already cached (prefix in context, history in generation).
+# table -> (op, the op_name its rows carry)
+_AIC_MLA_OPS = {
+    "context_mla_perf": ("mla_context", "mla_context"),
+    "generation_mla_perf": ("mla_generation", "mla_generation"),
+    # SGLang's wide-EP tables time its whole DeepSeek attention module (collector/sglang/collect_mla_module.py)
+    "wideep_context_mla_perf": ("mla_context_module", "mla_context"),
+    "wideep_generation_mla_perf": ("mla_generation_module", "mla_generation"),
+    "mla_context_module_perf": ("mla_context_module", "mla_context_module"),
+    "mla_generation_module_perf": ("mla_generation_module", "mla_generation_module"),
+}
+# the module collectors build the layer from these checkpoints' config.json; predict knows their MLA geometry
+AIC_MLA_MODELS = ("deepseek-ai/DeepSeek-V3",)
+_AIC_MLA_GEMM = ("bfloat16", "fp8_block", "nvfp4")  # module projections' recipe (collect_mla_module gemm_type)
+_AIC_KV = ("bfloat16", "fp8")
+
+
+def _one_of(r: dict, field: str, known: Sequence[str]) -> str:
+    v = r.get(field)
+    if v not in known:
+        raise _RowError(f"field {field!r}={v!r} is not one of {list(known)}")
+    return str(v)
+
+
+def _aic_mla(r: dict, ctx: dict) -> Iterable[KernelMeasurement]:
+    hw, fw = _aic_common(r, ctx)
+    table = ctx["table"]
+    op, op_name = _AIC_MLA_OPS[table]
+    _one_of(r, "op_name", (op_name,))
+    raw, kv_raw = r["mla_dtype"], _one_of(r, "kv_cache_dtype", _AIC_KV)
+    dt, kv = _dtype(raw, "mla_dtype"), _dtype(kv_raw, "kv_cache_dtype")
+    prefill = op.startswith("mla_context")
+    isl, step = _int(r["isl"], "isl"), _int(r["step"], "step")
+    extra = ""
+    if op.endswith("_module"):
+        model = _one_of(r, "model", AIC_MLA_MODELS) if "model" in r else AIC_MLA_MODELS[0]
+        recipe = _one_of(r, "gemm_type" if "gemm_type" in r else "mla_dtype", _AIC_MLA_GEMM)
+        if table.startswith("wideep_"):
+            # SGLang's wide-EP collector runs DeepSeek-V3 in bfloat16 (weights, compute and cache) and logs the
+            # row as mla_dtype=fp8_block, kv_cache_dtype=fp8 for every run; its generation rows carry the cached
+            # length in `isl` with step 0 (collector/sglang/collect_mla_module.py _build_wideep_mla_test_cases,
+            # "run with bfloat16, log as fp8_block/fp8"; log_isl = seq_length, log_step = 0)
+            recipe, dt, kv = "bfloat16", "bf16", "bf16"
+            extra = f"; run in bfloat16 (logged gemm_type={r.get('gemm_type', raw)})"
+            if not prefill:
+                isl, step = 1, isl + step
+        dt = _dtype(recipe, "gemm_type")
+        extra = f"; gemm_dtype={recipe}; model={model}{extra}"
+    yield KernelMeasurement(
+        "aiconfigurator", hw, fw, op, dt,
+        f"{r.get('kernel_source')}; mla_dtype={raw}; kv_cache_dtype={kv_raw}{extra}; {table}; {ctx['version']}",
+        _pos_float(r["latency"], "latency") * _MS,
+        batch=_int(r["batch_size"], "batch_size"), seq_len=isl if prefill else 1, ctx_len=step,
+        num_heads=_int(r["num_heads"], "num_heads"), kv_dtype=kv, tp=_int(r["tp_size"], "tp_size"))
+
+
+# mla_bmm_perf (collector/*/collect_mla_bmm.py): per head, [num_tokens, 128] x [128, 512] (mla_gen_pre: q_nope
+# times W_UK into the latent) or [num_tokens, 512] x [512, 128] (mla_gen_post: the latent output times W_UV);
+# qk_nope_head_dim 128 and kv_lora_rank 512 are the collectors' fixed DeepSeek-V3 dimensions.
+_AIC_MLA_BMM_NK = {"mla_gen_pre": (512, 128), "mla_gen_post": (128, 512)}
+
+
+def _aic_mla_bmm(r: dict, ctx: dict) -> Iterable[KernelMeasurement]:
+    hw, fw = _aic_common(r, ctx)
+    op_name = _one_of(r, "op_name", tuple(_AIC_MLA_BMM_NK))
+    raw = _one_of(r, "bmm_dtype", ("bfloat16", "fp8"))
+    n, k = _AIC_MLA_BMM_NK[op_name]
+    tokens = _int(r["num_tokens"], "num_tokens")
+    yield KernelMeasurement(
+        "aiconfigurator", hw, fw, "mla_bmm", _dtype(raw, "bmm_dtype"),
+        f"{op_name}; {r.get('kernel_source')}; bmm_dtype={raw}; {ctx['version']}",
+        _pos_float(r["latency"], "latency") * _MS,
+        m=tokens, n=n, k=k, tokens=tokens, num_heads=_int(r["num_heads"], "num_heads"))
+
+
+# quantize tables (collector/*/collect_computescale.py): on a bf16 [m, k] activation, scale_matrix times the static
+# fp8 quantization (scale given) and compute_scale the dynamic one minus the static one, i.e. the scale (amax)
+# computation alone; a difference at or below zero is logged as 0 and is a reader problem (not a time).
+_AIC_QUANT_OPS = {"scale_matrix_perf": "scale_matrix", "computescale_perf": "compute_scale"}
+
+
+def _aic_quantize(r: dict, ctx: dict) -> Iterable[KernelMeasurement]:
+    hw, fw = _aic_common(r, ctx)
+    op_name = _one_of(r, "op_name", (_AIC_QUANT_OPS[ctx["table"]],))
+    raw = _one_of(r, "quant_dtype", ("fp8",))
+    yield KernelMeasurement(
+        "aiconfigurator", hw, fw, "quantize", _dtype(raw, "quant_dtype"),
+        f"{op_name}; {r.get('kernel_source')}; quant_dtype={raw}; {ctx['version']}",
+        _pos_float(r["latency"], "latency") * _MS,
+        m=_int(r["m"], "m"), k=_int(r["k"], "k"), tokens=_int(r["m"], "m"), hidden=_int(r["k"], "k"))
+
+
 _AIC_HANDLERS: dict[str, Callable[[dict, dict], Iterable[KernelMeasurement]]] = {
+    **{table: _aic_mla for table in _AIC_MLA_OPS},
+    "mla_bmm_perf": _aic_mla_bmm,
+    **{table: _aic_quantize for table in _AIC_QUANT_OPS},
     "gemm_perf": _aic_gemm,
     "context_attention_perf": _aic_attention,
     "generation_attention_perf": _aic_attention,

@@ -33,10 +33,19 @@ from roofsim.model.cost import (
     kernel_cost,
     prefill_score_terms,
 )
-from roofsim.model.graph import GraphContext, attention_kernels, elementwise, gemm, graph_context, moe_kernels
+from roofsim.model.graph import (
+    GraphContext,
+    attention_kernels,
+    elementwise,
+    gemm,
+    graph_context,
+    group_attention_kernels,
+    layer_kernels,
+    moe_kernels,
+)
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel, OpKind
 from roofsim.model.quant import ACTIVATION_DTYPES, KV_DTYPES
-from roofsim.model.spec import ModelSpec, MoESpec, ParallelSpec, QuantSpec
+from roofsim.model.spec import MLASpec, ModelSpec, MoESpec, ParallelSpec, QuantSpec
 from roofsim.validation.kernel_tables import KernelMeasurement
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,9 @@ __all__ = [
     "row_kernel",
     "row_kernels",
     "moe_module_kernels",
+    "mla_kernels",
+    "MLA_MODULE_KERNELS",
+    "PREDICT_ONLY_OPS",
     "power_law_load",
     "predict_kernel",
     "why_unpredictable",
@@ -83,7 +95,8 @@ _COMM_OP: dict[str, OpKind] = {"allgather": "all_gather", "reducescatter": "redu
 _COMM_OPS = ("allreduce", "allgather", "reducescatter", "alltoall", "send_recv")
 PREDICTED_OPS: tuple[str, ...] = (
     "gemm", "attn_prefill", "attn_decode", "attn_qk_matmul", "attn_av_matmul", "embedding", "rope", "silu_mul",
-    "moe", *_ELEMENTWISE, *_COMM_OPS,
+    "moe", "mla_context", "mla_generation", "mla_context_module", "mla_generation_module", "mla_bmm", "quantize",
+    *_ELEMENTWISE, *_COMM_OPS,
 )
 _REASONS = {
     "mlp": "fused MLP module rows are not predicted (compare the GEMM rows instead)",
@@ -352,6 +365,110 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     return ks
 
 
+# ------------------------------------------------------------------------------------------------ DeepSeek MLA
+# Every AIConfigurator MLA collector builds DeepSeek-V3's attention (collector/trtllm/collect_mla.py `Scenario`,
+# collector/sglang/collect_mla.py constants; the module collectors load deepseek-ai/DeepSeek-V3's config.json):
+# hidden 7168, q_lora_rank 1536, kv_lora_rank 512, qk_nope 128, qk_rope 64, v_head_dim 128.
+_DSV3_HIDDEN = 7168
+_DSV3_MLA = MLASpec(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128)
+# The module tables time the attention block of one decoder layer (collect_mla_module.py: DeepseekV3DecoderLayer's
+# self_attn forward): the query/latent projections, RoPE, the attention over the cache and the output projection,
+# i.e. graph._attention_linear's MLA kernels plus the attention kernel (decode: the absorbed W_UK / W_UV batched
+# GEMMs have the FLOPs and weights of kv_b_proj, which stands for them).
+MLA_MODULE_KERNELS = frozenset({"q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "kv_b_proj", "rope", "o_proj"})
+
+
+@lru_cache(maxsize=256)
+def _mla_ctx(heads: int, recipe: str, kv: str) -> GraphContext:
+    """A one-layer DeepSeek-V3 MLA model with `heads` query heads on one GPU, projections in the `recipe` of
+    _MOE_QUANT (bfloat16, fp8_block, nvfp4), the cache in `kv`."""
+    w, a, group, scale = _MOE_QUANT[recipe]
+    model = ModelSpec(
+        name=f"probe-mla-{heads}h", family="probe", vocab_size=1, hidden_size=_DSV3_HIDDEN, num_layers=1,
+        num_heads=heads, num_kv_heads=heads, head_dim=_DSV3_MLA.qk_nope_head_dim + _DSV3_MLA.qk_rope_head_dim,
+        intermediate_size=1, mla=_DSV3_MLA, source="validation.predict probe (DeepSeek-V3 MLA, AIConfigurator row)")
+    quant = QuantSpec(weight_dtype=w, activation_dtype=a, kv_dtype=kv,  # type: ignore[arg-type]
+                      group_size=group, scale_bytes=scale)
+    return graph_context(model, quant, ParallelSpec())
+
+
+def _latent_prefill(row: KernelMeasurement) -> bool:
+    """SGLang's bare MLA context collector feeds its default backend (FA3 on Hopper, Triton on Ada/Blackwell
+    workstation parts) the absorbed form: every query head of kv_lora + rope = 576 wide against one latent KV head,
+    values of kv_lora = 512 (collector/sglang/collect_mla.py run_mla: head_dim_total, num_kv_heads=1); only its
+    trtllm_mla backend (SM100) runs the expanded 192/128 heads TensorRT-LLM's context kernel uses."""
+    return row.op == "mla_context" and row.framework == "sglang" and not row.variant.startswith("trtllm_mla")
+
+
+def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
+    """The kernels an AIConfigurator MLA row times, from graph's MLA model of DeepSeek-V3 with the row's heads:
+    bare op = RoPE of the new tokens (TensorRT-LLM's MLA preprocessing / mla_rope_generation, SGLang's cache
+    write) + the attention kernel (prefill: causal over isl new tokens after `step` cached; generation: one token
+    over `step` cached, absorbed into the latent); module = those plus the projections (MLA_MODULE_KERNELS)."""
+    _need(row, batch=row.batch, num_heads=row.num_heads, seq_len=row.seq_len)
+    if row.kv_dtype not in ("bf16", "fp8"):
+        raise Unpredictable(f"MLA kv_cache_dtype {row.kv_dtype!r} is not mapped (bf16, fp8)")
+    module = row.op.endswith("_module")
+    recipe = _variant_field(row.variant, "gemm_dtype") if module else "bfloat16"
+    if recipe not in _MOE_QUANT:
+        raise Unpredictable(f"MLA projection recipe {recipe!r} has no QuantSpec mapping (mapped: {sorted(_MOE_QUANT)})")
+    c = _mla_ctx(row.num_heads, recipe, row.kv_dtype)
+    prefill = row.op.startswith("mla_context")
+    shape = (BatchShape.build(prefill=[(row.seq_len, row.ctx_len)] * row.batch) if prefill
+             else BatchShape.build(decode_ctx=[row.ctx_len] * row.batch))
+    (g,) = c.attn
+    if _latent_prefill(row):
+        g = dataclasses.replace(g, qk_dim=g.dec_qk_dim, v_dim=g.dec_v_dim, q_width=g.heads * g.dec_qk_dim, kv_heads=1)
+    names = MLA_MODULE_KERNELS if module else frozenset({"rope"})
+    linear = [k for k in layer_kernels(c, row.batch * row.seq_len) if k.name in names]
+    ks = (*linear, *group_attention_kernels(c, g, shape))
+    assert all(k.count == 1 for k in ks)
+    return ks
+
+
+def _mla_bmm(row: KernelMeasurement) -> tuple[Kernel, ...]:
+    """mla_gen_pre / mla_gen_post: num_heads independent [tokens, k] x [k, n] products with one weight matrix per
+    head, a grouped GEMM (graph.gemm rows / weight_sets); the fp8 path (fp8_block_scaling_bmm_out) first quantizes
+    the activation per 1x128 block (a vector pass: read 16-bit, write 8-bit) and runs the block-scaled recipe."""
+    _need(row, m=row.m, n=row.n, k=row.k, num_heads=row.num_heads)
+    h = row.num_heads
+    if row.dtype == "bf16":
+        return (gemm("mla_bmm", row.m, row.n, row.k, _ctx("bf16", "bf16"), 1, rows=row.m * h, weight_sets=h),)
+    if row.dtype != "fp8":
+        raise Unpredictable(f"mla_bmm dtype {row.dtype!r} is not mapped (bf16, fp8)")
+    c = _ctx("bf16", "bf16")
+    elems = row.m * h * row.k
+    return (elementwise("mla_bmm_quant", elems, elems / 2, 2, c, 1, op="elementwise"),
+            gemm("mla_bmm", row.m, row.n, row.k, _ctx("fp8", "fp8"), 1, rows=row.m * h, weight_sets=h,
+                 dtype="fp8_block"))
+
+
+def _quantize(row: KernelMeasurement) -> Kernel:
+    """fp8 activation quantization of a bf16 [m, k] tensor: scale_matrix = one vector pass reading 16-bit and
+    writing 8-bit elements (bytes counted in 16-bit elements: k/2 written); compute_scale = the amax reduction the
+    dynamic recipe adds, one pass reading the tensor and writing one scale."""
+    _need(row, m=row.m, k=row.k)
+    c = _ctx("bf16", "bf16")
+    elems = row.m * row.k
+    if row.variant.startswith("scale_matrix"):
+        return elementwise("fp8_quantize", elems, elems / 2, 2, c, 1, op="elementwise")
+    if row.variant.startswith("compute_scale"):
+        return elementwise("fp8_amax", elems, 1, 1, c, 1, op="elementwise")
+    raise Unpredictable(f"quantize op {row.variant.split(';')[0]!r} is not mapped (scale_matrix, compute_scale)")
+
+
+# ops whose rows are the sum of several kernels (row_kernels); mla_bmm's bf16 rows are one grouped GEMM
+_MODULES: dict[str, Callable[[KernelMeasurement], tuple[Kernel, ...]]] = {
+    "moe": moe_module_kernels,
+    **{op: mla_kernels for op in ("mla_context", "mla_generation", "mla_context_module", "mla_generation_module")},
+    "mla_bmm": _mla_bmm,
+}
+# Rows predicted from the knobs their kernels' own families fit (GEMM, attention, elementwise tables), never fitted
+# themselves (a module row, even of one kernel, is kind 8 in FeatureTable): adding the MLA-BMM or quantize rows to
+# the GEMM / elementwise fit moved the GEMM families' leave-one-GPU-out medians by up to 3.5 points.
+PREDICT_ONLY_OPS: frozenset[str] = frozenset({*_MODULES, "quantize"})
+
+
 _BUILDERS: dict[str, Callable[[KernelMeasurement], Kernel]] = {
     "gemm": _gemm,
     "attn_prefill": _attention,
@@ -360,14 +477,15 @@ _BUILDERS: dict[str, Callable[[KernelMeasurement], Kernel]] = {
     "attn_av_matmul": _batched_matmul,
     **{op: _elementwise for op in ("embedding", "rope", "silu_mul", *_ELEMENTWISE)},
     **{op: _comm for op in _COMM_OPS},
+    "quantize": _quantize,
 }
 
 
 def row_kernel(row: KernelMeasurement) -> Kernel:
     """The roofsim Kernel equivalent to a measured row; Unpredictable(reason) when there is none (a module row,
     e.g. fused MoE, is several kernels: row_kernels)."""
-    if row.op == "moe":
-        raise Unpredictable("a fused-MoE row times a module of several kernels (row_kernels)")
+    if row.op in _MODULES:
+        raise Unpredictable(f"a {row.op} row times a module of several kernels (row_kernels)")
     builder = _BUILDERS.get(row.op)
     if builder is None:
         if row.op.startswith("cpu_overhead_"):
@@ -384,11 +502,12 @@ def row_kernel(row: KernelMeasurement) -> Kernel:
 
 def row_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     """The kernels whose summed time is the measured row: (row_kernel(row),), or a module's kernels (fused MoE:
-    moe_module_kernels). Unpredictable(reason) when there is none."""
-    if row.op != "moe":
+    moe_module_kernels, MLA: mla_kernels). Unpredictable(reason) when there is none."""
+    module = _MODULES.get(row.op)
+    if module is None:
         return (row_kernel(row),)
     try:
-        return moe_module_kernels(row)
+        return module(row)
     except Unpredictable:
         raise
     except ValueError as e:  # a shape the model descriptors reject
@@ -415,11 +534,14 @@ def predict_kernel(row: KernelMeasurement, hw: HardwareSpec, cal: Calibration) -
     return sum(kernel_cost(k, hw, cal).seconds for k in ks)
 
 
+_MODULE = "module"  # Prediction.kernels entry of a row costed as the sum of its parts, never fitted
+
+
 def _summary(parts: tuple[Kernel, ...]) -> Kernel:
     """One kernel standing for a module row in Prediction.kernels (reports size it by FLOPs/bytes): the sum of the
     parts' work, typed as its largest GEMM. FeatureTable costs the parts, never this."""
     main = max(parts, key=lambda k: k.flops)
-    return Kernel(name="module", op=main.op, dtype=main.dtype, flops=sum(k.flops for k in parts),
+    return Kernel(name=_MODULE, op=main.op, dtype=main.dtype, flops=sum(k.flops for k in parts),
                   weight_bytes=sum(k.weight_bytes for k in parts), act_read_bytes=sum(k.act_read_bytes for k in parts),
                   act_write_bytes=sum(k.act_write_bytes for k in parts))
 
@@ -603,7 +725,7 @@ def features(kernels: Sequence[Kernel], hws: Sequence[HardwareSpec], cal: Calibr
     Prediction.parts): a row with several kernels is a module row whose time is the sum of them."""
     if not parts:
         return _features(kernels, hws, cal)
-    module = [len(p) > 1 for p in parts]
+    module = [len(p) > 1 or k.name == _MODULE for k, p in zip(kernels, parts, strict=True)]
     ft = _features([None if mod else k for k, mod in zip(kernels, module, strict=True)], hws, cal)
     sub = [(i, k) for i, (p, mod) in enumerate(zip(parts, module, strict=True)) if mod for k in p]
     owner = np.array([i for i, _ in sub], dtype=np.int64)
@@ -731,7 +853,7 @@ def predict_rows(rows: Iterable[KernelMeasurement], cal: Calibration | Callable[
             skipped.setdefault(str(e), []).append(_where(row))
             continue
         kept.append(row)
-        kernels.append(ks[0] if len(ks) == 1 else _summary(ks))
+        kernels.append(ks[0] if len(ks) == 1 and row.op not in PREDICT_ONLY_OPS else _summary(ks))
         parts.append(ks)
         hws.append(hw)
     problems = tuple(

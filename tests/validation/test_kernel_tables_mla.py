@@ -1,0 +1,163 @@
+"""AIConfigurator MLA, MLA-BMM and quantize tables: the reader's mapping of every column (hand-checked rows on
+synthetic parquet files of the collectors' schemas), refusal of unknown values by name, and the kernels predict
+builds for them (DeepSeek-V3 MLA geometry, FLOPs and bytes computed by hand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from roofsim.validation.kernel_tables import read_aiconfigurator_table
+from roofsim.validation.predict import row_kernels, why_unpredictable
+
+AIC = Path("kernels/aiconfigurator")
+
+
+def _write(tmp_path: Path, rel: str, cols: dict) -> Path:
+    p = tmp_path / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(cols), p)
+    return p
+
+
+def _mla_cols(op: str, n: int = 1, **over) -> dict:
+    cols = {"framework": ["TRTLLM"] * n, "version": ["1.3.0rc20"] * n, "device": ["NVIDIA H100 80GB HBM3"] * n,
+            "op_name": [op] * n, "kernel_source": ["default"] * n, "mla_dtype": ["bfloat16"] * n,
+            "kv_cache_dtype": ["fp8"] * n, "num_heads": [16] * n, "batch_size": [4] * n, "isl": [1024] * n,
+            "tp_size": [8] * n, "step": [0] * n, "latency": [0.25] * n}
+    cols.update(over)
+    return cols
+
+
+def test_context_mla_row_and_kernels(tmp_path: Path) -> None:
+    p = _write(tmp_path, "h100_sxm/mla/trtllm/1.3.0rc20/context_mla_perf.parquet", _mla_cols("mla_context"))
+    t = read_aiconfigurator_table(p)
+    assert t.problems == ()
+    (r,) = t.rows
+    assert (r.hardware, r.framework, r.op, r.dtype, r.kv_dtype) == ("h100-sxm", "trtllm", "mla_context", "bf16", "fp8")
+    assert (r.batch, r.seq_len, r.ctx_len, r.num_heads, r.tp) == (4, 1024, 0, 16, 8)
+    assert r.measured_s == pytest.approx(0.25e-3)
+    rope, attn = row_kernels(r)
+    assert (rope.name, attn.name) == ("rope", "attn_prefill")
+    # TensorRT-LLM's context kernel: expanded heads, qk = 128 + 64, v = 128; causal pairs s(s+1)/2 per sequence
+    pairs = 4 * 1024 * 1025 / 2
+    assert attn.flops == pytest.approx(2 * pairs * 16 * (192 + 128))
+    assert attn.kv_write_bytes == pytest.approx(4 * 1024 * 576 * 1.0)  # the fp8 latent + RoPE key cache write
+    assert rope.flops == pytest.approx(6 * 4 * 1024 * 16 * 64)  # RoPE of 64 dims per head per new token
+
+
+def test_sglang_context_runs_the_latent_form(tmp_path: Path) -> None:
+    """collector/sglang/collect_mla.py feeds FA3/Triton 576-wide queries against one latent KV head (v = 512)."""
+    p = _write(tmp_path, "l40s/mla/sglang/0.5.14/context_mla_perf.parquet",
+               _mla_cols("mla_context", framework=["SGLang"], device=["NVIDIA L40S"], kernel_source=["triton"],
+                         kv_cache_dtype=["bfloat16"], batch_size=[1], isl=[16]))
+    (r,) = read_aiconfigurator_table(p).rows
+    _, attn = row_kernels(r)
+    assert attn.flops == pytest.approx(2 * (16 * 17 / 2) * 16 * (576 + 512))
+    assert attn.k == 1  # one KV head
+
+
+def test_generation_and_module_rows(tmp_path: Path) -> None:
+    gen = _write(tmp_path, "h100_sxm/mla/trtllm/1.3.0rc20/generation_mla_perf.parquet",
+                 _mla_cols("mla_generation", isl=[1], step=[4095], batch_size=[8]))
+    (g,) = read_aiconfigurator_table(gen).rows
+    assert (g.op, g.seq_len, g.ctx_len, g.batch) == ("mla_generation", 1, 4095, 8)
+    _, dec = row_kernels(g)
+    # absorbed decode: one token per sequence over its 4095 cached entries and its own (576-wide scores over the
+    # latent + RoPE key, 512-wide values), the fp8 cache read once per sequence
+    assert dec.flops == pytest.approx(2 * 8 * 4096 * 16 * (576 + 512))
+    assert dec.kv_read_bytes == pytest.approx(8 * 4096 * 576)
+
+    mod = _write(tmp_path, "h100_sxm/mla/vllm/0.24.0/mla_generation_module_perf.parquet",
+                 _mla_cols("mla_generation_module", n=2, framework=["vLLM"] * 2, kernel_source=["FLASHMLA"] * 2,
+                           model=["deepseek-ai/DeepSeek-V3", "moonshotai/Kimi-K2"], architecture=["x"] * 2,
+                           gemm_type=["fp8_block"] * 2, isl=[1] * 2, step=[2048] * 2, tp_size=[1] * 2))
+    t = read_aiconfigurator_table(mod)
+    (m,) = t.rows
+    assert "field 'model'='moonshotai/Kimi-K2' is not one of ['deepseek-ai/DeepSeek-V3']" in t.problems[0]
+    assert (m.op, m.dtype, m.ctx_len) == ("mla_generation_module", "fp8", 2048)
+    ks = {k.name: k for k in row_kernels(m)}
+    assert set(ks) == {"q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj", "rope", "o_proj", "attn_decode"}
+    # DeepSeek-V3 projections for 4 tokens and 16 heads on one GPU, fp8 block-scaled
+    assert (ks["q_a_proj"].n, ks["q_a_proj"].k) == (1536, 7168)
+    assert (ks["q_b_proj"].n, ks["q_b_proj"].k) == (16 * 192, 1536)
+    assert (ks["kv_b_proj"].n, ks["kv_b_proj"].k) == (16 * 256, 512)
+    assert (ks["o_proj"].n, ks["o_proj"].k, ks["o_proj"].m) == (7168, 16 * 128, 4)
+    assert ks["o_proj"].dtype == "fp8_block"
+
+
+def test_wideep_rows_are_bf16_with_the_length_in_isl(tmp_path: Path) -> None:
+    """SGLang's wide-EP MLA module runs bf16 but logs fp8_block/fp8; its generation rows carry the KV length in isl."""
+    p = _write(tmp_path, "h100_sxm/mla/sglang/0.5.6.post2/wideep_generation_mla_perf.parquet",
+               _mla_cols("mla_generation", framework=["SGLang"], kernel_source=["fa3"], mla_dtype=["fp8_block"],
+                         isl=[512], step=[0], tp_size=[1]))
+    (r,) = read_aiconfigurator_table(p).rows
+    assert (r.op, r.dtype, r.kv_dtype, r.seq_len, r.ctx_len) == ("mla_generation_module", "bf16", "bf16", 1, 512)
+    assert "logged gemm_type=fp8_block" in r.variant
+    assert {k.dtype for k in row_kernels(r) if k.op == "gemm"} == {"bf16"}
+
+
+def test_unknown_values_are_refused_by_name(tmp_path: Path) -> None:
+    p = _write(tmp_path, "h100_sxm/mla/trtllm/1.3.0rc20/context_mla_perf.parquet",
+               _mla_cols("mla_context", n=3, op_name=["mla_context", "mla_ctx", "mla_context"],
+                         kv_cache_dtype=["fp8", "fp8", "int4"]))
+    t = read_aiconfigurator_table(p)
+    assert len(t.rows) == 1
+    assert "row 1: field 'op_name'='mla_ctx' is not one of ['mla_context']" in t.problems[0]
+    assert "row 2: field 'kv_cache_dtype'='int4' is not one of ['bfloat16', 'fp8']" in t.problems[1]
+
+
+def test_mla_bmm_rows(tmp_path: Path) -> None:
+    p = _write(tmp_path, "rtx_pro_6000_server/mla_bmm/sglang/0.5.14/mla_bmm_perf.parquet",
+               {"framework": ["SGLang"] * 3, "version": ["0.5.14"] * 3,
+                "device": ["NVIDIA RTX PRO 6000 Blackwell Server Edition"] * 3,
+                "op_name": ["mla_gen_pre", "mla_gen_post", "mla_gen_mid"], "kernel_source": ["x"] * 3,
+                "bmm_dtype": ["bfloat16", "fp8", "bfloat16"], "num_tokens": [64, 64, 64], "num_heads": [16] * 3,
+                "latency": [0.01, 0.02, 0.03]})
+    t = read_aiconfigurator_table(p)
+    assert "field 'op_name'='mla_gen_mid' is not one of ['mla_gen_pre', 'mla_gen_post']" in t.problems[0]
+    pre, post = t.rows
+    assert (pre.hardware, pre.op, pre.dtype, pre.m, pre.n, pre.k, pre.num_heads) == (
+        "rtx-pro-6000", "mla_bmm", "bf16", 64, 512, 128, 16)
+    (g,) = row_kernels(pre)
+    # 16 heads x [64, 128] x [128, 512], one weight matrix per head
+    assert g.flops == pytest.approx(2 * 16 * 64 * 128 * 512)
+    assert g.weight_bytes == pytest.approx(16 * 128 * 512 * 2)
+    quant, g8 = row_kernels(post)
+    assert (post.n, post.k) == (128, 512)
+    assert (quant.name, g8.dtype) == ("mla_bmm_quant", "fp8_block")
+    assert quant.act_read_bytes == pytest.approx(64 * 16 * 512 * 2)  # the bf16 latent output read once
+
+
+def test_quantize_rows(tmp_path: Path) -> None:
+    cols = {"framework": ["vLLM"] * 2, "version": ["0.24.0"] * 2, "device": ["NVIDIA L40S"] * 2,
+            "kernel_source": ["x"] * 2, "m": [256, 256], "k": [4096, 4096], "quant_dtype": ["fp8", "fp8"]}
+    sm = _write(tmp_path, "l40s/quantize/vllm/0.24.0/scale_matrix_perf.parquet",
+                {**cols, "op_name": ["scale_matrix"] * 2, "latency": [0.004, 0.0]})
+    t = read_aiconfigurator_table(sm)
+    (r,) = t.rows
+    assert "row 1: field 'latency'=0.0 must be a positive finite time" in t.problems[0]
+    (k,) = row_kernels(r)
+    assert (k.act_read_bytes, k.act_write_bytes) == (256 * 4096 * 2, 256 * 4096 * 1)  # bf16 in, fp8 out
+    cs = _write(tmp_path, "l40s/quantize/vllm/0.24.0/computescale_perf.parquet",
+                {**cols, "op_name": ["compute_scale", "scale_matrix"], "latency": [0.002, 0.002]})
+    t = read_aiconfigurator_table(cs)
+    assert "field 'op_name'='scale_matrix' is not one of ['compute_scale']" in t.problems[0]
+    (k,) = row_kernels(t.rows[0])
+    assert (k.name, k.act_read_bytes) == ("fp8_amax", 256 * 4096 * 2)
+
+
+def test_measured_tables_read_whole(shared_data: Path) -> None:
+    """Every MLA / MLA-BMM table in the data reads without a problem; a row of each is predicted."""
+    root = shared_data / AIC
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent (read at test time, not vendored)")
+    files = sorted(p for fam in ("mla", "mla_bmm") for p in root.glob(f"*/{fam}/*/*/*.parquet"))
+    assert len(files) >= 40
+    for p in files:
+        t = read_aiconfigurator_table(p, select=lambda tb: range(0, tb.num_rows, 97))
+        assert t.problems == (), (p, t.problems[:2])
+        assert all(why_unpredictable(r) is None for r in t.rows), p
