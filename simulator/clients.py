@@ -57,11 +57,14 @@ CLIENT_MODELS: dict[str, ClientModel] = {
     # dropped one after another by the one timing-manager loop.
     # Prompts: the synthetic composer makes --num-dataset-entries conversations (default 100,
     # aiperf/common/config/config_defaults.py NUM_DATASET_ENTRIES) and DatasetManager answers each credit with
-    # random.choice over them (aiperf/dataset/dataset_manager.py); AIConfigurator's bench_run.sh.j2 leaves it unset.
+    # random.choice over them (aiperf/dataset/dataset_manager.py). AIConfigurator's bench_run.sh.j2 leaves it at
+    # 100, its sflow.py workflow sets it to the request count; the silicon rows do not say which. With a pool of
+    # 100 the engines' default prefix caches serve most prompts and the silicon TTFT comes out -64 % (bias) on the
+    # even rows, so the default is no pool; ClientModel(prompt_pool=100) states the other case.
     "aiperf": ClientModel("aiperf", ASYNCIO_GAP_S, ASYNCIO_GAP_S / 4, "ai-dynamo/aiperf request_rate_strategy.py "
                           "+ workers/worker.py: credit return -> semaphore -> credit drop -> conversation "
                           "request -> aiohttp send, 4 ZMQ hops between processes per request; 100 synthetic "
-                          "prompts drawn with replacement (NUM_DATASET_ENTRIES)", prompt_pool=100),
+                          "prompts drawn with replacement (NUM_DATASET_ENTRIES)"),
     # genai-perf drives perf_analyzer (C++, triton-inference-server/perf_analyzer concurrency_manager.cc): worker
     # threads each keep their share of the concurrency in flight and re-send from the completion callback, no
     # inter-process hop: the gap is the callback-to-send path of libcurl, taken as a tenth of the asyncio gap.

@@ -169,10 +169,10 @@ def test_replay_and_simulate_resolve_the_same_engine(framework: str, version: st
     assert got.engine == spec and got.scheduler == group.scheduler
     assert got.gpu_memory_utilization == group.gpu_memory_utilization
     assert not got.prefix_caching and "prefix caching off" in notes[0]
-    # with the harness (aiperf: 100 pooled prompts) the engine's own prefix-caching default applies
+    # the harness default (aiperf, no prompt pool: simulator/clients.py) sends unique prompts too
     cfg, notes = row_config(r)
-    assert cfg.replicas[0].prefix_caching == group.prefix_caching
-    assert cfg.workload.arrival.client == "aiperf" and "from 100 with replacement" in notes[0]
+    assert not cfg.replicas[0].prefix_caching and "prefix caching off" in notes[0]
+    assert cfg.workload.arrival.client == "aiperf" and "clients: aiperf" in notes[1]
 
 
 def test_replay_engine_row_specifics() -> None:
