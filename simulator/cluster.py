@@ -12,6 +12,7 @@ import numpy as np
 import simpy
 
 from roofsim.hardware_specs.errors import UnknownNameError
+from roofsim.simulator.clients import client_model
 from roofsim.simulator.replica import Replica
 from roofsim.simulator.request import REJECTED, Request
 from roofsim.simulator.workload import ClosedLoopArrivals
@@ -89,6 +90,7 @@ class Cluster:
         self._ramp_left = 0  # "first_token" ramp: clients still to start in this phase
         self._ramp_last = -1  # id of the request whose first token starts the next client
         self.first_token_hook = False  # replicas call on_first_token (only while a first-token ramp runs)
+        self.client = client_model(closed_loop.client) if closed_loop is not None else None
         for rep in replicas:
             rep.cluster = self
 
@@ -173,7 +175,8 @@ class Cluster:
         """Issue the next closed-loop request at `at` (>= now). Goes through the pending heap, so a replica
         that simulates ahead of simpy's clock stops at `at` (next_event_s)."""
         heapq.heappush(self._pending, at)
-        self.env.process(self.issue_later(at - self.env.now, ramp))
+        # max: `at` comes from a replica's own clock, which can trail simpy's by one rounding step
+        self.env.process(self.issue_later(max(at - self.env.now, 0.0), ramp))
 
     def _start_phase(self, t: float) -> None:
         """Start the clients of a closed-loop phase at time t (t=0: the run; after a drained warm-up: the
@@ -190,15 +193,17 @@ class Cluster:
             self._schedule(t, ramp=True)
         else:
             step = float(ramp) / cl.clients
+            assert self.client is not None
+            spacing, gaps = self.client.start_spacing_s, self.client.gaps(self.rng, k)
             for j in range(k):
-                self._schedule(t + j * step)
+                self._schedule(t + j * (step + spacing) + float(gaps[j]))
 
     def start(self) -> None:
         cl = self.closed_loop
         if cl is None:
             self._pending = [r.arrival_s for r in self.requests]  # sorted, hence a valid heap
             self.env.process(self.open_loop())
-        elif cl.ramp_up_s == 0 and cl.warmup_requests == 0:
+        elif cl.ramp_up_s == 0 and cl.warmup_requests == 0 and cl.client == "ideal":
             first = min(cl.clients, len(self.requests))
             for r in self.requests[:first]:
                 r.arrival_s = 0.0
@@ -250,7 +255,8 @@ class Cluster:
             if r.warmup:
                 self._warm_settled += 1
             if self._issued + len(self._pending) < self._phase_limit:
-                self._schedule(t + cl.think_s)
+                assert self.client is not None
+                self._schedule(t + cl.think_s + float(self.client.gaps(self.rng, 1)[0]))
             elif r.warmup:
                 self._maybe_end_warmup(t)
         self._check_done()

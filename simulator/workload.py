@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import special, stats
 
 from roofsim.hardware_specs.errors import UnknownNameError
+from roofsim.simulator.clients import PROMPT_HASH_BLOCK_TOKENS, Harness, client_model, pooled_prompt_hash_ids
 from roofsim.simulator.limits import MAX_DURATION_S, MAX_REQUESTS, MIN_RATE_SCALE, exceeds, limited
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,9 @@ class ClosedLoopArrivals(BaseModel):
     - `warmup_drain`: True = aiperf's behaviour: after the last warm-up request is sent, nothing more is sent
       until every warm-up response is in; then the measured phase starts (with the ramp again). False = the
       measured requests follow the warm-up ones without a pause.
+    - `client`: the benchmark harness whose clients these are (simulator/clients.py): the client-side gap between
+      a response and the next request (drawn from the run's Generator) and the spacing of a phase's first sends.
+      "ideal" = lock-step clients with no gap (identical requests then stay phase-locked).
     """
 
     model_config = _FROZEN
@@ -221,6 +225,7 @@ class ClosedLoopArrivals(BaseModel):
     warmup_requests: limited(int, "MAX_REQUESTS", ge=0) = Field(  # type: ignore[valid-type]
         0, description="warm-up requests per client, excluded from the metrics")
     warmup_drain: bool = True
+    client: Harness = "ideal"
 
 
 class OfflineArrivals(BaseModel):
@@ -761,7 +766,13 @@ def build_trace(cfg: SyntheticWorkload | TraceWorkload | NamedWorkload, rng: np.
     if not source:
         source = f"synthetic {cfg.arrival.kind}"
     logger.debug("built %d requests for %s", n, source)
-    return Trace(arrival_s, lengths_ppf(cfg.input, u_in), lengths_ppf(cfg.output, u_out), None, source)
+    inp = lengths_ppf(cfg.input, u_in)
+    hashes = None
+    if isinstance(cfg.arrival, ClosedLoopArrivals) and (pool := client_model(cfg.arrival.client).prompt_pool):
+        # the harness draws each prompt from a fixed pool (simulator/clients.py): drawn last, so that the
+        # lengths of a pooled and an unpooled run are the same
+        hashes = pooled_prompt_hash_ids(rng, inp, pool)
+    return Trace(arrival_s, inp, lengths_ppf(cfg.output, u_out), hashes, source, PROMPT_HASH_BLOCK_TOKENS)
 
 
 __all__ = [

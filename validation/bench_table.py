@@ -14,6 +14,7 @@ from pathlib import Path
 from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.loading import read_csv_records
 from roofsim.model.spec import MAX_MODEL_SIZE
+from roofsim.simulator.clients import HARNESSES
 from roofsim.simulator.limits import MAX_CLIENTS, MAX_REQUESTS
 
 __all__ = ["BenchRow", "BenchTable", "read_bench_table", "rows_to_table", "write_bench_table", "COLUMNS", "MODES",
@@ -64,20 +65,22 @@ class BenchRow:
     requests_per_s: float | None = None
     notes: str = ""
     framework_version: str = ""  # e.g. 0.10.1; picks the engine profile's version row (simulator/engines.py)
+    harness: str = ""  # the benchmark client (simulator/clients.py HARNESSES: aiperf, vllm-bench, ...); "" = unknown
 
 
-OPTIONAL_COLUMNS = ("notes", "framework_version")  # read when present; notes always written, a version when any
+OPTIONAL_COLUMNS = ("notes", "framework_version", "harness")  # read when present; notes always written, the others
+# when any row has one
 
 
 def written_columns(rows: Sequence[BenchRow]) -> tuple[str, ...]:
-    """The columns a table of these rows is written with: framework_version only when a row has one."""
-    return (*COLUMNS, "notes", *(("framework_version",) if any(r.framework_version for r in rows) else ()))
+    """The columns a table of these rows is written with: framework_version and harness only when a row has one."""
+    return (*COLUMNS, "notes", *(c for c in OPTIONAL_COLUMNS[1:] if any(getattr(r, c) for r in rows)))
 COLUMNS = tuple(f.name for f in fields(BenchRow) if f.name not in OPTIONAL_COLUMNS)
 _REQUIRED = ("model", "hardware", "num_gpus", "tp", "pp", "ep", "weight_dtype", "kv_dtype", "framework", "mode",
              "isl", "osl")
 _INT = {"num_gpus", "tp", "pp", "ep", "isl", "osl", "concurrency", "num_requests"}
 _FLOAT = {"qps", *_MEASURED}
-_STR = {"model", "hardware", "weight_dtype", "kv_dtype", "framework", "mode", "notes", "framework_version"}
+_STR = {"model", "hardware", "weight_dtype", "kv_dtype", "framework", "mode", "notes", "framework_version", "harness"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,8 @@ def _cell(col: str, raw: str):
     if col in _STR:
         if col == "mode" and v not in MODES:
             raise _CellError(f"column 'mode'={v!r} is not one of {list(MODES)}")
+        if col == "harness" and v not in HARNESSES:
+            raise _CellError(f"column 'harness'={v!r} is not one of {list(HARNESSES)}")
         return v
     try:
         x = float(v)

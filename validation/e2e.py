@@ -21,6 +21,7 @@ from roofsim.model.cost import Calibration
 from roofsim.model.loader import load_model
 from roofsim.model.quant import KV_DTYPES, WEIGHT_DTYPES, quant_for
 from roofsim.model.spec import QuantSpec
+from roofsim.simulator.clients import HARNESSES, client_model
 from roofsim.simulator.config import (
     ReplicaGroup,
     SchedulerConfig,
@@ -46,7 +47,7 @@ _SCHEDULER: TypeAdapter[Any] = TypeAdapter(SchedulerConfig)
 
 __all__ = ["METRICS", "RowPrediction", "E2EResult", "row_config", "engine_scheduler", "row_engine", "row_quant",
            "predict_row", "predict_table", "e2e_error_stats", "write_predictions", "CLOSED_LOOP_WAVES",
-           "row_label"]
+           "row_label", "row_harness", "CLIENT_CHOICES", "DEFAULT_CLOSED_LOOP_HARNESS"]
 
 # Measured column -> (predicted column, SimResult summary key and statistic, or a throughput key)
 METRICS: dict[str, str] = {
@@ -66,6 +67,26 @@ METRICS: dict[str, str] = {
 CLOSED_LOOP_WARMUP_PER_CLIENT = 2
 CLOSED_LOOP_MEASURED_PER_CLIENT = 10
 CLOSED_LOOP_WAVES = CLOSED_LOOP_WARMUP_PER_CLIENT + CLOSED_LOOP_MEASURED_PER_CLIENT  # requests per client in all
+# The harness of a closed-loop row whose table does not say (no `harness` cell): aiperf, which AIConfigurator's
+# benchmark scripts run (the silicon rows' stated assumption, docs/validation-e2e.md).
+DEFAULT_CLOSED_LOOP_HARNESS = "aiperf"
+# `clients` switch of predict_row/predict_table (`validate benchmarks --clients`): "harness" = each row's harness
+# model (simulator/clients.py), "ideal" = lock-step clients.
+CLIENT_CHOICES = ("harness", "ideal")
+
+
+def row_harness(row: BenchRow, clients: str = "harness") -> tuple[str, str]:
+    """The client model (simulator.clients HARNESSES name) a row is simulated with, and a note saying why."""
+    if clients not in CLIENT_CHOICES:
+        raise InputError(f"clients={clients!r} is not one of {list(CLIENT_CHOICES)}")
+    if clients == "ideal":
+        return "ideal", "clients: ideal (lock-step, --clients ideal)"
+    if row.harness:
+        if row.harness not in HARNESSES:
+            raise InputError(f"harness={row.harness!r} is not one of {list(HARNESSES)}")
+        return row.harness, f"clients: {row.harness} (the row's harness)"
+    return DEFAULT_CLOSED_LOOP_HARNESS, (f"clients: {DEFAULT_CLOSED_LOOP_HARNESS} (ASSUMPTION: the table names no "
+                                         f"harness)")
 
 
 def row_label(row: BenchRow) -> str:
@@ -148,20 +169,20 @@ def _num_requests(row: BenchRow) -> int:
 
 
 def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int = 0, *,
-               ramp_up_s: float | str = 0.0) -> tuple[SimConfig, list[str]]:
+               ramp_up_s: float | str = 0.0, clients: str = "harness") -> tuple[SimConfig, list[str]]:
     """The SimConfig that reproduces one benchmark row, and notes on every assumption it makes.
     `ramp_up_s` is the closed-loop client ramp (simulator.workload.ClosedLoopArrivals; 0 = all clients at once,
-    as the benchmark scripts run)."""
+    as the benchmark scripts run); `clients` is "harness" (the row's harness model) or "ideal" (lock-step)."""
     sched, note = engine_scheduler(row)
-    if row.mode != "static_batch" and row_engine(row)[0] is not None:
-        note += "; prefix caching off: the benchmark client's random prompts share no prefix"
     notes = [note]
     n = _num_requests(row)
     arrival: ClosedLoopArrivals | PoissonArrivals | OfflineArrivals
     if row.mode == "closed_loop":
         c = row.concurrency or 1
+        harness, why = row_harness(row, clients)
+        notes.append(why)
         arrival = ClosedLoopArrivals(clients=c, warmup_requests=CLOSED_LOOP_WARMUP_PER_CLIENT, warmup_drain=True,
-                                     ramp_up_s=ramp_up_s)
+                                     ramp_up_s=ramp_up_s, client=harness)
         start = "all clients start together" if ramp_up_s == 0 else f"clients ramp up ({ramp_up_s})"
         notes.append(f"closed loop like genai-perf/aiperf in AIConfigurator's benchmark scripts: {c} clients, "
                      f"{CLOSED_LOOP_WARMUP_PER_CLIENT * c} warm-up requests (excluded; all answered before the "
@@ -175,10 +196,20 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
         arrival = OfflineArrivals()
     workload = SyntheticWorkload(arrival=arrival, input=FixedLengths(tokens=row.isl),
                                  output=FixedLengths(tokens=row.osl), num_requests=n)
-    # the engine also sets gpu_memory_utilization; prefix caching stays off: benchmark clients send random prompts
+    # The engine sets gpu_memory_utilization and prefix caching. Prompts repeat only when the harness draws them
+    # from a pool (aiperf: 100 prompts; simulator/clients.py); otherwise random prompts share no prefix and the
+    # cache, on or off, changes nothing.
     engine = row_engine(row)[0] if row.mode != "static_batch" else None
+    pool = client_model(arrival.client).prompt_pool if isinstance(arrival, ClosedLoopArrivals) else 0
+    caching = None if pool and engine is not None else False
     group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep, engine=engine,
-                         quant=row_quant(row), scheduler=sched, calibration=calibration, prefix_caching=False)
+                         quant=row_quant(row), scheduler=sched, calibration=calibration,
+                         **({} if caching is None else {"prefix_caching": caching}))
+    if pool and engine is not None:
+        notes[0] += (f"; prefix caching {'on' if group.prefix_caching else 'off'} (the engine's default): the "
+                     f"harness draws every prompt from {pool} with replacement, so prompts repeat")
+    elif row.mode != "static_batch" and engine is not None:
+        notes[0] += "; prefix caching off: the benchmark client's random prompts share no prefix"
     return SimConfig(workload=workload, replicas=(group,), seed=seed), notes
 
 
@@ -218,13 +249,13 @@ def shipped_calibration(row: BenchRow) -> Calibration:
 
 
 def predict_row(index: int, row: BenchRow, calibration: CalibrationChoice = None, seed: int = 0,
-                ramp_up_s: float | str = 0.0) -> RowPrediction:
+                ramp_up_s: float | str = 0.0, clients: str = "harness") -> RowPrediction:
     """Simulate one row. A row that cannot be simulated comes back with `problem` set (never raised)."""
     cal_name = ""
     try:
         cal = calibration(row) if callable(calibration) else calibration
         cal_name = cal.name if cal is not None else "default"
-        cfg, notes = row_config(row, cal, seed, ramp_up_s=ramp_up_s)
+        cfg, notes = row_config(row, cal, seed, ramp_up_s=ramp_up_s, clients=clients)
         res = simulate(cfg)
     except (RoofsimError, ValueError, KeyError) as e:
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
@@ -238,7 +269,7 @@ def predict_row(index: int, row: BenchRow, calibration: CalibrationChoice = None
     return RowPrediction(index, row, _predicted(res), cal_name, tuple(notes))
 
 
-def _job(args: tuple[int, BenchRow, CalibrationChoice, int, float | str]) -> RowPrediction:
+def _job(args: tuple[int, BenchRow, CalibrationChoice, int, float | str, str]) -> RowPrediction:
     return predict_row(*args)
 
 
@@ -253,12 +284,15 @@ class E2EResult:
 
 
 def predict_table(rows: Sequence[BenchRow], calibration: CalibrationChoice = shipped_calibration, *,
-                  seed: int = 0, workers: int | None = None, ramp_up_s: float | str = 0.0,
+                  seed: int = 0, workers: int | None = None, ramp_up_s: float | str = 0.0, clients: str = "harness",
                   progress: Callable[[Iterable[RowPrediction], int], Iterable[RowPrediction]] | None = None
                   ) -> E2EResult:
     """Simulate every row (in a process pool of `workers`, default min(2, cpus) when there are more than 8 rows;
-    results are in row order and do not depend on the pool). `progress(iterator, total)` may wrap the results."""
-    jobs = [(i, r, calibration, seed, ramp_up_s) for i, r in enumerate(rows)]
+    results are in row order and do not depend on the pool). `progress(iterator, total)` may wrap the results.
+    `clients`: "harness" (each closed-loop row's harness model, simulator/clients.py) or "ideal" (lock-step)."""
+    if clients not in CLIENT_CHOICES:
+        raise InputError(f"clients={clients!r} is not one of {list(CLIENT_CHOICES)}")
+    jobs = [(i, r, calibration, seed, ramp_up_s, clients) for i, r in enumerate(rows)]
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(rows) > 8 else 1
     if workers > 1:

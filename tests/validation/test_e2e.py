@@ -43,7 +43,7 @@ def test_hand_built_config_equals_prediction() -> None:
                                calibration=Calibration()),),
         seed=0)
     s = simulate(cfg).summary
-    p = predict_row(0, r, Calibration())
+    p = predict_row(0, r, Calibration(), clients="ideal")  # ClosedLoopArrivals' default client is ideal too
     assert p.problem is None
     assert p.predicted["ttft_ms"] == s["ttft_s"]["mean"] * 1e3
     assert p.predicted["tpot_ms"] == s["tpot_s"]["mean"] * 1e3
@@ -163,12 +163,16 @@ def test_replay_and_simulate_resolve_the_same_engine(framework: str, version: st
     """A benchmark row of framework + framework_version runs the replica group `simulate --engine` builds from the
     same name (for prompts the engine admits as they are)."""
     r = row(framework=framework, framework_version=version, isl=1024)
-    cfg, notes = row_config(r)
+    cfg, notes = row_config(r, clients="ideal")
     group = ReplicaGroup(model=r.model, hardware=r.hardware, engine=spec)
     got = cfg.replicas[0]
     assert got.engine == spec and got.scheduler == group.scheduler
     assert got.gpu_memory_utilization == group.gpu_memory_utilization
     assert not got.prefix_caching and "prefix caching off" in notes[0]
+    # the harness default (aiperf, no prompt pool: simulator/clients.py) sends unique prompts too
+    cfg, notes = row_config(r)
+    assert not cfg.replicas[0].prefix_caching and "prefix caching off" in notes[0]
+    assert cfg.workload.arrival.client == "aiperf" and "clients: aiperf" in notes[1]
 
 
 def test_replay_engine_row_specifics() -> None:
