@@ -25,6 +25,7 @@ from roofsim.simulator.config import ReplicaGroup
 from roofsim.simulator.outfiles import atomic_path
 from roofsim.validation.bench_table import BenchRow, read_bench_table
 from roofsim.validation.e2e import (
+    CLIENT_CHOICES,
     METRICS,
     RowPrediction,
     e2e_error_stats,
@@ -59,6 +60,9 @@ def register_benchmarks(vsub: argparse._SubParsersAction) -> None:  # type: igno
                         "hardware and framework)")
     p.add_argument("--max-rows", type=int, default=None, help="simulate only the first N rows (stated in output)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: min(2, cpus) for > 8 rows)")
+    p.add_argument("--clients", choices=CLIENT_CHOICES, default="harness",
+                   help="closed-loop clients: each row's benchmark harness (its `harness` column, aiperf when "
+                        "blank; simulator/clients.py) or 'ideal' lock-step clients (docs/workloads.md)")
     p.set_defaults(func=run_benchmarks)
 
 
@@ -74,7 +78,7 @@ def _tqdm(show: bool) -> Callable[[Iterable[RowPrediction], int], Iterable[RowPr
 
 
 def validate_benchmarks(table: Path, calibration: Path | None = None, max_rows: int | None = None,
-                        workers: int | None = None, show_progress: bool = False
+                        workers: int | None = None, show_progress: bool = False, clients: str = "harness"
                         ) -> tuple[dict[str, Any], tuple[RowPrediction, ...]]:
     """The JSON object of `roofsim validate benchmarks` and the row predictions behind it."""
     if max_rows is not None and max_rows <= 0:
@@ -86,7 +90,9 @@ def validate_benchmarks(table: Path, calibration: Path | None = None, max_rows: 
         notes.append(f"--max-rows {max_rows}: simulated the first {max_rows} of {len(rows)} rows")
         rows = rows[:max_rows]
     cal = read_calibration(calibration) if calibration is not None else shipped_calibration
-    res = predict_table(rows, cal, workers=workers, progress=_tqdm(show_progress))
+    res = predict_table(rows, cal, workers=workers, clients=clients, progress=_tqdm(show_progress))
+    if clients != "harness":
+        notes.append(f"--clients {clients}: closed-loop rows replayed with lock-step clients")
     stats = e2e_error_stats(res.predictions)
     out = {"by_metric": {m: {k: s[k] for k in ("n", "median_abs_pct_err", "mape", "bias_pct")}
                          for m, s in stats.get("all", {}).items()},
@@ -103,7 +109,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     check_out(args.out, "--out", args.force)
     check_out(args.report, "--report", args.force)
     out, preds = validate_benchmarks(args.table, args.calibration, args.max_rows, args.workers,
-                                     show_progress=not args.json)
+                                     show_progress=not args.json, clients=args.clients)
     nothing_predicted(out, out["rows"], args.table)
     if args.out is not None:
         with atomic_path(args.out) as tmp:

@@ -38,6 +38,21 @@ def test_validate_benchmarks_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "--force" in capsys.readouterr().err
 
 
+def test_validate_benchmarks_clients_switch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 8 closed-loop clients of one row: lock-step ("ideal") vs the row's harness (aiperf by default); the harness
+    # clients' gaps between a response and the next request change the prediction, and the switch is noted
+    t = write_bench_table([replace(ROW, concurrency=8, osl=32)], tmp_path / "t.csv")
+    for clients in ("ideal", "harness"):
+        assert main(["validate", "benchmarks", str(t), "--json", "--clients", clients,
+                     "--out", str(tmp_path / f"{clients}.csv")]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert (any("--clients ideal" in n for n in out["notes"])) == (clients == "ideal")
+    assert (tmp_path / "ideal.csv").read_text() != (tmp_path / "harness.csv").read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", "benchmarks", str(t), "--clients", "lockstep"])
+    assert exc.value.code == 2 and "invalid choice: 'lockstep'" in capsys.readouterr().err
+
+
 def test_validate_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "l.json"
     log.write_text(json.dumps({"request_rate": 1.0, "input_lens": [64, 32], "output_lens": [3, 2],
