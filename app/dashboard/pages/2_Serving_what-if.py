@@ -123,12 +123,9 @@ with st.sidebar:
         w(key, col)
     if w("sv_deployment") == DEPLOYMENTS[1]:  # the replicas above are the prefill pool
         w("sv_decode_hardware")
-        c1, c2 = st.columns(2)
-        w("sv_decode_tp", c1)
-        w("sv_decode_count", c2)
-        c1, c2 = st.columns(2)
-        w("sv_kv_link", c1)
-        w("sv_kv_layerwise", c2)
+        for pair in (("sv_decode_tp", "sv_decode_count"), ("sv_kv_link", "sv_kv_layerwise")):
+            for col, key in zip(st.columns(2), pair, strict=True):
+                w(key, col)
     st.header("Scheduler")
     if w("sv_engine") not in (None, CUSTOM_ENGINE):
         try:
