@@ -264,9 +264,11 @@ def _engine_comments(cfg: SimConfig) -> str:
 
 def _print_summary(cfg: SimConfig, r: SimResult) -> None:
     s = r.summary
-    groups = "; ".join(f"{g.count} x {g.model} on {g.tp * g.pp} x {g.hardware} (tp={g.tp}, pp={g.pp}, "
+    groups = "; ".join(("" if g.role == "colocated" else f"{g.role} pool: ")
+                       + f"{g.count} x {g.model} on {g.tp * g.pp} x {g.hardware} (tp={g.tp}, pp={g.pp}, "
                        + f"{g.engine or 'roofsim-default'}: {g.scheduler.kind})" for g in cfg.replicas)
-    print(f"{groups}; router {cfg.router.kind}; seed {cfg.seed}")
+    link = f"; KV link {cfg.kv_link.kind}" if cfg.disaggregated else ""
+    print(f"{groups}; router {cfg.router.kind}{link}; seed {cfg.seed}")
     print(f"requests: {s['requests_completed']} completed, {s['requests_rejected']} rejected, "
           f"{s['requests_unfinished']} unfinished; stop: {s['stop_reason']}"
           + ("; SATURATED (queue still growing at the last arrival)" if s["saturated"] else ""))
@@ -282,6 +284,14 @@ def _print_summary(cfg: SimConfig, r: SimResult) -> None:
           f"{s['requests_per_s']:.3f} req/s, goodput {s['goodput_requests_per_s']:.3f} req/s")
     print(f"utilisation: MFU {s['mfu']:.1%}, MBU {s['mbu']:.1%}, mean batch {s['mean_batch_size']:.1f}, "
           f"peak KV {s['max_kv_usage']:.0%}, preemptions {s['preemptions']}")
+    if dis := s.get("disaggregation"):
+        h = dis["handover"]
+        print("pools: " + "; ".join(
+            f"{p} {dis[p]['gpus']} GPUs busy {dis[p]['busy_fraction']:.0%}, mean batch {dis[p]['mean_batch_size']:.1f}, "
+            f"peak KV {dis[p]['max_kv_usage']:.0%}" for p in ("prefill", "decode")))
+        print(f"handover (p50, ms): prefill first token {_ms(h['prefill_ttft_s']['p50'])}, decode KV wait "
+              f"{_ms(h['decode_kv_wait_s']['p50'])}, link queue {_ms(h['link_queue_s']['p50'])}, transfer "
+              f"{_ms(h['transfer_s']['p50'])}; {fmt_si(h['bytes_total'], 'B')} moved; TTFT counts the handover")
     st = s["steady_state"]
     if st["steady"]:
         print(f"steady state: {st['requests']} requests arriving {st['start_s']:.1f}-{st['end_s']:.1f} s "

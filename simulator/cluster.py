@@ -103,7 +103,7 @@ class Cluster:
     # ---- arrivals ------------------------------------------------------------------------------------
     def deliver(self, r: Request) -> None:
         rep = self.route(self, r)
-        reason = rep.never_fits(r)
+        reason = self.never_fits(rep, r)
         if reason:
             r.state = REJECTED
             r.replica = rep.idx
@@ -127,6 +127,10 @@ class Cluster:
             self.env.process(self._through_frontend(rep, r, ready - self.env.now))
             return
         self._enqueue(rep, r)
+
+    def never_fits(self, rep: Replica, r: Request) -> str:
+        """Why `r`, routed to `rep`, can never be served ('' when it can)."""
+        return rep.never_fits(r)
 
     def _through_frontend(self, rep: Replica, r: Request, delay_s: float) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(delay_s)

@@ -128,11 +128,49 @@ RouterConfig = Annotated[
 ]
 
 
+# ---- the KV link of a disaggregated deployment (docs/disaggregation.md) ------------------------------------
+class _KVLink(BaseModel):
+    model_config = _FROZEN
+    bytes_per_s_per_gpu: PosFloat | None = Field(
+        None, description="per-GPU, per-direction bandwidth of the link; None = the prefill GPU's hardware file")
+    latency_s: NonNegSeconds | None = Field(None, description="per-transfer latency; None = the hardware file's")
+    layerwise: bool = Field(False, description=(
+        "send each layer's KV while the next layer computes (Mooncake, TRT-LLM/Dynamo layer-wise transfer): only "
+        "the part of the transfer longer than the prefill iteration, and at least one layer's share, is exposed"))
+
+
+class NVLinkKVLink(_KVLink):
+    """Prefill and decode GPUs on one NVLink domain: the hardware's scale-up bandwidth and latency."""
+
+    kind: Literal["nvlink"] = "nvlink"
+
+
+class NetworkKVLink(_KVLink):
+    """InfiniBand/RoCE between nodes (GPUDirect RDMA, e.g. NIXL/Mooncake transfer engine): the hardware's
+    per-GPU scale-out NIC (h100-sxm: 400 Gb/s ConnectX-7 per GPU)."""
+
+    kind: Literal["network"] = "network"
+
+
+class PCIeKVLink(_KVLink):
+    """Through host memory over PCIe (no GPUDirect): the hardware's PCIe bandwidth, crossed twice (device to
+    host on the prefill side, host to device on the decode side; the two overlap, so the slower one counts)."""
+
+    kind: Literal["pcie"] = "pcie"
+
+
+KVLinkConfig = Annotated[NVLinkKVLink | NetworkKVLink | PCIeKVLink, Field(discriminator="kind")]
+
+
 # ---- replicas, SLOs, the run ----------------------------------------------------------------------------
 class ReplicaGroup(BaseModel):
-    """`count` identical replicas, each a tp x pp group of GPUs serving one model copy."""
+    """`count` identical replicas, each a tp x pp group of GPUs serving one model copy. `role` puts the group
+    in the prefill or the decode pool of a disaggregated deployment (docs/disaggregation.md)."""
 
     model_config = _FROZEN
+    role: Literal["colocated", "prefill", "decode"] = Field(
+        "colocated", description="colocated = prefill and decode on the same replica; prefill/decode = the pool "
+        "of a disaggregated deployment (every group of the run is then prefill or decode)")
     model: str = Field(description="model preset, HF id or config.json path")
     hardware: str = Field(description="hardware id/alias or .toml path")
     engine: str | None = Field(None, description=(
@@ -288,13 +326,24 @@ class SimConfig(BaseModel):
         None, description="overload guard: stop when this many requests wait in one replica")
     stepwise: bool = Field(False, description="yield to simpy after every iteration (slow; for checking)")
     images: ImageInputs | None = Field(None, description="images with the requests (VL models); None = text only")
+    kv_link: KVLinkConfig = Field(NetworkKVLink(), description=(
+        "the link KV crosses from the prefill to the decode pool (disaggregated deployments only)"))
 
     @model_validator(mode="after")
     def _check(self) -> SimConfig:
         total = sum(g.count for g in self.replicas)
         if total > MAX_REPLICAS:
             raise ValueError("replicas: " + exceeds(total, "MAX_REPLICAS", "sum of count"))
+        roles = [g.role for g in self.replicas]
+        if set(roles) != {"colocated"} and ("colocated" in roles or not {"prefill", "decode"} <= set(roles)):
+            raise ValueError(f"replicas: roles {roles}: a disaggregated deployment needs every group to be "
+                             f"'prefill' or 'decode', with at least one of each")
         return self
+
+    @property
+    def disaggregated(self) -> bool:
+        """True when the replica groups form a prefill pool and a decode pool."""
+        return self.replicas[0].role != "colocated"
 
     @classmethod
     def from_toml(cls, path: str | Path) -> SimConfig:
@@ -339,6 +388,8 @@ def kinds_of(union: Any) -> tuple[str, ...]:
 
 SCHEDULER_KINDS = kinds_of(SchedulerConfig)
 ROUTER_KINDS = kinds_of(RouterConfig)
+KV_LINK_KINDS = kinds_of(KVLinkConfig)
+REPLICA_ROLES: tuple[str, ...] = get_args(ReplicaGroup.model_fields["role"].annotation)
 PREEMPTION_MODES: tuple[str, ...] = get_args(_SchedBase.model_fields["preemption"].annotation)
 DRAFTER_KINDS = kinds_of(Drafter)
 ACCEPTANCE_KINDS = kinds_of(Acceptance)
@@ -364,6 +415,10 @@ def config_dict(cfg: SimConfig) -> dict[str, Any]:
     from their engine's (engine_overrides); SimConfig.model_validate reads it back to an equal config."""
     d = cfg.model_dump(mode="json", exclude_none=True)
     d["replicas"] = [engine_overrides(g) for g in cfg.replicas]
+    if not cfg.disaggregated:  # a colocated run file stays as it was before disaggregation existed
+        d.pop("kv_link")
+        for g in d["replicas"]:
+            g.pop("role", None)
     return d
 
 
@@ -497,9 +552,9 @@ def _item_type(tp: Any) -> Any:
 
 __all__ = [
     "ACCEPTANCE_KINDS", "ACTIVATION_DTYPES", "ARRIVAL_KINDS", "DELETE", "DRAFTER_KINDS", "EARLY_EXIT_KINDS",
-    "EXIT_DISTRIBUTION_KINDS", "KV_DTYPES", "LENGTH_KINDS", "PREEMPTION_MODES", "ROUTER_KINDS", "SCHEDULER_KINDS",
-    "WEIGHT_DTYPES", "WORKLOAD_KINDS", "LeastKVRouter", "LeastOutstandingRouter", "OrcaScheduler",
-    "PowerOfTwoRouter", "ReplicaGroup", "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler",
+    "EXIT_DISTRIBUTION_KINDS", "KV_DTYPES", "KV_LINK_KINDS", "KVLinkConfig", "LENGTH_KINDS", "PREEMPTION_MODES", "ROUTER_KINDS", "SCHEDULER_KINDS",
+    "WEIGHT_DTYPES", "WORKLOAD_KINDS", "LeastKVRouter", "LeastOutstandingRouter", "NVLinkKVLink", "NetworkKVLink", "OrcaScheduler", "PCIeKVLink",
+    "PowerOfTwoRouter", "REPLICA_ROLES", "ReplicaGroup", "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler",
     "SJFScheduler", "SchedulerConfig", "SimConfig", "StaticScheduler", "VLLMScheduler", "apply_overrides",
     "config_dict", "engine_overrides", "group_engine_profile", "kinds_of", "merge_engine", "parse_value",
     "set_path", "to_toml",

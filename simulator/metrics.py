@@ -130,6 +130,15 @@ def _union_seconds(start: np.ndarray, dur: np.ndarray) -> float:
     return float(np.sum(np.maximum(0.0, e - clipped_start)))
 
 
+def replica_usage(rp: Replica, duration_s: float) -> tuple[float, float, float]:
+    """(busy seconds, energy J, cost USD) of one replica over a run of `duration_s`: iteration energy plus idle
+    power while not busy; every GPU of the replica is paid for the whole run."""
+    hw = rp.cost.hardware
+    busy = _union_seconds(np.frombuffer(rp.it_start_s, np.float64), np.frombuffer(rp.it_dur_s, np.float64))
+    energy = rp.energy_j + hw.power.idle_w * rp.num_gpus * max(0.0, duration_s - busy)
+    return busy, energy, hw.price_usd_per_hour * rp.num_gpus * duration_s / 3600.0
+
+
 def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: float | None,
               slo_tpot_s: float | None, stop_reason: str, last_arrival_s: float, wall_s: float,
               end_s: float) -> SimResult:
@@ -206,9 +215,9 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
     flops_gpu_s = peak_gpu_s = bytes_gpu_s = bw_gpu_s = 0.0
     for rp in replicas:
         hw = rp.cost.hardware
-        busy = _union_seconds(np.frombuffer(rp.it_start_s, np.float64), np.frombuffer(rp.it_dur_s, np.float64))
-        energy += rp.energy_j + hw.power.idle_w * rp.num_gpus * max(0.0, duration - busy)
-        cost_usd += hw.price_usd_per_hour * rp.num_gpus * duration / 3600.0
+        busy, e_j, c_usd = replica_usage(rp, duration)
+        energy += e_j
+        cost_usd += c_usd
         fl, by = _work(rp)
         flops_gpu_s += fl
         bytes_gpu_s += by
@@ -313,4 +322,4 @@ def _work(rp: Replica) -> tuple[float, float]:
     return total.flops, total.bytes + (n_it - 1) * w1
 
 
-__all__ = ["LatencyStats", "SimResult", "TimeSeries", "summarize"]
+__all__ = ["LatencyStats", "SimResult", "TimeSeries", "replica_usage", "summarize"]

@@ -8,7 +8,7 @@ import logging
 import math
 from array import array
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import simpy
@@ -124,6 +124,12 @@ class Replica:
         self.frontend_free_s = 0.0  # when the front end finishes the requests it already holds
         self.frontend_n = 0  # requests in the front end
         self.cluster: Cluster | None = None
+        # disaggregated deployments (simulator/disagg.py): a prefill replica hands a request whose prompt is done
+        # to `handoff`; a decode replica takes handed-over requests in through `intake` when an iteration starts
+        self.role = "colocated"
+        self.handoff: Callable[[Replica, Lane, Request, float], None] | None = None
+        self.intake: Callable[[Replica, Lane, float], None] | None = None
+        self.yield_until_s = math.inf  # simulated time this replica's process resumes at (inf: idle)
         self.env: simpy.Environment | None = None
         self._wake: simpy.Event | None = None
         self.num_gpus = strategy.cost.parallel.num_gpus
@@ -167,8 +173,10 @@ class Replica:
         total = r.input_tokens + r.output_tokens
         if total > self.max_context_tokens:
             return f"input+output={total} tokens exceeds the model context ({self.max_context_tokens})"
-        if self.pool.blocks_for(total) > self.pool.total - self.pool.watermark:
-            return (f"input+output={total} tokens needs {self.pool.blocks_for(total)} KV blocks; the replica "
+        # a prefill replica holds the prompt and the first token only: the decode replica holds the rest
+        held, what = (r.input_tokens + 1, "input+1") if self.role == "prefill" else (total, "input+output")
+        if self.pool.blocks_for(held) > self.pool.total - self.pool.watermark:
+            return (f"{what}={held} tokens needs {self.pool.blocks_for(held)} KV blocks; the replica "
                     f"has {self.pool.total} ({self.pool.watermark} kept free)")
         return self.scheduler.never_fits(self, r)
 
@@ -219,6 +227,16 @@ class Replica:
         r.lane = lane.idx
         r.segments.append([math.nan, lane.idx, lane.counter, 0])
         self._join_decode(lane, r, r.kv_tokens, blocks)
+
+    def join_handed_over(self, lane: Lane, r: Request, kv: int, blocks: int, first_token_s: float) -> None:
+        """A request prefilled elsewhere joins decoding in `lane` with `kv` KV tokens in `blocks` blocks already
+        allocated here; its first token (from the prefill replica) counts at `first_token_s`."""
+        lane.running[r] = None
+        self.n_running += 1
+        r.replica = self.idx
+        r.lane = lane.idx
+        r.segments.append([first_token_s, lane.idx, lane.counter, 0])
+        self._join_decode(lane, r, kv, blocks)
 
     def _pcie_bytes_per_s(self) -> float:
         return self.cost.hardware.interconnect.pcie_bytes_per_s
@@ -276,6 +294,8 @@ class Replica:
     # ---- one iteration -------------------------------------------------------------------------------
     def start_iteration(self, lane: Lane, now: float) -> float | None:
         """Form and cost the next iteration of `lane` starting at `now`; returns its end time (None: idle)."""
+        if self.intake is not None:
+            self.intake(self, lane, now)
         chunks: list[tuple[Request, int]] = []
         self._chunks = chunks
         self._swap_extra_s = 0.0
@@ -365,6 +385,9 @@ class Replica:
             if self.prefix is not None and r.prefix:
                 self.prefix.insert(r.prefix)
             r.generated += 1
+            if self.handoff is not None and r.generated < r.output_tokens:
+                self.handoff(self, lane, r, end)  # its KV goes to the decode pool (disagg.py)
+                continue
             if r.first_token_s != r.first_token_s:
                 r.first_token_s = end
                 if self.cluster.first_token_hook:  # type: ignore[union-attr]
@@ -414,6 +437,7 @@ class Replica:
                     if e is not None:
                         heapq.heappush(pending, (e, lane.idx))
             if not pending:
+                self.yield_until_s = math.inf
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None
@@ -421,6 +445,7 @@ class Replica:
             while pending:
                 end, li = pending[0]
                 if stepwise or end >= cluster.next_event_s:
+                    self.yield_until_s = end
                     yield env.timeout(end - env.now)
                     if cluster.stopped:
                         return

@@ -20,6 +20,7 @@ from roofsim.model.quant import resolve_quant
 from roofsim.model.spec import ParallelSpec, QuantSpec
 from roofsim.simulator.cluster import Cluster
 from roofsim.simulator.config import ReplicaGroup, SimConfig
+from roofsim.simulator.disagg import DisaggCluster
 from roofsim.simulator.early_exit import early_exit_parts
 from roofsim.simulator.kvcache import PrefixCache
 from roofsim.simulator.metrics import SimResult, summarize
@@ -108,6 +109,7 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
             rep = Replica(len(replicas), gi, name, strategy, plan, make_scheduler(sched_cfg),
                           model.max_context_tokens, window)
             rep.frontend_s = g.frontend_s_per_request
+            rep.role = g.role
             replicas.append(rep)
     return replicas
 
@@ -186,8 +188,12 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     else:
         max_t = math.inf  # closed loop / offline: nothing piles up beyond what was issued
     env = simpy.Environment()
-    cluster = Cluster(env, replicas, config.router.kind, requests, rng, closed, max_t,
-                      config.max_waiting_requests, progress)
+    if config.disaggregated:
+        cluster: Cluster = DisaggCluster(env, replicas, config.router.kind, requests, rng, config.kv_link, closed,
+                                         max_t, config.max_waiting_requests, progress)
+    else:
+        cluster = Cluster(env, replicas, config.router.kind, requests, rng, closed, max_t,
+                          config.max_waiting_requests, progress)
     # Closed loop with several replicas: a completion at one replica creates an arrival another replica may
     # already have simulated past, so replicas must stay in lock step with simpy's clock.
     stepwise = config.stepwise or (closed is not None and len(replicas) > 1)
@@ -207,6 +213,8 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
                        stop_reason=cluster.stop_reason, last_arrival_s=last_arrival,
                        wall_s=time.perf_counter() - wall0, end_s=end_s)
     s = result.summary
+    if isinstance(cluster, DisaggCluster):
+        s["disaggregation"] = cluster.summary(result.measured, result.arrival_s, end_s)
     if s["requests_unfinished"]:
         logger.warning("%d requests unfinished (%d waiting, %d running) when the run stopped: %s",
                        s["requests_unfinished"], s["requests_waiting_at_end"], s["requests_running_at_end"],

@@ -17,8 +17,8 @@ from roofsim.model.spec import MAX_MODEL_SIZE
 from roofsim.simulator.clients import HARNESSES
 from roofsim.simulator.limits import MAX_CLIENTS, MAX_REQUESTS
 
-__all__ = ["BenchRow", "BenchTable", "read_bench_table", "rows_to_table", "write_bench_table", "COLUMNS", "MODES",
-           "MODE_REQUIRED"]
+__all__ = ["BenchRow", "BenchTable", "read_bench_table", "rows_to_table", "write_bench_table", "COLUMNS",
+           "DISAGG_COLUMNS", "MODES", "MODE_REQUIRED"]
 
 MODES = ("offline", "closed_loop", "poisson", "static_batch")
 # Fields a row of each mode must fill, besides the always-required identity columns.
@@ -66,19 +66,43 @@ class BenchRow:
     notes: str = ""
     framework_version: str = ""  # e.g. 0.10.1; picks the engine profile's version row (simulator/engines.py)
     harness: str = ""  # the benchmark client (simulator/clients.py HARNESSES: aiperf, vllm-bench, ...); "" = unknown
+    # a disaggregated deployment (docs/validation-formats.md): replicas and layout of the prefill and the decode
+    # pool; blank on a colocated row. On a disaggregated row tp/pp/ep repeat the decode pool's and num_gpus counts
+    # both pools.
+    prefill_replicas: int | None = None
+    prefill_tp: int | None = None
+    prefill_pp: int | None = None
+    prefill_ep: int | None = None
+    decode_replicas: int | None = None
+    decode_tp: int | None = None
+    decode_pp: int | None = None
+    decode_ep: int | None = None
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.prefill_replicas is not None
+
+    def pool_gpus(self, pool: str) -> int:
+        """GPUs of the `pool` ("prefill" or "decode") of a disaggregated row."""
+        return int(getattr(self, f"{pool}_replicas")) * int(getattr(self, f"{pool}_tp")) * int(
+            getattr(self, f"{pool}_pp"))
 
 
-OPTIONAL_COLUMNS = ("notes", "framework_version", "harness")  # read when present; notes always written, the others
-# when any row has one
+DISAGG_COLUMNS = tuple(f"{pool}_{k}" for pool in ("prefill", "decode") for k in ("replicas", "tp", "pp", "ep"))
+# read when present; notes always written, a version or a harness when any row has one, the pool columns when a
+# row is disaggregated
+OPTIONAL_COLUMNS = ("notes", "framework_version", "harness", *DISAGG_COLUMNS)
 
 
 def written_columns(rows: Sequence[BenchRow]) -> tuple[str, ...]:
-    """The columns a table of these rows is written with: framework_version and harness only when a row has one."""
-    return (*COLUMNS, "notes", *(c for c in OPTIONAL_COLUMNS[1:] if any(getattr(r, c) for r in rows)))
+    """The columns a table of these rows is written with: framework_version and harness only when a row has one,
+    the pool columns only when a row is disaggregated."""
+    return (*COLUMNS, "notes", *(c for c in ("framework_version", "harness") if any(getattr(r, c) for r in rows)),
+            *(DISAGG_COLUMNS if any(r.disaggregated for r in rows) else ()))
 COLUMNS = tuple(f.name for f in fields(BenchRow) if f.name not in OPTIONAL_COLUMNS)
 _REQUIRED = ("model", "hardware", "num_gpus", "tp", "pp", "ep", "weight_dtype", "kv_dtype", "framework", "mode",
              "isl", "osl")
-_INT = {"num_gpus", "tp", "pp", "ep", "isl", "osl", "concurrency", "num_requests"}
+_INT = {"num_gpus", "tp", "pp", "ep", "isl", "osl", "concurrency", "num_requests", *DISAGG_COLUMNS}
 _FLOAT = {"qps", *_MEASURED}
 _STR = {"model", "hardware", "weight_dtype", "kv_dtype", "framework", "mode", "notes", "framework_version", "harness"}
 
@@ -116,7 +140,7 @@ def _cell(col: str, raw: str):
     if col in _INT:
         if x != int(x):
             raise _CellError(f"column {col!r}={v!r} is not an integer")
-        if col in ("num_gpus", "tp", "pp", "ep", "osl", "isl") and x < 1:
+        if col in ("num_gpus", "tp", "pp", "ep", "osl", "isl", *DISAGG_COLUMNS) and x < 1:
             raise _CellError(f"column {col!r}={v!r} must be >= 1")
         if col in _LIMITS and x > _LIMITS[col][1]:
             raise _CellError(f"column {col!r}={v!r} is over {_LIMITS[col][0]}={_LIMITS[col][1]:,}")
@@ -130,10 +154,22 @@ def _check_row(row: BenchRow) -> None:
             raise _CellError(f"mode {row.mode!r} needs column {f!r}")
     if row.tp * row.pp > row.num_gpus:
         raise _CellError(f"tp*pp={row.tp * row.pp} exceeds num_gpus={row.num_gpus}")
+    given = [c for c in DISAGG_COLUMNS if getattr(row, c) is not None]
+    if given and len(given) < len(DISAGG_COLUMNS):
+        missing = [c for c in DISAGG_COLUMNS if c not in given]
+        raise _CellError(f"a disaggregated row needs every pool column; {missing} blank")
+    if given:
+        gpus = row.pool_gpus("prefill") + row.pool_gpus("decode")
+        if gpus != row.num_gpus:
+            raise _CellError(f"num_gpus={row.num_gpus} differs from the pools' prefill_replicas*prefill_tp*"
+                             f"prefill_pp + decode_replicas*decode_tp*decode_pp = {gpus}")
+        if (row.tp, row.pp, row.ep) != (row.decode_tp, row.decode_pp, row.decode_ep):
+            raise _CellError(f"tp/pp/ep={row.tp}/{row.pp}/{row.ep} of a disaggregated row must repeat the decode "
+                             f"pool's {row.decode_tp}/{row.decode_pp}/{row.decode_ep}")
 
 
 def read_bench_table(path: Path | str) -> BenchTable:
-    """Read a benchmark table CSV. Missing required column -> InputError naming it; a bad cell -> a problem
+    """Read a benchmark table CSV (pool columns: a disaggregated deployment, docs/validation-formats.md). Missing required column -> InputError naming it; a bad cell -> a problem
     "<file> line N: column 'x' ...". Line numbers count the header as line 1."""
     path = Path(path)
     header, records = read_csv_records(path, what="benchmark table")

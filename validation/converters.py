@@ -5,6 +5,7 @@ LLM-Inference-Bench) into the benchmark table format of validation.bench_table; 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, overload
@@ -78,12 +79,12 @@ _SILICON_REQ = ("backend", "model_path", "system", "precision", "mode", "isl", "
 
 
 def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = None) -> BenchTable:
-    """silicon_sample_*.csv -> closed_loop rows (concurrency = batch_size) for `agg` rows.
+    """silicon_sample_*.csv -> closed_loop rows: `agg` rows with concurrency = batch_size, `disagg` rows with
+    the prefill/decode pool columns (_disagg_pools).
 
     The `system` column (an AIConfigurator system name such as h100_sxm or l40s) resolves through the hardware
     catalog like the kernel reader's system folders; `hardware` (id/alias) overrides it for every row.
 
-    `disagg` rows (separate prefill/decode pools) cannot be expressed in one table row and are listed as problems.
     weight_dtype from gemm_quant_mode (blank = unquantised, taken as bf16); the KV dtype is not recorded and is
     taken as bf16 (stated in each row's notes).
     """
@@ -92,9 +93,8 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
     systems: dict[str, str | None] = {}
 
     def conv(r: dict) -> BenchRow:
-        if r["mode"] != "agg":
-            raise _Skip(f"mode={r['mode']!r}: disaggregated prefill/decode pools are not representable as one "
-                        f"benchmark-table row (not converted)")
+        if r["mode"] not in ("agg", "disagg"):
+            raise _Skip(f"mode={r['mode']!r} is neither 'agg' nor 'disagg'")
         sysname = r["system"]
         if fixed is None and sysname not in systems:
             try:
@@ -116,14 +116,24 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
         else:
             wd = "bf16"
             notes.append("no quant mode: weights assumed bf16")
+        ver = (r.get("backend_version") or "").strip()
+        if ver:
+            notes.append(f"{r['backend']} {ver}")
+        if r["mode"] == "disagg":
+            pools, concurrency = _disagg_pools(r, notes)
+            return BenchRow(
+                model=r["model_path"], hardware=hw, num_gpus=sum(p[0] * p[1] * p[2] for p in pools.values()),
+                tp=pools["decode"][1], pp=pools["decode"][2], ep=pools["decode"][3], weight_dtype=wd,
+                kv_dtype="bf16", framework=r["backend"], mode="closed_loop", isl=_i(r, "isl"), osl=_i(r, "osl"),
+                concurrency=concurrency, ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"),
+                notes="; ".join(notes), framework_version=ver,
+                **{f"{pool}_{k}": v for pool, p in pools.items()
+                   for k, v in zip(("replicas", "tp", "pp", "ep"), p, strict=True)})
         tp, pp = _i(r, "tp_size"), _i(r, "pp_size")
         dp = _i(r, "attention_dp_size", blank_ok=True) or 1
         ep = _i(r, "moe_ep_size", blank_ok=True) or 1
         if dp > 1:
             notes.append(f"attention_dp_size={dp}: num_gpus = tp*pp*dp")
-        ver = (r.get("backend_version") or "").strip()
-        if ver:
-            notes.append(f"{r['backend']} {ver}")
         return BenchRow(
             model=r["model_path"], hardware=hw, num_gpus=tp * pp * dp, tp=tp, pp=pp, ep=ep,
             weight_dtype=wd, kv_dtype="bf16", framework=r["backend"], mode="closed_loop",
@@ -132,6 +142,37 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
             framework_version=ver)
 
     return _convert(path, _SILICON_REQ, conv)
+
+
+_CONCURRENCY = re.compile(r"silicon_concurrency=(\d+)")
+
+
+def _disagg_pools(r: dict, notes: list[str]) -> tuple[dict[str, tuple[int, int, int, int]], int]:
+    """The (replicas, tp, pp, ep) of the prefill and decode pools of a `disagg` row, and its client concurrency.
+
+    Workers = replicas. roofsim has no attention data parallelism: a worker of attention_dp_size d and tp t is
+    simulated as tp = t*d over the same GPUs (noted). MoE expert parallelism = moe_ep_size (0 or blank = 1).
+    Concurrency: `silicon_concurrency=` in silicon_data_source (a row without it is a problem)."""
+    pools: dict[str, tuple[int, int, int, int]] = {}
+    for pool in ("prefill", "decode"):
+        workers = _i(r, f"{pool}_num_workers", blank_ok=True)
+        if workers is None:
+            raise _Skip(f"mode=disagg but column '{pool}_num_workers' is empty: the size of the {pool} pool is "
+                        f"not recorded")
+        tp, pp = _i(r, f"{pool}_tp_size"), _i(r, f"{pool}_pp_size")
+        dp = _i(r, f"{pool}_attention_dp_size", blank_ok=True) or 1
+        ep = _i(r, f"{pool}_moe_ep_size", blank_ok=True) or 1
+        if dp > 1:
+            notes.append(f"{pool} attention_dp_size={dp} x tp {tp}: simulated as tp={tp * dp}")
+        pools[pool] = (workers, tp * dp, pp, ep)
+    m = _CONCURRENCY.search(r.get("silicon_data_source") or "")
+    if m is None:
+        # decode_batch_size x decode_num_workers equals silicon_concurrency on every row that records both, but
+        # not on the others: Qwen3-32B vLLM 2 x tp4 decode at 224 each would need >= 12 ms per step from KV
+        # reads alone at 4,500 tokens of context (fp8 KV, 3.35 TB/s), against 8.7 ms measured
+        raise _Skip("mode=disagg but silicon_data_source records no silicon_concurrency: the client concurrency "
+                    "is unknown (decode_batch_size is the engine's batch limit)")
+    return pools, int(m.group(1))
 
 
 # ------------------------------------------------------------------------------------------------ Splitwise

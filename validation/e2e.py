@@ -47,7 +47,7 @@ _SCHEDULER: TypeAdapter[Any] = TypeAdapter(SchedulerConfig)
 
 __all__ = ["METRICS", "RowPrediction", "E2EResult", "row_config", "engine_scheduler", "row_engine", "row_quant",
            "predict_row", "predict_table", "e2e_error_stats", "write_predictions", "CLOSED_LOOP_WAVES",
-           "row_label", "row_harness", "CLIENT_CHOICES", "DEFAULT_CLOSED_LOOP_HARNESS"]
+           "row_label", "row_harness", "CLIENT_CHOICES", "DEFAULT_CLOSED_LOOP_HARNESS", "disaggregated_config"]
 
 # Measured column -> (predicted column, SimResult summary key and statistic, or a throughput key)
 METRICS: dict[str, str] = {
@@ -93,7 +93,9 @@ def row_label(row: BenchRow) -> str:
     """A short identity of a row for problem messages."""
     load = {"closed_loop": f"concurrency={row.concurrency}", "static_batch": f"batch={row.concurrency}",
             "poisson": f"qps={row.qps}", "offline": f"num_requests={row.num_requests}"}[row.mode]
-    return (f"{row.model} on {row.num_gpus}x{row.hardware} tp{row.tp} pp{row.pp} {row.framework} {row.mode} "
+    layout = (f"{row.prefill_replicas}P tp{row.prefill_tp} + {row.decode_replicas}D tp{row.decode_tp}"
+              if row.disaggregated else f"tp{row.tp} pp{row.pp}")
+    return (f"{row.model} on {row.num_gpus}x{row.hardware} {layout} {row.framework} {row.mode} "
             f"isl={row.isl} osl={row.osl} {load}")
 
 
@@ -210,7 +212,22 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
                      f"harness draws every prompt from {pool} with replacement, so prompts repeat")
     elif row.mode != "static_batch" and engine is not None:
         notes[0] += "; prefix caching off: the benchmark client's random prompts share no prefix"
+    if row.disaggregated:
+        return disaggregated_config(row, group, workload, seed, notes), notes
     return SimConfig(workload=workload, replicas=(group,), seed=seed), notes
+
+
+def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: SyntheticWorkload, seed: int,
+                         notes: list[str]) -> SimConfig:
+    """The run of a disaggregated row: `group` (the engine's settings) as the prefill pool and the decode pool
+    with each pool's replicas and layout; the KV crosses the GPUs' network link (the default kv_link)."""
+    groups = tuple(group.model_copy(update={
+        "role": pool, "count": getattr(row, f"{pool}_replicas"), "tp": getattr(row, f"{pool}_tp"),
+        "pp": getattr(row, f"{pool}_pp"), "ep": getattr(row, f"{pool}_ep")}) for pool in ("prefill", "decode"))
+    notes.append("disaggregated: " + " + ".join(
+        f"{g.count} {g.role} x tp{g.tp} pp{g.pp} ep{g.ep}" for g in groups)
+        + "; KV handed over on the GPUs' network link; TTFT counts the handover (docs/disaggregation.md)")
+    return SimConfig(workload=workload, replicas=groups, seed=seed)
 
 
 # ------------------------------------------------------------------------------------------- prediction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -43,13 +44,39 @@ def test_missing_column_and_bad_cells(tmp_path: Path) -> None:
 
 def test_convert_aiconfigurator_silicon(shared_data: Path, tmp_path: Path) -> None:
     t = convert_aiconfigurator_silicon(shared_data / "serving/aiconfigurator_silicon/silicon_sample_h100.csv")
-    assert len(t.rows) == 810 and len(t.problems) == 107  # 917 rows = 810 agg + 107 disagg (problems)
-    assert all("disagg" in p for p in t.problems)
+    # 917 rows = 810 agg + 107 disagg; 8 disagg rows record both pools and the client concurrency
+    assert len(t.rows) == 818 and len(t.problems) == 99
+    assert sum("prefill_num_workers' is empty" in p for p in t.problems) == 92
+    assert sum("no silicon_concurrency" in p for p in t.problems) == 7
     llama = [r for r in t.rows if r.model == "meta-llama/Llama-3.1-8B-Instruct"]
     assert len(llama) == 177 and all(r.mode == "closed_loop" and r.concurrency for r in llama)
     assert {r.weight_dtype for r in t.rows} == {"bf16", "fp8", "fp4"}
+    dis = [r for r in t.rows if r.disaggregated]
+    assert len(dis) == 8 and {r.model for r in dis} == {"deepseek-ai/DeepSeek-V3"}
+    # dsr1_h100_trtllm_fp8_disagg_8192x1024_c6_cfg494: 1 prefill worker (tp1 x attention-dp16, ep16),
+    # 3 decode workers (tp16, ep16), silicon_concurrency=6
+    c6 = next(r for r in dis if r.isl == 8192 and r.concurrency == 6)
+    assert (c6.prefill_replicas, c6.prefill_tp, c6.prefill_ep, c6.decode_replicas, c6.decode_tp, c6.decode_ep,
+            c6.num_gpus, c6.tp, c6.ep) == (1, 16, 16, 3, 16, 16, 64, 16, 16)
+    assert "prefill attention_dp_size=16 x tp 1: simulated as tp=16" in c6.notes
     back = read_bench_table(write_bench_table(t.rows, tmp_path / "s.csv"))
     assert back.rows == t.rows and back.problems == ()
+
+
+def test_disaggregated_rows_need_every_pool_column_and_consistent_gpus(tmp_path: Path) -> None:
+    dis = replace(ROW, num_gpus=6, tp=2, prefill_replicas=2, prefill_tp=1, prefill_pp=1, prefill_ep=1,
+                  decode_replicas=2, decode_tp=2, decode_pp=1, decode_ep=1)
+    p = write_bench_table([ROW, dis], tmp_path / "d.csv")
+    assert read_bench_table(p).rows == (ROW, dis)
+    assert "prefill_replicas" not in write_bench_table([ROW], tmp_path / "c.csv").read_text()  # colocated only
+    lines = p.read_text().splitlines()
+    bad_gpus = lines[2].replace("meta-llama/Llama-3.1-8B-Instruct,h100-sxm,6,", "meta-llama/Llama-3.1-8B-Instruct,h100-sxm,5,")
+    no_pool = lines[2][: lines[2].rindex(",")] + ","
+    p.write_text("\n".join([lines[0], bad_gpus, no_pool]) + "\n")
+    t = read_bench_table(p)
+    assert t.rows == ()
+    assert "num_gpus=5 differs from the pools' prefill_replicas*prefill_tp*prefill_pp" in t.problems[0]
+    assert "needs every pool column; ['decode_ep'] blank" in t.problems[1]
 
 
 def test_convert_splitwise(shared_data: Path, tmp_path: Path) -> None:

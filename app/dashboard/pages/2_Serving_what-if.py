@@ -14,6 +14,7 @@ from roofsim.app.dashboard.state.common import USER_ERRORS, config_toml, save_up
 from roofsim.app.dashboard.state.serving import (
     ARRIVAL_MODES,
     CUSTOM_ENGINE,
+    DEPLOYMENTS,
     SERVING_WIDGETS,
     restore_scenario,
     serving_defaults,
@@ -120,6 +121,11 @@ with st.sidebar:
         w(key, col)
     for col, key in zip(st.columns(3), ("sv_weight_dtype", "sv_activation_dtype", "sv_kv_dtype"), strict=True):
         w(key, col)
+    if w("sv_deployment") == DEPLOYMENTS[1]:  # the replicas above are the prefill pool
+        w("sv_decode_hardware")
+        for pair in (("sv_decode_tp", "sv_decode_count"), ("sv_kv_link", "sv_kv_layerwise")):
+            for col, key in zip(st.columns(2), pair, strict=True):
+                w(key, col)
     st.header("Scheduler")
     if w("sv_engine") not in (None, CUSTOM_ENGINE):
         try:
@@ -228,6 +234,14 @@ if s.get("requests_warmup"):
 if "prefix_cache_hit_rate" in s and not values["sv_trace_path"]:
     st.caption("Prefix caching needs prompts with hash ids (a trace such as Mooncake's); built-in workloads have "
                "none, so nothing is reused.")
+if dis := s.get("disaggregation"):
+    h = dis["handover"]
+    st.caption(" ".join(
+        f"{pool.capitalize()} pool: {dis[pool]['gpus']} GPUs, busy {dis[pool]['busy_fraction']:.0%}, mean batch "
+        f"{dis[pool]['mean_batch_size']:.1f}, peak KV {dis[pool]['max_kv_usage']:.0%}." for pool in ("prefill", "decode"))
+        + f" Handover: median {h['handover_s']['p50'] * 1e3:.1f} ms (KV wait {h['decode_kv_wait_s']['p50'] * 1e3:.1f}"
+        f" ms, transfer {h['transfer_s']['p50'] * 1e3:.1f} ms); first token at the prefill replica after "
+        f"{h['prefill_ttft_s']['p50'] * 1e3:.0f} ms (median); TTFT counts the handover.")
 if s.get("saturated"):
     st.warning("The system is saturated: the queue keeps growing at this load. Latencies grow with the run length.")
 

@@ -34,11 +34,12 @@ from roofsim.app.dashboard.state.form import (
 from roofsim.hardware_specs.catalog import hardware_ids, load_hardware
 from roofsim.model.loader import load_checkpoint_quant, model_ids
 from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, PerTokenExit
-from roofsim.simulator.config import RouterConfig, SchedulerConfig, SimConfig, VLLMScheduler
+from roofsim.simulator.config import KVLinkConfig, RouterConfig, SchedulerConfig, SimConfig, VLLMScheduler
 from roofsim.simulator.engines import engine_choices
 from roofsim.simulator.workload import TraceFormat, named_workload, named_workloads
 
 ARRIVAL_MODES = ("open loop (rate)", "closed loop (clients)")
+DEPLOYMENTS = ("colocated", "disaggregated")  # disaggregated: replicas.0 = prefill pool, replicas.1 = decode pool
 
 
 def _trace(v: Values) -> bool:
@@ -84,6 +85,7 @@ def _csv_path(path: str) -> str:
 
 
 _open, _closed = _mode(0), _mode(1)
+_disagg = is_("sv_deployment", DEPLOYMENTS[1])
 _not_trace = all_of(lambda v: not _trace(v))
 _spec = all_of(lambda v: v["sv_spec_drafter"] != "off")
 _ee = is_("sv_ee_kind", "per_token")
@@ -134,6 +136,22 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_tp", _R + "tp", "number_input", "TP", 1, kw={"min_value": 1}),
     Widget("sv_pp", _R + "pp", "number_input", "PP", 1, kw={"min_value": 1}),
     Widget("sv_count", _R + "count", "number_input", "Replicas", 1, kw={"min_value": 1}),
+    # disaggregated prefill/decode (docs/disaggregation.md): the group above is the prefill pool; the decode pool
+    # copies it (sim_config) with its own replicas, TP and hardware
+    Widget("sv_deployment", _R + "role", "radio", "Deployment", DEPLOYMENTS[0], DEPLOYMENTS,
+           to_cfg=lambda d: "prefill" if d == DEPLOYMENTS[1] else OMIT,
+           from_cfg=lambda r: DEPLOYMENTS[1] if r == "prefill" else DEPLOYMENTS[0], absent=DEPLOYMENTS[0],
+           kw={"horizontal": True, "help": "disaggregated: the replicas above prefill, a decode pool decodes; "
+                                           "the KV crosses the link below"}),
+    Widget("sv_decode_hardware", "replicas.1.hardware", "selectbox", "Decode hardware", "h100-sxm", hardware_ids,
+           when=_disagg),
+    Widget("sv_decode_tp", "replicas.1.tp", "number_input", "Decode TP", 1, when=_disagg, kw={"min_value": 1}),
+    Widget("sv_decode_count", "replicas.1.count", "number_input", "Decode replicas", 1, when=_disagg,
+           kw={"min_value": 1}),
+    Widget("sv_kv_link", "kv_link.kind", "selectbox", "KV link", "network", kinds(KVLinkConfig), when=_disagg,
+           kw={"help": "nvlink: one NVLink domain; network: InfiniBand/RoCE NIC per GPU; pcie: through host"}),
+    Widget("sv_kv_layerwise", "kv_link.layerwise", "checkbox", "Layer-wise KV transfer", False, when=_disagg,
+           kw={"help": "send each layer's KV while the next layer computes"}),
     Widget("sv_weight_dtype", _R + "quant.weight_dtype", "selectbox", "Weights", CHECKPOINT, WEIGHT_OR_CHECKPOINT),
     Widget("sv_activation_dtype", _R + "quant.activation_dtype", "selectbox", "Activations", "auto",
            ACTIVATION_CHOICES),
@@ -242,6 +260,14 @@ def sim_config(values: Values | None = None, **changes: Any) -> SimConfig:
     d = build_dict(SERVING_WIDGETS, v)
     rep = d["replicas"][0]
     q = rep["quant"]
+    _quant_table(rep, q)
+    if len(d["replicas"]) > 1:  # the decode pool: the prefill group with its own hardware, TP and count
+        d["replicas"][1] = {**rep, **d["replicas"][1], "role": "decode"}
+    return SimConfig.model_validate(d)
+
+
+def _quant_table(rep: dict[str, Any], q: dict[str, Any]) -> None:
+    """Replace the group's widget quant table with the QuantSpec dump it means (none: the checkpoint's)."""
     if (q["weight_dtype"], q["activation_dtype"], q["kv_dtype"]) == (CHECKPOINT, "auto", "auto"):
         del rep["quant"]  # no quant table: the checkpoint's own format (simulator.run.group_quant), as a run file
     else:
@@ -253,7 +279,6 @@ def sim_config(values: Values | None = None, **changes: Any) -> SimConfig:
         hw = load_hardware(rep["hardware"]) if q["weight_dtype"] == CHECKPOINT or q["activation_dtype"] == "auto" \
             else None
         rep["quant"] = quant_from_args(ns, ckpt, hw).model_dump()
-    return SimConfig.model_validate(d)
 
 
 def restore_scenario(cfg: SimConfig) -> tuple[dict[str, Any], list[str]]:
