@@ -26,7 +26,7 @@ from roofsim.validation.transfer import (
 ROOT = Path(__file__).resolve().parents[2]
 TRUE = Calibration(gemm_eff=0.62, gemm_k_half=300.0, gemm_mem_eff=0.7, gemm_overhead_s=3e-6,
                    attn_decode_mem_eff=0.55, attn_decode_ctx_half=200.0, attn_decode_overhead_s=9e-6,
-                   comm_bw_eff=0.6, comm_latency_s=1.5e-5)
+                   comm_bw_eff=0.15, comm_latency_s=1.5e-5)
 
 
 def _rows(gpus: tuple[str, ...]) -> list[KernelMeasurement]:
