@@ -146,15 +146,15 @@ class Calibration(BaseModel):
         "working set (bytes read + written by one pass) at which an elementwise kernel is halfway between cache "
         "and DRAM bandwidth: time x (1 + (gain - 1) s) / gain, s = ws^2 / (ws^2 + this^2); 0 = no cache regime"))
     # TP all-reduce as the serving framework runs it: its own one-shot/two-shot kernel (vLLM/SGLang custom
-    # all-reduce, TRT-LLM's) below comm_oneshot_max_bytes, NCCL above (docs/model.md, "Communication")
+    # all-reduce, TRT-LLM's) below comm_oneshot_max_bytes, NCCL above (docs/model.md, "Collectives")
     comm_bw_eff: float = Field(0.20, gt=0, le=1, description=(
         "throughput of the engine's all-reduce kernel per thread block as a fraction of one 16-byte access per SM "
         "clock (it runs CUSTOM_AR_BLOCKS blocks); its bandwidth is min(link x nccl_bw_eff, this)"))
     comm_latency_s: float = Field(4e-6, ge=0, description=(
         "fixed cost of one engine all-reduce call at the reference clock (one-shot kernel; also added to the NCCL "
         "fallback above comm_oneshot_max_bytes)"))
-    comm_twoshot_latency_x: float = Field(1.8, gt=0, description=(
-        "fixed cost of the two-shot kernel (reduce-scatter + all-gather, two barriers more) relative to one-shot"))
+    # two-shot = reduce-scatter + all-gather: more barriers than one-shot
+    comm_twoshot_latency_x: float = Field(1.8, gt=0, description="two-shot kernel's fixed cost / one-shot's")
     comm_oneshot_max_bytes: float = Field(8 * 1024 * 1024, ge=0, description=(
         "largest message the engine's own all-reduce kernel takes (vLLM CustomAllreduce max_size = 8 MiB); "
         "above it, and on PCIe with more than 2 GPUs, the engine calls NCCL; 0 = always NCCL"))
