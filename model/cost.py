@@ -11,9 +11,11 @@ functions and their defaults are documented in docs/model.md; `Calibration` hold
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roofsim.hardware_specs.spec import HardwareSpec
@@ -144,22 +146,29 @@ class Calibration(BaseModel):
     elementwise_cache_bytes: float = Field(0.0, ge=0, description=(
         "working set (bytes read + written by one pass) at which an elementwise kernel is halfway between cache "
         "and DRAM bandwidth: time x (1 + (gain - 1) s) / gain, s = ws^2 / (ws^2 + this^2); 0 = no cache regime"))
-    # TP all-reduce as the serving framework runs it (custom one-shot/two-shot kernels, NCCL above their range)
-    comm_bw_eff: float = Field(0.80, gt=0, le=1)
-    comm_latency_s: float = Field(2e-6, ge=0, description="fixed cost of one collective call (launch)")
-    comm_oneshot_max_bytes: float = Field(0.0, ge=0, description=(
-        "largest message the TP all-reduce may run one-shot (every GPU reads all peers' buffers: one latency hop, "
-        "(n-1) x bytes); the faster of one-shot and two-shot is taken up to it; 0 = two-shot/ring only"))
+    # TP all-reduce as the serving framework runs it: its own one-shot/two-shot kernel (vLLM/SGLang custom
+    # all-reduce, TRT-LLM's) below comm_oneshot_max_bytes, NCCL above (docs/model.md, "Collectives")
+    comm_bw_eff: float = Field(0.20, gt=0, le=1, description=(
+        "throughput of the engine's all-reduce kernel per thread block as a fraction of one 16-byte access per SM "
+        "clock (it runs CUSTOM_AR_BLOCKS blocks); its bandwidth is min(link x nccl_bw_eff, this)"))
+    comm_latency_s: float = Field(4e-6, ge=0, description=(
+        "fixed cost of one engine all-reduce call at the reference clock (one-shot kernel; also added to the NCCL "
+        "fallback above comm_oneshot_max_bytes)"))
+    # two-shot = reduce-scatter + all-gather: more barriers than one-shot
+    comm_twoshot_latency_x: float = Field(1.8, gt=0, description="two-shot kernel's fixed cost / one-shot's")
+    comm_oneshot_max_bytes: float = Field(8 * 1024 * 1024, ge=0, description=(
+        "largest message the engine's own all-reduce kernel takes (vLLM CustomAllreduce max_size = 8 MiB); "
+        "above it, and on PCIe with more than 2 GPUs, the engine calls NCCL; 0 = always NCCL"))
     comm_floor_s: float = Field(0.0, ge=0, description="minimum time of one TP all-reduce call (host dispatch)")
-    # NCCL collectives (all-gather, all-to-all, send/recv, and NCCL all-reduce measurements)
-    nccl_bw_eff: float = Field(0.80, gt=0, le=1)
-    nccl_latency_s: float = Field(2e-6, ge=0)
-    nccl_hop_s: float = Field(0.0, ge=0, description=(
-        "extra latency per peer GPU of an NCCL collective, t += (n-1) x this: nccl-tests small all-reduces grow "
-        "like a ring's 2(n-1) steps (A100: 10/14/22 us for 2/4/8 GPUs), faster than the log2(n) hops; 0 = none"))
-    nccl_bw_gpu_exp: float = Field(0.0, description=(
-        "NCCL bandwidth efficiency scales as (n/2)^this with the GPU count n (NVLS/tree at 8 GPUs move fewer "
-        "bytes per GPU than the ring formula: H100 8-GPU busbw is ~1.4x the 2-GPU one); 0 = one efficiency"))
+    # NCCL collectives (all-gather, reduce-scatter, all-to-all, send/recv, NCCL all-reduce): NCCL's own tuning
+    # model (latency per algorithm/protocol, bus bandwidth) on the datasheet link; these scale the link bandwidth
+    nccl_bw_eff: float = Field(0.80, gt=0, le=1, description=(
+        "bus bandwidth of NCCL's Simple protocol as a fraction of the datasheet NVLink bandwidth (default: NCCL's "
+        "own link model, 20.0 of 25 GB/s per NVLink3/4 link, src/graph/topo.h)"))
+    nccl_bw_eff_pcie: float = Field(0.75, gt=0, le=1, description=(
+        "the same over PCIe or the network (default: NCCL's PCI_BW, 12 of 16 GB/s for PCIe Gen3 x16)"))
+    nccl_latency_s: float = Field(0.0, ge=0, description=(
+        "fixed cost added to NCCL's tuning-model latency (nccl-tests need none: 0)"))
     decode_cuda_graphs: bool = Field(False, description=(
         "decode-only iterations replay as CUDA graphs (vLLM/SGLang/TRT-LLM capture decode batches), so their "
         "framework all-reduces pay no comm_floor_s host dispatch (Kernel.graphed); False = every call pays it"))
@@ -176,6 +185,8 @@ class Calibration(BaseModel):
         """A refined field that is not given takes the value of the field it refines (given or default)."""
         if not isinstance(data, dict):
             return data
+        if _OBSOLETE & data.keys():
+            data = {k: v for k, v in data.items() if k not in _OBSOLETE}
         missing = [f for f in _INHERIT if f not in data]
         if not missing:
             return data
@@ -204,9 +215,12 @@ _INHERIT: dict[str, str] = {
     "attn_decode_mem_eff_fp8kv": "attn_decode_mem_eff",
     "attn_prefill_overhead_s": "kernel_overhead_s",
     "attn_decode_overhead_s": "kernel_overhead_s",
-    "nccl_bw_eff": "comm_bw_eff",
-    "nccl_latency_s": "comm_latency_s",
+    "nccl_bw_eff_pcie": "nccl_bw_eff",
 }
+
+# fields of the earlier communication model (one latency per hop, a GPU-count bandwidth exponent): a profile that
+# still has them reads without them (docs/validation.md, "Profile files")
+_OBSOLETE: frozenset[str] = frozenset({"nccl_hop_s", "nccl_bw_gpu_exp"})
 
 
 DEFAULT_CALIBRATION = Calibration()
@@ -329,63 +343,97 @@ def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration
     return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal, groups) * kramp
 
 
-def comm_terms(k: Kernel, hw: HardwareSpec) -> tuple[bool, float, float, float, float]:
-    """Calibration-free terms of one communication kernel: (is the framework TP all-reduce, latency seconds of
-    the two-shot/ring/generic algorithm, latency seconds of one-shot, link seconds of two-shot/ring/generic at
-    100% link efficiency, link seconds of one-shot at 100%)."""
-    n = k.comm_gpus
-    if k.op == "send_recv":  # point-to-point activation hand-off between adjacent stages
-        bw, alpha = _link(n, hw)
-        return False, alpha, alpha, k.comm_bytes / bw, k.comm_bytes / bw
-    if n <= 1 or k.comm_bytes <= 0:
-        return k.op == "allreduce", 0.0, 0.0, 0.0, 0.0
-    bw, alpha = _link(n, hw)
-    if k.op in ALLREDUCE_OPS:
-        # ring / two-shot (reduce-scatter + all-gather): 2(n-1)/n of the message per GPU (Thakur et al. 2005);
-        # latency log2(n) hops (NCCL tree/NVLS, custom two-shot). One-shot: every GPU reads the n-1 peer
-        # buffers whole ((n-1) x bytes) in one hop (vLLM/TRT-LLM custom all-reduce for small messages).
-        return (k.op == "allreduce", math.log2(n) * alpha, alpha,
-                2 * (n - 1) / n * k.comm_bytes / bw, (n - 1) * k.comm_bytes / bw)
-    # all-gather / reduce-scatter / all-to-all: (n-1)/n of the data crosses the link, log2(n) latency hops
-    return False, math.log2(n) * alpha, alpha, (n - 1) / n * k.comm_bytes / bw, (n - 1) / n * k.comm_bytes / bw
+# NCCL's tuning model (NVIDIA/nccl src/graph/tuning.cc @ 5067397, ncclTopoTuneModel): per protocol (LL, LL128,
+# Simple) a base latency plus one hardware latency per ring step, in us, by link type (NVLink, PCIe, network).
+NCCL_BASE_LAT_US = (6.6, 14.0, 8.4)
+NCCL_HW_LAT_US = {"nvlink": (0.6, 1.9, 3.4), "pcie": (1.0, 2.5, 5.7), "net": (2.7, 4.0, 14.0)}
+NCCL_NVLS_LAT_US = 25.0  # NVLS (NVLink SHARP) Simple latency, NVLink
+# LL bus bandwidth cap, GB/s, one node (llMaxBws, by compute capability: Ampere index for sm80-89)
+NCCL_LL_MAX_BW = {"volta": 39.0e9, "ampere": 87.7e9, "ada": 87.7e9, "hopper": 141.0e9, "blackwell": 282.0e9}
+NCCL_NVLS_EFF = {"hopper": 0.85, "blackwell": 0.74}  # nvlsEfficiency: in-switch reduction on NVSwitch parts
+# NVLS all-reduce is taken from 8 GPUs up: AIConfigurator's H100 nccl-tests all-reduce tables reach a ring-formula
+# bus bandwidth of 445 GB/s at 8 GPUs (above the 450 GB/s link's ring ceiling) but 320-350 GB/s at 2-4 GPUs
+NCCL_NVLS_MIN_GPUS = 8
+# NCCL's latency constants are taken at this SM clock (H100 SXM's); a GPU's fixed costs scale with 1/clock
+# (kernel launch, flag polling and fences run in cycles): nccl-tests 8-GPU all-reduce latency x clock is
+# 31.9 / 28.4 us.GHz on A100 / H100, 56 / 61 on L40S / RTX PRO 6000 (PCIe)
+COMM_REF_CLOCK_HZ = 1.83e9
+# vLLM csrc/custom_all_reduce.cuh @ 036bb68 (SGLang's custom all-reduce is a port): 36 blocks of 512 threads;
+# one-shot at 2 GPUs, on full NVLink below 512 KB up to 4 GPUs / 256 KB up to 8, two-shot above; no custom kernel
+# on more than two PCIe-only GPUs (custom_all_reduce.py: NCCL instead)
+CUSTOM_AR_BLOCKS = 36
+_ACCESS_BYTES = 16.0  # one 128-bit access (the kernels' packed loads)
+
+# the calibration-free terms of a communication kernel (FeatureTable keeps one column per name)
+COMM_TERMS: tuple[str, ...] = (
+    "custom", "gpus", "bytes", "link_bw", "nvlink", "clock_hz", "ll_max_bw", "traffic", "lat_ll", "lat_ll128",
+    "lat_simple", "nvls_eff", "oneshot", "custom_ok")
 
 
-def _comm_from_terms(custom: bool, a2: float, a1: float, b2: float, b1: float, nbytes: float,
-                     cal: Calibration, graphed: bool = False, gpus: int = 2) -> float:
-    if not custom:
-        n = max(1, gpus)
-        eff = cal.nccl_bw_eff * (n / 2) ** cal.nccl_bw_gpu_exp if cal.nccl_bw_gpu_exp else cal.nccl_bw_eff
-        return cal.nccl_latency_s + a2 + cal.nccl_hop_s * (n - 1) + b2 / eff
-    t = cal.comm_latency_s + a2 + b2 / cal.comm_bw_eff
-    if nbytes <= cal.comm_oneshot_max_bytes:
-        t = min(t, cal.comm_latency_s + a1 + b1 / cal.comm_bw_eff)
-    return t if graphed else max(t, cal.comm_floor_s)
+def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
+    """Calibration-free terms of one communication kernel (COMM_TERMS): the link it crosses, NCCL's ring
+    latencies per protocol for its step count (seconds at COMM_REF_CLOCK_HZ), the bytes per GPU per byte of
+    message (`traffic`: ring all-reduce 2(n-1)/n, all-gather / reduce-scatter / all-to-all (n-1)/n of the
+    nccl-tests buffer, send/recv 1; Thakur et al. 2005) and which engine kernel an all-reduce runs."""
+    n = max(1, k.comm_gpus)
+    ic = hw.interconnect
+    if n <= ic.scaleup_max_gpus:
+        nvlink = ic.scaleup_bytes_per_s > ic.pcie_bytes_per_s  # a scale-up fabric faster than the host link
+        link, bw = ("nvlink" if nvlink else "pcie"), (ic.scaleup_bytes_per_s or ic.pcie_bytes_per_s)
+    else:
+        nvlink, link, bw = False, "net", ic.scaleout_bytes_per_s or ic.pcie_bytes_per_s
+    allreduce = k.op in ALLREDUCE_OPS
+    steps = 1.0 if k.op == "send_recv" else 2.0 * (n - 1) if allreduce else float(n - 1)
+    traffic = 1.0 if k.op == "send_recv" else steps / n
+    lat = [(b + steps * h) * 1e-6 for b, h in zip(NCCL_BASE_LAT_US, NCCL_HW_LAT_US[link], strict=True)]
+    nvls = allreduce and nvlink and n >= NCCL_NVLS_MIN_GPUS
+    return {"custom": float(k.op == "allreduce"), "gpus": float(n), "bytes": k.comm_bytes, "link_bw": bw,
+            "nvlink": float(nvlink), "clock_hz": hw.compute.clock_hz,
+            "ll_max_bw": NCCL_LL_MAX_BW.get(hw.architecture, NCCL_LL_MAX_BW["ampere"]), "traffic": traffic,
+            "lat_ll": lat[0], "lat_ll128": lat[1], "lat_simple": lat[2],
+            "nvls_eff": NCCL_NVLS_EFF.get(hw.architecture, 0.0) if nvls else 0.0,
+            "oneshot": float(n == 2 or (n <= 4 and k.comm_bytes < 512 * 1024) or k.comm_bytes < 256 * 1024),
+            "custom_ok": float(n <= ic.scaleup_max_gpus and (n == 2 or nvlink))}
+
+
+def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) -> Any:
+    """Seconds of communication kernels from their comm_terms `f` and calibration fields `p` (floats or numpy
+    arrays alike: kernel_cost and FeatureTable share this). NCCL: the fastest of ring LL (half the bus bandwidth,
+    capped), LL128 (92 %, NVLink only), Simple and, from 8 NVSwitch GPUs on Hopper/Blackwell, NVLS all-reduce
+    ((n-1)/n of the message per GPU at nvls_eff), each latency + traffic x bytes / bandwidth (NCCL
+    ncclTopoGetAlgoTime). The engine's all-reduce: one-shot ((n-1) x bytes) or two-shot (2(n-1)/n x bytes) at
+    min(link, blocks x clock x 16 B x comm_bw_eff), or NCCL + its call cost; eager calls never below comm_floor_s."""
+    ck = COMM_REF_CLOCK_HZ / f["clock_hz"]
+    nvlink = f["nvlink"] > 0
+    busbw = f["link_bw"] * np.where(nvlink, p["nccl_bw_eff"], p["nccl_bw_eff_pcie"])
+    moved = f["traffic"] * f["bytes"]
+    t = ck * f["lat_simple"] + moved / busbw
+    t = np.minimum(t, ck * f["lat_ll"] + moved / np.minimum(f["ll_max_bw"], 0.5 * busbw))
+    t = np.where(nvlink, np.minimum(t, ck * f["lat_ll128"] + moved / (0.92 * busbw)), t)
+    nvls_eff = np.maximum(f["nvls_eff"], 1e-30)
+    t = np.where(f["nvls_eff"] > 0, np.minimum(t, ck * NCCL_NVLS_LAT_US * 1e-6 + (f["gpus"] - 1) / f["gpus"]
+                                               * f["bytes"] / (nvls_eff * busbw)), t)
+    nccl = t + p["nccl_latency_s"]
+    n = f["gpus"]
+    kbw = np.minimum(busbw, CUSTOM_AR_BLOCKS * f["clock_hz"] * _ACCESS_BYTES * p["comm_bw_eff"])
+    lat = ck * p["comm_latency_s"]
+    kernel = np.where(f["oneshot"] > 0, lat + (n - 1) * f["bytes"] / kbw,
+                      lat * p["comm_twoshot_latency_x"] + 2 * (n - 1) / n * f["bytes"] / kbw)
+    own = np.where((f["custom_ok"] > 0) & (f["bytes"] < p["comm_oneshot_max_bytes"]), kernel, nccl + lat)
+    own = np.where(graphed, own, np.maximum(own, p["comm_floor_s"]))
+    return np.where(f["custom"] > 0, own, nccl)
 
 
 def allreduce_seconds(message_bytes: float, gpus: int, hw: HardwareSpec, cal: Calibration,
                       nccl: bool = False, graphed: bool = False) -> float:
-    """All-reduce of `message_bytes` over `gpus`: the serving framework's TP all-reduce (default) or NCCL's.
-
-    Two-shot/ring: latency + log2(n) hops + 2(n-1)/n of the message over the link (Thakur et al. 2005); the
-    framework kernel also runs one-shot ((n-1) x message, one hop) up to `comm_oneshot_max_bytes`, taking the
-    faster, and never below `comm_floor_s` (host dispatch; not under a CUDA graph, `graphed`). AIConfigurator's H100 tables put a small custom all-reduce at
-    4.3-4.7 us for 2-8 GPUs and a 32 KB NCCL all-reduce over 4 GPUs at 11 us (docs/model.md).
-    """
+    """All-reduce of `message_bytes` over `gpus`: the serving framework's TP all-reduce (default) or NCCL's
+    (comm_time; docs/model.md "Communication"). Eager framework calls never go below `comm_floor_s` (host
+    dispatch); `graphed` calls (replayed in a CUDA graph) do."""
     if gpus <= 1 or message_bytes <= 0:
         return 0.0
     k = Kernel(name="nccl_allreduce" if nccl else "tp_allreduce", op="nccl_allreduce" if nccl else "allreduce",
                dtype="bf16", comm_bytes=message_bytes, comm_gpus=gpus)
-    return _comm_from_terms(*comm_terms(k, hw), message_bytes, cal, graphed, gpus)
-
-
-def _link(gpus: int, hw: HardwareSpec) -> tuple[float, float]:
-    ic = hw.interconnect
-    if gpus <= ic.scaleup_max_gpus and ic.scaleup_bytes_per_s > 0:
-        return ic.scaleup_bytes_per_s, ic.scaleup_latency_s
-    if gpus <= ic.scaleup_max_gpus:
-        return ic.pcie_bytes_per_s, ic.scaleup_latency_s
-    bw = ic.scaleout_bytes_per_s if ic.scaleout_bytes_per_s > 0 else ic.pcie_bytes_per_s
-    return bw, ic.scaleout_latency_s
+    return float(comm_time(comm_terms(k, hw), cal.__dict__, graphed))
 
 
 def comm_seconds(k: Kernel, hw: HardwareSpec, cal: Calibration) -> float:
@@ -393,7 +441,7 @@ def comm_seconds(k: Kernel, hw: HardwareSpec, cal: Calibration) -> float:
     everything else (all-gather, reduce-scatter, all-to-all, send/recv, `nccl_allreduce`) runs on NCCL (nccl_*)."""
     if k.op in ALLREDUCE_OPS and (k.comm_gpus <= 1 or k.comm_bytes <= 0):
         return 0.0
-    return _comm_from_terms(*comm_terms(k, hw), k.comm_bytes, cal, k.graphed, k.comm_gpus)
+    return float(comm_time(comm_terms(k, hw), cal.__dict__, k.graphed))
 
 
 def decode_parallelism(seqs: float, kv_heads: float) -> float:

@@ -219,8 +219,7 @@ FREEZE_CHECKS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...
     # (label, fitted back, frozen on top, family prefixes whose rows the run uses)
     ("fit attn_prefill_s_half", ("attn_prefill_s_half",), (), ("gemm", "attn_")),
     ("fit nccl_latency_s", ("nccl_latency_s",), (), ("nccl_",)),
-    ("fit nccl_bw_gpu_exp", ("nccl_bw_gpu_exp",), (), ("nccl_",)),
-    ("fit nccl_latency_s + nccl_bw_gpu_exp", ("nccl_latency_s", "nccl_bw_gpu_exp"), (), ("nccl_",)),
+    ("fit comm_floor_s", ("comm_floor_s",), (), ("custom_",)),
     ("freeze attn_prefill_eff", (), ("attn_prefill_eff",), ("gemm", "attn_")),
     ("freeze attn_prefill_mem_eff", (), ("attn_prefill_mem_eff",), ("gemm", "attn_")),
     ("freeze attn_prefill_eff + attn_prefill_mem_eff", (), ("attn_prefill_eff", "attn_prefill_mem_eff"),

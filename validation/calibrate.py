@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
-from roofsim.model.cost import _INHERIT, Calibration
+from roofsim.model.cost import _INHERIT, COMM_TERMS, Calibration
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.metrics_err import ErrorStats, dtype_label, error_stats, grouped_stats
 from roofsim.validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, predict_rows
@@ -69,13 +69,13 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "elementwise_norm_passes": (1.0, 16.0, 3.0),
     "elementwise_act_passes": (1.0, 16.0, 3.0),
     "elementwise_rope_passes": (1.0, 16.0, 3.0),
-    "comm_bw_eff": (0.02, 1.0, 0.8),
-    "comm_latency_s": (0.0, 1e-3, 1e-5),
+    "comm_bw_eff": (0.01, 1.0, 0.2),
+    "comm_latency_s": (0.0, 1e-4, 5e-6),
+    "comm_twoshot_latency_x": (0.5, 10.0, 2.0),
     "comm_floor_s": (0.0, 1e-3, 1e-5),
     "nccl_bw_eff": (0.02, 1.0, 0.8),
+    "nccl_bw_eff_pcie": (0.02, 1.0, 0.8),
     "nccl_latency_s": (0.0, 1e-3, 1e-5),
-    "nccl_hop_s": (0.0, 1e-4, 2e-6),
-    "nccl_bw_gpu_exp": (-1.0, 1.0, 0.2),
 }
 
 # CPU-only knobs, fitted only when a caller asks (fitted_fields(extra=...), the local CPU calibration): the
@@ -99,7 +99,7 @@ FROZEN_GPU_FIELDS: tuple[str, ...] = (
     "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_overhead_s",
     "attn_prefill_s_half", "attn_prefill_tile", "attn_softmax_flops",
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_par_half",
-    "comm_bw_eff", "comm_latency_s", "comm_floor_s", "nccl_latency_s", "nccl_bw_gpu_exp",
+    "comm_floor_s", "nccl_latency_s",
 )
 
 # log-ratio at which the soft-L1 loss turns from quadratic to linear (~10% error)
@@ -116,8 +116,11 @@ _FAMILY_FIELDS = {
                     "elementwise_cache_bytes", "elementwise_norm_passes", "elementwise_act_passes",
                     "elementwise_norm_cache_gain", "elementwise_act_cache_gain", "elementwise_rope_passes",
                     "elementwise_rope_cache_gain"),
-    "comm": ("comm_bw_eff", "comm_latency_s", "comm_floor_s"),
-    "nccl": ("nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp"),
+    # the engine's all-reduce falls back to NCCL and shares its link efficiencies: fitted on NCCL rows when there
+    # are any (the nccl stage runs first), else on the engine's own
+    "comm": ("comm_bw_eff", "comm_latency_s", "comm_twoshot_latency_x", "comm_floor_s", "nccl_bw_eff",
+             "nccl_bw_eff_pcie"),
+    "nccl": ("nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s"),
     "moe": (),  # no knob of its own: the module is the sum of GEMM and elementwise kernels
 }
 for _d in ("gemm_fp8", "gemm_fp8_block", "gemm_int8"):
@@ -129,7 +132,7 @@ _FAMILY_FIELDS["gemm_fp4"] = ()
 # Fit order: 16-bit GEMMs fix the shared GEMM fields before the fp8/int8 rows fit only their own efficiency
 # (unless no 16-bit rows are present); prefill reuses gemm_mem_eff, decode reuses attn_prefill_eff.
 _STAGES = ("gemm", "gemm_fp8", "gemm_fp8_block", "gemm_int8", "attn_prefill", "attn_prefill_fp8", "attn_decode",
-           "elementwise", "comm", "nccl")
+           "elementwise", "nccl", "comm")
 _DTYPE_FAMILY = {"gemm_eff_fp8": "gemm_fp8", "gemm_eff_fp8_block": "gemm_fp8_block", "gemm_eff_int8": "gemm_int8",
                  "attn_prefill_eff_fp8": "attn_prefill_fp8"}
 # (FeatureTable column, code) -> the per-dtype field those rows constrain instead of the 16-bit one
@@ -229,6 +232,11 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
             wanted.difference_update(cls_fields)
     if not np.any((ft.kind == 0) & (ft.gemm_gemv > 0)):
         wanted.discard("gemm_gemv_mem_eff")  # no GEMV rows (gemm_gemv_max_m = 0 on GPUs): it follows gemm_mem_eff
+    comm = (ft.kind == 4) | (ft.kind == 5)
+    nvlink = ft.comm[:, COMM_TERMS.index("nvlink")] > 0
+    for f, rows in (("nccl_bw_eff", comm & nvlink), ("nccl_bw_eff_pcie", comm & ~nvlink)):
+        if not np.any(rows):
+            wanted.discard(f)  # no collective over that link type: nothing constrains its efficiency
     if not np.any((ft.kind == 2) & (ft.attn_kv8 > 0)):
         wanted.discard("attn_decode_mem_eff_fp8kv")  # no fp8-KV decode rows: it follows attn_decode_mem_eff
     for (col, code), f in _DTYPE_FIELDS.items():

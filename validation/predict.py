@@ -23,9 +23,11 @@ from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
 from roofsim.model.checkpoint_quant import FP8_BLOCK_GROUP
 from roofsim.model.cost import (
+    COMM_TERMS,
     PEAK_DTYPE,
     Calibration,
     comm_terms,
+    comm_time,
     decode_parallelism,
     gemm_groups,
     gemm_is_stream,
@@ -250,7 +252,9 @@ def _comm(row: KernelMeasurement) -> Kernel:
         op, name = _COMM_OP[row.op], row.op
     # AIConfigurator's vLLM/SGLang all-reduce tables time each size both eagerly and replayed in a CUDA graph
     # (variant "..._graph; vllm_graph" / "..._eager"): only eager calls pay the host-dispatch floor
-    graphed = op == "allreduce" and bool(re.search(r"_graph\b", row.variant))
+    # TRT-LLM's table (kernel source "TRTLLM") has no eager rows: its 3-4 us small messages (A100, H100) show no
+    # host dispatch, so its calls are timed as replayed
+    graphed = op == "allreduce" and bool(re.search(r"_graph\b|^TRTLLM\b", row.variant))
     return Kernel(name=name, op=op, dtype=row.dtype, comm_bytes=row.message_bytes, comm_gpus=row.num_gpus,
                   graphed=graphed)
 
@@ -593,13 +597,8 @@ class FeatureTable:
     attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
-    comm_a2: np.ndarray  # latency seconds, two-shot / ring / generic (model.cost.comm_terms)
-    comm_a1: np.ndarray  # latency seconds, one-shot
-    comm_b2: np.ndarray  # link seconds at 100% efficiency, two-shot / ring / generic
-    comm_b1: np.ndarray  # link seconds at 100% efficiency, one-shot
-    comm_bytes: np.ndarray
+    comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
-    comm_gpus: np.ndarray  # GPUs of the collective (NCCL per-hop latency and bandwidth exponent)
     tiling: tuple[int, int, int, int, int, int]
     # module rows (kind 8, e.g. a fused-MoE row): their time is the sum of `parts` rows whose `owner` is the row
     parts: FeatureTable | None = None
@@ -674,15 +673,13 @@ class FeatureTable:
         floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs, 0.0)
         body = (np.maximum(np.maximum(compute, memory), floor) + np.where(kind == 0, p["gemm_overlap_loss"], 0.0)
                 * np.minimum(compute, memory) + overhead)
-        two = p["comm_latency_s"] + self.comm_a2 + self.comm_b2 / p["comm_bw_eff"]
-        one = p["comm_latency_s"] + self.comm_a1 + self.comm_b1 / p["comm_bw_eff"]
-        custom = np.where(self.comm_bytes <= p["comm_oneshot_max_bytes"], np.minimum(one, two), two)
-        custom = np.where(self.comm_graphed > 0, custom, np.maximum(custom, p["comm_floor_s"]))
-        n = np.maximum(1.0, self.comm_gpus)
-        nccl_eff = p["nccl_bw_eff"] * (n / 2) ** p["nccl_bw_gpu_exp"] if p["nccl_bw_gpu_exp"] else p["nccl_bw_eff"]
-        nccl = p["nccl_latency_s"] + self.comm_a2 + p["nccl_hop_s"] * (n - 1) + self.comm_b2 / nccl_eff
+        comm = np.zeros(len(kind))
+        sel = (kind == 4) | (kind == 5)
+        if sel.any():  # model.cost.comm_time on the rows' comm_terms
+            comm[sel] = comm_time({t: self.comm[sel, j] for j, t in enumerate(COMM_TERMS)}, p,
+                                  self.comm_graphed[sel] > 0)
         # kind 7: a collective that moves nothing (all-reduce over 1 GPU or 0 bytes) is free (allreduce_seconds)
-        out = np.where((kind == 7) | (kind == 8), 0.0, np.where(kind == 4, custom, np.where(kind == 5, nccl, body)))
+        out = np.where((kind == 7) | (kind == 8), 0.0, np.where(sel, comm, body))
         if self.parts is not None and self.owner is not None and len(self.owner):
             np.add.at(out, self.owner, self.parts.seconds_params(p))  # kind 8: a module = the sum of its kernels
         return out
@@ -706,13 +703,13 @@ FIT_FIELDS: tuple[str, ...] = (
     "vector_eff", "kernel_overhead_s",
     "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
     "elementwise_rope_cache_gain",
-    "comm_bw_eff", "comm_latency_s", "comm_oneshot_max_bytes", "comm_floor_s",
-    "nccl_bw_eff", "nccl_latency_s", "nccl_hop_s", "nccl_bw_gpu_exp",
+    "comm_bw_eff", "comm_latency_s", "comm_twoshot_latency_x", "comm_oneshot_max_bytes", "comm_floor_s",
+    "nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s",
 )
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv",
          "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge",
-         "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes", "comm_graphed", "comm_gpus")
+         "comm_graphed")
 
 
 # elementwise class codes of FeatureTable.ew_class by op kind (model.cost.elementwise_passes)
@@ -737,6 +734,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
     """features() of single kernels; None marks a module row (kind 8, costed by its parts)."""
     n = len(kernels)
     cols = {name: np.zeros(n) for name in _COLS}
+    comm = np.zeros((n, len(COMM_TERMS)))
     kind = np.zeros(n, dtype=np.int8)
     gdt = np.zeros(n, dtype=np.int64)
     afp8 = np.zeros(n, dtype=np.int8)
@@ -749,14 +747,12 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             raise ValueError(f"features() expects count=1 kernels; {k.name} has count={k.count}")
         if k.kind in ("comm", "pp_comm"):
             # the calibration-free terms come from model.cost.comm_terms, so the formulas stay in model/cost.py
-            custom, a2, a1, b2, b1 = comm_terms(k, hw)
+            terms = comm_terms(k, hw)
             free = k.op in ALLREDUCE_OPS and (
                 k.comm_gpus <= 1 or k.comm_bytes <= 0)
-            kind[i] = 7 if free else 4 if custom else 5
-            cols["comm_a2"][i], cols["comm_a1"][i], cols["comm_b2"][i], cols["comm_b1"][i] = a2, a1, b2, b1
-            cols["comm_bytes"][i] = k.comm_bytes
+            kind[i] = 7 if free else 4 if terms["custom"] else 5
+            comm[i] = [terms[t] for t in COMM_TERMS]
             cols["comm_graphed"][i] = float(k.graphed)
-            cols["comm_gpus"][i] = k.comm_gpus
             continue
         kind[i] = _KIND_CODE[k.kind]
         cols["flops"][i] = k.flops
@@ -786,7 +782,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_par"][i] = decode_parallelism(k.n, k.k)
             cols["attn_seqs"][i] = k.n
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
-    return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8, ew_class=ewc,
+    return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8, ew_class=ewc, comm=comm,
                         tiling=_tiling(cal), **cols)
 
 

@@ -141,13 +141,12 @@ def test_tp_adds_allreduce_and_cuts_weight_time() -> None:
     assert "tp_allreduce" in names
     assert two.seconds_by_bound["communication"] > 0
     assert two.seconds < one.seconds
-    # all-reduce of 1 MB over 2 GPUs: 2 us + 1 hop + 2(n-1)/n of the bytes at 80% of 450 GB/s
-    t = allreduce_seconds(1e6, 2, H100, DEFAULT_CALIBRATION)
-    ic = H100.interconnect
-    assert t == pytest.approx(2e-6 + ic.scaleup_latency_s + 1e6 / (ic.scaleup_bytes_per_s * 0.8))
-    # 8 GPUs: three hops, 14/8 of the message
+    # defaults on H100 (its clock is the reference: no clock scaling): the engine's one-shot kernel at 2 GPUs, 4 us +
+    # 1 MB at min(NVLink x 0.8, 36 blocks x 1.83 GHz x 16 B x 0.2 = 210.8 GB/s); 8 GPUs: two-shot (1 MB > 256 KB)
+    kbw = 36 * 1.83e9 * 16 * 0.2
+    assert allreduce_seconds(1e6, 2, H100, DEFAULT_CALIBRATION) == pytest.approx(4e-6 + 1e6 / kbw)
     t8 = allreduce_seconds(1e6, 8, H100, DEFAULT_CALIBRATION)
-    assert t8 == pytest.approx(2e-6 + 3 * ic.scaleup_latency_s + 1.75e6 / (ic.scaleup_bytes_per_s * 0.8))
+    assert t8 == pytest.approx(4e-6 * 1.8 + 1.75e6 / kbw)
 
 
 def test_weight_only_int4_cuts_decode_time_and_fp8_needs_hardware_support() -> None:
@@ -200,11 +199,12 @@ def _decode_kernel(batch: int, ctx_len: int, cal_model=LLAMA8):
 
 
 def test_refined_fields_inherit_the_field_they_refine() -> None:
-    old = Calibration(kernel_overhead_s=7e-6, gemm_eff=0.5, attn_prefill_eff=0.4, comm_bw_eff=0.3,
-                      comm_latency_s=4e-6)
+    old = Calibration(kernel_overhead_s=7e-6, gemm_eff=0.5, attn_prefill_eff=0.4, nccl_bw_eff=0.3)
     assert (old.gemm_overhead_s, old.attn_prefill_overhead_s, old.attn_decode_overhead_s) == (7e-6, 7e-6, 7e-6)
     assert (old.gemm_eff_fp8, old.gemm_eff_fp8_block, old.gemm_eff_int8) == (0.5, 0.5, 0.5)
-    assert old.attn_prefill_eff_fp8 == 0.4 and (old.nccl_bw_eff, old.nccl_latency_s) == (0.3, 4e-6)
+    assert old.attn_prefill_eff_fp8 == 0.4 and old.nccl_bw_eff_pcie == 0.3
+    # fields of the earlier communication model are dropped on read
+    assert Calibration(nccl_hop_s=1e-6, nccl_bw_gpu_exp=0.2) == Calibration()
     assert Calibration(gemm_eff_fp8=0.4).gemm_eff_fp8_block == 0.4  # fp8_block refines fp8
     assert Calibration(kernel_overhead_s=7e-6, gemm_overhead_s=1e-6).gemm_overhead_s == 1e-6
     assert Calibration(gemm_overhead_s=1e-6).gemm_overhead_s_fp8 == 1e-6
@@ -257,25 +257,29 @@ def test_decode_parallelism_ramp_and_per_sequence_floor() -> None:
 
 
 def test_allreduce_one_shot_two_shot_floor_and_nccl_by_hand() -> None:
-    # h100-sxm: NVLink 450 GB/s per direction, 3 us per hop
-    cal = Calibration(comm_latency_s=1e-6, comm_bw_eff=0.5, comm_oneshot_max_bytes=1e6, comm_floor_s=4e-6,
-                      nccl_latency_s=5e-6, nccl_bw_eff=0.8)
-    bw = 450e9 * 0.5
-    small, big = 64e3, 4e6
-    one = 1e-6 + 3e-6 + 7 * small / bw  # one hop, every GPU reads the 7 peer buffers
-    two = 1e-6 + 3 * 3e-6 + 2 * 7 / 8 * small / bw
-    assert one < two
-    assert allreduce_seconds(small, 8, H100, cal) == pytest.approx(one, rel=1e-12)
-    assert allreduce_seconds(big, 8, H100, cal) == pytest.approx(1e-6 + 9e-6 + 1.75 * big / bw, rel=1e-12)
+    # h100-sxm: NVLink 450 GB/s per direction, clock 1.83 GHz (= COMM_REF_CLOCK_HZ: latencies unscaled)
+    cal = Calibration(comm_latency_s=1e-6, comm_bw_eff=0.25, comm_twoshot_latency_x=2.0, comm_oneshot_max_bytes=1e6,
+                      nccl_bw_eff=0.8)
+    kbw = min(450e9 * 0.8, 36 * 1.83e9 * 16 * 0.25)  # the kernel's 36 blocks, not the link, set the pace
+    small, mid, big = 64e3, 400e3, 4e6
+    assert allreduce_seconds(small, 8, H100, cal) == pytest.approx(1e-6 + 7 * small / kbw, rel=1e-12)  # one-shot
+    assert allreduce_seconds(mid, 8, H100, cal) == pytest.approx(2e-6 + 1.75 * mid / kbw, rel=1e-12)  # two-shot
+    assert allreduce_seconds(mid, 4, H100, cal) == pytest.approx(1e-6 + 3 * mid / kbw, rel=1e-12)  # < 512 KB
     fast = cal.model_copy(update={"comm_latency_s": 0.0, "comm_floor_s": 2e-5})
-    assert allreduce_seconds(16, 2, H100, fast) == pytest.approx(2e-5, rel=1e-12)  # the floor
-    nccl = 5e-6 + 9e-6 + 1.75 * small / (450e9 * 0.8)
-    assert allreduce_seconds(small, 8, H100, cal, nccl=True) == pytest.approx(nccl, rel=1e-12)
-    # defaults: one-shot off, no floor, NCCL = framework fields -> the old ring formula
-    d = DEFAULT_CALIBRATION
-    ring = 2e-6 + 3 * 3e-6 + 1.75 * small / (450e9 * 0.8)
-    assert allreduce_seconds(small, 8, H100, d) == allreduce_seconds(small, 8, H100, d, nccl=True) == \
-        pytest.approx(ring, rel=1e-12)
+    assert allreduce_seconds(16, 2, H100, fast) == pytest.approx(2e-5, rel=1e-12)  # the eager floor
+    # NCCL, 8 GPUs, 64 KB: ring LL (6.6 + 14 x 0.6 us, half the 360 GB/s bus bandwidth capped at Hopper's 141 GB/s)
+    # beats LL128 (14 + 14 x 1.9 us), Simple (8.4 + 14 x 3.4 us) and NVLS (25 us)
+    ll = 15.0e-6 + 1.75 * small / 141e9
+    assert allreduce_seconds(small, 8, H100, cal, nccl=True) == pytest.approx(ll, rel=1e-9)
+    # above the engine's 1 MB limit: NCCL (256 MB at 8 GPUs: NVLS, 7/8 of it at 0.85 x 360 GB/s) + its call cost
+    huge = float(1 << 28)
+    nvls = 25e-6 + 7 / 8 * huge / (0.85 * 360e9)
+    assert allreduce_seconds(huge, 8, H100, cal, nccl=True) == pytest.approx(nvls, rel=1e-9)
+    assert allreduce_seconds(big, 8, H100, cal) == pytest.approx(
+        allreduce_seconds(big, 8, H100, cal, nccl=True) + 1e-6, rel=1e-12)
+    # 4 GPUs: no NVLS; Simple ring, 2(n-1)/n of the message at the bus bandwidth
+    assert allreduce_seconds(huge, 4, H100, cal, nccl=True) == pytest.approx(
+        (8.4 + 6 * 3.4) * 1e-6 + 1.5 * huge / 360e9, rel=1e-9)
 
 
 def test_decode_compute_efficiency_is_its_own_field_and_inherits_prefill() -> None:
@@ -336,15 +340,21 @@ def test_graphed_allreduce_skips_the_host_dispatch_floor() -> None:
     assert graphed < 1e-5
 
 
-def test_nccl_per_gpu_latency_and_bandwidth_exponent_by_hand() -> None:
-    cal = Calibration(nccl_latency_s=3e-6, nccl_bw_eff=0.5, nccl_hop_s=1e-6, nccl_bw_gpu_exp=0.25)
-    base = allreduce_seconds(1 << 26, 8, H100, Calibration(nccl_latency_s=3e-6, nccl_bw_eff=0.5), nccl=True)
-    link = base - 3e-6 - 3 * H100.interconnect.scaleup_latency_s  # 2(n-1)/n bytes / (bw x 0.5)
-    t = allreduce_seconds(1 << 26, 8, H100, cal, nccl=True)
-    assert t == pytest.approx(base + 7e-6 - link + link / 4**0.25, rel=1e-12)
-    # two GPUs: (2/2)^exp = 1, one peer hop
-    assert allreduce_seconds(1 << 20, 2, H100, cal, nccl=True) == pytest.approx(
-        allreduce_seconds(1 << 20, 2, H100, cal.model_copy(update={"nccl_bw_gpu_exp": 0.0}), nccl=True), rel=1e-12)
+def test_pcie_links_clock_scaling_and_engine_fallback_by_hand() -> None:
+    """PCIe (L40S: 32 GB/s, 2.52 GHz): NCCL's PCIe latencies scaled by 1.83/2.52, nccl_bw_eff_pcie, no LL128; the
+    engine's own kernel only at 2 GPUs (more PCIe GPUs: NCCL plus the engine's call cost)."""
+    l40s = load_hardware("l40s")
+    cal = Calibration(nccl_bw_eff_pcie=0.5, comm_latency_s=3e-6)
+    ck = 1.83e9 / 2.52e9
+    big = float(1 << 26)
+    simple = ck * (8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / 16e9  # 4 GPUs, Simple ring at 0.5 x 32 GB/s
+    assert allreduce_seconds(big, 4, l40s, cal, nccl=True) == pytest.approx(simple, rel=1e-9)
+    small = 4096.0
+    ll = ck * (6.6 + 6 * 1.0) * 1e-6 + 1.5 * small / 8e9  # LL: half the bus bandwidth (under the 87.7 GB/s cap)
+    assert allreduce_seconds(small, 4, l40s, cal, nccl=True) == pytest.approx(ll, rel=1e-9)
+    assert allreduce_seconds(small, 4, l40s, cal) == pytest.approx(ll + ck * 3e-6, rel=1e-9)
+    kbw = min(16e9, 36 * 2.52e9 * 16 * 0.2)
+    assert allreduce_seconds(small, 2, l40s, cal) == pytest.approx(ck * 3e-6 + small / kbw, rel=1e-9)
 
 
 def test_fp8_gemm_pays_its_own_fixed_cost() -> None:

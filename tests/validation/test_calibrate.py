@@ -29,7 +29,7 @@ TRUE = Calibration(gemm_eff=0.62, gemm_k_half=300.0, gemm_mem_eff=0.7, attn_pref
                    attn_prefill_mem_eff=0.45,
                    attn_decode_mem_eff=0.55, attn_decode_ctx_half=200.0,
                    kernel_overhead_s=6e-6, gemm_overhead_s=3e-6, attn_prefill_overhead_s=1.2e-5,
-                   attn_decode_overhead_s=9e-6, comm_bw_eff=0.6, comm_latency_s=1.5e-5)
+                   attn_decode_overhead_s=9e-6, comm_bw_eff=0.15, comm_latency_s=1.5e-5)
 
 
 def _synthetic_rows() -> list[KernelMeasurement]:
