@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from roofsim.app.cmd_simulate import add_interval_args, print_ranges
 from roofsim.app.common import (
     Deployment,
     add_deployment_args,
@@ -18,7 +19,6 @@ from roofsim.app.common import (
     quant_line,
     schema_arg,
 )
-from roofsim.app.cmd_simulate import add_interval_args, print_ranges
 from roofsim.hardware_specs.catalog import list_hardware
 from roofsim.model.cost import Calibration, StepCost
 from roofsim.model.estimate import estimate_deployment

@@ -41,6 +41,7 @@ from roofsim.simulator.engines import engine_names
 from roofsim.simulator.ensemble import ENSEMBLE_METRICS, EnsembleResult, parse_levels, run_ensemble
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.outfiles import atomic_path, atomic_write_text
+from roofsim.simulator.planning.executors import make_executor
 from roofsim.simulator.run import resolve_config_quants, simulate
 from roofsim.simulator.workload import (
     ClosedLoopArrivals,
@@ -53,9 +54,12 @@ from roofsim.simulator.workload import (
     resolve_workload,
     with_rate,
 )
-from roofsim.simulator.planning.executors import make_executor
-from roofsim.validation.profiles import error_model_for, resolve_calibration, resolve_config_calibrations, \
-    resolve_error_model
+from roofsim.validation.profiles import (
+    error_model_for,
+    resolve_calibration,
+    resolve_config_calibrations,
+    resolve_error_model,
+)
 
 # Flags that became --set paths (replicas.* = every replica group; replicas.0 = the first).
 SET_EQUIVALENTS: tuple[tuple[str, str], ...] = (

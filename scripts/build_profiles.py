@@ -28,7 +28,6 @@ from roofsim.validation.kernel_tables import (  # noqa: E402
 from roofsim.validation.metrics_err import dtype_label, grouped_stats  # noqa: E402
 from roofsim.validation.predict import predict_rows  # noqa: E402
 from roofsim.validation.profiles import PROFILE_DIR, write_calibration  # noqa: E402
-from roofsim.validation.uncertainty import error_models_from_residuals, logo_coverage  # noqa: E402
 from roofsim.validation.transfer import (  # noqa: E402
     TransferReport,
     default_fit,
@@ -38,6 +37,7 @@ from roofsim.validation.transfer import (  # noqa: E402
     leave_one_gpu_out,
     read_aiconfigurator_sample,
 )
+from roofsim.validation.uncertainty import error_models_from_residuals, logo_coverage  # noqa: E402
 
 log = logging.getLogger("build_profiles")
 

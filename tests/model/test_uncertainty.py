@@ -13,7 +13,14 @@ from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.batch import BatchShape
 from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
-from roofsim.model.uncertainty import LEVELS, ErrorGroup, ErrorModel, conformal_quantiles, kernel_family, regime_of
+from roofsim.model.uncertainty import (
+    LEVELS,
+    ErrorGroup,
+    ErrorModel,
+    conformal_quantiles,
+    kernel_family,
+    regime_of,
+)
 
 
 def _model(groups: dict[str, tuple[float, ...]]) -> ErrorModel:
