@@ -135,7 +135,7 @@ def run_estimate(args: argparse.Namespace) -> int:
         ens = estimate_ensemble(dep, em, args.batch, args.input_len, args.output_len, args.ensemble, args.interval,
                                 args.gpu_memory_utilization)
         ens = EnsembleResult(ens.members, ens.levels, ens.seed, {m: r[m] for m in ESTIMATE_METRICS})
-        r["ensemble"] = {**ens.as_dict(), "metrics": ens.summary(ESTIMATE_METRICS), "error_model": label}
+        r["ensemble"] = {**ens.as_dict(ESTIMATE_METRICS), "error_model": label}
     if args.json:
         print_json(r)
         return 0

@@ -136,12 +136,12 @@ class EnsembleResult:
             out[m] = row
         return out
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, metrics: Sequence[str] = ENSEMBLE_METRICS) -> dict[str, Any]:
         """The JSON `--ensemble` emits: members, levels, seed, how members were drawn, per-metric ranges."""
         return {"members": len(self.members), "levels": list(self.levels), "seed": self.seed,
                 "method": "member = one draw per kernel family/dtype from the split-conformal kernel error model, "
                           "held for the whole run (docs/intervals.md)",
-                "metrics": self.summary()}
+                "metrics": self.summary(metrics)}
 
 
 def run_ensemble(config: SimConfig, error_models: Sequence[ErrorModel | None], members: int = 16,
