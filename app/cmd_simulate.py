@@ -141,13 +141,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run_simulate)
 
 
+def _levels_arg(text: str) -> tuple[float, ...]:
+    try:
+        return parse_levels(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_interval_args(p: argparse.ArgumentParser, simulate: bool) -> None:
     """--ensemble/--interval (estimate and simulate), --jobs/--dask-scheduler (simulate)."""
     e = p.add_argument_group("intervals (docs/intervals.md)")
     e.add_argument("--ensemble", type=int, metavar="M",
                    help="also run M members whose kernel times are drawn from the calibration profile's kernel error "
                         "model (one draw per kernel family held for the run); print the median and intervals")
-    e.add_argument("--interval", type=parse_levels, default=(0.8, 0.9), metavar="80,90",
+    e.add_argument("--interval", type=_levels_arg, default=(0.8, 0.9), metavar="80,90",
                    help="interval levels in percent (default 80,90)")
     if simulate:
         e.add_argument("--jobs", type=int, help="local processes for the ensemble members (default: all cores; "
