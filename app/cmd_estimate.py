@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import numpy as np
+
+from roofsim.app.cmd_simulate import add_interval_args, print_ranges
 from roofsim.app.common import (
     Deployment,
     add_deployment_args,
@@ -17,11 +20,16 @@ from roofsim.app.common import (
     schema_arg,
 )
 from roofsim.hardware_specs.catalog import list_hardware
-from roofsim.model.cost import StepCost
+from roofsim.model.cost import Calibration, StepCost
 from roofsim.model.estimate import estimate_deployment
 from roofsim.model.loader import list_models, load_checkpoint_quant, model_summary
+from roofsim.model.uncertainty import ErrorModel
+from roofsim.simulator.ensemble import EnsembleResult, member_seeds
 from roofsim.simulator.workload import FixedLengths
-from roofsim.validation.profiles import resolve_calibration
+from roofsim.validation.profiles import resolve_calibration, resolve_error_model
+
+# what `estimate --ensemble` gives a range for
+ESTIMATE_METRICS: tuple[str, ...] = ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--output-len", type=schema_arg(FixedLengths, "tokens", "--output-len"), default=256,
                    help="generated tokens O")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_interval_args(p, simulate=False)
     p.set_defaults(func=run_estimate)
 
     lp = sub.add_parser("list", help="list the bundled hardware or model presets")
@@ -77,6 +86,21 @@ def estimate(dep: Deployment, batch: int, input_len: int, output_len: int,
     }
 
 
+def estimate_ensemble(dep: Deployment, error_model: ErrorModel, batch: int, input_len: int, output_len: int,
+                      members: int, levels: tuple[float, ...], gpu_memory_utilization: float = 0.9,
+                      seed: int = 0) -> EnsembleResult:
+    """`members` estimates whose calibration carries one draw each from `error_model` (simulator.ensemble's
+    member seeds, so the same seed gives the same ranges), as an EnsembleResult over ESTIMATE_METRICS."""
+    base = dep.calibration or Calibration()
+    out = []
+    for ss in member_seeds(seed, members):
+        cal = base.model_copy(update={"time_scale": error_model.sample_member(np.random.default_rng(ss))})
+        e = estimate_deployment(dep.model, dep.hardware, dep.quant, dep.parallel, cal, batch, input_len, output_len,
+                                gpu_memory_utilization)
+        out.append({m: getattr(e, m) for m in ESTIMATE_METRICS})
+    return EnsembleResult(tuple(out), levels, seed)
+
+
 def _step_summary(s: StepCost) -> dict[str, Any]:
     return {"seconds": s.seconds, "overhead_s": s.overhead_s, "bound": s.bound, "flops": s.flops, "bytes": s.bytes, "mfu": s.mfu,
             "mbu": s.mbu, "energy_j": s.energy_j, "seconds_by_bound": s.seconds_by_bound}
@@ -103,6 +127,15 @@ def run_estimate(args: argparse.Namespace) -> int:
     r = estimate(dep, args.batch, args.input_len, args.output_len, args.gpu_memory_utilization)
     r["calibration"] = resolve_calibration(args.calibration, dep.hardware)[1]
     r["quantisation"] = list(dep.quant_notes)  # where the formats came from: the checkpoint, a flag
+    ens = None
+    if args.ensemble is not None:
+        if args.ensemble < 1:
+            raise ValueError(f"--ensemble={args.ensemble} must be >= 1")
+        em, label = resolve_error_model(args.calibration, dep.hardware)
+        ens = estimate_ensemble(dep, em, args.batch, args.input_len, args.output_len, args.ensemble, args.interval,
+                                args.gpu_memory_utilization)
+        ens = EnsembleResult(ens.members, ens.levels, ens.seed, {m: r[m] for m in ESTIMATE_METRICS})
+        r["ensemble"] = {**ens.as_dict(ESTIMATE_METRICS), "error_model": label}
     if args.json:
         print_json(r)
         return 0
@@ -117,6 +150,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     print(f"  TPOT  (decode step, batch {r['batch']}, context {r['input_len'] + r['output_len'] // 2}): "
           f"{r['tpot_s'] * 1e3:9.2f} ms [{r['decode']['bound']}-bound, MBU {r['decode']['mbu']:.0%}]")
     print(f"  E2E per request: {r['e2e_s']:.3f} s;  output throughput {r['output_tokens_per_s']:.0f} tokens/s")
+    if ens is not None:
+        print(f"\n  ensemble of {len(ens.members)} members (kernel error model: {r['ensemble']['error_model']}):")
+        print_ranges(ens, ESTIMATE_METRICS)
     for phase in ("prefill", "decode"):
         print(f"\n{phase} step kernels (all layers):")
         rows = [[k["name"], fmt_si(k["flops"]), fmt_si(k["bytes"], "B"),

@@ -38,8 +38,10 @@ from roofsim.simulator.config import (
     set_path,
 )
 from roofsim.simulator.engines import engine_names
+from roofsim.simulator.ensemble import ENSEMBLE_METRICS, EnsembleResult, parse_levels, run_ensemble
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.outfiles import atomic_path, atomic_write_text
+from roofsim.simulator.planning.executors import make_executor
 from roofsim.simulator.run import resolve_config_quants, simulate
 from roofsim.simulator.workload import (
     ClosedLoopArrivals,
@@ -52,7 +54,12 @@ from roofsim.simulator.workload import (
     resolve_workload,
     with_rate,
 )
-from roofsim.validation.profiles import resolve_calibration, resolve_config_calibrations
+from roofsim.validation.profiles import (
+    error_model_for,
+    resolve_calibration,
+    resolve_config_calibrations,
+    resolve_error_model,
+)
 
 # Flags that became --set paths (replicas.* = every replica group; replicas.0 = the first).
 SET_EQUIVALENTS: tuple[tuple[str, str], ...] = (
@@ -124,6 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="seconds of arrivals")
     w.add_argument("--num-requests", type=schema_arg(SyntheticWorkload, "num_requests", "--num-requests"))
     w.add_argument("--seed", type=schema_arg(SimConfig, "seed", "--seed"))
+    add_interval_args(p, simulate=True)
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     o.add_argument("--out", type=Path, help="write requests.csv, timeseries.csv, summary.json, trace.json here")
@@ -131,6 +139,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     o.add_argument("--print-config", action="store_true",
                    help="print the resolved run file (TOML; --config reads it back to the same run) and exit")
     p.set_defaults(func=run_simulate)
+
+
+def _levels_arg(text: str) -> tuple[float, ...]:
+    try:
+        return parse_levels(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_interval_args(p: argparse.ArgumentParser, simulate: bool) -> None:
+    """--ensemble/--interval (estimate and simulate), --jobs/--dask-scheduler (simulate)."""
+    e = p.add_argument_group("intervals (docs/intervals.md)")
+    e.add_argument("--ensemble", type=int, metavar="M",
+                   help="also run M members whose kernel times are drawn from the calibration profile's kernel error "
+                        "model (one draw per kernel family held for the run); print the median and intervals")
+    e.add_argument("--interval", type=_levels_arg, default=(0.8, 0.9), metavar="80,90",
+                   help="interval levels in percent (default 80,90)")
+    if simulate:
+        e.add_argument("--jobs", type=int, help="local processes for the ensemble members (default: all cores; "
+                                                "1 = in this process)")
+        e.add_argument("--dask-scheduler", metavar="tcp://HOST:PORT", help="run the ensemble members on this "
+                                                                           "Dask cluster")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -241,18 +271,60 @@ def run_simulate(args: argparse.Namespace) -> int:
     cfg, quant_notes = resolve_config_quants(cfg)  # groups without a quant table: the checkpoint's format
     quant_notes = flag_notes + quant_notes  # (the dtype flags write every group's table: one of the two is empty)
     check_out(args.out, "--out", args.force, directory=True, names=OUT_FILES)  # before the long work
+    if args.ensemble is not None and args.ensemble < 1:
+        raise ValueError(f"--ensemble={args.ensemble} must be >= 1")
     with progress_bar(not args.json, "req", "simulating") as progress:
         r = simulate(cfg, progress)
+    ens, ens_labels = (ensemble_from_args(args, cfg, r) if args.ensemble else (None, []))
     if args.out is not None:
         write_outputs(args.out, cfg, r)
     if args.json:
-        print_json(result_json(cfg, r))
+        out = result_json(cfg, r)
+        if ens is not None:
+            out["ensemble"] = {**ens.as_dict(), "error_models": ens_labels}
+        print_json(out)
         return 0
     print("calibration: " + "; ".join(cal_labels))
     if (line := quant_line(quant_notes)) is not None:
         print(line)
     _print_summary(cfg, r)
+    if ens is not None:
+        print(f"\nensemble of {len(ens.members)} members (kernel error models: {'; '.join(ens_labels)}):")
+        print_ranges(ens)
     return 0
+
+
+def ensemble_from_args(args: argparse.Namespace, cfg: SimConfig, r: SimResult) -> tuple[EnsembleResult, list[str]]:
+    """The --ensemble run of a resolved config (every group calibrated): each group's error model (its
+    --calibration file's, else the GPU's shipped or transferred profile's), members on --jobs/--dask-scheduler."""
+    models, labels = [], []
+    for g in cfg.replicas:
+        if args.calibration is not None:
+            em, label = resolve_error_model(args.calibration, g.hardware)
+        else:
+            em, label = error_model_for(g.hardware)
+        models.append(em)
+        labels.append(f"{g.hardware}: {label}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs={args.jobs} must be >= 1")
+    ex = make_executor(args.dask_scheduler, args.jobs)
+    try:
+        ens = run_ensemble(cfg, models, args.ensemble, args.interval, ex)
+    finally:
+        ex.close()
+    return EnsembleResult(ens.members, ens.levels, ens.seed, r.summary), list(dict.fromkeys(labels))
+
+
+def print_ranges(ens: EnsembleResult, metrics: tuple[str, ...] = ENSEMBLE_METRICS) -> None:
+    """One line per metric: the plain run, the members' median and each interval."""
+    rows = []
+    for m, v in ens.summary(metrics).items():
+        scale, unit = (1e3, " ms") if m.split(".")[0] in ("ttft_s", "tpot_s", "itl_s", "e2e_s") else (1.0, "")
+        def f(x: float, scale: float = scale) -> str:
+            return "-" if not math.isfinite(x) else f"{x * scale:.4g}"
+        rows.append([m + unit, f(v.get("point", math.nan)), f(v["median"]),
+                     *(f"{f(v[k][0])} - {f(v[k][1])}" for k in v if k.endswith("%"))])
+    print_table(rows, ["metric", "plain run", "median", *(f"{q:.0%} interval" for q in ens.levels)])
 
 
 def _engine_comments(cfg: SimConfig) -> str:
@@ -363,4 +435,5 @@ def write_outputs(out: Path, cfg: SimConfig, r: SimResult) -> None:
     atomic_write_text(out / "trace.json", json_text({"traceEvents": events, "displayTimeUnit": "ms"}, indent=None))
 
 
-__all__ = ["config_and_notes", "config_from_args", "register", "result_json", "run_simulate", "write_outputs"]
+__all__ = ["add_interval_args", "config_and_notes", "config_from_args", "ensemble_from_args", "print_ranges",
+           "register", "result_json", "run_simulate", "write_outputs"]

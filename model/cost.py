@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +34,7 @@ from roofsim.model.graph import (
 )
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
+from roofsim.model.uncertainty import group_key, kernel_family, parent_keys, regime_of
 
 Bound = Literal["compute", "memory", "overhead", "communication"]
 
@@ -178,6 +180,10 @@ class Calibration(BaseModel):
     # power_law_1.01 / 1.2 routing); 0 = uniform; > 0: fewer experts' weights read, the busiest EP GPU sets the pace
     moe_routing_skew: float = Field(0.0, ge=0)
     source: str = "defaults (docs/model.md)"
+    # One ensemble member's kernel time multipliers (model.uncertainty.ErrorModel.member_scales): every call of a
+    # kernel in error group family/dtype/regime takes this factor x its time, its most specific group winning
+    # (parent_keys). Runtime only: never written to profiles or run files; () = the plain prediction.
+    time_scale: tuple[tuple[str, float], ...] = Field((), exclude_if=lambda v: not v)
 
     @model_validator(mode="before")
     @classmethod
@@ -224,6 +230,30 @@ _OBSOLETE: frozenset[str] = frozenset({"nccl_hop_s", "nccl_bw_gpu_exp"})
 
 
 DEFAULT_CALIBRATION = Calibration()
+
+
+@lru_cache(maxsize=256)
+def scale_table(time_scale: tuple[tuple[str, float], ...]) -> dict[str, float]:
+    """Calibration.time_scale as a dict (one per distinct member, cached); time_factor memoises fallbacks in it."""
+    return dict(time_scale)
+
+
+def time_factor(table: dict[str, float], family: str, dtype: str, terms: Terms, comm: bool = False) -> float:
+    """The multiplier of a kernel call of `family`/`dtype` with roofline `terms` (compute, memory, floor, overhead)
+    in a member's scale_table: its error group's (model.uncertainty.regime_of), else the nearest pooled parent's,
+    else 1."""
+    key = group_key(family, dtype, regime_of(*terms, comm=comm))
+    f = table.get(key)
+    if f is None:
+        f = next((table[p] for p in parent_keys(key) if p in table), 1.0)
+        table[key] = f
+    return f
+
+
+def _scaled(table: dict[str, float], family: str, dtype: str, terms: Terms) -> Terms:
+    f = time_factor(table, family, dtype, terms)
+    c, m, fl, o = terms
+    return c * f, m * f, fl * f, o * f
 
 
 @dataclass(frozen=True, slots=True)
@@ -600,6 +630,8 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
     kind = k.kind
     if kind in ("comm", "pp_comm"):
         t = comm_seconds(k, hw, cal)
+        if cal.time_scale:
+            t *= time_factor(scale_table(cal.time_scale), kernel_family(k), k.dtype, (0.0, t, 0.0, 0.0), comm=True)
         return KernelCost(k, t * k.count, 0.0, t, "communication")
     overlap = 0.0
     if kind == "gemm":
@@ -616,6 +648,9 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
             k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes / max(1.0, k.kv_write_bytes), k.n, k.k, r, cal)
     else:  # elementwise, sampling: vector units
         compute, memory, floor, overhead = elementwise_time(k, hw, cal)
+    if cal.time_scale:  # an ensemble member: this kernel's error-group multiplier on every term
+        compute, memory, floor, overhead = _scaled(scale_table(cal.time_scale), kernel_family(k), k.dtype,
+                                                   (compute, memory, floor, overhead))
     body = roofline_body(compute, memory, floor, overlap)
     bound: Bound = "compute" if compute >= memory else "memory"
     if overhead > body or floor > max(compute, memory):
@@ -659,6 +694,8 @@ class CostModel:
         # attention rates of the closed form, computed once (the hot path evaluates attention every step)
         self._rates = attention_rates(hardware, self.calibration, self.ctx.attn_dtype, self.quant.kv_dtype,
                                       dequant=self.quant.kv_dtype in ("int8", "int4"))
+        # an ensemble member's kernel time multipliers (Calibration.time_scale); None = the plain prediction
+        self._scales = scale_table(self.calibration.time_scale) if self.calibration.time_scale else None
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
@@ -779,6 +816,9 @@ class CostModel:
                     work = prefill_score_work(scores, edge, pf_flops / g.heads, s, cal)
                 comp, mem, floor, over = prefill_attention_time(work, t * pf_bytes_tok + ctx_read * ctx_bytes, s,
                                                                 self._rates, cal)
+                if self._scales is not None:
+                    comp, mem, floor, over = _scaled(self._scales, "attn_prefill", c.attn_dtype,
+                                                     (comp, mem, floor, over))
                 sec, jou = self._roofline_energy(comp, mem, over, g.layers, floor)
                 seconds += sec
                 energy += jou
@@ -798,6 +838,9 @@ class CostModel:
         comp, mem, floor, over = decode_attention_time(
             dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes,
             ctx * ctx_bytes / max(1.0, kv_write), seqs, g.kv_heads, self._rates, self.calibration)
+        if self._scales is not None:
+            comp, mem, floor, over = _scaled(self._scales, "attn_decode", self.ctx.attn_dtype,
+                                             (comp, mem, floor, over))
         return self._roofline_energy(comp, mem, over, g.layers, floor)
 
     def decode_attention(self, seqs: int, tokens: int, ctx: int, ctx_win: int) -> tuple[float, float]:

@@ -1,6 +1,7 @@
-"""Print the leave-one-GPU-out kernel accuracy table (fit on three GPUs, predict the fourth from its datasheet), then
-build the shipped calibration profiles (validation/profiles/*.toml) from ../shared/data and print their held-out
-shape errors; docs/validation.md quotes both. Run: `make validate` (or this script directly); `--identify` adds the
+"""Print the leave-one-GPU-out kernel accuracy table (fit on three GPUs, predict the fourth from its datasheet) and
+the coverage of the kernel intervals on it, then build the shipped calibration profiles (validation/profiles/*.toml,
+with their kernel error models) from ../shared/data and print their held-out shape errors; docs/validation.md
+quotes them. Run: `make validate` (or this script directly); `--identify` adds the
 per-knob fit report."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from roofsim.validation.transfer import (  # noqa: E402
     leave_one_gpu_out,
     read_aiconfigurator_sample,
 )
+from roofsim.validation.uncertainty import error_models_from_residuals, logo_coverage  # noqa: E402
 
 log = logging.getLogger("build_profiles")
 
@@ -136,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(f"| {t} | {why} |" for t, why in sorted(skipped.items())) + "\n")
     log.info("leave-one-GPU-out done in %.0f s; residual plots: %s", time.time() - t_all,
              transfer_figure(rep, args.figure))
+    assert rep.rows is not None
+    print("## Kernel interval coverage, leave-one-GPU-out (split-conformal quantiles fitted on three GPUs' "
+          "residuals, tested on the fourth)\n")
+    print(logo_coverage(rep.rows).table() + "\n")
     if args.identify:
         print(_knob_table(logo_rows))
         print("### Borderline calls checked against the frozen set\n\n" + _freeze_checks(logo_rows))
@@ -175,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             meta = {"command": "python scripts/build_profiles.py (make validate)", "data": "../shared/data/kernels",
                     "tables": srcs, "fit_dtypes": list(FIT_DTYPES), "max_rows_per_group": MAX_PER_KEY,
                     **res.meta(), "not_fitted_dtypes": extra}
-            path = write_calibration(cal, args.out / f"{name}.toml", meta)
+            # kernel error models: this GPU's held-out shapes and every GPU's leave-one-GPU-out residuals, of the
+            # profile's engine (and NCCL) only for a per-engine profile
+            errors = error_models_from_residuals(rep.rows, hw, None if name == hw else (name.split("-")[-1], "nccl"))
+            path = write_calibration(cal, args.out / f"{name}.toml", meta, errors)
             log.info("%s: wrote %s in %.0f s (held-out overall median %.1f%%)", name, path, time.time() - t1,
                      res.held_out_overall.median_abs_pct_err)
             for k, s in res.held_out.items():

@@ -141,12 +141,14 @@ def attach_images(config: SimConfig, requests: Sequence[Request]) -> None:
 
 def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace | None = None,
              strategy_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
-             warm_prefixes: Sequence[tuple[int, ...]] = ()) -> SimResult:
+             warm_prefixes: Sequence[tuple[int, ...]] = (), rng: np.random.Generator | None = None) -> SimResult:
     """Run one simulation. `progress(done, total)` is called now and then; `trace` replaces the workload's
     requests (its arrival process settings still decide closed loop). `warm_prefixes`: prefix-block hash ids
-    already in every prefix cache at t=0 (e.g. prompts an earlier run sent). Same config -> identical result."""
+    already in every prefix cache at t=0 (e.g. prompts an earlier run sent). `rng`: the run's generator (default
+    one from config.seed; an ensemble passes each member the state a plain run has after building `trace`).
+    Same config -> identical result."""
     wall0 = time.perf_counter()
-    rng = np.random.default_rng(config.seed)
+    rng = rng if rng is not None else np.random.default_rng(config.seed)
     if trace is None:
         trace = build_trace(config.workload, rng)
     wl = resolve_workload(config.workload)

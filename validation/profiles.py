@@ -18,17 +18,24 @@ from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
+from roofsim.model.uncertainty import ErrorModel
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.spec import PlanSpec
 
 __all__ = ["PROFILE_SCHEMA_VERSION", "write_calibration", "atomic_write_text", "read_calibration", "read_profile_meta",
-           "profile_for", "shipped_profiles", "resolve_calibration", "resolve_config_calibrations",
+           "profile_for", "shipped_profiles", "read_error_models", "error_model_for", "resolve_error_model",
+           "ERROR_MODEL_KINDS", "resolve_calibration", "resolve_config_calibrations",
            "resolve_plan_calibrations", "CALIBRATION_KEYWORDS", "PROFILE_DIR", "FAMILY_PROFILE"]
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 # Version of the profile layout: 1 = files without `schema_version` (read unchanged: same [calibration] fields);
-# 2 = the GPU fit leaves the CPU-only and frozen knobs at their defaults (validation.calibrate FROZEN_GPU_FIELDS).
-PROFILE_SCHEMA_VERSION = 2
+# 2 = the GPU fit leaves the CPU-only and frozen knobs at their defaults (validation.calibrate FROZEN_GPU_FIELDS);
+# 3 = an optional [errors] table of kernel error models (model.uncertainty.ErrorModel, validation.uncertainty).
+# Versions 1 and 2 read unchanged; asking them for error models is refused with the command that rebuilds them.
+PROFILE_SCHEMA_VERSION = 3
+# [errors.own]: held-out-shape residuals of the profile's own GPU; [errors.transfer]: leave-one-GPU-out residuals,
+# the error of the profile on a GPU it borrows it (profile_for's architecture transfer)
+ERROR_MODEL_KINDS = ("own", "transfer")
 
 # Architecture family -> the measured GPU whose efficiency curves it borrows (docs/validation.md, "GPUs without
 # measurements"). Efficiencies are fractions of the datasheet peak, so they transfer; the target's own peaks,
@@ -64,19 +71,28 @@ def toml_text(data: Mapping[str, Any], header: Sequence[str] = ()) -> str:
     return "".join(f"# {line}\n" for line in header) + body
 
 
-def dumps_profile(cal: Calibration, meta: Mapping[str, Any] | None = None) -> str:
+def dumps_profile(cal: Calibration, meta: Mapping[str, Any] | None = None,
+                  errors: Mapping[str, ErrorModel] | None = None) -> str:
     data: dict[str, Any] = {"schema_version": PROFILE_SCHEMA_VERSION, "calibration": cal.model_dump()}
     if meta:
         data["fit"] = dict(meta)
+    if errors:
+        unknown = sorted(set(errors) - set(ERROR_MODEL_KINDS))
+        if unknown:
+            raise ValueError(f"error model kind(s) {unknown} are not among {list(ERROR_MODEL_KINDS)}")
+        data["errors"] = {k: m.model_dump() for k, m in errors.items()}
     return toml_text(data, ["roofsim calibration profile (validation/profiles.py). [calibration] is a "
                             "model.cost.Calibration;", "[fit] records the measured data it was fitted to and its "
-                            "in-sample and held-out errors."])
+                            "in-sample and held-out errors;", "[errors] holds its kernel error models "
+                            "(model.uncertainty.ErrorModel, docs/intervals.md)."])
 
 
-def write_calibration(cal: Calibration, path: Path | str, meta: Mapping[str, Any] | None = None) -> Path:
-    """Write `cal` (+ `meta` as the [fit] table) to `path` atomically: a temp file in the same directory is
-    written, flushed and fsynced, then os.replace'd, so an interrupted run leaves the old file or none."""
-    text = dumps_profile(cal, meta)  # serialise first: a bad meta value fails before any file exists
+def write_calibration(cal: Calibration, path: Path | str, meta: Mapping[str, Any] | None = None,
+                      errors: Mapping[str, ErrorModel] | None = None) -> Path:
+    """Write `cal` (+ `meta` as the [fit] table, `errors` as [errors.own] / [errors.transfer]) to `path`
+    atomically: a temp file in the same directory is written, flushed and fsynced, then os.replace'd, so an
+    interrupted run leaves the old file or none."""
+    text = dumps_profile(cal, meta, errors)  # serialise first: a bad meta value fails before any file exists
     return atomic_write_text(path, text)
 
 
@@ -107,14 +123,19 @@ def _load(path: Path) -> dict[str, Any]:
     return load_toml_file(path, what="calibration profile")
 
 
-def read_calibration(path: Path | str) -> Calibration:
-    """The Calibration in a profile TOML; InputError naming the file and the field when it is not valid."""
-    path = Path(path)
-    data = _load(path)
+def _version(path: Path, data: Mapping[str, Any]) -> int:
     version = data.get("schema_version", 1)  # version 1 had no field; its [calibration] reads unchanged
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= PROFILE_SCHEMA_VERSION:
         raise InputError(f"{path}: schema_version={version!r} is not a profile version this roofsim reads "
                          f"(1..{PROFILE_SCHEMA_VERSION}); rebuild it with scripts/build_profiles.py")
+    return version
+
+
+def read_calibration(path: Path | str) -> Calibration:
+    """The Calibration in a profile TOML; InputError naming the file and the field when it is not valid."""
+    path = Path(path)
+    data = _load(path)
+    _version(path, data)
     table = data.get("calibration")
     if not isinstance(table, dict):
         raise InputError(f"{path}: missing [calibration] table (fields: {sorted(Calibration.model_fields)})")
@@ -131,6 +152,60 @@ def read_profile_meta(path: Path | str) -> dict[str, Any]:
     if not isinstance(fit, dict):
         raise InputError(f"{path}: [fit] must be a table, got {type(fit).__name__}")
     return dict(fit)
+
+
+def read_error_models(path: Path | str) -> dict[str, ErrorModel]:
+    """The [errors] table of a profile: kind ('own', 'transfer') -> ErrorModel. InputError when the profile
+    predates error models (schema_version < 3) or has none, naming the command that builds them."""
+    path = Path(path)
+    data = _load(path)
+    version = _version(path, data)
+    table = data.get("errors")
+    if table is None:
+        why = (f"schema_version {version} predates error models (version 3)" if version < 3
+               else "it has no [errors] table")
+        raise InputError(f"{path}: no kernel error model: {why}; rebuild the profile with scripts/build_profiles.py "
+                         f"(make validate) to get intervals")
+    if not isinstance(table, dict) or not set(table) <= set(ERROR_MODEL_KINDS):
+        raise InputError(f"{path}: [errors] must hold tables among {list(ERROR_MODEL_KINDS)}")
+    try:
+        return {k: ErrorModel.model_validate(v) for k, v in table.items()}
+    except ValidationError as e:
+        errs = "; ".join(f"field {'.'.join(str(p) for p in x['loc']) or '(root)'}: {x['msg']}" for x in e.errors())
+        raise InputError(f"{path}: invalid [errors]: {errs}") from None
+
+
+def error_model_for(hardware: HardwareSpec | str, framework: str | None = None) -> tuple[ErrorModel, str]:
+    """The kernel error model of the calibration profile_for(hardware, framework) picks, and a label: the own
+    profile's held-out-shape model ('own'), or the donor profile's leave-one-GPU-out model ('transfer') when the
+    profile is borrowed by architecture. InputError when no measured profile applies (model defaults)."""
+    hw = load_hardware(hardware) if isinstance(hardware, str) else hardware
+    shipped = shipped_profiles()
+    for stem in ([f"{hw.id}-{framework}"] if framework else []) + [hw.id]:
+        if stem in shipped:
+            return read_error_models(shipped[stem])["own"], f"{stem}: held-out shapes"
+    donor = FAMILY_PROFILE.get(hw.architecture)
+    if donor is None:
+        raise InputError(f"no kernel error model for {hw.id}: architecture {hw.architecture!r} has no measured "
+                         f"profile to transfer (families with one: {sorted(FAMILY_PROFILE)})")
+    stem = f"{donor}-{framework}" if framework and f"{donor}-{framework}" in shipped else donor
+    return read_error_models(shipped[stem])["transfer"], f"{stem}->{hw.id}: leave-one-GPU-out"
+
+
+def resolve_error_model(choice: Calibration | str | Path | None, hardware: HardwareSpec | str,
+                        framework: str | None = None) -> tuple[ErrorModel, str]:
+    """The error model going with resolve_calibration(choice, hardware): the shipped/transferred profile's
+    (error_model_for) for None/'shipped', a profile file's own [errors.own]; refused for 'default' and for a
+    Calibration object (neither carries measured errors)."""
+    key = None if choice is None or isinstance(choice, Calibration) else str(choice)
+    if isinstance(choice, Calibration) or (key == "default" and not Path(key).is_file()):
+        raise InputError("intervals need a measured calibration profile ('shipped' or a profile .toml with "
+                         "[errors]); the model defaults and a bare Calibration carry no error model")
+    if key is None or (key == "shipped" and not Path(key).is_file()):
+        return error_model_for(hardware, framework)
+    models = read_error_models(Path(key))
+    kind = "own" if "own" in models else "transfer"
+    return models[kind], f"{key}: {models[kind].residuals}"
 
 
 # ------------------------------------------------------------------------------------------- selection

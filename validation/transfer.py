@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from roofsim.hardware_specs.errors import InputError
-from roofsim.model.cost import Calibration
+from roofsim.hardware_specs.spec import HardwareSpec
+from roofsim.model.cost import Calibration, kernel_cost
+from roofsim.model.kernel import Kernel
+from roofsim.model.uncertainty import regime_from_bound
 from roofsim.validation import kernel_tables
 from roofsim.validation.calibrate import BOUNDS, FitData, fit_calibration, fitted_fields, prepare, shape_folds
 from roofsim.validation.kernel_tables import KernelMeasurement, KernelTable
@@ -22,7 +25,7 @@ from roofsim.validation.predict import FIT_FIELDS, why_unpredictable
 
 __all__ = ["FitFn", "TransferReport", "KnobReport", "family_of", "deterministic_sample", "leave_one_gpu_out",
            "default_fit", "freezing", "knob_report", "read_aiconfigurator_sample", "TARGETS_PCT",
-           "TRANSFER_FAMILIES"]
+           "TRANSFER_FAMILIES", "RowResiduals", "row_regime"]
 
 # (data, base) -> calibration fitted to data
 FitFn = Callable[[FitData, Calibration], Calibration]
@@ -142,6 +145,30 @@ def freezing(frozen: Iterable[str], max_rows_per_key: int = 3000, extra: Sequenc
 
 
 @dataclass(frozen=True)
+class RowResiduals:
+    """Every predicted row of a leave_one_gpu_out run, one array entry each: the raw material of the kernel error
+    models (validation.uncertainty). `regime` is model.uncertainty's (bound, small/large) under the fit that
+    predicted the row."""
+
+    hardware: np.ndarray  # GPU id
+    family: np.ndarray  # family_of(row)
+    dtype: np.ndarray  # metrics_err.dtype_label(row)
+    framework: np.ndarray
+    regime: np.ndarray
+    measured_s: np.ndarray
+    logo_s: np.ndarray  # predicted by the fit on the other GPUs
+    same_gpu_s: np.ndarray  # out-of-fold, the GPU's own fit with the row's shape family held out; nan = not run
+
+
+def row_regime(kernels: Sequence[Kernel], hw: HardwareSpec, cal: Calibration) -> str:
+    """model.uncertainty's regime of a row predicted as `kernels` (one kernel, or a module's): the bound of its
+    longest kernel, small/large by the summed time of one call of the row."""
+    costs = [kernel_cost(k, hw, cal) for k in kernels]
+    top = max(costs, key=lambda c: c.seconds)
+    return regime_from_bound(top.bound, sum(c.seconds for c in costs))
+
+
+@dataclass(frozen=True)
 class TransferReport:
     """LOGO error per (family, dtype, framework) pooled over held-out GPUs and per GPU; same-GPU held-out-shape
     error (secondary); families not predicted with their reasons; the calibration fitted per (held-out GPU, scope)."""
@@ -164,6 +191,7 @@ class TransferReport:
     _residuals: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict, repr=False)
     # signed % errors per (held-out GPU, family, dtype, framework), for the residual plots
     residuals_by_gpu: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
+    rows: RowResiduals | None = field(default=None, repr=False)  # per predicted row (the error models' input)
 
     def table(self) -> str:
         """The markdown table `make validate` prints first and docs/validation.md quotes."""
@@ -243,6 +271,8 @@ def leave_one_gpu_out(rows: Sequence[KernelMeasurement], base: Calibration, fit:
     same = np.full(len(data.measured), np.nan)
     fits: dict[tuple[str, str], Calibration] = {}
     own: dict[tuple[str, str], Calibration] = {}
+    regime = np.full(len(data.measured), "", dtype=object)
+    p = data.prediction
     for g in gpus:
         for sc in sorted(set(scope[hw == g].tolist())):
             test = np.flatnonzero((hw == g) & (scope == sc))
@@ -255,6 +285,9 @@ def leave_one_gpu_out(rows: Sequence[KernelMeasurement], base: Calibration, fit:
             mine = data.subset(test)
             if own_fits:
                 own[(g, sc)] = fit(mine, base)
+            rcal = own.get((g, sc), cal)  # the regime a GPU's own profile sees its kernels in
+            for i in test:
+                regime[i] = row_regime(p.parts[i] if p.parts else (p.kernels[i],), p.hardware[i], rcal)
             if same_gpu_folds > 1 and len(np.unique(mine.groups)) >= same_gpu_folds:
                 same[test] = _same_gpu(mine, base, fit, same_gpu_folds, seed)
     done = ~np.isnan(pred)
@@ -277,7 +310,11 @@ def leave_one_gpu_out(rows: Sequence[KernelMeasurement], base: Calibration, fit:
         logo_by_gpu={k: _stats_of_errors(np.asarray(v)) for k, v in sorted(res_gpu.items())},  # type: ignore[misc]
         same_gpu={k: _stats_of_errors(np.asarray(v)) for k, v in sorted(res_same.items())},
         not_predicted=not_pred, fits=fits, own_fits=own, gpus=gpus, n_rows=int(done.sum()),
-        _residuals=resid, residuals_by_gpu={k: np.asarray(v) for k, v in sorted(res_gpu.items())})
+        _residuals=resid, residuals_by_gpu={k: np.asarray(v) for k, v in sorted(res_gpu.items())},
+        rows=RowResiduals(hw[done], np.array([k[0] for k in keys], dtype=object)[done],
+                          np.array([k[1] for k in keys], dtype=object)[done],
+                          np.array([k[2] for k in keys], dtype=object)[done], regime[done], data.measured[done],
+                          pred[done], same[done]))
 
 
 def _same_gpu(mine: FitData, base: Calibration, fit: FitFn, folds: int, seed: int) -> np.ndarray:

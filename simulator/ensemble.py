@@ -1,0 +1,166 @@
+"""Ensembles: one simulation replayed by M members whose kernel times are perturbed by correlated draws from the
+kernel error models (model.uncertainty), run in parallel, summarised as a median and intervals per metric.
+
+A member draws one probability per kernel family/dtype of each error model and keeps it for every step of the run
+(the same GPU is consistently fast or slow on a family); its perturbed Calibration (`time_scale`) is built once, so
+the oracle's hot path is unchanged. Members replay one workload built once, with the generator state a plain run
+has after building it, so a member without perturbation is the plain run, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from roofsim.model.uncertainty import ErrorModel
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.planning.executors import Executor, SerialExecutor
+from roofsim.simulator.run import simulate
+from roofsim.simulator.workload import Trace, build_trace
+
+__all__ = ["DEFAULT_LEVELS", "ENSEMBLE_METRICS", "EnsembleResult", "member_seeds", "member_configs",
+           "run_ensemble", "quantile_interval", "parse_levels"]
+
+DEFAULT_LEVELS: tuple[float, ...] = (0.8, 0.9)
+# Summary entries an ensemble reports: "a.b" = summary[a][b]
+ENSEMBLE_METRICS: tuple[str, ...] = (
+    *(f"{m}.{s}" for m in ("ttft_s", "tpot_s", "itl_s", "e2e_s") for s in ("mean", "p50", "p90", "p99")),
+    "output_tokens_per_s", "requests_per_s", "goodput_requests_per_s", "slo_attainment", "cost_usd",
+    "cost_per_million_output_tokens_usd", "energy_j", "energy_per_output_token_j",
+)
+# second word of the SeedSequence entropy: the ensemble's draws never coincide with the run's own generator
+_ENSEMBLE_STREAM = 0x656E73
+
+
+def parse_levels(text: str) -> tuple[float, ...]:
+    """'80,90' (percent) -> (0.8, 0.9); ValueError unless every level is in (0, 100)."""
+    try:
+        out = tuple(float(x) / 100.0 for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--interval {text!r} must be comma-separated percentages, e.g. 80,90") from None
+    if not out or not all(0 < q < 1 for q in out):
+        raise ValueError(f"--interval {text!r}: every level must be a percentage strictly between 0 and 100")
+    return tuple(sorted(set(out)))
+
+
+def member_seeds(seed: int, members: int) -> list[np.random.SeedSequence]:
+    """One SeedSequence per member, spawned from (seed, ensemble stream): the same seed gives the same draws."""
+    if members < 1:
+        raise ValueError(f"members={members} must be >= 1")
+    return np.random.SeedSequence([seed, _ENSEMBLE_STREAM]).spawn(members)
+
+
+def member_configs(config: SimConfig, error_models: Sequence[ErrorModel | None], members: int,
+                   seed: int | None = None) -> list[SimConfig]:
+    """`members` copies of `config` whose replica group i runs on its calibration with the time_scale of one draw
+    from error_models[i] (None: unperturbed). Groups with equal error models share the member's draw (the same
+    GPU is slow on a family in every group it serves). Every group needs a calibration (resolve it first)."""
+    if len(error_models) != len(config.replicas):
+        raise ValueError(f"{len(error_models)} error models for {len(config.replicas)} replica groups")
+    missing = [i for i, g in enumerate(config.replicas) if g.calibration is None]
+    if missing:
+        raise ValueError(f"replica group(s) {missing} have no calibration: resolve them before the ensemble "
+                         "(validation.profiles.resolve_config_calibrations)")
+    out = []
+    for ss in member_seeds(config.seed if seed is None else seed, members):
+        rng = np.random.default_rng(ss)
+        drawn: dict[ErrorModel, tuple[tuple[str, float], ...]] = {}
+        groups = []
+        for g, em in zip(config.replicas, error_models, strict=True):
+            if em is None:
+                groups.append(g)
+                continue
+            if em not in drawn:
+                drawn[em] = em.sample_member(rng)
+            cal = g.calibration.model_copy(update={"time_scale": drawn[em]})  # type: ignore[union-attr]
+            groups.append(g.model_copy(update={"calibration": cal}))
+        out.append(config.model_copy(update={"replicas": tuple(groups)}))
+    return out
+
+
+def _run_member(task: tuple[SimConfig, Trace, Mapping[str, Any]]) -> dict[str, Any]:
+    """One member in a worker: simulate on the shared trace from the shared generator state; its summary."""
+    cfg, trace, state = task
+    rng = np.random.default_rng()
+    rng.bit_generator.state = dict(state)
+    return simulate(cfg, trace=trace, rng=rng).summary
+
+
+def _metric(summary: Mapping[str, Any], path: str) -> float:
+    v: Any = summary
+    for part in path.split("."):
+        v = v[part]
+    return float(v)
+
+
+def quantile_interval(values: Sequence[float], level: float) -> tuple[float, float]:
+    """Equal-tailed interval of `values` (numpy's linear quantiles at (1 -+ level) / 2); NaNs ignored."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return math.nan, math.nan
+    return float(np.quantile(v, (1 - level) / 2)), float(np.quantile(v, (1 + level) / 2))
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """Member summaries (simulator.metrics) in member order, the unperturbed run's when asked for, the levels."""
+
+    members: tuple[dict[str, Any], ...]
+    levels: tuple[float, ...]
+    seed: int
+    point: dict[str, Any] | None = None
+
+    def values(self, metric: str) -> np.ndarray:
+        """One value of `metric` ('ttft_s.p99', 'cost_usd', ...) per member."""
+        return np.array([_metric(s, metric) for s in self.members])
+
+    def interval(self, metric: str, level: float) -> tuple[float, float]:
+        return quantile_interval(self.values(metric), level)
+
+    def summary(self, metrics: Sequence[str] = ENSEMBLE_METRICS) -> dict[str, dict[str, Any]]:
+        """metric -> {"point": unperturbed value (when run), "median": over members, "80%": [low, high], ...}."""
+        out: dict[str, dict[str, Any]] = {}
+        for m in metrics:
+            v = self.values(m)
+            row: dict[str, Any] = {}
+            if self.point is not None:
+                row["point"] = _metric(self.point, m)
+            row["median"] = float(np.nanmedian(v)) if np.any(~np.isnan(v)) else math.nan
+            for q in self.levels:
+                row[f"{q:.0%}"] = list(quantile_interval(v, q))
+            out[m] = row
+        return out
+
+    def as_dict(self, metrics: Sequence[str] = ENSEMBLE_METRICS) -> dict[str, Any]:
+        """The JSON `--ensemble` emits: members, levels, seed, how members were drawn, per-metric ranges."""
+        return {"members": len(self.members), "levels": list(self.levels), "seed": self.seed,
+                "method": "member = one draw per kernel family/dtype from the split-conformal kernel error model, "
+                          "held for the whole run (docs/intervals.md)",
+                "metrics": self.summary(metrics)}
+
+
+def run_ensemble(config: SimConfig, error_models: Sequence[ErrorModel | None], members: int = 16,
+                 levels: Sequence[float] = DEFAULT_LEVELS, executor: Executor | None = None,
+                 with_point: bool = False, trace: Trace | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> EnsembleResult:
+    """Simulate `members` perturbed copies of `config` (member_configs) on one workload built once, on `executor`
+    (default: in this process; planning.executors.make_executor for a process pool or Dask), plus the plain run
+    when `with_point`. Same config, error models and seed -> identical results on any executor."""
+    rng = np.random.default_rng(config.seed)
+    if trace is None:
+        trace = build_trace(config.workload, rng)
+    state = rng.bit_generator.state
+    cfgs = member_configs(config, error_models, members)
+    if with_point:
+        cfgs = [config, *cfgs]
+    ex = executor or SerialExecutor()
+    summaries = ex.map(_run_member, [(c, trace, state) for c in cfgs])
+    if progress is not None:
+        progress(len(cfgs), len(cfgs))
+    point = summaries.pop(0) if with_point else None
+    return EnsembleResult(tuple(summaries), tuple(levels), config.seed, point)

@@ -1,0 +1,97 @@
+"""Ensembles: a member without perturbation is the plain run bit for bit, the same seed gives the same ensemble
+(in-process and on a process pool), members draw once per run, groups with one error model share the draw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from roofsim.model.cost import Calibration
+from roofsim.model.uncertainty import LEVELS, ErrorGroup, ErrorModel
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.ensemble import member_configs, parse_levels, quantile_interval, run_ensemble
+from roofsim.simulator.planning.executors import ProcessExecutor
+from roofsim.simulator.run import simulate
+
+CAL = Calibration().model_dump()
+
+
+def _cfg(**extra) -> SimConfig:
+    rep = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "calibration": CAL, "count": 2}
+    return SimConfig.from_dict({"workload": {"kind": "named", "name": "conversation", "num_requests": 40},
+                                "replicas": [rep], "router": {"kind": "power_of_two"}, "seed": 3, **extra}, "test")
+
+
+def _em(sigma: float) -> ErrorModel:
+    return ErrorModel(residuals="synthetic", groups=(
+        ErrorGroup(key="*/*/*", n=500, log_ratio=tuple(sigma * float(norm.ppf(q)) for q in LEVELS)),
+        ErrorGroup(key="gemm/*/*", n=500, log_ratio=tuple(0.5 * sigma * float(norm.ppf(q)) for q in LEVELS))))
+
+
+def _strip(s: dict) -> dict:
+    return {k: v for k, v in s.items() if k not in ("wall_s", "sim_s_per_wall_s", "iterations_per_wall_s")}
+
+
+def test_member_without_perturbation_is_the_plain_run() -> None:
+    """A random router draws from the run's generator after the trace: the member replays the same state."""
+    cfg = _cfg()
+    plain = _strip(simulate(cfg).summary)
+    assert _strip(run_ensemble(cfg, [None], members=1).members[0]) == plain
+    # an error model whose every quantile is 0 gives factors of exactly 1: the same numbers too
+    zero = ErrorModel(residuals="synthetic", groups=(ErrorGroup(key="*/*/*", n=1, log_ratio=(0.0,) * len(LEVELS)),))
+    assert _strip(run_ensemble(cfg, [zero], members=1).members[0]) == plain
+
+
+def test_same_seed_same_ensemble_on_any_executor() -> None:
+    cfg = _cfg()
+    a = run_ensemble(cfg, [_em(0.2)], members=3)
+    b = run_ensemble(cfg, [_em(0.2)], members=3)
+    assert [_strip(s) for s in a.members] == [_strip(s) for s in b.members]
+    ex = ProcessExecutor(2)
+    try:
+        c = run_ensemble(cfg, [_em(0.2)], members=3, executor=ex)
+    finally:
+        ex.close()
+    assert [_strip(s) for s in c.members] == [_strip(s) for s in a.members]
+    # the members differ from each other (perturbed), and another seed draws other members
+    assert len({s["ttft_s"]["p99"] for s in a.members}) == 3
+    d = run_ensemble(cfg.model_copy(update={"seed": 4}), [_em(0.2)], members=3)
+    assert d.members[0]["tpot_s"]["p50"] != a.members[0]["tpot_s"]["p50"]
+
+
+def test_member_configs_draw_once_per_error_model() -> None:
+    """One draw per member and error model, held for the run: both groups on the same model get the same
+    factors, a group on another model its own; members differ; None leaves the group unperturbed."""
+    base = _cfg()
+    g = base.replicas[0]
+    cfg = base.model_copy(update={"replicas": (g, g.model_copy(update={"count": 1}), g)})
+    em, other = _em(0.2), _em(0.3)
+    members = member_configs(cfg, [em, em, other], 4)
+    for m in members:
+        s0, s1, s2 = (r.calibration.time_scale for r in m.replicas)
+        assert s0 == s1 and s0 != s2
+    assert len({m.replicas[0].calibration.time_scale for m in members}) == 4
+    assert member_configs(cfg, [None, em, em], 1)[0].replicas[0].calibration.time_scale == ()
+    with pytest.raises(ValueError, match="3 replica groups"):
+        member_configs(cfg, [em], 1)
+
+
+def test_ensemble_ranges_contain_their_median() -> None:
+    ens = run_ensemble(_cfg(), [_em(0.2)], members=6)
+    s = ens.summary()
+    for m in ("ttft_s.p99", "tpot_s.p50", "e2e_s.p90", "output_tokens_per_s", "energy_j", "cost_usd"):
+        lo80, hi80 = s[m]["80%"]
+        lo90, hi90 = s[m]["90%"]
+        assert lo90 <= lo80 <= s[m]["median"] <= hi80 <= hi90, m
+    # slower kernels -> longer decode steps: TPOT of the members spreads around the factor's range
+    tpot = ens.values("tpot_s.p50")
+    assert tpot.max() / tpot.min() > 1.05
+
+
+def test_quantile_interval_and_levels() -> None:
+    assert quantile_interval([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == (2.0, 4.0)
+    assert parse_levels("90, 80") == (0.8, 0.9)
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        parse_levels("80,100")
+    assert np.isnan(quantile_interval([float("nan")], 0.8)[0])

@@ -1,0 +1,89 @@
+"""Kernel error models from residuals: pooling of small groups, profile storage (schema 3 [errors], older versions
+refused with the rebuild command), the shipped profiles' error models, and leave-one-GPU-out coverage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from roofsim.hardware_specs.errors import InputError
+from roofsim.model.cost import Calibration
+from roofsim.validation.profiles import (
+    error_model_for,
+    read_error_models,
+    resolve_error_model,
+    write_calibration,
+)
+from roofsim.validation.transfer import RowResiduals
+from roofsim.validation.uncertainty import error_models_from_residuals, fit_error_model, logo_coverage
+
+
+def _residuals(n_per_gpu: int = 600, seed: int = 0) -> RowResiduals:
+    """Four GPUs, two families; log(pred/measured) ~ N(0.1, 0.2) for gemm and N(-0.2, 0.4) for attn_decode."""
+    rng = np.random.default_rng(seed)
+    hw, fam, lr = [], [], []
+    for g in ("a", "b", "c", "d"):
+        for f, mu, sd in (("gemm", 0.1, 0.2), ("attn_decode", -0.2, 0.4)):
+            hw += [g] * n_per_gpu
+            fam += [f] * n_per_gpu
+            lr.append(rng.normal(mu, sd, n_per_gpu))
+    r = np.concatenate(lr)
+    n = len(r)
+    measured = np.exp(rng.normal(-9, 1, n))
+    obj = lambda xs: np.array(xs, dtype=object)  # noqa: E731
+    return RowResiduals(obj(hw), obj(fam), obj(["bf16"] * n), obj(["vllm"] * n), obj(["memory-large"] * n),
+                        measured, measured * np.exp(r), measured * np.exp(0.5 * r))
+
+
+def test_small_groups_pool_into_their_parent() -> None:
+    fam = ["gemm"] * 500 + ["attn_decode"] * 50
+    lr = np.r_[np.zeros(500), np.ones(50)]
+    em = fit_error_model(fam, ["bf16"] * 550, ["memory-large"] * 550, lr, "test", min_rows=100)
+    keys = {g.key for g in em.groups}
+    assert "gemm/bf16/memory-large" in keys and not any(k.startswith("attn_decode") for k in keys)
+    assert em.group("attn_decode", "bf16", "memory-large").key == "*/*/*"
+    assert em.group("attn_decode", "bf16", "memory-large").n == 550
+    with pytest.raises(ValueError, match="finite"):
+        fit_error_model(["gemm"], ["bf16"], ["overhead"], np.array([np.nan]), "test")
+
+
+def test_error_models_round_trip_through_a_profile(tmp_path: Path) -> None:
+    errs = error_models_from_residuals(_residuals(), "b", min_rows=100)
+    assert errs["own"].residuals == "held-out shapes (b)" and errs["transfer"].residuals == "leave-one-GPU-out"
+    p = write_calibration(Calibration(name="x"), tmp_path / "x.toml", {"rows": 1}, errs)
+    assert read_error_models(p) == errs
+    em, label = resolve_error_model(p, "h100-sxm")
+    assert em == errs["own"] and "held-out shapes" in label
+    # the own (held-out-shape) residuals are half the leave-one-GPU-out ones here: narrower intervals
+    lo_o, hi_o = errs["own"].interval("gemm", "bf16", "memory-large", 0.9)
+    lo_t, hi_t = errs["transfer"].interval("gemm", "bf16", "memory-large", 0.9)
+    assert np.log(hi_o / lo_o) == pytest.approx(0.5 * np.log(hi_t / lo_t), rel=0.15)
+
+
+def test_old_profiles_have_no_error_model(tmp_path: Path) -> None:
+    old = tmp_path / "old.toml"
+    old.write_text("schema_version = 2\n[calibration]\ngemm_eff = 0.6\n")
+    with pytest.raises(InputError, match=r"schema_version 2 predates error models.*scripts/build_profiles.py"):
+        read_error_models(old)
+    with pytest.raises(InputError, match="carry no error model"):
+        resolve_error_model("default", "h100-sxm")
+
+
+def test_logo_coverage_on_exchangeable_gpus() -> None:
+    """GPUs drawn from one law are exchangeable: the coverage is the level to within sampling error."""
+    rep = logo_coverage(_residuals(n_per_gpu=1500), min_rows=100)
+    assert rep.overall.n == 12000
+    assert rep.overall.covered[0.9] == pytest.approx(0.9, abs=0.015)
+    assert rep.overall.covered[0.8] == pytest.approx(0.8, abs=0.02)
+    assert "| all | 12000 |" in rep.table()
+
+
+def test_shipped_profiles_carry_error_models() -> None:
+    own, label = error_model_for("h100-sxm")
+    assert own.residuals == "held-out shapes (h100-sxm)" and "held-out shapes" in label
+    transfer, label = error_model_for("h200-sxm")  # Hopper without a profile: borrows h100-sxm's
+    assert transfer.residuals == "leave-one-GPU-out" and "h100-sxm->h200" in label
+    lo, hi = transfer.interval("gemm", "bf16", "compute-large", 0.9)
+    assert lo < 1.0 < hi
