@@ -4,6 +4,8 @@ read), `profile_for(hardware)`, which picks the shipped profile of a GPU or tran
 """
 from __future__ import annotations
 
+import logging
+
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -27,11 +29,15 @@ __all__ = ["PROFILE_SCHEMA_VERSION", "write_calibration", "atomic_write_text", "
            "ERROR_MODEL_KINDS", "resolve_calibration", "resolve_config_calibrations",
            "resolve_plan_calibrations", "CALIBRATION_KEYWORDS", "PROFILE_DIR", "FAMILY_PROFILE"]
 
+logger = logging.getLogger(__name__)
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 # Version of the profile layout: 1 = files without `schema_version` (read unchanged: same [calibration] fields);
 # 2 = the GPU fit leaves the CPU-only and frozen knobs at their defaults (validation.calibrate FROZEN_GPU_FIELDS);
-# 3 = an optional [errors] table of kernel error models (model.uncertainty.ErrorModel, validation.uncertainty).
-# Versions 1 and 2 read unchanged; asking them for error models is refused with the command that rebuilds them.
+# 3 = an optional [errors] table of kernel error models (model.uncertainty.ErrorModel, validation.uncertainty),
+# and `comm_bw_eff` is the custom all-reduce's fraction of 16 B per block per clock (link-aware comm model; before,
+# a fraction of the link bandwidth). Versions 1 and 2 read with their `comm_bw_eff` dropped (its old meaning would
+# be misread; the default stands, with a warning); asking them for error models is refused with the command
+# that rebuilds them.
 PROFILE_SCHEMA_VERSION = 3
 # [errors.own]: held-out-shape residuals of the profile's own GPU; [errors.transfer]: leave-one-GPU-out residuals,
 # the error of the profile on a GPU it borrows it (profile_for's architecture transfer)
@@ -135,10 +141,15 @@ def read_calibration(path: Path | str) -> Calibration:
     """The Calibration in a profile TOML; InputError naming the file and the field when it is not valid."""
     path = Path(path)
     data = _load(path)
-    _version(path, data)
+    version = _version(path, data)
     table = data.get("calibration")
     if not isinstance(table, dict):
         raise InputError(f"{path}: missing [calibration] table (fields: {sorted(Calibration.model_fields)})")
+    if version < 3 and "comm_bw_eff" in table:
+        table = {k: v for k, v in table.items() if k != "comm_bw_eff"}
+        logger.warning("%s: schema_version %d profile: its comm_bw_eff (a link-bandwidth fraction then) is not read "
+                       "by the current communication model; the default is used (rebuild with "
+                       "scripts/build_profiles.py)", path, version)
     try:
         return Calibration.model_validate(table)
     except ValidationError as e:

@@ -12,6 +12,7 @@ from roofsim.hardware_specs.errors import InputError
 from roofsim.model.cost import Calibration
 from roofsim.validation.profiles import (
     error_model_for,
+    read_calibration,
     read_error_models,
     resolve_error_model,
     write_calibration,
@@ -60,6 +61,17 @@ def test_error_models_round_trip_through_a_profile(tmp_path: Path) -> None:
     lo_o, hi_o = errs["own"].interval("gemm", "bf16", "memory-large", 0.9)
     lo_t, hi_t = errs["transfer"].interval("gemm", "bf16", "memory-large", 0.9)
     assert np.log(hi_o / lo_o) == pytest.approx(0.5 * np.log(hi_t / lo_t), rel=0.15)
+
+
+def test_old_profiles_drop_the_old_comm_bw_eff(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    old = tmp_path / "v2.toml"
+    old.write_text("schema_version = 2\n[calibration]\ngemm_eff = 0.6\ncomm_bw_eff = 0.85\n")
+    cal = read_calibration(old)
+    assert cal.gemm_eff == 0.6 and cal.comm_bw_eff == Calibration().comm_bw_eff
+    assert "comm_bw_eff" in caplog.text and "v2.toml" in caplog.text
+    new = tmp_path / "v3.toml"
+    new.write_text("schema_version = 3\n[calibration]\ncomm_bw_eff = 0.3\n")
+    assert read_calibration(new).comm_bw_eff == 0.3
 
 
 def test_old_profiles_have_no_error_model(tmp_path: Path) -> None:
