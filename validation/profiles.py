@@ -5,7 +5,6 @@ read), `profile_for(hardware)`, which picks the shipped profile of a GPU or tran
 from __future__ import annotations
 
 import logging
-
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
