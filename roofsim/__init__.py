@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "quant_of": "roofsim.api",
     "resolve_calibration": "roofsim.api",
     "simulate": "roofsim.api",
+    "simulate_ensemble": "roofsim.api",
     "validate_benchmarks": "roofsim.api",
     "validate_kernels": "roofsim.api",
     "validate_log": "roofsim.api",
@@ -45,6 +46,9 @@ _EXPORTS: dict[str, str] = {
     "SimConfig": "roofsim.simulator.config",
     "StepCost": "roofsim.model.cost",
     "UnknownNameError": "roofsim.hardware_specs.errors",
+    "ErrorModel": "roofsim.model.uncertainty",
+    "EnsembleResult": "roofsim.simulator.ensemble",
+    "error_model_for": "roofsim.validation.profiles",
 }
 
 

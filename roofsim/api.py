@@ -27,6 +27,7 @@ from roofsim.validation.profiles import (
 )
 
 if TYPE_CHECKING:
+    from roofsim.simulator.ensemble import EnsembleResult
     from roofsim.simulator.metrics import SimResult
     from roofsim.simulator.planning import PlanResult, PlanSpec
     from roofsim.validation.e2e import E2EResult
@@ -106,6 +107,31 @@ def simulate(config: SimConfig | Mapping[str, Any] | str | Path,
     cfg, _ = resolve_config_calibrations(load_config(config))
     cfg, _ = resolve_config_quants(cfg)
     return _simulate(cfg, progress=progress)
+
+
+def simulate_ensemble(config: SimConfig | Mapping[str, Any] | str | Path, members: int = 16,
+                      levels: tuple[float, ...] = (0.8, 0.9), *, workers: int | None = 1,
+                      dask_scheduler: str | None = None) -> EnsembleResult:
+    """`roofsim simulate --ensemble M`: `members` replays of the same workload, each with every kernel family
+    consistently fast or slow by a draw from its GPU's error model (error_model_for: the shipped profile's
+    held-out-shape residuals, or the leave-one-GPU-out ones of a GPU nobody measured; docs/intervals.md).
+    Calibrations and quantisation resolve as in `simulate`. `workers`: local processes (None: one per core);
+    `dask_scheduler`: a Dask scheduler address instead. Same config -> same ensemble."""
+    from roofsim.simulator.ensemble import run_ensemble  # noqa: PLC0415
+    from roofsim.simulator.planning import make_executor  # noqa: PLC0415
+    from roofsim.simulator.run import resolve_config_quants  # noqa: PLC0415
+    from roofsim.validation.profiles import error_model_for  # noqa: PLC0415
+
+    if members < 1:
+        raise ValueError(f"members={members} must be >= 1")
+    cfg, _ = resolve_config_calibrations(load_config(config))
+    cfg, _ = resolve_config_quants(cfg)
+    models = [error_model_for(g.hardware)[0] for g in cfg.replicas]
+    ex = make_executor(dask_scheduler, workers)
+    try:
+        return run_ensemble(cfg, models, members, levels, ex)
+    finally:
+        ex.close()
 
 
 def plan(spec: PlanSpec | Mapping[str, Any], *, workers: int | None = 1, dask_scheduler: str | None = None,
