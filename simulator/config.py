@@ -128,6 +128,29 @@ RouterConfig = Annotated[
 ]
 
 
+# ---- KV-cache tiers below HBM (docs/kv-tiers.md) -------------------------------------------------------------
+# Default read bandwidth per GPU of the tiers without one in the hardware file ("dram" reads at the GPU's host
+# link, HardwareSpec.interconnect.pcie_bytes_per_s). Per GPU because each GPU loads its own KV shard over its own
+# path: NVIDIA DGX H100 has one 3.84 TB NVMe U.2 data drive and one ConnectX-7 400 Gb/s NIC per GPU (DGX H100
+# datasheet, 8x of each for 8 GPUs).
+KV_TIER_READ_BYTES_PER_S: dict[str, float] = {
+    "ssd": 7e9,  # NVMe PCIe Gen4 x4 data-centre SSD, ~7,000 MB/s sequential read (Samsung PM1733 datasheet)
+    "remote": 50e9,  # 400 Gb/s RDMA NIC (ConnectX-7) per GPU, as Mooncake's Transfer Engine uses it
+}
+
+
+class KVTier(BaseModel):
+    """One tier below HBM that prefix blocks evicted from HBM (or from the tier above) are demoted to, and loaded
+    back from on a hit (LMCache CPU/disk/remote backends, Mooncake Store). Sizes and bandwidths are per GPU."""
+
+    model_config = _FROZEN
+    kind: Literal["dram", "ssd", "remote"]
+    capacity_bytes: PosFloat = Field(description="bytes of KV this tier holds per GPU of the replica")
+    read_bytes_per_s: PosFloat | None = Field(
+        None, description="load-back bandwidth per GPU; None = the kind's default (dram: the GPU's host link, "
+        "ssd: 7 GB/s, remote: 50 GB/s; docs/kv-tiers.md)")
+
+
 # ---- replicas, SLOs, the run ----------------------------------------------------------------------------
 class ReplicaGroup(BaseModel):
     """`count` identical replicas, each a tp x pp group of GPUs serving one model copy."""
@@ -156,6 +179,11 @@ class ReplicaGroup(BaseModel):
     early_exit: EarlyExitConfig | None = Field(None, description="early exit / layer skipping (docs/techniques.md)")
     prefix_caching: bool = Field(False, description="automatic prefix caching: prompt blocks whose hash ids are "
                                  "cached skip prefill (per-replica LRU over the KV pool; docs/simulator.md)")
+    kv_tiers: tuple[KVTier, ...] = Field(
+        (), description="prefix-cache tiers below HBM, top down (e.g. dram then ssd); needs prefix_caching")
+    kv_load_layerwise: bool = Field(
+        True, description="load-back from the tiers overlaps with compute layer by layer (LMCache layerwise "
+        "retrieval, vLLM KV connector); false: the load finishes before the iteration computes")
     frontend_s_per_request: NonNegSeconds = Field(
         0.0, description="serialized per-request front-end time (API server: accept, tokenize, hand to the engine) "
                     "before a request can be scheduled; one queue per replica (docs/simulator.md)")
@@ -178,6 +206,11 @@ class ReplicaGroup(BaseModel):
         if self.speculative is not None and self.early_exit is not None:
             raise ValueError("speculative and early_exit cannot both be set; for early-exit drafting use "
                              "speculative.drafter.kind = 'layerskip'")
+        if self.kv_tiers and not self.prefix_caching:
+            raise ValueError("kv_tiers hold evicted prefix-cache blocks: set prefix_caching = true")
+        kinds = [t.kind for t in self.kv_tiers]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"kv_tiers kinds={kinds} must be distinct (one tier of each kind)")
         return self
 
 
@@ -478,7 +511,7 @@ def _item_type(tp: Any) -> Any:
 
 __all__ = [
     "ACCEPTANCE_KINDS", "ACTIVATION_DTYPES", "ARRIVAL_KINDS", "DELETE", "DRAFTER_KINDS", "EARLY_EXIT_KINDS",
-    "EXIT_DISTRIBUTION_KINDS", "KV_DTYPES", "LENGTH_KINDS", "PREEMPTION_MODES", "ROUTER_KINDS", "SCHEDULER_KINDS",
+    "EXIT_DISTRIBUTION_KINDS", "KV_DTYPES", "KV_TIER_READ_BYTES_PER_S", "KVTier", "LENGTH_KINDS", "PREEMPTION_MODES", "ROUTER_KINDS", "SCHEDULER_KINDS",
     "WEIGHT_DTYPES", "WORKLOAD_KINDS", "LeastKVRouter", "LeastOutstandingRouter", "OrcaScheduler",
     "PowerOfTwoRouter", "ReplicaGroup", "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler",
     "SJFScheduler", "SchedulerConfig", "SimConfig", "StaticScheduler", "VLLMScheduler", "apply_overrides",

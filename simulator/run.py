@@ -19,9 +19,9 @@ from roofsim.model.memory import MemoryPlan, plan_memory
 from roofsim.model.quant import resolve_quant
 from roofsim.model.spec import ParallelSpec, QuantSpec
 from roofsim.simulator.cluster import Cluster
-from roofsim.simulator.config import ReplicaGroup, SimConfig
+from roofsim.simulator.config import KV_TIER_READ_BYTES_PER_S, ReplicaGroup, SimConfig
 from roofsim.simulator.early_exit import early_exit_parts
-from roofsim.simulator.kvcache import PrefixCache
+from roofsim.simulator.kvcache import PrefixCache, Tier
 from roofsim.simulator.metrics import SimResult, summarize
 from roofsim.simulator.replica import Replica
 from roofsim.simulator.request import Request
@@ -112,6 +112,17 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
     return replicas
 
 
+def prefix_cache(rep: Replica, group: ReplicaGroup, block_tokens: int) -> PrefixCache:
+    """The prefix cache of one replica: HBM holds its KV pool in `block_tokens`-token blocks; each of the group's
+    kv_tiers holds capacity_bytes // (one block's KV bytes on one GPU) blocks (docs/kv-tiers.md)."""
+    cap = max(rep.pool.total * rep.B // block_tokens, 1)
+    block_bytes = rep.pool.kv_bytes_per_token * block_tokens
+    tiers = tuple(Tier(t.kind, int(t.capacity_bytes // block_bytes),
+                       t.read_bytes_per_s or KV_TIER_READ_BYTES_PER_S.get(t.kind) or rep._pcie_bytes_per_s())
+                  for t in group.kv_tiers)
+    return PrefixCache(cap, block_tokens, tiers, block_bytes)
+
+
 def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace | None = None,
              strategy_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
              warm_prefixes: Sequence[tuple[int, ...]] = ()) -> SimResult:
@@ -146,9 +157,11 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
             # info, not a warning: engines (vLLM V1, SGLang, TRT-LLM 1.x) turn prefix caching on by default
             logger.info("prefix caching is on but the trace has no hash ids: no prefix can be reused")
         for rep in replicas:
-            if config.replicas[rep.group].prefix_caching:
-                cap = rep.pool.total * rep.B // trace.hash_block_tokens
-                rep.prefix = PrefixCache(max(cap, 1), trace.hash_block_tokens)
+            group = config.replicas[rep.group]
+            if group.prefix_caching:
+                rep.prefix = prefix_cache(rep, group, trace.hash_block_tokens)
+                if group.kv_tiers and group.kv_load_layerwise:
+                    rep.load_layers = rep.cost.model.num_layers
                 for ids in warm_prefixes:
                     rep.prefix.insert(ids)
     last_arrival = float(trace.arrival_s[-1])
@@ -187,4 +200,4 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     return result
 
 
-__all__ = ["STRATEGY_PARTS", "build_replicas", "group_quant", "resolve_config_quants", "simulate", "strategy_kind"]
+__all__ = ["STRATEGY_PARTS", "build_replicas", "group_quant", "prefix_cache", "resolve_config_quants", "simulate", "strategy_kind"]
