@@ -29,6 +29,7 @@ from roofsim.simulator.engines import (
     needs_model,
 )
 from roofsim.simulator.limits import MAX_REPLICAS, exceeds, limited
+from roofsim.simulator.sessions import SessionWorkload
 from roofsim.simulator.workload import (
     MAX_TOKENS,
     Arrival,
@@ -123,8 +124,33 @@ class PowerOfTwoRouter(_Router):
     kind: Literal["power_of_two"] = "power_of_two"
 
 
+class PrefixAwareRouter(_Router):
+    """Cache-aware routing (SGLang router's cache_aware policy, sgl-project/sglang sgl-router
+    src/policies/cache_aware.rs): when the load is imbalanced -- outstanding requests max - min >
+    `balance_abs_threshold` and max > min x `balance_rel_threshold` -- the least-loaded replica; otherwise the
+    replica whose prefix cache (any tier) holds the longest prefix of the prompt, if that covers more than
+    `cache_threshold` of it; otherwise the least-loaded replica. The match is read from the replicas' caches
+    (llm-d's precise-prefix-cache-scorer view, fed by the engines' KV events). Defaults: SGLang router's
+    (sglang_router router_args.py: cache_threshold 0.3, balance_abs_threshold 64, balance_rel_threshold 1.5)."""
+
+    kind: Literal["prefix_aware"] = "prefix_aware"
+    cache_threshold: float = Field(0.3, ge=0, le=1, description="least matched fraction of the prompt")
+    balance_abs_threshold: int = Field(64, ge=0, description="imbalance: max - min outstanding above this ...")
+    balance_rel_threshold: float = Field(1.5, ge=1, allow_inf_nan=False, description="... and max > min x this")
+
+
+class StickySessionRouter(_Router):
+    """Session affinity: every turn of a multi-turn session goes to the replica its first turn went to
+    (the first turn, and requests without a session: least outstanding). No load guard, as with SGLang's
+    consistent_hashing / manual policies and llm-d's session-affinity scorer."""
+
+    kind: Literal["sticky_session"] = "sticky_session"
+
+
 RouterConfig = Annotated[
-    RoundRobinRouter | LeastOutstandingRouter | LeastKVRouter | PowerOfTwoRouter, Field(discriminator="kind")
+    RoundRobinRouter | LeastOutstandingRouter | LeastKVRouter | PowerOfTwoRouter | PrefixAwareRouter
+    | StickySessionRouter,
+    Field(discriminator="kind"),
 ]
 
 
@@ -280,6 +306,12 @@ def engine_overrides(group: ReplicaGroup) -> dict[str, Any]:
 _MISSING = object()
 
 
+# The workloads a run accepts: workload.py's union plus the multi-turn sessions of sessions.py (which builds on
+# workload.py, so the union that adds it lives here).
+RunWorkload = Annotated[Union[(*get_args(get_args(WorkloadConfig)[0]), SessionWorkload)],  # noqa: UP007
+                        Field(discriminator="kind")]
+
+
 class SLO(BaseModel):
     """Per-request latency targets for goodput; an unset target is not checked."""
 
@@ -292,7 +324,7 @@ class SimConfig(BaseModel):
     """One simulation run. Same config (including seed) -> bit-identical SimResult."""
 
     model_config = _FROZEN
-    workload: WorkloadConfig
+    workload: RunWorkload
     replicas: tuple[ReplicaGroup, ...] = Field(min_length=1)
     router: RouterConfig = RoundRobinRouter()
     seed: limited(int, "MAX_SEED", ge=0) = 0  # type: ignore[valid-type]
@@ -358,7 +390,7 @@ DRAFTER_KINDS = kinds_of(Drafter)
 ACCEPTANCE_KINDS = kinds_of(Acceptance)
 EARLY_EXIT_KINDS = kinds_of(EarlyExitConfig)
 EXIT_DISTRIBUTION_KINDS = kinds_of(ExitDistribution)
-WORKLOAD_KINDS = kinds_of(WorkloadConfig)
+WORKLOAD_KINDS = kinds_of(RunWorkload)
 ARRIVAL_KINDS = kinds_of(Arrival)
 LENGTH_KINDS = kinds_of(Lengths)
 # WEIGHT_DTYPES, ACTIVATION_DTYPES, KV_DTYPES come from QuantSpec's Literals (roofsim.model.quant), re-exported here.
@@ -511,10 +543,10 @@ def _item_type(tp: Any) -> Any:
 
 __all__ = [
     "ACCEPTANCE_KINDS", "ACTIVATION_DTYPES", "ARRIVAL_KINDS", "DELETE", "DRAFTER_KINDS", "EARLY_EXIT_KINDS",
-    "EXIT_DISTRIBUTION_KINDS", "KV_DTYPES", "KV_TIER_READ_BYTES_PER_S", "KVTier", "LENGTH_KINDS", "PREEMPTION_MODES", "ROUTER_KINDS", "SCHEDULER_KINDS",
+    "EXIT_DISTRIBUTION_KINDS", "KV_DTYPES", "KV_TIER_READ_BYTES_PER_S", "KVTier", "LENGTH_KINDS", "PREEMPTION_MODES", "ROUTER_KINDS", "RunWorkload", "SCHEDULER_KINDS",
     "WEIGHT_DTYPES", "WORKLOAD_KINDS", "LeastKVRouter", "LeastOutstandingRouter", "OrcaScheduler",
-    "PowerOfTwoRouter", "ReplicaGroup", "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler",
-    "SJFScheduler", "SchedulerConfig", "SimConfig", "StaticScheduler", "VLLMScheduler", "apply_overrides",
+    "PowerOfTwoRouter", "PrefixAwareRouter", "ReplicaGroup", "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler",
+    "SJFScheduler", "SchedulerConfig", "SimConfig", "StaticScheduler", "StickySessionRouter", "VLLMScheduler", "apply_overrides",
     "config_dict", "engine_overrides", "group_engine_profile", "kinds_of", "merge_engine", "parse_value",
     "set_path", "to_toml",
 ]

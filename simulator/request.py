@@ -41,6 +41,7 @@ class Request:
     reject_reason: str = ""
     prefix: tuple[int, ...] = ()  # prefix-block hash ids of the prompt (prefix caching); () = none known
     cached_tokens: int = 0  # prompt tokens served from the prefix cache at the first admission
+    session: int = -1  # the multi-turn session it belongs to (sessions.py; sticky routing); -1 = none
     warmup: bool = False  # a benchmark client's warm-up request: simulated, counted, excluded from statistics
     generated: int = 0
     prefill_target: int = 0  # tokens the current prefill must put into the KV cache

@@ -26,6 +26,7 @@ from roofsim.simulator.metrics import SimResult, summarize
 from roofsim.simulator.replica import Replica
 from roofsim.simulator.request import Request
 from roofsim.simulator.schedulers import make_scheduler
+from roofsim.simulator.sessions import SessionTrace, SessionWorkload, build_session_trace
 from roofsim.simulator.speculative import speculative_parts
 from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding, StrategyMaker, plain_parts
 from roofsim.simulator.workload import (
@@ -132,7 +133,8 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     wall0 = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     if trace is None:
-        trace = build_trace(config.workload, rng)
+        trace = (build_session_trace(config.workload, rng) if isinstance(config.workload, SessionWorkload)
+                 else build_trace(config.workload, rng))
     wl = resolve_workload(config.workload)
     closed: ClosedLoopArrivals | None = None
     if isinstance(wl, SyntheticWorkload) and isinstance(wl.arrival, ClosedLoopArrivals):
@@ -144,6 +146,9 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     inp = trace.input_tokens.tolist()
     out = trace.output_tokens.tolist()
     requests = [Request(i, arr[i], inp[i], out[i]) for i in range(n)]
+    if isinstance(trace, SessionTrace):
+        for r, sid in zip(requests, trace.session_ids, strict=True):
+            r.session = sid
     if any(g.scheduler.kind == "sjf" for g in config.replicas):
         z = rng.standard_normal(n).tolist()
         for r, zi in zip(requests, z, strict=True):
@@ -173,7 +178,7 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
         max_t = math.inf  # closed loop / offline: nothing piles up beyond what was issued
     env = simpy.Environment()
     cluster = Cluster(env, replicas, config.router.kind, requests, rng, closed, max_t,
-                      config.max_waiting_requests, progress)
+                      config.max_waiting_requests, progress, router_cfg=config.router)
     # Closed loop with several replicas: a completion at one replica creates an arrival another replica may
     # already have simulated past, so replicas must stay in lock step with simpy's clock.
     stepwise = config.stepwise or (closed is not None and len(replicas) > 1)
