@@ -26,14 +26,13 @@ from roofsim.simulator.metrics import SimResult, summarize
 from roofsim.simulator.replica import Replica
 from roofsim.simulator.request import Request
 from roofsim.simulator.schedulers import make_scheduler
-from roofsim.simulator.sessions import SessionTrace, SessionWorkload, build_session_trace
+from roofsim.simulator.sessions import SessionTrace, SessionWorkload, run_trace
 from roofsim.simulator.speculative import speculative_parts
 from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding, StrategyMaker, plain_parts
 from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     SyntheticWorkload,
     Trace,
-    build_trace,
     resolve_workload,
 )
 
@@ -133,9 +132,8 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     wall0 = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     if trace is None:
-        trace = (build_session_trace(config.workload, rng) if isinstance(config.workload, SessionWorkload)
-                 else build_trace(config.workload, rng))
-    wl = resolve_workload(config.workload)
+        trace = run_trace(config.workload, rng)
+    wl = config.workload if isinstance(config.workload, SessionWorkload) else resolve_workload(config.workload)
     closed: ClosedLoopArrivals | None = None
     if isinstance(wl, SyntheticWorkload) and isinstance(wl.arrival, ClosedLoopArrivals):
         closed = wl.arrival

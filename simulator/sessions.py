@@ -14,9 +14,13 @@ from roofsim.simulator.workload import (
     MAX_DURATION_S,
     MAX_TOKENS,
     Lengths,
+    NamedWorkload,
     QuantileLengths,
     Rate,
+    SyntheticWorkload,
     Trace,
+    TraceWorkload,
+    build_trace,
     lengths_ppf,
 )
 
@@ -113,4 +117,11 @@ def build_session_trace(cfg: SessionWorkload, rng: np.random.Generator) -> Sessi
                         tuple(r[3] for r in rows))
 
 
-__all__ = ["SessionTrace", "SessionWorkload", "build_session_trace"]
+def run_trace(cfg: SyntheticWorkload | TraceWorkload | NamedWorkload | SessionWorkload,
+              rng: np.random.Generator) -> Trace:
+    """The requests of any workload a run accepts (config.RunWorkload): sessions here, the others by
+    workload.build_trace."""
+    return build_session_trace(cfg, rng) if isinstance(cfg, SessionWorkload) else build_trace(cfg, rng)
+
+
+__all__ = ["SessionTrace", "SessionWorkload", "build_session_trace", "run_trace"]

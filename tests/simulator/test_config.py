@@ -22,10 +22,12 @@ from roofsim.simulator.config import (
     WORKLOAD_KINDS,
     SimConfig,
     apply_overrides,
+    kinds_of,
     parse_value,
     to_toml,
 )
 from roofsim.simulator.schedulers import SCHEDULERS
+from roofsim.simulator.workload import WorkloadConfig
 
 REP = {"model": "llama-3.1-8b", "hardware": "h100-sxm"}
 NAMED = {"kind": "named", "name": "conversation", "num_requests": 50}
@@ -165,6 +167,7 @@ def test_kind_lists_are_derived_from_the_unions() -> None:
                                                         "ngram")
     assert EARLY_EXIT_KINDS == ("per_token", "skipdecode")
     assert WORKLOAD_KINDS == ("synthetic", "trace", "named", "sessions")
+    assert set(kinds_of(WorkloadConfig)) < set(WORKLOAD_KINDS)  # a run accepts every workload.py kind
     assert WEIGHT_DTYPES == ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 
 
