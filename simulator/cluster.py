@@ -12,6 +12,7 @@ import numpy as np
 import simpy
 
 from roofsim.hardware_specs.errors import UnknownNameError
+from roofsim.simulator.config import PrefixAwareRouter
 from roofsim.simulator.replica import Replica
 from roofsim.simulator.request import REJECTED, Request
 from roofsim.simulator.workload import ClosedLoopArrivals
@@ -49,7 +50,7 @@ def _power_of_two(c: Cluster, r: Request) -> Replica:
 
 def _prefix_aware(c: Cluster, r: Request) -> Replica:
     """SGLang's cache_aware policy (config.PrefixAwareRouter): load guard, then longest cached prefix."""
-    cfg = c.router_cfg
+    cfg = c.router_cfg if c.router_cfg is not None else PrefixAwareRouter()
     reps = c.replicas
     loads = [rep.outstanding for rep in reps]
     lo, hi = min(loads), max(loads)
@@ -100,7 +101,7 @@ class Cluster:
         self.env = env
         self.replicas = replicas
         self.route: Router = ROUTERS[router_kind]
-        self.router_cfg = router_cfg  # the router's settings (config.RouterConfig), for kinds that have some
+        self.router_cfg = router_cfg  # the router's settings (config.RouterConfig); None = the kind's defaults
         self.session_replica: dict[int, Replica] = {}  # sticky_session: where each session's turns go
         self.requests = requests
         self.rng = rng

@@ -118,7 +118,8 @@ def prefix_cache(rep: Replica, group: ReplicaGroup, block_tokens: int) -> Prefix
     cap = max(rep.pool.total * rep.B // block_tokens, 1)
     block_bytes = rep.pool.kv_bytes_per_token * block_tokens
     tiers = tuple(Tier(t.kind, int(t.capacity_bytes // block_bytes),
-                       t.read_bytes_per_s or KV_TIER_READ_BYTES_PER_S.get(t.kind) or rep._pcie_bytes_per_s())
+                       t.read_bytes_per_s or KV_TIER_READ_BYTES_PER_S.get(t.kind)
+                       or rep.cost.hardware.interconnect.pcie_bytes_per_s)
                   for t in group.kv_tiers)
     return PrefixCache(cap, block_tokens, tiers, block_bytes)
 

@@ -62,6 +62,9 @@ def test_prefix_aware_load_guard() -> None:
     reps = [_rep(0, 40), _rep(1, 110, (1, 2, 3))]
     assert _route("prefix_aware", reps, _req(64, (1, 2, 3, 4)), balance_rel_threshold=3.0) == 1
     assert _route("prefix_aware", reps, _req(64, (1, 2, 3, 4))) == 0
+    # a cluster built without the router's settings uses the defaults (64, 1.5)
+    c = SimpleNamespace(replicas=reps, router_cfg=None, session_replica={})
+    assert ROUTERS["prefix_aware"](c, _req(64, (1, 2, 3, 4))).idx == 0  # type: ignore[arg-type]
 
 
 def test_prefix_aware_counts_lower_tiers_and_breaks_ties_low() -> None:
