@@ -378,6 +378,10 @@ def _print_summary(cfg: SimConfig, r: SimResult) -> None:
     if "prefix_cache_hit_rate" in s:
         print(f"prefix cache: {s['prefix_cache_hit_rate']:.1%} of prompt tokens served from cache "
               f"({s['prefix_cache_request_hit_rate']:.1%} of admissions hit)")
+        for kind, t in s.get("kv_tiers", {}).items():  # docs/kv-tiers.md
+            moved = (f"; read {t['bytes_read'] / 1e9:.1f} GB, written {t['bytes_written'] / 1e9:.1f} GB"
+                     if kind != "hbm" else "")
+            print(f"  {kind}: {t['hit_rate']:.1%} of prompt tokens{moved}")
     if "spec_tokens_per_step" in s:
         print(f"speculation: {s['spec_tokens_per_step']:.2f} tokens/step, draft acceptance "
               f"{s['spec_acceptance_rate']:.1%} (per-token rate ~{s['spec_alpha_estimate']:.2f}), mean k "

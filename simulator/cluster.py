@@ -13,6 +13,7 @@ import simpy
 
 from roofsim.hardware_specs.errors import UnknownNameError
 from roofsim.simulator.clients import client_model
+from roofsim.simulator.config import PrefixAwareRouter
 from roofsim.simulator.replica import Replica
 from roofsim.simulator.request import REJECTED, Request
 from roofsim.simulator.workload import ClosedLoopArrivals
@@ -48,11 +49,44 @@ def _power_of_two(c: Cluster, r: Request) -> Replica:
     return a if (a.outstanding, a.idx) <= (b.outstanding, b.idx) else b
 
 
+def _prefix_aware(c: Cluster, r: Request) -> Replica:
+    """SGLang's cache_aware policy (config.PrefixAwareRouter): load guard, then longest cached prefix."""
+    cfg = c.router_cfg if c.router_cfg is not None else PrefixAwareRouter()
+    reps = c.replicas
+    loads = [rep.outstanding for rep in reps]
+    lo, hi = min(loads), max(loads)
+    least = reps[loads.index(lo)]
+    if (hi - lo > cfg.balance_abs_threshold and hi > lo * cfg.balance_rel_threshold) or not r.prefix:
+        return least
+    best, best_n = least, 0
+    for rep in reps:  # ties: the lowest index
+        if rep.prefix is not None:
+            n = rep.prefix.hit_blocks(r.prefix)
+            if n > best_n:
+                best, best_n = rep, n
+    if best_n and best.prefix is not None:
+        matched = min(best_n * best.prefix.block_tokens, r.input_tokens)
+        if matched > cfg.cache_threshold * r.input_tokens:
+            return best
+    return least
+
+
+def _sticky_session(c: Cluster, r: Request) -> Replica:
+    if r.session < 0:
+        return _least_outstanding(c, r)
+    rep = c.session_replica.get(r.session)
+    if rep is None:
+        rep = c.session_replica[r.session] = _least_outstanding(c, r)
+    return rep
+
+
 ROUTERS: dict[str, Router] = {
     "round_robin": _round_robin,
     "least_outstanding": _least_outstanding,
     "least_kv": _least_kv,
     "power_of_two": _power_of_two,
+    "prefix_aware": _prefix_aware,
+    "sticky_session": _sticky_session,
 }
 
 
@@ -62,12 +96,14 @@ class Cluster:
     def __init__(self, env: simpy.Environment, replicas: list[Replica], router_kind: str,
                  requests: list[Request], rng: np.random.Generator, closed_loop: ClosedLoopArrivals | None,
                  max_sim_time_s: float, max_waiting_requests: int | None,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None, router_cfg: Any = None) -> None:
         if router_kind not in ROUTERS:
             raise UnknownNameError("router kind", router_kind, ROUTERS)
         self.env = env
         self.replicas = replicas
         self.route: Router = ROUTERS[router_kind]
+        self.router_cfg = router_cfg  # the router's settings (config.RouterConfig); None = the kind's defaults
+        self.session_replica: dict[int, Replica] = {}  # sticky_session: where each session's turns go
         self.requests = requests
         self.rng = rng
         self.closed_loop = closed_loop

@@ -29,14 +29,17 @@ from roofsim.simulator.engines import (
     needs_model,
 )
 from roofsim.simulator.limits import MAX_REPLICAS, exceeds, limited
+from roofsim.simulator.sessions import SessionWorkload
 from roofsim.simulator.workload import (
     MAX_TOKENS,
     Arrival,
     Lengths,
+    NamedWorkload,
     NonNegSeconds,
     Requests,
     Seconds,
-    WorkloadConfig,
+    SyntheticWorkload,
+    TraceWorkload,
 )
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -123,8 +126,33 @@ class PowerOfTwoRouter(_Router):
     kind: Literal["power_of_two"] = "power_of_two"
 
 
+class PrefixAwareRouter(_Router):
+    """Cache-aware routing (SGLang router's cache_aware policy, sgl-project/sglang sgl-router
+    src/policies/cache_aware.rs): when the load is imbalanced -- outstanding requests max - min >
+    `balance_abs_threshold` and max > min x `balance_rel_threshold` -- the least-loaded replica; otherwise the
+    replica whose prefix cache (any tier) holds the longest prefix of the prompt, if that covers more than
+    `cache_threshold` of it; otherwise the least-loaded replica. The match is read from the replicas' caches
+    (llm-d's precise-prefix-cache-scorer view, fed by the engines' KV events). Defaults: SGLang router's
+    (sglang_router router_args.py: cache_threshold 0.3, balance_abs_threshold 64, balance_rel_threshold 1.5)."""
+
+    kind: Literal["prefix_aware"] = "prefix_aware"
+    cache_threshold: float = Field(0.3, ge=0, le=1, description="least matched fraction of the prompt")
+    balance_abs_threshold: int = Field(64, ge=0, description="imbalance: max - min outstanding above this ...")
+    balance_rel_threshold: float = Field(1.5, ge=1, allow_inf_nan=False, description="... and max > min x this")
+
+
+class StickySessionRouter(_Router):
+    """Session affinity: every turn of a multi-turn session goes to the replica its first turn went to
+    (the first turn, and requests without a session: least outstanding). No load guard, as with SGLang's
+    consistent_hashing / manual policies and llm-d's session-affinity scorer."""
+
+    kind: Literal["sticky_session"] = "sticky_session"
+
+
 RouterConfig = Annotated[
-    RoundRobinRouter | LeastOutstandingRouter | LeastKVRouter | PowerOfTwoRouter, Field(discriminator="kind")
+    RoundRobinRouter | LeastOutstandingRouter | LeastKVRouter | PowerOfTwoRouter | PrefixAwareRouter
+    | StickySessionRouter,
+    Field(discriminator="kind"),
 ]
 
 
@@ -162,6 +190,29 @@ class PCIeKVLink(_KVLink):
 KVLinkConfig = Annotated[NVLinkKVLink | NetworkKVLink | PCIeKVLink, Field(discriminator="kind")]
 
 
+# ---- KV-cache tiers below HBM (docs/kv-tiers.md) -------------------------------------------------------------
+# Default read bandwidth per GPU of the tiers without one in the hardware file ("dram" reads at the GPU's host
+# link, HardwareSpec.interconnect.pcie_bytes_per_s). Per GPU because each GPU loads its own KV shard over its own
+# path: NVIDIA DGX H100 has one 3.84 TB NVMe U.2 data drive and one ConnectX-7 400 Gb/s NIC per GPU (DGX H100
+# datasheet, 8x of each for 8 GPUs).
+KV_TIER_READ_BYTES_PER_S: dict[str, float] = {
+    "ssd": 7e9,  # NVMe PCIe Gen4 x4 data-centre SSD, ~7,000 MB/s sequential read (Samsung PM1733 datasheet)
+    "remote": 50e9,  # 400 Gb/s RDMA NIC (ConnectX-7) per GPU, as Mooncake's Transfer Engine uses it
+}
+
+
+class KVTier(BaseModel):
+    """One tier below HBM that prefix blocks evicted from HBM (or from the tier above) are demoted to, and loaded
+    back from on a hit (LMCache CPU/disk/remote backends, Mooncake Store). Sizes and bandwidths are per GPU."""
+
+    model_config = _FROZEN
+    kind: Literal["dram", "ssd", "remote"]
+    capacity_bytes: PosFloat = Field(description="bytes of KV this tier holds per GPU of the replica")
+    read_bytes_per_s: PosFloat | None = Field(
+        None, description="load-back bandwidth per GPU; None = the kind's default (dram: the GPU's host link, "
+        "ssd: 7 GB/s, remote: 50 GB/s; docs/kv-tiers.md)")
+
+
 # ---- replicas, SLOs, the run ----------------------------------------------------------------------------
 class ReplicaGroup(BaseModel):
     """`count` identical replicas, each a tp x pp group of GPUs serving one model copy. `role` puts the group
@@ -194,6 +245,11 @@ class ReplicaGroup(BaseModel):
     early_exit: EarlyExitConfig | None = Field(None, description="early exit / layer skipping (docs/techniques.md)")
     prefix_caching: bool = Field(False, description="automatic prefix caching: prompt blocks whose hash ids are "
                                  "cached skip prefill (per-replica LRU over the KV pool; docs/simulator.md)")
+    kv_tiers: tuple[KVTier, ...] = Field(
+        (), description="prefix-cache tiers below HBM, top down (e.g. dram then ssd); needs prefix_caching")
+    kv_load_layerwise: bool = Field(
+        True, description="load-back from the tiers overlaps with compute layer by layer (LMCache layerwise "
+        "retrieval, vLLM KV connector); false: the load finishes before the iteration computes")
     frontend_s_per_request: NonNegSeconds = Field(
         0.0, description="serialized per-request front-end time (API server: accept, tokenize, hand to the engine) "
                     "before a request can be scheduled; one queue per replica (docs/simulator.md)")
@@ -216,6 +272,11 @@ class ReplicaGroup(BaseModel):
         if self.speculative is not None and self.early_exit is not None:
             raise ValueError("speculative and early_exit cannot both be set; for early-exit drafting use "
                              "speculative.drafter.kind = 'layerskip'")
+        if self.kv_tiers and not self.prefix_caching:
+            raise ValueError("kv_tiers hold evicted prefix-cache blocks: set prefix_caching = true")
+        kinds = [t.kind for t in self.kv_tiers]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"kv_tiers kinds={kinds} must be distinct (one tier of each kind)")
         return self
 
 
@@ -285,6 +346,13 @@ def engine_overrides(group: ReplicaGroup) -> dict[str, Any]:
 _MISSING = object()
 
 
+# The workloads a run accepts: workload.py's WorkloadConfig members plus the multi-turn sessions of sessions.py
+# (which builds on workload.py, so the union that adds it lives here; tests/simulator/test_config.py checks that
+# it keeps every member of WorkloadConfig).
+RunWorkload = Annotated[SyntheticWorkload | TraceWorkload | NamedWorkload | SessionWorkload,
+                        Field(discriminator="kind")]
+
+
 class SLO(BaseModel):
     """Per-request latency targets for goodput; an unset target is not checked."""
 
@@ -315,7 +383,7 @@ class SimConfig(BaseModel):
     """One simulation run. Same config (including seed) -> bit-identical SimResult."""
 
     model_config = _FROZEN
-    workload: WorkloadConfig
+    workload: RunWorkload
     replicas: tuple[ReplicaGroup, ...] = Field(min_length=1)
     router: RouterConfig = RoundRobinRouter()
     seed: limited(int, "MAX_SEED", ge=0) = 0  # type: ignore[valid-type]
@@ -395,7 +463,7 @@ DRAFTER_KINDS = kinds_of(Drafter)
 ACCEPTANCE_KINDS = kinds_of(Acceptance)
 EARLY_EXIT_KINDS = kinds_of(EarlyExitConfig)
 EXIT_DISTRIBUTION_KINDS = kinds_of(ExitDistribution)
-WORKLOAD_KINDS = kinds_of(WorkloadConfig)
+WORKLOAD_KINDS = kinds_of(RunWorkload)
 ARRIVAL_KINDS = kinds_of(Arrival)
 LENGTH_KINDS = kinds_of(Lengths)
 # WEIGHT_DTYPES, ACTIVATION_DTYPES, KV_DTYPES come from QuantSpec's Literals (roofsim.model.quant), re-exported here.
@@ -552,10 +620,12 @@ def _item_type(tp: Any) -> Any:
 
 __all__ = [
     "ACCEPTANCE_KINDS", "ACTIVATION_DTYPES", "ARRIVAL_KINDS", "DELETE", "DRAFTER_KINDS", "EARLY_EXIT_KINDS",
-    "EXIT_DISTRIBUTION_KINDS", "KV_DTYPES", "KV_LINK_KINDS", "KVLinkConfig", "LENGTH_KINDS", "PREEMPTION_MODES", "ROUTER_KINDS", "SCHEDULER_KINDS",
-    "WEIGHT_DTYPES", "WORKLOAD_KINDS", "LeastKVRouter", "LeastOutstandingRouter", "NVLinkKVLink", "NetworkKVLink", "OrcaScheduler", "PCIeKVLink",
-    "PowerOfTwoRouter", "REPLICA_ROLES", "ReplicaGroup", "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler",
-    "SJFScheduler", "SchedulerConfig", "SimConfig", "StaticScheduler", "VLLMScheduler", "apply_overrides",
+    "EXIT_DISTRIBUTION_KINDS", "KV_DTYPES", "KV_LINK_KINDS", "KV_TIER_READ_BYTES_PER_S", "KVLinkConfig", "KVTier",
+    "LENGTH_KINDS", "PREEMPTION_MODES", "ROUTER_KINDS", "RunWorkload", "SCHEDULER_KINDS", "WEIGHT_DTYPES",
+    "WORKLOAD_KINDS", "ImageInputs", "LeastKVRouter", "LeastOutstandingRouter", "NVLinkKVLink", "NetworkKVLink",
+    "OrcaScheduler", "PCIeKVLink", "PowerOfTwoRouter", "PrefixAwareRouter", "REPLICA_ROLES", "ReplicaGroup",
+    "RoundRobinRouter", "RouterConfig", "SLO", "SarathiScheduler", "SJFScheduler", "SchedulerConfig", "SimConfig",
+    "StaticScheduler", "StickySessionRouter", "VLLMScheduler", "apply_overrides",
     "config_dict", "engine_overrides", "group_engine_profile", "kinds_of", "merge_engine", "parse_value",
     "set_path", "to_toml",
 ]

@@ -281,6 +281,8 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
         n_look = sum(c.lookups for c in caches)
         summary["prefix_cache_request_hit_rate"] = (sum(c.hit_requests for c in caches) / n_look
                                                     if n_look else math.nan)
+        if any(c.tiers for c in caches):
+            summary["kv_tiers"] = tier_summary([rp for rp in replicas if rp.prefix is not None], look)
     vision = sum(rp.vision_s for rp in replicas)
     if vision:  # a VL workload (SimConfig.images): replica-seconds spent in the vision encoder
         summary["vision_encoder_s"] = vision
@@ -298,6 +300,28 @@ def summarize(requests: list[Request], replicas: list[Replica], *, slo_ttft_s: f
         queueing_s=queueing, normalized_latency_s=norm, itl_s=itl, token_times=token_times, series=series,
         summary=summary,
     )
+
+
+def tier_summary(replicas: list[Replica], lookup_tokens: int) -> dict[str, dict[str, float]]:
+    """Per tier kind ("hbm" first, then the kv_tiers top down), summed over replicas: the fraction of looked-up
+    prompt tokens it served, the tokens, and the bytes read back into HBM and written into it (all GPUs of a
+    replica together), blocks evicted from it, and its read time `load_s` (before overlap with compute)."""
+    out: dict[str, dict[str, float]] = {"hbm": {"hit_rate": 0.0, "hit_tokens": 0}}
+    for rp in replicas:
+        c = rp.prefix
+        assert c is not None
+        out["hbm"]["hit_tokens"] += c.hit_tokens - sum(t.hit_tokens for t in c.tiers)
+        for t in c.tiers:
+            d = out.setdefault(t.kind, {"hit_rate": 0.0, "hit_tokens": 0, "bytes_read": 0.0, "bytes_written": 0.0,
+                                        "evicted_blocks": 0, "load_s": 0.0})
+            d["hit_tokens"] += t.hit_tokens
+            d["bytes_read"] += t.bytes_read * rp.num_gpus
+            d["bytes_written"] += t.bytes_written * rp.num_gpus
+            d["evicted_blocks"] += t.evicted
+            d["load_s"] += t.bytes_read / t.read_bytes_per_s
+    for d in out.values():
+        d["hit_rate"] = d["hit_tokens"] / lookup_tokens if lookup_tokens else math.nan
+    return out
 
 
 def _work(rp: Replica) -> tuple[float, float]:

@@ -120,6 +120,7 @@ class Replica:
         self.n_running = 0
         self.queued_prompt_tokens = 0  # prompts of requests never scheduled yet (least_kv router)
         self.prefix: PrefixCache | None = None  # set by simulate() for groups with prefix_caching
+        self.load_layers = 0  # load-back from KV tiers overlaps layer by layer over this many layers; 0: not
         self.frontend_s = 0.0  # serialized per-request front-end time (ReplicaGroup.frontend_s_per_request)
         self.frontend_free_s = 0.0  # when the front end finishes the requests it already holds
         self.frontend_n = 0  # requests in the front end
@@ -238,6 +239,16 @@ class Replica:
         r.segments.append([first_token_s, lane.idx, lane.counter, 0])
         self._join_decode(lane, r, kv, blocks)
 
+    def _load_extra_s(self, load_s: float, compute_s: float) -> float:
+        """Time a load-back of `load_s` from the KV tiers adds to an iteration computing for `compute_s`.
+        Layer-wise (LMCache `use_layerwise`, vLLM's KV connector `wait_for_layer_load`): a two-stage pipeline
+        over L layers, layer l+1 loading while layer l computes, so the iteration takes
+        load/L + (L-1)/L max(compute, load) + compute/L. Otherwise the load precedes the computation."""
+        L = self.load_layers
+        if not L:
+            return load_s
+        return load_s / L + (L - 1) / L * max(0.0, load_s - compute_s)
+
     def _pcie_bytes_per_s(self) -> float:
         return self.cost.hardware.interconnect.pcie_bytes_per_s
 
@@ -330,6 +341,8 @@ class Replica:
         seconds, joules = self.strategy.step(shape)
         self.progress.advance(lane, n_dec)
         extra = self._swap_extra_s
+        if self.prefix is not None and self.prefix.pending_load_s:
+            extra += self._load_extra_s(self.prefix.take_load_s(), seconds)
         if v_patches:  # the vision encoder, outside the decode strategy (it does not change how tokens decode)
             v_s, v_j = self.cost.vision_seconds_energy(v_patches, v_pairs)
             extra += v_s

@@ -41,6 +41,7 @@ class Request:
     reject_reason: str = ""
     prefix: tuple[int, ...] = ()  # prefix-block hash ids of the prompt (prefix caching); () = none known
     cached_tokens: int = 0  # prompt tokens served from the prefix cache at the first admission
+    session: int = -1  # the multi-turn session it belongs to (sessions.py; sticky routing); -1 = none
     warmup: bool = False  # a benchmark client's warm-up request: simulated, counted, excluded from statistics
     image_patches: int = 0  # vision-encoder patches of the request's images (their LLM tokens are in input_tokens)
     image_attn_pairs: float = 0.0  # sum over its images of patches^2 (the encoder's bidirectional attention)

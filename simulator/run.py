@@ -19,21 +19,21 @@ from roofsim.model.memory import MemoryPlan, plan_memory
 from roofsim.model.quant import resolve_quant
 from roofsim.model.spec import ParallelSpec, QuantSpec
 from roofsim.simulator.cluster import Cluster
-from roofsim.simulator.config import ReplicaGroup, SimConfig
+from roofsim.simulator.config import KV_TIER_READ_BYTES_PER_S, ReplicaGroup, SimConfig
 from roofsim.simulator.disagg import DisaggCluster
 from roofsim.simulator.early_exit import early_exit_parts
-from roofsim.simulator.kvcache import PrefixCache
+from roofsim.simulator.kvcache import PrefixCache, Tier
 from roofsim.simulator.metrics import SimResult, summarize
 from roofsim.simulator.replica import Replica
 from roofsim.simulator.request import Request
 from roofsim.simulator.schedulers import make_scheduler
+from roofsim.simulator.sessions import SessionTrace, SessionWorkload, run_trace
 from roofsim.simulator.speculative import speculative_parts
 from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding, StrategyMaker, plain_parts
 from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     SyntheticWorkload,
     Trace,
-    build_trace,
     resolve_workload,
 )
 
@@ -139,6 +139,18 @@ def attach_images(config: SimConfig, requests: Sequence[Request]) -> None:
             r.image_attn_pairs = float(im.per_request * patches * patches)
 
 
+def prefix_cache(rep: Replica, group: ReplicaGroup, block_tokens: int) -> PrefixCache:
+    """The prefix cache of one replica: HBM holds its KV pool in `block_tokens`-token blocks; each of the group's
+    kv_tiers holds capacity_bytes // (one block's KV bytes on one GPU) blocks (docs/kv-tiers.md)."""
+    cap = max(rep.pool.total * rep.B // block_tokens, 1)
+    block_bytes = rep.pool.kv_bytes_per_token * block_tokens
+    tiers = tuple(Tier(t.kind, int(t.capacity_bytes // block_bytes),
+                       t.read_bytes_per_s or KV_TIER_READ_BYTES_PER_S.get(t.kind)
+                       or rep.cost.hardware.interconnect.pcie_bytes_per_s)
+                  for t in group.kv_tiers)
+    return PrefixCache(cap, block_tokens, tiers, block_bytes)
+
+
 def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace | None = None,
              strategy_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
              warm_prefixes: Sequence[tuple[int, ...]] = (), rng: np.random.Generator | None = None) -> SimResult:
@@ -150,8 +162,8 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     wall0 = time.perf_counter()
     rng = rng if rng is not None else np.random.default_rng(config.seed)
     if trace is None:
-        trace = build_trace(config.workload, rng)
-    wl = resolve_workload(config.workload)
+        trace = run_trace(config.workload, rng)
+    wl = config.workload if isinstance(config.workload, SessionWorkload) else resolve_workload(config.workload)
     closed: ClosedLoopArrivals | None = None
     if isinstance(wl, SyntheticWorkload) and isinstance(wl.arrival, ClosedLoopArrivals):
         closed = wl.arrival
@@ -164,6 +176,9 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     requests = [Request(i, arr[i], inp[i], out[i]) for i in range(n)]
     if config.images is not None:
         attach_images(config, requests)
+    if isinstance(trace, SessionTrace):
+        for r, sid in zip(requests, trace.session_ids, strict=True):
+            r.session = sid
     if any(g.scheduler.kind == "sjf" for g in config.replicas):
         z = rng.standard_normal(n).tolist()
         for r, zi in zip(requests, z, strict=True):
@@ -177,9 +192,11 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
             # info, not a warning: engines (vLLM V1, SGLang, TRT-LLM 1.x) turn prefix caching on by default
             logger.info("prefix caching is on but the trace has no hash ids: no prefix can be reused")
         for rep in replicas:
-            if config.replicas[rep.group].prefix_caching:
-                cap = rep.pool.total * rep.B // trace.hash_block_tokens
-                rep.prefix = PrefixCache(max(cap, 1), trace.hash_block_tokens)
+            group = config.replicas[rep.group]
+            if group.prefix_caching:
+                rep.prefix = prefix_cache(rep, group, trace.hash_block_tokens)
+                if group.kv_tiers and group.kv_load_layerwise:
+                    rep.load_layers = rep.cost.model.num_layers
                 for ids in warm_prefixes:
                     rep.prefix.insert(ids)
     last_arrival = float(trace.arrival_s[-1])
@@ -192,10 +209,10 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     env = simpy.Environment()
     if config.disaggregated:
         cluster: Cluster = DisaggCluster(env, replicas, config.router.kind, requests, rng, config.kv_link, closed,
-                                         max_t, config.max_waiting_requests, progress)
+                                         max_t, config.max_waiting_requests, progress, router_cfg=config.router)
     else:
         cluster = Cluster(env, replicas, config.router.kind, requests, rng, closed, max_t,
-                          config.max_waiting_requests, progress)
+                          config.max_waiting_requests, progress, router_cfg=config.router)
     # Closed loop with several replicas: a completion at one replica creates an arrival another replica may
     # already have simulated past, so replicas must stay in lock step with simpy's clock.
     stepwise = config.stepwise or (closed is not None and len(replicas) > 1)
@@ -224,4 +241,5 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     return result
 
 
-__all__ = ["STRATEGY_PARTS", "attach_images", "build_replicas", "group_quant", "resolve_config_quants", "simulate", "strategy_kind"]
+__all__ = ["STRATEGY_PARTS", "attach_images", "build_replicas", "group_quant", "prefix_cache", "resolve_config_quants",
+           "simulate", "strategy_kind"]

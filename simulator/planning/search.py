@@ -38,7 +38,8 @@ from roofsim.simulator.planning.pricing import (
 from roofsim.simulator.planning.ranking import explain_runners_up, rank
 from roofsim.simulator.planning.result import Outcome, PlanResult, PlanStats, Point
 from roofsim.simulator.planning.spec import Candidate, PlannerError, PlanSpec, candidates
-from roofsim.simulator.workload import TraceWorkload, build_trace
+from roofsim.simulator.sessions import run_trace
+from roofsim.simulator.workload import TraceWorkload
 
 START_FRACTION = 0.4  # first rate tried = this x the analytical capacity bound (simulated capacities: 0.2-0.6x)
 BOUND_SLACK = 1.25  # the analytical bound is a roofline idealisation; bisection's upper bracket is this x it
@@ -217,7 +218,7 @@ def resolve(spec: PlanSpec) -> tuple[PlanSpec, TraceStats]:
     wl = spec.workload
     probe_wl = wl if isinstance(wl, TraceWorkload) else workload_at(spec, 1.0, 1.0)
     probe_cfg = SimConfig.model_validate({"workload": probe_wl, "replicas": [{"model": "x", "hardware": "x"}]})
-    probe = build_trace(probe_cfg.workload, np.random.default_rng(spec.seed))
+    probe = run_trace(probe_cfg.workload, np.random.default_rng(spec.seed))
     if isinstance(wl, TraceWorkload):
         probe = probe.head(spec.num_requests)
     if len(probe) < 2:

@@ -16,7 +16,8 @@ from roofsim.simulator.config import RouterConfig
 
 def test_every_router_kind_has_an_implementation() -> None:
     kinds = {cls.model_fields["kind"].default for cls in get_args(get_args(RouterConfig)[0])}
-    assert kinds == set(ROUTERS) == {"round_robin", "least_outstanding", "least_kv", "power_of_two"}
+    assert kinds == set(ROUTERS) == {"round_robin", "least_outstanding", "least_kv", "power_of_two", "prefix_aware",
+                                     "sticky_session"}
 
 
 def test_unknown_router_lists_the_valid_ones() -> None:

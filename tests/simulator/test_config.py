@@ -22,10 +22,12 @@ from roofsim.simulator.config import (
     WORKLOAD_KINDS,
     SimConfig,
     apply_overrides,
+    kinds_of,
     parse_value,
     to_toml,
 )
 from roofsim.simulator.schedulers import SCHEDULERS
+from roofsim.simulator.workload import WorkloadConfig
 
 REP = {"model": "llama-3.1-8b", "hardware": "h100-sxm"}
 NAMED = {"kind": "named", "name": "conversation", "num_requests": 50}
@@ -158,12 +160,14 @@ def test_a_run_file_of_the_old_writer_loads_to_the_same_config(tmp_path) -> None
 def test_kind_lists_are_derived_from_the_unions() -> None:
     assert SCHEDULER_KINDS == ("static", "vllm", "orca", "sarathi", "sjf")
     assert set(SCHEDULER_KINDS) == set(SCHEDULERS)  # every config kind has an implementation, and back
-    assert ROUTER_KINDS == ("round_robin", "least_outstanding", "least_kv", "power_of_two")
+    assert ROUTER_KINDS == ("round_robin", "least_outstanding", "least_kv", "power_of_two", "prefix_aware",
+                            "sticky_session")
     assert PREEMPTION_MODES == ("recompute", "swap")
     assert DRAFTER_KINDS == ("draft_model", "self", "layerskip", "medusa", "eagle",
                                                         "ngram")
     assert EARLY_EXIT_KINDS == ("per_token", "skipdecode")
-    assert WORKLOAD_KINDS == ("synthetic", "trace", "named")
+    assert WORKLOAD_KINDS == ("synthetic", "trace", "named", "sessions")
+    assert set(kinds_of(WorkloadConfig)) < set(WORKLOAD_KINDS)  # a run accepts every workload.py kind
     assert WEIGHT_DTYPES == ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 
 

@@ -1,7 +1,8 @@
 """One invariant suite over every scheduler policy x serving variant (the scikit-learn conformance way): every
 request finishes or is rejected with a reason, counted once; tokens conserved; TTFT <= E2E; monotone timestamps;
 KV blocks within capacity at every iteration (with preemption really happening under KV pressure); Little's law;
-same seed -> bit-identical result. Unsupported combinations must fail with a clear error."""
+same seed -> bit-identical result; with KV tiers, every cached token from exactly one tier and every block evicted
+from a tier written into the next. Unsupported combinations must fail with a clear error."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _kinds_of_union() -> tuple[str, ...]:
 
 
 KINDS = _kinds_of_union()
-VARIANTS = ("light", "kv_recompute", "kv_swap", "pp2", "prefix", "speculative", "early_exit")
+VARIANTS = ("light", "kv_recompute", "kv_swap", "pp2", "prefix", "tiers", "speculative", "early_exit")
 CASES = [(k, v) for v in VARIANTS for k in KINDS]
 N = 120
 SEED = 7
@@ -38,6 +39,11 @@ KV_BLOCKS = 730
 # Little's law is exact for the true number in system; the engine samples it at iteration starts (arrivals
 # during an iteration are seen one iteration late), which the bound absorbs (worst case of these 35 runs: 1.0%).
 LITTLE_REL = 0.03
+# Tiers variant: HBM cut to ~180 prefix blocks (utilization 0.22), a DRAM tier of 2 GB (238 blocks of 64 tokens x
+# 128 KiB per token) and a 10 GB SSD below it; every 2nd request from the 60th on repeats the prompt of the request
+# 60 before it (~270 distinct blocks back: past HBM, some past DRAM).
+TIER_UTIL = 0.22
+TIERS = [{"kind": "dram", "capacity_bytes": 2e9}, {"kind": "ssd", "capacity_bytes": 1e10}]
 
 
 def _config(kind: str, variant: str, seed: int = SEED) -> SimConfig:
@@ -55,6 +61,8 @@ def _config(kind: str, variant: str, seed: int = SEED) -> SimConfig:
         group["pp"] = 2
     elif variant == "prefix":
         group["prefix_caching"] = True
+    elif variant == "tiers":
+        group.update(prefix_caching=True, gpu_memory_utilization=TIER_UTIL, kv_tiers=TIERS)
     elif variant == "speculative":
         group["speculative"] = {"drafter": {"kind": "eagle"}, "acceptance": {"kind": "iid", "rate": 0.7}}
     elif variant == "early_exit":
@@ -73,11 +81,13 @@ def _trace(cfg: SimConfig, variant: str) -> Trace:
     inp = t.input_tokens.copy()
     inp[TOO_LONG] = 140_000
     hashes = None
-    if variant == "prefix":
+    if variant in ("prefix", "tiers"):
         rng = np.random.default_rng(cfg.seed + 1)
         system = rng.integers(0, 4, len(t)).tolist()
-        hashes = tuple(tuple(s * 100 + b if b < 8 else 10_000 + i * 1_000 + b for b in range(-(-n // HASH_BLOCK)))
-                       for i, (s, n) in enumerate(zip(system, inp.tolist(), strict=True)))
+        owner = [i - 60 if variant == "tiers" and i >= 60 and i % 2 == 0 else i for i in range(len(t))]
+        hashes = tuple(tuple(system[o] * 100 + b if b < 8 else 10_000 + o * 1_000 + b
+                             for b in range(-(-n // HASH_BLOCK)))
+                       for o, n in zip(owner, inp.tolist(), strict=True))
     return Trace(t.arrival_s, inp, t.output_tokens, hashes, "invariants", HASH_BLOCK)
 
 
@@ -156,7 +166,9 @@ def test_kv_within_capacity(kind: str, variant: str) -> None:
     assert np.all(s.kv_blocks_used >= 0) and s.kv_blocks_used.max() > 0
     assert r.summary["max_kv_usage"] == s.kv_usage.max() <= 1.0
     pre = r.summary["preemptions"]
-    if not variant.startswith("kv_"):
+    if variant == "tiers":  # its small pool preempts a few requests; their re-admissions look the cache up again
+        assert int(r.preemptions.sum()) == pre
+    elif not variant.startswith("kv_"):
         assert pre == 0
     elif kind == "static":
         # static batching reserves input + output blocks at admission, so a batch never outgrows the pool
@@ -215,10 +227,26 @@ def test_variants_really_use_their_technique() -> None:
     """The variant runs are not silently plain runs."""
     for kind in KINDS:
         assert _result(kind, "prefix").summary["prefix_cache_hit_rate"] > 0.1
+        tiers = _result(kind, "tiers").summary["kv_tiers"]
+        assert tiers["dram"]["hit_tokens"] > 0 and tiers["ssd"]["hit_tokens"] > 0
         assert _result(kind, "speculative").summary["spec_tokens_per_step"] > 1.5
         assert _result(kind, "early_exit").summary["ee_depth_fraction"] < 1.0
         assert set(_result(kind, "pp2").series.lane.tolist()) == {0, 1}
         assert "spec_tokens_per_step" not in _result(kind, "light").summary
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tier_blocks_conserved(kind: str) -> None:
+    """Every prompt token served from the cache comes from exactly one tier, and every block evicted from a tier
+    above the last is written into the next one; reads take bytes / the tier's bandwidth."""
+    s = _result(kind, "tiers").summary
+    kv = s["kv_tiers"]
+    assert sum(t["hit_tokens"] for t in kv.values()) == s["prefix_cached_tokens"]
+    block_bytes = HASH_BLOCK * 131072  # Llama-3.1-8B bf16 KV per token per GPU
+    assert kv["dram"]["evicted_blocks"] * block_bytes == kv["ssd"]["bytes_written"]
+    assert kv["dram"]["bytes_read"] == pytest.approx(
+        block_bytes * kv["dram"]["load_s"] * 64e9 / block_bytes, rel=1e-12)  # read at the H100's 64 GB/s PCIe
+    assert kv["ssd"]["load_s"] * 7e9 == pytest.approx(kv["ssd"]["bytes_read"], rel=1e-12)
 
 
 @pytest.mark.parametrize("kind", KINDS)
