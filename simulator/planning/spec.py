@@ -71,7 +71,10 @@ class PlanSpec(BaseModel):
     chunk_size: int = Field(512, ge=1, le=MAX_TOKENS, description="Sarathi token budget")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     objective: Objective = "cost"
-    num_requests: Requests = Field(2000, ge=10)
+    num_requests: Requests | None = Field(None, ge=10, description=(
+        "requests per simulated point; None = the planner chooses per point: from the candidate's concurrency "
+        "(Little's law), doubled until the run is steady and its verdict stable (planning/length.py), at most "
+        "MAX_PLAN_REQUESTS. A given length is used as is, and the plan says where it was too short to be steady"))
     seed: limited(int, "MAX_SEED", ge=0) = 0  # type: ignore[valid-type]
     tolerance: float = Field(0.05, gt=0, le=1, description="relative bisection tolerance of the capacity")
     max_gpus: int | None = Field(None, ge=1, le=MAX_REPLICAS * MAX_PARALLEL,
