@@ -28,6 +28,7 @@ from roofsim.app.plan_report import (
 )
 from roofsim.model.loader import load_checkpoint_quant
 from roofsim.simulator.config import KV_DTYPES, SCHEDULER_KINDS, WEIGHT_DTYPES, apply_overrides
+from roofsim.simulator.engines import DEFAULT_ENGINE
 from roofsim.simulator.planning import PlanResult, PlanSpec, PointCache, make_executor, plan
 from roofsim.simulator.workload import NamedWorkload, TraceWorkload, named_workloads
 from roofsim.validation.profiles import resolve_plan_calibrations
@@ -96,12 +97,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="checkpoint = the checkpoint's own format (default for a quantised checkpoint, else bf16)")
     c.add_argument("--kv-dtype", type=_choices(("auto", *KV_DTYPES), "kv dtype"), default=("auto",))
     c.add_argument("--engine", metavar="NAME[==VERSION]",
-                   help="serving engine (docs/engines.md: vllm, vllm==0.5.4, trtllm==1.0, sglang) whose defaults set "
-                        "each candidate's scheduler, max batch, token budget, chunk size and gpu_memory_utilization "
-                        "for its GPU; --scheduler, --max-batch and --set win")
+                   help="serving engine (docs/engines.md: vllm, vllm==0.5.4, trtllm==1.0, sglang, roofsim-default) "
+                        "whose defaults set each candidate's scheduler, max batch, token budget, chunk size and "
+                        f"gpu_memory_utilization for its GPU (default {DEFAULT_ENGINE}: the newest vLLM, V1); "
+                        "--scheduler, --max-batch and --set win")
     c.add_argument("--scheduler", type=_choices(SCHEDULER_KINDS, "scheduler"), default=None,
-                   help="scheduler kinds (default vllm, or the --engine's)")
-    c.add_argument("--max-batch", type=_ints, default=None, help="max_num_seqs values (default 256, or the --engine's)")
+                   help="scheduler kinds (default: the engine's)")
+    c.add_argument("--max-batch", type=_ints, default=None, help="max_num_seqs values (default: the engine's)")
     c.add_argument("--speculative", action="append", metavar="JSON",
                    help="a ReplicaGroup `speculative` setting as a JSON object, or 'none'; repeat for several")
     c.add_argument("--exhaustive", action="store_true",
