@@ -295,7 +295,9 @@ def _print_summary(cfg: SimConfig, r: SimResult) -> None:
     if s.get("requests_warmup"):
         print(f"warm-up: {s['requests_warmup']} requests simulated and excluded; statistics over "
               f"{s['requests_measured']} measured requests from t={s['measure_start_s']:.2f} s")
-    if "prefix_cache_hit_rate" in s:
+    if "prefix_cache_hit_rate" in s and not math.isfinite(s["prefix_cache_hit_rate"]):
+        print("prefix cache: on, but no request carries prompt block hashes (a synthetic workload): nothing reused")
+    elif "prefix_cache_hit_rate" in s:
         print(f"prefix cache: {s['prefix_cache_hit_rate']:.1%} of prompt tokens served from cache "
               f"({s['prefix_cache_request_hit_rate']:.1%} of admissions hit)")
     if "spec_tokens_per_step" in s:
