@@ -18,9 +18,17 @@ from roofsim.app.common import (
     schema_arg,
     set_epilog,
 )
-from roofsim.app.plan_report import HEADERS, table_rows, winner_summary_text, write_report
+from roofsim.app.plan_report import (
+    HEADERS,
+    run_length_text,
+    table_rows,
+    unsteady_text,
+    winner_summary_text,
+    write_report,
+)
 from roofsim.model.loader import load_checkpoint_quant
 from roofsim.simulator.config import KV_DTYPES, SCHEDULER_KINDS, WEIGHT_DTYPES, apply_overrides
+from roofsim.simulator.engines import DEFAULT_ENGINE
 from roofsim.simulator.planning import PlanResult, PlanSpec, PointCache, make_executor, plan
 from roofsim.simulator.workload import NamedWorkload, TraceWorkload, named_workloads
 from roofsim.validation.profiles import resolve_plan_calibrations
@@ -74,8 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--objective", choices=("cost", "gpus", "energy"), default="cost")
     g.add_argument("--max-gpus", type=schema_arg(PlanSpec, "max_gpus", "--max-gpus"),
                    help="GPU budget of the whole deployment")
-    g.add_argument("--num-requests", type=schema_arg(PlanSpec, "num_requests", "--num-requests"), default=2000,
-                   help="requests per simulated point (default 2000)")
+    g.add_argument("--num-requests", type=schema_arg(PlanSpec, "num_requests", "--num-requests"),
+                   help="requests per simulated point. Default: the planner chooses per point (from the candidate's "
+                        "concurrency, doubled until the run is steady and its verdict stable, at most "
+                        "MAX_PLAN_REQUESTS; docs/capacity-planning.md). A given length overrides that; the plan says "
+                        "which candidates it left without a steady state")
     g.add_argument("--seed", type=schema_arg(PlanSpec, "seed", "--seed"), default=0)
     g.add_argument("--tolerance", type=float, default=0.05, help="relative capacity tolerance (default 0.05)")
     c = p.add_argument_group("candidate space (comma-separated lists)")
@@ -86,12 +97,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="checkpoint = the checkpoint's own format (default for a quantised checkpoint, else bf16)")
     c.add_argument("--kv-dtype", type=_choices(("auto", *KV_DTYPES), "kv dtype"), default=("auto",))
     c.add_argument("--engine", metavar="NAME[==VERSION]",
-                   help="serving engine (docs/engines.md: vllm, vllm==0.5.4, trtllm==1.0, sglang) whose defaults set "
-                        "each candidate's scheduler, max batch, token budget, chunk size and gpu_memory_utilization "
-                        "for its GPU; --scheduler, --max-batch and --set win")
+                   help="serving engine (docs/engines.md: vllm, vllm==0.5.4, trtllm==1.0, sglang, roofsim-default) "
+                        "whose defaults set each candidate's scheduler, max batch, token budget, chunk size and "
+                        f"gpu_memory_utilization for its GPU (default {DEFAULT_ENGINE}: the newest vLLM, V1); "
+                        "--scheduler, --max-batch and --set win")
     c.add_argument("--scheduler", type=_choices(SCHEDULER_KINDS, "scheduler"), default=None,
-                   help="scheduler kinds (default vllm, or the --engine's)")
-    c.add_argument("--max-batch", type=_ints, default=None, help="max_num_seqs values (default 256, or the --engine's)")
+                   help="scheduler kinds (default: the engine's)")
+    c.add_argument("--max-batch", type=_ints, default=None, help="max_num_seqs values (default: the engine's)")
     c.add_argument("--speculative", action="append", metavar="JSON",
                    help="a ReplicaGroup `speculative` setting as a JSON object, or 'none'; repeat for several")
     c.add_argument("--exhaustive", action="store_true",
@@ -169,7 +181,7 @@ def _print(result: PlanResult, top: int) -> None:
     s, st = result.spec, result.stats
     w = result.winner
     print(f"{s.model}: {s.rate_per_s:g} req/s, P99 TTFT <= {s.slo_ttft_s:g} s, P99 TPOT <= "
-          f"{s.slo_tpot_s * 1e3:g} ms; objective {s.objective}; {s.num_requests} requests per point, seed {s.seed}")
+          f"{s.slo_tpot_s * 1e3:g} ms; objective {s.objective}; {run_length_text(result)}, seed {s.seed}")
     if "checkpoint" in s.weight_dtypes and (ckpt := load_checkpoint_quant(s.model)) is not None:
         q = ckpt.quant
         print(f"quantisation: weight dtype 'checkpoint' = {ckpt.scheme} from the checkpoint ({ckpt.source}): "
@@ -198,6 +210,8 @@ def _print(result: PlanResult, top: int) -> None:
                 print("  WARNING: the routed deployment misses an SLO that each replica met alone at its share "
                       "of the load (routing imbalance); consider one more replica")
         print()
+    if (warning := unsteady_text(result)) is not None:
+        print(warning + "\n")
     rows = table_rows(result, top)
     print_table(rows, HEADERS)
     if len(result.outcomes) > top:

@@ -37,7 +37,7 @@ from roofsim.simulator.config import (
     group_engine_profile,
     set_path,
 )
-from roofsim.simulator.engines import engine_names
+from roofsim.simulator.engines import DEFAULT_ENGINE, engine_names
 from roofsim.simulator.ensemble import ENSEMBLE_METRICS, EnsembleResult, parse_levels, run_ensemble
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.outfiles import atomic_path, atomic_write_text
@@ -117,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--engine", metavar="NAME[==VERSION]",
                    help=f"serving engine whose defaults set the scheduler, token budget, max_num_seqs, prefix "
                         f"caching and gpu_memory_utilization ({', '.join(engine_names())}; e.g. vllm==0.5.4, "
-                        f"trtllm==1.0; docs/engines.md). Default: roofsim-default (V0-style, 8192-token budget). "
+                        f"trtllm==1.0, roofsim-default; docs/engines.md). Default without --config: "
+                        f"{DEFAULT_ENGINE} (the table's newest vLLM, V1); a run file's groups keep theirs. "
                         f"Explicit settings (--scheduler, --set, the run file) win")
     g.add_argument("--scheduler", choices=SCHEDULER_KINDS, help="batching policy (details: --set, see below)")
     w = p.add_argument_group("workload")
@@ -176,7 +177,8 @@ def config_and_notes(args: argparse.Namespace) -> tuple[SimConfig, list[str]]:
         data: dict[str, Any] = config_dict(SimConfig.from_toml(args.config))
     else:
         data = {"workload": {"kind": "named", "name": "conversation"},
-                "replicas": [{"model": args.model or "llama-3.1-8b", "hardware": args.hardware or "h100-sxm"}]}
+                "replicas": [{"model": args.model or "llama-3.1-8b", "hardware": args.hardware or "h100-sxm",
+                              "engine": DEFAULT_ENGINE}]}
     if args.workload and args.trace:
         raise ValueError("give --workload or --trace, not both")
     if args.workload:
@@ -375,7 +377,9 @@ def _print_summary(cfg: SimConfig, r: SimResult) -> None:
     if s.get("requests_warmup"):
         print(f"warm-up: {s['requests_warmup']} requests simulated and excluded; statistics over "
               f"{s['requests_measured']} measured requests from t={s['measure_start_s']:.2f} s")
-    if "prefix_cache_hit_rate" in s:
+    if "prefix_cache_hit_rate" in s and not math.isfinite(s["prefix_cache_hit_rate"]):
+        print("prefix cache: on, but no request carries prompt block hashes (a synthetic workload): nothing reused")
+    elif "prefix_cache_hit_rate" in s:
         print(f"prefix cache: {s['prefix_cache_hit_rate']:.1%} of prompt tokens served from cache "
               f"({s['prefix_cache_request_hit_rate']:.1%} of admissions hit)")
         for kind, t in s.get("kv_tiers", {}).items():  # docs/kv-tiers.md

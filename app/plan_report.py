@@ -11,11 +11,12 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from roofsim.simulator.limits import MAX_PLAN_REQUESTS
 from roofsim.simulator.outfiles import atomic_write_text
 from roofsim.simulator.planning import Outcome, PlanResult
 
 HEADERS = ["#", "configuration", "status", "capacity/replica", "replicas", "GPUs", "$/hour", "$/1M out tok",
-           "J/out tok", "P99 TTFT", "P99 TPOT", "why not the winner"]
+           "J/out tok", "P99 TTFT", "P99 TPOT", "requests", "steady", "why not the winner"]
 
 
 def _num(x: float, fmt: str) -> str:
@@ -31,9 +32,34 @@ def outcome_row(o: Outcome) -> list[str]:
         cap = f"{o.capacity_per_s:.3g}-{top} req/s"
     ttft = f"{o.p99_ttft_s:.3g} s" if math.isfinite(o.p99_ttft_s) else "-"
     tpot = f"{o.p99_tpot_s * 1e3:.3g} ms" if math.isfinite(o.p99_tpot_s) else "-"
+    steady = "-" if o.steady is None else "yes" if o.steady else "NO"
     return [str(o.rank) if o.rank else "", o.candidate.label, status, cap, str(o.replicas or "-"),
             str(o.gpus or "-"), _num(o.usd_per_hour, ".2f"), _num(o.usd_per_million_tokens, ".3f"),
-            _num(o.j_per_token, ".3g"), ttft, tpot, o.reason]
+            _num(o.j_per_token, ".3g"), ttft, tpot, str(o.num_requests or "-"), steady, o.reason]
+
+
+def run_length_text(result: PlanResult) -> str:
+    """How long the simulated points were: forced, or chosen by the planner (the range it used)."""
+    n = result.spec.num_requests
+    if n is not None:
+        return f"{n} requests per point (--num-requests)"
+    used = sorted({q.num_requests for o in result.outcomes for q in o.points})
+    span = f"{used[0]}-{used[-1]}" if len(used) > 1 else f"{used[0]}" if used else "-"
+    return (f"requests per point chosen by the planner until steady and stable ({span}, at most "
+            f"{MAX_PLAN_REQUESTS})")
+
+
+def unsteady_text(result: PlanResult) -> str | None:
+    """A warning naming the candidates whose capacity rests on a point that was not steady (or not stable across
+    lengths), with the first reason; None when every capacity is settled."""
+    bad = result.unsteady
+    if not bad:
+        return None
+    hint = ("drop --num-requests to let the planner choose the length" if result.spec.num_requests is not None
+            else f"they reached the limit MAX_PLAN_REQUESTS={MAX_PLAN_REQUESTS} first")
+    return (f"NOT STEADY: the capacity of {len(bad)} candidate(s) rests on a run whose verdict may change with "
+            f"its length ({hint}): " + "; ".join(f"{o.candidate.label} ({o.unsteady_why})" for o in bad[:3])
+            + ("; ..." if len(bad) > 3 else ""))
 
 
 def table_rows(result: PlanResult, limit: int | None = None) -> list[list[str]]:
@@ -99,6 +125,9 @@ def report_html(result: PlanResult, command: str = "", offline: bool = True) -> 
     else:
         parts.append("<p><b>No candidate meets the SLOs.</b> Closest: "
                      + "; ".join(html.escape(f"{o.candidate.label} ({o.reason})") for o in result.closest()) + "</p>")
+    parts.append(f"<p>{html.escape(run_length_text(result))}.</p>")
+    if (warning := unsteady_text(result)) is not None:
+        parts.append(f"<p><b>{html.escape(warning)}</b></p>")
     parts.append(f"<p>{st.candidates} candidates, {st.simulated_candidates} simulated, {st.simulations} simulations "
                  f"run, {st.cache_hits} from cache, {st.wall_s:.1f} s wall on {st.workers} worker(s). "
                  "Latencies are at the deployment's per-replica load; * = on the Pareto front.</p>")
@@ -137,5 +166,5 @@ def write_report(result: PlanResult, path: Path, command: str = "", offline: boo
     atomic_write_text(path, report_html(result, command, offline))
 
 
-__all__ = ["HEADERS", "outcome_row", "pareto_figure", "report_html", "table_rows", "winner_summary_text",
-           "write_report"]
+__all__ = ["HEADERS", "outcome_row", "pareto_figure", "report_html", "run_length_text", "table_rows",
+           "unsteady_text", "winner_summary_text", "write_report"]

@@ -1,5 +1,5 @@
-"""Planner speed: a plan over >= 200 candidate configurations with a 2,000-request workload on a local process
-pool (cold cache), then the identical plan again (warm cache); prints wall and CPU times (this process plus its
+"""Planner speed: a plan over >= 200 candidate configurations (run lengths chosen by the planner, or -n) on a local
+process pool (cold cache), then the identical plan again (warm cache); prints wall and CPU times (this process plus its
 worker processes), the load average around each run, simulations and cache hits."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from roofsim.simulator.planning import PlanSpec, PointCache, make_executor, plan
 from roofsim.simulator.workload import NamedWorkload
 
 
-def spec(num_requests: int, exhaustive: bool) -> PlanSpec:
+def spec(num_requests: int | None, exhaustive: bool) -> PlanSpec:
     # 5 GPUs x 4 tp x 2 weight dtypes x 2 kv dtypes x 2 schedulers x 2 batch limits = 320 candidates
     return PlanSpec(model="llama-3.1-70b", workload=NamedWorkload(name="conversation"), rate_per_s=20.0,
                     slo_ttft_s=2.0, slo_tpot_s=0.1, hardware=("h100-sxm", "h200-sxm", "a100-sxm-80gb", "l40s", "b200"),
@@ -51,7 +51,8 @@ def run(s: PlanSpec, cache_dir: Path, workers: int | None) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("-n", "--num-requests", type=int, default=2000)
+    p.add_argument("-n", "--num-requests", type=int, default=None,
+                   help="requests per point (default: the planner chooses per point until steady)")
     p.add_argument("--workers", type=int, default=None, help="default: all cores")
     p.add_argument("--exhaustive", action="store_true", help="no cost-bound pruning (simulates every candidate)")
     p.add_argument("--cache-dir", type=Path, help="default: a fresh temporary directory (cold start)")

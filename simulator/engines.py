@@ -242,7 +242,7 @@ ENGINES: tuple[EngineRow, ...] = (
         "roofsim-default", "", "roofsim's own default (vLLM V0-style, no chunked prefill, fixed 8192 budget)",
         "vllm", DEFAULT_MAX_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS, None, False, "recompute", 0.9,
         (("all", "roofsim simulator/config.py schema defaults; vLLM V0 values for an 8k-context model"),),
-        ("what `simulate` runs when no engine is named; prompts longer than 8192 tokens are rejected",)),
+        ("a replica group of a run file that names no engine; prompts longer than 8192 tokens are rejected",)),
     EngineRow(
         "vllm", "<0.6", "vLLM V0, chunked prefill off unless the model's context is > 32k",
         _v0_kind(), _v0_budget(VLLM_CHUNKED_PREFILL_TOKENS), VLLM_MAX_NUM_SEQS,
@@ -321,6 +321,10 @@ ENGINES: tuple[EngineRow, ...] = (
         ("modelled with roofsim's prefill-first `vllm` policy; chunked_prefill_size is reported, not simulated",)),
 )
 
+# What `simulate` (flags), `plan` and the dashboard run when no engine is named: the table's newest vLLM row (V1),
+# the engine `validate run` replays vLLM logs with, so one name means one thing everywhere. roofsim-default (the
+# schema defaults) stays selectable by name.
+DEFAULT_ENGINE = "vllm"
 ALIASES = {"tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "trt-llm": "trtllm", "roofsim": "roofsim-default"}
 _SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.\-]*)\s*(?:==\s*v?(\S+))?\s*$")
 
@@ -463,7 +467,7 @@ def trtllm_bench_limits(param_count: float, weight_bytes_per_param: float, kv_by
 
 
 __all__ = [
-    "ALIASES", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
+    "ALIASES", "DEFAULT_ENGINE", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
     "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",

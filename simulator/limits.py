@@ -13,6 +13,8 @@ from pydantic import AfterValidator, Field
 LIMITS: dict[str, tuple[float, str]] = {
     "MAX_REQUESTS": (1_000_000, "requests of one run (num_requests, max_requests, requests implied by rate x "
                                 "duration): each costs ~1 kB of arrays and simulator state"),
+    "MAX_PLAN_REQUESTS": (32_000, "requests of one planner point when the planner chooses the length (it doubles "
+                                  "a run until it is steady): 16x the 2,000 a point once had, ~10 s of one core"),
     "MAX_DURATION_S": (1e7, "seconds of simulated time (arrival window, trace span, max_sim_time_s, think and "
                             "front-end times): ~116 days; float64 clock steps stay below 2e-9 s up to here, "
                             "far finer than one GPU step, so step times never vanish into the clock"),
@@ -35,6 +37,7 @@ def limit(name: str) -> float:
 
 
 MAX_REQUESTS = int(limit("MAX_REQUESTS"))
+MAX_PLAN_REQUESTS = int(limit("MAX_PLAN_REQUESTS"))
 MAX_DURATION_S = limit("MAX_DURATION_S")
 MAX_RATE_PER_S = limit("MAX_RATE_PER_S")
 MIN_RATE_SCALE = limit("MIN_RATE_SCALE")
@@ -83,5 +86,6 @@ def limited(tp: type, name: str, ge: float | None = None, gt: float | None = Non
 
 __all__ = [
     "LIMITS", "MAX_BATCH_SEQS", "MAX_BLOCK_TOKENS", "MAX_CLIENTS", "MAX_DURATION_S", "MAX_PARALLEL",
-    "MAX_RATE_PER_S", "MAX_REPLICAS", "MAX_REQUESTS", "MAX_SEED", "MIN_RATE_SCALE", "exceeds", "limit", "limited",
+    "MAX_PLAN_REQUESTS", "MAX_RATE_PER_S", "MAX_REPLICAS", "MAX_REQUESTS", "MAX_SEED", "MIN_RATE_SCALE", "exceeds",
+    "limit", "limited",
 ]

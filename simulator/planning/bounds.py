@@ -15,6 +15,7 @@ from roofsim.model.cost import CostModel, check_dtypes
 from roofsim.model.loader import load_model
 from roofsim.model.memory import DoesNotFitError, MemoryPlan, plan_memory
 from roofsim.model.spec import ParallelSpec
+from roofsim.simulator.planning.length import start_requests
 from roofsim.simulator.planning.spec import Candidate, PlanSpec, Status
 from roofsim.simulator.schedulers import Scheduler
 from roofsim.simulator.workload import Trace
@@ -30,13 +31,14 @@ class TraceStats:
     max_input: int
     max_total: int
     native_rate: float
+    requests: int  # the most requests a point can replay (a trace's length, at most MAX_PLAN_REQUESTS)
 
     @classmethod
     def of(cls, trace: Trace) -> TraceStats:
         tot = trace.input_tokens + trace.output_tokens
         return cls(trace.mean_input_tokens, trace.mean_output_tokens,
                    int(np.percentile(trace.input_tokens, 99, method="higher")), int(trace.input_tokens.max()),
-                   int(tot.max()), trace.rate_per_s)
+                   int(tot.max()), trace.rate_per_s, len(trace))
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Bounds:
     tpot_lb_s: float = math.nan
     max_kv_tokens: int = 0
     capacity_est: float = math.nan  # steady-state throughput bound (req/s): where the search starts
+    start_requests: int = 0  # length of the first run of each point (the forced num_requests, else length.py's)
 
 
 def analytical_bounds(spec: PlanSpec, cand: Candidate, ts: TraceStats) -> Bounds:
@@ -73,8 +76,8 @@ def analytical_bounds(spec: PlanSpec, cand: Candidate, ts: TraceStats) -> Bounds
     if tpot_lb > spec.slo_tpot_s:
         return Bounds("slo_unmet", f"one decode step with a single {p}-token request takes {tpot_lb * 1e3:.3g} ms "
                       f"> TPOT SLO {spec.slo_tpot_s * 1e3:g} ms", **kw)
-    est, ub = _capacity(spec, cand, ts, sched, cost, mem)
-    return Bounds(None, "", ub, ttft_lb, tpot_lb, mem.max_kv_tokens, est)
+    est, ub, n = _capacity(spec, cand, ts, sched, cost, mem)
+    return Bounds(None, "", ub, ttft_lb, tpot_lb, mem.max_kv_tokens, est, n)
 
 
 def _screen(spec: PlanSpec, cand: Candidate,
@@ -135,8 +138,9 @@ def max_decode_batch(cost: CostModel, b_max: int, ctx: int, slo_tpot_s: float) -
 
 
 def _capacity(spec: PlanSpec, cand: Candidate, ts: TraceStats, sched: Scheduler, cost: CostModel,
-              mem: MemoryPlan) -> tuple[float, float]:
-    """(steady-state throughput bound, capacity bound of a finite run), in req/s.
+              mem: MemoryPlan) -> tuple[float, float, int]:
+    """(steady-state throughput bound, capacity bound of a finite run, in req/s; the length of a point's first
+    run: the forced num_requests, else from the most requests the replica holds at once, length.start_requests).
 
     In steady state decoding runs at batch b <= min(max_batch, KV tokens / (mean input + mean output / 2)) per
     pipeline lane, and b is held where one decode step stays within the TPOT SLO; a request costs at least its
@@ -163,9 +167,11 @@ def _capacity(spec: PlanSpec, cand: Candidate, ts: TraceStats, sched: Scheduler,
     # A finite run is feasible while its backlog at the last arrival stays small (saturation: more than
     # max(20, 5%) of the requests waiting) plus what runs: n - backlog requests must complete within the
     # arrival window n / rate, so rate <= est x n / (n - backlog). A run that fits in one batch has no bound.
-    backlog = cand.max_batch * lanes + max(20.0, 0.05 * spec.num_requests)
-    ub = est * spec.num_requests / (spec.num_requests - backlog) if spec.num_requests > backlog else math.inf
-    return est, ub
+    # (a longer run of the same point has a lower bound: the first run's holds for all)
+    n = spec.num_requests if spec.num_requests is not None else start_requests(b_max * lanes, ts.requests)
+    backlog = cand.max_batch * lanes + max(20.0, 0.05 * n)
+    ub = est * n / (n - backlog) if n > backlog else math.inf
+    return est, ub, n
 
 
 __all__ = ["Bounds", "TraceStats", "analytical_bounds", "max_decode_batch"]

@@ -10,6 +10,7 @@ from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.cache import PointCache, point_key
 from roofsim.simulator.planning.evaluate import evaluate_point
 from roofsim.simulator.planning.executors import Executor
+from roofsim.simulator.planning.length import p99s
 from roofsim.simulator.planning.pricing import replicas_for
 from roofsim.simulator.planning.result import PlanStats, Point
 from roofsim.simulator.planning.spec import Candidate, PlanSpec
@@ -51,20 +52,20 @@ def index_for_replicas(spec: PlanSpec, n: int, tol: float) -> int:
 
 
 # ---- the workload and config at a rate ---------------------------------------------------------------------
-def workload_at(spec: PlanSpec, rate: float, native_rate: float) -> dict[str, Any]:
+def workload_at(spec: PlanSpec, rate: float, native_rate: float, num_requests: int) -> dict[str, Any]:
     """The spec's workload with mean arrival rate `rate` and `num_requests` requests. A synthetic/named
     workload keeps its seed-drawn gaps and lengths and rescales them (same seed -> the same requests, time-scaled);
     a trace is compressed or stretched by rate_scale = rate / its own mean rate."""
     wl = spec.workload
     if isinstance(wl, TraceWorkload):
         return {**wl.model_dump(mode="json", exclude_none=True), "rate_scale": rate / native_rate * wl.rate_scale,
-                "max_requests": spec.num_requests}
+                "max_requests": num_requests}
     if isinstance(wl, NamedWorkload):
-        return {"kind": "named", "name": wl.name, "rate_per_s": rate, "num_requests": spec.num_requests}
+        return {"kind": "named", "name": wl.name, "rate_per_s": rate, "num_requests": num_requests}
     assert isinstance(wl, SyntheticWorkload)
     d = wl.model_dump(mode="json", exclude_none=True)
     d["arrival"] = with_rate(wl.arrival, rate).model_dump(mode="json")
-    d["num_requests"] = spec.num_requests
+    d["num_requests"] = num_requests
     d.pop("duration_s", None)
     return d
 
@@ -76,25 +77,26 @@ def overload_guard(num_requests: int) -> int:
     return max(50, math.ceil(0.05 * num_requests))
 
 
-def point_config(spec: PlanSpec, cand: Candidate, rate: float, native_rate: float, count: int = 1,
-                 with_slo: bool = False) -> SimConfig:
-    """`count` replicas of `cand` at `rate`: with the SLOs (the routed deployment run) or with the overload
-    guard instead (point runs, which judge the SLOs themselves)."""
-    data: dict[str, Any] = {"workload": workload_at(spec, rate, native_rate), "replicas": [cand.group(spec, count)],
-                            "seed": spec.seed}
+def point_config(spec: PlanSpec, cand: Candidate, rate: float, native_rate: float, num_requests: int,
+                 count: int = 1, with_slo: bool = False) -> SimConfig:
+    """`count` replicas of `cand` at `rate`, `num_requests` requests: with the SLOs (the routed deployment run) or
+    with the overload guard instead (point runs, which judge the SLOs themselves)."""
+    data: dict[str, Any] = {"workload": workload_at(spec, rate, native_rate, num_requests),
+                            "replicas": [cand.group(spec, count)], "seed": spec.seed}
     if with_slo:
         data["slo"] = {"ttft_s": spec.slo_ttft_s, "tpot_s": spec.slo_tpot_s}
     else:
-        data["max_waiting_requests"] = overload_guard(spec.num_requests)
+        data["max_waiting_requests"] = overload_guard(num_requests)
     return SimConfig.model_validate(data)
 
 
 # ---- judging and running points ----------------------------------------------------------------------------
-def point_of(spec: PlanSpec, rate: float, value: dict[str, Any]) -> Point:
+def point_of(spec: PlanSpec, rate: float, value: dict[str, Any], settled: tuple[bool, str] = (True, "")) -> Point:
     """The point an evaluated run makes: feasible when it completed unsaturated, rejected nothing and met both
-    P99 SLOs; otherwise `why` says what failed."""
+    P99 SLOs (over its steady window when it has one: length.p99s); otherwise `why` says what failed.
+    `settled`: whether the run length no longer changes that verdict, and if not why (length.settled)."""
     s = value["summary"]
-    ttft, tpot = float(s["ttft_s"]["p99"]), float(s["tpot_s"]["p99"])
+    ttft, tpot = p99s(s)
     why = []
     if s["stop_reason"] != "completed":
         why.append(f"overloaded ({s['stop_reason']})")
@@ -106,7 +108,8 @@ def point_of(spec: PlanSpec, rate: float, value: dict[str, Any]) -> Point:
         why.append(f"P99 TTFT {ttft:.3g} s > {spec.slo_ttft_s:g} s")
     if tpot > spec.slo_tpot_s:  # NaN (all one-token outputs) passes
         why.append(f"P99 TPOT {tpot * 1e3:.3g} ms > {spec.slo_tpot_s * 1e3:g} ms")
-    return Point(rate, not why, ttft, tpot, "; ".join(why))
+    return Point(rate, not why, ttft, tpot, "; ".join(why), int(s["requests_total"]),
+                 bool(s["steady_state"]["steady"]), settled[0], settled[1])
 
 
 def slo_ratio(spec: PlanSpec, p: Point) -> float:

@@ -19,10 +19,15 @@ class Point:
     p99_ttft_s: float
     p99_tpot_s: float
     why: str  # '' when feasible
+    num_requests: int = 0  # of the run judged (the last of the lengths tried)
+    steady: bool = False  # that run reached a steady state (simulator/steady.py)
+    settled: bool = True  # its verdict no longer changes with the run length (planning/length.py)
+    unsettled_why: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"rate_per_s": self.rate_per_s, "feasible": self.feasible, "p99_ttft_s": self.p99_ttft_s,
-                "p99_tpot_s": self.p99_tpot_s, "why": self.why}
+                "p99_tpot_s": self.p99_tpot_s, "why": self.why, "num_requests": self.num_requests,
+                "steady": self.steady, "settled": self.settled, "unsettled_why": self.unsettled_why}
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,20 @@ class Outcome:
     objective_gap_pct: float = math.nan  # vs the winner
     slo_ratio: float = math.nan  # best max(P99 TTFT / SLO, P99 TPOT / SLO) seen (infeasible candidates)
     objective_lb: float = math.nan  # pruned candidates: objective lower bound when pruned
+    # The points that decide its capacity (highest feasible, lowest infeasible rate simulated): the most
+    # requests one of them ran, whether all their verdicts are settled (steady and stable, or overloaded:
+    # planning/length.py; None = nothing simulated) and, if not, why.
+    num_requests: int = 0
+    steady: bool | None = None
+    unsteady_why: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("status", "reason", "capacity_ub", "capacity_per_s",
                                            "capacity_below_per_s", "replicas", "gpus",
                                            "usd_per_hour", "usd_per_million_tokens", "j_per_token",
                                            "load_per_replica_s", "p99_ttft_s", "p99_tpot_s", "rank", "pareto",
-                                           "objective_gap_pct", "slo_ratio", "objective_lb")}
+                                           "objective_gap_pct", "slo_ratio", "objective_lb", "num_requests",
+                                           "steady", "unsteady_why")}
         return {"candidate": self.candidate.as_dict(), **d, "points": [p.as_dict() for p in self.points]}
 
 
@@ -94,6 +106,11 @@ class PlanResult:
     def pareto(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.pareto]
 
+    @property
+    def unsteady(self) -> list[Outcome]:
+        """Simulated candidates whose capacity rests on a verdict that could change with the run length."""
+        return [o for o in self.outcomes if o.steady is False]
+
     def closest(self, n: int = 5) -> list[Outcome]:
         """Infeasible candidates that came nearest to the SLOs (smallest latency / SLO ratio)."""
         near = [o for o in self.outcomes if o.status == "slo_unmet" and math.isfinite(o.slo_ratio)]
@@ -109,6 +126,7 @@ class PlanResult:
                 "outcomes": [o.as_dict() for o in self.outcomes],
                 "pareto": [o.candidate.label for o in self.pareto],
                 "closest": [o.candidate.label for o in self.closest()] if w is None else [],
+                "unsteady": [o.candidate.label for o in self.unsteady],
                 "stats": self.stats.__dict__}
 
 

@@ -16,6 +16,7 @@ from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.bounds import Bounds, TraceStats, analytical_bounds
 from roofsim.simulator.planning.cache import PointCache
 from roofsim.simulator.planning.executors import Executor, make_executor
+from roofsim.simulator.planning.length import MAX_PLAN_REQUESTS, ladder, next_length, settled
 from roofsim.simulator.planning.points import (
     PointRunner,
     grid_index,
@@ -39,7 +40,7 @@ from roofsim.simulator.planning.ranking import explain_runners_up, rank
 from roofsim.simulator.planning.result import Outcome, PlanResult, PlanStats, Point
 from roofsim.simulator.planning.spec import Candidate, PlannerError, PlanSpec, candidates
 from roofsim.simulator.sessions import run_trace
-from roofsim.simulator.workload import TraceWorkload
+from roofsim.simulator.workload import Trace, TraceWorkload
 
 START_FRACTION = 0.4  # first rate tried = this x the analytical capacity bound (simulated capacities: 0.2-0.6x)
 BOUND_SLACK = 1.25  # the analytical bound is a roofline idealisation; bisection's upper bracket is this x it
@@ -183,18 +184,50 @@ class _Plan:
         if self.progress is not None:
             self.progress(self.done_count, len(self.cands))
 
-    def config(self, cand: Candidate, rate: float, count: int = 1, with_slo: bool = False) -> SimConfig:
-        return point_config(self.spec, cand, rate, self.ts.native_rate, count, with_slo)
+    def config(self, cand: Candidate, rate: float, num_requests: int, count: int = 1,
+               with_slo: bool = False) -> SimConfig:
+        return point_config(self.spec, cand, rate, self.ts.native_rate, num_requests, count, with_slo)
 
-    def run_round(self, proposals: list[tuple[_Search, int]],
-                  extra: Sequence[SimConfig] = ()) -> list[dict[str, Any]]:
-        """Simulate the proposals (recorded in their searches) and `extra` configs at once; `extra`'s values."""
+    def deployment_requests(self, s: _Search, replicas: int) -> int:
+        """Length of the routed deployment run: the forced length, else the winner's capacity point's per
+        replica (at most the most a point may replay)."""
+        if self.spec.num_requests is not None:
+            return self.spec.num_requests
+        assert s.lo is not None
+        return min(self.ts.requests, s.points[s.lo].num_requests * replicas)
+
+    def run_round(self, proposals: list[tuple[_Search, int]], loads: Sequence[tuple[_Search, float]] = (),
+                  extra: Sequence[SimConfig] = ()
+                  ) -> tuple[list[tuple[Point, dict[str, Any]]], list[dict[str, Any]]]:
+        """Simulate the proposals (recorded in their searches), the points `loads` (search, rate) and the
+        `extra` configs at once. Each point starts at its candidate's first length and, when the planner
+        chooses the lengths, is run again at twice the length while its verdict still depends on it
+        (length.next_length): all pending points go out together each time. Returns the loads' points and
+        summaries (the last run of each) and `extra`'s values."""
         self.stats.rounds += 1
-        configs = [self.config(s.cand, grid_rate(k, self.tol)) for s, k in proposals]
-        values = self.runner.run(configs + list(extra))
-        for (s, k), value in zip(proposals, values, strict=False):
-            s.record(k, point_of(self.spec, grid_rate(k, self.tol), value))
-        return values[len(proposals):]
+        spec, slo = self.spec, (self.spec.slo_ttft_s, self.spec.slo_tpot_s)
+        forced = spec.num_requests is not None
+        items = [(s, grid_rate(k, self.tol)) for s, k in proposals] + list(loads)
+        runs: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in items]
+        todo = {i: s.bounds.start_requests for i, (s, _) in enumerate(items)}
+        extra_values: list[dict[str, Any]] | None = None
+        while todo or extra_values is None:
+            idx = list(todo)
+            values = self.runner.run([self.config(items[i][0].cand, items[i][1], todo[i]) for i in idx]
+                                     + (list(extra) if extra_values is None else []))
+            if extra_values is None:
+                extra_values = values[len(idx):]
+            for i, value in zip(idx, values, strict=False):
+                runs[i].append((todo.pop(i), value["summary"]))
+                nxt = None if forced else next_length(slo, runs[i], self.ts.requests)
+                if nxt is not None:
+                    todo[i] = nxt
+        points = [point_of(spec, rate, {"summary": r[-1][1]}, settled(slo, r, forced))
+                  for (_, rate), r in zip(items, runs, strict=True)]
+        for (s, k), pt in zip(proposals, points, strict=False):
+            s.record(k, pt)
+        load_summaries = [r[-1][1] for r in runs[len(proposals):]]
+        return list(zip(points[len(proposals):], load_summaries, strict=True)), extra_values
 
 
 def plan(spec: PlanSpec, executor: Executor | None = None, cache: PointCache | None = None,
@@ -216,19 +249,33 @@ def resolve(spec: PlanSpec) -> tuple[PlanSpec, TraceStats]:
     """The spec with defaults that depend on the workload filled in (max_batched_tokens), and the statistics of
     the requests every point replays (lengths do not depend on the rate: same seed, time-scaled arrivals)."""
     wl = spec.workload
-    probe_wl = wl if isinstance(wl, TraceWorkload) else workload_at(spec, 1.0, 1.0)
-    probe_cfg = SimConfig.model_validate({"workload": probe_wl, "replicas": [{"model": "x", "hardware": "x"}]})
-    probe = run_trace(probe_cfg.workload, np.random.default_rng(spec.seed))
+    most = spec.num_requests if spec.num_requests is not None else MAX_PLAN_REQUESTS
+    probe = _probe(spec, most)
     if isinstance(wl, TraceWorkload):
-        probe = probe.head(spec.num_requests)
+        probe = probe.head(most)
     if len(probe) < 2:
         raise PlannerError(f"the workload has {len(probe)} request(s); a plan needs at least 2")
     ts = TraceStats.of(probe)
+    if spec.num_requests is None and not isinstance(wl, TraceWorkload):
+        # a synthetic workload of n requests draws its own lengths: the longest prompt and request of every
+        # length a point may run (the ladder below `most`) must fit the budget and the KV cache
+        shorter = [TraceStats.of(_probe(spec, n)) for n in ladder(most)[:-1]]
+        ts = replace(ts, max_input=max(ts.max_input, *(t.max_input for t in shorter)),
+                     max_total=max(ts.max_total, *(t.max_total for t in shorter)))
     if isinstance(wl, TraceWorkload) and not (math.isfinite(ts.native_rate) and ts.native_rate > 0):
         raise PlannerError(f"trace {wl.path} has no arrival rate to scale (all arrivals at one instant)")
     if spec.max_batched_tokens is None and spec.engine is None:  # an engine brings its own budget per GPU
         spec = spec.model_copy(update={"max_batched_tokens": max(8192, -(-ts.max_input // 1024) * 1024)})
     return spec, ts
+
+
+def _probe(spec: PlanSpec, n: int) -> Trace:
+    """The requests of a point of n requests (their lengths do not depend on the rate: same seed, time-scaled
+    arrivals); a trace workload: the whole trace."""
+    wl = spec.workload
+    probe_wl = wl if isinstance(wl, TraceWorkload) else workload_at(spec, 1.0, 1.0, n)
+    probe_cfg = SimConfig.model_validate({"workload": probe_wl, "replicas": [{"model": "x", "hardware": "x"}]})
+    return run_trace(probe_cfg.workload, np.random.default_rng(spec.seed))
 
 
 def _plan(spec: PlanSpec, ex: Executor, cache: PointCache | None, progress: ProgressFn | None,
@@ -393,26 +440,27 @@ def _size_deployments(p: _Plan, feasible: list[tuple[_Search, int, float]]
     if feasible and spec.objective != "energy":
         s, reps, _ = min(feasible, key=lambda t: ranking_key(spec, t[0].cand, t[1]))
         early = (s, reps)
-    load_cfgs = [p.config(s.cand, spec.rate_per_s / reps) for s, reps, _ in feasible]
+    load_points = [(s, spec.rate_per_s / reps) for s, reps, _ in feasible]
     verify_cfgs = []
     if early is not None and spec.verify_winner:
-        verify_cfgs = [p.config(early[0].cand, spec.rate_per_s, count=early[1], with_slo=True)]
+        verify_cfgs = [p.config(early[0].cand, spec.rate_per_s, p.deployment_requests(*early), count=early[1],
+                                with_slo=True)]
     winner_metrics = None
     step = early[0].refine_step(spec, p.tol) if early else []
-    loads: list[dict[str, Any]] = []
-    if load_cfgs or step:
-        extra = p.run_round(step, load_cfgs + verify_cfgs)
-        loads, winner_metrics = extra[:len(load_cfgs)], (extra[-1]["summary"] if verify_cfgs else None)
+    loads: list[tuple[Point, dict[str, Any]]] = []
+    if load_points or step:
+        loads, extra = p.run_round(step, load_points, verify_cfgs)
+        winner_metrics = extra[-1]["summary"] if verify_cfgs else None
     out_rate = spec.rate_per_s * p.ts.mean_output  # output tokens/s of the deployment
-    for (s, reps, usd), value in zip(feasible, loads, strict=True):
+    for (s, reps, usd), (load, summ) in zip(feasible, loads, strict=True):
         assert s.lo is not None
-        c, summ = s.cand, value["summary"]
+        c = s.cand
         p.outcomes[c] = Outcome(
             c, "feasible", "", capacity_ub=s.bounds.capacity_ub, capacity_per_s=grid_rate(s.lo, p.tol),
             replicas=reps, gpus=reps * c.gpus, usd_per_hour=usd,
             usd_per_million_tokens=usd_per_million_tokens(usd, out_rate),
             j_per_token=float(summ["energy_per_output_token_j"]), load_per_replica_s=spec.rate_per_s / reps,
-            p99_ttft_s=float(summ["ttft_s"]["p99"]), p99_tpot_s=float(summ["tpot_s"]["p99"]))
+            p99_ttft_s=load.p99_ttft_s, p99_tpot_s=load.p99_tpot_s)
     return (early[0] if early else None), winner_metrics
 
 
@@ -425,8 +473,9 @@ def _settle_winner(p: _Plan, ranked: list[Outcome], ws: _Search | None,
         ws = next(s for s in p.searches if s.cand == ranked[0].candidate)
         step = ws.refine_step(spec, p.tol)
         if spec.verify_winner:
-            verify = p.config(ws.cand, spec.rate_per_s, count=ranked[0].replicas, with_slo=True)
-            winner_metrics = p.run_round(step, [verify])[0]["summary"]
+            verify = p.config(ws.cand, spec.rate_per_s, p.deployment_requests(ws, ranked[0].replicas),
+                              count=ranked[0].replicas, with_slo=True)
+            winner_metrics = p.run_round(step, extra=[verify])[1][0]["summary"]
         elif step:
             p.run_round(step)
     while ws is not None and (step := ws.refine_step(spec, p.tol)):
@@ -442,7 +491,11 @@ def _with_final_points(p: _Plan, ranked: list[Outcome]) -> list[Outcome]:
     for o in ranked:
         s = searches.get(o.candidate)
         if s is not None:
-            o = replace(o, points=s.sorted_points())
+            deciding = [s.points[k] for k in (s.lo, s.hi) if k is not None and k in s.points]
+            o = replace(o, points=s.sorted_points(), num_requests=max((q.num_requests for q in deciding), default=0),
+                        steady=all(q.settled for q in deciding) if deciding else None,
+                        unsteady_why="; ".join(f"at {q.rate_per_s:.3g} req/s: {q.unsettled_why}"
+                                               for q in deciding if not q.settled))
             if o.status in ("feasible", "over_budget"):
                 assert s.lo is not None
                 o = replace(o, capacity_per_s=grid_rate(s.lo, p.tol), capacity_below_per_s=grid_rate(s.hi, p.tol)

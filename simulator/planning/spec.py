@@ -16,7 +16,7 @@ from roofsim.model.loader import load_checkpoint_quant
 from roofsim.model.quant import quant_for, resolve_quant
 from roofsim.model.spec import QuantSpec
 from roofsim.simulator.config import SCHEDULER_KINDS, Degree, SchedulerConfig
-from roofsim.simulator.engines import engine_profile, engine_row, needs_model
+from roofsim.simulator.engines import DEFAULT_ENGINE, engine_profile, engine_row, needs_model
 from roofsim.simulator.limits import MAX_PARALLEL, MAX_REPLICAS, limited
 from roofsim.simulator.schedulers import Scheduler, make_scheduler
 from roofsim.simulator.workload import (
@@ -57,9 +57,10 @@ class PlanSpec(BaseModel):
         "stated, 16-bit activations on a GPU without its format). Absent: ('checkpoint',) for a quantised "
         "checkpoint, else ('bf16',)"))
     kv_dtypes: tuple[str, ...] = Field(("auto",), min_length=1, description="'auto' = bf16 (16-bit activations)")
-    engine: str | None = Field(None, description=(
+    engine: str | None = Field(DEFAULT_ENGINE, description=(
         "serving engine NAME[==VERSION] (docs/engines.md): sets each candidate's scheduler kind, max_batch, token "
-        "budget, chunk size and gpu_memory_utilization for its GPU; fields set explicitly here win"))
+        "budget, chunk size and gpu_memory_utilization for its GPU; fields set explicitly here win. Default: the "
+        "newest vLLM (V1), as `simulate`; None = this spec's own fields (schedulers, max_batch, ...)"))
     schedulers: tuple[str, ...] = Field(("vllm",), min_length=1)
     max_batch: tuple[limited(int, "MAX_BATCH_SEQS", ge=1), ...] = Field(  # type: ignore[valid-type]
         (256,), min_length=1, description="max_num_seqs values")
@@ -71,7 +72,10 @@ class PlanSpec(BaseModel):
     chunk_size: int = Field(512, ge=1, le=MAX_TOKENS, description="Sarathi token budget")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     objective: Objective = "cost"
-    num_requests: Requests = Field(2000, ge=10)
+    num_requests: Requests | None = Field(None, ge=10, description=(
+        "requests per simulated point; None = the planner chooses per point: from the candidate's concurrency "
+        "(Little's law), doubled until the run is steady and its verdict stable (planning/length.py), at most "
+        "MAX_PLAN_REQUESTS. A given length is used as is, and the plan says where it was too short to be steady"))
     seed: limited(int, "MAX_SEED", ge=0) = 0  # type: ignore[valid-type]
     tolerance: float = Field(0.05, gt=0, le=1, description="relative bisection tolerance of the capacity")
     max_gpus: int | None = Field(None, ge=1, le=MAX_REPLICAS * MAX_PARALLEL,

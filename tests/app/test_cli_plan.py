@@ -33,7 +33,8 @@ def test_table_output_and_repeat_from_cache(tmp_path, capsys: pytest.CaptureFixt
     args = [*BASE, "--hardware", "h100", "--tp", "1", "--cache-dir", str(tmp_path)]
     assert main(args) == 0
     first = capsys.readouterr().out
-    assert "WINNER: " in first and "h100-sxm tp1 bf16 vllm b256" in first
+    assert "WINNER: " in first and "h100-sxm tp1 bf16 vllm: sarathi b1024" in first  # the default engine, vLLM V1
+    assert "150 requests per point (--num-requests)" in first and "requests  steady" in first
     assert main(args) == 0
     second = capsys.readouterr().out
     assert "0 simulations" in second and "cached" in second
@@ -91,7 +92,7 @@ def test_plan_weights_default_to_the_checkpoint_format() -> None:
     fp8 = PlanSpec.model_validate({**q, "model": "Qwen/Qwen3-32B-FP8"})
     assert fp8.weight_dtypes == ("checkpoint",)
     h100, a100 = candidates(fp8)
-    assert h100.label == "h100-sxm tp1 checkpoint vllm b256"
+    assert h100.label == "h100-sxm tp1 checkpoint vllm: sarathi b1024"
     assert (h100.quant(fp8).activation_dtype, h100.quant(fp8).group_size) == ("fp8", 128 * 128)
     assert a100.quant(fp8).activation_dtype == "bf16"  # weight-only where the GPU has no fp8
     resolved, _ = resolve(fp8)  # the token budget plan() sizes from the workload

@@ -162,12 +162,12 @@ def test_set_errors_name_the_path_and_the_valid_keys(capsys) -> None:
     assert main(["simulate", "--set", "replicas.0.schedulr.kind=vllm"]) == 2
     err = capsys.readouterr().err
     assert "replicas.0 has no key 'schedulr'" in err and "scheduler, speculative, tp" in err
-    assert main(["simulate", "--set", "replicas.0.scheduler.chunk_size=256"]) == 2
+    assert main(["simulate", "--scheduler", "vllm", "--set", "replicas.0.scheduler.chunk_size=256"]) == 2
     assert "'chunk_size' belongs to kind sarathi: set replicas.0.scheduler.kind first" in capsys.readouterr().err
     assert main(["simulate", "--set", "replicas.2.tp=2"]) == 2
     assert "replicas is a list of 1 item(s); '2' is not an index" in capsys.readouterr().err
     assert main(["simulate", "--set", "replicas.0.scheduler.max_num_seqs=0"]) == 2
-    assert "field replicas.0.scheduler.vllm.max_num_seqs: Input should be greater than or equal to 1" in (
+    assert "field replicas.0.scheduler.sarathi.max_num_seqs: Input should be greater than or equal to 1" in (
         capsys.readouterr().err)
     assert main(["simulate", "--set", "seed"]) == 2
     assert "expected PATH=VALUE" in capsys.readouterr().err
@@ -233,9 +233,13 @@ def test_engine_flag_sets_the_scheduler_and_explicit_flags_win(capsys) -> None:
     g = _printed(capsys).replicas[0]
     assert (g.scheduler.kind, g.scheduler.max_num_seqs, g.scheduler.max_batched_tokens) == ("vllm", 32, 8192)
     assert not g.prefix_caching
-    assert main(["simulate", "--print-config"]) == 0  # no engine: roofsim-default, as before
+    assert main(["simulate", "--print-config"]) == 0  # no engine named: the default, the newest vLLM (V1)
     g = _printed(capsys).replicas[0]
-    assert g.engine is None and (g.scheduler.kind, g.scheduler.max_batched_tokens) == ("vllm", 8192)
+    assert g.engine == "vllm" and (g.scheduler.kind, g.scheduler.max_batched_tokens) == ("sarathi", 8192)
+    assert g.scheduler.max_num_seqs == 1024 and g.prefix_caching
+    assert main(["simulate", "--engine", "roofsim-default", "--print-config"]) == 0  # still there by name
+    g = _printed(capsys).replicas[0]
+    assert (g.scheduler.kind, g.scheduler.max_batched_tokens, g.scheduler.max_num_seqs) == ("vllm", 8192, 256)
 
 
 def test_engine_survives_print_config_and_a_new_engine_flag_takes_effect(tmp_path, capsys) -> None:
@@ -267,6 +271,7 @@ def test_set_on_an_engine_group_keeps_the_engine_kind(capsys) -> None:
                  "--set", "replicas.0.scheduler.chunk_size=1024", "--print-config"]) == 0
     s = _printed(capsys).replicas[0].scheduler
     assert (s.kind, s.max_num_seqs, s.chunk_size, s.max_batched_tokens) == ("sarathi", 5, 1024, 8192)
-    assert main(["simulate", "--set", "replicas.0.scheduler.max_num_seqs=5", "--print-config"]) == 0
+    assert main(["simulate", "--engine", "roofsim-default", "--set", "replicas.0.scheduler.max_num_seqs=5",
+                 "--print-config"]) == 0
     s = _printed(capsys).replicas[0].scheduler
     assert (s.kind, s.max_num_seqs) == ("vllm", 5)

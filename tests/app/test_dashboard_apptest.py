@@ -394,7 +394,7 @@ def _serving_reference(count: int = 1) -> dict:
 
     cfg = SimConfig.model_validate({
         "workload": {"kind": "named", "name": "conversation", "rate_per_s": 4.0, "num_requests": SERVING_N},
-        "replicas": [{"model": "Llama-3.1-8B", "hardware": "h100-sxm", "count": count,
+        "replicas": [{"model": "Llama-3.1-8B", "hardware": "h100-sxm", "count": count, "engine": "vllm",
                       "quant": {"weight_dtype": "bf16", "activation_dtype": "bf16", "kv_dtype": "bf16"}}],
         "slo": {"ttft_s": 1.0, "tpot_s": 0.1}, "seed": 0})
     return simulate(resolve_config_calibrations(cfg)[0]).summary  # the page applies the one calibration rule
@@ -459,8 +459,8 @@ def _shown_config(at: AppTest) -> object:
 def test_scenario_toml_restores_the_widgets() -> None:
     from roofsim.app.dashboard.state.serving import sim_config
 
-    cfg = sim_config(sv_model="Qwen3-8B", sv_hardware="a100-sxm-80gb", sv_scheduler="sarathi", sv_chunk_size=256,
-                     sv_count=3, sv_rate_per_s=2.5, sv_num_requests=200)
+    cfg = sim_config(sv_model="Qwen3-8B", sv_hardware="a100-sxm-80gb", sv_engine="custom", sv_scheduler="sarathi",
+                     sv_chunk_size=256, sv_count=3, sv_rate_per_s=2.5, sv_num_requests=200)
     at = _app("2_Serving_what-if.py")
     _restore(at, cfg)
     assert at.selectbox(key="sv_model").value == "Qwen3-8B"
@@ -584,7 +584,7 @@ def _technique_reference(extra: dict, n: int) -> dict:
     from roofsim.simulator.config import SimConfig
     from roofsim.simulator.run import simulate
 
-    group = {"model": "Llama-3.1-8B", "hardware": "h100-sxm",
+    group = {"model": "Llama-3.1-8B", "hardware": "h100-sxm", "engine": "vllm",  # the page's default engine
              "quant": {"weight_dtype": "bf16", "activation_dtype": "bf16", "kv_dtype": "bf16"}, **extra}
     cfg = SimConfig.model_validate({
         "workload": {"kind": "named", "name": "conversation", "rate_per_s": 4.0, "num_requests": n},

@@ -78,9 +78,9 @@ def test_capacity_is_the_slo_edge_within_tolerance(exhaustive: tuple[PlanResult,
     o = next(o for o in result.outcomes if o.candidate.label.startswith("h100-sxm tp1"))
     assert o.status == "feasible"
     native = 1.0
-    at = point_of(spec, o.capacity_per_s, evaluate_point(point_config(spec, o.candidate, o.capacity_per_s, native)))
+    at = point_of(spec, o.capacity_per_s, evaluate_point(point_config(spec, o.candidate, o.capacity_per_s, native, N)))
     above_rate = o.capacity_per_s * (1 + spec.tolerance)
-    above = point_of(spec, above_rate, evaluate_point(point_config(spec, o.candidate, above_rate, native)))
+    above = point_of(spec, above_rate, evaluate_point(point_config(spec, o.candidate, above_rate, native, N)))
     assert at.feasible, at.why
     assert not above.feasible
     assert above.why  # names the SLO that failed
@@ -138,10 +138,10 @@ def test_second_identical_plan_runs_zero_simulations(tmp_path) -> None:
 def test_cache_key_changes_with_the_config() -> None:
     spec, _ = resolve(_spec())
     c = candidates(spec)[0]
-    a = point_key(point_config(spec, c, 2.0, 1.0))
-    assert a == point_key(point_config(spec, c, 2.0, 1.0))
-    assert a != point_key(point_config(spec, c, 2.1, 1.0))
-    assert a != point_key(point_config(spec.model_copy(update={"seed": 1}), c, 2.0, 1.0))
+    a = point_key(point_config(spec, c, 2.0, 1.0, N))
+    assert a == point_key(point_config(spec, c, 2.0, 1.0, N))
+    assert a != point_key(point_config(spec, c, 2.1, 1.0, N))
+    assert a != point_key(point_config(spec.model_copy(update={"seed": 1}), c, 2.0, 1.0, N))
 
 
 def test_dask_local_cluster_gives_the_local_result() -> None:
@@ -357,3 +357,55 @@ def test_engine_sets_each_candidates_scheduler_for_its_gpu_and_explicit_fields_w
     assert [c.scheduler for c in candidates(resolve(_spec(tp=(1,)))[0])] == ["vllm", "vllm"]  # no engine: as before
     with pytest.raises(ValueError, match="unknown engine version 'vllm==7'"):
         _spec(engine="vllm==7")
+
+
+def _length_spec(**kw: object) -> PlanSpec:
+    """One cheap candidate (16 sequences, short requests) whose capacity sits near 66 req/s."""
+    from roofsim.simulator.workload import SyntheticWorkload
+
+    wl = SyntheticWorkload(arrival={"kind": "poisson", "rate_per_s": 1.0}, input={"kind": "fixed", "tokens": 256},
+                           output={"kind": "uniform", "low": 8, "high": 24}, num_requests=100)
+    return PlanSpec(model="llama-3.1-8b", workload=wl, rate_per_s=100.0, slo_ttft_s=0.2, slo_tpot_s=0.02,
+                    hardware=("h100-sxm",), tp=(1,), tolerance=0.1, verify_winner=False, engine="vllm",
+                    max_batch=(16,), **kw)  # type: ignore[arg-type]
+
+
+def test_capacity_does_not_change_with_the_run_length_once_steady() -> None:
+    """The planner chooses each point's length (doubling until steady and stable); a user-forced length above
+    every length it chose gives the same capacity, and a too-short forced length is reported not steady."""
+    auto = plan(_length_spec(), SerialExecutor(), None)
+    w = auto.winner
+    assert w is not None and w.steady and not auto.unsteady
+    lengths = {q.num_requests for q in w.points}
+    assert min(lengths) >= 500 and max(lengths) == w.num_requests == 16000  # chosen per point, up to 16,000
+    assert w.capacity_per_s == pytest.approx(66.264076077367)
+    long = plan(_length_spec(num_requests=16000), SerialExecutor(), None)
+    assert long.winner is not None and long.winner.steady
+    assert long.winner.capacity_per_s == w.capacity_per_s and long.winner.replicas == w.replicas
+    short = plan(_length_spec(num_requests=100), SerialExecutor(), None)
+    assert short.winner is not None and short.winner.steady is False
+    assert short.winner.capacity_per_s != w.capacity_per_s  # too short: warm-up and drain flatter the latency
+    assert "not steady" in short.winner.unsteady_why and short.unsteady == [short.winner]
+
+
+def test_next_length_doubles_until_two_steady_runs_agree() -> None:
+    from roofsim.simulator.planning.length import next_length, settled, start_requests
+
+    assert start_requests(16) == 500 and start_requests(256) == 2000 and start_requests(10**6, cap=32000) == 32000
+
+    def run(steady: bool, ttft: float, tpot: float = 0.01, saturated: bool = False) -> dict:
+        stats = {"ttft_s": {"p99": ttft}, "tpot_s": {"p99": tpot}}
+        return {"stop_reason": "completed", "saturated": saturated, "requests_rejected": 0, **stats,
+                "steady_state": {"steady": steady, "reason": "too few", **stats}}
+
+    slo = (1.0, 0.05)
+    assert next_length(slo, [(500, run(False, 0.5))], 32000) == 1000  # not steady: longer
+    assert next_length(slo, [(500, run(True, 0.5))], 32000) == 1000  # steady once: check at twice the length
+    assert next_length(slo, [(500, run(True, 0.5)), (1000, run(True, 0.58))], 32000) is None  # moved 8% of SLO
+    assert next_length(slo, [(500, run(True, 0.5)), (1000, run(True, 0.8))], 32000) == 2000  # moved 30%
+    assert next_length(slo, [(500, run(True, 2.5))], 32000) is None  # 2.5x the SLO: infeasible at any length
+    assert next_length(slo, [(500, run(False, 0.5, saturated=True))], 32000) is None  # overloaded
+    assert next_length(slo, [(16000, run(False, 0.5))], 20000) == 20000  # the cap (a trace's length) is last
+    assert next_length(slo, [(20000, run(False, 0.5))], 20000) is None
+    assert settled(slo, [(200, run(True, 0.5))], forced=True) == (True, "")
+    assert settled(slo, [(100, run(False, 0.5))], forced=True)[1].startswith("100 requests: not steady")

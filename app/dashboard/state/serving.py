@@ -35,7 +35,7 @@ from roofsim.hardware_specs.catalog import hardware_ids, load_hardware
 from roofsim.model.loader import load_checkpoint_quant, model_ids
 from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, PerTokenExit
 from roofsim.simulator.config import KVLinkConfig, RouterConfig, SchedulerConfig, SimConfig, VLLMScheduler
-from roofsim.simulator.engines import engine_choices
+from roofsim.simulator.engines import DEFAULT_ENGINE, engine_choices
 from roofsim.simulator.workload import TraceFormat, named_workload, named_workloads
 
 ARRIVAL_MODES = ("open loop (rate)", "closed loop (clients)")
@@ -158,7 +158,7 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_kv_dtype", _R + "quant.kv_dtype", "selectbox", "KV cache", "auto", KV_CHOICES),
     # scheduler and router: a named engine (simulator/engines.py) sets the scheduler, prefix caching and
     # gpu_memory_utilization, so those widgets are shown (and written) only for a custom scheduler
-    Widget("sv_engine", _R + "engine", "selectbox", "Engine", CUSTOM_ENGINE, (CUSTOM_ENGINE, *engine_choices()),
+    Widget("sv_engine", _R + "engine", "selectbox", "Engine", DEFAULT_ENGINE, (CUSTOM_ENGINE, *engine_choices()),
            to_cfg=lambda e: OMIT if e == CUSTOM_ENGINE else e, absent=CUSTOM_ENGINE,
            kw={"help": "a serving engine and version: its default scheduler and limits for this GPU "
                        "(docs/engines.md); 'custom' = set them below"}),
