@@ -19,7 +19,7 @@ ATTAINMENT = 0.9  # DistServe's goodput: the highest rate at which >= 90 % of re
 # Published claims (verbatim from the abstracts):
 # DistServe (Zhong et al., OSDI 2024, arXiv 2401.09670): "DistServe can serve 7.4x more requests or 12.6x tighter
 # SLO, compared to state-of-the-art systems, while staying within latency constraints for > 90% of requests."
-# Splitwise (Patel et al., ISCA 2024; /work/shared/reference/techniques.md): "1.4x higher throughput at 20% lower
+# Splitwise (Patel et al., ISCA 2024; the reference catalogue of techniques): "1.4x higher throughput at 20% lower
 # cost than current designs. Alternatively, we can achieve 2.35x more throughput with the same cost and power
 # budgets."
 PUBLISHED = {"distserve_goodput_x": 7.4, "splitwise_throughput_at_0.8_cost_x": 1.4,

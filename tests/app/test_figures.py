@@ -229,8 +229,7 @@ def test_serving_config_is_the_hand_written_dict() -> None:
 
     assert sim_config() == SimConfig.model_validate({
         "workload": {"kind": "named", "name": "conversation", "rate_per_s": 4.0, "num_requests": 1000},
-        "replicas": [{"model": "Llama-3.1-8B", "hardware": "h100-sxm",
-                      "scheduler": {"kind": "vllm", "max_num_seqs": 256, "max_batched_tokens": 8192}}],
+        "replicas": [{"model": "Llama-3.1-8B", "hardware": "h100-sxm", "engine": "vllm"}],  # the default engine
         "slo": {"ttft_s": 1.0, "tpot_s": 0.1}, "seed": 0})
     trace = sim_config(sv_trace_path="t.csv", sv_rate_scale=2.0, sv_num_requests=50).workload
     assert (trace.kind, trace.path, trace.rate_scale, trace.max_requests) == ("trace", "t.csv", 2.0, 50)
@@ -240,7 +239,8 @@ def test_widget_option_lists_follow_the_config_unions() -> None:
     from roofsim.app.dashboard.state.serving import WIDGETS_BY_KEY
 
     assert WIDGETS_BY_KEY["sv_scheduler"].choices() == ["static", "vllm", "orca", "sarathi", "sjf"]
-    assert WIDGETS_BY_KEY["sv_router"].choices() == ["round_robin", "least_outstanding", "least_kv", "power_of_two"]
+    assert WIDGETS_BY_KEY["sv_router"].choices() == ["round_robin", "least_outstanding", "least_kv", "power_of_two",
+                                                     "prefix_aware", "sticky_session"]
     assert WIDGETS_BY_KEY["sv_spec_drafter"].choices() == ["off", "draft_model", "self", "layerskip", "medusa",
                                                            "eagle", "ngram"]
     assert WIDGETS_BY_KEY["sv_ee_kind"].choices() == ["off", "per_token", "skipdecode"]
