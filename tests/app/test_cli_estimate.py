@@ -132,10 +132,12 @@ def test_list_models_shows_a_hybrid_as_model_summary_describes_it(capsys: pytest
     assert (nano["total_params"], nano["active_params"]) == (s.total_params, s.active_params)
     assert nano["kv_bytes_per_token"] == s.kv_bytes_per_token and nano["context_tokens"] == 32768
     assert nano["checkpoint_quant"] is None
-    # its NVFP4 checkpoint states an fp8 KV cache: the cache bytes are counted in it
+    # its NVFP4 checkpoint states an fp8 KV cache: the attention KV and the conv window are counted in it, the SSM
+    # state stays in the fp32 its config pins (mamba_ssm_cache_dtype)
     nvfp4 = rows["NVIDIA-Nemotron-3-Nano-30B-A3B-NVFP4"]
     assert nvfp4["checkpoint_quant"]["weight_dtype"] == "fp4" and nvfp4["checkpoint_quant"]["kv_dtype"] == "fp8"
-    assert nvfp4["kv_bytes_per_token"] == pytest.approx(nano["kv_bytes_per_token"] / 2)
+    state = 23 * (64 * 64 * 128 * 4 + 3 * (4096 + 2048) * 1)
+    assert nvfp4["kv_bytes_per_token"] == pytest.approx(6 * 2 * 128 * 2 * 1 + state / 32768)
     qwen = rows["Qwen3.5-27B"]
     assert qwen["layers_by_kind"] == {"linear attention: gated delta": 48, "attention: full": 16, "mlp: dense": 64}
     assert rows["Qwen3-32B-FP8"]["checkpoint_quant"]["label"] == "FP8 block 128x128"
