@@ -356,6 +356,36 @@ def test_fp8_gemm_pays_its_own_fixed_cost() -> None:
     assert kernel_cost(g16, H100, cal).seconds == pytest.approx(kernel_cost(g16, H100, zero).seconds + 2e-6)
 
 
+def test_block_scaled_recipes_pay_the_block_quantise_fixed_cost() -> None:
+    # fp8_block (1x128 groups) and nvfp4 (1x16 blocks) quantise the activation in one fused kernel: their own fixed
+    # cost, inherited from the per-tensor fp8 one when not given
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    rtx = load_hardware("rtx-pro-6000")
+    cal = Calibration(gemm_overhead_s=2e-6, gemm_overhead_s_fp8=1.2e-5, gemm_overhead_s_fp8_block=4.5e-6)
+    zero = cal.model_copy(update={"gemm_overhead_s": 0.0, "gemm_overhead_s_fp8": 0.0,
+                                  "gemm_overhead_s_fp8_block": 0.0})
+    for dtype, hw, fixed in (("fp8_block", H100, 4.5e-6), ("fp4", rtx, 4.5e-6), ("fp8", H100, 1.2e-5),
+                             ("bf16", H100, 2e-6)):
+        k = gemm("q", 16, 4096, 4096, ctx, count=1, dtype=dtype)
+        assert kernel_cost(k, hw, cal).seconds == pytest.approx(kernel_cost(k, hw, zero).seconds + fixed, rel=1e-12)
+    assert Calibration(gemm_overhead_s_fp8=1.2e-5).gemm_overhead_s_fp8_block == 1.2e-5
+
+
+def test_eagerly_timed_gemm_waits_for_its_host_dispatch() -> None:
+    from dataclasses import replace
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    cal = Calibration(gemm_overhead_s_fp8_block=5e-6, gemm_eager_floor_s=9e-5)
+    small = gemm("q", 16, 4096, 4096, ctx, count=1, dtype="fp8_block")  # ~18 us of weights at 0.8 x 3.35 TB/s
+    big = gemm("q", 16384, 16384, 16384, ctx, count=1, dtype="fp8_block")  # ~11 ms of math
+    for k in (small, big):
+        graphed = kernel_cost(k, H100, cal)
+        eager = kernel_cost(replace(k, timed_eager=True), H100, cal)
+        body = max(graphed.compute_s, graphed.memory_s)
+        assert eager.seconds == pytest.approx(max(body, 9e-5) + 5e-6, rel=1e-12)
+        assert graphed.seconds == pytest.approx(body + 5e-6, rel=1e-12)
+    assert kernel_cost(replace(small, timed_eager=True), H100, cal).bound == "overhead"
+
+
 def test_fp8_kv_decode_uses_its_own_bandwidth_fraction() -> None:
     c = graph_context(LLAMA8, QuantSpec(kv_dtype="fp8"), ParallelSpec())
     from roofsim.model.graph import attention_kernels
