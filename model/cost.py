@@ -283,6 +283,20 @@ def _wave_util(tiles: float, units: int) -> float:
 PEAK_DTYPE: dict[str, str] = {"fp8_block": "fp8"}
 
 
+# bytes per element of the activation a quantised-activation GEMM writes in its quantise kernel (W8A8 fp8 / int8,
+# W4A4 fp4); that kernel reads the 16-bit activation (2 bytes per element) and writes this
+QUANT_ACT_BYTES: dict[str, float] = {"fp8": 1.0, "fp8_block": 1.0, "int8": 1.0, "fp4": 0.5}
+
+
+def gemm_quant_bytes(k: Kernel) -> float:
+    """Bytes the quantise kernel inside a quantised-activation GEMM call moves: it reads the 16-bit [rows, k]
+    activation and writes it quantised (scales are 1/16-1/128 of that), as a separate pass before the GEMM."""
+    out = QUANT_ACT_BYTES.get(k.dtype)
+    if out is None or not (k.n and k.k):
+        return 0.0
+    return k.flops / (2.0 * k.n) * (2.0 + out)  # rows x k elements (a grouped GEMM: every group's rows)
+
+
 def gemm_overhead(dtype: str, cal: Calibration) -> float:
     """Fixed cost of one GEMM call: quantised-activation recipes pay the quantise kernel(s) that precede the GEMM
     inside the call, per-tensor fp8 (a global amax first) and block-scaled fp8_block / nvfp4 (one fused kernel)
@@ -559,7 +573,8 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
     floor = cal.gemm_eager_floor_s if k.timed_eager else 0.0
-    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), floor, gemm_overhead(k.dtype, cal)
+    quant = gemm_quant_bytes(k) / (hw.memory.bandwidth_bytes_per_s * cal.gemm_mem_eff)
+    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), floor, gemm_overhead(k.dtype, cal) + quant
 
 
 def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:

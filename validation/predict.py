@@ -29,6 +29,7 @@ from roofsim.model.cost import (
     decode_parallelism,
     gemm_groups,
     gemm_is_stream,
+    gemm_quant_bytes,
     gemm_shape_efficiency,
     kernel_cost,
     prefill_score_terms,
@@ -437,18 +438,17 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
 def _mla_bmm(row: KernelMeasurement) -> tuple[Kernel, ...]:
     """mla_gen_pre / mla_gen_post: num_heads independent [tokens, k] x [k, n] products with one weight matrix per
     head, a grouped GEMM (graph.gemm rows / weight_sets); the fp8 path (fp8_block_scaling_bmm_out) first quantizes
-    the activation per 1x128 block (a vector pass: read 16-bit, write 8-bit) and runs the block-scaled recipe."""
+    the activation per 1x128 block and runs the block-scaled recipe: model.cost.gemm_time charges that quantise pass
+    (read 16-bit, write 8-bit) and its fixed cost to the fp8_block GEMM call, as for any quantised-activation GEMM."""
     _need(row, m=row.m, n=row.n, k=row.k, num_heads=row.num_heads)
     h = row.num_heads
     if row.dtype == "bf16":
         return (gemm("mla_bmm", row.m, row.n, row.k, _ctx("bf16", "bf16"), 1, rows=row.m * h, weight_sets=h),)
     if row.dtype != "fp8":
         raise Unpredictable(f"mla_bmm dtype {row.dtype!r} is not mapped (bf16, fp8)")
-    c = _ctx("bf16", "bf16")
-    elems = row.m * h * row.k
-    return (elementwise("mla_bmm_quant", elems, elems / 2, 2, c, 1, op="elementwise"),
-            gemm("mla_bmm", row.m, row.n, row.k, _ctx("fp8", "fp8"), 1, rows=row.m * h, weight_sets=h,
-                 dtype="fp8_block"))
+    # the quantise pass is part of the block-scaled GEMM call (model.cost.gemm_quant_bytes)
+    return (gemm("mla_bmm", row.m, row.n, row.k, _ctx("fp8", "fp8"), 1, rows=row.m * h, weight_sets=h,
+                 dtype="fp8_block"),)
 
 
 def _quantize(row: KernelMeasurement) -> Kernel:
@@ -594,6 +594,7 @@ class FeatureTable:
     gemm_gemv: np.ndarray  # 1 when the GEMM runs unpacked (model.cost.gemm_is_stream): gemm_gemv_mem_eff
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
     gemm_eager: np.ndarray  # 1 when the GEMM was timed alone without a CUDA graph (Kernel.timed_eager)
+    gemm_quant: np.ndarray  # bytes of the activation-quantise pass inside the call (model.cost.gemm_quant_bytes)
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation, 3 rope (model.cost.elementwise_passes), else 0
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
@@ -683,7 +684,8 @@ class FeatureTable:
         overhead = np.where(kind == 0, np.choose(self.gemm_dtype, (p["gemm_overhead_s"], p["gemm_overhead_s_fp8"],
                                                                    p["gemm_overhead_s_fp8_block"],
                                                                    p["gemm_overhead_s"],
-                                                                   p["gemm_overhead_s_fp8_block"])), overhead)
+                                                                   p["gemm_overhead_s_fp8_block"]))
+                            + self.gemm_quant / (self.bw * p["gemm_mem_eff"]), overhead)
         floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs,
                          np.where((kind == 0) & (self.gemm_eager > 0), p["gemm_eager_floor_s"], 0.0))
         body = (np.maximum(np.maximum(compute, memory), floor) + np.where(kind == 0, p["gemm_overlap_loss"], 0.0)
@@ -726,6 +728,7 @@ FIT_FIELDS: tuple[str, ...] = (
 )
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv", "gemm_eager",
+         "gemm_quant",
          "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge",
          "comm_a2", "comm_a1", "comm_b2", "comm_b1", "comm_bytes", "comm_graphed", "comm_gpus")
 
@@ -791,6 +794,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["gemm_k"][i] = k.k
             cols["gemm_gemv"][i] = float(gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0)
             cols["gemm_eager"][i] = float(k.timed_eager)
+            cols["gemm_quant"][i] = gemm_quant_bytes(k)
             gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)
