@@ -84,8 +84,19 @@ class Calibration(BaseModel):
         "t = max(c, m) + loss * min(c, m); 0 = ideal roofline"))
     gemm_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one GEMM")
     gemm_overhead_s_fp8: float = Field(2.5e-6, ge=0, description=(
-        "fixed cost of one fp8 / fp8_block GEMM call, including the activation quantisation (and block-scale) "
-        "kernel that precedes it (default: gemm_overhead_s; H100 TRT-LLM fp8 GEMMs take >= 13 us)"))
+        "fixed cost of one per-tensor fp8 GEMM call, including the activation quantisation that precedes it "
+        "(default: gemm_overhead_s). TensorRT-LLM's dynamic per-tensor recipe reduces the activation's amax before "
+        "quantising (FP8QDQ: scale kernel, quantise kernel, GEMM): >= 10-12 us on H100, L40S and RTX PRO 6000"))
+    gemm_overhead_s_fp8_block: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of one block-scaled GEMM call (fp8_block 1x128 activation groups, nvfp4 1x16 blocks): each "
+        "group's scale is local, so one fused quantise kernel precedes the GEMM (TensorRT-LLM fp8_quantize_1x128, "
+        "SGLang per_token_group_quant_fp8, FlashInfer fp4_quantize): 3.4-6 us minimum on the four GPUs "
+        "(default: gemm_overhead_s_fp8)"))
+    gemm_eager_floor_s: float = Field(1e-4, ge=0, description=(
+        "least time of a GEMM call timed alone without a CUDA graph (Kernel.timed_eager): the host's Python "
+        "dispatch of the framework's quantised linear (activation quantisation + GEMM launches); AIConfigurator's "
+        "vLLM 0.24 fp8_block rows flatten at 55-340 us per call depending on the kernel vLLM picks. Only such "
+        "microbenchmark rows pay it"))
     # Attention (FlashAttention-2/3): fraction of tensor peak; short sequences lose more (tile 128 rows).
     attn_prefill_eff: float = Field(0.55, gt=0, le=1)
     attn_prefill_eff_fp8: float = Field(0.55, gt=0, le=1)
@@ -211,6 +222,7 @@ _INHERIT: dict[str, str] = {
     "gemm_eff_int8": "gemm_eff",
     "gemm_overhead_s": "kernel_overhead_s",
     "gemm_overhead_s_fp8": "gemm_overhead_s",
+    "gemm_overhead_s_fp8_block": "gemm_overhead_s_fp8",
     "attn_prefill_eff_fp8": "attn_prefill_eff",
     "attn_prefill_mem_eff": "gemm_mem_eff",
     "gemm_gemv_mem_eff": "gemm_mem_eff",
@@ -313,6 +325,31 @@ def _wave_util(tiles: float, units: int) -> float:
 
 # GEMM recipes that run on another dtype's tensor-core peak
 PEAK_DTYPE: dict[str, str] = {"fp8_block": "fp8"}
+
+
+# bytes per element of the activation a quantised-activation GEMM writes in its quantise kernel (W8A8 fp8 / int8,
+# W4A4 fp4); that kernel reads the 16-bit activation (2 bytes per element) and writes this
+QUANT_ACT_BYTES: dict[str, float] = {"fp8": 1.0, "fp8_block": 1.0, "int8": 1.0, "fp4": 0.5}
+
+
+def gemm_quant_bytes(k: Kernel) -> float:
+    """Bytes the quantise kernel inside a quantised-activation GEMM call moves: it reads the 16-bit [rows, k]
+    activation and writes it quantised (scales are 1/16-1/128 of that), as a separate pass before the GEMM."""
+    out = QUANT_ACT_BYTES.get(k.dtype)
+    if out is None or not (k.n and k.k):
+        return 0.0
+    return k.flops / (2.0 * k.n) * (2.0 + out)  # rows x k elements (a grouped GEMM: every group's rows)
+
+
+def gemm_overhead(dtype: str, cal: Calibration) -> float:
+    """Fixed cost of one GEMM call: quantised-activation recipes pay the quantise kernel(s) that precede the GEMM
+    inside the call, per-tensor fp8 (a global amax first) and block-scaled fp8_block / nvfp4 (one fused kernel)
+    each their own."""
+    if dtype == "fp8":
+        return cal.gemm_overhead_s_fp8
+    if dtype in ("fp8_block", "fp4"):
+        return cal.gemm_overhead_s_fp8_block
+    return cal.gemm_overhead_s
 
 
 def gemm_peak_efficiency(dtype: str, cal: Calibration) -> float:
@@ -605,15 +642,17 @@ def _vector_seconds(flops: float, hw: HardwareSpec, cal: Calibration) -> float:
 
 def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """A GEMM: tile/wave/K-loop compute efficiency, weight-only dequantization on the vector units, its own
-    memory efficiency as a weight stream (GEMV / small GEMM), a per-dtype fixed cost."""
+    memory efficiency as a weight stream (GEMV / small GEMM), a per-recipe fixed cost; a call timed alone and
+    eagerly waits for its host dispatch (floor gemm_eager_floor_s)."""
     peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
     groups = gemm_groups(k)
     eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups)
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
     eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
-    overhead = cal.gemm_overhead_s_fp8 if k.dtype in ("fp8", "fp8_block") else cal.gemm_overhead_s
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
-    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), 0.0, overhead
+    floor = cal.gemm_eager_floor_s if k.timed_eager else 0.0
+    quant = gemm_quant_bytes(k) / (hw.memory.bandwidth_bytes_per_s * cal.gemm_mem_eff)
+    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), floor, gemm_overhead(k.dtype, cal) + quant
 
 
 def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:

@@ -44,6 +44,8 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "gemm_overlap_loss": (0.0, 1.0, 0.3),
     "gemm_overhead_s": (0.0, 1e-4, 3e-6),
     "gemm_overhead_s_fp8": (0.0, 1e-4, 3e-6),
+    "gemm_overhead_s_fp8_block": (0.0, 1e-4, 3e-6),
+    "gemm_eager_floor_s": (0.0, 1e-3, 1e-4),
     "attn_prefill_mem_eff": (0.02, 1.0, 0.5),
     "attn_prefill_eff": (0.02, 1.0, 0.5),
     "attn_prefill_eff_fp8": (0.02, 1.0, 0.5),
@@ -125,8 +127,11 @@ _FAMILY_FIELDS = {
 }
 for _d in ("gemm_fp8", "gemm_fp8_block", "gemm_int8"):
     _FAMILY_FIELDS[_d] = _FAMILY_FIELDS["gemm"][1:]
-for _d in ("gemm_fp8", "gemm_fp8_block"):  # fp8 calls pay an activation-quantisation kernel: own fixed cost
-    _FAMILY_FIELDS[_d] = (*_FAMILY_FIELDS[_d], "gemm_overhead_s_fp8")
+# quantised-activation calls pay the quantise kernel(s) inside the call: per-tensor and block-scaled recipes each
+# their own fixed cost (model.cost.gemm_overhead); eagerly timed rows (vLLM fp8_block) the host-dispatch floor
+_FAMILY_FIELDS["gemm_fp8"] = (*_FAMILY_FIELDS["gemm_fp8"], "gemm_overhead_s_fp8")
+_FAMILY_FIELDS["gemm_fp8_block"] = (*_FAMILY_FIELDS["gemm_fp8_block"], "gemm_overhead_s_fp8_block",
+                                    "gemm_eager_floor_s")
 _FAMILY_FIELDS["attn_prefill_fp8"] = _FAMILY_FIELDS["attn_prefill"][1:]
 _FAMILY_FIELDS["gemm_fp4"] = ()
 # Fit order: 16-bit GEMMs fix the shared GEMM fields before the fp8/int8 rows fit only their own efficiency
@@ -223,13 +228,19 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
         wanted.discard("gemm_eff")
     if not sixteen_attn:
         wanted.discard("attn_prefill_eff")
-    wanted.difference_update(f for f in (*OPT_IN_FIELDS, *(() if _cpu_only(data) else FROZEN_GPU_FIELDS))
-                             if f not in extra)
+    skipped = {f for f in (*OPT_IN_FIELDS, *(() if _cpu_only(data) else FROZEN_GPU_FIELDS)) if f not in extra}
+    wanted.difference_update(skipped)
     for cls, cls_fields in ((1, ("elementwise_norm_passes", "elementwise_norm_cache_gain")),
                             (2, ("elementwise_act_passes", "elementwise_act_cache_gain")),
                             (3, ("elementwise_rope_passes", "elementwise_rope_cache_gain"))):
         if not np.any((ft.kind == 3) & (ft.ew_class == cls)):  # no rows of that elementwise class
             wanted.difference_update(cls_fields)
+    gemm_rows = ft.kind == 0
+    if not np.any(gemm_rows & (ft.gemm_eager > 0)):
+        wanted.discard("gemm_eager_floor_s")  # no eagerly timed GEMM rows
+    if not np.any(gemm_rows & (ft.gemm_dtype == 2) & (ft.gemm_eager == 0)):
+        # only eager fp8_block rows (vLLM): the fixed cost hides under the host floor; it follows gemm_overhead_s_fp8
+        wanted.discard("gemm_overhead_s_fp8_block")
     if not np.any((ft.kind == 0) & (ft.gemm_gemv > 0)):
         wanted.discard("gemm_gemv_mem_eff")  # no GEMV rows (gemm_gemv_max_m = 0 on GPUs): it follows gemm_mem_eff
     comm = (ft.kind == 4) | (ft.kind == 5)
@@ -245,7 +256,7 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
             sel &= (ft.kind == 1) | (ft.kind == 2)
         else:
             sel &= ft.kind == 0
-        if np.any(sel):
+        if np.any(sel) and f not in skipped:  # a frozen per-dtype efficiency stays frozen (tied to its parent)
             wanted.add(f)
     return tuple(f for f in FIT_FIELDS if f in wanted)
 
@@ -312,6 +323,10 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
                             max_nfev=300)
         params.update(zip(own, (float(v) for v in res.x * scale[sel]), strict=True))
         done.update(own)
+        for child in TIED_WHEN_FROZEN:  # a frozen refinement that inherits its parent follows it into later stages
+            parent = _INHERIT[child]
+            if child not in fields and parent in own and getattr(base, child) == getattr(base, parent):
+                params[child] = params[parent]
         log.debug("fit %s %s: cost %.4g, %d evaluations, status %s", fam, own, res.cost, res.nfev, res.status)
     update: dict[str, float | str] = {f: params[f] for f in fields}
     # a refined field that was not fitted and still inherited its parent in `base` follows the fitted parent

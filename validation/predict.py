@@ -31,6 +31,7 @@ from roofsim.model.cost import (
     decode_parallelism,
     gemm_groups,
     gemm_is_stream,
+    gemm_quant_bytes,
     gemm_shape_efficiency,
     kernel_cost,
     prefill_score_terms,
@@ -175,6 +176,13 @@ def _attention(row: KernelMeasurement) -> Kernel:
     return k
 
 
+def _timed_eager(row: KernelMeasurement) -> bool:
+    """AIConfigurator's vLLM GEMM collector (collector/vllm/collect_gemm.py, since vLLM 0.19 data) times fp8_block
+    without a CUDA graph (`use_cuda_graph=gemm_type != "fp8_block"`), one layer per call: each row is the slower of
+    the GPU's work and the host's Python dispatch of RowParallelLinear.forward (model.cost.gemm_time floor)."""
+    return row.source == "aiconfigurator" and row.framework == "vllm"
+
+
 def _gemm(row: KernelMeasurement) -> Kernel:
     _need(row, m=row.m, n=row.n, k=row.k)
     wo = re.search(r"\b(int8|int4|fp8|fp4)_wo\b|w4a16", row.variant)
@@ -188,7 +196,8 @@ def _gemm(row: KernelMeasurement) -> Kernel:
     if act == "fp8" and "fp8_block" in row.variant:
         # fp8 with per-block scales (DeepSeek-V3 recipe): same operands, its own peak efficiency
         # (model.cost.gemm_peak_efficiency), costed on the fp8 peak (model.cost.PEAK_DTYPE)
-        return gemm("gemm", row.m, row.n, row.k, c, 1, dtype="fp8_block")
+        g = gemm("gemm", row.m, row.n, row.k, c, 1, dtype="fp8_block")
+        return dataclasses.replace(g, timed_eager=_timed_eager(row))
     # Weights and activations are stored in the GEMM dtype (fp8 rows read fp8 operands and write 16-bit output;
     # graph.gemm keeps 16-bit activations between kernels, which is what a serving engine does).
     return gemm("gemm", row.m, row.n, row.k, c, 1)
@@ -433,18 +442,17 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
 def _mla_bmm(row: KernelMeasurement) -> tuple[Kernel, ...]:
     """mla_gen_pre / mla_gen_post: num_heads independent [tokens, k] x [k, n] products with one weight matrix per
     head, a grouped GEMM (graph.gemm rows / weight_sets); the fp8 path (fp8_block_scaling_bmm_out) first quantizes
-    the activation per 1x128 block (a vector pass: read 16-bit, write 8-bit) and runs the block-scaled recipe."""
+    the activation per 1x128 block and runs the block-scaled recipe: model.cost.gemm_time charges that quantise pass
+    (read 16-bit, write 8-bit) and its fixed cost to the fp8_block GEMM call, as for any quantised-activation GEMM."""
     _need(row, m=row.m, n=row.n, k=row.k, num_heads=row.num_heads)
     h = row.num_heads
     if row.dtype == "bf16":
         return (gemm("mla_bmm", row.m, row.n, row.k, _ctx("bf16", "bf16"), 1, rows=row.m * h, weight_sets=h),)
     if row.dtype != "fp8":
         raise Unpredictable(f"mla_bmm dtype {row.dtype!r} is not mapped (bf16, fp8)")
-    c = _ctx("bf16", "bf16")
-    elems = row.m * h * row.k
-    return (elementwise("mla_bmm_quant", elems, elems / 2, 2, c, 1, op="elementwise"),
-            gemm("mla_bmm", row.m, row.n, row.k, _ctx("fp8", "fp8"), 1, rows=row.m * h, weight_sets=h,
-                 dtype="fp8_block"))
+    # the quantise pass is part of the block-scaled GEMM call (model.cost.gemm_quant_bytes)
+    return (gemm("mla_bmm", row.m, row.n, row.k, _ctx("fp8", "fp8"), 1, rows=row.m * h, weight_sets=h,
+                 dtype="fp8_block"),)
 
 
 def _quantize(row: KernelMeasurement) -> Kernel:
@@ -564,8 +572,9 @@ def resolve_hardware(name: str) -> HardwareSpec:
 # 4 = the framework TP all-reduce, 5 = an NCCL collective / send-recv, 7 = a collective that costs nothing,
 # 8 = a module row (the sum of FeatureTable.parts)
 _KIND_CODE = {"gemm": 0, "attn_prefill": 1, "attn_decode": 2, "elementwise": 3, "sampling": 3}
-# GEMM dtype -> which per-dtype peak efficiency (model.cost.gemm_peak_efficiency)
-_GEMM_DTYPE_CODE = {"fp8": 1, "fp8_block": 2, "int8": 3}
+# GEMM dtype -> which per-dtype peak efficiency (model.cost.gemm_peak_efficiency) and fixed cost
+# (model.cost.gemm_overhead); fp4 (W4A4) has the 16-bit efficiency and the block-scaled recipe's fixed cost
+_GEMM_DTYPE_CODE = {"fp8": 1, "fp8_block": 2, "int8": 3, "fp4": 4}
 
 
 @dataclass(frozen=True)
@@ -588,6 +597,8 @@ class FeatureTable:
     gemm_k: np.ndarray
     gemm_gemv: np.ndarray  # 1 when the GEMM runs unpacked (model.cost.gemm_is_stream): gemm_gemv_mem_eff
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
+    gemm_eager: np.ndarray  # 1 when the GEMM was timed alone without a CUDA graph (Kernel.timed_eager)
+    gemm_quant: np.ndarray  # bytes of the activation-quantise pass inside the call (model.cost.gemm_quant_bytes)
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation, 3 rope (model.cost.elementwise_passes), else 0
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
@@ -634,7 +645,7 @@ class FeatureTable:
         kind = self.kind
         with np.errstate(divide="ignore", invalid="ignore"):
             geff = np.choose(self.gemm_dtype, (p["gemm_eff"], p["gemm_eff_fp8"], p["gemm_eff_fp8_block"],
-                                               p["gemm_eff_int8"]))
+                                               p["gemm_eff_int8"], p["gemm_eff"]))
             aeff = np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"], p["attn_prefill_eff"])
             eff_c = np.where(
                 kind == 0, geff * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
@@ -668,9 +679,14 @@ class FeatureTable:
         overhead = np.choose(np.minimum(kind, 3), (p["gemm_overhead_s"], p["attn_prefill_overhead_s"],
                                                    p["attn_decode_overhead_s"], p["kernel_overhead_s"]))
         overhead = np.where(kind == 3, overhead * passes, overhead)  # an unfused kernel: one launch per pass
-        overhead = np.where((kind == 0) & ((self.gemm_dtype == 1) | (self.gemm_dtype == 2)),
-                            p["gemm_overhead_s_fp8"], overhead)
-        floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs, 0.0)
+        # model.cost.gemm_overhead: per-tensor fp8 and block-scaled (fp8_block, fp4) recipes
+        overhead = np.where(kind == 0, np.choose(self.gemm_dtype, (p["gemm_overhead_s"], p["gemm_overhead_s_fp8"],
+                                                                   p["gemm_overhead_s_fp8_block"],
+                                                                   p["gemm_overhead_s"],
+                                                                   p["gemm_overhead_s_fp8_block"]))
+                            + self.gemm_quant / (self.bw * p["gemm_mem_eff"]), overhead)
+        floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs,
+                         np.where((kind == 0) & (self.gemm_eager > 0), p["gemm_eager_floor_s"], 0.0))
         body = (np.maximum(np.maximum(compute, memory), floor) + np.where(kind == 0, p["gemm_overlap_loss"], 0.0)
                 * np.minimum(compute, memory) + overhead)
         comm = np.zeros(len(kind))
@@ -694,7 +710,8 @@ def _tiling(cal: Calibration) -> tuple[int, int, int, int, int, int]:
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
 FIT_FIELDS: tuple[str, ...] = (
     "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff",
-    "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8",
+    "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8", "gemm_overhead_s_fp8_block",
+    "gemm_eager_floor_s",
     "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half", "attn_prefill_mem_eff",
     "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops",
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_ctx_half",
@@ -707,7 +724,8 @@ FIT_FIELDS: tuple[str, ...] = (
     "nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s",
 )
 
-_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv",
+_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv", "gemm_eager",
+         "gemm_quant",
          "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge",
          "comm_graphed")
 
@@ -771,6 +789,8 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups)
             cols["gemm_k"][i] = k.k
             cols["gemm_gemv"][i] = float(gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0)
+            cols["gemm_eager"][i] = float(k.timed_eager)
+            cols["gemm_quant"][i] = gemm_quant_bytes(k)
             gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)

@@ -231,7 +231,10 @@ def test_fp8_gemm_uses_its_own_efficiency_and_fp8_block_the_fp8_peak() -> None:
     for dtype, eff in (("fp8", 0.5), ("fp8_block", 0.25), ("bf16", 0.75)):
         k = gemm("g", 4096, 4096, 4096, ctx, count=1, dtype=dtype)
         peak = 989.4e12 if dtype == "bf16" else 1978.9e12
-        assert kernel_cost(k, H100, cal).seconds == pytest.approx(2 * 4096**3 / (peak * eff * shape), rel=1e-12)
+        # fp8 calls first quantise the bf16 activation: read 2 + write 1 bytes per element at gemm_mem_eff 0.8
+        quant = 0.0 if dtype == "bf16" else 4096 * 4096 * 3 / (3.35e12 * 0.8)
+        assert kernel_cost(k, H100, cal).seconds == pytest.approx(2 * 4096**3 / (peak * eff * shape) + quant,
+                                                                  rel=1e-12)
 
 
 def test_gemm_overlap_loss_adds_a_fraction_of_the_shorter_roofline_term() -> None:
@@ -364,6 +367,39 @@ def test_fp8_gemm_pays_its_own_fixed_cost() -> None:
     zero = cal.model_copy(update={"gemm_overhead_s": 0.0, "gemm_overhead_s_fp8": 0.0})
     assert kernel_cost(g8, H100, cal).seconds == pytest.approx(kernel_cost(g8, H100, zero).seconds + 1.3e-5)
     assert kernel_cost(g16, H100, cal).seconds == pytest.approx(kernel_cost(g16, H100, zero).seconds + 2e-6)
+
+
+def test_block_scaled_recipes_pay_the_block_quantise_fixed_cost() -> None:
+    # fp8_block (1x128 groups) and nvfp4 (1x16 blocks) quantise the activation in one fused kernel: their own fixed
+    # cost, inherited from the per-tensor fp8 one when not given
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    rtx = load_hardware("rtx-pro-6000")
+    cal = Calibration(gemm_overhead_s=2e-6, gemm_overhead_s_fp8=1.2e-5, gemm_overhead_s_fp8_block=4.5e-6)
+    zero = cal.model_copy(update={"gemm_overhead_s": 0.0, "gemm_overhead_s_fp8": 0.0,
+                                  "gemm_overhead_s_fp8_block": 0.0})
+    for dtype, hw, fixed in (("fp8_block", H100, 4.5e-6), ("fp4", rtx, 4.5e-6), ("fp8", H100, 1.2e-5),
+                             ("bf16", H100, 2e-6)):
+        k = gemm("q", 16, 4096, 4096, ctx, count=1, dtype=dtype)
+        assert kernel_cost(k, hw, cal).seconds == pytest.approx(kernel_cost(k, hw, zero).seconds + fixed, rel=1e-12)
+    assert Calibration(gemm_overhead_s_fp8=1.2e-5).gemm_overhead_s_fp8_block == 1.2e-5
+
+
+def test_eagerly_timed_gemm_waits_for_its_host_dispatch() -> None:
+    from dataclasses import replace
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    cal = Calibration(gemm_overhead_s_fp8_block=5e-6, gemm_eager_floor_s=9e-5)
+    small = gemm("q", 16, 4096, 4096, ctx, count=1, dtype="fp8_block")  # ~18 us of weights at 0.8 x 3.35 TB/s
+    big = gemm("q", 16384, 16384, 16384, ctx, count=1, dtype="fp8_block")  # ~11 ms of math
+    for k in (small, big):
+        graphed = kernel_cost(k, H100, cal)
+        eager = kernel_cost(replace(k, timed_eager=True), H100, cal)
+        body = max(graphed.compute_s, graphed.memory_s)
+        serial = 5e-6 + k.m * 4096 * 3 / (3.35e12 * 0.8)  # fixed cost + the activation-quantise pass (k = 4096)
+        if k is big:
+            serial = 5e-6 + 16384 * 16384 * 3 / (3.35e12 * 0.8)
+        assert eager.seconds == pytest.approx(max(body, 9e-5) + serial, rel=1e-12)
+        assert graphed.seconds == pytest.approx(body + serial, rel=1e-12)
+    assert kernel_cost(replace(small, timed_eager=True), H100, cal).bound == "overhead"
 
 
 def test_fp8_kv_decode_uses_its_own_bandwidth_fraction() -> None:

@@ -99,6 +99,40 @@ def test_frozen_gpu_knob_keeps_its_base_value_when_its_parent_is_fitted() -> Non
     assert cal.gemm_overhead_s == base.gemm_overhead_s
 
 
+def test_block_scaled_fixed_cost_and_eager_floor_are_recovered_and_fp8_block_efficiency_stays_tied() -> None:
+    """Graphed fp8_block rows (TRT-LLM) pin gemm_overhead_s_fp8_block, eager ones (vLLM) gemm_eager_floor_s; the
+    frozen gemm_eff_fp8_block is not fitted but follows the fitted gemm_eff_fp8."""
+    from dataclasses import replace
+
+    from roofsim.hardware_specs.catalog import load_hardware
+
+    hw = load_hardware("h100-sxm")
+    truth = Calibration(gemm_eff_fp8=0.55, gemm_eff_fp8_block=0.55, gemm_overhead_s_fp8=1.2e-5,
+                        gemm_overhead_s_fp8_block=4.5e-6, gemm_eager_floor_s=9e-5)
+    rows = []
+    for m in (1, 16, 128, 1024, 4096, 16384):
+        for n, k in ((4096, 4096), (7168, 2048), (1536, 7168), (24576, 1536)):
+            for fw, dt, var in (("trtllm", "fp8", "torch_flow; gemm_dtype=fp8; v"),
+                                ("trtllm", "fp8", "torch_flow; gemm_dtype=fp8_block; v"),
+                                ("vllm", "fp8", "DeepGemm; gemm_dtype=fp8_block; v")):
+                r = KernelMeasurement("aiconfigurator", "h100-sxm", fw, "gemm", dt, var, 1.0, m=m, n=n, k=k)
+                rows.append(replace(r, measured_s=kernel_cost(row_kernel(r), hw, truth).seconds))
+    data, problems = prepare(rows, Calibration())
+    assert problems == ()
+    fields = fitted_fields(data)
+    assert {"gemm_eff_fp8", "gemm_overhead_s_fp8", "gemm_overhead_s_fp8_block", "gemm_eager_floor_s"} <= set(fields)
+    assert "gemm_eff_fp8_block" not in fields
+    cal = fit_calibration(data, Calibration(gemm_eff=0.75), fields=fields)
+    assert cal.gemm_eff_fp8_block == cal.gemm_eff_fp8 == pytest.approx(0.55, rel=1e-3)
+    assert cal.gemm_overhead_s_fp8_block == pytest.approx(4.5e-6, rel=1e-3)
+    assert cal.gemm_eager_floor_s == pytest.approx(9e-5, rel=1e-3)
+    # without eager rows the floor is not fitted; with only eager fp8_block rows their fixed cost is not either
+    graphed = [r for r in rows if r.framework == "trtllm"]
+    assert "gemm_eager_floor_s" not in fitted_fields(prepare(graphed, Calibration())[0])
+    eager = [r for r in rows if r.framework == "vllm"]
+    assert "gemm_overhead_s_fp8_block" not in fitted_fields(prepare(eager, Calibration())[0])
+
+
 def test_calibrate_reports_in_sample_and_held_out_on_synthetic_data() -> None:
     res = calibrate(_synthetic_rows(), "h100-sxm", folds=3, extra=FROZEN_GPU_FIELDS)
     assert res.held_out_overall.median_abs_pct_err < 1.0  # the model family contains the truth

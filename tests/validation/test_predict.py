@@ -130,6 +130,31 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
     assert not np.allclose(predict_rows(rows, plain).predicted_s, predict_rows(rows, rich).predicted_s)
 
 
+def test_vllm_fp8_block_gemm_rows_are_timed_eagerly_and_costed_alike_vectorised() -> None:
+    # AIConfigurator's vLLM collector times fp8_block without a CUDA graph (collect_gemm.py use_cuda_graph); the
+    # other engines' and dtypes' GEMM rows are graphed
+    blk = "DeepGemmFp8BlockScaledMMKernel; gemm_dtype=fp8_block; 0.24.0"
+    vllm_blk = replace(_row("gemm", "fp8", m=64, n=7168, k=2048, framework="vllm", variant=blk),
+                       source="aiconfigurator")
+    trt_blk = replace(vllm_blk, framework="trtllm", variant="torch_flow; gemm_dtype=fp8_block; 1.3.0rc20")
+    vllm_fp8 = replace(vllm_blk, variant="CutlassFP8ScaledMMLinearKernel; gemm_dtype=fp8; 0.24.0")
+    assert [row_kernel(r).timed_eager for r in (vllm_blk, trt_blk, vllm_fp8)] == [True, False, False]
+    rtx = "rtx-pro-6000"
+    rows = [vllm_blk, trt_blk, vllm_fp8,
+            replace(vllm_blk, hardware=rtx, m=8192, n=8192, k=8192),
+            replace(_row("gemm", "fp4", m=32, n=4096, k=4096, hardware=rtx,
+                         variant="FlashInferCutlassNvFp4LinearKernel; gemm_dtype=nvfp4; 0.24.0"))]
+    cal = Calibration(gemm_eff_fp8=0.6, gemm_eff_fp8_block=0.4, gemm_overhead_s_fp8=1.1e-5,
+                      gemm_overhead_s_fp8_block=4e-6, gemm_eager_floor_s=1.5e-4)
+    hws = [load_hardware(r.hardware) for r in rows]
+    ref = np.array([kernel_cost(row_kernel(r), hw, cal).seconds for r, hw in zip(rows, hws, strict=True)])
+    pred = predict_rows(rows, cal)
+    np.testing.assert_allclose(pred.predicted_s, ref, rtol=1e-12)
+    # a small eager call: the host floor, the fixed cost and the quantise pass (64 x 2048 elements, 3 bytes each)
+    assert ref[0] == pytest.approx(1.5e-4 + 4e-6 + 64 * 2048 * 3 / (3.35e12 * 0.8), rel=1e-12)
+    assert ref[3] > 1.5e-4 + 4e-6  # 8192^3 on the RTX PRO 6000: GPU-bound above the floor
+
+
 def test_error_stats_exact_values() -> None:
     measured = [1.0, 2.0, 4.0, 10.0, 5.0]
     predicted = [1.1, 1.0, 4.0, 13.0, 5.5]  # errors: +10, -50, 0, +30, +10 %
