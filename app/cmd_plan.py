@@ -27,9 +27,17 @@ from roofsim.app.plan_report import (
     write_report,
 )
 from roofsim.model.loader import load_checkpoint_quant
-from roofsim.simulator.config import KV_DTYPES, SCHEDULER_KINDS, WEIGHT_DTYPES, apply_overrides
+from roofsim.simulator.config import (
+    KV_DTYPES,
+    KV_LINK_KINDS,
+    SCHEDULER_KINDS,
+    WEIGHT_DTYPES,
+    KVLinkConfig,
+    apply_overrides,
+)
 from roofsim.simulator.engines import DEFAULT_ENGINE
 from roofsim.simulator.planning import PlanResult, PlanSpec, PointCache, make_executor, plan
+from roofsim.simulator.planning.disagg import DisaggOutcome, plan_disaggregated
 from roofsim.simulator.workload import NamedWorkload, TraceWorkload, named_workloads
 from roofsim.validation.profiles import resolve_plan_calibrations
 
@@ -108,6 +116,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="a ReplicaGroup `speculative` setting as a JSON object, or 'none'; repeat for several")
     c.add_argument("--exhaustive", action="store_true",
                    help="simulate every candidate and refine every capacity to the tolerance (no cost-bound pruning)")
+    d = p.add_argument_group("disaggregated prefill/decode (docs/disaggregation.md)")
+    d.add_argument("--disaggregated", action="store_true",
+                   help="plan a prefill pool + a decode pool instead: every per-pool layout of the candidate space "
+                        "and prefill:decode replica count up to --max-pool-replicas, simulated at --rate cheapest "
+                        "first until a round starts above the cheapest deployment meeting the SLOs")
+    d.add_argument("--max-pool-replicas", type=int, default=8, help="most replicas per pool (default 8)")
+    d.add_argument("--kv-link", choices=KV_LINK_KINDS, default="network",
+                   help="link the KV crosses between the pools (default network: the GPUs' RDMA NIC)")
     e = p.add_argument_group("execution")
     e.add_argument("--dask-scheduler", metavar="tcp://HOST:PORT", help="run the simulations on this Dask cluster")
     e.add_argument("--workers", type=int, help="local worker processes (default: all cores; 1 = in-process)")
@@ -159,6 +175,8 @@ def run_plan(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers={args.workers} must be >= 1")
     cache = None if args.no_cache else PointCache(args.cache_dir)
     executor = make_executor(args.dask_scheduler, args.workers)
+    if args.disaggregated:
+        return _run_disaggregated(args, spec, cal_labels, executor, cache)
     try:
         with progress_bar(not args.json, "cand", "planning") as progress:
             result = plan(spec, executor, cache, progress)
@@ -175,6 +193,44 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.report is not None:
         print(f"\nreport: {args.report}")
     return 0 if result.winner is not None else 1
+
+
+def _run_disaggregated(args: argparse.Namespace, spec: PlanSpec, cal_labels: list[str], executor: Any,
+                       cache: PointCache | None) -> int:
+    """`plan --disaggregated`: the cheapest prefill/decode deployment meeting the SLOs at --rate."""
+    if args.report is not None:
+        raise ValueError("--report is not available with --disaggregated (use --json)")
+    if args.max_pool_replicas < 1:
+        raise ValueError(f"--max-pool-replicas={args.max_pool_replicas} must be >= 1")
+    from pydantic import TypeAdapter  # noqa: PLC0415
+
+    link = TypeAdapter(KVLinkConfig).validate_python({"kind": args.kv_link})
+    try:
+        out, stats = plan_disaggregated(spec, max_pool_replicas=args.max_pool_replicas, link=link,
+                                        executor=executor, cache=cache)
+    finally:
+        executor.close()
+    winner = out[0] if out and out[0].point.feasible else None
+    if args.json:
+        print_json({"disaggregated": True, "winner": winner.as_dict() if winner else None,
+                    "outcomes": [o.as_dict() for o in out], "simulations": stats.simulations,
+                    "deployments": stats.candidates, "calibration": cal_labels})
+        return 0 if winner is not None else 1
+    print("calibration: " + "; ".join(cal_labels))
+    print(f"{stats.simulations} of {stats.candidates} prefill/decode deployments simulated at {spec.rate_per_s:g} "
+          f"req/s (cheapest first), KV over the {args.kv_link} link")
+    _print_disaggregated(out[:args.top])
+    print("winner: " + (f"{winner.label}, ${winner.usd_per_hour:.2f}/h" if winner else
+                        "none of the simulated deployments meets the SLOs (raise --max-pool-replicas or --max-gpus)"))
+    return 0 if winner is not None else 1
+
+
+def _print_disaggregated(outcomes: list[DisaggOutcome]) -> None:
+    print(f"{'deployment':58} {'GPUs':>4} {'$/h':>8} {'P99 TTFT s':>10} {'P99 TPOT ms':>11}  verdict")
+    for o in outcomes:
+        p = o.point
+        print(f"{o.label:58} {o.gpus:>4} {o.usd_per_hour:>8.2f} {p.p99_ttft_s:>10.3f} {p.p99_tpot_s * 1e3:>11.2f}  "
+              + ("meets the SLOs" if p.feasible else p.why))
 
 
 def _print(result: PlanResult, top: int) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from roofsim.simulator.config import KVLinkConfig, NetworkKVLink, SimConfig
 from roofsim.simulator.planning.cache import PointCache
 from roofsim.simulator.planning.executors import Executor, make_executor
+from roofsim.simulator.planning.length import start_requests
 from roofsim.simulator.planning.points import PointRunner, overload_guard, point_of, workload_at
 from roofsim.simulator.planning.pricing import deployment_usd_per_hour
 from roofsim.simulator.planning.result import PlanStats, Point
@@ -60,16 +61,26 @@ def disaggregated_config(spec: PlanSpec, native_rate: float, prefill: Candidate,
                          decode: Candidate, n_decode: int, link: KVLinkConfig, with_slo: bool = False) -> SimConfig:
     """The run of one disaggregated deployment at the spec's target rate (the overload guard of point runs, or
     the SLOs for the reported run)."""
+    n = disaggregated_length(spec, decode, n_decode)
     data: dict[str, Any] = {
-        "workload": workload_at(spec, spec.rate_per_s, native_rate), "seed": spec.seed,
+        "workload": workload_at(spec, spec.rate_per_s, native_rate, n), "seed": spec.seed,
         "replicas": [{**prefill.group(spec, n_prefill), "role": "prefill"},
                      {**decode.group(spec, n_decode), "role": "decode"}],
         "kv_link": link.model_dump()}
     if with_slo:
         data["slo"] = {"ttft_s": spec.slo_ttft_s, "tpot_s": spec.slo_tpot_s}
     else:
-        data["max_waiting_requests"] = overload_guard(spec.num_requests)
+        data["max_waiting_requests"] = overload_guard(n)
     return SimConfig.model_validate(data)
+
+
+def disaggregated_length(spec: PlanSpec, decode: Candidate, n_decode: int) -> int:
+    """Requests of a disaggregated deployment's run: the forced num_requests, else the planner's first length for
+    what the decode pool holds at once (length.start_requests; one run per deployment, judged at the target
+    rate, so its steady state is reported with the point rather than lengthened)."""
+    if spec.num_requests is not None:
+        return spec.num_requests
+    return start_requests(n_decode * decode.max_batch)
 
 
 def plan_disaggregated(spec: PlanSpec, *, max_pool_replicas: int = 8, link: KVLinkConfig | None = None,
@@ -117,4 +128,4 @@ def plan_disaggregated(spec: PlanSpec, *, max_pool_replicas: int = 8, link: KVLi
     return out, stats
 
 
-__all__ = ["DisaggOutcome", "disaggregated_config", "plan_disaggregated", "pool_pairs"]
+__all__ = ["DisaggOutcome", "disaggregated_config", "disaggregated_length", "plan_disaggregated", "pool_pairs"]

@@ -112,3 +112,18 @@ def test_engine_flag_plans_with_the_engines_scheduler(tmp_path, capsys: pytest.C
     assert d["spec"]["engine"] == "vllm==0.10"
     assert main([*BASE, "--engine", "vllm==7", "--no-cache"]) == 2
     assert "unknown engine version 'vllm==7'" in capsys.readouterr().err
+
+
+def test_disaggregated_plan_json_and_table(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*BASE, "--tp", "1", "--disaggregated", "--max-pool-replicas", "2", "--no-cache"]
+    assert main([*args, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    # cheapest first: one prefill + one decode H100 ($2.99/h each) serves 12 req/s of `conversation` in the SLOs
+    assert d["disaggregated"] and d["winner"]["label"] == "1P x h100-sxm tp1 + 1D x h100-sxm tp1"
+    assert d["winner"]["usd_per_hour"] == pytest.approx(2 * 2.99) and d["winner"]["gpus"] == 2
+    assert d["outcomes"][0] == d["winner"] and d["simulations"] == len(d["outcomes"]) <= d["deployments"] == 4
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "KV over the network link" in out and "winner: 1P x h100-sxm tp1 + 1D x h100-sxm tp1, $5.98/h" in out
+    assert main([*args, "--report", str(tmp_path / "r.html")]) == 2
+    assert "--report is not available with --disaggregated" in capsys.readouterr().err
