@@ -684,7 +684,8 @@ class FeatureTable:
                                                                    p["gemm_overhead_s_fp8_block"],
                                                                    p["gemm_overhead_s"],
                                                                    p["gemm_overhead_s_fp8_block"]))
-                            + self.gemm_quant / (self.bw * p["gemm_mem_eff"]), overhead)
+                            + np.divide(self.gemm_quant, self.bw * p["gemm_mem_eff"],
+                                        out=np.zeros(len(kind)), where=self.gemm_quant > 0), overhead)
         floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs,
                          np.where((kind == 0) & (self.gemm_eager > 0), p["gemm_eager_floor_s"], 0.0))
         body = (np.maximum(np.maximum(compute, memory), floor) + np.where(kind == 0, p["gemm_overlap_loss"], 0.0)
