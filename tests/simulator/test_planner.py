@@ -356,7 +356,9 @@ def test_engine_sets_each_candidates_scheduler_for_its_gpu_and_explicit_fields_w
                             schedulers=("vllm",), gpu_memory_utilization=0.8))
     (c,) = candidates(spec)
     assert (c.scheduler, c.max_batch, c.max_batched_tokens, c.gpu_memory_utilization) == ("vllm", 64, 8192, 0.8)
-    assert [c.scheduler for c in candidates(resolve(_spec(tp=(1,)))[0])] == ["vllm", "vllm"]  # no engine: as before
+    # no engine named: the default engine (vLLM V1: chunked prefill); roofsim-default keeps the V0-style policy
+    assert [c.scheduler for c in candidates(resolve(_spec(tp=(1,)))[0])] == ["sarathi", "sarathi"]
+    assert [c.scheduler for c in candidates(resolve(_spec(tp=(1,), engine="roofsim-default"))[0])] == ["vllm", "vllm"]
     with pytest.raises(ValueError, match="unknown engine version 'vllm==7'"):
         _spec(engine="vllm==7")
 
