@@ -5,8 +5,9 @@ log(predicted / measured), pooling small groups into their parents, and measure 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,7 +22,8 @@ from roofsim.model.uncertainty import (
 from roofsim.validation.transfer import RowResiduals
 
 __all__ = ["MIN_GROUP_ROWS", "INTERVAL_LEVELS", "fit_error_model", "error_models_from_residuals",
-           "CoverageRow", "CoverageReport", "logo_coverage", "TARGET_COVERAGE"]
+           "CoverageRow", "CoverageReport", "logo_coverage", "TARGET_COVERAGE", "coverage_table",
+           "IntervalCheck", "interval_coverage", "coverage_by", "split_units", "e2e_error_term", "widen"]
 
 # A group with fewer residuals is pooled into its parent (family/dtype/*, then family/*/*, then */*/*). At 400 rows
 # the 5 % and 95 % conformal ranks sit well inside the sample; the leave-one-GPU-out coverage (logo_coverage) of
@@ -170,17 +172,29 @@ class CoverageReport:
 
     def table(self, families: bool = True) -> str:
         """Markdown: one line overall, per held-out GPU, per family (when `families`), with the issue's targets."""
-        lv = self.levels
-        head = ("| rows | n | " + " | ".join(f"{q:.0%} covered" for q in lv) + " | "
-                + " | ".join(f"{q:.0%} half-width" for q in lv) + " | point median abs log err | half-width / error "
-                f"({lv[0]:.0%}) |")
-        lines = [head, "|" + "---|" * (4 + 2 * len(lv))]
-        for r in (self.overall, *self.by_gpu, *(self.by_family if families else ())):
-            lines.append(f"| {r.label} | {r.n} | " + " | ".join(f"{r.covered[q]:.1%}" for q in lv) + " | "
-                         + " | ".join(f"{r.half_width[q]:.3f}" for q in lv) + f" | {r.median_abs_err:.3f} | "
-                         f"{r.half_width[lv[0]] / r.median_abs_err:.2f} |")
-        t = "; ".join(f"{q:.0%} interval covers {lo:.0%}-{hi:.0%}" for q, (lo, hi) in TARGET_COVERAGE.items())
-        return "\n".join(lines) + f"\n\nTargets: {t}; median half-width <= 1.5 x the point's median abs error (log space)."
+        rows = (self.overall, *self.by_gpu, *(self.by_family if families else ()))
+        return coverage_table(rows, self.levels) + "\n\n" + TARGETS_TEXT
+
+
+TARGETS_TEXT = ("Targets: " + "; ".join(f"{q:.0%} interval covers {lo:.0%}-{hi:.0%}"
+                                        for q, (lo, hi) in TARGET_COVERAGE.items())
+                + "; median half-width <= 1.5 x the point's median abs error (log space).")
+
+
+def coverage_table(rows: Sequence[CoverageRow], levels: Sequence[float], first: str = "rows") -> str:
+    """Markdown table of coverage rows: share covered and median half-width per level, the point's median abs log
+    error and the ratio of the first level's half-width to it."""
+    lv = tuple(levels)
+    head = (f"| {first} | n | " + " | ".join(f"{q:.0%} covered" for q in lv) + " | "
+            + " | ".join(f"{q:.0%} half-width" for q in lv) + " | point median abs log err | half-width / error "
+            f"({lv[0]:.0%}) |")
+    lines = [head, "|" + "---|" * (4 + 2 * len(lv))]
+    for r in rows:
+        ratio = r.half_width[lv[0]] / r.median_abs_err if r.median_abs_err > 0 else math.inf
+        lines.append(f"| {r.label} | {r.n} | " + " | ".join(f"{r.covered[q]:.1%}" for q in lv) + " | "
+                     + " | ".join(f"{r.half_width[q]:.3f}" for q in lv) + f" | {r.median_abs_err:.3f} | "
+                     f"{ratio:.2f} |")
+    return "\n".join(lines)
 
 
 def _row(label: str, inside: dict[float, np.ndarray], half: dict[float, np.ndarray], err: np.ndarray,
@@ -219,3 +233,89 @@ def logo_coverage(res: RowResiduals, levels: Sequence[float] = INTERVAL_LEVELS,
         by_gpu=tuple(_row(f"held out: {g}", inside, half, err, res.hardware == g)
                      for g in sorted(set(res.hardware.tolist()))),
         levels=tuple(levels))
+
+
+# ------------------------------------------------------------------------------------------- end to end
+@dataclass(frozen=True)
+class IntervalCheck:
+    """One measured serving value against its ensemble interval: `unit` is the benchmark row or log it comes from
+    (the unit split_units splits on), `group` its table group, `metric` e.g. 'ttft_ms' or 'ttft_s.p99', `point`
+    the plain run's prediction, `bounds` level -> (low, high)."""
+
+    unit: str
+    group: str
+    metric: str
+    measured: float
+    point: float
+    bounds: dict[float, tuple[float, float]]
+
+
+def interval_coverage(checks: Sequence[IntervalCheck], label: str = "all") -> CoverageRow:
+    """Share of `checks` whose measured value lies in its interval per level, the median log half-width
+    (log(high / low) / 2) and the point's median |log(point / measured)|. Checks with a non-positive or non-finite
+    value or bound are left out (n counts the rest)."""
+    ok = [c for c in checks if c.measured > 0 and c.point > 0 and math.isfinite(c.point)
+          and all(0 < lo <= hi < math.inf for lo, hi in c.bounds.values())]
+    levels = sorted({q for c in checks for q in c.bounds})
+    if not ok:
+        return CoverageRow(label, 0, dict.fromkeys(levels, math.nan), dict.fromkeys(levels, math.nan), math.nan)
+    cov = {q: float(np.mean([c.bounds[q][0] <= c.measured <= c.bounds[q][1] for c in ok])) for q in levels}
+    half = {q: float(np.median([math.log(c.bounds[q][1] / c.bounds[q][0]) / 2 for c in ok])) for q in levels}
+    return CoverageRow(label, len(ok), cov, half, float(np.median([abs(math.log(c.point / c.measured)) for c in ok])))
+
+
+def coverage_by(checks: Sequence[IntervalCheck], key: Callable[[IntervalCheck], str]) -> list[CoverageRow]:
+    """interval_coverage overall ('all') and per key(check), keys sorted."""
+    groups: dict[str, list[IntervalCheck]] = {}
+    for c in checks:
+        groups.setdefault(key(c), []).append(c)
+    return [interval_coverage(checks), *(interval_coverage(groups[k], k) for k in sorted(groups))]
+
+
+def split_units(checks: Iterable[IntervalCheck]) -> tuple[list[IntervalCheck], list[IntervalCheck]]:
+    """(calibration, test): the checks of every other unit in first-seen order (units 0, 2, 4, ... calibrate the
+    end-to-end term, 1, 3, 5, ... test it), so no row or log is in both halves."""
+    order: dict[str, int] = {}
+    cal, test = [], []
+    for c in checks:
+        (cal if order.setdefault(c.unit, len(order)) % 2 == 0 else test).append(c)
+    return cal, test
+
+
+def _outside(c: IntervalCheck, q: float) -> float:
+    """How far (log) the measured value lies outside the level-q interval; negative inside (Romano et al.,
+    "Conformalized Quantile Regression", NeurIPS 2019)."""
+    lo, hi = c.bounds[q]
+    return max(math.log(lo / c.measured), math.log(c.measured / hi))
+
+
+def e2e_error_term(checks: Sequence[IntervalCheck]) -> dict[str, dict[float, float]]:
+    """The end-to-end term per metric and level: the conformal level-quantile of the calibration checks'
+    outside-distances (_outside). Widening each interval by it in log space (widen) covers a new exchangeable
+    check with probability >= level: the errors kernel models do not carry (scheduling, CPU overhead, clients)."""
+    out: dict[str, dict[float, float]] = {}
+    for m in sorted({c.metric for c in checks}):
+        mine = [c for c in checks if c.metric == m and c.measured > 0
+                and all(0 < lo <= hi < math.inf for lo, hi in c.bounds.values())]
+        if mine:
+            levels = sorted(mine[0].bounds)
+            out[m] = {q: conformal_quantiles([_outside(c, q) for c in mine], (q,))[0] for q in levels}
+    return out
+
+
+def widen(checks: Iterable[IntervalCheck], term: dict[str, dict[float, float]]) -> list[IntervalCheck]:
+    """Checks with each level-q interval widened by the metric's term in log space: (low e^-t, high e^t), a negative
+    term narrowing it at most to its geometric midpoint; checks of a metric without a term are left out."""
+    out = []
+    for c in checks:
+        t = term.get(c.metric)
+        if t is not None:
+            out.append(replace(c, bounds={q: _widened(lo, hi, t[q]) for q, (lo, hi) in c.bounds.items()}))
+    return out
+
+
+def _widened(lo: float, hi: float, t: float) -> tuple[float, float]:
+    if lo <= 0 or not math.isfinite(hi):
+        return lo, hi
+    t = max(t, -math.log(hi / lo) / 2)
+    return lo * math.exp(-t), hi * math.exp(t)
