@@ -17,10 +17,7 @@ from roofsim.validation.uncertainty import (
     split_units,
     widen,
 )
-
-ROW = dict(model="meta-llama/Llama-3.1-8B-Instruct", hardware="h100-sxm", num_gpus=1, tp=1, pp=1, ep=1,
-           weight_dtype="bf16", kv_dtype="bf16", framework="vllm", mode="closed_loop", isl=128, osl=16,
-           concurrency=2)
+from tests.validation.test_e2e import BASE as ROW
 
 
 def _preds() -> list[RowPrediction]:
