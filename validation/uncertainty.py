@@ -289,26 +289,27 @@ def _outside(c: IntervalCheck, q: float) -> float:
     return max(math.log(lo / c.measured), math.log(c.measured / hi))
 
 
-def e2e_error_term(checks: Sequence[IntervalCheck]) -> dict[str, dict[float, float]]:
-    """The end-to-end term per metric and level: the conformal level-quantile of the calibration checks'
-    outside-distances (_outside). Widening each interval by it in log space (widen) covers a new exchangeable
-    check with probability >= level: the errors kernel models do not carry (scheduling, CPU overhead, clients)."""
-    out: dict[str, dict[float, float]] = {}
-    for m in sorted({c.metric for c in checks}):
-        mine = [c for c in checks if c.metric == m and c.measured > 0
-                and all(0 < lo <= hi < math.inf for lo, hi in c.bounds.values())]
-        if mine:
-            levels = sorted(mine[0].bounds)
-            out[m] = {q: conformal_quantiles([_outside(c, q) for c in mine], (q,))[0] for q in levels}
-    return out
+def e2e_error_term(checks: Sequence[IntervalCheck], key: Callable[[IntervalCheck], str] = lambda c: c.metric
+                   ) -> dict[str, dict[float, float]]:
+    """The end-to-end term per key (default: per metric) and level: the conformal level-quantile of the
+    calibration checks' outside-distances (_outside). Widening each interval by it in log space (widen, same key)
+    covers a new exchangeable check with probability >= level: the errors kernel models do not carry
+    (scheduling, CPU overhead, clients)."""
+    groups: dict[str, list[IntervalCheck]] = {}
+    for c in checks:
+        if c.measured > 0 and all(0 < lo <= hi < math.inf for lo, hi in c.bounds.values()):
+            groups.setdefault(key(c), []).append(c)
+    return {k: {q: conformal_quantiles([_outside(c, q) for c in mine], (q,))[0] for q in sorted(mine[0].bounds)}
+            for k, mine in sorted(groups.items())}
 
 
-def widen(checks: Iterable[IntervalCheck], term: dict[str, dict[float, float]]) -> list[IntervalCheck]:
-    """Checks with each level-q interval widened by the metric's term in log space: (low e^-t, high e^t), a negative
-    term narrowing it at most to its geometric midpoint; checks of a metric without a term are left out."""
+def widen(checks: Iterable[IntervalCheck], term: dict[str, dict[float, float]],
+          key: Callable[[IntervalCheck], str] = lambda c: c.metric) -> list[IntervalCheck]:
+    """Checks with each level-q interval widened by their key's term in log space: (low e^-t, high e^t), a negative
+    term narrowing it at most to its geometric midpoint; checks whose key has no term are left out."""
     out = []
     for c in checks:
-        t = term.get(c.metric)
+        t = term.get(key(c))
         if t is not None:
             out.append(replace(c, bounds={q: _widened(lo, hi, t[q]) for q, (lo, hi) in c.bounds.items()}))
     return out
