@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--slo-confidence", type=schema_arg(PlanSpec, "slo_confidence", "--slo-confidence", float),
                    default=None, metavar="P", help="require the P99 SLOs to hold with probability P (e.g. 0.9) over "
                    "an ensemble of kernel error models; shows each deployment's risk (docs/intervals.md)")
-    g.add_argument("--risk-members", type=schema_arg(PlanSpec, "risk_members", "--risk-members"), default=16,
+    g.add_argument("--risk-members", type=schema_arg(PlanSpec, "risk_members", "--risk-members"), default=None,
                    help="ensemble members per deployment with --slo-confidence (default 16)")
     g.add_argument("--max-gpus", type=schema_arg(PlanSpec, "max_gpus", "--max-gpus"),
                    help="GPU budget of the whole deployment")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from roofsim.app.common import print_table
 from roofsim.hardware_specs.errors import InputError
 from roofsim.simulator.planning import Executor, PlanResult
-from roofsim.simulator.planning.risk import RiskResult, plan_risk
+from roofsim.simulator.planning.risk import DEFAULT_RISK_MEMBERS, RiskResult, plan_risk
 from roofsim.validation.profiles import error_model_for
 
 __all__ = ["plan_risk_for", "print_risk"]
@@ -23,7 +23,7 @@ def plan_risk_for(result: PlanResult, executor: Executor) -> RiskResult:
         except InputError:
             pass
     assert spec.slo_confidence is not None
-    return plan_risk(result, ems, spec.slo_confidence, spec.risk_members, executor=executor)
+    return plan_risk(result, ems, spec.slo_confidence, spec.risk_members or DEFAULT_RISK_MEMBERS, executor=executor)
 
 
 def print_risk(risk: RiskResult) -> None:
