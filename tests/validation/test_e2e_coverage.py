@@ -80,3 +80,19 @@ def test_a_row_ensemble_gives_intervals_around_its_prediction() -> None:
         lo9, hi9 = p.intervals[col][0.9]
         assert 0 < lo9 <= lo8 < hi8 <= hi9
         assert lo9 < p.predicted[col] * 2 and hi9 > p.predicted[col] / 2
+
+
+def test_validate_benchmarks_ensemble_reports_coverage(tmp_path, capsys) -> None:  # noqa: ANN001
+    import json
+
+    from roofsim.app.cli import main
+    from roofsim.validation.bench_table import write_bench_table
+
+    t = write_bench_table([BenchRow(**{**ROW, "osl": 8, "ttft_ms": 50.0, "tpot_ms": 8.0})], tmp_path / "t.csv")
+    assert main(["validate", "benchmarks", str(t), "--json", "--ensemble", "3"]) == 0
+    cov = json.loads(capsys.readouterr().out)["coverage"]
+    assert cov["members"] == 3
+    assert [r["group"] for r in cov["by_metric"]] == ["all", "tpot_ms", "ttft_ms"]
+    assert all(r["n"] == (2 if r["group"] == "all" else 1) for r in cov["by_metric"])
+    assert set(cov["by_metric"][0]["covered"]) == {"80%", "90%"}
+    assert cov["by_group"][0]["group"].startswith("meta-llama/Llama-3.1-8B-Instruct vllm h100-sxm")
