@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from roofsim.app.dashboard.state.serving import cdf_band, kpi_ranges, serving_defaults, serving_ensemble, sim_config
+from roofsim.app.dashboard.state.serving import (
+    cdf_band,
+    kpi_ranges,
+    serving_defaults,
+    serving_ensemble,
+    sim_config,
+)
 from roofsim.app.figures import latency_cdf_figure
 
 PAGE = Path(__file__).resolve().parents[2] / "app" / "dashboard" / "pages" / "2_Serving_what-if.py"
