@@ -26,6 +26,7 @@ from roofsim.app.plan_report import (
     winner_summary_text,
     write_report,
 )
+from roofsim.app.plan_risk import plan_risk_for, print_risk
 from roofsim.model.loader import load_checkpoint_quant
 from roofsim.simulator.config import (
     KV_DTYPES,
@@ -88,6 +89,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--slo-ttft-p99", type=float, required=True, help="P99 TTFT target, s")
     g.add_argument("--slo-tpot-p99", type=float, required=True, help="P99 TPOT target, s")
     g.add_argument("--objective", choices=("cost", "gpus", "energy"), default="cost")
+    g.add_argument("--slo-confidence", type=schema_arg(PlanSpec, "slo_confidence", "--slo-confidence", float),
+                   default=None, metavar="P", help="require the P99 SLOs to hold with probability P (e.g. 0.9) over "
+                   "an ensemble of kernel error models; shows each deployment's risk (docs/intervals.md)")
+    g.add_argument("--risk-members", type=schema_arg(PlanSpec, "risk_members", "--risk-members"), default=None,
+                   help="ensemble members per deployment with --slo-confidence (default 16)")
     g.add_argument("--max-gpus", type=schema_arg(PlanSpec, "max_gpus", "--max-gpus"),
                    help="GPU budget of the whole deployment")
     g.add_argument("--num-requests", type=schema_arg(PlanSpec, "num_requests", "--num-requests"),
@@ -160,7 +166,8 @@ def spec_from_args(args: argparse.Namespace) -> PlanSpec:
         "hardware": [h.strip() for h in args.hardware.split(",") if h.strip()], "tp": args.tp, "pp": args.pp,
         "weight_dtypes": args.weight_dtype, "kv_dtypes": args.kv_dtype, "speculative": spec,
         "objective": args.objective, "num_requests": args.num_requests, "seed": args.seed,
-        "tolerance": args.tolerance, "max_gpus": args.max_gpus, "exhaustive": args.exhaustive}
+        "tolerance": args.tolerance, "max_gpus": args.max_gpus, "exhaustive": args.exhaustive,
+        "slo_confidence": args.slo_confidence, "risk_members": args.risk_members}
     # only what was given: PlanSpec's defaults apply otherwise, and an engine can tell the given from the default
     for key, value in (("engine", args.engine), ("schedulers", args.scheduler), ("max_batch", args.max_batch)):
         if value is not None:
@@ -180,16 +187,19 @@ def run_plan(args: argparse.Namespace) -> int:
     try:
         with progress_bar(not args.json, "cand", "planning") as progress:
             result = plan(spec, executor, cache, progress)
+        risk = plan_risk_for(result, executor) if spec.slo_confidence is not None else None
     finally:
         executor.close()
     command = "roofsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     if args.report is not None:
         write_report(result, args.report, command)
     if args.json:
-        print_json(result.as_dict())
+        print_json({**result.as_dict(), **({"risk": risk.as_dict()} if risk else {})})
         return 0 if result.winner is not None else 1
     print("calibration: " + "; ".join(cal_labels))
     _print(result, args.top)
+    if risk is not None:
+        print_risk(risk)
     if args.report is not None:
         print(f"\nreport: {args.report}")
     return 0 if result.winner is not None else 1
@@ -198,8 +208,9 @@ def run_plan(args: argparse.Namespace) -> int:
 def _run_disaggregated(args: argparse.Namespace, spec: PlanSpec, cal_labels: list[str], executor: Any,
                        cache: PointCache | None) -> int:
     """`plan --disaggregated`: the cheapest prefill/decode deployment meeting the SLOs at --rate."""
-    if args.report is not None:
-        raise ValueError("--report is not available with --disaggregated (use --json)")
+    if args.report is not None or spec.slo_confidence is not None:
+        executor.close()
+        raise ValueError("--report and --slo-confidence are not available with --disaggregated (use --json)")
     if args.max_pool_replicas < 1:
         raise ValueError(f"--max-pool-replicas={args.max_pool_replicas} must be >= 1")
     from pydantic import TypeAdapter  # noqa: PLC0415

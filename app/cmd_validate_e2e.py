@@ -29,13 +29,15 @@ from roofsim.validation.e2e import (
     METRICS,
     RowPrediction,
     e2e_error_stats,
+    interval_checks,
     predict_table,
     shipped_calibration,
     write_predictions,
 )
 from roofsim.validation.logs import LOG_FORMATS, read_log
-from roofsim.validation.profiles import profile_for, read_calibration
+from roofsim.validation.profiles import profile_for, read_calibration, resolve_error_model
 from roofsim.validation.replay import SCHEDULERS, make_scheduler_config, replay_all, replay_log
+from roofsim.validation.uncertainty import INTERVAL_LEVELS, IntervalCheck, coverage_by, coverage_table
 
 __all__ = ["register_benchmarks", "register_run", "validate_benchmarks", "validate_run"]
 
@@ -63,7 +65,26 @@ def register_benchmarks(vsub: argparse._SubParsersAction) -> None:  # type: igno
     p.add_argument("--clients", choices=CLIENT_CHOICES, default="harness",
                    help="closed-loop clients: each row's benchmark harness (its `harness` column, aiperf when "
                         "blank; simulator/clients.py) or 'ideal' lock-step clients (docs/workloads.md)")
+    _ensemble_arg(p)
     p.set_defaults(func=run_benchmarks)
+
+
+def _ensemble_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ensemble", type=int, default=0, metavar="M",
+                   help="also run each row/log as an ensemble of M members drawing from its profile's kernel "
+                        "error model and report coverage: the share of measured values inside the 80 %% / 90 %% "
+                        "intervals, overall and per group (docs/intervals.md)")
+
+
+def _coverage_json(checks: list[IntervalCheck], key: Callable[[IntervalCheck], str]) -> list[dict[str, Any]]:
+    return [{"group": r.label, "n": r.n, "covered": {f"{q:.0%}": v for q, v in r.covered.items()},
+             "median_log_half_width": {f"{q:.0%}": v for q, v in r.half_width.items()},
+             "point_median_abs_log_err": r.median_abs_err} for r in coverage_by(checks, key)]
+
+
+def _print_coverage(checks: list[IntervalCheck], key: Callable[[IntervalCheck], str], first: str) -> None:
+    print("\ninterval coverage (kernel error models only; docs/intervals.md):")
+    print(coverage_table(coverage_by(checks, key), INTERVAL_LEVELS, first))
 
 
 def _tqdm(show: bool) -> Callable[[Iterable[RowPrediction], int], Iterable[RowPrediction]] | None:
@@ -78,9 +99,10 @@ def _tqdm(show: bool) -> Callable[[Iterable[RowPrediction], int], Iterable[RowPr
 
 
 def validate_benchmarks(table: Path, calibration: Path | None = None, max_rows: int | None = None,
-                        workers: int | None = None, show_progress: bool = False, clients: str = "harness"
-                        ) -> tuple[dict[str, Any], tuple[RowPrediction, ...]]:
-    """The JSON object of `roofsim validate benchmarks` and the row predictions behind it."""
+                        workers: int | None = None, show_progress: bool = False, clients: str = "harness",
+                        ensemble: int = 0) -> tuple[dict[str, Any], tuple[RowPrediction, ...]]:
+    """The JSON object of `roofsim validate benchmarks` and the row predictions behind it (+ "coverage" per metric
+    and per group with `ensemble` > 1)."""
     if max_rows is not None and max_rows <= 0:
         raise InputError(f"--max-rows={max_rows} must be > 0")
     t = read_bench_table(table)
@@ -90,7 +112,11 @@ def validate_benchmarks(table: Path, calibration: Path | None = None, max_rows: 
         notes.append(f"--max-rows {max_rows}: simulated the first {max_rows} of {len(rows)} rows")
         rows = rows[:max_rows]
     cal = read_calibration(calibration) if calibration is not None else shipped_calibration
-    res = predict_table(rows, cal, workers=workers, clients=clients, progress=_tqdm(show_progress))
+    em = None
+    if ensemble > 1 and calibration is not None:
+        em = resolve_error_model(calibration, rows[0].hardware if rows else "h100-sxm")[0]
+    res = predict_table(rows, cal, workers=workers, clients=clients, progress=_tqdm(show_progress),
+                        ensemble=ensemble, error_model=em)
     if clients != "harness":
         notes.append(f"--clients {clients}: closed-loop rows replayed with lock-step clients")
     stats = e2e_error_stats(res.predictions)
@@ -100,6 +126,10 @@ def validate_benchmarks(table: Path, calibration: Path | None = None, max_rows: 
            "rows": len(rows), "rows_predicted": len(res.ok),
            "problems": list(t.problems) + list(res.problems), "notes": notes,
            "calibration": str(calibration) if calibration else "shipped (per hardware and framework)"}
+    if ensemble > 1:
+        checks = interval_checks(res.predictions, _group)
+        out["coverage"] = {"members": ensemble, "by_metric": _coverage_json(checks, lambda c: c.metric),
+                           "by_group": _coverage_json(checks, lambda c: c.group)[1:]}
     return out, res.predictions
 
 
@@ -109,7 +139,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     check_out(args.out, "--out", args.force)
     check_out(args.report, "--report", args.force)
     out, preds = validate_benchmarks(args.table, args.calibration, args.max_rows, args.workers,
-                                     show_progress=not args.json, clients=args.clients)
+                                     show_progress=not args.json, clients=args.clients, ensemble=args.ensemble)
     nothing_predicted(out, out["rows"], args.table)
     if args.out is not None:
         with atomic_path(args.out) as tmp:
@@ -128,6 +158,10 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     rows += [["all", m, str(s["n"]), f"{s['median_abs_pct_err']:.1f}", f"{s['mape']:.1f}", f"{s['bias_pct']:+.1f}"]
              for m, s in out["by_metric"].items()]
     print_table(rows, ["group", "metric", "n", "median|e|%", "MAPE%", "bias%"])
+    if args.ensemble > 1:
+        checks = interval_checks(preds, _group)
+        _print_coverage(checks, lambda c: c.metric, "metric")
+        print(coverage_table(coverage_by(checks, lambda c: c.group)[1:], INTERVAL_LEVELS, "group"))
     print(f"\n{out['rows_predicted']} of {out['rows']} rows predicted (calibration: {out['calibration']})")
     print_notes_and_problems(out)
     for what, path in (("predictions", args.out), ("report", args.report)):
@@ -172,6 +206,7 @@ def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--json", action="store_true")
     p.add_argument("--report", type=Path, default=None)
     p.add_argument("--force", action="store_true", help="overwrite --report if it exists")
+    _ensemble_arg(p)
     p.set_defaults(func=run_run)
 
 
@@ -190,20 +225,25 @@ def validate_run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
     quant, quant_notes = replay_quant_and_notes(args.weight_dtype, args.model, args.hardware)
     opts: dict[str, Any] = dict(scheduler=sched, quant=quant, calibration=cal,
                                 gpu_memory_utilization=args.gpu_memory_utilization, prompts_cached=args.prompts_cached)
+    ensemble = getattr(args, "ensemble", 0)
+    if ensemble > 1:
+        opts.update(ensemble=ensemble, error_model=resolve_error_model(args.calibration, args.hardware, "vllm")[0])
     if args.benchmark is not None:
         results = [replay_log(read_log(args.log, args.format, args.benchmark), args.model, args.hardware, args.tp,
                               args.pp, **opts)]
     else:
         results = replay_all(args.log, args.model, args.hardware, args.tp, args.pp, log_format=args.format, **opts)
     outs = []
+    checks = [c for i, res in enumerate(results) for c in res.interval_checks(str(i))]
     for res in results:
         o = res.as_json()
         o["notes"] = o["notes"] + [note] + [f"quantisation: {n}" for n in quant_notes]
         o["calibration"] = cal.name if cal is not None else "default"
         outs.append(o)
+    cov = {"coverage": {"members": ensemble, "by_metric": _coverage_json(checks, lambda c: c.group)}} if checks else {}
     if len(outs) == 1:
-        return outs[0], results
-    return {"log": str(args.log), "calibration": outs[0]["calibration"], "benchmarks": outs}, results
+        return {**outs[0], **cov}, results
+    return {"log": str(args.log), "calibration": outs[0]["calibration"], "benchmarks": outs, **cov}, results
 
 
 def _report_path(path: Path, i: int, n: int) -> Path:
@@ -242,6 +282,9 @@ def run_run(args: argparse.Namespace) -> int:
         print(f"\n{o['requests']} requests replayed (calibration: {o['calibration']})")
         for n in o["notes"]:
             print(f"note: {n}")
+    if args.ensemble > 1:
+        checks = [c for i, res in enumerate(results) for c in res.interval_checks(str(i))]
+        _print_coverage(checks, lambda c: c.metric, "statistic")
     if args.report is not None:
         print(f"report written to {args.report}" if len(results) == 1 else
               f"{len(results)} reports written to {_report_path(args.report, 0, 2).name} ...")

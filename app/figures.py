@@ -144,9 +144,17 @@ def ecdf(values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def latency_cdf_figure(scenarios: Mapping[str, Sequence[float]], metric: str = "TTFT",
-                       max_points: int = 2000) -> go.Figure:
-    """Empirical CDF of one latency metric (seconds) per scenario, overlaid."""
+                       max_points: int = 2000, band: Sequence[tuple[float, float, float]] = (),
+                       band_label: str = "80 % interval (ensemble)") -> go.Figure:
+    """Empirical CDF of one latency metric (seconds) per scenario, overlaid; `band`: (fraction of requests, low s,
+    high s) per percentile, drawn as a shaded band (an ensemble's interval of the first scenario's percentiles)."""
     fig = go.Figure()
+    if band:
+        pts = sorted(band)
+        fig.add_trace(go.Scatter(x=[lo for _, lo, _ in pts] + [hi for _, _, hi in reversed(pts)],
+                                 y=[f for f, _, _ in pts] + [f for f, _, _ in reversed(pts)],
+                                 fill="toself", mode="lines", name=band_label, line={"width": 0},
+                                 fillcolor="rgba(99, 110, 250, 0.25)", hoverinfo="skip"))
     for i, (label, values) in enumerate(scenarios.items()):
         x, y = ecdf(values)
         if x.size > max_points:  # thin evenly in probability; keeps the shape, bounds the payload

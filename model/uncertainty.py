@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from roofsim.model.kernel import Kernel
 
 __all__ = ["LEVELS", "SMALL_KERNEL_S", "ANY", "ErrorGroup", "ErrorModel", "kernel_family", "regime_of",
-           "group_key", "parent_keys", "regime_from_bound", "conformal_quantiles"]
+           "group_key", "parent_keys", "regime_from_bound", "conformal_quantiles", "shifted_quantiles", "METHODS"]
 
 # Quantile levels stored per group: enough resolution to sample a member factor by inverse CDF, and exact grid
 # points for the equal-tailed 50/80/90/95/98/99 % intervals ((1 -+ level) / 2).
@@ -25,6 +25,10 @@ LEVELS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, *(round(0.1 + 0.05 * i, 2
 # effects dominate short kernels, so their errors differ from those of long ones (docs/intervals.md).
 SMALL_KERNEL_S = 20e-6
 ANY = "*"  # wildcard part of a pooled group key
+
+# "split-conformal": quantiles of the rows' residuals (rows exchangeable). "gpu-shift + split-conformal": a new GPU
+# shifts a whole group at once, so quantiles of (within-GPU deviation + predictive GPU shift) (docs/intervals.md).
+METHODS = ("split-conformal", "gpu-shift + split-conformal")
 
 Regime = Literal["overhead", "compute-small", "compute-large", "memory-small", "memory-large",
                  "communication-small", "communication-large"]
@@ -91,15 +95,32 @@ def conformal_quantiles(scores: Iterable[float], levels: Iterable[float] = LEVEL
     return tuple(out)
 
 
+def shifted_quantiles(within: Iterable[float], centre: float, shift_sd: float, shift_df: int,
+                      levels: Iterable[float] = LEVELS, grid: int = 200) -> tuple[float, ...]:
+    """Quantiles at `levels` of centre + e + shift_sd * T: e a within-GPU deviation (split-conformal quantiles of
+    `within` on a `grid`-point probability grid), T an independent Student t with `shift_df` degrees of freedom
+    (the normal-theory prediction of one new GPU's shift from the GPUs seen; normal when shift_df is 0 and
+    shift_sd is 0). The sum's quantiles are those of the grid x grid equally weighted pair sums."""
+    from scipy.stats import t as student_t  # noqa: PLC0415 (only the fit needs scipy)
+
+    mid = (np.arange(grid) + 0.5) / grid
+    e = np.asarray(conformal_quantiles(within, mid))
+    d = shift_sd * student_t.ppf(mid, shift_df) if shift_sd > 0 and shift_df > 0 else np.zeros(1)
+    sums = np.sort((e[:, None] + d[None, :]).ravel())
+    return tuple(float(centre + x) for x in np.quantile(sums, list(levels)))
+
+
 class ErrorGroup(BaseModel):
     """One error group: `key` family/dtype/regime ('*' = pooled over that part), its row count and the conformal
-    quantiles of log(predicted / measured) at ErrorModel.levels (non-decreasing)."""
+    quantiles of log(predicted / measured) at ErrorModel.levels (non-decreasing). `gpu_shift_sd`: the predictive
+    standard deviation of a new GPU's shift folded into the quantiles (0 for row-level split-conformal)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     key: str
     n: int = Field(gt=0)
     log_ratio: tuple[float, ...]
+    gpu_shift_sd: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> ErrorGroup:
@@ -113,13 +134,15 @@ class ErrorGroup(BaseModel):
 class ErrorModel(BaseModel):
     """Kernel error distributions of one calibration profile: per group, split-conformal quantiles of
     log(predicted / measured) over residuals the fit never saw (`residuals`: leave-one-GPU-out for GPUs without
-    their own profile, held-out shape families for the profile's own GPU). A kernel uses its most specific group;
-    groups under `min_rows` rows were pooled into their parent when fitted (parent_keys)."""
+    their own profile, held-out shape families for the profile's own GPU; method 'gpu-shift + split-conformal' adds
+    the predicted shift of a GPU none of them came from). A kernel uses its most specific group; groups under
+    `min_rows` rows were pooled into their parent when fitted (parent_keys)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    method: Literal["split-conformal"] = "split-conformal"
+    method: Literal["split-conformal", "gpu-shift + split-conformal"] = "split-conformal"
     residuals: str = Field(description="which residuals: 'leave-one-GPU-out' or 'held-out shapes (<GPU>)'")
+    gpus: int = Field(0, ge=0, description="GPUs the shift of a new GPU was estimated from (gpu-shift method)")
     source: str = ""
     min_rows: int = Field(100, gt=0)
     levels: tuple[float, ...] = LEVELS

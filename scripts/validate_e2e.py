@@ -2,6 +2,12 @@
 Llama-3.3-70B TP8 A100-40GB replays, with the shipped calibration profiles and with the model defaults.
 
     .venv/bin/python scripts/validate_e2e.py [--data ../shared/data] [--out build/validate_e2e.json]
+    .venv/bin/python scripts/validate_e2e.py --ensemble 16 [--coverage-only] [--every 4,10,10]
+
+--ensemble M adds interval coverage (docs/intervals.md): every Nth row of the silicon, Splitwise and Argonne tables
+and every vLLM log, each run as an M-member ensemble with its profile's kernel error model; the share of measured
+values inside the 80 % / 90 % intervals, and the same on the odd-numbered rows/logs after an end-to-end term fitted
+on the even-numbered ones (validation.uncertainty.e2e_error_term).
 """
 
 from __future__ import annotations
@@ -10,13 +16,24 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from roofsim.model.cost import Calibration
-from roofsim.validation.converters import convert_aiconfigurator_silicon
-from roofsim.validation.e2e import e2e_error_stats, predict_table, shipped_calibration
-from roofsim.validation.profiles import profile_for
+from roofsim.validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
+from roofsim.validation.e2e import e2e_error_stats, interval_checks, predict_table, shipped_calibration
+from roofsim.validation.profiles import error_model_for, profile_for
 from roofsim.validation.replay import make_scheduler_config, replay_log
+from roofsim.validation.uncertainty import (
+    INTERVAL_LEVELS,
+    TARGETS_TEXT,
+    IntervalCheck,
+    coverage_by,
+    coverage_table,
+    e2e_error_term,
+    split_units,
+    widen,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DENSE = ("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen3-32B", "meta-llama/Llama-3.1-70B")
@@ -33,19 +50,94 @@ def _fmt_stats(stats: dict) -> list[str]:
     return lines
 
 
+def _vllm_log(data: Path, q: str) -> Path:
+    return data / VLLM_DIR / f"serving_meta-llama-Llama-3.3-70B-Instruct_tp8_pp1_sharegpt_qps_{q}.json"
+
+
+def _coverage_md(name: str, checks: list[IntervalCheck], term_key: Callable[[IntervalCheck], str] = lambda c: c.metric
+                 ) -> tuple[list[str], dict]:
+    """Coverage of one dataset: kernel-only intervals per metric and per group; then the end-to-end term (one per
+    term_key, default per metric) fitted on the even units and the odd units' coverage without and with it."""
+    lv = INTERVAL_LEVELS
+    by_metric = coverage_by(checks, lambda c: c.metric)
+    by_group = coverage_by(checks, lambda c: c.group)[1:]
+    cal, test = split_units(checks)
+    term = e2e_error_term(cal, term_key)
+    test_kernel = coverage_by(test, lambda c: c.metric)
+    test_e2e = coverage_by(widen(test, term, term_key), lambda c: c.metric)
+    n_units = len({c.unit for c in checks})
+    md = [f"#### {name}: {n_units} rows/logs, {len(checks)} measured values", "",
+          "Kernel error model only (ensemble intervals):", "", coverage_table(by_metric, lv, "metric"), "",
+          coverage_table(by_group, lv, "group"), "",
+          f"End-to-end term fitted on the even-numbered rows/logs ({len({c.unit for c in cal})}), tested on the "
+          f"odd-numbered ({len({c.unit for c in test})}); term (log, 80 %/90 %): "
+          + ", ".join(f"{m} {t[lv[0]]:+.2f}/{t[lv[-1]]:+.2f}" for m, t in term.items()), "",
+          "Test half, kernel error model only:", "", coverage_table(test_kernel, lv, "metric"), "",
+          "Test half, with the end-to-end term:", "", coverage_table(test_e2e, lv, "metric")]
+    js = {"units": n_units, "by_metric": [r.__dict__ for r in by_metric], "by_group": [r.__dict__ for r in by_group],
+          "e2e_term": term, "test_kernel_only": [r.__dict__ for r in test_kernel],
+          "test_with_e2e_term": [r.__dict__ for r in test_e2e]}
+    return md, js
+
+
+def coverage(data: Path, members: int, every: tuple[int, int, int], silicon_rows: list) -> tuple[list[str], dict]:
+    """Interval coverage on the silicon (every every[0]th dense H100 row), Splitwise (every every[1]th), Argonne
+    (every every[2]th) tables and the vLLM logs, each row/log an ensemble of `members`."""
+    md = ["", f"## Interval coverage (ensembles of {members} members)", ""]
+    out: dict = {"members": members}
+    tables = (("silicon H100 dense", silicon_rows, every[0], lambda r: f"{r.model.split('/')[-1]} {r.framework}"),
+              ("Splitwise", list(convert_splitwise(data / "serving/splitwise/perf_model.csv").rows), every[1],
+               lambda r: f"{r.model.split('/')[-1]} {r.hardware}"),
+              ("Argonne", list(convert_argonne(data / "serving/argonne_llm_inference_bench/Plots/All_results.csv")
+                               .rows), every[2], lambda r: f"{r.framework} {r.hardware}"))
+    t0 = time.time()
+    for name, rows, k, key in tables:
+        sub = rows[::k]
+        res = predict_table(sub, shipped_calibration, ensemble=members)
+        checks = interval_checks(res.predictions, key)
+        lines, js = _coverage_md(f"{name}, every {k}th of {len(rows)} rows", checks)
+        js["problems"] = len(res.problems)
+        md += [*lines, f"problems (rows not simulated or without an error model): {len(res.problems)}", ""]
+        out[name] = js
+        print(f"coverage {name} ({len(sub)} rows) done at {time.time() - t0:.0f} s", file=sys.stderr)
+    sched, _ = make_scheduler_config("vllm-v1", "a100-sxm-40gb")
+    em, label = error_model_for("a100-sxm-40gb", "vllm")
+    checks = []
+    for q, cached in [(q, False) for q in RATES] + [(q, True) for q in RATES[1:]]:
+        r = replay_log(_vllm_log(data, q), "meta-llama/Llama-3.3-70B-Instruct", "a100-sxm-40gb", 8, scheduler=sched,
+                       calibration=profile_for("a100-sxm-40gb", "vllm"), prompts_cached=cached, ensemble=members,
+                       error_model=em)
+        checks += r.interval_checks(f"qps {q}{' cached' if cached else ''}")
+    # 7 logs: one term per latency metric over its four statistics (mean, P50, P90, P99), not per statistic
+    lines, js = _coverage_md(f"vLLM Llama-3.3-70B TP8 A100-40GB logs ({label})", checks, lambda c: c.group)
+    md += [*lines, ""]
+    out["vllm"] = js
+    print(f"coverage vLLM done at {time.time() - t0:.0f} s", file=sys.stderr)
+    return md + [TARGETS_TEXT], out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "validate_e2e.json")
     ap.add_argument("--report", type=Path, default=None, help="also write the benchmarks HTML report here")
+    ap.add_argument("--ensemble", type=int, default=0, help="also report interval coverage, ensembles of M members")
+    ap.add_argument("--every", default="4,10,10",
+                    help="coverage subsample: every Nth row of the silicon, Splitwise and Argonne tables")
+    ap.add_argument("--coverage-only", action="store_true", help="with --ensemble: only the coverage section")
     args = ap.parse_args(argv)
     t0 = time.time()
     table = convert_aiconfigurator_silicon(args.data / "serving/aiconfigurator_silicon/silicon_sample_h100.csv")
     rows = [r for r in table.rows if r.model in DENSE and r.hardware == "h100-sxm" and r.pp == 1]
     result: dict = {"silicon_rows": len(rows)}
     md: list[str] = [f"AIConfigurator silicon sample, H100 dense agg rows: {len(rows)}"]
+    if args.ensemble > 1:
+        every = tuple(int(x) for x in args.every.split(","))
+        cov_md, result["coverage"] = coverage(args.data, args.ensemble, every, rows)  # type: ignore[arg-type]
+        if args.coverage_only:
+            md = cov_md
     preds_shipped = None
-    for name, cal in (("shipped", shipped_calibration), ("defaults", Calibration())):
+    for name, cal in (() if args.coverage_only else (("shipped", shipped_calibration), ("defaults", Calibration()))):
         res = predict_table(rows, cal)
         if name == "shipped":
             preds_shipped = res.predictions
@@ -61,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
                                 "AIConfigurator H100 dense rows (shipped calibration)")
     sched, note = make_scheduler_config("vllm-v1", "a100-sxm-40gb")
     result["vllm_scheduler"] = note
-    for name, cal in (("shipped", profile_for("a100-sxm-40gb", "vllm")), ("defaults", Calibration())):
+    vllm_cals = (("shipped", profile_for("a100-sxm-40gb", "vllm")), ("defaults", Calibration()))
+    for name, cal in (() if args.coverage_only else vllm_cals):
         md += ["", f"### vLLM Llama-3.3-70B TP8 8xA100-40GB, calibration {name} ({note})",
                "| rate | TTFT mean meas/pred ms (err %) | TPOT mean meas/pred ms (err %) | "
                "ITL P99 meas/pred ms | E2E mean err % | duration err % |", "|---|---|---|---|---:|---:|"]
         for q, cached in [(q, False) for q in RATES] + [(q, True) for q in RATES[1:]]:
-            log = args.data / VLLM_DIR / f"serving_meta-llama-Llama-3.3-70B-Instruct_tp8_pp1_sharegpt_qps_{q}.json"
-            r = replay_log(log, "meta-llama/Llama-3.3-70B-Instruct", "a100-sxm-40gb", 8, scheduler=sched,
+            r = replay_log(_vllm_log(args.data, q), "meta-llama/Llama-3.3-70B-Instruct", "a100-sxm-40gb", 8, scheduler=sched,
                            calibration=cal, prompts_cached=cached)
             c = r.comparison
             result[f"vllm_{name}_qps_{q}{'_cached' if cached else ''}"] = r.as_json()
@@ -76,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{p['measured'] * 1e3:.1f} / {p['predicted'] * 1e3:.1f} ({p['err_pct']:+.1f}) | "
                       f"{i['measured'] * 1e3:.1f} / {i['predicted'] * 1e3:.1f} | "
                       f"{c['e2e_s']['mean']['err_pct']:+.1f} | {r.totals['duration_s']['err_pct']:+.1f} |")
+    if args.ensemble > 1 and not args.coverage_only:
+        md += cov_md
     result["wall_s"] = time.time() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")

@@ -82,12 +82,12 @@ def member_configs(config: SimConfig, error_models: Sequence[ErrorModel | None],
     return out
 
 
-def _run_member(task: tuple[SimConfig, Trace, Mapping[str, Any]]) -> dict[str, Any]:
+def _run_member(task: tuple[SimConfig, Trace, Mapping[str, Any], tuple[tuple[int, ...], ...]]) -> dict[str, Any]:
     """One member in a worker: simulate on the shared trace from the shared generator state; its summary."""
-    cfg, trace, state = task
+    cfg, trace, state, warm = task
     rng = np.random.default_rng()
     rng.bit_generator.state = dict(state)
-    return simulate(cfg, trace=trace, rng=rng).summary
+    return simulate(cfg, trace=trace, rng=rng, warm_prefixes=warm).summary
 
 
 def _metric(summary: Mapping[str, Any], path: str) -> float:
@@ -147,10 +147,12 @@ class EnsembleResult:
 def run_ensemble(config: SimConfig, error_models: Sequence[ErrorModel | None], members: int = 16,
                  levels: Sequence[float] = DEFAULT_LEVELS, executor: Executor | None = None,
                  with_point: bool = False, trace: Trace | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> EnsembleResult:
+                 progress: Callable[[int, int], None] | None = None,
+                 warm_prefixes: Sequence[tuple[int, ...]] = ()) -> EnsembleResult:
     """Simulate `members` perturbed copies of `config` (member_configs) on one workload built once, on `executor`
     (default: in this process; planning.executors.make_executor for a process pool or Dask), plus the plain run
-    when `with_point`. Same config, error models and seed -> identical results on any executor."""
+    when `with_point`. `warm_prefixes` as simulate's (a log replay's cached prompts). Same config, error models
+    and seed -> identical results on any executor."""
     rng = np.random.default_rng(config.seed)
     if trace is None:
         trace = build_trace(config.workload, rng)
@@ -159,7 +161,8 @@ def run_ensemble(config: SimConfig, error_models: Sequence[ErrorModel | None], m
     if with_point:
         cfgs = [config, *cfgs]
     ex = executor or SerialExecutor()
-    summaries = ex.map(_run_member, [(c, trace, state) for c in cfgs])
+    warm = tuple(warm_prefixes)
+    summaries = ex.map(_run_member, [(c, trace, state, warm) for c in cfgs])
     if progress is not None:
         progress(len(cfgs), len(cfgs))
     point = summaries.pop(0) if with_point else None

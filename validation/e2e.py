@@ -21,6 +21,7 @@ from roofsim.model.cost import Calibration
 from roofsim.model.loader import load_model
 from roofsim.model.quant import KV_DTYPES, WEIGHT_DTYPES, quant_for
 from roofsim.model.spec import QuantSpec
+from roofsim.model.uncertainty import ErrorModel
 from roofsim.simulator.clients import HARNESSES, client_model
 from roofsim.simulator.config import (
     ReplicaGroup,
@@ -29,6 +30,7 @@ from roofsim.simulator.config import (
     StaticScheduler,
 )
 from roofsim.simulator.engines import ALIASES, engine_names, engine_profile, engine_row, needs_model
+from roofsim.simulator.ensemble import run_ensemble
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.run import simulate
 from roofsim.simulator.workload import (
@@ -40,14 +42,16 @@ from roofsim.simulator.workload import (
 )
 from roofsim.validation.bench_table import BenchRow, written_columns
 from roofsim.validation.metrics_err import error_stats
-from roofsim.validation.profiles import profile_for
+from roofsim.validation.profiles import error_model_for, profile_for
+from roofsim.validation.uncertainty import INTERVAL_LEVELS, IntervalCheck
 
 logger = logging.getLogger(__name__)
 _SCHEDULER: TypeAdapter[Any] = TypeAdapter(SchedulerConfig)
 
 __all__ = ["METRICS", "RowPrediction", "E2EResult", "row_config", "engine_scheduler", "row_engine", "row_quant",
            "predict_row", "predict_table", "e2e_error_stats", "write_predictions", "CLOSED_LOOP_WAVES",
-           "row_label", "row_harness", "CLIENT_CHOICES", "DEFAULT_CLOSED_LOOP_HARNESS", "disaggregated_config"]
+           "row_label", "row_harness", "CLIENT_CHOICES", "DEFAULT_CLOSED_LOOP_HARNESS", "disaggregated_config",
+           "row_intervals", "interval_checks"]
 
 # Measured column -> (predicted column, SimResult summary key and statistic, or a throughput key)
 METRICS: dict[str, str] = {
@@ -241,6 +245,8 @@ class RowPrediction:
     calibration: str = ""
     notes: tuple[str, ...] = ()
     problem: str | None = None
+    # predict_row(ensemble=M): column -> level -> (low, high) of the M-member ensemble (simulator.ensemble)
+    intervals: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
 
 
 def _predicted(res: SimResult) -> dict[str, float]:
@@ -265,9 +271,28 @@ def shipped_calibration(row: BenchRow) -> Calibration:
                            source=f"defaults (docs/model.md): no usable shipped profile ({e})")
 
 
+def row_intervals(row: BenchRow, cfg: SimConfig, members: int, error_model: ErrorModel | None = None,
+                  levels: Sequence[float] = INTERVAL_LEVELS) -> tuple[dict[str, dict[float, tuple[float, float]]], str]:
+    """Column -> level -> (low, high) of an ensemble of `members` (simulator.ensemble.run_ensemble) of the row's
+    config, every replica group drawing from `error_model` (default: the error model of the row's shipped profile,
+    validation.profiles.error_model_for), and a note naming the error model."""
+    label = "given error model"
+    if error_model is None:
+        error_model, label = error_model_for(row.hardware, row.framework.lower() or None)
+    ens = run_ensemble(cfg, [error_model] * len(cfg.replicas), members, levels)
+    out: dict[str, dict[float, tuple[float, float]]] = {}
+    for col, key in METRICS.items():
+        ms = col.endswith("_ms")
+        out[col] = {q: tuple(x * (1e3 if ms else 1.0) for x in ens.interval(f"{key}.mean" if ms else key, q))
+                    for q in levels}  # type: ignore[misc]
+    return out, f"ensemble of {members}: kernel error model {label}"
+
+
 def predict_row(index: int, row: BenchRow, calibration: CalibrationChoice = None, seed: int = 0,
-                ramp_up_s: float | str = 0.0, clients: str = "harness") -> RowPrediction:
-    """Simulate one row. A row that cannot be simulated comes back with `problem` set (never raised)."""
+                ramp_up_s: float | str = 0.0, clients: str = "harness", ensemble: int = 0,
+                error_model: ErrorModel | None = None) -> RowPrediction:
+    """Simulate one row (and, with `ensemble` > 1, an ensemble of it: row_intervals). A row that cannot be
+    simulated comes back with `problem` set (never raised)."""
     cal_name = ""
     try:
         cal = calibration(row) if callable(calibration) else calibration
@@ -283,10 +308,18 @@ def predict_row(index: int, row: BenchRow, calibration: CalibrationChoice = None
                              problem=f"row {index + 1} ({row_label(row)}): only {s['requests_completed']} of "
                                      f"{s['requests_total']} requests finished ({s['stop_reason']}; "
                                      f"rejected: {s['requests_rejected']})")
-    return RowPrediction(index, row, _predicted(res), cal_name, tuple(notes))
+    intervals: dict[str, dict[float, tuple[float, float]]] = {}
+    if ensemble > 1:
+        try:
+            intervals, note = row_intervals(row, cfg, ensemble, error_model)
+        except (RoofsimError, ValueError) as e:
+            note = f"no interval: {e}"
+        notes.append(note)
+    return RowPrediction(index, row, _predicted(res), cal_name, tuple(notes), intervals=intervals)
 
 
-def _job(args: tuple[int, BenchRow, CalibrationChoice, int, float | str, str]) -> RowPrediction:
+def _job(args: tuple[int, BenchRow, CalibrationChoice, int, float | str, str, int, ErrorModel | None]
+         ) -> RowPrediction:
     return predict_row(*args)
 
 
@@ -302,14 +335,15 @@ class E2EResult:
 
 def predict_table(rows: Sequence[BenchRow], calibration: CalibrationChoice = shipped_calibration, *,
                   seed: int = 0, workers: int | None = None, ramp_up_s: float | str = 0.0, clients: str = "harness",
-                  progress: Callable[[Iterable[RowPrediction], int], Iterable[RowPrediction]] | None = None
-                  ) -> E2EResult:
+                  progress: Callable[[Iterable[RowPrediction], int], Iterable[RowPrediction]] | None = None,
+                  ensemble: int = 0, error_model: ErrorModel | None = None) -> E2EResult:
     """Simulate every row (in a process pool of `workers`, default min(2, cpus) when there are more than 8 rows;
     results are in row order and do not depend on the pool). `progress(iterator, total)` may wrap the results.
-    `clients`: "harness" (each closed-loop row's harness model, simulator/clients.py) or "ideal" (lock-step)."""
+    `clients`: "harness" (each closed-loop row's harness model, simulator/clients.py) or "ideal" (lock-step).
+    `ensemble` > 1: each row also gets intervals (row_intervals; `error_model`, default the row's profile's)."""
     if clients not in CLIENT_CHOICES:
         raise InputError(f"clients={clients!r} is not one of {list(CLIENT_CHOICES)}")
-    jobs = [(i, r, calibration, seed, ramp_up_s, clients) for i, r in enumerate(rows)]
+    jobs = [(i, r, calibration, seed, ramp_up_s, clients, ensemble, error_model) for i, r in enumerate(rows)]
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(rows) > 8 else 1
     if workers > 1:
@@ -375,3 +409,17 @@ def write_predictions(preds: Sequence[RowPrediction], path: Path | str, *, force
             vals += [p.calibration, p.problem or ""]
             w.writerow([fmt(v) for v in vals])
     return path
+
+
+def interval_checks(preds: Sequence[RowPrediction], key: Callable[[BenchRow], str] | None = None
+                    ) -> list[IntervalCheck]:
+    """One validation.uncertainty.IntervalCheck per scored cell of every row predicted with intervals (unit = the
+    row's index, group = key(row) or 'all')."""
+    out = []
+    for p in preds:
+        for col, bounds in p.intervals.items():
+            m = getattr(p.row, col)
+            if p.problem is None and m is not None and m > 0:
+                out.append(IntervalCheck(str(p.index), key(p.row) if key else "all", col, float(m),
+                                         p.predicted[col], bounds))
+    return out

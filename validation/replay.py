@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from roofsim.model.batch import BatchShape
 from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec, QuantSpec
+from roofsim.model.uncertainty import ErrorModel
 from roofsim.simulator.config import (
     SCHEDULER_KINDS,
     OrcaScheduler,
@@ -35,10 +36,12 @@ from roofsim.simulator.engines import (
     engine_profile,
     vllm_v1_defaults,
 )
+from roofsim.simulator.ensemble import run_ensemble
 from roofsim.simulator.metrics import SimResult
 from roofsim.simulator.run import group_quant, simulate
 from roofsim.simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload, Trace
 from roofsim.validation.logs import ServingLog, read_log, read_logs, regenerate_poisson_arrivals
+from roofsim.validation.uncertainty import INTERVAL_LEVELS, IntervalCheck
 
 __all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", "replay_log", "replay_all",
            "make_scheduler_config", "compare_steps", "read_steps", "vllm_v1_defaults", "STATS", "SCHEDULERS"]
@@ -118,6 +121,8 @@ class ReplayResult:
     totals: dict[str, dict[str, float]]  # duration_s, output_tokens_per_s, requests_per_s
     steps: list[dict[str, Any]]  # per (kind, batch_size): n, measured_s, predicted_s, err_pct
     notes: tuple[str, ...]
+    # replay_log(ensemble=M): metric -> stat -> level -> (low, high) of the M-member ensemble's summaries
+    intervals: dict[str, dict[str, dict[float, tuple[float, float]]]] = field(default_factory=dict)
 
     def measured_values(self, metric: str) -> np.ndarray:
         return _measured_arrays(self.log)[metric]
@@ -130,7 +135,15 @@ class ReplayResult:
                 "requests": self.log.num_requests, "request_rate_per_s": _json_rate(self.log.request_rate_per_s),
                 "concurrency": self.log.concurrency,
                 "comparison": self.comparison, "totals": self.totals, "steps": self.steps,
-                "notes": list(self.notes)}
+                "notes": list(self.notes),
+                **({"intervals": {m: {st: {f"{q:.0%}": list(b) for q, b in d.items()} for st, d in v.items()}
+                                  for m, v in self.intervals.items()}} if self.intervals else {})}
+
+    def interval_checks(self, unit: str = "") -> list[IntervalCheck]:
+        """validation.uncertainty.IntervalCheck of every compared statistic with an interval (group = metric)."""
+        return [IntervalCheck(unit or self.log.label, m, f"{m}.{st}", self.comparison[m][st]["measured"],
+                              self.comparison[m][st]["predicted"], bounds)
+                for m, d in self.intervals.items() for st, bounds in d.items()]
 
 
 def _json_rate(rate: float | None) -> float | str | None:
@@ -214,7 +227,8 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
                log_format: str = "auto", scheduler: SchedulerConfig | None = None,
                quant: QuantSpec | None = None, calibration: Calibration | None = None,
                gpu_memory_utilization: float = 0.9, seed: int = 0, prompts_cached: bool = False,
-               prefix_caching: bool | None = None, frontend_s_per_request: float = 0.0) -> ReplayResult:
+               prefix_caching: bool | None = None, frontend_s_per_request: float = 0.0, ensemble: int = 0,
+               error_model: ErrorModel | None = None) -> ReplayResult:
     """Replay the log's requests on `model` x `hardware` (tp, pp) and compare distributions.
 
     quant: the formats served; None = the checkpoint's own on this hardware (simulator.run.group_quant), noted.
@@ -225,7 +239,9 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
     prompts_cached: the server's prefix cache already holds every prompt (the same prompts were sent in an
     earlier run with prefix caching on): the prefix cache starts warm with them (each prefill then computes only
     the last prompt token, as vLLM does, while the prompt's KV stays in the blocks and in decode attention).
-    frontend_s_per_request: serialized API-server time per request (ReplicaGroup.frontend_s_per_request)."""
+    frontend_s_per_request: serialized API-server time per request (ReplicaGroup.frontend_s_per_request).
+    ensemble > 1: also an ensemble of that many members drawing from `error_model` (simulator.ensemble; needs a
+    calibration), whose intervals per compared statistic land in `intervals`."""
     path = None
     if not isinstance(log, ServingLog):
         path = Path(log)
@@ -260,7 +276,12 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
         notes += [f"quantisation: {n}" for n in why]
     wl = SyntheticWorkload(arrival=OfflineArrivals(), input=FixedLengths(tokens=1), output=FixedLengths(tokens=1),
                            num_requests=len(trace))  # placeholder: the trace replaces its requests
-    sim = simulate(SimConfig(workload=wl, replicas=(group,), seed=seed), trace=trace, warm_prefixes=warm)
+    cfg = SimConfig(workload=wl, replicas=(group,), seed=seed)
+    sim = simulate(cfg, trace=trace, warm_prefixes=warm)
+    intervals = _replay_intervals(cfg, trace, warm, ensemble, error_model) if ensemble > 1 else {}
+    if intervals:
+        notes.append(f"intervals: ensemble of {ensemble} members, kernel error model {error_model.residuals}"  # type: ignore[union-attr]
+                     " (docs/intervals.md)")
     if sim.summary["requests_completed"] < len(trace):
         notes.append(f"only {sim.summary['requests_completed']} of {len(trace)} replayed requests finished "
                      f"({sim.summary['stop_reason']})")
@@ -290,7 +311,17 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
             cost = CostModel(m, load_hardware(hardware), quant, par, calibration)
             steps = compare_steps(raw, cost)
             notes.append(f"per-step times: {len(raw)} recorded steps compared with model.cost step estimates")
-    return ReplayResult(log, sim, order, comparison, totals, steps, tuple(notes))
+    return ReplayResult(log, sim, order, comparison, totals, steps, tuple(notes), intervals)
+
+
+def _replay_intervals(cfg: SimConfig, trace: Trace, warm: tuple[tuple[int, ...], ...], members: int,
+                      error_model: ErrorModel | None) -> dict[str, dict[str, dict[float, tuple[float, float]]]]:
+    if error_model is None or cfg.replicas[0].calibration is None:
+        raise InputError("an ensemble replay needs a measured calibration profile and its error model "
+                         "(validation.profiles.resolve_error_model)")
+    ens = run_ensemble(cfg, [error_model], members, INTERVAL_LEVELS, trace=trace, warm_prefixes=warm)
+    return {m: {st: {q: ens.interval(f"{m}.{st}", q) for q in INTERVAL_LEVELS} for st in STATS}
+            for m in ("ttft_s", "tpot_s", "itl_s", "e2e_s")}
 
 
 def replay_all(path: str | Path, model: str, hardware: str, tp: int = 1, pp: int = 1, *, log_format: str = "auto",

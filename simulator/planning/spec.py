@@ -49,6 +49,12 @@ class PlanSpec(BaseModel):
     rate_per_s: Rate = Field(description="target request rate of the deployment")
     slo_ttft_s: float = Field(gt=0, allow_inf_nan=False, description="P99 TTFT target")
     slo_tpot_s: float = Field(gt=0, allow_inf_nan=False, description="P99 TPOT target")
+    # (left out of dumps when unset, so plans without a confidence dump as before)
+    slo_confidence: float | None = Field(None, gt=0, lt=1, exclude_if=lambda v: v is None, description=(
+        "require the SLOs to hold with this probability over the kernel error models (planning.risk; front ends "
+        "run it after the plan): None = the median plan"))
+    risk_members: int | None = Field(None, ge=2, le=1024, exclude_if=lambda v: v is None, description=(
+        "ensemble members per deployment judged by risk (None: planning.risk.DEFAULT_RISK_MEMBERS, 16)"))
     hardware: tuple[str, ...] = Field(("h100-sxm",), min_length=1)
     tp: tuple[Degree, ...] = Field((1, 2, 4, 8), min_length=1)
     pp: tuple[Degree, ...] = Field((1,), min_length=1)

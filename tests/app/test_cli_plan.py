@@ -126,4 +126,5 @@ def test_disaggregated_plan_json_and_table(tmp_path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "KV over the network link" in out and "winner: 1P x h100-sxm tp1 + 1D x h100-sxm tp1, $5.98/h" in out
     assert main([*args, "--report", str(tmp_path / "r.html")]) == 2
-    assert "--report is not available with --disaggregated" in capsys.readouterr().err
+    assert "--report and --slo-confidence are not available with --disaggregated" in capsys.readouterr().err
+    assert main([*args, "--slo-confidence", "0.9"]) == 2

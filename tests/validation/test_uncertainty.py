@@ -99,3 +99,52 @@ def test_shipped_profiles_carry_error_models() -> None:
     assert transfer.residuals == "leave-one-GPU-out" and "h100-sxm->h200" in label
     lo, hi = transfer.interval("gemm", "bf16", "compute-large", 0.9)
     assert lo < 1.0 < hi
+
+
+def _gpu_shifted(seed: int, n: int = 60, cells: int = 8) -> RowResiduals:
+    """Four GPUs x `cells` families; each GPU shifts each family as a whole by N(0, 0.3) (log space) on top of a
+    row noise N(0, 0.1): rows of one GPU are not exchangeable with the others'."""
+    rng = np.random.default_rng(seed)
+    hw, fam, lr = [], [], []
+    for c in range(cells):
+        for g in "abcd":
+            hw += [g] * n
+            fam += [f"f{c}"] * n
+            lr.append(rng.normal(0, 0.3) + rng.normal(0, 0.1, n))
+    r = np.concatenate(lr)
+    m = np.exp(rng.normal(-9, 1, len(r)))
+    obj = lambda xs: np.array(xs, dtype=object)  # noqa: E731
+    k = len(r)
+    return RowResiduals(obj(hw), obj(fam), obj(["bf16"] * k), obj(["vllm"] * k), obj(["memory-large"] * k),
+                        m, m * np.exp(r), m * np.exp(r))
+
+
+def test_gpu_shift_intervals_hold_on_an_unseen_gpu() -> None:
+    """A between-GPU shift (sd 0.3) three times the row noise (sd 0.1): row-level conformal quantiles of three GPUs
+    cover a fourth GPU's rows far less often than stated; the GPU-level method (within-GPU deviations + the
+    t-predicted shift of a new GPU, fitted on the three) reaches its level, averaged over 12 draws of the GPUs."""
+    row, gpu = [], []
+    for s in range(12):
+        row.append(logo_coverage(_gpu_shifted(s), min_rows=100, gpu_shift=False).overall.covered)
+        gpu.append(logo_coverage(_gpu_shifted(s), min_rows=100).overall.covered)
+    assert np.mean([c[0.9] for c in row]) < 0.75 and np.mean([c[0.8] for c in row]) < 0.68
+    assert np.mean([c[0.9] for c in gpu]) == pytest.approx(0.9, abs=0.03)
+    assert np.mean([c[0.8] for c in gpu]) == pytest.approx(0.8, abs=0.04)
+
+
+def test_gpu_shift_model_stores_its_method_and_shift() -> None:
+    res = _gpu_shifted(0)
+    em = fit_error_model(res.family, res.dtype, res.regime, np.log(res.logo_s / res.measured_s), "logo",
+                         min_rows=100, gpu=res.hardware)
+    assert em.method == "gpu-shift + split-conformal" and em.gpus == 4
+    g = em.group("f0", "bf16", "memory-large")
+    lr = np.log(res.logo_s / res.measured_s)
+    f0 = res.family == "f0"
+    meds = [np.median(lr[f0 & (res.hardware == h)]) for h in "abcd"]
+    # the family's own cell: sample sd of its 4 GPU medians x sqrt(1 + 1/4) (prediction of one new GPU)
+    assert g.gpu_shift_sd == pytest.approx(np.std(meds, ddof=1) * np.sqrt(1.25), abs=1e-5)
+    # */*/* pools the 8 cells (24 degrees of freedom): near the true 0.3 x sqrt(1 + 1/4)
+    pooled = next(x for x in em.groups if x.key == "*/*/*")
+    assert pooled.gpu_shift_sd == pytest.approx(0.3 * np.sqrt(1.25), rel=0.3)
+    lo, hi = em.interval("f0", "bf16", "memory-large", 0.9)
+    assert np.log(hi / lo) / 2 > 1.645 * g.gpu_shift_sd

@@ -15,9 +15,13 @@ from roofsim.app.dashboard.state.serving import (
     ARRIVAL_MODES,
     CUSTOM_ENGINE,
     DEPLOYMENTS,
+    MAX_ENSEMBLE,
     SERVING_WIDGETS,
+    cdf_band,
+    kpi_ranges,
     restore_scenario,
     serving_defaults,
+    serving_ensemble,
     sim_config,
 )
 from roofsim.app.dashboard.state.serving_results import (
@@ -183,6 +187,10 @@ with st.sidebar:
     w("sv_slo_ttft_s", c1)
     w("sv_slo_tpot_s", c2)
     w("sv_seed")
+    members = int(st.number_input(
+        "Ensemble members (ranges)", min_value=1, max_value=MAX_ENSEMBLE, value=1, key="sv_ensemble",
+        help="More than 1: the run is repeated that many times with kernel times drawn from the calibration "
+             "profile's measured error model; the KPI cards show 80 % ranges and the CDFs a band (docs/intervals.md)."))
 
 try:
     cfg = sim_config(values)
@@ -215,14 +223,34 @@ else:
             "config).")
     st.stop()
 
+ens: dict[str, dict[str, Any]] | None = None
+if members > 1:
+    ens_key = f"{toml_text}\n# ensemble members = {members}"
+    if ens_key not in _results():
+        bar = st.progress(0.0, text=f"ensemble of {members} ...")
+        try:
+            _results()[ens_key] = serving_ensemble(cfg, members)
+        except USER_ERRORS as err:
+            show_error(err, "no ranges")
+        finally:
+            bar.empty()
+    ens = _results().get(ens_key)
+
 s = result["summary"]
 kpis = serving_kpis(s)
+ranges = kpi_ranges(ens) if ens is not None else {}
 rows = [list(kpis.items())[:5], list(kpis.items())[5:]]
 tech = list(technique_kpis(s).items())
 rows += [tech[i:i + 5] for i in range(0, len(tech), 5)]
 for row in rows:
     for col, (label, value) in zip(st.columns(5), row, strict=False):
         col.metric(label, value)
+        if label in ranges:
+            col.caption(ranges[label])
+if ens is not None:
+    st.caption(f"Ranges: 80 % intervals over an ensemble of {members} runs whose kernel times are drawn from the "
+               "profiles' measured kernel error models (one draw per kernel family held for the whole run); they do "
+               "not carry scheduling or framework-overhead error (docs/intervals.md).")
 st.caption(f"{s['requests_completed']:,} of {s['requests_total']:,} requests completed ({s['stop_reason']}); "
            f"{s['requests_rejected']} rejected; SLO attainment {s['slo_attainment']:.1%}; {s['preemptions']} "
            f"preemptions; {s['iterations']:,} iterations simulated in {s['wall_s']:.2f} s wall "
@@ -266,8 +294,9 @@ tab_lat, tab_time, tab_load = st.tabs(["Latency CDFs", "Over time", "Latency vs 
 with tab_lat:
     c1, c2, c3 = st.columns(3)
     for col, metric in zip((c1, c2, c3), ("TTFT", "TPOT", "E2E"), strict=True):
-        col.plotly_chart(latency_cdf_figure({n: r[f"{metric.lower()}_s"] for n, r in shown.items()}, metric=metric),
-                         key=f"cdf_{metric}")
+        band = cdf_band(ens, f"{metric.lower()}_s") if ens is not None else ()
+        col.plotly_chart(latency_cdf_figure({n: r[f"{metric.lower()}_s"] for n, r in shown.items()}, metric=metric,
+                                            band=band), key=f"cdf_{metric}")
 with tab_time:
     c1, c2 = st.columns(2)
     series_spec = (("throughput", "output tokens/s", "Throughput", c1), ("waiting", "requests", "Queue (waiting)", c2),

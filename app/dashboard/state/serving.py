@@ -4,6 +4,7 @@ built by one SimConfig.model_validate of the dict the rows write; an uploaded sc
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
@@ -36,7 +37,9 @@ from roofsim.model.loader import load_checkpoint_quant, model_ids
 from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, PerTokenExit
 from roofsim.simulator.config import KVLinkConfig, RouterConfig, SchedulerConfig, SimConfig, VLLMScheduler
 from roofsim.simulator.engines import DEFAULT_ENGINE, engine_choices
+from roofsim.simulator.ensemble import run_ensemble
 from roofsim.simulator.workload import TraceFormat, named_workload, named_workloads
+from roofsim.validation.profiles import resolve_config_calibrations, resolve_error_model
 
 ARRIVAL_MODES = ("open loop (rate)", "closed loop (clients)")
 DEPLOYMENTS = ("colocated", "disaggregated")  # disaggregated: replicas.0 = prefill pool, replicas.1 = decode pool
@@ -284,3 +287,45 @@ def _quant_table(rep: dict[str, Any], q: dict[str, Any]) -> None:
 def restore_scenario(cfg: SimConfig) -> tuple[dict[str, Any], list[str]]:
     """(widget values, the fields the page cannot show) of an uploaded scenario."""
     return restore(SERVING_WIDGETS, cfg, sim_config)
+
+
+# ---- ensembles: ranges on the KPI cards, bands on the CDFs (docs/intervals.md) ------------------------------
+MAX_ENSEMBLE = 64
+KPI_RANGE_LEVEL = 0.8
+# KPI card label -> (ensemble metric, scale, unit, decimals), as the cards serving_kpis shows format them
+KPI_METRICS: dict[str, tuple[str, float, str, int]] = {
+    "P50 TTFT": ("ttft_s.p50", 1e3, "ms", 1), "P99 TTFT": ("ttft_s.p99", 1e3, "ms", 1),
+    "P50 TPOT": ("tpot_s.p50", 1e3, "ms", 1), "P99 TPOT": ("tpot_s.p99", 1e3, "ms", 1),
+    "P50 E2E": ("e2e_s.p50", 1.0, "s", 2), "P99 E2E": ("e2e_s.p99", 1.0, "s", 2),
+    "Throughput": ("output_tokens_per_s", 1.0, "tok/s", 0), "Goodput": ("goodput_requests_per_s", 1.0, "req/s", 2),
+    "$ / 1M tokens": ("cost_per_million_output_tokens_usd", 1.0, "", 3),
+    "J / token": ("energy_per_output_token_j", 1.0, "", 3),
+}
+CDF_PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+
+
+def serving_ensemble(cfg: SimConfig, members: int, progress: Callable[[int, int], None] | None = None
+                     ) -> dict[str, dict[str, Any]]:
+    """The ensemble summary (simulator.ensemble.EnsembleResult.summary, 80 % and 90 % intervals) of `members`
+    runs of `cfg`, every replica group on its GPU's shipped or transferred profile and that profile's kernel error
+    model (validation.profiles.resolve_error_model); members run in this process."""
+    cfg = resolve_config_calibrations(cfg)[0]
+    ems = [resolve_error_model(None, g.hardware)[0] for g in cfg.replicas]
+    return run_ensemble(cfg, ems, members, (0.8, 0.9), progress=progress).summary()
+
+
+def kpi_ranges(ens: Mapping[str, Mapping[str, Any]], level: float = KPI_RANGE_LEVEL) -> dict[str, str]:
+    """KPI card label -> its ensemble range, e.g. '80 %: 40.1-52.3 ms'."""
+    out = {}
+    for label, (metric, scale, unit, digits) in KPI_METRICS.items():
+        lo, hi = ens[metric][f"{level:.0%}"]
+        if math.isfinite(lo) and math.isfinite(hi):
+            out[label] = f"{level:.0%}: {lo * scale:.{digits}f}-{hi * scale:.{digits}f} {unit}".rstrip()
+    return out
+
+
+def cdf_band(ens: Mapping[str, Mapping[str, Any]], metric: str, level: float = KPI_RANGE_LEVEL
+             ) -> list[tuple[float, float, float]]:
+    """(fraction of requests, low s, high s) of `metric`'s P50/P90/P99 across the ensemble's members at `level`:
+    the band a latency CDF carries."""
+    return [(frac, *ens[f"{metric}.{p}"][f"{level:.0%}"]) for p, frac in CDF_PERCENTILES]

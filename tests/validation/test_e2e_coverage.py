@@ -1,0 +1,98 @@
+"""End-to-end interval coverage: the share of measured cells inside their intervals on a tiny hand-checkable table,
+the split of rows into calibration and test halves, the conformal end-to-end term, and a real ensemble row."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from roofsim.validation.bench_table import BenchRow
+from roofsim.validation.e2e import RowPrediction, interval_checks, predict_row, shipped_calibration
+from roofsim.validation.uncertainty import (
+    IntervalCheck,
+    coverage_by,
+    e2e_error_term,
+    interval_coverage,
+    split_units,
+    widen,
+)
+from tests.validation.test_e2e import BASE as ROW
+
+
+def _preds() -> list[RowPrediction]:
+    """Four rows: TTFT 10 in (8, 12) / (7, 13); 14 only in the 90 % (7, 15); 5 in neither; a TPOT 1 in both; a
+    blank TPOT cell and a failed row, neither scored."""
+    def p(i: int, ttft: float | None, tpot: float | None, b: dict) -> RowPrediction:
+        return RowPrediction(i, BenchRow(**{**ROW, "ttft_ms": ttft, "tpot_ms": tpot}),
+                             {"ttft_ms": 10.0, "tpot_ms": 1.1}, intervals=b)
+    return [p(0, 10.0, None, {"ttft_ms": {0.8: (8.0, 12.0), 0.9: (7.0, 13.0)},
+                              "tpot_ms": {0.8: (0.9, 1.1), 0.9: (0.8, 1.2)}}),
+            p(1, 14.0, None, {"ttft_ms": {0.8: (8.0, 12.0), 0.9: (7.0, 15.0)}}),
+            p(2, 5.0, None, {"ttft_ms": {0.8: (8.0, 12.0), 0.9: (7.0, 13.0)}}),
+            p(3, None, 1.0, {"tpot_ms": {0.8: (0.9, 1.1), 0.9: (0.85, 1.2)}}),
+            RowPrediction(4, BenchRow(**{**ROW, "ttft_ms": 1.0}), problem="row 5: nope",
+                          intervals={"ttft_ms": {0.8: (1.0, 2.0), 0.9: (1.0, 2.0)}})]
+
+
+def test_coverage_of_a_tiny_table_by_hand() -> None:
+    checks = interval_checks(_preds(), lambda r: r.framework)
+    assert [(c.unit, c.metric, c.measured) for c in checks] == [
+        ("0", "ttft_ms", 10.0), ("1", "ttft_ms", 14.0), ("2", "ttft_ms", 5.0), ("3", "tpot_ms", 1.0)]
+    all_, = [r for r in coverage_by(checks, lambda c: c.metric) if r.label == "all"]
+    assert all_.n == 4 and all_.covered == {0.8: 0.5, 0.9: 0.75}
+    ttft = interval_coverage([c for c in checks if c.metric == "ttft_ms"], "ttft")
+    assert ttft.covered == {0.8: pytest.approx(1 / 3), 0.9: pytest.approx(2 / 3)}
+    assert ttft.half_width[0.8] == pytest.approx(math.log(1.5) / 2)  # every 80 % interval is (8, 12)
+    # point 10 vs measured 10, 14, 5: median |log| = log(1.4)
+    assert ttft.median_abs_err == pytest.approx(math.log(1.4))
+
+
+def test_e2e_term_is_fitted_on_one_half_and_tested_on_the_other() -> None:
+    checks = interval_checks(_preds())
+    cal, test = split_units(checks)
+    assert {c.unit for c in cal} == {"0", "2"} and {c.unit for c in test} == {"1", "3"}
+    term = e2e_error_term(cal)
+    # TTFT outside-distances at 80 %: row 0 log(10/12) < 0 (inside), row 2 log(8/5); with n = 2 the conformal
+    # rank ceil(3 x 0.8) = 3 is clamped to the largest: log(1.6)
+    assert term["ttft_ms"][0.8] == pytest.approx(math.log(1.6))
+    assert set(term) == {"ttft_ms"}  # row 0's TPOT cell is blank: no TPOT in the calibration half
+    wide = widen(test, term)
+    assert [c.unit for c in wide] == ["1"]  # row 3's TPOT has no term: left out
+    row1 = next(c for c in wide if c.unit == "1")
+    assert row1.bounds[0.8] == pytest.approx((5.0, 19.2))
+    assert interval_coverage([row1]).covered[0.8] == 1.0
+    # a negative term narrows an interval at most to its midpoint
+    narrow = widen([row1], {"ttft_ms": {0.8: -10.0, 0.9: 0.0}})[0]
+    assert narrow.bounds[0.8][0] == pytest.approx(narrow.bounds[0.8][1])
+
+
+def test_no_values_gives_an_empty_row() -> None:
+    r = interval_coverage([IntervalCheck("0", "g", "m", 0.0, 1.0, {0.8: (1.0, 2.0)})])
+    assert r.n == 0 and math.isnan(r.covered[0.8])
+
+
+def test_a_row_ensemble_gives_intervals_around_its_prediction() -> None:
+    p = predict_row(0, BenchRow(**{**ROW, "osl": 8}), shipped_calibration, ensemble=4)
+    assert p.problem is None and "ensemble of 4: kernel error model h100-sxm-vllm" in p.notes[-1]
+    for col in ("ttft_ms", "tpot_ms"):
+        lo8, hi8 = p.intervals[col][0.8]
+        lo9, hi9 = p.intervals[col][0.9]
+        assert 0 < lo9 <= lo8 < hi8 <= hi9
+        assert lo9 < p.predicted[col] * 2 and hi9 > p.predicted[col] / 2
+
+
+def test_validate_benchmarks_ensemble_reports_coverage(tmp_path, capsys) -> None:  # noqa: ANN001
+    import json
+
+    from roofsim.app.cli import main
+    from roofsim.validation.bench_table import write_bench_table
+
+    t = write_bench_table([BenchRow(**{**ROW, "osl": 8, "ttft_ms": 50.0, "tpot_ms": 8.0})], tmp_path / "t.csv")
+    assert main(["validate", "benchmarks", str(t), "--json", "--ensemble", "3"]) == 0
+    cov = json.loads(capsys.readouterr().out)["coverage"]
+    assert cov["members"] == 3
+    assert [r["group"] for r in cov["by_metric"]] == ["all", "tpot_ms", "ttft_ms"]
+    assert all(r["n"] == (2 if r["group"] == "all" else 1) for r in cov["by_metric"])
+    assert set(cov["by_metric"][0]["covered"]) == {"80%", "90%"}
+    assert cov["by_group"][0]["group"].startswith("meta-llama/Llama-3.1-8B-Instruct vllm h100-sxm")
