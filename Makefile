@@ -49,9 +49,12 @@ clean:
 # Kernel-level validation: first the leave-one-GPU-out table (fit on three GPUs, predict the fourth from its
 # datasheet; a deterministic sample of <= 300 rows per table stratum) and docs/figures/validation-transfer.html,
 # then refit the shipped calibration profiles from ../shared/data and print their held-out-shape errors
-# (docs/validation.md quotes this output; ~3-6 min on 2 cores).
+# (docs/validation.md quotes this output; ~3-6 min on 2 cores). Then the end-to-end interval coverage of the
+# rebuilt profiles: every 4th silicon row, every 10th Splitwise/Argonne row and the vLLM logs, each a 16-member
+# ensemble (docs/validation-e2e.md "Interval coverage" quotes it; ~9-20 min on 2 cores).
 validate: $(STAMP)
 	$(PY) scripts/build_profiles.py
+	$(PY) scripts/validate_e2e.py --ensemble 16 --coverage-only --every 4,10,10
 
 # Local end-to-end validation on this machine: calibrate --local (quick grid), serve a real numpy transformer,
 # replay its log with the local calibration; 3 repeats; writes docs/validation-local.md + docs/figures/validation-local.html
