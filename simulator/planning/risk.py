@@ -63,9 +63,14 @@ def deployment_risk(result: PlanResult, outcome: Outcome, replicas: int, error_m
     """Run `replicas` x outcome's candidate at the spec's target rate (the routed deployment with the SLOs, as
     the planner verifies its winner) as an ensemble drawing from `error_model`; the share meeting the SLOs."""
     spec = result.spec
+    ts = resolve(spec)[1]
     if native_rate is None:
-        native_rate = resolve(spec)[1].native_rate
-    cfg = point_config(spec, outcome.candidate, spec.rate_per_s, native_rate, count=replicas, with_slo=True)
+        native_rate = ts.native_rate
+    # the length of the planner's routed deployment run (search.deployment_requests): the forced length, else the
+    # candidate's capacity point's per replica, at most what a point may replay
+    n = spec.num_requests if spec.num_requests is not None else min(ts.requests,
+                                                                     max(outcome.num_requests, 1) * replicas)
+    cfg = point_config(spec, outcome.candidate, spec.rate_per_s, native_rate, n, count=replicas, with_slo=True)
     # a GPU the plan ran on the model defaults (no calibration in spec.calibrations) is perturbed around them
     cfg = cfg.model_copy(update={"replicas": tuple(g if g.calibration is not None else
                                                    g.model_copy(update={"calibration": Calibration()})
