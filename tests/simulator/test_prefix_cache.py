@@ -103,7 +103,7 @@ def test_mooncake_conversation_hit_rate() -> None:
     hit = r.summary["prefix_cache_hit_rate"]
     # Upper bound: an infinite cache that holds every prompt sent before (27.0% of prompt tokens here, 37.4% over
     # the whole trace). One H100's KV pool holds ~30 of these 14k-token prompts, while a conversation's next turn
-    # comes minutes later: LRU keeps 3.8% (Mooncake's high reuse relies on its DRAM/SSD KV store, not HBM).
+    # comes minutes later: LRU keeps 3.9% (Mooncake's high reuse relies on its DRAM/SSD KV store, not HBM).
     seen: set[int] = set()
     bound_hit = 0
     for ids, n in zip(r_trace_ids(cfg), r.input_tokens, strict=True):
