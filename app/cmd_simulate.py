@@ -55,10 +55,9 @@ from roofsim.simulator.workload import (
     with_rate,
 )
 from roofsim.validation.profiles import (
-    error_model_for,
     resolve_calibration,
     resolve_config_calibrations,
-    resolve_error_model,
+    resolve_config_error_models,
 )
 
 # Flags that became --set paths (replicas.* = every replica group; replicas.0 = the first).
@@ -299,14 +298,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 def ensemble_from_args(args: argparse.Namespace, cfg: SimConfig, r: SimResult) -> tuple[EnsembleResult, list[str]]:
     """The --ensemble run of a resolved config (every group calibrated): each group's error model (its
     --calibration file's, else the GPU's shipped or transferred profile's), members on --jobs/--dask-scheduler."""
-    models, labels = [], []
-    for g in cfg.replicas:
-        if args.calibration is not None:
-            em, label = resolve_error_model(args.calibration, g.hardware)
-        else:
-            em, label = error_model_for(g.hardware)
-        models.append(em)
-        labels.append(f"{g.hardware}: {label}")
+    models, labels = resolve_config_error_models(cfg, args.calibration)
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs={args.jobs} must be >= 1")
     ex = make_executor(args.dask_scheduler, args.jobs)
@@ -314,7 +306,7 @@ def ensemble_from_args(args: argparse.Namespace, cfg: SimConfig, r: SimResult) -
         ens = run_ensemble(cfg, models, args.ensemble, args.interval, ex)
     finally:
         ex.close()
-    return EnsembleResult(ens.members, ens.levels, ens.seed, r.summary), list(dict.fromkeys(labels))
+    return EnsembleResult(ens.members, ens.levels, ens.seed, r.summary), labels
 
 
 def print_ranges(ens: EnsembleResult, metrics: tuple[str, ...] = ENSEMBLE_METRICS) -> None:

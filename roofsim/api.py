@@ -120,13 +120,13 @@ def simulate_ensemble(config: SimConfig | Mapping[str, Any] | str | Path, member
     from roofsim.simulator.ensemble import run_ensemble  # noqa: PLC0415
     from roofsim.simulator.planning import make_executor  # noqa: PLC0415
     from roofsim.simulator.run import resolve_config_quants  # noqa: PLC0415
-    from roofsim.validation.profiles import error_model_for  # noqa: PLC0415
+    from roofsim.validation.profiles import resolve_config_error_models  # noqa: PLC0415
 
     if members < 1:
         raise ValueError(f"members={members} must be >= 1")
     cfg, _ = resolve_config_calibrations(load_config(config))
     cfg, _ = resolve_config_quants(cfg)
-    models = [error_model_for(g.hardware)[0] for g in cfg.replicas]
+    models, _ = resolve_config_error_models(cfg)
     ex = make_executor(dask_scheduler, workers)
     try:
         return run_ensemble(cfg, models, members, levels, ex)

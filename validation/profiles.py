@@ -25,7 +25,7 @@ from roofsim.simulator.planning.spec import PlanSpec
 
 __all__ = ["PROFILE_SCHEMA_VERSION", "write_calibration", "atomic_write_text", "read_calibration", "read_profile_meta",
            "profile_for", "shipped_profiles", "read_error_models", "error_model_for", "resolve_error_model",
-           "ERROR_MODEL_KINDS", "resolve_calibration", "resolve_config_calibrations",
+           "ERROR_MODEL_KINDS", "resolve_calibration", "resolve_config_calibrations", "resolve_config_error_models",
            "resolve_plan_calibrations", "CALIBRATION_KEYWORDS", "PROFILE_DIR", "FAMILY_PROFILE"]
 
 logger = logging.getLogger(__name__)
@@ -294,6 +294,15 @@ def resolve_plan_calibrations(spec: PlanSpec) -> tuple[PlanSpec, list[str]]:
         cals[hw.id], label = resolve_calibration(None, hw)
         labels.append(f"{hw.id}: {label}")
     return spec.model_copy(update={"calibrations": cals}), list(dict.fromkeys(labels))
+
+
+def resolve_config_error_models(cfg: SimConfig, choice: str | Path | None = None
+                                ) -> tuple[list[ErrorModel], list[str]]:
+    """The kernel error model of every replica group of `cfg` (resolve_error_model(choice, its hardware)) and one
+    'hardware: label' per distinct source: what an ensemble of `cfg` draws from."""
+    picked = [resolve_error_model(choice, g.hardware) for g in cfg.replicas]
+    labels = [f"{g.hardware}: {label}" for g, (_, label) in zip(cfg.replicas, picked, strict=True)]
+    return [em for em, _ in picked], list(dict.fromkeys(labels))
 
 
 def resolve_config_calibrations(cfg: SimConfig) -> tuple[SimConfig, list[str]]:

@@ -39,7 +39,7 @@ from roofsim.simulator.config import KVLinkConfig, RouterConfig, SchedulerConfig
 from roofsim.simulator.engines import DEFAULT_ENGINE, engine_choices
 from roofsim.simulator.ensemble import run_ensemble
 from roofsim.simulator.workload import TraceFormat, named_workload, named_workloads
-from roofsim.validation.profiles import resolve_config_calibrations, resolve_error_model
+from roofsim.validation.profiles import resolve_config_calibrations, resolve_config_error_models
 
 ARRIVAL_MODES = ("open loop (rate)", "closed loop (clients)")
 DEPLOYMENTS = ("colocated", "disaggregated")  # disaggregated: replicas.0 = prefill pool, replicas.1 = decode pool
@@ -308,9 +308,9 @@ def serving_ensemble(cfg: SimConfig, members: int, progress: Callable[[int, int]
                      ) -> dict[str, dict[str, Any]]:
     """The ensemble summary (simulator.ensemble.EnsembleResult.summary, 80 % and 90 % intervals) of `members`
     runs of `cfg`, every replica group on its GPU's shipped or transferred profile and that profile's kernel error
-    model (validation.profiles.resolve_error_model); members run in this process."""
+    model (validation.profiles.resolve_config_error_models); members run in this process."""
     cfg = resolve_config_calibrations(cfg)[0]
-    ems = [resolve_error_model(None, g.hardware)[0] for g in cfg.replicas]
+    ems, _ = resolve_config_error_models(cfg)
     return run_ensemble(cfg, ems, members, (0.8, 0.9), progress=progress).summary()
 
 
