@@ -173,6 +173,9 @@ class Calibration(BaseModel):
         "largest message the engine's own all-reduce kernel takes (vLLM CustomAllreduce max_size = 8 MiB); "
         "above it, and on PCIe with more than 2 GPUs, the engine calls NCCL; 0 = always NCCL"))
     comm_floor_s: float = Field(0.0, ge=0, description="minimum time of one TP all-reduce call (host dispatch)")
+    comm_custom_nvlink_only: bool = Field(False, description=(
+        "the engine runs its own all-reduce kernel only between NVLink-connected GPUs and calls NCCL over PCIe "
+        "(TensorRT-LLM's AUTO strategy: ENGINE_COMM); False = also on two PCIe GPUs with peer access (vLLM, SGLang)"))
     # NCCL collectives (all-gather, reduce-scatter, all-to-all, send/recv, NCCL all-reduce): NCCL's own tuning
     # model (latency per algorithm/protocol, bus bandwidth) on the datasheet link; these scale the link bandwidth
     nccl_bw_eff: float = Field(0.80, gt=0, le=1, description=(
@@ -431,6 +434,12 @@ COMM_REF_CLOCK_HZ = 1.83e9
 CUSTOM_AR_BLOCKS = 36
 _ACCESS_BYTES = 16.0  # one 128-bit access (the kernels' packed loads)
 
+# Calibration fields that follow from an engine's all-reduce code rather than from a fit: TensorRT-LLM's AUTO
+# strategy returns NCCL when the TP group is not all NVLink-connected (cpp/tensorrt_llm/plugins/ncclPlugin/
+# allreducePlugin.cpp and thop/allreduceOp.cpp, selectImplementation: `if (isAuto && !mIsNVLINKSupported) return
+# NCCL`); AIConfigurator's L40S / RTX PRO 6000 TRT-LLM all-reduce tables match their nccl-tests tables within 10 %.
+ENGINE_COMM: dict[str, dict[str, Any]] = {"trtllm": {"comm_custom_nvlink_only": True}}
+
 # the calibration-free terms of a communication kernel (FeatureTable keeps one column per name)
 COMM_TERMS: tuple[str, ...] = (
     "custom", "gpus", "bytes", "link_bw", "nvlink", "clock_hz", "ll_max_bw", "traffic", "lat_ll", "lat_ll128",
@@ -486,7 +495,8 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     lat = ck * p["comm_latency_s"]
     kernel = np.where(f["oneshot"] > 0, lat + (n - 1) * f["bytes"] / kbw,
                       lat * p["comm_twoshot_latency_x"] + 2 * (n - 1) / n * f["bytes"] / kbw)
-    own = np.where((f["custom_ok"] > 0) & (f["bytes"] < p["comm_oneshot_max_bytes"]), kernel, nccl + lat)
+    custom_ok = (f["custom_ok"] > 0) & (nvlink | np.logical_not(p["comm_custom_nvlink_only"]))
+    own = np.where(custom_ok & (f["bytes"] < p["comm_oneshot_max_bytes"]), kernel, nccl + lat)
     own = np.where(graphed, own, np.maximum(own, p["comm_floor_s"]))
     return np.where(f["custom"] > 0, own, nccl)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
-from roofsim.model.cost import _INHERIT, COMM_TERMS, Calibration
+from roofsim.model.cost import _INHERIT, COMM_TERMS, ENGINE_COMM, Calibration
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.metrics_err import ErrorStats, dtype_label, error_stats, grouped_stats
 from roofsim.validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, predict_rows
@@ -23,7 +23,7 @@ from roofsim.validation.predict import FIT_FIELDS, FeatureTable, Prediction, fea
 log = logging.getLogger(__name__)
 
 __all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_validate", "calibrate",
-           "OPT_IN_FIELDS", "FROZEN_GPU_FIELDS",
+           "OPT_IN_FIELDS", "FROZEN_GPU_FIELDS", "engine_base",
            "shape_family", "shape_folds", "fitted_fields", "fit_loss",
            "BOUNDS"]
 
@@ -143,6 +143,13 @@ _DTYPE_FAMILY = {"gemm_eff_fp8": "gemm_fp8", "gemm_eff_fp8_block": "gemm_fp8_blo
 # (FeatureTable column, code) -> the per-dtype field those rows constrain instead of the 16-bit one
 _DTYPE_FIELDS = {("gemm_dtype", 1): "gemm_eff_fp8", ("gemm_dtype", 2): "gemm_eff_fp8_block",
                  ("gemm_dtype", 3): "gemm_eff_int8", ("attn_fp8", 1): "attn_prefill_eff_fp8"}
+
+
+def engine_base(base: Calibration, framework: str) -> Calibration:
+    """`base` with the fields an engine's own code fixes (model.cost.ENGINE_COMM, e.g. TensorRT-LLM's NCCL-only
+    all-reduce over PCIe): the starting point of a fit to that engine's tables; other frameworks get `base`."""
+    fixed = ENGINE_COMM.get(framework)
+    return base.model_copy(update=fixed) if fixed else base
 
 
 def _bucket(x: float, base: float = 2.0) -> int:

@@ -722,6 +722,7 @@ FIT_FIELDS: tuple[str, ...] = (
     "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
     "elementwise_rope_cache_gain",
     "comm_bw_eff", "comm_latency_s", "comm_twoshot_latency_x", "comm_oneshot_max_bytes", "comm_floor_s",
+    "comm_custom_nvlink_only",
     "nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s",
 )
 

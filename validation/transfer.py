@@ -18,7 +18,15 @@ from roofsim.model.cost import Calibration, kernel_cost
 from roofsim.model.kernel import Kernel
 from roofsim.model.uncertainty import regime_from_bound
 from roofsim.validation import kernel_tables
-from roofsim.validation.calibrate import BOUNDS, FitData, fit_calibration, fitted_fields, prepare, shape_folds
+from roofsim.validation.calibrate import (
+    BOUNDS,
+    FitData,
+    engine_base,
+    fit_calibration,
+    fitted_fields,
+    prepare,
+    shape_folds,
+)
 from roofsim.validation.kernel_tables import KernelMeasurement, KernelTable
 from roofsim.validation.metrics_err import ErrorStats, dtype_label, error_stats
 from roofsim.validation.predict import FIT_FIELDS, why_unpredictable
@@ -279,17 +287,18 @@ def leave_one_gpu_out(rows: Sequence[KernelMeasurement], base: Calibration, fit:
             train = np.flatnonzero((hw != g) & (scope == sc))
             if not len(train):
                 continue  # no other GPU has this engine's tables: reported as not transferable below
-            cal = fit(data.subset(train), base)
+            sbase = engine_base(base, sc)
+            cal = fit(data.subset(train), sbase)
             fits[(g, sc)] = cal
             pred[test] = data.features.subset(test).seconds_params(_params(cal))
             mine = data.subset(test)
             if own_fits:
-                own[(g, sc)] = fit(mine, base)
+                own[(g, sc)] = fit(mine, sbase)
             rcal = own.get((g, sc), cal)  # the regime a GPU's own profile sees its kernels in
             for i in test:
                 regime[i] = row_regime(p.parts[i] if p.parts else (p.kernels[i],), p.hardware[i], rcal)
             if same_gpu_folds > 1 and len(np.unique(mine.groups)) >= same_gpu_folds:
-                same[test] = _same_gpu(mine, base, fit, same_gpu_folds, seed)
+                same[test] = _same_gpu(mine, sbase, fit, same_gpu_folds, seed)
     done = ~np.isnan(pred)
     for i in np.flatnonzero(~done):
         k = (keys[i][0], f"no other GPU has {keys[i][2]} tables of this family to fit on")
