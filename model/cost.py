@@ -434,6 +434,16 @@ COMM_REF_CLOCK_HZ = 1.83e9
 CUSTOM_AR_BLOCKS = 36
 _ACCESS_BYTES = 16.0  # one 128-bit access (the kernels' packed loads)
 
+# GPUs without NVLink exchange peer-to-peer over PCIe through the host's root complex (or PCIe switches): a pair
+# streams at the x16 link's rate, but the n GPUs of a larger ring or all-to-all share the root complex's forwarding
+# bandwidth, so each gets 2/n of the pair's (roofsim's assumption: the host topology is on no datasheet; NCCL
+# user guide, "Troubleshooting", PCI Access Control Services: peer traffic routed through the CPU root complex
+# instead of a PCIe switch loses bandwidth). AIConfigurator's nccl-tests tables: L40S (Gen4 x16)
+# all-reduce bus bandwidth 20 / 5.2 / 1.4 GB/s at 2 / 4 / 8 GPUs, RTX PRO 6000 (Gen5 x16) 38 / 26 / 22 GB/s; a
+# fitted exponent of 2/n took 1.9 on L40S and 0.3 on RTX PRO 6000 (a host property, not identifiable), the fixed 1
+# lowers the PCIe cards' leave-one-GPU-out NCCL error from 55 / 104 % to 31 / 78 % (all-reduce).
+PCIE_RING_SHARE_GPUS = 2.0
+
 # Calibration fields that follow from an engine's all-reduce code rather than from a fit: TensorRT-LLM's AUTO
 # strategy returns NCCL when the TP group is not all NVLink-connected (cpp/tensorrt_llm/plugins/ncclPlugin/
 # allreducePlugin.cpp and thop/allreduceOp.cpp, selectImplementation: `if (isAuto && !mIsNVLINKSupported) return
@@ -456,6 +466,8 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
     if n <= ic.scaleup_max_gpus:
         nvlink = ic.scaleup_bytes_per_s > ic.pcie_bytes_per_s  # a scale-up fabric faster than the host link
         link, bw = ("nvlink" if nvlink else "pcie"), (ic.scaleup_bytes_per_s or ic.pcie_bytes_per_s)
+        if not nvlink:
+            bw *= min(1.0, PCIE_RING_SHARE_GPUS / n)
     else:
         nvlink, link, bw = False, "net", ic.scaleout_bytes_per_s or ic.pcie_bytes_per_s
     allreduce = k.op in ALLREDUCE_OPS

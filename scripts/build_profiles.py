@@ -18,7 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from roofsim.model.cost import Calibration  # noqa: E402
-from roofsim.validation.calibrate import FIT_FIELDS, FROZEN_GPU_FIELDS, OPT_IN_FIELDS, calibrate  # noqa: E402
+from roofsim.validation.calibrate import (  # noqa: E402
+    BOUNDS,
+    FIT_FIELDS,
+    FROZEN_GPU_FIELDS,
+    OPT_IN_FIELDS,
+    calibrate,
+    engine_base,
+)
 from roofsim.validation.kernel_tables import (  # noqa: E402
     KernelMeasurement,
     read_aiconfigurator,
@@ -165,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 jobs.append((f"{hw}-{fw}", sel))
         for name, rows in jobs:
             t1 = time.time()
-            res = calibrate(rows, hw, base=BASE, folds=args.folds, seed=0, name=name)
+            # a per-engine profile starts from the engine's own comm facts (TRT-LLM: NCCL over PCIe)
+            base = BASE if name == hw else engine_base(BASE, name.split("-")[-1])
+            res = calibrate(rows, hw, base=base, folds=args.folds, seed=0, name=name)
             srcs = sorted({r.file.split("/kernels/")[-1].rsplit("/", 1)[0] for r in rows})
             cal = res.calibration.model_copy(update={
                 "source": f"scripts/build_profiles.py: fit to {res.n_rows} measured {'/'.join(FIT_DTYPES)} kernel rows "
@@ -260,7 +269,7 @@ def _freeze_checks(rows: list) -> str:
 
 def _knob_table(rows: list, same_gpu_folds: int = 0) -> str:
     """The identifiability report: every GPU knob fitted (FROZEN_GPU_FIELDS too), then each frozen alone."""
-    knobs = [f for f in FIT_FIELDS if f not in OPT_IN_FIELDS and f != "comm_oneshot_max_bytes"]
+    knobs = [f for f in FIT_FIELDS if f in BOUNDS and f not in OPT_IN_FIELDS]  # fittable ones (not switches)
     fit_all = default_fit(extra=FROZEN_GPU_FIELDS)
     rep = leave_one_gpu_out(rows, BASE, fit=fit_all, same_gpu_folds=same_gpu_folds)
     print("### Every GPU knob fitted (reference of the knob report)\n\n" + rep.family_table() + "\n")
