@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.batch import BatchShape, causal_pairs, windowed_pairs
-from roofsim.model.cost import DEFAULT_CALIBRATION, Calibration, CostModel, allreduce_seconds, kernel_cost
+from roofsim.model.cost import (
+    DEFAULT_CALIBRATION,
+    ENGINE_COMM,
+    Calibration,
+    CostModel,
+    allreduce_seconds,
+    kernel_cost,
+)
 from roofsim.model.graph import expected_active_experts, gemm, graph_context, step_kernels
 from roofsim.model.loader import load_model
 from roofsim.model.params import count_params
@@ -344,20 +351,28 @@ def test_graphed_allreduce_skips_the_host_dispatch_floor() -> None:
 
 
 def test_pcie_links_clock_scaling_and_engine_fallback_by_hand() -> None:
-    """PCIe (L40S: 32 GB/s, 2.52 GHz): NCCL's PCIe latencies scaled by 1.83/2.52, nccl_bw_eff_pcie, no LL128; the
-    engine's own kernel only at 2 GPUs (more PCIe GPUs: NCCL plus the engine's call cost)."""
+    """PCIe (L40S: 32 GB/s, 2.52 GHz): NCCL's PCIe latencies scaled by 1.83/2.52, nccl_bw_eff_pcie, no LL128, the
+    root complex shared by the ring (2/n of the link per GPU above 2 GPUs); the engine's own kernel only at 2 GPUs
+    (more PCIe GPUs: NCCL plus the engine's call cost), and never over PCIe for TensorRT-LLM (ENGINE_COMM)."""
     l40s = load_hardware("l40s")
     cal = Calibration(nccl_bw_eff_pcie=0.5, comm_latency_s=3e-6)
     ck = 1.83e9 / 2.52e9
     big = float(1 << 26)
-    simple = ck * (8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / 16e9  # 4 GPUs, Simple ring at 0.5 x 32 GB/s
+    simple = ck * (8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / 8e9  # 4 GPUs, Simple ring at 0.5 x 32 GB/s x 2/4
     assert allreduce_seconds(big, 4, l40s, cal, nccl=True) == pytest.approx(simple, rel=1e-9)
+    pair = ck * (8.4 + 2 * 5.7) * 1e-6 + 1.0 * big / 16e9  # 2 GPUs: the whole 0.5 x 32 GB/s
+    assert allreduce_seconds(big, 2, l40s, cal, nccl=True) == pytest.approx(pair, rel=1e-9)
     small = 4096.0
-    ll = ck * (6.6 + 6 * 1.0) * 1e-6 + 1.5 * small / 8e9  # LL: half the bus bandwidth (under the 87.7 GB/s cap)
+    ll = ck * (6.6 + 6 * 1.0) * 1e-6 + 1.5 * small / 4e9  # LL: half the bus bandwidth (under the 87.7 GB/s cap)
     assert allreduce_seconds(small, 4, l40s, cal, nccl=True) == pytest.approx(ll, rel=1e-9)
     assert allreduce_seconds(small, 4, l40s, cal) == pytest.approx(ll + ck * 3e-6, rel=1e-9)
     kbw = min(16e9, 36 * 2.52e9 * 16 * 0.2)
     assert allreduce_seconds(small, 2, l40s, cal) == pytest.approx(ck * 3e-6 + small / kbw, rel=1e-9)
+    trt = cal.model_copy(update=ENGINE_COMM["trtllm"])
+    ll2 = ck * (6.6 + 2 * 1.0) * 1e-6 + small / 8e9
+    assert allreduce_seconds(small, 2, l40s, trt) == pytest.approx(ll2 + ck * 3e-6, rel=1e-9)
+    # over NVLink TensorRT-LLM runs its own kernel like the others
+    assert allreduce_seconds(small, 2, H100, trt) == allreduce_seconds(small, 2, H100, cal)
 
 
 def test_fp8_gemm_pays_its_own_fixed_cost() -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import InputError
 from roofsim.model.cost import Calibration, kernel_cost
 from roofsim.validation.calibrate import (
     FROZEN_GPU_FIELDS,
+    HOST_FIELDS,
     calibrate,
     cross_validate,
     fit_calibration,
@@ -274,3 +276,26 @@ def test_opt_in_fields_are_fitted_only_when_asked_and_recovered_on_synthetic_cpu
               "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain",
               "elementwise_act_cache_gain"):
         assert getattr(cal, f) == pytest.approx(getattr(truth, f), rel=0.05), f
+
+
+def test_host_floor_is_fitted_in_a_gpu_profile_from_eager_rows_only() -> None:
+    """comm_floor_s (HOST_FIELDS) stays frozen in the GPU fit but `calibrate` fits it where eager engine
+    all-reduce rows pin it (the flat part of the eager curve), and leaves it alone without eager rows."""
+    assert "comm_floor_s" in HOST_FIELDS and "comm_floor_s" in FROZEN_GPU_FIELDS
+    truth = Calibration(comm_floor_s=4.5e-5, comm_latency_s=4e-6, comm_bw_eff=0.25)
+    hw = load_hardware("a100-sxm-80gb")
+    rows = []
+    for variant in ("custom_graph; vllm_graph", "custom_eager; vllm_eager"):
+        for g in (2, 4, 8):
+            for e in range(10, 25, 2):
+                r = KernelMeasurement("synth", hw.id, "vllm", "allreduce", "bf16", variant, 1.0,
+                                      message_bytes=float(2**e), num_gpus=g)
+                rows.append(KernelMeasurement(**{**{f: getattr(r, f) for f in r.__dataclass_fields__},
+                                                 "measured_s": kernel_cost(row_kernel(r), hw, truth).seconds}))
+    base = Calibration(comm_floor_s=3e-5)
+    res = calibrate(rows, hw.id, base=base, folds=0)
+    assert "comm_floor_s" in res.fields
+    assert res.calibration.comm_floor_s == pytest.approx(4.5e-5, rel=0.02)
+    graphed = [r for r in rows if "graph" in r.variant]
+    res = calibrate(graphed, hw.id, base=base, folds=0)
+    assert "comm_floor_s" not in res.fields and res.calibration.comm_floor_s == 3e-5
