@@ -1,7 +1,10 @@
 """Regenerate the numbers of docs/validation-e2e.md: the AIConfigurator H100 dense rows end to end and the vLLM
-Llama-3.3-70B TP8 A100-40GB replays, with the shipped calibration profiles and with the model defaults.
+Llama-3.3-70B TP8 A100-40GB replays, with the shipped calibration profiles and with the model defaults; then
+(shipped profiles only) every other agg row of the silicon sample the tool can load (MoE, other models) and the
+Splitwise and Argonne static batches.
 
     .venv/bin/python scripts/validate_e2e.py [--data ../shared/data] [--out build/validate_e2e.json]
+                                             [--static-every N]   # every Nth static-batch row (default 1 = all)
     .venv/bin/python scripts/validate_e2e.py --ensemble 16 [--coverage-only] [--every 4,10,10]
 
 --ensemble M adds interval coverage (docs/intervals.md): every Nth row of the silicon, Splitwise and Argonne tables
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from roofsim.model.cost import Calibration
+from roofsim.validation.bench_table import BenchRow
 from roofsim.validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
 from roofsim.validation.e2e import e2e_error_stats, interval_checks, predict_table, shipped_calibration
 from roofsim.validation.profiles import error_model_for, profile_for
@@ -116,6 +120,43 @@ def coverage(data: Path, members: int, every: tuple[int, int, int], silicon_rows
     return md + [TARGETS_TEXT], out
 
 
+def _splitwise_group(r: BenchRow) -> str:
+    """Splitwise group: model, GPU and the power cap the converter notes (capped rows are not comparable)."""
+    return f"{r.model.split('/')[-1]} {r.hardware}{' POWER-CAPPED' if 'POWER-CAPPED' in r.notes else ''}"
+
+
+def _argonne_group(r: BenchRow) -> str:
+    return f"{r.hardware} {r.framework}"
+
+
+def other_tables(data: Path, table, dense_rows: list, every: int, result: dict) -> list[str]:
+    """The issue's other point targets, shipped profiles: the silicon agg rows outside the dense set (every other
+    model the tool loads), then the Splitwise and Argonne static batches (every Nth row), per group and overall."""
+    md: list[str] = []
+    dense_ids = {id(r) for r in dense_rows}
+    rest = [r for r in table.rows if id(r) not in dense_ids and not r.prefill_replicas]
+    res = predict_table(rest, shipped_calibration)
+    by = e2e_error_stats(res.predictions, lambda r: f"{r.model.split('/')[-1]} {r.framework} pp{r.pp}")
+    by.update(e2e_error_stats(res.predictions))
+    every_agg = e2e_error_stats([*res.predictions, *result.get("_dense_preds", ())])
+    result["silicon_other_agg"] = {"by_group": by, "problems": list(res.problems)}
+    result["silicon_every_agg"] = every_agg
+    md += ["", f"### Silicon agg rows outside the dense set: {len(rest)} (calibration shipped)", *_fmt_stats(by),
+           f"problems: {len(res.problems)}", "", "### Every silicon agg row the tool predicts (dense + the above)",
+           *_fmt_stats(every_agg)]
+    for name, conv, path, key in (
+            ("Splitwise", convert_splitwise, "serving/splitwise/perf_model.csv", _splitwise_group),
+            ("Argonne", convert_argonne, "serving/argonne_llm_inference_bench/Plots/All_results.csv", _argonne_group)):
+        rows = list(conv(data / path).rows)[::every]
+        res = predict_table(rows, shipped_calibration)
+        by = e2e_error_stats(res.predictions, key)
+        by.update(e2e_error_stats(res.predictions))
+        result[f"static_{name.lower()}"] = {"by_group": by, "problems": list(res.problems)}
+        md += ["", f"### {name} static batches: {len(rows)} rows (every {every}), calibration shipped",
+               *_fmt_stats(by), f"problems: {len(res.problems)}"]
+    return md
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -125,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", default="4,10,10",
                     help="coverage subsample: every Nth row of the silicon, Splitwise and Argonne tables")
     ap.add_argument("--coverage-only", action="store_true", help="with --ensemble: only the coverage section")
+    ap.add_argument("--static-every", type=int, default=1,
+                    help="every Nth row of the Splitwise and Argonne static-batch tables (1 = all)")
     args = ap.parse_args(argv)
     t0 = time.time()
     table = convert_aiconfigurator_silicon(args.data / "serving/aiconfigurator_silicon/silicon_sample_h100.csv")
@@ -141,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         res = predict_table(rows, cal)
         if name == "shipped":
             preds_shipped = res.predictions
+            result["_dense_preds"] = res.predictions
         by = e2e_error_stats(res.predictions, lambda r: f"{r.model.split('/')[-1]} {r.framework}")
         by.update(e2e_error_stats(res.predictions))
         result[f"silicon_{name}"] = {"by_group": by, "problems": list(res.problems)}
@@ -156,20 +200,26 @@ def main(argv: list[str] | None = None) -> int:
     vllm_cals = (("shipped", profile_for("a100-sxm-40gb", "vllm")), ("defaults", Calibration()))
     for name, cal in (() if args.coverage_only else vllm_cals):
         md += ["", f"### vLLM Llama-3.3-70B TP8 8xA100-40GB, calibration {name} ({note})",
-               "| rate | TTFT mean meas/pred ms (err %) | TPOT mean meas/pred ms (err %) | "
-               "ITL P99 meas/pred ms | E2E mean err % | duration err % |", "|---|---|---|---|---:|---:|"]
+               "| rate | TTFT mean meas/pred ms (err %) | TTFT P99 meas/pred ms (err %) | TPOT mean meas/pred ms (err %) | "
+               "ITL P99 meas/pred ms | E2E mean err % | duration err % |", "|---|---|---|---|---|---:|---:|"]
         for q, cached in [(q, False) for q in RATES] + [(q, True) for q in RATES[1:]]:
             r = replay_log(_vllm_log(args.data, q), "meta-llama/Llama-3.3-70B-Instruct", "a100-sxm-40gb", 8, scheduler=sched,
                            calibration=cal, prompts_cached=cached)
             c = r.comparison
             result[f"vllm_{name}_qps_{q}{'_cached' if cached else ''}"] = r.as_json()
             t, p, i = c["ttft_s"]["mean"], c["tpot_s"]["mean"], c["itl_s"]["p99"]
+            t99 = c["ttft_s"]["p99"]
             md.append(f"| {q}{' prompts cached' if cached else ''} | {t['measured'] * 1e3:.1f} / {t['predicted'] * 1e3:.1f} ({t['err_pct']:+.1f}) | "
+                      f"{t99['measured'] * 1e3:.1f} / {t99['predicted'] * 1e3:.1f} ({t99['err_pct']:+.1f}) | "
                       f"{p['measured'] * 1e3:.1f} / {p['predicted'] * 1e3:.1f} ({p['err_pct']:+.1f}) | "
                       f"{i['measured'] * 1e3:.1f} / {i['predicted'] * 1e3:.1f} | "
                       f"{c['e2e_s']['mean']['err_pct']:+.1f} | {r.totals['duration_s']['err_pct']:+.1f} |")
+    if not args.coverage_only:
+        md += other_tables(args.data, table, rows, args.static_every, result)
+        print(f"other tables done at {time.time() - t0:.0f} s", file=sys.stderr)
     if args.ensemble > 1 and not args.coverage_only:
         md += cov_md
+    result.pop("_dense_preds", None)
     result["wall_s"] = time.time() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
