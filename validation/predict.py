@@ -356,6 +356,25 @@ def _moe_load(row: KernelMeasurement) -> tuple[float, float] | None:
     return power_law_load(row.tokens, row.num_experts, row.topk, row.ep, float(m.group(1)))
 
 
+def _slot_rows(row: KernelMeasurement, load: tuple[float, float] | None) -> float | None:
+    """The (token, top-k slot) rows the module's buffers keep on the timed EP rank (graph._moe_mlp `slot_rows`),
+    None when it keeps only its routed rows. vLLM's collector passes every token with the global top-k ids and
+    vLLM's expert_map (collector/vllm/collect_moe.py: fused_experts(..., global_num_experts, expert_map)); SGLang's
+    passes the tokens with at least one slot on rank 0, remote slots masked to -1 (collector/helper.py
+    build_rank0_local_workload). Their Triton and Marlin experts keep the masked slots' rows; FlashInfer/CUTLASS
+    (TensorRT-LLM's kernel) and the OpenAI Triton mxfp4 path gather only the local rows."""
+    source = row.variant.split(";")[1].strip() if ";" in row.variant else ""
+    if row.ep <= 1 or row.framework not in ("vllm", "sglang") or not re.search(r"triton|marlin|vllm_fused_moe",
+                                                                               source) or "oaitriton" in source:
+        return None
+    slots = row.tokens * row.topk
+    if row.framework == "vllm":
+        return float(slots)
+    routed = load[1] if load is not None else slots / row.ep
+    hit = 1.0 - (1.0 - min(1.0, routed / slots)) ** row.topk  # chance a token has a slot on rank 0
+    return row.tokens * hit * row.topk
+
+
 def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     """The kernels of the fused-MoE module an AIConfigurator moe row times (MOE_MODULE_KERNELS), built by
     graph.moe_kernels on a one-layer model of the row's shape, dtype, TP x EP shard and routing distribution."""
@@ -373,7 +392,8 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     # Nemotron-3 style experts (TensorRT-LLM moe_torch_flow_nongated): up -> relu^2 -> down, no gate projection
     gated = "nongated" not in row.variant
     c = _moe_ctx(row.hidden, row.n, row.num_experts, row.topk, row.tp, row.ep, raw, gated)
-    ks = tuple(k for k in moe_kernels(c, row.tokens, _moe_load(row)) if k.name in MOE_MODULE_KERNELS)
+    load = _moe_load(row)
+    ks = tuple(k for k in moe_kernels(c, row.tokens, load, _slot_rows(row, load)) if k.name in MOE_MODULE_KERNELS)
     assert all(k.count == 1 for k in ks)
     return ks
 
