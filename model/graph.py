@@ -88,6 +88,11 @@ class AttnGroup:
     scan_flops: float = 0.0  # linear / Mamba: chunked-scan FLOPs per prefill token
     io_bytes: float = 0.0  # linear / Mamba: activation bytes in + out per token
 
+    @property
+    def latent_decode(self) -> bool:
+        """Decode attends in the absorbed MLA latent (dec_qk_dim = kv_lora + rope, not the expanded head)."""
+        return self.dec_qk_dim != self.qk_dim
+
 
 def decode_keys(g: AttnGroup, seqs: float, ctx: float, ctx_win: float) -> float:
     """Entries a decode step of group `g` reads over `seqs` sequences with `ctx` keys in all (`ctx_win` with
@@ -649,6 +654,7 @@ def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) ->
                 k=g.kv_heads,  # KV heads on this GPU: with n, the decode kernel's parallel work units
                 kv_dtype=c.quant.kv_dtype,
                 dequant_flops=(2.0 * ctx * g.elems if c.quant.kv_dtype in ("int8", "int4") else 0.0),
+                latent=g.latent_decode,
             )
         )
     return ks

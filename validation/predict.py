@@ -626,6 +626,7 @@ class FeatureTable:
     attn_par: np.ndarray  # decode work units: sequences x KV heads
     attn_seqs: np.ndarray  # decode sequences
     attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
+    attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
@@ -670,9 +671,10 @@ class FeatureTable:
             eff_c = np.where(
                 kind == 0, geff * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
                 np.where(kind == 1, aeff * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
-                         np.where(kind == 2, np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"]
-                                                      * p["attn_decode_eff"] / p["attn_prefill_eff"],
-                                                      p["attn_decode_eff"]), p["vector_eff"])))
+                         np.where(kind == 2, np.where(self.attn_latent > 0, aeff,
+                                                      np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"]
+                                                               * p["attn_decode_eff"] / p["attn_prefill_eff"],
+                                                               p["attn_decode_eff"])), p["vector_eff"])))
             par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
             passes = np.choose(self.ew_class, (1.0, p["elementwise_norm_passes"], p["elementwise_act_passes"],
                                                p["elementwise_rope_passes"]))
@@ -747,7 +749,7 @@ FIT_FIELDS: tuple[str, ...] = (
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv", "gemm_eager",
          "gemm_quant",
-         "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge",
+         "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_latent", "attn_scores", "attn_edge",
          "comm_graphed")
 
 
@@ -823,6 +825,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_par"][i] = decode_parallelism(k.n, k.k)
             cols["attn_seqs"][i] = k.n
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
+            cols["attn_latent"][i] = float(k.latent)
     return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8, ew_class=ewc, comm=comm,
                         tiling=_tiling(cal), **cols)
 
