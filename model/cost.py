@@ -571,8 +571,9 @@ def decode_compute_efficiency(dtype: str, cal: Calibration, latent: bool = False
     """Decode attention's fraction of tensor peak: attn_decode_eff (16-bit); fp8 scales attn_prefill_eff_fp8 by
     the same decode/prefill ratio (so a profile without attn_decode_eff keeps attn_prefill_eff[_fp8]). Absorbed-MLA
     decode (`latent`, Kernel.latent) runs its heads x latent products on tensor cores like a prefill tile:
-    attn_prefill_eff[_fp8]. TensorRT-LLM's fitted attn_decode_eff (~0.025, its CUDA-core GQA path) predicted its MLA
-    generation rows 24-28 % too slow on three GPUs leave-one-GPU-out; this rate, -2 to -4 % on H100 and L40S."""
+    attn_prefill_eff[_fp8]. A TensorRT-LLM fit of attn_decode_eff at 0.025 (its CUDA-core GQA path; leave-one-GPU-out
+    on 40 rows per stratum) biased its MLA generation rows +23 to +32 % (H100, L40S, RTX PRO 6000 held out), up to
+    25x at 128 heads; with this rate -2 to -25 %."""
     if latent:
         return cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff
     if dtype == "fp8":
