@@ -589,9 +589,15 @@ def elementwise_cache_factor(ws_bytes: float, cal: Calibration, op: str = "eleme
     return (1.0 + (gain - 1.0) * s) / gain
 
 
-def decode_compute_efficiency(dtype: str, cal: Calibration) -> float:
+def decode_compute_efficiency(dtype: str, cal: Calibration, latent: bool = False) -> float:
     """Decode attention's fraction of tensor peak: attn_decode_eff (16-bit); fp8 scales attn_prefill_eff_fp8 by
-    the same decode/prefill ratio (so a profile without attn_decode_eff keeps attn_prefill_eff[_fp8])."""
+    the same decode/prefill ratio (so a profile without attn_decode_eff keeps attn_prefill_eff[_fp8]). Absorbed-MLA
+    decode (`latent`, Kernel.latent) runs its heads x latent products on tensor cores like a prefill tile:
+    attn_prefill_eff[_fp8]. A TensorRT-LLM fit of attn_decode_eff at 0.025 (its CUDA-core GQA path; leave-one-GPU-out
+    on 40 rows per stratum) biased its MLA generation rows +23 to +32 % (H100, L40S, RTX PRO 6000 held out), up to
+    25x at 128 heads; with this rate -2 to -25 %."""
+    if latent:
+        return cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff
     if dtype == "fp8":
         return cal.attn_prefill_eff_fp8 * cal.attn_decode_eff / cal.attn_prefill_eff
     return cal.attn_decode_eff
@@ -625,12 +631,12 @@ class AttentionRates:
 
 
 def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: str,
-                    dequant: bool = False) -> AttentionRates:
+                    dequant: bool = False, latent: bool = False) -> AttentionRates:
     peak = hw.peak(dtype)
     return AttentionRates(
         peak=peak,
         prefill_eff=cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff,
-        decode_flops_per_s=peak * decode_compute_efficiency(dtype, cal),
+        decode_flops_per_s=peak * decode_compute_efficiency(dtype, cal, latent),
         vector_flops_per_s=hw.peak("fp32") * cal.vector_eff if dequant else 0.0,
         decode_mem_eff=cal.attn_decode_mem_eff_fp8kv if kv_dtype == "fp8" else cal.attn_decode_mem_eff,
         bw=hw.memory.bandwidth_bytes_per_s,
@@ -704,7 +710,7 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
                                                                   k.m / max(1, k.n), r, cal)
         compute += _vector_seconds(k.dequant_flops, hw, cal)
     elif kind == "attn_decode":
-        r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops))
+        r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops), k.latent)
         compute, memory, floor, overhead = decode_attention_time(
             k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes / max(1.0, k.kv_write_bytes), k.n, k.k, r, cal)
     else:  # elementwise, sampling: vector units
@@ -755,6 +761,8 @@ class CostModel:
         # attention rates of the closed form, computed once (the hot path evaluates attention every step)
         self._rates = attention_rates(hardware, self.calibration, self.ctx.attn_dtype, self.quant.kv_dtype,
                                       dequant=self.quant.kv_dtype in ("int8", "int4"))
+        self._latent_rates = attention_rates(hardware, self.calibration, self.ctx.attn_dtype, self.quant.kv_dtype,
+                                             dequant=self.quant.kv_dtype in ("int8", "int4"), latent=True)
         # an ensemble member's kernel time multipliers (Calibration.time_scale); None = the plain prediction
         self._scales = scale_table(self.calibration.time_scale) if self.calibration.time_scale else None
 
@@ -898,7 +906,8 @@ class CostModel:
         kv_write = tokens * ctx_bytes
         comp, mem, floor, over = decode_attention_time(
             dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes,
-            ctx * ctx_bytes / max(1.0, kv_write), seqs, g.kv_heads, self._rates, self.calibration)
+            ctx * ctx_bytes / max(1.0, kv_write), seqs, g.kv_heads,
+            self._latent_rates if g.latent_decode else self._rates, self.calibration)
         if self._scales is not None:
             comp, mem, floor, over = _scaled(self._scales, "attn_decode", self.ctx.attn_dtype,
                                              (comp, mem, floor, over))

@@ -88,6 +88,11 @@ class AttnGroup:
     scan_flops: float = 0.0  # linear / Mamba: chunked-scan FLOPs per prefill token
     io_bytes: float = 0.0  # linear / Mamba: activation bytes in + out per token
 
+    @property
+    def latent_decode(self) -> bool:
+        """Decode attends in the absorbed MLA latent (dec_qk_dim = kv_lora + rope, not the expanded head)."""
+        return self.dec_qk_dim != self.qk_dim
+
 
 def decode_keys(g: AttnGroup, seqs: float, ctx: float, ctx_win: float) -> float:
     """Entries a decode step of group `g` reads over `seqs` sequences with `ctx` keys in all (`ctx_win` with
@@ -413,23 +418,30 @@ def _dense_mlp(t: int, c: GraphContext, inter: int, layers: int, kernels: list[K
     kernels.append(gemm("mlp_down", t, h, i_gpu, c, layers, bias=m.mlp_bias))
 
 
-def moe_kernels(c: GraphContext, t: int, load: tuple[float, float] | None = None) -> list[Kernel]:
+def moe_kernels(c: GraphContext, t: int, load: tuple[float, float] | None = None,
+                slot_rows: float | None = None) -> list[Kernel]:
     """The MoE block of a uniform MoE model over `t` tokens (count = its MoE layers); see _moe_mlp. `load`:
-    (distinct experts hit, rows routed) on this GPU when a measured routing is known (default: expert_load)."""
+    (distinct experts hit, rows routed) on this GPU when a measured routing is known (default: expert_load);
+    `slot_rows`: see _moe_mlp."""
     assert c.model.moe is not None
     ks: list[Kernel] = []
-    _moe_mlp(t, c, c.model.moe, c.moe_layers, ks, load)
+    _moe_mlp(t, c, c.model.moe, c.moe_layers, ks, load, slot_rows)
     return ks
 
 
 def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kernel],
-             load: tuple[float, float] | None = None) -> None:
+             load: tuple[float, float] | None = None, slot_rows: float | None = None) -> None:
     """The MoE block of `n_moe` layers over `t` tokens: router, the grouped expert GEMMs as the fused-MoE kernels
     run them, shared experts, the EP dispatch/combine all-to-alls.
 
     Each grouped GEMM reads the weights of the experts its tokens hit and computes the rows routed to them
     (expert_load: uniform routing, or Zipf-skewed by GraphContext.moe_skew); its m is the mean rows per expert,
-    which sets the row tile (model.cost.gemm_shape_efficiency), and its FLOPs over 2mnk give the expert count."""
+    which sets the row tile (model.cost.gemm_shape_efficiency), and its FLOPs over 2mnk give the expert count.
+    `slot_rows`: the (token, top-k slot) rows the module's buffers hold when it keeps the slots routed to other EP
+    ranks (default: only the routed rows). vLLM's and SGLang's Triton/Marlin fused_experts mask a remote slot's
+    expert id to -1 (vLLM expert_map; SGLang's rank-local top-k ids) but keep its row: the GEMM blocks of those
+    rows write zeros, and the activation and the top-k sum run over every slot (fused_moe.py intermediate caches
+    of [tokens, top_k, N])."""
     m, tp = c.model, c.parallel.tp
     gated = m.mlp_gated
     h = e.latent_size or m.hidden_size  # latent MoE: the experts work in the latent width
@@ -448,12 +460,17 @@ def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kern
     # top-k outputs back after them (vLLM moe_align_block_size / moe_sum, TensorRT-LLM expandInputRows /
     # finalizeMoeRouting): two memory-bound kernels over the routed rows.
     kernels.append(elementwise("moe_permute", t * h, routed_rows * h, 1, c, n_moe, op="elementwise"))
-    # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only.
+    slots = max(routed_rows, slot_rows or 0.0)
+    # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only; masked slot rows
+    # are written as zeros.
     for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
-        kernels.append(gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active))
+        g = gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active)
+        if slots > routed_rows:
+            g = replace(g, act_write_bytes=slots * n * c.ab)
+        kernels.append(g)
         if name != "moe_down":
-            kernels.append(elementwise("moe_act", routed_rows * up_n, routed_rows * ie, 8, c, n_moe, op="activation"))
-    kernels.append(elementwise("moe_unpermute", routed_rows * h, t * h, 2, c, n_moe, op="elementwise"))
+            kernels.append(elementwise("moe_act", slots * up_n, slots * ie, 8, c, n_moe, op="activation"))
+    kernels.append(elementwise("moe_unpermute", slots * h, t * h, 2, c, n_moe, op="elementwise"))
     if e.num_shared_experts:
         si = e.num_shared_experts * e.shared_intermediate_size // tp
         s_up = 2 * si if gated else si
@@ -637,6 +654,7 @@ def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) ->
                 k=g.kv_heads,  # KV heads on this GPU: with n, the decode kernel's parallel work units
                 kv_dtype=c.quant.kv_dtype,
                 dequant_flops=(2.0 * ctx * g.elems if c.quant.kv_dtype in ("int8", "int4") else 0.0),
+                latent=g.latent_decode,
             )
         )
     return ks

@@ -73,6 +73,10 @@ class Kernel:
     # dispatch cost, does not apply (AIConfigurator's vLLM/SGLang tables time both modes: 5 vs 44 us on A100)
     graphed: bool = False
     kv_dtype: str = ""  # attention only: the KV-cache dtype ("" = the kernel dtype)
+    # decode attention only: absorbed MLA, every query head against the one shared latent (kv_lora + rope) head; the
+    # engines run it on tensor cores as a small GEMM per sequence (FlashMLA, TensorRT-LLM's XQA MLA kernels,
+    # FlashInfer MLA), not as the CUDA-core GQA decode path of large head groups (model.cost.decode_compute_efficiency)
+    latent: bool = False
     # a microbenchmark call timed alone and launched eagerly (no CUDA graph): it cannot finish before the host has
     # dispatched it, so a GEMM takes at least Calibration.gemm_eager_floor_s (AIConfigurator's vLLM fp8_block GEMM
     # rows). Simulated steps never set it: their host time is the step overheads, overlapped with the GPU's work.

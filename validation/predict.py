@@ -356,6 +356,25 @@ def _moe_load(row: KernelMeasurement) -> tuple[float, float] | None:
     return power_law_load(row.tokens, row.num_experts, row.topk, row.ep, float(m.group(1)))
 
 
+def _slot_rows(row: KernelMeasurement, load: tuple[float, float] | None) -> float | None:
+    """The (token, top-k slot) rows the module's buffers keep on the timed EP rank (graph._moe_mlp `slot_rows`),
+    None when it keeps only its routed rows. vLLM's collector passes every token with the global top-k ids and
+    vLLM's expert_map (collector/vllm/collect_moe.py: fused_experts(..., global_num_experts, expert_map)); SGLang's
+    passes the tokens with at least one slot on rank 0, remote slots masked to -1 (collector/helper.py
+    build_rank0_local_workload). Their Triton and Marlin experts keep the masked slots' rows; FlashInfer/CUTLASS
+    (TensorRT-LLM's kernel) and the OpenAI Triton mxfp4 path gather only the local rows."""
+    source = row.variant.split(";")[1].strip() if ";" in row.variant else ""
+    if row.ep <= 1 or row.framework not in ("vllm", "sglang") or not re.search(r"triton|marlin|vllm_fused_moe",
+                                                                               source) or "oaitriton" in source:
+        return None
+    slots = row.tokens * row.topk
+    if row.framework == "vllm":
+        return float(slots)
+    routed = load[1] if load is not None else slots / row.ep
+    hit = 1.0 - (1.0 - min(1.0, routed / slots)) ** row.topk  # chance a token has a slot on rank 0
+    return row.tokens * hit * row.topk
+
+
 def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     """The kernels of the fused-MoE module an AIConfigurator moe row times (MOE_MODULE_KERNELS), built by
     graph.moe_kernels on a one-layer model of the row's shape, dtype, TP x EP shard and routing distribution."""
@@ -373,7 +392,8 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     # Nemotron-3 style experts (TensorRT-LLM moe_torch_flow_nongated): up -> relu^2 -> down, no gate projection
     gated = "nongated" not in row.variant
     c = _moe_ctx(row.hidden, row.n, row.num_experts, row.topk, row.tp, row.ep, raw, gated)
-    ks = tuple(k for k in moe_kernels(c, row.tokens, _moe_load(row)) if k.name in MOE_MODULE_KERNELS)
+    load = _moe_load(row)
+    ks = tuple(k for k in moe_kernels(c, row.tokens, load, _slot_rows(row, load)) if k.name in MOE_MODULE_KERNELS)
     assert all(k.count == 1 for k in ks)
     return ks
 
@@ -606,6 +626,7 @@ class FeatureTable:
     attn_par: np.ndarray  # decode work units: sequences x KV heads
     attn_seqs: np.ndarray  # decode sequences
     attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
+    attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
@@ -650,9 +671,10 @@ class FeatureTable:
             eff_c = np.where(
                 kind == 0, geff * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
                 np.where(kind == 1, aeff * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
-                         np.where(kind == 2, np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"]
-                                                      * p["attn_decode_eff"] / p["attn_prefill_eff"],
-                                                      p["attn_decode_eff"]), p["vector_eff"])))
+                         np.where(kind == 2, np.where(self.attn_latent > 0, aeff,
+                                                      np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"]
+                                                               * p["attn_decode_eff"] / p["attn_prefill_eff"],
+                                                               p["attn_decode_eff"])), p["vector_eff"])))
             par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
             passes = np.choose(self.ew_class, (1.0, p["elementwise_norm_passes"], p["elementwise_act_passes"],
                                                p["elementwise_rope_passes"]))
@@ -728,7 +750,7 @@ FIT_FIELDS: tuple[str, ...] = (
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv", "gemm_eager",
          "gemm_quant",
-         "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge",
+         "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_latent", "attn_scores", "attn_edge",
          "comm_graphed")
 
 
@@ -804,6 +826,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_par"][i] = decode_parallelism(k.n, k.k)
             cols["attn_seqs"][i] = k.n
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
+            cols["attn_latent"][i] = float(k.latent)
     return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8, ew_class=ewc, comm=comm,
                         tiling=_tiling(cal), **cols)
 

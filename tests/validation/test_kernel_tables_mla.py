@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from roofsim.model.cost import gemm_quant_bytes
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.cost import Calibration, gemm_quant_bytes, kernel_cost
 from roofsim.validation.kernel_tables import read_aiconfigurator_table
-from roofsim.validation.predict import row_kernels, why_unpredictable
+from roofsim.validation.predict import features, row_kernels, why_unpredictable
 
 AIC = Path("kernels/aiconfigurator")
 
@@ -71,6 +72,14 @@ def test_generation_and_module_rows(tmp_path: Path) -> None:
     # latent + RoPE key, 512-wide values), the fp8 cache read once per sequence
     assert dec.flops == pytest.approx(2 * 8 * 4096 * 16 * (576 + 512))
     assert dec.kv_read_bytes == pytest.approx(8 * 4096 * 576)
+    # the absorbed decode runs on tensor cores: attn_prefill_eff, not a CUDA-core attn_decode_eff (TRT-LLM's GQA
+    # fit), in the scalar cost and in the vectorised table the fits use
+    assert dec.latent
+    hw = load_hardware("h100-sxm")
+    cal = Calibration(attn_decode_eff=0.025, attn_prefill_eff=0.4, attn_decode_overhead_s=0.0)
+    cost = kernel_cost(dec, hw, cal)
+    assert cost.compute_s == pytest.approx(dec.flops / (hw.peak("bf16") * 0.4))
+    assert features([dec], [hw], cal).seconds(cal)[0] == pytest.approx(cost.seconds, rel=1e-12)
 
     mod = _write(tmp_path, "h100_sxm/mla/vllm/0.24.0/mla_generation_module_perf.parquet",
                  _mla_cols("mla_generation_module", n=2, framework=["vLLM"] * 2, kernel_source=["FLASHMLA"] * 2,

@@ -68,6 +68,24 @@ def test_shard_dtype_and_gating() -> None:
     assert {k.dtype for k in wo} == {"bf16"} and all(k.dequant_flops > 0 for k in wo)  # Marlin W4A16
 
 
+def test_masked_remote_slots_of_triton_experts() -> None:
+    """EP 2 on vLLM's Triton experts: every token's 2 slots stay in the buffers (4 x 2 = 8 rows), 4 routed here;
+    the GEMMs write zeros for the 4 remote rows, the activation and the top-k sum cover all 8. SGLang keeps the
+    tokens with a slot on rank 0: 1 - (1 - 4/8)^2 = 3/4 of them. TensorRT-LLM's CUTLASS keeps only its 4 rows."""
+    def vllm(**kw) -> KernelMeasurement:
+        return replace(_moe(source="vllm_unquantizedfusedmoe_triton_tritonexperts", **kw), framework="vllm")
+    ks = {k.name: k for k in row_kernels(vllm(ep=2))}
+    assert ks["moe_up_gate"].flops == 2 * 4 * 1024 * 1024  # the FLOPs of the 4 routed rows only
+    assert ks["moe_up_gate"].act_write_bytes == 8 * 1024 * 2 and ks["moe_down"].act_write_bytes == 8 * 1024 * 2
+    assert ks["moe_act"].bytes == (8 * 1024 + 8 * 512) * 2
+    assert ks["moe_unpermute"].bytes == (8 + 4) * 1024 * 2
+    sg = {k.name: k for k in row_kernels(replace(vllm(ep=2), framework="sglang"))}
+    assert sg["moe_unpermute"].act_read_bytes == pytest.approx(4 * 0.75 * 2 * 1024 * 2)
+    cutlass = {k.name: k for k in row_kernels(_moe(ep=2))}
+    assert cutlass["moe_unpermute"].bytes == (4 + 4) * 1024 * 2
+    assert {k.name: k.bytes for k in row_kernels(vllm(ep=1))} == {k.name: k.bytes for k in row_kernels(_moe())}
+
+
 def test_power_law_routing_replay() -> None:
     # one GPU holds every expert: all tokens x topk rows, whatever the skew
     assert power_law_load(64, 8, 2, 1, 1.2)[1] == 128
