@@ -61,7 +61,17 @@ class Calibration(BaseModel):
     gemm_eff_int8: float = Field(0.75, gt=0, le=1)
     gemm_tile_m: int = Field(64, gt=0)
     gemm_tile_n: int = Field(128, gt=0)
+    gemm_tile_menu: tuple[tuple[int, int], ...] = Field(((64, 64), (64, 128), (128, 128), (128, 256)), description=(
+        "output tiles (rows x cols) a plain GEMM's library picks from: the one with the least padded, wave-"
+        "quantized work wins, as cuBLAS/CUTLASS heuristics pick per shape (CUTLASS's SM80/SM90 tile configs span "
+        "64x64 to 128x256); () = gemm_tile_m x gemm_tile_n only (grouped GEMMs always use those)"))
     gemm_k_half: float = Field(128.0, ge=0, description="k at which K-loop efficiency is 50%")
+    gemm_tensor_j_per_flop_ghz2: float = Field(2.11e-13, ge=0, description=(
+        "energy of one dense 16-bit tensor FLOP per GHz^2 of clock (voltage rises with clock, so energy per op "
+        "~ f^2): a GPU whose datasheet peak would draw more than its TDP (peak_bf16 x this x f_GHz^2 > tdp_w) runs "
+        "its GEMMs at the power-limited rate, tdp_w / that power of its peak (narrower dtypes: same power at their "
+        "higher peak). Default: the H100 SXM runs its dense bf16 peak at its TDP (700 W / (989.4 TFLOP/s x "
+        "1.83^2), datasheet); 0 = no power limit"))
     gemm_splitk_min_k: int = Field(1024, gt=0, description="minimum K slice when split-K fills idle SMs")
     gemm_gemv_max_m: int = Field(0, ge=0, description=(
         "GEMMs with m at or below this run as a GEMV (no tile padding, no wave quantization: a weight stream); "
@@ -341,6 +351,15 @@ def gemm_quant_bytes(k: Kernel) -> float:
     return k.flops / (2.0 * k.n) * (2.0 + out)  # rows x k elements (a grouped GEMM: every group's rows)
 
 
+def tensor_power_factor(hw: HardwareSpec, cal: Calibration) -> float:
+    """Fraction of its datasheet tensor peaks a GPU sustains under its power limit (gemm_tensor_j_per_flop_ghz2):
+    the L40S (350 W for 362 TFLOP/s at 2.52 GHz) reaches 0.72 of it, the H100 SXM and A100 all; 1 off GPUs."""
+    if not cal.gemm_tensor_j_per_flop_ghz2 or hw.kind != "gpu" or not hw.supports("bf16"):
+        return 1.0
+    ghz = hw.compute.clock_hz / 1e9
+    return min(1.0, hw.power.tdp_w / (hw.peak("bf16") * cal.gemm_tensor_j_per_flop_ghz2 * ghz * ghz))
+
+
 def gemm_overhead(dtype: str, cal: Calibration) -> float:
     """Fixed cost of one GEMM call: quantised-activation recipes pay the quantise kernel(s) that precede the GEMM
     inside the call, per-tensor fp8 (a global amax first) and block-scaled fp8_block / nvfp4 (one fused kernel)
@@ -373,23 +392,30 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
 
-    Tile padding: a [m,n] output is computed in tile_m x tile_n tiles, so m=1 costs a whole tile row of
-    MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when there are fewer
-    tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them. A grouped GEMM of `groups`
-    experts with m rows each pads every expert's rows to its own row tile (the power of two >= m, from
-    gemm_grouped_min_tile_m to gemm_tile_m) and runs the tiles of all experts in one launch.
+    Tile padding: a [m,n] output is computed in tiles of gemm_tile_menu (the best for the shape), so m=1 costs a
+    whole tile row of MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when
+    there are fewer tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them. A grouped
+    GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
+    from gemm_grouped_min_tile_m to gemm_tile_m, by gemm_tile_n) and runs the tiles of all experts in one launch.
     """
-    grouped = groups > 1.0
-    if gemm_is_stream(m, n, k, cal) and not grouped:
+    if gemm_is_stream(m, n, k, cal) and groups <= 1.0:
         return 1.0
     tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
-    if grouped:
+    if groups > 1.0:
         tm = min(tm, max(cal.gemm_grouped_min_tile_m, 1 << max(0, math.ceil(math.log2(max(1, m))))))
+        return _tiled_efficiency(m, n, k, units, tm, tn, groups, cal.gemm_splitk_min_k)
+    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, cal.gemm_splitk_min_k)
+               for a, b in (cal.gemm_tile_menu or ((tm, tn),)))
+
+
+def _tiled_efficiency(m: int, n: int, k: int, units: int, tm: int, tn: int, groups: float, splitk_min_k: int
+                      ) -> float:
+    """Padding x wave utilisation of [m,n] (x groups) in tm x tn tiles, split-K filling idle SMs."""
     mt, nt = math.ceil(m / tm), math.ceil(n / tn)
     pad = (m * n) / (mt * tm * nt * tn)
     tiles = max(1, round(mt * nt * groups))
     if tiles < units:
-        split = max(1, min(k // cal.gemm_splitk_min_k, units // tiles))
+        split = max(1, min(k // splitk_min_k, units // tiles))
         tiles *= split
     return pad * _wave_util(tiles, units)
 
@@ -644,7 +670,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """A GEMM: tile/wave/K-loop compute efficiency, weight-only dequantization on the vector units, its own
     memory efficiency as a weight stream (GEMV / small GEMM), a per-recipe fixed cost; a call timed alone and
     eagerly waits for its host dispatch (floor gemm_eager_floor_s)."""
-    peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
+    peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype)) * tensor_power_factor(hw, cal)
     groups = gemm_groups(k)
     eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups)
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0

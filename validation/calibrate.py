@@ -134,6 +134,7 @@ _FAMILY_FIELDS["gemm_fp8_block"] = (*_FAMILY_FIELDS["gemm_fp8_block"], "gemm_ove
                                     "gemm_eager_floor_s")
 _FAMILY_FIELDS["attn_prefill_fp8"] = _FAMILY_FIELDS["attn_prefill"][1:]
 _FAMILY_FIELDS["gemm_fp4"] = ()
+_FAMILY_FIELDS["gemm_wo"] = ()
 # Fit order: 16-bit GEMMs fix the shared GEMM fields before the fp8/int8 rows fit only their own efficiency
 # (unless no 16-bit rows are present); prefill reuses gemm_mem_eff, decode reuses attn_prefill_eff.
 _STAGES = ("gemm", "gemm_fp8", "gemm_fp8_block", "gemm_int8", "attn_prefill", "attn_prefill_fp8", "attn_decode",
@@ -203,6 +204,10 @@ def prepare(rows: Sequence[KernelMeasurement], base: Calibration, hardware: str 
     # the 16-bit fit on the fp4 peak, not fitted ("gemm_fp4" is in no fit stage)
     fam[np.array([k.kind == "gemm" and k.dtype == "fp4" for k in pred.kernels], dtype=bool) & (ft.kind == 0)] = \
         "gemm_fp4"
+    # weight-only GEMMs (W8A16/W4A16: low-bit weights dequantised inside the GEMM) are predicted from the 16-bit
+    # fit, not fitted: their dequantisation (a different kernel per engine, 1.3-4x slower than the bf16 GEMM)
+    # would drag the 16-bit efficiencies of every shape ("gemm_wo" is in no fit stage)
+    fam[(ft.kind == 0) & (ft.dequant > 0)] = "gemm_wo"
     _, groups = np.unique(np.array([shape_family(r) for r in pred.rows], dtype=object), return_inverse=True)
     wk_labels = np.array([f"{f}|{dtype_label(r)}|{r.framework}" for f, r in zip(fam, pred.rows, strict=True)],
                          dtype=object)

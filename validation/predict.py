@@ -35,6 +35,7 @@ from roofsim.model.cost import (
     gemm_shape_efficiency,
     kernel_cost,
     prefill_score_terms,
+    tensor_power_factor,
 )
 from roofsim.model.graph import (
     GraphContext,
@@ -610,7 +611,7 @@ class FeatureTable:
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
-    tiling: tuple[int, int, int, int, int, int]
+    tiling: tuple  # _tiling(cal)
     # module rows (kind 8, e.g. a fused-MoE row): their time is the sum of `parts` rows whose `owner` is the row
     parts: FeatureTable | None = None
     owner: np.ndarray | None = None
@@ -702,10 +703,10 @@ class FeatureTable:
         return out
 
 
-def _tiling(cal: Calibration) -> tuple[int, int, int, int, int, int]:
-    """The integer GEMM fields frozen into FeatureTable.gemm_shape_eff."""
+def _tiling(cal: Calibration) -> tuple:
+    """The GEMM fields frozen into the FeatureTable: integer tiling (gemm_shape_eff), power limit (peak)."""
     return (cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k, cal.gemm_gemv_max_m, cal.gemm_small_max_mnk,
-            cal.gemm_grouped_min_tile_m)
+            cal.gemm_grouped_min_tile_m, cal.gemm_tile_menu, cal.gemm_tensor_j_per_flop_ghz2)
 
 
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
@@ -789,6 +790,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             groups = gemm_groups(k)  # a grouped (MoE) GEMM pads each expert's rows to its own tile
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups)
             cols["gemm_k"][i] = k.k
+            cols["peak"][i] *= tensor_power_factor(hw, cal)
             cols["gemm_gemv"][i] = float(gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0)
             cols["gemm_eager"][i] = float(k.timed_eager)
             cols["gemm_quant"][i] = gemm_quant_bytes(k)

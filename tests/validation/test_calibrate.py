@@ -248,7 +248,7 @@ def test_opt_in_fields_are_fitted_only_when_asked_and_recovered_on_synthetic_cpu
     from roofsim.validation.calibrate import OPT_IN_FIELDS, fitted_fields
 
     hw = load_hardware("cpu-generic")
-    truth = Calibration(gemm_gemv_max_m=1, gemm_tile_m=1, gemm_eff=0.9, gemm_mem_eff=0.2, gemm_gemv_mem_eff=0.6,
+    truth = Calibration(gemm_gemv_max_m=1, gemm_tile_m=1, gemm_tile_menu=(), gemm_eff=0.9, gemm_mem_eff=0.2, gemm_gemv_mem_eff=0.6,
                         gemm_overlap_loss=0.8, elementwise_mem_eff=0.5, kernel_overhead_s=2e-6,
                         elementwise_norm_passes=4.7, elementwise_act_passes=3.2, elementwise_cache_gain=2.5,
                         elementwise_cache_bytes=8e6, elementwise_norm_cache_gain=1.3, elementwise_act_cache_gain=1.8)
