@@ -93,6 +93,11 @@ class Calibration(BaseModel):
         "fraction of the shorter of compute and memory time not hidden under the longer one (GEMM only): "
         "t = max(c, m) + loss * min(c, m); 0 = ideal roofline"))
     gemm_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one GEMM")
+    gemm_overhead_clock_exp: float = Field(1.0, ge=0, description=(
+        "a GPU's gemm_overhead_s (given at COMM_REF_CLOCK_HZ) scales as (COMM_REF_CLOCK_HZ / clock) to this power: "
+        "the GEMM kernel's prologue, pipeline fill and epilogue run in SM cycles (AIConfigurator's smallest bf16 "
+        "GEMMs: 2.6-2.8 us on A100 and H100, 1.8-2.2 us on L40S and RTX PRO 6000 at 2.5 GHz); the fp8 / block-"
+        "scaled recipes' fixed costs, mostly their quantise kernels' launches, are not scaled; 0 = no scaling"))
     gemm_overhead_s_fp8: float = Field(2.5e-6, ge=0, description=(
         "fixed cost of one per-tensor fp8 GEMM call, including the activation quantisation that precedes it "
         "(default: gemm_overhead_s). TensorRT-LLM's dynamic per-tensor recipe reduces the activation's amax before "
@@ -358,6 +363,18 @@ def tensor_power_factor(hw: HardwareSpec, cal: Calibration) -> float:
         return 1.0
     ghz = hw.compute.clock_hz / 1e9
     return min(1.0, hw.power.tdp_w / (hw.peak("bf16") * cal.gemm_tensor_j_per_flop_ghz2 * ghz * ghz))
+
+
+# GEMM recipes whose fixed cost is their own knob (gemm_overhead_s_fp8 / _fp8_block), not gemm_overhead_s
+QUANT_RECIPES: frozenset[str] = frozenset({"fp8", "fp8_block", "fp4"})
+
+
+def gemm_clock_factor(dtype: str, hw: HardwareSpec, cal: Calibration) -> float:
+    """Multiplier of gemm_overhead(dtype) on `hw`: (COMM_REF_CLOCK_HZ / clock) ** gemm_overhead_clock_exp for
+    the plain GEMM's gemm_overhead_s on a GPU, 1 for the quantised recipes' fixed costs."""
+    if not cal.gemm_overhead_clock_exp or hw.kind != "gpu" or dtype in QUANT_RECIPES:
+        return 1.0
+    return (COMM_REF_CLOCK_HZ / hw.compute.clock_hz) ** cal.gemm_overhead_clock_exp
 
 
 def gemm_overhead(dtype: str, cal: Calibration) -> float:
@@ -678,7 +695,8 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
     floor = cal.gemm_eager_floor_s if k.timed_eager else 0.0
     quant = gemm_quant_bytes(k) / (hw.memory.bandwidth_bytes_per_s * cal.gemm_mem_eff)
-    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), floor, gemm_overhead(k.dtype, cal) + quant
+    return (compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), floor,
+            gemm_overhead(k.dtype, cal) * gemm_clock_factor(k.dtype, hw, cal) + quant)
 
 
 def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:

@@ -98,7 +98,7 @@ OPT_IN_FIELDS: tuple[str, ...] = ("elementwise_cache_gain", "elementwise_cache_b
 # fit that held it at the base value.
 TIED_WHEN_FROZEN: frozenset[str] = frozenset({"gemm_eff_fp8_block", "gemm_eff_int8", "attn_decode_mem_eff_fp8kv"})
 FROZEN_GPU_FIELDS: tuple[str, ...] = (
-    "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_overhead_s",
+    "gemm_eff_int8", "gemm_k_half", "gemm_overhead_s", "gemm_overlap_loss",
     "attn_prefill_s_half", "attn_prefill_tile", "attn_softmax_flops",
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_par_half",
     "comm_floor_s", "nccl_latency_s",

@@ -29,6 +29,7 @@ from roofsim.model.cost import (
     comm_terms,
     comm_time,
     decode_parallelism,
+    gemm_clock_factor,
     gemm_groups,
     gemm_is_stream,
     gemm_quant_bytes,
@@ -596,6 +597,7 @@ class FeatureTable:
     dequant: np.ndarray
     gemm_shape_eff: np.ndarray  # pad * wave (GEMM), 0 otherwise
     gemm_k: np.ndarray
+    gemm_clock: np.ndarray  # model.cost.gemm_clock_factor: the GPU's fixed GEMM costs against the reference's
     gemm_gemv: np.ndarray  # 1 when the GEMM runs unpacked (model.cost.gemm_is_stream): gemm_gemv_mem_eff
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
     gemm_eager: np.ndarray  # 1 when the GEMM was timed alone without a CUDA graph (Kernel.timed_eager)
@@ -685,7 +687,7 @@ class FeatureTable:
                                                                    p["gemm_overhead_s_fp8_block"],
                                                                    p["gemm_overhead_s"],
                                                                    p["gemm_overhead_s_fp8_block"]))
-                            + np.divide(self.gemm_quant, self.bw * p["gemm_mem_eff"],
+                            * self.gemm_clock + np.divide(self.gemm_quant, self.bw * p["gemm_mem_eff"],
                                         out=np.zeros(len(kind)), where=self.gemm_quant > 0), overhead)
         floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs,
                          np.where((kind == 0) & (self.gemm_eager > 0), p["gemm_eager_floor_s"], 0.0))
@@ -706,7 +708,8 @@ class FeatureTable:
 def _tiling(cal: Calibration) -> tuple:
     """The GEMM fields frozen into the FeatureTable: integer tiling (gemm_shape_eff), power limit (peak)."""
     return (cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k, cal.gemm_gemv_max_m, cal.gemm_small_max_mnk,
-            cal.gemm_grouped_min_tile_m, cal.gemm_tile_menu, cal.gemm_tensor_j_per_flop_ghz2)
+            cal.gemm_grouped_min_tile_m, cal.gemm_tile_menu, cal.gemm_tensor_j_per_flop_ghz2,
+            cal.gemm_overhead_clock_exp)
 
 
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
@@ -726,7 +729,8 @@ FIT_FIELDS: tuple[str, ...] = (
     "nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s",
 )
 
-_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv", "gemm_eager",
+_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_clock", "gemm_gemv",
+         "gemm_eager",
          "gemm_quant",
          "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_scores", "attn_edge",
          "comm_graphed")
@@ -791,6 +795,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups)
             cols["gemm_k"][i] = k.k
             cols["peak"][i] *= tensor_power_factor(hw, cal)
+            cols["gemm_clock"][i] = gemm_clock_factor(k.dtype, hw, cal)
             cols["gemm_gemv"][i] = float(gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0)
             cols["gemm_eager"][i] = float(k.timed_eager)
             cols["gemm_quant"][i] = gemm_quant_bytes(k)
