@@ -275,3 +275,26 @@ def test_opt_in_fields_are_fitted_only_when_asked_and_recovered_on_synthetic_cpu
               "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain",
               "elementwise_act_cache_gain"):
         assert getattr(cal, f) == pytest.approx(getattr(truth, f), rel=0.05), f
+
+
+def test_weight_only_gemm_rows_are_predicted_but_not_fitted() -> None:
+    """W4A16 rows (engine dequantising kernels, slower than the model's) must not drag the 16-bit knobs: they form
+    family gemm_wo, which no fit stage moves; a table of only such rows fits no GEMM knob."""
+    from dataclasses import replace
+
+    from roofsim.hardware_specs.catalog import load_hardware
+
+    hw = load_hardware("a100-sxm-80gb")
+    truth = Calibration(gemm_eff=0.6)
+    rows = []
+    for m in (16, 256, 4096):
+        for var, dt, slow in (("x; gemm_dtype=bfloat16; v", "bf16", 1.0), ("x; gemm_dtype=int4_wo; v", "int4", 3.0)):
+            r = KernelMeasurement("aiconfigurator", hw.id, "trtllm", "gemm", dt, var, 1.0, m=m, n=4096, k=4096)
+            rows.append(replace(r, measured_s=slow * kernel_cost(row_kernel(r), hw, truth).seconds))
+    data, problems = prepare(rows, Calibration())
+    assert problems == ()
+    assert sorted(set(data.family.tolist())) == ["gemm", "gemm_wo"]
+    cal = fit_calibration(data, Calibration(), fields=("gemm_eff",))
+    assert cal.gemm_eff == pytest.approx(0.6, rel=1e-3)  # the 3x slower int4_wo rows do not pull it down
+    wo = [r for r in rows if r.dtype == "int4"]
+    assert "gemm_eff" not in fitted_fields(prepare(wo, Calibration())[0])
