@@ -405,7 +405,8 @@ def gemm_is_stream(m: int, n: int, k: int, cal: Calibration) -> bool:
     return m <= cal.gemm_gemv_max_m or m * n * k <= cal.gemm_small_max_mnk
 
 
-def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0) -> float:
+def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0,
+                          weight_only: bool = False) -> float:
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
 
@@ -414,6 +415,8 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
     there are fewer tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them. A grouped
     GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
     from gemm_grouped_min_tile_m to gemm_tile_m, by gemm_tile_n) and runs the tiles of all experts in one launch.
+    A `weight_only` GEMM (low-bit weights dequantised in the kernel: TensorRT-LLM's fpA_intB, Marlin) is not a
+    cuBLAS call and keeps gemm_tile_m x gemm_tile_n (the menu cost its LOGO error 19 points on int4_wo).
     """
     if gemm_is_stream(m, n, k, cal) and groups <= 1.0:
         return 1.0
@@ -421,8 +424,8 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
     if groups > 1.0:
         tm = min(tm, max(cal.gemm_grouped_min_tile_m, 1 << max(0, math.ceil(math.log2(max(1, m))))))
         return _tiled_efficiency(m, n, k, units, tm, tn, groups, cal.gemm_splitk_min_k)
-    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, cal.gemm_splitk_min_k)
-               for a, b in (cal.gemm_tile_menu or ((tm, tn),)))
+    menu = () if weight_only else cal.gemm_tile_menu
+    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, cal.gemm_splitk_min_k) for a, b in (menu or ((tm, tn),)))
 
 
 def _tiled_efficiency(m: int, n: int, k: int, units: int, tm: int, tn: int, groups: float, splitk_min_k: int
@@ -447,10 +450,10 @@ def gemm_groups(k: Kernel) -> float:
 
 
 def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
-                            groups: float = 1.0) -> float:
+                            groups: float = 1.0, weight_only: bool = False) -> float:
     """Fraction of peak a GEMM reaches: eff_max(dtype) x tile padding x wave quantization x K-loop ramp."""
     kramp = k / (k + cal.gemm_k_half)
-    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal, groups) * kramp
+    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only) * kramp
 
 
 # NCCL's tuning model (NVIDIA/nccl src/graph/tuning.cc @ 5067397, ncclTopoTuneModel): per protocol (LL, LL128,
@@ -689,7 +692,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     eagerly waits for its host dispatch (floor gemm_eager_floor_s)."""
     peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype)) * tensor_power_factor(hw, cal)
     groups = gemm_groups(k)
-    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups)
+    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
     eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)

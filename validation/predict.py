@@ -792,7 +792,8 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             ewc[i] = _EW_CLASS.get(k.op, 0)
         if k.kind == "gemm":
             groups = gemm_groups(k)  # a grouped (MoE) GEMM pads each expert's rows to its own tile
-            cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups)
+            cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups,
+                                                              bool(k.dequant_flops))
             cols["gemm_k"][i] = k.k
             cols["peak"][i] *= tensor_power_factor(hw, cal)
             cols["gemm_clock"][i] = gemm_clock_factor(k.dtype, hw, cal)

@@ -514,6 +514,9 @@ def test_tile_menu_takes_the_least_padded_tile_per_shape() -> None:
     assert gemm_shape_efficiency(16384, 64, 2560, 188, one) == pytest.approx(0.5 * 256 / 376)
     # m = 1, n = 128, k = 6144: 64x64 -> 2 tiles, split-K 6 ways (6144 // 1024) = 12 of 188 SMs, 1/64 of each tile
     assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION) == pytest.approx(1 / 64 * 12 / 188)
+    # weight-only GEMMs (not cuBLAS calls) keep the single tile
+    assert gemm_shape_efficiency(16384, 64, 2560, 188, DEFAULT_CALIBRATION, weight_only=True) == \
+        pytest.approx(0.5 * 256 / 376)
     # grouped GEMMs keep gemm_tile_m x gemm_tile_n whatever the menu
     assert gemm_shape_efficiency(8, 512, 7168, 132, DEFAULT_CALIBRATION, groups=4) == \
         gemm_shape_efficiency(8, 512, 7168, 132, one, groups=4)
