@@ -93,6 +93,9 @@ class Calibration(BaseModel):
         "fraction of the shorter of compute and memory time not hidden under the longer one (GEMM only): "
         "t = max(c, m) + loss * min(c, m); 0 = ideal roofline"))
     gemm_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one GEMM")
+    gemm_l2_bytes_per_clk: float = Field(8.0, ge=0, description=(
+        "bytes per SM per clock a GEMM whose operands are all resident in L2 reads (Kernel.l2_warm: microbenchmark "
+        "rows only); its memory time is the shorter of the HBM and the L2 time; 0 = no L2 term"))
     gemm_overhead_clock_exp: float = Field(1.0, ge=0, description=(
         "a GPU's gemm_overhead_s (given at COMM_REF_CLOCK_HZ) scales as (COMM_REF_CLOCK_HZ / clock) to this power: "
         "the GEMM kernel's prologue, pipeline fill and epilogue run in SM cycles (AIConfigurator's smallest bf16 "
@@ -698,7 +701,10 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
     floor = cal.gemm_eager_floor_s if k.timed_eager else 0.0
     quant = gemm_quant_bytes(k) / (hw.memory.bandwidth_bytes_per_s * cal.gemm_mem_eff)
-    return (compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), floor,
+    memory = k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m)
+    if k.l2_warm and cal.gemm_l2_bytes_per_clk:  # a benchmark replaying the call with its operands in L2
+        memory = min(memory, k.bytes / (hw.compute.num_units * hw.compute.clock_hz * cal.gemm_l2_bytes_per_clk))
+    return (compute, memory, floor,
             gemm_overhead(k.dtype, cal) * gemm_clock_factor(k.dtype, hw, cal) + quant)
 
 

@@ -40,6 +40,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "gemm_eff_int8": (0.05, 1.0, 0.7),
     "gemm_k_half": (0.0, 8192.0, 128.0),
     "gemm_mem_eff": (0.05, 1.0, 0.8),
+    "gemm_l2_bytes_per_clk": (0.5, 256.0, 8.0),
     "gemm_gemv_mem_eff": (0.05, 1.0, 0.8),
     "gemm_overlap_loss": (0.0, 1.0, 0.3),
     "gemm_overhead_s": (0.0, 1e-4, 3e-6),
@@ -109,7 +110,7 @@ ROBUST_SCALE = 0.1
 
 # Which fields each family constrains (per-dtype efficiencies only when rows of that dtype are present).
 _FAMILY_FIELDS = {
-    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
+    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_l2_bytes_per_clk", "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
                      "attn_prefill_tile", "attn_softmax_flops"),
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
@@ -246,6 +247,8 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
     if not np.any(gemm_rows & (ft.gemm_dtype == 2) & (ft.gemm_eager == 0)):
         # only eager fp8_block rows (vLLM): the fixed cost hides under the host floor; it follows gemm_overhead_s_fp8
         wanted.discard("gemm_overhead_s_fp8_block")
+    if not np.any(gemm_rows & (ft.gemm_l2 > 0)):
+        wanted.discard("gemm_l2_bytes_per_clk")  # no L2-warm benchmark rows (Kernel.l2_warm)
     if not np.any((ft.kind == 0) & (ft.gemm_gemv > 0)):
         wanted.discard("gemm_gemv_mem_eff")  # no GEMV rows (gemm_gemv_max_m = 0 on GPUs): it follows gemm_mem_eff
     comm = (ft.kind == 4) | (ft.kind == 5)

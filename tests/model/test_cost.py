@@ -547,3 +547,20 @@ def test_power_limit_and_clock_scaled_fixed_cost_from_the_datasheet() -> None:
     tiny = gemm("g", 1, 64, 64, ctx, count=1)
     assert kernel_cost(tiny, l40s, cal).seconds - kernel_cost(tiny, l40s, cal.model_copy(
         update={"gemm_overhead_s": 0.0})).seconds == pytest.approx(2.5e-6 * 1.83 / 2.52)
+
+
+def test_l2_warm_benchmark_gemm_reads_at_l2_bandwidth() -> None:
+    """A microbenchmark GEMM replayed with its operands in L2 (Kernel.l2_warm) reads at SMs x clock x
+    gemm_l2_bytes_per_clk when that beats HBM; a serving GEMM (l2_warm False) never does."""
+    from dataclasses import replace
+
+    from roofsim.model.cost import gemm_time
+
+    rtx = load_hardware("rtx-pro-6000")
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    g = gemm("g", 16384, 64, 2560, ctx, count=1)  # an 84 MB activation: fits the 128 MB L2
+    cold = gemm_time(g, rtx, DEFAULT_CALIBRATION)[1]
+    assert cold == pytest.approx(g.bytes / (1.597e12 * 0.8))
+    warm = gemm_time(replace(g, l2_warm=True), rtx, DEFAULT_CALIBRATION)[1]
+    assert warm == pytest.approx(g.bytes / (188 * 2.493e9 * 8.0))  # 3.75 TB/s against 1.28
+    assert gemm_time(replace(g, l2_warm=True), rtx, Calibration(gemm_l2_bytes_per_clk=0.0))[1] == cold
