@@ -93,9 +93,9 @@ class Calibration(BaseModel):
         "fraction of the shorter of compute and memory time not hidden under the longer one (GEMM only): "
         "t = max(c, m) + loss * min(c, m); 0 = ideal roofline"))
     gemm_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one GEMM")
-    gemm_l2_bytes_per_clk: float = Field(8.0, ge=0, description=(
-        "bytes per SM per clock a GEMM whose operands are all resident in L2 reads (Kernel.l2_warm: microbenchmark "
-        "rows only); its memory time is the shorter of the HBM and the L2 time; 0 = no L2 term"))
+    # a benchmark GEMM with all its operands resident in L2 (Kernel.l2_warm) reads at the faster of HBM and
+    # SMs x clock x this (fitted 5.5-8 per GPU on AIConfigurator's TRT-LLM rows); 0 = no L2 term
+    gemm_l2_bytes_per_clk: float = Field(8.0, ge=0, description="L2 read bytes per SM per clock")
     gemm_overhead_clock_exp: float = Field(1.0, ge=0, description=(
         "a GPU's gemm_overhead_s (given at COMM_REF_CLOCK_HZ) scales as (COMM_REF_CLOCK_HZ / clock) to this power: "
         "the GEMM kernel's prologue, pipeline fill and epilogue run in SM cycles (AIConfigurator's smallest bf16 "
