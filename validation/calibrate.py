@@ -110,7 +110,8 @@ ROBUST_SCALE = 0.1
 
 # Which fields each family constrains (per-dtype efficiencies only when rows of that dtype are present).
 _FAMILY_FIELDS = {
-    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_l2_bytes_per_clk", "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
+    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_l2_bytes_per_clk", "gemm_gemv_mem_eff",
+             "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
                      "attn_prefill_tile", "attn_softmax_flops"),
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
