@@ -61,7 +61,17 @@ class Calibration(BaseModel):
     gemm_eff_int8: float = Field(0.75, gt=0, le=1)
     gemm_tile_m: int = Field(64, gt=0)
     gemm_tile_n: int = Field(128, gt=0)
+    gemm_tile_menu: tuple[tuple[int, int], ...] = Field(((64, 64), (64, 128), (128, 128), (128, 256)), description=(
+        "output tiles (rows x cols) a plain GEMM's library picks from: the one with the least padded, wave-"
+        "quantized work wins, as cuBLAS/CUTLASS heuristics pick per shape (CUTLASS's SM80/SM90 tile configs span "
+        "64x64 to 128x256); () = gemm_tile_m x gemm_tile_n only (grouped GEMMs always use those)"))
     gemm_k_half: float = Field(128.0, ge=0, description="k at which K-loop efficiency is 50%")
+    gemm_tensor_j_per_flop_ghz2: float = Field(2.11e-13, ge=0, description=(
+        "energy of one dense 16-bit tensor FLOP per GHz^2 of clock (voltage rises with clock, so energy per op "
+        "~ f^2): a GPU whose datasheet peak would draw more than its TDP (peak_bf16 x this x f_GHz^2 > tdp_w) runs "
+        "its GEMMs at the power-limited rate, tdp_w / that power of its peak (narrower dtypes: same power at their "
+        "higher peak). Default: the H100 SXM runs its dense bf16 peak at its TDP (700 W / (989.4 TFLOP/s x "
+        "1.83^2), datasheet); 0 = no power limit"))
     gemm_splitk_min_k: int = Field(1024, gt=0, description="minimum K slice when split-K fills idle SMs")
     gemm_gemv_max_m: int = Field(0, ge=0, description=(
         "GEMMs with m at or below this run as a GEMV (no tile padding, no wave quantization: a weight stream); "
@@ -83,6 +93,14 @@ class Calibration(BaseModel):
         "fraction of the shorter of compute and memory time not hidden under the longer one (GEMM only): "
         "t = max(c, m) + loss * min(c, m); 0 = ideal roofline"))
     gemm_overhead_s: float = Field(2.5e-6, ge=0, description="launch + tail of one GEMM")
+    # a benchmark GEMM with all its operands resident in L2 (Kernel.l2_warm) reads at the faster of HBM and
+    # SMs x clock x this (fitted 5.5-8 per GPU on AIConfigurator's TRT-LLM rows); 0 = no L2 term
+    gemm_l2_bytes_per_clk: float = Field(8.0, ge=0, description="L2 read bytes per SM per clock")
+    gemm_overhead_clock_exp: float = Field(1.0, ge=0, description=(
+        "a GPU's gemm_overhead_s (given at COMM_REF_CLOCK_HZ) scales as (COMM_REF_CLOCK_HZ / clock) to this power: "
+        "the GEMM kernel's prologue, pipeline fill and epilogue run in SM cycles (AIConfigurator's smallest bf16 "
+        "GEMMs: 2.6-2.8 us on A100 and H100, 1.8-2.2 us on L40S and RTX PRO 6000 at 2.5 GHz); the fp8 / block-"
+        "scaled recipes' fixed costs, mostly their quantise kernels' launches, are not scaled; 0 = no scaling"))
     gemm_overhead_s_fp8: float = Field(2.5e-6, ge=0, description=(
         "fixed cost of one per-tensor fp8 GEMM call, including the activation quantisation that precedes it "
         "(default: gemm_overhead_s). TensorRT-LLM's dynamic per-tensor recipe reduces the activation's amax before "
@@ -344,6 +362,27 @@ def gemm_quant_bytes(k: Kernel) -> float:
     return k.flops / (2.0 * k.n) * (2.0 + out)  # rows x k elements (a grouped GEMM: every group's rows)
 
 
+def tensor_power_factor(hw: HardwareSpec, cal: Calibration) -> float:
+    """Fraction of its datasheet tensor peaks a GPU sustains under its power limit (gemm_tensor_j_per_flop_ghz2):
+    the L40S (350 W for 362 TFLOP/s at 2.52 GHz) reaches 0.72 of it, the H100 SXM and A100 all; 1 off GPUs."""
+    if not cal.gemm_tensor_j_per_flop_ghz2 or hw.kind != "gpu" or not hw.supports("bf16"):
+        return 1.0
+    ghz = hw.compute.clock_hz / 1e9
+    return min(1.0, hw.power.tdp_w / (hw.peak("bf16") * cal.gemm_tensor_j_per_flop_ghz2 * ghz * ghz))
+
+
+# GEMM recipes whose fixed cost is their own knob (gemm_overhead_s_fp8 / _fp8_block), not gemm_overhead_s
+QUANT_RECIPES: frozenset[str] = frozenset({"fp8", "fp8_block", "fp4"})
+
+
+def gemm_clock_factor(dtype: str, hw: HardwareSpec, cal: Calibration) -> float:
+    """Multiplier of gemm_overhead(dtype) on `hw`: (COMM_REF_CLOCK_HZ / clock) ** gemm_overhead_clock_exp for
+    the plain GEMM's gemm_overhead_s on a GPU, 1 for the quantised recipes' fixed costs."""
+    if not cal.gemm_overhead_clock_exp or hw.kind != "gpu" or dtype in QUANT_RECIPES:
+        return 1.0
+    return (COMM_REF_CLOCK_HZ / hw.compute.clock_hz) ** cal.gemm_overhead_clock_exp
+
+
 def gemm_overhead(dtype: str, cal: Calibration) -> float:
     """Fixed cost of one GEMM call: quantised-activation recipes pay the quantise kernel(s) that precede the GEMM
     inside the call, per-tensor fp8 (a global amax first) and block-scaled fp8_block / nvfp4 (one fused kernel)
@@ -372,27 +411,37 @@ def gemm_is_stream(m: int, n: int, k: int, cal: Calibration) -> bool:
     return m <= cal.gemm_gemv_max_m or m * n * k <= cal.gemm_small_max_mnk
 
 
-def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0) -> float:
+def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0,
+                          weight_only: bool = False) -> float:
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
 
-    Tile padding: a [m,n] output is computed in tile_m x tile_n tiles, so m=1 costs a whole tile row of
-    MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when there are fewer
-    tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them. A grouped GEMM of `groups`
-    experts with m rows each pads every expert's rows to its own row tile (the power of two >= m, from
-    gemm_grouped_min_tile_m to gemm_tile_m) and runs the tiles of all experts in one launch.
+    Tile padding: a [m,n] output is computed in tiles of gemm_tile_menu (the best for the shape), so m=1 costs a
+    whole tile row of MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when
+    there are fewer tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them. A grouped
+    GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
+    from gemm_grouped_min_tile_m to gemm_tile_m, by gemm_tile_n) and runs the tiles of all experts in one launch.
+    A `weight_only` GEMM (low-bit weights dequantised in the kernel: TensorRT-LLM's fpA_intB, Marlin) is not a
+    cuBLAS call and keeps gemm_tile_m x gemm_tile_n (the menu cost its LOGO error 19 points on int4_wo).
     """
-    grouped = groups > 1.0
-    if gemm_is_stream(m, n, k, cal) and not grouped:
+    if gemm_is_stream(m, n, k, cal) and groups <= 1.0:
         return 1.0
     tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
-    if grouped:
+    if groups > 1.0:
         tm = min(tm, max(cal.gemm_grouped_min_tile_m, 1 << max(0, math.ceil(math.log2(max(1, m))))))
+        return _tiled_efficiency(m, n, k, units, tm, tn, groups, cal.gemm_splitk_min_k)
+    menu = () if weight_only else cal.gemm_tile_menu
+    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, cal.gemm_splitk_min_k) for a, b in (menu or ((tm, tn),)))
+
+
+def _tiled_efficiency(m: int, n: int, k: int, units: int, tm: int, tn: int, groups: float, splitk_min_k: int
+                      ) -> float:
+    """Padding x wave utilisation of [m,n] (x groups) in tm x tn tiles, split-K filling idle SMs."""
     mt, nt = math.ceil(m / tm), math.ceil(n / tn)
     pad = (m * n) / (mt * tm * nt * tn)
     tiles = max(1, round(mt * nt * groups))
     if tiles < units:
-        split = max(1, min(k // cal.gemm_splitk_min_k, units // tiles))
+        split = max(1, min(k // splitk_min_k, units // tiles))
         tiles *= split
     return pad * _wave_util(tiles, units)
 
@@ -407,10 +456,10 @@ def gemm_groups(k: Kernel) -> float:
 
 
 def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
-                            groups: float = 1.0) -> float:
+                            groups: float = 1.0, weight_only: bool = False) -> float:
     """Fraction of peak a GEMM reaches: eff_max(dtype) x tile padding x wave quantization x K-loop ramp."""
     kramp = k / (k + cal.gemm_k_half)
-    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal, groups) * kramp
+    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only) * kramp
 
 
 # NCCL's tuning model (NVIDIA/nccl src/graph/tuning.cc @ 5067397, ncclTopoTuneModel): per protocol (LL, LL128,
@@ -672,15 +721,19 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """A GEMM: tile/wave/K-loop compute efficiency, weight-only dequantization on the vector units, its own
     memory efficiency as a weight stream (GEMV / small GEMM), a per-recipe fixed cost; a call timed alone and
     eagerly waits for its host dispatch (floor gemm_eager_floor_s)."""
-    peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
+    peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype)) * tensor_power_factor(hw, cal)
     groups = gemm_groups(k)
-    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups)
+    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
     eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
     floor = cal.gemm_eager_floor_s if k.timed_eager else 0.0
     quant = gemm_quant_bytes(k) / (hw.memory.bandwidth_bytes_per_s * cal.gemm_mem_eff)
-    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), floor, gemm_overhead(k.dtype, cal) + quant
+    memory = k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m)
+    if k.l2_warm and cal.gemm_l2_bytes_per_clk:  # a benchmark replaying the call with its operands in L2
+        memory = min(memory, k.bytes / (hw.compute.num_units * hw.compute.clock_hz * cal.gemm_l2_bytes_per_clk))
+    return (compute, memory, floor,
+            gemm_overhead(k.dtype, cal) * gemm_clock_factor(k.dtype, hw, cal) + quant)
 
 
 def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:

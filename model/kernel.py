@@ -81,6 +81,10 @@ class Kernel:
     # dispatched it, so a GEMM takes at least Calibration.gemm_eager_floor_s (AIConfigurator's vLLM fp8_block GEMM
     # rows). Simulated steps never set it: their host time is the step overheads, overlapped with the GPU's work.
     timed_eager: bool = False
+    # a microbenchmark call replayed with all its operands resident in L2 (AIConfigurator's TRT-LLM GEMM collector
+    # rotates min(5, ceil(L2 / weight bytes)) weight copies against one input): it reads at L2 bandwidth
+    # (Calibration.gemm_l2_bytes_per_clk). Simulated steps never set it: each layer streams its own weights.
+    l2_warm: bool = False
 
     def __post_init__(self) -> None:
         if self.op not in OP_KIND:

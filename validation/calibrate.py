@@ -40,6 +40,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "gemm_eff_int8": (0.05, 1.0, 0.7),
     "gemm_k_half": (0.0, 8192.0, 128.0),
     "gemm_mem_eff": (0.05, 1.0, 0.8),
+    "gemm_l2_bytes_per_clk": (0.5, 256.0, 8.0),
     "gemm_gemv_mem_eff": (0.05, 1.0, 0.8),
     "gemm_overlap_loss": (0.0, 1.0, 0.3),
     "gemm_overhead_s": (0.0, 1e-4, 3e-6),
@@ -98,7 +99,7 @@ OPT_IN_FIELDS: tuple[str, ...] = ("elementwise_cache_gain", "elementwise_cache_b
 # fit that held it at the base value.
 TIED_WHEN_FROZEN: frozenset[str] = frozenset({"gemm_eff_fp8_block", "gemm_eff_int8", "attn_decode_mem_eff_fp8kv"})
 FROZEN_GPU_FIELDS: tuple[str, ...] = (
-    "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_overhead_s",
+    "gemm_eff_int8", "gemm_k_half", "gemm_overhead_s", "gemm_overlap_loss",
     "attn_prefill_s_half", "attn_prefill_tile", "attn_softmax_flops",
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_par_half",
     "comm_floor_s", "nccl_latency_s",
@@ -116,7 +117,8 @@ ROBUST_SCALE = 0.1
 
 # Which fields each family constrains (per-dtype efficiencies only when rows of that dtype are present).
 _FAMILY_FIELDS = {
-    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
+    "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_l2_bytes_per_clk", "gemm_gemv_mem_eff",
+             "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
                      "attn_prefill_tile", "attn_softmax_flops"),
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
@@ -141,6 +143,7 @@ _FAMILY_FIELDS["gemm_fp8_block"] = (*_FAMILY_FIELDS["gemm_fp8_block"], "gemm_ove
                                     "gemm_eager_floor_s")
 _FAMILY_FIELDS["attn_prefill_fp8"] = _FAMILY_FIELDS["attn_prefill"][1:]
 _FAMILY_FIELDS["gemm_fp4"] = ()
+_FAMILY_FIELDS["gemm_wo"] = ()
 # Fit order: 16-bit GEMMs fix the shared GEMM fields before the fp8/int8 rows fit only their own efficiency
 # (unless no 16-bit rows are present); prefill reuses gemm_mem_eff, decode reuses attn_prefill_eff.
 _STAGES = ("gemm", "gemm_fp8", "gemm_fp8_block", "gemm_int8", "attn_prefill", "attn_prefill_fp8", "attn_decode",
@@ -217,6 +220,10 @@ def prepare(rows: Sequence[KernelMeasurement], base: Calibration, hardware: str 
     # the 16-bit fit on the fp4 peak, not fitted ("gemm_fp4" is in no fit stage)
     fam[np.array([k.kind == "gemm" and k.dtype == "fp4" for k in pred.kernels], dtype=bool) & (ft.kind == 0)] = \
         "gemm_fp4"
+    # weight-only GEMMs (W8A16/W4A16: low-bit weights dequantised inside the GEMM) are predicted from the 16-bit
+    # fit, not fitted: their dequantisation (a different kernel per engine, 1.3-4x slower than the bf16 GEMM)
+    # would drag the 16-bit efficiencies of every shape ("gemm_wo" is in no fit stage)
+    fam[(ft.kind == 0) & (ft.dequant > 0)] = "gemm_wo"
     _, groups = np.unique(np.array([shape_family(r) for r in pred.rows], dtype=object), return_inverse=True)
     wk_labels = np.array([f"{f}|{dtype_label(r)}|{r.framework}" for f, r in zip(fam, pred.rows, strict=True)],
                          dtype=object)
@@ -255,6 +262,8 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
     if not np.any(gemm_rows & (ft.gemm_dtype == 2) & (ft.gemm_eager == 0)):
         # only eager fp8_block rows (vLLM): the fixed cost hides under the host floor; it follows gemm_overhead_s_fp8
         wanted.discard("gemm_overhead_s_fp8_block")
+    if not np.any(gemm_rows & (ft.gemm_l2 > 0)):
+        wanted.discard("gemm_l2_bytes_per_clk")  # no L2-warm benchmark rows (Kernel.l2_warm)
     if not np.any((ft.kind == 0) & (ft.gemm_gemv > 0)):
         wanted.discard("gemm_gemv_mem_eff")  # no GEMV rows (gemm_gemv_max_m = 0 on GPUs): it follows gemm_mem_eff
     comm = (ft.kind == 4) | (ft.kind == 5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,12 +30,14 @@ from roofsim.model.cost import (
     comm_terms,
     comm_time,
     decode_parallelism,
+    gemm_clock_factor,
     gemm_groups,
     gemm_is_stream,
     gemm_quant_bytes,
     gemm_shape_efficiency,
     kernel_cost,
     prefill_score_terms,
+    tensor_power_factor,
 )
 from roofsim.model.graph import (
     GraphContext,
@@ -183,6 +186,17 @@ def _timed_eager(row: KernelMeasurement) -> bool:
     return row.source == "aiconfigurator" and row.framework == "vllm"
 
 
+def _l2_warm(row: KernelMeasurement, k: Kernel) -> bool:
+    """AIConfigurator's TRT-LLM GEMM collector (collector/trtllm/collect_gemm.py) replays min(5, ceil(L2 / weight
+    bytes)) weight copies against one input in a CUDA graph, so when those copies, the input and the output fit in
+    the GPU's L2 every call reads from L2 (Kernel.l2_warm)."""
+    if row.source != "aiconfigurator" or row.framework != "trtllm" or not k.weight_bytes:
+        return False
+    l2 = resolve_hardware(row.hardware).memory.l2_bytes
+    copies = max(1, min(5, math.ceil(l2 / k.weight_bytes)))
+    return copies * k.weight_bytes + k.act_read_bytes + k.act_write_bytes <= l2
+
+
 def _gemm(row: KernelMeasurement) -> Kernel:
     _need(row, m=row.m, n=row.n, k=row.k)
     wo = re.search(r"\b(int8|int4|fp8|fp4)_wo\b|w4a16", row.variant)
@@ -197,10 +211,11 @@ def _gemm(row: KernelMeasurement) -> Kernel:
         # fp8 with per-block scales (DeepSeek-V3 recipe): same operands, its own peak efficiency
         # (model.cost.gemm_peak_efficiency), costed on the fp8 peak (model.cost.PEAK_DTYPE)
         g = gemm("gemm", row.m, row.n, row.k, c, 1, dtype="fp8_block")
-        return dataclasses.replace(g, timed_eager=_timed_eager(row))
+        return dataclasses.replace(g, timed_eager=_timed_eager(row), l2_warm=_l2_warm(row, g))
     # Weights and activations are stored in the GEMM dtype (fp8 rows read fp8 operands and write 16-bit output;
     # graph.gemm keeps 16-bit activations between kernels, which is what a serving engine does).
-    return gemm("gemm", row.m, row.n, row.k, c, 1)
+    g = gemm("gemm", row.m, row.n, row.k, c, 1)
+    return dataclasses.replace(g, l2_warm=_l2_warm(row, g))
 
 
 def _batched_matmul(row: KernelMeasurement) -> Kernel:
@@ -615,6 +630,8 @@ class FeatureTable:
     dequant: np.ndarray
     gemm_shape_eff: np.ndarray  # pad * wave (GEMM), 0 otherwise
     gemm_k: np.ndarray
+    gemm_clock: np.ndarray  # model.cost.gemm_clock_factor: the GPU's fixed GEMM costs against the reference's
+    gemm_l2: np.ndarray  # SMs x clock of an L2-warm GEMM (Kernel.l2_warm), else 0: its L2 bytes/s per bytes/clk
     gemm_gemv: np.ndarray  # 1 when the GEMM runs unpacked (model.cost.gemm_is_stream): gemm_gemv_mem_eff
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
     gemm_eager: np.ndarray  # 1 when the GEMM was timed alone without a CUDA graph (Kernel.timed_eager)
@@ -631,7 +648,7 @@ class FeatureTable:
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
-    tiling: tuple[int, int, int, int, int, int]
+    tiling: tuple  # _tiling(cal)
     # module rows (kind 8, e.g. a fused-MoE row): their time is the sum of `parts` rows whose `owner` is the row
     parts: FeatureTable | None = None
     owner: np.ndarray | None = None
@@ -686,6 +703,9 @@ class FeatureTable:
                 s = ws2 / (ws2 + p["elementwise_cache_bytes"] ** 2)
                 cache = (1.0 + (gain - 1.0) * s) / gain
             gemm_m = np.where(self.gemm_gemv > 0, p["gemm_gemv_mem_eff"], p["gemm_mem_eff"])
+            # model.cost.gemm_time: an L2-warm benchmark GEMM reads at the faster of HBM and L2
+            gemm_m = np.where(self.gemm_l2 > 0, np.maximum(gemm_m, self.gemm_l2 * p["gemm_l2_bytes_per_clk"] / self.bw),
+                              gemm_m)
             decode_m = (np.where(self.attn_kv8 > 0, p["attn_decode_mem_eff_fp8kv"], p["attn_decode_mem_eff"])
                         * self.attn_ctx / (self.attn_ctx + p["attn_decode_ctx_half"]) * par)
             eff_m = np.where(kind == 0, gemm_m, np.where(kind == 1, p["attn_prefill_mem_eff"],
@@ -706,7 +726,7 @@ class FeatureTable:
                                                                    p["gemm_overhead_s_fp8_block"],
                                                                    p["gemm_overhead_s"],
                                                                    p["gemm_overhead_s_fp8_block"]))
-                            + np.divide(self.gemm_quant, self.bw * p["gemm_mem_eff"],
+                            * self.gemm_clock + np.divide(self.gemm_quant, self.bw * p["gemm_mem_eff"],
                                         out=np.zeros(len(kind)), where=self.gemm_quant > 0), overhead)
         floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs,
                          np.where((kind == 0) & (self.gemm_eager > 0), p["gemm_eager_floor_s"], 0.0))
@@ -724,15 +744,16 @@ class FeatureTable:
         return out
 
 
-def _tiling(cal: Calibration) -> tuple[int, int, int, int, int, int]:
-    """The integer GEMM fields frozen into FeatureTable.gemm_shape_eff."""
+def _tiling(cal: Calibration) -> tuple:
+    """The GEMM fields frozen into the FeatureTable: integer tiling (gemm_shape_eff), power limit (peak)."""
     return (cal.gemm_tile_m, cal.gemm_tile_n, cal.gemm_splitk_min_k, cal.gemm_gemv_max_m, cal.gemm_small_max_mnk,
-            cal.gemm_grouped_min_tile_m)
+            cal.gemm_grouped_min_tile_m, cal.gemm_tile_menu, cal.gemm_tensor_j_per_flop_ghz2,
+            cal.gemm_overhead_clock_exp)
 
 
 # Calibration fields the vectorised cost depends on (continuous ones; the integer tiling is frozen in).
 FIT_FIELDS: tuple[str, ...] = (
-    "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff",
+    "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff", "gemm_l2_bytes_per_clk",
     "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8", "gemm_overhead_s_fp8_block",
     "gemm_eager_floor_s",
     "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half", "attn_prefill_mem_eff",
@@ -748,7 +769,8 @@ FIT_FIELDS: tuple[str, ...] = (
     "nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s",
 )
 
-_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_gemv", "gemm_eager",
+_COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_clock", "gemm_l2", "gemm_gemv",
+         "gemm_eager",
          "gemm_quant",
          "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_latent", "attn_scores", "attn_edge",
          "comm_graphed")
@@ -810,8 +832,12 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             ewc[i] = _EW_CLASS.get(k.op, 0)
         if k.kind == "gemm":
             groups = gemm_groups(k)  # a grouped (MoE) GEMM pads each expert's rows to its own tile
-            cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups)
+            cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups,
+                                                              bool(k.dequant_flops))
             cols["gemm_k"][i] = k.k
+            cols["peak"][i] *= tensor_power_factor(hw, cal)
+            cols["gemm_clock"][i] = gemm_clock_factor(k.dtype, hw, cal)
+            cols["gemm_l2"][i] = hw.compute.num_units * hw.compute.clock_hz if k.l2_warm else 0.0
             cols["gemm_gemv"][i] = float(gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0)
             cols["gemm_eager"][i] = float(k.timed_eager)
             cols["gemm_quant"][i] = gemm_quant_bytes(k)

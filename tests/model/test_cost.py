@@ -31,8 +31,9 @@ def test_4096_cubed_bf16_gemm_on_h100_is_2n3_over_peak_times_efficiency() -> Non
     ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
     k = gemm("g", 4096, 4096, 4096, ctx, count=1)
     assert k.flops == 2 * 4096**3
-    # Hand-computed efficiency with the defaults: tiles 64x128 -> 64*32 = 2048 tiles on 132 SMs = 16 waves
-    # (utilisation 2048/2112), K ramp 4096/(4096+128), peak fraction 0.75.
+    # Hand-computed efficiency with the defaults: every tile of the menu divides 4096 and leaves the same waves
+    # (64x128: 2048 tiles = 16 waves of 132 SMs, 128x256: 512 = 4 waves; utilisation 2048/2112), so the largest,
+    # 128x256, is taken; K ramp 4096/(4096+128), peak fraction 0.75; the H100 runs its peak within its TDP.
     eff = 0.75 * (2048 / (16 * 132)) * (4096 / (4096 + 128))
     assert eff == pytest.approx(0.70524, rel=1e-4)
     expected = 2 * 4096**3 / (989.4e12 * eff) + 2.5e-6
@@ -516,3 +517,65 @@ def test_small_gemms_run_unpacked_like_a_gemv() -> None:
     assert gemm_shape_efficiency(4, 256, 768, 1, cal) == 1.0
     assert gemm_shape_efficiency(2, 768, 768, 1, cal) == pytest.approx(2 / 64)
     assert not gemm_is_stream(4, 256, 768, Calibration())  # default: off
+
+
+def test_tile_menu_takes_the_least_padded_tile_per_shape() -> None:
+    from roofsim.model.cost import gemm_shape_efficiency
+
+    one = Calibration(gemm_tile_menu=())
+    # n = 64 on the 188-SM RTX PRO 6000: a 64x64 tile wastes nothing; 16384/64 = 256 tiles = 2 waves (256/376)
+    assert gemm_shape_efficiency(16384, 64, 2560, 188, DEFAULT_CALIBRATION) == pytest.approx(256 / 376)
+    # the single 64x128 tile pads n to 128: half of the same waves' work is padding
+    assert gemm_shape_efficiency(16384, 64, 2560, 188, one) == pytest.approx(0.5 * 256 / 376)
+    # m = 1, n = 128, k = 6144: 64x64 -> 2 tiles, split-K 6 ways (6144 // 1024) = 12 of 188 SMs, 1/64 of each tile
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION) == pytest.approx(1 / 64 * 12 / 188)
+    # weight-only GEMMs (not cuBLAS calls) keep the single tile
+    assert gemm_shape_efficiency(16384, 64, 2560, 188, DEFAULT_CALIBRATION, weight_only=True) == \
+        pytest.approx(0.5 * 256 / 376)
+    # grouped GEMMs keep gemm_tile_m x gemm_tile_n whatever the menu
+    assert gemm_shape_efficiency(8, 512, 7168, 132, DEFAULT_CALIBRATION, groups=4) == \
+        gemm_shape_efficiency(8, 512, 7168, 132, one, groups=4)
+
+
+def test_power_limit_and_clock_scaled_fixed_cost_from_the_datasheet() -> None:
+    from roofsim.model.cost import gemm_clock_factor, tensor_power_factor
+
+    l40s, rtx = load_hardware("l40s"), load_hardware("rtx-pro-6000")
+    cal = DEFAULT_CALIBRATION
+    # 362.05 TFLOP/s x 2.11e-13 J x 2.52^2 = 485 W against the L40S's 350 W TDP; 629 W against the RTX's 600 W
+    assert tensor_power_factor(l40s, cal) == pytest.approx(350 / (362.05e12 * 2.11e-13 * 2.52**2))
+    assert tensor_power_factor(l40s, cal) == pytest.approx(0.7215, abs=1e-4)
+    assert tensor_power_factor(rtx, cal) == pytest.approx(600 / (480e12 * 2.11e-13 * 2.493**2))
+    assert tensor_power_factor(H100, cal) == tensor_power_factor(load_hardware("a100-sxm-80gb"), cal) == 1.0
+    assert tensor_power_factor(l40s, Calibration(gemm_tensor_j_per_flop_ghz2=0.0)) == 1.0
+    # the L40S's tensor-bound 8192^3 bf16 GEMM takes 1/0.72 of the time at its datasheet peak
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    k = gemm("g", 8192, 8192, 8192, ctx, count=1)
+    off = Calibration(gemm_tensor_j_per_flop_ghz2=0.0, gemm_overhead_s=0.0)
+    on = Calibration(gemm_overhead_s=0.0)
+    assert kernel_cost(k, l40s, on).seconds == pytest.approx(kernel_cost(k, l40s, off).seconds
+                                                             / tensor_power_factor(l40s, cal))
+    # gemm_overhead_s is given at 1.83 GHz and runs in cycles; the fp8 recipes' fixed costs do not scale
+    assert gemm_clock_factor("bf16", l40s, cal) == pytest.approx(1.83 / 2.52)
+    assert gemm_clock_factor("bf16", H100, cal) == 1.0
+    assert gemm_clock_factor("fp8", l40s, cal) == gemm_clock_factor("fp8_block", l40s, cal) == 1.0
+    tiny = gemm("g", 1, 64, 64, ctx, count=1)
+    assert kernel_cost(tiny, l40s, cal).seconds - kernel_cost(tiny, l40s, cal.model_copy(
+        update={"gemm_overhead_s": 0.0})).seconds == pytest.approx(2.5e-6 * 1.83 / 2.52)
+
+
+def test_l2_warm_benchmark_gemm_reads_at_l2_bandwidth() -> None:
+    """A microbenchmark GEMM replayed with its operands in L2 (Kernel.l2_warm) reads at SMs x clock x
+    gemm_l2_bytes_per_clk when that beats HBM; a serving GEMM (l2_warm False) never does."""
+    from dataclasses import replace
+
+    from roofsim.model.cost import gemm_time
+
+    rtx = load_hardware("rtx-pro-6000")
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    g = gemm("g", 16384, 64, 2560, ctx, count=1)  # an 84 MB activation: fits the 128 MB L2
+    cold = gemm_time(g, rtx, DEFAULT_CALIBRATION)[1]
+    assert cold == pytest.approx(g.bytes / (1.597e12 * 0.8))
+    warm = gemm_time(replace(g, l2_warm=True), rtx, DEFAULT_CALIBRATION)[1]
+    assert warm == pytest.approx(g.bytes / (188 * 2.493e9 * 8.0))  # 3.75 TB/s against 1.28
+    assert gemm_time(replace(g, l2_warm=True), rtx, Calibration(gemm_l2_bytes_per_clk=0.0))[1] == cold

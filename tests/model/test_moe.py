@@ -23,8 +23,9 @@ def test_grouped_shape_efficiency_by_hand() -> None:
     # 8 experts x 1 row, n=512, k=7168: each expert's row padded to a 16-row tile (1/16), 4 n-tiles per expert,
     # 32 tiles split-K 4 ways (7168 // 1024 = 7, 132 // 32 = 4) = 128 tiles in one wave of 132 SMs.
     assert gemm_shape_efficiency(1, 512, 7168, 132, CAL, groups=8) == pytest.approx(1 / 16 * 128 / 132)
-    # the same shape as one plain GEMM keeps its 64-row tile: 4 tiles split 7 ways = 28 of 132 SMs
-    assert gemm_shape_efficiency(1, 512, 7168, 132, CAL) == pytest.approx(1 / 64 * 28 / 132)
+    # the same shape as one plain GEMM takes a tile of gemm_tile_menu, at least 64 rows: 64x64, 8 tiles split 7
+    # ways = 56 of 132 SMs
+    assert gemm_shape_efficiency(1, 512, 7168, 132, CAL) == pytest.approx(1 / 64 * 56 / 132)
     # 40 rows per expert take a 64-row tile (the power of two >= 40), 3 experts: 3 x 4 tiles split 7 ways = 84
     assert gemm_shape_efficiency(40, 512, 7168, 132, CAL, groups=3) == pytest.approx(40 / 64 * 84 / 132)
 

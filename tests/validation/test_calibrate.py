@@ -101,15 +101,15 @@ def test_frozen_gpu_knob_keeps_its_base_value_when_its_parent_is_fitted() -> Non
     assert cal.gemm_overhead_s == base.gemm_overhead_s
 
 
-def test_block_scaled_fixed_cost_and_eager_floor_are_recovered_and_fp8_block_efficiency_stays_tied() -> None:
+def test_block_scaled_fixed_cost_eager_floor_and_efficiency_are_recovered() -> None:
     """Graphed fp8_block rows (TRT-LLM) pin gemm_overhead_s_fp8_block, eager ones (vLLM) gemm_eager_floor_s; the
-    frozen gemm_eff_fp8_block is not fitted but follows the fitted gemm_eff_fp8."""
+    block-scaled recipe's own efficiency gemm_eff_fp8_block is fitted apart from per-tensor fp8's."""
     from dataclasses import replace
 
     from roofsim.hardware_specs.catalog import load_hardware
 
     hw = load_hardware("h100-sxm")
-    truth = Calibration(gemm_eff_fp8=0.55, gemm_eff_fp8_block=0.55, gemm_overhead_s_fp8=1.2e-5,
+    truth = Calibration(gemm_eff_fp8=0.55, gemm_eff_fp8_block=0.45, gemm_overhead_s_fp8=1.2e-5,
                         gemm_overhead_s_fp8_block=4.5e-6, gemm_eager_floor_s=9e-5)
     rows = []
     for m in (1, 16, 128, 1024, 4096, 16384):
@@ -122,10 +122,11 @@ def test_block_scaled_fixed_cost_and_eager_floor_are_recovered_and_fp8_block_eff
     data, problems = prepare(rows, Calibration())
     assert problems == ()
     fields = fitted_fields(data)
-    assert {"gemm_eff_fp8", "gemm_overhead_s_fp8", "gemm_overhead_s_fp8_block", "gemm_eager_floor_s"} <= set(fields)
-    assert "gemm_eff_fp8_block" not in fields
+    assert {"gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_overhead_s_fp8", "gemm_overhead_s_fp8_block",
+            "gemm_eager_floor_s"} <= set(fields)
     cal = fit_calibration(data, Calibration(gemm_eff=0.75), fields=fields)
-    assert cal.gemm_eff_fp8_block == cal.gemm_eff_fp8 == pytest.approx(0.55, rel=1e-3)
+    assert cal.gemm_eff_fp8 == pytest.approx(0.55, rel=1e-3)
+    assert cal.gemm_eff_fp8_block == pytest.approx(0.45, rel=1e-3)
     assert cal.gemm_overhead_s_fp8_block == pytest.approx(4.5e-6, rel=1e-3)
     assert cal.gemm_eager_floor_s == pytest.approx(9e-5, rel=1e-3)
     # without eager rows the floor is not fitted; with only eager fp8_block rows their fixed cost is not either
@@ -250,7 +251,7 @@ def test_opt_in_fields_are_fitted_only_when_asked_and_recovered_on_synthetic_cpu
     from roofsim.validation.calibrate import OPT_IN_FIELDS, fitted_fields
 
     hw = load_hardware("cpu-generic")
-    truth = Calibration(gemm_gemv_max_m=1, gemm_tile_m=1, gemm_eff=0.9, gemm_mem_eff=0.2, gemm_gemv_mem_eff=0.6,
+    truth = Calibration(gemm_gemv_max_m=1, gemm_tile_m=1, gemm_tile_menu=(), gemm_eff=0.9, gemm_mem_eff=0.2, gemm_gemv_mem_eff=0.6,
                         gemm_overlap_loss=0.8, elementwise_mem_eff=0.5, kernel_overhead_s=2e-6,
                         elementwise_norm_passes=4.7, elementwise_act_passes=3.2, elementwise_cache_gain=2.5,
                         elementwise_cache_bytes=8e6, elementwise_norm_cache_gain=1.3, elementwise_act_cache_gain=1.8)
@@ -299,3 +300,26 @@ def test_host_floor_is_fitted_in_a_gpu_profile_from_eager_rows_only() -> None:
     graphed = [r for r in rows if "graph" in r.variant]
     res = calibrate(graphed, hw.id, base=base, folds=0)
     assert "comm_floor_s" not in res.fields and res.calibration.comm_floor_s == 3e-5
+
+
+def test_weight_only_gemm_rows_are_predicted_but_not_fitted() -> None:
+    """W4A16 rows (engine dequantising kernels, slower than the model's) must not drag the 16-bit knobs: they form
+    family gemm_wo, which no fit stage moves; a table of only such rows fits no GEMM knob."""
+    from dataclasses import replace
+
+    from roofsim.hardware_specs.catalog import load_hardware
+
+    hw = load_hardware("a100-sxm-80gb")
+    truth = Calibration(gemm_eff=0.6)
+    rows = []
+    for m in (16, 256, 4096):
+        for var, dt, slow in (("x; gemm_dtype=bfloat16; v", "bf16", 1.0), ("x; gemm_dtype=int4_wo; v", "int4", 3.0)):
+            r = KernelMeasurement("aiconfigurator", hw.id, "trtllm", "gemm", dt, var, 1.0, m=m, n=4096, k=4096)
+            rows.append(replace(r, measured_s=slow * kernel_cost(row_kernel(r), hw, truth).seconds))
+    data, problems = prepare(rows, Calibration())
+    assert problems == ()
+    assert sorted(set(data.family.tolist())) == ["gemm", "gemm_wo"]
+    cal = fit_calibration(data, Calibration(), fields=("gemm_eff",))
+    assert cal.gemm_eff == pytest.approx(0.6, rel=1e-3)  # the 3x slower int4_wo rows do not pull it down
+    wo = [r for r in rows if r.dtype == "int4"]
+    assert "gemm_eff" not in fitted_fields(prepare(wo, Calibration())[0])

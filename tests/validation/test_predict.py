@@ -195,3 +195,14 @@ def test_stream_rows_are_not_costed_as_unfused_norms() -> None:
     k: Kernel = row_kernel(copy)
     assert k.name == "stream_copy" and row_kernel(norm).name == "rmsnorm"
     assert predict_kernel(norm, H100, cal) == pytest.approx(3.5 * predict_kernel(copy, H100, cal), rel=1e-9)
+
+
+def test_trtllm_benchmark_gemm_is_l2_warm_when_its_weight_copies_and_operands_fit_in_l2() -> None:
+    """AIConfigurator's TRT-LLM collector rotates min(5, ceil(L2 / weight bytes)) weight copies against one input:
+    on the L40S (96 MiB L2) five 4 MiB bf16 weight copies plus a small input fit, one 64 MiB weight does not."""
+    def row(fw: str, m: int, n: int, k: int) -> KernelMeasurement:
+        return KernelMeasurement("aiconfigurator", "l40s", fw, "gemm", "bf16", "x; gemm_dtype=bfloat16; v", 1e-5,
+                                 m=m, n=n, k=k)
+    assert row_kernel(row("trtllm", 16, 1024, 2048)).l2_warm  # 5 x 4 MiB + 64 KiB + 32 KiB
+    assert not row_kernel(row("trtllm", 16, 8192, 4096)).l2_warm  # two 64 MiB copies exceed 96 MiB
+    assert not row_kernel(row("vllm", 16, 1024, 2048)).l2_warm  # other collectors: not modelled

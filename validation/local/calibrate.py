@@ -193,6 +193,7 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
 
     def base(tm: int) -> Calibration:
         return Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64, gemm_gemv_max_m=GEMV_MAX_M,
+                           gemm_tile_menu=(),  # numpy/torch on a CPU: one packing tile, no GPU tile menu
                            gemm_small_max_mnk=SMALL_MAX_MNK, elementwise_norm_passes=NORM_PASSES,
                            elementwise_act_passes=ACT_PASSES, step_overhead_s=0.0, step_overhead_per_seq_s=0.0,
                            # start the cache regime (fitted; validation.calibrate.fitted_fields): 2x faster
@@ -236,6 +237,7 @@ def fit_torch(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
 
     def base(tm: int) -> Calibration:
         return Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64, gemm_gemv_max_m=GEMV_MAX_M,
+                           gemm_tile_menu=(),  # numpy/torch on a CPU: one packing tile, no GPU tile menu
                            step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
 
     tile_m, res, _, scores = _best_tile(meas.torch_rows, hw, tiles, base, folds=folds, seed=seed, name=name)
