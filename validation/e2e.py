@@ -142,11 +142,27 @@ def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
     max_len = load_model(row.model).max_context_tokens if needs_model(name) else None
     prof = engine_profile(name, row.hardware, max_model_len=max_len, gpus=row.tp * row.pp, longest_prompt=row.isl)
     sched = prof.scheduler_config()
+    note += _deployment_limits(row, sched)
     if prof.scheduler != "sarathi" and sched["max_batched_tokens"] < row.isl:
         sched["max_batched_tokens"] = row.isl
         note += f"; max_batched_tokens raised to isl={row.isl} so that the prompt can be scheduled"
     cfg: SchedulerConfig = _SCHEDULER.validate_python(sched)
     return cfg, f"{note}: {prof.summary()}"
+
+
+def _deployment_limits(row: BenchRow, sched: dict[str, Any]) -> str:
+    """Put the limits the row's deployment set (max_batch_size, max_num_tokens columns) over the engine's defaults
+    in `sched` (a scheduler table; a chunking policy's chunk is its token budget) and say which."""
+    said = []
+    if row.max_batch_size is not None:
+        sched["max_num_seqs"] = row.max_batch_size
+        said.append(f"max_num_seqs {row.max_batch_size}")
+    if row.max_num_tokens is not None:
+        sched["max_batched_tokens"] = row.max_num_tokens
+        if "chunk_size" in sched:
+            sched["chunk_size"] = row.max_num_tokens
+        said.append(f"token budget {row.max_num_tokens}")
+    return f"; the row's deployment sets {', '.join(said)}" if said else ""
 
 
 def row_quant(row: BenchRow) -> QuantSpec:
