@@ -199,15 +199,18 @@ def test_framework_version_column_round_trips(tmp_path: Path) -> None:
 
 def test_deployment_limits_override_the_engine_defaults(tmp_path: Path) -> None:
     """A row's max_batch_size / max_num_tokens (the deployment's engine limits, e.g. AIConfigurator's generator
-    settings) replace the engine's defaults: max_num_seqs, the token budget and a chunking policy's chunk."""
-    cfg, notes = row_config(row(framework="trtllm", framework_version="1.0.0rc3", isl=1024, concurrency=8,
+    settings) replace the engine's defaults: max_num_seqs, and on vLLM the token budget and its chunk."""
+    cfg, notes = row_config(row(framework="vllm", framework_version="0.12.0", isl=1024, concurrency=8,
                                 max_batch_size=8, max_num_tokens=8 + 1024 + 1500))
     s = cfg.replicas[0].scheduler
-    assert (s.kind, s.max_num_seqs, s.max_batched_tokens) == ("orca", 8, 2532)
+    assert (s.kind, s.max_num_seqs, s.max_batched_tokens, s.chunk_size) == ("sarathi", 8, 2532, 2532)
     assert "deployment sets max_num_seqs 8, token budget 2532" in notes[0]
-    cfg, _ = row_config(row(framework="vllm", framework_version="0.12.0", isl=1024, max_num_tokens=2532))
+    # TRT-LLM keeps its own token budget (ROW_TOKEN_BUDGET_ENGINES: a held-out choice), the batch limit applies
+    cfg, notes = row_config(row(framework="trtllm", framework_version="1.0.0rc3", isl=1024, concurrency=8,
+                                max_batch_size=8, max_num_tokens=2532))
     s = cfg.replicas[0].scheduler
-    assert (s.kind, s.max_num_seqs, s.max_batched_tokens, s.chunk_size) == ("sarathi", 1024, 2532, 2532)
+    assert (s.kind, s.max_num_seqs, s.max_batched_tokens) == ("orca", 8, 8192)
+    assert "deployment sets max_num_seqs 8:" in notes[0] and "2532" not in notes[0]
     # without the columns the engine's own defaults stay (trtllm 1.x: 2048 sequences, 8192 tokens)
     cfg, notes = row_config(row(framework="trtllm", framework_version="1.0.0rc3", isl=1024))
     s = cfg.replicas[0].scheduler
