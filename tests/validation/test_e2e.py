@@ -151,7 +151,7 @@ def test_real_silicon_rows(shared_data: Path) -> None:
 
 
 TPOT_BOUND = 60.0
-TTFT_BOUND = 60.0
+TTFT_BOUND = 40.0  # 24.0 % with the deployment limits (vLLM rows split their prefill waves); room for profiles
 
 
 # ---- one engine table for simulate and the benchmark replay (simulator/engines.py) ---------------------------
