@@ -171,6 +171,8 @@ def _deployment_limits(row: BenchRow, sched: dict[str, Any]) -> str:
         if "chunk_size" in sched:
             sched["chunk_size"] = row.max_num_tokens
         said.append(f"token budget {row.max_num_tokens}")
+    elif row.max_num_tokens is not None:
+        said.append(f"max_num_tokens {row.max_num_tokens} (recorded, not applied on {fw}: ROW_TOKEN_BUDGET_ENGINES)")
     return f"; the row's deployment sets {', '.join(said)}" if said else ""
 
 

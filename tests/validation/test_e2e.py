@@ -210,7 +210,7 @@ def test_deployment_limits_override_the_engine_defaults(tmp_path: Path) -> None:
                                 max_batch_size=8, max_num_tokens=2532))
     s = cfg.replicas[0].scheduler
     assert (s.kind, s.max_num_seqs, s.max_batched_tokens) == ("orca", 8, 8192)
-    assert "deployment sets max_num_seqs 8:" in notes[0] and "2532" not in notes[0]
+    assert "deployment sets max_num_seqs 8, max_num_tokens 2532 (recorded, not applied on trtllm" in notes[0]
     # without the columns the engine's own defaults stay (trtllm 1.x: 2048 sequences, 8192 tokens)
     cfg, notes = row_config(row(framework="trtllm", framework_version="1.0.0rc3", isl=1024))
     s = cfg.replicas[0].scheduler
