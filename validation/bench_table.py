@@ -18,7 +18,7 @@ from roofsim.simulator.clients import HARNESSES
 from roofsim.simulator.limits import MAX_CLIENTS, MAX_REQUESTS
 
 __all__ = ["BenchRow", "BenchTable", "read_bench_table", "rows_to_table", "write_bench_table", "COLUMNS",
-           "DISAGG_COLUMNS", "MODES", "MODE_REQUIRED"]
+           "DISAGG_COLUMNS", "ENGINE_LIMIT_COLUMNS", "MODES", "MODE_REQUIRED"]
 
 MODES = ("offline", "closed_loop", "poisson", "static_batch")
 # Fields a row of each mode must fill, besides the always-required identity columns.
@@ -66,6 +66,11 @@ class BenchRow:
     notes: str = ""
     framework_version: str = ""  # e.g. 0.10.1; picks the engine profile's version row (simulator/engines.py)
     harness: str = ""  # the benchmark client (simulator/clients.py HARNESSES: aiperf, vllm-bench, ...); "" = unknown
+    # engine limits the benchmarked deployment set (None = the engine's default, docs/engines.md): the most running
+    # requests (TRT-LLM max_batch_size, vLLM max_num_seqs, SGLang max_running_requests) and the most tokens of one
+    # iteration (TRT-LLM max_num_tokens, vLLM max_num_batched_tokens, SGLang max_prefill_tokens)
+    max_batch_size: int | None = None
+    max_num_tokens: int | None = None
     # a disaggregated deployment (docs/validation-formats.md): replicas and layout of the prefill and the decode
     # pool; blank on a colocated row. On a disaggregated row tp/pp/ep repeat the decode pool's and num_gpus counts
     # both pools.
@@ -91,18 +96,21 @@ class BenchRow:
 DISAGG_COLUMNS = tuple(f"{pool}_{k}" for pool in ("prefill", "decode") for k in ("replicas", "tp", "pp", "ep"))
 # read when present; notes always written, a version or a harness when any row has one, the pool columns when a
 # row is disaggregated
-OPTIONAL_COLUMNS = ("notes", "framework_version", "harness", *DISAGG_COLUMNS)
+ENGINE_LIMIT_COLUMNS = ("max_batch_size", "max_num_tokens")
+OPTIONAL_COLUMNS = ("notes", "framework_version", "harness", *ENGINE_LIMIT_COLUMNS, *DISAGG_COLUMNS)
 
 
 def written_columns(rows: Sequence[BenchRow]) -> tuple[str, ...]:
-    """The columns a table of these rows is written with: framework_version and harness only when a row has one,
-    the pool columns only when a row is disaggregated."""
-    return (*COLUMNS, "notes", *(c for c in ("framework_version", "harness") if any(getattr(r, c) for r in rows)),
+    """The columns a table of these rows is written with: framework_version, harness and the engine limits only
+    when a row has one, the pool columns only when a row is disaggregated."""
+    return (*COLUMNS, "notes", *(c for c in ("framework_version", "harness", *ENGINE_LIMIT_COLUMNS)
+                                 if any(getattr(r, c) for r in rows)),
             *(DISAGG_COLUMNS if any(r.disaggregated for r in rows) else ()))
 COLUMNS = tuple(f.name for f in fields(BenchRow) if f.name not in OPTIONAL_COLUMNS)
 _REQUIRED = ("model", "hardware", "num_gpus", "tp", "pp", "ep", "weight_dtype", "kv_dtype", "framework", "mode",
              "isl", "osl")
-_INT = {"num_gpus", "tp", "pp", "ep", "isl", "osl", "concurrency", "num_requests", *DISAGG_COLUMNS}
+_INT = {"num_gpus", "tp", "pp", "ep", "isl", "osl", "concurrency", "num_requests", *ENGINE_LIMIT_COLUMNS,
+        *DISAGG_COLUMNS}
 _FLOAT = {"qps", *_MEASURED}
 _STR = {"model", "hardware", "weight_dtype", "kv_dtype", "framework", "mode", "notes", "framework_version", "harness"}
 
@@ -140,7 +148,7 @@ def _cell(col: str, raw: str):
     if col in _INT:
         if x != int(x):
             raise _CellError(f"column {col!r}={v!r} is not an integer")
-        if col in ("num_gpus", "tp", "pp", "ep", "osl", "isl", *DISAGG_COLUMNS) and x < 1:
+        if col in ("num_gpus", "tp", "pp", "ep", "osl", "isl", *ENGINE_LIMIT_COLUMNS, *DISAGG_COLUMNS) and x < 1:
             raise _CellError(f"column {col!r}={v!r} must be >= 1")
         if col in _LIMITS and x > _LIMITS[col][1]:
             raise _CellError(f"column {col!r}={v!r} is over {_LIMITS[col][0]}={_LIMITS[col][1]:,}")

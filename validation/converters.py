@@ -16,7 +16,7 @@ from roofsim.validation.bench_table import BenchRow, BenchTable, rows_to_table
 from roofsim.validation.kernel_tables import aic_system_hardware, normalize_dtype
 
 __all__ = ["convert_aiconfigurator_silicon", "convert_splitwise", "convert_argonne", "SPLITWISE_HW", "ARGONNE_HW",
-           "ARGONNE_FRAMEWORKS"]
+           "ARGONNE_FRAMEWORKS", "aic_agg_max_num_tokens"]
 
 
 class _Skip(Exception):
@@ -130,6 +130,7 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
                 **{f"{pool}_{k}": v for pool, p in pools.items()
                    for k, v in zip(("replicas", "tp", "pp", "ep"), p, strict=True)})
         tp, pp = _i(r, "tp_size"), _i(r, "pp_size")
+        bs, isl = _i(r, "batch_size"), _i(r, "isl")
         dp = _i(r, "attention_dp_size", blank_ok=True) or 1
         ep = _i(r, "moe_ep_size", blank_ok=True) or 1
         if dp > 1:
@@ -137,13 +138,23 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
         return BenchRow(
             model=r["model_path"], hardware=hw, num_gpus=tp * pp * dp, tp=tp, pp=pp, ep=ep,
             weight_dtype=wd, kv_dtype="bf16", framework=r["backend"], mode="closed_loop",
-            isl=_i(r, "isl"), osl=_i(r, "osl"), concurrency=_i(r, "batch_size"),
+            isl=isl, osl=_i(r, "osl"), concurrency=bs,
             ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"), notes="; ".join(notes),
-            framework_version=ver)
+            framework_version=ver, max_batch_size=bs, max_num_tokens=aic_agg_max_num_tokens(r["backend"], bs, isl))
 
     return _convert(path, _SILICON_REQ, conv)
 
 
+def aic_agg_max_num_tokens(backend: str, batch_size: int, isl: int) -> int:
+    """The per-iteration token limit AIConfigurator's generator gives an aggregated deployment it benchmarks
+    (ai-dynamo/aiconfigurator src/aiconfigurator/generator/rule_plugin/benchmark/{trtllm,vllm,sglang}.rule):
+    TRT-LLM max_num_tokens and vLLM max-num-batched-tokens = max_batch_size + isl + 1500; SGLang
+    max_prefill_tokens = isl + 1500. Its max_batch_size (max_num_seqs, max_running_requests) is the row's
+    batch_size, which the silicon rows also run as the client concurrency."""
+    return isl + _AIC_TOKEN_SLACK + (0 if backend.strip().lower() == "sglang" else batch_size)
+
+
+_AIC_TOKEN_SLACK = 1500  # the generator rules' "+ 1500" over the prompt (rule_plugin/benchmark/*.rule)
 _CONCURRENCY = re.compile(r"silicon_concurrency=(\d+)")
 
 

@@ -50,6 +50,13 @@ def test_convert_aiconfigurator_silicon(shared_data: Path, tmp_path: Path) -> No
     assert sum("no silicon_concurrency" in p for p in t.problems) == 7
     llama = [r for r in t.rows if r.model == "meta-llama/Llama-3.1-8B-Instruct"]
     assert len(llama) == 177 and all(r.mode == "closed_loop" and r.concurrency for r in llama)
+    # AIConfigurator's generator limits of an agg deployment (rule_plugin/benchmark/*.rule): max_batch_size =
+    # batch_size; TRT-LLM/vLLM max_num_tokens = batch_size + isl + 1500, SGLang max_prefill_tokens = isl + 1500
+    assert all(r.max_batch_size == r.concurrency and r.max_num_tokens == r.concurrency + r.isl + 1500
+               for r in llama)
+    sg = [r for r in t.rows if r.framework == "sglang" and not r.disaggregated]
+    assert sg and all(r.max_num_tokens == r.isl + 1500 for r in sg)
+    assert all(r.max_batch_size is None and r.max_num_tokens is None for r in t.rows if r.disaggregated)
     assert {r.weight_dtype for r in t.rows} == {"bf16", "fp8", "fp4"}
     dis = [r for r in t.rows if r.disaggregated]
     assert len(dis) == 8 and {r.model for r in dis} == {"deepseek-ai/DeepSeek-V3"}
