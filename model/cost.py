@@ -105,6 +105,13 @@ class Calibration(BaseModel):
         "fraction of bandwidth of prefill attention's Q/K/V/O and KV-cache traffic (default: gemm_mem_eff); "
         "short prefills are latency-bound at 0.25-0.5 of the bandwidth GEMM weight streams reach"))
     attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one prefill attention call")
+    attn_prefill_cached_bytes_per_clk: float = Field(3.0, ge=0, description=(
+        "bytes per SM per clock at which prefill attention moves the operands of a call whose working set fits in "
+        "the L2 cache: such calls are bound by the latency of their tile loads, not DRAM bandwidth, so their rate "
+        "scales with SMs x clock (A100/H100 move small calls slower than their HBM allows, L40S/RTX PRO 6000 "
+        "faster than their GDDR). The DRAM share of the bytes is x^2/(1+x^2), x = bytes / l2_bytes; fitted on "
+        "AIConfigurator's context-attention tables leave-one-GPU-out: 2.8-4.1 for every engine; 0 = every byte "
+        "at DRAM bandwidth"))
     attn_prefill_tile: float = Field(0.0, ge=0, description=(
         "key-tile width of the prefill kernel: tiles on the causal diagonal (and on a sliding window's trailing "
         "edge) are computed whole, so each edge adds min(tile, s)/2 scores per query (FlashAttention tiles are "
@@ -600,6 +607,8 @@ class AttentionRates:
     vector_flops_per_s: float  # fp32 peak x vector_eff (KV dequantization); 0 when there is none
     decode_mem_eff: float  # attn_decode_mem_eff[_fp8kv]
     bw: float  # memory bytes/s
+    l2_bytes: float  # last-level cache (prefill_memory_seconds)
+    sm_clocks_per_s: float  # SMs x clock: the rate unit of attn_prefill_cached_bytes_per_clk
 
 
 def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: str,
@@ -612,14 +621,32 @@ def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: st
         vector_flops_per_s=hw.peak("fp32") * cal.vector_eff if dequant else 0.0,
         decode_mem_eff=cal.attn_decode_mem_eff_fp8kv if kv_dtype == "fp8" else cal.attn_decode_mem_eff,
         bw=hw.memory.bandwidth_bytes_per_s,
+        l2_bytes=hw.memory.l2_bytes,
+        sm_clocks_per_s=hw.compute.num_units * hw.compute.clock_hz,
     )
+
+
+def prefill_memory_seconds(nbytes: Any, bw: Any, l2_bytes: Any, sm_clocks_per_s: Any, mem_eff: float,
+                           cached_bytes_per_clk: float) -> Any:
+    """Memory time of a prefill attention call moving `nbytes` (floats or numpy arrays alike: kernel_cost and
+    FeatureTable share this): the DRAM share x^2/(1+x^2) of the bytes (x = nbytes / l2_bytes) at bandwidth x
+    attn_prefill_mem_eff, the rest at attn_prefill_cached_bytes_per_clk per SM clock (0: all at DRAM rate)."""
+    dram = nbytes / (bw * mem_eff)
+    if not cached_bytes_per_clk:
+        return dram
+    x2 = (nbytes / l2_bytes) ** 2
+    share = x2 / (1.0 + x2)
+    return share * dram + (1.0 - share) * nbytes / (cached_bytes_per_clk * sm_clocks_per_s)
 
 
 def prefill_attention_time(work: float, nbytes: float, s: float, r: AttentionRates, cal: Calibration) -> Terms:
     """Prefill attention of `work` tensor-FLOP equivalents (prefill_score_work) moving `nbytes`, with `s` mean new
-    tokens per sequence: FlashAttention's efficiency ramps as s / (s + attn_prefill_s_half) (128-row tiles)."""
+    tokens per sequence: FlashAttention's efficiency ramps as s / (s + attn_prefill_s_half) (128-row tiles); a
+    call whose bytes fit in L2 moves them at a per-SM rate (prefill_memory_seconds)."""
     compute = work / (r.peak * (r.prefill_eff * s / (s + cal.attn_prefill_s_half))) if work else 0.0
-    return compute, nbytes / (r.bw * cal.attn_prefill_mem_eff), 0.0, cal.attn_prefill_overhead_s
+    memory = prefill_memory_seconds(nbytes, r.bw, r.l2_bytes, r.sm_clocks_per_s, cal.attn_prefill_mem_eff,
+                                    cal.attn_prefill_cached_bytes_per_clk)
+    return compute, memory, 0.0, cal.attn_prefill_overhead_s
 
 
 def decode_attention_time(flops: float, dequant_flops: float, nbytes: float, mean_ctx: float, seqs: int,

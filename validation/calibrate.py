@@ -52,6 +52,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "attn_prefill_s_half": (0.0, 16384.0, 256.0),
     "attn_prefill_overhead_s": (0.0, 1e-4, 1e-5),
     "attn_prefill_tile": (0.0, 512.0, 64.0),
+    "attn_prefill_cached_bytes_per_clk": (0.1, 1024.0, 3.0),
     "attn_softmax_flops": (0.0, 4096.0, 64.0),
     "attn_decode_mem_eff": (0.02, 1.0, 0.7),
     "attn_decode_eff": (0.01, 1.0, 0.5),
@@ -111,7 +112,7 @@ ROBUST_SCALE = 0.1
 _FAMILY_FIELDS = {
     "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
-                     "attn_prefill_tile", "attn_softmax_flops"),
+                     "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk"),
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_eff",
                     "attn_decode_overhead_s", "attn_decode_seq_s"),
     "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "elementwise_cache_gain",
