@@ -601,7 +601,7 @@ class AttentionRates:
     """The hardware x calibration rates of attention in one (attention dtype, KV dtype): computed per kernel by
     kernel_cost, once per CostModel for the closed form."""
 
-    peak: float  # tensor FLOP/s of the attention dtype
+    peak: float  # tensor FLOP/s of prefill attention in the attention dtype (prefill_attention_peak)
     prefill_eff: float  # attn_prefill_eff[_fp8]
     decode_flops_per_s: float  # peak x decode_compute_efficiency
     vector_flops_per_s: float  # fp32 peak x vector_eff (KV dequantization); 0 when there is none
@@ -611,11 +611,30 @@ class AttentionRates:
     sm_clocks_per_s: float  # SMs x clock: the rate unit of attn_prefill_cached_bytes_per_clk
 
 
+# Dense 16-bit tensor FLOPs per SM per clock from which an NVIDIA GPU has warpgroup MMA (Hopper's wgmma: 4096;
+# datacenter Blackwell's tcgen05: 8192); below it (Ampere 2048, Ada and Blackwell workstation GB202 1024 per
+# hardware_specs/data) attention kernels are built on warp-level mma.sync
+WARPGROUP_MMA_FLOPS_PER_CLK = 4096.0
+
+
+def prefill_attention_peak(hw: HardwareSpec, dtype: str) -> float:
+    """Tensor peak of prefill attention in `dtype`. fp8 attention reaches the fp8 peak only on NVIDIA GPUs with
+    warpgroup MMA (FlashAttention-3 and TensorRT-LLM's sm90+ kernels); on mma.sync GPUs it runs at the 16-bit rate.
+    AIConfigurator's context-attention tables: fitted per GPU, TensorRT-LLM's fp8 rows reach 0.58 of the bf16 rows'
+    peak fraction (of a peak twice as high) on H100 but 0.37-0.40 on L40S and RTX PRO 6000, i.e. no faster than
+    bf16; one fp8 efficiency over the doubled peak missed every held-out GPU by 30-34 % (TensorRT-LLM)."""
+    peak = hw.peak(dtype)
+    if dtype == "fp8" and hw.vendor == "nvidia" and \
+            hw.peak("bf16") / (hw.compute.num_units * hw.compute.clock_hz) < WARPGROUP_MMA_FLOPS_PER_CLK * 0.99:
+        return hw.peak("bf16")
+    return peak
+
+
 def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: str,
                     dequant: bool = False) -> AttentionRates:
     peak = hw.peak(dtype)
     return AttentionRates(
-        peak=peak,
+        peak=prefill_attention_peak(hw, dtype),
         prefill_eff=cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff,
         decode_flops_per_s=peak * decode_compute_efficiency(dtype, cal),
         vector_flops_per_s=hw.peak("fp32") * cal.vector_eff if dequant else 0.0,

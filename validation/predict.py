@@ -34,6 +34,7 @@ from roofsim.model.cost import (
     gemm_quant_bytes,
     gemm_shape_efficiency,
     kernel_cost,
+    prefill_attention_peak,
     prefill_memory_seconds,
     prefill_score_terms,
 )
@@ -786,7 +787,10 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
         cols["bw"][i] = hw.memory.bandwidth_bytes_per_s
         cols["fp32_peak"][i] = hw.peak("fp32")
         cols["dequant"][i] = k.dequant_flops
-        if k.kind in ("gemm", "attn_prefill", "attn_decode"):
+        if k.kind == "attn_prefill":
+            cols["peak"][i] = prefill_attention_peak(hw, k.dtype)
+            afp8[i] = k.dtype == "fp8"
+        elif k.kind in ("gemm", "attn_decode"):
             cols["peak"][i] = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
             afp8[i] = k.kind != "gemm" and k.dtype == "fp8"
         else:
