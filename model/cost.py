@@ -123,6 +123,13 @@ class Calibration(BaseModel):
         "fraction of bandwidth of prefill attention's Q/K/V/O and KV-cache traffic (default: gemm_mem_eff); "
         "short prefills are latency-bound at 0.25-0.5 of the bandwidth GEMM weight streams reach"))
     attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one prefill attention call")
+    attn_prefill_cached_bytes_per_clk: float = Field(3.0, ge=0, description=(
+        "bytes per SM per clock at which prefill attention moves the operands of a call whose working set fits in "
+        "the L2 cache: such calls are bound by the latency of their tile loads, not DRAM bandwidth, so their rate "
+        "scales with SMs x clock (A100/H100 move small calls slower than their HBM allows, L40S/RTX PRO 6000 "
+        "faster than their GDDR). The DRAM share of the bytes is x^2/(1+x^2), x = bytes / l2_bytes; fitted on "
+        "AIConfigurator's context-attention tables leave-one-GPU-out: 2.8-4.1 for every engine; 0 = every byte "
+        "at DRAM bandwidth"))
     attn_prefill_tile: float = Field(0.0, ge=0, description=(
         "key-tile width of the prefill kernel: tiles on the causal diagonal (and on a sliding window's trailing "
         "edge) are computed whole, so each edge adds min(tile, s)/2 scores per query (FlashAttention tiles are "
@@ -671,32 +678,71 @@ class AttentionRates:
     """The hardware x calibration rates of attention in one (attention dtype, KV dtype): computed per kernel by
     kernel_cost, once per CostModel for the closed form."""
 
-    peak: float  # tensor FLOP/s of the attention dtype
+    peak: float  # tensor FLOP/s of prefill attention in the attention dtype (prefill_attention_peak)
     prefill_eff: float  # attn_prefill_eff[_fp8]
     decode_flops_per_s: float  # peak x decode_compute_efficiency
     vector_flops_per_s: float  # fp32 peak x vector_eff (KV dequantization); 0 when there is none
     decode_mem_eff: float  # attn_decode_mem_eff[_fp8kv]
     bw: float  # memory bytes/s
+    l2_bytes: float  # last-level cache (prefill_memory_seconds)
+    sm_clocks_per_s: float  # SMs x clock: the rate unit of attn_prefill_cached_bytes_per_clk
+
+
+# Dense 16-bit tensor FLOPs per SM per clock from which an NVIDIA GPU has warpgroup MMA (Hopper's wgmma: 4096;
+# datacenter Blackwell's tcgen05: 8192); below it (Ampere 2048, Ada and Blackwell workstation GB202 1024 per
+# hardware_specs/data) attention kernels are built on warp-level mma.sync
+WARPGROUP_MMA_FLOPS_PER_CLK = 4096.0
+
+
+def prefill_attention_peak(hw: HardwareSpec, dtype: str) -> float:
+    """Tensor peak of prefill attention in `dtype`. fp8 attention reaches the fp8 peak only on NVIDIA GPUs with
+    warpgroup MMA (FlashAttention-3 and TensorRT-LLM's sm90+ kernels); on mma.sync GPUs it runs at the 16-bit rate.
+    AIConfigurator's context-attention tables: fitted per GPU, TensorRT-LLM's fp8 rows reach 0.58 of the bf16 rows'
+    peak fraction (of a peak twice as high) on H100 but 0.37-0.40 on L40S and RTX PRO 6000, i.e. no faster than
+    bf16; one fp8 efficiency over the doubled peak missed every held-out GPU by 30-34 % (TensorRT-LLM)."""
+    peak = hw.peak(dtype)
+    if dtype == "fp8" and hw.vendor == "nvidia" and \
+            hw.peak("bf16") / (hw.compute.num_units * hw.compute.clock_hz) < WARPGROUP_MMA_FLOPS_PER_CLK * 0.99:
+        return hw.peak("bf16")
+    return peak
 
 
 def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: str,
                     dequant: bool = False, latent: bool = False) -> AttentionRates:
     peak = hw.peak(dtype)
     return AttentionRates(
-        peak=peak,
+        peak=prefill_attention_peak(hw, dtype),
         prefill_eff=cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff,
         decode_flops_per_s=peak * decode_compute_efficiency(dtype, cal, latent),
         vector_flops_per_s=hw.peak("fp32") * cal.vector_eff if dequant else 0.0,
         decode_mem_eff=cal.attn_decode_mem_eff_fp8kv if kv_dtype == "fp8" else cal.attn_decode_mem_eff,
         bw=hw.memory.bandwidth_bytes_per_s,
+        l2_bytes=hw.memory.l2_bytes,
+        sm_clocks_per_s=hw.compute.num_units * hw.compute.clock_hz,
     )
+
+
+def prefill_memory_seconds(nbytes: Any, bw: Any, l2_bytes: Any, sm_clocks_per_s: Any, mem_eff: float,
+                           cached_bytes_per_clk: float) -> Any:
+    """Memory time of a prefill attention call moving `nbytes` (floats or numpy arrays alike: kernel_cost and
+    FeatureTable share this): the DRAM share x^2/(1+x^2) of the bytes (x = nbytes / l2_bytes) at bandwidth x
+    attn_prefill_mem_eff, the rest at attn_prefill_cached_bytes_per_clk per SM clock (0: all at DRAM rate)."""
+    dram = nbytes / (bw * mem_eff)
+    if not cached_bytes_per_clk:
+        return dram
+    x2 = (nbytes / l2_bytes) ** 2
+    share = x2 / (1.0 + x2)
+    return share * dram + (1.0 - share) * nbytes / (cached_bytes_per_clk * sm_clocks_per_s)
 
 
 def prefill_attention_time(work: float, nbytes: float, s: float, r: AttentionRates, cal: Calibration) -> Terms:
     """Prefill attention of `work` tensor-FLOP equivalents (prefill_score_work) moving `nbytes`, with `s` mean new
-    tokens per sequence: FlashAttention's efficiency ramps as s / (s + attn_prefill_s_half) (128-row tiles)."""
+    tokens per sequence: FlashAttention's efficiency ramps as s / (s + attn_prefill_s_half) (128-row tiles); a
+    call whose bytes fit in L2 moves them at a per-SM rate (prefill_memory_seconds)."""
     compute = work / (r.peak * (r.prefill_eff * s / (s + cal.attn_prefill_s_half))) if work else 0.0
-    return compute, nbytes / (r.bw * cal.attn_prefill_mem_eff), 0.0, cal.attn_prefill_overhead_s
+    memory = prefill_memory_seconds(nbytes, r.bw, r.l2_bytes, r.sm_clocks_per_s, cal.attn_prefill_mem_eff,
+                                    cal.attn_prefill_cached_bytes_per_clk)
+    return compute, memory, 0.0, cal.attn_prefill_overhead_s
 
 
 def decode_attention_time(flops: float, dequant_flops: float, nbytes: float, mean_ctx: float, seqs: int,

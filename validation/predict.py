@@ -36,6 +36,8 @@ from roofsim.model.cost import (
     gemm_quant_bytes,
     gemm_shape_efficiency,
     kernel_cost,
+    prefill_attention_peak,
+    prefill_memory_seconds,
     prefill_score_terms,
     tensor_power_factor,
 )
@@ -646,6 +648,8 @@ class FeatureTable:
     attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
+    l2_bytes: np.ndarray  # prefill: the GPU's last-level cache (model.cost.prefill_memory_seconds)
+    sm_clocks: np.ndarray  # prefill: SMs x clock, Hz
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
     tiling: tuple  # _tiling(cal)
@@ -718,6 +722,10 @@ class FeatureTable:
             compute = np.where(flops > 0, flops / (self.peak * eff_c), 0.0)
             compute = compute + np.where(self.dequant > 0, self.dequant / (self.fp32_peak * p["vector_eff"]), 0.0)
             memory = self.bytes / (self.bw * eff_m)
+            if p["attn_prefill_cached_bytes_per_clk"]:  # model.cost.prefill_memory_seconds
+                memory = np.where(kind == 1, prefill_memory_seconds(
+                    self.bytes, self.bw, self.l2_bytes, self.sm_clocks, p["attn_prefill_mem_eff"],
+                    p["attn_prefill_cached_bytes_per_clk"]), memory)
         overhead = np.choose(np.minimum(kind, 3), (p["gemm_overhead_s"], p["attn_prefill_overhead_s"],
                                                    p["attn_decode_overhead_s"], p["kernel_overhead_s"]))
         overhead = np.where(kind == 3, overhead * passes, overhead)  # an unfused kernel: one launch per pass
@@ -757,7 +765,7 @@ FIT_FIELDS: tuple[str, ...] = (
     "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8", "gemm_overhead_s_fp8_block",
     "gemm_eager_floor_s",
     "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half", "attn_prefill_mem_eff",
-    "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops",
+    "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk",
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_ctx_half",
     "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
     "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "elementwise_rope_passes",
@@ -773,6 +781,7 @@ _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff
          "gemm_eager",
          "gemm_quant",
          "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_latent", "attn_scores", "attn_edge",
+         "l2_bytes", "sm_clocks",
          "comm_graphed")
 
 
@@ -824,7 +833,10 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
         cols["bw"][i] = hw.memory.bandwidth_bytes_per_s
         cols["fp32_peak"][i] = hw.peak("fp32")
         cols["dequant"][i] = k.dequant_flops
-        if k.kind in ("gemm", "attn_prefill", "attn_decode"):
+        if k.kind == "attn_prefill":
+            cols["peak"][i] = prefill_attention_peak(hw, k.dtype)
+            afp8[i] = k.dtype == "fp8"
+        elif k.kind in ("gemm", "attn_decode"):
             cols["peak"][i] = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
             afp8[i] = k.kind != "gemm" and k.dtype == "fp8"
         else:
@@ -844,6 +856,8 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)
+            cols["l2_bytes"][i] = hw.memory.l2_bytes
+            cols["sm_clocks"][i] = hw.compute.num_units * hw.compute.clock_hz
             if k.scores:
                 cols["attn_scores"][i], cols["attn_edge"][i] = prefill_score_terms(k.scores, k.heads, k.window,
                                                                                    k.m, k.n)

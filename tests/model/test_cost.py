@@ -343,6 +343,48 @@ def test_prefill_tile_padding_and_softmax_work_by_hand() -> None:
     assert prefill_score_terms(swa.scores, swa.heads, swa.window, 1024, 1)[1] == swa.heads * 1024 * 2
 
 
+def test_prefill_memory_of_a_call_that_fits_in_l2_runs_at_the_per_sm_rate_by_hand() -> None:
+    from roofsim.model.cost import prefill_memory_seconds
+    from roofsim.model.graph import attention_kernels
+
+    l40s = load_hardware("l40s")  # 142 SMs x 2.52 GHz, 864 GB/s, 96 MiB L2
+    c = graph_context(LLAMA8, QuantSpec(), ParallelSpec())  # 32 query heads, 8 KV heads of 128
+    (k,) = attention_kernels(c, BatchShape.build(prefill=[(64, 0)] * 4))
+    # bf16: Q 64x32x128, K and V 64x8x128 read and written to the cache, O 64x32x128: 2 bytes each, 4 sequences
+    assert k.bytes == 4 * 64 * 2 * (32 * 128 * 2 + 8 * 128 * 4)
+    cal = Calibration(attn_prefill_mem_eff=0.5, attn_prefill_cached_bytes_per_clk=4.0)
+    x2 = (k.bytes / 100663296) ** 2  # 6 MiB against 96 MiB: 0.4 % of the bytes go to DRAM
+    share = x2 / (1 + x2)
+    expected = share * k.bytes / (864e9 * 0.5) + (1 - share) * k.bytes / (4.0 * 142 * 2.52e9)
+    assert expected == pytest.approx(4.435e-6, rel=1e-3)  # 3.3x faster than half the GDDR bandwidth (14.6 us)
+    assert kernel_cost(k, l40s, cal).memory_s == pytest.approx(expected, rel=1e-12)
+    # 0 switches the regime off; a working set 100x the L2 moves at DRAM bandwidth to 1e-4
+    off = kernel_cost(k, l40s, cal.model_copy(update={"attn_prefill_cached_bytes_per_clk": 0.0})).memory_s
+    assert off == pytest.approx(k.bytes / (864e9 * 0.5), rel=1e-12)
+    big = 100 * 100663296.0
+    assert prefill_memory_seconds(big, 864e9, 100663296.0, 142 * 2.52e9, 0.5, 4.0) == pytest.approx(
+        big / (864e9 * 0.5), rel=1e-4)
+
+
+def test_fp8_prefill_attention_runs_at_the_16_bit_rate_without_warpgroup_mma() -> None:
+    from roofsim.model.cost import prefill_attention_peak
+    from roofsim.model.graph import attention_kernels
+
+    l40s, rtx, b200, mi300x = (load_hardware(h) for h in ("l40s", "rtx-pro-6000", "b200", "mi300x"))
+    assert prefill_attention_peak(H100, "fp8") == 1978.9e12  # Hopper: wgmma, 4096 FLOP/clk/SM
+    assert prefill_attention_peak(b200, "fp8") == b200.peak("fp8")  # tcgen05
+    assert prefill_attention_peak(l40s, "fp8") == 362.05e12  # Ada mma.sync: the bf16 peak, not 733e12
+    assert prefill_attention_peak(rtx, "fp8") == 480e12  # Blackwell workstation GB202, 1024 FLOP/clk/SM
+    assert prefill_attention_peak(mi300x, "fp8") == mi300x.peak("fp8")  # not an NVIDIA part: its fp8 peak
+    assert prefill_attention_peak(l40s, "bf16") == 362.05e12
+    c = graph_context(LLAMA8, QuantSpec(weight_dtype="fp8", activation_dtype="fp8", kv_dtype="fp8"), ParallelSpec())
+    (k,) = attention_kernels(c, BatchShape.build(prefill=[(4096, 0)]))
+    assert k.dtype == "fp8"
+    cal = Calibration(attn_prefill_eff_fp8=0.4, attn_prefill_s_half=0.0)
+    assert kernel_cost(k, l40s, cal).compute_s == pytest.approx(k.flops / (362.05e12 * 0.4), rel=1e-12)
+    assert kernel_cost(k, H100, cal).compute_s == pytest.approx(k.flops / (1978.9e12 * 0.4), rel=1e-12)
+
+
 def test_graphed_allreduce_skips_the_host_dispatch_floor() -> None:
     cal = Calibration(comm_floor_s=4e-5, comm_latency_s=1e-6)
     eager = allreduce_seconds(4096, 4, H100, cal)
