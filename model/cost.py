@@ -809,7 +809,8 @@ class CostModel:
 
     def step_parts(self, shape: BatchShape) -> tuple[Parts, float]:
         """step_seconds_energy of an unscaled model (no time_scale) split by error group: ((group key, s, J), ...)
-        summed per key in first-use order, and the overhead seconds (never scaled). An ensemble member's step is
+        (the token-linear kernels summed per key, then the vision and attention parts) and the overhead seconds
+        (never scaled). An ensemble member's step is
         sum(factor(key) * part) + overhead (simulator.ensemble), its scaled step_seconds_energy to rounding."""
         if self._scales is not None:
             raise ValueError("step_parts needs an unscaled CostModel (calibration.time_scale=()); got a member's")
@@ -817,23 +818,28 @@ class CostModel:
         lin_key = (shape.tokens, shape.logit_tokens, graphed)
         lin = self._linear_parts.get(lin_key)
         if lin is None:
-            acc: dict[str, list[float]] = {}
-            self.kernels_seconds_energy(linear_kernels(self.ctx, *lin_key), acc)
+            per_kernel: list[tuple[str, float, float]] = []
+            self.kernels_seconds_energy(linear_kernels(self.ctx, *lin_key), per_kernel)
+            acc: dict[str, tuple[float, float]] = {}
+            for k, s, j in per_kernel:
+                s0, j0 = acc.get(k, (0.0, 0.0))
+                acc[k] = (s0 + s, j0 + j)
             lin = tuple((k, s, j) for k, (s, j) in acc.items())
             if len(self._linear_parts) > 200_000:
                 self._linear_parts.clear()
             self._linear_parts[lin_key] = lin
-        acc = {k: [s, j] for k, s, j in lin}
+        parts: list[tuple[str, float, float]] = []
         if shape.vision_patches:
-            self.kernels_seconds_energy(vision_kernels(self.ctx, shape.vision_patches, shape.vision_attn_pairs), acc)
-        self.attention_seconds_energy(shape, acc)
-        return tuple((k, s, j) for k, (s, j) in acc.items()), self._overhead(shape)
+            self.kernels_seconds_energy(vision_kernels(self.ctx, shape.vision_patches, shape.vision_attn_pairs),
+                                        parts)
+        self.attention_seconds_energy(shape, parts)
+        return lin + tuple(parts), self._overhead(shape)
 
     # ---- building blocks (public: model.techniques composes partial-depth and speculative steps from them) ---
-    def kernels_seconds_energy(self, kernels: list[Kernel], parts: dict[str, list[float]] | None = None
+    def kernels_seconds_energy(self, kernels: list[Kernel], parts: list[tuple[str, float, float]] | None = None
                                ) -> tuple[float, float]:
-        """(s, J) of `kernels` (each all its `count` invocations), summed in order; `parts`: also added per
-        error group (step_parts)."""
+        """(s, J) of `kernels` (each all its `count` invocations), summed in order; `parts`: also appends each
+        kernel's (error group key, s, J) to it (step_parts)."""
         if parts is None:
             costs = [kernel_cost(k, self.hardware, self.calibration) for k in kernels]
             return sum(c.seconds for c in costs), sum(self._kernel_energy(c) for c in costs)
@@ -841,7 +847,7 @@ class CostModel:
         for k in kernels:
             key, c = kernel_part(k, self.hardware, self.calibration)
             j = self._kernel_energy(c)
-            _add_part(parts, key, c.seconds, j)
+            parts.append((key, c.seconds, j))
             seconds += c.seconds
             energy += j
         return seconds, energy
@@ -887,7 +893,7 @@ class CostModel:
             ))
         return tuple(out)
 
-    def attention_seconds_energy(self, shape: BatchShape, parts: dict[str, list[float]] | None = None
+    def attention_seconds_energy(self, shape: BatchShape, parts: list[tuple[str, float, float]] | None = None
                                  ) -> tuple[float, float]:
         """(s, J) of all attention of `shape`: sum(kernel_cost(k)) over attention_kernels(ctx, shape) in closed
         form on the batch aggregates (the same time functions; equal to rounding, tested); `parts` as
@@ -918,8 +924,8 @@ class CostModel:
                                                      (comp, mem, floor, over))
                 sec, jou = self._roofline_energy(comp, mem, over, g.layers, floor)
                 if parts is not None:
-                    _add_part(parts, group_key("attn_prefill", c.attn_dtype, regime_of(comp, mem, floor, over)),
-                              sec, jou)
+                    parts.append((group_key("attn_prefill", c.attn_dtype, regime_of(comp, mem, floor, over)),
+                                  sec, jou))
                 seconds += sec
                 energy += jou
             if shape.decode_seqs:
@@ -931,7 +937,7 @@ class CostModel:
         return seconds, energy
 
     def _decode_attention_group(self, g: AttnGroup, consts: tuple[float, ...], seqs: int, tokens: int,
-                                ctx: float, parts: dict[str, list[float]] | None = None) -> tuple[float, float]:
+                                ctx: float, parts: list[tuple[str, float, float]] | None = None) -> tuple[float, float]:
         """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached entries in
         the layers of group `g` (one group of attention_seconds_energy; `parts` as its)."""
         _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = consts
@@ -944,8 +950,8 @@ class CostModel:
                                              (comp, mem, floor, over))
         sec, jou = self._roofline_energy(comp, mem, over, g.layers, floor)
         if parts is not None:
-            _add_part(parts, group_key("attn_decode", self.ctx.attn_dtype, regime_of(comp, mem, floor, over)),
-                      sec, jou)
+            parts.append((group_key("attn_decode", self.ctx.attn_dtype, regime_of(comp, mem, floor, over)),
+                          sec, jou))
         return sec, jou
 
     def decode_attention(self, seqs: int, tokens: int, ctx: int, ctx_win: int) -> tuple[float, float]:
@@ -1023,15 +1029,6 @@ class CostModel:
             return total
         overhead = self._overhead(shape)
         return (total - overhead) / self.parallel.pp + overhead
-
-
-def _add_part(parts: dict[str, list[float]], key: str, seconds: float, joules: float) -> None:
-    acc = parts.get(key)
-    if acc is None:
-        parts[key] = [seconds, joules]
-    else:
-        acc[0] += seconds
-        acc[1] += joules
 
 
 def check_dtypes(hw: HardwareSpec, quant: QuantSpec) -> None:
