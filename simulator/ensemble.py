@@ -27,8 +27,8 @@ from roofsim.simulator.run import simulate
 from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding
 from roofsim.simulator.workload import Trace, build_trace
 
-__all__ = ["DEFAULT_LEVELS", "ENSEMBLE_METRICS", "EnsembleResult", "MemberDecoding", "member_seeds",
-           "member_configs", "member_strategy", "run_ensemble", "quantile_interval", "parse_levels"]
+__all__ = ["DEFAULT_LEVELS", "ENSEMBLE_METRICS", "EnsembleResult", "MemberDecoding", "clear_shared_parts",
+           "member_seeds", "member_configs", "member_strategy", "run_ensemble", "quantile_interval", "parse_levels"]
 
 DEFAULT_LEVELS: tuple[float, ...] = (0.8, 0.9)
 # Summary entries an ensemble reports: "a.b" = summary[a][b]
@@ -133,6 +133,11 @@ class MemberDecoding(PlainDecoding):
             seconds += f * s
             joules += f * j
         return seconds + overhead, joules + self._base.idle_energy_j(overhead)
+
+
+def clear_shared_parts() -> None:
+    """Forget this process's memo of step parts (as a fresh worker starts; benchmarks/bench_ensemble.py --cpu)."""
+    _PARTS.clear()
 
 
 def member_strategy(cfg: SimConfig) -> Callable[[CostModel], DecodeStrategy]:
