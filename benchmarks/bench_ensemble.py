@@ -1,6 +1,10 @@
 """Ensemble speed: a 5,000-request run of Llama-3.1-8B on 2 x H100 (shipped calibration), once plainly and as a
 16-member ensemble (kernel times drawn from the profile's error model) on a local process pool of --jobs workers;
-prints both wall times, their ratio (target <= 5x on 2 cores) and the load average around each run."""
+prints both wall times, their ratio (target <= 5x on 2 cores) and the load average around each run.
+
+--cpu: CPU time instead, steadier on a shared machine: the plain run, then the members in this process split
+between two emulated workers (each with its own memo of step parts, as a pool's workers have), each member also
+on the scaled oracle (PlainDecoding, as before members shared step parts); ratio = the busier worker / plain."""
 
 from __future__ import annotations
 
@@ -9,10 +13,14 @@ import json
 import os
 import time
 
+import numpy as np
+
 from roofsim.simulator.config import SimConfig
-from roofsim.simulator.ensemble import run_ensemble
+from roofsim.simulator.ensemble import clear_shared_parts, member_configs, member_strategy, run_ensemble
 from roofsim.simulator.planning.executors import make_executor
 from roofsim.simulator.run import resolve_config_quants, simulate
+from roofsim.simulator.strategy import PlainDecoding
+from roofsim.simulator.workload import build_trace
 from roofsim.validation.profiles import error_model_for, resolve_config_calibrations
 
 
@@ -23,13 +31,47 @@ def config(num_requests: int) -> SimConfig:
     return resolve_config_quants(cfg)[0]
 
 
+def cpu_ratios(cfg: SimConfig, members: int, workers: int = 2) -> dict:
+    """CPU seconds of the plain run and of every member (shared step parts and scaled oracle), members dealt to
+    `workers` emulated workers in turn; the ratios of the busiest worker's total to the plain run."""
+    em, _ = error_model_for("h100-sxm")
+    rng = np.random.default_rng(cfg.seed)
+    trace = build_trace(cfg.workload, rng)
+    state = rng.bit_generator.state
+
+    def run(c: SimConfig, factory: type) -> float:
+        r = np.random.default_rng()
+        r.bit_generator.state = dict(state)
+        t = time.process_time()
+        simulate(c, trace=trace, rng=r, strategy_factory=factory)
+        return time.process_time() - t
+
+    plain = run(cfg, PlainDecoding)
+    cfgs = member_configs(cfg, [em] * len(cfg.replicas), members)
+    shared, scaled = [0.0] * workers, [0.0] * workers
+    for w in range(workers):
+        clear_shared_parts()  # a fresh worker process
+        for c in cfgs[w::workers]:
+            shared[w] += run(c, member_strategy(c))
+            scaled[w] += run(c, PlainDecoding)
+    return {"plain_cpu_s": round(plain, 2), "workers_cpu_s_shared_parts": [round(x, 2) for x in shared],
+            "workers_cpu_s_scaled_oracle": [round(x, 2) for x in scaled],
+            "cpu_ratio_shared_parts": round(max(shared) / plain, 2),
+            "cpu_ratio_scaled_oracle": round(max(scaled) / plain, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--members", type=int, default=16)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cpu", action="store_true", help="CPU-time ratios in this process (see above)")
     args = ap.parse_args()
     cfg = config(args.requests)
+    if args.cpu:
+        print(json.dumps({"requests": args.requests, "members": args.members,
+                          **cpu_ratios(cfg, args.members, args.jobs)}, indent=2))
+        return
     em, label = error_model_for("h100-sxm")
     load0 = os.getloadavg()[0]
     t = time.perf_counter()

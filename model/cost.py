@@ -664,6 +664,8 @@ def decode_compute_efficiency(dtype: str, cal: Calibration, latent: bool = False
 # kernel_cost feeds them one Kernel's fields, CostModel's closed form feeds the attention ones batch aggregates.
 # roofline_body combines the terms and CostModel._energy prices them, for both. A new cost term goes in one place.
 Terms = tuple[float, float, float, float]
+# (error group key, seconds, joules) of a step's kernels per group, unscaled (CostModel.step_parts)
+Parts = tuple[tuple[str, float, float], ...]
 
 
 def roofline_body(compute: float, memory: float, floor: float = 0.0, overlap: float = 0.0) -> float:
@@ -793,30 +795,50 @@ def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
 
 def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
     """Roofline time of `k` on `hw` under calibration `cal`, by the time function of its op kind."""
-    kind = k.kind
-    if kind in ("comm", "pp_comm"):
+    if k.kind in ("comm", "pp_comm"):
         t = comm_seconds(k, hw, cal)
         if cal.time_scale:
             t *= time_factor(scale_table(cal.time_scale), kernel_family(k), k.dtype, (0.0, t, 0.0, 0.0), comm=True)
         return KernelCost(k, t * k.count, 0.0, t, "communication")
-    overlap = 0.0
+    terms, overlap = _kernel_terms(k, hw, cal)
+    if cal.time_scale:  # an ensemble member: this kernel's error-group multiplier on every term
+        terms = _scaled(scale_table(cal.time_scale), kernel_family(k), k.dtype, terms)
+    return _kernel_cost(k, terms, overlap)
+
+
+def kernel_part(k: Kernel, hw: HardwareSpec, cal: Calibration) -> tuple[str, KernelCost]:
+    """kernel_cost of `k` under an unscaled `cal` and the error group (model.uncertainty.group_key) whose
+    multiplier an ensemble member's time_scale applies to all its terms (the group time_factor looks up)."""
+    if cal.time_scale:
+        raise ValueError("kernel_part needs an unscaled calibration (time_scale=()); got a member's")
+    if k.kind in ("comm", "pp_comm"):
+        t = comm_seconds(k, hw, cal)
+        key = group_key(kernel_family(k), k.dtype, regime_of(0.0, t, 0.0, 0.0, comm=True))
+        return key, KernelCost(k, t * k.count, 0.0, t, "communication")
+    terms, overlap = _kernel_terms(k, hw, cal)
+    return group_key(kernel_family(k), k.dtype, regime_of(*terms)), _kernel_cost(k, terms, overlap)
+
+
+def _kernel_terms(k: Kernel, hw: HardwareSpec, cal: Calibration) -> tuple[Terms, float]:
+    """(compute, memory, floor, overhead) of one call of a non-communication kernel by the time function of its
+    op kind, and the share of the shorter of compute and memory not hidden (roofline_body's overlap)."""
+    kind = k.kind
     if kind == "gemm":
-        compute, memory, floor, overhead = gemm_time(k, hw, cal)
-        overlap = cal.gemm_overlap_loss
-    elif kind == "attn_prefill":
+        return gemm_time(k, hw, cal), cal.gemm_overlap_loss
+    if kind == "attn_prefill":
         r = attention_rates(hw, cal, k.dtype, k.kv_dtype)
         compute, memory, floor, overhead = prefill_attention_time(prefill_attention_flops(k, cal), k.bytes,
                                                                   k.m / max(1, k.n), r, cal)
-        compute += _vector_seconds(k.dequant_flops, hw, cal)
-    elif kind == "attn_decode":
+        return (compute + _vector_seconds(k.dequant_flops, hw, cal), memory, floor, overhead), 0.0
+    if kind == "attn_decode":
         r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops), k.latent)
-        compute, memory, floor, overhead = decode_attention_time(
-            k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes / max(1.0, k.kv_write_bytes), k.n, k.k, r, cal)
-    else:  # elementwise, sampling: vector units
-        compute, memory, floor, overhead = elementwise_time(k, hw, cal)
-    if cal.time_scale:  # an ensemble member: this kernel's error-group multiplier on every term
-        compute, memory, floor, overhead = _scaled(scale_table(cal.time_scale), kernel_family(k), k.dtype,
-                                                   (compute, memory, floor, overhead))
+        return decode_attention_time(k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes / max(1.0, k.kv_write_bytes),
+                                     k.n, k.k, r, cal), 0.0
+    return elementwise_time(k, hw, cal), 0.0  # elementwise, sampling: vector units
+
+
+def _kernel_cost(k: Kernel, terms: Terms, overlap: float) -> KernelCost:
+    compute, memory, floor, overhead = terms
     body = roofline_body(compute, memory, floor, overlap)
     bound: Bound = "compute" if compute >= memory else "memory"
     if overhead > body or floor > max(compute, memory):
@@ -851,6 +873,7 @@ class CostModel:
         check_dtypes(hardware, self.quant)
         self._linear_memo: dict[tuple[int, int, bool], tuple[float, float]] = {}
         self._vision_memo: dict[tuple[int, float], tuple[float, float]] = {}
+        self._linear_parts: dict[tuple[int, int, bool], Parts] = {}
         # decode-only steps under CUDA graphs: the TP all-reduces skip the host-dispatch floor
         self._graphed = self.calibration.decode_cuda_graphs and self.parallel.tp > 1
         self.num_gpus = self.parallel.num_gpus
@@ -913,11 +936,50 @@ class CostModel:
         overhead = self._overhead(shape)
         return seconds + overhead, energy + self.idle_energy_j(overhead)
 
+    def step_parts(self, shape: BatchShape) -> tuple[Parts, float]:
+        """step_seconds_energy of an unscaled model (no time_scale) split by error group: ((group key, s, J), ...)
+        (the token-linear kernels summed per key, then the vision and attention parts) and the overhead seconds
+        (never scaled). An ensemble member's step is
+        sum(factor(key) * part) + overhead (simulator.ensemble), its scaled step_seconds_energy to rounding."""
+        if self._scales is not None:
+            raise ValueError("step_parts needs an unscaled CostModel (calibration.time_scale=()); got a member's")
+        graphed = self._graphed and not shape.prefill_tokens
+        lin_key = (shape.tokens, shape.logit_tokens, graphed)
+        lin = self._linear_parts.get(lin_key)
+        if lin is None:
+            per_kernel: list[tuple[str, float, float]] = []
+            self.kernels_seconds_energy(linear_kernels(self.ctx, *lin_key), per_kernel)
+            acc: dict[str, tuple[float, float]] = {}
+            for k, s, j in per_kernel:
+                s0, j0 = acc.get(k, (0.0, 0.0))
+                acc[k] = (s0 + s, j0 + j)
+            lin = tuple((k, s, j) for k, (s, j) in acc.items())
+            if len(self._linear_parts) > 200_000:
+                self._linear_parts.clear()
+            self._linear_parts[lin_key] = lin
+        parts: list[tuple[str, float, float]] = []
+        if shape.vision_patches:
+            self.kernels_seconds_energy(vision_kernels(self.ctx, shape.vision_patches, shape.vision_attn_pairs),
+                                        parts)
+        self.attention_seconds_energy(shape, parts)
+        return lin + tuple(parts), self._overhead(shape)
+
     # ---- building blocks (public: model.techniques composes partial-depth and speculative steps from them) ---
-    def kernels_seconds_energy(self, kernels: list[Kernel]) -> tuple[float, float]:
-        """(s, J) of `kernels` (each all its `count` invocations), summed in order."""
-        costs = [kernel_cost(k, self.hardware, self.calibration) for k in kernels]
-        return sum(c.seconds for c in costs), sum(self._kernel_energy(c) for c in costs)
+    def kernels_seconds_energy(self, kernels: list[Kernel], parts: list[tuple[str, float, float]] | None = None
+                               ) -> tuple[float, float]:
+        """(s, J) of `kernels` (each all its `count` invocations), summed in order; `parts`: also appends each
+        kernel's (error group key, s, J) to it (step_parts)."""
+        if parts is None:
+            costs = [kernel_cost(k, self.hardware, self.calibration) for k in kernels]
+            return sum(c.seconds for c in costs), sum(self._kernel_energy(c) for c in costs)
+        seconds = energy = 0.0
+        for k in kernels:
+            key, c = kernel_part(k, self.hardware, self.calibration)
+            j = self._kernel_energy(c)
+            parts.append((key, c.seconds, j))
+            seconds += c.seconds
+            energy += j
+        return seconds, energy
 
     def linear_seconds_energy(self, tokens: int, logit_tokens: int, graphed: bool = False) -> tuple[float, float]:
         """(s, J) of the token-linear kernels of a step of `tokens` rows, `logit_tokens` of them through the LM
@@ -960,14 +1022,16 @@ class CostModel:
             ))
         return tuple(out)
 
-    def attention_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
+    def attention_seconds_energy(self, shape: BatchShape, parts: list[tuple[str, float, float]] | None = None
+                                 ) -> tuple[float, float]:
         """(s, J) of all attention of `shape`: sum(kernel_cost(k)) over attention_kernels(ctx, shape) in closed
-        form on the batch aggregates (the same time functions; equal to rounding, tested)."""
+        form on the batch aggregates (the same time functions; equal to rounding, tested); `parts` as
+        kernels_seconds_energy's."""
         cal, c = self.calibration, self.ctx
         seconds = energy = 0.0
         for g, consts in zip(c.attn, self._attn, strict=True):
             if g.state_bytes or g.index_flops:  # a few kernels whatever the batch: cost them directly
-                sec, jou = self.kernels_seconds_energy(group_attention_kernels(c, g, shape))
+                sec, jou = self.kernels_seconds_energy(group_attention_kernels(c, g, shape), parts)
                 seconds += sec
                 energy += jou
                 continue
@@ -988,19 +1052,23 @@ class CostModel:
                     comp, mem, floor, over = _scaled(self._scales, "attn_prefill", c.attn_dtype,
                                                      (comp, mem, floor, over))
                 sec, jou = self._roofline_energy(comp, mem, over, g.layers, floor)
+                if parts is not None:
+                    parts.append((group_key("attn_prefill", c.attn_dtype, regime_of(comp, mem, floor, over)),
+                                  sec, jou))
                 seconds += sec
                 energy += jou
             if shape.decode_seqs:
                 ctx = decode_keys(g, shape.decode_seqs, shape.decode_ctx_tokens, shape.decode_ctx_tokens_win)
-                sec, jou = self._decode_attention_group(g, consts, shape.decode_seqs, shape.decode_tokens, ctx)
+                sec, jou = self._decode_attention_group(g, consts, shape.decode_seqs, shape.decode_tokens, ctx,
+                                                        parts)
                 seconds += sec
                 energy += jou
         return seconds, energy
 
     def _decode_attention_group(self, g: AttnGroup, consts: tuple[float, ...], seqs: int, tokens: int,
-                                ctx: float) -> tuple[float, float]:
+                                ctx: float, parts: list[tuple[str, float, float]] | None = None) -> tuple[float, float]:
         """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached entries in
-        the layers of group `g` (one group of attention_seconds_energy)."""
+        the layers of group `g` (one group of attention_seconds_energy; `parts` as its)."""
         _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = consts
         kv_write = tokens * ctx_bytes
         comp, mem, floor, over = decode_attention_time(
@@ -1010,7 +1078,11 @@ class CostModel:
         if self._scales is not None:
             comp, mem, floor, over = _scaled(self._scales, "attn_decode", self.ctx.attn_dtype,
                                              (comp, mem, floor, over))
-        return self._roofline_energy(comp, mem, over, g.layers, floor)
+        sec, jou = self._roofline_energy(comp, mem, over, g.layers, floor)
+        if parts is not None:
+            parts.append((group_key("attn_decode", self.ctx.attn_dtype, regime_of(comp, mem, floor, over)),
+                          sec, jou))
+        return sec, jou
 
     def decode_attention(self, seqs: int, tokens: int, ctx: int, ctx_win: int) -> tuple[float, float]:
         """attention_seconds_energy of a decode-only BatchShape, without building it (same arithmetic)."""

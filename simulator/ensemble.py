@@ -2,8 +2,10 @@
 kernel error models (model.uncertainty), run in parallel, summarised as a median and intervals per metric.
 
 A member draws one probability per kernel family/dtype of each error model and keeps it for every step of the run
-(the same GPU is consistently fast or slow on a family); its perturbed Calibration (`time_scale`) is built once, so
-the oracle's hot path is unchanged. Members replay one workload built once, with the generator state a plain run
+(the same GPU is consistently fast or slow on a family); its perturbed Calibration (`time_scale`) is built once.
+Members differ only in those multipliers, so a plain-decoding member costs a step as the dot product of the step's
+unscaled per-error-group times (CostModel.step_parts, memoised per process and shared by every member a worker runs)
+with its multipliers (MemberDecoding). Members replay one workload built once, with the generator state a plain run
 has after building it, so a member without perturbation is the plain run, bit for bit.
 """
 
@@ -16,14 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from roofsim.model.uncertainty import ErrorModel
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel, Parts
+from roofsim.model.uncertainty import ErrorModel, parent_keys
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.executors import Executor, SerialExecutor
 from roofsim.simulator.run import simulate
+from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding
 from roofsim.simulator.workload import Trace, build_trace
 
-__all__ = ["DEFAULT_LEVELS", "ENSEMBLE_METRICS", "EnsembleResult", "member_seeds", "member_configs",
-           "run_ensemble", "quantile_interval", "parse_levels"]
+__all__ = ["DEFAULT_LEVELS", "ENSEMBLE_METRICS", "EnsembleResult", "MemberDecoding", "clear_shared_parts",
+           "member_seeds", "member_configs", "member_strategy", "run_ensemble", "quantile_interval", "parse_levels"]
 
 DEFAULT_LEVELS: tuple[float, ...] = (0.8, 0.9)
 # Summary entries an ensemble reports: "a.b" = summary[a][b]
@@ -82,12 +87,73 @@ def member_configs(config: SimConfig, error_models: Sequence[ErrorModel | None],
     return out
 
 
+# Per process: unscaled CostModel -> its step parts per BatchShape, shared by the members a worker runs (members
+# of one ensemble revisit each other's shapes: about half of a member's distinct shapes occur in another member's
+# run, Llama-3.1-8B on H100, 2,000 conversation requests). Bounded: cleared when it grows past _PARTS_MAX shapes.
+_PARTS: dict[tuple[Any, ...], tuple[CostModel, dict[BatchShape, tuple[Parts, float]]]] = {}
+_PARTS_MAX = 600_000
+
+
+class MemberDecoding(PlainDecoding):
+    """Plain decoding of an ensemble member: a step's seconds and joules are sum(multiplier(group) x the step's
+    unscaled part of the group) + overhead, from the per-process memo of CostModel.step_parts. Equals the member
+    CostModel's scaled step_seconds_energy to rounding (tested); the member's own cost model still costs
+    everything else (vision encoder, pipeline stages)."""
+
+    def __init__(self, cost: CostModel) -> None:
+        super().__init__(cost)
+        cal = cost.calibration
+        key = (cost.model, cost.hardware, cost.quant, cost.parallel, cal.model_copy(update={"time_scale": ()}))
+        if key not in _PARTS:
+            _PARTS[key] = (CostModel(*key), {})
+        self._base, self._memo = _PARTS[key]
+        self._table = dict(cal.time_scale)
+        self._factors: dict[str, float] = {}
+
+    def _factor(self, key: str) -> float:
+        """model.cost.time_factor's multiplier of group `key`: its own, the nearest pooled parent's, else 1."""
+        f = self._factors.get(key)
+        if f is None:
+            f = self._factors[key] = next((self._table[p] for p in parent_keys(key) if p in self._table), 1.0)
+        return f
+
+    def step(self, shape: BatchShape) -> tuple[float, float]:
+        v = self._memo.get(shape)
+        if v is None:
+            if len(self._memo) >= _PARTS_MAX:
+                self._memo.clear()
+            v = self._memo[shape] = self._base.step_parts(shape)
+        parts, overhead = v
+        factors = self._factors
+        seconds = joules = 0.0
+        for key, s, j in parts:
+            f = factors.get(key)
+            if f is None:
+                f = self._factor(key)
+            seconds += f * s
+            joules += f * j
+        return seconds + overhead, joules + self._base.idle_energy_j(overhead)
+
+
+def clear_shared_parts() -> None:
+    """Forget this process's memo of step parts (as a fresh worker starts; benchmarks/bench_ensemble.py --cpu)."""
+    _PARTS.clear()
+
+
+def member_strategy(cfg: SimConfig) -> Callable[[CostModel], DecodeStrategy]:
+    """The plain-group decode strategy a member runs with: MemberDecoding when some group's multipliers are not
+    all 1 (else PlainDecoding, so an unperturbed member is the plain run bit for bit)."""
+    scaled = any(g.calibration is not None and any(f != 1.0 for _, f in g.calibration.time_scale)
+                 for g in cfg.replicas)
+    return MemberDecoding if scaled else PlainDecoding
+
+
 def _run_member(task: tuple[SimConfig, Trace, Mapping[str, Any], tuple[tuple[int, ...], ...]]) -> dict[str, Any]:
     """One member in a worker: simulate on the shared trace from the shared generator state; its summary."""
     cfg, trace, state, warm = task
     rng = np.random.default_rng()
     rng.bit_generator.state = dict(state)
-    return simulate(cfg, trace=trace, rng=rng, warm_prefixes=warm).summary
+    return simulate(cfg, trace=trace, rng=rng, warm_prefixes=warm, strategy_factory=member_strategy(cfg)).summary
 
 
 def _metric(summary: Mapping[str, Any], path: str) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -154,13 +154,17 @@ def error_models_from_residuals(res: RowResiduals, hardware: str, frameworks: Se
 class CoverageRow:
     """Coverage of one group of held-out rows: share inside each level's interval, median half-width of the
     interval and the point prediction's median absolute error, both in log space (|log(predicted / measured)|:
-    0.1 is about 10 %; symmetric where relative widths of multiplicative intervals are not)."""
+    0.1 is about 10 %; symmetric where relative widths of multiplicative intervals are not). `abs_err_quantile`:
+    per level, that quantile of the point's abs log error: the half-width an interval of one width for every row,
+    centred on the point, needs to cover exactly the level's share of these rows (the width floor, docs/intervals.md
+    section 3)."""
 
     label: str
     n: int
     covered: dict[float, float]
     half_width: dict[float, float]
     median_abs_err: float
+    abs_err_quantile: dict[float, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -183,24 +187,26 @@ TARGETS_TEXT = ("Targets: " + "; ".join(f"{q:.0%} interval covers {lo:.0%}-{hi:.
 
 def coverage_table(rows: Sequence[CoverageRow], levels: Sequence[float], first: str = "rows") -> str:
     """Markdown table of coverage rows: share covered and median half-width per level, the point's median abs log
-    error and the ratio of the first level's half-width to it."""
+    error, the ratio of the first level's half-width to it and the same ratio of the width floor (CoverageRow)."""
     lv = tuple(levels)
     head = (f"| {first} | n | " + " | ".join(f"{q:.0%} covered" for q in lv) + " | "
             + " | ".join(f"{q:.0%} half-width" for q in lv) + " | point median abs log err | half-width / error "
-            f"({lv[0]:.0%}) |")
-    lines = [head, "|" + "---|" * (4 + 2 * len(lv))]
+            f"({lv[0]:.0%}) | floor / error ({lv[0]:.0%}) |")
+    lines = [head, "|" + "---|" * (5 + 2 * len(lv))]
     for r in rows:
-        ratio = r.half_width[lv[0]] / r.median_abs_err if r.median_abs_err > 0 else math.inf
+        err = r.median_abs_err if r.median_abs_err > 0 else math.nan
+        floor = r.abs_err_quantile.get(lv[0], math.nan) / err
         lines.append(f"| {r.label} | {r.n} | " + " | ".join(f"{r.covered[q]:.1%}" for q in lv) + " | "
                      + " | ".join(f"{r.half_width[q]:.3f}" for q in lv) + f" | {r.median_abs_err:.3f} | "
-                     f"{ratio:.2f} |")
+                     f"{r.half_width[lv[0]] / err:.2f} | {floor:.2f} |")
     return "\n".join(lines)
 
 
 def _row(label: str, inside: dict[float, np.ndarray], half: dict[float, np.ndarray], err: np.ndarray,
          sel: np.ndarray) -> CoverageRow:
     return CoverageRow(label, int(sel.sum()), {q: float(v[sel].mean()) for q, v in inside.items()},
-                       {q: float(np.median(v[sel])) for q, v in half.items()}, float(np.median(err[sel])))
+                       {q: float(np.median(v[sel])) for q, v in half.items()}, float(np.median(err[sel])),
+                       {q: float(np.quantile(err[sel], q)) for q in inside})
 
 
 def logo_coverage(res: RowResiduals, levels: Sequence[float] = INTERVAL_LEVELS,
@@ -261,7 +267,9 @@ def interval_coverage(checks: Sequence[IntervalCheck], label: str = "all") -> Co
         return CoverageRow(label, 0, dict.fromkeys(levels, math.nan), dict.fromkeys(levels, math.nan), math.nan)
     cov = {q: float(np.mean([c.bounds[q][0] <= c.measured <= c.bounds[q][1] for c in ok])) for q in levels}
     half = {q: float(np.median([math.log(c.bounds[q][1] / c.bounds[q][0]) / 2 for c in ok])) for q in levels}
-    return CoverageRow(label, len(ok), cov, half, float(np.median([abs(math.log(c.point / c.measured)) for c in ok])))
+    err = [abs(math.log(c.point / c.measured)) for c in ok]
+    return CoverageRow(label, len(ok), cov, half, float(np.median(err)),
+                       {q: float(np.quantile(err, q)) for q in levels})
 
 
 def coverage_by(checks: Sequence[IntervalCheck], key: Callable[[IntervalCheck], str]) -> list[CoverageRow]:

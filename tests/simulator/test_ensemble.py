@@ -1,5 +1,6 @@
 """Ensembles: a member without perturbation is the plain run bit for bit, the same seed gives the same ensemble
-(in-process and on a process pool), members draw once per run, groups with one error model share the draw."""
+(in-process and on a process pool), members draw once per run, groups with one error model share the draw, a
+member's shared-parts step equals its scaled cost model's."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
+from roofsim.model.batch import BatchShape
 from roofsim.model.cost import Calibration
 from roofsim.model.uncertainty import LEVELS, ErrorGroup, ErrorModel
 from roofsim.simulator.config import SimConfig
-from roofsim.simulator.ensemble import member_configs, parse_levels, quantile_interval, run_ensemble
+from roofsim.simulator.ensemble import (
+    MemberDecoding,
+    member_configs,
+    parse_levels,
+    quantile_interval,
+    run_ensemble,
+)
 from roofsim.simulator.planning.executors import ProcessExecutor
-from roofsim.simulator.run import simulate
+from roofsim.simulator.run import build_replicas, simulate
+from roofsim.validation.profiles import error_model_for, resolve_config_calibrations
 
 CAL = Calibration().model_dump()
 
@@ -95,3 +104,38 @@ def test_quantile_interval_and_levels() -> None:
     with pytest.raises(ValueError, match="between 0 and 100"):
         parse_levels("80,100")
     assert np.isnan(quantile_interval([float("nan")], 0.8)[0])
+
+
+def test_member_step_is_the_dot_product_of_the_unscaled_parts() -> None:
+    """MemberDecoding (shared unscaled parts x the member's multipliers) equals the member CostModel's scaled
+    step to rounding, for prefill, decode and mixed steps, with regime-specific groups and pooled fallbacks."""
+    plain = _cfg()
+    cfg = resolve_config_calibrations(plain.model_copy(update={"replicas": (
+        plain.replicas[0].model_copy(update={"calibration": None}),)}))[0]  # the shipped H100 profile
+    em, _ = error_model_for("h100-sxm")
+    member = member_configs(cfg, [em], 2)[1]
+    cost = build_replicas(member)[0].cost
+    assert cost.calibration.time_scale  # a perturbed member
+    dot = MemberDecoding(cost)
+    shapes = [BatchShape(prefill_tokens=3000, prefill_seqs=2, prefill_attn_pairs=3e6, prefill_ctx_tokens=500),
+              BatchShape(decode_seqs=7, decode_tokens=7, decode_ctx_tokens=9000),
+              BatchShape(prefill_tokens=700, prefill_seqs=1, prefill_attn_pairs=2.5e5, decode_seqs=120,
+                         decode_tokens=120, decode_ctx_tokens=150_000)]
+    for shape in shapes:
+        s, j = cost.step_seconds_energy(shape)
+        s2, j2 = dot.step(shape)
+        assert s2 == pytest.approx(s, rel=1e-12) and j2 == pytest.approx(j, rel=1e-12)
+        assert s != pytest.approx(build_replicas(cfg)[0].cost.step_seconds(shape), rel=1e-3)  # really scaled
+    with pytest.raises(ValueError, match="unscaled"):
+        cost.step_parts(shapes[0])
+
+
+def test_an_ensemble_member_matches_its_scaled_run() -> None:
+    cfg = _cfg()
+    member = member_configs(cfg, [_em(0.2)], 1)[0]
+    got = run_ensemble(cfg, [_em(0.2)], members=1).members[0]
+    want = simulate(member).summary
+    assert got["iterations"] == want["iterations"]
+    for m in ("ttft_s", "tpot_s", "e2e_s"):
+        assert got[m]["p99"] == pytest.approx(want[m]["p99"], rel=1e-9)
+    assert got["energy_j"] == pytest.approx(want["energy_j"], rel=1e-9)

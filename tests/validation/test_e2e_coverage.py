@@ -46,6 +46,8 @@ def test_coverage_of_a_tiny_table_by_hand() -> None:
     assert ttft.half_width[0.8] == pytest.approx(math.log(1.5) / 2)  # every 80 % interval is (8, 12)
     # point 10 vs measured 10, 14, 5: median |log| = log(1.4)
     assert ttft.median_abs_err == pytest.approx(math.log(1.4))
+    # width floor: numpy's linear 80 % quantile of |log err| = 0, log 1.4, log 2 sits at position 1.6
+    assert ttft.abs_err_quantile[0.8] == pytest.approx(math.log(1.4) + 0.6 * (math.log(2) - math.log(1.4)))
 
 
 def test_e2e_term_is_fitted_on_one_half_and_tested_on_the_other() -> None:
