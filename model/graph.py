@@ -635,6 +635,7 @@ def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) ->
                 m=shape.decode_tokens,
                 n=shape.decode_seqs,
                 k=g.kv_heads,  # KV heads on this GPU: with n, the decode kernel's parallel work units
+                heads=g.heads,
                 kv_dtype=c.quant.kv_dtype,
                 dequant_flops=(2.0 * ctx * g.elems if c.quant.kv_dtype in ("int8", "int4") else 0.0),
             )
