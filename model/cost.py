@@ -26,6 +26,7 @@ from roofsim.model.graph import (
     AttnGroup,
     GraphContext,
     attention_kernels,
+    decode_heads,
     decode_keys,
     graph_context,
     group_attention_kernels,
@@ -945,8 +946,7 @@ class CostModel:
         kv_write = tokens * ctx_bytes
         comp, mem, floor, over = decode_attention_time(
             dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes, ctx * ctx_bytes,
-            ctx * ctx_bytes / max(1.0, kv_write), seqs, max(1, g.kv_heads), max(1.0, g.heads / max(1, g.kv_heads)),
-            self._rates, self._cal_fields)
+            ctx * ctx_bytes / max(1.0, kv_write), seqs, *decode_heads(g), self._rates, self._cal_fields)
         if self._scales is not None:
             comp, mem, floor, over = _scaled(self._scales, "attn_decode", self.ctx.attn_dtype,
                                              (comp, mem, floor, over))
