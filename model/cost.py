@@ -127,30 +127,30 @@ class Calibration(BaseModel):
         "attn_decode_mem_eff when the KV cache is fp8 (default: attn_decode_mem_eff): half the bytes do not halve "
         "the time (dequantisation, narrower loads)"))
     attn_decode_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one decode attention call")
-    attn_decode_cuda_group: float = Field(0.0, ge=0, description=(
+    attn_decode_cuda_group: float = Field(1e4, ge=1, description=(
         "GQA group (query heads per KV head) above which decode attention's math runs on CUDA cores at "
         "attn_decode_cuda_eff x fp32 peak, not on tensor cores (TRT-LLM's XQA kernels take groups up to 32; "
         "AIConfigurator's TRT-LLM tables run groups of 48-128 3-5x slower on all four GPUs); a steep logistic "
-        "step (exponent _L2_STEP) so the fit can place it; 0 = never"))
+        "step (exponent _L2_STEP) so the fit can place it; the default 10^4 is beyond any model's group (off)"))
     attn_decode_cuda_eff: float = Field(0.5, gt=0, le=1, description=(
         "fraction of fp32 peak of decode attention's math on CUDA cores (attn_decode_cuda_group)"))
-    # Work units (docs/cost-model.md, "Decode attention"): one thread block per (sequence, KV head, KV split) as in
+    # Work units (docs/model.md, "decode attention"; defaults: the leave-one-GPU-out fits' typical values): one thread block per (sequence, KV head, KV split) as in
     # FlashDecoding / FlashInfer / TRT-LLM XQA; the SMs run units_per_sm of them at a time, each paying a fixed
     # cost and streaming its share of the KV cache at most at attn_decode_unit_bytes_per_s (Little's law: the
     # bytes one block keeps in flight over the memory latency), so few units cannot saturate DRAM.
     attn_decode_unit_s: float = Field(1e-6, ge=0, description=(
         "fixed time of one work unit (query load, block-table walk, partial-result write); 0 = no work-unit term"))
-    attn_decode_unit_bytes_per_s: float = Field(5e10, gt=0, description=(
+    attn_decode_unit_bytes_per_s: float = Field(6e10, gt=0, description=(
         "KV bandwidth one work unit (thread block) reaches on its own"))
-    attn_decode_units_per_sm: float = Field(0.5, gt=0, description="work units an SM runs at a time")
+    attn_decode_units_per_sm: float = Field(0.35, gt=0, description="work units an SM runs at a time")
     attn_decode_split_tokens: float = Field(128.0, ge=0, description=(
         "fewest KV tokens of one split-KV chunk: a call with fewer (sequence x KV head) units than SM slots "
         "splits each sequence's KV into up to ctx / this chunks to fill them; 0 = no split-KV"))
-    attn_decode_split_s: float = Field(3e-6, ge=0, description=(
+    attn_decode_split_s: float = Field(6e-6, ge=0, description=(
         "fixed cost of split-KV's reduction pass, paid in full when every unit is split many ways"))
     # The tables time the same KV cache call after call, so a KV working set that fits in L2 is read from L2:
     # GDDR cards with a large L2 (L40S 96 MiB, RTX PRO 6000 128 MiB) run such calls 1.6x faster than DRAM allows.
-    attn_decode_l2_gain: float = Field(2.5, ge=1, description=(
+    attn_decode_l2_gain: float = Field(2.0, ge=1, description=(
         "bandwidth of a decode KV working set that fits in L2, relative to attn_decode_mem_eff x DRAM; 1 = none"))
     attn_decode_l2_frac: float = Field(1.0, gt=0, description=(
         "KV working set, as a fraction of the L2 size (HardwareSpec memory.l2_bytes), at which half the L2 gain is "
@@ -684,9 +684,8 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
     and split-KV's reduction pass. Fixed costs are cycles: given at COMM_REF_CLOCK_HZ, scaled by 1/clock (the
     tables' smallest calls take 10-14 us on A100 at 1.41 GHz, 4-7 us on L40S / RTX PRO 6000 at 2.5 GHz)."""
     compute = flops / r.decode_flops_per_s
-    if p["attn_decode_cuda_group"]:
-        cuda = 1.0 / (1.0 + (p["attn_decode_cuda_group"] / group) ** _L2_STEP)
-        compute = compute * (1.0 - cuda) + flops * cuda / (r.fp32_flops_per_s * p["attn_decode_cuda_eff"])
+    cuda = 1.0 / (1.0 + (p["attn_decode_cuda_group"] / group) ** _L2_STEP)
+    compute = compute * (1.0 - cuda) + flops * cuda / (r.fp32_flops_per_s * p["attn_decode_cuda_eff"])
     if r.vector_flops_per_s:
         compute = compute + dequant_flops / r.vector_flops_per_s
     fill = kv_bytes / (r.l2_bytes * p["attn_decode_l2_frac"])

@@ -64,7 +64,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "attn_decode_split_s": (0.0, 1e-4, 2e-6),
     "attn_decode_l2_gain": (1.0, 8.0, 2.0),
     "attn_decode_l2_frac": (0.05, 4.0, 1.0),
-    "attn_decode_cuda_group": (0.0, 512.0, 40.0),
+    "attn_decode_cuda_group": (1.0, 1e4, 40.0),
     "attn_decode_cuda_eff": (0.01, 1.0, 0.5),
     "elementwise_mem_eff": (0.02, 1.0, 0.8),
     "vector_eff": (0.01, 1.0, 0.5),

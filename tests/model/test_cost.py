@@ -258,7 +258,7 @@ def test_gemm_overlap_loss_adds_a_fraction_of_the_shorter_roofline_term() -> Non
 
 # decode attention with the work-unit, L2 and CUDA-core terms switched off: the plain bandwidth roofline
 NO_UNITS = {"attn_decode_unit_s": 0.0, "attn_decode_unit_bytes_per_s": 1e30, "attn_decode_split_s": 0.0,
-            "attn_decode_l2_gain": 1.0, "attn_decode_cuda_group": 0.0}
+            "attn_decode_l2_gain": 1.0}
 
 
 def test_decode_work_units_split_kv_and_waves_by_hand() -> None:
