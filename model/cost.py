@@ -672,6 +672,12 @@ def _minimum(a: Any, b: Any) -> Any:
 _L2_STEP = 16.0
 
 
+def decode_context(k: Kernel) -> float:
+    """Cached entries per sequence of decode kernel `k` (KV read over the KV written per query token, times the
+    query tokens per sequence: a speculative verify step has several)."""
+    return k.kv_read_bytes / max(1.0, k.kv_write_bytes) * k.m / max(1, k.n)
+
+
 def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes: Any, ctx: Any, seqs: Any,
                           kv_heads: Any, group: Any, r: AttentionRates, p: Mapping[str, Any]) -> Terms:
     """Decode attention of `seqs` sequences over `ctx` cached tokens each (`kv_bytes` of KV cache, `nbytes` in all)
@@ -751,8 +757,8 @@ def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:
     elif kind == "attn_decode":
         r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops))
         compute, memory, floor, overhead = decode_attention_time(
-            k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes, k.kv_read_bytes / max(1.0, k.kv_write_bytes),
-            k.n, max(1, k.k), max(1.0, k.heads / max(1, k.k)), r, cal.__dict__)
+            k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes, decode_context(k), k.n, max(1, k.k),
+            max(1.0, k.heads / max(1, k.k)), r, cal.__dict__)
     else:  # elementwise, sampling: vector units
         compute, memory, floor, overhead = elementwise_time(k, hw, cal)
     if cal.time_scale:  # an ensemble member: this kernel's error-group multiplier on every term
@@ -942,10 +948,9 @@ class CostModel:
         """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached entries in
         the layers of group `g` (one group of attention_seconds_energy)."""
         _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = consts
-        kv_write = tokens * ctx_bytes
         comp, mem, floor, over = decode_attention_time(
             dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes, ctx * ctx_bytes,
-            ctx * ctx_bytes / max(1.0, kv_write), seqs, *decode_heads(g), self._rates, self._cal_fields)
+            ctx / seqs, seqs, *decode_heads(g), self._rates, self._cal_fields)
         if self._scales is not None:
             comp, mem, floor, over = _scaled(self._scales, "attn_decode", self.ctx.attn_dtype,
                                              (comp, mem, floor, over))

@@ -31,6 +31,7 @@ from roofsim.model.cost import (
     comm_terms,
     comm_time,
     decode_attention_time,
+    decode_context,
     gemm_groups,
     gemm_is_stream,
     gemm_quant_bytes,
@@ -604,7 +605,7 @@ class FeatureTable:
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation, 3 rope (model.cost.elementwise_passes), else 0
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
-    attn_ctx: np.ndarray  # mean context per query token (decode)
+    attn_ctx: np.ndarray  # decode: cached entries per sequence (model.cost.decode_context)
     attn_kvh: np.ndarray  # decode: KV heads
     attn_group: np.ndarray  # decode: query heads per KV head
     attn_kv: np.ndarray  # decode: KV-cache bytes read
@@ -820,7 +821,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
                 cols["attn_scores"][i], cols["attn_edge"][i] = prefill_score_terms(k.scores, k.heads, k.window,
                                                                                    k.m, k.n)
         elif k.kind == "attn_decode":
-            cols["attn_ctx"][i] = k.kv_read_bytes / max(1.0, k.kv_write_bytes)
+            cols["attn_ctx"][i] = decode_context(k)
             cols["attn_kvh"][i] = max(1, k.k)
             cols["attn_group"][i] = max(1.0, k.heads / max(1, k.k))
             cols["attn_kv"][i] = k.kv_read_bytes

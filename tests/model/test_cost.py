@@ -549,3 +549,15 @@ def test_small_gemms_run_unpacked_like_a_gemv() -> None:
     assert gemm_shape_efficiency(4, 256, 768, 1, cal) == 1.0
     assert gemm_shape_efficiency(2, 768, 768, 1, cal) == pytest.approx(2 / 64)
     assert not gemm_is_stream(4, 256, 768, Calibration())  # default: off
+
+
+def test_decode_context_counts_cached_entries_per_sequence_in_a_verify_step() -> None:
+    import dataclasses
+
+    from roofsim.model.cost import decode_context
+
+    k = _decode_kernel(4, 999)  # 1000 entries per sequence (the new token's own key included)
+    assert decode_context(k) == pytest.approx(1000.0)
+    # a speculative verify step: 5 query tokens per sequence write 5 entries each, over the same context
+    verify = dataclasses.replace(k, m=5 * k.n, kv_write_bytes=5 * k.kv_write_bytes)
+    assert decode_context(verify) == pytest.approx(1000.0)
