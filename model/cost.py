@@ -10,6 +10,7 @@ functions and their defaults are documented in docs/model.md; `Calibration` hold
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from roofsim.model.graph import (
     AttnGroup,
     GraphContext,
     attention_kernels,
+    decode_heads,
     decode_keys,
     graph_context,
     group_attention_kernels,
@@ -35,6 +37,8 @@ from roofsim.model.graph import (
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel
 from roofsim.model.spec import ModelSpec, ParallelSpec, QuantSpec
 from roofsim.model.uncertainty import group_key, kernel_family, parent_keys, regime_of
+
+log = logging.getLogger(__name__)
 
 Bound = Literal["compute", "memory", "overhead", "communication"]
 
@@ -138,23 +142,44 @@ class Calibration(BaseModel):
         "softmax work per attention score in prefill, in tensor-FLOP equivalents (exp/max/sum run on the much "
         "slower SFU/FMA units: FlashAttention-3, arXiv 2407.08608, sec. 3); makes small head dims less efficient "
         "per FLOP; 0 = matmul FLOPs only"))
-    attn_decode_mem_eff: float = Field(0.70, gt=0, le=1)
+    attn_decode_mem_eff: float = Field(0.85, gt=0, le=1, description=(
+        "fraction of DRAM bandwidth decode attention streams the KV cache at when enough work units are in flight "
+        "(AIConfigurator tables: 0.8-0.95 of the datasheet on >1 GB of KV)"))
     attn_decode_eff: float = Field(0.55, gt=0, le=1, description=(
-        "fraction of tensor peak of decode attention's math (default: attn_prefill_eff). TRT-LLM's decode kernels "
-        "(MMHA/XQA) run large GQA groups (>= 48 query heads per KV head) on CUDA cores, ~5x slower than the "
-        "bandwidth roofline; fp8 decode uses attn_prefill_eff_fp8 x attn_decode_eff / attn_prefill_eff"))
-    attn_decode_ctx_half: float = Field(64.0, ge=0)
-    attn_decode_mem_eff_fp8kv: float = Field(0.70, gt=0, le=1, description=(
+        "fraction of tensor peak of decode attention's math (default: attn_prefill_eff); "
+        "fp8 decode uses attn_prefill_eff_fp8 x attn_decode_eff / attn_prefill_eff"))
+    attn_decode_mem_eff_fp8kv: float = Field(0.85, gt=0, le=1, description=(
         "attn_decode_mem_eff when the KV cache is fp8 (default: attn_decode_mem_eff): half the bytes do not halve "
-        "the time (dequantisation, narrower loads); H100 vLLM/SGLang decode is biased +10-16% on bf16 KV and "
-        "-8-14% on fp8 KV with one efficiency"))
-    attn_decode_par_half: float = Field(0.0, ge=0, description=(
-        "batch x KV heads at which decode attention reaches half its bandwidth (too few independent work units "
-        "to fill the SMs); 0 = no parallelism ramp"))
+        "the time (dequantisation, narrower loads)"))
     attn_decode_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one decode attention call")
-    attn_decode_seq_s: float = Field(0.0, ge=0, description=(
-        "per-sequence time floor of decode attention (block-table walk, per-sequence launch of work tiles); a "
-        "third roofline term: t = max(compute, memory, seqs x this) + overhead; 0 = none"))
+    attn_decode_cuda_group: float = Field(1e4, ge=1, description=(
+        "GQA group (query heads per KV head) above which decode attention's math runs on CUDA cores at "
+        "attn_decode_cuda_eff x fp32 peak, not on tensor cores (TRT-LLM's XQA kernels take groups up to 32; "
+        "AIConfigurator's TRT-LLM tables run groups of 48-128 3-5x slower on all four GPUs); a steep logistic "
+        "step (exponent _L2_STEP) so the fit can place it; the default 10^4 is beyond any model's group (off)"))
+    attn_decode_cuda_eff: float = Field(0.5, gt=0, le=1, description=(
+        "fraction of fp32 peak of decode attention's math on CUDA cores (attn_decode_cuda_group)"))
+    # Work units (docs/model.md, "decode attention"; defaults: the leave-one-GPU-out fits' typical values): one thread block per (sequence, KV head, KV split) as in
+    # FlashDecoding / FlashInfer / TRT-LLM XQA; the SMs run units_per_sm of them at a time, each paying a fixed
+    # cost and streaming its share of the KV cache at most at attn_decode_unit_bytes_per_s (Little's law: the
+    # bytes one block keeps in flight over the memory latency), so few units cannot saturate DRAM.
+    attn_decode_unit_s: float = Field(1e-6, ge=0, description=(
+        "fixed time of one work unit (query load, block-table walk, partial-result write); 0 = no work-unit term"))
+    attn_decode_unit_bytes_per_s: float = Field(6e10, gt=0, description=(
+        "KV bandwidth one work unit (thread block) reaches on its own"))
+    attn_decode_units_per_sm: float = Field(0.35, gt=0, description="work units an SM runs at a time")
+    attn_decode_split_tokens: float = Field(128.0, ge=0, description=(
+        "fewest KV tokens of one split-KV chunk: a call with fewer (sequence x KV head) units than SM slots "
+        "splits each sequence's KV into up to ctx / this chunks to fill them; 0 = no split-KV"))
+    attn_decode_split_s: float = Field(6e-6, ge=0, description=(
+        "fixed cost of split-KV's reduction pass, paid in full when every unit is split many ways"))
+    # The tables time the same KV cache call after call, so a KV working set that fits in L2 is read from L2:
+    # GDDR cards with a large L2 (L40S 96 MiB, RTX PRO 6000 128 MiB) run such calls 1.6x faster than DRAM allows.
+    attn_decode_l2_gain: float = Field(2.0, ge=1, description=(
+        "bandwidth of a decode KV working set that fits in L2, relative to attn_decode_mem_eff x DRAM; 1 = none"))
+    attn_decode_l2_frac: float = Field(1.0, gt=0, description=(
+        "KV working set, as a fraction of the L2 size (HardwareSpec memory.l2_bytes), at which half the L2 gain is "
+        "left (a steep logistic step: exponent _L2_STEP)"))
     # Memory-bound elementwise kernels reach 80-90% of STREAM-like bandwidth on large tensors.
     elementwise_mem_eff: float = Field(0.80, gt=0, le=1)
     vector_eff: float = Field(0.5, gt=0, le=1, description="fraction of fp32 vector peak for dequantization")
@@ -230,8 +255,13 @@ class Calibration(BaseModel):
         """A refined field that is not given takes the value of the field it refines (given or default)."""
         if not isinstance(data, dict):
             return data
-        if _OBSOLETE & data.keys():
-            data = {k: v for k, v in data.items() if k not in _OBSOLETE}
+        if (_OBSOLETE | _OBSOLETE_DECODE) & data.keys():
+            old = sorted(_OBSOLETE_DECODE & data.keys())
+            if old:
+                log.warning("calibration %r: %s belong to the earlier decode-attention model and are not read "
+                            "(the work-unit model's defaults stand; rebuild the profile)", data.get("name", ""),
+                            ", ".join(old))
+            data = {k: v for k, v in data.items() if k not in _OBSOLETE | _OBSOLETE_DECODE}
         missing = [f for f in _INHERIT if f not in data]
         if not missing:
             return data
@@ -267,6 +297,9 @@ _INHERIT: dict[str, str] = {
 # fields of the earlier communication model (one latency per hop, a GPU-count bandwidth exponent): a profile that
 # still has them reads without them (docs/validation.md, "Profile files")
 _OBSOLETE: frozenset[str] = frozenset({"nccl_hop_s", "nccl_bw_gpu_exp"})
+# fields of the earlier decode-attention model (bandwidth ramps in context and in batch x KV heads, a per-sequence
+# floor), replaced by the work-unit model: a profile that has them reads without them, with a warning
+_OBSOLETE_DECODE: frozenset[str] = frozenset({"attn_decode_ctx_half", "attn_decode_par_half", "attn_decode_seq_s"})
 
 
 DEFAULT_CALIBRATION = Calibration()
@@ -589,12 +622,6 @@ def comm_seconds(k: Kernel, hw: HardwareSpec, cal: Calibration) -> float:
     return float(comm_time(comm_terms(k, hw), cal.__dict__, k.graphed))
 
 
-def decode_parallelism(seqs: float, kv_heads: float) -> float:
-    """Independent work units of a decode attention call: sequences x KV heads (each a thread-block row of
-    FlashDecoding/paged attention before split-KV)."""
-    return seqs * max(1.0, kv_heads)
-
-
 def prefill_score_terms(scores: float, heads: int, window: int, t: float, seqs: float) -> tuple[float, float]:
     """(scores, edge) of a prefill attention call: effective scores = scores + edge x min(tile, s)/2 with s the
     mean new tokens per sequence; edge = heads x tokens x edges, edges = 1 (causal diagonal) + 1 (the window's
@@ -686,8 +713,11 @@ class AttentionRates:
     vector_flops_per_s: float  # fp32 peak x vector_eff (KV dequantization); 0 when there is none
     decode_mem_eff: float  # attn_decode_mem_eff[_fp8kv]
     bw: float  # memory bytes/s
-    l2_bytes: float  # last-level cache (prefill_memory_seconds)
+    l2_bytes: float  # last-level cache (prefill_memory_seconds; decode attention's KV working set)
     sm_clocks_per_s: float  # SMs x clock: the rate unit of attn_prefill_cached_bytes_per_clk
+    units: float = 1.0  # SMs (decode attention's work-unit slots)
+    cycle: float = 1.0  # COMM_REF_CLOCK_HZ / clock: decode attention's fixed costs run in cycles
+    fp32_flops_per_s: float = 0.0  # fp32 peak (decode math of large GQA groups on CUDA cores)
 
 
 # Dense 16-bit tensor FLOPs per SM per clock from which an NVIDIA GPU has warpgroup MMA (Hopper's wgmma: 4096;
@@ -721,6 +751,9 @@ def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: st
         bw=hw.memory.bandwidth_bytes_per_s,
         l2_bytes=hw.memory.l2_bytes,
         sm_clocks_per_s=hw.compute.num_units * hw.compute.clock_hz,
+        units=hw.compute.num_units,
+        cycle=COMM_REF_CLOCK_HZ / hw.compute.clock_hz,
+        fp32_flops_per_s=hw.peak("fp32"),
     )
 
 
@@ -747,18 +780,56 @@ def prefill_attention_time(work: float, nbytes: float, s: float, r: AttentionRat
     return compute, memory, 0.0, cal.attn_prefill_overhead_s
 
 
-def decode_attention_time(flops: float, dequant_flops: float, nbytes: float, mean_ctx: float, seqs: int,
-                          kv_heads: int, r: AttentionRates, cal: Calibration) -> Terms:
-    """Decode attention of `seqs` sequences (`mean_ctx` cached tokens per query token): bandwidth ramps with the
-    context (attn_decode_ctx_half) and the parallel work units (attn_decode_par_half); a per-sequence floor."""
-    compute = flops / r.decode_flops_per_s if flops else 0.0
-    if dequant_flops:
-        compute += dequant_flops / r.vector_flops_per_s
-    eff_m = r.decode_mem_eff * mean_ctx / (mean_ctx + cal.attn_decode_ctx_half)
-    if cal.attn_decode_par_half:
-        par = decode_parallelism(seqs, kv_heads)
-        eff_m *= par / (par + cal.attn_decode_par_half)
-    return compute, nbytes / (r.bw * eff_m), cal.attn_decode_seq_s * seqs, cal.attn_decode_overhead_s
+def _maximum(a: Any, b: Any) -> Any:
+    """max of floats, np.maximum of arrays: decode_attention_time serves kernel_cost (floats, hot path) and
+    FeatureTable (arrays) alike."""
+    return max(a, b) if isinstance(a, float | int) and isinstance(b, float | int) else np.maximum(a, b)
+
+
+def _minimum(a: Any, b: Any) -> Any:
+    return min(a, b) if isinstance(a, float | int) and isinstance(b, float | int) else np.minimum(a, b)
+
+
+# exponent of the logistic step from L2 to DRAM bandwidth in the KV working set / (l2_bytes x attn_decode_l2_frac):
+# the tables step within a factor of 2 of the working set (fits on the four GPUs: exponents 14-20)
+_L2_STEP = 16.0
+
+
+def decode_context(k: Kernel) -> float:
+    """Cached entries per sequence of decode kernel `k` (KV read over the KV written per query token, times the
+    query tokens per sequence: a speculative verify step has several)."""
+    return k.kv_read_bytes / max(1.0, k.kv_write_bytes) * k.m / max(1, k.n)
+
+
+def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes: Any, ctx: Any, seqs: Any,
+                          kv_heads: Any, group: Any, r: AttentionRates, p: Mapping[str, Any]) -> Terms:
+    """Decode attention of `seqs` sequences over `ctx` cached tokens each (`kv_bytes` of KV cache, `nbytes` in all)
+    with `kv_heads` KV heads of `group` query heads each, under calibration fields `p` (floats or numpy arrays).
+
+    memory: nbytes at attn_decode_mem_eff[_fp8kv] x DRAM bandwidth, attn_decode_l2_gain x that when the KV
+    working set fits in L2. floor (work units): seqs x kv_heads units, split-KV into chunks of at least
+    attn_decode_split_tokens to fill the SMs' slots (SMs x attn_decode_units_per_sm); each wave of units takes
+    attn_decode_unit_s + its share of the bytes at attn_decode_unit_bytes_per_s. overhead: the call's fixed cost
+    and split-KV's reduction pass. Fixed costs are cycles: given at COMM_REF_CLOCK_HZ, scaled by 1/clock (the
+    tables' smallest calls take 10-14 us on A100 at 1.41 GHz, 4-7 us on L40S / RTX PRO 6000 at 2.5 GHz)."""
+    compute = flops / r.decode_flops_per_s
+    cuda = 1.0 / (1.0 + (p["attn_decode_cuda_group"] / group) ** _L2_STEP)
+    compute = compute * (1.0 - cuda) + flops * cuda / (r.fp32_flops_per_s * p["attn_decode_cuda_eff"])
+    if r.vector_flops_per_s:
+        compute = compute + dequant_flops / r.vector_flops_per_s
+    fill = kv_bytes / (r.l2_bytes * p["attn_decode_l2_frac"])
+    hit = 1.0 / (1.0 + _minimum(fill, 1e6) ** _L2_STEP)
+    memory = nbytes / (r.bw * r.decode_mem_eff * (1.0 + (p["attn_decode_l2_gain"] - 1.0) * hit))
+    pairs = seqs * kv_heads
+    slots = r.units * p["attn_decode_units_per_sm"]
+    split = 1.0
+    if p["attn_decode_split_tokens"]:
+        split = _maximum(1.0, _minimum(ctx / p["attn_decode_split_tokens"], slots / pairs))
+    units = pairs * split
+    waves = _maximum(1.0, units / slots)
+    floor = waves * (r.cycle * p["attn_decode_unit_s"] + nbytes / (units * p["attn_decode_unit_bytes_per_s"]))
+    overhead = r.cycle * (p["attn_decode_overhead_s"] + p["attn_decode_split_s"] * (1.0 - 1.0 / split))
+    return compute, memory, floor, overhead
 
 
 def _vector_seconds(flops: float, hw: HardwareSpec, cal: Calibration) -> float:
@@ -832,8 +903,9 @@ def _kernel_terms(k: Kernel, hw: HardwareSpec, cal: Calibration) -> tuple[Terms,
         return (compute + _vector_seconds(k.dequant_flops, hw, cal), memory, floor, overhead), 0.0
     if kind == "attn_decode":
         r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops), k.latent)
-        return decode_attention_time(k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes / max(1.0, k.kv_write_bytes),
-                                     k.n, k.k, r, cal), 0.0
+        return decode_attention_time(
+            k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes, decode_context(k), k.n, max(1, k.k),
+            max(1.0, k.heads / max(1, k.k)), r, cal.__dict__), 0.0
     return elementwise_time(k, hw, cal), 0.0  # elementwise, sampling: vector units
 
 
@@ -885,6 +957,7 @@ class CostModel:
                                       dequant=self.quant.kv_dtype in ("int8", "int4"))
         self._latent_rates = attention_rates(hardware, self.calibration, self.ctx.attn_dtype, self.quant.kv_dtype,
                                              dequant=self.quant.kv_dtype in ("int8", "int4"), latent=True)
+        self._cal_fields = self.calibration.__dict__  # decode_attention_time reads the fields by name
         # an ensemble member's kernel time multipliers (Calibration.time_scale); None = the plain prediction
         self._scales = scale_table(self.calibration.time_scale) if self.calibration.time_scale else None
 
@@ -1070,11 +1143,10 @@ class CostModel:
         """(s, J) of decode attention of `seqs` sequences issuing `tokens` queries over `ctx` cached entries in
         the layers of group `g` (one group of attention_seconds_energy; `parts` as its)."""
         _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = consts
-        kv_write = tokens * ctx_bytes
         comp, mem, floor, over = decode_attention_time(
-            dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes,
-            ctx * ctx_bytes / max(1.0, kv_write), seqs, g.kv_heads,
-            self._latent_rates if g.latent_decode else self._rates, self.calibration)
+            dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes, ctx * ctx_bytes,
+            ctx / seqs, seqs, *decode_heads(g), self._latent_rates if g.latent_decode else self._rates,
+            self._cal_fields)
         if self._scales is not None:
             comp, mem, floor, over = _scaled(self._scales, "attn_decode", self.ctx.attn_dtype,
                                              (comp, mem, floor, over))

@@ -94,6 +94,15 @@ class AttnGroup:
         return self.dec_qk_dim != self.qk_dim
 
 
+def decode_heads(g: AttnGroup) -> tuple[int, float]:
+    """(KV heads, query heads per KV head) of group `g`'s decode kernel (model.cost.decode_attention_time): a
+    per-head KV cache's heads and GQA group; (1, 1) for MLA/DSA, whose latent is one entry every head reads (the
+    absorbed decode is one wide tensor-core product per sequence)."""
+    if g.kind in ("mla", "dsa"):
+        return 1, 1.0
+    return max(1, g.kv_heads), g.heads / max(1, g.kv_heads)
+
+
 def decode_keys(g: AttnGroup, seqs: float, ctx: float, ctx_win: float) -> float:
     """Entries a decode step of group `g` reads over `seqs` sequences with `ctx` keys in all (`ctx_win` with
     each limited to the model's sliding_window): all of them / ratio, the window aggregate, or at most
@@ -630,6 +639,7 @@ def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) ->
     if shape.decode_seqs:
         ctx = decode_keys(g, shape.decode_seqs, shape.decode_ctx_tokens, shape.decode_ctx_tokens_win)
         q_per_seq = shape.decode_tokens / shape.decode_seqs
+        dec_kvh, dec_group = decode_heads(g)
         if g.index_flops:
             entries = shape.decode_ctx_tokens / g.ratio
             ks.append(Kernel(name="dsa_indexer_decode", op="attn_decode", dtype=c.attn_dtype,
@@ -651,7 +661,8 @@ def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) ->
                 count=g.layers,
                 m=shape.decode_tokens,
                 n=shape.decode_seqs,
-                k=g.kv_heads,  # KV heads on this GPU: with n, the decode kernel's parallel work units
+                k=dec_kvh,  # KV heads on this GPU: with n, the decode kernel's parallel work units
+                heads=round(dec_kvh * dec_group),  # with k, the GQA group
                 kv_dtype=c.quant.kv_dtype,
                 dequant_flops=(2.0 * ctx * g.elems if c.quant.kv_dtype in ("int8", "int4") else 0.0),
                 latent=g.latent_decode,

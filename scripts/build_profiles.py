@@ -59,7 +59,7 @@ FIT_DTYPES = ("bf16", "fp16", "fp8", "int8")
 # decode_cuda_graphs: vLLM (V1 cudagraph capture sizes up to 512), SGLang (cuda_graph_max_bs) and TRT-LLM's PyTorch
 # flow (cuda_graph_config) replay decode batches as CUDA graphs, so a simulated decode step's TP all-reduces skip
 # the eager host-dispatch floor that the tables' eager rows fit (A100 vLLM: 44 us eager vs 5 us graphed).
-BASE = Calibration(comm_oneshot_max_bytes=8 * 1024 * 1024, comm_floor_s=3e-5, attn_decode_seq_s=1e-7,
+BASE = Calibration(comm_oneshot_max_bytes=8 * 1024 * 1024, comm_floor_s=3e-5, attn_decode_cuda_group=40.0,
                    decode_cuda_graphs=True)
 OPS = ("gemm", "attn_prefill", "attn_decode", "allreduce")
 MAX_PER_KEY = 5_000  # rows per (op, dtype, framework) kept for fitting/evaluation (random, seed 0)

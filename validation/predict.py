@@ -24,12 +24,15 @@ from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
 from roofsim.model.checkpoint_quant import FP8_BLOCK_GROUP
 from roofsim.model.cost import (
+    COMM_REF_CLOCK_HZ,
     COMM_TERMS,
     PEAK_DTYPE,
+    AttentionRates,
     Calibration,
     comm_terms,
     comm_time,
-    decode_parallelism,
+    decode_attention_time,
+    decode_context,
     gemm_clock_factor,
     gemm_groups,
     gemm_is_stream,
@@ -641,9 +644,14 @@ class FeatureTable:
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation, 3 rope (model.cost.elementwise_passes), else 0
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
-    attn_ctx: np.ndarray  # mean context per query token (decode)
-    attn_par: np.ndarray  # decode work units: sequences x KV heads
+    attn_ctx: np.ndarray  # decode: cached entries per sequence (model.cost.decode_context)
+    attn_kvh: np.ndarray  # decode: KV heads
+    attn_group: np.ndarray  # decode: query heads per KV head
+    attn_kv: np.ndarray  # decode: KV-cache bytes read
     attn_seqs: np.ndarray  # decode sequences
+    units: np.ndarray  # SMs of the row's hardware (decode work-unit slots)
+    l2: np.ndarray  # L2 bytes of the row's hardware (decode KV working set)
+    clock: np.ndarray  # SM clock of the row's hardware, Hz (decode fixed costs)
     attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
     attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
@@ -696,7 +704,6 @@ class FeatureTable:
                                                       np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"]
                                                                * p["attn_decode_eff"] / p["attn_prefill_eff"],
                                                                p["attn_decode_eff"])), p["vector_eff"])))
-            par = self.attn_par / (self.attn_par + p["attn_decode_par_half"]) if p["attn_decode_par_half"] else 1.0
             passes = np.choose(self.ew_class, (1.0, p["elementwise_norm_passes"], p["elementwise_act_passes"],
                                                p["elementwise_rope_passes"]))
             cache = 1.0  # model.cost.elementwise_cache_factor
@@ -710,10 +717,8 @@ class FeatureTable:
             # model.cost.gemm_time: an L2-warm benchmark GEMM reads at the faster of HBM and L2
             gemm_m = np.where(self.gemm_l2 > 0, np.maximum(gemm_m, self.gemm_l2 * p["gemm_l2_bytes_per_clk"] / self.bw),
                               gemm_m)
-            decode_m = (np.where(self.attn_kv8 > 0, p["attn_decode_mem_eff_fp8kv"], p["attn_decode_mem_eff"])
-                        * self.attn_ctx / (self.attn_ctx + p["attn_decode_ctx_half"]) * par)
             eff_m = np.where(kind == 0, gemm_m, np.where(kind == 1, p["attn_prefill_mem_eff"],
-                             np.where(kind == 2, decode_m, p["elementwise_mem_eff"] / (passes * cache))))
+                                                         p["elementwise_mem_eff"] / (passes * cache)))
             flops = self.flops
             if p["attn_prefill_tile"] or p["attn_softmax_flops"]:  # model.cost.prefill_attention_flops
                 work = ((self.attn_scores + self.attn_edge * np.minimum(p["attn_prefill_tile"], self.attn_s) / 2.0)
@@ -736,8 +741,23 @@ class FeatureTable:
                                                                    p["gemm_overhead_s_fp8_block"]))
                             * self.gemm_clock + np.divide(self.gemm_quant, self.bw * p["gemm_mem_eff"],
                                         out=np.zeros(len(kind)), where=self.gemm_quant > 0), overhead)
-        floor = np.where(kind == 2, p["attn_decode_seq_s"] * self.attn_seqs,
-                         np.where((kind == 0) & (self.gemm_eager > 0), p["gemm_eager_floor_s"], 0.0))
+        floor = np.where((kind == 0) & (self.gemm_eager > 0), p["gemm_eager_floor_s"], 0.0)
+        dec = kind == 2
+        if dec.any():  # decode attention: model.cost.decode_attention_time on the rows' arrays
+            # the KV dequantisation is in the generic compute above; vector_flops_per_s 0 skips it here
+            r = AttentionRates(peak=self.peak[dec], prefill_eff=0.0, decode_flops_per_s=self.peak[dec] * eff_c[dec],
+                               vector_flops_per_s=0.0,
+                               decode_mem_eff=np.where(self.attn_kv8[dec] > 0, p["attn_decode_mem_eff_fp8kv"],
+                                                       p["attn_decode_mem_eff"]),
+                               bw=self.bw[dec], units=self.units[dec], l2_bytes=self.l2[dec], sm_clocks_per_s=self.sm_clocks[dec],
+                               cycle=COMM_REF_CLOCK_HZ / self.clock[dec], fp32_flops_per_s=self.fp32_peak[dec])
+            terms = decode_attention_time(self.flops[dec], self.dequant[dec], self.bytes[dec], self.attn_kv[dec],
+                                          self.attn_ctx[dec], self.attn_seqs[dec], self.attn_kvh[dec],
+                                          self.attn_group[dec], r, p)
+            for arr, t in zip((compute, memory, floor, overhead), terms, strict=True):
+                arr[dec] = t
+            compute[dec] += np.where(self.dequant[dec] > 0, self.dequant[dec] / (self.fp32_peak[dec] * p["vector_eff"]),
+                                     0.0)
         body = (np.maximum(np.maximum(compute, memory), floor) + np.where(kind == 0, p["gemm_overlap_loss"], 0.0)
                 * np.minimum(compute, memory) + overhead)
         comm = np.zeros(len(kind))
@@ -766,8 +786,10 @@ FIT_FIELDS: tuple[str, ...] = (
     "gemm_eager_floor_s",
     "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half", "attn_prefill_mem_eff",
     "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk",
-    "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_ctx_half",
-    "attn_decode_par_half", "attn_decode_overhead_s", "attn_decode_seq_s",
+    "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
+    "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm", "attn_decode_split_tokens",
+    "attn_decode_split_s", "attn_decode_l2_gain", "attn_decode_l2_frac", "attn_decode_cuda_group",
+    "attn_decode_cuda_eff",
     "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "elementwise_rope_passes",
     "vector_eff", "kernel_overhead_s",
     "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
@@ -780,8 +802,8 @@ FIT_FIELDS: tuple[str, ...] = (
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_clock", "gemm_l2", "gemm_gemv",
          "gemm_eager",
          "gemm_quant",
-         "attn_s", "attn_ctx", "attn_par", "attn_seqs", "attn_kv8", "attn_latent", "attn_scores", "attn_edge",
-         "l2_bytes", "sm_clocks",
+         "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
+         "attn_latent", "attn_scores", "attn_edge", "l2_bytes", "sm_clocks",
          "comm_graphed")
 
 
@@ -862,9 +884,14 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
                 cols["attn_scores"][i], cols["attn_edge"][i] = prefill_score_terms(k.scores, k.heads, k.window,
                                                                                    k.m, k.n)
         elif k.kind == "attn_decode":
-            cols["attn_ctx"][i] = k.kv_read_bytes / max(1.0, k.kv_write_bytes)
-            cols["attn_par"][i] = decode_parallelism(k.n, k.k)
+            cols["attn_ctx"][i] = decode_context(k)
+            cols["attn_kvh"][i] = max(1, k.k)
+            cols["attn_group"][i] = max(1.0, k.heads / max(1, k.k))
+            cols["attn_kv"][i] = k.kv_read_bytes
             cols["attn_seqs"][i] = k.n
+            cols["units"][i] = hw.compute.num_units
+            cols["l2"][i] = hw.memory.l2_bytes
+            cols["clock"][i] = hw.compute.clock_hz
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             cols["attn_latent"][i] = float(k.latent)
     return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8, ew_class=ewc, comm=comm,

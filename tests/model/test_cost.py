@@ -105,7 +105,8 @@ def test_fast_path_equals_full_breakdown(prefill: list[tuple[int, int]], decode:
     # every other example runs with the refinements of section 2 switched on (they must stay in the closed form)
     cal = None if len(decode) % 2 else Calibration(
         gemm_overhead_s=1e-6, attn_prefill_overhead_s=1.5e-5, attn_decode_overhead_s=1.1e-5,
-        attn_decode_par_half=40.0, attn_decode_seq_s=3e-7, attn_prefill_eff_fp8=0.3, gemm_overlap_loss=0.2,
+        attn_decode_unit_s=3e-7, attn_decode_split_tokens=200.0, attn_decode_cuda_group=6.0,
+        attn_decode_l2_gain=3.0, attn_prefill_eff_fp8=0.3, gemm_overlap_loss=0.2,
         attn_decode_eff=0.05, attn_prefill_tile=96.0, attn_softmax_flops=150.0, attn_prefill_mem_eff=0.3,
         gemm_overhead_s_fp8=1.3e-5, attn_decode_mem_eff_fp8kv=0.35, elementwise_norm_passes=3.5,
         elementwise_act_passes=4.0,
@@ -213,6 +214,13 @@ def test_refined_fields_inherit_the_field_they_refine() -> None:
     assert old.attn_prefill_eff_fp8 == 0.4 and old.nccl_bw_eff_pcie == 0.3
     # fields of the earlier communication model are dropped on read
     assert Calibration(nccl_hop_s=1e-6, nccl_bw_gpu_exp=0.2) == Calibration()
+
+
+def test_fields_of_the_earlier_decode_model_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="roofsim.model.cost"):
+        old = Calibration(name="old", attn_decode_ctx_half=20.0, attn_decode_seq_s=1e-7, attn_decode_mem_eff=0.6)
+    assert old == Calibration(name="old", attn_decode_mem_eff=0.6)
+    assert "attn_decode_ctx_half, attn_decode_seq_s" in caplog.text
     assert Calibration(gemm_eff_fp8=0.4).gemm_eff_fp8_block == 0.4  # fp8_block refines fp8
     assert Calibration(kernel_overhead_s=7e-6, gemm_overhead_s=1e-6).gemm_overhead_s == 1e-6
     assert Calibration(gemm_overhead_s=1e-6).gemm_overhead_s_fp8 == 1e-6
@@ -228,8 +236,9 @@ def test_per_kind_overheads() -> None:
     k = _decode_kernel(1, 1000)
     ctx = k.kv_read_bytes / k.kv_write_bytes  # mean context per query token
     assert ctx == 1001 and k.count == 32  # the new token attends to itself too
-    mem = k.bytes / (3.35e12 * 0.7 * 1001 / (1001 + 64))  # eff = 0.7 x ctx/(ctx + 64)
-    assert kernel_cost(k, H100, cal).seconds == pytest.approx(32 * (mem + 2e-5), rel=1e-12)
+    plain = cal.model_copy(update=NO_UNITS)
+    mem = k.bytes / (3.35e12 * 0.85)  # attn_decode_mem_eff default
+    assert kernel_cost(k, H100, plain).seconds == pytest.approx(32 * (mem + 2e-5), rel=1e-12)
 
 
 def test_fp8_gemm_uses_its_own_efficiency_and_fp8_block_the_fp8_peak() -> None:
@@ -255,16 +264,55 @@ def test_gemm_overlap_loss_adds_a_fraction_of_the_shorter_roofline_term() -> Non
     assert lossy.seconds == pytest.approx(max(c, m) + 0.5 * min(c, m), rel=1e-12)
 
 
-def test_decode_parallelism_ramp_and_per_sequence_floor() -> None:
-    k = _decode_kernel(2, 1000)  # 2 sequences x 8 KV heads = 16 work units
-    cal = Calibration(attn_decode_par_half=16.0, attn_decode_overhead_s=0.0)
-    full = kernel_cost(k, H100, Calibration(attn_decode_overhead_s=0.0)).seconds
-    assert kernel_cost(k, H100, cal).seconds == pytest.approx(2 * full, rel=1e-12)  # 16/(16+16) = half bandwidth
-    many = _decode_kernel(1024, 2)  # tiny KV reads: the per-sequence term binds
-    floor = Calibration(attn_decode_seq_s=5e-7, attn_decode_overhead_s=1e-5)
-    kc = kernel_cost(many, H100, floor)
-    assert kc.seconds == pytest.approx(32 * (1024 * 5e-7 + 1e-5), rel=1e-12)
-    assert kc.bound == "overhead"
+# decode attention with the work-unit, L2 and CUDA-core terms switched off: the plain bandwidth roofline
+NO_UNITS = {"attn_decode_unit_s": 0.0, "attn_decode_unit_bytes_per_s": 1e30, "attn_decode_split_s": 0.0,
+            "attn_decode_l2_gain": 1.0}
+
+
+def test_decode_work_units_split_kv_and_waves_by_hand() -> None:
+    k = _decode_kernel(2, 1000)  # 2 sequences x 8 KV heads = 16 (sequence, KV head) pairs; H100: 132 SMs
+    cal = Calibration(**{**NO_UNITS, "attn_decode_unit_s": 1e-6, "attn_decode_unit_bytes_per_s": 1e9,
+                         "attn_decode_units_per_sm": 1.0, "attn_decode_split_tokens": 100.0,
+                         "attn_decode_split_s": 4e-6, "attn_decode_overhead_s": 0.0})
+    # split-KV fills the 132 slots: min(1001 / 100, 132 / 16) = 8.25 chunks per pair, one wave of 132 units
+    split = 132 / 16
+    kc = kernel_cost(k, H100, cal)
+    assert kc.seconds == pytest.approx(32 * (1e-6 + k.bytes / (132 * 1e9) + 4e-6 * (1 - 1 / split)), rel=1e-12)
+    assert kc.bound == "overhead"  # the work-unit floor, not DRAM, binds
+    # no split-KV: 16 units stream the bytes, one wave
+    whole = cal.model_copy(update={"attn_decode_split_tokens": 0.0})
+    assert kernel_cost(k, H100, whole).seconds == pytest.approx(32 * (1e-6 + k.bytes / (16 * 1e9)), rel=1e-12)
+    # 1024 sequences x 8 KV heads over 132 slots: 8192 / 132 waves, each a unit's fixed cost and its bytes
+    many = _decode_kernel(1024, 2)
+    waves = 8192 / 132
+    assert kernel_cost(many, H100, cal).seconds == pytest.approx(
+        32 * waves * (1e-6 + many.bytes / (8192 * 1e9)), rel=1e-12)
+
+
+def test_decode_kv_in_l2_streams_at_the_l2_gain_and_fixed_costs_scale_with_clock() -> None:
+    cal = Calibration(**{**NO_UNITS, "attn_decode_l2_gain": 2.0, "attn_decode_overhead_s": 0.0})
+    small = _decode_kernel(1, 1000)  # 4.1 MB of KV per layer: fits H100's 50 MiB L2
+    big = _decode_kernel(8, 8192)  # 268 MB: does not
+    off = Calibration(**NO_UNITS)
+    assert kernel_cost(small, H100, cal).memory_s == pytest.approx(kernel_cost(small, H100, off).memory_s / 2,
+                                                                   rel=1e-9)
+    assert kernel_cost(big, H100, cal).memory_s == pytest.approx(kernel_cost(big, H100, off).memory_s, rel=1e-9)
+    # fixed costs are cycles at H100's 1.83 GHz: an L40S (2.52 GHz) call costs 1.83/2.52 of it
+    l40s = load_hardware("l40s")
+    fixed = Calibration(**{**NO_UNITS, "attn_decode_overhead_s": 1e-5, "attn_decode_mem_eff": 1.0})
+    tiny = _decode_kernel(1, 1)
+    body = kernel_cost(tiny, l40s, fixed).memory_s
+    assert kernel_cost(tiny, l40s, fixed).seconds == pytest.approx(32 * (body + 1e-5 * 1.83 / 2.52), rel=1e-12)
+
+
+def test_large_gqa_groups_run_decode_math_on_cuda_cores() -> None:
+    import dataclasses
+
+    k = _decode_kernel(8, 4096)  # 32 query heads over 8 KV heads: group 4
+    cal = Calibration(**{**NO_UNITS, "attn_decode_cuda_group": 40.0, "attn_decode_cuda_eff": 0.5})
+    assert kernel_cost(k, H100, cal).compute_s == pytest.approx(k.flops / (989.4e12 * 0.55), rel=1e-9)
+    wide = dataclasses.replace(k, heads=8 * 64)  # group 64: fp32 CUDA cores (H100 67 TFLOP/s) at 0.5
+    assert kernel_cost(wide, H100, cal).compute_s == pytest.approx(wide.flops / (67e12 * 0.5), rel=1e-3)
 
 
 def test_allreduce_one_shot_two_shot_floor_and_nccl_by_hand() -> None:
@@ -296,12 +344,12 @@ def test_allreduce_one_shot_two_shot_floor_and_nccl_by_hand() -> None:
 def test_decode_compute_efficiency_is_its_own_field_and_inherits_prefill() -> None:
     assert Calibration(attn_prefill_eff=0.4).attn_decode_eff == 0.4  # older profiles keep their meaning
     k = _decode_kernel(8, 4096)
-    slow = Calibration(attn_decode_eff=0.002, attn_decode_overhead_s=0.0)  # CUDA-core decode (TRT-LLM MMHA)
+    slow = Calibration(attn_decode_eff=0.002, attn_decode_overhead_s=0.0, **NO_UNITS)  # very slow decode math
     kc = kernel_cost(k, H100, slow)
     assert kc.compute_s == pytest.approx(k.flops / (H100.peak("bf16") * 0.002), rel=1e-12)
     assert kc.seconds == pytest.approx(k.count * kc.compute_s, rel=1e-12) and kc.bound == "compute"
     # prefill is untouched; fp8 decode scales attn_prefill_eff_fp8 by the decode/prefill ratio
-    assert kernel_cost(k, H100, Calibration(attn_decode_overhead_s=0.0)).bound == "memory"
+    assert kernel_cost(k, H100, Calibration(attn_decode_overhead_s=0.0, **NO_UNITS)).bound == "memory"
     from roofsim.model.cost import decode_compute_efficiency
 
     cal = Calibration(attn_prefill_eff=0.5, attn_prefill_eff_fp8=0.4, attn_decode_eff=0.25)
@@ -466,8 +514,8 @@ def test_fp8_kv_decode_uses_its_own_bandwidth_fraction() -> None:
 
     (k,) = attention_kernels(c, BatchShape.build(decode_ctx=[8192] * 8))
     assert k.kv_dtype == "fp8"
-    base = Calibration(attn_decode_overhead_s=0.0, attn_decode_ctx_half=0.0)
-    half = base.model_copy(update={"attn_decode_mem_eff_fp8kv": 0.35})
+    base = Calibration(attn_decode_overhead_s=0.0, **NO_UNITS)
+    half = base.model_copy(update={"attn_decode_mem_eff_fp8kv": 0.425})  # half the default 0.85
     assert kernel_cost(k, H100, half).memory_s == pytest.approx(2 * kernel_cost(k, H100, base).memory_s, rel=1e-12)
     (k16,) = attention_kernels(graph_context(LLAMA8, QuantSpec(), ParallelSpec()),
                                BatchShape.build(decode_ctx=[8192] * 8))
@@ -621,3 +669,15 @@ def test_l2_warm_benchmark_gemm_reads_at_l2_bandwidth() -> None:
     warm = gemm_time(replace(g, l2_warm=True), rtx, DEFAULT_CALIBRATION)[1]
     assert warm == pytest.approx(g.bytes / (188 * 2.493e9 * 8.0))  # 3.75 TB/s against 1.28
     assert gemm_time(replace(g, l2_warm=True), rtx, Calibration(gemm_l2_bytes_per_clk=0.0))[1] == cold
+
+
+def test_decode_context_counts_cached_entries_per_sequence_in_a_verify_step() -> None:
+    import dataclasses
+
+    from roofsim.model.cost import decode_context
+
+    k = _decode_kernel(4, 999)  # 1000 entries per sequence (the new token's own key included)
+    assert decode_context(k) == pytest.approx(1000.0)
+    # a speculative verify step: 5 query tokens per sequence write 5 entries each, over the same context
+    verify = dataclasses.replace(k, m=5 * k.n, kv_write_bytes=5 * k.kv_write_bytes)
+    assert decode_context(verify) == pytest.approx(1000.0)

@@ -33,8 +33,8 @@ SKEWED = Calibration(
     elementwise_norm_passes=3.5, elementwise_act_passes=4.0, elementwise_rope_passes=4.5,
     elementwise_cache_gain=2.0, elementwise_norm_cache_gain=3.0, elementwise_act_cache_gain=5.0,
     elementwise_rope_cache_gain=7.0, elementwise_cache_bytes=1e6, comm_floor_s=2e-5, nccl_latency_s=9e-6,
-    decode_cuda_graphs=True, attn_prefill_tile=128.0, attn_softmax_flops=4.0, attn_decode_par_half=64.0,
-    attn_decode_seq_s=1e-7, gemm_overlap_loss=0.3,
+    decode_cuda_graphs=True, attn_prefill_tile=128.0, attn_softmax_flops=4.0, attn_decode_unit_s=3e-6,
+    attn_decode_split_tokens=300.0, attn_decode_l2_gain=3.0, attn_decode_cuda_group=6.0, gemm_overlap_loss=0.3,
 )
 # (model, quant, parallel) covering GQA + RoPE, MoE with EP, MLA, sliding windows, pipelines, int8 KV
 CASES = [

@@ -107,12 +107,13 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         _row("allreduce", variant="vLLM_custom_graph; vllm_graph; allreduce_dtype=bfloat16", message_bytes=2e3,
              num_gpus=4),
     ]
-    plain = Calibration(gemm_eff=0.6, kernel_overhead_s=4e-6, comm_latency_s=2e-5, attn_decode_ctx_half=500)
+    plain = Calibration(gemm_eff=0.6, kernel_overhead_s=4e-6, comm_latency_s=2e-5, attn_decode_unit_s=2e-6)
     # every refinement switched on, so the vectorised copy is checked on each new term too
     rich = plain.model_copy(update={
         "gemm_eff_fp8": 0.4, "gemm_eff_fp8_block": 0.3, "gemm_eff_int8": 0.5, "gemm_overlap_loss": 0.3,
         "gemm_overhead_s": 2e-6, "attn_prefill_eff_fp8": 0.35, "attn_prefill_overhead_s": 1.5e-5,
-        "attn_decode_overhead_s": 1.2e-5, "attn_decode_par_half": 40.0, "attn_decode_seq_s": 4e-7,
+        "attn_decode_overhead_s": 1.2e-5, "attn_decode_split_tokens": 300.0, "attn_decode_l2_gain": 3.0,
+        "attn_decode_cuda_group": 6.0, "attn_decode_units_per_sm": 2.0,
         "attn_decode_eff": 0.05, "gemm_gemv_max_m": 1, "attn_prefill_tile": 96.0, "attn_softmax_flops": 150.0,
         "attn_prefill_mem_eff": 0.3, "gemm_overhead_s_fp8": 1.3e-5, "attn_decode_mem_eff_fp8kv": 0.35,
         "elementwise_norm_passes": 3.5, "elementwise_act_passes": 4.0, "gemm_gemv_mem_eff": 0.25,
