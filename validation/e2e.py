@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 from pydantic import TypeAdapter
 
+from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import InputError, RoofsimError
+from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
 from roofsim.model.loader import load_model
 from roofsim.model.quant import KV_DTYPES, WEIGHT_DTYPES, quant_for
@@ -176,14 +178,15 @@ def _deployment_limits(row: BenchRow, sched: dict[str, Any]) -> str:
     return f"; the row's deployment sets {', '.join(said)}" if said else ""
 
 
-def row_quant(row: BenchRow) -> QuantSpec:
+def row_quant(row: BenchRow, hardware: HardwareSpec | None = None) -> QuantSpec:
     """QuantSpec of a row (model.quant.quant_for): fp8 weights -> W8A8 fp8, fp4 -> W4A4, int8/int4 -> weight-only
-    with 16-bit activations."""
+    with 16-bit activations; with `hardware`, activations the GPU cannot compute in run 16-bit (weight-only: an
+    MXFP4 gpt-oss checkpoint on H100, fp8 weights on A100), as the engines serve them."""
     wd, kv = row.weight_dtype.lower(), row.kv_dtype.lower()
     for name, value, valid in (("weight_dtype", wd, WEIGHT_DTYPES), ("kv_dtype", kv, KV_DTYPES)):
         if value not in valid:
             raise InputError(f"{name}={getattr(row, name)!r} is not one of {list(valid)}")
-    return quant_for(wd, kv)
+    return quant_for(wd, kv, hardware)
 
 
 def _num_requests(row: BenchRow) -> int:
@@ -235,8 +238,12 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
     engine = row_engine(row)[0] if row.mode != "static_batch" else None
     pool = client_model(arrival.client).prompt_pool if isinstance(arrival, ClosedLoopArrivals) else 0
     caching = None if pool and engine is not None else False
+    quant = row_quant(row, load_hardware(row.hardware))
+    if quant.activation_dtype != row_quant(row).activation_dtype:
+        notes.append(f"{row.weight_dtype} weights run weight-only on {row.hardware} ({quant.activation_dtype} "
+                     "activations: the GPU has no such tensor cores)")
     group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep, engine=engine,
-                         quant=row_quant(row), scheduler=sched, calibration=calibration,
+                         quant=quant, scheduler=sched, calibration=calibration,
                          **({} if caching is None else {"prefix_caching": caching}))
     if pool and engine is not None:
         notes[0] += (f"; prefix caching {'on' if group.prefix_caching else 'off'} (the engine's default): the "

@@ -220,3 +220,16 @@ def test_deployment_limits_override_the_engine_defaults(tmp_path: Path) -> None:
     assert p.read_text().splitlines()[0].endswith(",notes,max_batch_size,max_num_tokens")
     assert [(x.max_batch_size, x.max_num_tokens) for x in read_bench_table(p).rows] == [(8, 2532), (None, None)]
     assert "max_num_tokens" not in write_bench_table([row()], tmp_path / "u.csv").read_text()
+
+
+def test_fp4_weights_run_weight_only_where_the_gpu_has_no_fp4_tensor_cores() -> None:
+    """gpt-oss's MXFP4 checkpoint on H100 (no fp4 tensor cores) is served weight-only: W4A16 with a note, not
+    refused; on a Blackwell GPU the same row keeps fp4 activations; fp8 weights on H100 stay W8A8."""
+    cfg, notes = row_config(row(model="openai/gpt-oss-120b", weight_dtype="fp4", tp=2, num_gpus=2))
+    q = cfg.replicas[0].quant
+    assert (q.weight_dtype, q.activation_dtype) == ("fp4", "bf16")
+    assert any("fp4 weights run weight-only on h100-sxm (bf16 activations" in n for n in notes)
+    cfg, notes = row_config(row(model="openai/gpt-oss-120b", weight_dtype="fp4", tp=2, num_gpus=2,
+                                 hardware="b200"))
+    assert cfg.replicas[0].quant.activation_dtype == "fp4" and not any("weight-only" in n for n in notes)
+    assert row_config(row(weight_dtype="fp8"))[0].replicas[0].quant.activation_dtype == "fp8"
