@@ -351,6 +351,7 @@ def test_capacity_plans_for_an_uploaded_trace_like_the_planner(tmp_path: Path) -
     """An uploaded trace replaces the built-in workload; the winner equals simulator.planning.plan's on that file."""
     from roofsim.simulator.planning import PlanSpec, SerialExecutor, plan
     from roofsim.simulator.workload import TraceWorkload
+    from roofsim.validation.profiles import resolve_plan_calibrations
 
     data = _trace_csv()
     at = _app("4_Capacity_planning.py")
@@ -364,9 +365,9 @@ def test_capacity_plans_for_an_uploaded_trace_like_the_planner(tmp_path: Path) -
     _no_traceback(at)
     path = tmp_path / "mine.csv"
     path.write_bytes(data)
-    ref = plan(PlanSpec(model="Llama-3.1-8B", workload=TraceWorkload(path=str(path)), rate_per_s=8.0,
-                        slo_ttft_s=1.0, slo_tpot_s=0.1, hardware=("h100-sxm",), tp=(1,), num_requests=60,
-                        tolerance=0.1), SerialExecutor())
+    spec = PlanSpec(model="Llama-3.1-8B", workload=TraceWorkload(path=str(path)), rate_per_s=8.0, slo_ttft_s=1.0,
+                    slo_tpot_s=0.1, hardware=("h100-sxm",), tp=(1,), num_requests=60, tolerance=0.1)
+    ref = plan(resolve_plan_calibrations(spec)[0], SerialExecutor())  # each GPU's shipped profile, as `roofsim plan`
     assert ref.winner is not None
     assert _metric(at, "Replicas") == ref.winner.replicas
     assert _metric(at, "Capacity / replica") == pytest.approx(ref.winner.capacity_per_s, rel=5e-3)  # 3 digits shown

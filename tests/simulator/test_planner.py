@@ -364,7 +364,7 @@ def test_engine_sets_each_candidates_scheduler_for_its_gpu_and_explicit_fields_w
 
 
 def _length_spec(**kw: object) -> PlanSpec:
-    """One cheap candidate (16 sequences, short requests) whose capacity sits near 66 req/s."""
+    """One cheap candidate (16 sequences, short requests) whose capacity sits near 73 req/s."""
     from roofsim.simulator.workload import SyntheticWorkload
 
     wl = SyntheticWorkload(arrival={"kind": "poisson", "rate_per_s": 1.0}, input={"kind": "fixed", "tokens": 256},
@@ -381,9 +381,10 @@ def test_capacity_does_not_change_with_the_run_length_once_steady() -> None:
     w = auto.winner
     assert w is not None and w.steady and not auto.unsteady
     lengths = {q.num_requests for q in w.points}
-    assert min(lengths) >= 500 and max(lengths) == w.num_requests == 16000  # chosen per point, up to 16,000
-    assert w.capacity_per_s == pytest.approx(66.264076077367)
-    long = plan(_length_spec(num_requests=16000), SerialExecutor(), None)
+    # chosen per point, up to MAX_PLAN_REQUESTS (32,000) for the point nearest the SLO edge
+    assert min(lengths) >= 500 and max(lengths) == w.num_requests == 32000
+    assert w.capacity_per_s == pytest.approx(72.890483685103)
+    long = plan(_length_spec(num_requests=32000), SerialExecutor(), None)
     assert long.winner is not None and long.winner.steady
     assert long.winner.capacity_per_s == w.capacity_per_s and long.winner.replicas == w.replicas
     short = plan(_length_spec(num_requests=100), SerialExecutor(), None)
