@@ -782,12 +782,19 @@ def prefill_attention_time(work: float, nbytes: float, s: float, r: AttentionRat
 
 def _maximum(a: Any, b: Any) -> Any:
     """max of floats, np.maximum of arrays: decode_attention_time serves kernel_cost (floats, hot path) and
-    FeatureTable (arrays) alike."""
-    return max(a, b) if isinstance(a, float | int) and isinstance(b, float | int) else np.maximum(a, b)
+    FeatureTable (arrays) alike. The float comparison is tried first (the hot path); an array's truth value raises
+    ValueError, and only the vectorised fit pays for that."""
+    try:
+        return a if a >= b else b
+    except ValueError:
+        return np.maximum(a, b)
 
 
 def _minimum(a: Any, b: Any) -> Any:
-    return min(a, b) if isinstance(a, float | int) and isinstance(b, float | int) else np.minimum(a, b)
+    try:
+        return a if a <= b else b
+    except ValueError:
+        return np.minimum(a, b)
 
 
 # exponent of the logistic step from L2 to DRAM bandwidth in the KV working set / (l2_bytes x attn_decode_l2_frac):
@@ -958,6 +965,8 @@ class CostModel:
         self._latent_rates = attention_rates(hardware, self.calibration, self.ctx.attn_dtype, self.quant.kv_dtype,
                                              dequant=self.quant.kv_dtype in ("int8", "int4"), latent=True)
         self._cal_fields = self.calibration.__dict__  # decode_attention_time reads the fields by name
+        # decode_heads per attention group of the model (a group built elsewhere, e.g. partial depth, is computed)
+        self._decode_heads = {id(g): decode_heads(g) for g in self.ctx.attn}
         # an ensemble member's kernel time multipliers (Calibration.time_scale); None = the plain prediction
         self._scales = scale_table(self.calibration.time_scale) if self.calibration.time_scale else None
 
@@ -1145,7 +1154,8 @@ class CostModel:
         _, _, ctx_bytes, dec_flops, dec_bytes_q, deq = consts
         comp, mem, floor, over = decode_attention_time(
             dec_flops * ctx * (tokens / seqs), deq * ctx, tokens * dec_bytes_q + ctx * ctx_bytes, ctx * ctx_bytes,
-            ctx / seqs, seqs, *decode_heads(g), self._latent_rates if g.latent_decode else self._rates,
+            ctx / seqs, seqs, *(self._decode_heads.get(id(g)) or decode_heads(g)),
+            self._latent_rates if g.latent_decode else self._rates,
             self._cal_fields)
         if self._scales is not None:
             comp, mem, floor, over = _scaled(self._scales, "attn_decode", self.ctx.attn_dtype,
