@@ -649,15 +649,13 @@ class FeatureTable:
     attn_group: np.ndarray  # decode: query heads per KV head
     attn_kv: np.ndarray  # decode: KV-cache bytes read
     attn_seqs: np.ndarray  # decode sequences
-    units: np.ndarray  # SMs of the row's hardware (decode work-unit slots)
-    l2: np.ndarray  # L2 bytes of the row's hardware (decode KV working set)
-    clock: np.ndarray  # SM clock of the row's hardware, Hz (decode fixed costs)
+    units: np.ndarray  # attention: SMs of the row's hardware (decode work-unit slots; SMs x clock for prefill)
+    l2: np.ndarray  # attention: L2 bytes of the row's hardware (prefill memory, decode KV working set)
+    clock: np.ndarray  # attention: SM clock of the row's hardware, Hz
     attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
     attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
-    l2_bytes: np.ndarray  # prefill: the GPU's last-level cache (model.cost.prefill_memory_seconds)
-    sm_clocks: np.ndarray  # prefill: SMs x clock, Hz
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
     tiling: tuple  # _tiling(cal)
@@ -729,7 +727,7 @@ class FeatureTable:
             memory = self.bytes / (self.bw * eff_m)
             if p["attn_prefill_cached_bytes_per_clk"]:  # model.cost.prefill_memory_seconds
                 memory = np.where(kind == 1, prefill_memory_seconds(
-                    self.bytes, self.bw, self.l2_bytes, self.sm_clocks, p["attn_prefill_mem_eff"],
+                    self.bytes, self.bw, self.l2, self.units * self.clock, p["attn_prefill_mem_eff"],
                     p["attn_prefill_cached_bytes_per_clk"]), memory)
         overhead = np.choose(np.minimum(kind, 3), (p["gemm_overhead_s"], p["attn_prefill_overhead_s"],
                                                    p["attn_decode_overhead_s"], p["kernel_overhead_s"]))
@@ -749,7 +747,8 @@ class FeatureTable:
                                vector_flops_per_s=0.0,
                                decode_mem_eff=np.where(self.attn_kv8[dec] > 0, p["attn_decode_mem_eff_fp8kv"],
                                                        p["attn_decode_mem_eff"]),
-                               bw=self.bw[dec], units=self.units[dec], l2_bytes=self.l2[dec], sm_clocks_per_s=self.sm_clocks[dec],
+                               bw=self.bw[dec], units=self.units[dec], l2_bytes=self.l2[dec],
+                               sm_clocks_per_s=self.units[dec] * self.clock[dec],
                                cycle=COMM_REF_CLOCK_HZ / self.clock[dec], fp32_flops_per_s=self.fp32_peak[dec])
             terms = decode_attention_time(self.flops[dec], self.dequant[dec], self.bytes[dec], self.attn_kv[dec],
                                           self.attn_ctx[dec], self.attn_seqs[dec], self.attn_kvh[dec],
@@ -803,7 +802,7 @@ _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff
          "gemm_eager",
          "gemm_quant",
          "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
-         "attn_latent", "attn_scores", "attn_edge", "l2_bytes", "sm_clocks",
+         "attn_latent", "attn_scores", "attn_edge",
          "comm_graphed")
 
 
@@ -878,8 +877,6 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)
-            cols["l2_bytes"][i] = hw.memory.l2_bytes
-            cols["sm_clocks"][i] = hw.compute.num_units * hw.compute.clock_hz
             if k.scores:
                 cols["attn_scores"][i], cols["attn_edge"][i] = prefill_score_terms(k.scores, k.heads, k.window,
                                                                                    k.m, k.n)
@@ -889,11 +886,11 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_group"][i] = max(1.0, k.heads / max(1, k.k))
             cols["attn_kv"][i] = k.kv_read_bytes
             cols["attn_seqs"][i] = k.n
-            cols["units"][i] = hw.compute.num_units
-            cols["l2"][i] = hw.memory.l2_bytes
-            cols["clock"][i] = hw.compute.clock_hz
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             cols["attn_latent"][i] = float(k.latent)
+        if k.kind in ("attn_prefill", "attn_decode"):
+            cols["units"][i], cols["l2"][i], cols["clock"][i] = (hw.compute.num_units, hw.memory.l2_bytes,
+                                                                 hw.compute.clock_hz)
     return FeatureTable(kind=kind, gemm_dtype=gdt, attn_fp8=afp8, ew_class=ewc, comm=comm,
                         tiling=_tiling(cal), **cols)
 
