@@ -82,6 +82,12 @@ class BenchRow:
     decode_tp: int | None = None
     decode_pp: int | None = None
     decode_ep: int | None = None
+    # the engine limits of each pool's workers (optional; None = the row's max_batch_size/max_num_tokens, else the
+    # engine's default): an attention-DP worker's running limit counts every attention rank's batch
+    prefill_max_batch_size: int | None = None
+    prefill_max_num_tokens: int | None = None
+    decode_max_batch_size: int | None = None
+    decode_max_num_tokens: int | None = None
 
     @property
     def disaggregated(self) -> bool:
@@ -97,7 +103,9 @@ DISAGG_COLUMNS = tuple(f"{pool}_{k}" for pool in ("prefill", "decode") for k in 
 # read when present; notes always written, a version or a harness when any row has one, the pool columns when a
 # row is disaggregated
 ENGINE_LIMIT_COLUMNS = ("max_batch_size", "max_num_tokens")
-OPTIONAL_COLUMNS = ("notes", "framework_version", "harness", *ENGINE_LIMIT_COLUMNS, *DISAGG_COLUMNS)
+POOL_LIMIT_COLUMNS = tuple(f"{pool}_{c}" for pool in ("prefill", "decode") for c in ENGINE_LIMIT_COLUMNS)
+OPTIONAL_COLUMNS = ("notes", "framework_version", "harness", *ENGINE_LIMIT_COLUMNS, *DISAGG_COLUMNS,
+                    *POOL_LIMIT_COLUMNS)
 
 
 def written_columns(rows: Sequence[BenchRow]) -> tuple[str, ...]:
@@ -105,12 +113,13 @@ def written_columns(rows: Sequence[BenchRow]) -> tuple[str, ...]:
     when a row has one, the pool columns only when a row is disaggregated."""
     return (*COLUMNS, "notes", *(c for c in ("framework_version", "harness", *ENGINE_LIMIT_COLUMNS)
                                  if any(getattr(r, c) for r in rows)),
-            *(DISAGG_COLUMNS if any(r.disaggregated for r in rows) else ()))
+            *(DISAGG_COLUMNS if any(r.disaggregated for r in rows) else ()),
+            *(c for c in POOL_LIMIT_COLUMNS if any(getattr(r, c) for r in rows)))
 COLUMNS = tuple(f.name for f in fields(BenchRow) if f.name not in OPTIONAL_COLUMNS)
 _REQUIRED = ("model", "hardware", "num_gpus", "tp", "pp", "ep", "weight_dtype", "kv_dtype", "framework", "mode",
              "isl", "osl")
 _INT = {"num_gpus", "tp", "pp", "ep", "isl", "osl", "concurrency", "num_requests", *ENGINE_LIMIT_COLUMNS,
-        *DISAGG_COLUMNS}
+        *DISAGG_COLUMNS, *POOL_LIMIT_COLUMNS}
 _FLOAT = {"qps", *_MEASURED}
 _STR = {"model", "hardware", "weight_dtype", "kv_dtype", "framework", "mode", "notes", "framework_version", "harness"}
 
@@ -148,7 +157,8 @@ def _cell(col: str, raw: str):
     if col in _INT:
         if x != int(x):
             raise _CellError(f"column {col!r}={v!r} is not an integer")
-        if col in ("num_gpus", "tp", "pp", "ep", "osl", "isl", *ENGINE_LIMIT_COLUMNS, *DISAGG_COLUMNS) and x < 1:
+        if col in ("num_gpus", "tp", "pp", "ep", "osl", "isl", *ENGINE_LIMIT_COLUMNS, *DISAGG_COLUMNS,
+                   *POOL_LIMIT_COLUMNS) and x < 1:
             raise _CellError(f"column {col!r}={v!r} must be >= 1")
         if col in _LIMITS and x > _LIMITS[col][1]:
             raise _CellError(f"column {col!r}={v!r} is over {_LIMITS[col][0]}={_LIMITS[col][1]:,}")

@@ -120,15 +120,21 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
         if ver:
             notes.append(f"{r['backend']} {ver}")
         if r["mode"] == "disagg":
-            pools, concurrency = _disagg_pools(r, notes)
+            pools, concurrency = _disagg_pools(r, notes, recorded)
+            limits = {f"{pool}_{k}": v or None for pool, p in pools.items()
+                      for k, v in zip(("max_batch_size", "max_num_tokens"), p[4:], strict=True)}
+            ttft, tpot, osl = _f(r, "silicon_ttft_ms"), _f(r, "silicon_tpot_ms"), _i(r, "osl")
+            # aiperf (the benchmark client) defines inter-token latency = (request latency - TTFT) / (output
+            # tokens - 1), so the request latency follows; it is the figure a TTFT/TPOT split cannot move
+            notes.append("e2e_ms derived: TTFT + (osl - 1) x TPOT")
             return BenchRow(
                 model=r["model_path"], hardware=hw, num_gpus=sum(p[0] * p[1] * p[2] for p in pools.values()),
                 tp=pools["decode"][1], pp=pools["decode"][2], ep=pools["decode"][3], weight_dtype=wd,
-                kv_dtype="bf16", framework=r["backend"], mode="closed_loop", isl=_i(r, "isl"), osl=_i(r, "osl"),
-                concurrency=concurrency, ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"),
+                kv_dtype="bf16", framework=r["backend"], mode="closed_loop", isl=_i(r, "isl"), osl=osl,
+                concurrency=concurrency, ttft_ms=ttft, tpot_ms=tpot, e2e_ms=ttft + (osl - 1) * tpot,
                 notes="; ".join(notes), framework_version=ver,
-                **{f"{pool}_{k}": v for pool, p in pools.items()
-                   for k, v in zip(("replicas", "tp", "pp", "ep"), p, strict=True)})
+                **limits, **{f"{pool}_{k}": v for pool, p in pools.items()
+                             for k, v in zip(("replicas", "tp", "pp", "ep"), p[:4], strict=True)})
         tp, pp = _i(r, "tp_size"), _i(r, "pp_size")
         bs, isl = _i(r, "batch_size"), _i(r, "isl")
         dp = _i(r, "attention_dp_size", blank_ok=True) or 1
@@ -142,7 +148,9 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
             ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"), notes="; ".join(notes),
             framework_version=ver, max_batch_size=bs, max_num_tokens=aic_agg_max_num_tokens(r["backend"], bs, isl))
 
-    return _convert(path, _SILICON_REQ, conv)
+    _, recs = _rows(path, _SILICON_REQ)
+    recorded = _recorded_layouts(recs)
+    return rows_to_table(path, recs, conv, _Skip)
 
 
 def aic_agg_max_num_tokens(backend: str, batch_size: int, isl: int) -> int:
@@ -156,34 +164,74 @@ def aic_agg_max_num_tokens(backend: str, batch_size: int, isl: int) -> int:
 
 _AIC_TOKEN_SLACK = 1500  # the generator rules' "+ 1500" over the prompt (rule_plugin/benchmark/*.rule)
 _CONCURRENCY = re.compile(r"silicon_concurrency=(\d+)")
+_POOL_FIELDS = ("batch_size", "num_workers", "tp_size", "pp_size", "attention_dp_size", "moe_ep_size")
+# AIConfigurator cannot estimate a disagg row without these (ai-dynamo/aiconfigurator
+# src/aiconfigurator/cli/api.py cli_estimate; tools/accuracy_tracking/make_silicon_refs.py: "older dumps lack them")
+_AIC_REQUIRED_DISAGG = ("prefill_batch_size", "prefill_num_workers", "decode_batch_size", "decode_num_workers")
 
 
-def _disagg_pools(r: dict, notes: list[str]) -> tuple[dict[str, tuple[int, int, int, int]], int]:
-    """The (replicas, tp, pp, ep) of the prefill and decode pools of a `disagg` row, and its client concurrency.
+def _concurrency(r: dict) -> int | None:
+    m = _CONCURRENCY.search(r.get("silicon_data_source") or "")
+    return None if m is None else int(m.group(1))
+
+
+def _measurement_key(r: dict) -> tuple[str, ...]:
+    """What identifies one measured disagg point apart from its layout columns. The latencies compare to 12
+    significant digits: the dumps repeat a measurement with its last binary digit differing."""
+    def num(col: str) -> str:
+        try:
+            return f"{float(r.get(col) or 'nan'):.12g}"
+        except ValueError:
+            return r.get(col) or ""
+    return (r["backend"], r.get("backend_version") or "", num("isl"), num("osl"), str(_concurrency(r)),
+            num("silicon_ttft_ms"), num("silicon_tpot_ms"))
+
+
+def _recorded_layouts(recs: list[tuple[int, dict]]) -> dict[tuple[str, ...], str]:
+    """Measurement key -> id of the disagg rows that record their whole pool layout."""
+    return {_measurement_key(r): r.get("id") or f"line {ln}" for ln, r in recs
+            if r.get("mode") == "disagg" and all((r.get(c) or "").strip() for c in _AIC_REQUIRED_DISAGG)}
+
+
+def _disagg_pools(r: dict, notes: list[str], recorded: dict[tuple[str, ...], str]
+                  ) -> tuple[dict[str, tuple[int, ...]], int]:
+    """The (replicas, tp, pp, ep, max_batch_size, max_num_tokens) of the prefill and decode pools of a `disagg`
+    row, and its client concurrency (docs/validation-formats.md, AIConfigurator silicon).
 
     Workers = replicas. roofsim has no attention data parallelism: a worker of attention_dp_size d and tp t is
-    simulated as tp = t*d over the same GPUs (noted). MoE expert parallelism = moe_ep_size (0 or blank = 1).
-    Concurrency: `silicon_concurrency=` in silicon_data_source (a row without it is a problem)."""
-    pools: dict[str, tuple[int, int, int, int]] = {}
+    simulated as tp = t*d over the same GPUs, its d ranks' batches as one batch: max_batch_size = batch_size * d
+    (AIConfigurator's global batch, aic-core sdk/backends/base_backend.py) and, on the prefill pool, max_num_tokens
+    = d * (isl + 1500), the generator's per-worker prefill limit (rule_plugin/benchmark/*.rule) on every rank.
+    MoE expert parallelism = moe_ep_size (0 or blank = 1). Concurrency: `silicon_concurrency=` in
+    silicon_data_source. A row without worker counts or concurrency is a problem saying why."""
+    blank = [c for c in _AIC_REQUIRED_DISAGG if not (r.get(c) or "").strip()]
+    if blank:
+        same = recorded.get(_measurement_key(r))
+        if same is not None:
+            raise _Skip(f"mode=disagg with {', '.join(blank)} blank: the same measurement (isl, osl, concurrency, "
+                        f"TTFT and TPOT identical) as row {same}, which records the layout and is scored")
+        raise _Skip(f"mode=disagg with {', '.join(blank)} blank: the pool sizes are not recorded and no rule "
+                    f"gives them (AIConfigurator itself requires these columns and skips such rows)")
+    isl = _i(r, "isl")
+    pools: dict[str, tuple[int, ...]] = {}
     for pool in ("prefill", "decode"):
-        workers = _i(r, f"{pool}_num_workers", blank_ok=True)
-        if workers is None:
-            raise _Skip(f"mode=disagg but column '{pool}_num_workers' is empty: the size of the {pool} pool is "
-                        f"not recorded")
-        tp, pp = _i(r, f"{pool}_tp_size"), _i(r, f"{pool}_pp_size")
-        dp = _i(r, f"{pool}_attention_dp_size", blank_ok=True) or 1
-        ep = _i(r, f"{pool}_moe_ep_size", blank_ok=True) or 1
+        bs, workers, tp, pp, dp, ep = (_i(r, f"{pool}_{c}", blank_ok=True) or 1 for c in _POOL_FIELDS)
         if dp > 1:
-            notes.append(f"{pool} attention_dp_size={dp} x tp {tp}: simulated as tp={tp * dp}")
-        pools[pool] = (workers, tp * dp, pp, ep)
-    m = _CONCURRENCY.search(r.get("silicon_data_source") or "")
-    if m is None:
-        # decode_batch_size x decode_num_workers equals silicon_concurrency on every row that records both, but
-        # not on the others: Qwen3-32B vLLM 2 x tp4 decode at 224 each would need >= 12 ms per step from KV
-        # reads alone at 4,500 tokens of context (fp8 KV, 3.35 TB/s), against 8.7 ms measured
+            notes.append(f"{pool} attention_dp_size={dp} x tp {tp}: simulated as tp={tp * dp}, one batch of the "
+                         f"{dp} ranks")
+        tokens = dp * (isl + _AIC_TOKEN_SLACK) if pool == "prefill" else 0
+        pools[pool] = (workers, tp * dp, pp, ep, bs * dp, tokens)
+    concurrency = _concurrency(r)
+    if concurrency is None:
+        # AIConfigurator's benchmark script runs a sweep: 1, 2, 8, 16, 32, 64, 128 and 0.95/1/1.05 x decode workers
+        # x decode max_batch_size (generator/config/backend_templates/benchmark/bench_run.sh.j2); the row does not
+        # say which point it is. At decode_batch_size x decode_num_workers the Qwen3-32B vLLM row (2 x tp4 decode
+        # at 224 each) would need >= 12 ms per step from KV reads alone at 4,500 tokens of context (fp8 KV,
+        # 3.35 TB/s), against 8.7 ms measured.
         raise _Skip("mode=disagg but silicon_data_source records no silicon_concurrency: the client concurrency "
-                    "is unknown (decode_batch_size is the engine's batch limit)")
-    return pools, int(m.group(1))
+                    "is unknown (AIConfigurator's benchmark sweeps several; decode_batch_size is the engine's "
+                    "batch limit)")
+    return pools, concurrency
 
 
 # ------------------------------------------------------------------------------------------------ Splitwise

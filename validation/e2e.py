@@ -258,14 +258,31 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
 def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: SyntheticWorkload, seed: int,
                          notes: list[str]) -> SimConfig:
     """The run of a disaggregated row: `group` (the engine's settings) as the prefill pool and the decode pool
-    with each pool's replicas and layout; the KV crosses the GPUs' network link (the default kv_link)."""
+    with each pool's replicas, layout and engine limits (the row's pool columns); the KV crosses the GPUs'
+    network link (the default kv_link)."""
     groups = tuple(group.model_copy(update={
         "role": pool, "count": getattr(row, f"{pool}_replicas"), "tp": getattr(row, f"{pool}_tp"),
-        "pp": getattr(row, f"{pool}_pp"), "ep": getattr(row, f"{pool}_ep")}) for pool in ("prefill", "decode"))
+        "pp": getattr(row, f"{pool}_pp"), "ep": getattr(row, f"{pool}_ep"),
+        "scheduler": _pool_scheduler(row, pool, group.scheduler)}) for pool in ("prefill", "decode"))
     notes.append("disaggregated: " + " + ".join(
-        f"{g.count} {g.role} x tp{g.tp} pp{g.pp} ep{g.ep}" for g in groups)
+        f"{g.count} {g.role} x tp{g.tp} pp{g.pp} ep{g.ep} (max_num_seqs {g.scheduler.max_num_seqs}, "
+        f"{g.scheduler.max_batched_tokens} tokens)" for g in groups)
         + "; KV handed over on the GPUs' network link; TTFT counts the handover (docs/disaggregation.md)")
     return SimConfig(workload=workload, replicas=groups, seed=seed)
+
+
+def _pool_scheduler(row: BenchRow, pool: str, sched: SchedulerConfig) -> SchedulerConfig:
+    """`sched` with the pool's own limits when the row gives them (a pool limit is what the benchmarked deployment
+    set on that pool's workers, so it applies on every engine)."""
+    seqs, tokens = getattr(row, f"{pool}_max_batch_size"), getattr(row, f"{pool}_max_num_tokens")
+    upd: dict[str, int] = {}
+    if seqs is not None:
+        upd["max_num_seqs"] = seqs
+    if tokens is not None:
+        upd["max_batched_tokens"] = max(tokens, row.isl)
+        if "chunk_size" in type(sched).model_fields:
+            upd["chunk_size"] = upd["max_batched_tokens"]
+    return type(sched).model_validate({**sched.model_dump(), **upd}) if upd else sched
 
 
 # ------------------------------------------------------------------------------------------- prediction

@@ -44,9 +44,12 @@ def test_missing_column_and_bad_cells(tmp_path: Path) -> None:
 
 def test_convert_aiconfigurator_silicon(shared_data: Path, tmp_path: Path) -> None:
     t = convert_aiconfigurator_silicon(shared_data / "serving/aiconfigurator_silicon/silicon_sample_h100.csv")
-    # 917 rows = 810 agg + 107 disagg; 8 disagg rows record both pools and the client concurrency
+    # 917 rows = 810 agg + 107 disagg; 8 disagg rows record both pools and the client concurrency; of the 92
+    # without worker counts, 13 repeat one of those 8 measurements (same TTFT/TPOT) and say which
     assert len(t.rows) == 818 and len(t.problems) == 99
-    assert sum("prefill_num_workers' is empty" in p for p in t.problems) == 92
+    assert sum("no rule gives them" in p for p in t.problems) == 79
+    assert sum("the same measurement" in p for p in t.problems) == 13
+    assert sum("as row dsr1_h100_trtllm_fp8_disagg_1024x1024_c30_cfg494," in p for p in t.problems) == 2
     assert sum("no silicon_concurrency" in p for p in t.problems) == 7
     llama = [r for r in t.rows if r.model == "meta-llama/Llama-3.1-8B-Instruct"]
     assert len(llama) == 177 and all(r.mode == "closed_loop" and r.concurrency for r in llama)
@@ -66,6 +69,11 @@ def test_convert_aiconfigurator_silicon(shared_data: Path, tmp_path: Path) -> No
     assert (c6.prefill_replicas, c6.prefill_tp, c6.prefill_ep, c6.decode_replicas, c6.decode_tp, c6.decode_ep,
             c6.num_gpus, c6.tp, c6.ep) == (1, 16, 16, 3, 16, 16, 64, 16, 16)
     assert "prefill attention_dp_size=16 x tp 1: simulated as tp=16" in c6.notes
+    # the 16 attention-DP ranks' batches of 1 as one prefill batch of 16, each rank's isl + 1500 tokens; decode
+    # max_batch_size 2 per worker (2 x 3 workers = the 6 clients)
+    assert (c6.prefill_max_batch_size, c6.prefill_max_num_tokens, c6.decode_max_batch_size,
+            c6.decode_max_num_tokens) == (16, 16 * (8192 + 1500), 2, None)
+    assert c6.e2e_ms == pytest.approx(13693.258112009305 + 1023 * 14.657867551218844)
     back = read_bench_table(write_bench_table(t.rows, tmp_path / "s.csv"))
     assert back.rows == t.rows and back.problems == ()
 

@@ -19,7 +19,8 @@ def test_row_config_builds_the_two_pools() -> None:
     assert cfg.disaggregated
     assert [(g.role, g.count, g.tp) for g in cfg.replicas] == [("prefill", 1, 1), ("decode", 1, 2)]
     assert cfg.replicas[0].scheduler == cfg.replicas[1].scheduler  # the engine's settings on both pools
-    assert "disaggregated: 1 prefill x tp1 pp1 ep1 + 1 decode x tp2 pp1 ep1" in notes[-1]
+    assert "disaggregated: 1 prefill x tp1 pp1 ep1 (max_num_seqs" in notes[-1]
+    assert "+ 1 decode x tp2 pp1 ep1 (max_num_seqs" in notes[-1]
     colocated, _ = row_config(replace(ROW, num_gpus=2, prefill_replicas=None, prefill_tp=None, prefill_pp=None,
                                       prefill_ep=None, decode_replicas=None, decode_tp=None, decode_pp=None,
                                       decode_ep=None))
@@ -34,3 +35,18 @@ def test_a_disaggregated_row_is_predicted_and_scored() -> None:
     assert 10.0 < p.predicted["ttft_ms"] < 200.0 and 2.0 < p.predicted["tpot_ms"] < 20.0
     stats = e2e_error_stats([p])["all"]
     assert stats["ttft_ms"]["n"] == 1 and stats["tpot_ms"]["n"] == 1
+
+
+def test_pool_limits_set_each_pools_scheduler() -> None:
+    """A pool's own limits (an attention-DP prefill worker: 16 ranks of 1 prompt, each up to isl + 1500 tokens)
+    go to that pool's scheduler only; a pool without limits keeps the engine's settings."""
+    row = replace(ROW, prefill_max_batch_size=16, prefill_max_num_tokens=16 * 2524)
+    cfg, notes = row_config(row)
+    base, _ = row_config(ROW)
+    pre, dec = cfg.replicas
+    assert (pre.scheduler.max_num_seqs, pre.scheduler.max_batched_tokens) == (16, 16 * 2524)
+    assert dec.scheduler == base.replicas[1].scheduler
+    assert f"1 prefill x tp1 pp1 ep1 (max_num_seqs 16, {16 * 2524} tokens)" in notes[-1]
+    cfg, _ = row_config(replace(ROW, decode_max_batch_size=3, prefill_max_num_tokens=100))
+    # a token limit under the prompt is raised to the prompt (a whole prompt must fit one iteration)
+    assert cfg.replicas[1].scheduler.max_num_seqs == 3 and cfg.replicas[0].scheduler.max_batched_tokens == 1024
