@@ -200,8 +200,8 @@ def _disagg_pools(r: dict, notes: list[str], recorded: dict[tuple[str, ...], str
 
     Workers = replicas. roofsim has no attention data parallelism: a worker of attention_dp_size d and tp t is
     simulated as tp = t*d over the same GPUs, its d ranks' batches as one batch: max_batch_size = batch_size * d
-    (AIConfigurator's global batch, aic-core sdk/backends/base_backend.py) and, on the prefill pool, max_num_tokens
-    = d * (isl + 1500), the generator's per-worker prefill limit (rule_plugin/benchmark/*.rule) on every rank.
+    (AIConfigurator's global batch, aic-core sdk/backends/base_backend.py) and, on an attention-DP prefill pool,
+    max_num_tokens = d * (isl + 1500), the generator's prefill limit (rule_plugin/benchmark/*.rule) on every rank.
     MoE expert parallelism = moe_ep_size (0 or blank = 1). Concurrency: `silicon_concurrency=` in
     silicon_data_source. A row without worker counts or concurrency is a problem saying why."""
     blank = [c for c in _AIC_REQUIRED_DISAGG if not (r.get(c) or "").strip()]
@@ -219,7 +219,9 @@ def _disagg_pools(r: dict, notes: list[str], recorded: dict[tuple[str, ...], str
         if dp > 1:
             notes.append(f"{pool} attention_dp_size={dp} x tp {tp}: simulated as tp={tp * dp}, one batch of the "
                          f"{dp} ranks")
-        tokens = dp * (isl + _AIC_TOKEN_SLACK) if pool == "prefill" else 0
+        # the token limit only where d ranks stand for one replica; a plain worker keeps the engine's, as agg rows
+        # do on the engines outside validation.e2e.ROW_TOKEN_BUDGET_ENGINES
+        tokens = dp * (isl + _AIC_TOKEN_SLACK) if pool == "prefill" and dp > 1 else 0
         pools[pool] = (workers, tp * dp, pp, ep, bs * dp, tokens)
     concurrency = _concurrency(r)
     if concurrency is None:
