@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
           "predicted shift of a new GPU, fitted on three GPUs' residuals, tested on the fourth)\n")
     print(logo_coverage(rep.rows).table() + "\n")
     print("### For comparison: row-level split-conformal quantiles of the three GPUs' rows\n")
-    print(logo_coverage(rep.rows, gpu_shift=False).table(families=False) + "\n")
+    print(logo_coverage(rep.rows, method="split-conformal").table(families=False) + "\n")
     if args.identify:
         print(_knob_table(logo_rows))
         print("### Borderline calls checked against the frozen set\n\n" + _freeze_checks(logo_rows))

@@ -84,7 +84,8 @@ def _coverage_md(name: str, checks: list[IntervalCheck], term_key: Callable[[Int
     return md, js
 
 
-def coverage(data: Path, members: int, every: tuple[int, int, int], silicon_rows: list) -> tuple[list[str], dict]:
+def coverage(data: Path, members: int, every: tuple[int, int, int], silicon_rows: list,
+             checks_out: Path | None = None) -> tuple[list[str], dict]:
     """Interval coverage on the silicon (every every[0]th dense H100 row), Splitwise (every every[1]th), Argonne
     (every every[2]th) tables and the vLLM logs, each row/log an ensemble of `members`."""
     md = ["", f"## Interval coverage (ensembles of {members} members)", ""]
@@ -95,10 +96,12 @@ def coverage(data: Path, members: int, every: tuple[int, int, int], silicon_rows
               ("Argonne", list(convert_argonne(data / "serving/argonne_llm_inference_bench/Plots/All_results.csv")
                                .rows), every[2], lambda r: f"{r.framework} {r.hardware}"))
     t0 = time.time()
+    all_checks: dict[str, list[IntervalCheck]] = {}
     for name, rows, k, key in tables:
         sub = rows[::k]
         res = predict_table(sub, shipped_calibration, ensemble=members)
         checks = interval_checks(res.predictions, key)
+        all_checks[name] = checks
         lines, js = _coverage_md(f"{name}, every {k}th of {len(rows)} rows", checks)
         js["problems"] = len(res.problems)
         md += [*lines, f"problems (rows not simulated or without an error model): {len(res.problems)}", ""]
@@ -113,6 +116,11 @@ def coverage(data: Path, members: int, every: tuple[int, int, int], silicon_rows
                        error_model=em)
         checks += r.interval_checks(f"qps {q}{' cached' if cached else ''}")
     # 7 logs: one term per latency metric over its four statistics (mean, P50, P90, P99), not per statistic
+    all_checks["vllm"] = checks
+    if checks_out is not None:
+        checks_out.parent.mkdir(parents=True, exist_ok=True)
+        checks_out.write_text(json.dumps({k: [c.__dict__ for c in v] for k, v in all_checks.items()}),
+                              encoding="utf-8")
     lines, js = _coverage_md(f"vLLM Llama-3.3-70B TP8 A100-40GB logs ({label})", checks, lambda c: c.group)
     md += [*lines, ""]
     out["vllm"] = js
@@ -165,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ensemble", type=int, default=0, help="also report interval coverage, ensembles of M members")
     ap.add_argument("--every", default="4,10,10",
                     help="coverage subsample: every Nth row of the silicon, Splitwise and Argonne tables")
+    ap.add_argument("--checks-out", type=Path, default=None,
+                    help="with --ensemble: also write every measured value with its interval (JSON) here")
     ap.add_argument("--coverage-only", action="store_true", help="with --ensemble: only the coverage section")
     ap.add_argument("--static-every", type=int, default=1,
                     help="every Nth row of the Splitwise and Argonne static-batch tables (1 = all)")
@@ -176,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     md: list[str] = [f"AIConfigurator silicon sample, H100 dense agg rows: {len(rows)}"]
     if args.ensemble > 1:
         every = tuple(int(x) for x in args.every.split(","))
-        cov_md, result["coverage"] = coverage(args.data, args.ensemble, every, rows)  # type: ignore[arg-type]
+        cov_md, result["coverage"] = coverage(args.data, args.ensemble, every, rows, args.checks_out)  # type: ignore[arg-type]
         if args.coverage_only:
             md = cov_md
     preds_shipped = None

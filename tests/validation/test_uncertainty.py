@@ -125,8 +125,8 @@ def test_gpu_shift_intervals_hold_on_an_unseen_gpu() -> None:
     t-predicted shift of a new GPU, fitted on the three) reaches its level, averaged over 12 draws of the GPUs."""
     row, gpu = [], []
     for s in range(12):
-        row.append(logo_coverage(_gpu_shifted(s), min_rows=100, gpu_shift=False).overall.covered)
-        gpu.append(logo_coverage(_gpu_shifted(s), min_rows=100).overall.covered)
+        row.append(logo_coverage(_gpu_shifted(s), min_rows=100, method="split-conformal").overall.covered)
+        gpu.append(logo_coverage(_gpu_shifted(s), min_rows=100, method="gpu-shift + split-conformal").overall.covered)
     assert np.mean([c[0.9] for c in row]) < 0.75 and np.mean([c[0.8] for c in row]) < 0.68
     assert np.mean([c[0.9] for c in gpu]) == pytest.approx(0.9, abs=0.03)
     assert np.mean([c[0.8] for c in gpu]) == pytest.approx(0.8, abs=0.04)
