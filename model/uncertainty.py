@@ -16,7 +16,7 @@ from roofsim.model.kernel import Kernel
 
 __all__ = ["LEVELS", "SMALL_KERNEL_S", "ANY", "ErrorGroup", "ErrorModel", "kernel_family", "regime_of",
            "group_key", "parent_keys", "regime_from_bound", "conformal_quantiles", "shifted_quantiles", "METHODS",
-           "abs_score_quantiles", "scaled_quantiles", "E2ECell", "E2ETerm"]
+           "abs_score_quantiles", "scaled_quantiles", "E2ECell", "E2ETerm", "metric_family"]
 
 # Quantile levels stored per group: enough resolution to sample a member factor by inverse CDF, and exact grid
 # points for the equal-tailed 50/80/90/95/98/99 % intervals ((1 -+ level) / 2).
@@ -298,3 +298,13 @@ class E2ETerm(BaseModel):
             h = self.score_quantile(q) * c.scale
             out[q] = (point * math.exp(c.centre - h), point * math.exp(c.centre + h))
         return out
+
+
+def metric_family(metric: str) -> str:
+    """'ttft_ms', 'ttft_s.p99' -> 'ttft'; 'output_tokens_per_s' -> 'throughput': the same quantity whatever table
+    or statistic it comes from (the cell an E2ETerm stored in a profile is looked up by)."""
+    base = metric.split(".")[0]
+    if base == "output_tokens_per_s":
+        return "throughput"
+    stem = base.removesuffix("_ms").removesuffix("_s")
+    return stem if stem in ("ttft", "tpot", "itl", "e2e") else base

@@ -22,6 +22,7 @@ from roofsim.model.uncertainty import (
     abs_score_quantiles,
     conformal_quantiles,
     group_key,
+    metric_family,
     parent_keys,
     scaled_quantiles,
     shifted_quantiles,
@@ -443,15 +444,6 @@ def _widened(lo: float, hi: float, t: float) -> tuple[float, float]:
         return lo, hi
     t = max(t, -math.log(hi / lo) / 2)
     return lo * math.exp(-t), hi * math.exp(t)
-
-
-def metric_family(metric: str) -> str:
-    """'ttft_ms', 'ttft_s.p99' -> 'ttft'; 'output_tokens_per_s' -> 'throughput': the same quantity whatever table
-    or statistic it comes from (the cell an E2ETerm stored in a profile is looked up by)."""
-    base = metric.split(".")[0]
-    if base.endswith("_per_s"):
-        return "throughput"
-    return base.removesuffix("_ms").removesuffix("_s")
 
 
 def e2e_cell_keys(c: IntervalCheck) -> tuple[str, ...]:

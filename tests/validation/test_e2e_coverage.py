@@ -1,19 +1,26 @@
 """End-to-end interval coverage: the share of measured cells inside their intervals on a tiny hand-checkable table,
-the split of rows into calibration and test halves, the conformal end-to-end term, and a real ensemble row."""
+the split of rows into calibration and test halves, the conformal end-to-end terms (per level, nested; normalized
+by a cell's spread), and a real ensemble row."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from roofsim.validation.bench_table import BenchRow
 from roofsim.validation.e2e import RowPrediction, interval_checks, predict_row, shipped_calibration
 from roofsim.validation.uncertainty import (
     IntervalCheck,
+    apply_e2e_term,
     coverage_by,
+    e2e_cell_keys,
     e2e_error_term,
+    fit_e2e_term,
     interval_coverage,
+    nested,
     split_units,
     widen,
 )
@@ -98,3 +105,57 @@ def test_validate_benchmarks_ensemble_reports_coverage(tmp_path, capsys) -> None
     assert all(r["n"] == (2 if r["group"] == "all" else 1) for r in cov["by_metric"])
     assert set(cov["by_metric"][0]["covered"]) == {"80%", "90%"}
     assert cov["by_group"][0]["group"].startswith("meta-llama/Llama-3.1-8B-Instruct vllm h100-sxm")
+
+
+def test_widened_levels_are_nested() -> None:
+    """A 90 % term smaller than the 80 % one (few calibration rows) must not put the 90 % interval inside the 80 %
+    one: each level is the hull of its own and the lower levels' intervals."""
+    c = IntervalCheck("0", "g", "tpot_ms", 10.0, 10.0, {0.8: (9.0, 11.0), 0.9: (8.5, 11.5)})
+    w = widen([c], {"tpot_ms": {0.8: 0.3, 0.9: 0.05}})[0]
+    lo8, hi8 = w.bounds[0.8]
+    assert (lo8, hi8) == pytest.approx((9.0 * math.exp(-0.3), 11.0 * math.exp(0.3)))
+    assert w.bounds[0.9] == pytest.approx((lo8, hi8))  # 8.5 e^-0.05 > 9 e^-0.3: the 80 % bounds stand
+    assert nested({0.9: (1.0, 3.0), 0.8: (0.5, 2.0)}) == {0.8: (0.5, 2.0), 0.9: (0.5, 3.0)}
+
+
+def _hetero(seed: int, units: int, per_unit: int = 1) -> list[IntervalCheck]:
+    """Two metrics of very different difficulty: log(measured / point) ~ 0.2 + N(0, 0.05) for TPOT and
+    -0.5 + N(0, 0.5) for TTFT (a biased, hard metric), `units` rows each."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for u in range(units):
+        for m, mu, sd in (("tpot_ms", 0.2, 0.05), ("ttft_ms", -0.5, 0.5)):
+            for _ in range(per_unit):
+                out.append(IntervalCheck(str(u), "g", m, float(np.exp(mu + rng.normal(0, sd))), 1.0,
+                                         {0.8: (0.9, 1.1), 0.9: (0.85, 1.15)}))
+    return out
+
+
+def test_normalized_e2e_term_covers_each_metric_at_its_level() -> None:
+    """Centre and scale per metric from the calibration half, one scaled-score quantile: on fresh rows each metric
+    is covered at about the level (a single width for both metrics would over-cover TPOT and under-cover TTFT),
+    and the half-width follows the metric's spread."""
+    term = fit_e2e_term(_hetero(0, 400))
+    assert term.cell(e2e_cell_keys(_hetero(0, 1)[0])).key == "tpot_ms|g"
+    assert term.score_quantile(0.8) < term.score_quantile(0.9)
+    test = apply_e2e_term(_hetero(1, 2000), term)
+    for m in ("tpot_ms", "ttft_ms"):
+        row = interval_coverage([c for c in test if c.metric == m])
+        assert row.covered[0.8] == pytest.approx(0.8, abs=0.03) and row.covered[0.9] == pytest.approx(0.9, abs=0.03)
+    tp, tt = (interval_coverage([c for c in test if c.metric == m]).half_width[0.8] for m in ("tpot_ms", "ttft_ms"))
+    assert tt / tp == pytest.approx(10.0, rel=0.2)
+    # the interval is centred on the metric's bias: TPOT's point 1.0 lies below its 80 % interval
+    assert min(c.bounds[0.8][0] for c in test if c.metric == "tpot_ms") > 1.0
+    for c in test:
+        assert c.bounds[0.9][0] <= c.bounds[0.8][0] < c.bounds[0.8][1] <= c.bounds[0.9][1]
+
+
+def test_e2e_term_falls_back_to_coarser_cells() -> None:
+    """Cells under E2E_MIN_CELL_ROWS values are not stored; a value uses its most specific stored cell."""
+    term = fit_e2e_term(_hetero(0, 5))  # 5 values per metric: only the pooled cell
+    assert {c.key for c in term.cells} == {"*"} and next(iter(term.cells)).n == 10
+    assert term.cell(e2e_cell_keys(_hetero(0, 1)[0])).key == "*"
+    checks = _hetero(0, 10) + [replace(c, group="h") for c in _hetero(1, 4)]  # group h: 4 values per metric
+    term = fit_e2e_term(checks)
+    assert {c.key for c in term.cells} == {"tpot_ms|g", "ttft_ms|g", "tpot_ms", "ttft_ms", "tpot", "ttft", "*"}
+    assert term.cell(e2e_cell_keys(checks[-1])).key == "ttft_ms"
