@@ -225,26 +225,29 @@ def _select(res: RowResiduals, sel: np.ndarray, predicted: np.ndarray) -> tuple[
 
 
 def error_models_from_residuals(res: RowResiduals, hardware: str, frameworks: Sequence[str] | None = None,
-                                min_rows: int = MIN_GROUP_ROWS) -> dict[str, ErrorModel]:
+                                min_rows: int | None = None, method: str = "normalized split-conformal"
+                                ) -> dict[str, ErrorModel]:
     """The two error models stored with a profile of `hardware` (rows of `frameworks` only, when given):
     'own' from the held-out-shape residuals of that GPU (its own profile's error on shapes the fit never saw) and
     'transfer' from the leave-one-GPU-out residuals of every GPU (the error of a profile moved to a GPU it was
-    not fitted on: validation.profiles.profile_for's architecture transfer)."""
+    not fitted on: validation.profiles.profile_for's architecture transfer). `method` (model.uncertainty.METHODS)
+    for both; 'transfer' sees each row's GPU unless it is row-level 'split-conformal'."""
     fw = np.ones(len(res.measured_s), dtype=bool) if frameworks is None else np.isin(res.framework, list(frameworks))
     own = fw & (res.hardware == hardware) & np.isfinite(res.same_gpu_s)
     if not own.any():
         raise ValueError(f"no held-out-shape residuals of {hardware!r} (frameworks {frameworks}); GPUs with some: "
                          f"{sorted(set(res.hardware[np.isfinite(res.same_gpu_s)].tolist()))}")
     n_gpus = len(set(res.hardware[fw].tolist()))
+    own_method = "split-conformal" if method == "gpu-shift + split-conformal" else method  # one GPU: no shift
     return {
-        "own": fit_error_model(*_select(res, own, res.same_gpu_s), residuals=f"held-out shapes ({hardware})",
-                               source=f"{int(own.sum())} AIConfigurator rows of {hardware}, out-of-fold "
-                                      f"(shape families held out, validation.calibrate.shape_folds)",
-                               min_rows=min_rows),
-        "transfer": fit_error_model(*_select(res, fw, res.logo_s), residuals="leave-one-GPU-out",
-                                    source=f"{int(fw.sum())} AIConfigurator rows of {n_gpus} GPUs, each predicted "
-                                           f"by a fit on the others (validation.transfer.leave_one_gpu_out)",
-                                    min_rows=min_rows, gpu=res.hardware[fw]),
+        "own": _fit(own_method, _select(res, own, res.same_gpu_s), min_rows, None,
+                    residuals=f"held-out shapes ({hardware})",
+                    source=f"{int(own.sum())} AIConfigurator rows of {hardware}, out-of-fold "
+                           f"(shape families held out, validation.calibrate.shape_folds)"),
+        "transfer": _fit(method, _select(res, fw, res.logo_s), min_rows,
+                         None if method == "split-conformal" else res.hardware[fw], residuals="leave-one-GPU-out",
+                         source=f"{int(fw.sum())} AIConfigurator rows of {n_gpus} GPUs, each predicted by a fit on "
+                                f"the others (validation.transfer.leave_one_gpu_out)"),
     }
 
 
@@ -313,8 +316,6 @@ def logo_coverage(res: RowResiduals, levels: Sequence[float] = INTERVAL_LEVELS, 
     residuals only (`method`: model.uncertainty.METHODS; the GPU-level ones see each row's GPU, as profiles store
     [errors.transfer]) gives every one of its rows an interval around the row's leave-one-GPU-out prediction; the
     share of measured times inside it, overall, per held-out GPU and per family ('gemm/<dtype>' for GEMMs)."""
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} must be one of {METHODS}")
     n = len(res.measured_s)
     inside = {q: np.zeros(n, dtype=bool) for q in levels}
     half = {q: np.zeros(n) for q in levels}
@@ -341,12 +342,15 @@ def logo_coverage(res: RowResiduals, levels: Sequence[float] = INTERVAL_LEVELS, 
         levels=tuple(levels))
 
 
-def _fit(method: str, sel: tuple[list, list, list, np.ndarray], min_rows: int | None,
-         gpu: np.ndarray | None) -> ErrorModel:
+def _fit(method: str, sel: tuple[list, list, list, np.ndarray], min_rows: int | None, gpu: np.ndarray | None,
+         residuals: str = "leave-one-GPU-out", source: str = "") -> ErrorModel:
+    """The error model of `method` on selected residuals (_select), min_rows defaulting to the method's."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} must be one of {METHODS}")
     if method == "normalized split-conformal":
-        return fit_normalized_error_model(*sel, residuals="leave-one-GPU-out", min_rows=min_rows or MIN_CELL_ROWS,
-                                          gpu=gpu)
-    return fit_error_model(*sel, residuals="leave-one-GPU-out", min_rows=min_rows or MIN_GROUP_ROWS, gpu=gpu)
+        return fit_normalized_error_model(*sel, residuals=residuals, source=source,
+                                          min_rows=min_rows or MIN_CELL_ROWS, gpu=gpu)
+    return fit_error_model(*sel, residuals=residuals, source=source, min_rows=min_rows or MIN_GROUP_ROWS, gpu=gpu)
 
 
 # ------------------------------------------------------------------------------------------- end to end
