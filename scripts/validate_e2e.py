@@ -144,7 +144,8 @@ def load_checks(path: Path) -> dict[str, tuple[str, list[IntervalCheck]]]:
 def coverage(sets: dict[str, tuple[str, list[IntervalCheck]]], members: int) -> tuple[list[str], dict]:
     """Coverage per data set (_coverage_md; the vLLM logs' CQR term per latency metric over its four statistics,
     not per statistic: 7 logs)."""
-    md = ["", f"## Interval coverage (ensembles of {members} members)", ""]
+    md = ["", f"## Interval coverage ({f'ensembles of {members} members' if members else 'checks read from a file'})",
+          ""]
     out: dict = {"members": members}
     for name, (title, checks) in sets.items():
         lines, out[name] = _coverage_md(title, checks, (lambda c: c.group) if name == "vllm" else (lambda c: c.metric))
