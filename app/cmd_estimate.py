@@ -26,7 +26,7 @@ from roofsim.model.loader import list_models, load_checkpoint_quant, model_summa
 from roofsim.model.uncertainty import ErrorModel
 from roofsim.simulator.ensemble import EnsembleResult, member_seeds
 from roofsim.simulator.workload import FixedLengths
-from roofsim.validation.profiles import resolve_calibration, resolve_error_model
+from roofsim.validation.profiles import e2e_term_for, resolve_calibration, resolve_error_model
 
 # what `estimate --ensemble` gives a range for
 ESTIMATE_METRICS: tuple[str, ...] = ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s")
@@ -134,7 +134,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         em, label = resolve_error_model(args.calibration, dep.hardware)
         ens = estimate_ensemble(dep, em, args.batch, args.input_len, args.output_len, args.ensemble, args.interval,
                                 args.gpu_memory_utilization)
-        ens = EnsembleResult(ens.members, ens.levels, ens.seed, {m: r[m] for m in ESTIMATE_METRICS})
+        ens = EnsembleResult(ens.members, ens.levels, ens.seed, {m: r[m] for m in ESTIMATE_METRICS},
+                             e2e_term_for(dep.hardware))
         r["ensemble"] = {**ens.as_dict(ESTIMATE_METRICS), "error_model": label}
     if args.json:
         print_json(r)

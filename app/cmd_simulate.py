@@ -26,6 +26,7 @@ from roofsim.app.common import (
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.loader import load_checkpoint_quant
 from roofsim.model.quant import resolve_quant
+from roofsim.model.uncertainty import E2ETerm
 from roofsim.simulator.config import (
     KV_DTYPES,
     SCHEDULER_KINDS,
@@ -55,6 +56,7 @@ from roofsim.simulator.workload import (
     with_rate,
 )
 from roofsim.validation.profiles import (
+    e2e_term_for,
     resolve_calibration,
     resolve_config_calibrations,
     resolve_config_error_models,
@@ -306,19 +308,27 @@ def ensemble_from_args(args: argparse.Namespace, cfg: SimConfig, r: SimResult) -
         ens = run_ensemble(cfg, models, args.ensemble, args.interval, ex)
     finally:
         ex.close()
-    return EnsembleResult(ens.members, ens.levels, ens.seed, r.summary), labels
+    return EnsembleResult(ens.members, ens.levels, ens.seed, r.summary, _e2e_term(cfg)), labels
+
+
+def _e2e_term(cfg: SimConfig) -> E2ETerm | None:
+    """The end-to-end term of the first replica group's GPU profile (validation.profiles.e2e_term_for), if any."""
+    return e2e_term_for(cfg.replicas[0].hardware)
 
 
 def print_ranges(ens: EnsembleResult, metrics: tuple[str, ...] = ENSEMBLE_METRICS) -> None:
-    """One line per metric: the plain run, the members' median and each interval."""
+    """One line per metric: the plain run, the members' median, each interval and (a profile with an end-to-end
+    term) each end-to-end interval ('-' for metrics it has none for)."""
     rows = []
-    for m, v in ens.summary(metrics).items():
+    summary = ens.summary(metrics)
+    cols = list(dict.fromkeys(k for v in summary.values() for k in v if k.endswith("%")))
+    for m, v in summary.items():
         scale, unit = (1e3, " ms") if m.split(".")[0] in ("ttft_s", "tpot_s", "itl_s", "e2e_s") else (1.0, "")
         def f(x: float, scale: float = scale) -> str:
             return "-" if not math.isfinite(x) else f"{x * scale:.4g}"
         rows.append([m + unit, f(v.get("point", math.nan)), f(v["median"]),
-                     *(f"{f(v[k][0])} - {f(v[k][1])}" for k in v if k.endswith("%"))])
-    print_table(rows, ["metric", "plain run", "median", *(f"{q:.0%} interval" for q in ens.levels)])
+                     *(f"{f(v[k][0])} - {f(v[k][1])}" if k in v else "-" for k in cols)])
+    print_table(rows, ["metric", "plain run", "median", *(f"{k} interval" for k in cols)])
 
 
 def _engine_comments(cfg: SimConfig) -> str:

@@ -6,7 +6,7 @@ per-member kernel time factors an ensemble hands to model.cost through `Calibrat
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from roofsim.model.kernel import Kernel
 
 __all__ = ["LEVELS", "SMALL_KERNEL_S", "ANY", "ErrorGroup", "ErrorModel", "kernel_family", "regime_of",
-           "group_key", "parent_keys", "regime_from_bound", "conformal_quantiles", "shifted_quantiles", "METHODS"]
+           "group_key", "parent_keys", "regime_from_bound", "conformal_quantiles", "shifted_quantiles", "METHODS",
+           "abs_score_quantiles", "scaled_quantiles", "E2ECell", "E2ETerm", "metric_family"]
 
 # Quantile levels stored per group: enough resolution to sample a member factor by inverse CDF, and exact grid
 # points for the equal-tailed 50/80/90/95/98/99 % intervals ((1 -+ level) / 2).
@@ -27,8 +28,10 @@ SMALL_KERNEL_S = 20e-6
 ANY = "*"  # wildcard part of a pooled group key
 
 # "split-conformal": quantiles of the rows' residuals (rows exchangeable). "gpu-shift + split-conformal": a new GPU
-# shifts a whole group at once, so quantiles of (within-GPU deviation + predictive GPU shift) (docs/intervals.md).
-METHODS = ("split-conformal", "gpu-shift + split-conformal")
+# shifts a whole group at once, so quantiles of (within-GPU deviation + predictive GPU shift). "normalized
+# split-conformal": centre +- one pooled quantile of |residual - centre| / scale times each group's scale, so the
+# width follows the group's difficulty (docs/intervals.md).
+METHODS = ("split-conformal", "gpu-shift + split-conformal", "normalized split-conformal")
 
 Regime = Literal["overhead", "compute-small", "compute-large", "memory-small", "memory-large",
                  "communication-small", "communication-large"]
@@ -110,6 +113,30 @@ def shifted_quantiles(within: Iterable[float], centre: float, shift_sd: float, s
     return tuple(float(centre + x) for x in np.quantile(sums, list(levels)))
 
 
+def abs_score_quantiles(scores: Iterable[float], levels: Iterable[float]) -> tuple[float, ...]:
+    """Split-conformal quantiles of non-negative nonconformity scores: level L is the ceil((n+1) L)-th smallest of
+    the n scores, so a new exchangeable score is at most it with probability >= L; non-decreasing in L, so the
+    intervals it gives are nested. A rank beyond n is clamped to the largest score (that level loses its guarantee)."""
+    s = np.sort(np.abs(np.asarray(list(scores), dtype=float)))
+    if not len(s):
+        raise ValueError("abs_score_quantiles needs at least one score; got none")
+    ranks = [min(max(math.ceil((len(s) + 1) * q - 1e-9), 1), len(s)) for q in levels]
+    return tuple(float(s[r - 1]) if q > 0 else 0.0 for q, r in zip(levels, ranks, strict=True))
+
+
+def scaled_quantiles(centre: float, scale: float, score_levels: Sequence[float], score_q: Sequence[float],
+                     levels: Iterable[float] = LEVELS) -> tuple[float, ...]:
+    """Quantiles at `levels` of a normalized-conformal group (Papadopoulos et al. 2008; Lei et al., JASA 2018):
+    the level-p quantile is centre + sign(p - 1/2) x Q(|2p - 1|) x scale, Q the pooled conformal quantile of the
+    scaled score |r - centre| / scale (`score_q` at the increasing interval levels `score_levels`, linear between
+    them, Q(0) = 0), so the equal-tailed interval of level L is centre +- Q(L) scale."""
+    out = []
+    for p in levels:
+        q = float(np.interp(abs(2 * p - 1), [0.0, *score_levels], [0.0, *score_q]))
+        out.append(centre + math.copysign(q * scale, p - 0.5))
+    return tuple(out)
+
+
 class ErrorGroup(BaseModel):
     """One error group: `key` family/dtype/regime ('*' = pooled over that part), its row count and the conformal
     quantiles of log(predicted / measured) at ErrorModel.levels (non-decreasing). `gpu_shift_sd`: the predictive
@@ -121,6 +148,7 @@ class ErrorGroup(BaseModel):
     n: int = Field(gt=0)
     log_ratio: tuple[float, ...]
     gpu_shift_sd: float = Field(0.0, ge=0)
+    scale: float = Field(0.0, ge=0, description="normalized method: the group's difficulty (MAD of its residuals)")
 
     @model_validator(mode="after")
     def _check(self) -> ErrorGroup:
@@ -140,12 +168,16 @@ class ErrorModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    method: Literal["split-conformal", "gpu-shift + split-conformal"] = "split-conformal"
+    method: Literal["split-conformal", "gpu-shift + split-conformal", "normalized split-conformal"] = \
+        "split-conformal"
     residuals: str = Field(description="which residuals: 'leave-one-GPU-out' or 'held-out shapes (<GPU>)'")
     gpus: int = Field(0, ge=0, description="GPUs the shift of a new GPU was estimated from (gpu-shift method)")
     source: str = ""
     min_rows: int = Field(100, gt=0)
     levels: tuple[float, ...] = LEVELS
+    # normalized method: interval levels and the conformal quantile of the scaled score at each (scaled_quantiles)
+    score_levels: tuple[float, ...] = ()
+    score_quantiles: tuple[float, ...] = ()
     groups: tuple[ErrorGroup, ...]
 
     @model_validator(mode="after")
@@ -157,6 +189,9 @@ class ErrorModel(BaseModel):
                 raise ValueError(f"error group {g.key}: {len(g.log_ratio)} quantiles for {len(self.levels)} levels")
         if group_key(ANY, ANY, ANY) not in {g.key for g in self.groups}:
             raise ValueError("an ErrorModel needs the pooled group */*/* (the fallback of every kernel)")
+        if len(self.score_levels) != len(self.score_quantiles):
+            raise ValueError(f"score_levels ({len(self.score_levels)}) and score_quantiles "
+                             f"({len(self.score_quantiles)}) must pair up")
         return self
 
     def _by_key(self) -> dict[str, ErrorGroup]:
@@ -204,3 +239,72 @@ class ErrorModel(BaseModel):
         """member_scales at uniform draws from `rng` (one per draw key, in draw_keys order)."""
         keys = self.draw_keys()
         return self.member_scales(dict(zip(keys, rng.random(len(keys)).tolist(), strict=True)))
+
+
+class E2ECell(BaseModel):
+    """One cell of an end-to-end term: `key` (e.g. 'ttft|vllm', 'ttft', '*'), the median log(measured / predicted)
+    of its calibration values (`centre`) and their median absolute deviation from it (`scale`, the difficulty)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    n: int = Field(gt=0)
+    centre: float
+    scale: float = Field(gt=0)
+
+
+class E2ETerm(BaseModel):
+    """Serving-level (end-to-end) error of the simulator as a normalized split-conformal interval around a point
+    prediction: measured in point x exp(centre +- Q(L) scale) with the centre and scale of the most specific cell
+    (`cell`) and Q the conformal quantile of the scaled calibration scores (docs/intervals.md section 3). Carries
+    every error of the prediction (kernels, scheduler, CPU overhead, clients), not only the kernels'."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["normalized split-conformal"] = "normalized split-conformal"
+    source: str = ""
+    score_levels: tuple[float, ...]
+    score_quantiles: tuple[float, ...]
+    cells: tuple[E2ECell, ...]
+
+    @model_validator(mode="after")
+    def _check(self) -> E2ETerm:
+        if len(self.score_levels) != len(self.score_quantiles) or not self.score_levels:
+            raise ValueError(f"score_levels ({len(self.score_levels)}) and score_quantiles "
+                             f"({len(self.score_quantiles)}) must pair up, at least one")
+        if any(b < a for a, b in zip(self.score_quantiles, self.score_quantiles[1:], strict=False)):
+            raise ValueError("score_quantiles must be non-decreasing (nested intervals)")
+        if ANY not in {c.key for c in self.cells}:
+            raise ValueError("an E2ETerm needs the pooled cell '*' (the fallback of every value)")
+        return self
+
+    def cell(self, keys: Iterable[str]) -> E2ECell:
+        """The first of `keys` (most specific first) with a stored cell, else the pooled '*'."""
+        by = {c.key: c for c in self.cells}
+        return next((by[k] for k in keys if k in by), by[ANY])
+
+    def score_quantile(self, level: float) -> float:
+        """Q(level), linear between the stored levels (Q(0) = 0); ValueError above the highest stored level."""
+        if not 0 < level <= self.score_levels[-1] + 1e-9:
+            raise ValueError(f"level={level} must be in (0, {self.score_levels[-1]}] (stored levels)")
+        return float(np.interp(level, [0.0, *self.score_levels], [0.0, *self.score_quantiles]))
+
+    def bounds(self, point: float, keys: Iterable[str], levels: Iterable[float]) -> dict[float, tuple[float, float]]:
+        """level -> (low, high) around a positive `point` for a value whose cell keys are `keys`: nested, since Q
+        is non-decreasing."""
+        c = self.cell(keys)
+        out = {}
+        for q in levels:
+            h = self.score_quantile(q) * c.scale
+            out[q] = (point * math.exp(c.centre - h), point * math.exp(c.centre + h))
+        return out
+
+
+def metric_family(metric: str) -> str:
+    """'ttft_ms', 'ttft_s.p99' -> 'ttft'; 'output_tokens_per_s' -> 'throughput': the same quantity whatever table
+    or statistic it comes from (the cell an E2ETerm stored in a profile is looked up by)."""
+    base = metric.split(".")[0]
+    if base == "output_tokens_per_s":
+        return "throughput"
+    stem = base.removesuffix("_ms").removesuffix("_s")
+    return stem if stem in ("ttft", "tpot", "itl", "e2e") else base

@@ -5,12 +5,16 @@ Splitwise and Argonne static batches.
 
     .venv/bin/python scripts/validate_e2e.py [--data ../shared/data] [--out build/validate_e2e.json]
                                              [--static-every N]   # every Nth static-batch row (default 1 = all)
-    .venv/bin/python scripts/validate_e2e.py --ensemble 16 [--coverage-only] [--every 4,10,10]
+    .venv/bin/python scripts/validate_e2e.py --ensemble 16 [--coverage-only] [--every 4,10,10] \
+                                             [--checks-out build/checks.json] [--store-e2e-term]
+    .venv/bin/python scripts/validate_e2e.py --checks-in build/checks.json --coverage-only [--store-e2e-term]
 
 --ensemble M adds interval coverage (docs/intervals.md): every Nth row of the silicon, Splitwise and Argonne tables
 and every vLLM log, each run as an M-member ensemble with its profile's kernel error model; the share of measured
 values inside the 80 % / 90 % intervals, and the same on the odd-numbered rows/logs after an end-to-end term fitted
-on the even-numbered ones (validation.uncertainty.e2e_error_term).
+on the even-numbered ones (validation.uncertainty.e2e_error_term, and the normalized fit_e2e_term).
+--store-e2e-term fits the normalized term on every data set and writes it into every shipped profile ([e2e]),
+where estimate/simulate --ensemble read it.
 """
 
 from __future__ import annotations
@@ -23,18 +27,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from roofsim.model.cost import Calibration
+from roofsim.model.uncertainty import ANY, E2ETerm, metric_family
 from roofsim.validation.bench_table import BenchRow
 from roofsim.validation.converters import convert_aiconfigurator_silicon, convert_argonne, convert_splitwise
 from roofsim.validation.e2e import e2e_error_stats, interval_checks, predict_table, shipped_calibration
-from roofsim.validation.profiles import error_model_for, profile_for
+from roofsim.validation.profiles import error_model_for, profile_for, shipped_profiles, store_e2e_term
 from roofsim.validation.replay import make_scheduler_config, replay_log
 from roofsim.validation.uncertainty import (
     INTERVAL_LEVELS,
     TARGETS_TEXT,
     IntervalCheck,
+    apply_e2e_term,
     coverage_by,
     coverage_table,
     e2e_error_term,
+    fit_e2e_term,
     split_units,
     widen,
 )
@@ -69,6 +76,8 @@ def _coverage_md(name: str, checks: list[IntervalCheck], term_key: Callable[[Int
     term = e2e_error_term(cal, term_key)
     test_kernel = coverage_by(test, lambda c: c.metric)
     test_e2e = coverage_by(widen(test, term, term_key), lambda c: c.metric)
+    scaled = fit_e2e_term(cal)
+    test_scaled = coverage_by(apply_e2e_term(test, scaled), lambda c: c.metric)
     n_units = len({c.unit for c in checks})
     md = [f"#### {name}: {n_units} rows/logs, {len(checks)} measured values", "",
           "Kernel error model only (ensemble intervals):", "", coverage_table(by_metric, lv, "metric"), "",
@@ -77,33 +86,35 @@ def _coverage_md(name: str, checks: list[IntervalCheck], term_key: Callable[[Int
           f"odd-numbered ({len({c.unit for c in test})}); term (log, 80 %/90 %): "
           + ", ".join(f"{m} {t[lv[0]]:+.2f}/{t[lv[-1]]:+.2f}" for m, t in term.items()), "",
           "Test half, kernel error model only:", "", coverage_table(test_kernel, lv, "metric"), "",
-          "Test half, with the end-to-end term:", "", coverage_table(test_e2e, lv, "metric")]
+          "Test half, with the end-to-end term:", "", coverage_table(test_e2e, lv, "metric"), "",
+          "Test half, normalized end-to-end term (fit_e2e_term on the even-numbered rows/logs: centre and scale "
+          "per metric x group cell, else per metric, one scaled-score quantile per level; "
+          + ", ".join(f"Q({q:.0%}) {scaled.score_quantile(q):.2f}" for q in lv) + "):", "",
+          coverage_table(test_scaled, lv, "metric")]
     js = {"units": n_units, "by_metric": [r.__dict__ for r in by_metric], "by_group": [r.__dict__ for r in by_group],
           "e2e_term": term, "test_kernel_only": [r.__dict__ for r in test_kernel],
-          "test_with_e2e_term": [r.__dict__ for r in test_e2e]}
+          "test_with_e2e_term": [r.__dict__ for r in test_e2e],
+          "test_with_normalized_term": [r.__dict__ for r in test_scaled]}
     return md, js
 
 
-def coverage(data: Path, members: int, every: tuple[int, int, int], silicon_rows: list) -> tuple[list[str], dict]:
-    """Interval coverage on the silicon (every every[0]th dense H100 row), Splitwise (every every[1]th), Argonne
-    (every every[2]th) tables and the vLLM logs, each row/log an ensemble of `members`."""
-    md = ["", f"## Interval coverage (ensembles of {members} members)", ""]
-    out: dict = {"members": members}
+def collect_checks(data: Path, members: int, every: tuple[int, int, int], silicon_rows: list
+                   ) -> dict[str, tuple[str, list[IntervalCheck]]]:
+    """Data set -> (title, measured values with their kernel-ensemble intervals) of the silicon (every every[0]th
+    dense H100 row), Splitwise (every every[1]th), Argonne (every every[2]th) tables and the vLLM logs, each
+    row/log an ensemble of `members`."""
     tables = (("silicon H100 dense", silicon_rows, every[0], lambda r: f"{r.model.split('/')[-1]} {r.framework}"),
               ("Splitwise", list(convert_splitwise(data / "serving/splitwise/perf_model.csv").rows), every[1],
                lambda r: f"{r.model.split('/')[-1]} {r.hardware}"),
               ("Argonne", list(convert_argonne(data / "serving/argonne_llm_inference_bench/Plots/All_results.csv")
                                .rows), every[2], lambda r: f"{r.framework} {r.hardware}"))
     t0 = time.time()
+    out: dict[str, tuple[str, list[IntervalCheck]]] = {}
     for name, rows, k, key in tables:
-        sub = rows[::k]
-        res = predict_table(sub, shipped_calibration, ensemble=members)
-        checks = interval_checks(res.predictions, key)
-        lines, js = _coverage_md(f"{name}, every {k}th of {len(rows)} rows", checks)
-        js["problems"] = len(res.problems)
-        md += [*lines, f"problems (rows not simulated or without an error model): {len(res.problems)}", ""]
-        out[name] = js
-        print(f"coverage {name} ({len(sub)} rows) done at {time.time() - t0:.0f} s", file=sys.stderr)
+        res = predict_table(rows[::k], shipped_calibration, ensemble=members)
+        out[name] = (f"{name}, every {k}th of {len(rows)} rows; problems (rows not simulated or without an error "
+                     f"model): {len(res.problems)}", interval_checks(res.predictions, key))
+        print(f"coverage {name} ({len(rows[::k])} rows) done at {time.time() - t0:.0f} s", file=sys.stderr)
     sched, _ = make_scheduler_config("vllm-v1", "a100-sxm-40gb")
     em, label = error_model_for("a100-sxm-40gb", "vllm")
     checks = []
@@ -112,12 +123,43 @@ def coverage(data: Path, members: int, every: tuple[int, int, int], silicon_rows
                        calibration=profile_for("a100-sxm-40gb", "vllm"), prompts_cached=cached, ensemble=members,
                        error_model=em)
         checks += r.interval_checks(f"qps {q}{' cached' if cached else ''}")
-    # 7 logs: one term per latency metric over its four statistics (mean, P50, P90, P99), not per statistic
-    lines, js = _coverage_md(f"vLLM Llama-3.3-70B TP8 A100-40GB logs ({label})", checks, lambda c: c.group)
-    md += [*lines, ""]
-    out["vllm"] = js
+    out["vllm"] = (f"vLLM Llama-3.3-70B TP8 A100-40GB logs ({label})", checks)
     print(f"coverage vLLM done at {time.time() - t0:.0f} s", file=sys.stderr)
+    return out
+
+
+def save_checks(path: Path, sets: dict[str, tuple[str, list[IntervalCheck]]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: {"title": t, "checks": [c.__dict__ for c in v]} for k, (t, v) in sets.items()}),
+                    encoding="utf-8")
+
+
+def load_checks(path: Path) -> dict[str, tuple[str, list[IntervalCheck]]]:
+    """save_checks' file read back (JSON keys of the interval levels back to floats)."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {k: (v["title"], [IntervalCheck(**{**c, "bounds": {float(q): tuple(b) for q, b in c["bounds"].items()}})
+                             for c in v["checks"]]) for k, v in raw.items()}
+
+
+def coverage(sets: dict[str, tuple[str, list[IntervalCheck]]], members: int) -> tuple[list[str], dict]:
+    """Coverage per data set (_coverage_md; the vLLM logs' CQR term per latency metric over its four statistics,
+    not per statistic: 7 logs)."""
+    md = ["", f"## Interval coverage ({f'ensembles of {members} members' if members else 'checks read from a file'})",
+          ""]
+    out: dict = {"members": members}
+    for name, (title, checks) in sets.items():
+        lines, out[name] = _coverage_md(title, checks, (lambda c: c.group) if name == "vllm" else (lambda c: c.metric))
+        md += [*lines, ""]
     return md + [TARGETS_TEXT], out
+
+
+def stored_term(sets: dict[str, tuple[str, list[IntervalCheck]]]) -> E2ETerm:
+    """The end-to-end term profiles store: fit_e2e_term on every measured value of every data set, one cell per
+    metric family (what estimate/simulate can look up: TTFT, TPOT, ITL, E2E, output throughput)."""
+    checks = [c for _, v in sets.values() for c in v]
+    return fit_e2e_term(checks, lambda c: (metric_family(c.metric), ANY),
+                        source=f"scripts/validate_e2e.py --store-e2e-term: {len(checks)} measured values of "
+                               f"{', '.join(sets)} (docs/validation-e2e.md)")
 
 
 def _splitwise_group(r: BenchRow) -> str:
@@ -165,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ensemble", type=int, default=0, help="also report interval coverage, ensembles of M members")
     ap.add_argument("--every", default="4,10,10",
                     help="coverage subsample: every Nth row of the silicon, Splitwise and Argonne tables")
+    ap.add_argument("--checks-out", type=Path, default=None,
+                    help="with --ensemble: also write every measured value with its interval (JSON) here")
+    ap.add_argument("--checks-in", type=Path, default=None,
+                    help="coverage from a --checks-out file instead of running the ensembles")
+    ap.add_argument("--store-e2e-term", action="store_true",
+                    help="with --ensemble/--checks-in: fit the end-to-end term on every data set and store it as "
+                         "[e2e] in every shipped profile (validation.profiles.store_e2e_term)")
     ap.add_argument("--coverage-only", action="store_true", help="with --ensemble: only the coverage section")
     ap.add_argument("--static-every", type=int, default=1,
                     help="every Nth row of the Splitwise and Argonne static-batch tables (1 = all)")
@@ -174,9 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in table.rows if r.model in DENSE and r.hardware == "h100-sxm" and r.pp == 1]
     result: dict = {"silicon_rows": len(rows)}
     md: list[str] = [f"AIConfigurator silicon sample, H100 dense agg rows: {len(rows)}"]
-    if args.ensemble > 1:
-        every = tuple(int(x) for x in args.every.split(","))
-        cov_md, result["coverage"] = coverage(args.data, args.ensemble, every, rows)  # type: ignore[arg-type]
+    if args.ensemble > 1 or args.checks_in is not None:
+        if args.checks_in is not None:
+            sets = load_checks(args.checks_in)
+        else:
+            every = tuple(int(x) for x in args.every.split(","))
+            sets = collect_checks(args.data, args.ensemble, every, rows)  # type: ignore[arg-type]
+        if args.checks_out is not None:
+            save_checks(args.checks_out, sets)
+        cov_md, result["coverage"] = coverage(sets, args.ensemble)
+        if args.store_e2e_term:
+            term = stored_term(sets)
+            for path in shipped_profiles().values():
+                store_e2e_term(path, term)
+            cov_md += ["", f"End-to-end term stored in {len(shipped_profiles())} profiles: {term.source}"]
         if args.coverage_only:
             md = cov_md
     preds_shipped = None
@@ -217,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.coverage_only:
         md += other_tables(args.data, table, rows, args.static_every, result)
         print(f"other tables done at {time.time() - t0:.0f} s", file=sys.stderr)
-    if args.ensemble > 1 and not args.coverage_only:
+    if (args.ensemble > 1 or args.checks_in is not None) and not args.coverage_only:
         md += cov_md
     result.pop("_dense_preds", None)
     result["wall_s"] = time.time() - t0

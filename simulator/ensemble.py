@@ -20,7 +20,7 @@ import numpy as np
 
 from roofsim.model.batch import BatchShape
 from roofsim.model.cost import CostModel, Parts
-from roofsim.model.uncertainty import ErrorModel, parent_keys
+from roofsim.model.uncertainty import ANY, E2ETerm, ErrorModel, metric_family, parent_keys
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.executors import Executor, SerialExecutor
 from roofsim.simulator.run import simulate
@@ -180,6 +180,8 @@ class EnsembleResult:
     levels: tuple[float, ...]
     seed: int
     point: dict[str, Any] | None = None
+    # the profile's end-to-end term (validation.profiles.e2e_term_for): with a point, summary adds "e2e <level>"
+    e2e: E2ETerm | None = None
 
     def values(self, metric: str) -> np.ndarray:
         """One value of `metric` ('ttft_s.p99', 'cost_usd', ...) per member."""
@@ -199,14 +201,25 @@ class EnsembleResult:
             row["median"] = float(np.nanmedian(v)) if np.any(~np.isnan(v)) else math.nan
             for q in self.levels:
                 row[f"{q:.0%}"] = list(quantile_interval(v, q))
+            row.update(self._e2e_ranges(m, row.get("point")))
             out[m] = row
         return out
+
+    def _e2e_ranges(self, metric: str, point: float | None) -> dict[str, list[float]]:
+        """'e2e <level>' -> the end-to-end term's interval around the plain run's value (metrics whose family the
+        term has a cell for: TTFT, TPOT, ITL, E2E, output throughput); every error, not only the kernels'."""
+        fam = metric_family(metric)
+        if self.e2e is None or point is None or not point > 0 or fam not in {c.key for c in self.e2e.cells} - {ANY}:
+            return {}
+        b = self.e2e.bounds(point, (fam,), [q for q in self.levels if q <= self.e2e.score_levels[-1]])
+        return {f"e2e {q:.0%}": list(lo_hi) for q, lo_hi in b.items()}
 
     def as_dict(self, metrics: Sequence[str] = ENSEMBLE_METRICS) -> dict[str, Any]:
         """The JSON `--ensemble` emits: members, levels, seed, how members were drawn, per-metric ranges."""
         return {"members": len(self.members), "levels": list(self.levels), "seed": self.seed,
-                "method": "member = one draw per kernel family/dtype from the split-conformal kernel error model, "
-                          "held for the whole run (docs/intervals.md)",
+                "method": "member = one draw per kernel family/dtype from the kernel error model, held for the "
+                          "whole run; 'e2e <level>': the profile's end-to-end term around the plain run "
+                          "(docs/intervals.md)",
                 "metrics": self.summary(metrics)}
 
 

@@ -19,13 +19,14 @@ from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.cost import Calibration
-from roofsim.model.uncertainty import ErrorModel
+from roofsim.model.uncertainty import E2ETerm, ErrorModel
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.spec import PlanSpec
 
 __all__ = ["PROFILE_SCHEMA_VERSION", "write_calibration", "atomic_write_text", "read_calibration", "read_profile_meta",
            "profile_for", "shipped_profiles", "read_error_models", "error_model_for", "resolve_error_model",
-           "ERROR_MODEL_KINDS", "resolve_calibration", "resolve_config_calibrations", "resolve_config_error_models",
+           "ERROR_MODEL_KINDS", "read_e2e_term", "store_e2e_term", "e2e_term_for", "resolve_calibration",
+           "resolve_config_calibrations", "resolve_config_error_models",
            "resolve_plan_calibrations", "CALIBRATION_KEYWORDS", "PROFILE_DIR", "FAMILY_PROFILE"]
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 # and `comm_bw_eff` is the custom all-reduce's fraction of 16 B per block per clock (link-aware comm model; before,
 # a fraction of the link bandwidth). Versions 1 and 2 read with their `comm_bw_eff` dropped (its old meaning would
 # be misread; the default stands, with a warning); asking them for error models is refused with the command
-# that rebuilds them.
-PROFILE_SCHEMA_VERSION = 3
+# that rebuilds them. 4 = an optional [e2e] table: the serving-level error term (model.uncertainty.E2ETerm) that
+# estimate/simulate put around their point predictions; version 3 files read unchanged, without one.
+PROFILE_SCHEMA_VERSION = 4
 # [errors.own]: held-out-shape residuals of the profile's own GPU; [errors.transfer]: leave-one-GPU-out residuals,
 # the error of the profile on a GPU it borrows it (profile_for's architecture transfer)
 ERROR_MODEL_KINDS = ("own", "transfer")
@@ -183,6 +185,50 @@ def read_error_models(path: Path | str) -> dict[str, ErrorModel]:
     except ValidationError as e:
         errs = "; ".join(f"field {'.'.join(str(p) for p in x['loc']) or '(root)'}: {x['msg']}" for x in e.errors())
         raise InputError(f"{path}: invalid [errors]: {errs}") from None
+
+
+def read_e2e_term(path: Path | str) -> E2ETerm | None:
+    """The [e2e] table of a profile (model.uncertainty.E2ETerm), None when it has none (every profile before
+    schema_version 4, and one scripts/validate_e2e.py --store-e2e-term has not filled yet)."""
+    path = Path(path)
+    data = _load(path)
+    _version(path, data)
+    table = data.get("e2e")
+    if table is None:
+        return None
+    try:
+        return E2ETerm.model_validate(table)
+    except ValidationError as e:
+        errs = "; ".join(f"field {'.'.join(str(p) for p in x['loc']) or '(root)'}: {x['msg']}" for x in e.errors())
+        raise InputError(f"{path}: invalid [e2e]: {errs}") from None
+
+
+def store_e2e_term(path: Path | str, term: E2ETerm) -> Path:
+    """Write `term` as the [e2e] table of the profile at `path`, keeping its other tables, at the current
+    schema_version (a version-3 file gains nothing else: version 4 only adds [e2e])."""
+    path = Path(path)
+    data = _load(path)
+    version = _version(path, data)
+    if version < 3:
+        raise InputError(f"{path}: schema_version {version} predates error models; rebuild it with "
+                         "scripts/build_profiles.py before storing an end-to-end term")
+    data = {**data, "schema_version": PROFILE_SCHEMA_VERSION, "e2e": term.model_dump()}
+    text = toml_text(data, ["roofsim calibration profile (validation/profiles.py). [calibration] is a "
+                            "model.cost.Calibration;", "[fit] records the measured data it was fitted to and its "
+                            "in-sample and held-out errors;", "[errors] holds its kernel error models, [e2e] its "
+                            "end-to-end term", "(model.uncertainty.ErrorModel, E2ETerm, docs/intervals.md)."])
+    return atomic_write_text(path, text)
+
+
+def e2e_term_for(hardware: HardwareSpec | str, framework: str | None = None) -> E2ETerm | None:
+    """The end-to-end term of the profile profile_for(hardware, framework) reads (its own, else its architecture
+    donor's), None when that profile stores none or no measured profile applies."""
+    hw = load_hardware(hardware) if isinstance(hardware, str) else hardware
+    shipped = shipped_profiles()
+    donor = FAMILY_PROFILE.get(hw.architecture)
+    stems = [*([f"{hw.id}-{framework}"] if framework else []), hw.id,
+             *([f"{donor}-{framework}"] if donor and framework else []), *([donor] if donor else [])]
+    return next((read_e2e_term(shipped[s]) for s in stems if s in shipped), None)
 
 
 def error_model_for(hardware: HardwareSpec | str, framework: str | None = None) -> tuple[ErrorModel, str]:

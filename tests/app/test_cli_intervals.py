@@ -4,6 +4,7 @@ numbers on a second run (seeded draws), clean errors for bad --ensemble / --inte
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -52,3 +53,29 @@ def test_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:  # argparse rejects the flag's value itself
         main([*dep, "--interval", "80,120"])
     assert exc.value.code == 2 and "strictly between 0 and 100" in capsys.readouterr().err
+
+
+def test_profile_e2e_term_gives_e2e_ranges(capsys: pytest.CaptureFixture[str], tmp_path,  # noqa: ANN001
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shipped profile with an [e2e] table (schema 4): estimate and simulate --ensemble add 'e2e 80%' / 'e2e 90%'
+    around the plain run for the metric families it has cells for, in --json and in the text table."""
+    import shutil
+
+    from roofsim.model.uncertainty import E2ECell, E2ETerm
+    from roofsim.validation import profiles
+
+    term = E2ETerm(score_levels=(0.8, 0.9), score_quantiles=(1.0, 2.0),
+                   cells=(E2ECell(key="ttft", n=9, centre=0.1, scale=0.2), E2ECell(key="*", n=20, centre=0, scale=1)))
+    for p in profiles.PROFILE_DIR.glob("*.toml"):
+        shutil.copy(p, tmp_path / p.name)
+    profiles.store_e2e_term(tmp_path / "h100-sxm.toml", term)
+    monkeypatch.setattr(profiles, "PROFILE_DIR", tmp_path)
+    r = json.loads(run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "8",
+                       "--ensemble", "2", "--json")[1])
+    m = r["ensemble"]["metrics"]
+    assert m["ttft_s"]["e2e 80%"] == pytest.approx([r["ttft_s"] * math.exp(0.1 - 0.2),
+                                                    r["ttft_s"] * math.exp(0.1 + 0.2)], rel=1e-6)
+    assert "e2e 80%" not in m["tpot_s"]  # no TPOT cell: kernel ranges only
+    code, out, _ = run(capsys, "simulate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--num-requests",
+                       "20", "--ensemble", "2", "--jobs", "1")
+    assert code == 0 and "e2e 90% interval" in out

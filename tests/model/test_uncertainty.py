@@ -15,11 +15,16 @@ from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.uncertainty import (
     LEVELS,
+    E2ECell,
+    E2ETerm,
     ErrorGroup,
     ErrorModel,
+    abs_score_quantiles,
     conformal_quantiles,
     kernel_family,
+    metric_family,
     regime_of,
+    scaled_quantiles,
 )
 
 
@@ -129,3 +134,54 @@ def test_regimes() -> None:
     assert regime_of(1e-4, 5e-5, 0.0, 3e-6) == "compute-large"
     assert regime_of(1e-6, 5e-6, 0.0, 3e-6) == "memory-small"
     assert regime_of(0.0, 5e-6, 0.0, 0.0, comm=True) == "communication-small"
+
+
+def test_abs_score_ranks_and_scaled_quantiles_by_hand() -> None:
+    # n = 19 scores 1..19 (signs dropped): L = 0.9 -> ceil(20 x 0.9) = 18th; 0.5 -> 10th; 0.99 -> rank 20 > n: 19
+    assert abs_score_quantiles([-x for x in range(1, 20)], (0.5, 0.9, 0.99)) == (10.0, 18.0, 19.0)
+    # centre 0.1, scale 0.2, Q(0.8) = 1.5, Q(0.9) = 2: the 80 % interval is 0.1 +- 0.3, the median the centre
+    q = scaled_quantiles(0.1, 0.2, (0.8, 0.9), (1.5, 2.0), (0.05, 0.1, 0.5, 0.9, 0.95))
+    assert q == pytest.approx((0.1 - 0.4, 0.1 - 0.3, 0.1, 0.1 + 0.3, 0.1 + 0.4))
+
+
+@pytest.mark.parametrize("level", [0.8, 0.9])
+def test_normalized_conformal_coverage_per_group(level: float) -> None:
+    """Two groups whose errors differ tenfold in spread (t, 3 dof): the normalized model's interval of each group
+    covers about `level` of that group's new rows (one pooled quantile would over-cover the easy group and
+    under-cover the hard one), and its width is in proportion to the group's spread."""
+    from roofsim.validation.uncertainty import fit_normalized_error_model
+
+    rng = np.random.default_rng(3)
+    fam = ["gemm"] * 400 + ["attn_decode"] * 400
+    inside: dict[str, list[float]] = {"gemm": [], "attn_decode": []}
+    widths = []
+    for _ in range(100):
+        lr = np.concatenate([0.1 + 0.03 * rng.standard_t(3, 400), -0.2 + 0.3 * rng.standard_t(3, 400)])
+        em = fit_normalized_error_model(fam, ["bf16"] * 800, ["compute-large"] * 800, lr, "synthetic")
+        assert em.method == "normalized split-conformal"
+        for f, mu, sd in (("gemm", 0.1, 0.03), ("attn_decode", -0.2, 0.3)):
+            lo, hi = em.interval(f, "bf16", "compute-large", level)
+            measured = np.exp(-(mu + sd * rng.standard_t(3, 50)))
+            inside[f].append(float(np.mean((measured >= lo) & (measured <= hi))))
+        w = [np.log(np.divide(*em.interval(f, "bf16", "compute-large", level)[::-1])) for f in ("gemm", "attn_decode")]
+        widths.append(w[1] / w[0])
+    for f in inside:
+        assert np.mean(inside[f]) == pytest.approx(level, abs=0.025), f
+    assert np.median(widths) == pytest.approx(10.0, rel=0.15)
+
+
+def test_e2e_term_bounds_and_metric_families() -> None:
+    term = E2ETerm(score_levels=(0.8, 0.9), score_quantiles=(1.0, 2.0),
+                   cells=(E2ECell(key="ttft", n=10, centre=0.1, scale=0.2), E2ECell(key="*", n=20, centre=0.0,
+                                                                                     scale=0.5)))
+    b = term.bounds(2.0, ("ttft_ms|x", "ttft"), (0.8, 0.9))
+    assert b[0.8] == pytest.approx((2.0 * math.exp(-0.1), 2.0 * math.exp(0.3)))
+    assert b[0.9] == pytest.approx((2.0 * math.exp(-0.3), 2.0 * math.exp(0.5)))
+    assert term.cell(("nope",)).key == "*" and term.score_quantile(0.85) == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="level=0.95"):
+        term.score_quantile(0.95)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        E2ETerm(score_levels=(0.8, 0.9), score_quantiles=(2.0, 1.0), cells=term.cells)
+    assert [metric_family(m) for m in ("ttft_ms", "ttft_s.p99", "tpot_s", "itl_s.mean", "e2e_ms",
+                                       "output_tokens_per_s", "cost_usd")] == [
+        "ttft", "ttft", "tpot", "itl", "e2e", "throughput", "cost_usd"]

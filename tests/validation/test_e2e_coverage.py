@@ -1,19 +1,25 @@
 """End-to-end interval coverage: the share of measured cells inside their intervals on a tiny hand-checkable table,
-the split of rows into calibration and test halves, the conformal end-to-end term, and a real ensemble row."""
+the split of rows into calibration and test halves, the conformal end-to-end terms (per level, nested; normalized
+by a cell's spread), and a real ensemble row."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from roofsim.validation.bench_table import BenchRow
 from roofsim.validation.e2e import RowPrediction, interval_checks, predict_row, shipped_calibration
 from roofsim.validation.uncertainty import (
     IntervalCheck,
+    apply_e2e_term,
     coverage_by,
+    e2e_cell_keys,
     e2e_error_term,
+    fit_e2e_term,
     interval_coverage,
+    nested,
     split_units,
     widen,
 )
@@ -98,3 +104,63 @@ def test_validate_benchmarks_ensemble_reports_coverage(tmp_path, capsys) -> None
     assert all(r["n"] == (2 if r["group"] == "all" else 1) for r in cov["by_metric"])
     assert set(cov["by_metric"][0]["covered"]) == {"80%", "90%"}
     assert cov["by_group"][0]["group"].startswith("meta-llama/Llama-3.1-8B-Instruct vllm h100-sxm")
+
+
+def test_widened_levels_are_nested() -> None:
+    """A 90 % term smaller than the 80 % one (few calibration rows) must not put the 90 % interval inside the 80 %
+    one: each level is the hull of its own and the lower levels' intervals."""
+    c = IntervalCheck("0", "g", "tpot_ms", 10.0, 10.0, {0.8: (9.0, 11.0), 0.9: (8.5, 11.5)})
+    w = widen([c], {"tpot_ms": {0.8: 0.3, 0.9: 0.05}})[0]
+    lo8, hi8 = w.bounds[0.8]
+    assert (lo8, hi8) == pytest.approx((9.0 * math.exp(-0.3), 11.0 * math.exp(0.3)))
+    assert w.bounds[0.9] == pytest.approx((lo8, hi8))  # 8.5 e^-0.05 > 9 e^-0.3: the 80 % bounds stand
+    assert nested({0.9: (1.0, 3.0), 0.8: (0.5, 2.0)}) == {0.8: (0.5, 2.0), 0.9: (0.5, 3.0)}
+
+
+def _hetero(seed: int, units: int, per_unit: int = 1) -> list[IntervalCheck]:
+    """Two groups of very different difficulty: log(measured / point) ~ 0.2 + N(0, 0.05) for group 'easy' and
+    -0.5 + N(0, 0.5) for 'hard' (a biased, hard group), `units` rows each."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for u in range(units):
+        for g, mu, sd in (("easy", 0.2, 0.05), ("hard", -0.5, 0.5)):
+            for _ in range(per_unit):
+                out.append(IntervalCheck(str(u), g, "ttft_ms", float(np.exp(mu + rng.normal(0, sd))), 1.0,
+                                         {0.8: (0.9, 1.1), 0.9: (0.85, 1.15)}))
+    return out
+
+
+def test_normalized_e2e_term_covers_each_group_at_its_level() -> None:
+    """Centre and scale per group from the calibration values, one scaled-score quantile: on fresh rows each group
+    is covered at about the level (a single width for both would over-cover 'easy' and under-cover 'hard'), and
+    the half-width follows the group's spread."""
+    term = fit_e2e_term(_hetero(0, 400), shrink=0.0)
+    assert term.cell(e2e_cell_keys(_hetero(0, 1)[0])).key == "easy"
+    assert term.score_quantile(0.8) < term.score_quantile(0.9)
+    test = apply_e2e_term(_hetero(1, 2000), term)
+    for g in ("easy", "hard"):
+        row = interval_coverage([c for c in test if c.group == g])
+        assert row.covered[0.8] == pytest.approx(0.8, abs=0.03) and row.covered[0.9] == pytest.approx(0.9, abs=0.03)
+    easy, hard = (interval_coverage([c for c in test if c.group == g]).half_width[0.8] for g in ("easy", "hard"))
+    assert hard / easy == pytest.approx(10.0, rel=0.2)
+    # the interval is centred on the group's bias: the easy group's point 1.0 lies below its 80 % interval
+    assert min(c.bounds[0.8][0] for c in test if c.group == "easy") > 1.0
+    for c in test:
+        assert c.bounds[0.9][0] <= c.bounds[0.8][0] < c.bounds[0.8][1] <= c.bounds[0.9][1]
+
+
+def test_e2e_term_falls_back_to_coarser_cells() -> None:
+    """Cells under E2E_MIN_CELL_ROWS values are not stored; a value uses its most specific stored cell; a cell's
+    scale is pulled towards its parent's by shrink / (n + shrink)."""
+    term = fit_e2e_term(_hetero(0, 5))  # 5 values per group: only the pooled cell
+    assert {c.key for c in term.cells} == {"*"} and next(iter(term.cells)).n == 10
+    assert term.cell(e2e_cell_keys(_hetero(0, 1)[0])).key == "*"
+    # group a: ten values log 2 +- 0.1, group b: ten values 0 +- 0.3; pooled MAD 0.35 (half the values sit log2/2
+    # from the pooled median); a's scale 0.1 is pulled halfway (10 / (10 + 10)) towards it, its centre is its own
+    checks = [IntervalCheck(str(u), "a" if u < 10 else "b", "ttft_ms",
+                            (2.0 * math.exp(0.1 * (-1) ** u)) if u < 10 else math.exp(0.3 * (-1) ** u), 1.0,
+                            {0.8: (1.0, 1.0)}) for u in range(20)]
+    term = fit_e2e_term(checks, shrink=10.0)
+    pooled, a = term.cell(("*",)), term.cell(("a",))
+    assert a.centre == pytest.approx(math.log(2), abs=1e-5)
+    assert a.scale == pytest.approx(0.5 * 0.1 + 0.5 * pooled.scale, abs=1e-5)

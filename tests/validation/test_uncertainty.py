@@ -125,8 +125,8 @@ def test_gpu_shift_intervals_hold_on_an_unseen_gpu() -> None:
     t-predicted shift of a new GPU, fitted on the three) reaches its level, averaged over 12 draws of the GPUs."""
     row, gpu = [], []
     for s in range(12):
-        row.append(logo_coverage(_gpu_shifted(s), min_rows=100, gpu_shift=False).overall.covered)
-        gpu.append(logo_coverage(_gpu_shifted(s), min_rows=100).overall.covered)
+        row.append(logo_coverage(_gpu_shifted(s), min_rows=100, method="split-conformal").overall.covered)
+        gpu.append(logo_coverage(_gpu_shifted(s), min_rows=100, method="gpu-shift + split-conformal").overall.covered)
     assert np.mean([c[0.9] for c in row]) < 0.75 and np.mean([c[0.8] for c in row]) < 0.68
     assert np.mean([c[0.9] for c in gpu]) == pytest.approx(0.9, abs=0.03)
     assert np.mean([c[0.8] for c in gpu]) == pytest.approx(0.8, abs=0.04)
@@ -148,3 +148,51 @@ def test_gpu_shift_model_stores_its_method_and_shift() -> None:
     assert pooled.gpu_shift_sd == pytest.approx(0.3 * np.sqrt(1.25), rel=0.3)
     lo, hi = em.interval("f0", "bf16", "memory-large", 0.9)
     assert np.log(hi / lo) / 2 > 1.645 * g.gpu_shift_sd
+
+
+def test_e2e_term_is_stored_in_a_profile(tmp_path: Path) -> None:
+    """Schema 4 adds [e2e]; a version-3 profile reads unchanged (no term) and gains only [e2e] and the version when
+    a term is stored into it; a version-2 one is refused (it has no error models either)."""
+    from roofsim.model.uncertainty import E2ECell, E2ETerm
+    from roofsim.validation.profiles import PROFILE_SCHEMA_VERSION, read_e2e_term, store_e2e_term
+
+    assert PROFILE_SCHEMA_VERSION == 4
+    errs = error_models_from_residuals(_residuals(), "b", min_rows=100)
+    p = write_calibration(Calibration(name="x", gemm_eff=0.7), tmp_path / "x.toml", {"rows": 1}, errs)
+    v3 = tmp_path / "v3.toml"
+    v3.write_text(p.read_text().replace("schema_version = 4", "schema_version = 3"))
+    assert read_e2e_term(v3) is None and read_calibration(v3).gemm_eff == 0.7
+    term = E2ETerm(source="t", score_levels=(0.8, 0.9), score_quantiles=(1.2, 1.9),
+                   cells=(E2ECell(key="ttft", n=9, centre=-0.1, scale=0.3), E2ECell(key="*", n=20, centre=0, scale=1)))
+    store_e2e_term(v3, term)
+    assert read_e2e_term(v3) == term and read_error_models(v3) == errs and read_calibration(v3).gemm_eff == 0.7
+    assert "schema_version = 4\n" in v3.read_text()
+    v2 = tmp_path / "v2.toml"
+    v2.write_text("schema_version = 2\n[calibration]\ngemm_eff = 0.6\n")
+    with pytest.raises(InputError, match="predates error models"):
+        store_e2e_term(v2, term)
+
+
+def test_ensemble_result_reports_the_e2e_term_around_the_point() -> None:
+    from roofsim.model.uncertainty import E2ECell, E2ETerm
+    from roofsim.simulator.ensemble import EnsembleResult
+
+    term = E2ETerm(score_levels=(0.8, 0.9), score_quantiles=(1.0, 2.0),
+                   cells=(E2ECell(key="ttft", n=9, centre=0.0, scale=0.1), E2ECell(key="*", n=20, centre=0, scale=1)))
+    members = tuple({"ttft_s": {"p99": v}, "cost_usd": v} for v in (0.9, 1.0, 1.1))
+    s = EnsembleResult(members, (0.8, 0.9), 0, {"ttft_s": {"p99": 2.0}, "cost_usd": 1.0}, term).summary(
+        ("ttft_s.p99", "cost_usd"))
+    assert s["ttft_s.p99"]["e2e 80%"] == pytest.approx([2.0 * np.exp(-0.1), 2.0 * np.exp(0.1)])
+    assert s["ttft_s.p99"]["e2e 90%"] == pytest.approx([2.0 * np.exp(-0.2), 2.0 * np.exp(0.2)])
+    assert "e2e 80%" not in s["cost_usd"]  # no cell of its own: the pooled cell is not applied to costs
+
+
+def test_normalized_logo_coverage_on_an_unseen_gpu() -> None:
+    """The default method scores each training GPU against the other GPUs' centres and scales, so its scores carry
+    a new GPU's shift: on the shifted GPUs above it reaches the issue's bands (85-95 % at 90 %, 75-88 % at 80 %),
+    averaged over 12 draws (it over-covers slightly: its scores come from fits on two GPUs, the test from three)."""
+    cov = [logo_coverage(_gpu_shifted(s)).overall.covered for s in range(12)]
+    assert 0.9 <= np.mean([c[0.9] for c in cov]) <= 0.95
+    assert 0.8 <= np.mean([c[0.8] for c in cov]) <= 0.88
+    em = error_models_from_residuals(_gpu_shifted(0), "a")["transfer"]
+    assert em.method == "normalized split-conformal" and em.gpus == 4 and em.score_levels[-1] == 0.99
