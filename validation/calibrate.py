@@ -55,6 +55,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "attn_prefill_tile": (0.0, 512.0, 64.0),
     "attn_prefill_cached_bytes_per_clk": (0.1, 1024.0, 3.0),
     "attn_softmax_flops": (0.0, 4096.0, 64.0),
+    "attn_prefill_triton_flops_per_clk": (8.0, 4096.0, 300.0),
     "attn_decode_mem_eff": (0.02, 1.0, 0.7),
     "attn_decode_eff": (0.01, 1.0, 0.5),
     "attn_decode_mem_eff_fp8kv": (0.02, 1.0, 0.7),
@@ -134,7 +135,8 @@ _FAMILY_FIELDS = {
     "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_l2_bytes_per_clk", "gemm_gemv_mem_eff",
              "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
-                     "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk"),
+                     "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk",
+                     "attn_prefill_triton_flops_per_clk"),
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
                     "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm",
                     "attn_decode_split_tokens", "attn_decode_split_s", "attn_decode_l2_gain", "attn_decode_l2_frac",
@@ -289,6 +291,8 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
     for f, rows in (("nccl_bw_eff", comm & nvlink), ("nccl_bw_eff_pcie", comm & ~nvlink)):
         if not np.any(rows):
             wanted.discard(f)  # no collective over that link type: nothing constrains its efficiency
+    if not np.any((ft.kind == 1) & (ft.attn_triton > 0)):
+        wanted.discard("attn_prefill_triton_flops_per_clk")  # no rows timed on a Triton kernel
     if not np.any((ft.kind == 2) & (ft.attn_kv8 > 0)):
         wanted.discard("attn_decode_mem_eff_fp8kv")  # no fp8-KV decode rows: it follows attn_decode_mem_eff
     for (col, code), f in _DTYPE_FIELDS.items():
