@@ -87,8 +87,8 @@ class Kernel:
     l2_warm: bool = False
     # prefill attention run by the serving engine's Triton fallback kernel (SGLang's and vLLM's `triton` attention
     # backends, taken where the native FlashAttention / FlashInfer kernel lacks the head dim, window or sink): it
-    # runs at its own rate per SM clock (Calibration.attn_prefill_triton_flops_per_clk), not at a share of the
-    # tensor peak, and visits every causal key tile (a sliding window only masks them)
+    # runs at its own rate per SM clock (Calibration.attn_prefill_triton_flops_per_clk[_fp8]), not at a share of
+    # the tensor peak
     triton: bool = False
 
     def __post_init__(self) -> None:

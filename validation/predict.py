@@ -175,8 +175,8 @@ def _attention(row: KernelMeasurement) -> Kernel:
     act, kv = _dtypes(row)
     window = row.window if row.window and row.window > 0 else 0
     triton = row.op == "attn_prefill" and _triton_attention(row)
-    if triton:
-        window = 0  # Kernel.triton: every causal key tile is visited, the window only masks scores
+    if triton and row.framework == "sglang":
+        window = 0  # SGLang's extend kernel visits every causal key tile: the window only masks scores
     c = _ctx(act, kv, row.num_heads, row.num_kv_heads, row.head_dim, window)
     if row.op == "attn_prefill":
         _need(row, seq_len=row.seq_len)
@@ -191,7 +191,8 @@ def _triton_attention(row: KernelMeasurement) -> bool:
     """A row timed on the engine's Triton attention kernel: AIConfigurator records the backend it ran in
     `kernel_source` (SGLang `triton`, vLLM `vllm_triton_attn`; the engines fall back to it per GPU and shape, e.g.
     SGLang for head dim 512 on Hopper and 64/192 on Ada, vLLM for head dim 192 with an fp8 KV cache on Ada and
-    Blackwell workstation GPUs)."""
+    Blackwell workstation GPUs). SGLang's `extend_attention` kernel loops over every causal key tile and only
+    masks the ones outside a sliding window (`SKIP_TILE`), so its rows cost the full causal pairs."""
     return "triton" in row.variant.split(";")[0]
 
 
@@ -708,7 +709,8 @@ class FeatureTable:
                                                p["gemm_eff_int8"], p["gemm_eff"]))
             aeff = np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"], p["attn_prefill_eff"])
             # model.cost.attention_rates: a Triton kernel's rate is per SM clock (its peak column holds SMs x clock)
-            peff = np.where(self.attn_triton > 0, p["attn_prefill_triton_flops_per_clk"], aeff)
+            peff = np.where(self.attn_triton > 0, np.where(self.attn_fp8 > 0, p["attn_prefill_triton_flops_per_clk_fp8"],
+                                                           p["attn_prefill_triton_flops_per_clk"]), aeff)
             eff_c = np.where(
                 kind == 0, geff * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
                 np.where(kind == 1, peff * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
@@ -799,7 +801,7 @@ FIT_FIELDS: tuple[str, ...] = (
     "gemm_eager_floor_s",
     "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half", "attn_prefill_mem_eff",
     "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk",
-    "attn_prefill_triton_flops_per_clk",
+    "attn_prefill_triton_flops_per_clk", "attn_prefill_triton_flops_per_clk_fp8",
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
     "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm", "attn_decode_split_tokens",
     "attn_decode_split_s", "attn_decode_l2_gain", "attn_decode_l2_frac", "attn_decode_cuda_group",

@@ -213,9 +213,10 @@ def test_trtllm_benchmark_gemm_is_l2_warm_when_its_weight_copies_and_operands_fi
 
 def test_triton_prefill_runs_at_its_rate_per_sm_clock_over_every_causal_tile() -> None:
     """A row AIConfigurator timed on the engine's Triton kernel (kernel_source `triton`) is a Kernel.triton: its
-    math runs at attn_prefill_triton_flops_per_clk x SMs x clock (whatever the tensor peak and dtype), ramped by
-    attn_prefill_s_half, over the full causal triangle (the sliding window only masks scores)."""
-    shape = dict(batch=4, seq_len=2048, num_heads=16, num_kv_heads=2, head_dim=128, window=128)
+    math runs at attn_prefill_triton_flops_per_clk[_fp8] x SMs x clock (whatever the tensor peak), ramped by
+    attn_prefill_s_half; SGLang's kernel covers the full causal triangle (the sliding window only masks scores),
+    vLLM's skips the tiles outside the window."""
+    shape = dict(batch=4, seq_len=2048, num_heads=16, num_kv_heads=2, head_dim=128, window=128, framework="sglang")
     native = row_kernel(_row("attn_prefill", variant="fa3; attn_dtype=bfloat16", **shape))
     tri = row_kernel(_row("attn_prefill", variant="triton; attn_dtype=bfloat16", **shape))
     assert tri.triton and not native.triton
@@ -227,4 +228,9 @@ def test_triton_prefill_runs_at_its_rate_per_sm_clock_over_every_causal_tile() -
     compute = tri.flops / (300.0 * 132 * 1.83e9 * 2048 / (2048 + 256))
     assert kernel_cost(tri, H100, cal).seconds == pytest.approx(compute, rel=1e-9)
     fp8 = row_kernel(_row("attn_prefill", "fp8", variant="triton; attn_dtype=fp8", **shape))
-    assert kernel_cost(fp8, H100, cal).compute_s == pytest.approx(compute, rel=1e-9)  # no fp8 peak for Triton
+    assert kernel_cost(fp8, H100, cal).compute_s == pytest.approx(compute, rel=1e-9)  # the 16-bit rate inherited
+    fast = cal.model_copy(update={"attn_prefill_triton_flops_per_clk_fp8": 450.0})
+    assert kernel_cost(fp8, H100, fast).compute_s == pytest.approx(compute * 300.0 / 450.0, rel=1e-9)
+    vllm = row_kernel(_row("attn_prefill", variant="vllm_triton_attn; attn_dtype=bfloat16",
+                           **{**shape, "framework": "vllm"}))
+    assert vllm.triton and vllm.flops == pytest.approx(native.flops)
