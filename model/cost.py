@@ -138,6 +138,14 @@ class Calibration(BaseModel):
         "key-tile width of the prefill kernel: tiles on the causal diagonal (and on a sliding window's trailing "
         "edge) are computed whole, so each edge adds min(tile, s)/2 scores per query (FlashAttention tiles are "
         "64-176 keys); 0 = exact causal/window pair counts"))
+    attn_prefill_triton_flops_per_clk: float = Field(350.0, gt=0, description=(
+        "tensor FLOPs per SM per clock of the engines' Triton prefill attention kernel (Kernel.triton): SGLang's "
+        "extend_attention tiles 32-128 query rows with mma instructions whatever the GPU generation, so it reaches "
+        "a similar rate per SM clock on Ada, Hopper and Blackwell (AIConfigurator's SGLang/vLLM context-attention "
+        "tables: 300-400 at head dims 64-192 on L40S, H100 and RTX PRO 6000) instead of a share of the tensor peak"))
+    attn_prefill_triton_flops_per_clk_fp8: float = Field(350.0, gt=0, description=(
+        "attn_prefill_triton_flops_per_clk of fp8 attention (default: the 16-bit rate): Triton's fp8 dot runs "
+        "1.2-2x faster per SM clock than its bf16 one on L40S, H100 and RTX PRO 6000, not the peaks' 2x"))
     attn_softmax_flops: float = Field(0.0, ge=0, description=(
         "softmax work per attention score in prefill, in tensor-FLOP equivalents (exp/max/sum run on the much "
         "slower SFU/FMA units: FlashAttention-3, arXiv 2407.08608, sec. 3); makes small head dims less efficient "
@@ -282,6 +290,7 @@ _INHERIT: dict[str, str] = {
     "gemm_overhead_s_fp8": "gemm_overhead_s",
     "gemm_overhead_s_fp8_block": "gemm_overhead_s_fp8",
     "attn_prefill_eff_fp8": "attn_prefill_eff",
+    "attn_prefill_triton_flops_per_clk_fp8": "attn_prefill_triton_flops_per_clk",
     "attn_prefill_mem_eff": "gemm_mem_eff",
     "gemm_gemv_mem_eff": "gemm_mem_eff",
     "elementwise_norm_cache_gain": "elementwise_cache_gain",
@@ -740,17 +749,21 @@ def prefill_attention_peak(hw: HardwareSpec, dtype: str) -> float:
 
 
 def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: str,
-                    dequant: bool = False, latent: bool = False) -> AttentionRates:
+                    dequant: bool = False, latent: bool = False, triton: bool = False) -> AttentionRates:
+    """The attention rates of `hw` x `cal`; `triton`: prefill by the engines' Triton kernel (Kernel.triton), whose
+    rate is attn_prefill_triton_flops_per_clk[_fp8] per SM clock (prefill_eff 1)."""
     peak = hw.peak(dtype)
+    sm_clocks = hw.compute.num_units * hw.compute.clock_hz
+    triton_rate = cal.attn_prefill_triton_flops_per_clk_fp8 if dtype == "fp8" else cal.attn_prefill_triton_flops_per_clk
     return AttentionRates(
-        peak=prefill_attention_peak(hw, dtype),
-        prefill_eff=cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff,
+        peak=triton_rate * sm_clocks if triton else prefill_attention_peak(hw, dtype),
+        prefill_eff=1.0 if triton else cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff,
         decode_flops_per_s=peak * decode_compute_efficiency(dtype, cal, latent),
         vector_flops_per_s=hw.peak("fp32") * cal.vector_eff if dequant else 0.0,
         decode_mem_eff=cal.attn_decode_mem_eff_fp8kv if kv_dtype == "fp8" else cal.attn_decode_mem_eff,
         bw=hw.memory.bandwidth_bytes_per_s,
         l2_bytes=hw.memory.l2_bytes,
-        sm_clocks_per_s=hw.compute.num_units * hw.compute.clock_hz,
+        sm_clocks_per_s=sm_clocks,
         units=hw.compute.num_units,
         cycle=COMM_REF_CLOCK_HZ / hw.compute.clock_hz,
         fp32_flops_per_s=hw.peak("fp32"),
@@ -904,7 +917,7 @@ def _kernel_terms(k: Kernel, hw: HardwareSpec, cal: Calibration) -> tuple[Terms,
     if kind == "gemm":
         return gemm_time(k, hw, cal), cal.gemm_overlap_loss
     if kind == "attn_prefill":
-        r = attention_rates(hw, cal, k.dtype, k.kv_dtype)
+        r = attention_rates(hw, cal, k.dtype, k.kv_dtype, triton=k.triton)
         compute, memory, floor, overhead = prefill_attention_time(prefill_attention_flops(k, cal), k.bytes,
                                                                   k.m / max(1, k.n), r, cal)
         return (compute + _vector_seconds(k.dequant_flops, hw, cal), memory, floor, overhead), 0.0

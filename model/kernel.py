@@ -85,6 +85,11 @@ class Kernel:
     # rotates min(5, ceil(L2 / weight bytes)) weight copies against one input): it reads at L2 bandwidth
     # (Calibration.gemm_l2_bytes_per_clk). Simulated steps never set it: each layer streams its own weights.
     l2_warm: bool = False
+    # prefill attention run by the serving engine's Triton fallback kernel (SGLang's and vLLM's `triton` attention
+    # backends, taken where the native FlashAttention / FlashInfer kernel lacks the head dim, window or sink): it
+    # runs at its own rate per SM clock (Calibration.attn_prefill_triton_flops_per_clk[_fp8]), not at a share of
+    # the tensor peak
+    triton: bool = False
 
     def __post_init__(self) -> None:
         if self.op not in OP_KIND:

@@ -55,6 +55,8 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "attn_prefill_tile": (0.0, 512.0, 64.0),
     "attn_prefill_cached_bytes_per_clk": (0.1, 1024.0, 3.0),
     "attn_softmax_flops": (0.0, 4096.0, 64.0),
+    "attn_prefill_triton_flops_per_clk": (8.0, 4096.0, 300.0),
+    "attn_prefill_triton_flops_per_clk_fp8": (8.0, 4096.0, 300.0),
     "attn_decode_mem_eff": (0.02, 1.0, 0.7),
     "attn_decode_eff": (0.01, 1.0, 0.5),
     "attn_decode_mem_eff_fp8kv": (0.02, 1.0, 0.7),
@@ -134,7 +136,8 @@ _FAMILY_FIELDS = {
     "gemm": ("gemm_eff", "gemm_k_half", "gemm_mem_eff", "gemm_l2_bytes_per_clk", "gemm_gemv_mem_eff",
              "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
-                     "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk"),
+                     "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk",
+                     "attn_prefill_triton_flops_per_clk"),
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
                     "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm",
                     "attn_decode_split_tokens", "attn_decode_split_s", "attn_decode_l2_gain", "attn_decode_l2_frac",
@@ -165,7 +168,8 @@ _FAMILY_FIELDS["gemm_wo"] = ()
 _STAGES = ("gemm", "gemm_fp8", "gemm_fp8_block", "gemm_int8", "attn_prefill", "attn_prefill_fp8", "attn_decode",
            "elementwise", "nccl", "comm")
 _DTYPE_FAMILY = {"gemm_eff_fp8": "gemm_fp8", "gemm_eff_fp8_block": "gemm_fp8_block", "gemm_eff_int8": "gemm_int8",
-                 "attn_prefill_eff_fp8": "attn_prefill_fp8"}
+                 "attn_prefill_eff_fp8": "attn_prefill_fp8",
+                 "attn_prefill_triton_flops_per_clk_fp8": "attn_prefill_fp8"}
 # (FeatureTable column, code) -> the per-dtype field those rows constrain instead of the 16-bit one
 _DTYPE_FIELDS = {("gemm_dtype", 1): "gemm_eff_fp8", ("gemm_dtype", 2): "gemm_eff_fp8_block",
                  ("gemm_dtype", 3): "gemm_eff_int8", ("attn_fp8", 1): "attn_prefill_eff_fp8"}
@@ -289,6 +293,11 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
     for f, rows in (("nccl_bw_eff", comm & nvlink), ("nccl_bw_eff_pcie", comm & ~nvlink)):
         if not np.any(rows):
             wanted.discard(f)  # no collective over that link type: nothing constrains its efficiency
+    triton = (ft.kind == 1) & (ft.attn_triton > 0)
+    if not np.any(triton & (ft.attn_fp8 == 0)):
+        wanted.discard("attn_prefill_triton_flops_per_clk")  # no 16-bit rows timed on a Triton kernel
+    if np.any(triton & (ft.attn_fp8 > 0)):
+        wanted.add("attn_prefill_triton_flops_per_clk_fp8")
     if not np.any((ft.kind == 2) & (ft.attn_kv8 > 0)):
         wanted.discard("attn_decode_mem_eff_fp8kv")  # no fp8-KV decode rows: it follows attn_decode_mem_eff
     for (col, code), f in _DTYPE_FIELDS.items():

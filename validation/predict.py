@@ -174,6 +174,9 @@ def _attention(row: KernelMeasurement) -> Kernel:
         raise Unpredictable(f"num_heads={row.num_heads} is not a multiple of num_kv_heads={row.num_kv_heads}")
     act, kv = _dtypes(row)
     window = row.window if row.window and row.window > 0 else 0
+    triton = row.op == "attn_prefill" and _triton_attention(row)
+    if triton and row.framework == "sglang":
+        window = 0  # SGLang's extend kernel visits every causal key tile: the window only masks scores
     c = _ctx(act, kv, row.num_heads, row.num_kv_heads, row.head_dim, window)
     if row.op == "attn_prefill":
         _need(row, seq_len=row.seq_len)
@@ -181,7 +184,16 @@ def _attention(row: KernelMeasurement) -> Kernel:
     else:  # one new token per sequence attending to ctx_len cached tokens (+ its own key)
         shape = BatchShape.build(decode_ctx=[row.ctx_len] * row.batch, window=window or None)
     (k,) = attention_kernels(c, shape)
-    return k
+    return dataclasses.replace(k, triton=True) if triton else k
+
+
+def _triton_attention(row: KernelMeasurement) -> bool:
+    """A row timed on the engine's Triton attention kernel: AIConfigurator records the backend it ran in
+    `kernel_source` (SGLang `triton`, vLLM `vllm_triton_attn`; the engines fall back to it per GPU and shape, e.g.
+    SGLang for head dim 512 on Hopper and 64/192 on Ada, vLLM for head dim 192 with an fp8 KV cache on Ada and
+    Blackwell workstation GPUs). SGLang's `extend_attention` kernel loops over every causal key tile and only
+    masks the ones outside a sliding window (`SKIP_TILE`), so its rows cost the full causal pairs."""
+    return "triton" in row.variant.split(";")[0]
 
 
 def _timed_eager(row: KernelMeasurement) -> bool:
@@ -656,6 +668,7 @@ class FeatureTable:
     attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
+    attn_triton: np.ndarray  # prefill by the engine's Triton kernel (Kernel.triton): `peak` holds SMs x clock
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
     tiling: tuple  # _tiling(cal)
@@ -695,9 +708,12 @@ class FeatureTable:
             geff = np.choose(self.gemm_dtype, (p["gemm_eff"], p["gemm_eff_fp8"], p["gemm_eff_fp8_block"],
                                                p["gemm_eff_int8"], p["gemm_eff"]))
             aeff = np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"], p["attn_prefill_eff"])
+            # model.cost.attention_rates: a Triton kernel's rate is per SM clock (its peak column holds SMs x clock)
+            peff = np.where(self.attn_triton > 0, np.where(self.attn_fp8 > 0, p["attn_prefill_triton_flops_per_clk_fp8"],
+                                                           p["attn_prefill_triton_flops_per_clk"]), aeff)
             eff_c = np.where(
                 kind == 0, geff * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
-                np.where(kind == 1, aeff * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
+                np.where(kind == 1, peff * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
                          np.where(kind == 2, np.where(self.attn_latent > 0, aeff,
                                                       np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"]
                                                                * p["attn_decode_eff"] / p["attn_prefill_eff"],
@@ -785,6 +801,7 @@ FIT_FIELDS: tuple[str, ...] = (
     "gemm_eager_floor_s",
     "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half", "attn_prefill_mem_eff",
     "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk",
+    "attn_prefill_triton_flops_per_clk", "attn_prefill_triton_flops_per_clk_fp8",
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
     "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm", "attn_decode_split_tokens",
     "attn_decode_split_s", "attn_decode_l2_gain", "attn_decode_l2_frac", "attn_decode_cuda_group",
@@ -802,7 +819,7 @@ _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff
          "gemm_eager",
          "gemm_quant",
          "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
-         "attn_latent", "attn_scores", "attn_edge",
+         "attn_latent", "attn_scores", "attn_edge", "attn_triton",
          "comm_graphed")
 
 
@@ -855,7 +872,9 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
         cols["fp32_peak"][i] = hw.peak("fp32")
         cols["dequant"][i] = k.dequant_flops
         if k.kind == "attn_prefill":
-            cols["peak"][i] = prefill_attention_peak(hw, k.dtype)
+            cols["peak"][i] = (hw.compute.num_units * hw.compute.clock_hz if k.triton
+                               else prefill_attention_peak(hw, k.dtype))
+            cols["attn_triton"][i] = float(k.triton)
             afp8[i] = k.dtype == "fp8"
         elif k.kind in ("gemm", "attn_decode"):
             cols["peak"][i] = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))

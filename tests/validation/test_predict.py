@@ -106,6 +106,8 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         _row("allreduce", framework="nccl", message_bytes=3e6, num_gpus=4),
         _row("allreduce", variant="vLLM_custom_graph; vllm_graph; allreduce_dtype=bfloat16", message_bytes=2e3,
              num_gpus=4),
+        _row("attn_prefill", "fp8", variant="triton; attn_dtype=fp8", batch=3, seq_len=700, num_heads=8,
+             num_kv_heads=1, head_dim=512),
     ]
     plain = Calibration(gemm_eff=0.6, kernel_overhead_s=4e-6, comm_latency_s=2e-5, attn_decode_unit_s=2e-6)
     # every refinement switched on, so the vectorised copy is checked on each new term too
@@ -121,7 +123,7 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         "elementwise_norm_cache_gain": 1.5, "elementwise_act_cache_gain": 2.0, "elementwise_rope_passes": 4.5,
         "elementwise_rope_cache_gain": 1.7,
         "comm_oneshot_max_bytes": 1e6, "comm_floor_s": 9e-6, "nccl_bw_eff": 0.5, "nccl_latency_s": 7e-6,
-        "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2})
+        "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2, "attn_prefill_triton_flops_per_clk": 420.0})
     for cal in (plain, rich):
         pred = predict_rows(rows, cal)
         ref = np.array([kernel_cost(row_kernel(r), H100, cal).seconds for r in rows])
@@ -207,3 +209,28 @@ def test_trtllm_benchmark_gemm_is_l2_warm_when_its_weight_copies_and_operands_fi
     assert row_kernel(row("trtllm", 16, 1024, 2048)).l2_warm  # 5 x 4 MiB + 64 KiB + 32 KiB
     assert not row_kernel(row("trtllm", 16, 8192, 4096)).l2_warm  # two 64 MiB copies exceed 96 MiB
     assert not row_kernel(row("vllm", 16, 1024, 2048)).l2_warm  # other collectors: not modelled
+
+
+def test_triton_prefill_runs_at_its_rate_per_sm_clock_over_every_causal_tile() -> None:
+    """A row AIConfigurator timed on the engine's Triton kernel (kernel_source `triton`) is a Kernel.triton: its
+    math runs at attn_prefill_triton_flops_per_clk[_fp8] x SMs x clock (whatever the tensor peak), ramped by
+    attn_prefill_s_half; SGLang's kernel covers the full causal triangle (the sliding window only masks scores),
+    vLLM's skips the tiles outside the window."""
+    shape = dict(batch=4, seq_len=2048, num_heads=16, num_kv_heads=2, head_dim=128, window=128, framework="sglang")
+    native = row_kernel(_row("attn_prefill", variant="fa3; attn_dtype=bfloat16", **shape))
+    tri = row_kernel(_row("attn_prefill", variant="triton; attn_dtype=bfloat16", **shape))
+    assert tri.triton and not native.triton
+    pairs = 4 * 2048 * 2049 / 2  # causal pairs of 4 sequences of 2048 new tokens, no window
+    assert tri.flops == pytest.approx(pairs * 16 * 4 * 128)  # QK and PV: 2 x 2 x d FLOPs per score and head
+    # the FlashAttention kernel skips the keys outside the 128-key window: 128 x 129 / 2 + (2048 - 128) x 128 pairs
+    assert native.flops == pytest.approx(4 * (128 * 129 / 2 + 1920 * 128) * 16 * 4 * 128)
+    cal = Calibration(attn_prefill_triton_flops_per_clk=300.0, attn_prefill_s_half=256.0, attn_prefill_overhead_s=0.0)
+    compute = tri.flops / (300.0 * 132 * 1.83e9 * 2048 / (2048 + 256))
+    assert kernel_cost(tri, H100, cal).seconds == pytest.approx(compute, rel=1e-9)
+    fp8 = row_kernel(_row("attn_prefill", "fp8", variant="triton; attn_dtype=fp8", **shape))
+    assert kernel_cost(fp8, H100, cal).compute_s == pytest.approx(compute, rel=1e-9)  # the 16-bit rate inherited
+    fast = cal.model_copy(update={"attn_prefill_triton_flops_per_clk_fp8": 450.0})
+    assert kernel_cost(fp8, H100, fast).compute_s == pytest.approx(compute * 300.0 / 450.0, rel=1e-9)
+    vllm = row_kernel(_row("attn_prefill", variant="vllm_triton_attn; attn_dtype=bfloat16",
+                           **{**shape, "framework": "vllm"}))
+    assert vllm.triton and vllm.flops == pytest.approx(native.flops)
