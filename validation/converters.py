@@ -16,7 +16,7 @@ from roofsim.validation.bench_table import BenchRow, BenchTable, rows_to_table
 from roofsim.validation.kernel_tables import aic_system_hardware, normalize_dtype
 
 __all__ = ["convert_aiconfigurator_silicon", "convert_splitwise", "convert_argonne", "SPLITWISE_HW", "ARGONNE_HW",
-           "ARGONNE_FRAMEWORKS", "aic_agg_max_num_tokens"]
+           "ARGONNE_FRAMEWORKS", "ARGONNE_NO_CONFIG", "LLAMACPP_NOTE", "aic_agg_max_num_tokens"]
 
 
 class _Skip(Exception):
@@ -229,10 +229,34 @@ _ARG_REQ = ("Hardware", "Num of Hardware", "Framework", "Model", "Input Output L
             "Throughput")
 
 
+# Argonne models with no config.json of their architecture in the shared data (model/presets maps the Meta-Llama-3
+# models to the Llama-3.1 files; these have no equal): their rows are problems, the reason said. Sizes from the
+# Qwen2 technical report (Yang et al. 2024, arXiv 2407.10671, Table 1) and the model cards.
+ARGONNE_NO_CONFIG = {
+    "Qwen/Qwen2-7B": "Qwen2 (hidden 3584, 28 layers, 28 query / 4 KV heads, FFN 18944, vocab 152064, QKV bias); "
+                     "the nearest config, Qwen3-8B, has hidden 4096, 36 layers, 32 / 8 heads and QK-norm",
+    "Qwen/Qwen2-72B": "Qwen2 (hidden 8192, 80 layers, 64 / 8 heads, FFN 29568, vocab 152064, QKV bias); Llama-3-70B "
+                      "shares the attention shape but has FFN 28672 and vocab 128256",
+    "Qwen/Qwen1.5-7B": "Qwen1.5 (multi-head attention, 32 layers, FFN 11008, vocab 151936); no config in the data",
+    "Deci/DeciLM-7B": "DeciLM (variable grouped-query attention: a different KV-head count per layer); no config "
+                      "in the data",
+    "BAAI/Aquila-7B": "Aquila (LLaMA-like with its own 100k vocabulary); no config in the data",
+}
+# llama.cpp rows were measured with `llama-bench -m <model>_f16.gguf -p L -n L -pg L,L -b <Batch Size> -r 1` on
+# CUDA_VISIBLE_DEVICES of 1, 2 or 4 GPUs (argonne-lcf/LLM-Inference-Bench llama.cpp/H100/*.sh, llama.cpp/*/README).
+# llama-bench runs ONE sequence: `-b` is n_batch, the most prompt tokens of one forward pass (the prompt goes in
+# chunks of it; the micro-batch n_ubatch defaults to 512 >= every -b used), not a number of requests; and the table's
+# Throughput is (ISL+OSL)/Latency on these rows, one sequence's tokens. Several GPUs hold the model split by layers
+# (llama-bench's default split mode `layer`), so one sequence crosses them in turn: pipeline stages, pp = GPUs.
+LLAMACPP_NOTE = ("llama.cpp llama-bench: one sequence, prompt in chunks of Batch Size tokens (-b = n_batch), f16 "
+                 "GGUF, layers split over the GPUs (pp = Num of Hardware)")
+
+
 def convert_argonne(csv_path: Path | str) -> BenchTable:
     """Argonne LLM-Inference-Bench Plots/All_results.csv -> static_batch rows: ISL = OSL = `Input Output Length`,
     concurrency = `Batch Size`, e2e_ms = Latency * 1000, output_tokens_per_s = batch * OSL / Latency,
-    tp = `Num of Hardware` (pp 1), fp16 weights/KV assumed."""
+    tp = `Num of Hardware` (pp 1), fp16 weights/KV assumed. llama.cpp rows are one sequence whose prompt runs in
+    chunks of `Batch Size` tokens (max_num_tokens) over `Num of Hardware` pipeline stages (LLAMACPP_NOTE)."""
     path = Path(csv_path)
 
     def conv(r: dict) -> BenchRow:
@@ -245,18 +269,22 @@ def convert_argonne(csv_path: Path | str) -> BenchTable:
         model = r["Model"].strip()
         if model.count("/") != 1:
             raise _Skip(f"column 'Model'={model!r} is not a HuggingFace org/name id")
+        if model in ARGONNE_NO_CONFIG:
+            raise _Skip(f"model {model}: no config.json of its architecture in the shared data: "
+                        f"{ARGONNE_NO_CONFIG[model]}")
         n, b, L = _i(r, "Num of Hardware"), _i(r, "Batch Size"), _i(r, "Input Output Length")
         lat = _f(r, "Latency")
         if not lat:
             raise _Skip("column 'Latency' is 0")
         thr = _f(r, "Throughput")
-        notes = ["Argonne static batch; tp = Num of Hardware, fp16 assumed"]
-        expect = b * 2 * L / lat
+        seqs, tp, pp, chunk = (1, 1, n, b) if fw == "llamacpp" else (b, n, 1, None)
+        notes = [LLAMACPP_NOTE if fw == "llamacpp" else "Argonne static batch; tp = Num of Hardware, fp16 assumed"]
+        expect = seqs * 2 * L / lat
         if thr and abs(thr / expect - 1) > 0.01:
-            notes.append(f"published Throughput {thr:.4g} tok/s != batch*(ISL+OSL)/Latency {expect:.4g}")
+            notes.append(f"published Throughput {thr:.4g} tok/s != sequences*(ISL+OSL)/Latency {expect:.4g}")
         return BenchRow(
-            model=model, hardware=ARGONNE_HW[hw], num_gpus=n, tp=n, pp=1, ep=1, weight_dtype="fp16",
-            kv_dtype="fp16", framework=fw, mode="static_batch", isl=L, osl=L, concurrency=b, num_requests=b,
-            e2e_ms=lat * 1e3, output_tokens_per_s=b * L / lat, notes="; ".join(notes))
+            model=model, hardware=ARGONNE_HW[hw], num_gpus=n, tp=tp, pp=pp, ep=1, weight_dtype="fp16",
+            kv_dtype="fp16", framework=fw, mode="static_batch", isl=L, osl=L, concurrency=seqs, num_requests=seqs,
+            e2e_ms=lat * 1e3, output_tokens_per_s=seqs * L / lat, notes="; ".join(notes), max_num_tokens=chunk)
 
     return _convert(path, _ARG_REQ, conv)

@@ -27,6 +27,7 @@ from roofsim.model.uncertainty import ErrorModel
 from roofsim.simulator.clients import HARNESSES, client_model
 from roofsim.simulator.config import (
     ReplicaGroup,
+    SarathiScheduler,
     SchedulerConfig,
     SimConfig,
     StaticScheduler,
@@ -137,6 +138,11 @@ def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
     """
     if row.mode == "static_batch":
         c = row.concurrency or 1
+        chunk = row.max_num_tokens
+        if chunk is not None and chunk < c * row.isl:
+            # the harness feeds the prompts in slices of max_num_tokens (llama-bench -b), then decodes the batch
+            return (SarathiScheduler(max_num_seqs=c, max_batched_tokens=chunk, chunk_size=chunk),
+                    f"static batch of {c} request(s), prompts in chunks of max_num_tokens={chunk} tokens")
         return (StaticScheduler(max_num_seqs=c, max_batched_tokens=max(c * row.isl, 1)),
                 "static batch of concurrency requests, whole batch prefilled in one iteration")
     spec, note = row_engine(row)
