@@ -187,7 +187,11 @@ def _disagg_pools(r: dict, notes: list[str]) -> tuple[dict[str, tuple[int, int, 
 
 
 # ------------------------------------------------------------------------------------------------ Splitwise
-SPLITWISE_HW = {"a100-80gb": "a100-sxm-80gb", "h100-80gb": "h100-sxm", "h100-80gb-pcap": "h100-sxm"}
+# h100-80gb-pcap = an H100 capped at 70 % of its 700 W: splitwise-sim's DGX-H100-pcap SKU has tdp 7140 W against
+# DGX-H100's 10200 W (configs/hardware_repo/skus/*.yaml; notebooks/utils.py power_cap_scaler=0.7). Its rows are the
+# h100-80gb rows with prompt_time x 1.30 and token_time unchanged, exactly, on all 420: splitwise-sim's model of a
+# cap (compute-bound prompts slow down, memory-bound tokens do not), not a second measurement.
+SPLITWISE_HW = {"a100-80gb": "a100-sxm-80gb", "h100-80gb": "h100-sxm", "h100-80gb-pcap": "h100-sxm@490w"}
 _SPLIT_REQ = ("model", "hardware", "prompt_size", "batch_size", "token_size", "prompt_time", "token_time",
               "e2e_time", "tensor_parallel")
 _SPLIT_MODELS = {"llama2-70b": "meta-llama/Llama-2-70b-hf", "bloom-176b": "bigscience/bloom"}
@@ -195,7 +199,8 @@ _SPLIT_MODELS = {"llama2-70b": "meta-llama/Llama-2-70b-hf", "bloom-176b": "bigsc
 
 def convert_splitwise(csv_path: Path | str) -> BenchTable:
     """splitwise perf_model.csv -> static_batch rows: ttft = prompt_time, tpot = token_time (ms per decode
-    iteration), e2e = e2e_time, concurrency = batch_size; power-capped `-pcap` rows are flagged in notes."""
+    iteration), e2e = e2e_time, concurrency = batch_size; power-capped `-pcap` rows run on the H100 capped at
+    490 W (SPLITWISE_HW) and are flagged in notes."""
     path = Path(csv_path)
 
     def conv(r: dict) -> BenchRow:
@@ -207,7 +212,8 @@ def convert_splitwise(csv_path: Path | str) -> BenchTable:
             raise _Skip(f"column 'model'={r['model']!r} is not a known Splitwise model ({sorted(_SPLIT_MODELS)})")
         notes = [f"splitwise {r['model']} on {hw} (DGX node); fp16 assumed"]
         if hw.endswith("-pcap"):
-            notes.append("POWER-CAPPED GPU (h100-80gb-pcap): not comparable to an uncapped prediction")
+            notes.append("POWER-CAPPED GPU (h100-80gb-pcap, 490 W = 70 % of TDP; splitwise-sim's model: the "
+                         "uncapped prompt_time x 1.3, token_time unchanged)")
         tp, b, osl = _i(r, "tensor_parallel"), _i(r, "batch_size"), _i(r, "token_size")
         e2e = _f(r, "e2e_time")
         return BenchRow(
