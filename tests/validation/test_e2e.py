@@ -259,3 +259,15 @@ def test_power_capped_h100_slows_the_prompt_not_the_tokens() -> None:
     full, capped = (predict_row(0, row(**split, hardware=hw), cal).predicted for hw in ("h100-sxm", "h100-sxm@490w"))
     assert 1.25 < capped["ttft_ms"] / full["ttft_ms"] < 1.40
     assert capped["tpot_ms"] == pytest.approx(full["tpot_ms"], rel=0.01)
+
+
+def test_static_rows_past_the_model_context_run_as_measured() -> None:
+    """Splitwise timed 8,192-token prompts on the 4,096-token Llama-2-70B: the row runs with max_model_len =
+    isl + osl instead of being rejected; a closed-loop row keeps the model's context."""
+    long = dict(model="meta-llama/Llama-2-70b-hf", hardware="a100-sxm-80gb", framework="splitwise", num_gpus=8,
+                tp=8, mode="static_batch", concurrency=1, isl=8192, osl=128, weight_dtype="fp16", kv_dtype="fp16")
+    cfg, notes = row_config(row(**long))
+    assert cfg.replicas[0].max_model_len == 8320 and "past the model's 4096-token context" in notes[-1]
+    p = predict_row(0, row(**long), Calibration())
+    assert p.problem is None and p.predicted["ttft_ms"] > 0
+    assert row_config(row(**{**long, "isl": 2048}))[0].replicas[0].max_model_len is None
