@@ -93,6 +93,11 @@ def test_convert_splitwise(shared_data: Path, tmp_path: Path) -> None:
     assert (r.hardware, r.tp, r.isl, r.osl, r.concurrency) == ("a100-sxm-80gb", 2, 512, 128, 1)
     assert r.ttft_ms == pytest.approx(196.2532191537321) and r.tpot_ms == pytest.approx(54.87951193752838)
     assert sum("POWER-CAPPED" in x.notes for x in t.rows) == 420
+    assert {x.hardware for x in t.rows if "POWER-CAPPED" in x.notes} == {"h100-sxm@490w"}
+    # e2e_time off prompt_time + (token_size-1) x token_time by > 10 %: not scored (e.g. a100-80gb tp2 512/1024 b1:
+    # 10,153 ms against 195 + 1023 x 59.6 ms)
+    dropped = [x for x in t.rows if x.e2e_ms is None]
+    assert len(dropped) == 267 and all(x.output_tokens_per_s is None and "e2e not scored" in x.notes for x in dropped)
     assert read_bench_table(write_bench_table(t.rows, tmp_path / "s.csv")).rows == t.rows
 
 
