@@ -37,6 +37,7 @@ __all__ = [
     "load_hardware",
     "load_hardware_file",
     "normalize_name",
+    "power_capped",
 ]
 
 
@@ -189,12 +190,41 @@ def _looks_like_path(name: str) -> bool:
     return name.lower().endswith(".toml") or "/" in name or os.sep in name
 
 
+# "<device>@<watts>w": the device with its board power capped (nvidia-smi --power-limit), e.g. "h100-sxm@490w"
+_POWER_CAP = re.compile(r"^(?P<base>.+)@(?P<watts>\d+(?:\.\d+)?)\s*w$", re.IGNORECASE)
+
+
+def power_capped(spec: HardwareSpec, cap_w: float) -> HardwareSpec:
+    """`spec` with its board power limited to `cap_w` (id `<id>-cap<W>w`). Only the power limit changes: the cost
+    model runs a kernel whose power demand exceeds the limit at the limited rate (model.cost.tensor_power_factor:
+    the tensor GEMMs), and memory-bound kernels, whose demand stays below it, keep their speed. Under a cap the
+    driver lowers the SM clock until the board draws no more than the limit (NVIDIA nvidia-smi documentation,
+    "-pl, --power-limit"; Ma et al. 2026, arXiv 2605.11999: decode on a 700 W H200 draws 137-300 W, so no cap in
+    that range throttles it)."""
+    if not spec.power.idle_w < cap_w <= spec.power.tdp_w:
+        raise ValueError(f"power cap {cap_w:g} W must lie above idle_w={spec.power.idle_w:g} and at most "
+                         f"tdp_w={spec.power.tdp_w:g} of {spec.id}")
+    if cap_w == spec.power.tdp_w:
+        return spec
+    label = f"{cap_w:g}".replace(".", "p")
+    return spec.model_copy(update={
+        "id": f"{spec.id}-cap{label}w", "name": f"{spec.name} (power capped at {cap_w:g} W)", "aliases": (),
+        "power": spec.power.model_copy(update={"tdp_w": float(cap_w)}),
+        "sources": spec.sources.model_copy(update={
+            "power": f"power limit {cap_w:g} W set by the user (of the {spec.power.tdp_w:g} W TDP); {spec.sources.power}"}),
+    })
+
+
 def load_hardware(name_or_path: str | Path) -> HardwareSpec:
-    """A device by id or alias (case-insensitive; `_`/space may replace `-`), or by path to a TOML file."""
+    """A device by id or alias (case-insensitive; `_`/space may replace `-`), or by path to a TOML file;
+    `<device>@<watts>w` is the device with its power capped (power_capped)."""
     if isinstance(name_or_path, Path) or _looks_like_path(name_or_path):
         return load_hardware_file(name_or_path)
     if not isinstance(name_or_path, str):
         raise TypeError(f"load_hardware expects a str or Path, got {type(name_or_path).__name__}")
+    cap = _POWER_CAP.match(name_or_path.strip())
+    if cap is not None:
+        return power_capped(load_hardware(cap["base"]), float(cap["watts"]))
     catalog = _current()
     hw_id = catalog.names.get(normalize_name(name_or_path))
     if hw_id is None:

@@ -1091,6 +1091,9 @@ class _Preset:
     aliases: tuple[str, ...]
     file: str
     quant_file: str = ""  # the checkpoint's hf_quant_config.json (ModelOpt), when it has one
+    # ModelSpec fields that differ from the config file: an index entry that reuses another model's config.json
+    # for an architecture-equal model states the differences here (index.toml `[model.overrides]`)
+    overrides: tuple[tuple[str, Any], ...] = ()
 
 
 _SUFFIXES = re.compile(r"(-instruct|-chat|-hf|-base|-v\d+(\.\d+)*)$")
@@ -1121,7 +1124,8 @@ def _presets() -> tuple[tuple[_Preset, ...], dict[str, str], dict[str, str]]:
     with _INDEX_FILE.open("rb") as fh:
         raw = tomllib.load(fh)
     presets = tuple(
-        _Preset(m["name"], m["hf_id"], tuple(m.get("aliases", ())), m["file"], m.get("quant_file", ""))
+        _Preset(m["name"], m["hf_id"], tuple(m.get("aliases", ())), m["file"], m.get("quant_file", ""),
+                tuple(sorted(m.get("overrides", {}).items())))
         for m in raw["model"]
     )
     exact: dict[str, str] = {}
@@ -1158,8 +1162,10 @@ def _load_preset(canonical: str) -> ModelSpec:
     config = read_config_file(path)
     cited = config.get("_source")
     source = f"model/presets/{preset.file}" + (f" ({cited})" if isinstance(cited, str) else "")
+    if preset.overrides:
+        source += " with " + ", ".join(f"{k}={v}" for k, v in preset.overrides)
     return model_from_hf_config(
-        config, preset.name, source=source, hf_id=preset.hf_id, aliases=preset.aliases
+        config, preset.name, source=source, hf_id=preset.hf_id, aliases=preset.aliases, **dict(preset.overrides)
     )
 
 

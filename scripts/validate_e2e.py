@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from roofsim.model.cost import Calibration
@@ -163,12 +165,18 @@ def stored_term(sets: dict[str, tuple[str, list[IntervalCheck]]]) -> E2ETerm:
 
 
 def _splitwise_group(r: BenchRow) -> str:
-    """Splitwise group: model, GPU and the power cap the converter notes (capped rows are not comparable)."""
-    return f"{r.model.split('/')[-1]} {r.hardware}{' POWER-CAPPED' if 'POWER-CAPPED' in r.notes else ''}"
+    """Splitwise group: model and GPU (the power-capped H100 is its own hardware, h100-sxm@490w)."""
+    return f"{r.model.split('/')[-1]} {r.hardware}"
 
 
 def _argonne_group(r: BenchRow) -> str:
     return f"{r.hardware} {r.framework}"
+
+
+def _problem_kinds(problems: Iterable[str]) -> list[str]:
+    """One line per kind of problem (the message after the row label, numbers and names kept), most first."""
+    kinds = Counter(re.sub(r"^row \d+ \(.*?\): |^.* line \d+: ", "", p).split(":")[0][:110] for p in problems)
+    return [f"- {n} x {k}" for k, n in kinds.most_common()]
 
 
 def other_tables(data: Path, table, dense_rows: list, every: int, result: dict) -> list[str]:
@@ -189,13 +197,16 @@ def other_tables(data: Path, table, dense_rows: list, every: int, result: dict) 
     for name, conv, path, key in (
             ("Splitwise", convert_splitwise, "serving/splitwise/perf_model.csv", _splitwise_group),
             ("Argonne", convert_argonne, "serving/argonne_llm_inference_bench/Plots/All_results.csv", _argonne_group)):
-        rows = list(conv(data / path).rows)[::every]
+        table = conv(data / path)
+        rows = list(table.rows)[::every]
+        unread = [p for p in table.problems if "has no roofsim hardware id" not in p]  # other accelerators
         res = predict_table(rows, shipped_calibration)
         by = e2e_error_stats(res.predictions, key)
         by.update(e2e_error_stats(res.predictions))
-        result[f"static_{name.lower()}"] = {"by_group": by, "problems": list(res.problems)}
+        result[f"static_{name.lower()}"] = {"by_group": by, "problems": list(res.problems), "unread": unread}
         md += ["", f"### {name} static batches: {len(rows)} rows (every {every}), calibration shipped",
-               *_fmt_stats(by), f"problems: {len(res.problems)}"]
+               *_fmt_stats(by), f"problems: {len(res.problems)} of the rows simulated, {len(unread)} rows of the "
+               "A100/H100 not read", *_problem_kinds([*res.problems, *unread])]
     return md
 
 

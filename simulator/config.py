@@ -250,6 +250,10 @@ class ReplicaGroup(BaseModel):
     kv_load_layerwise: bool = Field(
         True, description="load-back from the tiers overlaps with compute layer by layer (LMCache layerwise "
         "retrieval, vLLM KV connector); false: the load finishes before the iteration computes")
+    max_model_len: int | None = Field(None, ge=1, le=MAX_TOKENS, description=(
+        "most input+output tokens of one request (the engine's --max-model-len); None = the model's context "
+        "(max_position_embeddings). A benchmark that forced longer sequences through the model (Splitwise's "
+        "8k prompts on the 4k Llama-2) sets it to what it ran"))
     frontend_s_per_request: NonNegSeconds = Field(
         0.0, description="serialized per-request front-end time (API server: accept, tokenize, hand to the engine) "
                     "before a request can be scheduled; one queue per replica (docs/simulator.md)")

@@ -107,7 +107,7 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
             name = f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp})#{len(replicas)}"
             strategy = strategy_factory(cost) if kind == "plain" else make_strategy(rng)
             rep = Replica(len(replicas), gi, name, strategy, plan, make_scheduler(sched_cfg),
-                          model.max_context_tokens, window)
+                          g.max_model_len or model.max_context_tokens, window)
             rep.frontend_s = g.frontend_s_per_request
             rep.role = g.role
             replicas.append(rep)

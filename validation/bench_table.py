@@ -68,7 +68,8 @@ class BenchRow:
     harness: str = ""  # the benchmark client (simulator/clients.py HARNESSES: aiperf, vllm-bench, ...); "" = unknown
     # engine limits the benchmarked deployment set (None = the engine's default, docs/engines.md): the most running
     # requests (TRT-LLM max_batch_size, vLLM max_num_seqs, SGLang max_running_requests) and the most tokens of one
-    # iteration (TRT-LLM max_num_tokens, vLLM max_num_batched_tokens, SGLang max_prefill_tokens)
+    # iteration (TRT-LLM max_num_tokens, vLLM max_num_batched_tokens, SGLang max_prefill_tokens); on a static_batch
+    # row, a max_num_tokens below the batch's prompt tokens feeds the prompts in chunks of it (llama-bench -b)
     max_batch_size: int | None = None
     max_num_tokens: int | None = None
     # a disaggregated deployment (docs/validation-formats.md): replicas and layout of the prefill and the decode

@@ -16,7 +16,7 @@ from roofsim.validation.bench_table import BenchRow, BenchTable, rows_to_table
 from roofsim.validation.kernel_tables import aic_system_hardware, normalize_dtype
 
 __all__ = ["convert_aiconfigurator_silicon", "convert_splitwise", "convert_argonne", "SPLITWISE_HW", "ARGONNE_HW",
-           "ARGONNE_FRAMEWORKS", "aic_agg_max_num_tokens"]
+           "ARGONNE_FRAMEWORKS", "ARGONNE_NO_CONFIG", "LLAMACPP_NOTE", "aic_agg_max_num_tokens"]
 
 
 class _Skip(Exception):
@@ -237,15 +237,24 @@ def _disagg_pools(r: dict, notes: list[str], recorded: dict[tuple[str, ...], str
 
 
 # ------------------------------------------------------------------------------------------------ Splitwise
-SPLITWISE_HW = {"a100-80gb": "a100-sxm-80gb", "h100-80gb": "h100-sxm", "h100-80gb-pcap": "h100-sxm"}
+# h100-80gb-pcap = an H100 capped at 70 % of its 700 W: splitwise-sim's DGX-H100-pcap SKU has tdp 7140 W against
+# DGX-H100's 10200 W (configs/hardware_repo/skus/*.yaml; notebooks/utils.py power_cap_scaler=0.7). Its rows are the
+# h100-80gb rows with prompt_time x 1.30 and token_time unchanged, exactly, on all 420: splitwise-sim's model of a
+# cap (compute-bound prompts slow down, memory-bound tokens do not), not a second measurement.
+SPLITWISE_HW = {"a100-80gb": "a100-sxm-80gb", "h100-80gb": "h100-sxm", "h100-80gb-pcap": "h100-sxm@490w"}
 _SPLIT_REQ = ("model", "hardware", "prompt_size", "batch_size", "token_size", "prompt_time", "token_time",
               "e2e_time", "tensor_parallel")
 _SPLIT_MODELS = {"llama2-70b": "meta-llama/Llama-2-70b-hf", "bloom-176b": "bigscience/bloom"}
+# e2e_time agrees with the timed phases, prompt_time + (token_size - 1) x token_time, within 0.1 % on most rows but
+# is off by more than this on 267 of 1,260 (x0.016 to x17: 8,192 tokens "generated" in 10 s, batch-64 runs 17x
+# longer than their phases): those runs did not generate the stated tokens as one batch, so their e2e is dropped
+SPLIT_E2E_TOL = 0.10
 
 
 def convert_splitwise(csv_path: Path | str) -> BenchTable:
     """splitwise perf_model.csv -> static_batch rows: ttft = prompt_time, tpot = token_time (ms per decode
-    iteration), e2e = e2e_time, concurrency = batch_size; power-capped `-pcap` rows are flagged in notes."""
+    iteration), e2e = e2e_time (when it agrees with the two phases: SPLIT_E2E_TOL), concurrency = batch_size; power-capped `-pcap` rows run on the H100 capped at
+    490 W (SPLITWISE_HW) and are flagged in notes."""
     path = Path(csv_path)
 
     def conv(r: dict) -> BenchRow:
@@ -257,9 +266,15 @@ def convert_splitwise(csv_path: Path | str) -> BenchTable:
             raise _Skip(f"column 'model'={r['model']!r} is not a known Splitwise model ({sorted(_SPLIT_MODELS)})")
         notes = [f"splitwise {r['model']} on {hw} (DGX node); fp16 assumed"]
         if hw.endswith("-pcap"):
-            notes.append("POWER-CAPPED GPU (h100-80gb-pcap): not comparable to an uncapped prediction")
+            notes.append("POWER-CAPPED GPU (h100-80gb-pcap, 490 W = 70 % of TDP; splitwise-sim's model: the "
+                         "uncapped prompt_time x 1.3, token_time unchanged)")
         tp, b, osl = _i(r, "tensor_parallel"), _i(r, "batch_size"), _i(r, "token_size")
-        e2e = _f(r, "e2e_time")
+        e2e: float | None = _f(r, "e2e_time")
+        phases = _f(r, "prompt_time") + (osl - 1) * _f(r, "token_time")
+        if e2e and abs(e2e / phases - 1) > SPLIT_E2E_TOL:
+            notes.append(f"e2e_time {e2e:.6g} ms disagrees with prompt_time + (token_size-1) x token_time = "
+                         f"{phases:.6g} ms (x{e2e / phases:.3g}): e2e not scored")
+            e2e = None
         return BenchRow(
             model=model, hardware=SPLITWISE_HW[hw], num_gpus=tp, tp=tp, pp=1, ep=1, weight_dtype="fp16",
             kv_dtype="fp16", framework="splitwise", mode="static_batch", isl=_i(r, "prompt_size"), osl=osl,
@@ -279,10 +294,34 @@ _ARG_REQ = ("Hardware", "Num of Hardware", "Framework", "Model", "Input Output L
             "Throughput")
 
 
+# Argonne models with no config.json of their architecture in the shared data (model/presets maps the Meta-Llama-3
+# models to the Llama-3.1 files; these have no equal): their rows are problems, the reason said. Sizes from the
+# Qwen2 technical report (Yang et al. 2024, arXiv 2407.10671, Table 1) and the model cards.
+ARGONNE_NO_CONFIG = {
+    "Qwen/Qwen2-7B": "Qwen2 (hidden 3584, 28 layers, 28 query / 4 KV heads, FFN 18944, vocab 152064, QKV bias); "
+                     "the nearest config, Qwen3-8B, has hidden 4096, 36 layers, 32 / 8 heads and QK-norm",
+    "Qwen/Qwen2-72B": "Qwen2 (hidden 8192, 80 layers, 64 / 8 heads, FFN 29568, vocab 152064, QKV bias); Llama-3-70B "
+                      "shares the attention shape but has FFN 28672 and vocab 128256",
+    "Qwen/Qwen1.5-7B": "Qwen1.5 (multi-head attention, 32 layers, FFN 11008, vocab 151936); no config in the data",
+    "Deci/DeciLM-7B": "DeciLM (variable grouped-query attention: a different KV-head count per layer); no config "
+                      "in the data",
+    "BAAI/Aquila-7B": "Aquila (LLaMA-like with its own 100k vocabulary); no config in the data",
+}
+# llama.cpp rows were measured with `llama-bench -m <model>_f16.gguf -p L -n L -pg L,L -b <Batch Size> -r 1` on
+# CUDA_VISIBLE_DEVICES of 1, 2 or 4 GPUs (argonne-lcf/LLM-Inference-Bench llama.cpp/H100/*.sh, llama.cpp/*/README).
+# llama-bench runs ONE sequence: `-b` is n_batch, the most prompt tokens of one forward pass (the prompt goes in
+# chunks of it; the micro-batch n_ubatch defaults to 512 >= every -b used), not a number of requests; and the table's
+# Throughput is (ISL+OSL)/Latency on these rows, one sequence's tokens. Several GPUs hold the model split by layers
+# (llama-bench's default split mode `layer`), so one sequence crosses them in turn: pipeline stages, pp = GPUs.
+LLAMACPP_NOTE = ("llama.cpp llama-bench: one sequence, prompt in chunks of Batch Size tokens (-b = n_batch), f16 "
+                 "GGUF, layers split over the GPUs (pp = Num of Hardware)")
+
+
 def convert_argonne(csv_path: Path | str) -> BenchTable:
     """Argonne LLM-Inference-Bench Plots/All_results.csv -> static_batch rows: ISL = OSL = `Input Output Length`,
     concurrency = `Batch Size`, e2e_ms = Latency * 1000, output_tokens_per_s = batch * OSL / Latency,
-    tp = `Num of Hardware` (pp 1), fp16 weights/KV assumed."""
+    tp = `Num of Hardware` (pp 1), fp16 weights/KV assumed. llama.cpp rows are one sequence whose prompt runs in
+    chunks of `Batch Size` tokens (max_num_tokens) over `Num of Hardware` pipeline stages (LLAMACPP_NOTE)."""
     path = Path(csv_path)
 
     def conv(r: dict) -> BenchRow:
@@ -295,18 +334,22 @@ def convert_argonne(csv_path: Path | str) -> BenchTable:
         model = r["Model"].strip()
         if model.count("/") != 1:
             raise _Skip(f"column 'Model'={model!r} is not a HuggingFace org/name id")
+        if model in ARGONNE_NO_CONFIG:
+            raise _Skip(f"model {model}: no config.json of its architecture in the shared data: "
+                        f"{ARGONNE_NO_CONFIG[model]}")
         n, b, L = _i(r, "Num of Hardware"), _i(r, "Batch Size"), _i(r, "Input Output Length")
         lat = _f(r, "Latency")
         if not lat:
             raise _Skip("column 'Latency' is 0")
         thr = _f(r, "Throughput")
-        notes = ["Argonne static batch; tp = Num of Hardware, fp16 assumed"]
-        expect = b * 2 * L / lat
+        seqs, tp, pp, chunk = (1, 1, n, b) if fw == "llamacpp" else (b, n, 1, None)
+        notes = [LLAMACPP_NOTE if fw == "llamacpp" else "Argonne static batch; tp = Num of Hardware, fp16 assumed"]
+        expect = seqs * 2 * L / lat
         if thr and abs(thr / expect - 1) > 0.01:
-            notes.append(f"published Throughput {thr:.4g} tok/s != batch*(ISL+OSL)/Latency {expect:.4g}")
+            notes.append(f"published Throughput {thr:.4g} tok/s != sequences*(ISL+OSL)/Latency {expect:.4g}")
         return BenchRow(
-            model=model, hardware=ARGONNE_HW[hw], num_gpus=n, tp=n, pp=1, ep=1, weight_dtype="fp16",
-            kv_dtype="fp16", framework=fw, mode="static_batch", isl=L, osl=L, concurrency=b, num_requests=b,
-            e2e_ms=lat * 1e3, output_tokens_per_s=b * L / lat, notes="; ".join(notes))
+            model=model, hardware=ARGONNE_HW[hw], num_gpus=n, tp=tp, pp=pp, ep=1, weight_dtype="fp16",
+            kv_dtype="fp16", framework=fw, mode="static_batch", isl=L, osl=L, concurrency=seqs, num_requests=seqs,
+            e2e_ms=lat * 1e3, output_tokens_per_s=seqs * L / lat, notes="; ".join(notes), max_num_tokens=chunk)
 
     return _convert(path, _ARG_REQ, conv)

@@ -27,6 +27,7 @@ from roofsim.model.uncertainty import ErrorModel
 from roofsim.simulator.clients import HARNESSES, client_model
 from roofsim.simulator.config import (
     ReplicaGroup,
+    SarathiScheduler,
     SchedulerConfig,
     SimConfig,
     StaticScheduler,
@@ -137,6 +138,11 @@ def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
     """
     if row.mode == "static_batch":
         c = row.concurrency or 1
+        chunk = row.max_num_tokens
+        if chunk is not None and chunk < c * row.isl:
+            # the harness feeds the prompts in slices of max_num_tokens (llama-bench -b), then decodes the batch
+            return (SarathiScheduler(max_num_seqs=c, max_batched_tokens=chunk, chunk_size=chunk),
+                    f"static batch of {c} request(s), prompts in chunks of max_num_tokens={chunk} tokens")
         return (StaticScheduler(max_num_seqs=c, max_batched_tokens=max(c * row.isl, 1)),
                 "static batch of concurrency requests, whole batch prefilled in one iteration")
     spec, note = row_engine(row)
@@ -242,9 +248,15 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
     if quant.activation_dtype != row_quant(row).activation_dtype:
         notes.append(f"{row.weight_dtype} weights run weight-only on {row.hardware} ({quant.activation_dtype} "
                      "activations: the GPU has no such tensor cores)")
+    extra: dict[str, Any] = {} if caching is None else {"prefix_caching": caching}
+    context = load_model(row.model).max_context_tokens
+    if row.mode == "static_batch" and row.isl + row.osl > context:
+        # a static benchmark that measured longer sequences than the model was trained for ran them (Splitwise's
+        # 8k prompts on the 4k Llama-2): timing does not depend on the positions being in range
+        extra["max_model_len"] = row.isl + row.osl
+        notes.append(f"isl+osl={row.isl + row.osl} is past the model's {context}-token context: run as measured")
     group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep, engine=engine,
-                         quant=quant, scheduler=sched, calibration=calibration,
-                         **({} if caching is None else {"prefix_caching": caching}))
+                         quant=quant, scheduler=sched, calibration=calibration, **extra)
     if pool and engine is not None:
         notes[0] += (f"; prefix caching {'on' if group.prefix_caching else 'off'} (the engine's default): the "
                      f"harness draws every prompt from {pool} with replacement, so prompts repeat")

@@ -401,3 +401,15 @@ def test_docs_example_file_is_a_valid_device(tmp_path: Path) -> None:
     path.write_text(blocks[0])
     spec = load_hardware(path)
     assert spec.id == "my-accelerator" and spec.peak("fp8") == 800e12
+
+
+def test_power_cap_lowers_only_the_power_limit() -> None:
+    """`<id>@<W>w` = the device capped at W watts (splitwise-sim's h100-80gb-pcap: 70 % of 700 W = 490 W)."""
+    base, capped = load_hardware("h100-sxm"), load_hardware("H100@490W")
+    assert (capped.id, capped.power.tdp_w, capped.power.idle_w) == ("h100-sxm-cap490w", 490.0, base.power.idle_w)
+    assert capped.memory == base.memory and capped.peak_flops_per_s == base.peak_flops_per_s
+    assert "490 W" in capped.name and "490 W" in capped.sources.power
+    assert load_hardware("h100-sxm@700w") is base
+    for bad in ("h100-sxm@50w", "h100-sxm@800w"):
+        with pytest.raises(ValueError, match=r"power cap .* must lie above idle_w=70 and at most tdp_w=700"):
+            load_hardware(bad)

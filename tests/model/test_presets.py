@@ -12,6 +12,7 @@ REL_TOL = 0.02
 # (preset, published total, published active or None for dense). Sources:
 # Llama-2: HF model cards meta-llama/Llama-2-{7b,13b,70b}-hf (safetensors sizes 6.74B, 13.0B, 69.0B);
 #   Touvron et al. 2023, arXiv 2307.09288 Table 1.
+# Llama-3: HF model cards meta-llama/Meta-Llama-3-{8B,70B} (8.03B, 70.6B; the Llama-3.1 config files, see index).
 # Llama-3.1/3.3: HF model cards meta-llama/Llama-3.1-{8B,70B,405B}, Llama-3.3-70B-Instruct (8.03B, 70.6B, 405.9B).
 # Mistral-7B: HF model card mistralai/Mistral-7B-v0.1 (7.24B).
 # Mixtral-8x7B: Mistral AI announcement 2023-12-11 "Mixtral of experts" (46.7B total, 12.9B used per token;
@@ -28,6 +29,8 @@ PUBLISHED: list[tuple[str, float, float | None]] = [
     ("Llama-2-7B", 6.74e9, None),
     ("Llama-2-13B", 13.0e9, None),
     ("Llama-2-70B", 69.0e9, None),
+    ("Llama-3-8B", 8.03e9, None),
+    ("Llama-3-70B", 70.6e9, None),
     ("Llama-3.1-8B", 8.03e9, None),
     ("Llama-3.1-70B", 70.6e9, None),
     ("Llama-3.1-405B", 405.9e9, None),
@@ -96,3 +99,14 @@ def test_gpt_oss_params(name: str, total: float, active: float) -> None:
 def test_qwen3_non_embedding_params(name: str, non_embedding: float) -> None:
     counts = count_params(load_model(name))
     assert counts.total - counts.embedding - counts.lm_head == pytest.approx(non_embedding, rel=REL_TOL)
+
+
+def test_llama3_reuses_the_llama31_config_with_its_own_context_length() -> None:
+    """Meta-Llama-3 = the Llama-3.1 architecture with 8,192 positions (index.toml overrides); every other field
+    equal."""
+    for old, new in (("meta-llama/Meta-Llama-3-8B", "Llama-3.1-8B"), ("meta-llama/Meta-Llama-3-70B", "Llama-3.1-70B")):
+        a, b = load_model(old), load_model(new)
+        assert a.max_context_tokens == 8192 and b.max_context_tokens == 131072
+        assert a.model_dump(exclude={"name", "hf_id", "aliases", "source", "max_context_tokens"}) == b.model_dump(
+            exclude={"name", "hf_id", "aliases", "source", "max_context_tokens"})
+        assert "max_context_tokens=8192" in a.source

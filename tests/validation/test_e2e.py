@@ -233,3 +233,41 @@ def test_fp4_weights_run_weight_only_where_the_gpu_has_no_fp4_tensor_cores() -> 
                                  hardware="b200"))
     assert cfg.replicas[0].quant.activation_dtype == "fp4" and not any("weight-only" in n for n in notes)
     assert row_config(row(weight_dtype="fp8"))[0].replicas[0].quant.activation_dtype == "fp8"
+
+
+def test_static_batch_with_a_prompt_chunk_feeds_the_prompt_in_slices() -> None:
+    """llama-bench -b: one sequence whose prompt goes in chunks of max_num_tokens. With 1-token chunks the prompt
+    costs as many steps as the decode, so the whole run takes about twice as long as with 64-token chunks (the
+    Argonne A100 Llama-2-7B llama.cpp rows at 128/128: 4.34 s at -b 1, 2.24 s at -b 64)."""
+    llama = dict(model="meta-llama/Llama-2-7b-hf", hardware="a100-sxm-40gb", framework="llamacpp",
+                 mode="static_batch", concurrency=1, num_requests=1, osl=128, weight_dtype="fp16", kv_dtype="fp16")
+    cfg, notes = row_config(row(**llama, max_num_tokens=16))
+    g = cfg.replicas[0].scheduler
+    assert (g.kind, g.chunk_size, g.max_num_seqs) == ("sarathi", 16, 1) and "chunks of" in notes[0]
+    cfg, _ = row_config(row(**llama, max_num_tokens=128))  # a chunk that holds the prompt: the static batch
+    assert cfg.replicas[0].scheduler.kind == "static"
+    e2e = {b: predict_row(0, row(**llama, max_num_tokens=b), Calibration()).predicted["e2e_ms"] for b in (1, 64)}
+    assert 1.7 < e2e[1] / e2e[64] < 2.1
+
+
+def test_power_capped_h100_slows_the_prompt_not_the_tokens() -> None:
+    """Splitwise's h100-80gb-pcap rows (490 W) are the uncapped rows with prompt_time x 1.30 and token_time
+    unchanged; the power-capped hardware gives the same from the GPU's tensor power limit, nothing fitted."""
+    split = dict(model="meta-llama/Llama-2-70b-hf", framework="splitwise", mode="static_batch", concurrency=1,
+                 num_gpus=2, tp=2, isl=512, osl=128, weight_dtype="fp16", kv_dtype="fp16")
+    cal = Calibration()
+    full, capped = (predict_row(0, row(**split, hardware=hw), cal).predicted for hw in ("h100-sxm", "h100-sxm@490w"))
+    assert 1.25 < capped["ttft_ms"] / full["ttft_ms"] < 1.40
+    assert capped["tpot_ms"] == pytest.approx(full["tpot_ms"], rel=0.01)
+
+
+def test_static_rows_past_the_model_context_run_as_measured() -> None:
+    """Splitwise timed 8,192-token prompts on the 4,096-token Llama-2-70B: the row runs with max_model_len =
+    isl + osl instead of being rejected; a closed-loop row keeps the model's context."""
+    long = dict(model="meta-llama/Llama-2-70b-hf", hardware="a100-sxm-80gb", framework="splitwise", num_gpus=8,
+                tp=8, mode="static_batch", concurrency=1, isl=8192, osl=128, weight_dtype="fp16", kv_dtype="fp16")
+    cfg, notes = row_config(row(**long))
+    assert cfg.replicas[0].max_model_len == 8320 and "past the model's 4096-token context" in notes[-1]
+    p = predict_row(0, row(**long), Calibration())
+    assert p.problem is None and p.predicted["ttft_ms"] > 0
+    assert row_config(row(**{**long, "isl": 2048}))[0].replicas[0].max_model_len is None
