@@ -32,6 +32,7 @@ from roofsim.model.graph import (
     group_attention_kernels,
     linear_kernels,
     prefill_keys,
+    rank_shape,
     vision_kernels,
 )
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel
@@ -972,6 +973,7 @@ class CostModel:
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
+        shape = rank_shape(shape, self.parallel.attn_dp)
         kernels = self._linear(shape) + attention_kernels(self.ctx, shape)
         if shape.vision_patches:
             kernels += vision_kernels(self.ctx, shape.vision_patches, shape.vision_attn_pairs)
@@ -1003,6 +1005,8 @@ class CostModel:
 
     def step_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
         """(seconds, joules) of one iteration; equals step(shape) to rounding, in microseconds."""
+        if self.parallel.attn_dp > 1:
+            shape = rank_shape(shape, self.parallel.attn_dp)
         graphed = self._graphed and not shape.prefill_tokens
         lin = self._linear_memo.get((shape.tokens, shape.logit_tokens, graphed))
         if lin is None:
@@ -1025,6 +1029,7 @@ class CostModel:
         sum(factor(key) * part) + overhead (simulator.ensemble), its scaled step_seconds_energy to rounding."""
         if self._scales is not None:
             raise ValueError("step_parts needs an unscaled CostModel (calibration.time_scale=()); got a member's")
+        shape = rank_shape(shape, self.parallel.attn_dp)
         graphed = self._graphed and not shape.prefill_tokens
         lin_key = (shape.tokens, shape.logit_tokens, graphed)
         lin = self._linear_parts.get(lin_key)

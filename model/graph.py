@@ -454,14 +454,16 @@ def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kern
     m, tp = c.model, c.parallel.tp
     gated = m.mlp_gated
     h = e.latent_size or m.hidden_size  # latent MoE: the experts work in the latent width
-    ep = c.parallel.ep
-    moe_tp = max(1, tp // ep)
+    ep, moe_tp = c.parallel.ep, c.parallel.moe_tp
     if e.latent_size:  # Nemotron-3 latent MoE: hidden -> latent before the experts, latent -> hidden after
         kernels.append(gemm("moe_latent_in", t, e.latent_size, m.hidden_size, c, n_moe))
         kernels.append(gemm("moe_latent_out", t, m.hidden_size, e.latent_size, c, n_moe))
     kernels.append(gemm("moe_router", t, e.num_experts, m.hidden_size, c, n_moe, weight_dtype_bytes=2.0,
                         dtype="bf16" if c.gemm_dtype not in ("fp32",) else "fp32"))
-    active, routed_rows = load if load is not None else expert_load(t, e.num_experts, e.top_k, ep, c.moe_skew)
+    # attention DP: the experts take the tokens of all attn_dp ranks, each padded to the busiest rank's t
+    # (rank_shape; SGLang's dp_attention pads every rank to the largest, TensorRT-LLM's attention-DP CUDA graphs too)
+    active, routed_rows = load if load is not None else expert_load(t * c.parallel.attn_dp, e.num_experts, e.top_k,
+                                                                    ep, c.moe_skew)
     ie = e.expert_intermediate_size // moe_tp
     up_n = 2 * ie if gated else ie
     rows_per_expert = max(1, round(routed_rows / active)) if active > 0 else 1
@@ -689,9 +691,35 @@ def _state_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) -> list[Ker
     return ks
 
 
+def rank_shape(shape: BatchShape, attn_dp: int) -> BatchShape:
+    """The batch of the busiest of `attn_dp` attention data-parallel ranks a replica's batch is spread over: the
+    engines place whole sequences on a rank (vLLM's DP coordinator, SGLang's DP controller), so the busiest holds
+    ceil(seqs / attn_dp) of the decode sequences and of the prefill chunks, each with the batch's mean tokens,
+    pairs and context; the ranks step together (the MoE collectives join them every layer), so the replica's step
+    is that rank's. attn_dp = 1 returns `shape`."""
+    if attn_dp == 1 or shape.is_empty:
+        return shape
+    ds, ps = shape.decode_seqs, shape.prefill_seqs
+    fd = -(-ds // attn_dp) / ds if ds else 0.0
+    fp = -(-ps // attn_dp) / ps if ps else 0.0
+    per_dec = shape.decode_tokens // ds if ds else 0
+    return BatchShape(
+        prefill_tokens=round(shape.prefill_tokens * fp), prefill_seqs=round(ps * fp),
+        prefill_attn_pairs=shape.prefill_attn_pairs * fp, prefill_ctx_tokens=round(shape.prefill_ctx_tokens * fp),
+        decode_seqs=round(ds * fd), decode_tokens=round(ds * fd) * per_dec,
+        decode_ctx_tokens=round(shape.decode_ctx_tokens * fd),
+        # -1: derived again (one logit per decode token and prefill chunk) unless the step set its own count
+        logit_tokens=-1 if shape.logit_tokens == shape.decode_tokens + ps else round(shape.logit_tokens * max(fd, fp)),
+        prefill_attn_pairs_win=shape.prefill_attn_pairs_win * fp,
+        decode_ctx_tokens_win=round(shape.decode_ctx_tokens_win * fd),
+        vision_patches=shape.vision_patches, vision_attn_pairs=shape.vision_attn_pairs)
+
+
 def step_kernels(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, shape: BatchShape) -> list[Kernel]:
-    """Every kernel of one iteration on one GPU, in execution order of kind (linear, then attention)."""
+    """Every kernel of one iteration on one GPU (of the busiest attention rank), in execution order of kind
+    (linear, then attention)."""
     c = graph_context(model, quant, parallel)
+    shape = rank_shape(shape, parallel.attn_dp)
     return linear_kernels(c, shape.tokens, shape.logit_tokens) + attention_kernels(c, shape)
 
 
