@@ -73,6 +73,14 @@ def test_step_has_no_attention_allreduce_at_tp1_and_experts_see_every_rank() -> 
     assert k4["tp_allreduce"].comm_gpus == 4 and k4["q_a_proj"].m == 8
 
 
+def test_a_lone_prompt_runs_on_one_rank_and_the_experts_take_only_its_tokens() -> None:
+    ks = {c.kernel.name: c.kernel for c in CostModel(DSV3, H100, FP8, ADP16).step(
+        BatchShape.build(prefill=[(1024, 0)])).kernels}
+    assert ks["q_a_proj"].m == 1024 and ks["attn_prefill"].m == 1024  # all on one GPU, the other 15 idle
+    # the experts see the 1024 real tokens (no padding of the idle ranks): 1024 x top-8 / 16 GPUs = 512 rows
+    assert ks["moe_up_gate"].flops == 2 * 512 * 4096 * 7168
+
+
 def test_closed_form_matches_the_kernels() -> None:
     cm = CostModel(DSV3, H100, FP8, ADP16)
     shape = BatchShape.build(prefill=[(512, 0)] * 3, decode_ctx=[700] * 20)
