@@ -32,6 +32,7 @@ from roofsim.model.graph import (
     group_attention_kernels,
     linear_kernels,
     prefill_keys,
+    rank_shape,
     vision_kernels,
 )
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel
@@ -963,9 +964,9 @@ class CostModel:
         self.calibration = calibration or DEFAULT_CALIBRATION
         self.ctx: GraphContext = graph_context(model, self.quant, self.parallel, self.calibration.moe_routing_skew)
         check_dtypes(hardware, self.quant)
-        self._linear_memo: dict[tuple[int, int, bool], tuple[float, float]] = {}
+        self._linear_memo: dict[tuple[int, int, bool, int | None], tuple[float, float]] = {}
         self._vision_memo: dict[tuple[int, float], tuple[float, float]] = {}
-        self._linear_parts: dict[tuple[int, int, bool], Parts] = {}
+        self._linear_parts: dict[tuple[int, int, bool, int | None], Parts] = {}
         # decode-only steps under CUDA graphs: the TP all-reduces skip the host-dispatch floor
         self._graphed = self.calibration.decode_cuda_graphs and self.parallel.tp > 1
         self.num_gpus = self.parallel.num_gpus
@@ -985,7 +986,9 @@ class CostModel:
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
-        kernels = self._linear(shape) + attention_kernels(self.ctx, shape)
+        moe = self._moe_tokens(shape)
+        shape = rank_shape(shape, self.parallel.attn_dp)
+        kernels = self._linear(shape, moe) + attention_kernels(self.ctx, shape)
         if shape.vision_patches:
             kernels += vision_kernels(self.ctx, shape.vision_patches, shape.vision_attn_pairs)
         cal, hw = self.calibration, self.hardware
@@ -1007,8 +1010,13 @@ class CostModel:
             bandwidth_bytes_per_s=hw.memory.bandwidth_bytes_per_s,
         )
 
-    def _linear(self, shape: BatchShape) -> list[Kernel]:
-        return linear_kernels(self.ctx, shape.tokens, shape.logit_tokens, self._graphed and not shape.prefill_tokens)
+    def _linear(self, shape: BatchShape, moe_tokens: int | None) -> list[Kernel]:
+        return linear_kernels(self.ctx, shape.tokens, shape.logit_tokens, self._graphed and not shape.prefill_tokens,
+                              moe_tokens)
+
+    def _moe_tokens(self, shape: BatchShape) -> int | None:
+        """The tokens the routed experts take: with attention DP, every rank's (graph.rank_shape); else None."""
+        return shape.tokens if self.parallel.attn_dp > 1 else None
 
     # ---- hot path -----------------------------------------------------------------------------------------
     def step_seconds(self, shape: BatchShape) -> float:
@@ -1016,10 +1024,14 @@ class CostModel:
 
     def step_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
         """(seconds, joules) of one iteration; equals step(shape) to rounding, in microseconds."""
+        moe = None
+        if self.parallel.attn_dp > 1:
+            moe = shape.tokens
+            shape = rank_shape(shape, self.parallel.attn_dp)
         graphed = self._graphed and not shape.prefill_tokens
-        lin = self._linear_memo.get((shape.tokens, shape.logit_tokens, graphed))
+        lin = self._linear_memo.get((shape.tokens, shape.logit_tokens, graphed, moe))
         if lin is None:
-            lin = self.linear_seconds_energy(shape.tokens, shape.logit_tokens, graphed)
+            lin = self.linear_seconds_energy(shape.tokens, shape.logit_tokens, graphed, moe)
         seconds, energy = lin
         a_s, a_j = self.attention_seconds_energy(shape)
         seconds += a_s
@@ -1038,8 +1050,10 @@ class CostModel:
         sum(factor(key) * part) + overhead (simulator.ensemble), its scaled step_seconds_energy to rounding."""
         if self._scales is not None:
             raise ValueError("step_parts needs an unscaled CostModel (calibration.time_scale=()); got a member's")
+        moe = self._moe_tokens(shape)
+        shape = rank_shape(shape, self.parallel.attn_dp)
         graphed = self._graphed and not shape.prefill_tokens
-        lin_key = (shape.tokens, shape.logit_tokens, graphed)
+        lin_key = (shape.tokens, shape.logit_tokens, graphed, moe)
         lin = self._linear_parts.get(lin_key)
         if lin is None:
             per_kernel: list[tuple[str, float, float]] = []
@@ -1076,14 +1090,15 @@ class CostModel:
             energy += j
         return seconds, energy
 
-    def linear_seconds_energy(self, tokens: int, logit_tokens: int, graphed: bool = False) -> tuple[float, float]:
+    def linear_seconds_energy(self, tokens: int, logit_tokens: int, graphed: bool = False,
+                              moe_tokens: int | None = None) -> tuple[float, float]:
         """(s, J) of the token-linear kernels of a step of `tokens` rows, `logit_tokens` of them through the LM
         head (graph.linear_kernels), memoised; `graphed`: replayed as a CUDA graph (a decode-only step when
-        Calibration.decode_cuda_graphs and TP > 1)."""
-        key = (tokens, logit_tokens, graphed)
+        Calibration.decode_cuda_graphs and TP > 1); `moe_tokens`: the routed experts' tokens under attention DP."""
+        key = (tokens, logit_tokens, graphed, moe_tokens)
         lin = self._linear_memo.get(key)
         if lin is None:
-            lin = self.kernels_seconds_energy(linear_kernels(self.ctx, tokens, logit_tokens, graphed))
+            lin = self.kernels_seconds_energy(linear_kernels(self.ctx, tokens, logit_tokens, graphed, moe_tokens))
             if len(self._linear_memo) > 200_000:
                 self._linear_memo.clear()
             self._linear_memo[key] = lin

@@ -400,14 +400,20 @@ def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
     kernels.append(gemm("o_proj", t, h, c.heads * hd, c, L, bias=m.attention_bias))
 
 
-def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
+def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel], moe_tokens: int | None = None) -> None:
+    """`moe_tokens`: the tokens the routed experts take when they differ from the rank's t (attention DP: every
+    rank's; layer_kernels)."""
     m = c.model
+
+    def load(e: MoESpec) -> tuple[float, float] | None:
+        return None if moe_tokens is None else expert_load(moe_tokens, e.num_experts, e.top_k, c.parallel.ep,
+                                                           c.moe_skew)
     if m.layers:  # per-layer models: one set of kernels per distinct MLP (heterogeneous widths, MoE kinds)
         for mlp, n in m.mlp_counts():
             if isinstance(mlp, DenseMLP):
                 _dense_mlp(t, c, mlp.intermediate_size, n, kernels)
             elif isinstance(mlp, MoEMLP):
-                _moe_mlp(t, c, mlp.moe, n, kernels)
+                _moe_mlp(t, c, mlp.moe, n, kernels, load(mlp.moe))
         return
     if c.dense_layers:
         inter = m.intermediate_size
@@ -415,7 +421,7 @@ def _mlp_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
             inter = m.moe.dense_intermediate_size
         _dense_mlp(t, c, inter, c.dense_layers, kernels)
     if c.moe_layers and m.moe is not None:
-        _moe_mlp(t, c, m.moe, c.moe_layers, kernels)
+        _moe_mlp(t, c, m.moe, c.moe_layers, kernels, load(m.moe))
 
 
 def _dense_mlp(t: int, c: GraphContext, inter: int, layers: int, kernels: list[Kernel]) -> None:
@@ -454,8 +460,7 @@ def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kern
     m, tp = c.model, c.parallel.tp
     gated = m.mlp_gated
     h = e.latent_size or m.hidden_size  # latent MoE: the experts work in the latent width
-    ep = c.parallel.ep
-    moe_tp = max(1, tp // ep)
+    ep, moe_tp = c.parallel.ep, c.parallel.moe_tp
     if e.latent_size:  # Nemotron-3 latent MoE: hidden -> latent before the experts, latent -> hidden after
         kernels.append(gemm("moe_latent_in", t, e.latent_size, m.hidden_size, c, n_moe))
         kernels.append(gemm("moe_latent_out", t, m.hidden_size, e.latent_size, c, n_moe))
@@ -491,9 +496,11 @@ def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kern
         kernels.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
                               comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
 
-def layer_kernels(c: GraphContext, tokens: int, graphed: bool = False) -> list[Kernel]:
+def layer_kernels(c: GraphContext, tokens: int, graphed: bool = False, moe_tokens: int | None = None
+                  ) -> list[Kernel]:
     """The decoder layers' token-linear kernels over `tokens` rows (each `count` = the layers it runs in);
-    `graphed`: the step replays as a CUDA graph (its TP all-reduces pay no host dispatch)."""
+    `graphed`: the step replays as a CUDA graph (its TP all-reduces pay no host dispatch); `moe_tokens`: with
+    attention DP, the tokens of all ranks, which the routed experts take (None: `tokens`)."""
     m, L, tp, t = c.model, c.model.num_layers, c.parallel.tp, tokens
     h = m.hidden_size
     ks: list[Kernel] = []
@@ -504,7 +511,7 @@ def layer_kernels(c: GraphContext, tokens: int, graphed: bool = False) -> list[K
     _attention_linear(t, c, ks)
     ks.append(elementwise("residual_add", 2 * t * h, t * h, 1, c, 2 * L, op="residual"))
     ks.append(elementwise("post_attn_norm", t * h, t * h, norm_flops, c, L, weight_elems=h, op="norm"))
-    _mlp_linear(t, c, ks)
+    _mlp_linear(t, c, ks, moe_tokens)
     if tp > 1:
         msg = t * h * c.ab
         ks.append(Kernel(name="tp_allreduce", op="allreduce", dtype="bf16", comm_bytes=msg, comm_gpus=tp,
@@ -548,11 +555,14 @@ def fixed_kernels(c: GraphContext, tokens: int, logit_tokens: int) -> list[Kerne
     return _entry_kernels(c, tokens) + _exit_kernels(c, tokens, logit_tokens)
 
 
-def linear_kernels(model_ctx: GraphContext, tokens: int, logit_tokens: int, graphed: bool = False) -> list[Kernel]:
+def linear_kernels(model_ctx: GraphContext, tokens: int, logit_tokens: int, graphed: bool = False,
+                   moe_tokens: int | None = None) -> list[Kernel]:
     """Kernels whose cost depends only on the number of tokens in the step (and of tokens needing logits), in
-    execution order: fixed entry kernels, the layers' kernels, fixed exit kernels."""
+    execution order: fixed entry kernels, the layers' kernels, fixed exit kernels; `moe_tokens` as
+    layer_kernels'."""
     c = model_ctx
-    return _entry_kernels(c, tokens) + layer_kernels(c, tokens, graphed) + _exit_kernels(c, tokens, logit_tokens)
+    return (_entry_kernels(c, tokens) + layer_kernels(c, tokens, graphed, moe_tokens)
+            + _exit_kernels(c, tokens, logit_tokens))
 
 
 def vision_kernels(c: GraphContext, patches: int, pairs: float) -> list[Kernel]:
@@ -689,10 +699,38 @@ def _state_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) -> list[Ker
     return ks
 
 
+def rank_shape(shape: BatchShape, attn_dp: int) -> BatchShape:
+    """The batch of the busiest of `attn_dp` attention data-parallel ranks a replica's batch is spread over: the
+    engines place whole sequences on a rank (vLLM's DP coordinator, SGLang's DP controller), so the busiest holds
+    ceil(seqs / attn_dp) of the decode sequences and of the prefill chunks, each with the batch's mean tokens,
+    pairs and context; the ranks step together (the MoE collectives join them every layer), so the replica's step
+    is that rank's, but its routed experts take the tokens of every rank (the replica's shape.tokens: moe_tokens of
+    linear_kernels). attn_dp = 1 returns `shape`."""
+    if attn_dp == 1 or shape.is_empty:
+        return shape
+    ds, ps = shape.decode_seqs, shape.prefill_seqs
+    fd = -(-ds // attn_dp) / ds if ds else 0.0
+    fp = -(-ps // attn_dp) / ps if ps else 0.0
+    per_dec = shape.decode_tokens // ds if ds else 0
+    return BatchShape(
+        prefill_tokens=round(shape.prefill_tokens * fp), prefill_seqs=round(ps * fp),
+        prefill_attn_pairs=shape.prefill_attn_pairs * fp, prefill_ctx_tokens=round(shape.prefill_ctx_tokens * fp),
+        decode_seqs=round(ds * fd), decode_tokens=round(ds * fd) * per_dec,
+        decode_ctx_tokens=round(shape.decode_ctx_tokens * fd),
+        # -1: derived again (one logit per decode token and prefill chunk) unless the step set its own count
+        logit_tokens=-1 if shape.logit_tokens == shape.decode_tokens + ps else round(shape.logit_tokens * max(fd, fp)),
+        prefill_attn_pairs_win=shape.prefill_attn_pairs_win * fp,
+        decode_ctx_tokens_win=round(shape.decode_ctx_tokens_win * fd),
+        vision_patches=shape.vision_patches, vision_attn_pairs=shape.vision_attn_pairs)
+
+
 def step_kernels(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, shape: BatchShape) -> list[Kernel]:
-    """Every kernel of one iteration on one GPU, in execution order of kind (linear, then attention)."""
+    """Every kernel of one iteration on one GPU (of the busiest attention rank), in execution order of kind
+    (linear, then attention)."""
     c = graph_context(model, quant, parallel)
-    return linear_kernels(c, shape.tokens, shape.logit_tokens) + attention_kernels(c, shape)
+    rank = rank_shape(shape, parallel.attn_dp)
+    moe = shape.tokens if parallel.attn_dp > 1 else None
+    return linear_kernels(c, rank.tokens, rank.logit_tokens, moe_tokens=moe) + attention_kernels(c, rank)
 
 
 def cache_bytes(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> tuple[float, float, float, int]:

@@ -34,7 +34,7 @@ class MemoryPlan:
     kv_capacity_bytes: float
     kv_bytes_per_token: float  # per GPU
     block_size: int
-    max_kv_tokens: int  # whole blocks
+    max_kv_tokens: int  # whole blocks, of the whole replica (attn_dp ranks x each rank's blocks)
     max_context_tokens: int
     total_weight_bytes: float  # whole model, all GPUs
     # per-layer models: the fixed state of linear-attention / Mamba layers per sequence (reserved for max_seqs
@@ -83,15 +83,18 @@ def weight_bytes_per_gpu(model: ModelSpec, quant: QuantSpec, parallel: ParallelS
     """(bytes on the most loaded GPU, bytes of the whole model)."""
     p = count_params(model)
     wb = quant.weight_bytes_per_param
-    layer_params = p.attention + p.dense_mlp + p.moe_routed + p.moe_shared + p.norms
+    # Attention, dense MLPs, shared experts and norms are sharded over a rank's tp GPUs and replicated on each of
+    # the attn_dp ranks; the routed experts are sharded over all attn_dp x tp GPUs of a stage (ep x moe_tp).
+    layer_params = (p.attention + p.dense_mlp + p.moe_shared + p.norms) / parallel.tp + p.moe_routed / (
+        parallel.tp * parallel.attn_dp)
     total = p.total * wb
-    # Layers split evenly over pp stages and sharded over tp; the embedding lives on the first stage and the
-    # LM head on the last, both vocab-sharded over tp. KV projections are replicated when tp > kv heads.
+    # Layers split evenly over pp stages; the embedding lives on the first stage and the LM head on the last,
+    # both vocab-sharded over tp. KV projections are replicated when tp > kv heads.
     replicated = 0.0
     if model.mla is None and parallel.tp > model.num_kv_heads:
         kv_w = 2 * model.hidden_size * model.kv_dim * model.num_layers
         replicated = kv_w * (parallel.tp / model.num_kv_heads - 1) / parallel.tp
-    per_stage_layers = (layer_params / parallel.tp + replicated) / parallel.pp
+    per_stage_layers = (layer_params + replicated) / parallel.pp
     ends = max(p.embedding + p.position, p.lm_head) / parallel.tp if parallel.pp > 1 else (
         p.embedding + p.position + p.lm_head) / parallel.tp
     return (per_stage_layers + ends) * wb, total
@@ -135,7 +138,10 @@ def plan_memory(
     cap = hardware.memory.capacity_bytes
     usable = cap * gpu_memory_utilization
     weights, total_w = weight_bytes_per_gpu(model, quant, parallel)
-    act = activation_bytes(model, quant, parallel, max_batched_tokens, max_seqs)
+    # attention DP: the replica's token and sequence budgets are spread over its attn_dp ranks (vLLM and SGLang
+    # size each DP rank's buffers for its own share), and each rank's GPUs hold the KV of that rank's sequences
+    dp = parallel.attn_dp
+    act = activation_bytes(model, quant, parallel, -(-max_batched_tokens // dp), -(-max_seqs // dp))
     c = graph_context(model, quant, parallel)
     state = win = 0.0
     window = 0
@@ -144,8 +150,8 @@ def plan_memory(
         kv_tok = grow + win
     else:
         kv_tok = c.kv_elems * c.kvb * model.num_layers / parallel.pp
-    kv_cap = usable - weights - act - NON_TORCH_BYTES - extra_bytes_per_gpu - max_seqs * state
-    blocks = int(kv_cap // (kv_tok * block_size)) if kv_cap > 0 and kv_tok > 0 else 0
+    kv_cap = usable - weights - act - NON_TORCH_BYTES - extra_bytes_per_gpu - -(-max_seqs // dp) * state
+    blocks = dp * int(kv_cap // (kv_tok * block_size)) if kv_cap > 0 and kv_tok > 0 else 0
     plan = MemoryPlan(
         capacity_bytes=cap,
         usable_bytes=usable,
@@ -179,7 +185,8 @@ def _gb(x: float) -> str:
 def _does_not_fit_message(model: ModelSpec, hw: HardwareSpec, quant: QuantSpec, par: ParallelSpec,
                           plan: MemoryPlan, kv_cap: float, util: float, sizing: dict[str, float]) -> str:
     lines = [
-        f"{model.name} does not fit on {par.num_gpus} x {hw.id} (tp={par.tp}, pp={par.pp}) with "
+        f"{model.name} does not fit on {par.num_gpus} x {hw.id} (tp={par.tp}, pp={par.pp}"
+        + (f", attn_dp={par.attn_dp}" if par.attn_dp > 1 else "") + ") with "
         f"weights {quant.weight_dtype}, KV {quant.kv_dtype}, gpu_memory_utilization={util}:",
         f"  per-GPU capacity {_gb(plan.capacity_bytes)}, usable {_gb(plan.usable_bytes)}",
         f"  weights {_gb(plan.weights_bytes)} + activations {_gb(plan.activation_bytes)} + "

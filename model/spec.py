@@ -384,14 +384,28 @@ class QuantSpec(_Frozen):
 
 
 class ParallelSpec(_Frozen):
+    """A replica's layout: `attn_dp` attention data-parallel ranks, each `tp`-way tensor parallel, over `pp`
+    pipeline stages (GPUs = attn_dp x tp x pp); MoE experts `ep`-way expert parallel over the GPUs of a stage.
+
+    attn_dp > 1 is the engines' attention data parallelism (vLLM `--data-parallel-size` with
+    `--enable-expert-parallel`, SGLang `--enable-dp-attention`, TensorRT-LLM `enable_attention_dp`): attention and
+    the dense layers are replicated on every rank and run that rank's own sequences; the MoE experts are sharded
+    over all attn_dp x tp GPUs (ep of them expert-parallel, the rest tensor-parallel inside an expert)."""
+
     tp: PositiveInt = 1
     pp: PositiveInt = 1
     ep: PositiveInt = 1
+    attn_dp: PositiveInt = 1
 
     @property
     def num_gpus(self) -> int:
-        # Expert parallelism reuses the TP x PP GPUs (as in vLLM/TRT-LLM attention-TP + MoE-EP layouts).
-        return self.tp * self.pp
+        # Expert parallelism reuses the attention GPUs (as in vLLM/TRT-LLM attention-TP/DP + MoE-EP layouts).
+        return self.attn_dp * self.tp * self.pp
+
+    @property
+    def moe_tp(self) -> int:
+        """Tensor-parallel ways inside one expert: the GPUs of a stage the ep expert groups leave over."""
+        return max(1, self.attn_dp * self.tp // self.ep)
 
     def validate_for(self, model: ModelSpec) -> None:
         """ValueError naming the constraint when this layout cannot shard `model`."""
@@ -404,6 +418,9 @@ class ParallelSpec(_Frozen):
             )
         if model.num_layers % self.pp:
             raise ValueError(f"pp={self.pp} must divide num_layers={model.num_layers} of {model.name}")
+        if self.attn_dp > 1 and model.moe is None:
+            raise ValueError(f"attn_dp={self.attn_dp} needs a mixture-of-experts model ({model.name} is dense: "
+                             f"its attention ranks would be independent replicas; use the replica count)")
         if self.ep > 1:
             if model.moe is None:
                 raise ValueError(f"ep={self.ep} needs a mixture-of-experts model; {model.name} is dense")
@@ -412,7 +429,10 @@ class ParallelSpec(_Frozen):
                     f"ep={self.ep} must divide num_experts={model.moe.num_experts} of {model.name}"
                 )
             if self.ep > self.num_gpus:
-                raise ValueError(f"ep={self.ep} cannot exceed tp*pp={self.num_gpus} GPUs")
+                raise ValueError(f"ep={self.ep} cannot exceed attn_dp*tp*pp={self.num_gpus} GPUs")
+        if self.attn_dp > 1 and (self.attn_dp * self.tp) % self.ep:
+            raise ValueError(f"ep={self.ep} must divide attn_dp*tp={self.attn_dp * self.tp}: the experts of a "
+                             f"stage are sharded over its attention ranks' GPUs")
 
     def kv_heads_per_gpu(self, model: ModelSpec) -> int:
         """KV heads stored on each GPU: sharded when tp <= kv heads, one replicated head otherwise."""

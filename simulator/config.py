@@ -215,7 +215,7 @@ class KVTier(BaseModel):
 
 # ---- replicas, SLOs, the run ----------------------------------------------------------------------------
 class ReplicaGroup(BaseModel):
-    """`count` identical replicas, each a tp x pp group of GPUs serving one model copy. `role` puts the group
+    """`count` identical replicas, each an attn_dp x tp x pp group of GPUs serving one model copy. `role` puts the group
     in the prefill or the decode pool of a disaggregated deployment (docs/disaggregation.md)."""
 
     model_config = _FROZEN
@@ -231,6 +231,10 @@ class ReplicaGroup(BaseModel):
     tp: Degree = 1
     pp: Degree = 1
     ep: Degree = 1
+    attn_dp: Degree = Field(1, description=(
+        "attention data-parallel ranks of a MoE replica, each tp-way (vLLM --data-parallel-size with expert "
+        "parallel, SGLang --enable-dp-attention, TensorRT-LLM enable_attention_dp): attention and dense layers "
+        "replicated per rank, experts sharded over all attn_dp x tp GPUs (docs/model.md)"))
     count: limited(int, "MAX_REPLICAS", ge=1) = 1  # type: ignore[valid-type]
     quant: QuantSpec | None = Field(
         None, description="number formats; absent = the checkpoint's own (its quantization_config / "
@@ -278,6 +282,9 @@ class ReplicaGroup(BaseModel):
                              "speculative.drafter.kind = 'layerskip'")
         if self.kv_tiers and not self.prefix_caching:
             raise ValueError("kv_tiers hold evicted prefix-cache blocks: set prefix_caching = true")
+        if self.attn_dp > 1 and (self.speculative is not None or self.early_exit is not None):
+            raise ValueError(f"attn_dp={self.attn_dp} with speculative decoding or early exit is not modelled "
+                             f"(their steps are costed on the whole batch, not per attention rank)")
         kinds = [t.kind for t in self.kv_tiers]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"kv_tiers kinds={kinds} must be distinct (one tier of each kind)")
@@ -294,7 +301,7 @@ def group_engine_profile(group: dict[str, Any] | ReplicaGroup) -> EngineProfile:
             from roofsim.model.loader import load_model  # noqa: PLC0415  (only engines that need the model)
 
             max_len = load_model(g["model"]).max_context_tokens
-        gpus = int(g.get("tp", 1) or 1) * int(g.get("pp", 1) or 1)
+        gpus = int(g.get("tp", 1) or 1) * int(g.get("pp", 1) or 1) * int(g.get("attn_dp", 1) or 1)
         return engine_profile(spec, hw, max_model_len=max_len, gpus=gpus)
     except (RoofsimError, KeyError, TypeError) as e:
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)

@@ -51,13 +51,19 @@ def link_rate(link: KVLinkConfig, prefill: Replica, decode: Replica) -> LinkRate
 
 
 def prompt_kv_bytes(rep: Replica, tokens: int) -> float:
-    """KV bytes that `tokens` cached tokens of one sequence occupy on the whole replica (all its GPUs): full
+    """KV bytes that `tokens` cached tokens of one sequence occupy on the replica (all GPUs of the attention rank
+    holding it, seq_gpus): full
     layers grow with every token, sliding-window layers stop at the window, recurrent/state layers are one
     fixed-size state per sequence (model/memory.py MemoryPlan)."""
     p = rep.plan
     grow = p.kv_bytes_per_token - p.window_bytes_per_token
     per_gpu = grow * tokens + p.window_bytes_per_token * min(tokens, p.window_tokens) + p.state_bytes_per_seq
-    return per_gpu * rep.num_gpus
+    return per_gpu * seq_gpus(rep)
+
+
+def seq_gpus(rep: Replica) -> int:
+    """GPUs holding one sequence's KV: a replica's attention rank (tp x pp of its attn_dp ranks)."""
+    return rep.num_gpus // rep.cost.parallel.attn_dp
 
 
 def transfer_seconds(nbytes: float, rate: LinkRate, prefill_gpus: int, decode_gpus: int) -> float:
@@ -177,7 +183,7 @@ class DisaggCluster(Cluster):
     def _start_transfer(self, d: Replica, r: Request, now: float) -> None:
         p = self.replicas[int(self.prefill_replica[r.id])]
         nbytes = prompt_kv_bytes(p, r.kv_tokens)
-        dur = transfer_seconds(nbytes, self._rates[(p.idx, d.idx)], p.num_gpus, d.num_gpus)
+        dur = transfer_seconds(nbytes, self._rates[(p.idx, d.idx)], seq_gpus(p), seq_gpus(d))
         if self.link.layerwise:
             # layer l's KV leaves while layer l+1 computes: only what outlasts the prefill iteration is exposed,
             # and never less than the last layer's share

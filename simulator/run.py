@@ -92,7 +92,7 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
     for gi, g in enumerate(config.replicas):
         model = load_model(g.model)
         hw = load_hardware(g.hardware)
-        par = ParallelSpec(tp=g.tp, pp=g.pp, ep=g.ep)
+        par = ParallelSpec(tp=g.tp, pp=g.pp, ep=g.ep, attn_dp=g.attn_dp)
         par.validate_for(model)
         quant, _ = group_quant(g, hw)
         cost = CostModel(model, hw, quant, par, g.calibration)
@@ -104,7 +104,8 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
         kind = strategy_kind(g)
         make_strategy, plan = STRATEGY_PARTS[kind](g, cost, plan)
         for _ in range(g.count):
-            name = f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp})#{len(replicas)}"
+            name = (f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp}"
+                    + (f",dp{g.attn_dp}" if g.attn_dp > 1 else "") + f")#{len(replicas)}")
             strategy = strategy_factory(cost) if kind == "plain" else make_strategy(rng)
             rep = Replica(len(replicas), gi, name, strategy, plan, make_scheduler(sched_cfg),
                           g.max_model_len or model.max_context_tokens, window)

@@ -72,6 +72,9 @@ class BenchRow:
     # row, a max_num_tokens below the batch's prompt tokens feeds the prompts in chunks of it (llama-bench -b)
     max_batch_size: int | None = None
     max_num_tokens: int | None = None
+    # attention data-parallel ranks of a MoE replica, each tp x pp (model.spec.ParallelSpec.attn_dp); None = 1.
+    # num_gpus = replicas x attn_dp x tp x pp
+    attn_dp: int | None = None
     # a disaggregated deployment (docs/validation-formats.md): replicas and layout of the prefill and the decode
     # pool; blank on a colocated row. On a disaggregated row tp/pp/ep repeat the decode pool's and num_gpus counts
     # both pools.
@@ -83,6 +86,8 @@ class BenchRow:
     decode_tp: int | None = None
     decode_pp: int | None = None
     decode_ep: int | None = None
+    prefill_attn_dp: int | None = None  # None = 1
+    decode_attn_dp: int | None = None
     # the engine limits of each pool's workers (optional; None = the row's max_batch_size/max_num_tokens, else the
     # engine's default): an attention-DP worker's running limit counts every attention rank's batch
     prefill_max_batch_size: int | None = None
@@ -97,7 +102,7 @@ class BenchRow:
     def pool_gpus(self, pool: str) -> int:
         """GPUs of the `pool` ("prefill" or "decode") of a disaggregated row."""
         return int(getattr(self, f"{pool}_replicas")) * int(getattr(self, f"{pool}_tp")) * int(
-            getattr(self, f"{pool}_pp"))
+            getattr(self, f"{pool}_pp")) * (getattr(self, f"{pool}_attn_dp") or 1)
 
 
 DISAGG_COLUMNS = tuple(f"{pool}_{k}" for pool in ("prefill", "decode") for k in ("replicas", "tp", "pp", "ep"))
@@ -105,8 +110,9 @@ DISAGG_COLUMNS = tuple(f"{pool}_{k}" for pool in ("prefill", "decode") for k in 
 # row is disaggregated
 ENGINE_LIMIT_COLUMNS = ("max_batch_size", "max_num_tokens")
 POOL_LIMIT_COLUMNS = tuple(f"{pool}_{c}" for pool in ("prefill", "decode") for c in ENGINE_LIMIT_COLUMNS)
+ATTN_DP_COLUMNS = ("attn_dp", "prefill_attn_dp", "decode_attn_dp")  # written when a row has one
 OPTIONAL_COLUMNS = ("notes", "framework_version", "harness", *ENGINE_LIMIT_COLUMNS, *DISAGG_COLUMNS,
-                    *POOL_LIMIT_COLUMNS)
+                    *POOL_LIMIT_COLUMNS, *ATTN_DP_COLUMNS)
 
 
 def written_columns(rows: Sequence[BenchRow]) -> tuple[str, ...]:
@@ -115,12 +121,12 @@ def written_columns(rows: Sequence[BenchRow]) -> tuple[str, ...]:
     return (*COLUMNS, "notes", *(c for c in ("framework_version", "harness", *ENGINE_LIMIT_COLUMNS)
                                  if any(getattr(r, c) for r in rows)),
             *(DISAGG_COLUMNS if any(r.disaggregated for r in rows) else ()),
-            *(c for c in POOL_LIMIT_COLUMNS if any(getattr(r, c) for r in rows)))
+            *(c for c in (*POOL_LIMIT_COLUMNS, *ATTN_DP_COLUMNS) if any(getattr(r, c) for r in rows)))
 COLUMNS = tuple(f.name for f in fields(BenchRow) if f.name not in OPTIONAL_COLUMNS)
 _REQUIRED = ("model", "hardware", "num_gpus", "tp", "pp", "ep", "weight_dtype", "kv_dtype", "framework", "mode",
              "isl", "osl")
 _INT = {"num_gpus", "tp", "pp", "ep", "isl", "osl", "concurrency", "num_requests", *ENGINE_LIMIT_COLUMNS,
-        *DISAGG_COLUMNS, *POOL_LIMIT_COLUMNS}
+        *DISAGG_COLUMNS, *POOL_LIMIT_COLUMNS, *ATTN_DP_COLUMNS}
 _FLOAT = {"qps", *_MEASURED}
 _STR = {"model", "hardware", "weight_dtype", "kv_dtype", "framework", "mode", "notes", "framework_version", "harness"}
 
@@ -159,7 +165,7 @@ def _cell(col: str, raw: str):
         if x != int(x):
             raise _CellError(f"column {col!r}={v!r} is not an integer")
         if col in ("num_gpus", "tp", "pp", "ep", "osl", "isl", *ENGINE_LIMIT_COLUMNS, *DISAGG_COLUMNS,
-                   *POOL_LIMIT_COLUMNS) and x < 1:
+                   *POOL_LIMIT_COLUMNS, *ATTN_DP_COLUMNS) and x < 1:
             raise _CellError(f"column {col!r}={v!r} must be >= 1")
         if col in _LIMITS and x > _LIMITS[col][1]:
             raise _CellError(f"column {col!r}={v!r} is over {_LIMITS[col][0]}={_LIMITS[col][1]:,}")
@@ -171,8 +177,8 @@ def _check_row(row: BenchRow) -> None:
     for f in MODE_REQUIRED[row.mode]:
         if getattr(row, f) is None:
             raise _CellError(f"mode {row.mode!r} needs column {f!r}")
-    if row.tp * row.pp > row.num_gpus:
-        raise _CellError(f"tp*pp={row.tp * row.pp} exceeds num_gpus={row.num_gpus}")
+    if row.tp * row.pp * (row.attn_dp or 1) > row.num_gpus:
+        raise _CellError(f"attn_dp*tp*pp={row.tp * row.pp * (row.attn_dp or 1)} exceeds num_gpus={row.num_gpus}")
     given = [c for c in DISAGG_COLUMNS if getattr(row, c) is not None]
     if given and len(given) < len(DISAGG_COLUMNS):
         missing = [c for c in DISAGG_COLUMNS if c not in given]
@@ -181,10 +187,13 @@ def _check_row(row: BenchRow) -> None:
         gpus = row.pool_gpus("prefill") + row.pool_gpus("decode")
         if gpus != row.num_gpus:
             raise _CellError(f"num_gpus={row.num_gpus} differs from the pools' prefill_replicas*prefill_tp*"
-                             f"prefill_pp + decode_replicas*decode_tp*decode_pp = {gpus}")
-        if (row.tp, row.pp, row.ep) != (row.decode_tp, row.decode_pp, row.decode_ep):
-            raise _CellError(f"tp/pp/ep={row.tp}/{row.pp}/{row.ep} of a disaggregated row must repeat the decode "
-                             f"pool's {row.decode_tp}/{row.decode_pp}/{row.decode_ep}")
+                             f"prefill_pp*prefill_attn_dp + decode_replicas*decode_tp*decode_pp*decode_attn_dp "
+                             f"= {gpus}")
+        if (row.tp, row.pp, row.ep, row.attn_dp or 1) != (row.decode_tp, row.decode_pp, row.decode_ep,
+                                                          row.decode_attn_dp or 1):
+            raise _CellError(f"tp/pp/ep/attn_dp={row.tp}/{row.pp}/{row.ep}/{row.attn_dp or 1} of a disaggregated "
+                             f"row must repeat the decode pool's {row.decode_tp}/{row.decode_pp}/{row.decode_ep}/"
+                             f"{row.decode_attn_dp or 1}")
 
 
 def read_bench_table(path: Path | str) -> BenchTable:

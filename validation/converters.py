@@ -122,31 +122,40 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
         if r["mode"] == "disagg":
             pools, concurrency = _disagg_pools(r, notes, recorded)
             limits = {f"{pool}_{k}": v or None for pool, p in pools.items()
-                      for k, v in zip(("max_batch_size", "max_num_tokens"), p[4:], strict=True)}
+                      for k, v in zip(("max_batch_size", "max_num_tokens"), p[4:6], strict=True)}
             ttft, tpot, osl = _f(r, "silicon_ttft_ms"), _f(r, "silicon_tpot_ms"), _i(r, "osl")
             # aiperf (the benchmark client) defines inter-token latency = (request latency - TTFT) / (output
             # tokens - 1), so the request latency follows; it is the figure a TTFT/TPOT split cannot move
             notes.append("e2e_ms derived: TTFT + (osl - 1) x TPOT")
             return BenchRow(
-                model=r["model_path"], hardware=hw, num_gpus=sum(p[0] * p[1] * p[2] for p in pools.values()),
-                tp=pools["decode"][1], pp=pools["decode"][2], ep=pools["decode"][3], weight_dtype=wd,
+                model=r["model_path"], hardware=hw, num_gpus=sum(p[0] * p[1] * p[2] * p[6] for p in pools.values()),
+                tp=pools["decode"][1], pp=pools["decode"][2], ep=pools["decode"][3],
+                attn_dp=pools["decode"][6] if pools["decode"][6] > 1 else None, weight_dtype=wd,
                 kv_dtype="bf16", framework=r["backend"], mode="closed_loop", isl=_i(r, "isl"), osl=osl,
                 concurrency=concurrency, ttft_ms=ttft, tpot_ms=tpot, e2e_ms=ttft + (osl - 1) * tpot,
                 notes="; ".join(notes), framework_version=ver,
                 **limits, **{f"{pool}_{k}": v for pool, p in pools.items()
-                             for k, v in zip(("replicas", "tp", "pp", "ep"), p[:4], strict=True)})
+                             for k, v in zip(("replicas", "tp", "pp", "ep"), p[:4], strict=True)},
+                **{f"{pool}_attn_dp": p[6] for pool, p in pools.items() if p[6] > 1})
         tp, pp = _i(r, "tp_size"), _i(r, "pp_size")
         bs, isl = _i(r, "batch_size"), _i(r, "isl")
         dp = _i(r, "attention_dp_size", blank_ok=True) or 1
         ep = _i(r, "moe_ep_size", blank_ok=True) or 1
+        conc = bs
         if dp > 1:
-            notes.append(f"attention_dp_size={dp}: num_gpus = tp*pp*dp")
+            # batch_size is one attention rank's (AIConfigurator's global batch = batch_size x attention_dp_size,
+            # aic-core sdk/backends/base_backend.py); the client runs silicon_concurrency = that global batch
+            conc = _concurrency(r) or bs * dp
+            notes.append(f"attention_dp_size={dp}: {dp} attention ranks of tp {tp}, batch_size {bs} each "
+                         f"(concurrency {conc}, max_batch_size and max_num_tokens x {dp})")
         return BenchRow(
             model=r["model_path"], hardware=hw, num_gpus=tp * pp * dp, tp=tp, pp=pp, ep=ep,
+            attn_dp=dp if dp > 1 else None,
             weight_dtype=wd, kv_dtype="bf16", framework=r["backend"], mode="closed_loop",
-            isl=isl, osl=_i(r, "osl"), concurrency=bs,
+            isl=isl, osl=_i(r, "osl"), concurrency=conc,
             ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"), notes="; ".join(notes),
-            framework_version=ver, max_batch_size=bs, max_num_tokens=aic_agg_max_num_tokens(r["backend"], bs, isl))
+            framework_version=ver, max_batch_size=bs * dp,
+            max_num_tokens=dp * aic_agg_max_num_tokens(r["backend"], bs, isl))
 
     _, recs = _rows(path, _SILICON_REQ)
     recorded = _recorded_layouts(recs)
@@ -195,11 +204,11 @@ def _recorded_layouts(recs: list[tuple[int, dict]]) -> dict[tuple[str, ...], str
 
 def _disagg_pools(r: dict, notes: list[str], recorded: dict[tuple[str, ...], str]
                   ) -> tuple[dict[str, tuple[int, ...]], int]:
-    """The (replicas, tp, pp, ep, max_batch_size, max_num_tokens) of the prefill and decode pools of a `disagg`
-    row, and its client concurrency (docs/validation-formats.md, AIConfigurator silicon).
+    """The (replicas, tp, pp, ep, max_batch_size, max_num_tokens, attn_dp) of the prefill and decode pools of a
+    `disagg` row, and its client concurrency (docs/validation-formats.md, AIConfigurator silicon).
 
-    Workers = replicas. roofsim has no attention data parallelism: a worker of attention_dp_size d and tp t is
-    simulated as tp = t*d over the same GPUs, its d ranks' batches as one batch: max_batch_size = batch_size * d
+    Workers = replicas. A worker of attention_dp_size d and tp t is a replica of d attention ranks of tp t
+    (ParallelSpec.attn_dp) whose running limit counts every rank's batch: max_batch_size = batch_size * d
     (AIConfigurator's global batch, aic-core sdk/backends/base_backend.py) and, on an attention-DP prefill pool,
     max_num_tokens = d * (isl + 1500), the generator's prefill limit (rule_plugin/benchmark/*.rule) on every rank.
     MoE expert parallelism = moe_ep_size (0 or blank = 1). Concurrency: `silicon_concurrency=` in
@@ -217,12 +226,11 @@ def _disagg_pools(r: dict, notes: list[str], recorded: dict[tuple[str, ...], str
     for pool in ("prefill", "decode"):
         bs, workers, tp, pp, dp, ep = (_i(r, f"{pool}_{c}", blank_ok=True) or 1 for c in _POOL_FIELDS)
         if dp > 1:
-            notes.append(f"{pool} attention_dp_size={dp} x tp {tp}: simulated as tp={tp * dp}, one batch of the "
-                         f"{dp} ranks")
+            notes.append(f"{pool} attention_dp_size={dp} x tp {tp}: {dp} attention ranks, limits of all ranks")
         # the token limit only where d ranks stand for one replica; a plain worker keeps the engine's, as agg rows
         # do on the engines outside validation.e2e.ROW_TOKEN_BUDGET_ENGINES
         tokens = dp * (isl + _AIC_TOKEN_SLACK) if pool == "prefill" and dp > 1 else 0
-        pools[pool] = (workers, tp * dp, pp, ep, bs * dp, tokens)
+        pools[pool] = (workers, tp, pp, ep, bs * dp, tokens, dp)
     concurrency = _concurrency(r)
     if concurrency is None:
         # AIConfigurator's benchmark script runs a sweep: 1, 2, 8, 16, 32, 64, 128 and 0.95/1/1.05 x decode workers

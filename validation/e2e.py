@@ -101,7 +101,7 @@ def row_label(row: BenchRow) -> str:
     load = {"closed_loop": f"concurrency={row.concurrency}", "static_batch": f"batch={row.concurrency}",
             "poisson": f"qps={row.qps}", "offline": f"num_requests={row.num_requests}"}[row.mode]
     layout = (f"{row.prefill_replicas}P tp{row.prefill_tp} + {row.decode_replicas}D tp{row.decode_tp}"
-              if row.disaggregated else f"tp{row.tp} pp{row.pp}")
+              if row.disaggregated else f"tp{row.tp} pp{row.pp}" + (f" dp{row.attn_dp}" if row.attn_dp else ""))
     return (f"{row.model} on {row.num_gpus}x{row.hardware} {layout} {row.framework} {row.mode} "
             f"isl={row.isl} osl={row.osl} {load}")
 
@@ -148,7 +148,8 @@ def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
     spec, note = row_engine(row)
     name = spec or "roofsim-default"
     max_len = load_model(row.model).max_context_tokens if needs_model(name) else None
-    prof = engine_profile(name, row.hardware, max_model_len=max_len, gpus=row.tp * row.pp, longest_prompt=row.isl)
+    prof = engine_profile(name, row.hardware, max_model_len=max_len, gpus=row.tp * row.pp * (row.attn_dp or 1),
+                          longest_prompt=row.isl)
     sched = prof.scheduler_config()
     note += _deployment_limits(row, sched)
     if prof.scheduler != "sarathi" and sched["max_batched_tokens"] < row.isl:
@@ -255,7 +256,8 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
         # 8k prompts on the 4k Llama-2): timing does not depend on the positions being in range
         extra["max_model_len"] = row.isl + row.osl
         notes.append(f"isl+osl={row.isl + row.osl} is past the model's {context}-token context: run as measured")
-    group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep, engine=engine,
+    group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep,
+                         attn_dp=row.attn_dp or 1, engine=engine,
                          quant=quant, scheduler=sched, calibration=calibration, **extra)
     if pool and engine is not None:
         notes[0] += (f"; prefix caching {'on' if group.prefix_caching else 'off'} (the engine's default): the "
@@ -275,9 +277,9 @@ def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: Synthetic
     groups = tuple(group.model_copy(update={
         "role": pool, "count": getattr(row, f"{pool}_replicas"), "tp": getattr(row, f"{pool}_tp"),
         "pp": getattr(row, f"{pool}_pp"), "ep": getattr(row, f"{pool}_ep"),
-        "scheduler": _pool_scheduler(row, pool, group.scheduler)}) for pool in ("prefill", "decode"))
+        "attn_dp": getattr(row, f"{pool}_attn_dp") or 1, "scheduler": _pool_scheduler(row, pool, group.scheduler)}) for pool in ("prefill", "decode"))
     notes.append("disaggregated: " + " + ".join(
-        f"{g.count} {g.role} x tp{g.tp} pp{g.pp} ep{g.ep} (max_num_seqs {g.scheduler.max_num_seqs}, "
+        f"{g.count} {g.role} x {f'dp{g.attn_dp} ' if g.attn_dp > 1 else ''}tp{g.tp} pp{g.pp} ep{g.ep} (max_num_seqs {g.scheduler.max_num_seqs}, "
         f"{g.scheduler.max_batched_tokens} tokens)" for g in groups)
         + "; KV handed over on the GPUs' network link; TTFT counts the handover (docs/disaggregation.md)")
     return SimConfig(workload=workload, replicas=groups, seed=seed)

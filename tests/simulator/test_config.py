@@ -45,6 +45,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
                      {**REP, "hardware": "a100-sxm-80gb", "scheduler": {"kind": "sjf", "predictor_sigma": 0.5},
                       "quant": {"weight_dtype": "fp4", "activation_dtype": "fp4", "group_size": 16,
                                 "scale_bytes": 1.0}, "prefix_caching": True, "frontend_s_per_request": 0.0015}]},
+    "attention data parallelism": {"workload": NAMED, "replicas": [
+        {"model": "deepseek-v3", "hardware": "h100-sxm", "tp": 1, "attn_dp": 16, "ep": 16}]},
     "trace with a window": {"workload": {"kind": "trace", "path": "dir/trace \"1\".csv", "format": "csv",
                                          "start_s": 10.0, "end_s": 70.0, "rate_scale": 1.5, "max_requests": 9},
                             "replicas": [REP]},
@@ -192,6 +194,10 @@ def test_overrides_wildcard_append_and_kind_switch() -> None:
     assert out.replicas[1].scheduler.kind == "sarathi" and out.replicas[1].scheduler.chunk_size == 512
     assert out.replicas[2].model == "qwen3-0.6b"
     assert data["replicas"][0]["tp"] == 1  # the input dict is not modified
+    adp = SimConfig.model_validate(apply_overrides(data, ["replicas.1.attn_dp=4", "replicas.1.ep=4"]))
+    assert (adp.replicas[1].attn_dp, adp.replicas[1].ep, adp.replicas[0].attn_dp) == (4, 4, 1)
+    with pytest.raises(ValueError, match="attn_dp=4 with speculative decoding or early exit is not modelled"):
+        SimConfig.model_validate(apply_overrides(data, ["replicas.0.attn_dp=4"]))
     with pytest.raises(InputError, match=r"set replicas\.0\.early_exit\.kind first \(one of per_token, skipdecode"):
         apply_overrides(data, ["replicas.0.early_exit.kv_fill=copy"])
     with pytest.raises(InputError, match=r"replicas\.0\.model is required and cannot be removed"):

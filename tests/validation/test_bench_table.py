@@ -66,9 +66,15 @@ def test_convert_aiconfigurator_silicon(shared_data: Path, tmp_path: Path) -> No
     # dsr1_h100_trtllm_fp8_disagg_8192x1024_c6_cfg494: 1 prefill worker (tp1 x attention-dp16, ep16),
     # 3 decode workers (tp16, ep16), silicon_concurrency=6
     c6 = next(r for r in dis if r.isl == 8192 and r.concurrency == 6)
-    assert (c6.prefill_replicas, c6.prefill_tp, c6.prefill_ep, c6.decode_replicas, c6.decode_tp, c6.decode_ep,
-            c6.num_gpus, c6.tp, c6.ep) == (1, 16, 16, 3, 16, 16, 64, 16, 16)
-    assert "prefill attention_dp_size=16 x tp 1: simulated as tp=16" in c6.notes
+    assert (c6.prefill_replicas, c6.prefill_tp, c6.prefill_attn_dp, c6.prefill_ep, c6.decode_replicas, c6.decode_tp,
+            c6.decode_attn_dp, c6.decode_ep, c6.num_gpus, c6.tp, c6.ep) == (1, 1, 16, 16, 3, 16, None, 16, 64, 16, 16)
+    assert "prefill attention_dp_size=16 x tp 1: 16 attention ranks" in c6.notes
+    # the 15 MiniMax-M2.5 rows of 4 attention-DP ranks x tp 4 (ep 16): batch_size is one rank's, the client runs
+    # silicon_concurrency = 4 x batch_size
+    adp = [r for r in t.rows if r.attn_dp]
+    assert len(adp) == 15 and {(r.model, r.tp, r.attn_dp, r.ep, r.num_gpus) for r in adp} == {
+        ("MiniMaxAI/MiniMax-M2.5", 4, 4, 16, 16)}
+    assert all(r.concurrency == r.max_batch_size and r.concurrency % 4 == 0 for r in adp)
     # the 16 attention-DP ranks' batches of 1 as one prefill batch of 16, each rank's isl + 1500 tokens; decode
     # max_batch_size 2 per worker (2 x 3 workers = the 6 clients)
     assert (c6.prefill_max_batch_size, c6.prefill_max_num_tokens, c6.decode_max_batch_size,

@@ -77,8 +77,8 @@ def test_silicon_disagg_rows_convert_with_pool_limits_or_say_why_not(tmp_path: P
         f"noconc,x,{_HEAD}1,1,1,1,16,1,16,2,3,16,1,1,1,16,100.0,10.0"]) + "\n")
     t = convert_aiconfigurator_silicon(src)
     (row,) = t.rows
-    assert (row.prefill_replicas, row.prefill_tp, row.prefill_ep, row.decode_replicas, row.decode_tp,
-            row.num_gpus, row.concurrency) == (1, 16, 16, 3, 16, 64, 6)
+    assert (row.prefill_replicas, row.prefill_tp, row.prefill_attn_dp, row.prefill_ep, row.decode_replicas,
+            row.decode_tp, row.num_gpus, row.concurrency) == (1, 1, 16, 16, 3, 16, 64, 6)
     # 16 attention-DP ranks of one prompt each, every rank's isl + 1500 tokens; decode workers of 2 requests
     assert (row.prefill_max_batch_size, row.prefill_max_num_tokens, row.decode_max_batch_size,
             row.decode_max_num_tokens) == (16, 16 * 2524, 2, None)
@@ -91,3 +91,5 @@ def test_silicon_disagg_rows_convert_with_pool_limits_or_say_why_not(tmp_path: P
     pre, dec = cfg.replicas
     assert (pre.scheduler.max_num_seqs, pre.scheduler.max_batched_tokens, dec.scheduler.max_num_seqs) == (
         16, 16 * 2524, 2)
+    # the prefill worker is one replica of 16 attention ranks of tp 1 (no attention all-reduce), experts on all 16
+    assert (pre.attn_dp, pre.tp, pre.ep, dec.attn_dp, dec.tp) == (16, 1, 16, 1, 16)

@@ -1,0 +1,28 @@
+"""A disaggregated run whose prefill worker has 16 attention data-parallel ranks: the prompt's KV lives on one
+rank's GPU and crosses over that GPU's link, where a tp-16 worker holds (and sends) a copy on all 16."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from roofsim.simulator.config import SimConfig
+from roofsim.simulator.run import simulate
+
+GROUP = {"model": "deepseek-v3", "hardware": "h100-sxm", "ep": 16,
+         "quant": {"weight_dtype": "fp8", "activation_dtype": "fp8"}}
+ONE = {"kind": "synthetic", "arrival": {"kind": "poisson", "rate_per_s": 1.0},
+       "input": {"kind": "fixed", "tokens": 2000}, "output": {"kind": "fixed", "tokens": 4}, "num_requests": 1}
+KV_BYTES_PER_TOKEN = (512 + 64) * 61 * 2  # DeepSeek-V3's MLA latent cache, bf16, on each GPU that holds it
+
+
+def _run(prefill: dict[str, Any]) -> dict[str, Any]:
+    cfg = SimConfig.model_validate({"workload": ONE, "replicas": [
+        {**GROUP, "role": "prefill", **prefill}, {**GROUP, "role": "decode", "tp": 16}]})
+    return simulate(cfg).summary["disaggregation"]["handover"]
+
+
+def test_handover_moves_one_ranks_kv() -> None:
+    adp = _run({"tp": 1, "attn_dp": 16})
+    tp16 = _run({"tp": 16})
+    assert adp["bytes_total"] == 2000 * KV_BYTES_PER_TOKEN
+    assert tp16["bytes_total"] == 16 * 2000 * KV_BYTES_PER_TOKEN
