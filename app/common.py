@@ -97,6 +97,9 @@ def add_deployment_args(p: argparse.ArgumentParser, model_default: str | None = 
     g.add_argument("--tp", type=limit_arg("MAX_PARALLEL", "--tp"), default=1, help="tensor-parallel degree")
     g.add_argument("--pp", type=limit_arg("MAX_PARALLEL", "--pp"), default=1, help="pipeline-parallel stages")
     g.add_argument("--ep", type=limit_arg("MAX_PARALLEL", "--ep"), default=1, help="expert-parallel degree (MoE)")
+    g.add_argument("--attn-dp", type=limit_arg("MAX_PARALLEL", "--attn-dp"), default=1,
+                   help="attention data-parallel ranks of a MoE replica, each --tp GPUs (GPUs = attn-dp x tp x pp; "
+                        "vLLM --data-parallel-size with expert parallel, SGLang --enable-dp-attention)")
     g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default=None,
                    help="default: the checkpoint's format (its quantization_config / hf_quant_config.json), bf16 "
                         "for an unquantised checkpoint; a value overrides the checkpoint's")
@@ -178,7 +181,7 @@ class Deployment:
 def deployment_from_args(args: argparse.Namespace) -> Deployment:
     model = load_model(args.model)
     hw = load_hardware(args.hardware)
-    par = ParallelSpec(tp=args.tp, pp=args.pp, ep=args.ep)
+    par = ParallelSpec(tp=args.tp, pp=args.pp, ep=args.ep, attn_dp=args.attn_dp)
     par.validate_for(model)
     quant, notes = quant_and_notes(args, load_checkpoint_quant(args.model), hw)
     return Deployment(model, hw, quant, par, resolve_calibration(args.calibration, hw)[0], tuple(notes))

@@ -70,14 +70,16 @@ def quant_of(model: ModelLike, hardware: HardwareLike | None = None, weight_dtyp
 
 
 def estimate(model: ModelLike, hardware: HardwareLike, *, batch: int = 1, input_len: int = 1024,
-             output_len: int = 256, tp: int = 1, pp: int = 1, ep: int = 1, quant: QuantSpec | str | None = None,
-             calibration: CalibrationLike = None, gpu_memory_utilization: float = 0.9) -> Estimate:
+             output_len: int = 256, tp: int = 1, pp: int = 1, ep: int = 1, attn_dp: int = 1,
+             quant: QuantSpec | str | None = None, calibration: CalibrationLike = None,
+             gpu_memory_utilization: float = 0.9) -> Estimate:
     """TTFT, TPOT, per-kernel breakdown and memory of one batch (`roofsim estimate`). `quant`: None = the
     checkpoint's own format (quant_of; bf16 for an unquantised checkpoint), a weight dtype name overriding it, or a
     QuantSpec used as given; `calibration` as resolve_calibration: None = the GPU's shipped (or transferred)
-    profile, "default" = the cost model's defaults, a profile path, or a Calibration."""
+    profile, "default" = the cost model's defaults, a profile path, or a Calibration. `attn_dp` > 1: attention
+    data-parallel ranks of a MoE model, each `tp` GPUs (docs/model.md)."""
     m = _model(model)
-    par = ParallelSpec(tp=tp, pp=pp, ep=ep)
+    par = ParallelSpec(tp=tp, pp=pp, ep=ep, attn_dp=attn_dp)
     par.validate_for(m)
     hw = _hardware(hardware)
     q = quant if isinstance(quant, QuantSpec) else quant_of(model, hw, quant)[0]

@@ -62,6 +62,24 @@ def test_impossible_layout_and_missing_dtype(capsys: pytest.CaptureFixture[str])
     assert "no fp8 tensor cores: fp8 weights run weight-only" in out
 
 
+def test_attention_dp_replicates_attention_weights(capsys: pytest.CaptureFixture[str]) -> None:
+    # 4 attention ranks of tp 1 hold every non-expert weight each; tp 4 splits them four ways: same 4 GPUs, same
+    # experts per GPU (ep 4), so the attention-DP layout holds 3/4 of the non-expert weights more per GPU
+    base = ("estimate", "--model", "Qwen3-30B-A3B", "--hardware", "h100-sxm", "--ep", "4", "--batch", "16", "--json")
+    code, out, _ = run(capsys, *base, "--attn-dp", "4")
+    assert code == 0
+    dp = json.loads(out)
+    code, out, _ = run(capsys, *base, "--tp", "4")
+    tp = json.loads(out)
+    assert (dp["attn_dp"], dp["tp"], dp["num_gpus"]) == (4, 1, 4) and tp["num_gpus"] == 4
+    # non-expert bf16 weights by hand from the config: 48 x (qkv 2048x(32+2x4)x128 + o 4096x2048 + router 2048x128
+    # + norms 2x2048 + q/k norms 2x128) + embedding and lm_head 2 x 151936x2048 + final norm 2048 = 1,541,093,376
+    non_expert = 4 * (dp["memory"]["weights_bytes"] - tp["memory"]["weights_bytes"]) / 3
+    assert non_expert == pytest.approx(2 * 1_541_093_376)
+    code, _, err = run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "h100", "--attn-dp", "2")
+    assert code == 2 and "attn_dp=2 needs a mixture-of-experts model" in err
+
+
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "list", "hardware")
     assert code == 0 and "h100-sxm" in out and "mi300x" in out
