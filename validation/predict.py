@@ -39,6 +39,7 @@ from roofsim.model.cost import (
     gemm_quant_bytes,
     gemm_shape_efficiency,
     kernel_cost,
+    latent_serial_clock,
     prefill_attention_peak,
     prefill_memory_seconds,
     prefill_score_terms,
@@ -654,6 +655,7 @@ class FeatureTable:
     clock: np.ndarray  # attention: SM clock of the row's hardware, Hz
     attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
     attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
+    attn_serial: np.ndarray  # absorbed-MLA decode: model.cost.latent_serial_clock (s per cycle of a no-split unit)
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
@@ -749,7 +751,8 @@ class FeatureTable:
                                                        p["attn_decode_mem_eff"]),
                                bw=self.bw[dec], units=self.units[dec], l2_bytes=self.l2[dec],
                                sm_clocks_per_s=self.units[dec] * self.clock[dec],
-                               cycle=COMM_REF_CLOCK_HZ / self.clock[dec], fp32_flops_per_s=self.fp32_peak[dec])
+                               cycle=COMM_REF_CLOCK_HZ / self.clock[dec], fp32_flops_per_s=self.fp32_peak[dec],
+                               latent_token_s=self.attn_serial[dec] * p["attn_decode_latent_token_cycles"])
             terms = decode_attention_time(self.flops[dec], self.dequant[dec], self.bytes[dec], self.attn_kv[dec],
                                           self.attn_ctx[dec], self.attn_seqs[dec], self.attn_kvh[dec],
                                           self.attn_group[dec], r, p)
@@ -788,7 +791,7 @@ FIT_FIELDS: tuple[str, ...] = (
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
     "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm", "attn_decode_split_tokens",
     "attn_decode_split_s", "attn_decode_l2_gain", "attn_decode_l2_frac", "attn_decode_cuda_group",
-    "attn_decode_cuda_eff",
+    "attn_decode_cuda_eff", "attn_decode_latent_token_cycles",
     "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "elementwise_rope_passes",
     "vector_eff", "kernel_overhead_s",
     "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
@@ -802,7 +805,7 @@ _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff
          "gemm_eager",
          "gemm_quant",
          "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
-         "attn_latent", "attn_scores", "attn_edge",
+         "attn_latent", "attn_serial", "attn_scores", "attn_edge",
          "comm_graphed")
 
 
@@ -888,6 +891,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_seqs"][i] = k.n
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             cols["attn_latent"][i] = float(k.latent)
+            cols["attn_serial"][i] = latent_serial_clock(hw) if k.latent else 0.0
         if k.kind in ("attn_prefill", "attn_decode"):
             cols["units"][i], cols["l2"][i], cols["clock"][i] = (hw.compute.num_units, hw.memory.l2_bytes,
                                                                  hw.compute.clock_hz)

@@ -12,6 +12,7 @@ import pytest
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.cost import Calibration, gemm_quant_bytes, kernel_cost
+from roofsim.validation.calibrate import engine_base
 from roofsim.validation.kernel_tables import read_aiconfigurator_table
 from roofsim.validation.predict import features, row_kernels, why_unpredictable
 
@@ -80,6 +81,10 @@ def test_generation_and_module_rows(tmp_path: Path) -> None:
     cost = kernel_cost(dec, hw, cal)
     assert cost.compute_s == pytest.approx(dec.flops / (hw.peak("bf16") * 0.4))
     assert features([dec], [hw], cal).seconds(cal)[0] == pytest.approx(cost.seconds, rel=1e-12)
+    # H100 has warpgroup MMA: TensorRT-LLM's MLA kernel splits the KV there, the no-split knob changes nothing
+    trt = engine_base(cal, "trtllm")
+    assert trt.attn_decode_latent_token_cycles == 190.0
+    assert kernel_cost(dec, hw, trt).seconds == cost.seconds
 
     mod = _write(tmp_path, "h100_sxm/mla/vllm/0.24.0/mla_generation_module_perf.parquet",
                  _mla_cols("mla_generation_module", n=2, framework=["vLLM"] * 2, kernel_source=["FLASHMLA"] * 2,
@@ -172,3 +177,25 @@ def test_measured_tables_read_whole(shared_data: Path) -> None:
         t = read_aiconfigurator_table(p, select=lambda tb: range(0, tb.num_rows, 97))
         assert t.problems == (), (p, t.problems[:2])
         assert all(why_unpredictable(r) is None for r in t.rows), p
+
+
+@pytest.mark.parametrize(("gpu", "batch"), [("a100-sxm-80gb", 2), ("a100-sxm-80gb", 200), ("l40s", 16)])
+def test_trtllm_latent_decode_without_split_kv(tmp_path: Path, gpu: str, batch: int) -> None:
+    """TensorRT-LLM on GPUs without warpgroup MMA: one unit per sequence and SM, 190 cycles per cached token each
+    (model.cost.ENGINE_MLA), whole waves of SMs; the vectorised table the fits use gives the same seconds."""
+    dev = {"a100-sxm-80gb": "NVIDIA A100-SXM4-80GB", "l40s": "NVIDIA L40S"}[gpu]
+    p = _write(tmp_path, f"{gpu}/mla/trtllm/1.0.0/generation_mla_perf.parquet",
+               _mla_cols("mla_generation", device=[dev], isl=[1], step=[131071], batch_size=[batch],
+                         version=["1.0.0"]))
+    (g,) = read_aiconfigurator_table(p).rows
+    _, dec = row_kernels(g)
+    hw = load_hardware(gpu)
+    cal = engine_base(Calibration(attn_decode_overhead_s=0.0, attn_decode_unit_s=0.0), "trtllm")
+    cost = kernel_cost(dec, hw, cal)
+    waves = -(-batch // hw.compute.num_units)  # A100: 108 SMs, L40S: 142
+    assert waves == (2 if batch == 200 else 1)
+    # 131072 cached tokens (131071 + the new one) x 190 cycles at the SM clock (A100 1.41 GHz: 17.7 ms a wave)
+    assert cost.seconds == pytest.approx(max(waves * 131072 * 190 / hw.compute.clock_hz, cost.memory_s))
+    assert cost.seconds > 3 * kernel_cost(dec, hw, Calibration(attn_decode_overhead_s=0.0,
+                                                                attn_decode_unit_s=0.0)).seconds
+    assert features([dec], [hw], cal).seconds(cal)[0] == pytest.approx(cost.seconds, rel=1e-12)
