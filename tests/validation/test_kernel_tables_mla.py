@@ -4,6 +4,7 @@ builds for them (DeepSeek-V3 MLA geometry, FLOPs and bytes computed by hand)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pyarrow as pa
@@ -146,6 +147,11 @@ def test_mla_bmm_rows(tmp_path: Path) -> None:
     assert g8.dtype == "fp8_block"
     # the block-scaled call quantises its bf16 latent input first: read 2 bytes, write 1 per element
     assert gemm_quant_bytes(g8) == pytest.approx(64 * 16 * 512 * 3)
+    # the collector replays one call on the same tensors: 2-4 MB fit in the 128 MiB L2, read from there
+    assert g.l2_warm and g8.l2_warm
+    big = dataclasses.replace(pre, m=20480, tokens=20480, num_heads=128)
+    (gb,) = row_kernels(big)  # 20480 x 128 heads x (128 in + 512 out) bf16 = 3.4 GB: DRAM
+    assert gb.bytes > 3e9 and not gb.l2_warm
 
 
 def test_quantize_rows(tmp_path: Path) -> None:
