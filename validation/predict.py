@@ -426,10 +426,11 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
 _DSV3_HIDDEN = 7168
 _DSV3_MLA = MLASpec(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128)
 # The module tables time the attention block of one decoder layer (collect_mla_module.py: DeepseekV3DecoderLayer's
-# self_attn forward): the query/latent projections, RoPE, the attention over the cache and the output projection,
-# i.e. graph._attention_linear's MLA kernels plus the attention kernel (decode: the absorbed W_UK / W_UV batched
-# GEMMs have the FLOPs and weights of kv_b_proj, which stands for them).
-MLA_MODULE_KERNELS = frozenset({"q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "kv_b_proj", "rope", "o_proj"})
+# self_attn forward): the query/latent projections and their RMSNorms, RoPE, the attention over the cache and the
+# output projection, i.e. graph._attention_linear's MLA kernels plus the attention kernel (decode: the absorbed
+# W_UK / W_UV batched GEMMs have the FLOPs and weights of kv_b_proj, which stands for them).
+MLA_MODULE_KERNELS = frozenset({"q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "q_a_norm", "kv_a_norm", "kv_b_proj",
+                                "rope", "o_proj"})
 
 
 @lru_cache(maxsize=256)

@@ -96,7 +96,10 @@ def test_generation_and_module_rows(tmp_path: Path) -> None:
     assert "field 'model'='moonshotai/Kimi-K2' is not one of ['deepseek-ai/DeepSeek-V3']" in t.problems[0]
     assert (m.op, m.dtype, m.ctx_len) == ("mla_generation_module", "fp8", 2048)
     ks = {k.name: k for k in row_kernels(m)}
-    assert set(ks) == {"q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj", "rope", "o_proj", "attn_decode"}
+    assert set(ks) == {"q_a_proj", "q_b_proj", "kv_a_proj", "q_a_norm", "kv_a_norm", "kv_b_proj", "rope", "o_proj",
+                       "attn_decode"}
+    # the latent RMSNorms: one pass over the 1536-wide query and 512-wide KV latents of the 4 tokens
+    assert (ks["q_a_norm"].act_read_bytes, ks["kv_a_norm"].act_read_bytes) == (4 * 1536 * 2, 4 * 512 * 2)
     # DeepSeek-V3 projections for 4 tokens and 16 heads on one GPU, fp8 block-scaled
     assert (ks["q_a_proj"].n, ks["q_a_proj"].k) == (1536, 7168)
     assert (ks["q_b_proj"].n, ks["q_b_proj"].k) == (16 * 192, 1536)
