@@ -108,15 +108,16 @@ def test_generation_and_module_rows(tmp_path: Path) -> None:
     assert ks["o_proj"].dtype == "fp8_block"
 
 
-def test_wideep_rows_are_bf16_with_the_length_in_isl(tmp_path: Path) -> None:
-    """SGLang's wide-EP MLA module runs bf16 but logs fp8_block/fp8; its generation rows carry the KV length in isl."""
+def test_wideep_rows_run_the_checkpoint_fp8_with_a_bf16_cache_and_the_length_in_isl(tmp_path: Path) -> None:
+    """SGLang's wide-EP MLA module logs fp8_block/fp8 for every run: its projections run DeepSeek-V3's fp8 block
+    recipe (the checkpoint's quantization_config), its cache bf16; generation rows carry the KV length in isl."""
     p = _write(tmp_path, "h100_sxm/mla/sglang/0.5.6.post2/wideep_generation_mla_perf.parquet",
                _mla_cols("mla_generation", framework=["SGLang"], kernel_source=["fa3"], mla_dtype=["fp8_block"],
                          isl=[512], step=[0], tp_size=[1]))
     (r,) = read_aiconfigurator_table(p).rows
-    assert (r.op, r.dtype, r.kv_dtype, r.seq_len, r.ctx_len) == ("mla_generation_module", "bf16", "bf16", 1, 512)
-    assert "logged gemm_type=fp8_block" in r.variant
-    assert {k.dtype for k in row_kernels(r) if k.op == "gemm"} == {"bf16"}
+    assert (r.op, r.dtype, r.kv_dtype, r.seq_len, r.ctx_len) == ("mla_generation_module", "fp8", "bf16", 1, 512)
+    assert "logged kv_cache_dtype=fp8" in r.variant and "gemm_dtype=fp8_block" in r.variant
+    assert {k.dtype for k in row_kernels(r) if k.op == "gemm"} == {"fp8_block"}
 
 
 def test_unknown_values_are_refused_by_name(tmp_path: Path) -> None:
