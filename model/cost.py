@@ -550,6 +550,12 @@ ENGINE_COMM: dict[str, dict[str, Any]] = {"trtllm": {"comm_custom_nvlink_only": 
 # RTX PRO 6000, whatever the heads (1-128) and the KV dtype, one sequence as long as 32 (on H100 its kernel splits
 # the KV: 1-140 cycles). 190 is the middle of the three GPUs; each alone predicts the others within 20 %.
 ENGINE_MLA: dict[str, dict[str, Any]] = {"trtllm": {"attn_decode_latent_token_cycles": 190.0}}
+# Sequences per SM that the no-split kernel runs at that per-token speed: in the same tables a token takes 1.4-2x
+# as long once 0.5-1 sequences per SM run (A100 64 sequences: 235 cycles, 128: 340; L40S 64: 324-355), as if the
+# SMs served half as many sequences at full speed. One unit per SM with whole waves (the other choice) left
+# TensorRT-LLM's MLA generation rows at 17 / 16 / 26 % on A100 / L40S / RTX PRO 6000 held out, this 19 / 13 / 15 %;
+# each GPU pair picks 0.5 for the third (leave-one-GPU-out, 40 rows per stratum).
+LATENT_NOSPLIT_UNITS_PER_SM = 0.5
 
 # the calibration-free terms of a communication kernel (FeatureTable keeps one column per name)
 COMM_TERMS: tuple[str, ...] = (
@@ -861,9 +867,10 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
     floor = waves * (r.cycle * p["attn_decode_unit_s"] + nbytes / (units * p["attn_decode_unit_bytes_per_s"]))
     serial = r.latent_token_s
     if np.ndim(serial) or serial:
-        # absorbed MLA without split-KV: one unit per sequence, one per SM (the thread block holds every query
-        # head's tiles), each walking its `ctx` cached tokens in turn; a partial wave takes as long as a full one
-        one = -(-pairs // r.units) * (r.cycle * p["attn_decode_unit_s"] + ctx * serial)
+        # absorbed MLA without split-KV: one unit per sequence walking its `ctx` cached tokens in turn, at full
+        # speed while at most LATENT_NOSPLIT_UNITS_PER_SM x SMs sequences run, slower in proportion beyond
+        waves = _maximum(1.0, pairs / (r.units * LATENT_NOSPLIT_UNITS_PER_SM))
+        one = waves * (r.cycle * p["attn_decode_unit_s"] + ctx * serial)
         split = np.where(serial > 0, 1.0, split) if np.ndim(serial) else 1.0
         floor = np.where(serial > 0, one, floor) if np.ndim(serial) else one
     overhead = r.cycle * (p["attn_decode_overhead_s"] + p["attn_decode_split_s"] * (1.0 - 1.0 / split))
