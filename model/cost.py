@@ -184,7 +184,7 @@ class Calibration(BaseModel):
     # token after token, every query head in it, so a few long sequences leave the GPU idle.
     attn_decode_latent_token_cycles: float = Field(0.0, ge=0, description=(
         "SM cycles one absorbed-MLA decode work unit spends per cached token when the engine's kernel runs one "
-        "unit per sequence without split-KV on a GPU without warpgroup MMA (latent_serial_clock); 0 = the "
+        "unit per sequence without split-KV on a GPU without warpgroup MMA (latent_nosplit_cycle_s); 0 = the "
         "kernel splits the KV like any decode kernel (ENGINE_MLA sets TensorRT-LLM's)"))
     # Memory-bound elementwise kernels reach 80-90% of STREAM-like bandwidth on large tensors.
     elementwise_mem_eff: float = Field(0.80, gt=0, le=1)
@@ -736,7 +736,7 @@ class AttentionRates:
     units: float = 1.0  # SMs (decode attention's work-unit slots)
     cycle: float = 1.0  # COMM_REF_CLOCK_HZ / clock: decode attention's fixed costs run in cycles
     fp32_flops_per_s: float = 0.0  # fp32 peak (decode math of large GQA groups on CUDA cores)
-    # absorbed-MLA decode without split-KV: seconds per cached token of one unit (latent_serial_clock); 0 = splits
+    # absorbed-MLA decode without split-KV: seconds per cached token of one unit (latent_nosplit_cycle_s); 0 = splits
     latent_token_s: Any = 0.0
 
 
@@ -759,10 +759,11 @@ def prefill_attention_peak(hw: HardwareSpec, dtype: str) -> float:
     return peak
 
 
-def latent_serial_clock(hw: HardwareSpec) -> float:
-    """1 / SM clock of a GPU whose engines may run absorbed-MLA decode one sequence per thread block (an NVIDIA GPU
-    without warpgroup MMA: Ampere, Ada, Blackwell workstation parts; attn_decode_latent_token_cycles), else 0.
-    FlashMLA and TensorRT-LLM's sm90+ MLA kernels split the KV across thread blocks (docs/model.md, MLA)."""
+def latent_nosplit_cycle_s(hw: HardwareSpec) -> float:
+    """Seconds per SM cycle (1 / clock) of a GPU whose engines may run absorbed-MLA decode one sequence per thread
+    block (an NVIDIA GPU without warpgroup MMA: Ampere, Ada, Blackwell workstation parts;
+    attn_decode_latent_token_cycles), else 0. FlashMLA and TensorRT-LLM's sm90+ MLA kernels split the KV across
+    thread blocks (docs/model.md, MLA)."""
     per_clk = hw.peak("bf16") / (hw.compute.num_units * hw.compute.clock_hz)
     return 1.0 / hw.compute.clock_hz if hw.vendor == "nvidia" and per_clk < WARPGROUP_MMA_FLOPS_PER_CLK * 0.99 else 0.0
 
@@ -770,7 +771,7 @@ def latent_serial_clock(hw: HardwareSpec) -> float:
 def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: str,
                     dequant: bool = False, latent: bool = False) -> AttentionRates:
     peak = hw.peak(dtype)
-    serial = latent_serial_clock(hw) * cal.attn_decode_latent_token_cycles if latent else 0.0
+    serial = latent_nosplit_cycle_s(hw) * cal.attn_decode_latent_token_cycles if latent else 0.0
     return AttentionRates(
         peak=prefill_attention_peak(hw, dtype),
         prefill_eff=cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff,
@@ -866,7 +867,7 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
     waves = _maximum(1.0, units / slots)
     floor = waves * (r.cycle * p["attn_decode_unit_s"] + nbytes / (units * p["attn_decode_unit_bytes_per_s"]))
     serial = r.latent_token_s
-    if np.ndim(serial) or serial:
+    if type(serial) is not float or serial:  # the float 0.0 of every kernel that splits skips this
         # absorbed MLA without split-KV: one unit per sequence walking its `ctx` cached tokens in turn, at full
         # speed while at most LATENT_NOSPLIT_UNITS_PER_SM x SMs sequences run, slower in proportion beyond
         waves = _maximum(1.0, pairs / (r.units * LATENT_NOSPLIT_UNITS_PER_SM))

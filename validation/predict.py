@@ -39,7 +39,7 @@ from roofsim.model.cost import (
     gemm_quant_bytes,
     gemm_shape_efficiency,
     kernel_cost,
-    latent_serial_clock,
+    latent_nosplit_cycle_s,
     prefill_attention_peak,
     prefill_memory_seconds,
     prefill_score_terms,
@@ -662,7 +662,7 @@ class FeatureTable:
     clock: np.ndarray  # attention: SM clock of the row's hardware, Hz
     attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
     attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
-    attn_serial: np.ndarray  # absorbed-MLA decode: model.cost.latent_serial_clock (s per cycle of a no-split unit)
+    attn_serial: np.ndarray  # absorbed-MLA decode: model.cost.latent_nosplit_cycle_s (s per cycle of a no-split unit)
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
@@ -898,7 +898,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_seqs"][i] = k.n
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             cols["attn_latent"][i] = float(k.latent)
-            cols["attn_serial"][i] = latent_serial_clock(hw) if k.latent else 0.0
+            cols["attn_serial"][i] = latent_nosplit_cycle_s(hw) if k.latent else 0.0
         if k.kind in ("attn_prefill", "attn_decode"):
             cols["units"][i], cols["l2"][i], cols["clock"][i] = (hw.compute.num_units, hw.memory.l2_bytes,
                                                                  hw.compute.clock_hz)
