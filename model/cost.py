@@ -189,6 +189,12 @@ class Calibration(BaseModel):
     attn_decode_l2_frac: float = Field(1.0, gt=0, description=(
         "KV working set, as a fraction of the L2 size (HardwareSpec memory.l2_bytes), at which half the L2 gain is "
         "left (a steep logistic step: exponent _L2_STEP)"))
+    # Absorbed-MLA decode without split-KV (ENGINE_MLA): one thread block per sequence walks its cached latent
+    # token after token, every query head in it, so a few long sequences leave the GPU idle.
+    attn_decode_latent_token_cycles: float = Field(0.0, ge=0, description=(
+        "SM cycles one absorbed-MLA decode work unit spends per cached token when the engine's kernel runs one "
+        "unit per sequence without split-KV on a GPU without warpgroup MMA (latent_nosplit_cycle_s); 0 = the "
+        "kernel splits the KV like any decode kernel (ENGINE_MLA sets TensorRT-LLM's)"))
     # Memory-bound elementwise kernels reach 80-90% of STREAM-like bandwidth on large tensors.
     elementwise_mem_eff: float = Field(0.80, gt=0, le=1)
     vector_eff: float = Field(0.5, gt=0, le=1, description="fraction of fp32 vector peak for dequantization")
@@ -548,6 +554,18 @@ PCIE_RING_SHARE_GPUS = 2.0
 # allreducePlugin.cpp and thop/allreduceOp.cpp, selectImplementation: `if (isAuto && !mIsNVLINKSupported) return
 # NCCL`); AIConfigurator's L40S / RTX PRO 6000 TRT-LLM all-reduce tables match their nccl-tests tables within 10 %.
 ENGINE_COMM: dict[str, dict[str, Any]] = {"trtllm": {"comm_custom_nvlink_only": True}}
+# TensorRT-LLM's absorbed-MLA generation kernel on GPUs without warpgroup MMA (A100, L40S, RTX PRO 6000) runs one
+# thread block per sequence with no split-KV: AIConfigurator's generation_mla_perf tables (TRT-LLM 1.0-1.1, a few
+# sequences, 2k-128k cached tokens) take 163-177 cycles per cached token on A100, 196-201 on L40S and 139-236 on
+# RTX PRO 6000, whatever the heads (1-128) and the KV dtype, one sequence as long as 32 (on H100 its kernel splits
+# the KV: 1-140 cycles). 190 is the middle of the three GPUs; each alone predicts the others within 20 %.
+ENGINE_MLA: dict[str, dict[str, Any]] = {"trtllm": {"attn_decode_latent_token_cycles": 190.0}}
+# Sequences per SM that the no-split kernel runs at that per-token speed: in the same tables a token takes 1.4-2x
+# as long once 0.5-1 sequences per SM run (A100 64 sequences: 235 cycles, 128: 340; L40S 64: 324-355), as if the
+# SMs served half as many sequences at full speed. One unit per SM with whole waves (the other choice) left
+# TensorRT-LLM's MLA generation rows at 17 / 16 / 26 % on A100 / L40S / RTX PRO 6000 held out, this 19 / 13 / 15 %;
+# each GPU pair picks 0.5 for the third (leave-one-GPU-out, 40 rows per stratum).
+LATENT_NOSPLIT_UNITS_PER_SM = 0.5
 
 # the calibration-free terms of a communication kernel (FeatureTable keeps one column per name)
 COMM_TERMS: tuple[str, ...] = (
@@ -728,12 +746,20 @@ class AttentionRates:
     units: float = 1.0  # SMs (decode attention's work-unit slots)
     cycle: float = 1.0  # COMM_REF_CLOCK_HZ / clock: decode attention's fixed costs run in cycles
     fp32_flops_per_s: float = 0.0  # fp32 peak (decode math of large GQA groups on CUDA cores)
+    # absorbed-MLA decode without split-KV: seconds per cached token of one unit (latent_nosplit_cycle_s); 0 = splits
+    latent_token_s: Any = 0.0
 
 
 # Dense 16-bit tensor FLOPs per SM per clock from which an NVIDIA GPU has warpgroup MMA (Hopper's wgmma: 4096;
 # datacenter Blackwell's tcgen05: 8192); below it (Ampere 2048, Ada and Blackwell workstation GB202 1024 per
 # hardware_specs/data) attention kernels are built on warp-level mma.sync
 WARPGROUP_MMA_FLOPS_PER_CLK = 4096.0
+
+
+def warp_mma_only(hw: HardwareSpec) -> bool:
+    """An NVIDIA GPU whose attention kernels run on warp-level mma.sync (no warpgroup MMA)."""
+    per_clk = hw.peak("bf16") / (hw.compute.num_units * hw.compute.clock_hz)
+    return hw.vendor == "nvidia" and per_clk < WARPGROUP_MMA_FLOPS_PER_CLK * 0.99
 
 
 def prefill_attention_peak(hw: HardwareSpec, dtype: str) -> float:
@@ -743,10 +769,17 @@ def prefill_attention_peak(hw: HardwareSpec, dtype: str) -> float:
     peak fraction (of a peak twice as high) on H100 but 0.37-0.40 on L40S and RTX PRO 6000, i.e. no faster than
     bf16; one fp8 efficiency over the doubled peak missed every held-out GPU by 30-34 % (TensorRT-LLM)."""
     peak = hw.peak(dtype)
-    if dtype == "fp8" and hw.vendor == "nvidia" and \
-            hw.peak("bf16") / (hw.compute.num_units * hw.compute.clock_hz) < WARPGROUP_MMA_FLOPS_PER_CLK * 0.99:
+    if dtype == "fp8" and warp_mma_only(hw):
         return hw.peak("bf16")
     return peak
+
+
+def latent_nosplit_cycle_s(hw: HardwareSpec) -> float:
+    """Seconds per SM cycle (1 / clock) of a GPU whose engines may run absorbed-MLA decode one sequence per thread
+    block (an NVIDIA GPU without warpgroup MMA: Ampere, Ada, Blackwell workstation parts;
+    attn_decode_latent_token_cycles), else 0. FlashMLA and TensorRT-LLM's sm90+ MLA kernels split the KV across
+    thread blocks (docs/model.md, MLA)."""
+    return 1.0 / hw.compute.clock_hz if warp_mma_only(hw) else 0.0
 
 
 def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: str,
@@ -756,6 +789,7 @@ def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: st
     peak = hw.peak(dtype)
     sm_clocks = hw.compute.num_units * hw.compute.clock_hz
     triton_rate = cal.attn_prefill_triton_flops_per_clk_fp8 if dtype == "fp8" else cal.attn_prefill_triton_flops_per_clk
+    serial = latent_nosplit_cycle_s(hw) * cal.attn_decode_latent_token_cycles if latent else 0.0
     return AttentionRates(
         peak=triton_rate * sm_clocks if triton else prefill_attention_peak(hw, dtype),
         prefill_eff=1.0 if triton else cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff,
@@ -768,6 +802,7 @@ def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: st
         units=hw.compute.num_units,
         cycle=COMM_REF_CLOCK_HZ / hw.compute.clock_hz,
         fp32_flops_per_s=hw.peak("fp32"),
+        latent_token_s=serial,
     )
 
 
@@ -849,6 +884,14 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
     units = pairs * split
     waves = _maximum(1.0, units / slots)
     floor = waves * (r.cycle * p["attn_decode_unit_s"] + nbytes / (units * p["attn_decode_unit_bytes_per_s"]))
+    serial = r.latent_token_s
+    if type(serial) is not float or serial:  # the float 0.0 of every kernel that splits skips this
+        # absorbed MLA without split-KV: one unit per sequence walking its `ctx` cached tokens in turn, at full
+        # speed while at most LATENT_NOSPLIT_UNITS_PER_SM x SMs sequences run, slower in proportion beyond
+        waves = _maximum(1.0, pairs / (r.units * LATENT_NOSPLIT_UNITS_PER_SM))
+        one = waves * (r.cycle * p["attn_decode_unit_s"] + ctx * serial)
+        split = np.where(serial > 0, 1.0, split) if np.ndim(serial) else 1.0
+        floor = np.where(serial > 0, one, floor) if np.ndim(serial) else one
     overhead = r.cycle * (p["attn_decode_overhead_s"] + p["attn_decode_split_s"] * (1.0 - 1.0 / split))
     return compute, memory, floor, overhead
 

@@ -23,6 +23,7 @@ from roofsim.model.spec import (
     LinearAttention,
     Mamba2Mixer,
     MLAAttention,
+    MLASpec,
     ModelSpec,
     MoEMLP,
     MoESpec,
@@ -323,6 +324,7 @@ def _mixer_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
                 kernels.append(gemm("q_a_proj", t, a.q_lora_rank, h, c, n))
             kernels.append(gemm("q_proj", t, heads * qk_head, q_in, c, n))
             kernels.append(gemm("kv_a_proj", t, a.kv_lora_rank + a.qk_rope_head_dim, h, c, n))
+            _latent_norms(t, a, c, n, kernels)
             kernels.append(gemm("kv_b_proj", t, heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, c, n))
             kernels.append(gemm("o_proj", t, h, heads * a.v_head_dim, c, n))
         elif isinstance(mixer, LinearAttention):
@@ -371,6 +373,14 @@ def expert_load(tokens: int, num_experts: int, top_k: int, ep: int = 1, skew: fl
     return sum(1.0 - (1.0 - p) ** tokens for p in q), tokens * sum(q)
 
 
+def _latent_norms(t: int, a: MLASpec, c: GraphContext, count: int, kernels: list[Kernel]) -> None:
+    """MLA's RMSNorms of the compressed query and KV latents (DeepSeek-V2, arXiv 2405.04434 sec. 2.1.2 / its
+    modeling_deepseek.py q_a_layernorm, kv_a_layernorm): one vector pass each over the latent widths."""
+    for name, width in (("q_a_norm", a.q_lora_rank), ("kv_a_norm", a.kv_lora_rank)):
+        if width:
+            kernels.append(elementwise(name, t * width, t * width, 4, c, count, weight_elems=width, op="norm"))
+
+
 def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
     m, L = c.model, c.model.num_layers
     if m.layers:
@@ -386,6 +396,7 @@ def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
         else:
             kernels.append(gemm("q_proj", t, c.heads * qk_head, h, c, L))
         kernels.append(gemm("kv_a_proj", t, a.kv_lora_rank + a.qk_rope_head_dim, h, c, L))
+        _latent_norms(t, a, c, L, kernels)
         kernels.append(gemm("kv_b_proj", t, c.heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, c, L))
         rot = t * c.heads * a.qk_rope_head_dim
         kernels.append(elementwise("rope", rot, rot, 6, c, L, op="rope"))

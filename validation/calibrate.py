@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
-from roofsim.model.cost import _INHERIT, COMM_TERMS, ENGINE_COMM, Calibration
+from roofsim.model.cost import _INHERIT, COMM_TERMS, ENGINE_COMM, ENGINE_MLA, Calibration
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.metrics_err import ErrorStats, dtype_label, error_stats, grouped_stats
 from roofsim.validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, predict_rows
@@ -177,8 +177,8 @@ _DTYPE_FIELDS = {("gemm_dtype", 1): "gemm_eff_fp8", ("gemm_dtype", 2): "gemm_eff
 
 def engine_base(base: Calibration, framework: str) -> Calibration:
     """`base` with the fields an engine's own code fixes (model.cost.ENGINE_COMM, e.g. TensorRT-LLM's NCCL-only
-    all-reduce over PCIe): the starting point of a fit to that engine's tables; other frameworks get `base`."""
-    fixed = ENGINE_COMM.get(framework)
+    all-reduce over PCIe; ENGINE_MLA, its MLA decode without split-KV): the starting point of a fit to that engine's tables; other frameworks get `base`."""
+    fixed = {**ENGINE_COMM.get(framework, {}), **ENGINE_MLA.get(framework, {})}
     return base.model_copy(update=fixed) if fixed else base
 
 

@@ -419,12 +419,16 @@ def _aic_mla(r: dict, ctx: dict) -> Iterable[KernelMeasurement]:
         model = _one_of(r, "model", AIC_MLA_MODELS) if "model" in r else AIC_MLA_MODELS[0]
         recipe = _one_of(r, "gemm_type" if "gemm_type" in r else "mla_dtype", _AIC_MLA_GEMM)
         if table.startswith("wideep_"):
-            # SGLang's wide-EP collector runs DeepSeek-V3 in bfloat16 (weights, compute and cache) and logs the
-            # row as mla_dtype=fp8_block, kv_cache_dtype=fp8 for every run; its generation rows carry the cached
-            # length in `isl` with step 0 (collector/sglang/collect_mla_module.py _build_wideep_mla_test_cases,
-            # "run with bfloat16, log as fp8_block/fp8"; log_isl = seq_length, log_step = 0)
-            recipe, dt, kv = "bfloat16", "bf16", "bf16"
-            extra = f"; run in bfloat16 (logged gemm_type={r.get('gemm_type', raw)})"
+            # SGLang's wide-EP collector asks for bfloat16 (compute, cache) and logs every row as
+            # mla_dtype=fp8_block, kv_cache_dtype=fp8 (collector/sglang/collect_mla_module.py
+            # _build_wideep_mla_test_cases, "run with bfloat16, log as fp8_block/fp8"); it loads DeepSeek-V3's
+            # config.json, whose quantization_config (fp8, 128x128 blocks) SGLang applies to the projections when
+            # no quantization is given: its 131k-token context rows run at 89 % of the H100's bf16 peak, which only
+            # fp8 GEMMs reach (read as bf16 the context module was predicted +21 to +37 % on those rows, as
+            # fp8_block -2 to -10 %). Its generation rows carry the cached length in `isl` with step 0 (log_isl =
+            # seq_length, log_step = 0).
+            recipe, dt, kv = "fp8_block", "fp8", "bf16"
+            extra = f"; projections in the checkpoint's fp8_block, bf16 cache (logged kv_cache_dtype={kv_raw})"
             if not prefill:
                 isl, step = 1, isl + step
         dt = _dtype(recipe, "gemm_type")

@@ -4,6 +4,7 @@ builds for them (DeepSeek-V3 MLA geometry, FLOPs and bytes computed by hand)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pytest
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.cost import Calibration, gemm_quant_bytes, kernel_cost
+from roofsim.validation.calibrate import engine_base
 from roofsim.validation.kernel_tables import read_aiconfigurator_table
 from roofsim.validation.predict import features, row_kernels, why_unpredictable
 
@@ -80,6 +82,10 @@ def test_generation_and_module_rows(tmp_path: Path) -> None:
     cost = kernel_cost(dec, hw, cal)
     assert cost.compute_s == pytest.approx(dec.flops / (hw.peak("bf16") * 0.4))
     assert features([dec], [hw], cal).seconds(cal)[0] == pytest.approx(cost.seconds, rel=1e-12)
+    # H100 has warpgroup MMA: TensorRT-LLM's MLA kernel splits the KV there, the no-split knob changes nothing
+    trt = engine_base(cal, "trtllm")
+    assert trt.attn_decode_latent_token_cycles == 190.0
+    assert kernel_cost(dec, hw, trt).seconds == cost.seconds
 
     mod = _write(tmp_path, "h100_sxm/mla/vllm/0.24.0/mla_generation_module_perf.parquet",
                  _mla_cols("mla_generation_module", n=2, framework=["vLLM"] * 2, kernel_source=["FLASHMLA"] * 2,
@@ -90,7 +96,10 @@ def test_generation_and_module_rows(tmp_path: Path) -> None:
     assert "field 'model'='moonshotai/Kimi-K2' is not one of ['deepseek-ai/DeepSeek-V3']" in t.problems[0]
     assert (m.op, m.dtype, m.ctx_len) == ("mla_generation_module", "fp8", 2048)
     ks = {k.name: k for k in row_kernels(m)}
-    assert set(ks) == {"q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj", "rope", "o_proj", "attn_decode"}
+    assert set(ks) == {"q_a_proj", "q_b_proj", "kv_a_proj", "q_a_norm", "kv_a_norm", "kv_b_proj", "rope", "o_proj",
+                       "attn_decode"}
+    # the latent RMSNorms: one pass over the 1536-wide query and 512-wide KV latents of the 4 tokens
+    assert (ks["q_a_norm"].act_read_bytes, ks["kv_a_norm"].act_read_bytes) == (4 * 1536 * 2, 4 * 512 * 2)
     # DeepSeek-V3 projections for 4 tokens and 16 heads on one GPU, fp8 block-scaled
     assert (ks["q_a_proj"].n, ks["q_a_proj"].k) == (1536, 7168)
     assert (ks["q_b_proj"].n, ks["q_b_proj"].k) == (16 * 192, 1536)
@@ -99,15 +108,16 @@ def test_generation_and_module_rows(tmp_path: Path) -> None:
     assert ks["o_proj"].dtype == "fp8_block"
 
 
-def test_wideep_rows_are_bf16_with_the_length_in_isl(tmp_path: Path) -> None:
-    """SGLang's wide-EP MLA module runs bf16 but logs fp8_block/fp8; its generation rows carry the KV length in isl."""
+def test_wideep_rows_run_the_checkpoint_fp8_with_a_bf16_cache_and_the_length_in_isl(tmp_path: Path) -> None:
+    """SGLang's wide-EP MLA module logs fp8_block/fp8 for every run: its projections run DeepSeek-V3's fp8 block
+    recipe (the checkpoint's quantization_config), its cache bf16; generation rows carry the KV length in isl."""
     p = _write(tmp_path, "h100_sxm/mla/sglang/0.5.6.post2/wideep_generation_mla_perf.parquet",
                _mla_cols("mla_generation", framework=["SGLang"], kernel_source=["fa3"], mla_dtype=["fp8_block"],
                          isl=[512], step=[0], tp_size=[1]))
     (r,) = read_aiconfigurator_table(p).rows
-    assert (r.op, r.dtype, r.kv_dtype, r.seq_len, r.ctx_len) == ("mla_generation_module", "bf16", "bf16", 1, 512)
-    assert "logged gemm_type=fp8_block" in r.variant
-    assert {k.dtype for k in row_kernels(r) if k.op == "gemm"} == {"bf16"}
+    assert (r.op, r.dtype, r.kv_dtype, r.seq_len, r.ctx_len) == ("mla_generation_module", "fp8", "bf16", 1, 512)
+    assert "logged kv_cache_dtype=fp8" in r.variant and "gemm_dtype=fp8_block" in r.variant
+    assert {k.dtype for k in row_kernels(r) if k.op == "gemm"} == {"fp8_block"}
 
 
 def test_unknown_values_are_refused_by_name(tmp_path: Path) -> None:
@@ -141,6 +151,11 @@ def test_mla_bmm_rows(tmp_path: Path) -> None:
     assert g8.dtype == "fp8_block"
     # the block-scaled call quantises its bf16 latent input first: read 2 bytes, write 1 per element
     assert gemm_quant_bytes(g8) == pytest.approx(64 * 16 * 512 * 3)
+    # the collector replays one call on the same tensors: 2-4 MB fit in the 128 MiB L2, read from there
+    assert g.l2_warm and g8.l2_warm
+    big = dataclasses.replace(pre, m=20480, tokens=20480, num_heads=128)
+    (gb,) = row_kernels(big)  # 20480 x 128 heads x (128 in + 512 out) bf16 = 3.4 GB: DRAM
+    assert gb.bytes > 3e9 and not gb.l2_warm
 
 
 def test_quantize_rows(tmp_path: Path) -> None:
@@ -172,3 +187,26 @@ def test_measured_tables_read_whole(shared_data: Path) -> None:
         t = read_aiconfigurator_table(p, select=lambda tb: range(0, tb.num_rows, 97))
         assert t.problems == (), (p, t.problems[:2])
         assert all(why_unpredictable(r) is None for r in t.rows), p
+
+
+@pytest.mark.parametrize(("gpu", "batch"), [("a100-sxm-80gb", 2), ("a100-sxm-80gb", 200), ("l40s", 16)])
+def test_trtllm_latent_decode_without_split_kv(tmp_path: Path, gpu: str, batch: int) -> None:
+    """TensorRT-LLM on GPUs without warpgroup MMA: one unit per sequence, 190 cycles per cached token each
+    (model.cost.ENGINE_MLA) while at most half as many sequences as SMs run; the vectorised table the fits use
+    gives the same seconds."""
+    dev = {"a100-sxm-80gb": "NVIDIA A100-SXM4-80GB", "l40s": "NVIDIA L40S"}[gpu]
+    p = _write(tmp_path, f"{gpu}/mla/trtllm/1.0.0/generation_mla_perf.parquet",
+               _mla_cols("mla_generation", device=[dev], isl=[1], step=[131071], batch_size=[batch],
+                         version=["1.0.0"]))
+    (g,) = read_aiconfigurator_table(p).rows
+    _, dec = row_kernels(g)
+    hw = load_hardware(gpu)
+    cal = engine_base(Calibration(attn_decode_overhead_s=0.0, attn_decode_unit_s=0.0), "trtllm")
+    cost = kernel_cost(dec, hw, cal)
+    waves = max(1.0, batch / (hw.compute.num_units * 0.5))  # A100: 108 SMs, L40S: 142
+    assert waves == pytest.approx(200 / 54 if batch == 200 else 1.0)
+    # 131072 cached tokens (131071 + the new one) x 190 cycles at the SM clock (A100 1.41 GHz: 17.7 ms a wave)
+    assert cost.seconds == pytest.approx(max(waves * 131072 * 190 / hw.compute.clock_hz, cost.memory_s))
+    assert cost.seconds > 3 * kernel_cost(dec, hw, Calibration(attn_decode_overhead_s=0.0,
+                                                                attn_decode_unit_s=0.0)).seconds
+    assert features([dec], [hw], cal).seconds(cal)[0] == pytest.approx(cost.seconds, rel=1e-12)
