@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
 from roofsim.model.graph import (
+    MOE_EXPERT_GEMMS,
     AttnGroup,
     GraphContext,
     attention_kernels,
@@ -109,6 +110,11 @@ class Calibration(BaseModel):
         "fixed cost of one per-tensor fp8 GEMM call, including the activation quantisation that precedes it "
         "(default: gemm_overhead_s). TensorRT-LLM's dynamic per-tensor recipe reduces the activation's amax before "
         "quantising (FP8QDQ: scale kernel, quantise kernel, GEMM): >= 10-12 us on H100, L40S and RTX PRO 6000"))
+    gemm_grouped_overhead_s: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of one grouped (MoE expert) GEMM call at COMM_REF_CLOCK_HZ, scaled by clock as gemm_overhead_s, "
+        "whatever its dtype: the fused-MoE module's routing kernels that its launch waits on (vLLM/SGLang "
+        "moe_align_block_size, TensorRT-LLM's expert sort and offsets) and its grid of early-exiting tiles; fitted "
+        "on fused-MoE module rows only (AIConfigurator moe_perf), 9-14 us (default: gemm_overhead_s)"))
     gemm_overhead_s_fp8_block: float = Field(2.5e-6, ge=0, description=(
         "fixed cost of one block-scaled GEMM call (fp8_block 1x128 activation groups, nvfp4 1x16 blocks): each "
         "group's scale is local, so one fused quantise kernel precedes the GEMM (TensorRT-LLM fp8_quantize_1x128, "
@@ -280,6 +286,7 @@ _INHERIT: dict[str, str] = {
     "gemm_eff_int8": "gemm_eff",
     "gemm_overhead_s": "kernel_overhead_s",
     "gemm_overhead_s_fp8": "gemm_overhead_s",
+    "gemm_grouped_overhead_s": "gemm_overhead_s",
     "gemm_overhead_s_fp8_block": "gemm_overhead_s_fp8",
     "attn_prefill_eff_fp8": "attn_prefill_eff",
     "attn_prefill_mem_eff": "gemm_mem_eff",
@@ -493,6 +500,12 @@ def gemm_groups(k: Kernel) -> float:
         return 1.0
     g = k.flops / (2.0 * k.m * k.n * k.k)
     return g if g > 1.01 else 1.0
+
+
+def gemm_is_expert(k: Kernel) -> bool:
+    """True for a fused-MoE expert GEMM (graph.MOE_EXPERT_GEMMS), whose fixed cost is gemm_grouped_overhead_s;
+    other grouped GEMMs (batched matmuls) keep their dtype's gemm_overhead."""
+    return k.name in MOE_EXPERT_GEMMS
 
 
 def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
@@ -858,8 +871,9 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     memory = k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m)
     if k.l2_warm and cal.gemm_l2_bytes_per_clk:  # a benchmark replaying the call with its operands in L2
         memory = min(memory, k.bytes / (hw.compute.num_units * hw.compute.clock_hz * cal.gemm_l2_bytes_per_clk))
-    return (compute, memory, floor,
-            gemm_overhead(k.dtype, cal) * gemm_clock_factor(k.dtype, hw, cal) + quant)
+    fixed = (cal.gemm_grouped_overhead_s * gemm_clock_factor("bf16", hw, cal) if gemm_is_expert(k) else
+             gemm_overhead(k.dtype, cal) * gemm_clock_factor(k.dtype, hw, cal))
+    return compute, memory, floor, fixed + quant
 
 
 def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
