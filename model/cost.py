@@ -475,10 +475,26 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
         return 1.0
     tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
     if groups > 1.0:
-        tm = min(tm, max(cal.gemm_grouped_min_tile_m, 1 << max(0, math.ceil(math.log2(max(1, m))))))
-        return _tiled_efficiency(m, n, k, units, tm, tn, groups, cal.gemm_splitk_min_k)
+        return _tiled_efficiency(m, n, k, units, grouped_tile_m(m, cal), tn, groups, cal.gemm_splitk_min_k)
     menu = () if weight_only else cal.gemm_tile_menu
     return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, cal.gemm_splitk_min_k) for a, b in (menu or ((tm, tn),)))
+
+
+def grouped_tile_m(m: int, cal: Calibration) -> int:
+    """Row tile of a grouped GEMM with m rows per group: the power of two >= m, from gemm_grouped_min_tile_m to
+    gemm_tile_m."""
+    return min(cal.gemm_tile_m, max(cal.gemm_grouped_min_tile_m, 1 << max(0, math.ceil(math.log2(max(1, m))))))
+
+
+def gemm_dequant_flops(k: Kernel, cal: Calibration) -> float:
+    """Vector FLOPs of a weight-only GEMM's dequantisation: once per weight for a plain GEMM (graph.gemm); a fused-
+    MoE expert GEMM (Marlin, the Triton / CUTLASS W4A16 experts) dequantises each expert's weights in registers
+    for every row tile of that expert, ceil(m / grouped_tile_m) times (AIConfigurator int4_wo / w4a16_mxfp4 module
+    rows: the error grew with tokens per expert, most on the GPUs whose tensor-to-fp32 peak ratio is ~16, A100 and
+    H100, against ~4 on L40S and RTX PRO 6000)."""
+    if not k.dequant_flops or not gemm_is_expert(k):
+        return k.dequant_flops
+    return k.dequant_flops * math.ceil(max(1, k.m) / grouped_tile_m(k.m, cal))
 
 
 def _tiled_efficiency(m: int, n: int, k: int, units: int, tm: int, tn: int, groups: float, splitk_min_k: int
@@ -865,7 +881,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
     eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
-    compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
+    compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(gemm_dequant_flops(k, cal), hw, cal)
     floor = cal.gemm_eager_floor_s if k.timed_eager else 0.0
     quant = gemm_quant_bytes(k) / (hw.memory.bandwidth_bytes_per_s * cal.gemm_mem_eff)
     memory = k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m)

@@ -34,6 +34,7 @@ from roofsim.model.cost import (
     decode_attention_time,
     decode_context,
     gemm_clock_factor,
+    gemm_dequant_flops,
     gemm_groups,
     gemm_is_expert,
     gemm_is_stream,
@@ -868,7 +869,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
         cols["bytes"][i] = k.bytes
         cols["bw"][i] = hw.memory.bandwidth_bytes_per_s
         cols["fp32_peak"][i] = hw.peak("fp32")
-        cols["dequant"][i] = k.dequant_flops
+        cols["dequant"][i] = gemm_dequant_flops(k, cal) if k.kind == "gemm" else k.dequant_flops
         if k.kind == "attn_prefill":
             cols["peak"][i] = prefill_attention_peak(hw, k.dtype)
             afp8[i] = k.dtype == "fp8"

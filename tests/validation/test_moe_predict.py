@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from roofsim.hardware_specs.catalog import load_hardware
-from roofsim.model.cost import Calibration, kernel_cost
+from roofsim.model.cost import Calibration, gemm_dequant_flops, kernel_cost
 from roofsim.validation.calibrate import fit_calibration, prepare
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.predict import (
@@ -142,3 +142,15 @@ def test_expert_gemm_fixed_cost_and_l2_warm_weights() -> None:
         assert kernel_cost(k, H100, cal).seconds - kernel_cost(k, H100, CAL).seconds == pytest.approx(27.5e-6)
     big = row_kernels(_moe(tokens=4096, hidden=7168, n=2048, num_experts=256, topk=8))  # 11 GB of experts
     assert not any(k.l2_warm for k in big)
+
+
+def test_weight_only_experts_dequantise_per_row_tile() -> None:
+    """A W4A16 expert GEMM dequantises its weights once per row tile of each expert (ceil(m / 64) at the default
+    gemm_tile_m): 2 FLOPs per weight per tile, on the vector units."""
+    ks = {k.name: k for k in row_kernels(_moe(moe_dtype="int4_wo", source="sglang_marlin_moe", tokens=1024))}
+    up = ks["moe_up_gate"]
+    assert up.m == 256  # 1024 tokens x top-2 over 8 experts
+    assert gemm_dequant_flops(up, CAL) == pytest.approx(4 * up.dequant_flops)
+    assert up.dequant_flops == pytest.approx(2 * 8 * 1024 * 1024)  # once per weight of the 8 experts' [1024, 1024]
+    one = {k.name: k for k in row_kernels(_moe(moe_dtype="int4_wo", source="sglang_marlin_moe", tokens=4))}
+    assert gemm_dequant_flops(one["moe_down"], CAL) == one["moe_down"].dequant_flops  # one tile per expert
