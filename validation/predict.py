@@ -40,6 +40,7 @@ from roofsim.model.cost import (
     gemm_is_stream,
     gemm_quant_bytes,
     gemm_shape_efficiency,
+    grouped_tile_m,
     kernel_cost,
     prefill_attention_peak,
     prefill_memory_seconds,
@@ -47,6 +48,7 @@ from roofsim.model.cost import (
     tensor_power_factor,
 )
 from roofsim.model.graph import (
+    MOE_EXPERT_GEMMS,
     GraphContext,
     attention_kernels,
     elementwise,
@@ -332,7 +334,6 @@ def _moe_ctx(hidden: int, inter: int, experts: int, topk: int, tp: int, ep: int,
     return graph_context(model, quant, ParallelSpec(tp=gpus, ep=ep))
 
 
-@lru_cache(maxsize=4096)
 def power_law_load(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int = 32
                    ) -> tuple[float, float]:
     """(distinct experts hit, rows routed) on the measured GPU under AIConfigurator's power-law routing, the mean
@@ -341,6 +342,23 @@ def power_law_load(tokens: int, experts: int, topk: int, ep: int, alpha: float, 
     tokens x topk and rounded; the EP rank (block of experts/ep consecutive experts) with the most rows is swapped to
     rank 0, the rank timed. A token may draw the same expert twice (its rows are counts, not capped at `tokens`).
     This is a different law from the Zipf popularity of GraphContext.moe_skew, so the rows' own law is replayed."""
+    rank0 = _power_law_rank0(tokens, experts, topk, ep, alpha, draws)
+    return float((rank0 > 0).sum(axis=1).mean()), float(rank0.sum(axis=1).mean())
+
+
+def power_law_padded_rows(tokens: int, experts: int, topk: int, ep: int, alpha: float, tile: int,
+                          draws: int = 32) -> float:
+    """Rows the grouped GEMMs compute on the timed rank under power-law routing when every expert's rows are
+    padded to a multiple of `tile` (vLLM/SGLang moe_align_block_size pads each expert to BLOCK_SIZE_M; CUTLASS
+    grouped GEMMs tile each expert's problem alike): the mean over the replays of sum ceil(rows_e / tile) x tile.
+    Skewed routing leaves many experts a few rows each, so this exceeds the mean-rows padding."""
+    rank0 = _power_law_rank0(tokens, experts, topk, ep, alpha, draws)
+    return float((np.ceil(rank0 / tile) * tile).sum(axis=1).mean())
+
+
+@lru_cache(maxsize=4096)
+def _power_law_rank0(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int) -> np.ndarray:
+    """Rows per expert of the timed EP rank, one line per replay of the collector's generator (power_law_load)."""
     lo, hi = (1.0, 0.8 * tokens) if tokens * topk > experts else (0.01, 2.0)
     u = np.random.default_rng(0).random((draws, experts))
     b = 1.0 - alpha
@@ -361,8 +379,7 @@ def power_law_load(tokens: int, experts: int, topk: int, ep: int, alpha: float, 
             counts[d] -= take - short
             counts[d, order[d][0]] -= short.sum()
     blocks = counts.reshape(draws, ep, experts // ep)
-    rank0 = blocks[np.arange(draws), blocks.sum(axis=2).argmax(axis=1)]
-    return float((rank0 > 0).sum(axis=1).mean()), float(rank0.sum(axis=1).mean())
+    return blocks[np.arange(draws), blocks.sum(axis=2).argmax(axis=1)]
 
 
 def _moe_load(row: KernelMeasurement) -> tuple[float, float] | None:
@@ -417,7 +434,29 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     load = _moe_load(row)
     ks = tuple(k for k in moe_kernels(c, row.tokens, load, _slot_rows(row, load)) if k.name in MOE_MODULE_KERNELS)
     assert all(k.count == 1 for k in ks)
+    if load is not None:
+        ks = tuple(_padded_tiles(k, row) if k.name in MOE_EXPERT_GEMMS else k for k in ks)
     return _moe_l2_warm(row, ks)
+
+
+_TILING = Calibration()  # the integer tiling every fit keeps (gemm_tile_m, gemm_grouped_min_tile_m)
+
+
+def _padded_tiles(k: Kernel, row: KernelMeasurement) -> Kernel:
+    """An expert GEMM under power-law routing as its row tiles: m = the row tile (from the mean rows per expert,
+    model.cost.grouped_tile_m), FLOPs and per-tile dequantisation of the padded rows of every expert
+    (power_law_padded_rows), so the tile count and padding follow the skewed per-expert rows, not their mean."""
+    alpha = float(_variant_field(row.variant, "distribution").removeprefix("power_law_"))
+    tile = grouped_tile_m(k.m, _TILING)
+    padded = power_law_padded_rows(row.tokens, row.num_experts, row.topk, row.ep, alpha, tile)
+    routed = k.flops / (2.0 * k.n * k.k)
+    if padded <= routed:
+        return k
+    scale = padded / routed
+    tiles = padded / tile
+    sets = k.dequant_flops / (2.0 * k.n * k.k)  # weight sets (active experts) of a weight-only GEMM
+    return dataclasses.replace(k, m=tile, flops=k.flops * scale,
+                               dequant_flops=k.dequant_flops * tiles / sets if k.dequant_flops else 0.0)
 
 
 def _moe_l2_warm(row: KernelMeasurement, ks: tuple[Kernel, ...]) -> tuple[Kernel, ...]:
