@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
 from roofsim.model.graph import (
+    MOE_EXPERT_GEMMS,
     AttnGroup,
     GraphContext,
     attention_kernels,
@@ -110,6 +111,11 @@ class Calibration(BaseModel):
         "fixed cost of one per-tensor fp8 GEMM call, including the activation quantisation that precedes it "
         "(default: gemm_overhead_s). TensorRT-LLM's dynamic per-tensor recipe reduces the activation's amax before "
         "quantising (FP8QDQ: scale kernel, quantise kernel, GEMM): >= 10-12 us on H100, L40S and RTX PRO 6000"))
+    gemm_grouped_overhead_s: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of one grouped (MoE expert) GEMM call at COMM_REF_CLOCK_HZ, scaled by clock as gemm_overhead_s, "
+        "whatever its dtype: the fused-MoE module's routing kernels that its launch waits on (vLLM/SGLang "
+        "moe_align_block_size, TensorRT-LLM's expert sort and offsets) and its grid of early-exiting tiles; fitted "
+        "on fused-MoE module rows only (AIConfigurator moe_perf), 19-37 us per engine (default: gemm_overhead_s)"))
     gemm_overhead_s_fp8_block: float = Field(2.5e-6, ge=0, description=(
         "fixed cost of one block-scaled GEMM call (fp8_block 1x128 activation groups, nvfp4 1x16 blocks): each "
         "group's scale is local, so one fused quantise kernel precedes the GEMM (TensorRT-LLM fp8_quantize_1x128, "
@@ -295,6 +301,7 @@ _INHERIT: dict[str, str] = {
     "gemm_eff_int8": "gemm_eff",
     "gemm_overhead_s": "kernel_overhead_s",
     "gemm_overhead_s_fp8": "gemm_overhead_s",
+    "gemm_grouped_overhead_s": "gemm_overhead_s",
     "gemm_overhead_s_fp8_block": "gemm_overhead_s_fp8",
     "attn_prefill_eff_fp8": "attn_prefill_eff",
     "attn_prefill_triton_flops_per_clk_fp8": "attn_prefill_triton_flops_per_clk",
@@ -484,10 +491,26 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
         return 1.0
     tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
     if groups > 1.0:
-        tm = min(tm, max(cal.gemm_grouped_min_tile_m, 1 << max(0, math.ceil(math.log2(max(1, m))))))
-        return _tiled_efficiency(m, n, k, units, tm, tn, groups, cal.gemm_splitk_min_k)
+        return _tiled_efficiency(m, n, k, units, grouped_tile_m(m, cal), tn, groups, cal.gemm_splitk_min_k)
     menu = () if weight_only else cal.gemm_tile_menu
     return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, cal.gemm_splitk_min_k) for a, b in (menu or ((tm, tn),)))
+
+
+def grouped_tile_m(m: int, cal: Calibration) -> int:
+    """Row tile of a grouped GEMM with m rows per group: the power of two >= m, from gemm_grouped_min_tile_m to
+    gemm_tile_m."""
+    return min(cal.gemm_tile_m, max(cal.gemm_grouped_min_tile_m, 1 << max(0, math.ceil(math.log2(max(1, m))))))
+
+
+def gemm_dequant_flops(k: Kernel, cal: Calibration) -> float:
+    """Vector FLOPs of a weight-only GEMM's dequantisation: once per weight for a plain GEMM (graph.gemm); a fused-
+    MoE expert GEMM (Marlin, the Triton / CUTLASS W4A16 experts) dequantises each expert's weights in registers
+    for every row tile of that expert, ceil(m / grouped_tile_m) times (AIConfigurator int4_wo / w4a16_mxfp4 module
+    rows: the error grew with tokens per expert, most on the GPUs whose tensor-to-fp32 peak ratio is ~16, A100 and
+    H100, against ~4 on L40S and RTX PRO 6000)."""
+    if not k.dequant_flops or not gemm_is_expert(k):
+        return k.dequant_flops
+    return k.dequant_flops * math.ceil(max(1, k.m) / grouped_tile_m(k.m, cal))
 
 
 def _tiled_efficiency(m: int, n: int, k: int, units: int, tm: int, tn: int, groups: float, splitk_min_k: int
@@ -509,6 +532,12 @@ def gemm_groups(k: Kernel) -> float:
         return 1.0
     g = k.flops / (2.0 * k.m * k.n * k.k)
     return g if g > 1.01 else 1.0
+
+
+def gemm_is_expert(k: Kernel) -> bool:
+    """True for a fused-MoE expert GEMM (graph.MOE_EXPERT_GEMMS), whose fixed cost is gemm_grouped_overhead_s;
+    other grouped GEMMs (batched matmuls) keep their dtype's gemm_overhead."""
+    return k.name in MOE_EXPERT_GEMMS
 
 
 def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
@@ -909,14 +938,15 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
     eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
-    compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(k.dequant_flops, hw, cal)
+    compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(gemm_dequant_flops(k, cal), hw, cal)
     floor = cal.gemm_eager_floor_s if k.timed_eager else 0.0
     quant = gemm_quant_bytes(k) / (hw.memory.bandwidth_bytes_per_s * cal.gemm_mem_eff)
     memory = k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m)
     if k.l2_warm and cal.gemm_l2_bytes_per_clk:  # a benchmark replaying the call with its operands in L2
         memory = min(memory, k.bytes / (hw.compute.num_units * hw.compute.clock_hz * cal.gemm_l2_bytes_per_clk))
-    return (compute, memory, floor,
-            gemm_overhead(k.dtype, cal) * gemm_clock_factor(k.dtype, hw, cal) + quant)
+    fixed = (cal.gemm_grouped_overhead_s * gemm_clock_factor("bf16", hw, cal) if gemm_is_expert(k) else
+             gemm_overhead(k.dtype, cal) * gemm_clock_factor(k.dtype, hw, cal))
+    return compute, memory, floor, fixed + quant
 
 
 def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:

@@ -455,6 +455,10 @@ def moe_kernels(c: GraphContext, t: int, load: tuple[float, float] | None = None
     return ks
 
 
+# the grouped expert GEMMs of _moe_mlp (model.cost.gemm_is_expert: their fixed cost is gemm_grouped_overhead_s)
+MOE_EXPERT_GEMMS: frozenset[str] = frozenset({"moe_up_gate", "moe_up", "moe_down"})
+
+
 def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kernel],
              load: tuple[float, float] | None = None, slot_rows: float | None = None) -> None:
     """The MoE block of `n_moe` layers over `t` tokens: router, the grouped expert GEMMs as the fused-MoE kernels

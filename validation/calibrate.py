@@ -28,7 +28,8 @@ __all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_
            "BOUNDS"]
 
 # Kernel families (FeatureTable.kind codes): each (family, dtype, framework) gets equal weight in the fit.
-# Module rows (8: fused MoE) are predicted from the knobs their kernels' own families fit, never fitted themselves.
+# Module rows (8: fused MoE, MLA modules) are predicted from the knobs their kernels' own families fit; they fit
+# only gemm_grouped_overhead_s (last stage), which no other family's rows pin.
 _FAMILY = {0: "gemm", 1: "attn_prefill", 2: "attn_decode", 3: "elementwise", 4: "comm", 5: "nccl", 7: "comm",
            8: "moe"}
 
@@ -46,6 +47,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "gemm_overhead_s": (0.0, 1e-4, 3e-6),
     "gemm_overhead_s_fp8": (0.0, 1e-4, 3e-6),
     "gemm_overhead_s_fp8_block": (0.0, 1e-4, 3e-6),
+    "gemm_grouped_overhead_s": (0.0, 1e-4, 1e-5),
     "gemm_eager_floor_s": (0.0, 1e-3, 1e-4),
     "attn_prefill_mem_eff": (0.02, 1.0, 0.5),
     "attn_prefill_eff": (0.02, 1.0, 0.5),
@@ -151,7 +153,9 @@ _FAMILY_FIELDS = {
     "comm": ("comm_bw_eff", "comm_latency_s", "comm_twoshot_latency_x", "comm_floor_s", "nccl_bw_eff",
              "nccl_bw_eff_pcie"),
     "nccl": ("nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s"),
-    "moe": (),  # no knob of its own: the module is the sum of GEMM and elementwise kernels
+    # the module is the sum of GEMM and elementwise kernels whose knobs the other families fit; its rows fit only
+    # the grouped GEMMs' fixed cost (the routing kernels no other table times), in the last stage
+    "moe": ("gemm_grouped_overhead_s",),
 }
 for _d in ("gemm_fp8", "gemm_fp8_block", "gemm_int8"):
     _FAMILY_FIELDS[_d] = _FAMILY_FIELDS["gemm"][1:]
@@ -166,7 +170,7 @@ _FAMILY_FIELDS["gemm_wo"] = ()
 # Fit order: 16-bit GEMMs fix the shared GEMM fields before the fp8/int8 rows fit only their own efficiency
 # (unless no 16-bit rows are present); prefill reuses gemm_mem_eff, decode reuses attn_prefill_eff.
 _STAGES = ("gemm", "gemm_fp8", "gemm_fp8_block", "gemm_int8", "attn_prefill", "attn_prefill_fp8", "attn_decode",
-           "elementwise", "nccl", "comm")
+           "elementwise", "nccl", "comm", "moe")
 _DTYPE_FAMILY = {"gemm_eff_fp8": "gemm_fp8", "gemm_eff_fp8_block": "gemm_fp8_block", "gemm_eff_int8": "gemm_int8",
                  "attn_prefill_eff_fp8": "attn_prefill_fp8",
                  "attn_prefill_triton_flops_per_clk_fp8": "attn_prefill_fp8"}
@@ -326,8 +330,6 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
     idx_parts = []
     for key in np.unique(data.weight_key):
         idx = np.flatnonzero(data.weight_key == key)
-        if data.family[idx[0]] == "moe":
-            continue  # module rows (fused MoE) are predicted from their kernels' knobs, not fitted
         if len(idx) > max_rows_per_key:
             idx = np.sort(rng.choice(idx, max_rows_per_key, replace=False))
         idx_parts.append(idx)
@@ -349,7 +351,7 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
     for fam in (*_STAGES, None):  # None: any field no family stage could fit, jointly on all rows
         if fam is None:
             own = [f for f in fields if f not in done]
-            rows = np.arange(len(sub.measured))
+            rows = np.flatnonzero(sub.family != "moe")  # module rows pin only their own stage's knob
         else:
             own = [f for f in fields if f not in done and (f in _FAMILY_FIELDS[fam] or _DTYPE_FAMILY.get(f) == fam)]
             rows = np.flatnonzero(sub.family == fam)

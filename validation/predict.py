@@ -34,10 +34,13 @@ from roofsim.model.cost import (
     decode_attention_time,
     decode_context,
     gemm_clock_factor,
+    gemm_dequant_flops,
     gemm_groups,
+    gemm_is_expert,
     gemm_is_stream,
     gemm_quant_bytes,
     gemm_shape_efficiency,
+    grouped_tile_m,
     kernel_cost,
     latent_nosplit_cycle_s,
     prefill_attention_peak,
@@ -46,6 +49,7 @@ from roofsim.model.cost import (
     tensor_power_factor,
 )
 from roofsim.model.graph import (
+    MOE_EXPERT_GEMMS,
     GraphContext,
     attention_kernels,
     elementwise,
@@ -343,7 +347,6 @@ def _moe_ctx(hidden: int, inter: int, experts: int, topk: int, tp: int, ep: int,
     return graph_context(model, quant, ParallelSpec(tp=gpus, ep=ep))
 
 
-@lru_cache(maxsize=4096)
 def power_law_load(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int = 32
                    ) -> tuple[float, float]:
     """(distinct experts hit, rows routed) on the measured GPU under AIConfigurator's power-law routing, the mean
@@ -352,6 +355,23 @@ def power_law_load(tokens: int, experts: int, topk: int, ep: int, alpha: float, 
     tokens x topk and rounded; the EP rank (block of experts/ep consecutive experts) with the most rows is swapped to
     rank 0, the rank timed. A token may draw the same expert twice (its rows are counts, not capped at `tokens`).
     This is a different law from the Zipf popularity of GraphContext.moe_skew, so the rows' own law is replayed."""
+    rank0 = _power_law_rank0(tokens, experts, topk, ep, alpha, draws)
+    return float((rank0 > 0).sum(axis=1).mean()), float(rank0.sum(axis=1).mean())
+
+
+def power_law_padded_rows(tokens: int, experts: int, topk: int, ep: int, alpha: float, tile: int,
+                          draws: int = 32) -> float:
+    """Rows the grouped GEMMs compute on the timed rank under power-law routing when every expert's rows are
+    padded to a multiple of `tile` (vLLM/SGLang moe_align_block_size pads each expert to BLOCK_SIZE_M; CUTLASS
+    grouped GEMMs tile each expert's problem alike): the mean over the replays of sum ceil(rows_e / tile) x tile.
+    Skewed routing leaves many experts a few rows each, so this exceeds the mean-rows padding."""
+    rank0 = _power_law_rank0(tokens, experts, topk, ep, alpha, draws)
+    return float((np.ceil(rank0 / tile) * tile).sum(axis=1).mean())
+
+
+@lru_cache(maxsize=4096)
+def _power_law_rank0(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int) -> np.ndarray:
+    """Rows per expert of the timed EP rank, one line per replay of the collector's generator (power_law_load)."""
     lo, hi = (1.0, 0.8 * tokens) if tokens * topk > experts else (0.01, 2.0)
     u = np.random.default_rng(0).random((draws, experts))
     b = 1.0 - alpha
@@ -372,8 +392,7 @@ def power_law_load(tokens: int, experts: int, topk: int, ep: int, alpha: float, 
             counts[d] -= take - short
             counts[d, order[d][0]] -= short.sum()
     blocks = counts.reshape(draws, ep, experts // ep)
-    rank0 = blocks[np.arange(draws), blocks.sum(axis=2).argmax(axis=1)]
-    return float((rank0 > 0).sum(axis=1).mean()), float(rank0.sum(axis=1).mean())
+    return blocks[np.arange(draws), blocks.sum(axis=2).argmax(axis=1)]
 
 
 def _moe_load(row: KernelMeasurement) -> tuple[float, float] | None:
@@ -428,7 +447,40 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     load = _moe_load(row)
     ks = tuple(k for k in moe_kernels(c, row.tokens, load, _slot_rows(row, load)) if k.name in MOE_MODULE_KERNELS)
     assert all(k.count == 1 for k in ks)
-    return ks
+    if load is not None:
+        ks = tuple(_padded_tiles(k, row) if k.name in MOE_EXPERT_GEMMS else k for k in ks)
+    return _moe_l2_warm(row, ks)
+
+
+_TILING = Calibration()  # the integer tiling every fit keeps (gemm_tile_m, gemm_grouped_min_tile_m)
+
+
+def _padded_tiles(k: Kernel, row: KernelMeasurement) -> Kernel:
+    """An expert GEMM under power-law routing as its row tiles: m = the row tile (from the mean rows per expert,
+    model.cost.grouped_tile_m), FLOPs and per-tile dequantisation of the padded rows of every expert
+    (power_law_padded_rows), so the tile count and padding follow the skewed per-expert rows, not their mean."""
+    alpha = float(_variant_field(row.variant, "distribution").removeprefix("power_law_"))
+    tile = grouped_tile_m(k.m, _TILING)
+    padded = power_law_padded_rows(row.tokens, row.num_experts, row.topk, row.ep, alpha, tile)
+    routed = k.flops / (2.0 * k.n * k.k)
+    if padded <= routed:
+        return k
+    scale = padded / routed
+    tiles = padded / tile
+    sets = k.dequant_flops / (2.0 * k.n * k.k)  # weight sets (active experts) of a weight-only GEMM
+    return dataclasses.replace(k, m=tile, flops=k.flops * scale,
+                               dequant_flops=k.dequant_flops * tiles / sets if k.dequant_flops else 0.0)
+
+
+def _moe_l2_warm(row: KernelMeasurement, ks: tuple[Kernel, ...]) -> tuple[Kernel, ...]:
+    """The module's GEMMs as Kernel.l2_warm when the expert weights they read and the largest activation fit in
+    the GPU's L2 together: the collectors replay the call on the same weight tensors (benchmark_with_power, a CUDA
+    graph when it captures), so every call after the first finds them in L2."""
+    gemms = [k for k in ks if k.op == "gemm"]
+    working = sum(k.weight_bytes for k in gemms) + max(k.act_read_bytes + k.act_write_bytes for k in ks)
+    if working > resolve_hardware(row.hardware).memory.l2_bytes:
+        return ks
+    return tuple(dataclasses.replace(k, l2_warm=True) if k.op == "gemm" else k for k in ks)
 
 
 # ------------------------------------------------------------------------------------------------ DeepSeek MLA
@@ -661,6 +713,7 @@ class FeatureTable:
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
     gemm_eager: np.ndarray  # 1 when the GEMM was timed alone without a CUDA graph (Kernel.timed_eager)
     gemm_quant: np.ndarray  # bytes of the activation-quantise pass inside the call (model.cost.gemm_quant_bytes)
+    gemm_grouped: np.ndarray  # 1 for a fused-MoE expert GEMM (model.cost.gemm_is_expert): gemm_grouped_overhead_s
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation, 3 rope (model.cost.elementwise_passes), else 0
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
@@ -758,12 +811,13 @@ class FeatureTable:
                                                    p["attn_decode_overhead_s"], p["kernel_overhead_s"]))
         overhead = np.where(kind == 3, overhead * passes, overhead)  # an unfused kernel: one launch per pass
         # model.cost.gemm_overhead: per-tensor fp8 and block-scaled (fp8_block, fp4) recipes
-        overhead = np.where(kind == 0, np.choose(self.gemm_dtype, (p["gemm_overhead_s"], p["gemm_overhead_s_fp8"],
-                                                                   p["gemm_overhead_s_fp8_block"],
-                                                                   p["gemm_overhead_s"],
-                                                                   p["gemm_overhead_s_fp8_block"]))
-                            * self.gemm_clock + np.divide(self.gemm_quant, self.bw * p["gemm_mem_eff"],
-                                        out=np.zeros(len(kind)), where=self.gemm_quant > 0), overhead)
+        gemm_fixed = np.where(self.gemm_grouped > 0, p["gemm_grouped_overhead_s"],
+                              np.choose(self.gemm_dtype, (p["gemm_overhead_s"], p["gemm_overhead_s_fp8"],
+                                                          p["gemm_overhead_s_fp8_block"], p["gemm_overhead_s"],
+                                                          p["gemm_overhead_s_fp8_block"])))
+        quant = np.divide(self.gemm_quant, self.bw * p["gemm_mem_eff"], out=np.zeros(len(kind)),
+                          where=self.gemm_quant > 0)
+        overhead = np.where(kind == 0, gemm_fixed * self.gemm_clock + quant, overhead)
         floor = np.where((kind == 0) & (self.gemm_eager > 0), p["gemm_eager_floor_s"], 0.0)
         dec = kind == 2
         if dec.any():  # decode attention: model.cost.decode_attention_time on the rows' arrays
@@ -808,6 +862,7 @@ def _tiling(cal: Calibration) -> tuple:
 FIT_FIELDS: tuple[str, ...] = (
     "gemm_eff", "gemm_eff_fp8", "gemm_eff_fp8_block", "gemm_eff_int8", "gemm_k_half", "gemm_mem_eff", "gemm_l2_bytes_per_clk",
     "gemm_gemv_mem_eff", "gemm_overlap_loss", "gemm_overhead_s", "gemm_overhead_s_fp8", "gemm_overhead_s_fp8_block",
+    "gemm_grouped_overhead_s",
     "gemm_eager_floor_s",
     "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half", "attn_prefill_mem_eff",
     "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk",
@@ -827,7 +882,7 @@ FIT_FIELDS: tuple[str, ...] = (
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_clock", "gemm_l2", "gemm_gemv",
          "gemm_eager",
-         "gemm_quant",
+         "gemm_quant", "gemm_grouped",
          "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
          "attn_latent", "attn_serial", "attn_scores", "attn_edge", "attn_triton",
          "comm_graphed")
@@ -880,7 +935,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
         cols["bytes"][i] = k.bytes
         cols["bw"][i] = hw.memory.bandwidth_bytes_per_s
         cols["fp32_peak"][i] = hw.peak("fp32")
-        cols["dequant"][i] = k.dequant_flops
+        cols["dequant"][i] = gemm_dequant_flops(k, cal) if k.kind == "gemm" else k.dequant_flops
         if k.kind == "attn_prefill":
             cols["peak"][i] = (hw.compute.num_units * hw.compute.clock_hz if k.triton
                                else prefill_attention_peak(hw, k.dtype))
@@ -898,7 +953,10 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
                                                               bool(k.dequant_flops))
             cols["gemm_k"][i] = k.k
             cols["peak"][i] *= tensor_power_factor(hw, cal)
-            cols["gemm_clock"][i] = gemm_clock_factor(k.dtype, hw, cal)
+            # a fused-MoE expert GEMM's fixed cost is clock-scaled whatever its dtype (model.cost.gemm_time)
+            expert = gemm_is_expert(k)
+            cols["gemm_clock"][i] = gemm_clock_factor("bf16" if expert else k.dtype, hw, cal)
+            cols["gemm_grouped"][i] = float(expert)
             cols["gemm_l2"][i] = hw.compute.num_units * hw.compute.clock_hz if k.l2_warm else 0.0
             cols["gemm_gemv"][i] = float(gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0)
             cols["gemm_eager"][i] = float(k.timed_eager)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from roofsim.hardware_specs.catalog import load_hardware
-from roofsim.model.cost import Calibration, kernel_cost
+from roofsim.model.cost import Calibration, gemm_dequant_flops, kernel_cost
 from roofsim.validation.calibrate import fit_calibration, prepare
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.predict import (
     features,
     power_law_load,
+    power_law_padded_rows,
     predict_kernel,
     predict_rows,
     row_kernels,
@@ -93,7 +94,13 @@ def test_power_law_routing_replay() -> None:
     active, rows = power_law_load(256, 64, 4, 4, 1.2)
     assert rows > 256 * 4 / 4 and 1 <= active <= 16
     skewed = {k.name: k for k in row_kernels(_moe("power_law_1.2", tokens=256, num_experts=64, topk=4, ep=4))}
-    assert skewed["moe_up_gate"].flops == pytest.approx(2 * rows * 1024 * 1024)
+    # the expert GEMMs compute every expert's rows padded to the row tile (from the mean rows per expert, here
+    # 372 / 16 ~ 23 -> 32): more than the routed rows, since the skew leaves many experts a few rows each
+    padded = power_law_padded_rows(256, 64, 4, 4, 1.2, 32)
+    assert rows < padded < rows + 16 * 32
+    assert skewed["moe_up_gate"].m == 32
+    assert skewed["moe_up_gate"].flops == pytest.approx(2 * padded * 1024 * 1024)
+    assert skewed["moe_down"].flops == pytest.approx(2 * padded * 1024 * 512)
 
 
 @pytest.mark.parametrize(("row", "reason"), [
@@ -107,7 +114,7 @@ def test_refused_rows_name_the_reason(row: KernelMeasurement, reason: str) -> No
     assert predict_kernel(row, H100, CAL) is None
 
 
-def test_module_rows_vectorised_and_never_fitted() -> None:
+def test_module_rows_vectorised_and_fit_only_the_expert_gemm_fixed_cost() -> None:
     rows = [_moe(), _moe("power_law_1.01", tokens=256, num_experts=64, topk=4, ep=4),
             _moe(moe_dtype="fp8_block", tokens=1024),
             KernelMeasurement("t", "h100-sxm", "trtllm", "gemm", "bf16", "", 1e-4, m=64, n=4096, k=4096)]
@@ -116,9 +123,41 @@ def test_module_rows_vectorised_and_never_fitted() -> None:
     np.testing.assert_allclose(pred.predicted_s, ref, rtol=1e-12)
     ft = features(pred.kernels, pred.hardware, CAL, pred.parts)
     np.testing.assert_allclose(ft.subset(np.array([1, 3])).seconds(CAL), [ref[1], ref[3]], rtol=1e-12)
-    # the fit moves no knob for module rows: only the GEMM row constrains it
+    # module rows move no knob of another family: only the GEMM row constrains gemm_eff
     data, _ = prepare(rows, CAL)
     assert list(data.family) == ["moe", "moe", "moe", "gemm"]
     moved = replace(rows[0], measured_s=1.0)
     only_moe, _ = prepare([moved, rows[1]], CAL)
     assert fit_calibration(only_moe, CAL, fields=("gemm_eff",)).gemm_eff == CAL.gemm_eff
+
+    # ... but they pin the expert GEMMs' fixed cost: rows made with 20 us give it back
+    cal20 = CAL.model_copy(update={"gemm_grouped_overhead_s": 20e-6})
+    made = [replace(r, measured_s=predict_kernel(r, H100, cal20)) for r in rows[:3]]
+    data20, _ = prepare(made, CAL)
+    fitted = fit_calibration(data20, CAL, fields=("gemm_grouped_overhead_s",)).gemm_grouped_overhead_s
+    assert fitted == pytest.approx(20e-6, rel=1e-3)
+
+
+def test_expert_gemm_fixed_cost_and_l2_warm_weights() -> None:
+    """The two expert GEMMs pay gemm_grouped_overhead_s (clock-scaled like gemm_overhead_s, H100 is the reference
+    clock); a module whose expert weights and largest activation fit in L2 reads them from L2."""
+    small = row_kernels(_moe())  # 8 experts x 3 x 1024 x 512 bf16 = 25 MB < H100's 50 MB L2
+    gemms = [k for k in small if k.op == "gemm"]
+    assert [k.name for k in gemms] == ["moe_up_gate", "moe_down"] and all(k.l2_warm for k in gemms)
+    cal = CAL.model_copy(update={"gemm_grouped_overhead_s": 30e-6})
+    for k in gemms:
+        assert kernel_cost(k, H100, cal).seconds - kernel_cost(k, H100, CAL).seconds == pytest.approx(27.5e-6)
+    big = row_kernels(_moe(tokens=4096, hidden=7168, n=2048, num_experts=256, topk=8))  # 11 GB of experts
+    assert not any(k.l2_warm for k in big)
+
+
+def test_weight_only_experts_dequantise_per_row_tile() -> None:
+    """A W4A16 expert GEMM dequantises its weights once per row tile of each expert (ceil(m / 64) at the default
+    gemm_tile_m): 2 FLOPs per weight per tile, on the vector units."""
+    ks = {k.name: k for k in row_kernels(_moe(moe_dtype="int4_wo", source="sglang_marlin_moe", tokens=1024))}
+    up = ks["moe_up_gate"]
+    assert up.m == 256  # 1024 tokens x top-2 over 8 experts
+    assert gemm_dequant_flops(up, CAL) == pytest.approx(4 * up.dequant_flops)
+    assert up.dequant_flops == pytest.approx(2 * 8 * 1024 * 1024)  # once per weight of the 8 experts' [1024, 1024]
+    one = {k.name: k for k in row_kernels(_moe(moe_dtype="int4_wo", source="sglang_marlin_moe", tokens=4))}
+    assert gemm_dequant_flops(one["moe_down"], CAL) == one["moe_down"].dequant_flops  # one tile per expert
