@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
 from roofsim.model.graph import (
-    MOE_EXPERT_GEMMS,
     AttnGroup,
     GraphContext,
     attention_kernels,
@@ -508,7 +507,7 @@ def gemm_dequant_flops(k: Kernel, cal: Calibration) -> float:
     for every row tile of that expert, ceil(m / grouped_tile_m) times (AIConfigurator int4_wo / w4a16_mxfp4 module
     rows: the error grew with tokens per expert, most on the GPUs whose tensor-to-fp32 peak ratio is ~16, A100 and
     H100, against ~4 on L40S and RTX PRO 6000)."""
-    if not k.dequant_flops or not gemm_is_expert(k):
+    if not k.dequant_flops or not k.grouped:
         return k.dequant_flops
     return k.dequant_flops * math.ceil(max(1, k.m) / grouped_tile_m(k.m, cal))
 
@@ -532,12 +531,6 @@ def gemm_groups(k: Kernel) -> float:
         return 1.0
     g = k.flops / (2.0 * k.m * k.n * k.k)
     return g if g > 1.01 else 1.0
-
-
-def gemm_is_expert(k: Kernel) -> bool:
-    """True for a fused-MoE expert GEMM (graph.MOE_EXPERT_GEMMS), whose fixed cost is gemm_grouped_overhead_s;
-    other grouped GEMMs (batched matmuls) keep their dtype's gemm_overhead."""
-    return k.name in MOE_EXPERT_GEMMS
 
 
 def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
@@ -944,7 +937,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     memory = k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m)
     if k.l2_warm and cal.gemm_l2_bytes_per_clk:  # a benchmark replaying the call with its operands in L2
         memory = min(memory, k.bytes / (hw.compute.num_units * hw.compute.clock_hz * cal.gemm_l2_bytes_per_clk))
-    fixed = (cal.gemm_grouped_overhead_s * gemm_clock_factor("bf16", hw, cal) if gemm_is_expert(k) else
+    fixed = (cal.gemm_grouped_overhead_s * gemm_clock_factor("bf16", hw, cal) if k.grouped else
              gemm_overhead(k.dtype, cal) * gemm_clock_factor(k.dtype, hw, cal))
     return compute, memory, floor, fixed + quant
 

@@ -280,6 +280,7 @@ def gemm(
         n=n,
         k=k,
         dequant_flops=dequant,
+        grouped=rows is not None,
     )
 
 
@@ -455,8 +456,6 @@ def moe_kernels(c: GraphContext, t: int, load: tuple[float, float] | None = None
     return ks
 
 
-# the grouped expert GEMMs of _moe_mlp (model.cost.gemm_is_expert: their fixed cost is gemm_grouped_overhead_s)
-MOE_EXPERT_GEMMS: frozenset[str] = frozenset({"moe_up_gate", "moe_up", "moe_down"})
 
 
 def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kernel],
