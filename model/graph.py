@@ -223,7 +223,9 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec,
         ab=quant.activation_bytes,
         kvb=quant.kv_bytes_per_element,
         # a 128x128-block-scaled fp8 checkpoint (model.checkpoint_quant) runs the fp8_block GEMM recipe
-        gemm_dtype="fp8_block" if quant.gemm_dtype == "fp8" and quant.group_size == FP8_BLOCK_GROUP
+        # (int4 weights with group-128 scales on fp8 activations are not block-scaled fp8: per-tensor fp8 recipe)
+        gemm_dtype="fp8_block" if quant.gemm_dtype == "fp8" and quant.weight_dtype == "fp8"
+        and quant.group_size == FP8_BLOCK_GROUP
         else quant.gemm_dtype,
         attn_dtype=(
             "fp8" if quant.kv_dtype == "fp8" and quant.activation_dtype == "fp8"

@@ -176,9 +176,7 @@ AIC_TABLE_FAMILIES: dict[str, tuple[str, str]] = {
     "generation_attention_perf": ("attention", "predicted"),
     "nccl_perf": ("comm", "predicted"),
     "custom_allreduce_perf": ("comm", "predicted"),
-    # fused MoE module: the sum of the model's MoE kernels (validation.predict.moe_module_kernels). Rows whose
-    # moe_dtype the reader cannot map (w4afp8, w4a8_mxfp4_mxfp8: mixed int4/fp4 weights on fp8 activations, no
-    # QuantSpec) are reader problems with that reason
+    # fused MoE module: the sum of the model's MoE kernels (validation.predict.moe_module_kernels)
     "moe_perf": ("moe", "predicted"),
     "wideep_moe_perf": ("moe", "read, not predicted: wide-EP module (EPLB slots, per-rank token counts) not mapped"),
     "wideep_context_moe_perf": ("moe", "read, not predicted: DeepEP wide-EP module (dispatch inside) not mapped"),
@@ -315,13 +313,19 @@ def _aic_collective(r: dict, ctx: dict) -> Iterable[KernelMeasurement]:
         num_gpus=_int(r["num_gpus"], "num_gpus"))
 
 
+# mixed-precision MoE recipes (low-bit weights on fp8 activations): the row's dtype is the weights' format, the
+# recipe stays in the variant (validation.predict._MOE_QUANT)
+_MOE_MIXED_DTYPES = {"w4afp8": "int4", "w4a8_mxfp4_mxfp8": "fp4"}
+
+
 def _aic_moe(r: dict, ctx: dict) -> Iterable[KernelMeasurement]:
     hw, fw = _aic_common(r, ctx)
     raw = r["moe_dtype"]
+    dtype = _MOE_MIXED_DTYPES.get(raw) or _dtype(raw, "moe_dtype")
     extra = "".join(f"; {c}={r[c]}" for c in ("moe_kernel", "simulation_mode", "num_slots", "dp_num_tokens",
                                                 "rank0_num_tokens") if c in r)
     yield KernelMeasurement(
-        "aiconfigurator", hw, fw, "moe", _dtype(raw, "moe_dtype"),
+        "aiconfigurator", hw, fw, "moe", dtype,
         f"{r.get('op_name')}; {r.get('kernel_source')}; moe_dtype={raw}; distribution={r.get('distribution')}"
         f"{extra}; {ctx['version']}",
         _pos_float(r["latency"], "latency") * _MS,

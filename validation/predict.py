@@ -315,11 +315,14 @@ MOE_MODULE_KERNELS = frozenset({"moe_permute", "moe_up_gate", "moe_up", "moe_act
 # moe_dtype -> (weight, activation, group size, scale bytes): the recipe each collector builds.
 #   fp8: per-tensor W8A8; fp8_block: 128x128 block scales (graph_context runs it as the fp8_block GEMM recipe);
 #   int4_wo: Marlin W4A16, group 128, bf16 scales; w4a16_mxfp4: MXFP4 weights (group 32, e8m0 scales) on 16-bit
-#   activations; nvfp4: W4A4, one fp8 scale per 16 weights (as model.quant.quant_for).
+#   activations; nvfp4: W4A4, one fp8 scale per 16 weights (as model.quant.quant_for); w4afp8: TensorRT-LLM's
+#   int4 group-128 weights with 16-bit scales on per-tensor fp8 activations (WInt4AFP8 MoE); w4a8_mxfp4_mxfp8:
+#   MXFP4 weights (group 32, e8m0 scales) on MXFP8 activations, a Blackwell f8f6f4 MMA at the fp8 rate.
 _MOE_QUANT: dict[str, tuple[str, str, int, float]] = {
     "bfloat16": ("bf16", "bf16", 128, 2.0), "float16": ("fp16", "fp16", 128, 2.0),
     "fp8": ("fp8", "fp8", 0, 2.0), "fp8_block": ("fp8", "fp8", FP8_BLOCK_GROUP, 2.0),
     "int4_wo": ("int4", "bf16", 128, 2.0), "w4a16_mxfp4": ("fp4", "bf16", 32, 1.0), "nvfp4": ("fp4", "fp4", 16, 1.0),
+    "w4afp8": ("int4", "fp8", 128, 2.0), "w4a8_mxfp4_mxfp8": ("fp4", "fp8", 32, 1.0),
 }
 
 
