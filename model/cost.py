@@ -507,7 +507,7 @@ def gemm_dequant_flops(k: Kernel, cal: Calibration) -> float:
     for every row tile of that expert, ceil(m / grouped_tile_m) times (AIConfigurator int4_wo / w4a16_mxfp4 module
     rows: the error grew with tokens per expert, most on the GPUs whose tensor-to-fp32 peak ratio is ~16, A100 and
     H100, against ~4 on L40S and RTX PRO 6000)."""
-    if not k.dequant_flops or not k.grouped:
+    if not k.dequant_flops or not k.moe_expert:
         return k.dequant_flops
     return k.dequant_flops * math.ceil(max(1, k.m) / grouped_tile_m(k.m, cal))
 
@@ -937,7 +937,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     memory = k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m)
     if k.l2_warm and cal.gemm_l2_bytes_per_clk:  # a benchmark replaying the call with its operands in L2
         memory = min(memory, k.bytes / (hw.compute.num_units * hw.compute.clock_hz * cal.gemm_l2_bytes_per_clk))
-    fixed = (cal.gemm_grouped_overhead_s * gemm_clock_factor("bf16", hw, cal) if k.grouped else
+    fixed = (cal.gemm_grouped_overhead_s * gemm_clock_factor("bf16", hw, cal) if k.moe_expert else
              gemm_overhead(k.dtype, cal) * gemm_clock_factor(k.dtype, hw, cal))
     return compute, memory, floor, fixed + quant
 

@@ -261,10 +261,11 @@ def gemm(
     dtype: str | None = None,
     rows: float | None = None,
     weight_sets: float = 1,
+    moe_expert: bool = False,
 ) -> Kernel:
     """A token-parallel GEMM: activation [m,k] times weight [k,n]. A grouped (MoE) GEMM gives `rows`, the rows of
     all groups (FLOPs and activations; m is then the rows per group, which sets the tiling), and `weight_sets`,
-    the distinct weight matrices it reads (active experts)."""
+    the distinct weight matrices it reads (active experts); `moe_expert` marks a fused-MoE expert GEMM (Kernel.moe_expert)."""
     r = m if rows is None else rows
     wb = ctx.wb if weight_dtype_bytes is None else weight_dtype_bytes
     weights = (weight_sets * n * k + (n if bias else 0)) * wb
@@ -282,7 +283,7 @@ def gemm(
         n=n,
         k=k,
         dequant_flops=dequant,
-        grouped=rows is not None,
+        moe_expert=moe_expert,
     )
 
 
@@ -494,7 +495,8 @@ def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kern
     # One grouped GEMM per layer: FLOPs of all routed rows, weights of the active experts only; masked slot rows
     # are written as zeros.
     for name, n, k in (("moe_up_gate" if gated else "moe_up", up_n, h), ("moe_down", h, ie)):
-        g = gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active)
+        g = gemm(name, rows_per_expert, n, k, c, n_moe, rows=routed_rows, weight_sets=active,
+                 moe_expert=True)
         if slots > routed_rows:
             g = replace(g, act_write_bytes=slots * n * c.ab)
         kernels.append(g)

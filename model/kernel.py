@@ -90,9 +90,9 @@ class Kernel:
     # runs at its own rate per SM clock (Calibration.attn_prefill_triton_flops_per_clk[_fp8]), not at a share of
     # the tensor peak
     triton: bool = False
-    # a fused-MoE grouped expert GEMM (routed rows over several experts' weight sets): its fixed cost is
+    # a fused-MoE expert GEMM (routed rows over the active experts' weight sets; not a batched matmul): its fixed cost is
     # Calibration.gemm_grouped_overhead_s and weight-only dequantisation runs once per row tile
-    grouped: bool = False
+    moe_expert: bool = False
 
     def __post_init__(self) -> None:
         if self.op not in OP_KIND:

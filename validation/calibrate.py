@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from roofsim.model.cost import _INHERIT, COMM_TERMS, ENGINE_COMM, ENGINE_MLA, Calibration
-from roofsim.validation.kernel_tables import KernelMeasurement
+from roofsim.validation.kernel_tables import MOE_MIXED_DTYPES, KernelMeasurement
 from roofsim.validation.metrics_err import ErrorStats, dtype_label, error_stats, grouped_stats
 from roofsim.validation.predict import FIT_FIELDS, FeatureTable, Prediction, features, predict_rows
 
@@ -167,6 +167,7 @@ _FAMILY_FIELDS["gemm_fp8_block"] = (*_FAMILY_FIELDS["gemm_fp8_block"], "gemm_ove
 _FAMILY_FIELDS["attn_prefill_fp8"] = _FAMILY_FIELDS["attn_prefill"][1:]
 _FAMILY_FIELDS["gemm_fp4"] = ()
 _FAMILY_FIELDS["gemm_wo"] = ()
+_FAMILY_FIELDS["moe_mixed"] = ()
 # Fit order: 16-bit GEMMs fix the shared GEMM fields before the fp8/int8 rows fit only their own efficiency
 # (unless no 16-bit rows are present); prefill reuses gemm_mem_eff, decode reuses attn_prefill_eff.
 _STAGES = ("gemm", "gemm_fp8", "gemm_fp8_block", "gemm_int8", "attn_prefill", "attn_prefill_fp8", "attn_decode",
@@ -248,6 +249,10 @@ def prepare(rows: Sequence[KernelMeasurement], base: Calibration, hardware: str 
     # fit, not fitted: their dequantisation (a different kernel per engine, 1.3-4x slower than the bf16 GEMM)
     # would drag the 16-bit efficiencies of every shape ("gemm_wo" is in no fit stage)
     fam[(ft.kind == 0) & (ft.dequant > 0)] = "gemm_wo"
+    # mixed-precision MoE modules (int4 / MXFP4 weights on fp8 activations) are predicted, not fitted: 80 sampled
+    # rows of two recipes on one GPU each would move every engine's expert fixed cost (TRT-LLM's for a held-out
+    # H100 22 -> 32 us, MoE LOGO 25.0 -> 26.4 %) ("moe_mixed" is in no fit stage)
+    fam[np.array([dtype_label(r) in MOE_MIXED_DTYPES for r in pred.rows], dtype=bool)] = "moe_mixed"
     _, groups = np.unique(np.array([shape_family(r) for r in pred.rows], dtype=object), return_inverse=True)
     wk_labels = np.array([f"{f}|{dtype_label(r)}|{r.framework}" for f, r in zip(fam, pred.rows, strict=True)],
                          dtype=object)
@@ -351,7 +356,8 @@ def fit_calibration(data: FitData, base: Calibration, fields: Sequence[str] | No
     for fam in (*_STAGES, None):  # None: any field no family stage could fit, jointly on all rows
         if fam is None:
             own = [f for f in fields if f not in done]
-            rows = np.flatnonzero(sub.family != "moe")  # module rows pin only their own stage's knob
+            # module rows pin only their own stage's knob
+            rows = np.flatnonzero((sub.family != "moe") & (sub.family != "moe_mixed"))
         else:
             own = [f for f in fields if f not in done and (f in _FAMILY_FIELDS[fam] or _DTYPE_FAMILY.get(f) == fam)]
             rows = np.flatnonzero(sub.family == fam)

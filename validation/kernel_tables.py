@@ -314,14 +314,15 @@ def _aic_collective(r: dict, ctx: dict) -> Iterable[KernelMeasurement]:
 
 
 # mixed-precision MoE recipes (low-bit weights on fp8 activations): the row's dtype is the weights' format, the
-# recipe stays in the variant (validation.predict._MOE_QUANT)
-_MOE_MIXED_DTYPES = {"w4afp8": "int4", "w4a8_mxfp4_mxfp8": "fp4"}
+# recipe stays in the variant (validation.predict._MOE_QUANT). Predicted from the fp8 fit, never fitted
+# (validation.calibrate: family "moe_mixed"), reported as their own families (transfer: "moe/<recipe>")
+MOE_MIXED_DTYPES = {"w4afp8": "int4", "w4a8_mxfp4_mxfp8": "fp4"}
 
 
 def _aic_moe(r: dict, ctx: dict) -> Iterable[KernelMeasurement]:
     hw, fw = _aic_common(r, ctx)
     raw = r["moe_dtype"]
-    dtype = _MOE_MIXED_DTYPES.get(raw) or _dtype(raw, "moe_dtype")
+    dtype = MOE_MIXED_DTYPES.get(raw) or _dtype(raw, "moe_dtype")
     extra = "".join(f"; {c}={r[c]}" for c in ("moe_kernel", "simulation_mode", "num_slots", "dp_num_tokens",
                                                 "rank0_num_tokens") if c in r)
     yield KernelMeasurement(

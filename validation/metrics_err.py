@@ -48,7 +48,7 @@ def error_stats(predicted: Sequence[float] | np.ndarray, measured: Sequence[floa
 
 
 _RAW_DTYPE = re.compile(r"(?:gemm_dtype|attn_dtype|quant_type|moe_dtype)=([A-Za-z0-9_]+)")
-_KEEP_RAW = {"fp8_block", "int8_wo", "int4_wo", "sq", "w4a16_mxfp4", "nvfp4", "mxfp4"}
+_KEEP_RAW = {"fp8_block", "int8_wo", "int4_wo", "sq", "w4a16_mxfp4", "nvfp4", "mxfp4", "w4afp8", "w4a8_mxfp4_mxfp8"}
 
 
 def dtype_label(row: KernelMeasurement) -> str:

@@ -449,7 +449,7 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     ks = tuple(k for k in moe_kernels(c, row.tokens, load, _slot_rows(row, load)) if k.name in MOE_MODULE_KERNELS)
     assert all(k.count == 1 for k in ks)
     if load is not None:
-        ks = tuple(_padded_tiles(k, row) if k.grouped else k for k in ks)
+        ks = tuple(_padded_tiles(k, row) if k.moe_expert else k for k in ks)
     return _moe_l2_warm(row, ks)
 
 
@@ -714,7 +714,7 @@ class FeatureTable:
     gemm_dtype: np.ndarray  # _GEMM_DTYPE_CODE (0 = 16-bit / gemm_eff)
     gemm_eager: np.ndarray  # 1 when the GEMM was timed alone without a CUDA graph (Kernel.timed_eager)
     gemm_quant: np.ndarray  # bytes of the activation-quantise pass inside the call (model.cost.gemm_quant_bytes)
-    gemm_grouped: np.ndarray  # 1 for a fused-MoE expert GEMM (Kernel.grouped): gemm_grouped_overhead_s
+    gemm_grouped: np.ndarray  # 1 for a fused-MoE expert GEMM (Kernel.moe_expert): gemm_grouped_overhead_s
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation, 3 rope (model.cost.elementwise_passes), else 0
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
@@ -955,7 +955,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["gemm_k"][i] = k.k
             cols["peak"][i] *= tensor_power_factor(hw, cal)
             # a fused-MoE expert GEMM's fixed cost is clock-scaled whatever its dtype (model.cost.gemm_time)
-            expert = k.grouped
+            expert = k.moe_expert
             cols["gemm_clock"][i] = gemm_clock_factor("bf16" if expert else k.dtype, hw, cal)
             cols["gemm_grouped"][i] = float(expert)
             cols["gemm_l2"][i] = hw.compute.num_units * hw.compute.clock_hz if k.l2_warm else 0.0

@@ -192,8 +192,10 @@ class TransferReport:
     notes: tuple[str, ...] = field(default=())
 
     def family_stats(self) -> dict[str, ErrorStats]:
-        """LOGO error per target family ('gemm/<dtype>' for GEMMs, else the family), every framework pooled."""
-        return _pooled(self._residuals, lambda k: f"gemm/{k[1]}" if k[0] == "gemm" else k[0])
+        """LOGO error per target family ('gemm/<dtype>' for GEMMs, 'moe/<recipe>' for mixed-precision MoE modules,
+        else the family), every framework pooled."""
+        return _pooled(self._residuals, lambda k: f"{k[0]}/{k[1]}" if k[0] == "gemm" or (
+            k[0] == "moe" and k[1] in kernel_tables.MOE_MIXED_DTYPES) else k[0])
 
     # signed % errors per (family, dtype, framework): kept so pooled figures are medians of rows, not of medians
     _residuals: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict, repr=False)

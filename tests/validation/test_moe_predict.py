@@ -30,7 +30,8 @@ CAL = Calibration()
 def _moe(dist: str = "balanced", moe_dtype: str = "bfloat16", op_name: str = "moe",
          source: str = "moe_torch_flow_cutlass", **kw) -> KernelMeasurement:
     shape = {"tokens": 4, "hidden": 1024, "n": 512, "num_experts": 8, "topk": 2, "tp": 1, "ep": 1, **kw}
-    dtype = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "int4_wo": "int4"}[moe_dtype]
+    dtype = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "int4_wo": "int4",
+             "w4afp8": "int4", "w4a8_mxfp4_mxfp8": "fp4"}[moe_dtype]
     return KernelMeasurement("aiconfigurator", "h100-sxm", "trtllm", "moe", dtype,
                              f"{op_name}; {source}; moe_dtype={moe_dtype}; distribution={dist}; 1.0", 1e-4, **shape)
 
@@ -67,6 +68,13 @@ def test_shard_dtype_and_gating() -> None:
     assert {k.dtype for k in row_kernels(_moe(moe_dtype="fp8_block")) if k.op == "gemm"} == {"fp8_block"}
     wo = [k for k in row_kernels(_moe(moe_dtype="int4_wo")) if k.op == "gemm"]
     assert {k.dtype for k in wo} == {"bf16"} and all(k.dequant_flops > 0 for k in wo)  # Marlin W4A16
+    # mixed recipes: low-bit weights on fp8 activations run the per-tensor fp8 GEMM (not the fp8_block recipe,
+    # although int4's scale group is 128) and read int4 / fp4 weights: a quarter of the bf16 bytes
+    bf16_up = next(k for k in row_kernels(_moe()) if k.name == "moe_up_gate")
+    for raw in ("w4afp8", "w4a8_mxfp4_mxfp8"):
+        up = next(k for k in row_kernels(_moe(moe_dtype=raw)) if k.name == "moe_up_gate")
+        assert up.dtype == "fp8" and up.dequant_flops == 0
+        assert up.weight_bytes == pytest.approx(bf16_up.weight_bytes / 4, rel=0.07)  # + scales
 
 
 def test_masked_remote_slots_of_triton_experts() -> None:
