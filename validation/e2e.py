@@ -155,8 +155,8 @@ def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
 # Engines whose simulated scheduler takes a row's max_num_tokens as its token budget. A held-out choice on the
 # AIConfigurator silicon rows (docs/validation-e2e.md), decided on the Qwen3-32B rows of each engine and checked on
 # the other model's rows: vLLM (Qwen3-32B TTFT median |error| 31 -> 13 %; held out, Llama-3.1-70B 233 -> 100 %);
-# TRT-LLM 1.x with its overlap scheduler modelled (simulator/engines.py; every third row: Qwen3-32B TTFT
-# 38 -> 23 %, TPOT 11 -> 13 %; held out, Llama-3.1-8B TTFT 41 -> 40 %, TPOT 10 -> 11 %). SGLang (TPOT 7 -> 11 %)
+# TRT-LLM 1.x with its overlap scheduler modelled (simulator/engines.py; Qwen3-32B TTFT 38 -> 23 %, TPOT
+# 15 -> 17 %; held out, Llama-3.1-8B TTFT 41 -> 42 %, TPOT 10 -> 11 %). SGLang (TPOT 7 -> 11 %)
 # measures closer to its whole-wave prefills, so its token limit stays recorded, not applied.
 ROW_TOKEN_BUDGET_ENGINES = ("vllm", "trtllm")
 
