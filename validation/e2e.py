@@ -156,7 +156,8 @@ def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
 # AIConfigurator silicon rows (docs/validation-e2e.md), decided on the Qwen3-32B rows of each engine and checked on
 # the other model's rows: vLLM (Qwen3-32B TTFT median |error| 31 -> 13 %; held out, Llama-3.1-70B 233 -> 100 %);
 # TRT-LLM 1.x with its overlap scheduler modelled (simulator/engines.py; Qwen3-32B TTFT 38 -> 23 %, TPOT
-# 15 -> 17 %; held out, Llama-3.1-8B TTFT 41 -> 42 %, TPOT 10 -> 11 %). SGLang (TPOT 7 -> 11 %)
+# 15 -> 17 %; held out, Llama-3.1-8B TTFT 41 -> 42 %, TPOT 10 -> 11 %, and Qwen3-235B-A22B-FP8 TTFT
+# 33 -> 21 %, TPOT 33 -> 34 %). SGLang (TPOT 7 -> 11 %)
 # measures closer to its whole-wave prefills, so its token limit stays recorded, not applied.
 ROW_TOKEN_BUDGET_ENGINES = ("vllm", "trtllm")
 
