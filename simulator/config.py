@@ -75,6 +75,9 @@ class OrcaScheduler(_SchedBase):
     """Orca iteration-level batching: every iteration decodes all running requests and adds whole prompts."""
 
     kind: Literal["orca"] = "orca"
+    overlap: bool = Field(False, description=(
+        "overlap scheduler (TensorRT-LLM 1.x PyTorch backend default): the next iteration is formed while the "
+        "current one runs, so a request that arrives while the engine is busy joins one iteration later"))
 
 
 class SarathiScheduler(_SchedBase):

@@ -138,6 +138,7 @@ class EngineRow:
     gpu_memory_utilization: Setting
     sources: tuple[tuple[str, str], ...]  # (setting, where the engine sets it)
     notes: tuple[str, ...] = ()
+    overlap: bool = False  # the next iteration is formed while the current one runs (orca scheduler option)
 
     @property
     def name(self) -> str:
@@ -162,6 +163,7 @@ class EngineProfile:
     gpu_memory_utilization: float
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
+    overlap: bool = False
 
     def scheduler_config(self) -> dict[str, Any]:
         """The `scheduler` table of a replica group (simulator/config.py SchedulerConfig)."""
@@ -169,6 +171,8 @@ class EngineProfile:
                              "max_batched_tokens": self.max_batched_tokens, "preemption": self.preemption}
         if self.scheduler == "sarathi":
             d["chunk_size"] = self.chunk_size if self.chunk_size is not None else self.max_batched_tokens
+        if self.scheduler == "orca":
+            d["overlap"] = self.overlap
         return d
 
     def group_settings(self) -> dict[str, Any]:
@@ -178,7 +182,8 @@ class EngineProfile:
 
     def summary(self) -> str:
         chunk = f"chunked prefill {self.chunk_size}" if self.chunk_size else "no chunked prefill"
-        return (f"{self.name} ({self.label}): {self.scheduler} scheduler, {chunk}, token budget "
+        overlap = ", overlap scheduler" if self.overlap else ""
+        return (f"{self.name} ({self.label}): {self.scheduler} scheduler{overlap}, {chunk}, token budget "
                 f"{self.max_batched_tokens}, max_num_seqs {self.max_num_seqs}, prefix caching "
                 f"{'on' if self.prefix_caching else 'off'}, gpu_memory_utilization {self.gpu_memory_utilization:g}")
 
@@ -300,9 +305,15 @@ ENGINES: tuple[EngineRow, ...] = (
          ("prefix_caching", "llm_args.py KvCacheConfig.enable_block_reuse = True"),
          ("gpu_memory_utilization", "KvCacheConfig.free_gpu_memory_fraction = 0.9"),
          ("preemption", "CapacitySchedulerPolicy GUARANTEED_NO_EVICT (roofsim preempts by recompute if KV runs "
-                        "out)")),
+                        "out)"),
+         ("overlap", "llm_args.py disable_overlap_scheduler = False: PyExecutor._executor_loop_overlap fetches "
+                     "new requests and schedules iteration n+1 before iteration n's outputs are processed "
+                     "(tensorrt_llm/_torch/pyexecutor/py_executor.py; docs/source/torch/features/"
+                     "overlap_scheduler.md), so a request arriving while the GPU is busy joins one iteration "
+                     "later")),
         ("a prompt longer than max_num_tokens is rejected (no chunked prefill)",
-         "offline trtllm-bench runs size max_batch_size / max_num_tokens from memory: trtllm_bench_limits")),
+         "offline trtllm-bench runs size max_batch_size / max_num_tokens from memory: trtllm_bench_limits"),
+        overlap=True),
     EngineRow(
         "sglang", ">=0.4,<1.0", "SGLang, prefill-first batches, radix cache",
         "vllm", _sglang_budget(), SGLANG_MAX_RUNNING_REQUESTS, _sglang_chunk(), True, "recompute",
@@ -403,7 +414,7 @@ def engine_profile(spec: str, hardware: HardwareSpec | str | None = None, *, max
     except ValueError as e:
         raise ValueError(f"engine {spec!r} ({row.name}): {e}") from None
     return EngineProfile(name=row.name, label=row.label, preemption=row.preemption, sources=row.sources,
-                         notes=row.notes, **vals)
+                         notes=row.notes, overlap=row.overlap, **vals)
 
 
 def needs_model(spec: str) -> bool:
@@ -423,7 +434,8 @@ def engine_table_markdown() -> str:
         return str(v).replace("|", "\\|")
     head = ("| engine | versions | what | scheduler | token budget | max_num_seqs | chunked prefill | prefix caching "
             "| preemption | gpu_memory_utilization |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    rows = [f"| `{r.engine}` | `{r.versions or '-'}` | {r.label} | {cell(r.scheduler)} | {cell(r.max_batched_tokens)} "
+    rows = [f"| `{r.engine}` | `{r.versions or '-'}` | {r.label} | {cell(r.scheduler)}{' (overlap)' if r.overlap else ''} "
+            f"| {cell(r.max_batched_tokens)} "
             f"| {cell(r.max_num_seqs)} | {cell(r.chunk_size)} | {cell(r.prefix_caching)} | {r.preemption} "
             f"| {cell(r.gpu_memory_utilization)} |" for r in ENGINES]
     sources = []

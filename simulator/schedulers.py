@@ -3,6 +3,7 @@ which prefill chunks, whether running requests decode). One dict maps the config
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -75,10 +76,11 @@ class Scheduler:
             rep.swap_in(lane, r)
 
     def admit_whole(self, rep: Replica, lane: Lane, now: float, chunks: Chunks, budget: int,
-                    reserve_full: bool = False) -> None:
+                    reserve_full: bool = False, arrived_by: float = math.inf) -> None:
         """Admit waiting requests with their whole prompt in this iteration while the token budget, the
-        sequence limit and free KV blocks allow (head-of-line: stop at the first that does not fit). A prompt
-        longer than max_batched_tokens (only a recompute after preemption) is admitted alone."""
+        sequence limit and free KV blocks allow (head-of-line: stop at the first that does not fit, or that
+        arrived after `arrived_by`). A prompt longer than max_batched_tokens (only a recompute after
+        preemption) is admitted alone."""
         pool = rep.pool
         waiting = rep.waiting
         max_seqs = self.cfg.max_num_seqs
@@ -86,6 +88,8 @@ class Scheduler:
         while waiting and len(lane.running) < max_seqs and self.balanced(rep, lane):
             r = waiting.peek()
             assert r is not None
+            if r.arrival_s > arrived_by:
+                break
             target = r.input_tokens + r.generated
             new = rep.new_prefill_tokens(r, target)  # = target unless prefix-cache hits
             if new > budget and (chunks or new <= self.cfg.max_batched_tokens):
@@ -140,13 +144,27 @@ class SJFBatching(VLLMBatching):
 
 
 class OrcaBatching(Scheduler):
-    """Orca: every iteration decodes all running requests and adds whole prompts within the token budget."""
+    """Orca: every iteration decodes all running requests and adds whole prompts within the token budget.
+
+    With `overlap` (TensorRT-LLM 1.x's overlap scheduler) the executor fetches new requests and forms iteration
+    n+1 while iteration n runs on the GPU, so a busy lane admits only requests that had arrived when its previous
+    iteration was formed; an idle lane admits at once (the executor blocks on its request queue)."""
+
+    def __init__(self, cfg: SchedulerConfig) -> None:
+        super().__init__(cfg)
+        self.formed_s: dict[int, float] = {}  # lane id -> when its previous iteration was formed
 
     def form(self, rep: Replica, lane: Lane, now: float, chunks: Chunks) -> int:
+        busy = bool(lane.running)
         self.swap_ins(rep, lane)
         n_dec = rep.prepare_decode(lane, now)
+        arrived_by = math.inf
+        if getattr(self.cfg, "overlap", False):
+            if busy:
+                arrived_by = self.formed_s.get(id(lane), math.inf)
+            self.formed_s[id(lane)] = now
         if not rep.swapped:
-            self.admit_whole(rep, lane, now, chunks, self.cfg.max_batched_tokens - n_dec)
+            self.admit_whole(rep, lane, now, chunks, self.cfg.max_batched_tokens - n_dec, arrived_by=arrived_by)
         return n_dec
 
     def mixed_token_budget(self) -> int | None:

@@ -161,10 +161,12 @@ def engine_scheduler(row: BenchRow) -> tuple[SchedulerConfig, str]:
 
 # Engines whose simulated scheduler takes a row's max_num_tokens as its token budget. A held-out choice on the
 # AIConfigurator silicon rows (docs/validation-e2e.md), decided on the Qwen3-32B rows of each engine and checked on
-# the other model's rows: vLLM (Qwen3-32B TTFT median |error| 31 -> 13 %; held out, Llama-3.1-70B 233 -> 100 %).
-# TRT-LLM (Qwen3-32B TTFT 37 -> 37 %, TPOT 15 -> 19 %; held out, Llama-3.1-8B TTFT 40 -> 55 %) and SGLang (TPOT
-# 7 -> 11 %) measure closer to the engine's whole-wave prefills, so their token limits stay recorded, not applied.
-ROW_TOKEN_BUDGET_ENGINES = ("vllm",)
+# the other model's rows: vLLM (Qwen3-32B TTFT median |error| 31 -> 13 %; held out, Llama-3.1-70B 233 -> 100 %);
+# TRT-LLM 1.x with its overlap scheduler modelled (simulator/engines.py; Qwen3-32B TTFT 38 -> 23 %, TPOT
+# 15 -> 17 %; held out, Llama-3.1-8B TTFT 41 -> 42 %, TPOT 10 -> 11 %, and Qwen3-235B-A22B-FP8 TTFT
+# 33 -> 21 %, TPOT 33 -> 34 %). SGLang (TPOT 7 -> 11 %)
+# measures closer to its whole-wave prefills, so its token limit stays recorded, not applied.
+ROW_TOKEN_BUDGET_ENGINES = ("vllm", "trtllm")
 
 
 def _deployment_limits(row: BenchRow, sched: dict[str, Any]) -> str:

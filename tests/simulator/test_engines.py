@@ -83,6 +83,10 @@ def test_trtllm_and_sglang_profiles() -> None:
     assert (t.scheduler, t.chunk_size, t.max_batched_tokens, t.max_num_seqs, t.prefix_caching) == (
         "orca", None, 8192, 2048, True)
     assert not engine_profile("trtllm==0.17", "h100-sxm").prefix_caching  # 0.x executor: block reuse off
+    # 1.x (PyTorch backend) runs the overlap scheduler by default; the 0.x C++ executor row does not
+    assert t.overlap and t.scheduler_config()["overlap"] is True and "overlap scheduler" in t.summary()
+    assert not engine_profile("trtllm==0.17", "h100-sxm").scheduler_config()["overlap"]
+    assert "overlap" not in engine_profile("vllm", "h100-sxm").scheduler_config()
     s = engine_profile("sglang", "h100-sxm", max_model_len=LONG)
     assert (s.scheduler, s.chunk_size, s.max_batched_tokens, s.prefix_caching) == ("vllm", 8192, LONG, True)
     assert engine_profile("sglang", "h100-sxm", max_model_len=LONG, longest_prompt=1000).max_batched_tokens == 8192

@@ -41,6 +41,19 @@ def test_orca_mixes_decodes_and_whole_prompts(simulate_trace) -> None:
     assert _batches(r) == ([200, 100, 0, 0], [2, 1, 0, 0], [0, 2, 3, 1])
 
 
+def test_orca_overlap_admits_a_busy_lanes_arrival_one_iteration_later(simulate_trace) -> None:
+    # request 0 alone from t=0 (3 output tokens: a prefill then two decodes); request 1 arrives during the
+    # prefill. Plain orca adds it to iteration 2; with the overlap scheduler iteration 2 was formed (at the end
+    # of iteration 1, before request 1's arrival counted) from the requests known when iteration 1 was formed,
+    # so request 1 joins iteration 3. An idle lane admits at once either way (request 0 at t=0).
+    plain = simulate_trace([100, 100], [3, 3], [0.0, 1e-4], scheduler={"kind": "orca"})
+    lagged = simulate_trace([100, 100], [3, 3], [0.0, 1e-4], scheduler={"kind": "orca", "overlap": True})
+    assert _batches(plain) == ([100, 100, 0, 0], [1, 1, 0, 0], [0, 1, 2, 1])
+    assert _batches(lagged) == ([100, 0, 100, 0, 0], [1, 0, 1, 0, 0], [0, 1, 1, 1, 1])
+    assert lagged.first_scheduled_s[0] == plain.first_scheduled_s[0] == 0.0
+    assert lagged.first_scheduled_s[1] == lagged.series.start_s[2] > plain.first_scheduled_s[1]
+
+
 def test_sarathi_chunks_prompts_within_the_budget(simulate_trace) -> None:
     # chunk 128: 300-token prompt as 128 + 128 + 44; the 100-token prompt fills the rest of iteration 3 (84)
     # and finishes (16) next to the first request's decode

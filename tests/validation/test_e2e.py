@@ -205,12 +205,18 @@ def test_deployment_limits_override_the_engine_defaults(tmp_path: Path) -> None:
     s = cfg.replicas[0].scheduler
     assert (s.kind, s.max_num_seqs, s.max_batched_tokens, s.chunk_size) == ("sarathi", 8, 2532, 2532)
     assert "deployment sets max_num_seqs 8, token budget 2532" in notes[0]
-    # TRT-LLM keeps its own token budget (ROW_TOKEN_BUDGET_ENGINES: a held-out choice), the batch limit applies
+    # TRT-LLM 1.x takes the row's max_num_tokens too (overlap scheduler on); SGLang keeps its own token budget
+    # (ROW_TOKEN_BUDGET_ENGINES: a held-out choice), the batch limit applies
     cfg, notes = row_config(row(framework="trtllm", framework_version="1.0.0rc3", isl=1024, concurrency=8,
                                 max_batch_size=8, max_num_tokens=2532))
     s = cfg.replicas[0].scheduler
-    assert (s.kind, s.max_num_seqs, s.max_batched_tokens) == ("orca", 8, 8192)
-    assert "deployment sets max_num_seqs 8, max_num_tokens 2532 (recorded, not applied on trtllm" in notes[0]
+    assert (s.kind, s.max_num_seqs, s.max_batched_tokens, s.overlap) == ("orca", 8, 2532, True)
+    assert "deployment sets max_num_seqs 8, token budget 2532" in notes[0]
+    cfg, notes = row_config(row(framework="sglang", framework_version="0.5.1.post1", isl=1024, concurrency=8,
+                                max_batch_size=8, max_num_tokens=2524))
+    s = cfg.replicas[0].scheduler
+    assert (s.kind, s.max_num_seqs, s.max_batched_tokens) == ("vllm", 8, 8192)
+    assert "deployment sets max_num_seqs 8, max_num_tokens 2524 (recorded, not applied on sglang" in notes[0]
     # without the columns the engine's own defaults stay (trtllm 1.x: 2048 sequences, 8192 tokens)
     cfg, notes = row_config(row(framework="trtllm", framework_version="1.0.0rc3", isl=1024))
     s = cfg.replicas[0].scheduler
