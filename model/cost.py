@@ -511,9 +511,8 @@ NCCL_NVLS_LAT_US = 25.0  # NVLS (NVLink SHARP) Simple latency, NVLink
 # (nodes-1 of an all-gather's / reduce-scatter's n-1), its other steps stay on the node's fabric at that link's
 # latency (LL's x 1.8 when nNodes > 1), at least NCCL's per-step network overhead (getNetOverhead: 1 us on x86
 # hosts, x 3 for Simple); an all-reduce can also run as a tree, 2 x ((ppn-1) intra + log2(nodes) network hops) on
-# the tree constants below, at half the bus bandwidth x 0.92 (LL: / 3.8). nccl-tests on 2 x 8 H100 over 400 Gb/s
-# InfiniBand: small all-reduces take ~30-40 us, tree LL (NVIDIA, "Doubling all2all performance with NCCL 2.12"
-# and NCCL's own NCCL_DEBUG_SUBSYS=TUNING tables print the same latencies).
+# the tree constants below, at half the bus bandwidth x 0.92 (LL: / 3.8). No multi-node collective is measured in
+# ../shared (the nccl-tests tables stop at 8 GPUs): these constants are NCCL's, not fitted.
 NCCL_TREE_BASE_LAT_US = (6.8, 14.0, 8.4)
 NCCL_TREE_HW_LAT_US = {"nvlink": (0.6, 1.25, 4.0), "pcie": (1.0, 1.9, 4.0), "net": (5.0, 8.5, 14.0)}
 NCCL_NET_OVERHEAD_US = 1.0
