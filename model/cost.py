@@ -196,6 +196,12 @@ class Calibration(BaseModel):
     kernel_overhead_s: float = Field(2.5e-6, ge=0, description=(
         "launch + tail of one elementwise/sampling kernel; an unfused kernel pays it once per pass "
         "(elementwise_norm_passes / _act_passes / _rope_passes launches)"))
+    elementwise_residual_fused: bool = Field(True, description=(
+        "the op graph's residual adds (op kind 'residual') run inside the next normalisation kernel, so they pay "
+        "their bytes but no launch of their own: vLLM's and SGLang's RMSNorm take the residual (fused_add_rms_norm, "
+        "vllm/model_executor/layers/layernorm.py; sgl-kernel fused_add_rmsnorm), TensorRT-LLM's RMSNorm(residual=) "
+        "and its all-reduce + residual + RMSNorm fusion (AllReduceFusionOp.RESIDUAL_RMS_NORM); False = a kernel of "
+        "its own (numpy / torch eager, validation/local)"))
     elementwise_cache_gain: float = Field(1.0, ge=1, description=(
         "bandwidth of an elementwise kernel whose working set fits in the last-level cache, relative to DRAM "
         "(cache-aware roofline, Ilic et al., IEEE CAL 2014); 1 = every kernel streams from DRAM"))
@@ -901,11 +907,13 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
 
 def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """An elementwise or sampling kernel on the vector units; an unfused one (per op kind) makes several memory
-    passes and launches, and a small working set runs at cache bandwidth."""
+    passes and launches, a small working set runs at cache bandwidth, and a residual add fused into the next norm
+    (elementwise_residual_fused) launches nothing of its own."""
     passes = elementwise_passes(k.op, cal)
     eff_m = cal.elementwise_mem_eff / (passes * elementwise_cache_factor(k.bytes, cal, k.op))
     compute = _vector_seconds(k.flops, hw, cal) + _vector_seconds(k.dequant_flops, hw, cal)
-    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), 0.0, cal.kernel_overhead_s * passes
+    launch = 0.0 if k.op == "residual" and cal.elementwise_residual_fused else cal.kernel_overhead_s * passes
+    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), 0.0, launch
 
 
 def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:

@@ -1,5 +1,6 @@
-"""Decode steps of large MoE models over two nodes: NCCL's hierarchical latency across nodes (ring steps on the
-node's fabric, tree all-reduce) and no MoE all-to-all when attention TP already spans the EP group."""
+"""Decode steps of large MoE models: NCCL's hierarchical latency across nodes (ring steps on the
+node's fabric, tree all-reduce), no MoE all-to-all when attention TP already spans the EP group, residual adds
+fused into the next norm."""
 
 from __future__ import annotations
 
@@ -62,3 +63,19 @@ def test_attention_tp_over_the_ep_group_sends_no_all_to_all() -> None:
     # EP beyond the TP group (experts over pipeline stages): tokens differ between EP ranks, dispatch + combine
     ks = _names("mixtral-8x7b", ParallelSpec(tp=2, pp=2, ep=4))
     assert ks["moe_all_to_all"] == 2 * 32
+
+
+def test_residual_add_fused_into_the_norm_pays_its_bytes_but_no_launch() -> None:
+    from roofsim.model.cost import kernel_cost
+    from roofsim.model.graph import elementwise
+
+    ctx = graph_context(load_model("llama-3.1-8b"), QuantSpec(), ParallelSpec())
+    add = elementwise("residual_add", 2 * 4 * 4096, 4 * 4096, 1, ctx, 64, op="residual")
+    fused, own = Calibration(kernel_overhead_s=3e-6), Calibration(kernel_overhead_s=3e-6,
+                                                                  elementwise_residual_fused=False)
+    memory = add.bytes / (H100.memory.bandwidth_bytes_per_s * 0.8)
+    assert kernel_cost(add, H100, fused).seconds == pytest.approx(64 * memory, rel=1e-9)
+    assert kernel_cost(add, H100, own).seconds == pytest.approx(64 * (memory + 3e-6), rel=1e-9)
+    # any other elementwise kernel keeps its launch
+    norm = elementwise("input_norm", 4 * 4096, 4 * 4096, 4, ctx, 1, op="norm")
+    assert kernel_cost(norm, H100, fused).seconds == pytest.approx(kernel_cost(norm, H100, own).seconds, rel=1e-12)
