@@ -216,6 +216,12 @@ class Calibration(BaseModel):
     kernel_overhead_s: float = Field(2.5e-6, ge=0, description=(
         "launch + tail of one elementwise/sampling kernel; an unfused kernel pays it once per pass "
         "(elementwise_norm_passes / _act_passes / _rope_passes launches)"))
+    elementwise_residual_fused: bool = Field(True, description=(
+        "the op graph's residual adds (op kind 'residual') run inside the next normalisation kernel, so they pay "
+        "their bytes but no launch of their own: vLLM's and SGLang's RMSNorm take the residual (fused_add_rms_norm, "
+        "vllm/model_executor/layers/layernorm.py; sgl-kernel fused_add_rmsnorm), TensorRT-LLM's RMSNorm(residual=) "
+        "and its all-reduce + residual + RMSNorm fusion (AllReduceFusionOp.RESIDUAL_RMS_NORM); False = a kernel of "
+        "its own (numpy / torch eager, validation/local)"))
     elementwise_cache_gain: float = Field(1.0, ge=1, description=(
         "bandwidth of an elementwise kernel whose working set fits in the last-level cache, relative to DRAM "
         "(cache-aware roofline, Ilic et al., IEEE CAL 2014); 1 = every kernel streams from DRAM"))
@@ -545,6 +551,16 @@ def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration
 NCCL_BASE_LAT_US = (6.6, 14.0, 8.4)
 NCCL_HW_LAT_US = {"nvlink": (0.6, 1.9, 3.4), "pcie": (1.0, 2.5, 5.7), "net": (2.7, 4.0, 14.0)}
 NCCL_NVLS_LAT_US = 25.0  # NVLS (NVLink SHARP) Simple latency, NVLink
+# Across nodes (same tuning model): a ring crosses the network on only 2(nodes-1) of an all-reduce's 2(n-1) steps
+# (nodes-1 of an all-gather's / reduce-scatter's n-1), its other steps stay on the node's fabric at that link's
+# latency (LL's x 1.8 when nNodes > 1), at least NCCL's per-step network overhead (getNetOverhead: 1 us on x86
+# hosts, x 3 for Simple); an all-reduce can also run as a tree, 2 x ((ppn-1) intra + log2(nodes) network hops) on
+# the tree constants below, at half the bus bandwidth x 0.92 (LL: / 3.8). No multi-node collective is measured in
+# ../shared (the nccl-tests tables stop at 8 GPUs): these constants are NCCL's, not fitted.
+NCCL_TREE_BASE_LAT_US = (6.8, 14.0, 8.4)
+NCCL_TREE_HW_LAT_US = {"nvlink": (0.6, 1.25, 4.0), "pcie": (1.0, 1.9, 4.0), "net": (5.0, 8.5, 14.0)}
+NCCL_NET_OVERHEAD_US = 1.0
+NCCL_TREE_BW_EFF = (0.92 / 3.8, 0.92)  # LL, Simple: busBw x these, algorithm bandwidth = half of it
 # LL bus bandwidth cap, GB/s, one node (llMaxBws, by compute capability: Ampere index for sm80-89)
 NCCL_LL_MAX_BW = {"volta": 39.0e9, "ampere": 87.7e9, "ada": 87.7e9, "hopper": 141.0e9, "blackwell": 282.0e9}
 NCCL_NVLS_EFF = {"hopper": 0.85, "blackwell": 0.74}  # nvlsEfficiency: in-switch reduction on NVSwitch parts
@@ -592,7 +608,7 @@ LATENT_NOSPLIT_UNITS_PER_SM = 0.5
 # the calibration-free terms of a communication kernel (FeatureTable keeps one column per name)
 COMM_TERMS: tuple[str, ...] = (
     "custom", "gpus", "bytes", "link_bw", "nvlink", "clock_hz", "ll_max_bw", "traffic", "lat_ll", "lat_ll128",
-    "lat_simple", "nvls_eff", "oneshot", "custom_ok")
+    "lat_simple", "nvls_eff", "oneshot", "custom_ok", "lat_tree_ll", "lat_tree_simple")
 
 
 def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
@@ -602,25 +618,49 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
     nccl-tests buffer, send/recv 1; Thakur et al. 2005) and which engine kernel an all-reduce runs."""
     n = max(1, k.comm_gpus)
     ic = hw.interconnect
-    if n <= ic.scaleup_max_gpus:
-        nvlink = ic.scaleup_bytes_per_s > ic.pcie_bytes_per_s  # a scale-up fabric faster than the host link
-        link, bw = ("nvlink" if nvlink else "pcie"), (ic.scaleup_bytes_per_s or ic.pcie_bytes_per_s)
+    nodes = 1 if n <= ic.scaleup_max_gpus else math.ceil(n / max(1, ic.scaleup_max_gpus))
+    intra = "nvlink" if ic.scaleup_bytes_per_s > ic.pcie_bytes_per_s else "pcie"  # a fabric faster than PCIe
+    if nodes == 1:
+        nvlink, bw = intra == "nvlink", (ic.scaleup_bytes_per_s or ic.pcie_bytes_per_s)
         if not nvlink:
             bw *= min(1.0, PCIE_RING_SHARE_GPUS / n)
-    else:
-        nvlink, link, bw = False, "net", ic.scaleout_bytes_per_s or ic.pcie_bytes_per_s
+    else:  # across nodes the bus bandwidth is the GPU's network port
+        nvlink, bw = False, ic.scaleout_bytes_per_s or ic.pcie_bytes_per_s
     allreduce = k.op in ALLREDUCE_OPS
     steps = 1.0 if k.op == "send_recv" else 2.0 * (n - 1) if allreduce else float(n - 1)
     traffic = 1.0 if k.op == "send_recv" else steps / n
-    lat = [(b + steps * h) * 1e-6 for b, h in zip(NCCL_BASE_LAT_US, NCCL_HW_LAT_US[link], strict=True)]
+    lat, tree = _nccl_latencies_us(steps, n, nodes, intra, allreduce and k.op != "send_recv")
     nvls = allreduce and nvlink and n >= NCCL_NVLS_MIN_GPUS
     return {"custom": float(k.op == "allreduce"), "gpus": float(n), "bytes": k.comm_bytes, "link_bw": bw,
             "nvlink": float(nvlink), "clock_hz": hw.compute.clock_hz,
             "ll_max_bw": NCCL_LL_MAX_BW.get(hw.architecture, NCCL_LL_MAX_BW["ampere"]), "traffic": traffic,
-            "lat_ll": lat[0], "lat_ll128": lat[1], "lat_simple": lat[2],
+            "lat_ll": lat[0] * 1e-6, "lat_ll128": lat[1] * 1e-6, "lat_simple": lat[2] * 1e-6,
             "nvls_eff": NCCL_NVLS_EFF.get(hw.architecture, 0.0) if nvls else 0.0,
             "oneshot": float(n == 2 or (n <= 4 and k.comm_bytes < 512 * 1024) or k.comm_bytes < 256 * 1024),
-            "custom_ok": float(n <= ic.scaleup_max_gpus and (n == 2 or nvlink))}
+            "custom_ok": float(n <= ic.scaleup_max_gpus and (n == 2 or nvlink)),
+            "lat_tree_ll": tree[0] * 1e-6, "lat_tree_simple": tree[1] * 1e-6}
+
+
+def _nccl_latencies_us(steps: float, n: int, nodes: int, intra: str, allreduce: bool
+                       ) -> tuple[list[float], tuple[float, float]]:
+    """NCCL's ring latency per protocol (LL, LL128, Simple) for `steps` ring steps over `n` GPUs on `nodes`
+    nodes, and its tree all-reduce latency (LL, Simple; inf where NCCL runs no tree: one node here, whose
+    all-reduces the ring/NVLS model was fitted on, and every other collective), in us."""
+    if nodes == 1:
+        return [b + steps * h for b, h in zip(NCCL_BASE_LAT_US, NCCL_HW_LAT_US[intra], strict=True)], \
+            (math.inf, math.inf)
+    inter = 2.0 * (nodes - 1) if allreduce else float(nodes - 1)
+    ring = []
+    for p, (b, h, net) in enumerate(zip(NCCL_BASE_LAT_US, NCCL_HW_LAT_US[intra], NCCL_HW_LAT_US["net"],
+                                        strict=True)):
+        h_intra = max(h * (1.8 if p == 0 else 1.0), NCCL_NET_OVERHEAD_US * (3.0 if p == 2 else 1.0))
+        ring.append(b + (steps - inter) * h_intra + inter * net)
+    if not allreduce:
+        return ring, (math.inf, math.inf)
+    ppn, hops = n / nodes, math.log2(nodes)
+    tree = tuple(NCCL_TREE_BASE_LAT_US[p] + 2.0 * ((ppn - 1) * NCCL_TREE_HW_LAT_US[intra][p] * (1.8 if p == 0 else 1.0)
+                                                  + hops * NCCL_TREE_HW_LAT_US["net"][p]) for p in (0, 2))
+    return ring, (tree[0], tree[1])
 
 
 def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) -> Any:
@@ -640,6 +680,9 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     nvls_eff = np.maximum(f["nvls_eff"], 1e-30)
     t = np.where(f["nvls_eff"] > 0, np.minimum(t, ck * NCCL_NVLS_LAT_US * 1e-6 + (f["gpus"] - 1) / f["gpus"]
                                                * f["bytes"] / (nvls_eff * busbw)), t)
+    tree_bw = 0.5 * busbw  # a tree all-reduce's algorithm bandwidth: half the bus bandwidth (NCCL ratio .5)
+    t = np.minimum(t, ck * f["lat_tree_ll"] + f["bytes"] / (NCCL_TREE_BW_EFF[0] * tree_bw))
+    t = np.minimum(t, ck * f["lat_tree_simple"] + f["bytes"] / (NCCL_TREE_BW_EFF[1] * tree_bw))
     nccl = t + p["nccl_latency_s"]
     n = f["gpus"]
     kbw = np.minimum(busbw, CUSTOM_AR_BLOCKS * f["clock_hz"] * _ACCESS_BYTES * p["comm_bw_eff"])
@@ -944,11 +987,13 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
 
 def elementwise_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """An elementwise or sampling kernel on the vector units; an unfused one (per op kind) makes several memory
-    passes and launches, and a small working set runs at cache bandwidth."""
+    passes and launches, a small working set runs at cache bandwidth, and a residual add fused into the next norm
+    (elementwise_residual_fused) launches nothing of its own."""
     passes = elementwise_passes(k.op, cal)
     eff_m = cal.elementwise_mem_eff / (passes * elementwise_cache_factor(k.bytes, cal, k.op))
     compute = _vector_seconds(k.flops, hw, cal) + _vector_seconds(k.dequant_flops, hw, cal)
-    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), 0.0, cal.kernel_overhead_s * passes
+    launch = 0.0 if k.op == "residual" and cal.elementwise_residual_fused else cal.kernel_overhead_s * passes
+    return compute, k.bytes / (hw.memory.bandwidth_bytes_per_s * eff_m), 0.0, launch
 
 
 def kernel_cost(k: Kernel, hw: HardwareSpec, cal: Calibration) -> KernelCost:

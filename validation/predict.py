@@ -104,7 +104,9 @@ _ELEMENTWISE: dict[str, tuple[float, float, float]] = {
     "add": (2.0, 1.0, 1.0),  # residual add: two inputs, one output (graph.residual_add)
 }
 # the op kind of those rows (model.cost picks unfused passes / cache gain by it); others are plain "elementwise"
-_ELEMENTWISE_OP: dict[str, OpKind] = {"rmsnorm": "norm", "layernorm": "norm", "gelu": "activation", "add": "residual"}
+# (a standalone "add" row is a plain elementwise kernel: op kind "residual" is the op graph's add, which the engines
+# fuse into the next norm, Calibration.elementwise_residual_fused)
+_ELEMENTWISE_OP: dict[str, OpKind] = {"rmsnorm": "norm", "layernorm": "norm", "gelu": "activation"}
 _COMM_OP: dict[str, OpKind] = {"allgather": "all_gather", "reducescatter": "reduce_scatter", "alltoall": "all_to_all"}
 _COMM_OPS = ("allreduce", "allgather", "reducescatter", "alltoall", "send_recv")
 PREDICTED_OPS: tuple[str, ...] = (

@@ -40,6 +40,7 @@ SKEWED = Calibration(
 CASES = [
     ("llama-3.1-8b", QuantSpec(kv_dtype="int8"), ParallelSpec(tp=2, pp=2)),
     ("mixtral-8x7b", QuantSpec(), ParallelSpec(tp=2, ep=2)),
+    ("mixtral-8x7b", QuantSpec(), ParallelSpec(tp=2, pp=2, ep=4)),  # EP beyond TP: all-to-all
     ("deepseek-v3", QuantSpec(), ParallelSpec(tp=8)),
     ("gpt-oss-20b", QuantSpec(), ParallelSpec()),
 ]

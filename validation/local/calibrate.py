@@ -200,7 +200,8 @@ def fit_local(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
                            # below a quarter of the last-level cache
                            elementwise_cache_gain=2.0, elementwise_cache_bytes=meas.machine.llc_bytes / 4,
                            elementwise_norm_cache_gain=2.0, elementwise_act_cache_gain=2.0,
-                           elementwise_rope_passes=ROPE_PASSES, elementwise_rope_cache_gain=2.0)
+                           elementwise_rope_passes=ROPE_PASSES, elementwise_rope_cache_gain=2.0,
+                           elementwise_residual_fused=False)  # transformer.py adds the residual on its own
 
     tile_m, res, pooled, scores = _best_tile(meas.rows, hw, tiles, base, folds=folds, seed=seed, name=name,
                                              say=lambda tm, score: say(f"gemm_tile_m={tm}: held-out median "
@@ -238,7 +239,7 @@ def fit_torch(meas: LocalMeasurements, hw: HardwareSpec, *, folds: int = 5, seed
     def base(tm: int) -> Calibration:
         return Calibration(name=name, hardware=hw.id, gemm_tile_m=tm, gemm_tile_n=64, gemm_gemv_max_m=GEMV_MAX_M,
                            gemm_tile_menu=(),  # numpy/torch on a CPU: one packing tile, no GPU tile menu
-                           step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
+                           step_overhead_s=0.0, step_overhead_per_seq_s=0.0, elementwise_residual_fused=False)
 
     tile_m, res, _, scores = _best_tile(meas.torch_rows, hw, tiles, base, folds=folds, seed=seed, name=name)
     score = scores[tile_m]
