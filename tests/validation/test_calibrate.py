@@ -197,14 +197,14 @@ def test_profile_schema_version_written_old_read_newer_refused(tmp_path: Path) -
     new.write_text(f"schema_version = {PROFILE_SCHEMA_VERSION + 1}\n[calibration]\n")
     with pytest.raises(InputError, match=rf"schema_version={PROFILE_SCHEMA_VERSION + 1} is not"):
         read_calibration(new)
-    # every shipped profile is of the current version, or of version 3 (version 4 only adds the optional [e2e]
-    # table, which scripts/validate_e2e.py --store-e2e-term fills)
+    # every shipped profile is of the current version (scripts/build_profiles.py writes it; version 4 adds the
+    # optional [e2e] table, which scripts/validate_e2e.py --store-e2e-term fills)
     from roofsim.validation.profiles import shipped_profiles
 
     assert shipped_profiles()
     for stem, path in shipped_profiles().items():
         text = path.read_text()
-        assert any(f"\nschema_version = {v}\n" in text for v in (3, PROFILE_SCHEMA_VERSION)), stem
+        assert f"\nschema_version = {PROFILE_SCHEMA_VERSION}\n" in text, stem
 
 
 def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
