@@ -274,13 +274,15 @@ def candidates(spec: PlanSpec) -> list[Candidate]:
 
 
 def attn_dp_layouts(spec: PlanSpec, tp: int, pp: int) -> list[tuple[int, int]]:
-    """(attn_dp, ep) layouts of a tp x pp rank: (1, 1), and for a mixture-of-experts model each attn_dp > 1 of the
-    space within the GPU budget (max_gpus, else the largest tp x pp of the space, so the search covers the same
-    replica sizes), with the experts expert-parallel over all attn_dp x tp GPUs of a stage (vLLM
-    --enable-expert-parallel: EP = DP x TP), kept only where that ep divides the experts."""
+    """(attn_dp, ep) layouts of a tp x pp rank: (1, 1), and for a mixture-of-experts model with ranks of the
+    space's smallest tp (tp 1 by default: TensorRT-LLM's attention DP and SGLang's dp-attention at dp = tp run one
+    GPU per rank; larger ranks would add long runs of big replicas for little) each attn_dp > 1 of the space within
+    the GPU budget (max_gpus, else the largest tp x pp of the space, so the search covers the same replica sizes),
+    with the experts expert-parallel over all attn_dp x tp GPUs of a stage (vLLM --enable-expert-parallel:
+    EP = DP x TP), kept only where that ep divides the experts."""
     out = [(1, 1)]
     moe = load_model(spec.model).moe
-    if moe is None:
+    if moe is None or tp != min(spec.tp):
         return out
     budget = spec.max_gpus if spec.max_gpus is not None else max(spec.tp) * max(spec.pp)
     for dp in sorted(set(spec.attn_dp) - {1}):

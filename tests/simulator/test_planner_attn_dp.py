@@ -25,15 +25,15 @@ def _layouts(spec: PlanSpec) -> set[tuple[int, int, int]]:
 
 
 def test_moe_models_get_attn_dp_layouts_within_the_budget_and_dense_models_none() -> None:
-    # default tp 1,2,4,8: budget = 8 GPUs, so dp x tp <= 8; ep = dp x tp
-    assert _layouts(_spec()) == {(1, 1, 1), (1, 2, 1), (1, 4, 1), (1, 8, 1), (2, 1, 2), (4, 1, 4), (8, 1, 8),
-                                 (2, 2, 4), (4, 2, 8), (2, 4, 8)}
+    # default tp 1,2,4,8: ranks of tp 1 (the smallest), budget = 8 GPUs, so dp <= 8; ep = dp x tp
+    assert _layouts(_spec()) == {(1, 1, 1), (1, 2, 1), (1, 4, 1), (1, 8, 1), (2, 1, 2), (4, 1, 4), (8, 1, 8)}
     assert _layouts(_spec(max_gpus=2, tp=(1, 2))) == {(1, 1, 1), (1, 2, 1), (2, 1, 2)}
+    assert _layouts(_spec(tp=(2, 4))) == {(1, 2, 1), (1, 4, 1), (2, 2, 4)}  # budget 4: dp2 x tp2 only
     assert _layouts(_spec(attn_dp=(1,))) == {(1, 1, 1), (1, 2, 1), (1, 4, 1), (1, 8, 1)}
     assert _layouts(_spec(model="llama-3.1-8b")) == {(1, 1, 1), (1, 2, 1), (1, 4, 1), (1, 8, 1)}
     # Mixtral's 8 experts: ep = dp x tp = 16 cannot divide them, so dp8 x tp2 is left out within 16 GPUs
-    mixtral = _layouts(_spec(model="mixtral-8x7b", tp=(1, 2), max_gpus=16))
-    assert (8, 1, 8) in mixtral and (4, 2, 8) in mixtral and (8, 2, 16) not in mixtral
+    mixtral = _layouts(_spec(model="mixtral-8x7b", tp=(2, 4), max_gpus=16))
+    assert (4, 2, 8) in mixtral and (8, 2, 16) not in mixtral and (2, 4, 8) not in mixtral
     # speculative decoding is not modelled with attn_dp: those candidates keep attn_dp 1
     spec = _spec(tp=(1,), max_gpus=2, speculative=(None, '{"drafter": {"kind": "eagle"}, "k": 2}'))
     assert {(c.attn_dp, c.speculative is None) for c in candidates(spec)} == {(1, True), (1, False), (2, True)}
