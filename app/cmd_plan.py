@@ -109,8 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--pp", type=_ints, default=(1,))
     c.add_argument("--attn-dp", type=_ints, default=None,
                    help="attention data-parallel ranks per replica (default 1,2,4,8), tried for a mixture-of-experts "
-                        "model only, within --max-gpus (else the largest tp x pp), experts expert-parallel over all "
-                        "attn_dp x tp GPUs; the table shows such a layout as dp4 x tp1")
+                        "model only, on ranks of the smallest --tp, within --max-gpus (else the largest tp x pp), "
+                        "experts expert-parallel over all attn_dp x tp GPUs; the table shows dp4 x tp1")
     c.add_argument("--weight-dtype", type=_choices(("checkpoint", *WEIGHT_DTYPES), "weight dtype"), default=None,
                    help="checkpoint = the checkpoint's own format (default for a quantised checkpoint, else bf16)")
     c.add_argument("--kv-dtype", type=_choices(("auto", *KV_DTYPES), "kv dtype"), default=("auto",))

@@ -61,7 +61,8 @@ class PlanSpec(BaseModel):
     attn_dp: tuple[Degree, ...] = Field((1, 2, 4, 8), min_length=1, description=(
         "attention data-parallel ranks per replica to try (ReplicaGroup.attn_dp; each rank tp x pp GPUs, the "
         "experts expert-parallel over all attn_dp x tp GPUs of a stage). Only a mixture-of-experts model gets "
-        "values > 1, and only layouts within the GPU budget: max_gpus, else the largest tp x pp of the space"))
+        "values > 1, on ranks of the smallest tp of the space, and only layouts within the GPU budget: max_gpus, "
+        "else the largest tp x pp of the space (attn_dp_layouts)"))
     weight_dtypes: tuple[str, ...] = Field(min_length=1, description=(
         "weight dtypes to try; 'checkpoint' = the checkpoint's own format (its scales, activations and KV as "
         "stated, 16-bit activations on a GPU without its format). Absent: ('checkpoint',) for a quantised "
