@@ -73,7 +73,7 @@ SET_EQUIVALENTS: tuple[tuple[str, str], ...] = (
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("plan", help="capacity planning: cheapest configuration meeting latency SLOs at a rate",
-                       description="For every candidate (hardware x tp x pp x quantization x scheduler x batch) find "
+                       description="For every candidate (hardware x tp x pp x attention DP x quantization x scheduler x batch) find "
                        "the highest rate one replica sustains within the SLOs by bisection over simulated rates, "
                        "then replicas, GPUs, $/hour, $/1M output tokens and J/token for --rate; rank them.",
                        epilog=set_epilog(SET_EQUIVALENTS) + "\nother PlanSpec fields: max_replicas, "
@@ -107,6 +107,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--hardware", default="h100-sxm", help="hardware ids/aliases (default h100-sxm)")
     c.add_argument("--tp", type=_ints, default=(1, 2, 4, 8))
     c.add_argument("--pp", type=_ints, default=(1,))
+    c.add_argument("--attn-dp", type=_ints, default=None,
+                   help="attention data-parallel ranks per replica (default 1,2,4,8), tried for a mixture-of-experts "
+                        "model only, on ranks of the smallest --tp, within --max-gpus (else the largest tp x pp), "
+                        "experts expert-parallel over all attn_dp x tp GPUs; the table shows dp4 x tp1")
     c.add_argument("--weight-dtype", type=_choices(("checkpoint", *WEIGHT_DTYPES), "weight dtype"), default=None,
                    help="checkpoint = the checkpoint's own format (default for a quantised checkpoint, else bf16)")
     c.add_argument("--kv-dtype", type=_choices(("auto", *KV_DTYPES), "kv dtype"), default=("auto",))
@@ -169,7 +173,8 @@ def spec_from_args(args: argparse.Namespace) -> PlanSpec:
         "tolerance": args.tolerance, "max_gpus": args.max_gpus, "exhaustive": args.exhaustive,
         "slo_confidence": args.slo_confidence, "risk_members": args.risk_members}
     # only what was given: PlanSpec's defaults apply otherwise, and an engine can tell the given from the default
-    for key, value in (("engine", args.engine), ("schedulers", args.scheduler), ("max_batch", args.max_batch)):
+    for key, value in (("engine", args.engine), ("schedulers", args.scheduler), ("max_batch", args.max_batch),
+                       ("attn_dp", args.attn_dp)):
         if value is not None:
             data[key] = value
     return PlanSpec.model_validate(apply_overrides(data, args.set, PlanSpec))

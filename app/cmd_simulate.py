@@ -106,6 +106,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--hardware", help="hardware id or .toml (default h100-sxm without --config)")
     g.add_argument("--tp", type=schema_arg(ReplicaGroup, "tp", "--tp"))
     g.add_argument("--pp", type=schema_arg(ReplicaGroup, "pp", "--pp"))
+    g.add_argument("--attn-dp", type=schema_arg(ReplicaGroup, "attn_dp", "--attn-dp"), metavar="N",
+                   help="attention data-parallel ranks per replica of a mixture-of-experts model, each tp x pp GPUs "
+                        "(= --set replicas.*.attn_dp=N); the experts are sharded over all attn_dp x tp GPUs, "
+                        "expert-parallel with --set replicas.*.ep=E (E dividing attn_dp x tp)")
     g.add_argument("--replicas", type=schema_arg(ReplicaGroup, "count", "--replicas"), help="replicas per group")
     g.add_argument("--weight-dtype", choices=WEIGHT_DTYPES,
                    help="fp8 -> W8A8, fp4 -> W4A4, int8/int4 weight-only (default: a group's quant table, else the "
@@ -189,7 +193,8 @@ def config_and_notes(args: argparse.Namespace) -> tuple[SimConfig, list[str]]:
     data["workload"] = _workload_overrides(data["workload"], args)
     flags: list[tuple[str, Any]] = [(f"replicas.*.{key}", getattr(args, flag)) for flag, key in (
         ("model", "model"), ("hardware", "hardware"), ("engine", "engine"), ("tp", "tp"), ("pp", "pp"),
-        ("replicas", "count"), ("scheduler", "scheduler.kind")) if getattr(args, flag) is not None]
+        ("attn_dp", "attn_dp"), ("replicas", "count"), ("scheduler", "scheduler.kind"))
+        if getattr(args, flag) is not None]
     notes: list[str] = []
     if args.weight_dtype or args.kv_dtype:
         # --kv-dtype alone changes the KV format of a group's quant table; otherwise the flags apply over the
@@ -341,7 +346,8 @@ def _engine_comments(cfg: SimConfig) -> str:
 def _print_summary(cfg: SimConfig, r: SimResult) -> None:
     s = r.summary
     groups = "; ".join(("" if g.role == "colocated" else f"{g.role} pool: ")
-                       + f"{g.count} x {g.model} on {g.tp * g.pp} x {g.hardware} (tp={g.tp}, pp={g.pp}, "
+                       + f"{g.count} x {g.model} on {g.attn_dp * g.tp * g.pp} x {g.hardware} ("
+                       + (f"attn_dp={g.attn_dp}, " if g.attn_dp > 1 else "") + f"tp={g.tp}, pp={g.pp}, "
                        + f"{g.engine or 'roofsim-default'}: {g.scheduler.kind})" for g in cfg.replicas)
     link = f"; KV link {cfg.kv_link.kind}" if cfg.disaggregated else ""
     print(f"{groups}; router {cfg.router.kind}{link}; seed {cfg.seed}")

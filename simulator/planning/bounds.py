@@ -88,7 +88,7 @@ def _screen(spec: PlanSpec, cand: Candidate,
     model = load_model(spec.model)
     hw = load_hardware(cand.hardware)
     quant = cand.quant(spec)
-    par = ParallelSpec(tp=cand.tp, pp=cand.pp)
+    par = ParallelSpec(tp=cand.tp, pp=cand.pp, ep=cand.ep, attn_dp=cand.attn_dp)
     try:
         par.validate_for(model)
     except ValueError as e:
@@ -102,7 +102,7 @@ def _screen(spec: PlanSpec, cand: Candidate,
     tokens = cand.tokens(spec)  # the engine's budget, else the PlanSpec's (resolved by plan())
     try:
         mem = plan_memory(model, hw, quant, par, cand.memory_utilization(spec),
-                          max_batched_tokens=tokens, max_seqs=cand.max_batch)
+                          max_batched_tokens=tokens, max_seqs=cand.seqs)
     except DoesNotFitError as e:
         first = str(e).splitlines()
         return Bounds("does_not_fit", " ".join(s.strip() for s in first[:3]))
@@ -148,7 +148,7 @@ def _capacity(spec: PlanSpec, cand: Candidate, ts: TraceStats, sched: Scheduler,
     Williams et al. 2009); the scheduler policy says how the two combine (`Scheduler.min_seconds_per_request`)."""
     lanes = cand.pp
     cin = max(1, round(ts.mean_input))
-    b_max = max(1, min(cand.max_batch, int(mem.max_kv_tokens / (ts.mean_input + ts.mean_output / 2) / lanes)))
+    b_max = max(1, min(cand.seqs, int(mem.max_kv_tokens / (ts.mean_input + ts.mean_output / 2) / lanes)))
     b = max_decode_batch(cost, b_max, cin, spec.slo_tpot_s)
     decode_s_per_token = _decode_step_s(cost, b, cin) / (b * lanes)
     chunk = cand.tokens(spec)
@@ -169,7 +169,7 @@ def _capacity(spec: PlanSpec, cand: Candidate, ts: TraceStats, sched: Scheduler,
     # arrival window n / rate, so rate <= est x n / (n - backlog). A run that fits in one batch has no bound.
     # (a longer run of the same point has a lower bound: the first run's holds for all)
     n = spec.num_requests if spec.num_requests is not None else start_requests(b_max * lanes, ts.requests)
-    backlog = cand.max_batch * lanes + max(20.0, 0.05 * n)
+    backlog = cand.seqs * lanes + max(20.0, 0.05 * n)
     ub = est * n / (n - backlog) if n > backlog else math.inf
     return est, ub, n
 

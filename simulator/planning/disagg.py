@@ -36,8 +36,8 @@ class DisaggOutcome:
 
     @property
     def label(self) -> str:
-        return (f"{self.prefill_replicas}P x {self.prefill.hardware} tp{self.prefill.tp} + "
-                f"{self.decode_replicas}D x {self.decode.hardware} tp{self.decode.tp}")
+        return (f"{self.prefill_replicas}P x {self.prefill.hardware} {self.prefill.layout} + "
+                f"{self.decode_replicas}D x {self.decode.hardware} {self.decode.layout}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "prefill": self.prefill.as_dict(), "prefill_replicas": self.prefill_replicas,
@@ -47,14 +47,17 @@ class DisaggOutcome:
 
 def pool_pairs(spec: PlanSpec) -> list[tuple[Candidate, Candidate]]:
     """(prefill, decode) layouts: any two candidates of the space that run the same formats, scheduler, batch
-    limit and speculation (they may differ in hardware, TP and PP)."""
+    limit and speculation (they may differ in hardware, TP and PP). Attention data parallelism only in the prefill
+    pool: a prefill batch of several prompts spreads over the ranks with no attention all-reduce (the measured
+    DeepSeek-V3 prefill workers, docs/disaggregation.md), and leaving the decode pool's out keeps the pairs from
+    growing with the square of the attn_dp layouts."""
     cands = candidates(spec)
 
     def same(a: Candidate, b: Candidate) -> bool:
         return (a.weight_dtype, a.kv_dtype, a.scheduler, a.max_batch, a.speculative) == (
             b.weight_dtype, b.kv_dtype, b.scheduler, b.max_batch, b.speculative)
 
-    return [(p, d) for p in cands for d in cands if same(p, d)]
+    return [(p, d) for p in cands for d in cands if d.attn_dp == 1 and same(p, d)]
 
 
 def disaggregated_config(spec: PlanSpec, native_rate: float, prefill: Candidate, n_prefill: int,
@@ -80,7 +83,7 @@ def disaggregated_length(spec: PlanSpec, decode: Candidate, n_decode: int) -> in
     rate, so its steady state is reported with the point rather than lengthened)."""
     if spec.num_requests is not None:
         return spec.num_requests
-    return start_requests(n_decode * decode.max_batch)
+    return start_requests(n_decode * decode.seqs)
 
 
 def plan_disaggregated(spec: PlanSpec, *, max_pool_replicas: int = 8, link: KVLinkConfig | None = None,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import RoofsimError
 from roofsim.model.cost import Calibration
-from roofsim.model.loader import load_checkpoint_quant
+from roofsim.model.loader import load_checkpoint_quant, load_model
 from roofsim.model.quant import quant_for, resolve_quant
 from roofsim.model.spec import QuantSpec
 from roofsim.simulator.config import SCHEDULER_KINDS, Degree, SchedulerConfig
@@ -58,6 +58,11 @@ class PlanSpec(BaseModel):
     hardware: tuple[str, ...] = Field(("h100-sxm",), min_length=1)
     tp: tuple[Degree, ...] = Field((1, 2, 4, 8), min_length=1)
     pp: tuple[Degree, ...] = Field((1,), min_length=1)
+    attn_dp: tuple[Degree, ...] = Field((1, 2, 4, 8), min_length=1, description=(
+        "attention data-parallel ranks per replica to try (ReplicaGroup.attn_dp; each rank tp x pp GPUs, the "
+        "experts expert-parallel over all attn_dp x tp GPUs of a stage). Only a mixture-of-experts model gets "
+        "values > 1, on ranks of the smallest tp of the space, and only layouts within the GPU budget: max_gpus, "
+        "else the largest tp x pp of the space (attn_dp_layouts)"))
     weight_dtypes: tuple[str, ...] = Field(min_length=1, description=(
         "weight dtypes to try; 'checkpoint' = the checkpoint's own format (its scales, activations and KV as "
         "stated, 16-bit activations on a GPU without its format). Absent: ('checkpoint',) for a quantised "
@@ -118,7 +123,7 @@ class PlanSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> PlanSpec:
-        for name in ("tp", "pp", "max_batch"):
+        for name in ("tp", "pp", "attn_dp", "max_batch"):
             bad = [v for v in getattr(self, name) if v < 1]
             if bad:
                 raise ValueError(f"{name}={bad[0]} must be >= 1")
@@ -144,7 +149,9 @@ class PlanSpec(BaseModel):
 
 @dataclass(frozen=True)
 class Candidate:
-    """One replica configuration of the search space."""
+    """One replica configuration of the search space. `max_batch` and the token budget are per attention rank
+    (an engine's --max-num-seqs / --max-num-batched-tokens are per data-parallel rank): the replica's are
+    attn_dp times them (`seqs`, `tokens`)."""
 
     hardware: str
     tp: int
@@ -159,34 +166,48 @@ class Candidate:
     max_batched_tokens: int | None = None
     chunk_size: int | None = None
     gpu_memory_utilization: float | None = None
+    attn_dp: int = 1
+    ep: int = 1
 
     @property
     def gpus(self) -> int:
-        return self.tp * self.pp
+        return self.attn_dp * self.tp * self.pp
+
+    @property
+    def seqs(self) -> int:
+        """The replica's max_num_seqs: max_batch on each of its attention ranks."""
+        return self.attn_dp * self.max_batch
+
+    @property
+    def layout(self) -> str:
+        """tp2, or dp4 x tp1 for attention data parallelism (pp appended when > 1)."""
+        dp = f"dp{self.attn_dp} x " if self.attn_dp > 1 else ""
+        return f"{dp}tp{self.tp}" + (f" pp{self.pp}" if self.pp > 1 else "")
 
     @property
     def label(self) -> str:
         kv = "" if self.kv_dtype == "auto" else f"/kv-{self.kv_dtype}"
         spec = "" if self.speculative is None else f" spec={self.speculative}"
         eng = f" {self.engine}:" if self.engine else ""
-        return (f"{self.hardware} tp{self.tp}" + (f" pp{self.pp}" if self.pp > 1 else "")
+        return (f"{self.hardware} {self.layout}"
                 + f" {self.weight_dtype}{kv}{eng} {self.scheduler} b{self.max_batch}{spec}")
 
     def tokens(self, spec: PlanSpec) -> int:
-        """The iteration token budget of this candidate (its engine's, else the PlanSpec's resolved one)."""
+        """The replica's iteration token budget: its engine's, else the PlanSpec's resolved one, on each
+        attention rank."""
         n = self.max_batched_tokens if self.max_batched_tokens is not None else spec.max_batched_tokens
         assert n is not None, "resolved by plan()"
-        return n
+        return self.attn_dp * n
 
     def memory_utilization(self, spec: PlanSpec) -> float:
         return self.gpu_memory_utilization if self.gpu_memory_utilization is not None else spec.gpu_memory_utilization
 
     def scheduler_config(self, spec: PlanSpec) -> dict[str, Any]:
         """The `scheduler` table of this candidate's replica group."""
-        sched: dict[str, Any] = {"kind": self.scheduler, "max_num_seqs": self.max_batch,
+        sched: dict[str, Any] = {"kind": self.scheduler, "max_num_seqs": self.seqs,
                                  "max_batched_tokens": self.tokens(spec)}
         if self.scheduler == "sarathi":
-            sched["chunk_size"] = self.chunk_size if self.chunk_size is not None else spec.chunk_size
+            sched["chunk_size"] = self.attn_dp * (self.chunk_size if self.chunk_size is not None else spec.chunk_size)
         return sched
 
     def scheduler_policy(self, spec: PlanSpec) -> Scheduler:
@@ -212,12 +233,16 @@ class Candidate:
             g["calibration"] = spec.calibrations[self.hardware]
         if self.speculative is not None:
             g["speculative"] = json.loads(self.speculative)
+        if self.attn_dp > 1:
+            g.update(attn_dp=self.attn_dp, ep=self.ep)
         return g
 
     def as_dict(self) -> dict[str, Any]:
         d = {"hardware": self.hardware, "tp": self.tp, "pp": self.pp, "weight_dtype": self.weight_dtype,
              "kv_dtype": self.kv_dtype, "scheduler": self.scheduler, "max_batch": self.max_batch,
              "speculative": self.speculative, "gpus": self.gpus, "label": self.label}
+        if self.attn_dp > 1:
+            d.update(attn_dp=self.attn_dp, ep=self.ep)
         if self.engine is not None:
             d.update(engine=self.engine, max_batched_tokens=self.max_batched_tokens, chunk_size=self.chunk_size,
                      gpu_memory_utilization=self.gpu_memory_utilization)
@@ -225,8 +250,8 @@ class Candidate:
 
 
 def candidates(spec: PlanSpec) -> list[Candidate]:
-    """Every combination of the space, in a fixed order (hardware, weights, kv, tp, pp, scheduler, batch, spec);
-    hardware names are resolved to catalog ids (UnknownNameError with close names for a typo)."""
+    """Every combination of the space, in a fixed order (hardware, weights, kv, tp, pp, attn_dp, scheduler, batch,
+    spec); hardware names are resolved to catalog ids (UnknownNameError with close names for a typo)."""
     hw_ids: list[str] = []
     for name in spec.hardware:
         hid = load_hardware(name).id
@@ -239,10 +264,31 @@ def candidates(spec: PlanSpec) -> list[Candidate]:
                 for tp in sorted(set(spec.tp)):
                     for pp in sorted(set(spec.pp)):
                         eng, schedulers, batches = _engine_settings(spec, hw, tp * pp)
-                        for sch in schedulers:
-                            for mb in batches:
-                                for sp in dict.fromkeys(spec.speculative):
-                                    out.append(Candidate(hw, tp, pp, wd, kv, sch, mb, sp, **eng))
+                        for dp, ep in attn_dp_layouts(spec, tp, pp):
+                            for sch in schedulers:
+                                for mb in batches:
+                                    for sp in dict.fromkeys(spec.speculative):
+                                        if dp == 1 or sp is None:  # attn_dp with speculation is not modelled
+                                            out.append(Candidate(hw, tp, pp, wd, kv, sch, mb, sp, **eng,
+                                                                 attn_dp=dp, ep=ep))
+    return out
+
+
+def attn_dp_layouts(spec: PlanSpec, tp: int, pp: int) -> list[tuple[int, int]]:
+    """(attn_dp, ep) layouts of a tp x pp rank: (1, 1), and for a mixture-of-experts model with ranks of the
+    space's smallest tp (tp 1 by default: TensorRT-LLM's attention DP and SGLang's dp-attention at dp = tp run one
+    GPU per rank; larger ranks would add long runs of big replicas for little) each attn_dp > 1 of the space within
+    the GPU budget (max_gpus, else the largest tp x pp of the space, so the search covers the same replica sizes),
+    with the experts expert-parallel over all attn_dp x tp GPUs of a stage (vLLM --enable-expert-parallel:
+    EP = DP x TP), kept only where that ep divides the experts."""
+    out = [(1, 1)]
+    moe = load_model(spec.model).moe
+    if moe is None or tp != min(spec.tp):
+        return out
+    budget = spec.max_gpus if spec.max_gpus is not None else max(spec.tp) * max(spec.pp)
+    for dp in sorted(set(spec.attn_dp) - {1}):
+        if dp * tp * pp <= budget and moe.num_experts % (dp * tp) == 0:
+            out.append((dp, dp * tp))
     return out
 
 
@@ -256,8 +302,6 @@ def _engine_settings(spec: PlanSpec, hw: str, gpus: int) -> tuple[dict[str, Any]
         return {}, schedulers, batches
     max_len = None
     if needs_model(spec.engine):
-        from roofsim.model.loader import load_model  # noqa: PLC0415
-
         max_len = load_model(spec.model).max_context_tokens
     prof = engine_profile(spec.engine, hw, max_model_len=max_len, gpus=gpus)
     eng = {"engine": spec.engine,
@@ -269,4 +313,5 @@ def _engine_settings(spec: PlanSpec, hw: str, gpus: int) -> tuple[dict[str, Any]
             batches if "max_batch" in given else [prof.max_num_seqs])
 
 
-__all__ = ["Candidate", "Objective", "PlanSpec", "PlannerError", "Status", "candidates", "quant_for"]
+__all__ = ["Candidate", "Objective", "PlanSpec", "PlannerError", "Status", "attn_dp_layouts", "candidates",
+           "quant_for"]

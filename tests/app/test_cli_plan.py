@@ -128,3 +128,14 @@ def test_disaggregated_plan_json_and_table(tmp_path, capsys: pytest.CaptureFixtu
     assert main([*args, "--report", str(tmp_path / "r.html")]) == 2
     assert "--report and --slo-confidence are not available with --disaggregated" in capsys.readouterr().err
     assert main([*args, "--slo-confidence", "0.9"]) == 2
+
+
+def test_attn_dp_flag_plans_moe_layouts_only(capsys: pytest.CaptureFixture[str]) -> None:
+    moe = ["--model", "qwen3-30b-a3b", *BASE[3:], "--hardware", "h100", "--tp", "1", "--max-gpus", "4", "--no-cache"]
+    assert main(["plan", *moe, "--attn-dp", "1,4", "--json"]) == 0
+    labels = [o["candidate"]["label"] for o in json.loads(capsys.readouterr().out)["outcomes"]]
+    assert sorted(labels) == ["h100-sxm dp4 x tp1 bf16 vllm: sarathi b1024", "h100-sxm tp1 bf16 vllm: sarathi b1024"]
+    dense = [*BASE, "--hardware", "h100", "--tp", "1", "--max-gpus", "4", "--no-cache", "--attn-dp", "1,4", "--json"]
+    assert main(dense) == 0
+    assert [o["candidate"]["label"] for o in json.loads(capsys.readouterr().out)["outcomes"]] == [
+        "h100-sxm tp1 bf16 vllm: sarathi b1024"]

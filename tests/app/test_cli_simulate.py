@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import tomllib
 
+import pytest
+
 from roofsim.app.cli import main
 from roofsim.simulator.config import SimConfig
 
@@ -275,3 +277,20 @@ def test_set_on_an_engine_group_keeps_the_engine_kind(capsys) -> None:
                  "--print-config"]) == 0
     s = _printed(capsys).replicas[0].scheduler
     assert (s.kind, s.max_num_seqs) == ("vllm", 5)
+
+
+def test_attn_dp_flag_round_trips_through_print_config(tmp_path, capsys) -> None:
+    args = ["simulate", "--model", "qwen3-30b-a3b", "--attn-dp", "4", "--set", "replicas.*.ep=4"]
+    assert main([*args, "--print-config"]) == 0
+    run = tmp_path / "run.toml"
+    run.write_text(capsys.readouterr().out)
+    cfg = SimConfig.from_toml(run)
+    assert (cfg.replicas[0].attn_dp, cfg.replicas[0].ep, cfg.replicas[0].tp) == (4, 4, 1)
+    assert main(["simulate", "--config", str(run), "--print-config"]) == 0
+    assert capsys.readouterr().out == run.read_text()
+    assert main(["simulate", "--attn-dp", "2", "--num-requests", "10"]) == 2  # llama-3.1-8b is dense
+    assert "attn_dp=2 needs a mixture-of-experts model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:  # argparse: the schema's bound, named with the flag
+        main(["simulate", "--attn-dp", "0", "--print-config"])
+    assert bad.value.code == 2 and "argument --attn-dp: 0: Input should be greater than or equal to 1" in (
+        capsys.readouterr().err)

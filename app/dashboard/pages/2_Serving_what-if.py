@@ -17,6 +17,7 @@ from roofsim.app.dashboard.state.serving import (
     DEPLOYMENTS,
     MAX_ENSEMBLE,
     SERVING_WIDGETS,
+    WIDGETS_BY_KEY,
     cdf_band,
     kpi_ranges,
     restore_scenario,
@@ -123,6 +124,9 @@ with st.sidebar:
     w("sv_hardware")
     for col, key in zip(st.columns(3), ("sv_tp", "sv_pp", "sv_count"), strict=True):
         w(key, col)
+    if WIDGETS_BY_KEY["sv_attn_dp"].when(values):  # a mixture-of-experts model: attention DP and EP
+        for col, key in zip(st.columns(2), ("sv_attn_dp", "sv_ep"), strict=True):
+            w(key, col)
     for col, key in zip(st.columns(3), ("sv_weight_dtype", "sv_activation_dtype", "sv_kv_dtype"), strict=True):
         w(key, col)
     if w("sv_deployment") == DEPLOYMENTS[1]:  # the replicas above are the prefill pool
@@ -135,7 +139,7 @@ with st.sidebar:
         try:
             prof = group_engine_profile({"engine": values["sv_engine"], "model": values["sv_model"],
                                          "hardware": values["sv_hardware"], "tp": values["sv_tp"],
-                                         "pp": values["sv_pp"]})
+                                         "pp": values["sv_pp"], "attn_dp": values["sv_attn_dp"]})
             st.caption(prof.summary())
         except USER_ERRORS as err:
             show_error(err, "engine")

@@ -33,7 +33,7 @@ from roofsim.app.dashboard.state.form import (
     restore,
 )
 from roofsim.hardware_specs.catalog import hardware_ids, load_hardware
-from roofsim.model.loader import load_checkpoint_quant, model_ids
+from roofsim.model.loader import load_checkpoint_quant, load_model, model_ids
 from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, PerTokenExit
 from roofsim.simulator.config import KVLinkConfig, RouterConfig, SchedulerConfig, SimConfig, VLLMScheduler
 from roofsim.simulator.engines import DEFAULT_ENGINE, engine_choices
@@ -85,6 +85,14 @@ def _csv_path(path: str) -> str:
     if not path:
         raise ValueError("early exit from a CSV of measured exit layers: upload the CSV")
     return path
+
+
+def _moe(v: Values) -> bool:
+    """The chosen model is a mixture of experts (attention DP and EP apply); an unknown model is not."""
+    try:
+        return load_model(v["sv_model"]).moe is not None
+    except (KeyError, ValueError, OSError):
+        return False
 
 
 _open, _closed = _mode(0), _mode(1)
@@ -139,6 +147,13 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_tp", _R + "tp", "number_input", "TP", 1, kw={"min_value": 1}),
     Widget("sv_pp", _R + "pp", "number_input", "PP", 1, kw={"min_value": 1}),
     Widget("sv_count", _R + "count", "number_input", "Replicas", 1, kw={"min_value": 1}),
+    Widget("sv_attn_dp", _R + "attn_dp", "number_input", "Attention DP", 1, when=_moe, kw={
+        "min_value": 1, "help": "attention data-parallel ranks per replica, each TP x PP GPUs (vLLM "
+                                "--data-parallel-size, SGLang --enable-dp-attention); the experts are sharded over "
+                                "all attention DP x TP GPUs (docs/model.md)"}),
+    Widget("sv_ep", _R + "ep", "number_input", "EP", 1, when=_moe, kw={
+        "min_value": 1, "help": "expert-parallel ways over those GPUs (dividing attention DP x TP and the "
+                                "experts); the rest is tensor parallel inside an expert"}),
     # disaggregated prefill/decode (docs/disaggregation.md): the group above is the prefill pool; the decode pool
     # copies it (sim_config) with its own replicas, TP and hardware
     Widget("sv_deployment", _R + "role", "radio", "Deployment", DEPLOYMENTS[0], DEPLOYMENTS,
@@ -264,8 +279,9 @@ def sim_config(values: Values | None = None, **changes: Any) -> SimConfig:
     rep = d["replicas"][0]
     q = rep["quant"]
     _quant_table(rep, q)
-    if len(d["replicas"]) > 1:  # the decode pool: the prefill group with its own hardware, TP and count
-        d["replicas"][1] = {**rep, **d["replicas"][1], "role": "decode"}
+    if len(d["replicas"]) > 1:  # the decode pool: the prefill group with its own hardware, TP and count;
+        # attention DP and EP for the prefill pool only (as the planner's disaggregated pools)
+        d["replicas"][1] = {**rep, **d["replicas"][1], "role": "decode", "attn_dp": 1, "ep": 1}
     return SimConfig.model_validate(d)
 
 
