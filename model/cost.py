@@ -822,9 +822,11 @@ WARPGROUP_MMA_FLOPS_PER_CLK = 4096.0
 
 
 def warp_mma_only(hw: HardwareSpec) -> bool:
-    """An NVIDIA GPU whose attention kernels run on warp-level mma.sync (no warpgroup MMA)."""
-    per_clk = hw.peak("bf16") / (hw.compute.num_units * hw.compute.clock_hz)
-    return hw.vendor == "nvidia" and per_clk < WARPGROUP_MMA_FLOPS_PER_CLK * 0.99
+    """An NVIDIA GPU whose attention kernels run on warp-level mma.sync (no warpgroup MMA); False for other
+    vendors and for hardware without 16-bit tensor math (a CPU)."""
+    if hw.vendor != "nvidia" or not hw.supports("bf16"):
+        return False
+    return hw.peak("bf16") / (hw.compute.num_units * hw.compute.clock_hz) < WARPGROUP_MMA_FLOPS_PER_CLK * 0.99
 
 
 def prefill_attention_peak(hw: HardwareSpec, dtype: str) -> float:

@@ -328,6 +328,14 @@ def merge_engine(data: dict[str, Any], prof: EngineProfile) -> dict[str, Any]:
         out.setdefault(key, settings[key])
     user = _explicit(data.get("scheduler", {}))
     sched = dict(settings["scheduler"])
+    dp = int(data.get("attn_dp", 1) or 1)
+    if dp > 1:
+        # the engine's limits are per attention-DP rank (each vLLM / SGLang DP rank is an engine core with its own
+        # max_num_seqs and token budget): the replica, which steps its ranks together, holds dp times them, as the
+        # planner and the silicon converter count them (a prompt's chunk stays one rank's)
+        for key in ("max_num_seqs", "max_batched_tokens"):
+            if key in sched:
+                sched[key] = int(sched[key]) * dp
     kind = user.get("kind", sched["kind"])
     model = next((m for m in _models_in(SchedulerConfig) if kind in kinds_of(m)), None)
     if model is not None:

@@ -17,6 +17,7 @@ from roofsim.model.cost import (
     CostModel,
     allreduce_seconds,
     kernel_cost,
+    warp_mma_only,
 )
 from roofsim.model.graph import expected_active_experts, gemm, graph_context, step_kernels
 from roofsim.model.loader import load_model
@@ -683,3 +684,14 @@ def test_decode_context_counts_cached_entries_per_sequence_in_a_verify_step() ->
     # a speculative verify step: 5 query tokens per sequence write 5 entries each, over the same context
     verify = dataclasses.replace(k, m=5 * k.n, kv_write_bytes=5 * k.kv_write_bytes)
     assert decode_context(verify) == pytest.approx(1000.0)
+
+
+def test_warp_mma_only_by_architecture_and_a_cpu_costs_without_tensor_math() -> None:
+    # mma.sync GPUs (Ampere 2048, Ada 1024 dense bf16 FLOPs per SM per clock) vs warpgroup MMA (Hopper 4096)
+    assert warp_mma_only(load_hardware("a100-sxm-80gb")) and warp_mma_only(load_hardware("l40s"))
+    assert not warp_mma_only(load_hardware("h100-sxm"))
+    cpu = load_hardware("cpu-generic")  # fp32 only: no tensor-core question to ask, and no ValueError
+    assert not warp_mma_only(cpu)
+    cm = CostModel(load_model("llama-3.1-8b"), cpu, QuantSpec(weight_dtype="fp32", activation_dtype="fp32",
+                                                                 kv_dtype="fp32"), ParallelSpec(), Calibration())
+    assert cm.step_seconds_energy(BatchShape.build(decode_ctx=[64]))[0] > 0

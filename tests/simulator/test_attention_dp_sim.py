@@ -26,3 +26,16 @@ def test_handover_moves_one_ranks_kv() -> None:
     tp16 = _run({"tp": 16})
     assert adp["bytes_total"] == 2000 * KV_BYTES_PER_TOKEN
     assert tp16["bytes_total"] == 16 * 2000 * KV_BYTES_PER_TOKEN
+
+
+def test_engine_limits_are_per_rank() -> None:
+    """vLLM's max_num_seqs and token budget hold per DP rank (each rank is an engine core): a 4-rank replica holds
+    four times the engine's defaults; an explicit setting is the replica's own and is kept."""
+    base = {"workload": ONE, "replicas": [{"model": "Qwen3-30B-A3B", "hardware": "h100-sxm", "engine": "vllm"}]}
+    one = SimConfig.model_validate(base).replicas[0].scheduler
+    dp = SimConfig.model_validate({**base, "replicas": [{**base["replicas"][0], "attn_dp": 4, "ep": 4}]})
+    s = dp.replicas[0].scheduler
+    assert (s.max_num_seqs, s.max_batched_tokens) == (4 * one.max_num_seqs, 4 * one.max_batched_tokens)
+    own = SimConfig.model_validate({**base, "replicas": [{**base["replicas"][0], "attn_dp": 4, "ep": 4,
+                                                          "scheduler": {"kind": "sarathi", "max_num_seqs": 64}}]})
+    assert own.replicas[0].scheduler.max_num_seqs == 64
