@@ -333,10 +333,13 @@ class Replica:
                 v_pairs += r.image_attn_pairs
                 r.images_encoded = True
         d_ctx, d_ctx_w = self.progress.context(lane, n_dec)
+        n_chunks = len(chunks)
+        # the derived fields given as BatchShape.__post_init__ would fill them in (it then sets none of them)
         shape = BatchShape(
-            prefill_tokens=p_tok, prefill_seqs=len(chunks), prefill_attn_pairs=pairs, prefill_ctx_tokens=p_ctx,
-            decode_seqs=n_dec, decode_tokens=n_dec, decode_ctx_tokens=d_ctx,
-            prefill_attn_pairs_win=pairs_w if W is not None else -1.0, decode_ctx_tokens_win=d_ctx_w,
+            prefill_tokens=p_tok, prefill_seqs=n_chunks, prefill_attn_pairs=pairs, prefill_ctx_tokens=p_ctx,
+            decode_seqs=n_dec, decode_tokens=n_dec, decode_ctx_tokens=d_ctx, logit_tokens=n_dec + n_chunks,
+            prefill_attn_pairs_win=pairs_w if W is not None else pairs,
+            decode_ctx_tokens_win=d_ctx_w if d_ctx_w >= 0 else d_ctx,
         )
         seconds, joules = self.strategy.step(shape)
         self.progress.advance(lane, n_dec)
@@ -378,7 +381,7 @@ class Replica:
         self.it_dur_s.append(end - start)
         self.it_lane.append(li)
         self.it_prefill_tokens.append(p_tok)
-        self.it_prefill_seqs.append(len(chunks))
+        self.it_prefill_seqs.append(n_chunks)
         self.it_decode_seqs.append(n_dec)
         self.it_kv_blocks.append(self.pool.used)
         self.it_waiting.append(len(w.front) + len(w.main) + len(self.swapped))
