@@ -11,7 +11,9 @@ has after building it, so a member without perturbation is the plain run, bit fo
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +95,11 @@ def member_configs(config: SimConfig, error_models: Sequence[ErrorModel | None],
 _Entry = tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...], float, float]
 
 
+# A BatchShape's fields as one tuple, in C: the memo's key (hashing and comparing it skips BatchShape's generated
+# Python __hash__ and __eq__ on every step of every member)
+_SHAPE_KEY = operator.attrgetter(*(f.name for f in dataclasses.fields(BatchShape)))
+
+
 class _SharedParts:
     """The step parts of one unscaled CostModel per BatchShape, and the interned key sequences of its parts."""
 
@@ -100,17 +107,18 @@ class _SharedParts:
 
     def __init__(self, base: CostModel) -> None:
         self.base = base
-        self.memo: dict[BatchShape, _Entry] = {}
+        self.memo: dict[tuple[Any, ...], _Entry] = {}  # key: _SHAPE_KEY(shape)
         self.keys: dict[tuple[str, ...], tuple[str, ...]] = {}
 
-    def compute(self, shape: BatchShape) -> _Entry:
-        """The memo's entry of `shape` (computed and stored; the memo is cleared past _PARTS_MAX shapes)."""
+    def compute(self, shape: BatchShape, key: tuple[Any, ...]) -> _Entry:
+        """The memo's entry of `shape`, whose _SHAPE_KEY is `key` (computed and stored; the memo is cleared past
+        _PARTS_MAX shapes)."""
         if len(self.memo) >= _PARTS_MAX:
             self.memo.clear()
         parts, overhead = self.base.step_parts(shape)
         keys, secs, joules = zip(*parts, strict=True) if parts else ((), (), ())
         keys = self.keys.setdefault(keys, keys)
-        e = self.memo[shape] = (keys, secs, joules, overhead, self.base.idle_energy_j(overhead))
+        e = self.memo[key] = (keys, secs, joules, overhead, self.base.idle_energy_j(overhead))
         return e
 
 
@@ -144,9 +152,10 @@ class MemberDecoding(PlainDecoding):
         return next((self._table[p] for p in parent_keys(key) if p in self._table), 1.0)
 
     def step(self, shape: BatchShape) -> tuple[float, float]:
-        e = self._memo.get(shape)
+        key = _SHAPE_KEY(shape)
+        e = self._memo.get(key)
         if e is None:
-            e = self._shared.compute(shape)
+            e = self._shared.compute(shape, key)
         keys, secs, joules_parts, overhead, idle_j = e
         fs = self._factors.get(keys)
         if fs is None:
