@@ -11,7 +11,9 @@ has after building it, so a member without perturbation is the plain run, bit fo
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from roofsim.model.batch import BatchShape
-from roofsim.model.cost import CostModel, Parts
+from roofsim.model.cost import CostModel
 from roofsim.model.uncertainty import ANY, E2ETerm, ErrorModel, metric_family, parent_keys
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.executors import Executor, SerialExecutor
@@ -87,10 +89,43 @@ def member_configs(config: SimConfig, error_models: Sequence[ErrorModel | None],
     return out
 
 
+# One BatchShape's entry in the memo: the error-group keys of its parts (one interned tuple per distinct key
+# sequence, so a member finds its multipliers for them with one look-up), their unscaled seconds and joules, the
+# overhead seconds and the joules of the GPUs idling through it.
+_Entry = tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...], float, float]
+
+
+# A BatchShape's fields as one tuple, in C: the memo's key (hashing and comparing it skips BatchShape's generated
+# Python __hash__ and __eq__ on every step of every member)
+_SHAPE_KEY = operator.attrgetter(*(f.name for f in dataclasses.fields(BatchShape)))
+
+
+class _SharedParts:
+    """The step parts of one unscaled CostModel per BatchShape, and the interned key sequences of its parts."""
+
+    __slots__ = ("base", "memo", "keys")
+
+    def __init__(self, base: CostModel) -> None:
+        self.base = base
+        self.memo: dict[tuple[Any, ...], _Entry] = {}  # key: _SHAPE_KEY(shape)
+        self.keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def compute(self, shape: BatchShape, key: tuple[Any, ...]) -> _Entry:
+        """The memo's entry of `shape`, whose _SHAPE_KEY is `key` (computed and stored; the memo is cleared past
+        _PARTS_MAX shapes)."""
+        if len(self.memo) >= _PARTS_MAX:
+            self.memo.clear()
+        parts, overhead = self.base.step_parts(shape)
+        keys, secs, joules = zip(*parts, strict=True) if parts else ((), (), ())
+        keys = self.keys.setdefault(keys, keys)
+        e = self.memo[key] = (keys, secs, joules, overhead, self.base.idle_energy_j(overhead))
+        return e
+
+
 # Per process: unscaled CostModel -> its step parts per BatchShape, shared by the members a worker runs (members
 # of one ensemble revisit each other's shapes: about half of a member's distinct shapes occur in another member's
 # run, Llama-3.1-8B on H100, 2,000 conversation requests). Bounded: cleared when it grows past _PARTS_MAX shapes.
-_PARTS: dict[tuple[Any, ...], tuple[CostModel, dict[BatchShape, tuple[Parts, float]]]] = {}
+_PARTS: dict[tuple[Any, ...], _SharedParts] = {}
 _PARTS_MAX = 600_000
 
 
@@ -105,34 +140,32 @@ class MemberDecoding(PlainDecoding):
         cal = cost.calibration
         key = (cost.model, cost.hardware, cost.quant, cost.parallel, cal.model_copy(update={"time_scale": ()}))
         if key not in _PARTS:
-            _PARTS[key] = (CostModel(*key), {})
-        self._base, self._memo = _PARTS[key]
+            _PARTS[key] = _SharedParts(CostModel(*key))
+        self._shared = _PARTS[key]
+        self._memo = self._shared.memo
         self._table = dict(cal.time_scale)
-        self._factors: dict[str, float] = {}
+        # this member's multipliers per interned key sequence of the memo (computed once per sequence)
+        self._factors: dict[tuple[str, ...], tuple[float, ...]] = {}
 
     def _factor(self, key: str) -> float:
         """model.cost.time_factor's multiplier of group `key`: its own, the nearest pooled parent's, else 1."""
-        f = self._factors.get(key)
-        if f is None:
-            f = self._factors[key] = next((self._table[p] for p in parent_keys(key) if p in self._table), 1.0)
-        return f
+        return next((self._table[p] for p in parent_keys(key) if p in self._table), 1.0)
 
     def step(self, shape: BatchShape) -> tuple[float, float]:
-        v = self._memo.get(shape)
-        if v is None:
-            if len(self._memo) >= _PARTS_MAX:
-                self._memo.clear()
-            v = self._memo[shape] = self._base.step_parts(shape)
-        parts, overhead = v
-        factors = self._factors
+        key = _SHAPE_KEY(shape)
+        e = self._memo.get(key)
+        if e is None:
+            e = self._shared.compute(shape, key)
+        keys, secs, joules_parts, overhead, idle_j = e
+        fs = self._factors.get(keys)
+        if fs is None:
+            fs = self._factors[keys] = tuple(self._factor(k) for k in keys)
+        # the same products, summed in the same order, as one loop over (key, s, J) parts: bit for bit
         seconds = joules = 0.0
-        for key, s, j in parts:
-            f = factors.get(key)
-            if f is None:
-                f = self._factor(key)
+        for f, s, j in zip(fs, secs, joules_parts, strict=True):
             seconds += f * s
             joules += f * j
-        return seconds + overhead, joules + self._base.idle_energy_j(overhead)
+        return seconds + overhead, joules + idle_j
 
 
 def clear_shared_parts() -> None:

@@ -319,7 +319,7 @@ class Replica:
         p_tok = p_ctx = v_patches = 0
         pairs = pairs_w = v_pairs = 0.0
         W = self.window
-        for r, new in chunks:
+        for r, new in chunks:  # most iterations of a busy replica decode only: no chunks
             ctx = r.prefilled
             p_tok += new
             p_ctx += ctx
@@ -333,10 +333,13 @@ class Replica:
                 v_pairs += r.image_attn_pairs
                 r.images_encoded = True
         d_ctx, d_ctx_w = self.progress.context(lane, n_dec)
+        n_chunks = len(chunks)
+        # the derived fields given as BatchShape.__post_init__ would fill them in (it then sets none of them)
         shape = BatchShape(
-            prefill_tokens=p_tok, prefill_seqs=len(chunks), prefill_attn_pairs=pairs, prefill_ctx_tokens=p_ctx,
-            decode_seqs=n_dec, decode_tokens=n_dec, decode_ctx_tokens=d_ctx,
-            prefill_attn_pairs_win=pairs_w if W is not None else -1.0, decode_ctx_tokens_win=d_ctx_w,
+            prefill_tokens=p_tok, prefill_seqs=n_chunks, prefill_attn_pairs=pairs, prefill_ctx_tokens=p_ctx,
+            decode_seqs=n_dec, decode_tokens=n_dec, decode_ctx_tokens=d_ctx, logit_tokens=n_dec + n_chunks,
+            prefill_attn_pairs_win=pairs_w if W is not None else pairs,
+            decode_ctx_tokens_win=d_ctx_w if d_ctx_w >= 0 else d_ctx,
         )
         seconds, joules = self.strategy.step(shape)
         self.progress.advance(lane, n_dec)
@@ -361,27 +364,31 @@ class Replica:
                 prev = b + stage
                 sf[s] = prev
             end = prev
-        self.swap_s += extra
+        if extra:
+            self.swap_s += extra
         self.energy_j += joules
         self.busy_s += end - start
-        self.sum_pairs += pairs
-        self.sum_pairs_win += pairs_w
-        self.sum_prefill_ctx += p_ctx
+        if chunks:
+            self.sum_pairs += pairs
+            self.sum_pairs_win += pairs_w
+            self.sum_prefill_ctx += p_ctx
         self.sum_decode_ctx += d_ctx
         if W is not None:
             self.sum_decode_ctx_win += d_ctx_w
+        li = lane.idx
+        w = self.waiting  # its length inline: Waiting.__len__ is a Python call per iteration
         self.it_start_s.append(start)
         self.it_dur_s.append(end - start)
-        self.it_lane.append(lane.idx)
+        self.it_lane.append(li)
         self.it_prefill_tokens.append(p_tok)
-        self.it_prefill_seqs.append(len(chunks))
+        self.it_prefill_seqs.append(n_chunks)
         self.it_decode_seqs.append(n_dec)
         self.it_kv_blocks.append(self.pool.used)
-        self.it_waiting.append(len(self.waiting) + len(self.swapped))
+        self.it_waiting.append(len(w.front) + len(w.main) + len(self.swapped))
         self.it_running.append(self.n_running)
         lane.busy = True
-        self._lane_chunks[lane.idx] = chunks
-        self._lane_dec[lane.idx] = n_dec
+        self._lane_chunks[li] = chunks
+        self._lane_dec[li] = n_dec
         return end
 
     def end_iteration(self, lane: Lane, end: float) -> None:

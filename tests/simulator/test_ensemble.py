@@ -14,6 +14,7 @@ from roofsim.model.uncertainty import LEVELS, ErrorGroup, ErrorModel
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.ensemble import (
     MemberDecoding,
+    clear_shared_parts,
     member_configs,
     parse_levels,
     quantile_interval,
@@ -106,15 +107,43 @@ def test_quantile_interval_and_levels() -> None:
     assert np.isnan(quantile_interval([float("nan")], 0.8)[0])
 
 
+def _h100_members(n: int) -> tuple[SimConfig, list[SimConfig]]:
+    """_cfg on the shipped H100 profile, and `n` members drawn from its error model."""
+    plain = _cfg()
+    cfg = resolve_config_calibrations(plain.model_copy(update={"replicas": (
+        plain.replicas[0].model_copy(update={"calibration": None}),)}))[0]
+    em, _ = error_model_for("h100-sxm")
+    return cfg, member_configs(cfg, [em], n)
+
+
+def test_member_step_sums_the_parts_in_order_and_members_share_them() -> None:
+    """A member's step is exactly (==) the loop over CostModel.step_parts in its order times the member's
+    multipliers, on a miss and on a hit; two members of one unscaled model share one memo and its key tuples."""
+    clear_shared_parts()
+    _, members = _h100_members(3)
+    a, b = (MemberDecoding(build_replicas(m)[0].cost) for m in members[1:])
+    assert a._memo is b._memo
+    base = a._shared.base
+    shapes = [BatchShape(decode_seqs=7, decode_tokens=7, decode_ctx_tokens=9000),
+              BatchShape(decode_seqs=7, decode_tokens=7, decode_ctx_tokens=9007)]
+    for shape in shapes:
+        parts, overhead = base.step_parts(shape)
+        want_s = want_j = 0.0
+        for key, s, j in parts:
+            want_s += a._factor(key) * s
+            want_j += a._factor(key) * j
+        want = (want_s + overhead, want_j + base.idle_energy_j(overhead))
+        assert a.step(shape) == want  # computed (a miss)
+        assert a.step(shape) == want  # from the memo
+        assert b.step(shape) != want  # another draw
+    assert len(a._memo) == 2 and len(a._shared.keys) == 1  # both decode steps: one key sequence
+
+
 def test_member_step_is_the_dot_product_of_the_unscaled_parts() -> None:
     """MemberDecoding (shared unscaled parts x the member's multipliers) equals the member CostModel's scaled
     step to rounding, for prefill, decode and mixed steps, with regime-specific groups and pooled fallbacks."""
-    plain = _cfg()
-    cfg = resolve_config_calibrations(plain.model_copy(update={"replicas": (
-        plain.replicas[0].model_copy(update={"calibration": None}),)}))[0]  # the shipped H100 profile
-    em, _ = error_model_for("h100-sxm")
-    member = member_configs(cfg, [em], 2)[1]
-    cost = build_replicas(member)[0].cost
+    cfg, members = _h100_members(2)
+    cost = build_replicas(members[1])[0].cost
     assert cost.calibration.time_scale  # a perturbed member
     dot = MemberDecoding(cost)
     shapes = [BatchShape(prefill_tokens=3000, prefill_seqs=2, prefill_attn_pairs=3e6, prefill_ctx_tokens=500),
