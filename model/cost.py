@@ -114,7 +114,8 @@ class Calibration(BaseModel):
         "fixed cost of one grouped (MoE expert) GEMM call at COMM_REF_CLOCK_HZ, scaled by clock as gemm_overhead_s, "
         "whatever its dtype: the fused-MoE module's routing kernels that its launch waits on (vLLM/SGLang "
         "moe_align_block_size, TensorRT-LLM's expert sort and offsets) and its grid of early-exiting tiles; fitted "
-        "on fused-MoE module rows only (AIConfigurator moe_perf), 19-37 us per engine (default: gemm_overhead_s)"))
+        "on fused-MoE module rows only (AIConfigurator moe_perf), 7-33 us per engine in the leave-one-GPU-out fits; "
+        "the shipped profiles read no MoE tables and keep the default"))
     gemm_overhead_s_fp8_block: float = Field(2.5e-6, ge=0, description=(
         "fixed cost of one block-scaled GEMM call (fp8_block 1x128 activation groups, nvfp4 1x16 blocks): each "
         "group's scale is local, so one fused quantise kernel precedes the GEMM (TensorRT-LLM fp8_quantize_1x128, "

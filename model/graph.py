@@ -508,15 +508,18 @@ def _moe_mlp(t: int, c: GraphContext, e: MoESpec, n_moe: int, kernels: list[Kern
         s_up = 2 * si if gated else si
         kernels.append(gemm("shared_expert_up_gate", t, s_up, m.hidden_size, c, n_moe))
         kernels.append(gemm("shared_expert_down", t, m.hidden_size, si, c, n_moe))
-    if ep > tp:
-        # Dispatch + combine all-to-all of the routed activations, only when the EP group spans ranks holding
-        # different tokens. Under attention TP every EP rank already holds the whole batch (after the attention
-        # all-reduce): it runs its own experts on it and the layer's second TP all-reduce sums the partial
-        # outputs, so the engines send no all-to-all (vLLM FusedMoEParallelConfig.use_all2all_kernels =
+    dp = c.parallel.attn_dp
+    if ep > tp or dp > 1:
+        # Dispatch + combine all-to-all of the routed activations, only when the expert group spans ranks holding
+        # different tokens: attention-DP ranks (over all dp x tp GPUs, whatever ep), or an EP group wider than
+        # the attention TP group. Under attention TP alone every EP rank already holds the whole batch (after the
+        # attention all-reduce): it runs its own experts on it and the layer's second TP all-reduce sums the
+        # partial outputs, so the engines send no all-to-all (vLLM FusedMoEParallelConfig.use_all2all_kernels =
         # dp_size > 1 and use_ep; TensorRT-LLM fused_moe enable_alltoall requires enable_attention_dp).
         a2a = routed_rows * h * c.ab
         kernels.append(Kernel(name="moe_all_to_all", op="all_to_all", dtype="bf16", comm_bytes=a2a,
-                              comm_gpus=ep, count=2 * n_moe, act_read_bytes=a2a, act_write_bytes=a2a))
+                              comm_gpus=dp * tp if dp > 1 else ep, count=2 * n_moe, act_read_bytes=a2a,
+                              act_write_bytes=a2a))
 
 def layer_kernels(c: GraphContext, tokens: int, graphed: bool = False, moe_tokens: int | None = None
                   ) -> list[Kernel]:

@@ -303,7 +303,7 @@ def group_engine_profile(group: dict[str, Any] | ReplicaGroup) -> EngineProfile:
         if needs_model(spec):
             from roofsim.model.loader import load_model  # noqa: PLC0415  (only engines that need the model)
 
-            max_len = load_model(g["model"]).max_context_tokens
+            max_len = g.get("max_model_len") or load_model(g["model"]).max_context_tokens
         gpus = int(g.get("tp", 1) or 1) * int(g.get("pp", 1) or 1) * int(g.get("attn_dp", 1) or 1)
         return engine_profile(spec, hw, max_model_len=max_len, gpus=gpus)
     except (RoofsimError, KeyError, TypeError) as e:
@@ -319,6 +319,18 @@ def _explicit(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
+def _replica_scheduler(settings: dict[str, Any], attn_dp: int) -> dict[str, Any]:
+    """The engine's scheduler settings for a replica of `attn_dp` attention-DP ranks. The engine's limits are per
+    rank (each vLLM / SGLang DP rank is an engine core with its own max_num_seqs and token budget): the replica,
+    which steps its ranks together, holds attn_dp times them, as the planner and the silicon converter count them."""
+    sched = dict(settings["scheduler"])
+    if attn_dp > 1:
+        for key in ("max_num_seqs", "max_batched_tokens", "chunk_size"):
+            if key in sched:
+                sched[key] = int(sched[key]) * attn_dp
+    return sched
+
+
 def merge_engine(data: dict[str, Any], prof: EngineProfile) -> dict[str, Any]:
     """A replica-group dict with the engine's settings under the explicit ones. A scheduler kind other than the
     engine's keeps the engine's values of the fields that kind has."""
@@ -327,15 +339,7 @@ def merge_engine(data: dict[str, Any], prof: EngineProfile) -> dict[str, Any]:
     for key in ("gpu_memory_utilization", "prefix_caching"):
         out.setdefault(key, settings[key])
     user = _explicit(data.get("scheduler", {}))
-    sched = dict(settings["scheduler"])
-    dp = int(data.get("attn_dp", 1) or 1)
-    if dp > 1:
-        # the engine's limits are per attention-DP rank (each vLLM / SGLang DP rank is an engine core with its own
-        # max_num_seqs and token budget): the replica, which steps its ranks together, holds dp times them, as the
-        # planner and the silicon converter count them (a prompt's chunk stays one rank's)
-        for key in ("max_num_seqs", "max_batched_tokens"):
-            if key in sched:
-                sched[key] = int(sched[key]) * dp
+    sched = _replica_scheduler(settings, int(data.get("attn_dp", 1) or 1))
     kind = user.get("kind", sched["kind"])
     model = next((m for m in _models_in(SchedulerConfig) if kind in kinds_of(m)), None)
     if model is not None:
@@ -354,7 +358,7 @@ def engine_overrides(group: ReplicaGroup) -> dict[str, Any]:
     for key in ("gpu_memory_utilization", "prefix_caching"):
         if d.get(key) == settings[key]:
             d.pop(key)
-    eng, sched = settings["scheduler"], d.get("scheduler", {})
+    eng, sched = _replica_scheduler(settings, group.attn_dp), d.get("scheduler", {})
     if sched.get("kind") == eng["kind"]:
         defaults = type(group.scheduler)().model_dump(mode="json")  # what a field the engine leaves alone takes
         rest = {k: v for k, v in sched.items() if eng.get(k, defaults.get(k, _MISSING)) != v}

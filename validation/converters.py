@@ -279,6 +279,9 @@ def convert_splitwise(csv_path: Path | str) -> BenchTable:
         tp, b, osl = _i(r, "tensor_parallel"), _i(r, "batch_size"), _i(r, "token_size")
         e2e: float | None = _f(r, "e2e_time")
         phases = _f(r, "prompt_time") + (osl - 1) * _f(r, "token_time")
+        if phases <= 0:
+            raise _Skip(f"columns 'prompt_time'={r['prompt_time']!r} and 'token_time'={r['token_time']!r} time "
+                        "no phase (both must be positive)")
         if e2e and abs(e2e / phases - 1) > SPLIT_E2E_TOL:
             notes.append(f"e2e_time {e2e:.6g} ms disagrees with prompt_time + (token_size-1) x token_time = "
                          f"{phases:.6g} ms (x{e2e / phases:.3g}): e2e not scored")

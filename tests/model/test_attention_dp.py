@@ -71,6 +71,11 @@ def test_step_has_no_attention_allreduce_at_tp1_and_experts_see_every_rank() -> 
     k4 = {c.kernel.name: c.kernel for c in CostModel(DSV3, H100, FP8, ParallelSpec(tp=4, attn_dp=4, ep=16))
           .step(shape).kernels}
     assert k4["tp_allreduce"].comm_gpus == 4 and k4["q_a_proj"].m == 8
+    # ranks hold different tokens, so the experts' tokens cross ranks even when ep <= tp: dp 4 x tp 4 with ep 4
+    # dispatches over all 16 GPUs (tp 16 with ep 16 sends none: every rank already holds the batch)
+    k_ep4 = {c.kernel.name: c.kernel for c in CostModel(DSV3, H100, FP8, ParallelSpec(tp=4, attn_dp=4, ep=4))
+             .step(shape).kernels}
+    assert k_ep4["moe_all_to_all"].comm_gpus == 16 and "moe_all_to_all" not in tp16
 
 
 def test_a_lone_prompt_runs_on_one_rank_and_the_experts_take_only_its_tokens() -> None:

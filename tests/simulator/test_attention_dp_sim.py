@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from roofsim.simulator.config import SimConfig
+from roofsim.simulator.config import SimConfig, engine_overrides
 from roofsim.simulator.run import simulate
 
 GROUP = {"model": "deepseek-v3", "hardware": "h100-sxm", "ep": 16,
@@ -35,7 +35,10 @@ def test_engine_limits_are_per_rank() -> None:
     one = SimConfig.model_validate(base).replicas[0].scheduler
     dp = SimConfig.model_validate({**base, "replicas": [{**base["replicas"][0], "attn_dp": 4, "ep": 4}]})
     s = dp.replicas[0].scheduler
-    assert (s.max_num_seqs, s.max_batched_tokens) == (4 * one.max_num_seqs, 4 * one.max_batched_tokens)
+    assert (s.max_num_seqs, s.max_batched_tokens, s.chunk_size) == (
+        4 * one.max_num_seqs, 4 * one.max_batched_tokens, 4 * one.chunk_size)
+    # a printed config keeps only what differs from the engine's (scaled) settings, and reads back the same
+    assert "scheduler" not in engine_overrides(dp.replicas[0])
     own = SimConfig.model_validate({**base, "replicas": [{**base["replicas"][0], "attn_dp": 4, "ep": 4,
                                                           "scheduler": {"kind": "sarathi", "max_num_seqs": 64}}]})
     assert own.replicas[0].scheduler.max_num_seqs == 64

@@ -113,6 +113,14 @@ def test_convert_splitwise(shared_data: Path, tmp_path: Path) -> None:
     dropped = [x for x in t.rows if x.e2e_ms is None]
     assert len(dropped) == 267 and all(x.output_tokens_per_s is None and "e2e not scored" in x.notes for x in dropped)
     assert read_bench_table(write_bench_table(t.rows, tmp_path / "s.csv")).rows == t.rows
+    # a row that times no phase is a problem naming the columns, not a crash
+    lines = (shared_data / "serving/splitwise/perf_model.csv").read_text().splitlines()
+    cols = lines[0].split(",")
+    bad = lines[1].split(",")
+    bad[cols.index("prompt_time")] = bad[cols.index("token_time")] = "0"
+    (tmp_path / "bad.csv").write_text("\n".join([lines[0], ",".join(bad)]) + "\n")
+    t = convert_splitwise(tmp_path / "bad.csv")
+    assert not t.rows and len(t.problems) == 1 and "time no phase" in t.problems[0]
 
 
 def test_convert_argonne(shared_data: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from roofsim.app.dashboard.state.serving import (
     SERVING_WIDGETS,
     WIDGETS_BY_KEY,
     cdf_band,
+    is_moe,
     kpi_ranges,
     restore_scenario,
     serving_defaults,
@@ -139,7 +140,8 @@ with st.sidebar:
         try:
             prof = group_engine_profile({"engine": values["sv_engine"], "model": values["sv_model"],
                                          "hardware": values["sv_hardware"], "tp": values["sv_tp"],
-                                         "pp": values["sv_pp"], "attn_dp": values["sv_attn_dp"]})
+                                         "pp": values["sv_pp"],
+                                         "attn_dp": values["sv_attn_dp"] if is_moe(values) else 1})
             st.caption(prof.summary())
         except USER_ERRORS as err:
             show_error(err, "engine")

@@ -87,7 +87,7 @@ def _csv_path(path: str) -> str:
     return path
 
 
-def _moe(v: Values) -> bool:
+def is_moe(v: Values) -> bool:
     """The chosen model is a mixture of experts (attention DP and EP apply); an unknown model is not."""
     try:
         return load_model(v["sv_model"]).moe is not None
@@ -147,11 +147,11 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_tp", _R + "tp", "number_input", "TP", 1, kw={"min_value": 1}),
     Widget("sv_pp", _R + "pp", "number_input", "PP", 1, kw={"min_value": 1}),
     Widget("sv_count", _R + "count", "number_input", "Replicas", 1, kw={"min_value": 1}),
-    Widget("sv_attn_dp", _R + "attn_dp", "number_input", "Attention DP", 1, when=_moe, kw={
+    Widget("sv_attn_dp", _R + "attn_dp", "number_input", "Attention DP", 1, when=is_moe, kw={
         "min_value": 1, "help": "attention data-parallel ranks per replica, each TP x PP GPUs (vLLM "
                                 "--data-parallel-size, SGLang --enable-dp-attention); the experts are sharded over "
                                 "all attention DP x TP GPUs (docs/model.md)"}),
-    Widget("sv_ep", _R + "ep", "number_input", "EP", 1, when=_moe, kw={
+    Widget("sv_ep", _R + "ep", "number_input", "EP", 1, when=is_moe, kw={
         "min_value": 1, "help": "expert-parallel ways over those GPUs (dividing attention DP x TP and the "
                                 "experts); the rest is tensor parallel inside an expert"}),
     # disaggregated prefill/decode (docs/disaggregation.md): the group above is the prefill pool; the decode pool
