@@ -192,6 +192,9 @@ class ErrorModel(BaseModel):
         if len(self.score_levels) != len(self.score_quantiles):
             raise ValueError(f"score_levels ({len(self.score_levels)}) and score_quantiles "
                              f"({len(self.score_quantiles)}) must pair up")
+        if self.method == "normalized split-conformal" and not self.score_levels:
+            raise ValueError("method='normalized split-conformal' needs score_levels and score_quantiles (the "
+                             "conformal quantiles of the scaled score); got none")
         return self
 
     def _by_key(self) -> dict[str, ErrorGroup]:

@@ -279,7 +279,13 @@ def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: Synthetic
     groups = tuple(group.model_copy(update={
         "role": pool, "count": getattr(row, f"{pool}_replicas"), "tp": getattr(row, f"{pool}_tp"),
         "pp": getattr(row, f"{pool}_pp"), "ep": getattr(row, f"{pool}_ep"),
-        "attn_dp": getattr(row, f"{pool}_attn_dp") or 1, "scheduler": _pool_scheduler(row, pool, group.scheduler)}) for pool in ("prefill", "decode"))
+        "attn_dp": getattr(row, f"{pool}_attn_dp") or 1, "scheduler": _pool_scheduler(row, pool, group.scheduler)})
+        for pool in ("prefill", "decode"))
+    for pool in ("prefill", "decode"):
+        tokens = getattr(row, f"{pool}_max_num_tokens")
+        if tokens is not None and tokens < row.isl:
+            notes.append(f"{pool}_max_num_tokens={tokens} is below the prompt's {row.isl} tokens: the {pool} pool "
+                         f"runs with {row.isl}, one prompt per iteration at least")
     notes.append("disaggregated: " + " + ".join(
         f"{g.count} {g.role} x {f'dp{g.attn_dp} ' if g.attn_dp > 1 else ''}tp{g.tp} pp{g.pp} ep{g.ep} (max_num_seqs {g.scheduler.max_num_seqs}, "
         f"{g.scheduler.max_batched_tokens} tokens)" for g in groups)

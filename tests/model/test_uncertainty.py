@@ -77,6 +77,9 @@ def test_interval_and_pooling_fallback() -> None:
         em.interval("gemm", "bf16", "overhead", 0.75)
     with pytest.raises(ValueError, match=r"\*/\*/\*"):
         _model({"gemm/*/*": _normal(0.1)})
+    with pytest.raises(ValueError, match="normalized split-conformal' needs score_levels"):
+        ErrorModel(method="normalized split-conformal", residuals="synthetic",
+                   groups=(ErrorGroup(key="*/*/*", n=1000, log_ratio=_normal(0.5)),))
 
 
 def test_member_draw_shared_by_the_regimes_of_a_family() -> None:

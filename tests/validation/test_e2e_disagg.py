@@ -51,9 +51,10 @@ def test_pool_limits_set_each_pools_scheduler() -> None:
     assert (pre.scheduler.max_num_seqs, pre.scheduler.max_batched_tokens) == (16, 16 * 2524)
     assert dec.scheduler == base.replicas[1].scheduler
     assert f"1 prefill x tp1 pp1 ep1 (max_num_seqs 16, {16 * 2524} tokens)" in notes[-1]
-    cfg, _ = row_config(replace(ROW, decode_max_batch_size=3, prefill_max_num_tokens=100))
-    # a token limit under the prompt is raised to the prompt (a whole prompt must fit one iteration)
+    cfg, notes = row_config(replace(ROW, decode_max_batch_size=3, prefill_max_num_tokens=100))
+    # a token limit under the prompt is raised to the prompt (a whole prompt must fit one iteration), and said so
     assert cfg.replicas[1].scheduler.max_num_seqs == 3 and cfg.replicas[0].scheduler.max_batched_tokens == 1024
+    assert any("prefill_max_num_tokens=100 is below the prompt's 1024 tokens" in n for n in notes)
 
 
 _HDR = ("id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,"
