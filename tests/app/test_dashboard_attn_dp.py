@@ -52,7 +52,7 @@ def test_attention_dp_of_a_moe_model_runs_like_the_simulator() -> None:
     assert abs(parse_metric(p50.value) - ref["tpot_s"]["p50"] * 1e3) <= 0.05
 
 
-def test_scenario_restores_attention_dp_and_the_decode_pool_keeps_one_rank() -> None:
+def test_scenario_restores_attention_dp_and_the_decode_pool_keeps_one_rank_and_a_fitting_ep() -> None:
     cfg = sim_config(sv_model=MOE, sv_attn_dp=4, sv_ep=4)
     assert (cfg.replicas[0].attn_dp, cfg.replicas[0].ep) == (4, 4)
     at = _page()
@@ -61,5 +61,8 @@ def test_scenario_restores_attention_dp_and_the_decode_pool_keeps_one_rank() -> 
     assert (at.number_input(key="sv_attn_dp").value, at.number_input(key="sv_ep").value) == (4, 4)
     disagg = sim_config(sv_model=MOE, sv_attn_dp=4, sv_ep=4, sv_deployment="disaggregated")
     assert [(g.role, g.attn_dp, g.ep) for g in disagg.replicas] == [("prefill", 4, 4), ("decode", 1, 1)]
+    # the EP degree carries over to a decode pool whose tensor-parallel group holds it
+    wide = sim_config(sv_model=MOE, sv_tp=4, sv_ep=4, sv_deployment="disaggregated", sv_decode_tp=4)
+    assert [(g.role, g.tp, g.ep) for g in wide.replicas] == [("prefill", 4, 4), ("decode", 4, 4)]
     # a dense model: the widgets are not written, whatever they held
     assert sim_config(sv_attn_dp=4, sv_ep=4).replicas[0].attn_dp == 1

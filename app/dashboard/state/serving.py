@@ -280,8 +280,12 @@ def sim_config(values: Values | None = None, **changes: Any) -> SimConfig:
     q = rep["quant"]
     _quant_table(rep, q)
     if len(d["replicas"]) > 1:  # the decode pool: the prefill group with its own hardware, TP and count;
-        # attention DP and EP for the prefill pool only (as the planner's disaggregated pools)
-        d["replicas"][1] = {**rep, **d["replicas"][1], "role": "decode", "attn_dp": 1, "ep": 1}
+        # attention DP for the prefill pool only (as the planner's disaggregated pools); the EP degree carries
+        # over where the decode pool's tensor-parallel group can hold it (ep dividing its tp), else 1
+        dec = {**rep, **d["replicas"][1]}
+        ep = int(rep.get("ep", 1) or 1)
+        d["replicas"][1] = {**dec, "role": "decode", "attn_dp": 1,
+                            "ep": ep if ep <= int(dec.get("tp", 1)) and int(dec.get("tp", 1)) % ep == 0 else 1}
     return SimConfig.model_validate(d)
 
 
