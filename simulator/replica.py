@@ -128,6 +128,7 @@ class Replica:
         # disaggregated deployments (simulator/disagg.py): a prefill replica hands a request whose prompt is done
         # to `handoff`; a decode replica takes handed-over requests in through `intake` when an iteration starts
         self.role = "colocated"
+        self.attn_dp = 1  # attention data-parallel ranks (ReplicaGroup.attn_dp): a sequence's KV lives on one rank
         self.handoff: Callable[[Replica, Lane, Request, float], None] | None = None
         self.intake: Callable[[Replica, Lane, float], None] | None = None
         self.yield_until_s = math.inf  # simulated time this replica's process resumes at (inf: idle)
@@ -176,9 +177,13 @@ class Replica:
             return f"input+output={total} tokens exceeds the model context ({self.max_context_tokens})"
         # a prefill replica holds the prompt and the first token only: the decode replica holds the rest
         held, what = (r.input_tokens + 1, "input+1") if self.role == "prefill" else (total, "input+output")
-        if self.pool.blocks_for(held) > self.pool.total - self.pool.watermark:
-            return (f"{what}={held} tokens needs {self.pool.blocks_for(held)} KV blocks; the replica "
-                    f"has {self.pool.total} ({self.pool.watermark} kept free)")
+        # with attention DP the pool is the sum of the ranks' and one sequence's KV lives on one rank
+        dp = self.attn_dp
+        room, free = self.pool.total // dp, self.pool.watermark // dp
+        if self.pool.blocks_for(held) > room - free:
+            where = "the replica has" if dp == 1 else f"one of the replica's {dp} attention-DP ranks has"
+            return (f"{what}={held} tokens needs {self.pool.blocks_for(held)} KV blocks; {where} "
+                    f"{room} ({free} kept free)")
         return self.scheduler.never_fits(self, r)
 
     # ---- arrival ---------------------------------------------------------------------------------------

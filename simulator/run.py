@@ -111,6 +111,7 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
                           g.max_model_len or model.max_context_tokens, window)
             rep.frontend_s = g.frontend_s_per_request
             rep.role = g.role
+            rep.attn_dp = g.attn_dp
             replicas.append(rep)
     return replicas
 

@@ -42,3 +42,20 @@ def test_engine_limits_are_per_rank() -> None:
     own = SimConfig.model_validate({**base, "replicas": [{**base["replicas"][0], "attn_dp": 4, "ep": 4,
                                                           "scheduler": {"kind": "sarathi", "max_num_seqs": 64}}]})
     assert own.replicas[0].scheduler.max_num_seqs == 64
+
+
+def test_a_sequence_must_fit_one_ranks_kv() -> None:
+    """A 30k-token request fits the 4-rank pool (4 x 1266 blocks at 26 % of an H100) but not one rank, where its KV
+    would live: it is rejected with the rank's capacity; with more memory per rank it is served."""
+    def run(util: float) -> tuple[int, tuple[str, ...]]:
+        cfg = SimConfig.model_validate({"workload": {
+            "kind": "synthetic", "arrival": {"kind": "poisson", "rate_per_s": 1.0},
+            "input": {"kind": "fixed", "tokens": 30000}, "output": {"kind": "fixed", "tokens": 8}, "num_requests": 2},
+            "replicas": [{"model": "Qwen3-30B-A3B", "hardware": "h100-sxm", "attn_dp": 4, "ep": 4, "engine": "vllm",
+                          "gpu_memory_utilization": util}]})
+        r = simulate(cfg)
+        return r.requests_completed, r.reject_reasons
+    done, why = run(0.26)
+    assert done == 0 and why[0] == ("input+output=30008 tokens needs 1876 KV blocks; one of the replica's 4 "
+                                    "attention-DP ranks has 1266 (12 kept free)")
+    assert run(0.3)[0] == 2
