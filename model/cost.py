@@ -1100,8 +1100,7 @@ class CostModel:
 
     # ---- full breakdown ---------------------------------------------------------------------------------
     def step(self, shape: BatchShape) -> StepCost:
-        moe = self._moe_tokens(shape)
-        shape = rank_shape(shape, self.parallel.attn_dp)
+        shape, moe = self._rank(shape)
         kernels = self._linear(shape, moe) + attention_kernels(self.ctx, shape)
         if shape.vision_patches:
             kernels += vision_kernels(self.ctx, shape.vision_patches, shape.vision_attn_pairs)
@@ -1128,9 +1127,12 @@ class CostModel:
         return linear_kernels(self.ctx, shape.tokens, shape.logit_tokens, self._graphed and not shape.prefill_tokens,
                               moe_tokens)
 
-    def _moe_tokens(self, shape: BatchShape) -> int | None:
-        """The tokens the routed experts take: with attention DP, every rank's (graph.rank_shape); else None."""
-        return shape.tokens if self.parallel.attn_dp > 1 else None
+    def _rank(self, shape: BatchShape) -> tuple[BatchShape, int | None]:
+        """The step's batch as its busiest attention-DP rank runs it (graph.rank_shape) and the tokens the routed
+        experts take (every rank's); (shape, None) without attention DP."""
+        if self.parallel.attn_dp == 1:
+            return shape, None
+        return rank_shape(shape, self.parallel.attn_dp), shape.tokens
 
     # ---- hot path -----------------------------------------------------------------------------------------
     def step_seconds(self, shape: BatchShape) -> float:
@@ -1138,10 +1140,7 @@ class CostModel:
 
     def step_seconds_energy(self, shape: BatchShape) -> tuple[float, float]:
         """(seconds, joules) of one iteration; equals step(shape) to rounding, in microseconds."""
-        moe = None
-        if self.parallel.attn_dp > 1:
-            moe = shape.tokens
-            shape = rank_shape(shape, self.parallel.attn_dp)
+        shape, moe = self._rank(shape)
         graphed = self._graphed and not shape.prefill_tokens
         lin = self._linear_memo.get((shape.tokens, shape.logit_tokens, graphed, moe))
         if lin is None:
@@ -1164,8 +1163,7 @@ class CostModel:
         sum(factor(key) * part) + overhead (simulator.ensemble), its scaled step_seconds_energy to rounding."""
         if self._scales is not None:
             raise ValueError("step_parts needs an unscaled CostModel (calibration.time_scale=()); got a member's")
-        moe = self._moe_tokens(shape)
-        shape = rank_shape(shape, self.parallel.attn_dp)
+        shape, moe = self._rank(shape)
         graphed = self._graphed and not shape.prefill_tokens
         lin_key = (shape.tokens, shape.logit_tokens, graphed, moe)
         lin = self._linear_parts.get(lin_key)

@@ -279,13 +279,8 @@ def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: Synthetic
     groups = tuple(group.model_copy(update={
         "role": pool, "count": getattr(row, f"{pool}_replicas"), "tp": getattr(row, f"{pool}_tp"),
         "pp": getattr(row, f"{pool}_pp"), "ep": getattr(row, f"{pool}_ep"),
-        "attn_dp": getattr(row, f"{pool}_attn_dp") or 1, "scheduler": _pool_scheduler(row, pool, group.scheduler)})
+        "attn_dp": getattr(row, f"{pool}_attn_dp") or 1, "scheduler": _pool_scheduler(row, pool, group.scheduler, notes)})
         for pool in ("prefill", "decode"))
-    for pool in ("prefill", "decode"):
-        tokens = getattr(row, f"{pool}_max_num_tokens")
-        if tokens is not None and tokens < row.isl:
-            notes.append(f"{pool}_max_num_tokens={tokens} is below the prompt's {row.isl} tokens: the {pool} pool "
-                         f"runs with {row.isl}, one prompt per iteration at least")
     notes.append("disaggregated: " + " + ".join(
         f"{g.count} {g.role} x {f'dp{g.attn_dp} ' if g.attn_dp > 1 else ''}tp{g.tp} pp{g.pp} ep{g.ep} (max_num_seqs {g.scheduler.max_num_seqs}, "
         f"{g.scheduler.max_batched_tokens} tokens)" for g in groups)
@@ -293,14 +288,18 @@ def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: Synthetic
     return SimConfig(workload=workload, replicas=groups, seed=seed)
 
 
-def _pool_scheduler(row: BenchRow, pool: str, sched: SchedulerConfig) -> SchedulerConfig:
+def _pool_scheduler(row: BenchRow, pool: str, sched: SchedulerConfig, notes: list[str]) -> SchedulerConfig:
     """`sched` with the pool's own limits when the row gives them (a pool limit is what the benchmarked deployment
-    set on that pool's workers, so it applies on every engine)."""
+    set on that pool's workers, so it applies on every engine); a token limit under the prompt is raised to it,
+    with a note."""
     seqs, tokens = getattr(row, f"{pool}_max_batch_size"), getattr(row, f"{pool}_max_num_tokens")
     upd: dict[str, int] = {}
     if seqs is not None:
         upd["max_num_seqs"] = seqs
     if tokens is not None:
+        if tokens < row.isl:
+            notes.append(f"{pool}_max_num_tokens={tokens} is below the prompt's {row.isl} tokens: the {pool} pool "
+                         f"runs with {row.isl}, one prompt per iteration at least")
         upd["max_batched_tokens"] = max(tokens, row.isl)
         if "chunk_size" in type(sched).model_fields:
             upd["chunk_size"] = upd["max_batched_tokens"]
