@@ -260,6 +260,11 @@ class Calibration(BaseModel):
         "own link model, 20.0 of 25 GB/s per NVLink3/4 link, src/graph/topo.h)"))
     nccl_bw_eff_pcie: float = Field(0.75, gt=0, le=1, description=(
         "the same over PCIe or the network (default: NCCL's PCI_BW, 12 of 16 GB/s for PCIe Gen3 x16)"))
+    nccl_pcie_share_exp: float = Field(1.0, ge=0, description=(
+        "exponent of the PCIe share min(1, 2/n) (PCIE_RING_SHARE_GPUS): 1 = n GPUs share a root complex's "
+        "forwarding bandwidth, 0 = a non-blocking PCIe switch; a property of the host, not of the GPU"))
+    nccl_ring_extra_steps: float = Field(0.0, ge=0, description=(
+        "ring steps' worth of bandwidth time one NCCL ring pass costs beyond its n-1 (2(n-1) all-reduce) steps"))
     nccl_latency_s: float = Field(0.0, ge=0, description=(
         "fixed cost added to NCCL's tuning-model latency (nccl-tests need none: 0)"))
     decode_cuda_graphs: bool = Field(False, description=(
@@ -609,7 +614,7 @@ LATENT_NOSPLIT_UNITS_PER_SM = 0.5
 # the calibration-free terms of a communication kernel (FeatureTable keeps one column per name)
 COMM_TERMS: tuple[str, ...] = (
     "custom", "gpus", "bytes", "link_bw", "nvlink", "clock_hz", "ll_max_bw", "traffic", "lat_ll", "lat_ll128",
-    "lat_simple", "nvls_eff", "oneshot", "custom_ok", "lat_tree_ll", "lat_tree_simple")
+    "lat_simple", "nvls_eff", "oneshot", "custom_ok", "lat_tree_ll", "lat_tree_simple", "pcie_share")
 
 
 def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
@@ -621,10 +626,11 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
     ic = hw.interconnect
     nodes = 1 if n <= ic.scaleup_max_gpus else math.ceil(n / max(1, ic.scaleup_max_gpus))
     intra = "nvlink" if ic.scaleup_bytes_per_s > ic.pcie_bytes_per_s else "pcie"  # a fabric faster than PCIe
+    share = 1.0  # the fraction of the link a GPU gets when n GPUs share the host's PCIe fabric
     if nodes == 1:
         nvlink, bw = intra == "nvlink", (ic.scaleup_bytes_per_s or ic.pcie_bytes_per_s)
         if not nvlink:
-            bw *= min(1.0, PCIE_RING_SHARE_GPUS / n)
+            share = min(1.0, PCIE_RING_SHARE_GPUS / n)
     else:  # across nodes the bus bandwidth is the GPU's network port
         nvlink, bw = False, ic.scaleout_bytes_per_s or ic.pcie_bytes_per_s
     allreduce = k.op in ALLREDUCE_OPS
@@ -639,7 +645,7 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
             "nvls_eff": NCCL_NVLS_EFF.get(hw.architecture, 0.0) if nvls else 0.0,
             "oneshot": float(n == 2 or (n <= 4 and k.comm_bytes < 512 * 1024) or k.comm_bytes < 256 * 1024),
             "custom_ok": float(n <= ic.scaleup_max_gpus and (n == 2 or nvlink)),
-            "lat_tree_ll": tree[0] * 1e-6, "lat_tree_simple": tree[1] * 1e-6}
+            "lat_tree_ll": tree[0] * 1e-6, "lat_tree_simple": tree[1] * 1e-6, "pcie_share": share}
 
 
 def _nccl_latencies_us(steps: float, n: int, nodes: int, intra: str, allreduce: bool
@@ -673,8 +679,10 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     min(link, blocks x clock x 16 B x comm_bw_eff), or NCCL + its call cost; eager calls never below comm_floor_s."""
     ck = COMM_REF_CLOCK_HZ / f["clock_hz"]
     nvlink = f["nvlink"] > 0
-    busbw = f["link_bw"] * np.where(nvlink, p["nccl_bw_eff"], p["nccl_bw_eff_pcie"])
-    moved = f["traffic"] * f["bytes"]
+    busbw = f["link_bw"] * np.where(nvlink, p["nccl_bw_eff"],
+                                    p["nccl_bw_eff_pcie"] * f["pcie_share"] ** p["nccl_pcie_share_exp"])
+    # each ring pass pays nccl_ring_extra_steps more steps of 1/n of the message (pipeline fill and drain)
+    moved = (f["traffic"] + p["nccl_ring_extra_steps"] / f["gpus"]) * f["bytes"]
     t = ck * f["lat_simple"] + moved / busbw
     t = np.minimum(t, ck * f["lat_ll"] + moved / np.minimum(f["ll_max_bw"], 0.5 * busbw))
     t = np.where(nvlink, np.minimum(t, ck * f["lat_ll128"] + moved / (0.92 * busbw)), t)

@@ -23,7 +23,7 @@ from roofsim.validation.predict import FIT_FIELDS, FeatureTable, Prediction, fea
 log = logging.getLogger(__name__)
 
 __all__ = ["FitData", "CalibrationResult", "prepare", "fit_calibration", "cross_validate", "calibrate",
-           "OPT_IN_FIELDS", "FROZEN_GPU_FIELDS", "HOST_FIELDS", "engine_base",
+           "OPT_IN_FIELDS", "FROZEN_GPU_FIELDS", "HOST_FIELDS", "HOST_FABRIC_FIELDS", "engine_base",
            "shape_family", "shape_folds", "fitted_fields", "fit_loss",
            "BOUNDS"]
 
@@ -90,6 +90,8 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "nccl_bw_eff": (0.02, 1.0, 0.8),
     "nccl_bw_eff_pcie": (0.02, 1.0, 0.8),
     "nccl_latency_s": (0.0, 1e-3, 1e-5),
+    "nccl_ring_extra_steps": (0.0, 4.0, 0.4),
+    "nccl_pcie_share_exp": (0.0, 4.0, 1.0),
 }
 
 # CPU-only knobs, fitted only when a caller asks (fitted_fields(extra=...), the local CPU calibration): the
@@ -129,6 +131,12 @@ FROZEN_GPU_FIELDS: tuple[str, ...] = (
 # RTX PRO 6000 hosts, vLLM and SGLang within 10 % of each other on each, never at a bound; it lowers the same-GPU
 # held-out all-reduce error but raises the LOGO error when fitted (docs/validation.md, "Which knobs the data pins").
 HOST_FIELDS: tuple[str, ...] = ("comm_floor_s",)
+# Knobs of the host's PCIe fabric that a fit on measured GPUs does fit (so that their PCIe link efficiency is measured
+# apart from how their hosts' fabrics scale with the GPU count) but that never travel to another GPU: a GPU predicted
+# from its datasheet gets the base value (leave-one-GPU-out, validation.transfer). The AIConfigurator hosts differ
+# tenfold: 8-GPU all-reduce bus bandwidth 1.4 GB/s on the L40S host (most tables), 20 GB/s on its SGLang 0.5.12 host
+# and 22 GB/s on the RTX PRO 6000 host, against 20 / 38 GB/s over 2 GPUs (nccl-tests, 512 MiB).
+HOST_FABRIC_FIELDS: tuple[str, ...] = ("nccl_pcie_share_exp",)
 
 # log-ratio at which the soft-L1 loss turns from quadratic to linear (~10% error)
 ROBUST_SCALE = 0.1
@@ -151,8 +159,8 @@ _FAMILY_FIELDS = {
     # the engine's all-reduce falls back to NCCL and shares its link efficiencies: fitted on NCCL rows when there
     # are any (the nccl stage runs first), else on the engine's own
     "comm": ("comm_bw_eff", "comm_latency_s", "comm_twoshot_latency_x", "comm_floor_s", "nccl_bw_eff",
-             "nccl_bw_eff_pcie"),
-    "nccl": ("nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s"),
+             "nccl_bw_eff_pcie", "nccl_pcie_share_exp"),
+    "nccl": ("nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s", "nccl_ring_extra_steps", "nccl_pcie_share_exp"),
     # the module is the sum of GEMM and elementwise kernels whose knobs the other families fit; its rows fit only
     # the grouped GEMMs' fixed cost (the routing kernels no other table times), in the last stage
     "moe": ("gemm_grouped_overhead_s",),
@@ -299,6 +307,8 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
     if not np.any(comm & (ft.comm[:, COMM_TERMS.index("custom")] > 0) & (ft.comm_graphed == 0)):
         wanted.discard("comm_floor_s")  # no eager engine all-reduce rows (TRT-LLM's): nothing pins the host floor
     nvlink = ft.comm[:, COMM_TERMS.index("nvlink")] > 0
+    if not np.any(comm & (ft.comm[:, COMM_TERMS.index("pcie_share")] < 1)):
+        wanted.discard("nccl_pcie_share_exp")  # no collective over more than two PCIe GPUs
     for f, rows in (("nccl_bw_eff", comm & nvlink), ("nccl_bw_eff_pcie", comm & ~nvlink)):
         if not np.any(rows):
             wanted.discard(f)  # no collective over that link type: nothing constrains its efficiency

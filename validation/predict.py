@@ -880,7 +880,7 @@ FIT_FIELDS: tuple[str, ...] = (
     "elementwise_rope_cache_gain",
     "comm_bw_eff", "comm_latency_s", "comm_twoshot_latency_x", "comm_oneshot_max_bytes", "comm_floor_s",
     "comm_custom_nvlink_only",
-    "nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s",
+    "nccl_bw_eff", "nccl_bw_eff_pcie", "nccl_latency_s", "nccl_ring_extra_steps", "nccl_pcie_share_exp",
 )
 
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_clock", "gemm_l2", "gemm_gemv",

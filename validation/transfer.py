@@ -20,6 +20,7 @@ from roofsim.model.uncertainty import regime_from_bound
 from roofsim.validation import kernel_tables
 from roofsim.validation.calibrate import (
     BOUNDS,
+    HOST_FABRIC_FIELDS,
     FitData,
     engine_base,
     fit_calibration,
@@ -290,7 +291,9 @@ def leave_one_gpu_out(rows: Sequence[KernelMeasurement], base: Calibration, fit:
             if not len(train):
                 continue  # no other GPU has this engine's tables: reported as not transferable below
             sbase = engine_base(base, sc)
-            cal = fit(data.subset(train), sbase)
+            # the host-fabric knobs are fitted on the training GPUs' hosts, not carried to the held-out GPU
+            cal = fit(data.subset(train), sbase).model_copy(
+                update={f: getattr(sbase, f) for f in HOST_FABRIC_FIELDS})
             fits[(g, sc)] = cal
             pred[test] = data.features.subset(test).seconds_params(_params(cal))
             mine = data.subset(test)
