@@ -263,8 +263,10 @@ class Calibration(BaseModel):
     nccl_pcie_share_exp: float = Field(1.0, ge=0, description=(
         "exponent of the PCIe share min(1, 2/n) (PCIE_RING_SHARE_GPUS): 1 = n GPUs share a root complex's "
         "forwarding bandwidth, 0 = a non-blocking PCIe switch; a property of the host, not of the GPU"))
+    # AIConfigurator's nccl-tests tables (A100, H100 NVSwitch): per byte, 2 / 4 GPUs take 0.65-0.83 / 0.88-0.96 of
+    # the 8-GPU time against the plain ring's 0.57 / 0.86; every three-GPU fit takes 0.4-0.7
     nccl_ring_extra_steps: float = Field(0.0, ge=0, description=(
-        "ring steps' worth of bandwidth time one NCCL ring pass costs beyond its n-1 (2(n-1) all-reduce) steps"))
+        "steps of 1/n of the message one NCCL ring pass costs beyond its n-1 (all-reduce: 2(n-1)) steps"))
     nccl_latency_s: float = Field(0.0, ge=0, description=(
         "fixed cost added to NCCL's tuning-model latency (nccl-tests need none: 0)"))
     decode_cuda_graphs: bool = Field(False, description=(
@@ -585,12 +587,13 @@ _ACCESS_BYTES = 16.0  # one 128-bit access (the kernels' packed loads)
 
 # GPUs without NVLink exchange peer-to-peer over PCIe through the host's root complex (or PCIe switches): a pair
 # streams at the x16 link's rate, but the n GPUs of a larger ring or all-to-all share the root complex's forwarding
-# bandwidth, so each gets 2/n of the pair's (roofsim's assumption: the host topology is on no datasheet; NCCL
-# user guide, "Troubleshooting", PCI Access Control Services: peer traffic routed through the CPU root complex
-# instead of a PCIe switch loses bandwidth). AIConfigurator's nccl-tests tables: L40S (Gen4 x16)
-# all-reduce bus bandwidth 20 / 5.2 / 1.4 GB/s at 2 / 4 / 8 GPUs, RTX PRO 6000 (Gen5 x16) 38 / 26 / 22 GB/s; a
-# fitted exponent of 2/n took 1.9 on L40S and 0.3 on RTX PRO 6000 (a host property, not identifiable), the fixed 1
-# lowers the PCIe cards' leave-one-GPU-out NCCL error from 55 / 104 % to 31 / 78 % (all-reduce).
+# bandwidth, so each gets (2/n)^nccl_pcie_share_exp of the pair's (roofsim's assumption: the host topology is on
+# no datasheet; NCCL user guide, "Troubleshooting", PCI Access Control Services: peer traffic routed through the CPU
+# root complex instead of a PCIe switch loses bandwidth). AIConfigurator's nccl-tests tables: L40S (Gen4 x16)
+# all-reduce bus bandwidth 20 / 5.2 / 1.4 GB/s at 2 / 4 / 8 GPUs, RTX PRO 6000 (Gen5 x16) 38 / 26 / 22 GB/s: the
+# exponent fits 1.6-2.0 on the one host and 0.1-0.5 on the other, a host property that a fit keeps apart from the
+# link's efficiency (0.6 of the link over 2 GPUs on both) and that a GPU predicted from its datasheet takes as 1
+# (validation.calibrate.HOST_FABRIC_FIELDS).
 PCIE_RING_SHARE_GPUS = 2.0
 
 # Calibration fields that follow from an engine's all-reduce code rather than from a fit: TensorRT-LLM's AUTO

@@ -469,6 +469,28 @@ def test_pcie_links_clock_scaling_and_engine_fallback_by_hand() -> None:
     assert allreduce_seconds(small, 2, H100, trt) == allreduce_seconds(small, 2, H100, cal)
 
 
+def test_ring_extra_steps_and_pcie_share_exponent_by_hand() -> None:
+    """A ring pass costs nccl_ring_extra_steps more steps of 1/n of the message; over PCIe the per-GPU share of the
+    link is min(1, 2/n) to the power nccl_pcie_share_exp (1: a shared root complex, 0: a non-blocking switch)."""
+    huge = float(1 << 28)
+    cal = Calibration(nccl_bw_eff=0.8, nccl_ring_extra_steps=0.5)
+    # H100, 4 GPUs: Simple ring, (2(n-1) + 0.5)/n = 1.625 of the message at 0.8 x 450 GB/s
+    assert allreduce_seconds(huge, 4, H100, cal, nccl=True) == pytest.approx(
+        (8.4 + 6 * 3.4) * 1e-6 + 1.625 * huge / 360e9, rel=1e-9)
+    assert allreduce_seconds(huge, 4, H100, cal, nccl=True) > allreduce_seconds(
+        huge, 4, H100, cal.model_copy(update={"nccl_ring_extra_steps": 0.0}), nccl=True)
+    l40s = load_hardware("l40s")
+    ck, big = 1.83e9 / 2.52e9, float(1 << 26)
+    for exp, share in ((0.0, 1.0), (1.0, 0.5), (2.0, 0.25)):  # 4 GPUs: 2/4 of the link, to the exponent
+        c = Calibration(nccl_bw_eff_pcie=0.5, nccl_pcie_share_exp=exp)
+        assert allreduce_seconds(big, 4, l40s, c, nccl=True) == pytest.approx(
+            ck * (8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / (16e9 * share), rel=1e-9)
+    # 2 PCIe GPUs and NVLink never share: the exponent does not move them
+    for hw, n in ((l40s, 2), (H100, 8)):
+        assert allreduce_seconds(big, n, hw, Calibration(nccl_pcie_share_exp=3.0), nccl=True) == \
+            allreduce_seconds(big, n, hw, Calibration(), nccl=True)
+
+
 def test_fp8_gemm_pays_its_own_fixed_cost() -> None:
     ctx = graph_context(LLAMA8, QuantSpec(weight_dtype="fp8", activation_dtype="fp8"), ParallelSpec())
     cal = Calibration(gemm_overhead_s=2e-6, gemm_overhead_s_fp8=1.3e-5)
