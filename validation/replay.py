@@ -107,8 +107,11 @@ PROMPT_HASH_BLOCK = 16  # tokens per derived hash id (vLLM's default KV block si
 
 def prompt_hash_ids(input_tokens: np.ndarray, prompt_keys: np.ndarray, block: int) -> tuple[tuple[int, ...], ...]:
     """Prefix-block hash ids from prompt identity: prompt k's j-th block is k * 2**32 + j, so equal keys share
-    every block and different keys none."""
-    return tuple(tuple(int(k) * 2**32 + j for j in range(-(-int(n) // block)))
+    every block and different keys none. As vLLM V1 (0.8) does, only full blocks get a hash
+    (vllm/v1/core/kv_cache_utils.py hash_request_tokens), and a prompt that is a whole number of blocks loses its
+    last one (kv_cache_manager.get_computed_blocks recomputes that whole block to get the last token's logits):
+    an n-token prompt can hit at most block * floor((n - 1) / block) tokens, and 1 to `block` are recomputed."""
+    return tuple(tuple(int(k) * 2**32 + j for j in range((int(n) - 1) // block))
                  for n, k in zip(input_tokens.tolist(), prompt_keys.tolist(), strict=True))
 
 
