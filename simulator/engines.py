@@ -53,6 +53,12 @@ VLLM_V1_HOST_S_PER_SEQ = 56e-6
 # first token only after the front end has taken in all of them, (min TTFT - mean TPOT) / 200 = 1.15, 1.04 and
 # 1.14 ms (validation.replay.burst_frontend_s_per_request).
 VLLM_FRONTEND_S_PER_REQUEST = 1.1e-3
+# The same process detokenizes and streams every output token (vLLM V1 keeps the engine core in its own process
+# and the output processing in the API server's). Estimated from the TP8 rate-inf log, the only one whose front
+# end runs saturated (200 streams): the client got tokens no faster than one per 192 us (196 us): the 99th
+# percentile of tokens per 5 (10) ms after the last first token, validation.replay.burst_frontend_s_per_token.
+# Scored held out on the rate 1, 4 and 16 logs, in-sample on the rate-inf one.
+VLLM_FRONTEND_S_PER_TOKEN = 190e-6
 
 # TensorRT-LLM defaults: max_num_tokens 8192, max_batch_size 2048 (trtllm-build and the LLM API BuildConfig /
 # TorchLlmArgs; trtllm-serve --help), chunked context off (`enable_chunked_context` / `enable_chunked_prefill`
@@ -497,7 +503,7 @@ __all__ = [
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",
     "VLLM_V1_BIG_GPU", "VLLM_V1_BIG_GPU_BYTES", "VLLM_V1_OTHER_GPU", "VLLM_V1_HOST_S_PER_SEQ",
-    "VLLM_FRONTEND_S_PER_REQUEST", "engine_choices", "engine_names",
+    "VLLM_FRONTEND_S_PER_REQUEST", "VLLM_FRONTEND_S_PER_TOKEN", "engine_choices", "engine_names",
     "engine_profile",
     "engine_table_markdown",
     "engine_row", "known_engines", "needs_model", "sglang_defaults", "trtllm_bench_limits", "vllm_v1_defaults",

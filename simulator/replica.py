@@ -403,9 +403,11 @@ class Replica:
         chunks = self._lane_chunks[lane.idx]
         if self._lane_dec[lane.idx]:
             self.progress.complete(lane, end)
-        # the front end handles a step's outputs in batch order, the running requests' tokens before the new
-        # ones', so a first token reaches the client after `pos` tokens' worth of front-end time
+        # One front-end process handles admissions and outputs first come, first served: this step's outputs
+        # start when it is free, in batch order (the running requests' tokens before the new ones'), so a first
+        # token reaches the client `pos` tokens' time after that.
         pos = self._lane_dec[lane.idx]
+        out_s = max(end, self.frontend_free_s) if self.frontend_s or self.frontend_tok_s else end
         for r, new in chunks:
             r.prefilled += new
             if r.prefilled < r.prefill_target:
@@ -420,8 +422,7 @@ class Replica:
             seen = end
             if r.first_token_s != r.first_token_s:
                 pos += 1
-                # one front-end process: the token also waits for admissions it already queued (FIFO)
-                seen = max(end, self.frontend_free_s) + self.frontend_tok_s * pos
+                seen = out_s + self.frontend_tok_s * pos
                 r.first_token_s = seen
                 if self.cluster.first_token_hook:  # type: ignore[union-attr]
                     self.cluster.on_first_token(r, seen)  # type: ignore[union-attr]
@@ -431,6 +432,8 @@ class Replica:
                 self._finish(lane, r, seen)
             else:
                 self._join_decode(lane, r, r.prefill_target, r.blocks)
+        if self.frontend_tok_s:
+            self.frontend_free_s = out_s + self.frontend_tok_s * pos
 
     def finish_decoding(self, lane: Lane, r: Request, end: float) -> None:
         """`r` has all its tokens at `end` (called by the decode progress tracker): release its KV, record it."""

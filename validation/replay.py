@@ -33,6 +33,7 @@ from roofsim.simulator.config import (
 from roofsim.simulator.engines import (
     VLLM_CHUNKED_PREFILL_TOKENS,
     VLLM_FRONTEND_S_PER_REQUEST,
+    VLLM_FRONTEND_S_PER_TOKEN,
     VLLM_MAX_NUM_SEQS,
     VLLM_V1_HOST_S_PER_SEQ,
     engine_profile,
@@ -47,7 +48,7 @@ from roofsim.validation.uncertainty import INTERVAL_LEVELS, IntervalCheck
 
 __all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", "replay_log", "replay_all",
            "make_scheduler_config", "compare_steps", "read_steps", "vllm_v1_defaults", "STATS", "SCHEDULERS",
-           "streaming_gaps", "fit_host_s_per_seq", "SERVERS", "burst_frontend_s_per_request"]
+           "streaming_gaps", "fit_host_s_per_seq", "SERVERS", "burst_frontend_s_per_request", "burst_frontend_s_per_token"]
 
 STATS = ("mean", "p50", "p90", "p99")
 SCHEDULERS = ("vllm-v1", *SCHEDULER_KINDS)  # vllm-v1 = sarathi with vLLM V1's defaults for the GPU
@@ -144,11 +145,11 @@ def fit_host_s_per_seq(logs: list[ServingLog], cost: CostModel, min_gaps: int = 
     return float(slope), float(fixed)
 
 
-# server -> (front-end seconds per request, engine host seconds per running sequence per step; None = the
-# calibration's)
-SERVERS: dict[str | None, tuple[float, float | None]] = {
-    "vllm-v1": (VLLM_FRONTEND_S_PER_REQUEST, VLLM_V1_HOST_S_PER_SEQ),
-    None: (0.0, None),
+# server -> (front-end seconds per request, per streamed token, engine host seconds per running sequence per
+# step; None = the calibration's)
+SERVERS: dict[str | None, tuple[float, float, float | None]] = {
+    "vllm-v1": (VLLM_FRONTEND_S_PER_REQUEST, VLLM_FRONTEND_S_PER_TOKEN, VLLM_V1_HOST_S_PER_SEQ),
+    None: (0.0, 0.0, None),
 }
 
 
@@ -156,11 +157,28 @@ def burst_frontend_s_per_request(log: ServingLog) -> float:
     """Front-end seconds per request read off a log whose requests were all sent at once (rate inf): with one
     FIFO front-end process, the first request's first token leaves only after the front end has taken in the whole
     burst, then one step: (min TTFT - mean TPOT) / requests."""
-    if log.request_rate_per_s is None or not math.isinf(log.request_rate_per_s):
-        raise InputError(f"{log.path}: burst_frontend_s_per_request needs a rate-inf log "
-                         f"(request rate {log.request_rate_per_s})")
+    _need_burst(log, "burst_frontend_s_per_request")
     tpot = _measured_arrays(log)["tpot_s"]
     return float((log.ttft_s.min() - tpot.mean()) / log.num_requests)
+
+
+def burst_frontend_s_per_token(log: ServingLog, bin_s: float = 0.005, q: float = 99.0) -> float:
+    """Front-end seconds per streamed token read off a rate-inf log while every request streams: the shortest
+    time per token the client saw, `bin_s` over the q-th percentile of tokens delivered per `bin_s` after the
+    last first token (an upper bound, reached when the front end runs saturated)."""
+    _need_burst(log, "burst_frontend_s_per_token")
+    t = np.concatenate([log.ttft_s[i] + np.concatenate(([0.0], np.cumsum(g))) for i, g in enumerate(log.itl_s)])
+    start = float(log.ttft_s.max())
+    t = t[t > start]
+    if t.size == 0:
+        raise InputError(f"{log.path}: no token after the last first token")
+    counts, _ = np.histogram(t, bins=np.arange(start, float(t.max()) + bin_s, bin_s))
+    return float(bin_s / np.percentile(counts, q))
+
+
+def _need_burst(log: ServingLog, what: str) -> None:
+    if log.request_rate_per_s is None or not math.isinf(log.request_rate_per_s):
+        raise InputError(f"{log.path}: {what} needs a rate-inf log (request rate {log.request_rate_per_s})")
 
 
 PROMPT_HASH_BLOCK = 16  # tokens per derived hash id (vLLM's default KV block size)
@@ -292,7 +310,7 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
                quant: QuantSpec | None = None, calibration: Calibration | None = None,
                gpu_memory_utilization: float = 0.9, seed: int = 0, prompts_cached: bool = False,
                prefix_caching: bool | None = None, server: str | None = "vllm-v1",
-               frontend_s_per_request: float | None = None, frontend_s_per_token: float = 0.0,
+               frontend_s_per_request: float | None = None, frontend_s_per_token: float | None = None,
                host_s_per_seq: float | None = None, ensemble: int = 0,
                error_model: ErrorModel | None = None) -> ReplayResult:
     """Replay the log's requests on `model` x `hardware` (tp, pp) and compare distributions.
@@ -306,7 +324,8 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
     earlier run with prefix caching on): the prefix cache starts warm with them (each prefill then computes only
     the last prompt token, as vLLM does, while the prompt's KV stays in the blocks and in decode attention).
     server: the serving software's host-side costs beyond the GPU steps: "vllm-v1" = the vLLM V1 API server and
-    engine core (simulator/engines.py VLLM_FRONTEND_S_PER_REQUEST, VLLM_V1_HOST_S_PER_SEQ); None = only the
+    engine core (simulator/engines.py VLLM_FRONTEND_S_PER_REQUEST, VLLM_FRONTEND_S_PER_TOKEN,
+    VLLM_V1_HOST_S_PER_SEQ); None = only the
     calibration's step overheads. The three settings below, when given, win over it.
     frontend_s_per_request: serialized API-server time per request (ReplicaGroup.frontend_s_per_request).
     frontend_s_per_token: API-server time per streamed token (ReplicaGroup.frontend_s_per_token): a new request's
@@ -337,8 +356,9 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
                          "prefix cache starts warm with all of them")
     if server not in SERVERS:
         raise InputError(f"unknown server {server!r}; known: {list(SERVERS)}")
-    fe_req, host = SERVERS[server]
+    fe_req, fe_tok, host = SERVERS[server]
     frontend_s_per_request = fe_req if frontend_s_per_request is None else frontend_s_per_request
+    frontend_s_per_token = fe_tok if frontend_s_per_token is None else frontend_s_per_token
     host_s_per_seq = host if host_s_per_seq is None else host_s_per_seq
     if frontend_s_per_request:
         notes.append(f"front end: {frontend_s_per_request * 1e3:g} ms per request, serialized, in the process "
