@@ -365,14 +365,15 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
                      f"that also streams the tokens")
     if frontend_s_per_token:
         notes.append(f"front end: {frontend_s_per_token * 1e6:g} us per streamed token, in batch order")
+    sim_cal = calibration  # recorded per-step times (compare_steps) are GPU steps: they keep `calibration`
     if host_s_per_seq is not None:
-        calibration = (calibration or Calibration()).model_copy(update={"step_overhead_per_seq_s": host_s_per_seq})
+        sim_cal = (calibration or Calibration()).model_copy(update={"step_overhead_per_seq_s": host_s_per_seq})
         notes.append(f"engine host time: {host_s_per_seq * 1e6:g} us per running sequence per step")
     if scheduler is None:
         scheduler, note = make_scheduler_config("vllm-v1", hardware)
         notes.append(note + " (default)")
     group = ReplicaGroup(model=model, hardware=hardware, tp=tp, pp=pp, quant=quant, scheduler=scheduler,
-                         calibration=calibration, gpu_memory_utilization=gpu_memory_utilization,
+                         calibration=sim_cal, gpu_memory_utilization=gpu_memory_utilization,
                          prefix_caching=prefix_caching, frontend_s_per_request=frontend_s_per_request,
                          frontend_s_per_token=frontend_s_per_token)
     if quant is None:  # the checkpoint's own format on this hardware (bf16 for an unquantised one)

@@ -14,13 +14,23 @@ from roofsim.hardware_specs.errors import InputError
 from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec, QuantSpec
-from roofsim.validation.logs import regenerate_poisson_arrivals
+from roofsim.simulator.config import ReplicaGroup
+from roofsim.simulator.engines import (
+    VLLM_FRONTEND_S_PER_REQUEST,
+    VLLM_FRONTEND_S_PER_TOKEN,
+    VLLM_V1_HOST_S_PER_SEQ,
+)
+from roofsim.validation.logs import read_log, regenerate_poisson_arrivals
 from roofsim.validation.replay import (
+    burst_frontend_s_per_request,
+    burst_frontend_s_per_token,
     compare_steps,
+    fit_host_s_per_seq,
     make_scheduler_config,
     prompt_hash_ids,
     replay_log,
     step_shape,
+    streaming_gaps,
 )
 
 MODEL, HW = "meta-llama/Llama-3.1-8B-Instruct", "h100-sxm"
@@ -93,12 +103,15 @@ def test_real_vllm_log_rate_4(shared_data: Path) -> None:
     log = (shared_data / "serving/vllm_llm-k8s/results_serving_meta-llama-Llama-3.3-70B-Instruct/01_tp8_pp1/"
            "serving_meta-llama-Llama-3.3-70B-Instruct_tp8_pp1_sharegpt_qps_04.json")
     res = replay_log(log, "meta-llama/Llama-3.3-70B-Instruct", "a100-sxm-40gb", 8,
-                     calibration=profile_for("a100-sxm-40gb", "vllm"))
+                     calibration=profile_for("a100-sxm-40gb", "vllm"), prompts_cached=True)
     c = res.comparison
     assert c["tpot_s"]["mean"]["measured"] == pytest.approx(0.02708, rel=1e-3)  # vLLM's own mean_tpot_ms
-    assert abs(c["tpot_s"]["mean"]["err_pct"]) < 25
-    assert abs(c["ttft_s"]["mean"]["err_pct"]) < 40
-    assert abs(res.totals["duration_s"]["err_pct"]) < 10
+    # measured -3.6 % and -2.6 %; the TTFT of a few-token prefill moves by a few points with the phase of the
+    # arrivals against the steps
+    assert abs(c["tpot_s"]["mean"]["err_pct"]) < 6
+    assert abs(c["ttft_s"]["mean"]["err_pct"]) < 10
+    assert abs(res.totals["duration_s"]["err_pct"]) < 3
+    assert any(n.startswith("front end: 1.1 ms per request") for n in res.notes)
 
 
 def test_prompts_cached_uses_a_warm_prefix_cache(tmp_path: Path) -> None:
@@ -135,3 +148,79 @@ def test_frontend_cost_delays_a_burst(tmp_path: Path) -> None:
     assert fe.sim.first_scheduled_s.min() == pytest.approx(0.005)
     assert fe.sim.first_scheduled_s.max() >= 0.020 - 1e-12
     assert fe.comparison["ttft_s"]["mean"]["predicted"] > base.comparison["ttft_s"]["mean"]["predicted"]
+
+
+def test_first_tokens_wait_for_the_front_end(tmp_path: Path) -> None:
+    log = vllm_log(tmp_path / "l.json", [0.0, 0.0, 0.0, 0.0])
+    # one FIFO front-end process: the first request reaches the engine at 5 ms, but its first token leaves only
+    # after the front end has taken in all four requests (20 ms)
+    fe = replay_log(log, MODEL, HW, calibration=Calibration(), server=None, frontend_s_per_request=0.005)
+    assert fe.sim.first_scheduled_s.min() == pytest.approx(0.005)
+    assert fe.sim.first_token_s.min() >= 0.020 - 1e-12
+    # per streamed token: the four prompts share one step (650 tokens), their first tokens leave 1 ms apart
+    tok = replay_log(log, MODEL, HW, calibration=Calibration(), server=None, frontend_s_per_token=0.001)
+    first = np.sort(tok.sim.first_token_s)
+    assert np.diff(first) == pytest.approx([0.001] * 3)
+    plain = replay_log(log, MODEL, HW, calibration=Calibration(), server=None)
+    assert first[0] == pytest.approx(plain.sim.first_token_s.max() + 0.001)
+    assert tok.sim.completion_s.max() == pytest.approx(plain.sim.completion_s.max())  # decode steps untouched
+
+
+def test_host_time_per_sequence_lengthens_each_step(tmp_path: Path) -> None:
+    log = vllm_log(tmp_path / "l.json", [0.0, 0.0, 0.0, 0.0])
+    runs = [replay_log(log, MODEL, HW, calibration=Calibration(), server=None, host_s_per_seq=h) for h in (0, 1e-3)]
+    a, b = (r.sim.series for r in runs)
+    assert a.decode_seqs.tolist() == b.decode_seqs.tolist()  # same batches (all sent at once), longer steps
+    seqs = a.decode_seqs + a.prefill_seqs
+    assert b.duration_s - a.duration_s == pytest.approx(1e-3 * seqs)
+    assert any(n.startswith("engine host time: 1000 us") for n in runs[1].notes)
+    with pytest.raises(InputError, match="unknown server"):
+        replay_log(log, MODEL, HW, server="tgi")
+
+
+K8S = "serving/vllm_llm-k8s/results_serving_meta-llama-Llama-3.3-70B-Instruct/"
+
+
+def _k8s_log(shared_data: Path, run: str, rate: str) -> Path:
+    tp = "_".join(run.split("_")[1:3])  # 01_tp8_pp1 -> tp8_pp1, 03_tp4_pp2_IB -> tp4_pp2
+    return shared_data / K8S / run / f"serving_meta-llama-Llama-3.3-70B-Instruct_{tp}_sharegpt_qps_{rate}.json"
+
+
+def test_vllm_host_costs_as_estimated_from_the_logs(shared_data: Path) -> None:
+    """The provenance of simulator/engines.py's vLLM V1 host costs, recomputed from the logs."""
+    from roofsim.simulator.run import group_quant  # noqa: PLC0415
+    from roofsim.validation.profiles import profile_for  # noqa: PLC0415
+
+    pp_burst = [burst_frontend_s_per_request(read_log(_k8s_log(shared_data, run, "inf")))
+                for run in ("02_tp4_pp2_no_IB", "03_tp4_pp2_IB", "04_tp4_pp2_IB")]
+    assert pp_burst == pytest.approx([1.154e-3, 1.040e-3, 1.143e-3], abs=1e-5)
+    assert np.mean(pp_burst) == pytest.approx(VLLM_FRONTEND_S_PER_REQUEST, rel=0.02)
+    tp8 = read_log(_k8s_log(shared_data, "01_tp8_pp1", "inf"))
+    assert burst_frontend_s_per_token(tp8) == pytest.approx(VLLM_FRONTEND_S_PER_TOKEN, rel=0.02)
+    with pytest.raises(InputError, match="rate-inf"):
+        burst_frontend_s_per_token(read_log(_k8s_log(shared_data, "01_tp8_pp1", "16")))
+    model, hw = "meta-llama/Llama-3.3-70B-Instruct", "a100-sxm-40gb"
+    quant, _ = group_quant(ReplicaGroup(model=model, hardware=hw, tp=8))
+    cal = profile_for(hw, "vllm").model_copy(update={"step_overhead_per_seq_s": 0.0})
+    cost = CostModel(load_model(model), load_hardware(hw), quant, ParallelSpec(tp=8), cal)
+    logs = [read_log(_k8s_log(shared_data, "01_tp8_pp1", r)) for r in ("01", "04", "16", "inf")]
+    per_seq, _ = fit_host_s_per_seq(logs, cost)
+    assert per_seq == pytest.approx(VLLM_V1_HOST_S_PER_SEQ, rel=0.02)
+    gaps, batch = streaming_gaps(logs[3])
+    # every gap of the 200 streams; 14 requests had one token, so at most 186 stream at once
+    assert gaps.size == sum(len(g) for g in logs[3].itl_s) and batch.max() == 186
+
+
+# issue #14 targets: mean TPOT <= 10 %, mean TTFT <= 20 %, P99 TTFT <= 30 %; bounds = today's figures + margin
+@pytest.mark.parametrize(("rate", "tpot", "ttft", "p99"), [
+    ("01", 3, 9, 10), ("04", 6, 8, 8), ("16", 5, 6, 34), ("inf", 8, 20, 16)])
+def test_vllm_llm_k8s_tp8_logs(shared_data: Path, rate: str, tpot: float, ttft: float, p99: float) -> None:
+    from roofsim.validation.profiles import profile_for  # noqa: PLC0415
+
+    res = replay_log(_k8s_log(shared_data, "01_tp8_pp1", rate), "meta-llama/Llama-3.3-70B-Instruct",
+                     "a100-sxm-40gb", 8, calibration=profile_for("a100-sxm-40gb", "vllm"),
+                     prompts_cached=rate != "01")  # rates 4, 16, inf re-send the prompts of rate 1
+    c = res.comparison
+    assert abs(c["tpot_s"]["mean"]["err_pct"]) < tpot
+    assert abs(c["ttft_s"]["mean"]["err_pct"]) < ttft
+    assert abs(c["ttft_s"]["p99"]["err_pct"]) < p99
