@@ -48,7 +48,8 @@ from roofsim.validation.uncertainty import INTERVAL_LEVELS, IntervalCheck
 
 __all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", "replay_log", "replay_all",
            "make_scheduler_config", "compare_steps", "read_steps", "vllm_v1_defaults", "STATS", "SCHEDULERS",
-           "streaming_gaps", "fit_host_s_per_seq", "SERVERS", "burst_frontend_s_per_request", "burst_frontend_s_per_token"]
+           "streaming_gaps", "fit_host_s_per_seq", "SERVERS", "burst_frontend_s_per_request",
+           "burst_frontend_s_per_token"]
 
 STATS = ("mean", "p50", "p90", "p99")
 SCHEDULERS = ("vllm-v1", *SCHEDULER_KINDS)  # vllm-v1 = sarathi with vLLM V1's defaults for the GPU
@@ -322,11 +323,12 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
     prompts share nothing, since the log has no token ids). Default: on when `prompts_cached`.
     prompts_cached: the server's prefix cache already holds every prompt (the same prompts were sent in an
     earlier run with prefix caching on): the prefix cache starts warm with them (each prefill then computes only
-    the last prompt token, as vLLM does, while the prompt's KV stays in the blocks and in decode attention).
+    its prompt's last, partial or recomputed, block as vLLM V1 does (prompt_hash_ids), while the prompt's KV stays
+    in the blocks and in decode attention).
     server: the serving software's host-side costs beyond the GPU steps: "vllm-v1" = the vLLM V1 API server and
     engine core (simulator/engines.py VLLM_FRONTEND_S_PER_REQUEST, VLLM_FRONTEND_S_PER_TOKEN,
-    VLLM_V1_HOST_S_PER_SEQ); None = only the
-    calibration's step overheads. The three settings below, when given, win over it.
+    VLLM_V1_HOST_S_PER_SEQ, fitted on vLLM 0.8.3 logs); None = only the calibration's step overheads. The three
+    settings below, when given, win over it.
     frontend_s_per_request: serialized API-server time per request (ReplicaGroup.frontend_s_per_request).
     frontend_s_per_token: API-server time per streamed token (ReplicaGroup.frontend_s_per_token): a new request's
     first token reaches the client after the tokens of its step's running requests.
