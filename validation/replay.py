@@ -310,7 +310,7 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
                log_format: str = "auto", scheduler: SchedulerConfig | None = None,
                quant: QuantSpec | None = None, calibration: Calibration | None = None,
                gpu_memory_utilization: float = 0.9, seed: int = 0, prompts_cached: bool = False,
-               prefix_caching: bool | None = None, server: str | None = "vllm-v1",
+               prefix_caching: bool | None = None, server: str | None = "auto",
                frontend_s_per_request: float | None = None, frontend_s_per_token: float | None = None,
                host_s_per_seq: float | None = None, ensemble: int = 0,
                error_model: ErrorModel | None = None) -> ReplayResult:
@@ -327,8 +327,9 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
     in the blocks and in decode attention).
     server: the serving software's host-side costs beyond the GPU steps: "vllm-v1" = the vLLM V1 API server and
     engine core (simulator/engines.py VLLM_FRONTEND_S_PER_REQUEST, VLLM_FRONTEND_S_PER_TOKEN,
-    VLLM_V1_HOST_S_PER_SEQ, fitted on vLLM 0.8.3 logs); None = only the calibration's step overheads. The three
-    settings below, when given, win over it.
+    VLLM_V1_HOST_S_PER_SEQ, fitted on vLLM 0.8.3 logs); None = only the calibration's step overheads; "auto" =
+    None when the log names another server (an SGLang file, a `roofsim measure` log), else "vllm-v1" (as the
+    default scheduler). The three settings below, when given, win over it.
     frontend_s_per_request: serialized API-server time per request (ReplicaGroup.frontend_s_per_request).
     frontend_s_per_token: API-server time per streamed token (ReplicaGroup.frontend_s_per_token): a new request's
     first token reaches the client after the tokens of its step's running requests.
@@ -356,8 +357,10 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
             warm = ids
             notes.append("ASSUMPTION prompts cached: every prompt was sent before with prefix caching on; the "
                          "prefix cache starts warm with all of them")
+    if server == "auto":
+        server = None if log.server and not log.server.startswith(("vllm", "openai")) else "vllm-v1"
     if server not in SERVERS:
-        raise InputError(f"unknown server {server!r}; known: {list(SERVERS)}")
+        raise InputError(f"unknown server {server!r}; known: {['auto', *SERVERS]}")
     fe_req, fe_tok, host = SERVERS[server]
     frontend_s_per_request = fe_req if frontend_s_per_request is None else frontend_s_per_request
     frontend_s_per_token = fe_tok if frontend_s_per_token is None else frontend_s_per_token

@@ -178,6 +178,17 @@ def test_host_time_per_sequence_lengthens_each_step(tmp_path: Path) -> None:
         replay_log(log, MODEL, HW, server="tgi")
 
 
+@pytest.mark.parametrize(("backend", "vllm_costs"), [(None, True), ("vllm", True), ("openai", True),
+                                                     ("sglang", False), ("roofsim-measure", False)])
+def test_server_costs_follow_the_server_the_log_names(tmp_path: Path, backend: str | None, vllm_costs: bool) -> None:
+    extra = {} if backend is None else {"backend": backend}
+    res = replay_log(vllm_log(tmp_path / "l.json", [0.0, 0.5, 1.0, 1.5], **extra), MODEL, HW,
+                     calibration=Calibration())
+    assert res.log.server == (backend or "")
+    assert any(n.startswith("engine host time: 56 us") for n in res.notes) == vllm_costs
+    assert any(n.startswith("front end: 190 us per streamed token") for n in res.notes) == vllm_costs
+
+
 K8S = "serving/vllm_llm-k8s/results_serving_meta-llama-Llama-3.3-70B-Instruct/"
 
 
