@@ -202,7 +202,7 @@ def register_run(vsub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="profile .toml (default: the shipped vLLM profile of the hardware)")
     p.add_argument("--prompts-cached", action="store_true",
                    help="the server's prefix cache already held every prompt (same prompts sent before with "
-                        "prefix caching on): replay each prompt as 1 new token")
+                        "prefix caching on): replay each prompt's last, partial block as new tokens")
     p.add_argument("--json", action="store_true")
     p.add_argument("--report", type=Path, default=None)
     p.add_argument("--force", action="store_true", help="overwrite --report if it exists")

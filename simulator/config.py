@@ -264,6 +264,10 @@ class ReplicaGroup(BaseModel):
     frontend_s_per_request: NonNegSeconds = Field(
         0.0, description="serialized per-request front-end time (API server: accept, tokenize, hand to the engine) "
                     "before a request can be scheduled; one queue per replica (docs/simulator.md)")
+    frontend_s_per_token: NonNegSeconds = Field(
+        0.0, description="front-end time per streamed output token (API server: detokenize, serialize, send); a "
+                    "step's outputs are handled in batch order, running requests first, so a new request's first "
+                    "token reaches the client that many tokens' time after the step ends (docs/simulator.md)")
 
     @model_validator(mode="before")
     @classmethod

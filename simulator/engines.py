@@ -40,6 +40,25 @@ VLLM_V1_BIG_GPU = (8192, 1024)
 VLLM_V1_OTHER_GPU = (2048, 256)
 # vLLM gpu_memory_utilization default 0.9 (EngineArgs / CacheConfig, every version in the table).
 VLLM_GPU_MEMORY_UTILIZATION = 0.9
+# vLLM V1 (0.8) host time per running sequence of one step: the engine core schedules, prepares inputs and
+# turns the sampled tokens into outputs request by request in Python between two GPU steps (overlapping that
+# work with the GPU, `--async-scheduling`, came later: vllm-project/vllm#27679). Fitted, not from a datasheet:
+# validation.replay.fit_host_s_per_seq over the four vllm_llm-k8s 01_tp8_pp1 logs (Llama-3.3-70B, 8x A100-40GB,
+# vLLM 0.8.3; the shipped A100 vLLM profile without per-sequence overhead): 56 us. Left out one log at a time the
+# fit gives 50-77 us (docs/validation-e2e.md, Target 2).
+VLLM_V1_HOST_S_PER_SEQ = 56e-6
+# vLLM OpenAI API server: accept, validate, tokenize and hand one request to the engine, serialized in its one
+# Python process. Estimated from the vllm_llm-k8s TP4 x PP2 Llama-3.3-70B logs at rate inf (same vLLM 0.8.3
+# server, client and prompts as the TP8 logs it is scored on): the first of 200 simultaneous requests gets its
+# first token only after the front end has taken in all of them, (min TTFT - mean TPOT) / 200 = 1.15, 1.04 and
+# 1.14 ms (validation.replay.burst_frontend_s_per_request).
+VLLM_FRONTEND_S_PER_REQUEST = 1.1e-3
+# The same process detokenizes and streams every output token (vLLM V1 keeps the engine core in its own process
+# and the output processing in the API server's). Estimated from the TP8 rate-inf log, the only one whose front
+# end runs saturated (200 streams): the client got tokens no faster than one per 192 us (196 us): the 99th
+# percentile of tokens per 5 (10) ms after the last first token, validation.replay.burst_frontend_s_per_token.
+# Scored held out on the rate 1, 4 and 16 logs, in-sample on the rate-inf one.
+VLLM_FRONTEND_S_PER_TOKEN = 190e-6
 
 # TensorRT-LLM defaults: max_num_tokens 8192, max_batch_size 2048 (trtllm-build and the LLM API BuildConfig /
 # TorchLlmArgs; trtllm-serve --help), chunked context off (`enable_chunked_context` / `enable_chunked_prefill`
@@ -483,7 +502,8 @@ __all__ = [
     "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",
-    "VLLM_V1_BIG_GPU", "VLLM_V1_BIG_GPU_BYTES", "VLLM_V1_OTHER_GPU", "engine_choices", "engine_names",
+    "VLLM_V1_BIG_GPU", "VLLM_V1_BIG_GPU_BYTES", "VLLM_V1_OTHER_GPU", "VLLM_V1_HOST_S_PER_SEQ",
+    "VLLM_FRONTEND_S_PER_REQUEST", "VLLM_FRONTEND_S_PER_TOKEN", "engine_choices", "engine_names",
     "engine_profile",
     "engine_table_markdown",
     "engine_row", "known_engines", "needs_model", "sglang_defaults", "trtllm_bench_limits", "vllm_v1_defaults",

@@ -124,6 +124,7 @@ class Replica:
         self.frontend_s = 0.0  # serialized per-request front-end time (ReplicaGroup.frontend_s_per_request)
         self.frontend_free_s = 0.0  # when the front end finishes the requests it already holds
         self.frontend_n = 0  # requests in the front end
+        self.frontend_tok_s = 0.0  # front-end time per streamed output token (ReplicaGroup.frontend_s_per_token)
         self.cluster: Cluster | None = None
         # disaggregated deployments (simulator/disagg.py): a prefill replica hands a request whose prompt is done
         # to `handoff`; a decode replica takes handed-over requests in through `intake` when an iteration starts
@@ -402,6 +403,11 @@ class Replica:
         chunks = self._lane_chunks[lane.idx]
         if self._lane_dec[lane.idx]:
             self.progress.complete(lane, end)
+        # One front-end process handles admissions and outputs first come, first served: this step's outputs
+        # start when it is free, in batch order (the running requests' tokens before the new ones'), so a first
+        # token reaches the client `pos` tokens' time after that.
+        pos = self._lane_dec[lane.idx]
+        out_s = max(end, self.frontend_free_s) if self.frontend_s or self.frontend_tok_s else end
         for r, new in chunks:
             r.prefilled += new
             if r.prefilled < r.prefill_target:
@@ -413,16 +419,21 @@ class Replica:
             if self.handoff is not None and r.generated < r.output_tokens:
                 self.handoff(self, lane, r, end)  # its KV goes to the decode pool (disagg.py)
                 continue
+            seen = end
             if r.first_token_s != r.first_token_s:
-                r.first_token_s = end
+                pos += 1
+                seen = out_s + self.frontend_tok_s * pos
+                r.first_token_s = seen
                 if self.cluster.first_token_hook:  # type: ignore[union-attr]
-                    self.cluster.on_first_token(r, end)  # type: ignore[union-attr]
+                    self.cluster.on_first_token(r, seen)  # type: ignore[union-attr]
             r.segments.append([end, lane.idx, lane.counter, 0])
             if r.generated >= r.output_tokens:
                 self.pool.release(r.blocks)
-                self._finish(lane, r, end)
+                self._finish(lane, r, seen)
             else:
                 self._join_decode(lane, r, r.prefill_target, r.blocks)
+        if self.frontend_tok_s:
+            self.frontend_free_s = out_s + self.frontend_tok_s * pos
 
     def finish_decoding(self, lane: Lane, r: Request, end: float) -> None:
         """`r` has all its tokens at `end` (called by the decode progress tracker): release its KV, record it."""

@@ -110,6 +110,7 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
             rep = Replica(len(replicas), gi, name, strategy, plan, make_scheduler(sched_cfg),
                           g.max_model_len or model.max_context_tokens, window)
             rep.frontend_s = g.frontend_s_per_request
+            rep.frontend_tok_s = g.frontend_s_per_token
             rep.role = g.role
             rep.attn_dp = g.attn_dp
             replicas.append(rep)

@@ -26,7 +26,9 @@ __all__ = ["ServingLog", "ServingStats", "LOG_FORMATS", "read_vllm_benchmark", "
 class ServingLog:
     """Per-request measurements of one benchmark run, in seconds and tokens; `notes` lists every assumption.
     `label` names the benchmark inside its file (a sweep file holds several); `concurrency` is the closed-loop
-    client count or the harness's concurrency cap when the file records one."""
+    client count or the harness's concurrency cap when the file records one; `server` is the serving software the
+    file names ('' when it names none; vLLM and SGLang benchmark files: their `backend`, e.g. "vllm", "sglang",
+    "roofsim-measure" for `roofsim measure` logs)."""
 
     source_format: str
     path: str
@@ -42,6 +44,7 @@ class ServingLog:
     notes: tuple[str, ...]
     label: str = ""
     concurrency: int | None = None
+    server: str = ""
 
     @property
     def num_requests(self) -> int:
@@ -156,7 +159,8 @@ class _Rows:
         self.send.append(send)
 
     def log(self, fmt: str, path: Path, notes: list[str], *, rate: float | None = None, seed: int | None = None,
-            duration_s: float | None = None, label: str = "", concurrency: int | None = None) -> ServingLog:
+            duration_s: float | None = None, label: str = "", concurrency: int | None = None,
+            server: str = "") -> ServingLog:
         send = None
         if self.send and None not in self.send:
             st = np.array(self.send, dtype=np.float64)
@@ -164,7 +168,13 @@ class _Rows:
         return ServingLog(fmt, str(path), np.array(self.inp, dtype=np.int64), np.array(self.out, dtype=np.int64),
                           np.array(self.ttft, dtype=np.float64), tuple(self.itl),
                           np.array(self.e2e, dtype=np.float64), send, rate, seed, duration_s, tuple(notes), label,
-                          concurrency)
+                          concurrency, server)
+
+
+def _backend(d: dict[str, Any]) -> str:
+    """The `backend` a vLLM or SGLang benchmark file names (the server it talked to), '' when none."""
+    b = d.get("backend")
+    return b if isinstance(b, str) else ""
 
 
 def _mean_gaps(out_tokens: int, mean_gap_s: float) -> np.ndarray:
@@ -303,7 +313,7 @@ def _vllm_one(d: Any, path: Path, where: str) -> ServingLog:
         notes.append(f"max_concurrency={mc}: the client held at most {mc} requests in flight")
     return rows.log("vllm", path, notes, rate=rate, seed=int(seed) if seed is not None else None,
                     duration_s=float(dur) if dur is not None else None,
-                    label="" if where == "file" else where, concurrency=mc)
+                    label="" if where == "file" else where, concurrency=mc, server=_backend(d))
 
 
 def read_vllm_benchmark(path: Path | str) -> ServingLog:
@@ -342,7 +352,7 @@ def _sglang_one(d: Any, path: Path, where: str) -> ServingLog:
     dur = _optional(d.get("duration"), path, f"{where}.duration")
     return rows.log("sglang", path, notes, rate=_rate(d.get("request_rate"), path, f"{where}.request_rate"),
                     duration_s=float(dur) if dur is not None else None, label=where,
-                    concurrency=_opt_int(d.get("max_concurrency"), path, "max_concurrency"))
+                    concurrency=_opt_int(d.get("max_concurrency"), path, "max_concurrency"), server=_backend(d))
 
 
 def read_sglang(path: Path | str) -> list[ServingLog]:

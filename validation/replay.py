@@ -32,7 +32,10 @@ from roofsim.simulator.config import (
 )
 from roofsim.simulator.engines import (
     VLLM_CHUNKED_PREFILL_TOKENS,
+    VLLM_FRONTEND_S_PER_REQUEST,
+    VLLM_FRONTEND_S_PER_TOKEN,
     VLLM_MAX_NUM_SEQS,
+    VLLM_V1_HOST_S_PER_SEQ,
     engine_profile,
     vllm_v1_defaults,
 )
@@ -44,7 +47,9 @@ from roofsim.validation.logs import ServingLog, read_log, read_logs, regenerate_
 from roofsim.validation.uncertainty import INTERVAL_LEVELS, IntervalCheck
 
 __all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", "replay_log", "replay_all",
-           "make_scheduler_config", "compare_steps", "read_steps", "vllm_v1_defaults", "STATS", "SCHEDULERS"]
+           "make_scheduler_config", "compare_steps", "read_steps", "vllm_v1_defaults", "STATS", "SCHEDULERS",
+           "streaming_gaps", "fit_host_s_per_seq", "SERVERS", "burst_frontend_s_per_request",
+           "burst_frontend_s_per_token"]
 
 STATS = ("mean", "p50", "p90", "p99")
 SCHEDULERS = ("vllm-v1", *SCHEDULER_KINDS)  # vllm-v1 = sarathi with vLLM V1's defaults for the GPU
@@ -102,13 +107,91 @@ def log_trace(log: ServingLog) -> tuple[Trace, np.ndarray, list[str]]:
     return Trace(send, log.input_tokens[order], log.output_tokens[order], None, log.path), order, notes
 
 
+def streaming_gaps(log: ServingLog) -> tuple[np.ndarray, np.ndarray]:
+    """Every measured inter-token gap and how many requests were streaming at its midpoint (first token out, last
+    not yet), send times as log_trace takes them: the engine's step time against its batch, from the log alone."""
+    trace, order, _ = log_trace(log)
+    send = np.empty(len(order))
+    send[order] = trace.arrival_s
+    first, last = np.sort(send + log.ttft_s), np.sort(send + log.e2e_s)
+    gaps, mids = [], []
+    for i, g in enumerate(log.itl_s):
+        g = np.asarray(g, dtype=np.float64)
+        if g.size:
+            gaps.append(g)
+            mids.append(send[i] + log.ttft_s[i] + np.cumsum(g) - g / 2)
+    if not gaps:
+        return np.empty(0), np.empty(0, dtype=np.int64)
+    t = np.concatenate(mids)
+    return np.concatenate(gaps), np.searchsorted(first, t) - np.searchsorted(last, t)
+
+
+def fit_host_s_per_seq(logs: list[ServingLog], cost: CostModel, min_gaps: int = 50) -> tuple[float, float]:
+    """(per-sequence, fixed) host seconds of one decode step missing from `cost`: a weighted line through the
+    median measured gap at each batch size (streaming_gaps, batch sizes with >= `min_gaps` gaps) minus cost's
+    decode step of that batch (each sequence at the logs' mean prompt + half their mean output). The median keeps
+    the steps that also carried a prompt chunk out. `cost` should carry no per-sequence overhead of its own."""
+    gaps, batch = zip(*(streaming_gaps(lg) for lg in logs), strict=True)
+    g, b = np.concatenate(gaps), np.concatenate(batch)
+    ctx = float(np.mean([lg.input_tokens.mean() + lg.output_tokens.mean() / 2 for lg in logs]))
+    sizes, counts = np.unique(b[b > 0], return_counts=True)
+    keep = sizes[counts >= min_gaps]
+    if keep.size < 2:
+        raise InputError(f"fit_host_s_per_seq: {keep.size} batch size(s) with >= {min_gaps} gaps; need 2")
+    w = counts[counts >= min_gaps].astype(np.float64)
+    resid = np.array([np.median(g[b == k]) - cost.step(BatchShape(decode_seqs=int(k), decode_tokens=int(k),
+                                                                    decode_ctx_tokens=int(k * ctx))).seconds
+                      for k in keep])
+    slope, fixed = np.polyfit(keep.astype(np.float64), resid, 1, w=np.sqrt(w))
+    return float(slope), float(fixed)
+
+
+# server -> (front-end seconds per request, per streamed token, engine host seconds per running sequence per
+# step; None = the calibration's)
+SERVERS: dict[str | None, tuple[float, float, float | None]] = {
+    "vllm-v1": (VLLM_FRONTEND_S_PER_REQUEST, VLLM_FRONTEND_S_PER_TOKEN, VLLM_V1_HOST_S_PER_SEQ),
+    None: (0.0, 0.0, None),
+}
+
+
+def burst_frontend_s_per_request(log: ServingLog) -> float:
+    """Front-end seconds per request read off a log whose requests were all sent at once (rate inf): with one
+    FIFO front-end process, the first request's first token leaves only after the front end has taken in the whole
+    burst, then one step: (min TTFT - mean TPOT) / requests."""
+    _need_burst(log, "burst_frontend_s_per_request")
+    tpot = _measured_arrays(log)["tpot_s"]
+    return float((log.ttft_s.min() - tpot.mean()) / log.num_requests)
+
+
+def burst_frontend_s_per_token(log: ServingLog, bin_s: float = 0.005, q: float = 99.0) -> float:
+    """Front-end seconds per streamed token read off a rate-inf log while every request streams: the shortest
+    time per token the client saw, `bin_s` over the q-th percentile of tokens delivered per `bin_s` after the
+    last first token (an upper bound, reached when the front end runs saturated)."""
+    _need_burst(log, "burst_frontend_s_per_token")
+    t = np.concatenate([log.ttft_s[i] + np.concatenate(([0.0], np.cumsum(g))) for i, g in enumerate(log.itl_s)])
+    start = float(log.ttft_s.max())
+    t = t[t > start]
+    if t.size == 0:
+        raise InputError(f"{log.path}: no token after the last first token")
+    counts, _ = np.histogram(t, bins=np.arange(start, float(t.max()) + bin_s, bin_s))
+    return float(bin_s / np.percentile(counts, q))
+
+
+def _need_burst(log: ServingLog, what: str) -> None:
+    if log.request_rate_per_s is None or not math.isinf(log.request_rate_per_s):
+        raise InputError(f"{log.path}: {what} needs a rate-inf log (request rate {log.request_rate_per_s})")
+
+
 PROMPT_HASH_BLOCK = 16  # tokens per derived hash id (vLLM's default KV block size)
 
 
 def prompt_hash_ids(input_tokens: np.ndarray, prompt_keys: np.ndarray, block: int) -> tuple[tuple[int, ...], ...]:
     """Prefix-block hash ids from prompt identity: prompt k's j-th block is k * 2**32 + j, so equal keys share
-    every block and different keys none."""
-    return tuple(tuple(int(k) * 2**32 + j for j in range(-(-int(n) // block)))
+    every block and different keys none. As vLLM V1 (0.8) does, only full blocks get a hash
+    (vllm/v1/core/kv_cache_utils.py hash_request_tokens), and a prompt that is a whole number of blocks loses its
+    last one (kv_cache_manager.get_computed_blocks recomputes that whole block to get the last token's logits):
+    an n-token prompt can hit at most block * floor((n - 1) / block) tokens, and 1 to `block` are recomputed."""
+    return tuple(tuple(int(k) * 2**32 + j for j in range((int(n) - 1) // block))
                  for n, k in zip(input_tokens.tolist(), prompt_keys.tolist(), strict=True))
 
 
@@ -227,7 +310,9 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
                log_format: str = "auto", scheduler: SchedulerConfig | None = None,
                quant: QuantSpec | None = None, calibration: Calibration | None = None,
                gpu_memory_utilization: float = 0.9, seed: int = 0, prompts_cached: bool = False,
-               prefix_caching: bool | None = None, frontend_s_per_request: float = 0.0, ensemble: int = 0,
+               prefix_caching: bool | None = None, server: str | None = "auto",
+               frontend_s_per_request: float | None = None, frontend_s_per_token: float | None = None,
+               host_s_per_seq: float | None = None, ensemble: int = 0,
                error_model: ErrorModel | None = None) -> ReplayResult:
     """Replay the log's requests on `model` x `hardware` (tp, pp) and compare distributions.
 
@@ -238,8 +323,18 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
     prompts share nothing, since the log has no token ids). Default: on when `prompts_cached`.
     prompts_cached: the server's prefix cache already holds every prompt (the same prompts were sent in an
     earlier run with prefix caching on): the prefix cache starts warm with them (each prefill then computes only
-    the last prompt token, as vLLM does, while the prompt's KV stays in the blocks and in decode attention).
+    its prompt's last, partial or recomputed, block as vLLM V1 does (prompt_hash_ids), while the prompt's KV stays
+    in the blocks and in decode attention).
+    server: the serving software's host-side costs beyond the GPU steps: "vllm-v1" = the vLLM V1 API server and
+    engine core (simulator/engines.py VLLM_FRONTEND_S_PER_REQUEST, VLLM_FRONTEND_S_PER_TOKEN,
+    VLLM_V1_HOST_S_PER_SEQ, fitted on vLLM 0.8.3 logs); None = only the calibration's step overheads; "auto" =
+    None when the log names another server (an SGLang file, a `roofsim measure` log), else "vllm-v1" (as the
+    default scheduler). The three settings below, when given, win over it.
     frontend_s_per_request: serialized API-server time per request (ReplicaGroup.frontend_s_per_request).
+    frontend_s_per_token: API-server time per streamed token (ReplicaGroup.frontend_s_per_token): a new request's
+    first token reaches the client after the tokens of its step's running requests.
+    host_s_per_seq: the engine's host time per running sequence of one step (Calibration.step_overhead_per_seq_s,
+    replacing the calibration's); None = the calibration's.
     ensemble > 1: also an ensemble of that many members drawing from `error_model` (simulator.ensemble; needs a
     calibration), whose intervals per compared statistic land in `intervals`."""
     path = None
@@ -262,14 +357,30 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
             warm = ids
             notes.append("ASSUMPTION prompts cached: every prompt was sent before with prefix caching on; the "
                          "prefix cache starts warm with all of them")
+    if server == "auto":
+        server = None if log.server and not log.server.startswith(("vllm", "openai")) else "vllm-v1"
+    if server not in SERVERS:
+        raise InputError(f"unknown server {server!r}; known: {['auto', *SERVERS]}")
+    fe_req, fe_tok, host = SERVERS[server]
+    frontend_s_per_request = fe_req if frontend_s_per_request is None else frontend_s_per_request
+    frontend_s_per_token = fe_tok if frontend_s_per_token is None else frontend_s_per_token
+    host_s_per_seq = host if host_s_per_seq is None else host_s_per_seq
     if frontend_s_per_request:
-        notes.append(f"front end: {frontend_s_per_request * 1e3:g} ms per request, serialized")
+        notes.append(f"front end: {frontend_s_per_request * 1e3:g} ms per request, serialized, in the process "
+                     f"that also streams the tokens")
+    if frontend_s_per_token:
+        notes.append(f"front end: {frontend_s_per_token * 1e6:g} us per streamed token, in batch order")
+    sim_cal = calibration  # recorded per-step times (compare_steps) are GPU steps: they keep `calibration`
+    if host_s_per_seq is not None:
+        sim_cal = (calibration or Calibration()).model_copy(update={"step_overhead_per_seq_s": host_s_per_seq})
+        notes.append(f"engine host time: {host_s_per_seq * 1e6:g} us per running sequence per step")
     if scheduler is None:
         scheduler, note = make_scheduler_config("vllm-v1", hardware)
         notes.append(note + " (default)")
     group = ReplicaGroup(model=model, hardware=hardware, tp=tp, pp=pp, quant=quant, scheduler=scheduler,
-                         calibration=calibration, gpu_memory_utilization=gpu_memory_utilization,
-                         prefix_caching=prefix_caching, frontend_s_per_request=frontend_s_per_request)
+                         calibration=sim_cal, gpu_memory_utilization=gpu_memory_utilization,
+                         prefix_caching=prefix_caching, frontend_s_per_request=frontend_s_per_request,
+                         frontend_s_per_token=frontend_s_per_token)
     if quant is None:  # the checkpoint's own format on this hardware (bf16 for an unquantised one)
         quant, why = group_quant(group)
         group = group.model_copy(update={"quant": quant})

@@ -14,8 +14,24 @@ from roofsim.hardware_specs.errors import InputError
 from roofsim.model.cost import Calibration, CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec, QuantSpec
-from roofsim.validation.logs import regenerate_poisson_arrivals
-from roofsim.validation.replay import compare_steps, make_scheduler_config, replay_log, step_shape
+from roofsim.simulator.config import ReplicaGroup
+from roofsim.simulator.engines import (
+    VLLM_FRONTEND_S_PER_REQUEST,
+    VLLM_FRONTEND_S_PER_TOKEN,
+    VLLM_V1_HOST_S_PER_SEQ,
+)
+from roofsim.validation.logs import read_log, regenerate_poisson_arrivals
+from roofsim.validation.replay import (
+    burst_frontend_s_per_request,
+    burst_frontend_s_per_token,
+    compare_steps,
+    fit_host_s_per_seq,
+    make_scheduler_config,
+    prompt_hash_ids,
+    replay_log,
+    step_shape,
+    streaming_gaps,
+)
 
 MODEL, HW = "meta-llama/Llama-3.1-8B-Instruct", "h100-sxm"
 
@@ -87,12 +103,15 @@ def test_real_vllm_log_rate_4(shared_data: Path) -> None:
     log = (shared_data / "serving/vllm_llm-k8s/results_serving_meta-llama-Llama-3.3-70B-Instruct/01_tp8_pp1/"
            "serving_meta-llama-Llama-3.3-70B-Instruct_tp8_pp1_sharegpt_qps_04.json")
     res = replay_log(log, "meta-llama/Llama-3.3-70B-Instruct", "a100-sxm-40gb", 8,
-                     calibration=profile_for("a100-sxm-40gb", "vllm"))
+                     calibration=profile_for("a100-sxm-40gb", "vllm"), prompts_cached=True)
     c = res.comparison
     assert c["tpot_s"]["mean"]["measured"] == pytest.approx(0.02708, rel=1e-3)  # vLLM's own mean_tpot_ms
-    assert abs(c["tpot_s"]["mean"]["err_pct"]) < 25
-    assert abs(c["ttft_s"]["mean"]["err_pct"]) < 40
-    assert abs(res.totals["duration_s"]["err_pct"]) < 10
+    # measured -3.6 % and -2.6 %; the TTFT of a few-token prefill moves by a few points with the phase of the
+    # arrivals against the steps
+    assert abs(c["tpot_s"]["mean"]["err_pct"]) < 6
+    assert abs(c["ttft_s"]["mean"]["err_pct"]) < 10
+    assert abs(res.totals["duration_s"]["err_pct"]) < 3
+    assert any(n.startswith("front end: 1.1 ms per request") for n in res.notes)
 
 
 def test_prompts_cached_uses_a_warm_prefix_cache(tmp_path: Path) -> None:
@@ -100,9 +119,10 @@ def test_prompts_cached_uses_a_warm_prefix_cache(tmp_path: Path) -> None:
     cold = replay_log(log, MODEL, HW, calibration=Calibration())
     hot = replay_log(log, MODEL, HW, calibration=Calibration(), prompts_cached=True)
     s = hot.sim.summary
-    # every prompt but its last token comes from the cache: (100-1)+(50-1)+(200-1)+(300-1) of 650 tokens
-    assert s["prefix_cached_tokens"] == 646
-    assert s["prefix_cache_hit_rate"] == pytest.approx(646 / 650)
+    # vLLM V1 caches full 16-token blocks only: 96 + 48 + 192 + 288 of 650 tokens hit, the partial last
+    # blocks (4, 2, 8 and 12 tokens) are recomputed
+    assert s["prefix_cached_tokens"] == 624
+    assert s["prefix_cache_hit_rate"] == pytest.approx(624 / 650)
     assert (hot.sim.ttft_s < cold.sim.ttft_s).all()
     # cached prompts keep their KV: same input lengths, same peak KV blocks
     assert hot.sim.input_tokens.tolist() == cold.sim.input_tokens.tolist()
@@ -114,6 +134,13 @@ def test_prompts_cached_uses_a_warm_prefix_cache(tmp_path: Path) -> None:
         replay_log(log, MODEL, HW, prompts_cached=True, prefix_caching=False)
 
 
+def test_prompt_hash_ids_cover_full_blocks_and_drop_a_whole_last_block() -> None:
+    ids = prompt_hash_ids(np.array([1, 16, 17, 32, 33]), np.array([0, 1, 2, 3, 4]), 16)
+    # 16- and 32-token prompts lose their last (full) block: vLLM V1 recomputes it for the last token's logits
+    assert [len(i) for i in ids] == [0, 0, 1, 1, 2]
+    assert ids[3] == (3 * 2**32,)
+
+
 def test_frontend_cost_delays_a_burst(tmp_path: Path) -> None:
     log = vllm_log(tmp_path / "l.json", [0.0, 0.0, 0.0, 0.0])
     base = replay_log(log, MODEL, HW, calibration=Calibration())
@@ -121,3 +148,90 @@ def test_frontend_cost_delays_a_burst(tmp_path: Path) -> None:
     assert fe.sim.first_scheduled_s.min() == pytest.approx(0.005)
     assert fe.sim.first_scheduled_s.max() >= 0.020 - 1e-12
     assert fe.comparison["ttft_s"]["mean"]["predicted"] > base.comparison["ttft_s"]["mean"]["predicted"]
+
+
+def test_first_tokens_wait_for_the_front_end(tmp_path: Path) -> None:
+    log = vllm_log(tmp_path / "l.json", [0.0, 0.0, 0.0, 0.0])
+    # one FIFO front-end process: the first request reaches the engine at 5 ms, but its first token leaves only
+    # after the front end has taken in all four requests (20 ms)
+    fe = replay_log(log, MODEL, HW, calibration=Calibration(), server=None, frontend_s_per_request=0.005)
+    assert fe.sim.first_scheduled_s.min() == pytest.approx(0.005)
+    assert fe.sim.first_token_s.min() >= 0.020 - 1e-12
+    # per streamed token: the four prompts share one step (650 tokens), their first tokens leave 1 ms apart
+    tok = replay_log(log, MODEL, HW, calibration=Calibration(), server=None, frontend_s_per_token=0.001)
+    first = np.sort(tok.sim.first_token_s)
+    assert np.diff(first) == pytest.approx([0.001] * 3)
+    plain = replay_log(log, MODEL, HW, calibration=Calibration(), server=None)
+    assert first[0] == pytest.approx(plain.sim.first_token_s.max() + 0.001)
+    assert tok.sim.completion_s.max() == pytest.approx(plain.sim.completion_s.max())  # decode steps untouched
+
+
+def test_host_time_per_sequence_lengthens_each_step(tmp_path: Path) -> None:
+    log = vllm_log(tmp_path / "l.json", [0.0, 0.0, 0.0, 0.0])
+    runs = [replay_log(log, MODEL, HW, calibration=Calibration(), server=None, host_s_per_seq=h) for h in (0, 1e-3)]
+    a, b = (r.sim.series for r in runs)
+    assert a.decode_seqs.tolist() == b.decode_seqs.tolist()  # same batches (all sent at once), longer steps
+    seqs = a.decode_seqs + a.prefill_seqs
+    assert b.duration_s - a.duration_s == pytest.approx(1e-3 * seqs)
+    assert any(n.startswith("engine host time: 1000 us") for n in runs[1].notes)
+    with pytest.raises(InputError, match="unknown server"):
+        replay_log(log, MODEL, HW, server="tgi")
+
+
+@pytest.mark.parametrize(("backend", "vllm_costs"), [(None, True), ("vllm", True), ("openai", True),
+                                                     ("sglang", False), ("roofsim-measure", False)])
+def test_server_costs_follow_the_server_the_log_names(tmp_path: Path, backend: str | None, vllm_costs: bool) -> None:
+    extra = {} if backend is None else {"backend": backend}
+    res = replay_log(vllm_log(tmp_path / "l.json", [0.0, 0.5, 1.0, 1.5], **extra), MODEL, HW,
+                     calibration=Calibration())
+    assert res.log.server == (backend or "")
+    assert any(n.startswith("engine host time: 56 us") for n in res.notes) == vllm_costs
+    assert any(n.startswith("front end: 190 us per streamed token") for n in res.notes) == vllm_costs
+
+
+K8S = "serving/vllm_llm-k8s/results_serving_meta-llama-Llama-3.3-70B-Instruct/"
+
+
+def _k8s_log(shared_data: Path, run: str, rate: str) -> Path:
+    tp = "_".join(run.split("_")[1:3])  # 01_tp8_pp1 -> tp8_pp1, 03_tp4_pp2_IB -> tp4_pp2
+    return shared_data / K8S / run / f"serving_meta-llama-Llama-3.3-70B-Instruct_{tp}_sharegpt_qps_{rate}.json"
+
+
+def test_vllm_host_costs_as_estimated_from_the_logs(shared_data: Path) -> None:
+    """The provenance of simulator/engines.py's vLLM V1 host costs, recomputed from the logs."""
+    from roofsim.simulator.run import group_quant  # noqa: PLC0415
+    from roofsim.validation.profiles import profile_for  # noqa: PLC0415
+
+    pp_burst = [burst_frontend_s_per_request(read_log(_k8s_log(shared_data, run, "inf")))
+                for run in ("02_tp4_pp2_no_IB", "03_tp4_pp2_IB", "04_tp4_pp2_IB")]
+    assert pp_burst == pytest.approx([1.154e-3, 1.040e-3, 1.143e-3], abs=1e-5)
+    assert np.mean(pp_burst) == pytest.approx(VLLM_FRONTEND_S_PER_REQUEST, rel=0.02)
+    tp8 = read_log(_k8s_log(shared_data, "01_tp8_pp1", "inf"))
+    assert burst_frontend_s_per_token(tp8) == pytest.approx(VLLM_FRONTEND_S_PER_TOKEN, rel=0.02)
+    with pytest.raises(InputError, match="rate-inf"):
+        burst_frontend_s_per_token(read_log(_k8s_log(shared_data, "01_tp8_pp1", "16")))
+    model, hw = "meta-llama/Llama-3.3-70B-Instruct", "a100-sxm-40gb"
+    quant, _ = group_quant(ReplicaGroup(model=model, hardware=hw, tp=8))
+    cal = profile_for(hw, "vllm").model_copy(update={"step_overhead_per_seq_s": 0.0})
+    cost = CostModel(load_model(model), load_hardware(hw), quant, ParallelSpec(tp=8), cal)
+    logs = [read_log(_k8s_log(shared_data, "01_tp8_pp1", r)) for r in ("01", "04", "16", "inf")]
+    per_seq, _ = fit_host_s_per_seq(logs, cost)
+    assert per_seq == pytest.approx(VLLM_V1_HOST_S_PER_SEQ, rel=0.02)
+    gaps, batch = streaming_gaps(logs[3])
+    # every gap of the 200 streams; 14 requests had one token, so at most 186 stream at once
+    assert gaps.size == sum(len(g) for g in logs[3].itl_s) and batch.max() == 186
+
+
+# issue #14 targets: mean TPOT <= 10 %, mean TTFT <= 20 %, P99 TTFT <= 30 %; bounds = today's figures + margin
+@pytest.mark.parametrize(("rate", "tpot", "ttft", "p99"), [
+    ("01", 3, 9, 10), ("04", 6, 8, 8), ("16", 5, 6, 34), ("inf", 8, 20, 16)])
+def test_vllm_llm_k8s_tp8_logs(shared_data: Path, rate: str, tpot: float, ttft: float, p99: float) -> None:
+    from roofsim.validation.profiles import profile_for  # noqa: PLC0415
+
+    res = replay_log(_k8s_log(shared_data, "01_tp8_pp1", rate), "meta-llama/Llama-3.3-70B-Instruct",
+                     "a100-sxm-40gb", 8, calibration=profile_for("a100-sxm-40gb", "vllm"),
+                     prompts_cached=rate != "01")  # rates 4, 16, inf re-send the prompts of rate 1
+    c = res.comparison
+    assert abs(c["tpot_s"]["mean"]["err_pct"]) < tpot
+    assert abs(c["ttft_s"]["mean"]["err_pct"]) < ttft
+    assert abs(c["ttft_s"]["p99"]["err_pct"]) < p99
