@@ -264,6 +264,10 @@ class ReplicaGroup(BaseModel):
     frontend_s_per_request: NonNegSeconds = Field(
         0.0, description="serialized per-request front-end time (API server: accept, tokenize, hand to the engine) "
                     "before a request can be scheduled; one queue per replica (docs/simulator.md)")
+    host_s_per_launch: NonNegSeconds = Field(
+        0.0, description="eager execution (no CUDA graphs): host seconds to dispatch one kernel; an iteration "
+                    "takes max(GPU time, kernel launches x this) (simulator/strategy.py HostDispatchFloor); 0 = the "
+                    "host keeps ahead of the GPU. Set by host-bound engines (splitwise; docs/engines.md)")
 
     @model_validator(mode="before")
     @classmethod

@@ -258,6 +258,7 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
         # 8k prompts on the 4k Llama-2): timing does not depend on the positions being in range
         extra["max_model_len"] = row.isl + row.osl
         notes.append(f"isl+osl={row.isl + row.osl} is past the model's {context}-token context: run as measured")
+    extra.update(_static_engine_settings(row, notes))
     group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep,
                          attn_dp=row.attn_dp or 1, engine=engine,
                          quant=quant, scheduler=sched, calibration=calibration, **extra)
@@ -269,6 +270,19 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
     if row.disaggregated:
         return disaggregated_config(row, group, workload, seed, notes), notes
     return SimConfig(workload=workload, replicas=(group,), seed=seed), notes
+
+
+def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
+    """The engine settings a static-batch row keeps under its own static scheduler: the host dispatch cost of an
+    eager engine (simulator/engines.py host_s_per_launch; the Splitwise rows' `splitwise` engine)."""
+    spec = row_engine(row)[0] if row.mode == "static_batch" else None
+    if spec is None:
+        return {}
+    host = engine_profile(spec, row.hardware, gpus=row.tp * row.pp).host_s_per_launch
+    if not host:
+        return {}
+    notes.append(f"engine {spec}: eager execution, {host * 1e6:.1f} us of host dispatch per kernel launch")
+    return {"host_s_per_launch": host}
 
 
 def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: SyntheticWorkload, seed: int,
