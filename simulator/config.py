@@ -340,7 +340,7 @@ def merge_engine(data: dict[str, Any], prof: EngineProfile) -> dict[str, Any]:
     engine's keeps the engine's values of the fields that kind has."""
     out = dict(data)
     settings = prof.group_settings()
-    for key in ("gpu_memory_utilization", "prefix_caching"):
+    for key in ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch"):
         out.setdefault(key, settings[key])
     user = _explicit(data.get("scheduler", {}))
     sched = _replica_scheduler(settings, int(data.get("attn_dp", 1) or 1))
@@ -359,7 +359,7 @@ def engine_overrides(group: ReplicaGroup) -> dict[str, Any]:
     if group.engine is None:
         return d
     settings = group_engine_profile(group).group_settings()
-    for key in ("gpu_memory_utilization", "prefix_caching"):
+    for key in ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch"):
         if d.get(key) == settings[key]:
             d.pop(key)
     eng, sched = _replica_scheduler(settings, group.attn_dp), d.get("scheduler", {})

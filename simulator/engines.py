@@ -73,10 +73,10 @@ DGX_HOST_BOOST_HZ = {"a100-sxm-80gb": 3.4e9, "a100-sxm-40gb": 3.4e9, "h100-sxm":
 
 def dgx_host_s_per_launch(hardware: HardwareSpec | str) -> float:
     """Host seconds to dispatch one kernel in eager mode on the DGX host of this GPU (DGX_HOST_BOOST_HZ)."""
-    gpu = _hw(hardware).id.split("@")[0]
+    gpu = re.sub(r"-cap[0-9.]+w$", "", _hw(hardware).id)  # a power-capped GPU (catalog.power_capped): same host
     if gpu not in DGX_HOST_BOOST_HZ:
-        raise ValueError(f"no DGX host known for GPU {gpu!r} (known: {sorted(DGX_HOST_BOOST_HZ)}); set the replica "
-                         "group's host_s_per_launch")
+        raise ValueError(f"no DGX host known for GPU {gpu!r} (known: {sorted(DGX_HOST_BOOST_HZ)}); without an "
+                         "engine, set the replica group's host_s_per_launch")
     return SPLITWISE_HOST_CYCLES_PER_LAUNCH / DGX_HOST_BOOST_HZ[gpu]
 
 
@@ -204,11 +204,8 @@ class EngineProfile:
 
     def group_settings(self) -> dict[str, Any]:
         """The replica-group fields this engine fills when the user did not set them."""
-        out = {"scheduler": self.scheduler_config(), "gpu_memory_utilization": self.gpu_memory_utilization,
-               "prefix_caching": self.prefix_caching}
-        if self.host_s_per_launch:
-            out["host_s_per_launch"] = self.host_s_per_launch
-        return out
+        return {"scheduler": self.scheduler_config(), "gpu_memory_utilization": self.gpu_memory_utilization,
+                "prefix_caching": self.prefix_caching, "host_s_per_launch": self.host_s_per_launch}
 
     def summary(self) -> str:
         chunk = f"chunked prefill {self.chunk_size}" if self.chunk_size else "no chunked prefill"
@@ -374,7 +371,7 @@ ENGINES: tuple[EngineRow, ...] = (
                                "launches x host_s_per_launch) (simulator/strategy.py HostDispatchFloor)"),
          ("scheduler and limits", "roofsim-default's (the benchmark ran static batches: validation.e2e runs each row "
                                   "as one)")),
-        ("for GPUs in a DGX A100 / DGX H100 host only (others: set host_s_per_launch)",),
+        ("for GPUs in a DGX A100 / DGX H100 host only (elsewhere set a replica group's host_s_per_launch)",),
         host_s_per_launch=Rule("DGX host: cycles per launch / host max boost clock",
                                lambda c: dgx_host_s_per_launch(c.need_hw("splitwise host dispatch")))),
 )
