@@ -252,13 +252,13 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
         notes.append(f"{row.weight_dtype} weights run weight-only on {row.hardware} ({quant.activation_dtype} "
                      "activations: the GPU has no such tensor cores)")
     extra: dict[str, Any] = {} if caching is None else {"prefix_caching": caching}
+    extra.update(_static_engine_settings(row, notes))
     context = load_model(row.model).max_context_tokens
     if row.mode == "static_batch" and row.isl + row.osl > context:
         # a static benchmark that measured longer sequences than the model was trained for ran them (Splitwise's
         # 8k prompts on the 4k Llama-2): timing does not depend on the positions being in range
         extra["max_model_len"] = row.isl + row.osl
         notes.append(f"isl+osl={row.isl + row.osl} is past the model's {context}-token context: run as measured")
-    extra.update(_static_engine_settings(row, notes))
     group = ReplicaGroup(model=row.model, hardware=row.hardware, tp=row.tp, pp=row.pp, ep=row.ep,
                          attn_dp=row.attn_dp or 1, engine=engine,
                          quant=quant, scheduler=sched, calibration=calibration, **extra)
