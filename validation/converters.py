@@ -264,7 +264,7 @@ def convert_splitwise(csv_path: Path | str) -> BenchTable:
     iteration), e2e = e2e_time (when it agrees with the two phases: SPLIT_E2E_TOL), concurrency = batch_size; power-
     capped `-pcap` rows run on the H100 capped at 490 W (SPLITWISE_HW) and are flagged in notes. framework =
     `splitwise` selects the engine of that name (simulator/engines.py): the profiled stack ran eagerly, every
-    kernel dispatched by the DGX host (docs/engines.md).""
+    kernel dispatched by the DGX host (docs/engines.md)."""
     path = Path(csv_path)
 
     def conv(r: dict) -> BenchRow:
