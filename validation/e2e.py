@@ -276,7 +276,7 @@ def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
     """The engine settings a static-batch row keeps under its own static scheduler: the host dispatch cost of an
     eager engine (simulator/engines.py host_s_per_launch; the Splitwise rows' `splitwise` engine)."""
     spec = row_engine(row)[0] if row.mode == "static_batch" else None
-    if spec is None:
+    if spec is None or not engine_row(spec).host_s_per_launch:  # (other settings may need the model: not asked)
         return {}
     host = engine_profile(spec, row.hardware, gpus=row.tp * row.pp).host_s_per_launch
     if not host:
