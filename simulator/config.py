@@ -268,6 +268,10 @@ class ReplicaGroup(BaseModel):
         0.0, description="front-end time per streamed output token (API server: detokenize, serialize, send); a "
                     "step's outputs are handled in batch order, running requests first, so a new request's first "
                     "token reaches the client that many tokens' time after the step ends (docs/simulator.md)")
+    host_s_per_launch: NonNegSeconds = Field(
+        0.0, description="eager execution (no CUDA graphs): host seconds to dispatch one kernel; an iteration "
+                    "takes max(GPU time, kernel launches x this) (simulator/strategy.py HostDispatchFloor); 0 = the "
+                    "host keeps ahead of the GPU. Set by host-bound engines (splitwise; docs/engines.md)")
 
     @model_validator(mode="before")
     @classmethod
@@ -340,7 +344,7 @@ def merge_engine(data: dict[str, Any], prof: EngineProfile) -> dict[str, Any]:
     engine's keeps the engine's values of the fields that kind has."""
     out = dict(data)
     settings = prof.group_settings()
-    for key in ("gpu_memory_utilization", "prefix_caching"):
+    for key in ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch"):
         out.setdefault(key, settings[key])
     user = _explicit(data.get("scheduler", {}))
     sched = _replica_scheduler(settings, int(data.get("attn_dp", 1) or 1))
@@ -359,7 +363,7 @@ def engine_overrides(group: ReplicaGroup) -> dict[str, Any]:
     if group.engine is None:
         return d
     settings = group_engine_profile(group).group_settings()
-    for key in ("gpu_memory_utilization", "prefix_caching"):
+    for key in ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch"):
         if d.get(key) == settings[key]:
             d.pop(key)
     eng, sched = _replica_scheduler(settings, group.attn_dp), d.get("scheduler", {})

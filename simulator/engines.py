@@ -73,6 +73,31 @@ SGLANG_CHUNKED_PREFILL_SIZE = 8192
 # (model_runner `max_num_reqs`), capped by half the KV tokens; 2048 for a 128k-context 8B model on an 80 GB GPU.
 SGLANG_MAX_RUNNING_REQUESTS = 2048
 
+# splitwise-sim's profiles (data/perf_model.csv, Patel et al., "Splitwise", ISCA 2024; DGX-A100 and DGX-H100): the
+# repository does not name the serving stack (its issue #4 asks, unanswered); configs/performance_model/db.yaml
+# keeps vLLM profiles (data/vllm-*.csv) as separate, commented-out alternatives. What the rows show is eager
+# execution: the decode iteration stops shortening with TP (Llama-2-70B batch 1, A100: 54.9 / 44.3 / 44.8 ms at
+# tp 2 / 4 / 8) while the weights read per GPU halve, i.e. the host issuing the kernels one by one is the bound.
+# Host seconds per kernel launch = SPLITWISE_HOST_CYCLES_PER_LAUNCH / the host CPU's max boost clock (single-thread
+# Python dispatch). Fitted on the DGX-A100 rows only (Llama-2-70B and BLOOM, median |error| of token_time; 42.1 us
+# per launch at 3.4 GHz), reported on the DGX-H100 rows (docs/validation-e2e.md).
+SPLITWISE_HOST_CYCLES_PER_LAUNCH = 143_000
+# The host CPU of the DGX each GPU ships in, max boost clock (single-core turbo), from the DGX datasheets:
+# DGX A100 = 2x AMD EPYC 7742 (64 cores, 2.25 GHz base, 3.4 GHz max boost; NVIDIA DGX A100 datasheet, AMD EPYC
+# 7742 product page); DGX H100 = 2x Intel Xeon Platinum 8480C (56 cores, 2.0 GHz base, 3.8 GHz max turbo;
+# NVIDIA DGX H100 datasheet, Intel ARK 8480C). Keyed by the GPU's hardware id (a power-capped id "<id>@<W>w"
+# runs in the same host).
+DGX_HOST_BOOST_HZ = {"a100-sxm-80gb": 3.4e9, "a100-sxm-40gb": 3.4e9, "h100-sxm": 3.8e9}
+
+
+def dgx_host_s_per_launch(hardware: HardwareSpec | str) -> float:
+    """Host seconds to dispatch one kernel in eager mode on the DGX host of this GPU (DGX_HOST_BOOST_HZ)."""
+    gpu = re.sub(r"-cap[0-9.]+w$", "", _hw(hardware).id)  # a power-capped GPU (catalog.power_capped): same host
+    if gpu not in DGX_HOST_BOOST_HZ:
+        raise ValueError(f"no DGX host known for GPU {gpu!r} (known: {sorted(DGX_HOST_BOOST_HZ)}); without an "
+                         "engine, set the replica group's host_s_per_launch")
+    return SPLITWISE_HOST_CYCLES_PER_LAUNCH / DGX_HOST_BOOST_HZ[gpu]
+
 
 def vllm_v1_defaults(hardware: HardwareSpec | str) -> tuple[int, int]:
     """(max_num_batched_tokens, max_num_seqs) of vLLM V1's OpenAI server on this GPU (the big-GPU rule above)."""
@@ -158,6 +183,7 @@ class EngineRow:
     sources: tuple[tuple[str, str], ...]  # (setting, where the engine sets it)
     notes: tuple[str, ...] = ()
     overlap: bool = False  # the next iteration is formed while the current one runs (orca scheduler option)
+    host_s_per_launch: Setting = 0.0  # eager execution: host seconds per kernel launch (0 = not host-bound)
 
     @property
     def name(self) -> str:
@@ -183,6 +209,7 @@ class EngineProfile:
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
     overlap: bool = False
+    host_s_per_launch: float = 0.0
 
     def scheduler_config(self) -> dict[str, Any]:
         """The `scheduler` table of a replica group (simulator/config.py SchedulerConfig)."""
@@ -197,11 +224,13 @@ class EngineProfile:
     def group_settings(self) -> dict[str, Any]:
         """The replica-group fields this engine fills when the user did not set them."""
         return {"scheduler": self.scheduler_config(), "gpu_memory_utilization": self.gpu_memory_utilization,
-                "prefix_caching": self.prefix_caching}
+                "prefix_caching": self.prefix_caching, "host_s_per_launch": self.host_s_per_launch}
 
     def summary(self) -> str:
         chunk = f"chunked prefill {self.chunk_size}" if self.chunk_size else "no chunked prefill"
         overlap = ", overlap scheduler" if self.overlap else ""
+        if self.host_s_per_launch:
+            overlap += f", eager host dispatch {self.host_s_per_launch * 1e6:.1f} us per kernel launch"
         return (f"{self.name} ({self.label}): {self.scheduler} scheduler{overlap}, {chunk}, token budget "
                 f"{self.max_batched_tokens}, max_num_seqs {self.max_num_seqs}, prefix caching "
                 f"{'on' if self.prefix_caching else 'off'}, gpu_memory_utilization {self.gpu_memory_utilization:g}")
@@ -349,6 +378,21 @@ ENGINES: tuple[EngineRow, ...] = (
          ("preemption", "scheduler.py retract_decode: retracted requests are recomputed"),
          ("gpu_memory_utilization", "server_args.py mem_fraction_static from GPU memory and tp*pp")),
         ("modelled with roofsim's prefill-first `vllm` policy; chunked_prefill_size is reported, not simulated",)),
+    EngineRow(
+        "splitwise", "", "eager PyTorch serving stack of splitwise-sim's DGX-A100/H100 profiles (2023), no CUDA graphs",
+        "vllm", DEFAULT_MAX_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS, None, False, "recompute", 0.9,
+        (("stack", "splitwise-sim (Mutinifni/splitwise-sim) data/perf_model.csv; the stack is not named there (issue "
+                   "#4), vLLM profiles are separate files (configs/performance_model/db.yaml)"),
+         ("host_s_per_launch", f"eager execution: every kernel is dispatched by the host, {SPLITWISE_HOST_CYCLES_PER_LAUNCH:,} "
+                               "host cycles per launch (fitted on the DGX-A100 rows, reported on the DGX-H100 "
+                               "rows) at the DGX host CPU's max boost clock (DGX_HOST_BOOST_HZ: DGX A100 EPYC 7742 "
+                               "3.4 GHz, DGX H100 Xeon 8480C 3.8 GHz); an iteration takes max(GPU time, kernel "
+                               "launches x host_s_per_launch) (simulator/strategy.py HostDispatchFloor)"),
+         ("scheduler and limits", "roofsim-default's (the benchmark ran static batches: validation.e2e runs each row "
+                                  "as one)")),
+        ("for GPUs in a DGX A100 / DGX H100 host only (elsewhere set a replica group's host_s_per_launch)",),
+        host_s_per_launch=Rule("DGX host: cycles per launch / host max boost clock",
+                               lambda c: dgx_host_s_per_launch(c.need_hw("splitwise host dispatch")))),
 )
 
 # What `simulate` (flags), `plan` and the dashboard run when no engine is named: the table's newest vLLM row (V1),
@@ -429,7 +473,7 @@ def engine_profile(spec: str, hardware: HardwareSpec | str | None = None, *, max
     try:
         vals = {k: _value(getattr(row, k), ctx) for k in (
             "scheduler", "max_batched_tokens", "max_num_seqs", "chunk_size", "prefix_caching",
-            "gpu_memory_utilization")}
+            "gpu_memory_utilization", "host_s_per_launch")}
     except ValueError as e:
         raise ValueError(f"engine {spec!r} ({row.name}): {e}") from None
     return EngineProfile(name=row.name, label=row.label, preemption=row.preemption, sources=row.sources,
@@ -498,7 +542,7 @@ def trtllm_bench_limits(param_count: float, weight_bytes_per_param: float, kv_by
 
 
 __all__ = [
-    "ALIASES", "DEFAULT_ENGINE", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
+    "ALIASES", "DEFAULT_ENGINE", "DGX_HOST_BOOST_HZ", "SPLITWISE_HOST_CYCLES_PER_LAUNCH", "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
     "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",

@@ -29,7 +29,13 @@ from roofsim.simulator.request import Request
 from roofsim.simulator.schedulers import make_scheduler
 from roofsim.simulator.sessions import SessionTrace, SessionWorkload, run_trace
 from roofsim.simulator.speculative import speculative_parts
-from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding, StrategyMaker, plain_parts
+from roofsim.simulator.strategy import (
+    DecodeStrategy,
+    HostDispatchFloor,
+    PlainDecoding,
+    StrategyMaker,
+    plain_parts,
+)
 from roofsim.simulator.workload import (
     ClosedLoopArrivals,
     SyntheticWorkload,
@@ -107,6 +113,8 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
             name = (f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp}"
                     + (f",dp{g.attn_dp}" if g.attn_dp > 1 else "") + f")#{len(replicas)}")
             strategy = strategy_factory(cost) if kind == "plain" else make_strategy(rng)
+            if g.host_s_per_launch:
+                strategy = HostDispatchFloor(strategy, g.host_s_per_launch)
             rep = Replica(len(replicas), gi, name, strategy, plan, make_scheduler(sched_cfg),
                           g.max_model_len or model.max_context_tokens, window)
             rep.frontend_s = g.frontend_s_per_request

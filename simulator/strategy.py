@@ -7,12 +7,13 @@ from __future__ import annotations
 import heapq
 from array import array
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from roofsim.model.batch import BatchShape
 from roofsim.model.cost import CostModel
+from roofsim.model.graph import attention_kernels, linear_kernels
 from roofsim.model.memory import MemoryPlan
 from roofsim.simulator.kvcache import decode_phase
 from roofsim.simulator.request import Request
@@ -121,6 +122,43 @@ class PlainDecoding:
 
     def counters(self) -> dict[str, float]:
         return {}
+
+
+class HostDispatchFloor:
+    """A decode strategy run eagerly: the host dispatches every kernel of an iteration one by one, `s_per_launch`
+    each, while the GPU runs the ones already queued, so an iteration takes max(GPU time, launches x
+    s_per_launch) plus the framework overhead; the GPUs idle through the gap. Launches are counted from the op
+    graph (model.graph: the token-linear kernels and the attention kernels of the step's phases)."""
+
+    def __init__(self, inner: DecodeStrategy, s_per_launch: float) -> None:
+        self.inner, self.cost, self.pp, self.s_per_launch = inner, inner.cost, inner.pp, s_per_launch
+        ctx = self.cost.ctx
+        linear = sum(k.count for k in linear_kernels(ctx, 1, 1))
+        decode = sum(k.count for k in attention_kernels(ctx, BatchShape(decode_seqs=1, decode_ctx_tokens=1)))
+        prefill = sum(k.count for k in attention_kernels(
+            ctx, BatchShape(prefill_tokens=1, prefill_seqs=1, prefill_attn_pairs=1.0)))
+        # launches by (has prefill, has decode)
+        self.launches = {(p, d): linear + p * prefill + d * decode for p in (0, 1) for d in (0, 1)}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # the wrapped technique's extras (GainStrategy)
+
+    def progress(self, rep: Replica) -> DecodeProgress:
+        return self.inner.progress(rep)
+
+    def counters(self) -> dict[str, float]:
+        return self.inner.counters()
+
+    def step(self, shape: BatchShape) -> tuple[float, float]:
+        seconds, joules = self.inner.step(shape)
+        if shape.is_empty:
+            return seconds, joules
+        overhead = self.cost.overhead_seconds_energy(shape)[0]
+        host = self.launches[bool(shape.prefill_tokens), bool(shape.decode_seqs)] * self.s_per_launch
+        gap = host - (seconds - overhead)
+        if gap <= 0:
+            return seconds, joules
+        return seconds + gap, joules + self.cost.idle_energy_j(gap)
 
 
 def plain_parts(group: object, cost: CostModel, plan: MemoryPlan) -> tuple[StrategyMaker, MemoryPlan]:
@@ -353,5 +391,5 @@ class SlotProgress:
         return np.concatenate(parts) if parts else np.empty(0)
 
 
-__all__ = ["CounterProgress", "DecodeProgress", "DecodeStrategy", "GainStrategy", "PlainDecoding",
+__all__ = ["CounterProgress", "DecodeProgress", "DecodeStrategy", "GainStrategy", "HostDispatchFloor", "PlainDecoding",
            "SlotProgress", "StrategyMaker", "plain_parts"]

@@ -261,8 +261,10 @@ SPLIT_E2E_TOL = 0.10
 
 def convert_splitwise(csv_path: Path | str) -> BenchTable:
     """splitwise perf_model.csv -> static_batch rows: ttft = prompt_time, tpot = token_time (ms per decode
-    iteration), e2e = e2e_time (when it agrees with the two phases: SPLIT_E2E_TOL), concurrency = batch_size; power-capped `-pcap` rows run on the H100 capped at
-    490 W (SPLITWISE_HW) and are flagged in notes."""
+    iteration), e2e = e2e_time (when it agrees with the two phases: SPLIT_E2E_TOL), concurrency = batch_size; power-
+    capped `-pcap` rows run on the H100 capped at 490 W (SPLITWISE_HW) and are flagged in notes. framework =
+    `splitwise` selects the engine of that name (simulator/engines.py): the profiled stack ran eagerly, every
+    kernel dispatched by the DGX host (docs/engines.md)."""
     path = Path(csv_path)
 
     def conv(r: dict) -> BenchRow:

@@ -252,6 +252,7 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
         notes.append(f"{row.weight_dtype} weights run weight-only on {row.hardware} ({quant.activation_dtype} "
                      "activations: the GPU has no such tensor cores)")
     extra: dict[str, Any] = {} if caching is None else {"prefix_caching": caching}
+    extra.update(_static_engine_settings(row, notes))
     context = load_model(row.model).max_context_tokens
     if row.mode == "static_batch" and row.isl + row.osl > context:
         # a static benchmark that measured longer sequences than the model was trained for ran them (Splitwise's
@@ -269,6 +270,19 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
     if row.disaggregated:
         return disaggregated_config(row, group, workload, seed, notes), notes
     return SimConfig(workload=workload, replicas=(group,), seed=seed), notes
+
+
+def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
+    """The engine settings a static-batch row keeps under its own static scheduler: the host dispatch cost of an
+    eager engine (simulator/engines.py host_s_per_launch; the Splitwise rows' `splitwise` engine)."""
+    spec = row_engine(row)[0] if row.mode == "static_batch" else None
+    if spec is None or not engine_row(spec).host_s_per_launch:  # (other settings may need the model: not asked)
+        return {}
+    host = engine_profile(spec, row.hardware, gpus=row.tp * row.pp).host_s_per_launch
+    if not host:
+        return {}
+    notes.append(f"engine {spec}: eager execution, {host * 1e6:.1f} us of host dispatch per kernel launch")
+    return {"host_s_per_launch": host}
 
 
 def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: SyntheticWorkload, seed: int,

@@ -277,3 +277,21 @@ def test_static_rows_past_the_model_context_run_as_measured() -> None:
     p = predict_row(0, row(**long), Calibration())
     assert p.problem is None and p.predicted["ttft_ms"] > 0
     assert row_config(row(**{**long, "isl": 2048}))[0].replicas[0].max_model_len is None
+
+
+def test_splitwise_rows_run_eagerly_on_their_dgx_host() -> None:
+    """The Splitwise converter's rows (framework `splitwise`) select the `splitwise` engine: each static batch keeps
+    its static scheduler and takes the engine's host cost per kernel launch on the GPU's DGX host; a static row of
+    another engine (Argonne's vLLM) keeps a host that never bounds the step."""
+    split = dict(model="meta-llama/Llama-2-70b-hf", framework="splitwise", mode="static_batch", concurrency=1,
+                 num_gpus=8, tp=8, isl=512, osl=128, weight_dtype="fp16", kv_dtype="fp16")
+    for hw, clock in (("a100-sxm-80gb", 3.4e9), ("h100-sxm", 3.8e9), ("h100-sxm@490w", 3.8e9)):
+        cfg, notes = row_config(row(**split, hardware=hw))
+        assert cfg.replicas[0].host_s_per_launch == pytest.approx(143_000 / clock)
+        assert cfg.replicas[0].scheduler.kind == "static" and any("eager execution" in n for n in notes)
+    for version in ("", "0.5.4"):  # a V0 version's settings depend on the model: not needed here
+        cfg, _ = row_config(row(**{**split, "framework": "vllm"}, framework_version=version, hardware="h100-sxm"))
+        assert cfg.replicas[0].host_s_per_launch == 0.0
+    # batch 1 at tp 8 is host-bound: 1,045 launches of Llama-2-70B x 42.06 us + the 1 ms step overhead
+    p = predict_row(0, row(**split, hardware="a100-sxm-80gb"), Calibration())
+    assert p.predicted["tpot_ms"] == pytest.approx(1045 * 143_000 / 3.4e9 * 1e3 + 1.0 + 1e-2, rel=1e-3)

@@ -1,0 +1,87 @@
+"""Eager host dispatch (simulator/strategy.py HostDispatchFloor, ReplicaGroup.host_s_per_launch) and the
+`splitwise` engine that sets it from the DGX host's CPU clock (simulator/engines.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from roofsim.hardware_specs.catalog import load_hardware
+from roofsim.model.batch import BatchShape
+from roofsim.model.cost import CostModel
+from roofsim.model.loader import load_model
+from roofsim.model.spec import ParallelSpec, QuantSpec
+from roofsim.simulator.config import ReplicaGroup, SimConfig, StaticScheduler
+from roofsim.simulator.engines import SPLITWISE_HOST_CYCLES_PER_LAUNCH, engine_profile
+from roofsim.simulator.run import simulate
+from roofsim.simulator.strategy import HostDispatchFloor, PlainDecoding
+from roofsim.simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload
+
+LLAMA2 = "meta-llama/Llama-2-70b-hf"
+
+
+def _cost(tp: int = 8) -> CostModel:
+    return CostModel(load_model(LLAMA2), load_hardware("a100-sxm-80gb"), QuantSpec(weight_dtype="fp16",
+                     activation_dtype="fp16", kv_dtype="fp16"), ParallelSpec(tp=tp))
+
+
+def test_host_cost_per_launch_follows_the_dgx_host_cpu_clock() -> None:
+    """DGX A100 (EPYC 7742, 3.4 GHz max boost) and DGX H100 (Xeon 8480C, 3.8 GHz max turbo): the same cycles per
+    launch; a power-capped H100 sits in the same host; a GPU in no known DGX asks for the setting."""
+    a100 = engine_profile("splitwise", "a100-sxm-80gb").host_s_per_launch
+    h100 = engine_profile("splitwise", "h100-sxm").host_s_per_launch
+    assert a100 == pytest.approx(SPLITWISE_HOST_CYCLES_PER_LAUNCH / 3.4e9)
+    assert a100 / h100 == pytest.approx(3.8 / 3.4)
+    assert engine_profile("splitwise", "h100-sxm@490w").host_s_per_launch == h100
+    assert engine_profile("vllm", "h100-sxm").host_s_per_launch == 0.0
+    with pytest.raises(ValueError, match="no DGX host known for GPU 'l40s'.*host_s_per_launch"):
+        engine_profile("splitwise", "l40s")
+
+
+def test_engine_fills_the_group_and_an_explicit_value_wins() -> None:
+    g = ReplicaGroup(model=LLAMA2, hardware="h100-sxm", tp=8, engine="splitwise")
+    assert g.host_s_per_launch == pytest.approx(SPLITWISE_HOST_CYCLES_PER_LAUNCH / 3.8e9)
+    assert ReplicaGroup(model=LLAMA2, hardware="a100-sxm-80gb", tp=8, engine="splitwise",
+                        host_s_per_launch=2e-5).host_s_per_launch == 2e-5
+    # another host: any group sets the cost itself
+    assert ReplicaGroup(model=LLAMA2, hardware="l40s", tp=8, host_s_per_launch=2e-5).host_s_per_launch == 2e-5
+    assert ReplicaGroup(model=LLAMA2, hardware="h100-sxm", tp=8).host_s_per_launch == 0.0
+
+
+def test_launches_are_the_op_graphs_kernels() -> None:
+    """Llama-2-70B at tp 8: 13 kernels a layer (2 norms, QKV, rope, attention, o_proj, 2 all-reduces, 2 residual
+    adds, up/gate, activation, down) x 80 layers + embedding, final norm, LM head, logits gather, sampling."""
+    floor = HostDispatchFloor(PlainDecoding(_cost()), 4e-5)
+    assert floor.launches[(0, 1)] == 13 * 80 + 5 == floor.launches[(1, 0)]
+    assert floor.launches[(1, 1)] == 14 * 80 + 5  # a mixed step launches both attention kernels
+
+
+def test_iteration_is_the_slower_of_gpu_and_host() -> None:
+    """A batch-1 decode step of Llama-2-70B on 8 A100s: host-bound at 40 us a launch (1045 x 40 us = 41.8 ms
+    against ~24 ms of GPU work), GPU-bound at 1 us; the host-bound step idles the GPUs through the gap."""
+    cost = _cost()
+    shape = BatchShape(decode_seqs=1, decode_ctx_tokens=600)
+    gpu_s, gpu_j = cost.step_seconds_energy(shape)
+    overhead = cost.overhead_seconds_energy(shape)[0]
+    assert gpu_s - overhead < 1045 * 4e-5
+    s, j = HostDispatchFloor(PlainDecoding(cost), 4e-5).step(shape)
+    assert s == pytest.approx(1045 * 4e-5 + overhead)
+    assert j == pytest.approx(gpu_j + cost.idle_energy_j(s - gpu_s))
+    assert HostDispatchFloor(PlainDecoding(cost), 1e-6).step(shape) == (gpu_s, gpu_j)
+    assert HostDispatchFloor(PlainDecoding(cost), 4e-5).step(BatchShape()) == cost.step_seconds_energy(BatchShape())
+
+
+def test_simulated_decode_stops_shortening_with_tp() -> None:
+    """The signature of a host-bound stack (Splitwise's A100 rows: 44.3 / 44.8 ms at tp 4 / 8): with the engine's
+    host cost the tp 4 and tp 8 decode steps take the same time; without it tp 8 is faster."""
+    def tpot(tp: int, host: float) -> float:
+        cfg = SimConfig(workload=SyntheticWorkload(arrival=OfflineArrivals(), input=FixedLengths(tokens=512),
+                                                   output=FixedLengths(tokens=16), num_requests=1),
+                        replicas=(ReplicaGroup(model=LLAMA2, hardware="a100-sxm-80gb", tp=tp, host_s_per_launch=host,
+                                               quant=QuantSpec(weight_dtype="fp16", activation_dtype="fp16",
+                                                               kv_dtype="fp16"),
+                                               scheduler=StaticScheduler(max_num_seqs=1, max_batched_tokens=512)),))
+        return simulate(cfg).summary["tpot_s"]["mean"]
+    host = engine_profile("splitwise", "a100-sxm-80gb").host_s_per_launch
+    assert tpot(4, host) == pytest.approx(tpot(8, host), rel=0.01)
+    assert tpot(4, host) == pytest.approx(1045 * host, rel=0.05)
+    assert tpot(8, 0.0) < 0.7 * tpot(4, host)
