@@ -440,6 +440,28 @@ def tensor_power_factor(hw: HardwareSpec, cal: Calibration) -> float:
     return min(1.0, hw.power.tdp_w / (hw.peak("bf16") * cal.gemm_tensor_j_per_flop_ghz2 * ghz * ghz))
 
 
+# Achievable fraction of the datasheet peak of an fp8 tensor-core GEMM by architecture, before gemm_eff_fp8. Hopper's
+# fp8 warpgroup MMA accumulates in reduced precision (about 14 bits: DeepSeek-V3 technical report, arXiv:2412.19437,
+# sec. 3.3.2), so its fp8 GEMMs promote partial sums to fp32 on the CUDA cores every few MMAs (CUTLASS's non-fast-
+# accumulation sm90 fp8 mainloops, DeepGEMM's two-level accumulation), which the mma.sync fp8 of Ada and consumer
+# Blackwell (fp32 accumulator in the MMA) does not; the best published Hopper fp8 GEMM, DeepGEMM at "up to 1550
+# TFLOPS" on H800 (github.com/deepseek-ai/DeepGEMM README, 2025-04-18 news), is 0.78 of the 1978.9 TFLOP/s peak.
+# AIConfigurator's large fp8 GEMMs run at 1.16-1.35x the bf16 rate on H100 against 1.38-1.81x on L40S and RTX PRO
+# 6000. Per-tensor fp8 only: a block-scaled recipe (fp8_block) applies its 1x128 / 128x128 scales on the CUDA cores
+# per K block on every architecture, so Hopper's promotion costs it nothing extra (H100 fp8_block outruns fp8 in
+# the same tables; applying the fraction there raised fp8_block LOGO by 3 points). A prior, not fitted: H100 is
+# the only Hopper GPU measured, so no leave-one-GPU-out fit could pin it.
+FP8_ARCH_PEAK_FRACTION: dict[str, float] = {"hopper": 1550.0 / 1978.9}
+
+
+def gemm_peak_flops(dtype: str, hw: HardwareSpec, cal: Calibration) -> float:
+    """FLOP/s a GEMM of `dtype` computes at on `hw` before its efficiency: the peak of the dtype it runs on
+    (PEAK_DTYPE), limited by the power limit (tensor_power_factor) and, for per-tensor fp8, the architecture's
+    fp8 accumulation (FP8_ARCH_PEAK_FRACTION)."""
+    frac = FP8_ARCH_PEAK_FRACTION.get(hw.architecture, 1.0) if dtype == "fp8" else 1.0
+    return hw.peak(PEAK_DTYPE.get(dtype, dtype)) * tensor_power_factor(hw, cal) * frac
+
+
 # GEMM recipes whose fixed cost is their own knob (gemm_overhead_s_fp8 / _fp8_block), not gemm_overhead_s
 QUANT_RECIPES: frozenset[str] = frozenset({"fp8", "fp8_block", "fp4"})
 
@@ -972,7 +994,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """A GEMM: tile/wave/K-loop compute efficiency, weight-only dequantization on the vector units, its own
     memory efficiency as a weight stream (GEMV / small GEMM), a per-recipe fixed cost; a call timed alone and
     eagerly waits for its host dispatch (floor gemm_eager_floor_s)."""
-    peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype)) * tensor_power_factor(hw, cal)
+    peak = gemm_peak_flops(k.dtype, hw, cal)
     groups = gemm_groups(k)
     eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0

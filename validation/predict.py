@@ -37,6 +37,7 @@ from roofsim.model.cost import (
     gemm_dequant_flops,
     gemm_groups,
     gemm_is_stream,
+    gemm_peak_flops,
     gemm_quant_bytes,
     gemm_shape_efficiency,
     grouped_tile_m,
@@ -45,7 +46,6 @@ from roofsim.model.cost import (
     prefill_attention_peak,
     prefill_memory_seconds,
     prefill_score_terms,
-    tensor_power_factor,
 )
 from roofsim.model.graph import (
     GraphContext,
@@ -955,9 +955,11 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
                                else prefill_attention_peak(hw, k.dtype))
             cols["attn_triton"][i] = float(k.triton)
             afp8[i] = k.dtype == "fp8"
-        elif k.kind in ("gemm", "attn_decode"):
+        elif k.kind == "gemm":
+            cols["peak"][i] = gemm_peak_flops(k.dtype, hw, cal)
+        elif k.kind == "attn_decode":
             cols["peak"][i] = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
-            afp8[i] = k.kind != "gemm" and k.dtype == "fp8"
+            afp8[i] = k.dtype == "fp8"
         else:
             cols["peak"][i] = hw.peak("fp32")
             ewc[i] = _EW_CLASS.get(k.op, 0)
@@ -966,7 +968,6 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups,
                                                               bool(k.dequant_flops))
             cols["gemm_k"][i] = k.k
-            cols["peak"][i] *= tensor_power_factor(hw, cal)
             # a fused-MoE expert GEMM's fixed cost is clock-scaled whatever its dtype (model.cost.gemm_time)
             expert = k.moe_expert
             cols["gemm_clock"][i] = gemm_clock_factor("bf16" if expert else k.dtype, hw, cal)
