@@ -440,17 +440,17 @@ def tensor_power_factor(hw: HardwareSpec, cal: Calibration) -> float:
     return min(1.0, hw.power.tdp_w / (hw.peak("bf16") * cal.gemm_tensor_j_per_flop_ghz2 * ghz * ghz))
 
 
-# Achievable fraction of the datasheet peak of an fp8 tensor-core GEMM by architecture, before gemm_eff_fp8. Hopper's
-# fp8 warpgroup MMA accumulates in reduced precision (about 14 bits: DeepSeek-V3 technical report, arXiv:2412.19437,
-# sec. 3.3.2), so its fp8 GEMMs promote partial sums to fp32 on the CUDA cores every few MMAs (CUTLASS's non-fast-
-# accumulation sm90 fp8 mainloops, DeepGEMM's two-level accumulation), which the mma.sync fp8 of Ada and consumer
-# Blackwell (fp32 accumulator in the MMA) does not; the best published Hopper fp8 GEMM, DeepGEMM at "up to 1550
-# TFLOPS" on H800 (github.com/deepseek-ai/DeepGEMM README, 2025-04-18 news), is 0.78 of the 1978.9 TFLOP/s peak.
-# AIConfigurator's large fp8 GEMMs run at 1.16-1.35x the bf16 rate on H100 against 1.38-1.81x on L40S and RTX PRO
-# 6000. Per-tensor fp8 only: a block-scaled recipe (fp8_block) applies its 1x128 / 128x128 scales on the CUDA cores
-# per K block on every architecture, so Hopper's promotion costs it nothing extra (H100 fp8_block outruns fp8 in
-# the same tables; applying the fraction there raised fp8_block LOGO by 3 points). A prior, not fitted: H100 is
-# the only Hopper GPU measured, so no leave-one-GPU-out fit could pin it.
+# Fraction of its datasheet fp8 peak a per-tensor fp8 GEMM can reach, by architecture (before gemm_eff_fp8). On
+# Hopper the best published fp8 GEMM, DeepGEMM at "up to 1550 TFLOPS" on H800 (github.com/deepseek-ai/DeepGEMM
+# README, 2025-04-18 news; H800 has the H100 SXM's SMs and clock), reaches 0.78 of the 1978.9 TFLOP/s peak, and
+# AIConfigurator's large fp8 GEMMs run at only 1.16-1.35x the bf16 rate on H100 against 1.38-1.81x on the mma.sync
+# GPUs (L40S, RTX PRO 6000), whatever the engine's kernel: cuBLASLt (TensorRT-LLM), sgl-kernel's and vLLM's
+# CUTLASS sm90 kernels (vLLM's with fast accumulation, scaled_mm_sm90_fp8_dispatch.cuh, so not only the
+# promotion of Hopper's reduced-precision fp8 accumulator, DeepSeek-V3 report arXiv:2412.19437 sec. 3.3.2).
+# Per-tensor fp8 only: block-scaled fp8 (fp8_block) rescales every K block on the CUDA cores on every
+# architecture and runs below its peak everywhere (H100's fp8_block outruns its fp8 in the same tables; applying
+# the fraction to it raised fp8_block's leave-one-GPU-out error by 3 points). A prior, not fitted: H100 is the
+# only Hopper GPU measured, so no leave-one-GPU-out fit could pin it.
 FP8_ARCH_PEAK_FRACTION: dict[str, float] = {"hopper": 1550.0 / 1978.9}
 
 
