@@ -447,6 +447,28 @@ def tensor_power_factor(hw: HardwareSpec, cal: Calibration) -> float:
     return min(1.0, hw.power.tdp_w / (hw.peak("bf16") * cal.gemm_tensor_j_per_flop_ghz2 * ghz * ghz))
 
 
+# Fraction of its datasheet fp8 peak a per-tensor fp8 GEMM can reach, by architecture (before gemm_eff_fp8). On
+# Hopper the best published fp8 GEMM, DeepGEMM at "up to 1550 TFLOPS" on H800 (github.com/deepseek-ai/DeepGEMM
+# README, 2025-04-18 news; H800 has the H100 SXM's SMs and clock), reaches 0.78 of the 1978.9 TFLOP/s peak, and
+# AIConfigurator's large fp8 GEMMs run at only 1.16-1.35x the bf16 rate on H100 against 1.38-1.81x on the mma.sync
+# GPUs (L40S, RTX PRO 6000), whatever the engine's kernel: cuBLASLt (TensorRT-LLM), sgl-kernel's and vLLM's
+# CUTLASS sm90 kernels (vLLM's with fast accumulation, scaled_mm_sm90_fp8_dispatch.cuh, so not only the
+# promotion of Hopper's reduced-precision fp8 accumulator, DeepSeek-V3 report arXiv:2412.19437 sec. 3.3.2).
+# Per-tensor fp8 only: block-scaled fp8 (fp8_block) rescales every K block on the CUDA cores on every
+# architecture and runs below its peak everywhere (H100's fp8_block outruns its fp8 in the same tables; applying
+# the fraction to it raised fp8_block's leave-one-GPU-out error by 3 points). A prior, not fitted: H100 is the
+# only Hopper GPU measured, so no leave-one-GPU-out fit could pin it.
+FP8_ARCH_PEAK_FRACTION: dict[str, float] = {"hopper": 1550.0 / 1978.9}
+
+
+def gemm_peak_flops(dtype: str, hw: HardwareSpec, cal: Calibration) -> float:
+    """FLOP/s a GEMM of `dtype` computes at on `hw` before its efficiency: the peak of the dtype it runs on
+    (PEAK_DTYPE), limited by the power limit (tensor_power_factor) and, for per-tensor fp8, the architecture's
+    fp8 accumulation (FP8_ARCH_PEAK_FRACTION)."""
+    frac = FP8_ARCH_PEAK_FRACTION.get(hw.architecture, 1.0) if dtype == "fp8" else 1.0
+    return hw.peak(PEAK_DTYPE.get(dtype, dtype)) * tensor_power_factor(hw, cal) * frac
+
+
 # GEMM recipes whose fixed cost is their own knob (gemm_overhead_s_fp8 / _fp8_block), not gemm_overhead_s
 QUANT_RECIPES: frozenset[str] = frozenset({"fp8", "fp8_block", "fp4"})
 
@@ -983,7 +1005,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """A GEMM: tile/wave/K-loop compute efficiency, weight-only dequantization on the vector units, its own
     memory efficiency as a weight stream (GEMV / small GEMM), a per-recipe fixed cost; a call timed alone and
     eagerly waits for its host dispatch (floor gemm_eager_floor_s)."""
-    peak = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype)) * tensor_power_factor(hw, cal)
+    peak = gemm_peak_flops(k.dtype, hw, cal)
     groups = gemm_groups(k)
     eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0

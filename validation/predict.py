@@ -37,6 +37,7 @@ from roofsim.model.cost import (
     gemm_dequant_flops,
     gemm_groups,
     gemm_is_stream,
+    gemm_peak_flops,
     gemm_quant_bytes,
     gemm_shape_efficiency,
     grouped_tile_m,
@@ -45,7 +46,6 @@ from roofsim.model.cost import (
     prefill_attention_peak,
     prefill_memory_seconds,
     prefill_score_terms,
-    tensor_power_factor,
 )
 from roofsim.model.graph import (
     GraphContext,
@@ -209,14 +209,25 @@ def _timed_eager(row: KernelMeasurement) -> bool:
 
 
 def _l2_warm(row: KernelMeasurement, k: Kernel) -> bool:
-    """AIConfigurator's TRT-LLM GEMM collector (collector/trtllm/collect_gemm.py) replays min(5, ceil(L2 / weight
-    bytes)) weight copies against one input in a CUDA graph, so when those copies, the input and the output fit in
-    the GPU's L2 every call reads from L2 (Kernel.l2_warm)."""
-    if row.source != "aiconfigurator" or row.framework != "trtllm" or not k.weight_bytes:
+    """Whether AIConfigurator's GEMM collector finds the call's operands in L2 (Kernel.l2_warm): it replays a few
+    copies of the layer in turn and times the mean call, so when all the copies, the input and the outputs fit in
+    the GPU's L2 every call reads from L2. Copies per collector (ai-dynamo/aiconfigurator collector/):
+    trtllm/collect_gemm.py min(5, ceil(L2 / weight bytes)) weight copies against one input; vllm/collect_gemm.py
+    `outside_loop_count` 6 RowParallelLinear layers on one input (1 for fp8_block and nvfp4); sglang/
+    collect_gemm.py 6 ops, each with its own input and weights."""
+    if row.source != "aiconfigurator" or not k.weight_bytes:
         return False
     l2 = resolve_hardware(row.hardware).memory.l2_bytes
-    copies = max(1, min(5, math.ceil(l2 / k.weight_bytes)))
-    return copies * k.weight_bytes + k.act_read_bytes + k.act_write_bytes <= l2
+    act = k.act_read_bytes + k.act_write_bytes
+    if row.framework == "trtllm":
+        copies = max(1, min(5, math.ceil(l2 / k.weight_bytes)))
+        return copies * k.weight_bytes + act <= l2
+    if row.framework == "vllm":
+        copies = 1 if k.dtype in ("fp8_block", "fp4") else 6
+        return copies * (k.weight_bytes + k.act_write_bytes) + k.act_read_bytes <= l2
+    if row.framework == "sglang":
+        return 6 * (k.weight_bytes + act) <= l2
+    return False
 
 
 def _gemm(row: KernelMeasurement) -> Kernel:
@@ -944,9 +955,11 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
                                else prefill_attention_peak(hw, k.dtype))
             cols["attn_triton"][i] = float(k.triton)
             afp8[i] = k.dtype == "fp8"
-        elif k.kind in ("gemm", "attn_decode"):
+        elif k.kind == "gemm":
+            cols["peak"][i] = gemm_peak_flops(k.dtype, hw, cal)
+        elif k.kind == "attn_decode":
             cols["peak"][i] = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
-            afp8[i] = k.kind != "gemm" and k.dtype == "fp8"
+            afp8[i] = k.dtype == "fp8"
         else:
             cols["peak"][i] = hw.peak("fp32")
             ewc[i] = _EW_CLASS.get(k.op, 0)
@@ -955,7 +968,6 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups,
                                                               bool(k.dequant_flops))
             cols["gemm_k"][i] = k.k
-            cols["peak"][i] *= tensor_power_factor(hw, cal)
             # a fused-MoE expert GEMM's fixed cost is clock-scaled whatever its dtype (model.cost.gemm_time)
             expert = k.moe_expert
             cols["gemm_clock"][i] = gemm_clock_factor("bf16" if expert else k.dtype, hw, cal)

@@ -250,7 +250,8 @@ def test_fp8_gemm_uses_its_own_efficiency_and_fp8_block_the_fp8_peak() -> None:
     shape = (2048 / (16 * 132)) * (4096 / (4096 + 128))  # as the 4096^3 bf16 case
     for dtype, eff in (("fp8", 0.5), ("fp8_block", 0.25), ("bf16", 0.75)):
         k = gemm("g", 4096, 4096, 4096, ctx, count=1, dtype=dtype)
-        peak = 989.4e12 if dtype == "bf16" else 1978.9e12
+        # per-tensor fp8 on Hopper: 1550 TFLOP/s of the 1978.9 peak (model.cost.FP8_ARCH_PEAK_FRACTION)
+        peak = {"bf16": 989.4e12, "fp8": 1550e12, "fp8_block": 1978.9e12}[dtype]
         # fp8 calls first quantise the bf16 activation: read 2 + write 1 bytes per element at gemm_mem_eff 0.8
         quant = 0.0 if dtype == "bf16" else 4096 * 4096 * 3 / (3.35e12 * 0.8)
         assert kernel_cost(k, H100, cal).seconds == pytest.approx(2 * 4096**3 / (peak * eff * shape) + quant,
@@ -677,6 +678,28 @@ def test_power_limit_and_clock_scaled_fixed_cost_from_the_datasheet() -> None:
     tiny = gemm("g", 1, 64, 64, ctx, count=1)
     assert kernel_cost(tiny, l40s, cal).seconds - kernel_cost(tiny, l40s, cal.model_copy(
         update={"gemm_overhead_s": 0.0})).seconds == pytest.approx(2.5e-6 * 1.83 / 2.52)
+
+
+def test_per_tensor_fp8_on_hopper_runs_at_its_architecture_fraction_of_the_fp8_peak() -> None:
+    """gemm_peak_flops: a per-tensor fp8 GEMM on Hopper computes at 1550 / 1978.9 of the fp8 peak (DeepGEMM's best
+    on H800; promoted wgmma accumulation), the mma.sync GPUs and every block-scaled or 16-bit GEMM at the full
+    (power-limited) peak of the dtype they run on."""
+    from roofsim.model import cost
+    from roofsim.model.cost import gemm_peak_flops, tensor_power_factor
+
+    cal = DEFAULT_CALIBRATION
+    l40s = load_hardware("l40s")
+    assert gemm_peak_flops("fp8", H100, cal) == pytest.approx(1550e12, rel=1e-9)
+    assert gemm_peak_flops("fp8_block", H100, cal) == gemm_peak_flops("int8", H100, cal) == 1978.9e12
+    assert gemm_peak_flops("bf16", H100, cal) == 989.4e12
+    assert gemm_peak_flops("fp8", l40s, cal) == pytest.approx(733e12 * tensor_power_factor(l40s, cal), rel=1e-12)
+    # a tensor-bound 8192^3 fp8 GEMM on H100 takes 1978.9 / 1550 of the time an unlimited fp8 peak would give
+    ctx = graph_context(LLAMA8, QuantSpec(weight_dtype="fp8", activation_dtype="fp8"), ParallelSpec())
+    k = gemm("g", 8192, 8192, 8192, ctx, count=1)
+    assert k.dtype == "fp8"
+    big = kernel_cost(k, H100, cal).compute_s
+    assert big == pytest.approx(k.flops / (1550e12 * cost.gemm_compute_efficiency(8192, 8192, 8192, 132, cal, "fp8")),
+                                rel=1e-9)
 
 
 def test_l2_warm_benchmark_gemm_reads_at_l2_bandwidth() -> None:

@@ -145,4 +145,5 @@ def test_block_scaled_fp8_checkpoint_runs_the_fp8_block_recipe() -> None:
                                              cal).step(BatchShape.build(prefill=[(4096, 0)])).kernels
                       if kc.kernel.name == "o_proj")
     assert per_tensor.kernel.dtype == "fp8"
-    assert o_proj.compute_s == pytest.approx(per_tensor.compute_s * 0.75 / 0.5)
+    # per-tensor fp8 on Hopper computes at 1550 of the 1978.9 TFLOP/s (model.cost.FP8_ARCH_PEAK_FRACTION)
+    assert o_proj.compute_s == pytest.approx(per_tensor.compute_s * 0.75 / 0.5 * 1550 / 1978.9)

@@ -208,7 +208,21 @@ def test_trtllm_benchmark_gemm_is_l2_warm_when_its_weight_copies_and_operands_fi
                                  m=m, n=n, k=k)
     assert row_kernel(row("trtllm", 16, 1024, 2048)).l2_warm  # 5 x 4 MiB + 64 KiB + 32 KiB
     assert not row_kernel(row("trtllm", 16, 8192, 4096)).l2_warm  # two 64 MiB copies exceed 96 MiB
-    assert not row_kernel(row("vllm", 16, 1024, 2048)).l2_warm  # other collectors: not modelled
+
+
+def test_vllm_and_sglang_benchmark_gemms_are_l2_warm_when_their_six_copies_fit_in_l2() -> None:
+    """AIConfigurator's vLLM collector runs 6 RowParallelLinear layers on one input per timed call (1 layer for
+    fp8_block and nvfp4), SGLang's 6 ops each with its own input: on the L40S (96 MiB L2) six 12 MiB bf16 weights
+    fit, six 16 MiB ones do not; one 64 MiB fp8_block weight fits; an unknown collector is never L2-warm."""
+    def row(fw: str, n: int, k: int, dtype: str = "bf16", gd: str = "bfloat16") -> KernelMeasurement:
+        return KernelMeasurement("aiconfigurator", "l40s", fw, "gemm", dtype, f"x; gemm_dtype={gd}; v", 1e-5,
+                                 m=16, n=n, k=k)
+    assert row_kernel(row("vllm", 3072, 2048)).l2_warm  # 6 x (12 MiB + 96 KiB output) + 64 KiB input
+    assert row_kernel(row("sglang", 3072, 2048)).l2_warm  # 6 x (12 MiB + 64 KiB input + 96 KiB output)
+    assert not row_kernel(row("vllm", 4096, 2048)).l2_warm and not row_kernel(row("sglang", 4096, 2048)).l2_warm
+    block = row("vllm", 8192, 8192, "fp8", "fp8_block")  # 64 MiB of fp8 weights, one layer
+    assert row_kernel(block).l2_warm and not row_kernel(row("vllm", 8192, 8192)).l2_warm
+    assert not row_kernel(row("other", 1024, 2048)).l2_warm
 
 
 def test_triton_prefill_runs_at_its_rate_per_sm_clock_over_every_causal_tile() -> None:
