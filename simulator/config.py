@@ -78,6 +78,10 @@ class OrcaScheduler(_SchedBase):
     overlap: bool = Field(False, description=(
         "overlap scheduler (TensorRT-LLM 1.x PyTorch backend default): the next iteration is formed while the "
         "current one runs, so a request that arrives while the engine is busy joins one iteration later"))
+    no_evict: bool = Field(False, description=(
+        "GUARANTEED_NO_EVICT capacity policy (TensorRT-LLM's default): a request is admitted only while the KV "
+        "pool holds every running request's prompt plus its whole output and this one's too, so none is ever "
+        "preempted (the request's output length stands for its max_tokens)"))
 
 
 class SarathiScheduler(_SchedBase):

@@ -66,6 +66,14 @@ VLLM_FRONTEND_S_PER_TOKEN = 190e-6
 TRTLLM_MAX_NUM_TOKENS = 8192
 TRTLLM_MAX_BATCH_SIZE = 2048
 TRTLLM_FREE_GPU_MEMORY_FRACTION = 0.9
+# TensorRT-LLM's default capacity scheduler policy (SchedulerConfig.capacity_scheduler_policy, 0.x executor and
+# 1.x LLM API alike) is GUARANTEED_NO_EVICT: a request is scheduled only when the KV blocks it needs to completion
+# (prompt + max_tokens; max_seq_len - prompt when the client sends no max_tokens) fit beside those already promised
+# to the running requests (cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp GuaranteedNoEvictScheduler;
+# TensorRT-LLM issue #9412: requests without max_tokens run one at a time for that reason).
+_NO_EVICT_SOURCE = ("CapacitySchedulerPolicy GUARANTEED_NO_EVICT (capacityScheduler.cpp): admission reserves the KV "
+                    "of every running request's prompt + max_tokens, so nothing is evicted (roofsim: the request's "
+                    "output length stands for max_tokens)")
 # SGLang: chunked_prefill_size by GPU memory (python/sglang/srt/server_args.py `_handle_gpu_memory_settings`);
 # 8192 on 80-GiB-class GPUs.
 SGLANG_CHUNKED_PREFILL_SIZE = 8192
@@ -184,6 +192,7 @@ class EngineRow:
     notes: tuple[str, ...] = ()
     overlap: bool = False  # the next iteration is formed while the current one runs (orca scheduler option)
     host_s_per_launch: Setting = 0.0  # eager execution: host seconds per kernel launch (0 = not host-bound)
+    no_evict: bool = False  # admission reserves KV for every running request's whole sequence (orca option)
 
     @property
     def name(self) -> str:
@@ -210,6 +219,7 @@ class EngineProfile:
     notes: tuple[str, ...] = field(default=(), compare=False)
     overlap: bool = False
     host_s_per_launch: float = 0.0
+    no_evict: bool = False
 
     def scheduler_config(self) -> dict[str, Any]:
         """The `scheduler` table of a replica group (simulator/config.py SchedulerConfig)."""
@@ -219,6 +229,7 @@ class EngineProfile:
             d["chunk_size"] = self.chunk_size if self.chunk_size is not None else self.max_batched_tokens
         if self.scheduler == "orca":
             d["overlap"] = self.overlap
+            d["no_evict"] = self.no_evict
         return d
 
     def group_settings(self) -> dict[str, Any]:
@@ -231,6 +242,7 @@ class EngineProfile:
         overlap = ", overlap scheduler" if self.overlap else ""
         if self.host_s_per_launch:
             overlap += f", eager host dispatch {self.host_s_per_launch * 1e6:.1f} us per kernel launch"
+        overlap += ", KV reserved to completion (no eviction)" if self.no_evict else ""
         return (f"{self.name} ({self.label}): {self.scheduler} scheduler{overlap}, {chunk}, token budget "
                 f"{self.max_batched_tokens}, max_num_seqs {self.max_num_seqs}, prefix caching "
                 f"{'on' if self.prefix_caching else 'off'}, gpu_memory_utilization {self.gpu_memory_utilization:g}")
@@ -339,9 +351,8 @@ ENGINES: tuple[EngineRow, ...] = (
          ("prefix_caching", "executor KvCacheConfig enable_block_reuse = False (0.x C++ executor default)"),
          ("gpu_memory_utilization", "KvCacheConfig free_gpu_memory_fraction = 0.9 (of the memory left after "
                                     "weights; roofsim applies it to the whole GPU)"),
-         ("preemption", "CapacitySchedulerPolicy GUARANTEED_NO_EVICT (never evicts; roofsim preempts by "
-                        "recompute if KV runs out)")),
-        ("a prompt longer than max_num_tokens is rejected (no chunked context)",)),
+         ("preemption", _NO_EVICT_SOURCE)),
+        ("a prompt longer than max_num_tokens is rejected (no chunked context)",), no_evict=True),
     EngineRow(
         "trtllm", ">=1.0,<2.0", "TensorRT-LLM 1.x (PyTorch backend, trtllm-serve), in-flight batching",
         "orca", TRTLLM_MAX_NUM_TOKENS, TRTLLM_MAX_BATCH_SIZE, None, True, "recompute",
@@ -352,8 +363,7 @@ ENGINES: tuple[EngineRow, ...] = (
          ("chunked prefill", "llm_args.py enable_chunked_prefill = False"),
          ("prefix_caching", "llm_args.py KvCacheConfig.enable_block_reuse = True"),
          ("gpu_memory_utilization", "KvCacheConfig.free_gpu_memory_fraction = 0.9"),
-         ("preemption", "CapacitySchedulerPolicy GUARANTEED_NO_EVICT (roofsim preempts by recompute if KV runs "
-                        "out)"),
+         ("preemption", _NO_EVICT_SOURCE),
          ("overlap", "llm_args.py disable_overlap_scheduler = False: PyExecutor._executor_loop_overlap fetches "
                      "new requests and schedules iteration n+1 before iteration n's outputs are processed "
                      "(tensorrt_llm/_torch/pyexecutor/py_executor.py; docs/source/torch/features/"
@@ -361,7 +371,7 @@ ENGINES: tuple[EngineRow, ...] = (
                      "later")),
         ("a prompt longer than max_num_tokens is rejected (no chunked prefill)",
          "offline trtllm-bench runs size max_batch_size / max_num_tokens from memory: trtllm_bench_limits"),
-        overlap=True),
+        overlap=True, no_evict=True),
     EngineRow(
         "sglang", ">=0.4,<1.0", "SGLang, prefill-first batches, radix cache",
         "vllm", _sglang_budget(), SGLANG_MAX_RUNNING_REQUESTS, _sglang_chunk(), True, "recompute",
@@ -477,7 +487,7 @@ def engine_profile(spec: str, hardware: HardwareSpec | str | None = None, *, max
     except ValueError as e:
         raise ValueError(f"engine {spec!r} ({row.name}): {e}") from None
     return EngineProfile(name=row.name, label=row.label, preemption=row.preemption, sources=row.sources,
-                         notes=row.notes, overlap=row.overlap, **vals)
+                         notes=row.notes, overlap=row.overlap, no_evict=row.no_evict, **vals)
 
 
 def needs_model(spec: str) -> bool:
@@ -497,7 +507,8 @@ def engine_table_markdown() -> str:
         return str(v).replace("|", "\\|")
     head = ("| engine | versions | what | scheduler | token budget | max_num_seqs | chunked prefill | prefix caching "
             "| preemption | gpu_memory_utilization |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    rows = [f"| `{r.engine}` | `{r.versions or '-'}` | {r.label} | {cell(r.scheduler)}{' (overlap)' if r.overlap else ''} "
+    rows = [f"| `{r.engine}` | `{r.versions or '-'}` | {r.label} | {cell(r.scheduler)}{' (overlap)' if r.overlap else ''}"
+            f"{' (no-evict)' if r.no_evict else ''} "
             f"| {cell(r.max_batched_tokens)} "
             f"| {cell(r.max_num_seqs)} | {cell(r.chunk_size)} | {cell(r.prefix_caching)} | {r.preemption} "
             f"| {cell(r.gpu_memory_utilization)} |" for r in ENGINES]

@@ -76,15 +76,20 @@ class Scheduler:
             rep.swap_in(lane, r)
 
     def admit_whole(self, rep: Replica, lane: Lane, now: float, chunks: Chunks, budget: int,
-                    reserve_full: bool = False, arrived_by: float = math.inf) -> None:
+                    reserve_full: bool = False, arrived_by: float = math.inf, no_evict: bool = False) -> None:
         """Admit waiting requests with their whole prompt in this iteration while the token budget, the
         sequence limit and free KV blocks allow (head-of-line: stop at the first that does not fit, or that
         arrived after `arrived_by`). A prompt longer than max_batched_tokens (only a recompute after
-        preemption) is admitted alone."""
+        preemption) is admitted alone. `no_evict`: the blocks of every running request's whole sequence
+        (input + output) count as taken, so admitted requests never run out of KV (TensorRT-LLM's
+        GUARANTEED_NO_EVICT)."""
         pool = rep.pool
         waiting = rep.waiting
         max_seqs = self.cfg.max_num_seqs
         reserved = 0
+        # blocks promised to running requests until they finish (their whole sequence), under no_evict
+        promised = sum(pool.blocks_for(q.input_tokens + q.output_tokens)
+                       for ln in rep.lanes for q in ln.running) if no_evict else 0
         while waiting and len(lane.running) < max_seqs and self.balanced(rep, lane):
             r = waiting.peek()
             assert r is not None
@@ -97,6 +102,11 @@ class Scheduler:
             blocks = pool.blocks_for(r.input_tokens + r.output_tokens if reserve_full else target)
             if not pool.can_admit(blocks + reserved):
                 break
+            if no_evict:
+                whole = pool.blocks_for(r.input_tokens + r.output_tokens)
+                if promised + whole > pool.total - pool.watermark:
+                    break
+                promised += whole
             if reserve_full:
                 reserved += blocks - pool.blocks_for(target)
             waiting.pop()
@@ -148,7 +158,9 @@ class OrcaBatching(Scheduler):
 
     With `overlap` (TensorRT-LLM 1.x's overlap scheduler) the executor fetches new requests and forms iteration
     n+1 while iteration n runs on the GPU, so a busy lane admits only requests that had arrived when its previous
-    iteration was formed; an idle lane admits at once (the executor blocks on its request queue)."""
+    iteration was formed; an idle lane admits at once (the executor blocks on its request queue). With
+    `no_evict` (TensorRT-LLM's GUARANTEED_NO_EVICT) a request joins only when the KV pool can hold it and every
+    running request to completion."""
 
     def __init__(self, cfg: SchedulerConfig) -> None:
         super().__init__(cfg)
@@ -164,7 +176,8 @@ class OrcaBatching(Scheduler):
                 arrived_by = self.formed_s.get(id(lane), math.inf)
             self.formed_s[id(lane)] = now
         if not rep.swapped:
-            self.admit_whole(rep, lane, now, chunks, self.cfg.max_batched_tokens - n_dec, arrived_by=arrived_by)
+            self.admit_whole(rep, lane, now, chunks, self.cfg.max_batched_tokens - n_dec, arrived_by=arrived_by,
+                             no_evict=getattr(self.cfg, "no_evict", False))
         return n_dec
 
     def mixed_token_budget(self) -> int | None:

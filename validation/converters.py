@@ -16,7 +16,8 @@ from roofsim.validation.bench_table import BenchRow, BenchTable, rows_to_table
 from roofsim.validation.kernel_tables import aic_system_hardware, normalize_dtype
 
 __all__ = ["convert_aiconfigurator_silicon", "convert_splitwise", "convert_argonne", "SPLITWISE_HW", "ARGONNE_HW",
-           "ARGONNE_FRAMEWORKS", "ARGONNE_NO_CONFIG", "LLAMACPP_NOTE", "aic_agg_max_num_tokens"]
+           "ARGONNE_FRAMEWORKS", "ARGONNE_NO_CONFIG", "LLAMACPP_NOTE", "aic_agg_max_num_tokens",
+           "AIC_FP8_KV_BACKENDS", "aic_kv_dtype"]
 
 
 class _Skip(Exception):
@@ -85,8 +86,9 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
     The `system` column (an AIConfigurator system name such as h100_sxm or l40s) resolves through the hardware
     catalog like the kernel reader's system folders; `hardware` (id/alias) overrides it for every row.
 
-    weight_dtype from gemm_quant_mode (blank = unquantised, taken as bf16); the KV dtype is not recorded and is
-    taken as bf16 (stated in each row's notes).
+    weight_dtype from gemm_quant_mode (blank = unquantised, taken as bf16). The KV dtype is not recorded: fp8
+    beside fp8 GEMMs on the backends of AIC_FP8_KV_BACKENDS (AIConfigurator's quant configs pair them), bf16
+    otherwise (stated in each row's notes).
     """
     path = Path(csv_path)
     fixed = aic_system_hardware("", path, hardware) if hardware is not None else None
@@ -105,7 +107,7 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
         if hw is None:
             raise _Skip(f"column 'system'={sysname!r} is not a GPU the hardware catalog describes (add a hardware "
                         f"file whose aliases name it, or pass --hardware)")
-        notes = ["kv_dtype not recorded: assumed bf16"]
+        notes = []
         q = (r.get("gemm_quant_mode") or "").strip()
         if q:
             wd = normalize_dtype(q)
@@ -116,6 +118,9 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
         else:
             wd = "bf16"
             notes.append("no quant mode: weights assumed bf16")
+        kv = aic_kv_dtype(r["backend"], wd)
+        notes.insert(0, f"kv_dtype not recorded: {kv}" + (" with fp8 GEMMs (AIConfigurator's fp8 quant configs)"
+                                                           if kv == "fp8" else " assumed"))
         ver = (r.get("backend_version") or "").strip()
         if ver:
             notes.append(f"{r['backend']} {ver}")
@@ -131,7 +136,7 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
                 model=r["model_path"], hardware=hw, num_gpus=sum(p[0] * p[1] * p[2] * p[6] for p in pools.values()),
                 tp=pools["decode"][1], pp=pools["decode"][2], ep=pools["decode"][3],
                 attn_dp=pools["decode"][6] if pools["decode"][6] > 1 else None, weight_dtype=wd,
-                kv_dtype="bf16", framework=r["backend"], mode="closed_loop", isl=_i(r, "isl"), osl=osl,
+                kv_dtype=kv, framework=r["backend"], mode="closed_loop", isl=_i(r, "isl"), osl=osl,
                 concurrency=concurrency, ttft_ms=ttft, tpot_ms=tpot, e2e_ms=ttft + (osl - 1) * tpot,
                 notes="; ".join(notes), framework_version=ver,
                 **limits, **{f"{pool}_{k}": v for pool, p in pools.items()
@@ -151,7 +156,7 @@ def convert_aiconfigurator_silicon(csv_path: Path | str, hardware: str | None = 
         return BenchRow(
             model=r["model_path"], hardware=hw, num_gpus=tp * pp * dp, tp=tp, pp=pp, ep=ep,
             attn_dp=dp if dp > 1 else None,
-            weight_dtype=wd, kv_dtype="bf16", framework=r["backend"], mode="closed_loop",
+            weight_dtype=wd, kv_dtype=kv, framework=r["backend"], mode="closed_loop",
             isl=isl, osl=_i(r, "osl"), concurrency=conc,
             ttft_ms=_f(r, "silicon_ttft_ms"), tpot_ms=_f(r, "silicon_tpot_ms"), notes="; ".join(notes),
             framework_version=ver, max_batch_size=bs * dp,
@@ -172,6 +177,19 @@ def aic_agg_max_num_tokens(backend: str, batch_size: int, isl: int) -> int:
 
 
 _AIC_TOKEN_SLACK = 1500  # the generator rules' "+ 1500" over the prompt (rule_plugin/benchmark/*.rule)
+# Backends whose silicon rows with fp8 GEMMs ran an fp8 KV cache. AIConfigurator's TRT-LLM quant configs pair fp8
+# GEMMs with kvcache_quant_mode fp8 (and fp8 FMHA): src/aiconfigurator/cli/templates/trtllm/{dense,moe}_default.yaml
+# at f8cc520 (Aug 2025, the TRT-LLM 1.0.0rc3 era of these rows), and its generator writes that mode to the engine
+# (cli/backends/trtllm.py: kvcache_quant_mode fp8 -> kv_cache_dtype "fp8"). Decided on the Qwen3-32B TRT-LLM rows
+# and checked on the other groups (docs/validation-e2e.md, "Causes found per group").
+AIC_FP8_KV_BACKENDS = ("trtllm",)
+
+
+def aic_kv_dtype(backend: str, weight_dtype: str) -> str:
+    """The KV-cache dtype of a silicon row (not a column of the data): fp8 with fp8 weights on
+    AIC_FP8_KV_BACKENDS, else bf16."""
+    fp8 = weight_dtype.startswith("fp8") and backend.strip().lower() in AIC_FP8_KV_BACKENDS
+    return "fp8" if fp8 else "bf16"
 _CONCURRENCY = re.compile(r"silicon_concurrency=(\d+)")
 _POOL_FIELDS = ("batch_size", "num_workers", "tp_size", "pp_size", "attention_dp_size", "moe_ep_size")
 # AIConfigurator cannot estimate a disagg row without these (ai-dynamo/aiconfigurator

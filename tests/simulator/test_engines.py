@@ -87,6 +87,10 @@ def test_trtllm_and_sglang_profiles() -> None:
     assert t.overlap and t.scheduler_config()["overlap"] is True and "overlap scheduler" in t.summary()
     assert not engine_profile("trtllm==0.17", "h100-sxm").scheduler_config()["overlap"]
     assert "overlap" not in engine_profile("vllm", "h100-sxm").scheduler_config()
+    # both TRT-LLM rows admit under GUARANTEED_NO_EVICT (KV reserved to completion); vLLM preempts instead
+    assert all(engine_profile(v, "h100-sxm").scheduler_config()["no_evict"] is True
+               for v in ("trtllm==1.0", "trtllm==0.17"))
+    assert "no eviction" in t.summary() and "no_evict" not in engine_profile("vllm", "h100-sxm").scheduler_config()
     s = engine_profile("sglang", "h100-sxm", max_model_len=LONG)
     assert (s.scheduler, s.chunk_size, s.max_batched_tokens, s.prefix_caching) == ("vllm", 8192, LONG, True)
     assert engine_profile("sglang", "h100-sxm", max_model_len=LONG, longest_prompt=1000).max_batched_tokens == 8192

@@ -113,3 +113,17 @@ def test_unknown_kind_lists_the_valid_ones() -> None:
     with pytest.raises(UnknownNameError, match="fifo") as e:
         make_scheduler(Fake())  # type: ignore[arg-type]
     assert all(k in str(e.value) for k in SCHEDULER_KINDS)
+
+
+def test_orca_no_evict_waits_for_the_kv_of_whole_sequences(simulate_trace) -> None:
+    # at gpu_memory_utilization 0.23 the pool holds one 9,000-token sequence (563 blocks) but not two. Plain orca
+    # admits both 1,000-token prompts and preempts the later one when they grow; GUARANTEED_NO_EVICT (no_evict)
+    # admits the second only when the first has finished, and nothing is preempted
+    kw = {"gpu_memory_utilization": 0.23}
+    plain = simulate_trace([1000, 1000], [8000, 8000], scheduler={"kind": "orca"}, **kw)
+    kept = simulate_trace([1000, 1000], [8000, 8000], scheduler={"kind": "orca", "no_evict": True}, **kw)
+    assert plain.preemptions.tolist() == [0, 1]
+    assert kept.preemptions.tolist() == [0, 0]
+    assert plain.first_scheduled_s[1] == 0.0
+    assert kept.first_scheduled_s[1] == kept.completion_s[0] > 0
+    assert [t.size for t in kept.token_times] == [8000, 8000]

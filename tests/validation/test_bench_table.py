@@ -61,6 +61,12 @@ def test_convert_aiconfigurator_silicon(shared_data: Path, tmp_path: Path) -> No
     assert sg and all(r.max_num_tokens == r.isl + 1500 for r in sg)
     assert all(r.max_batch_size is None and r.max_num_tokens is None for r in t.rows if r.disaggregated)
     assert {r.weight_dtype for r in t.rows} == {"bf16", "fp8", "fp4"}
+    # the KV dtype is not a column: fp8 beside fp8 GEMMs on TRT-LLM (AIConfigurator's fp8 quant configs set
+    # kvcache_quant_mode fp8), bf16 otherwise; 180 Qwen3-32B + 127 Qwen3-235B + 5 gpt-oss + 8 DeepSeek-V3 rows
+    kv8 = [r for r in t.rows if r.kv_dtype == "fp8"]
+    assert len(kv8) == 320 and {(r.framework, r.weight_dtype) for r in kv8} == {("trtllm", "fp8")}
+    assert all(r.kv_dtype == "bf16" for r in t.rows if r.framework != "trtllm" or r.weight_dtype != "fp8")
+    assert kv8[0].notes.startswith("kv_dtype not recorded: fp8 with fp8 GEMMs")
     dis = [r for r in t.rows if r.disaggregated]
     assert len(dis) == 8 and {r.model for r in dis} == {"deepseek-ai/DeepSeek-V3"}
     # dsr1_h100_trtllm_fp8_disagg_8192x1024_c6_cfg494: 1 prefill worker (tp1 x attention-dp16, ep16),

@@ -210,7 +210,8 @@ def test_deployment_limits_override_the_engine_defaults(tmp_path: Path) -> None:
     cfg, notes = row_config(row(framework="trtllm", framework_version="1.0.0rc3", isl=1024, concurrency=8,
                                 max_batch_size=8, max_num_tokens=2532))
     s = cfg.replicas[0].scheduler
-    assert (s.kind, s.max_num_seqs, s.max_batched_tokens, s.overlap) == ("orca", 8, 2532, True)
+    assert (s.kind, s.max_num_seqs, s.max_batched_tokens, s.overlap, s.no_evict) == ("orca", 8, 2532, True, True)
+    assert "KV reserved to completion (no eviction)" in notes[0]
     assert "deployment sets max_num_seqs 8, token budget 2532" in notes[0]
     cfg, notes = row_config(row(framework="sglang", framework_version="0.5.1.post1", isl=1024, concurrency=8,
                                 max_batch_size=8, max_num_tokens=2524))
