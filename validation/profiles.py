@@ -18,7 +18,7 @@ from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.hardware_specs.spec import HardwareSpec
-from roofsim.model.cost import Calibration
+from roofsim.model.cost import FP8_ARCH_PEAK_FRACTION, Calibration
 from roofsim.model.uncertainty import E2ETerm, ErrorModel
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.spec import PlanSpec
@@ -39,7 +39,10 @@ PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 # be misread; the default stands, with a warning); asking them for error models is refused with the command
 # that rebuilds them. 4 = an optional [e2e] table: the serving-level error term (model.uncertainty.E2ETerm) that
 # estimate/simulate put around their point predictions; version 3 files read unchanged, without one.
-PROFILE_SCHEMA_VERSION = 4
+# 5 = `gemm_eff_fp8` of a Hopper GPU is a fraction of the architecture's per-tensor fp8 ceiling
+# (model.cost.FP8_ARCH_PEAK_FRACTION), not of the datasheet fp8 peak; an older Hopper profile's value is divided by
+# that fraction on reading, so it prices the same GEMM the same.
+PROFILE_SCHEMA_VERSION = 5
 # [errors.own]: held-out-shape residuals of the profile's own GPU; [errors.transfer]: leave-one-GPU-out residuals,
 # the error of the profile on a GPU it borrows it (profile_for's architecture transfer)
 ERROR_MODEL_KINDS = ("own", "transfer")
@@ -151,11 +154,36 @@ def read_calibration(path: Path | str) -> Calibration:
         logger.warning("%s: schema_version %d profile: its comm_bw_eff (a link-bandwidth fraction then) is not read "
                        "by the current communication model; the default is used (rebuild with "
                        "scripts/build_profiles.py)", path, version)
+    if version < 5:
+        table = _fp8_peak_migrated(path, version, table)
     try:
         return Calibration.model_validate(table)
     except ValidationError as e:
         errs = "; ".join(f"field {'.'.join(str(p) for p in x['loc']) or '(root)'}: {x['msg']}" for x in e.errors())
         raise InputError(f"{path}: invalid [calibration]: {errs}") from None
+
+
+def _fp8_peak_migrated(path: Path, version: int, table: dict[str, Any]) -> dict[str, Any]:
+    """A schema < 5 profile of a GPU whose architecture has an fp8 ceiling: its gemm_eff_fp8 (then a fraction of
+    the datasheet fp8 peak) re-expressed as a fraction of the ceiling. Other profiles read unchanged."""
+    hw_id, eff = table.get("hardware"), table.get("gemm_eff_fp8")
+    if not isinstance(hw_id, str) or not hw_id or not isinstance(eff, (int, float)) or isinstance(eff, bool):
+        return table
+    try:
+        arch = load_hardware(hw_id).architecture
+    except (InputError, ValueError):
+        return table  # a GPU this catalog does not know: Calibration validation reports nothing about it either
+    frac = FP8_ARCH_PEAK_FRACTION.get(arch)
+    if frac is None:
+        return table
+    new = eff / frac
+    if new > 1.0:
+        raise InputError(f"{path}: schema_version {version} profile of {hw_id}: its gemm_eff_fp8 = {eff:g} of the "
+                         f"fp8 peak is above the {arch} per-tensor fp8 ceiling ({frac:.4f} of the peak) this "
+                         "roofsim prices fp8 GEMMs at; rebuild it with scripts/build_profiles.py")
+    logger.info("%s: schema_version %d profile: gemm_eff_fp8 %g of the fp8 peak read as %g of the %s fp8 "
+                "ceiling (model.cost.FP8_ARCH_PEAK_FRACTION)", path, version, eff, new, arch)
+    return {**table, "gemm_eff_fp8": new}
 
 
 def read_profile_meta(path: Path | str) -> dict[str, Any]:
@@ -205,13 +233,16 @@ def read_e2e_term(path: Path | str) -> E2ETerm | None:
 
 def store_e2e_term(path: Path | str, term: E2ETerm) -> Path:
     """Write `term` as the [e2e] table of the profile at `path`, keeping its other tables, at the current
-    schema_version (a version-3 file gains nothing else: version 4 only adds [e2e])."""
+    schema_version (an older file's [calibration] is written as read_calibration migrates it; nothing else
+    changes: version 4 only added [e2e])."""
     path = Path(path)
     data = _load(path)
     version = _version(path, data)
     if version < 3:
         raise InputError(f"{path}: schema_version {version} predates error models; rebuild it with "
                          "scripts/build_profiles.py before storing an end-to-end term")
+    if version < 5 and isinstance(data.get("calibration"), dict):
+        data = {**data, "calibration": _fp8_peak_migrated(path, version, data["calibration"])}
     data = {**data, "schema_version": PROFILE_SCHEMA_VERSION, "e2e": term.model_dump()}
     text = toml_text(data, ["roofsim calibration profile (validation/profiles.py). [calibration] is a "
                             "model.cost.Calibration;", "[fit] records the measured data it was fitted to and its "

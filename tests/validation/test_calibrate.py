@@ -207,6 +207,28 @@ def test_profile_schema_version_written_old_read_newer_refused(tmp_path: Path) -
         assert f"\nschema_version = {PROFILE_SCHEMA_VERSION}\n" in text, stem
 
 
+def test_schema4_hopper_fp8_efficiency_is_migrated(tmp_path: Path) -> None:
+    """Schema 5 prices per-tensor fp8 on Hopper against the architecture's ceiling (FP8_ARCH_PEAK_FRACTION): a
+    version-4 H100 profile's gemm_eff_fp8 (a fraction of the datasheet peak) is re-expressed so the same GEMM costs
+    the same; other GPUs' profiles read unchanged; a value above the ceiling is refused, naming the file."""
+    from roofsim.model.cost import FP8_ARCH_PEAK_FRACTION
+
+    frac = FP8_ARCH_PEAK_FRACTION["hopper"]
+    assert frac == pytest.approx(1550.0 / 1978.9)
+    old = tmp_path / "h100.toml"
+    old.write_text('schema_version = 4\n[calibration]\nhardware = "h100-sxm"\ngemm_eff_fp8 = 0.49\n')
+    assert read_calibration(old).gemm_eff_fp8 == pytest.approx(0.49 / frac)
+    a100 = tmp_path / "a100.toml"
+    a100.write_text('schema_version = 4\n[calibration]\nhardware = "a100-sxm-80gb"\ngemm_eff_fp8 = 0.49\n')
+    assert read_calibration(a100).gemm_eff_fp8 == 0.49
+    new = tmp_path / "h100-new.toml"
+    new.write_text('schema_version = 5\n[calibration]\nhardware = "h100-sxm"\ngemm_eff_fp8 = 0.49\n')
+    assert read_calibration(new).gemm_eff_fp8 == 0.49
+    old.write_text('schema_version = 4\n[calibration]\nhardware = "h100-sxm"\ngemm_eff_fp8 = 0.9\n')
+    with pytest.raises(InputError, match=r"h100\.toml: schema_version 4 profile of h100-sxm: its gemm_eff_fp8"):
+        read_calibration(old)
+
+
 def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a, **k):
         raise KeyboardInterrupt("killed mid-write")

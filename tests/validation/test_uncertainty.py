@@ -151,22 +151,22 @@ def test_gpu_shift_model_stores_its_method_and_shift() -> None:
 
 
 def test_e2e_term_is_stored_in_a_profile(tmp_path: Path) -> None:
-    """Schema 4 adds [e2e]; a version-3 profile reads unchanged (no term) and gains only [e2e] and the version when
+    """Schema 4 added [e2e]; a version-3 profile reads unchanged (no term) and gains only [e2e] and the version when
     a term is stored into it; a version-2 one is refused (it has no error models either)."""
     from roofsim.model.uncertainty import E2ECell, E2ETerm
     from roofsim.validation.profiles import PROFILE_SCHEMA_VERSION, read_e2e_term, store_e2e_term
 
-    assert PROFILE_SCHEMA_VERSION == 4
+    assert PROFILE_SCHEMA_VERSION == 5
     errs = error_models_from_residuals(_residuals(), "b", min_rows=100)
     p = write_calibration(Calibration(name="x", gemm_eff=0.7), tmp_path / "x.toml", {"rows": 1}, errs)
     v3 = tmp_path / "v3.toml"
-    v3.write_text(p.read_text().replace("schema_version = 4", "schema_version = 3"))
+    v3.write_text(p.read_text().replace("schema_version = 5", "schema_version = 3"))
     assert read_e2e_term(v3) is None and read_calibration(v3).gemm_eff == 0.7
     term = E2ETerm(source="t", score_levels=(0.8, 0.9), score_quantiles=(1.2, 1.9),
                    cells=(E2ECell(key="ttft", n=9, centre=-0.1, scale=0.3), E2ECell(key="*", n=20, centre=0, scale=1)))
     store_e2e_term(v3, term)
     assert read_e2e_term(v3) == term and read_error_models(v3) == errs and read_calibration(v3).gemm_eff == 0.7
-    assert "schema_version = 4\n" in v3.read_text()
+    assert "schema_version = 5\n" in v3.read_text()
     v2 = tmp_path / "v2.toml"
     v2.write_text("schema_version = 2\n[calibration]\ngemm_eff = 0.6\n")
     with pytest.raises(InputError, match="predates error models"):
