@@ -51,6 +51,7 @@ from roofsim.model.graph import (
     GraphContext,
     attention_kernels,
     elementwise,
+    expert_load,
     gemm,
     graph_context,
     group_attention_kernels,
@@ -416,7 +417,8 @@ def _slot_rows(row: KernelMeasurement, load: tuple[float, float] | None) -> floa
     None when it keeps only its routed rows. vLLM's collector passes every token with the global top-k ids and
     vLLM's expert_map (collector/vllm/collect_moe.py: fused_experts(..., global_num_experts, expert_map)); SGLang's
     passes the tokens with at least one slot on rank 0, remote slots masked to -1 (collector/helper.py
-    build_rank0_local_workload). Their Triton and Marlin experts keep the masked slots' rows; FlashInfer/CUTLASS
+    build_rank0_local_workload). Their Triton and Marlin experts keep the masked slots' rows (SGLang's computes
+    them: moe_module_kernels); FlashInfer/CUTLASS
     (TensorRT-LLM's kernel) and the OpenAI Triton mxfp4 path gather only the local rows."""
     source = row.variant.split(";")[1].strip() if ";" in row.variant else ""
     if row.ep <= 1 or row.framework not in ("vllm", "sglang") or not re.search(r"triton|marlin|vllm_fused_moe",
@@ -448,9 +450,19 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     gated = "nongated" not in row.variant
     c = _moe_ctx(row.hidden, row.n, row.num_experts, row.topk, row.tp, row.ep, raw, gated)
     load = _moe_load(row)
-    ks = tuple(k for k in moe_kernels(c, row.tokens, load, _slot_rows(row, load)) if k.name in MOE_MODULE_KERNELS)
+    skewed = load is not None
+    slots = _slot_rows(row, load)
+    if slots and row.framework == "sglang":
+        # SGLang's collector clamps the masked ids to 0 before its Triton / Marlin experts ("the fused_moe kernel
+        # indexes weight tensors by expert ID without masking, so clamp -1 to 0; the zero weight still ensures no
+        # contribution": collector/sglang/collect_moe.py run_op, ai-dynamo/aiconfigurator @ cb4d907 (the 0.5.10
+        # tables) and e23be5a (0.5.14)): every slot of a rank-0 token is a computed row, the remote ones of local
+        # expert 0 (whose weights a skewed rank reads anyway)
+        active = load[0] if load is not None else expert_load(row.tokens, row.num_experts, row.topk, row.ep)[0]
+        load, slots = (max(1.0, active), slots), None
+    ks = tuple(k for k in moe_kernels(c, row.tokens, load, slots) if k.name in MOE_MODULE_KERNELS)
     assert all(k.count == 1 for k in ks)
-    if load is not None:
+    if skewed:
         ks = tuple(_padded_tiles(k, row) if k.moe_expert else k for k in ks)
     return _moe_l2_warm(row, ks)
 

@@ -111,7 +111,7 @@ DOCUMENTED_PCT: dict[str, float] = {
     "nccl_allreduce": 16.3, "nccl_allgather": 16.4, "nccl_reducescatter": 16.6, "nccl_alltoall": 19.2,
     # fused MoE module rows (moe_perf), every dtype and engine pooled: predicted from the GEMM fit; they fit only
     # the expert GEMMs' fixed cost (gemm_grouped_overhead_s)
-    "moe": 24.8,
+    "moe": 23.8,
     # mixed-precision MoE modules (TRT-LLM w4afp8 on L40S, w4a8_mxfp4_mxfp8 on RTX PRO 6000): predicted, not fitted
     "moe/w4afp8": 56.3, "moe/w4a8_mxfp4_mxfp8": 14.0,
     # DeepSeek MLA op / module, MLA-BMM and fp8 quantize rows: predicted from the fit of the other families, never
