@@ -555,6 +555,8 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
         g = dataclasses.replace(g, qk_dim=g.dec_qk_dim, v_dim=g.dec_v_dim, q_width=g.heads * g.dec_qk_dim, kv_heads=1)
     names = MLA_MODULE_KERNELS if module else frozenset({"rope"})
     linear = [k for k in layer_kernels(c, row.batch * row.seq_len) if k.name in names]
+    if module and row.framework == "vllm":
+        linear = _vllm_mla_module(linear, c, row.batch * row.seq_len, prefill)
     attn = group_attention_kernels(c, g, shape)
     if prefill and _triton_attention(row):
         # SGLang's default MLA backend on Ada / Blackwell workstation GPUs is Triton (kernel source `triton`): its
@@ -564,6 +566,34 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     ks = (*linear, *attn)
     assert all(k.count == 1 for k in ks)
     return ks
+
+
+def _vllm_mla_module(linear: list[Kernel], c: GraphContext, t: int, prefill: bool) -> list[Kernel]:
+    """vLLM's MLA layer (vllm/model_executor/layers/attention/mla_attention.py, MLACommonImpl @ 0.24; AIConfigurator
+    collector/vllm/collect_mla_module.py times DeepseekV2MLAAttention.forward in a CUDA graph) runs as separate
+    kernels what TensorRT-LLM fuses into its MLA preprocessing: concat_and_cache_mla writes each new token's
+    latent and rope key to the cache; prefill expands the latent with kv_b_proj and concatenates the shared rope
+    key onto every head's key (torch.cat); decode absorbs W_UK / W_UV as two per-head batched GEMMs (torch.bmm,
+    the mla_bmm table's mla_gen_pre / mla_gen_post) around the attention, and concatenates each head's absorbed
+    query with its rope part. Modelled by the graph's kernels these launches were missing: the vLLM module rows
+    (every GPU) were under-predicted by 15-40 %, the TensorRT-LLM ones were not."""
+    a = c.model.mla
+    assert a is not None
+    h = c.heads
+    latent = a.kv_lora_rank + a.qk_rope_head_dim
+    out = [k for k in linear if prefill or k.name != "kv_b_proj"]
+    out.append(elementwise("kv_cache_write", t * latent, t * latent, 0, c, 1, op="elementwise"))
+    if prefill:
+        k_elems = t * h * (a.qk_nope_head_dim + a.qk_rope_head_dim)
+        out.append(elementwise("k_concat", k_elems, k_elems, 0, c, 1, op="elementwise"))
+        return out
+    # vLLM dequantises kv_b_proj into the 16-bit W_UK / W_UV at load (process_weights_after_loading)
+    for name, n, k in (("mla_gen_pre", a.kv_lora_rank, a.qk_nope_head_dim), ("mla_gen_post", a.v_head_dim,
+                                                                            a.kv_lora_rank)):
+        out.append(gemm(name, t, n, k, c, 1, weight_dtype_bytes=2.0, dtype="bf16", rows=t * h, weight_sets=h))
+    q_elems = t * h * latent
+    out.append(elementwise("q_concat", q_elems, q_elems, 0, c, 1, op="elementwise"))
+    return out
 
 
 def _mla_bmm(row: KernelMeasurement) -> tuple[Kernel, ...]:
