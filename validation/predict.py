@@ -51,6 +51,7 @@ from roofsim.model.graph import (
     GraphContext,
     attention_kernels,
     elementwise,
+    expert_load,
     gemm,
     graph_context,
     group_attention_kernels,
@@ -427,7 +428,8 @@ def _slot_rows(row: KernelMeasurement, load: tuple[float, float] | None) -> floa
     None when it keeps only its routed rows. vLLM's collector passes every token with the global top-k ids and
     vLLM's expert_map (collector/vllm/collect_moe.py: fused_experts(..., global_num_experts, expert_map)); SGLang's
     passes the tokens with at least one slot on rank 0, remote slots masked to -1 (collector/helper.py
-    build_rank0_local_workload). Their Triton and Marlin experts keep the masked slots' rows; FlashInfer/CUTLASS
+    build_rank0_local_workload). Their Triton and Marlin experts keep the masked slots' rows (SGLang's computes
+    them: moe_module_kernels); FlashInfer/CUTLASS
     (TensorRT-LLM's kernel) and the OpenAI Triton mxfp4 path gather only the local rows."""
     source = row.variant.split(";")[1].strip() if ";" in row.variant else ""
     if row.ep <= 1 or row.framework not in ("vllm", "sglang") or not re.search(r"triton|marlin|vllm_fused_moe",
@@ -459,9 +461,19 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     gated = "nongated" not in row.variant
     c = _moe_ctx(row.hidden, row.n, row.num_experts, row.topk, row.tp, row.ep, raw, gated)
     load = _moe_load(row)
-    ks = tuple(k for k in moe_kernels(c, row.tokens, load, _slot_rows(row, load)) if k.name in MOE_MODULE_KERNELS)
+    skewed = load is not None
+    slots = _slot_rows(row, load)
+    if slots and row.framework == "sglang":
+        # SGLang's collector clamps the masked ids to 0 before its Triton / Marlin experts ("the fused_moe kernel
+        # indexes weight tensors by expert ID without masking, so clamp -1 to 0; the zero weight still ensures no
+        # contribution": collector/sglang/collect_moe.py run_op, ai-dynamo/aiconfigurator @ cb4d907 (the 0.5.10
+        # tables) and e23be5a (0.5.14)): every slot of a rank-0 token is a computed row, the remote ones of local
+        # expert 0 (whose weights a skewed rank reads anyway)
+        active = load[0] if load is not None else expert_load(row.tokens, row.num_experts, row.topk, row.ep)[0]
+        load, slots = (max(1.0, active), slots), None
+    ks = tuple(k for k in moe_kernels(c, row.tokens, load, slots) if k.name in MOE_MODULE_KERNELS)
     assert all(k.count == 1 for k in ks)
-    if load is not None:
+    if skewed:
         ks = tuple(_padded_tiles(k, row) if k.moe_expert else k for k in ks)
     return _moe_l2_warm(row, ks)
 
@@ -554,9 +566,45 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
         g = dataclasses.replace(g, qk_dim=g.dec_qk_dim, v_dim=g.dec_v_dim, q_width=g.heads * g.dec_qk_dim, kv_heads=1)
     names = MLA_MODULE_KERNELS if module else frozenset({"rope"})
     linear = [k for k in layer_kernels(c, row.batch * row.seq_len) if k.name in names]
-    ks = (*linear, *group_attention_kernels(c, g, shape))
+    if module and row.framework == "vllm":
+        linear = _vllm_mla_module(linear, c, row.batch * row.seq_len, prefill)
+    attn = group_attention_kernels(c, g, shape)
+    if prefill and _triton_attention(row):
+        # SGLang's default MLA backend on Ada / Blackwell workstation GPUs is Triton (kernel source `triton`): its
+        # extend kernel runs at the engine's fitted Triton prefill rate, as its attention-table rows do
+        # (L40S / RTX PRO 6000 held out: under-predicted by 56-61 % at the FlashAttention efficiency)
+        attn = [dataclasses.replace(k, triton=True) if k.kind == "attn_prefill" else k for k in attn]
+    ks = (*linear, *attn)
     assert all(k.count == 1 for k in ks)
     return ks
+
+
+def _vllm_mla_module(linear: list[Kernel], c: GraphContext, t: int, prefill: bool) -> list[Kernel]:
+    """vLLM's MLA layer (vllm/model_executor/layers/attention/mla_attention.py, MLACommonImpl @ 0.24; AIConfigurator
+    collector/vllm/collect_mla_module.py times DeepseekV2MLAAttention.forward in a CUDA graph) runs as separate
+    kernels what TensorRT-LLM fuses into its MLA preprocessing: concat_and_cache_mla writes each new token's
+    latent and rope key to the cache; prefill expands the latent with kv_b_proj and concatenates the shared rope
+    key onto every head's key (torch.cat); decode absorbs W_UK / W_UV as two per-head batched GEMMs (torch.bmm,
+    the mla_bmm table's mla_gen_pre / mla_gen_post) around the attention, and concatenates each head's absorbed
+    query with its rope part. Modelled by the graph's kernels these launches were missing: the vLLM module rows
+    (every GPU) were under-predicted by 15-40 %, the TensorRT-LLM ones were not."""
+    a = c.model.mla
+    assert a is not None
+    h = c.heads
+    latent = a.kv_lora_rank + a.qk_rope_head_dim
+    out = [k for k in linear if prefill or k.name != "kv_b_proj"]
+    out.append(elementwise("kv_cache_write", t * latent, t * latent, 0, c, 1, op="elementwise"))
+    if prefill:
+        k_elems = t * h * (a.qk_nope_head_dim + a.qk_rope_head_dim)
+        out.append(elementwise("k_concat", k_elems, k_elems, 0, c, 1, op="elementwise"))
+        return out
+    # vLLM dequantises kv_b_proj into the 16-bit W_UK / W_UV at load (process_weights_after_loading)
+    for name, n, k in (("mla_gen_pre", a.kv_lora_rank, a.qk_nope_head_dim), ("mla_gen_post", a.v_head_dim,
+                                                                            a.kv_lora_rank)):
+        out.append(gemm(name, t, n, k, c, 1, weight_dtype_bytes=2.0, dtype="bf16", rows=t * h, weight_sets=h))
+    q_elems = t * h * latent
+    out.append(elementwise("q_concat", q_elems, q_elems, 0, c, 1, op="elementwise"))
+    return out
 
 
 def _mla_bmm(row: KernelMeasurement) -> tuple[Kernel, ...]:

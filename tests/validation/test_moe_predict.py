@@ -80,7 +80,8 @@ def test_shard_dtype_and_gating() -> None:
 def test_masked_remote_slots_of_triton_experts() -> None:
     """EP 2 on vLLM's Triton experts: every token's 2 slots stay in the buffers (4 x 2 = 8 rows), 4 routed here;
     the GEMMs write zeros for the 4 remote rows, the activation and the top-k sum cover all 8. SGLang keeps the
-    tokens with a slot on rank 0: 1 - (1 - 4/8)^2 = 3/4 of them. TensorRT-LLM's CUTLASS keeps only its 4 rows."""
+    tokens with a slot on rank 0: 1 - (1 - 4/8)^2 = 3/4 of them, and its collector clamps the remote ids to local
+    expert 0, so the GEMMs compute all 6 of their slots. TensorRT-LLM's CUTLASS keeps only its 4 rows."""
     def vllm(**kw) -> KernelMeasurement:
         return replace(_moe(source="vllm_unquantizedfusedmoe_triton_tritonexperts", **kw), framework="vllm")
     ks = {k.name: k for k in row_kernels(vllm(ep=2))}
@@ -90,6 +91,8 @@ def test_masked_remote_slots_of_triton_experts() -> None:
     assert ks["moe_unpermute"].bytes == (8 + 4) * 1024 * 2
     sg = {k.name: k for k in row_kernels(replace(vllm(ep=2), framework="sglang"))}
     assert sg["moe_unpermute"].act_read_bytes == pytest.approx(4 * 0.75 * 2 * 1024 * 2)
+    assert sg["moe_up_gate"].flops == pytest.approx(2 * 6 * 1024 * 1024)  # 6 computed rows, not the 4 routed
+    assert sg["moe_down"].flops == pytest.approx(2 * 6 * 1024 * 512)
     cutlass = {k.name: k for k in row_kernels(_moe(ep=2))}
     assert cutlass["moe_unpermute"].bytes == (4 + 4) * 1024 * 2
     assert {k.name: k.bytes for k in row_kernels(vllm(ep=1))} == {k.name: k.bytes for k in row_kernels(_moe())}
