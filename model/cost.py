@@ -133,7 +133,15 @@ class Calibration(BaseModel):
     attn_prefill_mem_eff: float = Field(0.80, gt=0, le=1, description=(
         "fraction of bandwidth of prefill attention's Q/K/V/O and KV-cache traffic (default: gemm_mem_eff); "
         "short prefills are latency-bound at 0.25-0.5 of the bandwidth GEMM weight streams reach"))
-    attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one prefill attention call")
+    attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of one prefill attention call, in cycles given at COMM_REF_CLOCK_HZ (scaled by 1/clock like "
+        "attn_decode_overhead_s: the tables' smallest calls take 14 / 14 / 9 / 11 us on A100 / H100 / L40S / "
+        "RTX PRO 6000 (TensorRT-LLM), about 20-28 thousand cycles on each; seconds missed H100 by -17 %)"))
+    attn_fp8_quant_s: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of each fp8 quantisation pass of an attention call, in cycles given at COMM_REF_CLOCK_HZ: "
+        "the new tokens' K/V written into an fp8 KV cache, the query cast to fp8 for fp8 attention math "
+        "(AIConfigurator's SGLang tables: the smallest calls take 2-4 us more per fp8 operand on H100, L40S and "
+        "RTX PRO 6000, prefill and decode alike; fitted leave-one-GPU-out 0.8-3.6 us per engine); 0 = none"))
     attn_prefill_cached_bytes_per_clk: float = Field(3.0, ge=0, description=(
         "bytes per SM per clock at which prefill attention moves the operands of a call whose working set fits in "
         "the L2 cache: such calls are bound by the latency of their tile loads, not DRAM bandwidth, so their rate "
@@ -166,7 +174,8 @@ class Calibration(BaseModel):
     attn_decode_mem_eff_fp8kv: float = Field(0.85, gt=0, le=1, description=(
         "attn_decode_mem_eff when the KV cache is fp8 (default: attn_decode_mem_eff): half the bytes do not halve "
         "the time (dequantisation, narrower loads)"))
-    attn_decode_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one decode attention call")
+    attn_decode_overhead_s: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of one decode attention call, in cycles given at COMM_REF_CLOCK_HZ (decode_attention_time)"))
     attn_decode_cuda_group: float = Field(1e4, ge=1, description=(
         "GQA group (query heads per KV head) above which decode attention's math runs on CUDA cores at "
         "attn_decode_cuda_eff x fp32 peak, not on tensor cores (TRT-LLM's XQA kernels take groups up to 32; "
@@ -814,6 +823,8 @@ class AttentionRates:
     fp32_flops_per_s: float = 0.0  # fp32 peak (decode math of large GQA groups on CUDA cores)
     # absorbed-MLA decode without split-KV: seconds per cached token of one unit (latent_nosplit_cycle_s); 0 = splits
     latent_token_s: Any = 0.0
+    # fp8 operands quantised inside the call (an fp8 KV cache; fp8 attention math): attn_fp8_quant_s each
+    quant_passes: Any = 0.0
 
 
 # Dense 16-bit tensor FLOPs per SM per clock from which an NVIDIA GPU has warpgroup MMA (Hopper's wgmma: 4096;
@@ -871,6 +882,7 @@ def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: st
         cycle=COMM_REF_CLOCK_HZ / hw.compute.clock_hz,
         fp32_flops_per_s=hw.peak("fp32"),
         latent_token_s=serial,
+        quant_passes=float(kv_dtype == "fp8") + float(dtype == "fp8"),
     )
 
 
@@ -894,7 +906,7 @@ def prefill_attention_time(work: float, nbytes: float, s: float, r: AttentionRat
     compute = work / (r.peak * (r.prefill_eff * s / (s + cal.attn_prefill_s_half))) if work else 0.0
     memory = prefill_memory_seconds(nbytes, r.bw, r.l2_bytes, r.sm_clocks_per_s, cal.attn_prefill_mem_eff,
                                     cal.attn_prefill_cached_bytes_per_clk)
-    return compute, memory, 0.0, cal.attn_prefill_overhead_s
+    return compute, memory, 0.0, r.cycle * (cal.attn_prefill_overhead_s + r.quant_passes * cal.attn_fp8_quant_s)
 
 
 def _maximum(a: Any, b: Any) -> Any:
@@ -960,7 +972,8 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
         one = waves * (r.cycle * p["attn_decode_unit_s"] + ctx * serial)
         split = np.where(serial > 0, 1.0, split) if np.ndim(serial) else 1.0
         floor = np.where(serial > 0, one, floor) if np.ndim(serial) else one
-    overhead = r.cycle * (p["attn_decode_overhead_s"] + p["attn_decode_split_s"] * (1.0 - 1.0 / split))
+    overhead = r.cycle * (p["attn_decode_overhead_s"] + p["attn_decode_split_s"] * (1.0 - 1.0 / split)
+                          + r.quant_passes * p["attn_fp8_quant_s"])
     return compute, memory, floor, overhead
 
 

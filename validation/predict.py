@@ -728,7 +728,7 @@ class FeatureTable:
     units: np.ndarray  # attention: SMs of the row's hardware (decode work-unit slots; SMs x clock for prefill)
     l2: np.ndarray  # attention: L2 bytes of the row's hardware (prefill memory, decode KV working set)
     clock: np.ndarray  # attention: SM clock of the row's hardware, Hz
-    attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
+    attn_kv8: np.ndarray  # attention with an fp8 KV cache (attn_decode_mem_eff_fp8kv, attn_fp8_quant_s)
     attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
     attn_serial: np.ndarray  # absorbed-MLA decode: model.cost.latent_nosplit_cycle_s (s per cycle of a no-split unit)
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
@@ -813,6 +813,11 @@ class FeatureTable:
         overhead = np.choose(np.minimum(kind, 3), (p["gemm_overhead_s"], p["attn_prefill_overhead_s"],
                                                    p["attn_decode_overhead_s"], p["kernel_overhead_s"]))
         overhead = np.where(kind == 3, overhead * passes, overhead)  # an unfused kernel: one launch per pass
+        # model.cost.prefill_attention_time: the fixed costs run in cycles (given at COMM_REF_CLOCK_HZ), one more
+        # attn_fp8_quant_s per fp8 operand (AttentionRates.quant_passes)
+        quant_passes = self.attn_kv8 + self.attn_fp8
+        overhead = np.where(kind == 1, (overhead + quant_passes * p["attn_fp8_quant_s"]) * COMM_REF_CLOCK_HZ
+                            / np.where(kind == 1, self.clock, 1.0), overhead)
         # model.cost.gemm_overhead: per-tensor fp8 and block-scaled (fp8_block, fp4) recipes
         gemm_fixed = np.where(self.gemm_grouped > 0, p["gemm_grouped_overhead_s"],
                               np.choose(self.gemm_dtype, (p["gemm_overhead_s"], p["gemm_overhead_s_fp8"],
@@ -832,7 +837,8 @@ class FeatureTable:
                                bw=self.bw[dec], units=self.units[dec], l2_bytes=self.l2[dec],
                                sm_clocks_per_s=self.units[dec] * self.clock[dec],
                                cycle=COMM_REF_CLOCK_HZ / self.clock[dec], fp32_flops_per_s=self.fp32_peak[dec],
-                               latent_token_s=self.attn_serial[dec] * p["attn_decode_latent_token_cycles"])
+                               latent_token_s=self.attn_serial[dec] * p["attn_decode_latent_token_cycles"],
+                               quant_passes=quant_passes[dec])
             terms = decode_attention_time(self.flops[dec], self.dequant[dec], self.bytes[dec], self.attn_kv[dec],
                                           self.attn_ctx[dec], self.attn_seqs[dec], self.attn_kvh[dec],
                                           self.attn_group[dec], r, p)
@@ -873,7 +879,7 @@ FIT_FIELDS: tuple[str, ...] = (
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
     "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm", "attn_decode_split_tokens",
     "attn_decode_split_s", "attn_decode_l2_gain", "attn_decode_l2_frac", "attn_decode_cuda_group",
-    "attn_decode_cuda_eff", "attn_decode_latent_token_cycles",
+    "attn_decode_cuda_eff", "attn_decode_latent_token_cycles", "attn_fp8_quant_s",
     "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "elementwise_rope_passes",
     "vector_eff", "kernel_overhead_s",
     "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
@@ -943,6 +949,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["peak"][i] = (hw.compute.num_units * hw.compute.clock_hz if k.triton
                                else prefill_attention_peak(hw, k.dtype))
             cols["attn_triton"][i] = float(k.triton)
+            cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             afp8[i] = k.dtype == "fp8"
         elif k.kind in ("gemm", "attn_decode"):
             cols["peak"][i] = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
