@@ -308,6 +308,37 @@ def test_decode_kv_in_l2_streams_at_the_l2_gain_and_fixed_costs_scale_with_clock
     assert kernel_cost(tiny, l40s, fixed).seconds == pytest.approx(32 * (body + 1e-5 * 1.83 / 2.52), rel=1e-12)
 
 
+def test_attention_fixed_costs_run_in_cycles_and_each_fp8_operand_pays_a_quantise_pass() -> None:
+    from roofsim.model.graph import attention_kernels
+
+    l40s = load_hardware("l40s")  # 2.52 GHz against the 1.83 GHz reference clock
+    cal = Calibration(attn_prefill_overhead_s=1e-5, attn_decode_overhead_s=8e-6, attn_fp8_quant_s=3e-6,
+                      attn_decode_split_s=0.0)
+    free = cal.model_copy(update={"attn_prefill_overhead_s": 0.0, "attn_decode_overhead_s": 0.0,
+                                  "attn_fp8_quant_s": 0.0})
+
+    def fixed(k, hw) -> float:  # the fixed cost of one call: the time it adds over the same call without one
+        return (kernel_cost(k, hw, cal).seconds - kernel_cost(k, hw, free).seconds) / k.count
+
+    shape = BatchShape.build(prefill=[(64, 0)])
+    (p16,) = attention_kernels(graph_context(LLAMA8, QuantSpec(), ParallelSpec()), shape)
+    (p8kv,) = attention_kernels(graph_context(LLAMA8, QuantSpec(kv_dtype="fp8"), ParallelSpec()), shape)
+    (p8,) = attention_kernels(graph_context(LLAMA8, QuantSpec(activation_dtype="fp8", weight_dtype="fp8",
+                                                              kv_dtype="fp8"), ParallelSpec()), shape)
+    assert (p16.kv_dtype, p8kv.kv_dtype, p8.dtype) == ("bf16", "fp8", "fp8")
+    r = 1.83 / 2.52
+    assert fixed(p16, l40s) == pytest.approx(1e-5 * r, rel=1e-9)
+    # an fp8 KV cache: the new K/V are quantised into it (one pass); fp8 math also quantises the query (two)
+    assert fixed(p8kv, l40s) == pytest.approx((1e-5 + 3e-6) * r, rel=1e-9)
+    assert fixed(p8, l40s) == pytest.approx((1e-5 + 2 * 3e-6) * r, rel=1e-9)
+    assert fixed(p16, H100) == pytest.approx(1e-5, rel=1e-9)  # H100 runs at the reference clock
+    dec = BatchShape.build(decode_ctx=[100])
+    (d16,) = attention_kernels(graph_context(LLAMA8, QuantSpec(), ParallelSpec()), dec)
+    (d8,) = attention_kernels(graph_context(LLAMA8, QuantSpec(kv_dtype="fp8"), ParallelSpec()), dec)
+    assert fixed(d16, l40s) == pytest.approx(8e-6 * r, rel=1e-9)
+    assert fixed(d8, l40s) == pytest.approx((8e-6 + 3e-6) * r, rel=1e-9)
+
+
 def test_large_gqa_groups_run_decode_math_on_cuda_cores() -> None:
     import dataclasses
 
