@@ -140,11 +140,11 @@ _FAMILY_FIELDS = {
              "gemm_overlap_loss", "gemm_overhead_s"),
     "attn_prefill": ("attn_prefill_eff", "attn_prefill_s_half", "attn_prefill_mem_eff", "attn_prefill_overhead_s",
                      "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk",
-                     "attn_prefill_triton_flops_per_clk", "attn_fp8_quant_s"),
+                     "attn_prefill_triton_flops_per_clk"),
     "attn_decode": ("attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
                     "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm",
                     "attn_decode_split_tokens", "attn_decode_split_s", "attn_decode_l2_gain", "attn_decode_l2_frac",
-                    "attn_decode_cuda_group", "attn_decode_cuda_eff", "attn_fp8_quant_s"),
+                    "attn_decode_cuda_group", "attn_decode_cuda_eff"),
     "elementwise": ("elementwise_mem_eff", "vector_eff", "kernel_overhead_s", "elementwise_cache_gain",
                     "elementwise_cache_bytes", "elementwise_norm_passes", "elementwise_act_passes",
                     "elementwise_norm_cache_gain", "elementwise_act_cache_gain", "elementwise_rope_passes",
@@ -310,8 +310,8 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
         wanted.add("attn_prefill_triton_flops_per_clk_fp8")
     if not np.any((ft.kind == 2) & (ft.attn_kv8 > 0)):
         wanted.discard("attn_decode_mem_eff_fp8kv")  # no fp8-KV decode rows: it follows attn_decode_mem_eff
-    if not np.any(((ft.kind == 1) | (ft.kind == 2)) & ((ft.attn_kv8 > 0) | (ft.attn_fp8 > 0))):
-        wanted.discard("attn_fp8_quant_s")  # no attention rows with an fp8 operand
+    if np.any(((ft.kind == 1) | (ft.kind == 2)) & ((ft.attn_kv8 > 0) | (ft.attn_fp8 > 0))):
+        wanted.add("attn_fp8_quant_s")  # fitted last, on prefill and decode rows together (fit_calibration)
     for (col, code), f in _DTYPE_FIELDS.items():
         sel = getattr(ft, col) == code
         if col == "attn_fp8":
