@@ -931,6 +931,27 @@ def _minimum(a: Any, b: Any) -> Any:
 _L2_STEP = 16.0
 
 
+# FlashAttention-2 forward tile (query rows x keys) of an unpacked decode call (Kernel.gqa_unpacked): kBlockM 128
+# query rows, keys in blocks of 64 (flash_fwd_launch_template.h, head dims <= 256 on sm8x)
+FA2_TILE_M = 128
+FA2_TILE_N = 64
+
+
+def decode_work(k: Kernel) -> tuple[float, int, float]:
+    """(tensor FLOPs, work units per sequence, GQA group) of decode kernel `k` for decode_attention_time: its
+    FLOPs, KV heads and query heads per KV head; an unpacked call (Kernel.gqa_unpacked) runs one unit per query
+    head over a FA2_TILE_M-row tile of its query rows and key blocks of FA2_TILE_N (AIConfigurator's vLLM FA2
+    decode rows with a 128-key window on L40S and RTX PRO 6000 take 0.3-3 ms at 256-2048 sequences x 16-64 heads,
+    4-60x a packed call's time: as a tile per head, not as the KV read)."""
+    kv_heads, group = max(1, k.k), max(1.0, k.heads / max(1, k.k))
+    if not k.gqa_unpacked:
+        return k.flops, kv_heads, group
+    q = k.m / max(1, k.n)  # query rows per sequence and head
+    ctx = decode_context(k)
+    pad = math.ceil(FA2_TILE_M / q) * (math.ceil(ctx / FA2_TILE_N) * FA2_TILE_N / max(ctx, 1.0))
+    return k.flops * pad, max(1, k.heads), 1.0
+
+
 def decode_context(k: Kernel) -> float:
     """Cached entries per sequence of decode kernel `k` (KV read over the KV written per query token, times the
     query tokens per sequence: a speculative verify step has several)."""
@@ -1051,9 +1072,10 @@ def _kernel_terms(k: Kernel, hw: HardwareSpec, cal: Calibration) -> tuple[Terms,
         return (compute + _vector_seconds(k.dequant_flops, hw, cal), memory, floor, overhead), 0.0
     if kind == "attn_decode":
         r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops), k.latent)
+        flops, units, group = decode_work(k)
         return decode_attention_time(
-            k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes, decode_context(k), k.n, max(1, k.k),
-            max(1.0, k.heads / max(1, k.k)), r, cal.__dict__), 0.0
+            flops, k.dequant_flops, k.bytes, k.kv_read_bytes, decode_context(k), k.n, units, group, r,
+            cal.__dict__), 0.0
     return elementwise_time(k, hw, cal), 0.0  # elementwise, sampling: vector units
 
 

@@ -90,6 +90,11 @@ class Kernel:
     # runs at its own rate per SM clock (Calibration.attn_prefill_triton_flops_per_clk[_fp8]), not at a share of
     # the tensor peak
     triton: bool = False
+    # decode attention whose kernel gives every query head its own thread block with the one query row padded to
+    # a whole tile (model.cost.decode_work): FlashAttention-2's varlen forward packs a GQA group's query heads
+    # into the tile's rows (`seqlenq_ngroups_swapped`) only without a sliding window (flash_api.cpp,
+    # `window_size_left < 0 && window_size_right < 0`), so vLLM's FA2 backend runs windowed decode unpacked
+    gqa_unpacked: bool = False
     # a fused-MoE expert GEMM (routed rows over the active experts' weight sets; not a batched matmul): its fixed cost is
     # Calibration.gemm_grouped_overhead_s and weight-only dequantisation runs once per row tile
     moe_expert: bool = False

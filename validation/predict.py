@@ -33,6 +33,7 @@ from roofsim.model.cost import (
     comm_time,
     decode_attention_time,
     decode_context,
+    decode_work,
     gemm_clock_factor,
     gemm_dequant_flops,
     gemm_groups,
@@ -189,7 +190,15 @@ def _attention(row: KernelMeasurement) -> Kernel:
     else:  # one new token per sequence attending to ctx_len cached tokens (+ its own key)
         shape = BatchShape.build(decode_ctx=[row.ctx_len] * row.batch, window=window or None)
     (k,) = attention_kernels(c, shape)
+    if row.op == "attn_decode" and window and _fa2(row):
+        k = dataclasses.replace(k, gqa_unpacked=True)  # FA2 packs GQA only without a window (Kernel.gqa_unpacked)
     return dataclasses.replace(k, triton=True) if triton else k
+
+
+def _fa2(row: KernelMeasurement) -> bool:
+    """A row timed on vLLM's FlashAttention-2 backend (`kernel_source` vllm_flash_attn on Ampere, vllm_flash_attn_fa2
+    on Ada and Blackwell workstation GPUs; FA3/FA4 on Hopper pack GQA with a window too)."""
+    return row.framework == "vllm" and row.variant.split(";")[0].strip() in ("vllm_flash_attn", "vllm_flash_attn_fa2")
 
 
 def _triton_attention(row: KernelMeasurement) -> bool:
@@ -979,8 +988,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
                                                                                    k.m, k.n)
         elif k.kind == "attn_decode":
             cols["attn_ctx"][i] = decode_context(k)
-            cols["attn_kvh"][i] = max(1, k.k)
-            cols["attn_group"][i] = max(1.0, k.heads / max(1, k.k))
+            cols["flops"][i], cols["attn_kvh"][i], cols["attn_group"][i] = decode_work(k)
             cols["attn_kv"][i] = k.kv_read_bytes
             cols["attn_seqs"][i] = k.n
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")

@@ -339,6 +339,26 @@ def test_attention_fixed_costs_run_in_cycles_and_each_fp8_operand_pays_a_quantis
     assert fixed(d8, l40s) == pytest.approx((8e-6 + 3e-6) * r, rel=1e-9)
 
 
+def test_unpacked_gqa_decode_runs_a_padded_tile_per_query_head_by_hand() -> None:
+    import dataclasses
+
+    from roofsim.model.cost import FA2_TILE_M, FA2_TILE_N, decode_work
+    from roofsim.model.graph import attention_kernels
+
+    (k,) = attention_kernels(graph_context(LLAMA8, QuantSpec(), ParallelSpec()),
+                             BatchShape.build(decode_ctx=[99] * 4))  # 32 query heads over 8 KV heads of 128
+    assert decode_work(k) == (k.flops, 8, 4.0)
+    u = dataclasses.replace(k, gqa_unpacked=True)
+    # 100 keys (99 cached + its own) pad to 2 blocks of 64; the one query row to a 128-row tile
+    assert (FA2_TILE_M, FA2_TILE_N) == (128, 64)
+    flops, units, group = decode_work(u)
+    assert (units, group) == (32, 1.0)
+    assert flops == pytest.approx(k.flops * 128 * 128 / 100, rel=1e-12)
+    assert flops == pytest.approx(4 * 32 * 128 * 128 * 2 * 2 * 128, rel=1e-12)  # seqs x heads x tile x 4 d
+    slow = kernel_cost(u, H100, DEFAULT_CALIBRATION).compute_s
+    assert slow == pytest.approx(kernel_cost(k, H100, DEFAULT_CALIBRATION).compute_s * 128 * 128 / 100, rel=1e-12)
+
+
 def test_large_gqa_groups_run_decode_math_on_cuda_cores() -> None:
     import dataclasses
 

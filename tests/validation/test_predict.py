@@ -97,6 +97,20 @@ def test_vectorised_attention_fixed_costs_scale_with_the_rows_clock() -> None:
     np.testing.assert_allclose(predict_rows(rows, cal).predicted_s, ref, rtol=1e-12)
 
 
+def test_vllm_fa2_decode_with_a_window_is_unpacked() -> None:
+    kw = dict(framework="vllm", hardware="l40s", batch=256, seq_len=1, ctx_len=7, num_heads=48, num_kv_heads=2,
+              head_dim=128, window=128)
+    fa2 = _row("attn_decode", variant="vllm_flash_attn_fa2; attn_dtype=bfloat16", **kw)
+    assert row_kernel(fa2).gqa_unpacked
+    assert not row_kernel(replace(fa2, window=0)).gqa_unpacked  # FA2 packs the group without a window
+    assert not row_kernel(replace(fa2, variant="vllm_flashinfer_fidecode; a")).gqa_unpacked
+    assert not row_kernel(replace(fa2, framework="sglang")).gqa_unpacked
+    rows = [fa2, replace(fa2, window=0)]
+    ref = [kernel_cost(row_kernel(r), load_hardware("l40s"), CAL).seconds for r in rows]
+    np.testing.assert_allclose(predict_rows(rows, CAL).predicted_s, ref, rtol=1e-12)
+    assert ref[0] > 5 * ref[1]  # 12288 padded tiles, not 512 packed units
+
+
 def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
     rows = [
         _row("gemm", m=1, n=4096, k=4096), _row("gemm", "fp8", m=3000, n=1000, k=700),
