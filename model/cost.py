@@ -935,14 +935,17 @@ _L2_STEP = 16.0
 # query rows, keys in blocks of 64 (flash_fwd_launch_template.h, head dims <= 256 on sm8x)
 FA2_TILE_M = 128
 FA2_TILE_N = 64
+# KV bandwidth one such unit reaches (in place of attn_decode_unit_bytes_per_s): AIConfigurator's vLLM FA2 MHA decode
+# rows with 1-4 units over 8-134 MB of KV stream 22 / 26 / 26 GB/s per unit on A100 / L40S / RTX PRO 6000
+FA2_UNSWAPPED_UNIT_BYTES_PER_S = 2.4e10
 
 
 def decode_work(k: Kernel) -> tuple[float, int, float]:
     """(tensor FLOPs, work units per sequence, GQA group) of decode kernel `k` for decode_attention_time: its
-    FLOPs, KV heads and query heads per KV head; an unpacked call (Kernel.gqa_unpacked) runs one unit per query
-    head over a FA2_TILE_M-row tile of its query rows and key blocks of FA2_TILE_N (AIConfigurator's vLLM FA2
-    decode rows with a 128-key window on L40S and RTX PRO 6000 take 0.3-3 ms at 256-2048 sequences x 16-64 heads,
-    4-60x a packed call's time: as a tile per head, not as the KV read)."""
+    FLOPs, KV heads and query heads per KV head; an unpacked call (Kernel.gqa_unpacked, which also splits no KV)
+    runs one unit per query head over a FA2_TILE_M-row tile of its query rows and key blocks of FA2_TILE_N
+    (AIConfigurator's vLLM FA2 decode rows with a 128-key window on L40S and RTX PRO 6000 take 0.3-3 ms at
+    256-2048 sequences x 16-64 heads, 4-60x a packed call's time: as a tile per head, not as the KV read)."""
     kv_heads, group = max(1, k.k), max(1.0, k.heads / max(1, k.k))
     if not k.gqa_unpacked:
         return k.flops, kv_heads, group
@@ -959,14 +962,16 @@ def decode_context(k: Kernel) -> float:
 
 
 def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes: Any, ctx: Any, seqs: Any,
-                          kv_heads: Any, group: Any, r: AttentionRates, p: Mapping[str, Any]) -> Terms:
+                          kv_heads: Any, group: Any, r: AttentionRates, p: Mapping[str, Any],
+                          nosplit: Any = False) -> Terms:
     """Decode attention of `seqs` sequences over `ctx` cached tokens each (`kv_bytes` of KV cache, `nbytes` in all)
     with `kv_heads` KV heads of `group` query heads each, under calibration fields `p` (floats or numpy arrays).
 
     memory: nbytes at attn_decode_mem_eff[_fp8kv] x DRAM bandwidth, attn_decode_l2_gain x that when the KV
     working set fits in L2. floor (work units): seqs x kv_heads units, split-KV into chunks of at least
     attn_decode_split_tokens to fill the SMs' slots (SMs x attn_decode_units_per_sm); each wave of units takes
-    attn_decode_unit_s + its share of the bytes at attn_decode_unit_bytes_per_s. overhead: the call's fixed cost
+    attn_decode_unit_s + its share of the bytes at attn_decode_unit_bytes_per_s (`nosplit`: a kernel that splits no
+    KV, Kernel.gqa_unpacked; a bool or an array of them). overhead: the call's fixed cost
     and split-KV's reduction pass. Fixed costs are cycles: given at COMM_REF_CLOCK_HZ, scaled by 1/clock (the
     tables' smallest calls take 10-14 us on A100 at 1.41 GHz, 4-7 us on L40S / RTX PRO 6000 at 2.5 GHz)."""
     compute = flops / r.decode_flops_per_s
@@ -982,9 +987,14 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
     split = 1.0
     if p["attn_decode_split_tokens"]:
         split = _maximum(1.0, _minimum(ctx / p["attn_decode_split_tokens"], slots / pairs))
+    unit_bw = p["attn_decode_unit_bytes_per_s"]
+    if nosplit is not False:  # the hot path's packed kernels skip this
+        split = np.where(nosplit, 1.0, split) if np.ndim(nosplit) else 1.0 if nosplit else split
+        unit_bw = (np.where(nosplit, FA2_UNSWAPPED_UNIT_BYTES_PER_S, unit_bw) if np.ndim(nosplit)
+                   else FA2_UNSWAPPED_UNIT_BYTES_PER_S if nosplit else unit_bw)
     units = pairs * split
     waves = _maximum(1.0, units / slots)
-    floor = waves * (r.cycle * p["attn_decode_unit_s"] + nbytes / (units * p["attn_decode_unit_bytes_per_s"]))
+    floor = waves * (r.cycle * p["attn_decode_unit_s"] + nbytes / (units * unit_bw))
     serial = r.latent_token_s
     if type(serial) is not float or serial:  # the float 0.0 of every kernel that splits skips this
         # absorbed MLA without split-KV: one unit per sequence walking its `ctx` cached tokens in turn, at full
@@ -1075,7 +1085,7 @@ def _kernel_terms(k: Kernel, hw: HardwareSpec, cal: Calibration) -> tuple[Terms,
         flops, units, group = decode_work(k)
         return decode_attention_time(
             flops, k.dequant_flops, k.bytes, k.kv_read_bytes, decode_context(k), k.n, units, group, r,
-            cal.__dict__), 0.0
+            cal.__dict__, k.gqa_unpacked), 0.0
     return elementwise_time(k, hw, cal), 0.0  # elementwise, sampling: vector units
 
 

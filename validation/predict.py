@@ -190,8 +190,8 @@ def _attention(row: KernelMeasurement) -> Kernel:
     else:  # one new token per sequence attending to ctx_len cached tokens (+ its own key)
         shape = BatchShape.build(decode_ctx=[row.ctx_len] * row.batch, window=window or None)
     (k,) = attention_kernels(c, shape)
-    if row.op == "attn_decode" and window and _fa2(row):
-        k = dataclasses.replace(k, gqa_unpacked=True)  # FA2 packs GQA only without a window (Kernel.gqa_unpacked)
+    if row.op == "attn_decode" and (window or row.num_heads == row.num_kv_heads) and _fa2(row):
+        k = dataclasses.replace(k, gqa_unpacked=True)  # FA2 swaps GQA only without a window (Kernel.gqa_unpacked)
     return dataclasses.replace(k, triton=True) if triton else k
 
 
@@ -732,6 +732,7 @@ class FeatureTable:
     attn_ctx: np.ndarray  # decode: cached entries per sequence (model.cost.decode_context)
     attn_kvh: np.ndarray  # decode: KV heads
     attn_group: np.ndarray  # decode: query heads per KV head
+    attn_nosplit: np.ndarray  # decode: 1 = the kernel splits no KV (Kernel.gqa_unpacked)
     attn_kv: np.ndarray  # decode: KV-cache bytes read
     attn_seqs: np.ndarray  # decode sequences
     units: np.ndarray  # attention: SMs of the row's hardware (decode work-unit slots; SMs x clock for prefill)
@@ -850,7 +851,7 @@ class FeatureTable:
                                quant_passes=quant_passes[dec])
             terms = decode_attention_time(self.flops[dec], self.dequant[dec], self.bytes[dec], self.attn_kv[dec],
                                           self.attn_ctx[dec], self.attn_seqs[dec], self.attn_kvh[dec],
-                                          self.attn_group[dec], r, p)
+                                          self.attn_group[dec], r, p, self.attn_nosplit[dec] > 0)
             for arr, t in zip((compute, memory, floor, overhead), terms, strict=True):
                 arr[dec] = t
             compute[dec] += np.where(self.dequant[dec] > 0, self.dequant[dec] / (self.fp32_peak[dec] * p["vector_eff"]),
@@ -901,7 +902,7 @@ FIT_FIELDS: tuple[str, ...] = (
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_clock", "gemm_l2", "gemm_gemv",
          "gemm_eager",
          "gemm_quant", "gemm_grouped",
-         "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
+         "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_nosplit", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
          "attn_latent", "attn_serial", "attn_scores", "attn_edge", "attn_triton",
          "comm_graphed")
 
@@ -989,6 +990,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
         elif k.kind == "attn_decode":
             cols["attn_ctx"][i] = decode_context(k)
             cols["flops"][i], cols["attn_kvh"][i], cols["attn_group"][i] = decode_work(k)
+            cols["attn_nosplit"][i] = float(k.gqa_unpacked)
             cols["attn_kv"][i] = k.kv_read_bytes
             cols["attn_seqs"][i] = k.n
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")

@@ -357,6 +357,20 @@ def test_unpacked_gqa_decode_runs_a_padded_tile_per_query_head_by_hand() -> None
     assert flops == pytest.approx(4 * 32 * 128 * 128 * 2 * 2 * 128, rel=1e-12)  # seqs x heads x tile x 4 d
     slow = kernel_cost(u, H100, DEFAULT_CALIBRATION).compute_s
     assert slow == pytest.approx(kernel_cost(k, H100, DEFAULT_CALIBRATION).compute_s * 128 * 128 / 100, rel=1e-12)
+    # and splits no KV: one sequence of 8 MHA heads over 16k keys runs 8 units at FA2_UNSWAPPED_UNIT_BYTES_PER_S
+    from roofsim.model.cost import FA2_UNSWAPPED_UNIT_BYTES_PER_S, attention_rates, decode_attention_time
+
+    (m,) = attention_kernels(graph_context(load_model("llama-2-7b"), QuantSpec(), ParallelSpec(tp=4)),
+                             BatchShape.build(decode_ctx=[16383]))
+    assert (m.heads, m.k) == (8, 8)
+    mu = dataclasses.replace(m, gqa_unpacked=True)
+    r = attention_rates(H100, DEFAULT_CALIBRATION, m.dtype, m.kv_dtype)
+    args = (m.flops, 0.0, m.bytes, m.kv_read_bytes, 16384.0, 1, 8, 1.0, r, DEFAULT_CALIBRATION.__dict__)
+    floor = decode_attention_time(*args, True)[2]
+    assert floor == pytest.approx(1e-6 + m.bytes / (8 * FA2_UNSWAPPED_UNIT_BYTES_PER_S), rel=1e-12)
+    split = 46.2 / 8  # 132 SMs x 0.35 slots over 8 units: each sequence's KV cut 5.8 ways
+    assert decode_attention_time(*args)[2] == pytest.approx(1e-6 + m.bytes / (8 * split * 6e10), rel=1e-12)
+    assert kernel_cost(mu, H100, DEFAULT_CALIBRATION).seconds > 10 * kernel_cost(m, H100, DEFAULT_CALIBRATION).seconds
 
 
 def test_large_gqa_groups_run_decode_math_on_cuda_cores() -> None:

@@ -103,6 +103,7 @@ def test_vllm_fa2_decode_with_a_window_is_unpacked() -> None:
     fa2 = _row("attn_decode", variant="vllm_flash_attn_fa2; attn_dtype=bfloat16", **kw)
     assert row_kernel(fa2).gqa_unpacked
     assert not row_kernel(replace(fa2, window=0)).gqa_unpacked  # FA2 packs the group without a window
+    assert row_kernel(replace(fa2, window=0, num_kv_heads=48)).gqa_unpacked  # MHA: nothing to swap, no split-KV
     assert not row_kernel(replace(fa2, variant="vllm_flashinfer_fidecode; a")).gqa_unpacked
     assert not row_kernel(replace(fa2, framework="sglang")).gqa_unpacked
     rows = [fa2, replace(fa2, window=0)]
