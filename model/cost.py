@@ -134,9 +134,8 @@ class Calibration(BaseModel):
         "fraction of bandwidth of prefill attention's Q/K/V/O and KV-cache traffic (default: gemm_mem_eff); "
         "short prefills are latency-bound at 0.25-0.5 of the bandwidth GEMM weight streams reach"))
     attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description=(
-        "fixed cost of one prefill attention call, in cycles given at COMM_REF_CLOCK_HZ (scaled by 1/clock like "
-        "attn_decode_overhead_s: the tables' smallest calls take 14 / 14 / 9 / 11 us on A100 / H100 / L40S / "
-        "RTX PRO 6000 (TensorRT-LLM), about 20-28 thousand cycles on each; seconds missed H100 by -17 %)"))
+        "fixed cost of one prefill attention call, in cycles given at COMM_REF_CLOCK_HZ (docs/model.md: TensorRT-LLM's "
+        "smallest calls take 20-28 thousand cycles on A100, H100, L40S and RTX PRO 6000; seconds missed H100)"))
     attn_fp8_quant_s: float = Field(2.5e-6, ge=0, description=(
         "fixed cost of each fp8 quantisation pass of an attention call, in cycles given at COMM_REF_CLOCK_HZ: "
         "the new tokens' K/V written into an fp8 KV cache, the query cast to fp8 for fp8 attention math "
