@@ -822,7 +822,7 @@ class AttentionRates:
     fp32_flops_per_s: float = 0.0  # fp32 peak (decode math of large GQA groups on CUDA cores)
     # absorbed-MLA decode without split-KV: seconds per cached token of one unit (latent_nosplit_cycle_s); 0 = splits
     latent_token_s: Any = 0.0
-    # fp8 operands quantised inside the call (an fp8 KV cache; fp8 attention math): attn_fp8_quant_s each
+    # fp8 operands quantised inside the call (an fp8 KV cache; fp8 attention math; not absorbed MLA): attn_fp8_quant_s each
     quant_passes: Any = 0.0
 
 
@@ -881,7 +881,8 @@ def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: st
         cycle=COMM_REF_CLOCK_HZ / hw.compute.clock_hz,
         fp32_flops_per_s=hw.peak("fp32"),
         latent_token_s=serial,
-        quant_passes=float(kv_dtype == "fp8") + float(dtype == "fp8"),
+        # absorbed-MLA decode pays none: TensorRT-LLM's fp8-latent generation rows take the bf16 rows' 14.7 us
+        quant_passes=0.0 if latent else float(kv_dtype == "fp8") + float(dtype == "fp8"),
     )
 
 

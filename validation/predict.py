@@ -825,7 +825,7 @@ class FeatureTable:
         overhead = np.where(kind == 3, overhead * passes, overhead)  # an unfused kernel: one launch per pass
         # model.cost.prefill_attention_time: the fixed costs run in cycles (given at COMM_REF_CLOCK_HZ), one more
         # attn_fp8_quant_s per fp8 operand (AttentionRates.quant_passes)
-        quant_passes = self.attn_kv8 + self.attn_fp8
+        quant_passes = (self.attn_kv8 + self.attn_fp8) * (self.attn_latent == 0)  # none for absorbed MLA
         overhead = np.where(kind == 1, (overhead + quant_passes * p["attn_fp8_quant_s"]) * COMM_REF_CLOCK_HZ
                             / np.where(kind == 1, self.clock, 1.0), overhead)
         # model.cost.gemm_overhead: per-tensor fp8 and block-scaled (fp8_block, fp4) recipes
