@@ -133,7 +133,14 @@ class Calibration(BaseModel):
     attn_prefill_mem_eff: float = Field(0.80, gt=0, le=1, description=(
         "fraction of bandwidth of prefill attention's Q/K/V/O and KV-cache traffic (default: gemm_mem_eff); "
         "short prefills are latency-bound at 0.25-0.5 of the bandwidth GEMM weight streams reach"))
-    attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one prefill attention call")
+    attn_prefill_overhead_s: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of one prefill attention call, in cycles given at COMM_REF_CLOCK_HZ (docs/model.md: TensorRT-LLM's "
+        "smallest calls take 20-28 thousand cycles on A100, H100, L40S and RTX PRO 6000; seconds missed H100)"))
+    attn_fp8_quant_s: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of each fp8 quantisation pass of an attention call, in cycles given at COMM_REF_CLOCK_HZ: "
+        "the new tokens' K/V written into an fp8 KV cache, the query cast to fp8 for fp8 attention math "
+        "(AIConfigurator's SGLang tables: the smallest calls take 2-4 us more per fp8 operand on H100, L40S and "
+        "RTX PRO 6000, prefill and decode alike; fitted leave-one-GPU-out 0.8-3.6 us per engine); 0 = none"))
     attn_prefill_cached_bytes_per_clk: float = Field(3.0, ge=0, description=(
         "bytes per SM per clock at which prefill attention moves the operands of a call whose working set fits in "
         "the L2 cache: such calls are bound by the latency of their tile loads, not DRAM bandwidth, so their rate "
@@ -166,7 +173,8 @@ class Calibration(BaseModel):
     attn_decode_mem_eff_fp8kv: float = Field(0.85, gt=0, le=1, description=(
         "attn_decode_mem_eff when the KV cache is fp8 (default: attn_decode_mem_eff): half the bytes do not halve "
         "the time (dequantisation, narrower loads)"))
-    attn_decode_overhead_s: float = Field(2.5e-6, ge=0, description="fixed cost of one decode attention call")
+    attn_decode_overhead_s: float = Field(2.5e-6, ge=0, description=(
+        "fixed cost of one decode attention call, in cycles given at COMM_REF_CLOCK_HZ (decode_attention_time)"))
     attn_decode_cuda_group: float = Field(1e4, ge=1, description=(
         "GQA group (query heads per KV head) above which decode attention's math runs on CUDA cores at "
         "attn_decode_cuda_eff x fp32 peak, not on tensor cores (TRT-LLM's XQA kernels take groups up to 32; "
@@ -847,6 +855,8 @@ class AttentionRates:
     fp32_flops_per_s: float = 0.0  # fp32 peak (decode math of large GQA groups on CUDA cores)
     # absorbed-MLA decode without split-KV: seconds per cached token of one unit (latent_nosplit_cycle_s); 0 = splits
     latent_token_s: Any = 0.0
+    # fp8 operands quantised inside the call (an fp8 KV cache; fp8 attention math; not absorbed MLA): attn_fp8_quant_s each
+    quant_passes: Any = 0.0
 
 
 # Dense 16-bit tensor FLOPs per SM per clock from which an NVIDIA GPU has warpgroup MMA (Hopper's wgmma: 4096;
@@ -904,6 +914,8 @@ def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: st
         cycle=COMM_REF_CLOCK_HZ / hw.compute.clock_hz,
         fp32_flops_per_s=hw.peak("fp32"),
         latent_token_s=serial,
+        # absorbed-MLA decode pays none: TensorRT-LLM's fp8-latent generation rows take the bf16 rows' 14.7 us
+        quant_passes=0.0 if latent else float(kv_dtype == "fp8") + float(dtype == "fp8"),
     )
 
 
@@ -927,7 +939,7 @@ def prefill_attention_time(work: float, nbytes: float, s: float, r: AttentionRat
     compute = work / (r.peak * (r.prefill_eff * s / (s + cal.attn_prefill_s_half))) if work else 0.0
     memory = prefill_memory_seconds(nbytes, r.bw, r.l2_bytes, r.sm_clocks_per_s, cal.attn_prefill_mem_eff,
                                     cal.attn_prefill_cached_bytes_per_clk)
-    return compute, memory, 0.0, cal.attn_prefill_overhead_s
+    return compute, memory, 0.0, r.cycle * (cal.attn_prefill_overhead_s + r.quant_passes * cal.attn_fp8_quant_s)
 
 
 def _maximum(a: Any, b: Any) -> Any:
@@ -952,6 +964,30 @@ def _minimum(a: Any, b: Any) -> Any:
 _L2_STEP = 16.0
 
 
+# FlashAttention-2 forward tile (query rows x keys) of an unpacked decode call (Kernel.gqa_unpacked): kBlockM 128
+# query rows, keys in blocks of 64 (flash_fwd_launch_template.h, head dims <= 256 on sm8x)
+FA2_TILE_M = 128
+FA2_TILE_N = 64
+# KV bandwidth one such unit reaches (in place of attn_decode_unit_bytes_per_s): AIConfigurator's vLLM FA2 MHA decode
+# rows with 1-4 units over 8-134 MB of KV stream 22 / 26 / 26 GB/s per unit on A100 / L40S / RTX PRO 6000
+FA2_UNSWAPPED_UNIT_BYTES_PER_S = 2.4e10
+
+
+def decode_work(k: Kernel) -> tuple[float, int, float]:
+    """(tensor FLOPs, work units per sequence, GQA group) of decode kernel `k` for decode_attention_time: its
+    FLOPs, KV heads and query heads per KV head; an unpacked call (Kernel.gqa_unpacked, which also splits no KV)
+    runs one unit per query head over a FA2_TILE_M-row tile of its query rows and key blocks of FA2_TILE_N
+    (AIConfigurator's vLLM FA2 decode rows with a 128-key window on L40S and RTX PRO 6000 take 0.3-3 ms at
+    256-2048 sequences x 16-64 heads, 4-60x a packed call's time: as a tile per head, not as the KV read)."""
+    kv_heads, group = max(1, k.k), max(1.0, k.heads / max(1, k.k))
+    if not k.gqa_unpacked:
+        return k.flops, kv_heads, group
+    q = k.m / max(1, k.n)  # query rows per sequence and head
+    ctx = decode_context(k)
+    pad = math.ceil(FA2_TILE_M / q) * (math.ceil(ctx / FA2_TILE_N) * FA2_TILE_N / max(ctx, 1.0))
+    return k.flops * pad, max(1, k.heads), 1.0
+
+
 def decode_context(k: Kernel) -> float:
     """Cached entries per sequence of decode kernel `k` (KV read over the KV written per query token, times the
     query tokens per sequence: a speculative verify step has several)."""
@@ -959,14 +995,16 @@ def decode_context(k: Kernel) -> float:
 
 
 def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes: Any, ctx: Any, seqs: Any,
-                          kv_heads: Any, group: Any, r: AttentionRates, p: Mapping[str, Any]) -> Terms:
+                          kv_heads: Any, group: Any, r: AttentionRates, p: Mapping[str, Any],
+                          nosplit: Any = False) -> Terms:
     """Decode attention of `seqs` sequences over `ctx` cached tokens each (`kv_bytes` of KV cache, `nbytes` in all)
     with `kv_heads` KV heads of `group` query heads each, under calibration fields `p` (floats or numpy arrays).
 
     memory: nbytes at attn_decode_mem_eff[_fp8kv] x DRAM bandwidth, attn_decode_l2_gain x that when the KV
     working set fits in L2. floor (work units): seqs x kv_heads units, split-KV into chunks of at least
     attn_decode_split_tokens to fill the SMs' slots (SMs x attn_decode_units_per_sm); each wave of units takes
-    attn_decode_unit_s + its share of the bytes at attn_decode_unit_bytes_per_s. overhead: the call's fixed cost
+    attn_decode_unit_s + its share of the bytes at attn_decode_unit_bytes_per_s (`nosplit`: a kernel that splits no
+    KV, Kernel.gqa_unpacked; a bool or an array of them). overhead: the call's fixed cost
     and split-KV's reduction pass. Fixed costs are cycles: given at COMM_REF_CLOCK_HZ, scaled by 1/clock (the
     tables' smallest calls take 10-14 us on A100 at 1.41 GHz, 4-7 us on L40S / RTX PRO 6000 at 2.5 GHz)."""
     compute = flops / r.decode_flops_per_s
@@ -982,9 +1020,14 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
     split = 1.0
     if p["attn_decode_split_tokens"]:
         split = _maximum(1.0, _minimum(ctx / p["attn_decode_split_tokens"], slots / pairs))
+    unit_bw = p["attn_decode_unit_bytes_per_s"]
+    if nosplit is not False:  # the hot path's packed kernels skip this
+        split = np.where(nosplit, 1.0, split) if np.ndim(nosplit) else 1.0 if nosplit else split
+        unit_bw = (np.where(nosplit, FA2_UNSWAPPED_UNIT_BYTES_PER_S, unit_bw) if np.ndim(nosplit)
+                   else FA2_UNSWAPPED_UNIT_BYTES_PER_S if nosplit else unit_bw)
     units = pairs * split
     waves = _maximum(1.0, units / slots)
-    floor = waves * (r.cycle * p["attn_decode_unit_s"] + nbytes / (units * p["attn_decode_unit_bytes_per_s"]))
+    floor = waves * (r.cycle * p["attn_decode_unit_s"] + nbytes / (units * unit_bw))
     serial = r.latent_token_s
     if type(serial) is not float or serial:  # the float 0.0 of every kernel that splits skips this
         # absorbed MLA without split-KV: one unit per sequence walking its `ctx` cached tokens in turn, at full
@@ -993,7 +1036,8 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
         one = waves * (r.cycle * p["attn_decode_unit_s"] + ctx * serial)
         split = np.where(serial > 0, 1.0, split) if np.ndim(serial) else 1.0
         floor = np.where(serial > 0, one, floor) if np.ndim(serial) else one
-    overhead = r.cycle * (p["attn_decode_overhead_s"] + p["attn_decode_split_s"] * (1.0 - 1.0 / split))
+    overhead = r.cycle * (p["attn_decode_overhead_s"] + p["attn_decode_split_s"] * (1.0 - 1.0 / split)
+                          + r.quant_passes * p["attn_fp8_quant_s"])
     return compute, memory, floor, overhead
 
 
@@ -1071,9 +1115,10 @@ def _kernel_terms(k: Kernel, hw: HardwareSpec, cal: Calibration) -> tuple[Terms,
         return (compute + _vector_seconds(k.dequant_flops, hw, cal), memory, floor, overhead), 0.0
     if kind == "attn_decode":
         r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops), k.latent)
+        flops, units, group = decode_work(k)
         return decode_attention_time(
-            k.flops, k.dequant_flops, k.bytes, k.kv_read_bytes, decode_context(k), k.n, max(1, k.k),
-            max(1.0, k.heads / max(1, k.k)), r, cal.__dict__), 0.0
+            flops, k.dequant_flops, k.bytes, k.kv_read_bytes, decode_context(k), k.n, units, group, r,
+            cal.__dict__, k.gqa_unpacked), 0.0
     return elementwise_time(k, hw, cal), 0.0  # elementwise, sampling: vector units
 
 

@@ -666,6 +666,7 @@ def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) ->
                 m=t,
                 n=max(1, shape.prefill_seqs),
                 k=g.kv_heads,
+                kv_dtype=c.quant.kv_dtype,
                 scores=float(pairs) * g.heads,
                 heads=g.heads,
                 window=g.window if g.primary else 0,

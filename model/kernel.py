@@ -90,6 +90,12 @@ class Kernel:
     # runs at its own rate per SM clock (Calibration.attn_prefill_triton_flops_per_clk[_fp8]), not at a share of
     # the tensor peak
     triton: bool = False
+    # decode attention on FlashAttention-2's path without the GQA swap (model.cost.decode_work): every query head
+    # gets its own thread block with the one query row padded to a whole tile, and the KV is not split. FA2's
+    # varlen forward packs a GQA group's query heads into the tile's rows (`seqlenq_ngroups_swapped`), and only
+    # that branch sets up split-KV, when num_heads > num_kv_heads and there is no sliding window (flash_api.cpp),
+    # so vLLM's FA2 backend runs windowed and MHA decode unpacked
+    gqa_unpacked: bool = False
     # a fused-MoE expert GEMM (routed rows over the active experts' weight sets; not a batched matmul): its fixed cost is
     # Calibration.gemm_grouped_overhead_s and weight-only dequantisation runs once per row tile
     moe_expert: bool = False

@@ -72,6 +72,7 @@ BOUNDS: dict[str, tuple[float, float, float]] = {
     "attn_decode_l2_frac": (0.05, 4.0, 1.0),
     "attn_decode_cuda_group": (1.0, 1e4, 40.0),
     "attn_decode_cuda_eff": (0.01, 1.0, 0.5),
+    "attn_fp8_quant_s": (0.0, 1e-4, 2e-6),
     "elementwise_mem_eff": (0.02, 1.0, 0.8),
     "vector_eff": (0.01, 1.0, 0.5),
     "kernel_overhead_s": (0.0, 1e-4, 3e-6),
@@ -319,6 +320,8 @@ def fitted_fields(data: FitData, extra: Sequence[str] = ()) -> tuple[str, ...]:
         wanted.add("attn_prefill_triton_flops_per_clk_fp8")
     if not np.any((ft.kind == 2) & (ft.attn_kv8 > 0)):
         wanted.discard("attn_decode_mem_eff_fp8kv")  # no fp8-KV decode rows: it follows attn_decode_mem_eff
+    if np.any(((ft.kind == 1) | (ft.kind == 2)) & ((ft.attn_kv8 > 0) | (ft.attn_fp8 > 0))):
+        wanted.add("attn_fp8_quant_s")  # fitted last, on prefill and decode rows together (fit_calibration)
     for (col, code), f in _DTYPE_FIELDS.items():
         sel = getattr(ft, col) == code
         if col == "attn_fp8":

@@ -33,6 +33,7 @@ from roofsim.model.cost import (
     comm_time,
     decode_attention_time,
     decode_context,
+    decode_work,
     gemm_clock_factor,
     gemm_dequant_flops,
     gemm_groups,
@@ -190,7 +191,15 @@ def _attention(row: KernelMeasurement) -> Kernel:
     else:  # one new token per sequence attending to ctx_len cached tokens (+ its own key)
         shape = BatchShape.build(decode_ctx=[row.ctx_len] * row.batch, window=window or None)
     (k,) = attention_kernels(c, shape)
+    if row.op == "attn_decode" and (window or row.num_heads == row.num_kv_heads) and _fa2(row):
+        k = dataclasses.replace(k, gqa_unpacked=True)  # FA2 swaps GQA only without a window (Kernel.gqa_unpacked)
     return dataclasses.replace(k, triton=True) if triton else k
+
+
+def _fa2(row: KernelMeasurement) -> bool:
+    """A row timed on vLLM's FlashAttention-2 backend (`kernel_source` vllm_flash_attn on Ampere, vllm_flash_attn_fa2
+    on Ada and Blackwell workstation GPUs; FA3/FA4 on Hopper pack GQA with a window too)."""
+    return row.framework == "vllm" and row.variant.split(";")[0].strip() in ("vllm_flash_attn", "vllm_flash_attn_fa2")
 
 
 def _triton_attention(row: KernelMeasurement) -> bool:
@@ -782,12 +791,13 @@ class FeatureTable:
     attn_ctx: np.ndarray  # decode: cached entries per sequence (model.cost.decode_context)
     attn_kvh: np.ndarray  # decode: KV heads
     attn_group: np.ndarray  # decode: query heads per KV head
+    attn_nosplit: np.ndarray  # decode: 1 = the kernel splits no KV (Kernel.gqa_unpacked)
     attn_kv: np.ndarray  # decode: KV-cache bytes read
     attn_seqs: np.ndarray  # decode sequences
     units: np.ndarray  # attention: SMs of the row's hardware (decode work-unit slots; SMs x clock for prefill)
     l2: np.ndarray  # attention: L2 bytes of the row's hardware (prefill memory, decode KV working set)
     clock: np.ndarray  # attention: SM clock of the row's hardware, Hz
-    attn_kv8: np.ndarray  # decode with an fp8 KV cache (attn_decode_mem_eff_fp8kv)
+    attn_kv8: np.ndarray  # attention with an fp8 KV cache (attn_decode_mem_eff_fp8kv, attn_fp8_quant_s)
     attn_latent: np.ndarray  # absorbed-MLA decode (Kernel.latent): the prefill efficiency
     attn_serial: np.ndarray  # absorbed-MLA decode: model.cost.latent_nosplit_cycle_s (s per cycle of a no-split unit)
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
@@ -872,6 +882,11 @@ class FeatureTable:
         overhead = np.choose(np.minimum(kind, 3), (p["gemm_overhead_s"], p["attn_prefill_overhead_s"],
                                                    p["attn_decode_overhead_s"], p["kernel_overhead_s"]))
         overhead = np.where(kind == 3, overhead * passes, overhead)  # an unfused kernel: one launch per pass
+        # model.cost.prefill_attention_time: the fixed costs run in cycles (given at COMM_REF_CLOCK_HZ), one more
+        # attn_fp8_quant_s per fp8 operand (AttentionRates.quant_passes)
+        quant_passes = (self.attn_kv8 + self.attn_fp8) * (self.attn_latent == 0)  # none for absorbed MLA
+        overhead = np.where(kind == 1, (overhead + quant_passes * p["attn_fp8_quant_s"]) * COMM_REF_CLOCK_HZ
+                            / np.where(kind == 1, self.clock, 1.0), overhead)
         # model.cost.gemm_overhead: per-tensor fp8 and block-scaled (fp8_block, fp4) recipes
         gemm_fixed = np.where(self.gemm_grouped > 0, p["gemm_grouped_overhead_s"],
                               np.choose(self.gemm_dtype, (p["gemm_overhead_s"], p["gemm_overhead_s_fp8"],
@@ -891,10 +906,11 @@ class FeatureTable:
                                bw=self.bw[dec], units=self.units[dec], l2_bytes=self.l2[dec],
                                sm_clocks_per_s=self.units[dec] * self.clock[dec],
                                cycle=COMM_REF_CLOCK_HZ / self.clock[dec], fp32_flops_per_s=self.fp32_peak[dec],
-                               latent_token_s=self.attn_serial[dec] * p["attn_decode_latent_token_cycles"])
+                               latent_token_s=self.attn_serial[dec] * p["attn_decode_latent_token_cycles"],
+                               quant_passes=quant_passes[dec])
             terms = decode_attention_time(self.flops[dec], self.dequant[dec], self.bytes[dec], self.attn_kv[dec],
                                           self.attn_ctx[dec], self.attn_seqs[dec], self.attn_kvh[dec],
-                                          self.attn_group[dec], r, p)
+                                          self.attn_group[dec], r, p, self.attn_nosplit[dec] > 0)
             for arr, t in zip((compute, memory, floor, overhead), terms, strict=True):
                 arr[dec] = t
             compute[dec] += np.where(self.dequant[dec] > 0, self.dequant[dec] / (self.fp32_peak[dec] * p["vector_eff"]),
@@ -932,7 +948,7 @@ FIT_FIELDS: tuple[str, ...] = (
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
     "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm", "attn_decode_split_tokens",
     "attn_decode_split_s", "attn_decode_l2_gain", "attn_decode_l2_frac", "attn_decode_cuda_group",
-    "attn_decode_cuda_eff", "attn_decode_latent_token_cycles",
+    "attn_decode_cuda_eff", "attn_decode_latent_token_cycles", "attn_fp8_quant_s",
     "elementwise_mem_eff", "elementwise_norm_passes", "elementwise_act_passes", "elementwise_rope_passes",
     "vector_eff", "kernel_overhead_s",
     "elementwise_cache_gain", "elementwise_cache_bytes", "elementwise_norm_cache_gain", "elementwise_act_cache_gain",
@@ -945,7 +961,7 @@ FIT_FIELDS: tuple[str, ...] = (
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_clock", "gemm_l2", "gemm_gemv",
          "gemm_eager",
          "gemm_quant", "gemm_grouped",
-         "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
+         "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_nosplit", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
          "attn_latent", "attn_serial", "attn_scores", "attn_edge", "attn_triton",
          "comm_graphed")
 
@@ -1002,6 +1018,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["peak"][i] = (hw.compute.num_units * hw.compute.clock_hz if k.triton
                                else prefill_attention_peak(hw, k.dtype))
             cols["attn_triton"][i] = float(k.triton)
+            cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             afp8[i] = k.dtype == "fp8"
         elif k.kind == "gemm":
             cols["peak"][i] = gemm_peak_flops(k.dtype, hw, cal)
@@ -1032,8 +1049,8 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
                                                                                    k.m, k.n)
         elif k.kind == "attn_decode":
             cols["attn_ctx"][i] = decode_context(k)
-            cols["attn_kvh"][i] = max(1, k.k)
-            cols["attn_group"][i] = max(1.0, k.heads / max(1, k.k))
+            cols["flops"][i], cols["attn_kvh"][i], cols["attn_group"][i] = decode_work(k)
+            cols["attn_nosplit"][i] = float(k.gqa_unpacked)
             cols["attn_kv"][i] = k.kv_read_bytes
             cols["attn_seqs"][i] = k.n
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")

@@ -309,6 +309,71 @@ def test_decode_kv_in_l2_streams_at_the_l2_gain_and_fixed_costs_scale_with_clock
     assert kernel_cost(tiny, l40s, fixed).seconds == pytest.approx(32 * (body + 1e-5 * 1.83 / 2.52), rel=1e-12)
 
 
+def test_attention_fixed_costs_run_in_cycles_and_each_fp8_operand_pays_a_quantise_pass() -> None:
+    from roofsim.model.graph import attention_kernels
+
+    l40s = load_hardware("l40s")  # 2.52 GHz against the 1.83 GHz reference clock
+    cal = Calibration(attn_prefill_overhead_s=1e-5, attn_decode_overhead_s=8e-6, attn_fp8_quant_s=3e-6,
+                      attn_decode_split_s=0.0)
+    free = cal.model_copy(update={"attn_prefill_overhead_s": 0.0, "attn_decode_overhead_s": 0.0,
+                                  "attn_fp8_quant_s": 0.0})
+
+    def fixed(k, hw) -> float:  # the fixed cost of one call: the time it adds over the same call without one
+        return (kernel_cost(k, hw, cal).seconds - kernel_cost(k, hw, free).seconds) / k.count
+
+    shape = BatchShape.build(prefill=[(64, 0)])
+    (p16,) = attention_kernels(graph_context(LLAMA8, QuantSpec(), ParallelSpec()), shape)
+    (p8kv,) = attention_kernels(graph_context(LLAMA8, QuantSpec(kv_dtype="fp8"), ParallelSpec()), shape)
+    (p8,) = attention_kernels(graph_context(LLAMA8, QuantSpec(activation_dtype="fp8", weight_dtype="fp8",
+                                                              kv_dtype="fp8"), ParallelSpec()), shape)
+    assert (p16.kv_dtype, p8kv.kv_dtype, p8.dtype) == ("bf16", "fp8", "fp8")
+    r = 1.83 / 2.52
+    assert fixed(p16, l40s) == pytest.approx(1e-5 * r, rel=1e-9)
+    # an fp8 KV cache: the new K/V are quantised into it (one pass); fp8 math also quantises the query (two)
+    assert fixed(p8kv, l40s) == pytest.approx((1e-5 + 3e-6) * r, rel=1e-9)
+    assert fixed(p8, l40s) == pytest.approx((1e-5 + 2 * 3e-6) * r, rel=1e-9)
+    assert fixed(p16, H100) == pytest.approx(1e-5, rel=1e-9)  # H100 runs at the reference clock
+    dec = BatchShape.build(decode_ctx=[100])
+    (d16,) = attention_kernels(graph_context(LLAMA8, QuantSpec(), ParallelSpec()), dec)
+    (d8,) = attention_kernels(graph_context(LLAMA8, QuantSpec(kv_dtype="fp8"), ParallelSpec()), dec)
+    assert fixed(d16, l40s) == pytest.approx(8e-6 * r, rel=1e-9)
+    assert fixed(d8, l40s) == pytest.approx((8e-6 + 3e-6) * r, rel=1e-9)
+
+
+def test_unpacked_gqa_decode_runs_a_padded_tile_per_query_head_by_hand() -> None:
+    import dataclasses
+
+    from roofsim.model.cost import FA2_TILE_M, FA2_TILE_N, decode_work
+    from roofsim.model.graph import attention_kernels
+
+    (k,) = attention_kernels(graph_context(LLAMA8, QuantSpec(), ParallelSpec()),
+                             BatchShape.build(decode_ctx=[99] * 4))  # 32 query heads over 8 KV heads of 128
+    assert decode_work(k) == (k.flops, 8, 4.0)
+    u = dataclasses.replace(k, gqa_unpacked=True)
+    # 100 keys (99 cached + its own) pad to 2 blocks of 64; the one query row to a 128-row tile
+    assert (FA2_TILE_M, FA2_TILE_N) == (128, 64)
+    flops, units, group = decode_work(u)
+    assert (units, group) == (32, 1.0)
+    assert flops == pytest.approx(k.flops * 128 * 128 / 100, rel=1e-12)
+    assert flops == pytest.approx(4 * 32 * 128 * 128 * 2 * 2 * 128, rel=1e-12)  # seqs x heads x tile x 4 d
+    slow = kernel_cost(u, H100, DEFAULT_CALIBRATION).compute_s
+    assert slow == pytest.approx(kernel_cost(k, H100, DEFAULT_CALIBRATION).compute_s * 128 * 128 / 100, rel=1e-12)
+    # and splits no KV: one sequence of 8 MHA heads over 16k keys runs 8 units at FA2_UNSWAPPED_UNIT_BYTES_PER_S
+    from roofsim.model.cost import FA2_UNSWAPPED_UNIT_BYTES_PER_S, attention_rates, decode_attention_time
+
+    (m,) = attention_kernels(graph_context(load_model("llama-2-7b"), QuantSpec(), ParallelSpec(tp=4)),
+                             BatchShape.build(decode_ctx=[16383]))
+    assert (m.heads, m.k) == (8, 8)
+    mu = dataclasses.replace(m, gqa_unpacked=True)
+    r = attention_rates(H100, DEFAULT_CALIBRATION, m.dtype, m.kv_dtype)
+    args = (m.flops, 0.0, m.bytes, m.kv_read_bytes, 16384.0, 1, 8, 1.0, r, DEFAULT_CALIBRATION.__dict__)
+    floor = decode_attention_time(*args, True)[2]
+    assert floor == pytest.approx(1e-6 + m.bytes / (8 * FA2_UNSWAPPED_UNIT_BYTES_PER_S), rel=1e-12)
+    split = 46.2 / 8  # 132 SMs x 0.35 slots over 8 units: each sequence's KV cut 5.8 ways
+    assert decode_attention_time(*args)[2] == pytest.approx(1e-6 + m.bytes / (8 * split * 6e10), rel=1e-12)
+    assert kernel_cost(mu, H100, DEFAULT_CALIBRATION).seconds > 10 * kernel_cost(m, H100, DEFAULT_CALIBRATION).seconds
+
+
 def test_large_gqa_groups_run_decode_math_on_cuda_cores() -> None:
     import dataclasses
 

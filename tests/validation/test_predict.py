@@ -83,6 +83,35 @@ def test_unpredictable_rows_give_reasons() -> None:
     assert len(pred.problems) == 1 and "mi210" in pred.problems[0] and "1 row(s)" in pred.problems[0]
 
 
+def test_vectorised_attention_fixed_costs_scale_with_the_rows_clock() -> None:
+    """Attention's fixed costs run in cycles of the row's GPU (model.cost.prefill_attention_time /
+    decode_attention_time): the vectorised copy scales them by the row's clock, not the reference's."""
+    rows = [_row("attn_prefill", hardware=hw, batch=2, seq_len=40, num_heads=8, num_kv_heads=8, head_dim=64,
+                 kv_dtype=kv)
+            for hw in ("l40s", "a100-sxm-80gb") for kv in ("bf16", "fp8")
+            if not (hw.startswith("a100") and kv == "fp8")]
+    rows.append(_row("attn_decode", hardware="l40s", batch=4, seq_len=1, ctx_len=50, num_heads=8, num_kv_heads=2,
+                     head_dim=128, kv_dtype="fp8"))
+    cal = Calibration(attn_prefill_overhead_s=2e-5, attn_decode_overhead_s=1e-5, attn_fp8_quant_s=5e-6)
+    ref = [kernel_cost(row_kernel(r), load_hardware(r.hardware), cal).seconds for r in rows]
+    np.testing.assert_allclose(predict_rows(rows, cal).predicted_s, ref, rtol=1e-12)
+
+
+def test_vllm_fa2_decode_with_a_window_is_unpacked() -> None:
+    kw = dict(framework="vllm", hardware="l40s", batch=256, seq_len=1, ctx_len=7, num_heads=48, num_kv_heads=2,
+              head_dim=128, window=128)
+    fa2 = _row("attn_decode", variant="vllm_flash_attn_fa2; attn_dtype=bfloat16", **kw)
+    assert row_kernel(fa2).gqa_unpacked
+    assert not row_kernel(replace(fa2, window=0)).gqa_unpacked  # FA2 packs the group without a window
+    assert row_kernel(replace(fa2, window=0, num_kv_heads=48)).gqa_unpacked  # MHA: nothing to swap, no split-KV
+    assert not row_kernel(replace(fa2, variant="vllm_flashinfer_fidecode; a")).gqa_unpacked
+    assert not row_kernel(replace(fa2, framework="sglang")).gqa_unpacked
+    rows = [fa2, replace(fa2, window=0)]
+    ref = [kernel_cost(row_kernel(r), load_hardware("l40s"), CAL).seconds for r in rows]
+    np.testing.assert_allclose(predict_rows(rows, CAL).predicted_s, ref, rtol=1e-12)
+    assert ref[0] > 5 * ref[1]  # 12288 padded tiles, not 512 packed units
+
+
 def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
     rows = [
         _row("gemm", m=1, n=4096, k=4096), _row("gemm", "fp8", m=3000, n=1000, k=700),
@@ -102,6 +131,9 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         _row("gemm", "fp8", m=64, n=7168, k=2048, variant="deepgemm; gemm_dtype=fp8_block; v"),
         _row("gemm", "int8", m=512, n=4096, k=4096, variant="sq; gemm_dtype=sq; v"),
         _row("attn_decode", batch=1024, seq_len=1, ctx_len=4, num_heads=32, num_kv_heads=8, head_dim=128),
+        _row("attn_decode", batch=8, seq_len=1, ctx_len=900, num_heads=32, num_kv_heads=8, head_dim=128,
+             kv_dtype="fp8"),
+        _row("attn_prefill", batch=2, seq_len=300, num_heads=32, num_kv_heads=8, head_dim=128, kv_dtype="fp8"),
         _row("allreduce", message_bytes=2e4, num_gpus=8), _row("allreduce", message_bytes=2e3, num_gpus=2),
         _row("allreduce", framework="nccl", message_bytes=3e6, num_gpus=4),
         _row("allreduce", variant="vLLM_custom_graph; vllm_graph; allreduce_dtype=bfloat16", message_bytes=2e3,
@@ -123,7 +155,8 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         "elementwise_norm_cache_gain": 1.5, "elementwise_act_cache_gain": 2.0, "elementwise_rope_passes": 4.5,
         "elementwise_rope_cache_gain": 1.7,
         "comm_oneshot_max_bytes": 1e6, "comm_floor_s": 9e-6, "nccl_bw_eff": 0.5, "nccl_latency_s": 7e-6,
-        "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2, "attn_prefill_triton_flops_per_clk": 420.0})
+        "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2, "attn_prefill_triton_flops_per_clk": 420.0,
+        "attn_fp8_quant_s": 4e-6})
     for cal in (plain, rich):
         pred = predict_rows(rows, cal)
         ref = np.array([kernel_cost(row_kernel(r), H100, cal).seconds for r in rows])
