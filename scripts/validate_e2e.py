@@ -101,7 +101,7 @@ def _coverage_md(name: str, checks: list[IntervalCheck], term_key: Callable[[Int
           "Test half, kernel error model only:", "", coverage_table(test_kernel, lv, "metric"), "",
           "Test half, with the end-to-end term:", "", coverage_table(test_e2e, lv, "metric"), "",
           "Test half, normalized end-to-end term (fit_e2e_term on the even-numbered rows/logs: centre and scale "
-          "per metric x group cell, else per metric, one scaled-score quantile per level; "
+          "per table-group cell, else pooled, a rate scored as its reciprocal, one scaled-score quantile per level; "
           + ", ".join(f"Q({q:.0%}) {scaled.score_quantile(q):.2f}" for q in lv) + "):", "",
           coverage_table(test_scaled, lv, "metric"), "",
           "Test half, normalized end-to-end term with a learned difficulty (fit_e2e_term(..., difficulty=True): "

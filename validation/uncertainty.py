@@ -6,6 +6,7 @@ log(predicted / measured), pooling small groups into their parents, and measure 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -616,6 +617,8 @@ def fit_e2e_term(checks: Sequence[IntervalCheck], keys: Callable[[IntervalCheck]
             best = (width, ridge, scores)
     assert best is not None
     _, ridge, scores = best
+    if note := capped_note(len(scores), levels):
+        warnings.warn(f"fit_e2e_term: {note}", stacklevel=2)
     cells = _e2e_cells(ok, keys, min_rows, shrink)
     return E2ETerm(source=source or f"{len(ok)} measured values of {len(order)} rows/logs",
                    score_levels=tuple(levels), score_quantiles=_rounded(abs_score_quantiles(scores, levels)),
