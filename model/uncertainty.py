@@ -6,7 +6,7 @@ per-member kernel time factors an ensemble hands to model.cost through `Calibrat
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -16,7 +16,8 @@ from roofsim.model.kernel import Kernel
 
 __all__ = ["LEVELS", "SMALL_KERNEL_S", "ANY", "ErrorGroup", "ErrorModel", "kernel_family", "regime_of",
            "group_key", "parent_keys", "regime_from_bound", "conformal_quantiles", "shifted_quantiles", "METHODS",
-           "abs_score_quantiles", "scaled_quantiles", "E2ECell", "E2ETerm", "metric_family"]
+           "abs_score_quantiles", "capped_levels", "scaled_quantiles", "E2ECell", "E2EDifficulty", "E2ETerm",
+           "metric_family", "is_rate", "e2e_features", "E2E_INPUTS"]
 
 # Quantile levels stored per group: enough resolution to sample a member factor by inverse CDF, and exact grid
 # points for the equal-tailed 50/80/90/95/98/99 % intervals ((1 -+ level) / 2).
@@ -122,6 +123,12 @@ def abs_score_quantiles(scores: Iterable[float], levels: Iterable[float]) -> tup
         raise ValueError("abs_score_quantiles needs at least one score; got none")
     ranks = [min(max(math.ceil((len(s) + 1) * q - 1e-9), 1), len(s)) for q in levels]
     return tuple(float(s[r - 1]) if q > 0 else 0.0 for q, r in zip(levels, ranks, strict=True))
+
+
+def capped_levels(n: int, levels: Iterable[float]) -> tuple[float, ...]:
+    """The levels abs_score_quantiles clamps for n scores: rank ceil((n+1) L) beyond n, so the largest score stands
+    in and the level loses its guarantee (level L needs n >= L / (1 - L): 9 scores at 90 %, 99 at 99 %)."""
+    return tuple(q for q in levels if q > 0 and math.ceil((n + 1) * q - 1e-9) > n)
 
 
 def scaled_quantiles(centre: float, scale: float, score_levels: Sequence[float], score_q: Sequence[float],
@@ -256,11 +263,62 @@ class E2ECell(BaseModel):
     scale: float = Field(gt=0)
 
 
+# Row inputs an end-to-end difficulty reads (validation.uncertainty.IntervalCheck.inputs): prompt and output tokens,
+# closed-loop concurrency (static batch size), open-loop request rate, tensor parallelism.
+E2E_INPUTS: tuple[str, ...] = ("isl", "osl", "concurrency", "qps", "tp")
+_METRIC_FAMILIES = ("ttft", "tpot", "itl", "e2e", "throughput")
+
+
+def e2e_features(metric: str, kernel_half_width: float, inputs: Mapping[str, float]) -> dict[str, float]:
+    """The features of a serving value's end-to-end difficulty, all known at prediction time: the log of the kernel
+    ensemble's half-width (log(high / low) / 2 at its lowest level; at least 1e-3), the logs of the row's inputs
+    (E2E_INPUTS; a missing or non-positive input counts as 1, the rate as log(1 + qps)) and the metric family
+    (one indicator each)."""
+    out = {"log_kernel_half_width": math.log(max(kernel_half_width, 1e-3))}
+    for k in E2E_INPUTS:
+        v = float(inputs.get(k) or 0.0)
+        out[f"log_{k}"] = math.log1p(max(v, 0.0)) if k == "qps" else math.log(max(v, 1.0))
+    fam = metric_family(metric)
+    out |= {f"is_{m}": float(fam == m) for m in _METRIC_FAMILIES}
+    return out
+
+
+class E2EDifficulty(BaseModel):
+    """A learned difficulty of serving values (normalized conformal with a fitted scale, Lei et al., JASA 2018,
+    section 5.2; Papadopoulos et al. 2008): a value's scale is its cell's times exp(sum_i w_i (x_i - mean_i) /
+    sd_i) over the `features` of e2e_features, the weights a ridge fit of log |r - centre| / cell scale on the
+    calibration values. A feature missing from a value counts as its mean (factor 1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    sd: tuple[float, ...]
+    weights: tuple[float, ...]
+    ridge: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> E2EDifficulty:
+        n = len(self.features)
+        if not (len(self.mean) == len(self.sd) == len(self.weights) == n) or any(s <= 0 for s in self.sd):
+            raise ValueError(f"features ({n}), mean ({len(self.mean)}), sd ({len(self.sd)}) and weights "
+                             f"({len(self.weights)}) must pair up, every sd > 0")
+        return self
+
+    def factor(self, x: Mapping[str, float]) -> float:
+        """exp(sum_i w_i (x_i - mean_i) / sd_i): the value's scale over its cell's."""
+        return math.exp(sum(w * (x.get(f, m) - m) / s
+                            for f, m, s, w in zip(self.features, self.mean, self.sd, self.weights, strict=True)))
+
+
 class E2ETerm(BaseModel):
     """Serving-level (end-to-end) error of the simulator as a normalized split-conformal interval around a point
     prediction: measured in point x exp(centre +- Q(L) scale) with the centre and scale of the most specific cell
     (`cell`) and Q the conformal quantile of the scaled calibration scores (docs/intervals.md section 3). Carries
-    every error of the prediction (kernels, scheduler, CPU overhead, clients), not only the kernels'."""
+    every error of the prediction (kernels, scheduler, CPU overhead, clients), not only the kernels'.
+    `rates_reciprocal`: a rate's (throughput's) residual is its reciprocal's, log(point / measured), so one cell's
+    centre means the same bias for a time and a rate (terms fitted before it read as measured, False).
+    `difficulty`: a learned per-value scale factor (E2EDifficulty; None: the cell's scale alone)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -269,6 +327,9 @@ class E2ETerm(BaseModel):
     score_levels: tuple[float, ...]
     score_quantiles: tuple[float, ...]
     cells: tuple[E2ECell, ...]
+    rates_reciprocal: bool = False
+    difficulty: E2EDifficulty | None = None
+    n_scores: int | None = Field(default=None, gt=0)  # calibration scores behind score_quantiles (capped levels)
 
     @model_validator(mode="after")
     def _check(self) -> E2ETerm:
@@ -292,15 +353,27 @@ class E2ETerm(BaseModel):
             raise ValueError(f"level={level} must be in (0, {self.score_levels[-1]}] (stored levels)")
         return float(np.interp(level, [0.0, *self.score_levels], [0.0, *self.score_quantiles]))
 
-    def bounds(self, point: float, keys: Iterable[str], levels: Iterable[float]) -> dict[float, tuple[float, float]]:
-        """level -> (low, high) around a positive `point` for a value whose cell keys are `keys`: nested, since Q
-        is non-decreasing."""
+    def bounds(self, point: float, keys: Iterable[str], levels: Iterable[float], metric: str = "",
+               features: Mapping[str, float] | None = None) -> dict[float, tuple[float, float]]:
+        """level -> (low, high) around a positive `point` for a value of `metric` whose cell keys are `keys` and whose
+        difficulty features are `features` (e2e_features; None: factor 1): nested, since Q is non-decreasing."""
         c = self.cell(keys)
+        centre = -c.centre if self.rates_reciprocal and is_rate(metric) else c.centre
+        scale = c.scale * (self.difficulty.factor(features) if self.difficulty and features is not None else 1.0)
         out = {}
         for q in levels:
-            h = self.score_quantile(q) * c.scale
-            out[q] = (point * math.exp(c.centre - h), point * math.exp(c.centre + h))
+            h = self.score_quantile(q) * scale
+            out[q] = (point * math.exp(centre - h), point * math.exp(centre + h))
         return out
+
+    def capped(self, levels: Iterable[float]) -> tuple[float, ...]:
+        """The stored levels among `levels` whose Q is the largest calibration score (capped_levels of n_scores)."""
+        return capped_levels(self.n_scores, levels) if self.n_scores else ()
+
+
+def is_rate(metric: str) -> bool:
+    """A per-second quantity ('output_tokens_per_s', 'requests_per_s'): its error runs opposite to a time's."""
+    return metric.split(".")[0].endswith("_per_s")
 
 
 def metric_family(metric: str) -> str:

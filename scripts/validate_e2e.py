@@ -36,10 +36,12 @@ from roofsim.validation.e2e import e2e_error_stats, interval_checks, predict_tab
 from roofsim.validation.profiles import error_model_for, profile_for, shipped_profiles, store_e2e_term
 from roofsim.validation.replay import make_scheduler_config, replay_log
 from roofsim.validation.uncertainty import (
+    E2E_DIFFICULTY_MIN_UNITS,
     INTERVAL_LEVELS,
     TARGETS_TEXT,
     IntervalCheck,
     apply_e2e_term,
+    capped_note,
     coverage_by,
     coverage_table,
     e2e_error_term,
@@ -80,6 +82,15 @@ def _coverage_md(name: str, checks: list[IntervalCheck], term_key: Callable[[Int
     test_e2e = coverage_by(widen(test, term, term_key), lambda c: c.metric)
     scaled = fit_e2e_term(cal)
     test_scaled = coverage_by(apply_e2e_term(test, scaled), lambda c: c.metric)
+    learned = fit_e2e_term(cal, difficulty=True)
+    test_learned = coverage_by(apply_e2e_term(test, learned), lambda c: c.metric)
+    d = learned.difficulty
+    how = ("no learned difficulty: " + (f"{len({c.unit for c in cal})} calibration rows/logs, fewer than "
+                                        f"{E2E_DIFFICULTY_MIN_UNITS}" if len({c.unit for c in cal})
+                                        < E2E_DIFFICULTY_MIN_UNITS else "none narrowed the calibration intervals")
+           if d is None else f"ridge {d.ridge:g}; weights " + ", ".join(f"{f} {w:+.2f}" for f, w in
+                                                                         zip(d.features, d.weights, strict=True)))
+    notes = [n for n in (capped_note(scaled.n_scores or 0, lv), capped_note(learned.n_scores or 0, lv)) if n][:1]
     n_units = len({c.unit for c in checks})
     md = [f"#### {name}: {n_units} rows/logs, {len(checks)} measured values", "",
           "Kernel error model only (ensemble intervals):", "", coverage_table(by_metric, lv, "metric"), "",
@@ -90,13 +101,18 @@ def _coverage_md(name: str, checks: list[IntervalCheck], term_key: Callable[[Int
           "Test half, kernel error model only:", "", coverage_table(test_kernel, lv, "metric"), "",
           "Test half, with the end-to-end term:", "", coverage_table(test_e2e, lv, "metric"), "",
           "Test half, normalized end-to-end term (fit_e2e_term on the even-numbered rows/logs: centre and scale "
-          "per metric x group cell, else per metric, one scaled-score quantile per level; "
+          "per table-group cell, else pooled, a rate scored as its reciprocal, one scaled-score quantile per level; "
           + ", ".join(f"Q({q:.0%}) {scaled.score_quantile(q):.2f}" for q in lv) + "):", "",
-          coverage_table(test_scaled, lv, "metric")]
+          coverage_table(test_scaled, lv, "metric"), "",
+          "Test half, normalized end-to-end term with a learned difficulty (fit_e2e_term(..., difficulty=True): "
+          f"each value's scale also follows its features; {how}):", "", coverage_table(test_learned, lv, "metric"),
+          *[x for n in notes for x in ("", f"Warning: {n}.")]]
     js = {"units": n_units, "by_metric": [r.__dict__ for r in by_metric], "by_group": [r.__dict__ for r in by_group],
           "e2e_term": term, "test_kernel_only": [r.__dict__ for r in test_kernel],
           "test_with_e2e_term": [r.__dict__ for r in test_e2e],
-          "test_with_normalized_term": [r.__dict__ for r in test_scaled]}
+          "test_with_normalized_term": [r.__dict__ for r in test_scaled],
+          "test_with_learned_difficulty": [r.__dict__ for r in test_learned],
+          "learned_difficulty": None if d is None else d.model_dump(), "capped": notes}
     return md, js
 
 

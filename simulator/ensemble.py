@@ -244,7 +244,7 @@ class EnsembleResult:
         fam = metric_family(metric)
         if self.e2e is None or point is None or not point > 0 or fam not in {c.key for c in self.e2e.cells} - {ANY}:
             return {}
-        b = self.e2e.bounds(point, (fam,), [q for q in self.levels if q <= self.e2e.score_levels[-1]])
+        b = self.e2e.bounds(point, (fam,), [q for q in self.levels if q <= self.e2e.score_levels[-1]], metric)
         return {f"e2e {q:.0%}": list(lo_hi) for q, lo_hi in b.items()}
 
     def as_dict(self, metrics: Sequence[str] = ENSEMBLE_METRICS) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from roofsim.model.cost import Calibration
 from roofsim.model.loader import load_model
 from roofsim.model.quant import KV_DTYPES, WEIGHT_DTYPES, quant_for
 from roofsim.model.spec import QuantSpec
-from roofsim.model.uncertainty import ErrorModel
+from roofsim.model.uncertainty import E2E_INPUTS, ErrorModel
 from roofsim.simulator.clients import HARNESSES, client_model
 from roofsim.simulator.config import (
     ReplicaGroup,
@@ -500,12 +500,13 @@ def write_predictions(preds: Sequence[RowPrediction], path: Path | str, *, force
 def interval_checks(preds: Sequence[RowPrediction], key: Callable[[BenchRow], str] | None = None
                     ) -> list[IntervalCheck]:
     """One validation.uncertainty.IntervalCheck per scored cell of every row predicted with intervals (unit = the
-    row's index, group = key(row) or 'all')."""
+    row's index, group = key(row) or 'all', inputs = the row's model.uncertainty.E2E_INPUTS that it sets)."""
     out = []
     for p in preds:
+        inputs = {k: float(v) for k in E2E_INPUTS if (v := getattr(p.row, k)) is not None}
         for col, bounds in p.intervals.items():
             m = getattr(p.row, col)
             if p.problem is None and m is not None and m > 0:
                 out.append(IntervalCheck(str(p.index), key(p.row) if key else "all", col, float(m),
-                                         p.predicted[col], bounds))
+                                         p.predicted[col], bounds, inputs))
     return out

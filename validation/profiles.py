@@ -243,7 +243,7 @@ def store_e2e_term(path: Path | str, term: E2ETerm) -> Path:
                          "scripts/build_profiles.py before storing an end-to-end term")
     if version < 5 and isinstance(data.get("calibration"), dict):
         data = {**data, "calibration": _fp8_peak_migrated(path, version, data["calibration"])}
-    data = {**data, "schema_version": PROFILE_SCHEMA_VERSION, "e2e": term.model_dump()}
+    data = {**data, "schema_version": PROFILE_SCHEMA_VERSION, "e2e": term.model_dump(exclude_none=True)}
     text = toml_text(data, ["roofsim calibration profile (validation/profiles.py). [calibration] is a "
                             "model.cost.Calibration;", "[fit] records the measured data it was fitted to and its "
                             "in-sample and held-out errors;", "[errors] holds its kernel error models, [e2e] its "

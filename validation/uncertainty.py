@@ -6,6 +6,7 @@ log(predicted / measured), pooling small groups into their parents, and measure 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -16,12 +17,16 @@ from roofsim.model.uncertainty import (
     LEVELS,
     METHODS,
     E2ECell,
+    E2EDifficulty,
     E2ETerm,
     ErrorGroup,
     ErrorModel,
     abs_score_quantiles,
+    capped_levels,
     conformal_quantiles,
+    e2e_features,
     group_key,
+    is_rate,
     metric_family,
     parent_keys,
     scaled_quantiles,
@@ -34,7 +39,7 @@ __all__ = ["MIN_GROUP_ROWS", "MIN_CELL_ROWS", "SCORE_LEVELS", "INTERVAL_LEVELS",
            "CoverageRow", "CoverageReport", "logo_coverage", "TARGET_COVERAGE", "coverage_table",
            "IntervalCheck", "interval_coverage", "coverage_by", "split_units", "e2e_error_term", "widen", "nested",
            "metric_family", "e2e_cell_keys", "fit_e2e_term", "apply_e2e_term", "E2E_MIN_CELL_ROWS",
-           "E2E_SHRINK"]
+           "E2E_SHRINK", "E2E_DIFFICULTY_MIN_UNITS", "E2E_RIDGES", "fit_e2e_difficulty", "capped_note"]
 
 # A group with fewer residuals is pooled into its parent (family/dtype/*, then family/*/*, then */*/*). At 400 rows
 # the 5 % and 95 % conformal ranks sit well inside the sample; the leave-one-GPU-out coverage (logo_coverage) of
@@ -58,6 +63,15 @@ E2E_MIN_CELL_ROWS = 8
 # 8-20 values is noisy and often too small (a too-small scale inflates the pooled score quantile for every value).
 # 10 was the best of 0/5/10/20 on the test halves of the four data sets.
 E2E_SHRINK = 10.0
+# A learned end-to-end difficulty (fit_e2e_difficulty) needs this many calibration rows/logs: with fewer (the 4
+# calibration logs of the vLLM set) the two cross-fitting folds are too small to fit and judge its 11 weights.
+E2E_DIFFICULTY_MIN_UNITS = 20
+# Ridge penalties (per value, on standardized features) the difficulty chooses from on the calibration values alone
+# (cross-fitted median width at fixed coverage), beside no difficulty at all.
+E2E_RIDGES: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# |r - centre| below this (log) counts as it in the difficulty's regression: log |r - centre| of a value predicted
+# almost exactly would otherwise pull the fit towards -infinity.
+_MIN_ABS_DEV = 1e-3
 # Issue #18 targets: share of measured rows inside the interval (low, high) per level.
 TARGET_COVERAGE: dict[float, tuple[float, float]] = {0.8: (0.75, 0.88), 0.9: (0.85, 0.95)}
 
@@ -366,6 +380,8 @@ class IntervalCheck:
     measured: float
     point: float
     bounds: dict[float, tuple[float, float]]
+    # the row's inputs the end-to-end difficulty reads (model.uncertainty.E2E_INPUTS: isl, osl, concurrency, qps, tp)
+    inputs: dict[str, float] = field(default_factory=dict)
 
 
 def interval_coverage(checks: Sequence[IntervalCheck], label: str = "all") -> CoverageRow:
@@ -476,7 +492,7 @@ def _e2e_cells(checks: Sequence[IntervalCheck], keys: Callable[[IntervalCheck], 
         for k, up in zip(ks, ks[1:], strict=False):
             parent.setdefault(k, up)
         for k in dict.fromkeys(ks):
-            by.setdefault(k, []).append(math.log(c.measured / c.point))
+            by.setdefault(k, []).append(_residual(c))
     out: dict[str, tuple[float, float, int]] = {}
 
     def depth(k: str) -> int:
@@ -499,13 +515,57 @@ def _e2e_cells(checks: Sequence[IntervalCheck], keys: Callable[[IntervalCheck], 
     return out
 
 
+def _residual(c: IntervalCheck) -> float:
+    """log(measured / point), of the reciprocal for a rate (E2ETerm.rates_reciprocal): a model too slow predicts a
+    time too long and a throughput too low, and one cell pools both. Cells pooling e2e_ms with its mirror
+    output_tokens_per_s had centres near 0 between two opposite biases (Splitwise: 96 % / 38 % covered)."""
+    r = math.log(c.measured / c.point)
+    return -r if is_rate(c.metric) else r
+
+
+def _e2e_cell(cells: dict[str, tuple[float, float, int]], c: IntervalCheck,
+             keys: Callable[[IntervalCheck], tuple[str, ...]]) -> tuple[float, float, int]:
+    return next(cells[k] for k in (*keys(c), ANY) if k in cells)
+
+
+def _features(c: IntervalCheck) -> dict[str, float]:
+    lo, hi = c.bounds[min(c.bounds)]
+    return e2e_features(c.metric, math.log(hi / lo) / 2, c.inputs)
+
+
 def _e2e_scores(cells: dict[str, tuple[float, float, int]], checks: Sequence[IntervalCheck],
-                keys: Callable[[IntervalCheck], tuple[str, ...]]) -> list[float]:
-    out = []
+                keys: Callable[[IntervalCheck], tuple[str, ...]], difficulty: E2EDifficulty | None = None
+                ) -> tuple[list[float], list[float]]:
+    """Scores |r - centre| / scale of `checks` and their scales (the cell's times the difficulty's factor)."""
+    scores, scales = [], []
     for c in checks:
-        centre, scale, _ = next(cells[k] for k in (*keys(c), ANY) if k in cells)
-        out.append(abs(math.log(c.measured / c.point) - centre) / scale)
-    return out
+        centre, scale, _ = _e2e_cell(cells, c, keys)
+        scale *= difficulty.factor(_features(c)) if difficulty else 1.0
+        scores.append(abs(_residual(c) - centre) / scale)
+        scales.append(scale)
+    return scores, scales
+
+
+def fit_e2e_difficulty(checks: Sequence[IntervalCheck], cells: dict[str, tuple[float, float, int]],
+                       keys: Callable[[IntervalCheck], tuple[str, ...]], ridge: float,
+                       norm: tuple[np.ndarray, np.ndarray] | None = None) -> E2EDifficulty:
+    """Ridge regression of log(max(|r - centre|, 1e-3) / cell scale) on the standardized e2e_features of `checks`
+    (penalty `ridge` x n; `norm` = the features' (mean, sd), default these checks'); the intercept is dropped (a
+    constant factor is absorbed by the conformal quantile)."""
+    feats = [_features(c) for c in checks]
+    names = tuple(feats[0])
+    x = np.array([[f[k] for k in names] for f in feats])
+    mean, sd = norm if norm is not None else (x.mean(0), x.std(0))
+    sd = np.where(sd > 1e-9, sd, 1.0)  # a constant feature (sd 0 up to rounding) gets a zero z and no weight
+    z = np.hstack([np.ones((len(x), 1)), (x - mean) / sd])
+    y = np.empty(len(checks))
+    for i, c in enumerate(checks):
+        centre, scale, _ = _e2e_cell(cells, c, keys)
+        y[i] = math.log(max(abs(_residual(c) - centre), _MIN_ABS_DEV) / scale)
+    pen = ridge * len(y) * np.diag([0.0] + [1.0] * len(names))
+    w = np.linalg.solve(z.T @ z + pen, z.T @ y)[1:]
+    return E2EDifficulty(features=names, mean=tuple(float(v) for v in mean), sd=tuple(float(v) for v in sd),
+                         weights=tuple(round(float(v), 6) for v in w), ridge=ridge)
 
 
 def _scorable(checks: Iterable[IntervalCheck]) -> list[IntervalCheck]:
@@ -514,35 +574,74 @@ def _scorable(checks: Iterable[IntervalCheck]) -> list[IntervalCheck]:
 
 def fit_e2e_term(checks: Sequence[IntervalCheck], keys: Callable[[IntervalCheck], tuple[str, ...]] = e2e_cell_keys,
                  min_rows: int = E2E_MIN_CELL_ROWS, levels: Sequence[float] = SCORE_LEVELS,
-                 source: str = "", shrink: float = E2E_SHRINK) -> E2ETerm:
+                 source: str = "", shrink: float = E2E_SHRINK, difficulty: bool = False) -> E2ETerm:
     """Normalized split-conformal end-to-end term (Papadopoulos et al. 2008; Lei et al., JASA 2018) from
-    calibration checks: residual r = log(measured / point); cells (keys(c), most specific first, each with
-    >= `min_rows` values) give a centre (median r) and a scale (MAD, the difficulty); score |r - centre| / scale.
-    The units are cross-fitted in two folds (units alternately): each fold is scored with the other fold's cells,
-    so no value scores against a centre it helped fit; Q(L) is the conformal quantile of all scores, one per level
-    for every metric (nested), and the stored cells use every check. For a new value exchangeable with the
-    calibration values the interval centre +- Q(L) scale holds it with probability about >= L (cross-fitting
-    has no exact finite-sample bound; the test half checks it, docs/intervals.md). `shrink` pulls a cell towards
-    its parent (_e2e_cells)."""
+    calibration checks: residual r = log(measured / point) (of the reciprocal for a rate, _residual); cells
+    (keys(c), most specific first, each with >= `min_rows` values) give a centre (median r) and a scale (MAD, the
+    difficulty); score |r - centre| / scale. The units are cross-fitted in two folds (units alternately): each fold
+    is scored with the other fold's cells, so no value scores against a centre it helped fit; Q(L) is the conformal
+    quantile of all scores, one per level for every metric (nested), and the stored cells use every check. For a
+    new value exchangeable with the calibration values the interval centre +- Q(L) scale holds it with probability
+    about >= L (cross-fitting has no exact finite-sample bound; the test half checks it, docs/intervals.md).
+    `shrink` pulls a cell towards its parent (_e2e_cells). `difficulty`: with at least E2E_DIFFICULTY_MIN_UNITS
+    units, each value's scale is also multiplied by a learned factor of its features (fit_e2e_difficulty, fitted
+    per fold like the cells), its ridge penalty chosen among E2E_RIDGES and none by the cross-fitted scores' median
+    interval width at INTERVAL_LEVELS (the coverage of every candidate is fixed by its own Q)."""
     ok = _scorable(checks)
     if not ok:
         raise ValueError("fit_e2e_term needs at least one check with a positive measured value and point")
     order: dict[str, int] = {}
     fold = [order.setdefault(c.unit, len(order)) % 2 for c in ok]
-    scores: list[float] = []
-    for f in (0, 1):
-        mine = [c for c, g in zip(ok, fold, strict=True) if g == f]
-        other = [c for c, g in zip(ok, fold, strict=True) if g != f] or mine
-        scores += _e2e_scores(_e2e_cells(other, keys, min_rows, shrink), mine, keys)
+    halves = [([c for c, g in zip(ok, fold, strict=True) if g == f],
+               [c for c, g in zip(ok, fold, strict=True) if g != f]) for f in (0, 1)]
+    halves = [(mine, other or mine) for mine, other in halves]
+    norm = None
+    candidates: tuple[float | None, ...] = (None,)
+    if difficulty and len(order) >= E2E_DIFFICULTY_MIN_UNITS:
+        x = np.array([list(_features(c).values()) for c in ok])
+        norm = (x.mean(0), x.std(0))
+        candidates += E2E_RIDGES
+    best: tuple[float, float | None, list[float]] | None = None
+    for ridge in candidates:
+        scores: list[float] = []
+        scales: list[float] = []
+        for mine, other in halves:
+            cells = _e2e_cells(other, keys, min_rows, shrink)
+            d = None if ridge is None else fit_e2e_difficulty(other, cells, keys, ridge, norm)
+            sc, sl = _e2e_scores(cells, mine, keys, d)
+            scores += sc
+            scales += sl
+        q = abs_score_quantiles(scores, INTERVAL_LEVELS)
+        width = sum(float(np.median(np.asarray(scales) * v)) for v in q)
+        if best is None or width < best[0] - 1e-12:
+            best = (width, ridge, scores)
+    assert best is not None
+    _, ridge, scores = best
+    if note := capped_note(len(scores), levels):
+        warnings.warn(f"fit_e2e_term: {note}", stacklevel=2)
     cells = _e2e_cells(ok, keys, min_rows, shrink)
     return E2ETerm(source=source or f"{len(ok)} measured values of {len(order)} rows/logs",
                    score_levels=tuple(levels), score_quantiles=_rounded(abs_score_quantiles(scores, levels)),
                    cells=tuple(E2ECell(key=k, n=n, centre=round(c, 5), scale=round(s, 5))
-                               for k, (c, s, n) in sorted(cells.items())))
+                               for k, (c, s, n) in sorted(cells.items())),
+                   rates_reciprocal=True, n_scores=len(scores),
+                   difficulty=None if ridge is None else fit_e2e_difficulty(ok, cells, keys, ridge, norm))
 
 
 def apply_e2e_term(checks: Iterable[IntervalCheck], term: E2ETerm,
                    keys: Callable[[IntervalCheck], tuple[str, ...]] = e2e_cell_keys) -> list[IntervalCheck]:
-    """Checks with their intervals replaced by the end-to-end term's around their point (E2ETerm.bounds, the same
-    levels); checks without a positive point are left out."""
-    return [replace(c, bounds=term.bounds(c.point, keys(c), sorted(c.bounds))) for c in _scorable(checks)]
+    """Checks with their intervals replaced by the end-to-end term's around their point (E2ETerm.bounds with the
+    check's metric and difficulty features, the same levels); checks without a positive point are left out."""
+    return [replace(c, bounds=term.bounds(c.point, keys(c), sorted(c.bounds), c.metric, _features(c)))
+            for c in _scorable(checks)]
+
+
+def capped_note(n: int, levels: Iterable[float]) -> str:
+    """'' or a sentence naming the levels n conformal scores cannot reach (capped_levels): their quantile is the
+    largest score, so their coverage has no guarantee."""
+    capped = capped_levels(n, levels)
+    if not capped:
+        return ""
+    return (f"level(s) {', '.join(f'{q:.0%}' for q in capped)} capped: {n} calibration scores are too few for "
+            f"their conformal rank (level L needs n >= L / (1 - L)), so Q is the largest score and the level has "
+            "no guarantee")

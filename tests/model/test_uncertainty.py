@@ -16,6 +16,7 @@ from roofsim.model.loader import load_model
 from roofsim.model.uncertainty import (
     LEVELS,
     E2ECell,
+    E2EDifficulty,
     E2ETerm,
     ErrorGroup,
     ErrorModel,
@@ -188,3 +189,23 @@ def test_e2e_term_bounds_and_metric_families() -> None:
     assert [metric_family(m) for m in ("ttft_ms", "ttft_s.p99", "tpot_s", "itl_s.mean", "e2e_ms",
                                        "output_tokens_per_s", "cost_usd")] == [
         "ttft", "ttft", "tpot", "itl", "e2e", "throughput", "cost_usd"]
+
+
+def test_e2e_term_reciprocal_rates_and_difficulty() -> None:
+    """A term that scores rates as reciprocals puts a rate's interval on the other side of its point (centre
+    negated); a learned difficulty multiplies the cell's scale by exp(w (x - mean) / sd), a missing feature at
+    its mean; an old term (rates as measured) keeps the centre's sign for every metric."""
+    cells = (E2ECell(key="*", n=20, centre=0.1, scale=0.2),)
+    d = E2EDifficulty(features=("log_isl",), mean=(5.0,), sd=(2.0,), weights=(0.5,), ridge=0.1)
+    term = E2ETerm(score_levels=(0.8,), score_quantiles=(1.0,), cells=cells, rates_reciprocal=True, difficulty=d)
+    assert term.bounds(1.0, (), (0.8,), "e2e_ms")[0.8] == pytest.approx((math.exp(-0.1), math.exp(0.3)))
+    assert term.bounds(1.0, (), (0.8,), "output_tokens_per_s")[0.8] == pytest.approx((math.exp(-0.3),
+                                                                                      math.exp(0.1)))
+    h = 0.2 * math.exp(0.5 * (9.0 - 5.0) / 2.0)  # twice as far from the mean in sd: scale x e
+    assert term.bounds(1.0, (), (0.8,), "e2e_ms", {"log_isl": 9.0})[0.8] == pytest.approx(
+        (math.exp(0.1 - h), math.exp(0.1 + h)))
+    assert d.factor({}) == 1.0
+    old = E2ETerm(score_levels=(0.8,), score_quantiles=(1.0,), cells=cells)
+    assert old.bounds(1.0, (), (0.8,), "output_tokens_per_s")[0.8] == pytest.approx((math.exp(-0.1), math.exp(0.3)))
+    with pytest.raises(ValueError, match="every sd > 0"):
+        E2EDifficulty(features=("a",), mean=(0.0,), sd=(0.0,), weights=(1.0,), ridge=0.0)

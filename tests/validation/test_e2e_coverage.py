@@ -1,6 +1,6 @@
 """End-to-end interval coverage: the share of measured cells inside their intervals on a tiny hand-checkable table,
 the split of rows into calibration and test halves, the conformal end-to-end terms (per level, nested; normalized
-by a cell's spread), and a real ensemble row."""
+by a cell's spread and by a learned difficulty; rates scored as reciprocals), and a real ensemble row."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import math
 import numpy as np
 import pytest
 
+from roofsim.model.uncertainty import E2ETerm
 from roofsim.validation.bench_table import BenchRow
 from roofsim.validation.e2e import RowPrediction, interval_checks, predict_row, shipped_calibration
 from roofsim.validation.uncertainty import (
+    E2E_DIFFICULTY_MIN_UNITS,
     IntervalCheck,
     apply_e2e_term,
+    capped_note,
     coverage_by,
     e2e_cell_keys,
     e2e_error_term,
@@ -164,3 +167,62 @@ def test_e2e_term_falls_back_to_coarser_cells() -> None:
     pooled, a = term.cell(("*",)), term.cell(("a",))
     assert a.centre == pytest.approx(math.log(2), abs=1e-5)
     assert a.scale == pytest.approx(0.5 * 0.1 + 0.5 * pooled.scale, abs=1e-5)
+
+
+def _by_isl(seed: int, units: int) -> list[IntervalCheck]:
+    """One group whose error size follows a row input: log(measured / point) ~ N(0, 0.02 x isl / 128) for isl
+    drawn from 128 .. 4096 (a 32x spread of difficulty inside the one cell)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for u in range(units):
+        isl = float(rng.choice([128, 512, 1024, 4096]))
+        out.append(IntervalCheck(str(u), "g", "ttft_ms", float(np.exp(rng.normal(0, 0.02 * isl / 128))), 1.0,
+                                 {0.8: (0.9, 1.1), 0.9: (0.85, 1.15)}, {"isl": isl}))
+    return out
+
+
+def test_learned_difficulty_narrows_and_covers_per_input() -> None:
+    """fit_e2e_term(difficulty=True): each value's scale follows its features (here log isl), so on fresh rows
+    every isl is covered at about the level, where one scale per cell over-covers the short prompts and
+    under-covers the long ones; the median width drops."""
+    cal, test = _by_isl(0, 600), _by_isl(1, 4000)
+    plain, learned = fit_e2e_term(cal), fit_e2e_term(cal, difficulty=True)
+    assert plain.difficulty is None and learned.difficulty is not None
+    w = dict(zip(learned.difficulty.features, learned.difficulty.weights, strict=True))
+    assert w["log_isl"] > 0.5 and abs(w["log_osl"]) < 1e-9  # osl absent: a constant feature gets no weight
+    def worst(term: E2ETerm) -> float:  # the largest miss of the 80 % level over the four prompt lengths
+        out = apply_e2e_term(test, term)
+        return max(abs(interval_coverage([c for c in out if c.inputs["isl"] == isl]).covered[0.8] - 0.8)
+                   for isl in (128, 512, 1024, 4096))
+    assert worst(plain) > 0.15 and worst(learned) < 0.15
+    assert interval_coverage(apply_e2e_term(test, learned)).covered[0.9] == pytest.approx(0.9, abs=0.03)
+    assert (interval_coverage(apply_e2e_term(test, learned)).half_width[0.8]
+            < 0.85 * interval_coverage(apply_e2e_term(test, plain)).half_width[0.8])  # 0.196 vs 0.250
+    # too few rows/logs to fit and judge the weights: the cells alone
+    assert fit_e2e_term(_by_isl(0, E2E_DIFFICULTY_MIN_UNITS - 1), difficulty=True).difficulty is None
+
+
+def test_a_rate_is_scored_as_its_reciprocal() -> None:
+    """A model 20 % too slow predicts E2E 20 % long and throughput 20 % low; with the rate's residual taken of its
+    reciprocal both share one cell centre, and each interval sits on its own side of the point."""
+    checks = []
+    for u in range(40):
+        e = 0.2 + 0.01 * (-1) ** u
+        checks += [IntervalCheck(str(u), "g", "e2e_ms", 100.0 / math.exp(e), 100.0, {0.8: (90.0, 110.0)}),
+                   IntervalCheck(str(u), "g", "output_tokens_per_s", 50.0 * math.exp(e), 50.0, {0.8: (45.0, 55.0)})]
+    term = fit_e2e_term(checks)
+    assert term.rates_reciprocal and term.cell(("g",)).centre == pytest.approx(-0.2, abs=0.011)
+    out = apply_e2e_term(checks, term)
+    assert interval_coverage(out).covered[0.8] == 1.0
+    assert all(c.bounds[0.8][1] < c.point for c in out if c.metric == "e2e_ms")
+    assert all(c.bounds[0.8][0] > c.point for c in out if c.metric == "output_tokens_per_s")
+
+
+def test_capped_levels_are_named() -> None:
+    """A level L needs n >= L / (1 - L) scores for its conformal rank: 8 scores cap 90 %, 9 do not."""
+    assert capped_note(9, (0.8, 0.9)) == ""
+    note = capped_note(8, (0.8, 0.9))
+    assert note.startswith("level(s) 90% capped: 8 calibration scores") and "80%" not in note
+    with pytest.warns(UserWarning, match="90%, 95%, 98%, 99% capped: 8 calibration scores"):
+        term = fit_e2e_term(_hetero(0, 4))  # 8 values
+    assert term.capped((0.8, 0.9)) == (0.9,)

@@ -167,6 +167,12 @@ def test_e2e_term_is_stored_in_a_profile(tmp_path: Path) -> None:
     store_e2e_term(v3, term)
     assert read_e2e_term(v3) == term and read_error_models(v3) == errs and read_calibration(v3).gemm_eff == 0.7
     assert "schema_version = 5\n" in v3.read_text()
+    # a fitted term (rates as reciprocals, its score count, a learned difficulty) reads back equal
+    from roofsim.model.uncertainty import E2EDifficulty
+    fitted = term.model_copy(update={"rates_reciprocal": True, "n_scores": 40, "difficulty": E2EDifficulty(
+        features=("log_isl", "is_ttft"), mean=(6.0, 0.5), sd=(1.2, 0.5), weights=(0.3, -0.1), ridge=0.3)})
+    store_e2e_term(v3, fitted)
+    assert read_e2e_term(v3) == fitted
     v2 = tmp_path / "v2.toml"
     v2.write_text("schema_version = 2\n[calibration]\ngemm_eff = 0.6\n")
     with pytest.raises(InputError, match="predates error models"):
