@@ -18,7 +18,7 @@ from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.errors import InputError
 from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.hardware_specs.spec import HardwareSpec
-from roofsim.model.cost import FP8_ARCH_PEAK_FRACTION, Calibration
+from roofsim.model.cost import COMM_REF_CLOCK_HZ, FP8_ARCH_PEAK_FRACTION, Calibration
 from roofsim.model.uncertainty import E2ETerm, ErrorModel
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.spec import PlanSpec
@@ -40,8 +40,9 @@ PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 # that rebuilds them. 4 = an optional [e2e] table: the serving-level error term (model.uncertainty.E2ETerm) that
 # estimate/simulate put around their point predictions; version 3 files read unchanged, without one.
 # 5 = `gemm_eff_fp8` of a Hopper GPU is a fraction of the architecture's per-tensor fp8 ceiling
-# (model.cost.FP8_ARCH_PEAK_FRACTION), not of the datasheet fp8 peak; an older Hopper profile's value is divided by
-# that fraction on reading, so it prices the same GEMM the same.
+# (model.cost.FP8_ARCH_PEAK_FRACTION), not of the datasheet fp8 peak, and `attn_prefill_overhead_s` is in cycles
+# given at COMM_REF_CLOCK_HZ, not seconds; an older profile is re-expressed on reading (_v5_migrated), so it prices
+# its own GPU's kernels the same.
 PROFILE_SCHEMA_VERSION = 5
 # [errors.own]: held-out-shape residuals of the profile's own GPU; [errors.transfer]: leave-one-GPU-out residuals,
 # the error of the profile on a GPU it borrows it (profile_for's architecture transfer)
@@ -155,7 +156,7 @@ def read_calibration(path: Path | str) -> Calibration:
                        "by the current communication model; the default is used (rebuild with "
                        "scripts/build_profiles.py)", path, version)
     if version < 5:
-        table = _fp8_peak_migrated(path, version, table)
+        table = _v5_migrated(path, version, table)
     try:
         return Calibration.model_validate(table)
     except ValidationError as e:
@@ -163,27 +164,37 @@ def read_calibration(path: Path | str) -> Calibration:
         raise InputError(f"{path}: invalid [calibration]: {errs}") from None
 
 
-def _fp8_peak_migrated(path: Path, version: int, table: dict[str, Any]) -> dict[str, Any]:
-    """A schema < 5 profile of a GPU whose architecture has an fp8 ceiling: its gemm_eff_fp8 (then a fraction of
-    the datasheet fp8 peak) re-expressed as a fraction of the ceiling. Other profiles read unchanged."""
-    hw_id, eff = table.get("hardware"), table.get("gemm_eff_fp8")
-    if not isinstance(hw_id, str) or not hw_id or not isinstance(eff, (int, float)) or isinstance(eff, bool):
+def _v5_migrated(path: Path, version: int, table: dict[str, Any]) -> dict[str, Any]:
+    """A schema < 5 [calibration] re-expressed in version 5's units, so it prices its own GPU's kernels the same:
+    `attn_prefill_overhead_s` (then seconds, now cycles given at COMM_REF_CLOCK_HZ) is scaled by the profile GPU's
+    clock; a Hopper profile's `gemm_eff_fp8` (then a fraction of the datasheet fp8 peak) is divided by the
+    per-tensor fp8 ceiling (FP8_ARCH_PEAK_FRACTION). A profile naming no GPU the catalog knows reads unchanged."""
+    hw_id = table.get("hardware")
+    if not isinstance(hw_id, str) or not hw_id:
         return table
     try:
-        arch = load_hardware(hw_id).architecture
+        hw = load_hardware(hw_id)
     except (InputError, ValueError):
-        return table  # a GPU this catalog does not know: Calibration validation reports nothing about it either
-    frac = FP8_ARCH_PEAK_FRACTION.get(arch)
-    if frac is None:
-        return table
-    new = eff / frac
-    if new > 1.0:
-        raise InputError(f"{path}: schema_version {version} profile of {hw_id}: its gemm_eff_fp8 = {eff:g} of the "
-                         f"fp8 peak is above the {arch} per-tensor fp8 ceiling ({frac:.4f} of the peak) this "
-                         "roofsim prices fp8 GEMMs at; rebuild it with scripts/build_profiles.py")
-    logger.info("%s: schema_version %d profile: gemm_eff_fp8 %g of the fp8 peak read as %g of the %s fp8 "
-                "ceiling (model.cost.FP8_ARCH_PEAK_FRACTION)", path, version, eff, new, arch)
-    return {**table, "gemm_eff_fp8": new}
+        return table  # a GPU this catalog does not know: nothing to re-express against
+    out = dict(table)
+    pre = table.get("attn_prefill_overhead_s")
+    if _is_number(pre) and hw.kind == "gpu":
+        out["attn_prefill_overhead_s"] = pre * hw.compute.clock_hz / COMM_REF_CLOCK_HZ
+    eff, frac = table.get("gemm_eff_fp8"), FP8_ARCH_PEAK_FRACTION.get(hw.architecture)
+    if _is_number(eff) and frac is not None:
+        if eff / frac > 1.0:
+            raise InputError(f"{path}: schema_version {version} profile of {hw_id}: its gemm_eff_fp8 = {eff:g} of "
+                             f"the fp8 peak is above the {hw.architecture} per-tensor fp8 ceiling ({frac:.4f} of the "
+                             "peak) this roofsim prices fp8 GEMMs at; rebuild it with scripts/build_profiles.py")
+        out["gemm_eff_fp8"] = eff / frac
+    if out != table:
+        logger.info("%s: schema_version %d profile re-expressed in version-%d units: %s", path, version,
+                    PROFILE_SCHEMA_VERSION, {k: (table[k], out[k]) for k in out if out[k] != table.get(k)})
+    return out
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def read_profile_meta(path: Path | str) -> dict[str, Any]:
@@ -242,7 +253,7 @@ def store_e2e_term(path: Path | str, term: E2ETerm) -> Path:
         raise InputError(f"{path}: schema_version {version} predates error models; rebuild it with "
                          "scripts/build_profiles.py before storing an end-to-end term")
     if version < 5 and isinstance(data.get("calibration"), dict):
-        data = {**data, "calibration": _fp8_peak_migrated(path, version, data["calibration"])}
+        data = {**data, "calibration": _v5_migrated(path, version, data["calibration"])}
     data = {**data, "schema_version": PROFILE_SCHEMA_VERSION, "e2e": term.model_dump(exclude_none=True)}
     text = toml_text(data, ["roofsim calibration profile (validation/profiles.py). [calibration] is a "
                             "model.cost.Calibration;", "[fit] records the measured data it was fitted to and its "

@@ -207,10 +207,10 @@ def test_profile_schema_version_written_old_read_newer_refused(tmp_path: Path) -
         assert f"\nschema_version = {PROFILE_SCHEMA_VERSION}\n" in text, stem
 
 
-def test_schema4_hopper_fp8_efficiency_is_migrated(tmp_path: Path) -> None:
-    """Schema 5 prices per-tensor fp8 on Hopper against the architecture's ceiling (FP8_ARCH_PEAK_FRACTION): a
-    version-4 H100 profile's gemm_eff_fp8 (a fraction of the datasheet peak) is re-expressed so the same GEMM costs
-    the same; other GPUs' profiles read unchanged; a value above the ceiling is refused, naming the file."""
+def test_schema4_profile_is_migrated(tmp_path: Path) -> None:
+    """Schema 5 prices per-tensor fp8 on Hopper against the architecture's ceiling (FP8_ARCH_PEAK_FRACTION) and
+    the prefill attention fixed cost in cycles: a version-4 profile is re-expressed so its own GPU's kernels cost the
+    same; other GPUs' fp8 reads unchanged; a value above the ceiling is refused, naming the file."""
     from roofsim.model.cost import FP8_ARCH_PEAK_FRACTION
 
     frac = FP8_ARCH_PEAK_FRACTION["hopper"]
@@ -221,6 +221,9 @@ def test_schema4_hopper_fp8_efficiency_is_migrated(tmp_path: Path) -> None:
     a100 = tmp_path / "a100.toml"
     a100.write_text('schema_version = 4\n[calibration]\nhardware = "a100-sxm-80gb"\ngemm_eff_fp8 = 0.49\n')
     assert read_calibration(a100).gemm_eff_fp8 == 0.49
+    # the prefill attention fixed cost was seconds, is cycles at COMM_REF_CLOCK_HZ: the A100's 1.41 GHz boost
+    a100.write_text('schema_version = 4\n[calibration]\nhardware = "a100-sxm-80gb"\nattn_prefill_overhead_s = 3e-6\n')
+    assert read_calibration(a100).attn_prefill_overhead_s == pytest.approx(3e-6 * 1.41e9 / 1.83e9)
     new = tmp_path / "h100-new.toml"
     new.write_text('schema_version = 5\n[calibration]\nhardware = "h100-sxm"\ngemm_eff_fp8 = 0.49\n')
     assert read_calibration(new).gemm_eff_fp8 == 0.49
