@@ -22,6 +22,7 @@ from roofsim.model.spec import QuantSpec
 from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, SpeculativeConfig
 from roofsim.simulator.engines import (
     DEFAULT_MAX_BATCHED_TOKENS,
+    ENGINE_GROUP_FIELDS,
     VLLM_CHUNKED_PREFILL_TOKENS,
     VLLM_MAX_NUM_SEQS,
     EngineProfile,
@@ -276,6 +277,11 @@ class ReplicaGroup(BaseModel):
         0.0, description="eager execution (no CUDA graphs): host seconds to dispatch one kernel; an iteration "
                     "takes max(GPU time, kernel launches x this) (simulator/strategy.py HostDispatchFloor); 0 = the "
                     "host keeps ahead of the GPU. Set by host-bound engines (splitwise; docs/engines.md)")
+    host_s_per_seq: NonNegSeconds | None = Field(
+        None, description="the engine's host time per running sequence of one step, not overlapped with the GPU; "
+                    "replaces the calibration's step_overhead_per_seq_s (None = the calibration's). Set by engines "
+                    "that schedule and process outputs request by request between steps (vllm==0.8; "
+                    "docs/engines.md)")
 
     @model_validator(mode="before")
     @classmethod
@@ -348,7 +354,7 @@ def merge_engine(data: dict[str, Any], prof: EngineProfile) -> dict[str, Any]:
     engine's keeps the engine's values of the fields that kind has."""
     out = dict(data)
     settings = prof.group_settings()
-    for key in ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch"):
+    for key in ENGINE_GROUP_FIELDS:
         out.setdefault(key, settings[key])
     user = _explicit(data.get("scheduler", {}))
     sched = _replica_scheduler(settings, int(data.get("attn_dp", 1) or 1))
@@ -367,9 +373,9 @@ def engine_overrides(group: ReplicaGroup) -> dict[str, Any]:
     if group.engine is None:
         return d
     settings = group_engine_profile(group).group_settings()
-    for key in ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch"):
+    for key in ENGINE_GROUP_FIELDS:
         if d.get(key) == settings[key]:
-            d.pop(key)
+            d.pop(key, None)
     eng, sched = _replica_scheduler(settings, group.attn_dp), d.get("scheduler", {})
     if sched.get("kind") == eng["kind"]:
         defaults = type(group.scheduler)().model_dump(mode="json")  # what a field the engine leaves alone takes

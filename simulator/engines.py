@@ -193,6 +193,11 @@ class EngineRow:
     overlap: bool = False  # the next iteration is formed while the current one runs (orca scheduler option)
     host_s_per_launch: Setting = 0.0  # eager execution: host seconds per kernel launch (0 = not host-bound)
     no_evict: bool = False  # admission reserves KV for every running request's whole sequence (orca option)
+    # host costs of the serving process (ReplicaGroup fields of the same names; 0 / None = none beyond the
+    # calibration's step overheads)
+    frontend_s_per_request: Setting = 0.0
+    frontend_s_per_token: Setting = 0.0
+    host_s_per_seq: Setting = None  # replaces Calibration.step_overhead_per_seq_s; None = the calibration's
 
     @property
     def name(self) -> str:
@@ -200,6 +205,11 @@ class EngineRow:
 
     def contains(self, version: Version) -> bool:
         return not self.versions or SpecifierSet(self.versions).contains(version, prereleases=True)
+
+
+# The replica-group fields (simulator/config.py ReplicaGroup) an engine fills besides its scheduler table.
+ENGINE_GROUP_FIELDS = ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch", "frontend_s_per_request",
+                       "frontend_s_per_token", "host_s_per_seq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +230,9 @@ class EngineProfile:
     overlap: bool = False
     host_s_per_launch: float = 0.0
     no_evict: bool = False
+    frontend_s_per_request: float = 0.0
+    frontend_s_per_token: float = 0.0
+    host_s_per_seq: float | None = None
 
     def scheduler_config(self) -> dict[str, Any]:
         """The `scheduler` table of a replica group (simulator/config.py SchedulerConfig)."""
@@ -234,8 +247,7 @@ class EngineProfile:
 
     def group_settings(self) -> dict[str, Any]:
         """The replica-group fields this engine fills when the user did not set them."""
-        return {"scheduler": self.scheduler_config(), "gpu_memory_utilization": self.gpu_memory_utilization,
-                "prefix_caching": self.prefix_caching, "host_s_per_launch": self.host_s_per_launch}
+        return {"scheduler": self.scheduler_config(), **{k: getattr(self, k) for k in ENGINE_GROUP_FIELDS}}
 
     def summary(self) -> str:
         chunk = f"chunked prefill {self.chunk_size}" if self.chunk_size else "no chunked prefill"
@@ -243,6 +255,11 @@ class EngineProfile:
         if self.host_s_per_launch:
             overlap += f", eager host dispatch {self.host_s_per_launch * 1e6:.1f} us per kernel launch"
         overlap += ", KV reserved to completion (no eviction)" if self.no_evict else ""
+        if self.frontend_s_per_request or self.frontend_s_per_token:
+            overlap += (f", front end {self.frontend_s_per_request * 1e3:g} ms per request + "
+                        f"{self.frontend_s_per_token * 1e6:g} us per streamed token")
+        if self.host_s_per_seq is not None:
+            overlap += f", engine host time {self.host_s_per_seq * 1e6:g} us per running sequence per step"
         return (f"{self.name} ({self.label}): {self.scheduler} scheduler{overlap}, {chunk}, token budget "
                 f"{self.max_batched_tokens}, max_num_seqs {self.max_num_seqs}, prefix caching "
                 f"{'on' if self.prefix_caching else 'off'}, gpu_memory_utilization {self.gpu_memory_utilization:g}")
@@ -331,7 +348,19 @@ ENGINES: tuple[EngineRow, ...] = (
         "sarathi", VLLM_V1_OTHER_GPU[0], VLLM_V1_OTHER_GPU[1], VLLM_V1_OTHER_GPU[0], True, "recompute",
         VLLM_GPU_MEMORY_UTILIZATION,
         (*_V1_SOURCES, ("max_batched_tokens, max_num_seqs", "vllm/engine/arg_utils.py _set_default_args_v1 "
-                        "(0.8.x): OPENAI_API_SERVER 2048 tokens, max_num_seqs 256 on every GPU"))),
+                        "(0.8.x): OPENAI_API_SERVER 2048 tokens, max_num_seqs 256 on every GPU"),
+         ("host_s_per_seq", f"{VLLM_V1_HOST_S_PER_SEQ * 1e6:g} us engine-core host time per running sequence "
+                            "per step, not overlapped with the GPU (fitted on the vllm_llm-k8s vLLM 0.8.3 TP8 "
+                            "logs, docs/validation-e2e.md Target 2; replaces the calibration's "
+                            "step_overhead_per_seq_s)"),
+         ("frontend_s_per_request, frontend_s_per_token", f"API server, one Python process: "
+                            f"{VLLM_FRONTEND_S_PER_REQUEST * 1e3:g} ms per request and "
+                            f"{VLLM_FRONTEND_S_PER_TOKEN * 1e6:g} us per streamed token (read off the "
+                            "vllm_llm-k8s vLLM 0.8.3 rate-inf logs, docs/validation-e2e.md Target 2)")),
+        ("the host costs are fitted on vLLM 0.8.3 and held for 0.8.x only; the later rows keep none (vLLM moved "
+         "work off the step path since, e.g. --async-scheduling)",),
+        frontend_s_per_request=VLLM_FRONTEND_S_PER_REQUEST, frontend_s_per_token=VLLM_FRONTEND_S_PER_TOKEN,
+        host_s_per_seq=VLLM_V1_HOST_S_PER_SEQ),
     EngineRow(
         "vllm", ">=0.9,<1.0", "vLLM V1, OpenAI server, budget by GPU class",
         "sarathi", _v1_big(0, "max_num_batched_tokens"), _v1_big(1, "max_num_seqs"),
@@ -482,8 +511,7 @@ def engine_profile(spec: str, hardware: HardwareSpec | str | None = None, *, max
     ctx = EngineContext(hw, gpus, max_model_len, longest_prompt)
     try:
         vals = {k: _value(getattr(row, k), ctx) for k in (
-            "scheduler", "max_batched_tokens", "max_num_seqs", "chunk_size", "prefix_caching",
-            "gpu_memory_utilization", "host_s_per_launch")}
+            "scheduler", "max_batched_tokens", "max_num_seqs", "chunk_size", *ENGINE_GROUP_FIELDS)}
     except ValueError as e:
         raise ValueError(f"engine {spec!r} ({row.name}): {e}") from None
     return EngineProfile(name=row.name, label=row.label, preemption=row.preemption, sources=row.sources,
@@ -553,7 +581,7 @@ def trtllm_bench_limits(param_count: float, weight_bytes_per_param: float, kv_by
 
 
 __all__ = [
-    "ALIASES", "DEFAULT_ENGINE", "DGX_HOST_BOOST_HZ", "SPLITWISE_HOST_CYCLES_PER_LAUNCH", "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
+    "ALIASES", "DEFAULT_ENGINE", "DGX_HOST_BOOST_HZ", "SPLITWISE_HOST_CYCLES_PER_LAUNCH", "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINE_GROUP_FIELDS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
     "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",

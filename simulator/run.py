@@ -13,7 +13,7 @@ import simpy
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.hardware_specs.spec import HardwareSpec
-from roofsim.model.cost import CostModel
+from roofsim.model.cost import DEFAULT_CALIBRATION, Calibration, CostModel
 from roofsim.model.loader import load_checkpoint_quant, load_model
 from roofsim.model.memory import MemoryPlan, plan_memory
 from roofsim.model.quant import resolve_quant
@@ -88,6 +88,15 @@ def resolve_config_quants(config: SimConfig) -> tuple[SimConfig, list[str]]:
     return config.model_copy(update={"replicas": tuple(groups)}), notes
 
 
+def group_calibration(group: ReplicaGroup) -> Calibration | None:
+    """The group's calibration with its engine's host time per sequence (ReplicaGroup.host_s_per_seq) in place of
+    the calibration's step_overhead_per_seq_s; the calibration itself when the group sets none."""
+    if group.host_s_per_seq is None:
+        return group.calibration
+    return (group.calibration or DEFAULT_CALIBRATION).model_copy(
+        update={"step_overhead_per_seq_s": group.host_s_per_seq})
+
+
 def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
                    rng: np.random.Generator | None = None) -> list[Replica]:
     """Replicas of every group, in config order (one CostModel per group, shared by its replicas). Each replica
@@ -101,7 +110,7 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
         par = ParallelSpec(tp=g.tp, pp=g.pp, ep=g.ep, attn_dp=g.attn_dp)
         par.validate_for(model)
         quant, _ = group_quant(g, hw)
-        cost = CostModel(model, hw, quant, par, g.calibration)
+        cost = CostModel(model, hw, quant, par, group_calibration(g))
         sched_cfg = g.scheduler
         plan = plan_memory(model, hw, quant, par, g.gpu_memory_utilization,
                            max_batched_tokens=sched_cfg.max_batched_tokens, max_seqs=sched_cfg.max_num_seqs,
@@ -252,5 +261,5 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     return result
 
 
-__all__ = ["STRATEGY_PARTS", "attach_images", "build_replicas", "group_quant", "prefix_cache", "resolve_config_quants",
+__all__ = ["STRATEGY_PARTS", "attach_images", "build_replicas", "group_calibration", "group_quant", "prefix_cache", "resolve_config_quants",
            "simulate", "strategy_kind"]

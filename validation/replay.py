@@ -32,10 +32,7 @@ from roofsim.simulator.config import (
 )
 from roofsim.simulator.engines import (
     VLLM_CHUNKED_PREFILL_TOKENS,
-    VLLM_FRONTEND_S_PER_REQUEST,
-    VLLM_FRONTEND_S_PER_TOKEN,
     VLLM_MAX_NUM_SEQS,
-    VLLM_V1_HOST_S_PER_SEQ,
     engine_profile,
     vllm_v1_defaults,
 )
@@ -146,10 +143,12 @@ def fit_host_s_per_seq(logs: list[ServingLog], cost: CostModel, min_gaps: int = 
     return float(slope), float(fixed)
 
 
+# The vLLM V1 server the llm-k8s logs ran (0.8.3): its host costs are the engine table's vllm==0.8 row.
+_VLLM_V1 = engine_profile("vllm==0.8")
 # server -> (front-end seconds per request, per streamed token, engine host seconds per running sequence per
 # step; None = the calibration's)
 SERVERS: dict[str | None, tuple[float, float, float | None]] = {
-    "vllm-v1": (VLLM_FRONTEND_S_PER_REQUEST, VLLM_FRONTEND_S_PER_TOKEN, VLLM_V1_HOST_S_PER_SEQ),
+    "vllm-v1": (_VLLM_V1.frontend_s_per_request, _VLLM_V1.frontend_s_per_token, _VLLM_V1.host_s_per_seq),
     None: (0.0, 0.0, None),
 }
 
@@ -326,15 +325,15 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
     its prompt's last, partial or recomputed, block as vLLM V1 does (prompt_hash_ids), while the prompt's KV stays
     in the blocks and in decode attention).
     server: the serving software's host-side costs beyond the GPU steps: "vllm-v1" = the vLLM V1 API server and
-    engine core (simulator/engines.py VLLM_FRONTEND_S_PER_REQUEST, VLLM_FRONTEND_S_PER_TOKEN,
-    VLLM_V1_HOST_S_PER_SEQ, fitted on vLLM 0.8.3 logs); None = only the calibration's step overheads; "auto" =
+    engine core (the host costs of the engine table's vllm==0.8 row, simulator/engines.py, fitted on vLLM 0.8.3
+    logs); None = only the calibration's step overheads; "auto" =
     None when the log names another server (an SGLang file, a `roofsim measure` log), else "vllm-v1" (as the
     default scheduler). The three settings below, when given, win over it.
     frontend_s_per_request: serialized API-server time per request (ReplicaGroup.frontend_s_per_request).
     frontend_s_per_token: API-server time per streamed token (ReplicaGroup.frontend_s_per_token): a new request's
     first token reaches the client after the tokens of its step's running requests.
-    host_s_per_seq: the engine's host time per running sequence of one step (Calibration.step_overhead_per_seq_s,
-    replacing the calibration's); None = the calibration's.
+    host_s_per_seq: the engine's host time per running sequence of one step (ReplicaGroup.host_s_per_seq,
+    replacing the calibration's step_overhead_per_seq_s); None = the calibration's.
     ensemble > 1: also an ensemble of that many members drawing from `error_model` (simulator.ensemble; needs a
     calibration), whose intervals per compared statistic land in `intervals`."""
     path = None
@@ -370,17 +369,15 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
                      f"that also streams the tokens")
     if frontend_s_per_token:
         notes.append(f"front end: {frontend_s_per_token * 1e6:g} us per streamed token, in batch order")
-    sim_cal = calibration  # recorded per-step times (compare_steps) are GPU steps: they keep `calibration`
-    if host_s_per_seq is not None:
-        sim_cal = (calibration or Calibration()).model_copy(update={"step_overhead_per_seq_s": host_s_per_seq})
+    if host_s_per_seq is not None:  # the simulated steps only: recorded per-step times (compare_steps) are GPU steps
         notes.append(f"engine host time: {host_s_per_seq * 1e6:g} us per running sequence per step")
     if scheduler is None:
         scheduler, note = make_scheduler_config("vllm-v1", hardware)
         notes.append(note + " (default)")
     group = ReplicaGroup(model=model, hardware=hardware, tp=tp, pp=pp, quant=quant, scheduler=scheduler,
-                         calibration=sim_cal, gpu_memory_utilization=gpu_memory_utilization,
+                         calibration=calibration, gpu_memory_utilization=gpu_memory_utilization,
                          prefix_caching=prefix_caching, frontend_s_per_request=frontend_s_per_request,
-                         frontend_s_per_token=frontend_s_per_token)
+                         frontend_s_per_token=frontend_s_per_token, host_s_per_seq=host_s_per_seq)
     if quant is None:  # the checkpoint's own format on this hardware (bf16 for an unquantised one)
         quant, why = group_quant(group)
         group = group.model_copy(update={"quant": quant})

@@ -196,9 +196,10 @@ SERVING_WIDGETS: tuple[Widget, ...] = (
     Widget("sv_prefix_caching", _R + "prefix_caching", "checkbox", "Prefix caching", False, when=_custom,
            kw={"help": "reuse cached prompt blocks (needs a trace with hash ids, e.g. Mooncake)"}),
     Widget("sv_frontend_s_per_request", _R + "frontend_s_per_request", "number_input",
-           "Front-end time per request (s)", 0.0,
+           "Front-end time per request (s)", 0.0, to_cfg=lambda s: s or OMIT, absent=0.0,
            kw={"min_value": 0.0, "format": "%.4f",
-               "help": "serialized API-server time per request before it can be scheduled"}),
+               "help": "serialized API-server time per request before it can be scheduled; 0 = the engine's "
+                       "(vllm==0.8: 1.1 ms, docs/engines.md)"}),
     # speculative decoding (model.techniques.SpeculativeConfig)
     Widget("sv_spec_drafter", _SP + "drafter.kind", "selectbox", "Drafter", "off", ("off", *kinds(Drafter)),
            to_cfg=_off_omitted, absent="off"),
