@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from roofsim.app.cli import main
 from roofsim.model.cost import DEFAULT_CALIBRATION, Calibration
 from roofsim.simulator.config import ReplicaGroup, engine_overrides
