@@ -280,12 +280,14 @@ class EnsembleResult:
         return {k: v for k, v in f.items() if k not in drop}
 
     def as_dict(self, metrics: Sequence[str] = ENSEMBLE_METRICS) -> dict[str, Any]:
-        """The JSON `--ensemble` emits: members, levels, seed, how members were drawn, per-metric ranges."""
+        """The JSON `--ensemble` emits: members, levels, seed, how members were drawn, per-metric ranges (with an
+        end-to-end term: the run's inputs its difficulty reads, "e2e_inputs")."""
         return {"members": len(self.members), "levels": list(self.levels), "seed": self.seed,
                 "method": "member = one draw per kernel family/dtype from the kernel error model, held for the "
                           "whole run; 'e2e <level>': the profile's end-to-end term around the plain run "
                           "(docs/intervals.md)",
-                "metrics": self.summary(metrics)}
+                "metrics": self.summary(metrics),
+                **({"e2e_inputs": dict(self.inputs)} if self.e2e is not None and self.inputs is not None else {})}
 
 
 def run_ensemble(config: SimConfig, error_models: Sequence[ErrorModel | None], members: int = 16,
