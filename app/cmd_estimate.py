@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -99,7 +100,10 @@ def estimate_ensemble(dep: Deployment, error_model: ErrorModel, batch: int, inpu
         e = estimate_deployment(dep.model, dep.hardware, dep.quant, dep.parallel, cal, batch, input_len, output_len,
                                 gpu_memory_utilization)
         out.append({m: getattr(e, m) for m in ESTIMATE_METRICS})
-    return EnsembleResult(tuple(out), levels, seed)
+    # a static batch as a benchmark row states it (simulator.ensemble.run_inputs): no request rate
+    inputs = {"isl": float(input_len), "osl": float(output_len), "concurrency": float(batch), "qps": 0.0,
+              "tp": float(dep.parallel.tp)}
+    return EnsembleResult(tuple(out), levels, seed, inputs=inputs)
 
 
 def _step_summary(s: StepCost) -> dict[str, Any]:
@@ -135,8 +139,7 @@ def run_estimate(args: argparse.Namespace) -> int:
         em, label = resolve_error_model(args.calibration, dep.hardware)
         ens = estimate_ensemble(dep, em, args.batch, args.input_len, args.output_len, args.ensemble, args.interval,
                                 args.gpu_memory_utilization)
-        ens = EnsembleResult(ens.members, ens.levels, ens.seed, {m: r[m] for m in ESTIMATE_METRICS},
-                             e2e_term_for(dep.hardware))
+        ens = dataclasses.replace(ens, point={m: r[m] for m in ESTIMATE_METRICS}, e2e=e2e_term_for(dep.hardware))
         r["ensemble"] = {**ens.as_dict(ESTIMATE_METRICS), "error_model": label}
     if args.json:
         print_json(r)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -313,7 +314,7 @@ def ensemble_from_args(args: argparse.Namespace, cfg: SimConfig, r: SimResult) -
         ens = run_ensemble(cfg, models, args.ensemble, args.interval, ex)
     finally:
         ex.close()
-    return EnsembleResult(ens.members, ens.levels, ens.seed, r.summary, _e2e_term(cfg)), labels
+    return dataclasses.replace(ens, point=r.summary, e2e=_e2e_term(cfg)), labels
 
 
 def _e2e_term(cfg: SimConfig) -> E2ETerm | None:

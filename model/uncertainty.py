@@ -17,7 +17,7 @@ from roofsim.model.kernel import Kernel
 __all__ = ["LEVELS", "SMALL_KERNEL_S", "ANY", "ErrorGroup", "ErrorModel", "kernel_family", "regime_of",
            "group_key", "parent_keys", "regime_from_bound", "conformal_quantiles", "shifted_quantiles", "METHODS",
            "abs_score_quantiles", "capped_levels", "scaled_quantiles", "E2ECell", "E2EDifficulty", "E2ETerm",
-           "metric_family", "is_rate", "e2e_features", "E2E_INPUTS"]
+           "metric_family", "is_rate", "e2e_features", "E2E_INPUTS", "E2E_KERNEL_LEVEL"]
 
 # Quantile levels stored per group: enough resolution to sample a member factor by inverse CDF, and exact grid
 # points for the equal-tailed 50/80/90/95/98/99 % intervals ((1 -+ level) / 2).
@@ -266,12 +266,15 @@ class E2ECell(BaseModel):
 # Row inputs an end-to-end difficulty reads (validation.uncertainty.IntervalCheck.inputs): prompt and output tokens,
 # closed-loop concurrency (static batch size), open-loop request rate, tensor parallelism.
 E2E_INPUTS: tuple[str, ...] = ("isl", "osl", "concurrency", "qps", "tp")
+# The kernel interval level whose half-width is a difficulty feature: the lowest level the checks of the fit carry
+# (validation INTERVAL_LEVELS), so a run reads its ensemble's spread at the same level whatever levels it prints.
+E2E_KERNEL_LEVEL = 0.8
 _METRIC_FAMILIES = ("ttft", "tpot", "itl", "e2e", "throughput")
 
 
 def e2e_features(metric: str, kernel_half_width: float, inputs: Mapping[str, float]) -> dict[str, float]:
     """The features of a serving value's end-to-end difficulty, all known at prediction time: the log of the kernel
-    ensemble's half-width (log(high / low) / 2 at its lowest level; at least 1e-3), the logs of the row's inputs
+    ensemble's half-width (log(high / low) / 2 at E2E_KERNEL_LEVEL; at least 1e-3), the logs of the row's inputs
     (E2E_INPUTS; a missing or non-positive input counts as 1, the rate as log(1 + qps)) and the metric family
     (one indicator each)."""
     out = {"log_kernel_half_width": math.log(max(kernel_half_width, 1e-3))}

@@ -26,6 +26,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from roofsim.model.cost import Calibration
@@ -173,9 +174,12 @@ def coverage(sets: dict[str, tuple[str, list[IntervalCheck]]], members: int) -> 
 
 def stored_term(sets: dict[str, tuple[str, list[IntervalCheck]]]) -> E2ETerm:
     """The end-to-end term profiles store: fit_e2e_term on every measured value of every data set, one cell per
-    metric family (what estimate/simulate can look up: TTFT, TPOT, ITL, E2E, output throughput)."""
-    checks = [c for _, v in sets.values() for c in v]
-    return fit_e2e_term(checks, lambda c: (metric_family(c.metric), ANY),
+    metric family (what estimate/simulate can look up: TTFT, TPOT, ITL, E2E, output throughput), with the learned
+    difficulty when the fit chooses one: its features (metric family, kernel spread, isl/osl/concurrency/qps/tp)
+    are all known to a run (simulator.ensemble.run_inputs, EnsembleResult.e2e_features). Units are named by their
+    data set: row '0' of two sets is two rows/logs for the cross-fitting folds."""
+    checks = [replace(c, unit=f"{name}:{c.unit}") for name, (_, v) in sets.items() for c in v]
+    return fit_e2e_term(checks, lambda c: (metric_family(c.metric), ANY), difficulty=True,
                         source=f"scripts/validate_e2e.py --store-e2e-term: {len(checks)} measured values of "
                                f"{', '.join(sets)} (docs/validation-e2e.md)")
 

@@ -22,15 +22,32 @@ import numpy as np
 
 from roofsim.model.batch import BatchShape
 from roofsim.model.cost import CostModel
-from roofsim.model.uncertainty import ANY, E2ETerm, ErrorModel, metric_family, parent_keys
+from roofsim.model.uncertainty import (
+    ANY,
+    E2E_INPUTS,
+    E2E_KERNEL_LEVEL,
+    E2ETerm,
+    ErrorModel,
+    e2e_features,
+    metric_family,
+    parent_keys,
+)
 from roofsim.simulator.config import SimConfig
 from roofsim.simulator.planning.executors import Executor, SerialExecutor
 from roofsim.simulator.run import simulate
 from roofsim.simulator.strategy import DecodeStrategy, PlainDecoding
-from roofsim.simulator.workload import Trace, build_trace
+from roofsim.simulator.workload import (
+    ClosedLoopArrivals,
+    Trace,
+    TraceWorkload,
+    build_trace,
+    mean_rate_per_s,
+    resolve_workload,
+)
 
 __all__ = ["DEFAULT_LEVELS", "ENSEMBLE_METRICS", "EnsembleResult", "MemberDecoding", "clear_shared_parts",
-           "member_seeds", "member_configs", "member_strategy", "run_ensemble", "quantile_interval", "parse_levels"]
+           "member_seeds", "member_configs", "member_strategy", "run_ensemble", "quantile_interval", "parse_levels",
+           "run_inputs"]
 
 DEFAULT_LEVELS: tuple[float, ...] = (0.8, 0.9)
 # Summary entries an ensemble reports: "a.b" = summary[a][b]
@@ -215,6 +232,9 @@ class EnsembleResult:
     point: dict[str, Any] | None = None
     # the profile's end-to-end term (validation.profiles.e2e_term_for): with a point, summary adds "e2e <level>"
     e2e: E2ETerm | None = None
+    # the run's model.uncertainty.E2E_INPUTS (run_inputs) its term's learned difficulty reads; None: unknown, so
+    # those features count as the fit's means (factor 1 for them) instead of a guess
+    inputs: Mapping[str, float] | None = None
 
     def values(self, metric: str) -> np.ndarray:
         """One value of `metric` ('ttft_s.p99', 'cost_usd', ...) per member."""
@@ -244,16 +264,30 @@ class EnsembleResult:
         fam = metric_family(metric)
         if self.e2e is None or point is None or not point > 0 or fam not in {c.key for c in self.e2e.cells} - {ANY}:
             return {}
-        b = self.e2e.bounds(point, (fam,), [q for q in self.levels if q <= self.e2e.score_levels[-1]], metric)
+        b = self.e2e.bounds(point, (fam,), [q for q in self.levels if q <= self.e2e.score_levels[-1]], metric,
+                            self.e2e_features(metric))
         return {f"e2e {q:.0%}": list(lo_hi) for q, lo_hi in b.items()}
 
+    def e2e_features(self, metric: str) -> dict[str, float]:
+        """model.uncertainty.e2e_features of `metric` in this run: the members' half-width at E2E_KERNEL_LEVEL and
+        the run's inputs. What the run does not know is left out (the kernel spread of NaN members, every input
+        when `inputs` is None), so the difficulty counts it as the fit's mean."""
+        lo, hi = self.interval(metric, E2E_KERNEL_LEVEL)
+        f = e2e_features(metric, math.log(hi / lo) / 2 if lo > 0 and hi > 0 else math.nan, self.inputs or {})
+        drop = {f"log_{k}" for k in E2E_INPUTS} if self.inputs is None else set()
+        if not math.isfinite(f["log_kernel_half_width"]):
+            drop.add("log_kernel_half_width")
+        return {k: v for k, v in f.items() if k not in drop}
+
     def as_dict(self, metrics: Sequence[str] = ENSEMBLE_METRICS) -> dict[str, Any]:
-        """The JSON `--ensemble` emits: members, levels, seed, how members were drawn, per-metric ranges."""
+        """The JSON `--ensemble` emits: members, levels, seed, how members were drawn, per-metric ranges (with an
+        end-to-end term: the run's inputs its difficulty reads, "e2e_inputs")."""
         return {"members": len(self.members), "levels": list(self.levels), "seed": self.seed,
                 "method": "member = one draw per kernel family/dtype from the kernel error model, held for the "
                           "whole run; 'e2e <level>': the profile's end-to-end term around the plain run "
                           "(docs/intervals.md)",
-                "metrics": self.summary(metrics)}
+                "metrics": self.summary(metrics),
+                **({"e2e_inputs": dict(self.inputs)} if self.e2e is not None and self.inputs is not None else {})}
 
 
 def run_ensemble(config: SimConfig, error_models: Sequence[ErrorModel | None], members: int = 16,
@@ -278,4 +312,24 @@ def run_ensemble(config: SimConfig, error_models: Sequence[ErrorModel | None], m
     if progress is not None:
         progress(len(cfgs), len(cfgs))
     point = summaries.pop(0) if with_point else None
-    return EnsembleResult(tuple(summaries), tuple(levels), config.seed, point)
+    return EnsembleResult(tuple(summaries), tuple(levels), config.seed, point, inputs=run_inputs(config, trace))
+
+
+def run_inputs(config: SimConfig, trace: Trace) -> dict[str, float]:
+    """The E2E_INPUTS of a run as a measured benchmark row states them (validation.e2e: isl, osl, concurrency,
+    qps, tp): the trace's mean prompt and output tokens, the closed-loop clients (a static batch: the scheduler's
+    max_num_seqs), the open-loop mean rate (a trace's own), the first replica group's tp. An input the row kind
+    has none of is 0, as a row leaves it unset (a closed loop has no rate, an open loop no concurrency)."""
+    wl = resolve_workload(config.workload)
+    g = config.replicas[0]
+    concurrency = qps = 0.0
+    if isinstance(wl, TraceWorkload):
+        qps = trace.rate_per_s
+    elif isinstance(wl.arrival, ClosedLoopArrivals):
+        concurrency = float(wl.arrival.clients)
+    elif math.isfinite(rate := mean_rate_per_s(wl.arrival)):
+        qps = rate
+    elif g.scheduler.kind == "static":
+        concurrency = float(g.scheduler.max_num_seqs)
+    return {"isl": trace.mean_input_tokens, "osl": trace.mean_output_tokens, "concurrency": concurrency,
+            "qps": qps if math.isfinite(qps) else 0.0, "tp": float(g.tp)}

@@ -205,6 +205,7 @@ class ReplayResult:
     notes: tuple[str, ...]
     # replay_log(ensemble=M): metric -> stat -> level -> (low, high) of the M-member ensemble's summaries
     intervals: dict[str, dict[str, dict[float, tuple[float, float]]]] = field(default_factory=dict)
+    tp: int = 1  # the replay's tensor parallelism (an input of the end-to-end difficulty, interval_checks)
 
     def measured_values(self, metric: str) -> np.ndarray:
         return _measured_arrays(self.log)[metric]
@@ -222,9 +223,15 @@ class ReplayResult:
                                   for m, v in self.intervals.items()}} if self.intervals else {})}
 
     def interval_checks(self, unit: str = "") -> list[IntervalCheck]:
-        """validation.uncertainty.IntervalCheck of every compared statistic with an interval (group = metric)."""
+        """validation.uncertainty.IntervalCheck of every compared statistic with an interval (group = metric), with
+        the log's inputs as a benchmark row states them (simulator.ensemble.run_inputs: mean prompt and output
+        tokens, the client concurrency or the request rate, 0 when the log has none, tp)."""
+        rate = self.log.request_rate_per_s
+        inputs = {"isl": float(self.log.input_tokens.mean()), "osl": float(self.log.output_tokens.mean()),
+                  "concurrency": float(self.log.concurrency or 0),
+                  "qps": float(rate) if rate is not None and math.isfinite(rate) else 0.0, "tp": float(self.tp)}
         return [IntervalCheck(unit or self.log.label, m, f"{m}.{st}", self.comparison[m][st]["measured"],
-                              self.comparison[m][st]["predicted"], bounds)
+                              self.comparison[m][st]["predicted"], bounds, inputs)
                 for m, d in self.intervals.items() for st, bounds in d.items()]
 
 
@@ -419,7 +426,7 @@ def replay_log(log: ServingLog | str | Path, model: str, hardware: str, tp: int 
             cost = CostModel(m, load_hardware(hardware), quant, par, calibration)
             steps = compare_steps(raw, cost)
             notes.append(f"per-step times: {len(raw)} recorded steps compared with model.cost step estimates")
-    return ReplayResult(log, sim, order, comparison, totals, steps, tuple(notes), intervals)
+    return ReplayResult(log, sim, order, comparison, totals, steps, tuple(notes), intervals, tp)
 
 
 def _replay_intervals(cfg: SimConfig, trace: Trace, warm: tuple[tuple[int, ...], ...], members: int,

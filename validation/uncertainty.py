@@ -14,6 +14,7 @@ import numpy as np
 
 from roofsim.model.uncertainty import (
     ANY,
+    E2E_KERNEL_LEVEL,
     LEVELS,
     METHODS,
     E2ECell,
@@ -529,7 +530,7 @@ def _e2e_cell(cells: dict[str, tuple[float, float, int]], c: IntervalCheck,
 
 
 def _features(c: IntervalCheck) -> dict[str, float]:
-    lo, hi = c.bounds[min(c.bounds)]
+    lo, hi = c.bounds.get(E2E_KERNEL_LEVEL) or c.bounds[min(c.bounds)]
     return e2e_features(c.metric, math.log(hi / lo) / 2, c.inputs)
 
 

@@ -79,3 +79,40 @@ def test_profile_e2e_term_gives_e2e_ranges(capsys: pytest.CaptureFixture[str], t
     code, out, _ = run(capsys, "simulate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--num-requests",
                        "20", "--ensemble", "2", "--jobs", "1")
     assert code == 0 and "e2e 90% interval" in out
+
+
+def test_profile_e2e_difficulty_follows_the_run(capsys: pytest.CaptureFixture[str], tmp_path,  # noqa: ANN001
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile whose [e2e] term has a learned difficulty: estimate and simulate --ensemble scale the cell's e2e
+    range by exp(w (x - mean) / sd) of their own run's inputs (estimate: --batch as the concurrency; simulate:
+    --tp), so a batch of 32 gets twice the log half-width of a batch of 8 and a tp=2 run sqrt(2) that of tp=1."""
+    import shutil
+
+    from roofsim.model.uncertainty import E2ECell, E2EDifficulty, E2ETerm
+    from roofsim.validation import profiles
+
+    d = E2EDifficulty(features=("log_concurrency", "log_tp"), mean=(math.log(8), 0.0), sd=(1.0, 1.0),
+                      weights=(0.5, 0.5), ridge=0.1)
+    term = E2ETerm(score_levels=(0.8, 0.9), score_quantiles=(1.0, 2.0), difficulty=d,
+                   cells=(E2ECell(key="ttft", n=9, centre=0.1, scale=0.2), E2ECell(key="*", n=20, centre=0, scale=1)))
+    shutil.copy(profiles.PROFILE_DIR / "h100-sxm.toml", tmp_path / "h100-sxm.toml")
+    profiles.store_e2e_term(tmp_path / "h100-sxm.toml", term)
+    monkeypatch.setattr(profiles, "PROFILE_DIR", tmp_path)
+
+    def e2e_range(*argv: str) -> tuple[float, list[float]]:
+        r = json.loads(run(capsys, *argv, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--ensemble", "2",
+                           "--json")[1])
+        m = r["ensemble"]["metrics"]
+        key = "ttft_s" if "ttft_s" in m else "ttft_s.p99"
+        return m[key]["point"], m[key]["e2e 80%"], r["ensemble"]["e2e_inputs"]
+
+    for batch, factor in ((8, 1.0), (32, 2.0)):  # exp(0.5 log(32 / 8)) = 2
+        point, rng, inputs = e2e_range("estimate", "--batch", str(batch))
+        assert inputs == {"isl": 1024.0, "osl": 256.0, "concurrency": float(batch), "qps": 0.0, "tp": 1.0}
+        assert rng == pytest.approx([point * math.exp(0.1 - 0.2 * factor), point * math.exp(0.1 + 0.2 * factor)],
+                                    rel=1e-6)
+    point, rng, inputs = e2e_range("simulate", "--num-requests", "20", "--jobs", "1", "--tp", "2")
+    assert inputs["tp"] == 2.0 and inputs["qps"] > 0 and inputs["concurrency"] == 0.0  # open loop by default
+    factor = math.sqrt(2) * math.exp(0.5 * (0.0 - math.log(8)))  # no concurrency: log 1, below the mean log 8
+    assert rng == pytest.approx([point * math.exp(0.1 - 0.2 * factor), point * math.exp(0.1 + 0.2 * factor)],
+                                rel=1e-6)

@@ -226,3 +226,43 @@ def test_capped_levels_are_named() -> None:
     with pytest.warns(UserWarning, match="90%, 95%, 98%, 99% capped: 8 calibration scores"):
         term = fit_e2e_term(_hetero(0, 4))  # 8 values
     assert term.capped((0.8, 0.9)) == (0.9,)
+
+
+def test_stored_term_carries_the_learned_difficulty(tmp_path) -> None:  # noqa: ANN001
+    """scripts/validate_e2e.py's stored term (one cell per metric family) keeps the difficulty its fit chooses, and
+    the data sets' units stay apart (row '0' of two sets is two rows for the folds); stored into a profile it reads
+    back equal and scales a value's bounds by exp(sum w (x - mean) / sd) of a hand-built feature vector."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    from roofsim.model.uncertainty import e2e_features
+    from roofsim.validation import profiles
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("validate_e2e", root / "scripts" / "validate_e2e.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    term = mod.stored_term({"a": ("A", _by_isl(0, 300)), "b": ("B", _by_isl(1, 300))})
+    assert term.n_scores == 600 and term.difficulty is not None
+    assert {c.key for c in term.cells} == {"ttft", "*"}
+    d = term.difficulty
+    w = dict(zip(d.features, d.weights, strict=True))
+    assert w["log_isl"] > 0.5
+    shutil.copy(profiles.PROFILE_DIR / "h100-sxm.toml", tmp_path / "h100-sxm.toml")
+    profiles.store_e2e_term(tmp_path / "h100-sxm.toml", term)
+    back = profiles.read_e2e_term(tmp_path / "h100-sxm.toml")
+    assert back == term
+    x = e2e_features("ttft_s.p99", 0.05, {"isl": 4096, "osl": 128, "concurrency": 8, "tp": 1})
+    factor = math.exp(sum(wi * (x[f] - m) / s for f, m, s, wi in zip(d.features, d.mean, d.sd, d.weights,
+                                                                      strict=True)))
+    assert factor > 1.5  # a long prompt: harder than the fit's average row
+    c = back.cell(("ttft",))
+    lo, hi = back.bounds(2.0, ("ttft",), (0.8,), "ttft_s.p99", x)[0.8]
+    h = back.score_quantile(0.8) * c.scale * factor
+    assert (lo, hi) == pytest.approx((2.0 * math.exp(c.centre - h), 2.0 * math.exp(c.centre + h)), rel=1e-9)
+    lo1, hi1 = back.bounds(2.0, ("ttft",), (0.8,), "ttft_s.p99")[0.8]  # no features: the cell's scale alone
+    assert math.log(hi / lo) == pytest.approx(factor * math.log(hi1 / lo1), rel=1e-9)
+    # 12 rows in each of two sets are 24 rows/logs, past E2E_DIFFICULTY_MIN_UNITS (20): the difficulty is tried
+    assert mod.stored_term({"a": ("A", _by_isl(0, 12)), "b": ("B", _by_isl(1, 12))}).difficulty is not None

@@ -235,3 +235,15 @@ def test_vllm_llm_k8s_tp8_logs(shared_data: Path, rate: str, tpot: float, ttft: 
     assert abs(c["tpot_s"]["mean"]["err_pct"]) < tpot
     assert abs(c["ttft_s"]["mean"]["err_pct"]) < ttft
     assert abs(c["ttft_s"]["p99"]["err_pct"]) < p99
+
+
+def test_interval_checks_carry_the_logs_inputs(tmp_path: Path) -> None:
+    """A replayed log's interval checks state its inputs as a benchmark row does (the end-to-end difficulty's
+    features): mean prompt and output tokens, the request rate, no concurrency, the replay's tp."""
+    from dataclasses import replace
+
+    res = replay_log(vllm_log(tmp_path / "l.json", [0.0, 0.5, 1.25, 2.0]), MODEL, HW, tp=2,
+                     calibration=Calibration())
+    checks = replace(res, intervals={"ttft_s": {"mean": {0.8: (0.04, 0.06)}}}).interval_checks()
+    assert [(c.metric, c.bounds) for c in checks] == [("ttft_s.mean", {0.8: (0.04, 0.06)})]
+    assert checks[0].inputs == {"isl": 162.5, "osl": 4.5, "concurrency": 0.0, "qps": 2.0, "tp": 2.0}

@@ -3,6 +3,7 @@ refused with the rebuild command), the shipped profiles' error models, and leave
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +203,54 @@ def test_normalized_logo_coverage_on_an_unseen_gpu() -> None:
     assert 0.8 <= np.mean([c[0.8] for c in cov]) <= 0.88
     em = error_models_from_residuals(_gpu_shifted(0), "a")["transfer"]
     assert em.method == "normalized split-conformal" and em.gpus == 4 and em.score_levels[-1] == 0.99
+
+
+def test_ensemble_result_scales_the_e2e_term_by_the_runs_difficulty() -> None:
+    """A term with a learned difficulty: the e2e range of a metric is widened by exp(w . z) of the run's features
+    (the members' 80 % half-width, the run's inputs, the metric family); a run whose inputs are unknown leaves them
+    out, so they count as the fit's means."""
+    from roofsim.model.uncertainty import E2ECell, E2EDifficulty, E2ETerm
+    from roofsim.simulator.ensemble import EnsembleResult
+
+    d = E2EDifficulty(features=("log_kernel_half_width", "log_concurrency", "is_ttft"), mean=(-3.0, 2.0, 0.5),
+                      sd=(1.0, 1.0, 0.5), weights=(0.2, -0.3, 0.4), ridge=0.1)
+    term = E2ETerm(score_levels=(0.8, 0.9), score_quantiles=(1.0, 2.0), difficulty=d,
+                   cells=(E2ECell(key="ttft", n=9, centre=0.0, scale=0.1), E2ECell(key="*", n=20, centre=0, scale=1)))
+    members = tuple({"ttft_s": {"p99": v}} for v in (0.9, 1.0, 1.1))
+    point = {"ttft_s": {"p99": 2.0}}
+    ens = EnsembleResult(members, (0.8, 0.9), 0, point, term, {"isl": 1000, "concurrency": 32.0, "tp": 2})
+    lo, hi = np.quantile([0.9, 1.0, 1.1], (0.1, 0.9))
+    z = (math.log(math.log(hi / lo) / 2) + 3.0, math.log(32.0) - 2.0, (1.0 - 0.5) / 0.5)
+    factor = math.exp(0.2 * z[0] - 0.3 * z[1] + 0.4 * z[2])
+    s = ens.summary(("ttft_s.p99",))["ttft_s.p99"]
+    assert s["e2e 80%"] == pytest.approx([2.0 * np.exp(-0.1 * factor), 2.0 * np.exp(0.1 * factor)], rel=1e-9)
+    assert s["e2e 90%"] == pytest.approx([2.0 * np.exp(-0.2 * factor), 2.0 * np.exp(0.2 * factor)], rel=1e-9)
+    # inputs unknown: log_concurrency counts as its mean; the kernel spread and the metric still apply
+    s0 = EnsembleResult(members, (0.8, 0.9), 0, point, term).summary(("ttft_s.p99",))["ttft_s.p99"]
+    f0 = math.exp(0.2 * z[0] + 0.4 * z[2])
+    assert s0["e2e 80%"] == pytest.approx([2.0 * np.exp(-0.1 * f0), 2.0 * np.exp(0.1 * f0)], rel=1e-9)
+
+
+def test_run_inputs_state_a_run_as_a_benchmark_row() -> None:
+    """run_inputs: a closed loop gives its clients and no rate, a Poisson workload its rate and no concurrency;
+    isl/osl are the trace's means, tp the first group's."""
+    from roofsim.simulator.config import ReplicaGroup, SimConfig
+    from roofsim.simulator.ensemble import run_inputs
+    from roofsim.simulator.workload import (
+        ClosedLoopArrivals,
+        FixedLengths,
+        PoissonArrivals,
+        SyntheticWorkload,
+        build_trace,
+    )
+
+    def inputs(arrival) -> dict[str, float]:  # noqa: ANN001
+        wl = SyntheticWorkload(arrival=arrival, input=FixedLengths(tokens=700), output=FixedLengths(tokens=90),
+                               num_requests=10)
+        cfg = SimConfig(replicas=(ReplicaGroup(model="llama-3.1-8b", hardware="h100-sxm", tp=2),), workload=wl)
+        return run_inputs(cfg, build_trace(wl, np.random.default_rng(0)))
+
+    assert inputs(ClosedLoopArrivals(clients=16)) == {"isl": 700.0, "osl": 90.0, "concurrency": 16.0, "qps": 0.0,
+                                                      "tp": 2.0}
+    assert inputs(PoissonArrivals(rate_per_s=3.5)) == {"isl": 700.0, "osl": 90.0, "concurrency": 0.0, "qps": 3.5,
+                                                       "tp": 2.0}
