@@ -478,14 +478,17 @@ def gemm_peak_flops(dtype: str, hw: HardwareSpec, cal: Calibration) -> float:
 
 
 # GEMM dtypes whose kernels give each output tile one CTA that walks the whole K, never splitting it to fill idle
-# SMs as cuBLAS does: the block-scaled fp8 GEMMs (DeepGEMM, the engines' CUTLASS 1x128 / 128x128 blockwise kernels)
-# and nvfp4 (FlashInfer's SM120 CUTLASS FP4 GEMM, include/flashinfer/gemm/fp4_gemm_cutlass_template_sm120.h: one
-# 128x128x128 tile configuration with a data-parallel schedule; later FlashInfer adds 128x8-128x64 tiles and
-# StreamK, which tables of newer engines would show). AIConfigurator's few-tile
-# long-K nvfp4 rows take the one-CTA time (RTX PRO 6000, m=2 n=256 k=51200: 183 us; split-K predicted 13 us).
-NO_SPLITK_DTYPES: frozenset[str] = frozenset({"fp8_block", "fp4"})
+# SMs as cuBLAS does: nvfp4 (FlashInfer's SM120 CUTLASS FP4 GEMM, include/flashinfer/gemm/fp4_gemm_cutlass_template_
+# sm120.h: one 128x128x128 tile configuration with a data-parallel schedule; later FlashInfer adds 128x8-128x64
+# tiles and StreamK, which tables of newer engines would show). AIConfigurator's few-tile long-K nvfp4 rows take the
+# one-CTA time (RTX PRO 6000, m=2 n=256 k=51200: 183 us; split-K and 64-row tiles predicted 13 us). The block-scaled
+# fp8 kernels (DeepGEMM, CUTLASS blockwise) do not split K either, but with fp8_block here TensorRT-LLM's fitted
+# fp8_block fixed cost fell from 6-7.5 to 3.5-5 us and its grouped MLA-BMM rows, which share it, went 21.4 -> 23.3 %
+# leave-one-GPU-out (fp8_block GEMMs 33.7 -> 33.2 %): left out until those rows' own cost is modelled.
+NO_SPLITK_DTYPES: frozenset[str] = frozenset({"fp4"})
 # Smallest output tile (rows, cols) of a dtype's GEMM kernels where it is above gemm_tile_menu's: the SM120 FP4
-# GEMM above has only 128x128 (leave-one-GPU-out nvfp4 median 16.2 -> 12.6 %, P90 58 -> 33 %, 40 rows/stratum)
+# GEMM above has only 128x128 (with NO_SPLITK_DTYPES: leave-one-GPU-out nvfp4 16.3 -> 14.1 %, P90 68 -> 36 %, 40 rows
+# per stratum)
 GEMM_MIN_TILE: dict[str, tuple[int, int]] = {"fp4": (128, 128)}
 
 # GEMM recipes whose fixed cost is their own knob (gemm_overhead_s_fp8 / _fp8_block), not gemm_overhead_s
@@ -536,7 +539,7 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
     Tile padding: a [m,n] output is computed in tiles of gemm_tile_menu (the best for the shape), so m=1 costs a
     whole tile row of MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when
     there are fewer tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them; the
-    block-scaled kernels of NO_SPLITK_DTYPES do not, and GEMM_MIN_TILE bounds a dtype's tiles from below. A grouped
+    kernels of NO_SPLITK_DTYPES do not, and GEMM_MIN_TILE bounds a dtype's tiles from below. A grouped
     GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
     from gemm_grouped_min_tile_m to gemm_tile_m, by gemm_tile_n) and runs the tiles of all experts in one launch.
     A `weight_only` GEMM (low-bit weights dequantised in the kernel: TensorRT-LLM's fpA_intB, Marlin) is not a
