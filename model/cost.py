@@ -477,6 +477,20 @@ def gemm_peak_flops(dtype: str, hw: HardwareSpec, cal: Calibration) -> float:
     return hw.peak(PEAK_DTYPE.get(dtype, dtype)) * tensor_power_factor(hw, cal) * frac
 
 
+# GEMM dtypes whose kernels give each output tile one CTA that walks the whole K, never splitting it to fill idle
+# SMs as cuBLAS does: nvfp4 (FlashInfer's SM120 CUTLASS FP4 GEMM, include/flashinfer/gemm/fp4_gemm_cutlass_template_
+# sm120.h: one 128x128x128 tile configuration with a data-parallel schedule; later FlashInfer adds 128x8-128x64
+# tiles and StreamK, which tables of newer engines would show). AIConfigurator's few-tile long-K nvfp4 rows take the
+# one-CTA time (RTX PRO 6000, m=2 n=256 k=51200: 183 us; split-K and 64-row tiles predicted 13 us). The block-scaled
+# fp8 kernels (DeepGEMM, CUTLASS blockwise) do not split K either, but with fp8_block here TensorRT-LLM's fitted
+# fp8_block fixed cost fell from 6-7.5 to 3.5-5 us and its grouped MLA-BMM rows, which share it, went 21.4 -> 23.3 %
+# leave-one-GPU-out (fp8_block GEMMs 33.7 -> 33.2 %): left out until those rows' own cost is modelled.
+NO_SPLITK_DTYPES: frozenset[str] = frozenset({"fp4"})
+# Smallest output tile (rows, cols) of a dtype's GEMM kernels where it is above gemm_tile_menu's: the SM120 FP4
+# GEMM above has only 128x128 (with NO_SPLITK_DTYPES: leave-one-GPU-out nvfp4 16.3 -> 14.1 %, P90 68 -> 36 %, 40 rows
+# per stratum)
+GEMM_MIN_TILE: dict[str, tuple[int, int]] = {"fp4": (128, 128)}
+
 # GEMM recipes whose fixed cost is their own knob (gemm_overhead_s_fp8 / _fp8_block), not gemm_overhead_s
 QUANT_RECIPES: frozenset[str] = frozenset({"fp8", "fp8_block", "fp4"})
 
@@ -518,13 +532,14 @@ def gemm_is_stream(m: int, n: int, k: int, cal: Calibration) -> bool:
 
 
 def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0,
-                          weight_only: bool = False) -> float:
+                          weight_only: bool = False, dtype: str = "bf16") -> float:
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
 
     Tile padding: a [m,n] output is computed in tiles of gemm_tile_menu (the best for the shape), so m=1 costs a
     whole tile row of MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when
-    there are fewer tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them. A grouped
+    there are fewer tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them; the
+    kernels of NO_SPLITK_DTYPES do not, and GEMM_MIN_TILE bounds a dtype's tiles from below. A grouped
     GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
     from gemm_grouped_min_tile_m to gemm_tile_m, by gemm_tile_n) and runs the tiles of all experts in one launch.
     A `weight_only` GEMM (low-bit weights dequantised in the kernel: TensorRT-LLM's fpA_intB, Marlin) is not a
@@ -535,8 +550,11 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
     tm, tn = cal.gemm_tile_m, cal.gemm_tile_n
     if groups > 1.0:
         return _tiled_efficiency(m, n, k, units, grouped_tile_m(m, cal), tn, groups, cal.gemm_splitk_min_k)
-    menu = () if weight_only else cal.gemm_tile_menu
-    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, cal.gemm_splitk_min_k) for a, b in (menu or ((tm, tn),)))
+    menu = (() if weight_only else cal.gemm_tile_menu) or ((tm, tn),)
+    lo_m, lo_n = GEMM_MIN_TILE.get(dtype, (0, 0))
+    menu = tuple((max(a, lo_m), max(b, lo_n)) for a, b in menu)
+    slice_k = k + 1 if dtype in NO_SPLITK_DTYPES else cal.gemm_splitk_min_k  # a slice longer than K: no split
+    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, slice_k) for a, b in menu)
 
 
 def grouped_tile_m(m: int, cal: Calibration) -> int:
@@ -581,7 +599,8 @@ def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration
                             groups: float = 1.0, weight_only: bool = False) -> float:
     """Fraction of peak a GEMM reaches: eff_max(dtype) x tile padding x wave quantization x K-loop ramp."""
     kramp = k / (k + cal.gemm_k_half)
-    return gemm_peak_efficiency(dtype, cal) * gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only) * kramp
+    shape = gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only, dtype)
+    return gemm_peak_efficiency(dtype, cal) * shape * kramp
 
 
 # NCCL's tuning model (NVIDIA/nccl src/graph/tuning.cc @ 5067397, ncclTopoTuneModel): per protocol (LL, LL128,

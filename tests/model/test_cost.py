@@ -805,3 +805,20 @@ def test_warp_mma_only_by_architecture_and_a_cpu_costs_without_tensor_math() -> 
     cm = CostModel(load_model("llama-3.1-8b"), cpu, QuantSpec(weight_dtype="fp32", activation_dtype="fp32",
                                                                  kv_dtype="fp32"), ParallelSpec(), Calibration())
     assert cm.step_seconds_energy(BatchShape.build(decode_ctx=[64]))[0] > 0
+
+
+def test_fp4_gemms_split_no_k_and_their_tiles_start_at_128() -> None:
+    from roofsim.model.cost import gemm_shape_efficiency
+
+    # m = 1, n = 128, k = 6144 on 188 SMs: bf16 splits 2 64x64 tiles 6 ways (above); fp4 runs one 128x128 CTA
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp4") == \
+        pytest.approx(1 / 128 * 1 / 188)
+    # fp8_block still splits like bf16
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp8_block") == \
+        pytest.approx(1 / 64 * 12 / 188)
+    # nvfp4 m = 2, n = 256, k = 51200 (a 183 us AIConfigurator row on the RTX PRO 6000): two 128x128 tiles, no split
+    assert gemm_shape_efficiency(2, 256, 51200, 188, DEFAULT_CALIBRATION, dtype="fp4") == \
+        pytest.approx(2 / 128 * 2 / 188)
+    # a large fp4 GEMM pads nothing but loses the finer waves of 64-wide tiles: 1024 128x128 tiles in 6 waves
+    assert gemm_shape_efficiency(4096, 4096, 4096, 188, DEFAULT_CALIBRATION, dtype="fp4") == \
+        pytest.approx(1024 / (6 * 188))
