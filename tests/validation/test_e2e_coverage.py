@@ -155,7 +155,8 @@ def test_normalized_e2e_term_covers_each_group_at_its_level() -> None:
 def test_e2e_term_falls_back_to_coarser_cells() -> None:
     """Cells under E2E_MIN_CELL_ROWS values are not stored; a value uses its most specific stored cell; a cell's
     scale is pulled towards its parent's by shrink / (n + shrink)."""
-    term = fit_e2e_term(_hetero(0, 5))  # 5 values per group: only the pooled cell
+    with pytest.warns(UserWarning, match=r"level\(s\) 95%, 98%, 99% capped: 10 calibration scores"):
+        term = fit_e2e_term(_hetero(0, 5))  # 5 values per group: only the pooled cell
     assert {c.key for c in term.cells} == {"*"} and next(iter(term.cells)).n == 10
     assert term.cell(e2e_cell_keys(_hetero(0, 1)[0])).key == "*"
     # group a: ten values log 2 +- 0.1, group b: ten values 0 +- 0.3; pooled MAD 0.35 (half the values sit log2/2
@@ -163,7 +164,8 @@ def test_e2e_term_falls_back_to_coarser_cells() -> None:
     checks = [IntervalCheck(str(u), "a" if u < 10 else "b", "ttft_ms",
                             (2.0 * math.exp(0.1 * (-1) ** u)) if u < 10 else math.exp(0.3 * (-1) ** u), 1.0,
                             {0.8: (1.0, 1.0)}) for u in range(20)]
-    term = fit_e2e_term(checks, shrink=10.0)
+    with pytest.warns(UserWarning, match=r"level\(s\) 98%, 99% capped: 20 calibration scores"):
+        term = fit_e2e_term(checks, shrink=10.0)
     pooled, a = term.cell(("*",)), term.cell(("a",))
     assert a.centre == pytest.approx(math.log(2), abs=1e-5)
     assert a.scale == pytest.approx(0.5 * 0.1 + 0.5 * pooled.scale, abs=1e-5)
@@ -199,7 +201,8 @@ def test_learned_difficulty_narrows_and_covers_per_input() -> None:
     assert (interval_coverage(apply_e2e_term(test, learned)).half_width[0.8]
             < 0.85 * interval_coverage(apply_e2e_term(test, plain)).half_width[0.8])  # 0.196 vs 0.250
     # too few rows/logs to fit and judge the weights: the cells alone
-    assert fit_e2e_term(_by_isl(0, E2E_DIFFICULTY_MIN_UNITS - 1), difficulty=True).difficulty is None
+    with pytest.warns(UserWarning, match="capped"):
+        assert fit_e2e_term(_by_isl(0, E2E_DIFFICULTY_MIN_UNITS - 1), difficulty=True).difficulty is None
 
 
 def test_a_rate_is_scored_as_its_reciprocal() -> None:
@@ -210,7 +213,8 @@ def test_a_rate_is_scored_as_its_reciprocal() -> None:
         e = 0.2 + 0.01 * (-1) ** u
         checks += [IntervalCheck(str(u), "g", "e2e_ms", 100.0 / math.exp(e), 100.0, {0.8: (90.0, 110.0)}),
                    IntervalCheck(str(u), "g", "output_tokens_per_s", 50.0 * math.exp(e), 50.0, {0.8: (45.0, 55.0)})]
-    term = fit_e2e_term(checks)
+    with pytest.warns(UserWarning, match=r"level\(s\) 99% capped: 80 calibration scores"):
+        term = fit_e2e_term(checks)
     assert term.rates_reciprocal and term.cell(("g",)).centre == pytest.approx(-0.2, abs=0.011)
     out = apply_e2e_term(checks, term)
     assert interval_coverage(out).covered[0.8] == 1.0
