@@ -91,10 +91,15 @@ def resolve_config_quants(config: SimConfig) -> tuple[SimConfig, list[str]]:
 def group_calibration(group: ReplicaGroup) -> Calibration | None:
     """The group's calibration with its engine's host time per sequence (ReplicaGroup.host_s_per_seq) in place of
     the calibration's step_overhead_per_seq_s; the calibration itself when the group sets none."""
-    if group.host_s_per_seq is None:
-        return group.calibration
-    return (group.calibration or DEFAULT_CALIBRATION).model_copy(
-        update={"step_overhead_per_seq_s": group.host_s_per_seq})
+    return with_host_s_per_seq(group.calibration, group.host_s_per_seq)
+
+
+def with_host_s_per_seq(calibration: Calibration | None, host_s_per_seq: float | None) -> Calibration | None:
+    """`calibration` (None = the model defaults) with an engine's host time per running sequence in place of its
+    step_overhead_per_seq_s; unchanged when the engine sets none."""
+    if host_s_per_seq is None:
+        return calibration
+    return (calibration or DEFAULT_CALIBRATION).model_copy(update={"step_overhead_per_seq_s": host_s_per_seq})
 
 
 def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], DecodeStrategy] = PlainDecoding,
@@ -261,5 +266,5 @@ def simulate(config: SimConfig, progress: Progress | None = None, trace: Trace |
     return result
 
 
-__all__ = ["STRATEGY_PARTS", "attach_images", "build_replicas", "group_calibration", "group_quant", "prefix_cache", "resolve_config_quants",
+__all__ = ["STRATEGY_PARTS", "attach_images", "build_replicas", "group_calibration", "group_quant", "prefix_cache", "resolve_config_quants", "with_host_s_per_seq",
            "simulate", "strategy_kind"]

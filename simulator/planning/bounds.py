@@ -15,8 +15,10 @@ from roofsim.model.cost import CostModel, check_dtypes
 from roofsim.model.loader import load_model
 from roofsim.model.memory import DoesNotFitError, MemoryPlan, plan_memory
 from roofsim.model.spec import ParallelSpec
+from roofsim.simulator.config import group_engine_profile
 from roofsim.simulator.planning.length import start_requests
 from roofsim.simulator.planning.spec import Candidate, PlanSpec, Status
+from roofsim.simulator.run import with_host_s_per_seq
 from roofsim.simulator.schedulers import Scheduler
 from roofsim.simulator.workload import Trace
 
@@ -114,7 +116,12 @@ def _screen(spec: PlanSpec, cand: Candidate,
     if ts.max_total > usable_kv:
         return Bounds("does_not_fit", f"the longest request ({ts.max_total} tokens) exceeds the KV cache "
                       f"({mem.max_kv_tokens} tokens); the replica would reject it", max_kv_tokens=mem.max_kv_tokens)
-    return CostModel(model, hw, quant, par, spec.calibrations.get(cand.hardware)), mem, sched
+    cal = spec.calibrations.get(cand.hardware)
+    if cand.engine is not None:  # the engine's host time per running sequence, as the simulated replicas pay it
+        prof = group_engine_profile({"engine": cand.engine, "hardware": cand.hardware, "model": spec.model,
+                                     "tp": cand.tp, "pp": cand.pp, "attn_dp": cand.attn_dp})
+        cal = with_host_s_per_seq(cal, prof.host_s_per_seq)
+    return CostModel(model, hw, quant, par, cal), mem, sched
 
 
 def _decode_step_s(cost: CostModel, b: int, ctx: int) -> float:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from roofsim.app.cli import main
 from roofsim.model.cost import DEFAULT_CALIBRATION, Calibration
 from roofsim.simulator.config import ReplicaGroup, engine_overrides
@@ -69,3 +71,19 @@ def test_simulate_vllm_08_differs_from_vllm_by_the_host_costs(capsys) -> None:
     # the front end adds at least its 1.1 ms to every first token, the host time per sequence to every step
     assert old["ttft_s"]["p50"] > new["ttft_s"]["p50"] + 1.1e-3
     assert old["tpot_s"]["p50"] > new["tpot_s"]["p50"] + 46e-6
+
+
+def test_planner_bounds_pay_the_engines_host_time_per_sequence() -> None:
+    """The planner's analytic decode floor uses the calibration the simulated replicas run (group_calibration): on
+    `--engine vllm==0.8` a batch-1 decode step pays 56 us of host time where the model defaults charge 10 us."""
+    from roofsim.simulator.planning import PlanSpec, analytical_bounds, candidates, resolve
+    from roofsim.simulator.workload import NamedWorkload
+
+    def floor(engine: str) -> float:
+        spec, ts = resolve(PlanSpec(model="llama-3.1-8b", workload=NamedWorkload(name="conversation"),
+                                    rate_per_s=4.0, slo_ttft_s=5.0, slo_tpot_s=0.5, hardware=(A100,), tp=(1,),
+                                    num_requests=100, engine=engine, verify_winner=False))
+        return analytical_bounds(spec, candidates(spec)[0], ts).tpot_lb_s
+
+    extra = VLLM_V1_HOST_S_PER_SEQ - DEFAULT_CALIBRATION.step_overhead_per_seq_s
+    assert floor("vllm==0.8") - floor("vllm") == pytest.approx(extra, rel=1e-9)
