@@ -731,7 +731,8 @@ def rank_shape(shape: BatchShape, attn_dp: int) -> BatchShape:
     ceil(seqs / attn_dp) of the decode sequences and of the prefill chunks, each with the batch's mean tokens,
     pairs and context; the ranks step together (the MoE collectives join them every layer), so the replica's step
     is that rank's, but its routed experts take the tokens of every rank (the replica's shape.tokens: moe_tokens of
-    linear_kernels). attn_dp = 1 returns `shape`."""
+    linear_kernels); the images of the prompts it prefills are its share of the vision patches. attn_dp = 1 returns
+    `shape`."""
     if attn_dp == 1 or shape.is_empty:
         return shape
     ds, ps = shape.decode_seqs, shape.prefill_seqs
@@ -747,7 +748,9 @@ def rank_shape(shape: BatchShape, attn_dp: int) -> BatchShape:
         logit_tokens=-1 if shape.logit_tokens == shape.decode_tokens + ps else round(shape.logit_tokens * max(fd, fp)),
         prefill_attn_pairs_win=shape.prefill_attn_pairs_win * fp,
         decode_ctx_tokens_win=round(shape.decode_ctx_tokens_win * fd),
-        vision_patches=shape.vision_patches, vision_attn_pairs=shape.vision_attn_pairs)
+        # a rank encodes the images of the prompts it prefills: the busiest holds its share of the patches
+        vision_patches=round(shape.vision_patches * fp) if ps else shape.vision_patches,
+        vision_attn_pairs=shape.vision_attn_pairs * fp if ps else shape.vision_attn_pairs)
 
 
 def step_kernels(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, shape: BatchShape) -> list[Kernel]:

@@ -53,6 +53,10 @@ def test_rank_shape_is_the_busiest_rank() -> None:
     one = BatchShape.build(prefill=[(8192, 0)])
     assert rank_shape(one, 16) == one  # a prompt is never split over ranks: one rank prefills it whole
     assert rank_shape(dec, 1) is dec
+    # 32 prompts with 1,024 image patches each: the busiest of 16 ranks prefills 2 and encodes their images
+    vl = BatchShape(prefill_tokens=32 * 2000, prefill_seqs=32, vision_patches=32 * 1024, vision_attn_pairs=32 * 1024.0**2)
+    r = rank_shape(vl, 16)
+    assert (r.prefill_seqs, r.vision_patches, r.vision_attn_pairs) == (2, 2 * 1024, 2 * 1024.0**2)
 
 
 def test_step_has_no_attention_allreduce_at_tp1_and_experts_see_every_rank() -> None:
