@@ -246,7 +246,7 @@ def test_tp8_rate16_tail_is_one_delivery_stall(shared_data: Path) -> None:
     """What sets the measured P99 TTFT at rate 16 (docs/validation-e2e.md, Target 2): the three slowest requests,
     sent 27 ms apart, get their first tokens within 1 ms of each other, inside the one delivery stall of that log
     (88 streams, a token 36 ms late then one early); the TP8 logs at rates 1 and 4 have none, the rate-inf one a
-    smaller one, and the TP4 x PP2 logs none."""
+    smaller one, and the TP4 x PP2 logs at rate 16 none."""
     tp8 = {r: read_log(_k8s_log(shared_data, "01_tp8_pp1", r)) for r in ("01", "04", "16", "inf")}
     stalls = {r: [(round(t, 2), n, round(x * 1e3)) for t, n, x in delivery_stalls(lg)] for r, lg in tp8.items()}
     assert stalls == {"01": [], "04": [], "16": [(11.97, 88, 36)], "inf": [(5.97, 43, 23)]}
