@@ -49,9 +49,10 @@ VLLM_GPU_MEMORY_UTILIZATION = 0.9
 VLLM_V1_HOST_S_PER_SEQ = 56e-6
 # vLLM OpenAI API server: accept, validate, tokenize and hand one request to the engine, serialized in its one
 # Python process. Estimated from the vllm_llm-k8s TP4 x PP2 Llama-3.3-70B logs at rate inf (same vLLM 0.8.3
-# server, client and prompts as the TP8 logs it is scored on): the first of 200 simultaneous requests gets its
-# first token only after the front end has taken in all of them, (min TTFT - mean TPOT) / 200 = 1.15, 1.04 and
-# 1.14 ms (validation.replay.burst_frontend_s_per_request).
+# OpenAI API server, client and prompts as the TP8 logs it is scored on; the engine behind it is V0, which 0.8.3
+# falls back to for pipeline parallelism without Ray's executor, per those runs' server logs): the first of 200
+# simultaneous requests gets its first token only after the front end has taken in all of them,
+# (min TTFT - mean TPOT) / 200 = 1.15, 1.04 and 1.14 ms (validation.replay.burst_frontend_s_per_request).
 VLLM_FRONTEND_S_PER_REQUEST = 1.1e-3
 # The same process detokenizes and streams every output token (vLLM V1 keeps the engine core in its own process
 # and the output processing in the API server's). Estimated from the TP8 rate-inf log, the only one whose front

@@ -45,7 +45,7 @@ from roofsim.validation.uncertainty import INTERVAL_LEVELS, IntervalCheck
 
 __all__ = ["ReplayResult", "log_trace", "prompt_hash_ids", "PROMPT_HASH_BLOCK", "replay_log", "replay_all",
            "make_scheduler_config", "compare_steps", "read_steps", "vllm_v1_defaults", "STATS", "SCHEDULERS",
-           "streaming_gaps", "fit_host_s_per_seq", "SERVERS", "burst_frontend_s_per_request",
+           "streaming_gaps", "delivery_stalls", "fit_host_s_per_seq", "SERVERS", "burst_frontend_s_per_request",
            "burst_frontend_s_per_token"]
 
 STATS = ("mean", "p50", "p90", "p99")
@@ -104,12 +104,18 @@ def log_trace(log: ServingLog) -> tuple[Trace, np.ndarray, list[str]]:
     return Trace(send, log.input_tokens[order], log.output_tokens[order], None, log.path), order, notes
 
 
-def streaming_gaps(log: ServingLog) -> tuple[np.ndarray, np.ndarray]:
-    """Every measured inter-token gap and how many requests were streaming at its midpoint (first token out, last
-    not yet), send times as log_trace takes them: the engine's step time against its batch, from the log alone."""
+def _send_times(log: ServingLog) -> np.ndarray:
+    """Each request's send time in log order, as log_trace takes them (first send = 0)."""
     trace, order, _ = log_trace(log)
     send = np.empty(len(order))
     send[order] = trace.arrival_s
+    return send
+
+
+def streaming_gaps(log: ServingLog) -> tuple[np.ndarray, np.ndarray]:
+    """Every measured inter-token gap and how many requests were streaming at its midpoint (first token out, last
+    not yet), send times as log_trace takes them: the engine's step time against its batch, from the log alone."""
+    send = _send_times(log)
     first, last = np.sort(send + log.ttft_s), np.sort(send + log.e2e_s)
     gaps, mids = [], []
     for i, g in enumerate(log.itl_s):
@@ -121,6 +127,36 @@ def streaming_gaps(log: ServingLog) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0), np.empty(0, dtype=np.int64)
     t = np.concatenate(mids)
     return np.concatenate(gaps), np.searchsorted(first, t) - np.searchsorted(last, t)
+
+
+def delivery_stalls(log: ServingLog, late: float = 1.6, early: float = 0.4, join_s: float = 0.2,
+                    min_streams: int = 8) -> list[tuple[float, int, float]]:
+    """Transient stalls of the token delivery path: (start s, streams, median extra delay s) of every cluster of
+    streams that each got one token late and the next one early (a gap above `late` x the stream's median gap,
+    then one below `early` x), clusters joined when within `join_s` and kept from `min_streams` streams. That
+    signature is a pause of the process that delivers the tokens while the engine keeps stepping (its tokens wait,
+    then leave back to back); a slow engine step delays the next token too. Times as log_trace takes them."""
+    send = _send_times(log)
+    pairs: list[tuple[float, float, int]] = []
+    for i, g in enumerate(log.itl_s):
+        g = np.asarray(g, dtype=np.float64)
+        if g.size < 3:
+            continue
+        med = float(np.median(g))
+        k = np.flatnonzero((g[:-1] > late * med) & (g[1:] < early * med))
+        t = send[i] + log.ttft_s[i] + np.cumsum(g)
+        pairs += [(float(t[j]), float(g[j] - med), i) for j in k]
+    pairs.sort()
+    clusters: list[list] = []  # [start, end, streams, extra delays]
+    for t, extra, i in pairs:
+        if clusters and t - clusters[-1][1] < join_s:
+            c = clusters[-1]
+            c[1] = t
+            c[2].add(i)
+            c[3].append(extra)
+        else:
+            clusters.append([t, t, {i}, [extra]])
+    return [(c[0], len(c[2]), float(np.median(c[3]))) for c in clusters if len(c[2]) >= min_streams]
 
 
 def fit_host_s_per_seq(logs: list[ServingLog], cost: CostModel, min_gaps: int = 50) -> tuple[float, float]:

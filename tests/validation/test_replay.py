@@ -25,7 +25,9 @@ from roofsim.validation.replay import (
     burst_frontend_s_per_request,
     burst_frontend_s_per_token,
     compare_steps,
+    delivery_stalls,
     fit_host_s_per_seq,
+    log_trace,
     make_scheduler_config,
     prompt_hash_ids,
     replay_log,
@@ -220,6 +222,44 @@ def test_vllm_host_costs_as_estimated_from_the_logs(shared_data: Path) -> None:
     gaps, batch = streaming_gaps(logs[3])
     # every gap of the 200 streams; 14 requests had one token, so at most 186 stream at once
     assert gaps.size == sum(len(g) for g in logs[3].itl_s) and batch.max() == 186
+
+
+def test_delivery_stalls_find_late_then_early_tokens(tmp_path: Path) -> None:
+    """A pause of the delivery path shows as one late token then an early one in every stream; a slow engine
+    step (one long gap, the next normal) is not one."""
+    n, gaps = 10, [0.03] * 20
+    stalled = gaps[:9] + [0.06, 0.004] + gaps[11:]  # the 10th token waits 30 ms, the 11th leaves 4 ms after it
+    slow_step = gaps[:9] + [0.06] + gaps[10:]
+    d = {"request_rate": 2.0, "duration": 1.0, "input_lens": [10] * n, "output_lens": [21] * n,
+         "ttfts": [0.05] * n, "errors": [""] * n, "send_times": [i * 1e-3 for i in range(n)]}
+    path = tmp_path / "l.json"
+    path.write_text(json.dumps({**d, "itls": [stalled] * n}))
+    ((start, streams, extra),) = delivery_stalls(read_log(path))
+    # the first stream's late token: sent at 0, first token 0.05, nine 30-ms gaps and the 60-ms one
+    assert start == pytest.approx(0.05 + 9 * 0.03 + 0.06) and streams == n and extra == pytest.approx(0.03)
+    assert delivery_stalls(read_log(path), min_streams=n + 1) == []
+    path.write_text(json.dumps({**d, "itls": [slow_step] * n}))
+    assert delivery_stalls(read_log(path)) == []
+
+
+def test_tp8_rate16_tail_is_one_delivery_stall(shared_data: Path) -> None:
+    """What sets the measured P99 TTFT at rate 16 (docs/validation-e2e.md, Target 2): the three slowest requests,
+    sent 27 ms apart, get their first tokens within 1 ms of each other, inside the one delivery stall of that log
+    (88 streams, a token 36 ms late then one early); the TP8 logs at rates 1 and 4 have none, the rate-inf one a
+    smaller one, and the TP4 x PP2 logs at rate 16 none."""
+    tp8 = {r: read_log(_k8s_log(shared_data, "01_tp8_pp1", r)) for r in ("01", "04", "16", "inf")}
+    stalls = {r: [(round(t, 2), n, round(x * 1e3)) for t, n, x in delivery_stalls(lg)] for r, lg in tp8.items()}
+    assert stalls == {"01": [], "04": [], "16": [(11.97, 88, 36)], "inf": [(5.97, 43, 23)]}
+    for run in ("02_tp4_pp2_no_IB", "03_tp4_pp2_IB", "04_tp4_pp2_IB"):
+        assert delivery_stalls(read_log(_k8s_log(shared_data, run, "16"))) == []
+    log = tp8["16"]
+    trace, order, _ = log_trace(log)
+    send = trace.arrival_s[np.argsort(order)]  # log order
+    slowest = np.argsort(log.ttft_s)[-3:]
+    assert np.ptp(send[slowest]) == pytest.approx(0.027, abs=1e-3)
+    first = send[slowest] + log.ttft_s[slowest]
+    assert np.ptp(first) < 1e-3 and first.mean() == pytest.approx(12.052, abs=1e-3)
+    assert np.percentile(log.ttft_s, 99) == pytest.approx(0.1203, abs=1e-4)
 
 
 # issue #14 targets: mean TPOT <= 10 %, mean TTFT <= 20 %, P99 TTFT <= 30 %; bounds = today's figures + margin
