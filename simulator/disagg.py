@@ -182,7 +182,9 @@ class DisaggCluster(Cluster):
 
     def _start_transfer(self, d: Replica, r: Request, now: float) -> None:
         p = self.replicas[int(self.prefill_replica[r.id])]
-        nbytes = prompt_kv_bytes(p, r.kv_tokens)
+        # what must arrive is the KV as the decode replica keeps it: a KV kept whole on every TP rank (MLA's latent,
+        # or fewer KV heads than tp; model/graph.py) crosses once per decode rank, however the prefill side holds it
+        nbytes = prompt_kv_bytes(d, r.kv_tokens)
         dur = transfer_seconds(nbytes, self._rates[(p.idx, d.idx)], seq_gpus(p), seq_gpus(d))
         if self.link.layerwise:
             # layer l's KV leaves while layer l+1 computes: only what outlasts the prefill iteration is exposed,

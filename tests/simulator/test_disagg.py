@@ -52,6 +52,23 @@ def test_one_request_ttft_is_prefill_plus_hand_computed_transfer() -> None:
     assert res.replica[0] == 1  # it finished on the decode replica
 
 
+# Qwen3-30B-A3B in bf16: 48 layers x 4 KV heads x 128 dims x (K and V) x 2 bytes; at tp 8 each GPU keeps one head
+QWEN3_30B_KV_BYTES_PER_TOKEN = 48 * 4 * 128 * 2 * 2
+
+
+@pytest.mark.parametrize(("prefill_tp", "decode_tp", "copies"), [(1, 8, 2), (8, 1, 1)])
+def test_transfer_moves_the_kv_as_the_decode_replica_keeps_it(prefill_tp: int, decode_tp: int, copies: int) -> None:
+    # 4 KV heads over 8 GPUs: every head is kept on two GPUs, so a tp-8 decode replica receives the prompt's KV
+    # twice; a tp-1 decode replica receives it once, however many copies the tp-8 prefill replica holds
+    pools = [{"model": "qwen3-30b-a3b", "tp": tp} for tp in (prefill_tp, decode_tp)]
+    res = simulate(_cfg(_one(2000, 10), *pools))
+    h = res.summary["disaggregation"]["handover"]
+    assert h["bytes_total"] == copies * 2000 * QWEN3_30B_KV_BYTES_PER_TOKEN
+    # one GPU on the narrower side streams everything over its own NIC
+    assert h["transfer_s"]["p50"] == pytest.approx(
+        H100_NIC_LATENCY_S + copies * 2000 * QWEN3_30B_KV_BYTES_PER_TOKEN / H100_NIC_BYTES_PER_S, rel=1e-9)
+
+
 def test_nvlink_and_layerwise_shorten_the_handover() -> None:
     base = simulate(_cfg(_one(2000, 10))).summary["disaggregation"]["handover"]["transfer_s"]["p50"]
     nv = simulate(_cfg(_one(2000, 10), kv_link={"kind": "nvlink"}))
