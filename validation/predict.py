@@ -890,7 +890,8 @@ class FeatureTable:
         # attn_fp8_quant_s per fp8 operand (AttentionRates.quant_passes)
         quant_passes = (self.attn_kv8 + self.attn_fp8) * (self.attn_latent == 0)  # none for absorbed MLA
         overhead = np.where(kind == 1, (overhead + quant_passes * p["attn_fp8_quant_s"]
-                                        + self.attn_ctas / self.units * p["attn_prefill_cta_s"]) * COMM_REF_CLOCK_HZ
+                                        + self.attn_ctas / np.where(kind == 1, self.units, 1.0)
+                                        * p["attn_prefill_cta_s"]) * COMM_REF_CLOCK_HZ
                             / np.where(kind == 1, self.clock, 1.0), overhead)
         # model.cost.gemm_overhead: per-tensor fp8 and block-scaled (fp8_block, fp4) recipes
         gemm_fixed = np.where(self.gemm_grouped > 0, p["gemm_grouped_overhead_s"],
