@@ -148,16 +148,12 @@ class Calibration(BaseModel):
         "faster than their GDDR). The DRAM share of the bytes is x^2/(1+x^2), x = bytes / l2_bytes; fitted on "
         "AIConfigurator's context-attention tables leave-one-GPU-out: 2.8-4.1 for every engine; 0 = every byte "
         "at DRAM bandwidth"))
+    # the grid of prefill attention (docs/model.md, "prefill attention's grid"): a short grid leaves SMs idle
     attn_prefill_fill_half: float = Field(0.0, ge=0, description=(
-        "query-tile CTAs per SM (seqs x heads x ceil(s / FA2_TILE_M) / SMs) at which a prefill attention call "
-        "reaches half its compute rate (prefill_fill_util): a grid short of a few waves leaves SMs idle or splits "
-        "the keys (FlashAttention-2's split-KV heuristic); AIConfigurator's tables at 1-16 thousand tokens run "
-        "1.4x slower at one CTA per SM and 3x slower at 1/16; 0 = no grid-fill effect"))
+        "CTAs per SM (prefill_ctas / SMs) at half the compute rate (prefill_fill_util); 0 = no grid-fill effect"))
     attn_prefill_cta_s: float = Field(0.0, ge=0, description=(
-        "fixed cost of each query-tile CTA of a prefill attention call per SM (prefill_ctas / SMs of them), in "
-        "cycles given at COMM_REF_CLOCK_HZ: loading a tile's query rows and writing its output whatever its keys; "
-        "AIConfigurator's calls of 1-15 tokens over thousands of sequence-heads take 2-3x their bytes' time; "
-        "0 = none"))
+        "fixed cost of each query-tile CTA (prefill_ctas) per SM, in cycles given at COMM_REF_CLOCK_HZ: a tile's "
+        "query load and output store whatever its keys (docs/model.md, prefill attention's grid); 0 = none"))
     attn_prefill_tile: float = Field(0.0, ge=0, description=(
         "key-tile width of the prefill kernel: tiles on the causal diagonal (and on a sliding window's trailing "
         "edge) are computed whole, so each edge adds min(tile, s)/2 scores per query (FlashAttention tiles are "
