@@ -148,6 +148,12 @@ class Calibration(BaseModel):
         "faster than their GDDR). The DRAM share of the bytes is x^2/(1+x^2), x = bytes / l2_bytes; fitted on "
         "AIConfigurator's context-attention tables leave-one-GPU-out: 2.8-4.1 for every engine; 0 = every byte "
         "at DRAM bandwidth"))
+    # the grid of prefill attention (docs/model.md, "prefill attention's grid"): a short grid leaves SMs idle
+    attn_prefill_fill_half: float = Field(0.0, ge=0, description=(
+        "CTAs per SM (prefill_ctas / SMs) at half the compute rate (prefill_fill_util); 0 = no grid-fill effect"))
+    attn_prefill_cta_s: float = Field(0.0, ge=0, description=(
+        "fixed cost of each query-tile CTA (prefill_ctas) per SM, in cycles given at COMM_REF_CLOCK_HZ: a tile's "
+        "query load and output store whatever its keys (docs/model.md, prefill attention's grid); 0 = none"))
     attn_prefill_tile: float = Field(0.0, ge=0, description=(
         "key-tile width of the prefill kernel: tiles on the causal diagonal (and on a sliding window's trailing "
         "edge) are computed whole, so each edge adds min(tile, s)/2 scores per query (FlashAttention tiles are "
@@ -951,14 +957,39 @@ def prefill_memory_seconds(nbytes: Any, bw: Any, l2_bytes: Any, sm_clocks_per_s:
     return share * dram + (1.0 - share) * nbytes / (cached_bytes_per_clk * sm_clocks_per_s)
 
 
-def prefill_attention_time(work: float, nbytes: float, s: float, r: AttentionRates, cal: Calibration) -> Terms:
+# exponent of prefill_fill_util's saturation in the grid's CTAs per SM: AIConfigurator's context-attention rows at
+# 1-16 thousand tokens (all engines, A100, H100, L40S, RTX PRO 6000) slow down as 1 + (CTAs per SM / 0.25) ** -0.5
+# from 1/16 to 1 CTA per SM (3x, 2x, 1.4x at 1/16, 1/4, 1); exponent 1 (a plain wave count) is too steep there
+PREFILL_FILL_EXP = 0.5
+
+
+def prefill_ctas(seqs: Any, heads: Any, s: Any) -> Any:
+    """Query-tile CTAs of a prefill attention call (FlashAttention's grid: sequences x heads x query tiles of
+    FA2_TILE_M rows) of `seqs` sequences of `s` mean new tokens with `heads` query heads (floats or arrays)."""
+    return seqs * heads * np.ceil(s / FA2_TILE_M)
+
+
+def prefill_fill_util(ctas: Any, units: Any, fill_half: float) -> Any:
+    """Fraction of its compute rate a prefill attention grid of `ctas` CTAs (prefill_ctas) reaches on `units`
+    SMs: x / (1 + x), x = (CTAs per SM / attn_prefill_fill_half) ** PREFILL_FILL_EXP; 1 when fill_half is 0."""
+    if not fill_half:
+        return 1.0
+    x = (ctas / (units * fill_half)) ** PREFILL_FILL_EXP
+    return x / (1.0 + x)
+
+
+def prefill_attention_time(work: float, nbytes: float, s: float, r: AttentionRates, cal: Calibration,
+                           ctas: float = 0.0) -> Terms:
     """Prefill attention of `work` tensor-FLOP equivalents (prefill_score_work) moving `nbytes`, with `s` mean new
-    tokens per sequence: FlashAttention's efficiency ramps as s / (s + attn_prefill_s_half) (128-row tiles); a
-    call whose bytes fit in L2 moves them at a per-SM rate (prefill_memory_seconds)."""
-    compute = work / (r.peak * (r.prefill_eff * s / (s + cal.attn_prefill_s_half))) if work else 0.0
+    tokens per sequence over `ctas` query-tile CTAs (prefill_ctas; 0: a full grid): FlashAttention's efficiency
+    ramps as s / (s + attn_prefill_s_half) (128-row tiles) and with the grid's fill (prefill_fill_util); a call
+    whose bytes fit in L2 moves them at a per-SM rate (prefill_memory_seconds)."""
+    fill = prefill_fill_util(ctas, r.units, cal.attn_prefill_fill_half) if ctas else 1.0
+    compute = work / (r.peak * (r.prefill_eff * fill * s / (s + cal.attn_prefill_s_half))) if work else 0.0
     memory = prefill_memory_seconds(nbytes, r.bw, r.l2_bytes, r.sm_clocks_per_s, cal.attn_prefill_mem_eff,
                                     cal.attn_prefill_cached_bytes_per_clk)
-    return compute, memory, 0.0, r.cycle * (cal.attn_prefill_overhead_s + r.quant_passes * cal.attn_fp8_quant_s)
+    return compute, memory, 0.0, r.cycle * (cal.attn_prefill_overhead_s + r.quant_passes * cal.attn_fp8_quant_s
+                                            + ctas / r.units * cal.attn_prefill_cta_s)
 
 
 def _maximum(a: Any, b: Any) -> Any:
@@ -1129,8 +1160,9 @@ def _kernel_terms(k: Kernel, hw: HardwareSpec, cal: Calibration) -> tuple[Terms,
         return gemm_time(k, hw, cal), cal.gemm_overlap_loss
     if kind == "attn_prefill":
         r = attention_rates(hw, cal, k.dtype, k.kv_dtype, triton=k.triton)
-        compute, memory, floor, overhead = prefill_attention_time(prefill_attention_flops(k, cal), k.bytes,
-                                                                  k.m / max(1, k.n), r, cal)
+        s = k.m / max(1, k.n)
+        compute, memory, floor, overhead = prefill_attention_time(prefill_attention_flops(k, cal), k.bytes, s, r,
+                                                                  cal, prefill_ctas(max(1, k.n), k.heads, s))
         return (compute + _vector_seconds(k.dequant_flops, hw, cal), memory, floor, overhead), 0.0
     if kind == "attn_decode":
         r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops), k.latent)
@@ -1365,8 +1397,9 @@ class CostModel:
                                                        g.window if g.primary else 0,
                                                        t, max(1, shape.prefill_seqs))
                     work = prefill_score_work(scores, edge, pf_flops / g.heads, s, cal)
-                comp, mem, floor, over = prefill_attention_time(work, t * pf_bytes_tok + ctx_read * ctx_bytes, s,
-                                                                self._rates, cal)
+                comp, mem, floor, over = prefill_attention_time(
+                    work, t * pf_bytes_tok + ctx_read * ctx_bytes, s, self._rates, cal,
+                    prefill_ctas(max(1, shape.prefill_seqs), g.heads, s))
                 if self._scales is not None:
                     comp, mem, floor, over = _scaled(self._scales, "attn_prefill", c.attn_dtype,
                                                      (comp, mem, floor, over))

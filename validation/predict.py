@@ -45,6 +45,8 @@ from roofsim.model.cost import (
     kernel_cost,
     latent_nosplit_cycle_s,
     prefill_attention_peak,
+    prefill_ctas,
+    prefill_fill_util,
     prefill_memory_seconds,
     prefill_score_terms,
 )
@@ -788,6 +790,7 @@ class FeatureTable:
     attn_fp8: np.ndarray  # 1 when attention math runs in fp8 (attn_prefill_eff_fp8)
     ew_class: np.ndarray  # elementwise: 1 normalisation, 2 activation, 3 rope (model.cost.elementwise_passes), else 0
     attn_s: np.ndarray  # mean new tokens per sequence (prefill)
+    attn_ctas: np.ndarray  # prefill: query-tile CTAs (model.cost.prefill_ctas)
     attn_ctx: np.ndarray  # decode: cached entries per sequence (model.cost.decode_context)
     attn_kvh: np.ndarray  # decode: KV heads
     attn_group: np.ndarray  # decode: query heads per KV head
@@ -847,7 +850,8 @@ class FeatureTable:
                                                            p["attn_prefill_triton_flops_per_clk"]), aeff)
             eff_c = np.where(
                 kind == 0, geff * self.gemm_shape_eff * self.gemm_k / (self.gemm_k + p["gemm_k_half"]),
-                np.where(kind == 1, peff * self.attn_s / (self.attn_s + p["attn_prefill_s_half"]),
+                np.where(kind == 1, peff * self.attn_s / (self.attn_s + p["attn_prefill_s_half"])
+                         * prefill_fill_util(np.maximum(self.attn_ctas, 1e-9), self.units, p["attn_prefill_fill_half"]),
                          np.where(kind == 2, np.where(self.attn_latent > 0, aeff,
                                                       np.where(self.attn_fp8 > 0, p["attn_prefill_eff_fp8"]
                                                                * p["attn_decode_eff"] / p["attn_prefill_eff"],
@@ -885,7 +889,9 @@ class FeatureTable:
         # model.cost.prefill_attention_time: the fixed costs run in cycles (given at COMM_REF_CLOCK_HZ), one more
         # attn_fp8_quant_s per fp8 operand (AttentionRates.quant_passes)
         quant_passes = (self.attn_kv8 + self.attn_fp8) * (self.attn_latent == 0)  # none for absorbed MLA
-        overhead = np.where(kind == 1, (overhead + quant_passes * p["attn_fp8_quant_s"]) * COMM_REF_CLOCK_HZ
+        overhead = np.where(kind == 1, (overhead + quant_passes * p["attn_fp8_quant_s"]
+                                        + self.attn_ctas / np.where(kind == 1, self.units, 1.0)
+                                        * p["attn_prefill_cta_s"]) * COMM_REF_CLOCK_HZ
                             / np.where(kind == 1, self.clock, 1.0), overhead)
         # model.cost.gemm_overhead: per-tensor fp8 and block-scaled (fp8_block, fp4) recipes
         gemm_fixed = np.where(self.gemm_grouped > 0, p["gemm_grouped_overhead_s"],
@@ -943,7 +949,8 @@ FIT_FIELDS: tuple[str, ...] = (
     "gemm_grouped_overhead_s",
     "gemm_eager_floor_s",
     "attn_prefill_eff", "attn_prefill_eff_fp8", "attn_prefill_s_half", "attn_prefill_mem_eff",
-    "attn_prefill_overhead_s", "attn_prefill_tile", "attn_softmax_flops", "attn_prefill_cached_bytes_per_clk",
+    "attn_prefill_overhead_s", "attn_prefill_fill_half", "attn_prefill_cta_s", "attn_prefill_tile", "attn_softmax_flops",
+    "attn_prefill_cached_bytes_per_clk",
     "attn_prefill_triton_flops_per_clk", "attn_prefill_triton_flops_per_clk_fp8",
     "attn_decode_mem_eff", "attn_decode_mem_eff_fp8kv", "attn_decode_eff", "attn_decode_overhead_s",
     "attn_decode_unit_s", "attn_decode_unit_bytes_per_s", "attn_decode_units_per_sm", "attn_decode_split_tokens",
@@ -961,7 +968,7 @@ FIT_FIELDS: tuple[str, ...] = (
 _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff", "gemm_k", "gemm_clock", "gemm_l2", "gemm_gemv",
          "gemm_eager",
          "gemm_quant", "gemm_grouped",
-         "attn_s", "attn_ctx", "attn_kvh", "attn_group", "attn_nosplit", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
+         "attn_s", "attn_ctas", "attn_ctx", "attn_kvh", "attn_group", "attn_nosplit", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
          "attn_latent", "attn_serial", "attn_scores", "attn_edge", "attn_triton",
          "comm_graphed")
 
@@ -1044,6 +1051,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             gdt[i] = _GEMM_DTYPE_CODE.get(k.dtype, 0)
         elif k.kind == "attn_prefill":
             cols["attn_s"][i] = k.m / max(1, k.n)
+            cols["attn_ctas"][i] = prefill_ctas(max(1, k.n), k.heads, cols["attn_s"][i])
             if k.scores:
                 cols["attn_scores"][i], cols["attn_edge"][i] = prefill_score_terms(k.scores, k.heads, k.window,
                                                                                    k.m, k.n)

@@ -111,7 +111,8 @@ def test_fast_path_equals_full_breakdown(prefill: list[tuple[int, int]], decode:
         attn_decode_eff=0.05, attn_prefill_tile=96.0, attn_softmax_flops=150.0, attn_prefill_mem_eff=0.3,
         gemm_overhead_s_fp8=1.3e-5, attn_decode_mem_eff_fp8kv=0.35, elementwise_norm_passes=3.5,
         elementwise_act_passes=4.0,
-        comm_oneshot_max_bytes=1e6, comm_floor_s=5e-6, attn_decode_latent_token_cycles=190.0)
+        comm_oneshot_max_bytes=1e6, comm_floor_s=5e-6, attn_decode_latent_token_cycles=190.0,
+        attn_prefill_fill_half=0.4, attn_prefill_cta_s=1e-6)
     # DeepSeek-V3 on a GPU without warpgroup MMA: its latent decode runs without split-KV when the knob is set
     hw = load_hardware("l40s" if name == "deepseek-v3" else "h200-sxm")
     cm = CostModel(load_model(name), hw, quant, calibration=cal)
@@ -822,3 +823,32 @@ def test_fp4_gemms_split_no_k_and_their_tiles_start_at_128() -> None:
     # a large fp4 GEMM pads nothing but loses the finer waves of 64-wide tiles: 1024 128x128 tiles in 6 waves
     assert gemm_shape_efficiency(4096, 4096, 4096, 188, DEFAULT_CALIBRATION, dtype="fp4") == \
         pytest.approx(1024 / (6 * 188))
+
+
+def test_prefill_attention_rate_follows_the_grid_fill_and_each_cta_pays_a_fixed_cost() -> None:
+    from roofsim.model.cost import prefill_ctas, prefill_fill_util
+    from roofsim.model.graph import attention_kernels
+
+    # grid: sequences x heads x 128-row query tiles; half rate at fill_half CTAs per SM, 1/(1+2) at a quarter of it
+    assert prefill_ctas(2, 32, 300) == 2 * 32 * 3
+    assert prefill_fill_util(0.25 * 132, 132, 0.25) == pytest.approx(0.5)
+    assert prefill_fill_util(0.25 * 132 / 4, 132, 0.25) == pytest.approx(1 / 3)
+    assert prefill_fill_util(5, 132, 0.0) == 1.0  # switched off
+    ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
+    (one,) = attention_kernels(ctx, BatchShape.build(prefill=[(4096, 0)]))  # 32 heads x 32 tiles: 7.8 CTAs/SM
+    (many,) = attention_kernels(ctx, BatchShape.build(prefill=[(4096, 0)] * 8))
+    base = Calibration(attn_prefill_overhead_s=0.0, attn_fp8_quant_s=0.0)
+    filled = base.model_copy(update={"attn_prefill_fill_half": 0.25})
+
+    def compute(k, cal) -> float:
+        return kernel_cost(k, H100, cal).compute_s
+
+    util = prefill_fill_util(32 * 32, 132, 0.25)  # the 1-sequence call: 0.848 of the rate
+    assert util == pytest.approx(1 / (1 + (0.25 * 132 / 1024) ** 0.5))
+    assert compute(one, filled) == pytest.approx(compute(one, base) / util, rel=1e-9)
+    assert compute(many, filled) == pytest.approx(compute(many, base) / prefill_fill_util(8 * 32 * 32, 132, 0.25),
+                                                  rel=1e-9)  # 8 sequences: 8x the CTAs, 0.94 of the rate
+    # a CTA fixed cost in cycles at the reference clock: 8 x 32 x 32 CTAs over 132 SMs of 1 us each (H100: 1.83 GHz)
+    per_cta = base.model_copy(update={"attn_prefill_cta_s": 1e-6})
+    extra = (kernel_cost(many, H100, per_cta).seconds - kernel_cost(many, H100, base).seconds) / many.count
+    assert extra == pytest.approx(8 * 32 * 32 / 132 * 1e-6, rel=1e-9)

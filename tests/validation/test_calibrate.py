@@ -28,7 +28,7 @@ from roofsim.validation.profiles import profile_for, read_calibration, read_prof
 
 TRUE = Calibration(gemm_eff=0.62, gemm_k_half=300.0, gemm_mem_eff=0.7, attn_prefill_eff=0.4,
                    attn_prefill_s_half=200.0, attn_prefill_tile=128.0, attn_softmax_flops=200.0,
-                   attn_prefill_mem_eff=0.45,
+                   attn_prefill_mem_eff=0.45, attn_prefill_fill_half=0.5, attn_prefill_cta_s=1e-6,
                    attn_decode_mem_eff=0.55, attn_decode_unit_s=1.5e-6, attn_decode_unit_bytes_per_s=3e11,
                    attn_decode_units_per_sm=1.0,
                    kernel_overhead_s=6e-6, gemm_overhead_s=3e-6, attn_prefill_overhead_s=1.2e-5,
@@ -87,7 +87,7 @@ def test_fit_recovers_known_parameters() -> None:
               "attn_prefill_overhead_s", "attn_decode_overhead_s", "comm_bw_eff", "comm_latency_s"):
         assert getattr(cal, f) == pytest.approx(getattr(TRUE, f), rel=0.03), f
     for f in ("gemm_k_half", "attn_prefill_s_half", "attn_decode_unit_s", "attn_prefill_tile",
-              "attn_softmax_flops"):
+              "attn_softmax_flops", "attn_prefill_fill_half", "attn_prefill_cta_s"):
         assert getattr(cal, f) == pytest.approx(getattr(TRUE, f), rel=0.10), f
 
 

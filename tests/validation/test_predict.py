@@ -156,7 +156,7 @@ def test_vectorised_features_equal_kernel_cost_row_by_row() -> None:
         "elementwise_rope_cache_gain": 1.7,
         "comm_oneshot_max_bytes": 1e6, "comm_floor_s": 9e-6, "nccl_bw_eff": 0.5, "nccl_latency_s": 7e-6,
         "nccl_hop_s": 1e-6, "nccl_bw_gpu_exp": 0.2, "attn_prefill_triton_flops_per_clk": 420.0,
-        "attn_fp8_quant_s": 4e-6})
+        "attn_fp8_quant_s": 4e-6, "attn_prefill_fill_half": 0.4, "attn_prefill_cta_s": 1e-6})
     for cal in (plain, rich):
         pred = predict_rows(rows, cal)
         ref = np.array([kernel_cost(row_kernel(r), H100, cal).seconds for r in rows])
