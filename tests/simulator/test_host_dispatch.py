@@ -33,8 +33,8 @@ def _cost(tp: int = 8) -> CostModel:
 def test_host_costs_follow_the_dgx_host_cores_speed() -> None:
     """DGX A100 (EPYC 7742, the reference core) and DGX H100 (Xeon 8480C): host seconds scale with the inverse of
     the per-core SPECrate2017_int_base (5.27 and 8.14, x1.55), per launch by the model's code (BLOOM's costs more
-    than Llama-2's; another model gets Llama-2's); a power-capped H100 sits in the same host; a GPU in no known
-    DGX asks for the settings."""
+    than Llama-2's; another model gets Llama-2's); the per-sequence cost is the same on both hosts; a power-capped
+    H100 sits in the same host; a GPU in no known DGX asks for the launch cost."""
     assert DGX_A100_HOST.int_rate_per_core == pytest.approx(5.27, abs=0.01)
     assert DGX_H100_HOST.int_rate_per_core == pytest.approx(8.14, abs=0.01)
     a100 = engine_profile("splitwise", "a100-sxm-80gb", model=LLAMA2)
@@ -42,7 +42,7 @@ def test_host_costs_follow_the_dgx_host_cores_speed() -> None:
     assert a100.host_s_per_launch == SPLITWISE_HOST_S_PER_LAUNCH[LLAMA2] == 42.3e-6
     assert a100.host_s_per_seq == SPLITWISE_HOST_S_PER_SEQ == 210e-6
     assert a100.host_s_per_launch / h100.host_s_per_launch == pytest.approx((912 / 112) / (674 / 128))
-    assert a100.host_s_per_seq / h100.host_s_per_seq == pytest.approx((912 / 112) / (674 / 128))
+    assert h100.host_s_per_seq == a100.host_s_per_seq
     assert engine_profile("splitwise", "a100-sxm-80gb", model="bigscience/bloom").host_s_per_launch == 57.0e-6
     assert engine_profile("splitwise", "a100-sxm-80gb", model="Qwen/Qwen3-32B").host_s_per_launch == 42.3e-6
     assert engine_profile("splitwise", "h100-sxm@490w", model=LLAMA2) == h100
@@ -54,7 +54,7 @@ def test_host_costs_follow_the_dgx_host_cores_speed() -> None:
 def test_engine_fills_the_group_and_an_explicit_value_wins() -> None:
     g = ReplicaGroup(model=LLAMA2, hardware="h100-sxm", tp=8, engine="splitwise")
     assert g.host_s_per_launch == pytest.approx(42.3e-6 * (674 / 128) / (912 / 112))
-    assert g.host_s_per_seq == pytest.approx(210e-6 * (674 / 128) / (912 / 112))
+    assert g.host_s_per_seq == 210e-6
     assert ReplicaGroup(model="bigscience/bloom", hardware="a100-sxm-80gb", tp=8,
                         engine="splitwise").host_s_per_launch == 57.0e-6  # the group's model picks the cost
     assert ReplicaGroup(model=LLAMA2, hardware="a100-sxm-80gb", tp=8, engine="splitwise",
