@@ -104,9 +104,10 @@ class HostCpu:
 # (646-701; e.g. Dell PowerEdge R7525, Dec 2019: 661) -> 5.27; Xeon Platinum 8480+, 46 results of 112 cores,
 # median 912 (861-987; e.g. Dell PowerEdge XE9680, the 8-GPU HGX H100 server, Apr 2023: 861) -> 8.14. SPEC lists no
 # 8480C (the DGX's custom part: 56 cores, 2.0 GHz base, 3.8 GHz max turbo like the 8480+, Intel ARK), so it
-# stands in. The rate metric per core rather than SPECspeed2017_int_base (8.84 / 14.5): the speed metric runs
-# 657.xz_s on every core, and many Sapphire Rapids speed results carry SPEC's 2024 note on the Intel 2022.0-2023.0
-# compilers (up to ~9 % on int speed, ~4 % on int rate).
+# stands in. The rate metric per core rather than SPECspeed2017_int_base (medians 8.84 / 14.5, x1.64): the speed
+# metric runs 657.xz_s multi-threaded (OpenMP) on every core, and the Sapphire Rapids results built with Intel's
+# 2022.0-2023.0 compilers carry SPEC's February 2024 note on a 523/623.xalancbmk-specific optimisation, worth about
+# 9 % of SPECint speed and 4 % of SPECint rate (Phoronix, as reported by TechRadar Pro, February 2024).
 DGX_A100_HOST = HostCpu("2x AMD EPYC 7742 (DGX A100)", 674 / 128)
 DGX_H100_HOST = HostCpu("2x Intel Xeon Platinum 8480C (DGX H100; SPEC figures of the 8480+)", 912 / 112)
 # Keyed by the GPU's hardware id (a power-capped id "<id>@<W>w" runs in the same host).
