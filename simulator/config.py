@@ -323,7 +323,7 @@ def group_engine_profile(group: dict[str, Any] | ReplicaGroup) -> EngineProfile:
 
             max_len = g.get("max_model_len") or load_model(g["model"]).max_context_tokens
         gpus = int(g.get("tp", 1) or 1) * int(g.get("pp", 1) or 1) * int(g.get("attn_dp", 1) or 1)
-        return engine_profile(spec, hw, max_model_len=max_len, gpus=gpus)
+        return engine_profile(spec, hw, max_model_len=max_len, gpus=gpus, model=g.get("model"))
     except (RoofsimError, KeyError, TypeError) as e:
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         raise ValueError(f"engine {spec!r}: {msg}") from None

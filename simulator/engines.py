@@ -87,25 +87,68 @@ SGLANG_MAX_RUNNING_REQUESTS = 2048
 # keeps vLLM profiles (data/vllm-*.csv) as separate, commented-out alternatives. What the rows show is eager
 # execution: the decode iteration stops shortening with TP (Llama-2-70B batch 1, A100: 54.9 / 44.3 / 44.8 ms at
 # tp 2 / 4 / 8) while the weights read per GPU halve, i.e. the host issuing the kernels one by one is the bound.
-# Host seconds per kernel launch = SPLITWISE_HOST_CYCLES_PER_LAUNCH / the host CPU's max boost clock (single-thread
-# Python dispatch). Fitted on the DGX-A100 rows only (Llama-2-70B and BLOOM, median |error| of token_time; 42.1 us
-# per launch at 3.4 GHz), reported on the DGX-H100 rows (docs/validation-e2e.md).
-SPLITWISE_HOST_CYCLES_PER_LAUNCH = 143_000
-# The host CPU of the DGX each GPU ships in, max boost clock (single-core turbo), from the DGX datasheets:
-# DGX A100 = 2x AMD EPYC 7742 (64 cores, 2.25 GHz base, 3.4 GHz max boost; NVIDIA DGX A100 datasheet, AMD EPYC
-# 7742 product page); DGX H100 = 2x Intel Xeon Platinum 8480C (56 cores, 2.0 GHz base, 3.8 GHz max turbo;
-# NVIDIA DGX H100 datasheet, Intel ARK 8480C). Keyed by the GPU's hardware id (a power-capped id "<id>@<W>w"
-# runs in the same host).
-DGX_HOST_BOOST_HZ = {"a100-sxm-80gb": 3.4e9, "a100-sxm-40gb": 3.4e9, "h100-sxm": 3.8e9}
 
 
-def dgx_host_s_per_launch(hardware: HardwareSpec | str) -> float:
-    """Host seconds to dispatch one kernel in eager mode on the DGX host of this GPU (DGX_HOST_BOOST_HZ)."""
+@dataclass(frozen=True, slots=True)
+class HostCpu:
+    """A GPU server's host CPU and the speed of one of its cores (SPECrate2017_int_base / cores): a single-threaded
+    Python dispatch loop's time scales with 1 / that speed."""
+
+    name: str
+    int_rate_per_core: float
+
+
+# The DGX datasheets name the host CPUs: DGX A100 = 2x AMD EPYC 7742 (NVIDIA DGX A100 datasheet), DGX H100 = 2x Intel
+# Xeon Platinum 8480C (NVIDIA DGX H100 datasheet). Per-core speed: SPEC CPU2017 SPECrate2017_int_base / cores, the
+# median of the published 2-socket results (spec.org/cpu2017/results, CINT2017 rate; read from its 2025-07-08 CSV
+# export in github.com/blue-plum-cloud/cpu2017data data/test.csv): EPYC 7742, 21 results of 128 cores, median 674
+# (646-701; e.g. Dell PowerEdge R7525, Dec 2019: 661) -> 5.27; Xeon Platinum 8480+, 46 results of 112 cores,
+# median 912 (861-987; e.g. Dell PowerEdge XE9680, the 8-GPU HGX H100 server, Apr 2023: 861) -> 8.14. SPEC lists no
+# 8480C (the DGX's custom part: 56 cores, 2.0 GHz base, 3.8 GHz max turbo like the 8480+, Intel ARK), so it
+# stands in. The rate metric per core rather than SPECspeed2017_int_base (medians 8.84 / 14.5, x1.64): the speed
+# metric runs 657.xz_s multi-threaded (OpenMP) on every core, and the Sapphire Rapids results built with Intel's
+# 2022.0-2023.0 compilers carry SPEC's February 2024 note on a 523/623.xalancbmk-specific optimisation, worth about
+# 9 % of SPECint speed and 4 % of SPECint rate (Phoronix, as reported by TechRadar Pro, February 2024).
+DGX_A100_HOST = HostCpu("2x AMD EPYC 7742 (DGX A100)", 674 / 128)
+DGX_H100_HOST = HostCpu("2x Intel Xeon Platinum 8480C (DGX H100; SPEC figures of the 8480+)", 912 / 112)
+# Keyed by the GPU's hardware id (a power-capped id "<id>@<W>w" runs in the same host).
+DGX_HOST_CPU = {"a100-sxm-80gb": DGX_A100_HOST, "a100-sxm-40gb": DGX_A100_HOST, "h100-sxm": DGX_H100_HOST}
+# Host seconds per kernel launch on the reference core (DGX A100's EPYC 7742), by the model whose code the stack
+# runs: fitted on the DGX-A100 rows only (median |error| of token_time at batch 1; Llama-2-70B 2.3 %, BLOOM-176B
+# 1.8 %), reported on the DGX-H100 rows (docs/validation-e2e.md). BLOOM's eager model code costs x1.35 Llama-2's per
+# launch of roofsim's op graph on the A100 host and x1.48 on the H100 host (each fitted on its own), so the cost
+# is the model code's, not the GPU's. Another model gets the Llama-2 figure.
+SPLITWISE_REF_HOST = DGX_A100_HOST
+SPLITWISE_HOST_S_PER_LAUNCH = {"meta-llama/Llama-2-70b-hf": 42.3e-6, "bigscience/bloom": 57.0e-6}
+SPLITWISE_DEFAULT_MODEL = "meta-llama/Llama-2-70b-hf"
+# Host seconds per running sequence of one iteration, after the kernels (sampling, stop checks, per-request
+# bookkeeping of the stack): the decode step grows with batch more than its GPU time (tp 8, batch 1 -> 64: A100
+# +26 ms, H100 +20 ms measured, +5 / +3.5 ms of GPU time). Fitted on the DGX-A100 rows of batch > 1 (median |error|
+# of token_time), reported on the DGX-H100 rows. Not scaled by the host core's speed: the measured growth is the
+# same on both hosts (batch 1 -> 32, Llama-2-70B tp 8: +8.1 / +8.8 ms, tp 4: +7.3 / +7.2 ms), and held out both
+# ways the unscaled cost scores better than the scaled one (docs/validation-e2e.md).
+SPLITWISE_HOST_S_PER_SEQ = 210e-6
+
+
+def dgx_host(hardware: HardwareSpec | str) -> HostCpu:
+    """The host CPU of the DGX this GPU ships in (DGX_HOST_CPU)."""
     gpu = re.sub(r"-cap[0-9.]+w$", "", _hw(hardware).id)  # a power-capped GPU (catalog.power_capped): same host
-    if gpu not in DGX_HOST_BOOST_HZ:
-        raise ValueError(f"no DGX host known for GPU {gpu!r} (known: {sorted(DGX_HOST_BOOST_HZ)}); without an "
-                         "engine, set the replica group's host_s_per_launch")
-    return SPLITWISE_HOST_CYCLES_PER_LAUNCH / DGX_HOST_BOOST_HZ[gpu]
+    if gpu not in DGX_HOST_CPU:
+        raise ValueError(f"no DGX host known for GPU {gpu!r} (known: {sorted(DGX_HOST_CPU)}); without an "
+                         "engine, set the replica group's host_s_per_launch and host_s_per_seq")
+    return DGX_HOST_CPU[gpu]
+
+
+def dgx_host_slowdown(hardware: HardwareSpec | str) -> float:
+    """Host seconds on this GPU's DGX host per host second on the reference core (SPLITWISE_REF_HOST)."""
+    return SPLITWISE_REF_HOST.int_rate_per_core / dgx_host(hardware).int_rate_per_core
+
+
+def dgx_host_s_per_launch(hardware: HardwareSpec | str, model: str | None = None) -> float:
+    """Host seconds to dispatch one kernel of `model`'s eager code on the DGX host of this GPU."""
+    ref = SPLITWISE_HOST_S_PER_LAUNCH.get(model or SPLITWISE_DEFAULT_MODEL,
+                                          SPLITWISE_HOST_S_PER_LAUNCH[SPLITWISE_DEFAULT_MODEL])
+    return ref * dgx_host_slowdown(hardware)
 
 
 def vllm_v1_defaults(hardware: HardwareSpec | str) -> tuple[int, int]:
@@ -143,12 +186,14 @@ def _hw(hardware: HardwareSpec | str) -> HardwareSpec:
 @dataclass(frozen=True, slots=True)
 class EngineContext:
     """What an engine's own defaults may depend on: the GPU, the replica's GPU count, the model's context length
-    (max_model_len) and the longest prompt it must admit (a benchmark row's isl; None = the context length)."""
+    (max_model_len), the longest prompt it must admit (a benchmark row's isl; None = the context length) and the
+    model's name (an eager stack's host cost per launch depends on the model's code)."""
 
     hardware: HardwareSpec | None = None
     gpus: int = 1
     max_model_len: int | None = None
     longest_prompt: int | None = None
+    model: str | None = None
 
     def need_hw(self, what: str) -> HardwareSpec:
         if self.hardware is None:
@@ -423,16 +468,26 @@ ENGINES: tuple[EngineRow, ...] = (
         "vllm", DEFAULT_MAX_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS, None, False, "recompute", 0.9,
         (("stack", "splitwise-sim (Mutinifni/splitwise-sim) data/perf_model.csv; the stack is not named there (issue "
                    "#4), vLLM profiles are separate files (configs/performance_model/db.yaml)"),
-         ("host_s_per_launch", f"eager execution: every kernel is dispatched by the host, {SPLITWISE_HOST_CYCLES_PER_LAUNCH:,} "
-                               "host cycles per launch (fitted on the DGX-A100 rows, reported on the DGX-H100 "
-                               "rows) at the DGX host CPU's max boost clock (DGX_HOST_BOOST_HZ: DGX A100 EPYC 7742 "
-                               "3.4 GHz, DGX H100 Xeon 8480C 3.8 GHz); an iteration takes max(GPU time, kernel "
+         ("host_s_per_launch", "eager execution: every kernel is dispatched by the host; "
+                               + ", ".join(f"{m.split('/')[-1]} {v * 1e6:g} us"
+                                           for m, v in SPLITWISE_HOST_S_PER_LAUNCH.items())
+                               + " per launch on the reference core (DGX A100's EPYC 7742; fitted on the DGX-A100 "
+                               "rows, reported on the DGX-H100 rows; other models: Llama-2's), x the reference "
+                               "core's speed / the DGX host core's (SPECrate2017_int_base per core, DGX_HOST_CPU: "
+                               f"EPYC 7742 {DGX_A100_HOST.int_rate_per_core:.2f}, Xeon 8480C/+ "
+                               f"{DGX_H100_HOST.int_rate_per_core:.2f}); an iteration takes max(GPU time, kernel "
                                "launches x host_s_per_launch) (simulator/strategy.py HostDispatchFloor)"),
+         ("host_s_per_seq", f"{SPLITWISE_HOST_S_PER_SEQ * 1e6:g} us of host time per running sequence per iteration "
+                            "(fitted on the DGX-A100 rows of batch > 1, reported on the DGX-H100 rows; the same on "
+                            "both hosts)"),
          ("scheduler and limits", "roofsim-default's (the benchmark ran static batches: validation.e2e runs each row "
                                   "as one)")),
-        ("for GPUs in a DGX A100 / DGX H100 host only (elsewhere set a replica group's host_s_per_launch)",),
-        host_s_per_launch=Rule("DGX host: cycles per launch / host max boost clock",
-                               lambda c: dgx_host_s_per_launch(c.need_hw("splitwise host dispatch")))),
+        ("for GPUs in a DGX A100 / DGX H100 host only (elsewhere set a replica group's host_s_per_launch and "
+         "host_s_per_seq)",),
+        host_s_per_launch=Rule("DGX host: the model's seconds per launch on the reference core x reference / host "
+                               "core speed",
+                               lambda c: dgx_host_s_per_launch(c.need_hw("splitwise host dispatch"), c.model)),
+        host_s_per_seq=SPLITWISE_HOST_S_PER_SEQ),
 )
 
 # What `simulate` (flags), `plan` and the dashboard run when no engine is named: the table's newest vLLM row (V1),
@@ -503,13 +558,13 @@ def _value(v: Setting, ctx: EngineContext) -> Any:
 
 
 def engine_profile(spec: str, hardware: HardwareSpec | str | None = None, *, max_model_len: int | None = None,
-                   gpus: int = 1, longest_prompt: int | None = None) -> EngineProfile:
+                   gpus: int = 1, longest_prompt: int | None = None, model: str | None = None) -> EngineProfile:
     """The settings of `engine[==version]` (e.g. 'vllm==0.5.4', 'vllm' = the newest known, 'trtllm==1.0',
     'sglang') on this GPU for a model of `max_model_len` context tokens on tp*pp = `gpus` GPUs. Unknown engine or
     version: UnknownEngineError listing the known ones; a setting that depends on a missing input: ValueError."""
     row = engine_row(spec)
     hw = _hw(hardware) if hardware is not None else None
-    ctx = EngineContext(hw, gpus, max_model_len, longest_prompt)
+    ctx = EngineContext(hw, gpus, max_model_len, longest_prompt, model)
     try:
         vals = {k: _value(getattr(row, k), ctx) for k in (
             "scheduler", "max_batched_tokens", "max_num_seqs", "chunk_size", *ENGINE_GROUP_FIELDS)}
@@ -582,7 +637,9 @@ def trtllm_bench_limits(param_count: float, weight_bytes_per_param: float, kv_by
 
 
 __all__ = [
-    "ALIASES", "DEFAULT_ENGINE", "DGX_HOST_BOOST_HZ", "SPLITWISE_HOST_CYCLES_PER_LAUNCH", "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINE_GROUP_FIELDS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
+    "ALIASES", "DEFAULT_ENGINE", "DGX_A100_HOST", "DGX_H100_HOST", "DGX_HOST_CPU", "HostCpu", "SPLITWISE_DEFAULT_MODEL",
+    "SPLITWISE_HOST_S_PER_LAUNCH", "SPLITWISE_HOST_S_PER_SEQ", "SPLITWISE_REF_HOST", "dgx_host", "dgx_host_slowdown",
+    "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINE_GROUP_FIELDS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
     "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",

@@ -273,16 +273,18 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
 
 
 def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
-    """The engine settings a static-batch row keeps under its own static scheduler: the host dispatch cost of an
-    eager engine (simulator/engines.py host_s_per_launch; the Splitwise rows' `splitwise` engine)."""
+    """The engine settings a static-batch row keeps under its own static scheduler: the host costs of an eager
+    engine (simulator/engines.py host_s_per_launch and host_s_per_seq; the Splitwise rows' `splitwise` engine)."""
     spec = row_engine(row)[0] if row.mode == "static_batch" else None
     if spec is None or not engine_row(spec).host_s_per_launch:  # (other settings may need the model: not asked)
         return {}
-    host = engine_profile(spec, row.hardware, gpus=row.tp * row.pp).host_s_per_launch
-    if not host:
+    prof = engine_profile(spec, row.hardware, gpus=row.tp * row.pp, model=row.model)
+    if not prof.host_s_per_launch:
         return {}
-    notes.append(f"engine {spec}: eager execution, {host * 1e6:.1f} us of host dispatch per kernel launch")
-    return {"host_s_per_launch": host}
+    notes.append(f"engine {spec}: eager execution, {prof.host_s_per_launch * 1e6:.1f} us of host dispatch per kernel "
+                 "launch" + (f", {prof.host_s_per_seq * 1e6:.0f} us of host time per sequence per iteration"
+                             if prof.host_s_per_seq is not None else ""))
+    return {"host_s_per_launch": prof.host_s_per_launch, "host_s_per_seq": prof.host_s_per_seq}
 
 
 def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: SyntheticWorkload, seed: int,

@@ -1,5 +1,5 @@
 """Eager host dispatch (simulator/strategy.py HostDispatchFloor, ReplicaGroup.host_s_per_launch) and the
-`splitwise` engine that sets it from the DGX host's CPU clock (simulator/engines.py)."""
+`splitwise` engine that sets it from the DGX host CPU's per-core speed (simulator/engines.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from roofsim.model.cost import CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec, QuantSpec
 from roofsim.simulator.config import ReplicaGroup, SimConfig, StaticScheduler
-from roofsim.simulator.engines import SPLITWISE_HOST_CYCLES_PER_LAUNCH, engine_profile
+from roofsim.simulator.engines import (
+    DGX_A100_HOST,
+    DGX_H100_HOST,
+    SPLITWISE_HOST_S_PER_LAUNCH,
+    SPLITWISE_HOST_S_PER_SEQ,
+    engine_profile,
+)
 from roofsim.simulator.run import simulate
 from roofsim.simulator.strategy import HostDispatchFloor, PlainDecoding
 from roofsim.simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload
@@ -24,14 +30,22 @@ def _cost(tp: int = 8) -> CostModel:
                      activation_dtype="fp16", kv_dtype="fp16"), ParallelSpec(tp=tp))
 
 
-def test_host_cost_per_launch_follows_the_dgx_host_cpu_clock() -> None:
-    """DGX A100 (EPYC 7742, 3.4 GHz max boost) and DGX H100 (Xeon 8480C, 3.8 GHz max turbo): the same cycles per
-    launch; a power-capped H100 sits in the same host; a GPU in no known DGX asks for the setting."""
-    a100 = engine_profile("splitwise", "a100-sxm-80gb").host_s_per_launch
-    h100 = engine_profile("splitwise", "h100-sxm").host_s_per_launch
-    assert a100 == pytest.approx(SPLITWISE_HOST_CYCLES_PER_LAUNCH / 3.4e9)
-    assert a100 / h100 == pytest.approx(3.8 / 3.4)
-    assert engine_profile("splitwise", "h100-sxm@490w").host_s_per_launch == h100
+def test_host_costs_follow_the_dgx_host_cores_speed() -> None:
+    """DGX A100 (EPYC 7742, the reference core) and DGX H100 (Xeon 8480C): host seconds scale with the inverse of
+    the per-core SPECrate2017_int_base (5.27 and 8.14, x1.55), per launch by the model's code (BLOOM's costs more
+    than Llama-2's; another model gets Llama-2's); the per-sequence cost is the same on both hosts; a power-capped
+    H100 sits in the same host; a GPU in no known DGX asks for the launch cost."""
+    assert DGX_A100_HOST.int_rate_per_core == pytest.approx(5.27, abs=0.01)
+    assert DGX_H100_HOST.int_rate_per_core == pytest.approx(8.14, abs=0.01)
+    a100 = engine_profile("splitwise", "a100-sxm-80gb", model=LLAMA2)
+    h100 = engine_profile("splitwise", "h100-sxm", model=LLAMA2)
+    assert a100.host_s_per_launch == SPLITWISE_HOST_S_PER_LAUNCH[LLAMA2] == 42.3e-6
+    assert a100.host_s_per_seq == SPLITWISE_HOST_S_PER_SEQ == 210e-6
+    assert a100.host_s_per_launch / h100.host_s_per_launch == pytest.approx((912 / 112) / (674 / 128))
+    assert h100.host_s_per_seq == a100.host_s_per_seq
+    assert engine_profile("splitwise", "a100-sxm-80gb", model="bigscience/bloom").host_s_per_launch == 57.0e-6
+    assert engine_profile("splitwise", "a100-sxm-80gb", model="Qwen/Qwen3-32B").host_s_per_launch == 42.3e-6
+    assert engine_profile("splitwise", "h100-sxm@490w", model=LLAMA2) == h100
     assert engine_profile("vllm", "h100-sxm").host_s_per_launch == 0.0
     with pytest.raises(ValueError, match="no DGX host known for GPU 'l40s'.*host_s_per_launch"):
         engine_profile("splitwise", "l40s")
@@ -39,7 +53,10 @@ def test_host_cost_per_launch_follows_the_dgx_host_cpu_clock() -> None:
 
 def test_engine_fills_the_group_and_an_explicit_value_wins() -> None:
     g = ReplicaGroup(model=LLAMA2, hardware="h100-sxm", tp=8, engine="splitwise")
-    assert g.host_s_per_launch == pytest.approx(SPLITWISE_HOST_CYCLES_PER_LAUNCH / 3.8e9)
+    assert g.host_s_per_launch == pytest.approx(42.3e-6 * (674 / 128) / (912 / 112))
+    assert g.host_s_per_seq == 210e-6
+    assert ReplicaGroup(model="bigscience/bloom", hardware="a100-sxm-80gb", tp=8,
+                        engine="splitwise").host_s_per_launch == 57.0e-6  # the group's model picks the cost
     assert ReplicaGroup(model=LLAMA2, hardware="a100-sxm-80gb", tp=8, engine="splitwise",
                         host_s_per_launch=2e-5).host_s_per_launch == 2e-5
     # another host: any group sets the cost itself
@@ -81,7 +98,7 @@ def test_simulated_decode_stops_shortening_with_tp() -> None:
                                                                kv_dtype="fp16"),
                                                scheduler=StaticScheduler(max_num_seqs=1, max_batched_tokens=512)),))
         return simulate(cfg).summary["tpot_s"]["mean"]
-    host = engine_profile("splitwise", "a100-sxm-80gb").host_s_per_launch
+    host = engine_profile("splitwise", "a100-sxm-80gb", model=LLAMA2).host_s_per_launch
     assert tpot(4, host) == pytest.approx(tpot(8, host), rel=0.01)
     assert tpot(4, host) == pytest.approx(1045 * host, rel=0.05)
     assert tpot(8, 0.0) < 0.7 * tpot(4, host)
