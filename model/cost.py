@@ -632,6 +632,12 @@ COMM_REF_CLOCK_HZ = 1.83e9
 # one-shot at 2 GPUs, on full NVLink below 512 KB up to 4 GPUs / 256 KB up to 8, two-shot above; no custom kernel
 # on more than two PCIe-only GPUs (custom_all_reduce.py: NCCL instead)
 CUSTOM_AR_BLOCKS = 36
+# The engine kernel's flag barrier between PCIe peers (2 GPUs without NVLink: custom_ok) costs what one step of
+# NCCL's Simple protocol (flags and data apart, like these kernels) costs more over PCIe than over NVLink: 5.7 - 3.4
+# us at COMM_REF_CLOCK_HZ (NCCL_HW_LAT_US). AIConfigurator's 2-GPU graphed one-shot rows, 0.25-8 KB: 5.2-5.7 us on
+# L40S, 4.5 on H100 and 5.2 on A100 despite the L40S's higher clock; leave-one-GPU-out, the engines' all-reduce
+# median goes 23.9 -> 22.1 % (40 per stratum), and comm_latency_s no longer averages NVLink and PCIe barriers.
+CUSTOM_AR_PCIE_LAT_US = NCCL_HW_LAT_US["pcie"][2] - NCCL_HW_LAT_US["nvlink"][2]
 _ACCESS_BYTES = 16.0  # one 128-bit access (the kernels' packed loads)
 
 # GPUs without NVLink exchange peer-to-peer over PCIe through the host's root complex (or PCIe switches): a pair
@@ -748,8 +754,9 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     n = f["gpus"]
     kbw = np.minimum(busbw, CUSTOM_AR_BLOCKS * f["clock_hz"] * _ACCESS_BYTES * p["comm_bw_eff"])
     lat = ck * p["comm_latency_s"]
-    kernel = np.where(f["oneshot"] > 0, lat + (n - 1) * f["bytes"] / kbw,
-                      lat * p["comm_twoshot_latency_x"] + 2 * (n - 1) / n * f["bytes"] / kbw)
+    klat = lat + np.where(nvlink, 0.0, ck * CUSTOM_AR_PCIE_LAT_US * 1e-6)
+    kernel = np.where(f["oneshot"] > 0, klat + (n - 1) * f["bytes"] / kbw,
+                      klat * p["comm_twoshot_latency_x"] + 2 * (n - 1) / n * f["bytes"] / kbw)
     custom_ok = (f["custom_ok"] > 0) & (nvlink | np.logical_not(p["comm_custom_nvlink_only"]))
     own = np.where(custom_ok & (f["bytes"] < p["comm_oneshot_max_bytes"]), kernel, nccl + lat)
     own = np.where(graphed, own, np.maximum(own, p["comm_floor_s"]))
