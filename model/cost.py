@@ -734,7 +734,8 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     capped), LL128 (92 %, NVLink only), Simple and, from 8 NVSwitch GPUs on Hopper/Blackwell, NVLS all-reduce
     ((n-1)/n of the message per GPU at nvls_eff), each latency + traffic x bytes / bandwidth (NCCL
     ncclTopoGetAlgoTime). The engine's all-reduce: one-shot ((n-1) x bytes) or two-shot (2(n-1)/n x bytes) at
-    min(link, blocks x clock x 16 B x comm_bw_eff), or NCCL + its call cost; eager calls never below comm_floor_s."""
+    min(link, blocks x clock x 16 B x comm_bw_eff) (its barrier CUSTOM_AR_PCIE_LAT_US dearer between PCIe peers), or
+    NCCL + its call cost; eager calls never below comm_floor_s."""
     ck = COMM_REF_CLOCK_HZ / f["clock_hz"]
     nvlink = f["nvlink"] > 0
     busbw = f["link_bw"] * np.where(nvlink, p["nccl_bw_eff"],
