@@ -624,6 +624,15 @@ NCCL_NVLS_EFF = {"hopper": 0.85, "blackwell": 0.74}  # nvlsEfficiency: in-switch
 # NVLS all-reduce is taken from 8 GPUs up: AIConfigurator's H100 nccl-tests all-reduce tables reach a ring-formula
 # bus bandwidth of 445 GB/s at 8 GPUs (above the 450 GB/s link's ring ceiling) but 320-350 GB/s at 2-4 GPUs
 NCCL_NVLS_MIN_GPUS = 8
+# An NVLS all-reduce moves (n+1)/n of the message over each GPU's link each way, not the (n-1)/n a ring step
+# count suggests: its reduce-scatter half reads every slice through the switch (multimem.ld_reduce, PTX ISA
+# "multimem": the switch reduces the copies of all n GPUs, the GPU's own included), so each GPU sends the whole
+# message and receives its reduced 1/n; the all-gather half writes that 1/n once (multimem.st) and receives all n
+# slices (NCCL src/device/all_reduce.h, the NVLS algorithm: scatter by ld_reduce, gather by multicast store).
+# AIConfigurator's 8-GPU H100 nccl-tests fp16 all-reduce of 256 MiB takes 1.09 ms: message / time = 246 GB/s; the
+# (n+1)/n traffic at 0.85 x 450 GB/s x nccl_bw_eff (0.73, fitted on the other GPUs) predicts 250, (n-1)/n 321.
+# Leave-one-GPU-out (300 per stratum): NCCL all-reduce 13.7 -> 12.8 %, the engines' all-reduce (NCCL above 8 MiB)
+# 22.0 -> 21.2 %.
 # NCCL's latency constants are taken at this SM clock (H100 SXM's); a GPU's fixed costs scale with 1/clock
 # (kernel launch, flag polling and fences run in cycles): nccl-tests 8-GPU all-reduce latency x clock is
 # 31.9 / 28.4 us.GHz on A100 / H100, 56 / 61 on L40S / RTX PRO 6000 (PCIe)
@@ -732,7 +741,7 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     """Seconds of communication kernels from their comm_terms `f` and calibration fields `p` (floats or numpy
     arrays alike: kernel_cost and FeatureTable share this). NCCL: the fastest of ring LL (half the bus bandwidth,
     capped), LL128 (92 %, NVLink only), Simple and, from 8 NVSwitch GPUs on Hopper/Blackwell, NVLS all-reduce
-    ((n-1)/n of the message per GPU at nvls_eff), each latency + traffic x bytes / bandwidth (NCCL
+    ((n+1)/n of the message per GPU at nvls_eff), each latency + traffic x bytes / bandwidth (NCCL
     ncclTopoGetAlgoTime). The engine's all-reduce: one-shot ((n-1) x bytes) or two-shot (2(n-1)/n x bytes) at
     min(link, blocks x clock x 16 B x comm_bw_eff) (its barrier CUSTOM_AR_PCIE_LAT_US dearer between PCIe peers), or
     NCCL + its call cost; eager calls never below comm_floor_s."""
@@ -746,7 +755,7 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     t = np.minimum(t, ck * f["lat_ll"] + moved / np.minimum(f["ll_max_bw"], 0.5 * busbw))
     t = np.where(nvlink, np.minimum(t, ck * f["lat_ll128"] + moved / (0.92 * busbw)), t)
     nvls_eff = np.maximum(f["nvls_eff"], 1e-30)
-    t = np.where(f["nvls_eff"] > 0, np.minimum(t, ck * NCCL_NVLS_LAT_US * 1e-6 + (f["gpus"] - 1) / f["gpus"]
+    t = np.where(f["nvls_eff"] > 0, np.minimum(t, ck * NCCL_NVLS_LAT_US * 1e-6 + (f["gpus"] + 1) / f["gpus"]
                                                * f["bytes"] / (nvls_eff * busbw)), t)
     tree_bw = 0.5 * busbw  # a tree all-reduce's algorithm bandwidth: half the bus bandwidth (NCCL ratio .5)
     t = np.minimum(t, ck * f["lat_tree_ll"] + f["bytes"] / (NCCL_TREE_BW_EFF[0] * tree_bw))
