@@ -643,9 +643,10 @@ COMM_REF_CLOCK_HZ = 1.83e9
 CUSTOM_AR_BLOCKS = 36
 # The engine kernel's flag barrier between PCIe peers (2 GPUs without NVLink: custom_ok) costs what one step of
 # NCCL's Simple protocol (flags and data apart, like these kernels) costs more over PCIe than over NVLink: 5.7 - 3.4
-# us at COMM_REF_CLOCK_HZ (NCCL_HW_LAT_US). AIConfigurator's 2-GPU graphed one-shot rows, 0.25-8 KB: 5.2-5.7 us on
-# L40S, 4.5 on H100 and 5.2 on A100 despite the L40S's higher clock; leave-one-GPU-out, the engines' all-reduce
-# median goes 23.9 -> 22.1 % (40 per stratum), and comm_latency_s no longer averages NVLink and PCIe barriers.
+# us (NCCL_HW_LAT_US), bus time like every PCIe step (comm_terms). AIConfigurator's 2-GPU graphed one-shot
+# rows, 0.25-8 KB: 5.2-5.7 us on L40S, 4.5 on H100 and 5.2 on A100 despite the L40S's higher clock; without the
+# term one comm_latency_s averaged NVLink and PCIe barriers (leave-one-GPU-out, 40 per stratum: the engines'
+# all-reduce 23.9 -> 22.5 %).
 CUSTOM_AR_PCIE_LAT_US = NCCL_HW_LAT_US["pcie"][2] - NCCL_HW_LAT_US["nvlink"][2]
 _ACCESS_BYTES = 16.0  # one 128-bit access (the kernels' packed loads)
 
@@ -703,7 +704,15 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
     allreduce = k.op in ALLREDUCE_OPS
     steps = 1.0 if k.op == "send_recv" else 2.0 * (n - 1) if allreduce else float(n - 1)
     traffic = 1.0 if k.op == "send_recv" else steps / n
-    lat, tree = _nccl_latencies_us(steps, n, nodes, intra, allreduce and k.op != "send_recv")
+    # comm_time scales every latency by COMM_REF_CLOCK_HZ / clock (cycles), but a PCIe step's hardware latency is
+    # bus time (a posted write and a flag poll through the host's PCIe fabric): stated at the GPU's clock here, it
+    # comes out unscaled. AIConfigurator's nccl-tests all-reduce of 512 B over 8 GPUs: 22.6 us on L40S (2.52 GHz),
+    # 24.6 on RTX PRO 6000 (2.43 GHz), i.e. 1.3 / 1.4 us per step above the clock-scaled base (NCCL's table: 1.0),
+    # 1.75 / 1.86 if the steps scaled too. Leave-one-GPU-out (40 per stratum, CUSTOM_AR_PCIE_LAT_US unscaled too):
+    # all-gather 13.9 -> 13.1 %, reduce-scatter 12.9 -> 12.5, all-to-all 15.5 -> 15.3, the engines' all-reduce
+    # 21.3 -> 21.1, NCCL all-reduce 12.8 either way.
+    step_x = hw.compute.clock_hz / COMM_REF_CLOCK_HZ if intra == "pcie" else 1.0
+    lat, tree = _nccl_latencies_us(steps, n, nodes, intra, allreduce and k.op != "send_recv", step_x)
     nvls = allreduce and nvlink and n >= NCCL_NVLS_MIN_GPUS
     return {"custom": float(k.op == "allreduce"), "gpus": float(n), "bytes": k.comm_bytes, "link_bw": bw,
             "nvlink": float(nvlink), "clock_hz": hw.compute.clock_hz,
@@ -715,13 +724,14 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
             "lat_tree_ll": tree[0] * 1e-6, "lat_tree_simple": tree[1] * 1e-6, "pcie_share": share}
 
 
-def _nccl_latencies_us(steps: float, n: int, nodes: int, intra: str, allreduce: bool
+def _nccl_latencies_us(steps: float, n: int, nodes: int, intra: str, allreduce: bool, step_x: float = 1.0
                        ) -> tuple[list[float], tuple[float, float]]:
     """NCCL's ring latency per protocol (LL, LL128, Simple) for `steps` ring steps over `n` GPUs on `nodes`
-    nodes, and its tree all-reduce latency (LL, Simple; inf where NCCL runs no tree: one node here, whose
-    all-reduces the ring/NVLS model was fitted on, and every other collective), in us."""
+    nodes (one node: each step's hardware latency x `step_x`), and its tree all-reduce latency (LL, Simple; inf
+    where NCCL runs no tree: one node here, whose all-reduces the ring/NVLS model was fitted on, and every other
+    collective), in us."""
     if nodes == 1:
-        return [b + steps * h for b, h in zip(NCCL_BASE_LAT_US, NCCL_HW_LAT_US[intra], strict=True)], \
+        return [b + steps * h * step_x for b, h in zip(NCCL_BASE_LAT_US, NCCL_HW_LAT_US[intra], strict=True)], \
             (math.inf, math.inf)
     inter = 2.0 * (nodes - 1) if allreduce else float(nodes - 1)
     ring = []
@@ -764,7 +774,7 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     n = f["gpus"]
     kbw = np.minimum(busbw, CUSTOM_AR_BLOCKS * f["clock_hz"] * _ACCESS_BYTES * p["comm_bw_eff"])
     lat = ck * p["comm_latency_s"]
-    klat = lat + np.where(nvlink, 0.0, ck * CUSTOM_AR_PCIE_LAT_US * 1e-6)
+    klat = lat + np.where(nvlink, 0.0, CUSTOM_AR_PCIE_LAT_US * 1e-6)  # PCIe bus time: not clock-scaled
     kernel = np.where(f["oneshot"] > 0, klat + (n - 1) * f["bytes"] / kbw,
                       klat * p["comm_twoshot_latency_x"] + 2 * (n - 1) / n * f["bytes"] / kbw)
     custom_ok = (f["custom_ok"] > 0) & (nvlink | np.logical_not(p["comm_custom_nvlink_only"]))

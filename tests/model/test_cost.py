@@ -513,7 +513,8 @@ def test_graphed_allreduce_skips_the_host_dispatch_floor() -> None:
 
 
 def test_pcie_links_clock_scaling_and_engine_fallback_by_hand() -> None:
-    """PCIe (L40S: 32 GB/s, 2.52 GHz): NCCL's PCIe latencies scaled by 1.83/2.52, nccl_bw_eff_pcie, no LL128, the
+    """PCIe (L40S: 32 GB/s, 2.52 GHz): NCCL's base latencies scaled by 1.83/2.52, its PCIe steps not (bus time),
+    nccl_bw_eff_pcie, no LL128, the
     root complex shared by the ring (2/n of the link per GPU above 2 GPUs); the engine's own kernel only at 2 GPUs
     (its PCIe barrier costs 2.3 us more; more PCIe GPUs: NCCL plus the engine's call cost), and never over PCIe for
     TensorRT-LLM (ENGINE_COMM)."""
@@ -521,19 +522,19 @@ def test_pcie_links_clock_scaling_and_engine_fallback_by_hand() -> None:
     cal = Calibration(nccl_bw_eff_pcie=0.5, comm_latency_s=3e-6)
     ck = 1.83e9 / 2.52e9
     big = float(1 << 26)
-    simple = ck * (8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / 8e9  # 4 GPUs, Simple ring at 0.5 x 32 GB/s x 2/4
+    simple = (ck * 8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / 8e9  # 4 GPUs, Simple ring at 0.5 x 32 GB/s x 2/4
     assert allreduce_seconds(big, 4, l40s, cal, nccl=True) == pytest.approx(simple, rel=1e-9)
-    pair = ck * (8.4 + 2 * 5.7) * 1e-6 + 1.0 * big / 16e9  # 2 GPUs: the whole 0.5 x 32 GB/s
+    pair = (ck * 8.4 + 2 * 5.7) * 1e-6 + 1.0 * big / 16e9  # 2 GPUs: the whole 0.5 x 32 GB/s
     assert allreduce_seconds(big, 2, l40s, cal, nccl=True) == pytest.approx(pair, rel=1e-9)
     small = 4096.0
-    ll = ck * (6.6 + 6 * 1.0) * 1e-6 + 1.5 * small / 4e9  # LL: half the bus bandwidth (under the 87.7 GB/s cap)
+    ll = (ck * 6.6 + 6 * 1.0) * 1e-6 + 1.5 * small / 4e9  # LL: half the bus bandwidth (under the 87.7 GB/s cap)
     assert allreduce_seconds(small, 4, l40s, cal, nccl=True) == pytest.approx(ll, rel=1e-9)
     assert allreduce_seconds(small, 4, l40s, cal) == pytest.approx(ll + ck * 3e-6, rel=1e-9)
     kbw = min(16e9, 36 * 2.52e9 * 16 * 0.2)
-    # the kernel's PCIe flag barrier: NCCL's Simple step over PCIe minus over NVLink, 5.7 - 3.4 us, clock-scaled
-    assert allreduce_seconds(small, 2, l40s, cal) == pytest.approx(ck * (3e-6 + 2.3e-6) + small / kbw, rel=1e-9)
+    # the kernel's PCIe flag barrier: NCCL's Simple step over PCIe minus over NVLink, 5.7 - 3.4 us, bus time
+    assert allreduce_seconds(small, 2, l40s, cal) == pytest.approx(ck * 3e-6 + 2.3e-6 + small / kbw, rel=1e-9)
     trt = cal.model_copy(update=ENGINE_COMM["trtllm"])
-    ll2 = ck * (6.6 + 2 * 1.0) * 1e-6 + small / 8e9
+    ll2 = (ck * 6.6 + 2 * 1.0) * 1e-6 + small / 8e9
     assert allreduce_seconds(small, 2, l40s, trt) == pytest.approx(ll2 + ck * 3e-6, rel=1e-9)
     # over NVLink TensorRT-LLM runs its own kernel like the others
     assert allreduce_seconds(small, 2, H100, trt) == allreduce_seconds(small, 2, H100, cal)
@@ -554,7 +555,7 @@ def test_ring_extra_steps_and_pcie_share_exponent_by_hand() -> None:
     for exp, share in ((0.0, 1.0), (1.0, 0.5), (2.0, 0.25)):  # 4 GPUs: 2/4 of the link, to the exponent
         c = Calibration(nccl_bw_eff_pcie=0.5, nccl_pcie_share_exp=exp)
         assert allreduce_seconds(big, 4, l40s, c, nccl=True) == pytest.approx(
-            ck * (8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / (16e9 * share), rel=1e-9)
+            (ck * 8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / (16e9 * share), rel=1e-9)
     # 2 PCIe GPUs and NVLink never share: the exponent does not move them
     for hw, n in ((l40s, 2), (H100, 8)):
         assert allreduce_seconds(big, n, hw, Calibration(nccl_pcie_share_exp=3.0), nccl=True) == \
