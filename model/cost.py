@@ -264,8 +264,9 @@ class Calibration(BaseModel):
     # NCCL collectives (all-gather, reduce-scatter, all-to-all, send/recv, NCCL all-reduce): NCCL's own tuning
     # model (latency per algorithm/protocol, bus bandwidth) on the datasheet link; these scale the link bandwidth
     nccl_bw_eff: float = Field(0.80, gt=0, le=1, description=(
-        "bus bandwidth of NCCL's Simple protocol as a fraction of the datasheet NVLink bandwidth (default: NCCL's "
-        "own link model, 20.0 of 25 GB/s per NVLink3/4 link, src/graph/topo.h)"))
+        "bus bandwidth of NCCL's Simple protocol as a fraction of the datasheet NVLink bandwidth, on Ampere (default: "
+        "NCCL's own link model, 20.0 of 25 GB/s per NVLink3 link, src/graph/topo.h); other generations scale it by "
+        "NCCL's own ratio (NVLINK_NCCL_X)"))
     nccl_bw_eff_pcie: float = Field(0.75, gt=0, le=1, description=(
         "the same over PCIe or the network (default: NCCL's PCI_BW, 12 of 16 GB/s for PCIe Gen3 x16)"))
     nccl_pcie_share_exp: float = Field(1.0, ge=0, description=(
@@ -621,6 +622,13 @@ NCCL_TREE_BW_EFF = (0.92 / 3.8, 0.92)  # LL, Simple: busBw x these, algorithm ba
 # LL bus bandwidth cap, GB/s, one node (llMaxBws, by compute capability: Ampere index for sm80-89)
 NCCL_LL_MAX_BW = {"volta": 39.0e9, "ampere": 87.7e9, "ada": 87.7e9, "hopper": 141.0e9, "blackwell": 282.0e9}
 NCCL_NVLS_EFF = {"hopper": 0.85, "blackwell": 0.74}  # nvlsEfficiency: in-switch reduction on NVSwitch parts
+# NCCL counts an NVLink link of each generation at its own fraction of the datasheet rate (src/graph/topo.h:
+# SM80_NVLINK_BW 20.0, SM90 20.6, SM100 40.1 GB/s against 25 / 25 / 50 GB/s per link and direction for NVLink 3 / 4
+# / 5): nccl_bw_eff is the Ampere fraction (default 0.80 = 20/25), and a Hopper link carries 20.6/20 of it, a
+# Blackwell one (40.1/50)/(20/25). AIConfigurator's nccl-tests at 256 MiB over 4 GPUs: ring bus bandwidth 0.69 of
+# the datasheet on A100, 0.74 on H100. Leave-one-GPU-out (40 per stratum): all-gather 13.1 -> 12.4 %, reduce-scatter
+# 12.5 -> 11.1, all-to-all 15.3 -> 14.8, NCCL all-reduce 12.8 -> 12.1, the engines' all-reduce 21.1 -> 20.2.
+NVLINK_NCCL_X = {"hopper": 20.6 / 20.0, "blackwell": (40.1 / 50.0) / (20.0 / 25.0)}
 # NVLS all-reduce is taken from 8 GPUs up: AIConfigurator's H100 nccl-tests all-reduce tables reach a ring-formula
 # bus bandwidth of 445 GB/s at 8 GPUs (above the 450 GB/s link's ring ceiling) but 320-350 GB/s at 2-4 GPUs
 NCCL_NVLS_MIN_GPUS = 8
@@ -630,7 +638,8 @@ NCCL_NVLS_MIN_GPUS = 8
 # message and receives its reduced 1/n; the all-gather half writes that 1/n once (multimem.st) and receives all n
 # slices (NCCL src/device/all_reduce.h, the NVLS algorithm: scatter by ld_reduce, gather by multicast store).
 # AIConfigurator's 8-GPU H100 nccl-tests fp16 all-reduce of 256 MiB takes 1.09 ms: message / time = 246 GB/s; the
-# (n+1)/n traffic at 0.85 x 450 GB/s x nccl_bw_eff (0.73, fitted on the other GPUs) predicts 250, (n-1)/n 321.
+# (n+1)/n traffic at 0.85 x 450 GB/s x NVLINK_NCCL_X x nccl_bw_eff (0.74, fitted on the other GPUs) predicts 258,
+# (n-1)/n 331.
 # Leave-one-GPU-out (300 per stratum): NCCL all-reduce 13.7 -> 12.8 %, the engines' all-reduce (NCCL above 8 MiB)
 # 22.0 -> 21.2 %.
 # NCCL's latency constants are taken at this SM clock (H100 SXM's); a GPU's fixed costs scale with 1/clock
@@ -714,6 +723,8 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
     step_x = hw.compute.clock_hz / COMM_REF_CLOCK_HZ if intra == "pcie" else 1.0
     lat, tree = _nccl_latencies_us(steps, n, nodes, intra, allreduce and k.op != "send_recv", step_x)
     nvls = allreduce and nvlink and n >= NCCL_NVLS_MIN_GPUS
+    if nvlink:
+        bw *= NVLINK_NCCL_X.get(hw.architecture, 1.0)
     return {"custom": float(k.op == "allreduce"), "gpus": float(n), "bytes": k.comm_bytes, "link_bw": bw,
             "nvlink": float(nvlink), "clock_hz": hw.compute.clock_hz,
             "ll_max_bw": NCCL_LL_MAX_BW.get(hw.architecture, NCCL_LL_MAX_BW["ampere"]), "traffic": traffic,
