@@ -270,8 +270,9 @@ class Calibration(BaseModel):
     # NCCL collectives (all-gather, reduce-scatter, all-to-all, send/recv, NCCL all-reduce): NCCL's own tuning
     # model (latency per algorithm/protocol, bus bandwidth) on the datasheet link; these scale the link bandwidth
     nccl_bw_eff: float = Field(0.80, gt=0, le=1, description=(
-        "bus bandwidth of NCCL's Simple protocol as a fraction of the datasheet NVLink bandwidth (default: NCCL's "
-        "own link model, 20.0 of 25 GB/s per NVLink3/4 link, src/graph/topo.h)"))
+        "bus bandwidth of NCCL's Simple protocol as a fraction of the datasheet NVLink bandwidth, on Ampere (default: "
+        "NCCL's own link model, 20.0 of 25 GB/s per NVLink3 link, src/graph/topo.h); other generations scale it by "
+        "NCCL's own ratio (NVLINK_NCCL_X)"))
     nccl_bw_eff_pcie: float = Field(0.75, gt=0, le=1, description=(
         "the same over PCIe or the network (default: NCCL's PCI_BW, 12 of 16 GB/s for PCIe Gen3 x16)"))
     nccl_pcie_share_exp: float = Field(1.0, ge=0, description=(
@@ -627,9 +628,26 @@ NCCL_TREE_BW_EFF = (0.92 / 3.8, 0.92)  # LL, Simple: busBw x these, algorithm ba
 # LL bus bandwidth cap, GB/s, one node (llMaxBws, by compute capability: Ampere index for sm80-89)
 NCCL_LL_MAX_BW = {"volta": 39.0e9, "ampere": 87.7e9, "ada": 87.7e9, "hopper": 141.0e9, "blackwell": 282.0e9}
 NCCL_NVLS_EFF = {"hopper": 0.85, "blackwell": 0.74}  # nvlsEfficiency: in-switch reduction on NVSwitch parts
+# NCCL counts an NVLink link of each generation at its own fraction of the datasheet rate (src/graph/topo.h:
+# SM80_NVLINK_BW 20.0, SM90 20.6, SM100 40.1 GB/s against 25 / 25 / 50 GB/s per link and direction for NVLink 3 / 4
+# / 5): nccl_bw_eff is the Ampere fraction (default 0.80 = 20/25), and a Hopper link carries 20.6/20 of it, a
+# Blackwell one (40.1/50)/(20/25). AIConfigurator's nccl-tests at 256 MiB over 4 GPUs: ring bus bandwidth 0.69 of
+# the datasheet on A100, 0.74 on H100. Leave-one-GPU-out (40 per stratum): all-gather 13.1 -> 12.4 %, reduce-scatter
+# 12.5 -> 11.1, all-to-all 15.3 -> 14.8, NCCL all-reduce 12.8 -> 12.1, the engines' all-reduce 21.1 -> 20.2.
+NVLINK_NCCL_X = {"hopper": 20.6 / 20.0, "blackwell": (40.1 / 50.0) / (20.0 / 25.0)}
 # NVLS all-reduce is taken from 8 GPUs up: AIConfigurator's H100 nccl-tests all-reduce tables reach a ring-formula
 # bus bandwidth of 445 GB/s at 8 GPUs (above the 450 GB/s link's ring ceiling) but 320-350 GB/s at 2-4 GPUs
 NCCL_NVLS_MIN_GPUS = 8
+# An NVLS all-reduce moves (n+1)/n of the message over each GPU's link each way, not the (n-1)/n a ring step
+# count suggests: its reduce-scatter half reads every slice through the switch (multimem.ld_reduce, PTX ISA
+# "multimem": the switch reduces the copies of all n GPUs, the GPU's own included), so each GPU sends the whole
+# message and receives its reduced 1/n; the all-gather half writes that 1/n once (multimem.st) and receives all n
+# slices (NCCL src/device/all_reduce.h, the NVLS algorithm: scatter by ld_reduce, gather by multicast store).
+# AIConfigurator's 8-GPU H100 nccl-tests fp16 all-reduce of 256 MiB takes 1.09 ms: message / time = 246 GB/s; the
+# (n+1)/n traffic at 0.85 x 450 GB/s x NVLINK_NCCL_X x nccl_bw_eff (0.74, fitted on the other GPUs) predicts 258,
+# (n-1)/n 331.
+# Leave-one-GPU-out (300 per stratum): NCCL all-reduce 13.7 -> 12.8 %, the engines' all-reduce (NCCL above 8 MiB)
+# 22.0 -> 21.2 %.
 # NCCL's latency constants are taken at this SM clock (H100 SXM's); a GPU's fixed costs scale with 1/clock
 # (kernel launch, flag polling and fences run in cycles): nccl-tests 8-GPU all-reduce latency x clock is
 # 31.9 / 28.4 us.GHz on A100 / H100, 56 / 61 on L40S / RTX PRO 6000 (PCIe)
@@ -638,6 +656,13 @@ COMM_REF_CLOCK_HZ = 1.83e9
 # one-shot at 2 GPUs, on full NVLink below 512 KB up to 4 GPUs / 256 KB up to 8, two-shot above; no custom kernel
 # on more than two PCIe-only GPUs (custom_all_reduce.py: NCCL instead)
 CUSTOM_AR_BLOCKS = 36
+# The engine kernel's flag barrier between PCIe peers (2 GPUs without NVLink: custom_ok) costs what one step of
+# NCCL's Simple protocol (flags and data apart, like these kernels) costs more over PCIe than over NVLink: 5.7 - 3.4
+# us (NCCL_HW_LAT_US), bus time like every PCIe step (comm_terms). AIConfigurator's 2-GPU graphed one-shot
+# rows, 0.25-8 KB: 5.2-5.7 us on L40S, 4.5 on H100 and 5.2 on A100 despite the L40S's higher clock; without the
+# term one comm_latency_s averaged NVLink and PCIe barriers (leave-one-GPU-out, 40 per stratum: the engines'
+# all-reduce 23.9 -> 22.5 %).
+CUSTOM_AR_PCIE_LAT_US = NCCL_HW_LAT_US["pcie"][2] - NCCL_HW_LAT_US["nvlink"][2]
 _ACCESS_BYTES = 16.0  # one 128-bit access (the kernels' packed loads)
 
 # GPUs without NVLink exchange peer-to-peer over PCIe through the host's root complex (or PCIe switches): a pair
@@ -694,8 +719,18 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
     allreduce = k.op in ALLREDUCE_OPS
     steps = 1.0 if k.op == "send_recv" else 2.0 * (n - 1) if allreduce else float(n - 1)
     traffic = 1.0 if k.op == "send_recv" else steps / n
-    lat, tree = _nccl_latencies_us(steps, n, nodes, intra, allreduce and k.op != "send_recv")
+    # comm_time scales every latency by COMM_REF_CLOCK_HZ / clock (cycles), but a PCIe step's hardware latency is
+    # bus time (a posted write and a flag poll through the host's PCIe fabric): stated at the GPU's clock here, it
+    # comes out unscaled. AIConfigurator's nccl-tests all-reduce of 512 B over 8 GPUs: 22.6 us on L40S (2.52 GHz),
+    # 24.6 on RTX PRO 6000 (2.43 GHz), i.e. 1.3 / 1.4 us per step above the clock-scaled base (NCCL's table: 1.0),
+    # 1.75 / 1.86 if the steps scaled too. Leave-one-GPU-out (40 per stratum, CUSTOM_AR_PCIE_LAT_US unscaled too):
+    # all-gather 13.9 -> 13.1 %, reduce-scatter 12.9 -> 12.5, all-to-all 15.5 -> 15.3, the engines' all-reduce
+    # 21.3 -> 21.1, NCCL all-reduce 12.8 either way.
+    step_x = hw.compute.clock_hz / COMM_REF_CLOCK_HZ if intra == "pcie" else 1.0
+    lat, tree = _nccl_latencies_us(steps, n, nodes, intra, allreduce and k.op != "send_recv", step_x)
     nvls = allreduce and nvlink and n >= NCCL_NVLS_MIN_GPUS
+    if nvlink:
+        bw *= NVLINK_NCCL_X.get(hw.architecture, 1.0)
     return {"custom": float(k.op == "allreduce"), "gpus": float(n), "bytes": k.comm_bytes, "link_bw": bw,
             "nvlink": float(nvlink), "clock_hz": hw.compute.clock_hz,
             "ll_max_bw": NCCL_LL_MAX_BW.get(hw.architecture, NCCL_LL_MAX_BW["ampere"]), "traffic": traffic,
@@ -706,13 +741,14 @@ def comm_terms(k: Kernel, hw: HardwareSpec) -> dict[str, float]:
             "lat_tree_ll": tree[0] * 1e-6, "lat_tree_simple": tree[1] * 1e-6, "pcie_share": share}
 
 
-def _nccl_latencies_us(steps: float, n: int, nodes: int, intra: str, allreduce: bool
+def _nccl_latencies_us(steps: float, n: int, nodes: int, intra: str, allreduce: bool, step_x: float = 1.0
                        ) -> tuple[list[float], tuple[float, float]]:
     """NCCL's ring latency per protocol (LL, LL128, Simple) for `steps` ring steps over `n` GPUs on `nodes`
-    nodes, and its tree all-reduce latency (LL, Simple; inf where NCCL runs no tree: one node here, whose
-    all-reduces the ring/NVLS model was fitted on, and every other collective), in us."""
+    nodes (one node: each step's hardware latency x `step_x`), and its tree all-reduce latency (LL, Simple; inf
+    where NCCL runs no tree: one node here, whose all-reduces the ring/NVLS model was fitted on, and every other
+    collective), in us."""
     if nodes == 1:
-        return [b + steps * h for b, h in zip(NCCL_BASE_LAT_US, NCCL_HW_LAT_US[intra], strict=True)], \
+        return [b + steps * h * step_x for b, h in zip(NCCL_BASE_LAT_US, NCCL_HW_LAT_US[intra], strict=True)], \
             (math.inf, math.inf)
     inter = 2.0 * (nodes - 1) if allreduce else float(nodes - 1)
     ring = []
@@ -732,9 +768,10 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     """Seconds of communication kernels from their comm_terms `f` and calibration fields `p` (floats or numpy
     arrays alike: kernel_cost and FeatureTable share this). NCCL: the fastest of ring LL (half the bus bandwidth,
     capped), LL128 (92 %, NVLink only), Simple and, from 8 NVSwitch GPUs on Hopper/Blackwell, NVLS all-reduce
-    ((n-1)/n of the message per GPU at nvls_eff), each latency + traffic x bytes / bandwidth (NCCL
+    ((n+1)/n of the message per GPU at nvls_eff), each latency + traffic x bytes / bandwidth (NCCL
     ncclTopoGetAlgoTime). The engine's all-reduce: one-shot ((n-1) x bytes) or two-shot (2(n-1)/n x bytes) at
-    min(link, blocks x clock x 16 B x comm_bw_eff), or NCCL + its call cost; eager calls never below comm_floor_s."""
+    min(link, blocks x clock x 16 B x comm_bw_eff) (its barrier CUSTOM_AR_PCIE_LAT_US dearer between PCIe peers), or
+    NCCL + its call cost; eager calls never below comm_floor_s."""
     ck = COMM_REF_CLOCK_HZ / f["clock_hz"]
     nvlink = f["nvlink"] > 0
     busbw = f["link_bw"] * np.where(nvlink, p["nccl_bw_eff"],
@@ -745,7 +782,7 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     t = np.minimum(t, ck * f["lat_ll"] + moved / np.minimum(f["ll_max_bw"], 0.5 * busbw))
     t = np.where(nvlink, np.minimum(t, ck * f["lat_ll128"] + moved / (0.92 * busbw)), t)
     nvls_eff = np.maximum(f["nvls_eff"], 1e-30)
-    t = np.where(f["nvls_eff"] > 0, np.minimum(t, ck * NCCL_NVLS_LAT_US * 1e-6 + (f["gpus"] - 1) / f["gpus"]
+    t = np.where(f["nvls_eff"] > 0, np.minimum(t, ck * NCCL_NVLS_LAT_US * 1e-6 + (f["gpus"] + 1) / f["gpus"]
                                                * f["bytes"] / (nvls_eff * busbw)), t)
     tree_bw = 0.5 * busbw  # a tree all-reduce's algorithm bandwidth: half the bus bandwidth (NCCL ratio .5)
     t = np.minimum(t, ck * f["lat_tree_ll"] + f["bytes"] / (NCCL_TREE_BW_EFF[0] * tree_bw))
@@ -754,8 +791,9 @@ def comm_time(f: Mapping[str, Any], p: Mapping[str, Any], graphed: Any = False) 
     n = f["gpus"]
     kbw = np.minimum(busbw, CUSTOM_AR_BLOCKS * f["clock_hz"] * _ACCESS_BYTES * p["comm_bw_eff"])
     lat = ck * p["comm_latency_s"]
-    kernel = np.where(f["oneshot"] > 0, lat + (n - 1) * f["bytes"] / kbw,
-                      lat * p["comm_twoshot_latency_x"] + 2 * (n - 1) / n * f["bytes"] / kbw)
+    klat = lat + np.where(nvlink, 0.0, CUSTOM_AR_PCIE_LAT_US * 1e-6)  # PCIe bus time: not clock-scaled
+    kernel = np.where(f["oneshot"] > 0, klat + (n - 1) * f["bytes"] / kbw,
+                      klat * p["comm_twoshot_latency_x"] + 2 * (n - 1) / n * f["bytes"] / kbw)
     custom_ok = (f["custom_ok"] > 0) & (nvlink | np.logical_not(p["comm_custom_nvlink_only"]))
     own = np.where(custom_ok & (f["bytes"] < p["comm_oneshot_max_bytes"]), kernel, nccl + lat)
     own = np.where(graphed, own, np.maximum(own, p["comm_floor_s"]))

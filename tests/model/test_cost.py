@@ -386,7 +386,9 @@ def test_large_gqa_groups_run_decode_math_on_cuda_cores() -> None:
 
 
 def test_allreduce_one_shot_two_shot_floor_and_nccl_by_hand() -> None:
-    # h100-sxm: NVLink 450 GB/s per direction, clock 1.83 GHz (= COMM_REF_CLOCK_HZ: latencies unscaled)
+    # h100-sxm: NVLink 450 GB/s per direction, clock 1.83 GHz (= COMM_REF_CLOCK_HZ: latencies unscaled); NCCL counts
+    # a Hopper link at 20.6/20 of an Ampere one (NVLINK_NCCL_X): bus bandwidth 0.8 x 450 x 1.03 = 370.8 GB/s
+    bus = 0.8 * 450e9 * 1.03
     cal = Calibration(comm_latency_s=1e-6, comm_bw_eff=0.25, comm_twoshot_latency_x=2.0, comm_oneshot_max_bytes=1e6,
                       nccl_bw_eff=0.8)
     kbw = min(450e9 * 0.8, 36 * 1.83e9 * 16 * 0.25)  # the kernel's 36 blocks, not the link, set the pace
@@ -396,19 +398,21 @@ def test_allreduce_one_shot_two_shot_floor_and_nccl_by_hand() -> None:
     assert allreduce_seconds(mid, 4, H100, cal) == pytest.approx(1e-6 + 3 * mid / kbw, rel=1e-12)  # < 512 KB
     fast = cal.model_copy(update={"comm_latency_s": 0.0, "comm_floor_s": 2e-5})
     assert allreduce_seconds(16, 2, H100, fast) == pytest.approx(2e-5, rel=1e-12)  # the eager floor
-    # NCCL, 8 GPUs, 64 KB: ring LL (6.6 + 14 x 0.6 us, half the 360 GB/s bus bandwidth capped at Hopper's 141 GB/s)
+    # NCCL, 8 GPUs, 64 KB: ring LL (6.6 + 14 x 0.6 us, half the bus bandwidth capped at Hopper's 141 GB/s)
     # beats LL128 (14 + 14 x 1.9 us), Simple (8.4 + 14 x 3.4 us) and NVLS (25 us)
     ll = 15.0e-6 + 1.75 * small / 141e9
     assert allreduce_seconds(small, 8, H100, cal, nccl=True) == pytest.approx(ll, rel=1e-9)
-    # above the engine's 1 MB limit: NCCL (256 MB at 8 GPUs: NVLS, 7/8 of it at 0.85 x 360 GB/s) + its call cost
+    # above the engine's 1 MB limit: NCCL (256 MB at 8 GPUs: NVLS, 9/8 of it over each link at 0.85 x the bus:
+    # the switch reads the whole message from every GPU and multicasts every slice back) + its call cost
     huge = float(1 << 28)
-    nvls = 25e-6 + 7 / 8 * huge / (0.85 * 360e9)
+    nvls = 25e-6 + 9 / 8 * huge / (0.85 * bus)
+    assert nvls < (8.4 + 14 * 3.4) * 1e-6 + 1.75 * huge / bus  # still faster than the Simple ring
     assert allreduce_seconds(huge, 8, H100, cal, nccl=True) == pytest.approx(nvls, rel=1e-9)
     assert allreduce_seconds(big, 8, H100, cal) == pytest.approx(
         allreduce_seconds(big, 8, H100, cal, nccl=True) + 1e-6, rel=1e-12)
     # 4 GPUs: no NVLS; Simple ring, 2(n-1)/n of the message at the bus bandwidth
     assert allreduce_seconds(huge, 4, H100, cal, nccl=True) == pytest.approx(
-        (8.4 + 6 * 3.4) * 1e-6 + 1.5 * huge / 360e9, rel=1e-9)
+        (8.4 + 6 * 3.4) * 1e-6 + 1.5 * huge / bus, rel=1e-9)
 
 
 def test_decode_compute_efficiency_is_its_own_field_and_inherits_prefill() -> None:
@@ -512,25 +516,28 @@ def test_graphed_allreduce_skips_the_host_dispatch_floor() -> None:
 
 
 def test_pcie_links_clock_scaling_and_engine_fallback_by_hand() -> None:
-    """PCIe (L40S: 32 GB/s, 2.52 GHz): NCCL's PCIe latencies scaled by 1.83/2.52, nccl_bw_eff_pcie, no LL128, the
+    """PCIe (L40S: 32 GB/s, 2.52 GHz): NCCL's base latencies scaled by 1.83/2.52, its PCIe steps not (bus time),
+    nccl_bw_eff_pcie, no LL128, the
     root complex shared by the ring (2/n of the link per GPU above 2 GPUs); the engine's own kernel only at 2 GPUs
-    (more PCIe GPUs: NCCL plus the engine's call cost), and never over PCIe for TensorRT-LLM (ENGINE_COMM)."""
+    (its PCIe barrier costs 2.3 us more; more PCIe GPUs: NCCL plus the engine's call cost), and never over PCIe for
+    TensorRT-LLM (ENGINE_COMM)."""
     l40s = load_hardware("l40s")
     cal = Calibration(nccl_bw_eff_pcie=0.5, comm_latency_s=3e-6)
     ck = 1.83e9 / 2.52e9
     big = float(1 << 26)
-    simple = ck * (8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / 8e9  # 4 GPUs, Simple ring at 0.5 x 32 GB/s x 2/4
+    simple = (ck * 8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / 8e9  # 4 GPUs, Simple ring at 0.5 x 32 GB/s x 2/4
     assert allreduce_seconds(big, 4, l40s, cal, nccl=True) == pytest.approx(simple, rel=1e-9)
-    pair = ck * (8.4 + 2 * 5.7) * 1e-6 + 1.0 * big / 16e9  # 2 GPUs: the whole 0.5 x 32 GB/s
+    pair = (ck * 8.4 + 2 * 5.7) * 1e-6 + 1.0 * big / 16e9  # 2 GPUs: the whole 0.5 x 32 GB/s
     assert allreduce_seconds(big, 2, l40s, cal, nccl=True) == pytest.approx(pair, rel=1e-9)
     small = 4096.0
-    ll = ck * (6.6 + 6 * 1.0) * 1e-6 + 1.5 * small / 4e9  # LL: half the bus bandwidth (under the 87.7 GB/s cap)
+    ll = (ck * 6.6 + 6 * 1.0) * 1e-6 + 1.5 * small / 4e9  # LL: half the bus bandwidth (under the 87.7 GB/s cap)
     assert allreduce_seconds(small, 4, l40s, cal, nccl=True) == pytest.approx(ll, rel=1e-9)
     assert allreduce_seconds(small, 4, l40s, cal) == pytest.approx(ll + ck * 3e-6, rel=1e-9)
     kbw = min(16e9, 36 * 2.52e9 * 16 * 0.2)
-    assert allreduce_seconds(small, 2, l40s, cal) == pytest.approx(ck * 3e-6 + small / kbw, rel=1e-9)
+    # the kernel's PCIe flag barrier: NCCL's Simple step over PCIe minus over NVLink, 5.7 - 3.4 us, bus time
+    assert allreduce_seconds(small, 2, l40s, cal) == pytest.approx(ck * 3e-6 + 2.3e-6 + small / kbw, rel=1e-9)
     trt = cal.model_copy(update=ENGINE_COMM["trtllm"])
-    ll2 = ck * (6.6 + 2 * 1.0) * 1e-6 + small / 8e9
+    ll2 = (ck * 6.6 + 2 * 1.0) * 1e-6 + small / 8e9
     assert allreduce_seconds(small, 2, l40s, trt) == pytest.approx(ll2 + ck * 3e-6, rel=1e-9)
     # over NVLink TensorRT-LLM runs its own kernel like the others
     assert allreduce_seconds(small, 2, H100, trt) == allreduce_seconds(small, 2, H100, cal)
@@ -541,9 +548,9 @@ def test_ring_extra_steps_and_pcie_share_exponent_by_hand() -> None:
     link is min(1, 2/n) to the power nccl_pcie_share_exp (1: a shared root complex, 0: a non-blocking switch)."""
     huge = float(1 << 28)
     cal = Calibration(nccl_bw_eff=0.8, nccl_ring_extra_steps=0.5)
-    # H100, 4 GPUs: Simple ring, (2(n-1) + 0.5)/n = 1.625 of the message at 0.8 x 450 GB/s
+    # H100, 4 GPUs: Simple ring, (2(n-1) + 0.5)/n = 1.625 of the message at 0.8 x 450 GB/s x 20.6/20
     assert allreduce_seconds(huge, 4, H100, cal, nccl=True) == pytest.approx(
-        (8.4 + 6 * 3.4) * 1e-6 + 1.625 * huge / 360e9, rel=1e-9)
+        (8.4 + 6 * 3.4) * 1e-6 + 1.625 * huge / (360e9 * 1.03), rel=1e-9)
     assert allreduce_seconds(huge, 4, H100, cal, nccl=True) > allreduce_seconds(
         huge, 4, H100, cal.model_copy(update={"nccl_ring_extra_steps": 0.0}), nccl=True)
     l40s = load_hardware("l40s")
@@ -551,7 +558,7 @@ def test_ring_extra_steps_and_pcie_share_exponent_by_hand() -> None:
     for exp, share in ((0.0, 1.0), (1.0, 0.5), (2.0, 0.25)):  # 4 GPUs: 2/4 of the link, to the exponent
         c = Calibration(nccl_bw_eff_pcie=0.5, nccl_pcie_share_exp=exp)
         assert allreduce_seconds(big, 4, l40s, c, nccl=True) == pytest.approx(
-            ck * (8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / (16e9 * share), rel=1e-9)
+            (ck * 8.4 + 6 * 5.7) * 1e-6 + 1.5 * big / (16e9 * share), rel=1e-9)
     # 2 PCIe GPUs and NVLink never share: the exponent does not move them
     for hw, n in ((l40s, 2), (H100, 8)):
         assert allreduce_seconds(big, n, hw, Calibration(nccl_pcie_share_exp=3.0), nccl=True) == \
