@@ -38,7 +38,7 @@ from roofsim.model.cost import (
     gemm_dequant_flops,
     gemm_groups,
     gemm_is_stream,
-    gemm_peak_flops,
+    gemm_kernel_peak,
     gemm_quant_bytes,
     gemm_shape_efficiency,
     grouped_tile_m,
@@ -440,7 +440,7 @@ def _slot_rows(row: KernelMeasurement, load: tuple[float, float] | None) -> floa
     build_rank0_local_workload). Their Triton and Marlin experts keep the masked slots' rows (SGLang's computes
     them: moe_module_kernels); FlashInfer/CUTLASS
     (TensorRT-LLM's kernel) and the OpenAI Triton mxfp4 path gather only the local rows."""
-    source = row.variant.split(";")[1].strip() if ";" in row.variant else ""
+    source = _kernel_source(row)
     if row.ep <= 1 or row.framework not in ("vllm", "sglang") or not re.search(r"triton|marlin|vllm_fused_moe",
                                                                                source) or "oaitriton" in source:
         return None
@@ -484,7 +484,14 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     assert all(k.count == 1 for k in ks)
     if skewed:
         ks = tuple(_padded_tiles(k, row) if k.moe_expert else k for k in ks)
+    if "marlin" in _kernel_source(row):  # Marlin experts issue mma.sync (model.cost.WARP_MMA_PEAK_FRACTION)
+        ks = tuple(dataclasses.replace(k, warp_mma=True) if k.moe_expert else k for k in ks)
     return _moe_l2_warm(row, ks)
+
+
+def _kernel_source(row: KernelMeasurement) -> str:
+    """The collector's kernel source of a row (the variant's second field, e.g. 'sglang_marlin_moe')."""
+    return row.variant.split(";")[1].strip() if ";" in row.variant else ""
 
 
 _TILING = Calibration()  # the integer tiling every fit keeps (gemm_tile_m, gemm_grouped_min_tile_m)
@@ -1021,7 +1028,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             afp8[i] = k.dtype == "fp8"
         elif k.kind == "gemm":
-            cols["peak"][i] = gemm_peak_flops(k.dtype, hw, cal)
+            cols["peak"][i] = gemm_kernel_peak(k, hw, cal)
         elif k.kind == "attn_decode":
             cols["peak"][i] = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
             afp8[i] = k.dtype == "fp8"
