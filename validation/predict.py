@@ -484,9 +484,22 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     assert all(k.count == 1 for k in ks)
     if skewed:
         ks = tuple(_padded_tiles(k, row) if k.moe_expert else k for k in ks)
+    if _gathers_in_gemm(row):
+        ks = tuple(k for k in ks if k.name != "moe_permute")
     if "marlin" in _kernel_source(row):  # Marlin experts issue mma.sync (model.cost.WARP_MMA_PEAK_FRACTION)
         ks = tuple(dataclasses.replace(k, warp_mma=True) if k.moe_expert else k for k in ks)
     return _moe_l2_warm(row, ks)
+
+
+def _gathers_in_gemm(row: KernelMeasurement) -> bool:
+    """vLLM's and SGLang's Triton and Marlin fused-MoE experts (and the OpenAI Triton MXFP4 matmul) read each
+    routed row of the hidden states straight from its token inside the up GEMM (fused_moe_kernel's A pointers
+    `offs_token // top_k`, vllm/model_executor/layers/fused_moe/fused_moe.py; Marlin MoE's sorted_token_ids;
+    matmul_ogs gather_indx): the module runs no permute kernel. TensorRT-LLM's and FlashInfer's CUTLASS MoE copy
+    the rows into expert order first (expandInputRowsKernel)."""
+    source = _kernel_source(row)
+    return row.framework in ("vllm", "sglang") and "flashinfer" not in source and bool(
+        re.search(r"triton|marlin|vllm_fused_moe", source))
 
 
 def _kernel_source(row: KernelMeasurement) -> str:
