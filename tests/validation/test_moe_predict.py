@@ -141,6 +141,8 @@ def test_module_rows_vectorised_and_fit_only_the_expert_gemm_fixed_cost() -> Non
     # module rows move no knob of another family: only the GEMM row constrains gemm_eff
     data, _ = prepare(rows, CAL)
     assert list(data.family) == ["moe", "moe", "moe", "gemm"]
+    # the module rows of one engine weigh alike in the fit whatever their recipe (bf16, fp8_block): one weight key
+    assert data.weight_key[0] == data.weight_key[1] == data.weight_key[2] != data.weight_key[3]
     moved = replace(rows[0], measured_s=1.0)
     only_moe, _ = prepare([moved, rows[1]], CAL)
     assert fit_calibration(only_moe, CAL, fields=("gemm_eff",)).gemm_eff == CAL.gemm_eff
