@@ -936,6 +936,25 @@ def warp_mma_only(hw: HardwareSpec) -> bool:
     return hw.peak("bf16") / (hw.compute.num_units * hw.compute.clock_hz) < WARPGROUP_MMA_FLOPS_PER_CLK * 0.99
 
 
+# Fraction of the tensor peak a kernel built on warp-level mma.sync reaches on a GPU with warpgroup MMA: "WGMMA
+# instructions are necessary to extract the full compute of the H100 ... without them, the GPU seems to top out
+# around 63% of its peak utilization" (Hazy Research, "GPUs Go Brrr", hazyresearch.stanford.edu/blog/2024-05-12-tk).
+# Marlin issues m16n8k16 mma.sync (vLLM csrc/quantization/gptq_marlin/marlin_mma.h, shared by its MoE experts):
+# AIConfigurator's H100 Marlin MoE rows (SGLang sglang_marlin_moe, vLLM MarlinExperts) ran 1.8-1.9x the model's
+# compute time, against 0.7-1.2x on A100, L40S and RTX PRO 6000, whose datasheet peak is the mma.sync rate. A prior,
+# not fitted: H100 is the only warpgroup-MMA GPU measured, so no leave-one-GPU-out fit could pin it.
+WARP_MMA_PEAK_FRACTION = 0.63
+
+
+def gemm_kernel_peak(k: Kernel, hw: HardwareSpec, cal: Calibration) -> float:
+    """gemm_peak_flops of the kernel's dtype, times WARP_MMA_PEAK_FRACTION for a Kernel.warp_mma kernel on a GPU
+    with warpgroup MMA (an mma.sync kernel on an mma.sync GPU runs at its datasheet peak)."""
+    peak = gemm_peak_flops(k.dtype, hw, cal)
+    if k.warp_mma and hw.vendor == "nvidia" and hw.supports("bf16") and not warp_mma_only(hw):
+        return peak * WARP_MMA_PEAK_FRACTION
+    return peak
+
+
 def prefill_attention_peak(hw: HardwareSpec, dtype: str) -> float:
     """Tensor peak of prefill attention in `dtype`. fp8 attention reaches the fp8 peak only on NVIDIA GPUs with
     warpgroup MMA (FlashAttention-3 and TensorRT-LLM's sm90+ kernels); on mma.sync GPUs it runs at the 16-bit rate.
@@ -1137,7 +1156,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     """A GEMM: tile/wave/K-loop compute efficiency, weight-only dequantization on the vector units, its own
     memory efficiency as a weight stream (GEMV / small GEMM), a per-recipe fixed cost; a call timed alone and
     eagerly waits for its host dispatch (floor gemm_eager_floor_s)."""
-    peak = gemm_peak_flops(k.dtype, hw, cal)
+    peak = gemm_kernel_peak(k, hw, cal)
     groups = gemm_groups(k)
     eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0

@@ -99,6 +99,9 @@ class Kernel:
     # a fused-MoE expert GEMM (routed rows over the active experts' weight sets; not a batched matmul): its fixed cost is
     # Calibration.gemm_grouped_overhead_s and weight-only dequantisation runs once per row tile
     moe_expert: bool = False
+    # a GEMM whose kernel is built on warp-level mma.sync (Marlin and the Marlin MoE experts): on a GPU with
+    # warpgroup MMA it reaches only model.cost.WARP_MMA_PEAK_FRACTION of the tensor peak (model.cost.gemm_kernel_peak)
+    warp_mma: bool = False
 
     def __post_init__(self) -> None:
         if self.op not in OP_KIND:

@@ -38,7 +38,7 @@ from roofsim.model.cost import (
     gemm_dequant_flops,
     gemm_groups,
     gemm_is_stream,
-    gemm_peak_flops,
+    gemm_kernel_peak,
     gemm_quant_bytes,
     gemm_shape_efficiency,
     grouped_tile_m,
@@ -442,7 +442,7 @@ def _slot_rows(row: KernelMeasurement, load: tuple[float, float] | None) -> floa
     build_rank0_local_workload). Their Triton and Marlin experts keep the masked slots' rows (SGLang's computes
     them: moe_module_kernels); FlashInfer/CUTLASS
     (TensorRT-LLM's kernel) and the OpenAI Triton mxfp4 path gather only the local rows."""
-    source = row.variant.split(";")[1].strip() if ";" in row.variant else ""
+    source = _kernel_source(row)
     if row.ep <= 1 or row.framework not in ("vllm", "sglang") or not re.search(r"triton|marlin|vllm_fused_moe",
                                                                                source) or "oaitriton" in source:
         return None
@@ -486,7 +486,27 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     assert all(k.count == 1 for k in ks)
     if skewed:
         ks = tuple(_padded_tiles(k, row) if k.moe_expert else k for k in ks)
+    if _gathers_in_gemm(row):
+        ks = tuple(k for k in ks if k.name != "moe_permute")
+    if "marlin" in _kernel_source(row):  # Marlin experts issue mma.sync (model.cost.WARP_MMA_PEAK_FRACTION)
+        ks = tuple(dataclasses.replace(k, warp_mma=True) if k.moe_expert else k for k in ks)
     return _moe_l2_warm(row, ks)
+
+
+def _gathers_in_gemm(row: KernelMeasurement) -> bool:
+    """vLLM's and SGLang's Triton and Marlin fused-MoE experts (and the OpenAI Triton MXFP4 matmul) read each
+    routed row of the hidden states straight from its token inside the up GEMM (fused_moe_kernel's A pointers
+    `offs_token // top_k`, vllm/model_executor/layers/fused_moe/fused_moe.py; Marlin MoE's sorted_token_ids;
+    matmul_ogs gather_indx): the module runs no permute kernel. TensorRT-LLM's and FlashInfer's CUTLASS MoE copy
+    the rows into expert order first (expandInputRowsKernel)."""
+    source = _kernel_source(row)
+    return row.framework in ("vllm", "sglang") and "flashinfer" not in source and bool(
+        re.search(r"triton|marlin|vllm_fused_moe", source))
+
+
+def _kernel_source(row: KernelMeasurement) -> str:
+    """The collector's kernel source of a row (the variant's second field, e.g. 'sglang_marlin_moe')."""
+    return row.variant.split(";")[1].strip() if ";" in row.variant else ""
 
 
 _TILING = Calibration()  # the integer tiling every fit keeps (gemm_tile_m, gemm_grouped_min_tile_m)
@@ -1028,7 +1048,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             afp8[i] = k.dtype == "fp8"
         elif k.kind == "gemm":
-            cols["peak"][i] = gemm_peak_flops(k.dtype, hw, cal)
+            cols["peak"][i] = gemm_kernel_peak(k, hw, cal)
         elif k.kind == "attn_decode":
             cols["peak"][i] = hw.peak(PEAK_DTYPE.get(k.dtype, k.dtype))
             afp8[i] = k.dtype == "fp8"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from roofsim.hardware_specs.catalog import load_hardware
-from roofsim.model.cost import Calibration, gemm_dequant_flops, kernel_cost
+from roofsim.model.cost import Calibration, gemm_dequant_flops, gemm_kernel_peak, gemm_time, kernel_cost
 from roofsim.validation.calibrate import fit_calibration, prepare
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.predict import (
@@ -95,7 +95,11 @@ def test_masked_remote_slots_of_triton_experts() -> None:
     assert sg["moe_down"].flops == pytest.approx(2 * 6 * 1024 * 512)
     cutlass = {k.name: k for k in row_kernels(_moe(ep=2))}
     assert cutlass["moe_unpermute"].bytes == (4 + 4) * 1024 * 2
-    assert {k.name: k.bytes for k in row_kernels(vllm(ep=1))} == {k.name: k.bytes for k in row_kernels(_moe())}
+    # the Triton experts gather each routed row inside the up GEMM: no permute kernel (TensorRT-LLM's CUTLASS runs one)
+    assert {k.name: k.bytes for k in row_kernels(vllm(ep=1))} == {
+        k.name: k.bytes for k in row_kernels(_moe()) if k.name != "moe_permute"}
+    assert "moe_permute" not in {k.name for k in row_kernels(replace(vllm(), framework="sglang"))}
+    assert "moe_permute" in {k.name for k in row_kernels(replace(_moe(source="flashinfer_cutlass"), framework="vllm"))}
 
 
 def test_power_law_routing_replay() -> None:
@@ -137,6 +141,8 @@ def test_module_rows_vectorised_and_fit_only_the_expert_gemm_fixed_cost() -> Non
     # module rows move no knob of another family: only the GEMM row constrains gemm_eff
     data, _ = prepare(rows, CAL)
     assert list(data.family) == ["moe", "moe", "moe", "gemm"]
+    # the module rows of one engine weigh alike in the fit whatever their recipe (bf16, fp8_block): one weight key
+    assert data.weight_key[0] == data.weight_key[1] == data.weight_key[2] != data.weight_key[3]
     moved = replace(rows[0], measured_s=1.0)
     only_moe, _ = prepare([moved, rows[1]], CAL)
     assert fit_calibration(only_moe, CAL, fields=("gemm_eff",)).gemm_eff == CAL.gemm_eff
@@ -172,3 +178,21 @@ def test_weight_only_experts_dequantise_per_row_tile() -> None:
     assert up.dequant_flops == pytest.approx(2 * 8 * 1024 * 1024)  # once per weight of the 8 experts' [1024, 1024]
     one = {k.name: k for k in row_kernels(_moe(moe_dtype="int4_wo", source="sglang_marlin_moe", tokens=4))}
     assert gemm_dequant_flops(one["moe_down"], CAL) == one["moe_down"].dequant_flops  # one tile per expert
+
+
+def test_marlin_experts_run_at_the_mma_sync_rate_on_warpgroup_mma_gpus() -> None:
+    """Marlin expert GEMMs (warp-level mma.sync) reach WARP_MMA_PEAK_FRACTION of H100's tensor peak; on A100, whose
+    datasheet peak is the mma.sync rate, and for the CUTLASS experts they keep the full peak."""
+    marlin = {k.name: k for k in row_kernels(_moe(moe_dtype="int4_wo", source="sglang_marlin_moe", tokens=1024))}
+    cutlass = {k.name: k for k in row_kernels(_moe(tokens=1024))}
+    assert marlin["moe_up_gate"].warp_mma and not marlin["moe_act"].warp_mma
+    assert not any(k.warp_mma for k in cutlass.values())
+    a100 = load_hardware("a100-sxm-80gb")
+    up = marlin["moe_up_gate"]
+    plain = replace(up, warp_mma=False)
+    assert gemm_kernel_peak(up, H100, CAL) == pytest.approx(0.63 * H100.peak("bf16"))
+    assert gemm_kernel_peak(up, a100, CAL) == gemm_kernel_peak(plain, a100, CAL) == a100.peak("bf16")
+    # the tensor part of the compute term grows by 1 / 0.63; the per-tile dequantisation on the vector units not
+    c_marlin, c_plain = gemm_time(up, H100, CAL)[0], gemm_time(plain, H100, CAL)[0]
+    vector = gemm_dequant_flops(up, CAL) / (H100.peak("fp32") * CAL.vector_eff)
+    assert c_marlin - vector == pytest.approx((c_plain - vector) / 0.63)
