@@ -99,6 +99,11 @@ class Kernel:
     # a fused-MoE expert GEMM (routed rows over the active experts' weight sets; not a batched matmul): its fixed cost is
     # Calibration.gemm_grouped_overhead_s and weight-only dequantisation runs once per row tile
     moe_expert: bool = False
+    # a GEMM whose kernel gives each output tile one CTA that walks the whole K (CUTLASS scaled-mm kernels with the
+    # default data-parallel tile scheduler, as vLLM's and SGLang's per-tensor fp8 linears call): it never splits K
+    # to fill idle SMs as cuBLAS does (model.cost.gemm_shape_efficiency). Set where the kernel is known (validation
+    # rows of a named engine); simulated steps leave it to the dtype (model.cost.NO_SPLITK_DTYPES)
+    no_splitk: bool = False
 
     def __post_init__(self) -> None:
         if self.op not in OP_KIND:

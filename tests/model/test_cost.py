@@ -807,14 +807,19 @@ def test_warp_mma_only_by_architecture_and_a_cpu_costs_without_tensor_math() -> 
     assert cm.step_seconds_energy(BatchShape.build(decode_ctx=[64]))[0] > 0
 
 
-def test_fp4_gemms_split_no_k_and_their_tiles_start_at_128() -> None:
+def test_fp4_and_block_fp8_gemms_split_no_k_and_fp4_tiles_start_at_128() -> None:
     from roofsim.model.cost import gemm_shape_efficiency
 
-    # m = 1, n = 128, k = 6144 on 188 SMs: bf16 splits 2 64x64 tiles 6 ways (above); fp4 runs one 128x128 CTA
+    # m = 1, n = 128, k = 6144 on 188 SMs: bf16 splits 2 64x64 tiles 6 ways; fp4 runs one 128x128 CTA
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION) == pytest.approx(1 / 64 * 12 / 188)
     assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp4") == \
         pytest.approx(1 / 128 * 1 / 188)
-    # fp8_block still splits like bf16
-    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp8_block") == \
+    # fp8_block (DeepGEMM, CUTLASS blockwise: one CTA per output tile) and a no_splitk kernel (CUTLASS scaled-mm)
+    # keep the menu's 64x64 tiles but run them unsplit: 2 CTAs
+    for kw in ({"dtype": "fp8_block"}, {"dtype": "fp8", "no_splitk": True}):
+        assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, **kw) == \
+            pytest.approx(1 / 64 * 2 / 188)
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp8") == \
         pytest.approx(1 / 64 * 12 / 188)
     # nvfp4 m = 2, n = 256, k = 51200 (a 183 us AIConfigurator row on the RTX PRO 6000): two 128x128 tiles, no split
     assert gemm_shape_efficiency(2, 256, 51200, 188, DEFAULT_CALIBRATION, dtype="fp4") == \
