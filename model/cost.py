@@ -493,6 +493,12 @@ NO_SPLITK_DTYPES: frozenset[str] = frozenset({"fp4", "fp8_block"})
 # GEMM above has only 128x128 (with NO_SPLITK_DTYPES: leave-one-GPU-out nvfp4 16.3 -> 14.1 %, P90 68 -> 36 %, 40 rows
 # per stratum)
 GEMM_MIN_TILE: dict[str, tuple[int, int]] = {"fp4": (128, 128)}
+# The one output tile of a dtype's GEMM kernel on a GPU without warpgroup MMA (warp_mma_only: Ada, SM120 Blackwell):
+# TensorRT-LLM's block-scaled fp8 GEMM there is a 32x128x128 tile on a (m/32, n/128) grid, no split-K
+# (cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm_kernel.cuh: gemm_dispatch_sm89
+# TileShape 32x128x128 grid_k = 1, gemm_dispatch_sm120 SM120BlockScaledBuilder<32, 128>), where Hopper runs DeepGEMM's
+# 64-256-wide blocks (the menu)
+GEMM_WARP_MMA_TILES: dict[str, tuple[tuple[int, int], ...]] = {"fp8_block": ((32, 128),)}
 
 # GEMM recipes whose fixed cost is their own knob (gemm_overhead_s_fp8 / _fp8_block), not gemm_overhead_s
 QUANT_RECIPES: frozenset[str] = frozenset({"fp8", "fp8_block", "fp4"})
@@ -535,15 +541,16 @@ def gemm_is_stream(m: int, n: int, k: int, cal: Calibration) -> bool:
 
 
 def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0,
-                          weight_only: bool = False, dtype: str = "bf16", no_splitk: bool = False) -> float:
+                          weight_only: bool = False, dtype: str = "bf16", no_splitk: bool = False,
+                          warp_mma: bool = False) -> float:
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
 
     Tile padding: a [m,n] output is computed in tiles of gemm_tile_menu (the best for the shape), so m=1 costs a
     whole tile row of MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when
     there are fewer tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them; the
-    kernels of NO_SPLITK_DTYPES (and a `no_splitk` kernel, Kernel.no_splitk) do not, and GEMM_MIN_TILE bounds a dtype's tiles from below. A grouped
-    GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
+    kernels of NO_SPLITK_DTYPES (and a `no_splitk` kernel, Kernel.no_splitk) do not, GEMM_MIN_TILE bounds a dtype's
+    tiles from below and on a `warp_mma` GPU (warp_mma_only) GEMM_WARP_MMA_TILES replaces the menu. A grouped GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
     from gemm_grouped_min_tile_m to gemm_tile_m, by gemm_tile_n) and runs the tiles of all experts in one launch.
     A `weight_only` GEMM (low-bit weights dequantised in the kernel: TensorRT-LLM's fpA_intB, Marlin) is not a
     cuBLAS call and keeps gemm_tile_m x gemm_tile_n (the menu cost its LOGO error 19 points on int4_wo).
@@ -554,6 +561,8 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
     if groups > 1.0:
         return _tiled_efficiency(m, n, k, units, grouped_tile_m(m, cal), tn, groups, cal.gemm_splitk_min_k)
     menu = (() if weight_only else cal.gemm_tile_menu) or ((tm, tn),)
+    if warp_mma:
+        menu = GEMM_WARP_MMA_TILES.get(dtype, menu)
     lo_m, lo_n = GEMM_MIN_TILE.get(dtype, (0, 0))
     menu = tuple((max(a, lo_m), max(b, lo_n)) for a, b in menu)
     slice_k = k + 1 if no_splitk or dtype in NO_SPLITK_DTYPES else cal.gemm_splitk_min_k  # a slice longer than K: no split
@@ -599,10 +608,11 @@ def gemm_groups(k: Kernel) -> float:
 
 
 def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
-                            groups: float = 1.0, weight_only: bool = False, no_splitk: bool = False) -> float:
+                            groups: float = 1.0, weight_only: bool = False, no_splitk: bool = False,
+                            warp_mma: bool = False) -> float:
     """Fraction of peak a GEMM reaches: eff_max(dtype) x tile padding x wave quantization x K-loop ramp."""
     kramp = k / (k + cal.gemm_k_half)
-    shape = gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only, dtype, no_splitk)
+    shape = gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only, dtype, no_splitk, warp_mma)
     return gemm_peak_efficiency(dtype, cal) * shape * kramp
 
 
@@ -1074,7 +1084,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     peak = gemm_peak_flops(k.dtype, hw, cal)
     groups = gemm_groups(k)
     eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops),
-                                    k.no_splitk)
+                                    k.no_splitk, warp_mma_only(hw))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
     eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(gemm_dequant_flops(k, cal), hw, cal)

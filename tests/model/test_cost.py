@@ -821,6 +821,11 @@ def test_fp4_and_block_fp8_gemms_split_no_k_and_fp4_tiles_start_at_128() -> None
             pytest.approx(1 / 64 * 2 / 188)
     assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp8") == \
         pytest.approx(1 / 64 * 12 / 188)
+    # on a GPU without warpgroup MMA, block-scaled fp8 runs TensorRT-LLM's one 32x128 tile: m = 1 pads 1/32 of it
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp8_block", warp_mma=True) == \
+        pytest.approx(1 / 32 * 1 / 188)
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, warp_mma=True) == \
+        pytest.approx(1 / 64 * 12 / 188)  # other dtypes keep the menu
     # nvfp4 m = 2, n = 256, k = 51200 (a 183 us AIConfigurator row on the RTX PRO 6000): two 128x128 tiles, no split
     assert gemm_shape_efficiency(2, 256, 51200, 188, DEFAULT_CALIBRATION, dtype="fp4") == \
         pytest.approx(2 / 128 * 2 / 188)
