@@ -542,7 +542,7 @@ def gemm_is_stream(m: int, n: int, k: int, cal: Calibration) -> bool:
 
 def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0,
                           weight_only: bool = False, dtype: str = "bf16", no_splitk: bool = False,
-                          warp_mma: bool = False) -> float:
+                          warp_mma: bool = False, power: float = 1.0) -> float:
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
 
@@ -550,7 +550,9 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
     whole tile row of MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when
     there are fewer tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them; the
     kernels of NO_SPLITK_DTYPES (and a `no_splitk` kernel, Kernel.no_splitk) do not, GEMM_MIN_TILE bounds a dtype's
-    tiles from below and on a `warp_mma` GPU (warp_mma_only) GEMM_WARP_MMA_TILES replaces the menu. A grouped GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
+    tiles from below and on a `warp_mma` GPU (warp_mma_only) GEMM_WARP_MMA_TILES replaces the menu; a GEMM that
+    leaves SMs idle on a power-limited GPU (`power` = tensor_power_factor < 1) runs its busy SMs faster
+    (_tiled_efficiency). A grouped GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
     from gemm_grouped_min_tile_m to gemm_tile_m, by gemm_tile_n) and runs the tiles of all experts in one launch.
     A `weight_only` GEMM (low-bit weights dequantised in the kernel: TensorRT-LLM's fpA_intB, Marlin) is not a
     cuBLAS call and keeps gemm_tile_m x gemm_tile_n (the menu cost its LOGO error 19 points on int4_wo).
@@ -566,7 +568,7 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
     lo_m, lo_n = GEMM_MIN_TILE.get(dtype, (0, 0))
     menu = tuple((max(a, lo_m), max(b, lo_n)) for a, b in menu)
     slice_k = k + 1 if no_splitk or dtype in NO_SPLITK_DTYPES else cal.gemm_splitk_min_k  # a slice longer than K: no split
-    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, slice_k) for a, b in menu)
+    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, slice_k, power) for a, b in menu)
 
 
 def grouped_tile_m(m: int, cal: Calibration) -> int:
@@ -586,16 +588,23 @@ def gemm_dequant_flops(k: Kernel, cal: Calibration) -> float:
     return k.dequant_flops * math.ceil(max(1, k.m) / grouped_tile_m(k.m, cal))
 
 
-def _tiled_efficiency(m: int, n: int, k: int, units: int, tm: int, tn: int, groups: float, splitk_min_k: int
-                      ) -> float:
-    """Padding x wave utilisation of [m,n] (x groups) in tm x tn tiles, split-K filling idle SMs."""
+def _tiled_efficiency(m: int, n: int, k: int, units: int, tm: int, tn: int, groups: float, splitk_min_k: int,
+                      power: float = 1.0) -> float:
+    """Padding x wave utilisation of [m,n] (x groups) in tm x tn tiles, split-K filling idle SMs. `power`: the
+    GPU's tensor_power_factor p, already in the peak: the power limit binds on the SMs in use, so a wave that keeps
+    only a fraction f of them busy runs them at min(1, p / f) of their clock-limited rate (a sub-wave GEMM on the
+    L40S, p = 0.72, up to 1/0.72 times the power-limited rate per SM); full waves run at p."""
     mt, nt = math.ceil(m / tm), math.ceil(n / tn)
     pad = (m * n) / (mt * tm * nt * tn)
     tiles = max(1, round(mt * nt * groups))
     if tiles < units:
         split = max(1, min(k // splitk_min_k, units // tiles))
         tiles *= split
-    return pad * _wave_util(tiles, units)
+    full, last = divmod(tiles, units)
+    if power >= 1.0 or not last:
+        return pad * _wave_util(tiles, units)
+    # full waves at the power-limited rate, the last partial wave of last/units SMs at min(1, power / that)
+    return pad * (full + last / units) / (full + max(power, last / units))
 
 
 def gemm_groups(k: Kernel) -> float:
@@ -609,10 +618,10 @@ def gemm_groups(k: Kernel) -> float:
 
 def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
                             groups: float = 1.0, weight_only: bool = False, no_splitk: bool = False,
-                            warp_mma: bool = False) -> float:
+                            warp_mma: bool = False, power: float = 1.0) -> float:
     """Fraction of peak a GEMM reaches: eff_max(dtype) x tile padding x wave quantization x K-loop ramp."""
     kramp = k / (k + cal.gemm_k_half)
-    shape = gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only, dtype, no_splitk, warp_mma)
+    shape = gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only, dtype, no_splitk, warp_mma, power)
     return gemm_peak_efficiency(dtype, cal) * shape * kramp
 
 
@@ -1084,7 +1093,7 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     peak = gemm_peak_flops(k.dtype, hw, cal)
     groups = gemm_groups(k)
     eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops),
-                                    k.no_splitk, warp_mma_only(hw))
+                                    k.no_splitk, warp_mma_only(hw), tensor_power_factor(hw, cal))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
     eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(gemm_dequant_flops(k, cal), hw, cal)

@@ -47,6 +47,7 @@ from roofsim.model.cost import (
     prefill_attention_peak,
     prefill_memory_seconds,
     prefill_score_terms,
+    tensor_power_factor,
     warp_mma_only,
 )
 from roofsim.model.graph import (
@@ -1042,7 +1043,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             groups = gemm_groups(k)  # a grouped (MoE) GEMM pads each expert's rows to its own tile
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups,
                                                               bool(k.dequant_flops), k.dtype, k.no_splitk,
-                                                              warp_mma_only(hw))
+                                                              warp_mma_only(hw), tensor_power_factor(hw, cal))
             cols["gemm_k"][i] = k.k
             # a fused-MoE expert GEMM's fixed cost is clock-scaled whatever its dtype (model.cost.gemm_time)
             expert = k.moe_expert

@@ -719,7 +719,7 @@ def test_tile_menu_takes_the_least_padded_tile_per_shape() -> None:
 
 
 def test_power_limit_and_clock_scaled_fixed_cost_from_the_datasheet() -> None:
-    from roofsim.model.cost import gemm_clock_factor, tensor_power_factor
+    from roofsim.model.cost import gemm_clock_factor, gemm_shape_efficiency, tensor_power_factor
 
     l40s, rtx = load_hardware("l40s"), load_hardware("rtx-pro-6000")
     cal = DEFAULT_CALIBRATION
@@ -729,13 +729,20 @@ def test_power_limit_and_clock_scaled_fixed_cost_from_the_datasheet() -> None:
     assert tensor_power_factor(rtx, cal) == pytest.approx(600 / (480e12 * 2.11e-13 * 2.493**2))
     assert tensor_power_factor(H100, cal) == tensor_power_factor(load_hardware("a100-sxm-80gb"), cal) == 1.0
     assert tensor_power_factor(l40s, Calibration(gemm_tensor_j_per_flop_ghz2=0.0)) == 1.0
-    # the L40S's tensor-bound 8192^3 bf16 GEMM takes 1/0.72 of the time at its datasheet peak
+    # the L40S's tensor-bound 18176 x 8192 x 8192 bf16 GEMM (whole waves on its 142 SMs with every tile of the menu)
+    # takes 1/0.72 of the time at its datasheet peak
     ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
-    k = gemm("g", 8192, 8192, 8192, ctx, count=1)
+    k = gemm("g", 142 * 128, 8192, 8192, ctx, count=1)
     off = Calibration(gemm_tensor_j_per_flop_ghz2=0.0, gemm_overhead_s=0.0)
     on = Calibration(gemm_overhead_s=0.0)
     assert kernel_cost(k, l40s, on).seconds == pytest.approx(kernel_cost(k, l40s, off).seconds
                                                              / tensor_power_factor(l40s, cal))
+    # the power limit binds on the SMs in use: one 128x128 tile of fp4 on 188 SMs runs at the clock-limited rate,
+    # and a last partial wave of 71 of 142 SMs (f = 0.5 < 0.72) at full clock: (1 + 0.5) / (1 + 0.72) of the wave
+    p = tensor_power_factor(l40s, cal)
+    assert gemm_shape_efficiency(1, 128, 6144, 188, cal, dtype="fp4", power=0.95) == pytest.approx(1 / 128 / 188 / 0.95)
+    assert gemm_shape_efficiency(213 * 64, 64, 64, 142, cal.model_copy(update={"gemm_tile_menu": ()}),
+                                 power=p) == pytest.approx(0.5 * 1.5 / (1 + p))  # 213 64x128 tiles, half padded
     # gemm_overhead_s is given at 1.83 GHz and runs in cycles; the fp8 recipes' fixed costs do not scale
     assert gemm_clock_factor("bf16", l40s, cal) == pytest.approx(1.83 / 2.52)
     assert gemm_clock_factor("bf16", H100, cal) == 1.0
