@@ -487,16 +487,25 @@ def gemm_peak_flops(dtype: str, hw: HardwareSpec, cal: Calibration) -> float:
 # GEMM dtypes whose kernels give each output tile one CTA that walks the whole K, never splitting it to fill idle
 # SMs as cuBLAS does: nvfp4 (FlashInfer's SM120 CUTLASS FP4 GEMM, include/flashinfer/gemm/fp4_gemm_cutlass_template_
 # sm120.h: one 128x128x128 tile configuration with a data-parallel schedule; later FlashInfer adds 128x8-128x64
-# tiles and StreamK, which tables of newer engines would show). AIConfigurator's few-tile long-K nvfp4 rows take the
-# one-CTA time (RTX PRO 6000, m=2 n=256 k=51200: 183 us; split-K and 64-row tiles predicted 13 us). The block-scaled
-# fp8 kernels (DeepGEMM, CUTLASS blockwise) do not split K either, but with fp8_block here TensorRT-LLM's fitted
-# fp8_block fixed cost fell from 6-7.5 to 3.5-5 us and its grouped MLA-BMM rows, which share it, went 21.4 -> 23.3 %
-# leave-one-GPU-out (fp8_block GEMMs 33.7 -> 33.2 %): left out until those rows' own cost is modelled.
-NO_SPLITK_DTYPES: frozenset[str] = frozenset({"fp4"})
+# tiles and StreamK, which tables of newer engines would show) and block-scaled fp8 (DeepGEMM's persistent scheduler
+# hands out whole output blocks, deep_gemm/include/deep_gemm/common/scheduler.cuh; vLLM's and TensorRT-LLM's CUTLASS
+# blockwise kernels use the default data-parallel tile scheduler). AIConfigurator's few-tile long-K rows take the
+# one-CTA time (RTX PRO 6000 nvfp4, m=2 n=256 k=51200: 183 us, split-K predicted 13 us; TensorRT-LLM fp8_block
+# m=1 n=2048 k=51200: 192 us, split-K predicted 93 us). fp8_block unsplit: leave-one-GPU-out fp8_block 19.0 ->
+# 16.5 %, nvfp4 16.6 -> 15.1 % (300 rows per stratum); the fp8 MLA-BMM rows, which share the fitted block-scaled
+# fixed cost but are grouped GEMMs, lose 1.7 points (docs/validation.md). Per-tensor fp8 splits or not by kernel,
+# not by dtype: Kernel.no_splitk.
+NO_SPLITK_DTYPES: frozenset[str] = frozenset({"fp4", "fp8_block"})
 # Smallest output tile (rows, cols) of a dtype's GEMM kernels where it is above gemm_tile_menu's: the SM120 FP4
 # GEMM above has only 128x128 (with NO_SPLITK_DTYPES: leave-one-GPU-out nvfp4 16.3 -> 14.1 %, P90 68 -> 36 %, 40 rows
 # per stratum)
 GEMM_MIN_TILE: dict[str, tuple[int, int]] = {"fp4": (128, 128)}
+# The one output tile of a dtype's GEMM kernel on a GPU without warpgroup MMA (warp_mma_only: Ada, SM120 Blackwell):
+# TensorRT-LLM's block-scaled fp8 GEMM there is a 32x128x128 tile on a (m/32, n/128) grid, no split-K
+# (cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm_kernel.cuh: gemm_dispatch_sm89
+# TileShape 32x128x128 grid_k = 1, gemm_dispatch_sm120 SM120BlockScaledBuilder<32, 128>), where Hopper runs DeepGEMM's
+# 64-256-wide blocks (the menu)
+GEMM_WARP_MMA_TILES: dict[str, tuple[tuple[int, int], ...]] = {"fp8_block": ((32, 128),)}
 
 # GEMM recipes whose fixed cost is their own knob (gemm_overhead_s_fp8 / _fp8_block), not gemm_overhead_s
 QUANT_RECIPES: frozenset[str] = frozenset({"fp8", "fp8_block", "fp4"})
@@ -539,15 +548,18 @@ def gemm_is_stream(m: int, n: int, k: int, cal: Calibration) -> bool:
 
 
 def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, groups: float = 1.0,
-                          weight_only: bool = False, dtype: str = "bf16") -> float:
+                          weight_only: bool = False, dtype: str = "bf16", no_splitk: bool = False,
+                          warp_mma: bool = False, power: float = 1.0) -> float:
     """Tile padding x wave quantization (depends only on the integer tiling fields of `cal`); 1 for a GEMV
     (m <= gemm_gemv_max_m).
 
     Tile padding: a [m,n] output is computed in tiles of gemm_tile_menu (the best for the shape), so m=1 costs a
     whole tile row of MMA work (it stays memory-bound anyway). Waves: tiles run in ceil(tiles/SMs) waves; when
     there are fewer tiles than SMs, cuBLAS splits K (down to gemm_splitk_min_k per slice) to fill them; the
-    kernels of NO_SPLITK_DTYPES do not, and GEMM_MIN_TILE bounds a dtype's tiles from below. A grouped
-    GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
+    kernels of NO_SPLITK_DTYPES (and a `no_splitk` kernel, Kernel.no_splitk) do not, GEMM_MIN_TILE bounds a dtype's
+    tiles from below and on a `warp_mma` GPU (warp_mma_only) GEMM_WARP_MMA_TILES replaces the menu; a GEMM that
+    leaves SMs idle on a power-limited GPU (`power` = tensor_power_factor < 1) runs its busy SMs faster
+    (_tiled_efficiency). A grouped GEMM of `groups` experts with m rows each pads every expert's rows to its own row tile (the power of two >= m,
     from gemm_grouped_min_tile_m to gemm_tile_m, by gemm_tile_n) and runs the tiles of all experts in one launch.
     A `weight_only` GEMM (low-bit weights dequantised in the kernel: TensorRT-LLM's fpA_intB, Marlin) is not a
     cuBLAS call and keeps gemm_tile_m x gemm_tile_n (the menu cost its LOGO error 19 points on int4_wo).
@@ -558,10 +570,12 @@ def gemm_shape_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, 
     if groups > 1.0:
         return _tiled_efficiency(m, n, k, units, grouped_tile_m(m, cal), tn, groups, cal.gemm_splitk_min_k)
     menu = (() if weight_only else cal.gemm_tile_menu) or ((tm, tn),)
+    if warp_mma:
+        menu = GEMM_WARP_MMA_TILES.get(dtype, menu)
     lo_m, lo_n = GEMM_MIN_TILE.get(dtype, (0, 0))
     menu = tuple((max(a, lo_m), max(b, lo_n)) for a, b in menu)
-    slice_k = k + 1 if dtype in NO_SPLITK_DTYPES else cal.gemm_splitk_min_k  # a slice longer than K: no split
-    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, slice_k) for a, b in menu)
+    slice_k = k + 1 if no_splitk or dtype in NO_SPLITK_DTYPES else cal.gemm_splitk_min_k  # a slice longer than K: no split
+    return max(_tiled_efficiency(m, n, k, units, a, b, 1.0, slice_k, power) for a, b in menu)
 
 
 def grouped_tile_m(m: int, cal: Calibration) -> int:
@@ -581,16 +595,23 @@ def gemm_dequant_flops(k: Kernel, cal: Calibration) -> float:
     return k.dequant_flops * math.ceil(max(1, k.m) / grouped_tile_m(k.m, cal))
 
 
-def _tiled_efficiency(m: int, n: int, k: int, units: int, tm: int, tn: int, groups: float, splitk_min_k: int
-                      ) -> float:
-    """Padding x wave utilisation of [m,n] (x groups) in tm x tn tiles, split-K filling idle SMs."""
+def _tiled_efficiency(m: int, n: int, k: int, units: int, tm: int, tn: int, groups: float, splitk_min_k: int,
+                      power: float = 1.0) -> float:
+    """Padding x wave utilisation of [m,n] (x groups) in tm x tn tiles, split-K filling idle SMs. `power`: the
+    GPU's tensor_power_factor p, already in the peak: the power limit binds on the SMs in use, so a wave that keeps
+    only a fraction f of them busy runs them at min(1, p / f) of their clock-limited rate (a sub-wave GEMM on the
+    L40S, p = 0.72, up to 1/0.72 times the power-limited rate per SM); full waves run at p."""
     mt, nt = math.ceil(m / tm), math.ceil(n / tn)
     pad = (m * n) / (mt * tm * nt * tn)
     tiles = max(1, round(mt * nt * groups))
     if tiles < units:
         split = max(1, min(k // splitk_min_k, units // tiles))
         tiles *= split
-    return pad * _wave_util(tiles, units)
+    full, last = divmod(tiles, units)
+    if power >= 1.0 or not last:
+        return pad * _wave_util(tiles, units)
+    # full waves at the power-limited rate, the last partial wave of last/units SMs at min(1, power / that)
+    return pad * (full + last / units) / (full + max(power, last / units))
 
 
 def gemm_groups(k: Kernel) -> float:
@@ -603,10 +624,11 @@ def gemm_groups(k: Kernel) -> float:
 
 
 def gemm_compute_efficiency(m: int, n: int, k: int, units: int, cal: Calibration, dtype: str = "bf16",
-                            groups: float = 1.0, weight_only: bool = False) -> float:
+                            groups: float = 1.0, weight_only: bool = False, no_splitk: bool = False,
+                            warp_mma: bool = False, power: float = 1.0) -> float:
     """Fraction of peak a GEMM reaches: eff_max(dtype) x tile padding x wave quantization x K-loop ramp."""
     kramp = k / (k + cal.gemm_k_half)
-    shape = gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only, dtype)
+    shape = gemm_shape_efficiency(m, n, k, units, cal, groups, weight_only, dtype, no_splitk, warp_mma, power)
     return gemm_peak_efficiency(dtype, cal) * shape * kramp
 
 
@@ -1158,7 +1180,8 @@ def gemm_time(k: Kernel, hw: HardwareSpec, cal: Calibration) -> Terms:
     eagerly waits for its host dispatch (floor gemm_eager_floor_s)."""
     peak = gemm_kernel_peak(k, hw, cal)
     groups = gemm_groups(k)
-    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops))
+    eff_c = gemm_compute_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, k.dtype, groups, bool(k.dequant_flops),
+                                    k.no_splitk, warp_mma_only(hw), tensor_power_factor(hw, cal))
     stream = gemm_is_stream(k.m, k.n, k.k, cal) and groups == 1.0
     eff_m = cal.gemm_gemv_mem_eff if stream else cal.gemm_mem_eff
     compute = (k.flops / (peak * eff_c) if k.flops else 0.0) + _vector_seconds(gemm_dequant_flops(k, cal), hw, cal)

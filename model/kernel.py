@@ -102,6 +102,11 @@ class Kernel:
     # a GEMM whose kernel is built on warp-level mma.sync (Marlin and the Marlin MoE experts): on a GPU with
     # warpgroup MMA it reaches only model.cost.WARP_MMA_PEAK_FRACTION of the tensor peak (model.cost.gemm_kernel_peak)
     warp_mma: bool = False
+    # a GEMM whose kernel gives each output tile one CTA that walks the whole K (CUTLASS scaled-mm kernels with the
+    # default data-parallel tile scheduler, as vLLM's and SGLang's per-tensor fp8 linears call): it never splits K
+    # to fill idle SMs as cuBLAS does (model.cost.gemm_shape_efficiency). Set where the kernel is known (validation
+    # rows of a named engine); simulated steps leave it to the dtype (model.cost.NO_SPLITK_DTYPES)
+    no_splitk: bool = False
 
     def __post_init__(self) -> None:
         if self.op not in OP_KIND:

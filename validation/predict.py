@@ -49,6 +49,8 @@ from roofsim.model.cost import (
     prefill_fill_util,
     prefill_memory_seconds,
     prefill_score_terms,
+    tensor_power_factor,
+    warp_mma_only,
 )
 from roofsim.model.graph import (
     GraphContext,
@@ -242,6 +244,15 @@ def _l2_warm(row: KernelMeasurement, k: Kernel) -> bool:
     return False
 
 
+def _cutlass_scaled_mm(row: KernelMeasurement, act: str) -> bool:
+    """Whether the row's per-tensor fp8 GEMM is a CUTLASS scaled-mm kernel that never splits K (Kernel.no_splitk):
+    vLLM's CutlassFP8ScaledMMLinearKernel and SGLang's sgl_kernel fp8_scaled_mm (AIConfigurator `kernel_source`)
+    build cutlass_3x_gemm with the default data-parallel tile scheduler, 64x64 to 128x128 output tiles by m (vLLM
+    csrc/quantization/cutlass_w8a8/c3x/scaled_mm_sm90_fp8_dispatch.cuh); TensorRT-LLM's fp8 linear is a cuBLASLt
+    call, which splits K."""
+    return row.source == "aiconfigurator" and act == "fp8" and row.framework in ("vllm", "sglang")
+
+
 def _gemm(row: KernelMeasurement) -> Kernel:
     _need(row, m=row.m, n=row.n, k=row.k)
     wo = re.search(r"\b(int8|int4|fp8|fp4)_wo\b|w4a16", row.variant)
@@ -260,7 +271,7 @@ def _gemm(row: KernelMeasurement) -> Kernel:
     # Weights and activations are stored in the GEMM dtype (fp8 rows read fp8 operands and write 16-bit output;
     # graph.gemm keeps 16-bit activations between kernels, which is what a serving engine does).
     g = gemm("gemm", row.m, row.n, row.k, c, 1)
-    return dataclasses.replace(g, l2_warm=_l2_warm(row, g))
+    return dataclasses.replace(g, l2_warm=_l2_warm(row, g), no_splitk=_cutlass_scaled_mm(row, act))
 
 
 def _batched_matmul(row: KernelMeasurement) -> Kernel:
@@ -1058,7 +1069,8 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
         if k.kind == "gemm":
             groups = gemm_groups(k)  # a grouped (MoE) GEMM pads each expert's rows to its own tile
             cols["gemm_shape_eff"][i] = gemm_shape_efficiency(k.m, k.n, k.k, hw.compute.num_units, cal, groups,
-                                                              bool(k.dequant_flops), k.dtype)
+                                                              bool(k.dequant_flops), k.dtype, k.no_splitk,
+                                                              warp_mma_only(hw), tensor_power_factor(hw, cal))
             cols["gemm_k"][i] = k.k
             # a fused-MoE expert GEMM's fixed cost is clock-scaled whatever its dtype (model.cost.gemm_time)
             expert = k.moe_expert

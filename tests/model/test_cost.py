@@ -727,7 +727,7 @@ def test_tile_menu_takes_the_least_padded_tile_per_shape() -> None:
 
 
 def test_power_limit_and_clock_scaled_fixed_cost_from_the_datasheet() -> None:
-    from roofsim.model.cost import gemm_clock_factor, tensor_power_factor
+    from roofsim.model.cost import gemm_clock_factor, gemm_shape_efficiency, tensor_power_factor
 
     l40s, rtx = load_hardware("l40s"), load_hardware("rtx-pro-6000")
     cal = DEFAULT_CALIBRATION
@@ -737,13 +737,20 @@ def test_power_limit_and_clock_scaled_fixed_cost_from_the_datasheet() -> None:
     assert tensor_power_factor(rtx, cal) == pytest.approx(600 / (480e12 * 2.11e-13 * 2.493**2))
     assert tensor_power_factor(H100, cal) == tensor_power_factor(load_hardware("a100-sxm-80gb"), cal) == 1.0
     assert tensor_power_factor(l40s, Calibration(gemm_tensor_j_per_flop_ghz2=0.0)) == 1.0
-    # the L40S's tensor-bound 8192^3 bf16 GEMM takes 1/0.72 of the time at its datasheet peak
+    # the L40S's tensor-bound 18176 x 8192 x 8192 bf16 GEMM (whole waves on its 142 SMs with every tile of the menu)
+    # takes 1/0.72 of the time at its datasheet peak
     ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
-    k = gemm("g", 8192, 8192, 8192, ctx, count=1)
+    k = gemm("g", 142 * 128, 8192, 8192, ctx, count=1)
     off = Calibration(gemm_tensor_j_per_flop_ghz2=0.0, gemm_overhead_s=0.0)
     on = Calibration(gemm_overhead_s=0.0)
     assert kernel_cost(k, l40s, on).seconds == pytest.approx(kernel_cost(k, l40s, off).seconds
                                                              / tensor_power_factor(l40s, cal))
+    # the power limit binds on the SMs in use: one 128x128 tile of fp4 on 188 SMs runs at the clock-limited rate,
+    # and a last partial wave of 71 of 142 SMs (f = 0.5 < 0.72) at full clock: (1 + 0.5) / (1 + 0.72) of the wave
+    p = tensor_power_factor(l40s, cal)
+    assert gemm_shape_efficiency(1, 128, 6144, 188, cal, dtype="fp4", power=0.95) == pytest.approx(1 / 128 / 188 / 0.95)
+    assert gemm_shape_efficiency(213 * 64, 64, 64, 142, cal.model_copy(update={"gemm_tile_menu": ()}),
+                                 power=p) == pytest.approx(0.5 * 1.5 / (1 + p))  # 213 64x128 tiles, half padded
     # gemm_overhead_s is given at 1.83 GHz and runs in cycles; the fp8 recipes' fixed costs do not scale
     assert gemm_clock_factor("bf16", l40s, cal) == pytest.approx(1.83 / 2.52)
     assert gemm_clock_factor("bf16", H100, cal) == 1.0
@@ -786,7 +793,7 @@ def test_l2_warm_benchmark_gemm_reads_at_l2_bandwidth() -> None:
     ctx = graph_context(LLAMA8, QuantSpec(), ParallelSpec())
     g = gemm("g", 16384, 64, 2560, ctx, count=1)  # an 84 MB activation: fits the 128 MB L2
     cold = gemm_time(g, rtx, DEFAULT_CALIBRATION)[1]
-    assert cold == pytest.approx(g.bytes / (1.597e12 * 0.8))
+    assert cold == pytest.approx(g.bytes / (1.792e12 * 0.8))
     warm = gemm_time(replace(g, l2_warm=True), rtx, DEFAULT_CALIBRATION)[1]
     assert warm == pytest.approx(g.bytes / (188 * 2.493e9 * 8.0))  # 3.75 TB/s against 1.28
     assert gemm_time(replace(g, l2_warm=True), rtx, Calibration(gemm_l2_bytes_per_clk=0.0))[1] == cold
@@ -815,15 +822,25 @@ def test_warp_mma_only_by_architecture_and_a_cpu_costs_without_tensor_math() -> 
     assert cm.step_seconds_energy(BatchShape.build(decode_ctx=[64]))[0] > 0
 
 
-def test_fp4_gemms_split_no_k_and_their_tiles_start_at_128() -> None:
+def test_fp4_and_block_fp8_gemms_split_no_k_and_fp4_tiles_start_at_128() -> None:
     from roofsim.model.cost import gemm_shape_efficiency
 
-    # m = 1, n = 128, k = 6144 on 188 SMs: bf16 splits 2 64x64 tiles 6 ways (above); fp4 runs one 128x128 CTA
+    # m = 1, n = 128, k = 6144 on 188 SMs: bf16 splits 2 64x64 tiles 6 ways; fp4 runs one 128x128 CTA
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION) == pytest.approx(1 / 64 * 12 / 188)
     assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp4") == \
         pytest.approx(1 / 128 * 1 / 188)
-    # fp8_block still splits like bf16
-    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp8_block") == \
+    # fp8_block (DeepGEMM, CUTLASS blockwise: one CTA per output tile) and a no_splitk kernel (CUTLASS scaled-mm)
+    # keep the menu's 64x64 tiles but run them unsplit: 2 CTAs
+    for kw in ({"dtype": "fp8_block"}, {"dtype": "fp8", "no_splitk": True}):
+        assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, **kw) == \
+            pytest.approx(1 / 64 * 2 / 188)
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp8") == \
         pytest.approx(1 / 64 * 12 / 188)
+    # on a GPU without warpgroup MMA, block-scaled fp8 runs TensorRT-LLM's one 32x128 tile: m = 1 pads 1/32 of it
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, dtype="fp8_block", warp_mma=True) == \
+        pytest.approx(1 / 32 * 1 / 188)
+    assert gemm_shape_efficiency(1, 128, 6144, 188, DEFAULT_CALIBRATION, warp_mma=True) == \
+        pytest.approx(1 / 64 * 12 / 188)  # other dtypes keep the menu
     # nvfp4 m = 2, n = 256, k = 51200 (a 183 us AIConfigurator row on the RTX PRO 6000): two 128x128 tiles, no split
     assert gemm_shape_efficiency(2, 256, 51200, 188, DEFAULT_CALIBRATION, dtype="fp4") == \
         pytest.approx(2 / 128 * 2 / 188)

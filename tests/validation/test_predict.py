@@ -10,7 +10,7 @@ import pytest
 
 from roofsim.hardware_specs.catalog import load_hardware
 from roofsim.model.batch import BatchShape
-from roofsim.model.cost import Calibration, allreduce_seconds, kernel_cost
+from roofsim.model.cost import Calibration, allreduce_seconds, kernel_cost, tensor_power_factor
 from roofsim.model.graph import attention_kernels, gemm
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.metrics_err import error_stats, group_key, grouped_stats
@@ -281,3 +281,24 @@ def test_triton_prefill_runs_at_its_rate_per_sm_clock_over_every_causal_tile() -
     vllm = row_kernel(_row("attn_prefill", variant="vllm_triton_attn; attn_dtype=bfloat16",
                            **{**shape, "framework": "vllm"}))
     assert vllm.triton and vllm.flops == pytest.approx(native.flops)
+
+
+def test_vllm_and_sglang_per_tensor_fp8_gemms_do_not_split_k() -> None:
+    """vLLM's and SGLang's per-tensor fp8 linears are CUTLASS scaled-mm kernels (one CTA per output tile, no split-K:
+    Kernel.no_splitk); TensorRT-LLM's is a cuBLASLt call and the 16-bit rows are torch linears (cuBLAS), which
+    split K. On the L40S (142 SMs) m = 16, n = 256, k = 16384 is four 64x64 tiles: 4 CTAs unsplit, 4 x 16 split,
+    either a partial wave whose SMs run free of the power limit (model.cost.tensor_power_factor, 0.72)."""
+    def row(fw: str, dtype: str, gd: str) -> KernelMeasurement:
+        return KernelMeasurement("aiconfigurator", "l40s", fw, "gemm", dtype, f"x; gemm_dtype={gd}; v", 1e-5,
+                                 m=16, n=256, k=16384)
+    l40s = load_hardware("l40s")
+    power = tensor_power_factor(l40s, Calibration())
+    for fw in ("vllm", "sglang"):
+        k = row_kernel(row(fw, "fp8", "fp8"))
+        assert k.no_splitk and k.dtype == "fp8"
+        ft = features([k], [l40s], Calibration())
+        assert ft.gemm_shape_eff[0] == pytest.approx(16 / 64 * 4 / 142 / power)
+    for fw, dtype, gd in (("trtllm", "fp8", "fp8"), ("vllm", "bf16", "bfloat16")):
+        k = row_kernel(row(fw, dtype, gd))
+        assert not k.no_splitk
+        assert features([k], [l40s], Calibration()).gemm_shape_eff[0] == pytest.approx(16 / 64 * 4 * 16 / 142 / power)
