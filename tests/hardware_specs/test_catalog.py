@@ -156,7 +156,7 @@ def test_rtx_pro_6000_server_edition() -> None:
     assert (rtx.architecture, rtx.compute.num_units) == ("blackwell", 188)
     assert rtx.peak("fp4") == pytest.approx(1920e12)
     assert rtx.peak("fp8") == pytest.approx(960e12) and rtx.peak("bf16") == pytest.approx(480e12)
-    assert rtx.memory.bandwidth_bytes_per_s == pytest.approx(1.792e12)
+    assert rtx.memory.bandwidth_bytes_per_s == pytest.approx(1.597e12)
     assert rtx.interconnect.scaleup_bytes_per_s == pytest.approx(64e9)  # PCIe Gen5, no NVLink
     assert "rtx-pro-6000-blackwell-server-edition" in rtx.sources.compute
 
