@@ -11,7 +11,11 @@ from roofsim.model.cost import CostModel
 from roofsim.model.loader import load_model
 from roofsim.model.spec import ParallelSpec, QuantSpec
 from roofsim.simulator.config import ReplicaGroup, SimConfig, StaticScheduler
-from roofsim.simulator.engines import SPLITWISE_HOST_CYCLES_PER_LAUNCH, TRTLLM_HOST_S_PER_LAUNCH, engine_profile
+from roofsim.simulator.engines import (
+    SPLITWISE_HOST_CYCLES_PER_LAUNCH,
+    TRTLLM_HOST_S_PER_LAUNCH,
+    engine_profile,
+)
 from roofsim.simulator.run import simulate
 from roofsim.simulator.strategy import HostDispatchFloor, PlainDecoding
 from roofsim.simulator.workload import FixedLengths, OfflineArrivals, SyntheticWorkload
