@@ -277,6 +277,9 @@ class ReplicaGroup(BaseModel):
         0.0, description="eager execution (no CUDA graphs): host seconds to dispatch one kernel; an iteration "
                     "takes max(GPU time, kernel launches x this) (simulator/strategy.py HostDispatchFloor); 0 = the "
                     "host keeps ahead of the GPU. Set by host-bound engines (splitwise; docs/engines.md)")
+    eager_prompts_only: bool = Field(
+        False, description="host_s_per_launch applies to iterations with a prompt only: generation-only iterations "
+                    "replay CUDA graphs (trtllm 1.x; docs/engines.md)")
     host_s_per_seq: NonNegSeconds | None = Field(
         None, description="the engine's host time per running sequence of one step, not overlapped with the GPU; "
                     "replaces the calibration's step_overhead_per_seq_s (None = the calibration's). Set by engines "

@@ -67,6 +67,11 @@ VLLM_FRONTEND_S_PER_TOKEN = 190e-6
 TRTLLM_MAX_NUM_TOKENS = 8192
 TRTLLM_MAX_BATCH_SIZE = 2048
 TRTLLM_FREE_GPU_MEMORY_FRACTION = 0.9
+# TensorRT-LLM 1.x (PyTorch executor): host seconds per kernel launch of an eager iteration (one with a prompt;
+# generation-only iterations replay CUDA graphs). Not documented by TensorRT-LLM; fitted on the AIConfigurator
+# silicon rows of Qwen3-235B-A22B-FP8 at tp 4 (TTFT median |error|) and scored on its tp 8 rows and on the dense
+# models' rows (docs/validation-e2e.md, "TRT-LLM eager prompt iterations").
+TRTLLM_HOST_S_PER_LAUNCH = 50e-6
 # TensorRT-LLM's default capacity scheduler policy (SchedulerConfig.capacity_scheduler_policy, 0.x executor and
 # 1.x LLM API alike) is GUARANTEED_NO_EVICT: a request is scheduled only when the KV blocks it needs to completion
 # (prompt + max_tokens; max_seq_len - prompt when the client sends no max_tokens) fit beside those already promised
@@ -238,6 +243,7 @@ class EngineRow:
     notes: tuple[str, ...] = ()
     overlap: bool = False  # the next iteration is formed while the current one runs (orca scheduler option)
     host_s_per_launch: Setting = 0.0  # eager execution: host seconds per kernel launch (0 = not host-bound)
+    eager_prompts_only: bool = False  # host_s_per_launch only on iterations with a prompt (CUDA graphs otherwise)
     no_evict: bool = False  # admission reserves KV for every running request's whole sequence (orca option)
     # host costs of the serving process (ReplicaGroup fields of the same names; 0 / None = none beyond the
     # calibration's step overheads)
@@ -254,7 +260,8 @@ class EngineRow:
 
 
 # The replica-group fields (simulator/config.py ReplicaGroup) an engine fills besides its scheduler table.
-ENGINE_GROUP_FIELDS = ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch", "frontend_s_per_request",
+ENGINE_GROUP_FIELDS = ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch", "eager_prompts_only",
+                       "frontend_s_per_request",
                        "frontend_s_per_token", "host_s_per_seq")
 
 
@@ -275,6 +282,7 @@ class EngineProfile:
     notes: tuple[str, ...] = field(default=(), compare=False)
     overlap: bool = False
     host_s_per_launch: float = 0.0
+    eager_prompts_only: bool = False
     no_evict: bool = False
     frontend_s_per_request: float = 0.0
     frontend_s_per_token: float = 0.0
@@ -299,7 +307,8 @@ class EngineProfile:
         chunk = f"chunked prefill {self.chunk_size}" if self.chunk_size else "no chunked prefill"
         overlap = ", overlap scheduler" if self.overlap else ""
         if self.host_s_per_launch:
-            overlap += f", eager host dispatch {self.host_s_per_launch * 1e6:.1f} us per kernel launch"
+            overlap += (f", eager host dispatch {self.host_s_per_launch * 1e6:.1f} us per kernel launch"
+                        + (" (iterations with a prompt; CUDA graphs otherwise)" if self.eager_prompts_only else ""))
         overlap += ", KV reserved to completion (no eviction)" if self.no_evict else ""
         if self.frontend_s_per_request or self.frontend_s_per_token:
             overlap += (f", front end {self.frontend_s_per_request * 1e3:g} ms per request + "
@@ -443,10 +452,16 @@ ENGINES: tuple[EngineRow, ...] = (
                      "new requests and schedules iteration n+1 before iteration n's outputs are processed "
                      "(tensorrt_llm/_torch/pyexecutor/py_executor.py; docs/source/torch/features/"
                      "overlap_scheduler.md), so a request arriving while the GPU is busy joins one iteration "
-                     "later")),
+                     "later"),
+         ("host_s_per_launch", "CUDA graphs replay generation-only iterations only (llm_args.py CudaGraphConfig; "
+                               "model_engine.py runs a batch with a context request eagerly; the piecewise "
+                               "prefill CUDA graphs that reduce 'context-phase launch overhead' are opt-in, "
+                               "TorchCompileConfig), so an iteration with a prompt takes at least its kernel "
+                               f"launches x {TRTLLM_HOST_S_PER_LAUNCH * 1e6:g} us (TRTLLM_HOST_S_PER_LAUNCH, fitted "
+                               "on one silicon model and layout, docs/validation-e2e.md)")),
         ("a prompt longer than max_num_tokens is rejected (no chunked prefill)",
          "offline trtllm-bench runs size max_batch_size / max_num_tokens from memory: trtllm_bench_limits"),
-        overlap=True, no_evict=True),
+        overlap=True, no_evict=True, host_s_per_launch=TRTLLM_HOST_S_PER_LAUNCH, eager_prompts_only=True),
     EngineRow(
         "sglang", ">=0.4,<1.0", "SGLang, prefill-first batches, radix cache",
         "vllm", _sglang_budget(), SGLANG_MAX_RUNNING_REQUESTS, _sglang_chunk(), True, "recompute",
@@ -638,8 +653,9 @@ def trtllm_bench_limits(param_count: float, weight_bytes_per_param: float, kv_by
 
 __all__ = [
     "ALIASES", "DEFAULT_ENGINE", "DGX_A100_HOST", "DGX_H100_HOST", "DGX_HOST_CPU", "HostCpu", "SPLITWISE_DEFAULT_MODEL",
-    "SPLITWISE_HOST_S_PER_LAUNCH", "SPLITWISE_HOST_S_PER_SEQ", "SPLITWISE_REF_HOST", "dgx_host", "dgx_host_slowdown",
-    "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINE_GROUP_FIELDS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
+    "SPLITWISE_HOST_S_PER_LAUNCH", "SPLITWISE_HOST_S_PER_SEQ", "SPLITWISE_REF_HOST", "TRTLLM_HOST_S_PER_LAUNCH",
+    "dgx_host", "dgx_host_slowdown", "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINE_GROUP_FIELDS",
+    "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
     "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",

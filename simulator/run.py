@@ -128,7 +128,7 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
                     + (f",dp{g.attn_dp}" if g.attn_dp > 1 else "") + f")#{len(replicas)}")
             strategy = strategy_factory(cost) if kind == "plain" else make_strategy(rng)
             if g.host_s_per_launch:
-                strategy = HostDispatchFloor(strategy, g.host_s_per_launch)
+                strategy = HostDispatchFloor(strategy, g.host_s_per_launch, g.eager_prompts_only)
             rep = Replica(len(replicas), gi, name, strategy, plan, make_scheduler(sched_cfg),
                           g.max_model_len or model.max_context_tokens, window)
             rep.frontend_s = g.frontend_s_per_request

@@ -128,10 +128,13 @@ class HostDispatchFloor:
     """A decode strategy run eagerly: the host dispatches every kernel of an iteration one by one, `s_per_launch`
     each, while the GPU runs the ones already queued, so an iteration takes max(GPU time, launches x
     s_per_launch) plus the framework overhead; the GPUs idle through the gap. Launches are counted from the op
-    graph (model.graph: the token-linear kernels and the attention kernels of the step's phases)."""
+    graph (model.graph: the token-linear kernels and the attention kernels of the step's phases). With
+    `prompt_only` the engine replays CUDA graphs for generation-only iterations, so only iterations with a prompt
+    pay the floor (TensorRT-LLM's PyTorch executor)."""
 
-    def __init__(self, inner: DecodeStrategy, s_per_launch: float) -> None:
+    def __init__(self, inner: DecodeStrategy, s_per_launch: float, prompt_only: bool = False) -> None:
         self.inner, self.cost, self.pp, self.s_per_launch = inner, inner.cost, inner.pp, s_per_launch
+        self.prompt_only = prompt_only
         ctx = self.cost.ctx
         linear = sum(k.count for k in linear_kernels(ctx, 1, 1))
         decode = sum(k.count for k in attention_kernels(ctx, BatchShape(decode_seqs=1, decode_ctx_tokens=1)))
@@ -151,7 +154,7 @@ class HostDispatchFloor:
 
     def step(self, shape: BatchShape) -> tuple[float, float]:
         seconds, joules = self.inner.step(shape)
-        if shape.is_empty:
+        if shape.is_empty or (self.prompt_only and not shape.prefill_tokens):
             return seconds, joules
         overhead = self.cost.overhead_seconds_energy(shape)[0]
         host = self.launches[bool(shape.prefill_tokens), bool(shape.decode_seqs)] * self.s_per_launch

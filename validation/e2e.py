@@ -273,10 +273,13 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
 
 
 def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
-    """The engine settings a static-batch row keeps under its own static scheduler: the host costs of an eager
-    engine (simulator/engines.py host_s_per_launch and host_s_per_seq; the Splitwise rows' `splitwise` engine)."""
+    """The engine settings a static-batch row keeps under its own static scheduler: the host costs of an engine that
+    runs every iteration eagerly (simulator/engines.py host_s_per_launch and host_s_per_seq; the Splitwise rows'
+    `splitwise` engine). A floor on prompt iterations only (trtllm 1.x) is not carried: the static tables without a
+    framework version (Argonne's TRT-LLM rows, 2024) ran TensorRT engines, not the PyTorch executor."""
     spec = row_engine(row)[0] if row.mode == "static_batch" else None
-    if spec is None or not engine_row(spec).host_s_per_launch:  # (other settings may need the model: not asked)
+    # (other settings may need the model: not asked)
+    if spec is None or not engine_row(spec).host_s_per_launch or engine_row(spec).eager_prompts_only:
         return {}
     prof = engine_profile(spec, row.hardware, gpus=row.tp * row.pp, model=row.model)
     if not prof.host_s_per_launch:

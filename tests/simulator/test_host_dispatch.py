@@ -16,6 +16,7 @@ from roofsim.simulator.engines import (
     DGX_H100_HOST,
     SPLITWISE_HOST_S_PER_LAUNCH,
     SPLITWISE_HOST_S_PER_SEQ,
+    TRTLLM_HOST_S_PER_LAUNCH,
     engine_profile,
 )
 from roofsim.simulator.run import simulate
@@ -102,3 +103,29 @@ def test_simulated_decode_stops_shortening_with_tp() -> None:
     assert tpot(4, host) == pytest.approx(tpot(8, host), rel=0.01)
     assert tpot(4, host) == pytest.approx(1045 * host, rel=0.05)
     assert tpot(8, 0.0) < 0.7 * tpot(4, host)
+
+
+def test_prompt_only_floor_spares_generation_only_iterations() -> None:
+    """An engine that replays CUDA graphs for generation-only iterations (TensorRT-LLM's PyTorch executor) pays
+    the host floor only in an iteration with a prompt: a decode step keeps its GPU time, a prefill step or a mixed
+    step takes its launches x the host cost."""
+    cost = _cost()
+    decode = BatchShape(decode_seqs=1, decode_ctx_tokens=600)
+    prefill = BatchShape(prefill_tokens=16, prefill_seqs=1, prefill_attn_pairs=136.0)
+    mixed = BatchShape(prefill_tokens=16, prefill_seqs=1, prefill_attn_pairs=136.0, decode_seqs=1,
+                       decode_ctx_tokens=600)
+    floor = HostDispatchFloor(PlainDecoding(cost), 4e-5, prompt_only=True)
+    assert floor.step(decode) == cost.step_seconds_energy(decode)
+    assert floor.step(prefill)[0] == pytest.approx(1045 * 4e-5 + cost.overhead_seconds_energy(prefill)[0])
+    assert floor.step(mixed)[0] == pytest.approx(1125 * 4e-5 + cost.overhead_seconds_energy(mixed)[0])
+
+
+def test_trtllm_1x_engine_floors_prompt_iterations_only() -> None:
+    """trtllm 1.x fills the group with TRTLLM_HOST_S_PER_LAUNCH on prompt iterations; trtllm 0.x (TensorRT
+    engines, no Python dispatch) and vLLM set no floor."""
+    g = ReplicaGroup(model=LLAMA2, hardware="h100-sxm", tp=8, engine="trtllm==1.0")
+    assert (g.host_s_per_launch, g.eager_prompts_only) == (TRTLLM_HOST_S_PER_LAUNCH, True)
+    assert TRTLLM_HOST_S_PER_LAUNCH > 0
+    old = ReplicaGroup(model=LLAMA2, hardware="h100-sxm", tp=8, engine="trtllm==0.12")
+    assert (old.host_s_per_launch, old.eager_prompts_only) == (0.0, False)
+    assert ReplicaGroup(model=LLAMA2, hardware="h100-sxm", tp=8, engine="vllm").eager_prompts_only is False
