@@ -277,6 +277,10 @@ class ReplicaGroup(BaseModel):
         0.0, description="eager execution (no CUDA graphs): host seconds to dispatch one kernel; an iteration "
                     "takes max(GPU time, kernel launches x this) (simulator/strategy.py HostDispatchFloor); 0 = the "
                     "host keeps ahead of the GPU. Set by host-bound engines (splitwise; docs/engines.md)")
+    prefill_s_per_seq: NonNegSeconds = Field(
+        0.0, description="seconds a step with prefills takes per prompt in it beyond its GPU time and host dispatch, "
+                    "the GPUs idling (simulator/strategy.py HostDispatchFloor); 0 = none. Set by the eager "
+                    "splitwise engine (docs/engines.md)")
     host_s_per_seq: NonNegSeconds | None = Field(
         None, description="the engine's host time per running sequence of one step, not overlapped with the GPU; "
                     "replaces the calibration's step_overhead_per_seq_s (None = the calibration's). Set by engines "

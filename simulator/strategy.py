@@ -128,10 +128,12 @@ class HostDispatchFloor:
     """A decode strategy run eagerly: the host dispatches every kernel of an iteration one by one, `s_per_launch`
     each, while the GPU runs the ones already queued, so an iteration takes max(GPU time, launches x
     s_per_launch) plus the framework overhead; the GPUs idle through the gap. Launches are counted from the op
-    graph (model.graph: the token-linear kernels and the attention kernels of the step's phases)."""
+    graph (model.graph: the token-linear kernels and the attention kernels of the step's phases). A step with
+    prefills then adds `prefill_s_per_seq` per prompt in it (ReplicaGroup.prefill_s_per_seq), the GPUs idling."""
 
-    def __init__(self, inner: DecodeStrategy, s_per_launch: float) -> None:
+    def __init__(self, inner: DecodeStrategy, s_per_launch: float, prefill_s_per_seq: float = 0.0) -> None:
         self.inner, self.cost, self.pp, self.s_per_launch = inner, inner.cost, inner.pp, s_per_launch
+        self.prefill_s_per_seq = prefill_s_per_seq
         ctx = self.cost.ctx
         linear = sum(k.count for k in linear_kernels(ctx, 1, 1))
         decode = sum(k.count for k in attention_kernels(ctx, BatchShape(decode_seqs=1, decode_ctx_tokens=1)))
@@ -155,7 +157,7 @@ class HostDispatchFloor:
             return seconds, joules
         overhead = self.cost.overhead_seconds_energy(shape)[0]
         host = self.launches[bool(shape.prefill_tokens), bool(shape.decode_seqs)] * self.s_per_launch
-        gap = host - (seconds - overhead)
+        gap = max(host - (seconds - overhead), 0.0) + shape.prefill_seqs * self.prefill_s_per_seq
         if gap <= 0:
             return seconds, joules
         return seconds + gap, joules + self.cost.idle_energy_j(gap)

@@ -274,7 +274,8 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
 
 def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
     """The engine settings a static-batch row keeps under its own static scheduler: the host costs of an eager
-    engine (simulator/engines.py host_s_per_launch and host_s_per_seq; the Splitwise rows' `splitwise` engine)."""
+    engine (simulator/engines.py host_s_per_launch, host_s_per_seq and prefill_s_per_seq; the Splitwise rows'
+    `splitwise` engine)."""
     spec = row_engine(row)[0] if row.mode == "static_batch" else None
     if spec is None or not engine_row(spec).host_s_per_launch:  # (other settings may need the model: not asked)
         return {}
@@ -283,8 +284,11 @@ def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
         return {}
     notes.append(f"engine {spec}: eager execution, {prof.host_s_per_launch * 1e6:.1f} us of host dispatch per kernel "
                  "launch" + (f", {prof.host_s_per_seq * 1e6:.0f} us of host time per sequence per iteration"
-                             if prof.host_s_per_seq is not None else ""))
-    return {"host_s_per_launch": prof.host_s_per_launch, "host_s_per_seq": prof.host_s_per_seq}
+                             if prof.host_s_per_seq is not None else "")
+                 + (f", {prof.prefill_s_per_seq * 1e3:g} ms per prompt of the prefill step"
+                    if prof.prefill_s_per_seq else ""))
+    return {"host_s_per_launch": prof.host_s_per_launch, "host_s_per_seq": prof.host_s_per_seq,
+            "prefill_s_per_seq": prof.prefill_s_per_seq}
 
 
 def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: SyntheticWorkload, seed: int,
