@@ -280,6 +280,10 @@ class ReplicaGroup(BaseModel):
     eager_prompts_only: bool = Field(
         False, description="host_s_per_launch applies to iterations with a prompt only: generation-only iterations "
                     "replay CUDA graphs (trtllm 1.x; docs/engines.md)")
+    prefill_s_per_seq: NonNegSeconds = Field(
+        0.0, description="seconds a step with prefills takes per prompt in it beyond its GPU time and host dispatch, "
+                    "the GPUs idling (simulator/strategy.py HostDispatchFloor); 0 = none. Set by the eager "
+                    "splitwise engine (docs/engines.md)")
     host_s_per_seq: NonNegSeconds | None = Field(
         None, description="the engine's host time per running sequence of one step, not overlapped with the GPU; "
                     "replaces the calibration's step_overhead_per_seq_s (None = the calibration's). Set by engines "

@@ -133,6 +133,12 @@ SPLITWISE_DEFAULT_MODEL = "meta-llama/Llama-2-70b-hf"
 # same on both hosts (batch 1 -> 32, Llama-2-70B tp 8: +8.1 / +8.8 ms, tp 4: +7.3 / +7.2 ms), and held out both
 # ways the unscaled cost scores better than the scaled one (docs/validation-e2e.md).
 SPLITWISE_HOST_S_PER_SEQ = 210e-6
+# Seconds per prompt of a prefill step beyond its GPU time and the launch floor: the measured prompt phase is
+# slower than the decode step's host floor plus the GPU time by a time per prompt that the host core's speed does
+# not set (Llama-2-70B tp 8, 128 tokens: A100 +20 ms, H100 +28 ms; batch of 512-token prompts at tp 2, where the GPU
+# bounds the step: A100 +35 ms, H100 +15 ms per prompt). Fitted on the DGX-A100 rows of both models (the sum of the
+# two models' median |error| of prompt_time, 0.5 ms grid), reported on the DGX-H100 rows (docs/validation-e2e.md).
+SPLITWISE_PREFILL_S_PER_SEQ = 20e-3
 
 
 def dgx_host(hardware: HardwareSpec | str) -> HostCpu:
@@ -250,6 +256,7 @@ class EngineRow:
     frontend_s_per_request: Setting = 0.0
     frontend_s_per_token: Setting = 0.0
     host_s_per_seq: Setting = None  # replaces Calibration.step_overhead_per_seq_s; None = the calibration's
+    prefill_s_per_seq: Setting = 0.0  # seconds per prompt of a step with prefills, GPUs idle (HostDispatchFloor)
 
     @property
     def name(self) -> str:
@@ -261,8 +268,7 @@ class EngineRow:
 
 # The replica-group fields (simulator/config.py ReplicaGroup) an engine fills besides its scheduler table.
 ENGINE_GROUP_FIELDS = ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch", "eager_prompts_only",
-                       "frontend_s_per_request",
-                       "frontend_s_per_token", "host_s_per_seq")
+                       "frontend_s_per_request", "frontend_s_per_token", "host_s_per_seq", "prefill_s_per_seq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +293,7 @@ class EngineProfile:
     frontend_s_per_request: float = 0.0
     frontend_s_per_token: float = 0.0
     host_s_per_seq: float | None = None
+    prefill_s_per_seq: float = 0.0
 
     def scheduler_config(self) -> dict[str, Any]:
         """The `scheduler` table of a replica group (simulator/config.py SchedulerConfig)."""
@@ -315,6 +322,8 @@ class EngineProfile:
                         f"{self.frontend_s_per_token * 1e6:g} us per streamed token")
         if self.host_s_per_seq is not None:
             overlap += f", engine host time {self.host_s_per_seq * 1e6:g} us per running sequence per step"
+        if self.prefill_s_per_seq:
+            overlap += f", {self.prefill_s_per_seq * 1e3:g} ms per prompt of a prefill step"
         return (f"{self.name} ({self.label}): {self.scheduler} scheduler{overlap}, {chunk}, token budget "
                 f"{self.max_batched_tokens}, max_num_seqs {self.max_num_seqs}, prefix caching "
                 f"{'on' if self.prefix_caching else 'off'}, gpu_memory_utilization {self.gpu_memory_utilization:g}")
@@ -495,6 +504,9 @@ ENGINES: tuple[EngineRow, ...] = (
          ("host_s_per_seq", f"{SPLITWISE_HOST_S_PER_SEQ * 1e6:g} us of host time per running sequence per iteration "
                             "(fitted on the DGX-A100 rows of batch > 1, reported on the DGX-H100 rows; the same on "
                             "both hosts)"),
+         ("prefill_s_per_seq", f"{SPLITWISE_PREFILL_S_PER_SEQ * 1e3:g} ms per prompt of a prefill step, the GPUs "
+                               "idling (fitted on the DGX-A100 prompt_time rows, reported on the DGX-H100 rows; not "
+                               "scaled by the host core's speed)"),
          ("scheduler and limits", "roofsim-default's (the benchmark ran static batches: validation.e2e runs each row "
                                   "as one)")),
         ("for GPUs in a DGX A100 / DGX H100 host only (elsewhere set a replica group's host_s_per_launch and "
@@ -502,7 +514,7 @@ ENGINES: tuple[EngineRow, ...] = (
         host_s_per_launch=Rule("DGX host: the model's seconds per launch on the reference core x reference / host "
                                "core speed",
                                lambda c: dgx_host_s_per_launch(c.need_hw("splitwise host dispatch"), c.model)),
-        host_s_per_seq=SPLITWISE_HOST_S_PER_SEQ),
+        host_s_per_seq=SPLITWISE_HOST_S_PER_SEQ, prefill_s_per_seq=SPLITWISE_PREFILL_S_PER_SEQ),
 )
 
 # What `simulate` (flags), `plan` and the dashboard run when no engine is named: the table's newest vLLM row (V1),
@@ -653,9 +665,9 @@ def trtllm_bench_limits(param_count: float, weight_bytes_per_param: float, kv_by
 
 __all__ = [
     "ALIASES", "DEFAULT_ENGINE", "DGX_A100_HOST", "DGX_H100_HOST", "DGX_HOST_CPU", "HostCpu", "SPLITWISE_DEFAULT_MODEL",
-    "SPLITWISE_HOST_S_PER_LAUNCH", "SPLITWISE_HOST_S_PER_SEQ", "SPLITWISE_REF_HOST", "TRTLLM_HOST_S_PER_LAUNCH",
-    "dgx_host", "dgx_host_slowdown", "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINE_GROUP_FIELDS",
-    "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
+    "SPLITWISE_HOST_S_PER_LAUNCH", "SPLITWISE_HOST_S_PER_SEQ", "SPLITWISE_PREFILL_S_PER_SEQ", "SPLITWISE_REF_HOST",
+    "TRTLLM_HOST_S_PER_LAUNCH", "dgx_host", "dgx_host_slowdown", "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS",
+    "ENGINE_GROUP_FIELDS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
     "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",

@@ -127,8 +127,8 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
             name = (f"{model.name}@{g.count}x{hw.id}(tp{g.tp},pp{g.pp}"
                     + (f",dp{g.attn_dp}" if g.attn_dp > 1 else "") + f")#{len(replicas)}")
             strategy = strategy_factory(cost) if kind == "plain" else make_strategy(rng)
-            if g.host_s_per_launch:
-                strategy = HostDispatchFloor(strategy, g.host_s_per_launch, g.eager_prompts_only)
+            if g.host_s_per_launch or g.prefill_s_per_seq:
+                strategy = HostDispatchFloor(strategy, g.host_s_per_launch, g.eager_prompts_only, g.prefill_s_per_seq)
             rep = Replica(len(replicas), gi, name, strategy, plan, make_scheduler(sched_cfg),
                           g.max_model_len or model.max_context_tokens, window)
             rep.frontend_s = g.frontend_s_per_request

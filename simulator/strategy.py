@@ -130,11 +130,13 @@ class HostDispatchFloor:
     s_per_launch) plus the framework overhead; the GPUs idle through the gap. Launches are counted from the op
     graph (model.graph: the token-linear kernels and the attention kernels of the step's phases). With
     `prompt_only` the engine replays CUDA graphs for generation-only iterations, so only iterations with a prompt
-    pay the floor (TensorRT-LLM's PyTorch executor)."""
+    pay the floor (TensorRT-LLM's PyTorch executor). A step with prefills then adds `prefill_s_per_seq` per prompt
+    in it (ReplicaGroup.prefill_s_per_seq), the GPUs idling."""
 
-    def __init__(self, inner: DecodeStrategy, s_per_launch: float, prompt_only: bool = False) -> None:
+    def __init__(self, inner: DecodeStrategy, s_per_launch: float, prompt_only: bool = False,
+                 prefill_s_per_seq: float = 0.0) -> None:
         self.inner, self.cost, self.pp, self.s_per_launch = inner, inner.cost, inner.pp, s_per_launch
-        self.prompt_only = prompt_only
+        self.prompt_only, self.prefill_s_per_seq = prompt_only, prefill_s_per_seq
         ctx = self.cost.ctx
         linear = sum(k.count for k in linear_kernels(ctx, 1, 1))
         decode = sum(k.count for k in attention_kernels(ctx, BatchShape(decode_seqs=1, decode_ctx_tokens=1)))
@@ -158,7 +160,7 @@ class HostDispatchFloor:
             return seconds, joules
         overhead = self.cost.overhead_seconds_energy(shape)[0]
         host = self.launches[bool(shape.prefill_tokens), bool(shape.decode_seqs)] * self.s_per_launch
-        gap = host - (seconds - overhead)
+        gap = max(host - (seconds - overhead), 0.0) + shape.prefill_seqs * self.prefill_s_per_seq
         if gap <= 0:
             return seconds, joules
         return seconds + gap, joules + self.cost.idle_energy_j(gap)

@@ -274,9 +274,10 @@ def row_config(row: BenchRow, calibration: Calibration | None = None, seed: int 
 
 def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
     """The engine settings a static-batch row keeps under its own static scheduler: the host costs of an engine that
-    runs every iteration eagerly (simulator/engines.py host_s_per_launch and host_s_per_seq; the Splitwise rows'
-    `splitwise` engine). A floor on prompt iterations only (trtllm 1.x) is not carried: the static tables without a
-    framework version (Argonne's TRT-LLM rows, 2024) ran TensorRT engines, not the PyTorch executor."""
+    runs every iteration eagerly (simulator/engines.py host_s_per_launch, host_s_per_seq and prefill_s_per_seq; the
+    Splitwise rows' `splitwise` engine). A floor on prompt iterations only (trtllm 1.x) is not carried: the static
+    tables without a framework version (Argonne's TRT-LLM rows, 2024) ran TensorRT engines, not the PyTorch
+    executor."""
     spec = row_engine(row)[0] if row.mode == "static_batch" else None
     # (other settings may need the model: not asked)
     if spec is None or not engine_row(spec).host_s_per_launch or engine_row(spec).eager_prompts_only:
@@ -286,8 +287,11 @@ def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
         return {}
     notes.append(f"engine {spec}: eager execution, {prof.host_s_per_launch * 1e6:.1f} us of host dispatch per kernel "
                  "launch" + (f", {prof.host_s_per_seq * 1e6:.0f} us of host time per sequence per iteration"
-                             if prof.host_s_per_seq is not None else ""))
-    return {"host_s_per_launch": prof.host_s_per_launch, "host_s_per_seq": prof.host_s_per_seq}
+                             if prof.host_s_per_seq is not None else "")
+                 + (f", {prof.prefill_s_per_seq * 1e3:g} ms per prompt of the prefill step"
+                    if prof.prefill_s_per_seq else ""))
+    return {"host_s_per_launch": prof.host_s_per_launch, "host_s_per_seq": prof.host_s_per_seq,
+            "prefill_s_per_seq": prof.prefill_s_per_seq}
 
 
 def disaggregated_config(row: BenchRow, group: ReplicaGroup, workload: SyntheticWorkload, seed: int,

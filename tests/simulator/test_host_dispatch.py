@@ -16,6 +16,7 @@ from roofsim.simulator.engines import (
     DGX_H100_HOST,
     SPLITWISE_HOST_S_PER_LAUNCH,
     SPLITWISE_HOST_S_PER_SEQ,
+    SPLITWISE_PREFILL_S_PER_SEQ,
     TRTLLM_HOST_S_PER_LAUNCH,
     engine_profile,
 )
@@ -86,6 +87,25 @@ def test_iteration_is_the_slower_of_gpu_and_host() -> None:
     assert j == pytest.approx(gpu_j + cost.idle_energy_j(s - gpu_s))
     assert HostDispatchFloor(PlainDecoding(cost), 1e-6).step(shape) == (gpu_s, gpu_j)
     assert HostDispatchFloor(PlainDecoding(cost), 4e-5).step(BatchShape()) == cost.step_seconds_energy(BatchShape())
+
+
+def test_prefill_steps_pay_the_engines_time_per_prompt() -> None:
+    """A step with prefills adds prefill_s_per_seq per prompt after the launch floor (the GPUs idle through it);
+    a decode step does not. The splitwise engine sets 20 ms on either DGX host (not scaled by the core's speed)."""
+    cost = _cost()
+    floor = HostDispatchFloor(PlainDecoding(cost), 4e-5)
+    with_prompt = HostDispatchFloor(PlainDecoding(cost), 4e-5, prefill_s_per_seq=0.02)
+    prefill = BatchShape(prefill_tokens=4 * 128, prefill_seqs=4, prefill_attn_pairs=4 * 128 * 129 / 2)
+    (s0, j0), (s1, j1) = floor.step(prefill), with_prompt.step(prefill)
+    assert s1 - s0 == pytest.approx(4 * 0.02)
+    assert j1 - j0 == pytest.approx(cost.idle_energy_j(4 * 0.02))
+    decode = BatchShape(decode_seqs=4, decode_ctx_tokens=2400)
+    assert with_prompt.step(decode) == floor.step(decode)
+    assert SPLITWISE_PREFILL_S_PER_SEQ == 20e-3
+    for gpu in ("a100-sxm-80gb", "h100-sxm"):
+        assert engine_profile("splitwise", gpu, model=LLAMA2).prefill_s_per_seq == 20e-3
+    assert engine_profile("vllm", "h100-sxm").prefill_s_per_seq == 0.0
+    assert ReplicaGroup(model=LLAMA2, hardware="h100-sxm", tp=8, engine="splitwise").prefill_s_per_seq == 20e-3
 
 
 def test_simulated_decode_stops_shortening_with_tp() -> None:
