@@ -105,28 +105,27 @@ def _blackwell_workstation(hw: HardwareSpec) -> bool:
     return hw.architecture == "blackwell" and hw.id.startswith("rtx")
 
 
-def vllm_v1_attn_backend(hardware: HardwareSpec | str | None) -> str:
-    """vLLM V1's attention-backend policy on this GPU ("" = not an NVIDIA GPU the rule covers, or no GPU given)."""
+def _attn_policy(hardware: HardwareSpec | str | None, by_arch: dict[str, str], sm120: str, sm100: str) -> str:
+    """The policy of an engine on this GPU: by architecture, Blackwell split into workstation (SM120) and
+    datacenter (SM100); "" off NVIDIA, on an architecture the rule does not cover, or without a GPU."""
     if hardware is None:
         return ""
     hw = _hw(hardware)
     if hw.vendor != "nvidia":
         return ""
     if hw.architecture == "blackwell":
-        return "vllm-fa2" if _blackwell_workstation(hw) else "vllm-flashinfer"
-    return _VLLM_V1_ATTN.get(hw.architecture, "")
+        return sm120 if _blackwell_workstation(hw) else sm100
+    return by_arch.get(hw.architecture, "")
+
+
+def vllm_v1_attn_backend(hardware: HardwareSpec | str | None) -> str:
+    """vLLM V1's attention-backend policy on this GPU (_attn_policy)."""
+    return _attn_policy(hardware, _VLLM_V1_ATTN, "vllm-fa2", "vllm-flashinfer")
 
 
 def sglang_attn_backend(hardware: HardwareSpec | str | None) -> str:
-    """SGLang's attention-backend policy on this GPU ("" = not an NVIDIA GPU the rule covers, or no GPU given)."""
-    if hardware is None:
-        return ""
-    hw = _hw(hardware)
-    if hw.vendor != "nvidia":
-        return ""
-    if hw.architecture == "blackwell":
-        return "sglang-flashinfer-sm120" if _blackwell_workstation(hw) else "sglang-trtllm"
-    return _SGLANG_ATTN.get(hw.architecture, "")
+    """SGLang's attention-backend policy on this GPU (_attn_policy)."""
+    return _attn_policy(hardware, _SGLANG_ATTN, "sglang-flashinfer-sm120", "sglang-trtllm")
 
 
 @dataclass(frozen=True, slots=True)
