@@ -83,7 +83,7 @@ TRITON_BACKENDS = ("triton", "triton_extend")
 def attention_backend(policy: str, head_dim: int, window: int, kv_dtype: str, mla: bool) -> str:
     """The kernel family `policy` runs an attention group of `head_dim` (qk) with a sliding `window` (0 = none),
     a `kv_dtype` cache and MLA or not on. Read off the backend AIConfigurator's collectors record per row
-    (`kernel_source`, /work/shared/data/kernels/aiconfigurator; docs/engines.md): vLLM on Ampere / Ada / Blackwell
+    (`kernel_source`, ../shared/data/kernels/aiconfigurator; docs/engines.md): vLLM on Ampere / Ada / Blackwell
     workstation GPUs runs FA2, and where FA2 cannot (an fp8 KV cache, head dim > 256) the next backend in its
     priority list that can: FlashInfer for head dims 64 / 128 / 256, Triton for the others (192 with an fp8 KV
     cache: measured; past 256: by the same order, not measured); SGLang's FA3 (Hopper) falls back to Triton past head dim 256 and at 256 with a window,
