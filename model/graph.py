@@ -80,18 +80,22 @@ ATTN_POLICIES: tuple[str, ...] = get_args(AttnPolicy)
 TRITON_BACKENDS = ("triton", "triton_extend")
 
 
-def attention_backend(policy: str, head_dim: int, window: int, kv_dtype: str, mla: bool) -> str:
+def attention_backend(policy: str, head_dim: int, window: int, kv_dtype: str, mla: bool, sinks: bool = False) -> str:
     """The kernel family `policy` runs an attention group of `head_dim` (qk) with a sliding `window` (0 = none),
     a `kv_dtype` cache and MLA or not on. Read off the backend AIConfigurator's collectors record per row
     (`kernel_source`, ../shared/data/kernels/aiconfigurator; docs/engines.md): vLLM on Ampere / Ada / Blackwell
     workstation GPUs runs FA2, and where FA2 cannot (an fp8 KV cache, head dim > 256) the next backend in its
     priority list that can: FlashInfer for head dims 64 / 128 / 256, Triton for the others (192 with an fp8 KV
-    cache: measured; past 256: by the same order, not measured); SGLang's FA3 (Hopper) falls back to Triton past head dim 256 and at 256 with a window,
+    cache: measured; past 256: by the same order, not measured) and Triton for learned attention `sinks` (gpt-oss:
+    vLLM's FlashAttention backend takes sinks only with FA3, FlashInfer off Blackwell has none; read from vLLM's
+    backends, not measured); SGLang's FA3 (Hopper) falls back to Triton past head dim 256 and at 256 with a window,
     its FlashInfer (Ada) for head dims other than 128 / 256 and for MLA, and on Blackwell workstation GPUs for a
     window too."""
     if policy not in ATTN_POLICIES:
         raise ValueError(f"attention backend policy {policy!r} is not one of {list(ATTN_POLICIES)}")
     if policy == "vllm-fa2" and not mla:
+        if sinks:
+            return "triton"
         if head_dim <= 256 and kv_dtype != "fp8":
             return "flash_attn_2"
         return "flashinfer" if head_dim in (64, 128, 256) else "triton"
@@ -193,6 +197,7 @@ def prefill_keys(g: AttnGroup, shape: BatchShape) -> tuple[float, float]:
 def _attn_groups(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, policy: str = ""
                  ) -> tuple[AttnGroup, ...]:
     tp, kvb = parallel.tp, quant.kv_bytes_per_element
+    sinks = model.family == "gpt_oss"  # learned attention sinks in every layer (model.params counts them)
     out: list[AttnGroup] = []
     for mixer, n in model.mixer_counts():
         if isinstance(mixer, NoMixer):
@@ -230,7 +235,7 @@ def _attn_groups(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, pol
             primary=bool(window) and bounded_span(mixer) == model.sliding_window,
             index_flops=index_flops, index_bytes=index_bytes,
             # DSA runs its own sparse kernels: no engine backend rule covers them
-            backend=attention_backend(policy, qk, window, quant.kv_dtype, mla is not None)
+            backend=attention_backend(policy, qk, window, quant.kv_dtype, mla is not None, sinks)
             if policy and not index_flops else ""))
     return tuple(out)
 

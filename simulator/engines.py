@@ -380,14 +380,15 @@ _V0_SOURCES = (
     ("gpu_memory_utilization", "vllm/engine/arg_utils.py gpu_memory_utilization = 0.9"),
 )
 _VLLM_ATTN_RULE = Rule("vLLM V1 by GPU: Hopper FA3, Ampere / Ada / Blackwell workstation FA2 (an fp8 KV cache or "
-                       "head dim > 256: FlashInfer at head dim 64 / 128 / 256, else Triton), datacenter Blackwell "
-                       "FlashInfer",
+                       "head dim > 256: FlashInfer at head dim 64 / 128 / 256, else Triton; attention sinks: Triton), "
+                       "datacenter Blackwell FlashInfer",
                        lambda c: vllm_v1_attn_backend(c.hardware))
 _SGLANG_ATTN_RULE = Rule("SGLang by GPU: Hopper FA3 (Triton past head dim 256), B200 trtllm_mha, others FlashInfer "
                          "(Triton for head dims other than 128 / 256 and MLA; on Blackwell workstation GPUs for a "
                          "sliding window too)", lambda c: sglang_attn_backend(c.hardware))
 _ATTN_SOURCE = ("attn_backend", "the attention kernels by GPU architecture and model feature (model.graph."
-                "attention_backend): vllm/attention/utils/fa_utils.py get_flash_attn_version, vllm/platforms/cuda.py; "
+                "attention_backend): vllm/attention/utils/fa_utils.py get_flash_attn_version, vllm/platforms/cuda.py, "
+                "vllm/v1/attention/backends/flash_attn.py (sinks only with FA3); "
                 "SGLang docs/advanced_features/attention_backend.md; the fallbacks as AIConfigurator's collectors "
                 "recorded the backend per row (kernel_source)")
 
