@@ -24,6 +24,7 @@ from roofsim.hardware_specs.spec import HardwareSpec
 from roofsim.model.batch import BatchShape
 from roofsim.model.graph import (
     AttnGroup,
+    AttnPolicy,
     GraphContext,
     attention_kernels,
     decode_heads,
@@ -32,6 +33,7 @@ from roofsim.model.graph import (
     group_attention_kernels,
     linear_kernels,
     prefill_keys,
+    priced_apart,
     rank_shape,
     vision_kernels,
 )
@@ -1279,13 +1281,16 @@ class CostModel:
         quant: QuantSpec | None = None,
         parallel: ParallelSpec | None = None,
         calibration: Calibration | None = None,
+        attn_backend: AttnPolicy = "",
     ) -> None:
         self.model = model
         self.hardware = hardware
         self.quant = quant or QuantSpec()
         self.parallel = parallel or ParallelSpec()
         self.calibration = calibration or DEFAULT_CALIBRATION
-        self.ctx: GraphContext = graph_context(model, self.quant, self.parallel, self.calibration.moe_routing_skew)
+        self.attn_backend = attn_backend  # the engine's attention-backend policy (graph.attention_backend)
+        self.ctx: GraphContext = graph_context(model, self.quant, self.parallel, self.calibration.moe_routing_skew,
+                                               attn_backend)
         check_dtypes(hardware, self.quant)
         self._linear_memo: dict[tuple[int, int, bool, int | None], tuple[float, float]] = {}
         self._vision_memo: dict[tuple[int, float], tuple[float, float]] = {}
@@ -1461,7 +1466,8 @@ class CostModel:
         cal, c = self.calibration, self.ctx
         seconds = energy = 0.0
         for g, consts in zip(c.attn, self._attn, strict=True):
-            if g.state_bytes or g.index_flops:  # a few kernels whatever the batch: cost them directly
+            # a few kernels whatever the batch, or a backend's flagged kernels: cost them directly
+            if g.state_bytes or g.index_flops or priced_apart(g):
                 sec, jou = self.kernels_seconds_energy(group_attention_kernels(c, g, shape), parts)
                 seconds += sec
                 energy += jou
@@ -1521,7 +1527,7 @@ class CostModel:
         c = self.ctx
         a_s = a_j = 0.0
         for g, consts in zip(c.attn, self._attn, strict=True):
-            if g.state_bytes or g.index_flops:
+            if g.state_bytes or g.index_flops or priced_apart(g):
                 shape = BatchShape(decode_seqs=seqs, decode_tokens=tokens, decode_ctx_tokens=ctx,
                                    decode_ctx_tokens_win=ctx_win)
                 sec, jou = self.kernels_seconds_energy(group_attention_kernels(c, g, shape))

@@ -12,6 +12,7 @@ Bytes follow LLM-Viewer's split (weight / activation / KV, read / write), Yuan e
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 from roofsim.hardware_specs.spec import DTYPE_BYTES
 from roofsim.model.batch import BatchShape
@@ -62,6 +63,71 @@ class GraphContext:
     q_width: int  # query elements per token on this GPU
     attn: tuple[AttnGroup, ...] = ()  # the token-mixer groups of attention_kernels (layers of one kind each)
     moe_skew: float = 0.0  # Zipf exponent of the experts' routing popularity (0 = uniform; expert_load)
+    attn_backend: AttnPolicy = ""  # the serving engine's attention-backend policy (attention_backend)
+
+
+# ------------------------------------------------------------------------------------ attention backends
+# An engine's attention-backend policy on one GPU (simulator/engines.py picks it by engine, version and GPU
+# architecture, with its sources); "" = none named: roofsim's default attention pricing. attention_backend turns a
+# policy and an attention group's features into the kernel family that runs it.
+AttnPolicy = Literal["", "vllm-fa2", "vllm-fa3", "vllm-flashinfer", "sglang-fa3", "sglang-flashinfer",
+                     "sglang-flashinfer-sm120", "sglang-trtllm", "trtllm"]
+ATTN_POLICIES: tuple[str, ...] = get_args(AttnPolicy)
+# Kernel families roofsim prices apart: `triton` (vLLM's Triton attention, honours the window), `triton_extend`
+# (SGLang's Triton extend kernel, which visits every causal key tile and only masks the window: SKIP_TILE),
+# `flash_attn_2` (FA2, whose decode runs windowed and MHA calls without the GQA swap: Kernel.gqa_unpacked). The
+# others (flash_attn_3, flashinfer, trtllm, "") carry no flag.
+TRITON_BACKENDS = ("triton", "triton_extend")
+
+
+def attention_backend(policy: str, head_dim: int, window: int, kv_dtype: str, mla: bool, sinks: bool = False) -> str:
+    """The kernel family `policy` runs an attention group of `head_dim` (qk) with a sliding `window` (0 = none),
+    a `kv_dtype` cache and MLA or not on. Read off the backend AIConfigurator's collectors record per row
+    (`kernel_source`, ../shared/data/kernels/aiconfigurator; docs/engines.md): vLLM on Ampere / Ada / Blackwell
+    workstation GPUs runs FA2, and where FA2 cannot (an fp8 KV cache, head dim > 256) the next backend in its
+    priority list that can: FlashInfer for head dims 64 / 128 / 256, Triton for the others (192 with an fp8 KV
+    cache: measured; past 256: by the same order, not measured) and Triton for learned attention `sinks` (gpt-oss:
+    vLLM's FlashAttention backend takes sinks only with FA3, FlashInfer off Blackwell has none; read from vLLM's
+    backends, not measured); SGLang's FA3 (Hopper) falls back to Triton past head dim 256 and at 256 with a window,
+    its FlashInfer (Ada) for head dims other than 128 / 256 and for MLA, and on Blackwell workstation GPUs for a
+    window too."""
+    if policy not in ATTN_POLICIES:
+        raise ValueError(f"attention backend policy {policy!r} is not one of {list(ATTN_POLICIES)}")
+    if policy == "vllm-fa2" and not mla:
+        if sinks:
+            return "triton"
+        if head_dim <= 256 and kv_dtype != "fp8":
+            return "flash_attn_2"
+        return "flashinfer" if head_dim in (64, 128, 256) else "triton"
+    if policy == "sglang-fa3" and not mla and (head_dim > 256 or (head_dim == 256 and window)):
+        return "triton_extend"
+    if policy in ("sglang-flashinfer", "sglang-flashinfer-sm120"):
+        native = not mla and head_dim in (128, 256) and not (window and policy == "sglang-flashinfer-sm120")
+        return "flashinfer" if native else "triton_extend"
+    return {"vllm-fa3": "flash_attn_3", "vllm-flashinfer": "flashinfer", "sglang-fa3": "flash_attn_3",
+            "sglang-trtllm": "trtllm", "trtllm": "trtllm"}.get(policy, "")
+
+
+def prefill_window(backend: str, window: int) -> int:
+    """The window a prefill kernel of `backend` skips keys by: none for SGLang's Triton extend kernel."""
+    return 0 if backend == "triton_extend" else window
+
+
+def with_backend(k: Kernel, backend: str, window: int, heads: int, kv_heads: int) -> Kernel:
+    """Attention kernel `k` as `backend` runs it (a group of `heads` query / `kv_heads` KV heads, sliding `window`,
+    0 = none): Kernel.triton for a Triton prefill, Kernel.gqa_unpacked for an FA2 decode with a window or without
+    GQA. The one rule both the op graph and validation.predict (per measured row) apply."""
+    if k.op == "attn_prefill" and backend in TRITON_BACKENDS:
+        return replace(k, triton=True)
+    if k.op == "attn_decode" and backend == "flash_attn_2" and not k.latent and (window or heads == kv_heads):
+        return replace(k, gqa_unpacked=True)
+    return k
+
+
+def priced_apart(g: AttnGroup) -> bool:
+    """Whether group `g`'s backend sets a Kernel flag (the closed form of model.cost then costs its kernels)."""
+    return g.backend in TRITON_BACKENDS or (g.backend == "flash_attn_2" and not g.latent_decode
+                                            and bool(g.window or g.heads == g.kv_heads))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +154,7 @@ class AttnGroup:
     state_flops: float = 0.0  # linear / Mamba: recurrent FLOPs per token
     scan_flops: float = 0.0  # linear / Mamba: chunked-scan FLOPs per prefill token
     io_bytes: float = 0.0  # linear / Mamba: activation bytes in + out per token
+    backend: str = ""  # the kernel family the engine runs it with (attention_backend; "" = roofsim's default)
 
     @property
     def latent_decode(self) -> bool:
@@ -127,8 +194,10 @@ def prefill_keys(g: AttnGroup, shape: BatchShape) -> tuple[float, float]:
     return min(pairs, shape.prefill_tokens * g.window), min(ctx, shape.prefill_seqs * g.window)
 
 
-def _attn_groups(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> tuple[AttnGroup, ...]:
+def _attn_groups(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec, policy: str = ""
+                 ) -> tuple[AttnGroup, ...]:
     tp, kvb = parallel.tp, quant.kv_bytes_per_element
+    sinks = model.family == "gpt_oss"  # learned attention sinks in every layer (model.params counts them)
     out: list[AttnGroup] = []
     for mixer, n in model.mixer_counts():
         if isinstance(mixer, NoMixer):
@@ -164,7 +233,10 @@ def _attn_groups(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec) -> 
             qk_dim=qk, v_dim=v, dec_qk_dim=dqk, dec_v_dim=dv, q_width=heads * qk, window=window,
             ratio=mixer.compress_ratio if isinstance(mixer, (GQAAttention, SparseAttention)) else 1,
             primary=bool(window) and bounded_span(mixer) == model.sliding_window,
-            index_flops=index_flops, index_bytes=index_bytes))
+            index_flops=index_flops, index_bytes=index_bytes,
+            # DSA runs its own sparse kernels: no engine backend rule covers them
+            backend=attention_backend(policy, qk, window, quant.kv_dtype, mla is not None, sinks)
+            if policy and not index_flops else ""))
     return tuple(out)
 
 
@@ -196,7 +268,7 @@ def _state_group(mixer: LinearAttention | Mamba2Mixer, n: int, tp: int, sb: floa
 
 
 def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec,
-                  moe_skew: float = 0.0) -> GraphContext:
+                  moe_skew: float = 0.0, attn_backend: AttnPolicy = "") -> GraphContext:
     parallel.validate_for(model)
     tp = parallel.tp
     kv_heads = parallel.kv_heads_per_gpu(model)
@@ -244,8 +316,9 @@ def graph_context(model: ModelSpec, quant: QuantSpec, parallel: ParallelSpec,
         dec_qk_dim=dec_qk,
         dec_v_dim=dec_v,
         q_width=heads * qk_d,
-        attn=_attn_groups(model, quant, parallel),
+        attn=_attn_groups(model, quant, parallel, attn_backend),
         moe_skew=moe_skew,
+        attn_backend=attn_backend,
     )
 
 
@@ -643,7 +716,9 @@ def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) ->
     kv_tok_bytes = g.elems * c.kvb  # per cached entry per layer on this GPU
     suffix = {"full": "", "mla": "", "sliding": "_swa"}.get(g.kind, "_" + g.kind)
     if shape.prefill_tokens:
-        pairs, ctx_read = prefill_keys(g, shape)
+        # SGLang's Triton extend kernel visits every causal key tile: a sliding window only masks scores
+        pg = g if prefill_window(g.backend, g.window) == g.window else replace(g, window=0, primary=False)
+        pairs, ctx_read = prefill_keys(pg, shape)
         t = shape.prefill_tokens
         if g.index_flops:  # the indexer scores every cached entry
             all_pairs = shape.prefill_attn_pairs / g.ratio
@@ -669,9 +744,10 @@ def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) ->
                 kv_dtype=c.quant.kv_dtype,
                 scores=float(pairs) * g.heads,
                 heads=g.heads,
-                window=g.window if g.primary else 0,
+                window=pg.window if pg.primary else 0,
             )
         )
+        ks[-1] = with_backend(ks[-1], g.backend, g.window, g.heads, g.kv_heads)
     if shape.decode_seqs:
         ctx = decode_keys(g, shape.decode_seqs, shape.decode_ctx_tokens, shape.decode_ctx_tokens_win)
         q_per_seq = shape.decode_tokens / shape.decode_seqs
@@ -704,6 +780,7 @@ def group_attention_kernels(c: GraphContext, g: AttnGroup, shape: BatchShape) ->
                 latent=g.latent_decode,
             )
         )
+        ks[-1] = with_backend(ks[-1], g.backend, g.window, g.heads, g.kv_heads)
     return ks
 
 

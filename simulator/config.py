@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from roofsim.hardware_specs.errors import InputError, RoofsimError
 from roofsim.hardware_specs.loading import load_toml_file
 from roofsim.model.cost import Calibration
+from roofsim.model.graph import AttnPolicy
 from roofsim.model.quant import ACTIVATION_DTYPES, KV_DTYPES, WEIGHT_DTYPES
 from roofsim.model.spec import QuantSpec
 from roofsim.model.techniques import Acceptance, Drafter, EarlyExitConfig, ExitDistribution, SpeculativeConfig
@@ -289,6 +290,10 @@ class ReplicaGroup(BaseModel):
                     "replaces the calibration's step_overhead_per_seq_s (None = the calibration's). Set by engines "
                     "that schedule and process outputs request by request between steps (vllm==0.8; "
                     "docs/engines.md)")
+    attn_backend: AttnPolicy = Field(
+        "", description="the engine's attention-backend policy on this GPU (model.graph.attention_backend picks the "
+                    "kernel per attention group from it: a Triton prefill fallback, FA2's unpacked decode); '' = "
+                    "roofsim's default attention pricing. Set by the engine (docs/engines.md)")
 
     @model_validator(mode="before")
     @classmethod

@@ -94,6 +94,45 @@ SGLANG_MAX_RUNNING_REQUESTS = 2048
 # tp 2 / 4 / 8) while the weights read per GPU halve, i.e. the host issuing the kernels one by one is the bound.
 
 
+# Attention backend by engine and GPU architecture (the policy model.graph.attention_backend turns into a kernel
+# family per attention group from its head dim, window, KV dtype and MLA). vLLM V1: FlashAttention 3 on Hopper, 2
+# elsewhere (vllm/attention/utils/fa_utils.py get_flash_attn_version: "if hopper default to FA3, otherwise stick to
+# FA2"), FlashInfer on datacenter Blackwell (vllm/platforms/cuda.py: SM100 defaults to FLASHINFER); SGLang: FA3 on
+# Hopper, trtllm_mha on B200, FlashInfer on other architectures (docs/advanced_features/attention_backend.md,
+# "Automatic Backend Selection"; server_args.py). The fallbacks by model feature are the kernel sources
+# AIConfigurator recorded on A100 / H100 / L40S / RTX PRO 6000 (model.graph.attention_backend).
+_VLLM_V1_ATTN = {"hopper": "vllm-fa3", "ampere": "vllm-fa2", "ada": "vllm-fa2"}
+_SGLANG_ATTN = {"hopper": "sglang-fa3", "ampere": "sglang-flashinfer", "ada": "sglang-flashinfer"}
+
+
+def _blackwell_workstation(hw: HardwareSpec) -> bool:
+    """An SM120 Blackwell (RTX PRO / GeForce): the engines' datacenter-Blackwell (SM100) kernels do not run there."""
+    return hw.architecture == "blackwell" and hw.id.startswith("rtx")
+
+
+def _attn_policy(hardware: HardwareSpec | str | None, by_arch: dict[str, str], sm120: str, sm100: str) -> str:
+    """The policy of an engine on this GPU: by architecture, Blackwell split into workstation (SM120) and
+    datacenter (SM100); "" off NVIDIA, on an architecture the rule does not cover, or without a GPU."""
+    if hardware is None:
+        return ""
+    hw = _hw(hardware)
+    if hw.vendor != "nvidia":
+        return ""
+    if hw.architecture == "blackwell":
+        return sm120 if _blackwell_workstation(hw) else sm100
+    return by_arch.get(hw.architecture, "")
+
+
+def vllm_v1_attn_backend(hardware: HardwareSpec | str | None) -> str:
+    """vLLM V1's attention-backend policy on this GPU (_attn_policy)."""
+    return _attn_policy(hardware, _VLLM_V1_ATTN, "vllm-fa2", "vllm-flashinfer")
+
+
+def sglang_attn_backend(hardware: HardwareSpec | str | None) -> str:
+    """SGLang's attention-backend policy on this GPU (_attn_policy)."""
+    return _attn_policy(hardware, _SGLANG_ATTN, "sglang-flashinfer-sm120", "sglang-trtllm")
+
+
 @dataclass(frozen=True, slots=True)
 class HostCpu:
     """A GPU server's host CPU and the speed of one of its cores (SPECrate2017_int_base / cores): a single-threaded
@@ -257,6 +296,7 @@ class EngineRow:
     frontend_s_per_token: Setting = 0.0
     host_s_per_seq: Setting = None  # replaces Calibration.step_overhead_per_seq_s; None = the calibration's
     prefill_s_per_seq: Setting = 0.0  # seconds per prompt of a step with prefills, GPUs idle (HostDispatchFloor)
+    attn_backend: Setting = ""  # attention-backend policy (model.graph.AttnPolicy); "" = roofsim's default pricing
 
     @property
     def name(self) -> str:
@@ -268,7 +308,8 @@ class EngineRow:
 
 # The replica-group fields (simulator/config.py ReplicaGroup) an engine fills besides its scheduler table.
 ENGINE_GROUP_FIELDS = ("gpu_memory_utilization", "prefix_caching", "host_s_per_launch", "eager_prompts_only",
-                       "frontend_s_per_request", "frontend_s_per_token", "host_s_per_seq", "prefill_s_per_seq")
+                       "frontend_s_per_request", "frontend_s_per_token", "host_s_per_seq", "prefill_s_per_seq",
+                       "attn_backend")
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +335,7 @@ class EngineProfile:
     frontend_s_per_token: float = 0.0
     host_s_per_seq: float | None = None
     prefill_s_per_seq: float = 0.0
+    attn_backend: str = ""
 
     def scheduler_config(self) -> dict[str, Any]:
         """The `scheduler` table of a replica group (simulator/config.py SchedulerConfig)."""
@@ -356,12 +398,31 @@ _V0_SOURCES = (
     ("preemption", "vllm/core/scheduler.py: recompute for single-sequence groups (swap only for beam search)"),
     ("gpu_memory_utilization", "vllm/engine/arg_utils.py gpu_memory_utilization = 0.9"),
 )
+_VLLM_ATTN_RULE = Rule("vLLM V1 by GPU: Hopper FA3, Ampere / Ada / Blackwell workstation FA2 (an fp8 KV cache or "
+                       "head dim > 256: FlashInfer at head dim 64 / 128 / 256, else Triton; attention sinks: Triton), "
+                       "datacenter Blackwell FlashInfer",
+                       lambda c: vllm_v1_attn_backend(c.hardware))
+_SGLANG_ATTN_RULE = Rule("SGLang by GPU: Hopper FA3 (Triton past head dim 256), B200 trtllm_mha, others FlashInfer "
+                         "(Triton for head dims other than 128 / 256 and MLA; on Blackwell workstation GPUs for a "
+                         "sliding window too)", lambda c: sglang_attn_backend(c.hardware))
+_ATTN_SOURCE = ("attn_backend", "the attention kernels by GPU architecture and model feature (model.graph."
+                "attention_backend): vllm/attention/utils/fa_utils.py get_flash_attn_version, vllm/platforms/cuda.py, "
+                "vllm/v1/attention/backends/flash_attn.py (sinks only with FA3); "
+                "SGLang docs/advanced_features/attention_backend.md; the fallbacks as AIConfigurator's collectors "
+                "recorded the backend per row (kernel_source)")
+
+_TRTLLM_ATTN_SOURCE = ("attn_backend", "TensorRT-LLM's own attention kernels, FMHA for context and XQA / masked MHA "
+                       "for generation (docs/source/advanced/gpt-attention.md): roofsim's default attention pricing, "
+                       "no fallback kernel")
+
+
 _V1_SOURCES = (
     ("scheduler", "vllm/engine/arg_utils.py _set_default_args_v1: 'V1 always uses chunked prefills'; decodes "
                   "first, prompt chunks fill the token budget (vllm/v1/core/sched/scheduler.py)"),
     ("prefix_caching", "vllm/engine/arg_utils.py _set_default_args_v1: 'V1 enables prefix caching by default'"),
     ("preemption", "vllm/v1/core/sched/scheduler.py: recompute (V1 has no swap)"),
     ("gpu_memory_utilization", "vllm/config.py CacheConfig.gpu_memory_utilization = 0.9"),
+    _ATTN_SOURCE,
 )
 
 
@@ -424,14 +485,16 @@ ENGINES: tuple[EngineRow, ...] = (
         ("the host costs are fitted on vLLM 0.8.3 and held for 0.8.x only; the later rows keep none (vLLM moved "
          "work off the step path since, e.g. --async-scheduling)",),
         frontend_s_per_request=VLLM_FRONTEND_S_PER_REQUEST, frontend_s_per_token=VLLM_FRONTEND_S_PER_TOKEN,
-        host_s_per_seq=VLLM_V1_HOST_S_PER_SEQ),
+        host_s_per_seq=VLLM_V1_HOST_S_PER_SEQ,
+        attn_backend=_VLLM_ATTN_RULE),
     EngineRow(
         "vllm", ">=0.9,<1.0", "vLLM V1, OpenAI server, budget by GPU class",
         "sarathi", _v1_big(0, "max_num_batched_tokens"), _v1_big(1, "max_num_seqs"),
         _v1_big(0, "max_num_batched_tokens"), True, "recompute", VLLM_GPU_MEMORY_UTILIZATION,
         (*_V1_SOURCES, ("max_batched_tokens, max_num_seqs", "vllm/engine/arg_utils.py _set_default_args_v1, "
                         "later EngineArgs.get_batch_defaults: device memory >= 70 GiB and 'a100' not in the device "
-                        "name -> OPENAI_API_SERVER 8192 / 1024, else 2048 / 256 (PR #17885 keeps A100 out)"))),
+                        "name -> OPENAI_API_SERVER 8192 / 1024, else 2048 / 256 (PR #17885 keeps A100 out)")),
+        attn_backend=_VLLM_ATTN_RULE),
     EngineRow(
         "trtllm", ">=0.11,<1.0", "TensorRT-LLM 0.x (TensorRT engines), in-flight batching",
         "orca", TRTLLM_MAX_NUM_TOKENS, TRTLLM_MAX_BATCH_SIZE, None, False, "recompute",
@@ -444,8 +507,10 @@ ENGINES: tuple[EngineRow, ...] = (
          ("prefix_caching", "executor KvCacheConfig enable_block_reuse = False (0.x C++ executor default)"),
          ("gpu_memory_utilization", "KvCacheConfig free_gpu_memory_fraction = 0.9 (of the memory left after "
                                     "weights; roofsim applies it to the whole GPU)"),
-         ("preemption", _NO_EVICT_SOURCE)),
-        ("a prompt longer than max_num_tokens is rejected (no chunked context)",), no_evict=True),
+         ("preemption", _NO_EVICT_SOURCE),
+         _TRTLLM_ATTN_SOURCE),
+        ("a prompt longer than max_num_tokens is rejected (no chunked context)",), no_evict=True,
+        attn_backend="trtllm"),
     EngineRow(
         "trtllm", ">=1.0,<2.0", "TensorRT-LLM 1.x (PyTorch backend, trtllm-serve), in-flight batching",
         "orca", TRTLLM_MAX_NUM_TOKENS, TRTLLM_MAX_BATCH_SIZE, None, True, "recompute",
@@ -457,6 +522,7 @@ ENGINES: tuple[EngineRow, ...] = (
          ("prefix_caching", "llm_args.py KvCacheConfig.enable_block_reuse = True"),
          ("gpu_memory_utilization", "KvCacheConfig.free_gpu_memory_fraction = 0.9"),
          ("preemption", _NO_EVICT_SOURCE),
+         _TRTLLM_ATTN_SOURCE,
          ("overlap", "llm_args.py disable_overlap_scheduler = False: PyExecutor._executor_loop_overlap fetches "
                      "new requests and schedules iteration n+1 before iteration n's outputs are processed "
                      "(tensorrt_llm/_torch/pyexecutor/py_executor.py; docs/source/torch/features/"
@@ -470,7 +536,8 @@ ENGINES: tuple[EngineRow, ...] = (
                                "on one silicon model and layout, docs/validation-e2e.md)")),
         ("a prompt longer than max_num_tokens is rejected (no chunked prefill)",
          "offline trtllm-bench runs size max_batch_size / max_num_tokens from memory: trtllm_bench_limits"),
-        overlap=True, no_evict=True, host_s_per_launch=TRTLLM_HOST_S_PER_LAUNCH, eager_prompts_only=True),
+        overlap=True, no_evict=True, host_s_per_launch=TRTLLM_HOST_S_PER_LAUNCH, eager_prompts_only=True,
+        attn_backend="trtllm"),
     EngineRow(
         "sglang", ">=0.4,<1.0", "SGLang, prefill-first batches, radix cache",
         "vllm", _sglang_budget(), SGLANG_MAX_RUNNING_REQUESTS, _sglang_chunk(), True, "recompute",
@@ -485,8 +552,10 @@ ENGINES: tuple[EngineRow, ...] = (
          ("max_num_seqs", "max_running_requests None -> model_runner max_num_reqs, min(max(., 2048), 4096)"),
          ("prefix_caching", "server_args.py disable_radix_cache = False"),
          ("preemption", "scheduler.py retract_decode: retracted requests are recomputed"),
-         ("gpu_memory_utilization", "server_args.py mem_fraction_static from GPU memory and tp*pp")),
-        ("modelled with roofsim's prefill-first `vllm` policy; chunked_prefill_size is reported, not simulated",)),
+         ("gpu_memory_utilization", "server_args.py mem_fraction_static from GPU memory and tp*pp"),
+         _ATTN_SOURCE),
+        ("modelled with roofsim's prefill-first `vllm` policy; chunked_prefill_size is reported, not simulated",),
+        attn_backend=_SGLANG_ATTN_RULE),
     EngineRow(
         "splitwise", "", "eager PyTorch serving stack of splitwise-sim's DGX-A100/H100 profiles (2023), no CUDA graphs",
         "vllm", DEFAULT_MAX_BATCHED_TOKENS, VLLM_MAX_NUM_SEQS, None, False, "recompute", 0.9,
@@ -617,12 +686,12 @@ def engine_table_markdown() -> str:
             return "on" if v else "off"
         return str(v).replace("|", "\\|")
     head = ("| engine | versions | what | scheduler | token budget | max_num_seqs | chunked prefill | prefix caching "
-            "| preemption | gpu_memory_utilization |\n|---|---|---|---|---|---|---|---|---|---|\n")
+            "| preemption | gpu_memory_utilization | attention backend |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = [f"| `{r.engine}` | `{r.versions or '-'}` | {r.label} | {cell(r.scheduler)}{' (overlap)' if r.overlap else ''}"
             f"{' (no-evict)' if r.no_evict else ''} "
             f"| {cell(r.max_batched_tokens)} "
             f"| {cell(r.max_num_seqs)} | {cell(r.chunk_size)} | {cell(r.prefix_caching)} | {r.preemption} "
-            f"| {cell(r.gpu_memory_utilization)} |" for r in ENGINES]
+            f"| {cell(r.gpu_memory_utilization)} | {cell(r.attn_backend or '-')} |" for r in ENGINES]
     sources = []
     for r in ENGINES:
         sources.append(f"\n**{r.name}**\n")
@@ -666,8 +735,9 @@ def trtllm_bench_limits(param_count: float, weight_bytes_per_param: float, kv_by
 __all__ = [
     "ALIASES", "DEFAULT_ENGINE", "DGX_A100_HOST", "DGX_H100_HOST", "DGX_HOST_CPU", "HostCpu", "SPLITWISE_DEFAULT_MODEL",
     "SPLITWISE_HOST_S_PER_LAUNCH", "SPLITWISE_HOST_S_PER_SEQ", "SPLITWISE_PREFILL_S_PER_SEQ", "SPLITWISE_REF_HOST",
-    "TRTLLM_HOST_S_PER_LAUNCH", "dgx_host", "dgx_host_slowdown", "dgx_host_s_per_launch", "DEFAULT_MAX_BATCHED_TOKENS",
-    "ENGINE_GROUP_FIELDS", "ENGINES", "EngineContext", "EngineProfile", "EngineRow", "Rule",
+    "TRTLLM_HOST_S_PER_LAUNCH", "dgx_host", "dgx_host_slowdown", "dgx_host_s_per_launch", "sglang_attn_backend",
+    "vllm_v1_attn_backend", "DEFAULT_MAX_BATCHED_TOKENS", "ENGINE_GROUP_FIELDS", "ENGINES", "EngineContext",
+    "EngineProfile", "EngineRow", "Rule",
     "SGLANG_CHUNKED_PREFILL_SIZE", "SGLANG_MAX_RUNNING_REQUESTS", "TRTLLM_FREE_GPU_MEMORY_FRACTION",
     "TRTLLM_MAX_BATCH_SIZE", "TRTLLM_MAX_NUM_TOKENS", "UnknownEngineError", "VLLM_CHUNKED_PREFILL_TOKENS",
     "VLLM_DEFAULT_CHUNKED_TOKENS", "VLLM_GPU_MEMORY_UTILIZATION", "VLLM_LONG_CONTEXT_TOKENS", "VLLM_MAX_NUM_SEQS",

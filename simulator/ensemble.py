@@ -155,7 +155,8 @@ class MemberDecoding(PlainDecoding):
     def __init__(self, cost: CostModel) -> None:
         super().__init__(cost)
         cal = cost.calibration
-        key = (cost.model, cost.hardware, cost.quant, cost.parallel, cal.model_copy(update={"time_scale": ()}))
+        key = (cost.model, cost.hardware, cost.quant, cost.parallel, cal.model_copy(update={"time_scale": ()}),
+               cost.attn_backend)
         if key not in _PARTS:
             _PARTS[key] = _SharedParts(CostModel(*key))
         self._shared = _PARTS[key]

@@ -115,7 +115,7 @@ def build_replicas(config: SimConfig, strategy_factory: Callable[[CostModel], De
         par = ParallelSpec(tp=g.tp, pp=g.pp, ep=g.ep, attn_dp=g.attn_dp)
         par.validate_for(model)
         quant, _ = group_quant(g, hw)
-        cost = CostModel(model, hw, quant, par, group_calibration(g))
+        cost = CostModel(model, hw, quant, par, group_calibration(g), g.attn_backend)
         sched_cfg = g.scheduler
         plan = plan_memory(model, hw, quant, par, g.gpu_memory_utilization,
                            max_batched_tokens=sched_cfg.max_batched_tokens, max_seqs=sched_cfg.max_num_seqs,

@@ -157,7 +157,7 @@ def draft_cost_model(cost: CostModel, name: str) -> CostModel:
         par.validate_for(draft)
     except ValueError:
         par = ParallelSpec()
-    return CostModel(draft, cost.hardware, cost.quant, par, cost.calibration)
+    return CostModel(draft, cost.hardware, cost.quant, par, cost.calibration, cost.attn_backend)
 
 
 def speculative_parts(group: ReplicaGroup, cost: CostModel, plan: MemoryPlan) -> tuple[StrategyMaker, MemoryPlan]:

@@ -62,6 +62,8 @@ from roofsim.model.graph import (
     group_attention_kernels,
     layer_kernels,
     moe_kernels,
+    prefill_window,
+    with_backend,
 )
 from roofsim.model.kernel import ALLREDUCE_OPS, Kernel, OpKind
 from roofsim.model.quant import ACTIVATION_DTYPES, KV_DTYPES
@@ -184,10 +186,10 @@ def _attention(row: KernelMeasurement) -> Kernel:
     if row.num_heads % row.num_kv_heads:
         raise Unpredictable(f"num_heads={row.num_heads} is not a multiple of num_kv_heads={row.num_kv_heads}")
     act, kv = _dtypes(row)
+    backend = _row_backend(row)
     window = row.window if row.window and row.window > 0 else 0
-    triton = row.op == "attn_prefill" and _triton_attention(row)
-    if triton and row.framework == "sglang":
-        window = 0  # SGLang's extend kernel visits every causal key tile: the window only masks scores
+    if row.op == "attn_prefill":
+        window = prefill_window(backend, window)
     c = _ctx(act, kv, row.num_heads, row.num_kv_heads, row.head_dim, window)
     if row.op == "attn_prefill":
         _need(row, seq_len=row.seq_len)
@@ -195,9 +197,15 @@ def _attention(row: KernelMeasurement) -> Kernel:
     else:  # one new token per sequence attending to ctx_len cached tokens (+ its own key)
         shape = BatchShape.build(decode_ctx=[row.ctx_len] * row.batch, window=window or None)
     (k,) = attention_kernels(c, shape)
-    if row.op == "attn_decode" and (window or row.num_heads == row.num_kv_heads) and _fa2(row):
-        k = dataclasses.replace(k, gqa_unpacked=True)  # FA2 swaps GQA only without a window (Kernel.gqa_unpacked)
-    return dataclasses.replace(k, triton=True) if triton else k
+    return with_backend(k, backend, window, row.num_heads, row.num_kv_heads)
+
+
+def _row_backend(row: KernelMeasurement) -> str:
+    """The kernel family (model.graph.attention_backend's names) the row was timed on, from its kernel source:
+    the engine's Triton kernel (SGLang's extend kernel or vLLM's), vLLM's FA2, else none priced apart."""
+    if row.op == "attn_prefill" and _triton_attention(row):
+        return "triton_extend" if row.framework == "sglang" else "triton"
+    return "flash_attn_2" if row.op == "attn_decode" and _fa2(row) else ""
 
 
 def _fa2(row: KernelMeasurement) -> bool:

@@ -116,12 +116,13 @@ def _screen(spec: PlanSpec, cand: Candidate,
     if ts.max_total > usable_kv:
         return Bounds("does_not_fit", f"the longest request ({ts.max_total} tokens) exceeds the KV cache "
                       f"({mem.max_kv_tokens} tokens); the replica would reject it", max_kv_tokens=mem.max_kv_tokens)
-    cal = spec.calibrations.get(cand.hardware)
-    if cand.engine is not None:  # the engine's host time per running sequence, as the simulated replicas pay it
+    cal, attn = spec.calibrations.get(cand.hardware), ""
+    if cand.engine is not None:  # the engine's host time per running sequence and attention backend, as the
+        # simulated replicas pay them
         prof = group_engine_profile({"engine": cand.engine, "hardware": cand.hardware, "model": spec.model,
                                      "tp": cand.tp, "pp": cand.pp, "attn_dp": cand.attn_dp})
-        cal = with_host_s_per_seq(cal, prof.host_s_per_seq)
-    return CostModel(model, hw, quant, par, cal), mem, sched
+        cal, attn = with_host_s_per_seq(cal, prof.host_s_per_seq), prof.attn_backend
+    return CostModel(model, hw, quant, par, cal, attn), mem, sched
 
 
 def _decode_step_s(cost: CostModel, b: int, ctx: int) -> float:
