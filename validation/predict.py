@@ -576,6 +576,25 @@ def _latent_prefill(row: KernelMeasurement) -> bool:
     return row.op == "mla_context" and row.framework == "sglang" and not row.variant.startswith("trtllm_mla")
 
 
+# SGLang's MLA token pool holds pages of 64 tokens plus one padding page (mem_cache/memory_pool.py
+# MLATokenToKVPool: size + page_size slots); AIConfigurator's collector sizes it to the row's tokens rounded up
+# to whole pages (collector/sglang/collect_mla.py run_mla: kv_cache_size, MLA_PAGE_SIZE = 64).
+_SGLANG_MLA_PAGE = 64
+
+
+def _fa3_pool_cast(row: KernelMeasurement) -> float:
+    """Cache tokens SGLang's FA3 MLA path converts from fp8 to bf16 before its kernel, 0 when it converts none.
+    Its absorbed-MLA branch (layers/attention/flashattention_backend.py forward_decode / forward_extend) reads the
+    layer's whole KV pool as `get_key_buffer(layer_id).to(q.dtype)`: FA3 has no bf16-query x fp8-cache MLA kernel,
+    so an fp8 cache costs one cast pass over every pool slot (read 1 byte, write 2 per element) and the kernel then
+    reads the bf16 copy (sgl-project/sglang issue #35291; H100 rows: the fp8 - bf16 time grows with the pool
+    tokens x 576 elements, not with the tokens attended)."""
+    if row.framework != "sglang" or row.kv_dtype != "fp8" or row.variant.split(";")[0].strip() != "flash_attention":
+        return 0.0
+    tokens = row.batch * (row.seq_len + row.ctx_len)
+    return max(1, math.ceil(tokens / _SGLANG_MLA_PAGE)) * _SGLANG_MLA_PAGE + _SGLANG_MLA_PAGE
+
+
 def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     """The kernels an AIConfigurator MLA row times, from graph's MLA model of DeepSeek-V3 with the row's heads:
     bare op = RoPE of the new tokens (TensorRT-LLM's MLA preprocessing / mla_rope_generation, SGLang's cache
@@ -588,7 +607,8 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     recipe = _variant_field(row.variant, "gemm_dtype") if module else "bfloat16"
     if recipe not in _MOE_QUANT:
         raise Unpredictable(f"MLA projection recipe {recipe!r} has no QuantSpec mapping (mapped: {sorted(_MOE_QUANT)})")
-    c = _mla_ctx(row.num_heads, recipe, row.kv_dtype)
+    pool = _fa3_pool_cast(row)
+    c = _mla_ctx(row.num_heads, recipe, "bf16" if pool else row.kv_dtype)
     prefill = row.op.startswith("mla_context")
     shape = (BatchShape.build(prefill=[(row.seq_len, row.ctx_len)] * row.batch) if prefill
              else BatchShape.build(decode_ctx=[row.ctx_len] * row.batch))
@@ -605,6 +625,9 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
         # extend kernel runs at the engine's fitted Triton prefill rate, as its attention-table rows do
         # (L40S / RTX PRO 6000 held out: under-predicted by 56-61 % at the FlashAttention efficiency)
         attn = [dataclasses.replace(k, triton=True) if k.kind == "attn_prefill" else k for k in attn]
+    if pool:
+        latent = _DSV3_MLA.kv_lora_rank + _DSV3_MLA.qk_rope_head_dim  # read in 16-bit elements: 1 byte each
+        linear.append(elementwise("kv_pool_cast", pool * latent / 2, pool * latent, 0, c, 1, op="elementwise"))
     ks = (*linear, *attn)
     assert all(k.count == 1 for k in ks)
     return ks
