@@ -64,6 +64,27 @@ def test_sglang_context_runs_the_latent_form(tmp_path: Path) -> None:
     assert attn.k == 1  # one KV head
 
 
+def test_sglang_fa3_casts_the_whole_fp8_pool_to_bf16(tmp_path: Path) -> None:
+    """SGLang's FA3 MLA path reads `get_key_buffer(layer).to(bf16)`: with an fp8 cache one cast pass over every
+    pool slot (the collector's pool: tokens rounded up to 64-token pages plus one padding page), then the bf16
+    kernel; a bf16 cache, or another backend, casts nothing."""
+    cols = _mla_cols("mla_generation", n=2, framework=["SGLang"] * 2, kernel_source=["flash_attention"] * 2,
+                     kv_cache_dtype=["fp8", "bfloat16"], batch_size=[3] * 2, isl=[1] * 2, step=[99] * 2)
+    fp8, bf16 = read_aiconfigurator_table(_write(tmp_path, "h100_sxm/mla/sglang/0.5.14/generation_mla_perf.parquet",
+                                                 cols)).rows
+    ks = {k.name: k for k in row_kernels(fp8)}
+    assert set(ks) == {"rope", "kv_pool_cast", "attn_decode"}
+    pool = 5 * 64 + 64  # 3 x 100 tokens -> 5 pages, plus the padding page
+    assert (ks["kv_pool_cast"].act_read_bytes, ks["kv_pool_cast"].act_write_bytes) == (pool * 576, pool * 576 * 2)
+    # the kernel then reads the bf16 copy: the bf16 row's attention kernel exactly
+    assert ks["attn_decode"] == {k.name: k for k in row_kernels(bf16)}["attn_decode"]
+    assert ks["attn_decode"].kv_read_bytes == pytest.approx(3 * 100 * 576 * 2)
+    assert "kv_pool_cast" not in {k.name for k in row_kernels(bf16)}
+    trt = read_aiconfigurator_table(_write(tmp_path, "h100_sxm/mla/trtllm/1.3.0rc20/generation_mla_perf.parquet",
+                                           _mla_cols("mla_generation", isl=[1], step=[99]))).rows[0]
+    assert "kv_pool_cast" not in {k.name for k in row_kernels(trt)}
+
+
 def test_generation_and_module_rows(tmp_path: Path) -> None:
     gen = _write(tmp_path, "h100_sxm/mla/trtllm/1.3.0rc20/generation_mla_perf.parquet",
                  _mla_cols("mla_generation", isl=[1], step=[4095], batch_size=[8]))
