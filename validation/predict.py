@@ -27,6 +27,7 @@ from roofsim.model.cost import (
     COMM_REF_CLOCK_HZ,
     COMM_TERMS,
     PEAK_DTYPE,
+    TRITON_MLA_FLOPS_PER_CLK,
     AttentionRates,
     Calibration,
     comm_terms,
@@ -49,6 +50,7 @@ from roofsim.model.cost import (
     prefill_fill_util,
     prefill_memory_seconds,
     prefill_score_terms,
+    triton_mla_unit_s,
 )
 from roofsim.model.graph import (
     GraphContext,
@@ -620,6 +622,12 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     if module and row.framework == "vllm":
         linear = _vllm_mla_module(linear, c, row.batch * row.seq_len, prefill)
     attn = group_attention_kernels(c, g, shape)
+    if not prefill and _triton_attention(row):
+        # ... and its decode kernel, whose fixed SM time per (sequence, 16-head block) model.cost prices
+        # (TRITON_MLA_UNIT_CYCLES; L40S / RTX PRO 6000 rows were under-predicted by 42 / 58 % as FlashMLA-like)
+        # (the graph's latent kernel has one head, the shared latent; this one carries the query heads it blocks)
+        attn = [dataclasses.replace(k, triton=True, heads=row.num_heads) if k.kind == "attn_decode" else k
+                for k in attn]
     if prefill and _triton_attention(row):
         # SGLang's default MLA backend on Ada / Blackwell workstation GPUs is Triton (kernel source `triton`): its
         # extend kernel runs at the engine's fitted Triton prefill rate, as its attention-table rows do
@@ -849,6 +857,7 @@ class FeatureTable:
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     attn_triton: np.ndarray  # prefill by the engine's Triton kernel (Kernel.triton): `peak` holds SMs x clock
+    attn_triton_unit: np.ndarray  # absorbed-MLA decode by SGLang's Triton kernel: model.cost.triton_mla_unit_s
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
     tiling: tuple  # _tiling(cal)
@@ -948,7 +957,10 @@ class FeatureTable:
         dec = kind == 2
         if dec.any():  # decode attention: model.cost.decode_attention_time on the rows' arrays
             # the KV dequantisation is in the generic compute above; vector_flops_per_s 0 skips it here
-            r = AttentionRates(peak=self.peak[dec], prefill_eff=0.0, decode_flops_per_s=self.peak[dec] * eff_c[dec],
+            # SGLang's Triton MLA decode computes at a rate per SM clock (model.cost.attention_rates)
+            rate = np.where(self.attn_triton_unit[dec] > 0, TRITON_MLA_FLOPS_PER_CLK * self.units[dec] * self.clock[dec],
+                            self.peak[dec] * eff_c[dec])
+            r = AttentionRates(peak=self.peak[dec], prefill_eff=0.0, decode_flops_per_s=rate,
                                vector_flops_per_s=0.0,
                                decode_mem_eff=np.where(self.attn_kv8[dec] > 0, p["attn_decode_mem_eff_fp8kv"],
                                                        p["attn_decode_mem_eff"]),
@@ -956,7 +968,7 @@ class FeatureTable:
                                sm_clocks_per_s=self.units[dec] * self.clock[dec],
                                cycle=COMM_REF_CLOCK_HZ / self.clock[dec], fp32_flops_per_s=self.fp32_peak[dec],
                                latent_token_s=self.attn_serial[dec] * p["attn_decode_latent_token_cycles"],
-                               quant_passes=quant_passes[dec])
+                               quant_passes=quant_passes[dec], triton_unit_s=self.attn_triton_unit[dec])
             terms = decode_attention_time(self.flops[dec], self.dequant[dec], self.bytes[dec], self.attn_kv[dec],
                                           self.attn_ctx[dec], self.attn_seqs[dec], self.attn_kvh[dec],
                                           self.attn_group[dec], r, p, self.attn_nosplit[dec] > 0)
@@ -1012,7 +1024,7 @@ _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff
          "gemm_eager",
          "gemm_quant", "gemm_grouped",
          "attn_s", "attn_ctas", "attn_ctx", "attn_kvh", "attn_group", "attn_nosplit", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
-         "attn_latent", "attn_serial", "attn_scores", "attn_edge", "attn_triton",
+         "attn_latent", "attn_serial", "attn_scores", "attn_edge", "attn_triton", "attn_triton_unit",
          "comm_graphed")
 
 
@@ -1107,6 +1119,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             cols["attn_latent"][i] = float(k.latent)
             cols["attn_serial"][i] = latent_nosplit_cycle_s(hw) if k.latent else 0.0
+            cols["attn_triton_unit"][i] = triton_mla_unit_s(hw) if k.latent and k.triton else 0.0
         if k.kind in ("attn_prefill", "attn_decode"):
             cols["units"][i], cols["l2"][i], cols["clock"][i] = (hw.compute.num_units, hw.memory.l2_bytes,
                                                                  hw.compute.clock_hz)

@@ -236,3 +236,33 @@ def test_trtllm_latent_decode_without_split_kv(tmp_path: Path, gpu: str, batch: 
     assert cost.seconds > 3 * kernel_cost(dec, hw, Calibration(attn_decode_overhead_s=0.0,
                                                                 attn_decode_unit_s=0.0)).seconds
     assert features([dec], [hw], cal).seconds(cal)[0] == pytest.approx(cost.seconds, rel=1e-12)
+
+
+def test_sglang_triton_latent_decode_units_and_rate(tmp_path: Path) -> None:
+    """SGLang's Triton MLA decode (L40S / RTX PRO 6000 kernel_source `triton`): 2.54e5 SM cycles of fixed work per
+    (sequence, 16-head block) spread over the SMs, its math at 140 FLOPs per SM clock; the vectorised table the
+    fits use gives the same seconds; a FlashMLA-style row (kernel_source flash_attention) pays neither."""
+    hw = load_hardware("l40s")
+    sm_clocks = hw.compute.num_units * hw.compute.clock_hz
+    cal = Calibration(attn_decode_overhead_s=0.0)
+
+    def decode(source: str, batch: int, heads: int, step: int):
+        p = _write(tmp_path, f"l40s/mla/sglang/{source}{batch}-{heads}-{step}/generation_mla_perf.parquet",
+                   _mla_cols("mla_generation", framework=["SGLang"], device=["NVIDIA L40S"], kernel_source=[source],
+                             kv_cache_dtype=["bfloat16"], batch_size=[batch], num_heads=[heads], isl=[1],
+                             step=[step], tp_size=[1]))
+        (r,) = read_aiconfigurator_table(p).rows
+        return row_kernels(r)[-1]
+
+    short = decode("triton", 128, 32, 1)  # 128 sequences x 2 head blocks, 2 cached tokens: the fixed work binds
+    assert short.triton and short.latent
+    cost = kernel_cost(short, hw, cal)
+    assert cost.seconds == pytest.approx(128 * 2 * 2.54e5 / sm_clocks)  # 0.36 ms (measured: 0.19 ms)
+    assert features([short], [hw], cal).seconds(cal)[0] == pytest.approx(cost.seconds, rel=1e-12)
+    long = decode("triton", 16, 128, 131071)  # the math binds: 2 x 16 x 131072 x 128 x (576 + 512) FLOPs
+    assert kernel_cost(long, hw, cal).compute_s == pytest.approx(long.flops / (140 * sm_clocks))
+    assert long.flops == pytest.approx(2 * 16 * 131072 * 128 * (576 + 512))
+    assert features([long], [hw], cal).seconds(cal)[0] == pytest.approx(kernel_cost(long, hw, cal).seconds, rel=1e-12)
+    native = decode("flash_attention", 128, 32, 1)
+    assert not native.triton
+    assert kernel_cost(native, hw, cal).seconds < cost.seconds / 10
