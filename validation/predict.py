@@ -552,7 +552,7 @@ _DSV3_MLA = MLASpec(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk
 # self_attn forward): the query/latent projections and their RMSNorms, RoPE, the attention over the cache and the
 # output projection, i.e. graph._attention_linear's MLA kernels plus the attention kernel (decode: the absorbed
 # W_UK / W_UV batched GEMMs have the FLOPs and weights of kv_b_proj, which stands for them).
-MLA_MODULE_KERNELS = frozenset({"q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "q_a_norm", "kv_a_norm", "kv_b_proj",
+MLA_MODULE_KERNELS = frozenset({"qkv_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "q_a_norm", "kv_a_norm", "kv_b_proj",
                                 "rope", "o_proj"})
 
 

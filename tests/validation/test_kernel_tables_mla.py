@@ -119,14 +119,15 @@ def test_generation_and_module_rows(tmp_path: Path) -> None:
     ks = {k.name: k for k in row_kernels(m)}
     # vLLM's own launches: the cache write, the absorbed W_UK / W_UV batched GEMMs (16-bit, in place of
     # kv_b_proj) and the query concatenation
-    assert set(ks) == {"q_a_proj", "q_b_proj", "kv_a_proj", "q_a_norm", "kv_a_norm", "rope", "o_proj",
+    assert set(ks) == {"qkv_a_proj", "q_b_proj", "q_a_norm", "kv_a_norm", "rope", "o_proj",
                        "attn_decode", "kv_cache_write", "mla_gen_pre", "mla_gen_post", "q_concat"}
     assert ks["kv_cache_write"].act_write_bytes == 4 * 576 * 2
     assert ks["q_concat"].act_write_bytes == 4 * 16 * 576 * 2
     # the latent RMSNorms: one pass over the 1536-wide query and 512-wide KV latents of the 4 tokens
     assert (ks["q_a_norm"].act_read_bytes, ks["kv_a_norm"].act_read_bytes) == (4 * 1536 * 2, 4 * 512 * 2)
     # DeepSeek-V3 projections for 4 tokens and 16 heads on one GPU, fp8 block-scaled
-    assert (ks["q_a_proj"].n, ks["q_a_proj"].k) == (1536, 7168)
+    # the query and KV down-projections as one GEMM (fused_qkv_a_proj): 1536 + 512 + 64 outputs
+    assert (ks["qkv_a_proj"].n, ks["qkv_a_proj"].k) == (1536 + 576, 7168)
     assert (ks["q_b_proj"].n, ks["q_b_proj"].k) == (16 * 192, 1536)
     assert (ks["mla_gen_pre"].n, ks["mla_gen_pre"].k, ks["mla_gen_pre"].flops) == (512, 128, 2 * 4 * 16 * 512 * 128)
     assert (ks["mla_gen_post"].n, ks["mla_gen_post"].k, ks["mla_gen_post"].dtype) == (128, 512, "bf16")
