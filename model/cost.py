@@ -717,6 +717,17 @@ ENGINE_MLA: dict[str, dict[str, Any]] = {"trtllm": {"attn_decode_latent_token_cy
 # TensorRT-LLM's MLA generation rows at 17 / 16 / 26 % on A100 / L40S / RTX PRO 6000 held out, this 19 / 13 / 15 %;
 # each GPU pair picks 0.5 for the third (leave-one-GPU-out, 40 rows per stratum).
 LATENT_NOSPLIT_UNITS_PER_SM = 0.5
+# SGLang's Triton absorbed-MLA decode (layers/attention/triton_ops/decode_attention.py, the grouped kernel: one
+# program per sequence x block of TRITON_MLA_BLOCK_H query heads x KV split) costs the GPU a fixed amount of SM time
+# per (sequence, head block), whatever the cached length: AIConfigurator's SGLang 0.5.14 generation_mla_perf rows
+# with <= 32 cached tokens grow by 0.71 us per unit on the L40S (1-1024 units, 142 SMs x 2.52 GHz: 2.54e5 SM
+# cycles); the RTX PRO 6000's rows (0.52 us per unit, 188 SMs x 2.49 GHz: 2.44e5) were held out of the choice.
+TRITON_MLA_BLOCK_H = 16
+TRITON_MLA_UNIT_CYCLES = 2.54e5
+# Its math (scores over 576, values over 512 per head and cached token) runs at a rate per SM clock, not at a share
+# of the tensor peak: the L40S's 128-head rows with >= 16k cached tokens reach a median 140 FLOPs per SM cycle (the
+# RTX PRO 6000's, held out, 136; 64 heads: 119 / 116).
+TRITON_MLA_FLOPS_PER_CLK = 140.0
 
 # the calibration-free terms of a communication kernel (FeatureTable keeps one column per name)
 COMM_TERMS: tuple[str, ...] = (
@@ -944,6 +955,8 @@ class AttentionRates:
     latent_token_s: Any = 0.0
     # fp8 operands quantised inside the call (an fp8 KV cache; fp8 attention math; not absorbed MLA): attn_fp8_quant_s each
     quant_passes: Any = 0.0
+    # absorbed-MLA decode by SGLang's Triton kernel: GPU seconds per (sequence, head block) (triton_mla_unit_s); 0 = not
+    triton_unit_s: Any = 0.0
 
 
 # Dense 16-bit tensor FLOPs per SM per clock from which an NVIDIA GPU has warpgroup MMA (Hopper's wgmma: 4096;
@@ -999,6 +1012,12 @@ def latent_nosplit_cycle_s(hw: HardwareSpec) -> float:
     return 1.0 / hw.compute.clock_hz if warp_mma_only(hw) else 0.0
 
 
+def triton_mla_unit_s(hw: HardwareSpec) -> float:
+    """Seconds the whole GPU spends per (sequence, TRITON_MLA_BLOCK_H-head block) of SGLang's Triton absorbed-MLA
+    decode: TRITON_MLA_UNIT_CYCLES SM cycles spread over every SM."""
+    return TRITON_MLA_UNIT_CYCLES / (hw.compute.num_units * hw.compute.clock_hz)
+
+
 def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: str,
                     dequant: bool = False, latent: bool = False, triton: bool = False) -> AttentionRates:
     """The attention rates of `hw` x `cal`; `triton`: prefill by the engines' Triton kernel (Kernel.triton), whose
@@ -1010,7 +1029,8 @@ def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: st
     return AttentionRates(
         peak=triton_rate * sm_clocks if triton else prefill_attention_peak(hw, dtype),
         prefill_eff=1.0 if triton else cal.attn_prefill_eff_fp8 if dtype == "fp8" else cal.attn_prefill_eff,
-        decode_flops_per_s=peak * decode_compute_efficiency(dtype, cal, latent),
+        decode_flops_per_s=(TRITON_MLA_FLOPS_PER_CLK * sm_clocks if triton and latent
+                            else peak * decode_compute_efficiency(dtype, cal, latent)),
         vector_flops_per_s=hw.peak("fp32") * cal.vector_eff if dequant else 0.0,
         decode_mem_eff=cal.attn_decode_mem_eff_fp8kv if kv_dtype == "fp8" else cal.attn_decode_mem_eff,
         bw=hw.memory.bandwidth_bytes_per_s,
@@ -1020,6 +1040,7 @@ def attention_rates(hw: HardwareSpec, cal: Calibration, dtype: str, kv_dtype: st
         cycle=COMM_REF_CLOCK_HZ / hw.compute.clock_hz,
         fp32_flops_per_s=hw.peak("fp32"),
         latent_token_s=serial,
+        triton_unit_s=triton_mla_unit_s(hw) if triton and latent else 0.0,
         # absorbed-MLA decode pays none: TensorRT-LLM's fp8-latent generation rows take the bf16 rows' 14.7 us
         quant_passes=0.0 if latent else float(kv_dtype == "fp8") + float(dtype == "fp8"),
     )
@@ -1140,6 +1161,9 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
     tables' smallest calls take 10-14 us on A100 at 1.41 GHz, 4-7 us on L40S / RTX PRO 6000 at 2.5 GHz)."""
     compute = flops / r.decode_flops_per_s
     cuda = 1.0 / (1.0 + (p["attn_decode_cuda_group"] / group) ** _L2_STEP)
+    triton = type(r.triton_unit_s) is not float or r.triton_unit_s  # the float 0.0 of every other kernel skips this
+    if triton:  # SGLang's Triton MLA decode: every head's math at its own per-clock rate (decode_flops_per_s)
+        cuda = np.where(r.triton_unit_s > 0, 0.0, cuda)
     compute = compute * (1.0 - cuda) + flops * cuda / (r.fp32_flops_per_s * p["attn_decode_cuda_eff"])
     if r.vector_flops_per_s:
         compute = compute + dequant_flops / r.vector_flops_per_s
@@ -1167,6 +1191,9 @@ def decode_attention_time(flops: Any, dequant_flops: Any, nbytes: Any, kv_bytes:
         one = waves * (r.cycle * p["attn_decode_unit_s"] + ctx * serial)
         split = np.where(serial > 0, 1.0, split) if np.ndim(serial) else 1.0
         floor = np.where(serial > 0, one, floor) if np.ndim(serial) else one
+    if triton:
+        # SGLang's Triton MLA decode: its programs' fixed SM time per (sequence, head block) bounds the call
+        floor = _maximum(floor, pairs * np.ceil(group / TRITON_MLA_BLOCK_H) * r.triton_unit_s)
     overhead = r.cycle * (p["attn_decode_overhead_s"] + p["attn_decode_split_s"] * (1.0 - 1.0 / split)
                           + r.quant_passes * p["attn_fp8_quant_s"])
     return compute, memory, floor, overhead
@@ -1247,7 +1274,7 @@ def _kernel_terms(k: Kernel, hw: HardwareSpec, cal: Calibration) -> tuple[Terms,
                                                                   cal, prefill_ctas(max(1, k.n), k.heads, s))
         return (compute + _vector_seconds(k.dequant_flops, hw, cal), memory, floor, overhead), 0.0
     if kind == "attn_decode":
-        r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops), k.latent)
+        r = attention_rates(hw, cal, k.dtype, k.kv_dtype, bool(k.dequant_flops), k.latent, k.triton)
         flops, units, group = decode_work(k)
         return decode_attention_time(
             flops, k.dequant_flops, k.bytes, k.kv_read_bytes, decode_context(k), k.n, units, group, r,

@@ -397,10 +397,8 @@ def _mixer_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
             heads = mixer.num_heads // tp
             qk_head = a.qk_nope_head_dim + a.qk_rope_head_dim
             q_in = a.q_lora_rank or h
-            if a.q_lora_rank:
-                kernels.append(gemm("q_a_proj", t, a.q_lora_rank, h, c, n))
+            _latent_a_proj(t, a, h, c, n, kernels)
             kernels.append(gemm("q_proj", t, heads * qk_head, q_in, c, n))
-            kernels.append(gemm("kv_a_proj", t, a.kv_lora_rank + a.qk_rope_head_dim, h, c, n))
             _latent_norms(t, a, c, n, kernels)
             kernels.append(gemm("kv_b_proj", t, heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, c, n))
             kernels.append(gemm("o_proj", t, h, heads * a.v_head_dim, c, n))
@@ -450,6 +448,17 @@ def expert_load(tokens: int, num_experts: int, top_k: int, ep: int = 1, skew: fl
     return sum(1.0 - (1.0 - p) ** tokens for p in q), tokens * sum(q)
 
 
+def _latent_a_proj(t: int, a: MLASpec, h: int, c: GraphContext, n: int, kernels: list[Kernel]) -> None:
+    """MLA's down-projections of the hidden state: with a query LoRA the engines run the query's (q_lora_rank) and
+    the KV latent + RoPE key's (kv_lora_rank + rope) as one GEMM (vLLM / SGLang `fused_qkv_a_proj(_with_mqa)`,
+    TensorRT-LLM `kv_a_proj_with_mqa` over both), one quantised-GEMM fixed cost per layer; without one, kv_a alone."""
+    latent = a.kv_lora_rank + a.qk_rope_head_dim
+    if a.q_lora_rank:
+        kernels.append(gemm("qkv_a_proj", t, a.q_lora_rank + latent, h, c, n))
+    else:
+        kernels.append(gemm("kv_a_proj", t, latent, h, c, n))
+
+
 def _latent_norms(t: int, a: MLASpec, c: GraphContext, count: int, kernels: list[Kernel]) -> None:
     """MLA's RMSNorms of the compressed query and KV latents (DeepSeek-V2, arXiv 2405.04434 sec. 2.1.2 / its
     modeling_deepseek.py q_a_layernorm, kv_a_layernorm): one vector pass each over the latent widths."""
@@ -467,12 +476,11 @@ def _attention_linear(t: int, c: GraphContext, kernels: list[Kernel]) -> None:
     if m.mla is not None:
         a = m.mla
         qk_head = a.qk_nope_head_dim + a.qk_rope_head_dim
+        _latent_a_proj(t, a, h, c, L, kernels)
         if a.q_lora_rank:
-            kernels.append(gemm("q_a_proj", t, a.q_lora_rank, h, c, L))
             kernels.append(gemm("q_b_proj", t, c.heads * qk_head, a.q_lora_rank, c, L))
         else:
             kernels.append(gemm("q_proj", t, c.heads * qk_head, h, c, L))
-        kernels.append(gemm("kv_a_proj", t, a.kv_lora_rank + a.qk_rope_head_dim, h, c, L))
         _latent_norms(t, a, c, L, kernels)
         kernels.append(gemm("kv_b_proj", t, c.heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, c, L))
         rot = t * c.heads * a.qk_rope_head_dim

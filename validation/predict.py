@@ -27,6 +27,7 @@ from roofsim.model.cost import (
     COMM_REF_CLOCK_HZ,
     COMM_TERMS,
     PEAK_DTYPE,
+    TRITON_MLA_FLOPS_PER_CLK,
     AttentionRates,
     Calibration,
     comm_terms,
@@ -51,6 +52,7 @@ from roofsim.model.cost import (
     prefill_score_terms,
     tensor_power_factor,
     warp_mma_only,
+    triton_mla_unit_s,
 )
 from roofsim.model.graph import (
     GraphContext,
@@ -569,7 +571,7 @@ _DSV3_MLA = MLASpec(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk
 # self_attn forward): the query/latent projections and their RMSNorms, RoPE, the attention over the cache and the
 # output projection, i.e. graph._attention_linear's MLA kernels plus the attention kernel (decode: the absorbed
 # W_UK / W_UV batched GEMMs have the FLOPs and weights of kv_b_proj, which stands for them).
-MLA_MODULE_KERNELS = frozenset({"q_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "q_a_norm", "kv_a_norm", "kv_b_proj",
+MLA_MODULE_KERNELS = frozenset({"qkv_a_proj", "q_b_proj", "q_proj", "kv_a_proj", "q_a_norm", "kv_a_norm", "kv_b_proj",
                                 "rope", "o_proj"})
 
 
@@ -595,6 +597,25 @@ def _latent_prefill(row: KernelMeasurement) -> bool:
     return row.op == "mla_context" and row.framework == "sglang" and not row.variant.startswith("trtllm_mla")
 
 
+# SGLang's MLA token pool holds pages of 64 tokens plus one padding page (mem_cache/memory_pool.py
+# MLATokenToKVPool: size + page_size slots); AIConfigurator's collector sizes it to the row's tokens rounded up
+# to whole pages (collector/sglang/collect_mla.py run_mla: kv_cache_size, MLA_PAGE_SIZE = 64).
+_SGLANG_MLA_PAGE = 64
+
+
+def _fa3_pool_cast(row: KernelMeasurement) -> float:
+    """Cache tokens SGLang's FA3 MLA path converts from fp8 to bf16 before its kernel, 0 when it converts none.
+    Its absorbed-MLA branch (layers/attention/flashattention_backend.py forward_decode / forward_extend) reads the
+    layer's whole KV pool as `get_key_buffer(layer_id).to(q.dtype)`: FA3 has no bf16-query x fp8-cache MLA kernel,
+    so an fp8 cache costs one cast pass over every pool slot (read 1 byte, write 2 per element) and the kernel then
+    reads the bf16 copy (sgl-project/sglang issue #35291; H100 rows: the fp8 - bf16 time grows with the pool
+    tokens x 576 elements, not with the tokens attended)."""
+    if row.framework != "sglang" or row.kv_dtype != "fp8" or row.variant.split(";")[0].strip() != "flash_attention":
+        return 0.0
+    tokens = row.batch * (row.seq_len + row.ctx_len)
+    return max(1, math.ceil(tokens / _SGLANG_MLA_PAGE)) * _SGLANG_MLA_PAGE + _SGLANG_MLA_PAGE
+
+
 def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     """The kernels an AIConfigurator MLA row times, from graph's MLA model of DeepSeek-V3 with the row's heads:
     bare op = RoPE of the new tokens (TensorRT-LLM's MLA preprocessing / mla_rope_generation, SGLang's cache
@@ -607,7 +628,8 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     recipe = _variant_field(row.variant, "gemm_dtype") if module else "bfloat16"
     if recipe not in _MOE_QUANT:
         raise Unpredictable(f"MLA projection recipe {recipe!r} has no QuantSpec mapping (mapped: {sorted(_MOE_QUANT)})")
-    c = _mla_ctx(row.num_heads, recipe, row.kv_dtype)
+    pool = _fa3_pool_cast(row)
+    c = _mla_ctx(row.num_heads, recipe, "bf16" if pool else row.kv_dtype)
     prefill = row.op.startswith("mla_context")
     shape = (BatchShape.build(prefill=[(row.seq_len, row.ctx_len)] * row.batch) if prefill
              else BatchShape.build(decode_ctx=[row.ctx_len] * row.batch))
@@ -619,11 +641,20 @@ def mla_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     if module and row.framework == "vllm":
         linear = _vllm_mla_module(linear, c, row.batch * row.seq_len, prefill)
     attn = group_attention_kernels(c, g, shape)
+    if not prefill and _triton_attention(row):
+        # ... and its decode kernel, whose fixed SM time per (sequence, 16-head block) model.cost prices
+        # (TRITON_MLA_UNIT_CYCLES; L40S / RTX PRO 6000 rows were under-predicted by 42 / 58 % as FlashMLA-like)
+        # (the graph's latent kernel has one head, the shared latent; this one carries the query heads it blocks)
+        attn = [dataclasses.replace(k, triton=True, heads=row.num_heads) if k.kind == "attn_decode" else k
+                for k in attn]
     if prefill and _triton_attention(row):
         # SGLang's default MLA backend on Ada / Blackwell workstation GPUs is Triton (kernel source `triton`): its
         # extend kernel runs at the engine's fitted Triton prefill rate, as its attention-table rows do
         # (L40S / RTX PRO 6000 held out: under-predicted by 56-61 % at the FlashAttention efficiency)
         attn = [dataclasses.replace(k, triton=True) if k.kind == "attn_prefill" else k for k in attn]
+    if pool:
+        latent = _DSV3_MLA.kv_lora_rank + _DSV3_MLA.qk_rope_head_dim  # read in 16-bit elements: 1 byte each
+        linear.append(elementwise("kv_pool_cast", pool * latent / 2, pool * latent, 0, c, 1, op="elementwise"))
     ks = (*linear, *attn)
     assert all(k.count == 1 for k in ks)
     return ks
@@ -845,6 +876,7 @@ class FeatureTable:
     attn_scores: np.ndarray  # prefill: query-key scores (model.cost.prefill_score_terms)
     attn_edge: np.ndarray  # prefill: scores per unit of min(tile, s)/2 at causal/window edges
     attn_triton: np.ndarray  # prefill by the engine's Triton kernel (Kernel.triton): `peak` holds SMs x clock
+    attn_triton_unit: np.ndarray  # absorbed-MLA decode by SGLang's Triton kernel: model.cost.triton_mla_unit_s
     comm: np.ndarray  # (rows, len(COMM_TERMS)): model.cost.comm_terms of communication rows, else 0
     comm_graphed: np.ndarray  # 1 = replayed in a CUDA graph: no comm_floor_s
     tiling: tuple  # _tiling(cal)
@@ -944,7 +976,10 @@ class FeatureTable:
         dec = kind == 2
         if dec.any():  # decode attention: model.cost.decode_attention_time on the rows' arrays
             # the KV dequantisation is in the generic compute above; vector_flops_per_s 0 skips it here
-            r = AttentionRates(peak=self.peak[dec], prefill_eff=0.0, decode_flops_per_s=self.peak[dec] * eff_c[dec],
+            # SGLang's Triton MLA decode computes at a rate per SM clock (model.cost.attention_rates)
+            rate = np.where(self.attn_triton_unit[dec] > 0, TRITON_MLA_FLOPS_PER_CLK * self.units[dec] * self.clock[dec],
+                            self.peak[dec] * eff_c[dec])
+            r = AttentionRates(peak=self.peak[dec], prefill_eff=0.0, decode_flops_per_s=rate,
                                vector_flops_per_s=0.0,
                                decode_mem_eff=np.where(self.attn_kv8[dec] > 0, p["attn_decode_mem_eff_fp8kv"],
                                                        p["attn_decode_mem_eff"]),
@@ -952,7 +987,7 @@ class FeatureTable:
                                sm_clocks_per_s=self.units[dec] * self.clock[dec],
                                cycle=COMM_REF_CLOCK_HZ / self.clock[dec], fp32_flops_per_s=self.fp32_peak[dec],
                                latent_token_s=self.attn_serial[dec] * p["attn_decode_latent_token_cycles"],
-                               quant_passes=quant_passes[dec])
+                               quant_passes=quant_passes[dec], triton_unit_s=self.attn_triton_unit[dec])
             terms = decode_attention_time(self.flops[dec], self.dequant[dec], self.bytes[dec], self.attn_kv[dec],
                                           self.attn_ctx[dec], self.attn_seqs[dec], self.attn_kvh[dec],
                                           self.attn_group[dec], r, p, self.attn_nosplit[dec] > 0)
@@ -1008,7 +1043,7 @@ _COLS = ("flops", "bytes", "peak", "fp32_peak", "bw", "dequant", "gemm_shape_eff
          "gemm_eager",
          "gemm_quant", "gemm_grouped",
          "attn_s", "attn_ctas", "attn_ctx", "attn_kvh", "attn_group", "attn_nosplit", "attn_kv", "attn_seqs", "units", "l2", "clock", "attn_kv8",
-         "attn_latent", "attn_serial", "attn_scores", "attn_edge", "attn_triton",
+         "attn_latent", "attn_serial", "attn_scores", "attn_edge", "attn_triton", "attn_triton_unit",
          "comm_graphed")
 
 
@@ -1104,6 +1139,7 @@ def _features(kernels: Sequence[Kernel | None], hws: Sequence[HardwareSpec], cal
             cols["attn_kv8"][i] = float(k.kv_dtype == "fp8")
             cols["attn_latent"][i] = float(k.latent)
             cols["attn_serial"][i] = latent_nosplit_cycle_s(hw) if k.latent else 0.0
+            cols["attn_triton_unit"][i] = triton_mla_unit_s(hw) if k.latent and k.triton else 0.0
         if k.kind in ("attn_prefill", "attn_decode"):
             cols["units"][i], cols["l2"][i], cols["clock"][i] = (hw.compute.num_units, hw.memory.l2_bytes,
                                                                  hw.compute.clock_hz)

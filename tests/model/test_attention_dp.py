@@ -63,7 +63,7 @@ def test_step_has_no_attention_allreduce_at_tp1_and_experts_see_every_rank() -> 
     shape = BatchShape.build(decode_ctx=[1000] * 32)
     ks = {c.kernel.name: c.kernel for c in CostModel(DSV3, H100, FP8, ADP16).step(shape).kernels}
     assert "tp_allreduce" not in ks and "logits_gather" not in ks
-    assert ks["q_a_proj"].m == 2 and ks["attn_decode"].n == 2  # 32 sequences over 16 ranks
+    assert ks["qkv_a_proj"].m == 2 and ks["attn_decode"].n == 2  # 32 sequences over 16 ranks
     # the experts take all 32 tokens: 32 x top-8 / 16 GPUs = 16 rows per GPU, whole experts (moe_tp 1)
     up = ks["moe_up_gate"]
     assert (up.n, up.k) == (2 * 2048, 7168) and up.flops == 2 * 16 * 4096 * 7168
@@ -74,7 +74,7 @@ def test_step_has_no_attention_allreduce_at_tp1_and_experts_see_every_rank() -> 
     # tp 4 inside each of 4 ranks: a 4-way all-reduce over the rank's 8 sequences
     k4 = {c.kernel.name: c.kernel for c in CostModel(DSV3, H100, FP8, ParallelSpec(tp=4, attn_dp=4, ep=16))
           .step(shape).kernels}
-    assert k4["tp_allreduce"].comm_gpus == 4 and k4["q_a_proj"].m == 8
+    assert k4["tp_allreduce"].comm_gpus == 4 and k4["qkv_a_proj"].m == 8
     # ranks hold different tokens, so the experts' tokens cross ranks even when ep <= tp: dp 4 x tp 4 with ep 4
     # dispatches over all 16 GPUs (tp 16 with ep 16 sends none: every rank already holds the batch)
     k_ep4 = {c.kernel.name: c.kernel for c in CostModel(DSV3, H100, FP8, ParallelSpec(tp=4, attn_dp=4, ep=4))
@@ -85,7 +85,7 @@ def test_step_has_no_attention_allreduce_at_tp1_and_experts_see_every_rank() -> 
 def test_a_lone_prompt_runs_on_one_rank_and_the_experts_take_only_its_tokens() -> None:
     ks = {c.kernel.name: c.kernel for c in CostModel(DSV3, H100, FP8, ADP16).step(
         BatchShape.build(prefill=[(1024, 0)])).kernels}
-    assert ks["q_a_proj"].m == 1024 and ks["attn_prefill"].m == 1024  # all on one GPU, the other 15 idle
+    assert ks["qkv_a_proj"].m == 1024 and ks["attn_prefill"].m == 1024  # all on one GPU, the other 15 idle
     # the experts see the 1024 real tokens (no padding of the idle ranks): 1024 x top-8 / 16 GPUs = 512 rows
     assert ks["moe_up_gate"].flops == 2 * 512 * 4096 * 7168
 

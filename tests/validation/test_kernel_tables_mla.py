@@ -64,6 +64,27 @@ def test_sglang_context_runs_the_latent_form(tmp_path: Path) -> None:
     assert attn.k == 1  # one KV head
 
 
+def test_sglang_fa3_casts_the_whole_fp8_pool_to_bf16(tmp_path: Path) -> None:
+    """SGLang's FA3 MLA path reads `get_key_buffer(layer).to(bf16)`: with an fp8 cache one cast pass over every
+    pool slot (the collector's pool: tokens rounded up to 64-token pages plus one padding page), then the bf16
+    kernel; a bf16 cache, or another backend, casts nothing."""
+    cols = _mla_cols("mla_generation", n=2, framework=["SGLang"] * 2, kernel_source=["flash_attention"] * 2,
+                     kv_cache_dtype=["fp8", "bfloat16"], batch_size=[3] * 2, isl=[1] * 2, step=[99] * 2)
+    fp8, bf16 = read_aiconfigurator_table(_write(tmp_path, "h100_sxm/mla/sglang/0.5.14/generation_mla_perf.parquet",
+                                                 cols)).rows
+    ks = {k.name: k for k in row_kernels(fp8)}
+    assert set(ks) == {"rope", "kv_pool_cast", "attn_decode"}
+    pool = 5 * 64 + 64  # 3 x 100 tokens -> 5 pages, plus the padding page
+    assert (ks["kv_pool_cast"].act_read_bytes, ks["kv_pool_cast"].act_write_bytes) == (pool * 576, pool * 576 * 2)
+    # the kernel then reads the bf16 copy: the bf16 row's attention kernel exactly
+    assert ks["attn_decode"] == {k.name: k for k in row_kernels(bf16)}["attn_decode"]
+    assert ks["attn_decode"].kv_read_bytes == pytest.approx(3 * 100 * 576 * 2)
+    assert "kv_pool_cast" not in {k.name for k in row_kernels(bf16)}
+    trt = read_aiconfigurator_table(_write(tmp_path, "h100_sxm/mla/trtllm/1.3.0rc20/generation_mla_perf.parquet",
+                                           _mla_cols("mla_generation", isl=[1], step=[99]))).rows[0]
+    assert "kv_pool_cast" not in {k.name for k in row_kernels(trt)}
+
+
 def test_generation_and_module_rows(tmp_path: Path) -> None:
     gen = _write(tmp_path, "h100_sxm/mla/trtllm/1.3.0rc20/generation_mla_perf.parquet",
                  _mla_cols("mla_generation", isl=[1], step=[4095], batch_size=[8]))
@@ -98,14 +119,15 @@ def test_generation_and_module_rows(tmp_path: Path) -> None:
     ks = {k.name: k for k in row_kernels(m)}
     # vLLM's own launches: the cache write, the absorbed W_UK / W_UV batched GEMMs (16-bit, in place of
     # kv_b_proj) and the query concatenation
-    assert set(ks) == {"q_a_proj", "q_b_proj", "kv_a_proj", "q_a_norm", "kv_a_norm", "rope", "o_proj",
+    assert set(ks) == {"qkv_a_proj", "q_b_proj", "q_a_norm", "kv_a_norm", "rope", "o_proj",
                        "attn_decode", "kv_cache_write", "mla_gen_pre", "mla_gen_post", "q_concat"}
     assert ks["kv_cache_write"].act_write_bytes == 4 * 576 * 2
     assert ks["q_concat"].act_write_bytes == 4 * 16 * 576 * 2
     # the latent RMSNorms: one pass over the 1536-wide query and 512-wide KV latents of the 4 tokens
     assert (ks["q_a_norm"].act_read_bytes, ks["kv_a_norm"].act_read_bytes) == (4 * 1536 * 2, 4 * 512 * 2)
     # DeepSeek-V3 projections for 4 tokens and 16 heads on one GPU, fp8 block-scaled
-    assert (ks["q_a_proj"].n, ks["q_a_proj"].k) == (1536, 7168)
+    # the query and KV down-projections as one GEMM (fused_qkv_a_proj): 1536 + 512 + 64 outputs
+    assert (ks["qkv_a_proj"].n, ks["qkv_a_proj"].k) == (1536 + 576, 7168)
     assert (ks["q_b_proj"].n, ks["q_b_proj"].k) == (16 * 192, 1536)
     assert (ks["mla_gen_pre"].n, ks["mla_gen_pre"].k, ks["mla_gen_pre"].flops) == (512, 128, 2 * 4 * 16 * 512 * 128)
     assert (ks["mla_gen_post"].n, ks["mla_gen_post"].k, ks["mla_gen_post"].dtype) == (128, 512, "bf16")
@@ -215,3 +237,33 @@ def test_trtllm_latent_decode_without_split_kv(tmp_path: Path, gpu: str, batch: 
     assert cost.seconds > 3 * kernel_cost(dec, hw, Calibration(attn_decode_overhead_s=0.0,
                                                                 attn_decode_unit_s=0.0)).seconds
     assert features([dec], [hw], cal).seconds(cal)[0] == pytest.approx(cost.seconds, rel=1e-12)
+
+
+def test_sglang_triton_latent_decode_units_and_rate(tmp_path: Path) -> None:
+    """SGLang's Triton MLA decode (L40S / RTX PRO 6000 kernel_source `triton`): 2.54e5 SM cycles of fixed work per
+    (sequence, 16-head block) spread over the SMs, its math at 140 FLOPs per SM clock; the vectorised table the
+    fits use gives the same seconds; a FlashMLA-style row (kernel_source flash_attention) pays neither."""
+    hw = load_hardware("l40s")
+    sm_clocks = hw.compute.num_units * hw.compute.clock_hz
+    cal = Calibration(attn_decode_overhead_s=0.0)
+
+    def decode(source: str, batch: int, heads: int, step: int):
+        p = _write(tmp_path, f"l40s/mla/sglang/{source}{batch}-{heads}-{step}/generation_mla_perf.parquet",
+                   _mla_cols("mla_generation", framework=["SGLang"], device=["NVIDIA L40S"], kernel_source=[source],
+                             kv_cache_dtype=["bfloat16"], batch_size=[batch], num_heads=[heads], isl=[1],
+                             step=[step], tp_size=[1]))
+        (r,) = read_aiconfigurator_table(p).rows
+        return row_kernels(r)[-1]
+
+    short = decode("triton", 128, 32, 1)  # 128 sequences x 2 head blocks, 2 cached tokens: the fixed work binds
+    assert short.triton and short.latent
+    cost = kernel_cost(short, hw, cal)
+    assert cost.seconds == pytest.approx(128 * 2 * 2.54e5 / sm_clocks)  # 0.36 ms (measured: 0.19 ms)
+    assert features([short], [hw], cal).seconds(cal)[0] == pytest.approx(cost.seconds, rel=1e-12)
+    long = decode("triton", 16, 128, 131071)  # the math binds: 2 x 16 x 131072 x 128 x (576 + 512) FLOPs
+    assert kernel_cost(long, hw, cal).compute_s == pytest.approx(long.flops / (140 * sm_clocks))
+    assert long.flops == pytest.approx(2 * 16 * 131072 * 128 * (576 + 512))
+    assert features([long], [hw], cal).seconds(cal)[0] == pytest.approx(kernel_cost(long, hw, cal).seconds, rel=1e-12)
+    native = decode("flash_attention", 128, 32, 1)
+    assert not native.triton
+    assert kernel_cost(native, hw, cal).seconds < cost.seconds / 10
