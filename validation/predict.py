@@ -51,8 +51,8 @@ from roofsim.model.cost import (
     prefill_memory_seconds,
     prefill_score_terms,
     tensor_power_factor,
-    warp_mma_only,
     triton_mla_unit_s,
+    warp_mma_only,
 )
 from roofsim.model.graph import (
     GraphContext,
