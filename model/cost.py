@@ -1068,7 +1068,7 @@ PREFILL_FILL_EXP = 0.5
 def prefill_ctas(seqs: Any, heads: Any, s: Any) -> Any:
     """Query-tile CTAs of a prefill attention call (FlashAttention's grid: sequences x heads x query tiles of
     FA2_TILE_M rows) of `seqs` sequences of `s` mean new tokens with `heads` query heads (floats or arrays)."""
-    return seqs * heads * np.ceil(s / FA2_TILE_M)
+    return seqs * heads * -(-s // FA2_TILE_M)  # ceil for floats and arrays alike (a float stays a Python float)
 
 
 def prefill_fill_util(ctas: Any, units: Any, fill_half: float) -> Any:
