@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from roofsim.model.batch import BatchShape, causal_pairs, windowed_pairs
+from roofsim.model.batch import causal_pairs, iteration_shape, windowed_pairs
 from roofsim.model.memory import MemoryPlan
 from roofsim.simulator.kvcache import BlockPool, PrefixCache
 from roofsim.simulator.request import DECODING, DONE, PREFILLING, SWAPPED, WAITING, Request
@@ -340,8 +340,8 @@ class Replica:
                 r.images_encoded = True
         d_ctx, d_ctx_w = self.progress.context(lane, n_dec)
         n_chunks = len(chunks)
-        # the derived fields given as BatchShape.__post_init__ would fill them in (it then sets none of them)
-        shape = BatchShape(
+        # the derived fields given as BatchShape.__post_init__ would fill them in (iteration_shape checks nothing)
+        shape = iteration_shape(
             prefill_tokens=p_tok, prefill_seqs=n_chunks, prefill_attn_pairs=pairs, prefill_ctx_tokens=p_ctx,
             decode_seqs=n_dec, decode_tokens=n_dec, decode_ctx_tokens=d_ctx, logit_tokens=n_dec + n_chunks,
             prefill_attn_pairs_win=pairs_w if W is not None else pairs,

@@ -15,7 +15,6 @@ from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy import special, stats
 
 from roofsim.hardware_specs.errors import UnknownNameError
 from roofsim.simulator.clients import PROMPT_HASH_BLOCK_TOKENS, Harness, client_model, pooled_prompt_hash_ids
@@ -395,6 +394,8 @@ def _truncnorm_bounds(loc: float, scale: float, low: int, high: int | None,
                       transform: Callable[[float], float], name: str) -> tuple[float, float]:
     """Standardised bounds of the continuous interval [low-0.5, high+0.5) that rounds onto [low, high];
     rejects a config whose range holds (numerically) no probability mass instead of clamping."""
+    from scipy import stats  # noqa: PLC0415 (see _ppf_normal)
+
     a = (transform(low - 0.5) - loc) / scale
     b = math.inf if high is None else (transform(high + 0.5) - loc) / scale
     mass = float(stats.norm.sf(a) - stats.norm.sf(b)) if a > 0 else float(stats.norm.cdf(b) - stats.norm.cdf(a))
@@ -528,11 +529,17 @@ def _ppf_uniform(cfg: UniformLengths, u: np.ndarray) -> np.ndarray:
 
 
 def _ppf_normal(cfg: NormalLengths, u: np.ndarray) -> np.ndarray:
+    # scipy.stats is imported where lengths are drawn, not with the module: a process that only replays a built
+    # trace (an ensemble member's or a planner's pool worker) then starts without it (about a second of CPU)
+    from scipy import stats  # noqa: PLC0415
+
     a, b = _truncnorm_bounds(cfg.mean, cfg.std, cfg.low, cfg.high, float, "normal")
     return _round(cfg.mean + cfg.std * stats.truncnorm.ppf(u, a, b), cfg.low, cfg.high)
 
 
 def _ppf_lognormal(cfg: LognormalLengths, u: np.ndarray) -> np.ndarray:
+    from scipy import stats  # noqa: PLC0415 (see _ppf_normal)
+
     a, b = _truncnorm_bounds(cfg.log_mu, cfg.sigma, cfg.low, cfg.high, math.log, "lognormal")
     return _round(np.exp(cfg.log_mu + cfg.sigma * stats.truncnorm.ppf(u, a, b)), cfg.low, cfg.high)
 
@@ -760,6 +767,8 @@ def build_trace(cfg: SyntheticWorkload | TraceWorkload | NamedWorkload, rng: np.
     u_in = rng.random(n)
     u_out = rng.random(n)
     if cfg.correlation != 0.0:
+        from scipy import special  # noqa: PLC0415 (see _ppf_normal)
+
         # Gaussian copula: z_out = rho z_in + sqrt(1 - rho^2) z_indep, mapped back to uniforms.
         z_in, z_ind = special.ndtri(u_in), special.ndtri(u_out)
         u_out = special.ndtr(cfg.correlation * z_in + math.sqrt(1 - cfg.correlation**2) * z_ind)

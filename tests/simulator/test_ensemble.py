@@ -4,11 +4,13 @@ member's shared-parts step equals its scaled cost model's."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.stats import norm
 
-from roofsim.model.batch import BatchShape
+from roofsim.model.batch import BatchShape, iteration_shape
 from roofsim.model.cost import Calibration
 from roofsim.model.uncertainty import LEVELS, ErrorGroup, ErrorModel
 from roofsim.simulator.config import SimConfig
@@ -168,3 +170,16 @@ def test_an_ensemble_member_matches_its_scaled_run() -> None:
     for m in ("ttft_s", "tpot_s", "e2e_s"):
         assert got[m]["p99"] == pytest.approx(want[m]["p99"], rel=1e-9)
     assert got["energy_j"] == pytest.approx(want["energy_j"], rel=1e-9)
+
+
+def test_iteration_shape_is_the_checked_constructors_shape() -> None:
+    """The engine's unchecked constructor gives the BatchShape the dataclass gives: equal, same hash, every field
+    the same value of the same type (members key their memo on the fields, so a 0 for a 0.0 would split it)."""
+    for f in [(0, 0, 0.0, 0, 30, 30, 30_000, 30, 0.0, 30_000),
+              (700, 2, 2.5e5, 96, 120, 120, 150_000, 122, 2.4e5, 4096 * 120)]:
+        a, b = iteration_shape(*f), BatchShape(*f)
+        assert a == b and hash(a) == hash(b)
+        assert [(type(v), v) for v in dataclasses.astuple(a)] == [(type(v), v) for v in dataclasses.astuple(b)]
+        assert (a.vision_patches, a.vision_attn_pairs) == (0, 0.0)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            a.decode_seqs = 1  # type: ignore[misc]
