@@ -17,6 +17,7 @@ from roofsim.validation.predict import (
     features,
     power_law_load,
     power_law_padded_rows,
+    power_law_rank0_tokens,
     predict_kernel,
     predict_rows,
     row_kernels,
@@ -116,6 +117,62 @@ def test_power_law_routing_replay() -> None:
     assert skewed["moe_up_gate"].m == 32
     assert skewed["moe_up_gate"].flops == pytest.approx(2 * padded * 1024 * 1024)
     assert skewed["moe_down"].flops == pytest.approx(2 * padded * 1024 * 512)
+
+
+def test_power_law_generator_versions() -> None:
+    """4 tokens x top-8 of 384 experts on EP 16 (AIConfigurator's SGLang 0.5.10 H100 rows): every sampled share
+    rounds to 0, so the generator alone places the 32 rows. Today's collector hands them one per rank in turn
+    (2 rows on 2 experts of the timed rank, from 2 tokens: the measured 46.5 us reads 2 experts' weights); the
+    pre-2026-04-19 ones gave them to the experts in sorted order, here 24 consecutive experts of one rank."""
+    # (one replay in 32 rounds one share up to a row: 2.03)
+    assert power_law_load(4, 384, 8, 16, 1.01) == pytest.approx((2.0, 2.0), abs=0.05)
+    assert power_law_rank0_tokens(4, 384, 8, 16, 1.01) == pytest.approx(2.0, abs=0.05)
+    assert power_law_load(4, 384, 8, 16, 1.01, generator="largest_first") == (24.0, 24.0)
+    assert power_law_load(4, 384, 8, 16, 1.01, generator="smallest_first") == (24.0, 24.0)
+    # capped at one row per token and expert (round_robin, smallest_first): 2 experts x 4096 tokens take all rows;
+    # largest_first had no cap (a token could draw an expert twice)
+    for gen in ("round_robin", "smallest_first", "largest_first"):
+        assert power_law_load(4096, 8, 2, 1, 1.01, generator=gen)[1] == 8192
+    from roofsim.validation.predict import _power_law_rank0  # noqa: PLC0415
+    assert _power_law_rank0(4096, 8, 2, 1, 1.01, 32, "round_robin").max() <= 4096
+    assert _power_law_rank0(4096, 8, 2, 1, 1.01, 32, "largest_first").max() > 4096
+    # the table's file names the generator (first commit of its data in ai-dynamo/aiconfigurator)
+    old = replace(_moe("power_law_1.01", tokens=4, num_experts=384, topk=8, ep=16),
+                  file="x/h100_sxm/moe/trtllm/1.3.0rc10/moe_perf.parquet")
+    new = replace(old, file="x/h100_sxm/moe/trtllm/1.3.0rc20/moe_perf.parquet")
+    up = {r.file: next(k for k in row_kernels(r) if k.name == "moe_up_gate") for r in (old, new)}
+    assert up[old.file].weight_bytes == pytest.approx(24 / 2.03125 * up[new.file].weight_bytes)  # experts read
+
+
+def test_round_robin_fill_is_the_collectors_loop() -> None:
+    """_round_robin_fill (levelled in closed form) equals helper.py _round_robin_adjust_per_rank run step by step."""
+    from roofsim.validation.predict import _round_robin_fill  # noqa: PLC0415
+
+    def step_by_step(c2: np.ndarray, remaining: int, room: bool) -> None:
+        while remaining > 0:
+            moved = False
+            for r in range(c2.shape[0]):
+                ok = np.flatnonzero(c2[r] < cap if room else c2[r] > 0)
+                if not len(ok):
+                    continue
+                c2[r, ok[np.argmin(c2[r, ok]) if room else np.argmax(c2[r, ok])]] += 1 if room else -1
+                remaining, moved = remaining - 1, True
+                if not remaining:
+                    break
+            if not moved:
+                break
+
+    rng = np.random.default_rng(3)
+    for _ in range(80):
+        ep, cap, topk = int(rng.choice([1, 2, 4])), int(rng.integers(1, 30)), int(rng.integers(1, 5))
+        c = rng.integers(0, 2 * cap, ep * int(rng.integers(topk, 9))).astype(float)
+        ref = np.minimum(c, cap).reshape(ep, -1)
+        step_by_step(ref, int(np.maximum(c - cap, 0).sum()), True)
+        delta = int(cap * topk - ref.sum())
+        step_by_step(ref, abs(delta), delta > 0)
+        got = c.reshape(ep, -1).copy()
+        _round_robin_fill(got, cap, cap * topk)
+        np.testing.assert_array_equal(got, ref)
 
 
 @pytest.mark.parametrize(("row", "reason"), [
