@@ -77,6 +77,8 @@ __all__ = [
     "MLA_MODULE_KERNELS",
     "PREDICT_ONLY_OPS",
     "power_law_load",
+    "power_law_rank0_tokens",
+    "balanced_load",
     "predict_kernel",
     "why_unpredictable",
     "Prediction",
@@ -540,12 +542,28 @@ def _generator_of(row: KernelMeasurement) -> str:
     return _POWER_LAW_GENERATOR.get("/".join(m.groups()), "round_robin") if m else "round_robin"
 
 
+@lru_cache(maxsize=4096)
+def balanced_load(tokens: int, experts: int, topk: int, ep: int) -> tuple[float, float, float]:
+    """(distinct experts hit, rows routed, tokens with a slot) on EP rank 0 (experts [0, experts/ep)) under
+    AIConfigurator's balanced routing (collector helper.py balanced_logits): token i takes experts
+    (i + j s) mod E, s = ceil(E/topk), j < topk, and with fewer tokens than s the tokens spread over the stride,
+    floor((i s / tokens + j s) mod E). One token on EP 64 still puts a row on rank 0, where the uniform
+    expectation (graph.expert_load) gives it topk/ep = 0.125."""
+    stride = math.ceil(experts / topk)
+    i, j = np.arange(tokens)[:, None], np.arange(topk)[None, :]
+    ids = (i + j * stride) % experts if tokens >= stride else np.floor((i * stride / tokens + j * stride) % experts)
+    local = ids < experts // ep
+    return float(len(np.unique(ids[local]))), float(local.sum()), float(local.any(axis=1).sum())
+
+
 def _moe_load(row: KernelMeasurement) -> tuple[float, float] | None:
-    """The routing the row was measured under: None = uniform (graph.expert_load), else the power-law replay."""
+    """The routing the row was measured under: None = uniform (graph.expert_load), else the balanced or power-law
+    replay (distinct experts hit, rows routed on the timed rank)."""
     dist = _variant_field(row.variant, "distribution")
-    if dist in ("balanced", "uniform"):
-        # balanced: token i takes experts (i + j ceil(E/topk)) mod E, an even spread: the uniform expert_load
+    if dist == "uniform":
         return None
+    if dist == "balanced":
+        return balanced_load(row.tokens, row.num_experts, row.topk, row.ep)[:2]
     m = re.fullmatch(r"power_law_([0-9.]+)", dist)
     if not m:
         raise Unpredictable(f"MoE routing distribution {dist!r} is not mapped (balanced, uniform, power_law_<alpha>;"
@@ -569,6 +587,9 @@ def _slot_rows(row: KernelMeasurement, load: tuple[float, float] | None) -> floa
     slots = row.tokens * row.topk
     if row.framework == "vllm":
         return float(slots)
+    dist = _variant_field(row.variant, "distribution")
+    if dist == "balanced":
+        return balanced_load(row.tokens, row.num_experts, row.topk, row.ep)[2] * row.topk
     if load is not None:  # power-law routing: the replayed assignment of experts to tokens
         alpha = float(_variant_field(row.variant, "distribution").removeprefix("power_law_"))
         return power_law_rank0_tokens(row.tokens, row.num_experts, row.topk, row.ep, alpha,
@@ -595,7 +616,7 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     gated = "nongated" not in row.variant
     c = _moe_ctx(row.hidden, row.n, row.num_experts, row.topk, row.tp, row.ep, raw, gated)
     load = _moe_load(row)
-    skewed = load is not None
+    skewed = _variant_field(row.variant, "distribution").startswith("power_law")
     slots = _slot_rows(row, load)
     if slots and row.framework == "sglang":
         # SGLang's collector clamps the masked ids to 0 before its Triton / Marlin experts ("the fused_moe kernel

@@ -14,6 +14,7 @@ from roofsim.model.cost import Calibration, gemm_dequant_flops, gemm_kernel_peak
 from roofsim.validation.calibrate import fit_calibration, prepare
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.predict import (
+    balanced_load,
     features,
     power_law_load,
     power_law_padded_rows,
@@ -38,9 +39,10 @@ def _moe(dist: str = "balanced", moe_dtype: str = "bfloat16", op_name: str = "mo
 
 
 def test_module_kernels_by_hand() -> None:
-    """4 tokens, top-2 of 8 experts, hidden 1024, inter 512, bf16, one GPU, balanced (= uniform) routing:
-    8 routed rows over 8 (1 - (3/4)^4) = 5.46875 expected experts (1 row each after rounding 1.46)."""
-    ks = {k.name: k for k in row_kernels(_moe())}
+    """4 tokens, top-2 of 8 experts, hidden 1024, inter 512, bf16, one GPU, uniform routing: 8 routed rows over
+    8 (1 - (3/4)^4) = 5.46875 expected experts (1 row each after rounding 1.46). The collector's balanced routing
+    (token i takes experts i and i + 4) reads all 8 experts' weights."""
+    ks = {k.name: k for k in row_kernels(_moe("uniform"))}
     assert list(ks) == ["moe_permute", "moe_up_gate", "moe_act", "moe_down", "moe_unpermute"]  # no router, no a2a
     active = 8 * (1 - 0.75 ** 4)
     up, down = ks["moe_up_gate"], ks["moe_down"]
@@ -52,7 +54,15 @@ def test_module_kernels_by_hand() -> None:
     assert ks["moe_permute"].bytes == (4 + 8) * 1024 * 2 and ks["moe_unpermute"].bytes == (8 + 4) * 1024 * 2
     assert ks["moe_act"].bytes == (8 * 1024 + 8 * 512) * 2  # reads gate+up, writes one
     expected = sum(kernel_cost(k, H100, CAL).seconds for k in ks.values())
-    assert predict_kernel(_moe(), H100, CAL) == pytest.approx(expected, rel=1e-12)
+    assert predict_kernel(_moe("uniform"), H100, CAL) == pytest.approx(expected, rel=1e-12)
+    balanced = {k.name: k for k in row_kernels(_moe())}
+    assert balanced["moe_up_gate"].weight_bytes == 8 * 1024 * 1024 * 2
+    assert balanced_load(4, 8, 2, 1) == (8.0, 8.0, 4.0)
+    # fewer tokens than the stride ceil(E/k) = 48: token i starts at floor(48 i / T); one token on EP 64 (6
+    # experts a rank) still puts its expert 0 on the timed rank, 2 tokens (starts 0 and 24) one row each on rank 0
+    assert balanced_load(1, 384, 8, 64) == (1.0, 1.0, 1.0)
+    assert balanced_load(2, 384, 8, 16) == (1.0, 1.0, 1.0)
+    assert balanced_load(2, 384, 8, 8) == (2.0, 2.0, 2.0)
 
 
 def test_shard_dtype_and_gating() -> None:
@@ -84,7 +94,7 @@ def test_masked_remote_slots_of_triton_experts() -> None:
     tokens with a slot on rank 0: 1 - (1 - 4/8)^2 = 3/4 of them, and its collector clamps the remote ids to local
     expert 0, so the GEMMs compute all 6 of their slots. TensorRT-LLM's CUTLASS keeps only its 4 rows."""
     def vllm(**kw) -> KernelMeasurement:
-        return replace(_moe(source="vllm_unquantizedfusedmoe_triton_tritonexperts", **kw), framework="vllm")
+        return replace(_moe("uniform", source="vllm_unquantizedfusedmoe_triton_tritonexperts", **kw), framework="vllm")
     ks = {k.name: k for k in row_kernels(vllm(ep=2))}
     assert ks["moe_up_gate"].flops == 2 * 4 * 1024 * 1024  # the FLOPs of the 4 routed rows only
     assert ks["moe_up_gate"].act_write_bytes == 8 * 1024 * 2 and ks["moe_down"].act_write_bytes == 8 * 1024 * 2
@@ -94,11 +104,11 @@ def test_masked_remote_slots_of_triton_experts() -> None:
     assert sg["moe_unpermute"].act_read_bytes == pytest.approx(4 * 0.75 * 2 * 1024 * 2)
     assert sg["moe_up_gate"].flops == pytest.approx(2 * 6 * 1024 * 1024)  # 6 computed rows, not the 4 routed
     assert sg["moe_down"].flops == pytest.approx(2 * 6 * 1024 * 512)
-    cutlass = {k.name: k for k in row_kernels(_moe(ep=2))}
+    cutlass = {k.name: k for k in row_kernels(_moe("uniform", ep=2))}
     assert cutlass["moe_unpermute"].bytes == (4 + 4) * 1024 * 2
     # the Triton experts gather each routed row inside the up GEMM: no permute kernel (TensorRT-LLM's CUTLASS runs one)
     assert {k.name: k.bytes for k in row_kernels(vllm(ep=1))} == {
-        k.name: k.bytes for k in row_kernels(_moe()) if k.name != "moe_permute"}
+        k.name: k.bytes for k in row_kernels(_moe("uniform")) if k.name != "moe_permute"}
     assert "moe_permute" not in {k.name for k in row_kernels(replace(vllm(), framework="sglang"))}
     assert "moe_permute" in {k.name for k in row_kernels(replace(_moe(source="flashinfer_cutlass"), framework="vllm"))}
 
