@@ -83,6 +83,8 @@ __all__ = [
     "MLA_MODULE_KERNELS",
     "PREDICT_ONLY_OPS",
     "power_law_load",
+    "power_law_rank0_tokens",
+    "balanced_load",
     "predict_kernel",
     "why_unpredictable",
     "Prediction",
@@ -394,65 +396,201 @@ def _moe_ctx(hidden: int, inter: int, experts: int, topk: int, tp: int, ep: int,
     return graph_context(model, quant, ParallelSpec(tp=gpus, ep=ep))
 
 
-def power_law_load(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int = 32
-                   ) -> tuple[float, float]:
+def power_law_load(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int = 32,
+                   generator: str = "round_robin") -> tuple[float, float]:
     """(distinct experts hit, rows routed) on the measured GPU under AIConfigurator's power-law routing, the mean
     over `draws` replays of its generator (collector helper `_generate_power_law_distribution`): tokens per expert
     drawn i.i.d. from p(x) ~ x^-alpha on [1, 0.8 tokens] ([0.01, 2] when tokens x topk <= experts), scaled to sum
     tokens x topk and rounded; the EP rank (block of experts/ep consecutive experts) with the most rows is swapped to
     rank 0, the rank timed. A token may draw the same expert twice (its rows are counts, not capped at `tokens`).
     This is a different law from the Zipf popularity of GraphContext.moe_skew, so the rows' own law is replayed."""
-    rank0 = _power_law_rank0(tokens, experts, topk, ep, alpha, draws)
+    rank0 = _power_law_rank0(tokens, experts, topk, ep, alpha, draws, generator)
     return float((rank0 > 0).sum(axis=1).mean()), float(rank0.sum(axis=1).mean())
 
 
 def power_law_padded_rows(tokens: int, experts: int, topk: int, ep: int, alpha: float, tile: int,
-                          draws: int = 32) -> float:
+                          draws: int = 32, generator: str = "round_robin") -> float:
     """Rows the grouped GEMMs compute on the timed rank under power-law routing when every expert's rows are
     padded to a multiple of `tile` (vLLM/SGLang moe_align_block_size pads each expert to BLOCK_SIZE_M; CUTLASS
     grouped GEMMs tile each expert's problem alike): the mean over the replays of sum ceil(rows_e / tile) x tile.
     Skewed routing leaves many experts a few rows each, so this exceeds the mean-rows padding."""
-    rank0 = _power_law_rank0(tokens, experts, topk, ep, alpha, draws)
+    rank0 = _power_law_rank0(tokens, experts, topk, ep, alpha, draws, generator)
     return float((np.ceil(rank0 / tile) * tile).sum(axis=1).mean())
 
 
-@lru_cache(maxsize=4096)
-def _power_law_rank0(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int) -> np.ndarray:
+def _power_law_rank0(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int,
+                     generator: str = "round_robin") -> np.ndarray:
     """Rows per expert of the timed EP rank, one line per replay of the collector's generator (power_law_load)."""
+    return _power_law_counts(tokens, experts, topk, ep, alpha, draws, generator)[:, : experts // ep]
+
+
+def power_law_rank0_tokens(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int = 32,
+                           generator: str = "round_robin") -> float:
+    """Tokens with at least one top-k slot on the timed EP rank under power-law routing, the mean over the
+    replays: the collector hands the experts to the tokens column by column (helper.py _assign_experts_from_counts:
+    the experts sorted by count with np.argsort(-counts), each repeated by its count, reshaped (topk, tokens).T),
+    so the entry at flat position p is a slot of token p mod tokens."""
+    counts = _power_law_counts(tokens, experts, topk, ep, alpha, draws, generator).astype(np.int64)
+    hit = []
+    for c in counts:
+        flat = np.repeat(np.argsort(-c), c[np.argsort(-c)])
+        hit.append(len(np.unique(np.flatnonzero(flat < experts // ep) % tokens)))
+    return float(np.mean(hit))
+
+
+@lru_cache(maxsize=4096)
+def _power_law_counts(tokens: int, experts: int, topk: int, ep: int, alpha: float, draws: int,
+                      generator: str) -> np.ndarray:
+    """Rows per expert (all experts, the busiest EP rank swapped to rank 0), one line per replay."""
     lo, hi = (1.0, 0.8 * tokens) if tokens * topk > experts else (0.01, 2.0)
-    u = np.random.default_rng(0).random((draws, experts))
+    rng = np.random.default_rng(0)
+    u = rng.random((draws, experts))
     b = 1.0 - alpha
     x = ((hi ** b - lo ** b) * u + lo ** b) ** (1.0 / b) if abs(b) > 1e-9 else lo * (hi / lo) ** u
     target = tokens * topk
     counts = np.round(x / x.sum(axis=1, keepdims=True) * target)
-    # the generator then adds the missing rows one each to the largest experts in turn (or takes the surplus from
-    # the smallest non-empty ones, the rest from the largest) until the rows sum to tokens x topk
-    order = np.argsort(-counts, axis=1, kind="stable")
-    for d in range(draws):
-        delta = int(target - counts[d].sum())
-        if delta > 0:
-            counts[d, order[d]] += delta // experts + (np.arange(experts) < delta % experts)
-        elif delta < 0:
-            take = np.zeros(experts)
-            take[order[d][::-1]] = -delta // experts + (np.arange(experts) < -delta % experts)
-            short = np.maximum(take - counts[d], 0.0)
-            counts[d] -= take - short
-            counts[d, order[d][0]] -= short.sum()
-    blocks = counts.reshape(draws, ep, experts // ep)
-    return blocks[np.arange(draws), blocks.sum(axis=2).argmax(axis=1)]
+    per_rank = experts // ep
+    for c in counts:
+        if generator == "round_robin":
+            _round_robin_fill(c.reshape(ep, per_rank), tokens, target)
+        else:
+            _sorted_fill(c, tokens if generator == "smallest_first" else math.inf, target,
+                         smallest_first=generator == "smallest_first")
+    blocks = counts.reshape(draws, ep, per_rank)
+    busiest = blocks.sum(axis=2).argmax(axis=1)  # swapped with rank 0, the rank timed
+    rank0 = blocks[:, 0].copy()
+    blocks[:, 0] = blocks[np.arange(draws), busiest]
+    blocks[np.arange(draws), busiest] = rank0
+    return blocks.reshape(draws, experts)
+
+
+def _sorted_fill(c: np.ndarray, cap: float, target: float, smallest_first: bool) -> None:
+    """The pre-2026-04-19 generators (in place): the overflow above `cap` poured into the smallest experts in turn,
+    then the missing rows one each over the experts from the smallest (else the largest) up, skipping full ones;
+    a surplus taken one each from the smallest up (from the largest when the one reached is empty)."""
+    # descending counts as torch.argsort(descending=True); the order of equal counts (the many zero experts of a
+    # small batch) is its sort's, taken as index order (a stable sort; a random order: 0.3 points worse LOGO)
+    order = np.argsort(-c, kind="stable")
+    over = np.maximum(c - cap, 0.0).sum()
+    np.minimum(c, cap, out=c)
+    for i in order[::-1]:
+        if over <= 0:
+            break
+        add = min(cap - c[i], over)
+        c[i] += add
+        over -= add
+    delta = int(target - c.sum())
+    walk = order[::-1] if smallest_first else order
+    while delta > 0:
+        room = walk[c[walk] < cap][:delta]
+        c[room] += 1
+        delta -= len(room)
+    for i in range(-delta):
+        j = order[-(i % len(c)) - 1]
+        c[j if c[j] > 0 else int(np.argmax(c))] -= 1
+
+
+def _round_robin_fill(c2: np.ndarray, cap: int, target: float) -> None:
+    """The collector's _round_robin_adjust_per_rank (in place on the EP x experts-per-rank counts): rows over the
+    cap, then the missing rows, handed out one per rank in rank order, each to the rank's least-loaded expert
+    below the cap (first on ties); a surplus taken one per rank from its most-loaded non-empty expert."""
+    over = int(np.maximum(c2 - cap, 0.0).sum())
+    np.minimum(c2, cap, out=c2)
+    _hand_out(c2, over, cap)
+    delta = int(target - c2.sum())
+    if delta > 0:
+        _hand_out(c2, delta, cap)
+    elif delta < 0:  # taking from the most loaded = levelling the negated counts up to 0
+        for r, q in enumerate(_round_robin_quota(-delta, c2.sum(axis=1))):
+            c2[r] = -_level_up(-c2[r], q, 0)
+
+
+def _hand_out(c2: np.ndarray, n: int, cap: int) -> None:
+    """n rows one per rank in turn, each to the rank's least-loaded expert below cap (in place)."""
+    for r, q in enumerate(_round_robin_quota(n, (cap - c2).sum(axis=1))):
+        c2[r] = _level_up(c2[r], q, cap)
+
+
+def _largest_int(ok: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The largest integer in [lo, hi] where the monotone `ok` holds (ok(lo) holds)."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def _round_robin_quota(n: int, room: np.ndarray) -> np.ndarray:
+    """Units each rank receives when n are handed out one per rank per round, in rank order, to ranks with room."""
+    rounds = _largest_int(lambda k: np.minimum(room, k).sum() <= n, 0, int(room.max()))
+    quota = np.minimum(room, rounds)
+    quota[np.flatnonzero(room > rounds)[: n - int(quota.sum())]] += 1
+    return quota.astype(int)
+
+
+def _level_up(v: np.ndarray, q: int, cap: float) -> np.ndarray:
+    """v after q steps of +1 to its smallest entry below cap (the first on ties): the low entries levelled up."""
+    if q <= 0:
+        return v
+    level = _largest_int(lambda lv: np.maximum(lv - v, 0.0).sum() <= q, int(v.min()), int(cap))
+    out = np.maximum(v, level)
+    left = q - int((out - v).sum())
+    out[np.flatnonzero(out == level)[:left]] += 1
+    return out
+
+
+# AIConfigurator's power-law routing generator changed twice; each table was collected with the code of its day
+# (ai-dynamo/aiconfigurator git history of the collectors, first commit of each table's data file):
+#   "largest_first": the missing rows go one each to the largest experts, no cap (collector/trtllm/collect_moe.py
+#     @ e46d908, helper.py @ 6996779); tables added before 2026-02-10;
+#   "smallest_first": each expert capped at `tokens`, the overflow and the missing rows go to the smallest experts
+#     first (helper.py @ 2b97693, 2026-02-10); tables added 2026-02-10 .. 04-18;
+#   "round_robin": capped, the overflow and missing rows handed out one per EP rank in turn, each to its rank's
+#     least-loaded expert (first index on ties), surplus taken from its most-loaded (helper.py
+#     _round_robin_adjust_per_rank @ 13dadba, 2026-04-19, unchanged through 095f58a); every later table.
+# Keyed by the table's <system>/<framework>/<version>; tables not named are "round_robin" (the current code).
+_POWER_LAW_GENERATOR: dict[str, str] = {
+    "a100_sxm/trtllm/1.0.0": "largest_first",  # added 2025-10-13 (e46d908)
+    "l40s/trtllm/1.0.0": "largest_first",  # 2025-11-07 (3de8825)
+    "h100_sxm/sglang/0.5.6.post2": "largest_first",  # 2025-12-22 (6996779)
+    "a100_sxm/vllm/0.14.0": "smallest_first",  # 2026-02-19 (d1f7bf2)
+    "h100_sxm/trtllm/1.3.0rc10": "smallest_first",  # 2026-04-18 (89995c0)
+}
+
+
+def _generator_of(row: KernelMeasurement) -> str:
+    """Which power-law generator version a row's table was collected with (_POWER_LAW_GENERATOR)."""
+    m = re.search(r"([^/]+)/moe/([^/]+)/([^/]+)/[^/]+$", row.file.replace("\\", "/"))
+    return _POWER_LAW_GENERATOR.get("/".join(m.groups()), "round_robin") if m else "round_robin"
+
+
+@lru_cache(maxsize=4096)
+def balanced_load(tokens: int, experts: int, topk: int, ep: int) -> tuple[float, float, float]:
+    """(distinct experts hit, rows routed, tokens with a slot) on EP rank 0 (experts [0, experts/ep)) under
+    AIConfigurator's balanced routing (collector helper.py balanced_logits): token i takes experts
+    (i + j s) mod E, s = ceil(E/topk), j < topk, and with fewer tokens than s the tokens spread over the stride,
+    floor((i s / tokens + j s) mod E). One token on EP 64 still puts a row on rank 0, where the uniform
+    expectation (graph.expert_load) gives it topk/ep = 0.125."""
+    stride = math.ceil(experts / topk)
+    i, j = np.arange(tokens)[:, None], np.arange(topk)[None, :]
+    ids = (i + j * stride) % experts if tokens >= stride else np.floor((i * stride / tokens + j * stride) % experts)
+    local = ids < experts // ep
+    return float(len(np.unique(ids[local]))), float(local.sum()), float(local.any(axis=1).sum())
 
 
 def _moe_load(row: KernelMeasurement) -> tuple[float, float] | None:
-    """The routing the row was measured under: None = uniform (graph.expert_load), else the power-law replay."""
+    """The routing the row was measured under: None = uniform (graph.expert_load), else the balanced or power-law
+    replay (distinct experts hit, rows routed on the timed rank)."""
     dist = _variant_field(row.variant, "distribution")
-    if dist in ("balanced", "uniform"):
-        # balanced: token i takes experts (i + j ceil(E/topk)) mod E, an even spread: the uniform expert_load
+    if dist == "uniform":
         return None
+    if dist == "balanced":
+        return balanced_load(row.tokens, row.num_experts, row.topk, row.ep)[:2]
     m = re.fullmatch(r"power_law_([0-9.]+)", dist)
     if not m:
         raise Unpredictable(f"MoE routing distribution {dist!r} is not mapped (balanced, uniform, power_law_<alpha>;"
                             f" EPLB-rebalanced *_eplb rows need the replica placement)")
-    return power_law_load(row.tokens, row.num_experts, row.topk, row.ep, float(m.group(1)))
+    return power_law_load(row.tokens, row.num_experts, row.topk, row.ep, float(m.group(1)),
+                          generator=_generator_of(row))
 
 
 def _slot_rows(row: KernelMeasurement, load: tuple[float, float] | None) -> float | None:
@@ -470,8 +608,14 @@ def _slot_rows(row: KernelMeasurement, load: tuple[float, float] | None) -> floa
     slots = row.tokens * row.topk
     if row.framework == "vllm":
         return float(slots)
-    routed = load[1] if load is not None else slots / row.ep
-    hit = 1.0 - (1.0 - min(1.0, routed / slots)) ** row.topk  # chance a token has a slot on rank 0
+    dist = _variant_field(row.variant, "distribution")
+    if dist == "balanced":
+        return balanced_load(row.tokens, row.num_experts, row.topk, row.ep)[2] * row.topk
+    if load is not None:  # power-law routing: the replayed assignment of experts to tokens
+        alpha = float(_variant_field(row.variant, "distribution").removeprefix("power_law_"))
+        return power_law_rank0_tokens(row.tokens, row.num_experts, row.topk, row.ep, alpha,
+                                      generator=_generator_of(row)) * row.topk
+    hit = 1.0 - (1.0 - 1.0 / row.ep) ** row.topk  # chance a token has a slot on rank 0
     return row.tokens * hit * row.topk
 
 
@@ -493,7 +637,7 @@ def moe_module_kernels(row: KernelMeasurement) -> tuple[Kernel, ...]:
     gated = "nongated" not in row.variant
     c = _moe_ctx(row.hidden, row.n, row.num_experts, row.topk, row.tp, row.ep, raw, gated)
     load = _moe_load(row)
-    skewed = load is not None
+    skewed = _variant_field(row.variant, "distribution").startswith("power_law")
     slots = _slot_rows(row, load)
     if slots and row.framework == "sglang":
         # SGLang's collector clamps the masked ids to 0 before its Triton / Marlin experts ("the fused_moe kernel
@@ -539,7 +683,8 @@ def _padded_tiles(k: Kernel, row: KernelMeasurement) -> Kernel:
     (power_law_padded_rows), so the tile count and padding follow the skewed per-expert rows, not their mean."""
     alpha = float(_variant_field(row.variant, "distribution").removeprefix("power_law_"))
     tile = grouped_tile_m(k.m, _TILING)
-    padded = power_law_padded_rows(row.tokens, row.num_experts, row.topk, row.ep, alpha, tile)
+    padded = power_law_padded_rows(row.tokens, row.num_experts, row.topk, row.ep, alpha, tile,
+                                   generator=_generator_of(row))
     routed = k.flops / (2.0 * k.n * k.k)
     if padded <= routed:
         return k

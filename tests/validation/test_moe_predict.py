@@ -14,9 +14,11 @@ from roofsim.model.cost import Calibration, gemm_dequant_flops, gemm_kernel_peak
 from roofsim.validation.calibrate import fit_calibration, prepare
 from roofsim.validation.kernel_tables import KernelMeasurement
 from roofsim.validation.predict import (
+    balanced_load,
     features,
     power_law_load,
     power_law_padded_rows,
+    power_law_rank0_tokens,
     predict_kernel,
     predict_rows,
     row_kernels,
@@ -37,9 +39,10 @@ def _moe(dist: str = "balanced", moe_dtype: str = "bfloat16", op_name: str = "mo
 
 
 def test_module_kernels_by_hand() -> None:
-    """4 tokens, top-2 of 8 experts, hidden 1024, inter 512, bf16, one GPU, balanced (= uniform) routing:
-    8 routed rows over 8 (1 - (3/4)^4) = 5.46875 expected experts (1 row each after rounding 1.46)."""
-    ks = {k.name: k for k in row_kernels(_moe())}
+    """4 tokens, top-2 of 8 experts, hidden 1024, inter 512, bf16, one GPU, uniform routing: 8 routed rows over
+    8 (1 - (3/4)^4) = 5.46875 expected experts (1 row each after rounding 1.46). The collector's balanced routing
+    (token i takes experts i and i + 4) reads all 8 experts' weights."""
+    ks = {k.name: k for k in row_kernels(_moe("uniform"))}
     assert list(ks) == ["moe_permute", "moe_up_gate", "moe_act", "moe_down", "moe_unpermute"]  # no router, no a2a
     active = 8 * (1 - 0.75 ** 4)
     up, down = ks["moe_up_gate"], ks["moe_down"]
@@ -51,7 +54,15 @@ def test_module_kernels_by_hand() -> None:
     assert ks["moe_permute"].bytes == (4 + 8) * 1024 * 2 and ks["moe_unpermute"].bytes == (8 + 4) * 1024 * 2
     assert ks["moe_act"].bytes == (8 * 1024 + 8 * 512) * 2  # reads gate+up, writes one
     expected = sum(kernel_cost(k, H100, CAL).seconds for k in ks.values())
-    assert predict_kernel(_moe(), H100, CAL) == pytest.approx(expected, rel=1e-12)
+    assert predict_kernel(_moe("uniform"), H100, CAL) == pytest.approx(expected, rel=1e-12)
+    balanced = {k.name: k for k in row_kernels(_moe())}
+    assert balanced["moe_up_gate"].weight_bytes == 8 * 1024 * 1024 * 2
+    assert balanced_load(4, 8, 2, 1) == (8.0, 8.0, 4.0)
+    # fewer tokens than the stride ceil(E/k) = 48: token i starts at floor(48 i / T); one token on EP 64 (6
+    # experts a rank) still puts its expert 0 on the timed rank, 2 tokens (starts 0 and 24) one row each on rank 0
+    assert balanced_load(1, 384, 8, 64) == (1.0, 1.0, 1.0)
+    assert balanced_load(2, 384, 8, 16) == (1.0, 1.0, 1.0)
+    assert balanced_load(2, 384, 8, 8) == (2.0, 2.0, 2.0)
 
 
 def test_shard_dtype_and_gating() -> None:
@@ -83,7 +94,7 @@ def test_masked_remote_slots_of_triton_experts() -> None:
     tokens with a slot on rank 0: 1 - (1 - 4/8)^2 = 3/4 of them, and its collector clamps the remote ids to local
     expert 0, so the GEMMs compute all 6 of their slots. TensorRT-LLM's CUTLASS keeps only its 4 rows."""
     def vllm(**kw) -> KernelMeasurement:
-        return replace(_moe(source="vllm_unquantizedfusedmoe_triton_tritonexperts", **kw), framework="vllm")
+        return replace(_moe("uniform", source="vllm_unquantizedfusedmoe_triton_tritonexperts", **kw), framework="vllm")
     ks = {k.name: k for k in row_kernels(vllm(ep=2))}
     assert ks["moe_up_gate"].flops == 2 * 4 * 1024 * 1024  # the FLOPs of the 4 routed rows only
     assert ks["moe_up_gate"].act_write_bytes == 8 * 1024 * 2 and ks["moe_down"].act_write_bytes == 8 * 1024 * 2
@@ -93,11 +104,11 @@ def test_masked_remote_slots_of_triton_experts() -> None:
     assert sg["moe_unpermute"].act_read_bytes == pytest.approx(4 * 0.75 * 2 * 1024 * 2)
     assert sg["moe_up_gate"].flops == pytest.approx(2 * 6 * 1024 * 1024)  # 6 computed rows, not the 4 routed
     assert sg["moe_down"].flops == pytest.approx(2 * 6 * 1024 * 512)
-    cutlass = {k.name: k for k in row_kernels(_moe(ep=2))}
+    cutlass = {k.name: k for k in row_kernels(_moe("uniform", ep=2))}
     assert cutlass["moe_unpermute"].bytes == (4 + 4) * 1024 * 2
     # the Triton experts gather each routed row inside the up GEMM: no permute kernel (TensorRT-LLM's CUTLASS runs one)
     assert {k.name: k.bytes for k in row_kernels(vllm(ep=1))} == {
-        k.name: k.bytes for k in row_kernels(_moe()) if k.name != "moe_permute"}
+        k.name: k.bytes for k in row_kernels(_moe("uniform")) if k.name != "moe_permute"}
     assert "moe_permute" not in {k.name for k in row_kernels(replace(vllm(), framework="sglang"))}
     assert "moe_permute" in {k.name for k in row_kernels(replace(_moe(source="flashinfer_cutlass"), framework="vllm"))}
 
@@ -116,6 +127,62 @@ def test_power_law_routing_replay() -> None:
     assert skewed["moe_up_gate"].m == 32
     assert skewed["moe_up_gate"].flops == pytest.approx(2 * padded * 1024 * 1024)
     assert skewed["moe_down"].flops == pytest.approx(2 * padded * 1024 * 512)
+
+
+def test_power_law_generator_versions() -> None:
+    """4 tokens x top-8 of 384 experts on EP 16 (AIConfigurator's SGLang 0.5.10 H100 rows): every sampled share
+    rounds to 0, so the generator alone places the 32 rows. Today's collector hands them one per rank in turn
+    (2 rows on 2 experts of the timed rank, from 2 tokens: the measured 46.5 us reads 2 experts' weights); the
+    pre-2026-04-19 ones gave them to the experts in sorted order, here 24 consecutive experts of one rank."""
+    # (one replay in 32 rounds one share up to a row: 2.03)
+    assert power_law_load(4, 384, 8, 16, 1.01) == pytest.approx((2.0, 2.0), abs=0.05)
+    assert power_law_rank0_tokens(4, 384, 8, 16, 1.01) == pytest.approx(2.0, abs=0.05)
+    assert power_law_load(4, 384, 8, 16, 1.01, generator="largest_first") == (24.0, 24.0)
+    assert power_law_load(4, 384, 8, 16, 1.01, generator="smallest_first") == (24.0, 24.0)
+    # capped at one row per token and expert (round_robin, smallest_first): 2 experts x 4096 tokens take all rows;
+    # largest_first had no cap (a token could draw an expert twice)
+    for gen in ("round_robin", "smallest_first", "largest_first"):
+        assert power_law_load(4096, 8, 2, 1, 1.01, generator=gen)[1] == 8192
+    from roofsim.validation.predict import _power_law_rank0  # noqa: PLC0415
+    assert _power_law_rank0(4096, 8, 2, 1, 1.01, 32, "round_robin").max() <= 4096
+    assert _power_law_rank0(4096, 8, 2, 1, 1.01, 32, "largest_first").max() > 4096
+    # the table's file names the generator (first commit of its data in ai-dynamo/aiconfigurator)
+    old = replace(_moe("power_law_1.01", tokens=4, num_experts=384, topk=8, ep=16),
+                  file="x/h100_sxm/moe/trtllm/1.3.0rc10/moe_perf.parquet")
+    new = replace(old, file="x/h100_sxm/moe/trtllm/1.3.0rc20/moe_perf.parquet")
+    up = {r.file: next(k for k in row_kernels(r) if k.name == "moe_up_gate") for r in (old, new)}
+    assert up[old.file].weight_bytes == pytest.approx(24 / 2.03125 * up[new.file].weight_bytes)  # experts read
+
+
+def test_round_robin_fill_is_the_collectors_loop() -> None:
+    """_round_robin_fill (levelled in closed form) equals helper.py _round_robin_adjust_per_rank run step by step."""
+    from roofsim.validation.predict import _round_robin_fill  # noqa: PLC0415
+
+    def step_by_step(c2: np.ndarray, remaining: int, room: bool) -> None:
+        while remaining > 0:
+            moved = False
+            for r in range(c2.shape[0]):
+                ok = np.flatnonzero(c2[r] < cap if room else c2[r] > 0)
+                if not len(ok):
+                    continue
+                c2[r, ok[np.argmin(c2[r, ok]) if room else np.argmax(c2[r, ok])]] += 1 if room else -1
+                remaining, moved = remaining - 1, True
+                if not remaining:
+                    break
+            if not moved:
+                break
+
+    rng = np.random.default_rng(3)
+    for _ in range(80):
+        ep, cap, topk = int(rng.choice([1, 2, 4])), int(rng.integers(1, 30)), int(rng.integers(1, 5))
+        c = rng.integers(0, 2 * cap, ep * int(rng.integers(topk, 9))).astype(float)
+        ref = np.minimum(c, cap).reshape(ep, -1)
+        step_by_step(ref, int(np.maximum(c - cap, 0).sum()), True)
+        delta = int(cap * topk - ref.sum())
+        step_by_step(ref, abs(delta), delta > 0)
+        got = c.reshape(ep, -1).copy()
+        _round_robin_fill(got, cap, cap * topk)
+        np.testing.assert_array_equal(got, ref)
 
 
 @pytest.mark.parametrize(("row", "reason"), [

@@ -125,10 +125,10 @@ DOCUMENTED_PCT: dict[str, float] = {
     "nccl_allreduce": 12.1, "nccl_allgather": 12.4, "nccl_reducescatter": 11.1, "nccl_alltoall": 14.8,
     # fused MoE module rows (moe_perf), every dtype and engine pooled: predicted from the GEMM fit; they fit only
     # the expert GEMMs' fixed cost (gemm_grouped_overhead_s)
-    "moe": 21.9,
+    "moe": 21.7,
     # mixed-precision MoE modules (TRT-LLM w4afp8 on L40S, w4a8_mxfp4_mxfp8 on RTX PRO 6000): predicted, not fitted;
     # w4a8_mxfp4_mxfp8 runs 65-110 us for one token (TRT-LLM's MXFP8 path), twice the fixed cost the other modules fit
-    "moe/w4afp8": 34.3, "moe/w4a8_mxfp4_mxfp8": 36.3,
+    "moe/w4afp8": 30.8, "moe/w4a8_mxfp4_mxfp8": 36.2,
     # DeepSeek MLA op / module, MLA-BMM and fp8 quantize rows: predicted from the fit of the other families, never
     # fitted (validation.predict.PREDICT_ONLY_OPS)
     "mla_context": 24.2, "mla_generation": 13.3, "mla_context_module": 16.2, "mla_generation_module": 18.1,
