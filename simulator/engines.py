@@ -44,9 +44,9 @@ VLLM_GPU_MEMORY_UTILIZATION = 0.9
 # turns the sampled tokens into outputs request by request in Python between two GPU steps (overlapping that
 # work with the GPU, `--async-scheduling`, came later: vllm-project/vllm#27679). Fitted, not from a datasheet:
 # validation.replay.fit_host_s_per_seq over the four vllm_llm-k8s 01_tp8_pp1 logs (Llama-3.3-70B, 8x A100-40GB,
-# vLLM 0.8.3; the shipped A100 vLLM profile without per-sequence overhead): 56 us. Left out one log at a time the
-# fit gives 50-77 us (docs/validation-e2e.md, Target 2).
-VLLM_V1_HOST_S_PER_SEQ = 56e-6
+# vLLM 0.8.3; the shipped A100 vLLM profile without per-sequence overhead): 33 us. Left out one log at a time the
+# fit gives 23-60 us (docs/validation-e2e.md, Target 2).
+VLLM_V1_HOST_S_PER_SEQ = 33e-6
 # vLLM OpenAI API server: accept, validate, tokenize and hand one request to the engine, serialized in its one
 # Python process. Estimated from the vllm_llm-k8s TP4 x PP2 Llama-3.3-70B logs at rate inf (same vLLM 0.8.3
 # OpenAI API server, client and prompts as the TP8 logs it is scored on; the engine behind it is V0, which 0.8.3

