@@ -26,9 +26,11 @@ from roofsim.simulator.outfiles import atomic_path
 from roofsim.validation.bench_table import BenchRow, read_bench_table
 from roofsim.validation.e2e import (
     CLIENT_CHOICES,
+    FAR_OFF_FACTOR,
     METRICS,
     RowPrediction,
     e2e_error_stats,
+    far_off_rows,
     interval_checks,
     predict_table,
     shipped_calibration,
@@ -125,7 +127,8 @@ def validate_benchmarks(table: Path, calibration: Path | None = None, max_rows: 
            "by_group": e2e_error_stats(res.predictions, _group),
            "rows": len(rows), "rows_predicted": len(res.ok),
            "problems": list(t.problems) + list(res.problems), "notes": notes,
-           "calibration": str(calibration) if calibration else "shipped (per hardware and framework)"}
+           "calibration": str(calibration) if calibration else "shipped (per hardware and framework)",
+           "far_off": {"factor": FAR_OFF_FACTOR, "ttft_ms": far_off_rows(res.predictions, _group)}}
     if ensemble > 1:
         checks = interval_checks(res.predictions, _group)
         out["coverage"] = {"members": ensemble, "by_metric": _coverage_json(checks, lambda c: c.metric),
@@ -163,11 +166,28 @@ def run_benchmarks(args: argparse.Namespace) -> int:
         _print_coverage(checks, lambda c: c.metric, "metric")
         print(coverage_table(coverage_by(checks, lambda c: c.group)[1:], INTERVAL_LEVELS, "group"))
     print(f"\n{out['rows_predicted']} of {out['rows']} rows predicted (calibration: {out['calibration']})")
+    _print_far_off(out["far_off"])
     print_notes_and_problems(out)
     for what, path in (("predictions", args.out), ("report", args.report)):
         if path is not None:
             print(f"{what} written to {path}")
     return 0
+
+
+def _print_far_off(far: dict[str, Any]) -> None:
+    """The rows whose predicted TTFT is beyond `factor` x the measured one either way, counted per group (JSON:
+    every row)."""
+    rows = far["ttft_ms"]
+    if not rows:
+        return
+    f = far["factor"]
+    print(f"\n{len(rows)} row(s) with a predicted TTFT above {f:g}x or below 1/{f:g} of the measured one "
+          "(--json lists each):")
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r["ratio"])
+    print_table([[g, str(len(v)), f"{min(v):.2f}-{max(v):.2f}"] for g, v in sorted(groups.items())],
+                ["group", "rows", "predicted / measured"])
 
 
 # ------------------------------------------------------------------------------------------------ run

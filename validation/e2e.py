@@ -54,7 +54,7 @@ _SCHEDULER: TypeAdapter[Any] = TypeAdapter(SchedulerConfig)
 __all__ = ["METRICS", "RowPrediction", "E2EResult", "row_config", "engine_scheduler", "row_engine", "row_quant",
            "predict_row", "predict_table", "e2e_error_stats", "write_predictions", "CLOSED_LOOP_WAVES",
            "row_label", "row_harness", "CLIENT_CHOICES", "DEFAULT_CLOSED_LOOP_HARNESS", "disaggregated_config",
-           "row_intervals", "interval_checks", "ROW_TOKEN_BUDGET_ENGINES"]
+           "row_intervals", "interval_checks", "ROW_TOKEN_BUDGET_ENGINES", "FAR_OFF_FACTOR", "far_off_rows"]
 
 # Measured column -> (predicted column, SimResult summary key and statistic, or a throughput key)
 METRICS: dict[str, str] = {
@@ -475,6 +475,30 @@ def e2e_error_stats(preds: Sequence[RowPrediction], key: Callable[[BenchRow], st
                 st = error_stats(arr[:, 0], arr[:, 1]).as_dict()
                 d[col] = {k: st[k] for k in ("n", "median_abs_pct_err", "mape", "p90_abs_pct_err", "bias_pct")}
         out[g] = d
+    return out
+
+
+# issue #14's report rule: a row whose predicted TTFT is more than FAR_OFF_FACTOR times or less than 1 / FAR_OFF_FACTOR
+# of the measured one is listed by name, so a reader can see (and the docs can give) its reason
+FAR_OFF_FACTOR = 3.0
+
+
+def far_off_rows(preds: Sequence[RowPrediction], key: Callable[[BenchRow], str], metric: str = "ttft_ms",
+                 factor: float = FAR_OFF_FACTOR) -> list[dict[str, Any]]:
+    """The scored rows whose predicted `metric` lies outside [measured / factor, measured x factor]: index (0-based
+    table row), group (`key`), isl, osl, concurrency, tp, measured, predicted and their ratio, in table order."""
+    if factor <= 1:
+        raise ValueError(f"far_off_rows: factor={factor} must be > 1")
+    out = []
+    for p in preds:
+        meas, pred = getattr(p.row, metric), p.predicted.get(metric, math.nan)
+        if p.problem is not None or meas is None or meas <= 0 or not math.isfinite(pred):
+            continue
+        ratio = pred / meas
+        if ratio > factor or ratio < 1 / factor:
+            out.append({"index": p.index, "group": key(p.row), "isl": p.row.isl, "osl": p.row.osl,
+                        "concurrency": p.row.concurrency, "tp": p.row.tp, "measured": meas, "predicted": pred,
+                        "ratio": ratio})
     return out
 
 

@@ -16,6 +16,7 @@ from roofsim.validation.bench_table import BenchRow, read_bench_table, write_ben
 from roofsim.validation.e2e import (
     RowPrediction,
     e2e_error_stats,
+    far_off_rows,
     predict_row,
     predict_table,
     row_config,
@@ -94,6 +95,19 @@ def test_error_stats_exact_and_blank_cells_not_scored() -> None:
     assert s["tpot_ms"]["n"] == 2  # the blank tpot cell of row 1 is predicted but not scored
     assert s["tpot_ms"]["median_abs_pct_err"] == pytest.approx(12.5)
     assert set(s) == {"ttft_ms", "tpot_ms"}  # no measured itl/e2e/throughput cells: nothing scored
+
+
+def test_far_off_rows_are_those_beyond_three_times_either_way() -> None:
+    """A predicted TTFT above 3x or below 1/3 of the measured one is listed (3x exactly is not); blank or
+    unsimulated rows are not; the group comes from the caller's key."""
+    preds = [_pred(0, 100.0, 10.0, 301.0, 10.0), _pred(1, 100.0, 10.0, 300.0, 10.0),
+             _pred(2, 90.0, 10.0, 29.0, 10.0), _pred(3, 90.0, 10.0, 100.0, 10.0),
+             RowPrediction(4, row(ttft_ms=1.0), problem="row 5: nope")]
+    far = far_off_rows(preds, lambda r: r.framework)
+    assert [(f["index"], f["group"], round(f["ratio"], 4)) for f in far] == [(0, "vllm", 3.01), (2, "vllm", 0.3222)]
+    assert far[0]["measured"] == 100.0 and far[0]["predicted"] == 301.0 and far[0]["isl"] == 128
+    with pytest.raises(ValueError, match="factor=1"):
+        far_off_rows(preds, lambda r: r.framework, factor=1)
 
 
 def test_problems_are_named(tmp_path: Path) -> None:
