@@ -113,21 +113,29 @@ def prefill_window(backend: str, window: int) -> int:
     return 0 if backend == "triton_extend" else window
 
 
+def backend_flag(backend: str, op: str, latent: bool, window: int, heads: int, kv_heads: int) -> str:
+    """The Kernel flag an `op` ("attn_prefill" / "attn_decode") kernel of `backend` carries (a group of `heads`
+    query / `kv_heads` KV heads, sliding `window`, 0 = none, MLA `latent` decode or not): "triton" for a Triton
+    prefill, "gqa_unpacked" for an FA2 decode with a window or without GQA, else ""."""
+    if op == "attn_prefill" and backend in TRITON_BACKENDS:
+        return "triton"
+    if op == "attn_decode" and backend == "flash_attn_2" and not latent and (window or heads == kv_heads):
+        return "gqa_unpacked"
+    return ""
+
+
 def with_backend(k: Kernel, backend: str, window: int, heads: int, kv_heads: int) -> Kernel:
-    """Attention kernel `k` as `backend` runs it (a group of `heads` query / `kv_heads` KV heads, sliding `window`,
-    0 = none): Kernel.triton for a Triton prefill, Kernel.gqa_unpacked for an FA2 decode with a window or without
-    GQA. The one rule both the op graph and validation.predict (per measured row) apply."""
-    if k.op == "attn_prefill" and backend in TRITON_BACKENDS:
-        return replace(k, triton=True)
-    if k.op == "attn_decode" and backend == "flash_attn_2" and not k.latent and (window or heads == kv_heads):
-        return replace(k, gqa_unpacked=True)
-    return k
+    """Attention kernel `k` as `backend` runs it (backend_flag). The one rule both the op graph and
+    validation.predict (per measured row) apply."""
+    flag = backend_flag(backend, k.op, k.latent, window, heads, kv_heads)
+    return replace(k, **{flag: True}) if flag else k
 
 
 def priced_apart(g: AttnGroup) -> bool:
-    """Whether group `g`'s backend sets a Kernel flag (the closed form of model.cost then costs its kernels)."""
-    return g.backend in TRITON_BACKENDS or (g.backend == "flash_attn_2" and not g.latent_decode
-                                            and bool(g.window or g.heads == g.kv_heads))
+    """Whether group `g`'s backend sets a Kernel flag on its prefill or decode kernel (the closed form of
+    model.cost then costs its kernels)."""
+    return any(backend_flag(g.backend, op, g.latent_decode, g.window, g.heads, g.kv_heads)
+               for op in ("attn_prefill", "attn_decode"))
 
 
 @dataclass(frozen=True, slots=True)
