@@ -280,7 +280,8 @@ def _static_engine_settings(row: BenchRow, notes: list[str]) -> dict[str, Any]:
     executor."""
     spec = row_engine(row)[0] if row.mode == "static_batch" else None
     # (other settings may need the model: not asked)
-    if spec is None or not engine_row(spec).host_s_per_launch or engine_row(spec).eager_prompts_only:
+    eng = engine_row(spec) if spec is not None else None
+    if eng is None or not eng.host_s_per_launch or eng.eager_prompts_only:
         return {}
     prof = engine_profile(spec, row.hardware, gpus=row.tp * row.pp, model=row.model)
     if not prof.host_s_per_launch:
@@ -455,6 +456,14 @@ def predict_table(rows: Sequence[BenchRow], calibration: CalibrationChoice = shi
     return E2EResult(tuple(preds), tuple(p.problem for p in preds if p.problem))
 
 
+def _scored(p: RowPrediction, col: str) -> tuple[float, float] | None:
+    """(predicted, measured) of `col` when the row measured it (> 0) and the prediction is finite, else None."""
+    meas, pred = getattr(p.row, col), p.predicted.get(col, math.nan)
+    if meas is None or meas <= 0 or not math.isfinite(pred):
+        return None
+    return pred, meas
+
+
 def e2e_error_stats(preds: Sequence[RowPrediction], key: Callable[[BenchRow], str] | None = None
                     ) -> dict[str, dict[str, dict[str, float | int]]]:
     """{group: {metric: {n, median_abs_pct_err, mape, p90_abs_pct_err, bias_pct}}} over the rows with both a
@@ -467,9 +476,7 @@ def e2e_error_stats(preds: Sequence[RowPrediction], key: Callable[[BenchRow], st
     for g in sorted(groups):
         d: dict[str, dict[str, float | int]] = {}
         for col in METRICS:
-            pairs = [(p.predicted[col], getattr(p.row, col)) for p in groups[g]
-                     if getattr(p.row, col) is not None and getattr(p.row, col) > 0
-                     and math.isfinite(p.predicted.get(col, math.nan))]
+            pairs = [pm for p in groups[g] if (pm := _scored(p, col)) is not None]
             if pairs:
                 arr = np.array(pairs, dtype=float)
                 st = error_stats(arr[:, 0], arr[:, 1]).as_dict()
@@ -491,9 +498,10 @@ def far_off_rows(preds: Sequence[RowPrediction], key: Callable[[BenchRow], str],
         raise ValueError(f"far_off_rows: factor={factor} must be > 1")
     out = []
     for p in preds:
-        meas, pred = getattr(p.row, metric), p.predicted.get(metric, math.nan)
-        if p.problem is not None or meas is None or meas <= 0 or not math.isfinite(pred):
+        pm = _scored(p, metric) if p.problem is None else None
+        if pm is None:
             continue
+        pred, meas = pm
         ratio = pred / meas
         if ratio > factor or ratio < 1 / factor:
             out.append({"index": p.index, "group": key(p.row), "isl": p.row.isl, "osl": p.row.osl,
